@@ -1,0 +1,267 @@
+#include "common/config.h"
+
+#include <arpa/inet.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace teleread {
+namespace {
+
+// Walks one TOML table, remembering the dotted path for error messages, and rejects
+// keys it was not asked for so that a typo in the config is an error, not a silent default.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string path, const std::string& source)
+      : table_(table), path_(std::move(path)), source_(source) {}
+
+  [[noreturn]] void Fail(const toml::node* node, const std::string& key, const std::string& msg) const {
+    std::ostringstream out;
+    out << source_;
+    const toml::source_region& where = node ? node->source() : table_.source();
+    if (where.begin.line > 0) out << ":" << where.begin.line;
+    out << ": " << Qualified(key) << ": " << msg;
+    throw ConfigError(out.str());
+  }
+
+  std::string Qualified(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  const toml::node* Get(const std::string& key) {
+    seen_.insert(key);
+    return table_.get(key);
+  }
+
+  std::string String(const std::string& key, std::optional<std::string> fallback = std::nullopt) {
+    const toml::node* node = Get(key);
+    if (!node) return Required(key, std::move(fallback));
+    auto value = node->value<std::string>();
+    if (!node->is_string() || !value) Fail(node, key, "expected a string");
+    return *value;
+  }
+
+  int64_t Integer(const std::string& key, int64_t min, int64_t max, std::optional<int64_t> fallback) {
+    const toml::node* node = Get(key);
+    if (!node) {
+      if (!fallback) Fail(nullptr, key, "is required");
+      return *fallback;
+    }
+    if (!node->is_integer()) Fail(node, key, "expected an integer");
+    int64_t v = *node->value<int64_t>();
+    if (v < min || v > max) {
+      Fail(node, key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                          ", got " + std::to_string(v));
+    }
+    return v;
+  }
+
+  std::vector<std::string> StringArray(const std::string& key, bool required) {
+    std::vector<std::string> out;
+    const toml::node* node = Get(key);
+    if (!node) {
+      if (required) Fail(nullptr, key, "is required");
+      return out;
+    }
+    const toml::array* arr = node->as_array();
+    if (!arr) Fail(node, key, "expected an array of strings");
+    for (const toml::node& item : *arr) {
+      auto value = item.value<std::string>();
+      if (!item.is_string() || !value) Fail(&item, key, "expected an array of strings");
+      out.push_back(*value);
+    }
+    if (required && out.empty()) Fail(node, key, "must not be empty");
+    return out;
+  }
+
+  const toml::table* OptionalTable(const std::string& key) {
+    const toml::node* node = Get(key);
+    if (!node) return nullptr;
+    if (!node->is_table()) Fail(node, key, "expected a table");
+    return node->as_table();
+  }
+
+  const toml::array* OptionalTableArray(const std::string& key) {
+    const toml::node* node = Get(key);
+    if (!node) return nullptr;
+    const toml::array* arr = node->as_array();
+    if (!arr || !arr->is_array_of_tables()) Fail(node, key, "expected [[" + Qualified(key) + "]] tables");
+    return arr;
+  }
+
+  void RejectUnknownKeys() const {
+    for (const auto& [key, node] : table_) {
+      if (!seen_.count(std::string(key.str()))) Fail(&node, std::string(key.str()), "unknown key");
+    }
+  }
+
+  const toml::table& table() const { return table_; }
+  const std::string& path() const { return path_; }
+  const std::string& source() const { return source_; }
+
+ private:
+  std::string Required(const std::string& key, std::optional<std::string> fallback) const {
+    if (!fallback) Fail(nullptr, key, "is required");
+    return *fallback;
+  }
+
+  const toml::table& table_;
+  std::string path_;
+  const std::string& source_;
+  std::set<std::string> seen_;
+};
+
+void CheckAeTitle(TableReader& r, const std::string& key, const std::string& ae) {
+  if (auto problem = AeTitleProblem(ae)) r.Fail(r.Get(key), key, *problem);
+}
+
+bool IsIpAddress(const std::string& text) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
+CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
+  CentreConfig c;
+  c.ae_title = r.String("ae_title");
+  CheckAeTitle(r, "ae_title", c.ae_title);
+  c.name = r.String("name", c.ae_title);
+  c.bind_address = r.String("bind_address", c.bind_address);
+  if (!IsIpAddress(c.bind_address)) r.Fail(r.Get("bind_address"), "bind_address", "not an IP address");
+  c.dicom_port = static_cast<uint16_t>(r.Integer("dicom_port", 1, 65535, c.dicom_port));
+  std::filesystem::path storage = r.String("storage");
+  if (storage.empty()) r.Fail(r.Get("storage"), "storage", "must not be empty");
+  c.storage = storage.is_absolute() ? storage : (base_dir / storage).lexically_normal();
+  c.quiet_period_seconds = static_cast<int>(r.Integer("quiet_period_seconds", 1, 86400, c.quiet_period_seconds));
+  c.max_associations = static_cast<int>(r.Integer("max_associations", 1, 1024, c.max_associations));
+  c.acse_timeout_seconds = static_cast<int>(r.Integer("acse_timeout_seconds", 1, 600, c.acse_timeout_seconds));
+  c.dimse_timeout_seconds = static_cast<int>(r.Integer("dimse_timeout_seconds", 1, 3600, c.dimse_timeout_seconds));
+  c.max_pdu_bytes = static_cast<uint32_t>(r.Integer("max_pdu_bytes", 4096, 16777216, c.max_pdu_bytes));
+  c.min_free_disk_mb = static_cast<uint64_t>(r.Integer("min_free_disk_mb", 0, int64_t{1} << 40, 512));
+  c.centre_ae_titles = r.StringArray("centre_ae_titles", false);
+  for (const auto& ae : c.centre_ae_titles) CheckAeTitle(r, "centre_ae_titles", ae);
+  r.RejectUnknownKeys();
+  return c;
+}
+
+Member ReadMember(TableReader& r) {
+  Member m;
+  m.id = r.String("id");
+  if (m.id.empty()) r.Fail(r.Get("id"), "id", "must not be empty");
+  m.name = r.String("name", m.id);
+  m.ae_titles = r.StringArray("ae_titles", true);
+  for (const auto& ae : m.ae_titles) CheckAeTitle(r, "ae_titles", ae);
+  m.allowed_addresses = r.StringArray("allowed_addresses", false);
+  for (const auto& a : m.allowed_addresses) {
+    if (!IsIpAddress(a)) r.Fail(r.Get("allowed_addresses"), "allowed_addresses", "'" + a + "' is not an IP address");
+  }
+  if (const toml::table* d = r.OptionalTable("delivery")) {
+    TableReader dr(*d, r.Qualified("delivery"), r.source());
+    DeliveryTarget t;
+    t.ae_title = dr.String("ae_title");
+    CheckAeTitle(dr, "ae_title", t.ae_title);
+    t.host = dr.String("host");
+    t.port = static_cast<uint16_t>(dr.Integer("port", 1, 65535, std::nullopt));
+    dr.RejectUnknownKeys();
+    m.delivery = t;
+  }
+  r.RejectUnknownKeys();
+  return m;
+}
+
+Radiologist ReadRadiologist(TableReader& r) {
+  Radiologist d;
+  d.id = r.String("id");
+  if (d.id.empty()) r.Fail(r.Get("id"), "id", "must not be empty");
+  d.name = r.String("name");
+  d.certificate_subject = r.String("certificate_subject", "");
+  d.modalities = r.StringArray("modalities", false);
+  r.RejectUnknownKeys();
+  return d;
+}
+
+}  // namespace
+
+std::optional<std::string> AeTitleProblem(std::string_view ae) {
+  if (ae.empty()) return "AE title must not be empty";
+  if (ae.size() > 16) return "AE title '" + std::string(ae) + "' is longer than 16 characters";
+  if (ae.find_first_not_of(' ') == std::string_view::npos) return "AE title must not be only spaces";
+  for (char ch : ae) {
+    if (ch == '\\' || static_cast<unsigned char>(ch) < 0x20 || static_cast<unsigned char>(ch) > 0x7e) {
+      return "AE title '" + std::string(ae) + "' contains a backslash or a non-printable character";
+    }
+  }
+  return std::nullopt;
+}
+
+const Member* Config::FindMemberByAeTitle(std::string_view ae) const {
+  for (const Member& m : members) {
+    for (const std::string& own : m.ae_titles) {
+      if (own == ae) return &m;
+    }
+  }
+  return nullptr;
+}
+
+bool Config::IsCentreAeTitle(std::string_view ae) const {
+  for (const std::string& own : centre.centre_ae_titles) {
+    if (own == ae) return true;
+  }
+  return false;
+}
+
+Config ParseConfig(std::string_view text, const std::string& source, const std::filesystem::path& base_dir) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream out;
+    out << source << ":" << e.source().begin.line << ": " << e.description();
+    throw ConfigError(out.str());
+  }
+  TableReader top(root, "", source);
+  Config config;
+  const toml::table* centre = top.OptionalTable("centre");
+  if (!centre) top.Fail(nullptr, "centre", "the [centre] table is required");
+  TableReader cr(*centre, "centre", source);
+  config.centre = ReadCentre(cr, base_dir);
+
+  std::set<std::string> ids;
+  std::set<std::string> aes(config.centre.centre_ae_titles.begin(), config.centre.centre_ae_titles.end());
+  aes.insert(config.centre.ae_title);
+  if (const toml::array* members = top.OptionalTableArray("members")) {
+    for (size_t i = 0; i < members->size(); ++i) {
+      const toml::table& t = *members->get(i)->as_table();
+      TableReader mr(t, "members[" + std::to_string(i) + "]", source);
+      Member m = ReadMember(mr);
+      if (!ids.insert(m.id).second) mr.Fail(mr.Get("id"), "id", "duplicate member id '" + m.id + "'");
+      for (const auto& ae : m.ae_titles) {
+        if (!aes.insert(ae).second) {
+          mr.Fail(mr.Get("ae_titles"), "ae_titles", "AE title '" + ae + "' is already used elsewhere in the config");
+        }
+      }
+      config.members.push_back(std::move(m));
+    }
+  }
+  std::set<std::string> rad_ids;
+  if (const toml::array* rads = top.OptionalTableArray("radiologists")) {
+    for (size_t i = 0; i < rads->size(); ++i) {
+      TableReader rr(*rads->get(i)->as_table(), "radiologists[" + std::to_string(i) + "]", source);
+      Radiologist d = ReadRadiologist(rr);
+      if (!rad_ids.insert(d.id).second) rr.Fail(rr.Get("id"), "id", "duplicate radiologist id '" + d.id + "'");
+      config.radiologists.push_back(std::move(d));
+    }
+  }
+  top.RejectUnknownKeys();
+  return config;
+}
+
+Config LoadConfig(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path.string() + ": cannot open the config file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::filesystem::path base = std::filesystem::absolute(path).parent_path();
+  return ParseConfig(text.str(), path.string(), base);
+}
+
+}  // namespace teleread

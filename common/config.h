@@ -1,0 +1,74 @@
+#pragma once
+// The centre's configuration: one TOML file, validated as a whole at start-up.
+// LoadConfig throws ConfigError whose message names the file, the line and the key.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace teleread {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DeliveryTarget {
+  std::string ae_title;
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct Member {
+  std::string id;
+  std::string name;
+  std::vector<std::string> ae_titles;          // calling AE titles this member's PACS uses
+  std::vector<std::string> allowed_addresses;  // empty: any source address
+  std::optional<DeliveryTarget> delivery;      // where signed reports go
+};
+
+struct Radiologist {
+  std::string id;
+  std::string name;  // DICOM person name, e.g. "Wang^Li"
+  std::string certificate_subject;
+  std::vector<std::string> modalities;  // empty: all
+};
+
+struct CentreConfig {
+  std::string ae_title;
+  std::string name;
+  std::string bind_address = "127.0.0.1";
+  uint16_t dicom_port = 11112;
+  std::filesystem::path storage;              // objects and the SQLite index
+  int quiet_period_seconds = 30;              // no new instance for this long: study complete
+  int max_associations = 32;                  // concurrent DICOM associations
+  int acse_timeout_seconds = 10;
+  int dimse_timeout_seconds = 60;
+  uint32_t max_pdu_bytes = 131072;
+  uint64_t min_free_disk_mb = 512;            // refuse C-STORE (0xA700) below this much free space
+  std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
+};
+
+struct Config {
+  CentreConfig centre;
+  std::vector<Member> members;
+  std::vector<Radiologist> radiologists;
+
+  // The member whose calling AE titles include `ae_title`, or nullptr.
+  const Member* FindMemberByAeTitle(std::string_view ae_title) const;
+  bool IsCentreAeTitle(std::string_view ae_title) const;
+};
+
+// Parses and validates; relative paths are resolved against `base_dir`.
+Config ParseConfig(std::string_view toml_text, const std::string& source_name,
+                   const std::filesystem::path& base_dir);
+Config LoadConfig(const std::filesystem::path& path);
+
+// DICOM AE title rules (PS3.5 AE VR): 1-16 characters, no backslash or control characters,
+// not only spaces. Returns an explanation when invalid.
+std::optional<std::string> AeTitleProblem(std::string_view ae_title);
+
+}  // namespace teleread

@@ -1,0 +1,203 @@
+#include "common/dicom.h"
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdict.h"
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcmetinf.h"
+#include "dcmtk/dcmdata/dcostrmb.h"
+#include "dcmtk/dcmdata/dcspchrs.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmdata/dcxfer.h"
+#include "dcmtk/oflog/oflog.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <vector>
+
+namespace teleread {
+namespace {
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  size_t start = s.find_first_not_of(' ');
+  return start == std::string::npos ? std::string() : s.substr(start);
+}
+
+bool IsAscii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+// Raw (undecoded) value of a string element, all values, as stored.
+std::string RawString(DcmItem& item, const DcmTagKey& tag) {
+  OFString value;
+  if (item.findAndGetOFStringArray(tag, value).bad()) return std::string();
+  return std::string(value.c_str(), value.length());
+}
+
+class TextDecoder {
+ public:
+  explicit TextDecoder(std::string charset) : charset_(Trim(std::move(charset))) {}
+
+  std::string Decode(const std::string& raw, const char* delimiters) {
+    if (IsAscii(raw) && charset_.find("2022") == std::string::npos) return Trim(raw);
+    Result<std::string> decoded = DecodeToUtf8(charset_, raw, delimiters);
+    if (decoded.ok()) return Trim(decoded.value());
+    // Keep what is readable rather than refuse an object over a display string.
+    std::string lossy;
+    for (char c : raw) lossy += static_cast<unsigned char>(c) < 0x80 ? c : '?';
+    return Trim(lossy);
+  }
+
+ private:
+  std::string charset_;
+};
+
+}  // namespace
+
+void InitializeDicom() {
+  OFLog::configure(OFLogger::WARN_LOG_LEVEL);
+  // loadFileUntilTag and friends warn on routine events; keep errors only.
+  OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
+  OFLog::getLogger("dcmtk.dcmnet").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
+  (void)dcmDataDict.isDictionaryLoaded();
+}
+
+bool IsStorageSopClass(std::string_view uid) {
+  return dcmIsaStorageSOPClassUID(std::string(uid).c_str(), ESSC_All);
+}
+
+Result<std::string> DecodeToUtf8(std::string_view charset, std::string_view raw, std::string_view delimiters) {
+  DcmSpecificCharacterSet converter;
+  OFCondition cond = converter.selectCharacterSet(OFString(charset.data(), charset.size()));
+  if (cond.bad()) {
+    return Status::InvalidArgument("unsupported Specific Character Set '" + std::string(charset) + "': " + cond.text());
+  }
+  OFString out;
+  cond = converter.convertString(raw.data(), raw.size(), out, OFString(delimiters.data(), delimiters.size()));
+  if (cond.bad()) return Status::InvalidArgument(std::string("cannot decode text: ") + cond.text());
+  return std::string(out.c_str(), out.length());
+}
+
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {
+  DcmFileFormat ff;
+  // Values longer than 4 KiB stay on disk: a 1 GB object costs no more memory than a small one.
+  OFCondition cond = ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_fileOnly);
+  if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+  DcmDataset& ds = *ff.getDataset();
+  InstanceSummary s;
+  s.transfer_syntax_uid = Trim(RawString(*ff.getMetaInfo(), DCM_TransferSyntaxUID));
+  s.source_ae_title = Trim(RawString(*ff.getMetaInfo(), DCM_SourceApplicationEntityTitle));
+  s.specific_character_set = Trim(RawString(ds, DCM_SpecificCharacterSet));
+  TextDecoder text(s.specific_character_set);
+  auto plain = [&](const DcmTagKey& tag) { return Trim(RawString(ds, tag)); };
+  auto decoded = [&](const DcmTagKey& tag) { return text.Decode(RawString(ds, tag), "\\"); };
+  s.sop_class_uid = plain(DCM_SOPClassUID);
+  s.sop_instance_uid = plain(DCM_SOPInstanceUID);
+  s.study_instance_uid = plain(DCM_StudyInstanceUID);
+  s.series_instance_uid = plain(DCM_SeriesInstanceUID);
+  s.patient_id = decoded(DCM_PatientID);
+  s.issuer_of_patient_id = decoded(DCM_IssuerOfPatientID);
+  s.other_patient_ids = decoded(DCM_RETIRED_OtherPatientIDs);
+  s.patient_name = text.Decode(RawString(ds, DCM_PatientName), "\\^=");
+  s.patient_birth_date = plain(DCM_PatientBirthDate);
+  s.patient_sex = plain(DCM_PatientSex);
+  s.patient_age = plain(DCM_PatientAge);
+  s.study_date = plain(DCM_StudyDate);
+  s.study_time = plain(DCM_StudyTime);
+  s.accession_number = decoded(DCM_AccessionNumber);
+  s.study_id = decoded(DCM_StudyID);
+  s.study_description = decoded(DCM_StudyDescription);
+  s.referring_physician_name = text.Decode(RawString(ds, DCM_ReferringPhysicianName), "\\^=");
+  s.institution_name = decoded(DCM_InstitutionName);
+  s.study_priority = plain(DCM_RequestedProcedurePriority);
+  if (s.study_priority.empty()) s.study_priority = plain(DCM_RETIRED_StudyPriorityID);
+  std::transform(s.study_priority.begin(), s.study_priority.end(), s.study_priority.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  s.modality = plain(DCM_Modality);
+  s.series_number = plain(DCM_SeriesNumber);
+  s.series_description = decoded(DCM_SeriesDescription);
+  s.body_part_examined = plain(DCM_BodyPartExamined);
+  s.instance_number = plain(DCM_InstanceNumber);
+  return s;
+}
+
+namespace {
+
+// Offset of the data set in a Part 10 file: preamble, "DICM", then the meta group whose
+// length is given by its first element (0002,0000) UL.
+Result<uint64_t> DataSetOffset(std::ifstream& in) {
+  unsigned char head[144];
+  if (!in.read(reinterpret_cast<char*>(head), sizeof head)) return Status::Corruption("file too short");
+  if (std::string_view(reinterpret_cast<char*>(head + 128), 4) != "DICM" || head[132] != 0x02 || head[133] != 0 ||
+      head[134] != 0 || head[135] != 0 || head[136] != 'U' || head[137] != 'L') {
+    return Status::Corruption("no standard file meta header");
+  }
+  uint32_t group_length = head[140] | (head[141] << 8) | (head[142] << 16) | (uint32_t(head[143]) << 24);
+  return uint64_t{144} + group_length;
+}
+
+Result<bool> SameBytesAfter(const std::filesystem::path& a, const std::filesystem::path& b) {
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  if (!fa || !fb) return Status::IOError("cannot open stored files for comparison");
+  Result<uint64_t> oa = DataSetOffset(fa), ob = DataSetOffset(fb);
+  if (!oa.ok()) return oa.status();
+  if (!ob.ok()) return ob.status();
+  std::error_code ec;
+  uint64_t la = std::filesystem::file_size(a, ec) - oa.value();
+  uint64_t lb = std::filesystem::file_size(b, ec) - ob.value();
+  if (ec) return Status::IOError("cannot stat stored files: " + ec.message());
+  if (la != lb) return false;
+  fa.seekg(static_cast<std::streamoff>(oa.value()));
+  fb.seekg(static_cast<std::streamoff>(ob.value()));
+  std::vector<char> ba(1 << 16), bb(1 << 16);
+  while (la > 0) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(la, ba.size()));
+    if (!fa.read(ba.data(), n) || !fb.read(bb.data(), n)) return Status::IOError("short read comparing files");
+    if (!std::equal(ba.begin(), ba.begin() + n, bb.begin())) return false;
+    la -= n;
+  }
+  return true;
+}
+
+Result<std::string> EncodeExplicitLittle(const std::filesystem::path& file) {
+  DcmFileFormat ff;
+  OFCondition cond = ff.loadFile(file.c_str());
+  if (cond.bad()) return Status::Corruption(cond.text());
+  DcmDataset& ds = *ff.getDataset();
+  ds.loadAllDataIntoMemory();
+  ds.transferInit();
+  uint32_t length = ds.calcElementLength(EXS_LittleEndianExplicit, EET_ExplicitLength);
+  std::string buffer(length + 1024, '\0');
+  DcmOutputBufferStream out(buffer.data(), buffer.size());
+  cond = ds.write(out, EXS_LittleEndianExplicit, EET_ExplicitLength, nullptr);
+  ds.transferEnd();
+  if (cond.bad()) return Status::Corruption(cond.text());
+  void* data = nullptr;
+  offile_off_t written = 0;
+  out.flushBuffer(data, written);
+  buffer.resize(static_cast<size_t>(written));
+  return buffer;
+}
+
+bool IsNative(const std::string& ts) {
+  DcmXfer x(ts.c_str());
+  return !x.isEncapsulated() && x.getStreamCompression() == ESC_none;
+}
+
+}  // namespace
+
+Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b) {
+  Result<InstanceSummary> sa = ReadInstanceSummary(a), sb = ReadInstanceSummary(b);
+  if (!sa.ok()) return sa.status();
+  if (!sb.ok()) return sb.status();
+  if (sa->transfer_syntax_uid == sb->transfer_syntax_uid) return SameBytesAfter(a, b);
+  if (!IsNative(sa->transfer_syntax_uid) || !IsNative(sb->transfer_syntax_uid)) return false;
+  Result<std::string> ea = EncodeExplicitLittle(a), eb = EncodeExplicitLittle(b);
+  if (!ea.ok()) return ea.status();
+  if (!eb.ok()) return eb.status();
+  return ea.value() == eb.value();
+}
+
+}  // namespace teleread

@@ -1,0 +1,65 @@
+#pragma once
+// The DICOM adapter: the only place in common/ that includes DCMTK. Everything else sees
+// InstanceSummary and plain strings (UTF-8).
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace teleread {
+
+// What the index needs from one stored object. Text values are UTF-8, decoded from the
+// object's Specific Character Set; UIDs and codes are as found, trailing padding removed.
+struct InstanceSummary {
+  std::string transfer_syntax_uid;  // from the file meta header
+  std::string source_ae_title;      // from the file meta header: who sent it to us
+  std::string specific_character_set;
+  std::string sop_class_uid;
+  std::string sop_instance_uid;
+  std::string study_instance_uid;
+  std::string series_instance_uid;
+  std::string patient_id;
+  std::string issuer_of_patient_id;
+  std::string other_patient_ids;  // backslash-separated
+  std::string patient_name;
+  std::string patient_birth_date;
+  std::string patient_sex;
+  std::string patient_age;
+  std::string study_date;
+  std::string study_time;
+  std::string accession_number;
+  std::string study_id;
+  std::string study_description;
+  std::string referring_physician_name;
+  std::string institution_name;
+  std::string study_priority;  // Requested Procedure Priority or Study Priority ID, upper case
+  std::string modality;
+  std::string series_number;
+  std::string series_description;
+  std::string body_part_examined;
+  std::string instance_number;
+};
+
+// Loads the dictionary and quietens DCMTK's own console logging; call once at start-up,
+// before threads start.
+void InitializeDicom();
+
+// Parses the whole file (large values are not loaded into memory) and extracts the summary.
+// Corruption when the file is not a parseable DICOM file with a meta header.
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file);
+
+// Decodes `raw` from a DICOM Specific Character Set (e.g. "ISO_IR 100", "ISO_IR 192",
+// "GB18030", "\ISO 2022 IR 87") to UTF-8. `delimiters` are the characters that reset
+// ISO 2022 code extensions: "\\" for most VRs, "\\^=" for person names.
+Result<std::string> DecodeToUtf8(std::string_view specific_character_set, std::string_view raw,
+                                 std::string_view delimiters = "\\");
+
+// Whether two stored files carry the same data set: byte equality of the data sets when the
+// transfer syntaxes agree; for two native (uncompressed) encodings, equality after re-encoding
+// both as Explicit VR Little Endian; otherwise false.
+Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b);
+
+bool IsStorageSopClass(std::string_view sop_class_uid);
+
+}  // namespace teleread

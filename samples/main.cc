@@ -1,0 +1,45 @@
+// teleread-samples: writes the sample consortium's studies, or a benchmark corpus.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "samples/synthetic.h"
+
+using namespace teleread;
+
+int main(int argc, char** argv) {
+  CLI::App app{"Writes synthetic DICOM studies for TeleRead's demo, tests and benchmarks"};
+  app.require_subcommand(1);
+  std::string out;
+  int ct_slices = 20;
+  CLI::App* consortium = app.add_subcommand("consortium", "The sample consortium's studies, under OUT/<AE title>/");
+  consortium->add_option("out", out, "Output directory")->required();
+  consortium->add_option("--ct-slices", ct_slices, "Slices in the sample CT")->check(CLI::Range(1, 2000));
+
+  CLI::App* corpus = app.add_subcommand("corpus", "N instances of one kind in one study, for benchmarks");
+  std::string kind = "ct";
+  int count = 100;
+  corpus->add_option("out", out, "Output directory")->required();
+  corpus->add_option("--kind", kind, "ct (512x512, ~0.5 MB) or small (64x64, ~10 kB)")
+      ->check(CLI::IsMember({"ct", "small"}));
+  corpus->add_option("--count", count, "Number of instances")->check(CLI::Range(1, 1000000));
+  CLI11_PARSE(app, argc, argv);
+
+  Result<std::vector<std::filesystem::path>> files = Status::InvalidArgument("no subcommand");
+  if (*consortium) {
+    files = samples::WriteConsortium(out, ct_slices);
+  } else {
+    samples::SeriesSpec spec;
+    spec.patient_name = "Bench^Mark";
+    spec.patient_id = "BENCH-" + kind;
+    spec.study_description = "Benchmark " + kind;
+    spec.instances = count;
+    if (kind == "small") spec.rows = spec.columns = 64;
+    files = samples::WriteSeries(spec, out);
+  }
+  if (!files.ok()) {
+    std::cerr << "teleread-samples: " << files.status().ToString() << "\n";
+    return 1;
+  }
+  std::cout << "wrote " << files->size() << " files under " << out << "\n";
+  return 0;
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs TeleRead's build and test dependencies from Debian 12's archive.
+# Used by the README's commands and by CI; safe to run again.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libdcmtk-dev dcmtk            # DICOM toolkit and its command-line peers (storescu, findscu, ...)
+  libboost-dev                  # Asio/Beast (header-only)
+  libsqlite3-dev sqlite3        # the embedded index, and the CLI for inspecting it
+  libssl-dev openssl            # TLS and signatures; the openssl CLI for test certificates
+  catch2                        # unit and integration tests (2.13)
+  libtomlplusplus-dev           # config parsing with source positions for error messages
+  libcli11-dev                  # command-line parsing
+  libspdlog-dev                 # thread-safe levelled logging
+  dicom3tools                   # dciodvfy, for validating what we produce
+  procps psmisc                 # ps/pkill/fuser for tests that start and stop servers
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root or install them" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,83 @@
+#include "server/ingest.h"
+
+#include <unistd.h>
+
+#include "common/log.h"
+
+namespace teleread {
+namespace {
+
+StoreOutcome Refuse(uint16_t status, std::string why) { return StoreOutcome{status, std::move(why), false, 0}; }
+
+uint16_t StatusFor(const Status& s) {
+  return s.code() == Status::Code::kNoSpace || s.code() == Status::Code::kIOError ? dimse::kOutOfResources
+                                                                                   : dimse::kCannotUnderstand;
+}
+
+}  // namespace
+
+Ingest::Ingest(ObjectStore& store, Index& index, Clock clock) : store_(store), index_(index), clock_(std::move(clock)) {}
+
+StoreOutcome Ingest::Store(const StoreRequest& req) {
+  struct TempGuard {
+    const std::filesystem::path& path;
+    ~TempGuard() { ::unlink(path.c_str()); }  // harmless once the object has been linked
+  } guard{req.temp_file};
+
+  Result<InstanceSummary> summary = ReadInstanceSummary(req.temp_file);
+  if (!summary.ok()) return Refuse(dimse::kCannotUnderstand, summary.status().message());
+  const InstanceSummary& s = summary.value();
+  if (s.sop_instance_uid.empty()) return Refuse(dimse::kDataSetDoesNotMatchSopClass, "no SOP Instance UID");
+  if (s.study_instance_uid.empty()) return Refuse(dimse::kDataSetDoesNotMatchSopClass, "no Study Instance UID");
+  if (s.series_instance_uid.empty()) return Refuse(dimse::kDataSetDoesNotMatchSopClass, "no Series Instance UID");
+  if (s.sop_class_uid != req.negotiated_sop_class_uid) {
+    return Refuse(dimse::kDataSetDoesNotMatchSopClass,
+                  "SOP Class " + s.sop_class_uid + " differs from the negotiated " + req.negotiated_sop_class_uid);
+  }
+  if (s.sop_instance_uid != req.affected_sop_instance_uid) {
+    return Refuse(dimse::kDataSetDoesNotMatchSopClass, "SOP Instance UID differs from the C-STORE request's");
+  }
+  if (std::optional<std::string> owner = index_.StudyOwner(s.study_instance_uid); owner && *owner != req.member_id) {
+    return Refuse(dimse::kNotAuthorized, "study " + s.study_instance_uid + " was sent by another member hospital");
+  }
+
+  std::error_code ec;
+  NewInstance instance{s, req.member_id, req.calling_ae_title, ObjectStore::RelativePathFor(s.sop_instance_uid),
+                       std::filesystem::file_size(req.temp_file, ec), clock_()};
+  Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
+  if (!placed.ok()) return Refuse(StatusFor(placed.status()), placed.status().message());
+  if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
+
+  if (Status st = index_.AddInstance(instance); !st.ok()) {
+    // The file stays: it is whole, and a re-send or the start-up scan indexes it.
+    spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
+    return Refuse(st.code() == Status::Code::kConflict ? dimse::kNotAuthorized : dimse::kOutOfResources,
+                  st.message());
+  }
+  return StoreOutcome{dimse::kSuccess, "", true, instance.size_bytes};
+}
+
+StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& instance) {
+  std::filesystem::path existing = store_.Absolute(instance.relative_path);
+  Result<bool> same = SameDataSet(req.temp_file, existing);
+  if (!same.ok()) return Refuse(dimse::kOutOfResources, "cannot compare with the stored copy: " + same.status().message());
+  if (!same.value()) {
+    return Refuse(dimse::kDuplicateSopInstance,
+                  "SOP Instance UID already stored with different content; the stored object is kept");
+  }
+  std::optional<StoredInstance> indexed = index_.FindInstance(instance.summary.sop_instance_uid);
+  if (indexed) {
+    if (indexed->member_id != req.member_id) {
+      return Refuse(dimse::kDuplicateSopInstance, "SOP Instance UID already stored for another member hospital");
+    }
+    return StoreOutcome{dimse::kSuccess, "", false, instance.size_bytes};
+  }
+  // A file without its row: an earlier attempt stopped between placing and indexing.
+  if (Status st = index_.AddInstance(instance); !st.ok()) {
+    return Refuse(st.code() == Status::Code::kConflict ? dimse::kNotAuthorized : dimse::kOutOfResources,
+                  st.message());
+  }
+  return StoreOutcome{dimse::kSuccess, "", true, instance.size_bytes};
+}
+
+}  // namespace teleread

@@ -1,0 +1,97 @@
+// teleread-server: reads arguments and config, wires the server, waits for a signal.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "server/server_app.h"
+
+using namespace teleread;
+
+namespace {
+
+int PrintStatus(const Config& config) {
+  Result<std::unique_ptr<Index>> index = OpenIndex(config.centre.storage);
+  if (!index.ok()) {
+    std::cerr << "teleread-server: " << index.status().ToString() << "\n";
+    return 1;
+  }
+  Result<IndexCounts> counts = index.value()->Counts();
+  Result<std::vector<StudyOverview>> studies = index.value()->ListStudies();
+  if (!counts.ok() || !studies.ok()) {
+    std::cerr << "teleread-server: cannot read the index\n";
+    return 1;
+  }
+  const IndexCounts& c = counts.value();
+  std::printf("%lld patients, %lld studies, %lld series, %lld instances (%.1f MB); %lld reading tasks, %lld waiting\n",
+              (long long)c.patients, (long long)c.studies, (long long)c.series, (long long)c.instances,
+              c.bytes / 1e6, (long long)c.tasks_total, (long long)c.tasks_waiting);
+  std::printf("%-10s %-12s %-8s %-9s %-28s %-8s %6s %9s  %s\n", "MEMBER", "PATIENT ID", "DATE", "MODALITY",
+              "DESCRIPTION", "PRIORITY", "SERIES", "INSTANCES", "TASK");
+  for (const StudyOverview& s : studies.value()) {
+    std::printf("%-10s %-12s %-8s %-9s %-28.28s %-8s %6lld %9lld  %s\n", s.member_id.c_str(), s.patient_id.c_str(),
+                s.study_date.c_str(), s.modalities.c_str(), s.study_description.c_str(),
+                s.priority.empty() ? "-" : s.priority.c_str(), (long long)s.num_series, (long long)s.num_instances,
+                s.task_state.empty() ? "receiving" : s.task_state.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"TeleRead reading-centre server"};
+  app.set_version_flag("--version", kVersion);
+  std::string config_path;
+  int dicom_port = -1;
+  std::string storage;
+  bool check_only = false;
+  std::string log_level = "info";
+  app.add_option("-c,--config", config_path, "Centre configuration (TOML)")->required()->check(CLI::ExistingFile);
+  app.add_option("--dicom-port", dicom_port, "Override centre.dicom_port")->check(CLI::Range(0, 65535));
+  app.add_option("--storage", storage, "Override centre.storage (objects and the SQLite index)");
+  app.add_flag("--check-config", check_only, "Validate the configuration and exit");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  CLI::App* status = app.add_subcommand("status", "Print what the index holds and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  Config config;
+  try {
+    config = LoadConfig(config_path);
+  } catch (const ConfigError& e) {
+    std::cerr << "teleread-server: invalid configuration: " << e.what() << "\n";
+    return 2;
+  }
+  if (dicom_port >= 0) config.centre.dicom_port = static_cast<uint16_t>(dicom_port);
+  if (!storage.empty()) config.centre.storage = std::filesystem::absolute(storage);
+  if (check_only) {
+    std::cout << config_path << ": OK (" << config.members.size() << " members, " << config.radiologists.size()
+              << " radiologists)\n";
+    return 0;
+  }
+  SetUpLogging(log_level);
+  if (*status) return PrintStatus(config);
+
+  // Signals are taken by sigwait below, so block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  ServerApp server(std::move(config));
+  if (Status s = server.Start(); !s.ok()) {
+    spdlog::error("cannot start: {}", s.ToString());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: stopping", sig);
+  server.Stop();
+  return 0;
+}

@@ -1,0 +1,48 @@
+#include "server/reading_tasks.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/log.h"
+
+namespace teleread {
+
+ReadingTaskPromoter::ReadingTaskPromoter(Index& index, int quiet_period_seconds, Clock clock)
+    : index_(index), quiet_ms_(int64_t{quiet_period_seconds} * 1000), clock_(std::move(clock)) {}
+
+ReadingTaskPromoter::~ReadingTaskPromoter() { Stop(); }
+
+void ReadingTaskPromoter::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void ReadingTaskPromoter::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<int> ReadingTaskPromoter::RunOnce() {
+  Result<int> created = index_.PromoteQuietStudies(clock_(), quiet_ms_);
+  if (!created.ok()) {
+    spdlog::error("reading tasks: {}", created.status().ToString());
+  } else if (created.value() > 0) {
+    spdlog::info("{} stud{} complete: queued for reading", created.value(), created.value() == 1 ? "y" : "ies");
+  }
+  return created;
+}
+
+void ReadingTaskPromoter::Loop() {
+  // A tenth of the quiet period keeps the completion time within 10% of the target.
+  auto interval = std::chrono::milliseconds(std::clamp<int64_t>(quiet_ms_ / 10, 100, 1000));
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    (void)RunOnce();
+    lock.lock();
+    cv_.wait_for(lock, interval, [this] { return stopping_; });
+  }
+}
+
+}  // namespace teleread

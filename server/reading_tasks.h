@@ -1,0 +1,37 @@
+#pragma once
+// Turns studies into reading tasks once no instance has arrived for the quiet period.
+// State lives in the index, so a restart neither loses nor repeats a task.
+//
+// Thread-safety: Start/Stop from the controlling thread; the work runs on its own thread.
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "server/index.h"
+
+namespace teleread {
+
+class ReadingTaskPromoter {
+ public:
+  using Clock = std::function<int64_t()>;
+  ReadingTaskPromoter(Index& index, int quiet_period_seconds, Clock clock);
+  ~ReadingTaskPromoter();
+  void Start();
+  void Stop();
+  // One pass, for tests and for start-up.
+  Result<int> RunOnce();
+
+ private:
+  void Loop();
+
+  Index& index_;
+  int64_t quiet_ms_;
+  Clock clock_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace teleread

@@ -1,0 +1,120 @@
+#include "server/schema.h"
+
+#include <string>
+#include <vector>
+
+namespace teleread {
+namespace {
+
+// Never edit a shipped migration; append a new one.
+const std::vector<const char*>& Migrations() {
+  static const std::vector<const char*> migrations = {
+      // 1: patients scoped by member, the study hierarchy, reading tasks.
+      R"sql(
+CREATE TABLE patients (
+  id INTEGER PRIMARY KEY,
+  member_id TEXT NOT NULL,
+  patient_id TEXT NOT NULL,
+  issuer_of_patient_id TEXT NOT NULL,
+  patient_name TEXT NOT NULL,
+  birth_date TEXT NOT NULL,
+  sex TEXT NOT NULL,
+  other_patient_ids TEXT NOT NULL,
+  UNIQUE (member_id, patient_id, issuer_of_patient_id)
+);
+CREATE TABLE studies (
+  id INTEGER PRIMARY KEY,
+  patient_pk INTEGER NOT NULL REFERENCES patients(id),
+  member_id TEXT NOT NULL,
+  study_instance_uid TEXT NOT NULL UNIQUE,
+  study_date TEXT NOT NULL,
+  study_time TEXT NOT NULL,
+  accession_number TEXT NOT NULL,
+  study_id TEXT NOT NULL,
+  study_description TEXT NOT NULL,
+  referring_physician_name TEXT NOT NULL,
+  institution_name TEXT NOT NULL,
+  priority TEXT NOT NULL,
+  patient_age TEXT NOT NULL,
+  specific_character_set TEXT NOT NULL,
+  num_series INTEGER NOT NULL DEFAULT 0,
+  num_instances INTEGER NOT NULL DEFAULT 0,
+  first_received_ms INTEGER NOT NULL,
+  last_received_ms INTEGER NOT NULL,
+  task_created INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX studies_patient ON studies (patient_pk);
+CREATE INDEX studies_awaiting_task ON studies (last_received_ms) WHERE task_created = 0;
+CREATE TABLE series (
+  id INTEGER PRIMARY KEY,
+  study_pk INTEGER NOT NULL REFERENCES studies(id),
+  series_instance_uid TEXT NOT NULL UNIQUE,
+  modality TEXT NOT NULL,
+  series_number TEXT NOT NULL,
+  series_description TEXT NOT NULL,
+  body_part_examined TEXT NOT NULL,
+  num_instances INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX series_study ON series (study_pk);
+CREATE TABLE instances (
+  id INTEGER PRIMARY KEY,
+  series_pk INTEGER NOT NULL REFERENCES series(id),
+  sop_instance_uid TEXT NOT NULL UNIQUE,
+  sop_class_uid TEXT NOT NULL,
+  instance_number TEXT NOT NULL,
+  transfer_syntax_uid TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  path TEXT NOT NULL UNIQUE,
+  calling_ae_title TEXT NOT NULL,
+  received_ms INTEGER NOT NULL
+);
+CREATE INDEX instances_series ON instances (series_pk);
+CREATE TABLE reading_tasks (
+  id INTEGER PRIMARY KEY,
+  study_pk INTEGER NOT NULL UNIQUE REFERENCES studies(id),
+  state TEXT NOT NULL CHECK (state IN ('waiting', 'claimed', 'reported')),
+  priority TEXT NOT NULL,
+  complete_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  late_instances INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX reading_tasks_state ON reading_tasks (state);
+)sql",
+  };
+  return migrations;
+}
+
+}  // namespace
+
+int LatestSchemaVersion() { return static_cast<int>(Migrations().size()); }
+
+Status MigrateSchema(Database& db) {
+  Status s = db.Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+  if (!s.ok()) return s;
+  int version = 0;
+  {
+    Statement q(db.handle(), "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    version = static_cast<int>(q.Int(0));
+  }
+  if (version > LatestSchemaVersion()) {
+    return Status::InvalidArgument("index schema version " + std::to_string(version) +
+                                   " is newer than this TeleRead supports (" +
+                                   std::to_string(LatestSchemaVersion()) + ")");
+  }
+  for (int v = version + 1; v <= LatestSchemaVersion(); ++v) {
+    Transaction tx(db);
+    if (!tx.status().ok()) return tx.status();
+    if (s = db.Exec(Migrations()[v - 1]); !s.ok()) return s;
+    if (s = db.Exec("DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES (" + std::to_string(v) +
+                    ")");
+        !s.ok()) {
+      return s;
+    }
+    if (s = tx.Commit(); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+}  // namespace teleread

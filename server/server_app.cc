@@ -1,0 +1,59 @@
+#include "server/server_app.h"
+
+#include <chrono>
+
+#include "common/dicom.h"
+#include "common/log.h"
+#include "server/recovery.h"
+
+namespace teleread {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::unique_ptr<Index>> OpenIndex(const std::filesystem::path& storage_root) {
+  return Index::Open(storage_root / "index.sqlite");
+}
+
+ServerApp::ServerApp(Config config) : config_(std::move(config)) {}
+
+ServerApp::~ServerApp() { Stop(); }
+
+Status ServerApp::Start() {
+  InitializeDicom();
+  store_ = std::make_unique<ObjectStore>(config_.centre.storage);
+  if (Status s = store_->Prepare(); !s.ok()) return s;
+  Result<std::unique_ptr<Index>> index = OpenIndex(config_.centre.storage);
+  if (!index.ok()) return index.status();
+  index_ = std::move(index.value());
+
+  Result<RecoveryReport> recovered = RecoverStorage(*store_, *index_, config_, NowMs());
+  if (!recovered.ok()) return recovered.status();
+  if (recovered->temp_files_removed || recovered->objects_reindexed || recovered->objects_unattributed) {
+    spdlog::warn("recovery: removed {} partial file(s), re-indexed {} object(s), {} unattributed",
+                 recovered->temp_files_removed, recovered->objects_reindexed, recovered->objects_unattributed);
+  }
+
+  ingest_ = std::make_unique<Ingest>(*store_, *index_, NowMs);
+  policy_ = std::make_unique<CallerPolicy>(config_);
+  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_);
+  if (Status s = listener_->Start(); !s.ok()) return s;
+  promoter_ = std::make_unique<ReadingTaskPromoter>(*index_, config_.centre.quiet_period_seconds, NowMs);
+  promoter_->Start();
+  spdlog::info("storage root {}; {} member hospital(s) configured", config_.centre.storage.string(),
+               config_.members.size());
+  return Status::Ok();
+}
+
+void ServerApp::Stop() {
+  if (promoter_) promoter_->Stop();
+  if (listener_) listener_->Stop();
+  promoter_.reset();
+  listener_.reset();
+  ingest_.reset();
+  index_.reset();
+}
+
+}  // namespace teleread

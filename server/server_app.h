@@ -1,0 +1,40 @@
+#pragma once
+// Wires the server's parts together in dependency order and stops them in reverse.
+#include <memory>
+
+#include "common/config.h"
+#include "server/caller_policy.h"
+#include "server/dicom_listener.h"
+#include "server/index.h"
+#include "server/ingest.h"
+#include "server/object_store.h"
+#include "server/reading_tasks.h"
+
+namespace teleread {
+
+int64_t NowMs();
+
+class ServerApp {
+ public:
+  explicit ServerApp(Config config);
+  ~ServerApp();
+  // Opens the storage and index, repairs after a crash, starts the listener and promoter.
+  Status Start();
+  void Stop();
+  uint16_t dicom_port() const { return listener_ ? listener_->port() : 0; }
+  Index& index() { return *index_; }
+
+ private:
+  Config config_;
+  std::unique_ptr<ObjectStore> store_;
+  std::unique_ptr<Index> index_;
+  std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<CallerPolicy> policy_;
+  std::unique_ptr<DicomListener> listener_;
+  std::unique_ptr<ReadingTaskPromoter> promoter_;
+};
+
+// Opens the index under a storage root (for the status command).
+Result<std::unique_ptr<Index>> OpenIndex(const std::filesystem::path& storage_root);
+
+}  // namespace teleread
