@@ -6,7 +6,10 @@
 #include "dcmtk/dcmnet/dcmlayer.h"
 #include "dcmtk/dcmnet/dcmtrans.h"
 #include "dcmtk/dcmnet/dul.h"
-#include "dcmtk/dcmnet/scpthrd.h"
+#include "dcmtk/dcmnet/assoc.h"
+#include "dcmtk/dcmnet/dimse.h"
+#include "dcmtk/dcmdata/dcostrmf.h"
+#include "dcmtk/ofstd/ofstd.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,6 +21,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <optional>
 
 #include "common/log.h"
@@ -102,99 +106,213 @@ std::string HumanBytes(uint64_t b) {
   return out;
 }
 
-// One association: AE checks, then C-ECHO (base class) and C-STORE.
-class AssociationScp : public DcmThreadSCP {
+struct AssociationEnv {
+  const CallerPolicy& policy;
+  Ingest& ingest;
+  ObjectStore& store;
+  ListenerStats& stats;
+  std::string ae_title;
+  uint64_t min_free_bytes;
+  int dimse_timeout;
+};
+
+// One accepted connection from A-ASSOCIATE-RQ to release: AE checks, negotiation, then the
+// DIMSE loop. Our own loop rather than DcmSCP, whose config cannot hold a presentation context
+// per storage SOP class (it stops at 128) and which hides the association from us.
+class Association {
  public:
-  AssociationScp(const CallerPolicy& policy, Ingest& ingest, ObjectStore& store, ListenerStats& stats,
-                 uint64_t min_free_bytes)
-      : policy_(policy), ingest_(ingest), store_(store), stats_(stats), min_free_bytes_(min_free_bytes) {}
-
- protected:
-  OFBool checkCalledAETitleAccepted(const OFString& called) override {
-    if (policy_.AcceptsCalledAeTitle(called.c_str())) return OFTrue;
-    spdlog::warn("association from {} refused: called AE title '{}' is not ours", getPeerIP().c_str(), called.c_str());
-    stats_.rejected++;
-    return OFFalse;
+  Association(T_ASC_Association* assoc, const AssociationEnv& env) : assoc_(assoc), env_(env) {
+    char peer[256] = {};
+    ASC_getPresentationAddresses(assoc_->params, peer, sizeof peer, nullptr, 0);
+    peer_ = peer;
   }
-
-  OFBool checkCallingAETitleAccepted(const OFString& calling) override {
-    caller_ = policy_.Identify(calling.c_str(), getPeerIP().c_str());
-    if (caller_) return OFTrue;
-    spdlog::warn("association from {} refused: calling AE title '{}' not recognised for that address",
-                 getPeerIP().c_str(), calling.c_str());
-    stats_.rejected++;
-    return OFFalse;
+  ~Association() {
+    ASC_dropSCPAssociation(assoc_);
+    ASC_destroyAssociation(&assoc_);
   }
+  Association(const Association&) = delete;
+  Association& operator=(const Association&) = delete;
 
-  void notifyAssociationAcknowledge() override {
-    stats_.associations++;
-    spdlog::debug("association accepted: {} ({}) from {}", caller_->ae_title, caller_->member_id,
-                  getPeerIP().c_str());
-  }
-
-  void notifyAssociationTermination() override {
-    if (!caller_ || (stored_ == 0 && refused_ == 0)) return;
-    spdlog::info("association {} ({}) from {} ended: {} stored, {} refused, {}", caller_->ae_title,
-                 caller_->member_id, getPeerIP().c_str(), stored_, refused_, HumanBytes(bytes_));
-  }
-
-  OFCondition handleIncomingCommand(T_DIMSE_Message* msg, const DcmPresentationContextInfo& info) override {
-    if (msg->CommandField == DIMSE_C_STORE_RQ) return HandleStore(msg->msg.CStoreRQ, info);
-    return DcmThreadSCP::handleIncomingCommand(msg, info);
+  void Run() {
+    if (!Negotiate()) return;
+    env_.stats.associations++;
+    Serve();
+    if (stored_ + refused_ > 0) {
+      spdlog::info("association {} ({}) from {} ended: {} stored, {} refused, {}", caller_->ae_title,
+                   caller_->member_id.empty() ? "centre" : caller_->member_id, peer_, stored_, refused_,
+                   HumanBytes(bytes_));
+    }
   }
 
  private:
-  OFCondition HandleStore(T_DIMSE_C_StoreRQ& req, const DcmPresentationContextInfo& info) {
-    std::filesystem::path temp = store_.NewTempPath();
-    OFCondition cond = receiveSTORERequest(req, info.presentationContextID, OFString(temp.c_str()));
+  void Reject(T_ASC_RejectParametersResult result, T_ASC_RejectParametersSource source,
+              T_ASC_RejectParametersReason reason) {
+    T_ASC_RejectParameters rej{result, source, reason};
+    ASC_rejectAssociation(assoc_, &rej);
+    env_.stats.rejected++;
+  }
+
+  bool Negotiate() {
+    char calling[kAeBuffer] = {}, called[kAeBuffer] = {};
+    ASC_getAPTitles(assoc_->params, calling, sizeof calling, called, sizeof called, nullptr, 0);
+    if (!env_.policy.AcceptsCalledAeTitle(called)) {
+      spdlog::warn("association from {} refused: called AE title '{}' is not ours", peer_, called);
+      Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED);
+      return false;
+    }
+    caller_ = env_.policy.Identify(calling, peer_);
+    if (!caller_) {
+      spdlog::warn("association from {} refused: calling AE title '{}' not recognised for that address", peer_,
+                   calling);
+      Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
+      return false;
+    }
+    const char* echo_syntaxes[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
+                                   UID_BigEndianExplicitTransferSyntax};
+    const char* echo[] = {UID_VerificationSOPClass};
+    OFCondition cond =
+        ASC_acceptContextsWithPreferredTransferSyntaxes(assoc_->params, echo, 1, echo_syntaxes, 3);
+    if (cond.good()) {
+      cond = ASC_acceptContextsWithPreferredTransferSyntaxes(
+          assoc_->params, dcmAllStorageSOPClassUIDs, numberOfDcmAllStorageSOPClassUIDs,
+          const_cast<const char**>(kTransferSyntaxes), static_cast<int>(std::size(kTransferSyntaxes)));
+    }
+    if (cond.bad() || ASC_countAcceptedPresentationContexts(assoc_->params) == 0) {
+      spdlog::warn("association {} from {} refused: no acceptable presentation context", calling, peer_);
+      Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_NOREASON);
+      return false;
+    }
+    ASC_setAPTitles(assoc_->params, nullptr, nullptr, env_.ae_title.c_str());
+    cond = ASC_acknowledgeAssociation(assoc_);
+    if (cond.bad()) {
+      spdlog::warn("association {} from {}: acknowledging failed: {}", calling, peer_, cond.text());
+      return false;
+    }
+    spdlog::debug("association accepted: {} from {}, {} presentation contexts", calling, peer_,
+                  ASC_countAcceptedPresentationContexts(assoc_->params));
+    return true;
+  }
+
+  void Serve() {
+    for (;;) {
+      T_DIMSE_Message msg{};
+      T_ASC_PresentationContextID pres_id = 0;
+      OFCondition cond =
+          DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &pres_id, &msg, nullptr);
+      if (cond == DUL_PEERREQUESTEDRELEASE) {
+        ASC_acknowledgeRelease(assoc_);
+        return;
+      }
+      if (cond == DUL_PEERABORTEDASSOCIATION) return;
+      if (cond.bad()) {
+        spdlog::warn("association {} from {} aborted: {}", caller_->ae_title, peer_, cond.text());
+        ASC_abortAssociation(assoc_);
+        return;
+      }
+      switch (msg.CommandField) {
+        case DIMSE_C_ECHO_RQ:
+          cond = DIMSE_sendEchoResponse(assoc_, pres_id, &msg.msg.CEchoRQ, STATUS_Success, nullptr);
+          break;
+        case DIMSE_C_STORE_RQ:
+          cond = HandleStore(pres_id, msg.msg.CStoreRQ);
+          break;
+        default:
+          spdlog::warn("association {} from {}: unsupported DIMSE command 0x{:04X}", caller_->ae_title, peer_,
+                       static_cast<unsigned>(msg.CommandField));
+          cond = DIMSE_BADCOMMANDTYPE;
+      }
+      if (cond.bad()) {
+        if (cond != DIMSE_BADCOMMANDTYPE) {
+          spdlog::warn("association {} from {} aborted: {}", caller_->ae_title, peer_, cond.text());
+        }
+        ASC_abortAssociation(assoc_);
+        return;
+      }
+    }
+  }
+
+  // Reads the data set into a temp file exactly as it came over the wire, then hands it to Ingest.
+  OFCondition HandleStore(T_ASC_PresentationContextID pres_id, const T_DIMSE_C_StoreRQ& req) {
     StoreOutcome outcome;
-    if (cond == DIMSE_OUTOFRESOURCES) {
-      ::unlink(temp.c_str());
-      outcome = {dimse::kOutOfResources, "cannot write to the storage root", false, 0};
-    } else if (cond.bad()) {
-      // The connection broke mid-object: nothing was stored and nobody awaits an answer.
-      ::unlink(temp.c_str());
-      spdlog::warn("C-STORE from {} interrupted: {}", caller_->ae_title, cond.text());
-      return cond;
-    } else if (caller_->member_id.empty()) {
-      ::unlink(temp.c_str());
+    if (caller_->member_id.empty()) {
       outcome = {dimse::kNotAuthorized, "centre AE titles do not send studies for reading", false, 0};
-    } else if (Result<uint64_t> free = store_.FreeBytes(); !free.ok() || free.value() < min_free_bytes_) {
-      ::unlink(temp.c_str());
+    } else if (Result<uint64_t> free = env_.store.FreeBytes(); !free.ok() || free.value() < env_.min_free_bytes) {
       outcome = {dimse::kOutOfResources, "storage is full", false, 0};
-    } else {
-      StoreRequest request{temp, caller_->ae_title, caller_->member_id, info.abstractSyntax.c_str(),
-                           req.AffectedSOPInstanceUID};
-      outcome = ingest_.Store(request);
     }
+    std::filesystem::path temp;
+    DcmOutputFileStream* stream = nullptr;
     if (outcome.status == dimse::kSuccess) {
-      ++stored_;
-      bytes_ += outcome.bytes;
-      stats_.stored++;
-      stats_.bytes += outcome.bytes;
-      spdlog::debug("stored sop={} from {}{}", req.AffectedSOPInstanceUID, caller_->ae_title,
-                    outcome.stored_new ? "" : " (identical re-send)");
-    } else {
-      ++refused_;
-      stats_.refused++;
-      spdlog::warn("C-STORE sop={} from {} refused with 0x{:04X}: {}", req.AffectedSOPInstanceUID,
-                   caller_->ae_title, outcome.status, outcome.error_comment);
+      temp = env_.store.NewTempPath();
+      if (DIMSE_createFilestream(OFFilename(temp.c_str()), &req, assoc_, pres_id, OFTrue, &stream).bad()) {
+        outcome = {dimse::kOutOfResources, "cannot write to the storage root", false, 0};
+        stream = nullptr;
+      }
     }
+    if (stream == nullptr) {
+      DIC_UL bytes = 0, pdvs = 0;
+      OFCondition cond = DIMSE_ignoreDataSet(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &bytes, &pdvs);
+      if (cond.bad()) return cond;
+    } else {
+      T_ASC_PresentationContextID data_pres = pres_id;
+      OFCondition cond =
+          DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &data_pres, stream, nullptr, nullptr);
+      const bool write_failed = stream->status().bad();
+      delete stream;
+      if (cond.bad() || data_pres != pres_id) {
+        // The connection broke mid-object: nothing is kept and nobody awaits an answer.
+        ::unlink(temp.c_str());
+        spdlog::warn("C-STORE from {} interrupted: {}", caller_->ae_title,
+                     cond.bad() ? cond.text() : "data set on another presentation context");
+        return cond.bad() ? cond : DIMSE_BADDATA;
+      }
+      if (write_failed) {
+        ::unlink(temp.c_str());
+        outcome = {dimse::kOutOfResources, "writing the object failed (storage full?)", false, 0};
+      } else {
+        T_ASC_PresentationContext pc;
+        ASC_findAcceptedPresentationContext(assoc_->params, pres_id, &pc);
+        StoreRequest request{temp, caller_->ae_title, caller_->member_id, pc.abstractSyntax,
+                             req.AffectedSOPInstanceUID};
+        outcome = env_.ingest.Store(request);
+      }
+    }
+    Account(req, outcome);
+    T_DIMSE_C_StoreRSP rsp{};
+    rsp.MessageIDBeingRespondedTo = req.MessageID;
+    rsp.DimseStatus = outcome.status;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    OFStandard::strlcpy(rsp.AffectedSOPClassUID, req.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
+    OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, req.AffectedSOPInstanceUID, sizeof rsp.AffectedSOPInstanceUID);
+    rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
     DcmDataset detail;
     DcmDataset* detail_ptr = nullptr;
     if (!outcome.error_comment.empty()) {
       detail.putAndInsertString(DCM_ErrorComment, outcome.error_comment.substr(0, 64).c_str());
       detail_ptr = &detail;
     }
-    return sendSTOREResponse(info.presentationContextID, req.MessageID, req.AffectedSOPClassUID,
-                             req.AffectedSOPInstanceUID, outcome.status, detail_ptr);
+    return DIMSE_sendStoreResponse(assoc_, pres_id, &req, &rsp, detail_ptr);
   }
 
-  const CallerPolicy& policy_;
-  Ingest& ingest_;
-  ObjectStore& store_;
-  ListenerStats& stats_;
-  uint64_t min_free_bytes_;
+  void Account(const T_DIMSE_C_StoreRQ& req, const StoreOutcome& outcome) {
+    if (outcome.status == dimse::kSuccess) {
+      ++stored_;
+      bytes_ += outcome.bytes;
+      env_.stats.stored++;
+      env_.stats.bytes += outcome.bytes;
+      spdlog::debug("stored sop={} from {}{}", req.AffectedSOPInstanceUID, caller_->ae_title,
+                    outcome.stored_new ? "" : " (identical re-send)");
+    } else {
+      ++refused_;
+      env_.stats.refused++;
+      spdlog::warn("C-STORE sop={} from {} refused with 0x{:04X}: {}", req.AffectedSOPInstanceUID, caller_->ae_title,
+                   outcome.status, outcome.error_comment);
+    }
+  }
+
+  static constexpr size_t kAeBuffer = 17;
+  T_ASC_Association* assoc_;
+  const AssociationEnv& env_;
+  std::string peer_;
   std::optional<Caller> caller_;
   uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
 };
@@ -204,8 +322,6 @@ class AssociationScp : public DcmThreadSCP {
 struct DicomListener::Network {
   T_ASC_Network* net = nullptr;
   QuickAckLayer layer;
-  DcmSCPConfig scp_config;
-  DcmSharedSCPConfig shared;
   ~Network() {
     if (net) ASC_dropNetwork(&net);
   }
@@ -255,25 +371,7 @@ Status DicomListener::Start() {
   if (::pipe2(wake_pipe_, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
 
   network_ = std::make_unique<Network>();
-  DcmSCPConfig& cfg = network_->scp_config;
-  cfg.setAETitle(c.ae_title.c_str());
-  cfg.setMaxReceivePDULength(c.max_pdu_bytes);
-  cfg.setACSETimeout(static_cast<Uint32>(c.acse_timeout_seconds));
-  cfg.setDIMSETimeout(static_cast<Uint32>(c.dimse_timeout_seconds));
-  cfg.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
-  cfg.setHostLookupEnabled(OFFalse);
-  OFList<OFString> syntaxes;
-  for (const char* ts : kTransferSyntaxes) syntaxes.push_back(ts);
-  for (int i = 0; i < numberOfDcmAllStorageSOPClassUIDs; ++i) {
-    OFCondition cond = cfg.addPresentationContext(dcmAllStorageSOPClassUIDs[i], syntaxes);
-    if (cond.bad()) return Status::InvalidArgument(std::string("presentation context: ") + cond.text());
-  }
-  OFList<OFString> echo_syntaxes;
-  echo_syntaxes.push_back(UID_LittleEndianExplicitTransferSyntax);
-  echo_syntaxes.push_back(UID_LittleEndianImplicitTransferSyntax);
-  (void)cfg.addPresentationContext(UID_VerificationSOPClass, echo_syntaxes);
-  network_->shared = DcmSharedSCPConfig(cfg);
-
+  dcmDisableGethostbyaddr.set(OFTrue);  // peer addresses stay numeric for the allow-lists
   {
     // With an external handle set, DCMTK adopts our listening socket instead of binding its own.
     std::lock_guard<std::mutex> lock(g_handoff_mu);
@@ -410,10 +508,9 @@ void DicomListener::RunConnection(int fd) {
     }
     return;
   }
-  AssociationScp scp(policy_, ingest_, store_, stats_, config_.centre.min_free_disk_mb * 1024 * 1024);
-  (void)scp.setSharedConfig(network_->shared);
-  // run() negotiates, serves the association and then drops and destroys it.
-  (void)scp.run(assoc);
+  AssociationEnv env{policy_, ingest_, store_, stats_, config_.centre.ae_title,
+                     config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds};
+  Association(assoc, env).Run();
 }
 
 }  // namespace teleread
