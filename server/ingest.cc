@@ -41,6 +41,9 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     return Refuse(dimse::kNotAuthorized, "study " + s.study_instance_uid + " was sent by another member hospital");
   }
 
+  // One SOP Instance UID is placed and indexed by one association at a time, so a failed index
+  // write can remove the file it just placed without racing a concurrent identical re-send.
+  std::lock_guard<std::mutex> sop_lock(sop_locks_[std::hash<std::string>{}(s.sop_instance_uid) % kSopLockStripes]);
   std::error_code ec;
   NewInstance instance{s, req.member_id, req.calling_ae_title, ObjectStore::RelativePathFor(s.sop_instance_uid),
                        std::filesystem::file_size(req.temp_file, ec), clock_()};
@@ -49,7 +52,8 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
 
   if (Status st = index_.AddInstance(instance); !st.ok()) {
-    // The file stays: it is whole, and a re-send or the start-up scan indexes it.
+    // Nothing may stay that the sender was not told was stored.
+    std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
     return Refuse(st.code() == Status::Code::kConflict ? dimse::kNotAuthorized : dimse::kOutOfResources,
                   st.message());

@@ -3,9 +3,11 @@
 // status. Plain C++ over ObjectStore and Index; the listener calls it, tests call it directly.
 //
 // Thread-safety: Store may be called from many association threads at once.
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include "server/index.h"
@@ -49,9 +51,11 @@ class Ingest {
  private:
   StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
 
+  static constexpr size_t kSopLockStripes = 256;
   ObjectStore& store_;
   Index& index_;
   Clock clock_;
+  std::array<std::mutex, kSopLockStripes> sop_locks_;
 };
 
 }  // namespace teleread

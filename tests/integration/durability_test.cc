@@ -1,0 +1,144 @@
+// Nothing acknowledged is lost: the server is killed with SIGKILL in the middle of a push and
+// what it acknowledged must all be there, whole, after a restart; nothing half-written stays.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcuid.h"
+
+#include "samples/synthetic.h"
+#include "server/index.h"
+#include "server/object_store.h"
+#include "server/sqlite.h"
+#include "tests/support/scu.h"
+#include "tests/support/server_fixture.h"
+
+using namespace teleread;
+using namespace teleread::test;
+
+namespace {
+
+std::set<std::string> IndexedPaths(const std::filesystem::path& storage) {
+  auto db = Database::Open(storage / "index.sqlite", true);
+  REQUIRE(db.ok());
+  Statement q(db.value()->handle(), "SELECT path FROM instances");
+  std::set<std::string> paths;
+  while (q.Step().value()) paths.insert(q.Text(0));
+  return paths;
+}
+
+std::set<std::string> FilesUnder(const std::filesystem::path& storage) {
+  std::set<std::string> paths;
+  ObjectStore store(storage);
+  REQUIRE(store.ForEachObject([&](const std::string& p) { paths.insert(p); }).ok());
+  return paths;
+}
+
+}  // namespace
+
+TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing half-written",
+          "[durability][crash]") {
+  InitializeDicom();
+  ScratchDir dir;
+  samples::SeriesSpec spec;
+  spec.patient_name = "Crash^Test";
+  spec.patient_id = "CRASH1";
+  spec.instances = 150;
+  spec.rows = spec.columns = 128;
+  auto files = samples::WriteSeries(spec, dir.path() / "in");
+  REQUIRE(files.ok());
+
+  std::mt19937 rng(std::random_device{}());
+  const int kTrials = 3;
+  std::set<std::string> acknowledged;  // SOP Instance UIDs answered with success, over all trials
+  std::map<std::string, std::filesystem::path> source_of;
+  TestServer server(dir.path() / "server");
+  for (int trial = 0; trial < kTrials; ++trial) {
+    server.Start();
+    const int kill_after = std::uniform_int_distribution<int>(5, 100)(rng);
+    std::atomic<int> acks{0};
+    std::thread pusher([&] {
+      TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+      if (!scu.Connect().empty()) return;
+      for (const auto& f : files.value()) {
+        DcmFileFormat ff;
+        if (ff.loadFile(f.c_str()).bad()) return;
+        OFString uid;
+        ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, uid);
+        if (scu.Store(*ff.getDataset(), UID_CTImageStorage) != 0) return;  // the server died
+        acknowledged.insert(uid.c_str());
+        source_of[uid.c_str()] = f;
+        ++acks;
+      }
+    });
+    while (acks < kill_after && acks < 150) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
+    CHECK(server.Stop(SIGKILL) == -1);
+    pusher.join();
+    INFO("trial " << trial << ": killed after " << kill_after << " acknowledgements");
+    CHECK(acks >= kill_after);
+  }
+  REQUIRE(acknowledged.size() >= 5);
+
+  server.Start();  // recovery runs at start-up
+  CHECK(server.Stop() == 0);
+
+  std::set<std::string> rows = IndexedPaths(server.storage());
+  std::set<std::string> files_on_disk = FilesUnder(server.storage());
+  CHECK(rows == files_on_disk);  // no row without its file, no file without its row
+  CHECK(std::filesystem::is_empty(server.storage() / "tmp"));
+  auto index = Index::Open(server.storage() / "index.sqlite");
+  REQUIRE(index.ok());
+  for (const std::string& uid : acknowledged) {
+    auto found = index.value()->FindInstance(uid);
+    INFO("SOP Instance " << uid);
+    REQUIRE(found.has_value());
+    auto same = SameDataSet(source_of[uid], server.storage() / found->relative_path);
+    REQUIRE(same.ok());
+    CHECK(same.value());
+  }
+}
+
+TEST_CASE("start-up recovery indexes a placed file without its row and removes partial files",
+          "[durability][recovery]") {
+  InitializeDicom();
+  ScratchDir dir;
+  samples::SeriesSpec spec;
+  spec.patient_id = "REC1";
+  spec.rows = spec.columns = 16;
+  auto files = samples::WriteSeries(spec, dir.path() / "in");
+  REQUIRE(files.ok());
+  auto summary = ReadInstanceSummary(files->front());
+  REQUIRE(summary.ok());
+
+  TestServer server(dir.path() / "server");
+  server.Start();
+  REQUIRE(StoreFiles(server, "LS_PACS", {files->front().string()}).exit_code == 0);
+  REQUIRE(server.Stop() == 0);
+  // The state a crash between placing the file and committing its row leaves behind.
+  {
+    auto db = Database::Open(server.storage() / "index.sqlite", false);
+    REQUIRE(db.ok());
+    REQUIRE(db.value()->Exec("DELETE FROM instances").ok());
+  }
+  WriteFile(server.storage() / "tmp" / "4242-1.part", "half an object");
+  REQUIRE(IndexedPaths(server.storage()).empty());
+
+  server.Start();
+  CHECK(server.Stop() == 0);
+  CHECK_THAT(server.Log(), Catch::Contains("removed 1 partial file(s), re-indexed 1 object(s)"));
+  CHECK(std::filesystem::is_empty(server.storage() / "tmp"));
+  CHECK(IndexedPaths(server.storage()) == FilesUnder(server.storage()));
+  auto index = Index::Open(server.storage() / "index.sqlite");
+  REQUIRE(index.ok());
+  auto found = index.value()->FindInstance(summary->sop_instance_uid);
+  REQUIRE(found.has_value());
+  CHECK(found->member_id == "laishui");
+}

@@ -1,0 +1,292 @@
+// The real teleread-server on loopback, driven by DCMTK's echoscu/storescu and a raw C-STORE SCU.
+#include <catch2/catch.hpp>
+#include <dirent.h>
+
+#include <atomic>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcuid.h"
+
+#include "samples/synthetic.h"
+#include "tests/support/scu.h"
+#include "tests/support/server_fixture.h"
+
+using namespace teleread;
+using namespace teleread::test;
+
+namespace {
+
+size_t CountDicomFiles(const std::filesystem::path& dir) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) n += e.path().extension() == ".dcm";
+  return n;
+}
+
+// "38 instances" from `teleread-server status`.
+long StatusNumber(const TestServer& server, const std::string& what) {
+  CommandResult r = server.Status();
+  REQUIRE(r.exit_code == 0);
+  std::smatch m;
+  REQUIRE(std::regex_search(r.output, m, std::regex("(\\d+) " + what)));
+  return std::stol(m[1]);
+}
+
+bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
+}
+
+int ThreadCount(int pid) {
+  int n = 0;
+  DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
+  REQUIRE(d != nullptr);
+  while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+  ::closedir(d);
+  return n;
+}
+
+std::multiset<std::string> OpenFiles(int pid) {
+  std::multiset<std::string> targets;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code ec;
+    targets.insert(std::filesystem::read_symlink(e.path(), ec).string());
+  }
+  return targets;
+}
+
+DcmDataset LoadDataset(const std::filesystem::path& file) {
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(file.c_str()).good());
+  ff.loadAllDataIntoMemory();
+  return DcmDataset(*ff.getDataset());
+}
+
+std::vector<std::filesystem::path> SmallSeries(const std::filesystem::path& dir, int count,
+                                               const std::string& modality = "CT") {
+  samples::SeriesSpec spec;
+  spec.patient_name = "Test^Patient";
+  spec.patient_id = "T" + std::to_string(count);
+  spec.modality = modality;
+  spec.instances = count;
+  spec.rows = spec.columns = 64;
+  auto files = samples::WriteSeries(spec, dir);
+  REQUIRE(files.ok());
+  return files.value();
+}
+
+}  // namespace
+
+TEST_CASE("C-ECHO works and associations from unknown AE titles are rejected", "[listener]") {
+  ScratchDir dir;
+  TestServer server(dir.path());
+  server.Start();
+  CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
+  CHECK(Echo(server, "YX_CT01").exit_code == 0);
+  CHECK(Echo(server, "LX_WS1").exit_code == 0);  // a centre workstation
+
+  CommandResult unknown = Echo(server, "STRANGER");
+  CHECK(unknown.exit_code != 0);
+  CHECK_THAT(unknown.output, Catch::Contains("Calling AE Title Not Recognized"));
+
+  CommandResult wrong_called = Echo(server, "ZZ_PACS", "OTHER_NODE");
+  CHECK(wrong_called.exit_code != 0);
+  CHECK_THAT(wrong_called.output, Catch::Contains("Called AE Title Not Recognized"));
+
+  CHECK_THAT(server.Log(), Catch::Contains("calling AE title 'STRANGER' not recognised"));
+  CHECK(server.Stop() == 0);
+}
+
+TEST_CASE("a member's AE title from an address it is not allowed to use is rejected", "[listener]") {
+  ScratchDir dir;
+  ServerOptions options;
+  options.edits.push_back({R"(^allowed_addresses = \["127.0.0.1"\]$)", R"(allowed_addresses = ["10.20.30.40"])"});
+  TestServer server(dir.path(), options);
+  server.Start();
+  CommandResult zz = Echo(server, "ZZ_PACS");
+  CHECK(zz.exit_code != 0);
+  CHECK_THAT(zz.output, Catch::Contains("Calling AE Title Not Recognized"));
+  CHECK(Echo(server, "LS_PACS").exit_code == 0);  // no address list: any address
+}
+
+TEST_CASE("three member hospitals push at once and everything is indexed and queued for reading", "[listener]") {
+  ScratchDir dir;
+  std::filesystem::path samples = WriteSampleConsortium(dir.path() / "samples", 8);
+  TestServer server(dir.path() / "server");
+  server.Start();
+
+  std::vector<std::string> members = {"ZZ_PACS", "LS_PACS", "YX_PACS"};
+  std::vector<CommandResult> results(members.size());
+  std::vector<std::thread> pushers;
+  for (size_t i = 0; i < members.size(); ++i) {
+    pushers.emplace_back([&, i] { results[i] = StoreFiles(server, members[i], {(samples / members[i]).string()}); });
+  }
+  for (std::thread& t : pushers) t.join();
+  for (size_t i = 0; i < members.size(); ++i) {
+    INFO(members[i] << ": " << results[i].output);
+    CHECK(results[i].exit_code == 0);
+  }
+  const long sent = static_cast<long>(CountDicomFiles(samples));
+  CHECK(StatusNumber(server, "instances") == sent);
+  CHECK(StatusNumber(server, "studies") == 5);
+
+  // Quiet period 1 s: every study becomes a waiting reading task shortly after.
+  CHECK(WaitUntil([&] { return StatusNumber(server, "reading tasks") == 5; }, std::chrono::seconds(15)));
+  CommandResult status = server.Status();
+  CHECK_THAT(status.output, Catch::Contains("zhuozhou") && Catch::Contains("STAT") && Catch::Contains("胸部CT平扫"));
+  // Patient names stay out of the info-level log.
+  CHECK_THAT(server.Log(), !Catch::Contains("张") && !Catch::Contains("Müller"));
+
+  SECTION("a member cannot add objects to another member's study") {
+    CommandResult cross = StoreFiles(server, "YX_PACS", {(samples / "ZZ_PACS").string()});
+    CHECK(cross.exit_code != 0);
+    CHECK(StatusNumber(server, "instances") == sent);
+    CHECK_THAT(server.Log(), Catch::Contains("refused with 0x0124"));
+  }
+  SECTION("re-sending a whole study changes nothing") {
+    CHECK(StoreFiles(server, "LS_PACS", {(samples / "LS_PACS").string()}).exit_code == 0);
+    CHECK(StatusNumber(server, "instances") == sent);
+    CHECK(StatusNumber(server, "reading tasks") == 5);
+  }
+  SECTION("a restart keeps every object and creates no second task") {
+    CHECK(server.Stop() == 0);
+    server.Start();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    CHECK(StatusNumber(server, "instances") == sent);
+    CHECK(StatusNumber(server, "reading tasks") == 5);
+  }
+}
+
+TEST_CASE("objects that do not match their negotiation are refused over the wire", "[listener]") {
+  ScratchDir dir;
+  TestServer server(dir.path() / "server");
+  server.Start();
+  auto ct = SmallSeries(dir.path() / "ct", 2);
+  auto mr = SmallSeries(dir.path() / "mr", 1, "MR");
+
+  TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage, UID_MRImageStorage});
+  REQUIRE(scu.Connect().empty());
+  std::string comment;
+  DcmDataset mr_ds = LoadDataset(mr[0]);
+  CHECK(scu.Store(mr_ds, UID_CTImageStorage, UID_CTImageStorage, "", &comment) == 0xA900);
+  CHECK_THAT(comment, Catch::Contains("SOP Class"));
+
+  DcmDataset ct_ds = LoadDataset(ct[0]);
+  CHECK(scu.Store(ct_ds, UID_CTImageStorage, "", "1.2.826.0.1.3680043.2.1.99") == 0xA900);
+
+  DcmDataset no_study = LoadDataset(ct[1]);
+  delete no_study.remove(DCM_StudyInstanceUID);
+  CHECK(scu.Store(no_study, UID_CTImageStorage, "", "", &comment) == 0xA900);
+  CHECK_THAT(comment, Catch::Contains("Study Instance UID"));
+
+  // The association survives refusals: a good object still goes in.
+  CHECK(scu.Store(ct_ds, UID_CTImageStorage) == 0x0000);
+  scu.Release();
+  CHECK(StatusNumber(server, "instances") == 1);
+
+  SECTION("centre workstations cannot send studies for reading") {
+    TestScu centre(server.port(), "LX_WS1", {UID_CTImageStorage});
+    REQUIRE(centre.Connect().empty());
+    DcmDataset other = LoadDataset(ct[1]);
+    CHECK(centre.Store(other, UID_CTImageStorage) == 0x0124);
+    centre.Release();
+    CHECK(StatusNumber(server, "instances") == 1);
+  }
+  SECTION("an association offering no storage or verification class is rejected") {
+    TestScu find_only(server.port(), "ZZ_PACS", {UID_FINDModalityWorklistInformationModel});
+    CHECK_FALSE(find_only.Connect().empty());
+  }
+}
+
+TEST_CASE("a full storage volume answers 0xA700 and stores nothing", "[listener][disk]") {
+  ScratchDir dir;
+  ServerOptions options;
+  options.min_free_disk_mb = 1ull << 40;  // more than any disk has free
+  TestServer server(dir.path() / "server", options);
+  server.Start();
+  auto ct = SmallSeries(dir.path() / "ct", 3);
+  TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+  REQUIRE(scu.Connect().empty());
+  std::string comment;
+  for (const auto& f : ct) {
+    DcmDataset ds = LoadDataset(f);
+    CHECK(scu.Store(ds, UID_CTImageStorage, "", "", &comment) == 0xA700);
+  }
+  CHECK_THAT(comment, Catch::Contains("full"));
+  scu.Release();
+  CHECK(StatusNumber(server, "instances") == 0);
+  CHECK(std::filesystem::is_empty(server.storage() / "tmp"));
+  CHECK(std::filesystem::is_empty(server.storage() / "objects"));
+}
+
+TEST_CASE("at least 16 associations run at once and beyond the limit they are refused without leaks",
+          "[listener][concurrency]") {
+  ScratchDir dir;
+  ServerOptions options;
+  options.max_associations = 20;
+  TestServer server(dir.path() / "server", options);
+  server.Start();
+  auto ct = SmallSeries(dir.path() / "ct", 20);
+
+  std::vector<std::unique_ptr<TestScu>> open;
+  for (int i = 0; i < 20; ++i) {
+    open.push_back(std::make_unique<TestScu>(server.port(), i % 2 ? "ZZ_PACS" : "LS_PACS",
+                                             std::vector<std::string>{UID_CTImageStorage}));
+    INFO("association " << i);
+    REQUIRE(open.back()->Connect().empty());
+  }
+  // All 20 are held open; the 21st finds no worker.
+  CommandResult refused = Echo(server, "ZZ_PACS");
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.output, Catch::Contains("Local Limit Exceeded"));
+
+  // Each open association stores, all at once (one series: only one member may own it).
+  std::vector<std::thread> senders;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 20; ++i) {
+    senders.emplace_back([&, i] {
+      if (i % 2 == 0) return;
+      DcmDataset ds = LoadDataset(ct[i]);
+      ok += open[i]->Store(ds, UID_CTImageStorage) == 0;
+    });
+  }
+  for (std::thread& t : senders) t.join();
+  CHECK(ok == 10);
+  for (auto& scu : open) scu->Release();
+  open.clear();
+
+  CHECK(WaitUntil([&] { return Echo(server, "ZZ_PACS").exit_code == 0; }, std::chrono::seconds(5)));
+  // Warm now (index files open, every worker used once): nothing may grow from here on.
+  const int threads_before = ThreadCount(server.pid());
+  const std::multiset<std::string> fds_before = OpenFiles(server.pid());
+  for (int wave = 0; wave < 2; ++wave) {
+    std::vector<std::unique_ptr<TestScu>> again;
+    for (int i = 0; i < 20; ++i) {
+      // A worker may still be closing its previous association: retry briefly.
+      bool connected = false;
+      for (int attempt = 0; attempt < 20 && !connected; ++attempt) {
+        again.push_back(std::make_unique<TestScu>(server.port(), "ZZ_PACS", std::vector<std::string>{UID_CTImageStorage}));
+        connected = again.back()->Connect().empty();
+        if (!connected) {
+          again.pop_back();
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+      REQUIRE(connected);
+    }
+    for (auto& scu : again) scu->Release();
+  }
+  for (int i = 0; i < 100; ++i) REQUIRE(Echo(server, i % 2 ? "ZZ_PACS" : "LS_PACS").exit_code == 0);
+  CHECK(ThreadCount(server.pid()) == threads_before);
+  CHECK(WaitUntil([&] { return OpenFiles(server.pid()).size() == fds_before.size(); }, std::chrono::seconds(5)));
+  CHECK(OpenFiles(server.pid()) == fds_before);
+  CHECK(StatusNumber(server, "instances") == 10);
+}

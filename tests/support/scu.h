@@ -1,0 +1,37 @@
+#pragma once
+// A C-STORE SCU that can send what storescu never would: a data set on another SOP class's
+// presentation context, command UIDs that disagree with the data set, objects without UIDs.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+class DcmDataset;
+
+namespace teleread::test {
+
+class TestScu {
+ public:
+  // Proposes each SOP class with Explicit and Implicit VR Little Endian.
+  TestScu(uint16_t port, std::string calling_ae, std::vector<std::string> sop_classes);
+  ~TestScu();
+  TestScu(const TestScu&) = delete;
+  TestScu& operator=(const TestScu&) = delete;
+
+  // Empty on success, else why the association failed.
+  std::string Connect();
+
+  // Sends `dataset` on the context negotiated for `context_sop_class`. The command carries
+  // `command_sop_class` / `command_sop_instance`, defaulting to the data set's own values.
+  // Returns the DIMSE status, or -1 when the association broke.
+  int Store(DcmDataset& dataset, const std::string& context_sop_class, std::string command_sop_class = "",
+            std::string command_sop_instance = "", std::string* error_comment = nullptr);
+
+  void Release();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace teleread::test

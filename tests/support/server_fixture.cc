@@ -1,0 +1,85 @@
+#include "tests/support/server_fixture.h"
+
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <regex>
+#include <thread>
+
+#include "samples/synthetic.h"
+
+namespace teleread::test {
+
+std::string TestConfigText(const ServerOptions& o) {
+  std::string text = ReadFile(std::filesystem::path(TELEREAD_SOURCE_DIR) / "config" / "teleread.toml");
+  auto set = [&text](const std::string& key, const std::string& value) {
+    std::regex line("^" + key + " = .*$", std::regex::multiline);
+    REQUIRE(std::regex_search(text, line));
+    text = std::regex_replace(text, line, key + " = " + value, std::regex_constants::format_first_only);
+  };
+  set("quiet_period_seconds", std::to_string(o.quiet_period_seconds));
+  set("min_free_disk_mb", std::to_string(o.min_free_disk_mb));
+  set("max_associations", std::to_string(o.max_associations));
+  set("dimse_timeout_seconds", std::to_string(o.dimse_timeout_seconds));
+  for (const auto& [pattern, replacement] : o.edits) {
+    std::regex re(pattern, std::regex::multiline);
+    REQUIRE(std::regex_search(text, re));
+    text = std::regex_replace(text, re, replacement, std::regex_constants::format_first_only);
+  }
+  return text;
+}
+
+TestServer::TestServer(const std::filesystem::path& dir, ServerOptions options)
+    : dir_(dir), storage_(dir / "storage"), config_path_(dir / "teleread.toml"), log_path_(dir / "server.log") {
+  std::filesystem::create_directories(dir);
+  WriteFile(config_path_, TestConfigText(options));
+}
+
+TestServer::~TestServer() { Stop(SIGKILL); }
+
+void TestServer::Start() {
+  std::string before = ReadFile(log_path_);
+  process_.Start({TELEREAD_SERVER_BIN, "--config", config_path_.string(), "--storage", storage_.string(),
+                  "--dicom-port", "0", "--log-level", "debug"},
+                 log_path_);
+  static const std::regex listening(R"(DICOM listener \S+ on 127\.0\.0\.1:(\d+))");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string log = ReadFile(log_path_).substr(before.size());
+    std::smatch m;
+    if (std::regex_search(log, m, listening)) {
+      port_ = static_cast<uint16_t>(std::stoi(m[1]));
+      return;
+    }
+    if (!process_.running()) FAIL("teleread-server exited during start-up:\n" << log);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL("teleread-server did not start listening within 30 s:\n" << Log());
+}
+
+int TestServer::Stop(int sig) { return process_.Stop(sig); }
+
+CommandResult TestServer::Status() const {
+  return RunCommand({TELEREAD_SERVER_BIN, "--config", config_path_.string(), "--storage", storage_.string(), "status"});
+}
+
+CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae) {
+  return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", server.port_text()});
+}
+
+CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae,
+                         const std::vector<std::string>& files_or_dirs, const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {STORESCU_BIN, "-aet", calling_ae, "-aec", "LX_READ", "+sd", "+r"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back("127.0.0.1");
+  argv.push_back(server.port_text());
+  argv.insert(argv.end(), files_or_dirs.begin(), files_or_dirs.end());
+  return RunCommand(argv, std::chrono::seconds(120));
+}
+
+std::filesystem::path WriteSampleConsortium(const std::filesystem::path& dir, int ct_slices) {
+  auto written = samples::WriteConsortium(dir, ct_slices);
+  REQUIRE(written.ok());
+  return dir;
+}
+
+}  // namespace teleread::test

@@ -1,0 +1,62 @@
+#pragma once
+// A real teleread-server process on an ephemeral 127.0.0.1 port, configured from the sample
+// consortium config with test-sized timings, and the DCMTK command-line tools around it.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/support/process.h"
+
+namespace teleread::test {
+
+struct ServerOptions {
+  int quiet_period_seconds = 1;
+  uint64_t min_free_disk_mb = 0;
+  int max_associations = 32;
+  int dimse_timeout_seconds = 60;
+  // Further edits of the sample config: regular expression (multi-line) -> replacement.
+  std::vector<std::pair<std::string, std::string>> edits;
+};
+
+// The sample config with `centre` keys replaced; the member hospitals stay as in the sample.
+std::string TestConfigText(const ServerOptions& options);
+
+class TestServer {
+ public:
+  // State lives under dir/storage; the config is written to dir/teleread.toml.
+  TestServer(const std::filesystem::path& dir, ServerOptions options = {});
+  ~TestServer();
+
+  // Starts the server and waits until it listens. Fails the test when it cannot.
+  void Start();
+  // SIGTERM (clean) or SIGKILL (crash); returns the exit code, -1 when killed.
+  int Stop(int sig = 15);
+  bool running() { return process_.running(); }
+  int pid() const { return process_.pid(); }
+
+  uint16_t port() const { return port_; }
+  std::string port_text() const { return std::to_string(port_); }
+  const std::filesystem::path& storage() const { return storage_; }
+  const std::filesystem::path& config_path() const { return config_path_; }
+  std::string Log() const { return ReadFile(log_path_); }
+
+  // `teleread-server status` against this server's storage.
+  CommandResult Status() const;
+
+ private:
+  std::filesystem::path dir_, storage_, config_path_, log_path_;
+  ChildProcess process_;
+  uint16_t port_ = 0;
+};
+
+// echoscu / storescu as a member hospital would run them, Nagle off as a tuned PACS would.
+CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae = "LX_READ");
+CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae,
+                         const std::vector<std::string>& files_or_dirs, const std::vector<std::string>& extra = {});
+
+// The sample consortium written by the samples library: dir/<AE>/... per member.
+std::filesystem::path WriteSampleConsortium(const std::filesystem::path& dir, int ct_slices = 4);
+
+}  // namespace teleread::test

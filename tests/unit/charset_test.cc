@@ -1,0 +1,59 @@
+#include <catch2/catch.hpp>
+
+#include "common/dicom.h"
+#include "samples/synthetic.h"
+#include "tests/support/process.h"
+
+using namespace teleread;
+
+TEST_CASE("text is decoded from the object's Specific Character Set", "[charset]") {
+  InitializeDicom();
+  SECTION("GB18030") {
+    auto name = DecodeToUtf8("GB18030", "\xD5\xC5^\xC8\xFD", "\\^=");
+    REQUIRE(name.ok());
+    CHECK(name.value() == "张^三");
+  }
+  SECTION("ISO_IR 100 (Latin-1)") {
+    auto name = DecodeToUtf8("ISO_IR 100", "M\xFCller^J\xF6rg", "\\^=");
+    REQUIRE(name.ok());
+    CHECK(name.value() == "Müller^Jörg");
+  }
+  SECTION("ISO_IR 192 (UTF-8) passes through") {
+    auto name = DecodeToUtf8("ISO_IR 192", "李^四", "\\^=");
+    REQUIRE(name.ok());
+    CHECK(name.value() == "李^四");
+  }
+  SECTION("no Specific Character Set: ASCII stays as is") {
+    auto name = DecodeToUtf8("", "Doe^John", "\\^=");
+    REQUIRE(name.ok());
+    CHECK(name.value() == "Doe^John");
+  }
+  SECTION("an unknown character set is an error, not garbage") {
+    CHECK_FALSE(DecodeToUtf8("ISO_IR 9999", "abc").ok());
+  }
+}
+
+TEST_CASE("an object written in GB18030 is indexed with UTF-8 text", "[charset]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  samples::SeriesSpec spec;
+  spec.patient_name = "张^三";
+  spec.patient_id = "ZZ1";
+  spec.specific_character_set = "GB18030";
+  spec.study_description = "胸部CT平扫";
+  spec.rows = spec.columns = 16;
+  auto files = samples::WriteSeries(spec, dir.path());
+  REQUIRE(files.ok());
+  REQUIRE(files->size() == 1);
+  // On disk the name is in GB18030, not UTF-8.
+  std::string bytes = test::ReadFile(files->front());
+  CHECK(bytes.find("\xD5\xC5^\xC8\xFD") != std::string::npos);
+  CHECK(bytes.find("张") == std::string::npos);
+
+  auto summary = ReadInstanceSummary(files->front());
+  REQUIRE(summary.ok());
+  CHECK(summary->specific_character_set == "GB18030");
+  CHECK(summary->patient_name == "张^三");
+  CHECK(summary->study_description == "胸部CT平扫");
+  CHECK(summary->patient_id == "ZZ1");
+}

@@ -1,0 +1,106 @@
+#include <catch2/catch.hpp>
+#include <regex>
+
+#include "common/config.h"
+#include "tests/support/process.h"
+#include "tests/support/server_fixture.h"
+
+using namespace teleread;
+using teleread::test::ReadFile;
+
+namespace {
+
+const std::filesystem::path kSample = std::filesystem::path(TELEREAD_SOURCE_DIR) / "config" / "teleread.toml";
+
+// The sample config with one line replaced (or a line appended after the match).
+std::string Edit(const std::string& pattern, const std::string& replacement) {
+  std::string text = ReadFile(kSample);
+  std::regex re(pattern, std::regex::multiline);
+  REQUIRE(std::regex_search(text, re));
+  return std::regex_replace(text, re, replacement, std::regex_constants::format_first_only);
+}
+
+int LineOf(const std::string& text, const std::string& needle) {
+  size_t at = text.find(needle);
+  REQUIRE(at != std::string::npos);
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + at, '\n'));
+}
+
+std::string ErrorOf(const std::string& text) {
+  try {
+    ParseConfig(text, "t.toml", "/etc/teleread");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("the sample consortium config loads", "[config]") {
+  Config c = LoadConfig(kSample);
+  CHECK(c.centre.ae_title == "LX_READ");
+  CHECK(c.centre.bind_address == "127.0.0.1");
+  CHECK(c.centre.storage.is_absolute());
+  CHECK(c.centre.storage == std::filesystem::weakly_canonical(kSample.parent_path() / "../var/teleread"));
+  REQUIRE(c.members.size() == 3);
+  REQUIRE(c.FindMemberByAeTitle("ZZ_PACS") != nullptr);
+  CHECK(c.FindMemberByAeTitle("ZZ_PACS")->id == "zhuozhou");
+  CHECK(c.FindMemberByAeTitle("LS_PACS")->id == "laishui");
+  CHECK(c.FindMemberByAeTitle("YX_CT01")->id == "yixian");
+  CHECK(c.FindMemberByAeTitle("NOBODY") == nullptr);
+  REQUIRE(c.members[0].delivery.has_value());
+  CHECK(c.members[0].delivery->port == 11201);
+  CHECK(c.IsCentreAeTitle("LX_WS1"));
+  CHECK_FALSE(c.IsCentreAeTitle("ZZ_PACS"));
+  CHECK(c.radiologists.size() == 2);
+}
+
+TEST_CASE("a bad config names the key and the line", "[config]") {
+  SECTION("unknown key") {
+    std::string text = Edit("^quiet_period_seconds = .*$", "quiet_period_seconds = 30\nquiet_perod = 5");
+    std::string error = ErrorOf(text);
+    CHECK(error == "t.toml:" + std::to_string(LineOf(text, "quiet_perod")) + ": centre.quiet_perod: unknown key");
+  }
+  SECTION("wrong type") {
+    std::string text = Edit("^dicom_port = .*$", "dicom_port = \"eleven\"");
+    CHECK(ErrorOf(text) ==
+          "t.toml:" + std::to_string(LineOf(text, "dicom_port =")) + ": centre.dicom_port: expected an integer");
+  }
+  SECTION("out of range") {
+    std::string text = Edit("^dicom_port = .*$", "dicom_port = 70000");
+    CHECK_THAT(ErrorOf(text), Catch::StartsWith("t.toml:" + std::to_string(LineOf(text, "dicom_port ="))) &&
+                                  Catch::Contains("centre.dicom_port: must be between 1 and 65535"));
+  }
+  SECTION("AE title too long") {
+    std::string text = Edit("^ae_title = \"LX_READ\"$", "ae_title = \"LX_READING_CENTRE_01\"");
+    CHECK_THAT(ErrorOf(text), Catch::StartsWith("t.toml:" + std::to_string(LineOf(text, "LX_READING_CENTRE_01"))) &&
+                                  Catch::Contains("centre.ae_title"));
+  }
+  SECTION("one AE title for two members") {
+    std::string text = Edit("^ae_titles = \\[\"LS_PACS\"\\]$", "ae_titles = [\"ZZ_PACS\"]");
+    CHECK_THAT(ErrorOf(text), Catch::Contains("members[1].ae_titles") && Catch::Contains("already used"));
+  }
+  SECTION("bad address") {
+    std::string text = Edit("^allowed_addresses = \\[\"127.0.0.1\"\\]$", "allowed_addresses = [\"localhost\"]");
+    CHECK_THAT(ErrorOf(text), Catch::Contains("members[0].allowed_addresses") && Catch::Contains("not an IP address"));
+  }
+  SECTION("TOML syntax error") {
+    std::string text = Edit("^name = \"Zhuozhou City Hospital\"$", "name = \"Zhuozhou");
+    CHECK_THAT(ErrorOf(text), Catch::StartsWith("t.toml:" + std::to_string(LineOf(text, "name = \"Zhuozhou"))));
+  }
+}
+
+TEST_CASE("teleread-server refuses a bad config and --check-config accepts the sample", "[config][cli]") {
+  test::ScratchDir dir;
+  auto ok = test::RunCommand({TELEREAD_SERVER_BIN, "--config", kSample.string(), "--check-config"});
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.output, Catch::Contains("OK (3 members"));
+
+  std::filesystem::path bad = dir.path() / "bad.toml";
+  test::WriteFile(bad, Edit("^max_associations = .*$", "max_associations = 0"));
+  auto refused = test::RunCommand({TELEREAD_SERVER_BIN, "--config", bad.string()});
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.output, Catch::Contains("bad.toml:") && Catch::Contains("centre.max_associations"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "var"));
+}

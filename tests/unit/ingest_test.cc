@@ -1,0 +1,174 @@
+#include <catch2/catch.hpp>
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcuid.h"
+
+#include "samples/synthetic.h"
+#include "server/ingest.h"
+#include "tests/support/process.h"
+
+using namespace teleread;
+
+namespace {
+
+size_t CountFiles(const std::filesystem::path& dir) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
+struct IngestFixture {
+  test::ScratchDir dir;
+  ObjectStore store{dir.path() / "storage"};
+  std::unique_ptr<Index> index;
+  int64_t now_ms = 1'800'000'000'000;
+  std::unique_ptr<Ingest> ingest;
+  std::vector<std::filesystem::path> ct;  // 2 CT slices of one series, from ZZ_PACS
+
+  IngestFixture() {
+    InitializeDicom();
+    REQUIRE(store.Prepare().ok());
+    auto opened = Index::Open(dir.path() / "storage" / "index.sqlite");
+    REQUIRE(opened.ok());
+    index = std::move(opened.value());
+    ingest = std::make_unique<Ingest>(store, *index, [this] { return now_ms; });
+    samples::SeriesSpec spec;
+    spec.patient_name = "Zhang^Wei";
+    spec.patient_id = "ZZ7";
+    spec.modality = "CT";
+    spec.instances = 2;
+    spec.rows = spec.columns = 32;
+    auto files = samples::WriteSeries(spec, dir.path() / "in");
+    REQUIRE(files.ok());
+    ct = files.value();
+  }
+
+  // Copies `file` to a temp path as the listener would have received it, then stores it.
+  StoreOutcome Store(const std::filesystem::path& file, const std::string& member = "zhuozhou",
+                     std::string sop_class = UID_CTImageStorage, std::string sop_instance = "") {
+    std::filesystem::path temp = store.NewTempPath();
+    std::filesystem::copy_file(file, temp);
+    if (sop_instance.empty()) {
+      DcmFileFormat ff;
+      REQUIRE(ff.loadFile(file.c_str()).good());
+      OFString uid;
+      ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, uid);
+      sop_instance = uid.c_str();
+    }
+    StoreOutcome out = ingest->Store({temp, "AE", member, sop_class, sop_instance});
+    CHECK_FALSE(std::filesystem::exists(temp));
+    return out;
+  }
+
+  // A copy of `file` changed by `edit`.
+  std::filesystem::path Modified(const std::filesystem::path& file, const std::function<void(DcmDataset&)>& edit) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(file.c_str()).good());
+    edit(*ff.getDataset());
+    std::filesystem::path out = dir.path() / ("modified-" + std::to_string(modified_++) + ".dcm");
+    REQUIRE(ff.saveFile(out.c_str(), EXS_LittleEndianExplicit).good());
+    return out;
+  }
+
+  int64_t Instances() { return index->Counts().value().instances; }
+  size_t Objects() { return CountFiles(dir.path() / "storage" / "objects"); }
+
+ private:
+  int modified_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(IngestFixture, "a stored object is on disk and indexed and bit for bit as received", "[ingest]") {
+  StoreOutcome out = Store(ct[0]);
+  CHECK(out.status == dimse::kSuccess);
+  CHECK(out.stored_new);
+  CHECK(out.bytes == std::filesystem::file_size(ct[0]));
+  CHECK(Instances() == 1);
+  REQUIRE(Objects() == 1);
+  auto summary = ReadInstanceSummary(ct[0]);
+  auto found = index->FindInstance(summary->sop_instance_uid);
+  REQUIRE(found.has_value());
+  CHECK(found->member_id == "zhuozhou");
+  CHECK(test::ReadFile(store.Absolute(found->relative_path)) == test::ReadFile(ct[0]));
+}
+
+TEST_CASE_METHOD(IngestFixture, "re-sending an identical object succeeds without a duplicate", "[ingest]") {
+  REQUIRE(Store(ct[0]).status == dimse::kSuccess);
+  StoreOutcome again = Store(ct[0]);
+  CHECK(again.status == dimse::kSuccess);
+  CHECK_FALSE(again.stored_new);
+  CHECK(Instances() == 1);
+  CHECK(Objects() == 1);
+}
+
+TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status and change nothing", "[ingest]") {
+  REQUIRE(Store(ct[0]).status == dimse::kSuccess);
+  const std::string stored_bytes = test::ReadFile(store.Absolute(index->FindInstance(
+      ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path));
+  StoreOutcome out;
+  SECTION("same SOP Instance UID, other content: 0x0111, the first copy kept") {
+    out = Store(Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_PatientName, "Other^Name"); }));
+    CHECK(out.status == dimse::kDuplicateSopInstance);
+    CHECK(test::ReadFile(store.Absolute(index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path)) ==
+          stored_bytes);
+  }
+  SECTION("another member's object in this member's study: 0x0124") {
+    out = Store(ct[1], "laishui");
+    CHECK(out.status == dimse::kNotAuthorized);
+    CHECK_THAT(out.error_comment, Catch::Contains("another member"));
+  }
+  SECTION("data set of another SOP class than negotiated: 0xA900") {
+    out = Store(ct[1], "zhuozhou", UID_MRImageStorage);
+    CHECK(out.status == dimse::kDataSetDoesNotMatchSopClass);
+  }
+  SECTION("SOP Instance UID differs from the command's: 0xA900") {
+    out = Store(ct[1], "zhuozhou", UID_CTImageStorage, "1.2.3.4.5");
+    CHECK(out.status == dimse::kDataSetDoesNotMatchSopClass);
+  }
+  SECTION("no Study Instance UID: 0xA900") {
+    out = Store(Modified(ct[1], [](DcmDataset& ds) { delete ds.remove(DCM_StudyInstanceUID); }));
+    CHECK(out.status == dimse::kDataSetDoesNotMatchSopClass);
+    CHECK_THAT(out.error_comment, Catch::Contains("Study Instance UID"));
+  }
+  SECTION("no Series Instance UID: 0xA900") {
+    out = Store(Modified(ct[1], [](DcmDataset& ds) { delete ds.remove(DCM_SeriesInstanceUID); }));
+    CHECK(out.status == dimse::kDataSetDoesNotMatchSopClass);
+  }
+  SECTION("not DICOM at all: 0xC000") {
+    std::filesystem::path junk = dir.path() / "junk.dcm";
+    test::WriteFile(junk, std::string(4096, '\x17'));
+    out = Store(junk, "zhuozhou", UID_CTImageStorage, "1.2.3");
+    CHECK(out.status == dimse::kCannotUnderstand);
+  }
+  SECTION("truncated mid-pixel data: 0xC000") {
+    std::filesystem::path cut = dir.path() / "cut.dcm";
+    std::string bytes = test::ReadFile(ct[1]);
+    test::WriteFile(cut, bytes.substr(0, bytes.size() - 700));
+    out = Store(cut, "zhuozhou", UID_CTImageStorage, ReadInstanceSummary(ct[1])->sop_instance_uid);
+    CHECK(out.status == dimse::kCannotUnderstand);
+  }
+  CHECK_FALSE(out.error_comment.empty());
+  CHECK(Instances() == 1);
+  CHECK(Objects() == 1);
+  CHECK(CountFiles(dir.path() / "storage" / "tmp") == 0);
+}
+
+TEST_CASE_METHOD(IngestFixture, "a study becomes a reading task once its quiet period has passed", "[ingest][tasks]") {
+  REQUIRE(Store(ct[0]).status == dimse::kSuccess);
+  now_ms += 600;
+  REQUIRE(Store(ct[1]).status == dimse::kSuccess);
+  CHECK(index->PromoteQuietStudies(now_ms + 999, 1000).value() == 0);  // the second slice restarted the clock
+  CHECK(index->PromoteQuietStudies(now_ms + 1000, 1000).value() == 1);
+  CHECK(index->PromoteQuietStudies(now_ms + 5000, 1000).value() == 0);  // never twice
+  auto counts = index->Counts().value();
+  CHECK(counts.tasks_total == 1);
+  CHECK(counts.tasks_waiting == 1);
+  auto studies = index->ListStudies().value();
+  REQUIRE(studies.size() == 1);
+  CHECK(studies[0].task_state == "waiting");
+  CHECK(studies[0].num_instances == 2);
+  CHECK(studies[0].patient_id == "ZZ7");
+}

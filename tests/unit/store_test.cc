@@ -1,0 +1,47 @@
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "server/object_store.h"
+#include "tests/support/process.h"
+
+using namespace teleread;
+
+TEST_CASE("objects reach their final name whole and are never replaced", "[store]") {
+  test::ScratchDir dir;
+  ObjectStore store(dir.path());
+  REQUIRE(store.Prepare().ok());
+
+  std::string rel = ObjectStore::RelativePathFor("1.2.3.4");
+  CHECK(rel.size() == std::string("objects/ab/cd/").size() + 64 + 4);
+  CHECK(rel.rfind("objects/", 0) == 0);
+  CHECK(ObjectStore::RelativePathFor("1.2.3.4") == rel);
+  CHECK(ObjectStore::RelativePathFor("1.2.3.5") != rel);
+
+  std::filesystem::path first = store.NewTempPath();
+  std::filesystem::path second = store.NewTempPath();
+  CHECK(first != second);
+  test::WriteFile(first, "first");
+  auto placed = store.Place(first, rel);
+  REQUIRE(placed.ok());
+  CHECK(placed.value() == ObjectStore::Placed::kNew);
+  CHECK_FALSE(std::filesystem::exists(first));
+  CHECK(test::ReadFile(store.Absolute(rel)) == "first");
+
+  test::WriteFile(second, "second");
+  placed = store.Place(second, rel);
+  REQUIRE(placed.ok());
+  CHECK(placed.value() == ObjectStore::Placed::kExisting);
+  CHECK(test::ReadFile(store.Absolute(rel)) == "first");
+  CHECK(std::filesystem::exists(second));  // left for the caller to compare
+
+  CHECK(store.RemoveTempFiles() == 1);
+  CHECK_FALSE(std::filesystem::exists(second));
+
+  std::set<std::string> seen;
+  REQUIRE(store.ForEachObject([&](const std::string& p) { seen.insert(p); }).ok());
+  CHECK(seen == std::set<std::string>{rel});
+
+  auto free = store.FreeBytes();
+  REQUIRE(free.ok());
+  CHECK(free.value() > 0);
+}
