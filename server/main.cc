@@ -6,6 +6,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/version.h"
 #include "server/server_app.h"
 
@@ -32,8 +33,8 @@ int PrintStatus(const Config& config) {
   std::printf("%-10s %-12s %-8s %-9s %-28s %-8s %6s %9s  %s\n", "MEMBER", "PATIENT ID", "DATE", "MODALITY",
               "DESCRIPTION", "PRIORITY", "SERIES", "INSTANCES", "TASK");
   for (const StudyOverview& s : studies.value()) {
-    std::printf("%-10s %-12s %-8s %-9s %-28.28s %-8s %6lld %9lld  %s\n", s.member_id.c_str(), s.patient_id.c_str(),
-                s.study_date.c_str(), s.modalities.c_str(), s.study_description.c_str(),
+    std::printf("%-10s %-12s %-8s %-9s %s %-8s %6lld %9lld  %s\n", s.member_id.c_str(), s.patient_id.c_str(),
+                s.study_date.c_str(), s.modalities.c_str(), PadToWidth(s.study_description, 28).c_str(),
                 s.priority.empty() ? "-" : s.priority.c_str(), (long long)s.num_series, (long long)s.num_instances,
                 s.task_state.empty() ? "receiving" : s.task_state.c_str());
   }

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/dicom.h"
+#include "common/text.h"
 #include "samples/synthetic.h"
 #include "tests/support/process.h"
 
@@ -56,4 +57,12 @@ TEST_CASE("an object written in GB18030 is indexed with UTF-8 text", "[charset]"
   CHECK(summary->patient_name == "张^三");
   CHECK(summary->study_description == "胸部CT平扫");
   CHECK(summary->patient_id == "ZZ1");
+}
+
+TEST_CASE("tables line up with Chinese text", "[text]") {
+  CHECK(DisplayWidth("Knee AP") == 7);
+  CHECK(DisplayWidth("胸部CT平扫") == 10);
+  CHECK(PadToWidth("胸部CT平扫", 12) == "胸部CT平扫  ");
+  CHECK(PadToWidth("胸部CT平扫", 5) == "胸部 ");  // never half a character
+  CHECK(PadToWidth("Müller", 8) == "Müller  ");
 }
