@@ -181,10 +181,9 @@ Result<std::string> EncodeExplicitLittle(const std::filesystem::path& file) {
   return buffer;
 }
 
-bool IsNative(const std::string& ts) {
-  DcmXfer x(ts.c_str());
-  return !x.isEncapsulated() && x.getStreamCompression() == ESC_none;
-}
+// Pixel data not encapsulated: DCMTK can re-encode it without codecs (a deflated stream is
+// inflated on reading, and two deflaters may produce different bytes for the same data set).
+bool IsNative(const std::string& ts) { return !DcmXfer(ts.c_str()).isEncapsulated(); }
 
 }  // namespace
 
@@ -192,7 +191,10 @@ Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::
   Result<InstanceSummary> sa = ReadInstanceSummary(a), sb = ReadInstanceSummary(b);
   if (!sa.ok()) return sa.status();
   if (!sb.ok()) return sb.status();
-  if (sa->transfer_syntax_uid == sb->transfer_syntax_uid) return SameBytesAfter(a, b);
+  if (sa->transfer_syntax_uid == sb->transfer_syntax_uid) {
+    Result<bool> same_bytes = SameBytesAfter(a, b);
+    if (!same_bytes.ok() || same_bytes.value()) return same_bytes;
+  }
   if (!IsNative(sa->transfer_syntax_uid) || !IsNative(sb->transfer_syntax_uid)) return false;
   Result<std::string> ea = EncodeExplicitLittle(a), eb = EncodeExplicitLittle(b);
   if (!ea.ok()) return ea.status();

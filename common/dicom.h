@@ -55,9 +55,9 @@ Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file);
 Result<std::string> DecodeToUtf8(std::string_view specific_character_set, std::string_view raw,
                                  std::string_view delimiters = "\\");
 
-// Whether two stored files carry the same data set: byte equality of the data sets when the
-// transfer syntaxes agree; for two native (uncompressed) encodings, equality after re-encoding
-// both as Explicit VR Little Endian; otherwise false.
+// Whether two stored files carry the same data set: byte equality of the data sets, else, when
+// neither has encapsulated pixel data, equality after re-encoding both as Explicit VR Little
+// Endian (so an implicit-VR or deflated re-send of the same object is the same); otherwise false.
 Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b);
 
 bool IsStorageSopClass(std::string_view sop_class_uid);

@@ -12,7 +12,9 @@
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
+#include "common/dicom.h"
 #include "samples/synthetic.h"
+#include "server/object_store.h"
 #include "tests/support/scu.h"
 #include "tests/support/server_fixture.h"
 
@@ -289,4 +291,86 @@ TEST_CASE("at least 16 associations run at once and beyond the limit they are re
   CHECK(WaitUntil([&] { return OpenFiles(server.pid()).size() == fds_before.size(); }, std::chrono::seconds(5)));
   CHECK(OpenFiles(server.pid()) == fds_before);
   CHECK(StatusNumber(server, "instances") == 10);
+}
+
+TEST_CASE("every offered transfer syntax is accepted and the object is stored as it was sent", "[listener][ts]") {
+  InitializeDicom();
+  ScratchDir dir;
+  TestServer server(dir.path() / "server");
+  server.Start();
+  auto base = SmallSeries(dir.path() / "base", 10);
+  struct Case {
+    std::string tool, option, ts;
+  };
+  const std::vector<Case> cases = {
+      {"dcmconv", "+te", UID_LittleEndianExplicitTransferSyntax},
+      {"dcmconv", "+ti", UID_LittleEndianImplicitTransferSyntax},
+      {"dcmconv", "+tb", UID_BigEndianExplicitTransferSyntax},
+      {"dcmconv", "+td", UID_DeflatedExplicitVRLittleEndianTransferSyntax},
+      {"dcmcjpeg", "+e1", UID_JPEGProcess14SV1TransferSyntax},
+      {"dcmcjpeg", "+el", UID_JPEGProcess14TransferSyntax},
+      {"dcmcjpeg", "+ee", UID_JPEGProcess2_4TransferSyntax},
+      {"dcmcjpls", "+el", UID_JPEGLSLosslessTransferSyntax},
+      {"dcmcrle", "", UID_RLELosslessTransferSyntax},
+  };
+  auto index_path = [&](const std::string& sop_uid) {
+    return server.storage() / ObjectStore::RelativePathFor(sop_uid);
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    INFO(c.tool << " " << c.option << " -> " << c.ts);
+    std::filesystem::path file = dir.path() / ("ts" + std::to_string(i) + ".dcm");
+    std::vector<std::string> argv = {"/usr/bin/" + c.tool};
+    if (!c.option.empty()) argv.push_back(c.option);
+    argv.push_back(base[i].string());
+    argv.push_back(file.string());
+    CommandResult conv = RunCommand(argv);
+    REQUIRE(conv.exit_code == 0);
+    auto summary = ReadInstanceSummary(file);
+    REQUIRE(summary.ok());
+    REQUIRE(summary->transfer_syntax_uid == c.ts);
+    // Proposed alone, the file's own transfer syntax must be accepted, and the data set sent as it is.
+    TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage}, {c.ts});
+    REQUIRE(scu.Connect().empty());
+    REQUIRE(scu.AcceptedTransferSyntax(UID_CTImageStorage) == c.ts);
+    DcmDataset ds = LoadDataset(file);
+    REQUIRE(scu.Store(ds, UID_CTImageStorage) == 0);
+    scu.Release();
+    std::filesystem::path stored = index_path(summary->sop_instance_uid);
+    REQUIRE(std::filesystem::exists(stored));
+    auto stored_summary = ReadInstanceSummary(stored);
+    REQUIRE(stored_summary.ok());
+    CHECK(stored_summary->transfer_syntax_uid == c.ts);
+    CHECK(stored_summary->source_ae_title == "ZZ_PACS");
+    auto same = SameDataSet(file, stored);
+    REQUIRE(same.ok());
+    CHECK(same.value());
+  }
+  CHECK(StatusNumber(server, "instances") == static_cast<long>(cases.size()));
+
+  SECTION("storescu sending a JPEG lossless file as it is") {
+    std::filesystem::path file = dir.path() / "storescu-jpeg.dcm";
+    REQUIRE(RunCommand({"/usr/bin/dcmcjpeg", base[9].string(), file.string()}).exit_code == 0);
+    CommandResult sent = StoreFiles(server, "ZZ_PACS", {file.string()}, {"-xs"});
+    REQUIRE(sent.exit_code == 0);
+    auto summary = ReadInstanceSummary(file);
+    auto stored = ReadInstanceSummary(index_path(summary->sop_instance_uid));
+    REQUIRE(stored.ok());
+    CHECK(stored->transfer_syntax_uid == UID_JPEGProcess14SV1TransferSyntax);
+  }
+  SECTION("JPEG baseline and JPEG 2000 are negotiated when proposed alone") {
+    for (const char* ts : {UID_JPEGProcess1TransferSyntax, UID_JPEG2000LosslessOnlyTransferSyntax,
+                           UID_JPEG2000TransferSyntax, UID_JPEGLSLossyTransferSyntax}) {
+      TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage}, {ts});
+      REQUIRE(scu.Connect().empty());
+      CHECK(scu.AcceptedTransferSyntax(UID_CTImageStorage) == ts);
+      scu.Release();
+    }
+  }
+  SECTION("a native encoding is preferred when the sender offers a choice") {
+    TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage},
+                {UID_JPEGProcess14SV1TransferSyntax, UID_LittleEndianImplicitTransferSyntax});
+    REQUIRE(scu.Connect().empty());
+    CHECK(scu.AcceptedTransferSyntax(UID_CTImageStorage) == UID_LittleEndianImplicitTransferSyntax);
+  }
 }

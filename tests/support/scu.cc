@@ -13,13 +13,19 @@ struct TestScu::Impl {
   uint16_t port;
   std::string calling_ae;
   std::vector<std::string> sop_classes;
+  std::vector<std::string> transfer_syntaxes;
   T_ASC_Network* net = nullptr;
   T_ASC_Association* assoc = nullptr;
   DIC_US next_message_id = 1;
 };
 
-TestScu::TestScu(uint16_t port, std::string calling_ae, std::vector<std::string> sop_classes)
-    : impl_(new Impl{port, std::move(calling_ae), std::move(sop_classes)}) {}
+TestScu::TestScu(uint16_t port, std::string calling_ae, std::vector<std::string> sop_classes,
+                 std::vector<std::string> transfer_syntaxes)
+    : impl_(new Impl{port, std::move(calling_ae), std::move(sop_classes), std::move(transfer_syntaxes)}) {
+  if (impl_->transfer_syntaxes.empty()) {
+    impl_->transfer_syntaxes = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax};
+  }
+}
 
 TestScu::~TestScu() {
   if (impl_->assoc) {
@@ -37,10 +43,11 @@ std::string TestScu::Connect() {
   ASC_setAPTitles(params, impl_->calling_ae.c_str(), "LX_READ", nullptr);
   std::string peer = "127.0.0.1:" + std::to_string(impl_->port);
   ASC_setPresentationAddresses(params, "localhost", peer.c_str());
-  const char* syntaxes[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax};
+  std::vector<const char*> syntaxes;
+  for (const std::string& ts : impl_->transfer_syntaxes) syntaxes.push_back(ts.c_str());
   T_ASC_PresentationContextID id = 1;
   for (const std::string& sop_class : impl_->sop_classes) {
-    ASC_addPresentationContext(params, id, sop_class.c_str(), syntaxes, 2);
+    ASC_addPresentationContext(params, id, sop_class.c_str(), syntaxes.data(), static_cast<int>(syntaxes.size()));
     id += 2;
   }
   cond = ASC_requestAssociation(impl_->net, params, &impl_->assoc);
@@ -82,6 +89,15 @@ int TestScu::Store(DcmDataset& dataset, const std::string& context_sop_class, st
   }
   if (cond.bad()) return -1;
   return rsp.DimseStatus;
+}
+
+std::string TestScu::AcceptedTransferSyntax(const std::string& sop_class) const {
+  if (!impl_->assoc) return "";
+  T_ASC_PresentationContextID id = ASC_findAcceptedPresentationContextID(impl_->assoc, sop_class.c_str());
+  if (id == 0) return "";
+  T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(impl_->assoc->params, id, &pc).bad()) return "";
+  return pc.acceptedTransferSyntax;
 }
 
 void TestScu::Release() {

@@ -12,8 +12,9 @@ namespace teleread::test {
 
 class TestScu {
  public:
-  // Proposes each SOP class with Explicit and Implicit VR Little Endian.
-  TestScu(uint16_t port, std::string calling_ae, std::vector<std::string> sop_classes);
+  // Proposes each SOP class with `transfer_syntaxes` (default: Explicit, then Implicit VR Little Endian).
+  TestScu(uint16_t port, std::string calling_ae, std::vector<std::string> sop_classes,
+          std::vector<std::string> transfer_syntaxes = {});
   ~TestScu();
   TestScu(const TestScu&) = delete;
   TestScu& operator=(const TestScu&) = delete;
@@ -26,6 +27,9 @@ class TestScu {
   // Returns the DIMSE status, or -1 when the association broke.
   int Store(DcmDataset& dataset, const std::string& context_sop_class, std::string command_sop_class = "",
             std::string command_sop_instance = "", std::string* error_comment = nullptr);
+
+  // The transfer syntax the centre accepted for `sop_class`; empty when it refused the context.
+  std::string AcceptedTransferSyntax(const std::string& sop_class) const;
 
   void Release();
 
