@@ -63,6 +63,7 @@ TEST_CASE("tables line up with Chinese text", "[text]") {
   CHECK(DisplayWidth("Knee AP") == 7);
   CHECK(DisplayWidth("胸部CT平扫") == 10);
   CHECK(PadToWidth("胸部CT平扫", 12) == "胸部CT平扫  ");
-  CHECK(PadToWidth("胸部CT平扫", 5) == "胸部 ");  // never half a character
+  CHECK(PadToWidth("胸部CT平扫", 5) == "胸部C");
+  CHECK(PadToWidth("胸部", 3) == "胸 ");  // never half a character
   CHECK(PadToWidth("Müller", 8) == "Müller  ");
 }
