@@ -256,18 +256,21 @@ class Association {
       T_ASC_PresentationContextID data_pres = pres_id;
       OFCondition cond =
           DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &data_pres, stream, nullptr, nullptr);
-      const bool write_failed = stream->status().bad();
-      delete stream;
-      if (cond.bad() || data_pres != pres_id) {
+      // DCMTK drains the rest of the data set itself when a write fails, so the association lives on.
+      const bool write_failed = cond == DIMSE_OUTOFRESOURCES || stream->status().bad();
+      const offile_off_t expected_size = stream->tell();
+      delete stream;  // closes the file; a failed final flush shows as a short file below
+      if (!write_failed && (cond.bad() || data_pres != pres_id)) {
         // The connection broke mid-object: nothing is kept and nobody awaits an answer.
         ::unlink(temp.c_str());
         spdlog::warn("C-STORE from {} interrupted: {}", caller_->ae_title,
                      cond.bad() ? cond.text() : "data set on another presentation context");
         return cond.bad() ? cond : DIMSE_BADDATA;
       }
-      if (write_failed) {
+      std::error_code ec;
+      if (write_failed || std::filesystem::file_size(temp, ec) != static_cast<uintmax_t>(expected_size) || ec) {
         ::unlink(temp.c_str());
-        outcome = {dimse::kOutOfResources, "writing the object failed (storage full?)", false, 0};
+        outcome = {dimse::kOutOfResources, "writing the object failed: storage full", false, 0};
       } else {
         T_ASC_PresentationContext pc;
         ASC_findAcceptedPresentationContext(assoc_->params, pres_id, &pc);

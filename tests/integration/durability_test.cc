@@ -142,3 +142,67 @@ TEST_CASE("start-up recovery indexes a placed file without its row and removes p
   REQUIRE(found.has_value());
   CHECK(found->member_id == "laishui");
 }
+
+TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers when space returns",
+          "[durability][disk]") {
+  InitializeDicom();
+  ScratchDir dir;
+  std::filesystem::path mount_point = dir.path() / "small-volume";
+  std::filesystem::create_directories(mount_point);
+  if (RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mount_point.string()}).exit_code != 0) {
+    WARN("cannot mount a tmpfs here (not root?): the real ENOSPC test did not run");
+    return;
+  }
+  struct Unmount {
+    std::filesystem::path p;
+    ~Unmount() { RunCommand({"/bin/umount", "-l", p.string()}); }
+  } unmount{mount_point};
+
+  samples::SeriesSpec spec;
+  spec.patient_id = "FULL1";
+  spec.instances = 16;  // 16 x 0.5 MB: more than the volume holds
+  auto files = samples::WriteSeries(spec, dir.path() / "in");
+  REQUIRE(files.ok());
+
+  ServerOptions options;
+  options.min_free_disk_mb = 0;  // let the volume really fill up
+  TestServer server(dir.path() / "server", options);
+  std::filesystem::remove_all(server.storage());
+  std::filesystem::create_directory_symlink(mount_point, server.storage());
+  server.Start();
+
+  TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+  REQUIRE(scu.Connect().empty());
+  std::vector<int> statuses;
+  std::string comment;
+  for (const auto& f : files.value()) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(f.c_str()).good());
+    statuses.push_back(scu.Store(*ff.getDataset(), UID_CTImageStorage, "", "", &comment));
+  }
+  const auto stored = std::count(statuses.begin(), statuses.end(), 0);
+  const auto full = std::count(statuses.begin(), statuses.end(), 0xA700);
+  INFO("last error comment: " << comment);
+  CHECK(stored > 0);
+  CHECK(full > 0);
+  CHECK(stored + full == static_cast<long>(statuses.size()));  // nothing else, and no broken association
+  scu.Release();
+  CHECK(server.running());
+  CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
+  CHECK(std::filesystem::is_empty(server.storage() / "tmp"));
+
+  // Space returns: the refused objects now go in without a restart.
+  REQUIRE(RunCommand({"/bin/mount", "-o", "remount,size=64m", mount_point.string()}).exit_code == 0);
+  TestScu again(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+  REQUIRE(again.Connect().empty());
+  for (size_t i = 0; i < files->size(); ++i) {
+    if (statuses[i] == 0) continue;
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(files.value()[i].c_str()).good());
+    CHECK(again.Store(*ff.getDataset(), UID_CTImageStorage) == 0);
+  }
+  again.Release();
+  CHECK(server.Stop() == 0);
+  CHECK(IndexedPaths(server.storage()).size() == files->size());
+  CHECK(IndexedPaths(server.storage()) == FilesUnder(server.storage()));
+}
