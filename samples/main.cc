@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
   std::string kind = "ct";
   int count = 100;
   corpus->add_option("out", out, "Output directory")->required();
-  corpus->add_option("--kind", kind, "ct (512x512, ~0.5 MB) or small (64x64, ~10 kB)")
-      ->check(CLI::IsMember({"ct", "small"}));
+  corpus->add_option("--kind", kind, "ct (512x512, ~0.5 MB), small (64x64, ~10 kB) or large (one ~1 GB image)")
+      ->check(CLI::IsMember({"ct", "small", "large"}));
   corpus->add_option("--count", count, "Number of instances")->check(CLI::Range(1, 1000000));
   CLI11_PARSE(app, argc, argv);
 
@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
     spec.study_description = "Benchmark " + kind;
     spec.instances = count;
     if (kind == "small") spec.rows = spec.columns = 64;
+    if (kind == "large") spec.rows = spec.columns = 23170;  // 2 bytes a pixel: 1.07 GB
     files = samples::WriteSeries(spec, out);
   }
   if (!files.ok()) {

@@ -106,6 +106,30 @@ std::string HumanBytes(uint64_t b) {
   return out;
 }
 
+// Starts writing received bytes to disk while the rest of the object is still arriving, so the
+// fsync before the acknowledgement only waits for the tail, not for the whole object.
+class EarlyWriteback {
+ public:
+  explicit EarlyWriteback(const std::filesystem::path& file) : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)) {}
+  ~EarlyWriteback() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  EarlyWriteback(const EarlyWriteback&) = delete;
+  EarlyWriteback& operator=(const EarlyWriteback&) = delete;
+
+  static void Progress(void* self, unsigned long bytes_received) {
+    auto* w = static_cast<EarlyWriteback*>(self);
+    if (w->fd_ < 0 || bytes_received < w->next_kick_) return;
+    ::sync_file_range(w->fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+    w->next_kick_ = bytes_received + kKickBytes;
+  }
+
+ private:
+  static constexpr unsigned long kKickBytes = 256 * 1024;
+  int fd_;
+  unsigned long next_kick_ = kKickBytes;
+};
+
 struct AssociationEnv {
   const CallerPolicy& policy;
   Ingest& ingest;
@@ -254,8 +278,9 @@ class Association {
       if (cond.bad()) return cond;
     } else {
       T_ASC_PresentationContextID data_pres = pres_id;
-      OFCondition cond =
-          DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &data_pres, stream, nullptr, nullptr);
+      EarlyWriteback writeback(temp);
+      OFCondition cond = DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &data_pres, stream,
+                                                    &EarlyWriteback::Progress, &writeback);
       // DCMTK drains the rest of the data set itself when a write fails, so the association lives on.
       const bool write_failed = cond == DIMSE_OUTOFRESOURCES || stream->status().bad();
       const offile_off_t expected_size = stream->tell();

@@ -18,13 +18,14 @@ class ObjectStore {
  public:
   explicit ObjectStore(std::filesystem::path root);
 
-  // Creates objects/ and tmp/ if needed.
+  // Creates objects/ (with its fan-out directories) and tmp/ if needed.
   Status Prepare();
 
   // A fresh, unused path under tmp/ for an object being received.
   std::filesystem::path NewTempPath();
 
-  // "objects/ab/cd/<64 hex>.dcm" for a SOP Instance UID.
+  // "objects/abc/<64 hex>.dcm" for a SOP Instance UID: 4096 directories, created by Prepare,
+  // keep a directory at ~2,500 entries for ten million objects.
   static std::string RelativePathFor(const std::string& sop_instance_uid);
   std::filesystem::path Absolute(const std::string& relative_path) const { return root_ / relative_path; }
 
@@ -45,6 +46,7 @@ class ObjectStore {
  private:
   Status EnsureDirectory(const std::filesystem::path& dir);
 
+  static constexpr int kFanOut = 4096;
   std::filesystem::path root_;
   std::atomic<uint64_t> temp_counter_{0};
 };

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Ingest benchmark: teleread-server (durable: fsync + SQLite index) against DCMTK storescp
+# (writes files, no fsync, no index), same corpora, same run, 1 and 4 associations.
+# Usage: tests/bench/ingest.sh [CT_COUNT] [SMALL_COUNT]     (defaults 400 and 4000)
+# Needs a build (scripts/build.sh). Results: a table on stdout and var/bench/results.tsv.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${TELEREAD_BUILD_DIR:-$root/build}
+work=${TELEREAD_BENCH_DIR:-$root/var/bench}
+ct_count=${1:-400}
+small_count=${2:-4000}
+port=11190
+export TCP_NODELAY=1  # the DCMTK peers' best setting (Debian's DCMTK leaves Nagle on)
+
+rm -rf "$work"
+mkdir -p "$work"
+corpus() {  # kind count -> $work/corpus-kind/part{0..3}
+  local dir=$work/corpus-$1
+  "$build/samples/teleread-samples" corpus "$dir/all" --kind "$1" --count "$2" >/dev/null
+  for i in 0 1 2 3; do mkdir -p "$dir/part$i"; done
+  local n=0
+  for f in $(find "$dir/all" -name '*.dcm' | sort); do
+    mv "$f" "$dir/part$((n % 4))/"
+    n=$((n + 1))
+  done
+  du -sb "$dir" | cut -f1
+}
+echo "generating corpora: $ct_count CT (~0.5 MB), $small_count small (~10 kB)" >&2
+declare -A bytes
+bytes[ct]=$(corpus ct "$ct_count")
+bytes[small]=$(corpus small "$small_count")
+declare -A count=([ct]=$ct_count [small]=$small_count)
+
+start_server() {  # which data_dir -> pid on stdout
+  case $1 in
+    teleread)
+      sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" "$root/config/teleread.toml" >"$work/teleread.toml"
+      "$build/server/teleread-server" --config "$work/teleread.toml" --storage "$2" --dicom-port $port \
+        --log-level warn >"$work/$1.log" 2>&1 &
+      ;;
+    storescp)
+      mkdir -p "$2"
+      # --fork: one process per association, its only way to serve several at once.
+      storescp --fork --max-pdu 131072 -od "$2" -aet LX_READ $port >"$work/$1.log" 2>&1 &
+      ;;
+  esac
+  local pid=$!
+  for _ in $(seq 100); do
+    echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 $port >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  echo $pid
+}
+
+peak_rss_kb() {  # pid and its children (storescp --fork)
+  local total=0
+  for p in $1 $(pgrep -P "$1" || true); do
+    local hwm
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    [ "${hwm:-0}" -gt "$total" ] && total=$hwm
+  done
+  echo "$total"
+}
+
+printf 'server\tcorpus\tassocs\tinstances\tseconds\tinst_per_s\tMB_per_s\tpeak_rss_MB\n' >"$work/results.tsv"
+run() {  # which kind assocs
+  local data=$work/data-$1-$2-$3
+  local pid
+  pid=$(start_server "$1" "$data")
+  local rss_max=0
+  local t0 t1
+  t0=$(date +%s%N)
+  local senders=()
+  for i in $(seq 0 $(($3 - 1))); do
+    local parts=()
+    if [ "$3" -eq 1 ]; then parts=("$work/corpus-$2"/part*); else parts=("$work/corpus-$2/part$i"); fi
+    storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" \
+      >>"$work/storescu.log" 2>&1 &
+    senders+=($!)
+  done
+  # Children of storescp --fork exit with their association: sample their RSS while running.
+  while kill -0 "${senders[@]}" 2>/dev/null; do
+    local r
+    r=$(peak_rss_kb "$pid")
+    [ "$r" -gt "$rss_max" ] && rss_max=$r
+    sleep 0.05
+  done
+  local failed=0
+  for s in "${senders[@]}"; do wait "$s" || failed=1; done
+  t1=$(date +%s%N)
+  local r
+  r=$(peak_rss_kb "$pid")
+  [ "$r" -gt "$rss_max" ] && rss_max=$r
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  local stored
+  stored=$(find "$data" -name '*.dcm' -o -name '*.CT.*' -o -name 'CT.*' -o -name 'SC.*' | wc -l)
+  [ "$failed" -eq 0 ] || echo "WARNING: a storescu failed ($1 $2 $3)" >&2
+  awk -v s="$1" -v c="$2" -v a="$3" -v n="${count[$2]}" -v st="$stored" -v ns=$((t1 - t0)) -v b="${bytes[$2]}" \
+    -v rss="$rss_max" 'BEGIN {
+      sec = ns / 1e9
+      printf "%s\t%s\t%d\t%d\t%.2f\t%.0f\t%.1f\t%.1f\n", s, c, a, st, sec, n / sec, b / sec / 1e6, rss / 1024 }' \
+    >>"$work/results.tsv"
+  rm -rf "$data"
+}
+
+for kind in ct small; do
+  for assocs in 1 4; do
+    for server in storescp teleread; do
+      echo "running $server $kind x$assocs" >&2
+      run $server $kind $assocs
+    done
+  done
+done
+# One ~1 GB object: the server streams it to disk, so its RSS must stay far below the object's size.
+echo "running teleread with one ~1 GB object" >&2
+"$build/samples/teleread-samples" corpus "$work/corpus-large" --kind large --count 1 >/dev/null
+large_pid=$(start_server teleread "$work/data-large")
+storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "$work/corpus-large" \
+  >>"$work/storescu.log" 2>&1 &
+sender=$!
+large_rss=0
+while kill -0 $sender 2>/dev/null; do
+  r=$(peak_rss_kb "$large_pid")
+  [ "$r" -gt "$large_rss" ] && large_rss=$r
+  sleep 0.1
+done
+wait $sender && large_ok=stored || large_ok=FAILED
+kill "$large_pid"
+wait "$large_pid" 2>/dev/null || true
+large_bytes=$(du -sb "$work/corpus-large" | cut -f1)
+rm -rf "$work/data-large" "$work/corpus-large"
+
+column -t -s $'\t' "$work/results.tsv"
+printf '\nlarge object: %.0f MB %s; teleread-server peak RSS %.1f MB\n' "$(awk -v b="$large_bytes" 'BEGIN {print b / 1e6}')" \
+  "$large_ok" "$(awk -v k="$large_rss" 'BEGIN {print k / 1024}')"
+echo
+awk -F'\t' 'NR > 1 { key = $2 " x" $3; if ($1 == "storescp") s[key] = $6; else t[key] = $6 }
+  END { for (k in t) printf "teleread / storescp throughput, %s: %.2f\n", k, t[k] / s[k] }' "$work/results.tsv" | sort
