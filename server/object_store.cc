@@ -34,21 +34,7 @@ Status ObjectStore::EnsureDirectory(const fs::path& dir) {
 
 Status ObjectStore::Prepare() {
   if (Status s = EnsureDirectory(root_ / "objects"); !s.ok()) return s;
-  if (Status s = EnsureDirectory(root_ / "tmp"); !s.ok()) return s;
-  // All fan-out directories up front: storing an object then never creates a directory, which
-  // would cost two more fsyncs on the acknowledgement path.
-  static const char kHex[] = "0123456789abcdef";
-  bool created = false;
-  for (int i = 0; i < kFanOut; ++i) {
-    const char name[] = {kHex[(i >> 8) & 15], kHex[(i >> 4) & 15], kHex[i & 15], '\0'};
-    fs::path dir = root_ / "objects" / name;
-    if (::mkdir(dir.c_str(), 0750) == 0) {
-      created = true;
-    } else if (errno != EEXIST) {
-      return Status::FromErrno(errno, "mkdir " + dir.string());
-    }
-  }
-  return created ? SyncPath(root_ / "objects") : Status::Ok();
+  return EnsureDirectory(root_ / "tmp");
 }
 
 fs::path ObjectStore::NewTempPath() {
@@ -76,7 +62,7 @@ Result<ObjectStore::Placed> ObjectStore::Place(const fs::path& temp, const std::
   // link(), unlike rename(), refuses to replace: two senders racing with one UID cannot
   // overwrite each other's object.
   int rc = ::link(temp.c_str(), final_path.c_str());
-  if (rc != 0 && errno == ENOENT) {  // a fan-out directory removed by hand
+  if (rc != 0 && errno == ENOENT) {  // first object in this fan-out directory
     if (Status s = EnsureDirectory(dir); !s.ok()) return s;
     rc = ::link(temp.c_str(), final_path.c_str());
   }

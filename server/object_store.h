@@ -18,14 +18,15 @@ class ObjectStore {
  public:
   explicit ObjectStore(std::filesystem::path root);
 
-  // Creates objects/ (with its fan-out directories) and tmp/ if needed.
+  // Creates objects/ and tmp/ if needed.
   Status Prepare();
 
   // A fresh, unused path under tmp/ for an object being received.
   std::filesystem::path NewTempPath();
 
-  // "objects/abc/<64 hex>.dcm" for a SOP Instance UID: 4096 directories, created by Prepare,
-  // keep a directory at ~2,500 entries for ten million objects.
+  // "objects/abc/<64 hex>.dcm" for a SOP Instance UID: one level of 4096 directories keeps a
+  // directory at ~2,500 entries for ten million objects, and directory creation (two more
+  // fsyncs) stops after the first few tens of thousands of objects.
   static std::string RelativePathFor(const std::string& sop_instance_uid);
   std::filesystem::path Absolute(const std::string& relative_path) const { return root_ / relative_path; }
 
@@ -46,7 +47,6 @@ class ObjectStore {
  private:
   Status EnsureDirectory(const std::filesystem::path& dir);
 
-  static constexpr int kFanOut = 4096;
   std::filesystem::path root_;
   std::atomic<uint64_t> temp_counter_{0};
 };
