@@ -34,7 +34,21 @@ Status ObjectStore::EnsureDirectory(const fs::path& dir) {
 
 Status ObjectStore::Prepare() {
   if (Status s = EnsureDirectory(root_ / "objects"); !s.ok()) return s;
-  return EnsureDirectory(root_ / "tmp");
+  if (Status s = EnsureDirectory(root_ / "tmp"); !s.ok()) return s;
+  // The fan-out directories up front, so that storing an object never creates one (two more
+  // fsyncs on the acknowledgement path).
+  static const char kHex[] = "0123456789abcdef";
+  bool created = false;
+  for (int i = 0; i < 256; ++i) {
+    const char name[] = {kHex[i >> 4], kHex[i & 15], '\0'};
+    fs::path dir = root_ / "objects" / name;
+    if (::mkdir(dir.c_str(), 0750) == 0) {
+      created = true;
+    } else if (errno != EEXIST) {
+      return Status::FromErrno(errno, "mkdir " + dir.string());
+    }
+  }
+  return created ? SyncPath(root_ / "objects") : Status::Ok();
 }
 
 fs::path ObjectStore::NewTempPath() {
@@ -52,7 +66,7 @@ std::string ObjectStore::RelativePathFor(const std::string& sop_instance_uid) {
     hex += kHex[digest[i] >> 4];
     hex += kHex[digest[i] & 15];
   }
-  return "objects/" + hex.substr(0, 3) + "/" + hex + ".dcm";
+  return "objects/" + hex.substr(0, 2) + "/" + hex + ".dcm";
 }
 
 Result<ObjectStore::Placed> ObjectStore::Place(const fs::path& temp, const std::string& relative_path) {
@@ -62,7 +76,7 @@ Result<ObjectStore::Placed> ObjectStore::Place(const fs::path& temp, const std::
   // link(), unlike rename(), refuses to replace: two senders racing with one UID cannot
   // overwrite each other's object.
   int rc = ::link(temp.c_str(), final_path.c_str());
-  if (rc != 0 && errno == ENOENT) {  // first object in this fan-out directory
+  if (rc != 0 && errno == ENOENT) {  // a fan-out directory removed by hand
     if (Status s = EnsureDirectory(dir); !s.ok()) return s;
     rc = ::link(temp.c_str(), final_path.c_str());
   }

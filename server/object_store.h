@@ -18,15 +18,14 @@ class ObjectStore {
  public:
   explicit ObjectStore(std::filesystem::path root);
 
-  // Creates objects/ and tmp/ if needed.
+  // Creates objects/ with its fan-out directories, and tmp/, if needed.
   Status Prepare();
 
   // A fresh, unused path under tmp/ for an object being received.
   std::filesystem::path NewTempPath();
 
-  // "objects/abc/<64 hex>.dcm" for a SOP Instance UID: one level of 4096 directories keeps a
-  // directory at ~2,500 entries for ten million objects, and directory creation (two more
-  // fsyncs) stops after the first few tens of thousands of objects.
+  // "objects/ab/<64 hex>.dcm" for a SOP Instance UID: 256 directories, created by Prepare
+  // (ext4's hashed directories stay fast at the ~40,000 entries each of ten million objects).
   static std::string RelativePathFor(const std::string& sop_instance_uid);
   std::filesystem::path Absolute(const std::string& relative_path) const { return root_ / relative_path; }
 

@@ -12,7 +12,7 @@ TEST_CASE("objects reach their final name whole and are never replaced", "[store
   REQUIRE(store.Prepare().ok());
 
   std::string rel = ObjectStore::RelativePathFor("1.2.3.4");
-  CHECK(rel.size() == std::string("objects/abc/").size() + 64 + 4);
+  CHECK(rel.size() == std::string("objects/ab/").size() + 64 + 4);
   CHECK(rel.rfind("objects/", 0) == 0);
   CHECK(ObjectStore::RelativePathFor("1.2.3.4") == rel);
   CHECK(ObjectStore::RelativePathFor("1.2.3.5") != rel);
