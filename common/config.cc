@@ -143,6 +143,17 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   return c;
 }
 
+DeliveryTarget ReadTarget(TableReader& r) {
+  DeliveryTarget t;
+  t.ae_title = r.String("ae_title");
+  CheckAeTitle(r, "ae_title", t.ae_title);
+  t.host = r.String("host");
+  if (t.host.empty()) r.Fail(r.Get("host"), "host", "must not be empty");
+  t.port = static_cast<uint16_t>(r.Integer("port", 1, 65535, std::nullopt));
+  r.RejectUnknownKeys();
+  return t;
+}
+
 Member ReadMember(TableReader& r) {
   Member m;
   m.id = r.String("id");
@@ -156,13 +167,7 @@ Member ReadMember(TableReader& r) {
   }
   if (const toml::table* d = r.OptionalTable("delivery")) {
     TableReader dr(*d, r.Qualified("delivery"), r.source());
-    DeliveryTarget t;
-    t.ae_title = dr.String("ae_title");
-    CheckAeTitle(dr, "ae_title", t.ae_title);
-    t.host = dr.String("host");
-    t.port = static_cast<uint16_t>(dr.Integer("port", 1, 65535, std::nullopt));
-    dr.RejectUnknownKeys();
-    m.delivery = t;
+    m.delivery = ReadTarget(dr);
   }
   r.RejectUnknownKeys();
   return m;
@@ -200,6 +205,18 @@ const Member* Config::FindMemberByAeTitle(std::string_view ae) const {
     }
   }
   return nullptr;
+}
+
+std::optional<DeliveryTarget> Config::MoveDestination(std::string_view member_id, std::string_view ae) const {
+  for (const Member& m : members) {
+    if (m.delivery && m.delivery->ae_title == ae && (member_id.empty() || member_id == m.id)) return m.delivery;
+  }
+  if (member_id.empty()) {
+    for (const DeliveryTarget& w : workstations) {
+      if (w.ae_title == ae) return w;
+    }
+  }
+  return std::nullopt;
 }
 
 bool Config::IsCentreAeTitle(std::string_view ae) const {
@@ -249,6 +266,12 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
       Radiologist d = ReadRadiologist(rr);
       if (!rad_ids.insert(d.id).second) rr.Fail(rr.Get("id"), "id", "duplicate radiologist id '" + d.id + "'");
       config.radiologists.push_back(std::move(d));
+    }
+  }
+  if (const toml::array* stations = top.OptionalTableArray("workstations")) {
+    for (size_t i = 0; i < stations->size(); ++i) {
+      TableReader wr(*stations->get(i)->as_table(), "workstations[" + std::to_string(i) + "]", source);
+      config.workstations.push_back(ReadTarget(wr));
     }
   }
   top.RejectUnknownKeys();

@@ -56,10 +56,15 @@ struct Config {
   CentreConfig centre;
   std::vector<Member> members;
   std::vector<Radiologist> radiologists;
+  std::vector<DeliveryTarget> workstations;  // centre workstations that take C-MOVE
 
   // The member whose calling AE titles include `ae_title`, or nullptr.
   const Member* FindMemberByAeTitle(std::string_view ae_title) const;
   bool IsCentreAeTitle(std::string_view ae_title) const;
+  // Where a C-MOVE to `destination_ae` goes, for a caller from member `member_id` (empty: a centre
+  // AE title). A member may only move to its own delivery AE, so that a study never leaves for
+  // another hospital; the centre may move to any member's delivery AE or a workstation.
+  std::optional<DeliveryTarget> MoveDestination(std::string_view member_id, std::string_view destination_ae) const;
 };
 
 // Parses and validates; relative paths are resolved against `base_dir`.

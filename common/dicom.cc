@@ -7,6 +7,7 @@
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcostrmb.h"
 #include "dcmtk/dcmdata/dcspchrs.h"
+#include "dcmtk/ofstd/ofchrenc.h"
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/oflog/oflog.h"
@@ -77,6 +78,30 @@ Result<std::string> DecodeToUtf8(std::string_view charset, std::string_view raw,
   OFString out;
   cond = converter.convertString(raw.data(), raw.size(), out, OFString(delimiters.data(), delimiters.size()));
   if (cond.bad()) return Status::InvalidArgument(std::string("cannot decode text: ") + cond.text());
+  return std::string(out.c_str(), out.length());
+}
+
+Result<std::string> EncodeFromUtf8(std::string_view charset, std::string_view utf8) {
+  static const std::pair<const char*, const char*> kEncodings[] = {
+      {"", "ASCII"},           {"ISO_IR 6", "ASCII"},       {"ISO_IR 192", "UTF-8"},
+      {"ISO_IR 100", "ISO-8859-1"}, {"ISO_IR 101", "ISO-8859-2"}, {"ISO_IR 109", "ISO-8859-3"},
+      {"ISO_IR 110", "ISO-8859-4"}, {"ISO_IR 144", "ISO-8859-5"}, {"ISO_IR 127", "ISO-8859-6"},
+      {"ISO_IR 126", "ISO-8859-7"}, {"ISO_IR 138", "ISO-8859-8"}, {"ISO_IR 148", "ISO-8859-9"},
+      {"ISO_IR 166", "TIS-620"},   {"GB18030", "GB18030"},      {"GBK", "GBK"},
+  };
+  const std::string term = Trim(std::string(charset));
+  const char* encoding = nullptr;
+  for (const auto& [dicom, iconv] : kEncodings) {
+    if (term == dicom) encoding = iconv;
+  }
+  if (encoding == nullptr) return Status::InvalidArgument("cannot encode to '" + term + "'");
+  if (std::string_view(encoding) == "UTF-8") return std::string(utf8);
+  OFCharacterEncoding converter;
+  OFCondition cond = converter.selectEncoding("UTF-8", encoding);
+  if (cond.bad()) return Status::InvalidArgument(std::string("cannot encode to ") + encoding + ": " + cond.text());
+  OFString out;
+  cond = converter.convertString(OFString(utf8.data(), utf8.size()), out);
+  if (cond.bad()) return Status::InvalidArgument(std::string("text not representable in ") + encoding);
   return std::string(out.c_str(), out.length());
 }
 

@@ -55,6 +55,11 @@ Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file);
 Result<std::string> DecodeToUtf8(std::string_view specific_character_set, std::string_view raw,
                                  std::string_view delimiters = "\\");
 
+// Encodes UTF-8 text to a DICOM Specific Character Set without code extensions (ISO_IR 100,
+// ISO_IR 192, GB18030, ...). InvalidArgument when the set is unsupported or a character has
+// no representation in it.
+Result<std::string> EncodeFromUtf8(std::string_view specific_character_set, std::string_view utf8);
+
 // Whether two stored files carry the same data set: byte equality of the data sets, else, when
 // neither has encapsulated pixel data, equality after re-encoding both as Explicit VR Little
 // Endian (so an implicit-VR or deflated re-send of the same object is the same); otherwise false.

@@ -52,4 +52,38 @@ std::string PadToWidth(std::string_view s, int width) {
   return out;
 }
 
+std::string FoldCase(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 'a' && c <= 'z') {
+      out += static_cast<char>(c - 32);
+    } else if (c == 0xC3 && i + 1 < s.size()) {
+      // U+00E0..U+00FE (except U+00F7 division sign) upper-case to U+00C0..U+00DE.
+      unsigned char d = static_cast<unsigned char>(s[i + 1]);
+      out += static_cast<char>(c);
+      out += static_cast<char>(d >= 0xA0 && d <= 0xBE && d != 0xB7 ? d - 0x20 : d);
+      ++i;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> PersonNameKeys(std::string_view name) {
+  std::vector<std::string> keys;
+  size_t start = 0;
+  for (;;) {
+    size_t end = name.find('=', start);
+    std::string_view group = name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    while (!group.empty() && (group.back() == '^' || group.back() == ' ')) group.remove_suffix(1);
+    if (!group.empty()) keys.push_back(FoldCase(group));
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return keys;
+}
+
 }  // namespace teleread

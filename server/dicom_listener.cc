@@ -25,6 +25,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "server/qr_scp.h"
 
 namespace teleread {
 namespace {
@@ -131,6 +132,8 @@ class EarlyWriteback {
 };
 
 struct AssociationEnv {
+  const Config& config;
+  const QueryEngine& engine;
   const CallerPolicy& policy;
   Ingest& ingest;
   ObjectStore& store;
@@ -198,9 +201,15 @@ class Association {
         ASC_acceptContextsWithPreferredTransferSyntaxes(assoc_->params, echo, 1, echo_syntaxes, 3);
     if (cond.good()) {
       cond = ASC_acceptContextsWithPreferredTransferSyntaxes(
+          assoc_->params, const_cast<const char**>(kQueryRetrieveSopClasses), kNumQueryRetrieveSopClasses,
+          echo_syntaxes, 3);
+    }
+    if (cond.good()) {
+      cond = ASC_acceptContextsWithPreferredTransferSyntaxes(
           assoc_->params, dcmAllStorageSOPClassUIDs, numberOfDcmAllStorageSOPClassUIDs,
           const_cast<const char**>(kTransferSyntaxes), static_cast<int>(std::size(kTransferSyntaxes)));
     }
+    if (cond.good()) AcceptProposedStorageRoles();
     if (cond.bad() || ASC_countAcceptedPresentationContexts(assoc_->params) == 0) {
       spdlog::warn("association {} from {} refused: no acceptable presentation context", calling, peer_);
       Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_NOREASON);
@@ -215,6 +224,21 @@ class Association {
     spdlog::debug("association accepted: {} from {}, {} presentation contexts", calling, peer_,
                   ASC_countAcceptedPresentationContexts(assoc_->params));
     return true;
+  }
+
+  // A C-GET caller proposes the SCP role for the storage classes it wants to receive; grant it,
+  // so that we may send C-STOREs back on this association.
+  void AcceptProposedStorageRoles() {
+    const int n = ASC_countPresentationContexts(assoc_->params);
+    for (int i = 0; i < n; ++i) {
+      T_ASC_PresentationContext pc;
+      if (ASC_getPresentationContext(assoc_->params, i, &pc).bad()) continue;
+      if (pc.resultReason != ASC_P_ACCEPTANCE) continue;
+      if (pc.proposedRole != ASC_SC_ROLE_SCP && pc.proposedRole != ASC_SC_ROLE_SCUSCP) continue;
+      if (!dcmIsaStorageSOPClassUID(pc.abstractSyntax, ESSC_All)) continue;
+      ASC_acceptPresentationContext(assoc_->params, pc.presentationContextID, pc.acceptedTransferSyntax,
+                                    pc.proposedRole);
+    }
   }
 
   void Serve() {
@@ -240,6 +264,17 @@ class Association {
         case DIMSE_C_STORE_RQ:
           cond = HandleStore(pres_id, msg.msg.CStoreRQ);
           break;
+        case DIMSE_C_FIND_RQ:
+          cond = ServeFind(assoc_, pres_id, msg.msg.CFindRQ, QrEnvironment());
+          break;
+        case DIMSE_C_MOVE_RQ:
+          cond = ServeMove(assoc_, pres_id, msg.msg.CMoveRQ, QrEnvironment());
+          break;
+        case DIMSE_C_GET_RQ:
+          cond = ServeGet(assoc_, pres_id, msg.msg.CGetRQ, QrEnvironment());
+          break;
+        case DIMSE_C_CANCEL_RQ:
+          break;  // for an operation already finished: nothing to stop
         default:
           spdlog::warn("association {} from {}: unsupported DIMSE command 0x{:04X}", caller_->ae_title, peer_,
                        static_cast<unsigned>(msg.CommandField));
@@ -253,6 +288,10 @@ class Association {
         return;
       }
     }
+  }
+
+  QrEnv QrEnvironment() const {
+    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout};
   }
 
   // Reads the data set into a temp file exactly as it came over the wire, then hands it to Ingest.
@@ -355,8 +394,9 @@ struct DicomListener::Network {
   }
 };
 
-DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store)
-    : config_(config), policy_(policy), ingest_(ingest), store_(store) {}
+DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
+                             const QueryEngine& engine)
+    : config_(config), policy_(policy), ingest_(ingest), store_(store), engine_(engine) {}
 
 DicomListener::~DicomListener() { Stop(); }
 
@@ -536,7 +576,7 @@ void DicomListener::RunConnection(int fd) {
     }
     return;
   }
-  AssociationEnv env{policy_, ingest_, store_, stats_, config_.centre.ae_title,
+  AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, config_.centre.ae_title,
                      config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds};
   Association(assoc, env).Run();
 }

@@ -1,5 +1,6 @@
 #pragma once
-// The DICOM upper-layer listener: binds the configured address, accepts on its own thread and
+// The DICOM upper-layer listener (C-ECHO, C-STORE, and query/retrieve via qr_scp): binds the
+// configured address, accepts on its own thread and
 // runs each association on a fixed pool of worker threads (no thread per association, no
 // leak). A connection that finds every worker busy is rejected with "local limit exceeded".
 // DCMTK is confined to dicom_listener.cc.
@@ -18,6 +19,7 @@
 #include "common/config.h"
 #include "server/caller_policy.h"
 #include "server/ingest.h"
+#include "server/query.h"
 
 namespace teleread {
 
@@ -31,7 +33,8 @@ struct ListenerStats {
 
 class DicomListener {
  public:
-  DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store);
+  DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
+                const QueryEngine& engine);
   ~DicomListener();  // stops if running
   DicomListener(const DicomListener&) = delete;
   DicomListener& operator=(const DicomListener&) = delete;
@@ -55,6 +58,7 @@ class DicomListener {
   const CallerPolicy& policy_;
   Ingest& ingest_;
   ObjectStore& store_;
+  const QueryEngine& engine_;
   ListenerStats stats_;
 
   std::unique_ptr<Network> network_;

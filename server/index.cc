@@ -1,5 +1,6 @@
 #include "server/index.h"
 
+#include "common/text.h"
 #include "server/schema.h"
 
 namespace teleread {
@@ -25,8 +26,12 @@ struct Index::WriterStatements {
                         "INSERT INTO instances (series_pk, sop_instance_uid, sop_class_uid, instance_number, "
                         "transfer_syntax_uid, size_bytes, path, calling_ae_title, received_ms) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        insert_name_key(h, "INSERT INTO patient_name_keys (patient_pk, name_key) VALUES (?1, ?2)"),
         bump_series(h, "UPDATE series SET num_instances = num_instances + 1 WHERE id = ?1"),
-        bump_study_series(h, "UPDATE studies SET num_series = num_series + 1 WHERE id = ?1"),
+        bump_study_series(h,
+                          "UPDATE studies SET num_series = num_series + 1, modalities = CASE "
+                          "WHEN ?2 = '' OR instr('\\' || modalities || '\\', '\\' || ?2 || '\\') > 0 THEN modalities "
+                          "WHEN modalities = '' THEN ?2 ELSE modalities || '\\' || ?2 END WHERE id = ?1"),
         bump_study(h,
                    "UPDATE studies SET num_instances = num_instances + 1, "
                    "last_received_ms = MAX(last_received_ms, ?2) WHERE id = ?1"),
@@ -35,7 +40,7 @@ struct Index::WriterStatements {
                    "WHERE study_pk = ?1") {}
 
   Statement find_study, find_patient, insert_patient, insert_study, find_series, insert_series, insert_instance,
-      bump_series, bump_study_series, bump_study, touch_task;
+      insert_name_key, bump_series, bump_study_series, bump_study, touch_task;
 };
 
 Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& db_path) {
@@ -146,6 +151,9 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
       p.insert_patient.Bind(7, s.other_patient_ids);
       if (Status st = p.insert_patient.Run(); !st.ok()) return st;
       patient_pk = db.LastInsertRowId();
+      for (const std::string& key : PersonNameKeys(s.patient_name)) {
+        if (Status st = p.insert_name_key.Bind(1, patient_pk).Bind(2, key).Run(); !st.ok()) return st;
+      }
     }
     Statement& is = p.insert_study;
     is.Bind(1, patient_pk).Bind(2, in.member_id).Bind(3, s.study_instance_uid).Bind(4, s.study_date);
@@ -179,7 +187,7 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
     q.Bind(5, s.series_description).Bind(6, s.body_part_examined);
     if (Status st = q.Run(); !st.ok()) return st;
     series_pk = db.LastInsertRowId();
-    if (Status st = p.bump_study_series.Bind(1, study_pk).Run(); !st.ok()) return st;
+    if (Status st = p.bump_study_series.Bind(1, study_pk).Bind(2, s.modality).Run(); !st.ok()) return st;
   }
 
   Statement& ii = p.insert_instance;

@@ -84,6 +84,8 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // DCMTK reads this when it opens an outgoing association (C-MOVE, report delivery): Nagle off.
+  ::setenv("TCP_NODELAY", "1", 0);
 
   ServerApp server(std::move(config));
   if (Status s = server.Start(); !s.ok()) {

@@ -22,6 +22,15 @@ CREATE TABLE patients (
   other_patient_ids TEXT NOT NULL,
   UNIQUE (member_id, patient_id, issuer_of_patient_id)
 );
+CREATE INDEX patients_patient_id ON patients (patient_id);
+-- One row per person-name component group (alphabetic, ideographic, phonetic), upper-cased,
+-- so that C-FIND matches names case-insensitively in any group, by index for prefixes.
+CREATE TABLE patient_name_keys (
+  patient_pk INTEGER NOT NULL REFERENCES patients(id),
+  name_key TEXT NOT NULL
+);
+CREATE INDEX patient_name_keys_key ON patient_name_keys (name_key);
+CREATE INDEX patient_name_keys_patient ON patient_name_keys (patient_pk);
 CREATE TABLE studies (
   id INTEGER PRIMARY KEY,
   patient_pk INTEGER NOT NULL REFERENCES patients(id),
@@ -37,6 +46,7 @@ CREATE TABLE studies (
   priority TEXT NOT NULL,
   patient_age TEXT NOT NULL,
   specific_character_set TEXT NOT NULL,
+  modalities TEXT NOT NULL DEFAULT '',
   num_series INTEGER NOT NULL DEFAULT 0,
   num_instances INTEGER NOT NULL DEFAULT 0,
   first_received_ms INTEGER NOT NULL,
@@ -44,6 +54,9 @@ CREATE TABLE studies (
   task_created INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX studies_patient ON studies (patient_pk);
+CREATE INDEX studies_date ON studies (study_date);
+CREATE INDEX studies_accession ON studies (accession_number);
+CREATE INDEX studies_member_date ON studies (member_id, study_date);
 CREATE INDEX studies_awaiting_task ON studies (last_received_ms) WHERE task_created = 0;
 CREATE TABLE series (
   id INTEGER PRIMARY KEY,
@@ -56,6 +69,7 @@ CREATE TABLE series (
   num_instances INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX series_study ON series (study_pk);
+CREATE INDEX series_modality ON series (modality);
 CREATE TABLE instances (
   id INTEGER PRIMARY KEY,
   series_pk INTEGER NOT NULL REFERENCES series(id),

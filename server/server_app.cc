@@ -38,7 +38,8 @@ Status ServerApp::Start() {
 
   ingest_ = std::make_unique<Ingest>(*store_, *index_, NowMs);
   policy_ = std::make_unique<CallerPolicy>(config_);
-  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_);
+  engine_ = std::make_unique<QueryEngine>(config_.centre.storage / "index.sqlite");
+  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_);
   if (Status s = listener_->Start(); !s.ok()) return s;
   promoter_ = std::make_unique<ReadingTaskPromoter>(*index_, config_.centre.quiet_period_seconds, NowMs);
   promoter_->Start();
@@ -52,6 +53,7 @@ void ServerApp::Stop() {
   if (listener_) listener_->Stop();
   promoter_.reset();
   listener_.reset();
+  engine_.reset();
   ingest_.reset();
   index_.reset();
 }

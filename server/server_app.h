@@ -30,6 +30,7 @@ class ServerApp {
   std::unique_ptr<Index> index_;
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<CallerPolicy> policy_;
+  std::unique_ptr<QueryEngine> engine_;
   std::unique_ptr<DicomListener> listener_;
   std::unique_ptr<ReadingTaskPromoter> promoter_;
 };

@@ -50,7 +50,7 @@ TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing
   samples::SeriesSpec spec;
   spec.patient_name = "Crash^Test";
   spec.patient_id = "CRASH1";
-  spec.instances = 150;
+  spec.instances = 200;
   spec.rows = spec.columns = 128;
   auto files = samples::WriteSeries(spec, dir.path() / "in");
   REQUIRE(files.ok());
@@ -78,7 +78,7 @@ TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing
         ++acks;
       }
     });
-    while (acks < kill_after && acks < 150) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    while (acks < kill_after && acks < 200) std::this_thread::sleep_for(std::chrono::microseconds(200));
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
     CHECK(server.Stop(SIGKILL) == -1);
     pusher.join();

@@ -1,0 +1,416 @@
+#include "server/qr_scp.h"
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmdata/dcvrpn.h"
+#include "dcmtk/dcmnet/assoc.h"
+#include "dcmtk/dcmnet/dimse.h"
+
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "common/dicom.h"
+#include "common/log.h"
+#include "server/store_scu.h"
+
+namespace teleread {
+
+const char* const kQueryRetrieveSopClasses[] = {
+    UID_FINDPatientRootQueryRetrieveInformationModel, UID_FINDStudyRootQueryRetrieveInformationModel,
+    UID_MOVEPatientRootQueryRetrieveInformationModel, UID_MOVEStudyRootQueryRetrieveInformationModel,
+    UID_GETPatientRootQueryRetrieveInformationModel,  UID_GETStudyRootQueryRetrieveInformationModel,
+};
+const int kNumQueryRetrieveSopClasses = 6;
+
+namespace {
+
+namespace status {
+constexpr uint16_t kSuccess = 0x0000;
+constexpr uint16_t kPending = 0xFF00;
+constexpr uint16_t kCancel = 0xFE00;
+constexpr uint16_t kIdentifierDoesNotMatch = 0xA900;
+constexpr uint16_t kUnableToProcess = 0xC000;
+constexpr uint16_t kDestinationUnknown = 0xA801;
+constexpr uint16_t kSubOperationsRefused = 0xA702;
+constexpr uint16_t kSomeSubOperationsFailed = 0xB000;
+}  // namespace status
+
+bool IsPatientRoot(const char* sop_class) {
+  const std::string c = sop_class;
+  return c == UID_FINDPatientRootQueryRetrieveInformationModel || c == UID_MOVEPatientRootQueryRetrieveInformationModel ||
+         c == UID_GETPatientRootQueryRetrieveInformationModel;
+}
+
+uint32_t TagOf(const DcmTagKey& k) { return (uint32_t{k.getGroup()} << 16) | k.getElement(); }
+
+std::string Who(const QrEnv& env) {
+  return env.caller.ae_title + " (" + (env.caller.member_id.empty() ? "centre" : env.caller.member_id) + ")";
+}
+
+// The identifier as a scoped request; the text is decoded from its Specific Character Set.
+struct ParsedIdentifier {
+  FindRequest request;
+  std::string charset;  // as the caller sent it
+  std::vector<DcmTagKey> return_keys;
+  std::string error;  // set when the identifier is unusable
+};
+
+ParsedIdentifier Parse(DcmDataset* ids, const char* sop_class, const QrEnv& env) {
+  ParsedIdentifier p;
+  p.request.member_scope = env.caller.member_id;
+  if (ids == nullptr) {
+    p.error = "no identifier";
+    return p;
+  }
+  OFString value;
+  if (ids->findAndGetOFStringArray(DCM_SpecificCharacterSet, value).good()) p.charset = value.c_str();
+  OFString level_text;
+  ids->findAndGetOFString(DCM_QueryRetrieveLevel, level_text);
+  std::optional<QrLevel> level = ParseQrLevel(level_text.c_str());
+  if (!level) {
+    p.error = "Query/Retrieve Level '" + std::string(level_text.c_str()) + "' is not PATIENT, STUDY, SERIES or IMAGE";
+    return p;
+  }
+  if (*level == QrLevel::kPatient && !IsPatientRoot(sop_class)) {
+    p.error = "the Study Root model has no PATIENT level";
+    return p;
+  }
+  p.request.level = *level;
+  for (unsigned long i = 0; i < ids->card(); ++i) {
+    DcmElement* e = ids->getElement(i);
+    const DcmTagKey key = e->getTag();
+    if (key == DCM_SpecificCharacterSet || key == DCM_QueryRetrieveLevel || key.getElement() == 0) continue;
+    p.return_keys.push_back(key);
+    if (e->ident() == EVR_SQ) continue;  // sequence matching is not supported: return key only
+    OFString raw;
+    if (e->getOFStringArray(raw).bad()) continue;
+    const bool person_name = e->ident() == EVR_PN;
+    Result<std::string> text = DecodeToUtf8(p.charset, std::string(raw.c_str(), raw.length()), person_name ? "\\^=" : "\\");
+    if (!text.ok()) {
+      p.error = text.status().message();
+      return p;
+    }
+    p.request.keys.push_back({TagOf(key), text.value()});
+  }
+  return p;
+}
+
+// Response identifier: the requested keys, filled from the row where the index knows them.
+// Text goes back in the caller's character set when it can hold every value, else UTF-8.
+std::unique_ptr<DcmDataset> BuildResponse(const ParsedIdentifier& p, const FindRow& row, const char* level_text,
+                                          const std::string& our_ae) {
+  auto build = [&](const std::string& charset) -> std::unique_ptr<DcmDataset> {
+    auto ds = std::make_unique<DcmDataset>();
+    ds->putAndInsertString(DCM_SpecificCharacterSet, charset.c_str());
+    ds->putAndInsertString(DCM_QueryRetrieveLevel, level_text);
+    for (const DcmTagKey& key : p.return_keys) {
+      const uint32_t tag = TagOf(key);
+      std::string value;
+      bool known = false;
+      for (const auto& [t, v] : row) {
+        if (t == tag) {
+          value = v;
+          known = true;
+          break;
+        }
+      }
+      if (!known && key == DCM_RetrieveAETitle) value = our_ae, known = true;
+      if (!known && key == DCM_InstanceAvailability) value = "ONLINE", known = true;
+      if (known && !value.empty()) {
+        Result<std::string> encoded = EncodeFromUtf8(charset, value);
+        if (!encoded.ok()) return nullptr;
+        value = encoded.value();
+      }
+      DcmTag dtag(key);
+      if (dtag.getEVR() == EVR_SQ) {
+        ds->insertEmptyElement(key);
+      } else {
+        ds->putAndInsertString(key, value.c_str());
+      }
+    }
+    return ds;
+  };
+  const std::string wanted = p.charset.empty() ? "ISO_IR 192" : p.charset;
+  if (auto ds = build(wanted)) return ds;
+  return build("ISO_IR 192");
+}
+
+void AddErrorComment(DcmDataset** detail, const std::string& comment) {
+  *detail = new DcmDataset;
+  (*detail)->putAndInsertString(DCM_ErrorComment, comment.substr(0, 64).c_str());
+}
+
+struct FindState {
+  const QrEnv& env;
+  const char* sop_class;
+  ParsedIdentifier parsed;
+  std::unique_ptr<FindCursor> cursor;
+  std::string level_text;
+  long matches = 0;
+  bool failed = false;
+};
+
+void FindCallback(void* data, OFBool cancelled, T_DIMSE_C_FindRQ*, DcmDataset* request_ids, int response_count,
+                  T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids, DcmDataset** detail) {
+  auto& st = *static_cast<FindState*>(data);
+  *rsp_ids = nullptr;
+  if (response_count == 1) {
+    st.parsed = Parse(request_ids, st.sop_class, st.env);
+    OFString level;
+    if (request_ids) request_ids->findAndGetOFString(DCM_QueryRetrieveLevel, level);
+    st.level_text = level.c_str();
+    if (!st.parsed.error.empty()) {
+      spdlog::warn("C-FIND from {} refused: {}", Who(st.env), st.parsed.error);
+      rsp->DimseStatus = status::kIdentifierDoesNotMatch;
+      AddErrorComment(detail, st.parsed.error);
+      st.failed = true;
+      return;
+    }
+    Result<std::unique_ptr<FindCursor>> cursor = st.env.engine.Find(st.parsed.request);
+    if (!cursor.ok()) {
+      spdlog::warn("C-FIND from {} failed: {}", Who(st.env), cursor.status().ToString());
+      rsp->DimseStatus = cursor.status().code() == Status::Code::kInvalidArgument ? status::kIdentifierDoesNotMatch
+                                                                                  : status::kUnableToProcess;
+      AddErrorComment(detail, cursor.status().message());
+      st.failed = true;
+      return;
+    }
+    st.cursor = std::move(cursor.value());
+  }
+  if (cancelled) {
+    rsp->DimseStatus = status::kCancel;
+    return;
+  }
+  FindRow row;
+  Result<bool> next = st.cursor->Next(&row);
+  if (!next.ok()) {
+    rsp->DimseStatus = status::kUnableToProcess;
+    AddErrorComment(detail, next.status().message());
+    st.failed = true;
+    return;
+  }
+  if (!next.value()) {
+    rsp->DimseStatus = status::kSuccess;
+    return;
+  }
+  ++st.matches;
+  *rsp_ids = BuildResponse(st.parsed, row, st.level_text.c_str(), st.env.config.centre.ae_title).release();
+  rsp->DimseStatus = status::kPending;
+}
+
+// C-MOVE and C-GET: the selected instances and the running counts.
+struct RetrieveState {
+  const QrEnv& env;
+  const char* sop_class;
+  const char* operation;
+  std::vector<RetrieveItem> items;
+  size_t next = 0;
+  uint16_t completed = 0, failed = 0, warning = 0;
+  std::vector<std::string> failed_uids;
+  bool refused = false;
+  std::string last_error;
+};
+
+// Parses and selects; on a refusal fills the response and returns false.
+template <typename Rsp>
+bool SelectInstances(RetrieveState& st, DcmDataset* ids, Rsp* rsp, DcmDataset** detail) {
+  ParsedIdentifier parsed = Parse(ids, st.sop_class, st.env);
+  if (parsed.error.empty()) {
+    Result<std::vector<RetrieveItem>> items = st.env.engine.Retrieve(parsed.request);
+    if (items.ok()) {
+      st.items = std::move(items.value());
+    } else {
+      parsed.error = items.status().message();
+    }
+  }
+  if (!parsed.error.empty()) {
+    spdlog::warn("{} from {} refused: {}", st.operation, Who(st.env), parsed.error);
+    rsp->DimseStatus = status::kIdentifierDoesNotMatch;
+    AddErrorComment(detail, parsed.error);
+    st.refused = true;
+    return false;
+  }
+  if (st.items.empty()) {
+    // Not found and not yours look the same: the caller learns nothing about other members.
+    spdlog::warn("{} from {}: nothing the caller may retrieve matches", st.operation, Who(st.env));
+    rsp->DimseStatus = status::kUnableToProcess;
+    AddErrorComment(detail, "no matching objects that this AE title may retrieve");
+    st.refused = true;
+    return false;
+  }
+  return true;
+}
+
+void RecordResult(RetrieveState& st, const RetrieveItem& item, const StoreResult& r) {
+  if (r.status == STATUS_Success) {
+    ++st.completed;
+  } else if ((r.status & 0xF000) == 0xB000) {
+    ++st.warning;
+  } else {
+    ++st.failed;
+    st.failed_uids.push_back(item.sop_instance_uid);
+    st.last_error = r.error;
+  }
+}
+
+template <typename Rsp>
+void FinalStatus(RetrieveState& st, Rsp* rsp, DcmDataset** rsp_ids) {
+  rsp->NumberOfRemainingSubOperations = 0;
+  rsp->NumberOfCompletedSubOperations = st.completed;
+  rsp->NumberOfFailedSubOperations = st.failed;
+  rsp->NumberOfWarningSubOperations = st.warning;
+  if (st.failed == 0 && st.warning == 0) {
+    rsp->DimseStatus = status::kSuccess;
+  } else if (st.completed == 0 && st.warning == 0) {
+    rsp->DimseStatus = status::kSubOperationsRefused;
+  } else {
+    rsp->DimseStatus = status::kSomeSubOperationsFailed;
+  }
+  if (!st.failed_uids.empty()) {
+    std::string list;
+    for (const std::string& uid : st.failed_uids) list += (list.empty() ? "" : "\\") + uid;
+    *rsp_ids = new DcmDataset;
+    (*rsp_ids)->putAndInsertString(DCM_FailedSOPInstanceUIDList, list.c_str());
+  }
+  spdlog::info("{} from {}: {} sent, {} failed, {} warnings{}{}", st.operation, Who(st.env), st.completed,
+               st.failed, st.warning, st.last_error.empty() ? "" : "; last error: ", st.last_error);
+}
+
+template <typename Rsp>
+void Counts(const RetrieveState& st, Rsp* rsp) {
+  rsp->NumberOfRemainingSubOperations = static_cast<uint16_t>(st.items.size() - st.next);
+  rsp->NumberOfCompletedSubOperations = st.completed;
+  rsp->NumberOfFailedSubOperations = st.failed;
+  rsp->NumberOfWarningSubOperations = st.warning;
+  rsp->opts = O_MOVE_NUMBEROFREMAININGSUBOPERATIONS | O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS |
+              O_MOVE_NUMBEROFFAILEDSUBOPERATIONS | O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
+}
+
+struct MoveState : RetrieveState {
+  T_DIMSE_C_MoveRQ* request = nullptr;
+  std::unique_ptr<StoreScu> scu;
+};
+
+void MoveCallback(void* data, OFBool cancelled, T_DIMSE_C_MoveRQ* req, DcmDataset* ids, int response_count,
+                  T_DIMSE_C_MoveRSP* rsp, DcmDataset** detail, DcmDataset** rsp_ids) {
+  auto& st = *static_cast<MoveState*>(data);
+  *rsp_ids = nullptr;
+  if (response_count == 1) {
+    std::optional<DeliveryTarget> target = st.env.config.MoveDestination(st.env.caller.member_id, req->MoveDestination);
+    if (!target) {
+      spdlog::warn("C-MOVE from {} refused: destination '{}' unknown or not allowed", Who(st.env),
+                   req->MoveDestination);
+      rsp->DimseStatus = status::kDestinationUnknown;
+      AddErrorComment(detail, std::string("move destination '") + req->MoveDestination + "' unknown");
+      return;
+    }
+    if (!SelectInstances(st, ids, rsp, detail)) return;
+    spdlog::info("C-MOVE from {}: {} instance(s) to {}", Who(st.env), st.items.size(), req->MoveDestination);
+    std::set<std::pair<std::string, std::string>> pairs;
+    for (const RetrieveItem& item : st.items) pairs.insert({item.sop_class_uid, item.transfer_syntax_uid});
+    st.scu = std::make_unique<StoreScu>(st.env.config.centre.ae_title, *target, st.env.dimse_timeout);
+    if (Status s = st.scu->Connect({pairs.begin(), pairs.end()}); !s.ok()) {
+      spdlog::warn("C-MOVE from {}: {}", Who(st.env), s.ToString());
+      st.failed = static_cast<uint16_t>(st.items.size());
+      for (const RetrieveItem& item : st.items) st.failed_uids.push_back(item.sop_instance_uid);
+      st.last_error = s.message();
+      st.next = st.items.size();
+      FinalStatus(st, rsp, rsp_ids);
+      return;
+    }
+  }
+  if (cancelled && st.next < st.items.size()) {
+    Counts(st, rsp);
+    rsp->DimseStatus = status::kCancel;
+    st.scu->Release();
+    return;
+  }
+  if (st.next >= st.items.size()) {
+    st.scu->Release();
+    FinalStatus(st, rsp, rsp_ids);
+    return;
+  }
+  const RetrieveItem& item = st.items[st.next++];
+  StoreResult r = st.scu->Store(st.env.store.Absolute(item.relative_path).string(), item.sop_class_uid,
+                                item.sop_instance_uid, item.transfer_syntax_uid);
+  RecordResult(st, item, r);
+  if (r.association_lost) {
+    // The destination went away: the rest cannot be sent either.
+    while (st.next < st.items.size()) RecordResult(st, st.items[st.next++], r);
+  }
+  Counts(st, rsp);
+  rsp->DimseStatus = status::kPending;
+}
+
+struct GetState : RetrieveState {
+  T_ASC_Association* assoc = nullptr;
+  uint16_t message_id = 0;
+};
+
+void GetCallback(void* data, OFBool cancelled, T_DIMSE_C_GetRQ* req, DcmDataset* ids, int response_count,
+                 T_DIMSE_C_GetRSP* rsp, DcmDataset** detail, DcmDataset** rsp_ids) {
+  auto& st = *static_cast<GetState*>(data);
+  *rsp_ids = nullptr;
+  if (response_count == 1) {
+    if (!SelectInstances(st, ids, rsp, detail)) return;
+    spdlog::info("C-GET from {}: {} instance(s)", Who(st.env), st.items.size());
+  }
+  if (cancelled && st.next < st.items.size()) {
+    Counts(st, rsp);
+    rsp->DimseStatus = status::kCancel;
+    return;
+  }
+  if (st.next >= st.items.size()) {
+    FinalStatus(st, rsp, rsp_ids);
+    return;
+  }
+  const RetrieveItem& item = st.items[st.next++];
+  StoreResult r;
+  uint8_t pres_id = ContextForSending(st.assoc, item.sop_class_uid, item.transfer_syntax_uid, true);
+  if (pres_id == 0) {
+    r.error = "the caller offered no SCP-role context for this SOP class in " + item.transfer_syntax_uid;
+  } else {
+    r = SendStoredFile(st.assoc, pres_id, ++st.message_id, st.env.store.Absolute(item.relative_path).string(),
+                       item.sop_class_uid, item.sop_instance_uid, st.env.caller.ae_title, req->MessageID,
+                       st.env.dimse_timeout);
+  }
+  RecordResult(st, item, r);
+  if (r.association_lost) {
+    while (st.next < st.items.size()) RecordResult(st, st.items[st.next++], r);
+  }
+  Counts(st, rsp);
+  rsp->DimseStatus = status::kPending;
+}
+
+const char* AbstractSyntax(T_ASC_Association* assoc, unsigned char pres_id) {
+  static thread_local T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return "";
+  return pc.abstractSyntax;
+}
+
+}  // namespace
+
+OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
+  FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};
+  OFCondition cond = DIMSE_findProvider(assoc, pres_id, &req, FindCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
+  if (!st.failed) {
+    spdlog::info("C-FIND {} from {}: {} match(es)", st.level_text, Who(env), st.matches);
+  }
+  return cond;
+}
+
+OFCondition ServeMove(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_MoveRQ& req, const QrEnv& env) {
+  MoveState st{{env, AbstractSyntax(assoc, pres_id), "C-MOVE", {}, 0, 0, 0, 0, {}, false, ""}};
+  st.request = &req;
+  return DIMSE_moveProvider(assoc, pres_id, &req, MoveCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
+}
+
+OFCondition ServeGet(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_GetRQ& req, const QrEnv& env) {
+  GetState st{{env, AbstractSyntax(assoc, pres_id), "C-GET", {}, 0, 0, 0, 0, {}, false, ""}};
+  st.assoc = assoc;
+  return DIMSE_getProvider(assoc, pres_id, &req, GetCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
+}
+
+}  // namespace teleread

@@ -1,0 +1,57 @@
+#pragma once
+// A C-STORE SCU association to a configured peer (C-MOVE destinations now, report delivery
+// later). Objects go in their stored transfer syntax; a natively encoded object may also go in
+// another native encoding the peer prefers (a lossless re-encoding DCMTK does without codecs).
+// Compressed objects are never transcoded: if the peer refuses their syntax, that sub-operation
+// fails and says why.
+//
+// Thread-safety: one StoreScu per thread.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/config.h"
+#include "common/status.h"
+
+struct T_ASC_Association;
+
+namespace teleread {
+
+struct StoreResult {
+  uint16_t status = 0xFFFF;  // the peer's DIMSE status; 0xFFFF when nothing was answered
+  std::string error;         // set when the object could not be sent or was refused
+  bool association_lost = false;
+};
+
+class StoreScu {
+ public:
+  StoreScu(std::string calling_ae, DeliveryTarget target, int timeout_seconds);
+  ~StoreScu();  // releases the association
+  StoreScu(const StoreScu&) = delete;
+  StoreScu& operator=(const StoreScu&) = delete;
+
+  // Proposes a presentation context for each (SOP class, transfer syntax) pair.
+  Status Connect(const std::vector<std::pair<std::string, std::string>>& sop_class_and_syntax);
+  StoreResult Store(const std::string& file, const std::string& sop_class_uid, const std::string& sop_instance_uid,
+                    const std::string& transfer_syntax_uid);
+  void Release();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The presentation context on `assoc` for sending an object of this class and stored transfer
+// syntax, with the peer as SCP; 0 when there is none. Shared by C-MOVE and C-GET.
+uint8_t ContextForSending(T_ASC_Association* assoc, const std::string& sop_class_uid,
+                          const std::string& transfer_syntax_uid, bool peer_must_be_scp_by_role);
+
+// C-STORE of one stored file on an open association.
+StoreResult SendStoredFile(T_ASC_Association* assoc, uint8_t pres_id, uint16_t message_id,
+                           const std::string& file, const std::string& sop_class_uid,
+                           const std::string& sop_instance_uid, const std::string& move_originator_ae,
+                           uint16_t move_originator_message_id, int timeout_seconds);
+
+}  // namespace teleread
