@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -50,6 +51,9 @@ class ScratchDir {
  private:
   std::filesystem::path path_;
 };
+
+// A TCP port on 127.0.0.1 that was free a moment ago (for peers that need a fixed port).
+uint16_t FreePort();
 
 std::string ReadFile(const std::filesystem::path& path);
 void WriteFile(const std::filesystem::path& path, const std::string& text);

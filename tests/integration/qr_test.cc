@@ -1,0 +1,373 @@
+// Query/retrieve against the real server with DCMTK's findscu, movescu and getscu.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <regex>
+#include <set>
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+
+#include "common/dicom.h"
+#include "samples/synthetic.h"
+#include "server/query.h"
+#include "tests/support/server_fixture.h"
+
+using namespace teleread;
+using namespace teleread::test;
+
+namespace {
+
+struct Study {
+  std::string member_ae, uid, series_uid;
+  std::vector<std::string> sop_uids;
+};
+
+// Four studies from two members, with the attributes the matching tests need.
+class QrFixture {
+ public:
+  QrFixture() : server_(dir_.path() / "server", Options()) {
+    InitializeDicom();
+    server_.Start();
+    Add("ZZ_PACS", "张^三", "ZZ-GB", "GB18030", "20240105", "083000", "CT", 3, "ACC1", "胸部CT", "");
+    Add("ZZ_PACS", "Zhang^Wei", "ZZ2", "ISO_IR 192", "20240110", "143000", "MR", 2, "ACC2", "Head MR", "Li^Ming");
+    Add("LS_PACS", "张^三", "LS-UTF", "ISO_IR 192", "20240201", "101500", "CR", 1, "ACC3", "Chest", "");
+    Add("LS_PACS", "Müller^Hans", "LS2", "ISO_IR 100", "20240301", "160000", "US", 2, "XYZ4", "Abdomen", "");
+  }
+
+  TestServer& server() { return server_; }
+  const Study& study(size_t i) const { return studies_[i]; }
+  const std::filesystem::path& dir() const { return dir_.path(); }
+  uint16_t zz_delivery_port() const { return zz_port_; }
+
+  // findscu with -X: every response data set, read back.
+  std::vector<std::unique_ptr<DcmFileFormat>> Find(const std::string& aet, const std::vector<std::string>& keys,
+                                                   const std::string& model = "-S", CommandResult* result = nullptr,
+                                                   const std::vector<std::string>& extra = {}) {
+    std::filesystem::path out = dir_.path() / ("find-" + std::to_string(++runs_));
+    std::filesystem::create_directories(out);
+    std::vector<std::string> argv = {FINDSCU_BIN, model, "-aet", aet, "-aec", "LX_READ", "-X", "-od", out.string()};
+    for (const std::string& k : keys) {
+      argv.push_back("-k");
+      argv.push_back(k);
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("127.0.0.1");
+    argv.push_back(server_.port_text());
+    CommandResult r = RunCommand(argv);
+    if (result) *result = r;
+    std::vector<std::unique_ptr<DcmFileFormat>> responses;
+    std::set<std::filesystem::path> files;
+    for (const auto& e : std::filesystem::directory_iterator(out)) files.insert(e.path());
+    for (const auto& f : files) {
+      auto ff = std::make_unique<DcmFileFormat>();
+      REQUIRE(ff->loadFile(f.c_str()).good());
+      responses.push_back(std::move(ff));
+    }
+    return responses;
+  }
+
+  std::multiset<std::string> Values(const std::vector<std::unique_ptr<DcmFileFormat>>& rs, const DcmTagKey& key) {
+    std::multiset<std::string> values;
+    for (const auto& r : rs) values.insert(Get(*r, key));
+    return values;
+  }
+
+  static std::string Get(DcmFileFormat& ff, const DcmTagKey& key) {
+    OFString v;
+    ff.getDataset()->findAndGetOFStringArray(key, v);
+    return v.c_str();
+  }
+
+ private:
+  ServerOptions Options() {
+    ServerOptions o;
+    zz_port_ = FreePort();
+    o.edits.push_back({"^port = 11201$", "port = " + std::to_string(zz_port_)});
+    return o;
+  }
+
+  void Add(const std::string& ae, const std::string& name, const std::string& pid, const std::string& charset,
+           const std::string& date, const std::string& time, const std::string& modality, int n,
+           const std::string& accession, const std::string& description, const std::string& referring) {
+    samples::SeriesSpec spec;
+    spec.patient_name = name;
+    spec.patient_id = pid;
+    spec.specific_character_set = charset;
+    spec.study_date = date;
+    spec.study_time = time;
+    spec.modality = modality;
+    spec.instances = n;
+    spec.rows = spec.columns = 32;
+    spec.accession_number = accession;
+    spec.study_description = description;
+    spec.referring_physician = referring;
+    std::filesystem::path out = dir_.path() / ("study" + std::to_string(studies_.size()));
+    auto files = samples::WriteSeries(spec, out);
+    REQUIRE(files.ok());
+    REQUIRE(StoreFiles(server_, ae, {out.string()}).exit_code == 0);
+    Study s{ae, "", "", {}};
+    for (const auto& f : files.value()) {
+      auto summary = ReadInstanceSummary(f);
+      REQUIRE(summary.ok());
+      s.uid = summary->study_instance_uid;
+      s.series_uid = summary->series_instance_uid;
+      s.sop_uids.push_back(summary->sop_instance_uid);
+    }
+    studies_.push_back(s);
+  }
+
+  ScratchDir dir_;
+  uint16_t zz_port_ = 0;
+  TestServer server_;
+  std::vector<Study> studies_;
+  int runs_ = 0;
+};
+
+const std::string kStudy = "QueryRetrieveLevel=STUDY";
+
+}  // namespace
+
+TEST_CASE_METHOD(QrFixture, "C-FIND is scoped to the caller's own studies", "[qr][find]") {
+  auto zz = Find("ZZ_PACS", {kStudy, "StudyInstanceUID", "PatientID"});
+  CHECK(Values(zz, DCM_PatientID) == std::multiset<std::string>{"ZZ-GB", "ZZ2"});
+  auto ls = Find("LS_PACS", {kStudy, "StudyInstanceUID", "PatientID"});
+  CHECK(Values(ls, DCM_PatientID) == std::multiset<std::string>{"LS-UTF", "LS2"});
+  auto centre = Find("LX_WS1", {kStudy, "PatientID"});
+  CHECK(centre.size() == 4);
+  // Asking for another member's study by its UID finds nothing.
+  CHECK(Find("LS_PACS", {kStudy, "StudyInstanceUID=" + study(0).uid}).empty());
+  CHECK(Find("LS_PACS", {kStudy, "PatientID=ZZ-GB"}).empty());
+  CHECK(Find("LS_PACS", {"QueryRetrieveLevel=PATIENT", "PatientID"}, "-P").size() == 2);
+  CHECK_THAT(server().Log(), Catch::Contains("C-FIND STUDY from LS_PACS (laishui): 0 match(es)"));
+}
+
+TEST_CASE_METHOD(QrFixture, "C-FIND matching kinds", "[qr][find]") {
+  auto ids = [&](const std::vector<std::string>& keys) { return Values(Find("LX_WS1", keys), DCM_PatientID); };
+  using Set = std::multiset<std::string>;
+  SECTION("single value") { CHECK(ids({kStudy, "PatientID=ZZ2"}) == Set{"ZZ2"}); }
+  SECTION("universal") { CHECK(ids({kStudy, "PatientID"}).size() == 4); }
+  SECTION("wildcards, person names case-insensitive") {
+    CHECK(ids({kStudy, "PatientID", "PatientName=zhang*"}) == Set{"ZZ2"});
+    CHECK(ids({kStudy, "PatientID", "PatientName=Z?ANG^W*"}) == Set{"ZZ2"});
+    CHECK(ids({kStudy, "PatientID", "PatientName=*wei"}) == Set{"ZZ2"});
+    CHECK(ids({kStudy, "SpecificCharacterSet=ISO_IR 192", "PatientID", "PatientName=MÜLLER^HANS"}) == Set{"LS2"});
+    CHECK(ids({kStudy, "PatientID", "AccessionNumber=ACC*"}) == Set{"ZZ-GB", "ZZ2", "LS-UTF"});
+    CHECK(ids({kStudy, "PatientID", "AccessionNumber=acc*"}).empty());  // not a person name: case matters
+  }
+  SECTION("UID list") {
+    CHECK(ids({kStudy, "PatientID", "StudyInstanceUID=" + study(0).uid + "\\" + study(3).uid}) == Set{"ZZ-GB", "LS2"});
+  }
+  SECTION("date ranges") {
+    CHECK(ids({kStudy, "PatientID", "StudyDate=20240101-20240131"}) == Set{"ZZ-GB", "ZZ2"});
+    CHECK(ids({kStudy, "PatientID", "StudyDate=20240201-"}) == Set{"LS-UTF", "LS2"});
+    CHECK(ids({kStudy, "PatientID", "StudyDate=-20240105"}) == Set{"ZZ-GB"});
+    CHECK(ids({kStudy, "PatientID", "StudyDate=20240110"}) == Set{"ZZ2"});
+  }
+  SECTION("time ranges") {
+    CHECK(ids({kStudy, "PatientID", "StudyTime=080000-110000"}) == Set{"ZZ-GB", "LS-UTF"});
+    CHECK(ids({kStudy, "PatientID", "StudyTime=14-"}) == Set{"ZZ2", "LS2"});
+    CHECK(ids({kStudy, "PatientID", "StudyDate=20240101-20240131", "StudyTime=-1000"}) == Set{"ZZ-GB"});
+  }
+  SECTION("modalities in study") {
+    CHECK(ids({kStudy, "PatientID", "ModalitiesInStudy=MR"}) == Set{"ZZ2"});
+    CHECK(ids({kStudy, "PatientID", "ModalitiesInStudy=CT\\MR"}) == Set{"ZZ-GB", "ZZ2"});
+  }
+  SECTION("referring physician") { CHECK(ids({kStudy, "PatientID", "ReferringPhysicianName=LI^MING"}) == Set{"ZZ2"}); }
+}
+
+TEST_CASE_METHOD(QrFixture, "C-FIND return keys, counts and unsupported keys", "[qr][find]") {
+  auto rs = Find("ZZ_PACS", {kStudy, "PatientID=ZZ-GB", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+                             "NumberOfStudyRelatedInstances", "StudyDescription", "AccessionNumber", "InstitutionName",
+                             "ReferringPhysicianName", "StudyDate", "StudyTime", "PatientBirthDate", "EthnicGroup"});
+  REQUIRE(rs.size() == 1);
+  DcmFileFormat& r = *rs[0];
+  CHECK(Get(r, DCM_ModalitiesInStudy) == "CT");
+  CHECK(Get(r, DCM_NumberOfStudyRelatedSeries) == "1");
+  CHECK(Get(r, DCM_NumberOfStudyRelatedInstances) == "3");
+  CHECK(Get(r, DCM_AccessionNumber) == "ACC1");
+  CHECK(Get(r, DCM_StudyDate) == "20240105");
+  CHECK(Get(r, DCM_StudyTime) == "083000");
+  CHECK(Get(r, DCM_SpecificCharacterSet) == "ISO_IR 192");  // the query named none
+  CHECK(r.getDataset()->tagExists(DCM_EthnicGroup));         // unsupported: returned empty, no error
+  CHECK(Get(r, DCM_EthnicGroup).empty());
+  CHECK(r.getDataset()->tagExists(DCM_InstitutionName));
+
+  SECTION("PATIENT level (Patient Root)") {
+    auto ps = Find("ZZ_PACS", {"QueryRetrieveLevel=PATIENT", "PatientID=ZZ2", "PatientName", "NumberOfPatientRelatedStudies",
+                               "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"},
+                   "-P");
+    REQUIRE(ps.size() == 1);
+    CHECK(Get(*ps[0], DCM_PatientName) == "Zhang^Wei");
+    CHECK(Get(*ps[0], DCM_NumberOfPatientRelatedStudies) == "1");
+    CHECK(Get(*ps[0], DCM_NumberOfPatientRelatedSeries) == "1");
+    CHECK(Get(*ps[0], DCM_NumberOfPatientRelatedInstances) == "2");
+  }
+  SECTION("SERIES and IMAGE levels, both models") {
+    for (const std::string model : {"-S", "-P"}) {
+      auto series = Find("ZZ_PACS", {"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + study(0).uid, "SeriesInstanceUID",
+                                     "Modality", "NumberOfSeriesRelatedInstances"},
+                         model);
+      REQUIRE(series.size() == 1);
+      CHECK(Get(*series[0], DCM_Modality) == "CT");
+      CHECK(Get(*series[0], DCM_NumberOfSeriesRelatedInstances) == "3");
+      auto images = Find("ZZ_PACS", {"QueryRetrieveLevel=IMAGE", "SeriesInstanceUID=" + study(0).series_uid,
+                                     "SOPInstanceUID", "SOPClassUID", "InstanceNumber"},
+                         model);
+      CHECK(Values(images, DCM_SOPInstanceUID) ==
+            std::multiset<std::string>(study(0).sop_uids.begin(), study(0).sop_uids.end()));
+    }
+    CHECK(Find("ZZ_PACS", {"QueryRetrieveLevel=SERIES", "Modality=CR", "SeriesInstanceUID"}).empty());  // LS's
+  }
+  SECTION("a Study Root query at PATIENT level is refused") {
+    CommandResult result;
+    CHECK(Find("ZZ_PACS", {"QueryRetrieveLevel=PATIENT", "PatientID"}, "-S", &result, {"-v"}).empty());
+    CHECK_THAT(result.output, Catch::Contains("0xa900") || Catch::Contains("DoesNotMatchSOPClass") ||
+                                  Catch::Contains("Identifier Does Not Match SOP Class"));
+  }
+}
+
+TEST_CASE_METHOD(QrFixture, "C-FIND in GB18030 finds a patient sent in GB18030 or in UTF-8", "[qr][find][charset]") {
+  auto gb = [](const std::string& utf8) { return EncodeFromUtf8("GB18030", utf8).value(); };
+  for (const std::string name : {"张^三", "张*"}) {
+    INFO(name);
+    auto rs = Find("LX_WS1", {kStudy, "SpecificCharacterSet=GB18030", "PatientName=" + gb(name), "PatientID",
+                              "StudyDescription"});
+    CHECK(Values(rs, DCM_PatientID) == std::multiset<std::string>{"ZZ-GB", "LS-UTF"});
+    for (const auto& r : rs) {
+      CHECK(Get(*r, DCM_SpecificCharacterSet) == "GB18030");
+      CHECK(Get(*r, DCM_PatientName) == gb("张^三"));  // bytes in the caller's character set
+    }
+  }
+  // UTF-8 query: UTF-8 answers.
+  auto rs = Find("LX_WS1", {kStudy, "SpecificCharacterSet=ISO_IR 192", "PatientName=张*", "PatientID",
+                            "StudyDescription"});
+  REQUIRE(rs.size() == 2);
+  for (const auto& r : rs) CHECK(Get(*r, DCM_PatientName) == "张^三");
+}
+
+TEST_CASE("C-CANCEL stops a C-FIND at once", "[qr][find]") {
+  ScratchDir dir;
+  TestServer server(dir.path() / "server");
+  server.Start();
+  samples::SeriesSpec spec;
+  spec.patient_id = "MANY";
+  spec.instances = 400;
+  spec.rows = spec.columns = 8;
+  auto files = samples::WriteSeries(spec, dir.path() / "in");
+  REQUIRE(files.ok());
+  REQUIRE(StoreFiles(server, "ZZ_PACS", {(dir.path() / "in").string()}).exit_code == 0);
+  std::filesystem::path out = dir.path() / "responses";
+  std::filesystem::create_directories(out);
+  CommandResult r = RunCommand({FINDSCU_BIN, "-S", "-v", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-X", "-od", out.string(),
+                                "--cancel", "5", "-k", "QueryRetrieveLevel=IMAGE", "-k", "SOPInstanceUID", "127.0.0.1",
+                                server.port_text()});
+  size_t received = 0;
+  for (const auto& e : std::filesystem::directory_iterator(out)) received += e.is_regular_file();
+  CHECK(received >= 5);
+  CHECK(received < 400);
+  CHECK_THAT(r.output, Catch::Contains("Cancel"));
+  server.Stop();
+  std::smatch m;
+  std::string log = server.Log();
+  REQUIRE(std::regex_search(log, m, std::regex(R"(C-FIND IMAGE from ZZ_PACS \(zhuozhou\): (\d+) match)")));
+  CHECK(std::stoi(m[1]) < 400);
+}
+
+TEST_CASE_METHOD(QrFixture, "C-MOVE to configured destinations with counts, scoped", "[qr][move]") {
+  std::filesystem::path received = dir() / "received";
+  std::filesystem::create_directories(received);
+  auto move = [&](const std::string& aet, const std::string& dest, const std::vector<std::string>& keys) {
+    std::vector<std::string> argv = {MOVESCU_BIN, "-S", "-v", "-aet", aet, "-aec", "LX_READ", "-aem", dest,
+                                     "+P", std::to_string(zz_delivery_port()), "-od", received.string()};
+    for (const std::string& k : keys) {
+      argv.push_back("-k");
+      argv.push_back(k);
+    }
+    argv.push_back("127.0.0.1");
+    argv.push_back(server().port_text());
+    return RunCommand(argv);
+  };
+  auto files = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(received)) n += e.is_regular_file();
+    return n;
+  };
+  SECTION("study level") {
+    CommandResult r = move("ZZ_PACS", "ZZ_PACS", {kStudy, "StudyInstanceUID=" + study(0).uid});
+    CHECK(r.exit_code == 0);
+    CHECK(files() == 3);
+    CHECK_THAT(server().Log(), Catch::Contains("C-MOVE from ZZ_PACS (zhuozhou): 3 sent, 0 failed"));
+  }
+  SECTION("series and instance levels") {
+    CHECK(move("ZZ_PACS", "ZZ_PACS", {"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + study(1).uid,
+                                      "SeriesInstanceUID=" + study(1).series_uid})
+              .exit_code == 0);
+    CHECK(files() == 2);
+    CHECK(move("ZZ_PACS", "ZZ_PACS", {"QueryRetrieveLevel=IMAGE", "StudyInstanceUID=" + study(0).uid,
+                                      "SeriesInstanceUID=" + study(0).series_uid, "SOPInstanceUID=" + study(0).sop_uids[1]})
+              .exit_code == 0);
+    CHECK(files() == 3);
+  }
+  SECTION("an unknown destination is refused with 0xA801") {
+    CommandResult r = move("ZZ_PACS", "NOWHERE", {kStudy, "StudyInstanceUID=" + study(0).uid});
+    CHECK_THAT(r.output, Catch::Contains("MoveDestinationUnknown") || Catch::Contains("a801"));
+    CHECK(files() == 0);
+  }
+  SECTION("a member cannot move to another member's AE title") {
+    CommandResult r = move("ZZ_PACS", "LS_PACS", {kStudy, "StudyInstanceUID=" + study(0).uid});
+    CHECK_THAT(r.output, Catch::Contains("MoveDestinationUnknown") || Catch::Contains("a801"));
+  }
+  SECTION("another member's study: nothing sent, a failure status") {
+    // The centre moves LS's study to ZZ's delivery AE legitimately; LS's own request for ZZ's study fails.
+    CommandResult r = move("LS_PACS", "LS_PACS", {kStudy, "StudyInstanceUID=" + study(0).uid});
+    CHECK_THAT(r.output, Catch::Contains("UnableToProcess") || Catch::Contains("c000"));
+    CHECK(files() == 0);
+    CHECK_THAT(server().Log(), Catch::Contains("C-MOVE from LS_PACS (laishui): nothing the caller may retrieve"));
+  }
+}
+
+TEST_CASE_METHOD(QrFixture, "C-GET over the caller's own association, scoped", "[qr][get]") {
+  auto get = [&](const std::string& aet, const std::vector<std::string>& keys, const std::filesystem::path& out) {
+    std::filesystem::create_directories(out);
+    std::vector<std::string> argv = {GETSCU_BIN, "-S", "-aet", aet, "-aec", "LX_READ", "-od", out.string()};
+    for (const std::string& k : keys) {
+      argv.push_back("-k");
+      argv.push_back(k);
+    }
+    argv.push_back("127.0.0.1");
+    argv.push_back(server().port_text());
+    return RunCommand(argv);
+  };
+  auto count = [](const std::filesystem::path& d) {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(d)) n += e.is_regular_file();
+    return n;
+  };
+  CHECK(get("LS_PACS", {kStudy, "StudyInstanceUID=" + study(3).uid}, dir() / "get1").exit_code == 0);
+  CHECK(count(dir() / "get1") == 2);
+  CommandResult other = get("LS_PACS", {kStudy, "StudyInstanceUID=" + study(0).uid}, dir() / "get2");
+  CHECK(count(dir() / "get2") == 0);
+  CHECK_THAT(server().Log(), Catch::Contains("C-GET from LS_PACS (laishui): nothing the caller may retrieve"));
+  CHECK(get("LX_WS1", {kStudy, "StudyInstanceUID=" + study(0).uid}, dir() / "get3").exit_code == 0);
+  CHECK(count(dir() / "get3") == 3);
+}
+
+TEST_CASE_METHOD(QrFixture, "selective C-FIND queries use indexes", "[qr][plan]") {
+  QueryEngine engine(server().storage() / "index.sqlite");
+  auto plan = [&](std::vector<QrKey> keys, std::string scope = "") {
+    FindRequest r;
+    r.level = QrLevel::kStudy;
+    r.keys = std::move(keys);
+    r.member_scope = std::move(scope);
+    auto p = engine.ExplainFind(r);
+    REQUIRE(p.ok());
+    return p.value();
+  };
+  CHECK_THAT(plan({{0x00100020, "ZZ2"}}), Catch::Contains("USING INDEX patients_patient_id"));
+  CHECK_THAT(plan({{0x00100010, "ZHANG*"}}), Catch::Contains("USING INDEX patient_name_keys_key"));
+  CHECK_THAT(plan({{0x00080020, "20240101-20240107"}}), Catch::Contains("USING INDEX studies_date"));
+  CHECK_THAT(plan({{0x00080020, "20240101-20240107"}}, "zhuozhou"), Catch::Contains("USING INDEX studies_member_date"));
+  CHECK_THAT(plan({{0x0020000D, study(0).uid}}), Catch::Contains("USING INDEX sqlite_autoindex_studies"));
+}
