@@ -402,14 +402,12 @@ OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C
 }
 
 OFCondition ServeMove(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_MoveRQ& req, const QrEnv& env) {
-  MoveState st{{env, AbstractSyntax(assoc, pres_id), "C-MOVE", {}, 0, 0, 0, 0, {}, false, ""}};
-  st.request = &req;
+  MoveState st{{env, AbstractSyntax(assoc, pres_id), "C-MOVE", {}, 0, 0, 0, 0, {}, false, ""}, &req, nullptr};
   return DIMSE_moveProvider(assoc, pres_id, &req, MoveCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
 }
 
 OFCondition ServeGet(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_GetRQ& req, const QrEnv& env) {
-  GetState st{{env, AbstractSyntax(assoc, pres_id), "C-GET", {}, 0, 0, 0, 0, {}, false, ""}};
-  st.assoc = assoc;
+  GetState st{{env, AbstractSyntax(assoc, pres_id), "C-GET", {}, 0, 0, 0, 0, {}, false, ""}, assoc, 0};
   return DIMSE_getProvider(assoc, pres_id, &req, GetCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
 }
 

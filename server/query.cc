@@ -228,8 +228,12 @@ Result<BuiltQuery> Build(const FindRequest& r, const std::string& select_prefix,
   BuiltQuery out;
   std::string select = "SELECT " + select_prefix;
   if (with_attributes) {
+    // Only what the caller asked for: the patient-level counts cost a subquery per row.
     for (const Attribute& a : kAttributes) {
       if (a.level > r.level) continue;
+      bool requested = false;
+      for (const QrKey& k : r.keys) requested |= k.tag == a.tag;
+      if (!requested) continue;
       select += std::string(out.columns.empty() && select_prefix.empty() ? "" : ", ") + a.column;
       out.columns.push_back(a.tag);
     }
@@ -243,6 +247,7 @@ Result<BuiltQuery> Build(const FindRequest& r, const std::string& select_prefix,
   if (!r.member_scope.empty()) {
     sql.And(std::string(r.level == QrLevel::kPatient ? "p" : "st") + ".member_id = " + sql.Param(r.member_scope));
   }
+  if (out.columns.empty() && select_prefix.empty()) select += "1";
   out.sql = select + FromClause(r.level) + sql.where;
   out.binds = std::move(sql.binds);
   return out;

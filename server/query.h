@@ -34,7 +34,7 @@ struct FindRequest {
   std::string member_scope;  // member id; empty: every member (centre AE titles)
 };
 
-// One match: a value for each attribute the index knows at the request's level and above.
+// One match: a value for each requested attribute the index knows at the request's level and above.
 using FindRow = std::vector<std::pair<uint32_t, std::string>>;
 
 class FindCursor {
