@@ -154,6 +154,42 @@ DeliveryTarget ReadTarget(TableReader& r) {
   return t;
 }
 
+std::filesystem::path ResolvePath(TableReader& r, const std::string& key, const std::filesystem::path& base_dir) {
+  std::filesystem::path p = r.String(key);
+  if (p.empty()) r.Fail(r.Get(key), key, "must not be empty");
+  return p.is_absolute() ? p : (base_dir / p).lexically_normal();
+}
+
+void CheckPriority(TableReader& r, const std::string& key, const std::string& value) {
+  if (value != "STAT" && value != "HIGH" && value != "ROUTINE") r.Fail(r.Get(key), key, "must be STAT, HIGH or ROUTINE");
+}
+
+HttpsConfig ReadHttps(TableReader& r, const std::filesystem::path& base_dir) {
+  HttpsConfig h;
+  h.enabled = true;
+  h.bind_address = r.String("bind_address", h.bind_address);
+  if (!IsIpAddress(h.bind_address)) r.Fail(r.Get("bind_address"), "bind_address", "not an IP address");
+  h.port = static_cast<uint16_t>(r.Integer("port", 1, 65535, h.port));
+  h.certificate = ResolvePath(r, "certificate", base_dir);
+  h.key = ResolvePath(r, "key", base_dir);
+  h.ca = ResolvePath(r, "ca", base_dir);
+  h.admins = r.StringArray("admins", false);
+  h.threads = static_cast<int>(r.Integer("threads", 1, 64, h.threads));
+  h.max_body_bytes = static_cast<uint64_t>(r.Integer("max_body_mb", 1, 4096, 64)) << 20;
+  r.RejectUnknownKeys();
+  return h;
+}
+
+ReadingConfig ReadReading(TableReader& r) {
+  ReadingConfig c;
+  c.lease_minutes = static_cast<int>(r.Integer("lease_minutes", 1, 24 * 60, c.lease_minutes));
+  c.sla_minutes_stat = static_cast<int>(r.Integer("sla_minutes_stat", 1, 100000, c.sla_minutes_stat));
+  c.sla_minutes_high = static_cast<int>(r.Integer("sla_minutes_high", 1, 100000, c.sla_minutes_high));
+  c.sla_minutes_routine = static_cast<int>(r.Integer("sla_minutes_routine", 1, 100000, c.sla_minutes_routine));
+  r.RejectUnknownKeys();
+  return c;
+}
+
 Member ReadMember(TableReader& r) {
   Member m;
   m.id = r.String("id");
@@ -169,6 +205,8 @@ Member ReadMember(TableReader& r) {
     TableReader dr(*d, r.Qualified("delivery"), r.source());
     m.delivery = ReadTarget(dr);
   }
+  m.default_priority = r.String("default_priority", "ROUTINE");
+  CheckPriority(r, "default_priority", m.default_priority);
   r.RejectUnknownKeys();
   return m;
 }
@@ -241,6 +279,14 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
   if (!centre) top.Fail(nullptr, "centre", "the [centre] table is required");
   TableReader cr(*centre, "centre", source);
   config.centre = ReadCentre(cr, base_dir);
+  if (const toml::table* https = top.OptionalTable("https")) {
+    TableReader hr(*https, "https", source);
+    config.https = ReadHttps(hr, base_dir);
+  }
+  if (const toml::table* reading = top.OptionalTable("reading")) {
+    TableReader rr(*reading, "reading", source);
+    config.reading = ReadReading(rr);
+  }
 
   std::set<std::string> ids;
   std::set<std::string> aes(config.centre.centre_ae_titles.begin(), config.centre.centre_ae_titles.end());

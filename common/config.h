@@ -28,6 +28,7 @@ struct Member {
   std::vector<std::string> ae_titles;          // calling AE titles this member's PACS uses
   std::vector<std::string> allowed_addresses;  // empty: any source address
   std::optional<DeliveryTarget> delivery;      // where signed reports go
+  std::string default_priority;                // STAT, HIGH or ROUTINE when a study names none
 };
 
 struct Radiologist {
@@ -52,8 +53,28 @@ struct CentreConfig {
   std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
 };
 
+// The radiologists' HTTPS API (mutual TLS) and the reading rules behind it.
+struct HttpsConfig {
+  bool enabled = false;  // true when the [https] table is present
+  std::string bind_address = "127.0.0.1";
+  uint16_t port = 8443;
+  std::filesystem::path certificate, key, ca;  // server certificate and key; the centre CA
+  std::vector<std::string> admins;             // certificate common names with the admin role
+  int threads = 2;
+  uint64_t max_body_bytes = 64ull << 20;  // a signed report is far smaller
+};
+
+struct ReadingConfig {
+  int lease_minutes = 30;  // a claim not renewed for this long returns the study to the worklist
+  int sla_minutes_stat = 60;
+  int sla_minutes_high = 240;
+  int sla_minutes_routine = 1440;
+};
+
 struct Config {
   CentreConfig centre;
+  HttpsConfig https;
+  ReadingConfig reading;
   std::vector<Member> members;
   std::vector<Radiologist> radiologists;
   std::vector<DeliveryTarget> workstations;  // centre workstations that take C-MOVE

@@ -13,6 +13,7 @@ packages=(
   libtomlplusplus-dev           # config parsing with source positions for error messages
   libcli11-dev                  # command-line parsing
   libspdlog-dev                 # thread-safe levelled logging
+  nlohmann-json3-dev            # JSON for the reading API
   dicom3tools                   # dciodvfy, for validating what we produce
   procps psmisc                 # ps/pkill/fuser for tests that start and stop servers
 )

@@ -49,11 +49,12 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& db_path)
   if (Status s = MigrateSchema(*writer.value()); !s.ok()) return s;
   Result<std::unique_ptr<Database>> reader = Database::Open(db_path, true);
   if (!reader.ok()) return reader.status();
-  return std::unique_ptr<Index>(new Index(std::move(writer.value()), std::move(reader.value())));
+  return std::unique_ptr<Index>(new Index(db_path, std::move(writer.value()), std::move(reader.value())));
 }
 
-Index::Index(std::unique_ptr<Database> writer, std::unique_ptr<Database> reader)
-    : writer_db_(std::move(writer)),
+Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, std::unique_ptr<Database> reader)
+    : db_path_(std::move(db_path)),
+      writer_db_(std::move(writer)),
       writer_sql_(std::make_unique<WriterStatements>(writer_db_->handle())),
       reader_db_(std::move(reader)) {
   writer_thread_ = std::thread([this] { WriterLoop(); });
@@ -205,15 +206,28 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
   return p.touch_task.Bind(1, study_pk).Bind(2, in.received_ms).Run();
 }
 
-Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms) {
+Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const TaskPolicy& policy) {
   int created = 0;
   Status s = SubmitWrite([&](Database& db) -> Status {
-    // Priority: the sender's own flag when it gave one, ROUTINE otherwise.
+    // The sender's priority when it gave a known one, else the member's default.
+    std::string priority =
+        "CASE WHEN priority IN ('STAT', 'HIGH') THEN priority WHEN priority IN ('ROUTINE', 'MEDIUM', 'LOW') "
+        "THEN 'ROUTINE'";
+    for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {
+      priority += " WHEN member_id = ?" + std::to_string(6 + 2 * i) + " THEN ?" + std::to_string(7 + 2 * i);
+    }
+    priority += " ELSE 'ROUTINE' END";
     Statement insert(db.handle(),
-                     "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms) "
-                     "SELECT id, 'waiting', CASE WHEN priority = '' THEN 'ROUTINE' ELSE priority END, ?1, ?1 "
-                     "FROM studies WHERE task_created = 0 AND last_received_ms <= ?2");
-    insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms);
+                     "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, due_ms) "
+                     "SELECT id, 'waiting', " + priority + ", ?1, ?1, ?1 + CASE " + priority +
+                         " WHEN 'STAT' THEN ?3 WHEN 'HIGH' THEN ?4 ELSE ?5 END "
+                         "FROM studies WHERE task_created = 0 AND last_received_ms <= ?2");
+    insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms).Bind(3, policy.sla_stat_ms).Bind(4, policy.sla_high_ms);
+    insert.Bind(5, policy.sla_routine_ms);
+    for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {
+      insert.Bind(static_cast<int>(6 + 2 * i), policy.member_default_priority[i].first);
+      insert.Bind(static_cast<int>(7 + 2 * i), policy.member_default_priority[i].second);
+    }
     if (Status st = insert.Run(); !st.ok()) return st;
     created = sqlite3_changes(db.handle());
     if (created == 0) return Status::Ok();
@@ -224,6 +238,8 @@ Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms) {
   if (!s.ok()) return s;
   return created;
 }
+
+Result<std::unique_ptr<Database>> Index::OpenReader() const { return Database::Open(db_path_, true); }
 
 std::optional<StoredInstance> Index::FindInstance(const std::string& sop_instance_uid) {
   std::lock_guard<std::mutex> lock(read_mu_);

@@ -59,6 +59,15 @@ struct StudyOverview {
   std::string task_state;  // empty: still receiving (quiet period not over)
 };
 
+// How a complete study becomes a task: its priority (the sender's, else the member's default)
+// and its due time (complete time + the SLA for that priority).
+struct TaskPolicy {
+  int64_t sla_stat_ms = 3'600'000;
+  int64_t sla_high_ms = 4 * 3'600'000;
+  int64_t sla_routine_ms = 24 * 3'600'000;
+  std::vector<std::pair<std::string, std::string>> member_default_priority;  // member id -> priority
+};
+
 class Index {
  public:
   static Result<std::unique_ptr<Index>> Open(const std::filesystem::path& db_path);
@@ -73,23 +82,30 @@ class Index {
 
   // Turns every study whose last instance arrived at or before `now_ms - quiet_ms` and that
   // has no reading task into a waiting task. Returns how many were created.
-  Result<int> PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms);
+  Result<int> PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const TaskPolicy& policy = {});
 
   std::optional<StoredInstance> FindInstance(const std::string& sop_instance_uid);
   bool HasPath(const std::string& relative_path);
   // The member that sent the study, if it is known.
   std::optional<std::string> StudyOwner(const std::string& study_instance_uid);
   Result<IndexCounts> Counts();
+
+  using WriteFn = std::function<Status(Database&)>;
+  // Runs `fn` on the writer connection inside the next group commit; returns once durable.
+  // For components that own their own tables (worklist, audit, reports).
+  Status Write(WriteFn fn) { return SubmitWrite(std::move(fn)); }
+  // A fresh read-only connection (WAL: never blocks on, nor blocks, the writer).
+  Result<std::unique_ptr<Database>> OpenReader() const;
   Result<std::vector<StudyOverview>> ListStudies();
 
  private:
-  using WriteFn = std::function<Status(Database&)>;
   struct PendingWrite {
     WriteFn fn;
     std::promise<Status> done;
   };
 
-  Index(std::unique_ptr<Database> writer, std::unique_ptr<Database> reader);
+  Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, std::unique_ptr<Database> reader);
+  std::filesystem::path db_path_;
   Status SubmitWrite(WriteFn fn);
   void WriterLoop();
   Status InsertInstance(Database& db, const NewInstance& instance);

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "common/version.h"
+#include "server/pki.h"
 #include "server/server_app.h"
 
 using namespace teleread;
@@ -57,8 +58,60 @@ int main(int argc, char** argv) {
   app.add_flag("--check-config", check_only, "Validate the configuration and exit");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  int http_port = -1;
+  app.add_option("--http-port", http_port, "Override https.port (0: any free port)")->check(CLI::Range(0, 65535));
   CLI::App* status = app.add_subcommand("status", "Print what the index holds and exit");
+  CLI::App* pki = app.add_subcommand("pki", "The centre's certificate authority");
+  std::string pki_dir, pki_kind = "radiologist", pki_name, pki_org = "Lixian Regional Imaging Reading Centre";
+  std::vector<std::string> pki_ips = {"127.0.0.1"}, pki_dns = {"localhost"};
+  int pki_days = 825;
+  CLI::App* pki_init = pki->add_subcommand("init", "Create the centre CA in DIR (ca.pem, ca.key)");
+  pki_init->add_option("dir", pki_dir, "Directory for the CA")->required();
+  pki_init->add_option("--organization", pki_org, "Organization in the CA's subject");
+  CLI::App* pki_issue = pki->add_subcommand("issue", "Issue a certificate from the CA in DIR");
+  pki_issue->add_option("dir", pki_dir, "Directory of the CA")->required();
+  pki_issue->add_option("--kind", pki_kind, "server, radiologist, admin or member")
+      ->check(CLI::IsMember({"server", "radiologist", "admin", "member"}));
+  pki_issue->add_option("--name", pki_name, "Common name: radiologist id, admin name, member AE, server name")
+      ->required();
+  pki_issue->add_option("--organization", pki_org, "Organization in the subject");
+  pki_issue->add_option("--ip", pki_ips, "IP addresses for a server certificate");
+  pki_issue->add_option("--dns", pki_dns, "DNS names for a server certificate");
+  pki_issue->add_option("--days", pki_days, "Validity in days")->check(CLI::Range(1, 3650));
+  pki->require_subcommand(1);
+  app.get_option("--config")->required(false);
   CLI11_PARSE(app, argc, argv);
+  if (*pki) {
+    // PKI commands need no config: they run before a server exists.
+    if (*pki_init) {
+      Status s = InitCertificateAuthority(pki_dir, pki_org);
+      std::cout << (s.ok() ? "created the CA in " + pki_dir : "teleread-server: " + s.ToString()) << "\n";
+      return s.ok() ? 0 : 1;
+    }
+    IssueRequest r;
+    r.kind = pki_kind == "server" ? CertKind::kServer
+             : pki_kind == "admin" ? CertKind::kAdmin
+             : pki_kind == "member" ? CertKind::kMember
+                                    : CertKind::kRadiologist;
+    r.common_name = pki_name;
+    r.organization = pki_org;
+    if (r.kind == CertKind::kServer) {
+      r.ip_addresses = pki_ips;
+      r.dns_names = pki_dns;
+    }
+    r.valid_days = pki_days;
+    Result<IssuedFiles> issued = IssueCertificate(pki_dir, r);
+    if (!issued.ok()) {
+      std::cerr << "teleread-server: " << issued.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << issued->certificate.string() << "\n" << issued->key.string() << "\n";
+    return 0;
+  }
+  if (config_path.empty()) {
+    std::cerr << "teleread-server: --config is required\n";
+    return 2;
+  }
 
   Config config;
   try {
@@ -68,6 +121,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (dicom_port >= 0) config.centre.dicom_port = static_cast<uint16_t>(dicom_port);
+  if (http_port >= 0) config.https.port = static_cast<uint16_t>(http_port);
   if (!storage.empty()) config.centre.storage = std::filesystem::absolute(storage);
   if (check_only) {
     std::cout << config_path << ": OK (" << config.members.size() << " members, " << config.radiologists.size()

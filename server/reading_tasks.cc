@@ -7,8 +7,13 @@
 
 namespace teleread {
 
-ReadingTaskPromoter::ReadingTaskPromoter(Index& index, int quiet_period_seconds, Clock clock)
-    : index_(index), quiet_ms_(int64_t{quiet_period_seconds} * 1000), clock_(std::move(clock)) {}
+ReadingTaskPromoter::ReadingTaskPromoter(Index& index, int quiet_period_seconds, TaskPolicy policy, Clock clock,
+                                         std::function<void()> on_tick)
+    : index_(index),
+      quiet_ms_(int64_t{quiet_period_seconds} * 1000),
+      policy_(std::move(policy)),
+      clock_(std::move(clock)),
+      on_tick_(std::move(on_tick)) {}
 
 ReadingTaskPromoter::~ReadingTaskPromoter() { Stop(); }
 
@@ -24,7 +29,7 @@ void ReadingTaskPromoter::Stop() {
 }
 
 Result<int> ReadingTaskPromoter::RunOnce() {
-  Result<int> created = index_.PromoteQuietStudies(clock_(), quiet_ms_);
+  Result<int> created = index_.PromoteQuietStudies(clock_(), quiet_ms_, policy_);
   if (!created.ok()) {
     spdlog::error("reading tasks: {}", created.status().ToString());
   } else if (created.value() > 0) {
@@ -40,6 +45,7 @@ void ReadingTaskPromoter::Loop() {
   while (!stopping_) {
     lock.unlock();
     (void)RunOnce();
+    if (on_tick_) on_tick_();
     lock.lock();
     cv_.wait_for(lock, interval, [this] { return stopping_; });
   }

@@ -15,7 +15,9 @@ namespace teleread {
 class ReadingTaskPromoter {
  public:
   using Clock = std::function<int64_t()>;
-  ReadingTaskPromoter(Index& index, int quiet_period_seconds, Clock clock);
+  // `on_tick` runs after each promotion pass (the worklist's lease expiry).
+  ReadingTaskPromoter(Index& index, int quiet_period_seconds, TaskPolicy policy, Clock clock,
+                      std::function<void()> on_tick = {});
   ~ReadingTaskPromoter();
   void Start();
   void Stop();
@@ -27,7 +29,9 @@ class ReadingTaskPromoter {
 
   Index& index_;
   int64_t quiet_ms_;
+  TaskPolicy policy_;
   Clock clock_;
+  std::function<void()> on_tick_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_

@@ -90,9 +90,25 @@ CREATE TABLE reading_tasks (
   priority TEXT NOT NULL,
   complete_ms INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL,
-  late_instances INTEGER NOT NULL DEFAULT 0
+  late_instances INTEGER NOT NULL DEFAULT 0,
+  due_ms INTEGER NOT NULL DEFAULT 0,
+  claimed_by TEXT NOT NULL DEFAULT '',
+  claimed_ms INTEGER NOT NULL DEFAULT 0,
+  lease_expires_ms INTEGER NOT NULL DEFAULT 0,
+  reported_ms INTEGER NOT NULL DEFAULT 0,
+  delivered_ms INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX reading_tasks_state ON reading_tasks (state);
+CREATE INDEX reading_tasks_state ON reading_tasks (state, due_ms);
+-- Who saw, claimed and signed what, and who was refused: never updated, only appended.
+CREATE TABLE audit_log (
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  study_instance_uid TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE INDEX audit_log_study ON audit_log (study_instance_uid);
 )sql",
   };
   return migrations;

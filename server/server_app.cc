@@ -41,17 +41,37 @@ Status ServerApp::Start() {
   engine_ = std::make_unique<QueryEngine>(config_.centre.storage / "index.sqlite");
   listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_);
   if (Status s = listener_->Start(); !s.ok()) return s;
-  promoter_ = std::make_unique<ReadingTaskPromoter>(*index_, config_.centre.quiet_period_seconds, NowMs);
+  worklist_ = std::make_unique<Worklist>(*index_, int64_t{config_.reading.lease_minutes} * 60'000, NowMs);
+  TaskPolicy policy;
+  policy.sla_stat_ms = int64_t{config_.reading.sla_minutes_stat} * 60'000;
+  policy.sla_high_ms = int64_t{config_.reading.sla_minutes_high} * 60'000;
+  policy.sla_routine_ms = int64_t{config_.reading.sla_minutes_routine} * 60'000;
+  for (const Member& m : config_.members) policy.member_default_priority.emplace_back(m.id, m.default_priority);
+  promoter_ = std::make_unique<ReadingTaskPromoter>(*index_, config_.centre.quiet_period_seconds, policy, NowMs, [this] {
+    Result<int> expired = worklist_->ExpireLeases();
+    if (expired.ok() && expired.value() > 0) spdlog::info("{} expired claim(s) returned to the worklist", expired.value());
+  });
   promoter_->Start();
+  if (config_.https.enabled) {
+    api_ = std::make_unique<ReadingApi>(config_, *index_, *worklist_, *store_, &listener_->stats());
+    https_ = std::make_unique<HttpsServer>(config_.https, [this](const HttpRequest& r, const PeerCertificate& p) {
+      return api_->Handle(r, p);
+    });
+    if (Status s = https_->Start(config_.https.port); !s.ok()) return s;
+  }
   spdlog::info("storage root {}; {} member hospital(s) configured", config_.centre.storage.string(),
                config_.members.size());
   return Status::Ok();
 }
 
 void ServerApp::Stop() {
+  if (https_) https_->Stop();
+  https_.reset();
+  api_.reset();
   if (promoter_) promoter_->Stop();
   if (listener_) listener_->Stop();
   promoter_.reset();
+  worklist_.reset();
   listener_.reset();
   engine_.reset();
   ingest_.reset();

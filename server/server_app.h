@@ -8,7 +8,9 @@
 #include "server/index.h"
 #include "server/ingest.h"
 #include "server/object_store.h"
+#include "server/reading_api.h"
 #include "server/reading_tasks.h"
+#include "server/worklist.h"
 
 namespace teleread {
 
@@ -33,6 +35,9 @@ class ServerApp {
   std::unique_ptr<QueryEngine> engine_;
   std::unique_ptr<DicomListener> listener_;
   std::unique_ptr<ReadingTaskPromoter> promoter_;
+  std::unique_ptr<Worklist> worklist_;
+  std::unique_ptr<ReadingApi> api_;
+  std::unique_ptr<HttpsServer> https_;
 };
 
 // Opens the index under a storage root (for the status command).

@@ -37,13 +37,14 @@ queries() {  # label port aec
   local label=$1 port=$2 aec=$3
   while read -r name value repeat; do
     printf '%-22s ' "$label"
+    [ "$value" = - ] && value=
     "$latency" --port "$port" --aet LX_WS1 --aec "$aec" --query "$name" ${value:+--value "$value"} \
       --repeat "$repeat" --warmup 2
   done <<EOF2
 patient-id P0012345 200
 name-wildcard ZHANG^WEI1234* 200
 date-range 20200101-20200102 200
-all  10
+all - 10
 EOF2
 }
 

@@ -1,0 +1,58 @@
+#pragma once
+// The HTTPS transport of the reading API: Boost.Beast over OpenSSL, asynchronous on a small
+// thread pool with a strand per connection, keep-alive, bounded headers and bodies, and read and
+// idle timeouts. Mutual TLS: a client without a certificate issued by the centre CA fails the
+// handshake; the handler decides what a valid certificate may do.
+//
+// Thread-safety: Start and Stop from one thread; the handler is called from pool threads.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/config.h"
+#include "common/status.h"
+
+namespace teleread {
+
+struct PeerCertificate {
+  std::string subject;  // RFC 2253
+  std::string common_name;
+  std::string organizational_unit;
+};
+
+struct HttpRequest {
+  std::string method;
+  std::string target;  // path and query
+  std::string body;
+  std::string content_type;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::filesystem::path file;  // when set, streamed from disk instead of body
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&, const PeerCertificate&)>;
+
+class HttpsServer {
+ public:
+  HttpsServer(const HttpsConfig& config, HttpHandler handler);
+  ~HttpsServer();
+  HttpsServer(const HttpsServer&) = delete;
+  HttpsServer& operator=(const HttpsServer&) = delete;
+
+  // `port` 0 picks a free port (tests); see port().
+  Status Start(uint16_t port);
+  void Stop();
+  uint16_t port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace teleread

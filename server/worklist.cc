@@ -1,0 +1,228 @@
+#include "server/worklist.h"
+
+#include <algorithm>
+
+namespace teleread {
+namespace {
+
+const char* kSelect =
+    "SELECT st.study_instance_uid, st.member_id, st.modalities, "
+    "(SELECT body_part_examined FROM series b WHERE b.study_pk = st.id AND body_part_examined <> '' LIMIT 1), "
+    "st.study_description, st.patient_age, p.sex, st.study_date, st.num_series, st.num_instances, t.priority, "
+    "t.state, t.claimed_by, st.first_received_ms, t.complete_ms, t.due_ms, t.claimed_ms, t.lease_expires_ms, "
+    "t.reported_ms, t.delivered_ms "
+    "FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p ON p.id = st.patient_pk";
+
+// An expired claim reads as waiting even before the expiry sweep has run.
+WorklistRow ReadRow(Statement& q, int64_t now) {
+  WorklistRow r;
+  r.study_instance_uid = q.Text(0);
+  r.member_id = q.Text(1);
+  r.modalities = q.Text(2);
+  r.body_part = q.Text(3);
+  r.study_description = q.Text(4);
+  r.patient_age = q.Text(5);
+  r.patient_sex = q.Text(6);
+  r.study_date = q.Text(7);
+  r.num_series = q.Int(8);
+  r.num_instances = q.Int(9);
+  r.priority = q.Text(10);
+  r.state = q.Text(11);
+  r.claimed_by = q.Text(12);
+  r.received_ms = q.Int(13);
+  r.complete_ms = q.Int(14);
+  r.due_ms = q.Int(15);
+  r.claimed_ms = q.Int(16);
+  r.lease_expires_ms = q.Int(17);
+  r.reported_ms = q.Int(18);
+  r.delivered_ms = q.Int(19);
+  if (r.state == "claimed" && r.lease_expires_ms <= now) {
+    r.state = "waiting";
+    r.claimed_by.clear();
+  }
+  r.overdue = r.state != "reported" && r.due_ms > 0 && now > r.due_ms;
+  return r;
+}
+
+}  // namespace
+
+Result<std::vector<WorklistRow>> Worklist::List(const WorklistFilter& f) const {
+  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  if (!db.ok()) return db.status();
+  const int64_t now = clock_();
+  std::string sql = std::string(kSelect) + " WHERE 1";
+  std::vector<std::string> text;
+  auto param = [&](std::string v) {
+    text.push_back(std::move(v));
+    return "?" + std::to_string(text.size() + 1);  // ?1 is now
+  };
+  if (f.state == "waiting") {
+    sql += " AND (t.state = 'waiting' OR (t.state = 'claimed' AND t.lease_expires_ms <= ?1))";
+  } else if (f.state == "claimed") {
+    sql += " AND t.state = 'claimed' AND t.lease_expires_ms > ?1";
+  } else if (f.state == "reported") {
+    sql += " AND t.state = 'reported'";
+  } else {
+    sql += " AND t.state IN ('waiting', 'claimed')";
+  }
+  if (!f.member_id.empty()) sql += " AND st.member_id = " + param(f.member_id);
+  if (!f.priority.empty()) sql += " AND t.priority = " + param(f.priority);
+  if (!f.claimed_by.empty()) sql += " AND t.claimed_by = " + param(f.claimed_by) + " AND t.lease_expires_ms > ?1";
+  if (!f.modality.empty()) {
+    sql += " AND EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND m.modality = " + param(f.modality) + ")";
+  }
+  sql += " ORDER BY CASE t.priority WHEN 'STAT' THEN 0 WHEN 'HIGH' THEN 1 ELSE 2 END, t.due_ms, t.id";
+  sql += " LIMIT " + std::to_string(std::clamp(f.limit, 1, 1000)) + " OFFSET " + std::to_string(std::max(0, f.offset));
+  Statement q(db.value()->handle(), sql);
+  q.Bind(1, now);
+  for (size_t i = 0; i < text.size(); ++i) q.Bind(static_cast<int>(i + 2), text[i]);
+  std::vector<WorklistRow> rows;
+  for (;;) {
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    rows.push_back(ReadRow(q, now));
+  }
+  return rows;
+}
+
+Result<WorklistRow> Worklist::Task(const std::string& uid) const {
+  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  if (!db.ok()) return db.status();
+  Statement q(db.value()->handle(), std::string(kSelect) + " WHERE st.study_instance_uid = ?1");
+  q.Bind(1, uid);
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  if (!row.value()) return Status::NotFound("no reading task for study " + uid);
+  return ReadRow(q, clock_());
+}
+
+Result<WorklistRow> Worklist::Claim(const std::string& uid, const std::string& who) {
+  const int64_t now = clock_();
+  Status s = index_.Write([&](Database& db) -> Status {
+    Statement u(db.handle(),
+                "UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = CASE WHEN claimed_by = ?2 "
+                "AND state = 'claimed' THEN claimed_ms ELSE ?3 END, lease_expires_ms = ?3 + ?4, updated_ms = ?3 "
+                "WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND (state = 'waiting' OR "
+                "(state = 'claimed' AND (claimed_by = ?2 OR lease_expires_ms <= ?3)))");
+    u.Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms_);
+    if (Status st = u.Run(); !st.ok()) return st;
+    if (sqlite3_changes(db.handle()) == 1) {
+      Statement a(db.handle(),
+                  "INSERT INTO audit_log (at_ms, actor, action, study_instance_uid, detail) VALUES (?1, ?2, 'claim', ?3, '')");
+      return a.Bind(1, now).Bind(2, who).Bind(3, uid).Run();
+    }
+    Statement q(db.handle(),
+                "SELECT t.state, t.claimed_by FROM reading_tasks t JOIN studies st ON st.id = t.study_pk "
+                "WHERE st.study_instance_uid = ?1");
+    q.Bind(1, uid);
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) return Status::NotFound("no reading task for study " + uid);
+    if (q.Text(0) == "reported") return Status::Conflict("already reported");
+    return Status::Conflict(q.Text(1));
+  });
+  if (!s.ok()) return s;
+  return Task(uid);
+}
+
+Result<WorklistRow> Worklist::Renew(const std::string& uid, const std::string& who) {
+  const int64_t now = clock_();
+  Status s = index_.Write([&](Database& db) -> Status {
+    Statement u(db.handle(),
+                "UPDATE reading_tasks SET lease_expires_ms = ?3 + ?4, updated_ms = ?3 WHERE study_pk = (SELECT id "
+                "FROM studies WHERE study_instance_uid = ?1) AND state = 'claimed' AND claimed_by = ?2 AND "
+                "lease_expires_ms > ?3");
+    u.Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms_);
+    if (Status st = u.Run(); !st.ok()) return st;
+    if (sqlite3_changes(db.handle()) == 0) return Status::Conflict("no live claim of yours on this study");
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return Task(uid);
+}
+
+Status Worklist::Release(const std::string& uid, const std::string& who) {
+  const int64_t now = clock_();
+  return index_.Write([&](Database& db) -> Status {
+    Statement u(db.handle(),
+                "UPDATE reading_tasks SET state = 'waiting', claimed_by = '', lease_expires_ms = 0, updated_ms = ?3 "
+                "WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND state = 'claimed' AND "
+                "claimed_by = ?2");
+    u.Bind(1, uid).Bind(2, who).Bind(3, now);
+    if (Status st = u.Run(); !st.ok()) return st;
+    if (sqlite3_changes(db.handle()) == 0) return Status::Conflict("no claim of yours on this study");
+    Statement a(db.handle(),
+                "INSERT INTO audit_log (at_ms, actor, action, study_instance_uid, detail) VALUES (?1, ?2, 'release', ?3, '')");
+    return a.Bind(1, now).Bind(2, who).Bind(3, uid).Run();
+  });
+}
+
+Result<WorklistRow> Worklist::Reassign(const std::string& uid, const std::string& to) {
+  const int64_t now = clock_();
+  Status s = index_.Write([&](Database& db) -> Status {
+    Statement u(db.handle(),
+                "UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = ?3, lease_expires_ms = ?3 + "
+                "?4, updated_ms = ?3 WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND "
+                "state IN ('waiting', 'claimed')");
+    u.Bind(1, uid).Bind(2, to).Bind(3, now).Bind(4, lease_ms_);
+    if (Status st = u.Run(); !st.ok()) return st;
+    if (sqlite3_changes(db.handle()) == 0) return Status::NotFound("no open reading task for study " + uid);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return Task(uid);
+}
+
+Result<int> Worklist::ExpireLeases() {
+  int expired = 0;
+  const int64_t now = clock_();
+  Status s = index_.Write([&](Database& db) -> Status {
+    Statement u(db.handle(),
+                "UPDATE reading_tasks SET state = 'waiting', claimed_by = '', updated_ms = ?1 "
+                "WHERE state = 'claimed' AND lease_expires_ms <= ?1");
+    if (Status st = u.Bind(1, now).Run(); !st.ok()) return st;
+    expired = sqlite3_changes(db.handle());
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return expired;
+}
+
+Result<TaskCounts> Worklist::Counts() const {
+  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  if (!db.ok()) return db.status();
+  const int64_t now = clock_();
+  TaskCounts c;
+  Statement q(db.value()->handle(),
+              "SELECT SUM(state = 'waiting' OR (state = 'claimed' AND lease_expires_ms <= ?1)), "
+              "SUM(state = 'claimed' AND lease_expires_ms > ?1), SUM(state = 'reported'), "
+              "SUM(state <> 'reported' AND due_ms > 0 AND due_ms < ?1) FROM reading_tasks");
+  q.Bind(1, now);
+  if (Result<bool> row = q.Step(); !row.ok()) return row.status();
+  c.waiting = q.Int(0);
+  c.claimed = q.Int(1);
+  c.reported = q.Int(2);
+  c.overdue = q.Int(3);
+  Statement p(db.value()->handle(),
+              "SELECT priority, COUNT(*) FROM reading_tasks WHERE state <> 'reported' GROUP BY priority");
+  for (;;) {
+    Result<bool> row = p.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    c.open_by_priority.emplace_back(p.Text(0), p.Int(1));
+  }
+  return c;
+}
+
+Status Worklist::Audit(const std::string& actor, const std::string& action, const std::string& uid,
+                       const std::string& detail) {
+  const int64_t now = clock_();
+  return index_.Write([&](Database& db) -> Status {
+    Statement a(db.handle(),
+                "INSERT INTO audit_log (at_ms, actor, action, study_instance_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
+    return a.Bind(1, now).Bind(2, actor).Bind(3, action).Bind(4, uid).Bind(5, detail).Run();
+  });
+}
+
+}  // namespace teleread

@@ -1,0 +1,85 @@
+#pragma once
+// Reading tasks as the radiologists see them: the worklist ordered by priority and due time,
+// exclusive claims with a lease, and the audit trail of who saw and did what. Every change goes
+// through the index's single writer, so of many simultaneous claims exactly one wins.
+//
+// Thread-safety: all methods may be called from any thread.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/index.h"
+
+namespace teleread {
+
+struct WorklistFilter {
+  std::string modality;   // matches any modality of the study
+  std::string member_id;
+  std::string priority;   // STAT, HIGH, ROUTINE
+  std::string state;      // waiting or claimed; empty: both
+  std::string claimed_by; // "mine" is resolved by the caller to a radiologist id
+  int limit = 50;
+  int offset = 0;
+};
+
+struct WorklistRow {
+  std::string study_instance_uid;
+  std::string member_id;
+  std::string modalities;
+  std::string body_part;
+  std::string study_description;
+  std::string patient_age;
+  std::string patient_sex;
+  std::string study_date;
+  int64_t num_series = 0;
+  int64_t num_instances = 0;
+  std::string priority;
+  std::string state;  // waiting, claimed, reported
+  std::string claimed_by;
+  int64_t received_ms = 0;
+  int64_t complete_ms = 0;
+  int64_t due_ms = 0;
+  int64_t claimed_ms = 0;
+  int64_t lease_expires_ms = 0;
+  int64_t reported_ms = 0;
+  int64_t delivered_ms = 0;
+  bool overdue = false;
+};
+
+struct TaskCounts {
+  int64_t waiting = 0, claimed = 0, reported = 0, overdue = 0;
+  std::vector<std::pair<std::string, int64_t>> open_by_priority;
+};
+
+class Worklist {
+ public:
+  using Clock = std::function<int64_t()>;
+  Worklist(Index& index, int64_t lease_ms, Clock clock) : index_(index), lease_ms_(lease_ms), clock_(std::move(clock)) {}
+
+  Result<std::vector<WorklistRow>> List(const WorklistFilter& filter) const;
+  // NotFound when the study has no reading task.
+  Result<WorklistRow> Task(const std::string& study_instance_uid) const;
+
+  // Conflict (message: who holds it) when another radiologist holds an unexpired claim or the
+  // study is reported; NotFound when there is no task.
+  Result<WorklistRow> Claim(const std::string& study_instance_uid, const std::string& radiologist);
+  Result<WorklistRow> Renew(const std::string& study_instance_uid, const std::string& radiologist);
+  Status Release(const std::string& study_instance_uid, const std::string& radiologist);
+  // Admin: give the claim to `radiologist` whoever holds it.
+  Result<WorklistRow> Reassign(const std::string& study_instance_uid, const std::string& radiologist);
+  // Returns expired claims to the worklist; the number returned.
+  Result<int> ExpireLeases();
+
+  Result<TaskCounts> Counts() const;
+
+  Status Audit(const std::string& actor, const std::string& action, const std::string& study_instance_uid,
+               const std::string& detail);
+
+ private:
+  Index& index_;
+  int64_t lease_ms_;
+  Clock clock_;
+};
+
+}  // namespace teleread
