@@ -78,7 +78,10 @@ TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing
         ++acks;
       }
     });
-    while (acks < kill_after && acks < 200) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (acks < kill_after && acks < 200 && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
     CHECK(server.Stop(SIGKILL) == -1);
     pusher.join();

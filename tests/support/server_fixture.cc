@@ -31,6 +31,21 @@ std::string TestConfigText(const ServerOptions& o) {
 TestServer::TestServer(const std::filesystem::path& dir, ServerOptions options)
     : dir_(dir), storage_(dir / "storage"), config_path_(dir / "teleread.toml"), log_path_(dir / "server.log") {
   std::filesystem::create_directories(dir);
+  // The centre CA and certificates for the HTTPS API, made by the server's own pki command.
+  pki_ = dir / "pki";
+  auto pki = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {TELEREAD_SERVER_BIN, "pki"});
+    CommandResult r = RunCommand(args);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  };
+  pki({"init", pki_.string()});
+  pki({"issue", pki_.string(), "--kind", "server", "--name", "teleread-server"});
+  for (const char* who : {"wang.li", "zhao.min"}) pki({"issue", pki_.string(), "--kind", "radiologist", "--name", who});
+  pki({"issue", pki_.string(), "--kind", "admin", "--name", "ops"});
+  options.edits.push_back({"^certificate = .*$", "certificate = \"" + (pki_ / "teleread-server.pem").string() + "\""});
+  options.edits.push_back({"^key = .*$", "key = \"" + (pki_ / "teleread-server.key").string() + "\""});
+  options.edits.push_back({"^ca = .*$", "ca = \"" + (pki_ / "ca.pem").string() + "\""});
   WriteFile(config_path_, TestConfigText(options));
 }
 
@@ -39,15 +54,17 @@ TestServer::~TestServer() { Stop(SIGKILL); }
 void TestServer::Start() {
   std::string before = ReadFile(log_path_);
   process_.Start({TELEREAD_SERVER_BIN, "--config", config_path_.string(), "--storage", storage_.string(),
-                  "--dicom-port", "0", "--log-level", "debug"},
+                  "--dicom-port", "0", "--http-port", "0", "--log-level", "debug"},
                  log_path_);
   static const std::regex listening(R"(DICOM listener \S+ on 127\.0\.0\.1:(\d+))");
+  static const std::regex https(R"(HTTPS reading API on 127\.0\.0\.1:(\d+))");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     std::string log = ReadFile(log_path_).substr(before.size());
-    std::smatch m;
-    if (std::regex_search(log, m, listening)) {
+    std::smatch m, h;
+    if (std::regex_search(log, m, listening) && std::regex_search(log, h, https)) {
       port_ = static_cast<uint16_t>(std::stoi(m[1]));
+      https_port_ = static_cast<uint16_t>(std::stoi(h[1]));
       return;
     }
     if (!process_.running()) FAIL("teleread-server exited during start-up:\n" << log);
@@ -60,6 +77,18 @@ int TestServer::Stop(int sig) { return process_.Stop(sig); }
 
 CommandResult TestServer::Status() const {
   return RunCommand({TELEREAD_SERVER_BIN, "--config", config_path_.string(), "--storage", storage_.string(), "status"});
+}
+
+CommandResult TestServer::Curl(const std::string& who, const std::string& method, const std::string& path,
+                               const std::vector<std::string>& extra) const {
+  std::vector<std::string> argv = {"/usr/bin/curl", "-sS", "--max-time", "30", "--cacert", (pki_ / "ca.pem").string(),
+                                   "-X", method, "-w", "\n%{http_code}"};
+  if (!who.empty()) {
+    argv.insert(argv.end(), {"--cert", (pki_ / (who + ".pem")).string(), "--key", (pki_ / (who + ".key")).string()});
+  }
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back("https://127.0.0.1:" + std::to_string(https_port_) + path);
+  return RunCommand(argv);
 }
 
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae) {

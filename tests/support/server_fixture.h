@@ -37,6 +37,12 @@ class TestServer {
   int pid() const { return process_.pid(); }
 
   uint16_t port() const { return port_; }
+  uint16_t https_port() const { return https_port_; }
+  const std::filesystem::path& pki() const { return pki_; }
+  // curl as `who` (a certificate name under pki(); empty: no client certificate). The output
+  // ends with a line holding the HTTP status (000 when there was none).
+  CommandResult Curl(const std::string& who, const std::string& method, const std::string& path,
+                     const std::vector<std::string>& extra = {}) const;
   std::string port_text() const { return std::to_string(port_); }
   const std::filesystem::path& storage() const { return storage_; }
   const std::filesystem::path& config_path() const { return config_path_; }
@@ -46,9 +52,10 @@ class TestServer {
   CommandResult Status() const;
 
  private:
-  std::filesystem::path dir_, storage_, config_path_, log_path_;
+  std::filesystem::path dir_, storage_, config_path_, log_path_, pki_;
   ChildProcess process_;
   uint16_t port_ = 0;
+  uint16_t https_port_ = 0;
 };
 
 // echoscu / storescu as a member hospital would run them, Nagle off as a tuned PACS would.

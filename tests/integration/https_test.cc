@@ -1,0 +1,173 @@
+// The reading API over real HTTPS with client certificates (curl), against the real server.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <thread>
+
+#include "samples/synthetic.h"
+#include "tests/support/server_fixture.h"
+
+using namespace teleread;
+using namespace teleread::test;
+using json = nlohmann::json;
+
+namespace {
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+Reply Call(const TestServer& s, const std::string& who, const std::string& method, const std::string& path) {
+  CommandResult r = s.Curl(who, method, path);
+  Reply out;
+  size_t nl = r.output.rfind('\n');
+  out.body = nl == std::string::npos ? "" : r.output.substr(0, nl);
+  out.status = std::atoi(r.output.substr(nl == std::string::npos ? 0 : nl + 1).c_str());
+  return out;
+}
+
+json Body(const Reply& r) {
+  INFO(r.body);
+  return json::parse(r.body);
+}
+
+class ApiFixture {
+ public:
+  ApiFixture() : server_(dir_.path() / "server") {
+    server_.Start();
+    WriteSampleConsortium(dir_.path() / "samples", 4);
+    for (const char* ae : {"ZZ_PACS", "LS_PACS", "YX_PACS"}) {
+      REQUIRE(StoreFiles(server_, ae, {(dir_.path() / "samples" / ae).string()}).exit_code == 0);
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      Reply r = Call(server_, "wang.li", "GET", "/api/v1/worklist");
+      if (r.status == 200 && Body(r)["items"].size() == 5) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    FAIL("the sample studies did not reach the worklist");
+  }
+
+ protected:
+  ScratchDir dir_;
+  TestServer server_;
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(ApiFixture, "the worklist comes by priority then due time with study summaries", "[https]") {
+  json items = Body(Call(server_, "wang.li", "GET", "/api/v1/worklist"))["items"];
+  REQUIRE(items.size() == 5);
+  CHECK(items[0]["priority"] == "STAT");
+  CHECK(items[0]["description"] == "胸部CT平扫");
+  CHECK(items[0]["member"] == "zhuozhou");
+  CHECK(items[1]["priority"] == "HIGH");
+  for (size_t i = 2; i < items.size(); ++i) CHECK(items[i]["priority"] == "ROUTINE");
+  for (const json& row : items) {
+    CHECK(row["state"] == "waiting");
+    CHECK(row["due_ms"].get<int64_t>() > row["complete_ms"].get<int64_t>());
+    CHECK(row["overdue"] == false);
+  }
+  // STAT is due an hour after completion (sla_minutes_stat = 60).
+  CHECK(items[0]["due_ms"].get<int64_t>() - items[0]["complete_ms"].get<int64_t>() == 3'600'000);
+  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?modality=MR"))["items"].size() == 1);
+  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?member=yixian"))["items"].size() == 2);
+  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?limit=2&offset=4"))["items"].size() == 1);
+  CHECK(Call(server_, "wang.li", "GET", "/api/v1/worklist?state=bogus").status == 400);
+}
+
+TEST_CASE_METHOD(ApiFixture, "of 20 simultaneous claims exactly one succeeds", "[https][claim]") {
+  const std::string uid = Body(Call(server_, "wang.li", "GET", "/api/v1/worklist"))["items"][0]["study_instance_uid"];
+  std::vector<Reply> replies(20);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 20; ++i) {
+    threads.emplace_back([&, i] {
+      replies[i] = Call(server_, i % 2 ? "wang.li" : "zhao.min", "POST", "/api/v1/studies/" + uid + "/claim");
+    });
+  }
+  for (auto& t : threads) t.join();
+  int ok = 0, conflict = 0;
+  std::string winner;
+  for (const Reply& r : replies) {
+    if (r.status == 200) {
+      ++ok;
+      winner = Body(r)["claimed_by"];
+    }
+  }
+  // The winner's own repeats succeed too (a claim is idempotent for its holder); the other's all fail.
+  for (const Reply& r : replies) {
+    if (r.status == 409) {
+      ++conflict;
+      CHECK(Body(r)["claimed_by"] == winner);
+    }
+  }
+  CHECK(ok == 10);
+  CHECK(conflict == 10);
+  const std::string loser = winner == "wang.li" ? "zhao.min" : "wang.li";
+  CHECK(Call(server_, loser, "POST", "/api/v1/studies/" + uid + "/release").status == 409);
+  CHECK(Call(server_, winner, "POST", "/api/v1/studies/" + uid + "/renew").status == 200);
+  json mine = Body(Call(server_, winner, "GET", "/api/v1/worklist?mine=1"))["items"];
+  REQUIRE(mine.size() == 1);
+  CHECK(mine[0]["state"] == "claimed");
+  CHECK(Call(server_, winner, "POST", "/api/v1/studies/" + uid + "/release").status == 200);
+  CHECK(Call(server_, loser, "POST", "/api/v1/studies/" + uid + "/claim").status == 200);
+  // Only an admin reassigns.
+  CHECK(Call(server_, winner, "POST", "/api/v1/studies/" + uid + "/reassign?to=" + winner).status == 403);
+  Reply moved = Call(server_, "ops", "POST", "/api/v1/studies/" + uid + "/reassign?to=" + winner);
+  CHECK(moved.status == 200);
+  CHECK(Body(moved)["claimed_by"] == winner);
+}
+
+TEST_CASE_METHOD(ApiFixture, "study detail and instance download and priors", "[https]") {
+  json items = Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT"))["items"];
+  REQUIRE(items.size() == 1);
+  const std::string uid = items[0]["study_instance_uid"];
+  json study = Body(Call(server_, "wang.li", "GET", "/api/v1/studies/" + uid));
+  REQUIRE(study["series"].size() == 1);
+  json instance = study["series"][0]["instances"][0];
+  CHECK(study["series"][0]["instance_count"] == 4);
+  CHECK(study["task"]["priority"] == "STAT");
+  std::filesystem::path out = dir_.path() / "download.dcm";
+  CommandResult r = server_.Curl("wang.li", "GET",
+                                 "/api/v1/studies/" + uid + "/instances/" + instance["sop_instance_uid"].get<std::string>(),
+                                 {"-o", out.string()});
+  CHECK(r.output == "\n200");
+  CHECK(std::filesystem::file_size(out) == instance["size_bytes"].get<uint64_t>());
+  CHECK(ReadFile(out).substr(128, 4) == "DICM");
+  CHECK(Call(server_, "wang.li", "GET", "/api/v1/studies/" + uid + "/instances/1.2.3.4").status == 404);
+  // The same patient at Yixian, known by the shared national ID: a prior across members.
+  json priors = Body(Call(server_, "wang.li", "GET", "/api/v1/studies/" + uid + "/priors"))["priors"];
+  REQUIRE(priors.size() >= 1);
+  bool yixian = false;
+  for (const json& p : priors) yixian |= p["member"] == "yixian";
+  CHECK(yixian);
+}
+
+TEST_CASE_METHOD(ApiFixture, "certificates outside the consortium get nowhere and are audited", "[https][tls]") {
+  // No client certificate: the TLS handshake fails.
+  CHECK(Call(server_, "", "GET", "/healthz").status == 0);
+  // A certificate from another CA: refused at the handshake.
+  ScratchDir other;
+  REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "init", (other.path() / "ca").string()}).exit_code == 0);
+  REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "issue", (other.path() / "ca").string(), "--kind", "radiologist",
+                      "--name", "wang.li"})
+              .exit_code == 0);
+  CommandResult foreign = RunCommand({"/usr/bin/curl", "-sS", "--cacert", (server_.pki() / "ca.pem").string(), "--cert",
+                                      (other.path() / "ca" / "wang.li.pem").string(), "--key",
+                                      (other.path() / "ca" / "wang.li.key").string(), "-w", "\n%{http_code}",
+                                      "https://127.0.0.1:" + std::to_string(server_.https_port()) + "/healthz"});
+  CHECK_THAT(foreign.output, Catch::EndsWith("000"));
+  // Our CA, but nobody configured: 403, and the refusal is in the audit trail and the log.
+  REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "issue", server_.pki().string(), "--kind", "radiologist", "--name",
+                      "mallory"})
+              .exit_code == 0);
+  CHECK(Call(server_, "mallory", "GET", "/api/v1/worklist").status == 403);
+  CHECK_THAT(server_.Log(), Catch::Contains("is no radiologist or admin here"));
+  Reply metrics = Call(server_, "wang.li", "GET", "/metrics");
+  CHECK(metrics.status == 200);
+  CHECK_THAT(metrics.body, Catch::Contains("teleread_tasks{state=\"waiting\"} 5") &&
+                               Catch::Contains("teleread_ingest_instances_total") &&
+                               Catch::Contains("teleread_http_refused_total 1"));
+  CHECK(Body(Call(server_, "wang.li", "GET", "/healthz"))["status"] == "ok");
+}
