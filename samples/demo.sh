@@ -12,19 +12,32 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${TELEREAD_BUILD_DIR:-$root/build}
 work=${TELEREAD_DEMO_DIR:-$root/var/demo}
 port=${TELEREAD_DEMO_PORT:-11112}
+https_port=${TELEREAD_DEMO_HTTPS_PORT:-8443}
 
 rm -rf "$work"
 mkdir -p "$work"
-# The sample config, with a 5 s quiet period so that the demo does not wait half a minute.
-sed 's/^quiet_period_seconds = .*/quiet_period_seconds = 5/' "$root/config/teleread.toml" >"$work/teleread.toml"
+# The sample config, with a 5 s quiet period so that the demo does not wait half a minute, and
+# the certificates the demo makes below.
+sed -e 's/^quiet_period_seconds = .*/quiet_period_seconds = 5/' \
+  -e "s|^certificate = .*|certificate = \"$work/pki/teleread-server.pem\"|" \
+  -e "s|^key = .*|key = \"$work/pki/teleread-server.key\"|" \
+  -e "s|^ca = .*|ca = \"$work/pki/ca.pem\"|" "$root/config/teleread.toml" >"$work/teleread.toml"
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "Generating the sample consortium's studies"
 "$build/samples/teleread-samples" consortium "$work/samples" --ct-slices 40
 
-step "Starting teleread-server on 127.0.0.1:$port (data in $work/data)"
-"$build/server/teleread-server" --config "$work/teleread.toml" --storage "$work/data" --dicom-port "$port" \
+step "The centre CA and certificates (teleread-server pki; keys are mode 0600)"
+server_bin=$build/server/teleread-server
+"$server_bin" pki init "$work/pki"
+"$server_bin" pki issue "$work/pki" --kind server --name teleread-server >/dev/null
+"$server_bin" pki issue "$work/pki" --kind radiologist --name wang.li >/dev/null
+"$server_bin" pki issue "$work/pki" --kind admin --name ops >/dev/null
+ls -l "$work/pki" | sed 's/^/  /'
+
+step "Starting teleread-server: DICOM on 127.0.0.1:$port, HTTPS on 127.0.0.1:$https_port (data in $work/data)"
+"$server_bin" --config "$work/teleread.toml" --storage "$work/data" --dicom-port "$port" --http-port "$https_port" \
   >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
@@ -53,6 +66,24 @@ for _ in $(seq 60); do
   sleep 0.5
 done
 status
+
+api() {  # METHOD PATH: the reading API as radiologist wang.li (mutual TLS)
+  curl -sS --fail-with-body --cacert "$work/pki/ca.pem" --cert "$work/pki/wang.li.pem" --key "$work/pki/wang.li.key" \
+    -X "$1" "https://127.0.0.1:$https_port$2"
+}
+step "The radiologist's worklist over HTTPS (priority, then due time)"
+api GET /api/v1/worklist | python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["items"]:
+    print(f"  {r['"'"'priority'"'"']:8} {r['"'"'member'"'"']:9} {r['"'"'modalities'"'"']:4} {r['"'"'instances'"'"']:3} inst  {r['"'"'description'"'"']}  {r['"'"'state'"'"']}")'
+first=$(api GET "/api/v1/worklist?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["study_instance_uid"])')
+
+step "wang.li claims the most urgent study; a second claim by anyone else would get 409"
+api POST "/api/v1/studies/$first/claim" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  claimed by", r["claimed_by"], "until", r["lease_expires_ms"])'
+echo "  priors of this patient across members:"
+api GET "/api/v1/studies/$first/priors" | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["priors"]: print("   ", p["member"], p["study_date"], p["modalities"], p["description"])'
 
 step "Stopping the server"
 kill $server

@@ -16,6 +16,7 @@ packages=(
   nlohmann-json3-dev            # JSON for the reading API
   dicom3tools                   # dciodvfy, for validating what we produce
   procps psmisc                 # ps/pkill/fuser for tests that start and stop servers
+  curl python3                  # the HTTPS client of the tests and the demo, and its JSON printing
 )
 
 missing=()
