@@ -34,7 +34,8 @@ declare -A count=([ct]=$ct_count [small]=$small_count)
 start_server() {  # which data_dir -> pid on stdout
   case $1 in
     teleread)
-      sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" "$root/config/teleread.toml" >"$work/teleread.toml"
+      sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" -e '/^\[https\]/,/^max_body_mb/d' \
+        "$root/config/teleread.toml" >"$work/teleread.toml"
       "$build/server/teleread-server" --config "$work/teleread.toml" --storage "$2" --dicom-port $port \
         --log-level warn >"$work/$1.log" 2>&1 &
       ;;
