@@ -72,16 +72,23 @@ std::string FoldCase(std::string_view s) {
   return out;
 }
 
-std::vector<std::string> PersonNameKeys(std::string_view name) {
-  std::vector<std::string> keys;
+std::vector<std::string> SplitNonEmpty(std::string_view text, char separator) {
+  std::vector<std::string> parts;
   size_t start = 0;
   for (;;) {
-    size_t end = name.find('=', start);
-    std::string_view group = name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-    while (!group.empty() && (group.back() == '^' || group.back() == ' ')) group.remove_suffix(1);
-    if (!group.empty()) keys.push_back(FoldCase(group));
-    if (end == std::string_view::npos) break;
+    size_t end = text.find(separator, start);
+    std::string_view part = text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (!part.empty()) parts.emplace_back(part);
+    if (end == std::string_view::npos) return parts;
     start = end + 1;
+  }
+}
+
+std::vector<std::string> PersonNameKeys(std::string_view name) {
+  std::vector<std::string> keys;
+  for (std::string& group : SplitNonEmpty(name, '=')) {
+    while (!group.empty() && (group.back() == '^' || group.back() == ' ')) group.pop_back();
+    if (!group.empty()) keys.push_back(FoldCase(group));
   }
   return keys;
 }

@@ -12,6 +12,9 @@ int DisplayWidth(std::string_view utf8);
 // `utf8` cut to at most `width` columns (never inside a character) and padded with spaces.
 std::string PadToWidth(std::string_view utf8, int width);
 
+// The non-empty pieces of `text` between separators, e.g. the values of a multi-valued DICOM string.
+std::vector<std::string> SplitNonEmpty(std::string_view text, char separator);
+
 // Case-folded matching keys for a DICOM person name: one per non-empty component group
 // ("Zhang^San=张^三" gives "ZHANG^SAN" and "张^三"). ASCII and Latin-1 letters are upper-cased.
 std::vector<std::string> PersonNameKeys(std::string_view utf8_name);

@@ -97,19 +97,6 @@ std::string GlobPattern(std::string_view v) {
   return out;
 }
 
-std::vector<std::string> SplitBackslash(std::string_view v) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  for (;;) {
-    size_t end = v.find('\\', start);
-    std::string part(v.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (!part.empty()) parts.push_back(part);
-    if (end == std::string_view::npos) break;
-    start = end + 1;
-  }
-  return parts;
-}
-
 std::string Trim(std::string_view v) {
   while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
   while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
@@ -178,7 +165,7 @@ Status AddCondition(Sql& sql, const Attribute& a, const std::string& raw) {
       sql.And(col + (HasWildcard(value) ? " GLOB " + sql.Param(GlobPattern(value)) : " = " + sql.Param(value)));
       return Status::Ok();
     case Match::kUid: {
-      std::vector<std::string> uids = SplitBackslash(value);
+      std::vector<std::string> uids = SplitNonEmpty(value, '\\');
       std::string list;
       for (const std::string& u : uids) list += (list.empty() ? "" : ", ") + sql.Param(Trim(u));
       sql.And(col + " IN (" + list + ")");
@@ -206,7 +193,7 @@ Status AddCondition(Sql& sql, const Attribute& a, const std::string& raw) {
     }
     case Match::kModalities: {
       std::string any;
-      for (const std::string& m : SplitBackslash(value)) {
+      for (const std::string& m : SplitNonEmpty(value, '\\')) {
         std::string t = Trim(m);
         any += std::string(any.empty() ? "" : " OR ") + "m.modality " +
                (HasWildcard(t) ? "GLOB " + sql.Param(GlobPattern(t)) : "= " + sql.Param(t));

@@ -44,6 +44,13 @@ WorklistRow ReadRow(Statement& q, int64_t now) {
   return r;
 }
 
+Status InsertAudit(Database& db, int64_t now, const std::string& actor, const std::string& action,
+                   const std::string& uid, const std::string& detail) {
+  Statement a(db.handle(),
+              "INSERT INTO audit_log (at_ms, actor, action, study_instance_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
+  return a.Bind(1, now).Bind(2, actor).Bind(3, action).Bind(4, uid).Bind(5, detail).Run();
+}
+
 }  // namespace
 
 Result<std::vector<WorklistRow>> Worklist::List(const WorklistFilter& f) const {
@@ -107,11 +114,7 @@ Result<WorklistRow> Worklist::Claim(const std::string& uid, const std::string& w
                 "(state = 'claimed' AND (claimed_by = ?2 OR lease_expires_ms <= ?3)))");
     u.Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms_);
     if (Status st = u.Run(); !st.ok()) return st;
-    if (sqlite3_changes(db.handle()) == 1) {
-      Statement a(db.handle(),
-                  "INSERT INTO audit_log (at_ms, actor, action, study_instance_uid, detail) VALUES (?1, ?2, 'claim', ?3, '')");
-      return a.Bind(1, now).Bind(2, who).Bind(3, uid).Run();
-    }
+    if (sqlite3_changes(db.handle()) == 1) return InsertAudit(db, now, who, "claim", uid, "");
     Statement q(db.handle(),
                 "SELECT t.state, t.claimed_by FROM reading_tasks t JOIN studies st ON st.id = t.study_pk "
                 "WHERE st.study_instance_uid = ?1");
@@ -126,50 +129,40 @@ Result<WorklistRow> Worklist::Claim(const std::string& uid, const std::string& w
   return Task(uid);
 }
 
-Result<WorklistRow> Worklist::Renew(const std::string& uid, const std::string& who) {
+Status Worklist::Change(const char* sql, const std::string& uid, const std::string& who, const Status& if_unchanged,
+                        const char* audit_action) {
   const int64_t now = clock_();
-  Status s = index_.Write([&](Database& db) -> Status {
-    Statement u(db.handle(),
-                "UPDATE reading_tasks SET lease_expires_ms = ?3 + ?4, updated_ms = ?3 WHERE study_pk = (SELECT id "
-                "FROM studies WHERE study_instance_uid = ?1) AND state = 'claimed' AND claimed_by = ?2 AND "
-                "lease_expires_ms > ?3");
+  return index_.Write([&](Database& db) -> Status {
+    Statement u(db.handle(), sql);
     u.Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms_);
     if (Status st = u.Run(); !st.ok()) return st;
-    if (sqlite3_changes(db.handle()) == 0) return Status::Conflict("no live claim of yours on this study");
-    return Status::Ok();
+    if (sqlite3_changes(db.handle()) == 0) return if_unchanged;
+    if (audit_action == nullptr) return Status::Ok();
+    return InsertAudit(db, now, who, audit_action, uid, "");
   });
+}
+
+Result<WorklistRow> Worklist::Renew(const std::string& uid, const std::string& who) {
+  Status s = Change("UPDATE reading_tasks SET lease_expires_ms = ?3 + ?4, updated_ms = ?3 WHERE study_pk = (SELECT id "
+                    "FROM studies WHERE study_instance_uid = ?1) AND state = 'claimed' AND claimed_by = ?2 AND "
+                    "lease_expires_ms > ?3",
+                    uid, who, Status::Conflict("no live claim of yours on this study"), nullptr);
   if (!s.ok()) return s;
   return Task(uid);
 }
 
 Status Worklist::Release(const std::string& uid, const std::string& who) {
-  const int64_t now = clock_();
-  return index_.Write([&](Database& db) -> Status {
-    Statement u(db.handle(),
-                "UPDATE reading_tasks SET state = 'waiting', claimed_by = '', lease_expires_ms = 0, updated_ms = ?3 "
+  return Change("UPDATE reading_tasks SET state = 'waiting', claimed_by = '', lease_expires_ms = 0, updated_ms = ?3 "
                 "WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND state = 'claimed' AND "
-                "claimed_by = ?2");
-    u.Bind(1, uid).Bind(2, who).Bind(3, now);
-    if (Status st = u.Run(); !st.ok()) return st;
-    if (sqlite3_changes(db.handle()) == 0) return Status::Conflict("no claim of yours on this study");
-    Statement a(db.handle(),
-                "INSERT INTO audit_log (at_ms, actor, action, study_instance_uid, detail) VALUES (?1, ?2, 'release', ?3, '')");
-    return a.Bind(1, now).Bind(2, who).Bind(3, uid).Run();
-  });
+                "claimed_by = ?2",
+                uid, who, Status::Conflict("no claim of yours on this study"), "release");
 }
 
 Result<WorklistRow> Worklist::Reassign(const std::string& uid, const std::string& to) {
-  const int64_t now = clock_();
-  Status s = index_.Write([&](Database& db) -> Status {
-    Statement u(db.handle(),
-                "UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = ?3, lease_expires_ms = ?3 + "
-                "?4, updated_ms = ?3 WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND "
-                "state IN ('waiting', 'claimed')");
-    u.Bind(1, uid).Bind(2, to).Bind(3, now).Bind(4, lease_ms_);
-    if (Status st = u.Run(); !st.ok()) return st;
-    if (sqlite3_changes(db.handle()) == 0) return Status::NotFound("no open reading task for study " + uid);
-    return Status::Ok();
-  });
+  Status s = Change("UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = ?3, lease_expires_ms = "
+                    "?3 + ?4, updated_ms = ?3 WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) "
+                    "AND state IN ('waiting', 'claimed')",
+                    uid, to, Status::NotFound("no open reading task for study " + uid), nullptr);
   if (!s.ok()) return s;
   return Task(uid);
 }
@@ -218,11 +211,7 @@ Result<TaskCounts> Worklist::Counts() const {
 Status Worklist::Audit(const std::string& actor, const std::string& action, const std::string& uid,
                        const std::string& detail) {
   const int64_t now = clock_();
-  return index_.Write([&](Database& db) -> Status {
-    Statement a(db.handle(),
-                "INSERT INTO audit_log (at_ms, actor, action, study_instance_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
-    return a.Bind(1, now).Bind(2, actor).Bind(3, action).Bind(4, uid).Bind(5, detail).Run();
-  });
+  return index_.Write([&](Database& db) { return InsertAudit(db, now, actor, action, uid, detail); });
 }
 
 }  // namespace teleread

@@ -77,6 +77,12 @@ class Worklist {
                const std::string& detail);
 
  private:
+  // Runs an UPDATE of one task (?1 study UID, ?2 radiologist, ?3 now, ?4 lease; a statement may
+  // leave some unused) and audits it;
+  // `if_unchanged` when no row matched.
+  Status Change(const char* sql, const std::string& uid, const std::string& who, const Status& if_unchanged,
+                const char* audit_action);
+
   Index& index_;
   int64_t lease_ms_;
   Clock clock_;
