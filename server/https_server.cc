@@ -9,6 +9,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <ctime>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -24,10 +26,86 @@ namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
+HttpResponse JsonResponse(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kReadTimeout = std::chrono::seconds(30);
 constexpr size_t kHeaderLimit = 16 * 1024;
+
+// Produces a ustar archive piece by piece: a header block, the file's bytes, padding to 512,
+// and two zero blocks at the end. A file that cannot be opened ends the archive early.
+class TarStream {
+ public:
+  explicit TarStream(std::vector<std::pair<std::string, std::filesystem::path>> files) : files_(std::move(files)) {}
+
+  // The next piece, empty when the archive is complete.
+  std::string Next() {
+    if (done_) return "";
+    if (!in_.is_open()) {
+      if (index_ == files_.size()) {
+        done_ = true;
+        return std::string(1024, '\0');
+      }
+      in_.open(files_[index_].second, std::ios::binary);
+      std::error_code ec;
+      remaining_ = std::filesystem::file_size(files_[index_].second, ec);
+      if (!in_ || ec) {
+        done_ = true;
+        return "";
+      }
+      return Header(files_[index_].first, remaining_);
+    }
+    std::string piece(std::min<uint64_t>(remaining_, kPiece), '\0');
+    in_.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    remaining_ -= piece.size();
+    if (remaining_ == 0) {
+      const uint64_t size = std::filesystem::file_size(files_[index_].second);
+      piece.append((512 - size % 512) % 512, '\0');
+      in_.close();
+      ++index_;
+    }
+    return piece;
+  }
+
+ private:
+  static constexpr uint64_t kPiece = 256 * 1024;
+
+  static std::string Header(const std::string& name, uint64_t size) {
+    std::string h(512, '\0');
+    auto put = [&h](size_t at, size_t len, const std::string& v) { h.replace(at, std::min(len, v.size()), v.substr(0, len)); };
+    auto octal = [](uint64_t v, int width) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%0*llo", width, static_cast<unsigned long long>(v));
+      return std::string(buf);
+    };
+    put(0, 100, name);
+    put(100, 8, "0000644");
+    put(108, 8, "0000000");
+    put(116, 8, "0000000");
+    put(124, 12, octal(size, 11));
+    put(136, 12, octal(static_cast<uint64_t>(std::time(nullptr)), 11));
+    put(148, 8, "        ");
+    h[156] = '0';
+    put(257, 6, std::string("ustar\0", 6));
+    put(263, 2, "00");
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    put(148, 8, octal(sum, 6) + std::string("\0 ", 2));
+    return h;
+  }
+
+  std::vector<std::pair<std::string, std::filesystem::path>> files_;
+  size_t index_ = 0;
+  std::ifstream in_;
+  uint64_t remaining_ = 0;
+  bool done_ = false;
+};
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -97,14 +175,15 @@ class Session : public std::enable_shared_from_this<Session> {
       out = handler_(r, peer_);
     } catch (const std::exception& e) {
       spdlog::error("HTTPS {} {}: {}", r.method, r.target, e.what());
-      out = HttpResponse{500, "application/json", R"({"error":"internal error"})", {}};
+      out = JsonResponse(500, R"({"error":"internal error"})");
     }
+    if (!out.tar.empty()) return StreamTar(out, version);
     if (!out.file.empty()) {
       http::response<http::file_body> res{static_cast<http::status>(out.status), version};
       beast::error_code ec;
       res.body().open(out.file.c_str(), beast::file_mode::scan, ec);
       if (ec) {
-        return SendString(HttpResponse{404, "application/json", R"({"error":"object file missing"})", {}}, version,
+        return SendString(JsonResponse(404, R"({"error":"object file missing"})"), version,
                           keep_alive);
       }
       res.set(http::field::content_type, out.content_type);
@@ -113,6 +192,36 @@ class Session : public std::enable_shared_from_this<Session> {
       return Write(std::move(res));
     }
     SendString(out, version, keep_alive);
+  }
+
+  // Chunked transfer, one piece of the archive at a time; the connection closes afterwards.
+  void StreamTar(const HttpResponse& out, unsigned version) {
+    auto res = std::make_shared<http::response<http::empty_body>>(static_cast<http::status>(out.status), version);
+    res->set(http::field::content_type, "application/x-tar");
+    res->chunked(true);
+    res->keep_alive(false);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    tar_ = std::make_unique<TarStream>(out.tar);
+    beast::get_lowest_layer(stream_).expires_after(kReadTimeout);
+    http::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr](beast::error_code ec, size_t) {
+      if (!ec) self->WriteTarPiece();
+    });
+  }
+
+  void WriteTarPiece() {
+    auto piece = std::make_shared<std::string>(tar_->Next());
+    beast::get_lowest_layer(stream_).expires_after(kReadTimeout);
+    if (piece->empty()) {
+      asio::async_write(stream_, http::make_chunk_last(),
+                        [self = shared_from_this()](beast::error_code ec, size_t) {
+                          if (!ec) self->Close();
+                        });
+      return;
+    }
+    asio::async_write(stream_, http::make_chunk(asio::buffer(*piece)),
+                      [self = shared_from_this(), piece](beast::error_code ec, size_t) {
+                        if (!ec) self->WriteTarPiece();
+                      });
   }
 
   void SendString(const HttpResponse& out, unsigned version, bool keep_alive) {
@@ -126,7 +235,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void SendError(http::status status, const std::string& what) {
-    SendString(HttpResponse{static_cast<int>(status), "application/json", "{\"error\":\"" + what + "\"}", {}}, 11,
+    SendString(JsonResponse(static_cast<int>(status), "{\"error\":\"" + what + "\"}"), 11,
                false);
   }
 
@@ -153,6 +262,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   PeerCertificate peer_;
   bool first_request_ = true;
+  std::unique_ptr<TarStream> tar_;
 };
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/config.h"
 #include "common/status.h"
@@ -34,6 +36,9 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::filesystem::path file;  // when set, streamed from disk instead of body
+  // When set, a ustar archive of these files (name in archive, path on disk), streamed in
+  // chunks as it is read: a whole study in one request without a copy on disk or in memory.
+  std::vector<std::pair<std::string, std::filesystem::path>> tar;
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&, const PeerCertificate&)>;

@@ -10,7 +10,7 @@ namespace {
 
 using json = nlohmann::json;
 
-HttpResponse Json(int status, const json& body) { return HttpResponse{status, "application/json", body.dump(), {}}; }
+HttpResponse Json(int status, const json& body) { return HttpResponse{status, "application/json", body.dump(), {}, {}}; }
 HttpResponse Error(int status, const std::string& message) { return Json(status, json{{"error", message}}); }
 
 int StatusFor(const Status& s) {
@@ -135,6 +135,7 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
     const std::string& uid = p[3];
     if (get && p.size() == 4) return Study(uid, who);
     if (get && p.size() == 5 && p[4] == "priors") return Priors(uid, who);
+    if (get && p.size() == 5 && p[4] == "archive") return Archive(uid, who);
     if (get && p.size() == 6 && p[4] == "instances") return Instance(uid, p[5], who);
     if (post && p.size() == 5) return ClaimAction(uid, p[4], query, who);
   }
@@ -231,6 +232,26 @@ HttpResponse ReadingApi::Instance(const std::string& uid, const std::string& sop
   return r;
 }
 
+HttpResponse ReadingApi::Archive(const std::string& uid, const Identity& who) {
+  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  if (!db.ok()) return Error(500, db.status().message());
+  Statement q(db.value()->handle(),
+              "SELECT se.series_instance_uid, i.sop_instance_uid, i.path FROM instances i JOIN series se ON se.id = "
+              "i.series_pk JOIN studies st ON st.id = se.study_pk WHERE st.study_instance_uid = ?1 "
+              "ORDER BY se.id, CAST(i.instance_number AS INTEGER), i.id");
+  q.Bind(1, uid);
+  HttpResponse r;
+  while (q.Step().value()) {
+    // Names stay under tar's 100-character field: the series' and instance's last UID components.
+    auto tail = [](const std::string& u) { return u.size() > 40 ? u.substr(u.size() - 40) : u; };
+    r.tar.emplace_back(tail(q.Text(0)) + "/" + tail(q.Text(1)) + ".dcm", store_.Absolute(q.Text(2)));
+  }
+  if (r.tar.empty()) return Error(404, "no study " + uid);
+  (void)worklist_.Audit(who.id, "download", uid, "whole study");
+  r.content_type = "application/x-tar";
+  return r;
+}
+
 HttpResponse ReadingApi::Priors(const std::string& uid, const Identity& who) {
   Result<std::unique_ptr<Database>> db = index_.OpenReader();
   if (!db.ok()) return Error(500, db.status().message());
@@ -321,10 +342,21 @@ HttpResponse ReadingApi::Metrics() {
       m << "teleread_tasks_open_by_priority{priority=\"" << priority << "\"} " << n << "\n";
     }
     m << "# TYPE teleread_tasks_overdue gauge\nteleread_tasks_overdue " << c->overdue << "\n";
+    auto histogram = [&m](const char* name, const Histogram& h) {
+      m << "# TYPE " << name << " histogram\n";
+      for (size_t i = 0; i < std::size(Histogram::kBounds); ++i) {
+        m << name << "_bucket{le=\"" << Histogram::kBounds[i] << "\"} " << h.buckets[i] << "\n";
+      }
+      m << name << "_bucket{le=\"+Inf\"} " << h.count << "\n" << name << "_sum " << h.sum << "\n"
+        << name << "_count " << h.count << "\n";
+    };
+    histogram("teleread_turnaround_claim_seconds", c->complete_to_claim);
+    histogram("teleread_turnaround_report_seconds", c->complete_to_report);
+    histogram("teleread_turnaround_delivery_seconds", c->report_to_delivery);
   }
   m << "# TYPE teleread_http_requests_total counter\nteleread_http_requests_total " << requests_.load() << "\n";
   m << "# TYPE teleread_http_refused_total counter\nteleread_http_refused_total " << refused_.load() << "\n";
-  return HttpResponse{200, "text/plain; version=0.0.4", m.str(), {}};
+  return HttpResponse{200, "text/plain; version=0.0.4", m.str(), {}, {}};
 }
 
 }  // namespace teleread

@@ -38,6 +38,7 @@ class ReadingApi {
   HttpResponse Study(const std::string& uid, const Identity& who);
   HttpResponse Instance(const std::string& uid, const std::string& sop, const Identity& who);
   HttpResponse Priors(const std::string& uid, const Identity& who);
+  HttpResponse Archive(const std::string& uid, const Identity& who);
   HttpResponse ClaimAction(const std::string& uid, const std::string& action, const std::string& query,
                            const Identity& who);
   HttpResponse Metrics();

@@ -205,6 +205,24 @@ Result<TaskCounts> Worklist::Counts() const {
     if (!row.value()) break;
     c.open_by_priority.emplace_back(p.Text(0), p.Int(1));
   }
+  // Turnaround: when a study was first claimed, reported and delivered, after it was complete.
+  Statement t(db.value()->handle(),
+              "SELECT claimed_ms - complete_ms, reported_ms - complete_ms, delivered_ms - reported_ms, claimed_ms, "
+              "reported_ms, delivered_ms FROM reading_tasks WHERE claimed_ms > 0 OR reported_ms > 0");
+  auto observe = [](Histogram& h, int64_t ms) {
+    const double s = static_cast<double>(ms) / 1000.0;
+    ++h.count;
+    h.sum += s;
+    for (size_t i = 0; i < std::size(Histogram::kBounds); ++i) h.buckets[i] += s <= Histogram::kBounds[i];
+  };
+  for (;;) {
+    Result<bool> row = t.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    if (t.Int(3) > 0) observe(c.complete_to_claim, t.Int(0));
+    if (t.Int(4) > 0) observe(c.complete_to_report, t.Int(1));
+    if (t.Int(5) > 0) observe(c.report_to_delivery, t.Int(2));
+  }
   return c;
 }
 

@@ -5,6 +5,7 @@
 //
 // Thread-safety: all methods may be called from any thread.
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,9 +48,18 @@ struct WorklistRow {
   bool overdue = false;
 };
 
+// A cumulative histogram in seconds, as Prometheus wants it.
+struct Histogram {
+  static constexpr double kBounds[] = {60, 300, 900, 3600, 4 * 3600, 24 * 3600};
+  int64_t buckets[std::size(kBounds)] = {};  // observations <= each bound
+  int64_t count = 0;
+  double sum = 0;
+};
+
 struct TaskCounts {
   int64_t waiting = 0, claimed = 0, reported = 0, overdue = 0;
   std::vector<std::pair<std::string, int64_t>> open_by_priority;
+  Histogram complete_to_claim, complete_to_report, report_to_delivery;
 };
 
 class Worklist {

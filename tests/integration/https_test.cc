@@ -136,6 +136,27 @@ TEST_CASE_METHOD(ApiFixture, "study detail and instance download and priors", "[
   CHECK(std::filesystem::file_size(out) == instance["size_bytes"].get<uint64_t>());
   CHECK(ReadFile(out).substr(128, 4) == "DICM");
   CHECK(Call(server_, "wang.li", "GET", "/api/v1/studies/" + uid + "/instances/1.2.3.4").status == 404);
+  // The whole study as one streamed tar: every instance, bit for bit.
+  std::filesystem::path tar = dir_.path() / "study.tar";
+  CHECK(server_.Curl("wang.li", "GET", "/api/v1/studies/" + uid + "/archive", {"-o", tar.string()}).output == "\n200");
+  std::filesystem::path unpacked = dir_.path() / "unpacked";
+  std::filesystem::create_directories(unpacked);
+  REQUIRE(RunCommand({"/bin/tar", "-xf", tar.string(), "-C", unpacked.string()}).exit_code == 0);
+  size_t files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(unpacked)) {
+    if (!e.is_regular_file()) continue;
+    ++files;
+    CHECK(ReadFile(e.path()).substr(128, 4) == "DICM");
+  }
+  CHECK(files == 4);
+  std::string first;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(unpacked)) {
+    if (e.is_regular_file() && e.path().stem().string() == instance["sop_instance_uid"].get<std::string>().substr(
+                                   std::max<size_t>(0, instance["sop_instance_uid"].get<std::string>().size() - 40))) {
+      first = ReadFile(e.path());
+    }
+  }
+  CHECK(first == ReadFile(out));
   // The same patient at Yixian, known by the shared national ID: a prior across members.
   json priors = Body(Call(server_, "wang.li", "GET", "/api/v1/studies/" + uid + "/priors"))["priors"];
   REQUIRE(priors.size() >= 1);
@@ -169,5 +190,12 @@ TEST_CASE_METHOD(ApiFixture, "certificates outside the consortium get nowhere an
   CHECK_THAT(metrics.body, Catch::Contains("teleread_tasks{state=\"waiting\"} 5") &&
                                Catch::Contains("teleread_ingest_instances_total") &&
                                Catch::Contains("teleread_http_refused_total 1"));
+  // One study claimed: the claim-turnaround histogram has one observation.
+  const std::string uid = Body(Call(server_, "wang.li", "GET", "/api/v1/worklist"))["items"][0]["study_instance_uid"];
+  REQUIRE(Call(server_, "wang.li", "POST", "/api/v1/studies/" + uid + "/claim").status == 200);
+  CHECK_THAT(Call(server_, "wang.li", "GET", "/metrics").body,
+             Catch::Contains("teleread_turnaround_claim_seconds_count 1") &&
+                 Catch::Contains("teleread_turnaround_claim_seconds_bucket{le=\"60\"} 1") &&
+                 Catch::Contains("teleread_turnaround_report_seconds_count 0"));
   CHECK(Body(Call(server_, "wang.li", "GET", "/healthz"))["status"] == "ok");
 }

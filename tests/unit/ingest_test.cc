@@ -7,6 +7,7 @@
 
 #include "samples/synthetic.h"
 #include "server/ingest.h"
+#include "server/worklist.h"
 #include "tests/support/process.h"
 
 using namespace teleread;
@@ -171,4 +172,31 @@ TEST_CASE_METHOD(IngestFixture, "a study becomes a reading task once its quiet p
   CHECK(studies[0].task_state == "waiting");
   CHECK(studies[0].num_instances == 2);
   CHECK(studies[0].patient_id == "ZZ7");
+}
+
+TEST_CASE_METHOD(IngestFixture, "a claim is exclusive until its lease expires", "[ingest][tasks][claim]") {
+  REQUIRE(Store(ct[0]).status == dimse::kSuccess);
+  REQUIRE(index->PromoteQuietStudies(now_ms + 1000, 1000).value() == 1);
+  const std::string uid = ReadInstanceSummary(ct[0])->study_instance_uid;
+  Worklist worklist(*index, 60'000, [this] { return now_ms; });
+  auto a = worklist.Claim(uid, "wang.li");
+  REQUIRE(a.ok());
+  CHECK(a->state == "claimed");
+  CHECK(a->lease_expires_ms == now_ms + 60'000);
+  auto b = worklist.Claim(uid, "zhao.min");
+  REQUIRE_FALSE(b.ok());
+  CHECK(b.status().code() == Status::Code::kConflict);
+  CHECK(b.status().message() == "wang.li");
+  CHECK(worklist.Claim("1.2.3.999", "zhao.min").status().code() == Status::Code::kNotFound);
+
+  now_ms += 60'001;  // wang.li went quiet: the study is back on the worklist
+  CHECK(worklist.Task(uid)->state == "waiting");
+  CHECK_FALSE(worklist.Renew(uid, "wang.li").ok());
+  CHECK(worklist.ExpireLeases().value() == 1);
+  auto c = worklist.Claim(uid, "zhao.min");
+  REQUIRE(c.ok());
+  CHECK(c->claimed_by == "zhao.min");
+  CHECK(worklist.Release(uid, "wang.li").code() == Status::Code::kConflict);
+  CHECK(worklist.Release(uid, "zhao.min").ok());
+  CHECK(worklist.List({}).value().front().state == "waiting");
 }
