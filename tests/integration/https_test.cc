@@ -36,10 +36,7 @@ class ApiFixture {
  public:
   ApiFixture() : server_(dir_.path() / "server") {
     server_.Start();
-    WriteSampleConsortium(dir_.path() / "samples", 4);
-    for (const char* ae : {"ZZ_PACS", "LS_PACS", "YX_PACS"}) {
-      REQUIRE(StoreFiles(server_, ae, {(dir_.path() / "samples" / ae).string()}).exit_code == 0);
-    }
+    PushSampleConsortium(server_, dir_.path() / "samples", 4);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
       Reply r = Call(server_, "wang.li", "GET", "/api/v1/worklist");

@@ -111,4 +111,11 @@ std::filesystem::path WriteSampleConsortium(const std::filesystem::path& dir, in
   return dir;
 }
 
+void PushSampleConsortium(const TestServer& server, const std::filesystem::path& dir, int ct_slices) {
+  WriteSampleConsortium(dir, ct_slices);
+  for (const char* ae : {"ZZ_PACS", "LS_PACS", "YX_PACS"}) {
+    REQUIRE(StoreFiles(server, ae, {(dir / ae).string()}).exit_code == 0);
+  }
+}
+
 }  // namespace teleread::test

@@ -65,5 +65,7 @@ CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae
 
 // The sample consortium written by the samples library: dir/<AE>/... per member.
 std::filesystem::path WriteSampleConsortium(const std::filesystem::path& dir, int ct_slices = 4);
+// Writes the sample consortium under `dir` and pushes it to `server` as the three members.
+void PushSampleConsortium(const TestServer& server, const std::filesystem::path& dir, int ct_slices);
 
 }  // namespace teleread::test

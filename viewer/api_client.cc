@@ -1,0 +1,115 @@
+#include "viewer/api_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cstdlib>
+#include <optional>
+#include <toml++/toml.h>
+
+namespace teleread::viewer {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+}  // namespace
+
+Result<Profile> LoadProfile(const std::filesystem::path& path) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path.string());
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(path.string() + ":" + std::to_string(e.source().begin.line) + ": " +
+                                   std::string(e.description()));
+  }
+  Profile p;
+  const std::filesystem::path base = std::filesystem::absolute(path).parent_path();
+  auto file = [&](const char* key) -> std::filesystem::path {
+    std::filesystem::path v = t[key].value_or(std::string());
+    return v.empty() || v.is_absolute() ? v : base / v;
+  };
+  std::string server = t["server"].value_or(std::string());
+  const std::string scheme = "https://";
+  if (server.rfind(scheme, 0) != 0) return Status::InvalidArgument(path.string() + ": server must be https://host:port");
+  server = server.substr(scheme.size());
+  while (!server.empty() && server.back() == '/') server.pop_back();
+  size_t colon = server.rfind(':');
+  p.host = server.substr(0, colon);
+  if (colon != std::string::npos) p.port = server.substr(colon + 1);
+  p.certificate = file("certificate");
+  p.key = file("key");
+  p.ca = file("ca");
+  if (p.certificate.empty() || p.key.empty() || p.ca.empty()) {
+    return Status::InvalidArgument(path.string() + ": certificate, key and ca are required");
+  }
+  return p;
+}
+
+struct ApiClient::Impl {
+  explicit Impl(Profile p) : profile(std::move(p)) {}
+  Profile profile;
+  asio::io_context ioc;
+  ssl::context ctx{ssl::context::tls_client};
+  std::optional<beast::ssl_stream<beast::tcp_stream>> stream;
+
+  Status Connect() {
+    boost::system::error_code ec;
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    ctx.load_verify_file(profile.ca.string(), ec);
+    if (ec) return Status::IOError("cannot read the CA bundle " + profile.ca.string() + ": " + ec.message());
+    ctx.use_certificate_chain_file(profile.certificate.string(), ec);
+    if (ec) return Status::IOError("cannot read your certificate " + profile.certificate.string() + ": " + ec.message());
+    ctx.use_private_key_file(profile.key.string(), ssl::context::pem, ec);
+    if (ec) return Status::IOError("cannot read your key " + profile.key.string() + ": " + ec.message());
+    ctx.set_verify_mode(ssl::verify_peer);
+    stream.emplace(ioc, ctx);
+    // The server's certificate must name the host we dialled (IP or DNS).
+    SSL_set1_host(stream->native_handle(), profile.host.c_str());
+    tcp::resolver resolver(ioc);
+    auto endpoints = resolver.resolve(profile.host, profile.port, ec);
+    if (ec) return Status::IOError("cannot resolve " + profile.host + ": " + ec.message());
+    beast::get_lowest_layer(*stream).expires_after(std::chrono::seconds(15));
+    beast::get_lowest_layer(*stream).connect(endpoints, ec);
+    if (ec) return Status::IOError("cannot reach " + profile.host + ":" + profile.port + ": " + ec.message());
+    stream->handshake(ssl::stream_base::client, ec);
+    if (ec) return Status::IOError("TLS with " + profile.host + ":" + profile.port + " failed: " + ec.message());
+    return Status::Ok();
+  }
+};
+
+ApiClient::ApiClient(Profile profile) : impl_(new Impl(std::move(profile))) {}
+
+ApiClient::~ApiClient() {
+  if (impl_->stream) {
+    boost::system::error_code ec;
+    impl_->stream->shutdown(ec);
+  }
+}
+
+Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string& target) {
+  if (!impl_->stream) {
+    if (Status s = impl_->Connect(); !s.ok()) return s;
+  }
+  http::request<http::empty_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, impl_->profile.host);
+  req.set(http::field::user_agent, "teleread");
+  boost::system::error_code ec;
+  beast::get_lowest_layer(*impl_->stream).expires_after(std::chrono::seconds(120));
+  http::write(*impl_->stream, req, ec);
+  if (ec) return Status::IOError("sending the request failed: " + ec.message());
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(1ull << 30);
+  http::read(*impl_->stream, buffer, parser, ec);
+  if (ec) return Status::IOError("reading the response failed: " + ec.message());
+  return ApiResponse{static_cast<int>(parser.get().result_int()), parser.get().body()};
+}
+
+}  // namespace teleread::viewer

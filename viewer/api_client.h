@@ -1,0 +1,43 @@
+#pragma once
+// The workstation's side of the reading API: one HTTPS connection with the radiologist's
+// client certificate, verifying the server against the centre CA. Blocking: a CLI does one
+// thing at a time.
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace teleread::viewer {
+
+struct Profile {
+  std::string host = "127.0.0.1";
+  std::string port = "8443";
+  std::filesystem::path certificate, key, ca;
+};
+
+// ~/.config/teleread/profile.toml, or `path`: server = "https://host:port", certificate, key, ca
+// (relative paths against the profile's directory).
+Result<Profile> LoadProfile(const std::filesystem::path& path);
+
+struct ApiResponse {
+  int status = 0;
+  std::string body;
+};
+
+class ApiClient {
+ public:
+  explicit ApiClient(Profile profile);
+  ~ApiClient();
+  ApiClient(const ApiClient&) = delete;
+  ApiClient& operator=(const ApiClient&) = delete;
+
+  // A transport failure (refused connection, TLS) is an IOError naming what to check.
+  Result<ApiResponse> Call(const std::string& method, const std::string& target);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace teleread::viewer
