@@ -268,27 +268,28 @@ Usages UsagesFor(CertKind kind) {
   return {"critical,digitalSignature", "clientAuth"};
 }
 
-Result<X509Ptr> ReadPemCertificate(const fs::path& path) {
+Result<BioPtr> OpenForReading(const fs::path& path) {
   BioPtr bio(BIO_new_file(path.c_str(), "r"));
-  if (!bio) {
-    int err = errno;
-    ERR_clear_error();
-    if (err == ENOENT) return Status::NotFound(path.string() + " does not exist");
-    return Status::FromErrno(err, "open " + path.string());
-  }
+  if (bio) return bio;
+  int err = errno;
+  ERR_clear_error();
+  if (err == ENOENT) return Status::NotFound(path.string() + " does not exist");
+  return Status::FromErrno(err, "open " + path.string());
+}
+
+Result<X509Ptr> ReadPemCertificate(const fs::path& path) {
+  Result<BioPtr> opened = OpenForReading(path);
+  if (!opened.ok()) return opened.status();
+  BioPtr bio = std::move(opened.value());
   X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr));
   if (!cert) return Status::InvalidArgument(WithOpenSslErrors(path.string() + " holds no PEM certificate"));
   return cert;
 }
 
 Result<PkeyPtr> ReadPemKey(const fs::path& path) {
-  BioPtr bio(BIO_new_file(path.c_str(), "r"));
-  if (!bio) {
-    int err = errno;
-    ERR_clear_error();
-    if (err == ENOENT) return Status::NotFound(path.string() + " does not exist");
-    return Status::FromErrno(err, "open " + path.string());
-  }
+  Result<BioPtr> opened = OpenForReading(path);
+  if (!opened.ok()) return opened.status();
+  BioPtr bio = std::move(opened.value());
   PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
   if (!key) {
     return Status::InvalidArgument(WithOpenSslErrors(path.string() + " holds no unencrypted PEM private key"));

@@ -41,6 +41,23 @@ class QrFixture {
   const std::filesystem::path& dir() const { return dir_.path(); }
   uint16_t zz_delivery_port() const { return zz_port_; }
 
+  // A DCMTK query/retrieve tool: `argv` then "-k KEY" per key, then this server's address.
+  CommandResult RunScu(std::vector<std::string> argv, const std::vector<std::string>& keys) {
+    for (const std::string& k : keys) {
+      argv.push_back("-k");
+      argv.push_back(k);
+    }
+    argv.push_back("127.0.0.1");
+    argv.push_back(server_.port_text());
+    return RunCommand(argv);
+  }
+
+  static size_t CountFiles(const std::filesystem::path& d) {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(d)) n += e.is_regular_file();
+    return n;
+  }
+
   // findscu with -X: every response data set, read back.
   std::vector<std::unique_ptr<DcmFileFormat>> Find(const std::string& aet, const std::vector<std::string>& keys,
                                                    const std::string& model = "-S", CommandResult* result = nullptr,
@@ -48,14 +65,8 @@ class QrFixture {
     std::filesystem::path out = dir_.path() / ("find-" + std::to_string(++runs_));
     std::filesystem::create_directories(out);
     std::vector<std::string> argv = {FINDSCU_BIN, model, "-aet", aet, "-aec", "LX_READ", "-X", "-od", out.string()};
-    for (const std::string& k : keys) {
-      argv.push_back("-k");
-      argv.push_back(k);
-    }
     argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.push_back("127.0.0.1");
-    argv.push_back(server_.port_text());
-    CommandResult r = RunCommand(argv);
+    CommandResult r = RunScu(argv, keys);
     if (result) *result = r;
     std::vector<std::unique_ptr<DcmFileFormat>> responses;
     std::set<std::filesystem::path> files;
@@ -279,21 +290,11 @@ TEST_CASE_METHOD(QrFixture, "C-MOVE to configured destinations with counts, scop
   std::filesystem::path received = dir() / "received";
   std::filesystem::create_directories(received);
   auto move = [&](const std::string& aet, const std::string& dest, const std::vector<std::string>& keys) {
-    std::vector<std::string> argv = {MOVESCU_BIN, "-S", "-v", "-aet", aet, "-aec", "LX_READ", "-aem", dest,
-                                     "+P", std::to_string(zz_delivery_port()), "-od", received.string()};
-    for (const std::string& k : keys) {
-      argv.push_back("-k");
-      argv.push_back(k);
-    }
-    argv.push_back("127.0.0.1");
-    argv.push_back(server().port_text());
-    return RunCommand(argv);
+    return RunScu({MOVESCU_BIN, "-S", "-v", "-aet", aet, "-aec", "LX_READ", "-aem", dest, "+P",
+                   std::to_string(zz_delivery_port()), "-od", received.string()},
+                  keys);
   };
-  auto files = [&] {
-    size_t n = 0;
-    for (const auto& e : std::filesystem::directory_iterator(received)) n += e.is_regular_file();
-    return n;
-  };
+  auto files = [&] { return CountFiles(received); };
   SECTION("study level") {
     CommandResult r = move("ZZ_PACS", "ZZ_PACS", {kStudy, "StudyInstanceUID=" + study(0).uid});
     CHECK(r.exit_code == 0);
@@ -331,20 +332,9 @@ TEST_CASE_METHOD(QrFixture, "C-MOVE to configured destinations with counts, scop
 TEST_CASE_METHOD(QrFixture, "C-GET over the caller's own association, scoped", "[qr][get]") {
   auto get = [&](const std::string& aet, const std::vector<std::string>& keys, const std::filesystem::path& out) {
     std::filesystem::create_directories(out);
-    std::vector<std::string> argv = {GETSCU_BIN, "-S", "-aet", aet, "-aec", "LX_READ", "-od", out.string()};
-    for (const std::string& k : keys) {
-      argv.push_back("-k");
-      argv.push_back(k);
-    }
-    argv.push_back("127.0.0.1");
-    argv.push_back(server().port_text());
-    return RunCommand(argv);
+    return RunScu({GETSCU_BIN, "-S", "-aet", aet, "-aec", "LX_READ", "-od", out.string()}, keys);
   };
-  auto count = [](const std::filesystem::path& d) {
-    size_t n = 0;
-    for (const auto& e : std::filesystem::directory_iterator(d)) n += e.is_regular_file();
-    return n;
-  };
+  auto count = CountFiles;
   CHECK(get("LS_PACS", {kStudy, "StudyInstanceUID=" + study(3).uid}, dir() / "get1").exit_code == 0);
   CHECK(count(dir() / "get1") == 2);
   CommandResult other = get("LS_PACS", {kStudy, "StudyInstanceUID=" + study(0).uid}, dir() / "get2");
