@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 
 #include "common/log.h"
 
@@ -57,6 +58,14 @@ std::vector<std::string> Split(const std::string& path) {
     if (!p.empty()) parts.push_back(Decode(p));
   }
   return parts;
+}
+
+// The next row of a read; an index error becomes a 500 through the transport's exception handler
+// rather than a silently short answer.
+bool NextRow(Statement& q) {
+  Result<bool> row = q.Step();
+  if (!row.ok()) throw std::runtime_error("index read failed: " + row.status().message());
+  return row.value();
 }
 
 json RowJson(const WorklistRow& r) {
@@ -186,13 +195,13 @@ HttpResponse ReadingApi::Study(const std::string& uid, const Identity& who) {
                "num_instances FROM series WHERE study_pk = ?1 ORDER BY CAST(series_number AS INTEGER), id");
   se.Bind(1, study_pk);
   json series = json::array();
-  while (se.Step().value()) {
+  while (NextRow(se)) {
     Statement in(db.value()->handle(),
                  "SELECT sop_instance_uid, sop_class_uid, instance_number, transfer_syntax_uid, size_bytes "
                  "FROM instances WHERE series_pk = ?1 ORDER BY CAST(instance_number AS INTEGER), id");
     in.Bind(1, se.Int(0));
     json instances = json::array();
-    while (in.Step().value()) {
+    while (NextRow(in)) {
       instances.push_back(json{{"sop_instance_uid", in.Text(0)},
                                {"sop_class_uid", in.Text(1)},
                                {"instance_number", in.Text(2)},
@@ -224,7 +233,7 @@ HttpResponse ReadingApi::Instance(const std::string& uid, const std::string& sop
               "SELECT 1 FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk "
               "WHERE i.sop_instance_uid = ?1 AND st.study_instance_uid = ?2");
   q.Bind(1, sop).Bind(2, uid);
-  if (!q.Step().value()) return Error(404, "instance " + sop + " is not in study " + uid);
+  if (!NextRow(q)) return Error(404, "instance " + sop + " is not in study " + uid);
   (void)worklist_.Audit(who.id, "download", uid, sop);
   HttpResponse r;
   r.content_type = "application/dicom";
@@ -241,7 +250,7 @@ HttpResponse ReadingApi::Archive(const std::string& uid, const Identity& who) {
               "ORDER BY se.id, CAST(i.instance_number AS INTEGER), i.id");
   q.Bind(1, uid);
   HttpResponse r;
-  while (q.Step().value()) {
+  while (NextRow(q)) {
     // Names stay under tar's 100-character field: the series' and instance's last UID components.
     auto tail = [](const std::string& u) { return u.size() > 40 ? u.substr(u.size() - 40) : u; };
     r.tar.emplace_back(tail(q.Text(0)) + "/" + tail(q.Text(1)) + ".dcm", store_.Absolute(q.Text(2)));
