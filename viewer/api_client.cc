@@ -93,13 +93,17 @@ ApiClient::~ApiClient() {
   }
 }
 
-Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string& target) {
+Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string& target, const std::string& body,
+                                    const std::string& content_type) {
   if (!impl_->stream) {
     if (Status s = impl_->Connect(); !s.ok()) return s;
   }
-  http::request<http::empty_body> req{http::string_to_verb(method), target, 11};
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, impl_->profile.host);
   req.set(http::field::user_agent, "teleread");
+  if (!content_type.empty()) req.set(http::field::content_type, content_type);
+  req.body() = body;
+  req.prepare_payload();
   boost::system::error_code ec;
   beast::get_lowest_layer(*impl_->stream).expires_after(std::chrono::seconds(120));
   http::write(*impl_->stream, req, ec);

@@ -33,7 +33,8 @@ class ApiClient {
   ApiClient& operator=(const ApiClient&) = delete;
 
   // A transport failure (refused connection, TLS) is an IOError naming what to check.
-  Result<ApiResponse> Call(const std::string& method, const std::string& target);
+  Result<ApiResponse> Call(const std::string& method, const std::string& target, const std::string& body = "",
+                           const std::string& content_type = "");
 
  private:
   struct Impl;
