@@ -137,9 +137,11 @@ Status WriteCertificate(const fs::path& path, X509* cert) {
   return WriteNewFile(path, pem.value(), 0644);
 }
 
-Result<PkeyPtr> GenerateKey() {
-  PkeyPtr key(EVP_EC_gen("P-256"));
-  if (!key) return OpenSslError("generating P-256 key");
+// Radiologists and admins sign reports, and PS3.15's signature profiles for SR (C.5, C.6) are
+// RSA-only; everything else uses P-256.
+Result<PkeyPtr> GenerateKey(bool rsa) {
+  PkeyPtr key(rsa ? EVP_RSA_gen(3072) : EVP_EC_gen("P-256"));
+  if (!key) return OpenSslError(rsa ? "generating RSA-3072 key" : "generating P-256 key");
   return key;
 }
 
@@ -332,7 +334,7 @@ Status InitCertificateAuthority(const fs::path& dir, const std::string& organiza
     }
   }
 
-  Result<PkeyPtr> key = GenerateKey();
+  Result<PkeyPtr> key = GenerateKey(false);
   if (!key.ok()) return key.status();
   X509Ptr cert(X509_new());
   if (!cert) return OpenSslError("X509_new");
@@ -396,7 +398,7 @@ Result<IssuedFiles> IssueCertificate(const fs::path& ca_dir, const IssueRequest&
     return Status::InvalidArgument(WithOpenSslErrors("ca.key does not belong to ca.pem in " + ca_dir.string()));
   }
 
-  Result<PkeyPtr> key = GenerateKey();
+  Result<PkeyPtr> key = GenerateKey(request.kind == CertKind::kRadiologist || request.kind == CertKind::kAdmin);
   if (!key.ok()) return key.status();
   X509Ptr cert(X509_new());
   if (!cert) return OpenSslError("X509_new");

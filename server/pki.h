@@ -4,7 +4,8 @@
 // loop, and the CA key stays with the operator (`teleread-server pki init DIR`, `pki issue ...`).
 // Tests and the demo use the same code to make their certificates.
 //
-// Keys are EC P-256, signatures SHA-256, certificates X.509 v3. Nothing here ever overwrites a
+// Keys are EC P-256 (RSA-3072 for radiologists and admins, whose keys sign DICOM reports under
+// PS3.15's RSA-only SR signature profiles), signatures SHA-256, certificates X.509 v3. Nothing here ever overwrites a
 // key or certificate file: every file is created with O_EXCL, private keys with mode 0600.
 //
 // Thread-safety: all functions may be called concurrently. Failures leave this thread's OpenSSL
