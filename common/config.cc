@@ -186,6 +186,11 @@ ReadingConfig ReadReading(TableReader& r) {
   c.sla_minutes_stat = static_cast<int>(r.Integer("sla_minutes_stat", 1, 100000, c.sla_minutes_stat));
   c.sla_minutes_high = static_cast<int>(r.Integer("sla_minutes_high", 1, 100000, c.sla_minutes_high));
   c.sla_minutes_routine = static_cast<int>(r.Integer("sla_minutes_routine", 1, 100000, c.sla_minutes_routine));
+  c.delivery_max_attempts = static_cast<int>(r.Integer("delivery_max_attempts", 1, 1000, c.delivery_max_attempts));
+  c.delivery_retry_seconds = static_cast<int>(r.Integer("delivery_retry_seconds", 1, 3600, c.delivery_retry_seconds));
+  c.delivery_retry_max_seconds =
+      static_cast<int>(r.Integer("delivery_retry_max_seconds", 1, 86400, c.delivery_retry_max_seconds));
+  c.delivery_timeout_seconds = static_cast<int>(r.Integer("delivery_timeout_seconds", 1, 600, c.delivery_timeout_seconds));
   r.RejectUnknownKeys();
   return c;
 }

@@ -69,6 +69,12 @@ struct ReadingConfig {
   int sla_minutes_stat = 60;
   int sla_minutes_high = 240;
   int sla_minutes_routine = 1440;
+  // Signed reports go back to the member's delivery AE; failures retry with exponential backoff
+  // (base doubling up to max, with jitter) and after max_attempts wait in a dead-letter state.
+  int delivery_max_attempts = 10;
+  int delivery_retry_seconds = 5;
+  int delivery_retry_max_seconds = 600;
+  int delivery_timeout_seconds = 30;
 };
 
 struct Config {

@@ -62,6 +62,9 @@ void InitializeDicom() {
   // loadFileUntilTag and friends warn on routine events; keep errors only.
   OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
   OFLog::getLogger("dcmtk.dcmnet").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
+  // Report SRs copy what the study has; a missing type 2 attribute there is no error of ours.
+  OFLog::getLogger("dcmtk.dcmsr").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
+  OFLog::getLogger("dcmtk.dcmsign").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
   (void)dcmDataDict.isDictionaryLoaded();
 }
 

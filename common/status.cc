@@ -21,6 +21,7 @@ std::string Status::ToString() const {
     case Code::kIOError: name = "I/O error"; break;
     case Code::kNoSpace: name = "no space"; break;
     case Code::kCorruption: name = "corruption"; break;
+    case Code::kPermissionDenied: name = "permission denied"; break;
   }
   return std::string(name) + ": " + message_;
 }

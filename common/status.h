@@ -8,7 +8,7 @@ namespace teleread {
 
 class [[nodiscard]] Status {
  public:
-  enum class Code { kOk, kInvalidArgument, kNotFound, kConflict, kIOError, kNoSpace, kCorruption };
+  enum class Code { kOk, kInvalidArgument, kNotFound, kConflict, kIOError, kNoSpace, kCorruption, kPermissionDenied };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -18,6 +18,7 @@ class [[nodiscard]] Status {
   static Status IOError(std::string msg) { return Status(Code::kIOError, std::move(msg)); }
   static Status NoSpace(std::string msg) { return Status(Code::kNoSpace, std::move(msg)); }
   static Status Corruption(std::string msg) { return Status(Code::kCorruption, std::move(msg)); }
+  static Status PermissionDenied(std::string msg) { return Status(Code::kPermissionDenied, std::move(msg)); }
   // Maps an errno from a failed system call: ENOSPC/EDQUOT become kNoSpace, the rest kIOError.
   static Status FromErrno(int err, const std::string& what);
 

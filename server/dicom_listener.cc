@@ -339,7 +339,7 @@ class Association {
         T_ASC_PresentationContext pc;
         ASC_findAcceptedPresentationContext(assoc_->params, pres_id, &pc);
         StoreRequest request{temp, caller_->ae_title, caller_->member_id, pc.abstractSyntax,
-                             req.AffectedSOPInstanceUID};
+                             req.AffectedSOPInstanceUID, {}};
         outcome = env_.ingest.Store(request);
       }
     }

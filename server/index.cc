@@ -113,8 +113,11 @@ void Index::WriterLoop() {
   }
 }
 
-Status Index::AddInstance(const NewInstance& instance) {
-  return SubmitWrite([this, &instance](Database& db) { return InsertInstance(db, instance); });
+Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
+  return SubmitWrite([this, &instance, &also](Database& db) {
+    Status s = InsertInstance(db, instance);
+    return s.ok() && also ? also(db) : s;
+  });
 }
 
 Status Index::InsertInstance(Database& db, const NewInstance& in) {

@@ -75,10 +75,13 @@ class Index {
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
 
-  // Records one stored object; returns once the change is committed and durable.
+  using WriteFn = std::function<Status(Database&)>;
+
+  // Records one stored object; returns once the change is committed and durable. `also`, when
+  // given, runs in the same transaction: both happen or neither does.
   // kConflict: the SOP Instance UID is indexed already, or its study or series belongs to
   // another member or study.
-  Status AddInstance(const NewInstance& instance);
+  Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr);
 
   // Turns every study whose last instance arrived at or before `now_ms - quiet_ms` and that
   // has no reading task into a waiting task. Returns how many were created.
@@ -90,7 +93,6 @@ class Index {
   std::optional<std::string> StudyOwner(const std::string& study_instance_uid);
   Result<IndexCounts> Counts();
 
-  using WriteFn = std::function<Status(Database&)>;
   // Runs `fn` on the writer connection inside the next group commit; returns once durable.
   // For components that own their own tables (worklist, audit, reports).
   Status Write(WriteFn fn) { return SubmitWrite(std::move(fn)); }

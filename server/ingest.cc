@@ -51,7 +51,7 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   if (!placed.ok()) return Refuse(StatusFor(placed.status()), placed.status().message());
   if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
 
-  if (Status st = index_.AddInstance(instance); !st.ok()) {
+  if (Status st = index_.AddInstance(instance, req.also); !st.ok()) {
     // Nothing may stay that the sender was not told was stored.
     std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
@@ -74,10 +74,13 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
     if (indexed->member_id != req.member_id) {
       return Refuse(dimse::kDuplicateSopInstance, "SOP Instance UID already stored for another member hospital");
     }
+    if (req.also) {
+      if (Status st = index_.Write(req.also); !st.ok()) return Refuse(StatusFor(st), st.message());
+    }
     return StoreOutcome{dimse::kSuccess, "", false, instance.size_bytes};
   }
   // A file without its row: an earlier attempt stopped between placing and indexing.
-  if (Status st = index_.AddInstance(instance); !st.ok()) {
+  if (Status st = index_.AddInstance(instance, req.also); !st.ok()) {
     return Refuse(st.code() == Status::Code::kConflict ? dimse::kNotAuthorized : dimse::kOutOfResources,
                   st.message());
   }

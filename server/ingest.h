@@ -31,6 +31,9 @@ struct StoreRequest {
   std::string member_id;
   std::string negotiated_sop_class_uid;   // abstract syntax of the presentation context used
   std::string affected_sop_instance_uid;  // from the C-STORE command
+  // Runs in the transaction that indexes the object (or on its own when the object was indexed
+  // before): the report desk records the report with its instance. Must be idempotent.
+  Index::WriteFn also;
 };
 
 struct StoreOutcome {

@@ -1,10 +1,12 @@
 #include "server/reading_api.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
 #include "common/log.h"
+#include "server/server_app.h"
 
 namespace teleread {
 namespace {
@@ -22,6 +24,12 @@ int StatusFor(const Status& s) {
       return 409;
     case Status::Code::kInvalidArgument:
       return 400;
+    case Status::Code::kPermissionDenied:
+      return 403;
+    case Status::Code::kCorruption:
+      return 422;  // well-formed, but its signature or content cannot be trusted
+    case Status::Code::kNoSpace:
+      return 507;
     default:
       return 500;
   }
@@ -89,6 +97,8 @@ json RowJson(const WorklistRow& r) {
               {"lease_expires_ms", r.state == "claimed" ? json(r.lease_expires_ms) : json(nullptr)},
               {"reported_ms", r.reported_ms ? json(r.reported_ms) : json(nullptr)},
               {"delivered_ms", r.delivered_ms ? json(r.delivered_ms) : json(nullptr)},
+              {"amended_ms", r.amended_ms ? json(r.amended_ms) : json(nullptr)},
+              {"reported_by", r.reported_by.empty() ? json(nullptr) : json(r.reported_by)},
               {"overdue", r.overdue}};
 }
 
@@ -96,16 +106,24 @@ json RowJson(const WorklistRow& r) {
 
 std::optional<Identity> ReadingApi::Identify(const PeerCertificate& peer) const {
   if (peer.common_name.empty()) return std::nullopt;
+  if (peer.organizational_unit == "member") {
+    for (const Member& m : config_.members) {
+      bool match = m.id == peer.common_name;
+      for (const std::string& ae : m.ae_titles) match |= ae == peer.common_name;
+      if (match) return Identity{m.id, false, m.id};
+    }
+    return std::nullopt;
+  }
   if (peer.organizational_unit == "admin") {
     for (const std::string& a : config_.https.admins) {
-      if (a == peer.common_name) return Identity{a, true};
+      if (a == peer.common_name) return Identity{a, true, ""};
     }
     return std::nullopt;
   }
   for (const Radiologist& r : config_.radiologists) {
     if (r.id != peer.common_name) continue;
     if (!r.certificate_subject.empty() && r.certificate_subject != peer.subject) return std::nullopt;
-    return Identity{r.id, false};
+    return Identity{r.id, false, ""};
   }
   return std::nullopt;
 }
@@ -119,7 +137,7 @@ HttpResponse ReadingApi::Handle(const HttpRequest& request, const PeerCertificat
                  request.target, peer.subject);
     (void)worklist_.Audit(peer.subject.empty() ? "(no certificate)" : peer.subject, "refused", "",
                           request.method + " " + request.target);
-    return Error(403, "this certificate does not belong to a configured radiologist or admin");
+    return Error(403, "this certificate does not belong to a configured radiologist, admin or member hospital");
   }
   HttpResponse r = Route(request, *who);
   spdlog::debug("HTTPS {} {} by {}: {}", request.method, request.target, who->id, r.status);
@@ -136,8 +154,28 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
   if (get && path == "/metrics") return Metrics();
   if (p.size() < 2 || p[0] != "api" || p[1] != "v1") return Error(404, "no such endpoint");
   if (get && p.size() == 3 && p[2] == "whoami") {
-    return Json(200, json{{"id", who.id}, {"role", who.admin ? "admin" : "radiologist"},
-                          {"server", config_.centre.name}, {"ae_title", config_.centre.ae_title}});
+    return Json(200, json{{"id", who.id},
+                          {"role", who.admin ? "admin" : !who.member_id.empty() ? "member" : "radiologist"},
+                          {"server", config_.centre.name},
+                          {"ae_title", config_.centre.ae_title}});
+  }
+  if (get && p.size() == 3 && p[2] == "reports") return Reports("", query, who);
+  if (get && p.size() == 4 && p[2] == "reports") return ReportFile(p[3], who);
+  if (get && p.size() == 5 && p[2] == "studies" && p[4] == "reports") return Reports(p[3], query, who);
+  // Member hospitals read their reports; the rest is the reading centre's.
+  if (!who.member_id.empty()) return Error(403, "a member hospital may only list and download its reports");
+  if (get && p.size() == 3 && p[2] == "deliveries") return Deliveries(query, who);
+  if (post && p.size() == 5 && p[2] == "deliveries" && p[4] == "retry") {
+    if (!who.admin) return Error(403, "only an admin may retry a delivery");
+    if (!outbox_) return Error(503, "report delivery is not running");
+    int64_t id = 0;
+    try {
+      id = std::stoll(p[3]);
+    } catch (const std::exception&) {
+      return Error(400, "a delivery id is a number");
+    }
+    if (Status st = outbox_->Retry(id, who.id); !st.ok()) return Error(StatusFor(st), st.message());
+    return Json(200, json{{"id", id}, {"state", "pending"}});
   }
   if (get && p.size() == 3 && p[2] == "worklist") return WorklistPage(query, who);
   if (p.size() >= 4 && p[2] == "studies") {
@@ -146,6 +184,7 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
     if (get && p.size() == 5 && p[4] == "priors") return Priors(uid, who);
     if (get && p.size() == 5 && p[4] == "archive") return Archive(uid, who);
     if (get && p.size() == 6 && p[4] == "instances") return Instance(uid, p[5], who);
+    if (post && p.size() == 5 && p[4] == "reports") return SubmitReport(uid, req, who);
     if (post && p.size() == 5) return ClaimAction(uid, p[4], query, who);
   }
   return Error(404, "no such endpoint");
@@ -326,6 +365,122 @@ HttpResponse ReadingApi::ClaimAction(const std::string& uid, const std::string& 
   return Json(200, RowJson(row.value()));
 }
 
+HttpResponse ReadingApi::SubmitReport(const std::string& uid, const HttpRequest& req, const Identity& who) {
+  if (who.admin) return Error(403, "reports are signed and submitted by radiologists");
+  if (!desk_) return Error(503, "report acceptance is not running");
+  if (!req.content_type.empty() && req.content_type != "application/dicom") {
+    return Error(415, "send the signed report as application/dicom");
+  }
+  Result<AcceptedReport> r = desk_->Accept(uid, req.body, who.id);
+  if (!r.ok()) {
+    spdlog::warn("report for study {} from {} refused: {}", uid, who.id, r.status().message());
+    (void)worklist_.Audit(who.id, "report-refused", uid, r.status().message());
+    return Error(StatusFor(r.status()), r.status().message());
+  }
+  return Json(r->resent ? 200 : 201, json{{"sop_instance_uid", r->sop_instance_uid},
+                        {"series_instance_uid", r->series_instance_uid},
+                        {"study_instance_uid", r->study_instance_uid},
+                        {"signer", r->signer},
+                        {"signed_at", r->signed_at},
+                        {"amends", r->predecessor_sop_instance_uid.empty() ? json(nullptr)
+                                                                          : json(r->predecessor_sop_instance_uid)},
+                        {"critical", r->critical},
+                        {"accepted_ms", r->accepted_ms},
+                        {"delivery", "pending"}});
+}
+
+HttpResponse ReadingApi::Reports(const std::string& study_uid, const std::string& query, const Identity& who) {
+  const std::string study = study_uid.empty() ? QueryParam(query, "study") : study_uid;
+  const std::string accession = QueryParam(query, "accession"), patient = QueryParam(query, "patient");
+  if (study.empty() && accession.empty() && patient.empty()) {
+    return Error(400, "name a study, an accession or a patient");
+  }
+  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  if (!db.ok()) return Error(500, db.status().message());
+  Statement q(db.value()->handle(),
+              "SELECT r.sop_instance_uid, st.study_instance_uid, se.series_instance_uid, st.member_id, "
+              "st.accession_number, p.patient_id, r.signer, r.signed_at, r.accepted_ms, r.predecessor_sop_instance_uid, "
+              "r.critical, COALESCE((SELECT n.sop_instance_uid FROM reports n WHERE n.predecessor_sop_instance_uid = "
+              "r.sop_instance_uid), ''), COALESCE(d.state, ''), COALESCE(d.attempts, 0), COALESCE(d.delivered_ms, 0), "
+              "COALESCE(d.last_error, ''), i.size_bytes "
+              "FROM reports r JOIN studies st ON st.id = r.study_pk JOIN patients p ON p.id = st.patient_pk "
+              "JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid JOIN series se ON se.id = i.series_pk "
+              "LEFT JOIN deliveries d ON d.sop_instance_uid = r.sop_instance_uid "
+              "WHERE (?1 = '' OR st.study_instance_uid = ?1) AND (?2 = '' OR st.accession_number = ?2) "
+              "AND (?3 = '' OR p.patient_id = ?3) AND (?4 = '' OR st.member_id = ?4) ORDER BY r.accepted_ms, r.id");
+  q.Bind(1, study).Bind(2, accession).Bind(3, patient).Bind(4, who.member_id);
+  json items = json::array();
+  while (NextRow(q)) {
+    items.push_back(json{{"sop_instance_uid", q.Text(0)},
+                         {"study_instance_uid", q.Text(1)},
+                         {"series_instance_uid", q.Text(2)},
+                         {"member", q.Text(3)},
+                         {"accession_number", q.Text(4)},
+                         {"patient_id", q.Text(5)},
+                         {"signer", q.Text(6)},
+                         {"signed_at", q.Text(7)},
+                         {"accepted_ms", q.Int(8)},
+                         {"amends", q.Text(9).empty() ? json(nullptr) : json(q.Text(9))},
+                         {"critical", q.Int(10) != 0},
+                         {"amended_by", q.Text(11).empty() ? json(nullptr) : json(q.Text(11))},
+                         {"delivery", json{{"state", q.Text(12)},
+                                           {"attempts", q.Int(13)},
+                                           {"delivered_ms", q.Int(14) ? json(q.Int(14)) : json(nullptr)},
+                                           {"last_error", q.Text(15)}}},
+                         {"size_bytes", q.Int(16)}});
+  }
+  (void)worklist_.Audit(who.id, "list-reports", study, accession.empty() ? patient : accession);
+  return Json(200, json{{"items", items}});
+}
+
+HttpResponse ReadingApi::ReportFile(const std::string& sop, const Identity& who) {
+  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  if (!db.ok()) return Error(500, db.status().message());
+  Statement q(db.value()->handle(),
+              "SELECT i.path, st.study_instance_uid FROM reports r JOIN studies st ON st.id = r.study_pk "
+              "JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid WHERE r.sop_instance_uid = ?1 "
+              "AND (?2 = '' OR st.member_id = ?2)");
+  q.Bind(1, sop).Bind(2, who.member_id);
+  // Another member's report reads as absent.
+  if (!NextRow(q)) return Error(404, "no report " + sop);
+  (void)worklist_.Audit(who.id, "download", q.Text(1), "report " + sop);
+  HttpResponse r;
+  r.content_type = "application/dicom";
+  r.file = store_.Absolute(q.Text(0));
+  return r;
+}
+
+HttpResponse ReadingApi::Deliveries(const std::string& query, const Identity& who) {
+  if (!outbox_) return Error(503, "report delivery is not running");
+  const std::string state = QueryParam(query, "state");
+  if (!state.empty() && state != "pending" && state != "delivered" && state != "dead") {
+    return Error(400, "state must be pending, delivered or dead");
+  }
+  int limit = 100;
+  try {
+    if (std::string l = QueryParam(query, "limit"); !l.empty()) limit = std::clamp(std::stoi(l), 1, 1000);
+  } catch (const std::exception&) {
+    return Error(400, "limit must be a number");
+  }
+  Result<std::vector<DeliveryRow>> rows = outbox_->List(state, QueryParam(query, "study"), limit);
+  if (!rows.ok()) return Error(500, rows.status().message());
+  json items = json::array();
+  for (const DeliveryRow& d : rows.value()) {
+    items.push_back(json{{"id", d.id},
+                         {"sop_instance_uid", d.sop_instance_uid},
+                         {"study_instance_uid", d.study_instance_uid},
+                         {"member", d.member_id},
+                         {"state", d.state},
+                         {"attempts", d.attempts},
+                         {"next_attempt_ms", d.state == "pending" ? json(d.next_attempt_ms) : json(nullptr)},
+                         {"created_ms", d.created_ms},
+                         {"delivered_ms", d.delivered_ms ? json(d.delivered_ms) : json(nullptr)},
+                         {"last_error", d.last_error}});
+  }
+  (void)who;
+  return Json(200, json{{"items", items}});
+}
+
 HttpResponse ReadingApi::Metrics() {
   std::ostringstream m;
   if (dicom_stats_) {
@@ -362,6 +517,17 @@ HttpResponse ReadingApi::Metrics() {
     histogram("teleread_turnaround_claim_seconds", c->complete_to_claim);
     histogram("teleread_turnaround_report_seconds", c->complete_to_report);
     histogram("teleread_turnaround_delivery_seconds", c->report_to_delivery);
+  }
+  if (outbox_) {
+    if (Result<DeliveryCounts> d = outbox_->Counts(); d.ok()) {
+      m << "# TYPE teleread_report_deliveries gauge\n";
+      m << "teleread_report_deliveries{state=\"pending\"} " << d->pending << "\n";
+      m << "teleread_report_deliveries{state=\"delivered\"} " << d->delivered << "\n";
+      m << "teleread_report_deliveries{state=\"dead\"} " << d->dead << "\n";
+      m << "# TYPE teleread_report_delivery_oldest_pending_seconds gauge\n"
+        << "teleread_report_delivery_oldest_pending_seconds "
+        << (d->oldest_pending_ms ? (NowMs() - d->oldest_pending_ms) / 1000.0 : 0.0) << "\n";
+    }
   }
   m << "# TYPE teleread_http_requests_total counter\nteleread_http_requests_total " << requests_.load() << "\n";
   m << "# TYPE teleread_http_refused_total counter\nteleread_http_refused_total " << refused_.load() << "\n";

@@ -12,20 +12,24 @@
 #include "server/https_server.h"
 #include "server/index.h"
 #include "server/object_store.h"
+#include "server/outbox.h"
+#include "server/report_desk.h"
 #include "server/worklist.h"
 
 namespace teleread {
 
 struct Identity {
-  std::string id;  // radiologist id, or the admin's common name
+  std::string id;  // radiologist id, the admin's common name, or the member hospital's id
   bool admin = false;
+  std::string member_id;  // set for a member hospital: it sees its own studies' reports only
 };
 
 class ReadingApi {
  public:
   ReadingApi(const Config& config, Index& index, Worklist& worklist, const ObjectStore& store,
-             const ListenerStats* dicom_stats)
-      : config_(config), index_(index), worklist_(worklist), store_(store), dicom_stats_(dicom_stats) {}
+             const ListenerStats* dicom_stats, ReportDesk* desk = nullptr, DeliveryOutbox* outbox = nullptr)
+      : config_(config), index_(index), worklist_(worklist), store_(store), dicom_stats_(dicom_stats), desk_(desk),
+        outbox_(outbox) {}
 
   HttpResponse Handle(const HttpRequest& request, const PeerCertificate& peer);
 
@@ -42,12 +46,19 @@ class ReadingApi {
   HttpResponse ClaimAction(const std::string& uid, const std::string& action, const std::string& query,
                            const Identity& who);
   HttpResponse Metrics();
+  HttpResponse SubmitReport(const std::string& uid, const HttpRequest& req, const Identity& who);
+  // Reports of one study, or matching ?study= / ?accession= / ?patient=, within the caller's scope.
+  HttpResponse Reports(const std::string& study_uid, const std::string& query, const Identity& who);
+  HttpResponse ReportFile(const std::string& sop, const Identity& who);
+  HttpResponse Deliveries(const std::string& query, const Identity& who);
 
   const Config& config_;
   Index& index_;
   Worklist& worklist_;
   const ObjectStore& store_;
   const ListenerStats* dicom_stats_;
+  ReportDesk* desk_;
+  DeliveryOutbox* outbox_;
   std::atomic<uint64_t> requests_{0}, refused_{0};
 };
 

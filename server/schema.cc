@@ -110,6 +110,38 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_study ON audit_log (study_instance_uid);
 )sql",
+      // 2: signed reports and their delivery outbox.
+      R"sql(
+-- One row per accepted signed report; the SR itself is an instance of the study.
+CREATE TABLE reports (
+  id INTEGER PRIMARY KEY,
+  sop_instance_uid TEXT NOT NULL UNIQUE,
+  study_pk INTEGER NOT NULL REFERENCES studies(id),
+  signer TEXT NOT NULL,
+  signer_subject TEXT NOT NULL,
+  signed_at TEXT NOT NULL,
+  accepted_ms INTEGER NOT NULL,
+  predecessor_sop_instance_uid TEXT NOT NULL DEFAULT '',
+  critical INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX reports_study ON reports (study_pk);
+-- What must reach a member hospital; a row is delivered once the member answered success.
+CREATE TABLE deliveries (
+  id INTEGER PRIMARY KEY,
+  sop_instance_uid TEXT NOT NULL,
+  member_id TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  delivered_ms INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  UNIQUE (sop_instance_uid, member_id)
+);
+CREATE INDEX deliveries_pending ON deliveries (next_attempt_ms) WHERE state = 'pending';
+ALTER TABLE reading_tasks ADD COLUMN amended_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE reading_tasks ADD COLUMN reported_by TEXT NOT NULL DEFAULT '';
+)sql",
   };
   return migrations;
 }

@@ -4,6 +4,7 @@
 
 #include "common/dicom.h"
 #include "common/log.h"
+#include "common/signing.h"
 #include "server/recovery.h"
 
 namespace teleread {
@@ -23,6 +24,7 @@ ServerApp::~ServerApp() { Stop(); }
 
 Status ServerApp::Start() {
   InitializeDicom();
+  InitializeSigning();
   store_ = std::make_unique<ObjectStore>(config_.centre.storage);
   if (Status s = store_->Prepare(); !s.ok()) return s;
   Result<std::unique_ptr<Index>> index = OpenIndex(config_.centre.storage);
@@ -52,8 +54,13 @@ Status ServerApp::Start() {
     if (expired.ok() && expired.value() > 0) spdlog::info("{} expired claim(s) returned to the worklist", expired.value());
   });
   promoter_->Start();
+  // Deliveries queued before a restart go out now.
+  outbox_ = std::make_unique<DeliveryOutbox>(config_, *index_, *store_, NowMs);
+  outbox_->Start();
   if (config_.https.enabled) {
-    api_ = std::make_unique<ReadingApi>(config_, *index_, *worklist_, *store_, &listener_->stats());
+    desk_ = std::make_unique<ReportDesk>(config_, *index_, *store_, *ingest_, NowMs, [this] { outbox_->Wake(); });
+    api_ = std::make_unique<ReadingApi>(config_, *index_, *worklist_, *store_, &listener_->stats(), desk_.get(),
+                                        outbox_.get());
     https_ = std::make_unique<HttpsServer>(config_.https, [this](const HttpRequest& r, const PeerCertificate& p) {
       return api_->Handle(r, p);
     });
@@ -68,6 +75,9 @@ void ServerApp::Stop() {
   if (https_) https_->Stop();
   https_.reset();
   api_.reset();
+  desk_.reset();
+  if (outbox_) outbox_->Stop();
+  outbox_.reset();
   if (promoter_) promoter_->Stop();
   if (listener_) listener_->Stop();
   promoter_.reset();

@@ -8,7 +8,9 @@
 #include "server/index.h"
 #include "server/ingest.h"
 #include "server/object_store.h"
+#include "server/outbox.h"
 #include "server/reading_api.h"
+#include "server/report_desk.h"
 #include "server/reading_tasks.h"
 #include "server/worklist.h"
 
@@ -36,6 +38,8 @@ class ServerApp {
   std::unique_ptr<DicomListener> listener_;
   std::unique_ptr<ReadingTaskPromoter> promoter_;
   std::unique_ptr<Worklist> worklist_;
+  std::unique_ptr<DeliveryOutbox> outbox_;
+  std::unique_ptr<ReportDesk> desk_;
   std::unique_ptr<ReadingApi> api_;
   std::unique_ptr<HttpsServer> https_;
 };

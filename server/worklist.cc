@@ -10,7 +10,7 @@ const char* kSelect =
     "(SELECT body_part_examined FROM series b WHERE b.study_pk = st.id AND body_part_examined <> '' LIMIT 1), "
     "st.study_description, st.patient_age, p.sex, st.study_date, st.num_series, st.num_instances, t.priority, "
     "t.state, t.claimed_by, st.first_received_ms, t.complete_ms, t.due_ms, t.claimed_ms, t.lease_expires_ms, "
-    "t.reported_ms, t.delivered_ms "
+    "t.reported_ms, t.delivered_ms, t.amended_ms, t.reported_by "
     "FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p ON p.id = st.patient_pk";
 
 // An expired claim reads as waiting even before the expiry sweep has run.
@@ -36,11 +36,14 @@ WorklistRow ReadRow(Statement& q, int64_t now) {
   r.lease_expires_ms = q.Int(17);
   r.reported_ms = q.Int(18);
   r.delivered_ms = q.Int(19);
+  r.amended_ms = q.Int(20);
+  r.reported_by = q.Text(21);
   if (r.state == "claimed" && r.lease_expires_ms <= now) {
-    r.state = "waiting";
+    r.state = r.reported_ms > 0 ? "reported" : "waiting";  // a claim to amend returns to reported
     r.claimed_by.clear();
   }
-  r.overdue = r.state != "reported" && r.due_ms > 0 && now > r.due_ms;
+  if (r.state == "reported" && r.amended_ms > 0) r.state = "amended";
+  r.overdue = r.reported_ms == 0 && r.due_ms > 0 && now > r.due_ms;
   return r;
 }
 
@@ -68,7 +71,9 @@ Result<std::vector<WorklistRow>> Worklist::List(const WorklistFilter& f) const {
   } else if (f.state == "claimed") {
     sql += " AND t.state = 'claimed' AND t.lease_expires_ms > ?1";
   } else if (f.state == "reported") {
-    sql += " AND t.state = 'reported'";
+    sql += " AND (t.state = 'reported' OR (t.state = 'claimed' AND t.reported_ms > 0))";
+  } else if (f.state == "amended") {
+    sql += " AND t.amended_ms > 0";
   } else {
     sql += " AND t.state IN ('waiting', 'claimed')";
   }
@@ -110,7 +115,7 @@ Result<WorklistRow> Worklist::Claim(const std::string& uid, const std::string& w
     Statement u(db.handle(),
                 "UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = CASE WHEN claimed_by = ?2 "
                 "AND state = 'claimed' THEN claimed_ms ELSE ?3 END, lease_expires_ms = ?3 + ?4, updated_ms = ?3 "
-                "WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND (state = 'waiting' OR "
+                "WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND reported_ms = 0 AND (state = 'waiting' OR "
                 "(state = 'claimed' AND (claimed_by = ?2 OR lease_expires_ms <= ?3)))");
     u.Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms_);
     if (Status st = u.Run(); !st.ok()) return st;
@@ -161,7 +166,7 @@ Status Worklist::Release(const std::string& uid, const std::string& who) {
 Result<WorklistRow> Worklist::Reassign(const std::string& uid, const std::string& to) {
   Status s = Change("UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = ?3, lease_expires_ms = "
                     "?3 + ?4, updated_ms = ?3 WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) "
-                    "AND state IN ('waiting', 'claimed')",
+                    "AND state IN ('waiting', 'claimed', 'reported')",
                     uid, to, Status::NotFound("no open reading task for study " + uid), nullptr);
   if (!s.ok()) return s;
   return Task(uid);
@@ -172,8 +177,8 @@ Result<int> Worklist::ExpireLeases() {
   const int64_t now = clock_();
   Status s = index_.Write([&](Database& db) -> Status {
     Statement u(db.handle(),
-                "UPDATE reading_tasks SET state = 'waiting', claimed_by = '', updated_ms = ?1 "
-                "WHERE state = 'claimed' AND lease_expires_ms <= ?1");
+                "UPDATE reading_tasks SET state = CASE WHEN reported_ms > 0 THEN 'reported' ELSE 'waiting' END, "
+                "claimed_by = '', updated_ms = ?1 WHERE state = 'claimed' AND lease_expires_ms <= ?1");
     if (Status st = u.Bind(1, now).Run(); !st.ok()) return st;
     expired = sqlite3_changes(db.handle());
     return Status::Ok();
@@ -190,7 +195,7 @@ Result<TaskCounts> Worklist::Counts() const {
   Statement q(db.value()->handle(),
               "SELECT SUM(state = 'waiting' OR (state = 'claimed' AND lease_expires_ms <= ?1)), "
               "SUM(state = 'claimed' AND lease_expires_ms > ?1), SUM(state = 'reported'), "
-              "SUM(state <> 'reported' AND due_ms > 0 AND due_ms < ?1) FROM reading_tasks");
+              "SUM(reported_ms = 0 AND due_ms > 0 AND due_ms < ?1) FROM reading_tasks");
   q.Bind(1, now);
   if (Result<bool> row = q.Step(); !row.ok()) return row.status();
   c.waiting = q.Int(0);
@@ -198,7 +203,7 @@ Result<TaskCounts> Worklist::Counts() const {
   c.reported = q.Int(2);
   c.overdue = q.Int(3);
   Statement p(db.value()->handle(),
-              "SELECT priority, COUNT(*) FROM reading_tasks WHERE state <> 'reported' GROUP BY priority");
+              "SELECT priority, COUNT(*) FROM reading_tasks WHERE reported_ms = 0 GROUP BY priority");
   for (;;) {
     Result<bool> row = p.Step();
     if (!row.ok()) return row.status();

@@ -18,7 +18,7 @@ struct WorklistFilter {
   std::string modality;   // matches any modality of the study
   std::string member_id;
   std::string priority;   // STAT, HIGH, ROUTINE
-  std::string state;      // waiting or claimed; empty: both
+  std::string state;      // waiting, claimed, reported (incl. amended) or amended; empty: open ones
   std::string claimed_by; // "mine" is resolved by the caller to a radiologist id
   int limit = 50;
   int offset = 0;
@@ -36,7 +36,7 @@ struct WorklistRow {
   int64_t num_series = 0;
   int64_t num_instances = 0;
   std::string priority;
-  std::string state;  // waiting, claimed, reported
+  std::string state;  // waiting, claimed, reported, amended
   std::string claimed_by;
   int64_t received_ms = 0;
   int64_t complete_ms = 0;
@@ -45,6 +45,8 @@ struct WorklistRow {
   int64_t lease_expires_ms = 0;
   int64_t reported_ms = 0;
   int64_t delivered_ms = 0;
+  int64_t amended_ms = 0;   // the latest accepted amendment
+  std::string reported_by;  // who signed the first report
   bool overdue = false;
 };
 
@@ -76,7 +78,8 @@ class Worklist {
   Result<WorklistRow> Claim(const std::string& study_instance_uid, const std::string& radiologist);
   Result<WorklistRow> Renew(const std::string& study_instance_uid, const std::string& radiologist);
   Status Release(const std::string& study_instance_uid, const std::string& radiologist);
-  // Admin: give the claim to `radiologist` whoever holds it.
+  // Admin: give the claim to `radiologist` whoever holds it; on a reported study, the right to
+  // amend its report.
   Result<WorklistRow> Reassign(const std::string& study_instance_uid, const std::string& radiologist);
   // Returns expired claims to the worklist; the number returned.
   Result<int> ExpireLeases();

@@ -13,24 +13,13 @@ using json = nlohmann::json;
 
 namespace {
 
-struct Reply {
-  int status = 0;
-  std::string body;
-};
+using Reply = HttpReply;
 
 Reply Call(const TestServer& s, const std::string& who, const std::string& method, const std::string& path) {
-  CommandResult r = s.Curl(who, method, path);
-  Reply out;
-  size_t nl = r.output.rfind('\n');
-  out.body = nl == std::string::npos ? "" : r.output.substr(0, nl);
-  out.status = std::atoi(r.output.substr(nl == std::string::npos ? 0 : nl + 1).c_str());
-  return out;
+  return s.Call(who, method, path);
 }
 
-json Body(const Reply& r) {
-  INFO(r.body);
-  return json::parse(r.body);
-}
+json Body(const Reply& r) { return r.Json(); }
 
 class ApiFixture {
  public:

@@ -91,6 +91,23 @@ CommandResult TestServer::Curl(const std::string& who, const std::string& method
   return RunCommand(argv);
 }
 
+HttpReply TestServer::Call(const std::string& who, const std::string& method, const std::string& path,
+                           const std::vector<std::string>& extra) const {
+  CommandResult r = Curl(who, method, path, extra);
+  HttpReply out;
+  size_t nl = r.output.rfind('\n');
+  out.body = nl == std::string::npos ? "" : r.output.substr(0, nl);
+  out.status = std::atoi(r.output.substr(nl == std::string::npos ? 0 : nl + 1).c_str());
+  return out;
+}
+
+nlohmann::json HttpReply::Json() const {
+  INFO(body);
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae) {
   return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", server.port_text()});
 }

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/support/process.h"
 
 namespace teleread::test {
@@ -22,6 +24,14 @@ struct ServerOptions {
 
 // The sample config with `centre` keys replaced; the member hospitals stay as in the sample.
 std::string TestConfigText(const ServerOptions& options);
+
+// An HTTPS answer: its status (0 when there was none) and body.
+struct HttpReply {
+  int status = 0;
+  std::string body;
+  // The body as JSON; fails the test (showing the body) when it is not.
+  nlohmann::json Json() const;
+};
 
 class TestServer {
  public:
@@ -43,6 +53,8 @@ class TestServer {
   // ends with a line holding the HTTP status (000 when there was none).
   CommandResult Curl(const std::string& who, const std::string& method, const std::string& path,
                      const std::vector<std::string>& extra = {}) const;
+  HttpReply Call(const std::string& who, const std::string& method, const std::string& path,
+                 const std::vector<std::string>& extra = {}) const;
   std::string port_text() const { return std::to_string(port_); }
   const std::filesystem::path& storage() const { return storage_; }
   const std::filesystem::path& config_path() const { return config_path_; }

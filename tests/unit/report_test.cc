@@ -145,14 +145,14 @@ TEST_CASE_METHOD(ReportFixture, "a signed report passes dcmsign and dciodvfy", "
   CHECK(signer->not_after > 0);
   CHECK(ReadReport(sr).ok());
 
-  test::CommandResult dcmsign = test::RunCommand({"/usr/bin/dcmsign", "--verify", "+cf", (ca() / "ca.pem").string(), sr.string()});
+  test::CommandResult dcmsign = test::RunCommand({DCMSIGN_BIN, "--verify", "+cf", (ca() / "ca.pem").string(), sr.string()});
   INFO(dcmsign.output);
   CHECK(dcmsign.exit_code == 0);
   CHECK(dcmsign.output.find("Signature Verification : OK") != std::string::npos);
   // Without our CA DCMTK finds the signature intact but cannot trust the signer.
-  CHECK(test::RunCommand({"/usr/bin/dcmsign", "--verify", sr.string()}).exit_code != 0);
+  CHECK(test::RunCommand({DCMSIGN_BIN, "--verify", sr.string()}).exit_code != 0);
 
-  test::CommandResult dciodvfy = test::RunCommand({"/usr/bin/dciodvfy", sr.string()});
+  test::CommandResult dciodvfy = test::RunCommand({DCIODVFY_BIN, sr.string()});
   INFO(dciodvfy.output);
   CHECK(dciodvfy.output.find("Error") == std::string::npos);
   CHECK(dciodvfy.output.find("BasicTextSR") != std::string::npos);

@@ -1,0 +1,313 @@
+// Signed reports end to end: acceptance over HTTPS, every refusal, storage, delivery to a real
+// member PACS (storescp) with retries and dead letters, retrieval by the member, amendments.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/signing.h"
+#include "server/pki.h"
+#include "tests/support/reports.h"
+#include "tests/support/server_fixture.h"
+
+using namespace teleread;
+using namespace teleread::test;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+ServerOptions Options(uint16_t zhuozhou_port, int max_attempts) {
+  ServerOptions o;
+  o.edits = {{"^port = 11201$", "port = " + std::to_string(zhuozhou_port)},
+             {"^delivery_retry_seconds = .*$", "delivery_retry_seconds = 1"},
+             {"^delivery_retry_max_seconds = .*$", "delivery_retry_max_seconds = 2"},
+             {"^delivery_timeout_seconds = .*$", "delivery_timeout_seconds = 5"},
+             {"^delivery_max_attempts = .*$", "delivery_max_attempts = " + std::to_string(max_attempts)}};
+  return o;
+}
+
+template <typename Pred>
+bool WaitFor(Pred pred, int seconds = 20) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+class ReportFixture {
+ public:
+  explicit ReportFixture(int max_attempts = 10)
+      : pacs_(dir_.path() / "zz_pacs", "ZZ_PACS"), server_(dir_.path() / "server", Options(pacs_.port(), max_attempts)) {
+    server_.Start();
+    PushSampleConsortium(server_, samples(), 2);
+    REQUIRE(WaitFor([&] {
+      HttpReply r = server_.Call("wang.li", "GET", "/api/v1/worklist");
+      return r.status == 200 && r.Json()["items"].size() == 5;
+    }));
+    const json worklist = server_.Call("wang.li", "GET", "/api/v1/worklist").Json();
+    for (const json& item : worklist["items"]) {
+      if (item["member"] == "zhuozhou" && item["modalities"] == "CT") ct_ = item["study_instance_uid"];
+      if (item["member"] == "zhuozhou" && item["modalities"] != "CT") cr_ = item["study_instance_uid"];
+    }
+    REQUIRE_FALSE(ct_.empty());
+    REQUIRE_FALSE(cr_.empty());
+  }
+
+  fs::path samples() const { return dir_.path() / "samples"; }
+  fs::path file(const std::string& name) const { return dir_.path() / name; }
+
+  void Claim(const std::string& who, const std::string& study) {
+    REQUIRE(server_.Call(who, "POST", "/api/v1/studies/" + study + "/claim").status == 200);
+  }
+
+  json Reports(const std::string& study) {
+    HttpReply r = server_.Call("wang.li", "GET", "/api/v1/studies/" + study + "/reports");
+    REQUIRE(r.status == 200);
+    return r.Json()["items"];
+  }
+
+  json Task(const std::string& study) { return server_.Call("wang.li", "GET", "/api/v1/studies/" + study).Json()["task"]; }
+
+  bool Delivered(const std::string& study, size_t n) {
+    json items = Reports(study);
+    if (items.size() != n) return false;
+    for (const json& i : items) {
+      if (i["delivery"]["state"] != "delivered") return false;
+    }
+    return true;
+  }
+
+  // A signed report of the CT study by `who`, written to `name`.
+  fs::path Report(const std::string& who, const std::string& name,
+                  const std::optional<InstanceRef>& predecessor = std::nullopt) {
+    fs::path out = file(name);
+    WriteSignedReport(FindSampleStudy(samples(), ct_), server_.pki(), who, out, predecessor,
+                      "Finding of " + name + ": 右肺上叶见一直径约8mm磨玻璃结节。");
+    return out;
+  }
+
+ protected:
+  ScratchDir dir_;
+  MemberPacs pacs_;
+  TestServer server_;
+  std::string ct_, cr_;
+};
+
+int CountMatches(const std::string& output) {
+  int n = 0;
+  for (size_t p = output.find("Find Response:"); p != std::string::npos; p = output.find("Find Response:", p + 1)) {
+    if (output.compare(output.find('(', p) + 1, 7, "Pending") == 0) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to the member and findable there", "[reports]") {
+  pacs_.Start();
+  Claim("wang.li", ct_);
+  fs::path report = Report("wang.li", "r1.dcm");
+  HttpReply accepted = SubmitReport(server_, "wang.li", ct_, report);
+  INFO(accepted.body);
+  REQUIRE(accepted.status == 201);
+  const std::string sop = accepted.Json()["sop_instance_uid"];
+  CHECK(accepted.Json()["signer"] == "wang.li");
+
+  REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+  json task = Task(ct_);
+  CHECK(task["state"] == "reported");
+  CHECK(task["reported_by"] == "wang.li");
+  CHECK(task["reported_ms"].get<int64_t>() > 0);
+  CHECK(task["delivered_ms"].get<int64_t>() >= task["reported_ms"].get<int64_t>());
+
+  // The member holds one copy, and its signature still verifies with the centre CA.
+  std::vector<fs::path> received = pacs_.Files();
+  REQUIRE(received.size() == 1);
+  CHECK(received.front().filename().string().find(sop) != std::string::npos);
+  CommandResult verify = RunCommand({DCMSIGN_BIN, "--verify", "+cf", (server_.pki() / "ca.pem").string(),
+                                     received.front().string()});
+  INFO(verify.output);
+  CHECK(verify.exit_code == 0);
+
+  // The same report again (a lost response): accepted, nothing new.
+  HttpReply again = SubmitReport(server_, "wang.li", ct_, report);
+  CHECK(again.status == 200);
+  CHECK(Reports(ct_).size() == 1);
+
+  // The member finds it by C-FIND, Modality SR at SERIES level; another member does not.
+  auto find = [&](const std::string& ae) {
+    return RunCommand({FINDSCU_BIN, "-v", "-S", "-aet", ae, "-aec", "LX_READ", "-k", "QueryRetrieveLevel=SERIES",
+                       "-k", "StudyInstanceUID=" + ct_, "-k", "Modality=SR", "-k", "SeriesInstanceUID",
+                       "127.0.0.1", server_.port_text()});
+  };
+  CHECK(CountMatches(find("ZZ_PACS").output) == 1);
+  CHECK(CountMatches(find("LS_PACS").output) == 0);
+
+  // ... and retrieves it by C-GET.
+  fs::path got = file("got");
+  fs::create_directories(got);
+  CommandResult get = RunCommand({GETSCU_BIN, "-S", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-k",
+                                  "QueryRetrieveLevel=SERIES", "-k", "StudyInstanceUID=" + ct_, "-k",
+                                  "SeriesInstanceUID=" + accepted.Json()["series_instance_uid"].get<std::string>(),
+                                  "-od", got.string(), "127.0.0.1", server_.port_text()});
+  INFO(get.output);
+  CHECK(std::distance(fs::directory_iterator(got), fs::directory_iterator()) == 1);
+
+  // The API serves the stored report byte for byte; a member sees only its own.
+  CommandResult download = server_.Curl("wang.li", "GET", "/api/v1/reports/" + sop, {"-o", file("dl.dcm").string()});
+  CHECK(ReadFile(file("dl.dcm")) == ReadFile(report));
+  REQUIRE(IssueCertificate(server_.pki(), IssueRequest{CertKind::kMember, "ZZ_PACS", "Lixian Regional Imaging Reading Centre",
+                                                       {}, {}, 30, 0}).ok());
+  REQUIRE(IssueCertificate(server_.pki(), IssueRequest{CertKind::kMember, "LS_PACS", "Lixian Regional Imaging Reading Centre",
+                                                       {}, {}, 30, 0}).ok());
+  HttpReply mine = server_.Call("ZZ_PACS", "GET", "/api/v1/reports?accession=" +
+                                                      Reports(ct_)[0]["accession_number"].get<std::string>());
+  REQUIRE(mine.status == 200);
+  CHECK(mine.Json()["items"].size() == 1);
+  CHECK(server_.Call("LS_PACS", "GET", "/api/v1/studies/" + ct_ + "/reports").Json()["items"].empty());
+  CHECK(server_.Call("LS_PACS", "GET", "/api/v1/reports/" + sop).status == 404);
+  CHECK(server_.Call("ZZ_PACS", "GET", "/api/v1/worklist").status == 403);
+}
+
+TEST_CASE_METHOD(ReportFixture, "bad reports are refused with the reason and nothing is stored", "[reports]") {
+  pacs_.Start();
+  Claim("wang.li", ct_);
+  const json before = server_.Call("wang.li", "GET", "/api/v1/studies/" + ct_).Json()["series"];
+  auto refused = [&](const std::string& who, const fs::path& report, int status, const std::string& reason,
+                     const std::string& study = "") {
+    HttpReply r = SubmitReport(server_, who, study.empty() ? ct_ : study, report);
+    INFO(r.body);
+    CHECK(r.status == status);
+    CHECK_THAT(r.body, Catch::Contains(reason));
+  };
+
+  fs::path good = Report("wang.li", "good.dcm");
+  std::string bytes = ReadFile(good);
+  bytes[bytes.size() - 700] ^= 0x01;  // inside the content, far from the meta header
+  WriteFile(file("tampered.dcm"), bytes);
+  refused("wang.li", file("tampered.dcm"), 422, "signature check failed");
+
+  REQUIRE(InitCertificateAuthority(file("foreign"), "Elsewhere").ok());
+  REQUIRE(IssueCertificate(file("foreign"), IssueRequest{CertKind::kRadiologist, "wang.li", "Elsewhere", {}, {}, 30, 0}).ok());
+  fs::path foreign = file("foreign.dcm");
+  WriteSignedReport(FindSampleStudy(samples(), ct_), file("foreign"), "wang.li", foreign);
+  refused("wang.li", foreign, 422, "not trusted");
+
+  REQUIRE(IssueCertificate(server_.pki(), IssueRequest{CertKind::kRadiologist, "old.doctor", "Lixian Regional Imaging Reading Centre",
+                                                       {}, {}, 5, -10}).ok());
+  fs::path expired = file("expired.dcm");
+  WriteSignedReport(FindSampleStudy(samples(), ct_), server_.pki(), "old.doctor", expired);
+  refused("wang.li", expired, 422, "expired");
+
+  // Signed by zhao.min, uploaded by wang.li; and zhao.min, who holds no claim.
+  fs::path zhao = Report("zhao.min", "zhao.dcm");
+  refused("wang.li", zhao, 403, "signed by zhao.min, not by you");
+  refused("zhao.min", zhao, 409, "claimed by wang.li");
+  // A report of one study sent to another; an unclaimed study.
+  refused("wang.li", good, 400, "the report is for study", cr_);
+  fs::path cr_report = file("cr.dcm");
+  WriteSignedReport(FindSampleStudy(samples(), cr_), server_.pki(), "wang.li", cr_report);
+  refused("wang.li", cr_report, 409, "not claimed", cr_);
+  refused("wang.li", FindSampleStudy(samples(), ct_).files.front(), 400, "not a Basic or Enhanced Text SR");
+  refused("ops", good, 403, "signed and submitted by radiologists");
+
+  CHECK(Reports(ct_).empty());
+  CHECK(server_.Call("wang.li", "GET", "/api/v1/studies/" + ct_).Json()["series"] == before);
+  CHECK(Task(ct_)["state"] == "claimed");
+  CHECK(pacs_.Files().empty());
+
+  // The good one still goes through afterwards.
+  CHECK(SubmitReport(server_, "wang.li", ct_, good).status == 201);
+}
+
+TEST_CASE_METHOD(ReportFixture, "a member that is down gets its report exactly once when it is back", "[reports]") {
+  Claim("wang.li", ct_);
+  REQUIRE(SubmitReport(server_, "wang.li", ct_, Report("wang.li", "r.dcm")).status == 201);
+  REQUIRE(WaitFor([&] { return Reports(ct_)[0]["delivery"]["attempts"].get<int>() >= 2; }));
+  json pending = server_.Call("ops", "GET", "/api/v1/deliveries?state=pending").Json()["items"];
+  REQUIRE(pending.size() == 1);
+  CHECK_THAT(pending[0]["last_error"].get<std::string>(), Catch::Contains("association"));
+
+  // A crash while it waits loses nothing.
+  server_.Stop(9);
+  server_.Start();
+  pacs_.Start();
+  REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // nothing more arrives
+  CHECK(pacs_.Files().size() == 1);
+  CHECK(server_.Call("ops", "GET", "/api/v1/deliveries?state=delivered").Json()["items"].size() == 1);
+}
+
+namespace {
+class DeadLetterFixture : public ReportFixture {
+ public:
+  DeadLetterFixture() : ReportFixture(2) {}
+};
+}  // namespace
+
+TEST_CASE_METHOD(DeadLetterFixture, "after the last attempt a report waits as a dead letter until an admin retries it",
+                 "[reports]") {
+  Claim("wang.li", ct_);
+  REQUIRE(SubmitReport(server_, "wang.li", ct_, Report("wang.li", "r.dcm")).status == 201);
+  REQUIRE(WaitFor([&] { return Reports(ct_)[0]["delivery"]["state"] == "dead"; }));
+  CHECK_THAT(server_.Log(), Catch::Contains("dead-lettered"));
+  HttpReply metrics = server_.Call("ops", "GET", "/metrics");
+  CHECK_THAT(metrics.body, Catch::Contains("teleread_report_deliveries{state=\"dead\"} 1"));
+  json dead = server_.Call("ops", "GET", "/api/v1/deliveries?state=dead").Json()["items"];
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0]["attempts"] == 2);
+
+  pacs_.Start();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  CHECK(pacs_.Files().empty());  // dead means no more attempts on its own
+  const std::string retry = "/api/v1/deliveries/" + std::to_string(dead[0]["id"].get<int64_t>()) + "/retry";
+  CHECK(server_.Call("wang.li", "POST", retry).status == 403);
+  CHECK(server_.Call("ops", "POST", retry).status == 200);
+  REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+  CHECK(pacs_.Files().size() == 1);
+  CHECK(server_.Call("ops", "POST", retry).status == 409);
+}
+
+TEST_CASE_METHOD(ReportFixture, "amendments chain to the report they revise and are delivered like it", "[reports]") {
+  pacs_.Start();
+  Claim("wang.li", ct_);
+  fs::path first = Report("wang.li", "first.dcm");
+  REQUIRE(SubmitReport(server_, "wang.li", ct_, first).status == 201);
+  // Still "reported": a second original is refused, an amendment by a stranger too.
+  CHECK(SubmitReport(server_, "wang.li", ct_, Report("wang.li", "second.dcm")).status == 409);
+  fs::path by_zhao = Report("zhao.min", "zhao.dcm", ReportRef(first));
+  CHECK(SubmitReport(server_, "zhao.min", ct_, by_zhao).status == 403);
+
+  fs::path amend1 = Report("wang.li", "amend1.dcm", ReportRef(first));
+  HttpReply a1 = SubmitReport(server_, "wang.li", ct_, amend1);
+  INFO(a1.body);
+  REQUIRE(a1.status == 201);
+  CHECK(a1.Json()["amends"] == ReportRef(first).sop_instance_uid);
+  CHECK(Task(ct_)["state"] == "amended");
+  // The original may not be amended twice: the chain has one head.
+  CHECK(SubmitReport(server_, "wang.li", ct_, Report("wang.li", "fork.dcm", ReportRef(first))).status == 409);
+
+  // An admin hands the amendment to zhao.min.
+  REQUIRE(server_.Call("ops", "POST", "/api/v1/studies/" + ct_ + "/reassign?to=zhao.min").status == 200);
+  fs::path amend2 = Report("zhao.min", "amend2.dcm", ReportRef(amend1));
+  HttpReply a2 = SubmitReport(server_, "zhao.min", ct_, amend2);
+  INFO(a2.body);
+  REQUIRE(a2.status == 201);
+  CHECK(Task(ct_)["state"] == "amended");
+  CHECK(Task(ct_)["claimed_by"].is_null());
+
+  REQUIRE(WaitFor([&] { return Delivered(ct_, 3); }));
+  json items = Reports(ct_);
+  CHECK(items[0]["amended_by"] == ReportRef(amend1).sop_instance_uid);
+  CHECK(items[1]["amends"] == ReportRef(first).sop_instance_uid);
+  CHECK(items[1]["amended_by"] == ReportRef(amend2).sop_instance_uid);
+  CHECK(items[2]["signer"] == "zhao.min");
+  CHECK(items[2]["amended_by"].is_null());
+  CHECK(pacs_.Files().size() == 3);
+  // Both stay retrievable.
+  for (const json& i : items) {
+    CHECK(server_.Call("wang.li", "GET", "/api/v1/reports/" + i["sop_instance_uid"].get<std::string>()).status == 200);
+  }
+}

@@ -1,0 +1,54 @@
+#pragma once
+// Signed reports for the tests, made the way the workstation makes them, and a member
+// hospital's PACS (DCMTK storescp) to receive them.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/report.h"
+#include "tests/support/process.h"
+#include "tests/support/server_fixture.h"
+
+namespace teleread::test {
+
+struct SampleStudy {
+  std::string study_instance_uid;
+  std::vector<std::filesystem::path> files;
+  std::vector<InstanceRef> evidence;
+};
+
+// The files of one study among those written under `samples_dir`.
+SampleStudy FindSampleStudy(const std::filesystem::path& samples_dir, const std::string& study_uid);
+
+// Writes to `out` a report of `study` signed with `pki_dir`/<signer>.pem/.key.
+void WriteSignedReport(const SampleStudy& study, const std::filesystem::path& pki_dir, const std::string& signer,
+                       const std::filesystem::path& out, const std::optional<InstanceRef>& predecessor = std::nullopt,
+                       const std::string& findings = "右肺上叶见一直径约8mm磨玻璃结节。");
+
+// The InstanceRef of a report file, for amending it.
+InstanceRef ReportRef(const std::filesystem::path& report);
+
+// POSTs a report file to the study's reports endpoint as `who`.
+HttpReply SubmitReport(const TestServer& server, const std::string& who, const std::string& study_uid,
+                       const std::filesystem::path& report);
+
+// A member's PACS: storescp on a free loopback port, writing what it receives to a directory.
+class MemberPacs {
+ public:
+  MemberPacs(std::filesystem::path dir, std::string ae_title);
+  void Start();
+  void Stop();
+  uint16_t port() const { return port_; }
+  // The objects received so far (one file per SOP Instance UID: storescp names them by it).
+  std::vector<std::filesystem::path> Files() const;
+
+ private:
+  std::filesystem::path dir_;
+  std::string ae_title_;
+  uint16_t port_;
+  ChildProcess process_;
+};
+
+}  // namespace teleread::test
