@@ -100,7 +100,7 @@ void InitializeSigning() {
 
 Status SignReportFile(const std::filesystem::path& in, const std::filesystem::path& out,
                       const std::filesystem::path& certificate, const std::filesystem::path& key,
-                      const std::string& passphrase) {
+                      const std::string& passphrase, bool check_validity) {
   InitializeSigning();
   DcmFileFormat file;
   if (OFCondition c = file.loadFile(in.c_str()); c.bad()) {
@@ -109,6 +109,12 @@ Status SignReportFile(const std::filesystem::path& in, const std::filesystem::pa
   SiCertificate cert;
   if (cert.loadCertificate(certificate.c_str(), X509_FILETYPE_PEM).bad()) {
     return Status::InvalidArgument("cannot read the certificate " + certificate.string());
+  }
+  if (check_validity && X509_cmp_current_time(X509_get0_notAfter(cert.getRawCertificate())) <= 0) {
+    return Status::InvalidArgument("the certificate " + certificate.string() + " has expired: ask the centre for a new one");
+  }
+  if (check_validity && X509_cmp_current_time(X509_get0_notBefore(cert.getRawCertificate())) > 0) {
+    return Status::InvalidArgument("the certificate " + certificate.string() + " is not valid yet");
   }
   if (!CanCommit(cert.getRawCertificate())) {
     return Status::InvalidArgument("the certificate " + certificate.string() + " may not sign reports (no nonRepudiation)");

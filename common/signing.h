@@ -17,10 +17,12 @@ void InitializeSigning();
 
 // Signs every attribute of the SR in `in` and writes the result to `out` (may equal `in`).
 // The key may be PEM encrypted (passphrase) or not. InvalidArgument when the key does not match
-// the certificate, the certificate cannot sign (key usage) or the SR is not VERIFIED.
+// the certificate, the certificate cannot sign (key usage) or is outside its validity period
+// (unless `check_validity` is false: tests forge what an attacker could), or the SR is not
+// VERIFIED.
 Status SignReportFile(const std::filesystem::path& in, const std::filesystem::path& out,
                       const std::filesystem::path& certificate, const std::filesystem::path& key,
-                      const std::string& passphrase = "");
+                      const std::string& passphrase = "", bool check_validity = true);
 
 struct VerifiedSigner {
   std::string subject;              // RFC 2253, e.g. "CN=wang.li,OU=radiologist,O=..."

@@ -154,7 +154,12 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
   if (get && path == "/metrics") return Metrics();
   if (p.size() < 2 || p[0] != "api" || p[1] != "v1") return Error(404, "no such endpoint");
   if (get && p.size() == 3 && p[2] == "whoami") {
+    std::string name = who.id;  // the radiologist's DICOM person name, for the reports they sign
+    for (const Radiologist& r : config_.radiologists) {
+      if (r.id == who.id && who.member_id.empty() && !who.admin) name = r.name;
+    }
     return Json(200, json{{"id", who.id},
+                          {"name", name},
                           {"role", who.admin ? "admin" : !who.member_id.empty() ? "member" : "radiologist"},
                           {"server", config_.centre.name},
                           {"ae_title", config_.centre.ae_title}});
@@ -164,7 +169,10 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
   if (get && p.size() == 5 && p[2] == "studies" && p[4] == "reports") return Reports(p[3], query, who);
   // Member hospitals read their reports; the rest is the reading centre's.
   if (!who.member_id.empty()) return Error(403, "a member hospital may only list and download its reports");
-  if (get && p.size() == 3 && p[2] == "deliveries") return Deliveries(query, who);
+  if (get && p.size() == 3 && p[2] == "deliveries") {
+    if (!who.admin) return Error(403, "only an admin may list the delivery outbox");
+    return Deliveries(query, who);
+  }
   if (post && p.size() == 5 && p[2] == "deliveries" && p[4] == "retry") {
     if (!who.admin) return Error(403, "only an admin may retry a delivery");
     if (!outbox_) return Error(503, "report delivery is not running");

@@ -4,6 +4,8 @@
 
 #include <thread>
 
+#include "common/signing.h"
+#include "server/pki.h"
 #include "tests/support/server_fixture.h"
 
 using namespace teleread::test;
@@ -16,7 +18,7 @@ class CliFixture {
   CliFixture() : server_(dir_.path() / "server") {
     server_.Start();
     PushSampleConsortium(server_, dir_.path() / "samples", 2);
-    for (const char* who : {"wang.li", "zhao.min"}) {
+    for (const char* who : {"wang.li", "zhao.min", "ops"}) {
       WriteFile(dir_.path() / (std::string(who) + ".toml"),
                 "server = \"https://127.0.0.1:" + std::to_string(server_.https_port()) + "\"\n" +
                     "certificate = \"" + (server_.pki() / (std::string(who) + ".pem")).string() + "\"\n" +
@@ -82,4 +84,102 @@ TEST_CASE_METHOD(CliFixture, "the CLI fails clearly on usage and connection erro
   CommandResult down = Cli("wang.li", {"whoami"});
   CHECK(down.exit_code == 1);
   CHECK_THAT(down.output, Catch::Contains("cannot reach 127.0.0.1") && Catch::Contains("check the server address"));
+}
+
+TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the hospital verifies it offline", "[cli]") {
+  const std::string uid = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]
+                              ["study_instance_uid"];
+  REQUIRE(Cli("wang.li", {"claim", uid}).exit_code == 0);
+
+  // $EDITOR fills in the template, as a radiologist would.
+  const std::filesystem::path editor = dir_.path() / "editor.sh";
+  WriteFile(editor,
+            "#!/bin/sh\ncat > \"$1\" <<'EOF'\n# edited\nFindings:\n右肺上叶见一直径约8mm磨玻璃结节，边界清。\n\n"
+            "Impression:\n右肺上叶磨玻璃结节。\n\nRecommendation:\nCT in 3 months.\n\nCritical finding: yes\nEOF\n");
+  std::filesystem::permissions(editor, std::filesystem::perms::owner_all);
+  CommandResult made = RunCommand({"/usr/bin/env", "EDITOR=" + editor.string(), "XDG_CACHE_HOME=" + dir_.path().string(),
+                                   TELEREAD_CLI_BIN, "--profile", (dir_.path() / "wang.li.toml").string(), "report",
+                                   "new", uid, "--submit"});
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  CHECK_THAT(made.output, Catch::StartsWith("submitted "));
+
+  json listed = json::parse(Cli("wang.li", {"--json", "reports", "--study", uid}).output)["items"];
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0]["signer"] == "wang.li");
+  CHECK(listed[0]["critical"] == true);
+  const std::string sop = listed[0]["sop_instance_uid"];
+  CHECK_THAT(Cli("wang.li", {"reports", "--accession", listed[0]["accession_number"]}).output, Catch::Contains(sop));
+
+  const std::string got = (dir_.path() / "got.dcm").string();
+  REQUIRE(Cli("wang.li", {"report", "get", sop, "--out", got}).exit_code == 0);
+  const std::string ca = (server_.pki() / "ca.pem").string();
+  CommandResult ok = RunCommand({TELEREAD_CLI_BIN, "report", "verify", got, "--ca", ca});
+  INFO(ok.output);
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.output, Catch::StartsWith("signature valid") && Catch::Contains("CN=wang.li,OU=radiologist") &&
+                            Catch::Contains("COMPLETE, VERIFIED by Wang^Li") && Catch::Contains("张^三") &&
+                            Catch::Contains("右肺上叶见一直径约8mm磨玻璃结节，边界清。") &&
+                            Catch::Contains("CRITICAL FINDING") && Catch::Contains("CT in 3 months."));
+  json verified = json::parse(RunCommand({TELEREAD_CLI_BIN, "--json", "report", "verify", got, "--ca", ca}).output);
+  CHECK(verified["valid"] == true);
+  CHECK(verified["report"]["impression"] == "右肺上叶磨玻璃结节。");
+
+  // One flipped byte: refused offline, non-zero exit.
+  std::string bytes = ReadFile(got);
+  bytes[bytes.size() / 2] ^= 0x01;
+  WriteFile(dir_.path() / "tampered.dcm", bytes);
+  CommandResult bad = RunCommand({TELEREAD_CLI_BIN, "report", "verify", (dir_.path() / "tampered.dcm").string(), "--ca", ca});
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.output, Catch::Contains("NOT VALID"));
+
+  // Someone else cannot report it; the author amends it in one step.
+  CommandResult other = Cli("zhao.min", {"report", "new", uid, "--findings", "x", "--impression", "y", "--submit"});
+  CHECK(other.exit_code == 1);
+  CHECK_THAT(other.output, Catch::Contains("already reported"));
+  CommandResult amended = Cli("wang.li", {"report", "amend", sop, "--impression", "右肺上叶磨玻璃结节，考虑炎性。", "--submit"});
+  INFO(amended.output);
+  CHECK(amended.exit_code == 0);
+  CHECK_THAT(amended.output, Catch::Contains("(amendment)"));
+  json both = json::parse(Cli("wang.li", {"--json", "reports", "--study", uid}).output)["items"];
+  REQUIRE(both.size() == 2);
+  CHECK(both[1]["amends"] == sop);
+  CHECK(json::parse(Cli("wang.li", {"--json", "worklist", "--state", "reported"}).output)["items"][0]["state"] ==
+        "amended");
+
+  // The admin sees the outbox (nothing delivers here: no member PACS runs in this test).
+  json outbox = json::parse(Cli("ops", {"--json", "outbox"}).output)["items"];
+  CHECK(outbox.size() == 2);
+  CHECK(Cli("wang.li", {"outbox"}).exit_code == 1);
+}
+
+TEST_CASE_METHOD(CliFixture, "an expired certificate cannot sign and its reports do not verify", "[cli]") {
+  REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "issue", server_.pki().string(), "--kind", "radiologist", "--name",
+                      "wang.li.old", "--days", "1"}).exit_code == 0);
+  const std::string uid = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]
+                              ["study_instance_uid"];
+  REQUIRE(Cli("wang.li", {"claim", uid}).exit_code == 0);
+  const std::string draft = (dir_.path() / "draft.dcm").string();
+  REQUIRE(Cli("wang.li", {"report", "new", uid, "--findings", "f", "--impression", "i", "--out", draft}).exit_code == 0);
+  // A certificate whose validity ended: signing refuses.
+  teleread::IssueRequest old{teleread::CertKind::kRadiologist, "expired.doc", "Lixian Regional Imaging Reading Centre",
+                             {}, {}, 5, -10};
+  REQUIRE(teleread::IssueCertificate(server_.pki(), old).ok());
+  WriteFile(dir_.path() / "expired.toml",
+            "server = \"https://127.0.0.1:" + std::to_string(server_.https_port()) + "\"\ncertificate = \"" +
+                (server_.pki() / "expired.doc.pem").string() + "\"\nkey = \"" + (server_.pki() / "expired.doc.key").string() +
+                "\"\nca = \"" + (server_.pki() / "ca.pem").string() + "\"\n");
+  CommandResult sign = Cli("expired", {"report", "sign", draft});
+  CHECK(sign.exit_code == 1);
+  CHECK_THAT(sign.output, Catch::Contains("has expired"));
+  // Signed anyway (forged past the check), the hospital's verify refuses it.
+  REQUIRE(teleread::SignReportFile(draft, draft + ".forged", server_.pki() / "expired.doc.pem",
+                                   server_.pki() / "expired.doc.key", "", false).ok());
+  CommandResult verify = RunCommand({TELEREAD_CLI_BIN, "report", "verify", draft + ".forged", "--ca",
+                                     (server_.pki() / "ca.pem").string()});
+  CHECK(verify.exit_code == 1);
+  CHECK_THAT(verify.output, Catch::Contains("expired"));
+  // A valid one signs and the server takes it.
+  CHECK(Cli("wang.li", {"report", "sign", draft}).exit_code == 0);
+  CHECK(Cli("wang.li", {"report", "submit", draft}).exit_code == 0);
 }

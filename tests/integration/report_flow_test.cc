@@ -198,7 +198,7 @@ TEST_CASE_METHOD(ReportFixture, "bad reports are refused with the reason and not
   REQUIRE(IssueCertificate(server_.pki(), IssueRequest{CertKind::kRadiologist, "old.doctor", "Lixian Regional Imaging Reading Centre",
                                                        {}, {}, 5, -10}).ok());
   fs::path expired = file("expired.dcm");
-  WriteSignedReport(FindSampleStudy(samples(), ct_), server_.pki(), "old.doctor", expired);
+  WriteSignedReport(FindSampleStudy(samples(), ct_), server_.pki(), "old.doctor", expired, std::nullopt, "x", false);
   refused("wang.li", expired, 422, "expired");
 
   // Signed by zhao.min, uploaded by wang.li; and zhao.min, who holds no claim.

@@ -26,7 +26,8 @@ SampleStudy FindSampleStudy(const fs::path& samples_dir, const std::string& stud
 }
 
 void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const std::string& signer, const fs::path& out,
-                       const std::optional<InstanceRef>& predecessor, const std::string& findings) {
+                       const std::optional<InstanceRef>& predecessor, const std::string& findings,
+                       bool check_validity) {
   ReportRequest r;
   r.content.findings = findings;
   r.content.impression = "右肺上叶磨玻璃结节，建议3个月后复查。";
@@ -40,7 +41,7 @@ void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const 
   Status s = WriteReport(r, unsigned_sr);
   INFO(s.ToString());
   REQUIRE(s.ok());
-  s = SignReportFile(unsigned_sr, out, pki_dir / (signer + ".pem"), pki_dir / (signer + ".key"));
+  s = SignReportFile(unsigned_sr, out, pki_dir / (signer + ".pem"), pki_dir / (signer + ".key"), "", check_validity);
   INFO(s.ToString());
   REQUIRE(s.ok());
 }

@@ -75,10 +75,10 @@ class ReportFixture {
   }
 
   // A signed report of the sample study, by `cn` of `ca_dir`.
-  fs::path Signed(const std::string& name, const fs::path& ca_dir, const std::string& cn) {
+  fs::path Signed(const std::string& name, const fs::path& ca_dir, const std::string& cn, bool check_validity = true) {
     fs::path unsigned_sr = path(name + ".unsigned.dcm"), out = path(name + ".dcm");
     REQUIRE(WriteReport(Request(), unsigned_sr).ok());
-    Status s = SignReportFile(unsigned_sr, out, ca_dir / (cn + ".pem"), ca_dir / (cn + ".key"));
+    Status s = SignReportFile(unsigned_sr, out, ca_dir / (cn + ".pem"), ca_dir / (cn + ".key"), "", check_validity);
     INFO(s.ToString());
     REQUIRE(s.ok());
     return out;
@@ -191,12 +191,14 @@ TEST_CASE_METHOD(ReportFixture, "signatures by a foreign CA or an expired or non
   Result<VerifiedSigner> foreign = VerifyReportSignature(Signed("x", path("foreign"), "wang.li"), ca() / "ca.pem");
   REQUIRE_FALSE(foreign.ok());
   CHECK_THAT(foreign.status().message(), Catch::Contains("not trusted"));
+  REQUIRE(WriteReport(Request(), path("m.dcm")).ok());
 
-  Result<VerifiedSigner> expired = VerifyReportSignature(Signed("o", ca(), "old.doctor"), ca() / "ca.pem");
+  Status refused = SignReportFile(path("m.dcm"), path("o0.dcm"), ca() / "old.doctor.pem", ca() / "old.doctor.key");
+  CHECK_THAT(refused.message(), Catch::Contains("has expired"));
+  Result<VerifiedSigner> expired = VerifyReportSignature(Signed("o", ca(), "old.doctor", false), ca() / "ca.pem");
   REQUIRE_FALSE(expired.ok());
   CHECK_THAT(expired.status().message(), Catch::Contains("expired"));
 
-  REQUIRE(WriteReport(Request(), path("m.dcm")).ok());
   Status member = SignReportFile(path("m.dcm"), path("m2.dcm"), ca() / "ZZ_PACS.pem", ca() / "ZZ_PACS.key");
   CHECK(member.code() == Status::Code::kInvalidArgument);
   CHECK_THAT(member.message(), Catch::Contains("nonRepudiation"));
