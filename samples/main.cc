@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
   corpus->add_option("--kind", kind, "ct (512x512, ~0.5 MB), small (64x64, ~10 kB) or large (one ~1 GB image)")
       ->check(CLI::IsMember({"ct", "small", "large"}));
   corpus->add_option("--count", count, "Number of instances")->check(CLI::Range(1, 1000000));
+  int studies = 1;
+  corpus->add_option("--studies", studies, "Spread the instances over this many studies (one patient each)")
+      ->check(CLI::Range(1, 1000000));
   CLI11_PARSE(app, argc, argv);
 
   Result<std::vector<std::filesystem::path>> files = Status::InvalidArgument("no subcommand");
@@ -32,10 +35,25 @@ int main(int argc, char** argv) {
     spec.patient_name = "Bench^Mark";
     spec.patient_id = "BENCH-" + kind;
     spec.study_description = "Benchmark " + kind;
-    spec.instances = count;
     if (kind == "small") spec.rows = spec.columns = 64;
     if (kind == "large") spec.rows = spec.columns = 23170;  // 2 bytes a pixel: 1.07 GB
-    files = samples::WriteSeries(spec, out);
+    std::vector<std::filesystem::path> all;
+    files = all;
+    for (int i = 0; i < studies; ++i) {
+      spec.instances = count / studies + (i < count % studies ? 1 : 0);
+      if (studies > 1) {
+        spec.patient_id = "BENCH-" + kind + "-" + std::to_string(i);
+        spec.accession_number = "B" + std::to_string(i);
+      }
+      Result<std::vector<std::filesystem::path>> part =
+          samples::WriteSeries(spec, studies > 1 ? std::filesystem::path(out) / std::to_string(i) : std::filesystem::path(out));
+      if (!part.ok()) {
+        files = part.status();
+        break;
+      }
+      all.insert(all.end(), part->begin(), part->end());
+      files = all;
+    }
   }
   if (!files.ok()) {
     std::cerr << "teleread-samples: " << files.status().ToString() << "\n";
