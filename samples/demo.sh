@@ -1,46 +1,71 @@
 #!/usr/bin/env bash
-# The README's main command: installs, builds, then runs the sample consortium end to end.
-# teleread-server starts on the sample config with its SQLite index in a fresh data directory;
-# the three member hospitals push their studies with DCMTK storescu; once each study's quiet
-# period has passed it is a reading task; the script prints what arrived and stops the server.
-#   TELEREAD_DEMO_DIR   where data, samples and logs go (default: var/demo)
-#   TELEREAD_DEMO_PORT  DICOM port (default: 11112)
+# The README's main command: installs, builds, then runs the sample consortium's whole reading
+# loop on loopback. teleread-server starts with its SQLite index in a fresh data directory, two
+# member hospitals' PACS (DCMTK storescp) wait for reports, the three members push their
+# studies, and radiologist wang.li works through the `teleread` CLI: worklist, claim, view
+# (PNGs), report, sign, submit. The member's PACS receives the signed report, finds it by
+# C-FIND, and checks its signature offline. Everything started is stopped at the end.
+#   TELEREAD_DEMO_DIR         where data, samples, PNGs and logs go (default: var/demo)
+#   TELEREAD_DEMO_PORT        DICOM port (default 11112); HTTPS: TELEREAD_DEMO_HTTPS_PORT (8443)
+#   TELEREAD_DEMO_MEMBER_PORT first member PACS port (default 11201; the second is +1)
+#   TELEREAD_DEMO_CT_SLICES   slices in the sample CT (default 40)
+#   TELEREAD_DEMO_NO_BUILD=1  skip install and build (the tests run the demo on their build)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/install-deps.sh"
-"$root/scripts/build.sh" >/dev/null
+if [ "${TELEREAD_DEMO_NO_BUILD:-}" != 1 ]; then
+  "$root/scripts/install-deps.sh"
+  "$root/scripts/build.sh" >/dev/null
+fi
 build=${TELEREAD_BUILD_DIR:-$root/build}
 work=${TELEREAD_DEMO_DIR:-$root/var/demo}
 port=${TELEREAD_DEMO_PORT:-11112}
 https_port=${TELEREAD_DEMO_HTTPS_PORT:-8443}
+zz_port=${TELEREAD_DEMO_MEMBER_PORT:-11201}
+ls_port=$((zz_port + 1))
+export TCP_NODELAY=1  # DCMTK's tools with Nagle off, as a tuned PACS runs
+server_bin=$build/server/teleread-server
+started=$(date +%s)
 
 rm -rf "$work"
-mkdir -p "$work"
-# The sample config, with a 5 s quiet period so that the demo does not wait half a minute, and
-# the certificates the demo makes below.
-sed -e 's/^quiet_period_seconds = .*/quiet_period_seconds = 5/' \
+mkdir -p "$work/png" "$work/member-ZZ_PACS" "$work/member-LS_PACS"
+# The sample config, with a 3 s quiet period so that the demo does not wait half a minute, the
+# certificates made below, and the members' PACS ports.
+sed -e 's/^quiet_period_seconds = .*/quiet_period_seconds = 3/' \
   -e "s|^certificate = .*|certificate = \"$work/pki/teleread-server.pem\"|" \
   -e "s|^key = .*|key = \"$work/pki/teleread-server.key\"|" \
-  -e "s|^ca = .*|ca = \"$work/pki/ca.pem\"|" "$root/config/teleread.toml" >"$work/teleread.toml"
+  -e "s|^ca = .*|ca = \"$work/pki/ca.pem\"|" \
+  -e "s|^port = 11201$|port = $zz_port|" -e "s|^port = 11202$|port = $ls_port|" \
+  "$root/config/teleread.toml" >"$work/teleread.toml"
 
 step() { printf '\n== %s\n' "$*"; }
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
 
 step "Generating the sample consortium's studies"
-"$build/samples/teleread-samples" consortium "$work/samples" --ct-slices 40
+"$build/samples/teleread-samples" consortium "$work/samples" --ct-slices "${TELEREAD_DEMO_CT_SLICES:-40}"
 
 step "The centre CA and certificates (teleread-server pki; keys are mode 0600)"
-server_bin=$build/server/teleread-server
 "$server_bin" pki init "$work/pki"
 "$server_bin" pki issue "$work/pki" --kind server --name teleread-server >/dev/null
 "$server_bin" pki issue "$work/pki" --kind radiologist --name wang.li >/dev/null
 "$server_bin" pki issue "$work/pki" --kind admin --name ops >/dev/null
-ls -l "$work/pki" | sed 's/^/  /'
+ls "$work/pki" | sed 's/^/  /' | paste -sd' '
+
+step "Two member hospitals' PACS wait for reports (storescp ZZ_PACS :$zz_port, LS_PACS :$ls_port)"
+storescp -aet ZZ_PACS -od "$work/member-ZZ_PACS" "$zz_port" >"$work/member-ZZ_PACS.log" 2>&1 &
+pids+=($!)
+storescp -aet LS_PACS -od "$work/member-LS_PACS" "$ls_port" >"$work/member-LS_PACS.log" 2>&1 &
+pids+=($!)
 
 step "Starting teleread-server: DICOM on 127.0.0.1:$port, HTTPS on 127.0.0.1:$https_port (data in $work/data)"
 "$server_bin" --config "$work/teleread.toml" --storage "$work/data" --dicom-port "$port" --http-port "$https_port" \
   >"$work/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+pids+=($server)
 for _ in $(seq 50); do
   echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 "$port" 2>/dev/null && break
   kill -0 $server 2>/dev/null || { cat "$work/server.log"; exit 1; }
@@ -51,7 +76,7 @@ echo "C-ECHO from ZZ_PACS: OK"
 step "Member hospitals push their studies (DCMTK storescu)"
 start=$(date +%s%N)
 for ae in ZZ_PACS LS_PACS YX_PACS; do
-  TCP_NODELAY=1 storescu -aet "$ae" -aec LX_READ +sd +r 127.0.0.1 "$port" "$work/samples/$ae" &
+  storescu -aet "$ae" -aec LX_READ +sd +r 127.0.0.1 "$port" "$work/samples/$ae" &
 done
 wait -n; wait -n; wait -n
 echo "$(find "$work/samples" -name '*.dcm' | wc -l) objects pushed by 3 members in $((($(date +%s%N) - start) / 1000000)) ms"
@@ -60,35 +85,78 @@ step "An unknown AE title is refused"
 echoscu -aet STRANGER -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || true
 
 step "Waiting for the quiet period: complete studies become reading tasks"
-status() { "$build/server/teleread-server" --config "$work/teleread.toml" --storage "$work/data" status; }
+status() { "$server_bin" --config "$work/teleread.toml" --storage "$work/data" status; }
 for _ in $(seq 60); do
   status | grep -q ' receiving$' || break
   sleep 0.5
 done
 status
 
-api() {  # METHOD PATH: the reading API as radiologist wang.li (mutual TLS)
-  curl -sS --fail-with-body --cacert "$work/pki/ca.pem" --cert "$work/pki/wang.li.pem" --key "$work/pki/wang.li.key" \
-    -X "$1" "https://127.0.0.1:$https_port$2"
+# The radiologist's workstation profile: the server, wang.li's certificate and key, the centre CA.
+cat >"$work/wang.li.toml" <<TOML
+server = "https://127.0.0.1:$https_port"
+certificate = "$work/pki/wang.li.pem"
+key = "$work/pki/wang.li.key"
+ca = "$work/pki/ca.pem"
+TOML
+teleread() {
+  echo "\$ teleread $*" >&2
+  XDG_CACHE_HOME="$work/cache" "$build/viewer/teleread" --profile "$work/wang.li.toml" "$@"
 }
-step "The radiologist's worklist over HTTPS (priority, then due time)"
-api GET /api/v1/worklist | python3 -c '
+
+step "wang.li at the reading workstation"
+teleread whoami
+teleread worklist
+study=$(teleread --json worklist --limit 1 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["study_instance_uid"])')
+
+step "Claim the most urgent study and look at it (a second radiologist's claim would get 409)"
+teleread claim "$study"
+teleread show "$study"
+teleread fetch "$study"
+teleread view "$study" --preset lung --out "$work/png/ct-lung.png"
+teleread view "$study" --sheet "$work/png/ct-sheet.png"
+
+step "Write the report, sign it with wang.li's own key, submit it"
+cat >"$work/report.txt" <<'TEXT'
+Findings:
+右肺上叶尖段见一直径约8mm磨玻璃结节，边界清，未见分叶及毛刺。纵隔未见肿大淋巴结。
+Impression:
+右肺上叶磨玻璃结节，考虑良性可能大。
+Recommendation:
+建议3个月后低剂量CT复查。
+Critical finding: no
+TEXT
+teleread report new "$study" --file "$work/report.txt" --submit
+
+step "Zhuozhou's PACS receives the signed report"
+for _ in $(seq 50); do
+  [ -n "$(ls -A "$work/member-ZZ_PACS")" ] && break
+  sleep 0.1
+done
+ls -l "$work/member-ZZ_PACS" | tail -n +2 | sed 's/^/  /'
+report=$(ls -d "$work/member-ZZ_PACS"/SR* | head -1)
+
+step "Zhuozhou finds it by C-FIND (Modality SR, SERIES level)"
+findscu -S -aet ZZ_PACS -aec LX_READ -k QueryRetrieveLevel=SERIES -k StudyInstanceUID="$study" -k Modality=SR \
+  -k SeriesInstanceUID -k SeriesDescription -k NumberOfSeriesRelatedInstances 127.0.0.1 "$port" 2>&1 |
+  grep -a -E 'SeriesDescription|NumberOfSeriesRelatedInstances' | sed 's/^/  /'
+
+step "Zhuozhou checks the signature offline with the centre's CA"
+"$build/viewer/teleread" report verify "$report" --ca "$work/pki/ca.pem"
+
+step "Turnaround clocks of the study"
+teleread --json worklist --state reported 2>/dev/null | python3 -c '
 import json, sys
 for r in json.load(sys.stdin)["items"]:
-    print(f"  {r['"'"'priority'"'"']:8} {r['"'"'member'"'"']:9} {r['"'"'modalities'"'"']:4} {r['"'"'instances'"'"']:3} inst  {r['"'"'description'"'"']}  {r['"'"'state'"'"']}")'
-first=$(api GET "/api/v1/worklist?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["study_instance_uid"])')
+    c = r["complete_ms"]
+    s = lambda k: "-" if not r.get(k) else f"{(r[k] - c) / 1000:.1f} s"
+    print(f"  {r['"'"'description'"'"']} ({r['"'"'priority'"'"']}): complete -> claimed {s('"'"'claimed_ms'"'"')}, "
+          f"-> signed {s('"'"'reported_ms'"'"')}, -> delivered {s('"'"'delivered_ms'"'"')}")'
 
-step "wang.li claims the most urgent study; a second claim by anyone else would get 409"
-api POST "/api/v1/studies/$first/claim" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  claimed by", r["claimed_by"], "until", r["lease_expires_ms"])'
-echo "  priors of this patient across members:"
-api GET "/api/v1/studies/$first/priors" | python3 -c '
-import json, sys
-for p in json.load(sys.stdin)["priors"]: print("   ", p["member"], p["study_date"], p["modalities"], p["description"])'
-
-step "Stopping the server"
-kill $server
-wait $server || true
+step "Stopping the server and the member PACS"
+cleanup
 trap - EXIT
-grep -E 'association .* ended|queued for reading|stopping' "$work/server.log" | sed 's/^/  /'
+grep -a -E 'delivered to|accepted from' "$work/server.log" | sed 's/^/  /'
 echo
-echo "Data: $work/data (objects/ and index.sqlite); log: $work/server.log"
+echo "Data: $work/data (objects/ and index.sqlite); PNGs: $work/png; member PACS: $work/member-ZZ_PACS"
+echo "Logs: $work/server.log; the whole loop took $(($(date +%s) - started)) s after the build"

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libdcmtk-dev dcmtk            # DICOM toolkit and its command-line peers (storescu, findscu, ...)
+  libdcmtk-dev dcmtk libpng-dev # DICOM toolkit and its command-line peers (storescu, ...); PNG output of `teleread view`
   libboost-dev                  # Asio/Beast (header-only)
   libsqlite3-dev sqlite3        # the embedded index, and the CLI for inspecting it
   libssl-dev openssl            # TLS and signatures; the openssl CLI for test certificates

@@ -6,8 +6,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <optional>
+#include <vector>
 #include <toml++/toml.h>
 
 namespace teleread::viewer {
@@ -114,6 +118,65 @@ Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string
   http::read(*impl_->stream, buffer, parser, ec);
   if (ec) return Status::IOError("reading the response failed: " + ec.message());
   return ApiResponse{static_cast<int>(parser.get().result_int()), parser.get().body()};
+}
+
+Result<ApiResponse> ApiClient::Download(const std::string& target, const std::filesystem::path& out,
+                                        const std::function<void(uint64_t bytes)>& progress) {
+  if (!impl_->stream) {
+    if (Status s = impl_->Connect(); !s.ok()) return s;
+  }
+  // Any failure below leaves the stream in the middle of a message: drop it.
+  auto fail = [this](Status s) -> Result<ApiResponse> {
+    impl_->stream.reset();
+    return s;
+  };
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, impl_->profile.host);
+  req.set(http::field::user_agent, "teleread");
+  auto& socket = beast::get_lowest_layer(*impl_->stream);
+  boost::system::error_code ec;
+  socket.expires_after(std::chrono::seconds(60));
+  http::write(*impl_->stream, req, ec);
+  if (ec) return fail(Status::IOError("sending the request failed: " + ec.message()));
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  // No limit; not boost::none, which Boost 1.74 compares as smaller than any length.
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+  http::read_header(*impl_->stream, buffer, parser, ec);
+  if (ec) return fail(Status::IOError("reading the response failed: " + ec.message()));
+  const int status = static_cast<int>(parser.get().result_int());
+  const bool success = status / 100 == 2;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(nullptr, &std::fclose);
+  if (success) {
+    file.reset(std::fopen(out.c_str(), "wb"));
+    if (!file) return fail(Status::FromErrno(errno, "cannot create " + out.string()));
+  }
+  std::string answer;
+  std::vector<char> piece(1 << 16);
+  uint64_t received = 0;
+  while (!parser.is_done()) {
+    parser.get().body().data = piece.data();
+    parser.get().body().size = piece.size();
+    // The timeout is per piece: a large object on a slow link is fine as long as it moves.
+    socket.expires_after(std::chrono::seconds(60));
+    http::read(*impl_->stream, buffer, parser, ec);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) return fail(Status::IOError("reading the response failed: " + ec.message()));
+    const size_t n = piece.size() - parser.get().body().size;
+    if (n == 0) continue;
+    received += n;
+    if (!success) {
+      answer.append(piece.data(), n);
+      continue;
+    }
+    if (std::fwrite(piece.data(), 1, n, file.get()) != n) {
+      return fail(Status::FromErrno(errno, "cannot write " + out.string()));
+    }
+    if (progress) progress(received);
+  }
+  if (file && std::fclose(file.release()) != 0) return fail(Status::FromErrno(errno, "cannot write " + out.string()));
+  if (!parser.keep_alive()) impl_->stream.reset();
+  return ApiResponse{status, std::move(answer)};
 }
 
 }  // namespace teleread::viewer

@@ -1,0 +1,37 @@
+// The README's main command, run non-interactively on this build with a smaller corpus: the
+// whole reading loop from push to signed report verified at the member hospital.
+#include <catch2/catch.hpp>
+
+#include "tests/support/process.h"
+
+using namespace teleread::test;
+namespace fs = std::filesystem;
+
+TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
+  ScratchDir dir;
+  const fs::path build = fs::path(TELEREAD_SERVER_BIN).parent_path().parent_path();
+  const fs::path work = dir.path() / "demo";
+  CommandResult r = RunCommand({"/usr/bin/env", "TELEREAD_DEMO_NO_BUILD=1", "TELEREAD_BUILD_DIR=" + build.string(),
+                                "TELEREAD_DEMO_DIR=" + work.string(), "TELEREAD_DEMO_PORT=" + std::to_string(FreePort()),
+                                "TELEREAD_DEMO_HTTPS_PORT=" + std::to_string(FreePort()),
+                                "TELEREAD_DEMO_MEMBER_PORT=" + std::to_string(FreePort()), "TELEREAD_DEMO_CT_SLICES=4",
+                                "/bin/bash", std::string(TELEREAD_SOURCE_DIR) + "/samples/demo.sh"},
+                               std::chrono::seconds(240));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("C-ECHO from ZZ_PACS: OK"));
+  CHECK_THAT(r.output, Catch::Contains("claimed: held by wang.li"));
+  CHECK_THAT(r.output, Catch::Contains("submitted "));
+  CHECK_THAT(r.output, Catch::Contains("signature valid"));
+  CHECK_THAT(r.output, Catch::Contains("COMPLETE, VERIFIED by Wang^Li"));
+  CHECK_THAT(r.output, Catch::Contains("右肺上叶尖段见一直径约8mm磨玻璃结节"));
+  CHECK_THAT(r.output, Catch::Contains("SeriesDescription") && Catch::Contains("TeleRead report"));
+  CHECK_THAT(r.output, Catch::Contains("-> delivered"));
+  // The member PACS holds exactly the one signed report; the PNGs exist.
+  int received = 0;
+  for (const auto& e : fs::directory_iterator(work / "member-ZZ_PACS")) received += e.path().filename().string().rfind("SR", 0) == 0;
+  CHECK(received == 1);
+  CHECK(fs::file_size(work / "png" / "ct-lung.png") > 1000);
+  CHECK(fs::file_size(work / "png" / "ct-sheet.png") > 1000);
+  CHECK_THAT(r.output, !Catch::Contains("ERROR") && !Catch::Contains("NOT VALID"));
+}
