@@ -56,6 +56,30 @@ std::string Describe(const StudyFacts& s) {
   return "the study is claimed by " + s.claimed_by;
 }
 
+// Whether `caller` may submit this report now: a first report needs the caller's live claim on
+// an unreported study; an amendment needs a report of this study, signed by the caller or
+// handed to them by an admin (a claim on the reported study).
+Status MayReport(Database& db, const StudyFacts& f, const std::string& caller, const std::string& predecessor,
+                 int64_t now) {
+  if (predecessor.empty()) {
+    if (f.task_state == "claimed" && f.claimed_by == caller && f.lease_expires_ms > now && f.reported_ms == 0) {
+      return Status::Ok();
+    }
+    return Status::Conflict(f.task_state == "claimed" && f.claimed_by == caller && f.reported_ms == 0
+                                ? "your claim has expired: claim the study again"
+                                : Describe(f));
+  }
+  Statement q(db.handle(), "SELECT signer FROM reports WHERE sop_instance_uid = ?1 AND study_pk = ?2");
+  q.Bind(1, predecessor).Bind(2, f.study_pk);
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  if (!row.value()) return Status::InvalidArgument("the amended report " + predecessor + " is no report of this study");
+  const bool assigned = f.task_state == "claimed" && f.claimed_by == caller && f.lease_expires_ms > now;
+  if (q.Text(0) == caller || assigned) return Status::Ok();
+  return Status::PermissionDenied("only " + q.Text(0) + ", who signed " + predecessor +
+                                  ", or a radiologist an admin assigns may amend it");
+}
+
 }  // namespace
 
 Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const std::string& dicom,
@@ -130,25 +154,9 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
     if (!row.ok()) return row.status();
     resent = row.value();
   }
-  if (resent) {
-    // Checked by the store below: identical content, or 409.
-  } else if (predecessor.empty()) {
-    if (f.task_state != "claimed" || f.claimed_by != caller || f.lease_expires_ms <= now || f.reported_ms > 0) {
-      return Status::Conflict(f.task_state == "claimed" && f.claimed_by == caller && f.reported_ms == 0
-                                  ? "your claim has expired: claim the study again"
-                                  : Describe(f));
-    }
-  } else {
-    Statement q(db.value()->handle(), "SELECT signer FROM reports WHERE sop_instance_uid = ?1 AND study_pk = ?2");
-    q.Bind(1, predecessor).Bind(2, f.study_pk);
-    Result<bool> row = q.Step();
-    if (!row.ok()) return row.status();
-    if (!row.value()) return Status::InvalidArgument("the amended report " + predecessor + " is no report of this study");
-    const bool assigned = f.task_state == "claimed" && f.claimed_by == caller && f.lease_expires_ms > now;
-    if (q.Text(0) != caller && !assigned) {
-      return Status::PermissionDenied("only " + q.Text(0) + ", who signed " + predecessor +
-                                      ", or a radiologist an admin assigns may amend it");
-    }
+  // A re-sent report is checked by the store below: identical content, or 409.
+  if (!resent) {
+    if (Status st = MayReport(*db.value(), f, caller, predecessor, now); !st.ok()) return st;
   }
 
   // Recorded with the instance, in its transaction; a re-sent identical report finds its row
