@@ -135,7 +135,7 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   c.max_associations = static_cast<int>(r.Integer("max_associations", 1, 1024, c.max_associations));
   c.acse_timeout_seconds = static_cast<int>(r.Integer("acse_timeout_seconds", 1, 600, c.acse_timeout_seconds));
   c.dimse_timeout_seconds = static_cast<int>(r.Integer("dimse_timeout_seconds", 1, 3600, c.dimse_timeout_seconds));
-  c.max_pdu_bytes = static_cast<uint32_t>(r.Integer("max_pdu_bytes", 4096, 16777216, c.max_pdu_bytes));
+  c.max_pdu_bytes = static_cast<uint32_t>(r.Integer("max_pdu_bytes", kMinPduBytes, kMaxPduBytes, c.max_pdu_bytes));
   c.min_free_disk_mb = static_cast<uint64_t>(r.Integer("min_free_disk_mb", 0, int64_t{1} << 40, 512));
   c.centre_ae_titles = r.StringArray("centre_ae_titles", false);
   for (const auto& ae : c.centre_ae_titles) CheckAeTitle(r, "centre_ae_titles", ae);

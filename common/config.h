@@ -38,6 +38,11 @@ struct Radiologist {
   std::vector<std::string> modalities;  // empty: all
 };
 
+// The PDU sizes DCMTK 3.6.7 can receive (ASC_MINIMUMPDUSIZE..ASC_MAXIMUMPDUSIZE); above the
+// maximum its upper layer refuses every association. The listener checks these against DCMTK.
+constexpr uint32_t kMinPduBytes = 4096;
+constexpr uint32_t kMaxPduBytes = 131072;
+
 struct CentreConfig {
   std::string ae_title;
   std::string name;
@@ -48,7 +53,7 @@ struct CentreConfig {
   int max_associations = 32;                  // concurrent DICOM associations
   int acse_timeout_seconds = 10;
   int dimse_timeout_seconds = 60;
-  uint32_t max_pdu_bytes = 131072;
+  uint32_t max_pdu_bytes = kMaxPduBytes;      // kMinPduBytes..kMaxPduBytes
   uint64_t min_free_disk_mb = 512;            // refuse C-STORE (0xA700) below this much free space
   std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
 };

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <iterator>
@@ -33,6 +34,9 @@ namespace {
 // dcmExternalSocketHandle is one process-wide variable read inside ASC_receiveAssociation, so
 // handing a socket to DCMTK is serialised. It is brief: the request is already buffered.
 std::mutex g_handoff_mu;
+
+static_assert(kMinPduBytes == ASC_MINIMUMPDUSIZE && kMaxPduBytes == ASC_MAXIMUMPDUSIZE,
+              "the config's max_pdu_bytes range must be the one DCMTK accepts");
 
 // Senders that leave Nagle on wait for our delayed ACK after every small PDU; acknowledging at
 // once after each read removes that ~40 ms stall per object. The option does not stick.
@@ -53,9 +57,20 @@ class QuickAckConnection : public DcmTCPConnection {
 class QuickAckLayer : public DcmTransportLayer {
  public:
   DcmTransportConnection* createConnection(DcmNativeSocketType fd, OFBool secure) override {
+    adopted_ = fd;  // from here on DCMTK closes fd, also when no connection is returned
     if (secure) return nullptr;
     return new QuickAckConnection(fd);
   }
+  // Whether DCMTK took `fd` over (and so closes it) since the last call. Only under g_handoff_mu:
+  // DCMTK creates connections inside ASC_receiveAssociation.
+  bool TakeAdopted(int fd) {
+    const bool adopted = adopted_ == fd;
+    adopted_ = -1;
+    return adopted;
+  }
+
+ private:
+  DcmNativeSocketType adopted_ = -1;  // guarded by g_handoff_mu
 };
 
 const char* const kTransferSyntaxes[] = {
@@ -75,30 +90,54 @@ const char* const kTransferSyntaxes[] = {
     UID_JPEG2000TransferSyntax,
 };
 
-// Waits until the whole A-ASSOCIATE-RQ PDU has arrived, so that a slow or silent client holds
-// only its own worker and never the shared hand-off. False on timeout, close or a bad header.
-bool WaitForAssociateRequest(int fd, std::chrono::steady_clock::time_point deadline) {
+enum class Arrival { kComplete, kPartial, kFailed };
+
+// Looks, without consuming or blocking, whether the whole A-ASSOCIATE-RQ PDU has arrived.
+// kFailed on close, a socket error or an oversized request.
+Arrival PeekAssociateRequest(int fd) {
   constexpr size_t kMaxRequest = 1 << 20;
   std::vector<unsigned char> buf(6);
   size_t need = 6;
   for (;;) {
     ssize_t n = ::recv(fd, buf.data(), need, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0) return false;
-    if (n > 0 && static_cast<size_t>(n) >= need) {
-      if (need > 6) return true;
-      if (buf[0] != 0x01) return true;  // not an A-ASSOCIATE-RQ: let DCMTK refuse it properly
-      size_t length = (size_t{buf[2]} << 24) | (size_t{buf[3]} << 16) | (size_t{buf[4]} << 8) | buf[5];
-      if (length > kMaxRequest) return false;
-      need = 6 + length;
-      buf.resize(need);
-      continue;
-    }
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+    if (n == 0) return Arrival::kFailed;
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? Arrival::kPartial : Arrival::kFailed;
+    if (static_cast<size_t>(n) < need) return Arrival::kPartial;
+    if (need > 6) return Arrival::kComplete;
+    if (buf[0] != 0x01) return Arrival::kComplete;  // not an A-ASSOCIATE-RQ: let DCMTK refuse it properly
+    size_t length = (size_t{buf[2]} << 24) | (size_t{buf[3]} << 16) | (size_t{buf[4]} << 8) | buf[5];
+    if (length > kMaxRequest) return Arrival::kFailed;
+    need = 6 + length;
+    buf.resize(need);
+  }
+}
+
+// Waits until the whole A-ASSOCIATE-RQ PDU has arrived, so that a slow or silent client holds
+// only its own worker and never the shared hand-off. False on timeout, close or a bad header.
+bool WaitForAssociateRequest(int fd, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    Arrival a = PeekAssociateRequest(fd);
+    if (a != Arrival::kPartial) return a == Arrival::kComplete;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) return false;
   }
+}
+
+// The peer's numeric address, for log lines written before DCMTK knows it.
+std::string PeerAddress(int fd) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    if (a.ss_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&a)->sin_addr, text, sizeof text);
+    } else if (a.ss_family == AF_INET6) {
+      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&a)->sin6_addr, text, sizeof text);
+    }
+  }
+  return text;
 }
 
 std::string HumanBytes(uint64_t b) {
@@ -392,6 +431,33 @@ struct DicomListener::Network {
   ~Network() {
     if (net) ASC_dropNetwork(&net);
   }
+
+  // Hands an accepted socket whose A-ASSOCIATE-RQ has arrived to DCMTK. On failure the socket is
+  // closed, by DCMTK if it had taken it over, else here, and nullptr is returned.
+  T_ASC_Association* Receive(int fd, uint32_t max_pdu_bytes, int timeout_seconds) {
+    const std::string peer = PeerAddress(fd);
+    T_ASC_Association* assoc = nullptr;
+    OFCondition cond;
+    bool adopted = false;
+    {
+      std::lock_guard<std::mutex> lock(g_handoff_mu);
+      dcmExternalSocketHandle.set(fd);
+      cond = ASC_receiveAssociation(net, &assoc, max_pdu_bytes, nullptr, nullptr, OFFalse, DUL_NOBLOCK,
+                                    timeout_seconds);
+      dcmExternalSocketHandle.set(-1);
+      adopted = layer.TakeAdopted(fd);
+    }
+    if (cond.good()) return assoc;
+    spdlog::warn("receiving association from {} failed: {}", peer, cond.text());
+    if (assoc) {
+      // Until DCMTK adopts the socket it has no upper-layer association, but may leave the field unset.
+      if (!adopted) assoc->DULassociation = nullptr;
+      ASC_dropAssociation(assoc);
+      ASC_destroyAssociation(&assoc);
+    }
+    if (!adopted) ::close(fd);
+    return nullptr;
+  }
 };
 
 DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
@@ -479,14 +545,54 @@ void DicomListener::Stop() {
 }
 
 void DicomListener::AcceptLoop() {
+  // Connections that found every worker busy, waiting for their A-ASSOCIATE-RQ so that it can be
+  // rejected with a reason. They wait side by side here, so a silent one delays nobody else.
+  struct Waiting {
+    int fd;
+    std::chrono::steady_clock::time_point deadline;
+    bool partial;  // some of the request has arrived: look again on the next tick, not on POLLIN
+  };
+  constexpr size_t kMaxWaiting = 64;
+  constexpr auto kBusyWait = std::chrono::seconds(2);
+  constexpr int kPartialTickMs = 20;
+  std::vector<Waiting> waiting;
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
+    fds.assign({{listen_fd_, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}});
+    int timeout_ms = -1;
+    const auto now = std::chrono::steady_clock::now();
+    for (const Waiting& w : waiting) {
+      fds.push_back({w.fd, static_cast<short>(w.partial ? POLLRDHUP : POLLIN | POLLRDHUP), 0});
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(w.deadline - now).count();
+      if (w.partial) left = std::min<decltype(left)>(left, kPartialTickMs);
+      left = std::max<decltype(left)>(left, 0);
+      if (timeout_ms < 0 || left < timeout_ms) timeout_ms = static_cast<int>(left);
+    }
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0) {
       if (errno == EINTR) continue;
       spdlog::error("listener poll failed: {}", std::strerror(errno));
-      return;
+      break;
     }
-    if (fds[1].revents) return;
+    if (fds[1].revents) break;
+    const auto after = std::chrono::steady_clock::now();
+    std::vector<Waiting> still;
+    for (size_t i = 0; i < waiting.size(); ++i) {
+      Waiting w = waiting[i];
+      const short revents = fds[2 + i].revents;
+      Arrival a = revents != 0 || w.partial ? PeekAssociateRequest(w.fd) : Arrival::kPartial;
+      if (a == Arrival::kComplete) {
+        RejectBusy(w.fd);
+      } else if (a == Arrival::kFailed || (revents & (POLLRDHUP | POLLHUP | POLLERR)) || after >= w.deadline) {
+        spdlog::warn("association refused: all {} workers busy (no request received)",
+                     config_.centre.max_associations);
+        ::close(w.fd);
+      } else {
+        w.partial = w.partial || (revents & POLLIN);
+        still.push_back(w);
+      }
+    }
+    waiting.swap(still);
+    if (!(fds[0].revents & POLLIN)) continue;
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
     int one = 1;
@@ -497,40 +603,30 @@ void DicomListener::AcceptLoop() {
       busy = idle_workers_ <= static_cast<int>(pending_.size());
       if (!busy) pending_.push_back(fd);
     }
-    if (busy) {
-      RejectBusy(fd);
-    } else {
+    if (!busy) {
       cv_.notify_one();
+      continue;
+    }
+    stats_.rejected++;
+    if (waiting.size() >= kMaxWaiting) {
+      spdlog::warn("association refused: all {} workers busy (too many waiting)", config_.centre.max_associations);
+      ::close(fd);
+    } else {
+      waiting.push_back({fd, after + kBusyWait, false});
     }
   }
+  for (const Waiting& w : waiting) ::close(w.fd);
 }
 
 void DicomListener::RejectBusy(int fd) {
-  stats_.rejected++;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  if (!WaitForAssociateRequest(fd, deadline)) {
-    ::close(fd);
-    return;
-  }
-  T_ASC_Association* assoc = nullptr;
-  OFCondition cond;
-  {
-    std::lock_guard<std::mutex> lock(g_handoff_mu);
-    dcmExternalSocketHandle.set(fd);
-    cond = ASC_receiveAssociation(network_->net, &assoc, config_.centre.max_pdu_bytes, nullptr, nullptr, OFFalse,
-                                  DUL_NOBLOCK, 2);
-    dcmExternalSocketHandle.set(-1);
-  }
+  // The request has arrived whole, so DCMTK reads it without waiting.
+  T_ASC_Association* assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, 1);
   if (assoc) {
-    if (cond.good()) {
-      T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
-                                 ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
-      ASC_rejectAssociation(assoc, &rej);
-    }
+    T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+    ASC_rejectAssociation(assoc, &rej);
     ASC_dropAssociation(assoc);
     ASC_destroyAssociation(&assoc);
-  } else {
-    ::close(fd);
   }
   spdlog::warn("association refused: all {} workers busy", config_.centre.max_associations);
 }
@@ -557,25 +653,8 @@ void DicomListener::RunConnection(int fd) {
     ::close(fd);
     return;
   }
-  T_ASC_Association* assoc = nullptr;
-  OFCondition cond;
-  {
-    std::lock_guard<std::mutex> lock(g_handoff_mu);
-    dcmExternalSocketHandle.set(fd);
-    cond = ASC_receiveAssociation(network_->net, &assoc, config_.centre.max_pdu_bytes, nullptr, nullptr, OFFalse,
-                                  DUL_NOBLOCK, acse_timeout);
-    dcmExternalSocketHandle.set(-1);
-  }
-  if (cond.bad()) {
-    spdlog::debug("receiving association failed: {}", cond.text());
-    if (assoc) {
-      ASC_dropAssociation(assoc);
-      ASC_destroyAssociation(&assoc);
-    } else {
-      ::close(fd);
-    }
-    return;
-  }
+  T_ASC_Association* assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, acse_timeout);
+  if (!assoc) return;
   AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, config_.centre.ae_title,
                      config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds};
   Association(assoc, env).Run();

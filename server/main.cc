@@ -10,12 +10,19 @@
 #include "common/version.h"
 #include "server/pki.h"
 #include "server/server_app.h"
+#include "server/sqlite.h"
 
 using namespace teleread;
 
 namespace {
 
 int PrintStatus(const Config& config) {
+  // Read-only first: a wrong --storage must fail, not leave a new empty index behind.
+  if (Result<std::unique_ptr<Database>> existing = Database::Open(config.centre.storage / "index.sqlite", true);
+      !existing.ok()) {
+    std::cerr << "teleread-server: " << existing.status().message() << "\n";
+    return 1;
+  }
   Result<std::unique_ptr<Index>> index = OpenIndex(config.centre.storage);
   if (!index.ok()) {
     std::cerr << "teleread-server: " << index.status().ToString() << "\n";
@@ -85,8 +92,12 @@ int main(int argc, char** argv) {
     // PKI commands need no config: they run before a server exists.
     if (*pki_init) {
       Status s = InitCertificateAuthority(pki_dir, pki_org);
-      std::cout << (s.ok() ? "created the CA in " + pki_dir : "teleread-server: " + s.ToString()) << "\n";
-      return s.ok() ? 0 : 1;
+      if (!s.ok()) {
+        std::cerr << "teleread-server: " << s.ToString() << "\n";
+        return 1;
+      }
+      std::cout << "created the CA in " << pki_dir << "\n";
+      return 0;
     }
     IssueRequest r;
     r.kind = pki_kind == "server" ? CertKind::kServer

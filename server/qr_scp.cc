@@ -207,7 +207,7 @@ struct RetrieveState {
   const char* operation;
   std::vector<RetrieveItem> items;
   size_t next = 0;
-  uint16_t completed = 0, failed = 0, warning = 0;
+  uint64_t completed = 0, failed = 0, warning = 0;  // exact; SubOperationCount() on the wire
   std::vector<std::string> failed_uids;
   bool refused = false;
   std::string last_error;
@@ -258,9 +258,9 @@ void RecordResult(RetrieveState& st, const RetrieveItem& item, const StoreResult
 template <typename Rsp>
 void FinalStatus(RetrieveState& st, Rsp* rsp, DcmDataset** rsp_ids) {
   rsp->NumberOfRemainingSubOperations = 0;
-  rsp->NumberOfCompletedSubOperations = st.completed;
-  rsp->NumberOfFailedSubOperations = st.failed;
-  rsp->NumberOfWarningSubOperations = st.warning;
+  rsp->NumberOfCompletedSubOperations = SubOperationCount(st.completed);
+  rsp->NumberOfFailedSubOperations = SubOperationCount(st.failed);
+  rsp->NumberOfWarningSubOperations = SubOperationCount(st.warning);
   if (st.failed == 0 && st.warning == 0) {
     rsp->DimseStatus = status::kSuccess;
   } else if (st.completed == 0 && st.warning == 0) {
@@ -280,10 +280,10 @@ void FinalStatus(RetrieveState& st, Rsp* rsp, DcmDataset** rsp_ids) {
 
 template <typename Rsp>
 void Counts(const RetrieveState& st, Rsp* rsp) {
-  rsp->NumberOfRemainingSubOperations = static_cast<uint16_t>(st.items.size() - st.next);
-  rsp->NumberOfCompletedSubOperations = st.completed;
-  rsp->NumberOfFailedSubOperations = st.failed;
-  rsp->NumberOfWarningSubOperations = st.warning;
+  rsp->NumberOfRemainingSubOperations = SubOperationCount(st.items.size() - st.next);
+  rsp->NumberOfCompletedSubOperations = SubOperationCount(st.completed);
+  rsp->NumberOfFailedSubOperations = SubOperationCount(st.failed);
+  rsp->NumberOfWarningSubOperations = SubOperationCount(st.warning);
   rsp->opts = O_MOVE_NUMBEROFREMAININGSUBOPERATIONS | O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS |
               O_MOVE_NUMBEROFFAILEDSUBOPERATIONS | O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
 }
@@ -313,7 +313,7 @@ void MoveCallback(void* data, OFBool cancelled, T_DIMSE_C_MoveRQ* req, DcmDatase
     st.scu = std::make_unique<StoreScu>(st.env.config.centre.ae_title, *target, st.env.dimse_timeout);
     if (Status s = st.scu->Connect({pairs.begin(), pairs.end()}); !s.ok()) {
       spdlog::warn("C-MOVE from {}: {}", Who(st.env), s.ToString());
-      st.failed = static_cast<uint16_t>(st.items.size());
+      st.failed = st.items.size();
       for (const RetrieveItem& item : st.items) st.failed_uids.push_back(item.sop_instance_uid);
       st.last_error = s.message();
       st.next = st.items.size();
@@ -333,8 +333,10 @@ void MoveCallback(void* data, OFBool cancelled, T_DIMSE_C_MoveRQ* req, DcmDatase
     return;
   }
   const RetrieveItem& item = st.items[st.next++];
+  // PS3.7 9.3.1.1: a C-MOVE's C-STORE sub-operations name the AE and message that asked for them.
   StoreResult r = st.scu->Store(st.env.store.Absolute(item.relative_path).string(), item.sop_class_uid,
-                                item.sop_instance_uid, item.transfer_syntax_uid);
+                                item.sop_instance_uid, item.transfer_syntax_uid, st.env.caller.ae_title,
+                                req->MessageID);
   RecordResult(st, item, r);
   if (r.association_lost) {
     // The destination went away: the rest cannot be sent either.
@@ -349,7 +351,7 @@ struct GetState : RetrieveState {
   uint16_t message_id = 0;
 };
 
-void GetCallback(void* data, OFBool cancelled, T_DIMSE_C_GetRQ* req, DcmDataset* ids, int response_count,
+void GetCallback(void* data, OFBool cancelled, T_DIMSE_C_GetRQ*, DcmDataset* ids, int response_count,
                  T_DIMSE_C_GetRSP* rsp, DcmDataset** detail, DcmDataset** rsp_ids) {
   auto& st = *static_cast<GetState*>(data);
   *rsp_ids = nullptr;
@@ -372,9 +374,9 @@ void GetCallback(void* data, OFBool cancelled, T_DIMSE_C_GetRQ* req, DcmDataset*
   if (pres_id == 0) {
     r.error = "the caller offered no SCP-role context for this SOP class in " + item.transfer_syntax_uid;
   } else {
+    // On the caller's own association no Move Originator is sent: that is for C-MOVE only.
     r = SendStoredFile(st.assoc, pres_id, ++st.message_id, st.env.store.Absolute(item.relative_path).string(),
-                       item.sop_class_uid, item.sop_instance_uid, st.env.caller.ae_title, req->MessageID,
-                       st.env.dimse_timeout);
+                       item.sop_class_uid, item.sop_instance_uid, "", 0, st.env.dimse_timeout);
   }
   RecordResult(st, item, r);
   if (r.association_lost) {
@@ -391,6 +393,8 @@ const char* AbstractSyntax(T_ASC_Association* assoc, unsigned char pres_id) {
 }
 
 }  // namespace
+
+uint16_t SubOperationCount(uint64_t count) { return count > 0xFFFF ? uint16_t{0xFFFF} : static_cast<uint16_t>(count); }
 
 OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
   FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};

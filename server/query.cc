@@ -1,5 +1,7 @@
 #include "server/query.h"
 
+#include <algorithm>
+#include <iterator>
 #include <optional>
 
 #include "common/text.h"
@@ -304,19 +306,28 @@ Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
 
 Result<std::vector<RetrieveItem>> QueryEngine::Retrieve(const FindRequest& request) const {
   static constexpr uint32_t kUniqueKey[] = {0x00100020, 0x0020000D, 0x0020000E, 0x00080018};
-  const uint32_t unique = kUniqueKey[static_cast<int>(request.level)];
+  static constexpr const char* kUniqueKeyName[] = {"PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                                                   "SOPInstanceUID"};
+  const int level = static_cast<int>(request.level);
   bool has_unique = false;
   FindRequest narrowed;
   narrowed.level = QrLevel::kImage;  // every selected instance, whatever the level
   narrowed.member_scope = request.member_scope;
   for (const QrKey& k : request.keys) {
-    if (k.tag == unique && !Trim(k.value).empty()) has_unique = true;
-    // Only unique keys select in a retrieve (PS3.4 C.4.2.2.1); other keys are ignored.
-    bool is_unique_key = false;
-    for (uint32_t u : kUniqueKey) is_unique_key |= k.tag == u;
-    if (is_unique_key && !HasWildcard(k.value)) narrowed.keys.push_back(k);
+    // Only unique keys select in a retrieve, as single values or UID lists: no wildcard and no
+    // universal matching (PS3.4 C.4.2.2.1, C.4.3.2.1). Other keys are ignored.
+    const auto* u = std::find(std::begin(kUniqueKey), std::end(kUniqueKey), k.tag);
+    if (u == std::end(kUniqueKey)) continue;
+    const char* name = kUniqueKeyName[u - std::begin(kUniqueKey)];
+    if (HasWildcard(k.value)) return Status::InvalidArgument(std::string(name) + " must not contain wildcards");
+    if (*u == kUniqueKey[level] && !SplitNonEmpty(Trim(k.value), '\\').empty()) has_unique = true;
+    narrowed.keys.push_back(k);
   }
-  if (!has_unique) return Status::InvalidArgument("the identifier lacks the unique key of its level");
+  if (!has_unique) {
+    static constexpr const char* kLevelName[] = {"PATIENT", "STUDY", "SERIES", "IMAGE"};
+    return Status::InvalidArgument(std::string("no ") + kUniqueKeyName[level] + ", the unique key of the " +
+                                   kLevelName[level] + " level");
+  }
   Result<BuiltQuery> q = Build(narrowed, "i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.path", false);
   if (!q.ok()) return q.status();
   Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);

@@ -64,7 +64,8 @@ class QueryEngine {
   Result<std::unique_ptr<FindCursor>> Find(const FindRequest& request) const;
 
   // The instances a C-MOVE/C-GET identifier selects within the scope. The identifier must carry
-  // the unique key of its level (and may narrow with the keys above); InvalidArgument otherwise.
+  // the unique key of its level, non-empty (and may narrow with the keys above), and no unique key
+  // may hold a wildcard; InvalidArgument, naming the key, otherwise.
   Result<std::vector<RetrieveItem>> Retrieve(const FindRequest& request) const;
 
   // SQLite's plan for the request, one line per step (for tests and the benchmark).

@@ -120,6 +120,9 @@ std::optional<Identity> ReadingApi::Identify(const PeerCertificate& peer) const 
     }
     return std::nullopt;
   }
+  // Like members and admins, a radiologist is known by the OU the centre CA gave its certificate,
+  // so that no other kind of certificate passes for one by its common name.
+  if (peer.organizational_unit != "radiologist") return std::nullopt;
   for (const Radiologist& r : config_.radiologists) {
     if (r.id != peer.common_name) continue;
     if (!r.certificate_subject.empty() && r.certificate_subject != peer.subject) return std::nullopt;

@@ -65,6 +65,8 @@ void Statement::Reset() {
 }
 
 Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& path, bool read_only) {
+  std::error_code ec;
+  if (read_only && !std::filesystem::exists(path, ec) && !ec) return Status::NotFound("no index at " + path.string());
   sqlite3* db = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);

@@ -38,6 +38,7 @@ class Statement {
 class Database {
  public:
   // Opens (creating if needed) with the project's pragmas: WAL, synchronous FULL, foreign keys.
+  // A read-only open never creates the file: NotFound ("no index at PATH") when it does not exist.
   static Result<std::unique_ptr<Database>> Open(const std::filesystem::path& path, bool read_only);
   ~Database();
   Database(const Database&) = delete;

@@ -137,7 +137,8 @@ Status StoreScu::Connect(const std::vector<std::pair<std::string, std::string>>&
 }
 
 StoreResult StoreScu::Store(const std::string& file, const std::string& sop_class, const std::string& sop_instance,
-                            const std::string& ts) {
+                            const std::string& ts, const std::string& move_originator_ae,
+                            uint16_t move_originator_message_id) {
   StoreResult r;
   if (!impl_->assoc) {
     r.error = "not connected";
@@ -149,8 +150,8 @@ StoreResult StoreScu::Store(const std::string& file, const std::string& sop_clas
     r.error = impl_->target.ae_title + " accepted no context for this SOP class in " + ts;
     return r;
   }
-  return SendStoredFile(impl_->assoc, pres_id, impl_->next_message_id++, file, sop_class, sop_instance, "", 0,
-                        impl_->timeout);
+  return SendStoredFile(impl_->assoc, pres_id, impl_->next_message_id++, file, sop_class, sop_instance,
+                        move_originator_ae, move_originator_message_id, impl_->timeout);
 }
 
 void StoreScu::Release() {

@@ -34,8 +34,11 @@ class StoreScu {
 
   // Proposes a presentation context for each (SOP class, transfer syntax) pair.
   Status Connect(const std::vector<std::pair<std::string, std::string>>& sop_class_and_syntax);
+  // For a C-MOVE sub-operation, `move_originator_ae` and `move_originator_message_id` name the
+  // C-MOVE request (PS3.7 9.3.1.1); leave them empty for anything else, such as report delivery.
   StoreResult Store(const std::string& file, const std::string& sop_class_uid, const std::string& sop_instance_uid,
-                    const std::string& transfer_syntax_uid);
+                    const std::string& transfer_syntax_uid, const std::string& move_originator_ae = "",
+                    uint16_t move_originator_message_id = 0);
   void Release();
 
  private:
@@ -48,7 +51,8 @@ class StoreScu {
 uint8_t ContextForSending(T_ASC_Association* assoc, const std::string& sop_class_uid,
                           const std::string& transfer_syntax_uid, bool peer_must_be_scp_by_role);
 
-// C-STORE of one stored file on an open association.
+// C-STORE of one stored file on an open association. An empty `move_originator_ae` sends no Move
+// Originator Application Entity Title or Message ID.
 StoreResult SendStoredFile(T_ASC_Association* assoc, uint8_t pres_id, uint16_t message_id,
                            const std::string& file, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const std::string& move_originator_ae,

@@ -185,3 +185,45 @@ TEST_CASE_METHOD(ApiFixture, "certificates outside the consortium get nowhere an
                  Catch::Contains("teleread_turnaround_report_seconds_count 0"));
   CHECK(Body(Call(server_, "wang.li", "GET", "/healthz"))["status"] == "ok");
 }
+
+TEST_CASE("a radiologist's common name on a certificate without OU=radiologist is refused", "[https][tls]") {
+  ScratchDir dir;
+  ServerOptions options;
+  // No certificate_subject for zhao.min: only the common name and the OU identify her.
+  options.edits.push_back({R"(^certificate_subject = "CN=zhao\.min,.*$)", R"(certificate_subject = "")"});
+  TestServer server(dir.path() / "server", options);
+  server.Start();
+  CHECK(server.Call("zhao.min", "GET", "/api/v1/worklist").status == 200);  // her own OU=radiologist certificate
+
+  // The same centre CA in a second directory, so that other certificates named zhao.min can be made.
+  const std::filesystem::path ca = dir.path() / "ca2";
+  std::filesystem::create_directories(ca);
+  for (const char* f : {"ca.pem", "ca.key"}) std::filesystem::copy_file(server.pki() / f, ca / f);
+  auto status_with = [&](const std::string& name) {
+    CommandResult r = RunCommand({"/usr/bin/curl", "-sS", "--max-time", "30", "--cacert",
+                                  (server.pki() / "ca.pem").string(), "--cert", (ca / (name + ".pem")).string(),
+                                  "--key", (ca / (name + ".key")).string(), "-w", "\n%{http_code}",
+                                  "https://127.0.0.1:" + std::to_string(server.https_port()) + "/api/v1/worklist"});
+    return r.output.size() >= 3 ? r.output.substr(r.output.size() - 3) : r.output;
+  };
+
+  // A member hospital's certificate named like the radiologist.
+  REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "issue", ca.string(), "--kind", "member", "--name", "zhao.min"})
+              .exit_code == 0);
+  CHECK(status_with("zhao.min") == "403");
+
+  // A client certificate from the centre CA with another OU (made outside `pki issue`).
+  const std::filesystem::path ext = ca / "client.ext";
+  WriteFile(ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n");
+  REQUIRE(RunCommand({"/usr/bin/openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", (ca / "other.key").string(), "-subj",
+                      "/O=Lixian Regional Imaging Reading Centre/OU=server/CN=zhao.min", "-out",
+                      (ca / "other.csr").string()})
+              .exit_code == 0);
+  REQUIRE(RunCommand({"/usr/bin/openssl", "x509", "-req", "-in", (ca / "other.csr").string(), "-CA",
+                      (ca / "ca.pem").string(), "-CAkey", (ca / "ca.key").string(), "-set_serial", "4242", "-days",
+                      "2", "-extfile", ext.string(), "-out", (ca / "other.pem").string()})
+              .exit_code == 0);
+  CHECK(status_with("other") == "403");
+  CHECK_THAT(server.Log(), Catch::Contains("is no radiologist or admin here"));
+}

@@ -1,6 +1,11 @@
 // The real teleread-server on loopback, driven by DCMTK's echoscu/storescu and a raw C-STORE SCU.
 #include <catch2/catch.hpp>
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <regex>
@@ -291,6 +296,72 @@ TEST_CASE("at least 16 associations run at once and beyond the limit they are re
   CHECK(WaitUntil([&] { return OpenFiles(server.pid()).size() == fds_before.size(); }, std::chrono::seconds(5)));
   CHECK(OpenFiles(server.pid()) == fds_before);
   CHECK(StatusNumber(server, "instances") == 10);
+}
+
+TEST_CASE("a silent connection does not delay the busy rejection of other associations", "[listener][concurrency]") {
+  ScratchDir dir;
+  ServerOptions options;
+  options.max_associations = 1;
+  TestServer server(dir.path(), options);
+  server.Start();
+  TestScu held(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+  REQUIRE(held.Connect().empty());  // the only worker is taken
+
+  // A TCP client that never sends its A-ASSOCIATE-RQ.
+  int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(silent >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server.port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the server has accepted it by now
+
+  auto start = std::chrono::steady_clock::now();
+  CommandResult refused = Echo(server, "ZZ_PACS");
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.output, Catch::Contains("Local Limit Exceeded"));
+  CHECK(took < std::chrono::milliseconds(1500));
+
+  // The silent connection is closed in the end, without an answer.
+  pollfd p{silent, POLLIN, 0};
+  CHECK(::poll(&p, 1, 5000) == 1);
+  char byte = 0;
+  CHECK(::recv(silent, &byte, 1, 0) == 0);
+  ::close(silent);
+  held.Release();
+  CHECK(WaitUntil([&] { return Echo(server, "ZZ_PACS").exit_code == 0; }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("a peer that does not speak DICOM is logged as a warning and its socket closed", "[listener]") {
+  ScratchDir dir;
+  TestServer server(dir.path());
+  server.Start();
+  REQUIRE(Echo(server, "ZZ_PACS").exit_code == 0);  // warm: every file the server keeps is open
+  const std::multiset<std::string> fds_before = OpenFiles(server.pid());
+  for (int i = 0; i < 5; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    // The start of a TLS ClientHello, as from a peer configured for DICOM TLS.
+    const unsigned char hello[] = {0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00};
+    REQUIRE(::send(fd, hello, sizeof hello, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof hello));
+    pollfd p{fd, POLLIN, 0};
+    CHECK(::poll(&p, 1, 5000) == 1);  // answered or closed, not left hanging
+    char buf[64];
+    while (::recv(fd, buf, sizeof buf, 0) > 0) {
+    }
+    ::close(fd);
+  }
+  const std::string log = server.Log();
+  CHECK(std::regex_search(log, std::regex(R"(warning \[\d+\] receiving association from 127\.0\.0\.1 failed: )")));
+  CHECK(WaitUntil([&] { return OpenFiles(server.pid()) == fds_before; }, std::chrono::seconds(5)));
+  CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
 }
 
 TEST_CASE("every offered transfer syntax is accepted and the object is stored as it was sent", "[listener][ts]") {

@@ -11,6 +11,7 @@
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
+#include "server/qr_scp.h"
 #include "server/query.h"
 #include "tests/support/server_fixture.h"
 
@@ -342,6 +343,75 @@ TEST_CASE_METHOD(QrFixture, "C-GET over the caller's own association, scoped", "
   CHECK_THAT(server().Log(), Catch::Contains("C-GET from LS_PACS (laishui): nothing the caller may retrieve"));
   CHECK(get("LX_WS1", {kStudy, "StudyInstanceUID=" + study(0).uid}, dir() / "get3").exit_code == 0);
   CHECK(count(dir() / "get3") == 3);
+}
+
+TEST_CASE_METHOD(QrFixture, "C-MOVE and C-GET refuse wildcard or empty unique keys and send nothing",
+                 "[qr][move][get]") {
+  std::filesystem::path received = dir() / "received";
+  std::filesystem::create_directories(received);
+  auto move = [&](const std::string& model, const std::vector<std::string>& keys) {
+    return RunScu({MOVESCU_BIN, model, "-v", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-aem", "ZZ_PACS", "+P",
+                   std::to_string(zz_delivery_port()), "-od", received.string()},
+                  keys);
+  };
+  auto get = [&](const std::vector<std::string>& keys) {
+    return RunScu({GETSCU_BIN, "-S", "-v", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-od", received.string()}, keys);
+  };
+  auto refused = [](const CommandResult& r) {
+    CHECK_THAT(r.output, Catch::Contains("0xa900") || Catch::Contains("DoesNotMatchSOPClass") ||
+                             Catch::Contains("Identifier Does Not Match SOP Class"));
+  };
+  refused(move("-S", {kStudy, "StudyInstanceUID=*"}));
+  refused(move("-S", {kStudy, "StudyInstanceUID=" + study(0).uid.substr(0, 8) + "*"}));
+  refused(move("-S", {"QueryRetrieveLevel=SERIES", "StudyInstanceUID=*", "SeriesInstanceUID=" + study(0).series_uid}));
+  refused(move("-P", {"QueryRetrieveLevel=PATIENT", "PatientID=ZZ?"}));
+  refused(move("-S", {kStudy, "StudyInstanceUID="}));
+  refused(get({kStudy, "StudyInstanceUID=*"}));
+  refused(get({kStudy, "StudyInstanceUID"}));
+  CHECK(CountFiles(received) == 0);
+  const std::string log = server().Log();
+  const std::string move_refused = "C-MOVE from ZZ_PACS (zhuozhou) refused: ";
+  CHECK_THAT(log, Catch::Contains(move_refused + "StudyInstanceUID must not contain wildcards"));
+  CHECK_THAT(log, Catch::Contains(move_refused + "PatientID must not contain wildcards"));
+  CHECK_THAT(log, Catch::Contains(move_refused + "no StudyInstanceUID, the unique key of the STUDY level"));
+  CHECK_THAT(log, Catch::Contains("C-GET from ZZ_PACS (zhuozhou) refused: StudyInstanceUID must not contain wildcards"));
+  // A UID list is still a valid selection.
+  CHECK(move("-S", {kStudy, "StudyInstanceUID=" + study(0).uid + "\\" + study(1).uid}).exit_code == 0);
+  CHECK(CountFiles(received) == 5);
+}
+
+TEST_CASE_METHOD(QrFixture, "C-MOVE sub-operations carry the move originator and C-GET ones do not",
+                 "[qr][move][get]") {
+  std::filesystem::path moved_dir = dir() / "moved";
+  std::filesystem::create_directories(moved_dir);
+  // movescu is the destination itself; at -d it prints each incoming C-STORE-RQ in full.
+  CommandResult moved = RunScu({MOVESCU_BIN, "-S", "-d", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-aem", "ZZ_PACS", "+P",
+                                std::to_string(zz_delivery_port()), "-od", moved_dir.string()},
+                               {kStudy, "StudyInstanceUID=" + study(1).uid});
+  REQUIRE(moved.exit_code == 0);
+  CHECK(CountFiles(moved_dir) == 2);
+  std::smatch move_id, originator_id;
+  REQUIRE(std::regex_search(moved.output, move_id, std::regex(R"(C-MOVE RQ[\s\S]*?Message ID\s*: (\d+))")));
+  CHECK(std::regex_search(moved.output, std::regex(R"(Move Originator AE Title\s*: ZZ_PACS)")));
+  REQUIRE(std::regex_search(moved.output, originator_id, std::regex(R"(Move Originator ID\s*: (\d+))")));
+  CHECK(originator_id[1] == move_id[1]);
+
+  std::filesystem::path got_dir = dir() / "got";
+  std::filesystem::create_directories(got_dir);
+  CommandResult got = RunScu({GETSCU_BIN, "-S", "-d", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-od", got_dir.string()},
+                             {kStudy, "StudyInstanceUID=" + study(1).uid});
+  REQUIRE(got.exit_code == 0);
+  CHECK(CountFiles(got_dir) == 2);
+  CHECK_THAT(got.output, Catch::Contains("C-STORE RQ"));
+  CHECK_THAT(got.output, !Catch::Contains("Move Originator"));
+}
+
+TEST_CASE("sub-operation counts above 65535 saturate instead of wrapping", "[qr][unit]") {
+  CHECK(SubOperationCount(0) == 0);
+  CHECK(SubOperationCount(65535) == 65535);
+  CHECK(SubOperationCount(65536) == 65535);  // a 16-bit counter would have wrapped to 0
+  CHECK(SubOperationCount(70000) == 65535);
+  CHECK(SubOperationCount(uint64_t{1} << 40) == 65535);
 }
 
 TEST_CASE_METHOD(QrFixture, "selective C-FIND queries use indexes", "[qr][plan]") {

@@ -104,3 +104,39 @@ TEST_CASE("teleread-server refuses a bad config and --check-config accepts the s
   CHECK_THAT(refused.output, Catch::Contains("bad.toml:") && Catch::Contains("centre.max_associations"));
   CHECK_FALSE(std::filesystem::exists(dir.path() / "var"));
 }
+
+TEST_CASE("max_pdu_bytes above what DCMTK 3.6.7 can receive is a config error", "[config]") {
+  // Above 131072 (ASC_MAXIMUMPDUSIZE) DCMTK refuses every incoming association, so the check must.
+  for (const char* bad : {"131074", "16777216", "4095"}) {
+    INFO(bad);
+    std::string text = Edit("^max_pdu_bytes = .*$", std::string("max_pdu_bytes = ") + bad);
+    CHECK(ErrorOf(text) == "t.toml:" + std::to_string(LineOf(text, "max_pdu_bytes =")) +
+                               ": centre.max_pdu_bytes: must be between 4096 and 131072, got " + bad);
+  }
+  for (const char* good : {"4096", "65535", "131072"}) {
+    INFO(good);
+    CHECK(ErrorOf(Edit("^max_pdu_bytes = .*$", std::string("max_pdu_bytes = ") + good)).empty());
+  }
+}
+
+TEST_CASE("status with a wrong --storage fails and creates no index", "[config][cli]") {
+  test::ScratchDir dir;
+  auto r = test::RunCommand({TELEREAD_SERVER_BIN, "--config", kSample.string(), "--storage", dir.path().string(),
+                             "status"});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.output, Catch::Contains("no index at " + (dir.path() / "index.sqlite").string()));
+  CHECK(std::filesystem::is_empty(dir.path()));
+}
+
+TEST_CASE("pki init reports its failure on stderr with a non-zero exit", "[cli][pki]") {
+  test::ScratchDir dir;
+  const std::string ca = (dir.path() / "ca").string();
+  REQUIRE(test::RunCommand({TELEREAD_SERVER_BIN, "pki", "init", ca}).exit_code == 0);
+  // A second init would overwrite the CA: refused, and nothing of it on stdout.
+  auto again = test::RunCommand({"/bin/sh", "-c", "\"$0\" pki init \"$1\" 2>/dev/null", TELEREAD_SERVER_BIN, ca});
+  CHECK(again.exit_code == 1);
+  CHECK(again.output.empty());
+  auto both = test::RunCommand({TELEREAD_SERVER_BIN, "pki", "init", ca});
+  CHECK(both.exit_code == 1);
+  CHECK_THAT(both.output, Catch::StartsWith("teleread-server: "));
+}
