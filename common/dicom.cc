@@ -108,7 +108,108 @@ Result<std::string> EncodeFromUtf8(std::string_view charset, std::string_view ut
   return std::string(out.c_str(), out.length());
 }
 
+Status CheckNestingDepth(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Status::IOError("cannot open " + file.string());
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(file, ec);
+  if (ec) return Status::IOError("cannot size " + file.string());
+  uint64_t pos = 0;
+  bool explicit_vr = true, big_endian = false;
+  auto read = [&](void* buf, size_t n) {
+    in.seekg(static_cast<std::streamoff>(pos));
+    in.read(static_cast<char*>(buf), static_cast<std::streamsize>(n));
+    pos += n;
+    return static_cast<bool>(in);
+  };
+  unsigned char b[8];
+  auto u16 = [&](const unsigned char* p, bool be) { return be ? uint32_t(p[0] << 8 | p[1]) : uint32_t(p[1] << 8 | p[0]); };
+  auto u32 = [&](const unsigned char* p, bool be) {
+    return be ? uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]
+              : uint32_t(p[3]) << 24 | uint32_t(p[2]) << 16 | uint32_t(p[1]) << 8 | p[0];
+  };
+  char magic[4] = {};
+  pos = 128;
+  if (size >= 132 && read(magic, 4) && std::string(magic, 4) == "DICM") {
+    // The meta group: explicit VR little endian; note the transfer syntax, then skip it.
+    std::string syntax;
+    while (pos + 8 <= size && read(b, 8) && u16(b, false) == 0x0002) {
+      const std::string vr(reinterpret_cast<char*>(b + 4), 2);
+      uint64_t len = u16(b + 6, false);
+      if (vr == "OB" || vr == "UN" || vr == "UT" || vr == "SQ") {
+        if (!read(b, 4)) break;
+        len = u32(b, false);
+      }
+      if (u16(b + 2, false) == 0x0010 && len < 256) {
+        syntax.resize(len);
+        read(syntax.data(), len);
+        while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
+      } else {
+        pos += len;
+      }
+    }
+    pos -= 8;  // the first element after the meta group
+    if (syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax) return Status::Ok();
+    explicit_vr = syntax != UID_LittleEndianImplicitTransferSyntax;
+    big_endian = syntax == UID_BigEndianExplicitTransferSyntax;
+  } else {
+    pos = 0;  // a bare data set: explicit when bytes 4..5 look like a VR
+    explicit_vr = read(b, 6) && std::isupper(b[4]) && std::isupper(b[5]);
+    pos = 0;
+  }
+  constexpr uint64_t kUndefined = UINT64_MAX;
+  std::vector<uint64_t> open;  // end offsets of the sequences and items we are in
+  auto enter = [&](uint32_t len) {
+    open.push_back(len == 0xFFFFFFFFu ? kUndefined : pos + len);
+    return open.size() <= 2 * static_cast<size_t>(kMaxSequenceDepth);  // a sequence and its item per level
+  };
+  in.clear();
+  while (pos + 8 <= size) {
+    while (!open.empty() && open.back() != kUndefined && pos >= open.back()) open.pop_back();
+    if (!read(b, 4)) break;
+    const uint32_t group = u16(b, big_endian), element = u16(b + 2, big_endian);
+    if (group == 0xFFFE) {  // item and delimiters: always a 4-byte length, little or big endian
+      if (!read(b, 4)) break;
+      const uint32_t len = u32(b, big_endian);
+      if (element == 0xE000) {
+        if (!enter(len)) break;
+      } else if (!open.empty() && open.back() == kUndefined) {
+        open.pop_back();
+      }
+      continue;
+    }
+    std::string vr;
+    uint32_t len = 0;
+    if (explicit_vr) {
+      if (!read(b, 4)) break;
+      vr.assign(reinterpret_cast<char*>(b), 2);
+      static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+      if (std::find(std::begin(kLong), std::end(kLong), vr) != std::end(kLong)) {
+        if (!read(b, 4)) break;
+        len = u32(b, big_endian);
+      } else {
+        len = u16(b + 2, big_endian);
+      }
+    } else {
+      if (!read(b, 4)) break;
+      len = u32(b, false);
+      vr = DcmTag(DcmTagKey(static_cast<Uint16>(group), static_cast<Uint16>(element))).getEVR() == EVR_SQ ? "SQ" : "";
+    }
+    // A sequence, or anything of undefined length (UN read as a sequence, encapsulated pixel data).
+    if (vr == "SQ" || len == 0xFFFFFFFFu) {
+      if (!enter(len)) break;
+    } else {
+      pos += len;
+    }
+  }
+  if (open.size() > 2 * static_cast<size_t>(kMaxSequenceDepth)) {
+    return Status::Corruption("sequences nested deeper than " + std::to_string(kMaxSequenceDepth) + " levels");
+  }
+  return Status::Ok();
+}
+
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {
+  if (Status s = CheckNestingDepth(file); !s.ok()) return s;
   DcmFileFormat ff;
   // Values longer than 4 KiB stay on disk: a 1 GB object costs no more memory than a small one.
   OFCondition cond = ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_fileOnly);

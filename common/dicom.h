@@ -45,7 +45,17 @@ struct InstanceSummary {
 // before threads start.
 void InitializeDicom();
 
-// Parses the whole file (large values are not loaded into memory) and extracts the summary.
+// Deeper sequence nesting than this is refused: DCMTK parses recursively, and a hostile object
+// nested some thousands deep overflows a thread's stack. Real objects (SR trees included) stay
+// far below it.
+inline constexpr int kMaxSequenceDepth = 128;
+
+// Scans the file's data set without recursion (values are skipped, not read) and fails with
+// Corruption when sequences nest deeper than kMaxSequenceDepth. Deflated data sets pass unchecked.
+Status CheckNestingDepth(const std::filesystem::path& file);
+
+// Parses the whole file (large values are not loaded into memory) and extracts the summary,
+// after CheckNestingDepth.
 // Corruption when the file is not a parseable DICOM file with a meta header.
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file);
 

@@ -1,5 +1,7 @@
 #include "common/report.h"
 
+#include "common/dicom.h"
+
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
@@ -115,6 +117,7 @@ Status WriteReport(const ReportRequest& req, const std::filesystem::path& out) {
 }
 
 Result<ReportInfo> ReadReport(const std::filesystem::path& path) {
+  if (Status s = CheckNestingDepth(path); !s.ok()) return Status::InvalidArgument(s.message());
   DcmFileFormat file;
   if (OFCondition st = file.loadFile(path.c_str()); st.bad()) {
     return Status::InvalidArgument(path.string() + " is not a readable DICOM file: " + st.text());

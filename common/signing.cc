@@ -1,5 +1,7 @@
 #include "common/signing.h"
 
+#include "common/dicom.h"
+
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
@@ -144,6 +146,7 @@ Status SignReportFile(const std::filesystem::path& in, const std::filesystem::pa
 
 Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, const std::filesystem::path& ca_bundle) {
   InitializeSigning();
+  if (Status s = CheckNestingDepth(path); !s.ok()) return s;
   DcmFileFormat file;
   if (OFCondition c = file.loadFile(path.c_str()); c.bad()) {
     return Status::Corruption(path.string() + " is not a readable DICOM file: " + c.text());

@@ -18,6 +18,7 @@ const char* SopClassFor(const std::string& modality) {
   if (modality == "CR") return UID_ComputedRadiographyImageStorage;
   if (modality == "DX") return UID_DigitalXRayImageStorageForPresentation;
   if (modality == "US") return UID_UltrasoundImageStorage;
+  if (modality == "ECG") return UID_TwelveLeadECGWaveformStorage;
   return UID_SecondaryCaptureImageStorage;
 }
 
@@ -33,6 +34,78 @@ Result<std::string> Encode(const std::string& utf8, const std::string& charset) 
   if (cond.good()) cond = enc.convertString(OFString(utf8.c_str()), out);
   if (cond.bad()) return Status::InvalidArgument("cannot encode text as " + charset + ": " + cond.text());
   return std::string(out.c_str(), out.length());
+}
+
+}  // namespace
+
+namespace {
+
+// Ten seconds of a 12-lead resting ECG at 500 Hz (PS3.3 A.34.3): one multiplex group, leads
+// coded in SCPECG, a synthetic sinus rhythm at 75/min scaled per lead.
+Status AddTwelveLeadWaveform(DcmDataset& ds, const std::string& acquired) {
+  struct Lead {
+    const char* code;
+    const char* name;
+    double gain;
+  };
+  static const Lead leads[] = {{"5.6.3-9-1", "Lead I", 0.6},    {"5.6.3-9-2", "Lead II", 1.0},
+                               {"5.6.3-9-61", "Lead III", 0.4}, {"5.6.3-9-62", "Lead aVR", -0.8},
+                               {"5.6.3-9-63", "Lead aVL", 0.1}, {"5.6.3-9-64", "Lead aVF", 0.7},
+                               {"5.6.3-9-3", "Lead V1", -0.5},  {"5.6.3-9-4", "Lead V2", 0.3},
+                               {"5.6.3-9-5", "Lead V3", 0.8},   {"5.6.3-9-6", "Lead V4", 1.2},
+                               {"5.6.3-9-7", "Lead V5", 1.1},   {"5.6.3-9-8", "Lead V6", 0.9}};
+  constexpr int kChannels = 12, kSamples = 5000, kRate = 500;
+  ds.putAndInsertString(DCM_AcquisitionDateTime, acquired.c_str());
+  ds.putAndInsertString(DCM_ContentDate, acquired.substr(0, 8).c_str());
+  ds.putAndInsertString(DCM_ContentTime, acquired.substr(8).c_str());
+  ds.putAndInsertString(DCM_Manufacturer, "TeleRead samples");
+  DcmItem* group = nullptr;
+  if (ds.findOrCreateSequenceItem(DCM_WaveformSequence, group, -2).bad()) return Status::IOError("waveform sequence");
+  group->putAndInsertString(DCM_MultiplexGroupLabel, "RHYTHM");
+  group->putAndInsertString(DCM_WaveformOriginality, "ORIGINAL");
+  group->putAndInsertUint16(DCM_NumberOfWaveformChannels, kChannels);
+  group->putAndInsertUint32(DCM_NumberOfWaveformSamples, kSamples);
+  group->putAndInsertString(DCM_SamplingFrequency, std::to_string(kRate).c_str());
+  group->putAndInsertUint16(DCM_WaveformBitsAllocated, 16);
+  group->putAndInsertString(DCM_WaveformSampleInterpretation, "SS");
+  for (const Lead& lead : leads) {
+    DcmItem* ch = nullptr;
+    if (group->findOrCreateSequenceItem(DCM_ChannelDefinitionSequence, ch, -2).bad()) return Status::IOError("channel");
+    DcmItem* source = nullptr;
+    ch->findOrCreateSequenceItem(DCM_ChannelSourceSequence, source, -2);
+    source->putAndInsertString(DCM_CodeValue, lead.code);
+    source->putAndInsertString(DCM_CodingSchemeDesignator, "SCPECG");
+    source->putAndInsertString(DCM_CodingSchemeVersion, "1.3");
+    source->putAndInsertString(DCM_CodeMeaning, lead.name);
+    ch->putAndInsertString(DCM_ChannelSensitivity, "5");
+    DcmItem* units = nullptr;
+    ch->findOrCreateSequenceItem(DCM_ChannelSensitivityUnitsSequence, units, -2);
+    units->putAndInsertString(DCM_CodeValue, "uV");
+    units->putAndInsertString(DCM_CodingSchemeDesignator, "UCUM");
+    units->putAndInsertString(DCM_CodeMeaning, "microvolt");
+    ch->putAndInsertString(DCM_ChannelSensitivityCorrectionFactor, "1");
+    ch->putAndInsertString(DCM_ChannelBaseline, "0");
+    ch->putAndInsertString(DCM_ChannelSampleSkew, "0");
+    ch->putAndInsertUint16(DCM_WaveformBitsStored, 16);
+  }
+  // Samples interleaved by channel; each beat a P wave, a QRS spike and a T wave (in 5 uV units).
+  std::vector<Sint16> data(static_cast<size_t>(kChannels) * kSamples);
+  for (int t = 0; t < kSamples; ++t) {
+    const double phase = std::fmod(t / double(kRate), 0.8);  // 75 beats a minute
+    const double beat = 30 * std::exp(-std::pow((phase - 0.10) / 0.02, 2)) +
+                        220 * std::exp(-std::pow((phase - 0.25) / 0.008, 2)) -
+                        40 * std::exp(-std::pow((phase - 0.27) / 0.01, 2)) +
+                        60 * std::exp(-std::pow((phase - 0.50) / 0.04, 2));
+    for (int c = 0; c < kChannels; ++c) {
+      data[static_cast<size_t>(t) * kChannels + c] = static_cast<Sint16>(beat * leads[c].gain);
+    }
+  }
+  if (group->putAndInsertUint16Array(DCM_WaveformData, reinterpret_cast<const Uint16*>(data.data()),
+                                     static_cast<unsigned long>(data.size()))
+          .bad()) {
+    return Status::IOError("waveform data");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -89,6 +162,14 @@ Result<std::vector<std::filesystem::path>> WriteSeries(const SeriesSpec& spec, c
     put(DCM_BodyPartExamined, spec.body_part);
     put(DCM_SeriesNumber, std::to_string(spec.series_number));
     put(DCM_InstanceNumber, std::to_string(n));
+    if (spec.modality == "ECG") {
+      if (Status st = AddTwelveLeadWaveform(ds, spec.study_date + spec.study_time); !st.ok()) return st;
+      std::filesystem::path path = dir / ("ECG" + std::to_string(n) + ".dcm");
+      OFCondition cond = ff.saveFile(path.c_str(), xfer);
+      if (cond.bad()) return Status::IOError("cannot write " + path.string() + ": " + cond.text());
+      written.push_back(path);
+      continue;
+    }
     put(DCM_ImageType, "ORIGINAL\\PRIMARY\\AXIAL");
     put(DCM_PatientOrientation, "L\\P");
     put(DCM_PhotometricInterpretation, "MONOCHROME2");
@@ -209,7 +290,21 @@ Result<std::vector<std::filesystem::path>> WriteConsortium(const std::filesystem
     s.columns = 640;
     add(s);
   }
-  const char* members[] = {"ZZ_PACS", "ZZ_PACS", "LS_PACS", "YX_PACS", "YX_PACS"};
+  {
+    SeriesSpec s;  // Laishui: a resting 12-lead ECG, Chinese name in UTF-8
+    s.patient_name = "陈^静";
+    s.patient_id = "LS300518";
+    s.sex = "F";
+    s.age = "047Y";
+    s.modality = "ECG";
+    s.study_description = "静息12导联心电图";
+    s.institution = "涞水县医院";
+    s.accession_number = "LS26112003";
+    s.priority = "HIGH";
+    s.study_time = "101500";
+    add(s);
+  }
+  const char* members[] = {"ZZ_PACS", "ZZ_PACS", "LS_PACS", "YX_PACS", "YX_PACS", "LS_PACS"};
   std::vector<std::filesystem::path> all;
   for (size_t i = 0; i < specs.size(); ++i) {
     std::filesystem::path study_dir = dir / members[i] / ("study" + std::to_string(i + 1));

@@ -19,9 +19,16 @@ Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Co
     Result<InstanceSummary> summary = ReadInstanceSummary(path);
     const Member* member = summary.ok() ? config.FindMemberByAeTitle(summary->source_ae_title) : nullptr;
     if (!member) {
+      // No member to index it for: a report whose submission a crash cut short (never
+      // acknowledged), a damaged file, or, after restoring an older index, a report accepted
+      // since. Moved aside rather than deleted, so that the operator decides.
+      std::error_code ec;
+      const std::filesystem::path aside = store.Absolute("quarantine") / path.filename();
+      std::filesystem::create_directories(aside.parent_path(), ec);
+      std::filesystem::rename(path, aside, ec);
       ++report.objects_unattributed;
-      spdlog::error("recovery: {} has no index row and no configured sender ({}); left in place", rel,
-                    summary.ok() ? "AE " + summary->source_ae_title : summary.status().message());
+      spdlog::warn("recovery: moved {} to {}: no index row and no configured sender ({})", rel, aside.string(),
+                   summary.ok() ? "AE '" + summary->source_ae_title + "'" : summary.status().message());
       continue;
     }
     std::error_code ec;

@@ -10,7 +10,7 @@ namespace teleread {
 struct RecoveryReport {
   int temp_files_removed = 0;
   int objects_reindexed = 0;
-  int objects_unattributed = 0;  // sender's AE title no longer configured: left on disk, not indexed
+  int objects_unattributed = 0;  // no configured sender: moved to quarantine/
 };
 
 Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Config& config, int64_t now_ms);

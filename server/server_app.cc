@@ -34,7 +34,7 @@ Status ServerApp::Start() {
   Result<RecoveryReport> recovered = RecoverStorage(*store_, *index_, config_, NowMs());
   if (!recovered.ok()) return recovered.status();
   if (recovered->temp_files_removed || recovered->objects_reindexed || recovered->objects_unattributed) {
-    spdlog::warn("recovery: removed {} partial file(s), re-indexed {} object(s), {} unattributed",
+    spdlog::warn("recovery: removed {} partial file(s), re-indexed {} object(s), quarantined {} unattributed",
                  recovered->temp_files_removed, recovered->objects_reindexed, recovered->objects_unattributed);
   }
 

@@ -28,7 +28,7 @@ class CliFixture {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
       CommandResult r = Cli("wang.li", {"--json", "worklist"});
-      if (r.exit_code == 0 && json::parse(r.output)["items"].size() == 5) return;
+      if (r.exit_code == 0 && json::parse(r.output)["items"].size() == 6) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     FAIL("the sample studies did not reach the worklist");

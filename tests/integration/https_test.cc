@@ -29,7 +29,7 @@ class ApiFixture {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
       Reply r = Call(server_, "wang.li", "GET", "/api/v1/worklist");
-      if (r.status == 200 && Body(r)["items"].size() == 5) return;
+      if (r.status == 200 && Body(r)["items"].size() == 6) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     FAIL("the sample studies did not reach the worklist");
@@ -44,12 +44,13 @@ class ApiFixture {
 
 TEST_CASE_METHOD(ApiFixture, "the worklist comes by priority then due time with study summaries", "[https]") {
   json items = Body(Call(server_, "wang.li", "GET", "/api/v1/worklist"))["items"];
-  REQUIRE(items.size() == 5);
+  REQUIRE(items.size() == 6);
   CHECK(items[0]["priority"] == "STAT");
   CHECK(items[0]["description"] == "胸部CT平扫");
   CHECK(items[0]["member"] == "zhuozhou");
   CHECK(items[1]["priority"] == "HIGH");
-  for (size_t i = 2; i < items.size(); ++i) CHECK(items[i]["priority"] == "ROUTINE");
+  CHECK(items[2]["priority"] == "HIGH");
+  for (size_t i = 3; i < items.size(); ++i) CHECK(items[i]["priority"] == "ROUTINE");
   for (const json& row : items) {
     CHECK(row["state"] == "waiting");
     CHECK(row["due_ms"].get<int64_t>() > row["complete_ms"].get<int64_t>());
@@ -59,7 +60,7 @@ TEST_CASE_METHOD(ApiFixture, "the worklist comes by priority then due time with 
   CHECK(items[0]["due_ms"].get<int64_t>() - items[0]["complete_ms"].get<int64_t>() == 3'600'000);
   CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?modality=MR"))["items"].size() == 1);
   CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?member=yixian"))["items"].size() == 2);
-  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?limit=2&offset=4"))["items"].size() == 1);
+  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?limit=2&offset=5"))["items"].size() == 1);
   CHECK(Call(server_, "wang.li", "GET", "/api/v1/worklist?state=bogus").status == 400);
 }
 
@@ -173,7 +174,7 @@ TEST_CASE_METHOD(ApiFixture, "certificates outside the consortium get nowhere an
   CHECK_THAT(server_.Log(), Catch::Contains("is no radiologist or admin here"));
   Reply metrics = Call(server_, "wang.li", "GET", "/metrics");
   CHECK(metrics.status == 200);
-  CHECK_THAT(metrics.body, Catch::Contains("teleread_tasks{state=\"waiting\"} 5") &&
+  CHECK_THAT(metrics.body, Catch::Contains("teleread_tasks{state=\"waiting\"} 6") &&
                                Catch::Contains("teleread_ingest_instances_total") &&
                                Catch::Contains("teleread_http_refused_total 1"));
   // One study claimed: the claim-turnaround histogram has one observation.

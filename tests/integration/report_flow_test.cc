@@ -44,7 +44,7 @@ class ReportFixture {
     PushSampleConsortium(server_, samples(), 2);
     REQUIRE(WaitFor([&] {
       HttpReply r = server_.Call("wang.li", "GET", "/api/v1/worklist");
-      return r.status == 200 && r.Json()["items"].size() == 5;
+      return r.status == 200 && r.Json()["items"].size() == 6;
     }));
     const json worklist = server_.Call("wang.li", "GET", "/api/v1/worklist").Json();
     for (const json& item : worklist["items"]) {

@@ -1,0 +1,664 @@
+// Odd files: a corpus of malformed and unusual objects, built here with DCMTK and raw byte
+// edits, sent as data set bytes exactly as written (a raw C-STORE SCU that does not parse or
+// re-encode them; TestScu sends a DcmDataset, which DCMTK would re-encode) to the real server as
+// ZZ_PACS over one association (a new one after an abort). Each one is stored bit for bit or
+// refused with a DIMSE failure status, or, for a stream that breaks the protocol itself, the
+// association is aborted; and the server lives on untouched.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcostrmb.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmnet/assoc.h"
+#include "dcmtk/dcmnet/dimse.h"
+#include "dcmtk/dcmnet/dul.h"
+
+#include "common/dicom.h"
+#include "samples/synthetic.h"
+#include "server/sqlite.h"
+#include "tests/support/server_fixture.h"
+
+using namespace teleread;
+using namespace teleread::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kAborted = -1;  // the association broke instead of answering
+
+// A C-STORE SCU at the PDV level: the command and the data set bytes go out as given, in
+// fragments of the negotiated size, so that objects DCMTK would never encode can be sent.
+// Each presentation context is proposed with exactly one transfer syntax.
+class RawStoreScu {
+ public:
+  struct Context {
+    std::string sop_class;
+    std::string transfer_syntax;
+  };
+
+  RawStoreScu(uint16_t port, std::string calling_ae, std::vector<Context> contexts)
+      : port_(port), calling_ae_(std::move(calling_ae)), contexts_(std::move(contexts)) {}
+  ~RawStoreScu() { Drop(true); }
+  RawStoreScu(const RawStoreScu&) = delete;
+  RawStoreScu& operator=(const RawStoreScu&) = delete;
+
+  // Empty on success, else why the association failed.
+  std::string Connect() {
+    Drop(true);
+    OFCondition cond = ASC_initializeNetwork(NET_REQUESTOR, 0, 30, &net_);
+    if (cond.bad()) return cond.text();
+    T_ASC_Parameters* params = nullptr;
+    ASC_createAssociationParameters(&params, ASC_DEFAULTMAXPDU);
+    ASC_setAPTitles(params, calling_ae_.c_str(), "LX_READ", nullptr);
+    const std::string peer = "127.0.0.1:" + std::to_string(port_);
+    ASC_setPresentationAddresses(params, "localhost", peer.c_str());
+    for (size_t i = 0; i < contexts_.size(); ++i) {
+      const char* ts[] = {contexts_[i].transfer_syntax.c_str()};
+      ASC_addPresentationContext(params, static_cast<T_ASC_PresentationContextID>(2 * i + 1),
+                                 contexts_[i].sop_class.c_str(), ts, 1);
+    }
+    cond = ASC_requestAssociation(net_, params, &assoc_);
+    if (cond.bad()) {
+      if (assoc_ == nullptr) ASC_destroyAssociationParameters(&params);
+      return cond.text();
+    }
+    for (size_t i = 0; i < contexts_.size(); ++i) {
+      T_ASC_PresentationContext pc;
+      if (ASC_findAcceptedPresentationContext(assoc_->params, static_cast<T_ASC_PresentationContextID>(2 * i + 1), &pc)
+              .bad()) {
+        return "presentation context " + std::to_string(2 * i + 1) + " (" + contexts_[i].transfer_syntax +
+               ") was not accepted";
+      }
+    }
+    return "";
+  }
+
+  bool connected() const { return assoc_ != nullptr; }
+
+  // Sends `dataset` (any bytes) on context number `context`; returns the C-STORE status, or
+  // kAborted when the association broke (it is then dropped).
+  int Store(size_t context, const std::string& sop_class, const std::string& sop_instance, const std::string& dataset,
+            std::string* error_comment) {
+    const auto pres_id = static_cast<T_ASC_PresentationContextID>(2 * context + 1);
+    const uint16_t message_id = next_message_id_++;
+    std::string command;
+    auto element = [&command](uint16_t e, const std::string& value) {
+      const uint32_t length = static_cast<uint32_t>(value.size());
+      const unsigned char head[8] = {0, 0, static_cast<unsigned char>(e & 0xFF), static_cast<unsigned char>(e >> 8),
+                                     static_cast<unsigned char>(length), static_cast<unsigned char>(length >> 8),
+                                     static_cast<unsigned char>(length >> 16), static_cast<unsigned char>(length >> 24)};
+      command.append(reinterpret_cast<const char*>(head), sizeof head);
+      command += value;
+    };
+    auto ui = [](std::string uid) {
+      if (uid.size() % 2) uid.push_back('\0');
+      return uid;
+    };
+    auto us = [](uint16_t v) { return std::string{static_cast<char>(v & 0xFF), static_cast<char>(v >> 8)}; };
+    element(0x0002, ui(sop_class));
+    element(0x0100, us(0x0001));  // C-STORE-RQ
+    element(0x0110, us(message_id));
+    element(0x0700, us(0x0000));  // medium priority
+    element(0x0800, us(0x0000));  // a data set follows
+    element(0x1000, ui(sop_instance));
+    const uint32_t group_length = static_cast<uint32_t>(command.size());
+    std::string with_length;
+    command.swap(with_length);
+    element(0x0000, std::string{static_cast<char>(group_length), static_cast<char>(group_length >> 8),
+                                static_cast<char>(group_length >> 16), static_cast<char>(group_length >> 24)});
+    command += with_length;
+
+    if (!WritePdv(pres_id, DUL_COMMANDPDV, command, 0, command.size(), true)) return Abort();
+    const size_t fragment = std::max<size_t>(1, assoc_->sendPDVLength);
+    if (dataset.empty()) {
+      if (!WritePdv(pres_id, DUL_DATASETPDV, dataset, 0, 0, true)) return Abort();
+    }
+    for (size_t at = 0; at < dataset.size(); at += fragment) {
+      const size_t n = std::min(fragment, dataset.size() - at);
+      if (!WritePdv(pres_id, DUL_DATASETPDV, dataset, at, n, at + n == dataset.size())) return Abort();
+    }
+
+    T_DIMSE_Message rsp{};
+    T_ASC_PresentationContextID rsp_pres = 0;
+    DcmDataset* detail = nullptr;
+    OFCondition cond = DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, 20, &rsp_pres, &rsp, &detail);
+    if (detail) {
+      const char* comment = nullptr;
+      if (error_comment && detail->findAndGetString(DCM_ErrorComment, comment).good() && comment) {
+        *error_comment = comment;
+      }
+      delete detail;
+    }
+    if (cond.bad() || rsp.CommandField != DIMSE_C_STORE_RSP) return Abort();
+    if (rsp.msg.CStoreRSP.MessageIDBeingRespondedTo != message_id) return Abort();
+    return rsp.msg.CStoreRSP.DimseStatus;
+  }
+
+  void Release() { Drop(false); }
+
+ private:
+  bool WritePdv(T_ASC_PresentationContextID pres_id, DUL_DATAPDV type, const std::string& bytes, size_t at, size_t n,
+                bool last) {
+    DUL_PDV pdv{};
+    pdv.fragmentLength = n;
+    pdv.presentationContextID = pres_id;
+    pdv.pdvType = type;
+    pdv.lastPDV = last ? OFTrue : OFFalse;
+    pdv.data = const_cast<char*>(bytes.data() + at);
+    DUL_PDVLIST list{};
+    list.count = 1;
+    list.pdv = &pdv;
+    return DUL_WritePDVs(&assoc_->DULassociation, &list).good();
+  }
+
+  int Abort() {
+    Drop(true);
+    return kAborted;
+  }
+
+  void Drop(bool abort) {
+    if (assoc_) {
+      if (abort) {
+        ASC_abortAssociation(assoc_);
+      } else {
+        ASC_releaseAssociation(assoc_);
+      }
+      ASC_destroyAssociation(&assoc_);
+    }
+    if (net_) ASC_dropNetwork(&net_);
+  }
+
+  uint16_t port_;
+  std::string calling_ae_;
+  std::vector<Context> contexts_;
+  T_ASC_Network* net_ = nullptr;
+  T_ASC_Association* assoc_ = nullptr;
+  uint16_t next_message_id_ = 1;
+};
+
+// The presentation contexts the raw SCU proposes, by index.
+enum ContextIndex : size_t { kExplicitLE = 0, kImplicitLE = 1, kExplicitBE = 2 };
+
+std::string Encode(DcmDataset& ds, E_TransferSyntax xfer) {
+  ds.transferInit();
+  const uint32_t length = ds.calcElementLength(xfer, EET_ExplicitLength);
+  std::string buffer(length + 4096, '\0');
+  DcmOutputBufferStream out(buffer.data(), buffer.size());
+  OFCondition cond = ds.write(out, xfer, EET_ExplicitLength, nullptr);
+  ds.transferEnd();
+  REQUIRE(cond.good());
+  void* data = nullptr;
+  offile_off_t written = 0;
+  out.flushBuffer(data, written);
+  buffer.resize(static_cast<size_t>(written));
+  return buffer;
+}
+
+// A small but complete CT image.
+std::unique_ptr<DcmDataset> BaseDataset(const std::string& study, const std::string& series, const std::string& sop) {
+  auto ds = std::make_unique<DcmDataset>();
+  ds->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192");
+  ds->putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
+  ds->putAndInsertString(DCM_SOPInstanceUID, sop.c_str());
+  ds->putAndInsertString(DCM_StudyDate, "20261120");
+  ds->putAndInsertString(DCM_StudyTime, "083000");
+  ds->putAndInsertString(DCM_AccessionNumber, "ODD0001");
+  ds->putAndInsertString(DCM_Modality, "CT");
+  ds->putAndInsertString(DCM_StudyDescription, "Odd files corpus");
+  ds->putAndInsertString(DCM_PatientName, "Odd^Files");
+  ds->putAndInsertString(DCM_PatientID, "ODD1");
+  ds->putAndInsertString(DCM_PatientBirthDate, "19700101");
+  ds->putAndInsertString(DCM_PatientSex, "O");
+  ds->putAndInsertString(DCM_StudyInstanceUID, study.c_str());
+  ds->putAndInsertString(DCM_SeriesInstanceUID, series.c_str());
+  ds->putAndInsertString(DCM_StudyID, "1");
+  ds->putAndInsertString(DCM_SeriesNumber, "1");
+  ds->putAndInsertString(DCM_InstanceNumber, "1");
+  ds->putAndInsertString(DCM_ImageComments, "made by odd_files_test");
+  ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+  ds->putAndInsertUint16(DCM_Rows, 32);
+  ds->putAndInsertUint16(DCM_Columns, 32);
+  ds->putAndInsertUint16(DCM_BitsAllocated, 16);
+  ds->putAndInsertUint16(DCM_BitsStored, 12);
+  ds->putAndInsertUint16(DCM_HighBit, 11);
+  ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
+  std::vector<Uint16> pixels(32 * 32);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<Uint16>((i * 37) & 0x0FFF);
+  ds->putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()));
+  return ds;
+}
+
+// One top-level element of an encoded little endian data set.
+struct Element {
+  uint16_t group = 0, element = 0;
+  size_t offset = 0;        // of its tag
+  size_t value_offset = 0;  // of its value
+  size_t length_offset = 0;
+  uint32_t length = 0;
+  bool long_length = false;  // a 4-byte length field
+};
+
+uint16_t U16(const std::string& b, size_t at) {
+  return static_cast<uint16_t>(static_cast<unsigned char>(b[at]) | (static_cast<unsigned char>(b[at + 1]) << 8));
+}
+uint32_t U32(const std::string& b, size_t at) { return U16(b, at) | (uint32_t{U16(b, at + 2)} << 16); }
+void PutU16(std::string& b, size_t at, uint16_t v) {
+  b[at] = static_cast<char>(v & 0xFF);
+  b[at + 1] = static_cast<char>(v >> 8);
+}
+void PutU32(std::string& b, size_t at, uint32_t v) {
+  PutU16(b, at, static_cast<uint16_t>(v & 0xFFFF));
+  PutU16(b, at + 2, static_cast<uint16_t>(v >> 16));
+}
+
+// Walks the top level of a defined-length little endian data set.
+std::vector<Element> Walk(const std::string& b, bool explicit_vr) {
+  static const char* const kLongVrs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+  std::vector<Element> out;
+  size_t at = 0;
+  while (at + 8 <= b.size()) {
+    Element e;
+    e.group = U16(b, at);
+    e.element = U16(b, at + 2);
+    e.offset = at;
+    if (explicit_vr) {
+      const std::string vr = b.substr(at + 4, 2);
+      e.long_length = std::any_of(std::begin(kLongVrs), std::end(kLongVrs), [&](const char* v) { return vr == v; });
+    } else {
+      e.long_length = true;
+    }
+    if (explicit_vr && e.long_length) {
+      e.length_offset = at + 8;
+      e.length = U32(b, at + 8);
+      e.value_offset = at + 12;
+    } else if (explicit_vr) {
+      e.length_offset = at + 6;
+      e.length = U16(b, at + 6);
+      e.value_offset = at + 8;
+    } else {
+      e.length_offset = at + 4;
+      e.length = U32(b, at + 4);
+      e.value_offset = at + 8;
+    }
+    out.push_back(e);
+    at = e.value_offset + e.length;
+  }
+  REQUIRE(at == b.size());
+  return out;
+}
+
+Element Find(const std::string& b, bool explicit_vr, const DcmTagKey& tag) {
+  for (const Element& e : Walk(b, explicit_vr)) {
+    if (e.group == tag.getGroup() && e.element == tag.getElement()) return e;
+  }
+  FAIL("no element " << tag.toString().c_str());
+  return {};
+}
+
+std::string Tag(uint16_t g, uint16_t e) {
+  std::string t(4, '\0');
+  PutU16(t, 0, g);
+  PutU16(t, 2, e);
+  return t;
+}
+
+// An explicit VR little endian element with a short (2-byte) or long (4-byte) length field.
+std::string ExplicitElement(uint16_t g, uint16_t e, const std::string& vr, const std::string& value,
+                            std::optional<uint32_t> declared_length = std::nullopt) {
+  const bool long_form = vr == "OB" || vr == "OW" || vr == "SQ" || vr == "UN" || vr == "UT";
+  std::string out = Tag(g, e) + vr;
+  const uint32_t length = declared_length.value_or(static_cast<uint32_t>(value.size()));
+  if (long_form) {
+    out += std::string(2, '\0');
+    std::string l(4, '\0');
+    PutU32(l, 0, length);
+    out += l;
+  } else {
+    std::string l(2, '\0');
+    PutU16(l, 0, static_cast<uint16_t>(length));
+    out += l;
+  }
+  return out + value;
+}
+
+// Inserts `bytes` before the first top-level element whose tag is not less than `before`.
+std::string InsertBefore(const std::string& b, const DcmTagKey& before, const std::string& bytes) {
+  for (const Element& e : Walk(b, true)) {
+    if (DcmTagKey(e.group, e.element) >= before) return b.substr(0, e.offset) + bytes + b.substr(e.offset);
+  }
+  return b + bytes;
+}
+
+// Replaces a short-form explicit element's value and length with `value` as given (any length).
+std::string ReplaceValue(const std::string& b, const DcmTagKey& tag, const std::string& value) {
+  Element e = Find(b, true, tag);
+  std::string out = b.substr(0, e.value_offset) + value + b.substr(e.value_offset + e.length);
+  PutU16(out, e.length_offset, static_cast<uint16_t>(value.size()));
+  return out;
+}
+
+// Sequences nested `depth` deep, undefined lengths, an empty item at the bottom.
+std::string NestedSequences(int depth) {
+  const std::string undefined = "\xFF\xFF\xFF\xFF";
+  const std::string zero(4, '\0');
+  std::string open, close;
+  for (int i = 0; i < depth; ++i) {
+    open += Tag(0x0040, 0xA730) + "SQ" + std::string(2, '\0') + undefined;  // Content Sequence
+    open += Tag(0xFFFE, 0xE000) + undefined;                                  // item
+    close += Tag(0xFFFE, 0xE00D) + zero + Tag(0xFFFE, 0xE0DD) + zero;         // item, sequence delimiters
+  }
+  return open + close;
+}
+
+// The data set bytes of a stored object: after the server's file meta header.
+std::optional<std::string> DataSetOf(const std::string& file) {
+  if (file.size() < 144 || file.compare(128, 4, "DICM") != 0) return std::nullopt;
+  const uint64_t offset = 144 + uint64_t{U32(file, 140)};
+  if (offset > file.size()) return std::nullopt;
+  return file.substr(static_cast<size_t>(offset));
+}
+
+struct OddCase {
+  std::string name;
+  size_t context;
+  std::string dataset;
+  std::string sop_instance_uid;  // in the C-STORE command, and in the data set when it has one
+  // What the server must do: 0 means stored bit for bit; anything else is the refusal status.
+  int expected;
+};
+
+std::string StatusText(int s) {
+  if (s == kAborted) return "association aborted";
+  char text[16];
+  std::snprintf(text, sizeof text, "0x%04X", static_cast<unsigned>(s));
+  return text;
+}
+
+// Whether the server still runs a moment after an answer: a crash takes a moment to be seen.
+bool StillRunning(TestServer& server) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  return server.running();
+}
+
+size_t CountEntries(const fs::path& dir) {
+  std::error_code ec;
+  size_t n = 0;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) ++n;
+  return n;
+}
+
+size_t CountFiles(const fs::path& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) n += e.is_regular_file() ? 1 : 0;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("odd files are stored bit for bit or refused with a failure status and the server lives on",
+          "[odd-files][listener]") {
+  InitializeDicom();
+  ScratchDir dir;
+  TestServer server(dir.path() / "server");
+  server.Start();
+
+  const std::string study = samples::NewUid(), series = samples::NewUid();
+  std::vector<OddCase> cases;
+  // Each case gets its own SOP Instance UID, so that no two can collide in the store.
+  auto base = [&](const std::string& sop, E_TransferSyntax xfer = EXS_LittleEndianExplicit) {
+    return Encode(*BaseDataset(study, series, sop), xfer);
+  };
+  auto add = [&](const std::string& name, size_t context, int expected,
+                 const std::function<std::string(const std::string& sop)>& make) {
+    const std::string sop = samples::NewUid();
+    cases.push_back({name, context, make(sop), sop, expected});
+  };
+
+  add("control: a well-formed object", kExplicitLE, 0x0000, [&](const std::string& sop) { return base(sop); });
+
+  // Truncated objects: the last PDV ends the data set early. The cuts keep the length even
+  // (an odd one is a protocol error of its own, below).
+  add("truncated in the middle of an element value", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    Element e = Find(b, true, DCM_PatientName);
+    return b.substr(0, e.value_offset + (e.length / 2 & ~1u));
+  });
+  add("truncated in the middle of a tag", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    return b.substr(0, Find(b, true, DCM_PatientID).offset + 2);
+  });
+  add("truncated in the middle of a 4-byte length field", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    return b.substr(0, Find(b, true, DCM_PixelData).length_offset + 2);
+  });
+  add("truncated in the pixel data", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    Element e = Find(b, true, DCM_PixelData);
+    return b.substr(0, e.value_offset + e.length / 2);
+  });
+  // PS3.8 Annex E: every PDV is of even length. DCMTK's DIMSE layer refuses an odd fragment
+  // ("Odd Fragment Length") and the association is aborted, as with any DCMTK-based SCP.
+  add("odd total length: truncated in a 2-byte length field", kExplicitLE, kAborted, [&](const std::string& sop) {
+    std::string b = base(sop);
+    return b.substr(0, Find(b, true, DCM_StudyInstanceUID).offset + 7);
+  });
+  add("odd total length: one unpadded odd-length value", kExplicitLE, kAborted, [&](const std::string& sop) {
+    return ReplaceValue(base(sop), DCM_PatientName, "Odd^Nam");
+  });
+
+  // Wrong element lengths.
+  add("element length longer than the file (short form)", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    PutU16(b, Find(b, true, DCM_StudyDescription).length_offset, 0xFFFE);
+    return b;
+  });
+  add("pixel data length longer than the file", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    Element e = Find(b, true, DCM_PixelData);
+    PutU32(b, e.length_offset, e.length + 1000);
+    return b;
+  });
+  add("odd value lengths consistently encoded (two of them: the total stays even)", kExplicitLE, 0x0000,
+      [&](const std::string& sop) {
+        return ReplaceValue(ReplaceValue(base(sop), DCM_PatientName, "Odd^Nam"), DCM_StudyDescription, "Odd");
+      });
+  add("element length one too long (the parse slips by a byte)", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    Element e = Find(b, true, DCM_StudyDescription);
+    PutU16(b, e.length_offset, static_cast<uint16_t>(e.length + 1));
+    return b;
+  });
+
+  // Bad VRs in explicit VR.
+  add("unknown VR 'ZZ' in explicit VR", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    b.replace(Find(b, true, DCM_StudyDescription).offset + 4, 2, "ZZ");
+    return b;
+  });
+  // DCMTK reads an unknown VR of two zero bytes as a 2-byte length field, so the data set parses.
+  add("VR of two zero bytes in explicit VR", kExplicitLE, 0x0000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    b.replace(Find(b, true, DCM_StudyDescription).offset + 4, 2, std::string(2, '\0'));
+    return b;
+  });
+
+  // Huge declared lengths on elements that are no sequences.
+  add("pixel data declared 0xFFFFFFF0 bytes long", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop);
+    PutU32(b, Find(b, true, DCM_PixelData).length_offset, 0xFFFFFFF0u);
+    return b;
+  });
+  add("a private OB element declared 0xFFFFFFF0 bytes long mid data set", kExplicitLE, 0xC000,
+      [&](const std::string& sop) {
+        return InsertBefore(base(sop), DcmTagKey(0x0009, 0x0010),
+                            ExplicitElement(0x0009, 0x0010, "LO", "TELEREAD ODD") +
+                                ExplicitElement(0x0009, 0x1002, "OB", std::string(16, '\x5A'), 0xFFFFFFF0u));
+      });
+  add("implicit VR Patient Name declared 0xFFFFFFF0 bytes long", kImplicitLE, 0xC000, [&](const std::string& sop) {
+    std::string b = base(sop, EXS_LittleEndianImplicit);
+    PutU32(b, Find(b, false, DCM_PatientName).length_offset, 0xFFFFFFF0u);
+    return b;
+  });
+
+  add("sequences nested 1000 deep", kExplicitLE, 0xC000, [&](const std::string& sop) {
+    return InsertBefore(base(sop), DCM_PixelData, NestedSequences(1000));
+  });
+  add("sequences nested 100 deep", kExplicitLE, 0x0000, [&](const std::string& sop) {
+    return InsertBefore(base(sop), DCM_PixelData, NestedSequences(100));
+  });
+
+  // A transfer syntax that lies: the bytes are in another encoding than the one negotiated
+  // (the server writes the negotiated one into the meta header).
+  add("implicit VR data on an explicit VR context", kExplicitLE, 0xC000,
+      [&](const std::string& sop) { return base(sop, EXS_LittleEndianImplicit); });
+  add("explicit VR data on an implicit VR context", kImplicitLE, 0xC000, [&](const std::string& sop) { return base(sop); });
+  add("little endian data on a big endian context", kExplicitBE, 0xC000, [&](const std::string& sop) { return base(sop); });
+
+  add("private creator and private elements", kExplicitLE, 0x0000, [&](const std::string& sop) {
+    std::string binary;
+    for (int i = 0; i < 256; ++i) binary.push_back(static_cast<char>(i));
+    std::string b = InsertBefore(base(sop), DcmTagKey(0x0009, 0x0010),
+                                 ExplicitElement(0x0009, 0x0010, "LO", "TELEREAD ODD") +
+                                     ExplicitElement(0x0009, 0x0011, "LO", "ANOTHER CREATOR ") +
+                                     ExplicitElement(0x0009, 0x1001, "LO", "private text") +
+                                     ExplicitElement(0x0009, 0x1002, "OB", binary) +
+                                     ExplicitElement(0x0009, 0x1003, "UN", std::string("\x01\x02\x03\x04", 4)) +
+                                     ExplicitElement(0x0009, 0x1104, "DS", "3.14159 "));
+    // And a private element whose creator is missing.
+    return InsertBefore(b, DcmTagKey(0x0011, 0x0000), ExplicitElement(0x0011, 0x1001, "LO", "no creator"));
+  });
+
+  // DCMTK reads the preamble as sixteen empty (0000,0000) elements, "DICM" as a tag and the
+  // meta elements as data set elements, then finds the UIDs: stored as received.
+  add("a whole Part 10 file (preamble and meta header) sent as the data set", kExplicitLE, 0x0000,
+      [&](const std::string& sop) {
+        DcmFileFormat ff(BaseDataset(study, series, sop).release());
+        const fs::path f = dir.path() / "part10.dcm";
+        REQUIRE(ff.saveFile(f.c_str(), EXS_LittleEndianExplicit).good());
+        return ReadFile(f);
+      });
+  // Both parse (as nothing, or as empty (0000,0000) elements): no SOP Instance UID.
+  add("an empty data set", kExplicitLE, 0xA900, [](const std::string&) { return std::string(); });
+  add("only the preamble (128 zero bytes)", kExplicitLE, 0xA900,
+      [](const std::string&) { return std::string(128, '\0'); });
+  add("only the preamble and DICM", kExplicitLE, 0xC000,
+      [](const std::string&) { return std::string(128, '\0') + "DICM"; });
+
+  RawStoreScu scu(server.port(), "ZZ_PACS",
+                  {{UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax},
+                   {UID_CTImageStorage, UID_LittleEndianImplicitTransferSyntax},
+                   {UID_CTImageStorage, UID_BigEndianExplicitTransferSyntax}});
+  REQUIRE(Echo(server, "ZZ_PACS").exit_code == 0);
+  const fs::path proc = "/proc/" + std::to_string(server.pid());
+  const size_t fds_before = CountEntries(proc / "fd"), threads_before = CountEntries(proc / "task");
+  REQUIRE(scu.Connect().empty());
+  int associations = 1;
+  std::ostringstream table;
+  for (const OddCase& c : cases) {
+    if (!scu.connected()) {
+      REQUIRE(scu.Connect().empty());
+      ++associations;
+    }
+    std::string comment;
+    const int status = scu.Store(c.context, UID_CTImageStorage, c.sop_instance_uid, c.dataset, &comment);
+    const fs::path fetched = dir.path() / "fetched.dcm";
+    fs::remove(fetched);
+    CommandResult get = server.Curl("wang.li", "GET", "/api/v1/studies/" + study + "/instances/" + c.sop_instance_uid,
+                                    {"-o", fetched.string()});
+    const std::string http = get.output.substr(get.output.rfind('\n') + 1);
+    std::optional<std::string> stored = http == "200" ? DataSetOf(ReadFile(fetched)) : std::nullopt;
+    const bool bit_for_bit = stored && *stored == c.dataset;
+    table << "  " << c.name << ": " << StatusText(status) << (comment.empty() ? "" : " \"" + comment + "\"")
+          << (http == "200" ? bit_for_bit ? ", stored bit for bit" : ", STORED ALTERED" : ", not stored") << "\n";
+
+    INFO("case: " << c.name << "\n  status " << StatusText(status) << " (" << comment << "), GET " << http);
+    if (c.expected == 0x0000) {
+      CHECK(status == 0x0000);
+      CHECK(http == "200");
+      CHECK(bit_for_bit);
+    } else {
+      CHECK(status == c.expected);
+      CHECK(http == "404");  // a refused object leaves nothing behind
+    }
+    if (status == kAborted) CHECK(StillRunning(server));
+  }
+  scu.Release();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the last association winds down
+  const size_t fds_after = CountEntries(proc / "fd"), threads_after = CountEntries(proc / "task");
+  WARN("odd files, " << cases.size() << " cases over " << associations << " association(s); server file descriptors "
+                     << fds_before << " -> " << fds_after << ", threads " << threads_before << " -> " << threads_after
+                     << ":\n"
+                     << table.str());
+  CHECK(fds_after <= fds_before + 2);  // no descriptor per refused or aborted object
+  CHECK(threads_after == threads_before);
+
+  // The server is unharmed: it runs, answers an echo and stores a normal object.
+  CHECK(StillRunning(server));
+  CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
+  samples::SeriesSpec spec;
+  spec.patient_id = "ODDAFTER";
+  spec.rows = spec.columns = 16;
+  auto normal = samples::WriteSeries(spec, dir.path() / "normal");
+  REQUIRE(normal.ok());
+  CHECK(StoreFiles(server, "ZZ_PACS", {normal->front().string()}).exit_code == 0);
+  CHECK(fs::is_empty(server.storage() / "tmp"));
+
+  // A raw data set file without a meta header, as storescu sends it (it re-encodes, so the
+  // comparison is against the file's bytes in the same transfer syntax).
+  const std::string raw_sop = samples::NewUid();
+  const std::string raw_bytes = base(raw_sop);
+  WriteFile(dir.path() / "raw-dataset.dcm", raw_bytes);
+  CommandResult raw = StoreFiles(server, "ZZ_PACS", {(dir.path() / "raw-dataset.dcm").string()},
+                                 {"-xe"});  // propose explicit VR little endian only
+  INFO(raw.output);
+  CHECK(raw.exit_code == 0);
+  const fs::path raw_fetched = dir.path() / "raw-fetched.dcm";
+  CommandResult get = server.Curl("wang.li", "GET", "/api/v1/studies/" + study + "/instances/" + raw_sop,
+                                  {"-o", raw_fetched.string()});
+  CHECK(get.output.substr(get.output.rfind('\n') + 1) == "200");
+  CHECK(DataSetOf(ReadFile(raw_fetched)) == raw_bytes);
+
+  // Nothing half-written, and one object file per indexed row.
+  CHECK(server.Stop() == 0);
+  CHECK(fs::is_empty(server.storage() / "tmp"));
+  auto db = Database::Open(server.storage() / "index.sqlite", true);
+  REQUIRE(db.ok());
+  Statement q(db.value()->handle(), "SELECT COUNT(*) FROM instances");
+  REQUIRE(q.Step().value());
+  CHECK(static_cast<size_t>(q.Int(0)) == CountFiles(server.storage() / "objects"));
+}
+
+// Regression: DCMTK parses sequences recursively, and 7,000 levels (250 kB) overflowed an
+// association worker's stack and crashed the server. CheckNestingDepth now refuses more than
+// kMaxSequenceDepth levels before DCMTK parses anything.
+TEST_CASE("sequences nested 10000 deep are refused without crashing the server", "[odd-files]") {
+  InitializeDicom();
+  ScratchDir dir;
+  TestServer server(dir.path() / "server");
+  server.Start();
+  const std::string sop = samples::NewUid();
+  const std::string dataset =
+      InsertBefore(Encode(*BaseDataset(samples::NewUid(), samples::NewUid(), sop), EXS_LittleEndianExplicit),
+                   DCM_PixelData, NestedSequences(10000));
+  RawStoreScu scu(server.port(), "ZZ_PACS", {{UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax}});
+  REQUIRE(scu.Connect().empty());
+  std::string comment;
+  const int status = scu.Store(kExplicitLE, UID_CTImageStorage, sop, dataset, &comment);
+  INFO("status " << StatusText(status) << " (" << comment << ")");
+  CHECK(status == 0xC000);
+  REQUIRE(StillRunning(server));
+  scu.Release();
+  CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
+  CHECK(fs::is_empty(server.storage() / "tmp"));
+}
