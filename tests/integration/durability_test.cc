@@ -23,25 +23,6 @@
 using namespace teleread;
 using namespace teleread::test;
 
-namespace {
-
-std::set<std::string> IndexedPaths(const std::filesystem::path& storage) {
-  auto db = Database::Open(storage / "index.sqlite", true);
-  REQUIRE(db.ok());
-  Statement q(db.value()->handle(), "SELECT path FROM instances");
-  std::set<std::string> paths;
-  while (q.Step().value()) paths.insert(q.Text(0));
-  return paths;
-}
-
-std::set<std::string> FilesUnder(const std::filesystem::path& storage) {
-  std::set<std::string> paths;
-  ObjectStore store(storage);
-  REQUIRE(store.ForEachObject([&](const std::string& p) { paths.insert(p); }).ok());
-  return paths;
-}
-
-}  // namespace
 
 TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing half-written",
           "[durability][crash]") {

@@ -41,25 +41,6 @@ TEST_CASE("SIGKILL during ingest and report submission and delivery loses nothin
   CHECK_THAT(r.output, Catch::Contains("fault injection: 3 trials, 3 kills, 0 violations"));
 }
 
-namespace {
-
-std::set<std::string> IndexedPaths(const fs::path& storage) {
-  auto db = Database::Open(storage / "index.sqlite", true);
-  REQUIRE(db.ok());
-  Statement q(db.value()->handle(), "SELECT path FROM instances");
-  std::set<std::string> paths;
-  while (q.Step().value()) paths.insert(q.Text(0));
-  return paths;
-}
-
-std::set<std::string> FilesUnder(const fs::path& storage) {
-  std::set<std::string> paths;
-  ObjectStore store(storage);
-  REQUIRE(store.ForEachObject([&](const std::string& p) { paths.insert(p); }).ok());
-  return paths;
-}
-
-}  // namespace
 
 // Regression: a crash between ObjectStore::Place (the report linked to its final name) and the
 // commit of its row left the report's file behind for good: recovery kept files it could not

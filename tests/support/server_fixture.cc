@@ -6,6 +6,8 @@
 #include <thread>
 
 #include "samples/synthetic.h"
+#include "server/object_store.h"
+#include "server/sqlite.h"
 
 namespace teleread::test {
 
@@ -106,6 +108,22 @@ nlohmann::json HttpReply::Json() const {
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
   REQUIRE_FALSE(j.is_discarded());
   return j;
+}
+
+std::set<std::string> IndexedPaths(const std::filesystem::path& storage) {
+  auto db = Database::Open(storage / "index.sqlite", true);
+  REQUIRE(db.ok());
+  Statement q(db.value()->handle(), "SELECT path FROM instances");
+  std::set<std::string> paths;
+  while (q.Step().value()) paths.insert(q.Text(0));
+  return paths;
+}
+
+std::set<std::string> FilesUnder(const std::filesystem::path& storage) {
+  std::set<std::string> paths;
+  ObjectStore store(storage);
+  REQUIRE(store.ForEachObject([&](const std::string& p) { paths.insert(p); }).ok());
+  return paths;
 }
 
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae) {

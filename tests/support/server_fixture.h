@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,11 @@ class TestServer {
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae = "LX_READ");
 CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae,
                          const std::vector<std::string>& files_or_dirs, const std::vector<std::string>& extra = {});
+
+// The object paths the index lists, and the object files under storage/objects: after any crash
+// and restart the two sets are equal.
+std::set<std::string> IndexedPaths(const std::filesystem::path& storage);
+std::set<std::string> FilesUnder(const std::filesystem::path& storage);
 
 // The sample consortium written by the samples library: dir/<AE>/... per member.
 std::filesystem::path WriteSampleConsortium(const std::filesystem::path& dir, int ct_slices = 4);
