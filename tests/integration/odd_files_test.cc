@@ -543,7 +543,8 @@ TEST_CASE("odd files are stored bit for bit or refused with a failure status and
   // meta elements as data set elements, then finds the UIDs: stored as received.
   add("a whole Part 10 file (preamble and meta header) sent as the data set", kExplicitLE, 0x0000,
       [&](const std::string& sop) {
-        DcmFileFormat ff(BaseDataset(study, series, sop).release());
+        std::unique_ptr<DcmDataset> ds = BaseDataset(study, series, sop);
+        DcmFileFormat ff(ds.get());  // copies the data set
         const fs::path f = dir.path() / "part10.dcm";
         REQUIRE(ff.saveFile(f.c_str(), EXS_LittleEndianExplicit).good());
         return ReadFile(f);
