@@ -183,6 +183,25 @@ Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, 
         }
       }
     }
+    // The certificate is not covered by the MAC; OpenSSL reads its DER and ignores what follows,
+    // so the even-length pad byte must be the zero PS3.5 prescribes.
+    if (DcmItem* item = sig.getSelectedSignatureItem()) {
+      const Uint8* der = nullptr;
+      unsigned long n = 0;
+      if (item->findAndGetUint8Array(DCM_CertificateOfSigner, der, &n).good() && der && n >= 4 && der[0] == 0x30) {
+        unsigned long want = 0;
+        if (der[1] < 0x80) {
+          want = 2 + der[1];
+        } else if (der[1] == 0x81) {
+          want = 3 + der[2];
+        } else if (der[1] == 0x82) {
+          want = 4 + (static_cast<unsigned long>(der[2]) << 8 | der[3]);
+        }
+        if (want == 0 || !(n == want || (n == want + 1 && der[n - 1] == 0))) {
+          return Status::Corruption("the signer's certificate value was altered (length or padding)");
+        }
+      }
+    }
     SiCertificate* cert = sig.getCurrentCertificate();
     if (!cert || !cert->getRawCertificate()) return Status::Corruption("the signature carries no certificate");
     X509* x = cert->getRawCertificate();
