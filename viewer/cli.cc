@@ -68,4 +68,13 @@ std::string DefaultProfilePath() {
   return (std::filesystem::path(home ? home : ".") / ".config" / "teleread" / "profile.toml").string();
 }
 
+std::filesystem::path DefaultCacheDir() {
+  // XDG: a relative $XDG_CACHE_HOME is invalid and ignored.
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && xdg[0] == '/') {
+    return std::filesystem::path(xdg) / "teleread";
+  }
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home ? home : ".") / ".cache" / "teleread";
+}
+
 }  // namespace teleread::viewer

@@ -46,6 +46,8 @@ std::string ClockText(int64_t ms);
 const char* Ansi(const char* code);
 
 std::string DefaultProfilePath();
+// $XDG_CACHE_HOME/teleread, else ~/.cache/teleread: fetched studies and report drafts.
+std::filesystem::path DefaultCacheDir();
 
 void AddReadingCommands(CLI::App& app, Session& session);
 void AddImageCommands(CLI::App& app, Session& session);   // fetch, view

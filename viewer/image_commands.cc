@@ -57,13 +57,6 @@ Result<std::vector<RemoteSeries>> ParseStudy(const json& study) {
   return all;
 }
 
-fs::path DefaultCacheDir() {
-  // XDG: a relative $XDG_CACHE_HOME is invalid and ignored.
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && xdg[0] == '/') return fs::path(xdg) / "teleread";
-  const char* home = std::getenv("HOME");
-  return fs::path(home ? home : ".") / ".cache" / "teleread";
-}
-
 double Megabytes(uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
 
 double SecondsSince(Clock::time_point start) {

@@ -39,10 +39,7 @@ bool WriteBytes(const fs::path& path, const std::string& bytes) {
 }
 
 fs::path WorkDir() {
-  const char* cache = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  fs::path base = cache && *cache ? fs::path(cache) : fs::path(home ? home : ".") / ".cache";
-  fs::path dir = base / "teleread" / "reports";
+  fs::path dir = DefaultCacheDir() / "reports";
   std::error_code ec;
   fs::create_directories(dir, ec);
   return dir;
