@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -143,21 +144,55 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   return c;
 }
 
-DeliveryTarget ReadTarget(TableReader& r) {
+std::filesystem::path ResolvePath(TableReader& r, const std::string& key, const std::filesystem::path& base_dir) {
+  std::filesystem::path p = r.String(key);
+  if (p.empty()) r.Fail(r.Get(key), key, "must not be empty");
+  return p.is_absolute() ? p : (base_dir / p).lexically_normal();
+}
+
+bool Boolean(TableReader& r, const std::string& key, bool fallback) {
+  const toml::node* node = r.Get(key);
+  if (!node) return fallback;
+  if (!node->is_boolean()) r.Fail(node, key, "expected true or false");
+  return *node->value<bool>();
+}
+
+DeliveryTarget ReadTarget(TableReader& r, const std::filesystem::path& base_dir) {
   DeliveryTarget t;
   t.ae_title = r.String("ae_title");
   CheckAeTitle(r, "ae_title", t.ae_title);
   t.host = r.String("host");
   if (t.host.empty()) r.Fail(r.Get("host"), "host", "must not be empty");
   t.port = static_cast<uint16_t>(r.Integer("port", 1, 65535, std::nullopt));
+  t.tls = Boolean(r, "tls", false);
+  if (r.table().contains("tls_ca")) {
+    if (!t.tls) r.Fail(r.Get("tls_ca"), "tls_ca", "needs tls = true");
+    t.tls_ca = ResolvePath(r, "tls_ca", base_dir);
+  }
   r.RejectUnknownKeys();
   return t;
 }
 
-std::filesystem::path ResolvePath(TableReader& r, const std::string& key, const std::filesystem::path& base_dir) {
-  std::filesystem::path p = r.String(key);
-  if (p.empty()) r.Fail(r.Get(key), key, "must not be empty");
-  return p.is_absolute() ? p : (base_dir / p).lexically_normal();
+DicomTlsConfig ReadDicomTls(TableReader& r, const std::filesystem::path& base_dir) {
+  DicomTlsConfig t;
+  t.enabled = true;
+  t.same_port = Boolean(r, "same_port", t.same_port);
+  if (t.same_port && r.table().contains("port")) r.Fail(r.Get("port"), "port", "not with same_port = true");
+  t.port = static_cast<uint16_t>(r.Integer("port", 0, 65535, t.port));
+  t.allow_plain = Boolean(r, "allow_plain", t.allow_plain);
+  if (!t.allow_plain && !t.same_port) {
+    r.Fail(r.Get("allow_plain"), "allow_plain", "false needs same_port = true (one port, TLS only)");
+  }
+  t.certificate = ResolvePath(r, "certificate", base_dir);
+  t.key = ResolvePath(r, "key", base_dir);
+  t.ca = ResolvePath(r, "ca", base_dir);
+  t.profile = r.String("profile", t.profile);
+  if (t.profile != "bcp195-nd" && t.profile != "bcp195" && t.profile != "bcp195-ex") {
+    r.Fail(r.Get("profile"), "profile", "must be bcp195-nd, bcp195 or bcp195-ex");
+  }
+  t.expiry_warning_days = static_cast<int>(r.Integer("expiry_warning_days", 1, 365, t.expiry_warning_days));
+  r.RejectUnknownKeys();
+  return t;
 }
 
 void CheckPriority(TableReader& r, const std::string& key, const std::string& value) {
@@ -195,7 +230,7 @@ ReadingConfig ReadReading(TableReader& r) {
   return c;
 }
 
-Member ReadMember(TableReader& r) {
+Member ReadMember(TableReader& r, const std::filesystem::path& base_dir) {
   Member m;
   m.id = r.String("id");
   if (m.id.empty()) r.Fail(r.Get("id"), "id", "must not be empty");
@@ -208,10 +243,12 @@ Member ReadMember(TableReader& r) {
   }
   if (const toml::table* d = r.OptionalTable("delivery")) {
     TableReader dr(*d, r.Qualified("delivery"), r.source());
-    m.delivery = ReadTarget(dr);
+    m.delivery = ReadTarget(dr, base_dir);
   }
   m.default_priority = r.String("default_priority", "ROUTINE");
   CheckPriority(r, "default_priority", m.default_priority);
+  m.require_tls = Boolean(r, "require_tls", false);
+  m.max_associations = static_cast<int>(r.Integer("max_associations", 1, 1024, m.max_associations));
   r.RejectUnknownKeys();
   return m;
 }
@@ -284,6 +321,10 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
   if (!centre) top.Fail(nullptr, "centre", "the [centre] table is required");
   TableReader cr(*centre, "centre", source);
   config.centre = ReadCentre(cr, base_dir);
+  if (const toml::table* tls = top.OptionalTable("dicom_tls")) {
+    TableReader tr(*tls, "dicom_tls", source);
+    config.dicom_tls = ReadDicomTls(tr, base_dir);
+  }
   if (const toml::table* https = top.OptionalTable("https")) {
     TableReader hr(*https, "https", source);
     config.https = ReadHttps(hr, base_dir);
@@ -300,7 +341,12 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
     for (size_t i = 0; i < members->size(); ++i) {
       const toml::table& t = *members->get(i)->as_table();
       TableReader mr(t, "members[" + std::to_string(i) + "]", source);
-      Member m = ReadMember(mr);
+      Member m = ReadMember(mr, base_dir);
+      if (!config.dicom_tls.enabled && (m.require_tls || (m.delivery && m.delivery->tls))) {
+        mr.Fail(mr.Get(m.require_tls ? "require_tls" : "delivery"), m.require_tls ? "require_tls" : "delivery",
+                "DICOM TLS needs the [dicom_tls] table");
+      }
+      m.max_associations = std::min(m.max_associations, config.centre.max_associations);
       if (!ids.insert(m.id).second) mr.Fail(mr.Get("id"), "id", "duplicate member id '" + m.id + "'");
       for (const auto& ae : m.ae_titles) {
         if (!aes.insert(ae).second) {
@@ -322,7 +368,10 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
   if (const toml::array* stations = top.OptionalTableArray("workstations")) {
     for (size_t i = 0; i < stations->size(); ++i) {
       TableReader wr(*stations->get(i)->as_table(), "workstations[" + std::to_string(i) + "]", source);
-      config.workstations.push_back(ReadTarget(wr));
+      config.workstations.push_back(ReadTarget(wr, base_dir));
+      if (config.workstations.back().tls && !config.dicom_tls.enabled) {
+        wr.Fail(wr.Get("tls"), "tls", "DICOM TLS needs the [dicom_tls] table");
+      }
     }
   }
   top.RejectUnknownKeys();

@@ -20,6 +20,8 @@ struct DeliveryTarget {
   std::string ae_title;
   std::string host;
   uint16_t port = 0;
+  bool tls = false;                // DICOM TLS; the peer's certificate must name `host`
+  std::filesystem::path tls_ca;    // CA for the peer's certificate; empty: [dicom_tls] ca
 };
 
 struct Member {
@@ -29,6 +31,10 @@ struct Member {
   std::vector<std::string> allowed_addresses;  // empty: any source address
   std::optional<DeliveryTarget> delivery;      // where signed reports go
   std::string default_priority;                // STAT, HIGH or ROUTINE when a study names none
+  // Only TLS associations with a client certificate of this member (OU=member, CN = the member
+  // id or one of its AE titles) are accepted from this member's AE titles.
+  bool require_tls = false;
+  int max_associations = 8;  // concurrent associations from this member (at most the centre's)
 };
 
 struct Radiologist {
@@ -58,6 +64,19 @@ struct CentreConfig {
   std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
 };
 
+// DICOM TLS (PS3.15 BCP 195 profiles, DCMTK dcmtls) on the listener and for deliveries.
+struct DicomTlsConfig {
+  bool enabled = false;  // true when the [dicom_tls] table is present
+  uint16_t port = 2762;     // the TLS port (0: any free port, for tests)
+  // TLS on centre.dicom_port instead, beside plain TCP: a connection's first byte tells a TLS
+  // handshake from an A-ASSOCIATE-RQ.
+  bool same_port = false;
+  bool allow_plain = true;  // false (needs same_port): plain associations are refused
+  std::filesystem::path certificate, key, ca;  // the centre's DICOM certificate and key; the CA of members' certificates
+  std::string profile = "bcp195-nd";           // bcp195-nd, bcp195 or bcp195-ex
+  int expiry_warning_days = 30;                // warn about certificates expiring sooner than this
+};
+
 // The radiologists' HTTPS API (mutual TLS) and the reading rules behind it.
 struct HttpsConfig {
   bool enabled = false;  // true when the [https] table is present
@@ -84,6 +103,7 @@ struct ReadingConfig {
 
 struct Config {
   CentreConfig centre;
+  DicomTlsConfig dicom_tls;
   HttpsConfig https;
   ReadingConfig reading;
   std::vector<Member> members;

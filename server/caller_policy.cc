@@ -36,4 +36,31 @@ std::optional<Caller> CallerPolicy::Identify(const std::string& calling_ae, cons
   return Caller{calling_ae, member->id, false};
 }
 
+std::optional<std::string> CallerPolicy::TransportProblem(const Caller& caller, const TlsPeer& tls,
+                                                          const std::string& peer_ip) const {
+  const Member* member = caller.is_centre ? nullptr : config_.FindMemberByAeTitle(caller.ae_title);
+  if (member && member->require_tls && !tls.has_certificate) {
+    return "member " + member->id + " requires TLS with its client certificate";
+  }
+  if (!tls.has_certificate) return std::nullopt;
+  if (member) {
+    const bool names_member =
+        tls.common_name == member->id ||
+        std::find(member->ae_titles.begin(), member->ae_titles.end(), tls.common_name) != member->ae_titles.end();
+    if (tls.organizational_unit != "member" || !names_member) {
+      return "certificate '" + tls.subject + "' is not member " + member->id + "'s";
+    }
+  } else if (tls.organizational_unit == "member") {
+    return "a member's certificate '" + tls.subject + "' cannot call as a centre AE title";
+  }
+  if (!tls.ip_addresses.empty()) {
+    const std::string peer = Canonical(peer_ip);
+    if (std::none_of(tls.ip_addresses.begin(), tls.ip_addresses.end(),
+                     [&](const std::string& a) { return Canonical(a) == peer; })) {
+      return "certificate '" + tls.subject + "' does not list the peer address " + peer_ip;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace teleread

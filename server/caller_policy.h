@@ -1,8 +1,11 @@
 #pragma once
 // Who may open an association: member hospitals by calling AE title (and source address when
-// configured), and the centre's own AE titles. Plain logic over the config.
+// configured), and the centre's own AE titles; over TLS, whether the client certificate is the
+// calling member's. Plain logic over the config.
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 
@@ -14,12 +17,28 @@ struct Caller {
   bool is_centre = false;
 };
 
+// What a TLS handshake established about the peer; all empty for plain TCP.
+struct TlsPeer {
+  bool tls = false;
+  bool has_certificate = false;  // a client certificate, verified against the centre's CA
+  std::string subject, common_name, organizational_unit;
+  std::vector<std::string> ip_addresses;  // the certificate's subjectAltName IP entries
+  int64_t not_after = 0;
+  std::string protocol, cipher;
+};
+
 class CallerPolicy {
  public:
   explicit CallerPolicy(const Config& config) : config_(config) {}
   // nullopt: reject the association (calling AE title not recognised).
   std::optional<Caller> Identify(const std::string& calling_ae, const std::string& peer_ip) const;
   bool AcceptsCalledAeTitle(const std::string& called_ae) const { return called_ae == config_.centre.ae_title; }
+  // Why `caller` may not associate over this transport; nullopt when it may. A member that
+  // requires TLS needs a client certificate; any certificate sent must be the calling member's
+  // (OU=member, CN = its id or one of its AE titles), or for a centre AE title not a member's;
+  // a certificate listing IP addresses must list the peer's.
+  std::optional<std::string> TransportProblem(const Caller& caller, const TlsPeer& tls,
+                                              const std::string& peer_ip) const;
 
  private:
   const Config& config_;

@@ -9,7 +9,11 @@
 #include "dcmtk/dcmnet/assoc.h"
 #include "dcmtk/dcmnet/dimse.h"
 #include "dcmtk/dcmdata/dcostrmf.h"
+#include "dcmtk/dcmtls/tlstrans.h"
 #include "dcmtk/ofstd/ofstd.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -26,6 +30,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "server/dicom_tls.h"
 #include "server/qr_scp.h"
 
 namespace teleread {
@@ -54,23 +59,65 @@ class QuickAckConnection : public DcmTCPConnection {
   DcmNativeSocketType fd_;
 };
 
+// A TLS connection whose handshake and A-ASSOCIATE-RQ we read ourselves, under a deadline and
+// outside g_handoff_mu; DCMTK then reads the request from what we kept.
+class PreparedTlsConnection : public DcmTLSConnection {
+ public:
+  PreparedTlsConnection(DcmNativeSocketType fd, SSL* ssl, std::string request)
+      : DcmTLSConnection(fd, ssl), fd_(fd), request_(std::move(request)) {}
+  OFCondition serverSideHandshake() override { return EC_Normal; }  // done already
+  ssize_t read(void* buf, size_t nbyte) override {
+    if (pos_ < request_.size()) {
+      const size_t n = std::min(nbyte, request_.size() - pos_);
+      std::memcpy(buf, request_.data() + pos_, n);
+      pos_ += n;
+      return static_cast<ssize_t>(n);
+    }
+    ssize_t n = DcmTLSConnection::read(buf, nbyte);
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    return n;
+  }
+  OFBool networkDataAvailable(int timeout) override {
+    return pos_ < request_.size() || DcmTLSConnection::networkDataAvailable(timeout);
+  }
+
+ private:
+  DcmNativeSocketType fd_;
+  std::string request_;
+  size_t pos_ = 0;
+};
+
 class QuickAckLayer : public DcmTransportLayer {
  public:
   DcmTransportConnection* createConnection(DcmNativeSocketType fd, OFBool secure) override {
     adopted_ = fd;  // from here on DCMTK closes fd, also when no connection is returned
+    if (prepared_ && prepared_fd_ == fd) return prepared_.release();
     if (secure) return nullptr;
     return new QuickAckConnection(fd);
   }
-  // Whether DCMTK took `fd` over (and so closes it) since the last call. Only under g_handoff_mu:
+  // The connection to hand DCMTK for `fd` in the next ASC_receiveAssociation.
+  void Prepare(int fd, std::unique_ptr<DcmTransportConnection> connection) {
+    prepared_fd_ = fd;
+    prepared_ = std::move(connection);
+  }
+  // Whether DCMTK took `fd` over (and so closes it) since the last call. A prepared connection
+  // DCMTK did not take is destroyed here, which closes `fd` too. Only under g_handoff_mu:
   // DCMTK creates connections inside ASC_receiveAssociation.
   bool TakeAdopted(int fd) {
-    const bool adopted = adopted_ == fd;
+    bool adopted = adopted_ == fd;
+    if (prepared_) {
+      prepared_.reset();
+      adopted = true;
+    }
     adopted_ = -1;
     return adopted;
   }
 
  private:
-  DcmNativeSocketType adopted_ = -1;  // guarded by g_handoff_mu
+  DcmNativeSocketType adopted_ = -1;  // guarded by g_handoff_mu, as are the two below
+  DcmNativeSocketType prepared_fd_ = -1;
+  std::unique_ptr<DcmTransportConnection> prepared_;
 };
 
 const char* const kTransferSyntaxes[] = {
@@ -125,6 +172,115 @@ bool WaitForAssociateRequest(int fd, std::chrono::steady_clock::time_point deadl
   }
 }
 
+// The first byte of a connection, without consuming it: 0x16 opens a TLS handshake, 0x01 an
+// A-ASSOCIATE-RQ. -1 on close, error or the deadline.
+int PeekFirstByte(int fd, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    unsigned char byte = 0;
+    ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 1) return byte;
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return -1;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return -1;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) return -1;
+  }
+}
+
+// Waits for what OpenSSL asked for after `ret`; false on a real error or at the deadline.
+bool WaitForTls(SSL* ssl, int fd, int ret, std::chrono::steady_clock::time_point deadline) {
+  const int err = SSL_get_error(ssl, ret);
+  const short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+  if (events == 0) return false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    return n > 0;
+  }
+}
+
+std::string TlsFailure(SSL* ssl, bool timed_out) {
+  if (timed_out) return "timed out";
+  std::string why;
+  if (unsigned long e = ERR_get_error(); e != 0) {
+    const char* reason = ERR_reason_error_string(e);
+    why = reason ? reason : "OpenSSL error " + std::to_string(e);
+  } else {
+    why = "connection closed";
+  }
+  const long verify = SSL_get_verify_result(ssl);
+  if (verify != X509_V_OK) why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+  ERR_clear_error();
+  return why;
+}
+
+// The server side of the TLS handshake, then the whole A-ASSOCIATE-RQ, on a non-blocking socket
+// under one deadline, so that a slow TLS client holds only its own worker. The socket is
+// blocking again afterwards. nullptr (and `error`) on failure; the socket stays open.
+SSL* AcceptTls(SSL_CTX* ctx, int fd, std::chrono::steady_clock::time_point deadline, std::string& request,
+               std::string& error) {
+  constexpr size_t kMaxRequest = 1 << 20;
+  SSL* ssl = SSL_new(ctx);
+  if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+    SSL_free(ssl);
+    error = "cannot create a TLS session";
+    return nullptr;
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  ERR_clear_error();
+  bool ok = false;
+  for (;;) {
+    const int r = SSL_accept(ssl);
+    if (r == 1) {
+      ok = true;
+      break;
+    }
+    if (!WaitForTls(ssl, fd, r, deadline)) {
+      error = "TLS handshake failed: " + TlsFailure(ssl, std::chrono::steady_clock::now() >= deadline);
+      break;
+    }
+  }
+  size_t need = 6;
+  while (ok && request.size() < need) {
+    char buf[4096];
+    const int r = SSL_read(ssl, buf, static_cast<int>(std::min(sizeof buf, need - request.size())));
+    if (r > 0) {
+      request.append(buf, static_cast<size_t>(r));
+      if (need == 6 && request.size() == 6) {
+        if (static_cast<unsigned char>(request[0]) != 0x01) break;  // DCMTK refuses it properly
+        const auto* h = reinterpret_cast<const unsigned char*>(request.data());
+        const size_t length = (size_t{h[2]} << 24) | (size_t{h[3]} << 16) | (size_t{h[4]} << 8) | h[5];
+        if (length > kMaxRequest) {
+          error = "association request too large";
+          ok = false;
+        }
+        need = 6 + length;
+      }
+    } else if (!WaitForTls(ssl, fd, r, deadline)) {
+      error = "no association request: " + TlsFailure(ssl, std::chrono::steady_clock::now() >= deadline);
+      ok = false;
+    }
+  }
+  ::fcntl(fd, F_SETFL, flags);
+  if (!ok) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  return ssl;
+}
+
+// A peer that stops reading or writing mid-record is dropped after the DIMSE timeout, also where
+// DCMTK would block (inside SSL_read, or writing a C-GET to a peer that does not read).
+void SetSocketTimeouts(int fd, int seconds) {
+  timeval tv{seconds, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
 // The peer's numeric address, for log lines written before DCMTK knows it.
 std::string PeerAddress(int fd) {
   sockaddr_storage a{};
@@ -177,6 +333,8 @@ struct AssociationEnv {
   Ingest& ingest;
   ObjectStore& store;
   ListenerStats& stats;
+  MemberSlots& slots;
+  const DicomTls* tls;
   std::string ae_title;
   uint64_t min_free_bytes;
   int dimse_timeout;
@@ -187,7 +345,8 @@ struct AssociationEnv {
 // per storage SOP class (it stops at 128) and which hides the association from us.
 class Association {
  public:
-  Association(T_ASC_Association* assoc, const AssociationEnv& env) : assoc_(assoc), env_(env) {
+  Association(T_ASC_Association* assoc, const AssociationEnv& env, TlsPeer tls)
+      : assoc_(assoc), env_(env), tls_(std::move(tls)) {
     char peer[256] = {};
     ASC_getPresentationAddresses(assoc_->params, peer, sizeof peer, nullptr, 0);
     peer_ = peer;
@@ -195,6 +354,7 @@ class Association {
   ~Association() {
     ASC_dropSCPAssociation(assoc_);
     ASC_destroyAssociation(&assoc_);
+    if (slot_held_) env_.slots.Leave(caller_->member_id);
   }
   Association(const Association&) = delete;
   Association& operator=(const Association&) = delete;
@@ -202,6 +362,7 @@ class Association {
   void Run() {
     if (!Negotiate()) return;
     env_.stats.associations++;
+    if (tls_.tls) env_.stats.tls_associations++;
     Serve();
     if (stored_ + refused_ > 0) {
       spdlog::info("association {} ({}) from {} ended: {} stored, {} refused, {}", caller_->ae_title,
@@ -233,6 +394,22 @@ class Association {
       Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
       return false;
     }
+    if (std::optional<std::string> problem = env_.policy.TransportProblem(*caller_, tls_, peer_)) {
+      spdlog::warn("association {} from {} refused: {}", calling, peer_, *problem);
+      if (tls_.tls) env_.stats.tls_refused++;
+      Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
+      return false;
+    }
+    if (const Member* member = env_.config.FindMemberByAeTitle(caller_->ae_title)) {
+      if (!env_.slots.TryEnter(member->id, member->max_associations)) {
+        spdlog::warn("association {} from {} refused: member {} has its {} associations open", calling, peer_,
+                     member->id, member->max_associations);
+        Reject(ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
+        return false;
+      }
+      slot_held_ = true;
+    }
     const char* echo_syntaxes[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
                                    UID_BigEndianExplicitTransferSyntax};
     const char* echo[] = {UID_VerificationSOPClass};
@@ -260,8 +437,9 @@ class Association {
       spdlog::warn("association {} from {}: acknowledging failed: {}", calling, peer_, cond.text());
       return false;
     }
-    spdlog::debug("association accepted: {} from {}, {} presentation contexts", calling, peer_,
-                  ASC_countAcceptedPresentationContexts(assoc_->params));
+    spdlog::debug("association accepted: {} from {}, {} presentation contexts{}", calling, peer_,
+                  ASC_countAcceptedPresentationContexts(assoc_->params),
+                  tls_.tls ? ", " + tls_.protocol + " " + tls_.cipher : std::string());
     return true;
   }
 
@@ -330,7 +508,7 @@ class Association {
   }
 
   QrEnv QrEnvironment() const {
-    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout};
+    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout, env_.tls};
   }
 
   // Reads the data set into a temp file exactly as it came over the wire, then hands it to Ingest.
@@ -418,8 +596,10 @@ class Association {
   static constexpr size_t kAeBuffer = 17;
   T_ASC_Association* assoc_;
   const AssociationEnv& env_;
+  const TlsPeer tls_;
   std::string peer_;
   std::optional<Caller> caller_;
+  bool slot_held_ = false;
   uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
 };
 
@@ -432,15 +612,18 @@ struct DicomListener::Network {
     if (net) ASC_dropNetwork(&net);
   }
 
-  // Hands an accepted socket whose A-ASSOCIATE-RQ has arrived to DCMTK. On failure the socket is
-  // closed, by DCMTK if it had taken it over, else here, and nullptr is returned.
-  T_ASC_Association* Receive(int fd, uint32_t max_pdu_bytes, int timeout_seconds) {
+  // Hands an accepted socket whose A-ASSOCIATE-RQ has arrived to DCMTK, over `prepared` when
+  // given (a TLS connection). On failure the socket is closed, by DCMTK if it had taken it over,
+  // else here, and nullptr is returned.
+  T_ASC_Association* Receive(int fd, uint32_t max_pdu_bytes, int timeout_seconds,
+                             std::unique_ptr<DcmTransportConnection> prepared = nullptr) {
     const std::string peer = PeerAddress(fd);
     T_ASC_Association* assoc = nullptr;
     OFCondition cond;
     bool adopted = false;
     {
       std::lock_guard<std::mutex> lock(g_handoff_mu);
+      if (prepared) layer.Prepare(fd, std::move(prepared));
       dcmExternalSocketHandle.set(fd);
       cond = ASC_receiveAssociation(net, &assoc, max_pdu_bytes, nullptr, nullptr, OFFalse, DUL_NOBLOCK,
                                     timeout_seconds);
@@ -460,48 +643,74 @@ struct DicomListener::Network {
   }
 };
 
+bool MemberSlots::TryEnter(const std::string& member_id, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int& n = active_[member_id];
+  if (n >= limit) return false;
+  ++n;
+  return true;
+}
+
+void MemberSlots::Leave(const std::string& member_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--active_[member_id] <= 0) active_.erase(member_id);
+}
+
 DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
-                             const QueryEngine& engine)
-    : config_(config), policy_(policy), ingest_(ingest), store_(store), engine_(engine) {}
+                             const QueryEngine& engine, const DicomTls* tls, CertificateExpiry* expiry)
+    : config_(config), policy_(policy), ingest_(ingest), store_(store), engine_(engine), tls_(tls), expiry_(expiry) {}
 
 DicomListener::~DicomListener() { Stop(); }
 
-Status DicomListener::Start() {
-  const CentreConfig& c = config_.centre;
+Status DicomListener::Listen(const std::string& address, uint16_t port, int& fd, uint16_t& bound_port) {
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
   int family = AF_INET;
-  if (inet_pton(AF_INET, c.bind_address.c_str(), &reinterpret_cast<sockaddr_in*>(&addr)->sin_addr) == 1) {
+  if (inet_pton(AF_INET, address.c_str(), &reinterpret_cast<sockaddr_in*>(&addr)->sin_addr) == 1) {
     auto* a = reinterpret_cast<sockaddr_in*>(&addr);
     a->sin_family = AF_INET;
-    a->sin_port = htons(c.dicom_port);
+    a->sin_port = htons(port);
     addr_len = sizeof(sockaddr_in);
   } else {
     auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
-    if (inet_pton(AF_INET6, c.bind_address.c_str(), &a->sin6_addr) != 1) {
-      return Status::InvalidArgument("bad bind address " + c.bind_address);
+    if (inet_pton(AF_INET6, address.c_str(), &a->sin6_addr) != 1) {
+      return Status::InvalidArgument("bad bind address " + address);
     }
     family = AF_INET6;
     a->sin6_family = AF_INET6;
-    a->sin6_port = htons(c.dicom_port);
+    a->sin6_port = htons(port);
     addr_len = sizeof(sockaddr_in6);
   }
-  listen_fd_ = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return Status::FromErrno(errno, "socket");
+  fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno(errno, "socket");
   int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
-    Status s = Status::FromErrno(errno, "bind " + c.bind_address + ":" + std::to_string(c.dicom_port));
-    ::close(listen_fd_);
-    listen_fd_ = -1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0 || ::listen(fd, 128) != 0) {
+    Status s = Status::FromErrno(errno, "bind " + address + ":" + std::to_string(port));
+    ::close(fd);
+    fd = -1;
     return s;
   }
-  if (::listen(listen_fd_, 128) != 0) return Status::FromErrno(errno, "listen");
   sockaddr_storage bound{};
   socklen_t bound_len = sizeof bound;
-  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &bound_len);
-  port_ = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                                  : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
+  bound_port = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                       : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  return Status::Ok();
+}
+
+Status DicomListener::Start() {
+  const CentreConfig& c = config_.centre;
+  if (Status s = Listen(c.bind_address, c.dicom_port, listen_fd_, port_); !s.ok()) return s;
+  if (tls_) {
+    if (config_.dicom_tls.same_port) {
+      tls_port_ = port_;
+    } else if (Status s = Listen(c.bind_address, config_.dicom_tls.port, tls_listen_fd_, tls_port_); !s.ok()) {
+      ::close(listen_fd_);
+      listen_fd_ = -1;
+      return s;
+    }
+  }
   if (::pipe2(wake_pipe_, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
 
   network_ = std::make_unique<Network>();
@@ -522,6 +731,10 @@ Status DicomListener::Start() {
   acceptor_ = std::thread([this] { AcceptLoop(); });
   spdlog::info("DICOM listener {} on {}:{} ({} associations at most)", c.ae_title, c.bind_address, port_,
                c.max_associations);
+  if (tls_) {
+    spdlog::info("DICOM TLS ({}) on {}:{}{}", config_.dicom_tls.profile, c.bind_address, tls_port_,
+                 config_.dicom_tls.allow_plain ? "" : "; plain associations refused");
+  }
   return Status::Ok();
 }
 
@@ -537,9 +750,11 @@ void DicomListener::Stop() {
   cv_.notify_all();
   for (std::thread& w : workers_) w.join();
   workers_.clear();
-  for (int fd : pending_) ::close(fd);
+  for (const Accepted& a : pending_) ::close(a.fd);
   pending_.clear();
   network_.reset();
+  if (tls_listen_fd_ >= 0) ::close(tls_listen_fd_);
+  tls_listen_fd_ = -1;
   ::close(wake_pipe_[0]);
   ::close(wake_pipe_[1]);
 }
@@ -549,6 +764,7 @@ void DicomListener::AcceptLoop() {
   // rejected with a reason. They wait side by side here, so a silent one delays nobody else.
   struct Waiting {
     int fd;
+    bool tls_port;
     std::chrono::steady_clock::time_point deadline;
     bool partial;  // some of the request has arrived: look again on the next tick, not on POLLIN
   };
@@ -557,8 +773,10 @@ void DicomListener::AcceptLoop() {
   constexpr int kPartialTickMs = 20;
   std::vector<Waiting> waiting;
   std::vector<pollfd> fds;
+  const size_t first_waiting = tls_listen_fd_ >= 0 ? 3 : 2;
   for (;;) {
     fds.assign({{listen_fd_, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}});
+    if (tls_listen_fd_ >= 0) fds.push_back({tls_listen_fd_, POLLIN, 0});
     int timeout_ms = -1;
     const auto now = std::chrono::steady_clock::now();
     for (const Waiting& w : waiting) {
@@ -578,9 +796,13 @@ void DicomListener::AcceptLoop() {
     std::vector<Waiting> still;
     for (size_t i = 0; i < waiting.size(); ++i) {
       Waiting w = waiting[i];
-      const short revents = fds[2 + i].revents;
+      const short revents = fds[first_waiting + i].revents;
       Arrival a = revents != 0 || w.partial ? PeekAssociateRequest(w.fd) : Arrival::kPartial;
-      if (a == Arrival::kComplete) {
+      if (a == Arrival::kComplete && w.tls_port) {
+        // Refusing with a reason would take a TLS handshake in this thread: close instead.
+        spdlog::warn("TLS association refused: all {} workers busy", config_.centre.max_associations);
+        ::close(w.fd);
+      } else if (a == Arrival::kComplete) {
         RejectBusy(w.fd);
       } else if (a == Arrival::kFailed || (revents & (POLLRDHUP | POLLHUP | POLLERR)) || after >= w.deadline) {
         spdlog::warn("association refused: all {} workers busy (no request received)",
@@ -592,27 +814,30 @@ void DicomListener::AcceptLoop() {
       }
     }
     waiting.swap(still);
-    if (!(fds[0].revents & POLLIN)) continue;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    bool busy = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      busy = idle_workers_ <= static_cast<int>(pending_.size());
-      if (!busy) pending_.push_back(fd);
-    }
-    if (!busy) {
-      cv_.notify_one();
-      continue;
-    }
-    stats_.rejected++;
-    if (waiting.size() >= kMaxWaiting) {
-      spdlog::warn("association refused: all {} workers busy (too many waiting)", config_.centre.max_associations);
-      ::close(fd);
-    } else {
-      waiting.push_back({fd, after + kBusyWait, false});
+    for (size_t l = 0; l < first_waiting; ++l) {
+      if (l == 1 || !(fds[l].revents & POLLIN)) continue;
+      const bool tls_port = l == 2;
+      int fd = ::accept4(fds[l].fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      bool busy = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        busy = idle_workers_ <= static_cast<int>(pending_.size());
+        if (!busy) pending_.push_back({fd, tls_port});
+      }
+      if (!busy) {
+        cv_.notify_one();
+        continue;
+      }
+      stats_.rejected++;
+      if (waiting.size() >= kMaxWaiting) {
+        spdlog::warn("association refused: all {} workers busy (too many waiting)", config_.centre.max_associations);
+        ::close(fd);
+      } else {
+        waiting.push_back({fd, tls_port, after + kBusyWait, false});
+      }
     }
   }
   for (const Waiting& w : waiting) ::close(w.fd);
@@ -633,31 +858,66 @@ void DicomListener::RejectBusy(int fd) {
 
 void DicomListener::WorkerLoop() {
   for (;;) {
-    int fd = -1;
+    Accepted next{};
     {
       std::unique_lock<std::mutex> lock(mu_);
       ++idle_workers_;
       cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
       --idle_workers_;
       if (stopping_) return;
-      fd = pending_.front();
+      next = pending_.front();
       pending_.pop_front();
     }
-    RunConnection(fd);
+    RunConnection(next);
   }
 }
 
-void DicomListener::RunConnection(int fd) {
+void DicomListener::RunConnection(Accepted c) {
+  const int fd = c.fd;
   const int acse_timeout = config_.centre.acse_timeout_seconds;
-  if (!WaitForAssociateRequest(fd, std::chrono::steady_clock::now() + std::chrono::seconds(acse_timeout))) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(acse_timeout);
+  const int first = PeekFirstByte(fd, deadline);
+  const bool tls_hello = first == 0x16;
+  const bool tls_here = tls_ && (c.tls_port || tls_port_ == port_);
+  if (first < 0 || (c.tls_port && !tls_hello) || (tls_ && !tls_hello && !config_.dicom_tls.allow_plain)) {
+    if (first >= 0) {
+      spdlog::warn("connection from {} refused: not a TLS handshake, and this port takes TLS only", PeerAddress(fd));
+      stats_.tls_refused++;
+    }
     ::close(fd);
     return;
   }
-  T_ASC_Association* assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, acse_timeout);
+  SetSocketTimeouts(fd, config_.centre.dimse_timeout_seconds);
+  TlsPeer tls_peer;
+  T_ASC_Association* assoc = nullptr;
+  if (tls_here && tls_hello) {
+    std::string request, error;
+    SSL* ssl = AcceptTls(tls_->server_context(), fd, deadline, request, error);
+    if (!ssl) {
+      spdlog::warn("TLS connection from {} refused: {}", PeerAddress(fd), error);
+      stats_.tls_refused++;
+      ::close(fd);
+      return;
+    }
+    tls_peer = DescribeTlsPeer(ssl);
+    if (tls_peer.has_certificate && expiry_) {
+      expiry_->Observe("peer " + tls_peer.subject, tls_peer.not_after,
+                       std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count());
+    }
+    assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, acse_timeout,
+                              std::make_unique<PreparedTlsConnection>(fd, ssl, std::move(request)));
+  } else {
+    if (!WaitForAssociateRequest(fd, deadline)) {
+      ::close(fd);
+      return;
+    }
+    assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, acse_timeout);
+  }
   if (!assoc) return;
-  AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, config_.centre.ae_title,
+  AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, slots_, tls_, config_.centre.ae_title,
                      config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds};
-  Association(assoc, env).Run();
+  Association(assoc, env, std::move(tls_peer)).Run();
 }
 
 }  // namespace teleread

@@ -82,8 +82,8 @@ int main(int argc, char** argv) {
   pki_issue->add_option("--name", pki_name, "Common name: radiologist id, admin name, member AE, server name")
       ->required();
   pki_issue->add_option("--organization", pki_org, "Organization in the subject");
-  pki_issue->add_option("--ip", pki_ips, "IP addresses for a server certificate");
-  pki_issue->add_option("--dns", pki_dns, "DNS names for a server certificate");
+  pki_issue->add_option("--ip", pki_ips, "IP addresses for a server certificate (or a member PACS taking reports over TLS)");
+  pki_issue->add_option("--dns", pki_dns, "DNS names for a server certificate (or a member PACS taking reports over TLS)");
   pki_issue->add_option("--days", pki_days, "Validity in days")->check(CLI::Range(1, 3650));
   pki->require_subcommand(1);
   app.get_option("--config")->required(false);
@@ -106,8 +106,11 @@ int main(int argc, char** argv) {
                                     : CertKind::kRadiologist;
     r.common_name = pki_name;
     r.organization = pki_org;
-    if (r.kind == CertKind::kServer) {
+    // A member PACS that takes reports over DICOM TLS needs its address in its certificate.
+    if (r.kind == CertKind::kServer || (r.kind == CertKind::kMember && pki_issue->count("--ip"))) {
       r.ip_addresses = pki_ips;
+    }
+    if (r.kind == CertKind::kServer || (r.kind == CertKind::kMember && pki_issue->count("--dns"))) {
       r.dns_names = pki_dns;
     }
     r.valid_days = pki_days;

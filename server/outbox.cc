@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "server/dicom_tls.h"
 #include "server/store_scu.h"
 
 namespace teleread {
@@ -24,8 +25,9 @@ bool Stored(uint16_t status) { return status == 0x0000 || status == 0x0001 || (s
 
 }  // namespace
 
-DeliveryOutbox::DeliveryOutbox(const Config& config, Index& index, const ObjectStore& store, Clock clock)
-    : config_(config), index_(index), store_(store), clock_(std::move(clock)) {}
+DeliveryOutbox::DeliveryOutbox(const Config& config, Index& index, const ObjectStore& store, Clock clock,
+                               const DicomTls* tls)
+    : config_(config), index_(index), store_(store), clock_(std::move(clock)), tls_(tls) {}
 
 DeliveryOutbox::~DeliveryOutbox() { Stop(); }
 
@@ -129,7 +131,8 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
   } else if (file.empty()) {
     error = "report " + row.sop_instance_uid + " is not in the store";
   } else {
-    StoreScu scu(config_.centre.ae_title, *member->delivery, config_.reading.delivery_timeout_seconds);
+    StoreScu scu(config_.centre.ae_title, *member->delivery, config_.reading.delivery_timeout_seconds,
+                 tls_ ? tls_->ClientLayer(*member->delivery) : nullptr);
     if (Status s = scu.Connect({{sop_class, syntax}}); !s.ok()) {
       error = s.message();
     } else {

@@ -40,10 +40,14 @@ struct DeliveryCounts {
   int64_t oldest_pending_ms = 0;  // created_ms of the oldest pending row; 0 when none
 };
 
+class DicomTls;
+
 class DeliveryOutbox {
  public:
   using Clock = std::function<int64_t()>;
-  DeliveryOutbox(const Config& config, Index& index, const ObjectStore& store, Clock clock);
+  // `tls` (may be null: no DICOM TLS) outlives the outbox.
+  DeliveryOutbox(const Config& config, Index& index, const ObjectStore& store, Clock clock,
+                 const DicomTls* tls = nullptr);
   ~DeliveryOutbox();  // stops the thread
 
   void Start();
@@ -68,6 +72,7 @@ class DeliveryOutbox {
   Index& index_;
   const ObjectStore& store_;
   Clock clock_;
+  const DicomTls* tls_;
   std::mt19937_64 rng_{std::random_device{}()};  // used by the delivery thread only
 
   std::mutex mu_;

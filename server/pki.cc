@@ -260,7 +260,8 @@ struct Usages {
 Usages UsagesFor(CertKind kind) {
   switch (kind) {
     // keyEncipherment is for RSA key transport; an EC key agrees on keys instead.
-    case CertKind::kServer: return {"critical,digitalSignature,keyAgreement", "serverAuth"};
+    // clientAuth too: the centre is the TLS client when it delivers reports over DICOM TLS.
+    case CertKind::kServer: return {"critical,digitalSignature,keyAgreement", "serverAuth,clientAuth"};
     // nonRepudiation: radiologists (and admins) also sign DICOM reports with these keys.
     case CertKind::kRadiologist:
     case CertKind::kAdmin: return {"critical,digitalSignature,nonRepudiation", "clientAuth"};

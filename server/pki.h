@@ -49,7 +49,8 @@ Status InitCertificateAuthority(const std::filesystem::path& dir, const std::str
 // is non-empty; mode 0600 from creation on).
 //
 // Subject O=<organization>, OU=<kind>, CN=<common_name>. Extensions, by kind:
-//   kServer       keyUsage digitalSignature+keyAgreement, extendedKeyUsage serverAuth
+//   kServer       keyUsage digitalSignature+keyAgreement, extendedKeyUsage serverAuth+clientAuth
+//                 (clientAuth: the centre calls member PACS over DICOM TLS)
 //   kRadiologist  keyUsage digitalSignature+nonRepudiation, extendedKeyUsage clientAuth
 //                 (nonRepudiation: radiologist keys also sign DICOM reports)
 //   kAdmin        same as kRadiologist

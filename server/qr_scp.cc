@@ -13,6 +13,7 @@
 
 #include "common/dicom.h"
 #include "common/log.h"
+#include "server/dicom_tls.h"
 #include "server/store_scu.h"
 
 namespace teleread {
@@ -310,7 +311,8 @@ void MoveCallback(void* data, OFBool cancelled, T_DIMSE_C_MoveRQ* req, DcmDatase
     spdlog::info("C-MOVE from {}: {} instance(s) to {}", Who(st.env), st.items.size(), req->MoveDestination);
     std::set<std::pair<std::string, std::string>> pairs;
     for (const RetrieveItem& item : st.items) pairs.insert({item.sop_class_uid, item.transfer_syntax_uid});
-    st.scu = std::make_unique<StoreScu>(st.env.config.centre.ae_title, *target, st.env.dimse_timeout);
+    st.scu = std::make_unique<StoreScu>(st.env.config.centre.ae_title, *target, st.env.dimse_timeout,
+                                        st.env.tls ? st.env.tls->ClientLayer(*target) : nullptr);
     if (Status s = st.scu->Connect({pairs.begin(), pairs.end()}); !s.ok()) {
       spdlog::warn("C-MOVE from {}: {}", Who(st.env), s.ToString());
       st.failed = st.items.size();

@@ -18,6 +18,8 @@ class OFCondition;
 
 namespace teleread {
 
+class DicomTls;
+
 struct QrEnv {
   const Config& config;
   const QueryEngine& engine;
@@ -25,6 +27,7 @@ struct QrEnv {
   const Caller& caller;
   const std::string& peer;
   int dimse_timeout;
+  const DicomTls* tls = nullptr;  // client contexts for destinations with tls = true
 };
 
 // The abstract syntaxes of the Patient and Study Root FIND, MOVE and GET models.

@@ -1,6 +1,7 @@
 #include "server/reading_api.h"
 
 #include <algorithm>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -505,6 +506,14 @@ HttpResponse ReadingApi::Metrics() {
       << "\n";
     m << "# TYPE teleread_ingest_bytes_total counter\nteleread_ingest_bytes_total " << dicom_stats_->bytes.load()
       << "\n";
+    m << "# TYPE teleread_dicom_tls_associations_total counter\nteleread_dicom_tls_associations_total "
+      << dicom_stats_->tls_associations.load() << "\n";
+    m << "# TYPE teleread_dicom_tls_refused_total counter\nteleread_dicom_tls_refused_total "
+      << dicom_stats_->tls_refused.load() << "\n";
+  }
+  if (certificates_) {
+    m << certificates_->Metrics(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   }
   Result<TaskCounts> c = worklist_.Counts();
   if (c.ok()) {

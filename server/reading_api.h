@@ -9,6 +9,7 @@
 
 #include "common/config.h"
 #include "server/dicom_listener.h"
+#include "server/dicom_tls.h"
 #include "server/https_server.h"
 #include "server/index.h"
 #include "server/object_store.h"
@@ -27,9 +28,10 @@ struct Identity {
 class ReadingApi {
  public:
   ReadingApi(const Config& config, Index& index, Worklist& worklist, const ObjectStore& store,
-             const ListenerStats* dicom_stats, ReportDesk* desk = nullptr, DeliveryOutbox* outbox = nullptr)
+             const ListenerStats* dicom_stats, ReportDesk* desk = nullptr, DeliveryOutbox* outbox = nullptr,
+             CertificateExpiry* certificates = nullptr)
       : config_(config), index_(index), worklist_(worklist), store_(store), dicom_stats_(dicom_stats), desk_(desk),
-        outbox_(outbox) {}
+        outbox_(outbox), certificates_(certificates) {}
 
   HttpResponse Handle(const HttpRequest& request, const PeerCertificate& peer);
 
@@ -59,6 +61,7 @@ class ReadingApi {
   const ListenerStats* dicom_stats_;
   ReportDesk* desk_;
   DeliveryOutbox* outbox_;
+  CertificateExpiry* certificates_;
   std::atomic<uint64_t> requests_{0}, refused_{0};
 };
 

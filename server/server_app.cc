@@ -5,6 +5,7 @@
 #include "common/dicom.h"
 #include "common/log.h"
 #include "common/signing.h"
+#include "server/pki.h"
 #include "server/recovery.h"
 
 namespace teleread {
@@ -19,6 +20,24 @@ Result<std::unique_ptr<Index>> OpenIndex(const std::filesystem::path& storage_ro
 }
 
 ServerApp::ServerApp(Config config) : config_(std::move(config)) {}
+
+Status ServerApp::WatchOwnCertificates() {
+  std::vector<std::pair<std::string, std::filesystem::path>> own;
+  if (config_.https.enabled) {
+    own = {{"https server", config_.https.certificate}, {"https CA", config_.https.ca}};
+  }
+  if (config_.dicom_tls.enabled) {
+    own.emplace_back("dicom_tls certificate", config_.dicom_tls.certificate);
+    own.emplace_back("dicom_tls CA", config_.dicom_tls.ca);
+  }
+  const int64_t now = NowMs() / 1000;
+  for (const auto& [name, path] : own) {
+    Result<CertificateInfo> info = ReadCertificateInfo(path);
+    if (!info.ok()) return Status::InvalidArgument(name + " " + path.string() + ": " + info.status().message());
+    expiry_->Observe(name, info->not_after, now);
+  }
+  return Status::Ok();
+}
 
 ServerApp::~ServerApp() { Stop(); }
 
@@ -41,7 +60,14 @@ Status ServerApp::Start() {
   ingest_ = std::make_unique<Ingest>(*store_, *index_, NowMs);
   policy_ = std::make_unique<CallerPolicy>(config_);
   engine_ = std::make_unique<QueryEngine>(config_.centre.storage / "index.sqlite");
-  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_);
+  expiry_ = std::make_unique<CertificateExpiry>(config_.dicom_tls.expiry_warning_days);
+  if (Status s = WatchOwnCertificates(); !s.ok()) return s;
+  if (config_.dicom_tls.enabled) {
+    Result<std::unique_ptr<DicomTls>> tls = DicomTls::Create(config_);
+    if (!tls.ok()) return tls.status();
+    tls_ = std::move(tls.value());
+  }
+  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get());
   if (Status s = listener_->Start(); !s.ok()) return s;
   worklist_ = std::make_unique<Worklist>(*index_, int64_t{config_.reading.lease_minutes} * 60'000, NowMs);
   TaskPolicy policy;
@@ -55,12 +81,12 @@ Status ServerApp::Start() {
   });
   promoter_->Start();
   // Deliveries queued before a restart go out now.
-  outbox_ = std::make_unique<DeliveryOutbox>(config_, *index_, *store_, NowMs);
+  outbox_ = std::make_unique<DeliveryOutbox>(config_, *index_, *store_, NowMs, tls_.get());
   outbox_->Start();
   if (config_.https.enabled) {
     desk_ = std::make_unique<ReportDesk>(config_, *index_, *store_, *ingest_, NowMs, [this] { outbox_->Wake(); });
     api_ = std::make_unique<ReadingApi>(config_, *index_, *worklist_, *store_, &listener_->stats(), desk_.get(),
-                                        outbox_.get());
+                                        outbox_.get(), expiry_.get());
     https_ = std::make_unique<HttpsServer>(config_.https, [this](const HttpRequest& r, const PeerCertificate& p) {
       return api_->Handle(r, p);
     });

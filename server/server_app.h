@@ -5,6 +5,7 @@
 #include "common/config.h"
 #include "server/caller_policy.h"
 #include "server/dicom_listener.h"
+#include "server/dicom_tls.h"
 #include "server/index.h"
 #include "server/ingest.h"
 #include "server/object_store.h"
@@ -26,15 +27,21 @@ class ServerApp {
   Status Start();
   void Stop();
   uint16_t dicom_port() const { return listener_ ? listener_->port() : 0; }
+  uint16_t dicom_tls_port() const { return listener_ ? listener_->tls_port() : 0; }
   Index& index() { return *index_; }
 
  private:
+  // Puts the centre's own certificates under the expiry watch; fails on an unreadable one.
+  Status WatchOwnCertificates();
+
   Config config_;
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<Index> index_;
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<CallerPolicy> policy_;
   std::unique_ptr<QueryEngine> engine_;
+  std::unique_ptr<CertificateExpiry> expiry_;
+  std::unique_ptr<DicomTls> tls_;
   std::unique_ptr<DicomListener> listener_;
   std::unique_ptr<ReadingTaskPromoter> promoter_;
   std::unique_ptr<Worklist> worklist_;

@@ -84,13 +84,14 @@ struct StoreScu::Impl {
   std::string calling_ae;
   DeliveryTarget target;
   int timeout;
+  DcmTransportLayer* tls;
   T_ASC_Network* net = nullptr;
   T_ASC_Association* assoc = nullptr;
   uint16_t next_message_id = 1;
 };
 
-StoreScu::StoreScu(std::string calling_ae, DeliveryTarget target, int timeout_seconds)
-    : impl_(new Impl{std::move(calling_ae), std::move(target), timeout_seconds}) {}
+StoreScu::StoreScu(std::string calling_ae, DeliveryTarget target, int timeout_seconds, DcmTransportLayer* tls)
+    : impl_(new Impl{std::move(calling_ae), std::move(target), timeout_seconds, tls}) {}
 
 StoreScu::~StoreScu() {
   Release();
@@ -98,10 +99,18 @@ StoreScu::~StoreScu() {
 }
 
 Status StoreScu::Connect(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  if (impl_->target.tls && !impl_->tls) {
+    return Status::InvalidArgument(impl_->target.ae_title + " wants TLS but no TLS context was set up for it");
+  }
   OFCondition cond = ASC_initializeNetwork(NET_REQUESTOR, 0, impl_->timeout, &impl_->net);
   if (cond.bad()) return Status::IOError(std::string("network: ") + cond.text());
+  if (impl_->tls) {
+    cond = ASC_setTransportLayer(impl_->net, impl_->tls, 0);
+    if (cond.bad()) return Status::IOError(std::string("TLS transport: ") + cond.text());
+  }
   T_ASC_Parameters* params = nullptr;
   ASC_createAssociationParameters(&params, ASC_DEFAULTMAXPDU);
+  if (impl_->tls) ASC_setTransportLayerType(params, OFTrue);
   ASC_setAPTitles(params, impl_->calling_ae.c_str(), impl_->target.ae_title.c_str(), nullptr);
   const std::string peer = impl_->target.host + ":" + std::to_string(impl_->target.port);
   ASC_setPresentationAddresses(params, OFStandard::getHostName().c_str(), peer.c_str());

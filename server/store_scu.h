@@ -16,6 +16,7 @@
 #include "common/status.h"
 
 struct T_ASC_Association;
+class DcmTransportLayer;
 
 namespace teleread {
 
@@ -27,7 +28,8 @@ struct StoreResult {
 
 class StoreScu {
  public:
-  StoreScu(std::string calling_ae, DeliveryTarget target, int timeout_seconds);
+  // `tls` (from DicomTls::ClientLayer, outliving this) is required when target.tls is set.
+  StoreScu(std::string calling_ae, DeliveryTarget target, int timeout_seconds, DcmTransportLayer* tls = nullptr);
   ~StoreScu();  // releases the association
   StoreScu(const StoreScu&) = delete;
   StoreScu& operator=(const StoreScu&) = delete;

@@ -239,6 +239,8 @@ TEST_CASE("at least 16 associations run at once and beyond the limit they are re
   ScratchDir dir;
   ServerOptions options;
   options.max_associations = 20;
+  options.edits = {{"^id = \"zhuozhou\"$", "id = \"zhuozhou\"\nmax_associations = 20"},
+                   {"^id = \"laishui\"$", "id = \"laishui\"\nmax_associations = 20"}};
   TestServer server(dir.path() / "server", options);
   server.Start();
   auto ct = SmallSeries(dir.path() / "ct", 20);
@@ -296,6 +298,30 @@ TEST_CASE("at least 16 associations run at once and beyond the limit they are re
   CHECK(WaitUntil([&] { return OpenFiles(server.pid()).size() == fds_before.size(); }, std::chrono::seconds(5)));
   CHECK(OpenFiles(server.pid()) == fds_before);
   CHECK(StatusNumber(server, "instances") == 10);
+}
+
+TEST_CASE("one member cannot take more than its own share of the associations", "[listener][concurrency]") {
+  ScratchDir dir;
+  ServerOptions options;
+  options.edits = {{"^id = \"zhuozhou\"$", "id = \"zhuozhou\"\nmax_associations = 2"}};
+  TestServer server(dir.path() / "server", options);
+  server.Start();
+  std::vector<std::unique_ptr<TestScu>> open;
+  for (int i = 0; i < 2; ++i) {
+    open.push_back(std::make_unique<TestScu>(server.port(), "ZZ_PACS", std::vector<std::string>{UID_CTImageStorage}));
+    REQUIRE(open.back()->Connect().empty());
+  }
+  // Zhuozhou's third is refused as transient; the other hospitals are not affected.
+  CommandResult third = Echo(server, "ZZ_PACS");
+  CHECK(third.exit_code != 0);
+  CHECK_THAT(third.output, Catch::Contains("Local Limit Exceeded"));
+  CHECK(Echo(server, "LS_PACS").exit_code == 0);
+  CHECK(Echo(server, "YX_PACS").exit_code == 0);
+  CHECK_THAT(server.Log(), Catch::Contains("member zhuozhou has its 2 associations open"));
+  // A slot is free again as soon as one of them is released.
+  open.back()->Release();
+  open.pop_back();
+  CHECK(WaitUntil([&] { return Echo(server, "ZZ_PACS").exit_code == 0; }, std::chrono::seconds(5)));
 }
 
 TEST_CASE("a silent connection does not delay the busy rejection of other associations", "[listener][concurrency]") {

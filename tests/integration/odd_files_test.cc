@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -86,9 +87,10 @@ class RawStoreScu {
   bool connected() const { return assoc_ != nullptr; }
 
   // Sends `dataset` (any bytes) on context number `context`; returns the C-STORE status, or
-  // kAborted when the association broke (it is then dropped).
+  // kAborted when the association broke (it is then dropped). With `stall_after`, only that
+  // many bytes of the data set go out, none marked last, and then it waits for an answer.
   int Store(size_t context, const std::string& sop_class, const std::string& sop_instance, const std::string& dataset,
-            std::string* error_comment) {
+            std::string* error_comment, size_t stall_after = std::string::npos) {
     const auto pres_id = static_cast<T_ASC_PresentationContextID>(2 * context + 1);
     const uint16_t message_id = next_message_id_++;
     std::string command;
@@ -123,15 +125,16 @@ class RawStoreScu {
     if (dataset.empty()) {
       if (!WritePdv(pres_id, DUL_DATASETPDV, dataset, 0, 0, true)) return Abort();
     }
-    for (size_t at = 0; at < dataset.size(); at += fragment) {
-      const size_t n = std::min(fragment, dataset.size() - at);
+    const size_t end = std::min(stall_after, dataset.size());
+    for (size_t at = 0; at < end; at += fragment) {
+      const size_t n = std::min(fragment, end - at);
       if (!WritePdv(pres_id, DUL_DATASETPDV, dataset, at, n, at + n == dataset.size())) return Abort();
     }
 
     T_DIMSE_Message rsp{};
     T_ASC_PresentationContextID rsp_pres = 0;
     DcmDataset* detail = nullptr;
-    OFCondition cond = DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, 20, &rsp_pres, &rsp, &detail);
+    OFCondition cond = DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, 30, &rsp_pres, &rsp, &detail);
     if (detail) {
       const char* comment = nullptr;
       if (error_comment && detail->findAndGetString(DCM_ErrorComment, comment).good() && comment) {
@@ -662,4 +665,53 @@ TEST_CASE("sequences nested 10000 deep are refused without crashing the server",
   scu.Release();
   CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
   CHECK(fs::is_empty(server.storage() / "tmp"));
+}
+
+TEST_CASE("a peer that stalls in the middle of an object is dropped at the DIMSE timeout and the part discarded",
+          "[odd-files][stall]") {
+  ScratchDir dir;
+  ServerOptions options;
+  options.dimse_timeout_seconds = 2;
+  TestServer server(dir.path() / "server", options);
+  server.Start();
+  std::unique_ptr<DcmDataset> ds = BaseDataset("1.2.826.0.1.3680043.10.543.81", "1.2.826.0.1.3680043.10.543.81.1",
+                                               "1.2.826.0.1.3680043.10.543.81.1.1");
+  const std::string bytes = Encode(*ds, EXS_LittleEndianExplicit);
+  REQUIRE(bytes.size() > 64);
+  RawStoreScu staller(server.port(), "ZZ_PACS", {{UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax}});
+  REQUIRE(staller.Connect().empty());
+
+  std::atomic<bool> stall_done{false};
+  int stall_status = 0;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread stall([&] {
+    stall_status = staller.Store(0, UID_CTImageStorage, "1.2.826.0.1.3680043.10.543.81.1.1", bytes, nullptr,
+                                 (bytes.size() / 2) & ~size_t{1});  // PDVs must be even
+    stall_done = true;
+  });
+  // Meanwhile another hospital stores at once, and so does the stalled one on a second association.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const fs::path samples = WriteSampleConsortium(dir.path() / "samples", 1);
+  const auto other_start = std::chrono::steady_clock::now();
+  CHECK(StoreFiles(server, "LS_PACS", {(samples / "LS_PACS").string()}).exit_code == 0);
+  CHECK(std::chrono::steady_clock::now() - other_start < std::chrono::seconds(2));
+  CHECK_FALSE(stall_done);
+  stall.join();
+  INFO("status " << stall_status << " after "
+                 << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()
+                 << " ms; " << server.Log());
+  const auto stalled_for = std::chrono::steady_clock::now() - start;
+  CHECK(stall_status == kAborted);
+  CHECK(stalled_for >= std::chrono::seconds(2));
+  CHECK(stalled_for < std::chrono::seconds(10));
+  // The partial object is gone: no temporary file, no index row, no object file.
+  for (int i = 0; i < 50 && CountFiles(server.storage() / "tmp") != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(CountFiles(server.storage() / "tmp") == 0);
+  const std::set<std::string> indexed = IndexedPaths(server.storage());
+  CHECK(indexed == FilesUnder(server.storage()));
+  CHECK(indexed.size() == CountFiles(samples / "LS_PACS"));  // Laishui's objects only
+  CHECK_THAT(server.Log(), Catch::Contains("C-STORE from ZZ_PACS interrupted"));
+  CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
 }

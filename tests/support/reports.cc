@@ -58,17 +58,21 @@ HttpReply SubmitReport(const TestServer& server, const std::string& who, const s
                      {"-H", "Content-Type: application/dicom", "--data-binary", "@" + report.string()});
 }
 
-MemberPacs::MemberPacs(fs::path dir, std::string ae_title)
-    : dir_(std::move(dir)), ae_title_(std::move(ae_title)), port_(FreePort()) {
+MemberPacs::MemberPacs(fs::path dir, std::string ae_title, std::vector<std::string> tls_args)
+    : dir_(std::move(dir)), ae_title_(std::move(ae_title)), tls_args_(std::move(tls_args)), port_(FreePort()) {
   fs::create_directories(dir_ / "in");
 }
 
 void MemberPacs::Start() {
-  process_.Start({STORESCP_BIN, "-aet", ae_title_, "-od", (dir_ / "in").string(), std::to_string(port_)},
-                 dir_ / "storescp.log");
+  std::vector<std::string> scp = {STORESCP_BIN, "-aet", ae_title_, "-od", (dir_ / "in").string()};
+  std::vector<std::string> echo = {ECHOSCU_BIN, "-aec", ae_title_};
+  for (auto* argv : {&scp, &echo}) argv->insert(argv->end(), tls_args_.begin(), tls_args_.end());
+  scp.push_back(std::to_string(port_));
+  echo.insert(echo.end(), {"127.0.0.1", std::to_string(port_)});
+  process_.Start(scp, dir_ / "storescp.log");
   // Listening once an echo is answered.
   for (int i = 0; i < 100; ++i) {
-    if (RunCommand({ECHOSCU_BIN, "-aec", ae_title_, "127.0.0.1", std::to_string(port_)}).exit_code == 0) return;
+    if (RunCommand(echo).exit_code == 0) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   FAIL("storescp did not start");

@@ -36,9 +36,10 @@ HttpReply SubmitReport(const TestServer& server, const std::string& who, const s
                        const std::filesystem::path& report);
 
 // A member's PACS: storescp on a free loopback port, writing what it receives to a directory.
+// With `tls_args` (e.g. {"+tls", key, cert, "+cf", ca}) it takes DICOM TLS only.
 class MemberPacs {
  public:
-  MemberPacs(std::filesystem::path dir, std::string ae_title);
+  MemberPacs(std::filesystem::path dir, std::string ae_title, std::vector<std::string> tls_args = {});
   void Start();
   void Stop();
   uint16_t port() const { return port_; }
@@ -48,6 +49,7 @@ class MemberPacs {
  private:
   std::filesystem::path dir_;
   std::string ae_title_;
+  std::vector<std::string> tls_args_;
   uint16_t port_;
   ChildProcess process_;
 };

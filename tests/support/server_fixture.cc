@@ -67,6 +67,9 @@ void TestServer::Start() {
     if (std::regex_search(log, m, listening) && std::regex_search(log, h, https)) {
       port_ = static_cast<uint16_t>(std::stoi(m[1]));
       https_port_ = static_cast<uint16_t>(std::stoi(h[1]));
+      static const std::regex tls(R"(DICOM TLS \(\S+\) on 127\.0\.0\.1:(\d+))");
+      std::smatch t;
+      tls_port_ = std::regex_search(log, t, tls) ? static_cast<uint16_t>(std::stoi(t[1])) : 0;
       return;
     }
     if (!process_.running()) FAIL("teleread-server exited during start-up:\n" << log);

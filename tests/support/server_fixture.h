@@ -49,6 +49,7 @@ class TestServer {
 
   uint16_t port() const { return port_; }
   uint16_t https_port() const { return https_port_; }
+  uint16_t tls_port() const { return tls_port_; }  // 0 without [dicom_tls]
   const std::filesystem::path& pki() const { return pki_; }
   // curl as `who` (a certificate name under pki(); empty: no client certificate). The output
   // ends with a line holding the HTTP status (000 when there was none).
@@ -69,6 +70,7 @@ class TestServer {
   ChildProcess process_;
   uint16_t port_ = 0;
   uint16_t https_port_ = 0;
+  uint16_t tls_port_ = 0;
 };
 
 // echoscu / storescu as a member hospital would run them, Nagle off as a tuned PACS would.

@@ -1,0 +1,73 @@
+#pragma once
+// DICOM TLS with DCMTK's dcmtls (PS3.15 Annex B, the BCP 195 profiles): the listener's server
+// context, one client context per delivery target that wants TLS, and the expiry watch over the
+// certificates in use. DCMTK does not check a server's name or address against its certificate;
+// the client contexts made here do (OpenSSL's host and IP checks, set per target).
+//
+// Thread-safety: DicomTls is built once at start-up, then only read. CertificateExpiry is
+// internally locked.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "server/caller_policy.h"
+
+class DcmTransportLayer;
+class DcmTLSTransportLayer;
+struct ssl_ctx_st;
+struct ssl_st;
+
+namespace teleread {
+
+// Certificates whose expiry is watched: the centre's own from start-up, peers' at each handshake.
+class CertificateExpiry {
+ public:
+  explicit CertificateExpiry(int warning_days) : warning_seconds_(int64_t{warning_days} * 86400) {}
+
+  // Records `name`'s expiry and warns in the log, at most once a day per name, when it is less
+  // than the warning window away (or past).
+  void Observe(const std::string& name, int64_t not_after, int64_t now_seconds);
+  // Prometheus text: seconds left per certificate and how many are inside the warning window.
+  // Warns again (once a day) about those, so a long-running server keeps saying it.
+  std::string Metrics(int64_t now_seconds);
+
+ private:
+  void WarnIfDue(const std::string& name, int64_t not_after, int64_t now_seconds, int64_t& warned_day);
+
+  const int64_t warning_seconds_;
+  std::mutex mu_;
+  struct Entry {
+    int64_t not_after = 0;
+    int64_t warned_day = -1;
+  };
+  std::map<std::string, Entry> entries_;  // guarded by mu_
+};
+
+// What the peer's certificate of a finished handshake says; empty when it sent none.
+TlsPeer DescribeTlsPeer(ssl_st* ssl);
+
+class DicomTls {
+ public:
+  // Loads the centre's certificate, key and CA, and a client context for each delivery target
+  // and workstation with tls = true. InvalidArgument names the file or target that failed.
+  static Result<std::unique_ptr<DicomTls>> Create(const Config& config);
+  ~DicomTls();
+  DicomTls(const DicomTls&) = delete;
+  DicomTls& operator=(const DicomTls&) = delete;
+
+  // Verifies a client certificate when one is sent; whether one is required is per member.
+  ssl_ctx_st* server_context() const;
+  // The transport layer for associations to `target`; nullptr when it is plain TCP.
+  DcmTransportLayer* ClientLayer(const DeliveryTarget& target) const;
+
+ private:
+  DicomTls();
+  std::unique_ptr<DcmTLSTransportLayer> server_;
+  std::map<std::string, std::unique_ptr<DcmTLSTransportLayer>> clients_;  // by TargetKey
+};
+
+}  // namespace teleread

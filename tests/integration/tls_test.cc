@@ -1,0 +1,226 @@
+// DICOM TLS against the real server: DCMTK's storescu/echoscu with member certificates made by
+// the server's pki command, certificates bound to their member, the TLS-only port, reports
+// delivered over TLS to a storescp that checks our certificate while we check its address.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <regex>
+#include <thread>
+
+#include "tests/support/reports.h"
+#include "tests/support/server_fixture.h"
+
+using namespace teleread;
+using namespace teleread::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+void Issue(const fs::path& pki, const std::string& kind, const std::string& name, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {TELEREAD_SERVER_BIN, "pki", "issue", pki.string(), "--kind", kind, "--name", name};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  CommandResult r = RunCommand(argv);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+}
+
+// storescu's TLS options for a certificate `name` under `pki`, trusting `ca`.
+std::vector<std::string> TlsArgs(const fs::path& pki, const std::string& name, const fs::path& ca) {
+  return {"+tls", (pki / (name + ".key")).string(), (pki / (name + ".pem")).string(), "-pw", "+cf", ca.string()};
+}
+
+CommandResult Store(uint16_t port, const std::string& calling_ae, const std::vector<std::string>& tls,
+                    const fs::path& file) {
+  std::vector<std::string> argv = {STORESCU_BIN, "-aet", calling_ae, "-aec", "LX_READ"};
+  argv.insert(argv.end(), tls.begin(), tls.end());
+  argv.insert(argv.end(), {"127.0.0.1", std::to_string(port), file.string()});
+  return RunCommand(argv, std::chrono::seconds(60));
+}
+
+// One CT slice of each member, from the sample consortium.
+fs::path SampleOf(const fs::path& samples, const std::string& ae) {
+  for (const auto& e : fs::recursive_directory_iterator(samples / ae)) {
+    if (e.is_regular_file()) return e.path();
+  }
+  FAIL("no sample file for " << ae);
+  return {};
+}
+
+std::string TlsTable(const fs::path& pki, const std::string& extra) {
+  return "[dicom_tls]\ncertificate = \"" + (pki / "teleread-server.pem").string() + "\"\nkey = \"" +
+         (pki / "teleread-server.key").string() + "\"\nca = \"" + (pki / "ca.pem").string() + "\"\n" + extra +
+         "\n[reading]";
+}
+
+long Metric(const TestServer& server, const std::string& name) {
+  HttpReply r = server.Call("ops", "GET", "/metrics");
+  REQUIRE(r.status == 200);
+  std::smatch m;
+  REQUIRE(std::regex_search(r.body, m, std::regex("\n" + name + " (-?\\d+)")));
+  return std::stol(m[1]);
+}
+
+template <typename Pred>
+bool WaitFor(Pred pred, int seconds = 20) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("DICOM TLS: a member's certificate opens its own AE titles and no one else's", "[tls]") {
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  ServerOptions o;
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")}, {"^id = \"zhuozhou\"$", "id = \"zhuozhou\"\nrequire_tls = true"}};
+  TestServer server(dir.path() / "server", o);
+  Issue(pki, "member", "zhuozhou");
+  Issue(pki, "member", "LS_PACS");  // a member certificate may name one of its AE titles
+  Issue(pki, "radiologist", "li.na");
+  // The same names from a CA the centre never saw.
+  const fs::path rogue = dir.path() / "rogue";
+  REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "init", rogue.string()}).exit_code == 0);
+  Issue(rogue, "member", "zhuozhou");
+  server.Start();
+  REQUIRE(server.tls_port() != 0);
+  REQUIRE(server.tls_port() != server.port());
+  const fs::path samples = WriteSampleConsortium(dir.path() / "samples", 1);
+  const fs::path zz = SampleOf(samples, "ZZ_PACS"), ls = SampleOf(samples, "LS_PACS");
+  const fs::path ca = pki / "ca.pem";
+  const uint16_t tls = server.tls_port();
+
+  auto stored = [&] { return IndexedPaths(server.storage()).size(); };
+  CommandResult ok = Store(tls, "ZZ_PACS", TlsArgs(pki, "zhuozhou", ca), zz);
+  INFO(ok.output << server.Log());
+  REQUIRE(ok.exit_code == 0);
+  CHECK(stored() == 1);
+
+  // zhuozhou requires TLS with its certificate: plain TCP, anonymous TLS and another member's
+  // certificate are all refused, and nothing is stored.
+  CHECK(Store(server.port(), "ZZ_PACS", {}, zz).exit_code != 0);
+  CHECK(Store(tls, "ZZ_PACS", {"+tla", "+cf", ca.string()}, zz).exit_code != 0);
+  CHECK(Store(tls, "ZZ_PACS", TlsArgs(pki, "LS_PACS", ca), zz).exit_code != 0);
+  CHECK(Store(tls, "ZZ_PACS", TlsArgs(pki, "li.na", ca), zz).exit_code != 0);
+  // A certificate from another CA fails the handshake.
+  CHECK(Store(tls, "ZZ_PACS", TlsArgs(rogue, "zhuozhou", ca), zz).exit_code != 0);
+  // Plain TCP on the TLS port is refused before DICOM is spoken.
+  CHECK(Store(tls, "LS_PACS", {}, ls).exit_code != 0);
+  CHECK(stored() == 1);
+
+  // Laishui does not require TLS: plain, anonymous TLS and its own certificate all work, but
+  // zhuozhou's certificate cannot call as Laishui.
+  CHECK(Store(tls, "LS_PACS", TlsArgs(pki, "zhuozhou", ca), ls).exit_code != 0);
+  CHECK(stored() == 1);
+  CHECK(Store(tls, "LS_PACS", TlsArgs(pki, "LS_PACS", ca), ls).exit_code == 0);
+  CHECK(Store(tls, "LS_PACS", {"+tla", "+cf", ca.string()}, ls).exit_code == 0);
+  CHECK(Store(server.port(), "LS_PACS", {}, ls).exit_code == 0);
+  CHECK(stored() == 2);  // the same object three times
+
+  const std::string log = server.Log();
+  CHECK(log.find("member zhuozhou requires TLS with its client certificate") != std::string::npos);
+  CHECK(log.find("is not member zhuozhou's") != std::string::npos);
+  CHECK(log.find("is not member laishui's") != std::string::npos);
+  CHECK(log.find("TLS handshake failed") != std::string::npos);
+  CHECK(log.find("not a TLS handshake, and this port takes TLS only") != std::string::npos);
+  CHECK(Metric(server, "teleread_dicom_tls_associations_total") == 3);
+  CHECK(Metric(server, "teleread_dicom_tls_refused_total") == 6);
+  // The association still works for the members after all that.
+  CHECK(Echo(server, "YX_PACS").exit_code == 0);
+}
+
+TEST_CASE("DICOM TLS on the DICOM port itself refuses plain associations when told to", "[tls]") {
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  ServerOptions o;
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "same_port = true\nallow_plain = false")}};
+  TestServer server(dir.path() / "server", o);
+  Issue(pki, "member", "laishui");
+  server.Start();
+  REQUIRE(server.tls_port() == server.port());
+  const fs::path samples = WriteSampleConsortium(dir.path() / "samples", 1);
+  const fs::path ls = SampleOf(samples, "LS_PACS");
+  CHECK(Store(server.port(), "LS_PACS", {}, ls).exit_code != 0);
+  CommandResult r = Store(server.port(), "LS_PACS", TlsArgs(pki, "laishui", pki / "ca.pem"), ls);
+  INFO(r.output << server.Log());
+  CHECK(r.exit_code == 0);
+  CHECK(IndexedPaths(server.storage()).size() == 1);
+}
+
+TEST_CASE("certificates that expire within 30 days are warned about in the log and the metrics", "[tls]") {
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  ServerOptions o;
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")}};
+  TestServer server(dir.path() / "server", o);
+  Issue(pki, "member", "laishui", {"--days", "10"});
+  server.Start();
+  CHECK(Metric(server, "teleread_certificates_expiring") == 0);
+  std::vector<std::string> echo = {ECHOSCU_BIN, "-aet", "LS_PACS", "-aec", "LX_READ"};
+  for (const std::string& a : TlsArgs(pki, "laishui", pki / "ca.pem")) echo.push_back(a);
+  echo.insert(echo.end(), {"127.0.0.1", std::to_string(server.tls_port())});
+  REQUIRE(RunCommand(echo).exit_code == 0);
+  CHECK(Metric(server, "teleread_certificates_expiring") == 1);
+  HttpReply metrics = server.Call("ops", "GET", "/metrics");
+  std::smatch m;
+  REQUIRE(std::regex_search(metrics.body, m,
+                            std::regex(R"(teleread_certificate_expiry_seconds\{certificate="peer CN=laishui[^"]*"\} (\d+))")));
+  CHECK(std::stol(m[1]) > 9 * 86400);
+  CHECK(std::stol(m[1]) <= 10 * 86400 + 600);
+  CHECK(std::regex_search(server.Log(), std::regex("certificate peer CN=laishui.* expires in (9|10) day")));
+}
+
+TEST_CASE("signed reports go to the member over DICOM TLS and only to a peer whose certificate names it", "[tls][reports]") {
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  const fs::path ca = pki / "ca.pem";
+  // Zhuozhou's PACS has a certificate for 127.0.0.1; Laishui's names another address.
+  MemberPacs zz(dir.path() / "zz_pacs", "ZZ_PACS", TlsArgs(pki, "ZZ_PACS", ca));
+  MemberPacs ls(dir.path() / "ls_pacs", "LS_PACS", TlsArgs(pki, "LS_PACS", ca));
+  ServerOptions o;
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
+             {"^port = 11201$", "port = " + std::to_string(zz.port()) + "\ntls = true"},
+             {"^port = 11202$", "port = " + std::to_string(ls.port()) + "\ntls = true"},
+             {"^delivery_retry_seconds = .*$", "delivery_retry_seconds = 1"},
+             {"^delivery_retry_max_seconds = .*$", "delivery_retry_max_seconds = 1"}};
+  TestServer server(dir.path() / "server", o);
+  Issue(pki, "member", "ZZ_PACS", {"--ip", "127.0.0.1"});
+  Issue(pki, "member", "LS_PACS", {"--ip", "10.9.9.9"});
+  zz.Start();
+  ls.Start();
+  server.Start();
+  const fs::path samples = dir.path() / "samples";
+  PushSampleConsortium(server, samples, 1);
+  REQUIRE(WaitFor([&] { return server.Call("wang.li", "GET", "/api/v1/worklist").Json()["items"].size() == 6; }));
+  std::string zz_ct, ls_study;
+  const nlohmann::json worklist = server.Call("wang.li", "GET", "/api/v1/worklist").Json();
+  for (const auto& item : worklist["items"]) {
+    if (item["member"] == "zhuozhou" && item["modalities"] == "CT") zz_ct = item["study_instance_uid"];
+    if (item["member"] == "laishui") ls_study = item["study_instance_uid"];
+  }
+  REQUIRE_FALSE(zz_ct.empty());
+  REQUIRE_FALSE(ls_study.empty());
+  for (const std::string& study : {zz_ct, ls_study}) {
+    // zhao.min reads every modality (Laishui's study may be an ECG).
+    REQUIRE(server.Call("zhao.min", "POST", "/api/v1/studies/" + study + "/claim").status == 200);
+    const fs::path report = dir.path() / (study + ".dcm");
+    WriteSignedReport(FindSampleStudy(samples, study), pki, "zhao.min", report);
+    HttpReply r = SubmitReport(server, "zhao.min", study, report);
+    INFO(r.body);
+    REQUIRE(r.status == 201);
+  }
+  auto state = [&](const std::string& study) {
+    const nlohmann::json items = server.Call("wang.li", "GET", "/api/v1/studies/" + study + "/reports").Json()["items"];
+    return items.size() == 1 ? items[0]["delivery"]["state"].get<std::string>() : std::string();
+  };
+  REQUIRE(WaitFor([&] { return state(zz_ct) == "delivered"; }));
+  CHECK(zz.Files().size() == 1);
+  // Laishui's peer presents a valid certificate from our own CA, but for 10.9.9.9: never delivered.
+  REQUIRE(WaitFor([&] { return server.Log().find("IP address mismatch") != std::string::npos; }));
+  CHECK(state(ls_study) != "delivered");
+  CHECK(ls.Files().empty());
+  CHECK(server.Log().find("the peer's certificate 'CN=LS_PACS,OU=member") != std::string::npos);
+}
