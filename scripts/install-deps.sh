@@ -15,6 +15,7 @@ packages=(
   libspdlog-dev                 # thread-safe levelled logging
   nlohmann-json3-dev            # JSON for the reading API
   dicom3tools                   # dciodvfy, for validating what we produce
+  orthanc                       # a member PACS (DICOM TLS interop test, benchmarks)
   procps psmisc                 # ps/pkill/fuser for tests that start and stop servers
   curl python3                  # the HTTPS client of the tests and the demo, and its JSON printing
 )

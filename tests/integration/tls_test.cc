@@ -4,9 +4,15 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <regex>
 #include <thread>
 
+#include "common/signing.h"
 #include "tests/support/reports.h"
 #include "tests/support/server_fixture.h"
 
@@ -94,10 +100,28 @@ TEST_CASE("DICOM TLS: a member's certificate opens its own AE titles and no one 
   const uint16_t tls = server.tls_port();
 
   auto stored = [&] { return IndexedPaths(server.storage()).size(); };
+  // A connection that says nothing and one that sent one byte of a handshake hold up nobody.
+  auto connect = [&] {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(tls);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    return fd;
+  };
+  const int silent = connect(), dripping = connect();
+  REQUIRE(::send(dripping, "\x16", 1, 0) == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t0 = std::chrono::steady_clock::now();
   CommandResult ok = Store(tls, "ZZ_PACS", TlsArgs(pki, "zhuozhou", ca), zz);
+  const auto took = std::chrono::steady_clock::now() - t0;
   INFO(ok.output << server.Log());
   REQUIRE(ok.exit_code == 0);
+  CHECK(took < std::chrono::seconds(1));
   CHECK(stored() == 1);
+  ::close(silent);
+  ::close(dripping);
 
   // zhuozhou requires TLS with its certificate: plain TCP, anonymous TLS and another member's
   // certificate are all refused, and nothing is stored.
@@ -127,7 +151,7 @@ TEST_CASE("DICOM TLS: a member's certificate opens its own AE titles and no one 
   CHECK(log.find("TLS handshake failed") != std::string::npos);
   CHECK(log.find("not a TLS handshake, and this port takes TLS only") != std::string::npos);
   CHECK(Metric(server, "teleread_dicom_tls_associations_total") == 3);
-  CHECK(Metric(server, "teleread_dicom_tls_refused_total") == 6);
+  CHECK(Metric(server, "teleread_dicom_tls_refused_total") == 7);  // 6 above and the dripping handshake
   // The association still works for the members after all that.
   CHECK(Echo(server, "YX_PACS").exit_code == 0);
 }
@@ -223,4 +247,91 @@ TEST_CASE("signed reports go to the member over DICOM TLS and only to a peer who
   CHECK(state(ls_study) != "delivered");
   CHECK(ls.Files().empty());
   CHECK(server.Log().find("the peer's certificate 'CN=LS_PACS,OU=member") != std::string::npos);
+}
+
+TEST_CASE("Orthanc as a member PACS pushes over DICOM TLS and receives its signed report over DICOM TLS",
+          "[tls][orthanc]") {
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  const uint16_t orthanc_dicom = FreePort(), orthanc_http = FreePort();
+  ServerOptions o;
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
+             {"^id = \"zhuozhou\"$", "id = \"zhuozhou\"\nrequire_tls = true"},
+             {"^port = 11201$", "port = " + std::to_string(orthanc_dicom) + "\ntls = true"}};
+  TestServer server(dir.path() / "server", o);
+  Issue(pki, "member", "ZZ_PACS", {"--ip", "127.0.0.1"});  // Orthanc's, as TLS server and client
+  server.Start();
+
+  // Orthanc 1.10 with DICOM TLS (its own config: only what this exchange needs).
+  const fs::path od = dir.path() / "orthanc";
+  fs::create_directories(od);
+  const std::string config = R"({
+  "Name": "Zhuozhou PACS", "StorageDirectory": ")" + (od / "storage").string() + R"(",
+  "IndexDirectory": ")" + (od / "index").string() + R"(",
+  "DicomServerEnabled": true, "DicomAet": "ZZ_PACS", "DicomPort": )" + std::to_string(orthanc_dicom) + R"(,
+  "DicomCheckCalledAet": false, "DicomAlwaysAllowStore": true, "DicomAlwaysAllowEcho": true,
+  "DicomTlsEnabled": true,
+  "DicomTlsCertificate": ")" + (pki / "ZZ_PACS.pem").string() + R"(",
+  "DicomTlsPrivateKey": ")" + (pki / "ZZ_PACS.key").string() + R"(",
+  "DicomTlsTrustedCertificates": ")" + (pki / "ca.pem").string() + R"(",
+  "DicomTlsRemoteCertificateRequired": true,
+  "DicomModalities": { "teleread": { "AET": "LX_READ", "Host": "127.0.0.1", "Port": )" +
+                             std::to_string(server.tls_port()) + R"(, "UseDicomTls": true } },
+  "HttpServerEnabled": true, "HttpPort": )" + std::to_string(orthanc_http) + R"(,
+  "RemoteAccessAllowed": false, "AuthenticationEnabled": false
+})";
+  WriteFile(od / "orthanc.json", config);
+  ChildProcess orthanc;
+  orthanc.Start({ORTHANC_BIN, (od / "orthanc.json").string()}, od / "orthanc.log");
+  const std::string rest = "http://127.0.0.1:" + std::to_string(orthanc_http);
+  auto curl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"/usr/bin/curl", "-sS", "--fail", "--max-time", "60"});
+    return RunCommand(args, std::chrono::seconds(60));
+  };
+  if (!WaitFor([&] { return curl({rest + "/system"}).exit_code == 0; }, 30)) {
+    FAIL("Orthanc did not start:\n" << config << "\n" << ReadFile(od / "orthanc.log"));
+  }
+
+  // A study enters Orthanc by its REST API and goes to the centre by Orthanc's C-STORE over TLS.
+  const fs::path samples = WriteSampleConsortium(dir.path() / "samples", 1);
+  std::vector<std::string> ids;
+  for (const auto& e : fs::recursive_directory_iterator(samples / "ZZ_PACS")) {
+    if (!e.is_regular_file()) continue;
+    CommandResult up = curl({"-X", "POST", rest + "/instances", "--data-binary", "@" + e.path().string()});
+    REQUIRE(up.exit_code == 0);
+    ids.push_back(nlohmann::json::parse(up.output)["ID"]);
+  }
+  nlohmann::json resources = nlohmann::json::array();
+  for (const std::string& id : ids) resources.push_back(id);
+  const nlohmann::json store_body = {{"Resources", resources}, {"Synchronous", true}};
+  CommandResult sent = curl({"-X", "POST", rest + "/modalities/teleread/store", "-d", store_body.dump()});
+  INFO(sent.output << ReadFile(od / "orthanc.log") << server.Log());
+  REQUIRE(sent.exit_code == 0);
+  CHECK(IndexedPaths(server.storage()).size() == ids.size());
+  CHECK(Metric(server, "teleread_dicom_tls_associations_total") >= 1);
+
+  // The report goes back to Orthanc over TLS; Orthanc checks our certificate, we check its address.
+  REQUIRE(WaitFor([&] { return server.Call("zhao.min", "GET", "/api/v1/worklist").Json()["items"].size() == 2; }));
+  const nlohmann::json worklist = server.Call("zhao.min", "GET", "/api/v1/worklist").Json();
+  const std::string study = worklist["items"][0]["study_instance_uid"];
+  REQUIRE(server.Call("zhao.min", "POST", "/api/v1/studies/" + study + "/claim").status == 200);
+  const fs::path report = dir.path() / "report.dcm";
+  WriteSignedReport(FindSampleStudy(samples, study), pki, "zhao.min", report);
+  HttpReply accepted = SubmitReport(server, "zhao.min", study, report);
+  INFO(accepted.body);
+  REQUIRE(accepted.status == 201);
+  const std::string sop = accepted.Json()["sop_instance_uid"];
+  REQUIRE(WaitFor([&] {
+    CommandResult found = curl({"-X", "POST", rest + "/tools/lookup", "-d", sop});
+    return found.exit_code == 0 && found.output.find("\"Instance\"") != std::string::npos;
+  }));
+  // What Orthanc holds (its DICOM port speaks TLS only) still verifies as the radiologist signed it.
+  CommandResult found = curl({"-X", "POST", rest + "/tools/lookup", "-d", sop});
+  const std::string orthanc_id = nlohmann::json::parse(found.output)[0]["ID"];
+  const fs::path copy = dir.path() / "from-orthanc.dcm";
+  REQUIRE(curl({rest + "/instances/" + orthanc_id + "/file", "-o", copy.string()}).exit_code == 0);
+  auto verified = VerifyReportSignature(copy, pki / "ca.pem");
+  INFO(verified.status().ToString());
+  CHECK(verified.ok());
+  orthanc.Stop(15);
 }
