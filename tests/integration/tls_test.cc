@@ -82,7 +82,7 @@ TEST_CASE("DICOM TLS: a member's certificate opens its own AE titles and no one 
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")}, {"^id = \"zhuozhou\"$", "id = \"zhuozhou\"\nrequire_tls = true"}};
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")}, {"^require_tls = false$", "require_tls = true"}};
   TestServer server(dir.path() / "server", o);
   Issue(pki, "member", "zhuozhou");
   Issue(pki, "member", "LS_PACS");  // a member certificate may name one of its AE titles
@@ -206,7 +206,8 @@ TEST_CASE("signed reports go to the member over DICOM TLS and only to a peer who
   MemberPacs ls(dir.path() / "ls_pacs", "LS_PACS", TlsArgs(pki, "LS_PACS", ca));
   ServerOptions o;
   o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
-             {"^port = 11201$", "port = " + std::to_string(zz.port()) + "\ntls = true"},
+             {"^port = 11201$", "port = " + std::to_string(zz.port())},
+             {"^tls = false$", "tls = true"},
              {"^port = 11202$", "port = " + std::to_string(ls.port()) + "\ntls = true"},
              {"^delivery_retry_seconds = .*$", "delivery_retry_seconds = 1"},
              {"^delivery_retry_max_seconds = .*$", "delivery_retry_max_seconds = 1"}};
@@ -256,8 +257,9 @@ TEST_CASE("Orthanc as a member PACS pushes over DICOM TLS and receives its signe
   const uint16_t orthanc_dicom = FreePort(), orthanc_http = FreePort();
   ServerOptions o;
   o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
-             {"^id = \"zhuozhou\"$", "id = \"zhuozhou\"\nrequire_tls = true"},
-             {"^port = 11201$", "port = " + std::to_string(orthanc_dicom) + "\ntls = true"}};
+             {"^require_tls = false$", "require_tls = true"},
+             {"^port = 11201$", "port = " + std::to_string(orthanc_dicom)},
+             {"^tls = false$", "tls = true"}};
   TestServer server(dir.path() / "server", o);
   Issue(pki, "member", "ZZ_PACS", {"--ip", "127.0.0.1"});  // Orthanc's, as TLS server and client
   server.Start();

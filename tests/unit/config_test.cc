@@ -140,3 +140,40 @@ TEST_CASE("pki init reports its failure on stderr with a non-zero exit", "[cli][
   CHECK(both.exit_code == 1);
   CHECK_THAT(both.output, Catch::StartsWith("teleread-server: "));
 }
+
+TEST_CASE("DICOM TLS keys are read and their combinations checked", "[config][tls]") {
+  const std::string tls_table =
+      "[dicom_tls]\ncertificate = \"pki/server.pem\"\nkey = \"pki/server.key\"\nca = \"pki/ca.pem\"\n";
+  auto with = [&](const std::string& extra) { return Edit("^\\[reading\\]$", tls_table + extra + "\n[reading]"); };
+
+  Config c = ParseConfig(with("port = 2763\nprofile = \"bcp195\"\nexpiry_warning_days = 14"), "t.toml", "/etc/teleread");
+  CHECK(c.dicom_tls.enabled);
+  CHECK(c.dicom_tls.port == 2763);
+  CHECK_FALSE(c.dicom_tls.same_port);
+  CHECK(c.dicom_tls.allow_plain);
+  CHECK(c.dicom_tls.certificate == "/etc/teleread/pki/server.pem");
+  CHECK(c.dicom_tls.profile == "bcp195");
+  CHECK(c.dicom_tls.expiry_warning_days == 14);
+  CHECK_FALSE(LoadConfig(kSample).dicom_tls.enabled);
+
+  Config one_port = ParseConfig(with("same_port = true\nallow_plain = false"), "t.toml", "/etc/teleread");
+  CHECK(one_port.dicom_tls.same_port);
+  CHECK_FALSE(one_port.dicom_tls.allow_plain);
+
+  CHECK_THAT(ErrorOf(with("same_port = true\nport = 2762")), Catch::Contains("dicom_tls.port: not with same_port"));
+  CHECK_THAT(ErrorOf(with("allow_plain = false")), Catch::Contains("allow_plain: false needs same_port = true"));
+  CHECK_THAT(ErrorOf(with("profile = \"aes\"")), Catch::Contains("must be bcp195-nd, bcp195 or bcp195-ex"));
+  CHECK_THAT(ErrorOf(with("certificates = \"x\"")), Catch::Contains("dicom_tls.certificates: unknown key"));
+
+  // Member TLS settings need the [dicom_tls] table.
+  CHECK_THAT(ErrorOf(Edit("^require_tls = false$", "require_tls = true")),
+             Catch::Contains("members[0].require_tls: DICOM TLS needs the [dicom_tls] table"));
+  CHECK_THAT(ErrorOf(Edit("^tls = false$", "tls = true")), Catch::Contains("DICOM TLS needs the [dicom_tls] table"));
+  CHECK_THAT(ErrorOf(Edit("^tls = false$", "tls_ca = \"ca.pem\"")), Catch::Contains("tls_ca: needs tls = true"));
+  CHECK_THAT(ErrorOf(Edit("^require_tls = false$", "require_tls = 1")), Catch::Contains("expected true or false"));
+
+  // A member's own limit never exceeds the centre's.
+  Config capped = ParseConfig(Edit("^max_associations = 8$", "max_associations = 500"), "t.toml", "/etc/teleread");
+  CHECK(capped.members[0].max_associations == capped.centre.max_associations);
+  CHECK(LoadConfig(kSample).members[1].max_associations == 8);
+}
