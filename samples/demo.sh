@@ -4,9 +4,12 @@
 # member hospitals' PACS (DCMTK storescp) wait for reports, the three members push their
 # studies, and radiologist wang.li works through the `teleread` CLI: worklist, claim, view
 # (PNGs), report, sign, submit. The member's PACS receives the signed report, finds it by
-# C-FIND, and checks its signature offline. Everything started is stopped at the end.
+# C-FIND, and checks its signature offline. Zhuozhou talks DICOM TLS only, both ways: it pushes
+# and queries with its own certificate, and its report arrives over TLS. Everything started
+# is stopped at the end.
 #   TELEREAD_DEMO_DIR         where data, samples, PNGs and logs go (default: var/demo)
-#   TELEREAD_DEMO_PORT        DICOM port (default 11112); HTTPS: TELEREAD_DEMO_HTTPS_PORT (8443)
+#   TELEREAD_DEMO_PORT        DICOM port (default 11112); HTTPS: TELEREAD_DEMO_HTTPS_PORT (8443);
+#                             DICOM TLS: TELEREAD_DEMO_TLS_PORT (2762)
 #   TELEREAD_DEMO_MEMBER_PORT first member PACS port (default 11201; the second is +1)
 #   TELEREAD_DEMO_CT_SLICES   slices in the sample CT (default 40)
 #   TELEREAD_DEMO_NO_BUILD=1  skip install and build (the tests run the demo on their build)
@@ -20,6 +23,7 @@ build=${TELEREAD_BUILD_DIR:-$root/build}
 work=${TELEREAD_DEMO_DIR:-$root/var/demo}
 port=${TELEREAD_DEMO_PORT:-11112}
 https_port=${TELEREAD_DEMO_HTTPS_PORT:-8443}
+tls_port=${TELEREAD_DEMO_TLS_PORT:-2762}
 zz_port=${TELEREAD_DEMO_MEMBER_PORT:-11201}
 ls_port=$((zz_port + 1))
 export TCP_NODELAY=1  # DCMTK's tools with Nagle off, as a tuned PACS runs
@@ -29,12 +33,15 @@ started=$(date +%s)
 rm -rf "$work"
 mkdir -p "$work/png" "$work/member-ZZ_PACS" "$work/member-LS_PACS"
 # The sample config, with a 3 s quiet period so that the demo does not wait half a minute, the
-# certificates made below, and the members' PACS ports.
+# certificates made below, the members' PACS ports, and DICOM TLS: required from Zhuozhou (the
+# first member) and used for its reports.
 sed -e 's/^quiet_period_seconds = .*/quiet_period_seconds = 3/' \
   -e "s|^certificate = .*|certificate = \"$work/pki/teleread-server.pem\"|" \
   -e "s|^key = .*|key = \"$work/pki/teleread-server.key\"|" \
   -e "s|^ca = .*|ca = \"$work/pki/ca.pem\"|" \
   -e "s|^port = 11201$|port = $zz_port|" -e "s|^port = 11202$|port = $ls_port|" \
+  -e "s|^\\[reading\\]$|[dicom_tls]\nport = $tls_port\ncertificate = \"$work/pki/teleread-server.pem\"\nkey = \"$work/pki/teleread-server.key\"\nca = \"$work/pki/ca.pem\"\n\n[reading]|" \
+  -e '0,/^require_tls = false$/s//require_tls = true/' -e '0,/^tls = false$/s//tls = true/' \
   "$root/config/teleread.toml" >"$work/teleread.toml"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -53,36 +60,43 @@ step "The centre CA and certificates (teleread-server pki; keys are mode 0600)"
 "$server_bin" pki issue "$work/pki" --kind server --name teleread-server >/dev/null
 "$server_bin" pki issue "$work/pki" --kind radiologist --name wang.li >/dev/null
 "$server_bin" pki issue "$work/pki" --kind admin --name ops >/dev/null
+# Zhuozhou's PACS: one certificate to call the centre and to take reports at 127.0.0.1.
+"$server_bin" pki issue "$work/pki" --kind member --name ZZ_PACS --ip 127.0.0.1 >/dev/null
 ls "$work/pki" | sed 's/^/  /' | paste -sd' '
+zz_tls=(+tls "$work/pki/ZZ_PACS.key" "$work/pki/ZZ_PACS.pem" -pw +cf "$work/pki/ca.pem")
 
-step "Two member hospitals' PACS wait for reports (storescp ZZ_PACS :$zz_port, LS_PACS :$ls_port)"
-storescp -aet ZZ_PACS -od "$work/member-ZZ_PACS" "$zz_port" >"$work/member-ZZ_PACS.log" 2>&1 &
+step "Two member hospitals' PACS wait for reports (storescp ZZ_PACS :$zz_port over TLS, LS_PACS :$ls_port)"
+storescp -aet ZZ_PACS "${zz_tls[@]}" -od "$work/member-ZZ_PACS" "$zz_port" >"$work/member-ZZ_PACS.log" 2>&1 &
 pids+=($!)
 storescp -aet LS_PACS -od "$work/member-LS_PACS" "$ls_port" >"$work/member-LS_PACS.log" 2>&1 &
 pids+=($!)
 
-step "Starting teleread-server: DICOM on 127.0.0.1:$port, HTTPS on 127.0.0.1:$https_port (data in $work/data)"
+step "Starting teleread-server: DICOM on 127.0.0.1:$port, DICOM TLS on :$tls_port, HTTPS on :$https_port (data in $work/data)"
 "$server_bin" --config "$work/teleread.toml" --storage "$work/data" --dicom-port "$port" --http-port "$https_port" \
   >"$work/server.log" 2>&1 &
 server=$!
 pids+=($server)
 for _ in $(seq 50); do
-  echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 "$port" 2>/dev/null && break
+  echoscu -aet LS_PACS -aec LX_READ 127.0.0.1 "$port" 2>/dev/null && break
   kill -0 $server 2>/dev/null || { cat "$work/server.log"; exit 1; }
   sleep 0.2
 done
-echo "C-ECHO from ZZ_PACS: OK"
+echo "C-ECHO from LS_PACS: OK"
+echoscu -aet ZZ_PACS -aec LX_READ "${zz_tls[@]}" 127.0.0.1 "$tls_port"
+echo "C-ECHO from ZZ_PACS over DICOM TLS with its certificate: OK"
 
-step "Member hospitals push their studies (DCMTK storescu)"
+step "Member hospitals push their studies (DCMTK storescu; Zhuozhou over TLS)"
 start=$(date +%s%N)
-for ae in ZZ_PACS LS_PACS YX_PACS; do
+storescu -aet ZZ_PACS -aec LX_READ "${zz_tls[@]}" +sd +r 127.0.0.1 "$tls_port" "$work/samples/ZZ_PACS" &
+for ae in LS_PACS YX_PACS; do
   storescu -aet "$ae" -aec LX_READ +sd +r 127.0.0.1 "$port" "$work/samples/$ae" &
 done
 wait -n; wait -n; wait -n
 echo "$(find "$work/samples" -name '*.dcm' | wc -l) objects pushed by 3 members in $((($(date +%s%N) - start) / 1000000)) ms"
 
-step "An unknown AE title is refused"
+step "An unknown AE title is refused, and so is Zhuozhou without TLS"
 echoscu -aet STRANGER -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || true
+echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || true
 
 step "Waiting for the quiet period: complete studies become reading tasks"
 status() { "$server_bin" --config "$work/teleread.toml" --storage "$work/data" status; }
@@ -128,7 +142,7 @@ Critical finding: no
 TEXT
 teleread report new "$study" --file "$work/report.txt" --submit
 
-step "Zhuozhou's PACS receives the signed report"
+step "Zhuozhou's PACS receives the signed report (over DICOM TLS)"
 for _ in $(seq 50); do
   [ -n "$(ls -A "$work/member-ZZ_PACS")" ] && break
   sleep 0.1
@@ -136,9 +150,9 @@ done
 ls -l "$work/member-ZZ_PACS" | tail -n +2 | sed 's/^/  /'
 report=$(ls -d "$work/member-ZZ_PACS"/SR* | head -1)
 
-step "Zhuozhou finds it by C-FIND (Modality SR, SERIES level)"
-findscu -S -aet ZZ_PACS -aec LX_READ -k QueryRetrieveLevel=SERIES -k StudyInstanceUID="$study" -k Modality=SR \
-  -k SeriesInstanceUID -k SeriesDescription -k NumberOfSeriesRelatedInstances 127.0.0.1 "$port" 2>&1 |
+step "Zhuozhou finds it by C-FIND over TLS (Modality SR, SERIES level)"
+findscu -S -aet ZZ_PACS -aec LX_READ "${zz_tls[@]}" -k QueryRetrieveLevel=SERIES -k StudyInstanceUID="$study" \
+  -k Modality=SR -k SeriesInstanceUID -k SeriesDescription -k NumberOfSeriesRelatedInstances 127.0.0.1 "$tls_port" 2>&1 |
   grep -a -E 'SeriesDescription|NumberOfSeriesRelatedInstances' | sed 's/^/  /'
 
 step "Zhuozhou checks the signature offline with the centre's CA"

@@ -14,6 +14,7 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   CommandResult r = RunCommand({"/usr/bin/env", "TELEREAD_DEMO_NO_BUILD=1", "TELEREAD_BUILD_DIR=" + build.string(),
                                 "TELEREAD_DEMO_DIR=" + work.string(), "TELEREAD_DEMO_PORT=" + std::to_string(FreePort()),
                                 "TELEREAD_DEMO_HTTPS_PORT=" + std::to_string(FreePort()),
+                                "TELEREAD_DEMO_TLS_PORT=" + std::to_string(FreePort()),
                                 "TELEREAD_DEMO_MEMBER_PORT=" + std::to_string(FreePort()), "TELEREAD_DEMO_CT_SLICES=4",
                                 "/bin/bash", std::string(TELEREAD_SOURCE_DIR) + "/samples/demo.sh"},
                                std::chrono::seconds(240));
