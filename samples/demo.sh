@@ -170,7 +170,7 @@ for r in json.load(sys.stdin)["items"]:
 step "Stopping the server and the member PACS"
 cleanup
 trap - EXIT
-grep -a -E 'delivered to|accepted from' "$work/server.log" | sed 's/^/  /'
+grep -a -E 'ZZ_PACS .*ended|delivered to|accepted from' "$work/server.log" | sed 's/^/  /'
 echo
 echo "Data: $work/data (objects/ and index.sqlite); PNGs: $work/png; member PACS: $work/member-ZZ_PACS"
 echo "Logs: $work/server.log; the whole loop took $(($(date +%s) - started)) s after the build"

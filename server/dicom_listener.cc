@@ -365,9 +365,9 @@ class Association {
     if (tls_.tls) env_.stats.tls_associations++;
     Serve();
     if (stored_ + refused_ > 0) {
-      spdlog::info("association {} ({}) from {} ended: {} stored, {} refused, {}", caller_->ae_title,
+      spdlog::info("association {} ({}) from {} ended: {} stored, {} refused, {}{}", caller_->ae_title,
                    caller_->member_id.empty() ? "centre" : caller_->member_id, peer_, stored_, refused_,
-                   HumanBytes(bytes_));
+                   HumanBytes(bytes_), tls_.tls ? "; " + tls_.protocol : std::string());
     }
   }
 

@@ -170,7 +170,8 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
   if (!s.ok()) {
     spdlog::error("delivery {}: cannot record the outcome: {}", row.id, s.message());
   } else if (error.empty()) {
-    spdlog::info("report {} delivered to {} (attempt {})", row.sop_instance_uid, row.member_id, attempts);
+    spdlog::info("report {} delivered to {} (attempt {}{})", row.sop_instance_uid, row.member_id, attempts,
+                 member && member->delivery && member->delivery->tls ? ", DICOM TLS" : "");
   } else if (dead) {
     spdlog::error("report {} to {}: gave up after {} attempts, now dead-lettered: {}", row.sop_instance_uid,
                   row.member_id, attempts, error);

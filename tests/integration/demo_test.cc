@@ -20,7 +20,10 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
                                std::chrono::seconds(240));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.output, Catch::Contains("C-ECHO from ZZ_PACS: OK"));
+  CHECK_THAT(r.output, Catch::Contains("C-ECHO from ZZ_PACS over DICOM TLS with its certificate: OK"));
+  // Zhuozhou's plain association and the stranger are refused, twice "Calling AE Title Not Recognized".
+  const std::string refused = "Calling AE Title Not Recognized";
+  CHECK(r.output.find(refused) != r.output.rfind(refused));
   CHECK_THAT(r.output, Catch::Contains("claimed: held by wang.li"));
   CHECK_THAT(r.output, Catch::Contains("submitted "));
   CHECK_THAT(r.output, Catch::Contains("signature valid"));
@@ -35,4 +38,9 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   CHECK(fs::file_size(work / "png" / "ct-lung.png") > 1000);
   CHECK(fs::file_size(work / "png" / "ct-sheet.png") > 1000);
   CHECK_THAT(r.output, !Catch::Contains("ERROR") && !Catch::Contains("NOT VALID"));
+  // Zhuozhou pushed over TLS, and its report went to its TLS-only storescp.
+  const std::string log = ReadFile(work / "server.log");
+  CHECK_THAT(log, Catch::Contains("association ZZ_PACS (zhuozhou) from 127.0.0.1 ended: 6 stored, 0 refused"));
+  CHECK_THAT(log, Catch::Contains("; TLSv1."));
+  CHECK_THAT(log, Catch::Contains("delivered to zhuozhou (attempt 1, DICOM TLS)"));
 }
