@@ -4,6 +4,7 @@
 #include "dcmtk/dcmdata/dcdict.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcistrmf.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcostrmb.h"
 #include "dcmtk/dcmdata/dcspchrs.h"
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <cctype>
 #include <fstream>
+#include <functional>
 #include <vector>
 
 namespace teleread {
@@ -73,10 +75,12 @@ bool IsStorageSopClass(std::string_view uid) {
 }
 
 Result<std::string> DecodeToUtf8(std::string_view charset, std::string_view raw, std::string_view delimiters) {
+  // The value's padding is no part of it, here as in EncodeFromUtf8: what one writes the other reads.
+  const std::string term = Trim(std::string(charset));
   DcmSpecificCharacterSet converter;
-  OFCondition cond = converter.selectCharacterSet(OFString(charset.data(), charset.size()));
+  OFCondition cond = converter.selectCharacterSet(OFString(term.data(), term.size()));
   if (cond.bad()) {
-    return Status::InvalidArgument("unsupported Specific Character Set '" + std::string(charset) + "': " + cond.text());
+    return Status::InvalidArgument("unsupported Specific Character Set '" + term + "': " + cond.text());
   }
   OFString out;
   cond = converter.convertString(raw.data(), raw.size(), out, OFString(delimiters.data(), delimiters.size()));
@@ -108,69 +112,41 @@ Result<std::string> EncodeFromUtf8(std::string_view charset, std::string_view ut
   return std::string(out.c_str(), out.length());
 }
 
-Status CheckNestingDepth(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return Status::IOError("cannot open " + file.string());
-  std::error_code ec;
-  const uint64_t size = std::filesystem::file_size(file, ec);
-  if (ec) return Status::IOError("cannot size " + file.string());
-  uint64_t pos = 0;
-  bool explicit_vr = true, big_endian = false;
-  auto read = [&](void* buf, size_t n) {
-    in.seekg(static_cast<std::streamoff>(pos));
-    in.read(static_cast<char*>(buf), static_cast<std::streamsize>(n));
-    pos += n;
-    return static_cast<bool>(in);
-  };
+namespace {
+
+// Reads n bytes at pos into buf; whether they were all there.
+using ReadAt = std::function<bool(uint64_t pos, void* buf, size_t n)>;
+
+uint32_t U16(const unsigned char* p, bool be) { return be ? uint32_t(p[0] << 8 | p[1]) : uint32_t(p[1] << 8 | p[0]); }
+uint32_t U32(const unsigned char* p, bool be) {
+  return be ? uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]
+            : uint32_t(p[3]) << 24 | uint32_t(p[2]) << 16 | uint32_t(p[1]) << 8 | p[0];
+}
+
+// Walks the data set's elements from `pos` to `size` without recursion, values skipped, never
+// moving backwards (so that `read_at` may be a stream). With `check_lengths`, an element whose
+// defined length runs past `size` is Corruption.
+Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool explicit_vr, bool big_endian,
+                    bool check_lengths) {
   unsigned char b[8];
-  auto u16 = [&](const unsigned char* p, bool be) { return be ? uint32_t(p[0] << 8 | p[1]) : uint32_t(p[1] << 8 | p[0]); };
-  auto u32 = [&](const unsigned char* p, bool be) {
-    return be ? uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]
-              : uint32_t(p[3]) << 24 | uint32_t(p[2]) << 16 | uint32_t(p[1]) << 8 | p[0];
+  auto read = [&](size_t n) {
+    const bool ok = read_at(pos, b, n);
+    pos += n;
+    return ok;
   };
-  char magic[4] = {};
-  pos = 128;
-  if (size >= 132 && read(magic, 4) && std::string(magic, 4) == "DICM") {
-    // The meta group: explicit VR little endian; note the transfer syntax, then skip it.
-    std::string syntax;
-    while (pos + 8 <= size && read(b, 8) && u16(b, false) == 0x0002) {
-      const std::string vr(reinterpret_cast<char*>(b + 4), 2);
-      uint64_t len = u16(b + 6, false);
-      if (vr == "OB" || vr == "UN" || vr == "UT" || vr == "SQ") {
-        if (!read(b, 4)) break;
-        len = u32(b, false);
-      }
-      if (u16(b + 2, false) == 0x0010 && len < 256) {
-        syntax.resize(len);
-        read(syntax.data(), len);
-        while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
-      } else {
-        pos += len;
-      }
-    }
-    pos -= 8;  // the first element after the meta group
-    if (syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax) return Status::Ok();
-    explicit_vr = syntax != UID_LittleEndianImplicitTransferSyntax;
-    big_endian = syntax == UID_BigEndianExplicitTransferSyntax;
-  } else {
-    pos = 0;  // a bare data set: explicit when bytes 4..5 look like a VR
-    explicit_vr = read(b, 6) && std::isupper(b[4]) && std::isupper(b[5]);
-    pos = 0;
-  }
   constexpr uint64_t kUndefined = UINT64_MAX;
   std::vector<uint64_t> open;  // end offsets of the sequences and items we are in
   auto enter = [&](uint32_t len) {
     open.push_back(len == 0xFFFFFFFFu ? kUndefined : pos + len);
     return open.size() <= 2 * static_cast<size_t>(kMaxSequenceDepth);  // a sequence and its item per level
   };
-  in.clear();
   while (pos + 8 <= size) {
     while (!open.empty() && open.back() != kUndefined && pos >= open.back()) open.pop_back();
-    if (!read(b, 4)) break;
-    const uint32_t group = u16(b, big_endian), element = u16(b + 2, big_endian);
+    if (!read(4)) break;
+    const uint32_t group = U16(b, big_endian), element = U16(b + 2, big_endian);
     if (group == 0xFFFE) {  // item and delimiters: always a 4-byte length, little or big endian
-      if (!read(b, 4)) break;
-      const uint32_t len = u32(b, big_endian);
+      if (!read(4)) break;
+      const uint32_t len = U32(b, big_endian);
       if (element == 0xE000) {
         if (!enter(len)) break;
       } else if (!open.empty() && open.back() == kUndefined) {
@@ -181,23 +157,32 @@ Status CheckNestingDepth(const std::filesystem::path& file) {
     std::string vr;
     uint32_t len = 0;
     if (explicit_vr) {
-      if (!read(b, 4)) break;
+      if (!read(4)) break;
       vr.assign(reinterpret_cast<char*>(b), 2);
+      // As DCMTK reads them: a VR it does not know has a 4-byte length when it is two capital
+      // letters (a future VR), else a 2-byte one.
       static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
-      if (std::find(std::begin(kLong), std::end(kLong), vr) != std::end(kLong)) {
-        if (!read(b, 4)) break;
-        len = u32(b, big_endian);
+      static const char* kShort[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
+                                     "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"};
+      const bool known_short = std::find(std::begin(kShort), std::end(kShort), vr) != std::end(kShort);
+      if (std::find(std::begin(kLong), std::end(kLong), vr) != std::end(kLong) ||
+          (!known_short && std::isupper(b[0]) && std::isupper(b[1]))) {
+        if (!read(4)) break;
+        len = U32(b, big_endian);
       } else {
-        len = u16(b + 2, big_endian);
+        len = U16(b + 2, big_endian);
       }
     } else {
-      if (!read(b, 4)) break;
-      len = u32(b, false);
+      if (!read(4)) break;
+      len = U32(b, false);
       vr = DcmTag(DcmTagKey(static_cast<Uint16>(group), static_cast<Uint16>(element))).getEVR() == EVR_SQ ? "SQ" : "";
     }
     // A sequence, or anything of undefined length (UN read as a sequence, encapsulated pixel data).
     if (vr == "SQ" || len == 0xFFFFFFFFu) {
       if (!enter(len)) break;
+    } else if (check_lengths && pos + len > size) {
+      const DcmTagKey tag(static_cast<Uint16>(group), static_cast<Uint16>(element));
+      return Status::Corruption("element " + std::string(tag.toString().c_str()) + " is longer than the data set");
     } else {
       pos += len;
     }
@@ -206,6 +191,131 @@ Status CheckNestingDepth(const std::filesystem::path& file) {
     return Status::Corruption("sequences nested deeper than " + std::to_string(kMaxSequenceDepth) + " levels");
   }
   return Status::Ok();
+}
+
+// A deflated data set (from `offset` of `file`) inflated as it is read, forwards only.
+class InflatedDataSet {
+ public:
+  InflatedDataSet(const std::filesystem::path& file, uint64_t offset) : in_(file.c_str(), static_cast<offile_off_t>(offset)) {
+    if (in_.good()) (void)in_.installCompressionFilter(ESC_zlib);
+  }
+
+  bool ReadAt(uint64_t pos, void* buf, size_t n) {
+    if (pos < done_) return false;
+    while (done_ < pos && in_.good() && !in_.eos()) {
+      const offile_off_t skipped = in_.skip(static_cast<offile_off_t>(pos - done_));
+      if (skipped <= 0) return false;
+      done_ += static_cast<uint64_t>(skipped);
+    }
+    if (done_ != pos) return false;
+    size_t got = 0;
+    while (got < n && in_.good() && !in_.eos()) {
+      const offile_off_t r = in_.read(static_cast<char*>(buf) + got, static_cast<offile_off_t>(n - got));
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    done_ += got;
+    return got == n;
+  }
+
+  // Inflates the rest; the total size, or Corruption past `limit` or for a broken stream.
+  Result<uint64_t> Size(uint64_t limit) {
+    char buf[65536];
+    while (in_.good() && !in_.eos()) {
+      const offile_off_t r = in_.read(buf, sizeof buf);
+      if (r <= 0) break;
+      done_ += static_cast<uint64_t>(r);
+      if (done_ > limit) return Status::Corruption("the deflated data set inflates to more than " + std::to_string(limit >> 20) + " MiB");
+    }
+    if (!in_.good()) return Status::Corruption(std::string("cannot inflate the data set: ") + in_.status().text());
+    return done_;
+  }
+
+ private:
+  DcmInputFileStream in_;
+  uint64_t done_ = 0;
+};
+
+// DCMTK cannot leave a deflated value on disk: it allocates whatever length an element claims,
+// so each must fit in what the data set really inflates to, and that is bounded.
+Status CheckDeflated(const std::filesystem::path& file, uint64_t offset) {
+  Result<uint64_t> size = InflatedDataSet(file, offset).Size(kMaxInflatedBytes);
+  if (!size.ok()) return size.status();
+  InflatedDataSet data(file, offset);
+  return ScanElements([&data](uint64_t pos, void* buf, size_t n) { return data.ReadAt(pos, buf, n); }, 0, size.value(),
+                      true, false, true);
+}
+
+// Whether DCMTK will read the file's data set as deflated, whatever our own reading of the meta
+// header found: where the two disagree the file is refused rather than allocated blindly.
+bool DeflatedForDcmtk(const std::filesystem::path& file) {
+  DcmFileFormat ff;
+  if (ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 0, ERM_metaOnly).bad()) return false;
+  OFString syntax;
+  (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax);
+  return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+}
+
+}  // namespace
+
+Status CheckNestingDepth(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Status::IOError("cannot open " + file.string());
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(file, ec);
+  if (ec) return Status::IOError("cannot size " + file.string());
+  const ReadAt read_at = [&in](uint64_t at, void* buf, size_t n) {
+    in.clear();
+    in.seekg(static_cast<std::streamoff>(at));
+    in.read(static_cast<char*>(buf), static_cast<std::streamsize>(n));
+    return static_cast<bool>(in);
+  };
+  uint64_t pos = 128;
+  bool explicit_vr = true, big_endian = false;
+  auto read = [&](void* buf, size_t n) {
+    const bool ok = read_at(pos, buf, n);
+    pos += n;
+    return ok;
+  };
+  unsigned char b[8];
+  char magic[4] = {};
+  if (size >= 132 && read(magic, 4) && std::string(magic, 4) == "DICM") {
+    // The meta group: explicit VR little endian; note the transfer syntax, then skip it. Like
+    // DCMTK, read as far as (0002,0000) says even past elements of other groups.
+    uint64_t meta_end = 0;
+    if (read(b, 8) && U16(b, false) == 0x0002 && U16(b + 2, false) == 0x0000 && U16(b + 6, false) == 4 && read(b, 4)) {
+      meta_end = pos + U32(b, false);
+    }
+    pos = 132;
+    std::string syntax;
+    while (pos + 8 <= size && read(b, 8)) {
+      if (U16(b, false) != 0x0002 && (meta_end == 0 || pos - 8 >= meta_end)) break;
+      const bool transfer_syntax = U16(b, false) == 0x0002 && U16(b + 2, false) == 0x0010;
+      const std::string vr(reinterpret_cast<char*>(b + 4), 2);
+      uint64_t len = U16(b + 6, false);
+      if (vr == "OB" || vr == "UN" || vr == "UT" || vr == "SQ") {
+        if (!read(b, 4)) break;
+        len = U32(b, false);
+      }
+      if (transfer_syntax && len < 256) {
+        syntax.resize(len);
+        read(syntax.data(), len);
+        while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
+      } else {
+        pos += len;
+      }
+    }
+    pos -= 8;  // the first element after the meta group
+    if (syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax) return CheckDeflated(file, pos);
+    if (DeflatedForDcmtk(file)) return Status::Corruption("the meta header does not say plainly that the data set is deflated");
+    explicit_vr = syntax != UID_LittleEndianImplicitTransferSyntax;
+    big_endian = syntax == UID_BigEndianExplicitTransferSyntax;
+  } else {
+    pos = 0;  // a bare data set: explicit when bytes 4..5 look like a VR
+    explicit_vr = read(b, 6) && std::isupper(b[4]) && std::isupper(b[5]);
+    pos = 0;
+  }
+  return ScanElements(read_at, pos, size, explicit_vr, big_endian, false);
 }
 
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {

@@ -1,6 +1,7 @@
 #pragma once
 // The DICOM adapter: the only place in common/ that includes DCMTK. Everything else sees
 // InstanceSummary and plain strings (UTF-8).
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -50,8 +51,14 @@ void InitializeDicom();
 // far below it.
 inline constexpr int kMaxSequenceDepth = 128;
 
+// A deflated data set that inflates to more than this is refused: DCMTK holds all of it in memory.
+inline constexpr uint64_t kMaxInflatedBytes = uint64_t{512} << 20;
+
 // Scans the file's data set without recursion (values are skipped, not read) and fails with
-// Corruption when sequences nest deeper than kMaxSequenceDepth. Deflated data sets pass unchecked.
+// Corruption when sequences nest deeper than kMaxSequenceDepth. A deflated data set is inflated
+// (twice, as a stream) and must also stay within kMaxInflatedBytes, with every element no
+// longer than what is left of it; a file that DCMTK would inflate although its meta header does
+// not plainly say so is refused.
 Status CheckNestingDepth(const std::filesystem::path& file);
 
 // Parses the whole file (large values are not loaded into memory) and extracts the summary,

@@ -6,6 +6,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${TELEREAD_BUILD_DIR:-$root/build}
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+# -g1 (line tables, enough for stack traces and sanitizer reports) compiles about twice as fast
+# as -g on the template-heavy sources.
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
   -DTELEREAD_SANITIZE="${TELEREAD_SANITIZE:-OFF}" -DTELEREAD_WERROR="${TELEREAD_WERROR:-OFF}" >/dev/null
 cmake --build "$build" -j "$(nproc)"

@@ -18,6 +18,7 @@ packages=(
   orthanc                       # a member PACS (DICOM TLS interop test, benchmarks)
   procps psmisc                 # ps/pkill/fuser for tests that start and stop servers
   curl python3                  # the HTTPS client of the tests and the demo, and its JSON printing
+  clang libclang-rt-14-dev      # libFuzzer and its sanitizers, for scripts/fuzz.sh
 )
 
 missing=()

@@ -36,7 +36,6 @@ HttpResponse JsonResponse(int status, std::string body) {
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kReadTimeout = std::chrono::seconds(30);
-constexpr size_t kHeaderLimit = 16 * 1024;
 
 // Produces a ustar archive piece by piece: a header block, the file's bytes, padding to 512,
 // and two zero blocks at the end. A file that cannot be opened ends the archive early.
@@ -148,7 +147,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Read() {
     parser_.emplace();
-    parser_->header_limit(kHeaderLimit);
+    parser_->header_limit(kMaxHttpHeaderBytes);
     parser_->body_limit(body_limit_);
     beast::get_lowest_layer(stream_).expires_after(first_request_ ? kReadTimeout : kIdleTimeout);
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {

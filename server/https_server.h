@@ -5,6 +5,7 @@
 // handshake; the handler decides what a valid certificate may do.
 //
 // Thread-safety: Start and Stop from one thread; the handler is called from pool threads.
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -40,6 +41,9 @@ struct HttpResponse {
   // chunks as it is read: a whole study in one request without a copy on disk or in memory.
   std::vector<std::pair<std::string, std::filesystem::path>> tar;
 };
+
+// Largest request header accepted (larger: 413); bodies are bounded by HttpsConfig::max_body_bytes.
+inline constexpr size_t kMaxHttpHeaderBytes = 16 * 1024;
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&, const PeerCertificate&)>;
 

@@ -14,7 +14,11 @@ namespace {
 
 using json = nlohmann::json;
 
-HttpResponse Json(int status, const json& body) { return HttpResponse{status, "application/json", body.dump(), {}, {}}; }
+// Paths, query values and stored attributes are bytes from outside and need not be UTF-8, which
+// json::dump would refuse by throwing; such bytes are shown as U+FFFD instead.
+HttpResponse Json(int status, const json& body) {
+  return HttpResponse{status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace), {}, {}};
+}
 HttpResponse Error(int status, const std::string& message) { return Json(status, json{{"error", message}}); }
 
 int StatusFor(const Status& s) {
@@ -36,11 +40,21 @@ int StatusFor(const Status& s) {
   }
 }
 
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding; a '%' not followed by two hex digits stays as it is.
 std::string Decode(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+    const int high = s[i] == '%' && i + 2 < s.size() ? HexDigit(s[i + 1]) : -1;
+    const int low = high < 0 ? -1 : HexDigit(s[i + 2]);
+    if (low >= 0) {
+      out += static_cast<char>(high << 4 | low);
       i += 2;
     } else {
       out += s[i] == '+' ? ' ' : s[i];

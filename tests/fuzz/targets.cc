@@ -1,0 +1,222 @@
+#include "tests/fuzz/targets.h"
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/oflog/oflog.h"
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <iterator>
+#include <stdexcept>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/text.h"
+#include "server/dicom_listener.h"
+#include "server/index.h"
+#include "server/ingest.h"
+#include "server/object_store.h"
+#include "server/outbox.h"
+#include "server/reading_api.h"
+#include "server/report_desk.h"
+#include "server/worklist.h"
+#include "tests/support/process.h"
+
+namespace teleread::fuzz {
+namespace {
+
+namespace fs = std::filesystem;
+namespace http = boost::beast::http;
+
+// One file per process, rewritten for every input: the entry points under test take paths.
+fs::path InputFile(const char* name) {
+  static test::ScratchDir dir("teleread-fuzz");
+  return dir.path() / name;
+}
+
+fs::path WriteInput(const char* name, std::string_view bytes) {
+  fs::path file = InputFile(name);
+  test::WriteFile(file, std::string(bytes));
+  return file;
+}
+
+void InitializeOnce() {
+  static const bool done = (InitializeDicom(), InitializeSigning(), true);
+  (void)done;
+}
+
+// Well-formed UTF-8 (RFC 3629): shortest form, no surrogates, nothing above U+10FFFF.
+bool IsValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    char32_t cp = len == 1 ? c : c & (0x7F >> len);
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = cp << 6 | (d & 0x3F);
+    }
+    static constexpr char32_t kShortest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kShortest[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+    i += len;
+  }
+  return true;
+}
+
+// The text.h functions the index and the listings run on names and descriptions.
+std::string CheckText(std::string_view s, int width) {
+  (void)DisplayWidth(s);
+  (void)PersonNameKeys(s);
+  (void)SplitNonEmpty(s, '\\');
+  if (FoldCase(s).size() != s.size()) return "FoldCase changed the length";
+  const std::string padded = PadToWidth(s, width);
+  if (IsValidUtf8(s) && DisplayWidth(padded) != width) {
+    return "PadToWidth(" + std::to_string(width) + ") is " + std::to_string(DisplayWidth(padded)) + " columns wide";
+  }
+  return "";
+}
+
+const PeerCertificate kCallers[] = {
+    {"CN=wang.li,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "wang.li", "radiologist"},
+    {"CN=ops,OU=admin,O=Lixian Regional Imaging Reading Centre", "ops", "admin"},
+    {"CN=ZZ_PACS,OU=member,O=Lixian Regional Imaging Reading Centre", "ZZ_PACS", "member"},
+    {"", "", ""},
+};
+constexpr size_t kMaxPipelined = 16;
+constexpr int64_t kNowMs = 1'800'000'000'000;
+
+}  // namespace
+
+void QuietLogging() {
+  InitializeOnce();  // it sets DCMTK's levels, which would undo ours
+  spdlog::set_level(spdlog::level::off);
+  for (const char* logger : {"dcmtk", "dcmtk.dcmdata", "dcmtk.dcmnet", "dcmtk.dcmsr", "dcmtk.dcmsign"}) {
+    OFLog::getLogger(logger).setLogLevel(OFLogger::OFF_LOG_LEVEL);
+  }
+}
+
+fs::path FuzzDir() { return fs::path(TELEREAD_SOURCE_DIR) / "tests" / "fuzz"; }
+
+Result<InstanceSummary> DatasetSummary(std::string_view bytes) {
+  InitializeOnce();
+  const fs::path file = WriteInput("object.dcm", bytes);
+  Result<InstanceSummary> summary = ReadInstanceSummary(file);
+  if (!summary.ok()) return summary;
+  (void)PersonNameKeys(summary->patient_name);
+  (void)IsStorageSopClass(summary->sop_class_uid);
+  (void)SameDataSet(file, FuzzDir() / "data" / "study.dcm");
+  return summary;
+}
+
+CharsetOutcome Charset(std::string_view bytes) {
+  InitializeOnce();
+  const size_t nl = bytes.find('\n');
+  const std::string_view charset = bytes.substr(0, nl);
+  const std::string_view text = nl == std::string_view::npos ? std::string_view() : bytes.substr(nl + 1);
+  const int width = text.empty() ? 0 : static_cast<unsigned char>(text[0]) % 64;
+  CharsetOutcome out{DecodeToUtf8(charset, text), EncodeFromUtf8(charset, text), CheckText(text, width)};
+  (void)DecodeToUtf8(charset, text, "\\^=");
+  if (out.broken.empty() && out.decoded.ok()) out.broken = CheckText(out.decoded.value(), width);
+  if (out.broken.empty() && out.encoded.ok() && IsValidUtf8(text)) {
+    Result<std::string> back = DecodeToUtf8(charset, out.encoded.value());
+    if (!back.ok()) {
+      out.broken = "EncodeFromUtf8's output does not decode: " + back.status().message();
+    } else if (back.value() != text) {
+      out.broken = "EncodeFromUtf8's output decodes to other text";
+    }
+  }
+  return out;
+}
+
+ReportOutcome Report(std::string_view bytes) {
+  InitializeOnce();
+  const fs::path file = WriteInput("report.dcm", bytes);
+  return ReportOutcome{ReadReport(file), VerifyReportSignature(file, FuzzDir() / "data" / "ca.pem")};
+}
+
+struct HttpTarget::Parts {
+  test::ScratchDir dir{"teleread-fuzz-http"};
+  Config config;
+  std::unique_ptr<ObjectStore> store;
+  std::unique_ptr<Index> index;
+  std::unique_ptr<Ingest> ingest;
+  std::unique_ptr<Worklist> worklist;
+  std::unique_ptr<DeliveryOutbox> outbox;
+  std::unique_ptr<ReportDesk> desk;
+  ListenerStats stats;
+  std::unique_ptr<ReadingApi> api;
+  std::string study_uid;
+};
+
+HttpTarget::HttpTarget() : parts_(std::make_unique<Parts>()) {
+  InitializeOnce();
+  Parts& p = *parts_;
+  auto check = [](const Status& s, const std::string& what) {
+    if (!s.ok()) throw std::runtime_error("fuzz set-up: " + what + ": " + s.ToString());
+  };
+  auto clock = [] { return kNowMs; };
+  p.config = LoadConfig(fs::path(TELEREAD_SOURCE_DIR) / "config" / "teleread.toml");
+  p.config.centre.storage = p.dir.path() / "storage";
+  p.config.https.ca = FuzzDir() / "data" / "ca.pem";
+  p.store = std::make_unique<ObjectStore>(p.config.centre.storage);
+  check(p.store->Prepare(), "storage");
+  Result<std::unique_ptr<Index>> index = Index::Open(p.config.centre.storage / "index.sqlite");
+  check(index.status(), "index");
+  p.index = std::move(index.value());
+  p.ingest = std::make_unique<Ingest>(*p.store, *p.index, clock);
+  p.worklist = std::make_unique<Worklist>(*p.index, int64_t{p.config.reading.lease_minutes} * 60'000, clock);
+  p.outbox = std::make_unique<DeliveryOutbox>(p.config, *p.index, *p.store, clock);
+  p.desk = std::make_unique<ReportDesk>(p.config, *p.index, *p.store, *p.ingest, clock, nullptr);
+  p.api = std::make_unique<ReadingApi>(p.config, *p.index, *p.worklist, *p.store, &p.stats, p.desk.get(),
+                                       p.outbox.get());
+
+  // The study arrives from zhuozhou as the listener would hand it over, becomes a task and is claimed.
+  const fs::path study = FuzzDir() / "data" / "study.dcm";
+  Result<InstanceSummary> summary = ReadInstanceSummary(study);
+  check(summary.status(), "read " + study.string());
+  const fs::path temp = p.store->NewTempPath();
+  fs::copy_file(study, temp);
+  StoreOutcome stored = p.ingest->Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}});
+  if (stored.status != dimse::kSuccess) throw std::runtime_error("fuzz set-up: store: " + stored.error_comment);
+  Result<int> promoted = p.index->PromoteQuietStudies(kNowMs, 0);
+  check(promoted.status(), "promote");
+  p.study_uid = summary->study_instance_uid;
+  check(p.worklist->Claim(p.study_uid, "wang.li").status(), "claim");
+}
+
+HttpTarget::~HttpTarget() = default;
+
+const std::string& HttpTarget::study_uid() const { return parts_->study_uid; }
+
+std::vector<HttpResponse> HttpTarget::Exchange(std::string_view bytes) {
+  std::vector<HttpResponse> answers;
+  if (bytes.empty()) return answers;
+  const PeerCertificate& peer = kCallers[static_cast<unsigned char>(bytes[0]) % std::size(kCallers)];
+  bytes.remove_prefix(1);
+  while (!bytes.empty() && answers.size() < kMaxPipelined) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(kMaxHttpHeaderBytes);
+    parser.body_limit(parts_->config.https.max_body_bytes);
+    parser.eager(true);
+    boost::beast::error_code ec;
+    while (!parser.is_done() && !bytes.empty()) {
+      const size_t used = parser.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
+      bytes.remove_prefix(used);
+      if (ec == http::error::need_more && used > 0) ec = {};
+      if (ec || used == 0) break;
+    }
+    if (ec == http::error::body_limit || ec == http::error::header_limit) {
+      answers.push_back(HttpResponse{413, "application/json", R"({"error":"request too large"})", {}, {}});
+      break;
+    }
+    if (!parser.is_done()) break;  // a bad request ends the connection; an incomplete one waits
+    http::request<http::string_body> req = parser.release();
+    const HttpRequest request{std::string(req.method_string()), std::string(req.target()), std::move(req.body()),
+                              std::string(req[http::field::content_type])};
+    answers.push_back(parts_->api->Handle(request, peer));
+    if (!req.keep_alive()) break;
+  }
+  return answers;
+}
+
+}  // namespace teleread::fuzz
