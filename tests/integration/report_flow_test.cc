@@ -26,16 +26,6 @@ ServerOptions Options(uint16_t zhuozhou_port, int max_attempts) {
   return o;
 }
 
-template <typename Pred>
-bool WaitFor(Pred pred, int seconds = 20) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
 class ReportFixture {
  public:
   explicit ReportFixture(int max_attempts = 10)

@@ -66,16 +66,6 @@ long Metric(const TestServer& server, const std::string& name) {
   return std::stol(m[1]);
 }
 
-template <typename Pred>
-bool WaitFor(Pred pred, int seconds = 20) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE("DICOM TLS: a member's certificate opens its own AE titles and no one else's", "[tls]") {

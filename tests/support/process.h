@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,8 @@ class ScratchDir {
 uint16_t FreePort();
 
 std::string ReadFile(const std::filesystem::path& path);
+// Polls `done` every 100 ms until it holds or `seconds` have passed; whether it held.
+bool WaitFor(const std::function<bool()>& done, int seconds = 20);
 void WriteFile(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace teleread::test
