@@ -9,11 +9,7 @@
 #include "dcmtk/dcmnet/assoc.h"
 #include "dcmtk/dcmnet/dimse.h"
 #include "dcmtk/dcmdata/dcostrmf.h"
-#include "dcmtk/dcmtls/tlstrans.h"
 #include "dcmtk/ofstd/ofstd.h"
-
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -31,6 +27,7 @@
 
 #include "common/log.h"
 #include "server/dicom_tls.h"
+#include "server/tls_accept.h"
 #include "server/qr_scp.h"
 
 namespace teleread {
@@ -57,35 +54,6 @@ class QuickAckConnection : public DcmTCPConnection {
 
  private:
   DcmNativeSocketType fd_;
-};
-
-// A TLS connection whose handshake and A-ASSOCIATE-RQ we read ourselves, under a deadline and
-// outside g_handoff_mu; DCMTK then reads the request from what we kept.
-class PreparedTlsConnection : public DcmTLSConnection {
- public:
-  PreparedTlsConnection(DcmNativeSocketType fd, SSL* ssl, std::string request)
-      : DcmTLSConnection(fd, ssl), fd_(fd), request_(std::move(request)) {}
-  OFCondition serverSideHandshake() override { return EC_Normal; }  // done already
-  ssize_t read(void* buf, size_t nbyte) override {
-    if (pos_ < request_.size()) {
-      const size_t n = std::min(nbyte, request_.size() - pos_);
-      std::memcpy(buf, request_.data() + pos_, n);
-      pos_ += n;
-      return static_cast<ssize_t>(n);
-    }
-    ssize_t n = DcmTLSConnection::read(buf, nbyte);
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-    return n;
-  }
-  OFBool networkDataAvailable(int timeout) override {
-    return pos_ < request_.size() || DcmTLSConnection::networkDataAvailable(timeout);
-  }
-
- private:
-  DcmNativeSocketType fd_;
-  std::string request_;
-  size_t pos_ = 0;
 };
 
 class QuickAckLayer : public DcmTransportLayer {
@@ -185,92 +153,6 @@ int PeekFirstByte(int fd, std::chrono::steady_clock::time_point deadline) {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) return -1;
   }
-}
-
-// Waits for what OpenSSL asked for after `ret`; false on a real error or at the deadline.
-bool WaitForTls(SSL* ssl, int fd, int ret, std::chrono::steady_clock::time_point deadline) {
-  const int err = SSL_get_error(ssl, ret);
-  const short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
-  if (events == 0) return false;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd, events, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    return n > 0;
-  }
-}
-
-std::string TlsFailure(SSL* ssl, bool timed_out) {
-  if (timed_out) return "timed out";
-  std::string why;
-  if (unsigned long e = ERR_get_error(); e != 0) {
-    const char* reason = ERR_reason_error_string(e);
-    why = reason ? reason : "OpenSSL error " + std::to_string(e);
-  } else {
-    why = "connection closed";
-  }
-  const long verify = SSL_get_verify_result(ssl);
-  if (verify != X509_V_OK) why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
-  ERR_clear_error();
-  return why;
-}
-
-// The server side of the TLS handshake, then the whole A-ASSOCIATE-RQ, on a non-blocking socket
-// under one deadline, so that a slow TLS client holds only its own worker. The socket is
-// blocking again afterwards. nullptr (and `error`) on failure; the socket stays open.
-SSL* AcceptTls(SSL_CTX* ctx, int fd, std::chrono::steady_clock::time_point deadline, std::string& request,
-               std::string& error) {
-  constexpr size_t kMaxRequest = 1 << 20;
-  SSL* ssl = SSL_new(ctx);
-  if (!ssl || SSL_set_fd(ssl, fd) != 1) {
-    SSL_free(ssl);
-    error = "cannot create a TLS session";
-    return nullptr;
-  }
-  const int flags = ::fcntl(fd, F_GETFL);
-  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  ERR_clear_error();
-  bool ok = false;
-  for (;;) {
-    const int r = SSL_accept(ssl);
-    if (r == 1) {
-      ok = true;
-      break;
-    }
-    if (!WaitForTls(ssl, fd, r, deadline)) {
-      error = "TLS handshake failed: " + TlsFailure(ssl, std::chrono::steady_clock::now() >= deadline);
-      break;
-    }
-  }
-  size_t need = 6;
-  while (ok && request.size() < need) {
-    char buf[4096];
-    const int r = SSL_read(ssl, buf, static_cast<int>(std::min(sizeof buf, need - request.size())));
-    if (r > 0) {
-      request.append(buf, static_cast<size_t>(r));
-      if (need == 6 && request.size() == 6) {
-        if (static_cast<unsigned char>(request[0]) != 0x01) break;  // DCMTK refuses it properly
-        const auto* h = reinterpret_cast<const unsigned char*>(request.data());
-        const size_t length = (size_t{h[2]} << 24) | (size_t{h[3]} << 16) | (size_t{h[4]} << 8) | h[5];
-        if (length > kMaxRequest) {
-          error = "association request too large";
-          ok = false;
-        }
-        need = 6 + length;
-      }
-    } else if (!WaitForTls(ssl, fd, r, deadline)) {
-      error = "no association request: " + TlsFailure(ssl, std::chrono::steady_clock::now() >= deadline);
-      ok = false;
-    }
-  }
-  ::fcntl(fd, F_SETFL, flags);
-  if (!ok) {
-    SSL_free(ssl);
-    return nullptr;
-  }
-  return ssl;
 }
 
 // A peer that stops reading or writing mid-record is dropped after the DIMSE timeout, also where
@@ -891,22 +773,21 @@ void DicomListener::RunConnection(Accepted c) {
   TlsPeer tls_peer;
   T_ASC_Association* assoc = nullptr;
   if (tls_here && tls_hello) {
-    std::string request, error;
-    SSL* ssl = AcceptTls(tls_->server_context(), fd, deadline, request, error);
-    if (!ssl) {
+    std::string error;
+    std::unique_ptr<DcmTransportConnection> connection = AcceptTls(tls_->server_context(), fd, deadline, tls_peer, error);
+    if (!connection) {
       spdlog::warn("TLS connection from {} refused: {}", PeerAddress(fd), error);
       stats_.tls_refused++;
       ::close(fd);
       return;
     }
-    tls_peer = DescribeTlsPeer(ssl);
     if (tls_peer.has_certificate && expiry_) {
       expiry_->Observe("peer " + tls_peer.subject, tls_peer.not_after,
                        std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count());
     }
     assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, acse_timeout,
-                              std::make_unique<PreparedTlsConnection>(fd, ssl, std::move(request)));
+                              std::move(connection));
   } else {
     if (!WaitForAssociateRequest(fd, deadline)) {
       ::close(fd);
