@@ -12,12 +12,12 @@ namespace {
 
 constexpr char kRowColumns[] =
     "SELECT d.id, d.sop_instance_uid, COALESCE(st.study_instance_uid, ''), d.member_id, d.state, d.attempts, "
-    "d.next_attempt_ms, d.created_ms, d.delivered_ms, d.last_error FROM deliveries d "
+    "d.next_attempt_ms, d.created_ms, d.delivered_ms, d.last_error, d.last_attempt_ms FROM deliveries d "
     "LEFT JOIN reports r ON r.sop_instance_uid = d.sop_instance_uid LEFT JOIN studies st ON st.id = r.study_pk ";
 
 DeliveryRow ReadRow(const Statement& q) {
-  return DeliveryRow{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4),
-                     q.Int(5), q.Int(6),  q.Int(7),  q.Int(8),  q.Text(9)};
+  return DeliveryRow{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4),  q.Int(5),
+                     q.Int(6), q.Int(7),  q.Int(8),  q.Text(9), q.Int(10)};
 }
 
 // A member's status counts as stored for success and the warning statuses (0x0001, 0xBxxx).
@@ -111,38 +111,56 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
   for (const Member& m : config_.members) {
     if (m.id == row.member_id) member = &m;
   }
-  std::string file, sop_class, syntax;
+  std::string file, sop_class, syntax, series_uid;
   {
     Result<std::unique_ptr<Database>> db = index_.OpenReader();
     if (db.ok()) {
       Statement q(db.value()->handle(),
-                  "SELECT path, sop_class_uid, transfer_syntax_uid FROM instances WHERE sop_instance_uid = ?1");
+                  "SELECT i.path, i.sop_class_uid, i.transfer_syntax_uid, se.series_instance_uid FROM instances i "
+                  "JOIN series se ON se.id = i.series_pk WHERE i.sop_instance_uid = ?1");
       q.Bind(1, row.sop_instance_uid);
       Result<bool> found = q.Step();
       if (found.ok() && found.value()) {
         file = store_.Absolute(q.Text(0)).string();
         sop_class = q.Text(1);
         syntax = q.Text(2);
+        series_uid = q.Text(3);
       }
     }
   }
+  bool already_held = false;
   if (!member || !member->delivery) {
     error = "member " + row.member_id + " has no delivery AE configured";
   } else if (file.empty()) {
     error = "report " + row.sop_instance_uid + " is not in the store";
+  } else if (Status s = BeginAttempt(row); !s.ok()) {
+    error = "cannot record the attempt: " + s.message();
   } else {
     StoreScu scu(config_.centre.ae_title, *member->delivery, config_.reading.delivery_timeout_seconds,
                  tls_ ? tls_->ClientLayer(*member->delivery) : nullptr);
-    if (Status s = scu.Connect({{sop_class, syntax}}); !s.ok()) {
+    const bool may_hold = row.last_attempt_ms != 0;
+    if (Status s = scu.Connect({{sop_class, syntax}}, may_hold); !s.ok()) {
       error = s.message();
     } else {
-      StoreResult r = scu.Store(file, sop_class, row.sop_instance_uid, syntax);
-      scu.Release();
-      if (!Stored(r.status)) {
-        char status[8];
-        std::snprintf(status, sizeof status, "%04X", r.status);
-        error = r.error.empty() ? std::string("refused with status 0x") + status : r.error;
+      if (may_hold) {
+        Result<bool> held = scu.Holds(row.study_instance_uid, series_uid, row.sop_instance_uid);
+        if (held.ok()) {
+          already_held = held.value();
+        } else {
+          spdlog::info("report {} to {}: an earlier attempt may have reached it, but it cannot say ({}); sending "
+                       "again with the same SOP Instance UID",
+                       row.sop_instance_uid, row.member_id, held.status().message());
+        }
       }
+      if (!already_held) {
+        StoreResult r = scu.Store(file, sop_class, row.sop_instance_uid, syntax);
+        if (!Stored(r.status)) {
+          char status[8];
+          std::snprintf(status, sizeof status, "%04X", r.status);
+          error = r.error.empty() ? std::string("refused with status 0x") + status : r.error;
+        }
+      }
+      scu.Release();
     }
   }
 
@@ -165,10 +183,18 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
     if (Status st = t.Bind(1, row.sop_instance_uid).Bind(2, now).Run(); !st.ok()) return st;
     Statement a(db.handle(), "INSERT INTO audit_log (at_ms, actor, action, study_instance_uid, detail) "
                              "VALUES (?1, 'teleread', 'deliver', ?2, ?3)");
-    return a.Bind(1, now).Bind(2, row.study_instance_uid).Bind(3, row.sop_instance_uid + " to " + row.member_id).Run();
+    return a.Bind(1, now)
+        .Bind(2, row.study_instance_uid)
+        .Bind(3, row.sop_instance_uid + " to " + row.member_id +
+                     (already_held ? " (already held after an earlier attempt: C-FIND)" : ""))
+        .Run();
   });
   if (!s.ok()) {
     spdlog::error("delivery {}: cannot record the outcome: {}", row.id, s.message());
+  } else if (already_held) {
+    spdlog::info("report {} was already held by {}, which an earlier attempt reached: recorded as delivered, not "
+                 "sent again",
+                 row.sop_instance_uid, row.member_id);
   } else if (error.empty()) {
     spdlog::info("report {} delivered to {} (attempt {}{})", row.sop_instance_uid, row.member_id, attempts,
                  member && member->delivery && member->delivery->tls ? ", DICOM TLS" : "");
@@ -180,6 +206,18 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
                  attempts, (next - now + 500) / 1000, error);
   }
   return error.empty();
+}
+
+Status DeliveryOutbox::BeginAttempt(const DeliveryRow& row) {
+  // Durably before anything is sent: should the process die during the attempt, the row waits
+  // until the member has stored what it got or given up on it, and is then asked before a re-send.
+  const int64_t now = clock_();
+  const int64_t deadline = now + (int64_t{config_.reading.delivery_timeout_seconds} + 1) * 1000;
+  return index_.Write([&](Database& db) -> Status {
+    Statement u(db.handle(),
+                "UPDATE deliveries SET last_attempt_ms = ?2, next_attempt_ms = ?3 WHERE id = ?1 AND state = 'pending'");
+    return u.Bind(1, row.id).Bind(2, now).Bind(3, deadline).Run();
+  });
 }
 
 Result<std::vector<DeliveryRow>> DeliveryOutbox::List(const std::string& state, const std::string& study_uid,

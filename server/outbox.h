@@ -2,7 +2,9 @@
 // The delivery outbox: signed reports on their way back to the member hospital. Rows live in
 // SQLite (table deliveries), so a restart loses nothing; one thread sends them by C-STORE to
 // the member's configured delivery AE. A report keeps its SOP Instance UID on every attempt,
-// so however often it is re-sent the member holds one copy. Failures retry with exponential
+// so however often it is re-sent the member holds one copy; and it is not re-sent at all when
+// the member answers a C-FIND saying it holds the report already (an earlier attempt reached it
+// but its success was never recorded: a crash, a lost response). Failures retry with exponential
 // backoff and jitter; after the configured number of attempts a row is "dead" until an admin
 // retries it.
 //
@@ -33,6 +35,7 @@ struct DeliveryRow {
   int64_t created_ms = 0;
   int64_t delivered_ms = 0;
   std::string last_error;
+  int64_t last_attempt_ms = 0;  // when an attempt last began to send; 0: never sent
 };
 
 struct DeliveryCounts {
@@ -66,6 +69,8 @@ class DeliveryOutbox {
   void Loop();
   // One attempt; records the outcome. Whether the member stored it.
   bool Attempt(const DeliveryRow& row);
+  // Records that `row` is about to be sent.
+  Status BeginAttempt(const DeliveryRow& row);
   int64_t Backoff(int64_t attempts);
 
   const Config& config_;

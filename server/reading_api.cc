@@ -501,6 +501,7 @@ HttpResponse ReadingApi::Deliveries(const std::string& query, const Identity& wh
                          {"next_attempt_ms", d.state == "pending" ? json(d.next_attempt_ms) : json(nullptr)},
                          {"created_ms", d.created_ms},
                          {"delivered_ms", d.delivered_ms ? json(d.delivered_ms) : json(nullptr)},
+                         {"last_attempt_ms", d.last_attempt_ms ? json(d.last_attempt_ms) : json(nullptr)},
                          {"last_error", d.last_error}});
   }
   (void)who;

@@ -142,6 +142,11 @@ CREATE INDEX deliveries_pending ON deliveries (next_attempt_ms) WHERE state = 'p
 ALTER TABLE reading_tasks ADD COLUMN amended_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE reading_tasks ADD COLUMN reported_by TEXT NOT NULL DEFAULT '';
 )sql",
+      // 3: when a delivery last began to send, so that a re-send first asks the member.
+      R"sql(
+-- 0 until an attempt has begun to send; after that the member may hold the report already.
+ALTER TABLE deliveries ADD COLUMN last_attempt_ms INTEGER NOT NULL DEFAULT 0;
+)sql",
   };
   return migrations;
 }

@@ -98,7 +98,7 @@ StoreScu::~StoreScu() {
   if (impl_->net) ASC_dropNetwork(&impl_->net);
 }
 
-Status StoreScu::Connect(const std::vector<std::pair<std::string, std::string>>& pairs) {
+Status StoreScu::Connect(const std::vector<std::pair<std::string, std::string>>& pairs, bool with_query) {
   if (impl_->target.tls && !impl_->tls) {
     return Status::InvalidArgument(impl_->target.ae_title + " wants TLS but no TLS context was set up for it");
   }
@@ -128,6 +128,10 @@ Status StoreScu::Connect(const std::vector<std::pair<std::string, std::string>>&
       native_offered.push_back(sop_class);
       add(sop_class, {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax});
     }
+  }
+  if (with_query) {
+    add(UID_FINDStudyRootQueryRetrieveInformationModel,
+        {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax});
   }
   cond = ASC_requestAssociation(impl_->net, params, &impl_->assoc);
   if (cond.bad()) {
@@ -161,6 +165,49 @@ StoreResult StoreScu::Store(const std::string& file, const std::string& sop_clas
   }
   return SendStoredFile(impl_->assoc, pres_id, impl_->next_message_id++, file, sop_class, sop_instance,
                         move_originator_ae, move_originator_message_id, impl_->timeout);
+}
+
+Result<bool> StoreScu::Holds(const std::string& study_uid, const std::string& series_uid,
+                             const std::string& sop_instance) {
+  if (!impl_->assoc) return Status::IOError("not connected");
+  const T_ASC_PresentationContextID pres_id =
+      ASC_findAcceptedPresentationContextID(impl_->assoc, UID_FINDStudyRootQueryRetrieveInformationModel);
+  if (pres_id == 0) return Status::InvalidArgument(impl_->target.ae_title + " does not answer Study Root C-FIND");
+  DcmDataset keys;
+  keys.putAndInsertString(DCM_QueryRetrieveLevel, "IMAGE");
+  keys.putAndInsertString(DCM_StudyInstanceUID, study_uid.c_str());
+  keys.putAndInsertString(DCM_SeriesInstanceUID, series_uid.c_str());
+  keys.putAndInsertString(DCM_SOPInstanceUID, sop_instance.c_str());
+  T_DIMSE_C_FindRQ req{};
+  req.MessageID = impl_->next_message_id++;
+  OFStandard::strlcpy(req.AffectedSOPClassUID, UID_FINDStudyRootQueryRetrieveInformationModel,
+                      sizeof req.AffectedSOPClassUID);
+  req.DataSetType = DIMSE_DATASET_PRESENT;
+  req.Priority = DIMSE_PRIORITY_MEDIUM;
+  struct Seen {
+    const std::string* uid;
+    bool found = false;
+  } seen{&sop_instance};
+  auto on_match = [](void* data, T_DIMSE_C_FindRQ*, int, T_DIMSE_C_FindRSP*, DcmDataset* identifier) {
+    auto* s = static_cast<Seen*>(data);
+    OFString uid;
+    if (identifier && identifier->findAndGetOFString(DCM_SOPInstanceUID, uid).good() && uid == s->uid->c_str()) {
+      s->found = true;
+    }
+  };
+  int responses = 0;
+  T_DIMSE_C_FindRSP rsp{};
+  DcmDataset* detail = nullptr;
+  OFCondition cond = DIMSE_findUser(impl_->assoc, pres_id, &req, &keys, responses, on_match, &seen,
+                                    DIMSE_NONBLOCKING, impl_->timeout, &rsp, &detail);
+  delete detail;
+  if (cond.bad()) return Status::IOError(std::string("C-FIND failed: ") + cond.text());
+  if (rsp.DimseStatus != STATUS_Success) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%04X", rsp.DimseStatus);
+    return Status::IOError(std::string("C-FIND refused with status ") + hex);
+  }
+  return seen.found;
 }
 
 void StoreScu::Release() {

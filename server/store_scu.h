@@ -34,8 +34,14 @@ class StoreScu {
   StoreScu(const StoreScu&) = delete;
   StoreScu& operator=(const StoreScu&) = delete;
 
-  // Proposes a presentation context for each (SOP class, transfer syntax) pair.
-  Status Connect(const std::vector<std::pair<std::string, std::string>>& sop_class_and_syntax);
+  // Proposes a presentation context for each (SOP class, transfer syntax) pair, and with
+  // `with_query` one for Study Root C-FIND too, so that Holds() can ask before sending.
+  Status Connect(const std::vector<std::pair<std::string, std::string>>& sop_class_and_syntax,
+                 bool with_query = false);
+  // Whether the peer already holds this instance, by a C-FIND at IMAGE level. An error when the
+  // peer did not accept the C-FIND context or did not answer the query: then nobody knows.
+  Result<bool> Holds(const std::string& study_instance_uid, const std::string& series_instance_uid,
+                     const std::string& sop_instance_uid);
   // For a C-MOVE sub-operation, `move_originator_ae` and `move_originator_message_id` name the
   // C-MOVE request (PS3.7 9.3.1.1); leave them empty for anything else, such as report delivery.
   StoreResult Store(const std::string& file, const std::string& sop_class_uid, const std::string& sop_instance_uid,

@@ -6,6 +6,8 @@
 
 #include "common/signing.h"
 #include "server/pki.h"
+#include "server/sqlite.h"
+#include "tests/support/orthanc.h"
 #include "tests/support/reports.h"
 #include "tests/support/server_fixture.h"
 
@@ -228,6 +230,65 @@ TEST_CASE_METHOD(ReportFixture, "a member that is down gets its report exactly o
   std::this_thread::sleep_for(std::chrono::seconds(2));  // nothing more arrives
   CHECK(pacs_.Files().size() == 1);
   CHECK(server_.Call("ops", "GET", "/api/v1/deliveries?state=delivered").Json()["items"].size() == 1);
+}
+
+// The state a crash between the member's success status and our commit of "delivered" leaves:
+// the row pending again, its attempt begun.
+void Undeliver(const fs::path& storage) {
+  auto db = Database::Open(storage / "index.sqlite", false);
+  REQUIRE(db.ok());
+  REQUIRE(db.value()->Exec("UPDATE deliveries SET state = 'pending', delivered_ms = 0, next_attempt_ms = 0").ok());
+}
+
+TEST_CASE_METHOD(ReportFixture,
+                 "after an interrupted delivery the member is asked first: no second transfer of a report it holds",
+                 "[reports][orthanc]") {
+  OrthancPacs orthanc(dir_.path() / "orthanc", "ZZ_PACS", pacs_.port());
+  orthanc.Start();
+  Claim("wang.li", ct_);
+  HttpReply accepted = SubmitReport(server_, "wang.li", ct_, Report("wang.li", "r.dcm"));
+  REQUIRE(accepted.status == 201);
+  const std::string sop = accepted.Json()["sop_instance_uid"];
+  REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+  CHECK(orthanc.Received(sop) == 1);
+  CHECK(Reports(ct_)[0]["delivery"]["attempts"] == 1);
+
+  SECTION("the member holds it: recorded as delivered, not sent again") {
+    REQUIRE(server_.Stop() == 0);
+    Undeliver(server_.storage());
+    server_.Start();
+    REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+    CHECK(orthanc.Received(sop) == 1);
+    CHECK_THAT(server_.Log(), Catch::Contains("was already held by zhuozhou"));
+    auto db = Database::Open(server_.storage() / "index.sqlite", true);
+    REQUIRE(db.ok());
+    Statement q(db.value()->handle(), "SELECT detail FROM audit_log WHERE action = 'deliver' ORDER BY id");
+    std::vector<std::string> details;
+    for (Result<bool> row = q.Step(); row.ok() && row.value(); row = q.Step()) details.push_back(q.Text(0));
+    REQUIRE(details.size() == 2);
+    CHECK_THAT(details[1], Catch::Contains("already held after an earlier attempt"));
+  }
+  SECTION("the member lost it: sent again, and held once") {
+    REQUIRE(server_.Stop() == 0);
+    Undeliver(server_.storage());
+    REQUIRE(orthanc.Rest({"/instances/" + orthanc.InstanceId(sop), "-X", "DELETE"}).exit_code == 0);
+    REQUIRE(orthanc.InstanceId(sop).empty());
+    server_.Start();
+    REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+    CHECK(orthanc.Received(sop) == 2);
+    CHECK_FALSE(orthanc.InstanceId(sop).empty());
+    CHECK_THAT(server_.Log(), !Catch::Contains("already held"));
+  }
+  SECTION("a member that cannot answer C-FIND gets it again") {
+    orthanc.Stop();
+    pacs_.Start();  // storescp: C-STORE only
+    REQUIRE(server_.Stop() == 0);
+    Undeliver(server_.storage());
+    server_.Start();
+    REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+    CHECK(pacs_.Files().size() == 1);
+    CHECK_THAT(server_.Log(), Catch::Contains("an earlier attempt may have reached it, but it cannot say"));
+  }
 }
 
 namespace {

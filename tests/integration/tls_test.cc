@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/signing.h"
+#include "tests/support/orthanc.h"
 #include "tests/support/reports.h"
 #include "tests/support/server_fixture.h"
 
@@ -244,7 +245,7 @@ TEST_CASE("Orthanc as a member PACS pushes over DICOM TLS and receives its signe
           "[tls][orthanc]") {
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
-  const uint16_t orthanc_dicom = FreePort(), orthanc_http = FreePort();
+  const uint16_t orthanc_dicom = FreePort();
   ServerOptions o;
   o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
              {"^require_tls = false$", "require_tls = true"},
@@ -254,50 +255,31 @@ TEST_CASE("Orthanc as a member PACS pushes over DICOM TLS and receives its signe
   Issue(pki, "member", "ZZ_PACS", {"--ip", "127.0.0.1"});  // Orthanc's, as TLS server and client
   server.Start();
 
-  // Orthanc 1.10 with DICOM TLS (its own config: only what this exchange needs).
-  const fs::path od = dir.path() / "orthanc";
-  fs::create_directories(od);
-  const std::string config = R"({
-  "Name": "Zhuozhou PACS", "StorageDirectory": ")" + (od / "storage").string() + R"(",
-  "IndexDirectory": ")" + (od / "index").string() + R"(",
-  "DicomServerEnabled": true, "DicomAet": "ZZ_PACS", "DicomPort": )" + std::to_string(orthanc_dicom) + R"(,
-  "DicomCheckCalledAet": false, "DicomAlwaysAllowStore": true, "DicomAlwaysAllowEcho": true,
+  // Orthanc 1.10 with DICOM TLS.
+  OrthancPacs orthanc(dir.path() / "orthanc", "ZZ_PACS", orthanc_dicom, R"(
   "DicomTlsEnabled": true,
   "DicomTlsCertificate": ")" + (pki / "ZZ_PACS.pem").string() + R"(",
   "DicomTlsPrivateKey": ")" + (pki / "ZZ_PACS.key").string() + R"(",
   "DicomTlsTrustedCertificates": ")" + (pki / "ca.pem").string() + R"(",
   "DicomTlsRemoteCertificateRequired": true,
   "DicomModalities": { "teleread": { "AET": "LX_READ", "Host": "127.0.0.1", "Port": )" +
-                             std::to_string(server.tls_port()) + R"(, "UseDicomTls": true } },
-  "HttpServerEnabled": true, "HttpPort": )" + std::to_string(orthanc_http) + R"(,
-  "RemoteAccessAllowed": false, "AuthenticationEnabled": false
-})";
-  WriteFile(od / "orthanc.json", config);
-  ChildProcess orthanc;
-  orthanc.Start({ORTHANC_BIN, (od / "orthanc.json").string()}, od / "orthanc.log");
-  const std::string rest = "http://127.0.0.1:" + std::to_string(orthanc_http);
-  auto curl = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {"/usr/bin/curl", "-sS", "--fail", "--max-time", "60"});
-    return RunCommand(args, std::chrono::seconds(60));
-  };
-  if (!WaitFor([&] { return curl({rest + "/system"}).exit_code == 0; }, 30)) {
-    FAIL("Orthanc did not start:\n" << config << "\n" << ReadFile(od / "orthanc.log"));
-  }
+                             std::to_string(server.tls_port()) + R"(, "UseDicomTls": true } },)");
+  orthanc.Start();
 
   // A study enters Orthanc by its REST API and goes to the centre by Orthanc's C-STORE over TLS.
   const fs::path samples = WriteSampleConsortium(dir.path() / "samples", 1);
   std::vector<std::string> ids;
   for (const auto& e : fs::recursive_directory_iterator(samples / "ZZ_PACS")) {
     if (!e.is_regular_file()) continue;
-    CommandResult up = curl({"-X", "POST", rest + "/instances", "--data-binary", "@" + e.path().string()});
+    CommandResult up = orthanc.Rest({"/instances", "-X", "POST", "--data-binary", "@" + e.path().string()});
     REQUIRE(up.exit_code == 0);
     ids.push_back(nlohmann::json::parse(up.output)["ID"]);
   }
   nlohmann::json resources = nlohmann::json::array();
   for (const std::string& id : ids) resources.push_back(id);
   const nlohmann::json store_body = {{"Resources", resources}, {"Synchronous", true}};
-  CommandResult sent = curl({"-X", "POST", rest + "/modalities/teleread/store", "-d", store_body.dump()});
-  INFO(sent.output << ReadFile(od / "orthanc.log") << server.Log());
+  CommandResult sent = orthanc.Rest({"/modalities/teleread/store", "-X", "POST", "-d", store_body.dump()});
+  INFO(sent.output << orthanc.Log() << server.Log());
   REQUIRE(sent.exit_code == 0);
   CHECK(IndexedPaths(server.storage()).size() == ids.size());
   CHECK(Metric(server, "teleread_dicom_tls_associations_total") >= 1);
@@ -313,17 +295,12 @@ TEST_CASE("Orthanc as a member PACS pushes over DICOM TLS and receives its signe
   INFO(accepted.body);
   REQUIRE(accepted.status == 201);
   const std::string sop = accepted.Json()["sop_instance_uid"];
-  REQUIRE(WaitFor([&] {
-    CommandResult found = curl({"-X", "POST", rest + "/tools/lookup", "-d", sop});
-    return found.exit_code == 0 && found.output.find("\"Instance\"") != std::string::npos;
-  }));
+  REQUIRE(WaitFor([&] { return !orthanc.InstanceId(sop).empty(); }));
   // What Orthanc holds (its DICOM port speaks TLS only) still verifies as the radiologist signed it.
-  CommandResult found = curl({"-X", "POST", rest + "/tools/lookup", "-d", sop});
-  const std::string orthanc_id = nlohmann::json::parse(found.output)[0]["ID"];
   const fs::path copy = dir.path() / "from-orthanc.dcm";
-  REQUIRE(curl({rest + "/instances/" + orthanc_id + "/file", "-o", copy.string()}).exit_code == 0);
+  REQUIRE(orthanc.Rest({"/instances/" + orthanc.InstanceId(sop) + "/file", "-o", copy.string()}).exit_code == 0);
   auto verified = VerifyReportSignature(copy, pki / "ca.pem");
   INFO(verified.status().ToString());
   CHECK(verified.ok());
-  orthanc.Stop(15);
+  CHECK(orthanc.Received(sop) == 1);
 }
