@@ -13,8 +13,12 @@
 #include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/oflog/oflog.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <vector>
@@ -193,59 +197,6 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
   return Status::Ok();
 }
 
-// A deflated data set (from `offset` of `file`) inflated as it is read, forwards only.
-class InflatedDataSet {
- public:
-  InflatedDataSet(const std::filesystem::path& file, uint64_t offset) : in_(file.c_str(), static_cast<offile_off_t>(offset)) {
-    if (in_.good()) (void)in_.installCompressionFilter(ESC_zlib);
-  }
-
-  bool ReadAt(uint64_t pos, void* buf, size_t n) {
-    if (pos < done_) return false;
-    while (done_ < pos && in_.good() && !in_.eos()) {
-      const offile_off_t skipped = in_.skip(static_cast<offile_off_t>(pos - done_));
-      if (skipped <= 0) return false;
-      done_ += static_cast<uint64_t>(skipped);
-    }
-    if (done_ != pos) return false;
-    size_t got = 0;
-    while (got < n && in_.good() && !in_.eos()) {
-      const offile_off_t r = in_.read(static_cast<char*>(buf) + got, static_cast<offile_off_t>(n - got));
-      if (r <= 0) break;
-      got += static_cast<size_t>(r);
-    }
-    done_ += got;
-    return got == n;
-  }
-
-  // Inflates the rest; the total size, or Corruption past `limit` or for a broken stream.
-  Result<uint64_t> Size(uint64_t limit) {
-    char buf[65536];
-    while (in_.good() && !in_.eos()) {
-      const offile_off_t r = in_.read(buf, sizeof buf);
-      if (r <= 0) break;
-      done_ += static_cast<uint64_t>(r);
-      if (done_ > limit) return Status::Corruption("the deflated data set inflates to more than " + std::to_string(limit >> 20) + " MiB");
-    }
-    if (!in_.good()) return Status::Corruption(std::string("cannot inflate the data set: ") + in_.status().text());
-    return done_;
-  }
-
- private:
-  DcmInputFileStream in_;
-  uint64_t done_ = 0;
-};
-
-// DCMTK cannot leave a deflated value on disk: it allocates whatever length an element claims,
-// so each must fit in what the data set really inflates to, and that is bounded.
-Status CheckDeflated(const std::filesystem::path& file, uint64_t offset) {
-  Result<uint64_t> size = InflatedDataSet(file, offset).Size(kMaxInflatedBytes);
-  if (!size.ok()) return size.status();
-  InflatedDataSet data(file, offset);
-  return ScanElements([&data](uint64_t pos, void* buf, size_t n) { return data.ReadAt(pos, buf, n); }, 0, size.value(),
-                      true, false, true);
-}
-
 // Whether DCMTK will read the file's data set as deflated, whatever our own reading of the meta
 // header found: where the two disagree the file is refused rather than allocated blindly.
 bool DeflatedForDcmtk(const std::filesystem::path& file) {
@@ -256,22 +207,29 @@ bool DeflatedForDcmtk(const std::filesystem::path& file) {
   return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
 }
 
-}  // namespace
+// Where a file's data set starts and how it is encoded, as its meta header says.
+struct Layout {
+  uint64_t data_set = 0;
+  uint64_t size = 0;
+  bool explicit_vr = true, big_endian = false, deflated = false;
+};
 
-Status CheckNestingDepth(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return Status::IOError("cannot open " + file.string());
-  std::error_code ec;
-  const uint64_t size = std::filesystem::file_size(file, ec);
-  if (ec) return Status::IOError("cannot size " + file.string());
-  const ReadAt read_at = [&in](uint64_t at, void* buf, size_t n) {
+ReadAt FileReader(std::ifstream& in) {
+  return [&in](uint64_t at, void* buf, size_t n) {
     in.clear();
     in.seekg(static_cast<std::streamoff>(at));
     in.read(static_cast<char*>(buf), static_cast<std::streamsize>(n));
     return static_cast<bool>(in);
   };
+}
+
+Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_at) {
+  Layout layout;
+  std::error_code ec;
+  layout.size = std::filesystem::file_size(file, ec);
+  if (ec) return Status::IOError("cannot size " + file.string());
+  const uint64_t size = layout.size;
   uint64_t pos = 128;
-  bool explicit_vr = true, big_endian = false;
   auto read = [&](void* buf, size_t n) {
     const bool ok = read_at(pos, buf, n);
     pos += n;
@@ -305,25 +263,129 @@ Status CheckNestingDepth(const std::filesystem::path& file) {
         pos += len;
       }
     }
-    pos -= 8;  // the first element after the meta group
-    if (syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax) return CheckDeflated(file, pos);
-    if (DeflatedForDcmtk(file)) return Status::Corruption("the meta header does not say plainly that the data set is deflated");
-    explicit_vr = syntax != UID_LittleEndianImplicitTransferSyntax;
-    big_endian = syntax == UID_BigEndianExplicitTransferSyntax;
+    layout.data_set = pos - 8;  // the first element after the meta group
+    layout.deflated = syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+    if (!layout.deflated && DeflatedForDcmtk(file)) {
+      return Status::Corruption("the meta header does not say plainly that the data set is deflated");
+    }
+    layout.explicit_vr = syntax != UID_LittleEndianImplicitTransferSyntax;
+    layout.big_endian = syntax == UID_BigEndianExplicitTransferSyntax;
   } else {
     pos = 0;  // a bare data set: explicit when bytes 4..5 look like a VR
-    explicit_vr = read(b, 6) && std::isupper(b[4]) && std::isupper(b[5]);
-    pos = 0;
+    layout.explicit_vr = read(b, 6) && std::isupper(b[4]) && std::isupper(b[5]);
   }
-  return ScanElements(read_at, pos, size, explicit_vr, big_endian, false);
+  return layout;
 }
 
-Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {
-  if (Status s = CheckNestingDepth(file); !s.ok()) return s;
-  DcmFileFormat ff;
-  // Values longer than 4 KiB stay on disk: a 1 GB object costs no more memory than a small one.
-  OFCondition cond = ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_fileOnly);
+// The deflated data set of `file` from `offset`, inflated into an unlinked temporary file, at
+// most kMaxInflatedBytes. DCMTK reads it by its /proc/self/fd name while the descriptor is open.
+class InflatedCopy {
+ public:
+  ~InflatedCopy() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Status Make(const std::filesystem::path& file, uint64_t offset) {
+    std::string name = (std::filesystem::temp_directory_path() / "teleread-inflate-XXXXXX").string();
+    fd_ = ::mkstemp(name.data());
+    if (fd_ < 0) return Status::FromErrno(errno, "cannot create a temporary file to inflate into");
+    ::unlink(name.c_str());
+    DcmInputFileStream in(file.c_str(), static_cast<offile_off_t>(offset));
+    if (!in.good()) return Status::Corruption(std::string("cannot read the data set: ") + in.status().text());
+    if (in.installCompressionFilter(ESC_zlib).bad()) return Status::Corruption("cannot inflate the data set");
+    std::vector<char> buf(1 << 16);
+    while (in.good() && !in.eos()) {
+      const offile_off_t r = in.read(buf.data(), static_cast<offile_off_t>(buf.size()));
+      if (r <= 0) break;
+      size_ += static_cast<uint64_t>(r);
+      if (size_ > kMaxInflatedBytes) {
+        return Status::Corruption("the deflated data set inflates to more than " +
+                                  std::to_string(kMaxInflatedBytes >> 20) + " MiB");
+      }
+      for (size_t done = 0; done < static_cast<size_t>(r);) {
+        const ssize_t w = ::write(fd_, buf.data() + done, static_cast<size_t>(r) - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return Status::FromErrno(errno, "cannot write the inflated data set");
+        done += static_cast<size_t>(w);
+      }
+    }
+    if (!in.good()) return Status::Corruption(std::string("cannot inflate the data set: ") + in.status().text());
+    return Status::Ok();
+  }
+  std::string path() const { return "/proc/self/fd/" + std::to_string(fd_); }
+  uint64_t size() const { return size_; }
+  ReadAt reader() const {
+    return [fd = fd_](uint64_t at, void* buf, size_t n) {
+      return ::pread(fd, buf, n, static_cast<off_t>(at)) == static_cast<ssize_t>(n);
+    };
+  }
+
+ private:
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+}  // namespace
+
+Status CheckNestingDepth(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Status::IOError("cannot open " + file.string());
+  const ReadAt read_at = FileReader(in);
+  Result<Layout> layout = ReadLayout(file, read_at);
+  if (!layout.ok()) return layout.status();
+  if (layout->deflated) {
+    InflatedCopy copy;
+    if (Status s = copy.Make(file, layout->data_set); !s.ok()) return s;
+    return ScanElements(copy.reader(), 0, copy.size(), true, false, true);
+  }
+  return ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, false);
+}
+
+struct DicomFile::Inflated : InflatedCopy {};
+
+DicomFile::DicomFile() : format_(std::make_unique<DcmFileFormat>()) {}
+DicomFile::~DicomFile() = default;
+
+Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& file, uint32_t max_read_length,
+                                                   bool require_meta_header) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Status::IOError("cannot open " + file.string());
+  const ReadAt read_at = FileReader(in);
+  Result<Layout> layout = ReadLayout(file, read_at);
+  if (!layout.ok()) return layout.status();
+  std::unique_ptr<DicomFile> f(new DicomFile());
+  const E_FileReadMode mode = require_meta_header ? ERM_fileOnly : ERM_autoDetect;
+  if (!layout->deflated) {
+    if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian,
+                                false);
+        !s.ok()) {
+      return s;
+    }
+    OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, max_read_length, mode);
+    if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+    return f;
+  }
+  // From a deflated stream DCMTK allocates whatever length an element claims; from a plain file
+  // it reads, or leaves on disk, only what is there.
+  f->inflated_ = std::make_unique<Inflated>();
+  if (Status s = f->inflated_->Make(file, layout->data_set); !s.ok()) return s;
+  if (Status s = ScanElements(f->inflated_->reader(), 0, f->inflated_->size(), true, false, true); !s.ok()) return s;
+  OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 0, ERM_metaOnly);
+  if (cond.good()) {
+    cond = f->format_->getDataset()->loadFile(f->inflated_->path().c_str(), EXS_LittleEndianExplicit, EGL_noChange,
+                                             max_read_length);
+  }
   if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+  return f;
+}
+
+DcmFileFormat& DicomFile::format() { return *format_; }
+DcmDataset& DicomFile::dataset() { return *format_->getDataset(); }
+
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {
+  // Values longer than 4 KiB stay on disk: a 1 GB object costs no more memory than a small one.
+  Result<std::unique_ptr<DicomFile>> f = DicomFile::Open(file, 4096, true);
+  if (!f.ok()) return f.status();
+  DcmFileFormat& ff = f.value()->format();
   DcmDataset& ds = *ff.getDataset();
   InstanceSummary s;
   s.transfer_syntax_uid = Trim(RawString(*ff.getMetaInfo(), DCM_TransferSyntaxUID));
@@ -401,16 +463,14 @@ Result<bool> SameBytesAfter(const std::filesystem::path& a, const std::filesyste
 }
 
 Result<std::string> EncodeExplicitLittle(const std::filesystem::path& file) {
-  DcmFileFormat ff;
-  OFCondition cond = ff.loadFile(file.c_str());
-  if (cond.bad()) return Status::Corruption(cond.text());
-  DcmDataset& ds = *ff.getDataset();
-  ds.loadAllDataIntoMemory();
+  Result<std::unique_ptr<DicomFile>> ff = DicomFile::Open(file, 0, false);
+  if (!ff.ok()) return ff.status();
+  DcmDataset& ds = ff.value()->dataset();
   ds.transferInit();
   uint32_t length = ds.calcElementLength(EXS_LittleEndianExplicit, EET_ExplicitLength);
   std::string buffer(length + 1024, '\0');
   DcmOutputBufferStream out(buffer.data(), buffer.size());
-  cond = ds.write(out, EXS_LittleEndianExplicit, EET_ExplicitLength, nullptr);
+  OFCondition cond = ds.write(out, EXS_LittleEndianExplicit, EET_ExplicitLength, nullptr);
   ds.transferEnd();
   if (cond.bad()) return Status::Corruption(cond.text());
   void* data = nullptr;

@@ -3,10 +3,14 @@
 // InstanceSummary and plain strings (UTF-8).
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "common/status.h"
+
+class DcmDataset;
+class DcmFileFormat;
 
 namespace teleread {
 
@@ -56,13 +60,36 @@ inline constexpr uint64_t kMaxInflatedBytes = uint64_t{512} << 20;
 
 // Scans the file's data set without recursion (values are skipped, not read) and fails with
 // Corruption when sequences nest deeper than kMaxSequenceDepth. A deflated data set is inflated
-// (twice, as a stream) and must also stay within kMaxInflatedBytes, with every element no
-// longer than what is left of it; a file that DCMTK would inflate although its meta header does
-// not plainly say so is refused.
+// (into an unlinked temporary file) and must also stay within kMaxInflatedBytes, with every
+// element no longer than what is left of it; a file that DCMTK would inflate although its meta
+// header does not plainly say so is refused.
 Status CheckNestingDepth(const std::filesystem::path& file);
 
-// Parses the whole file (large values are not loaded into memory) and extracts the summary,
-// after CheckNestingDepth.
+// A file parsed by DCMTK after the checks of CheckNestingDepth, the only way TeleRead parses
+// what others sent. A deflated data set is parsed from its inflated copy, kept while this lives:
+// reading a deflated stream DCMTK allocates whatever length an element claims, while from a
+// plain file it reads, or leaves on disk, only what is there.
+class DicomFile {
+ public:
+  // Values longer than `max_read_length` stay on disk (0: all are loaded). Corruption when the
+  // file is no parseable DICOM (without a meta header too, unless `require_meta_header`).
+  static Result<std::unique_ptr<DicomFile>> Open(const std::filesystem::path& file, uint32_t max_read_length,
+                                                 bool require_meta_header);
+  ~DicomFile();
+  DicomFile(const DicomFile&) = delete;
+  DicomFile& operator=(const DicomFile&) = delete;
+
+  DcmFileFormat& format();
+  DcmDataset& dataset();
+
+ private:
+  struct Inflated;
+  DicomFile();
+  std::unique_ptr<DcmFileFormat> format_;
+  std::unique_ptr<Inflated> inflated_;
+};
+
+// Parses the whole file (large values are not loaded into memory) and extracts the summary.
 // Corruption when the file is not a parseable DICOM file with a meta header.
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file);
 

@@ -55,11 +55,12 @@ Status WriteReport(const ReportRequest& req, const std::filesystem::path& out) {
   if (c.radiologist_id.empty() || c.radiologist_name.empty()) {
     return Status::InvalidArgument("a report needs the radiologist's id and name");
   }
-  DcmFileFormat source;
-  if (OFCondition st = source.loadFile(req.study_instance.c_str(), EXS_Unknown, EGL_noChange, 64 * 1024); st.bad()) {
-    return Status::InvalidArgument("cannot read the study instance " + req.study_instance.string() + ": " + st.text());
+  Result<std::unique_ptr<DicomFile>> source = DicomFile::Open(req.study_instance, 64 * 1024, false);
+  if (!source.ok()) {
+    return Status::InvalidArgument("cannot read the study instance " + req.study_instance.string() + ": " +
+                                   source.status().message());
   }
-  DcmDataset& src = *source.getDataset();
+  DcmDataset& src = source.value()->dataset();
   // Patient and study attributes are copied as UTF-8 whatever the study's character set.
   if (OFCondition st = src.convertToUTF8(); st.bad()) {
     return Status::InvalidArgument("cannot convert the study's text to UTF-8: " + std::string(st.text()));
@@ -117,12 +118,9 @@ Status WriteReport(const ReportRequest& req, const std::filesystem::path& out) {
 }
 
 Result<ReportInfo> ReadReport(const std::filesystem::path& path) {
-  if (Status s = CheckNestingDepth(path); !s.ok()) return Status::InvalidArgument(s.message());
-  DcmFileFormat file;
-  if (OFCondition st = file.loadFile(path.c_str()); st.bad()) {
-    return Status::InvalidArgument(path.string() + " is not a readable DICOM file: " + st.text());
-  }
-  DcmDataset& ds = *file.getDataset();
+  Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(path, 0, false);
+  if (!file.ok()) return Status::InvalidArgument(path.string() + " is not a readable DICOM file: " + file.status().message());
+  DcmDataset& ds = file.value()->dataset();
   OFString cls;
   ds.findAndGetOFString(DCM_SOPClassUID, cls);
   if (cls != kBasicTextSrClass && cls != kEnhancedSrClass) {

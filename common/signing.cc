@@ -146,12 +146,12 @@ Status SignReportFile(const std::filesystem::path& in, const std::filesystem::pa
 
 Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, const std::filesystem::path& ca_bundle) {
   InitializeSigning();
-  if (Status s = CheckNestingDepth(path); !s.ok()) return s;
-  DcmFileFormat file;
-  if (OFCondition c = file.loadFile(path.c_str()); c.bad()) {
-    return Status::Corruption(path.string() + " is not a readable DICOM file: " + c.text());
+  Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(path, 0, false);
+  if (!file.ok()) {
+    if (file.status().code() != Status::Code::kCorruption) return file.status();
+    return Status::Corruption(path.string() + " is not a readable DICOM file: " + file.status().message());
   }
-  DcmDataset& ds = *file.getDataset();
+  DcmDataset& ds = file.value()->dataset();
   if (Status s = CheckCanonical(path, ds); !s.ok()) return s;
   DcmSignature sig;
   sig.attach(&ds);

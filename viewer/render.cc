@@ -1,5 +1,7 @@
 #include "viewer/render.h"
 
+#include "common/dicom.h"
+
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
@@ -132,11 +134,10 @@ Result<RenderedFrame> RenderFrame(const std::filesystem::path& file, const Rende
   RegisterDecoders();
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) return Status::NotFound("no file " + file.string());
-  DcmFileFormat ff;
   // Pixel data stays on disk until DicomImage reads the one frame it needs.
-  OFCondition cond = ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
-  if (cond.bad()) return Status::Corruption(file.string() + ": unreadable DICOM data: " + cond.text());
-  DcmDataset& ds = *ff.getDataset();
+  Result<std::unique_ptr<DicomFile>> ff = DicomFile::Open(file, 4096, false);
+  if (!ff.ok()) return Status::Corruption(file.string() + ": unreadable DICOM data: " + ff.status().message());
+  DcmDataset& ds = ff.value()->dataset();
   if (!ds.tagExists(DCM_PixelData)) {
     OFString sop_class;
     (void)ds.findAndGetOFString(DCM_SOPClassUID, sop_class);
@@ -156,7 +157,7 @@ Result<RenderedFrame> RenderFrame(const std::filesystem::path& file, const Rende
   (void)ds.findAndGetOFString(DCM_PhotometricInterpretation, photometric);
   out.photometric = Trimmed(photometric);
 
-  DicomImage image(&ff, ds.getOriginalXfer(), CIF_UsePartialAccessToPixelData, options.frame, 1);
+  DicomImage image(&ff.value()->format(), ds.getOriginalXfer(), CIF_UsePartialAccessToPixelData, options.frame, 1);
   if (image.getStatus() != EIS_Normal) {
     return Status::Corruption(file.string() + ": cannot decode the image: " +
                               DicomImage::getString(image.getStatus()));

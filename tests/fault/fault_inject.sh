@@ -7,17 +7,19 @@
 #
 # Once per run: a scratch config made as tests/bench/report_delivery.sh makes its own (centre CA,
 # server and wang.li certificates, the sample config with short quiet period and delivery retries,
-# Zhuozhou's delivery port pointed at our storescp), wang.li's CLI profile, and two corpora
+# Zhuozhou's delivery port pointed at our member PACS), wang.li's CLI profile, and two corpora
 # written by teleread-samples. Each trial, on fresh storage:
-#   1. storescp plays Zhuozhou's PACS (ZZ_PACS); teleread-server starts; the base corpus (one
-#      instance per study) is pushed and waited for until every study is a reading task;
+#   1. the member PACS plays Zhuozhou's (ZZ_PACS): Orthanc, which answers C-FIND as a hospital
+#      PACS does, or with FAULT_MEMBER=storescp DCMTK's storescp, which cannot; teleread-server
+#      starts; the base corpus (one instance per study) is pushed and waited for until every
+#      study is a reading task;
 #   2. at once: (a) storescu pushes the second corpus as ZZ_PACS, (b) the teleread CLI, as
 #      wang.li, claims each base study and submits a signed report (`report new --submit`),
 #      (c) the server delivers accepted reports to the member, which is, chosen at random: up;
-#      slow (storescp --sleep-after 1: each success status is followed by a second before the
-#      association can be released, so a kill often falls between the member storing the report
-#      and the server recording it as delivered); stalled (SIGSTOP: deliveries hang in flight);
-#      or down;
+#      slow (a second per report: Orthanc's Lua filter sleeps before storing it, storescp
+#      --sleep-after 1 after answering, so a kill often falls between the member taking the
+#      report and the server recording it as delivered); stalled (SIGSTOP: deliveries hang in
+#      flight); or down;
 #   3. after a random 0..FAULT_MAX_KILL_MS ms: SIGKILL. The server restarts (recovery), the member
 #      is (back) up, the server runs until the outbox is empty, then stops cleanly;
 #   4. checks, with sqlite3 on storage/index.sqlite and the file system:
@@ -28,11 +30,12 @@
 #      - every report the CLI saw accepted has its row; every report row has its instance and
 #        its delivery row; every delivery row is pending, delivered or dead, and in the end all
 #        are delivered;
-#      - the member's directory holds exactly one file per delivered report (storescp names them
-#        <modality>.<SOP Instance UID>), nothing else; PRAGMA integrity_check is ok.
-#    Re-sends (storescp's "already exists, overwriting": a kill between the member's success
-#    status and the commit of "delivered") are counted and shown, not failed: delivery is at
-#    least once. FAULT_STRICT_ONCE=1 counts them as violations.
+#      - the member holds exactly the delivered reports, nothing else; PRAGMA integrity_check is ok;
+#      - no report reached the member twice (Orthanc's Lua filter logs every instance it receives;
+#        storescp says "already exists, overwriting"). The server asks the member by C-FIND before
+#        re-sending a report an earlier attempt may have delivered, so with Orthanc a second
+#        transfer is a violation. storescp cannot answer, so there re-sends are counted and shown,
+#        not failed (delivery is at least once), unless FAULT_STRICT_ONCE=1.
 #
 # Environment:
 #   TELEREAD_BUILD_DIR  build with server/teleread-server, viewer/teleread and
@@ -43,6 +46,7 @@
 #   FAULT_MAX_KILL_MS   latest kill after the start of step 2 (default 2500)
 #   FAULT_BASE_STUDIES  studies reported per trial (default 8)
 #   FAULT_PUSH_COUNT    instances pushed in step 2 (default 300, over 6 studies)
+#   FAULT_MEMBER        orthanc (default) or storescp
 #
 # Output: one line per trial, then the tally, whose last line is
 #   "fault injection: T trials, K kills, V violations"
@@ -55,6 +59,8 @@ seed=${FAULT_SEED:-$(( $(date +%s%N) % 32768 ))}
 max_kill_ms=${FAULT_MAX_KILL_MS:-2500}
 base_studies=${FAULT_BASE_STUDIES:-8}
 push_count=${FAULT_PUSH_COUNT:-300}
+member_kind=${FAULT_MEMBER:-orthanc}
+strict_once=${FAULT_STRICT_ONCE:-$([ "$member_kind" = orthanc ] && echo 1 || echo 0)}
 server=$build/server/teleread-server
 cli=$build/viewer/teleread
 samples=$build/samples/teleread-samples
@@ -64,7 +70,12 @@ export LC_ALL=C.UTF-8  # one collation for sort, join and comm
 die() { echo "fault_inject: $*" >&2; exit 2; }
 [[ $trials =~ ^[0-9]+$ && $trials -ge 1 ]] || die "TRIALS must be a positive number, not '$trials'"
 for b in "$server" "$cli" "$samples"; do [ -x "$b" ] || die "missing $b (build first, or set TELEREAD_BUILD_DIR)"; done
-for t in storescu storescp echoscu dcmdump sqlite3 python3 timeout; do command -v "$t" >/dev/null || die "missing $t"; done
+for t in storescu storescp echoscu dcmdump sqlite3 python3 timeout curl; do command -v "$t" >/dev/null || die "missing $t"; done
+case $member_kind in
+  orthanc) orthanc=$(command -v Orthanc || echo /usr/sbin/Orthanc); [ -x "$orthanc" ] || die "missing Orthanc" ;;
+  storescp) ;;
+  *) die "FAULT_MEMBER must be orthanc or storescp, not '$member_kind'" ;;
+esac
 # The system interpreter when there is one: a version manager's shim costs a second per call.
 python=$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3)
 
@@ -94,9 +105,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r dicom_port http_port member_port < <("$python" -c '
+read -r dicom_port http_port member_port member_http_port < <("$python" -c '
 import socket
-s = [socket.socket() for _ in range(3)]
+s = [socket.socket() for _ in range(4)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 
@@ -154,8 +165,26 @@ start_server() {  # $1 storage, $2 log; waits until both listeners are up
 }
 
 member_pid=""
-start_member() {  # $1 directory, $2 extra storescp options
-  storescp ${2:-} -aet ZZ_PACS -od "$1" "$member_port" >>"$1.log" 2>&1 &
+start_member() {  # $1 directory, $2 "slow" to take a second over each report
+  if [ "$member_kind" = orthanc ]; then
+    {
+      echo "function ReceivedInstanceFilter(dicom, origin, info)"
+      echo "  print('teleread-fault received ' .. dicom.SOPInstanceUID)"
+      [ "${2:-}" = slow ] && echo "  os.execute('sleep 1')"
+      echo "  return true"
+      echo "end"
+    } >"$1.lua"
+    cat >"$1.json" <<JSON
+{ "Name": "ZZ_PACS", "StorageDirectory": "$1/storage", "IndexDirectory": "$1/index",
+  "DicomServerEnabled": true, "DicomAet": "ZZ_PACS", "DicomPort": $member_port, "DicomCheckCalledAet": false,
+  "DicomAlwaysAllowStore": true, "DicomAlwaysAllowEcho": true, "DicomAlwaysAllowFind": true,
+  "LuaScripts": ["$1.lua"], "HttpServerEnabled": true, "HttpPort": $member_http_port,
+  "RemoteAccessAllowed": false, "AuthenticationEnabled": false }
+JSON
+    "$orthanc" "$1.json" >>"$1.log" 2>&1 &
+  else
+    storescp $([ "${2:-}" = slow ] && echo --sleep-after 1) -aet ZZ_PACS -od "$1" "$member_port" >>"$1.log" 2>&1 &
+  fi
   member_pid=$!
   pids+=("$member_pid")
   local i
@@ -164,6 +193,25 @@ start_member() {  # $1 directory, $2 extra storescp options
     sleep 0.05
   done
   return 1
+}
+
+# The SOP Instance UIDs the member holds, one per line (repeated if held twice), while it runs.
+member_holdings() {  # $1 member directory
+  if [ "$member_kind" = orthanc ]; then
+    curl -sS --fail --max-time 30 "http://127.0.0.1:$member_http_port/instances?expand" |
+      "$python" -c 'import json, sys; [print(i["MainDicomTags"]["SOPInstanceUID"]) for i in json.load(sys.stdin)]'
+  else
+    ls "$1" | sed 's/^[A-Za-z]*\.//'  # storescp names a file <modality>.<SOP Instance UID>
+  fi
+}
+
+# How many reports reached the member more than once, from its log.
+member_resent() {  # $1 member log
+  if [ "$member_kind" = orthanc ]; then
+    grep -o "teleread-fault received [0-9.]*" "$1" 2>/dev/null | sort | uniq -c | awk '{n += $1 - 1} END {print n + 0}'
+  else
+    grep -c "already exists, overwriting" "$1" 2>/dev/null || true
+  fi
 }
 
 stop_pid() {  # $1 pid, $2 signal; waits for it
@@ -182,7 +230,7 @@ acknowledged() {
 v() { violations+=("$*"); }
 
 # --- Trials --------------------------------------------------------------------------------
-echo "fault injection: $trials trial(s), seed $seed, kill within ${max_kill_ms} ms, scratch $work"
+echo "fault injection: $trials trial(s), seed $seed, kill within ${max_kill_ms} ms, member $member_kind, scratch $work"
 total_violations=0 failed_trials=0
 k_ingest=0 k_reports=0 k_pending=0 m_up=0 m_slow=0 m_stalled=0 m_down=0
 sum_acked=0 sum_reports=0 sum_delivered=0 sum_resent=0 sum_partial=0 sum_reindexed=0
@@ -199,12 +247,10 @@ for trial in $(seq 1 "$trials"); do
     3) mode=stalled ;;
     4) mode=down ;;
   esac
-  member_options=""
-  [ "$mode" = slow ] && member_options="--sleep-after 1"
   kill_ms=$(( (RANDOM * 32768 + RANDOM) % (max_kill_ms + 1) ))
 
   member_pid=""
-  if [ "$mode" != down ]; then start_member "$member" "$member_options" || die "storescp would not start (trial $trial)"; fi
+  if [ "$mode" != down ]; then start_member "$member" "$mode" || die "$member_kind would not start (trial $trial)"; fi
   start_server "$storage" "$t/server.1.log" || die "teleread-server would not start (trial $trial), see $t/server.1.log"
   storescu -v -aet ZZ_PACS -aec LX_READ +sd +r 127.0.0.1 "$dicom_port" "$work/base" >"$t/storescu.base.log" 2>&1 ||
     die "pushing the base corpus failed (trial $trial), see $t/storescu.base.log"
@@ -249,7 +295,7 @@ for trial in $(seq 1 "$trials"); do
   [ -z "$(ls -A "$storage/tmp")" ] || v "storage/tmp not empty after the restart: $(ls "$storage/tmp" | head -3 | tr '\n' ' ')"
   case $mode in
     stalled) kill -CONT "$member_pid" ;;
-    down) start_member "$member" || die "storescp would not start (trial $trial)" ;;
+    down) start_member "$member" || die "$member_kind would not start (trial $trial)" ;;
   esac
   left=1
   for _ in $(seq 1 300); do
@@ -259,6 +305,7 @@ for trial in $(seq 1 "$trials"); do
   done
   sleep 0.3  # a late duplicate would show now
   stop_pid "$server_pid" TERM
+  member_holdings "$member" | sort >"$t/member.uids" || v "cannot list what the member holds"
   stop_pid "$member_pid" TERM
   server_pid="" member_pid=""
 
@@ -305,19 +352,16 @@ print(len(bad), *bad[:1])' "$storage")
   [ "$d_undelivered" = 0 ] || v "$d_undelivered report(s) still not delivered with the member up: $(sql "$db" \
     "SELECT state || ' after ' || attempts || ' attempt(s): ' || last_error FROM deliveries WHERE state <> 'delivered' LIMIT 1")"
   sql "$db" "SELECT sop_instance_uid FROM deliveries WHERE state = 'delivered'" | sort >"$t/delivered"
-  # storescp names a file <modality>.<SOP Instance UID>; anything else is a duplicate or a stray.
-  ls "$member" | sort >"$t/member.files"
-  sed 's/^[A-Za-z]*\.//' "$t/member.files" | sort >"$t/member.uids"
   m_missing=$(comm -23 "$t/delivered" "$t/member.uids" | wc -l)
   m_extra=$(comm -13 "$t/delivered" "$t/member.uids" | wc -l)
   m_dupes=$(uniq -d "$t/member.uids" | wc -l)
   [ "$m_missing" = 0 ] || v "$m_missing delivered report(s) not at the member, e.g. $(comm -23 "$t/delivered" "$t/member.uids" | head -1)"
-  [ "$m_extra" = 0 ] || v "$m_extra file(s) at the member that are no delivered report, e.g. $(comm -13 "$t/delivered" \
+  [ "$m_extra" = 0 ] || v "$m_extra object(s) at the member that are no delivered report, e.g. $(comm -13 "$t/delivered" \
     "$t/member.uids" | head -1)"
   [ "$m_dupes" = 0 ] || v "$m_dupes report(s) held twice by the member"
-  resent=$(grep -c "already exists, overwriting" "$member.log" 2>/dev/null)
+  resent=$(member_resent "$member.log")
   resent=${resent:-0}
-  [ "${FAULT_STRICT_ONCE:-0}" = 1 ] && [ "$resent" != 0 ] && v "$resent report(s) sent to the member twice"
+  [ "$strict_once" = 1 ] && [ "$resent" != 0 ] && v "$resent report(s) sent to the member twice"
 
   recovery=$(grep -o "recovery: removed [0-9]* partial file(s), re-indexed [0-9]* object(s), [0-9]* unattributed" \
     "$t/server.2.log" | head -1)

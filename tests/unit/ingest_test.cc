@@ -3,6 +3,7 @@
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include "samples/synthetic.h"
@@ -199,4 +200,42 @@ TEST_CASE_METHOD(IngestFixture, "a claim is exclusive until its lease expires", 
   CHECK(worklist.Release(uid, "wang.li").code() == Status::Code::kConflict);
   CHECK(worklist.Release(uid, "zhao.min").ok());
   CHECK(worklist.List({}).value().front().state == "waiting");
+}
+
+TEST_CASE("a deflated object is parsed from its inflated copy: large values stay on disk, no file is left",
+          "[ingest][deflate]") {
+  test::ScratchDir dir, tmp;
+  samples::SeriesSpec spec;
+  spec.patient_name = "张^三";
+  spec.patient_id = "ZZ0001";
+  spec.transfer_syntax = UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  auto files = samples::WriteSeries(spec, dir.path());
+  REQUIRE(files.ok());
+  const char* saved = std::getenv("TMPDIR");
+  const std::string saved_tmpdir = saved ? saved : "";
+  ::setenv("TMPDIR", tmp.path().c_str(), 1);
+  {
+    Result<std::unique_ptr<DicomFile>> f = DicomFile::Open(files->front(), 4096, true);
+    REQUIRE(f.ok());
+    // DCMTK reading the deflated stream itself would have loaded all 512 KB of pixel data.
+    DcmElement* pixels = nullptr;
+    REQUIRE(f.value()->dataset().findAndGetElement(DCM_PixelData, pixels).good());
+    CHECK(pixels->getLength() == 512 * 512 * 2);
+    CHECK_FALSE(pixels->valueLoaded());
+    OFString name;
+    CHECK(f.value()->dataset().findAndGetOFString(DCM_PatientID, name).good());
+    CHECK(name == "ZZ0001");
+    OFString syntax;
+    CHECK(f.value()->format().getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax).good());
+    CHECK(syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax);
+    CHECK(CountFiles(tmp.path()) == 0);  // the copy is unlinked from the start
+    Uint16* data = nullptr;
+    CHECK(pixels->getUint16Array(data).good());  // and read from it on demand
+  }
+  Result<InstanceSummary> s = ReadInstanceSummary(files->front());
+  REQUIRE(s.ok());
+  CHECK(s->patient_name == "张^三");
+  CHECK(s->transfer_syntax_uid == UID_DeflatedExplicitVRLittleEndianTransferSyntax);
+  CHECK(CountFiles(tmp.path()) == 0);
+  if (saved) ::setenv("TMPDIR", saved_tmpdir.c_str(), 1); else ::unsetenv("TMPDIR");
 }
