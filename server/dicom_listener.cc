@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <future>
 #include <iterator>
 #include <optional>
 
@@ -654,6 +655,23 @@ void DicomListener::AcceptLoop() {
   constexpr auto kBusyWait = std::chrono::seconds(2);
   constexpr int kPartialTickMs = 20;
   std::vector<Waiting> waiting;
+  // Busy TLS connections being refused: each needs a handshake, so each has its own thread,
+  // and a few at once suffice. Declared after `waiting`, so that leaving waits for them first.
+  constexpr size_t kMaxTlsRejecting = 8;
+  std::vector<std::future<void>> tls_rejecting;
+  auto reject_tls = [&](int fd, std::chrono::steady_clock::time_point deadline) {
+    tls_rejecting.erase(std::remove_if(tls_rejecting.begin(), tls_rejecting.end(),
+                                       [](const std::future<void>& f) {
+                                         return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+                                       }),
+                        tls_rejecting.end());
+    if (tls_rejecting.size() >= kMaxTlsRejecting) {
+      spdlog::warn("TLS association refused: all {} workers busy (too many waiting)", config_.centre.max_associations);
+      ::close(fd);
+      return;
+    }
+    tls_rejecting.push_back(std::async(std::launch::async, [this, fd, deadline] { RejectBusyTls(fd, deadline); }));
+  };
   std::vector<pollfd> fds;
   const size_t first_waiting = tls_listen_fd_ >= 0 ? 3 : 2;
   for (;;) {
@@ -680,10 +698,8 @@ void DicomListener::AcceptLoop() {
       Waiting w = waiting[i];
       const short revents = fds[first_waiting + i].revents;
       Arrival a = revents != 0 || w.partial ? PeekAssociateRequest(w.fd) : Arrival::kPartial;
-      if (a == Arrival::kComplete && w.tls_port) {
-        // Refusing with a reason would take a TLS handshake in this thread: close instead.
-        spdlog::warn("TLS association refused: all {} workers busy", config_.centre.max_associations);
-        ::close(w.fd);
+      if (a == Arrival::kComplete && tls_ && PeekFirstByte(w.fd, after) == 0x16) {
+        reject_tls(w.fd, w.deadline);  // TLS on the shared port
       } else if (a == Arrival::kComplete) {
         RejectBusy(w.fd);
       } else if (a == Arrival::kFailed || (revents & (POLLRDHUP | POLLHUP | POLLERR)) || after >= w.deadline) {
@@ -714,7 +730,9 @@ void DicomListener::AcceptLoop() {
         continue;
       }
       stats_.rejected++;
-      if (waiting.size() >= kMaxWaiting) {
+      if (tls_port) {
+        reject_tls(fd, after + kBusyWait);
+      } else if (waiting.size() >= kMaxWaiting) {
         spdlog::warn("association refused: all {} workers busy (too many waiting)", config_.centre.max_associations);
         ::close(fd);
       } else {
@@ -736,6 +754,27 @@ void DicomListener::RejectBusy(int fd) {
     ASC_destroyAssociation(&assoc);
   }
   spdlog::warn("association refused: all {} workers busy", config_.centre.max_associations);
+}
+
+void DicomListener::RejectBusyTls(int fd, std::chrono::steady_clock::time_point deadline) {
+  TlsPeer peer;
+  std::string error;
+  std::unique_ptr<DcmTransportConnection> connection = AcceptTls(tls_->server_context(), fd, deadline, peer, error);
+  if (!connection) {
+    spdlog::warn("TLS association refused: all {} workers busy (no request received: {})",
+                 config_.centre.max_associations, error);
+    ::close(fd);
+    return;
+  }
+  T_ASC_Association* assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, 1, std::move(connection));
+  if (assoc) {
+    T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+    ASC_rejectAssociation(assoc, &rej);
+    ASC_dropAssociation(assoc);
+    ASC_destroyAssociation(&assoc);
+  }
+  spdlog::warn("TLS association refused: all {} workers busy", config_.centre.max_associations);
 }
 
 void DicomListener::WorkerLoop() {

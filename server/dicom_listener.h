@@ -77,6 +77,8 @@ class DicomListener {
   };
   void RunConnection(Accepted connection);
   void RejectBusy(int fd);
+  // The same over TLS: the handshake and the request read by `deadline`, on its own thread.
+  void RejectBusyTls(int fd, std::chrono::steady_clock::time_point deadline);
   Status Listen(const std::string& address, uint16_t port, int& fd, uint16_t& bound_port);
 
   const Config& config_;

@@ -12,9 +12,13 @@
 #include <regex>
 #include <thread>
 
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcuid.h"
+
 #include "common/signing.h"
 #include "tests/support/orthanc.h"
 #include "tests/support/reports.h"
+#include "tests/support/scu.h"
 #include "tests/support/server_fixture.h"
 
 using namespace teleread;
@@ -162,6 +166,36 @@ TEST_CASE("DICOM TLS on the DICOM port itself refuses plain associations when to
   CommandResult r = Store(server.port(), "LS_PACS", TlsArgs(pki, "laishui", pki / "ca.pem"), ls);
   INFO(r.output << server.Log());
   CHECK(r.exit_code == 0);
+  CHECK(IndexedPaths(server.storage()).size() == 1);
+}
+
+TEST_CASE("a TLS association beyond the worker limit is rejected with a reason over TLS", "[tls][concurrency]") {
+  const bool same_port = GENERATE(false, true);
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  ServerOptions o;
+  o.max_associations = 1;
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, same_port ? "same_port = true" : "port = 0")}};
+  TestServer server(dir.path() / "server", o);
+  Issue(pki, "member", "laishui");
+  server.Start();
+  INFO((same_port ? "TLS on the DICOM port" : "TLS on its own port"));
+  const fs::path ls = SampleOf(WriteSampleConsortium(dir.path() / "samples", 1), "LS_PACS");
+
+  TestScu holder(server.port(), "LS_PACS", {UID_CTImageStorage});  // the one worker
+  REQUIRE(holder.Connect().empty());
+  const auto t0 = std::chrono::steady_clock::now();
+  CommandResult refused = Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "laishui", pki / "ca.pem"), ls);
+  INFO(refused.output << server.Log());
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.output, Catch::Contains("Local Limit Exceeded"));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
+  CHECK(WaitFor([&] { return server.Log().find("TLS association refused: all 1 workers busy\n") != std::string::npos; }, 5));
+  holder.Release();
+  // With the worker free again the same association goes through.
+  CHECK(WaitFor([&] {
+    return Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "laishui", pki / "ca.pem"), ls).exit_code == 0;
+  }, 10));
   CHECK(IndexedPaths(server.storage()).size() == 1);
 }
 
