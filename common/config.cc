@@ -186,6 +186,7 @@ DicomTlsConfig ReadDicomTls(TableReader& r, const std::filesystem::path& base_di
   t.certificate = ResolvePath(r, "certificate", base_dir);
   t.key = ResolvePath(r, "key", base_dir);
   t.ca = ResolvePath(r, "ca", base_dir);
+  if (r.Get("crl")) t.crl = ResolvePath(r, "crl", base_dir);
   t.profile = r.String("profile", t.profile);
   if (t.profile != "bcp195-nd" && t.profile != "bcp195" && t.profile != "bcp195-ex") {
     r.Fail(r.Get("profile"), "profile", "must be bcp195-nd, bcp195 or bcp195-ex");
@@ -208,6 +209,7 @@ HttpsConfig ReadHttps(TableReader& r, const std::filesystem::path& base_dir) {
   h.certificate = ResolvePath(r, "certificate", base_dir);
   h.key = ResolvePath(r, "key", base_dir);
   h.ca = ResolvePath(r, "ca", base_dir);
+  if (r.Get("crl")) h.crl = ResolvePath(r, "crl", base_dir);
   h.admins = r.StringArray("admins", false);
   h.threads = static_cast<int>(r.Integer("threads", 1, 64, h.threads));
   h.max_body_bytes = static_cast<uint64_t>(r.Integer("max_body_mb", 1, 4096, 64)) << 20;

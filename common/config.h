@@ -73,6 +73,7 @@ struct DicomTlsConfig {
   bool same_port = false;
   bool allow_plain = true;  // false (needs same_port): plain associations are refused
   std::filesystem::path certificate, key, ca;  // the centre's DICOM certificate and key; the CA of members' certificates
+  std::filesystem::path crl;                   // the CA's revocation list (PEM); empty: none checked
   std::string profile = "bcp195-nd";           // bcp195-nd, bcp195 or bcp195-ex
   int expiry_warning_days = 30;                // warn about certificates expiring sooner than this
 };
@@ -83,6 +84,7 @@ struct HttpsConfig {
   std::string bind_address = "127.0.0.1";
   uint16_t port = 8443;
   std::filesystem::path certificate, key, ca;  // server certificate and key; the centre CA
+  std::filesystem::path crl;                   // the centre CA's revocation list (PEM); empty: none checked
   std::vector<std::string> admins;             // certificate common names with the admin role
   int threads = 2;
   uint64_t max_body_bytes = 64ull << 20;  // a signed report is far smaller

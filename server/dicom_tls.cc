@@ -45,6 +45,12 @@ Status Configure(DcmTLSTransportLayer& layer, const DicomTlsConfig& c, const std
   if (OFCondition cond = layer.addTrustedCertificateFile(ca.c_str(), DCF_Filetype_PEM); cond.bad()) {
     return fail("CA " + ca.string(), cond);
   }
+  // The CRL is the centre CA's: it applies where that CA is the one trusted.
+  if (!c.crl.empty() && ca == c.ca) {
+    if (Result<int64_t> r = AddRevocationList(layer.getNativeHandle(), c.crl); !r.ok()) {
+      return Status::InvalidArgument(what + ": " + r.status().message());
+    }
+  }
   return Status::Ok();
 }
 

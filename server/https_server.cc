@@ -305,8 +305,13 @@ Status HttpsServer::Start(uint16_t port) {
   if (ec) return Status::InvalidArgument("https.key " + m.config.key.string() + ": " + ec.message());
   m.ctx.load_verify_file(m.config.ca.string(), ec);
   if (ec) return Status::InvalidArgument("https.ca " + m.config.ca.string() + ": " + ec.message());
-  // Only certificates from the centre CA get past the handshake.
+  // Only certificates from the centre CA, and not revoked, get past the handshake.
   m.ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  if (!m.config.crl.empty()) {
+    if (Result<int64_t> r = AddRevocationList(m.ctx.native_handle(), m.config.crl); !r.ok()) {
+      return Status::InvalidArgument("https.crl: " + r.status().message());
+    }
+  }
 
   tcp::endpoint endpoint(asio::ip::make_address(m.config.bind_address, ec), port);
   if (ec) return Status::InvalidArgument("https.bind_address: " + ec.message());

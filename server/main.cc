@@ -85,6 +85,13 @@ int main(int argc, char** argv) {
   pki_issue->add_option("--ip", pki_ips, "IP addresses for a server certificate (or a member PACS taking reports over TLS)");
   pki_issue->add_option("--dns", pki_dns, "DNS names for a server certificate (or a member PACS taking reports over TLS)");
   pki_issue->add_option("--days", pki_days, "Validity in days")->check(CLI::Range(1, 3650));
+  std::string pki_revoke;
+  int pki_crl_days = 365;
+  CLI::App* pki_crl = pki->add_subcommand("crl", "Write DIR/crl.pem: the CA's revocation list, re-signed");
+  pki_crl->add_option("dir", pki_dir, "Directory of the CA")->required();
+  pki_crl->add_option("--revoke", pki_revoke, "Also revoke the certificate DIR/NAME.pem")->option_text("NAME");
+  pki_crl->add_option("--days", pki_crl_days, "Days until the list expires and must be re-signed")
+      ->check(CLI::Range(1, 3650));
   pki->require_subcommand(1);
   app.get_option("--config")->required(false);
   CLI11_PARSE(app, argc, argv);
@@ -97,6 +104,16 @@ int main(int argc, char** argv) {
         return 1;
       }
       std::cout << "created the CA in " << pki_dir << "\n";
+      return 0;
+    }
+    if (*pki_crl) {
+      Result<int> listed = WriteRevocationList(pki_dir, pki_revoke, pki_crl_days);
+      if (!listed.ok()) {
+        std::cerr << "teleread-server: " << listed.status().ToString() << "\n";
+        return 1;
+      }
+      std::cout << (std::filesystem::path(pki_dir) / "crl.pem").string() << ": " << listed.value()
+                << " revoked certificate(s), valid for " << pki_crl_days << " days\n";
       return 0;
     }
     IssueRequest r;

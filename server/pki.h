@@ -65,6 +65,22 @@ Status InitCertificateAuthority(const std::filesystem::path& dir, const std::str
 Result<IssuedFiles> IssueCertificate(const std::filesystem::path& ca_dir, const IssueRequest& request,
                                      const std::string& passphrase = "");
 
+// Writes DIR/crl.pem: a CRL (v2) signed by the CA, listing every certificate revoked so far
+// (those of the previous DIR/crl.pem) and, when `revoke` is non-empty, the certificate
+// DIR/<revoke>.pem as well (InvalidArgument when it is not the CA's or is revoked already).
+// thisUpdate is now, nextUpdate `valid_days` later: a peer checking revocation refuses every
+// certificate of the CA once the CRL has expired, so re-issue it before (`pki crl DIR`). The
+// file is replaced atomically; it also carries a CRL number one above the previous one.
+// Returns how many certificates the CRL lists.
+Result<int> WriteRevocationList(const std::filesystem::path& ca_dir, const std::string& revoke, int valid_days = 365);
+
+// Reads the CRLs of a PEM file (such as DIR/crl.pem). With `ssl_ctx` (an SSL_CTX*) it adds them
+// to that context's trust store and turns on revocation checks of peer certificates: a peer whose
+// certificate is listed is refused, and so is one whose issuer has no current CRL there (fail
+// closed). Returns the earliest nextUpdate, in seconds since the epoch. InvalidArgument when the
+// file holds no CRL or one has expired.
+Result<int64_t> AddRevocationList(void* ssl_ctx, const std::filesystem::path& crl);
+
 struct CertificateInfo {
   // RFC 2253 form as OpenSSL prints it with XN_FLAG_RFC2253, most specific first, e.g.
   // "CN=wang.li,OU=radiologist,O=Lixian Regional Imaging Reading Centre". Non-ASCII characters

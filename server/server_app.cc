@@ -31,6 +31,14 @@ Status ServerApp::WatchOwnCertificates() {
     own.emplace_back("dicom_tls CA", config_.dicom_tls.ca);
   }
   const int64_t now = NowMs() / 1000;
+  // A CRL past its nextUpdate fails every handshake it applies to: watched like a certificate.
+  for (const auto& [name, path] : {std::pair{std::string("https CRL"), config_.https.crl},
+                                   std::pair{std::string("dicom_tls CRL"), config_.dicom_tls.crl}}) {
+    if (path.empty()) continue;
+    Result<int64_t> next_update = AddRevocationList(nullptr, path);
+    if (!next_update.ok()) return Status::InvalidArgument(name + ": " + next_update.status().message());
+    expiry_->Observe(name, next_update.value(), now);
+  }
   for (const auto& [name, path] : own) {
     Result<CertificateInfo> info = ReadCertificateInfo(path);
     if (!info.ok()) return Status::InvalidArgument(name + " " + path.string() + ": " + info.status().message());

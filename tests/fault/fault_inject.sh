@@ -233,7 +233,7 @@ v() { violations+=("$*"); }
 echo "fault injection: $trials trial(s), seed $seed, kill within ${max_kill_ms} ms, member $member_kind, scratch $work"
 total_violations=0 failed_trials=0
 k_ingest=0 k_reports=0 k_pending=0 m_up=0 m_slow=0 m_stalled=0 m_down=0
-sum_acked=0 sum_reports=0 sum_delivered=0 sum_resent=0 sum_partial=0 sum_reindexed=0
+sum_acked=0 sum_reports=0 sum_delivered=0 sum_resent=0 sum_partial=0 sum_reindexed=0 sum_held=0 sum_asked=0
 
 for trial in $(seq 1 "$trials"); do
   t=$work/trial-$trial
@@ -367,6 +367,11 @@ print(len(bad), *bad[:1])' "$storage")
     "$t/server.2.log" | head -1)
   partial=$(sed -n 's/recovery: removed \([0-9]*\) partial.*/\1/p' <<<"$recovery")
   reindexed=$(sed -n 's/.*re-indexed \([0-9]*\) object.*/\1/p' <<<"$recovery")
+  # Re-sends the C-FIND spared (the member held the report) and those it could not.
+  held=$(grep -c "was already held by" "$t/server.1.log" "$t/server.2.log" | awk -F: '{n += $2} END {print n + 0}')
+  asked=$(grep -c "an earlier attempt may have reached it" "$t/server.1.log" "$t/server.2.log" |
+    awk -F: '{n += $2} END {print n + 0}')
+  sum_held=$((sum_held + held)) sum_asked=$((sum_asked + asked))
   acked_n=$(wc -l <"$t/acked")
   delivered_n=$(wc -l <"$t/delivered")
 
@@ -381,9 +386,9 @@ print(len(bad), *bad[:1])' "$storage")
   sum_delivered=$((sum_delivered + delivered_n)) sum_resent=$((sum_resent + resent))
   sum_partial=$((sum_partial + ${partial:-0})) sum_reindexed=$((sum_reindexed + ${reindexed:-0}))
 
-  line=$(printf 'trial %d/%d: member %-7s kill at %4d ms during %-30s acked %2d/%d objects, %d/%d reports accepted; recovery %s partial, %s re-indexed; delivered %d, re-sent %d' \
+  line=$(printf 'trial %d/%d: member %-7s kill at %4d ms during %-30s acked %2d/%d objects, %d/%d reports accepted; recovery %s partial, %s re-indexed; delivered %d, re-sent %d, found held %d' \
     "$trial" "$trials" "$mode" "$kill_ms" "$(IFS=+; echo "${points[*]}")" "$acked_n" $((base_studies + push_count)) \
-    "$reports_at_kill" "$base_studies" "${partial:-0}" "${reindexed:-0}" "$delivered_n" "$resent")
+    "$reports_at_kill" "$base_studies" "${partial:-0}" "${reindexed:-0}" "$delivered_n" "$resent" "$held")
   if [ ${#violations[@]} -eq 0 ]; then
     echo "$line: ok"
     [ "${FAULT_KEEP:-0}" = 1 ] || rm -rf "$t"
@@ -399,7 +404,8 @@ done
 echo "kill points: during ingest $k_ingest, during report submission $k_reports, with deliveries pending $k_pending;" \
   "member up $m_up, slow $m_slow, stalled $m_stalled, down $m_down"
 echo "totals: $sum_acked objects acknowledged, $sum_reports reports accepted, $sum_delivered delivered" \
-  "($sum_resent re-sent after a kill); recovery removed $sum_partial partial file(s), re-indexed $sum_reindexed object(s);" \
+  "($sum_resent re-sent after a kill; $sum_held found held by the member's C-FIND and not re-sent, $sum_asked" \
+  "re-sent to a member that could not answer); recovery removed $sum_partial partial file(s), re-indexed $sum_reindexed object(s);" \
   "$failed_trials trial(s) with violations"
 echo "fault injection: $trials trials, $trials kills, $total_violations violations"
 if [ "$total_violations" = 0 ] && [ "${FAULT_KEEP:-0}" != 1 ] && [ -z "${FAULT_WORK_DIR:-}" ]; then rm -rf "$work"; fi

@@ -199,6 +199,46 @@ TEST_CASE("a TLS association beyond the worker limit is rejected with a reason o
   CHECK(IndexedPaths(server.storage()).size() == 1);
 }
 
+TEST_CASE("a revoked certificate opens nothing: DICOM TLS and HTTPS check the centre's CRL", "[tls]") {
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  const fs::path crl = pki / "crl.pem";
+  ServerOptions o;
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0\ncrl = \"" + crl.string() + "\"")},
+             {"^admins = ", "crl = \"" + crl.string() + "\"\nadmins = "}};
+  TestServer server(dir.path() / "server", o);
+  Issue(pki, "member", "laishui");
+  Issue(pki, "member", "LS_PACS");
+  auto revoke = [&](const std::string& name) {
+    CommandResult r = RunCommand({TELEREAD_SERVER_BIN, "pki", "crl", pki.string(), "--revoke", name});
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  };
+  revoke("laishui");
+  revoke("zhao.min");  // a radiologist who has left
+  CommandResult again = RunCommand({TELEREAD_SERVER_BIN, "pki", "crl", pki.string(), "--revoke", "laishui"});
+  CHECK(again.exit_code != 0);
+  CHECK_THAT(again.output, Catch::Contains("revoked already"));
+  server.Start();
+  const fs::path ls = SampleOf(WriteSampleConsortium(dir.path() / "samples", 1), "LS_PACS");
+  const fs::path ca = pki / "ca.pem";
+
+  CommandResult refused = Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "laishui", ca), ls);
+  INFO(refused.output << server.Log());
+  CHECK(refused.exit_code != 0);
+  CHECK(IndexedPaths(server.storage()).empty());
+  CHECK(Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "LS_PACS", ca), ls).exit_code == 0);
+  CHECK(IndexedPaths(server.storage()).size() == 1);
+  CHECK(Metric(server, "teleread_dicom_tls_refused_total") == 1);
+  CHECK_THAT(server.Log(), Catch::Contains("certificate revoked"));
+
+  CHECK(server.Call("zhao.min", "GET", "/api/v1/worklist").status != 200);
+  CHECK(server.Call("wang.li", "GET", "/api/v1/worklist").status == 200);
+  const std::string metrics = server.Call("ops", "GET", "/metrics").body;
+  CHECK_THAT(metrics, Catch::Contains("teleread_certificate_expiry_seconds{certificate=\"dicom_tls CRL\"}"));
+  CHECK_THAT(metrics, Catch::Contains("teleread_certificate_expiry_seconds{certificate=\"https CRL\"}"));
+}
+
 TEST_CASE("certificates that expire within 30 days are warned about in the log and the metrics", "[tls]") {
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
