@@ -144,7 +144,8 @@ Status SignReportFile(const std::filesystem::path& in, const std::filesystem::pa
   return Status::Ok();
 }
 
-Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, const std::filesystem::path& ca_bundle) {
+Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, const std::filesystem::path& ca_bundle,
+                                             const std::filesystem::path& crl) {
   InitializeSigning();
   Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(path, 0, false);
   if (!file.ok()) {
@@ -208,6 +209,13 @@ Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, 
     SiCertificateVerifier verifier;
     if (verifier.addTrustedCertificateFile(ca_bundle.c_str(), X509_FILETYPE_PEM).bad()) {
       return Status::InvalidArgument("cannot read the CA bundle " + ca_bundle.string());
+    }
+    if (!crl.empty()) {
+      if (verifier.addCertificateRevocationList(crl.c_str(), X509_FILETYPE_PEM).bad()) {
+        ERR_clear_error();
+        return Status::InvalidArgument("cannot read the revocation list " + crl.string());
+      }
+      verifier.setCRLverification(OFTrue);
     }
     if (verifier.verifyCertificate(*cert).bad()) {
       ERR_clear_error();

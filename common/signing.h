@@ -36,8 +36,10 @@ struct VerifiedSigner {
 // Checks that `file` carries at least one signature, that every signature verifies, that every
 // top-level attribute of the data set is covered by the first one, that its certificate chains
 // to `ca_bundle` and is valid now, and that its key usage allows content commitment
-// (nonRepudiation). Returns the first signature's signer. Corruption with the precise reason
-// (e.g. "signature is invalid (document corrupted)", "certificate has expired") otherwise.
-Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& file, const std::filesystem::path& ca_bundle);
+// (nonRepudiation), and, given the CA's revocation list `crl` (PEM), that it is not revoked.
+// Returns the first signature's signer. Corruption with the precise reason (e.g. "signature is
+// invalid (document corrupted)", "certificate has expired", "certificate revoked") otherwise.
+Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& file, const std::filesystem::path& ca_bundle,
+                                             const std::filesystem::path& crl = {});
 
 }  // namespace teleread

@@ -99,7 +99,7 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   if (r.completion_flag != "COMPLETE") return Status::InvalidArgument("the report is not COMPLETE");
   if (r.verification_flag != "VERIFIED") return Status::InvalidArgument("the report is not VERIFIED");
 
-  Result<VerifiedSigner> signer = VerifyReportSignature(temp, config_.https.ca);
+  Result<VerifiedSigner> signer = VerifyReportSignature(temp, config_.https.ca, config_.https.crl);
   if (!signer.ok()) return Status::Corruption("signature check failed: " + signer.status().message());
   if (signer->organizational_unit != "radiologist") {
     return Status::PermissionDenied("the report is signed by '" + signer->subject + "', which is no radiologist");

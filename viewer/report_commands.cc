@@ -19,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct ReportOptions {
-  std::string study, file, out, findings, impression, recommendation, text_file, passphrase_file, ca, sop;
+  std::string study, file, out, findings, impression, recommendation, text_file, passphrase_file, ca, crl, sop;
   std::string accession, patient, state;
   bool critical = false, sign = false, submit = false;
   int64_t id = 0;
@@ -246,7 +246,7 @@ int Verify(Session& s, const ReportOptions& o) {
     if (!p) return Fail("give the CA bundle with --ca");
     ca = p->ca.string();
   }
-  Result<VerifiedSigner> signer = VerifyReportSignature(o.file, ca);
+  Result<VerifiedSigner> signer = VerifyReportSignature(o.file, ca, o.crl);
   Result<ReportInfo> info = ReadReport(o.file);
   if (s.as_json) {
     json j{{"file", o.file}, {"valid", signer.ok() && info.ok()}};
@@ -438,6 +438,8 @@ void AddReportCommands(CLI::App& app, Session& s) {
   CLI::App* verify = report->add_subcommand("verify", "Check a report's signature and chain offline, and show it");
   verify->add_option("file", o->file, "Report file")->required()->check(CLI::ExistingFile);
   verify->add_option("--ca", o->ca, "The reading centre's CA bundle (default: the profile's)")->check(CLI::ExistingFile);
+  verify->add_option("--crl", o->crl, "The centre CA's revocation list: a revoked signer fails")
+      ->check(CLI::ExistingFile);
   verify->callback([&s, o] { s.exit_code = Verify(s, *o); });
 
   CLI::App* reports = app.add_subcommand("reports", "List the reports you may see");

@@ -15,6 +15,7 @@
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcuid.h"
 
+#include "common/dicom.h"
 #include "common/signing.h"
 #include "tests/support/orthanc.h"
 #include "tests/support/reports.h"
@@ -220,8 +221,19 @@ TEST_CASE("a revoked certificate opens nothing: DICOM TLS and HTTPS check the ce
   CHECK(again.exit_code != 0);
   CHECK_THAT(again.output, Catch::Contains("revoked already"));
   server.Start();
-  const fs::path ls = SampleOf(WriteSampleConsortium(dir.path() / "samples", 1), "LS_PACS");
+  const fs::path samples = WriteSampleConsortium(dir.path() / "samples", 1);
+  const fs::path ls = SampleOf(samples, "LS_PACS");
   const fs::path ca = pki / "ca.pem";
+
+  // A member checking a report offline: the revoked signer fails against the list.
+  const fs::path report = dir.path() / "by-zhao.min.dcm";
+  WriteSignedReport(FindSampleStudy(samples, ReadInstanceSummary(ls)->study_instance_uid), pki, "zhao.min", report);
+  CommandResult verified = RunCommand({TELEREAD_CLI_BIN, "report", "verify", report.string(), "--ca", ca.string()});
+  CHECK(verified.exit_code == 0);
+  CommandResult checked = RunCommand(
+      {TELEREAD_CLI_BIN, "report", "verify", report.string(), "--ca", ca.string(), "--crl", crl.string()});
+  CHECK(checked.exit_code != 0);
+  CHECK_THAT(checked.output, Catch::Contains("revoked"));
 
   CommandResult refused = Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "laishui", ca), ls);
   INFO(refused.output << server.Log());

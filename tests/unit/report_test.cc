@@ -218,3 +218,20 @@ TEST_CASE_METHOD(ReportFixture, "an encrypted key signs only with its passphrase
   REQUIRE(SignReportFile(path("p.dcm"), path("p2.dcm"), ca() / "zhao.min.pem", ca() / "zhao.min.key", "correct horse").ok());
   CHECK(VerifyReportSignature(path("p2.dcm"), ca() / "ca.pem").ok());
 }
+
+TEST_CASE_METHOD(ReportFixture, "a report signed with a revoked certificate fails verification against the CRL",
+                 "[report]") {
+  fs::path sr = Signed("r", ca(), "wang.li");
+  REQUIRE(WriteRevocationList(ca(), "").ok());  // a list that names no one yet
+  const fs::path crl = ca() / "crl.pem";
+  CHECK(VerifyReportSignature(sr, ca() / "ca.pem", crl).ok());
+  Result<int> listed = WriteRevocationList(ca(), "wang.li");
+  REQUIRE(listed.ok());
+  CHECK(listed.value() == 1);
+  Result<VerifiedSigner> revoked = VerifyReportSignature(sr, ca() / "ca.pem", crl);
+  REQUIRE_FALSE(revoked.ok());
+  CHECK(revoked.status().code() == Status::Code::kCorruption);
+  CHECK_THAT(revoked.status().message(), Catch::Contains("revoked"));
+  CHECK(VerifyReportSignature(sr, ca() / "ca.pem").ok());  // without the list, nothing is known
+  CHECK(WriteRevocationList(ca(), "wang.li").status().code() == Status::Code::kInvalidArgument);
+}
