@@ -47,7 +47,7 @@ Status Configure(DcmTLSTransportLayer& layer, const DicomTlsConfig& c, const std
   }
   // The CRL is the centre CA's: it applies where that CA is the one trusted.
   if (!c.crl.empty() && ca == c.ca) {
-    if (Result<int64_t> r = AddRevocationList(layer.getNativeHandle(), c.crl); !r.ok()) {
+    if (Result<int64_t> r = AddRevocationList(layer.getNativeHandle(), c.crl, c.ca); !r.ok()) {
       return Status::InvalidArgument(what + ": " + r.status().message());
     }
   }
@@ -145,6 +145,7 @@ Result<std::unique_ptr<DicomTls>> DicomTls::Create(const Config& config) {
   tls->server_ = std::make_unique<DcmTLSTransportLayer>(NET_ACCEPTOR, nullptr, OFFalse);
   if (Status s = Configure(*tls->server_, c, c.ca, "[dicom_tls]"); !s.ok()) return s;
   tls->server_->setCertificateVerification(DCV_checkCertificate);
+  if (!c.crl.empty()) tls->revocation_checked_.push_back(tls->server_->getNativeHandle());
 
   std::vector<DeliveryTarget> targets = config.workstations;
   for (const Member& m : config.members) {
@@ -155,6 +156,9 @@ Result<std::unique_ptr<DicomTls>> DicomTls::Create(const Config& config) {
     auto layer = std::make_unique<DcmTLSTransportLayer>(NET_REQUESTOR, nullptr, OFFalse);
     const std::string what = "delivery to " + t.ae_title;
     if (Status s = Configure(*layer, c, t.tls_ca.empty() ? c.ca : t.tls_ca, what); !s.ok()) return s;
+    if (!c.crl.empty() && (t.tls_ca.empty() || t.tls_ca == c.ca)) {
+      tls->revocation_checked_.push_back(layer->getNativeHandle());
+    }
     layer->setCertificateVerification(DCV_requireCertificate);
     SSL_CTX_set_verify(layer->getNativeHandle(), SSL_CTX_get_verify_mode(layer->getNativeHandle()), LogRefusedPeer);
     // The peer's certificate must name the configured host: an address or a DNS name.

@@ -8,6 +8,7 @@
 // internally locked.
 #include <cstdint>
 #include <map>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -63,11 +64,14 @@ class DicomTls {
   ssl_ctx_st* server_context() const;
   // The transport layer for associations to `target`; nullptr when it is plain TCP.
   DcmTransportLayer* ClientLayer(const DeliveryTarget& target) const;
+  // The contexts that check peers against [dicom_tls] crl (empty without one).
+  const std::vector<ssl_ctx_st*>& revocation_checked() const { return revocation_checked_; }
 
  private:
   DicomTls();
   std::unique_ptr<DcmTLSTransportLayer> server_;
   std::map<std::string, std::unique_ptr<DcmTLSTransportLayer>> clients_;  // by TargetKey
+  std::vector<ssl_ctx_st*> revocation_checked_;
 };
 
 }  // namespace teleread

@@ -293,6 +293,8 @@ HttpsServer::HttpsServer(const HttpsConfig& config, HttpHandler handler)
 
 HttpsServer::~HttpsServer() { Stop(); }
 
+void* HttpsServer::ssl_context() { return impl_->ctx.native_handle(); }
+
 Status HttpsServer::Start(uint16_t port) {
   Impl& m = *impl_;
   boost::system::error_code ec;
@@ -308,7 +310,7 @@ Status HttpsServer::Start(uint16_t port) {
   // Only certificates from the centre CA, and not revoked, get past the handshake.
   m.ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
   if (!m.config.crl.empty()) {
-    if (Result<int64_t> r = AddRevocationList(m.ctx.native_handle(), m.config.crl); !r.ok()) {
+    if (Result<int64_t> r = AddRevocationList(m.ctx.native_handle(), m.config.crl, m.config.ca); !r.ok()) {
       return Status::InvalidArgument("https.crl: " + r.status().message());
     }
   }

@@ -58,6 +58,8 @@ class HttpsServer {
   Status Start(uint16_t port);
   void Stop();
   uint16_t port() const;
+  // The TLS context (an SSL_CTX*), for revocation lists that change while it runs.
+  void* ssl_context();
 
  private:
   struct Impl;

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <memory>
@@ -541,8 +542,16 @@ Result<int> WriteRevocationList(const fs::path& ca_dir, const std::string& revok
   return listed;
 }
 
-Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path) {
+Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs::path& ca) {
   ERR_clear_error();
+  std::vector<X509Ptr> authorities;
+  {
+    Result<BioPtr> ca_in = OpenForReading(ca);
+    if (!ca_in.ok()) return ca_in.status();
+    while (X509* cert = PEM_read_bio_X509(ca_in->get(), nullptr, NoPassphrase, nullptr)) authorities.emplace_back(cert);
+    ERR_clear_error();
+    if (authorities.empty()) return Status::InvalidArgument(ca.string() + " holds no PEM certificate");
+  }
   Result<BioPtr> in = OpenForReading(path);
   if (!in.ok()) return in.status();
   X509_STORE* store = ssl_ctx ? SSL_CTX_get_cert_store(static_cast<SSL_CTX*>(ssl_ctx)) : nullptr;
@@ -562,6 +571,13 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path) {
       return Status::InvalidArgument(path.string() + ": the CRL expired (nextUpdate passed); re-sign it with "
                                      "`teleread-server pki crl DIR`");
     }
+    const bool signed_by_ca = std::any_of(authorities.begin(), authorities.end(), [&](const X509Ptr& a) {
+      EVP_PKEY* key = X509_get0_pubkey(a.get());
+      return X509_NAME_cmp(X509_get_subject_name(a.get()), X509_CRL_get_issuer(crl.get())) == 0 && key &&
+             X509_CRL_verify(crl.get(), key) == 1;
+    });
+    ERR_clear_error();
+    if (!signed_by_ca) return Status::InvalidArgument(path.string() + ": a CRL not signed by the CA of " + ca.string());
     if (earliest == 0 || next_update < earliest) earliest = next_update;
     if (store && X509_STORE_add_crl(store, crl.get()) != 1) return OpenSslError("adding " + path.string());
     ++count;

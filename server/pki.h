@@ -74,12 +74,13 @@ Result<IssuedFiles> IssueCertificate(const std::filesystem::path& ca_dir, const 
 // Returns how many certificates the CRL lists.
 Result<int> WriteRevocationList(const std::filesystem::path& ca_dir, const std::string& revoke, int valid_days = 365);
 
-// Reads the CRLs of a PEM file (such as DIR/crl.pem). With `ssl_ctx` (an SSL_CTX*) it adds them
-// to that context's trust store and turns on revocation checks of peer certificates: a peer whose
-// certificate is listed is refused, and so is one whose issuer has no current CRL there (fail
-// closed). Returns the earliest nextUpdate, in seconds since the epoch. InvalidArgument when the
-// file holds no CRL or one has expired.
-Result<int64_t> AddRevocationList(void* ssl_ctx, const std::filesystem::path& crl);
+// Reads the CRLs of a PEM file (such as DIR/crl.pem), each of which must be signed by a CA
+// certificate of the PEM file `ca`. With `ssl_ctx` (an SSL_CTX*) it adds them to that context's
+// trust store and turns on revocation checks of peer certificates: a peer whose certificate is
+// listed is refused, and so is one whose issuer has no current CRL there (fail closed). Returns
+// the earliest nextUpdate, in seconds since the epoch. InvalidArgument when the file holds no
+// CRL, or one has expired or is not signed by `ca`.
+Result<int64_t> AddRevocationList(void* ssl_ctx, const std::filesystem::path& crl, const std::filesystem::path& ca);
 
 struct CertificateInfo {
   // RFC 2253 form as OpenSSL prints it with XN_FLAG_RFC2253, most specific first, e.g.

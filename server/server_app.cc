@@ -1,6 +1,7 @@
 #include "server/server_app.h"
 
 #include <chrono>
+#include <tuple>
 
 #include "common/dicom.h"
 #include "common/log.h"
@@ -32,10 +33,11 @@ Status ServerApp::WatchOwnCertificates() {
   }
   const int64_t now = NowMs() / 1000;
   // A CRL past its nextUpdate fails every handshake it applies to: watched like a certificate.
-  for (const auto& [name, path] : {std::pair{std::string("https CRL"), config_.https.crl},
-                                   std::pair{std::string("dicom_tls CRL"), config_.dicom_tls.crl}}) {
+  for (const auto& [name, path, ca] : {std::tuple{std::string("https CRL"), config_.https.crl, config_.https.ca},
+                                       std::tuple{std::string("dicom_tls CRL"), config_.dicom_tls.crl,
+                                                  config_.dicom_tls.ca}}) {
     if (path.empty()) continue;
-    Result<int64_t> next_update = AddRevocationList(nullptr, path);
+    Result<int64_t> next_update = AddRevocationList(nullptr, path, ca);
     if (!next_update.ok()) return Status::InvalidArgument(name + ": " + next_update.status().message());
     expiry_->Observe(name, next_update.value(), now);
   }
@@ -100,12 +102,20 @@ Status ServerApp::Start() {
     });
     if (Status s = https_->Start(config_.https.port); !s.ok()) return s;
   }
+  revocation_ = std::make_unique<RevocationLists>(*expiry_, std::chrono::seconds(10));
+  if (https_ && !config_.https.crl.empty()) revocation_->Attach("https CRL", config_.https.crl, config_.https.ca, https_->ssl_context());
+  if (tls_) {
+    for (ssl_ctx_st* ctx : tls_->revocation_checked()) revocation_->Attach("dicom_tls CRL", config_.dicom_tls.crl, config_.dicom_tls.ca, ctx);
+  }
+  revocation_->Start();
   spdlog::info("storage root {}; {} member hospital(s) configured", config_.centre.storage.string(),
                config_.members.size());
   return Status::Ok();
 }
 
 void ServerApp::Stop() {
+  if (revocation_) revocation_->Stop();
+  revocation_.reset();
   if (https_) https_->Stop();
   https_.reset();
   api_.reset();

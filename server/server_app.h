@@ -13,6 +13,7 @@
 #include "server/reading_api.h"
 #include "server/report_desk.h"
 #include "server/reading_tasks.h"
+#include "server/revocation.h"
 #include "server/worklist.h"
 
 namespace teleread {
@@ -49,6 +50,7 @@ class ServerApp {
   std::unique_ptr<ReportDesk> desk_;
   std::unique_ptr<ReadingApi> api_;
   std::unique_ptr<HttpsServer> https_;
+  std::unique_ptr<RevocationLists> revocation_;  // after what it feeds: stopped first
 };
 
 // Opens the index under a storage root (for the status command).

@@ -249,6 +249,28 @@ TEST_CASE("a revoked certificate opens nothing: DICOM TLS and HTTPS check the ce
   const std::string metrics = server.Call("ops", "GET", "/metrics").body;
   CHECK_THAT(metrics, Catch::Contains("teleread_certificate_expiry_seconds{certificate=\"dicom_tls CRL\"}"));
   CHECK_THAT(metrics, Catch::Contains("teleread_certificate_expiry_seconds{certificate=\"https CRL\"}"));
+
+  // Revoked while the server runs: refused once the new list is read, without a restart. (A
+  // list is preferred to another by its thisUpdate, in whole seconds.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  revoke("LS_PACS");
+  revoke("wang.li");
+  CHECK(WaitFor([&] { return server.Log().find("revocation list " + crl.string() + " re-read") != std::string::npos; },
+                15));
+  CHECK(Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "LS_PACS", ca), ls).exit_code != 0);
+  CHECK(server.Call("wang.li", "GET", "/api/v1/worklist").status != 200);
+  CHECK(server.Call("ops", "GET", "/api/v1/worklist").status == 200);
+
+  // A list from another CA is refused, and the last good one stays in use.
+  const fs::path rogue = dir.path() / "rogue";
+  REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "init", rogue.string()}).exit_code == 0);
+  REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "crl", rogue.string()}).exit_code == 0);
+  fs::copy_file(rogue / "crl.pem", pki / "crl.pem.rogue");
+  fs::rename(pki / "crl.pem.rogue", crl);
+  CHECK(WaitFor([&] { return server.Log().find("changed but is refused") != std::string::npos; }, 15));
+  CHECK_THAT(server.Log(), Catch::Contains("not signed by the CA of"));
+  CHECK(server.Call("wang.li", "GET", "/api/v1/worklist").status != 200);
+  CHECK(server.Call("ops", "GET", "/api/v1/worklist").status == 200);
 }
 
 TEST_CASE("certificates that expire within 30 days are warned about in the log and the metrics", "[tls]") {
@@ -389,4 +411,28 @@ TEST_CASE("Orthanc as a member PACS pushes over DICOM TLS and receives its signe
   INFO(verified.status().ToString());
   CHECK(verified.ok());
   CHECK(orthanc.Received(sop) == 1);
+
+  // Orthanc lost the study: it finds it at the centre by C-FIND and pulls it back by C-MOVE,
+  // the request over TLS and the centre's sub-association to Orthanc over TLS.
+  nlohmann::json lookup = nlohmann::json::parse(orthanc.Rest({"/tools/lookup", "-X", "POST", "-d", study}).output);
+  REQUIRE(lookup.size() == 1);
+  REQUIRE(orthanc.Rest({"/studies/" + lookup[0]["ID"].get<std::string>(), "-X", "DELETE"}).exit_code == 0);
+  REQUIRE(orthanc.InstanceId(sop).empty());
+  const nlohmann::json query = {{"Level", "Study"}, {"Query", {{"StudyInstanceUID", study}}}};
+  CommandResult asked = orthanc.Rest({"/modalities/teleread/query", "-X", "POST", "-d", query.dump()});
+  INFO(asked.output << orthanc.Log() << server.Log());
+  REQUIRE(asked.exit_code == 0);
+  const std::string query_id = nlohmann::json::parse(asked.output)["ID"];
+  CHECK(nlohmann::json::parse(orthanc.Rest({"/queries/" + query_id + "/answers"}).output).size() == 1);
+  const nlohmann::json move = {{"Level", "Study"},
+                               {"Resources", {{{"StudyInstanceUID", study}}}},
+                               {"TargetAet", "ZZ_PACS"},
+                               {"Synchronous", true}};
+  CommandResult moved = orthanc.Rest({"/modalities/teleread/move", "-X", "POST", "-d", move.dump()});
+  INFO(moved.output);
+  REQUIRE(moved.exit_code == 0);
+  CHECK_FALSE(orthanc.InstanceId(sop).empty());  // the report came back with the images
+  for (const std::string& id : ids) CHECK(orthanc.Rest({"/instances/" + id}).exit_code == 0);
+  CHECK(orthanc.Received(sop) == 2);
+  CHECK_THAT(server.Log(), Catch::Contains("C-MOVE"));
 }

@@ -154,6 +154,9 @@ TEST_CASE("DICOM TLS keys are read and their combinations checked", "[config][tl
   CHECK(c.dicom_tls.certificate == "/etc/teleread/pki/server.pem");
   CHECK(c.dicom_tls.profile == "bcp195");
   CHECK(c.dicom_tls.expiry_warning_days == 14);
+  CHECK(c.dicom_tls.crl.empty());  // no revocation list unless given
+  CHECK(ParseConfig(with("crl = \"pki/crl.pem\""), "t.toml", "/etc/teleread").dicom_tls.crl == "/etc/teleread/pki/crl.pem");
+  CHECK_THAT(ErrorOf(with("crl = \"\"")), Catch::Contains("dicom_tls.crl: must not be empty"));
   CHECK_FALSE(LoadConfig(kSample).dicom_tls.enabled);
 
   Config one_port = ParseConfig(with("same_port = true\nallow_plain = false"), "t.toml", "/etc/teleread");

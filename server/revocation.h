@@ -1,0 +1,58 @@
+#pragma once
+// The centre CA's revocation lists in use, re-read when their file changes, so that a
+// certificate revoked while the server runs (`pki crl DIR --revoke NAME`, then the new file
+// installed) is refused from the next handshake on, without a restart. A newer list is added to
+// each TLS context beside the old one: OpenSSL uses, of two lists by the same CA, the one with
+// the later thisUpdate.
+//
+// Thread-safety: Attach before Start; the rest may be called from any thread.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace teleread {
+
+class CertificateExpiry;
+
+class RevocationLists {
+ public:
+  // `expiry` (outliving this) is told each list's nextUpdate under its name.
+  RevocationLists(CertificateExpiry& expiry, std::chrono::seconds interval);
+  ~RevocationLists();  // stops the thread
+  RevocationLists(const RevocationLists&) = delete;
+  RevocationLists& operator=(const RevocationLists&) = delete;
+
+  // `ssl_ctx` (an SSL_CTX*, outliving this) already holds the list at `path`, of the CA in
+  // the file `ca`; later versions of the file go to it too.
+  void Attach(const std::string& name, const std::filesystem::path& path, const std::filesystem::path& ca,
+              void* ssl_ctx);
+  // Looks every `interval` for changed files.
+  void Start();
+  void Stop();
+  // Adds each changed list to its contexts now; how many files were re-read.
+  int Refresh();
+
+ private:
+  struct Watched {
+    std::vector<std::string> names;
+    std::filesystem::path path;
+    std::vector<std::pair<std::filesystem::path, void*>> contexts;  // the CA each context trusts
+    std::filesystem::file_time_type mtime{};
+    uintmax_t size = 0;
+  };
+  CertificateExpiry& expiry_;
+  const std::chrono::seconds interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Watched> watched_;  // guarded by mu_
+  bool stopping_ = false;         // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace teleread
