@@ -92,6 +92,50 @@ Result<std::string> DecodeToUtf8(std::string_view charset, std::string_view raw,
   return std::string(out.c_str(), out.length());
 }
 
+namespace {
+
+// `s` with every ill-formed UTF-8 sequence (overlong forms, surrogates, beyond U+10FFFF, stray
+// or missing continuation bytes) replaced by U+FFFD, a byte at a time.
+std::string WellFormedUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char c = b(i);
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+    if (c < 0x80) {
+      n = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;  // no surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;  // nothing beyond U+10FFFF
+    }
+    bool ok = n > 0 && i + n <= s.size();
+    for (size_t k = 1; ok && k < n; ++k) {
+      const unsigned char first = k == 1 ? lo : 0x80, last = k == 1 ? hi : 0xBF;
+      ok = b(i + k) >= first && b(i + k) <= last;
+    }
+    if (ok) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> EncodeFromUtf8(std::string_view charset, std::string_view utf8) {
   static const std::pair<const char*, const char*> kEncodings[] = {
       {"", "ASCII"},           {"ISO_IR 6", "ASCII"},       {"ISO_IR 192", "UTF-8"},
@@ -106,7 +150,7 @@ Result<std::string> EncodeFromUtf8(std::string_view charset, std::string_view ut
     if (term == dicom) encoding = iconv;
   }
   if (encoding == nullptr) return Status::InvalidArgument("cannot encode to '" + term + "'");
-  if (std::string_view(encoding) == "UTF-8") return std::string(utf8);
+  if (std::string_view(encoding) == "UTF-8") return WellFormedUtf8(utf8);
   OFCharacterEncoding converter;
   OFCondition cond = converter.selectEncoding("UTF-8", encoding);
   if (cond.bad()) return Status::InvalidArgument(std::string("cannot encode to ") + encoding + ": " + cond.text());

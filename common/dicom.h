@@ -101,7 +101,7 @@ Result<std::string> DecodeToUtf8(std::string_view specific_character_set, std::s
 
 // Encodes UTF-8 text to a DICOM Specific Character Set without code extensions (ISO_IR 100,
 // ISO_IR 192, GB18030, ...). InvalidArgument when the set is unsupported or a character has
-// no representation in it.
+// no representation in it. ISO_IR 192 never fails: ill-formed UTF-8 bytes become U+FFFD.
 Result<std::string> EncodeFromUtf8(std::string_view specific_character_set, std::string_view utf8);
 
 // Whether two stored files carry the same data set: byte equality of the data sets, else, when

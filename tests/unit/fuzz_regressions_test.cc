@@ -164,13 +164,21 @@ TEST_CASE("fuzz regression: dataset summary of a deflated element with an unknow
 
 TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz]") {
   // "ISO_IR 192\n\xed\xbc\xa0Zhang^San": U+DF20 is no character, so the text is not UTF-8 and
-  // the harness' round-trip invariant does not apply; it took the bytes for UTF-8. What the
-  // functions do with them is unchanged: ISO_IR 192 passes text through, decoding refuses it.
+  // the harness' round-trip invariant does not apply; it took the bytes for UTF-8. Decoding
+  // refuses such bytes; encoding to ISO_IR 192 (the fallback of C-FIND answers) now replaces
+  // each ill-formed byte by U+FFFD, so that what goes out is always UTF-8.
   const std::string bytes = Saved("fuzz_charset", "utf8-encoded-surrogate");
   CHECK(fuzz::Charset(bytes).broken == "");
   const std::string text = bytes.substr(bytes.find('\n') + 1);
-  CHECK(EncodeFromUtf8("ISO_IR 192", text).value() == text);
+  CHECK(EncodeFromUtf8("ISO_IR 192", text).value() == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDZhang^San");
+  CHECK(DecodeToUtf8("ISO_IR 192", EncodeFromUtf8("ISO_IR 192", text).value()).ok());
   CHECK_FALSE(DecodeToUtf8("ISO_IR 192", text).ok());
+  // Well-formed text passes unchanged, up to the last code point; the rest is replaced.
+  const std::string fine = "张^三 Müller \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF";
+  CHECK(EncodeFromUtf8("ISO_IR 192", fine).value() == fine);
+  CHECK(EncodeFromUtf8("ISO_IR 192", "\xC0\xAF").value() == "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
+  CHECK(EncodeFromUtf8("ISO_IR 192", "\xF4\x90\x80\x80").value().size() == 12);           // beyond U+10FFFF
+  CHECK(EncodeFromUtf8("ISO_IR 192", "ab\xE5\xBC").value() == "ab\xEF\xBF\xBD\xEF\xBF\xBD");       // cut short
   CHECK_FALSE(EncodeFromUtf8("ISO_IR 100", text).ok());
 }
 
