@@ -13,7 +13,9 @@
 #include <thread>
 
 #include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmtls/tlsscu.h"
 
 #include "common/dicom.h"
 #include "common/signing.h"
@@ -271,6 +273,66 @@ TEST_CASE("a revoked certificate opens nothing: DICOM TLS and HTTPS check the ce
   CHECK_THAT(server.Log(), Catch::Contains("not signed by the CA of"));
   CHECK(server.Call("wang.li", "GET", "/api/v1/worklist").status != 200);
   CHECK(server.Call("ops", "GET", "/api/v1/worklist").status == 200);
+}
+
+TEST_CASE("C-GET over DICOM TLS returns a member's study, and only to that member's certificate", "[tls]") {
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  ServerOptions o;
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")}, {"^require_tls = false$", "require_tls = true"}};
+  TestServer server(dir.path() / "server", o);
+  Issue(pki, "member", "zhuozhou");
+  Issue(pki, "member", "laishui");
+  server.Start();
+  const fs::path samples = WriteSampleConsortium(dir.path() / "samples", 1);
+  const fs::path zz = SampleOf(samples, "ZZ_PACS");
+  const fs::path ca = pki / "ca.pem";
+  REQUIRE(Store(server.tls_port(), "ZZ_PACS", TlsArgs(pki, "zhuozhou", ca), zz).exit_code == 0);
+  const InstanceSummary sample = ReadInstanceSummary(zz).value();
+  const std::string study = sample.study_instance_uid;
+
+  // DCMTK's own C-GET user (DcmTLSSCU, getscu's DcmSCU with TLS): getscu 3.6.7 has no TLS options.
+  auto get = [&](const std::string& calling_ae, const std::string& certificate, const fs::path& out) {
+    fs::create_directories(out);
+    DcmTLSSCU scu;
+    scu.enableAuthentication((pki / (certificate + ".key")).c_str(), (pki / (certificate + ".pem")).c_str(), "");
+    scu.addTrustedCertFile(ca.c_str());
+    scu.setPeerCertVerification(DCV_requireCertificate);
+    scu.setAETitle(calling_ae.c_str());
+    scu.setPeerAETitle("LX_READ");
+    scu.setPeerHostName("127.0.0.1");
+    scu.setPeerPort(server.tls_port());
+    scu.setACSETimeout(10);
+    scu.setDIMSETimeout(10);
+    scu.setStorageDir(out.c_str());
+    scu.setStorageMode(DCMSCU_STORAGE_DISK);
+    const OFList<OFString> syntaxes = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax};
+    scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, syntaxes);
+    scu.addPresentationContext(sample.sop_class_uid.c_str(), {sample.transfer_syntax_uid.c_str()}, ASC_SC_ROLE_SCP);
+    REQUIRE(scu.initNetwork().good());
+    if (scu.negotiateAssociation().bad()) return -1;
+    DcmDataset keys;
+    keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+    keys.putAndInsertString(DCM_StudyInstanceUID, study.c_str());
+    OFList<RetrieveResponse*> responses;
+    const T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
+    const bool sent = pc != 0 && scu.sendCGETRequest(pc, &keys, &responses).good();
+    int status = sent && !responses.empty() ? responses.back()->m_status : -1;
+    for (RetrieveResponse* r : responses) delete r;
+    scu.releaseAssociation();
+    return status;
+  };
+  const fs::path mine = dir.path() / "zz-got", theirs = dir.path() / "ls-got";
+  CHECK(get("ZZ_PACS", "zhuozhou", mine) == 0);
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(mine)) files += e.is_regular_file();
+  CHECK(files == 1);
+  // Laishui's certificate cannot call as Zhuozhou; as itself it sees nothing of Zhuozhou's.
+  CHECK(get("ZZ_PACS", "laishui", theirs) == -1);
+  CHECK(get("LS_PACS", "laishui", theirs) == 0xC000);  // nothing in its scope matches
+  CHECK(fs::is_empty(theirs));
+  INFO(server.Log());
+  CHECK_THAT(server.Log(), Catch::Contains("C-GET"));
 }
 
 TEST_CASE("certificates that expire within 30 days are warned about in the log and the metrics", "[tls]") {
