@@ -20,22 +20,10 @@ mkdir -p "$work/member"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 
-"$server" pki init "$work/pki" >/dev/null
-"$server" pki issue "$work/pki" --kind server --name teleread-server >/dev/null
-"$server" pki issue "$work/pki" --kind radiologist --name wang.li >/dev/null
-sed -e "s|^quiet_period_seconds = .*|quiet_period_seconds = 1|" \
-    -e "s|^min_free_disk_mb = .*|min_free_disk_mb = 0|" \
-    -e "s|^certificate = .*|certificate = \"$work/pki/teleread-server.pem\"|" \
-    -e "s|^key = .*|key = \"$work/pki/teleread-server.key\"|" \
-    -e "s|^ca = .*|ca = \"$work/pki/ca.pem\"|" \
-    -e "s|^port = 11201$|port = $member_port|" \
-    "$root/config/teleread.toml" >"$work/teleread.toml"
-cat >"$work/wang.li.toml" <<TOML
-server = "https://127.0.0.1:$http_port"
-certificate = "$work/pki/wang.li.pem"
-key = "$work/pki/wang.li.key"
-ca = "$work/pki/ca.pem"
-TOML
+. "$root/tests/lib/scratch_centre.sh"
+scratch_pki "$work/pki" wang.li
+scratch_config "$work/pki" "$work/teleread.toml" "s|^port = 11201$|port = $member_port|"
+scratch_profile "$work/pki" wang.li "$http_port" "$work/wang.li.toml"
 
 storescp -aet ZZ_PACS -od "$work/member" "$member_port" >"$work/storescp.log" 2>&1 &
 pids+=($!)

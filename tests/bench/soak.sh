@@ -17,14 +17,10 @@ rm -rf "$work"
 mkdir -p "$work/errors"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-"$server" pki init "$work/pki" >/dev/null
-"$server" pki issue "$work/pki" --kind server --name teleread-server >/dev/null
-for who in wang.li zhao.min; do "$server" pki issue "$work/pki" --kind radiologist --name "$who" >/dev/null; done
-sed -e "s|^quiet_period_seconds = .*|quiet_period_seconds = 2|" -e "s|^min_free_disk_mb = .*|min_free_disk_mb = 0|" \
-    -e "s|^max_associations = .*|max_associations = $((assocs + 4))|" \
-    -e "s|^certificate = .*|certificate = \"$work/pki/teleread-server.pem\"|" \
-    -e "s|^key = .*|key = \"$work/pki/teleread-server.key\"|" -e "s|^ca = .*|ca = \"$work/pki/ca.pem\"|" \
-    "$root/config/teleread.toml" >"$work/teleread.toml"
+. "$root/tests/lib/scratch_centre.sh"
+scratch_pki "$work/pki" wang.li zhao.min
+scratch_config "$work/pki" "$work/teleread.toml" "s|^quiet_period_seconds = .*|quiet_period_seconds = 2|" \
+  "s|^max_associations = .*|max_associations = $((assocs + 4))|"
 "$server" --config "$work/teleread.toml" --storage "$work/storage" --dicom-port "$dicom_port" \
   --http-port "$http_port" --log-level warn >"$work/server.log" 2>&1 &
 spid=$!

@@ -113,30 +113,16 @@ print(*[x.getsockname()[1] for x in s])')
 
 # --- Once per run: PKI, config, profile, corpora --------------------------------------------
 setup_log=$work/setup.log
-{
-  "$server" pki init "$work/pki" &&
-    "$server" pki issue "$work/pki" --kind server --name teleread-server &&
-    "$server" pki issue "$work/pki" --kind radiologist --name wang.li
-} >"$setup_log" 2>&1 || die "pki failed, see $setup_log"
-sed -e "s|^quiet_period_seconds = .*|quiet_period_seconds = 1|" \
-    -e "s|^min_free_disk_mb = .*|min_free_disk_mb = 0|" \
-    -e "s|^certificate = .*|certificate = \"$work/pki/teleread-server.pem\"|" \
-    -e "s|^key = .*|key = \"$work/pki/teleread-server.key\"|" \
-    -e "s|^ca = .*|ca = \"$work/pki/ca.pem\"|" \
-    -e "s|^port = 11201$|port = $member_port|" \
-    -e "s|^delivery_max_attempts = .*|delivery_max_attempts = 1000|" \
-    -e "s|^delivery_retry_seconds = .*|delivery_retry_seconds = 1|" \
-    -e "s|^delivery_retry_max_seconds = .*|delivery_retry_max_seconds = 2|" \
-    -e "s|^delivery_timeout_seconds = .*|delivery_timeout_seconds = 3|" \
-    "$root/config/teleread.toml" >"$work/teleread.toml"
+. "$root/tests/lib/scratch_centre.sh"
+scratch_pki "$work/pki" wang.li >"$setup_log" 2>&1 || die "pki failed, see $setup_log"
+scratch_config "$work/pki" "$work/teleread.toml" "s|^port = 11201$|port = $member_port|" \
+  "s|^delivery_max_attempts = .*|delivery_max_attempts = 1000|" \
+  "s|^delivery_retry_seconds = .*|delivery_retry_seconds = 1|" \
+  "s|^delivery_retry_max_seconds = .*|delivery_retry_max_seconds = 2|" \
+  "s|^delivery_timeout_seconds = .*|delivery_timeout_seconds = 3|"
 grep -q "^port = $member_port$" "$work/teleread.toml" || die "could not point Zhuozhou's delivery at port $member_port"
 "$server" --config "$work/teleread.toml" --check-config >>"$setup_log" 2>&1 || die "bad scratch config, see $setup_log"
-cat >"$work/wang.li.toml" <<TOML
-server = "https://127.0.0.1:$http_port"
-certificate = "$work/pki/wang.li.pem"
-key = "$work/pki/wang.li.key"
-ca = "$work/pki/ca.pem"
-TOML
+scratch_profile "$work/pki" wang.li "$http_port" "$work/wang.li.toml"
 "$samples" corpus "$work/base" --kind small --count "$base_studies" --studies "$base_studies" >>"$setup_log" 2>&1 ||
   die "corpus failed, see $setup_log"
 "$samples" corpus "$work/push" --kind small --count "$push_count" --studies 6 >>"$setup_log" 2>&1 ||
