@@ -133,14 +133,14 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
     error = "member " + row.member_id + " has no delivery AE configured";
   } else if (file.empty()) {
     error = "report " + row.sop_instance_uid + " is not in the store";
-  } else if (Status s = BeginAttempt(row); !s.ok()) {
-    error = "cannot record the attempt: " + s.message();
   } else {
     StoreScu scu(config_.centre.ae_title, *member->delivery, config_.reading.delivery_timeout_seconds,
                  tls_ ? tls_->ClientLayer(*member->delivery) : nullptr);
     const bool may_hold = row.last_attempt_ms != 0;
     if (Status s = scu.Connect({{sop_class, syntax}}, may_hold); !s.ok()) {
       error = s.message();
+    } else if (Status begun = BeginAttempt(row); !begun.ok()) {
+      error = "cannot record the attempt: " + begun.message();
     } else {
       if (may_hold) {
         Result<bool> held = scu.Holds(row.study_instance_uid, series_uid, row.sop_instance_uid);
@@ -209,8 +209,9 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
 }
 
 Status DeliveryOutbox::BeginAttempt(const DeliveryRow& row) {
-  // Durably before anything is sent: should the process die during the attempt, the row waits
-  // until the member has stored what it got or given up on it, and is then asked before a re-send.
+  // Durably before the data set is sent (an attempt that never got an association sent
+  // nothing): should the process die during the attempt, the row waits until the member has
+  // stored what it got or given up on it, and is then asked before a re-send.
   const int64_t now = clock_();
   const int64_t deadline = now + (int64_t{config_.reading.delivery_timeout_seconds} + 1) * 1000;
   return index_.Write([&](Database& db) -> Status {

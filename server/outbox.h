@@ -69,7 +69,7 @@ class DeliveryOutbox {
   void Loop();
   // One attempt; records the outcome. Whether the member stored it.
   bool Attempt(const DeliveryRow& row);
-  // Records that `row` is about to be sent.
+  // Records that `row` is about to be sent on an open association.
   Status BeginAttempt(const DeliveryRow& row);
   int64_t Backoff(int64_t attempts);
 

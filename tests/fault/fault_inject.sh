@@ -353,7 +353,7 @@ print(len(bad), *bad[:1])' "$storage")
     "$t/server.2.log" | head -1)
   partial=$(sed -n 's/recovery: removed \([0-9]*\) partial.*/\1/p' <<<"$recovery")
   reindexed=$(sed -n 's/.*re-indexed \([0-9]*\) object.*/\1/p' <<<"$recovery")
-  # Re-sends the C-FIND spared (the member held the report) and those it could not.
+  # Re-sends the C-FIND spared (the member held the report), and retries that could not ask.
   held=$(grep -c "was already held by" "$t/server.1.log" "$t/server.2.log" | awk -F: '{n += $2} END {print n + 0}')
   asked=$(grep -c "an earlier attempt may have reached it" "$t/server.1.log" "$t/server.2.log" |
     awk -F: '{n += $2} END {print n + 0}')
@@ -390,8 +390,8 @@ done
 echo "kill points: during ingest $k_ingest, during report submission $k_reports, with deliveries pending $k_pending;" \
   "member up $m_up, slow $m_slow, stalled $m_stalled, down $m_down"
 echo "totals: $sum_acked objects acknowledged, $sum_reports reports accepted, $sum_delivered delivered" \
-  "($sum_resent re-sent after a kill; $sum_held found held by the member's C-FIND and not re-sent, $sum_asked" \
-  "re-sent to a member that could not answer); recovery removed $sum_partial partial file(s), re-indexed $sum_reindexed object(s);" \
+  "($sum_resent re-sent after a kill; $sum_held found held by the member's C-FIND and not re-sent; $sum_asked" \
+  "retries could not ask, the member having no C-FIND); recovery removed $sum_partial partial file(s), re-indexed $sum_reindexed object(s);" \
   "$failed_trials trial(s) with violations"
 echo "fault injection: $trials trials, $trials kills, $total_violations violations"
 if [ "$total_violations" = 0 ] && [ "${FAULT_KEEP:-0}" != 1 ] && [ -z "${FAULT_WORK_DIR:-}" ]; then rm -rf "$work"; fi
