@@ -36,8 +36,8 @@ Status Configure(DcmTLSTransportLayer& layer, const DicomTlsConfig& c, const std
   if (OFCondition cond = layer.setPrivateKeyFile(c.key.c_str(), DCF_Filetype_PEM); cond.bad()) {
     return fail("key " + c.key.string(), cond);
   }
-  if (OFCondition cond = layer.setCertificateFile(c.certificate.c_str(), DCF_Filetype_PEM); cond.bad()) {
-    return fail("certificate " + c.certificate.string(), cond);
+  if (Status s = UseCertificateChain(layer.getNativeHandle(), c.certificate); !s.ok()) {
+    return Status::InvalidArgument(what + ": " + s.message());
   }
   if (!layer.checkPrivateKeyMatchesCertificate()) {
     return Status::InvalidArgument(what + ": " + c.key.string() + " does not match " + c.certificate.string());
@@ -66,6 +66,39 @@ int LogRefusedPeer(int ok, X509_STORE_CTX* store) {
 }
 
 }  // namespace
+
+Status UseCertificateChain(ssl_ctx_st* ctx, const std::filesystem::path& file) {
+  const std::string what = "certificate " + file.string();
+  if (SSL_CTX_use_certificate_chain_file(ctx, file.c_str()) != 1) {
+    return Status::InvalidArgument(WithOpenSslErrors(what));
+  }
+  // BCP 195 (RFC 9325): RSA keys of 2048 bits or more, EC keys of 256, no DSA (it rules out
+  // TLS 1.3), and a certificate signed with SHA-256 or better.
+  const X509* cert = SSL_CTX_get0_certificate(ctx);
+  const EVP_PKEY* key = cert ? X509_get0_pubkey(cert) : nullptr;
+  if (!key) return Status::InvalidArgument(what + ": no public key");
+  const int bits = EVP_PKEY_get_bits(key);
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS:
+      if (bits < 2048) return Status::InvalidArgument(what + ": RSA key of " + std::to_string(bits) + " bits, below 2048");
+      break;
+    case EVP_PKEY_EC:
+      if (bits < 256) return Status::InvalidArgument(what + ": EC key of " + std::to_string(bits) + " bits, below 256");
+      break;
+    case EVP_PKEY_DSA:
+      return Status::InvalidArgument(what + ": DSA keys are refused (no TLS 1.3)");
+    default:
+      break;
+  }
+  int digest = NID_undef;
+  if (X509_get_signature_info(const_cast<X509*>(cert), &digest, nullptr, nullptr, nullptr) == 1) {
+    if (digest == NID_md2 || digest == NID_md4 || digest == NID_md5 || digest == NID_sha1) {
+      return Status::InvalidArgument(what + ": signed with " + OBJ_nid2sn(digest) + ", weaker than SHA-256");
+    }
+  }
+  return Status::Ok();
+}
 
 void CertificateExpiry::WarnIfDue(const std::string& name, int64_t not_after, int64_t now, int64_t& warned_day) {
   const int64_t left = not_after - now;

@@ -7,6 +7,7 @@
 // Thread-safety: DicomTls is built once at start-up, then only read. CertificateExpiry is
 // internally locked.
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <vector>
 #include <memory>
@@ -47,6 +48,10 @@ class CertificateExpiry {
   };
   std::map<std::string, Entry> entries_;  // guarded by mu_
 };
+
+// Loads a PEM certificate chain into `ctx`, refusing keys and signatures weaker than BCP 195
+// asks. In place of DCMTK 3.6.7's setCertificateFile, which leaks the certificate's public key.
+Status UseCertificateChain(ssl_ctx_st* ctx, const std::filesystem::path& file);
 
 // What the peer's certificate of a finished handshake says; empty when it sent none.
 TlsPeer DescribeTlsPeer(ssl_st* ssl);

@@ -22,6 +22,18 @@
 
 namespace teleread {
 namespace fs = std::filesystem;
+
+std::string WithOpenSslErrors(const std::string& what) {
+  std::string msg = what;
+  char buf[256];
+  while (unsigned long err = ERR_get_error()) {
+    ERR_error_string_n(err, buf, sizeof(buf));
+    msg += msg == what ? ": " : "; ";
+    msg += buf;
+  }
+  return msg;
+}
+
 namespace {
 
 template <typename T, void (*Free)(T*)>
@@ -47,18 +59,6 @@ constexpr int kCaValidDays = 3653;  // ten years, leap days included
 constexpr long kClockSkewSeconds = 5 * 60;
 constexpr int kMaxValidDays = 100 * 365;
 
-// Appends OpenSSL's queued errors to `what` and empties the queue: a stale entry would make a
-// later SSL_get_error on this thread report a failure that is not the TLS connection's.
-std::string WithOpenSslErrors(const std::string& what) {
-  std::string msg = what;
-  char buf[256];
-  while (unsigned long err = ERR_get_error()) {
-    ERR_error_string_n(err, buf, sizeof(buf));
-    msg += msg == what ? ": " : "; ";
-    msg += buf;
-  }
-  return msg;
-}
 Status OpenSslError(const std::string& what) { return Status::IOError(WithOpenSslErrors(what)); }
 
 // Without this an encrypted ca.key would make OpenSSL prompt on the terminal.

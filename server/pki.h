@@ -82,6 +82,10 @@ Result<int> WriteRevocationList(const std::filesystem::path& ca_dir, const std::
 // CRL, or one has expired or is not signed by `ca`.
 Result<int64_t> AddRevocationList(void* ssl_ctx, const std::filesystem::path& crl, const std::filesystem::path& ca);
 
+// Appends OpenSSL's queued errors to `what` and empties the queue: a stale entry would make a
+// later SSL_get_error on this thread report a failure that is not the TLS connection's.
+std::string WithOpenSslErrors(const std::string& what);
+
 struct CertificateInfo {
   // RFC 2253 form as OpenSSL prints it with XN_FLAG_RFC2253, most specific first, e.g.
   // "CN=wang.li,OU=radiologist,O=Lixian Regional Imaging Reading Centre". Non-ASCII characters

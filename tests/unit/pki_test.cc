@@ -4,6 +4,9 @@
 #include <chrono>
 #include <string>
 
+#include <openssl/ssl.h>
+
+#include "server/dicom_tls.h"
 #include "server/pki.h"
 #include "tests/support/process.h"
 
@@ -290,4 +293,38 @@ TEST_CASE("pki describes certificates and reports unreadable files", "[pki]") {
   CertificateInfo none = DescribeCertificate(nullptr);
   CHECK(none.subject.empty());
   CHECK(none.not_after == 0);
+}
+
+TEST_CASE("DICOM TLS takes our certificates and refuses keys and signatures weaker than BCP 195", "[pki]") {
+  test::ScratchDir dir;
+  const fs::path ca = dir.path() / "ca";
+  REQUIRE(InitCertificateAuthority(ca, kOrg).ok());
+  REQUIRE(IssueCertificate(ca, Request(CertKind::kMember, "laishui")).ok());
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_method()), SSL_CTX_free);
+  REQUIRE(ctx);
+  CHECK(UseCertificateChain(ctx.get(), ca / "laishui.pem").ok());
+  CHECK(UseCertificateChain(ctx.get(), ca / "ca.pem").ok());
+  // Level 0, as DCMTK sets for some profiles: the checks below are ours, not OpenSSL's.
+  SSL_CTX_set_security_level(ctx.get(), 0);
+
+  auto weak = [&](const std::string& name, std::vector<std::string> key_args) {
+    std::vector<std::string> args = {"req", "-x509", "-nodes", "-subj", "/CN=" + name, "-days", "1",
+                                     "-keyout", (dir.path() / (name + ".key")).string(),
+                                     "-out", (dir.path() / (name + ".pem")).string()};
+    args.insert(args.end(), key_args.begin(), key_args.end());
+    test::CommandResult r = OpenSsl(args);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    Status s = UseCertificateChain(ctx.get(), dir.path() / (name + ".pem"));
+    CHECK_FALSE(s.ok());
+    return s.message();
+  };
+  CHECK_THAT(weak("rsa1024", {"-newkey", "rsa:1024", "-sha256"}), Catch::Contains("below 2048"));
+  CHECK_THAT(weak("sha1", {"-newkey", "rsa:2048", "-sha1"}), Catch::Contains("weaker than SHA-256"));
+  const fs::path dsa_params = dir.path() / "dsa-params.pem";
+  REQUIRE(OpenSsl({"dsaparam", "-out", dsa_params.string(), "2048"}).exit_code == 0);
+  CHECK_THAT(weak("dsa", {"-newkey", "dsa:" + dsa_params.string(), "-sha256"}), Catch::Contains("DSA keys are refused"));
+  const Status missing = UseCertificateChain(ctx.get(), dir.path() / "none.pem");
+  CHECK_FALSE(missing.ok());
+  CHECK_THAT(missing.message(), Catch::Contains("none.pem"));
 }
