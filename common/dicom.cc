@@ -329,7 +329,10 @@ class InflatedCopy {
     if (fd_ >= 0) ::close(fd_);
   }
   Status Make(const std::filesystem::path& file, uint64_t offset) {
-    std::string name = (std::filesystem::temp_directory_path() / "teleread-inflate-XXXXXX").string();
+    std::error_code ec;
+    std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+    if (ec) return Status::IOError("no directory for temporary files: " + ec.message());
+    std::string name = (dir / "teleread-inflate-XXXXXX").string();
     fd_ = ::mkstemp(name.data());
     if (fd_ < 0) return Status::FromErrno(errno, "cannot create a temporary file to inflate into");
     ::unlink(name.c_str());
@@ -397,6 +400,8 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   Result<Layout> layout = ReadLayout(file, read_at);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<DicomFile> f(new DicomFile());
+  // DCMTK leaves on disk every value longer than the limit, so 0 would load none.
+  if (max_read_length == 0) max_read_length = UINT32_MAX;
   const E_FileReadMode mode = require_meta_header ? ERM_fileOnly : ERM_autoDetect;
   if (!layout->deflated) {
     if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian,

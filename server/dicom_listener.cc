@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <system_error>
 #include <iterator>
 #include <optional>
 
@@ -670,7 +671,12 @@ void DicomListener::AcceptLoop() {
       ::close(fd);
       return;
     }
-    tls_rejecting.push_back(std::async(std::launch::async, [this, fd, deadline] { RejectBusyTls(fd, deadline); }));
+    try {
+      tls_rejecting.push_back(std::async(std::launch::async, [this, fd, deadline] { RejectBusyTls(fd, deadline); }));
+    } catch (const std::system_error& e) {
+      spdlog::warn("TLS association refused: all {} workers busy ({})", config_.centre.max_associations, e.what());
+      ::close(fd);
+    }
   };
   std::vector<pollfd> fds;
   const size_t first_waiting = tls_listen_fd_ >= 0 ? 3 : 2;

@@ -15,6 +15,12 @@
 namespace teleread {
 namespace {
 
+// The centre CA's CRL applies where that CA is the one trusted, however its path is written.
+bool IsCentreCa(const std::filesystem::path& ca, const DicomTlsConfig& c) {
+  std::error_code ec;
+  return ca == c.ca || std::filesystem::equivalent(ca, c.ca, ec);
+}
+
 std::string TargetKey(const DeliveryTarget& t) { return t.ae_title + "@" + t.host + ":" + std::to_string(t.port); }
 
 DcmTLSSecurityProfile Profile(const std::string& name) {
@@ -45,8 +51,7 @@ Status Configure(DcmTLSTransportLayer& layer, const DicomTlsConfig& c, const std
   if (OFCondition cond = layer.addTrustedCertificateFile(ca.c_str(), DCF_Filetype_PEM); cond.bad()) {
     return fail("CA " + ca.string(), cond);
   }
-  // The CRL is the centre CA's: it applies where that CA is the one trusted.
-  if (!c.crl.empty() && ca == c.ca) {
+  if (!c.crl.empty() && IsCentreCa(ca, c)) {
     if (Result<int64_t> r = AddRevocationList(layer.getNativeHandle(), c.crl, c.ca); !r.ok()) {
       return Status::InvalidArgument(what + ": " + r.status().message());
     }
@@ -189,8 +194,13 @@ Result<std::unique_ptr<DicomTls>> DicomTls::Create(const Config& config) {
     auto layer = std::make_unique<DcmTLSTransportLayer>(NET_REQUESTOR, nullptr, OFFalse);
     const std::string what = "delivery to " + t.ae_title;
     if (Status s = Configure(*layer, c, t.tls_ca.empty() ? c.ca : t.tls_ca, what); !s.ok()) return s;
-    if (!c.crl.empty() && (t.tls_ca.empty() || t.tls_ca == c.ca)) {
-      tls->revocation_checked_.push_back(layer->getNativeHandle());
+    if (!c.crl.empty()) {
+      if (t.tls_ca.empty() || IsCentreCa(t.tls_ca, c)) {
+        tls->revocation_checked_.push_back(layer->getNativeHandle());
+      } else {
+        spdlog::info("{}: its certificate is checked against {}, so [dicom_tls] crl does not apply", what,
+                     t.tls_ca.string());
+      }
     }
     layer->setCertificateVerification(DCV_requireCertificate);
     SSL_CTX_set_verify(layer->getNativeHandle(), SSL_CTX_get_verify_mode(layer->getNativeHandle()), LogRefusedPeer);

@@ -86,6 +86,7 @@ void DeliveryOutbox::Loop() {
     // A member that failed is tried once per round, so that one hospital being down does not
     // hold up the reports of the others behind its timeouts.
     std::vector<std::string> failed_members;
+    unrecorded_ = false;
     for (const DeliveryRow& r : due) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -96,7 +97,7 @@ void DeliveryOutbox::Loop() {
     }
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) return;
-    if (!due.empty() && !woken_) continue;  // more may be due
+    if (!due.empty() && !woken_ && !unrecorded_) continue;  // more may be due
     auto wait = std::chrono::milliseconds(1000);
     if (next_ms > 0) wait = std::min(wait, std::chrono::milliseconds(std::max<int64_t>(1, next_ms - clock_())));
     cv_.wait_for(lock, wait, [this] { return stopping_ || woken_; });
@@ -190,6 +191,7 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
         .Run();
   });
   if (!s.ok()) {
+    unrecorded_ = true;
     spdlog::error("delivery {}: cannot record the outcome: {}", row.id, s.message());
   } else if (already_held) {
     spdlog::info("report {} was already held by {}, which an earlier attempt reached: recorded as delivered, not "

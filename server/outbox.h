@@ -79,6 +79,9 @@ class DeliveryOutbox {
   Clock clock_;
   const DicomTls* tls_;
   std::mt19937_64 rng_{std::random_device{}()};  // used by the delivery thread only
+  // An outcome of this round could not be written: the row is still due, but trying it again at
+  // once would only open association after association to the member.
+  bool unrecorded_ = false;  // delivery thread only
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -17,8 +17,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <ctime>
 #include <memory>
+#include <thread>
 
 namespace teleread {
 namespace fs = std::filesystem;
@@ -477,6 +479,19 @@ Result<int> WriteRevocationList(const fs::path& ca_dir, const std::string& revok
     return OpenSslError("building the CRL");
   }
   time_t now = std::time(nullptr);
+  // OpenSSL prefers a list to another of the same CA only when its thisUpdate is later, and a
+  // list dated ahead is not yet valid: a second list within one second waits for the next.
+  if (previous) {
+    struct tm t {};
+    const ASN1_TIME* last = X509_CRL_get0_lastUpdate(previous.get());
+    if (last && ASN1_TIME_to_tm(last, &t) == 1) {
+      const time_t previous_update = timegm(&t);
+      while (now <= previous_update && previous_update - now < 2) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        now = std::time(nullptr);
+      }
+    }
+  }
   TimePtr this_update(ASN1_TIME_set(nullptr, now)), next_update(X509_time_adj_ex(nullptr, valid_days, 0, &now));
   if (!this_update || !next_update || X509_CRL_set1_lastUpdate(crl.get(), this_update.get()) != 1 ||
       X509_CRL_set1_nextUpdate(crl.get(), next_update.get()) != 1) {
@@ -584,7 +599,11 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs:
   }
   ERR_clear_error();  // the end of the file reads as an error
   if (count == 0) return Status::InvalidArgument(path.string() + " holds no PEM CRL");
-  if (store && X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK) != 1) return OpenSslError("enabling CRL checks");
+  // Once: handshakes on other threads read these flags while a list is re-read.
+  if (store && (X509_VERIFY_PARAM_get_flags(X509_STORE_get0_param(store)) & X509_V_FLAG_CRL_CHECK) == 0 &&
+      X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK) != 1) {
+    return OpenSslError("enabling CRL checks");
+  }
   return earliest;
 }
 

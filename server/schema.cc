@@ -146,6 +146,8 @@ ALTER TABLE reading_tasks ADD COLUMN reported_by TEXT NOT NULL DEFAULT '';
       R"sql(
 -- 0 until an attempt has begun to send; after that the member may hold the report already.
 ALTER TABLE deliveries ADD COLUMN last_attempt_ms INTEGER NOT NULL DEFAULT 0;
+-- A pending row of an older server may have been sent just before it stopped: ask first.
+UPDATE deliveries SET last_attempt_ms = created_ms WHERE state = 'pending';
 )sql",
   };
   return migrations;

@@ -201,13 +201,14 @@ Result<bool> StoreScu::Holds(const std::string& study_uid, const std::string& se
   OFCondition cond = DIMSE_findUser(impl_->assoc, pres_id, &req, &keys, responses, on_match, &seen,
                                     DIMSE_NONBLOCKING, impl_->timeout, &rsp, &detail);
   delete detail;
+  if (seen.found) return true;  // whatever ended the query, the member has it
   if (cond.bad()) return Status::IOError(std::string("C-FIND failed: ") + cond.text());
   if (rsp.DimseStatus != STATUS_Success) {
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%04X", rsp.DimseStatus);
     return Status::IOError(std::string("C-FIND refused with status ") + hex);
   }
-  return seen.found;
+  return false;
 }
 
 void StoreScu::Release() {

@@ -328,3 +328,28 @@ TEST_CASE("DICOM TLS takes our certificates and refuses keys and signatures weak
   CHECK_FALSE(missing.ok());
   CHECK_THAT(missing.message(), Catch::Contains("none.pem"));
 }
+
+TEST_CASE("pki dates each revocation list after the last, as OpenSSL keeps the first of equal dates", "[pki]") {
+  test::ScratchDir dir;
+  const fs::path ca = dir.path() / "ca";
+  REQUIRE(InitCertificateAuthority(ca, kOrg).ok());
+  REQUIRE(IssueCertificate(ca, Request(CertKind::kMember, "laishui")).ok());
+  REQUIRE(IssueCertificate(ca, Request(CertKind::kMember, "yixian")).ok());
+  auto last_update = [&] {
+    test::CommandResult r = OpenSsl({"crl", "-in", (ca / "crl.pem").string(), "-noout", "-lastupdate"});
+    REQUIRE(r.exit_code == 0);
+    struct tm t {};
+    REQUIRE(strptime(r.output.c_str(), "lastUpdate=%b %d %H:%M:%S %Y GMT", &t) != nullptr);
+    return timegm(&t);
+  };
+  REQUIRE(WriteRevocationList(ca, "laishui").ok());
+  const time_t first = last_update();
+  REQUIRE(WriteRevocationList(ca, "yixian").ok());  // at once, most often within the same second
+  const time_t second = last_update();
+  CHECK(second > first);
+  CHECK(second <= std::time(nullptr));  // not dated ahead: a list from the future is not yet valid
+  test::CommandResult checked = OpenSsl({"verify", "-crl_check", "-CAfile", (ca / "ca.pem").string(), "-CRLfile",
+                                         (ca / "crl.pem").string(), (ca / "yixian.pem").string()});
+  CHECK(checked.exit_code != 0);
+  CHECK(Contains(checked.output, "certificate revoked"));
+}
