@@ -193,9 +193,10 @@ Result<std::unique_ptr<DicomTls>> DicomTls::Create(const Config& config) {
     if (!t.tls || tls->clients_.count(TargetKey(t))) continue;
     auto layer = std::make_unique<DcmTLSTransportLayer>(NET_REQUESTOR, nullptr, OFFalse);
     const std::string what = "delivery to " + t.ae_title;
-    if (Status s = Configure(*layer, c, t.tls_ca.empty() ? c.ca : t.tls_ca, what); !s.ok()) return s;
+    const std::filesystem::path& ca = t.tls_ca.empty() ? c.ca : t.tls_ca;
+    if (Status s = Configure(*layer, c, ca, what); !s.ok()) return s;
     if (!c.crl.empty()) {
-      if (t.tls_ca.empty() || IsCentreCa(t.tls_ca, c)) {
+      if (IsCentreCa(ca, c)) {
         tls->revocation_checked_.push_back(layer->getNativeHandle());
       } else {
         spdlog::info("{}: its certificate is checked against {}, so [dicom_tls] crl does not apply", what,

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <thread>
 
 namespace teleread {
@@ -62,6 +63,13 @@ constexpr long kClockSkewSeconds = 5 * 60;
 constexpr int kMaxValidDays = 100 * 365;
 
 Status OpenSslError(const std::string& what) { return Status::IOError(WithOpenSslErrors(what)); }
+
+// Seconds since the epoch; nullopt for a missing or unreadable time.
+std::optional<int64_t> EpochSeconds(const ASN1_TIME* time) {
+  struct tm t {};
+  if (!time || ASN1_TIME_to_tm(time, &t) != 1) return std::nullopt;
+  return static_cast<int64_t>(::timegm(&t));
+}
 
 // Without this an encrypted ca.key would make OpenSSL prompt on the terminal.
 int NoPassphrase(char*, int, int, void*) { return -1; }
@@ -481,15 +489,10 @@ Result<int> WriteRevocationList(const fs::path& ca_dir, const std::string& revok
   time_t now = std::time(nullptr);
   // OpenSSL prefers a list to another of the same CA only when its thisUpdate is later, and a
   // list dated ahead is not yet valid: a second list within one second waits for the next.
-  if (previous) {
-    struct tm t {};
-    const ASN1_TIME* last = X509_CRL_get0_lastUpdate(previous.get());
-    if (last && ASN1_TIME_to_tm(last, &t) == 1) {
-      const time_t previous_update = timegm(&t);
-      while (now <= previous_update && previous_update - now < 2) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        now = std::time(nullptr);
-      }
+  if (std::optional<int64_t> last = previous ? EpochSeconds(X509_CRL_get0_lastUpdate(previous.get())) : std::nullopt) {
+    while (now <= *last && *last - now < 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      now = std::time(nullptr);
     }
   }
   TimePtr this_update(ASN1_TIME_set(nullptr, now)), next_update(X509_time_adj_ex(nullptr, valid_days, 0, &now));
@@ -576,12 +579,9 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs:
     std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>> crl(
         PEM_read_bio_X509_CRL(in->get(), nullptr, NoPassphrase, nullptr));
     if (!crl) break;
-    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
-    struct tm t {};
-    if (!next || ASN1_TIME_to_tm(next, &t) != 1) {
-      return Status::InvalidArgument(path.string() + ": a CRL without a valid nextUpdate");
-    }
-    const int64_t next_update = static_cast<int64_t>(timegm(&t));
+    const std::optional<int64_t> next = EpochSeconds(X509_CRL_get0_nextUpdate(crl.get()));
+    if (!next) return Status::InvalidArgument(path.string() + ": a CRL without a valid nextUpdate");
+    const int64_t next_update = *next;
     if (next_update <= std::time(nullptr)) {
       return Status::InvalidArgument(path.string() + ": the CRL expired (nextUpdate passed); re-sign it with "
                                      "`teleread-server pki crl DIR`");
@@ -621,8 +621,7 @@ CertificateInfo DescribeCertificate(const void* x509) {
   }
   info.common_name = EntryText(subject, NID_commonName);
   info.organizational_unit = EntryText(subject, NID_organizationalUnitName);
-  struct tm tm {};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) info.not_after = static_cast<int64_t>(::timegm(&tm));
+  info.not_after = EpochSeconds(X509_get0_notAfter(cert)).value_or(0);
   ERR_pop_to_mark();
   return info;
 }
