@@ -400,8 +400,13 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   Result<Layout> layout = ReadLayout(file, read_at);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<DicomFile> f(new DicomFile());
-  // DCMTK leaves on disk every value longer than the limit, so 0 would load none.
-  if (max_read_length == 0) max_read_length = UINT32_MAX;
+  // DCMTK allocates a value it loads before it reads it, whatever length the element claims, and
+  // checks the claim against the bytes left only for a value it leaves on disk. No value can be
+  // longer than the file, so with this cap a lying length is refused rather than allocated.
+  // (DCMTK leaves on disk every value longer than the limit, so 0 would load none.)
+  auto limit = [max_read_length](uint64_t bytes) {
+    return static_cast<uint32_t>(std::min<uint64_t>(max_read_length == 0 ? UINT32_MAX : max_read_length, bytes));
+  };
   const E_FileReadMode mode = require_meta_header ? ERM_fileOnly : ERM_autoDetect;
   if (!layout->deflated) {
     if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian,
@@ -409,19 +414,18 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
         !s.ok()) {
       return s;
     }
-    OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, max_read_length, mode);
+    OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, limit(layout->size), mode);
     if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
     return f;
   }
-  // From a deflated stream DCMTK allocates whatever length an element claims; from a plain file
-  // it reads, or leaves on disk, only what is there.
+  // From a deflated stream DCMTK cannot leave a value on disk, so it would allocate any claim.
   f->inflated_ = std::make_unique<Inflated>();
   if (Status s = f->inflated_->Make(file, layout->data_set); !s.ok()) return s;
   if (Status s = ScanElements(f->inflated_->reader(), 0, f->inflated_->size(), true, false, true); !s.ok()) return s;
   OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 0, ERM_metaOnly);
   if (cond.good()) {
     cond = f->format_->getDataset()->loadFile(f->inflated_->path().c_str(), EXS_LittleEndianExplicit, EGL_noChange,
-                                             max_read_length);
+                                             limit(f->inflated_->size()));
   }
   if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
   return f;

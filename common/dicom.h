@@ -67,8 +67,9 @@ Status CheckNestingDepth(const std::filesystem::path& file);
 
 // A file parsed by DCMTK after the checks of CheckNestingDepth, the only way TeleRead parses
 // what others sent. A deflated data set is parsed from its inflated copy, kept while this lives:
-// reading a deflated stream DCMTK allocates whatever length an element claims, while from a
-// plain file it reads, or leaves on disk, only what is there.
+// reading a deflated stream DCMTK allocates whatever length an element claims. A plain file is
+// read with a limit no larger than the file itself, so DCMTK checks any longer claim against the
+// bytes that are there instead of allocating it.
 class DicomFile {
  public:
   // Values longer than `max_read_length` stay on disk (0: all are loaded). Corruption when the

@@ -162,6 +162,26 @@ TEST_CASE("fuzz regression: dataset summary of a deflated element with an unknow
   CHECK(s.status().code() == Status::Code::kCorruption);
 }
 
+TEST_CASE("fuzz regression: report whose element claims 4 GB", "[fuzz]") {
+  // The report seed with 4 bytes inserted before "DICM": a bare implicit data set whose first
+  // element claims 0xFFF90000 bytes. Loading every value, DCMTK allocated the claim before
+  // reading it (libFuzzer's out-of-memory at malloc(4294508544)) and then failed with "Invalid
+  // stream". Values are now loaded only up to the file's size, so DCMTK leaves the claim on disk
+  // and checks it against the bytes there, which ends the parse before any allocation.
+  fuzz::ReportOutcome out = fuzz::Report(Saved("fuzz_report", "element-claims-4-gb"));
+  REQUIRE_FALSE(out.report.ok());
+  CHECK(out.report.status().code() == Status::Code::kInvalidArgument);
+  CHECK_THAT(out.report.status().message(), Catch::Contains("premature end of stream"));
+  REQUIRE_FALSE(out.signer.ok());
+  CHECK_THAT(out.signer.status().message(), Catch::Contains("premature end of stream"));
+  // A report is still read whole: its text values are all loaded.
+  const std::string seed = test::ReadFile(fuzz::FuzzDir() / "corpus" / "fuzz_report" / "signed.dcm");
+  fuzz::ReportOutcome good = fuzz::Report(seed);
+  REQUIRE(good.report.ok());
+  CHECK_FALSE(good.report->content.findings.empty());
+  CHECK(good.signer.ok());
+}
+
 TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz]") {
   // "ISO_IR 192\n\xed\xbc\xa0Zhang^San": U+DF20 is no character, so the text is not UTF-8 and
   // the harness' round-trip invariant does not apply; it took the bytes for UTF-8. Decoding
