@@ -104,10 +104,9 @@ Status SignReportFile(const std::filesystem::path& in, const std::filesystem::pa
                       const std::filesystem::path& certificate, const std::filesystem::path& key,
                       const std::string& passphrase, bool check_validity) {
   InitializeSigning();
-  DcmFileFormat file;
-  if (OFCondition c = file.loadFile(in.c_str()); c.bad()) {
-    return Status::InvalidArgument("cannot read " + in.string() + ": " + c.text());
-  }
+  Result<std::unique_ptr<DicomFile>> opened = DicomFile::Open(in, 0, false);
+  if (!opened.ok()) return Status::InvalidArgument("cannot read " + in.string() + ": " + opened.status().message());
+  DcmFileFormat& file = opened.value()->format();
   SiCertificate cert;
   if (cert.loadCertificate(certificate.c_str(), X509_FILETYPE_PEM).bad()) {
     return Status::InvalidArgument("cannot read the certificate " + certificate.string());
