@@ -192,7 +192,8 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
   });
   if (!s.ok()) {
     unrecorded_ = true;
-    spdlog::error("delivery {}: cannot record the outcome: {}", row.id, s.message());
+    spdlog::error("delivery {}: cannot record the outcome ({}): {}", row.id, error.empty() ? "delivered" : error,
+                  s.message());
   } else if (already_held) {
     spdlog::info("report {} was already held by {}, which an earlier attempt reached: recorded as delivered, not "
                  "sent again",

@@ -291,6 +291,46 @@ TEST_CASE_METHOD(ReportFixture,
   }
 }
 
+TEST_CASE_METHOD(ReportFixture,
+                 "an outbox that cannot record its attempts waits a round between them and delivers once it can",
+                 "[reports]") {
+  // A trigger stands in for a full or read-only index: every change to a delivery row fails.
+  auto Index = [&] {
+    auto db = Database::Open(server_.storage() / "index.sqlite", false);
+    REQUIRE(db.ok());
+    return std::move(db.value());
+  };
+  REQUIRE(Index()
+              ->Exec("CREATE TRIGGER unwritable BEFORE UPDATE ON deliveries BEGIN "
+                     "SELECT RAISE(ABORT, 'the index cannot be written'); END")
+              .ok());
+  pacs_.Start();
+  Claim("wang.li", ct_);
+  REQUIRE(SubmitReport(server_, "wang.li", ct_, Report("wang.li", "r.dcm")).status == 201);
+  auto Failures = [&] {
+    const std::string log = server_.Log();
+    int n = 0;
+    for (size_t p = log.find("cannot record the outcome"); p != std::string::npos;
+         p = log.find("cannot record the outcome", p + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  REQUIRE(WaitFor([&] { return Failures() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  // Once a second, not association after association as fast as the member answers.
+  const int failures = Failures();
+  CHECK(failures >= 2);
+  CHECK(failures <= 6);
+  CHECK_THAT(server_.Log(), Catch::Contains("cannot record the attempt"));
+  CHECK(pacs_.Files().empty());  // nothing is sent before its attempt is on record
+  CHECK(Reports(ct_)[0]["delivery"]["state"] == "pending");
+
+  REQUIRE(Index()->Exec("DROP TRIGGER unwritable").ok());
+  REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+  CHECK(pacs_.Files().size() == 1);
+}
+
 namespace {
 class DeadLetterFixture : public ReportFixture {
  public:
