@@ -315,6 +315,9 @@ Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_
     layout.explicit_vr = syntax != UID_LittleEndianImplicitTransferSyntax;
     layout.big_endian = syntax == UID_BigEndianExplicitTransferSyntax;
   } else {
+    // DCMTK also reads a meta group that starts the file without the preamble, and inflates
+    // the data set if it says so: that is refused rather than scanned as a bare data set.
+    if (DeflatedForDcmtk(file)) return Status::Corruption("a deflated data set behind a meta header without its preamble");
     pos = 0;  // a bare data set: explicit when bytes 4..5 look like a VR
     layout.explicit_vr = read(b, 6) && std::isupper(b[4]) && std::isupper(b[5]);
   }
@@ -403,6 +406,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   // DCMTK allocates a value it loads before it reads it, whatever length the element claims, and
   // checks the claim against the bytes left only for a value it leaves on disk. No value can be
   // longer than the file, so with this cap a lying length is refused rather than allocated.
+  // (With dcmIgnoreParsingErrors, which TeleRead leaves off, DCMTK would keep the claim.)
   // (DCMTK leaves on disk every value longer than the limit, so 0 would load none.)
   auto limit = [max_read_length](uint64_t bytes) {
     return static_cast<uint32_t>(std::min<uint64_t>(max_read_length == 0 ? UINT32_MAX : max_read_length, bytes));
@@ -422,7 +426,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   f->inflated_ = std::make_unique<Inflated>();
   if (Status s = f->inflated_->Make(file, layout->data_set); !s.ok()) return s;
   if (Status s = ScanElements(f->inflated_->reader(), 0, f->inflated_->size(), true, false, true); !s.ok()) return s;
-  OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 0, ERM_metaOnly);
+  OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, limit(layout->size), ERM_metaOnly);
   if (cond.good()) {
     cond = f->format_->getDataset()->loadFile(f->inflated_->path().c_str(), EXS_LittleEndianExplicit, EGL_noChange,
                                              limit(f->inflated_->size()));

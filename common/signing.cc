@@ -138,8 +138,17 @@ Status SignReportFile(const std::filesystem::path& in, const std::filesystem::pa
   OFCondition c = sig.createSignature(pkey, cert, mac, profile, EXS_LittleEndianExplicit);
   sig.detach();
   if (c.bad()) return Status::InvalidArgument("signing failed: " + std::string(c.text()));
-  c = file.saveFile(out.c_str(), EXS_LittleEndianExplicit);
-  if (c.bad()) return Status::IOError("cannot write " + out.string() + ": " + c.text());
+  // `out` is often `in`, whose values DCMTK may still read while writing: write beside it, then
+  // replace it, so a failure leaves the unsigned report as it was.
+  const std::filesystem::path part = out.string() + ".part";
+  c = file.saveFile(part.c_str(), EXS_LittleEndianExplicit);
+  std::error_code ec;
+  if (c.good()) std::filesystem::rename(part, out, ec);
+  if (c.bad() || ec) {
+    const std::string why = c.bad() ? c.text() : ec.message();
+    std::filesystem::remove(part, ec);
+    return Status::IOError("cannot write " + out.string() + ": " + why);
+  }
   return Status::Ok();
 }
 

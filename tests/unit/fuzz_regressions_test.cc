@@ -182,6 +182,22 @@ TEST_CASE("fuzz regression: report whose element claims 4 GB", "[fuzz]") {
   CHECK(good.signer.ok());
 }
 
+TEST_CASE("fuzz regression: deflated data set behind a meta header without its preamble", "[fuzz]") {
+  // Made by hand after a review of the fix above: no preamble and no "DICM", a meta group that
+  // names the deflated syntax, then a deflated Pixel Data claiming 0xFFF00000 bytes. DCMTK reads
+  // such a meta group too and inflates the data set, where no value can be left on disk, so the
+  // cap does not help; we had taken the file for a bare data set.
+  const std::string bytes = Saved("fuzz_report", "deflated-meta-without-preamble");
+  fuzz::ReportOutcome out = fuzz::Report(bytes);
+  REQUIRE_FALSE(out.report.ok());
+  CHECK_THAT(out.report.status().message(), Catch::Contains("meta header without its preamble"));
+  REQUIRE_FALSE(out.signer.ok());
+  CHECK_THAT(out.signer.status().message(), Catch::Contains("meta header without its preamble"));
+  Result<InstanceSummary> s = fuzz::DatasetSummary(bytes);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.status().code() == Status::Code::kCorruption);
+}
+
 TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz]") {
   // "ISO_IR 192\n\xed\xbc\xa0Zhang^San": U+DF20 is no character, so the text is not UTF-8 and
   // the harness' round-trip invariant does not apply; it took the bytes for UTF-8. Decoding

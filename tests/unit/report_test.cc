@@ -4,6 +4,8 @@
 #include <fstream>
 
 #include "common/dicom.h"
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcfilefo.h"
 #include "common/report.h"
 #include "common/signing.h"
 #include "samples/synthetic.h"
@@ -156,6 +158,35 @@ TEST_CASE_METHOD(ReportFixture, "a signed report passes dcmsign and dciodvfy", "
   INFO(dciodvfy.output);
   CHECK(dciodvfy.output.find("Error") == std::string::npos);
   CHECK(dciodvfy.output.find("BasicTextSR") != std::string::npos);
+}
+
+TEST_CASE_METHOD(ReportFixture, "a deflated report is signed in place and still reads", "[report]") {
+  // `teleread report sign` writes over its input. A deflated input's meta header and data set
+  // are read from the file that saving replaces, so saving straight onto it lost the report.
+  const fs::path sr = path("deflated.dcm");
+  REQUIRE(WriteReport(Request(), path("plain.dcm")).ok());
+  {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(path("plain.dcm").c_str()).good());
+    REQUIRE(ff.saveFile(sr.c_str(), EXS_DeflatedLittleEndianExplicit).good());
+  }
+  Status s = SignReportFile(sr, sr, ca() / "wang.li.pem", ca() / "wang.li.key");
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  CHECK_FALSE(fs::exists(sr.string() + ".part"));
+  Result<VerifiedSigner> signer = VerifyReportSignature(sr, ca() / "ca.pem");
+  INFO(signer.status().ToString());
+  REQUIRE(signer.ok());
+  CHECK(signer->common_name == "wang.li");
+  Result<ReportInfo> info = ReadReport(sr);
+  REQUIRE(info.ok());
+  CHECK(info->content.findings == Request().content.findings);
+  // A failed write leaves the input as it was.
+  const std::string before = test::ReadFile(sr);
+  fs::create_directory(path("occupied.dcm.part"));
+  fs::copy_file(sr, path("occupied.dcm"));
+  CHECK_FALSE(SignReportFile(path("occupied.dcm"), path("occupied.dcm"), ca() / "wang.li.pem", ca() / "wang.li.key").ok());
+  CHECK(test::ReadFile(path("occupied.dcm")) == before);
 }
 
 TEST_CASE_METHOD(ReportFixture, "one flipped byte anywhere in the signed data set fails verification", "[report]") {
