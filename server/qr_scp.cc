@@ -401,7 +401,7 @@ uint16_t SubOperationCount(uint64_t count) { return count > 0xFFFF ? uint16_t{0x
 OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
   FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};
   OFCondition cond = DIMSE_findProvider(assoc, pres_id, &req, FindCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
-  if (!st.failed) {
+  if (!st.failed && cond.good()) {  // a request that could not be read is logged as the abort it causes
     spdlog::info("C-FIND {} from {}: {} match(es)", st.level_text, Who(env), st.matches);
   }
   return cond;
