@@ -51,7 +51,7 @@ Status ObjectStore::Prepare() {
   return created ? SyncPath(root_ / "objects") : Status::Ok();
 }
 
-fs::path ObjectStore::NewTempPath() {
+fs::path ObjectStore::NewTempPath() const {
   uint64_t n = temp_counter_.fetch_add(1);
   return root_ / "tmp" / (std::to_string(::getpid()) + "-" + std::to_string(n) + ".part");
 }

@@ -22,7 +22,7 @@ class ObjectStore {
   Status Prepare();
 
   // A fresh, unused path under tmp/ for an object being received.
-  std::filesystem::path NewTempPath();
+  std::filesystem::path NewTempPath() const;
 
   // "objects/ab/<64 hex>.dcm" for a SOP Instance UID: 256 directories, created by Prepare
   // (ext4's hashed directories stay fast at the ~40,000 entries each of ten million objects).
@@ -47,7 +47,7 @@ class ObjectStore {
   Status EnsureDirectory(const std::filesystem::path& dir);
 
   std::filesystem::path root_;
-  std::atomic<uint64_t> temp_counter_{0};
+  mutable std::atomic<uint64_t> temp_counter_{0};  // names only
 };
 
 // fsync on a path (a file or a directory).

@@ -6,6 +6,9 @@
 #include "dcmtk/dcmdata/dcvrpn.h"
 #include "dcmtk/dcmnet/assoc.h"
 #include "dcmtk/dcmnet/dimse.h"
+#include "dcmtk/dcmdata/dcostrmf.h"
+
+#include <unistd.h>
 
 #include <memory>
 #include <optional>
@@ -398,10 +401,107 @@ const char* AbstractSyntax(T_ASC_Association* assoc, unsigned char pres_id) {
 
 uint16_t SubOperationCount(uint64_t count) { return count > 0xFFFF ? uint16_t{0xFFFF} : static_cast<uint16_t>(count); }
 
+namespace {
+
+// The identifier that follows a C-FIND, C-MOVE or C-GET request, received into a file and read
+// like a received object. DCMTK's DIMSE_*Provider would parse it in memory, recursively, before
+// we see it: an identifier of sequences nested 10,000 deep overflowed the worker's stack.
+struct Identifier {
+  std::filesystem::path path;
+  std::unique_ptr<DicomFile> file;
+  uint16_t status = status::kSuccess;  // why `file` is missing
+  std::string error;
+  Identifier() = default;
+  Identifier(const Identifier&) = delete;
+  Identifier& operator=(const Identifier&) = delete;
+  ~Identifier() {
+    file.reset();
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+};
+
+// A bad condition only when the association cannot go on.
+OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id, const char* sop_class,
+                              const QrEnv& env, Identifier& ids) {
+  T_DIMSE_C_StoreRQ meta{};  // names the SOP class in the file's meta header; the syntax is the context's
+  OFStandard::strlcpy(meta.AffectedSOPClassUID, sop_class, sizeof meta.AffectedSOPClassUID);
+  OFStandard::strlcpy(meta.AffectedSOPInstanceUID, "1.2", sizeof meta.AffectedSOPInstanceUID);
+  ids.path = env.store.NewTempPath();
+  DcmOutputFileStream* stream = nullptr;
+  if (DIMSE_createFilestream(OFFilename(ids.path.c_str()), &meta, assoc, pres_id, OFTrue, &stream).bad()) {
+    ids.path.clear();
+    ids.status = status::kUnableToProcess;
+    ids.error = "cannot write the identifier to the storage root";
+    DIC_UL bytes = 0, pdvs = 0;
+    return DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, env.dimse_timeout, &bytes, &pdvs);
+  }
+  T_ASC_PresentationContextID data_pres = pres_id;
+  OFCondition cond =
+      DIMSE_receiveDataSetInFile(assoc, DIMSE_NONBLOCKING, env.dimse_timeout, &data_pres, stream, nullptr, nullptr);
+  const bool write_failed = cond == DIMSE_OUTOFRESOURCES || stream->status().bad();
+  delete stream;
+  if (!write_failed && cond.bad()) return cond;
+  if (data_pres != pres_id) return DIMSE_BADDATA;
+  if (write_failed) {
+    ids.status = status::kUnableToProcess;
+    ids.error = "cannot write the identifier: storage full";
+    return EC_Normal;
+  }
+  Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(ids.path, 0, true);
+  if (!file.ok()) {
+    ids.status = status::kIdentifierDoesNotMatch;
+    ids.error = "unreadable identifier: " + file.status().message();
+    return EC_Normal;
+  }
+  ids.file = std::move(file.value());
+  return EC_Normal;
+}
+
+// DCMTK's provider loop (dimfind.cc, dimmove.cc, dimget.cc) around an identifier read as above:
+// `step` is the operation's callback, `send` its DIMSE_send*Response.
+template <typename Request, typename Response, typename Step, typename Send>
+OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id, Request& req, const QrEnv& env,
+                    const char* what, Step step, Send send) {
+  Identifier ids;
+  OFCondition cond = ReceiveIdentifier(assoc, pres_id, req.AffectedSOPClassUID, env, ids);
+  if (cond.bad()) return cond;
+  Response rsp{};
+  if (!ids.file) {
+    spdlog::warn("{} from {} refused: {}", what, Who(env), ids.error);
+    rsp.DimseStatus = ids.status;
+    DcmDataset* detail = nullptr;
+    AddErrorComment(&detail, ids.error);
+    cond = send(&rsp, nullptr, detail);
+    delete detail;
+    return cond;
+  }
+  rsp.DimseStatus = status::kPending;
+  for (int count = 1; cond.good() && DICOM_PENDING_STATUS(rsp.DimseStatus); ++count) {
+    cond = DIMSE_checkForCancelRQ(assoc, pres_id, req.MessageID);
+    const bool cancelled = cond.good();
+    if (!cancelled && cond != DIMSE_NODATAAVAILABLE) return cond;
+    DcmDataset* rsp_ids = nullptr;
+    DcmDataset* detail = nullptr;
+    step(cancelled, &ids.file->dataset(), count, &rsp, &rsp_ids, &detail);
+    cond = send(&rsp, rsp_ids, detail);
+    delete rsp_ids;
+    delete detail;
+  }
+  return cond;
+}
+
+}  // namespace
+
 OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
   FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};
-  OFCondition cond = DIMSE_findProvider(assoc, pres_id, &req, FindCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
-  if (!st.failed && cond.good()) {  // a request that could not be read is logged as the abort it causes
+  OFCondition cond = Provide<T_DIMSE_C_FindRQ, T_DIMSE_C_FindRSP>(
+      assoc, pres_id, req, env, "C-FIND",
+      [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids,
+          DcmDataset** detail) { FindCallback(&st, cancelled, &req, ids, count, rsp, rsp_ids, detail); },
+      [&](T_DIMSE_C_FindRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
+        return DIMSE_sendFindResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
+      });
+  if (!st.failed && !st.level_text.empty() && cond.good()) {  // else logged as a refusal or the abort it causes
     spdlog::info("C-FIND {} from {}: {} match(es)", st.level_text, Who(env), st.matches);
   }
   return cond;
@@ -409,12 +509,24 @@ OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C
 
 OFCondition ServeMove(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_MoveRQ& req, const QrEnv& env) {
   MoveState st{{env, AbstractSyntax(assoc, pres_id), "C-MOVE", {}, 0, 0, 0, 0, {}, false, ""}, &req, nullptr};
-  return DIMSE_moveProvider(assoc, pres_id, &req, MoveCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
+  return Provide<T_DIMSE_C_MoveRQ, T_DIMSE_C_MoveRSP>(
+      assoc, pres_id, req, env, "C-MOVE",
+      [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_MoveRSP* rsp, DcmDataset** rsp_ids,
+          DcmDataset** detail) { MoveCallback(&st, cancelled, &req, ids, count, rsp, detail, rsp_ids); },
+      [&](T_DIMSE_C_MoveRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
+        return DIMSE_sendMoveResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
+      });
 }
 
 OFCondition ServeGet(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_GetRQ& req, const QrEnv& env) {
   GetState st{{env, AbstractSyntax(assoc, pres_id), "C-GET", {}, 0, 0, 0, 0, {}, false, ""}, assoc, 0};
-  return DIMSE_getProvider(assoc, pres_id, &req, GetCallback, &st, DIMSE_NONBLOCKING, env.dimse_timeout);
+  return Provide<T_DIMSE_C_GetRQ, T_DIMSE_C_GetRSP>(
+      assoc, pres_id, req, env, "C-GET",
+      [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_GetRSP* rsp, DcmDataset** rsp_ids,
+          DcmDataset** detail) { GetCallback(&st, cancelled, &req, ids, count, rsp, detail, rsp_ids); },
+      [&](T_DIMSE_C_GetRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
+        return DIMSE_sendGetResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
+      });
 }
 
 }  // namespace teleread

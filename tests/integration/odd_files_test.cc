@@ -93,44 +93,7 @@ class RawStoreScu {
             std::string* error_comment, size_t stall_after = std::string::npos) {
     const auto pres_id = static_cast<T_ASC_PresentationContextID>(2 * context + 1);
     const uint16_t message_id = next_message_id_++;
-    std::string command;
-    auto element = [&command](uint16_t e, const std::string& value) {
-      const uint32_t length = static_cast<uint32_t>(value.size());
-      const unsigned char head[8] = {0, 0, static_cast<unsigned char>(e & 0xFF), static_cast<unsigned char>(e >> 8),
-                                     static_cast<unsigned char>(length), static_cast<unsigned char>(length >> 8),
-                                     static_cast<unsigned char>(length >> 16), static_cast<unsigned char>(length >> 24)};
-      command.append(reinterpret_cast<const char*>(head), sizeof head);
-      command += value;
-    };
-    auto ui = [](std::string uid) {
-      if (uid.size() % 2) uid.push_back('\0');
-      return uid;
-    };
-    auto us = [](uint16_t v) { return std::string{static_cast<char>(v & 0xFF), static_cast<char>(v >> 8)}; };
-    element(0x0002, ui(sop_class));
-    element(0x0100, us(0x0001));  // C-STORE-RQ
-    element(0x0110, us(message_id));
-    element(0x0700, us(0x0000));  // medium priority
-    element(0x0800, us(0x0000));  // a data set follows
-    element(0x1000, ui(sop_instance));
-    const uint32_t group_length = static_cast<uint32_t>(command.size());
-    std::string with_length;
-    command.swap(with_length);
-    element(0x0000, std::string{static_cast<char>(group_length), static_cast<char>(group_length >> 8),
-                                static_cast<char>(group_length >> 16), static_cast<char>(group_length >> 24)});
-    command += with_length;
-
-    if (!WritePdv(pres_id, DUL_COMMANDPDV, command, 0, command.size(), true)) return Abort();
-    const size_t fragment = std::max<size_t>(1, assoc_->sendPDVLength);
-    if (dataset.empty()) {
-      if (!WritePdv(pres_id, DUL_DATASETPDV, dataset, 0, 0, true)) return Abort();
-    }
-    const size_t end = std::min(stall_after, dataset.size());
-    for (size_t at = 0; at < end; at += fragment) {
-      const size_t n = std::min(fragment, end - at);
-      if (!WritePdv(pres_id, DUL_DATASETPDV, dataset, at, n, at + n == dataset.size())) return Abort();
-    }
-
+    if (!Send(pres_id, Command(0x0001, sop_class, message_id, sop_instance), dataset, stall_after)) return Abort();
     T_DIMSE_Message rsp{};
     T_ASC_PresentationContextID rsp_pres = 0;
     DcmDataset* detail = nullptr;
@@ -147,9 +110,104 @@ class RawStoreScu {
     return rsp.msg.CStoreRSP.DimseStatus;
   }
 
+  // Sends a C-FIND-RQ (0x0020), C-MOVE-RQ (0x0021, to `move_destination`) or C-GET-RQ (0x0010)
+  // with `identifier` (any bytes) on context number `context`; returns the final status, or
+  // kAborted. Pending responses are counted in `pending`.
+  int Query(size_t context, uint16_t command_field, const std::string& sop_class, const std::string& identifier,
+            std::string* error_comment, int* pending, const std::string& move_destination = "") {
+    const auto pres_id = static_cast<T_ASC_PresentationContextID>(2 * context + 1);
+    const uint16_t message_id = next_message_id_++;
+    if (!Send(pres_id, Command(command_field, sop_class, message_id, "", move_destination), identifier)) {
+      return Abort();
+    }
+    for (*pending = 0;;) {
+      T_DIMSE_Message rsp{};
+      T_ASC_PresentationContextID rsp_pres = 0;
+      DcmDataset* detail = nullptr;
+      OFCondition cond = DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, 30, &rsp_pres, &rsp, &detail);
+      if (detail) {
+        const char* comment = nullptr;
+        if (error_comment && detail->findAndGetString(DCM_ErrorComment, comment).good() && comment) {
+          *error_comment = comment;
+        }
+        delete detail;
+      }
+      if (cond.bad()) return Abort();
+      uint16_t status = 0;
+      bool has_data = false;
+      if (rsp.CommandField == DIMSE_C_FIND_RSP) {
+        status = rsp.msg.CFindRSP.DimseStatus;
+        has_data = rsp.msg.CFindRSP.DataSetType != DIMSE_DATASET_NULL;
+      } else if (rsp.CommandField == DIMSE_C_MOVE_RSP) {
+        status = rsp.msg.CMoveRSP.DimseStatus;
+        has_data = rsp.msg.CMoveRSP.DataSetType != DIMSE_DATASET_NULL;
+      } else if (rsp.CommandField == DIMSE_C_GET_RSP) {
+        status = rsp.msg.CGetRSP.DimseStatus;
+        has_data = rsp.msg.CGetRSP.DataSetType != DIMSE_DATASET_NULL;
+      } else {
+        return Abort();  // a C-GET's C-STORE sub-operations are not taken here
+      }
+      if (has_data) {
+        DcmDataset* ids = nullptr;
+        if (DIMSE_receiveDataSetInMemory(assoc_, DIMSE_NONBLOCKING, 30, &rsp_pres, &ids, nullptr, nullptr).bad()) {
+          return Abort();
+        }
+        delete ids;
+      }
+      if (status != 0xFF00 && status != 0xFF01) return status;
+      ++*pending;
+    }
+  }
+
   void Release() { Drop(false); }
 
  private:
+  static std::string Command(uint16_t field, const std::string& sop_class, uint16_t message_id,
+                             const std::string& sop_instance, const std::string& move_destination = "") {
+    std::string command;
+    auto element = [&command](uint16_t e, const std::string& value) {
+      const uint32_t length = static_cast<uint32_t>(value.size());
+      const unsigned char head[8] = {0, 0, static_cast<unsigned char>(e & 0xFF), static_cast<unsigned char>(e >> 8),
+                                     static_cast<unsigned char>(length), static_cast<unsigned char>(length >> 8),
+                                     static_cast<unsigned char>(length >> 16), static_cast<unsigned char>(length >> 24)};
+      command.append(reinterpret_cast<const char*>(head), sizeof head);
+      command += value;
+    };
+    auto padded = [](std::string text, char pad) {
+      if (text.size() % 2) text.push_back(pad);
+      return text;
+    };
+    auto us = [](uint16_t v) { return std::string{static_cast<char>(v & 0xFF), static_cast<char>(v >> 8)}; };
+    element(0x0002, padded(sop_class, '\0'));
+    element(0x0100, us(field));
+    element(0x0110, us(message_id));
+    if (!move_destination.empty()) element(0x0600, padded(move_destination, ' '));
+    element(0x0700, us(0x0000));  // medium priority
+    element(0x0800, us(0x0000));  // a data set follows
+    if (!sop_instance.empty()) element(0x1000, padded(sop_instance, '\0'));
+    const uint32_t group_length = static_cast<uint32_t>(command.size());
+    std::string with_length;
+    command.swap(with_length);
+    element(0x0000, std::string{static_cast<char>(group_length), static_cast<char>(group_length >> 8),
+                                static_cast<char>(group_length >> 16), static_cast<char>(group_length >> 24)});
+    return command + with_length;
+  }
+
+  // The command, then the data set in fragments of the negotiated size (only `stall_after`
+  // bytes of it, none marked last, when given).
+  bool Send(T_ASC_PresentationContextID pres_id, const std::string& command, const std::string& dataset,
+            size_t stall_after = std::string::npos) {
+    if (!WritePdv(pres_id, DUL_COMMANDPDV, command, 0, command.size(), true)) return false;
+    const size_t fragment = std::max<size_t>(1, assoc_->sendPDVLength);
+    if (dataset.empty()) return WritePdv(pres_id, DUL_DATASETPDV, dataset, 0, 0, true);
+    const size_t end = std::min(stall_after, dataset.size());
+    for (size_t at = 0; at < end; at += fragment) {
+      const size_t n = std::min(fragment, end - at);
+      if (!WritePdv(pres_id, DUL_DATASETPDV, dataset, at, n, at + n == dataset.size())) return false;
+    }
+    return true;
+  }
+
   bool WritePdv(T_ASC_PresentationContextID pres_id, DUL_DATAPDV type, const std::string& bytes, size_t at, size_t n,
                 bool last) {
     DUL_PDV pdv{};
@@ -714,4 +772,46 @@ TEST_CASE("a peer that stalls in the middle of an object is dropped at the DIMSE
   CHECK(indexed.size() == CountFiles(samples / "LS_PACS"));  // Laishui's objects only
   CHECK_THAT(server.Log(), Catch::Contains("C-STORE from ZZ_PACS interrupted"));
   CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
+}
+
+// Regression: DCMTK's C-FIND, C-MOVE and C-GET providers parsed the identifier in memory,
+// recursively, before our code saw it; one nested 10,000 deep ended the server. Identifiers are
+// now received into a file and read like a received object.
+TEST_CASE("query identifiers nested 10000 deep or lying about a length are refused and the server lives on",
+          "[odd-files]") {
+  InitializeDicom();
+  ScratchDir dir;
+  TestServer server(dir.path() / "server");
+  server.Start();
+  DcmDataset keys;
+  keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+  keys.putAndInsertString(DCM_PatientID, "");
+  keys.putAndInsertString(DCM_StudyInstanceUID, "");
+  const std::string plain = Encode(keys, EXS_LittleEndianExplicit);
+  const std::string nested = plain + NestedSequences(10000);
+  const std::string lying = plain + ExplicitElement(0x0040, 0xA160, "UT", "ABCD", 0xFFFFFFF0u);
+  RawStoreScu scu(server.port(), "ZZ_PACS",
+                  {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax},
+                   {UID_MOVEStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax}});
+  REQUIRE(scu.Connect().empty());
+  std::string comment;
+  int pending = 0;
+  CHECK(scu.Query(0, 0x0020, UID_FINDStudyRootQueryRetrieveInformationModel, nested, &comment, &pending) == 0xA900);
+  CHECK_THAT(comment, Catch::Contains("nested deeper than 128"));
+  REQUIRE(StillRunning(server));
+  comment.clear();
+  CHECK(scu.Query(0, 0x0020, UID_FINDStudyRootQueryRetrieveInformationModel, lying, &comment, &pending) == 0xA900);
+  CHECK_THAT(comment, Catch::Contains("unreadable identifier"));
+  comment.clear();
+  CHECK(scu.Query(1, 0x0021, UID_MOVEStudyRootQueryRetrieveInformationModel, nested, &comment, &pending, "ZZ_PACS") ==
+        0xA900);
+  CHECK_THAT(comment, Catch::Contains("nested deeper than 128"));
+  // The same association still answers a proper query.
+  CHECK(scu.Query(0, 0x0020, UID_FINDStudyRootQueryRetrieveInformationModel, plain, &comment, &pending) == 0x0000);
+  CHECK(pending == 0);
+  REQUIRE(StillRunning(server));
+  scu.Release();
+  CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
+  CHECK(fs::is_empty(server.storage() / "tmp"));
+  CHECK_THAT(server.Log(), Catch::Contains("C-FIND from ZZ_PACS (zhuozhou) refused"));
 }
