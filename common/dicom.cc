@@ -442,7 +442,11 @@ Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {
   // Values longer than 4 KiB stay on disk: a 1 GB object costs no more memory than a small one.
   Result<std::unique_ptr<DicomFile>> f = DicomFile::Open(file, 4096, true);
   if (!f.ok()) return f.status();
-  DcmFileFormat& ff = f.value()->format();
+  return Summarize(*f.value());
+}
+
+InstanceSummary Summarize(DicomFile& file) {
+  DcmFileFormat& ff = file.format();
   DcmDataset& ds = *ff.getDataset();
   InstanceSummary s;
   s.transfer_syntax_uid = Trim(RawString(*ff.getMetaInfo(), DCM_TransferSyntaxUID));

@@ -93,6 +93,8 @@ class DicomFile {
 // Parses the whole file (large values are not loaded into memory) and extracts the summary.
 // Corruption when the file is not a parseable DICOM file with a meta header.
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file);
+// The summary of a file parsed already; transfer syntax and source AE are empty without a meta header.
+InstanceSummary Summarize(DicomFile& file);
 
 // Decodes `raw` from a DICOM Specific Character Set (e.g. "ISO_IR 100", "ISO_IR 192",
 // "GB18030", "\ISO 2022 IR 87") to UTF-8. `delimiters` are the characters that reset

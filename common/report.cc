@@ -121,6 +121,7 @@ Result<ReportInfo> ReadReport(const std::filesystem::path& path) {
   Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(path, 0, false);
   if (!file.ok()) return Status::InvalidArgument(path.string() + " is not a readable DICOM file: " + file.status().message());
   DcmDataset& ds = file.value()->dataset();
+  InstanceSummary summary = Summarize(*file.value());  // before the text is converted below
   OFString cls;
   ds.findAndGetOFString(DCM_SOPClassUID, cls);
   if (cls != kBasicTextSrClass && cls != kEnhancedSrClass) {
@@ -193,6 +194,7 @@ Result<ReportInfo> ReadReport(const std::filesystem::path& path) {
   info.evidence = refs(doc.getCurrentRequestedProcedureEvidence());
   std::vector<InstanceRef> predecessors = refs(doc.getPredecessorDocuments());
   if (!predecessors.empty()) info.predecessor = predecessors.front();
+  info.summary = std::move(summary);
   return info;
 }
 

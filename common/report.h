@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dicom.h"
 #include "common/status.h"
 
 namespace teleread {
@@ -47,6 +48,7 @@ struct ReportInfo {
   std::string content_datetime;   // YYYYMMDDHHMMSS
   std::optional<InstanceRef> predecessor;  // the report this one amends
   std::vector<InstanceRef> evidence;
+  InstanceSummary summary;  // of the same parse, as for any received object
 };
 
 struct ReportRequest {

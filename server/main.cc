@@ -8,9 +8,9 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "common/version.h"
-#include "server/pki.h"
+#include "server/pki/pki.h"
 #include "server/server_app.h"
-#include "server/sqlite.h"
+#include "server/store/sqlite.h"
 
 using namespace teleread;
 

@@ -6,15 +6,10 @@
 #include "common/dicom.h"
 #include "common/log.h"
 #include "common/signing.h"
-#include "server/pki.h"
-#include "server/recovery.h"
+#include "server/pki/pki.h"
+#include "server/reading/recovery.h"
 
 namespace teleread {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Result<std::unique_ptr<Index>> OpenIndex(const std::filesystem::path& storage_root) {
   return Index::Open(storage_root / "index.sqlite");
@@ -67,6 +62,7 @@ Status ServerApp::Start() {
                  recovered->temp_files_removed, recovered->objects_reindexed, recovered->objects_unattributed);
   }
 
+  stores_ = std::make_unique<Stores>(*index_, NowMs);
   ingest_ = std::make_unique<Ingest>(*store_, *index_, NowMs);
   policy_ = std::make_unique<CallerPolicy>(config_);
   engine_ = std::make_unique<QueryEngine>(config_.centre.storage / "index.sqlite");
@@ -79,7 +75,8 @@ Status ServerApp::Start() {
   }
   listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get());
   if (Status s = listener_->Start(); !s.ok()) return s;
-  worklist_ = std::make_unique<Worklist>(*index_, int64_t{config_.reading.lease_minutes} * 60'000, NowMs);
+  worklist_ = std::make_unique<Worklist>(stores_->tasks, stores_->audit, int64_t{config_.reading.lease_minutes} * 60'000,
+                                         NowMs);
   TaskPolicy policy;
   policy.sla_stat_ms = int64_t{config_.reading.sla_minutes_stat} * 60'000;
   policy.sla_high_ms = int64_t{config_.reading.sla_minutes_high} * 60'000;
@@ -91,11 +88,15 @@ Status ServerApp::Start() {
   });
   promoter_->Start();
   // Deliveries queued before a restart go out now.
-  outbox_ = std::make_unique<DeliveryOutbox>(config_, *index_, *store_, NowMs, tls_.get());
+  sender_ = std::make_unique<DicomReportSender>(config_.centre.ae_title, config_.reading.delivery_timeout_seconds,
+                                                tls_.get());
+  outbox_ = std::make_unique<DeliveryOutbox>(config_, stores_->deliveries, *store_, *sender_, NowMs);
   outbox_->Start();
   if (config_.https.enabled) {
-    desk_ = std::make_unique<ReportDesk>(config_, *index_, *store_, *ingest_, NowMs, [this] { outbox_->Wake(); });
-    api_ = std::make_unique<ReadingApi>(config_, *index_, *worklist_, *store_, &listener_->stats(), desk_.get(),
+    desk_ = std::make_unique<ReportDesk>(config_, stores_->reports, *store_, *ingest_, NowMs,
+                                         [this] { outbox_->Wake(); });
+    std::vector<MetricsSource> metrics{[this] { return listener_->stats().Metrics(); }};
+    api_ = std::make_unique<ReadingApi>(config_, *worklist_, stores_->reads, *store_, std::move(metrics), desk_.get(),
                                         outbox_.get(), expiry_.get());
     https_ = std::make_unique<HttpsServer>(config_.https, [this](const HttpRequest& r, const PeerCertificate& p) {
       return api_->Handle(r, p);
@@ -122,6 +123,7 @@ void ServerApp::Stop() {
   desk_.reset();
   if (outbox_) outbox_->Stop();
   outbox_.reset();
+  sender_.reset();
   if (promoter_) promoter_->Stop();
   if (listener_) listener_->Stop();
   promoter_.reset();
@@ -129,6 +131,7 @@ void ServerApp::Stop() {
   listener_.reset();
   engine_.reset();
   ingest_.reset();
+  stores_.reset();
   index_.reset();
 }
 

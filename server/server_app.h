@@ -2,23 +2,24 @@
 // Wires the server's parts together in dependency order and stops them in reverse.
 #include <memory>
 
+#include "common/clock.h"
 #include "common/config.h"
-#include "server/caller_policy.h"
-#include "server/dicom_listener.h"
-#include "server/dicom_tls.h"
-#include "server/index.h"
-#include "server/ingest.h"
-#include "server/object_store.h"
-#include "server/outbox.h"
-#include "server/reading_api.h"
-#include "server/report_desk.h"
-#include "server/reading_tasks.h"
-#include "server/revocation.h"
-#include "server/worklist.h"
+#include "server/dicom/dicom_tls.h"
+#include "server/dicom/listener.h"
+#include "server/dicom/report_sender.h"
+#include "server/http/reading_api.h"
+#include "server/pki/revocation.h"
+#include "server/reading/caller_policy.h"
+#include "server/reading/ingest.h"
+#include "server/reading/outbox.h"
+#include "server/reading/reading_tasks.h"
+#include "server/reading/report_desk.h"
+#include "server/reading/worklist.h"
+#include "server/store/index.h"
+#include "server/store/object_store.h"
+#include "server/store/stores.h"
 
 namespace teleread {
-
-int64_t NowMs();
 
 class ServerApp {
  public:
@@ -38,6 +39,7 @@ class ServerApp {
   Config config_;
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<Index> index_;
+  std::unique_ptr<Stores> stores_;
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<CallerPolicy> policy_;
   std::unique_ptr<QueryEngine> engine_;
@@ -46,6 +48,7 @@ class ServerApp {
   std::unique_ptr<DicomListener> listener_;
   std::unique_ptr<ReadingTaskPromoter> promoter_;
   std::unique_ptr<Worklist> worklist_;
+  std::unique_ptr<DicomReportSender> sender_;
   std::unique_ptr<DeliveryOutbox> outbox_;
   std::unique_ptr<ReportDesk> desk_;
   std::unique_ptr<ReadingApi> api_;

@@ -13,9 +13,9 @@
 #include "common/dicom.h"
 #include "common/text.h"
 #include "samples/synthetic.h"
-#include "server/query.h"
-#include "server/schema.h"
-#include "server/sqlite.h"
+#include "server/store/query.h"
+#include "server/store/schema.h"
+#include "server/store/sqlite.h"
 
 using namespace teleread;
 

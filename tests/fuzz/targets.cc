@@ -11,14 +11,15 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/text.h"
-#include "server/dicom_listener.h"
-#include "server/index.h"
-#include "server/ingest.h"
-#include "server/object_store.h"
-#include "server/outbox.h"
-#include "server/reading_api.h"
-#include "server/report_desk.h"
-#include "server/worklist.h"
+#include "server/dicom/report_sender.h"
+#include "server/store/index.h"
+#include "server/reading/ingest.h"
+#include "server/store/object_store.h"
+#include "server/reading/outbox.h"
+#include "server/http/reading_api.h"
+#include "server/reading/report_desk.h"
+#include "server/reading/worklist.h"
+#include "server/store/stores.h"
 #include "tests/support/process.h"
 
 namespace teleread::fuzz {
@@ -139,11 +140,12 @@ struct HttpTarget::Parts {
   Config config;
   std::unique_ptr<ObjectStore> store;
   std::unique_ptr<Index> index;
+  std::unique_ptr<Stores> stores;
+  std::unique_ptr<DicomReportSender> sender;
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<Worklist> worklist;
   std::unique_ptr<DeliveryOutbox> outbox;
   std::unique_ptr<ReportDesk> desk;
-  ListenerStats stats;
   std::unique_ptr<ReadingApi> api;
   std::string study_uid;
 };
@@ -164,11 +166,15 @@ HttpTarget::HttpTarget() : parts_(std::make_unique<Parts>()) {
   check(index.status(), "index");
   p.index = std::move(index.value());
   p.ingest = std::make_unique<Ingest>(*p.store, *p.index, clock);
-  p.worklist = std::make_unique<Worklist>(*p.index, int64_t{p.config.reading.lease_minutes} * 60'000, clock);
-  p.outbox = std::make_unique<DeliveryOutbox>(p.config, *p.index, *p.store, clock);
-  p.desk = std::make_unique<ReportDesk>(p.config, *p.index, *p.store, *p.ingest, clock, nullptr);
-  p.api = std::make_unique<ReadingApi>(p.config, *p.index, *p.worklist, *p.store, &p.stats, p.desk.get(),
-                                       p.outbox.get());
+  p.stores = std::make_unique<Stores>(*p.index, clock);
+  p.worklist = std::make_unique<Worklist>(p.stores->tasks, p.stores->audit,
+                                          int64_t{p.config.reading.lease_minutes} * 60'000, clock);
+  // Never started: the outbox only lists and retries rows here.
+  p.sender = std::make_unique<DicomReportSender>(p.config.centre.ae_title, 1, nullptr);
+  p.outbox = std::make_unique<DeliveryOutbox>(p.config, p.stores->deliveries, *p.store, *p.sender, clock);
+  p.desk = std::make_unique<ReportDesk>(p.config, p.stores->reports, *p.store, *p.ingest, clock, nullptr);
+  p.api = std::make_unique<ReadingApi>(p.config, *p.worklist, p.stores->reads, *p.store, std::vector<MetricsSource>{},
+                                       p.desk.get(), p.outbox.get());
 
   // The study arrives from zhuozhou as the listener would hand it over, becomes a task and is claimed.
   const fs::path study = FuzzDir() / "data" / "study.dcm";
@@ -177,7 +183,7 @@ HttpTarget::HttpTarget() : parts_(std::make_unique<Parts>()) {
   const fs::path temp = p.store->NewTempPath();
   fs::copy_file(study, temp);
   StoreOutcome stored = p.ingest->Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}});
-  if (stored.status != dimse::kSuccess) throw std::runtime_error("fuzz set-up: store: " + stored.error_comment);
+  if (stored.code != IngestCode::kStored) throw std::runtime_error("fuzz set-up: store: " + stored.error_comment);
   Result<int> promoted = p.index->PromoteQuietStudies(kNowMs, 0);
   check(promoted.status(), "promote");
   p.study_uid = summary->study_instance_uid;

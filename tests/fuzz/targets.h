@@ -14,7 +14,7 @@
 #include "common/dicom.h"
 #include "common/report.h"
 #include "common/signing.h"
-#include "server/https_server.h"
+#include "server/http/https_server.h"
 
 namespace teleread::fuzz {
 

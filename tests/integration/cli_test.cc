@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "common/signing.h"
-#include "server/pki.h"
+#include "server/pki/pki.h"
 #include "tests/support/server_fixture.h"
 
 using namespace teleread::test;

@@ -14,9 +14,9 @@
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include "samples/synthetic.h"
-#include "server/index.h"
-#include "server/object_store.h"
-#include "server/sqlite.h"
+#include "server/store/index.h"
+#include "server/store/object_store.h"
+#include "server/store/sqlite.h"
 #include "tests/support/scu.h"
 #include "tests/support/server_fixture.h"
 

@@ -10,8 +10,8 @@
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
-#include "server/object_store.h"
-#include "server/sqlite.h"
+#include "server/store/object_store.h"
+#include "server/store/sqlite.h"
 #include "tests/support/reports.h"
 #include "tests/support/server_fixture.h"
 

@@ -19,7 +19,7 @@
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
-#include "server/object_store.h"
+#include "server/store/object_store.h"
 #include "tests/support/scu.h"
 #include "tests/support/server_fixture.h"
 

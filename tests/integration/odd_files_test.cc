@@ -26,7 +26,7 @@
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
-#include "server/sqlite.h"
+#include "server/store/sqlite.h"
 #include "tests/support/raw_scu.h"
 #include "tests/support/server_fixture.h"
 

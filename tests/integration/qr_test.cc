@@ -11,8 +11,8 @@
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
-#include "server/qr_scp.h"
-#include "server/query.h"
+#include "server/dicom/qr_scp.h"
+#include "server/store/query.h"
 #include "tests/support/server_fixture.h"
 
 using namespace teleread;

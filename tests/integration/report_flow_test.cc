@@ -5,8 +5,8 @@
 #include <thread>
 
 #include "common/signing.h"
-#include "server/pki.h"
-#include "server/sqlite.h"
+#include "server/pki/pki.h"
+#include "server/store/sqlite.h"
 #include "tests/support/orthanc.h"
 #include "tests/support/reports.h"
 #include "tests/support/server_fixture.h"

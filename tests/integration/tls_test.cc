@@ -20,7 +20,7 @@
 
 #include "common/dicom.h"
 #include "common/signing.h"
-#include "server/dicom_tls.h"
+#include "server/dicom/dicom_tls.h"
 #include "tests/support/orthanc.h"
 #include "tests/support/reports.h"
 #include "tests/support/scu.h"

@@ -6,8 +6,8 @@
 #include <thread>
 
 #include "samples/synthetic.h"
-#include "server/object_store.h"
-#include "server/sqlite.h"
+#include "server/store/object_store.h"
+#include "server/store/sqlite.h"
 
 namespace teleread::test {
 

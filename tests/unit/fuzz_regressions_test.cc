@@ -12,7 +12,7 @@
 #include "dcmtk/dcmdata/dcsequen.h"
 
 #include "samples/synthetic.h"
-#include "server/pki.h"
+#include "server/pki/pki.h"
 #include "tests/fuzz/targets.h"
 #include "tests/support/reports.h"
 

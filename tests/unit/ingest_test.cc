@@ -7,8 +7,9 @@
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include "samples/synthetic.h"
-#include "server/ingest.h"
-#include "server/worklist.h"
+#include "server/reading/ingest.h"
+#include "server/reading/worklist.h"
+#include "server/store/stores.h"
 #include "tests/support/process.h"
 
 using namespace teleread;
@@ -85,7 +86,7 @@ struct IngestFixture {
 
 TEST_CASE_METHOD(IngestFixture, "a stored object is on disk and indexed and bit for bit as received", "[ingest]") {
   StoreOutcome out = Store(ct[0]);
-  CHECK(out.status == dimse::kSuccess);
+  CHECK(out.code == IngestCode::kStored);
   CHECK(out.stored_new);
   CHECK(out.bytes == std::filesystem::file_size(ct[0]));
   CHECK(Instances() == 1);
@@ -98,59 +99,59 @@ TEST_CASE_METHOD(IngestFixture, "a stored object is on disk and indexed and bit 
 }
 
 TEST_CASE_METHOD(IngestFixture, "re-sending an identical object succeeds without a duplicate", "[ingest]") {
-  REQUIRE(Store(ct[0]).status == dimse::kSuccess);
+  REQUIRE(Store(ct[0]).code == IngestCode::kStored);
   StoreOutcome again = Store(ct[0]);
-  CHECK(again.status == dimse::kSuccess);
+  CHECK(again.code == IngestCode::kStored);
   CHECK_FALSE(again.stored_new);
   CHECK(Instances() == 1);
   CHECK(Objects() == 1);
 }
 
 TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status and change nothing", "[ingest]") {
-  REQUIRE(Store(ct[0]).status == dimse::kSuccess);
+  REQUIRE(Store(ct[0]).code == IngestCode::kStored);
   const std::string stored_bytes = test::ReadFile(store.Absolute(index->FindInstance(
       ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path));
   StoreOutcome out;
   SECTION("same SOP Instance UID, other content: 0x0111, the first copy kept") {
     out = Store(Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_PatientName, "Other^Name"); }));
-    CHECK(out.status == dimse::kDuplicateSopInstance);
+    CHECK(out.code == IngestCode::kDifferentContent);
     CHECK(test::ReadFile(store.Absolute(index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path)) ==
           stored_bytes);
   }
   SECTION("another member's object in this member's study: 0x0124") {
     out = Store(ct[1], "laishui");
-    CHECK(out.status == dimse::kNotAuthorized);
+    CHECK(out.code == IngestCode::kNotAuthorized);
     CHECK_THAT(out.error_comment, Catch::Contains("another member"));
   }
   SECTION("data set of another SOP class than negotiated: 0xA900") {
     out = Store(ct[1], "zhuozhou", UID_MRImageStorage);
-    CHECK(out.status == dimse::kDataSetDoesNotMatchSopClass);
+    CHECK(out.code == IngestCode::kDoesNotMatch);
   }
   SECTION("SOP Instance UID differs from the command's: 0xA900") {
     out = Store(ct[1], "zhuozhou", UID_CTImageStorage, "1.2.3.4.5");
-    CHECK(out.status == dimse::kDataSetDoesNotMatchSopClass);
+    CHECK(out.code == IngestCode::kDoesNotMatch);
   }
   SECTION("no Study Instance UID: 0xA900") {
     out = Store(Modified(ct[1], [](DcmDataset& ds) { delete ds.remove(DCM_StudyInstanceUID); }));
-    CHECK(out.status == dimse::kDataSetDoesNotMatchSopClass);
+    CHECK(out.code == IngestCode::kDoesNotMatch);
     CHECK_THAT(out.error_comment, Catch::Contains("Study Instance UID"));
   }
   SECTION("no Series Instance UID: 0xA900") {
     out = Store(Modified(ct[1], [](DcmDataset& ds) { delete ds.remove(DCM_SeriesInstanceUID); }));
-    CHECK(out.status == dimse::kDataSetDoesNotMatchSopClass);
+    CHECK(out.code == IngestCode::kDoesNotMatch);
   }
   SECTION("not DICOM at all: 0xC000") {
     std::filesystem::path junk = dir.path() / "junk.dcm";
     test::WriteFile(junk, std::string(4096, '\x17'));
     out = Store(junk, "zhuozhou", UID_CTImageStorage, "1.2.3");
-    CHECK(out.status == dimse::kCannotUnderstand);
+    CHECK(out.code == IngestCode::kUnreadable);
   }
   SECTION("truncated mid-pixel data: 0xC000") {
     std::filesystem::path cut = dir.path() / "cut.dcm";
     std::string bytes = test::ReadFile(ct[1]);
     test::WriteFile(cut, bytes.substr(0, bytes.size() - 700));
     out = Store(cut, "zhuozhou", UID_CTImageStorage, ReadInstanceSummary(ct[1])->sop_instance_uid);
-    CHECK(out.status == dimse::kCannotUnderstand);
+    CHECK(out.code == IngestCode::kUnreadable);
   }
   CHECK_FALSE(out.error_comment.empty());
   CHECK(Instances() == 1);
@@ -159,9 +160,9 @@ TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status a
 }
 
 TEST_CASE_METHOD(IngestFixture, "a study becomes a reading task once its quiet period has passed", "[ingest][tasks]") {
-  REQUIRE(Store(ct[0]).status == dimse::kSuccess);
+  REQUIRE(Store(ct[0]).code == IngestCode::kStored);
   now_ms += 600;
-  REQUIRE(Store(ct[1]).status == dimse::kSuccess);
+  REQUIRE(Store(ct[1]).code == IngestCode::kStored);
   CHECK(index->PromoteQuietStudies(now_ms + 999, 1000).value() == 0);  // the second slice restarted the clock
   CHECK(index->PromoteQuietStudies(now_ms + 1000, 1000).value() == 1);
   CHECK(index->PromoteQuietStudies(now_ms + 5000, 1000).value() == 0);  // never twice
@@ -176,10 +177,11 @@ TEST_CASE_METHOD(IngestFixture, "a study becomes a reading task once its quiet p
 }
 
 TEST_CASE_METHOD(IngestFixture, "a claim is exclusive until its lease expires", "[ingest][tasks][claim]") {
-  REQUIRE(Store(ct[0]).status == dimse::kSuccess);
+  REQUIRE(Store(ct[0]).code == IngestCode::kStored);
   REQUIRE(index->PromoteQuietStudies(now_ms + 1000, 1000).value() == 1);
   const std::string uid = ReadInstanceSummary(ct[0])->study_instance_uid;
-  Worklist worklist(*index, 60'000, [this] { return now_ms; });
+  Stores stores(*index, [this] { return now_ms; });
+  Worklist worklist(stores.tasks, stores.audit, 60'000, [this] { return now_ms; });
   auto a = worklist.Claim(uid, "wang.li");
   REQUIRE(a.ok());
   CHECK(a->state == "claimed");

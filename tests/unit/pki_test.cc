@@ -6,8 +6,8 @@
 
 #include <openssl/ssl.h>
 
-#include "server/dicom_tls.h"
-#include "server/pki.h"
+#include "server/dicom/dicom_tls.h"
+#include "server/pki/pki.h"
 #include "tests/support/process.h"
 
 using namespace teleread;

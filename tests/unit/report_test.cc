@@ -9,7 +9,7 @@
 #include "common/report.h"
 #include "common/signing.h"
 #include "samples/synthetic.h"
-#include "server/pki.h"
+#include "server/pki/pki.h"
 #include "tests/support/process.h"
 
 using namespace teleread;

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 #include <set>
 
-#include "server/object_store.h"
+#include "server/store/object_store.h"
 #include "tests/support/process.h"
 
 using namespace teleread;

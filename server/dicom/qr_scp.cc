@@ -1,0 +1,523 @@
+#include "server/dicom/qr_scp.h"
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmdata/dcvrpn.h"
+#include "dcmtk/dcmnet/assoc.h"
+#include "dcmtk/dcmnet/dimse.h"
+#include "dcmtk/dcmdata/dcostrmf.h"
+
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "common/dicom.h"
+#include "common/log.h"
+#include "server/dicom/dicom_tls.h"
+#include "server/dicom/dimse_status.h"
+#include "server/dicom/store_scu.h"
+
+namespace teleread {
+
+const char* const kQueryRetrieveSopClasses[] = {
+    UID_FINDPatientRootQueryRetrieveInformationModel, UID_FINDStudyRootQueryRetrieveInformationModel,
+    UID_MOVEPatientRootQueryRetrieveInformationModel, UID_MOVEStudyRootQueryRetrieveInformationModel,
+    UID_GETPatientRootQueryRetrieveInformationModel,  UID_GETStudyRootQueryRetrieveInformationModel,
+};
+const int kNumQueryRetrieveSopClasses = 6;
+
+namespace {
+
+
+bool IsPatientRoot(const char* sop_class) {
+  const std::string c = sop_class;
+  return c == UID_FINDPatientRootQueryRetrieveInformationModel || c == UID_MOVEPatientRootQueryRetrieveInformationModel ||
+         c == UID_GETPatientRootQueryRetrieveInformationModel;
+}
+
+uint32_t TagOf(const DcmTagKey& k) { return (uint32_t{k.getGroup()} << 16) | k.getElement(); }
+
+std::string Who(const QrEnv& env) {
+  return env.caller.ae_title + " (" + (env.caller.member_id.empty() ? "centre" : env.caller.member_id) + ")";
+}
+
+// The identifier as a scoped request; the text is decoded from its Specific Character Set.
+struct ParsedIdentifier {
+  FindRequest request;
+  std::string charset;  // as the caller sent it
+  std::vector<DcmTagKey> return_keys;
+  std::string error;  // set when the identifier is unusable
+};
+
+ParsedIdentifier Parse(DcmDataset* ids, const char* sop_class, const QrEnv& env) {
+  ParsedIdentifier p;
+  p.request.member_scope = env.caller.member_id;
+  if (ids == nullptr) {
+    p.error = "no identifier";
+    return p;
+  }
+  OFString value;
+  if (ids->findAndGetOFStringArray(DCM_SpecificCharacterSet, value).good()) p.charset = value.c_str();
+  OFString level_text;
+  ids->findAndGetOFString(DCM_QueryRetrieveLevel, level_text);
+  std::optional<QrLevel> level = ParseQrLevel(level_text.c_str());
+  if (!level) {
+    p.error = "Query/Retrieve Level '" + std::string(level_text.c_str()) + "' is not PATIENT, STUDY, SERIES or IMAGE";
+    return p;
+  }
+  if (*level == QrLevel::kPatient && !IsPatientRoot(sop_class)) {
+    p.error = "the Study Root model has no PATIENT level";
+    return p;
+  }
+  p.request.level = *level;
+  for (unsigned long i = 0; i < ids->card(); ++i) {
+    DcmElement* e = ids->getElement(i);
+    const DcmTagKey key = e->getTag();
+    if (key == DCM_SpecificCharacterSet || key == DCM_QueryRetrieveLevel || key.getElement() == 0) continue;
+    p.return_keys.push_back(key);
+    if (e->ident() == EVR_SQ) continue;  // sequence matching is not supported: return key only
+    OFString raw;
+    if (e->getOFStringArray(raw).bad()) continue;
+    const bool person_name = e->ident() == EVR_PN;
+    Result<std::string> text = DecodeToUtf8(p.charset, std::string(raw.c_str(), raw.length()), person_name ? "\\^=" : "\\");
+    if (!text.ok()) {
+      p.error = text.status().message();
+      return p;
+    }
+    p.request.keys.push_back({TagOf(key), text.value()});
+  }
+  return p;
+}
+
+// Response identifier: the requested keys, filled from the row where the index knows them.
+// Text goes back in the caller's character set when it can hold every value, else UTF-8.
+std::unique_ptr<DcmDataset> BuildResponse(const ParsedIdentifier& p, const FindRow& row, const char* level_text,
+                                          const std::string& our_ae) {
+  auto build = [&](const std::string& charset) -> std::unique_ptr<DcmDataset> {
+    auto ds = std::make_unique<DcmDataset>();
+    ds->putAndInsertString(DCM_SpecificCharacterSet, charset.c_str());
+    ds->putAndInsertString(DCM_QueryRetrieveLevel, level_text);
+    for (const DcmTagKey& key : p.return_keys) {
+      const uint32_t tag = TagOf(key);
+      std::string value;
+      bool known = false;
+      for (const auto& [t, v] : row) {
+        if (t == tag) {
+          value = v;
+          known = true;
+          break;
+        }
+      }
+      if (!known && key == DCM_RetrieveAETitle) value = our_ae, known = true;
+      if (!known && key == DCM_InstanceAvailability) value = "ONLINE", known = true;
+      if (known && !value.empty()) {
+        Result<std::string> encoded = EncodeFromUtf8(charset, value);
+        if (!encoded.ok()) return nullptr;
+        value = encoded.value();
+      }
+      DcmTag dtag(key);
+      if (dtag.getEVR() == EVR_SQ) {
+        ds->insertEmptyElement(key);
+      } else {
+        ds->putAndInsertString(key, value.c_str());
+      }
+    }
+    return ds;
+  };
+  const std::string wanted = p.charset.empty() ? "ISO_IR 192" : p.charset;
+  if (auto ds = build(wanted)) return ds;
+  return build("ISO_IR 192");
+}
+
+void AddErrorComment(DcmDataset** detail, const std::string& comment) {
+  *detail = new DcmDataset;
+  dimse::SetErrorComment(**detail, comment);
+}
+
+struct FindState {
+  const QrEnv& env;
+  const char* sop_class;
+  ParsedIdentifier parsed;
+  std::unique_ptr<FindCursor> cursor;
+  std::string level_text;
+  long matches = 0;
+  bool failed = false;
+};
+
+void FindCallback(void* data, OFBool cancelled, T_DIMSE_C_FindRQ*, DcmDataset* request_ids, int response_count,
+                  T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids, DcmDataset** detail) {
+  auto& st = *static_cast<FindState*>(data);
+  *rsp_ids = nullptr;
+  if (response_count == 1) {
+    st.parsed = Parse(request_ids, st.sop_class, st.env);
+    OFString level;
+    if (request_ids) request_ids->findAndGetOFString(DCM_QueryRetrieveLevel, level);
+    st.level_text = level.c_str();
+    if (!st.parsed.error.empty()) {
+      spdlog::warn("C-FIND from {} refused: {}", Who(st.env), st.parsed.error);
+      rsp->DimseStatus = dimse::kIdentifierDoesNotMatch;
+      AddErrorComment(detail, st.parsed.error);
+      st.failed = true;
+      return;
+    }
+    Result<std::unique_ptr<FindCursor>> cursor = st.env.engine.Find(st.parsed.request);
+    if (!cursor.ok()) {
+      spdlog::warn("C-FIND from {} failed: {}", Who(st.env), cursor.status().ToString());
+      rsp->DimseStatus = cursor.status().code() == Status::Code::kInvalidArgument ? dimse::kIdentifierDoesNotMatch
+                                                                                  : dimse::kUnableToProcess;
+      AddErrorComment(detail, cursor.status().message());
+      st.failed = true;
+      return;
+    }
+    st.cursor = std::move(cursor.value());
+  }
+  if (cancelled) {
+    rsp->DimseStatus = dimse::kCancel;
+    return;
+  }
+  FindRow row;
+  Result<bool> next = st.cursor->Next(&row);
+  if (!next.ok()) {
+    rsp->DimseStatus = dimse::kUnableToProcess;
+    AddErrorComment(detail, next.status().message());
+    st.failed = true;
+    return;
+  }
+  if (!next.value()) {
+    rsp->DimseStatus = dimse::kSuccess;
+    return;
+  }
+  ++st.matches;
+  *rsp_ids = BuildResponse(st.parsed, row, st.level_text.c_str(), st.env.config.centre.ae_title).release();
+  rsp->DimseStatus = dimse::kPending;
+}
+
+// C-MOVE and C-GET: the selected instances and the running counts.
+struct RetrieveState {
+  const QrEnv& env;
+  const char* sop_class;
+  const char* operation;
+  std::vector<RetrieveItem> items;
+  size_t next = 0;
+  uint64_t completed = 0, failed = 0, warning = 0;  // exact; SubOperationCount() on the wire
+  std::vector<std::string> failed_uids;
+  bool refused = false;
+  std::string last_error;
+};
+
+// Parses and selects; on a refusal fills the response and returns false.
+template <typename Rsp>
+bool SelectInstances(RetrieveState& st, DcmDataset* ids, Rsp* rsp, DcmDataset** detail) {
+  ParsedIdentifier parsed = Parse(ids, st.sop_class, st.env);
+  if (parsed.error.empty()) {
+    Result<std::vector<RetrieveItem>> items = st.env.engine.Retrieve(parsed.request);
+    if (items.ok()) {
+      st.items = std::move(items.value());
+    } else {
+      parsed.error = items.status().message();
+    }
+  }
+  if (!parsed.error.empty()) {
+    spdlog::warn("{} from {} refused: {}", st.operation, Who(st.env), parsed.error);
+    rsp->DimseStatus = dimse::kIdentifierDoesNotMatch;
+    AddErrorComment(detail, parsed.error);
+    st.refused = true;
+    return false;
+  }
+  if (st.items.empty()) {
+    // Not found and not yours look the same: the caller learns nothing about other members.
+    spdlog::warn("{} from {}: nothing the caller may retrieve matches", st.operation, Who(st.env));
+    rsp->DimseStatus = dimse::kUnableToProcess;
+    AddErrorComment(detail, "no matching objects that this AE title may retrieve");
+    st.refused = true;
+    return false;
+  }
+  return true;
+}
+
+void RecordResult(RetrieveState& st, const RetrieveItem& item, const StoreResult& r) {
+  if (r.status == STATUS_Success) {
+    ++st.completed;
+  } else if ((r.status & 0xF000) == 0xB000) {
+    ++st.warning;
+  } else {
+    ++st.failed;
+    st.failed_uids.push_back(item.sop_instance_uid);
+    st.last_error = r.error;
+  }
+}
+
+template <typename Rsp>
+void FinalStatus(RetrieveState& st, Rsp* rsp, DcmDataset** rsp_ids) {
+  rsp->NumberOfRemainingSubOperations = 0;
+  rsp->NumberOfCompletedSubOperations = SubOperationCount(st.completed);
+  rsp->NumberOfFailedSubOperations = SubOperationCount(st.failed);
+  rsp->NumberOfWarningSubOperations = SubOperationCount(st.warning);
+  if (st.failed == 0 && st.warning == 0) {
+    rsp->DimseStatus = dimse::kSuccess;
+  } else if (st.completed == 0 && st.warning == 0) {
+    rsp->DimseStatus = dimse::kSubOperationsRefused;
+  } else {
+    rsp->DimseStatus = dimse::kSomeSubOperationsFailed;
+  }
+  if (!st.failed_uids.empty()) {
+    std::string list;
+    for (const std::string& uid : st.failed_uids) list += (list.empty() ? "" : "\\") + uid;
+    *rsp_ids = new DcmDataset;
+    (*rsp_ids)->putAndInsertString(DCM_FailedSOPInstanceUIDList, list.c_str());
+  }
+  spdlog::info("{} from {}: {} sent, {} failed, {} warnings{}{}", st.operation, Who(st.env), st.completed,
+               st.failed, st.warning, st.last_error.empty() ? "" : "; last error: ", st.last_error);
+}
+
+template <typename Rsp>
+void Counts(const RetrieveState& st, Rsp* rsp) {
+  rsp->NumberOfRemainingSubOperations = SubOperationCount(st.items.size() - st.next);
+  rsp->NumberOfCompletedSubOperations = SubOperationCount(st.completed);
+  rsp->NumberOfFailedSubOperations = SubOperationCount(st.failed);
+  rsp->NumberOfWarningSubOperations = SubOperationCount(st.warning);
+  rsp->opts = O_MOVE_NUMBEROFREMAININGSUBOPERATIONS | O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS |
+              O_MOVE_NUMBEROFFAILEDSUBOPERATIONS | O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
+}
+
+struct MoveState : RetrieveState {
+  T_DIMSE_C_MoveRQ* request = nullptr;
+  std::unique_ptr<StoreScu> scu;
+};
+
+void MoveCallback(void* data, OFBool cancelled, T_DIMSE_C_MoveRQ* req, DcmDataset* ids, int response_count,
+                  T_DIMSE_C_MoveRSP* rsp, DcmDataset** detail, DcmDataset** rsp_ids) {
+  auto& st = *static_cast<MoveState*>(data);
+  *rsp_ids = nullptr;
+  if (response_count == 1) {
+    std::optional<DeliveryTarget> target = st.env.config.MoveDestination(st.env.caller.member_id, req->MoveDestination);
+    if (!target) {
+      spdlog::warn("C-MOVE from {} refused: destination '{}' unknown or not allowed", Who(st.env),
+                   req->MoveDestination);
+      rsp->DimseStatus = dimse::kDestinationUnknown;
+      AddErrorComment(detail, std::string("move destination '") + req->MoveDestination + "' unknown");
+      return;
+    }
+    if (!SelectInstances(st, ids, rsp, detail)) return;
+    spdlog::info("C-MOVE from {}: {} instance(s) to {}", Who(st.env), st.items.size(), req->MoveDestination);
+    std::set<std::pair<std::string, std::string>> pairs;
+    for (const RetrieveItem& item : st.items) pairs.insert({item.sop_class_uid, item.transfer_syntax_uid});
+    st.scu = std::make_unique<StoreScu>(st.env.config.centre.ae_title, *target, st.env.dimse_timeout,
+                                        st.env.tls ? st.env.tls->ClientLayer(*target) : nullptr);
+    if (Status s = st.scu->Connect({pairs.begin(), pairs.end()}); !s.ok()) {
+      spdlog::warn("C-MOVE from {}: {}", Who(st.env), s.ToString());
+      st.failed = st.items.size();
+      for (const RetrieveItem& item : st.items) st.failed_uids.push_back(item.sop_instance_uid);
+      st.last_error = s.message();
+      st.next = st.items.size();
+      FinalStatus(st, rsp, rsp_ids);
+      return;
+    }
+  }
+  if (cancelled && st.next < st.items.size()) {
+    Counts(st, rsp);
+    rsp->DimseStatus = dimse::kCancel;
+    st.scu->Release();
+    return;
+  }
+  if (st.next >= st.items.size()) {
+    st.scu->Release();
+    FinalStatus(st, rsp, rsp_ids);
+    return;
+  }
+  const RetrieveItem& item = st.items[st.next++];
+  // PS3.7 9.3.1.1: a C-MOVE's C-STORE sub-operations name the AE and message that asked for them.
+  StoreResult r = st.scu->Store(st.env.store.Absolute(item.relative_path).string(), item.sop_class_uid,
+                                item.sop_instance_uid, item.transfer_syntax_uid, st.env.caller.ae_title,
+                                req->MessageID);
+  RecordResult(st, item, r);
+  if (r.association_lost) {
+    // The destination went away: the rest cannot be sent either.
+    while (st.next < st.items.size()) RecordResult(st, st.items[st.next++], r);
+  }
+  Counts(st, rsp);
+  rsp->DimseStatus = dimse::kPending;
+}
+
+struct GetState : RetrieveState {
+  T_ASC_Association* assoc = nullptr;
+  uint16_t message_id = 0;
+};
+
+void GetCallback(void* data, OFBool cancelled, T_DIMSE_C_GetRQ*, DcmDataset* ids, int response_count,
+                 T_DIMSE_C_GetRSP* rsp, DcmDataset** detail, DcmDataset** rsp_ids) {
+  auto& st = *static_cast<GetState*>(data);
+  *rsp_ids = nullptr;
+  if (response_count == 1) {
+    if (!SelectInstances(st, ids, rsp, detail)) return;
+    spdlog::info("C-GET from {}: {} instance(s)", Who(st.env), st.items.size());
+  }
+  if (cancelled && st.next < st.items.size()) {
+    Counts(st, rsp);
+    rsp->DimseStatus = dimse::kCancel;
+    return;
+  }
+  if (st.next >= st.items.size()) {
+    FinalStatus(st, rsp, rsp_ids);
+    return;
+  }
+  const RetrieveItem& item = st.items[st.next++];
+  StoreResult r;
+  uint8_t pres_id = ContextForSending(st.assoc, item.sop_class_uid, item.transfer_syntax_uid, true);
+  if (pres_id == 0) {
+    r.error = "the caller offered no SCP-role context for this SOP class in " + item.transfer_syntax_uid;
+  } else {
+    // On the caller's own association no Move Originator is sent: that is for C-MOVE only.
+    r = SendStoredFile(st.assoc, pres_id, ++st.message_id, st.env.store.Absolute(item.relative_path).string(),
+                       item.sop_class_uid, item.sop_instance_uid, "", 0, st.env.dimse_timeout);
+  }
+  RecordResult(st, item, r);
+  if (r.association_lost) {
+    while (st.next < st.items.size()) RecordResult(st, st.items[st.next++], r);
+  }
+  Counts(st, rsp);
+  rsp->DimseStatus = dimse::kPending;
+}
+
+const char* AbstractSyntax(T_ASC_Association* assoc, unsigned char pres_id) {
+  static thread_local T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return "";
+  return pc.abstractSyntax;
+}
+
+}  // namespace
+
+uint16_t SubOperationCount(uint64_t count) { return count > 0xFFFF ? uint16_t{0xFFFF} : static_cast<uint16_t>(count); }
+
+namespace {
+
+// The identifier that follows a C-FIND, C-MOVE or C-GET request, received into a file and read
+// like a received object. DCMTK's DIMSE_*Provider would parse it in memory, recursively, before
+// we see it: an identifier of sequences nested 10,000 deep overflowed the worker's stack.
+struct Identifier {
+  std::filesystem::path path;
+  std::unique_ptr<DicomFile> file;
+  uint16_t status = dimse::kSuccess;  // why `file` is missing
+  std::string error;
+  Identifier() = default;
+  Identifier(const Identifier&) = delete;
+  Identifier& operator=(const Identifier&) = delete;
+  ~Identifier() {
+    file.reset();
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+};
+
+// A bad condition only when the association cannot go on.
+OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id, const char* sop_class,
+                              const QrEnv& env, Identifier& ids) {
+  T_DIMSE_C_StoreRQ meta{};  // names the SOP class in the file's meta header; the syntax is the context's
+  OFStandard::strlcpy(meta.AffectedSOPClassUID, sop_class, sizeof meta.AffectedSOPClassUID);
+  OFStandard::strlcpy(meta.AffectedSOPInstanceUID, "1.2", sizeof meta.AffectedSOPInstanceUID);
+  ids.path = env.store.NewTempPath();
+  DcmOutputFileStream* stream = nullptr;
+  if (DIMSE_createFilestream(OFFilename(ids.path.c_str()), &meta, assoc, pres_id, OFTrue, &stream).bad()) {
+    ids.path.clear();
+    ids.status = dimse::kUnableToProcess;
+    ids.error = "cannot write the identifier to the storage root";
+    DIC_UL bytes = 0, pdvs = 0;
+    return DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, env.dimse_timeout, &bytes, &pdvs);
+  }
+  T_ASC_PresentationContextID data_pres = pres_id;
+  OFCondition cond =
+      DIMSE_receiveDataSetInFile(assoc, DIMSE_NONBLOCKING, env.dimse_timeout, &data_pres, stream, nullptr, nullptr);
+  const bool write_failed = cond == DIMSE_OUTOFRESOURCES || stream->status().bad();
+  delete stream;
+  if (!write_failed && cond.bad()) return cond;
+  if (data_pres != pres_id) return DIMSE_BADDATA;
+  if (write_failed) {
+    ids.status = dimse::kUnableToProcess;
+    ids.error = "cannot write the identifier: storage full";
+    return EC_Normal;
+  }
+  Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(ids.path, 0, true);
+  if (!file.ok()) {
+    ids.status = dimse::kIdentifierDoesNotMatch;
+    ids.error = "unreadable identifier: " + file.status().message();
+    return EC_Normal;
+  }
+  ids.file = std::move(file.value());
+  return EC_Normal;
+}
+
+// DCMTK's provider loop (dimfind.cc, dimmove.cc, dimget.cc) around an identifier read as above:
+// `step` is the operation's callback, `send` its DIMSE_send*Response.
+template <typename Request, typename Response, typename Step, typename Send>
+OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id, Request& req, const QrEnv& env,
+                    const char* what, Step step, Send send) {
+  Identifier ids;
+  OFCondition cond = ReceiveIdentifier(assoc, pres_id, req.AffectedSOPClassUID, env, ids);
+  if (cond.bad()) return cond;
+  Response rsp{};
+  if (!ids.file) {
+    spdlog::warn("{} from {} refused: {}", what, Who(env), ids.error);
+    rsp.DimseStatus = ids.status;
+    DcmDataset* detail = nullptr;
+    AddErrorComment(&detail, ids.error);
+    cond = send(&rsp, nullptr, detail);
+    delete detail;
+    return cond;
+  }
+  rsp.DimseStatus = dimse::kPending;
+  for (int count = 1; cond.good() && DICOM_PENDING_STATUS(rsp.DimseStatus); ++count) {
+    cond = DIMSE_checkForCancelRQ(assoc, pres_id, req.MessageID);
+    const bool cancelled = cond.good();
+    if (!cancelled && cond != DIMSE_NODATAAVAILABLE) return cond;
+    DcmDataset* rsp_ids = nullptr;
+    DcmDataset* detail = nullptr;
+    step(cancelled, &ids.file->dataset(), count, &rsp, &rsp_ids, &detail);
+    cond = send(&rsp, rsp_ids, detail);
+    delete rsp_ids;
+    delete detail;
+  }
+  return cond;
+}
+
+}  // namespace
+
+OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
+  FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};
+  OFCondition cond = Provide<T_DIMSE_C_FindRQ, T_DIMSE_C_FindRSP>(
+      assoc, pres_id, req, env, "C-FIND",
+      [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids,
+          DcmDataset** detail) { FindCallback(&st, cancelled, &req, ids, count, rsp, rsp_ids, detail); },
+      [&](T_DIMSE_C_FindRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
+        return DIMSE_sendFindResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
+      });
+  if (!st.failed && !st.level_text.empty() && cond.good()) {  // else logged as a refusal or the abort it causes
+    spdlog::info("C-FIND {} from {}: {} match(es)", st.level_text, Who(env), st.matches);
+  }
+  return cond;
+}
+
+OFCondition ServeMove(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_MoveRQ& req, const QrEnv& env) {
+  MoveState st{{env, AbstractSyntax(assoc, pres_id), "C-MOVE", {}, 0, 0, 0, 0, {}, false, ""}, &req, nullptr};
+  return Provide<T_DIMSE_C_MoveRQ, T_DIMSE_C_MoveRSP>(
+      assoc, pres_id, req, env, "C-MOVE",
+      [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_MoveRSP* rsp, DcmDataset** rsp_ids,
+          DcmDataset** detail) { MoveCallback(&st, cancelled, &req, ids, count, rsp, detail, rsp_ids); },
+      [&](T_DIMSE_C_MoveRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
+        return DIMSE_sendMoveResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
+      });
+}
+
+OFCondition ServeGet(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_GetRQ& req, const QrEnv& env) {
+  GetState st{{env, AbstractSyntax(assoc, pres_id), "C-GET", {}, 0, 0, 0, 0, {}, false, ""}, assoc, 0};
+  return Provide<T_DIMSE_C_GetRQ, T_DIMSE_C_GetRSP>(
+      assoc, pres_id, req, env, "C-GET",
+      [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_GetRSP* rsp, DcmDataset** rsp_ids,
+          DcmDataset** detail) { GetCallback(&st, cancelled, &req, ids, count, rsp, detail, rsp_ids); },
+      [&](T_DIMSE_C_GetRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
+        return DIMSE_sendGetResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
+      });
+}
+
+}  // namespace teleread

@@ -1,0 +1,73 @@
+#pragma once
+// The reading API (/api/v1/...), /healthz and /metrics: who the caller is, from its client
+// certificate; what it may see and do; the JSON in and out. Transport-free, so tests can call
+// Handle directly as well as over HTTPS. See docs/api.md.
+//
+// Thread-safety: Handle may be called from many threads.
+#include <atomic>
+#include <string>
+
+#include <functional>
+#include <vector>
+
+#include "common/config.h"
+#include "server/http/https_server.h"
+#include "server/pki/certificate_expiry.h"
+#include "server/reading/outbox.h"
+#include "server/reading/report_desk.h"
+#include "server/reading/worklist.h"
+#include "server/store/object_store.h"
+#include "server/store/study_reads.h"
+
+namespace teleread {
+
+struct Identity {
+  std::string id;  // radiologist id, the admin's common name, or the member hospital's id
+  bool admin = false;
+  std::string member_id;  // set for a member hospital: it sees its own studies' reports only
+};
+
+// Prometheus text from another part of the server (the DICOM listener's counters), for /metrics.
+using MetricsSource = std::function<std::string()>;
+
+class ReadingApi {
+ public:
+  ReadingApi(const Config& config, Worklist& worklist, const StudyReads& reads, const ObjectStore& store,
+             std::vector<MetricsSource> metrics, ReportDesk* desk = nullptr, DeliveryOutbox* outbox = nullptr,
+             CertificateExpiry* certificates = nullptr)
+      : config_(config), worklist_(worklist), reads_(reads), store_(store), metrics_(std::move(metrics)),
+        desk_(desk), outbox_(outbox), certificates_(certificates) {}
+
+  HttpResponse Handle(const HttpRequest& request, const PeerCertificate& peer);
+
+  // The radiologist or admin a certificate stands for; nullopt when it stands for nobody here.
+  std::optional<Identity> Identify(const PeerCertificate& peer) const;
+
+ private:
+  HttpResponse Route(const HttpRequest& request, const Identity& who);
+  HttpResponse WorklistPage(const std::string& query, const Identity& who);
+  HttpResponse Study(const std::string& uid, const Identity& who);
+  HttpResponse Instance(const std::string& uid, const std::string& sop, const Identity& who);
+  HttpResponse Priors(const std::string& uid, const Identity& who);
+  HttpResponse Archive(const std::string& uid, const Identity& who);
+  HttpResponse ClaimAction(const std::string& uid, const std::string& action, const std::string& query,
+                           const Identity& who);
+  HttpResponse Metrics();
+  HttpResponse SubmitReport(const std::string& uid, const HttpRequest& req, const Identity& who);
+  // Reports of one study, or matching ?study= / ?accession= / ?patient=, within the caller's scope.
+  HttpResponse Reports(const std::string& study_uid, const std::string& query, const Identity& who);
+  HttpResponse ReportFile(const std::string& sop, const Identity& who);
+  HttpResponse Deliveries(const std::string& query, const Identity& who);
+
+  const Config& config_;
+  Worklist& worklist_;
+  const StudyReads& reads_;
+  const ObjectStore& store_;
+  std::vector<MetricsSource> metrics_;
+  ReportDesk* desk_;
+  DeliveryOutbox* outbox_;
+  CertificateExpiry* certificates_;
+  std::atomic<uint64_t> requests_{0}, refused_{0};
+};
+
+}  // namespace teleread

@@ -1,0 +1,86 @@
+#include "server/reading/ingest.h"
+
+#include "common/log.h"
+
+namespace teleread {
+namespace {
+
+StoreOutcome Refuse(IngestCode code, std::string why) { return StoreOutcome{code, std::move(why), false, 0}; }
+
+IngestCode CodeFor(const Status& s) {
+  return s.code() == Status::Code::kNoSpace || s.code() == Status::Code::kIOError ? IngestCode::kNoStorage
+                                                                                   : IngestCode::kUnreadable;
+}
+
+}  // namespace
+
+Ingest::Ingest(ObjectStore& store, Index& index, Clock clock) : store_(store), index_(index), clock_(std::move(clock)) {}
+
+StoreOutcome Ingest::Store(const StoreRequest& req) {
+  TempFileGuard guard(req.temp_file);
+
+  Result<InstanceSummary> summary = req.summary ? Result<InstanceSummary>(*req.summary)
+                                                : ReadInstanceSummary(req.temp_file);
+  if (!summary.ok()) return Refuse(IngestCode::kUnreadable, summary.status().message());
+  const InstanceSummary& s = summary.value();
+  if (s.sop_instance_uid.empty()) return Refuse(IngestCode::kDoesNotMatch, "no SOP Instance UID");
+  if (s.study_instance_uid.empty()) return Refuse(IngestCode::kDoesNotMatch, "no Study Instance UID");
+  if (s.series_instance_uid.empty()) return Refuse(IngestCode::kDoesNotMatch, "no Series Instance UID");
+  if (s.sop_class_uid != req.negotiated_sop_class_uid) {
+    return Refuse(IngestCode::kDoesNotMatch,
+                  "SOP Class " + s.sop_class_uid + " differs from the negotiated " + req.negotiated_sop_class_uid);
+  }
+  if (s.sop_instance_uid != req.affected_sop_instance_uid) {
+    return Refuse(IngestCode::kDoesNotMatch, "SOP Instance UID differs from the C-STORE request's");
+  }
+  if (std::optional<std::string> owner = index_.StudyOwner(s.study_instance_uid); owner && *owner != req.member_id) {
+    return Refuse(IngestCode::kNotAuthorized, "study " + s.study_instance_uid + " was sent by another member hospital");
+  }
+
+  // One SOP Instance UID is placed and indexed by one association at a time, so a failed index
+  // write can remove the file it just placed without racing a concurrent identical re-send.
+  std::lock_guard<std::mutex> sop_lock(sop_locks_[std::hash<std::string>{}(s.sop_instance_uid) % kSopLockStripes]);
+  std::error_code ec;
+  NewInstance instance{s, req.member_id, req.calling_ae_title, ObjectStore::RelativePathFor(s.sop_instance_uid),
+                       std::filesystem::file_size(req.temp_file, ec), clock_()};
+  Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
+  if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());
+  if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
+
+  if (Status st = index_.AddInstance(instance, req.also); !st.ok()) {
+    // Nothing may stay that the sender was not told was stored.
+    std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
+    return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
+                  st.message());
+  }
+  return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
+}
+
+StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& instance) {
+  std::filesystem::path existing = store_.Absolute(instance.relative_path);
+  Result<bool> same = SameDataSet(req.temp_file, existing);
+  if (!same.ok()) return Refuse(IngestCode::kNoStorage, "cannot compare with the stored copy: " + same.status().message());
+  if (!same.value()) {
+    return Refuse(IngestCode::kDifferentContent,
+                  "SOP Instance UID already stored with different content; the stored object is kept");
+  }
+  std::optional<StoredInstance> indexed = index_.FindInstance(instance.summary.sop_instance_uid);
+  if (indexed) {
+    if (indexed->member_id != req.member_id) {
+      return Refuse(IngestCode::kDifferentContent, "SOP Instance UID already stored for another member hospital");
+    }
+    if (req.also) {
+      if (Status st = index_.Write(req.also); !st.ok()) return Refuse(CodeFor(st), st.message());
+    }
+    return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
+  }
+  // A file without its row: an earlier attempt stopped between placing and indexing.
+  if (Status st = index_.AddInstance(instance, req.also); !st.ok()) {
+    return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
+                  st.message());
+  }
+  return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
+}
+
+}  // namespace teleread

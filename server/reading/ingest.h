@@ -1,0 +1,69 @@
+#pragma once
+// What happens to one received object: validate, place durably, index, say what became of it.
+// Plain C++ over ObjectStore and Index; the listener and the report desk call it, tests too.
+//
+// Thread-safety: Store may be called from many association threads at once.
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "server/store/index.h"
+#include "server/store/object_store.h"
+
+namespace teleread {
+
+// What became of a received object, in the workflow's terms; the DICOM side maps it to a
+// C-STORE status (dicom/dimse_status.h), the HTTP side to an HTTP status.
+enum class IngestCode {
+  kStored,            // stored durably and indexed, or an identical re-send
+  kDifferentContent,  // the SOP Instance UID is stored with other content: the first is kept
+  kNotAuthorized,     // the study or series belongs to another member (or study)
+  kNoStorage,         // no space, or the object could not be written or indexed
+  kDoesNotMatch,      // SOP class or instance differs from the request, or a key UID is missing
+  kUnreadable,        // the data set cannot be parsed
+};
+
+struct StoreRequest {
+  std::filesystem::path temp_file;  // the object as received, with a file meta header
+  std::string calling_ae_title;
+  std::string member_id;
+  std::string negotiated_sop_class_uid;   // abstract syntax of the presentation context used
+  std::string affected_sop_instance_uid;  // from the C-STORE command
+  // The object's summary when the caller has parsed it already (the report desk); else Store
+  // parses the file.
+  std::optional<InstanceSummary> summary;
+  // Runs in the transaction that indexes the object (or on its own when the object was indexed
+  // before): the report desk records the report with its instance. Must be idempotent.
+  Index::WriteFn also;
+};
+
+struct StoreOutcome {
+  IngestCode code = IngestCode::kStored;
+  std::string error_comment;  // why, for the sender and the log; empty on success
+  bool stored_new = false;    // false for a re-sent identical object
+  uint64_t bytes = 0;
+};
+
+class Ingest {
+ public:
+  Ingest(ObjectStore& store, Index& index, Clock clock);
+
+  // Takes ownership of request.temp_file: it is placed or removed before this returns.
+  StoreOutcome Store(const StoreRequest& request);
+
+ private:
+  StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
+
+  static constexpr size_t kSopLockStripes = 256;
+  ObjectStore& store_;
+  Index& index_;
+  Clock clock_;
+  std::array<std::mutex, kSopLockStripes> sop_locks_;
+};
+
+}  // namespace teleread

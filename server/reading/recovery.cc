@@ -1,0 +1,47 @@
+#include "server/reading/recovery.h"
+
+#include <vector>
+
+#include "common/log.h"
+
+namespace teleread {
+
+Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Config& config, int64_t now_ms) {
+  RecoveryReport report;
+  report.temp_files_removed = store.RemoveTempFiles();
+  std::vector<std::string> orphans;
+  Status s = store.ForEachObject([&](const std::string& rel) {
+    if (!index.HasPath(rel)) orphans.push_back(rel);
+  });
+  if (!s.ok()) return s;
+  for (const std::string& rel : orphans) {
+    std::filesystem::path path = store.Absolute(rel);
+    Result<InstanceSummary> summary = ReadInstanceSummary(path);
+    const Member* member = summary.ok() ? config.FindMemberByAeTitle(summary->source_ae_title) : nullptr;
+    if (!member) {
+      // No member to index it for: a report whose submission a crash cut short (never
+      // acknowledged), a damaged file, or, after restoring an older index, a report accepted
+      // since. Moved aside rather than deleted, so that the operator decides.
+      std::error_code ec;
+      const std::filesystem::path aside = store.Absolute("quarantine") / path.filename();
+      std::filesystem::create_directories(aside.parent_path(), ec);
+      std::filesystem::rename(path, aside, ec);
+      ++report.objects_unattributed;
+      spdlog::warn("recovery: moved {} to {}: no index row and no configured sender ({})", rel, aside.string(),
+                   summary.ok() ? "AE '" + summary->source_ae_title + "'" : summary.status().message());
+      continue;
+    }
+    std::error_code ec;
+    NewInstance instance{summary.value(), member->id, summary->source_ae_title, rel,
+                         std::filesystem::file_size(path, ec), now_ms};
+    if (Status st = index.AddInstance(instance); !st.ok()) {
+      ++report.objects_unattributed;
+      spdlog::error("recovery: cannot index {}: {}", rel, st.ToString());
+      continue;
+    }
+    ++report.objects_reindexed;
+  }
+  return report;
+}
+
+}  // namespace teleread

@@ -1,0 +1,307 @@
+#include "server/store/index.h"
+
+#include "common/text.h"
+#include "server/store/schema.h"
+
+namespace teleread {
+
+struct Index::WriterStatements {
+  explicit WriterStatements(sqlite3* h)
+      : find_study(h, "SELECT id, member_id FROM studies WHERE study_instance_uid = ?1"),
+        find_patient(h, "SELECT id FROM patients WHERE member_id = ?1 AND patient_id = ?2 AND "
+                        "issuer_of_patient_id = ?3"),
+        insert_patient(h,
+                       "INSERT INTO patients (member_id, patient_id, issuer_of_patient_id, patient_name, birth_date, "
+                       "sex, other_patient_ids) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        insert_study(h,
+                     "INSERT INTO studies (patient_pk, member_id, study_instance_uid, study_date, study_time, "
+                     "accession_number, study_id, study_description, referring_physician_name, institution_name, "
+                     "priority, patient_age, specific_character_set, first_received_ms, last_received_ms) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)"),
+        find_series(h, "SELECT id, study_pk FROM series WHERE series_instance_uid = ?1"),
+        insert_series(h,
+                      "INSERT INTO series (study_pk, series_instance_uid, modality, series_number, "
+                      "series_description, body_part_examined) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        insert_instance(h,
+                        "INSERT INTO instances (series_pk, sop_instance_uid, sop_class_uid, instance_number, "
+                        "transfer_syntax_uid, size_bytes, path, calling_ae_title, received_ms) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        insert_name_key(h, "INSERT INTO patient_name_keys (patient_pk, name_key) VALUES (?1, ?2)"),
+        bump_series(h, "UPDATE series SET num_instances = num_instances + 1 WHERE id = ?1"),
+        bump_study_series(h,
+                          "UPDATE studies SET num_series = num_series + 1, modalities = CASE "
+                          "WHEN ?2 = '' OR instr('\\' || modalities || '\\', '\\' || ?2 || '\\') > 0 THEN modalities "
+                          "WHEN modalities = '' THEN ?2 ELSE modalities || '\\' || ?2 END WHERE id = ?1"),
+        bump_study(h,
+                   "UPDATE studies SET num_instances = num_instances + 1, "
+                   "last_received_ms = MAX(last_received_ms, ?2) WHERE id = ?1"),
+        touch_task(h,
+                   "UPDATE reading_tasks SET late_instances = late_instances + 1, updated_ms = ?2 "
+                   "WHERE study_pk = ?1") {}
+
+  Statement find_study, find_patient, insert_patient, insert_study, find_series, insert_series, insert_instance,
+      insert_name_key, bump_series, bump_study_series, bump_study, touch_task;
+};
+
+Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& db_path) {
+  Result<std::unique_ptr<Database>> writer = Database::Open(db_path, false);
+  if (!writer.ok()) return writer.status();
+  if (Status s = MigrateSchema(*writer.value()); !s.ok()) return s;
+  Result<std::unique_ptr<Database>> reader = Database::Open(db_path, true);
+  if (!reader.ok()) return reader.status();
+  return std::unique_ptr<Index>(new Index(db_path, std::move(writer.value()), std::move(reader.value())));
+}
+
+Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, std::unique_ptr<Database> reader)
+    : db_path_(std::move(db_path)),
+      writer_db_(std::move(writer)),
+      writer_sql_(std::make_unique<WriterStatements>(writer_db_->handle())),
+      reader_db_(std::move(reader)) {
+  writer_thread_ = std::thread([this] { WriterLoop(); });
+}
+
+Index::~Index() {
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  writer_thread_.join();
+}
+
+Status Index::SubmitWrite(WriteFn fn) {
+  std::future<Status> result;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    if (stopping_) return Status::IOError("index is shutting down");
+    queue_.push_back(PendingWrite{std::move(fn), {}});
+    result = queue_.back().done.get_future();
+  }
+  queue_cv_.notify_one();
+  return result.get();
+}
+
+void Index::WriterLoop() {
+  Database& db = *writer_db_;
+  for (;;) {
+    std::deque<PendingWrite> batch;
+    {
+      std::unique_lock<std::mutex> lock(queue_mu_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      batch.swap(queue_);
+    }
+    // One transaction for the batch; each request in its own savepoint so that one
+    // refused request does not undo its neighbours.
+    Transaction tx(db);
+    std::vector<Status> results;
+    results.reserve(batch.size());
+    for (PendingWrite& w : batch) {
+      if (!tx.status().ok()) {
+        results.push_back(tx.status());
+        continue;
+      }
+      Status s = db.Exec("SAVEPOINT request");
+      if (s.ok()) s = w.fn(db);
+      (void)db.Exec(s.ok() ? "RELEASE request" : "ROLLBACK TO request; RELEASE request");
+      results.push_back(s);
+    }
+    Status commit = tx.status().ok() ? tx.Commit() : tx.status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i].done.set_value(commit.ok() ? results[i] : commit);
+    }
+  }
+}
+
+Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
+  return SubmitWrite([this, &instance, &also](Database& db) {
+    Status s = InsertInstance(db, instance);
+    return s.ok() && also ? also(db) : s;
+  });
+}
+
+Status Index::InsertInstance(Database& db, const NewInstance& in) {
+  const InstanceSummary& s = in.summary;
+  WriterStatements& p = *writer_sql_;
+
+  int64_t study_pk = 0;
+  {
+    Statement& q = p.find_study;
+    q.Bind(1, s.study_instance_uid);
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (row.value()) {
+      study_pk = q.Int(0);
+      std::string owner = q.Text(1);
+      q.Reset();
+      if (owner != in.member_id) {
+        return Status::Conflict("study " + s.study_instance_uid + " was sent by another member hospital");
+      }
+    } else {
+      q.Reset();
+    }
+  }
+  if (study_pk == 0) {
+    int64_t patient_pk = 0;
+    Statement& fp = p.find_patient;
+    fp.Bind(1, in.member_id).Bind(2, s.patient_id).Bind(3, s.issuer_of_patient_id);
+    Result<bool> row = fp.Step();
+    if (!row.ok()) return row.status();
+    if (row.value()) patient_pk = fp.Int(0);
+    fp.Reset();
+    if (patient_pk == 0) {
+      p.insert_patient.Bind(1, in.member_id).Bind(2, s.patient_id).Bind(3, s.issuer_of_patient_id);
+      p.insert_patient.Bind(4, s.patient_name).Bind(5, s.patient_birth_date).Bind(6, s.patient_sex);
+      p.insert_patient.Bind(7, s.other_patient_ids);
+      if (Status st = p.insert_patient.Run(); !st.ok()) return st;
+      patient_pk = db.LastInsertRowId();
+      for (const std::string& key : PersonNameKeys(s.patient_name)) {
+        if (Status st = p.insert_name_key.Bind(1, patient_pk).Bind(2, key).Run(); !st.ok()) return st;
+      }
+    }
+    Statement& is = p.insert_study;
+    is.Bind(1, patient_pk).Bind(2, in.member_id).Bind(3, s.study_instance_uid).Bind(4, s.study_date);
+    is.Bind(5, s.study_time).Bind(6, s.accession_number).Bind(7, s.study_id).Bind(8, s.study_description);
+    is.Bind(9, s.referring_physician_name).Bind(10, s.institution_name).Bind(11, s.study_priority);
+    is.Bind(12, s.patient_age).Bind(13, s.specific_character_set).Bind(14, in.received_ms);
+    if (Status st = is.Run(); !st.ok()) return st;
+    study_pk = db.LastInsertRowId();
+  }
+
+  int64_t series_pk = 0;
+  {
+    Statement& q = p.find_series;
+    q.Bind(1, s.series_instance_uid);
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (row.value()) {
+      series_pk = q.Int(0);
+      int64_t owner_study = q.Int(1);
+      q.Reset();
+      if (owner_study != study_pk) {
+        return Status::Conflict("series " + s.series_instance_uid + " belongs to another study");
+      }
+    } else {
+      q.Reset();
+    }
+  }
+  if (series_pk == 0) {
+    Statement& q = p.insert_series;
+    q.Bind(1, study_pk).Bind(2, s.series_instance_uid).Bind(3, s.modality).Bind(4, s.series_number);
+    q.Bind(5, s.series_description).Bind(6, s.body_part_examined);
+    if (Status st = q.Run(); !st.ok()) return st;
+    series_pk = db.LastInsertRowId();
+    if (Status st = p.bump_study_series.Bind(1, study_pk).Bind(2, s.modality).Run(); !st.ok()) return st;
+  }
+
+  Statement& ii = p.insert_instance;
+  ii.Bind(1, series_pk).Bind(2, s.sop_instance_uid).Bind(3, s.sop_class_uid).Bind(4, s.instance_number);
+  ii.Bind(5, s.transfer_syntax_uid).Bind(6, static_cast<int64_t>(in.size_bytes)).Bind(7, in.relative_path);
+  ii.Bind(8, in.calling_ae_title).Bind(9, in.received_ms);
+  if (Status st = ii.Run(); !st.ok()) {
+    if (st.code() == Status::Code::kConflict) {
+      return Status::Conflict("SOP instance " + s.sop_instance_uid + " is indexed already");
+    }
+    return st;
+  }
+  if (Status st = p.bump_series.Bind(1, series_pk).Run(); !st.ok()) return st;
+  if (Status st = p.bump_study.Bind(1, study_pk).Bind(2, in.received_ms).Run(); !st.ok()) return st;
+  return p.touch_task.Bind(1, study_pk).Bind(2, in.received_ms).Run();
+}
+
+Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const TaskPolicy& policy) {
+  int created = 0;
+  Status s = SubmitWrite([&](Database& db) -> Status {
+    // The sender's priority when it gave a known one, else the member's default.
+    std::string priority =
+        "CASE WHEN priority IN ('STAT', 'HIGH') THEN priority WHEN priority IN ('ROUTINE', 'MEDIUM', 'LOW') "
+        "THEN 'ROUTINE'";
+    for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {
+      priority += " WHEN member_id = ?" + std::to_string(6 + 2 * i) + " THEN ?" + std::to_string(7 + 2 * i);
+    }
+    priority += " ELSE 'ROUTINE' END";
+    Statement insert(db.handle(),
+                     "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, due_ms) "
+                     "SELECT id, 'waiting', " + priority + ", ?1, ?1, ?1 + CASE " + priority +
+                         " WHEN 'STAT' THEN ?3 WHEN 'HIGH' THEN ?4 ELSE ?5 END "
+                         "FROM studies WHERE task_created = 0 AND last_received_ms <= ?2");
+    insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms).Bind(3, policy.sla_stat_ms).Bind(4, policy.sla_high_ms);
+    insert.Bind(5, policy.sla_routine_ms);
+    for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {
+      insert.Bind(static_cast<int>(6 + 2 * i), policy.member_default_priority[i].first);
+      insert.Bind(static_cast<int>(7 + 2 * i), policy.member_default_priority[i].second);
+    }
+    if (Status st = insert.Run(); !st.ok()) return st;
+    created = sqlite3_changes(db.handle());
+    if (created == 0) return Status::Ok();
+    Statement mark(db.handle(),
+                   "UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= ?1");
+    return mark.Bind(1, now_ms - quiet_ms).Run();
+  });
+  if (!s.ok()) return s;
+  return created;
+}
+
+Result<std::unique_ptr<Database>> Index::OpenReader() const { return Database::Open(db_path_, true); }
+
+std::optional<StoredInstance> Index::FindInstance(const std::string& sop_instance_uid) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  static const char* kSql =
+      "SELECT st.member_id, i.path FROM instances i JOIN series se ON se.id = i.series_pk "
+      "JOIN studies st ON st.id = se.study_pk WHERE i.sop_instance_uid = ?1";
+  Statement q(reader_db_->handle(), kSql);
+  q.Bind(1, sop_instance_uid);
+  Result<bool> row = q.Step();
+  if (!row.ok() || !row.value()) return std::nullopt;
+  return StoredInstance{q.Text(0), q.Text(1)};
+}
+
+bool Index::HasPath(const std::string& relative_path) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  Statement q(reader_db_->handle(), "SELECT 1 FROM instances WHERE path = ?1");
+  q.Bind(1, relative_path);
+  Result<bool> row = q.Step();
+  return row.ok() && row.value();
+}
+
+std::optional<std::string> Index::StudyOwner(const std::string& study_instance_uid) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  Statement q(reader_db_->handle(), "SELECT member_id FROM studies WHERE study_instance_uid = ?1");
+  q.Bind(1, study_instance_uid);
+  Result<bool> row = q.Step();
+  if (!row.ok() || !row.value()) return std::nullopt;
+  return q.Text(0);
+}
+
+Result<IndexCounts> Index::Counts() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  Statement q(reader_db_->handle(),
+              "SELECT (SELECT COUNT(*) FROM patients), (SELECT COUNT(*) FROM studies), "
+              "(SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instances), "
+              "(SELECT COALESCE(SUM(size_bytes), 0) FROM instances), "
+              "(SELECT COUNT(*) FROM reading_tasks WHERE state = 'waiting'), (SELECT COUNT(*) FROM reading_tasks)");
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  return IndexCounts{q.Int(0), q.Int(1), q.Int(2), q.Int(3), q.Int(4), q.Int(5), q.Int(6)};
+}
+
+Result<std::vector<StudyOverview>> Index::ListStudies() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  Statement q(reader_db_->handle(),
+              "SELECT st.member_id, st.study_instance_uid, p.patient_id, st.study_date, "
+              "(SELECT GROUP_CONCAT(DISTINCT se.modality) FROM series se WHERE se.study_pk = st.id), "
+              "st.study_description, st.priority, st.num_series, st.num_instances, COALESCE(t.state, '') "
+              "FROM studies st JOIN patients p ON p.id = st.patient_pk "
+              "LEFT JOIN reading_tasks t ON t.study_pk = st.id ORDER BY st.member_id, st.first_received_ms");
+  std::vector<StudyOverview> out;
+  for (;;) {
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    out.push_back(StudyOverview{q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Text(5), q.Text(6),
+                                q.Int(7), q.Int(8), q.Text(9)});
+  }
+  return out;
+}
+
+}  // namespace teleread

@@ -1,0 +1,129 @@
+#pragma once
+// The study index: the only code that speaks SQL. One writer thread commits every change,
+// batching concurrent requests into one transaction (group commit) so that many associations
+// share each fsync; reads use a separate connection and never wait for a commit (WAL).
+//
+// Thread-safety: every public method may be called from any thread.
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/dicom.h"
+#include "server/store/sqlite.h"
+
+namespace teleread {
+
+struct NewInstance {
+  InstanceSummary summary;
+  std::string member_id;
+  std::string calling_ae_title;
+  std::string relative_path;
+  uint64_t size_bytes = 0;
+  int64_t received_ms = 0;
+};
+
+struct StoredInstance {
+  std::string member_id;
+  std::string relative_path;
+};
+
+struct IndexCounts {
+  int64_t patients = 0;
+  int64_t studies = 0;
+  int64_t series = 0;
+  int64_t instances = 0;
+  int64_t bytes = 0;
+  int64_t tasks_waiting = 0;
+  int64_t tasks_total = 0;
+};
+
+struct StudyOverview {
+  std::string member_id;
+  std::string study_instance_uid;
+  std::string patient_id;
+  std::string study_date;
+  std::string modalities;
+  std::string study_description;
+  std::string priority;
+  int64_t num_series = 0;
+  int64_t num_instances = 0;
+  std::string task_state;  // empty: still receiving (quiet period not over)
+};
+
+// How a complete study becomes a task: its priority (the sender's, else the member's default)
+// and its due time (complete time + the SLA for that priority).
+struct TaskPolicy {
+  int64_t sla_stat_ms = 3'600'000;
+  int64_t sla_high_ms = 4 * 3'600'000;
+  int64_t sla_routine_ms = 24 * 3'600'000;
+  std::vector<std::pair<std::string, std::string>> member_default_priority;  // member id -> priority
+};
+
+class Index {
+ public:
+  static Result<std::unique_ptr<Index>> Open(const std::filesystem::path& db_path);
+  ~Index();  // finishes queued writes, then stops the writer
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
+
+  using WriteFn = std::function<Status(Database&)>;
+
+  // Records one stored object; returns once the change is committed and durable. `also`, when
+  // given, runs in the same transaction: both happen or neither does.
+  // kConflict: the SOP Instance UID is indexed already, or its study or series belongs to
+  // another member or study.
+  Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr);
+
+  // Turns every study whose last instance arrived at or before `now_ms - quiet_ms` and that
+  // has no reading task into a waiting task. Returns how many were created.
+  Result<int> PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const TaskPolicy& policy = {});
+
+  std::optional<StoredInstance> FindInstance(const std::string& sop_instance_uid);
+  bool HasPath(const std::string& relative_path);
+  // The member that sent the study, if it is known.
+  std::optional<std::string> StudyOwner(const std::string& study_instance_uid);
+  Result<IndexCounts> Counts();
+
+  // Runs `fn` on the writer connection inside the next group commit; returns once durable.
+  // For components that own their own tables (worklist, audit, reports).
+  Status Write(WriteFn fn) { return SubmitWrite(std::move(fn)); }
+  // A fresh read-only connection (WAL: never blocks on, nor blocks, the writer).
+  Result<std::unique_ptr<Database>> OpenReader() const;
+  Result<std::vector<StudyOverview>> ListStudies();
+
+ private:
+  struct PendingWrite {
+    WriteFn fn;
+    std::promise<Status> done;
+  };
+
+  Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, std::unique_ptr<Database> reader);
+  std::filesystem::path db_path_;
+  Status SubmitWrite(WriteFn fn);
+  void WriterLoop();
+  Status InsertInstance(Database& db, const NewInstance& instance);
+
+  struct WriterStatements;
+  std::unique_ptr<Database> writer_db_;          // used by writer_thread_ only
+  std::unique_ptr<WriterStatements> writer_sql_;  // used by writer_thread_ only; prepared once
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<PendingWrite> queue_;  // guarded by queue_mu_
+  bool stopping_ = false;           // guarded by queue_mu_
+  std::thread writer_thread_;
+
+  std::mutex read_mu_;
+  std::unique_ptr<Database> reader_db_;  // guarded by read_mu_
+};
+
+}  // namespace teleread

@@ -1,0 +1,122 @@
+#include "server/store/object_store.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+namespace teleread {
+
+TempFileGuard::~TempFileGuard() { ::unlink(path_.c_str()); }
+namespace fs = std::filesystem;
+
+Status SyncPath(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path.string());
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::FromErrno(err, "fsync " + path.string());
+  return Status::Ok();
+}
+
+ObjectStore::ObjectStore(fs::path root) : root_(std::move(root)) {}
+
+Status ObjectStore::EnsureDirectory(const fs::path& dir) {
+  if (fs::is_directory(dir)) return Status::Ok();
+  if (Status s = EnsureDirectory(dir.parent_path()); !s.ok()) return s;
+  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) return Status::FromErrno(errno, "mkdir " + dir.string());
+  // The new entry must survive a crash as well as the file that will go in it.
+  return SyncPath(dir.parent_path());
+}
+
+Status ObjectStore::Prepare() {
+  if (Status s = EnsureDirectory(root_ / "objects"); !s.ok()) return s;
+  if (Status s = EnsureDirectory(root_ / "tmp"); !s.ok()) return s;
+  // The fan-out directories up front, so that storing an object never creates one (two more
+  // fsyncs on the acknowledgement path).
+  static const char kHex[] = "0123456789abcdef";
+  bool created = false;
+  for (int i = 0; i < 256; ++i) {
+    const char name[] = {kHex[i >> 4], kHex[i & 15], '\0'};
+    fs::path dir = root_ / "objects" / name;
+    if (::mkdir(dir.c_str(), 0750) == 0) {
+      created = true;
+    } else if (errno != EEXIST) {
+      return Status::FromErrno(errno, "mkdir " + dir.string());
+    }
+  }
+  return created ? SyncPath(root_ / "objects") : Status::Ok();
+}
+
+fs::path ObjectStore::NewTempPath() const {
+  uint64_t n = temp_counter_.fetch_add(1);
+  return root_ / "tmp" / (std::to_string(::getpid()) + "-" + std::to_string(n) + ".part");
+}
+
+std::string ObjectStore::RelativePathFor(const std::string& sop_instance_uid) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(sop_instance_uid.data(), sop_instance_uid.size(), digest, &len, EVP_sha256(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 15];
+  }
+  return "objects/" + hex.substr(0, 2) + "/" + hex + ".dcm";
+}
+
+Result<ObjectStore::Placed> ObjectStore::Place(const fs::path& temp, const std::string& relative_path) {
+  if (Status s = SyncPath(temp); !s.ok()) return s;
+  fs::path final_path = root_ / relative_path;
+  fs::path dir = final_path.parent_path();
+  // link(), unlike rename(), refuses to replace: two senders racing with one UID cannot
+  // overwrite each other's object.
+  int rc = ::link(temp.c_str(), final_path.c_str());
+  if (rc != 0 && errno == ENOENT) {  // a fan-out directory removed by hand
+    if (Status s = EnsureDirectory(dir); !s.ok()) return s;
+    rc = ::link(temp.c_str(), final_path.c_str());
+  }
+  if (rc != 0) {
+    if (errno == EEXIST) return Placed::kExisting;
+    return Status::FromErrno(errno, "link " + final_path.string());
+  }
+  ::unlink(temp.c_str());
+  if (Status s = SyncPath(dir); !s.ok()) return s;
+  return Placed::kNew;
+}
+
+int ObjectStore::RemoveTempFiles() {
+  int removed = 0;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(root_ / "tmp", ec)) {
+    if (e.is_regular_file() && fs::remove(e.path(), ec)) ++removed;
+  }
+  return removed;
+}
+
+Status ObjectStore::ForEachObject(const std::function<void(const std::string&)>& fn) const {
+  std::error_code ec;
+  fs::recursive_directory_iterator it(root_ / "objects", ec), end;
+  if (ec) return Status::IOError("cannot list " + (root_ / "objects").string() + ": " + ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) return Status::IOError("cannot list objects: " + ec.message());
+    if (it->is_regular_file() && it->path().extension() == ".dcm") {
+      fn(it->path().lexically_relative(root_).string());
+    }
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> ObjectStore::FreeBytes() const {
+  struct statvfs st {};
+  if (::statvfs(root_.c_str(), &st) != 0) return Status::FromErrno(errno, "statvfs " + root_.string());
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+}  // namespace teleread

@@ -1,0 +1,347 @@
+#include "server/store/query.h"
+
+#include <algorithm>
+#include <iterator>
+#include <optional>
+
+#include "common/text.h"
+
+namespace teleread {
+namespace {
+
+enum class Match {
+  kNone,        // return key only
+  kText,        // single value or wildcard, case-sensitive
+  kUid,         // list of UIDs
+  kDate,        // DA range
+  kTime,        // TM range
+  kPatientName, // PN, case-insensitive, any component group, by index
+  kPersonName,  // PN, case-insensitive, scanned
+  kModalities,  // ModalitiesInStudy: any listed modality among the study's series
+};
+
+struct Attribute {
+  uint32_t tag;
+  QrLevel level;
+  const char* column;  // SQL expression over p, st, se, i
+  Match match;
+};
+
+constexpr Attribute kAttributes[] = {
+    {0x00100010, QrLevel::kPatient, "p.patient_name", Match::kPatientName},
+    {0x00100020, QrLevel::kPatient, "p.patient_id", Match::kText},
+    {0x00100021, QrLevel::kPatient, "p.issuer_of_patient_id", Match::kText},
+    {0x00100030, QrLevel::kPatient, "p.birth_date", Match::kDate},
+    {0x00100040, QrLevel::kPatient, "p.sex", Match::kText},
+    {0x00101000, QrLevel::kPatient, "p.other_patient_ids", Match::kText},
+    {0x00201200, QrLevel::kPatient, "(SELECT COUNT(*) FROM studies x WHERE x.patient_pk = p.id)", Match::kNone},
+    {0x00201202, QrLevel::kPatient, "(SELECT CAST(TOTAL(num_series) AS INTEGER) FROM studies x WHERE x.patient_pk = p.id)",
+     Match::kNone},
+    {0x00201204, QrLevel::kPatient, "(SELECT CAST(TOTAL(num_instances) AS INTEGER) FROM studies x WHERE x.patient_pk = p.id)",
+     Match::kNone},
+    {0x0020000D, QrLevel::kStudy, "st.study_instance_uid", Match::kUid},
+    {0x00080020, QrLevel::kStudy, "st.study_date", Match::kDate},
+    {0x00080030, QrLevel::kStudy, "st.study_time", Match::kTime},
+    {0x00080050, QrLevel::kStudy, "st.accession_number", Match::kText},
+    {0x00200010, QrLevel::kStudy, "st.study_id", Match::kText},
+    {0x00081030, QrLevel::kStudy, "st.study_description", Match::kText},
+    {0x00080090, QrLevel::kStudy, "st.referring_physician_name", Match::kPersonName},
+    {0x00080080, QrLevel::kStudy, "st.institution_name", Match::kText},
+    {0x00101010, QrLevel::kStudy, "st.patient_age", Match::kText},
+    {0x00080061, QrLevel::kStudy, "st.modalities", Match::kModalities},
+    {0x00201206, QrLevel::kStudy, "st.num_series", Match::kNone},
+    {0x00201208, QrLevel::kStudy, "st.num_instances", Match::kNone},
+    {0x0020000E, QrLevel::kSeries, "se.series_instance_uid", Match::kUid},
+    {0x00080060, QrLevel::kSeries, "se.modality", Match::kText},
+    {0x00200011, QrLevel::kSeries, "se.series_number", Match::kText},
+    {0x0008103E, QrLevel::kSeries, "se.series_description", Match::kText},
+    {0x00180015, QrLevel::kSeries, "se.body_part_examined", Match::kText},
+    {0x00201209, QrLevel::kSeries, "se.num_instances", Match::kNone},
+    {0x00080018, QrLevel::kImage, "i.sop_instance_uid", Match::kUid},
+    {0x00080016, QrLevel::kImage, "i.sop_class_uid", Match::kUid},
+    {0x00200013, QrLevel::kImage, "i.instance_number", Match::kText},
+};
+
+const Attribute* FindAttribute(uint32_t tag) {
+  for (const Attribute& a : kAttributes) {
+    if (a.tag == tag) return &a;
+  }
+  return nullptr;
+}
+
+const char* FromClause(QrLevel level) {
+  switch (level) {
+    case QrLevel::kPatient:
+      return " FROM patients p";
+    case QrLevel::kStudy:
+      return " FROM studies st JOIN patients p ON p.id = st.patient_pk";
+    case QrLevel::kSeries:
+      return " FROM series se JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk";
+    case QrLevel::kImage:
+      return " FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk"
+             " JOIN patients p ON p.id = st.patient_pk";
+  }
+  return "";
+}
+
+bool HasWildcard(std::string_view v) { return v.find_first_of("*?") != std::string_view::npos; }
+
+// DICOM's * and ? are GLOB's; a literal [ must not open a GLOB character class.
+std::string GlobPattern(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '[') {
+      out += "[[]";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string Trim(std::string_view v) {
+  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+  return std::string(v);
+}
+
+struct Sql {
+  std::string where;
+  std::vector<std::string> binds;
+
+  void And(const std::string& condition) { where += (where.empty() ? " WHERE " : " AND ") + condition; }
+  std::string Param(std::string value) {
+    binds.push_back(std::move(value));
+    return "?" + std::to_string(binds.size());
+  }
+};
+
+std::string Digits(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c >= '0' && c <= '9') out += c;
+  }
+  return out;
+}
+
+// "A-B", "A-", "-B" or "A" over an expression whose values compare as strings.
+Status RangeCondition(Sql& sql, const std::string& expr, const std::string& value, bool time) {
+  auto normal = [time](std::string_view v, char pad) {
+    std::string d = Digits(v);
+    if (!time) return d;
+    if (d.size() > 6) d.resize(6);
+    return d + std::string(6 - d.size(), pad);
+  };
+  const std::string col = time ? "substr(" + expr + " || '000000', 1, 6)" : expr;
+  size_t dash = value.find('-');
+  if (dash == std::string::npos) {
+    std::string v = Digits(value);
+    if (v.empty()) return Status::InvalidArgument("bad date/time value '" + value + "'");
+    if (time) {
+      sql.And(expr + " <> '' AND " + col + " BETWEEN " + sql.Param(normal(value, '0')) + " AND " +
+              sql.Param(normal(value, '9')));
+    } else {
+      sql.And(expr + " = " + sql.Param(v));
+    }
+    return Status::Ok();
+  }
+  std::string low = normal(std::string_view(value).substr(0, dash), '0');
+  std::string high = normal(std::string_view(value).substr(dash + 1), '9');
+  if (Digits(value.substr(0, dash)).empty()) low.clear();
+  if (Digits(value.substr(dash + 1)).empty()) high.clear();
+  if (low.empty() && high.empty()) return Status::InvalidArgument("bad range '" + value + "'");
+  sql.And(expr + " <> ''");
+  if (!low.empty()) sql.And(col + " >= " + sql.Param(low));
+  if (!high.empty()) sql.And(col + " <= " + sql.Param(high));
+  return Status::Ok();
+}
+
+Status AddCondition(Sql& sql, const Attribute& a, const std::string& raw) {
+  const std::string value = Trim(raw);
+  if (value.empty() || value == "*") return Status::Ok();  // universal matching
+  const std::string col = a.column;
+  switch (a.match) {
+    case Match::kNone:
+      return Status::Ok();
+    case Match::kText:
+      sql.And(col + (HasWildcard(value) ? " GLOB " + sql.Param(GlobPattern(value)) : " = " + sql.Param(value)));
+      return Status::Ok();
+    case Match::kUid: {
+      std::vector<std::string> uids = SplitNonEmpty(value, '\\');
+      std::string list;
+      for (const std::string& u : uids) list += (list.empty() ? "" : ", ") + sql.Param(Trim(u));
+      sql.And(col + " IN (" + list + ")");
+      return Status::Ok();
+    }
+    case Match::kDate:
+      return RangeCondition(sql, col, value, false);
+    case Match::kTime:
+      return RangeCondition(sql, col, value, true);
+    case Match::kPatientName:
+    case Match::kPersonName: {
+      // The first non-empty component group of the query is matched against each stored group.
+      std::vector<std::string> groups = PersonNameKeys(value);
+      if (groups.empty()) return Status::Ok();
+      const std::string& key = groups.front();
+      const bool wild = HasWildcard(key);
+      std::string p = sql.Param(wild ? GlobPattern(key) : key);
+      if (a.match == Match::kPatientName) {
+        sql.And("p.id IN (SELECT patient_pk FROM patient_name_keys WHERE name_key " +
+                std::string(wild ? "GLOB " : "= ") + p + ")");
+      } else {
+        sql.And("upper(" + col + ") " + (wild ? "GLOB " : "= ") + p);
+      }
+      return Status::Ok();
+    }
+    case Match::kModalities: {
+      std::string any;
+      for (const std::string& m : SplitNonEmpty(value, '\\')) {
+        std::string t = Trim(m);
+        any += std::string(any.empty() ? "" : " OR ") + "m.modality " +
+               (HasWildcard(t) ? "GLOB " + sql.Param(GlobPattern(t)) : "= " + sql.Param(t));
+      }
+      sql.And("EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND (" + any + "))");
+      return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+struct BuiltQuery {
+  std::string sql;
+  std::vector<std::string> binds;
+  std::vector<uint32_t> columns;
+};
+
+Result<BuiltQuery> Build(const FindRequest& r, const std::string& select_prefix, bool with_attributes) {
+  BuiltQuery out;
+  std::string select = "SELECT " + select_prefix;
+  if (with_attributes) {
+    // Only what the caller asked for: the patient-level counts cost a subquery per row.
+    for (const Attribute& a : kAttributes) {
+      if (a.level > r.level) continue;
+      bool requested = false;
+      for (const QrKey& k : r.keys) requested |= k.tag == a.tag;
+      if (!requested) continue;
+      select += std::string(out.columns.empty() && select_prefix.empty() ? "" : ", ") + a.column;
+      out.columns.push_back(a.tag);
+    }
+  }
+  Sql sql;
+  for (const QrKey& k : r.keys) {
+    const Attribute* a = FindAttribute(k.tag);
+    if (a == nullptr || a->level > r.level) continue;  // unsupported or below the level: return key only
+    if (Status s = AddCondition(sql, *a, k.value); !s.ok()) return s;
+  }
+  if (!r.member_scope.empty()) {
+    sql.And(std::string(r.level == QrLevel::kPatient ? "p" : "st") + ".member_id = " + sql.Param(r.member_scope));
+  }
+  if (out.columns.empty() && select_prefix.empty()) select += "1";
+  out.sql = select + FromClause(r.level) + sql.where;
+  out.binds = std::move(sql.binds);
+  return out;
+}
+
+Result<std::unique_ptr<Statement>> Prepare(Database& db, const BuiltQuery& q) {
+  auto stmt = std::make_unique<Statement>(db.handle(), q.sql);
+  for (size_t i = 0; i < q.binds.size(); ++i) stmt->Bind(static_cast<int>(i + 1), q.binds[i]);
+  return stmt;
+}
+
+}  // namespace
+
+std::optional<QrLevel> ParseQrLevel(std::string_view text) {
+  std::string t = Trim(text);
+  if (t == "PATIENT") return QrLevel::kPatient;
+  if (t == "STUDY") return QrLevel::kStudy;
+  if (t == "SERIES") return QrLevel::kSeries;
+  if (t == "IMAGE") return QrLevel::kImage;
+  return std::nullopt;
+}
+
+bool QueryEngine::Knows(uint32_t tag, QrLevel level) {
+  const Attribute* a = FindAttribute(tag);
+  return a != nullptr && a->level <= level;
+}
+
+FindCursor::FindCursor(std::unique_ptr<Database> db, std::unique_ptr<Statement> query, std::vector<uint32_t> columns)
+    : db_(std::move(db)), query_(std::move(query)), columns_(std::move(columns)) {}
+
+FindCursor::~FindCursor() { query_.reset(); }
+
+Result<bool> FindCursor::Next(FindRow* row) {
+  Result<bool> has = query_->Step();
+  if (!has.ok() || !has.value()) return has;
+  row->clear();
+  for (size_t i = 0; i < columns_.size(); ++i) row->emplace_back(columns_[i], query_->Text(static_cast<int>(i)));
+  return true;
+}
+
+Result<std::unique_ptr<FindCursor>> QueryEngine::Find(const FindRequest& request) const {
+  Result<BuiltQuery> q = Build(request, "", true);
+  if (!q.ok()) return q.status();
+  Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);
+  if (!db.ok()) return db.status();
+  Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
+  if (!stmt.ok()) return stmt.status();
+  return std::make_unique<FindCursor>(std::move(db.value()), std::move(stmt.value()), std::move(q->columns));
+}
+
+Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
+  Result<BuiltQuery> q = Build(request, "", true);
+  if (!q.ok()) return q.status();
+  q->sql = "EXPLAIN QUERY PLAN " + q->sql;
+  Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);
+  if (!db.ok()) return db.status();
+  Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
+  std::string plan;
+  for (;;) {
+    Result<bool> row = stmt.value()->Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    plan += stmt.value()->Text(3) + "\n";
+  }
+  return plan;
+}
+
+Result<std::vector<RetrieveItem>> QueryEngine::Retrieve(const FindRequest& request) const {
+  static constexpr uint32_t kUniqueKey[] = {0x00100020, 0x0020000D, 0x0020000E, 0x00080018};
+  static constexpr const char* kUniqueKeyName[] = {"PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                                                   "SOPInstanceUID"};
+  const int level = static_cast<int>(request.level);
+  bool has_unique = false;
+  FindRequest narrowed;
+  narrowed.level = QrLevel::kImage;  // every selected instance, whatever the level
+  narrowed.member_scope = request.member_scope;
+  for (const QrKey& k : request.keys) {
+    // Only unique keys select in a retrieve, as single values or UID lists: no wildcard and no
+    // universal matching (PS3.4 C.4.2.2.1, C.4.3.2.1). Other keys are ignored.
+    const auto* u = std::find(std::begin(kUniqueKey), std::end(kUniqueKey), k.tag);
+    if (u == std::end(kUniqueKey)) continue;
+    const char* name = kUniqueKeyName[u - std::begin(kUniqueKey)];
+    if (HasWildcard(k.value)) return Status::InvalidArgument(std::string(name) + " must not contain wildcards");
+    if (*u == kUniqueKey[level] && !SplitNonEmpty(Trim(k.value), '\\').empty()) has_unique = true;
+    narrowed.keys.push_back(k);
+  }
+  if (!has_unique) {
+    static constexpr const char* kLevelName[] = {"PATIENT", "STUDY", "SERIES", "IMAGE"};
+    return Status::InvalidArgument(std::string("no ") + kUniqueKeyName[level] + ", the unique key of the " +
+                                   kLevelName[level] + " level");
+  }
+  Result<BuiltQuery> q = Build(narrowed, "i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.path", false);
+  if (!q.ok()) return q.status();
+  Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);
+  if (!db.ok()) return db.status();
+  Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
+  std::vector<RetrieveItem> items;
+  for (;;) {
+    Result<bool> row = stmt.value()->Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    Statement& s = *stmt.value();
+    items.push_back({s.Text(0), s.Text(1), s.Text(2), s.Text(3)});
+  }
+  return items;
+}
+
+}  // namespace teleread

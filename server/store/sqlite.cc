@@ -1,0 +1,117 @@
+#include "server/store/sqlite.h"
+
+namespace teleread {
+namespace {
+
+Status FromSqlite(sqlite3* db, int rc, std::string_view what) {
+  std::string msg = std::string(what) + ": " + sqlite3_errmsg(db);
+  switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT: return Status::Conflict(msg);
+    case SQLITE_FULL: return Status::NoSpace(msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return Status::Corruption(msg);
+    default: return Status::IOError(msg);
+  }
+}
+
+}  // namespace
+
+Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
+  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_,
+                              nullptr);
+  // Kept, not thrown: it reaches the caller through Step or Run, on whatever thread that is.
+  if (rc != SQLITE_OK) prepare_error_ = FromSqlite(db, rc, "SQL prepare failed");
+}
+
+Statement::~Statement() { sqlite3_finalize(stmt_); }
+
+Statement& Statement::Bind(int index, int64_t value) {
+  if (stmt_) sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+
+Statement& Statement::Bind(int index, std::string_view value) {
+  if (stmt_) sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+
+Result<bool> Statement::Step() {
+  if (!stmt_) return prepare_error_;
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  Status s = FromSqlite(db_, rc, "SQL step failed");
+  sqlite3_reset(stmt_);
+  return s;
+}
+
+Status Statement::Run() {
+  Result<bool> r = Step();
+  Reset();
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+int64_t Statement::Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+std::string Statement::Text(int column) const {
+  const unsigned char* text = sqlite3_column_text(stmt_, column);
+  if (!text) return std::string();
+  return std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+}
+
+void Statement::Reset() {
+  if (!stmt_) return;
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& path, bool read_only) {
+  std::error_code ec;
+  if (read_only && !std::filesystem::exists(path, ec) && !ec) return Status::NotFound("no index at " + path.string());
+  sqlite3* db = nullptr;
+  int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Status::IOError("cannot open index " + path.string() + ": " + msg);
+  }
+  std::unique_ptr<Database> database(new Database(db));
+  // Every pragma lives here. A writer waits for the other process-level writer rather than
+  // failing; WAL lets readers run beside ingest; FULL makes each commit durable on return.
+  sqlite3_busy_timeout(db, 30000);
+  const char* pragmas = read_only ? "PRAGMA foreign_keys=ON;"
+                                  : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+  Status s = database->Exec(pragmas);
+  if (!s.ok()) return s;
+  return database;
+}
+
+Database::~Database() { sqlite3_close_v2(db_); }
+
+Status Database::Exec(std::string_view sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return Status::Ok();
+  std::string msg = err ? err : "unknown error";
+  sqlite3_free(err);
+  return FromSqlite(db_, rc, msg);
+}
+
+Transaction::Transaction(Database& db) : db_(db) {
+  begin_ = db_.Exec("BEGIN IMMEDIATE");
+  open_ = begin_.ok();
+}
+
+Transaction::~Transaction() {
+  if (open_) (void)db_.Exec("ROLLBACK");
+}
+
+Status Transaction::Commit() {
+  if (!open_) return begin_.ok() ? Status::InvalidArgument("transaction already finished") : begin_;
+  Status s = db_.Exec("COMMIT");
+  open_ = !s.ok() && !sqlite3_get_autocommit(db_.handle());
+  return s;
+}
+
+}  // namespace teleread

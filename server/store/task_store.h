@@ -1,0 +1,99 @@
+#pragma once
+// Reading tasks in the index: the worklist query and every state change of a task, each change
+// one transaction through the index's single writer, so of many simultaneous claims exactly one
+// wins. Times are passed in, so the rules above (leases, expiry) decide them.
+//
+// Thread-safety: any thread.
+#include <cstdint>
+#include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace teleread {
+
+class Index;
+
+struct WorklistFilter {
+  std::string modality;   // matches any modality of the study
+  std::string member_id;
+  std::string priority;   // STAT, HIGH, ROUTINE
+  std::string state;      // waiting, claimed, reported (incl. amended) or amended; empty: open ones
+  std::string claimed_by; // "mine" is resolved by the caller to a radiologist id
+  int limit = 50;
+  int offset = 0;
+};
+
+struct WorklistRow {
+  std::string study_instance_uid;
+  std::string member_id;
+  std::string modalities;
+  std::string body_part;
+  std::string study_description;
+  std::string patient_name;  // UTF-8, as the member sent it (DICOM PN: family^given)
+  std::string patient_id;
+  std::string patient_birth_date;
+  std::string patient_age;
+  std::string patient_sex;
+  std::string study_date;
+  int64_t num_series = 0;
+  int64_t num_instances = 0;
+  std::string priority;
+  std::string state;  // waiting, claimed, reported, amended
+  std::string claimed_by;
+  int64_t received_ms = 0;
+  int64_t complete_ms = 0;
+  int64_t due_ms = 0;
+  int64_t claimed_ms = 0;
+  int64_t lease_expires_ms = 0;
+  int64_t reported_ms = 0;
+  int64_t delivered_ms = 0;
+  int64_t amended_ms = 0;   // the latest accepted amendment
+  std::string reported_by;  // who signed the first report
+  bool overdue = false;
+};
+
+// A cumulative histogram in seconds, as Prometheus wants it.
+struct Histogram {
+  static constexpr double kBounds[] = {60, 300, 900, 3600, 4 * 3600, 24 * 3600};
+  int64_t buckets[std::size(kBounds)] = {};  // observations <= each bound
+  int64_t count = 0;
+  double sum = 0;
+};
+
+struct TaskCounts {
+  int64_t waiting = 0, claimed = 0, reported = 0, overdue = 0;
+  std::vector<std::pair<std::string, int64_t>> open_by_priority;
+  Histogram complete_to_claim, complete_to_report, report_to_delivery;
+};
+
+class TaskStore {
+ public:
+  explicit TaskStore(Index& index) : index_(index) {}
+
+  Result<std::vector<WorklistRow>> List(const WorklistFilter& filter, int64_t now_ms) const;
+  // NotFound when the study has no reading task.
+  Result<WorklistRow> Task(const std::string& study_instance_uid, int64_t now_ms) const;
+
+  // Each audited in its transaction under `who`. Claim: Conflict "already reported", or Conflict
+  // whose message is the holder; NotFound when there is no task.
+  Status Claim(const std::string& study_instance_uid, const std::string& who, int64_t now_ms, int64_t lease_ms);
+  // Conflict when `who` holds no live claim.
+  Status Renew(const std::string& study_instance_uid, const std::string& who, int64_t now_ms, int64_t lease_ms);
+  // Conflict when `who` holds no claim.
+  Status Release(const std::string& study_instance_uid, const std::string& who, int64_t now_ms);
+  // The claim goes to `to` whoever holds it (on a reported study: the right to amend); audited
+  // as `admin`'s reassign. NotFound when there is no open task.
+  Status Reassign(const std::string& study_instance_uid, const std::string& to, const std::string& admin,
+                  int64_t now_ms, int64_t lease_ms);
+  // Returns expired claims to the worklist; how many.
+  Result<int> ExpireLeases(int64_t now_ms);
+  Result<TaskCounts> Counts(int64_t now_ms) const;
+
+ private:
+  Index& index_;
+};
+
+}  // namespace teleread
