@@ -36,20 +36,6 @@
 
 namespace teleread {
 
-std::string ListenerStats::Metrics() const {
-  std::string m;
-  auto counter = [&m](const char* name, uint64_t value) {
-    m += std::string("# TYPE ") + name + " counter\n" + name + " " + std::to_string(value) + "\n";
-  };
-  counter("teleread_dicom_associations_total", associations.load());
-  counter("teleread_dicom_associations_rejected_total", rejected.load());
-  counter("teleread_ingest_instances_total", stored.load());
-  counter("teleread_ingest_refused_total", refused.load());
-  counter("teleread_ingest_bytes_total", bytes.load());
-  counter("teleread_dicom_tls_associations_total", tls_associations.load());
-  counter("teleread_dicom_tls_refused_total", tls_refused.load());
-  return m;
-}
 namespace {
 
 // dcmExternalSocketHandle is one process-wide variable read inside ASC_receiveAssociation, so
@@ -107,330 +93,6 @@ class QuickAckLayer : public DcmTransportLayer {
   std::unique_ptr<DcmTransportConnection> prepared_;
 };
 
-const char* const kTransferSyntaxes[] = {
-    // Native encodings first: a sender offering a choice never has to compress for us.
-    UID_LittleEndianExplicitTransferSyntax,
-    UID_LittleEndianImplicitTransferSyntax,
-    UID_BigEndianExplicitTransferSyntax,
-    UID_DeflatedExplicitVRLittleEndianTransferSyntax,
-    UID_JPEGProcess14SV1TransferSyntax,
-    UID_JPEGProcess14TransferSyntax,
-    UID_JPEGLSLosslessTransferSyntax,
-    UID_JPEG2000LosslessOnlyTransferSyntax,
-    UID_RLELosslessTransferSyntax,
-    UID_JPEGProcess1TransferSyntax,
-    UID_JPEGProcess2_4TransferSyntax,
-    UID_JPEGLSLossyTransferSyntax,
-    UID_JPEG2000TransferSyntax,
-};
-
-std::string HumanBytes(uint64_t b) {
-  char out[32];
-  std::snprintf(out, sizeof out, "%.1f MB", static_cast<double>(b) / 1e6);
-  return out;
-}
-
-// Starts writing received bytes to disk while the rest of the object is still arriving, so the
-// fsync before the acknowledgement only waits for the tail, not for the whole object.
-class EarlyWriteback {
- public:
-  explicit EarlyWriteback(const std::filesystem::path& file) : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)) {}
-  ~EarlyWriteback() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  EarlyWriteback(const EarlyWriteback&) = delete;
-  EarlyWriteback& operator=(const EarlyWriteback&) = delete;
-
-  static void Progress(void* self, unsigned long bytes_received) {
-    auto* w = static_cast<EarlyWriteback*>(self);
-    if (w->fd_ < 0 || bytes_received < w->next_kick_) return;
-    ::sync_file_range(w->fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
-    w->next_kick_ = bytes_received + kKickBytes;
-  }
-
- private:
-  static constexpr unsigned long kKickBytes = 256 * 1024;
-  int fd_;
-  unsigned long next_kick_ = kKickBytes;
-};
-
-struct AssociationEnv {
-  const Config& config;
-  const QueryEngine& engine;
-  const CallerPolicy& policy;
-  Ingest& ingest;
-  ObjectStore& store;
-  ListenerStats& stats;
-  MemberSlots& slots;
-  const DicomTls* tls;
-  std::string ae_title;
-  uint64_t min_free_bytes;
-  int dimse_timeout;
-};
-
-// One accepted connection from A-ASSOCIATE-RQ to release: AE checks, negotiation, then the
-// DIMSE loop. Our own loop rather than DcmSCP, whose config cannot hold a presentation context
-// per storage SOP class (it stops at 128) and which hides the association from us.
-class Association {
- public:
-  Association(T_ASC_Association* assoc, const AssociationEnv& env, TlsPeer tls)
-      : assoc_(assoc), env_(env), tls_(std::move(tls)) {
-    char peer[256] = {};
-    ASC_getPresentationAddresses(assoc_->params, peer, sizeof peer, nullptr, 0);
-    peer_ = peer;
-  }
-  ~Association() {
-    ASC_dropSCPAssociation(assoc_);
-    ASC_destroyAssociation(&assoc_);
-    if (slot_held_) env_.slots.Leave(caller_->member_id);
-  }
-  Association(const Association&) = delete;
-  Association& operator=(const Association&) = delete;
-
-  void Run() {
-    if (!Negotiate()) return;
-    env_.stats.associations++;
-    if (tls_.tls) env_.stats.tls_associations++;
-    Serve();
-    if (stored_ + refused_ > 0) {
-      spdlog::info("association {} ({}) from {} ended: {} stored, {} refused, {}{}", caller_->ae_title,
-                   caller_->member_id.empty() ? "centre" : caller_->member_id, peer_, stored_, refused_,
-                   HumanBytes(bytes_), tls_.tls ? "; " + tls_.protocol : std::string());
-    }
-  }
-
- private:
-  void Reject(T_ASC_RejectParametersResult result, T_ASC_RejectParametersSource source,
-              T_ASC_RejectParametersReason reason) {
-    T_ASC_RejectParameters rej{result, source, reason};
-    ASC_rejectAssociation(assoc_, &rej);
-    env_.stats.rejected++;
-  }
-
-  bool Negotiate() {
-    char calling[kAeBuffer] = {}, called[kAeBuffer] = {};
-    ASC_getAPTitles(assoc_->params, calling, sizeof calling, called, sizeof called, nullptr, 0);
-    if (!env_.policy.AcceptsCalledAeTitle(called)) {
-      spdlog::warn("association from {} refused: called AE title '{}' is not ours", peer_, called);
-      Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED);
-      return false;
-    }
-    caller_ = env_.policy.Identify(calling, peer_);
-    if (!caller_) {
-      spdlog::warn("association from {} refused: calling AE title '{}' not recognised for that address", peer_,
-                   calling);
-      Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
-      return false;
-    }
-    if (std::optional<std::string> problem = env_.policy.TransportProblem(*caller_, tls_, peer_)) {
-      spdlog::warn("association {} from {} refused: {}", calling, peer_, *problem);
-      if (tls_.tls) env_.stats.tls_refused++;
-      Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
-      return false;
-    }
-    if (const Member* member = env_.config.FindMemberByAeTitle(caller_->ae_title)) {
-      if (!env_.slots.TryEnter(member->id, member->max_associations)) {
-        spdlog::warn("association {} from {} refused: member {} has its {} associations open", calling, peer_,
-                     member->id, member->max_associations);
-        Reject(ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
-               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
-        return false;
-      }
-      slot_held_ = true;
-    }
-    const char* echo_syntaxes[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
-                                   UID_BigEndianExplicitTransferSyntax};
-    const char* echo[] = {UID_VerificationSOPClass};
-    OFCondition cond =
-        ASC_acceptContextsWithPreferredTransferSyntaxes(assoc_->params, echo, 1, echo_syntaxes, 3);
-    if (cond.good()) {
-      cond = ASC_acceptContextsWithPreferredTransferSyntaxes(
-          assoc_->params, const_cast<const char**>(kQueryRetrieveSopClasses), kNumQueryRetrieveSopClasses,
-          echo_syntaxes, 3);
-    }
-    if (cond.good()) {
-      cond = ASC_acceptContextsWithPreferredTransferSyntaxes(
-          assoc_->params, dcmAllStorageSOPClassUIDs, numberOfDcmAllStorageSOPClassUIDs,
-          const_cast<const char**>(kTransferSyntaxes), static_cast<int>(std::size(kTransferSyntaxes)));
-    }
-    if (cond.good()) AcceptProposedStorageRoles();
-    if (cond.bad() || ASC_countAcceptedPresentationContexts(assoc_->params) == 0) {
-      spdlog::warn("association {} from {} refused: no acceptable presentation context", calling, peer_);
-      Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_NOREASON);
-      return false;
-    }
-    ASC_setAPTitles(assoc_->params, nullptr, nullptr, env_.ae_title.c_str());
-    cond = ASC_acknowledgeAssociation(assoc_);
-    if (cond.bad()) {
-      spdlog::warn("association {} from {}: acknowledging failed: {}", calling, peer_, cond.text());
-      return false;
-    }
-    spdlog::debug("association accepted: {} from {}, {} presentation contexts{}", calling, peer_,
-                  ASC_countAcceptedPresentationContexts(assoc_->params),
-                  tls_.tls ? ", " + tls_.protocol + " " + tls_.cipher : std::string());
-    return true;
-  }
-
-  // A C-GET caller proposes the SCP role for the storage classes it wants to receive; grant it,
-  // so that we may send C-STOREs back on this association.
-  void AcceptProposedStorageRoles() {
-    const int n = ASC_countPresentationContexts(assoc_->params);
-    for (int i = 0; i < n; ++i) {
-      T_ASC_PresentationContext pc;
-      if (ASC_getPresentationContext(assoc_->params, i, &pc).bad()) continue;
-      if (pc.resultReason != ASC_P_ACCEPTANCE) continue;
-      if (pc.proposedRole != ASC_SC_ROLE_SCP && pc.proposedRole != ASC_SC_ROLE_SCUSCP) continue;
-      if (!dcmIsaStorageSOPClassUID(pc.abstractSyntax, ESSC_All)) continue;
-      ASC_acceptPresentationContext(assoc_->params, pc.presentationContextID, pc.acceptedTransferSyntax,
-                                    pc.proposedRole);
-    }
-  }
-
-  void Serve() {
-    for (;;) {
-      T_DIMSE_Message msg{};
-      T_ASC_PresentationContextID pres_id = 0;
-      OFCondition cond =
-          DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &pres_id, &msg, nullptr);
-      if (cond == DUL_PEERREQUESTEDRELEASE) {
-        ASC_acknowledgeRelease(assoc_);
-        return;
-      }
-      if (cond == DUL_PEERABORTEDASSOCIATION) return;
-      if (cond.bad()) {
-        spdlog::warn("association {} from {} aborted: {}", caller_->ae_title, peer_, cond.text());
-        ASC_abortAssociation(assoc_);
-        return;
-      }
-      switch (msg.CommandField) {
-        case DIMSE_C_ECHO_RQ:
-          cond = DIMSE_sendEchoResponse(assoc_, pres_id, &msg.msg.CEchoRQ, STATUS_Success, nullptr);
-          break;
-        case DIMSE_C_STORE_RQ:
-          cond = HandleStore(pres_id, msg.msg.CStoreRQ);
-          break;
-        case DIMSE_C_FIND_RQ:
-          cond = ServeFind(assoc_, pres_id, msg.msg.CFindRQ, QrEnvironment());
-          break;
-        case DIMSE_C_MOVE_RQ:
-          cond = ServeMove(assoc_, pres_id, msg.msg.CMoveRQ, QrEnvironment());
-          break;
-        case DIMSE_C_GET_RQ:
-          cond = ServeGet(assoc_, pres_id, msg.msg.CGetRQ, QrEnvironment());
-          break;
-        case DIMSE_C_CANCEL_RQ:
-          break;  // for an operation already finished: nothing to stop
-        default:
-          spdlog::warn("association {} from {}: unsupported DIMSE command 0x{:04X}", caller_->ae_title, peer_,
-                       static_cast<unsigned>(msg.CommandField));
-          cond = DIMSE_BADCOMMANDTYPE;
-      }
-      if (cond.bad()) {
-        if (cond != DIMSE_BADCOMMANDTYPE) {
-          spdlog::warn("association {} from {} aborted: {}", caller_->ae_title, peer_, cond.text());
-        }
-        ASC_abortAssociation(assoc_);
-        return;
-      }
-    }
-  }
-
-  QrEnv QrEnvironment() const {
-    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout, env_.tls};
-  }
-
-  // Reads the data set into a temp file exactly as it came over the wire, then hands it to Ingest.
-  OFCondition HandleStore(T_ASC_PresentationContextID pres_id, const T_DIMSE_C_StoreRQ& req) {
-    StoreOutcome outcome;
-    if (caller_->member_id.empty()) {
-      outcome = {IngestCode::kNotAuthorized, "centre AE titles do not send studies for reading", false, 0};
-    } else if (Result<uint64_t> free = env_.store.FreeBytes(); !free.ok() || free.value() < env_.min_free_bytes) {
-      outcome = {IngestCode::kNoStorage, "storage is full", false, 0};
-    }
-    std::filesystem::path temp;
-    DcmOutputFileStream* stream = nullptr;
-    if (outcome.code == IngestCode::kStored) {
-      temp = env_.store.NewTempPath();
-      if (DIMSE_createFilestream(OFFilename(temp.c_str()), &req, assoc_, pres_id, OFTrue, &stream).bad()) {
-        outcome = {IngestCode::kNoStorage, "cannot write to the storage root", false, 0};
-        stream = nullptr;
-      }
-    }
-    if (stream == nullptr) {
-      DIC_UL bytes = 0, pdvs = 0;
-      OFCondition cond = DIMSE_ignoreDataSet(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &bytes, &pdvs);
-      if (cond.bad()) return cond;
-    } else {
-      T_ASC_PresentationContextID data_pres = pres_id;
-      EarlyWriteback writeback(temp);
-      OFCondition cond = DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &data_pres, stream,
-                                                    &EarlyWriteback::Progress, &writeback);
-      // DCMTK drains the rest of the data set itself when a write fails, so the association lives on.
-      const bool write_failed = cond == DIMSE_OUTOFRESOURCES || stream->status().bad();
-      const offile_off_t expected_size = stream->tell();
-      delete stream;  // closes the file; a failed final flush shows as a short file below
-      if (!write_failed && (cond.bad() || data_pres != pres_id)) {
-        // The connection broke mid-object: nothing is kept and nobody awaits an answer.
-        ::unlink(temp.c_str());
-        spdlog::warn("C-STORE from {} interrupted: {}", caller_->ae_title,
-                     cond.bad() ? cond.text() : "data set on another presentation context");
-        return cond.bad() ? cond : DIMSE_BADDATA;
-      }
-      std::error_code ec;
-      if (write_failed || std::filesystem::file_size(temp, ec) != static_cast<uintmax_t>(expected_size) || ec) {
-        ::unlink(temp.c_str());
-        outcome = {IngestCode::kNoStorage, "writing the object failed: storage full", false, 0};
-      } else {
-        T_ASC_PresentationContext pc;
-        ASC_findAcceptedPresentationContext(assoc_->params, pres_id, &pc);
-        StoreRequest request{temp, caller_->ae_title, caller_->member_id, pc.abstractSyntax,
-                             req.AffectedSOPInstanceUID, {}};
-        outcome = env_.ingest.Store(request);
-      }
-    }
-    Account(req, outcome);
-    T_DIMSE_C_StoreRSP rsp{};
-    rsp.MessageIDBeingRespondedTo = req.MessageID;
-    rsp.DimseStatus = dimse::ForIngest(outcome.code);
-    rsp.DataSetType = DIMSE_DATASET_NULL;
-    OFStandard::strlcpy(rsp.AffectedSOPClassUID, req.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
-    OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, req.AffectedSOPInstanceUID, sizeof rsp.AffectedSOPInstanceUID);
-    rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
-    DcmDataset detail;
-    DcmDataset* detail_ptr = nullptr;
-    if (!outcome.error_comment.empty()) {
-      dimse::SetErrorComment(detail, outcome.error_comment);
-      detail_ptr = &detail;
-    }
-    return DIMSE_sendStoreResponse(assoc_, pres_id, &req, &rsp, detail_ptr);
-  }
-
-  void Account(const T_DIMSE_C_StoreRQ& req, const StoreOutcome& outcome) {
-    if (outcome.code == IngestCode::kStored) {
-      ++stored_;
-      bytes_ += outcome.bytes;
-      env_.stats.stored++;
-      env_.stats.bytes += outcome.bytes;
-      spdlog::debug("stored sop={} from {}{}", req.AffectedSOPInstanceUID, caller_->ae_title,
-                    outcome.stored_new ? "" : " (identical re-send)");
-    } else {
-      ++refused_;
-      env_.stats.refused++;
-      spdlog::warn("C-STORE sop={} from {} refused with 0x{:04X}: {}", req.AffectedSOPInstanceUID, caller_->ae_title,
-                   dimse::ForIngest(outcome.code), outcome.error_comment);
-    }
-  }
-
-  static constexpr size_t kAeBuffer = 17;
-  T_ASC_Association* assoc_;
-  const AssociationEnv& env_;
-  const TlsPeer tls_;
-  std::string peer_;
-  std::optional<Caller> caller_;
-  bool slot_held_ = false;
-  uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
-};
-
 }  // namespace
 
 struct DicomListener::Network {
@@ -470,19 +132,6 @@ struct DicomListener::Network {
     return nullptr;
   }
 };
-
-bool MemberSlots::TryEnter(const std::string& member_id, int limit) {
-  std::lock_guard<std::mutex> lock(mu_);
-  int& n = active_[member_id];
-  if (n >= limit) return false;
-  ++n;
-  return true;
-}
-
-void MemberSlots::Leave(const std::string& member_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (--active_[member_id] <= 0) active_.erase(member_id);
-}
 
 DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
                              const QueryEngine& engine, const DicomTls* tls, CertificateExpiry* expiry)
@@ -616,7 +265,7 @@ void DicomListener::AcceptLoop() {
       return;
     }
     try {
-      tls_rejecting.push_back(std::async(std::launch::async, [this, fd, deadline] { RejectBusyTls(fd, deadline); }));
+      tls_rejecting.push_back(std::async(std::launch::async, [this, fd, deadline] { RejectBusy(fd, deadline); }));
     } catch (const std::system_error& e) {
       spdlog::warn("TLS association refused: all {} workers busy ({})", config_.centre.max_associations, e.what());
       ::close(fd);
@@ -693,29 +342,21 @@ void DicomListener::AcceptLoop() {
   for (const Waiting& w : waiting) ::close(w.fd);
 }
 
-void DicomListener::RejectBusy(int fd) {
+void DicomListener::RejectBusy(int fd, std::optional<std::chrono::steady_clock::time_point> tls_deadline) {
+  std::unique_ptr<DcmTransportConnection> connection;
+  const char* what = tls_deadline ? "TLS association" : "association";
+  if (tls_deadline) {
+    TlsPeer peer;
+    std::string error;
+    connection = AcceptTls(tls_->server_context(), fd, *tls_deadline, peer, error);
+    if (!connection) {
+      spdlog::warn("{} refused: all {} workers busy (no request received: {})", what,
+                   config_.centre.max_associations, error);
+      ::close(fd);
+      return;
+    }
+  }
   // The request has arrived whole, so DCMTK reads it without waiting.
-  T_ASC_Association* assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, 1);
-  if (assoc) {
-    T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
-                               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
-    ASC_rejectAssociation(assoc, &rej);
-    ASC_dropAssociation(assoc);
-    ASC_destroyAssociation(&assoc);
-  }
-  spdlog::warn("association refused: all {} workers busy", config_.centre.max_associations);
-}
-
-void DicomListener::RejectBusyTls(int fd, std::chrono::steady_clock::time_point deadline) {
-  TlsPeer peer;
-  std::string error;
-  std::unique_ptr<DcmTransportConnection> connection = AcceptTls(tls_->server_context(), fd, deadline, peer, error);
-  if (!connection) {
-    spdlog::warn("TLS association refused: all {} workers busy (no request received: {})",
-                 config_.centre.max_associations, error);
-    ::close(fd);
-    return;
-  }
   T_ASC_Association* assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, 1, std::move(connection));
   if (assoc) {
     T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
@@ -724,7 +365,7 @@ void DicomListener::RejectBusyTls(int fd, std::chrono::steady_clock::time_point 
     ASC_dropAssociation(assoc);
     ASC_destroyAssociation(&assoc);
   }
-  spdlog::warn("TLS association refused: all {} workers busy", config_.centre.max_associations);
+  spdlog::warn("{} refused: all {} workers busy", what, config_.centre.max_associations);
 }
 
 void DicomListener::WorkerLoop() {
@@ -787,7 +428,7 @@ void DicomListener::RunConnection(Accepted c) {
   if (!assoc) return;
   AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, slots_, tls_, config_.centre.ae_title,
                      config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds};
-  Association(assoc, env, std::move(tls_peer)).Run();
+  RunAssociation(assoc, env, std::move(tls_peer));
 }
 
 }  // namespace teleread

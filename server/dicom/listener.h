@@ -14,42 +14,21 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/config.h"
+#include "server/dicom/association.h"
 #include "server/reading/caller_policy.h"
 #include "server/reading/ingest.h"
 #include "server/store/query.h"
 
 namespace teleread {
 
-struct ListenerStats {
-  std::atomic<uint64_t> associations{0};
-  std::atomic<uint64_t> rejected{0};
-  std::atomic<uint64_t> stored{0};
-  std::atomic<uint64_t> refused{0};
-  std::atomic<uint64_t> bytes{0};
-  std::atomic<uint64_t> tls_associations{0};
-  std::atomic<uint64_t> tls_refused{0};  // failed handshakes and certificates of the wrong member
-  // Prometheus text, for /metrics.
-  std::string Metrics() const;
-};
-
 class CertificateExpiry;
 class DicomTls;
-
-// Associations open per member, against Member::max_associations.
-class MemberSlots {
- public:
-  bool TryEnter(const std::string& member_id, int limit);
-  void Leave(const std::string& member_id);
-
- private:
-  std::mutex mu_;
-  std::map<std::string, int> active_;  // guarded by mu_
-};
 
 class DicomListener {
  public:
@@ -78,9 +57,9 @@ class DicomListener {
     bool tls_port;  // accepted on the separate TLS port
   };
   void RunConnection(Accepted connection);
-  void RejectBusy(int fd);
-  // The same over TLS: the handshake and the request read by `deadline`, on its own thread.
-  void RejectBusyTls(int fd, std::chrono::steady_clock::time_point deadline);
+  // Rejects with "local limit exceeded" once the request is read; over TLS (`tls_deadline` set)
+  // after the handshake, which must end by then: on its own thread.
+  void RejectBusy(int fd, std::optional<std::chrono::steady_clock::time_point> tls_deadline = std::nullopt);
   Status Listen(const std::string& address, uint16_t port, int& fd, uint16_t& bound_port);
 
   const Config& config_;

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "server/dicom/dicom_tls.h"
 #include "server/dicom/dimse_status.h"
+#include "server/dicom/receive.h"
 #include "server/dicom/store_scu.h"
 
 namespace teleread {
@@ -414,30 +415,17 @@ struct Identifier {
 // A bad condition only when the association cannot go on.
 OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id, const char* sop_class,
                               const QrEnv& env, Identifier& ids) {
-  T_DIMSE_C_StoreRQ meta{};  // names the SOP class in the file's meta header; the syntax is the context's
-  OFStandard::strlcpy(meta.AffectedSOPClassUID, sop_class, sizeof meta.AffectedSOPClassUID);
-  OFStandard::strlcpy(meta.AffectedSOPInstanceUID, "1.2", sizeof meta.AffectedSOPInstanceUID);
-  ids.path = env.store.NewTempPath();
-  DcmOutputFileStream* stream = nullptr;
-  if (DIMSE_createFilestream(OFFilename(ids.path.c_str()), &meta, assoc, pres_id, OFTrue, &stream).bad()) {
-    ids.path.clear();
+  ReceivedDataSet received;
+  OFCondition cond = ReceiveDataSet(assoc, pres_id, sop_class, "1.2", env.store, env.dimse_timeout, false, &received);
+  if (cond.bad()) return cond;
+  if (received.outcome != ReceivedDataSet::Outcome::kOnDisk) {
     ids.status = dimse::kUnableToProcess;
-    ids.error = "cannot write the identifier to the storage root";
-    DIC_UL bytes = 0, pdvs = 0;
-    return DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, env.dimse_timeout, &bytes, &pdvs);
-  }
-  T_ASC_PresentationContextID data_pres = pres_id;
-  OFCondition cond =
-      DIMSE_receiveDataSetInFile(assoc, DIMSE_NONBLOCKING, env.dimse_timeout, &data_pres, stream, nullptr, nullptr);
-  const bool write_failed = cond == DIMSE_OUTOFRESOURCES || stream->status().bad();
-  delete stream;
-  if (!write_failed && cond.bad()) return cond;
-  if (data_pres != pres_id) return DIMSE_BADDATA;
-  if (write_failed) {
-    ids.status = dimse::kUnableToProcess;
-    ids.error = "cannot write the identifier: storage full";
+    ids.error = received.outcome == ReceivedDataSet::Outcome::kCannotCreate
+                    ? "cannot write the identifier to the storage root"
+                    : "cannot write the identifier: storage full";
     return EC_Normal;
   }
+  ids.path = received.path;
   Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(ids.path, 0, true);
   if (!file.ok()) {
     ids.status = dimse::kIdentifierDoesNotMatch;

@@ -1,0 +1,30 @@
+#pragma once
+// The data set that follows a DIMSE command, received into a temporary file of the object store
+// exactly as it came over the wire, with a meta header naming the presentation context's
+// transfer syntax: C-STORE objects and C-FIND/C-MOVE/C-GET identifiers alike, so that both are
+// then read by DicomFile::Open with the same limits and never parsed in memory by DCMTK.
+#include <filesystem>
+#include <string>
+
+#include "server/store/object_store.h"
+
+struct T_ASC_Association;
+class OFCondition;
+
+namespace teleread {
+
+struct ReceivedDataSet {
+  enum class Outcome { kOnDisk, kCannotCreate, kWriteFailed };
+  Outcome outcome = Outcome::kOnDisk;
+  std::filesystem::path path;  // kOnDisk: the whole data set; the caller removes the file
+};
+
+// `early_writeback` starts writing received bytes to disk while the rest is arriving (for
+// objects whose fsync comes next). A bad condition means the association broke mid-data-set:
+// nothing is kept and nobody awaits an answer. A good one with an empty path: the storage could
+// not take it and the rest of the data set was drained, so a failure status can be sent.
+OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
+                           const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
+                           bool early_writeback, ReceivedDataSet* out);
+
+}  // namespace teleread
