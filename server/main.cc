@@ -10,22 +10,19 @@
 #include "common/version.h"
 #include "server/pki/pki.h"
 #include "server/server_app.h"
-#include "server/store/sqlite.h"
 
 using namespace teleread;
 
 namespace {
 
 int PrintStatus(const Config& config) {
-  // Read-only first: a wrong --storage must fail, not leave a new empty index behind.
-  if (Result<std::unique_ptr<Database>> existing = Database::Open(config.centre.storage / "index.sqlite", true);
-      !existing.ok()) {
-    std::cerr << "teleread-server: " << existing.status().message() << "\n";
-    return 1;
-  }
-  Result<std::unique_ptr<Index>> index = OpenIndex(config.centre.storage);
+  // A wrong --storage must fail, not leave a new empty index behind.
+  Result<std::unique_ptr<Index>> index = Index::OpenExisting(config.centre.storage / "index.sqlite");
   if (!index.ok()) {
-    std::cerr << "teleread-server: " << index.status().ToString() << "\n";
+    std::cerr << "teleread-server: "
+              << (index.status().code() == Status::Code::kNotFound ? index.status().message()
+                                                                   : index.status().ToString())
+              << "\n";
     return 1;
   }
   Result<IndexCounts> counts = index.value()->Counts();

@@ -43,32 +43,40 @@ int64_t DeliveryOutbox::Backoff(int64_t attempts) {
   return std::max<int64_t>(1, delay + jitter(rng_));
 }
 
+DeliveryOutbox::Round DeliveryOutbox::RunRound() {
+  Round round;
+  std::vector<DeliveryRow> due;
+  if (Result<std::vector<DeliveryRow>> rows = deliveries_.Due(clock_(), 32, &round.next_ms); rows.ok()) {
+    due = std::move(rows.value());
+  } else {
+    spdlog::error("delivery outbox: cannot read the index: {}", rows.status().message());
+  }
+  round.due = due.size();
+  // A member that failed is tried once per round, so that one hospital being down does not
+  // hold up the reports of the others behind its timeouts.
+  std::vector<std::string> failed_members;
+  unrecorded_ = false;
+  for (const DeliveryRow& r : due) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return round;
+    }
+    if (std::find(failed_members.begin(), failed_members.end(), r.member_id) != failed_members.end()) continue;
+    if (!Attempt(r)) failed_members.push_back(r.member_id);
+  }
+  return round;
+}
+
 void DeliveryOutbox::Loop() {
   for (;;) {
-    std::vector<DeliveryRow> due;
-    int64_t next_ms = 0;
-    if (Result<std::vector<DeliveryRow>> rows = deliveries_.Due(clock_(), 32, &next_ms); rows.ok()) {
-      due = std::move(rows.value());
-    } else {
-      spdlog::error("delivery outbox: cannot read the index: {}", rows.status().message());
-    }
-    // A member that failed is tried once per round, so that one hospital being down does not
-    // hold up the reports of the others behind its timeouts.
-    std::vector<std::string> failed_members;
-    unrecorded_ = false;
-    for (const DeliveryRow& r : due) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stopping_) return;
-      }
-      if (std::find(failed_members.begin(), failed_members.end(), r.member_id) != failed_members.end()) continue;
-      if (!Attempt(r)) failed_members.push_back(r.member_id);
-    }
+    const Round round = RunRound();
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) return;
-    if (!due.empty() && !woken_ && !unrecorded_) continue;  // more may be due
+    if (round.due > 0 && !woken_ && !unrecorded_) continue;  // more may be due
     auto wait = std::chrono::milliseconds(1000);
-    if (next_ms > 0) wait = std::min(wait, std::chrono::milliseconds(std::max<int64_t>(1, next_ms - clock_())));
+    if (round.next_ms > 0) {
+      wait = std::min(wait, std::chrono::milliseconds(std::max<int64_t>(1, round.next_ms - clock_())));
+    }
     cv_.wait_for(lock, wait, [this] { return stopping_ || woken_; });
     woken_ = false;
     if (stopping_) return;

@@ -70,6 +70,14 @@ class DeliveryOutbox {
   Status Retry(int64_t id, const std::string& actor);
   Result<DeliveryCounts> Counts() const;
 
+  // One round of the delivery thread: every due row tried once (a member that fails, once per
+  // round). For tests, on an outbox that was not started.
+  struct Round {
+    size_t due = 0;       // rows that were due
+    int64_t next_ms = 0;  // when the next row not yet due is; 0: none
+  };
+  Round RunRound();
+
  private:
   void Loop();
   // One attempt; records the outcome. Whether the member stored it.

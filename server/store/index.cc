@@ -1,5 +1,7 @@
 #include "server/store/index.h"
 
+#include "server/store/sqlite.h"
+
 #include "common/text.h"
 #include "server/store/schema.h"
 
@@ -42,6 +44,13 @@ struct Index::WriterStatements {
   Statement find_study, find_patient, insert_patient, insert_study, find_series, insert_series, insert_instance,
       insert_name_key, bump_series, bump_study_series, bump_study, touch_task;
 };
+
+Result<std::unique_ptr<Index>> Index::OpenExisting(const std::filesystem::path& db_path) {
+  if (Result<std::unique_ptr<Database>> existing = Database::Open(db_path, true); !existing.ok()) {
+    return existing.status();
+  }
+  return Open(db_path);
+}
 
 Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& db_path) {
   Result<std::unique_ptr<Database>> writer = Database::Open(db_path, false);

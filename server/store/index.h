@@ -18,9 +18,10 @@
 #include <vector>
 
 #include "common/dicom.h"
-#include "server/store/sqlite.h"
 
 namespace teleread {
+
+class Database;
 
 struct NewInstance {
   InstanceSummary summary;
@@ -71,6 +72,8 @@ struct TaskPolicy {
 class Index {
  public:
   static Result<std::unique_ptr<Index>> Open(const std::filesystem::path& db_path);
+  // As Open, but NotFound ("no index at PATH") when there is none: never creates one.
+  static Result<std::unique_ptr<Index>> OpenExisting(const std::filesystem::path& db_path);
   ~Index();  // finishes queued writes, then stops the writer
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;

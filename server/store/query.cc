@@ -1,5 +1,7 @@
 #include "server/store/query.h"
 
+#include "server/store/sqlite.h"
+
 #include <algorithm>
 #include <iterator>
 #include <optional>

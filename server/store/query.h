@@ -14,9 +14,11 @@
 #include <vector>
 
 #include "common/status.h"
-#include "server/store/sqlite.h"
 
 namespace teleread {
+
+class Database;
+class Statement;
 
 enum class QrLevel { kPatient = 0, kStudy = 1, kSeries = 2, kImage = 3 };
 

@@ -1,0 +1,188 @@
+// The report desk without a socket: every refusal names its reason and changes nothing; an
+// accepted report is stored with its task, delivery and audit entry in one go.
+#include <catch2/catch.hpp>
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+
+#include "common/signing.h"
+#include "server/pki/pki.h"
+#include "tests/unit/workflow_fixture.h"
+
+using namespace teleread;
+using teleread::test::ReceivedStudy;
+using teleread::test::WorkflowFixture;
+
+namespace {
+
+// Changes one attribute of a DICOM file in place.
+std::function<void(const std::filesystem::path&)> SetAttribute(DcmTagKey tag, const char* value) {
+  return [tag, value](const std::filesystem::path& file) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(file.c_str()).good());
+    REQUIRE(ff.getDataset()->putAndInsertString(tag, value).good());
+    REQUIRE(ff.saveFile(file.c_str(), EXS_LittleEndianExplicit).good());
+  };
+}
+
+struct DeskFixture : WorkflowFixture {
+  ReceivedStudy study = Receive("zhuozhou", "P1", "CT", "", 2);
+  DeskFixture() {
+    Promote();
+    REQUIRE(worklist->Claim(study.study_instance_uid, "wang.li").ok());
+  }
+
+  // Submits `report` as `caller`; on a refusal checks that nothing was stored.
+  Result<AcceptedReport> Submit(const std::filesystem::path& report, const std::string& caller = "wang.li") {
+    const int64_t instances = Count("instances"), reports = Count("reports"), deliveries = Count("deliveries");
+    Result<AcceptedReport> r = desk->Accept(study.study_instance_uid, Bytes(report), caller);
+    if (!r.ok()) {
+      CHECK(Count("instances") == instances);
+      CHECK(Count("reports") == reports);
+      CHECK(Count("deliveries") == deliveries);
+    }
+    return r;
+  }
+};
+
+void Refused(const Result<AcceptedReport>& r, Status::Code code, const std::string& reason) {
+  REQUIRE_FALSE(r.ok());
+  INFO(r.status().ToString());
+  CHECK(r.status().code() == code);
+  CHECK_THAT(r.status().message(), Catch::Contains(reason));
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(DeskFixture, "a signed report of the claimed study is stored with its task, delivery and audit entry",
+                 "[workflow][desk]") {
+  Result<AcceptedReport> r = Submit(SignedReport(study, "wang.li"));
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->resent);
+  CHECK(r->signer == "wang.li");
+  CHECK(worklist->Task(study.study_instance_uid)->state == "reported");
+  CHECK(Count("reports") == 1);
+  CHECK(Count("deliveries", "state = 'pending' AND member_id = 'zhuozhou'") == 1);
+  CHECK(Count("audit_log", "action = 'sign' AND actor = 'wang.li'") == 1);
+  CHECK(Count("instances") == 3);
+}
+
+TEST_CASE_METHOD(DeskFixture, "the same report sent again is accepted once and changes nothing", "[workflow][desk]") {
+  const std::filesystem::path report = SignedReport(study, "wang.li");
+  REQUIRE(Submit(report).ok());
+  Result<AcceptedReport> again = Submit(report);
+  REQUIRE(again.ok());
+  CHECK(again->resent);
+  CHECK(Count("reports") == 1);
+  CHECK(Count("deliveries") == 1);
+  CHECK(Count("audit_log", "action = 'sign'") == 1);
+}
+
+TEST_CASE_METHOD(DeskFixture, "the report desk refuses, with the reason and nothing stored", "[workflow][desk]") {
+  SECTION("bytes that are no DICOM file") {
+    Refused(desk->Accept(study.study_instance_uid, "not a report", "wang.li"), Status::Code::kInvalidArgument,
+            "not a readable DICOM file");
+  }
+  SECTION("an unsigned report") {
+    const std::filesystem::path signed_report = SignedReport(study, "wang.li");
+    Refused(Submit(signed_report.string() + ".unsigned"), Status::Code::kCorruption, "signature check failed");
+  }
+  SECTION("a report signed by a certificate of another CA") {
+    REQUIRE(InitCertificateAuthority(dir.path() / "foreign", "Somewhere Else").ok());
+    IssueRequest r;
+    r.kind = CertKind::kRadiologist;
+    r.common_name = "wang.li";
+    r.organization = "Somewhere Else";
+    REQUIRE(IssueCertificate(dir.path() / "foreign", r).ok());
+    const std::filesystem::path report = SignedReport(study, "wang.li");
+    // Re-signed with the foreign wang.li's key over the unsigned SR.
+    const std::filesystem::path foreign = dir.path() / "foreign-signed.dcm";
+    REQUIRE(SignReportFile(report.string() + ".unsigned", foreign, dir.path() / "foreign" / "wang.li.pem",
+                           dir.path() / "foreign" / "wang.li.key")
+                .ok());
+    Refused(Submit(foreign), Status::Code::kCorruption, "signature check failed");
+  }
+  SECTION("a report signed by another radiologist") {
+    Refused(Submit(SignedReport(study, "zhao.min")), Status::Code::kPermissionDenied, "signed by zhao.min, not by you");
+  }
+  SECTION("a report signed by an admin") {
+    Refused(Submit(SignedReport(study, "chief"), "chief"), Status::Code::kPermissionDenied, "which is no radiologist");
+  }
+  SECTION("a report that is not COMPLETE") {
+    Refused(Submit(SignedReport(study, "wang.li", std::nullopt, SetAttribute(DCM_CompletionFlag, "PARTIAL"))),
+            Status::Code::kInvalidArgument, "not COMPLETE");
+  }
+  SECTION("a report that is not VERIFIED") {
+    Refused(Submit(SignedReport(study, "wang.li", std::nullopt, SetAttribute(DCM_VerificationFlag, "UNVERIFIED"))),
+            Status::Code::kInvalidArgument, "not VERIFIED");
+  }
+  SECTION("a report naming another patient") {
+    Refused(Submit(SignedReport(study, "wang.li", std::nullopt, SetAttribute(DCM_PatientID, "OTHER"))),
+            Status::Code::kInvalidArgument, "Patient ID 'OTHER' is not the study's");
+  }
+  SECTION("a report naming another accession") {
+    Refused(Submit(SignedReport(study, "wang.li", std::nullopt, SetAttribute(DCM_AccessionNumber, "X9"))),
+            Status::Code::kInvalidArgument, "Accession Number 'X9' is not the study's");
+  }
+  SECTION("a report of another study") {
+    const ReceivedStudy other = Receive("zhuozhou", "P1", "CT");
+    Refused(Submit(SignedReport(other, "wang.li")), Status::Code::kInvalidArgument, "is for study");
+  }
+  SECTION("evidence from outside the study") {
+    const ReceivedStudy other = Receive("zhuozhou", "P1", "CT");
+    ReceivedStudy mixed = study;
+    mixed.evidence.push_back(other.evidence.front());
+    Refused(Submit(SignedReport(mixed, "wang.li")), Status::Code::kInvalidArgument, "is not an instance of the study");
+  }
+  SECTION("a study that is not claimed by the caller") {
+    REQUIRE(worklist->Release(study.study_instance_uid, "wang.li").ok());
+    Refused(Submit(SignedReport(study, "wang.li")), Status::Code::kConflict, "not claimed: claim it first");
+    REQUIRE(worklist->Claim(study.study_instance_uid, "zhao.min").ok());
+    Refused(Submit(SignedReport(study, "wang.li")), Status::Code::kConflict, "claimed by zhao.min");
+  }
+  SECTION("a claim that has expired") {
+    now_ms += int64_t{config.reading.lease_minutes} * 60'000 + 1;
+    Refused(Submit(SignedReport(study, "wang.li")), Status::Code::kConflict, "your claim has expired");
+  }
+  SECTION("a radiologist who is not configured") {
+    IssueRequest r;
+    r.kind = CertKind::kRadiologist;
+    r.common_name = "li.na";
+    r.organization = test::kCentreOrganization;
+    REQUIRE(IssueCertificate(pki_dir(), r).ok());
+    Refused(Submit(SignedReport(study, "li.na"), "li.na"), Status::Code::kPermissionDenied,
+            "li.na is not a configured radiologist");
+  }
+  SECTION("a signing certificate other than the configured one") {
+    for (Radiologist& r : config.radiologists) {
+      if (r.id == "wang.li") r.certificate_subject = "CN=wang.li,OU=radiologist,O=Elsewhere";
+    }
+    Refused(Submit(SignedReport(study, "wang.li")), Status::Code::kPermissionDenied, "is not the one configured");
+  }
+}
+
+TEST_CASE_METHOD(DeskFixture, "amendments: by the signer or an assignee, once per report", "[workflow][desk][amend]") {
+  const std::filesystem::path first = SignedReport(study, "wang.li");
+  Result<AcceptedReport> accepted = Submit(first);
+  REQUIRE(accepted.ok());
+  const InstanceRef ref{accepted->series_instance_uid, kBasicTextSrClass, accepted->sop_instance_uid};
+
+  Refused(Submit(SignedReport(study, "zhao.min", ref), "zhao.min"), Status::Code::kPermissionDenied,
+          "only wang.li, who signed");
+  InstanceRef unknown = ref;
+  unknown.sop_instance_uid = "1.2.3.4.5";
+  Refused(Submit(SignedReport(study, "wang.li", unknown)), Status::Code::kInvalidArgument, "is no report of this study");
+
+  Result<AcceptedReport> amended = Submit(SignedReport(study, "wang.li", ref));
+  REQUIRE(amended.ok());
+  CHECK(amended->predecessor_sop_instance_uid == ref.sop_instance_uid);
+  CHECK(worklist->Task(study.study_instance_uid)->state == "amended");
+  CHECK(Count("audit_log", "action = 'amend'") == 1);
+  Refused(Submit(SignedReport(study, "wang.li", ref)), Status::Code::kConflict, "was already amended by");
+
+  // An admin hands the right to amend to another radiologist.
+  REQUIRE(worklist->Reassign(study.study_instance_uid, "zhao.min", "chief").ok());
+  const InstanceRef latest{amended->series_instance_uid, kBasicTextSrClass, amended->sop_instance_uid};
+  CHECK(Submit(SignedReport(study, "zhao.min", latest), "zhao.min").ok());
+}
