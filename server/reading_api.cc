@@ -99,6 +99,9 @@ json RowJson(const WorklistRow& r) {
               {"description", r.study_description},
               {"patient_age", r.patient_age},
               {"patient_sex", r.patient_sex},
+              {"patient_name", r.patient_name},
+              {"patient_id", r.patient_id},
+              {"patient_birth_date", r.patient_birth_date},
               {"study_date", r.study_date},
               {"series", r.num_series},
               {"instances", r.num_instances},
@@ -220,6 +223,16 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   WorklistFilter f;
   f.modality = QueryParam(query, "modality");
   f.member_id = QueryParam(query, "member");
+  // A typo in a member id would otherwise look like an empty worklist.
+  if (!f.member_id.empty()) {
+    std::string known;
+    bool found = false;
+    for (const Member& m : config_.members) {
+      found |= m.id == f.member_id;
+      known += (known.empty() ? "" : ", ") + m.id;
+    }
+    if (!found) return Error(400, "no member hospital '" + f.member_id + "'; members: " + known);
+  }
   f.priority = QueryParam(query, "priority");
   f.state = QueryParam(query, "state");
   if (QueryParam(query, "mine") == "1") f.claimed_by = who.id;
@@ -244,8 +257,8 @@ HttpResponse ReadingApi::Study(const std::string& uid, const Identity& who) {
   if (!db.ok()) return Error(500, db.status().message());
   Statement st(db.value()->handle(),
                "SELECT st.id, st.member_id, st.study_date, st.study_time, st.accession_number, st.study_description, "
-               "st.referring_physician_name, st.institution_name, st.patient_age, p.sex, p.birth_date, st.modalities "
-               "FROM studies st JOIN patients p ON p.id = st.patient_pk WHERE st.study_instance_uid = ?1");
+               "st.referring_physician_name, st.institution_name, st.patient_age, p.sex, p.birth_date, st.modalities, "
+               "p.patient_name, p.patient_id, p.issuer_of_patient_id FROM studies st JOIN patients p ON p.id = st.patient_pk WHERE st.study_instance_uid = ?1");
   st.Bind(1, uid);
   Result<bool> found = st.Step();
   if (!found.ok()) return Error(500, found.status().message());
@@ -253,7 +266,8 @@ HttpResponse ReadingApi::Study(const std::string& uid, const Identity& who) {
   json study{{"study_instance_uid", uid},      {"member", st.Text(1)},         {"study_date", st.Text(2)},
              {"study_time", st.Text(3)},       {"accession_number", st.Text(4)}, {"description", st.Text(5)},
              {"referring_physician", st.Text(6)}, {"institution", st.Text(7)},   {"patient_age", st.Text(8)},
-             {"patient_sex", st.Text(9)},      {"patient_birth_date", st.Text(10)}, {"modalities", st.Text(11)}};
+             {"patient_sex", st.Text(9)},      {"patient_birth_date", st.Text(10)}, {"modalities", st.Text(11)},
+             {"patient_name", st.Text(12)},    {"patient_id", st.Text(13)},    {"issuer_of_patient_id", st.Text(14)}};
   const int64_t study_pk = st.Int(0);
   Statement se(db.value()->handle(),
                "SELECT id, series_instance_uid, modality, series_number, series_description, body_part_examined, "

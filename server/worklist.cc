@@ -10,7 +10,7 @@ const char* kSelect =
     "(SELECT body_part_examined FROM series b WHERE b.study_pk = st.id AND body_part_examined <> '' LIMIT 1), "
     "st.study_description, st.patient_age, p.sex, st.study_date, st.num_series, st.num_instances, t.priority, "
     "t.state, t.claimed_by, st.first_received_ms, t.complete_ms, t.due_ms, t.claimed_ms, t.lease_expires_ms, "
-    "t.reported_ms, t.delivered_ms, t.amended_ms, t.reported_by "
+    "t.reported_ms, t.delivered_ms, t.amended_ms, t.reported_by, p.patient_name, p.patient_id, p.birth_date "
     "FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p ON p.id = st.patient_pk";
 
 // An expired claim reads as waiting even before the expiry sweep has run.
@@ -38,6 +38,9 @@ WorklistRow ReadRow(Statement& q, int64_t now) {
   r.delivered_ms = q.Int(19);
   r.amended_ms = q.Int(20);
   r.reported_by = q.Text(21);
+  r.patient_name = q.Text(22);
+  r.patient_id = q.Text(23);
+  r.patient_birth_date = q.Text(24);
   if (r.state == "claimed" && r.lease_expires_ms <= now) {
     r.state = r.reported_ms > 0 ? "reported" : "waiting";  // a claim to amend returns to reported
     r.claimed_by.clear();
@@ -81,7 +84,8 @@ Result<std::vector<WorklistRow>> Worklist::List(const WorklistFilter& f) const {
   if (!f.priority.empty()) sql += " AND t.priority = " + param(f.priority);
   if (!f.claimed_by.empty()) sql += " AND t.claimed_by = " + param(f.claimed_by) + " AND t.lease_expires_ms > ?1";
   if (!f.modality.empty()) {
-    sql += " AND EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND m.modality = " + param(f.modality) + ")";
+    // Modalities are stored upper case (PS3.3 C.7.3.1.1.1); "ct" is what a person types.
+    sql += " AND EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND m.modality = upper(" + param(f.modality) + "))";
   }
   sql += " ORDER BY CASE t.priority WHEN 'STAT' THEN 0 WHEN 'HIGH' THEN 1 ELSE 2 END, t.due_ms, t.id";
   sql += " LIMIT " + std::to_string(std::clamp(f.limit, 1, 1000)) + " OFFSET " + std::to_string(std::max(0, f.offset));

@@ -32,6 +32,10 @@ struct WorklistRow {
   std::string study_description;
   std::string patient_age;
   std::string patient_sex;
+  // Identity, for the radiologists and admins who read the worklist (UTF-8); never logged at info.
+  std::string patient_name;
+  std::string patient_id;
+  std::string patient_birth_date;
   std::string study_date;
   int64_t num_series = 0;
   int64_t num_instances = 0;
