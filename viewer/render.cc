@@ -354,4 +354,10 @@ int TerminalColumns(int fd) {
   return 80;
 }
 
+int TerminalRows(int fd) {
+  winsize ws{};
+  if (::ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0) return ws.ws_row;
+  return 24;
+}
+
 }  // namespace teleread::viewer

@@ -100,5 +100,7 @@ std::string HalfBlockPreview(const RgbImage& image, int columns);
 
 // The width of the terminal on `fd` (ioctl TIOCGWINSZ); 80 when `fd` is not a terminal.
 int TerminalColumns(int fd);
+// The height of the terminal on `fd` in lines; 24 when `fd` is not a terminal.
+int TerminalRows(int fd);
 
 }  // namespace teleread::viewer
