@@ -237,7 +237,7 @@ EcgPaper DrawEcgPaper(const EcgWaveform& ecg, const ImageIdentity& id, double px
       Line(img, x0 + (i - 1) * px_per_s / ecg.sampling_hz, baseline - ch.values[first + i - 1] * scale,
            x0 + i * px_per_s / ecg.sampling_hz, baseline - ch.values[first + i] * scale, thick, kInk);
     }
-    DrawText(img, x0 + static_cast<int>(1 * mm), baseline - static_cast<int>(12 * mm),
+    DrawText(img, x0 + static_cast<int>(1 * mm), baseline - static_cast<int>(16 * mm),
              label + (ch.units == "mV" ? "" : " (" + ch.units + ")"), text);
     paper.segments.push_back({ch.label, channel, start_s, seconds, x0, baseline});
   };

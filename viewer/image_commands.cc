@@ -306,7 +306,8 @@ int RunView(Session& s, const ViewOptions& o) {
     }
     RgbImage sheet = ContactSheet(tiles, kCell);
     if (!o.no_overlay && id.ok()) {
-      sheet = WithIdentityBand(sheet, id.value(), "series " + series->series_number + "  " + WindowText(window));
+      sheet = WithIdentityBand(sheet, id.value(), "series " + series->series_number + "  " +
+                                                     (window ? WindowText(window) : "each image's own window"));
     }
     if (Status st = WritePng(sheet, o.sheet); !st.ok()) return Fail(st.message());
     report["sheet"] = {{"file", o.sheet}, {"tiles", tiles.size()},   {"failed", failed},
