@@ -225,3 +225,32 @@ std::optional<std::vector<RemoteSeries>> LoadStudy(ApiClient& api, const std::st
 
 
 }  // namespace teleread::viewer
+
+#include <thread>
+
+namespace teleread::viewer {
+
+struct BackgroundFetch::Worker {
+  std::thread thread;
+};
+
+BackgroundFetch::BackgroundFetch(Profile profile, std::filesystem::path cache, std::string study,
+                                 std::vector<RemoteInstance> wanted)
+    : total_(wanted.size()), worker_(std::make_unique<Worker>()) {
+  worker_->thread = std::thread([this, profile = std::move(profile), cache = std::move(cache), study = std::move(study),
+                                 wanted = std::move(wanted)] {
+    ApiClient api(profile);
+    const FetchOutcome r = FetchInstances(
+        api, cache, study, wanted, [this](size_t done, size_t) { done_ = done; }, true, &stop_);
+    failed_ = r.failed;
+    done_ = r.wanted - r.failed;
+    finished_ = true;
+  });
+}
+
+BackgroundFetch::~BackgroundFetch() {
+  stop_ = true;
+  if (worker_->thread.joinable()) worker_->thread.join();
+}
+
+}  // namespace teleread::viewer

@@ -59,3 +59,30 @@ std::string SummaryLine(const FetchOutcome& r);
 std::optional<std::vector<RemoteSeries>> LoadStudy(ApiClient& api, const std::string& study);
 
 }  // namespace teleread::viewer
+
+namespace teleread::viewer {
+
+// FetchInstances on a thread of its own with its own connection, for the interactive reader:
+// the instances in the order given (what is on screen first), progress readable at any time.
+// The destructor stops after the instance in flight and joins.
+class BackgroundFetch {
+ public:
+  BackgroundFetch(Profile profile, std::filesystem::path cache, std::string study, std::vector<RemoteInstance> wanted);
+  ~BackgroundFetch();
+  BackgroundFetch(const BackgroundFetch&) = delete;
+  BackgroundFetch& operator=(const BackgroundFetch&) = delete;
+
+  size_t done() const { return done_.load(); }
+  size_t total() const { return total_; }
+  bool finished() const { return finished_.load(); }
+  size_t failed() const { return failed_.load(); }
+
+ private:
+  const size_t total_;
+  std::atomic<size_t> done_{0}, failed_{0};
+  std::atomic<bool> finished_{false}, stop_{false};
+  struct Worker;
+  std::unique_ptr<Worker> worker_;
+};
+
+}  // namespace teleread::viewer

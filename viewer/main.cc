@@ -1,6 +1,7 @@
 // teleread: the radiologist's reading workstation and the hospital's report verifier.
 // Exit codes: 0 ok, 1 failure, 2 usage.
 #include "viewer/cli.h"
+#include "viewer/reader.h"
 #include "viewer/version.h"
 
 #include "common/log.h"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   AddReadingCommands(app, session);
   AddImageCommands(app, session);
+  AddReaderCommand(app, session);
   AddReportCommands(app, session);
   try {
     app.parse(argc, argv);

@@ -68,6 +68,14 @@ Result<ImageIdentity> ReadImageIdentity(const std::filesystem::path& file) {
     }
   }
   if (have) id.orientation = o;
+  Float64 rate = 0;
+  if (ds.findAndGetFloat64(DCM_FrameTime, rate).good() && rate > 0) {
+    id.frame_time_ms = rate;
+  } else if (ds.findAndGetFloat64(DCM_CineRate, rate).good() && rate > 0) {
+    id.frame_time_ms = 1000.0 / rate;
+  } else if (ds.findAndGetFloat64(DCM_RecommendedDisplayFrameRate, rate).good() && rate > 0) {
+    id.frame_time_ms = 1000.0 / rate;
+  }
   return id;
 }
 

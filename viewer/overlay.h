@@ -21,6 +21,7 @@ struct ImageIdentity {
   std::string study_date, study_description, accession_number;
   std::string modality, series_number, series_description, instance_number;
   std::optional<std::array<double, 6>> orientation;  // Image Orientation (Patient): row, column cosines
+  double frame_time_ms = 0;  // cine: Frame Time, else from Cine Rate or Recommended Display Frame Rate; 0 unknown
 };
 
 // Reads the identity of `file` (values only, no pixel data). Corruption when unreadable.
