@@ -42,7 +42,12 @@ struct Stack {
   json detail;  // the API's description: the patient is known before any file arrives
   std::vector<RemoteSeries> series;
   fs::path dir;
+  std::vector<RemoteInstance> order;  // to fetch: what is on screen first, then the rest
   std::unique_ptr<BackgroundFetch> fetch;
+
+  void StartFetch(const Profile& profile, const fs::path& cache) {
+    fetch = std::make_unique<BackgroundFetch>(profile, cache, study, order);
+  }
 };
 
 std::optional<Stack> OpenStack(Session& s, const std::string& study, const fs::path& cache, size_t first_series) {
@@ -73,7 +78,7 @@ std::optional<Stack> OpenStack(Session& s, const std::string& study, const fs::p
     const RemoteSeries& se = st.series[(first_series + k) % st.series.size()];
     order.insert(order.end(), se.instances.begin(), se.instances.end());
   }
-  st.fetch = std::make_unique<BackgroundFetch>(*s.LoadedProfile(), cache, study, order);
+  st.order = std::move(order);
   return st;
 }
 
@@ -97,7 +102,9 @@ class Reader {
     main_ = std::move(*st);
     pane_.stack = &main_;
     pane_.position = (main_.series[0].instances.size() - 1) / 2;
+    // A cached image is drawn before the fetch starts checking the cache on the other core.
     Draw();
+    main_.StartFetch(*s_.LoadedProfile(), cache_);
     if (trace_) {
       trace_ << "first_image_epoch_ms " << std::chrono::duration_cast<std::chrono::milliseconds>(
                                                  std::chrono::system_clock::now().time_since_epoch()).count()
@@ -111,7 +118,7 @@ class Reader {
       if (key == 'q' && !jumping_) return 0;
       if (key != kNone) redraw |= Handle(key);
       if (cine_ && key == kNone) redraw |= Step(1, true);
-      const size_t done = main_.fetch->done() + (prior_ ? prior_->fetch->done() : 0);
+      const size_t done = main_.fetch->done() + (prior_ ? prior_->fetch->done() : 0);  // both started by now
       if (done != seen_done) {  // new instances arrived: the status line, or the picture we waited for
         seen_done = done;
         redraw = true;
@@ -234,6 +241,7 @@ class Reader {
       return;
     }
     prior_ = std::make_unique<Stack>(std::move(*st));
+    prior_->StartFetch(*s_.LoadedProfile(), cache_);
     prior_pane_ = Pane{prior_.get(), 0, 0, 0};
     // The prior's series that matches: same modality and body part, else same modality.
     const RemoteSeries& now = Series(pane_);
@@ -269,8 +277,9 @@ class Reader {
     const fs::path file = CachedFile(p.stack->dir, in);
     std::error_code ec;
     if (!fs::exists(file, ec)) {
-      why = "fetching " + std::to_string(p.stack->fetch->done()) + "/" + std::to_string(p.stack->fetch->total()) + "...";
-      if (p.stack->fetch->finished()) why = "this instance could not be fetched";
+      const BackgroundFetch* f = p.stack->fetch.get();
+      why = f ? "fetching " + std::to_string(f->done()) + "/" + std::to_string(f->total()) + "..." : "fetching...";
+      if (f && f->finished()) why = "this instance could not be fetched";
       return std::nullopt;
     }
     char key[200];
@@ -385,7 +394,7 @@ class Reader {
     }
     std::string status = caption + "  zoom " + std::to_string(zoom_).substr(0, 4) + (invert_ ? "  inverted" : "") +
                          (cine_ ? "  cine" : "");
-    if (!main_.fetch->finished()) {
+    if (main_.fetch && !main_.fetch->finished()) {
       status += "  fetching " + std::to_string(main_.fetch->done()) + "/" + std::to_string(main_.fetch->total());
     }
     if (jumping_) status = "jump to position: " + jump_ + "_  (Enter, Esc)";

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 
 namespace teleread::viewer {
@@ -43,9 +44,7 @@ const char* ProtocolName(GraphicsProtocol p) {
 
 struct TerminalPainter::Impl {
   ChafaTermInfo* term = nullptr;
-  ChafaSymbolMap* symbols = nullptr;
   ~Impl() {
-    if (symbols) chafa_symbol_map_unref(symbols);
     if (term) chafa_term_info_unref(term);
   }
 };
@@ -56,10 +55,6 @@ TerminalPainter::TerminalPainter(GraphicsProtocol protocol) : protocol_(protocol
   ChafaTermDb* db = chafa_term_db_get_default();
   const char* envp[] = {"TERM=xterm-256color", "COLORTERM=truecolor", nullptr};
   impl_->term = chafa_term_db_detect(db, const_cast<gchar**>(envp));
-  impl_->symbols = chafa_symbol_map_new();
-  // Half and quarter blocks: a medical image wants area, not the letter shapes chafa can also use.
-  chafa_symbol_map_add_by_tags(impl_->symbols,
-                               static_cast<ChafaSymbolTags>(CHAFA_SYMBOL_TAG_BLOCK | CHAFA_SYMBOL_TAG_SPACE));
 }
 
 TerminalPainter::~TerminalPainter() = default;
@@ -67,6 +62,21 @@ TerminalPainter::~TerminalPainter() = default;
 std::string TerminalPainter::Encode(const RgbImage& image, int columns, int rows, int left, int cell_width,
                                     int cell_height) {
   if (image.width <= 0 || image.height <= 0 || columns < 1 || rows < 1) return "";
+  if (protocol_ == GraphicsProtocol::kSymbols) {
+    // Half blocks of our own: chafa's symbol matcher took 50-60 ms for a 200x57-cell frame here
+    // (more than the 30 ms a scroll step may take), while a half block is exact for two square
+    // pixels and costs a resize. chafa stays for the pixel protocols, where its encoders matter.
+    const RgbImage fitted = FitWithin(image, columns, rows * 2);
+    const std::string lines = HalfBlockPreview(fitted, fitted.width);
+    std::string placed;
+    char move[32];
+    std::snprintf(move, sizeof move, "\r\033[%dC", std::max(1, left - 1));
+    for (size_t i = 0; i < lines.size(); ++i) {
+      placed += lines[i];
+      if (lines[i] == '\n' && left > 1 && i + 1 < lines.size()) placed += move;
+    }
+    return placed;
+  }
   ChafaCanvasConfig* config = chafa_canvas_config_new();
   // Keep the aspect ratio: cells are cell_width x cell_height pixels (about 1:2 when unknown).
   const double cw = cell_width > 0 ? cell_width : 8, ch = cell_height > 0 ? cell_height : 16;
@@ -81,7 +91,6 @@ std::string TerminalPainter::Encode(const RgbImage& image, int columns, int rows
   if (protocol_ == GraphicsProtocol::kKitty) mode = CHAFA_PIXEL_MODE_KITTY;
   if (protocol_ == GraphicsProtocol::kIterm2) mode = CHAFA_PIXEL_MODE_ITERM2;
   chafa_canvas_config_set_pixel_mode(config, mode);
-  chafa_canvas_config_set_symbol_map(config, impl_->symbols);
   // Exact colours, no dithering: the grey levels are the diagnosis.
   chafa_canvas_config_set_dither_mode(config, CHAFA_DITHER_MODE_NONE);
   ChafaCanvas* canvas = chafa_canvas_new(config);
@@ -92,21 +101,6 @@ std::string TerminalPainter::Encode(const RgbImage& image, int columns, int rows
   g_string_free(out, TRUE);
   chafa_canvas_unref(canvas);
   chafa_canvas_config_unref(config);
-  if (mode == CHAFA_PIXEL_MODE_SYMBOLS) {
-    // chafa separates rows with newlines; each row must start at the image area's left column.
-    std::string placed;
-    char move[32];
-    std::snprintf(move, sizeof move, "\r\033[%dC", std::max(0, left - 1));
-    for (char c : text) {
-      if (c == '\n') {
-        placed += "\033[0m\n";
-        if (left > 1) placed += move;
-      } else {
-        placed += c;
-      }
-    }
-    return placed;
-  }
   return text;
 }
 

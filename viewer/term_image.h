@@ -1,8 +1,7 @@
 #pragma once
-// Images drawn on a terminal through libchafa: kitty graphics, sixel or iTerm2 inline images
-// where the terminal has them, else 24-bit colour symbols (half blocks and the like). chafa is a
-// maintained library that knows these protocols and their quirks (Debian libchafa0), so we do
-// not hand-write encoders.
+// Images drawn on a terminal: kitty graphics, sixel or iTerm2 inline images through libchafa
+// where the terminal has them (a maintained library that knows these protocols and their quirks,
+// Debian libchafa0, so we do not hand-write encoders), else 24-bit colour half blocks.
 //
 // Threads: a TerminalPainter is used by one thread (the reader's UI thread).
 #include <memory>
@@ -28,7 +27,7 @@ class TerminalPainter {
   TerminalPainter& operator=(const TerminalPainter&) = delete;
 
   // Escape sequences that draw `image` scaled to fit `columns` x `rows` character cells (cell
-  // size in pixels from the terminal, for the pixel protocols), starting at the cursor. Symbol
+  // size in pixels from the terminal, for the pixel protocols), starting at the cursor. Half-block
   // output is one line per row with cursor movement to `left` (1-based column) after each.
   std::string Encode(const RgbImage& image, int columns, int rows, int left, int cell_width, int cell_height);
 
