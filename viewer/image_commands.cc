@@ -257,31 +257,37 @@ int RunView(Session& s, const ViewOptions& o) {
   if (kind != ObjectKind::kImage) return ShowDocument(s, *series, in, file, o, report);
 
   Result<RenderedFrame> frame = RenderFrame(file, {o.frame - 1, window});
-  if (!frame.ok()) return Fail(frame.status().message());
-  RgbImage image = frame->image;
+  // A sheet is still worth writing when the image it was centred on cannot be shown.
+  const bool sheet_only = !o.sheet.empty() && o.out.empty();
+  if (!frame.ok() && !sheet_only) return Fail(frame.status().message());
   Result<ImageIdentity> id = ReadImageIdentity(file);
-  if (!o.no_overlay && id.ok()) {
-    OverlayPlace place{static_cast<int>(chosen) + 1, static_cast<int>(all.size()), o.frame, frame->frames,
-                       frame->window, false};
-    BurnOverlay(image, id.value(), place);
-  }
-  const std::string what = "series " + series->series_number + " instance " + in.instance_number + " (position " +
-                           std::to_string(chosen + 1) + " of " + std::to_string(all.size()) + ") frame " +
-                           std::to_string(o.frame) + " of " + std::to_string(frame->frames) + ", " +
-                           std::to_string(image.width) + "x" + std::to_string(image.height) + ", " +
-                           WindowText(frame->window);
-  report["frame"] = o.frame;
-  report["frames"] = frame->frames;
-  report["width"] = image.width;
-  report["height"] = image.height;
-  report["photometric"] = frame->photometric;
-  report["window"] = frame->window ? json{{"center", frame->window->center}, {"width", frame->window->width}}
-                                   : json(nullptr);
-  if (id.ok()) report["patient"] = {{"name", id->patient_name}, {"id", id->patient_id}};
-  if (!o.out.empty()) {
-    if (Status st = WritePng(image, o.out); !st.ok()) return Fail(st.message());
-    report["out"] = o.out;
-    if (!s.as_json) std::cout << "wrote " << o.out << ": " << what << "\n";
+  RgbImage image;
+  std::string what;
+  if (!frame.ok()) report["error"] = frame.status().message();
+  if (frame.ok()) {
+    image = frame->image;
+    if (!o.no_overlay && id.ok()) {
+      OverlayPlace place{static_cast<int>(chosen) + 1, static_cast<int>(all.size()), o.frame, frame->frames,
+                         frame->window, false};
+      BurnOverlay(image, id.value(), place);
+    }
+    what = "series " + series->series_number + " instance " + in.instance_number + " (position " +
+           std::to_string(chosen + 1) + " of " + std::to_string(all.size()) + ") frame " + std::to_string(o.frame) +
+           " of " + std::to_string(frame->frames) + ", " + std::to_string(image.width) + "x" +
+           std::to_string(image.height) + ", " + WindowText(frame->window);
+    report["frame"] = o.frame;
+    report["frames"] = frame->frames;
+    report["width"] = image.width;
+    report["height"] = image.height;
+    report["photometric"] = frame->photometric;
+    report["window"] = frame->window ? json{{"center", frame->window->center}, {"width", frame->window->width}}
+                                     : json(nullptr);
+    if (id.ok()) report["patient"] = {{"name", id->patient_name}, {"id", id->patient_id}};
+    if (!o.out.empty()) {
+      if (Status st = WritePng(image, o.out); !st.ok()) return Fail(st.message());
+      report["out"] = o.out;
+      if (!s.as_json) std::cout << "wrote " << o.out << ": " << what << "\n";
+    }
   }
 
   if (!o.sheet.empty()) {
@@ -323,7 +329,7 @@ int RunView(Session& s, const ViewOptions& o) {
 
   if (s.as_json) {
     std::cout << report.dump(2) << "\n";
-  } else if (preview) {
+  } else if (preview && frame.ok()) {
     std::cout << what << "\n" << FittedPreview(image);
   }
   return 0;
