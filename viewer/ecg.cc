@@ -44,11 +44,12 @@ std::string CodeValue(DcmItem* item, const DcmTagKey& sequence) {
   return Str(code, DCM_CodeValue);
 }
 
-// "Lead II" / "II" / SCPECG "5.6.3-9-2" -> "II".
+// "Lead II", "II (Einthoven)", "aVR (Goldberger)" -> "II", "aVR".
 std::string LeadLabel(std::string meaning) {
   for (const char* prefix : {"Lead ", "lead "}) {
     if (meaning.rfind(prefix, 0) == 0) meaning = meaning.substr(std::string(prefix).size());
   }
+  if (const size_t paren = meaning.find(" ("); paren != std::string::npos) meaning.resize(paren);
   return meaning;
 }
 
@@ -216,9 +217,19 @@ EcgPaper DrawEcgPaper(const EcgWaveform& ecg, const ImageIdentity& id, double px
   if (!ecg.filters.empty()) settings += "   filter " + ecg.filters;
   DrawText(img, static_cast<int>(2 * mm), static_cast<int>(1 * mm) + line,
            DicomDateText(id.study_date) + "  " + id.study_description + "   " + settings, text);
+  // Measurements and statements, wrapped over the header's last two lines.
   std::string notes;
-  for (const std::string& a : ecg.annotations) notes += (notes.empty() ? "" : "   ") + a;
-  if (!notes.empty()) DrawText(img, static_cast<int>(2 * mm), static_cast<int>(1 * mm) + 2 * line, notes, text);
+  int note_line = 2;
+  for (const std::string& a : ecg.annotations) {
+    const std::string longer = notes + (notes.empty() ? "" : "   ") + a;
+    if (!notes.empty() && TextWidth(longer, text.pixel_height) > img.width - static_cast<int>(4 * mm) && note_line < 3) {
+      DrawText(img, static_cast<int>(2 * mm), static_cast<int>(1 * mm) + note_line++ * line, notes, text);
+      notes = a;
+    } else {
+      notes = longer;
+    }
+  }
+  if (!notes.empty()) DrawText(img, static_cast<int>(2 * mm), static_cast<int>(1 * mm) + note_line * line, notes, text);
 
   const double px_per_s = 25 * mm, px_per_mv = 10 * mm;
   const int thick = std::max(1, static_cast<int>(std::lround(mm / 3)));
