@@ -153,23 +153,28 @@ TEST_CASE("ECG paper: a lead's peak in pixels is its amplitude at 10 mm/mV", "[r
       const double skip_s = 20.0 / 25.0;
       const size_t first = static_cast<size_t>(skip_s * ecg->sampling_hz);
       const size_t last = std::min(ch.values.size(), static_cast<size_t>(strip.seconds * ecg->sampling_hz));
-      double peak = -1e9;
-      for (size_t i = first; i < last; ++i) peak = std::max(peak, ch.values[i]);
+      size_t at = first;
+      for (size_t i = first; i < last; ++i) {
+        if (ch.values[i] > ch.values[at]) at = i;
+      }
+      const double peak = ch.values[at];
       REQUIRE(peak > 0.1);
       const double expected = peak * 10 * px_per_mm;  // pixels above the zero line
-      int top = strip.baseline_y;
-      const int x0 = strip.x0 + static_cast<int>(20 * px_per_mm) + 2;
-      const int x1 = strip.x0 + static_cast<int>((last / ecg->sampling_hz) * 25 * px_per_mm) - 2;
-      for (int x = x0; x < x1; ++x) {
-        for (int y = std::max(0, strip.baseline_y - static_cast<int>(25 * px_per_mm)); y <= strip.baseline_y; ++y) {
-          const uint8_t* p = paper.image.At(x, y);
+      const double thickness = std::max(1.0, std::round(px_per_mm / 3));
+      // In the peak sample's column, the topmost ink between the zero line and a little above
+      // where the peak belongs (leads of the row above may reach lower elsewhere).
+      const int x = strip.x0 + static_cast<int>(std::lround(at * 25 * px_per_mm / ecg->sampling_hz));
+      const int window_top = strip.baseline_y - static_cast<int>(expected + 2 * thickness + 3);
+      int top = strip.baseline_y + 1;
+      for (int dx = -1; dx <= 1; ++dx) {
+        for (int y = window_top; y <= strip.baseline_y; ++y) {
+          const uint8_t* p = paper.image.At(x + dx, y);
           if (p[0] == 0 && p[1] == 0 && p[2] == 0) {
             top = std::min(top, y);
             break;
           }
         }
       }
-      const double thickness = std::max(1.0, std::round(px_per_mm / 3));
       CHECK(std::abs((strip.baseline_y - top) - expected) <= thickness / 2 + 1.5);
       CHECK(paper.image.width == static_cast<int>(265 * px_per_mm));
     }
