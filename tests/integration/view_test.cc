@@ -7,6 +7,7 @@
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "samples/synthetic.h"
@@ -176,6 +177,8 @@ TEST_CASE_METHOD(ViewFixture, "view renders a PNG a contact sheet a preview and 
   CHECK(preview.exit_code == 0);
   CHECK_THAT(preview.output, Catch::Contains("window C -600 W 1500") && Catch::Contains("\033[38;2;") &&
                                  Catch::Contains("\u2580\033[0m\n"));
+  // Off a terminal the preview fits 80x24: the caption and at most 21 lines of image.
+  CHECK(std::count(preview.output.begin(), preview.output.end(), '\n') <= 22);
 
   // Usage: nothing to show off a terminal, conflicting windows, a bad frame or series.
   CHECK(Cli({"view", study_, "--cache", cache_.string()}).exit_code == 2);
