@@ -1,5 +1,7 @@
 #include "common/dicom.h"
 
+#include "common/charset.h"
+
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdict.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
@@ -12,6 +14,8 @@
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/oflog/oflog.h"
+
+#include "common/log.h"
 
 #include <unistd.h>
 
@@ -65,6 +69,7 @@ class TextDecoder {
 
 void InitializeDicom() {
   OFLog::configure(OFLogger::WARN_LOG_LEVEL);
+  RouteDcmtkLogging();
   // loadFileUntilTag and friends warn on routine events; keep errors only.
   OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
   OFLog::getLogger("dcmtk.dcmnet").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
@@ -81,6 +86,7 @@ bool IsStorageSopClass(std::string_view uid) {
 Result<std::string> DecodeToUtf8(std::string_view charset, std::string_view raw, std::string_view delimiters) {
   // The value's padding is no part of it, here as in EncodeFromUtf8: what one writes the other reads.
   const std::string term = Trim(std::string(charset));
+  if (UsesIso2022(term)) return DecodeIso2022(term, raw, delimiters);  // DCMTK's converter refuses these
   DcmSpecificCharacterSet converter;
   OFCondition cond = converter.selectCharacterSet(OFString(term.data(), term.size()));
   if (cond.bad()) {

@@ -10,4 +10,9 @@ namespace teleread {
 // level: "trace", "debug", "info", "warn", "error". Call once at start-up.
 void SetUpLogging(const std::string& level);
 
+// DCMTK's oflog output goes to the spdlog default logger (errors and warnings as such, its
+// info and debug as debug). Called by InitializeDicom; again after replacing the default logger
+// is not needed (spdlog::log finds the current one).
+void RouteDcmtkLogging();
+
 }  // namespace teleread

@@ -1,5 +1,7 @@
 #include "common/report.h"
 
+#include "common/charset.h"
+
 #include "common/dicom.h"
 
 #include "dcmtk/config/osconfig.h"  // must come first
@@ -62,8 +64,8 @@ Status WriteReport(const ReportRequest& req, const std::filesystem::path& out) {
   }
   DcmDataset& src = source.value()->dataset();
   // Patient and study attributes are copied as UTF-8 whatever the study's character set.
-  if (OFCondition st = src.convertToUTF8(); st.bad()) {
-    return Status::InvalidArgument("cannot convert the study's text to UTF-8: " + std::string(st.text()));
+  if (Status st = ConvertDatasetToUtf8(src); !st.ok()) {
+    return Status::InvalidArgument("cannot convert the study's text to UTF-8: " + st.message());
   }
 
   DSRDocument doc(DSRTypes::DT_BasicTextSR);
@@ -128,8 +130,8 @@ Result<ReportInfo> ReadReport(const std::filesystem::path& path) {
     return Status::InvalidArgument(path.string() + " is not a Basic or Enhanced Text SR (SOP class " + Str(cls) + ")");
   }
   // Text in any character set is read as UTF-8.
-  if (OFCondition st = ds.convertToUTF8(); st.bad()) {
-    return Status::InvalidArgument("cannot decode the report's text: " + std::string(st.text()));
+  if (Status st = ConvertDatasetToUtf8(ds); !st.ok()) {
+    return Status::InvalidArgument("cannot decode the report's text: " + st.message());
   }
   DSRDocument doc;
   if (OFCondition st = doc.read(ds); st.bad()) {

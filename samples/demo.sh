@@ -130,6 +130,11 @@ teleread fetch "$study"
 teleread view "$study" --preset lung --out "$work/png/ct-lung.png"
 teleread view "$study" --sheet "$work/png/ct-sheet.png"
 
+step "The 12-lead ECG from Laishui on ECG paper (25 mm/s, 10 mm/mV), its patient named in the header"
+ecg=$(teleread --json worklist --modality ecg 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["study_instance_uid"])')
+teleread show "$ecg" | head -3
+teleread view "$ecg" --out "$work/png/ecg.png"
+
 step "Write the report, sign it with wang.li's own key, submit it"
 cat >"$work/report.txt" <<'TEXT'
 Findings:

@@ -19,6 +19,12 @@ packages=(
   procps psmisc                 # ps/pkill/fuser for tests that start and stop servers
   curl python3                  # the HTTPS client of the tests and the demo, and its JSON printing
   clang libclang-rt-14-dev      # libFuzzer and its sanitizers, for scripts/fuzz.sh
+  libopenjp2-7-dev              # JPEG 2000 decoding (DCMTK 3.6.7 has no JPEG 2000 codec)
+  libfreetype-dev fonts-wqy-microhei  # overlay text in any script: CJK patient names on images and ECGs
+  libchafa-dev libglib2.0-dev   # the reader's terminal graphics (kitty, sixel, iTerm2, symbols); chafa's pkg-config needs glib
+  libgdcm-tools                 # gdcmconv --raw: reference pixels of JPEG 2000 files in tests
+  python3-pydicom               # public real-world test files (CT, MR, JPEG 2000, ECG, SR, charsets) for render tests
+  tmux                          # drives the interactive reader in tests
 )
 
 missing=()

@@ -9,224 +9,17 @@
 
 #include "common/dicom.h"
 #include "viewer/cli.h"
+#include "viewer/documents.h"
+#include "viewer/ecg.h"
+#include "viewer/fetch.h"
+#include "viewer/overlay.h"
 #include "viewer/render.h"
+#include "viewer/text_raster.h"
 
 namespace teleread::viewer {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-struct RemoteInstance {
-  std::string sop_instance_uid, sop_class_uid, instance_number, series_number;
-  uint64_t size_bytes = 0;
-};
-
-struct RemoteSeries {
-  std::string series_number, modality, description;
-  std::vector<RemoteInstance> instances;
-};
-
-// UIDs become file names in the cache, so a server's answer must not smuggle in a path.
-bool IsUid(std::string_view s) {
-  if (s.empty() || s.size() > 64 || s.front() == '.' || s.back() == '.') return false;
-  return s.find_first_not_of("0123456789.") == std::string_view::npos;
-}
-
-// The series and instances of GET /api/v1/studies/{uid}.
-Result<std::vector<RemoteSeries>> ParseStudy(const json& study) {
-  std::vector<RemoteSeries> all;
-  try {
-    for (const json& se : study.at("series")) {
-      RemoteSeries s{se.at("series_number").get<std::string>(), se.at("modality").get<std::string>(),
-                     se.at("description").get<std::string>(), {}};
-      for (const json& in : se.at("instances")) {
-        RemoteInstance i{in.at("sop_instance_uid").get<std::string>(), in.at("sop_class_uid").get<std::string>(),
-                         in.at("instance_number").get<std::string>(), s.series_number,
-                         in.at("size_bytes").get<uint64_t>()};
-        if (!IsUid(i.sop_instance_uid)) {
-          return Status::Corruption("the server named an instance '" + i.sop_instance_uid + "', which is not a UID");
-        }
-        s.instances.push_back(std::move(i));
-      }
-      all.push_back(std::move(s));
-    }
-  } catch (const json::exception& e) {
-    return Status::Corruption(std::string("unexpected study description from the server: ") + e.what());
-  }
-  return all;
-}
-
-double Megabytes(uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
-
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// "12/40 instances  6.3 MB  12.4 MB/s" rewritten in place on stderr, only when it is a terminal.
-class ProgressLine {
- public:
-  explicit ProgressLine(size_t total) : enabled_(::isatty(STDERR_FILENO) == 1), total_(total) {}
-  ~ProgressLine() { Clear(); }
-
-  void Show(size_t done, uint64_t bytes) {
-    if (!enabled_) return;
-    const Clock::time_point now = Clock::now();
-    if (shown_ && now - last_ < std::chrono::milliseconds(100) && done < total_) return;
-    last_ = now;
-    shown_ = true;
-    const double seconds = std::max(SecondsSince(start_), 1e-3);
-    std::fprintf(stderr, "\rfetching %zu/%zu instances  %.1f MB  %.1f MB/s\033[K", done, total_, Megabytes(bytes),
-                 Megabytes(bytes) / seconds);
-    std::fflush(stderr);
-  }
-  // Before any other line goes to stderr.
-  void Clear() {
-    if (!shown_) return;
-    std::fputs("\r\033[K", stderr);
-    std::fflush(stderr);
-    shown_ = false;
-  }
-
- private:
-  const bool enabled_;
-  const size_t total_;
-  const Clock::time_point start_ = Clock::now();
-  Clock::time_point last_;
-  bool shown_ = false;
-};
-
-// Whether `file` holds the instance the server describes: its size, a readable data set, and
-// the SOP Instance UID. Corruption naming what is wrong otherwise.
-Status CheckInstanceFile(const fs::path& file, const RemoteInstance& in) {
-  std::error_code ec;
-  const uint64_t size = fs::file_size(file, ec);
-  if (ec) return Status::NotFound(ec.message());
-  if (size != in.size_bytes) {
-    return Status::Corruption("is " + std::to_string(size) + " bytes, the server has " +
-                              std::to_string(in.size_bytes));
-  }
-  Result<InstanceSummary> summary = ReadInstanceSummary(file);
-  if (!summary.ok()) return Status::Corruption("is not readable DICOM (" + summary.status().message() + ")");
-  if (summary->sop_instance_uid != in.sop_instance_uid) {
-    return Status::Corruption("holds SOP Instance UID " + summary->sop_instance_uid);
-  }
-  return Status::Ok();
-}
-
-std::string InstanceName(const RemoteInstance& in) {
-  return "instance " + in.sop_instance_uid + " (series " + in.series_number + " #" + in.instance_number + ")";
-}
-
-struct FetchOutcome {
-  fs::path directory;
-  size_t wanted = 0, fetched = 0, cached = 0, failed = 0;
-  uint64_t bytes = 0;  // downloaded by this run
-  double seconds = 0;
-};
-
-fs::path CachedFile(const fs::path& directory, const RemoteInstance& in) {
-  return directory / (in.sop_instance_uid + ".dcm");
-}
-
-// Brings `wanted` into <cache>/<study>/<sop>.dcm. Each download goes to "<file>.part" and is
-// renamed only once checked, so a final name always holds a whole, verified object; cached
-// files that check out are kept, others fetched again. Failures are printed as they happen
-// and counted; a transport failure stops the run (the connection is gone).
-FetchOutcome FetchInstances(ApiClient& api, const fs::path& cache, const std::string& study,
-                            const std::vector<RemoteInstance>& wanted) {
-  FetchOutcome r;
-  r.directory = cache / study;
-  r.wanted = wanted.size();
-  const Clock::time_point start = Clock::now();
-  std::error_code ec;
-  fs::create_directories(r.directory, ec);
-  if (ec) {
-    Fail("cannot create the cache directory " + r.directory.string() + ": " + ec.message());
-    r.failed = wanted.size();
-    return r;
-  }
-  ProgressLine progress(wanted.size());
-  for (size_t i = 0; i < wanted.size(); ++i) {
-    const RemoteInstance& in = wanted[i];
-    progress.Show(i, r.bytes);
-    const fs::path file = CachedFile(r.directory, in);
-    if (fs::exists(file, ec)) {
-      Status cached = CheckInstanceFile(file, in);
-      if (cached.ok()) {
-        ++r.cached;
-        continue;
-      }
-      progress.Clear();
-      std::cerr << "teleread: the cached copy of " << InstanceName(in) << " " << cached.message()
-                << ": fetching it again\n";
-      fs::remove(file, ec);
-    }
-    const fs::path part = file.string() + ".part";
-    auto download = [&] {
-      return api.Download("/api/v1/studies/" + study + "/instances/" + in.sop_instance_uid, part,
-                          [&](uint64_t n) { progress.Show(i, r.bytes + n); });
-    };
-    Result<ApiResponse> got = download();
-    // Once more on a new connection: the server closes idle ones (say, while we checked a
-    // large cache), and Download has dropped the old one.
-    if (!got.ok()) got = download();
-    Status problem;
-    if (!got.ok()) {
-      problem = got.status();
-    } else if (got->status / 100 != 2) {
-      json why = json::parse(got->body, nullptr, false);
-      problem = Status::IOError((why.is_object() && why.contains("error") ? why["error"].get<std::string>()
-                                                                           : got->body) +
-                                " (HTTP " + std::to_string(got->status) + ")");
-    } else if (Status checked = CheckInstanceFile(part, in); !checked.ok()) {
-      problem = Status::Corruption("the download " + checked.message() + "; removed");
-    } else {
-      fs::rename(part, file, ec);
-      if (ec) problem = Status::IOError("cannot rename " + part.string() + ": " + ec.message());
-    }
-    if (!problem.ok()) {
-      fs::remove(part, ec);
-      progress.Clear();
-      Fail(InstanceName(in) + ": " + problem.message());
-      ++r.failed;
-      if (!got.ok()) {
-        r.failed = wanted.size() - r.fetched - r.cached;  // the rest was not tried
-        break;
-      }
-      continue;
-    }
-    ++r.fetched;
-    r.bytes += in.size_bytes;
-  }
-  progress.Show(wanted.size() - r.failed, r.bytes);
-  progress.Clear();
-  r.seconds = SecondsSince(start);
-  return r;
-}
-
-std::string SummaryLine(const FetchOutcome& r) {
-  char line[200];
-  std::snprintf(line, sizeof line, "fetched %zu of %zu instances (%.1f MB) in %.1f s; %zu already cached", r.fetched,
-                r.wanted, Megabytes(r.bytes), r.seconds, r.cached);
-  return line;
-}
-
-// The study's description from the server; nullopt after printing why.
-std::optional<std::vector<RemoteSeries>> LoadStudy(ApiClient& api, const std::string& study) {
-  if (!IsUid(study)) {
-    Fail("'" + study + "' is not a Study Instance UID");
-    return std::nullopt;
-  }
-  std::optional<json> j = CallJson(api, "GET", "/api/v1/studies/" + study);
-  if (!j) return std::nullopt;
-  Result<std::vector<RemoteSeries>> series = ParseStudy(*j);
-  if (!series.ok()) {
-    Fail(series.status().message());
-    return std::nullopt;
-  }
-  return std::move(series).value();
-}
 
 struct FetchOptions {
   std::string study, cache;
@@ -268,8 +61,9 @@ bool SameNumber(const std::string& stored, const std::string& typed) {
 
 struct ViewOptions {
   std::string study, series, instance, preset, wl, out, sheet, cache;
-  int frame = 0;
-  bool preview = false;
+  int position = 0;  // 1-based; 0: not given
+  int frame = 1;     // 1-based, as DICOM counts
+  bool preview = false, no_overlay = false;
 };
 
 std::string WindowText(const std::optional<Window>& w) {
@@ -279,13 +73,106 @@ std::string WindowText(const std::optional<Window>& w) {
   return text;
 }
 
+// A tile for an image that cannot be shown: dark red, crossed, with the reason written on it.
+RgbImage FailedTile(int cell, const std::string& reason) {
+  RgbImage tile(cell, cell);
+  for (size_t i = 0; i < tile.rgb.size(); i += 3) tile.rgb[i] = 90;
+  for (int k = 0; k < cell; ++k) {
+    std::fill_n(tile.At(k, k), 3, 200);
+    std::fill_n(tile.At(cell - 1 - k, k), 3, 200);
+  }
+  TextStyle style;
+  style.pixel_height = std::max(10, cell / 18);
+  DrawText(tile, 4, cell / 3, "cannot display:", style);
+  // The reason wrapped by words to the tile's width.
+  std::string line, word;
+  int y = cell / 3 + style.pixel_height + 4;
+  auto flush = [&] {
+    if (!line.empty()) DrawText(tile, 4, y, line, style);
+    y += style.pixel_height + 2;
+    line.clear();
+  };
+  for (size_t i = 0; i <= reason.size(); ++i) {
+    if (i < reason.size() && reason[i] != ' ') {
+      word += reason[i];
+      continue;
+    }
+    if (!line.empty() && TextWidth(line + " " + word, style.pixel_height) > cell - 8) flush();
+    line += (line.empty() ? "" : " ") + word;
+    word.clear();
+  }
+  flush();
+  return tile;
+}
+
+// The preview as large as the terminal allows: half blocks show two pixel rows a line, and
+// three lines are kept for the caption and the prompt.
+std::string FittedPreview(const RgbImage& image) {
+  const int columns = TerminalColumns(STDOUT_FILENO), rows = std::max(4, TerminalRows(STDOUT_FILENO) - 3);
+  const int by_height = std::max(1, image.width * 2 * rows / std::max(1, image.height));
+  return HalfBlockPreview(image, std::min(columns, by_height));
+}
+
+int ShowDocument(Session& s, const RemoteSeries& series, const RemoteInstance& in, const fs::path& file,
+                 const ViewOptions& o, json& report) {
+  const ObjectKind kind = KindOfSopClass(in.sop_class_uid);
+  const std::string what = "series " + series.series_number + " #" + in.instance_number + " (" +
+                           SopClassName(in.sop_class_uid) + ")";
+  report["sop_class"] = SopClassName(in.sop_class_uid);
+  if (kind == ObjectKind::kStructuredReport) {
+    Result<std::string> text = StructuredReportText(file);
+    if (!text.ok()) return Fail(what + ": " + text.status().message());
+    report["text"] = text.value();
+    if (s.as_json) {
+      std::cout << report.dump(2) << "\n";
+    } else {
+      std::cout << what << "\n" << text.value();
+    }
+    return 0;
+  }
+  if (kind == ObjectKind::kEncapsulatedDocument) {
+    const fs::path dir = o.out.empty() ? file.parent_path() / "documents" : fs::path(o.out);
+    Result<fs::path> saved = SaveEncapsulatedDocument(file, dir);
+    if (!saved.ok()) return Fail(what + ": " + saved.status().message());
+    report["document"] = saved->string();
+    if (s.as_json) {
+      std::cout << report.dump(2) << "\n";
+    } else {
+      std::cout << what << ": the document is saved as " << saved->string() << "; open it with your PDF viewer (xdg-open)\n";
+    }
+    return 0;
+  }
+  return Fail(what + " holds no pixel data, waveform or document to show");
+}
+
+int ShowWaveform(Session& s, const RemoteSeries& series, const RemoteInstance& in, const fs::path& file,
+                 const ViewOptions& o, bool preview, json& report) {
+  Result<EcgWaveform> ecg = ReadWaveform(file);
+  if (!ecg.ok()) return Fail("series " + series.series_number + " #" + in.instance_number + ": " + ecg.status().message());
+  Result<ImageIdentity> id = ReadImageIdentity(file);
+  const EcgPaper paper = DrawEcgPaper(ecg.value(), id.ok() ? id.value() : ImageIdentity{});
+  const std::string what = "series " + series.series_number + " #" + in.instance_number + " " +
+                           SopClassName(in.sop_class_uid) + ", " + std::to_string(ecg->channels.size()) +
+                           " channels at " + std::to_string(static_cast<int>(ecg->sampling_hz)) + " Hz, 25 mm/s 10 mm/mV";
+  report["waveform"] = {{"channels", ecg->channels.size()}, {"sampling_hz", ecg->sampling_hz},
+                        {"filters", ecg->filters}, {"annotations", ecg->annotations},
+                        {"width", paper.image.width}, {"height", paper.image.height}};
+  if (!o.out.empty()) {
+    if (Status st = WritePng(paper.image, o.out); !st.ok()) return Fail(st.message());
+    report["out"] = o.out;
+    if (!s.as_json) std::cout << "wrote " << o.out << ": " << what << "\n";
+  }
+  if (s.as_json) {
+    std::cout << report.dump(2) << "\n";
+  } else if (preview) {
+    std::cout << what << "\n" << FittedPreview(paper.image);
+  }
+  return 0;
+}
+
 int RunView(Session& s, const ViewOptions& o) {
   InitializeDicom();
   const bool preview = !s.as_json && (o.preview || ::isatty(STDOUT_FILENO) == 1);
-  if (o.out.empty() && o.sheet.empty() && !preview && !s.as_json) {
-    Fail("nothing to show: stdout is not a terminal; pass --out FILE.png, --sheet FILE.png or --preview");
-    return 2;
-  }
   std::optional<Window> window;
   if (!o.preset.empty()) window = PresetWindow(o.preset);
   if (!o.wl.empty()) window = ParseWindow(o.wl);
@@ -294,104 +181,156 @@ int RunView(Session& s, const ViewOptions& o) {
   std::optional<std::vector<RemoteSeries>> study = LoadStudy(*api, o.study);
   if (!study) return 1;
 
-  auto has_images = [](const RemoteSeries& se) {
-    for (const RemoteInstance& in : se.instances) {
-      if (IsImageSopClass(in.sop_class_uid)) return true;
-    }
-    return false;
+  auto count_kind = [](const RemoteSeries& se, ObjectKind kind) {
+    return std::count_if(se.instances.begin(), se.instances.end(),
+                         [&](const RemoteInstance& in) { return KindOfSopClass(in.sop_class_uid) == kind; });
   };
   const RemoteSeries* series = nullptr;
   std::string numbers;
   for (const RemoteSeries& se : *study) {
     numbers += (numbers.empty() ? "" : ", ") + se.series_number + " (" + se.modality + ")";
     if (series) continue;
-    if (o.series.empty() ? has_images(se) : SameNumber(se.series_number, o.series)) series = &se;
+    if (o.series.empty() ? count_kind(se, ObjectKind::kImage) > 0 : SameNumber(se.series_number, o.series)) series = &se;
   }
+  // A study of waveforms, reports or documents only: its first series.
+  if (!series && o.series.empty() && !study->empty()) series = &study->front();
   if (!series && !o.series.empty()) return Fail("the study has no series " + o.series + "; its series: " + numbers);
-  if (!series) return Fail("the study holds no images; its series: " + numbers);
-  if (!has_images(*series)) {
-    return Fail("series " + series->series_number + " (" + series->modality +
-                ") holds no images: skipped, nothing to view; the study's series: " + numbers);
-  }
-  std::vector<RemoteInstance> images;
-  for (const RemoteInstance& in : series->instances) {
-    if (IsImageSopClass(in.sop_class_uid)) {
-      images.push_back(in);
-    } else {
-      std::cerr << "teleread: skipping series " << series->series_number << " #" << in.instance_number
-                << ": not an image (SOP class " << in.sop_class_uid << ")\n";
-    }
-  }
-  const RemoteInstance* chosen = &images[(images.size() - 1) / 2];
-  if (!o.instance.empty()) {
-    chosen = nullptr;
-    for (const RemoteInstance& in : images) {
-      if (SameNumber(in.instance_number, o.instance)) chosen = &in;
-    }
-    if (!chosen) {
-      return Fail("series " + series->series_number + " has no image with instance number " + o.instance + " (" +
-                  std::to_string(images.size()) + " images, numbered " + images.front().instance_number + " to " +
-                  images.back().instance_number + ")");
-    }
+  if (!series || series->instances.empty()) return Fail("the study holds nothing to show; its series: " + numbers);
+  const std::vector<RemoteInstance>& all = series->instances;
+  const bool has_images = count_kind(*series, ObjectKind::kImage) > 0;
+  if (o.out.empty() && o.sheet.empty() && !preview && !s.as_json && has_images) {
+    Fail("nothing to show: stdout is not a terminal; pass --out FILE.png, --sheet FILE.png or --preview");
+    return 2;
   }
 
-  // Only what is needed: the one instance, or the series for a contact sheet.
-  std::vector<RemoteInstance> needed = o.sheet.empty() ? std::vector<RemoteInstance>{*chosen} : images;
+  // The object: by position in the series, by instance number, else the middle image.
+  size_t chosen = 0;
+  if (o.position > 0) {
+    if (static_cast<size_t>(o.position) > all.size()) {
+      return Fail("series " + series->series_number + " has " + std::to_string(all.size()) +
+                  " instances; --position counts from 1 to " + std::to_string(all.size()));
+    }
+    chosen = static_cast<size_t>(o.position) - 1;
+  } else if (!o.instance.empty()) {
+    std::vector<size_t> matches;
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (SameNumber(all[i].instance_number, o.instance)) matches.push_back(i);
+    }
+    if (matches.empty()) {
+      return Fail("series " + series->series_number + " has no instance numbered " + o.instance + " (" +
+                  std::to_string(all.size()) + " instances, numbered " + all.front().instance_number + " to " +
+                  all.back().instance_number + "; or pick by --position 1.." + std::to_string(all.size()) + ")");
+    }
+    if (matches.size() > 1) {
+      std::cerr << "teleread: " << matches.size() << " instances of series " << series->series_number
+                << " are numbered " << o.instance << "; showing the first (position " << matches[0] + 1
+                << "); pick others with --position\n";
+    }
+    chosen = matches[0];
+  } else {
+    std::vector<size_t> images;
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (KindOfSopClass(all[i].sop_class_uid) == ObjectKind::kImage) images.push_back(i);
+    }
+    chosen = images.empty() ? 0 : images[(images.size() - 1) / 2];
+  }
+  const RemoteInstance& in = all[chosen];
+
+  std::vector<RemoteInstance> needed{in};
+  if (!o.sheet.empty()) {
+    needed.clear();
+    for (const RemoteInstance& x : all) {
+      if (KindOfSopClass(x.sop_class_uid) == ObjectKind::kImage || &x == &in) needed.push_back(x);
+    }
+  }
   const FetchOutcome fetched =
       FetchInstances(*api, o.cache.empty() ? DefaultCacheDir() : fs::path(o.cache), o.study, needed);
-  if (fetched.failed > 0) return Fail("the images are not all in the cache; nothing rendered");
+  if (fetched.failed > 0) return Fail("the objects are not all in the cache; nothing shown");
   if (fetched.fetched > 0 && !s.as_json) std::cerr << SummaryLine(fetched) << "\n";
+  const fs::path file = CachedFile(fetched.directory, in);
 
   json report{{"study_instance_uid", o.study}, {"series_number", series->series_number},
-              {"instance_number", chosen->instance_number}, {"sop_instance_uid", chosen->sop_instance_uid},
-              {"file", CachedFile(fetched.directory, *chosen).string()}};
-  Result<RenderedFrame> frame = RenderFrame(CachedFile(fetched.directory, *chosen), {o.frame, window});
-  if (!frame.ok()) return Fail(frame.status().message());
-  const RgbImage& image = frame->image;
-  const std::string what = "series " + series->series_number + " instance " + chosen->instance_number + " frame " +
-                           std::to_string(o.frame) + " of " + std::to_string(frame->frames) + ", " +
-                           std::to_string(image.width) + "x" + std::to_string(image.height) + ", " +
-                           WindowText(frame->window);
-  report["frame"] = o.frame;
-  report["frames"] = frame->frames;
-  report["width"] = image.width;
-  report["height"] = image.height;
-  report["photometric"] = frame->photometric;
-  report["window"] = frame->window ? json{{"center", frame->window->center}, {"width", frame->window->width}}
-                                   : json(nullptr);
-  if (!o.out.empty()) {
-    if (Status st = WritePng(image, o.out); !st.ok()) return Fail(st.message());
-    report["out"] = o.out;
-    if (!s.as_json) std::cout << "wrote " << o.out << ": " << what << "\n";
+              {"instance_number", in.instance_number}, {"position", chosen + 1},
+              {"sop_instance_uid", in.sop_instance_uid}, {"file", file.string()}};
+  const ObjectKind kind = KindOfSopClass(in.sop_class_uid);
+  if (kind == ObjectKind::kWaveform) return ShowWaveform(s, *series, in, file, o, preview, report);
+  if (kind != ObjectKind::kImage) return ShowDocument(s, *series, in, file, o, report);
+
+  Result<RenderedFrame> frame = RenderFrame(file, {o.frame - 1, window});
+  // A sheet is still worth writing when the image it was centred on cannot be shown.
+  const bool sheet_only = !o.sheet.empty() && o.out.empty();
+  if (!frame.ok() && !sheet_only) return Fail(frame.status().message());
+  Result<ImageIdentity> id = ReadImageIdentity(file);
+  RgbImage image;
+  std::string what;
+  if (!frame.ok()) report["error"] = frame.status().message();
+  if (frame.ok()) {
+    image = frame->image;
+    if (!o.no_overlay && id.ok()) {
+      OverlayPlace place{static_cast<int>(chosen) + 1, static_cast<int>(all.size()), o.frame, frame->frames,
+                         frame->window, false};
+      BurnOverlay(image, id.value(), place);
+    }
+    what = "series " + series->series_number + " instance " + in.instance_number + " (position " +
+           std::to_string(chosen + 1) + " of " + std::to_string(all.size()) + ") frame " + std::to_string(o.frame) +
+           " of " + std::to_string(frame->frames) + ", " + std::to_string(image.width) + "x" +
+           std::to_string(image.height) + ", " + WindowText(frame->window);
+    report["frame"] = o.frame;
+    report["frames"] = frame->frames;
+    report["width"] = image.width;
+    report["height"] = image.height;
+    report["photometric"] = frame->photometric;
+    report["window"] = frame->window ? json{{"center", frame->window->center}, {"width", frame->window->width}}
+                                     : json(nullptr);
+    if (id.ok()) report["patient"] = {{"name", id->patient_name}, {"id", id->patient_id}};
+    if (!o.out.empty()) {
+      if (Status st = WritePng(image, o.out); !st.ok()) return Fail(st.message());
+      report["out"] = o.out;
+      if (!s.as_json) std::cout << "wrote " << o.out << ": " << what << "\n";
+    }
   }
 
   if (!o.sheet.empty()) {
     constexpr int kCell = 256;
     std::vector<SheetTile> tiles;
-    for (const RemoteInstance& in : images) {
-      Result<RenderedFrame> f = RenderFrame(CachedFile(fetched.directory, in), {0, window});
+    size_t failed = 0;
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (KindOfSopClass(all[i].sop_class_uid) != ObjectKind::kImage) continue;
+      const std::string label = std::to_string(i + 1) + " #" + all[i].instance_number;
+      Result<RenderedFrame> f = RenderFrame(CachedFile(fetched.directory, all[i]), {0, window});
       if (!f.ok()) {
-        std::cerr << "teleread: skipping series " << series->series_number << " #" << in.instance_number
-                  << " on the sheet: " << f.status().message() << "\n";
+        // The sheet still shows the rest; the tile says why this one cannot be shown.
+        std::cerr << "teleread: series " << series->series_number << " #" << all[i].instance_number
+                  << " is marked on the sheet: " << f.status().message() << "\n";
+        const std::string reason = f.status().message();
+        tiles.push_back({FailedTile(kCell, reason.substr(reason.find(": ") == std::string::npos ? 0 : reason.find(": ") + 2)),
+                         label});
+        ++failed;
         continue;
       }
-      tiles.push_back({FitWithin(f->image, kCell, kCell), in.instance_number});
+      tiles.push_back({FitWithin(f->image, kCell, kCell), label});
     }
-    if (tiles.empty()) return Fail("no instance of series " + series->series_number + " could be rendered");
-    const RgbImage sheet = ContactSheet(tiles, kCell);
+    RgbImage sheet = ContactSheet(tiles, kCell);
+    if (!o.no_overlay && id.ok()) {
+      sheet = WithIdentityBand(sheet, id.value(), "series " + series->series_number + "  " +
+                                                     (window ? WindowText(window) : "each image's own window"));
+    }
     if (Status st = WritePng(sheet, o.sheet); !st.ok()) return Fail(st.message());
-    report["sheet"] = {{"file", o.sheet}, {"tiles", tiles.size()}, {"width", sheet.width}, {"height", sheet.height}};
+    report["sheet"] = {{"file", o.sheet}, {"tiles", tiles.size()},   {"failed", failed},
+                       {"width", sheet.width}, {"height", sheet.height}};
     if (!s.as_json) {
+      const int columns = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(tiles.size()))));
       std::cout << "wrote " << o.sheet << ": series " << series->series_number << ", " << tiles.size()
-                << " images in a " << sheet.width / kCell << "x" << sheet.height / kCell << " grid, " << sheet.width
-                << "x" << sheet.height << "\n";
+                << " images in a " << columns << "x" << (static_cast<int>(tiles.size()) + columns - 1) / columns
+                << " grid, " << sheet.width << "x" << sheet.height
+                << (failed ? ", " + std::to_string(failed) + " marked undecodable" : "") << "\n";
     }
   }
 
   if (s.as_json) {
     std::cout << report.dump(2) << "\n";
-  } else if (preview) {
-    std::cout << what << "\n" << HalfBlockPreview(image, TerminalColumns(STDOUT_FILENO));
+  } else if (preview && frame.ok()) {
+    std::cout << what << "\n" << FittedPreview(image);
   }
   return 0;
 }
@@ -407,21 +346,27 @@ void AddImageCommands(CLI::App& app, Session& s) {
   fetch->callback([&s, f] { s.exit_code = RunFetch(s, *f); });
 
   auto v = std::make_shared<ViewOptions>();
-  CLI::App* view = app.add_subcommand("view", "Render an image (PNG, contact sheet, terminal preview); fetches first");
-  view->add_option("study", v->study, "Study Instance UID")->required();
+  CLI::App* view = app.add_subcommand(
+      "view", "Show an object: image (PNG, contact sheet, terminal preview), ECG paper, SR text, PDF; fetches first");
+  view->add_option("study", v->study, "Study Instance UID (a prior's too)")->required();
   view->add_option("--series", v->series, "Series number (default: the first series with images)");
-  view->add_option("--instance", v->instance, "Instance number (default: the middle image)");
-  view->add_option("--frame", v->frame, "Frame of a multi-frame image, from 0")->check(CLI::NonNegativeNumber);
+  CLI::Option* position =
+      view->add_option("--position", v->position, "Instance by its position in the series, from 1 (see `show`)")
+          ->check(CLI::PositiveNumber);
+  view->add_option("--instance", v->instance, "Instance by its Instance Number (default: the middle image)")
+      ->excludes(position);
+  view->add_option("--frame", v->frame, "Frame of a multi-frame image, from 1")->check(CLI::PositiveNumber);
   CLI::Option* preset =
-      view->add_option("--preset", v->preset, "Window preset")->check(CLI::IsMember(PresetNames()));
+      view->add_option("--preset", v->preset, "Window preset")->check(CLI::IsMember(PresetNames(), CLI::ignore_case));
   view->add_option("--wl", v->wl, "Window centre,width, e.g. --wl=-600,1500")
       ->check([](const std::string& text) {
         return ParseWindow(text) ? std::string() : std::string("expected CENTER,WIDTH with WIDTH >= 1");
       })
       ->excludes(preset);
-  view->add_option("--out", v->out, "Write the image as PNG");
+  view->add_option("--out", v->out, "Write the image or ECG as PNG (for a PDF: the directory to save it in)");
   view->add_option("--sheet", v->sheet, "Write a contact sheet of the series as PNG");
   view->add_flag("--preview", v->preview, "Draw the image on the terminal even when stdout is not one");
+  view->add_flag("--no-overlay", v->no_overlay, "Leave out the burned-in patient, study and window text");
   view->add_option("--cache", v->cache, cache_help);
   view->callback([&s, v] { s.exit_code = RunView(s, *v); });
 }

@@ -1,6 +1,7 @@
 #include "viewer/render.h"
 
 #include "common/dicom.h"
+#include "viewer/render_j2k.h"
 
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
@@ -147,9 +148,9 @@ Result<RenderedFrame> RenderFrame(const std::filesystem::path& file, const Rende
   Sint32 frames = 1;
   if (ds.findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
   if (options.frame < 0 || options.frame >= frames) {
-    return Status::InvalidArgument("frame " + std::to_string(options.frame) + " is out of range: the image has " +
+    return Status::InvalidArgument("frame " + std::to_string(options.frame + 1) + " is out of range: the image has " +
                                    std::to_string(frames) + (frames == 1 ? " frame" : " frames") +
-                                   " (counted from 0)");
+                                   " (counted from 1)");
   }
   RenderedFrame out;
   out.frames = frames;
@@ -157,7 +158,16 @@ Result<RenderedFrame> RenderFrame(const std::filesystem::path& file, const Rende
   (void)ds.findAndGetOFString(DCM_PhotometricInterpretation, photometric);
   out.photometric = Trimmed(photometric);
 
-  DicomImage image(&ff.value()->format(), ds.getOriginalXfer(), CIF_UsePartialAccessToPixelData, options.frame, 1);
+  // JPEG 2000 goes through OpenJPEG into a native one-frame copy; DCMTK decodes the rest itself.
+  std::unique_ptr<DcmDataset> decoded;
+  if (IsJpeg2000(ds)) {
+    Result<std::unique_ptr<DcmDataset>> j2k = DecodeJpeg2000Frame(ds, options.frame, frames);
+    if (!j2k.ok()) return Status::Corruption(file.string() + ": cannot decode the image: " + j2k.status().message());
+    decoded = std::move(j2k).value();
+  }
+  DicomImage image = decoded ? DicomImage(static_cast<DcmObject*>(decoded.get()), EXS_LittleEndianExplicit, 0UL, 0UL, 1UL)
+                             : DicomImage(&ff.value()->format(), ds.getOriginalXfer(),
+                                          CIF_UsePartialAccessToPixelData, options.frame, 1);
   if (image.getStatus() != EIS_Normal) {
     return Status::Corruption(file.string() + ": cannot decode the image: " +
                               DicomImage::getString(image.getStatus()));
@@ -342,6 +352,12 @@ int TerminalColumns(int fd) {
   winsize ws{};
   if (::ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
   return 80;
+}
+
+int TerminalRows(int fd) {
+  winsize ws{};
+  if (::ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0) return ws.ws_row;
+  return 24;
 }
 
 }  // namespace teleread::viewer

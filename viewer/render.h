@@ -44,7 +44,7 @@ struct RgbImage {
 };
 
 struct RenderOptions {
-  int frame = 0;                 // 0-based
+  int frame = 0;                 // 0-based (messages and the CLI count from 1, as DICOM does)
   std::optional<Window> window;  // nullopt: the file's first VOI window, else the frame's min/max
 };
 
@@ -58,8 +58,8 @@ struct RenderedFrame {
 // Renders one frame. Monochrome images go through the modality rescale and the window, and
 // MONOCHROME1 comes out inverted (low stored values bright) as it is meant to be displayed.
 // Colour images (RGB, YBR_*, palette) are converted to RGB without windowing. Compressed
-// transfer syntaxes DCMTK can decode (JPEG, JPEG-LS, RLE) are decoded; only the frame asked
-// for is read. NotFound when the file is missing; InvalidArgument when the object has no pixel
+// transfer syntaxes are decoded (JPEG, JPEG-LS, RLE by DCMTK; JPEG 2000 by OpenJPEG); only the
+// frame asked for is read. NotFound when the file is missing; InvalidArgument when the object has no pixel
 // data (an SR, a KO, ...) or the frame is out of range; Corruption when it cannot be decoded.
 Result<RenderedFrame> RenderFrame(const std::filesystem::path& file, const RenderOptions& options);
 
@@ -100,5 +100,7 @@ std::string HalfBlockPreview(const RgbImage& image, int columns);
 
 // The width of the terminal on `fd` (ioctl TIOCGWINSZ); 80 when `fd` is not a terminal.
 int TerminalColumns(int fd);
+// The height of the terminal on `fd` in lines; 24 when `fd` is not a terminal.
+int TerminalRows(int fd);
 
 }  // namespace teleread::viewer

@@ -48,11 +48,15 @@ fs::path WorkDir() {
 // Sections of the editor template, each introduced by "<Name>:" at the start of a line.
 std::string Template(const json& study, const ReportContent& c) {
   std::ostringstream t;
-  t << "# TeleRead report for study " << study.value("study_instance_uid", "") << "\n"
+  // Identity first, so the radiologist sees whose study this report is about before writing it.
+  t << "# TeleRead report for " << study.value("patient_name", "") << "  ID " << study.value("patient_id", "")
+    << "  born " << study.value("patient_birth_date", "") << "  " << study.value("patient_sex", "") << " "
+    << study.value("patient_age", "") << "\n"
+    << "# study " << study.value("study_instance_uid", "") << "  accession " << study.value("accession_number", "")
+    << "\n"
     << "# " << study.value("description", "") << "  " << study.value("modalities", "") << "  "
-    << study.value("study_date", "") << "  from " << study.value("member", "") << "; patient "
-    << study.value("patient_age", "") << "/" << study.value("patient_sex", "") << "; accession "
-    << study.value("accession_number", "") << "\n"
+    << study.value("study_date", "") << "  from " << study.value("member", "") << "  referring "
+    << study.value("referring_physician", "") << "\n"
     << "# Lines starting with # are ignored. An empty Findings or Impression cancels the report.\n"
     << "Findings:\n" << c.findings << "\n\nImpression:\n" << c.impression << "\n\nRecommendation:\n"
     << c.recommendation << "\n\nCritical finding: " << (c.critical ? "yes" : "no") << "\n";
@@ -168,7 +172,7 @@ int Submit(Session& s, const fs::path& file) {
 // Builds a report of `study_uid`: patient and study from one of its instances, every image
 // instance as evidence. Writes the unsigned SR to `out`.
 int Compose(Session& s, const std::string& study_uid, ReportContent content, bool edit,
-            const std::optional<InstanceRef>& predecessor, const fs::path& out) {
+            const std::optional<InstanceRef>& predecessor, const fs::path& out, std::string& patient) {
   ApiClient* api = s.Api();
   if (!api) return 1;
   auto who = CallJson(*api, "GET", "/api/v1/whoami");
@@ -177,6 +181,9 @@ int Compose(Session& s, const std::string& study_uid, ReportContent content, boo
                                                    (*who)["role"].get<std::string>());
   auto study = CallJson(*api, "GET", "/api/v1/studies/" + study_uid);
   if (!study) return 1;
+  patient = study->value("patient_name", "") + " (ID " + study->value("patient_id", "") + ", " +
+            study->value("patient_sex", "") + " " + study->value("patient_age", "") + "), accession " +
+            study->value("accession_number", "") + ", " + study->value("study_date", "");
   if (edit && !Edit(*study, content)) return Fail("the editor failed; nothing was written");
   if (content.findings.empty() || content.impression.empty()) {
     return Fail("findings and impression are both required; nothing was written");
@@ -223,7 +230,9 @@ int NewReport(Session& s, const ReportOptions& o, const std::string& study_uid,
   }
   const fs::path out = o.out.empty() ? WorkDir() / (study_uid + (predecessor ? ".amendment.dcm" : ".report.dcm"))
                                      : fs::path(o.out);
-  if (int rc = Compose(s, study_uid, content, edit, predecessor, out); rc != 0) return rc;
+  std::string patient;
+  if (int rc = Compose(s, study_uid, content, edit, predecessor, out, patient); rc != 0) return rc;
+  if (!s.as_json) std::cout << "report for " << patient << "\n";
   if (!o.sign && !o.submit) {
     std::cout << "draft written to " << out.string() << "; sign it with `teleread report sign " << out.string()
               << "`\n";

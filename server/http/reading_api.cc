@@ -214,6 +214,16 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   WorklistFilter f;
   f.modality = QueryParam(query, "modality");
   f.member_id = QueryParam(query, "member");
+  // A typo in a member id would otherwise look like an empty worklist.
+  if (!f.member_id.empty()) {
+    std::string known;
+    bool found = false;
+    for (const Member& m : config_.members) {
+      found |= m.id == f.member_id;
+      known += (known.empty() ? "" : ", ") + m.id;
+    }
+    if (!found) return Error(400, "no member hospital '" + f.member_id + "'; members: " + known);
+  }
   f.priority = QueryParam(query, "priority");
   f.state = QueryParam(query, "state");
   if (QueryParam(query, "mine") == "1") f.claimed_by = who.id;
@@ -247,6 +257,7 @@ HttpResponse ReadingApi::Study(const std::string& uid, const Identity& who) {
              {"institution", d.institution},
              {"patient_name", d.patient_name},
              {"patient_id", d.patient_id},
+             {"issuer_of_patient_id", d.issuer_of_patient_id},
              {"patient_age", d.patient_age},
              {"patient_sex", d.patient_sex},
              {"patient_birth_date", d.patient_birth_date},

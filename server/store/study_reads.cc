@@ -25,7 +25,7 @@ Result<StudyDetail> StudyReads::Study(const std::string& uid) const {
   Statement st(db.value()->handle(),
                "SELECT st.id, st.member_id, st.study_date, st.study_time, st.accession_number, st.study_description, "
                "st.referring_physician_name, st.institution_name, st.patient_age, p.sex, p.birth_date, st.modalities, "
-               "p.patient_name, p.patient_id FROM studies st JOIN patients p ON p.id = st.patient_pk "
+               "p.patient_name, p.patient_id, p.issuer_of_patient_id FROM studies st JOIN patients p ON p.id = st.patient_pk "
                "WHERE st.study_instance_uid = ?1");
   st.Bind(1, uid);
   Result<bool> found = st.Step();
@@ -46,6 +46,7 @@ Result<StudyDetail> StudyReads::Study(const std::string& uid) const {
   d.modalities = st.Text(11);
   d.patient_name = st.Text(12);
   d.patient_id = st.Text(13);
+  d.issuer_of_patient_id = st.Text(14);
   Statement se(db.value()->handle(),
                "SELECT id, series_instance_uid, modality, series_number, series_description, body_part_examined, "
                "num_instances FROM series WHERE study_pk = ?1 ORDER BY CAST(series_number AS INTEGER), id");

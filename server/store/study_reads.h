@@ -37,7 +37,7 @@ struct StudyDetail {
   std::string member_id;
   std::string study_date, study_time, accession_number, description;
   std::string referring_physician, institution;
-  std::string patient_name, patient_id, patient_birth_date, patient_age, patient_sex;
+  std::string patient_name, patient_id, issuer_of_patient_id, patient_birth_date, patient_age, patient_sex;
   std::string modalities;
   std::vector<SeriesEntry> series;  // by Series Number, then arrival
 };

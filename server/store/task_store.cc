@@ -93,7 +93,8 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
   if (!f.priority.empty()) sql += " AND t.priority = " + param(f.priority);
   if (!f.claimed_by.empty()) sql += " AND t.claimed_by = " + param(f.claimed_by) + " AND t.lease_expires_ms > ?1";
   if (!f.modality.empty()) {
-    sql += " AND EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND m.modality = " + param(f.modality) + ")";
+    // Modalities are stored upper case (PS3.3 C.7.3.1.1.1); "ct" is what a person types.
+    sql += " AND EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND m.modality = upper(" + param(f.modality) + "))";
   }
   sql += " ORDER BY CASE t.priority WHEN 'STAT' THEN 0 WHEN 'HIGH' THEN 1 ELSE 2 END, t.due_ms, t.id";
   sql += " LIMIT " + std::to_string(std::clamp(f.limit, 1, 1000)) + " OFFSET " + std::to_string(std::max(0, f.offset));

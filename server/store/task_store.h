@@ -32,7 +32,9 @@ struct WorklistRow {
   std::string modalities;
   std::string body_part;
   std::string study_description;
-  std::string patient_name;  // UTF-8, as the member sent it (DICOM PN: family^given)
+  // Identity, for the radiologists and admins who read the worklist (UTF-8, DICOM PN as the
+  // member sent it); never logged at info.
+  std::string patient_name;
   std::string patient_id;
   std::string patient_birth_date;
   std::string patient_age;

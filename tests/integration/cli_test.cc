@@ -54,8 +54,17 @@ TEST_CASE_METHOD(CliFixture, "the CLI reads the worklist and claims over mutual 
   CommandResult table = Cli("wang.li", {"worklist"});
   CHECK(table.exit_code == 0);
   CHECK_THAT(table.output, Catch::StartsWith("PRIORITY") && Catch::Contains("胸部CT平扫"));
-  json items = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"];
+  // Identity in every row, names in their own script whatever the file's character set
+  // (GB18030, Latin-1, UTF-8 here).
+  CHECK_THAT(table.output, Catch::Contains("PATIENT") && Catch::Contains("张^三") && Catch::Contains("ZZ100234") &&
+                               Catch::Contains("Müller^Anna") && Catch::Contains("陈^静"));
+  // Global flags after the subcommand, a modality in lower case.
+  json items = json::parse(Cli("wang.li", {"worklist", "--modality", "ct", "--json"}).output)["items"];
   REQUIRE(items.size() == 1);
+  CHECK(items[0]["patient_name"] == "张^三");
+  CHECK(items[0]["patient_id"] == "ZZ100234");
+  CHECK(items[0]["patient_sex"] != nullptr);
+  CHECK(items[0]["patient_age"] != nullptr);
   const std::string uid = items[0]["study_instance_uid"];
 
   CommandResult claim = Cli("wang.li", {"claim", uid});
@@ -70,6 +79,28 @@ TEST_CASE_METHOD(CliFixture, "the CLI reads the worklist and claims over mutual 
   CHECK(show.exit_code == 0);
   CHECK_THAT(show.output, Catch::Contains("series 1  CT  2 instances") && Catch::Contains("prior") &&
                               Catch::Contains("yixian"));
+  // The banner: name, ID, birth date, then the study; instances by position; priors by UID.
+  CHECK_THAT(show.output, Catch::StartsWith("张^三   ID ZZ100234   born ") && Catch::Contains("accession ") &&
+                              Catch::Contains("referring ") && Catch::Contains("    1: #1  CT") &&
+                              Catch::Contains("    2: #2  CT") && Catch::Contains("open a prior with"));
+  json shown = json::parse(Cli("wang.li", {"--json", "show", uid}).output);
+  REQUIRE(shown["priors"].size() >= 1);
+  const std::string prior = shown["priors"][0]["study_instance_uid"];
+  CHECK_THAT(show.output, Catch::Contains(prior));
+  CHECK(Cli("wang.li", {"show", prior}).exit_code == 0);  // a prior opens like any study
+  CHECK(shown["patient_name"] == "张^三");
+  // Paging and an empty page; unknown member and malformed UIDs are named.
+  CHECK(json::parse(Cli("wang.li", {"--json", "worklist", "--limit", "1", "--offset", "1"}).output)["items"].size() == 1);
+  CHECK_THAT(Cli("wang.li", {"worklist", "--offset", "500"}).output, Catch::Contains("no more studies past 500"));
+  CHECK_THAT(Cli("wang.li", {"worklist", "--modality", "XA"}).output,
+             Catch::Contains("the worklist is empty for modality XA"));
+  CommandResult member = Cli("wang.li", {"worklist", "--member", "NOPE"});
+  CHECK(member.exit_code == 1);
+  CHECK_THAT(member.output, Catch::Contains("no member hospital 'NOPE'; members: "));
+  CommandResult bad = Cli("wang.li", {"show", "1.2.abc"});
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.output, Catch::Contains("'1.2.abc' is not a Study Instance UID"));
+  CHECK_THAT(Cli("wang.li", {"claim", "x"}).output, Catch::Contains("is not a Study Instance UID"));
   CHECK(Cli("wang.li", {"release", uid}).exit_code == 0);
   CHECK(Cli("zhao.min", {"claim", uid}).exit_code == 0);
 }
@@ -102,7 +133,8 @@ TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the 
                                    "new", uid, "--submit"});
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
-  CHECK_THAT(made.output, Catch::StartsWith("submitted "));
+  // The confirmation names the patient before anything else.
+  CHECK_THAT(made.output, Catch::StartsWith("report for 张^三 (ID ZZ100234") && Catch::Contains("\nsubmitted "));
 
   json listed = json::parse(Cli("wang.li", {"--json", "reports", "--study", uid}).output)["items"];
   REQUIRE(listed.size() == 1);

@@ -26,6 +26,11 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   CHECK(r.output.find(refused) != r.output.rfind(refused));
   CHECK_THAT(r.output, Catch::Contains("claimed: held by wang.li"));
   CHECK_THAT(r.output, Catch::Contains("submitted "));
+  // The identity banner of the claimed study and of the ECG, and both pictures written.
+  CHECK_THAT(r.output, Catch::Contains("张^三   ID ZZ100234   born ") && Catch::Contains("陈^静   ID LS300518"));
+  CHECK_THAT(r.output, Catch::Contains("TwelveLeadECGWaveformStorage, 12 channels at 500 Hz, 25 mm/s 10 mm/mV"));
+  CHECK(fs::file_size(work / "png" / "ecg.png") > 10000);
+  CHECK(fs::file_size(work / "png" / "ct-lung.png") > 10000);
   CHECK_THAT(r.output, Catch::Contains("signature valid"));
   CHECK_THAT(r.output, Catch::Contains("COMPLETE, VERIFIED by Wang^Li"));
   CHECK_THAT(r.output, Catch::Contains("右肺上叶尖段见一直径约8mm磨玻璃结节"));

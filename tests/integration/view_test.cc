@@ -7,6 +7,7 @@
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "samples/synthetic.h"
@@ -141,8 +142,8 @@ TEST_CASE_METHOD(ViewFixture, "view renders a PNG a contact sheet a preview and 
   CommandResult out = Cli({"view", study_, "--cache", cache_.string(), "--out", png.string()});
   INFO(out.output);
   REQUIRE(out.exit_code == 0);
-  CHECK_THAT(out.output, Catch::Contains("wrote " + png.string() + ": series 1 instance 3 frame 0 of 1, 512x512, "
-                                         "window C 40 W 400"));
+  CHECK_THAT(out.output, Catch::Contains("wrote " + png.string() + ": series 1 instance 3 (position 3 of 5) frame 1 of 1, "
+                                         "512x512, window C 40 W 400"));
   CHECK(CountFiles(cache_ / study_) == 1);  // only what it needed
   teleread::Result<teleread::viewer::RgbImage> image = teleread::viewer::ReadPng(png);
   REQUIRE(image.ok());
@@ -152,12 +153,12 @@ TEST_CASE_METHOD(ViewFixture, "view renders a PNG a contact sheet a preview and 
   CommandResult montage = Cli({"view", study_, "--cache", cache_.string(), "--sheet", sheet.string()});
   INFO(montage.output);
   REQUIRE(montage.exit_code == 0);
-  CHECK_THAT(montage.output, Catch::Contains("5 images in a 3x2 grid, 768x512"));
+  CHECK_THAT(montage.output, Catch::Contains("5 images in a 3x2 grid, 768x560"));  // 48 rows of identity
   CHECK(CountFiles(cache_ / study_) == kCtSlices);
   teleread::Result<teleread::viewer::RgbImage> tiles = teleread::viewer::ReadPng(sheet);
   REQUIRE(tiles.ok());
   CHECK(tiles->width == 3 * 256);
-  CHECK(tiles->height == 2 * 256);
+  CHECK(tiles->height == 2 * 256 + 48);
 
   CommandResult as_json =
       Cli({"--json", "view", study_, "--cache", cache_.string(), "--instance", "2", "--preset", "lung"});
@@ -176,21 +177,24 @@ TEST_CASE_METHOD(ViewFixture, "view renders a PNG a contact sheet a preview and 
   CHECK(preview.exit_code == 0);
   CHECK_THAT(preview.output, Catch::Contains("window C -600 W 1500") && Catch::Contains("\033[38;2;") &&
                                  Catch::Contains("\u2580\033[0m\n"));
+  // Off a terminal the preview fits 80x24: the caption and at most 21 lines of image.
+  CHECK(std::count(preview.output.begin(), preview.output.end(), '\n') <= 22);
 
   // Usage: nothing to show off a terminal, conflicting windows, a bad frame or series.
   CHECK(Cli({"view", study_, "--cache", cache_.string()}).exit_code == 2);
   CHECK(Cli({"view", study_, "--preset", "lung", "--wl=40,400", "--preview"}).exit_code == 2);
   CHECK(Cli({"view", study_, "--preset", "liver", "--preview"}).exit_code == 2);
   CHECK(Cli({"view", study_, "--wl", "40", "--preview"}).exit_code == 2);
-  CommandResult frame = Cli({"view", study_, "--cache", cache_.string(), "--frame", "1", "--preview"});
+  CommandResult frame = Cli({"view", study_, "--cache", cache_.string(), "--frame", "2", "--preview"});
   CHECK(frame.exit_code == 1);
-  CHECK_THAT(frame.output, Catch::Contains("frame 1 is out of range"));
+  CHECK_THAT(frame.output, Catch::Contains("frame 2 is out of range: the image has 1 frame (counted from 1)"));
+  CHECK(Cli({"view", study_, "--frame", "0", "--preview"}).exit_code == 2);  // frames count from 1
   CommandResult series = Cli({"view", study_, "--cache", cache_.string(), "--series", "9", "--preview"});
   CHECK(series.exit_code == 1);
   CHECK_THAT(series.output, Catch::Contains("no series 9") && Catch::Contains("1 (CT)"));
 }
 
-TEST_CASE_METHOD(ViewFixture, "view skips a structured report with a clear message", "[view][fetch]") {
+TEST_CASE_METHOD(ViewFixture, "view names a structured report it cannot read and why", "[view][fetch]") {
   // A Basic Text SR added to the CT study by the same hospital, as series 2.
   DcmFileFormat ff;
   DcmDataset& ds = *ff.getDataset();
@@ -213,7 +217,9 @@ TEST_CASE_METHOD(ViewFixture, "view skips a structured report with a clear messa
 
   CommandResult report = Cli({"view", study_, "--cache", cache_.string(), "--series", "2", "--preview"});
   CHECK(report.exit_code == 1);
-  CHECK_THAT(report.output, Catch::Contains("series 2 (SR) holds no images: skipped"));
+  // This SR has no content tree: it is named, and why it cannot be shown is said.
+  CHECK_THAT(report.output, Catch::Contains("series 2 #1 (BasicTextSRStorage)") &&
+                                Catch::Contains("not a readable SR document"));
   // The default is the first series with images, whatever comes first.
   CommandResult image = Cli({"--json", "view", study_, "--cache", cache_.string()});
   CHECK(image.exit_code == 0);

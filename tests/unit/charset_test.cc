@@ -67,3 +67,47 @@ TEST_CASE("tables line up with Chinese text", "[text]") {
   CHECK(PadToWidth("胸部", 3) == "胸 ");  // never half a character
   CHECK(PadToWidth("Müller", 8) == "Müller  ");
 }
+
+// The examples of PS3.5 Annex H, I and K: names in ISO 2022 code extensions, which DCMTK's
+// converter as built on Debian refuses ("Cannot open character encoding").
+TEST_CASE("ISO 2022 code extensions decode to UTF-8 (PS3.5 Annex H, I, K)", "[charset]") {
+  InitializeDicom();
+  SECTION("Japanese, ISO 2022 IR 87 (kanji and hiragana)") {
+    auto name = DecodeToUtf8("\\ISO 2022 IR 87",
+                             "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B",
+                             "\\^=");
+    REQUIRE(name.ok());
+    CHECK(name.value() == "Yamada^Tarou=山田^太郎=やまだ^たろう");
+  }
+  SECTION("Japanese, ISO 2022 IR 13 with IR 87 (half-width katakana)") {
+    auto name = DecodeToUtf8("ISO 2022 IR 13\\ISO 2022 IR 87",
+                             "\xd4\xcf\xc0\xde^\xc0\xdb\xb3=\x1b$B;3ED\x1b(J^\x1b$BB@O:\x1b(J=\x1b$B$d$^$@\x1b(J^"
+                             "\x1b$B$?$m$&\x1b(J",
+                             "\\^=");
+    REQUIRE(name.ok());
+    CHECK(name.value() == "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう");
+  }
+  SECTION("Korean, ISO 2022 IR 149") {
+    auto name = DecodeToUtf8("\\ISO 2022 IR 149",
+                             "Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf",
+                             "\\^=");
+    REQUIRE(name.ok());
+    CHECK(name.value() == "Hong^Gildong=洪^吉洞=홍^길동");
+  }
+  SECTION("Chinese, ISO 2022 IR 58") {
+    auto name = DecodeToUtf8("\\ISO 2022 IR 58", "Zhang^XiaoDong=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab=", "\\^=");
+    REQUIRE(name.ok());
+    CHECK(name.value() == "Zhang^XiaoDong=张^小东=");
+  }
+  SECTION("Latin-1 in G1 and GBK") {
+    auto latin = DecodeToUtf8("ISO 2022 IR 100", "M\xfcller", "\\");
+    REQUIRE(latin.ok());
+    CHECK(latin.value() == "Müller");
+    auto gbk = DecodeToUtf8("GBK", "\xD5\xC5^\xC8\xFD", "\\^=");
+    REQUIRE(gbk.ok());
+    CHECK(gbk.value() == "张^三");
+  }
+  SECTION("an unknown escape sequence is an error, not garbage") {
+    CHECK_FALSE(DecodeToUtf8("\\ISO 2022 IR 87", "\x1b$Z;3", "\\^=").ok());
+  }
+}
