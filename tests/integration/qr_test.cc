@@ -40,7 +40,11 @@ class QrFixture {
   TestServer& server() { return server_; }
   const Study& study(size_t i) const { return studies_[i]; }
   const std::filesystem::path& dir() const { return dir_.path(); }
-  uint16_t zz_delivery_port() const { return zz_port_; }
+  // Zhuozhou's delivery port, where movescu (+P) listens: reserved until the first use.
+  uint16_t zz_delivery_port() {
+    ReleasePort(zz_port_);
+    return zz_port_;
+  }
 
   // A DCMTK query/retrieve tool: `argv` then "-k KEY" per key, then this server's address.
   CommandResult RunScu(std::vector<std::string> argv, const std::vector<std::string>& keys) {
@@ -53,22 +57,23 @@ class QrFixture {
     return RunCommand(argv);
   }
 
-  static size_t CountFiles(const std::filesystem::path& d) {
-    size_t n = 0;
-    for (const auto& e : std::filesystem::directory_iterator(d)) n += e.is_regular_file();
-    return n;
-  }
-
-  // findscu with -X: every response data set, read back.
+  // findscu with -X: every response data set, read back. Without `result` the C-FIND must end
+  // with Success, so that "no matches" cannot stand for a refusal or a broken association.
   std::vector<std::unique_ptr<DcmFileFormat>> Find(const std::string& aet, const std::vector<std::string>& keys,
                                                    const std::string& model = "-S", CommandResult* result = nullptr,
                                                    const std::vector<std::string>& extra = {}) {
     std::filesystem::path out = dir_.path() / ("find-" + std::to_string(++runs_));
     std::filesystem::create_directories(out);
-    std::vector<std::string> argv = {FINDSCU_BIN, model, "-aet", aet, "-aec", "LX_READ", "-X", "-od", out.string()};
+    std::vector<std::string> argv = {FINDSCU_BIN, model, "-v", "-aet", aet, "-aec", "LX_READ", "-X", "-od", out.string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     CommandResult r = RunScu(argv, keys);
-    if (result) *result = r;
+    if (result) {
+      *result = r;
+    } else {
+      INFO(r.output);
+      CHECK(r.exit_code == 0);
+      CHECK_THAT(r.output, Catch::Contains("Received Final Find Response (Success)"));
+    }
     std::vector<std::unique_ptr<DcmFileFormat>> responses;
     std::set<std::filesystem::path> files;
     for (const auto& e : std::filesystem::directory_iterator(out)) files.insert(e.path());
@@ -234,7 +239,7 @@ TEST_CASE_METHOD(QrFixture, "C-FIND return keys, counts and unsupported keys", "
   }
   SECTION("a Study Root query at PATIENT level is refused") {
     CommandResult result;
-    CHECK(Find("ZZ_PACS", {"QueryRetrieveLevel=PATIENT", "PatientID"}, "-S", &result, {"-v"}).empty());
+    CHECK(Find("ZZ_PACS", {"QueryRetrieveLevel=PATIENT", "PatientID"}, "-S", &result).empty());
     CHECK_THAT(result.output, Catch::Contains("0xa900") || Catch::Contains("DoesNotMatchSOPClass") ||
                                   Catch::Contains("Identifier Does Not Match SOP Class"));
   }

@@ -64,11 +64,12 @@ MemberPacs::MemberPacs(fs::path dir, std::string ae_title, std::vector<std::stri
 }
 
 void MemberPacs::Start() {
-  std::vector<std::string> scp = {STORESCP_BIN, "-aet", ae_title_, "-od", (dir_ / "in").string()};
+  std::vector<std::string> scp = {STORESCP_BIN, "-aet", ae_title_, "--unique-filenames", "-od", (dir_ / "in").string()};
   std::vector<std::string> echo = {ECHOSCU_BIN, "-aec", ae_title_};
   for (auto* argv : {&scp, &echo}) argv->insert(argv->end(), tls_args_.begin(), tls_args_.end());
   scp.push_back(std::to_string(port_));
   echo.insert(echo.end(), {"127.0.0.1", std::to_string(port_)});
+  ReleasePort(port_);  // reserved by FreePort until now
   process_.Start(scp, dir_ / "storescp.log");
   // Listening once an echo is answered.
   for (int i = 0; i < 100; ++i) {
@@ -84,6 +85,25 @@ std::vector<fs::path> MemberPacs::Files() const {
   std::vector<fs::path> out;
   for (const auto& e : fs::directory_iterator(dir_ / "in")) out.push_back(e.path());
   return out;
+}
+
+int MemberPacs::Received(const std::string& sop_instance_uid) const {
+  static const bool initialized = (InitializeDicom(), true);
+  (void)initialized;
+  int n = 0;
+  for (const fs::path& f : Files()) {
+    // storescp may still be writing the newest file: read it again until it parses.
+    std::string uid;
+    bool read = WaitFor([&] {
+      Result<InstanceSummary> s = ReadInstanceSummary(f);
+      if (s.ok()) uid = s->sop_instance_uid;
+      return s.ok();
+    }, 10);
+    INFO(f.string());
+    REQUIRE(read);
+    if (uid == sop_instance_uid) ++n;
+  }
+  return n;
 }
 
 }  // namespace teleread::test

@@ -37,14 +37,18 @@ HttpReply SubmitReport(const TestServer& server, const std::string& who, const s
 
 // A member's PACS: storescp on a free loopback port, writing what it receives to a directory.
 // With `tls_args` (e.g. {"+tls", key, cert, "+cf", ca}) it takes DICOM TLS only.
+// storescp runs with --unique-filenames: every receipt is a file of its own, so a second
+// delivery of the same SOP Instance UID is counted, not overwritten.
 class MemberPacs {
  public:
   MemberPacs(std::filesystem::path dir, std::string ae_title, std::vector<std::string> tls_args = {});
   void Start();
   void Stop();
   uint16_t port() const { return port_; }
-  // The objects received so far (one file per SOP Instance UID: storescp names them by it).
+  // Every receipt so far, one file each (a re-sent instance is two files).
   std::vector<std::filesystem::path> Files() const;
+  // How many times this SOP Instance UID was received.
+  int Received(const std::string& sop_instance_uid) const;
 
  private:
   std::filesystem::path dir_;
