@@ -1,6 +1,7 @@
 // Query/retrieve against the real server with DCMTK's findscu, movescu and getscu.
 #include <catch2/catch.hpp>
 
+#include <csignal>
 #include <map>
 #include <regex>
 #include <set>
@@ -8,10 +9,13 @@
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmnet/scu.h"
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
 #include "server/dicom/qr_scp.h"
+#include "server/store/index.h"
 #include "server/store/query.h"
 #include "tests/support/server_fixture.h"
 
@@ -335,12 +339,125 @@ TEST_CASE_METHOD(QrFixture, "C-MOVE to configured destinations with counts, scop
   }
 }
 
+// The centre's AE titles (today: any of centre_ae_titles, plain or TLS) retrieve any member's
+// study to any member's delivery AE; kept in one place for when the rule tightens.
+const std::string kCentreAe = "LX_WS1";
+
+TEST_CASE_METHOD(QrFixture, "a centre AE title moves any member's study to a member's delivery AE", "[qr][move]") {
+  std::filesystem::path received = dir() / "received";
+  std::filesystem::create_directories(received);
+  // Laishui's study, moved by the centre to Zhuozhou's delivery AE (movescu listens there).
+  CommandResult r = RunScu({MOVESCU_BIN, "-S", "-v", "-aet", kCentreAe, "-aec", "LX_READ", "-aem", "ZZ_PACS", "+P",
+                            std::to_string(zz_delivery_port()), "-od", received.string()},
+                           {kStudy, "StudyInstanceUID=" + study(3).uid});
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("Received Final Move Response (Success)"));
+  CHECK(CountFiles(received) == study(3).sop_uids.size());
+  CHECK_THAT(server().Log(), Catch::Contains("C-MOVE from " + kCentreAe + " (centre): " +
+                                             std::to_string(study(3).sop_uids.size()) + " sent, 0 failed"));
+}
+
+namespace {
+
+// A C-MOVE by DcmSCU, so that the final response's identifier (Failed SOP Instance UID List)
+// can be read; storage sub-operations go to `destination` as configured at the centre.
+struct MoveOutcome {
+  uint16_t status = 0;
+  int completed = -1, failed = -1;
+  std::set<std::string> failed_uids;
+};
+
+MoveOutcome MoveStudy(uint16_t port, const std::string& calling_ae, const std::string& destination,
+                      const std::string& study_uid) {
+  DcmSCU scu;
+  scu.setAETitle(calling_ae.c_str());
+  scu.setPeerAETitle("LX_READ");
+  scu.setPeerHostName("127.0.0.1");
+  scu.setPeerPort(port);
+  scu.setACSETimeout(30);
+  scu.setDIMSETimeout(60);
+  scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, {UID_LittleEndianExplicitTransferSyntax});
+  REQUIRE(scu.initNetwork().good());
+  REQUIRE(scu.negotiateAssociation().good());
+  const T_ASC_PresentationContextID id = scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
+  REQUIRE(id != 0);
+  DcmDataset query;
+  query.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+  query.putAndInsertString(DCM_StudyInstanceUID, study_uid.c_str());
+  OFList<RetrieveResponse*> responses;
+  OFCondition c = scu.sendMOVERequest(id, destination.c_str(), &query, &responses);
+  INFO(c.text());
+  REQUIRE(c.good());
+  REQUIRE_FALSE(responses.empty());
+  MoveOutcome out;
+  RetrieveResponse* last = responses.back();
+  out.status = last->m_status;
+  out.completed = last->m_numberOfCompletedSubops;
+  out.failed = last->m_numberOfFailedSubops;
+  OFString list;
+  if (last->m_dataset && last->m_dataset->findAndGetOFStringArray(DCM_FailedSOPInstanceUIDList, list).good()) {
+    std::string all = list.c_str();
+    for (size_t start = 0, end; start <= all.size(); start = end + 1) {
+      end = all.find('\\', start);
+      if (end == std::string::npos) end = all.size();
+      if (end > start) out.failed_uids.insert(all.substr(start, end - start));
+    }
+  }
+  for (RetrieveResponse* rsp : responses) delete rsp;
+  scu.releaseAssociation();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(QrFixture, "C-MOVE failures: 0xA702 when nothing reached the destination, 0xB000 when some did, "
+                            "with the Failed SOP Instance UID List",
+                 "[qr][move]") {
+  const Study& s = study(0);  // Zhuozhou's, three instances
+  const std::set<std::string> all(s.sop_uids.begin(), s.sop_uids.end());
+  SECTION("the destination is not listening: 0xA702, every instance listed") {
+    MoveOutcome out = MoveStudy(server().port(), "ZZ_PACS", "ZZ_PACS", s.uid);
+    CHECK(out.status == 0xA702);
+    CHECK(out.completed == 0);
+    CHECK(out.failed == 3);
+    CHECK(out.failed_uids == all);
+  }
+  SECTION("one object cannot be sent (its file is gone): 0xB000, that one listed") {
+    auto index = Index::Open(server().storage() / "index.sqlite");
+    REQUIRE(index.ok());
+    auto lost = index.value()->FindInstance(s.sop_uids[1]);
+    REQUIRE(lost.has_value());
+    REQUIRE(std::filesystem::remove(server().storage() / lost->relative_path));
+    const uint16_t port = zz_delivery_port();
+    const std::filesystem::path received = dir() / "received";
+    std::filesystem::create_directories(received);
+    ChildProcess storescp;
+    storescp.Start({STORESCP_BIN, "-aet", "ZZ_PACS", "-od", received.string(), std::to_string(port)},
+                   dir() / "storescp.log");
+    REQUIRE(WaitFor([&] {
+      return RunCommand({ECHOSCU_BIN, "-aec", "ZZ_PACS", "127.0.0.1", std::to_string(port)}).exit_code == 0;
+    }, 30));
+    MoveOutcome out = MoveStudy(server().port(), "ZZ_PACS", "ZZ_PACS", s.uid);
+    INFO(server().Log());
+    CHECK(out.status == 0xB000);
+    CHECK(out.completed >= 1);
+    CHECK(out.completed + out.failed == 3);
+    // Today the failed send also ends the sub-association, so the instances after it fail too;
+    // each failure is listed.
+    CHECK(out.failed_uids.count(s.sop_uids[1]) == 1);
+    CHECK(out.failed_uids.size() == static_cast<size_t>(out.failed));
+    CHECK(CountFiles(received) == static_cast<size_t>(out.completed));
+    storescp.Stop(SIGTERM);
+  }
+}
+
 TEST_CASE_METHOD(QrFixture, "C-GET over the caller's own association, scoped", "[qr][get]") {
   auto get = [&](const std::string& aet, const std::vector<std::string>& keys, const std::filesystem::path& out) {
     std::filesystem::create_directories(out);
     return RunScu({GETSCU_BIN, "-S", "-aet", aet, "-aec", "LX_READ", "-od", out.string()}, keys);
   };
-  auto count = CountFiles;
+  auto count = [](const std::filesystem::path& d) { return CountFiles(d); };
   CHECK(get("LS_PACS", {kStudy, "StudyInstanceUID=" + study(3).uid}, dir() / "get1").exit_code == 0);
   CHECK(count(dir() / "get1") == 2);
   CommandResult other = get("LS_PACS", {kStudy, "StudyInstanceUID=" + study(0).uid}, dir() / "get2");

@@ -23,9 +23,11 @@ OrthancPacs::~OrthancPacs() { Stop(); }
 
 void OrthancPacs::Start() {
   fs::create_directories(dir_);
+  std::string refuse;
+  for (const std::string& uid : refused_) refuse += "  if dicom.SOPInstanceUID == '" + uid + "' then return false end\n";
   WriteFile(dir_ / "received.lua", std::string(R"(function ReceivedInstanceFilter(dicom, origin, info)
   print(')") + kReceivedMark + R"(' .. dicom.SOPInstanceUID)
-  return true
+)" + refuse + R"(  return true
 end
 )");
   WriteFile(dir_ / "orthanc.json", R"({

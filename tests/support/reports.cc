@@ -3,6 +3,9 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcfilefo.h"
+
 #include "common/dicom.h"
 #include "common/signing.h"
 
@@ -27,7 +30,7 @@ SampleStudy FindSampleStudy(const fs::path& samples_dir, const std::string& stud
 
 void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const std::string& signer, const fs::path& out,
                        const std::optional<InstanceRef>& predecessor, const std::string& findings,
-                       bool check_validity) {
+                       bool check_validity, const std::function<void(DcmDataset&)>& tweak) {
   ReportRequest r;
   r.content.findings = findings;
   r.content.impression = "右肺上叶磨玻璃结节，建议3个月后复查。";
@@ -41,6 +44,12 @@ void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const 
   Status s = WriteReport(r, unsigned_sr);
   INFO(s.ToString());
   REQUIRE(s.ok());
+  if (tweak) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(unsigned_sr.c_str()).good());
+    tweak(*ff.getDataset());
+    REQUIRE(ff.saveFile(unsigned_sr.c_str(), ff.getDataset()->getOriginalXfer()).good());
+  }
   s = SignReportFile(unsigned_sr, out, pki_dir / (signer + ".pem"), pki_dir / (signer + ".key"), "", check_validity);
   INFO(s.ToString());
   REQUIRE(s.ok());

@@ -3,6 +3,7 @@
 // hospital's PACS (DCMTK storescp) to receive them.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,8 @@
 #include "common/report.h"
 #include "tests/support/process.h"
 #include "tests/support/server_fixture.h"
+
+class DcmDataset;
 
 namespace teleread::test {
 
@@ -22,11 +25,12 @@ struct SampleStudy {
 // The files of one study among those written under `samples_dir`.
 SampleStudy FindSampleStudy(const std::filesystem::path& samples_dir, const std::string& study_uid);
 
-// Writes to `out` a report of `study` signed with `pki_dir`/<signer>.pem/.key.
+// Writes to `out` a report of `study` signed with `pki_dir`/<signer>.pem/.key; `tweak` edits the
+// data set before it is signed (a report the workstation would never make, validly signed).
 void WriteSignedReport(const SampleStudy& study, const std::filesystem::path& pki_dir, const std::string& signer,
                        const std::filesystem::path& out, const std::optional<InstanceRef>& predecessor = std::nullopt,
                        const std::string& findings = "右肺上叶见一直径约8mm磨玻璃结节。",
-                       bool check_validity = true);
+                       bool check_validity = true, const std::function<void(DcmDataset&)>& tweak = {});
 
 // The InstanceRef of a report file, for amending it.
 InstanceRef ReportRef(const std::filesystem::path& report);
