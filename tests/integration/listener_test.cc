@@ -450,3 +450,27 @@ TEST_CASE("every offered transfer syntax is accepted and the object is stored as
     CHECK(scu.AcceptedTransferSyntax(UID_CTImageStorage) == UID_LittleEndianImplicitTransferSyntax);
   }
 }
+
+TEST_CASE("beyond 64 connections waiting for a busy worker the next is closed at once", "[listener][concurrency]") {
+  ScratchDir dir;
+  ServerOptions options;
+  options.max_associations = 1;
+  TestServer server(dir.path(), options);
+  server.Start();
+  TestScu held(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+  REQUIRE(held.Connect().empty());  // the only worker is taken
+  // Silent connections: each waits (up to 2 s) for a request to reject; the 65th finds no room.
+  std::vector<int> silent;
+  for (int i = 0; i < 70; ++i) silent.push_back(ConnectTcp(server.port()));
+  CHECK(WaitFor([&] { return server.Log().find("all 1 workers busy (too many waiting)") != std::string::npos; }, 30));
+  // Every one of them is closed in the end, without an answer.
+  for (int fd : silent) {
+    pollfd p{fd, POLLIN, 0};
+    CHECK(::poll(&p, 1, 30000) == 1);
+    char byte = 0;
+    CHECK(::recv(fd, &byte, 1, 0) == 0);
+    ::close(fd);
+  }
+  held.Release();
+  CHECK(WaitFor([&] { return Echo(server, "ZZ_PACS").exit_code == 0; }, 30));
+}
