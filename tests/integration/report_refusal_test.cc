@@ -2,9 +2,11 @@
 // status and reason, and nothing stored: unknown study, wrong media type, a report that is not
 // COMPLETE or not VERIFIED, Patient ID or Accession Number of another study, evidence from
 // another study, a SOP Instance UID already stored with other content, an amendment of another
-// study's report, and a full disk (507).
+// study's report. And delivery: a member that is down holds up no other member's reports.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+
+#include <map>
 
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
@@ -106,3 +108,48 @@ TEST_CASE_METHOD(RefusalFixture, "reports with the wrong study, flags, identifie
   CHECK(StoredReports() == 1);
 }
 
+
+TEST_CASE("a member that is down holds up no other member's reports", "[reports][delivery]") {
+  ScratchDir dir;
+  // Zhuozhou's PACS never starts (its port stays reserved: connections are refused); Laishui's runs.
+  const uint16_t zz_port = FreePort();
+  MemberPacs ls(dir.path() / "ls_pacs", "LS_PACS");
+  ServerOptions o;
+  o.edits = {{"^port = 11201$", "port = " + std::to_string(zz_port)},
+             {"^port = 11202$", "port = " + std::to_string(ls.port())},
+             {"^delivery_retry_seconds = .*$", "delivery_retry_seconds = 1"},
+             {"^delivery_retry_max_seconds = .*$", "delivery_retry_max_seconds = 2"},
+             {"^delivery_timeout_seconds = .*$", "delivery_timeout_seconds = 5"}};
+  TestServer server(dir.path() / "server", o);
+  server.Start();
+  ls.Start();
+  const fs::path samples = dir.path() / "samples";
+  PushSampleConsortium(server, samples, 1);
+  std::string zz_study, ls_study;
+  for (const json& item : WaitForWorklist(server, 6)) {
+    if (item["member"] == "zhuozhou" && item["modalities"] == "CT") zz_study = item["study_instance_uid"];
+    if (item["member"] == "laishui") ls_study = item["study_instance_uid"];
+  }
+  REQUIRE_FALSE(zz_study.empty());
+  REQUIRE_FALSE(ls_study.empty());
+  // Zhuozhou's report first, so that it is first in the outbox; zhao.min reads every modality.
+  std::map<std::string, std::string> sop;
+  for (const std::string& study : {zz_study, ls_study}) {
+    REQUIRE(server.Call("zhao.min", "POST", "/api/v1/studies/" + study + "/claim").status == 200);
+    const fs::path report = dir.path() / (study + ".dcm");
+    WriteSignedReport(FindSampleStudy(samples, study), server.pki(), "zhao.min", report);
+    HttpReply r = SubmitReport(server, "zhao.min", study, report);
+    INFO(r.body);
+    REQUIRE(r.status == 201);
+    sop[study] = r.Json()["sop_instance_uid"];
+  }
+  auto delivery = [&](const std::string& study) {
+    return server.Call("wang.li", "GET", "/api/v1/studies/" + study + "/reports").Json()["items"][0]["delivery"];
+  };
+  REQUIRE(WaitFor([&] { return delivery(ls_study)["state"] == "delivered"; }, 60));
+  CHECK(ls.Received(sop[ls_study]) == 1);
+  // Meanwhile Zhuozhou's waits, retried, not given up.
+  REQUIRE(WaitFor([&] { return delivery(zz_study)["attempts"].get<int>() >= 2; }, 60));
+  CHECK(delivery(zz_study)["state"] == "pending");
+  CHECK(server.Stop() == 0);
+}
