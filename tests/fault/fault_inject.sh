@@ -217,7 +217,7 @@ v() { violations+=("$*"); }
 
 # --- Trials --------------------------------------------------------------------------------
 echo "fault injection: $trials trial(s), seed $seed, kill within ${max_kill_ms} ms, member $member_kind, scratch $work"
-total_violations=0 failed_trials=0
+total_violations=0 failed_trials=0 kills=0
 k_ingest=0 k_reports=0 k_pending=0 m_up=0 m_slow=0 m_stalled=0 m_down=0
 sum_acked=0 sum_reports=0 sum_delivered=0 sum_resent=0 sum_partial=0 sum_reindexed=0 sum_held=0 sum_asked=0
 
@@ -258,7 +258,8 @@ for trial in $(seq 1 "$trials"); do
   pids+=("$push_pid")
   (
     for uid in $studies; do
-      timeout 20 "$cli" --profile "$work/wang.li.toml" claim "$uid" >/dev/null 2>&1 || { echo "claim failed $uid"; continue; }
+      # A failed claim ends the loop: after the kill every call fails; before it none may.
+      timeout 20 "$cli" --profile "$work/wang.li.toml" claim "$uid" >/dev/null 2>&1 || { echo "claim failed $uid"; break; }
       timeout 30 "$cli" --profile "$work/wang.li.toml" report new "$uid" --findings "右肺上叶见一直径约8mm磨玻璃结节。" \
         --impression "磨玻璃结节，建议复查。" --submit 2>&1
     done
@@ -271,10 +272,21 @@ for trial in $(seq 1 "$trials"); do
   kill -0 "$cli_pid" 2>/dev/null && in_reports=1
   pending_at_kill=$(sql "$storage/index.sqlite" "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'" 2>/dev/null || echo "?")
   kill -KILL "$server_pid"
-  reap "$server_pid"
+  # A kill counts only when the server died of it (not when it had already exited on its own).
+  server_status=0
+  wait "$server_pid" 2>/dev/null || server_status=$?
+  forget "$server_pid"
+  if [ "$server_status" = 137 ]; then
+    kills=$((kills + 1))
+  else
+    v "the server was not killed by SIGKILL (exit status $server_status): it had ended before the kill"
+  fi
   reap "$push_pid"
   reap "$cli_pid"
   reports_at_kill=$(grep -c '^submitted ' "$t/cli.log")
+  # The CLI finished before the kill: every claim must have succeeded.
+  [ "$in_reports" = 0 ] && grep -q '^claim failed' "$t/cli.log" &&
+    v "a claim failed while the server was up: $(grep -m1 '^claim failed' "$t/cli.log")"
 
   # Step 3: restart with the member up; run until the outbox is empty.
   start_server "$storage" "$t/server.2.log" || die "teleread-server would not restart (trial $trial), see $t/server.2.log"
@@ -283,6 +295,18 @@ for trial in $(seq 1 "$trials"); do
     stalled) kill -CONT "$member_pid" ;;
     down) start_member "$member" || die "$member_kind would not start (trial $trial)" ;;
   esac
+  # One report after the restart, so that every trial delivers at least one (a kill at 0 ms may
+  # come before the first submission) and the reporting path is known to work after recovery.
+  after_uid=$(sql "$storage/index.sqlite" "SELECT st.study_instance_uid FROM studies st JOIN reading_tasks t ON
+    t.study_pk = st.id WHERE t.state IN ('waiting', 'claimed') ORDER BY st.id LIMIT 1")
+  reports_after=0
+  if [ -n "$after_uid" ]; then
+    { timeout 20 "$cli" --profile "$work/wang.li.toml" claim "$after_uid" &&
+      timeout 30 "$cli" --profile "$work/wang.li.toml" report new "$after_uid" --findings "复查：结节同前。" \
+        --impression "磨玻璃结节，建议复查。" --submit; } >>"$t/cli.log" 2>&1
+    reports_after=$(( $(grep -c '^submitted ' "$t/cli.log") - reports_at_kill ))
+    [ "$reports_after" = 1 ] || v "no report could be submitted after the restart: $(tail -1 "$t/cli.log")"
+  fi
   left=1
   for _ in $(seq 1 300); do
     left=$(sql "$storage/index.sqlite" "SELECT COUNT(*) FROM deliveries WHERE state <> 'delivered'")
@@ -360,6 +384,12 @@ print(len(bad), *bad[:1])' "$storage")
   sum_held=$((sum_held + held)) sum_asked=$((sum_asked + asked))
   acked_n=$(wc -l <"$t/acked")
   delivered_n=$(wc -l <"$t/delivered")
+  # "Nothing lost" means little if nothing was read as acknowledged: the base corpus was pushed
+  # and answered before the kill, so all of it must be in storescu's log.
+  [ "$acked_n" -ge "$base_studies" ] || v "only $acked_n object(s) read as acknowledged (at least $base_studies expected)"
+  [ $((reports_at_kill + reports_after)) -ge 1 ] || v "no report was accepted in this trial"
+  [ "$delivered_n" -ge $((reports_at_kill + reports_after)) ] ||
+    v "$delivered_n report(s) delivered of $((reports_at_kill + reports_after)) accepted"
 
   points=()
   [ "$in_ingest" = 1 ] && points+=(ingest) && k_ingest=$((k_ingest + 1))
@@ -368,7 +398,7 @@ print(len(bad), *bad[:1])' "$storage")
     k_pending=$((k_pending + 1))
   [ ${#points[@]} -gt 0 ] || points+=(idle)
   case $mode in up) m_up=$((m_up + 1)) ;; slow) m_slow=$((m_slow + 1)) ;; stalled) m_stalled=$((m_stalled + 1)) ;; down) m_down=$((m_down + 1)) ;; esac
-  sum_acked=$((sum_acked + acked_n)) sum_reports=$((sum_reports + reports_at_kill))
+  sum_acked=$((sum_acked + acked_n)) sum_reports=$((sum_reports + reports_at_kill + reports_after))
   sum_delivered=$((sum_delivered + delivered_n)) sum_resent=$((sum_resent + resent))
   sum_partial=$((sum_partial + ${partial:-0})) sum_reindexed=$((sum_reindexed + ${reindexed:-0}))
 
@@ -393,6 +423,6 @@ echo "totals: $sum_acked objects acknowledged, $sum_reports reports accepted, $s
   "($sum_resent re-sent after a kill; $sum_held found held by the member's C-FIND and not re-sent; $sum_asked" \
   "retries could not ask, the member having no C-FIND); recovery removed $sum_partial partial file(s), re-indexed $sum_reindexed object(s);" \
   "$failed_trials trial(s) with violations"
-echo "fault injection: $trials trials, $trials kills, $total_violations violations"
+echo "fault injection: $trials trials, $kills kills, $total_violations violations"
 if [ "$total_violations" = 0 ] && [ "${FAULT_KEEP:-0}" != 1 ] && [ -z "${FAULT_WORK_DIR:-}" ]; then rm -rf "$work"; fi
 [ "$total_violations" = 0 ]

@@ -18,20 +18,8 @@ class CliFixture {
   CliFixture() : server_(dir_.path() / "server") {
     server_.Start();
     PushSampleConsortium(server_, dir_.path() / "samples", 2);
-    for (const char* who : {"wang.li", "zhao.min", "ops"}) {
-      WriteFile(dir_.path() / (std::string(who) + ".toml"),
-                "server = \"https://127.0.0.1:" + std::to_string(server_.https_port()) + "\"\n" +
-                    "certificate = \"" + (server_.pki() / (std::string(who) + ".pem")).string() + "\"\n" +
-                    "key = \"" + (server_.pki() / (std::string(who) + ".key")).string() + "\"\n" +
-                    "ca = \"" + (server_.pki() / "ca.pem").string() + "\"\n");
-    }
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      CommandResult r = Cli("wang.li", {"--json", "worklist"});
-      if (r.exit_code == 0 && json::parse(r.output)["items"].size() == 6) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    FAIL("the sample studies did not reach the worklist");
+    for (const std::string who : {"wang.li", "zhao.min", "ops"}) WriteProfile(server_, who, dir_.path() / (who + ".toml"));
+    WaitForWorklist(server_, 6);
   }
 
   CommandResult Cli(const std::string& who, std::vector<std::string> args) {
@@ -197,10 +185,7 @@ TEST_CASE_METHOD(CliFixture, "an expired certificate cannot sign and its reports
   teleread::IssueRequest old{teleread::CertKind::kRadiologist, "expired.doc", "Lixian Regional Imaging Reading Centre",
                              {}, {}, 5, -10};
   REQUIRE(teleread::IssueCertificate(server_.pki(), old).ok());
-  WriteFile(dir_.path() / "expired.toml",
-            "server = \"https://127.0.0.1:" + std::to_string(server_.https_port()) + "\"\ncertificate = \"" +
-                (server_.pki() / "expired.doc.pem").string() + "\"\nkey = \"" + (server_.pki() / "expired.doc.key").string() +
-                "\"\nca = \"" + (server_.pki() / "ca.pem").string() + "\"\n");
+  WriteProfile(server_, "expired.doc", dir_.path() / "expired.toml");
   CommandResult sign = Cli("expired", {"report", "sign", draft});
   CHECK(sign.exit_code == 1);
   CHECK_THAT(sign.output, Catch::Contains("has expired"));
@@ -211,7 +196,28 @@ TEST_CASE_METHOD(CliFixture, "an expired certificate cannot sign and its reports
                                      (server_.pki() / "ca.pem").string()});
   CHECK(verify.exit_code == 1);
   CHECK_THAT(verify.output, Catch::Contains("expired"));
-  // A valid one signs and the server takes it.
-  CHECK(Cli("wang.li", {"report", "sign", draft}).exit_code == 0);
-  CHECK(Cli("wang.li", {"report", "submit", draft}).exit_code == 0);
+  // A valid one signs and the server takes it: judged by what the file and the server then hold,
+  // not by exit codes alone.
+  const std::string unsigned_bytes = ReadFile(draft);
+  CommandResult signed_now = Cli("wang.li", {"report", "sign", draft});
+  INFO(signed_now.output);
+  CHECK(signed_now.exit_code == 0);
+  CHECK(ReadFile(draft) != unsigned_bytes);
+  CommandResult verified = RunCommand({TELEREAD_CLI_BIN, "report", "verify", draft, "--ca",
+                                       (server_.pki() / "ca.pem").string()});
+  INFO(verified.output);
+  CHECK(verified.exit_code == 0);
+  CHECK_THAT(verified.output, Catch::StartsWith("signature valid") && Catch::Contains("CN=wang.li,OU=radiologist"));
+  CommandResult submitted = Cli("wang.li", {"report", "submit", draft});
+  INFO(submitted.output);
+  CHECK(submitted.exit_code == 0);
+  HttpReply listed = server_.Call("wang.li", "GET", "/api/v1/studies/" + uid + "/reports");
+  REQUIRE(listed.status == 200);
+  const json items = listed.Json()["items"];
+  REQUIRE(items.size() == 1);
+  CHECK(items[0]["signer"] == "wang.li");
+  const std::filesystem::path stored = dir_.path() / "stored.dcm";
+  server_.Curl("wang.li", "GET", "/api/v1/reports/" + items[0]["sop_instance_uid"].get<std::string>(),
+               {"-o", stored.string()});
+  CHECK(ReadFile(stored) == ReadFile(draft));  // the server holds the signed file byte for byte
 }

@@ -5,6 +5,7 @@
 // under its final name without its index row.
 #include <catch2/catch.hpp>
 
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -38,7 +39,13 @@ TEST_CASE("SIGKILL during ingest and report submission and delivery loses nothin
                                std::chrono::seconds(130));
   INFO(r.output);
   CHECK(r.exit_code == 0);
+  // The kill count is the script's observed SIGKILL deaths; and the checks had something to check.
   CHECK_THAT(r.output, Catch::Contains("fault injection: 3 trials, 3 kills, 0 violations"));
+  std::smatch totals;
+  REQUIRE(std::regex_search(r.output, totals, std::regex(R"(totals: (\d+) objects acknowledged, (\d+) reports accepted, (\d+) delivered)")));
+  CHECK(std::stoi(totals[1]) >= 3 * 4);  // at least the base corpus of each trial
+  CHECK(std::stoi(totals[2]) >= 3);      // at least one report per trial
+  CHECK(std::stoi(totals[3]) >= std::stoi(totals[2]));
 }
 
 

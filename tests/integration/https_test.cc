@@ -26,13 +26,7 @@ class ApiFixture {
   ApiFixture() : server_(dir_.path() / "server") {
     server_.Start();
     PushSampleConsortium(server_, dir_.path() / "samples", 4);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      Reply r = Call(server_, "wang.li", "GET", "/api/v1/worklist");
-      if (r.status == 200 && Body(r)["items"].size() == 6) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    FAIL("the sample studies did not reach the worklist");
+    WaitForWorklist(server_, 6);
   }
 
  protected:
@@ -153,8 +147,14 @@ TEST_CASE_METHOD(ApiFixture, "study detail and instance download and priors", "[
 }
 
 TEST_CASE_METHOD(ApiFixture, "certificates outside the consortium get nowhere and are audited", "[https][tls]") {
-  // No client certificate: the TLS handshake fails.
-  CHECK(Call(server_, "", "GET", "/healthz").status == 0);
+  // No client certificate: the TLS handshake fails (a TLS error from curl, not "could not connect":
+  // status 0 alone would also be a server that is not listening).
+  CommandResult anonymous = server_.Curl("", "GET", "/healthz");
+  INFO(anonymous.output);
+  CHECK_THAT(anonymous.output, Catch::EndsWith("000"));
+  CHECK(anonymous.exit_code != 7);  // CURLE_COULDNT_CONNECT
+  CHECK_THAT(anonymous.output, Catch::Contains("SSL") || Catch::Contains("TLS") || Catch::Contains("alert"));
+  CHECK(Call(server_, "wang.li", "GET", "/healthz").status == 200);  // the same port, with a certificate
   // A certificate from another CA: refused at the handshake.
   ScratchDir other;
   REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "init", (other.path() / "ca").string()}).exit_code == 0);
@@ -165,13 +165,21 @@ TEST_CASE_METHOD(ApiFixture, "certificates outside the consortium get nowhere an
                                       (other.path() / "ca" / "wang.li.pem").string(), "--key",
                                       (other.path() / "ca" / "wang.li.key").string(), "-w", "\n%{http_code}",
                                       "https://127.0.0.1:" + std::to_string(server_.https_port()) + "/healthz"});
+  INFO(foreign.output);
   CHECK_THAT(foreign.output, Catch::EndsWith("000"));
+  CHECK(foreign.exit_code != 7);
   // Our CA, but nobody configured: 403, and the refusal is in the audit trail and the log.
   REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "issue", server_.pki().string(), "--kind", "radiologist", "--name",
                       "mallory"})
               .exit_code == 0);
-  CHECK(Call(server_, "mallory", "GET", "/api/v1/worklist").status == 403);
+  Reply mallory = Call(server_, "mallory", "GET", "/api/v1/worklist");
+  CHECK(mallory.status == 403);
+  CHECK_THAT(mallory.body, Catch::Contains("does not belong to a configured radiologist"));
   CHECK_THAT(server_.Log(), Catch::Contains("is no radiologist or admin here"));
+  std::vector<AuditRow> refused = AuditTrail(server_.storage(), "refused");
+  REQUIRE(refused.size() == 1);
+  CHECK_THAT(refused[0].actor, Catch::Contains("CN=mallory"));
+  CHECK(refused[0].detail == "GET /api/v1/worklist");
   Reply metrics = Call(server_, "wang.li", "GET", "/metrics");
   CHECK(metrics.status == 200);
   CHECK_THAT(metrics.body, Catch::Contains("teleread_tasks{state=\"waiting\"} 6") &&

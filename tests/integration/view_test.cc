@@ -8,6 +8,7 @@
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include <algorithm>
+#include <set>
 #include <thread>
 
 #include "samples/synthetic.h"
@@ -27,24 +28,13 @@ class ViewFixture {
   ViewFixture() : server_(dir_.path() / "server") {
     server_.Start();
     PushSampleConsortium(server_, dir_.path() / "samples", kCtSlices);
-    WriteFile(dir_.path() / "wang.li.toml",
-              "server = \"https://127.0.0.1:" + std::to_string(server_.https_port()) + "\"\n" +
-                  "certificate = \"" + (server_.pki() / "wang.li.pem").string() + "\"\n" +
-                  "key = \"" + (server_.pki() / "wang.li.key").string() + "\"\n" +
-                  "ca = \"" + (server_.pki() / "ca.pem").string() + "\"\n");
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      CommandResult r = Cli({"--json", "worklist", "--modality", "CT"});
-      if (r.exit_code == 0) {
-        json items = json::parse(r.output)["items"];
-        if (items.size() == 1) {
-          study_ = items[0]["study_instance_uid"];
-          return;
-        }
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    FAIL("the sample CT study did not reach the worklist");
+    WriteProfile(server_, "wang.li", dir_.path() / "wang.li.toml");
+    WaitForWorklist(server_, 6);
+    CommandResult r = Cli({"--json", "worklist", "--modality", "CT"});
+    REQUIRE(r.exit_code == 0);
+    json items = json::parse(r.output)["items"];
+    REQUIRE(items.size() == 1);
+    study_ = items[0]["study_instance_uid"];
   }
 
   CommandResult Cli(std::vector<std::string> args) {
@@ -67,12 +57,6 @@ class ViewFixture {
   std::string study_;
   fs::path cache_ = dir_.path() / "cache";
 };
-
-size_t CountFiles(const fs::path& dir) {
-  size_t n = 0;
-  for (const auto& e : fs::directory_iterator(dir)) n += e.is_regular_file();
-  return n;
-}
 
 }  // namespace
 
@@ -134,7 +118,21 @@ TEST_CASE_METHOD(ViewFixture, "fetch downloads a study and resumes from the cach
   CommandResult unknown = Cli({"fetch", "1.2.3.4", "--cache", cache_.string()});
   CHECK(unknown.exit_code == 1);
   CHECK_THAT(unknown.output, Catch::Contains("HTTP 404"));
-  CHECK(Cli({"fetch", "../etc", "--cache", cache_.string()}).exit_code == 1);
+  // A study UID that is a path: refused, and nothing written outside the cache.
+  auto listing = [&] {
+    std::set<std::string> entries;
+    for (const auto& e : fs::directory_iterator(dir_.path())) entries.insert(e.path().filename().string());
+    for (const auto& e : fs::recursive_directory_iterator(cache_)) entries.insert(e.path().string());
+    return entries;
+  };
+  const std::set<std::string> before = listing();
+  CommandResult escape = Cli({"fetch", "../etc", "--cache", cache_.string()});
+  INFO(escape.output);
+  CHECK(escape.exit_code == 1);
+  CHECK_FALSE(escape.output.empty());
+  CHECK_THAT(escape.output, !Catch::Contains("fetched"));
+  CHECK_FALSE(fs::exists(dir_.path() / "etc"));
+  CHECK(listing() == before);
 }
 
 TEST_CASE_METHOD(ViewFixture, "view renders a PNG a contact sheet a preview and JSON", "[view]") {

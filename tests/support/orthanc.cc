@@ -23,9 +23,11 @@ OrthancPacs::~OrthancPacs() { Stop(); }
 
 void OrthancPacs::Start() {
   fs::create_directories(dir_);
+  std::string refuse;
+  for (const std::string& uid : refused_) refuse += "  if dicom.SOPInstanceUID == '" + uid + "' then return false end\n";
   WriteFile(dir_ / "received.lua", std::string(R"(function ReceivedInstanceFilter(dicom, origin, info)
   print(')") + kReceivedMark + R"(' .. dicom.SOPInstanceUID)
-  return true
+)" + refuse + R"(  return true
 end
 )");
   WriteFile(dir_ / "orthanc.json", R"({
@@ -39,6 +41,8 @@ end
   "HttpServerEnabled": true, "HttpPort": )" + std::to_string(http_port_) + R"(,
   "RemoteAccessAllowed": false, "AuthenticationEnabled": false
 })");
+  ReleasePort(dicom_port_);  // reserved by FreePort until now
+  ReleasePort(http_port_);
   process_.Start({ORTHANC_BIN, (dir_ / "orthanc.json").string()}, dir_ / "orthanc.log");
   if (!WaitFor([&] { return Rest({"/system"}).exit_code == 0; }, 30)) {
     FAIL("Orthanc did not start:\n" << ReadFile(dir_ / "orthanc.json") << "\n" << Log());
@@ -67,10 +71,7 @@ std::string OrthancPacs::InstanceId(const std::string& sop_instance_uid) const {
 }
 
 int OrthancPacs::Received(const std::string& sop_instance_uid) const {
-  const std::string log = Log(), needle = kReceivedMark + sop_instance_uid + "\n";
-  int n = 0;
-  for (size_t p = log.find(needle); p != std::string::npos; p = log.find(needle, p + 1)) ++n;
-  return n;
+  return CountOccurrences(Log(), kReceivedMark + sop_instance_uid + "\n");
 }
 
 std::string OrthancPacs::Log() const { return ReadFile(dir_ / "orthanc.log"); }

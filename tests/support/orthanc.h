@@ -18,6 +18,9 @@ class OrthancPacs {
   OrthancPacs(std::filesystem::path dir, std::string ae_title, uint16_t dicom_port, std::string extra_config = "");
   ~OrthancPacs();
 
+  // Before Start: this instance is refused on receipt (the Lua filter returns false), as a PACS
+  // that rejects an object does; it is still counted by Received.
+  void Refuse(const std::string& sop_instance_uid) { refused_.push_back(sop_instance_uid); }
   // Starts Orthanc and waits until its REST API answers; FAILs the test if it does not.
   void Start();
   void Stop();
@@ -36,6 +39,7 @@ class OrthancPacs {
   std::string ae_title_;
   uint16_t dicom_port_, http_port_;
   std::string extra_config_;
+  std::vector<std::string> refused_;
   ChildProcess process_;
 };
 

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -117,8 +119,15 @@ ScratchDir::~ScratchDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+namespace {
+std::mutex reserved_mu;
+std::map<uint16_t, int> reserved;  // port -> its bound socket, until released
+}  // namespace
+
 uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  // Bound, not listening: connections to it are refused, as to a free port; CLOEXEC so that no
+  // child holds it.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -127,8 +136,72 @@ uint16_t FreePort() {
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     throw std::runtime_error("cannot find a free port");
   }
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  const uint16_t port = ntohs(addr.sin_port);
+  std::lock_guard<std::mutex> lock(reserved_mu);
+  reserved[port] = fd;
+  return port;
+}
+
+void ReleasePort(uint16_t port) {
+  std::lock_guard<std::mutex> lock(reserved_mu);
+  auto it = reserved.find(port);
+  if (it == reserved.end()) return;
+  ::close(it->second);
+  reserved.erase(it);
+}
+
+size_t CountFiles(const std::filesystem::path& dir, bool recursive) {
+  std::error_code ec;
+  size_t n = 0;
+  if (recursive) {
+    for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      n += it->is_regular_file(ec) ? 1 : 0;
+    }
+  } else {
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      n += it->is_regular_file(ec) ? 1 : 0;
+    }
+  }
+  return n;
+}
+
+size_t CountEntries(const std::filesystem::path& dir) {
+  std::error_code ec;
+  size_t n = 0;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) ++n;
+  return n;
+}
+
+std::multiset<std::string> OpenFiles(int pid) {
+  std::multiset<std::string> targets;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code link_ec;
+    targets.insert(std::filesystem::read_symlink(it->path(), link_ec).string());
+  }
+  return targets;
+}
+
+size_t ThreadCount(int pid) { return CountEntries("/proc/" + std::to_string(pid) + "/task"); }
+
+int ConnectTcp(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("cannot connect to 127.0.0.1:" + std::to_string(port));
+  }
+  return fd;
+}
+
+int CountOccurrences(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t p = text.find(needle); !needle.empty() && p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
 }
 
 std::string ReadFile(const std::filesystem::path& path) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,10 +54,27 @@ class ScratchDir {
   std::filesystem::path path_;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago (for peers that need a fixed port).
+// A TCP port on 127.0.0.1 for a peer that needs a fixed port (storescp, Orthanc, movescu's +P).
+// The allocator keeps the port's socket bound, so no other test (in this process or in a parallel
+// ctest process) can be given it, until ReleasePort hands it over right before the peer binds it.
 uint16_t FreePort();
+// Closes the reserved socket of `port` (no-op when not reserved); call just before starting the
+// peer that listens on it. The server under test needs none of this: it binds port 0 itself.
+void ReleasePort(uint16_t port);
 
 std::string ReadFile(const std::filesystem::path& path);
+// Regular files in `dir` (and below, when `recursive`); 0 when it does not exist.
+size_t CountFiles(const std::filesystem::path& dir, bool recursive = false);
+// Entries of any kind in `dir` (e.g. /proc/PID/fd); 0 when it cannot be read.
+size_t CountEntries(const std::filesystem::path& dir);
+// Leak probes for a running process: what its descriptors point to, and its thread count.
+std::multiset<std::string> OpenFiles(int pid);
+size_t ThreadCount(int pid);
+// A plain TCP connection to 127.0.0.1:port (for peers that send nothing, or bytes of our own);
+// fails the test when it cannot connect. The caller closes it.
+int ConnectTcp(uint16_t port);
+// How often `needle` occurs in `text` (log lines, tool output).
+int CountOccurrences(const std::string& text, const std::string& needle);
 // Polls `done` every 100 ms until it holds or `seconds` have passed; whether it held.
 bool WaitFor(const std::function<bool()>& done, int seconds = 20);
 void WriteFile(const std::filesystem::path& path, const std::string& text);

@@ -3,6 +3,9 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcfilefo.h"
+
 #include "common/dicom.h"
 #include "common/signing.h"
 
@@ -27,7 +30,7 @@ SampleStudy FindSampleStudy(const fs::path& samples_dir, const std::string& stud
 
 void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const std::string& signer, const fs::path& out,
                        const std::optional<InstanceRef>& predecessor, const std::string& findings,
-                       bool check_validity) {
+                       bool check_validity, const std::function<void(DcmDataset&)>& tweak) {
   ReportRequest r;
   r.content.findings = findings;
   r.content.impression = "右肺上叶磨玻璃结节，建议3个月后复查。";
@@ -41,6 +44,12 @@ void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const 
   Status s = WriteReport(r, unsigned_sr);
   INFO(s.ToString());
   REQUIRE(s.ok());
+  if (tweak) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(unsigned_sr.c_str()).good());
+    tweak(*ff.getDataset());
+    REQUIRE(ff.saveFile(unsigned_sr.c_str(), ff.getDataset()->getOriginalXfer()).good());
+  }
   s = SignReportFile(unsigned_sr, out, pki_dir / (signer + ".pem"), pki_dir / (signer + ".key"), "", check_validity);
   INFO(s.ToString());
   REQUIRE(s.ok());
@@ -64,11 +73,12 @@ MemberPacs::MemberPacs(fs::path dir, std::string ae_title, std::vector<std::stri
 }
 
 void MemberPacs::Start() {
-  std::vector<std::string> scp = {STORESCP_BIN, "-aet", ae_title_, "-od", (dir_ / "in").string()};
+  std::vector<std::string> scp = {STORESCP_BIN, "-aet", ae_title_, "--unique-filenames", "-od", (dir_ / "in").string()};
   std::vector<std::string> echo = {ECHOSCU_BIN, "-aec", ae_title_};
   for (auto* argv : {&scp, &echo}) argv->insert(argv->end(), tls_args_.begin(), tls_args_.end());
   scp.push_back(std::to_string(port_));
   echo.insert(echo.end(), {"127.0.0.1", std::to_string(port_)});
+  ReleasePort(port_);  // reserved by FreePort until now
   process_.Start(scp, dir_ / "storescp.log");
   // Listening once an echo is answered.
   for (int i = 0; i < 100; ++i) {
@@ -84,6 +94,25 @@ std::vector<fs::path> MemberPacs::Files() const {
   std::vector<fs::path> out;
   for (const auto& e : fs::directory_iterator(dir_ / "in")) out.push_back(e.path());
   return out;
+}
+
+int MemberPacs::Received(const std::string& sop_instance_uid) const {
+  static const bool initialized = (InitializeDicom(), true);
+  (void)initialized;
+  int n = 0;
+  for (const fs::path& f : Files()) {
+    // storescp may still be writing the newest file: read it again until it parses.
+    std::string uid;
+    bool read = WaitFor([&] {
+      Result<InstanceSummary> s = ReadInstanceSummary(f);
+      if (s.ok()) uid = s->sop_instance_uid;
+      return s.ok();
+    }, 10);
+    INFO(f.string());
+    REQUIRE(read);
+    if (uid == sop_instance_uid) ++n;
+  }
+  return n;
 }
 
 }  // namespace teleread::test

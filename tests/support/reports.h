@@ -3,6 +3,7 @@
 // hospital's PACS (DCMTK storescp) to receive them.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,8 @@
 #include "common/report.h"
 #include "tests/support/process.h"
 #include "tests/support/server_fixture.h"
+
+class DcmDataset;
 
 namespace teleread::test {
 
@@ -22,11 +25,12 @@ struct SampleStudy {
 // The files of one study among those written under `samples_dir`.
 SampleStudy FindSampleStudy(const std::filesystem::path& samples_dir, const std::string& study_uid);
 
-// Writes to `out` a report of `study` signed with `pki_dir`/<signer>.pem/.key.
+// Writes to `out` a report of `study` signed with `pki_dir`/<signer>.pem/.key; `tweak` edits the
+// data set before it is signed (a report the workstation would never make, validly signed).
 void WriteSignedReport(const SampleStudy& study, const std::filesystem::path& pki_dir, const std::string& signer,
                        const std::filesystem::path& out, const std::optional<InstanceRef>& predecessor = std::nullopt,
                        const std::string& findings = "右肺上叶见一直径约8mm磨玻璃结节。",
-                       bool check_validity = true);
+                       bool check_validity = true, const std::function<void(DcmDataset&)>& tweak = {});
 
 // The InstanceRef of a report file, for amending it.
 InstanceRef ReportRef(const std::filesystem::path& report);
@@ -37,14 +41,18 @@ HttpReply SubmitReport(const TestServer& server, const std::string& who, const s
 
 // A member's PACS: storescp on a free loopback port, writing what it receives to a directory.
 // With `tls_args` (e.g. {"+tls", key, cert, "+cf", ca}) it takes DICOM TLS only.
+// storescp runs with --unique-filenames: every receipt is a file of its own, so a second
+// delivery of the same SOP Instance UID is counted, not overwritten.
 class MemberPacs {
  public:
   MemberPacs(std::filesystem::path dir, std::string ae_title, std::vector<std::string> tls_args = {});
   void Start();
   void Stop();
   uint16_t port() const { return port_; }
-  // The objects received so far (one file per SOP Instance UID: storescp names them by it).
+  // Every receipt so far, one file each (a re-sent instance is two files).
   std::vector<std::filesystem::path> Files() const;
+  // How many times this SOP Instance UID was received.
+  int Received(const std::string& sop_instance_uid) const;
 
  private:
   std::filesystem::path dir_;

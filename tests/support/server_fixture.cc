@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <csignal>
+#include <exception>
 #include <regex>
 #include <thread>
 
@@ -10,6 +11,11 @@
 #include "server/store/sqlite.h"
 
 namespace teleread::test {
+namespace {
+
+std::string LogTail(const std::string& log, size_t n) { return log.size() > n ? log.substr(log.size() - n) : log; }
+
+}  // namespace
 
 std::string TestConfigText(const ServerOptions& o) {
   std::string text = ReadFile(std::filesystem::path(TELEREAD_SOURCE_DIR) / "config" / "teleread.toml");
@@ -51,7 +57,15 @@ TestServer::TestServer(const std::filesystem::path& dir, ServerOptions options)
   WriteFile(config_path_, TestConfigText(options));
 }
 
-TestServer::~TestServer() { Stop(SIGKILL); }
+// Every server ends with SIGTERM and must exit 0, so that under ASan its leak check runs and
+// counts on every path. While a failed REQUIRE unwinds, a second failure would only add noise.
+TestServer::~TestServer() {
+  if (!process_.running()) return;
+  const int code = Stop(SIGTERM);
+  if (std::uncaught_exceptions() > 0) return;
+  INFO("server log (tail):\n" << LogTail(Log(), 4000));
+  CHECK(code == 0);
+}
 
 void TestServer::Start() {
   std::string before = ReadFile(log_path_);
@@ -122,6 +136,25 @@ std::set<std::string> IndexedPaths(const std::filesystem::path& storage) {
   return paths;
 }
 
+std::vector<AuditRow> AuditTrail(const std::filesystem::path& storage) {
+  auto db = Database::Open(storage / "index.sqlite", true);
+  REQUIRE(db.ok());
+  Statement q(db.value()->handle(), "SELECT actor, action, study_instance_uid, detail FROM audit_log ORDER BY id");
+  std::vector<AuditRow> rows;
+  for (Result<bool> row = q.Step(); row.ok() && row.value(); row = q.Step()) {
+    rows.push_back({q.Text(0), q.Text(1), q.Text(2), q.Text(3)});
+  }
+  return rows;
+}
+
+std::vector<AuditRow> AuditTrail(const std::filesystem::path& storage, const std::string& action) {
+  std::vector<AuditRow> rows;
+  for (AuditRow& r : AuditTrail(storage)) {
+    if (r.action == action) rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
 std::set<std::string> FilesUnder(const std::filesystem::path& storage) {
   std::set<std::string> paths;
   ObjectStore store(storage);
@@ -133,14 +166,70 @@ CommandResult Echo(const TestServer& server, const std::string& calling_ae, cons
   return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", server.port_text()});
 }
 
-CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae,
-                         const std::vector<std::string>& files_or_dirs, const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {STORESCU_BIN, "-aet", calling_ae, "-aec", "LX_READ", "+sd", "+r"};
+CommandResult StoreTo(uint16_t port, const std::string& calling_ae, const std::vector<std::string>& files_or_dirs,
+                      const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {STORESCU_BIN, "-v", "-aet", calling_ae, "-aec", "LX_READ", "+sd", "+r"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   argv.push_back("127.0.0.1");
-  argv.push_back(server.port_text());
+  argv.push_back(std::to_string(port));
   argv.insert(argv.end(), files_or_dirs.begin(), files_or_dirs.end());
   return RunCommand(argv, std::chrono::seconds(120));
+}
+
+CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae,
+                         const std::vector<std::string>& files_or_dirs, const std::vector<std::string>& extra) {
+  return StoreTo(server.port(), calling_ae, files_or_dirs, extra);
+}
+
+void IssueCert(const std::filesystem::path& pki, const std::string& kind, const std::string& name,
+               const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {TELEREAD_SERVER_BIN, "pki", "issue", pki.string(), "--kind", kind, "--name", name};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  CommandResult r = RunCommand(argv);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+}
+
+std::filesystem::path WriteProfile(const TestServer& server, const std::string& who, const std::filesystem::path& out) {
+  WriteFile(out, "server = \"https://127.0.0.1:" + std::to_string(server.https_port()) + "\"\n" +
+                     "certificate = \"" + (server.pki() / (who + ".pem")).string() + "\"\n" +
+                     "key = \"" + (server.pki() / (who + ".key")).string() + "\"\n" +
+                     "ca = \"" + (server.pki() / "ca.pem").string() + "\"\n");
+  return out;
+}
+
+nlohmann::json WaitForWorklist(const TestServer& server, size_t n, const std::string& who) {
+  nlohmann::json items;
+  const bool held = WaitFor([&] {
+    HttpReply r = server.Call(who, "GET", "/api/v1/worklist");
+    if (r.status != 200) return false;
+    nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
+    if (j.is_discarded()) return false;
+    items = j["items"];
+    return items.size() == n;
+  }, 60);
+  INFO("worklist of " << who << ": " << items.dump());
+  REQUIRE(held);
+  return items;
+}
+
+long Metric(const TestServer& server, const std::string& name) {
+  HttpReply r = server.Call("ops", "GET", "/metrics");
+  REQUIRE(r.status == 200);
+  std::smatch m;
+  INFO(r.body);
+  REQUIRE(std::regex_search(r.body, m, std::regex("(^|\n)" + name + " (-?\\d+)")));
+  return std::stol(m[2]);
+}
+
+std::vector<std::string> StoreResponses(const CommandResult& storescu) {
+  static const std::regex response(R"(Received Store Response \(([^)\n]*)\))");
+  std::vector<std::string> out;
+  for (auto it = std::sregex_iterator(storescu.output.begin(), storescu.output.end(), response);
+       it != std::sregex_iterator(); ++it) {
+    out.push_back((*it)[1]);
+  }
+  return out;
 }
 
 std::filesystem::path WriteSampleConsortium(const std::filesystem::path& dir, int ct_slices) {

@@ -73,15 +73,42 @@ class TestServer {
   uint16_t tls_port_ = 0;
 };
 
+// Issues a certificate with the server's own `pki issue` (kind: server, radiologist, admin,
+// member), with further options such as {"--ip", "127.0.0.1"}; fails the test when it cannot.
+void IssueCert(const std::filesystem::path& pki, const std::string& kind, const std::string& name,
+               const std::vector<std::string>& extra = {});
+// A `teleread` CLI profile for `who` (certificate and key under server.pki()), written to `out`.
+std::filesystem::path WriteProfile(const TestServer& server, const std::string& who, const std::filesystem::path& out);
+// Waits (generously) until `who`'s worklist holds `n` items; returns them. Fails the test if not.
+nlohmann::json WaitForWorklist(const TestServer& server, size_t n, const std::string& who = "wang.li");
+// A Prometheus metric without labels from /metrics (read as the admin "ops").
+long Metric(const TestServer& server, const std::string& name);
+
 // echoscu / storescu as a member hospital would run them, Nagle off as a tuned PACS would.
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae = "LX_READ");
+// storescu -v: the output names each C-STORE response status (its exit code is 0 even when every
+// C-STORE was refused; read StoreResponses instead).
 CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae,
                          const std::vector<std::string>& files_or_dirs, const std::vector<std::string>& extra = {});
+// The status of each C-STORE response storescu -v printed, in order: "Success", or DCMTK's text
+// for another status (e.g. "Unknown Status: 0x124").
+std::vector<std::string> StoreResponses(const CommandResult& storescu);
+// storescu -v to any port of the centre (the TLS port, say) with `extra` options (e.g. +tls ...).
+CommandResult StoreTo(uint16_t port, const std::string& calling_ae, const std::vector<std::string>& files_or_dirs,
+                      const std::vector<std::string>& extra = {});
 
 // The object paths the index lists, and the object files under storage/objects: after any crash
 // and restart the two sets are equal.
 std::set<std::string> IndexedPaths(const std::filesystem::path& storage);
 std::set<std::string> FilesUnder(const std::filesystem::path& storage);
+
+// The audit trail as the index holds it, oldest first (read-only, while the server runs).
+struct AuditRow {
+  std::string actor, action, study_instance_uid, detail;
+};
+std::vector<AuditRow> AuditTrail(const std::filesystem::path& storage);
+// Only the rows with this action.
+std::vector<AuditRow> AuditTrail(const std::filesystem::path& storage, const std::string& action);
 
 // The sample consortium written by the samples library: dir/<AE>/... per member.
 std::filesystem::path WriteSampleConsortium(const std::filesystem::path& dir, int ct_slices = 4);

@@ -6,6 +6,8 @@
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcrleerg.h"
 #include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmjpeg/djencode.h"
+#include "dcmtk/dcmjpls/djencode.h"
 
 #include <algorithm>
 #include <cmath>
@@ -69,6 +71,8 @@ std::filesystem::path WriteMono(const std::filesystem::path& file, const MonoSpe
   if (xfer != EXS_LittleEndianExplicit) {
     static const bool registered = [] {
       DcmRLEEncoderRegistration::registerCodecs();
+      DJEncoderRegistration::registerCodecs();
+      DJLSEncoderRegistration::registerCodecs();
       return true;
     }();
     (void)registered;
@@ -253,6 +257,31 @@ TEST_CASE_METHOD(RenderFixture, "render of an RLE compressed image matches the u
   for (int frame : {0, 1}) {
     CHECK(Render(rle, Window{3000, 6000}, frame).image.rgb == Render(native, Window{3000, 6000}, frame).image.rgb);
     CHECK(Render(rle, std::nullopt, frame).image.rgb == Render(native, std::nullopt, frame).image.rgb);
+  }
+}
+
+TEST_CASE_METHOD(RenderFixture, "render of JPEG Lossless and JPEG-LS Lossless images matches the uncompressed one",
+                 "[render]") {
+  MonoSpec spec;
+  spec.columns = 64;
+  spec.rows = 48;
+  spec.frames = 2;
+  spec.value = [](int x, int y, int f) { return static_cast<Uint16>(x * 37 + y * 101 + f * 999); };
+  const auto native = WriteMono(dir.path() / "native.dcm", spec);
+  const std::pair<E_TransferSyntax, const char*> kinds[] = {{EXS_JPEGProcess14SV1, UID_JPEGProcess14SV1TransferSyntax},
+                                                            {EXS_JPEGLSLossless, UID_JPEGLSLosslessTransferSyntax}};
+  for (const auto& [xfer, uid] : kinds) {
+    INFO(uid);
+    const auto compressed = WriteMono(dir.path() / (std::string(uid) + ".dcm"), spec, xfer);
+    Result<InstanceSummary> summary = ReadInstanceSummary(compressed);
+    REQUIRE(summary.ok());
+    CHECK(summary->transfer_syntax_uid == uid);
+    CHECK(teleread::test::ReadFile(compressed) != teleread::test::ReadFile(native));
+    for (int frame : {0, 1}) {
+      CHECK(Render(compressed, Window{3000, 6000}, frame).image.rgb ==
+            Render(native, Window{3000, 6000}, frame).image.rgb);
+      CHECK(Render(compressed, std::nullopt, frame).image.rgb == Render(native, std::nullopt, frame).image.rgb);
+    }
   }
 }
 
