@@ -140,6 +140,25 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   c.min_free_disk_mb = static_cast<uint64_t>(r.Integer("min_free_disk_mb", 0, int64_t{1} << 40, 512));
   c.centre_ae_titles = r.StringArray("centre_ae_titles", false);
   for (const auto& ae : c.centre_ae_titles) CheckAeTitle(r, "centre_ae_titles", ae);
+  c.centre_max_associations =
+      static_cast<int>(r.Integer("centre_max_associations", 1, 1024, c.centre_max_associations));
+  if (const toml::array* plain = r.OptionalTableArray("plain_callers")) {
+    for (size_t i = 0; i < plain->size(); ++i) {
+      TableReader pr(*plain->get(i)->as_table(), r.Qualified("plain_callers[" + std::to_string(i) + "]"), r.source());
+      PlainCentreCaller p;
+      p.ae_title = pr.String("ae_title");
+      if (std::find(c.centre_ae_titles.begin(), c.centre_ae_titles.end(), p.ae_title) == c.centre_ae_titles.end()) {
+        pr.Fail(pr.Get("ae_title"), "ae_title", "'" + p.ae_title + "' is not one of centre_ae_titles");
+      }
+      // Required and non-empty: a plain caller from any address is what this table exists to prevent.
+      p.addresses = pr.StringArray("addresses", true);
+      for (const auto& a : p.addresses) {
+        if (!IsIpAddress(a)) pr.Fail(pr.Get("addresses"), "addresses", "'" + a + "' is not an IP address");
+      }
+      pr.RejectUnknownKeys();
+      c.plain_callers.push_back(std::move(p));
+    }
+  }
   r.RejectUnknownKeys();
   return c;
 }
@@ -299,6 +318,29 @@ std::optional<DeliveryTarget> Config::MoveDestination(std::string_view member_id
     }
   }
   return std::nullopt;
+}
+
+const PlainCentreCaller* Config::FindPlainCentreCaller(std::string_view ae) const {
+  for (const PlainCentreCaller& p : centre.plain_callers) {
+    if (p.ae_title == ae) return &p;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> ConfigWarnings(const Config& config) {
+  std::vector<std::string> out;
+  for (const Member& m : config.members) {
+    if (!m.require_tls && m.allowed_addresses.empty()) {
+      out.push_back("anyone who reaches the DICOM port can call as member " + m.id +
+                    ": it has neither require_tls nor allowed_addresses");
+    }
+  }
+  for (const std::string& ae : config.centre.centre_ae_titles) {
+    if (!config.dicom_tls.enabled && !config.FindPlainCentreCaller(ae)) {
+      out.push_back("centre AE title " + ae + " cannot associate: no [dicom_tls] for its certificate and no plain_callers entry");
+    }
+  }
+  return out;
 }
 
 bool Config::IsCentreAeTitle(std::string_view ae) const {

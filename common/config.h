@@ -49,6 +49,12 @@ struct Radiologist {
 constexpr uint32_t kMinPduBytes = 4096;
 constexpr uint32_t kMaxPduBytes = 131072;
 
+// A centre AE title allowed to associate without a certificate, from these addresses only.
+struct PlainCentreCaller {
+  std::string ae_title;
+  std::vector<std::string> addresses;  // never empty
+};
+
 struct CentreConfig {
   std::string ae_title;
   std::string name;
@@ -62,6 +68,10 @@ struct CentreConfig {
   uint32_t max_pdu_bytes = kMaxPduBytes;      // kMinPduBytes..kMaxPduBytes
   uint64_t min_free_disk_mb = 512;            // refuse C-STORE (0xA700) below this much free space
   std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
+  // Centre AE titles otherwise present a workstation certificate over DICOM TLS (OU=workstation,
+  // CN = the AE title); these may call plain, from the named addresses only. (default: none)
+  std::vector<PlainCentreCaller> plain_callers;
+  int centre_max_associations = 4;  // concurrent associations from centre AE titles together
 };
 
 // DICOM TLS (PS3.15 BCP 195 profiles, DCMTK dcmtls) on the listener and for deliveries.
@@ -119,7 +129,13 @@ struct Config {
   // AE title). A member may only move to its own delivery AE, so that a study never leaves for
   // another hospital; the centre may move to any member's delivery AE or a workstation.
   std::optional<DeliveryTarget> MoveDestination(std::string_view member_id, std::string_view destination_ae) const;
+  // The plain allowance for centre AE title `ae_title`, or nullptr.
+  const PlainCentreCaller* FindPlainCentreCaller(std::string_view ae_title) const;
 };
+
+// What a valid config still leaves open, one line each: members callable without TLS from any
+// address, centre AE titles that can call neither way. For --check-config and start-up.
+std::vector<std::string> ConfigWarnings(const Config& config);
 
 // Parses and validates; relative paths are resolved against `base_dir`.
 Config ParseConfig(std::string_view toml_text, const std::string& source_name,

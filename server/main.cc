@@ -77,8 +77,8 @@ int main(int argc, char** argv) {
   pki_init->add_option("--organization", pki_org, "Organization in the CA's subject");
   CLI::App* pki_issue = pki->add_subcommand("issue", "Issue a certificate from the CA in DIR");
   pki_issue->add_option("dir", pki_dir, "Directory of the CA")->required();
-  pki_issue->add_option("--kind", pki_kind, "server, radiologist, admin or member")
-      ->check(CLI::IsMember({"server", "radiologist", "admin", "member"}));
+  pki_issue->add_option("--kind", pki_kind, "server, radiologist, admin, member or workstation (a centre AE title)")
+      ->check(CLI::IsMember({"server", "radiologist", "admin", "member", "workstation"}));
   pki_issue->add_option("--name", pki_name, "Common name: radiologist id, admin name, member AE, server name")
       ->required();
   pki_issue->add_option("--organization", pki_org, "Organization in the subject");
@@ -120,14 +120,16 @@ int main(int argc, char** argv) {
     r.kind = pki_kind == "server" ? CertKind::kServer
              : pki_kind == "admin" ? CertKind::kAdmin
              : pki_kind == "member" ? CertKind::kMember
+             : pki_kind == "workstation" ? CertKind::kWorkstation
                                     : CertKind::kRadiologist;
     r.common_name = pki_name;
     r.organization = pki_org;
     // A member PACS that takes reports over DICOM TLS needs its address in its certificate.
-    if (r.kind == CertKind::kServer || (r.kind == CertKind::kMember && pki_issue->count("--ip"))) {
+    const bool peer = r.kind == CertKind::kMember || r.kind == CertKind::kWorkstation;
+    if (r.kind == CertKind::kServer || (peer && pki_issue->count("--ip"))) {
       r.ip_addresses = pki_ips;
     }
-    if (r.kind == CertKind::kServer || (r.kind == CertKind::kMember && pki_issue->count("--dns"))) {
+    if (r.kind == CertKind::kServer || (peer && pki_issue->count("--dns"))) {
       r.dns_names = pki_dns;
     }
     r.valid_days = pki_days;
@@ -154,13 +156,16 @@ int main(int argc, char** argv) {
   if (dicom_port >= 0) config.centre.dicom_port = static_cast<uint16_t>(dicom_port);
   if (http_port >= 0) config.https.port = static_cast<uint16_t>(http_port);
   if (!storage.empty()) config.centre.storage = std::filesystem::absolute(storage);
+  const std::vector<std::string> warnings = ConfigWarnings(config);
   if (check_only) {
+    for (const std::string& w : warnings) std::cerr << config_path << ": warning: " << w << "\n";
     std::cout << config_path << ": OK (" << config.members.size() << " members, " << config.radiologists.size()
               << " radiologists)\n";
     return 0;
   }
   SetUpLogging(log_level);
   if (*status) return PrintStatus(config);
+  for (const std::string& w : warnings) spdlog::warn("config: {}", w);
 
   // Signals are taken by sigwait below, so block them before any thread starts.
   sigset_t signals;

@@ -47,6 +47,10 @@ void MemberSlots::Leave(const std::string& member_id) {
 
 namespace {
 
+// The MemberSlots key the centre's AE titles share; the control character keeps it apart from
+// member ids.
+constexpr const char* kCentreSlot = "\x01centre";
+
 const char* const kTransferSyntaxes[] = {
     // Native encodings first: a sender offering a choice never has to compress for us.
     UID_LittleEndianExplicitTransferSyntax,
@@ -84,7 +88,7 @@ class Association {
   ~Association() {
     ASC_dropSCPAssociation(assoc_);
     ASC_destroyAssociation(&assoc_);
-    if (slot_held_) env_.slots.Leave(caller_->member_id);
+    if (slot_held_) env_.slots.Leave(caller_->member_id.empty() ? std::string(kCentreSlot) : caller_->member_id);
   }
   Association(const Association&) = delete;
   Association& operator=(const Association&) = delete;
@@ -130,10 +134,14 @@ class Association {
       Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
       return false;
     }
-    if (const Member* member = env_.config.FindMemberByAeTitle(caller_->ae_title)) {
-      if (!env_.slots.TryEnter(member->id, member->max_associations)) {
-        spdlog::warn("association {} from {} refused: member {} has its {} associations open", calling, peer_,
-                     member->id, member->max_associations);
+    const Member* member = env_.config.FindMemberByAeTitle(caller_->ae_title);
+    // Centre AE titles share one limit of their own, so a workstation cannot take every worker.
+    const std::string slot = member ? member->id : std::string(kCentreSlot);
+    const int limit = member ? member->max_associations : env_.config.centre.centre_max_associations;
+    {
+      if (!env_.slots.TryEnter(slot, limit)) {
+        spdlog::warn("association {} from {} refused: {} has its {} associations open", calling, peer_,
+                     member ? "member " + member->id : std::string("the centre's AE titles"), limit);
         Reject(ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
                ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
         return false;

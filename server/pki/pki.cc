@@ -260,6 +260,7 @@ const char* OrganizationalUnit(CertKind kind) {
     case CertKind::kRadiologist: return "radiologist";
     case CertKind::kAdmin: return "admin";
     case CertKind::kMember: return "member";
+    case CertKind::kWorkstation: return "workstation";
   }
   return "";
 }
@@ -278,7 +279,8 @@ Usages UsagesFor(CertKind kind) {
     case CertKind::kRadiologist:
     case CertKind::kAdmin: return {"critical,digitalSignature,nonRepudiation", "clientAuth"};
     // Member sites both call the centre and are called by it (C-MOVE destinations).
-    case CertKind::kMember: return {"critical,digitalSignature", "clientAuth,serverAuth"};
+    case CertKind::kMember:
+    case CertKind::kWorkstation: return {"critical,digitalSignature", "clientAuth,serverAuth"};
   }
   return {"critical,digitalSignature", "clientAuth"};
 }
