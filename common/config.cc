@@ -142,6 +142,8 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   for (const auto& ae : c.centre_ae_titles) CheckAeTitle(r, "centre_ae_titles", ae);
   c.centre_max_associations =
       static_cast<int>(r.Integer("centre_max_associations", 1, 1024, c.centre_max_associations));
+  c.max_connections_per_address =
+      static_cast<int>(r.Integer("max_connections_per_address", 1, 100000, c.max_connections_per_address));
   if (const toml::array* plain = r.OptionalTableArray("plain_callers")) {
     for (size_t i = 0; i < plain->size(); ++i) {
       TableReader pr(*plain->get(i)->as_table(), r.Qualified("plain_callers[" + std::to_string(i) + "]"), r.source());
@@ -206,6 +208,11 @@ DicomTlsConfig ReadDicomTls(TableReader& r, const std::filesystem::path& base_di
   t.key = ResolvePath(r, "key", base_dir);
   t.ca = ResolvePath(r, "ca", base_dir);
   if (r.Get("crl")) t.crl = ResolvePath(r, "crl", base_dir);
+  if (r.Get("legacy_certificate")) t.legacy_certificate = ResolvePath(r, "legacy_certificate", base_dir);
+  if (r.Get("legacy_key")) t.legacy_key = ResolvePath(r, "legacy_key", base_dir);
+  if (t.legacy_certificate.empty() != t.legacy_key.empty()) {
+    r.Fail(r.Get("legacy_key"), "legacy_key", "legacy_certificate and legacy_key go together");
+  }
   t.profile = r.String("profile", t.profile);
   if (t.profile != "bcp195-nd" && t.profile != "bcp195" && t.profile != "bcp195-ex") {
     r.Fail(r.Get("profile"), "profile", "must be bcp195-nd, bcp195 or bcp195-ex");
@@ -232,6 +239,9 @@ HttpsConfig ReadHttps(TableReader& r, const std::filesystem::path& base_dir) {
   h.admins = r.StringArray("admins", false);
   h.threads = static_cast<int>(r.Integer("threads", 1, 64, h.threads));
   h.max_body_bytes = static_cast<uint64_t>(r.Integer("max_body_mb", 1, 4096, 64)) << 20;
+  h.max_connections = static_cast<int>(r.Integer("max_connections", 1, 100000, h.max_connections));
+  h.max_connections_per_address =
+      static_cast<int>(r.Integer("max_connections_per_address", 1, 100000, h.max_connections_per_address));
   r.RejectUnknownKeys();
   return h;
 }
@@ -270,6 +280,7 @@ Member ReadMember(TableReader& r, const std::filesystem::path& base_dir) {
   CheckPriority(r, "default_priority", m.default_priority);
   m.require_tls = Boolean(r, "require_tls", false);
   m.max_associations = static_cast<int>(r.Integer("max_associations", 1, 1024, m.max_associations));
+  m.legacy_tls = Boolean(r, "legacy_tls", false);
   r.RejectUnknownKeys();
   return m;
 }
@@ -389,6 +400,9 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
       if (!config.dicom_tls.enabled && (m.require_tls || (m.delivery && m.delivery->tls))) {
         mr.Fail(mr.Get(m.require_tls ? "require_tls" : "delivery"), m.require_tls ? "require_tls" : "delivery",
                 "DICOM TLS needs the [dicom_tls] table");
+      }
+      if (m.legacy_tls && config.dicom_tls.legacy_certificate.empty()) {
+        mr.Fail(mr.Get("legacy_tls"), "legacy_tls", "needs [dicom_tls] legacy_certificate and legacy_key (an RSA certificate)");
       }
       m.max_associations = std::min(m.max_associations, config.centre.max_associations);
       if (!ids.insert(m.id).second) mr.Fail(mr.Get("id"), "id", "duplicate member id '" + m.id + "'");

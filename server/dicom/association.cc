@@ -30,6 +30,8 @@ std::string ListenerStats::Metrics() const {
   counter("teleread_ingest_bytes_total", bytes.load());
   counter("teleread_dicom_tls_associations_total", tls_associations.load());
   counter("teleread_dicom_tls_refused_total", tls_refused.load());
+  counter("teleread_dicom_connections_refused_total", connections_refused.load());
+  counter("teleread_dicom_accept_errors_total", accept_errors.load());
   return m;
 }
 bool MemberSlots::TryEnter(const std::string& member_id, int limit) {
@@ -49,7 +51,7 @@ namespace {
 
 // The MemberSlots key the centre's AE titles share; the control character keeps it apart from
 // member ids.
-constexpr const char* kCentreSlot = "\x01centre";
+constexpr const char* kCentreSlot = "\001centre";
 
 const char* const kTransferSyntaxes[] = {
     // Native encodings first: a sender offering a choice never has to compress for us.
@@ -174,6 +176,10 @@ class Association {
     if (cond.bad()) {
       spdlog::warn("association {} from {}: acknowledging failed: {}", calling, peer_, cond.text());
       return false;
+    }
+    if (IsRetiredAesProfile(tls_)) {
+      spdlog::warn("association {} from {} uses the retired AES profile ({} {}): weak, no forward secrecy", calling,
+                   peer_, tls_.protocol, tls_.cipher);
     }
     spdlog::debug("association accepted: {} from {}, {} presentation contexts{}", calling, peer_,
                   ASC_countAcceptedPresentationContexts(assoc_->params),

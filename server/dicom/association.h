@@ -31,6 +31,8 @@ struct ListenerStats {
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> tls_associations{0};
   std::atomic<uint64_t> tls_refused{0};  // failed handshakes and certificates of the wrong member
+  std::atomic<uint64_t> connections_refused{0};  // over the per-address cap
+  std::atomic<uint64_t> accept_errors{0};        // EMFILE, ENFILE...: the acceptor backed off
   // Prometheus text, for /metrics.
   std::string Metrics() const;
 };

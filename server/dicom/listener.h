@@ -55,6 +55,7 @@ class DicomListener {
   struct Accepted {
     int fd;
     bool tls_port;  // accepted on the separate TLS port
+    std::string address;
   };
   void RunConnection(Accepted connection);
   // Rejects with "local limit exceeded" once the request is read; over TLS (`tls_deadline` set)
@@ -83,6 +84,7 @@ class DicomListener {
   std::condition_variable cv_;
   std::deque<Accepted> pending_;  // accepted sockets waiting for a worker; guarded by mu_
   int idle_workers_ = 0;     // guarded by mu_
+  std::map<std::string, int> per_address_;  // connections pending or served, by address; guarded by mu_
   bool stopping_ = false;    // guarded by mu_
 
   std::thread acceptor_;

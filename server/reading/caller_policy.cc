@@ -39,6 +39,9 @@ std::optional<Caller> CallerPolicy::Identify(const std::string& calling_ae, cons
 std::optional<std::string> CallerPolicy::TransportProblem(const Caller& caller, const TlsPeer& tls,
                                                           const std::string& peer_ip) const {
   const Member* member = caller.is_centre ? nullptr : config_.FindMemberByAeTitle(caller.ae_title);
+  if (IsRetiredAesProfile(tls) && !(member && member->legacy_tls)) {
+    return "the retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA) is only for members with legacy_tls";
+  }
   if (member && member->require_tls && !tls.has_certificate) {
     return "member " + member->id + " requires TLS with its client certificate";
   }

@@ -27,6 +27,9 @@ struct TlsPeer {
   std::string protocol, cipher;
 };
 
+// Whether the connection runs PS3.15's retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA).
+inline bool IsRetiredAesProfile(const TlsPeer& tls) { return tls.tls && tls.cipher == "AES128-SHA"; }
+
 class CallerPolicy {
  public:
   explicit CallerPolicy(const Config& config) : config_(config) {}

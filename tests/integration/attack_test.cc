@@ -133,3 +133,47 @@ TEST_CASE("attack 2: --check-config warns about every member anyone can call as"
   CHECK(sample.exit_code == 0);
   CHECK_THAT(sample.output, !Catch::Contains("can call as member"));
 }
+
+TEST_CASE("attack 11: the retired AES profile is refused unless a member opts in with legacy_tls, and is logged as weak",
+          "[tls][attack]") {
+  ScratchDir dir;
+  const fs::path pki = dir.path() / "server" / "pki";
+  auto legacy_echo = [&](const TestServer& server, const std::string& ae) {
+    return RunCommand({ECHOSCU_BIN, "-aet", ae, "-aec", "LX_READ", "+tla", "+pa", "+cf", (pki / "ca.pem").string(),
+                       "127.0.0.1", std::to_string(server.tls_port())},
+                      std::chrono::seconds(30));
+  };
+  SECTION("off by default: no shared cipher") {
+    ServerOptions o;
+    o.edits = {{"^\\[reading\\]$", TlsTable(pki)}};
+    TestServer server(dir.path() / "server", o);
+    server.Start();
+    CHECK(legacy_echo(server, "ZZ_PACS").exit_code != 0);
+    CHECK_THAT(server.Log(), !Catch::Contains("retired AES profile"));
+  }
+  SECTION("opted in by Zhuozhou only") {
+    ServerOptions o;
+    std::string table = TlsTable(pki);
+    table.insert(table.find("\n[reading]"), "legacy_certificate = \"" + (pki / "teleread-server-rsa.pem").string() +
+                                                "\"\nlegacy_key = \"" + (pki / "teleread-server-rsa.key").string() +
+                                                "\"\n");
+    o.edits = {{"^\\[reading\\]$", table}, {"^legacy_tls = false$", "legacy_tls = true"}};
+    TestServer server(dir.path() / "server", o);
+    CommandResult rsa = RunCommand({TELEREAD_SERVER_BIN, "pki", "issue", pki.string(), "--kind", "server", "--rsa",
+                                    "--name", "teleread-server-rsa"});
+    REQUIRE(rsa.exit_code == 0);
+    server.Start();
+    CommandResult zz = legacy_echo(server, "ZZ_PACS");
+    INFO(zz.output << server.Log());
+    CHECK(zz.exit_code == 0);
+    CHECK(legacy_echo(server, "LS_PACS").exit_code != 0);
+    // Everyone else still gets BCP 195.
+    CHECK(RunCommand({ECHOSCU_BIN, "-aet", "LS_PACS", "-aec", "LX_READ", "+tla", "+cf", (pki / "ca.pem").string(),
+                      "127.0.0.1", std::to_string(server.tls_port())})
+              .exit_code == 0);
+    const std::string log = server.Log();
+    CHECK_THAT(log, Catch::Contains("the retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA, no forward secrecy) is WEAK"));
+    CHECK_THAT(log, Catch::Contains("association ZZ_PACS from 127.0.0.1 uses the retired AES profile (TLSv1.2 AES128-SHA)"));
+    CHECK_THAT(log, Catch::Contains("only for members with legacy_tls"));
+  }
+}
