@@ -72,14 +72,14 @@ int VerifyAudit(const Config& config) {
 // A.5) a SIEM maps: event time, event (action), active participant (actor), participant object
 // (the study), plus the chain hashes so that the export can be checked on its own.
 int ExportAudit(const Config& config) {
-  Status s = ForEachAuditEntry(config.centre.storage / "index.sqlite", [](const StoredAuditEntry& e) {
-    char when[40];
+  Status s = ForEachAuditEntry(config.centre.storage / "index.sqlite", [&config](const StoredAuditEntry& e) {
+    char when[64];
     const std::time_t secs = static_cast<std::time_t>(e.at_ms / 1000);
     std::tm tm{};
     gmtime_r(&secs, &tm);
     std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(e.at_ms % 1000));
-    nlohmann::json line{{"id", e.id},
+    nlohmann::json line = {{"id", e.id},
                         {"EventDateTime", when},
                         {"EventID", e.entry.action},
                         {"ActiveParticipant", e.entry.actor},

@@ -91,8 +91,9 @@ Status EnableRetiredAesProfile(SSL_CTX* ctx, const DicomTlsConfig& c) {
   STACK_OF(SSL_CIPHER)* ciphers = SSL_CTX_get_ciphers(ctx);
   for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); ++i) {
     const SSL_CIPHER* cipher = sk_SSL_CIPHER_value(ciphers, i);
-    if (SSL_CIPHER_get_min_tls(cipher) >= TLS1_3_VERSION) continue;  // set apart, by ciphersuites
-    list += std::string(list.empty() ? "" : ":") + SSL_CIPHER_get_name(cipher);
+    const std::string name = SSL_CIPHER_get_name(cipher);
+    if (name.rfind("TLS_", 0) == 0) continue;  // a TLS 1.3 suite: those are set apart (ciphersuites)
+    list += (list.empty() ? "" : ":") + name;
   }
   list += std::string(list.empty() ? "" : ":") + "AES128-SHA";
   if (SSL_CTX_set_cipher_list(ctx, list.c_str()) != 1) {

@@ -29,9 +29,9 @@ struct IssueRequest {
   std::vector<std::string> dns_names;     // subjectAltName DNS entries (server certs; may be empty)
   std::vector<std::string> ip_addresses;  // subjectAltName IP entries, e.g. "127.0.0.1" or "::1"
   int valid_days = 825;
-  bool rsa = false;  // an RSA-3072 key for a server certificate (the retired AES profile needs RSA)
   int not_before_offset_days = 0;  // negative: valid from the past (tests make expired certificates
                                    // with not_before_offset_days=-10, valid_days=5)
+  bool rsa = false;  // an RSA-3072 key for a server certificate (the retired AES profile needs RSA)
 };
 
 struct IssuedFiles {

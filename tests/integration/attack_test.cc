@@ -93,8 +93,7 @@ TEST_CASE("attack 1: a plain centre AE title is allowed only from its named addr
   SECTION("from another address") {
     ServerOptions o;
     o.plain_centre_workstation = false;
-    o.edits = {{"^centre_max_associations = .*$",
-                "centre_max_associations = 1\n[[centre.plain_callers]]\nae_title = \"LX_WS1\"\naddresses = [\"10.20.30.40\"]"}};
+    o.edits = {{"^\\[https\\]$", "[[centre.plain_callers]]\nae_title = \"LX_WS1\"\naddresses = [\"10.20.30.40\"]\n\n[https]"}};
     TestServer server(dir.path() / "server", o);
     server.Start();
     CHECK(EchoAs(server.port(), "LX_WS1").exit_code != 0);
