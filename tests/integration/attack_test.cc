@@ -7,7 +7,11 @@
 #include <thread>
 
 #include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
+
+#include <fstream>
 
 #include "tests/support/process.h"
 #include "tests/support/scu.h"
@@ -175,4 +179,56 @@ TEST_CASE("attack 11: the retired AES profile is refused unless a member opts in
     CHECK_THAT(log, Catch::Contains("association ZZ_PACS from 127.0.0.1 uses the retired AES profile (TLSv1.2 AES128-SHA)"));
     CHECK_THAT(log, Catch::Contains("only for members with legacy_tls"));
   }
+}
+
+namespace {
+
+long PeakRssKb(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("attack 7: a 200 MB object re-sent in another encoding is compared with bounded memory",
+          "[listener][concurrency][attack]") {
+  ScratchDir dir;
+  TestServer server(dir.path() / "server");
+  server.Start();
+  // A sample CT slice grown to 400 frames of 512 x 512 x 16 bits: 200 MiB of pixel data.
+  const fs::path samples = WriteSampleConsortium(dir.path() / "samples", 1);
+  fs::path slice;
+  for (const auto& e : fs::recursive_directory_iterator(samples / "ZZ_PACS")) {
+    if (e.is_regular_file()) slice = e.path();
+  }
+  const fs::path explicit_file = dir.path() / "big-explicit.dcm", implicit_file = dir.path() / "big-implicit.dcm";
+  {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(slice.c_str()).good());
+    DcmDataset* ds = ff.getDataset();
+    ds->putAndInsertUint16(DCM_Rows, 512);
+    ds->putAndInsertUint16(DCM_Columns, 512);
+    ds->putAndInsertUint16(DCM_BitsAllocated, 16);
+    ds->putAndInsertOFStringArray(DCM_NumberOfFrames, "400");
+    std::vector<Uint16> pixels(size_t{512} * 512 * 400);
+    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<Uint16>(i * 7);
+    REQUIRE(ds->putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size())).good());
+    REQUIRE(ff.saveFile(explicit_file.c_str(), EXS_LittleEndianExplicit).good());
+  }
+  REQUIRE(RunCommand({"/usr/bin/dcmconv", "+ti", explicit_file.string(), implicit_file.string()}, std::chrono::seconds(120))
+              .exit_code == 0);
+  CommandResult first = StoreFiles(server, "ZZ_PACS", {explicit_file.string()});
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  CommandResult again = StoreFiles(server, "ZZ_PACS", {implicit_file.string()}, {"-xi"});  // implicit VR only
+  const long peak = PeakRssKb(server.pid());
+  INFO(again.output << "\nserver peak RSS " << peak << " kB");
+  CHECK(again.exit_code == 0);  // the same object: acknowledged, the stored copy kept
+  CHECK(peak < 64 * 1024);
+  CHECK(IndexedPaths(server.storage()).size() == 1);
+  CHECK_THAT(server.Log(), !Catch::Contains("different content"));
 }
