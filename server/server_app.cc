@@ -73,7 +73,8 @@ Status ServerApp::Start() {
     if (!tls.ok()) return tls.status();
     tls_ = std::move(tls.value());
   }
-  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get());
+  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get(),
+                                              &stores_->audit);
   if (Status s = listener_->Start(); !s.ok()) return s;
   worklist_ = std::make_unique<Worklist>(stores_->tasks, stores_->audit, int64_t{config_.reading.lease_minutes} * 60'000,
                                          NowMs);

@@ -252,7 +252,7 @@ class Association {
   }
 
   QrEnv QrEnvironment() const {
-    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout, env_.tls};
+    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout, env_.tls, env_.audit};
   }
 
   // Reads the data set into a temp file exactly as it came over the wire, then hands it to Ingest.

@@ -16,6 +16,7 @@
 #include "server/dicom/dicom_tls.h"
 #include "server/reading/caller_policy.h"
 #include "server/reading/ingest.h"
+#include "server/store/audit_log.h"
 #include "server/store/object_store.h"
 #include "server/store/query.h"
 
@@ -60,6 +61,7 @@ struct AssociationEnv {
   std::string ae_title;
   uint64_t min_free_bytes;
   int dimse_timeout;
+  AuditLog* audit;  // Q/R is audited here (nullptr: not audited)
 };
 
 // Serves `assoc` (received, not yet accepted) to its end and destroys it.

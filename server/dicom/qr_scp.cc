@@ -454,6 +454,24 @@ OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_i
     delete detail;
     return cond;
   }
+  // What leaves over DICOM is audited like what leaves over HTTPS, and never unaudited.
+  if (env.audit) {
+    OFString level;
+    ids.file->dataset().findAndGetOFString(DCM_QueryRetrieveLevel, level);
+    OFString study;
+    ids.file->dataset().findAndGetOFString(DCM_StudyInstanceUID, study);
+    const std::string actor = env.caller.member_id.empty() ? env.caller.ae_title : env.caller.member_id;
+    if (Status a = env.audit->Append({actor, what, study.c_str(), std::string(level.c_str()) + " from " + env.peer});
+        !a.ok()) {
+      spdlog::error("{} from {} refused: audit entry not written: {}", what, Who(env), a.message());
+      rsp.DimseStatus = dimse::kUnableToProcess;
+      DcmDataset* detail = nullptr;
+      AddErrorComment(&detail, "the audit trail cannot be written");
+      cond = send(&rsp, nullptr, detail);
+      delete detail;
+      return cond;
+    }
+  }
   rsp.DimseStatus = dimse::kPending;
   for (int count = 1; cond.good() && DICOM_PENDING_STATUS(rsp.DimseStatus); ++count) {
     cond = DIMSE_checkForCancelRQ(assoc, pres_id, req.MessageID);

@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "server/reading/caller_policy.h"
+#include "server/store/audit_log.h"
 #include "server/store/object_store.h"
 #include "server/store/query.h"
 
@@ -29,6 +30,7 @@ struct QrEnv {
   const std::string& peer;
   int dimse_timeout;
   const DicomTls* tls = nullptr;  // client contexts for destinations with tls = true
+  AuditLog* audit = nullptr;       // every query and retrieve is written here before it is served
 };
 
 // The abstract syntaxes of the Patient and Study Root FIND, MOVE and GET models.

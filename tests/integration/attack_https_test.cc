@@ -223,6 +223,16 @@ TEST_CASE("attack 5: revocation ends a live keep-alive session; sessions resume 
   CHECK(two.exit_code == 0);
   CHECK(two.output == "200\n200\n");
 
+  // Finding 10: CBC with SHA-1 no longer negotiates on HTTPS; BCP 195's AEAD suites do.
+  auto curl_cipher = [&](const std::string& cipher) {
+    return RunCommand({"/usr/bin/curl", "-sS", "--max-time", "30", "--tls-max", "1.2", "--ciphers", cipher, "--cacert",
+                       (pki / "ca.pem").string(), "--cert", (pki / "wang.li.pem").string(), "--key",
+                       (pki / "wang.li.key").string(), "-o", "/dev/null", "-w", "%{http_code}",
+                       "https://127.0.0.1:" + std::to_string(server.https_port()) + "/healthz"});
+  };
+  CHECK(curl_cipher("ECDHE-ECDSA-AES128-SHA").exit_code != 0);
+  CHECK(curl_cipher("ECDHE-ECDSA-AES128-GCM-SHA256").output == "200");
+
   // A keep-alive session open before the revocation ends with the next request after the re-read.
   TlsClient live(pki, "wang.li");
   REQUIRE(live.Connect(server.https_port()));
@@ -255,6 +265,11 @@ TEST_CASE("attack 8: the audit trail is a hash chain that shows any change, and 
   for (int i = 0; i < 20; ++i) CHECK(server.Call("stranger", "GET", "/api/v1/worklist").status == 403);
   CHECK(Sql(server.storage(), "SELECT count(*) FROM audit_log WHERE action = 'refused';") == "1\n");
   CHECK(Sql(server.storage(), "SELECT count(*) FROM audit_log WHERE action = 'view-priors';") == "1\n");
+  // Queries over DICOM are audited too.
+  const std::vector<std::string> find = {FINDSCU_BIN, "-S", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-k",
+                                         "QueryRetrieveLevel=STUDY", "-k", "PatientID", "127.0.0.1", server.port_text()};
+  REQUIRE(RunCommand(find).exit_code == 0);
+  CHECK(Sql(server.storage(), "SELECT count(*) FROM audit_log WHERE action = 'C-FIND' AND actor = 'zhuozhou';") == "1\n");
 
   CommandResult intact = Audit(server, "verify");
   INFO(intact.output);
@@ -270,6 +285,8 @@ TEST_CASE("attack 8: the audit trail is a hash chain that shows any change, and 
   Sql(server.storage(), "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'full'); END;");
   CHECK(server.Call("wang.li", "GET", "/api/v1/studies/" + study).status == 503);
   CHECK(server.Call("wang.li", "GET", "/api/v1/studies/" + study + "/priors").status == 503);
+  CommandResult unaudited = RunCommand(find);
+  CHECK_THAT(unaudited.output, !Catch::Contains("(Pending)"));
   Sql(server.storage(), "DROP TRIGGER no_audit;");
   CHECK(server.Stop() == 0);
 
