@@ -140,6 +140,27 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   c.min_free_disk_mb = static_cast<uint64_t>(r.Integer("min_free_disk_mb", 0, int64_t{1} << 40, 512));
   c.centre_ae_titles = r.StringArray("centre_ae_titles", false);
   for (const auto& ae : c.centre_ae_titles) CheckAeTitle(r, "centre_ae_titles", ae);
+  c.centre_max_associations =
+      static_cast<int>(r.Integer("centre_max_associations", 1, 1024, c.centre_max_associations));
+  c.max_connections_per_address =
+      static_cast<int>(r.Integer("max_connections_per_address", 1, 100000, c.max_connections_per_address));
+  if (const toml::array* plain = r.OptionalTableArray("plain_callers")) {
+    for (size_t i = 0; i < plain->size(); ++i) {
+      TableReader pr(*plain->get(i)->as_table(), r.Qualified("plain_callers[" + std::to_string(i) + "]"), r.source());
+      PlainCentreCaller p;
+      p.ae_title = pr.String("ae_title");
+      if (std::find(c.centre_ae_titles.begin(), c.centre_ae_titles.end(), p.ae_title) == c.centre_ae_titles.end()) {
+        pr.Fail(pr.Get("ae_title"), "ae_title", "'" + p.ae_title + "' is not one of centre_ae_titles");
+      }
+      // Required and non-empty: a plain caller from any address is what this table exists to prevent.
+      p.addresses = pr.StringArray("addresses", true);
+      for (const auto& a : p.addresses) {
+        if (!IsIpAddress(a)) pr.Fail(pr.Get("addresses"), "addresses", "'" + a + "' is not an IP address");
+      }
+      pr.RejectUnknownKeys();
+      c.plain_callers.push_back(std::move(p));
+    }
+  }
   r.RejectUnknownKeys();
   return c;
 }
@@ -187,6 +208,11 @@ DicomTlsConfig ReadDicomTls(TableReader& r, const std::filesystem::path& base_di
   t.key = ResolvePath(r, "key", base_dir);
   t.ca = ResolvePath(r, "ca", base_dir);
   if (r.Get("crl")) t.crl = ResolvePath(r, "crl", base_dir);
+  if (r.Get("legacy_certificate")) t.legacy_certificate = ResolvePath(r, "legacy_certificate", base_dir);
+  if (r.Get("legacy_key")) t.legacy_key = ResolvePath(r, "legacy_key", base_dir);
+  if (t.legacy_certificate.empty() != t.legacy_key.empty()) {
+    r.Fail(r.Get("legacy_key"), "legacy_key", "legacy_certificate and legacy_key go together");
+  }
   t.profile = r.String("profile", t.profile);
   if (t.profile != "bcp195-nd" && t.profile != "bcp195" && t.profile != "bcp195-ex") {
     r.Fail(r.Get("profile"), "profile", "must be bcp195-nd, bcp195 or bcp195-ex");
@@ -213,6 +239,9 @@ HttpsConfig ReadHttps(TableReader& r, const std::filesystem::path& base_dir) {
   h.admins = r.StringArray("admins", false);
   h.threads = static_cast<int>(r.Integer("threads", 1, 64, h.threads));
   h.max_body_bytes = static_cast<uint64_t>(r.Integer("max_body_mb", 1, 4096, 64)) << 20;
+  h.max_connections = static_cast<int>(r.Integer("max_connections", 1, 100000, h.max_connections));
+  h.max_connections_per_address =
+      static_cast<int>(r.Integer("max_connections_per_address", 1, 100000, h.max_connections_per_address));
   r.RejectUnknownKeys();
   return h;
 }
@@ -251,6 +280,7 @@ Member ReadMember(TableReader& r, const std::filesystem::path& base_dir) {
   CheckPriority(r, "default_priority", m.default_priority);
   m.require_tls = Boolean(r, "require_tls", false);
   m.max_associations = static_cast<int>(r.Integer("max_associations", 1, 1024, m.max_associations));
+  m.legacy_tls = Boolean(r, "legacy_tls", false);
   r.RejectUnknownKeys();
   return m;
 }
@@ -301,6 +331,29 @@ std::optional<DeliveryTarget> Config::MoveDestination(std::string_view member_id
   return std::nullopt;
 }
 
+const PlainCentreCaller* Config::FindPlainCentreCaller(std::string_view ae) const {
+  for (const PlainCentreCaller& p : centre.plain_callers) {
+    if (p.ae_title == ae) return &p;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> ConfigWarnings(const Config& config) {
+  std::vector<std::string> out;
+  for (const Member& m : config.members) {
+    if (!m.require_tls && m.allowed_addresses.empty()) {
+      out.push_back("anyone who reaches the DICOM port can call as member " + m.id +
+                    ": it has neither require_tls nor allowed_addresses");
+    }
+  }
+  for (const std::string& ae : config.centre.centre_ae_titles) {
+    if (!config.dicom_tls.enabled && !config.FindPlainCentreCaller(ae)) {
+      out.push_back("centre AE title " + ae + " cannot associate: no [dicom_tls] for its certificate and no plain_callers entry");
+    }
+  }
+  return out;
+}
+
 bool Config::IsCentreAeTitle(std::string_view ae) const {
   for (const std::string& own : centre.centre_ae_titles) {
     if (own == ae) return true;
@@ -347,6 +400,9 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
       if (!config.dicom_tls.enabled && (m.require_tls || (m.delivery && m.delivery->tls))) {
         mr.Fail(mr.Get(m.require_tls ? "require_tls" : "delivery"), m.require_tls ? "require_tls" : "delivery",
                 "DICOM TLS needs the [dicom_tls] table");
+      }
+      if (m.legacy_tls && config.dicom_tls.legacy_certificate.empty()) {
+        mr.Fail(mr.Get("legacy_tls"), "legacy_tls", "needs [dicom_tls] legacy_certificate and legacy_key (an RSA certificate)");
       }
       m.max_associations = std::min(m.max_associations, config.centre.max_associations);
       if (!ids.insert(m.id).second) mr.Fail(mr.Get("id"), "id", "duplicate member id '" + m.id + "'");

@@ -35,6 +35,9 @@ struct Member {
   // id or one of its AE titles) are accepted from this member's AE titles.
   bool require_tls = false;
   int max_associations = 8;  // concurrent associations from this member (at most the centre's)
+  // Also accept PS3.15's retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA, TLS 1.2, RSA key
+  // transport: no forward secrecy) from this member, for equipment that offers nothing else.
+  bool legacy_tls = false;
 };
 
 struct Radiologist {
@@ -49,6 +52,12 @@ struct Radiologist {
 constexpr uint32_t kMinPduBytes = 4096;
 constexpr uint32_t kMaxPduBytes = 131072;
 
+// A centre AE title allowed to associate without a certificate, from these addresses only.
+struct PlainCentreCaller {
+  std::string ae_title;
+  std::vector<std::string> addresses;  // never empty
+};
+
 struct CentreConfig {
   std::string ae_title;
   std::string name;
@@ -62,6 +71,11 @@ struct CentreConfig {
   uint32_t max_pdu_bytes = kMaxPduBytes;      // kMinPduBytes..kMaxPduBytes
   uint64_t min_free_disk_mb = 512;            // refuse C-STORE (0xA700) below this much free space
   std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
+  // Centre AE titles otherwise present a workstation certificate over DICOM TLS (OU=workstation,
+  // CN = the AE title); these may call plain, from the named addresses only. (default: none)
+  std::vector<PlainCentreCaller> plain_callers;
+  int centre_max_associations = 4;  // concurrent associations from centre AE titles together
+  int max_connections_per_address = 64;  // DICOM connections from one address, pending or served
 };
 
 // DICOM TLS (PS3.15 BCP 195 profiles, DCMTK dcmtls) on the listener and for deliveries.
@@ -74,6 +88,9 @@ struct DicomTlsConfig {
   bool allow_plain = true;  // false (needs same_port): plain associations are refused
   std::filesystem::path certificate, key, ca;  // the centre's DICOM certificate and key; the CA of members' certificates
   std::filesystem::path crl;                   // the CA's revocation list (PEM); empty: none checked
+  // An RSA certificate and key (pki issue --kind server --rsa) for members with legacy_tls: the
+  // retired AES profile needs RSA key transport. Required when a member has legacy_tls.
+  std::filesystem::path legacy_certificate, legacy_key;
   std::string profile = "bcp195-nd";           // bcp195-nd, bcp195 or bcp195-ex
   int expiry_warning_days = 30;                // warn about certificates expiring sooner than this
 };
@@ -88,6 +105,10 @@ struct HttpsConfig {
   std::vector<std::string> admins;             // certificate common names with the admin role
   int threads = 2;
   uint64_t max_body_bytes = 64ull << 20;  // a signed report is far smaller
+  // Open connections at most, in all and from one address; both also stay below half of the
+  // process's file descriptor limit, so that the index and the DICOM side always have some.
+  int max_connections = 256;
+  int max_connections_per_address = 64;
 };
 
 struct ReadingConfig {
@@ -119,7 +140,13 @@ struct Config {
   // AE title). A member may only move to its own delivery AE, so that a study never leaves for
   // another hospital; the centre may move to any member's delivery AE or a workstation.
   std::optional<DeliveryTarget> MoveDestination(std::string_view member_id, std::string_view destination_ae) const;
+  // The plain allowance for centre AE title `ae_title`, or nullptr.
+  const PlainCentreCaller* FindPlainCentreCaller(std::string_view ae_title) const;
 };
+
+// What a valid config still leaves open, one line each: members callable without TLS from any
+// address, centre AE titles that can call neither way. For --check-config and start-up.
+std::vector<std::string> ConfigWarnings(const Config& config);
 
 // Parses and validates; relative paths are resolved against `base_dir`.
 Config ParseConfig(std::string_view toml_text, const std::string& source_name,

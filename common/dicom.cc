@@ -8,7 +8,6 @@
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcistrmf.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
-#include "dcmtk/dcmdata/dcostrmb.h"
 #include "dcmtk/dcmdata/dcspchrs.h"
 #include "dcmtk/ofstd/ofchrenc.h"
 #include "dcmtk/dcmdata/dcuid.h"
@@ -26,6 +25,8 @@
 #include <fstream>
 #include <functional>
 #include <vector>
+
+#include "common/dataset_compare.h"
 
 namespace teleread {
 namespace {
@@ -529,24 +530,6 @@ Result<bool> SameBytesAfter(const std::filesystem::path& a, const std::filesyste
   return true;
 }
 
-Result<std::string> EncodeExplicitLittle(const std::filesystem::path& file) {
-  Result<std::unique_ptr<DicomFile>> ff = DicomFile::Open(file, 0, false);
-  if (!ff.ok()) return ff.status();
-  DcmDataset& ds = ff.value()->dataset();
-  ds.transferInit();
-  uint32_t length = ds.calcElementLength(EXS_LittleEndianExplicit, EET_ExplicitLength);
-  std::string buffer(length + 1024, '\0');
-  DcmOutputBufferStream out(buffer.data(), buffer.size());
-  OFCondition cond = ds.write(out, EXS_LittleEndianExplicit, EET_ExplicitLength, nullptr);
-  ds.transferEnd();
-  if (cond.bad()) return Status::Corruption(cond.text());
-  void* data = nullptr;
-  offile_off_t written = 0;
-  out.flushBuffer(data, written);
-  buffer.resize(static_cast<size_t>(written));
-  return buffer;
-}
-
 // Pixel data not encapsulated: DCMTK can re-encode it without codecs (a deflated stream is
 // inflated on reading, and two deflaters may produce different bytes for the same data set).
 bool IsNative(const std::string& ts) { return !DcmXfer(ts.c_str()).isEncapsulated(); }
@@ -562,10 +545,7 @@ Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::
     if (!same_bytes.ok() || same_bytes.value()) return same_bytes;
   }
   if (!IsNative(sa->transfer_syntax_uid) || !IsNative(sb->transfer_syntax_uid)) return false;
-  Result<std::string> ea = EncodeExplicitLittle(a), eb = EncodeExplicitLittle(b);
-  if (!ea.ok()) return ea.status();
-  if (!eb.ok()) return eb.status();
-  return ea.value() == eb.value();
+  return SameElements(a, b);  // streamed: neither object is loaded whole
 }
 
 }  // namespace teleread

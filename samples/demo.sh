@@ -94,9 +94,10 @@ done
 wait -n; wait -n; wait -n
 echo "$(find "$work/samples" -name '*.dcm' | wc -l) objects pushed by 3 members in $((($(date +%s%N) - start) / 1000000)) ms"
 
-step "An unknown AE title is refused, and so is Zhuozhou without TLS"
+step "An unknown AE title is refused, and so are Zhuozhou and the centre workstation LX_WS1 without TLS"
 echoscu -aet STRANGER -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || true
 echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || true
+echoscu -aet LX_WS1 -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || true
 
 step "Waiting for the quiet period: complete studies become reading tasks"
 status() { "$server_bin" --config "$work/teleread.toml" --storage "$work/data" status; }

@@ -3,7 +3,7 @@
 # seed corpus; fails when a target crashes, leaks or times out. See docs/fuzzing.md. Environment:
 #   TELEREAD_FUZZ_BUILD_DIR  build directory (default: build-fuzz)
 #   TELEREAD_FUZZ_SECONDS    seconds per target (default: 20)
-#   TELEREAD_FUZZ_TARGETS    targets to run (default: all four)
+#   TELEREAD_FUZZ_TARGETS    targets to run (default: all five)
 #   TELEREAD_FUZZ_JOBS       parallel fuzzing processes per target (default: 1)
 #   TELEREAD_FUZZ_OUT        where crashes and the grown corpora go (default: BUILD/fuzz-out)
 # Extra arguments go to every libFuzzer run (e.g. -max_len=65536).
@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${TELEREAD_FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=${TELEREAD_FUZZ_SECONDS:-20}
 jobs=${TELEREAD_FUZZ_JOBS:-1}
-targets=${TELEREAD_FUZZ_TARGETS:-fuzz_dataset_summary fuzz_charset fuzz_report fuzz_http_request}
+targets=${TELEREAD_FUZZ_TARGETS:-fuzz_dataset_summary fuzz_charset fuzz_report fuzz_http_request fuzz_query_identifier}
 out=${TELEREAD_FUZZ_OUT:-$build/fuzz-out}
 
 "$root/scripts/install-deps.sh"

@@ -2,7 +2,9 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -10,6 +12,7 @@
 #include "common/version.h"
 #include "server/pki/pki.h"
 #include "server/server_app.h"
+#include "server/store/audit_log.h"
 
 using namespace teleread;
 
@@ -46,6 +49,51 @@ int PrintStatus(const Config& config) {
   return 0;
 }
 
+int VerifyAudit(const Config& config) {
+  Result<AuditVerdict> v = VerifyAuditTrail(config.centre.storage / "index.sqlite");
+  if (!v.ok()) {
+    std::cerr << "teleread-server: " << v.status().message() << "\n";
+    return 2;
+  }
+  if (v->first_broken_id) {
+    std::cout << "audit trail BROKEN at entry " << v->first_broken_id << ": " << v->problem << "\n";
+    return 1;
+  }
+  std::cout << "audit trail intact: " << v->entries << " entries";
+  if (v->unchained) std::cout << " (" << v->unchained << " written before the chain began, not covered)";
+  std::cout << "; head entry " << v->head.id << " " << v->head.hash << "\n";
+  return 0;
+}
+
+// One JSON object per line, with the fields of an ATNA audit message (RFC 3881 / DICOM PS3.15
+// A.5) a SIEM maps: event time, event (action), active participant (actor), participant object
+// (the study), plus the chain hashes so that the export can be checked on its own.
+int ExportAudit(const Config& config) {
+  Status s = ForEachAuditEntry(config.centre.storage / "index.sqlite", [&config](const StoredAuditEntry& e) {
+    char when[64];
+    const std::time_t secs = static_cast<std::time_t>(e.at_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(e.at_ms % 1000));
+    nlohmann::json line = {{"id", e.id},
+                        {"EventDateTime", when},
+                        {"EventID", e.entry.action},
+                        {"ActiveParticipant", e.entry.actor},
+                        {"ParticipantObjectID", e.entry.study_instance_uid},
+                        {"detail", e.entry.detail},
+                        {"source", config.centre.ae_title},
+                        {"prev_hash", e.prev_hash},
+                        {"hash", e.hash}};
+    std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  });
+  if (!s.ok()) {
+    std::cerr << "teleread-server: " << s.message() << "\n";
+    return 2;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -65,6 +113,10 @@ int main(int argc, char** argv) {
   int http_port = -1;
   app.add_option("--http-port", http_port, "Override https.port (0: any free port)")->check(CLI::Range(0, 65535));
   CLI::App* status = app.add_subcommand("status", "Print what the index holds and exit");
+  CLI::App* audit = app.add_subcommand("audit", "The hash-chained audit trail");
+  CLI::App* audit_verify = audit->add_subcommand("verify", "Walk the chain; exit 1 naming the first broken entry");
+  CLI::App* audit_export = audit->add_subcommand("export", "Write every entry as a JSON line (for a SIEM)");
+  audit->require_subcommand(1);
   CLI::App* pki = app.add_subcommand("pki", "The centre's certificate authority");
   std::string pki_dir, pki_kind = "radiologist", pki_name, pki_org = "Lixian Regional Imaging Reading Centre";
   std::vector<std::string> pki_ips = {"127.0.0.1"}, pki_dns = {"localhost"};
@@ -74,14 +126,16 @@ int main(int argc, char** argv) {
   pki_init->add_option("--organization", pki_org, "Organization in the CA's subject");
   CLI::App* pki_issue = pki->add_subcommand("issue", "Issue a certificate from the CA in DIR");
   pki_issue->add_option("dir", pki_dir, "Directory of the CA")->required();
-  pki_issue->add_option("--kind", pki_kind, "server, radiologist, admin or member")
-      ->check(CLI::IsMember({"server", "radiologist", "admin", "member"}));
+  pki_issue->add_option("--kind", pki_kind, "server, radiologist, admin, member or workstation (a centre AE title)")
+      ->check(CLI::IsMember({"server", "radiologist", "admin", "member", "workstation"}));
   pki_issue->add_option("--name", pki_name, "Common name: radiologist id, admin name, member AE, server name")
       ->required();
   pki_issue->add_option("--organization", pki_org, "Organization in the subject");
   pki_issue->add_option("--ip", pki_ips, "IP addresses for a server certificate (or a member PACS taking reports over TLS)");
   pki_issue->add_option("--dns", pki_dns, "DNS names for a server certificate (or a member PACS taking reports over TLS)");
   pki_issue->add_option("--days", pki_days, "Validity in days")->check(CLI::Range(1, 3650));
+  bool pki_rsa = false;
+  pki_issue->add_flag("--rsa", pki_rsa, "An RSA key for a server certificate ([dicom_tls] legacy_certificate)");
   std::string pki_revoke;
   int pki_crl_days = 365;
   CLI::App* pki_crl = pki->add_subcommand("crl", "Write DIR/crl.pem: the CA's revocation list, re-signed");
@@ -117,17 +171,20 @@ int main(int argc, char** argv) {
     r.kind = pki_kind == "server" ? CertKind::kServer
              : pki_kind == "admin" ? CertKind::kAdmin
              : pki_kind == "member" ? CertKind::kMember
+             : pki_kind == "workstation" ? CertKind::kWorkstation
                                     : CertKind::kRadiologist;
     r.common_name = pki_name;
     r.organization = pki_org;
     // A member PACS that takes reports over DICOM TLS needs its address in its certificate.
-    if (r.kind == CertKind::kServer || (r.kind == CertKind::kMember && pki_issue->count("--ip"))) {
+    const bool peer = r.kind == CertKind::kMember || r.kind == CertKind::kWorkstation;
+    if (r.kind == CertKind::kServer || (peer && pki_issue->count("--ip"))) {
       r.ip_addresses = pki_ips;
     }
-    if (r.kind == CertKind::kServer || (r.kind == CertKind::kMember && pki_issue->count("--dns"))) {
+    if (r.kind == CertKind::kServer || (peer && pki_issue->count("--dns"))) {
       r.dns_names = pki_dns;
     }
     r.valid_days = pki_days;
+    r.rsa = pki_rsa;
     Result<IssuedFiles> issued = IssueCertificate(pki_dir, r);
     if (!issued.ok()) {
       std::cerr << "teleread-server: " << issued.status().ToString() << "\n";
@@ -151,13 +208,18 @@ int main(int argc, char** argv) {
   if (dicom_port >= 0) config.centre.dicom_port = static_cast<uint16_t>(dicom_port);
   if (http_port >= 0) config.https.port = static_cast<uint16_t>(http_port);
   if (!storage.empty()) config.centre.storage = std::filesystem::absolute(storage);
+  const std::vector<std::string> warnings = ConfigWarnings(config);
   if (check_only) {
+    for (const std::string& w : warnings) std::cerr << config_path << ": warning: " << w << "\n";
     std::cout << config_path << ": OK (" << config.members.size() << " members, " << config.radiologists.size()
               << " radiologists)\n";
     return 0;
   }
   SetUpLogging(log_level);
   if (*status) return PrintStatus(config);
+  if (*audit_verify) return VerifyAudit(config);
+  if (*audit_export) return ExportAudit(config);
+  for (const std::string& w : warnings) spdlog::warn("config: {}", w);
 
   // Signals are taken by sigwait below, so block them before any thread starts.
   sigset_t signals;

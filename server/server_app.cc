@@ -73,7 +73,8 @@ Status ServerApp::Start() {
     if (!tls.ok()) return tls.status();
     tls_ = std::move(tls.value());
   }
-  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get());
+  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get(),
+                                              &stores_->audit);
   if (Status s = listener_->Start(); !s.ok()) return s;
   worklist_ = std::make_unique<Worklist>(stores_->tasks, stores_->audit, int64_t{config_.reading.lease_minutes} * 60'000,
                                          NowMs);
@@ -82,9 +83,11 @@ Status ServerApp::Start() {
   policy.sla_high_ms = int64_t{config_.reading.sla_minutes_high} * 60'000;
   policy.sla_routine_ms = int64_t{config_.reading.sla_minutes_routine} * 60'000;
   for (const Member& m : config_.members) policy.member_default_priority.emplace_back(m.id, m.default_priority);
+  AnchorAudit();
   promoter_ = std::make_unique<ReadingTaskPromoter>(*index_, config_.centre.quiet_period_seconds, policy, NowMs, [this] {
     Result<int> expired = worklist_->ExpireLeases();
     if (expired.ok() && expired.value() > 0) spdlog::info("{} expired claim(s) returned to the worklist", expired.value());
+    if (NowMs() - last_anchor_ms_ >= kAuditAnchorMs) AnchorAudit();
   });
   promoter_->Start();
   // Deliveries queued before a restart go out now.
@@ -95,12 +98,15 @@ Status ServerApp::Start() {
   if (config_.https.enabled) {
     desk_ = std::make_unique<ReportDesk>(config_, stores_->reports, *store_, *ingest_, NowMs,
                                          [this] { outbox_->Wake(); });
-    std::vector<MetricsSource> metrics{[this] { return listener_->stats().Metrics(); }};
+    std::vector<MetricsSource> metrics{[this] { return listener_->stats().Metrics(); },
+                                       [this] { return https_ ? https_->stats().Metrics() : std::string(); }};
     api_ = std::make_unique<ReadingApi>(config_, *worklist_, stores_->reads, *store_, std::move(metrics), desk_.get(),
                                         outbox_.get(), expiry_.get());
-    https_ = std::make_unique<HttpsServer>(config_.https, [this](const HttpRequest& r, const PeerCertificate& p) {
-      return api_->Handle(r, p);
-    });
+    https_ = std::make_unique<HttpsServer>(
+        config_.https, [this](const HttpRequest& r, const PeerCertificate& p) { return api_->Handle(r, p); },
+        [this](const HttpRequest& head, const PeerCertificate& p, uint64_t& limit) {
+          return api_->Admit(head, p, limit);
+        });
     if (Status s = https_->Start(config_.https.port); !s.ok()) return s;
   }
   revocation_ = std::make_unique<RevocationLists>(*expiry_, std::chrono::seconds(10));
@@ -112,6 +118,17 @@ Status ServerApp::Start() {
   spdlog::info("storage root {}; {} member hospital(s) configured", config_.centre.storage.string(),
                config_.members.size());
   return Status::Ok();
+}
+
+// The chain head goes to the log at start, every hour and at stop: a copy outside the database
+// to compare `audit verify` with, so that a chain rewritten as a whole still shows.
+void ServerApp::AnchorAudit() {
+  last_anchor_ms_ = NowMs();
+  if (Result<AuditHead> head = stores_->audit.Head(); head.ok()) {
+    spdlog::info("audit chain head: entry {} {}", head->id, head->hash.empty() ? "(none)" : head->hash);
+  } else {
+    spdlog::error("audit chain head cannot be read: {}", head.status().message());
+  }
 }
 
 void ServerApp::Stop() {
@@ -126,6 +143,7 @@ void ServerApp::Stop() {
   sender_.reset();
   if (promoter_) promoter_->Stop();
   if (listener_) listener_->Stop();
+  if (stores_ && promoter_) AnchorAudit();
   promoter_.reset();
   worklist_.reset();
   listener_.reset();

@@ -1,5 +1,6 @@
 #pragma once
 // Wires the server's parts together in dependency order and stops them in reverse.
+#include <atomic>
 #include <memory>
 
 #include "common/clock.h"
@@ -35,6 +36,10 @@ class ServerApp {
  private:
   // Puts the centre's own certificates under the expiry watch; fails on an unreadable one.
   Status WatchOwnCertificates();
+  // Logs the audit chain's head (the promoter thread calls it hourly; start and stop too).
+  void AnchorAudit();
+  static constexpr int64_t kAuditAnchorMs = 3600 * 1000;
+  std::atomic<int64_t> last_anchor_ms_{0};
 
   Config config_;
   std::unique_ptr<ObjectStore> store_;

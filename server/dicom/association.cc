@@ -30,6 +30,8 @@ std::string ListenerStats::Metrics() const {
   counter("teleread_ingest_bytes_total", bytes.load());
   counter("teleread_dicom_tls_associations_total", tls_associations.load());
   counter("teleread_dicom_tls_refused_total", tls_refused.load());
+  counter("teleread_dicom_connections_refused_total", connections_refused.load());
+  counter("teleread_dicom_accept_errors_total", accept_errors.load());
   return m;
 }
 bool MemberSlots::TryEnter(const std::string& member_id, int limit) {
@@ -46,6 +48,10 @@ void MemberSlots::Leave(const std::string& member_id) {
 }
 
 namespace {
+
+// The MemberSlots key the centre's AE titles share; the control character keeps it apart from
+// member ids.
+constexpr const char* kCentreSlot = "\001centre";
 
 const char* const kTransferSyntaxes[] = {
     // Native encodings first: a sender offering a choice never has to compress for us.
@@ -84,7 +90,7 @@ class Association {
   ~Association() {
     ASC_dropSCPAssociation(assoc_);
     ASC_destroyAssociation(&assoc_);
-    if (slot_held_) env_.slots.Leave(caller_->member_id);
+    if (slot_held_) env_.slots.Leave(caller_->member_id.empty() ? std::string(kCentreSlot) : caller_->member_id);
   }
   Association(const Association&) = delete;
   Association& operator=(const Association&) = delete;
@@ -130,10 +136,14 @@ class Association {
       Reject(ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
       return false;
     }
-    if (const Member* member = env_.config.FindMemberByAeTitle(caller_->ae_title)) {
-      if (!env_.slots.TryEnter(member->id, member->max_associations)) {
-        spdlog::warn("association {} from {} refused: member {} has its {} associations open", calling, peer_,
-                     member->id, member->max_associations);
+    const Member* member = env_.config.FindMemberByAeTitle(caller_->ae_title);
+    // Centre AE titles share one limit of their own, so a workstation cannot take every worker.
+    const std::string slot = member ? member->id : std::string(kCentreSlot);
+    const int limit = member ? member->max_associations : env_.config.centre.centre_max_associations;
+    {
+      if (!env_.slots.TryEnter(slot, limit)) {
+        spdlog::warn("association {} from {} refused: {} has its {} associations open", calling, peer_,
+                     member ? "member " + member->id : std::string("the centre's AE titles"), limit);
         Reject(ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
                ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
         return false;
@@ -166,6 +176,10 @@ class Association {
     if (cond.bad()) {
       spdlog::warn("association {} from {}: acknowledging failed: {}", calling, peer_, cond.text());
       return false;
+    }
+    if (IsRetiredAesProfile(tls_)) {
+      spdlog::warn("association {} from {} uses the retired AES profile ({} {}): weak, no forward secrecy", calling,
+                   peer_, tls_.protocol, tls_.cipher);
     }
     spdlog::debug("association accepted: {} from {}, {} presentation contexts{}", calling, peer_,
                   ASC_countAcceptedPresentationContexts(assoc_->params),
@@ -238,7 +252,7 @@ class Association {
   }
 
   QrEnv QrEnvironment() const {
-    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout, env_.tls};
+    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout, env_.tls, env_.audit};
   }
 
   // Reads the data set into a temp file exactly as it came over the wire, then hands it to Ingest.

@@ -16,6 +16,7 @@
 #include "server/dicom/dicom_tls.h"
 #include "server/reading/caller_policy.h"
 #include "server/reading/ingest.h"
+#include "server/store/audit_log.h"
 #include "server/store/object_store.h"
 #include "server/store/query.h"
 
@@ -31,6 +32,8 @@ struct ListenerStats {
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> tls_associations{0};
   std::atomic<uint64_t> tls_refused{0};  // failed handshakes and certificates of the wrong member
+  std::atomic<uint64_t> connections_refused{0};  // over the per-address cap
+  std::atomic<uint64_t> accept_errors{0};        // EMFILE, ENFILE...: the acceptor backed off
   // Prometheus text, for /metrics.
   std::string Metrics() const;
 };
@@ -58,6 +61,7 @@ struct AssociationEnv {
   std::string ae_title;
   uint64_t min_free_bytes;
   int dimse_timeout;
+  AuditLog* audit;  // Q/R is audited here (nullptr: not audited)
 };
 
 // Serves `assoc` (received, not yet accepted) to its end and destroys it.

@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "common/log.h"
@@ -68,6 +69,39 @@ int LogRefusedPeer(int ok, X509_STORE_CTX* store) {
                  X509_verify_cert_error_string(X509_STORE_CTX_get_error(store)));
   }
   return ok;
+}
+
+// PS3.15's retired AES profile beside the BCP 195 one: the RSA certificate in the context's RSA
+// slot (the EC one stays for everyone else) and TLS_RSA_WITH_AES_128_CBC_SHA last in the list,
+// so that a client offering anything better gets it. Which member may use it is CallerPolicy's.
+Status EnableRetiredAesProfile(SSL_CTX* ctx, const DicomTlsConfig& c) {
+  const std::string what = "[dicom_tls] legacy_certificate " + c.legacy_certificate.string();
+  if (SSL_CTX_use_certificate_chain_file(ctx, c.legacy_certificate.c_str()) != 1) {
+    return Status::InvalidArgument(WithOpenSslErrors(what));
+  }
+  const X509* cert = SSL_CTX_get0_certificate(ctx);
+  if (!cert || EVP_PKEY_get_base_id(X509_get0_pubkey(cert)) != EVP_PKEY_RSA) {
+    return Status::InvalidArgument(what + ": not an RSA certificate (pki issue DIR --kind server --rsa)");
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, c.legacy_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    return Status::InvalidArgument(WithOpenSslErrors("[dicom_tls] legacy_key " + c.legacy_key.string()));
+  }
+  std::string list;
+  STACK_OF(SSL_CIPHER)* ciphers = SSL_CTX_get_ciphers(ctx);
+  for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); ++i) {
+    const SSL_CIPHER* cipher = sk_SSL_CIPHER_value(ciphers, i);
+    const std::string name = SSL_CIPHER_get_name(cipher);
+    if (name.rfind("TLS_", 0) == 0) continue;  // a TLS 1.3 suite: those are set apart (ciphersuites)
+    list += (list.empty() ? "" : ":") + name;
+  }
+  list += std::string(list.empty() ? "" : ":") + "AES128-SHA";
+  if (SSL_CTX_set_cipher_list(ctx, list.c_str()) != 1) {
+    return Status::InvalidArgument(WithOpenSslErrors("enabling TLS_RSA_WITH_AES_128_CBC_SHA"));
+  }
+  spdlog::warn("DICOM TLS: the retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA, no forward secrecy) is WEAK and "
+               "enabled for the members with legacy_tls");
+  return Status::Ok();
 }
 
 }  // namespace
@@ -142,6 +176,14 @@ Result<std::unique_ptr<DicomTls>> DicomTls::Create(const Config& config) {
   tls->server_ = std::make_unique<DcmTLSTransportLayer>(NET_ACCEPTOR, nullptr, OFFalse);
   if (Status s = Configure(*tls->server_, c, c.ca, "[dicom_tls]"); !s.ok()) return s;
   tls->server_->setCertificateVerification(DCV_checkCertificate);
+  if (std::any_of(config.members.begin(), config.members.end(), [](const Member& m) { return m.legacy_tls; })) {
+    if (Status s = EnableRetiredAesProfile(tls->server_->getNativeHandle(), c); !s.ok()) return s;
+  }
+  // Without a session id context OpenSSL aborts every resumption once client certificates are
+  // verified; a resumed session is checked against the current CRL in AcceptTls.
+  static const unsigned char kSessionContext[] = "teleread-dicom-tls";
+  SSL_CTX_set_session_id_context(tls->server_->getNativeHandle(), kSessionContext, sizeof kSessionContext - 1);
+  SSL_CTX_set_session_cache_mode(tls->server_->getNativeHandle(), SSL_SESS_CACHE_SERVER);
   if (!c.crl.empty()) tls->revocation_checked_.push_back(tls->server_->getNativeHandle());
 
   std::vector<DeliveryTarget> targets = config.workstations;

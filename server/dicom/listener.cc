@@ -134,8 +134,15 @@ struct DicomListener::Network {
 };
 
 DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
-                             const QueryEngine& engine, const DicomTls* tls, CertificateExpiry* expiry)
-    : config_(config), policy_(policy), ingest_(ingest), store_(store), engine_(engine), tls_(tls), expiry_(expiry) {}
+                             const QueryEngine& engine, const DicomTls* tls, CertificateExpiry* expiry, AuditLog* audit)
+    : config_(config),
+      policy_(policy),
+      ingest_(ingest),
+      store_(store),
+      engine_(engine),
+      tls_(tls),
+      expiry_(expiry),
+      audit_(audit) {}
 
 DicomListener::~DicomListener() { Stop(); }
 
@@ -273,11 +280,16 @@ void DicomListener::AcceptLoop() {
   };
   std::vector<pollfd> fds;
   const size_t first_waiting = tls_listen_fd_ >= 0 ? 3 : 2;
+  // Out of descriptors, accept fails while the listening socket stays readable: without a pause
+  // the loop would spin. A negative fd is one poll skips.
+  auto accept_paused_until = std::chrono::steady_clock::time_point::min();
+  constexpr auto kAcceptPause = std::chrono::milliseconds(100);
   for (;;) {
-    fds.assign({{listen_fd_, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}});
-    if (tls_listen_fd_ >= 0) fds.push_back({tls_listen_fd_, POLLIN, 0});
-    int timeout_ms = -1;
     const auto now = std::chrono::steady_clock::now();
+    const bool paused = now < accept_paused_until;
+    fds.assign({{paused ? -1 : listen_fd_, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}});
+    if (tls_listen_fd_ >= 0) fds.push_back({paused ? -1 : tls_listen_fd_, POLLIN, 0});
+    int timeout_ms = paused ? static_cast<int>(kAcceptPause.count()) : -1;
     for (const Waiting& w : waiting) {
       fds.push_back({w.fd, static_cast<short>(w.partial ? POLLRDHUP : POLLIN | POLLRDHUP), 0});
       auto left = std::chrono::ceil<std::chrono::milliseconds>(w.deadline - now).count();
@@ -315,14 +327,38 @@ void DicomListener::AcceptLoop() {
       if (l == 1 || !(fds[l].revents & POLLIN)) continue;
       const bool tls_port = l == 2;
       int fd = ::accept4(fds[l].fd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          if (stats_.accept_errors++ % 100 == 0) {
+            spdlog::warn("DICOM accept failed: {}; backing off", std::strerror(errno));
+          }
+          accept_paused_until = after + kAcceptPause;
+        }
+        continue;
+      }
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      bool busy = false;
+      const std::string address = PeerAddress(fd);
+      bool busy = false, over = false;
       {
         std::lock_guard<std::mutex> lock(mu_);
         busy = idle_workers_ <= static_cast<int>(pending_.size());
-        if (!busy) pending_.push_back({fd, tls_port});
+        int& from_address = per_address_[address];
+        over = from_address >= config_.centre.max_connections_per_address;
+        if (!busy && !over) {
+          ++from_address;
+          pending_.push_back({fd, tls_port, address});
+        } else if (from_address == 0) {
+          per_address_.erase(address);
+        }
+      }
+      if (over) {
+        if (stats_.connections_refused++ % 100 == 0) {
+          spdlog::warn("DICOM connection from {} closed: {} connections from there already", address,
+                       config_.centre.max_connections_per_address);
+        }
+        ::close(fd);
+        continue;
       }
       if (!busy) {
         cv_.notify_one();
@@ -380,7 +416,14 @@ void DicomListener::WorkerLoop() {
       next = pending_.front();
       pending_.pop_front();
     }
-    RunConnection(next);
+    const std::string address = next.address;
+    try {
+      RunConnection(std::move(next));
+    } catch (const std::exception& e) {  // the worker must outlive any one association
+      spdlog::error("association from {} ended by an error: {}", address, e.what());
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--per_address_[address] <= 0) per_address_.erase(address);
   }
 }
 
@@ -427,7 +470,7 @@ void DicomListener::RunConnection(Accepted c) {
   }
   if (!assoc) return;
   AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, slots_, tls_, config_.centre.ae_title,
-                     config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds};
+                     config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds, audit_};
   RunAssociation(assoc, env, std::move(tls_peer));
 }
 

@@ -34,7 +34,8 @@ class DicomListener {
  public:
   // `tls` (may be null: no DICOM TLS) and `expiry` outlive the listener.
   DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
-                const QueryEngine& engine, const DicomTls* tls = nullptr, CertificateExpiry* expiry = nullptr);
+                const QueryEngine& engine, const DicomTls* tls = nullptr, CertificateExpiry* expiry = nullptr,
+                AuditLog* audit = nullptr);
   ~DicomListener();  // stops if running
   DicomListener(const DicomListener&) = delete;
   DicomListener& operator=(const DicomListener&) = delete;
@@ -55,6 +56,7 @@ class DicomListener {
   struct Accepted {
     int fd;
     bool tls_port;  // accepted on the separate TLS port
+    std::string address;
   };
   void RunConnection(Accepted connection);
   // Rejects with "local limit exceeded" once the request is read; over TLS (`tls_deadline` set)
@@ -69,6 +71,7 @@ class DicomListener {
   const QueryEngine& engine_;
   const DicomTls* tls_;
   CertificateExpiry* expiry_;
+  AuditLog* audit_;
   ListenerStats stats_;
   MemberSlots slots_;
 
@@ -83,6 +86,7 @@ class DicomListener {
   std::condition_variable cv_;
   std::deque<Accepted> pending_;  // accepted sockets waiting for a worker; guarded by mu_
   int idle_workers_ = 0;     // guarded by mu_
+  std::map<std::string, int> per_address_;  // connections pending or served, by address; guarded by mu_
   bool stopping_ = false;    // guarded by mu_
 
   std::thread acceptor_;

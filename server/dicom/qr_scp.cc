@@ -53,9 +53,9 @@ struct ParsedIdentifier {
   std::string error;  // set when the identifier is unusable
 };
 
-ParsedIdentifier Parse(DcmDataset* ids, const char* sop_class, const QrEnv& env) {
+ParsedIdentifier Parse(DcmDataset* ids, const char* sop_class, const std::string& member_scope) {
   ParsedIdentifier p;
-  p.request.member_scope = env.caller.member_id;
+  p.request.member_scope = member_scope;
   if (ids == nullptr) {
     p.error = "no identifier";
     return p;
@@ -153,7 +153,7 @@ void FindCallback(void* data, OFBool cancelled, T_DIMSE_C_FindRQ*, DcmDataset* r
   auto& st = *static_cast<FindState*>(data);
   *rsp_ids = nullptr;
   if (response_count == 1) {
-    st.parsed = Parse(request_ids, st.sop_class, st.env);
+    st.parsed = Parse(request_ids, st.sop_class, st.env.caller.member_id);
     OFString level;
     if (request_ids) request_ids->findAndGetOFString(DCM_QueryRetrieveLevel, level);
     st.level_text = level.c_str();
@@ -212,7 +212,7 @@ struct RetrieveState {
 // Parses and selects; on a refusal fills the response and returns false.
 template <typename Rsp>
 bool SelectInstances(RetrieveState& st, DcmDataset* ids, Rsp* rsp, DcmDataset** detail) {
-  ParsedIdentifier parsed = Parse(ids, st.sop_class, st.env);
+  ParsedIdentifier parsed = Parse(ids, st.sop_class, st.env.caller.member_id);
   if (parsed.error.empty()) {
     Result<std::vector<RetrieveItem>> items = st.env.engine.Retrieve(parsed.request);
     if (items.ok()) {
@@ -454,6 +454,24 @@ OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_i
     delete detail;
     return cond;
   }
+  // What leaves over DICOM is audited like what leaves over HTTPS, and never unaudited.
+  if (env.audit) {
+    OFString level;
+    ids.file->dataset().findAndGetOFString(DCM_QueryRetrieveLevel, level);
+    OFString study;
+    ids.file->dataset().findAndGetOFString(DCM_StudyInstanceUID, study);
+    const std::string actor = env.caller.member_id.empty() ? env.caller.ae_title : env.caller.member_id;
+    if (Status a = env.audit->Append({actor, what, study.c_str(), std::string(level.c_str()) + " from " + env.peer});
+        !a.ok()) {
+      spdlog::error("{} from {} refused: audit entry not written: {}", what, Who(env), a.message());
+      rsp.DimseStatus = dimse::kUnableToProcess;
+      DcmDataset* detail = nullptr;
+      AddErrorComment(&detail, "the audit trail cannot be written");
+      cond = send(&rsp, nullptr, detail);
+      delete detail;
+      return cond;
+    }
+  }
   rsp.DimseStatus = dimse::kPending;
   for (int count = 1; cond.good() && DICOM_PENDING_STATUS(rsp.DimseStatus); ++count) {
     cond = DIMSE_checkForCancelRQ(assoc, pres_id, req.MessageID);
@@ -470,6 +488,15 @@ OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_i
 }
 
 }  // namespace
+
+Result<FindRequest> ReadQueryIdentifier(const std::filesystem::path& file, const std::string& sop_class,
+                                        const std::string& member_scope) {
+  Result<std::unique_ptr<DicomFile>> ids = DicomFile::Open(file, 0, true);
+  if (!ids.ok()) return Status::InvalidArgument("unreadable identifier: " + ids.status().message());
+  ParsedIdentifier p = Parse(&ids.value()->dataset(), sop_class.c_str(), member_scope);
+  if (!p.error.empty()) return Status::InvalidArgument(p.error);
+  return p.request;
+}
 
 OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
   FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "server/dicom/dicom_tls.h"
+#include "server/pki/revocation.h"
 
 namespace teleread {
 namespace {
@@ -140,6 +141,14 @@ std::unique_ptr<DcmTransportConnection> AcceptTls(ssl_ctx_st* ctx, int fd,
   std::string request;
   SSL* ssl = HandshakeAndRequest(ctx, fd, deadline, request, error);
   if (!ssl) return nullptr;
+  // A resumed session skips verification: its certificate may have been revoked or expired since.
+  if (SSL_session_reused(ssl) && SSL_get0_peer_certificate(ssl)) {
+    if (std::optional<std::string> problem = PeerCertificateProblem(ssl)) {
+      error = "resumed TLS session refused: its certificate is no longer valid: " + *problem;
+      SSL_free(ssl);
+      return nullptr;
+    }
+  }
   peer = DescribeTlsPeer(ssl);
   return std::make_unique<PreparedTlsConnection>(fd, ssl, std::move(request));
 }

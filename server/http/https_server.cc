@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sys/resource.h>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -11,11 +12,14 @@
 #include <boost/beast/ssl.hpp>
 #include <ctime>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "common/log.h"
 #include "server/pki/pki.h"
+#include "server/pki/revocation.h"
 
 namespace teleread {
 namespace {
@@ -33,17 +37,22 @@ HttpResponse JsonResponse(int status, std::string body) {
   return r;
 }
 
+constexpr const char* kBcp195Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384";
+
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kReadTimeout = std::chrono::seconds(30);
 
 // Produces a ustar archive piece by piece: a header block, the file's bytes, padding to 512,
-// and two zero blocks at the end. A file that cannot be opened ends the archive early.
+// and two zero blocks at the end. A file that cannot be read whole ends it unfinished.
 class TarStream {
  public:
   explicit TarStream(std::vector<std::pair<std::string, std::filesystem::path>> files) : files_(std::move(files)) {}
 
-  // The next piece, empty when the archive is complete.
+  // The next piece, empty when the archive is complete or cannot be (see failed()).
   std::string Next() {
     if (done_) return "";
     if (!in_.is_open()) {
@@ -56,12 +65,18 @@ class TarStream {
       remaining_ = std::filesystem::file_size(files_[index_].second, ec);
       if (!in_ || ec) {
         done_ = true;
+        failed_ = files_[index_].second.string();
         return "";
       }
       return Header(files_[index_].first, remaining_);
     }
     std::string piece(std::min<uint64_t>(remaining_, kPiece), '\0');
     in_.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    if (in_.gcount() != static_cast<std::streamsize>(piece.size())) {  // the file shrank under us
+      done_ = true;
+      failed_ = files_[index_].second.string();
+      return "";
+    }
     remaining_ -= piece.size();
     if (remaining_ == 0) {
       const uint64_t size = std::filesystem::file_size(files_[index_].second);
@@ -99,17 +114,74 @@ class TarStream {
     return h;
   }
 
+
+ public:
+  // The file that could not be read whole; empty while all is well.
+  const std::string& failed() const { return failed_; }
+
+ private:
   std::vector<std::pair<std::string, std::filesystem::path>> files_;
+  std::string failed_;
   size_t index_ = 0;
   std::ifstream in_;
   uint64_t remaining_ = 0;
   bool done_ = false;
 };
 
+// Open connections, in all and per address. A Ticket holds one place until destroyed.
+class ConnectionCounts {
+ public:
+  class Ticket {
+   public:
+    Ticket(ConnectionCounts& counts, std::string address) : counts_(counts), address_(std::move(address)) {}
+    ~Ticket() { counts_.Leave(address_); }
+    Ticket(const Ticket&) = delete;
+    Ticket& operator=(const Ticket&) = delete;
+
+   private:
+    ConnectionCounts& counts_;
+    std::string address_;
+  };
+
+  void SetLimits(int total, int per_address) {
+    total_limit_ = total;
+    per_address_limit_ = per_address;
+  }
+  // nullptr when `address` or everyone is at the limit.
+  std::unique_ptr<Ticket> TryEnter(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mu_);
+    int& n = per_address_[address];
+    if (total_ >= total_limit_ || n >= per_address_limit_) {
+      if (n == 0) per_address_.erase(address);
+      return nullptr;
+    }
+    ++n;
+    ++total_;
+    return std::make_unique<Ticket>(*this, address);
+  }
+
+ private:
+  void Leave(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --total_;
+    if (--per_address_[address] <= 0) per_address_.erase(address);
+  }
+  std::mutex mu_;
+  int total_ = 0;                         // guarded by mu_
+  std::map<std::string, int> per_address_;  // guarded by mu_
+  int total_limit_ = 0, per_address_limit_ = 0;  // set before the first connection
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, ssl::context& ctx, const HttpHandler& handler, uint64_t body_limit)
-      : stream_(std::move(socket), ctx), handler_(handler), body_limit_(body_limit) {}
+  Session(tcp::socket socket, ssl::context& ctx, const HttpHandler& handler, const HttpGate& gate,
+          uint64_t body_limit, HttpsStats& stats, std::unique_ptr<ConnectionCounts::Ticket> ticket)
+      : stream_(std::move(socket), ctx),
+        handler_(handler),
+        gate_(gate),
+        body_limit_(body_limit),
+        stats_(stats),
+        ticket_(std::move(ticket)) {}
 
   void Run() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Handshake(); });
@@ -145,20 +217,50 @@ class Session : public std::enable_shared_from_this<Session> {
     return p;
   }
 
+  // The headers first: whether a body is read at all, and how much, depends on who sends it.
   void Read() {
     parser_.emplace();
     parser_->header_limit(kMaxHttpHeaderBytes);
     parser_->body_limit(body_limit_);
     beast::get_lowest_layer(stream_).expires_after(first_request_ ? kReadTimeout : kIdleTimeout);
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec == http::error::end_of_stream) return self->Close();
       if (ec) {
-        if (ec == http::error::body_limit || ec == http::error::header_limit) {
-          return self->SendError(http::status::payload_too_large, "request too large");
-        }
+        if (ec == http::error::header_limit) return self->SendError(http::status::payload_too_large, "request too large");
         return;  // timeout or reset: nothing to answer
       }
       self->first_request_ = false;
+      self->Admit();
+    });
+  }
+
+  void Admit() {
+    // A certificate revoked or expired since the handshake ends the session here.
+    if (std::optional<std::string> problem = PeerCertificateProblem(stream_.native_handle())) {
+      stats_.sessions_ended++;
+      spdlog::warn("HTTPS session of '{}' from {} ended: {}", peer_.subject, Peer(), *problem);
+      return SendError(http::status::unauthorized, "the client certificate is no longer valid: " + *problem);
+    }
+    const auto& head = parser_->get();
+    uint64_t limit = body_limit_;
+    if (gate_) {
+      HttpRequest r{std::string(head.method_string()), std::string(head.target()), "",
+                    std::string(head[http::field::content_type])};
+      if (std::optional<HttpResponse> refused = gate_(r, peer_, limit)) {
+        // Unread, the rest of the request is not worth a keep-alive: close after the answer.
+        return SendString(*refused, head.version(), false);
+      }
+    }
+    if (parser_->content_length() && *parser_->content_length() > limit) {
+      return SendError(http::status::payload_too_large, "request too large for this route");
+    }
+    parser_->body_limit(limit);
+    if (parser_->is_done()) return Handle();
+    // The whole body within one read timeout: a slow sender is cut off, not waited for.
+    beast::get_lowest_layer(stream_).expires_after(kReadTimeout);
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec == http::error::body_limit) return self->SendError(http::status::payload_too_large, "request too large");
+      if (ec) return;  // timeout or reset
       self->Handle();
     });
   }
@@ -210,6 +312,17 @@ class Session : public std::enable_shared_from_this<Session> {
   void WriteTarPiece() {
     auto piece = std::make_shared<std::string>(tar_->Next());
     beast::get_lowest_layer(stream_).expires_after(kReadTimeout);
+    if (piece->empty() && !tar_->failed().empty()) {
+      // No last chunk: the client sees a broken transfer, never a shorter archive that looks whole.
+      stats_.archives_aborted++;
+      spdlog::error("archive for '{}' aborted: {} cannot be read whole; connection reset", peer_.subject,
+                    tar_->failed());
+      beast::error_code ignored;
+      auto& socket = beast::get_lowest_layer(stream_).socket();
+      socket.set_option(asio::socket_base::linger(true, 0), ignored);  // RST, not FIN
+      socket.close(ignored);
+      return;
+    }
     if (piece->empty()) {
       asio::async_write(stream_, http::make_chunk_last(),
                         [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -256,7 +369,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::ssl_stream<beast::tcp_stream> stream_;
   const HttpHandler& handler_;
+  const HttpGate& gate_;
   uint64_t body_limit_;
+  HttpsStats& stats_;
+  std::unique_ptr<ConnectionCounts::Ticket> ticket_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   PeerCertificate peer_;
@@ -267,29 +383,68 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 struct HttpsServer::Impl {
-  Impl(const HttpsConfig& c, HttpHandler h) : config(c), handler(std::move(h)) {}
+  Impl(const HttpsConfig& c, HttpHandler h, HttpGate g) : config(c), handler(std::move(h)), gate(std::move(g)) {}
   const HttpsConfig& config;
   HttpHandler handler;
+  HttpGate gate;
+  HttpsStats stats;
+  ConnectionCounts counts;
   asio::io_context ioc;
   ssl::context ctx{ssl::context::tls_server};
   tcp::acceptor acceptor{ioc};
+  asio::steady_timer backoff{ioc};
   std::vector<std::thread> threads;
   uint16_t port = 0;
 
   void Accept() {
     acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) {
-        socket.set_option(tcp::no_delay(true));
-        std::make_shared<Session>(std::move(socket), ctx, handler, config.max_body_bytes)->Run();
+      if (ec) {
+        // Out of descriptors (EMFILE, ENFILE) or memory: accepting again at once would spin, and
+        // the connection waits in the backlog meanwhile.
+        if (stats.accept_errors++ % 100 == 0) spdlog::warn("HTTPS accept failed: {}; backing off", ec.message());
+        backoff.expires_after(std::chrono::milliseconds(100));
+        backoff.async_wait([this](beast::error_code wait_ec) {
+          if (!wait_ec) Accept();
+        });
+        return;
+      }
+      beast::error_code addr_ec;
+      const auto remote = socket.remote_endpoint(addr_ec);
+      std::unique_ptr<ConnectionCounts::Ticket> ticket =
+          addr_ec ? nullptr : counts.TryEnter(remote.address().to_string());
+      if (!ticket) {
+        if (stats.connections_refused++ % 100 == 0) {
+          spdlog::warn("HTTPS connection from {} closed: over the connection limit", addr_ec ? "?" : remote.address().to_string());
+        }
+        socket.close(addr_ec);
+      } else {
+        socket.set_option(tcp::no_delay(true), addr_ec);
+        std::make_shared<Session>(std::move(socket), ctx, handler, gate, config.max_body_bytes, stats,
+                                  std::move(ticket))
+            ->Run();
       }
       Accept();
     });
   }
 };
 
-HttpsServer::HttpsServer(const HttpsConfig& config, HttpHandler handler)
-    : impl_(new Impl(config, std::move(handler))) {}
+std::string HttpsStats::Metrics() const {
+  std::string m;
+  auto counter = [&m](const char* name, uint64_t value) {
+    m += std::string("# TYPE ") + name + " counter\n" + name + " " + std::to_string(value) + "\n";
+  };
+  counter("teleread_https_connections_refused_total", connections_refused.load());
+  counter("teleread_https_accept_errors_total", accept_errors.load());
+  counter("teleread_https_sessions_ended_total", sessions_ended.load());
+  counter("teleread_https_archives_aborted_total", archives_aborted.load());
+  return m;
+}
+
+HttpsServer::HttpsServer(const HttpsConfig& config, HttpHandler handler, HttpGate gate)
+    : impl_(new Impl(config, std::move(handler), std::move(gate))) {}
+
+const HttpsStats& HttpsServer::stats() const { return impl_->stats; }
 
 HttpsServer::~HttpsServer() { Stop(); }
 
@@ -298,9 +453,17 @@ void* HttpsServer::ssl_context() { return impl_->ctx.native_handle(); }
 Status HttpsServer::Start(uint16_t port) {
   Impl& m = *impl_;
   boost::system::error_code ec;
-  SSL_CTX_set_min_proto_version(m.ctx.native_handle(), TLS1_2_VERSION);
+  SSL_CTX* native = m.ctx.native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   m.ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                     ssl::context::single_dh_use);
+  // BCP 195 (RFC 9325 4.2): TLS 1.2 with ECDHE/DHE and AEAD only; TLS 1.3 suites stay OpenSSL's.
+  if (SSL_CTX_set_cipher_list(native, kBcp195Ciphers) != 1) return Status::InvalidArgument("https: the BCP 195 cipher list is refused by this OpenSSL");
+  // Without a session id context OpenSSL aborts every resumption once client certificates are
+  // verified. A resumed session keeps the certificate it was made with, checked again per request.
+  static const unsigned char kSessionContext[] = "teleread-https";
+  SSL_CTX_set_session_id_context(native, kSessionContext, sizeof kSessionContext - 1);
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
   m.ctx.use_certificate_chain_file(m.config.certificate.string(), ec);
   if (ec) return Status::InvalidArgument("https.certificate " + m.config.certificate.string() + ": " + ec.message());
   m.ctx.use_private_key_file(m.config.key.string(), ssl::context::pem, ec);
@@ -323,9 +486,16 @@ Status HttpsServer::Start(uint16_t port) {
   if (!ec) m.acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::IOError("HTTPS listen on " + m.config.bind_address + ":" + std::to_string(port) + ": " + ec.message());
   m.port = m.acceptor.local_endpoint().port();
+  int total = m.config.max_connections, per_address = m.config.max_connections_per_address;
+  if (rlimit fds{}; ::getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY) {
+    total = static_cast<int>(std::min<rlim_t>(total, std::max<rlim_t>(fds.rlim_cur / 2, 1)));
+    per_address = std::min(per_address, total);
+  }
+  m.counts.SetLimits(total, per_address);
   m.Accept();
   for (int i = 0; i < m.config.threads; ++i) m.threads.emplace_back([&m] { m.ioc.run(); });
-  spdlog::info("HTTPS reading API on {}:{} (mutual TLS, CA {})", m.config.bind_address, m.port, m.config.ca.string());
+  spdlog::info("HTTPS reading API on {}:{} (mutual TLS, CA {}; {} connections at most, {} per address)",
+               m.config.bind_address, m.port, m.config.ca.string(), total, per_address);
   return Status::Ok();
 }
 

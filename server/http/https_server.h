@@ -2,14 +2,19 @@
 // The HTTPS transport of the reading API: Boost.Beast over OpenSSL, asynchronous on a small
 // thread pool with a strand per connection, keep-alive, bounded headers and bodies, and read and
 // idle timeouts. Mutual TLS: a client without a certificate issued by the centre CA fails the
-// handshake; the handler decides what a valid certificate may do.
+// handshake; the gate decides from the headers what a valid certificate may send, the handler
+// what it may do. The certificate is checked again before every request (revocation, expiry).
+// Connections are capped in total and per address; sessions resume (TLS 1.2 ids, TLS 1.3
+// tickets) only for the client certificate they were made with.
 //
 // Thread-safety: Start and Stop from one thread; the handler is called from pool threads.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,9 +52,24 @@ inline constexpr size_t kMaxHttpHeaderBytes = 16 * 1024;
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&, const PeerCertificate&)>;
 
+// Decides from the request line, headers and certificate alone (HttpRequest::body empty) whether
+// the body may be read: nullopt admits it with at most `body_limit` bytes (preset to
+// HttpsConfig::max_body_bytes); a response refuses it unread and the connection is closed.
+using HttpGate =
+    std::function<std::optional<HttpResponse>(const HttpRequest& head, const PeerCertificate&, uint64_t& body_limit)>;
+
+// Connection counts, for /metrics.
+struct HttpsStats {
+  std::atomic<uint64_t> connections_refused{0};  // over the global or per-address cap
+  std::atomic<uint64_t> accept_errors{0};        // EMFILE, ENFILE...: the acceptor backed off
+  std::atomic<uint64_t> sessions_ended{0};       // certificate revoked or expired mid-session
+  std::atomic<uint64_t> archives_aborted{0};     // an archive that could not complete, reset
+  std::string Metrics() const;
+};
+
 class HttpsServer {
  public:
-  HttpsServer(const HttpsConfig& config, HttpHandler handler);
+  HttpsServer(const HttpsConfig& config, HttpHandler handler, HttpGate gate = nullptr);
   ~HttpsServer();
   HttpsServer(const HttpsServer&) = delete;
   HttpsServer& operator=(const HttpsServer&) = delete;
@@ -60,6 +80,7 @@ class HttpsServer {
   uint16_t port() const;
   // The TLS context (an SSL_CTX*), for revocation lists that change while it runs.
   void* ssl_context();
+  const HttpsStats& stats() const;
 
  private:
   struct Impl;

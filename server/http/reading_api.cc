@@ -20,6 +20,12 @@ HttpResponse Json(int status, const json& body) {
 }
 HttpResponse Error(int status, const std::string& message) { return Json(status, json{{"error", message}}); }
 
+// Patient data leaves only once its audit entry is written (fail closed).
+HttpResponse AuditFailed(const Status& s) {
+  spdlog::error("audit entry not written, request refused: {}", s.message());
+  return Error(503, "the audit trail cannot be written, so nothing is served");
+}
+
 int StatusFor(const Status& s) {
   switch (s.code()) {
     case Status::Code::kNotFound:
@@ -140,6 +146,24 @@ std::optional<Identity> ReadingApi::Identify(const PeerCertificate& peer) const 
   return std::nullopt;
 }
 
+std::optional<HttpResponse> ReadingApi::Admit(const HttpRequest& head, const PeerCertificate& peer,
+                                              uint64_t& body_limit) {
+  // A signed report is a Basic Text SR of a few kB plus its evidence references; 8 MB leaves room
+  // for thousands of referenced instances. Nothing else takes a body beyond a few parameters.
+  constexpr uint64_t kReportBytes = 8ull << 20;
+  constexpr uint64_t kOtherBytes = 64ull << 10;
+  std::optional<Identity> who = Identify(peer);
+  if (!who) return Handle(head, peer);  // refused and audited there, before any body
+  const std::string path = head.target.substr(0, head.target.find('?'));
+  const std::vector<std::string> p = Split(path);
+  const bool report = head.method == "POST" && p.size() == 5 && p[0] == "api" && p[2] == "studies" && p[4] == "reports";
+  if (report && (who->admin || !who->member_id.empty())) {
+    return Error(403, "reports are signed and submitted by radiologists");
+  }
+  body_limit = std::min(body_limit, report ? kReportBytes : kOtherBytes);
+  return std::nullopt;
+}
+
 HttpResponse ReadingApi::Handle(const HttpRequest& request, const PeerCertificate& peer) {
   ++requests_;
   std::optional<Identity> who = Identify(peer);
@@ -147,8 +171,8 @@ HttpResponse ReadingApi::Handle(const HttpRequest& request, const PeerCertificat
     ++refused_;
     spdlog::warn("HTTPS {} {} refused: certificate '{}' is no radiologist or admin here", request.method,
                  request.target, peer.subject);
-    (void)worklist_.Audit(peer.subject.empty() ? "(no certificate)" : peer.subject, "refused", "",
-                          request.method + " " + request.target);
+    (void)refusals_.Refused(peer.subject.empty() ? "(no certificate)" : peer.subject,
+                            request.method + " " + request.target);
     return Error(403, "this certificate does not belong to a configured radiologist, admin or member hospital");
   }
   HttpResponse r = Route(request, *who);
@@ -240,6 +264,11 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   if (!rows.ok()) return Error(500, rows.status().message());
   json items = json::array();
   for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
+  if (!rows->empty()) {  // names and IDs of the patients listed
+    if (Status a = worklist_.Audit(who.id, "list-worklist", "", std::to_string(rows->size()) + " task(s)"); !a.ok()) {
+      return AuditFailed(a);
+    }
+  }
   return Json(200, json{{"items", items}, {"limit", f.limit}, {"offset", f.offset}});
 }
 
@@ -283,14 +312,14 @@ HttpResponse ReadingApi::Study(const std::string& uid, const Identity& who) {
   study["series"] = series;
   Result<WorklistRow> task = worklist_.Task(uid);
   study["task"] = task.ok() ? RowJson(task.value()) : json(nullptr);
-  (void)worklist_.Audit(who.id, "view", uid, "");
+  if (Status a = worklist_.Audit(who.id, "view", uid, ""); !a.ok()) return AuditFailed(a);
   return Json(200, study);
 }
 
 HttpResponse ReadingApi::Instance(const std::string& uid, const std::string& sop, const Identity& who) {
   Result<std::string> path = reads_.InstancePath(uid, sop);
   if (!path.ok()) return Error(StatusFor(path.status()), path.status().message());
-  (void)worklist_.Audit(who.id, "download", uid, sop);
+  if (Status a = worklist_.Audit(who.id, "download", uid, sop); !a.ok()) return AuditFailed(a);
   HttpResponse r;
   r.content_type = "application/dicom";
   r.file = store_.Absolute(path.value());
@@ -308,7 +337,7 @@ HttpResponse ReadingApi::Archive(const std::string& uid, const Identity& who) {
                        store_.Absolute(e.relative_path));
   }
   if (r.tar.empty()) return Error(404, "no study " + uid);
-  (void)worklist_.Audit(who.id, "download", uid, "whole study");
+  if (Status a = worklist_.Audit(who.id, "download", uid, "whole study"); !a.ok()) return AuditFailed(a);
   r.content_type = "application/x-tar";
   return r;
 }
@@ -325,7 +354,10 @@ HttpResponse ReadingApi::Priors(const std::string& uid, const Identity& who) {
                           {"description", p.description},
                           {"instances", p.instances}});
   }
-  (void)who;
+  // Priors name other studies of the patient, across members: a read like any other.
+  if (Status a = worklist_.Audit(who.id, "view-priors", uid, std::to_string(priors.size()) + " prior(s)"); !a.ok()) {
+    return AuditFailed(a);
+  }
   return Json(200, json{{"study_instance_uid", uid}, {"priors", priors}});
 }
 
@@ -412,7 +444,9 @@ HttpResponse ReadingApi::Reports(const std::string& study_uid, const std::string
                                            {"last_error", l.delivery_error}}},
                          {"size_bytes", l.size_bytes}});
   }
-  (void)worklist_.Audit(who.id, "list-reports", study, accession.empty() ? patient : accession);
+  if (Status a = worklist_.Audit(who.id, "list-reports", study, accession.empty() ? patient : accession); !a.ok()) {
+    return AuditFailed(a);
+  }
   return Json(200, json{{"items", items}});
 }
 
@@ -420,7 +454,9 @@ HttpResponse ReadingApi::ReportFile(const std::string& sop, const Identity& who)
   // Another member's report reads as absent.
   Result<StoredReport> found = reads_.Report(sop, who.member_id);
   if (!found.ok()) return Error(StatusFor(found.status()), found.status().message());
-  (void)worklist_.Audit(who.id, "download", found->study_instance_uid, "report " + sop);
+  if (Status a = worklist_.Audit(who.id, "download", found->study_instance_uid, "report " + sop); !a.ok()) {
+    return AuditFailed(a);
+  }
   HttpResponse r;
   r.content_type = "application/dicom";
   r.file = store_.Absolute(found->relative_path);

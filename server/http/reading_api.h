@@ -14,6 +14,7 @@
 #include "server/http/https_server.h"
 #include "server/pki/certificate_expiry.h"
 #include "server/reading/outbox.h"
+#include "server/reading/refusal_audit.h"
 #include "server/reading/report_desk.h"
 #include "server/reading/worklist.h"
 #include "server/store/object_store.h"
@@ -36,9 +37,14 @@ class ReadingApi {
              std::vector<MetricsSource> metrics, ReportDesk* desk = nullptr, DeliveryOutbox* outbox = nullptr,
              CertificateExpiry* certificates = nullptr)
       : config_(config), worklist_(worklist), reads_(reads), store_(store), metrics_(std::move(metrics)),
-        desk_(desk), outbox_(outbox), certificates_(certificates) {}
+        desk_(desk), outbox_(outbox), certificates_(certificates),
+        refusals_([this](const AuditEntry& e) { return worklist_.Audit(e.actor, e.action, e.study_instance_uid, e.detail); },
+                  NowMs) {}
 
   HttpResponse Handle(const HttpRequest& request, const PeerCertificate& peer);
+  // Before any body is read (an HttpGate): refuses a certificate that stands for nobody here and
+  // a body on a route that takes none from this caller; sets the route's body limit.
+  std::optional<HttpResponse> Admit(const HttpRequest& head, const PeerCertificate& peer, uint64_t& body_limit);
 
   // The radiologist or admin a certificate stands for; nullopt when it stands for nobody here.
   std::optional<Identity> Identify(const PeerCertificate& peer) const;
@@ -68,6 +74,7 @@ class ReadingApi {
   DeliveryOutbox* outbox_;
   CertificateExpiry* certificates_;
   std::atomic<uint64_t> requests_{0}, refused_{0};
+  RefusalAudit refusals_;  // unknown certificates: one audit entry per caller and minute
 };
 
 }  // namespace teleread

@@ -260,6 +260,7 @@ const char* OrganizationalUnit(CertKind kind) {
     case CertKind::kRadiologist: return "radiologist";
     case CertKind::kAdmin: return "admin";
     case CertKind::kMember: return "member";
+    case CertKind::kWorkstation: return "workstation";
   }
   return "";
 }
@@ -278,7 +279,8 @@ Usages UsagesFor(CertKind kind) {
     case CertKind::kRadiologist:
     case CertKind::kAdmin: return {"critical,digitalSignature,nonRepudiation", "clientAuth"};
     // Member sites both call the centre and are called by it (C-MOVE destinations).
-    case CertKind::kMember: return {"critical,digitalSignature", "clientAuth,serverAuth"};
+    case CertKind::kMember:
+    case CertKind::kWorkstation: return {"critical,digitalSignature", "clientAuth,serverAuth"};
   }
   return {"critical,digitalSignature", "clientAuth"};
 }
@@ -411,7 +413,8 @@ Result<IssuedFiles> IssueCertificate(const fs::path& ca_dir, const IssueRequest&
     return Status::InvalidArgument(WithOpenSslErrors("ca.key does not belong to ca.pem in " + ca_dir.string()));
   }
 
-  Result<PkeyPtr> key = GenerateKey(request.kind == CertKind::kRadiologist || request.kind == CertKind::kAdmin);
+  Result<PkeyPtr> key =
+      GenerateKey(request.rsa || request.kind == CertKind::kRadiologist || request.kind == CertKind::kAdmin);
   if (!key.ok()) return key.status();
   X509Ptr cert(X509_new());
   if (!cert) return OpenSslError("X509_new");
@@ -435,7 +438,10 @@ Result<IssuedFiles> IssueCertificate(const fs::path& ca_dir, const IssueRequest&
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, ca->get(), cert.get(), nullptr, nullptr, 0);
   X509V3_set_issuer_pkey(&ctx, ca_key->get());
-  const Usages usages = UsagesFor(request.kind);
+  // An RSA server key also transports the session key (TLS_RSA_* suites): keyEncipherment.
+  const Usages usages = request.rsa && request.kind == CertKind::kServer
+                            ? Usages{"critical,digitalSignature,keyEncipherment", "serverAuth,clientAuth"}
+                            : UsagesFor(request.kind);
   if (Status s = AddExtension(cert.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE"); !s.ok()) return s;
   if (Status s = AddExtension(cert.get(), &ctx, NID_key_usage, usages.key_usage); !s.ok()) return s;
   if (Status s = AddExtension(cert.get(), &ctx, NID_ext_key_usage, usages.extended_key_usage); !s.ok()) return s;

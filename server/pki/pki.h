@@ -20,7 +20,7 @@
 namespace teleread {
 
 // Decides the subject's OU and the key usages; see IssueCertificate.
-enum class CertKind { kServer, kRadiologist, kAdmin, kMember };
+enum class CertKind { kServer, kRadiologist, kAdmin, kMember, kWorkstation };
 
 struct IssueRequest {
   CertKind kind = CertKind::kMember;
@@ -31,6 +31,7 @@ struct IssueRequest {
   int valid_days = 825;
   int not_before_offset_days = 0;  // negative: valid from the past (tests make expired certificates
                                    // with not_before_offset_days=-10, valid_days=5)
+  bool rsa = false;  // an RSA-3072 key for a server certificate (the retired AES profile needs RSA)
 };
 
 struct IssuedFiles {
@@ -55,6 +56,8 @@ Status InitCertificateAuthority(const std::filesystem::path& dir, const std::str
 //                 (nonRepudiation: radiologist keys also sign DICOM reports)
 //   kAdmin        same as kRadiologist
 //   kMember       keyUsage digitalSignature, extendedKeyUsage clientAuth+serverAuth
+//   kWorkstation  same as kMember (a centre AE title: it calls the centre and takes C-MOVEs);
+//                 the common name is the workstation's AE title
 // and for all: basicConstraints CA:FALSE, subject and authority key identifiers, a random
 // 128-bit serial, subjectAltName when dns_names or ip_addresses are given. notBefore is set
 // five minutes early so that a peer whose clock lags a little accepts a fresh certificate.

@@ -1,13 +1,39 @@
 #include "server/pki/revocation.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
 #include <algorithm>
 #include <chrono>
+#include <memory>
 
 #include "common/log.h"
 #include "server/pki/certificate_expiry.h"
 #include "server/pki/pki.h"
 
 namespace teleread {
+
+std::optional<std::string> PeerCertificateProblem(void* ssl) {
+  SSL* s = static_cast<SSL*>(ssl);
+  X509* cert = SSL_get0_peer_certificate(s);
+  if (!cert) return std::string("no client certificate");
+  ERR_set_mark();
+  std::unique_ptr<X509_STORE_CTX, void (*)(X509_STORE_CTX*)> ctx(X509_STORE_CTX_new(), X509_STORE_CTX_free);
+  std::optional<std::string> problem;
+  // The chain the client sent; absent after resumption, which is fine: the store holds the CA.
+  if (!ctx || X509_STORE_CTX_init(ctx.get(), SSL_CTX_get_cert_store(SSL_get_SSL_CTX(s)), cert,
+                                  SSL_get_peer_cert_chain(s)) != 1) {
+    problem = "the certificate cannot be checked again";
+  } else {
+    X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(ctx.get()) != 1) problem = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()));
+  }
+  ERR_pop_to_mark();
+  return problem;
+}
 
 RevocationLists::RevocationLists(CertificateExpiry& expiry, std::chrono::seconds interval)
     : expiry_(expiry), interval_(interval) {}
@@ -38,7 +64,11 @@ void RevocationLists::Start() {
       cv_.wait_for(lock, interval_, [this] { return stopping_; });
       if (stopping_) break;
       lock.unlock();
-      Refresh();
+      try {
+        Refresh();
+      } catch (const std::exception& e) {  // e.g. no memory: the old lists stay; look again next time
+        spdlog::error("revocation lists not re-read: {}", e.what());
+      }
       lock.lock();
     }
   });

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -19,6 +20,12 @@
 namespace teleread {
 
 class CertificateExpiry;
+
+// Verifies the peer certificate of an established TLS connection `ssl` (an SSL*) again, against
+// its context's trust store as it is now (revocation lists added since the handshake) and the
+// current time, so that revocation and expiry also end sessions that are already open, resumed
+// ones included. nullopt while it is still valid, else why not.
+std::optional<std::string> PeerCertificateProblem(void* ssl);
 
 class RevocationLists {
  public:

@@ -39,8 +39,22 @@ std::optional<Caller> CallerPolicy::Identify(const std::string& calling_ae, cons
 std::optional<std::string> CallerPolicy::TransportProblem(const Caller& caller, const TlsPeer& tls,
                                                           const std::string& peer_ip) const {
   const Member* member = caller.is_centre ? nullptr : config_.FindMemberByAeTitle(caller.ae_title);
+  if (IsRetiredAesProfile(tls) && !(member && member->legacy_tls)) {
+    return "the retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA) is only for members with legacy_tls";
+  }
   if (member && member->require_tls && !tls.has_certificate) {
     return "member " + member->id + " requires TLS with its client certificate";
+  }
+  if (caller.is_centre && !tls.has_certificate) {
+    // A centre AE title sees every member's studies, so its name alone proves nothing.
+    const PlainCentreCaller* plain = config_.FindPlainCentreCaller(caller.ae_title);
+    const std::string peer = Canonical(peer_ip);
+    if (plain && std::any_of(plain->addresses.begin(), plain->addresses.end(),
+                             [&](const std::string& a) { return Canonical(a) == peer; })) {
+      return std::nullopt;
+    }
+    return "centre AE title " + caller.ae_title +
+           " must present its workstation certificate over DICOM TLS (no plain_callers entry for " + peer_ip + ")";
   }
   if (!tls.has_certificate) return std::nullopt;
   if (member) {
@@ -50,8 +64,9 @@ std::optional<std::string> CallerPolicy::TransportProblem(const Caller& caller, 
     if (tls.organizational_unit != "member" || !names_member) {
       return "certificate '" + tls.subject + "' is not member " + member->id + "'s";
     }
-  } else if (tls.organizational_unit == "member") {
-    return "a member's certificate '" + tls.subject + "' cannot call as a centre AE title";
+  } else if (tls.organizational_unit != "workstation" || tls.common_name != caller.ae_title) {
+    return "certificate '" + tls.subject + "' is not centre AE title " + caller.ae_title +
+           "'s (pki issue --kind workstation --name " + caller.ae_title + ")";
   }
   if (!tls.ip_addresses.empty()) {
     const std::string peer = Canonical(peer_ip);

@@ -27,6 +27,9 @@ struct TlsPeer {
   std::string protocol, cipher;
 };
 
+// Whether the connection runs PS3.15's retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA).
+inline bool IsRetiredAesProfile(const TlsPeer& tls) { return tls.tls && tls.cipher == "AES128-SHA"; }
+
 class CallerPolicy {
  public:
   explicit CallerPolicy(const Config& config) : config_(config) {}
@@ -35,8 +38,9 @@ class CallerPolicy {
   bool AcceptsCalledAeTitle(const std::string& called_ae) const { return called_ae == config_.centre.ae_title; }
   // Why `caller` may not associate over this transport; nullopt when it may. A member that
   // requires TLS needs a client certificate; any certificate sent must be the calling member's
-  // (OU=member, CN = its id or one of its AE titles), or for a centre AE title not a member's;
-  // a certificate listing IP addresses must list the peer's.
+  // (OU=member, CN = its id or one of its AE titles). A centre AE title needs its own
+  // certificate (OU=workstation, CN = the AE title) unless centre.plain_callers allows it plain
+  // from `peer_ip`. A certificate listing IP addresses must list the peer's.
   std::optional<std::string> TransportProblem(const Caller& caller, const TlsPeer& tls,
                                               const std::string& peer_ip) const;
 

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "common/restarting.h"
 
 namespace teleread {
 
@@ -13,7 +14,7 @@ DeliveryOutbox::DeliveryOutbox(const Config& config, DeliveryStore& deliveries, 
 
 DeliveryOutbox::~DeliveryOutbox() { Stop(); }
 
-void DeliveryOutbox::Start() { thread_ = std::thread([this] { Loop(); }); }
+void DeliveryOutbox::Start() { thread_ = std::thread([this] { RunRestarting("delivery outbox", [this] { Loop(); }); }); }
 
 void DeliveryOutbox::Stop() {
   {

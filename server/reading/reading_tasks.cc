@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "common/restarting.h"
 
 namespace teleread {
 
@@ -17,7 +18,7 @@ ReadingTaskPromoter::ReadingTaskPromoter(Index& index, int quiet_period_seconds,
 
 ReadingTaskPromoter::~ReadingTaskPromoter() { Stop(); }
 
-void ReadingTaskPromoter::Start() { thread_ = std::thread([this] { Loop(); }); }
+void ReadingTaskPromoter::Start() { thread_ = std::thread([this] { RunRestarting("reading task promoter", [this] { Loop(); }); }); }
 
 void ReadingTaskPromoter::Stop() {
   {

@@ -111,7 +111,13 @@ void Index::WriterLoop() {
         continue;
       }
       Status s = db.Exec("SAVEPOINT request");
-      if (s.ok()) s = w.fn(db);
+      if (s.ok()) {
+        try {
+          s = w.fn(db);
+        } catch (const std::exception& e) {  // e.g. no memory: this request fails, the writer carries on
+          s = Status::IOError(std::string("index write: ") + e.what());
+        }
+      }
       (void)db.Exec(s.ok() ? "RELEASE request" : "ROLLBACK TO request; RELEASE request");
       results.push_back(s);
     }

@@ -149,6 +149,12 @@ ALTER TABLE deliveries ADD COLUMN last_attempt_ms INTEGER NOT NULL DEFAULT 0;
 -- A pending row of an older server may have been sent just before it stopped: ask first.
 UPDATE deliveries SET last_attempt_ms = created_ms WHERE state = 'pending';
 )sql",
+      // 4: the audit trail becomes a hash chain (server/store/audit_log.h); older entries keep
+      // empty hashes and are reported as written before the chain began.
+      R"sql(
+ALTER TABLE audit_log ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit_log ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+)sql",
   };
   return migrations;
 }

@@ -25,6 +25,8 @@ start_teleread() {  # storage -> pid
   # Without the [https] table: this benchmark needs no reading API and no certificates.
   sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" -e '/^\[https\]/,/^max_body_mb/d' "$root/config/teleread.toml" \
     >"$work/teleread.toml"
+  # The benchmark queries as the centre workstation, plain: allowed from loopback only.
+  printf '\n[[centre.plain_callers]]\nae_title = "LX_WS1"\naddresses = ["127.0.0.1"]\n' >>"$work/teleread.toml"
   "$build/server/teleread-server" --config "$work/teleread.toml" --storage "$1" --dicom-port $tr_port \
     --log-level warn >>"$work/teleread.log" 2>&1 &
   local pid=$!

@@ -11,10 +11,13 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "server/dicom/qr_scp.h"
 #include "server/dicom/report_sender.h"
 #include "server/store/index.h"
 #include "server/reading/ingest.h"
 #include "server/store/object_store.h"
+#include "server/store/query.h"
 #include "server/reading/outbox.h"
 #include "server/http/reading_api.h"
 #include "server/reading/report_desk.h"
@@ -223,6 +226,66 @@ std::vector<HttpResponse> HttpTarget::Exchange(std::string_view bytes) {
     if (!req.keep_alive()) break;
   }
   return answers;
+}
+
+namespace {
+
+// An index with data/study.dcm from zhuozhou, made once per process.
+struct QueryIndex {
+  test::ScratchDir dir{"teleread-fuzz-qr"};
+  std::unique_ptr<ObjectStore> store;
+  std::unique_ptr<Index> index;
+  std::unique_ptr<QueryEngine> engine;
+  QueryIndex() {
+    InitializeOnce();
+    const fs::path storage = dir.path() / "storage";
+    store = std::make_unique<ObjectStore>(storage);
+    if (!store->Prepare().ok()) throw std::runtime_error("fuzz set-up: storage");
+    Result<std::unique_ptr<Index>> opened = Index::Open(storage / "index.sqlite");
+    if (!opened.ok()) throw std::runtime_error("fuzz set-up: index: " + opened.status().ToString());
+    index = std::move(opened.value());
+    Ingest ingest(*store, *index, [] { return kNowMs; });
+    const fs::path study = FuzzDir() / "data" / "study.dcm";
+    Result<InstanceSummary> summary = ReadInstanceSummary(study);
+    if (!summary.ok()) throw std::runtime_error("fuzz set-up: " + summary.status().ToString());
+    const fs::path temp = store->NewTempPath();
+    fs::copy_file(study, temp);
+    StoreOutcome stored = ingest.Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}, {}});
+    if (stored.code != IngestCode::kStored) throw std::runtime_error("fuzz set-up: store: " + stored.error_comment);
+    engine = std::make_unique<QueryEngine>(storage / "index.sqlite");
+  }
+};
+
+}  // namespace
+
+std::string QueryIdentifier(std::string_view bytes) {
+  static QueryIndex q;
+  if (bytes.empty()) return "";
+  static const char* const kModels[] = {
+      UID_FINDPatientRootQueryRetrieveInformationModel, UID_FINDStudyRootQueryRetrieveInformationModel,
+      UID_MOVEPatientRootQueryRetrieveInformationModel, UID_MOVEStudyRootQueryRetrieveInformationModel,
+      UID_GETPatientRootQueryRetrieveInformationModel,  UID_GETStudyRootQueryRetrieveInformationModel};
+  static const char* const kScopes[] = {"zhuozhou", "laishui", ""};
+  const unsigned char pick = static_cast<unsigned char>(bytes[0]);
+  const std::string model = kModels[pick % 6];
+  const std::string scope = kScopes[(pick / 6) % 3];
+  bytes.remove_prefix(1);
+  Result<FindRequest> request = ReadQueryIdentifier(WriteInput("identifier.dcm", bytes), model, scope);
+  if (!request.ok()) return "";
+  if (pick % 6 < 2) {  // C-FIND
+    Result<std::unique_ptr<FindCursor>> cursor = q.engine->Find(request.value());
+    if (!cursor.ok()) return "";
+    FindRow row;
+    for (int i = 0; i < 64; ++i) {
+      Result<bool> more = cursor.value()->Next(&row);
+      if (!more.ok() || !more.value()) break;
+      if (scope == "laishui") return "laishui found zhuozhou's study";
+    }
+    return "";
+  }
+  Result<std::vector<RetrieveItem>> items = q.engine->Retrieve(request.value());
+  if (items.ok() && scope == "laishui" && !items->empty()) return "laishui retrieved zhuozhou's study";
+  return "";
 }
 
 }  // namespace teleread::fuzz

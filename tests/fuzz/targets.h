@@ -78,4 +78,13 @@ class HttpTarget {
   std::unique_ptr<Parts> parts_;
 };
 
+// The bytes as a C-FIND, C-MOVE or C-GET identifier arriving from the network, through what the
+// Q/R services run on it, against an index holding data/study.dcm from zhuozhou (set up once).
+// The first byte picks the model (FIND, MOVE or GET; Patient or Study Root) and the caller's
+// scope (zhuozhou, laishui or the centre); the rest is written to a file as ReceiveDataSet writes
+// an identifier, read by ReadQueryIdentifier, then matched: QueryEngine::Find for C-FIND (up to
+// 64 rows), QueryEngine::Retrieve for C-MOVE/C-GET. Invariant: a member's request never returns
+// another member's study. Returns what broke it, empty when it held.
+std::string QueryIdentifier(std::string_view bytes);
+
 }  // namespace teleread::fuzz

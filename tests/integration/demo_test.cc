@@ -26,6 +26,8 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   // Zhuozhou's plain association and the stranger are refused, twice "Calling AE Title Not Recognized".
   const std::string refused = "Calling AE Title Not Recognized";
   CHECK(r.output.find(refused) != r.output.rfind(refused));
+  // The centre workstation's name alone opens nothing (issue 19, finding 1).
+  CHECK_THAT(ReadFile(work / "server.log"), Catch::Contains("centre AE title LX_WS1 must present its workstation certificate"));
   CHECK_THAT(r.output, Catch::Contains("claimed: held by wang.li"));
   CHECK_THAT(r.output, Catch::Contains("submitted "));
   // The identity banner of the claimed study and of the ECG, and both pictures written.

@@ -33,6 +33,9 @@ std::string TestConfigText(const ServerOptions& o) {
     REQUIRE(std::regex_search(text, re));
     text = std::regex_replace(text, re, replacement, std::regex_constants::format_first_only);
   }
+  if (o.plain_centre_workstation) {
+    text += "\n[[centre.plain_callers]]\nae_title = \"LX_WS1\"\naddresses = [\"127.0.0.1\"]\n";
+  }
   return text;
 }
 

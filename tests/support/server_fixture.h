@@ -19,6 +19,8 @@ struct ServerOptions {
   uint64_t min_free_disk_mb = 0;
   int max_associations = 32;
   int dimse_timeout_seconds = 60;
+  // Lets centre AE title LX_WS1 associate plain from 127.0.0.1, for tests not about who calls.
+  bool plain_centre_workstation = true;
   // Further edits of the sample config: regular expression (multi-line) -> replacement.
   std::vector<std::pair<std::string, std::string>> edits;
 };

@@ -21,7 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const kTargets[] = {"fuzz_dataset_summary", "fuzz_charset", "fuzz_report", "fuzz_http_request"};
+const char* const kTargets[] = {"fuzz_dataset_summary", "fuzz_charset", "fuzz_report", "fuzz_http_request",
+                                "fuzz_query_identifier"};
 
 std::string Saved(const std::string& target, const std::string& name) {
   return test::ReadFile(fuzz::FuzzDir() / "regressions" / target / name);
@@ -56,6 +57,7 @@ TEST_CASE("fuzz corpora and saved crashes replay through every entry point", "[f
       CHECK(fuzz::Charset(bytes).broken == "");
       (void)fuzz::Report(bytes);
       CHECK_NOTHROW(Http().Exchange(bytes));
+      CHECK(fuzz::QueryIdentifier(bytes) == "");
       ++replayed;
     }
   }
