@@ -170,7 +170,7 @@ class Reader {
 
   bool Handle(int key) {
     if (jumping_) {
-      if (key >= '0' && key <= '9') jump_ += static_cast<char>(key);
+      if (key >= '0' && key <= '9' && jump_.size() < 6) jump_ += static_cast<char>(key);
       if (key == kBackspace && !jump_.empty()) jump_.pop_back();
       if (key == kEnter || key == kEscape) {
         jumping_ = false;

@@ -1,5 +1,13 @@
 #include <catch2/catch.hpp>
 
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/oflog/oflog.h"
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
 #include "common/dicom.h"
 #include "common/text.h"
 #include "samples/synthetic.h"
@@ -110,4 +118,19 @@ TEST_CASE("ISO 2022 code extensions decode to UTF-8 (PS3.5 Annex H, I, K)", "[ch
   SECTION("an unknown escape sequence is an error, not garbage") {
     CHECK_FALSE(DecodeToUtf8("\\ISO 2022 IR 87", "\x1b$Z;3", "\\^=").ok());
   }
+}
+
+TEST_CASE("DCMTK's diagnostics go through our logger, not raw to the terminal", "[charset][log]") {
+  InitializeDicom();
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  OFLogger dcmdata = OFLog::getLogger("dcmtk.dcmdata");  // errors only: its warnings are routine
+  OFLogger dcmimgle = OFLog::getLogger("dcmtk.dcmimgle");
+  OFLOG_WARN(dcmimgle, "a warning DCMTK would have printed as W: ...");
+  OFLOG_ERROR(dcmdata, "an error of DCMTK's");
+  spdlog::set_default_logger(previous);
+  CHECK_THAT(captured.str(), Catch::Contains("[warning] dcmtk.dcmimgle: a warning DCMTK would have printed") &&
+                                 Catch::Contains("[error] dcmtk.dcmdata: an error of DCMTK's"));
 }
