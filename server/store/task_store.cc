@@ -78,10 +78,11 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
     text.push_back(std::move(v));
     return "?" + std::to_string(text.size() + 1);  // ?1 is now
   };
+  // The state IN term lets the open tasks' ordered index (reading_tasks_open_order) serve the page.
   if (f.state == "waiting") {
-    sql += " AND (t.state = 'waiting' OR (t.state = 'claimed' AND t.lease_expires_ms <= ?1))";
+    sql += " AND t.state IN ('waiting', 'claimed') AND (t.state = 'waiting' OR t.lease_expires_ms <= ?1)";
   } else if (f.state == "claimed") {
-    sql += " AND t.state = 'claimed' AND t.lease_expires_ms > ?1";
+    sql += " AND t.state IN ('waiting', 'claimed') AND t.state = 'claimed' AND t.lease_expires_ms > ?1";
   } else if (f.state == "reported") {
     sql += " AND (t.state = 'reported' OR (t.state = 'claimed' AND t.reported_ms > 0))";
   } else if (f.state == "amended") {
