@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "server/http/handler_pool.h"
 #include "server/pki/pki.h"
 
 namespace teleread {
@@ -36,6 +37,9 @@ HttpResponse JsonResponse(int status, std::string body) {
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kReadTimeout = std::chrono::seconds(30);
+// Handlers mostly wait (SQLite's group commit, disk): more of them than cores lets concurrent
+// claims share one commit.
+constexpr int kHandlerThreads = 8;
 
 // Produces a ustar archive piece by piece: a header block, the file's bytes, padding to 512,
 // and two zero blocks at the end. A file that cannot be opened ends the archive early.
@@ -108,8 +112,9 @@ class TarStream {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, ssl::context& ctx, const HttpHandler& handler, uint64_t body_limit)
-      : stream_(std::move(socket), ctx), handler_(handler), body_limit_(body_limit) {}
+  Session(tcp::socket socket, ssl::context& ctx, const HttpHandler& handler, HandlerPool& handlers,
+          uint64_t body_limit)
+      : stream_(std::move(socket), ctx), handler_(handler), handlers_(handlers), body_limit_(body_limit) {}
 
   void Run() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Handshake(); });
@@ -163,19 +168,28 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // The handler runs on the handler pool; its response is written from this connection's strand.
   void Handle() {
     http::request<http::string_body> req = parser_->release();
-    HttpRequest r{std::string(req.method_string()), std::string(req.target()), std::move(req.body()),
-                  std::string(req[http::field::content_type])};
+    auto r = std::make_shared<HttpRequest>(HttpRequest{std::string(req.method_string()), std::string(req.target()),
+                                                       std::move(req.body()),
+                                                       std::string(req[http::field::content_type])});
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
-    HttpResponse out;
-    try {
-      out = handler_(r, peer_);
-    } catch (const std::exception& e) {
-      spdlog::error("HTTPS {} {}: {}", r.method, r.target, e.what());
-      out = JsonResponse(500, R"({"error":"internal error"})");
-    }
+    handlers_.Submit([self = shared_from_this(), r, keep_alive, version] {
+      auto out = std::make_shared<HttpResponse>();
+      try {
+        *out = self->handler_(*r, self->peer_);
+      } catch (const std::exception& e) {
+        spdlog::error("HTTPS {} {}: {}", r->method, r->target, e.what());
+        *out = JsonResponse(500, R"({"error":"internal error"})");
+      }
+      asio::post(self->stream_.get_executor(),
+                 [self, out, keep_alive, version] { self->Respond(*out, version, keep_alive); });
+    });
+  }
+
+  void Respond(const HttpResponse& out, unsigned version, bool keep_alive) {
     if (!out.tar.empty()) return StreamTar(out, version);
     if (!out.file.empty()) {
       http::response<http::file_body> res{static_cast<http::status>(out.status), version};
@@ -256,6 +270,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::ssl_stream<beast::tcp_stream> stream_;
   const HttpHandler& handler_;
+  HandlerPool& handlers_;
   uint64_t body_limit_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -275,13 +290,14 @@ struct HttpsServer::Impl {
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
   uint16_t port = 0;
+  HandlerPool handlers{kHandlerThreads};  // last: joined before what its handlers use goes away
 
   void Accept() {
     acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
         socket.set_option(tcp::no_delay(true));
-        std::make_shared<Session>(std::move(socket), ctx, handler, config.max_body_bytes)->Run();
+        std::make_shared<Session>(std::move(socket), ctx, handler, handlers, config.max_body_bytes)->Run();
       }
       Accept();
     });
@@ -339,6 +355,7 @@ void HttpsServer::Stop() {
   m.ioc.stop();
   for (std::thread& t : m.threads) t.join();
   m.threads.clear();
+  m.handlers.Stop();
 }
 
 uint16_t HttpsServer::port() const { return impl_->port; }
