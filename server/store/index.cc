@@ -15,6 +15,32 @@ int64_t MaxInstanceId(Database& db) {
   return row.ok() && row.value() ? rows.Int(0) : -1;
 }
 
+// Below this many instances the C-FIND tables are too small to measure.
+constexpr int64_t kMeasurableInstances = 10'000;
+
+// A large centre's proportions (100,000 studies, each member a tenth) for the C-FIND tables, until
+// the index is big enough to measure: a member's query then has from its first study on the plan
+// it will have at scale, driven by its selective key, not by the member's whole list.
+Status SeedStatistics(Database& db) {
+  return db.Exec(R"sql(
+DELETE FROM sqlite_stat1 WHERE tbl IN ('patients', 'patient_name_keys', 'studies');
+INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES
+  ('patients', 'sqlite_autoindex_patients_1', '100000 10000 1 1'),
+  ('patients', 'patients_patient_id', '100000 1'),
+  ('patient_name_keys', 'patient_name_keys_key', '150000 2'),
+  ('patient_name_keys', 'patient_name_keys_patient', '150000 2'),
+  ('patient_name_keys', 'patient_name_keys_member_key', '150000 15000 2'),
+  ('studies', 'sqlite_autoindex_studies_1', '100000 1'),
+  ('studies', 'studies_patient', '100000 1'),
+  ('studies', 'studies_date', '100000 30'),
+  ('studies', 'studies_accession', '100000 1'),
+  ('studies', 'studies_member_date', '100000 10000 3'),
+  ('studies', 'studies_member_accession', '100000 10000 1'),
+  ('studies', 'studies_awaiting_task', '100 1');
+ANALYZE sqlite_schema;
+)sql");
+}
+
 }  // namespace
 
 struct Index::WriterStatements {
@@ -60,8 +86,12 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& db_path)
   if (!writer.ok()) return writer.status();
   if (Status s = MigrateSchema(*writer.value()); !s.ok()) return s;
   // Without statistics SQLite guesses, and a member's scope alone looked as selective as a
-  // PatientID: plans are chosen from the index's real proportions from the first query on.
+  // PatientID: plans come from measured proportions, or seeded ones while there is too little
+  // to measure.
   if (Status s = writer.value()->Analyze(); !s.ok()) return s;
+  if (MaxInstanceId(*writer.value()) < kMeasurableInstances) {
+    if (Status s = SeedStatistics(*writer.value()); !s.ok()) return s;
+  }
   Result<std::unique_ptr<Database>> reader = Database::Open(db_path, true);
   if (!reader.ok()) return reader.status();
   return std::unique_ptr<Index>(new Index(db_path, std::move(writer.value()), std::move(reader.value())));
@@ -140,7 +170,7 @@ Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
 void Index::MaybeAnalyze(Database& db) {
   // After each doubling of the instances (and at least every 10,000), so that the plans follow
   // a large load; the sampled ANALYZE costs milliseconds, between two batches.
-  if (inserted_since_analyze_ < std::max<int64_t>(10'000, instances_at_analyze_)) return;
+  if (inserted_since_analyze_ < std::max<int64_t>(kMeasurableInstances, instances_at_analyze_)) return;
   const int64_t rows = MaxInstanceId(db);
   instances_at_analyze_ = rows >= 0 ? rows : instances_at_analyze_ + inserted_since_analyze_;
   inserted_since_analyze_ = 0;
