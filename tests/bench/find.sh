@@ -54,19 +54,29 @@ EOF2
 }
 
 # Per-query time of DCMTK's findscu with its default socket (Nagle on): one association, N
-# repeats, minus the same with one repeat (process start and association setup).
-findscu_ms() {  # port aet aec key value repeat -> ms per query
-  local port=$1 aet=$2 aec=$3 key=$4 value=$5 n=$6
+# repeats, minus the same with one repeat (process start and association setup); N grows until
+# the repeats take about a second, so that the noise of starting a process does not dominate.
+findscu_ms() {  # port aet aec key value -> ms per query
+  local port=$1 aet=$2 aec=$3 key=$4 value=$5
   local -a k=(-k QueryRetrieveLevel=STUDY -k StudyInstanceUID -k PatientName -k PatientID -k StudyDate
     -k ModalitiesInStudy -k NumberOfStudyRelatedInstances -k AccessionNumber -k StudyDescription)
   [ "$key" != - ] && k+=(-k "$key=$value")
-  local t0 t1 t2
-  t0=$(date +%s%N)
-  env -u TCP_NODELAY findscu -S -aet "$aet" -aec "$aec" "${k[@]}" --repeat 1 127.0.0.1 "$port" >/dev/null 2>&1
-  t1=$(date +%s%N)
-  env -u TCP_NODELAY findscu -S -aet "$aet" -aec "$aec" "${k[@]}" --repeat "$n" 127.0.0.1 "$port" >/dev/null 2>&1
-  t2=$(date +%s%N)
-  awk -v a=$((t1 - t0)) -v b=$((t2 - t1)) -v n="$n" 'BEGIN { d = (b - a) / (n - 1) / 1e6; printf "%.3f", d < 0 ? 0 : d }'
+  run_ns() {
+    local t0
+    t0=$(date +%s%N)
+    env -u TCP_NODELAY findscu -S -aet "$aet" -aec "$aec" "${k[@]}" --repeat "$1" 127.0.0.1 "$port" >/dev/null 2>&1
+    echo $(($(date +%s%N) - t0))
+  }
+  local one n=21 many
+  one=$(run_ns 1)
+  many=$(run_ns $n)
+  local per=$(((many - one) / (n - 1)))
+  if [ "$per" -lt 50000000 ]; then  # under 50 ms a query: enough repeats for about a second
+    n=$((1000000000 / (per > 1000000 ? per : 1000000) + 1))
+    one=$(run_ns 1)
+    many=$(run_ns $n)
+  fi
+  awk -v a="$one" -v b="$many" -v n="$n" 'BEGIN { d = (b - a) / (n - 1) / 1e6; printf "%.3f", d < 0 ? 0 : d }'
 }
 
 queries() {  # server studies port aet aec
@@ -86,7 +96,7 @@ queries() {  # server studies port aet aec
     done
     [ "$name" = all ] && continue
     local ms
-    ms=$(findscu_ms "$port" "$aet" "$aec" "$key" "$value" 50)
+    ms=$(findscu_ms "$port" "$aet" "$aec" "$key" "$value")
     echo "$server $studies $aet findscu: $name mean_ms=$ms" >&2
     printf '%s\t%s\t%s\tfindscu\t%s\t-\t%s\t-\n' "$server" "$studies" "$aet" "$name" "$ms" >>"$results"
   done < <(query_list)
