@@ -37,9 +37,9 @@ HttpResponse JsonResponse(int status, std::string body) {
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kReadTimeout = std::chrono::seconds(30);
-// Handlers mostly wait (SQLite's group commit, disk): more of them than cores lets concurrent
-// claims share one commit.
-constexpr int kHandlerThreads = 8;
+// Handlers mostly wait (SQLite's group commit, disk): one per workstation connection we expect
+// at once lets simultaneous claims share one commit instead of queueing for the next.
+constexpr int kHandlerThreads = 32;
 
 // Produces a ustar archive piece by piece: a header block, the file's bytes, padding to 512,
 // and two zero blocks at the end. A file that cannot be opened ends the archive early.
