@@ -7,7 +7,8 @@
 # TeleRead is queried as the member AE ZZ_PACS (its scope is part of every query) and as the
 # centre AE LX_WS1; each query runs with the tuned client (TCP_NODELAY) and with Nagle left on
 # (Debian DCMTK's default), and with DCMTK's own findscu (default socket) as an independent client.
-# Every value is one zhuozhou (ZZ_PACS) owns in both corpora (study n with n % 12 == 0).
+# Every value is one zhuozhou (ZZ_PACS) owns in both corpora (study n with n % 12 == 0), inside
+# the smaller corpus.
 # Usage: tests/bench/find.sh [SMALL] [BIG]    (defaults 20000 and 100000; installs orthanc as root)
 # Prints the measurements, then a table of p50s with the ratio Orthanc / TeleRead-as-member.
 set -euo pipefail
@@ -42,12 +43,16 @@ start_teleread() {  # storage -> pid
   echo $pid
 }
 
+# The study the selective queries look for: 12348, or one inside a smaller corpus; a multiple
+# of 12, so that ZZ_PACS sent it in both corpora.
+n=12348
+[ "$small" -le $n ] && n=$((small / 2 / 12 * 12))
 query_list() {
   cat <<EOF2
-patient-id PatientID P0012348 200
-accession AccessionNumber A12348 200
-name-prefix PatientName ZHANG^WEI1234* 200
-uid StudyInstanceUID 2.25.4242.1.12348 200
+patient-id PatientID $(printf 'P%07d' $n) 200
+accession AccessionNumber A$n 200
+name-prefix PatientName ZHANG^WEI${n%?}* 200
+uid StudyInstanceUID 2.25.4242.1.$n 200
 date-range StudyDate 20200101-20200102 200
 all - - 5
 EOF2
