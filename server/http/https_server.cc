@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "server/http/handler_pool.h"
 #include "server/pki/pki.h"
 #include "server/pki/revocation.h"
 
@@ -45,6 +46,9 @@ constexpr const char* kBcp195Ciphers =
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kReadTimeout = std::chrono::seconds(30);
+// Handlers mostly wait (SQLite's group commit, disk): one per workstation connection we expect
+// at once lets simultaneous claims share one commit instead of queueing for the next.
+constexpr int kHandlerThreads = 32;
 
 // Produces a ustar archive piece by piece: a header block, the file's bytes, padding to 512,
 // and two zero blocks at the end. A file that cannot be read whole ends it unfinished.
@@ -174,10 +178,12 @@ class ConnectionCounts {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, ssl::context& ctx, const HttpHandler& handler, const HttpGate& gate,
-          uint64_t body_limit, HttpsStats& stats, std::unique_ptr<ConnectionCounts::Ticket> ticket)
+  Session(tcp::socket socket, ssl::context& ctx, const HttpHandler& handler, HandlerPool& handlers,
+          const HttpGate& gate, uint64_t body_limit, HttpsStats& stats,
+          std::unique_ptr<ConnectionCounts::Ticket> ticket)
       : stream_(std::move(socket), ctx),
         handler_(handler),
+        handlers_(handlers),
         gate_(gate),
         body_limit_(body_limit),
         stats_(stats),
@@ -265,19 +271,28 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // The handler runs on the handler pool; its response is written from this connection's strand.
   void Handle() {
     http::request<http::string_body> req = parser_->release();
-    HttpRequest r{std::string(req.method_string()), std::string(req.target()), std::move(req.body()),
-                  std::string(req[http::field::content_type])};
+    auto r = std::make_shared<HttpRequest>(HttpRequest{std::string(req.method_string()), std::string(req.target()),
+                                                       std::move(req.body()),
+                                                       std::string(req[http::field::content_type])});
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
-    HttpResponse out;
-    try {
-      out = handler_(r, peer_);
-    } catch (const std::exception& e) {
-      spdlog::error("HTTPS {} {}: {}", r.method, r.target, e.what());
-      out = JsonResponse(500, R"({"error":"internal error"})");
-    }
+    handlers_.Submit([self = shared_from_this(), r, keep_alive, version] {
+      auto out = std::make_shared<HttpResponse>();
+      try {
+        *out = self->handler_(*r, self->peer_);
+      } catch (const std::exception& e) {
+        spdlog::error("HTTPS {} {}: {}", r->method, r->target, e.what());
+        *out = JsonResponse(500, R"({"error":"internal error"})");
+      }
+      asio::post(self->stream_.get_executor(),
+                 [self, out, keep_alive, version] { self->Respond(*out, version, keep_alive); });
+    });
+  }
+
+  void Respond(const HttpResponse& out, unsigned version, bool keep_alive) {
     if (!out.tar.empty()) return StreamTar(out, version);
     if (!out.file.empty()) {
       http::response<http::file_body> res{static_cast<http::status>(out.status), version};
@@ -369,6 +384,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::ssl_stream<beast::tcp_stream> stream_;
   const HttpHandler& handler_;
+  HandlerPool& handlers_;
   const HttpGate& gate_;
   uint64_t body_limit_;
   HttpsStats& stats_;
@@ -395,6 +411,7 @@ struct HttpsServer::Impl {
   asio::steady_timer backoff{ioc};
   std::vector<std::thread> threads;
   uint16_t port = 0;
+  HandlerPool handlers{kHandlerThreads};  // last: joined before what its handlers use goes away
 
   void Accept() {
     acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
@@ -420,7 +437,7 @@ struct HttpsServer::Impl {
         socket.close(addr_ec);
       } else {
         socket.set_option(tcp::no_delay(true), addr_ec);
-        std::make_shared<Session>(std::move(socket), ctx, handler, gate, config.max_body_bytes, stats,
+        std::make_shared<Session>(std::move(socket), ctx, handler, handlers, gate, config.max_body_bytes, stats,
                                   std::move(ticket))
             ->Run();
       }
@@ -509,6 +526,7 @@ void HttpsServer::Stop() {
   m.ioc.stop();
   for (std::thread& t : m.threads) t.join();
   m.threads.clear();
+  m.handlers.Stop();
 }
 
 uint16_t HttpsServer::port() const { return impl_->port; }

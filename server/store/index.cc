@@ -1,11 +1,48 @@
 #include "server/store/index.h"
 
-#include "server/store/sqlite.h"
+#include <algorithm>
 
+#include "common/log.h"
+#include "server/store/sqlite.h"
 #include "common/text.h"
 #include "server/store/schema.h"
 
 namespace teleread {
+namespace {
+
+int64_t MaxInstanceId(Database& db) {
+  Statement rows(db.handle(), "SELECT COALESCE(MAX(id), 0) FROM instances");
+  Result<bool> row = rows.Step();
+  return row.ok() && row.value() ? rows.Int(0) : -1;
+}
+
+// Below this many instances the C-FIND tables are too small to measure.
+constexpr int64_t kMeasurableInstances = 10'000;
+
+// A large centre's proportions (100,000 studies, each member a tenth) for the C-FIND tables, until
+// the index is big enough to measure: a member's query then has from its first study on the plan
+// it will have at scale, driven by its selective key, not by the member's whole list.
+Status SeedStatistics(Database& db) {
+  return db.Exec(R"sql(
+DELETE FROM sqlite_stat1 WHERE tbl IN ('patients', 'patient_name_keys', 'studies');
+INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES
+  ('patients', 'sqlite_autoindex_patients_1', '100000 10000 1 1'),
+  ('patients', 'patients_patient_id', '100000 1'),
+  ('patient_name_keys', 'patient_name_keys_key', '150000 2'),
+  ('patient_name_keys', 'patient_name_keys_patient', '150000 2'),
+  ('patient_name_keys', 'patient_name_keys_member_key', '150000 15000 2'),
+  ('studies', 'sqlite_autoindex_studies_1', '100000 1'),
+  ('studies', 'studies_patient', '100000 1'),
+  ('studies', 'studies_date', '100000 30'),
+  ('studies', 'studies_accession', '100000 1'),
+  ('studies', 'studies_member_date', '100000 10000 3'),
+  ('studies', 'studies_member_accession', '100000 10000 1'),
+  ('studies', 'studies_awaiting_task', '100 1');
+ANALYZE sqlite_schema;
+)sql");
+}
+
+}  // namespace
 
 struct Index::WriterStatements {
   explicit WriterStatements(sqlite3* h)
@@ -28,7 +65,7 @@ struct Index::WriterStatements {
                         "INSERT INTO instances (series_pk, sop_instance_uid, sop_class_uid, instance_number, "
                         "transfer_syntax_uid, size_bytes, path, calling_ae_title, received_ms) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-        insert_name_key(h, "INSERT INTO patient_name_keys (patient_pk, name_key) VALUES (?1, ?2)"),
+        insert_name_key(h, "INSERT INTO patient_name_keys (patient_pk, name_key, member_id) VALUES (?1, ?2, ?3)"),
         bump_series(h, "UPDATE series SET num_instances = num_instances + 1 WHERE id = ?1"),
         bump_study_series(h,
                           "UPDATE studies SET num_series = num_series + 1, modalities = CASE "
@@ -56,6 +93,13 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& db_path)
   Result<std::unique_ptr<Database>> writer = Database::Open(db_path, false);
   if (!writer.ok()) return writer.status();
   if (Status s = MigrateSchema(*writer.value()); !s.ok()) return s;
+  // Without statistics SQLite guesses, and a member's scope alone looked as selective as a
+  // PatientID: plans come from measured proportions, or seeded ones while there is too little
+  // to measure.
+  if (Status s = writer.value()->Analyze(); !s.ok()) return s;
+  if (MaxInstanceId(*writer.value()) < kMeasurableInstances) {
+    if (Status s = SeedStatistics(*writer.value()); !s.ok()) return s;
+  }
   Result<std::unique_ptr<Database>> reader = Database::Open(db_path, true);
   if (!reader.ok()) return reader.status();
   return std::unique_ptr<Index>(new Index(db_path, std::move(writer.value()), std::move(reader.value())));
@@ -66,6 +110,7 @@ Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, st
       writer_db_(std::move(writer)),
       writer_sql_(std::make_unique<WriterStatements>(writer_db_->handle())),
       reader_db_(std::move(reader)) {
+  instances_at_analyze_ = std::max<int64_t>(0, MaxInstanceId(*writer_db_));
   writer_thread_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -125,6 +170,7 @@ void Index::WriterLoop() {
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done.set_value(commit.ok() ? results[i] : commit);
     }
+    MaybeAnalyze(db);
   }
 }
 
@@ -133,6 +179,16 @@ Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
     Status s = InsertInstance(db, instance);
     return s.ok() && also ? also(db) : s;
   });
+}
+
+void Index::MaybeAnalyze(Database& db) {
+  // After each doubling of the instances (and at least every 10,000), so that the plans follow
+  // a large load; the sampled ANALYZE costs milliseconds, between two batches.
+  if (inserted_since_analyze_ < std::max<int64_t>(kMeasurableInstances, instances_at_analyze_)) return;
+  const int64_t rows = MaxInstanceId(db);
+  instances_at_analyze_ = rows >= 0 ? rows : instances_at_analyze_ + inserted_since_analyze_;
+  inserted_since_analyze_ = 0;
+  if (Status s = db.Analyze(); !s.ok()) spdlog::warn("index statistics not refreshed: {}", s.ToString());
 }
 
 Status Index::InsertInstance(Database& db, const NewInstance& in) {
@@ -171,7 +227,8 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
       if (Status st = p.insert_patient.Run(); !st.ok()) return st;
       patient_pk = db.LastInsertRowId();
       for (const std::string& key : PersonNameKeys(s.patient_name)) {
-        if (Status st = p.insert_name_key.Bind(1, patient_pk).Bind(2, key).Run(); !st.ok()) return st;
+        Status st = p.insert_name_key.Bind(1, patient_pk).Bind(2, key).Bind(3, in.member_id).Run();
+        if (!st.ok()) return st;
       }
     }
     Statement& is = p.insert_study;
@@ -219,6 +276,7 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
     }
     return st;
   }
+  ++inserted_since_analyze_;
   if (Status st = p.bump_series.Bind(1, series_pk).Run(); !st.ok()) return st;
   if (Status st = p.bump_study.Bind(1, study_pk).Bind(2, in.received_ms).Run(); !st.ok()) return st;
   return p.touch_task.Bind(1, study_pk).Bind(2, in.received_ms).Run();

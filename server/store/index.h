@@ -114,10 +114,13 @@ class Index {
   Status SubmitWrite(WriteFn fn);
   void WriterLoop();
   Status InsertInstance(Database& db, const NewInstance& instance);
+  void MaybeAnalyze(Database& db);
 
   struct WriterStatements;
   std::unique_ptr<Database> writer_db_;          // used by writer_thread_ only
   std::unique_ptr<WriterStatements> writer_sql_;  // used by writer_thread_ only; prepared once
+  int64_t inserted_since_analyze_ = 0;            // used by writer_thread_ only
+  int64_t instances_at_analyze_ = 0;              // used by writer_thread_ only
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -158,7 +158,8 @@ Status RangeCondition(Sql& sql, const std::string& expr, const std::string& valu
   return Status::Ok();
 }
 
-Status AddCondition(Sql& sql, const Attribute& a, const std::string& raw) {
+// `member`: the bound member id placeholder when the query is scoped, else empty.
+Status AddCondition(Sql& sql, const Attribute& a, const std::string& raw, const std::string& member) {
   const std::string value = Trim(raw);
   if (value.empty() || value == "*") return Status::Ok();  // universal matching
   const std::string col = a.column;
@@ -188,7 +189,8 @@ Status AddCondition(Sql& sql, const Attribute& a, const std::string& raw) {
       const bool wild = HasWildcard(key);
       std::string p = sql.Param(wild ? GlobPattern(key) : key);
       if (a.match == Match::kPatientName) {
-        sql.And("p.id IN (SELECT patient_pk FROM patient_name_keys WHERE name_key " +
+        const std::string scope = member.empty() ? "" : "member_id = " + member + " AND ";
+        sql.And("p.id IN (SELECT patient_pk FROM patient_name_keys WHERE " + scope + "name_key " +
                 std::string(wild ? "GLOB " : "= ") + p + ")");
       } else {
         sql.And("upper(" + col + ") " + (wild ? "GLOB " : "= ") + p);
@@ -230,13 +232,18 @@ Result<BuiltQuery> Build(const FindRequest& r, const std::string& select_prefix,
     }
   }
   Sql sql;
+  const std::string member = r.member_scope.empty() ? "" : sql.Param(r.member_scope);
   for (const QrKey& k : r.keys) {
     const Attribute* a = FindAttribute(k.tag);
     if (a == nullptr || a->level > r.level) continue;  // unsupported or below the level: return key only
-    if (Status s = AddCondition(sql, *a, k.value); !s.ok()) return s;
+    if (Status s = AddCondition(sql, *a, k.value, member); !s.ok()) return s;
   }
-  if (!r.member_scope.empty()) {
-    sql.And(std::string(r.level == QrLevel::kPatient ? "p" : "st") + ".member_id = " + sql.Param(r.member_scope));
+  if (!member.empty()) {
+    // On every table that carries the member (a patient's studies are its member's), so that
+    // whichever key is selective finds an index that leads with the member: patients
+    // (member_id, patient_id), studies (member_id, accession_number | study_date), name keys.
+    sql.And("p.member_id = " + member);
+    if (r.level != QrLevel::kPatient) sql.And("st.member_id = " + member);
   }
   if (out.columns.empty() && select_prefix.empty()) select += "1";
   out.sql = select + FromClause(r.level) + sql.where;
@@ -266,10 +273,35 @@ bool QueryEngine::Knows(uint32_t tag, QrLevel level) {
   return a != nullptr && a->level <= level;
 }
 
-FindCursor::FindCursor(std::unique_ptr<Database> db, std::unique_ptr<Statement> query, std::vector<uint32_t> columns)
-    : db_(std::move(db)), query_(std::move(query)), columns_(std::move(columns)) {}
+ReaderPool::ReaderPool(std::filesystem::path db_path) : db_path_(std::move(db_path)) {}
+ReaderPool::~ReaderPool() = default;
 
-FindCursor::~FindCursor() { query_.reset(); }
+Result<std::unique_ptr<Database>> ReaderPool::Take() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      std::unique_ptr<Database> db = std::move(idle_.back());
+      idle_.pop_back();
+      return db;
+    }
+  }
+  return Database::Open(db_path_, true);
+}
+
+void ReaderPool::Give(std::unique_ptr<Database> db) {
+  constexpr size_t kMaxIdle = 8;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < kMaxIdle) idle_.push_back(std::move(db));
+}
+
+FindCursor::FindCursor(std::shared_ptr<ReaderPool> pool, std::unique_ptr<Database> db,
+                       std::unique_ptr<Statement> query, std::vector<uint32_t> columns)
+    : pool_(std::move(pool)), db_(std::move(db)), query_(std::move(query)), columns_(std::move(columns)) {}
+
+FindCursor::~FindCursor() {
+  query_.reset();  // finalised first: an idle connection holds no read snapshot
+  pool_->Give(std::move(db_));
+}
 
 Result<bool> FindCursor::Next(FindRow* row) {
   Result<bool> has = query_->Step();
@@ -282,18 +314,18 @@ Result<bool> FindCursor::Next(FindRow* row) {
 Result<std::unique_ptr<FindCursor>> QueryEngine::Find(const FindRequest& request) const {
   Result<BuiltQuery> q = Build(request, "", true);
   if (!q.ok()) return q.status();
-  Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);
+  Result<std::unique_ptr<Database>> db = pool_->Take();
   if (!db.ok()) return db.status();
   Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
   if (!stmt.ok()) return stmt.status();
-  return std::make_unique<FindCursor>(std::move(db.value()), std::move(stmt.value()), std::move(q->columns));
+  return std::make_unique<FindCursor>(pool_, std::move(db.value()), std::move(stmt.value()), std::move(q->columns));
 }
 
 Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
   Result<BuiltQuery> q = Build(request, "", true);
   if (!q.ok()) return q.status();
   q->sql = "EXPLAIN QUERY PLAN " + q->sql;
-  Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);
+  Result<std::unique_ptr<Database>> db = pool_->Take();
   if (!db.ok()) return db.status();
   Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
   std::string plan;
@@ -303,6 +335,8 @@ Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
     if (!row.value()) break;
     plan += stmt.value()->Text(3) + "\n";
   }
+  stmt.value().reset();
+  pool_->Give(std::move(db.value()));
   return plan;
 }
 
@@ -332,7 +366,7 @@ Result<std::vector<RetrieveItem>> QueryEngine::Retrieve(const FindRequest& reque
   }
   Result<BuiltQuery> q = Build(narrowed, "i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.path", false);
   if (!q.ok()) return q.status();
-  Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);
+  Result<std::unique_ptr<Database>> db = pool_->Take();
   if (!db.ok()) return db.status();
   Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
   std::vector<RetrieveItem> items;
@@ -343,6 +377,8 @@ Result<std::vector<RetrieveItem>> QueryEngine::Retrieve(const FindRequest& reque
     Statement& s = *stmt.value();
     items.push_back({s.Text(0), s.Text(1), s.Text(2), s.Text(3)});
   }
+  stmt.value().reset();
+  pool_->Give(std::move(db.value()));
   return items;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string_view>
 #include <string>
@@ -39,14 +40,31 @@ struct FindRequest {
 // One match: a value for each requested attribute the index knows at the request's level and above.
 using FindRow = std::vector<std::pair<uint32_t, std::string>>;
 
+// Idle read-only connections kept for the next query: opening one and reading the schema cost
+// more than a selective query itself. Thread-safe.
+class ReaderPool {
+ public:
+  explicit ReaderPool(std::filesystem::path db_path);
+  ~ReaderPool();
+  Result<std::unique_ptr<Database>> Take();
+  void Give(std::unique_ptr<Database> db);  // keeps a few, closes the rest
+
+ private:
+  const std::filesystem::path db_path_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Database>> idle_;  // guarded by mu_
+};
+
 class FindCursor {
  public:
-  FindCursor(std::unique_ptr<Database> db, std::unique_ptr<Statement> query, std::vector<uint32_t> columns);
-  ~FindCursor();
+  FindCursor(std::shared_ptr<ReaderPool> pool, std::unique_ptr<Database> db, std::unique_ptr<Statement> query,
+             std::vector<uint32_t> columns);
+  ~FindCursor();  // gives the connection back to the pool
   // False when there are no more matches.
   Result<bool> Next(FindRow* row);
 
  private:
+  std::shared_ptr<ReaderPool> pool_;
   std::unique_ptr<Database> db_;
   std::unique_ptr<Statement> query_;
   std::vector<uint32_t> columns_;
@@ -61,7 +79,7 @@ struct RetrieveItem {
 
 class QueryEngine {
  public:
-  explicit QueryEngine(std::filesystem::path db_path) : db_path_(std::move(db_path)) {}
+  explicit QueryEngine(std::filesystem::path db_path) : pool_(std::make_shared<ReaderPool>(std::move(db_path))) {}
 
   Result<std::unique_ptr<FindCursor>> Find(const FindRequest& request) const;
 
@@ -77,7 +95,7 @@ class QueryEngine {
   static bool Knows(uint32_t tag, QrLevel level);
 
  private:
-  std::filesystem::path db_path_;
+  std::shared_ptr<ReaderPool> pool_;  // shared with open cursors, which may outlive a query
 };
 
 }  // namespace teleread

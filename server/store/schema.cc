@@ -155,6 +155,18 @@ UPDATE deliveries SET last_attempt_ms = created_ms WHERE state = 'pending';
 ALTER TABLE audit_log ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE audit_log ADD COLUMN hash TEXT NOT NULL DEFAULT '';
 )sql",
+      // 5: member-scoped C-FIND: each selective key is searched inside the member's own rows,
+      // so that the scope never makes SQLite walk the member's whole study list.
+      R"sql(
+ALTER TABLE patient_name_keys ADD COLUMN member_id TEXT NOT NULL DEFAULT '';
+UPDATE patient_name_keys SET member_id = (SELECT p.member_id FROM patients p WHERE p.id = patient_name_keys.patient_pk);
+CREATE INDEX patient_name_keys_member_key ON patient_name_keys (member_id, name_key);
+CREATE INDEX studies_member_accession ON studies (member_id, accession_number);
+-- The worklist's first page read in its own order (priority, due time) among the open tasks,
+-- instead of every open task sorted: the expression is the one task_store.cc orders by.
+CREATE INDEX reading_tasks_open_order ON reading_tasks
+  ((CASE priority WHEN 'STAT' THEN 0 WHEN 'HIGH' THEN 1 ELSE 2 END), due_ms, id) WHERE state IN ('waiting', 'claimed');
+)sql",
   };
   return migrations;
 }

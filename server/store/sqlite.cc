@@ -89,6 +89,8 @@ Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& pa
 
 Database::~Database() { sqlite3_close_v2(db_); }
 
+Status Database::Analyze() { return Exec("PRAGMA analysis_limit = 2000; ANALYZE;"); }
+
 Status Database::Exec(std::string_view sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &err);

@@ -1,6 +1,7 @@
 #include "server/store/task_store.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "server/store/audit_log.h"
 #include "server/store/index.h"
@@ -16,6 +17,9 @@ const char* kSelect =
     "t.state, t.claimed_by, st.first_received_ms, t.complete_ms, t.due_ms, t.claimed_ms, t.lease_expires_ms, "
     "t.reported_ms, t.delivered_ms, t.amended_ms, t.reported_by, p.patient_name, p.patient_id, p.birth_date "
     "FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p ON p.id = st.patient_pk";
+// The open tasks read in worklist order, a page at a time. Named, because SQLite's estimate
+// without the LIMIT prefers sorting every open task (~30 ms at 10,000).
+const char* kFromOpenInOrder = "FROM reading_tasks t INDEXED BY reading_tasks_open_order JOIN";
 
 // An expired claim reads as waiting even before the expiry sweep has run.
 WorklistRow ReadRow(Statement& q, int64_t now) {
@@ -73,15 +77,21 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
   Result<std::unique_ptr<Database>> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   std::string sql = std::string(kSelect) + " WHERE 1";
+  const bool open_only = f.state.empty() || f.state == "waiting" || f.state == "claimed";
+  if (open_only) {
+    const char* from = "FROM reading_tasks t JOIN";
+    sql.replace(sql.find(from), std::strlen(from), kFromOpenInOrder);
+  }
   std::vector<std::string> text;
   auto param = [&](std::string v) {
     text.push_back(std::move(v));
     return "?" + std::to_string(text.size() + 1);  // ?1 is now
   };
+  // The state IN term lets the open tasks' ordered index (reading_tasks_open_order) serve the page.
   if (f.state == "waiting") {
-    sql += " AND (t.state = 'waiting' OR (t.state = 'claimed' AND t.lease_expires_ms <= ?1))";
+    sql += " AND t.state IN ('waiting', 'claimed') AND (t.state = 'waiting' OR t.lease_expires_ms <= ?1)";
   } else if (f.state == "claimed") {
-    sql += " AND t.state = 'claimed' AND t.lease_expires_ms > ?1";
+    sql += " AND t.state IN ('waiting', 'claimed') AND t.state = 'claimed' AND t.lease_expires_ms > ?1";
   } else if (f.state == "reported") {
     sql += " AND (t.state = 'reported' OR (t.state = 'claimed' AND t.reported_ms > 0))";
   } else if (f.state == "amended") {

@@ -61,10 +61,14 @@ int main(int argc, char** argv) {
   app.add_option("--port", port, "Server DICOM port")->required()->check(CLI::Range(1, 65535));
   app.add_option("--aet", calling_ae, "Calling AE title");
   app.add_option("--aec", called_ae, "Called AE title");
-  app.add_option("--query", query, "patient-id, name-wildcard, date-range or all")
+  bool nagle = false;
+  app.add_option("--query", query, "patient-id, accession, name-wildcard, uid, date-range or all")
       ->required()
-      ->check(CLI::IsMember({"patient-id", "name-wildcard", "date-range", "all"}));
-  app.add_option("--value", value, "Matching value: a PatientID, a PatientName like ZHANG*, a StudyDate range");
+      ->check(CLI::IsMember({"patient-id", "accession", "name-wildcard", "uid", "date-range", "all"}));
+  app.add_option("--value", value,
+                 "Matching value: a PatientID, an AccessionNumber, a PatientName like ZHANG*, a StudyInstanceUID, "
+                 "a StudyDate range");
+  app.add_flag("--nagle", nagle, "Leave Nagle on, as Debian's DCMTK clients do by default");
   app.add_option("--repeat", repeat, "Timed runs")->check(CLI::Range(1, 1000000));
   app.add_option("--warmup", warmup, "Untimed runs first")->check(CLI::Range(0, 1000000));
   app.add_option("--timeout", timeout_s, "Seconds to wait for any network event")->check(CLI::Range(1, 3600));
@@ -73,7 +77,8 @@ int main(int argc, char** argv) {
 
   // Debian's DCMTK leaves Nagle on unless this is set, which would add delayed-ACK stalls of
   // ~40 ms to request/response exchanges; the server side has its own setting.
-  setenv("TCP_NODELAY", "1", 1);
+  if (!nagle) setenv("TCP_NODELAY", "1", 1);
+  if (nagle) unsetenv("TCP_NODELAY");
   // DcmSCU logs every response at INFO; writing those lines would be part of the timed loop.
   OFLog::configure(OFLogger::WARN_LOG_LEVEL);
   if (!dcmDataDict.isDictionaryLoaded()) return Fail("no DICOM data dictionary loaded (check DCMDICTPATH)");
@@ -88,6 +93,8 @@ int main(int argc, char** argv) {
   if (query == "patient-id") keys.putAndInsertString(DCM_PatientID, value.c_str());
   if (query == "name-wildcard") keys.putAndInsertString(DCM_PatientName, value.c_str());
   if (query == "date-range") keys.putAndInsertString(DCM_StudyDate, value.c_str());
+  if (query == "accession") keys.putAndInsertString(DCM_AccessionNumber, value.c_str());
+  if (query == "uid") keys.putAndInsertString(DCM_StudyInstanceUID, value.c_str());
 
   CountingScu scu;
   scu.setAETitle(calling_ae.c_str());

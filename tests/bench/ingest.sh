@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Ingest benchmark: teleread-server (durable: fsync + SQLite index) against DCMTK storescp
-# (writes files, no fsync, no index), same corpora, same run, 1 and 4 associations.
+# (writes files, no fsync, no index) and Orthanc (Debian package, default SQLite index), same
+# corpora, same run, 1 and 4 associations, senders calling as the member ZZ_PACS; teleread also
+# with senders that leave Nagle on (Debian DCMTK's default, "teleread-nagle").
 # Usage: tests/bench/ingest.sh [CT_COUNT] [SMALL_COUNT]     (defaults 400 and 4000)
 # Needs a build (scripts/build.sh). Results: a table on stdout and var/bench/results.tsv.
 set -euo pipefail
@@ -10,6 +12,7 @@ work=${TELEREAD_BENCH_DIR:-$root/var/bench}
 ct_count=${1:-400}
 small_count=${2:-4000}
 port=11190
+source "$root/tests/bench/orthanc.sh"
 export TCP_NODELAY=1  # the DCMTK peers' best setting (Debian's DCMTK leaves Nagle on)
 
 rm -rf "$work"
@@ -44,6 +47,10 @@ start_server() {  # which data_dir -> pid on stdout
       # --fork: one process per association, its only way to serve several at once.
       storescp --fork --max-pdu 131072 -od "$2" -aet LX_READ $port >"$work/$1.log" 2>&1 &
       ;;
+    orthanc)
+      orthanc_start "$2" $port 18190
+      return
+      ;;
   esac
   local pid=$!
   for _ in $(seq 100); do
@@ -64,10 +71,12 @@ peak_rss_kb() {  # pid and its children (storescp --fork)
 }
 
 printf 'server\tcorpus\tassocs\tinstances\tseconds\tinst_per_s\tMB_per_s\tpeak_rss_MB\n' >"$work/results.tsv"
-run() {  # which kind assocs
+run() {  # which kind assocs [nagle]
   local data=$work/data-$1-$2-$3
   local pid
   pid=$(start_server "$1" "$data")
+  local label=$1 nodelay=1
+  [ "${4:-}" = nagle ] && label=$1-nagle nodelay=0
   local rss_max=0
   local t0 t1
   t0=$(date +%s%N)
@@ -75,8 +84,13 @@ run() {  # which kind assocs
   for i in $(seq 0 $(($3 - 1))); do
     local parts=()
     if [ "$3" -eq 1 ]; then parts=("$work/corpus-$2"/part*); else parts=("$work/corpus-$2/part$i"); fi
-    storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" \
-      >>"$work/storescu.log" 2>&1 &
+    if [ $nodelay = 1 ]; then
+      storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" \
+        >>"$work/storescu.log" 2>&1 &
+    else
+      env -u TCP_NODELAY storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" \
+        >>"$work/storescu.log" 2>&1 &
+    fi
     senders+=($!)
   done
   # Children of storescp --fork exit with their association: sample their RSS while running.
@@ -92,12 +106,17 @@ run() {  # which kind assocs
   local r
   r=$(peak_rss_kb "$pid")
   [ "$r" -gt "$rss_max" ] && rss_max=$r
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
   local stored
-  stored=$(find "$data" -name '*.dcm' -o -name '*.CT.*' -o -name 'CT.*' -o -name 'SC.*' | wc -l)
+  if [ "$1" = orthanc ]; then
+    orthanc_stop "$pid"
+    stored=$(find "$data/storage" -type f | wc -l)
+  else
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    stored=$(find "$data" -name '*.dcm' -o -name '*.CT.*' -o -name 'CT.*' -o -name 'SC.*' | wc -l)
+  fi
   [ "$failed" -eq 0 ] || echo "WARNING: a storescu failed ($1 $2 $3)" >&2
-  awk -v s="$1" -v c="$2" -v a="$3" -v n="${count[$2]}" -v st="$stored" -v ns=$((t1 - t0)) -v b="${bytes[$2]}" \
+  awk -v s="$label" -v c="$2" -v a="$3" -v n="${count[$2]}" -v st="$stored" -v ns=$((t1 - t0)) -v b="${bytes[$2]}" \
     -v rss="$rss_max" 'BEGIN {
       sec = ns / 1e9
       printf "%s\t%s\t%d\t%d\t%.2f\t%.0f\t%.1f\t%.1f\n", s, c, a, st, sec, n / sec, b / sec / 1e6, rss / 1024 }' \
@@ -105,12 +124,15 @@ run() {  # which kind assocs
   rm -rf "$data"
 }
 
+orthanc_install >&2
 for kind in ct small; do
   for assocs in 1 4; do
-    for server in storescp teleread; do
+    for server in storescp teleread orthanc; do
       echo "running $server $kind x$assocs" >&2
       run $server $kind $assocs
     done
+    echo "running teleread $kind x$assocs, senders with Nagle on" >&2
+    run teleread $kind $assocs nagle
   done
 done
 # One ~1 GB object: the server streams it to disk, so its RSS must stay far below the object's size.
@@ -136,5 +158,13 @@ column -t -s $'\t' "$work/results.tsv"
 printf '\nlarge object: %.0f MB %s; teleread-server peak RSS %.1f MB\n' "$(awk -v b="$large_bytes" 'BEGIN {print b / 1e6}')" \
   "$large_ok" "$(awk -v k="$large_rss" 'BEGIN {print k / 1024}')"
 echo
-awk -F'\t' 'NR > 1 { key = $2 " x" $3; if ($1 == "storescp") s[key] = $6; else t[key] = $6 }
-  END { for (k in t) printf "teleread / storescp throughput, %s: %.2f\n", k, t[k] / s[k] }' "$work/results.tsv" | sort
+awk -F'\t' 'NR > 1 { key = $2 " x" $3; r[$1, key] = $6; keys[key] = 1 }
+  END {
+    for (k in keys) {
+      printf "%-9s teleread/storescp %.2f  teleread/orthanc %.2f  nagle-on/nagle-off senders %.2f\n", k,
+        r["teleread", k] / r["storescp", k], r["teleread", k] / r["orthanc", k], r["teleread-nagle", k] / r["teleread", k]
+    }
+    for (c in keys) if (c ~ / x1$/) { sub(/ x1$/, "", c)
+      printf "%-9s teleread 4 assocs / 1 assoc %.2f (storescp %.2f)\n", c, r["teleread", c " x4"] / r["teleread", c " x1"],
+        r["storescp", c " x4"] / r["storescp", c " x1"] }
+  }' "$work/results.tsv" | sort

@@ -1,10 +1,10 @@
 // Corpora for the C-FIND benchmark, one naming scheme for both servers:
 //   teleread-bench-corpus files OUT --studies N     N one-instance studies as DICOM files (OUT/part0..3)
-//   teleread-bench-corpus index STORAGE --studies N --instances K
+//   teleread-bench-corpus index STORAGE --studies N --instances K [--tasks]
 //                                                   the same studies written straight into an index
-//   teleread-bench-corpus explain STORAGE           query plans of the benchmark's selective queries
+//   teleread-bench-corpus explain STORAGE [--member M]  query plans of the benchmark's selective queries
 // Study n: PatientName ZHANG^WEI<n>, PatientID P<n, 7 digits>, StudyDate 2015-01-01 + (n mod 3650)
-// days, CT for even n and MR for odd, AccessionNumber A<n>.
+// days, CT for even n and MR for odd, AccessionNumber A<n>, StudyInstanceUID 2.25.4242.1.<n>.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -57,6 +57,7 @@ int WriteFiles(const std::filesystem::path& out, int studies) {
     spec.modality = n % 2 ? "MR" : "CT";
     spec.accession_number = "A" + std::to_string(n);
     spec.study_description = "Benchmark study";
+    spec.study_instance_uid = "2.25.4242.1." + std::to_string(n);  // as in the generated index
     spec.rows = spec.columns = 16;
     auto files = samples::WriteSeries(spec, out / ("part" + std::to_string(n % 4)) / std::to_string(n));
     if (!files.ok()) {
@@ -68,7 +69,7 @@ int WriteFiles(const std::filesystem::path& out, int studies) {
   return 0;
 }
 
-int WriteIndex(const std::filesystem::path& storage, int studies, int instances) {
+int WriteIndex(const std::filesystem::path& storage, int studies, int instances, bool tasks) {
   std::filesystem::create_directories(storage / "objects");
   std::filesystem::create_directories(storage / "tmp");
   auto db = Database::Open(storage / "index.sqlite", false);
@@ -82,7 +83,7 @@ int WriteIndex(const std::filesystem::path& storage, int studies, int instances)
   Statement patient(d.handle(),
                     "INSERT INTO patients (id, member_id, patient_id, issuer_of_patient_id, patient_name, birth_date, "
                     "sex, other_patient_ids) VALUES (?1, ?2, ?3, '', ?4, '19700101', 'O', '')");
-  Statement name_key(d.handle(), "INSERT INTO patient_name_keys (patient_pk, name_key) VALUES (?1, ?2)");
+  Statement name_key(d.handle(), "INSERT INTO patient_name_keys (patient_pk, name_key, member_id) VALUES (?1, ?2, ?3)");
   Statement study(d.handle(),
                   "INSERT INTO studies (id, patient_pk, member_id, study_instance_uid, study_date, study_time, "
                   "accession_number, study_id, study_description, referring_physician_name, institution_name, "
@@ -96,6 +97,12 @@ int WriteIndex(const std::filesystem::path& storage, int studies, int instances)
                      "INSERT INTO instances (series_pk, sop_instance_uid, sop_class_uid, instance_number, "
                      "transfer_syntax_uid, size_bytes, path, calling_ae_title, received_ms) VALUES (?1, ?2, ?3, ?4, "
                      "'1.2.840.10008.1.2.1', 10000, ?5, 'BENCH', 0)");
+  Statement task(d.handle(),
+                 "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, due_ms) "
+                 "VALUES (?1, 'waiting', ?2, ?3, ?3, ?3 + ?4)");
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   auto start = std::chrono::steady_clock::now();
   const std::string root = "2.25.4242";
   for (int n = 0; n < studies; ++n) {
@@ -108,11 +115,17 @@ int WriteIndex(const std::filesystem::path& storage, int studies, int instances)
     const std::string modality = n % 2 ? "MR" : "CT";
     const std::string uid = root + ".1." + std::to_string(n);
     patient.Bind(1, pk).Bind(2, members[n % 3]).Bind(3, PatientId(n)).Bind(4, name);
-    name_key.Bind(1, pk).Bind(2, FoldCase(name));
+    name_key.Bind(1, pk).Bind(2, FoldCase(name)).Bind(3, members[n % 3]);
     study.Bind(1, pk).Bind(2, members[n % 3]).Bind(3, uid).Bind(4, StudyDate(n)).Bind(5, "A" + std::to_string(n));
     study.Bind(6, modality).Bind(7, int64_t{instances});
     series.Bind(1, pk).Bind(2, root + ".2." + std::to_string(n)).Bind(3, modality).Bind(4, int64_t{instances});
     if (!patient.Run().ok() || !name_key.Run().ok() || !study.Run().ok() || !series.Run().ok()) return 1;
+    if (tasks) {
+      // 2% STAT, 10% HIGH, the rest ROUTINE, with due times as their SLAs give them.
+      const bool stat = n % 50 == 0, high = !stat && n % 10 == 1;
+      task.Bind(1, pk).Bind(2, stat ? "STAT" : high ? "HIGH" : "ROUTINE").Bind(3, now_ms - n);
+      if (!task.Bind(4, int64_t{stat ? 3'600'000 : high ? 14'400'000 : 86'400'000}).Run().ok()) return 1;
+    }
     for (int k = 0; k < instances; ++k) {
       const std::string sop = root + ".3." + std::to_string(n) + "." + std::to_string(k);
       instance.Bind(1, pk).Bind(2, sop).Bind(3, "1.2.840.10008.5.1.4.1.1.2").Bind(4, std::to_string(k + 1));
@@ -126,20 +139,23 @@ int WriteIndex(const std::filesystem::path& storage, int studies, int instances)
   return 0;
 }
 
-int Explain(const std::filesystem::path& storage) {
+int Explain(const std::filesystem::path& storage, const std::string& member) {
   QueryEngine engine(storage / "index.sqlite");
   struct Q {
     const char* name;
     uint32_t tag;
     const char* value;
   };
-  const Q queries[] = {{"patient-id", 0x00100020, "P0012345"},
+  const Q queries[] = {{"patient-id", 0x00100020, "P0012348"},
+                       {"accession", 0x00080050, "A12348"},
                        {"name-wildcard", 0x00100010, "ZHANG^WEI1234*"},
+                       {"uid", 0x0020000D, "2.25.4242.1.12348"},
                        {"date-range", 0x00080020, "20200101-20200102"}};
   for (const Q& q : queries) {
     FindRequest r;
     r.level = QrLevel::kStudy;
     r.keys = {{q.tag, q.value}};
+    r.member_scope = member;
     auto plan = engine.ExplainFind(r);
     if (!plan.ok()) return 1;
     std::cout << q.name << ":\n" << plan.value();
@@ -160,12 +176,16 @@ int main(int argc, char** argv) {
   index->add_option("storage", out)->required();
   index->add_option("--studies", studies);
   index->add_option("--instances", instances);
+  bool tasks = false;
+  index->add_flag("--tasks", tasks, "Every study a waiting reading task");
   CLI::App* explain = app.add_subcommand("explain", "Query plans of the selective benchmark queries");
   explain->add_option("storage", out)->required();
+  std::string member;
+  explain->add_option("--member", member, "Member id whose scope the queries carry (default: none, the centre)");
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   InitializeDicom();
   if (*files) return WriteFiles(out, studies);
-  if (*index) return WriteIndex(out, studies, instances);
-  return Explain(out);
+  if (*index) return WriteIndex(out, studies, instances, tasks);
+  return Explain(out, member);
 }

@@ -1,0 +1,140 @@
+// teleread-api-load: latency of the reading API under concurrent keep-alive HTTPS clients with
+// client certificates (mutual TLS), as the radiologists' workstations connect.
+//   --mode worklist: GET /api/v1/worklist?limit=50 (the first page), in a loop per client;
+//   --mode claim:    POST /api/v1/studies/<uid>/claim, each client taking the next UID of --uids.
+// Each client is one connection, one request at a time (closed loop); the TLS handshake is not
+// timed. Prints: mode=<m> clients=<c> n=<N> errors=<E> rps=<r> p50_ms=<x> p99_ms=<y> max_ms=<z>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * sorted.size()));
+  return sorted[std::min(sorted.size(), std::max<size_t>(rank, 1)) - 1];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Reading API latency under concurrent mutual-TLS keep-alive clients"};
+  std::string host = "127.0.0.1", cert, key, ca, mode = "worklist", uids_file;
+  int port = 0, clients = 32, requests = 100;
+  app.add_option("--host", host);
+  app.add_option("--port", port)->required();
+  app.add_option("--cert", cert, "Client certificate (PEM)")->required();
+  app.add_option("--key", key, "Client key (PEM)")->required();
+  app.add_option("--ca", ca, "Centre CA (PEM)")->required();
+  app.add_option("--mode", mode)->check(CLI::IsMember({"worklist", "claim"}));
+  app.add_option("--uids", uids_file, "Study UIDs to claim, one a line (claim mode)");
+  app.add_option("--clients", clients)->check(CLI::Range(1, 1024));
+  app.add_option("--requests", requests, "Requests per client")->check(CLI::Range(1, 1000000));
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<std::string> uids;
+  if (mode == "claim") {
+    std::ifstream in(uids_file);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) uids.push_back(line);
+    }
+    if (uids.size() < static_cast<size_t>(clients) * requests) {
+      std::fprintf(stderr, "teleread-api-load: need %d UIDs, %zu given\n", clients * requests, uids.size());
+      return 2;
+    }
+  }
+
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(ca);
+  ctx.use_certificate_chain_file(cert);
+  ctx.use_private_key_file(key, ssl::context::pem);
+  ctx.set_verify_mode(ssl::verify_peer);
+
+  std::atomic<size_t> next_uid{0};
+  std::atomic<int> errors{0};
+  std::mutex mu;
+  std::vector<double> all_ms;
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+
+  auto client = [&] {
+    std::vector<double> ms;
+    try {
+      asio::io_context ioc;
+      beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+      tcp::resolver resolver(ioc);
+      beast::get_lowest_layer(stream).connect(resolver.resolve(host, std::to_string(port)));
+      beast::get_lowest_layer(stream).socket().set_option(tcp::no_delay(true));
+      stream.handshake(ssl::stream_base::client);
+      ++ready;
+      while (!go) std::this_thread::yield();
+      beast::flat_buffer buffer;
+      for (int i = 0; i < requests; ++i) {
+        http::request<http::string_body> req;
+        req.version(11);
+        req.set(http::field::host, host);
+        req.keep_alive(true);
+        if (mode == "worklist") {
+          req.method(http::verb::get);
+          req.target("/api/v1/worklist?limit=50");
+        } else {
+          req.method(http::verb::post);
+          req.target("/api/v1/studies/" + uids[next_uid++] + "/claim");
+          req.prepare_payload();
+        }
+        auto t0 = Clock::now();
+        http::write(stream, req);
+        http::response<http::string_body> res;
+        http::read(stream, buffer, res);
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        if (res.result_int() != 200) {
+          if (errors++ < 3) std::fprintf(stderr, "HTTP %u: %s\n", res.result_int(), res.body().substr(0, 200).c_str());
+        }
+      }
+      beast::error_code ec;
+      stream.shutdown(ec);
+    } catch (const std::exception& e) {
+      ++errors;
+      ++ready;
+      std::fprintf(stderr, "teleread-api-load: client failed: %s\n", e.what());
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    all_ms.insert(all_ms.end(), ms.begin(), ms.end());
+  };
+
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i) threads.emplace_back(client);
+  while (ready < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto start = Clock::now();
+  go = true;
+  for (std::thread& t : threads) t.join();
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  std::sort(all_ms.begin(), all_ms.end());
+  std::printf("mode=%s clients=%d n=%zu errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", mode.c_str(),
+              clients, all_ms.size(), errors.load(), all_ms.size() / seconds, Percentile(all_ms, 50),
+              Percentile(all_ms, 99), all_ms.empty() ? 0.0 : all_ms.back());
+  return errors.load() == 0 ? 0 : 1;
+}

@@ -1,0 +1,119 @@
+// Member-scoped C-FIND plans: a member's query must be driven by its selective key through an
+// index that leads with the member, never by the member's whole study list, with and without
+// the statistics the index keeps.
+#include <catch2/catch.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "server/store/index.h"
+#include "server/store/query.h"
+#include "server/store/sqlite.h"
+#include "tests/support/process.h"
+
+using namespace teleread;
+
+namespace {
+
+// 3 members x 1,000 studies of 4 instances, in the proportions of a real index: many studies per
+// member, one per patient, a few per day; 12,000 instances, enough for measured statistics.
+void FillIndex(const std::filesystem::path& db_path) {
+  auto db = Database::Open(db_path, false);
+  REQUIRE(db.ok());
+  Database& d = *db.value();
+  REQUIRE(d.Exec("BEGIN").ok());
+  const char* members[] = {"m0", "m1", "m2"};
+  Statement patient(d.handle(),
+                    "INSERT INTO patients (id, member_id, patient_id, issuer_of_patient_id, patient_name, birth_date, "
+                    "sex, other_patient_ids) VALUES (?1, ?2, ?3, '', ?4, '', '', '')");
+  Statement name_key(d.handle(), "INSERT INTO patient_name_keys (patient_pk, name_key, member_id) VALUES (?1, ?2, ?3)");
+  Statement study(d.handle(),
+                  "INSERT INTO studies (id, patient_pk, member_id, study_instance_uid, study_date, study_time, "
+                  "accession_number, study_id, study_description, referring_physician_name, institution_name, "
+                  "priority, patient_age, specific_character_set, first_received_ms, last_received_ms) "
+                  "VALUES (?1, ?1, ?2, ?3, ?4, '', ?5, '', '', '', '', '', '', '', 0, 0)");
+  Statement series(d.handle(),
+                   "INSERT INTO series (id, study_pk, series_instance_uid, modality, series_number, series_description, "
+                   "body_part_examined) VALUES (?1, ?1, ?2, 'CT', '1', '', '')");
+  Statement instance(d.handle(),
+                     "INSERT INTO instances (series_pk, sop_instance_uid, sop_class_uid, instance_number, "
+                     "transfer_syntax_uid, size_bytes, path, calling_ae_title, received_ms) "
+                     "VALUES (?1, ?2, '', '', '', 0, ?2, '', 0)");
+  for (int n = 0; n < 3000; ++n) {
+    const int64_t pk = n + 1;
+    const std::string m = members[n % 3];
+    REQUIRE(patient.Bind(1, pk).Bind(2, m).Bind(3, "P" + std::to_string(n)).Bind(4, "ZHANG^WEI" + std::to_string(n))
+                .Run()
+                .ok());
+    REQUIRE(name_key.Bind(1, pk).Bind(2, "ZHANG^WEI" + std::to_string(n)).Bind(3, m).Run().ok());
+    const std::string date = "2020" + std::to_string(1001 + n % 300).substr(1);  // 300 dates
+    REQUIRE(study.Bind(1, pk).Bind(2, m).Bind(3, "1.2." + std::to_string(n)).Bind(4, date)
+                .Bind(5, "A" + std::to_string(n))
+                .Run()
+                .ok());
+    REQUIRE(series.Bind(1, pk).Bind(2, "1.3." + std::to_string(n)).Run().ok());
+    for (int k = 0; k < 4; ++k) {
+      REQUIRE(instance.Bind(1, pk).Bind(2, "1.4." + std::to_string(n) + "." + std::to_string(k)).Run().ok());
+    }
+  }
+  REQUIRE(d.Exec("COMMIT").ok());
+}
+
+}  // namespace
+
+TEST_CASE("member-scoped C-FIND is driven by the selective key within the member", "[store][plan]") {
+  test::ScratchDir dir;
+  const std::filesystem::path db_path = dir.path() / "index.sqlite";
+  { REQUIRE(Index::Open(db_path).ok()); }  // the schema, as the server creates it
+  FillIndex(db_path);
+  QueryEngine engine(db_path);
+
+  auto plan = [&](QrLevel level, std::vector<QrKey> keys) {
+    FindRequest r;
+    r.level = level;
+    r.keys = std::move(keys);
+    r.member_scope = "m1";
+    auto p = engine.ExplainFind(r);
+    REQUIRE(p.ok());
+    return p.value();
+  };
+  auto check = [&](const std::string& p, const std::string& search) {
+    INFO(p);
+    CHECK_THAT(p, Catch::Contains(search));
+    CHECK_THAT(p, !Catch::Contains("SCAN"));
+    // The member alone as the search key: its whole study list, the plan this test exists for.
+    CHECK_FALSE(std::regex_search(p, std::regex(R"(\(member_id=\?\))")));
+  };
+  auto check_all = [&] {
+    check(plan(QrLevel::kStudy, {{0x00100020, "P1"}}),
+          "sqlite_autoindex_patients_1 (member_id=? AND patient_id=?)");
+    check(plan(QrLevel::kStudy, {{0x00080050, "A1"}}),
+          "studies_member_accession (member_id=? AND accession_number=?)");
+    check(plan(QrLevel::kStudy, {{0x00100010, "ZHANG^WEI12*"}}),
+          "patient_name_keys_member_key (member_id=? AND name_key>? AND name_key<?)");
+    check(plan(QrLevel::kStudy, {{0x0020000D, "1.2.1"}}),
+          "sqlite_autoindex_studies_1 (study_instance_uid=?)");
+    check(plan(QrLevel::kStudy, {{0x00080020, "20200101-20200102"}}),
+          "studies_member_date (member_id=? AND study_date>? AND study_date<?)");
+    check(plan(QrLevel::kPatient, {{0x00100020, "P1"}}),
+          "sqlite_autoindex_patients_1 (member_id=? AND patient_id=?)");
+    check(plan(QrLevel::kPatient, {{0x00100010, "ZHANG^WEI12*"}}),
+          "patient_name_keys_member_key (member_id=? AND name_key>? AND name_key<?)");
+  };
+  auto member_date_stat = [&] {
+    auto db = Database::Open(db_path, true);
+    REQUIRE(db.ok());
+    Statement stats(db.value()->handle(), "SELECT stat FROM sqlite_stat1 WHERE idx = 'studies_member_date'");
+    REQUIRE(stats.Step().value());
+    return stats.Text(0);
+  };
+  SECTION("with the proportions seeded while the index was too small to measure") {
+    check_all();
+    CHECK(member_date_stat() == "100000 10000 3");
+  }
+  SECTION("with the statistics measured when the server starts on it") {
+    { REQUIRE(Index::Open(db_path).ok()); }
+    check_all();
+    CHECK(member_date_stat() != "100000 10000 3");
+  }
+}
