@@ -12,6 +12,7 @@
 #include "common/report.h"
 #include "common/signing.h"
 #include "viewer/cli.h"
+#include "viewer/fetch.h"
 
 namespace teleread::viewer {
 namespace {
@@ -301,6 +302,9 @@ int Verify(Session& s, const ReportOptions& o) {
 }
 
 int ListReports(Session& s, const ReportOptions& o) {
+  if (!o.study.empty() && !IsUid(o.study)) {
+    return Fail("'" + o.study + "' is not a Study Instance UID (digits and dots, at most 64 characters)");
+  }
   ApiClient* api = s.Api();
   if (!api) return 1;
   std::string q;

@@ -89,6 +89,9 @@ TEST_CASE_METHOD(CliFixture, "the CLI reads the worklist and claims over mutual 
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.output, Catch::Contains("'1.2.abc' is not a Study Instance UID"));
   CHECK_THAT(Cli("wang.li", {"claim", "x"}).output, Catch::Contains("is not a Study Instance UID"));
+  CommandResult reports = Cli("wang.li", {"reports", "--study", "1.2.abc"});
+  CHECK(reports.exit_code == 1);
+  CHECK_THAT(reports.output, Catch::Contains("'1.2.abc' is not a Study Instance UID"));
   CHECK(Cli("wang.li", {"release", uid}).exit_code == 0);
   CHECK(Cli("zhao.min", {"claim", uid}).exit_code == 0);
 }
