@@ -35,6 +35,9 @@ struct Member {
   // id or one of its AE titles) are accepted from this member's AE titles.
   bool require_tls = false;
   int max_associations = 8;  // concurrent associations from this member (at most the centre's)
+  // Critical results are also POSTed here as JSON (https:// only, the centre's client
+  // certificate); empty: the report delivery is the only channel.
+  std::string critical_webhook;
 };
 
 struct Radiologist {
@@ -42,6 +45,7 @@ struct Radiologist {
   std::string name;  // DICOM person name, e.g. "Wang^Li"
   std::string certificate_subject;
   std::vector<std::string> modalities;  // empty: all
+  std::vector<std::string> members;     // member ids whose studies they read; empty: all
 };
 
 // The PDU sizes DCMTK 3.6.7 can receive (ASC_MINIMUMPDUSIZE..ASC_MAXIMUMPDUSIZE); above the
@@ -101,6 +105,9 @@ struct ReadingConfig {
   int delivery_retry_seconds = 5;
   int delivery_retry_max_seconds = 600;
   int delivery_timeout_seconds = 30;
+  // A critical result not acknowledged by the member within this long escalates (0: at once, for drills).
+  int critical_ack_minutes = 30;
+  std::filesystem::path templates;  // report templates (*.toml); default: templates/ beside the config
 };
 
 struct Config {

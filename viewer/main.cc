@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   AddReadingCommands(app, session);
   AddImageCommands(app, session);
   AddReportCommands(app, session);
+  AddCriticalCommands(app, session);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -16,6 +16,7 @@
 #include "server/dicom/dicom_tls.h"
 #include "server/reading/caller_policy.h"
 #include "server/reading/ingest.h"
+#include "server/reading/storage_commitment.h"
 #include "server/store/object_store.h"
 #include "server/store/query.h"
 
@@ -58,6 +59,7 @@ struct AssociationEnv {
   std::string ae_title;
   uint64_t min_free_bytes;
   int dimse_timeout;
+  StorageCommitment* commitment;  // nullptr: N-ACTION is not served
 };
 
 // Serves `assoc` (received, not yet accepted) to its end and destroys it.

@@ -134,8 +134,10 @@ struct DicomListener::Network {
 };
 
 DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
-                             const QueryEngine& engine, const DicomTls* tls, CertificateExpiry* expiry)
-    : config_(config), policy_(policy), ingest_(ingest), store_(store), engine_(engine), tls_(tls), expiry_(expiry) {}
+                             const QueryEngine& engine, const DicomTls* tls, CertificateExpiry* expiry,
+                             StorageCommitment* commitment)
+    : config_(config), policy_(policy), ingest_(ingest), store_(store), engine_(engine), tls_(tls), expiry_(expiry),
+      commitment_(commitment) {}
 
 DicomListener::~DicomListener() { Stop(); }
 
@@ -427,7 +429,7 @@ void DicomListener::RunConnection(Accepted c) {
   }
   if (!assoc) return;
   AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, slots_, tls_, config_.centre.ae_title,
-                     config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds};
+                     config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds, commitment_};
   RunAssociation(assoc, env, std::move(tls_peer));
 }
 

@@ -34,7 +34,8 @@ class DicomListener {
  public:
   // `tls` (may be null: no DICOM TLS) and `expiry` outlive the listener.
   DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
-                const QueryEngine& engine, const DicomTls* tls = nullptr, CertificateExpiry* expiry = nullptr);
+                const QueryEngine& engine, const DicomTls* tls = nullptr, CertificateExpiry* expiry = nullptr,
+                StorageCommitment* commitment = nullptr);
   ~DicomListener();  // stops if running
   DicomListener(const DicomListener&) = delete;
   DicomListener& operator=(const DicomListener&) = delete;
@@ -69,6 +70,7 @@ class DicomListener {
   const QueryEngine& engine_;
   const DicomTls* tls_;
   CertificateExpiry* expiry_;
+  StorageCommitment* commitment_;  // nullptr: no storage commitment
   ListenerStats stats_;
   MemberSlots slots_;
 

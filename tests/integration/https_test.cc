@@ -28,7 +28,7 @@ class ApiFixture {
     PushSampleConsortium(server_, dir_.path() / "samples", 4);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
-      Reply r = Call(server_, "wang.li", "GET", "/api/v1/worklist");
+      Reply r = Call(server_, "zhao.min", "GET", "/api/v1/worklist");
       if (r.status == 200 && Body(r)["items"].size() == 6) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
@@ -43,7 +43,7 @@ class ApiFixture {
 }  // namespace
 
 TEST_CASE_METHOD(ApiFixture, "the worklist comes by priority then due time with study summaries", "[https]") {
-  json items = Body(Call(server_, "wang.li", "GET", "/api/v1/worklist"))["items"];
+  json items = Body(Call(server_, "zhao.min", "GET", "/api/v1/worklist"))["items"];
   REQUIRE(items.size() == 6);
   CHECK(items[0]["priority"] == "STAT");
   CHECK(items[0]["description"] == "胸部CT平扫");
@@ -59,8 +59,8 @@ TEST_CASE_METHOD(ApiFixture, "the worklist comes by priority then due time with 
   // STAT is due an hour after completion (sla_minutes_stat = 60).
   CHECK(items[0]["due_ms"].get<int64_t>() - items[0]["complete_ms"].get<int64_t>() == 3'600'000);
   CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?modality=MR"))["items"].size() == 1);
-  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?member=yixian"))["items"].size() == 2);
-  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?limit=2&offset=5"))["items"].size() == 1);
+  CHECK(Body(Call(server_, "zhao.min", "GET", "/api/v1/worklist?member=yixian"))["items"].size() == 2);
+  CHECK(Body(Call(server_, "zhao.min", "GET", "/api/v1/worklist?limit=2&offset=5"))["items"].size() == 1);
   CHECK(Call(server_, "wang.li", "GET", "/api/v1/worklist?state=bogus").status == 400);
 }
 

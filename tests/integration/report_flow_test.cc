@@ -35,7 +35,7 @@ class ReportFixture {
     server_.Start();
     PushSampleConsortium(server_, samples(), 2);
     REQUIRE(WaitFor([&] {
-      HttpReply r = server_.Call("wang.li", "GET", "/api/v1/worklist");
+      HttpReply r = server_.Call("zhao.min", "GET", "/api/v1/worklist");
       return r.status == 200 && r.Json()["items"].size() == 6;
     }));
     const json worklist = server_.Call("wang.li", "GET", "/api/v1/worklist").Json();
