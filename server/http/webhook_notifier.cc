@@ -94,7 +94,11 @@ std::string WebhookNotifier::Notify(const Member& member, const CriticalResult& 
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 * 1024);
-    http::read(stream, buffer, parser);
+    beast::error_code ec;
+    http::read(stream, buffer, parser, ec);
+    // The answer's status is what counts; a receiver that closes without close_notify after it
+    // (as many HTTP/1.0 servers do) has still answered.
+    if (ec && !parser.is_header_done()) return "no answer: " + ec.message();
     const unsigned status = parser.get().result_int();
     beast::error_code ignored;
     stream.shutdown(ignored);

@@ -63,6 +63,7 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
              (server.pki() / "zz-his.key").string(), (server.pki() / "ca.pem").string()},
             dir.path() / "his.log");
   server.Start();
+  pacs.Start();
   PushSampleConsortium(server, dir.path() / "samples", 2);
   REQUIRE(WaitFor([&] {
     HttpReply r = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT");
@@ -81,7 +82,7 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
 
   // Both channels: the report itself at the PACS, and one webhook notice with the centre's certificate.
   CHECK(WaitFor([&] { return pacs.Files().size() == 1; }));
-  REQUIRE(WaitFor([&] { return Lines(hooks).size() == 1; }));
+  if (!WaitFor([&] { return Lines(hooks).size() == 1; })) FAIL(server.Log() + ReadFile(dir.path() / "his.log"));
   const json hook = Lines(hooks)[0];
   CHECK(hook["client_cn"] == "teleread-server");
   CHECK(hook["path"] == "/critical");

@@ -21,6 +21,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                 "path": self.path, "body": json.loads(body)}) + "\n")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
 

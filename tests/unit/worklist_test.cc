@@ -48,7 +48,7 @@ struct RoutingFixture {
     std::filesystem::copy_file(files.value()[0], temp);
     auto summary = ReadInstanceSummary(files.value()[0]);
     REQUIRE(summary.ok());
-    REQUIRE(ingest->Store({temp, "AE", member, sop_class, summary->sop_instance_uid, {}}).code == IngestCode::kStored);
+    REQUIRE(ingest->Store({temp, "AE", member, sop_class, summary->sop_instance_uid, {}, {}}).code == IngestCode::kStored);
     return summary->study_instance_uid;
   }
 
