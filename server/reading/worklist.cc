@@ -81,8 +81,11 @@ Result<WorklistRow> Worklist::Claim(const std::string& uid, const std::string& w
 Result<WorklistRow> Worklist::Renew(const std::string& uid, const std::string& who) {
   if (Status s = tasks_.Renew(uid, who, clock_(), lease_ms_); !s.ok()) {
     Result<WorklistRow> task = Task(uid);
-    if (s.code() == Status::Code::kConflict && task.ok() && task->lapsed_claim_by == who) {
-      return Status::Conflict(ExpiredClaimMessage(task->lease_expires_ms));
+    if (s.code() != Status::Code::kConflict || !task.ok()) return s;
+    if (task->lapsed_claim_by == who) return Status::Conflict(ExpiredClaimMessage(task->lease_expires_ms));
+    if (task->state == "claimed") return Status::Conflict("the study is claimed by " + task->claimed_by);
+    if (task->reported_ms > 0) {
+      return Status::Conflict("the study is already reported: submit an amendment that names the report");
     }
     return s;
   }

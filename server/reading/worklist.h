@@ -36,7 +36,8 @@ class Worklist {
   // unexpired claim or the study is reported; NotFound when there is no task; PermissionDenied
   // (with the routing reason) when the study is not among what the radiologist reads.
   Result<WorklistRow> Claim(const std::string& study_instance_uid, const std::string& radiologist);
-  // Conflict when the caller holds no live claim; "your claim expired at ..." when it lapsed.
+  // Conflict when the caller holds no live claim, saying why: "your claim expired at ...", "the
+  // study is claimed by X", "the study is already reported: ...".
   Result<WorklistRow> Renew(const std::string& study_instance_uid, const std::string& radiologist);
   Status Release(const std::string& study_instance_uid, const std::string& radiologist);
   // Admin `admin`: give the claim to `radiologist` whoever holds it; on a reported study, the

@@ -120,5 +120,5 @@ TEST_CASE_METHOD(RoutingFixture, "an expired claim is named as such with its exp
   CHECK(w.Renew(ct, "wang.li").status().message() == ExpiredClaimMessage(expiry + 30'000));
   CHECK(w.Renew(ct, "zhao.min").status().message() == "no live claim of yours on this study");
   REQUIRE(w.Claim(ct, "zhao.min").ok());
-  CHECK(w.Renew(ct, "wang.li").status().message() == "no live claim of yours on this study");
+  CHECK(w.Renew(ct, "wang.li").status().message() == "the study is claimed by zhao.min");
 }
