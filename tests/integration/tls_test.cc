@@ -397,9 +397,9 @@ TEST_CASE("signed reports go to the member over DICOM TLS and only to a peer who
   server.Start();
   const fs::path samples = dir.path() / "samples";
   PushSampleConsortium(server, samples, 1);
-  REQUIRE(WaitFor([&] { return server.Call("wang.li", "GET", "/api/v1/worklist").Json()["items"].size() == 6; }));
+  REQUIRE(WaitFor([&] { return server.Call("zhao.min", "GET", "/api/v1/worklist").Json()["items"].size() == 6; }));
   std::string zz_ct, ls_study;
-  const nlohmann::json worklist = server.Call("wang.li", "GET", "/api/v1/worklist").Json();
+  const nlohmann::json worklist = server.Call("zhao.min", "GET", "/api/v1/worklist").Json();
   for (const auto& item : worklist["items"]) {
     if (item["member"] == "zhuozhou" && item["modalities"] == "CT") zz_ct = item["study_instance_uid"];
     if (item["member"] == "laishui") ls_study = item["study_instance_uid"];
