@@ -182,7 +182,7 @@ HttpTarget::HttpTarget() : parts_(std::make_unique<Parts>()) {
   check(summary.status(), "read " + study.string());
   const fs::path temp = p.store->NewTempPath();
   fs::copy_file(study, temp);
-  StoreOutcome stored = p.ingest->Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}});
+  StoreOutcome stored = p.ingest->Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}, {}});
   if (stored.code != IngestCode::kStored) throw std::runtime_error("fuzz set-up: store: " + stored.error_comment);
   Result<int> promoted = p.index->PromoteQuietStudies(kNowMs, 0);
   check(promoted.status(), "promote");

@@ -60,7 +60,7 @@ struct IngestFixture {
       ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, uid);
       sop_instance = uid.c_str();
     }
-    StoreOutcome out = ingest->Store({temp, "AE", member, sop_class, sop_instance, {}});
+    StoreOutcome out = ingest->Store({temp, "AE", member, sop_class, sop_instance, {}, {}});
     CHECK_FALSE(std::filesystem::exists(temp));
     return out;
   }
