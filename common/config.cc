@@ -246,8 +246,9 @@ HttpsConfig ReadHttps(TableReader& r, const std::filesystem::path& base_dir) {
   return h;
 }
 
-ReadingConfig ReadReading(TableReader& r) {
+ReadingConfig ReadReading(TableReader& r, const std::filesystem::path& base_dir) {
   ReadingConfig c;
+  c.templates = r.Get("templates") ? ResolvePath(r, "templates", base_dir) : base_dir / "templates";
   c.lease_minutes = static_cast<int>(r.Integer("lease_minutes", 1, 24 * 60, c.lease_minutes));
   c.sla_minutes_stat = static_cast<int>(r.Integer("sla_minutes_stat", 1, 100000, c.sla_minutes_stat));
   c.sla_minutes_high = static_cast<int>(r.Integer("sla_minutes_high", 1, 100000, c.sla_minutes_high));
@@ -257,6 +258,7 @@ ReadingConfig ReadReading(TableReader& r) {
   c.delivery_retry_max_seconds =
       static_cast<int>(r.Integer("delivery_retry_max_seconds", 1, 86400, c.delivery_retry_max_seconds));
   c.delivery_timeout_seconds = static_cast<int>(r.Integer("delivery_timeout_seconds", 1, 600, c.delivery_timeout_seconds));
+  c.critical_ack_minutes = static_cast<int>(r.Integer("critical_ack_minutes", 0, 24 * 60, c.critical_ack_minutes));
   r.RejectUnknownKeys();
   return c;
 }
@@ -281,6 +283,10 @@ Member ReadMember(TableReader& r, const std::filesystem::path& base_dir) {
   m.require_tls = Boolean(r, "require_tls", false);
   m.max_associations = static_cast<int>(r.Integer("max_associations", 1, 1024, m.max_associations));
   m.legacy_tls = Boolean(r, "legacy_tls", false);
+  m.critical_webhook = r.String("critical_webhook", "");
+  if (!m.critical_webhook.empty() && m.critical_webhook.rfind("https://", 0) != 0) {
+    r.Fail(r.Get("critical_webhook"), "critical_webhook", "must be an https:// URL");
+  }
   r.RejectUnknownKeys();
   return m;
 }
@@ -292,6 +298,7 @@ Radiologist ReadRadiologist(TableReader& r) {
   d.name = r.String("name");
   d.certificate_subject = r.String("certificate_subject", "");
   d.modalities = r.StringArray("modalities", false);
+  d.members = r.StringArray("members", false);
   r.RejectUnknownKeys();
   return d;
 }
@@ -386,7 +393,9 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
   }
   if (const toml::table* reading = top.OptionalTable("reading")) {
     TableReader rr(*reading, "reading", source);
-    config.reading = ReadReading(rr);
+    config.reading = ReadReading(rr, base_dir);
+  } else {
+    config.reading.templates = base_dir / "templates";
   }
 
   std::set<std::string> ids;
@@ -420,6 +429,9 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
       TableReader rr(*rads->get(i)->as_table(), "radiologists[" + std::to_string(i) + "]", source);
       Radiologist d = ReadRadiologist(rr);
       if (!rad_ids.insert(d.id).second) rr.Fail(rr.Get("id"), "id", "duplicate radiologist id '" + d.id + "'");
+      for (const std::string& m : d.members) {
+        if (!ids.count(m)) rr.Fail(rr.Get("members"), "members", "'" + m + "' is no configured member id");
+      }
       config.radiologists.push_back(std::move(d));
     }
   }

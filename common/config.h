@@ -38,6 +38,9 @@ struct Member {
   // Also accept PS3.15's retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA, TLS 1.2, RSA key
   // transport: no forward secrecy) from this member, for equipment that offers nothing else.
   bool legacy_tls = false;
+  // Critical results are also POSTed here as JSON (https:// only, the centre's client
+  // certificate); empty: the report delivery is the only channel.
+  std::string critical_webhook;
 };
 
 struct Radiologist {
@@ -45,6 +48,7 @@ struct Radiologist {
   std::string name;  // DICOM person name, e.g. "Wang^Li"
   std::string certificate_subject;
   std::vector<std::string> modalities;  // empty: all
+  std::vector<std::string> members;     // member ids whose studies they read; empty: all
 };
 
 // The PDU sizes DCMTK 3.6.7 can receive (ASC_MINIMUMPDUSIZE..ASC_MAXIMUMPDUSIZE); above the
@@ -122,6 +126,9 @@ struct ReadingConfig {
   int delivery_retry_seconds = 5;
   int delivery_retry_max_seconds = 600;
   int delivery_timeout_seconds = 30;
+  // A critical result not acknowledged by the member within this long escalates (0: at once, for drills).
+  int critical_ack_minutes = 30;
+  std::filesystem::path templates;  // report templates (*.toml); default: templates/ beside the config
 };
 
 struct Config {

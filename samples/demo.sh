@@ -3,10 +3,12 @@
 # loop on loopback. teleread-server starts with its SQLite index in a fresh data directory, two
 # member hospitals' PACS (DCMTK storescp) wait for reports, the three members push their
 # studies, and radiologist wang.li works through the `teleread` CLI: worklist, claim, view
-# (PNGs), report, sign, submit. The member's PACS receives the signed report, finds it by
-# C-FIND, and checks its signature offline. Zhuozhou talks DICOM TLS only, both ways: it pushes
-# and queries with its own certificate, and its report arrives over TLS. Everything started
-# is stopped at the end.
+# (PNGs), report, sign, submit. Each member's PACS asks for storage commitment once it has sent
+# its studies, so they are read at once rather than after the quiet period. The report has a
+# critical finding: Zhuozhou's PACS receives it first in the outbox, finds it by C-FIND, checks
+# its signature offline, and Zhuozhou acknowledges the critical result by name. Zhuozhou talks
+# DICOM TLS only, both ways: it pushes, commits and queries with its own certificate, and its
+# report arrives over TLS. Everything started is stopped at the end.
 #   TELEREAD_DEMO_DIR         where data, samples, PNGs and logs go (default: var/demo)
 #   TELEREAD_DEMO_PORT        DICOM port (default 11112); HTTPS: TELEREAD_DEMO_HTTPS_PORT (8443);
 #                             DICOM TLS: TELEREAD_DEMO_TLS_PORT (2762)
@@ -32,10 +34,12 @@ started=$(date +%s)
 
 rm -rf "$work"
 mkdir -p "$work/png" "$work/member-ZZ_PACS" "$work/member-LS_PACS"
-# The sample config, with a 3 s quiet period so that the demo does not wait half a minute, the
-# certificates made below, the members' PACS ports, and DICOM TLS: required from Zhuozhou (the
-# first member) and used for its reports.
-sed -e 's/^quiet_period_seconds = .*/quiet_period_seconds = 3/' \
+# The sample config, with a 60 s quiet period (storage commitment completes the studies at once;
+# the quiet period is the fallback), the certificates made below, the members' PACS ports, the
+# report templates, and DICOM TLS: required from Zhuozhou (the first member) and used for its
+# reports.
+sed -e 's/^quiet_period_seconds = .*/quiet_period_seconds = 60/' \
+  -e "s|^templates = .*|templates = \"$root/config/templates\"|" \
   -e "s|^certificate = .*|certificate = \"$work/pki/teleread-server.pem\"|" \
   -e "s|^key = .*|key = \"$work/pki/teleread-server.key\"|" \
   -e "s|^ca = .*|ca = \"$work/pki/ca.pem\"|" \
@@ -99,7 +103,12 @@ echoscu -aet STRANGER -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || tru
 echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || true
 echoscu -aet LX_WS1 -aec LX_READ 127.0.0.1 "$port" 2>&1 | sed 's/^/  /' || true
 
-step "Waiting for the quiet period: complete studies become reading tasks"
+step "Each member's PACS requests storage commitment: its studies become reading tasks at once"
+"$build/samples/teleread-samples" commit "$work/samples/ZZ_PACS" --aet ZZ_PACS --port "$tls_port" \
+  --tls-key "$work/pki/ZZ_PACS.key" --tls-certificate "$work/pki/ZZ_PACS.pem" --tls-ca "$work/pki/ca.pem"
+for ae in LS_PACS YX_PACS; do
+  "$build/samples/teleread-samples" commit "$work/samples/$ae" --aet "$ae" --port "$port"
+done
 status() { "$server_bin" --config "$work/teleread.toml" --storage "$work/data" status; }
 for _ in $(seq 60); do
   status | grep -q ' receiving$' || break
@@ -139,12 +148,12 @@ teleread view "$ecg" --out "$work/png/ecg.png"
 step "Write the report, sign it with wang.li's own key, submit it"
 cat >"$work/report.txt" <<'TEXT'
 Findings:
-右肺上叶尖段见一直径约8mm磨玻璃结节，边界清，未见分叶及毛刺。纵隔未见肿大淋巴结。
+右侧胸腔见气体密度影，右肺组织受压约40%，纵隔轻度左移。右肺上叶尖段见一直径约8mm磨玻璃结节。
 Impression:
-右肺上叶磨玻璃结节，考虑良性可能大。
+右侧张力性气胸可能，需立即处理。右肺上叶磨玻璃结节。
 Recommendation:
-建议3个月后低剂量CT复查。
-Critical finding: no
+立即临床处理气胸；结节3个月后低剂量CT复查。
+Critical finding: yes
 TEXT
 teleread report new "$study" --file "$work/report.txt" --submit
 
@@ -164,6 +173,23 @@ findscu -S -aet ZZ_PACS -aec LX_READ "${zz_tls[@]}" -k QueryRetrieveLevel=SERIES
 step "Zhuozhou checks the signature offline with the centre's CA"
 "$build/viewer/teleread" report verify "$report" --ca "$work/pki/ca.pem"
 
+step "Zhuozhou acknowledges the critical result with its certificate, naming who took the call"
+cat >"$work/zhuozhou.toml" <<TOML
+server = "https://127.0.0.1:$https_port"
+certificate = "$work/pki/ZZ_PACS.pem"
+key = "$work/pki/ZZ_PACS.key"
+ca = "$work/pki/ca.pem"
+TOML
+zz() {
+  echo "\$ teleread (Zhuozhou) $*" >&2
+  "$build/viewer/teleread" --profile "$work/zhuozhou.toml" "$@"
+}
+zz critical --state unacknowledged
+critical=$(zz --json critical --state unacknowledged 2>/dev/null |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["report_sop_instance_uid"])')
+zz critical ack "$critical" --by "李华 (急诊科值班医生)"
+zz critical --state acknowledged
+
 step "Turnaround clocks of the study"
 teleread --json worklist --state reported 2>/dev/null | python3 -c '
 import json, sys
@@ -171,12 +197,14 @@ for r in json.load(sys.stdin)["items"]:
     c = r["complete_ms"]
     s = lambda k: "-" if not r.get(k) else f"{(r[k] - c) / 1000:.1f} s"
     print(f"  {r['"'"'description'"'"']} ({r['"'"'priority'"'"']}): complete -> claimed {s('"'"'claimed_ms'"'"')}, "
-          f"-> signed {s('"'"'reported_ms'"'"')}, -> delivered {s('"'"'delivered_ms'"'"')}")'
+          f"-> signed {s('"'"'reported_ms'"'"')}, -> delivered {s('"'"'delivered_ms'"'"')}, "
+          f"-> acknowledged {s('"'"'acknowledged_ms'"'"')}")'
 
 step "Stopping the server and the member PACS"
 cleanup
 trap - EXIT
-grep -a -E 'ZZ_PACS .*ended|delivered to|accepted from' "$work/server.log" | sed 's/^/  /'
+grep -a -E 'ZZ_PACS .*ended|delivered to|accepted from|storage commitment|critical result' "$work/server.log" |
+  sed 's/^/  /'
 echo
 echo "Data: $work/data (objects/ and index.sqlite); PNGs: $work/png; member PACS: $work/member-ZZ_PACS"
 echo "Logs: $work/server.log; the whole loop took $(($(date +%s) - started)) s after the build"

@@ -1,7 +1,10 @@
 // teleread-samples: writes the sample consortium's studies, or a benchmark corpus.
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <iostream>
 
+#include "common/dicom.h"
+#include "samples/commit_scu.h"
 #include "samples/synthetic.h"
 
 using namespace teleread;
@@ -25,7 +28,31 @@ int main(int argc, char** argv) {
   int studies = 1;
   corpus->add_option("--studies", studies, "Spread the instances over this many studies (one patient each)")
       ->check(CLI::Range(1, 1000000));
+  CLI::App* commit = app.add_subcommand("commit", "As a member PACS: request storage commitment of every file in DIR");
+  samples::CommitPeer peer;
+  commit->add_option("dir", out, "Directory of the sent files")->required()->check(CLI::ExistingDirectory);
+  commit->add_option("--port", peer.port, "The centre's DICOM (or DICOM TLS) port")->required();
+  commit->add_option("--aet", peer.calling_ae, "Calling AE title (the member's)")->required();
+  commit->add_option("--aec", peer.called_ae, "The centre's AE title");
+  commit->add_option("--tls-key", peer.tls_key, "DICOM TLS: the member's key");
+  commit->add_option("--tls-certificate", peer.tls_certificate, "DICOM TLS: the member's certificate");
+  commit->add_option("--tls-ca", peer.tls_ca, "DICOM TLS: the centre CA");
   CLI11_PARSE(app, argc, argv);
+  if (*commit) {
+    InitializeDicom();
+    const auto instances = samples::InstancesUnder(out);
+    const auto start = std::chrono::steady_clock::now();
+    samples::CommitReply r = samples::RequestCommitment(peer, instances, samples::NewTransactionUid(), true);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    if (!r.error.empty()) {
+      std::cerr << "teleread-samples: storage commitment failed: " << r.error << "\n";
+      return 1;
+    }
+    std::cout << "storage commitment " << r.transaction_uid << ": " << r.committed.size() << " of " << instances.size()
+              << " instances committed, " << r.failed.size() << " failed; report received " << ms.count()
+              << " ms after the request\n";
+    return r.failed.empty() && r.action_status == 0 ? 0 : 1;
+  }
 
   Result<std::vector<std::filesystem::path>> files = Status::InvalidArgument("no subcommand");
   if (*consortium) {

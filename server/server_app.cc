@@ -73,21 +73,27 @@ Status ServerApp::Start() {
     if (!tls.ok()) return tls.status();
     tls_ = std::move(tls.value());
   }
-  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get(),
-                                              &stores_->audit);
-  if (Status s = listener_->Start(); !s.ok()) return s;
-  worklist_ = std::make_unique<Worklist>(stores_->tasks, stores_->audit, int64_t{config_.reading.lease_minutes} * 60'000,
-                                         NowMs);
   TaskPolicy policy;
   policy.sla_stat_ms = int64_t{config_.reading.sla_minutes_stat} * 60'000;
   policy.sla_high_ms = int64_t{config_.reading.sla_minutes_high} * 60'000;
   policy.sla_routine_ms = int64_t{config_.reading.sla_minutes_routine} * 60'000;
   for (const Member& m : config_.members) policy.member_default_priority.emplace_back(m.id, m.default_priority);
+  commitment_ = std::make_unique<StorageCommitment>(stores_->commitments, policy, NowMs);
+  listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get(),
+                                              &stores_->audit, commitment_.get());
+  if (Status s = listener_->Start(); !s.ok()) return s;
+  worklist_ = std::make_unique<Worklist>(stores_->tasks, stores_->audit, int64_t{config_.reading.lease_minutes} * 60'000,
+                                         NowMs, config_.radiologists);
   AnchorAudit();
   promoter_ = std::make_unique<ReadingTaskPromoter>(*index_, config_.centre.quiet_period_seconds, policy, NowMs, [this] {
     Result<int> expired = worklist_->ExpireLeases();
     if (expired.ok() && expired.value() > 0) spdlog::info("{} expired claim(s) returned to the worklist", expired.value());
     if (NowMs() - last_anchor_ms_ >= kAuditAnchorMs) AnchorAudit();
+    static int64_t last_routing_check = 0;  // the promoter's thread only
+    if (NowMs() - last_routing_check >= 2000) {
+      last_routing_check = NowMs();
+      (void)worklist_->FlagUnroutable();
+    }
   });
   promoter_->Start();
   // Deliveries queued before a restart go out now.
@@ -96,12 +102,22 @@ Status ServerApp::Start() {
   outbox_ = std::make_unique<DeliveryOutbox>(config_, stores_->deliveries, *store_, *sender_, NowMs);
   outbox_->Start();
   if (config_.https.enabled) {
-    desk_ = std::make_unique<ReportDesk>(config_, stores_->reports, *store_, *ingest_, NowMs,
-                                         [this] { outbox_->Wake(); });
+    notifier_ = std::make_unique<WebhookNotifier>(config_, config_.reading.delivery_timeout_seconds);
+    critical_ = std::make_unique<CriticalResults>(config_, stores_->critical, notifier_.get(), NowMs);
+    critical_->Start();
+    desk_ = std::make_unique<ReportDesk>(config_, stores_->reports, *store_, *ingest_, NowMs, [this] {
+      outbox_->Wake();
+      critical_->Wake();
+    });
     std::vector<MetricsSource> metrics{[this] { return listener_->stats().Metrics(); },
                                        [this] { return https_ ? https_->stats().Metrics() : std::string(); }};
     api_ = std::make_unique<ReadingApi>(config_, *worklist_, stores_->reads, *store_, std::move(metrics), desk_.get(),
-                                        outbox_.get(), expiry_.get());
+                                        outbox_.get(), expiry_.get(), critical_.get());
+    try {
+      api_->SetTemplates(LoadReportTemplates(config_.reading.templates));
+    } catch (const ConfigError& e) {
+      return Status::InvalidArgument(std::string("report templates: ") + e.what());
+    }
     https_ = std::make_unique<HttpsServer>(
         config_.https, [this](const HttpRequest& r, const PeerCertificate& p) { return api_->Handle(r, p); },
         [this](const HttpRequest& head, const PeerCertificate& p, uint64_t& limit) {
@@ -138,6 +154,9 @@ void ServerApp::Stop() {
   https_.reset();
   api_.reset();
   desk_.reset();
+  if (critical_) critical_->Stop();
+  critical_.reset();
+  notifier_.reset();
   if (outbox_) outbox_->Stop();
   outbox_.reset();
   sender_.reset();
@@ -147,6 +166,7 @@ void ServerApp::Stop() {
   promoter_.reset();
   worklist_.reset();
   listener_.reset();
+  commitment_.reset();
   engine_.reset();
   ingest_.reset();
   stores_.reset();

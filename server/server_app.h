@@ -9,12 +9,14 @@
 #include "server/dicom/listener.h"
 #include "server/dicom/report_sender.h"
 #include "server/http/reading_api.h"
+#include "server/http/webhook_notifier.h"
 #include "server/pki/revocation.h"
 #include "server/reading/caller_policy.h"
 #include "server/reading/ingest.h"
 #include "server/reading/outbox.h"
 #include "server/reading/reading_tasks.h"
 #include "server/reading/report_desk.h"
+#include "server/reading/storage_commitment.h"
 #include "server/reading/worklist.h"
 #include "server/store/index.h"
 #include "server/store/object_store.h"
@@ -50,12 +52,15 @@ class ServerApp {
   std::unique_ptr<QueryEngine> engine_;
   std::unique_ptr<CertificateExpiry> expiry_;
   std::unique_ptr<DicomTls> tls_;
+  std::unique_ptr<StorageCommitment> commitment_;  // before the listener that uses it
   std::unique_ptr<DicomListener> listener_;
   std::unique_ptr<ReadingTaskPromoter> promoter_;
   std::unique_ptr<Worklist> worklist_;
   std::unique_ptr<DicomReportSender> sender_;
   std::unique_ptr<DeliveryOutbox> outbox_;
   std::unique_ptr<ReportDesk> desk_;
+  std::unique_ptr<WebhookNotifier> notifier_;
+  std::unique_ptr<CriticalResults> critical_;
   std::unique_ptr<ReadingApi> api_;
   std::unique_ptr<HttpsServer> https_;
   std::unique_ptr<RevocationLists> revocation_;  // after what it feeds: stopped first

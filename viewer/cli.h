@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "common/report.h"
 #include "viewer/api_client.h"
 
 namespace teleread::viewer {
@@ -52,5 +53,10 @@ std::filesystem::path DefaultCacheDir();
 void AddReadingCommands(CLI::App& app, Session& session);
 void AddImageCommands(CLI::App& app, Session& session);   // fetch, view
 void AddReportCommands(CLI::App& app, Session& session);  // report ..., reports, outbox
+void AddCriticalCommands(CLI::App& app, Session& session);  // critical, critical ack
+// report_templates.cc: fills the empty sections of `content` from the study's template (or the
+// one named); `editor_hints` gets its pick-lists as comment lines. False after printing why.
+bool StartFromTemplate(Session& s, const std::string& study_uid, const std::string& name, ReportContent& content,
+                       std::string* editor_hints);
 
 }  // namespace teleread::viewer

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   AddImageCommands(app, session);
   AddReaderCommand(app, session);
   AddReportCommands(app, session);
+  AddCriticalCommands(app, session);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,8 +21,8 @@ namespace fs = std::filesystem;
 
 struct ReportOptions {
   std::string study, file, out, findings, impression, recommendation, text_file, passphrase_file, ca, crl, sop;
-  std::string accession, patient, state;
-  bool critical = false, sign = false, submit = false;
+  std::string accession, patient, state, template_name;
+  bool critical = false, sign = false, submit = false, no_edit = false;
   int64_t id = 0;
 };
 
@@ -47,7 +47,7 @@ fs::path WorkDir() {
 }
 
 // Sections of the editor template, each introduced by "<Name>:" at the start of a line.
-std::string Template(const json& study, const ReportContent& c) {
+std::string Template(const json& study, const ReportContent& c, const std::string& hints) {
   std::ostringstream t;
   // Identity first, so the radiologist sees whose study this report is about before writing it.
   t << "# TeleRead report for " << study.value("patient_name", "") << "  ID " << study.value("patient_id", "")
@@ -59,6 +59,7 @@ std::string Template(const json& study, const ReportContent& c) {
     << study.value("study_date", "") << "  from " << study.value("member", "") << "  referring "
     << study.value("referring_physician", "") << "\n"
     << "# Lines starting with # are ignored. An empty Findings or Impression cancels the report.\n"
+    << hints
     << "Findings:\n" << c.findings << "\n\nImpression:\n" << c.impression << "\n\nRecommendation:\n"
     << c.recommendation << "\n\nCritical finding: " << (c.critical ? "yes" : "no") << "\n";
   return t.str();
@@ -101,9 +102,9 @@ void ParseTemplate(const std::string& text, ReportContent& c) {
 }
 
 // Opens $EDITOR (then $VISUAL, then vi) on the template; false when the editor failed.
-bool Edit(const json& study, ReportContent& c) {
+bool Edit(const json& study, ReportContent& c, const std::string& hints) {
   const fs::path draft = WorkDir() / (study.value("study_instance_uid", "report") + ".txt");
-  if (!WriteBytes(draft, Template(study, c))) return false;
+  if (!WriteBytes(draft, Template(study, c, hints))) return false;
   const char* editor = std::getenv("EDITOR");
   if (!editor || !*editor) editor = std::getenv("VISUAL");
   const std::string command = std::string(editor && *editor ? editor : "vi") + " '" + draft.string() + "'";
@@ -173,7 +174,8 @@ int Submit(Session& s, const fs::path& file) {
 // Builds a report of `study_uid`: patient and study from one of its instances, every image
 // instance as evidence. Writes the unsigned SR to `out`.
 int Compose(Session& s, const std::string& study_uid, ReportContent content, bool edit,
-            const std::optional<InstanceRef>& predecessor, const fs::path& out, std::string& patient) {
+            const std::optional<InstanceRef>& predecessor, const fs::path& out, const std::string& hints,
+            std::string& patient) {
   ApiClient* api = s.Api();
   if (!api) return 1;
   auto who = CallJson(*api, "GET", "/api/v1/whoami");
@@ -185,7 +187,7 @@ int Compose(Session& s, const std::string& study_uid, ReportContent content, boo
   patient = study->value("patient_name", "") + " (ID " + study->value("patient_id", "") + ", " +
             study->value("patient_sex", "") + " " + study->value("patient_age", "") + "), accession " +
             study->value("accession_number", "") + ", " + study->value("study_date", "");
-  if (edit && !Edit(*study, content)) return Fail("the editor failed; nothing was written");
+  if (edit && !Edit(*study, content, hints)) return Fail("the editor failed; nothing was written");
   if (content.findings.empty() || content.impression.empty()) {
     return Fail("findings and impression are both required; nothing was written");
   }
@@ -217,22 +219,44 @@ int Compose(Session& s, const std::string& study_uid, ReportContent content, boo
   return 0;
 }
 
+// A first report is signed only under the caller's live claim: renewing it checks that before
+// anything is written and keeps the lease from running out while the report is written.
+int RenewClaim(Session& s, const std::string& study_uid) {
+  ApiClient* api = s.Api();
+  if (!api) return 1;
+  return CallJson(*api, "POST", "/api/v1/studies/" + study_uid + "/renew") ? 0 : 1;
+}
+
 // new, or amend when `predecessor` is set: compose, then optionally sign and submit.
 int NewReport(Session& s, const ReportOptions& o, const std::string& study_uid,
               const std::optional<InstanceRef>& predecessor, ReportContent content) {
+  // A first report starts from the study's template; an amendment from the report it revises,
+  // and keeps every section the radiologist does not change.
+  std::string hints;
+  if (!predecessor && !StartFromTemplate(s, study_uid, o.template_name, content, &hints)) return 1;
+  if (predecessor && o.text_file.empty() && !(o.findings.empty() && o.impression.empty())) {
+    std::string kept;
+    if (o.findings.empty() && !content.findings.empty()) kept += " findings";
+    if (o.impression.empty() && !content.impression.empty()) kept += " impression";
+    if (o.recommendation.empty() && !content.recommendation.empty()) kept += " recommendation";
+    if (!kept.empty()) std::cerr << "teleread: kept from the amended report:" << kept << "\n";
+  }
   if (!o.findings.empty()) content.findings = o.findings;
   if (!o.impression.empty()) content.impression = o.impression;
   if (!o.recommendation.empty()) content.recommendation = o.recommendation;
   if (o.critical) content.critical = true;
-  bool edit = o.findings.empty() && o.impression.empty();
+  bool edit = o.findings.empty() && o.impression.empty() && !o.no_edit;
   if (!o.text_file.empty()) {
     ParseTemplate(ReadText(o.text_file), content);
     edit = false;
   }
   const fs::path out = o.out.empty() ? WorkDir() / (study_uid + (predecessor ? ".amendment.dcm" : ".report.dcm"))
                                      : fs::path(o.out);
+  const bool under_claim = !predecessor && (o.sign || o.submit);
+  if (under_claim && RenewClaim(s, study_uid) != 0) return 1;
   std::string patient;
-  if (int rc = Compose(s, study_uid, content, edit, predecessor, out, patient); rc != 0) return rc;
+  if (int rc = Compose(s, study_uid, content, edit, predecessor, out, hints, patient); rc != 0) return rc;
+  if (under_claim && RenewClaim(s, study_uid) != 0) return 1;
   if (!s.as_json) std::cout << "report for " << patient << "\n";
   if (!o.sign && !o.submit) {
     std::cout << "draft written to " << out.string() << "; sign it with `teleread report sign " << out.string()
@@ -382,6 +406,7 @@ void AddContentOptions(CLI::App* c, ReportOptions& o) {
   c->add_option("--out", o.out, "Where to write the report (default: the cache)");
   c->add_flag("--sign", o.sign, "Sign it with your key");
   c->add_flag("--submit", o.submit, "Sign and submit it in one step");
+  c->add_flag("--no-edit", o.no_edit, "Take the template's (or amended report's) text as it is, without $EDITOR");
   c->add_option("--passphrase-file", o.passphrase_file, "The key's passphrase (else asked on the terminal)");
 }
 
@@ -395,6 +420,8 @@ void AddReportCommands(CLI::App& app, Session& s) {
   CLI::App* create = report->add_subcommand("new", "Write a report of a study you have claimed");
   create->add_option("study", o->study, "Study Instance UID")->required();
   AddContentOptions(create, *o);
+  create->add_option("--template", o->template_name, "Start from this template (default: the study's, by modality "
+                                                     "and body part)");
   create->callback([&s, o] {
     InitializeDicom();
     s.exit_code = NewReport(s, *o, o->study, std::nullopt, ReportContent{});

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "server/dicom/commitment.h"
 #include "server/dicom/dimse_status.h"
 #include "server/dicom/qr_scp.h"
 #include "server/dicom/receive.h"
@@ -100,6 +101,8 @@ class Association {
     env_.stats.associations++;
     if (tls_.tls) env_.stats.tls_associations++;
     Serve();
+    // Reports to requesters that did not stay to listen go on new associations, once theirs ended.
+    for (const CommitmentReport& report : deferred_reports_) SendCommitmentReport(report, CommitmentEnvironment());
     if (stored_ + refused_ > 0) {
       spdlog::info("association {} ({}) from {} ended: {} stored, {} refused, {}{}", caller_->ae_title,
                    caller_->member_id.empty() ? "centre" : caller_->member_id, peer_, stored_, refused_,
@@ -165,6 +168,7 @@ class Association {
           assoc_->params, dcmAllStorageSOPClassUIDs, numberOfDcmAllStorageSOPClassUIDs,
           const_cast<const char**>(kTransferSyntaxes), static_cast<int>(std::size(kTransferSyntaxes)));
     }
+    if (cond.good() && env_.commitment) AcceptStorageCommitment(echo_syntaxes);
     if (cond.good()) AcceptProposedStorageRoles();
     if (cond.bad() || ASC_countAcceptedPresentationContexts(assoc_->params) == 0) {
       spdlog::warn("association {} from {} refused: no acceptable presentation context", calling, peer_);
@@ -202,6 +206,30 @@ class Association {
     }
   }
 
+  // Storage Commitment Push Model, in the role the requester proposed: SCU/SCP means it stays
+  // to take the N-EVENT-REPORT on this association.
+  void AcceptStorageCommitment(const char* const* syntaxes) {
+    const int n = ASC_countPresentationContexts(assoc_->params);
+    for (int i = 0; i < n; ++i) {
+      T_ASC_PresentationContext pc;
+      if (ASC_getPresentationContext(assoc_->params, i, &pc).bad()) continue;
+      if (std::string(pc.abstractSyntax) != UID_StorageCommitmentPushModelSOPClass) continue;
+      for (int t = 0; t < pc.transferSyntaxCount; ++t) {
+        for (int k = 0; k < 3; ++k) {
+          if (std::string(pc.proposedTransferSyntaxes[t]) != syntaxes[k]) continue;
+          ASC_acceptPresentationContext(assoc_->params, pc.presentationContextID, syntaxes[k],
+                                        pc.proposedRole == ASC_SC_ROLE_SCUSCP ? ASC_SC_ROLE_SCUSCP : ASC_SC_ROLE_DEFAULT);
+          t = pc.transferSyntaxCount;
+          break;
+        }
+      }
+    }
+  }
+
+  CommitmentEnv CommitmentEnvironment() const {
+    return CommitmentEnv{*env_.commitment, env_.config, env_.store, env_.tls, env_.ae_title, env_.dimse_timeout};
+  }
+
   void Serve() {
     for (;;) {
       T_DIMSE_Message msg{};
@@ -233,6 +261,15 @@ class Association {
           break;
         case DIMSE_C_GET_RQ:
           cond = ServeGet(assoc_, pres_id, msg.msg.CGetRQ, QrEnvironment());
+          break;
+        case DIMSE_N_ACTION_RQ:
+          if (env_.commitment) {
+            std::optional<CommitmentReport> deferred;
+            cond = ServeCommitment(assoc_, pres_id, msg.msg.NActionRQ, *caller_, CommitmentEnvironment(), &deferred);
+            if (deferred) deferred_reports_.push_back(std::move(*deferred));
+          } else {
+            cond = DIMSE_BADCOMMANDTYPE;
+          }
           break;
         case DIMSE_C_CANCEL_RQ:
           break;  // for an operation already finished: nothing to stop
@@ -329,6 +366,7 @@ class Association {
   std::string peer_;
   std::optional<Caller> caller_;
   bool slot_held_ = false;
+  std::vector<CommitmentReport> deferred_reports_;
   uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
 };
 

@@ -17,6 +17,7 @@
 #include "server/reading/caller_policy.h"
 #include "server/reading/ingest.h"
 #include "server/store/audit_log.h"
+#include "server/reading/storage_commitment.h"
 #include "server/store/object_store.h"
 #include "server/store/query.h"
 
@@ -62,6 +63,7 @@ struct AssociationEnv {
   uint64_t min_free_bytes;
   int dimse_timeout;
   AuditLog* audit;  // Q/R is audited here (nullptr: not audited)
+  StorageCommitment* commitment;  // nullptr: N-ACTION is not served
 };
 
 // Serves `assoc` (received, not yet accepted) to its end and destroys it.

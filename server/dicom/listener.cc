@@ -134,7 +134,8 @@ struct DicomListener::Network {
 };
 
 DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
-                             const QueryEngine& engine, const DicomTls* tls, CertificateExpiry* expiry, AuditLog* audit)
+                             const QueryEngine& engine, const DicomTls* tls, CertificateExpiry* expiry, AuditLog* audit,
+                             StorageCommitment* commitment)
     : config_(config),
       policy_(policy),
       ingest_(ingest),
@@ -142,7 +143,8 @@ DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, I
       engine_(engine),
       tls_(tls),
       expiry_(expiry),
-      audit_(audit) {}
+      audit_(audit),
+      commitment_(commitment) {}
 
 DicomListener::~DicomListener() { Stop(); }
 
@@ -470,7 +472,8 @@ void DicomListener::RunConnection(Accepted c) {
   }
   if (!assoc) return;
   AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, slots_, tls_, config_.centre.ae_title,
-                     config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds, audit_};
+                     config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds, audit_,
+                     commitment_};
   RunAssociation(assoc, env, std::move(tls_peer));
 }
 

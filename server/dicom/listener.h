@@ -35,7 +35,8 @@ class DicomListener {
   // `tls` (may be null: no DICOM TLS) and `expiry` outlive the listener.
   DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
                 const QueryEngine& engine, const DicomTls* tls = nullptr, CertificateExpiry* expiry = nullptr,
-                AuditLog* audit = nullptr);
+                AuditLog* audit = nullptr,
+                StorageCommitment* commitment = nullptr);
   ~DicomListener();  // stops if running
   DicomListener(const DicomListener&) = delete;
   DicomListener& operator=(const DicomListener&) = delete;
@@ -72,6 +73,7 @@ class DicomListener {
   const DicomTls* tls_;
   CertificateExpiry* expiry_;
   AuditLog* audit_;
+  StorageCommitment* commitment_;  // nullptr: no storage commitment
   ListenerStats stats_;
   MemberSlots slots_;
 

@@ -114,6 +114,7 @@ json RowJson(const WorklistRow& r) {
               {"delivered_ms", r.delivered_ms ? json(r.delivered_ms) : json(nullptr)},
               {"amended_ms", r.amended_ms ? json(r.amended_ms) : json(nullptr)},
               {"reported_by", r.reported_by.empty() ? json(nullptr) : json(r.reported_by)},
+              {"acknowledged_ms", r.acknowledged_ms ? json(r.acknowledged_ms) : json(nullptr)},
               {"overdue", r.overdue}};
 }
 
@@ -203,6 +204,10 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
   if (get && p.size() == 3 && p[2] == "reports") return Reports("", query, who);
   if (get && p.size() == 4 && p[2] == "reports") return ReportFile(p[3], who);
   if (get && p.size() == 5 && p[2] == "studies" && p[4] == "reports") return Reports(p[3], query, who);
+  if (get && p.size() == 3 && p[2] == "critical") return CriticalList(QueryParam(query, "state"), who);
+  if (post && p.size() == 5 && p[2] == "reports" && p[4] == "acknowledge") {
+    return Acknowledge(p[3], QueryParam(query, "by"), req, who);
+  }
   // Member hospitals read their reports; the rest is the reading centre's.
   if (!who.member_id.empty()) return Error(403, "a member hospital may only list and download its reports");
   if (get && p.size() == 3 && p[2] == "deliveries") {
@@ -227,6 +232,7 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
     if (get && p.size() == 4) return Study(uid, who);
     if (get && p.size() == 5 && p[4] == "priors") return Priors(uid, who);
     if (get && p.size() == 5 && p[4] == "archive") return Archive(uid, who);
+    if (get && p.size() == 5 && p[4] == "template") return StudyTemplate(uid, QueryParam(query, "name"), who);
     if (get && p.size() == 6 && p[4] == "instances") return Instance(uid, p[5], who);
     if (post && p.size() == 5 && p[4] == "reports") return SubmitReport(uid, req, who);
     if (post && p.size() == 5) return ClaimAction(uid, p[4], query, who);
@@ -260,7 +266,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   if (!f.state.empty() && f.state != "waiting" && f.state != "claimed" && f.state != "reported") {
     return Error(400, "state must be waiting, claimed or reported");
   }
-  Result<std::vector<WorklistRow>> rows = worklist_.List(f);
+  Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
   if (!rows.ok()) return Error(500, rows.status().message());
   json items = json::array();
   for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
@@ -269,7 +275,22 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
       return AuditFailed(a);
     }
   }
-  return Json(200, json{{"items", items}, {"limit", f.limit}, {"offset", f.offset}});
+  json reply{{"items", items}, {"limit", f.limit}, {"offset", f.offset}};
+  // The reader's own critical results that the member has not acknowledged yet.
+  if (critical_ && !who.admin) {
+    json open = json::array();
+    if (auto c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100}); c.ok()) {
+      for (const CriticalResult& r : c.value()) {
+        open.push_back(json{{"report_sop_instance_uid", r.sop_instance_uid},
+                            {"study_instance_uid", r.study_instance_uid},
+                            {"member", r.member_id},
+                            {"opened_ms", r.opened_ms},
+                            {"escalated", critical_->Overdue(r.opened_ms)}});
+      }
+    }
+    reply["critical_unacknowledged"] = open;
+  }
+  return Json(200, reply);
 }
 
 HttpResponse ReadingApi::Study(const std::string& uid, const Identity& who) {
@@ -513,6 +534,9 @@ HttpResponse ReadingApi::Metrics() {
       m << "teleread_tasks_open_by_priority{priority=\"" << priority << "\"} " << n << "\n";
     }
     m << "# TYPE teleread_tasks_overdue gauge\nteleread_tasks_overdue " << c->overdue << "\n";
+    if (Result<std::vector<WorklistRow>> u = worklist_.Unroutable(); u.ok()) {
+      m << "# TYPE teleread_tasks_unroutable gauge\nteleread_tasks_unroutable " << u->size() << "\n";
+    }
     auto histogram = [&m](const char* name, const Histogram& h) {
       m << "# TYPE " << name << " histogram\n";
       for (size_t i = 0; i < std::size(Histogram::kBounds); ++i) {
@@ -524,6 +548,7 @@ HttpResponse ReadingApi::Metrics() {
     histogram("teleread_turnaround_claim_seconds", c->complete_to_claim);
     histogram("teleread_turnaround_report_seconds", c->complete_to_report);
     histogram("teleread_turnaround_delivery_seconds", c->report_to_delivery);
+    histogram("teleread_turnaround_acknowledged_seconds", c->report_to_acknowledged);
   }
   if (outbox_) {
     if (Result<DeliveryCounts> d = outbox_->Counts(); d.ok()) {
@@ -536,6 +561,7 @@ HttpResponse ReadingApi::Metrics() {
         << (d->oldest_pending_ms ? (NowMs() - d->oldest_pending_ms) / 1000.0 : 0.0) << "\n";
     }
   }
+  m << CriticalMetrics();
   m << "# TYPE teleread_http_requests_total counter\nteleread_http_requests_total " << requests_.load() << "\n";
   m << "# TYPE teleread_http_refused_total counter\nteleread_http_refused_total " << refused_.load() << "\n";
   return HttpResponse{200, "text/plain; version=0.0.4", m.str(), {}, {}};

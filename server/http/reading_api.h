@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/report_template.h"
 #include "server/http/https_server.h"
 #include "server/pki/certificate_expiry.h"
+#include "server/reading/critical_results.h"
 #include "server/reading/outbox.h"
 #include "server/reading/refusal_audit.h"
 #include "server/reading/report_desk.h"
@@ -35,9 +37,9 @@ class ReadingApi {
  public:
   ReadingApi(const Config& config, Worklist& worklist, const StudyReads& reads, const ObjectStore& store,
              std::vector<MetricsSource> metrics, ReportDesk* desk = nullptr, DeliveryOutbox* outbox = nullptr,
-             CertificateExpiry* certificates = nullptr)
+             CertificateExpiry* certificates = nullptr, CriticalResults* critical = nullptr)
       : config_(config), worklist_(worklist), reads_(reads), store_(store), metrics_(std::move(metrics)),
-        desk_(desk), outbox_(outbox), certificates_(certificates),
+        desk_(desk), outbox_(outbox), certificates_(certificates), critical_(critical),
         refusals_([this](const AuditEntry& e) { return worklist_.Audit(e.actor, e.action, e.study_instance_uid, e.detail); },
                   NowMs) {}
 
@@ -45,6 +47,8 @@ class ReadingApi {
   // Before any body is read (an HttpGate): refuses a certificate that stands for nobody here and
   // a body on a route that takes none from this caller; sets the route's body limit.
   std::optional<HttpResponse> Admit(const HttpRequest& head, const PeerCertificate& peer, uint64_t& body_limit);
+  // The report templates served to `report new`; set before serving.
+  void SetTemplates(std::vector<ReportTemplate> templates) { templates_ = std::move(templates); }
 
   // The radiologist or admin a certificate stands for; nullopt when it stands for nobody here.
   std::optional<Identity> Identify(const PeerCertificate& peer) const;
@@ -64,6 +68,12 @@ class ReadingApi {
   HttpResponse Reports(const std::string& study_uid, const std::string& query, const Identity& who);
   HttpResponse ReportFile(const std::string& sop, const Identity& who);
   HttpResponse Deliveries(const std::string& query, const Identity& who);
+  // critical_api.cc: GET /api/v1/critical[?state=], POST /api/v1/reports/{uid}/acknowledge.
+  HttpResponse CriticalList(const std::string& state, const Identity& who);
+  HttpResponse Acknowledge(const std::string& sop, const std::string& by, const HttpRequest& req, const Identity& who);
+  std::string CriticalMetrics() const;
+  // template_api.cc: GET /api/v1/studies/{uid}/template[?name=].
+  HttpResponse StudyTemplate(const std::string& uid, const std::string& name, const Identity& who);
 
   const Config& config_;
   Worklist& worklist_;
@@ -73,6 +83,8 @@ class ReadingApi {
   ReportDesk* desk_;
   DeliveryOutbox* outbox_;
   CertificateExpiry* certificates_;
+  CriticalResults* critical_;
+  std::vector<ReportTemplate> templates_;
   std::atomic<uint64_t> requests_{0}, refused_{0};
   RefusalAudit refusals_;  // unknown certificates: one audit entry per caller and minute
 };

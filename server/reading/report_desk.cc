@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/report.h"
 #include "common/signing.h"
+#include "server/reading/worklist.h"
 
 namespace teleread {
 namespace {
@@ -46,9 +47,10 @@ Status MayReport(const ReportStore& reports, const ReportedStudy& f, const std::
     if (f.task_state == "claimed" && f.claimed_by == caller && f.lease_expires_ms > now && f.reported_ms == 0) {
       return Status::Ok();
     }
-    return Status::Conflict(f.task_state == "claimed" && f.claimed_by == caller && f.reported_ms == 0
-                                ? "your claim has expired: claim the study again"
-                                : Describe(f));
+    const bool lapsed = f.reported_ms == 0 && f.lease_expires_ms > 0 &&
+                        ((f.task_state == "claimed" && f.claimed_by == caller) ||
+                         (f.task_state == "waiting" && f.expired_claim_by == caller));
+    return Status::Conflict(lapsed ? ExpiredClaimMessage(f.lease_expires_ms) : Describe(f));
   }
   Result<std::optional<std::string>> signer = reports.SignerOf(predecessor, f.study_pk);
   if (!signer.ok()) return signer.status();
@@ -57,6 +59,13 @@ Status MayReport(const ReportStore& reports, const ReportedStudy& f, const std::
   if (*signer.value() == caller || assigned) return Status::Ok();
   return Status::PermissionDenied("only " + *signer.value() + ", who signed " + predecessor +
                                   ", or a radiologist an admin assigns may amend it");
+}
+
+bool HasCriticalWebhook(const Config& config, const std::string& member_id) {
+  for (const Member& m : config.members) {
+    if (m.id == member_id) return !m.critical_webhook.empty();
+  }
+  return false;
 }
 
 Status StatusFor(const StoreOutcome& outcome, const std::string& sop) {
@@ -150,7 +159,8 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   req.affected_sop_instance_uid = r.summary.sop_instance_uid;
   req.summary = r.summary;
   req.also = reports_.Record(NewReport{accepted.sop_instance_uid, study_uid, f.study_pk, f.member_id, caller,
-                                       signer->subject, accepted.signed_at, predecessor, accepted.critical, now},
+                                       signer->subject, accepted.signed_at, predecessor, accepted.critical, now,
+                                       HasCriticalWebhook(config_, f.member_id)},
                              &refused);
   StoreOutcome outcome = ingest_.Store(req);
   if (!refused.ok()) return refused;

@@ -6,10 +6,14 @@
 //
 // Thread-safety: all methods may be called from any thread.
 #include <cstdint>
+#include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/status.h"
 #include "server/store/audit_log.h"
 #include "server/store/task_store.h"
@@ -18,16 +22,22 @@ namespace teleread {
 
 class Worklist {
  public:
-  Worklist(TaskStore& tasks, AuditLog& audit, int64_t lease_ms, Clock clock)
-      : tasks_(tasks), audit_(audit), lease_ms_(lease_ms), clock_(std::move(clock)) {}
+  // `readers` route studies: a radiologist sees and claims only studies of their modalities and
+  // members (empty lists: all). Callers that are no reader (admins) see everything.
+  Worklist(TaskStore& tasks, AuditLog& audit, int64_t lease_ms, Clock clock, std::vector<Radiologist> readers = {})
+      : tasks_(tasks), audit_(audit), lease_ms_(lease_ms), clock_(std::move(clock)), readers_(std::move(readers)) {}
 
-  Result<std::vector<WorklistRow>> List(const WorklistFilter& filter) const;
+  // The worklist as `caller` may see it (routing added to `filter`).
+  Result<std::vector<WorklistRow>> List(WorklistFilter filter, const std::string& caller = "") const;
   // NotFound when the study has no reading task.
   Result<WorklistRow> Task(const std::string& study_instance_uid) const;
 
   // Conflict (message: who holds it, or "already reported") when another radiologist holds an
-  // unexpired claim or the study is reported; NotFound when there is no task.
+  // unexpired claim or the study is reported; NotFound when there is no task; PermissionDenied
+  // (with the routing reason) when the study is not among what the radiologist reads.
   Result<WorklistRow> Claim(const std::string& study_instance_uid, const std::string& radiologist);
+  // Conflict when the caller holds no live claim, saying why: "your claim expired at ...", "the
+  // study is claimed by X", "the study is already reported: ...".
   Result<WorklistRow> Renew(const std::string& study_instance_uid, const std::string& radiologist);
   Status Release(const std::string& study_instance_uid, const std::string& radiologist);
   // Admin `admin`: give the claim to `radiologist` whoever holds it; on a reported study, the
@@ -39,6 +49,11 @@ class Worklist {
 
   Result<TaskCounts> Counts() const;
 
+  // Open tasks that no configured reader may claim.
+  Result<std::vector<WorklistRow>> Unroutable() const;
+  // Logs (warning, once per study) the unroutable studies not logged before; their number.
+  int FlagUnroutable();
+
   Status Audit(const std::string& actor, const std::string& action, const std::string& study_instance_uid,
                const std::string& detail);
 
@@ -47,6 +62,17 @@ class Worklist {
   AuditLog& audit_;
   int64_t lease_ms_;
   Clock clock_;
+  std::vector<Radiologist> readers_;
+  std::mutex flagged_mu_;
+  std::set<std::string> flagged_;  // guarded by flagged_mu_
 };
+
+// Why `reader` may not read a study from `member_id` with `modalities` (DICOM multi-value,
+// backslash-separated); nullopt when they may.
+std::optional<std::string> RoutingRefusal(const Radiologist& reader, const std::string& member_id,
+                                          const std::string& modalities);
+
+// "your claim expired at 2026-12-04 19:20:05 UTC: claim the study again".
+std::string ExpiredClaimMessage(int64_t lease_expires_ms);
 
 }  // namespace teleread

@@ -24,8 +24,10 @@ Result<std::vector<DeliveryRow>> DeliveryStore::Due(int64_t now, int limit, int6
   Result<std::unique_ptr<Database>> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
-              std::string(kRowColumns) + "WHERE d.state = 'pending' ORDER BY d.next_attempt_ms, d.id LIMIT ?1");
-  q.Bind(1, int64_t{limit});
+              std::string(kRowColumns) +
+                  "WHERE d.state = 'pending' ORDER BY d.next_attempt_ms > ?2, CASE WHEN d.next_attempt_ms <= ?2 "
+                  "THEN -COALESCE(r.critical, 0) ELSE 0 END, d.next_attempt_ms, d.id LIMIT ?1");
+  q.Bind(1, int64_t{limit}).Bind(2, now);  // of the due ones, critical results go first
   std::vector<DeliveryRow> due;
   for (;;) {
     Result<bool> row = q.Step();

@@ -1,6 +1,7 @@
 #include "server/store/report_store.h"
 
 #include "server/store/audit_log.h"
+#include "server/store/critical_store.h"
 #include "server/store/sqlite.h"
 
 namespace teleread {
@@ -10,14 +11,14 @@ Result<ReportedStudy> ReportStore::Study(const std::string& uid) const {
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT st.id, st.member_id, p.patient_id, st.accession_number, COALESCE(t.state, ''), "
-              "COALESCE(t.claimed_by, ''), COALESCE(t.lease_expires_ms, 0), COALESCE(t.reported_ms, 0) FROM studies st "
+              "COALESCE(t.claimed_by, ''), COALESCE(t.lease_expires_ms, 0), COALESCE(t.reported_ms, 0), COALESCE(t.expired_claim_by, '') FROM studies st "
               "JOIN patients p ON p.id = st.patient_pk LEFT JOIN reading_tasks t ON t.study_pk = st.id "
               "WHERE st.study_instance_uid = ?1");
   q.Bind(1, uid);
   Result<bool> row = q.Step();
   if (!row.ok()) return row.status();
   if (!row.value()) return Status::NotFound("no study " + uid);
-  return ReportedStudy{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Text(5), q.Int(6), q.Int(7)};
+  return ReportedStudy{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Text(5), q.Int(6), q.Int(7), q.Text(8)};
 }
 
 Result<std::optional<std::string>> ReportStore::FirstOutsideStudy(int64_t study_pk,
@@ -92,9 +93,15 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
     if (Status s = out.Bind(1, r.sop_instance_uid).Bind(2, r.member_id).Bind(3, r.accepted_ms).Run(); !s.ok()) {
       return s;
     }
-    return AppendAudit(w, r.accepted_ms,
-                       {r.signer, predecessor.empty() ? "sign" : "amend", r.study_instance_uid,
-                        r.sop_instance_uid + (predecessor.empty() ? "" : " amends " + predecessor)});
+    if (Status s = AppendAudit(w, r.accepted_ms,
+                               {r.signer, predecessor.empty() ? "sign" : "amend", r.study_instance_uid,
+                                r.sop_instance_uid + (predecessor.empty() ? "" : " amends " + predecessor)});
+        !s.ok()) {
+      return s;
+    }
+    if (!r.critical) return Status::Ok();
+    return OpenCriticalResult(w, r.sop_instance_uid, r.study_pk, r.study_instance_uid, r.member_id, r.signer,
+                              r.critical_webhook, r.accepted_ms);
   };
 }
 

@@ -22,6 +22,7 @@ struct ReportedStudy {
   std::string claimed_by;
   int64_t lease_expires_ms = 0;
   int64_t reported_ms = 0;
+  std::string expired_claim_by;  // whose claim the expiry sweep ended (at lease_expires_ms)
 };
 
 struct NewReport {
@@ -35,6 +36,7 @@ struct NewReport {
   std::string predecessor_sop_instance_uid;  // empty for a first report
   bool critical = false;
   int64_t accepted_ms = 0;
+  bool critical_webhook = false;  // the member takes critical results by webhook too
 };
 
 class ReportStore {

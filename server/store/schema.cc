@@ -167,6 +167,34 @@ CREATE INDEX studies_member_accession ON studies (member_id, accession_number);
 CREATE INDEX reading_tasks_open_order ON reading_tasks
   ((CASE priority WHEN 'STAT' THEN 0 WHEN 'HIGH' THEN 1 ELSE 2 END), due_ms, id) WHERE state IN ('waiting', 'claimed');
 )sql",
+      // 6: the clinical reporting loop: expired claims named, critical results, storage commitment.
+      R"sql(
+-- Who held a claim that expired (the sweep clears claimed_by), so that they are told it expired.
+ALTER TABLE reading_tasks ADD COLUMN expired_claim_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE reading_tasks ADD COLUMN acknowledged_ms INTEGER NOT NULL DEFAULT 0;
+-- One row per report with a critical finding, open until a named person at the member acknowledges.
+CREATE TABLE critical_results (
+  id INTEGER PRIMARY KEY,
+  sop_instance_uid TEXT NOT NULL UNIQUE,
+  study_pk INTEGER NOT NULL REFERENCES studies(id),
+  member_id TEXT NOT NULL,
+  signer TEXT NOT NULL,
+  opened_ms INTEGER NOT NULL,
+  acknowledged_ms INTEGER NOT NULL DEFAULT 0,
+  acknowledged_by TEXT NOT NULL DEFAULT '',
+  acknowledged_via TEXT NOT NULL DEFAULT '',
+  escalated_ms INTEGER NOT NULL DEFAULT 0,
+  webhook_state TEXT NOT NULL DEFAULT 'none' CHECK (webhook_state IN ('none', 'pending', 'delivered', 'dead')),
+  webhook_attempts INTEGER NOT NULL DEFAULT 0,
+  webhook_next_ms INTEGER NOT NULL DEFAULT 0,
+  webhook_delivered_ms INTEGER NOT NULL DEFAULT 0,
+  webhook_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX critical_results_open ON critical_results (opened_ms) WHERE acknowledged_ms = 0;
+CREATE INDEX critical_results_webhook ON critical_results (webhook_next_ms) WHERE webhook_state = 'pending';
+-- When the sending member's storage commitment covered the instance; 0: not (yet) committed.
+ALTER TABLE instances ADD COLUMN committed_ms INTEGER NOT NULL DEFAULT 0;
+)sql",
   };
   return migrations;
 }

@@ -4,6 +4,8 @@
 // (store/README.md).
 #include "common/clock.h"
 #include "server/store/audit_log.h"
+#include "server/store/commitment_store.h"
+#include "server/store/critical_store.h"
 #include "server/store/delivery_store.h"
 #include "server/store/index.h"
 #include "server/store/report_store.h"
@@ -14,11 +16,14 @@ namespace teleread {
 
 struct Stores {
   Stores(Index& index, Clock clock)
-      : tasks(index), reports(index), deliveries(index), reads(index), audit(index, std::move(clock)) {}
+      : tasks(index), reports(index), deliveries(index), reads(index), critical(index), commitments(index),
+        audit(index, std::move(clock)) {}
   TaskStore tasks;
   ReportStore reports;
   DeliveryStore deliveries;
   StudyReads reads;
+  CriticalStore critical;
+  CommitmentStore commitments;
   AuditLog audit;
 };
 

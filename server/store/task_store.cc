@@ -15,8 +15,9 @@ const char* kSelect =
     "(SELECT body_part_examined FROM series b WHERE b.study_pk = st.id AND body_part_examined <> '' LIMIT 1), "
     "st.study_description, st.patient_age, p.sex, st.study_date, st.num_series, st.num_instances, t.priority, "
     "t.state, t.claimed_by, st.first_received_ms, t.complete_ms, t.due_ms, t.claimed_ms, t.lease_expires_ms, "
-    "t.reported_ms, t.delivered_ms, t.amended_ms, t.reported_by, p.patient_name, p.patient_id, p.birth_date "
-    "FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p ON p.id = st.patient_pk";
+    "t.reported_ms, t.delivered_ms, t.amended_ms, t.reported_by, p.patient_name, p.patient_id, p.birth_date, "
+    "t.expired_claim_by, t.acknowledged_ms FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p ON p.id = st.patient_pk";
+
 // The open tasks read in worklist order, a page at a time. Named, because SQLite's estimate
 // without the LIMIT prefers sorting every open task (~30 ms at 10,000).
 const char* kFromOpenInOrder = "FROM reading_tasks t INDEXED BY reading_tasks_open_order JOIN";
@@ -49,8 +50,11 @@ WorklistRow ReadRow(Statement& q, int64_t now) {
   r.patient_name = q.Text(22);
   r.patient_id = q.Text(23);
   r.patient_birth_date = q.Text(24);
+  if (r.state == "waiting" && r.lease_expires_ms > 0) r.lapsed_claim_by = q.Text(25);
+  r.acknowledged_ms = q.Int(26);
   if (r.state == "claimed" && r.lease_expires_ms <= now) {
     r.state = r.reported_ms > 0 ? "reported" : "waiting";  // a claim to amend returns to reported
+    r.lapsed_claim_by = r.claimed_by;
     r.claimed_by.clear();
   }
   if (r.state == "reported" && r.amended_ms > 0) r.state = "amended";
@@ -102,6 +106,16 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
   if (!f.member_id.empty()) sql += " AND st.member_id = " + param(f.member_id);
   if (!f.priority.empty()) sql += " AND t.priority = " + param(f.priority);
   if (!f.claimed_by.empty()) sql += " AND t.claimed_by = " + param(f.claimed_by) + " AND t.lease_expires_ms > ?1";
+  auto in_list = [&](const std::vector<std::string>& values) {
+    std::string list;
+    for (const std::string& v : values) list += (list.empty() ? "" : ", ") + param(v);
+    return "(" + list + ")";
+  };
+  if (!f.readable_members.empty()) sql += " AND st.member_id IN " + in_list(f.readable_members);
+  if (!f.readable_modalities.empty()) {
+    sql += " AND EXISTS (SELECT 1 FROM series r WHERE r.study_pk = st.id AND r.modality IN " +
+           in_list(f.readable_modalities) + ")";
+  }
   if (!f.modality.empty()) {
     // Modalities are stored upper case (PS3.3 C.7.3.1.1.1); "ct" is what a person types.
     sql += " AND EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND m.modality = upper(" + param(f.modality) + "))";
@@ -186,7 +200,8 @@ Result<int> TaskStore::ExpireLeases(int64_t now) {
   Status s = index_.Write([&](Database& db) -> Status {
     Statement u(db.handle(),
                 "UPDATE reading_tasks SET state = CASE WHEN reported_ms > 0 THEN 'reported' ELSE 'waiting' END, "
-                "claimed_by = '', updated_ms = ?1 WHERE state = 'claimed' AND lease_expires_ms <= ?1");
+                "expired_claim_by = claimed_by, claimed_by = '', updated_ms = ?1 WHERE state = 'claimed' AND "
+                "lease_expires_ms <= ?1");
     if (Status st = u.Bind(1, now).Run(); !st.ok()) return st;
     expired = db.Changes();
     return Status::Ok();
@@ -220,7 +235,8 @@ Result<TaskCounts> TaskStore::Counts(int64_t now) const {
   // Turnaround: when a study was first claimed, reported and delivered, after it was complete.
   Statement t(db.value()->handle(),
               "SELECT claimed_ms - complete_ms, reported_ms - complete_ms, delivered_ms - reported_ms, claimed_ms, "
-              "reported_ms, delivered_ms FROM reading_tasks WHERE claimed_ms > 0 OR reported_ms > 0");
+              "reported_ms, delivered_ms, acknowledged_ms - reported_ms, acknowledged_ms FROM reading_tasks "
+              "WHERE claimed_ms > 0 OR reported_ms > 0");
   auto observe = [](Histogram& h, int64_t ms) {
     const double s = static_cast<double>(ms) / 1000.0;
     ++h.count;
@@ -234,8 +250,23 @@ Result<TaskCounts> TaskStore::Counts(int64_t now) const {
     if (t.Int(3) > 0) observe(c.complete_to_claim, t.Int(0));
     if (t.Int(4) > 0) observe(c.complete_to_report, t.Int(1));
     if (t.Int(5) > 0) observe(c.report_to_delivery, t.Int(2));
+    if (t.Int(7) > 0) observe(c.report_to_acknowledged, t.Int(6));
   }
   return c;
+}
+
+Result<std::vector<WorklistRow>> TaskStore::Open(int64_t now) const {
+  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  if (!db.ok()) return db.status();
+  Statement q(db.value()->handle(), std::string(kSelect) + " WHERE t.state IN ('waiting', 'claimed')");
+  std::vector<WorklistRow> rows;
+  for (;;) {
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    rows.push_back(ReadRow(q, now));
+  }
+  return rows;
 }
 
 }  // namespace teleread

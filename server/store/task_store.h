@@ -22,6 +22,10 @@ struct WorklistFilter {
   std::string priority;   // STAT, HIGH, ROUTINE
   std::string state;      // waiting, claimed, reported (incl. amended) or amended; empty: open ones
   std::string claimed_by; // "mine" is resolved by the caller to a radiologist id
+  // Routing: only studies with a series of one of these modalities, from one of these members
+  // (empty: any).
+  std::vector<std::string> readable_modalities;
+  std::vector<std::string> readable_members;
   int limit = 50;
   int offset = 0;
 };
@@ -54,6 +58,9 @@ struct WorklistRow {
   int64_t delivered_ms = 0;
   int64_t amended_ms = 0;   // the latest accepted amendment
   std::string reported_by;  // who signed the first report
+  int64_t acknowledged_ms = 0;  // a critical result's acknowledgement by the member
+  // Who held a claim that has expired (at lease_expires_ms) and nobody has claimed since.
+  std::string lapsed_claim_by;
   bool overdue = false;
 };
 
@@ -68,7 +75,7 @@ struct Histogram {
 struct TaskCounts {
   int64_t waiting = 0, claimed = 0, reported = 0, overdue = 0;
   std::vector<std::pair<std::string, int64_t>> open_by_priority;
-  Histogram complete_to_claim, complete_to_report, report_to_delivery;
+  Histogram complete_to_claim, complete_to_report, report_to_delivery, report_to_acknowledged;
 };
 
 class TaskStore {
@@ -93,6 +100,8 @@ class TaskStore {
   // Returns expired claims to the worklist; how many.
   Result<int> ExpireLeases(int64_t now_ms);
   Result<TaskCounts> Counts(int64_t now_ms) const;
+  // Every waiting or claimed task, unpaged (for routing checks).
+  Result<std::vector<WorklistRow>> Open(int64_t now_ms) const;
 
  private:
   Index& index_;

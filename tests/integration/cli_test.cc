@@ -19,7 +19,7 @@ class CliFixture {
     server_.Start();
     PushSampleConsortium(server_, dir_.path() / "samples", 2);
     for (const std::string who : {"wang.li", "zhao.min", "ops"}) WriteProfile(server_, who, dir_.path() / (who + ".toml"));
-    WaitForWorklist(server_, 6);
+    WaitForWorklist(server_, 6, "zhao.min");
   }
 
   CommandResult Cli(const std::string& who, std::vector<std::string> args) {
@@ -106,6 +106,29 @@ TEST_CASE_METHOD(CliFixture, "the CLI fails clearly on usage and connection erro
   CommandResult down = Cli("wang.li", {"whoami"});
   CHECK(down.exit_code == 1);
   CHECK_THAT(down.output, Catch::Contains("cannot reach 127.0.0.1") && Catch::Contains("check the server address"));
+}
+
+TEST_CASE_METHOD(CliFixture, "report new --submit without a live claim writes nothing", "[cli]") {
+  const std::string uid = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]
+                              ["study_instance_uid"];
+  const std::filesystem::path out = dir_.path() / "orphan.dcm";
+  auto submit = [&] {
+    return Cli("wang.li", {"report", "new", uid, "--findings", "右肺上叶见一磨玻璃结节。", "--impression", "结节。",
+                           "--submit", "--out", out.string()});
+  };
+  CommandResult unclaimed = submit();
+  CHECK(unclaimed.exit_code == 1);
+  CHECK_THAT(unclaimed.output, Catch::Contains("no live claim of yours on this study") && Catch::Contains("HTTP 409"));
+  CHECK_FALSE(std::filesystem::exists(out));  // nothing written, nothing signed
+  REQUIRE(Cli("zhao.min", {"claim", uid}).exit_code == 0);
+  CHECK(submit().exit_code == 1);
+  CHECK_FALSE(std::filesystem::exists(out));
+  REQUIRE(Cli("zhao.min", {"release", uid}).exit_code == 0);
+  REQUIRE(Cli("wang.li", {"claim", uid}).exit_code == 0);
+  CommandResult done = submit();
+  INFO(done.output);
+  CHECK(done.exit_code == 0);
+  CHECK(std::filesystem::exists(out));
 }
 
 TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the hospital verifies it offline", "[cli]") {
@@ -223,4 +246,44 @@ TEST_CASE_METHOD(CliFixture, "an expired certificate cannot sign and its reports
   server_.Curl("wang.li", "GET", "/api/v1/reports/" + items[0]["sop_instance_uid"].get<std::string>(),
                {"-o", stored.string()});
   CHECK(ReadFile(stored) == ReadFile(draft));  // the server holds the signed file byte for byte
+}
+
+TEST_CASE_METHOD(CliFixture, "report new starts from the study's template and an amendment keeps what is not changed",
+                 "[cli][templates]") {
+  const std::string uid = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]
+                              ["study_instance_uid"];
+  HttpReply chosen = server_.Call("wang.li", "GET", "/api/v1/studies/" + uid + "/template");
+  REQUIRE(chosen.status == 200);
+  CHECK(chosen.Json()["name"] == "ct-chest");  // CT, Body Part Examined CHEST
+  CHECK(server_.Call("wang.li", "GET", "/api/v1/studies/" + uid + "/template?name=ecg").Json()["name"] == "ecg");
+  CHECK(server_.Call("wang.li", "GET", "/api/v1/studies/" + uid + "/template?name=nope").status == 404);
+  REQUIRE(Cli("wang.li", {"claim", uid}).exit_code == 0);
+
+  // The editor opens on the template's text and pick-lists.
+  const std::filesystem::path seen = dir_.path() / "seen.txt", editor = dir_.path() / "keep.sh";
+  WriteFile(editor, "#!/bin/sh\ncp \"$1\" '" + seen.string() + "'\n");
+  std::filesystem::permissions(editor, std::filesystem::perms::owner_all);
+  const std::filesystem::path first = dir_.path() / "first.dcm";
+  CommandResult made = RunCommand({"/usr/bin/env", "EDITOR=" + editor.string(), "XDG_CACHE_HOME=" + dir_.path().string(),
+                                   TELEREAD_CLI_BIN, "--profile", (dir_.path() / "wang.li.toml").string(), "report",
+                                   "new", uid, "--recommendation", "3个月后复查。", "--submit", "--out", first.string()});
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  CHECK_THAT(ReadFile(seen), Catch::Contains("# Template: ct-chest") &&
+                                 Catch::Contains("# 结节 nodule: [磨玻璃结节] [实性结节]") &&
+                                 Catch::Contains("肺野：双肺纹理清晰") && Catch::Contains("3个月后复查。"));
+  const json report = json::parse(Cli("wang.li", {"--json", "report", "verify", first.string()}).output)["report"];
+  CHECK_THAT(report["findings"].get<std::string>(), Catch::StartsWith("肺野：双肺纹理清晰"));
+  CHECK(report["impression"] == "胸部CT平扫未见明显异常。");
+
+  const std::filesystem::path second = dir_.path() / "second.dcm";
+  CommandResult amended = Cli("wang.li", {"report", "amend", report["sop_instance_uid"], "--findings",
+                                          "右肺上叶见一直径约8mm磨玻璃结节。", "--submit", "--out", second.string()});
+  INFO(amended.output);
+  REQUIRE(amended.exit_code == 0);
+  CHECK_THAT(amended.output, Catch::Contains("kept from the amended report: impression recommendation"));
+  const json revised = json::parse(Cli("wang.li", {"--json", "report", "verify", second.string()}).output)["report"];
+  CHECK(revised["findings"] == "右肺上叶见一直径约8mm磨玻璃结节。");
+  CHECK(revised["impression"] == "胸部CT平扫未见明显异常。");
+  CHECK(revised["recommendation"] == "3个月后复查。");
 }

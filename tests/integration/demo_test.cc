@@ -52,4 +52,9 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   CHECK_THAT(log, Catch::Contains("association ZZ_PACS (zhuozhou) from 127.0.0.1 ended: 6 stored, 0 refused"));
   CHECK_THAT(log, Catch::Contains("; TLSv1."));
   CHECK_THAT(log, Catch::Contains("delivered to zhuozhou (attempt 1, DICOM TLS)"));
+  // Studies complete by storage commitment, not the 60 s quiet period; the critical result is acknowledged.
+  CHECK_THAT(r.output, Catch::Contains("6 of 6 instances committed, 0 failed"));
+  CHECK_THAT(log, Catch::Contains("storage commitment") && Catch::Contains("complete: queued for reading"));
+  CHECK_THAT(r.output, Catch::Contains("critical result ") && Catch::Contains(" acknowledged by 李华 (急诊科值班医生)"));
+  CHECK_THAT(r.output, Catch::Contains("-> acknowledged ") && !Catch::Contains("-> acknowledged -"));
 }

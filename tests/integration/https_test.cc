@@ -26,7 +26,7 @@ class ApiFixture {
   ApiFixture() : server_(dir_.path() / "server") {
     server_.Start();
     PushSampleConsortium(server_, dir_.path() / "samples", 4);
-    WaitForWorklist(server_, 6);
+    WaitForWorklist(server_, 6, "zhao.min");
   }
 
  protected:
@@ -37,7 +37,7 @@ class ApiFixture {
 }  // namespace
 
 TEST_CASE_METHOD(ApiFixture, "the worklist comes by priority then due time with study summaries", "[https]") {
-  json items = Body(Call(server_, "wang.li", "GET", "/api/v1/worklist"))["items"];
+  json items = Body(Call(server_, "zhao.min", "GET", "/api/v1/worklist"))["items"];
   REQUIRE(items.size() == 6);
   CHECK(items[0]["priority"] == "STAT");
   CHECK(items[0]["description"] == "胸部CT平扫");
@@ -53,8 +53,8 @@ TEST_CASE_METHOD(ApiFixture, "the worklist comes by priority then due time with 
   // STAT is due an hour after completion (sla_minutes_stat = 60).
   CHECK(items[0]["due_ms"].get<int64_t>() - items[0]["complete_ms"].get<int64_t>() == 3'600'000);
   CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?modality=MR"))["items"].size() == 1);
-  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?member=yixian"))["items"].size() == 2);
-  CHECK(Body(Call(server_, "wang.li", "GET", "/api/v1/worklist?limit=2&offset=5"))["items"].size() == 1);
+  CHECK(Body(Call(server_, "zhao.min", "GET", "/api/v1/worklist?member=yixian"))["items"].size() == 2);
+  CHECK(Body(Call(server_, "zhao.min", "GET", "/api/v1/worklist?limit=2&offset=5"))["items"].size() == 1);
   CHECK(Call(server_, "wang.li", "GET", "/api/v1/worklist?state=bogus").status == 400);
 }
 

@@ -35,7 +35,9 @@ class ReportFixture {
       : pacs_(dir_.path() / "zz_pacs", "ZZ_PACS"), server_(dir_.path() / "server", Options(pacs_.port(), max_attempts)) {
     server_.Start();
     PushSampleConsortium(server_, samples(), 2);
-    for (const json& item : WaitForWorklist(server_, 6)) {
+    WaitForWorklist(server_, 6, "zhao.min");
+    const json worklist = server_.Call("wang.li", "GET", "/api/v1/worklist").Json();
+    for (const json& item : worklist["items"]) {
       if (item["member"] == "zhuozhou" && item["modalities"] == "CT") ct_ = item["study_instance_uid"];
       if (item["member"] == "zhuozhou" && item["modalities"] != "CT") cr_ = item["study_instance_uid"];
     }

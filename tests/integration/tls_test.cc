@@ -385,7 +385,7 @@ TEST_CASE("signed reports go to the member over DICOM TLS and only to a peer who
   const fs::path samples = dir.path() / "samples";
   PushSampleConsortium(server, samples, 1);
   std::string zz_ct, ls_study;
-  for (const auto& item : WaitForWorklist(server, 6)) {
+  for (const auto& item : WaitForWorklist(server, 6, "zhao.min")) {
     if (item["member"] == "zhuozhou" && item["modalities"] == "CT") zz_ct = item["study_instance_uid"];
     if (item["member"] == "laishui") ls_study = item["study_instance_uid"];
   }

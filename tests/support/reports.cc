@@ -30,9 +30,10 @@ SampleStudy FindSampleStudy(const fs::path& samples_dir, const std::string& stud
 
 void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const std::string& signer, const fs::path& out,
                        const std::optional<InstanceRef>& predecessor, const std::string& findings,
-                       bool check_validity, const std::function<void(DcmDataset&)>& tweak) {
+                       bool check_validity, const std::function<void(DcmDataset&)>& tweak, bool critical) {
   ReportRequest r;
   r.content.findings = findings;
+  r.content.critical = critical;
   r.content.impression = "右肺上叶磨玻璃结节，建议3个月后复查。";
   r.content.radiologist_id = signer;
   r.content.radiologist_name = signer;

@@ -52,11 +52,12 @@ TestServer::TestServer(const std::filesystem::path& dir, ServerOptions options)
   };
   pki({"init", pki_.string()});
   pki({"issue", pki_.string(), "--kind", "server", "--name", "teleread-server"});
-  for (const char* who : {"wang.li", "zhao.min"}) pki({"issue", pki_.string(), "--kind", "radiologist", "--name", who});
+  for (const char* who : {"wang.li", "zhao.min", "liu.xin"}) pki({"issue", pki_.string(), "--kind", "radiologist", "--name", who});
   pki({"issue", pki_.string(), "--kind", "admin", "--name", "ops"});
   options.edits.push_back({"^certificate = .*$", "certificate = \"" + (pki_ / "teleread-server.pem").string() + "\""});
   options.edits.push_back({"^key = .*$", "key = \"" + (pki_ / "teleread-server.key").string() + "\""});
   options.edits.push_back({"^ca = .*$", "ca = \"" + (pki_ / "ca.pem").string() + "\""});
+  options.edits.push_back({"^templates = .*$", "templates = \"" TELEREAD_SOURCE_DIR "/config/templates\""});
   WriteFile(config_path_, TestConfigText(options));
 }
 

@@ -82,7 +82,7 @@ void IssueCert(const std::filesystem::path& pki, const std::string& kind, const 
 // A `teleread` CLI profile for `who` (certificate and key under server.pki()), written to `out`.
 std::filesystem::path WriteProfile(const TestServer& server, const std::string& who, const std::filesystem::path& out);
 // Waits (generously) until `who`'s worklist holds `n` items; returns them. Fails the test if not.
-nlohmann::json WaitForWorklist(const TestServer& server, size_t n, const std::string& who = "wang.li");
+nlohmann::json WaitForWorklist(const TestServer& server, size_t n, const std::string& who = "zhao.min");
 // A Prometheus metric without labels from /metrics (read as the admin "ops").
 long Metric(const TestServer& server, const std::string& name);
 

@@ -53,7 +53,10 @@ TEST_CASE("the sample consortium config loads", "[config]") {
   CHECK(c.members[0].delivery->port == 11201);
   CHECK(c.IsCentreAeTitle("LX_WS1"));
   CHECK_FALSE(c.IsCentreAeTitle("ZZ_PACS"));
-  CHECK(c.radiologists.size() == 2);
+  REQUIRE(c.radiologists.size() == 3);
+  CHECK(c.radiologists[2].id == "liu.xin");  // the ECG reader
+  CHECK(c.radiologists[2].modalities == std::vector<std::string>{"ECG"});
+  CHECK(c.reading.critical_ack_minutes == 30);
 }
 
 TEST_CASE("a bad config names the key and the line", "[config]") {
