@@ -1,8 +1,8 @@
 #include "common/charset.h"
 
 #include "dcmtk/config/osconfig.h"  // must come first
-#include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcdatset.h"
+#include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcitem.h"
 #include "dcmtk/dcmdata/dcsequen.h"
 
@@ -77,7 +77,6 @@ Result<std::string> Iconv(const char* from, const std::string& bytes) {
   return out;
 }
 
-
 }  // namespace
 
 bool UsesIso2022(std::string_view cs) { return cs.find("ISO 2022") != std::string_view::npos; }
@@ -114,19 +113,27 @@ Result<std::string> DecodeIso2022(std::string_view cs, std::string_view raw, std
     if (b == 0x1B) {
       const std::string_view esc = raw.substr(i + 1, 3);
       size_t len = 0;
-      if (esc.substr(0, 2) == "(B") st.g0 = Set::kAscii, len = 2;
-      else if (esc.substr(0, 2) == "(J") st.g0 = Set::kRoman, len = 2;
-      else if (esc.substr(0, 2) == "$B" || esc.substr(0, 2) == "$@") st.g0 = Set::kJis0208, len = 2;
-      else if (esc.substr(0, 3) == "$(D") st.g0 = Set::kJis0212, len = 3;
-      else if (esc.substr(0, 2) == ")I") st.g1 = Set::kKatakana, len = 2;
-      else if (esc.substr(0, 3) == "$)C") st.g1 = Set::kKsx1001, len = 3;
-      else if (esc.substr(0, 3) == "$)A") st.g1 = Set::kGb2312, len = 3;
+      if (esc.substr(0, 2) == "(B")
+        st.g0 = Set::kAscii, len = 2;
+      else if (esc.substr(0, 2) == "(J")
+        st.g0 = Set::kRoman, len = 2;
+      else if (esc.substr(0, 2) == "$B" || esc.substr(0, 2) == "$@")
+        st.g0 = Set::kJis0208, len = 2;
+      else if (esc.substr(0, 3) == "$(D")
+        st.g0 = Set::kJis0212, len = 3;
+      else if (esc.substr(0, 2) == ")I")
+        st.g1 = Set::kKatakana, len = 2;
+      else if (esc.substr(0, 3) == "$)C")
+        st.g1 = Set::kKsx1001, len = 3;
+      else if (esc.substr(0, 3) == "$)A")
+        st.g1 = Set::kGb2312, len = 3;
       else if (esc.size() >= 2 && esc[0] == '-') {
         for (const Latin& l : kLatin) {
           if (l.final_byte == esc[1]) st.g1 = Set::kSingleByte, st.g1_iconv = l.iconv, len = 2;
         }
       }
-      if (len == 0) return Status::InvalidArgument("unsupported ISO 2022 escape sequence in '" + Trimmed(cs) + "' text");
+      if (len == 0)
+        return Status::InvalidArgument("unsupported ISO 2022 escape sequence in '" + Trimmed(cs) + "' text");
       i += 1 + len;
       continue;
     }
@@ -161,7 +168,8 @@ Result<std::string> DecodeIso2022(std::string_view cs, std::string_view raw, std
       case Set::kKsx1001:
       case Set::kGb2312: {
         if (i + 1 >= raw.size()) return Status::InvalidArgument("a two-byte character is cut short");
-        if (Status s = add(st.g1 == Set::kKsx1001 ? "EUC-KR" : "GB2312", std::string(raw.substr(i, 2))); !s.ok()) return s;
+        if (Status s = add(st.g1 == Set::kKsx1001 ? "EUC-KR" : "GB2312", std::string(raw.substr(i, 2))); !s.ok())
+          return s;
         i += 2;
         break;
       }
@@ -195,9 +203,12 @@ Status ConvertItem(DcmItem& item, const std::string& inherited) {
       continue;
     }
     const char* delimiters = nullptr;
-    if (vr == EVR_PN) delimiters = "\\^=";
-    else if (vr == EVR_LO || vr == EVR_SH || vr == EVR_UC) delimiters = "\\";
-    else if (vr == EVR_ST || vr == EVR_LT || vr == EVR_UT) delimiters = "\r\n\t\f";
+    if (vr == EVR_PN)
+      delimiters = "\\^=";
+    else if (vr == EVR_LO || vr == EVR_SH || vr == EVR_UC)
+      delimiters = "\\";
+    else if (vr == EVR_ST || vr == EVR_LT || vr == EVR_UT)
+      delimiters = "\r\n\t\f";
     if (delimiters == nullptr || e->getLength() == 0) continue;
     char* raw = nullptr;
     if (e->getString(raw).bad() || raw == nullptr) continue;

@@ -2,11 +2,11 @@
 
 #include <arpa/inet.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace teleread {
 namespace {
@@ -51,8 +51,8 @@ class TableReader {
     if (!node->is_integer()) Fail(node, key, "expected an integer");
     int64_t v = *node->value<int64_t>();
     if (v < min || v > max) {
-      Fail(node, key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                          ", got " + std::to_string(v));
+      Fail(node, key,
+           "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + std::to_string(v));
     }
     return v;
   }
@@ -223,7 +223,8 @@ DicomTlsConfig ReadDicomTls(TableReader& r, const std::filesystem::path& base_di
 }
 
 void CheckPriority(TableReader& r, const std::string& key, const std::string& value) {
-  if (value != "STAT" && value != "HIGH" && value != "ROUTINE") r.Fail(r.Get(key), key, "must be STAT, HIGH or ROUTINE");
+  if (value != "STAT" && value != "HIGH" && value != "ROUTINE")
+    r.Fail(r.Get(key), key, "must be STAT, HIGH or ROUTINE");
 }
 
 HttpsConfig ReadHttps(TableReader& r, const std::filesystem::path& base_dir) {
@@ -257,7 +258,8 @@ ReadingConfig ReadReading(TableReader& r, const std::filesystem::path& base_dir)
   c.delivery_retry_seconds = static_cast<int>(r.Integer("delivery_retry_seconds", 1, 3600, c.delivery_retry_seconds));
   c.delivery_retry_max_seconds =
       static_cast<int>(r.Integer("delivery_retry_max_seconds", 1, 86400, c.delivery_retry_max_seconds));
-  c.delivery_timeout_seconds = static_cast<int>(r.Integer("delivery_timeout_seconds", 1, 600, c.delivery_timeout_seconds));
+  c.delivery_timeout_seconds =
+      static_cast<int>(r.Integer("delivery_timeout_seconds", 1, 600, c.delivery_timeout_seconds));
   c.critical_ack_minutes = static_cast<int>(r.Integer("critical_ack_minutes", 0, 24 * 60, c.critical_ack_minutes));
   r.RejectUnknownKeys();
   return c;
@@ -355,7 +357,8 @@ std::vector<std::string> ConfigWarnings(const Config& config) {
   }
   for (const std::string& ae : config.centre.centre_ae_titles) {
     if (!config.dicom_tls.enabled && !config.FindPlainCentreCaller(ae)) {
-      out.push_back("centre AE title " + ae + " cannot associate: no [dicom_tls] for its certificate and no plain_callers entry");
+      out.push_back("centre AE title " + ae +
+                    " cannot associate: no [dicom_tls] for its certificate and no plain_callers entry");
     }
   }
   return out;
@@ -411,7 +414,8 @@ Config ParseConfig(std::string_view text, const std::string& source, const std::
                 "DICOM TLS needs the [dicom_tls] table");
       }
       if (m.legacy_tls && config.dicom_tls.legacy_certificate.empty()) {
-        mr.Fail(mr.Get("legacy_tls"), "legacy_tls", "needs [dicom_tls] legacy_certificate and legacy_key (an RSA certificate)");
+        mr.Fail(mr.Get("legacy_tls"), "legacy_tls",
+                "needs [dicom_tls] legacy_certificate and legacy_key (an RSA certificate)");
       }
       m.max_associations = std::min(m.max_associations, config.centre.max_associations);
       if (!ids.insert(m.id).second) mr.Fail(mr.Get("id"), "id", "duplicate member id '" + m.id + "'");

@@ -20,8 +20,8 @@ struct DeliveryTarget {
   std::string ae_title;
   std::string host;
   uint16_t port = 0;
-  bool tls = false;                // DICOM TLS; the peer's certificate must name `host`
-  std::filesystem::path tls_ca;    // CA for the peer's certificate; empty: [dicom_tls] ca
+  bool tls = false;              // DICOM TLS; the peer's certificate must name `host`
+  std::filesystem::path tls_ca;  // CA for the peer's certificate; empty: [dicom_tls] ca
 };
 
 struct Member {
@@ -67,9 +67,9 @@ struct CentreConfig {
   std::string name;
   std::string bind_address = "127.0.0.1";
   uint16_t dicom_port = 11112;
-  std::filesystem::path storage;              // objects and the SQLite index
-  int quiet_period_seconds = 30;              // no new instance for this long: study complete
-  int max_associations = 32;                  // concurrent DICOM associations
+  std::filesystem::path storage;  // objects and the SQLite index
+  int quiet_period_seconds = 30;  // no new instance for this long: study complete
+  int max_associations = 32;      // concurrent DICOM associations
   int acse_timeout_seconds = 10;
   int dimse_timeout_seconds = 60;
   uint32_t max_pdu_bytes = kMaxPduBytes;      // kMinPduBytes..kMaxPduBytes
@@ -78,25 +78,26 @@ struct CentreConfig {
   // Centre AE titles otherwise present a workstation certificate over DICOM TLS (OU=workstation,
   // CN = the AE title); these may call plain, from the named addresses only. (default: none)
   std::vector<PlainCentreCaller> plain_callers;
-  int centre_max_associations = 4;  // concurrent associations from centre AE titles together
+  int centre_max_associations = 4;       // concurrent associations from centre AE titles together
   int max_connections_per_address = 64;  // DICOM connections from one address, pending or served
 };
 
 // DICOM TLS (PS3.15 BCP 195 profiles, DCMTK dcmtls) on the listener and for deliveries.
 struct DicomTlsConfig {
   bool enabled = false;  // true when the [dicom_tls] table is present
-  uint16_t port = 2762;     // the TLS port (0: any free port, for tests)
+  uint16_t port = 2762;  // the TLS port (0: any free port, for tests)
   // TLS on centre.dicom_port instead, beside plain TCP: a connection's first byte tells a TLS
   // handshake from an A-ASSOCIATE-RQ.
   bool same_port = false;
   bool allow_plain = true;  // false (needs same_port): plain associations are refused
-  std::filesystem::path certificate, key, ca;  // the centre's DICOM certificate and key; the CA of members' certificates
-  std::filesystem::path crl;                   // the CA's revocation list (PEM); empty: none checked
+  std::filesystem::path certificate, key,
+      ca;                     // the centre's DICOM certificate and key; the CA of members' certificates
+  std::filesystem::path crl;  // the CA's revocation list (PEM); empty: none checked
   // An RSA certificate and key (pki issue --kind server --rsa) for members with legacy_tls: the
   // retired AES profile needs RSA key transport. Required when a member has legacy_tls.
   std::filesystem::path legacy_certificate, legacy_key;
-  std::string profile = "bcp195-nd";           // bcp195-nd, bcp195 or bcp195-ex
-  int expiry_warning_days = 30;                // warn about certificates expiring sooner than this
+  std::string profile = "bcp195-nd";  // bcp195-nd, bcp195 or bcp195-ex
+  int expiry_warning_days = 30;       // warn about certificates expiring sooner than this
 };
 
 // The radiologists' HTTPS API (mutual TLS) and the reading rules behind it.
@@ -156,8 +157,7 @@ struct Config {
 std::vector<std::string> ConfigWarnings(const Config& config);
 
 // Parses and validates; relative paths are resolved against `base_dir`.
-Config ParseConfig(std::string_view toml_text, const std::string& source_name,
-                   const std::filesystem::path& base_dir);
+Config ParseConfig(std::string_view toml_text, const std::string& source_name, const std::filesystem::path& base_dir);
 Config LoadConfig(const std::filesystem::path& path);
 
 // DICOM AE title rules (PS3.5 AE VR): 1-16 characters, no backslash or control characters,

@@ -3,16 +3,16 @@
 #include "common/charset.h"
 
 #include "dcmtk/config/osconfig.h"  // must come first
-#include "dcmtk/dcmdata/dcdict.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcdict.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcistrmf.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcspchrs.h"
-#include "dcmtk/ofstd/ofchrenc.h"
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/oflog/oflog.h"
+#include "dcmtk/ofstd/ofchrenc.h"
 
 #include "common/log.h"
 
@@ -80,9 +80,7 @@ void InitializeDicom() {
   (void)dcmDataDict.isDictionaryLoaded();
 }
 
-bool IsStorageSopClass(std::string_view uid) {
-  return dcmIsaStorageSOPClassUID(std::string(uid).c_str(), ESSC_All);
-}
+bool IsStorageSopClass(std::string_view uid) { return dcmIsaStorageSOPClassUID(std::string(uid).c_str(), ESSC_All); }
 
 Result<std::string> DecodeToUtf8(std::string_view charset, std::string_view raw, std::string_view delimiters) {
   // The value's padding is no part of it, here as in EncodeFromUtf8: what one writes the other reads.
@@ -145,11 +143,21 @@ std::string WellFormedUtf8(std::string_view s) {
 
 Result<std::string> EncodeFromUtf8(std::string_view charset, std::string_view utf8) {
   static const std::pair<const char*, const char*> kEncodings[] = {
-      {"", "ASCII"},           {"ISO_IR 6", "ASCII"},       {"ISO_IR 192", "UTF-8"},
-      {"ISO_IR 100", "ISO-8859-1"}, {"ISO_IR 101", "ISO-8859-2"}, {"ISO_IR 109", "ISO-8859-3"},
-      {"ISO_IR 110", "ISO-8859-4"}, {"ISO_IR 144", "ISO-8859-5"}, {"ISO_IR 127", "ISO-8859-6"},
-      {"ISO_IR 126", "ISO-8859-7"}, {"ISO_IR 138", "ISO-8859-8"}, {"ISO_IR 148", "ISO-8859-9"},
-      {"ISO_IR 166", "TIS-620"},   {"GB18030", "GB18030"},      {"GBK", "GBK"},
+      {"", "ASCII"},
+      {"ISO_IR 6", "ASCII"},
+      {"ISO_IR 192", "UTF-8"},
+      {"ISO_IR 100", "ISO-8859-1"},
+      {"ISO_IR 101", "ISO-8859-2"},
+      {"ISO_IR 109", "ISO-8859-3"},
+      {"ISO_IR 110", "ISO-8859-4"},
+      {"ISO_IR 144", "ISO-8859-5"},
+      {"ISO_IR 127", "ISO-8859-6"},
+      {"ISO_IR 126", "ISO-8859-7"},
+      {"ISO_IR 138", "ISO-8859-8"},
+      {"ISO_IR 148", "ISO-8859-9"},
+      {"ISO_IR 166", "TIS-620"},
+      {"GB18030", "GB18030"},
+      {"GBK", "GBK"},
   };
   const std::string term = Trim(std::string(charset));
   const char* encoding = nullptr;
@@ -324,7 +332,8 @@ Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_
   } else {
     // DCMTK also reads a meta group that starts the file without the preamble, and inflates
     // the data set if it says so: that is refused rather than scanned as a bare data set.
-    if (DeflatedForDcmtk(file)) return Status::Corruption("a deflated data set behind a meta header without its preamble");
+    if (DeflatedForDcmtk(file))
+      return Status::Corruption("a deflated data set behind a meta header without its preamble");
     pos = 0;  // a bare data set: explicit when bytes 4..5 look like a VR
     layout.explicit_vr = read(b, 6) && std::isupper(b[4]) && std::isupper(b[5]);
   }
@@ -420,8 +429,8 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   };
   const E_FileReadMode mode = require_meta_header ? ERM_fileOnly : ERM_autoDetect;
   if (!layout->deflated) {
-    if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian,
-                                false);
+    if (Status s =
+            ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, false);
         !s.ok()) {
       return s;
     }
@@ -436,7 +445,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, limit(layout->size), ERM_metaOnly);
   if (cond.good()) {
     cond = f->format_->getDataset()->loadFile(f->inflated_->path().c_str(), EXS_LittleEndianExplicit, EGL_noChange,
-                                             limit(f->inflated_->size()));
+                                              limit(f->inflated_->size()));
   }
   if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
   return f;

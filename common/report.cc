@@ -53,7 +53,8 @@ Status AddText(DSRDocumentTree& tree, bool first, const DSRCodedEntryValue& conc
 
 Status WriteReport(const ReportRequest& req, const std::filesystem::path& out) {
   const ReportContent& c = req.content;
-  if (c.findings.empty() || c.impression.empty()) return Status::InvalidArgument("a report needs findings and an impression");
+  if (c.findings.empty() || c.impression.empty())
+    return Status::InvalidArgument("a report needs findings and an impression");
   if (c.radiologist_id.empty() || c.radiologist_name.empty()) {
     return Status::InvalidArgument("a report needs the radiologist's id and name");
   }
@@ -121,7 +122,8 @@ Status WriteReport(const ReportRequest& req, const std::filesystem::path& out) {
 
 Result<ReportInfo> ReadReport(const std::filesystem::path& path) {
   Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(path, 0, false);
-  if (!file.ok()) return Status::InvalidArgument(path.string() + " is not a readable DICOM file: " + file.status().message());
+  if (!file.ok())
+    return Status::InvalidArgument(path.string() + " is not a readable DICOM file: " + file.status().message());
   DcmDataset& ds = file.value()->dataset();
   InstanceSummary summary = Summarize(*file.value());  // before the text is converted below
   OFString cls;
@@ -179,7 +181,8 @@ Result<ReportInfo> ReadReport(const std::filesystem::path& path) {
     doc.getVerifyingObserver(1, when, name, code, org);
     info.content.radiologist_name = Str(name);
     info.content.organization = Str(org);
-    if (Str(code.getCodingSchemeDesignator()) == kObserverScheme) info.content.radiologist_id = Str(code.getCodeValue());
+    if (Str(code.getCodingSchemeDesignator()) == kObserverScheme)
+      info.content.radiologist_id = Str(code.getCodeValue());
   }
   auto refs = [](DSRSOPInstanceReferenceList& list) {
     std::vector<InstanceRef> out;

@@ -26,8 +26,8 @@ struct InstanceRef {
 struct ReportContent {
   std::string findings;
   std::string impression;
-  std::string recommendation;  // optional
-  bool critical = false;       // a critical finding that was (or must be) communicated at once
+  std::string recommendation;    // optional
+  bool critical = false;         // a critical finding that was (or must be) communicated at once
   std::string radiologist_id;    // the centre's id, e.g. "wang.li"; the Verifying Observer's code
   std::string radiologist_name;  // DICOM person name, e.g. "Wang^Li" or "王^丽"
   std::string organization;      // the reading centre
@@ -41,11 +41,11 @@ struct ReportInfo {
   std::string series_instance_uid;
   std::string study_instance_uid;
   std::string patient_id;
-  std::string patient_name;       // UTF-8
+  std::string patient_name;  // UTF-8
   std::string accession_number;
-  std::string completion_flag;    // COMPLETE, PARTIAL
-  std::string verification_flag;  // VERIFIED, UNVERIFIED
-  std::string content_datetime;   // YYYYMMDDHHMMSS
+  std::string completion_flag;             // COMPLETE, PARTIAL
+  std::string verification_flag;           // VERIFIED, UNVERIFIED
+  std::string content_datetime;            // YYYYMMDDHHMMSS
   std::optional<InstanceRef> predecessor;  // the report this one amends
   std::vector<InstanceRef> evidence;
   InstanceSummary summary;  // of the same parse, as for any received object
@@ -53,9 +53,9 @@ struct ReportInfo {
 
 struct ReportRequest {
   ReportContent content;
-  std::filesystem::path study_instance;   // any instance of the study: patient and study modules
-  std::vector<InstanceRef> evidence;      // the study's instances that were read
-  std::optional<InstanceRef> predecessor; // for an amendment: the report it revises
+  std::filesystem::path study_instance;    // any instance of the study: patient and study modules
+  std::vector<InstanceRef> evidence;       // the study's instances that were read
+  std::optional<InstanceRef> predecessor;  // for an amendment: the report it revises
 };
 
 // Builds the (unsigned) SR and writes it as a DICOM file to `out`.

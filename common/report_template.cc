@@ -1,10 +1,10 @@
 #include "common/report_template.h"
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "common/config.h"
 
@@ -51,7 +51,7 @@ ReportTemplate ParseReportTemplate(std::string_view text, const std::string& sou
     out << source << ":" << e.source().begin.line << ": " << e.description();
     throw ConfigError(out.str());
   }
-  static const std::set<std::string> kKeys = {"title",    "modalities", "body_parts",     "findings",
+  static const std::set<std::string> kKeys = {"title",      "modalities",     "body_parts", "findings",
                                               "impression", "recommendation", "picklists"};
   for (const auto& [key, node] : root) {
     if (!kKeys.count(std::string(key.str()))) Fail(source, &node, std::string(key.str()), "unknown key");

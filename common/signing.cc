@@ -67,7 +67,8 @@ Status CheckCanonical(const std::filesystem::path& path, DcmDataset& ds) {
   std::ifstream in(path, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // Preamble, "DICM", then (0002,0000) UL: the meta group's length.
-  if (bytes.size() < 144 || bytes.compare(128, 4, "DICM") != 0 || bytes.compare(132, 6, std::string("\x02\x00\x00\x00UL", 6)) != 0) {
+  if (bytes.size() < 144 || bytes.compare(128, 4, "DICM") != 0 ||
+      bytes.compare(132, 6, std::string("\x02\x00\x00\x00UL", 6)) != 0) {
     return Status::Corruption("the file's meta header is not in the standard form");
   }
   auto u8 = [&bytes](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])); };
@@ -86,7 +87,8 @@ Status CheckCanonical(const std::filesystem::path& path, DcmDataset& ds) {
     void* data = nullptr;
     offile_off_t n = 0;
     out.flushBuffer(data, n);
-    if (c.good() && static_cast<size_t>(n) == length && bytes.compare(start, length, static_cast<char*>(data), n) == 0) {
+    if (c.good() && static_cast<size_t>(n) == length &&
+        bytes.compare(start, length, static_cast<char*>(data), n) == 0) {
       return Status::Ok();
     }
   }
@@ -112,21 +114,24 @@ Status SignReportFile(const std::filesystem::path& in, const std::filesystem::pa
     return Status::InvalidArgument("cannot read the certificate " + certificate.string());
   }
   if (check_validity && X509_cmp_current_time(X509_get0_notAfter(cert.getRawCertificate())) <= 0) {
-    return Status::InvalidArgument("the certificate " + certificate.string() + " has expired: ask the centre for a new one");
+    return Status::InvalidArgument("the certificate " + certificate.string() +
+                                   " has expired: ask the centre for a new one");
   }
   if (check_validity && X509_cmp_current_time(X509_get0_notBefore(cert.getRawCertificate())) > 0) {
     return Status::InvalidArgument("the certificate " + certificate.string() + " is not valid yet");
   }
   if (!CanCommit(cert.getRawCertificate())) {
-    return Status::InvalidArgument("the certificate " + certificate.string() + " may not sign reports (no nonRepudiation)");
+    return Status::InvalidArgument("the certificate " + certificate.string() +
+                                   " may not sign reports (no nonRepudiation)");
   }
   SiPrivateKey pkey;
   // dcmsign otherwise prompts on the console for an encrypted key.
   pkey.setPrivateKeyPasswd(passphrase.c_str());
   if (pkey.loadPrivateKey(key.c_str(), X509_FILETYPE_PEM).bad()) {
     ERR_clear_error();
-    return Status::InvalidArgument("cannot read the private key " + key.string() +
-                                   (passphrase.empty() ? " (is it encrypted? give the passphrase)" : " (wrong passphrase?)"));
+    return Status::InvalidArgument(
+        "cannot read the private key " + key.string() +
+        (passphrase.empty() ? " (is it encrypted? give the passphrase)" : " (wrong passphrase?)"));
   }
   if (!pkey.matchesCertificate(cert)) {
     return Status::InvalidArgument("the key " + key.string() + " does not belong to " + certificate.string());
@@ -188,7 +193,8 @@ Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, 
       for (unsigned long e = 0; e < ds.card(); ++e) {
         const DcmTagKey t = ds.getElement(e)->getTag();
         if (!Unsignable(t) && !covered.count(t)) {
-          return Status::Corruption("attribute " + std::string(t.toString().c_str()) + " is not covered by the signature");
+          return Status::Corruption("attribute " + std::string(t.toString().c_str()) +
+                                    " is not covered by the signature");
         }
       }
     }

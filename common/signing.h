@@ -30,7 +30,7 @@ struct VerifiedSigner {
   std::string organizational_unit;  // e.g. "radiologist"
   std::string signed_at;            // Digital Signature DateTime, DICOM DT
   std::string signature_uid;
-  int64_t not_after = 0;            // the signer certificate's expiry, seconds since the epoch
+  int64_t not_after = 0;  // the signer certificate's expiry, seconds since the epoch
 };
 
 // Checks that `file` carries at least one signature, that every signature verifies, that every

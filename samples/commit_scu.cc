@@ -110,7 +110,8 @@ CommitReply RequestCommitment(const CommitPeer& peer, const std::vector<std::pai
   reply.transaction_uid = Text(*report, DCM_TransactionUID);
   DcmSequenceOfItems* seq = nullptr;
   if (report->findAndGetSequence(DCM_ReferencedSOPSequence, seq).good() && seq) {
-    for (unsigned long i = 0; i < seq->card(); ++i) reply.committed.push_back(Text(*seq->getItem(i), DCM_ReferencedSOPInstanceUID));
+    for (unsigned long i = 0; i < seq->card(); ++i)
+      reply.committed.push_back(Text(*seq->getItem(i), DCM_ReferencedSOPInstanceUID));
   }
   seq = nullptr;
   if (report->findAndGetSequence(DCM_FailedSOPSequence, seq).good() && seq) {

@@ -11,10 +11,10 @@
 namespace teleread::samples {
 
 struct CommitReply {
-  std::string error;            // empty when the exchange completed
+  std::string error;  // empty when the exchange completed
   uint16_t action_status = 0xFFFF;
-  uint16_t event_type = 0;      // 1: all committed, 2: some failed; 0: no report received
-  std::string transaction_uid;  // as reported back
+  uint16_t event_type = 0;                               // 1: all committed, 2: some failed; 0: no report received
+  std::string transaction_uid;                           // as reported back
   std::vector<std::string> committed;                    // SOP Instance UIDs
   std::vector<std::pair<std::string, uint16_t>> failed;  // SOP Instance UID, Failure Reason
 };

@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
         spec.patient_id = "BENCH-" + kind + "-" + std::to_string(i);
         spec.accession_number = "B" + std::to_string(i);
       }
-      Result<std::vector<std::filesystem::path>> part =
-          samples::WriteSeries(spec, studies > 1 ? std::filesystem::path(out) / std::to_string(i) : std::filesystem::path(out));
+      Result<std::vector<std::filesystem::path>> part = samples::WriteSeries(
+          spec, studies > 1 ? std::filesystem::path(out) / std::to_string(i) : std::filesystem::path(out));
       if (!part.ok()) {
         files = part.status();
         break;

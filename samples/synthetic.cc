@@ -24,9 +24,12 @@ const char* SopClassFor(const std::string& modality) {
 
 Result<std::string> Encode(const std::string& utf8, const std::string& charset) {
   const char* iconv_name = nullptr;
-  if (charset == "GB18030") iconv_name = "GB18030";
-  else if (charset == "ISO_IR 100") iconv_name = "ISO-8859-1";
-  else if (charset == "GBK") iconv_name = "GBK";
+  if (charset == "GB18030")
+    iconv_name = "GB18030";
+  else if (charset == "ISO_IR 100")
+    iconv_name = "ISO-8859-1";
+  else if (charset == "GBK")
+    iconv_name = "GBK";
   if (!iconv_name) return utf8;  // ISO_IR 192, or plain ASCII
   OFCharacterEncoding enc;
   OFCondition cond = enc.selectEncoding("UTF-8", iconv_name);
@@ -48,12 +51,11 @@ Status AddTwelveLeadWaveform(DcmDataset& ds, const std::string& acquired) {
     const char* name;
     double gain;
   };
-  static const Lead leads[] = {{"5.6.3-9-1", "Lead I", 0.6},    {"5.6.3-9-2", "Lead II", 1.0},
-                               {"5.6.3-9-61", "Lead III", 0.4}, {"5.6.3-9-62", "Lead aVR", -0.8},
-                               {"5.6.3-9-63", "Lead aVL", 0.1}, {"5.6.3-9-64", "Lead aVF", 0.7},
-                               {"5.6.3-9-3", "Lead V1", -0.5},  {"5.6.3-9-4", "Lead V2", 0.3},
-                               {"5.6.3-9-5", "Lead V3", 0.8},   {"5.6.3-9-6", "Lead V4", 1.2},
-                               {"5.6.3-9-7", "Lead V5", 1.1},   {"5.6.3-9-8", "Lead V6", 0.9}};
+  static const Lead leads[] = {
+      {"5.6.3-9-1", "Lead I", 0.6},     {"5.6.3-9-2", "Lead II", 1.0},   {"5.6.3-9-61", "Lead III", 0.4},
+      {"5.6.3-9-62", "Lead aVR", -0.8}, {"5.6.3-9-63", "Lead aVL", 0.1}, {"5.6.3-9-64", "Lead aVF", 0.7},
+      {"5.6.3-9-3", "Lead V1", -0.5},   {"5.6.3-9-4", "Lead V2", 0.3},   {"5.6.3-9-5", "Lead V3", 0.8},
+      {"5.6.3-9-6", "Lead V4", 1.2},    {"5.6.3-9-7", "Lead V5", 1.1},   {"5.6.3-9-8", "Lead V6", 0.9}};
   constexpr int kChannels = 12, kSamples = 5000, kRate = 500;
   ds.putAndInsertString(DCM_AcquisitionDateTime, acquired.c_str());
   ds.putAndInsertString(DCM_ContentDate, acquired.substr(0, 8).c_str());
@@ -92,16 +94,16 @@ Status AddTwelveLeadWaveform(DcmDataset& ds, const std::string& acquired) {
   std::vector<Sint16> data(static_cast<size_t>(kChannels) * kSamples);
   for (int t = 0; t < kSamples; ++t) {
     const double phase = std::fmod(t / double(kRate), 0.8);  // 75 beats a minute
-    const double beat = 30 * std::exp(-std::pow((phase - 0.10) / 0.02, 2)) +
-                        220 * std::exp(-std::pow((phase - 0.25) / 0.008, 2)) -
-                        40 * std::exp(-std::pow((phase - 0.27) / 0.01, 2)) +
-                        60 * std::exp(-std::pow((phase - 0.50) / 0.04, 2));
+    const double beat =
+        30 * std::exp(-std::pow((phase - 0.10) / 0.02, 2)) + 220 * std::exp(-std::pow((phase - 0.25) / 0.008, 2)) -
+        40 * std::exp(-std::pow((phase - 0.27) / 0.01, 2)) + 60 * std::exp(-std::pow((phase - 0.50) / 0.04, 2));
     for (int c = 0; c < kChannels; ++c) {
       data[static_cast<size_t>(t) * kChannels + c] = static_cast<Sint16>(beat * leads[c].gain);
     }
   }
-  if (group->putAndInsertUint16Array(DCM_WaveformData, reinterpret_cast<const Uint16*>(data.data()),
-                                     static_cast<unsigned long>(data.size()))
+  if (group
+          ->putAndInsertUint16Array(DCM_WaveformData, reinterpret_cast<const Uint16*>(data.data()),
+                                    static_cast<unsigned long>(data.size()))
           .bad()) {
     return Status::IOError("waveform data");
   }

@@ -25,7 +25,7 @@ struct SeriesSpec {
   std::string accession_number;
   std::string institution;
   std::string referring_physician;
-  std::string priority;  // Requested Procedure Priority: STAT, HIGH, ROUTINE
+  std::string priority;             // Requested Procedure Priority: STAT, HIGH, ROUTINE
   std::string study_instance_uid;   // generated when empty
   std::string series_instance_uid;  // generated when empty
   int series_number = 1;

@@ -36,8 +36,8 @@ int PrintStatus(const Config& config) {
   }
   const IndexCounts& c = counts.value();
   std::printf("%lld patients, %lld studies, %lld series, %lld instances (%.1f MB); %lld reading tasks, %lld waiting\n",
-              (long long)c.patients, (long long)c.studies, (long long)c.series, (long long)c.instances,
-              c.bytes / 1e6, (long long)c.tasks_total, (long long)c.tasks_waiting);
+              (long long)c.patients, (long long)c.studies, (long long)c.series, (long long)c.instances, c.bytes / 1e6,
+              (long long)c.tasks_total, (long long)c.tasks_waiting);
   std::printf("%-10s %-12s %-8s %-9s %-28s %-8s %6s %9s  %s\n", "MEMBER", "PATIENT ID", "DATE", "MODALITY",
               "DESCRIPTION", "PRIORITY", "SERIES", "INSTANCES", "TASK");
   for (const StudyOverview& s : studies.value()) {
@@ -77,14 +77,14 @@ int ExportAudit(const Config& config) {
     std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(e.at_ms % 1000));
     nlohmann::json line = {{"id", e.id},
-                        {"EventDateTime", when},
-                        {"EventID", e.entry.action},
-                        {"ActiveParticipant", e.entry.actor},
-                        {"ParticipantObjectID", e.entry.study_instance_uid},
-                        {"detail", e.entry.detail},
-                        {"source", config.centre.ae_title},
-                        {"prev_hash", e.prev_hash},
-                        {"hash", e.hash}};
+                           {"EventDateTime", when},
+                           {"EventID", e.entry.action},
+                           {"ActiveParticipant", e.entry.actor},
+                           {"ParticipantObjectID", e.entry.study_instance_uid},
+                           {"detail", e.entry.detail},
+                           {"source", config.centre.ae_title},
+                           {"prev_hash", e.prev_hash},
+                           {"hash", e.hash}};
     std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   });
   if (!s.ok()) {
@@ -131,8 +131,10 @@ int main(int argc, char** argv) {
   pki_issue->add_option("--name", pki_name, "Common name: radiologist id, admin name, member AE, server name")
       ->required();
   pki_issue->add_option("--organization", pki_org, "Organization in the subject");
-  pki_issue->add_option("--ip", pki_ips, "IP addresses for a server certificate (or a member PACS taking reports over TLS)");
-  pki_issue->add_option("--dns", pki_dns, "DNS names for a server certificate (or a member PACS taking reports over TLS)");
+  pki_issue->add_option("--ip", pki_ips,
+                        "IP addresses for a server certificate (or a member PACS taking reports over TLS)");
+  pki_issue->add_option("--dns", pki_dns,
+                        "DNS names for a server certificate (or a member PACS taking reports over TLS)");
   pki_issue->add_option("--days", pki_days, "Validity in days")->check(CLI::Range(1, 3650));
   bool pki_rsa = false;
   pki_issue->add_flag("--rsa", pki_rsa, "An RSA key for a server certificate ([dicom_tls] legacy_certificate)");
@@ -168,11 +170,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     IssueRequest r;
-    r.kind = pki_kind == "server" ? CertKind::kServer
-             : pki_kind == "admin" ? CertKind::kAdmin
-             : pki_kind == "member" ? CertKind::kMember
+    r.kind = pki_kind == "server"        ? CertKind::kServer
+             : pki_kind == "admin"       ? CertKind::kAdmin
+             : pki_kind == "member"      ? CertKind::kMember
              : pki_kind == "workstation" ? CertKind::kWorkstation
-                                    : CertKind::kRadiologist;
+                                         : CertKind::kRadiologist;
     r.common_name = pki_name;
     r.organization = pki_org;
     // A member PACS that takes reports over DICOM TLS needs its address in its certificate.

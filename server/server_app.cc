@@ -28,9 +28,9 @@ Status ServerApp::WatchOwnCertificates() {
   }
   const int64_t now = NowMs() / 1000;
   // A CRL past its nextUpdate fails every handshake it applies to: watched like a certificate.
-  for (const auto& [name, path, ca] : {std::tuple{std::string("https CRL"), config_.https.crl, config_.https.ca},
-                                       std::tuple{std::string("dicom_tls CRL"), config_.dicom_tls.crl,
-                                                  config_.dicom_tls.ca}}) {
+  for (const auto& [name, path, ca] :
+       {std::tuple{std::string("https CRL"), config_.https.crl, config_.https.ca},
+        std::tuple{std::string("dicom_tls CRL"), config_.dicom_tls.crl, config_.dicom_tls.ca}}) {
     if (path.empty()) continue;
     Result<int64_t> next_update = AddRevocationList(nullptr, path, ca);
     if (!next_update.ok()) return Status::InvalidArgument(name + ": " + next_update.status().message());
@@ -82,19 +82,21 @@ Status ServerApp::Start() {
   listener_ = std::make_unique<DicomListener>(config_, *policy_, *ingest_, *store_, *engine_, tls_.get(), expiry_.get(),
                                               &stores_->audit, commitment_.get());
   if (Status s = listener_->Start(); !s.ok()) return s;
-  worklist_ = std::make_unique<Worklist>(stores_->tasks, stores_->audit, int64_t{config_.reading.lease_minutes} * 60'000,
-                                         NowMs, config_.radiologists);
+  worklist_ = std::make_unique<Worklist>(stores_->tasks, stores_->audit,
+                                         int64_t{config_.reading.lease_minutes} * 60'000, NowMs, config_.radiologists);
   AnchorAudit();
-  promoter_ = std::make_unique<ReadingTaskPromoter>(*index_, config_.centre.quiet_period_seconds, policy, NowMs, [this] {
-    Result<int> expired = worklist_->ExpireLeases();
-    if (expired.ok() && expired.value() > 0) spdlog::info("{} expired claim(s) returned to the worklist", expired.value());
-    if (NowMs() - last_anchor_ms_ >= kAuditAnchorMs) AnchorAudit();
-    static int64_t last_routing_check = 0;  // the promoter's thread only
-    if (NowMs() - last_routing_check >= 2000) {
-      last_routing_check = NowMs();
-      (void)worklist_->FlagUnroutable();
-    }
-  });
+  promoter_ =
+      std::make_unique<ReadingTaskPromoter>(*index_, config_.centre.quiet_period_seconds, policy, NowMs, [this] {
+        Result<int> expired = worklist_->ExpireLeases();
+        if (expired.ok() && expired.value() > 0)
+          spdlog::info("{} expired claim(s) returned to the worklist", expired.value());
+        if (NowMs() - last_anchor_ms_ >= kAuditAnchorMs) AnchorAudit();
+        static int64_t last_routing_check = 0;  // the promoter's thread only
+        if (NowMs() - last_routing_check >= 2000) {
+          last_routing_check = NowMs();
+          (void)worklist_->FlagUnroutable();
+        }
+      });
   promoter_->Start();
   // Deliveries queued before a restart go out now.
   sender_ = std::make_unique<DicomReportSender>(config_.centre.ae_title, config_.reading.delivery_timeout_seconds,
@@ -126,9 +128,11 @@ Status ServerApp::Start() {
     if (Status s = https_->Start(config_.https.port); !s.ok()) return s;
   }
   revocation_ = std::make_unique<RevocationLists>(*expiry_, std::chrono::seconds(10));
-  if (https_ && !config_.https.crl.empty()) revocation_->Attach("https CRL", config_.https.crl, config_.https.ca, https_->ssl_context());
+  if (https_ && !config_.https.crl.empty())
+    revocation_->Attach("https CRL", config_.https.crl, config_.https.ca, https_->ssl_context());
   if (tls_) {
-    for (ssl_ctx_st* ctx : tls_->revocation_checked()) revocation_->Attach("dicom_tls CRL", config_.dicom_tls.crl, config_.dicom_tls.ca, ctx);
+    for (ssl_ctx_st* ctx : tls_->revocation_checked())
+      revocation_->Attach("dicom_tls CRL", config_.dicom_tls.crl, config_.dicom_tls.ca, ctx);
   }
   revocation_->Start();
   spdlog::info("storage root {}; {} member hospital(s) configured", config_.centre.storage.string(),

@@ -1,5 +1,6 @@
 #include "viewer/api_client.h"
 
+#include <toml++/toml.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -12,7 +13,6 @@
 #include <limits>
 #include <optional>
 #include <vector>
-#include <toml++/toml.h>
 
 namespace teleread::viewer {
 namespace {
@@ -41,7 +41,8 @@ Result<Profile> LoadProfile(const std::filesystem::path& path) {
   };
   std::string server = t["server"].value_or(std::string());
   const std::string scheme = "https://";
-  if (server.rfind(scheme, 0) != 0) return Status::InvalidArgument(path.string() + ": server must be https://host:port");
+  if (server.rfind(scheme, 0) != 0)
+    return Status::InvalidArgument(path.string() + ": server must be https://host:port");
   server = server.substr(scheme.size());
   while (!server.empty() && server.back() == '/') server.pop_back();
   size_t colon = server.rfind(':');
@@ -69,7 +70,8 @@ struct ApiClient::Impl {
     ctx.load_verify_file(profile.ca.string(), ec);
     if (ec) return Status::IOError("cannot read the CA bundle " + profile.ca.string() + ": " + ec.message());
     ctx.use_certificate_chain_file(profile.certificate.string(), ec);
-    if (ec) return Status::IOError("cannot read your certificate " + profile.certificate.string() + ": " + ec.message());
+    if (ec)
+      return Status::IOError("cannot read your certificate " + profile.certificate.string() + ": " + ec.message());
     ctx.use_private_key_file(profile.key.string(), ssl::context::pem, ec);
     if (ec) return Status::IOError("cannot read your key " + profile.key.string() + ": " + ec.message());
     ctx.set_verify_mode(ssl::verify_peer);

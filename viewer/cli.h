@@ -51,8 +51,8 @@ std::string DefaultProfilePath();
 std::filesystem::path DefaultCacheDir();
 
 void AddReadingCommands(CLI::App& app, Session& session);
-void AddImageCommands(CLI::App& app, Session& session);   // fetch, view
-void AddReportCommands(CLI::App& app, Session& session);  // report ..., reports, outbox
+void AddImageCommands(CLI::App& app, Session& session);     // fetch, view
+void AddReportCommands(CLI::App& app, Session& session);    // report ..., reports, outbox
 void AddCriticalCommands(CLI::App& app, Session& session);  // critical, critical ack
 // report_templates.cc: fills the empty sections of `content` from the study's template (or the
 // one named); `editor_hints` gets its pick-lists as comment lines. False after printing why.

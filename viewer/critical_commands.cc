@@ -43,7 +43,8 @@ int List(Session& s, const CriticalOptions& o) {
     if (i["escalated"].get<bool>()) state = "ESCALATED";
     std::printf("%-12s %-10s %-10s %-15s %-16s %s\n", ClockText(i["opened_ms"].get<int64_t>()).c_str(),
                 i["member"].get<std::string>().c_str(), i["signer"].get<std::string>().c_str(), state.c_str(),
-                i["accession_number"].get<std::string>().c_str(), i["report_sop_instance_uid"].get<std::string>().c_str());
+                i["accession_number"].get<std::string>().c_str(),
+                i["report_sop_instance_uid"].get<std::string>().c_str());
     if (!i["acknowledged_by"].is_null()) {
       std::printf("             acknowledged %s by %s\n", ClockText(i["acknowledged_ms"].get<int64_t>()).c_str(),
                   i["acknowledged_by"].get<std::string>().c_str());

@@ -104,15 +104,19 @@ Result<EcgWaveform> ReadWaveform(const std::filesystem::path& file) {
   if (bits == 16) {
     Uint16* v = nullptr;
     if (data->getUint16Array(v).bad() || v == nullptr || data->getLength() / 2 < total) {
-      return Status::Corruption(file.filename().string() + ": the waveform data is shorter than its channels x samples");
+      return Status::Corruption(file.filename().string() +
+                                ": the waveform data is shorter than its channels x samples");
     }
-    for (size_t i = 0; i < total; ++i) raw[i] = interpretation == "SS" ? double(static_cast<Sint16>(v[i])) : double(v[i]);
+    for (size_t i = 0; i < total; ++i)
+      raw[i] = interpretation == "SS" ? double(static_cast<Sint16>(v[i])) : double(v[i]);
   } else {
     Uint8* v = nullptr;
     if (data->getUint8Array(v).bad() || v == nullptr || data->getLength() < total) {
-      return Status::Corruption(file.filename().string() + ": the waveform data is shorter than its channels x samples");
+      return Status::Corruption(file.filename().string() +
+                                ": the waveform data is shorter than its channels x samples");
     }
-    for (size_t i = 0; i < total; ++i) raw[i] = interpretation == "SB" ? double(static_cast<Sint8>(v[i])) : double(v[i]);
+    for (size_t i = 0; i < total; ++i)
+      raw[i] = interpretation == "SB" ? double(static_cast<Sint8>(v[i])) : double(v[i]);
   }
   DcmSequenceOfItems* defs = nullptr;
   (void)group->findAndGetSequence(DCM_ChannelDefinitionSequence, defs);
@@ -123,7 +127,8 @@ Result<EcgWaveform> ReadWaveform(const std::filesystem::path& file) {
     if (ch.label.empty()) ch.label = Str(def, DCM_ChannelLabel);
     if (ch.label.empty()) ch.label = "ch " + std::to_string(c + 1);
     // PS3.3 C.10.9.1.4.3: value = (sample + baseline) x sensitivity x correction, in the units' code.
-    const double sensitivity = Num(def, DCM_ChannelSensitivity, 1) * Num(def, DCM_ChannelSensitivityCorrectionFactor, 1);
+    const double sensitivity =
+        Num(def, DCM_ChannelSensitivity, 1) * Num(def, DCM_ChannelSensitivityCorrectionFactor, 1);
     const double baseline = Num(def, DCM_ChannelBaseline, 0);
     std::string units = CodeValue(def, DCM_ChannelSensitivityUnitsSequence);
     double factor = 1;
@@ -132,11 +137,13 @@ Result<EcgWaveform> ReadWaveform(const std::filesystem::path& file) {
     if (units == "uV" || units == "mV" || units == "V") units = "mV";
     ch.units = units.empty() ? "mV" : units;
     ch.values.resize(samples);
-    for (Uint32 t = 0; t < samples; ++t) ch.values[t] = (raw[static_cast<size_t>(t) * most + c] + baseline) * sensitivity * factor;
+    for (Uint32 t = 0; t < samples; ++t)
+      ch.values[t] = (raw[static_cast<size_t>(t) * most + c] + baseline) * sensitivity * factor;
     if (w.filters.empty() && def) {
       const double low = Num(def, DCM_FilterLowFrequency, -1), high = Num(def, DCM_FilterHighFrequency, -1);
       const double notch = Num(def, DCM_NotchFilterFrequency, -1);
-      if (low >= 0 || high >= 0) w.filters = (low >= 0 ? Number(low) : "?") + "-" + (high >= 0 ? Number(high) : "?") + " Hz";
+      if (low >= 0 || high >= 0)
+        w.filters = (low >= 0 ? Number(low) : "?") + "-" + (high >= 0 ? Number(high) : "?") + " Hz";
       if (notch > 0) w.filters += (w.filters.empty() ? "" : ", ") + std::string("notch ") + Number(notch) + " Hz";
     }
     w.channels.push_back(std::move(ch));
@@ -154,7 +161,8 @@ Result<EcgWaveform> ReadWaveform(const std::filesystem::path& file) {
         const std::string unit = CodeValue(a, DCM_MeasurementUnitsCodeSequence);
         text = name + " " + value + (unit.empty() ? "" : " " + unit);
       }
-      if (std::find(w.annotations.begin(), w.annotations.end(), text) == w.annotations.end()) w.annotations.push_back(text);
+      if (std::find(w.annotations.begin(), w.annotations.end(), text) == w.annotations.end())
+        w.annotations.push_back(text);
     }
   }
   return w;
@@ -173,7 +181,8 @@ void Line(RgbImage& img, double x0, double y0, double x1, double y1, int thick, 
   const int steps = std::max(1, static_cast<int>(std::ceil(std::max(std::fabs(x1 - x0), std::fabs(y1 - y0)))));
   for (int i = 0; i <= steps; ++i) {
     const double t = static_cast<double>(i) / steps;
-    const int x = static_cast<int>(std::lround(x0 + (x1 - x0) * t)), y = static_cast<int>(std::lround(y0 + (y1 - y0) * t));
+    const int x = static_cast<int>(std::lround(x0 + (x1 - x0) * t)),
+              y = static_cast<int>(std::lround(y0 + (y1 - y0) * t));
     Fill(img, x - thick / 2, y - thick / 2, x - thick / 2 + thick, y - thick / 2 + thick, c);
   }
 }
@@ -222,7 +231,8 @@ EcgPaper DrawEcgPaper(const EcgWaveform& ecg, const ImageIdentity& id, double px
   int note_line = 2;
   for (const std::string& a : ecg.annotations) {
     const std::string longer = notes + (notes.empty() ? "" : "   ") + a;
-    if (!notes.empty() && TextWidth(longer, text.pixel_height) > img.width - static_cast<int>(4 * mm) && note_line < 3) {
+    if (!notes.empty() && TextWidth(longer, text.pixel_height) > img.width - static_cast<int>(4 * mm) &&
+        note_line < 3) {
       DrawText(img, static_cast<int>(2 * mm), static_cast<int>(1 * mm) + note_line++ * line, notes, text);
       notes = a;
     } else {

@@ -17,9 +17,9 @@
 namespace teleread::viewer {
 
 struct EcgChannel {
-  std::string label;          // "I", "II", "aVR", "V1", ... or the source's code meaning
-  std::string units;          // "mV" after conversion of uV/mV/V; otherwise as stored (e.g. "mm[Hg]")
-  std::vector<double> values; // in `units`
+  std::string label;           // "I", "II", "aVR", "V1", ... or the source's code meaning
+  std::string units;           // "mV" after conversion of uV/mV/V; otherwise as stored (e.g. "mm[Hg]")
+  std::vector<double> values;  // in `units`
 };
 
 struct EcgWaveform {

@@ -13,8 +13,6 @@ namespace teleread::viewer {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-
-
 bool IsUid(std::string_view s) {
   if (s.empty() || s.size() > 64 || s.front() == '.' || s.back() == '.') return false;
   return s.find_first_not_of("0123456789.") == std::string_view::npos;
@@ -25,8 +23,11 @@ Result<std::vector<RemoteSeries>> ParseStudy(const json& study) {
   std::vector<RemoteSeries> all;
   try {
     for (const json& se : study.at("series")) {
-      RemoteSeries s{se.at("series_number").get<std::string>(), se.at("modality").get<std::string>(),
-                     se.at("description").get<std::string>(), se.value("body_part", ""), {}};
+      RemoteSeries s{se.at("series_number").get<std::string>(),
+                     se.at("modality").get<std::string>(),
+                     se.at("description").get<std::string>(),
+                     se.value("body_part", ""),
+                     {}};
       for (const json& in : se.at("instances")) {
         RemoteInstance i{in.at("sop_instance_uid").get<std::string>(), in.at("sop_class_uid").get<std::string>(),
                          in.at("instance_number").get<std::string>(), s.series_number,
@@ -48,9 +49,7 @@ namespace {
 
 double Megabytes(uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
 
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // "12/40 instances  6.3 MB  12.4 MB/s" rewritten in place on stderr, only when it is a terminal.
 class ProgressLine {
@@ -93,8 +92,7 @@ Status CheckInstanceFile(const fs::path& file, const RemoteInstance& in) {
   const uint64_t size = fs::file_size(file, ec);
   if (ec) return Status::NotFound(ec.message());
   if (size != in.size_bytes) {
-    return Status::Corruption("is " + std::to_string(size) + " bytes, the server has " +
-                              std::to_string(in.size_bytes));
+    return Status::Corruption("is " + std::to_string(size) + " bytes, the server has " + std::to_string(in.size_bytes));
   }
   Result<InstanceSummary> summary = ReadInstanceSummary(file);
   if (!summary.ok()) return Status::Corruption("is not readable DICOM (" + summary.status().message() + ")");
@@ -107,7 +105,6 @@ Status CheckInstanceFile(const fs::path& file, const RemoteInstance& in) {
 std::string InstanceName(const RemoteInstance& in) {
   return "instance " + in.sop_instance_uid + " (series " + in.series_number + " #" + in.instance_number + ")";
 }
-
 
 }  // namespace
 
@@ -170,9 +167,9 @@ FetchOutcome FetchInstances(ApiClient& api, const fs::path& cache, const std::st
       problem = got.status();
     } else if (got->status / 100 != 2) {
       json why = json::parse(got->body, nullptr, false);
-      problem = Status::IOError((why.is_object() && why.contains("error") ? why["error"].get<std::string>()
-                                                                           : got->body) +
-                                " (HTTP " + std::to_string(got->status) + ")");
+      problem =
+          Status::IOError((why.is_object() && why.contains("error") ? why["error"].get<std::string>() : got->body) +
+                          " (HTTP " + std::to_string(got->status) + ")");
     } else if (Status checked = CheckInstanceFile(part, in); !checked.ok()) {
       problem = Status::Corruption("the download " + checked.message() + "; removed");
     } else {
@@ -222,7 +219,6 @@ std::optional<std::vector<RemoteSeries>> LoadStudy(ApiClient& api, const std::st
   }
   return std::move(series).value();
 }
-
 
 }  // namespace teleread::viewer
 

@@ -35,9 +35,14 @@ int RunFetch(Session& s, const FetchOptions& o) {
   for (const RemoteSeries& se : *series) all.insert(all.end(), se.instances.begin(), se.instances.end());
   const FetchOutcome r = FetchInstances(*api, o.cache.empty() ? DefaultCacheDir() : fs::path(o.cache), o.study, all);
   if (s.as_json) {
-    std::cout << json{{"study_instance_uid", o.study}, {"instances", r.wanted}, {"fetched", r.fetched},
-                      {"cached", r.cached},           {"failed", r.failed},    {"bytes", r.bytes},
-                      {"seconds", r.seconds},         {"directory", r.directory.string()}}
+    std::cout << json{{"study_instance_uid", o.study},
+                      {"instances", r.wanted},
+                      {"fetched", r.fetched},
+                      {"cached", r.cached},
+                      {"failed", r.failed},
+                      {"bytes", r.bytes},
+                      {"seconds", r.seconds},
+                      {"directory", r.directory.string()}}
                      .dump(2)
               << "\n";
   } else {
@@ -116,8 +121,8 @@ std::string FittedPreview(const RgbImage& image) {
 int ShowDocument(Session& s, const RemoteSeries& series, const RemoteInstance& in, const fs::path& file,
                  const ViewOptions& o, json& report) {
   const ObjectKind kind = KindOfSopClass(in.sop_class_uid);
-  const std::string what = "series " + series.series_number + " #" + in.instance_number + " (" +
-                           SopClassName(in.sop_class_uid) + ")";
+  const std::string what =
+      "series " + series.series_number + " #" + in.instance_number + " (" + SopClassName(in.sop_class_uid) + ")";
   report["sop_class"] = SopClassName(in.sop_class_uid);
   if (kind == ObjectKind::kStructuredReport) {
     Result<std::string> text = StructuredReportText(file);
@@ -138,7 +143,8 @@ int ShowDocument(Session& s, const RemoteSeries& series, const RemoteInstance& i
     if (s.as_json) {
       std::cout << report.dump(2) << "\n";
     } else {
-      std::cout << what << ": the document is saved as " << saved->string() << "; open it with your PDF viewer (xdg-open)\n";
+      std::cout << what << ": the document is saved as " << saved->string()
+                << "; open it with your PDF viewer (xdg-open)\n";
     }
     return 0;
   }
@@ -148,15 +154,17 @@ int ShowDocument(Session& s, const RemoteSeries& series, const RemoteInstance& i
 int ShowWaveform(Session& s, const RemoteSeries& series, const RemoteInstance& in, const fs::path& file,
                  const ViewOptions& o, bool preview, json& report) {
   Result<EcgWaveform> ecg = ReadWaveform(file);
-  if (!ecg.ok()) return Fail("series " + series.series_number + " #" + in.instance_number + ": " + ecg.status().message());
+  if (!ecg.ok())
+    return Fail("series " + series.series_number + " #" + in.instance_number + ": " + ecg.status().message());
   Result<ImageIdentity> id = ReadImageIdentity(file);
   const EcgPaper paper = DrawEcgPaper(ecg.value(), id.ok() ? id.value() : ImageIdentity{});
   const std::string what = "series " + series.series_number + " #" + in.instance_number + " " +
                            SopClassName(in.sop_class_uid) + ", " + std::to_string(ecg->channels.size()) +
-                           " channels at " + std::to_string(static_cast<int>(ecg->sampling_hz)) + " Hz, 25 mm/s 10 mm/mV";
+                           " channels at " + std::to_string(static_cast<int>(ecg->sampling_hz)) +
+                           " Hz, 25 mm/s 10 mm/mV";
   report["waveform"] = {{"channels", ecg->channels.size()}, {"sampling_hz", ecg->sampling_hz},
-                        {"filters", ecg->filters}, {"annotations", ecg->annotations},
-                        {"width", paper.image.width}, {"height", paper.image.height}};
+                        {"filters", ecg->filters},          {"annotations", ecg->annotations},
+                        {"width", paper.image.width},       {"height", paper.image.height}};
   if (!o.out.empty()) {
     if (Status st = WritePng(paper.image, o.out); !st.ok()) return Fail(st.message());
     report["out"] = o.out;
@@ -190,7 +198,8 @@ int RunView(Session& s, const ViewOptions& o) {
   for (const RemoteSeries& se : *study) {
     numbers += (numbers.empty() ? "" : ", ") + se.series_number + " (" + se.modality + ")";
     if (series) continue;
-    if (o.series.empty() ? count_kind(se, ObjectKind::kImage) > 0 : SameNumber(se.series_number, o.series)) series = &se;
+    if (o.series.empty() ? count_kind(se, ObjectKind::kImage) > 0 : SameNumber(se.series_number, o.series))
+      series = &se;
   }
   // A study of waveforms, reports or documents only: its first series.
   if (!series && o.series.empty() && !study->empty()) series = &study->front();
@@ -249,8 +258,8 @@ int RunView(Session& s, const ViewOptions& o) {
   if (fetched.fetched > 0 && !s.as_json) std::cerr << SummaryLine(fetched) << "\n";
   const fs::path file = CachedFile(fetched.directory, in);
 
-  json report{{"study_instance_uid", o.study}, {"series_number", series->series_number},
-              {"instance_number", in.instance_number}, {"position", chosen + 1},
+  json report{{"study_instance_uid", o.study},           {"series_number", series->series_number},
+              {"instance_number", in.instance_number},   {"position", chosen + 1},
               {"sop_instance_uid", in.sop_instance_uid}, {"file", file.string()}};
   const ObjectKind kind = KindOfSopClass(in.sop_class_uid);
   if (kind == ObjectKind::kWaveform) return ShowWaveform(s, *series, in, file, o, preview, report);
@@ -267,8 +276,8 @@ int RunView(Session& s, const ViewOptions& o) {
   if (frame.ok()) {
     image = frame->image;
     if (!o.no_overlay && id.ok()) {
-      OverlayPlace place{static_cast<int>(chosen) + 1, static_cast<int>(all.size()), o.frame, frame->frames,
-                         frame->window, false};
+      OverlayPlace place{
+          static_cast<int>(chosen) + 1, static_cast<int>(all.size()), o.frame, frame->frames, frame->window, false};
       BurnOverlay(image, id.value(), place);
     }
     what = "series " + series->series_number + " instance " + in.instance_number + " (position " +
@@ -280,8 +289,8 @@ int RunView(Session& s, const ViewOptions& o) {
     report["width"] = image.width;
     report["height"] = image.height;
     report["photometric"] = frame->photometric;
-    report["window"] = frame->window ? json{{"center", frame->window->center}, {"width", frame->window->width}}
-                                     : json(nullptr);
+    report["window"] =
+        frame->window ? json{{"center", frame->window->center}, {"width", frame->window->width}} : json(nullptr);
     if (id.ok()) report["patient"] = {{"name", id->patient_name}, {"id", id->patient_id}};
     if (!o.out.empty()) {
       if (Status st = WritePng(image, o.out); !st.ok()) return Fail(st.message());
@@ -303,8 +312,9 @@ int RunView(Session& s, const ViewOptions& o) {
         std::cerr << "teleread: series " << series->series_number << " #" << all[i].instance_number
                   << " is marked on the sheet: " << f.status().message() << "\n";
         const std::string reason = f.status().message();
-        tiles.push_back({FailedTile(kCell, reason.substr(reason.find(": ") == std::string::npos ? 0 : reason.find(": ") + 2)),
-                         label});
+        tiles.push_back(
+            {FailedTile(kCell, reason.substr(reason.find(": ") == std::string::npos ? 0 : reason.find(": ") + 2)),
+             label});
         ++failed;
         continue;
       }
@@ -312,12 +322,16 @@ int RunView(Session& s, const ViewOptions& o) {
     }
     RgbImage sheet = ContactSheet(tiles, kCell);
     if (!o.no_overlay && id.ok()) {
-      sheet = WithIdentityBand(sheet, id.value(), "series " + series->series_number + "  " +
-                                                     (window ? WindowText(window) : "each image's own window"));
+      sheet = WithIdentityBand(
+          sheet, id.value(),
+          "series " + series->series_number + "  " + (window ? WindowText(window) : "each image's own window"));
     }
     if (Status st = WritePng(sheet, o.sheet); !st.ok()) return Fail(st.message());
-    report["sheet"] = {{"file", o.sheet}, {"tiles", tiles.size()},   {"failed", failed},
-                       {"width", sheet.width}, {"height", sheet.height}};
+    report["sheet"] = {{"file", o.sheet},
+                       {"tiles", tiles.size()},
+                       {"failed", failed},
+                       {"width", sheet.width},
+                       {"height", sheet.height}};
     if (!s.as_json) {
       const int columns = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(tiles.size()))));
       std::cout << "wrote " << o.sheet << ": series " << series->series_number << ", " << tiles.size()

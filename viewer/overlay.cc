@@ -84,7 +84,8 @@ std::string DirectionLetters(double x, double y, double z) {
     double v;
     char pos, neg;
   } axes[] = {{x, 'L', 'R'}, {y, 'P', 'A'}, {z, 'H', 'F'}};
-  std::sort(std::begin(axes), std::end(axes), [](const Axis& a, const Axis& b) { return std::fabs(a.v) > std::fabs(b.v); });
+  std::sort(std::begin(axes), std::end(axes),
+            [](const Axis& a, const Axis& b) { return std::fabs(a.v) > std::fabs(b.v); });
   std::string out;
   for (const Axis& a : axes) {
     // A component below ~0.3 (about 17 degrees) is not worth a letter.
@@ -124,7 +125,8 @@ void BurnOverlay(RgbImage& image, const ImageIdentity& id, const OverlayPlace& p
   DrawText(image, margin, image.height - margin - line, where, style);
   char wl[96];
   if (place.window) {
-    std::snprintf(wl, sizeof wl, "W %g L %g%s", place.window->width, place.window->center, place.inverted ? "  inv" : "");
+    std::snprintf(wl, sizeof wl, "W %g L %g%s", place.window->width, place.window->center,
+                  place.inverted ? "  inv" : "");
   } else {
     std::snprintf(wl, sizeof wl, "colour%s", place.inverted ? "  inv" : "");
   }
@@ -152,8 +154,9 @@ RgbImage WithIdentityBand(const RgbImage& sheet, const ImageIdentity& id, const 
   const int line = 20, band = 2 * line + 8;
   RgbImage out(sheet.width, sheet.height + band);
   std::copy(sheet.rgb.begin(), sheet.rgb.end(), out.rgb.begin() + static_cast<std::ptrdiff_t>(band) * sheet.width * 3);
-  DrawText(out, 6, 4, id.patient_name + "   ID " + id.patient_id + "   DOB " + DicomDateText(id.birth_date) + "  " +
-                          id.sex, style);
+  DrawText(out, 6, 4,
+           id.patient_name + "   ID " + id.patient_id + "   DOB " + DicomDateText(id.birth_date) + "  " + id.sex,
+           style);
   DrawText(out, 6, 4 + line, DicomDateText(id.study_date) + "  " + id.study_description + "   " + detail, style);
   return out;
 }

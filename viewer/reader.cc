@@ -90,8 +90,8 @@ struct Pane {
 
 class Reader {
  public:
-  Reader(Session& s, Terminal& term, fs::path cache) : s_(s), term_(term), cache_(std::move(cache)),
-                                                        painter_(DetectGraphicsProtocol()) {
+  Reader(Session& s, Terminal& term, fs::path cache)
+      : s_(s), term_(term), cache_(std::move(cache)), painter_(DetectGraphicsProtocol()) {
     if (const char* t = std::getenv("TELEREAD_READER_TRACE")) trace_.open(t, std::ios::app);
   }
 
@@ -106,9 +106,12 @@ class Reader {
     Draw();
     main_.StartFetch(*s_.LoadedProfile(), cache_);
     if (trace_) {
-      trace_ << "first_image_epoch_ms " << std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                 std::chrono::system_clock::now().time_since_epoch()).count()
-             << " drawn=" << drawn_image_ << "\n" << std::flush;
+      trace_ << "first_image_epoch_ms "
+             << std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count()
+             << " drawn=" << drawn_image_ << "\n"
+             << std::flush;
     }
     size_t seen_done = 0;
     for (;;) {
@@ -127,7 +130,8 @@ class Reader {
         Draw();
         if (trace_ && key != kNone) {
           trace_ << "key_ms " << std::chrono::duration<double, std::milli>(Clock::now() - pressed).count()
-                 << " drawn=" << drawn_image_ << "\n" << std::flush;
+                 << " drawn=" << drawn_image_ << "\n"
+                 << std::flush;
         }
       }
     }
@@ -184,39 +188,109 @@ class Reader {
       return true;
     }
     switch (key) {
-      case kDown: case 'n': case 'j': Step(1, false); break;
-      case kUp: case 'p': case 'k': Step(-1, false); break;
-      case kPageDown: Step(10, false); break;
-      case kPageUp: Step(-10, false); break;
-      case kRight: Step(1, true); break;
-      case kLeft: Step(-1, true); break;
-      case ']': case '[': {
+      case kDown:
+      case 'n':
+      case 'j':
+        Step(1, false);
+        break;
+      case kUp:
+      case 'p':
+      case 'k':
+        Step(-1, false);
+        break;
+      case kPageDown:
+        Step(10, false);
+        break;
+      case kPageUp:
+        Step(-10, false);
+        break;
+      case kRight:
+        Step(1, true);
+        break;
+      case kLeft:
+        Step(-1, true);
+        break;
+      case ']':
+      case '[': {
         const size_t n = main_.series.size();
         pane_.series = (pane_.series + (key == ']' ? 1 : n - 1)) % n;
         pane_.position = (Series(pane_).instances.size() - 1) / 2;
         pane_.frame = 0;
         break;
       }
-      case kHome: case 'g': pane_.position = 0; pane_.frame = 0; break;
-      case kEnd: case 'G': pane_.position = Series(pane_).instances.size() - 1; pane_.frame = 0; break;
-      case '0': window_.reset(); break;
-      case '1': case '2': case '3': case '4': case '5': window_ = PresetWindow(kPresets[key - '1']); break;
-      case 'w': AdjustWindow(1 / 1.15, 0); break;
-      case 'W': AdjustWindow(1.15, 0); break;
-      case 'c': AdjustWindow(1, -1); break;
-      case 'C': AdjustWindow(1, 1); break;
-      case '+': case '=': zoom_ = std::min(8.0, zoom_ * 1.25); break;
-      case '-': zoom_ = std::max(1.0, zoom_ / 1.25); break;
-      case 'H': case kShiftLeft: pan_x_ -= 0.1 / zoom_; break;
-      case 'L': case kShiftRight: pan_x_ += 0.1 / zoom_; break;
-      case 'K': case kShiftUp: pan_y_ -= 0.1 / zoom_; break;
-      case 'J': case kShiftDown: pan_y_ += 0.1 / zoom_; break;
-      case 'i': invert_ = !invert_; break;
-      case ' ': cine_ = !cine_; break;
-      case 't': jumping_ = true; jump_.clear(); break;
-      case 'x': TogglePrior(); break;
-      case 'r': OpenReport(); break;
-      default: return false;
+      case kHome:
+      case 'g':
+        pane_.position = 0;
+        pane_.frame = 0;
+        break;
+      case kEnd:
+      case 'G':
+        pane_.position = Series(pane_).instances.size() - 1;
+        pane_.frame = 0;
+        break;
+      case '0':
+        window_.reset();
+        break;
+      case '1':
+      case '2':
+      case '3':
+      case '4':
+      case '5':
+        window_ = PresetWindow(kPresets[key - '1']);
+        break;
+      case 'w':
+        AdjustWindow(1 / 1.15, 0);
+        break;
+      case 'W':
+        AdjustWindow(1.15, 0);
+        break;
+      case 'c':
+        AdjustWindow(1, -1);
+        break;
+      case 'C':
+        AdjustWindow(1, 1);
+        break;
+      case '+':
+      case '=':
+        zoom_ = std::min(8.0, zoom_ * 1.25);
+        break;
+      case '-':
+        zoom_ = std::max(1.0, zoom_ / 1.25);
+        break;
+      case 'H':
+      case kShiftLeft:
+        pan_x_ -= 0.1 / zoom_;
+        break;
+      case 'L':
+      case kShiftRight:
+        pan_x_ += 0.1 / zoom_;
+        break;
+      case 'K':
+      case kShiftUp:
+        pan_y_ -= 0.1 / zoom_;
+        break;
+      case 'J':
+      case kShiftDown:
+        pan_y_ += 0.1 / zoom_;
+        break;
+      case 'i':
+        invert_ = !invert_;
+        break;
+      case ' ':
+        cine_ = !cine_;
+        break;
+      case 't':
+        jumping_ = true;
+        jump_.clear();
+        break;
+      case 'x':
+        TogglePrior();
+        break;
+      case 'r':
+        OpenReport();
+        break;
+      default:
+        return false;
     }
     SyncPrior();
     return true;
@@ -229,7 +303,8 @@ class Reader {
       return;
     }
     ApiClient* api = s_.Api();
-    std::optional<json> priors = api ? CallJson(*api, "GET", "/api/v1/studies/" + main_.study + "/priors") : std::nullopt;
+    std::optional<json> priors =
+        api ? CallJson(*api, "GET", "/api/v1/studies/" + main_.study + "/priors") : std::nullopt;
     if (!priors || (*priors)["priors"].empty()) {
       message_ = "no prior study of this patient";
       return;
@@ -283,8 +358,8 @@ class Reader {
       return std::nullopt;
     }
     char key[200];
-    std::snprintf(key, sizeof key, "%s/%d/%g/%g/%d", in.sop_instance_uid.c_str(), p.frame, window_ ? window_->center : 0,
-                  window_ ? window_->width : -1, window_.has_value());
+    std::snprintf(key, sizeof key, "%s/%d/%g/%g/%d", in.sop_instance_uid.c_str(), p.frame,
+                  window_ ? window_->center : 0, window_ ? window_->width : -1, window_.has_value());
     Result<ImageIdentity> ident = ReadImageIdentity(file);
     if (ident.ok()) id = ident.value();
     auto hit = cache_images_.find(key);
@@ -348,7 +423,8 @@ class Reader {
       for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(255 - v);
     }
     if (zoom_ > 1.0) {
-      const int w = std::max(1, static_cast<int>(image.width / zoom_)), h = std::max(1, static_cast<int>(image.height / zoom_));
+      const int w = std::max(1, static_cast<int>(image.width / zoom_)),
+                h = std::max(1, static_cast<int>(image.height / zoom_));
       pan_x_ = std::clamp(pan_x_, -0.5 + 0.5 / zoom_, 0.5 - 0.5 / zoom_);
       pan_y_ = std::clamp(pan_y_, -0.5 + 0.5 / zoom_, 0.5 - 0.5 / zoom_);
       const int x0 = std::clamp(static_cast<int>((0.5 + pan_x_) * image.width) - w / 2, 0, image.width - w);
@@ -360,8 +436,9 @@ class Reader {
     // Pixel protocols are sharp enough for burned-in text; symbol cells are not, and the
     // patient is named on the top line anyway.
     if (painter_.protocol() != GraphicsProtocol::kSymbols) {
-      BurnOverlay(image, id, OverlayPlace{static_cast<int>(p.position) + 1, static_cast<int>(se.instances.size()),
-                                          p.frame + 1, frames, applied, invert_});
+      BurnOverlay(image, id,
+                  OverlayPlace{static_cast<int>(p.position) + 1, static_cast<int>(se.instances.size()), p.frame + 1,
+                               frames, applied, invert_});
     }
     out += move + painter_.Encode(image, columns, rows, left, size.cell_width, size.cell_height);
     drawn_image_ = true;
@@ -388,7 +465,8 @@ class Reader {
     if (prior_) {
       const int half = size.columns / 2;
       caption = "NOW " + DrawPane(pane_, 1, 2, half - 1, rows, size, out);
-      caption += "  |  PRIOR " + prior_date_ + " " + DrawPane(prior_pane_, half + 1, 2, size.columns - half, rows, size, out);
+      caption +=
+          "  |  PRIOR " + prior_date_ + " " + DrawPane(prior_pane_, half + 1, 2, size.columns - half, rows, size, out);
     } else {
       caption = DrawPane(pane_, 1, 2, size.columns, rows, size, out);
     }

@@ -130,12 +130,18 @@ std::string DateText(const std::string& da) {
 
 std::string ShortClass(const std::string& uid) {
   static const std::map<std::string, std::string> names = {
-      {"1.2.840.10008.5.1.4.1.1.2", "CT"},         {"1.2.840.10008.5.1.4.1.1.4", "MR"},
-      {"1.2.840.10008.5.1.4.1.1.1", "CR"},         {"1.2.840.10008.5.1.4.1.1.1.1", "DX"},
-      {"1.2.840.10008.5.1.4.1.1.6.1", "US"},       {"1.2.840.10008.5.1.4.1.1.3.1", "US multi-frame"},
-      {"1.2.840.10008.5.1.4.1.1.7", "secondary capture"}, {"1.2.840.10008.5.1.4.1.1.9.1.1", "12-lead ECG"},
-      {"1.2.840.10008.5.1.4.1.1.9.1.2", "general ECG"},   {"1.2.840.10008.5.1.4.1.1.88.11", "basic text SR"},
-      {"1.2.840.10008.5.1.4.1.1.88.22", "enhanced SR"},   {"1.2.840.10008.5.1.4.1.1.104.1", "PDF"},
+      {"1.2.840.10008.5.1.4.1.1.2", "CT"},
+      {"1.2.840.10008.5.1.4.1.1.4", "MR"},
+      {"1.2.840.10008.5.1.4.1.1.1", "CR"},
+      {"1.2.840.10008.5.1.4.1.1.1.1", "DX"},
+      {"1.2.840.10008.5.1.4.1.1.6.1", "US"},
+      {"1.2.840.10008.5.1.4.1.1.3.1", "US multi-frame"},
+      {"1.2.840.10008.5.1.4.1.1.7", "secondary capture"},
+      {"1.2.840.10008.5.1.4.1.1.9.1.1", "12-lead ECG"},
+      {"1.2.840.10008.5.1.4.1.1.9.1.2", "general ECG"},
+      {"1.2.840.10008.5.1.4.1.1.88.11", "basic text SR"},
+      {"1.2.840.10008.5.1.4.1.1.88.22", "enhanced SR"},
+      {"1.2.840.10008.5.1.4.1.1.104.1", "PDF"},
   };
   auto it = names.find(uid);
   return it == names.end() ? uid : it->second;
@@ -158,13 +164,13 @@ int RunShow(Session& s, const std::string& study) {
   const char* bold = Ansi("\033[1m");
   const char* plain = *bold ? Ansi("\033[0m") : "";
   // The banner names the patient first: reading the wrong patient's study is the error to prevent.
-  std::cout << bold << st.value("patient_name", "") << plain << "   ID " << st.value("patient_id", "")
-            << "   born " << DateText(st.value("patient_birth_date", "")) << "   " << st.value("patient_sex", "")
-            << " " << AgeText(st) << "\n"
+  std::cout << bold << st.value("patient_name", "") << plain << "   ID " << st.value("patient_id", "") << "   born "
+            << DateText(st.value("patient_birth_date", "")) << "   " << st.value("patient_sex", "") << " "
+            << AgeText(st) << "\n"
             << "accession " << st.value("accession_number", "") << "   " << DateText(st.value("study_date", ""))
             << "   " << st.value("description", "") << "   " << st.value("modalities", "") << "\n"
-            << "from " << st.value("member", "") << "   referring " << st.value("referring_physician", "")
-            << "   " << st.value("institution", "") << "\n"
+            << "from " << st.value("member", "") << "   referring " << st.value("referring_physician", "") << "   "
+            << st.value("institution", "") << "\n"
             << "study " << study << "\n";
   for (const json& se : st["series"]) {
     const json& ins = se["instances"];

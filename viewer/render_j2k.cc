@@ -34,7 +34,8 @@ OPJ_SIZE_T ReadBytes(void* buffer, OPJ_SIZE_T n, void* user) {
 }
 OPJ_OFF_T SkipBytes(OPJ_OFF_T n, void* user) {
   auto* s = static_cast<MemoryStream*>(user);
-  const OPJ_OFF_T k = std::clamp<OPJ_OFF_T>(n, -static_cast<OPJ_OFF_T>(s->pos), static_cast<OPJ_OFF_T>(s->size - s->pos));
+  const OPJ_OFF_T k =
+      std::clamp<OPJ_OFF_T>(n, -static_cast<OPJ_OFF_T>(s->pos), static_cast<OPJ_OFF_T>(s->size - s->pos));
   s->pos = static_cast<size_t>(static_cast<OPJ_OFF_T>(s->pos) + k);
   return k;
 }
@@ -165,7 +166,8 @@ Result<std::unique_ptr<DcmDataset>> DecodeJpeg2000Frame(DcmDataset& ds, int fram
   if (c0.w != columns || c0.h != rows || image->numcomps < samples || (samples != 1 && samples != 3)) {
     return Status::Corruption("JPEG 2000: the code stream is " + std::to_string(c0.w) + "x" + std::to_string(c0.h) +
                               " with " + std::to_string(image->numcomps) + " components, the data set says " +
-                              std::to_string(columns) + "x" + std::to_string(rows) + " with " + std::to_string(samples));
+                              std::to_string(columns) + "x" + std::to_string(rows) + " with " +
+                              std::to_string(samples));
   }
   for (unsigned c = 1; c < samples; ++c) {
     if (image->comps[c].w != columns || image->comps[c].h != rows) {
@@ -177,11 +179,20 @@ Result<std::unique_ptr<DcmDataset>> DecodeJpeg2000Frame(DcmDataset& ds, int fram
 
   auto out = std::make_unique<DcmDataset>();
   // What DicomImage reads besides the pixels: the modality and VOI transforms and padding.
-  static const DcmTagKey kCopied[] = {DCM_SOPClassUID,       DCM_Modality,          DCM_RescaleSlope,
-                                      DCM_RescaleIntercept,  DCM_RescaleType,       DCM_WindowCenter,
-                                      DCM_WindowWidth,       DCM_WindowCenterWidthExplanation,
-                                      DCM_VOILUTFunction,    DCM_ModalityLUTSequence, DCM_VOILUTSequence,
-                                      DCM_PixelPaddingValue, DCM_PixelPaddingRangeLimit, DCM_PresentationLUTShape};
+  static const DcmTagKey kCopied[] = {DCM_SOPClassUID,
+                                      DCM_Modality,
+                                      DCM_RescaleSlope,
+                                      DCM_RescaleIntercept,
+                                      DCM_RescaleType,
+                                      DCM_WindowCenter,
+                                      DCM_WindowWidth,
+                                      DCM_WindowCenterWidthExplanation,
+                                      DCM_VOILUTFunction,
+                                      DCM_ModalityLUTSequence,
+                                      DCM_VOILUTSequence,
+                                      DCM_PixelPaddingValue,
+                                      DCM_PixelPaddingRangeLimit,
+                                      DCM_PresentationLUTShape};
   for (const DcmTagKey& tag : kCopied) {
     DcmElement* e = nullptr;
     if (ds.findAndGetElement(tag, e).good() && e) out->insert(static_cast<DcmElement*>(e->clone()), true);

@@ -59,8 +59,9 @@ std::string Template(const json& study, const ReportContent& c, const std::strin
     << study.value("study_date", "") << "  from " << study.value("member", "") << "  referring "
     << study.value("referring_physician", "") << "\n"
     << "# Lines starting with # are ignored. An empty Findings or Impression cancels the report.\n"
-    << hints
-    << "Findings:\n" << c.findings << "\n\nImpression:\n" << c.impression << "\n\nRecommendation:\n"
+    << hints << "Findings:\n"
+    << c.findings << "\n\nImpression:\n"
+    << c.impression << "\n\nRecommendation:\n"
     << c.recommendation << "\n\nCritical finding: " << (c.critical ? "yes" : "no") << "\n";
   return t.str();
 }
@@ -84,7 +85,8 @@ void ParseTemplate(const std::string& text, ReportContent& c) {
         section = name;
         header = true;
         std::string rest = line.substr(std::string(name).size());
-        if (rest.find_first_not_of(' ') != std::string::npos) parts[section] += rest.substr(rest.find_first_not_of(' '));
+        if (rest.find_first_not_of(' ') != std::string::npos)
+          parts[section] += rest.substr(rest.find_first_not_of(' '));
       }
     }
     if (header || section.empty()) continue;
@@ -180,8 +182,8 @@ int Compose(Session& s, const std::string& study_uid, ReportContent content, boo
   if (!api) return 1;
   auto who = CallJson(*api, "GET", "/api/v1/whoami");
   if (!who) return 1;
-  if ((*who)["role"] != "radiologist") return Fail("only a radiologist writes reports; this profile is " +
-                                                   (*who)["role"].get<std::string>());
+  if ((*who)["role"] != "radiologist")
+    return Fail("only a radiologist writes reports; this profile is " + (*who)["role"].get<std::string>());
   auto study = CallJson(*api, "GET", "/api/v1/studies/" + study_uid);
   if (!study) return 1;
   patient = study->value("patient_name", "") + " (ID " + study->value("patient_id", "") + ", " +
@@ -250,8 +252,8 @@ int NewReport(Session& s, const ReportOptions& o, const std::string& study_uid,
     ParseTemplate(ReadText(o.text_file), content);
     edit = false;
   }
-  const fs::path out = o.out.empty() ? WorkDir() / (study_uid + (predecessor ? ".amendment.dcm" : ".report.dcm"))
-                                     : fs::path(o.out);
+  const fs::path out =
+      o.out.empty() ? WorkDir() / (study_uid + (predecessor ? ".amendment.dcm" : ".report.dcm")) : fs::path(o.out);
   const bool under_claim = !predecessor && (o.sign || o.submit);
   if (under_claim && RenewClaim(s, study_uid) != 0) return 1;
   std::string patient;
@@ -286,8 +288,8 @@ int Verify(Session& s, const ReportOptions& o) {
     json j{{"file", o.file}, {"valid", signer.ok() && info.ok()}};
     if (!signer.ok()) j["error"] = signer.status().message();
     if (signer.ok()) {
-      j["signer"] = json{{"subject", signer->subject}, {"common_name", signer->common_name},
-                         {"signed_at", signer->signed_at}};
+      j["signer"] =
+          json{{"subject", signer->subject}, {"common_name", signer->common_name}, {"signed_at", signer->signed_at}};
     }
     if (info.ok()) {
       j["report"] = json{{"sop_instance_uid", info->sop_instance_uid},
@@ -363,7 +365,8 @@ int GetReport(Session& s, const ReportOptions& o) {
   if (!r.ok()) return Fail(r.status().message());
   if (r->status != 200) {
     json body = json::parse(r->body, nullptr, false);
-    return Fail((body.is_object() ? body.value("error", r->body) : r->body) + " (HTTP " + std::to_string(r->status) + ")");
+    return Fail((body.is_object() ? body.value("error", r->body) : r->body) + " (HTTP " + std::to_string(r->status) +
+                ")");
   }
   const fs::path out = o.out.empty() ? fs::path(o.sop + ".dcm") : fs::path(o.out);
   if (!WriteBytes(out, r->body)) return Fail("cannot write " + out.string());
@@ -420,8 +423,9 @@ void AddReportCommands(CLI::App& app, Session& s) {
   CLI::App* create = report->add_subcommand("new", "Write a report of a study you have claimed");
   create->add_option("study", o->study, "Study Instance UID")->required();
   AddContentOptions(create, *o);
-  create->add_option("--template", o->template_name, "Start from this template (default: the study's, by modality "
-                                                     "and body part)");
+  create->add_option("--template", o->template_name,
+                     "Start from this template (default: the study's, by modality "
+                     "and body part)");
   create->callback([&s, o] {
     InitializeDicom();
     s.exit_code = NewReport(s, *o, o->study, std::nullopt, ReportContent{});
@@ -477,7 +481,8 @@ void AddReportCommands(CLI::App& app, Session& s) {
 
   CLI::App* verify = report->add_subcommand("verify", "Check a report's signature and chain offline, and show it");
   verify->add_option("file", o->file, "Report file")->required()->check(CLI::ExistingFile);
-  verify->add_option("--ca", o->ca, "The reading centre's CA bundle (default: the profile's)")->check(CLI::ExistingFile);
+  verify->add_option("--ca", o->ca, "The reading centre's CA bundle (default: the profile's)")
+      ->check(CLI::ExistingFile);
   verify->add_option("--crl", o->crl, "The centre CA's revocation list: a revoked signer fails")
       ->check(CLI::ExistingFile);
   verify->callback([&s, o] { s.exit_code = Verify(s, *o); });

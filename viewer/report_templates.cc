@@ -11,8 +11,7 @@ bool StartFromTemplate(Session& s, const std::string& study_uid, const std::stri
                        std::string* editor_hints) {
   ApiClient* api = s.Api();
   if (!api) return false;
-  auto t = CallJson(*api, "GET",
-                    "/api/v1/studies/" + study_uid + "/template" + (name.empty() ? "" : "?name=" + name));
+  auto t = CallJson(*api, "GET", "/api/v1/studies/" + study_uid + "/template" + (name.empty() ? "" : "?name=" + name));
   if (!t) return false;
   if (content.findings.empty()) content.findings = t->value("findings", "");
   if (content.impression.empty()) content.impression = t->value("impression", "");

@@ -3,8 +3,8 @@
 #include <chafa.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace teleread::viewer {
@@ -20,7 +20,8 @@ GraphicsProtocol DetectGraphicsProtocol() {
   if (forced == "iterm2") return GraphicsProtocol::kIterm2;
   if (forced == "symbols") return GraphicsProtocol::kSymbols;
   if (!env("TMUX").empty() || env("TERM").rfind("screen", 0) == 0) return GraphicsProtocol::kSymbols;
-  if (!env("KITTY_WINDOW_ID").empty() || env("TERM").find("kitty") != std::string::npos) return GraphicsProtocol::kKitty;
+  if (!env("KITTY_WINDOW_ID").empty() || env("TERM").find("kitty") != std::string::npos)
+    return GraphicsProtocol::kKitty;
   const std::string program = env("TERM_PROGRAM");
   if (program == "iTerm.app" || program == "WezTerm") return GraphicsProtocol::kIterm2;
   if (env("TERM").find("sixel") != std::string::npos || program == "mlterm" || !env("MLTERM").empty()) {
@@ -94,8 +95,7 @@ std::string TerminalPainter::Encode(const RgbImage& image, int columns, int rows
   // Exact colours, no dithering: the grey levels are the diagnosis.
   chafa_canvas_config_set_dither_mode(config, CHAFA_DITHER_MODE_NONE);
   ChafaCanvas* canvas = chafa_canvas_new(config);
-  chafa_canvas_draw_all_pixels(canvas, CHAFA_PIXEL_RGB8, image.rgb.data(), image.width, image.height,
-                               image.width * 3);
+  chafa_canvas_draw_all_pixels(canvas, CHAFA_PIXEL_RGB8, image.rgb.data(), image.width, image.height, image.width * 3);
   GString* out = chafa_canvas_print(canvas, impl_->term);
   std::string text(out->str, out->len);
   g_string_free(out, TRUE);

@@ -10,8 +10,21 @@ namespace teleread::viewer {
 
 enum Key : int {
   kNone = 0,
-  kUp = 0x1000, kDown, kLeft, kRight, kPageUp, kPageDown, kHome, kEnd,
-  kShiftUp, kShiftDown, kShiftLeft, kShiftRight, kEnter, kEscape, kBackspace,
+  kUp = 0x1000,
+  kDown,
+  kLeft,
+  kRight,
+  kPageUp,
+  kPageDown,
+  kHome,
+  kEnd,
+  kShiftUp,
+  kShiftDown,
+  kShiftLeft,
+  kShiftRight,
+  kEnter,
+  kEscape,
+  kBackspace,
 };
 
 struct TerminalSize {

@@ -82,7 +82,8 @@ int Layout(Font& f, RgbImage* image, int x, int y, std::string_view utf8, const 
               continue;
             }
             for (int dy = -1; dy <= 1; ++dy) {
-              for (int dx = -1; dx <= 1; ++dx) blend(ox + static_cast<int>(col) + dx, oy + static_cast<int>(row) + dy, kBlack, a);
+              for (int dx = -1; dx <= 1; ++dx)
+                blend(ox + static_cast<int>(col) + dx, oy + static_cast<int>(row) + dy, kBlack, a);
             }
           }
         }

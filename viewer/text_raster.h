@@ -20,9 +20,9 @@ namespace teleread::viewer {
 std::string TextFontPath();
 
 struct TextStyle {
-  int pixel_height = 14;                  // the em height
+  int pixel_height = 14;  // the em height
   uint8_t colour[3] = {255, 255, 255};
-  bool shadow = true;                     // a 1-pixel dark outline, legible on any image
+  bool shadow = true;  // a 1-pixel dark outline, legible on any image
 };
 
 // Draws `utf8` with its top-left corner at (x, y); clipped at the image's edges. Returns the

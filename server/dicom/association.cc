@@ -156,12 +156,11 @@ class Association {
     const char* echo_syntaxes[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
                                    UID_BigEndianExplicitTransferSyntax};
     const char* echo[] = {UID_VerificationSOPClass};
-    OFCondition cond =
-        ASC_acceptContextsWithPreferredTransferSyntaxes(assoc_->params, echo, 1, echo_syntaxes, 3);
+    OFCondition cond = ASC_acceptContextsWithPreferredTransferSyntaxes(assoc_->params, echo, 1, echo_syntaxes, 3);
     if (cond.good()) {
-      cond = ASC_acceptContextsWithPreferredTransferSyntaxes(
-          assoc_->params, const_cast<const char**>(kQueryRetrieveSopClasses), kNumQueryRetrieveSopClasses,
-          echo_syntaxes, 3);
+      cond = ASC_acceptContextsWithPreferredTransferSyntaxes(assoc_->params,
+                                                             const_cast<const char**>(kQueryRetrieveSopClasses),
+                                                             kNumQueryRetrieveSopClasses, echo_syntaxes, 3);
     }
     if (cond.good()) {
       cond = ASC_acceptContextsWithPreferredTransferSyntaxes(
@@ -217,8 +216,9 @@ class Association {
       for (int t = 0; t < pc.transferSyntaxCount; ++t) {
         for (int k = 0; k < 3; ++k) {
           if (std::string(pc.proposedTransferSyntaxes[t]) != syntaxes[k]) continue;
-          ASC_acceptPresentationContext(assoc_->params, pc.presentationContextID, syntaxes[k],
-                                        pc.proposedRole == ASC_SC_ROLE_SCUSCP ? ASC_SC_ROLE_SCUSCP : ASC_SC_ROLE_DEFAULT);
+          ASC_acceptPresentationContext(
+              assoc_->params, pc.presentationContextID, syntaxes[k],
+              pc.proposedRole == ASC_SC_ROLE_SCUSCP ? ASC_SC_ROLE_SCUSCP : ASC_SC_ROLE_DEFAULT);
           t = pc.transferSyntaxCount;
           break;
         }
@@ -234,8 +234,7 @@ class Association {
     for (;;) {
       T_DIMSE_Message msg{};
       T_ASC_PresentationContextID pres_id = 0;
-      OFCondition cond =
-          DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &pres_id, &msg, nullptr);
+      OFCondition cond = DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &pres_id, &msg, nullptr);
       if (cond == DUL_PEERREQUESTEDRELEASE) {
         ASC_acknowledgeRelease(assoc_);
         return;
@@ -321,8 +320,13 @@ class Association {
       } else {
         T_ASC_PresentationContext pc;
         ASC_findAcceptedPresentationContext(assoc_->params, pres_id, &pc);
-        StoreRequest request{received.path, caller_->ae_title, caller_->member_id, pc.abstractSyntax,
-                             req.AffectedSOPInstanceUID, {}, {}};
+        StoreRequest request{received.path,
+                             caller_->ae_title,
+                             caller_->member_id,
+                             pc.abstractSyntax,
+                             req.AffectedSOPInstanceUID,
+                             {},
+                             {}};
         outcome = env_.ingest.Store(request);
       }
     }

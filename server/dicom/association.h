@@ -16,8 +16,8 @@
 #include "server/dicom/dicom_tls.h"
 #include "server/reading/caller_policy.h"
 #include "server/reading/ingest.h"
-#include "server/store/audit_log.h"
 #include "server/reading/storage_commitment.h"
+#include "server/store/audit_log.h"
 #include "server/store/object_store.h"
 #include "server/store/query.h"
 
@@ -32,7 +32,7 @@ struct ListenerStats {
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> tls_associations{0};
-  std::atomic<uint64_t> tls_refused{0};  // failed handshakes and certificates of the wrong member
+  std::atomic<uint64_t> tls_refused{0};          // failed handshakes and certificates of the wrong member
   std::atomic<uint64_t> connections_refused{0};  // over the per-address cap
   std::atomic<uint64_t> accept_errors{0};        // EMFILE, ENFILE...: the acceptor backed off
   // Prometheus text, for /metrics.
@@ -62,7 +62,7 @@ struct AssociationEnv {
   std::string ae_title;
   uint64_t min_free_bytes;
   int dimse_timeout;
-  AuditLog* audit;  // Q/R is audited here (nullptr: not audited)
+  AuditLog* audit;                // Q/R is audited here (nullptr: not audited)
   StorageCommitment* commitment;  // nullptr: N-ACTION is not served
 };
 

@@ -145,8 +145,8 @@ OFCondition ServeCommitment(T_ASC_Association* assoc, unsigned char pres_id, con
     spdlog::warn("storage commitment from {} refused: {}", caller.ae_title, why);
     dimse::SetErrorComment(detail, why);
   }
-  OFCondition cond =
-      DIMSE_sendMessageUsingMemoryData(assoc, pres_id, &msg, why.empty() ? nullptr : &detail, nullptr, nullptr, nullptr);
+  OFCondition cond = DIMSE_sendMessageUsingMemoryData(assoc, pres_id, &msg, why.empty() ? nullptr : &detail, nullptr,
+                                                      nullptr, nullptr);
   if (cond.bad() || status != STATUS_Success) return cond;
 
   T_ASC_PresentationContext pc;
@@ -190,7 +190,8 @@ void SendCommitmentReport(const CommitmentReport& report, const CommitmentEnv& e
     if (cond.bad() && !assoc) ASC_destroyAssociationParameters(&params);
   }
   if (cond.good()) {
-    const T_ASC_PresentationContextID pres = ASC_findAcceptedPresentationContextID(assoc, UID_StorageCommitmentPushModelSOPClass);
+    const T_ASC_PresentationContextID pres =
+        ASC_findAcceptedPresentationContextID(assoc, UID_StorageCommitmentPushModelSOPClass);
     cond = pres == 0 ? DIMSE_NOVALIDPRESENTATIONCONTEXTID : SendEventReport(assoc, pres, report, env, 1);
     if (cond.good()) ASC_releaseAssociation(assoc);
   }

@@ -99,8 +99,9 @@ Status EnableRetiredAesProfile(SSL_CTX* ctx, const DicomTlsConfig& c) {
   if (SSL_CTX_set_cipher_list(ctx, list.c_str()) != 1) {
     return Status::InvalidArgument(WithOpenSslErrors("enabling TLS_RSA_WITH_AES_128_CBC_SHA"));
   }
-  spdlog::warn("DICOM TLS: the retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA, no forward secrecy) is WEAK and "
-               "enabled for the members with legacy_tls");
+  spdlog::warn(
+      "DICOM TLS: the retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA, no forward secrecy) is WEAK and "
+      "enabled for the members with legacy_tls");
   return Status::Ok();
 }
 
@@ -120,7 +121,8 @@ Status UseCertificateChain(ssl_ctx_st* ctx, const std::filesystem::path& file) {
   switch (EVP_PKEY_get_base_id(key)) {
     case EVP_PKEY_RSA:
     case EVP_PKEY_RSA_PSS:
-      if (bits < 2048) return Status::InvalidArgument(what + ": RSA key of " + std::to_string(bits) + " bits, below 2048");
+      if (bits < 2048)
+        return Status::InvalidArgument(what + ": RSA key of " + std::to_string(bits) + " bits, below 2048");
       break;
     case EVP_PKEY_EC:
       if (bits < 256) return Status::InvalidArgument(what + ": EC key of " + std::to_string(bits) + " bits, below 256");

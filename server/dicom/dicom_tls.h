@@ -8,10 +8,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
-#include <vector>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 #include "common/status.h"

@@ -2,13 +2,13 @@
 
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcostrmf.h"
 #include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmnet/assoc.h"
 #include "dcmtk/dcmnet/dcmlayer.h"
 #include "dcmtk/dcmnet/dcmtrans.h"
-#include "dcmtk/dcmnet/dul.h"
-#include "dcmtk/dcmnet/assoc.h"
 #include "dcmtk/dcmnet/dimse.h"
-#include "dcmtk/dcmdata/dcostrmf.h"
+#include "dcmtk/dcmnet/dul.h"
 #include "dcmtk/ofstd/ofstd.h"
 
 #include <arpa/inet.h>
@@ -23,16 +23,16 @@
 #include <chrono>
 #include <cstring>
 #include <future>
-#include <system_error>
 #include <iterator>
 #include <optional>
+#include <system_error>
 
 #include "common/log.h"
 #include "server/dicom/dicom_tls.h"
 #include "server/dicom/dimse_status.h"
+#include "server/dicom/qr_scp.h"
 #include "server/dicom/socket_peek.h"
 #include "server/dicom/tls_accept.h"
-#include "server/dicom/qr_scp.h"
 
 namespace teleread {
 
@@ -115,8 +115,8 @@ struct DicomListener::Network {
       std::lock_guard<std::mutex> lock(g_handoff_mu);
       if (prepared) layer.Prepare(fd, std::move(prepared));
       dcmExternalSocketHandle.set(fd);
-      cond = ASC_receiveAssociation(net, &assoc, max_pdu_bytes, nullptr, nullptr, OFFalse, DUL_NOBLOCK,
-                                    timeout_seconds);
+      cond =
+          ASC_receiveAssociation(net, &assoc, max_pdu_bytes, nullptr, nullptr, OFFalse, DUL_NOBLOCK, timeout_seconds);
       dcmExternalSocketHandle.set(-1);
       adopted = layer.TakeAdopted(fd);
     }
@@ -316,8 +316,7 @@ void DicomListener::AcceptLoop() {
       } else if (a == Arrival::kComplete) {
         RejectBusy(w.fd);
       } else if (a == Arrival::kFailed || (revents & (POLLRDHUP | POLLHUP | POLLERR)) || after >= w.deadline) {
-        spdlog::warn("association refused: all {} workers busy (no request received)",
-                     config_.centre.max_associations);
+        spdlog::warn("association refused: all {} workers busy (no request received)", config_.centre.max_associations);
         ::close(w.fd);
       } else {
         w.partial = w.partial || (revents & POLLIN);
@@ -388,8 +387,8 @@ void DicomListener::RejectBusy(int fd, std::optional<std::chrono::steady_clock::
     std::string error;
     connection = AcceptTls(tls_->server_context(), fd, *tls_deadline, peer, error);
     if (!connection) {
-      spdlog::warn("{} refused: all {} workers busy (no request received: {})", what,
-                   config_.centre.max_associations, error);
+      spdlog::warn("{} refused: all {} workers busy (no request received: {})", what, config_.centre.max_associations,
+                   error);
       ::close(fd);
       return;
     }
@@ -449,7 +448,8 @@ void DicomListener::RunConnection(Accepted c) {
   T_ASC_Association* assoc = nullptr;
   if (tls_here && tls_hello) {
     std::string error;
-    std::unique_ptr<DcmTransportConnection> connection = AcceptTls(tls_->server_context(), fd, deadline, tls_peer, error);
+    std::unique_ptr<DcmTransportConnection> connection =
+        AcceptTls(tls_->server_context(), fd, deadline, tls_peer, error);
     if (!connection) {
       spdlog::warn("TLS connection from {} refused: {}", PeerAddress(fd), error);
       stats_.tls_refused++;
@@ -457,12 +457,12 @@ void DicomListener::RunConnection(Accepted c) {
       return;
     }
     if (tls_peer.has_certificate && expiry_) {
-      expiry_->Observe("peer " + tls_peer.subject, tls_peer.not_after,
-                       std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count());
+      expiry_->Observe(
+          "peer " + tls_peer.subject, tls_peer.not_after,
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count());
     }
-    assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, acse_timeout,
-                              std::move(connection));
+    assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, acse_timeout, std::move(connection));
   } else {
     if (!WaitForAssociateRequest(fd, deadline)) {
       ::close(fd);
@@ -471,8 +471,18 @@ void DicomListener::RunConnection(Accepted c) {
     assoc = network_->Receive(fd, config_.centre.max_pdu_bytes, acse_timeout);
   }
   if (!assoc) return;
-  AssociationEnv env{config_, engine_, policy_, ingest_, store_, stats_, slots_, tls_, config_.centre.ae_title,
-                     config_.centre.min_free_disk_mb * 1024 * 1024, config_.centre.dimse_timeout_seconds, audit_,
+  AssociationEnv env{config_,
+                     engine_,
+                     policy_,
+                     ingest_,
+                     store_,
+                     stats_,
+                     slots_,
+                     tls_,
+                     config_.centre.ae_title,
+                     config_.centre.min_free_disk_mb * 1024 * 1024,
+                     config_.centre.dimse_timeout_seconds,
+                     audit_,
                      commitment_};
   RunAssociation(assoc, env, std::move(tls_peer));
 }

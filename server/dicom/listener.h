@@ -35,8 +35,7 @@ class DicomListener {
   // `tls` (may be null: no DICOM TLS) and `expiry` outlive the listener.
   DicomListener(const Config& config, const CallerPolicy& policy, Ingest& ingest, ObjectStore& store,
                 const QueryEngine& engine, const DicomTls* tls = nullptr, CertificateExpiry* expiry = nullptr,
-                AuditLog* audit = nullptr,
-                StorageCommitment* commitment = nullptr);
+                AuditLog* audit = nullptr, StorageCommitment* commitment = nullptr);
   ~DicomListener();  // stops if running
   DicomListener(const DicomListener&) = delete;
   DicomListener& operator=(const DicomListener&) = delete;
@@ -86,10 +85,10 @@ class DicomListener {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Accepted> pending_;  // accepted sockets waiting for a worker; guarded by mu_
-  int idle_workers_ = 0;     // guarded by mu_
+  std::deque<Accepted> pending_;            // accepted sockets waiting for a worker; guarded by mu_
+  int idle_workers_ = 0;                    // guarded by mu_
   std::map<std::string, int> per_address_;  // connections pending or served, by address; guarded by mu_
-  bool stopping_ = false;    // guarded by mu_
+  bool stopping_ = false;                   // guarded by mu_
 
   std::thread acceptor_;
   std::vector<std::thread> workers_;

@@ -2,11 +2,11 @@
 
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcostrmf.h"
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcvrpn.h"
 #include "dcmtk/dcmnet/assoc.h"
 #include "dcmtk/dcmnet/dimse.h"
-#include "dcmtk/dcmdata/dcostrmf.h"
 
 #include <unistd.h>
 
@@ -32,11 +32,10 @@ const int kNumQueryRetrieveSopClasses = 6;
 
 namespace {
 
-
 bool IsPatientRoot(const char* sop_class) {
   const std::string c = sop_class;
-  return c == UID_FINDPatientRootQueryRetrieveInformationModel || c == UID_MOVEPatientRootQueryRetrieveInformationModel ||
-         c == UID_GETPatientRootQueryRetrieveInformationModel;
+  return c == UID_FINDPatientRootQueryRetrieveInformationModel ||
+         c == UID_MOVEPatientRootQueryRetrieveInformationModel || c == UID_GETPatientRootQueryRetrieveInformationModel;
 }
 
 uint32_t TagOf(const DcmTagKey& k) { return (uint32_t{k.getGroup()} << 16) | k.getElement(); }
@@ -83,7 +82,8 @@ ParsedIdentifier Parse(DcmDataset* ids, const char* sop_class, const std::string
     OFString raw;
     if (e->getOFStringArray(raw).bad()) continue;
     const bool person_name = e->ident() == EVR_PN;
-    Result<std::string> text = DecodeToUtf8(p.charset, std::string(raw.c_str(), raw.length()), person_name ? "\\^=" : "\\");
+    Result<std::string> text =
+        DecodeToUtf8(p.charset, std::string(raw.c_str(), raw.length()), person_name ? "\\^=" : "\\");
     if (!text.ok()) {
       p.error = text.status().message();
       return p;
@@ -270,8 +270,8 @@ void FinalStatus(RetrieveState& st, Rsp* rsp, DcmDataset** rsp_ids) {
     *rsp_ids = new DcmDataset;
     (*rsp_ids)->putAndInsertString(DCM_FailedSOPInstanceUIDList, list.c_str());
   }
-  spdlog::info("{} from {}: {} sent, {} failed, {} warnings{}{}", st.operation, Who(st.env), st.completed,
-               st.failed, st.warning, st.last_error.empty() ? "" : "; last error: ", st.last_error);
+  spdlog::info("{} from {}: {} sent, {} failed, {} warnings{}{}", st.operation, Who(st.env), st.completed, st.failed,
+               st.warning, st.last_error.empty() ? "" : "; last error: ", st.last_error);
 }
 
 template <typename Rsp>
@@ -331,9 +331,9 @@ void MoveCallback(void* data, OFBool cancelled, T_DIMSE_C_MoveRQ* req, DcmDatase
   }
   const RetrieveItem& item = st.items[st.next++];
   // PS3.7 9.3.1.1: a C-MOVE's C-STORE sub-operations name the AE and message that asked for them.
-  StoreResult r = st.scu->Store(st.env.store.Absolute(item.relative_path).string(), item.sop_class_uid,
-                                item.sop_instance_uid, item.transfer_syntax_uid, st.env.caller.ae_title,
-                                req->MessageID);
+  StoreResult r =
+      st.scu->Store(st.env.store.Absolute(item.relative_path).string(), item.sop_class_uid, item.sop_instance_uid,
+                    item.transfer_syntax_uid, st.env.caller.ae_title, req->MessageID);
   RecordResult(st, item, r);
   if (r.association_lost) {
     // The destination went away: the rest cannot be sent either.

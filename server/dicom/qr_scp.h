@@ -30,7 +30,7 @@ struct QrEnv {
   const std::string& peer;
   int dimse_timeout;
   const DicomTls* tls = nullptr;  // client contexts for destinations with tls = true
-  AuditLog* audit = nullptr;       // every query and retrieve is written here before it is served
+  AuditLog* audit = nullptr;      // every query and retrieve is written here before it is served
 };
 
 // The abstract syntaxes of the Patient and Study Root FIND, MOVE and GET models.

@@ -27,9 +27,10 @@ SendResult DicomReportSender::Send(const DeliveryTarget& target, const OutgoingR
     if (held.ok()) {
       result.already_held = held.value();
     } else {
-      spdlog::info("report {} to {}: an earlier attempt may have reached it, but it cannot say ({}); sending "
-                   "again with the same SOP Instance UID",
-                   report.sop_instance_uid, target.ae_title, held.status().message());
+      spdlog::info(
+          "report {} to {}: an earlier attempt may have reached it, but it cannot say ({}); sending "
+          "again with the same SOP Instance UID",
+          report.sop_instance_uid, target.ae_title, held.status().message());
     }
   }
   if (!result.already_held) {

@@ -23,8 +23,7 @@ bool PeerIsScp(const T_ASC_PresentationContext& pc, bool by_role) {
 
 }  // namespace
 
-uint8_t ContextForSending(T_ASC_Association* assoc, const std::string& sop_class, const std::string& ts,
-                          bool by_role) {
+uint8_t ContextForSending(T_ASC_Association* assoc, const std::string& sop_class, const std::string& ts, bool by_role) {
   uint8_t fallback = 0;
   const int n = ASC_countPresentationContexts(assoc->params);
   for (int i = 0; i < n; ++i) {
@@ -124,7 +123,8 @@ Status StoreScu::Connect(const std::vector<std::pair<std::string, std::string>>&
   for (const auto& [sop_class, ts] : pairs) {
     add(sop_class, {ts.c_str()});
     // A second context lets a peer that cannot take the stored native encoding take another.
-    if (IsNativeSyntax(ts) && std::find(native_offered.begin(), native_offered.end(), sop_class) == native_offered.end()) {
+    if (IsNativeSyntax(ts) &&
+        std::find(native_offered.begin(), native_offered.end(), sop_class) == native_offered.end()) {
       native_offered.push_back(sop_class);
       add(sop_class, {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax});
     }
@@ -198,8 +198,8 @@ Result<bool> StoreScu::Holds(const std::string& study_uid, const std::string& se
   int responses = 0;
   T_DIMSE_C_FindRSP rsp{};
   DcmDataset* detail = nullptr;
-  OFCondition cond = DIMSE_findUser(impl_->assoc, pres_id, &req, &keys, responses, on_match, &seen,
-                                    DIMSE_NONBLOCKING, impl_->timeout, &rsp, &detail);
+  OFCondition cond = DIMSE_findUser(impl_->assoc, pres_id, &req, &keys, responses, on_match, &seen, DIMSE_NONBLOCKING,
+                                    impl_->timeout, &rsp, &detail);
   delete detail;
   if (seen.found) return true;  // whatever ended the query, the member has it
   if (cond.bad()) return Status::IOError(std::string("C-FIND failed: ") + cond.text());

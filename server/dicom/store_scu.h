@@ -36,8 +36,7 @@ class StoreScu {
 
   // Proposes a presentation context for each (SOP class, transfer syntax) pair, and with
   // `with_query` one for Study Root C-FIND too, so that Holds() can ask before sending.
-  Status Connect(const std::vector<std::pair<std::string, std::string>>& sop_class_and_syntax,
-                 bool with_query = false);
+  Status Connect(const std::vector<std::pair<std::string, std::string>>& sop_class_and_syntax, bool with_query = false);
   // Whether the peer already holds this instance, by a C-FIND at IMAGE level. An error when the
   // peer did not accept the C-FIND context or did not answer the query: then nobody knows.
   Result<bool> Holds(const std::string& study_instance_uid, const std::string& series_instance_uid,
@@ -61,9 +60,9 @@ uint8_t ContextForSending(T_ASC_Association* assoc, const std::string& sop_class
 
 // C-STORE of one stored file on an open association. An empty `move_originator_ae` sends no Move
 // Originator Application Entity Title or Message ID.
-StoreResult SendStoredFile(T_ASC_Association* assoc, uint8_t pres_id, uint16_t message_id,
-                           const std::string& file, const std::string& sop_class_uid,
-                           const std::string& sop_instance_uid, const std::string& move_originator_ae,
-                           uint16_t move_originator_message_id, int timeout_seconds);
+StoreResult SendStoredFile(T_ASC_Association* assoc, uint8_t pres_id, uint16_t message_id, const std::string& file,
+                           const std::string& sop_class_uid, const std::string& sop_instance_uid,
+                           const std::string& move_originator_ae, uint16_t move_originator_message_id,
+                           int timeout_seconds);
 
 }  // namespace teleread

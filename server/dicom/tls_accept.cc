@@ -81,7 +81,7 @@ std::string TlsFailure(SSL* ssl, bool timed_out) {
 }
 
 SSL* HandshakeAndRequest(SSL_CTX* ctx, int fd, std::chrono::steady_clock::time_point deadline, std::string& request,
-               std::string& error) {
+                         std::string& error) {
   constexpr size_t kMaxRequest = 1 << 20;
   SSL* ssl = SSL_new(ctx);
   if (!ssl || SSL_set_fd(ssl, fd) != 1) {

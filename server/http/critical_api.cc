@@ -100,8 +100,9 @@ std::string ReadingApi::CriticalMetrics() const {
        std::to_string(c->unacknowledged) + "\n";
   m += "# TYPE teleread_critical_escalated gauge\nteleread_critical_escalated " + std::to_string(c->escalated) + "\n";
   const double oldest = c->oldest_unacknowledged_ms ? (NowMs() - c->oldest_unacknowledged_ms) / 1000.0 : 0.0;
-  m += "# TYPE teleread_critical_unacknowledged_oldest_seconds gauge\nteleread_critical_unacknowledged_oldest_seconds " +
-       std::to_string(oldest) + "\n";
+  m +=
+      "# TYPE teleread_critical_unacknowledged_oldest_seconds gauge\nteleread_critical_unacknowledged_oldest_seconds " +
+      std::to_string(oldest) + "\n";
   return m;
 }
 

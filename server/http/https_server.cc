@@ -96,7 +96,9 @@ class TarStream {
 
   static std::string Header(const std::string& name, uint64_t size) {
     std::string h(512, '\0');
-    auto put = [&h](size_t at, size_t len, const std::string& v) { h.replace(at, std::min(len, v.size()), v.substr(0, len)); };
+    auto put = [&h](size_t at, size_t len, const std::string& v) {
+      h.replace(at, std::min(len, v.size()), v.substr(0, len));
+    };
     auto octal = [](uint64_t v, int width) {
       char buf[32];
       std::snprintf(buf, sizeof buf, "%0*llo", width, static_cast<unsigned long long>(v));
@@ -117,7 +119,6 @@ class TarStream {
     put(148, 8, octal(sum, 6) + std::string("\0 ", 2));
     return h;
   }
-
 
  public:
   // The file that could not be read whole; empty while all is well.
@@ -171,8 +172,8 @@ class ConnectionCounts {
     if (--per_address_[address] <= 0) per_address_.erase(address);
   }
   std::mutex mu_;
-  int total_ = 0;                         // guarded by mu_
-  std::map<std::string, int> per_address_;  // guarded by mu_
+  int total_ = 0;                                // guarded by mu_
+  std::map<std::string, int> per_address_;       // guarded by mu_
   int total_limit_ = 0, per_address_limit_ = 0;  // set before the first connection
 };
 
@@ -232,7 +233,8 @@ class Session : public std::enable_shared_from_this<Session> {
     http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec == http::error::end_of_stream) return self->Close();
       if (ec) {
-        if (ec == http::error::header_limit) return self->SendError(http::status::payload_too_large, "request too large");
+        if (ec == http::error::header_limit)
+          return self->SendError(http::status::payload_too_large, "request too large");
         return;  // timeout or reset: nothing to answer
       }
       self->first_request_ = false;
@@ -274,9 +276,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // The handler runs on the handler pool; its response is written from this connection's strand.
   void Handle() {
     http::request<http::string_body> req = parser_->release();
-    auto r = std::make_shared<HttpRequest>(HttpRequest{std::string(req.method_string()), std::string(req.target()),
-                                                       std::move(req.body()),
-                                                       std::string(req[http::field::content_type])});
+    auto r =
+        std::make_shared<HttpRequest>(HttpRequest{std::string(req.method_string()), std::string(req.target()),
+                                                  std::move(req.body()), std::string(req[http::field::content_type])});
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
     handlers_.Submit([self = shared_from_this(), r, keep_alive, version] {
@@ -299,8 +301,7 @@ class Session : public std::enable_shared_from_this<Session> {
       beast::error_code ec;
       res.body().open(out.file.c_str(), beast::file_mode::scan, ec);
       if (ec) {
-        return SendString(JsonResponse(404, R"({"error":"object file missing"})"), version,
-                          keep_alive);
+        return SendString(JsonResponse(404, R"({"error":"object file missing"})"), version, keep_alive);
       }
       res.set(http::field::content_type, out.content_type);
       res.keep_alive(keep_alive);
@@ -339,10 +340,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     if (piece->empty()) {
-      asio::async_write(stream_, http::make_chunk_last(),
-                        [self = shared_from_this()](beast::error_code ec, size_t) {
-                          if (!ec) self->Close();
-                        });
+      asio::async_write(stream_, http::make_chunk_last(), [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (!ec) self->Close();
+      });
       return;
     }
     asio::async_write(stream_, http::make_chunk(asio::buffer(*piece)),
@@ -362,8 +362,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void SendError(http::status status, const std::string& what) {
-    SendString(JsonResponse(static_cast<int>(status), "{\"error\":\"" + what + "\"}"), 11,
-               false);
+    SendString(JsonResponse(static_cast<int>(status), "{\"error\":\"" + what + "\"}"), 11, false);
   }
 
   template <typename Response>
@@ -432,7 +431,8 @@ struct HttpsServer::Impl {
           addr_ec ? nullptr : counts.TryEnter(remote.address().to_string());
       if (!ticket) {
         if (stats.connections_refused++ % 100 == 0) {
-          spdlog::warn("HTTPS connection from {} closed: over the connection limit", addr_ec ? "?" : remote.address().to_string());
+          spdlog::warn("HTTPS connection from {} closed: over the connection limit",
+                       addr_ec ? "?" : remote.address().to_string());
         }
         socket.close(addr_ec);
       } else {
@@ -475,7 +475,8 @@ Status HttpsServer::Start(uint16_t port) {
   m.ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                     ssl::context::single_dh_use);
   // BCP 195 (RFC 9325 4.2): TLS 1.2 with ECDHE/DHE and AEAD only; TLS 1.3 suites stay OpenSSL's.
-  if (SSL_CTX_set_cipher_list(native, kBcp195Ciphers) != 1) return Status::InvalidArgument("https: the BCP 195 cipher list is refused by this OpenSSL");
+  if (SSL_CTX_set_cipher_list(native, kBcp195Ciphers) != 1)
+    return Status::InvalidArgument("https: the BCP 195 cipher list is refused by this OpenSSL");
   // Without a session id context OpenSSL aborts every resumption once client certificates are
   // verified. A resumed session keeps the certificate it was made with, checked again per request.
   static const unsigned char kSessionContext[] = "teleread-https";
@@ -501,7 +502,9 @@ Status HttpsServer::Start(uint16_t port) {
   if (!ec) m.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) m.acceptor.bind(endpoint, ec);
   if (!ec) m.acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status::IOError("HTTPS listen on " + m.config.bind_address + ":" + std::to_string(port) + ": " + ec.message());
+  if (ec)
+    return Status::IOError("HTTPS listen on " + m.config.bind_address + ":" + std::to_string(port) + ": " +
+                           ec.message());
   m.port = m.acceptor.local_endpoint().port();
   int total = m.config.max_connections, per_address = m.config.max_connections_per_address;
   if (rlimit fds{}; ::getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY) {

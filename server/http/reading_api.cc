@@ -197,7 +197,9 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
     }
     return Json(200, json{{"id", who.id},
                           {"name", name},
-                          {"role", who.admin ? "admin" : !who.member_id.empty() ? "member" : "radiologist"},
+                          {"role", who.admin                ? "admin"
+                                   : !who.member_id.empty() ? "member"
+                                                            : "radiologist"},
                           {"server", config_.centre.name},
                           {"ae_title", config_.centre.ae_title}});
   }
@@ -389,9 +391,9 @@ HttpResponse ReadingApi::ClaimAction(const std::string& uid, const std::string& 
     row = worklist_.Claim(uid, who.id);
     if (!row.ok() && row.status().code() == Status::Code::kConflict) {
       const std::string& holder = row.status().message();
-      return Json(409, json{{"error", holder == "already reported" ? "the study is already reported"
-                                                                   : "claimed by " + holder},
-                            {"claimed_by", holder == "already reported" ? json(nullptr) : json(holder)}});
+      return Json(
+          409, json{{"error", holder == "already reported" ? "the study is already reported" : "claimed by " + holder},
+                    {"claimed_by", holder == "already reported" ? json(nullptr) : json(holder)}});
     }
   } else if (action == "renew") {
     row = worklist_.Renew(uid, who.id);
@@ -425,16 +427,17 @@ HttpResponse ReadingApi::SubmitReport(const std::string& uid, const HttpRequest&
     (void)worklist_.Audit(who.id, "report-refused", uid, r.status().message());
     return Error(StatusFor(r.status()), r.status().message());
   }
-  return Json(r->resent ? 200 : 201, json{{"sop_instance_uid", r->sop_instance_uid},
-                        {"series_instance_uid", r->series_instance_uid},
-                        {"study_instance_uid", r->study_instance_uid},
-                        {"signer", r->signer},
-                        {"signed_at", r->signed_at},
-                        {"amends", r->predecessor_sop_instance_uid.empty() ? json(nullptr)
-                                                                          : json(r->predecessor_sop_instance_uid)},
-                        {"critical", r->critical},
-                        {"accepted_ms", r->accepted_ms},
-                        {"delivery", "pending"}});
+  return Json(
+      r->resent ? 200 : 201,
+      json{{"sop_instance_uid", r->sop_instance_uid},
+           {"series_instance_uid", r->series_instance_uid},
+           {"study_instance_uid", r->study_instance_uid},
+           {"signer", r->signer},
+           {"signed_at", r->signed_at},
+           {"amends", r->predecessor_sop_instance_uid.empty() ? json(nullptr) : json(r->predecessor_sop_instance_uid)},
+           {"critical", r->critical},
+           {"accepted_ms", r->accepted_ms},
+           {"delivery", "pending"}});
 }
 
 HttpResponse ReadingApi::Reports(const std::string& study_uid, const std::string& query, const Identity& who) {
@@ -542,7 +545,8 @@ HttpResponse ReadingApi::Metrics() {
       for (size_t i = 0; i < std::size(Histogram::kBounds); ++i) {
         m << name << "_bucket{le=\"" << Histogram::kBounds[i] << "\"} " << h.buckets[i] << "\n";
       }
-      m << name << "_bucket{le=\"+Inf\"} " << h.count << "\n" << name << "_sum " << h.sum << "\n"
+      m << name << "_bucket{le=\"+Inf\"} " << h.count << "\n"
+        << name << "_sum " << h.sum << "\n"
         << name << "_count " << h.count << "\n";
     };
     histogram("teleread_turnaround_claim_seconds", c->complete_to_claim);

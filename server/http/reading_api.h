@@ -38,10 +38,18 @@ class ReadingApi {
   ReadingApi(const Config& config, Worklist& worklist, const StudyReads& reads, const ObjectStore& store,
              std::vector<MetricsSource> metrics, ReportDesk* desk = nullptr, DeliveryOutbox* outbox = nullptr,
              CertificateExpiry* certificates = nullptr, CriticalResults* critical = nullptr)
-      : config_(config), worklist_(worklist), reads_(reads), store_(store), metrics_(std::move(metrics)),
-        desk_(desk), outbox_(outbox), certificates_(certificates), critical_(critical),
-        refusals_([this](const AuditEntry& e) { return worklist_.Audit(e.actor, e.action, e.study_instance_uid, e.detail); },
-                  NowMs) {}
+      : config_(config),
+        worklist_(worklist),
+        reads_(reads),
+        store_(store),
+        metrics_(std::move(metrics)),
+        desk_(desk),
+        outbox_(outbox),
+        certificates_(certificates),
+        critical_(critical),
+        refusals_(
+            [this](const AuditEntry& e) { return worklist_.Audit(e.actor, e.action, e.study_instance_uid, e.detail); },
+            NowMs) {}
 
   HttpResponse Handle(const HttpRequest& request, const PeerCertificate& peer);
   // Before any body is read (an HttpGate): refuses a certificate that stands for nobody here and

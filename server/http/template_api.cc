@@ -13,7 +13,8 @@ HttpResponse ReadingApi::StudyTemplate(const std::string& uid, const std::string
   if (!who.member_id.empty()) return reply(403, json{{"error", "templates are the reading centre's"}});
   Result<StudyDetail> study = reads_.Study(uid);
   if (!study.ok()) {
-    return reply(study.status().code() == Status::Code::kNotFound ? 404 : 500, json{{"error", study.status().message()}});
+    return reply(study.status().code() == Status::Code::kNotFound ? 404 : 500,
+                 json{{"error", study.status().message()}});
   }
   std::vector<std::string> modalities;
   std::string body_part;

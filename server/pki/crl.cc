@@ -148,7 +148,8 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs:
     if (!next) return Status::InvalidArgument(path.string() + ": a CRL without a valid nextUpdate");
     const int64_t next_update = *next;
     if (next_update <= std::time(nullptr)) {
-      return Status::InvalidArgument(path.string() + ": the CRL expired (nextUpdate passed); re-sign it with "
+      return Status::InvalidArgument(path.string() +
+                                     ": the CRL expired (nextUpdate passed); re-sign it with "
                                      "`teleread-server pki crl DIR`");
     }
     const bool signed_by_ca = std::any_of(authorities.begin(), authorities.end(), [&](const X509Ptr& a) {

@@ -41,7 +41,6 @@ std::string WithOpenSslErrors(const std::string& what) {
 
 namespace pki_detail {
 
-
 // Backdating notBefore: a peer whose clock is a few minutes behind still accepts a fresh cert.
 constexpr long kClockSkewSeconds = 5 * 60;
 constexpr int kMaxValidDays = 100 * 365;
@@ -240,11 +239,16 @@ Status CheckCommonName(const std::string& cn) {
 
 const char* OrganizationalUnit(CertKind kind) {
   switch (kind) {
-    case CertKind::kServer: return "server";
-    case CertKind::kRadiologist: return "radiologist";
-    case CertKind::kAdmin: return "admin";
-    case CertKind::kMember: return "member";
-    case CertKind::kWorkstation: return "workstation";
+    case CertKind::kServer:
+      return "server";
+    case CertKind::kRadiologist:
+      return "radiologist";
+    case CertKind::kAdmin:
+      return "admin";
+    case CertKind::kMember:
+      return "member";
+    case CertKind::kWorkstation:
+      return "workstation";
   }
   return "";
 }
@@ -258,13 +262,16 @@ Usages UsagesFor(CertKind kind) {
   switch (kind) {
     // keyEncipherment is for RSA key transport; an EC key agrees on keys instead.
     // clientAuth too: the centre is the TLS client when it delivers reports over DICOM TLS.
-    case CertKind::kServer: return {"critical,digitalSignature,keyAgreement", "serverAuth,clientAuth"};
+    case CertKind::kServer:
+      return {"critical,digitalSignature,keyAgreement", "serverAuth,clientAuth"};
     // nonRepudiation: radiologists (and admins) also sign DICOM reports with these keys.
     case CertKind::kRadiologist:
-    case CertKind::kAdmin: return {"critical,digitalSignature,nonRepudiation", "clientAuth"};
+    case CertKind::kAdmin:
+      return {"critical,digitalSignature,nonRepudiation", "clientAuth"};
     // Member sites both call the centre and are called by it (C-MOVE destinations).
     case CertKind::kMember:
-    case CertKind::kWorkstation: return {"critical,digitalSignature", "clientAuth,serverAuth"};
+    case CertKind::kWorkstation:
+      return {"critical,digitalSignature", "clientAuth,serverAuth"};
   }
   return {"critical,digitalSignature", "clientAuth"};
 }
@@ -404,8 +411,8 @@ Result<IssuedFiles> IssueCertificate(const fs::path& ca_dir, const IssueRequest&
   if (!key.ok()) return key.status();
   X509Ptr cert(X509_new());
   if (!cert) return OpenSslError("X509_new");
-  Result<NamePtr> name = MakeName(
-      {{"O", request.organization}, {"OU", OrganizationalUnit(request.kind)}, {"CN", request.common_name}});
+  Result<NamePtr> name =
+      MakeName({{"O", request.organization}, {"OU", OrganizationalUnit(request.kind)}, {"CN", request.common_name}});
   if (!name.ok()) return name.status();
   if (X509_set_version(cert.get(), X509_VERSION_3) != 1 || X509_set_subject_name(cert.get(), name->get()) != 1 ||
       X509_set_issuer_name(cert.get(), X509_get_subject_name(ca->get())) != 1 ||

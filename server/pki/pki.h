@@ -31,7 +31,7 @@ struct IssueRequest {
   int valid_days = 825;
   int not_before_offset_days = 0;  // negative: valid from the past (tests make expired certificates
                                    // with not_before_offset_days=-10, valid_days=5)
-  bool rsa = false;  // an RSA-3072 key for a server certificate (the retired AES profile needs RSA)
+  bool rsa = false;                // an RSA-3072 key for a server certificate (the retired AES profile needs RSA)
 };
 
 struct IssuedFiles {

@@ -111,8 +111,8 @@ int RevocationLists::Refresh() {
     w.size = size;
     ++reread;
     if (!next_update.ok()) {
-      spdlog::error("revocation list {} changed but is refused: {}; the last one read stays in use",
-                    w.path.string(), next_update.status().message());
+      spdlog::error("revocation list {} changed but is refused: {}; the last one read stays in use", w.path.string(),
+                    next_update.status().message());
       continue;
     }
     const int64_t now =

@@ -8,12 +8,17 @@
 namespace teleread {
 
 CriticalResults::CriticalResults(const Config& config, CriticalStore& store, CriticalNotifier* notifier, Clock clock)
-    : config_(config), store_(store), notifier_(notifier), clock_(std::move(clock)),
+    : config_(config),
+      store_(store),
+      notifier_(notifier),
+      clock_(std::move(clock)),
       ack_ms_(int64_t{config.reading.critical_ack_minutes} * 60'000) {}
 
 CriticalResults::~CriticalResults() { Stop(); }
 
-void CriticalResults::Start() { thread_ = std::thread([this] { Loop(); }); }
+void CriticalResults::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void CriticalResults::Stop() {
   {
@@ -54,9 +59,10 @@ int CriticalResults::Escalate() {
     return 0;
   }
   for (const CriticalResult& c : escalated.value()) {
-    spdlog::error("critical result {} (study {}, signed by {}) is not acknowledged by {} after {} min: call the "
-                  "hospital",
-                  c.sop_instance_uid, c.study_instance_uid, c.signer, c.member_id, config_.reading.critical_ack_minutes);
+    spdlog::error(
+        "critical result {} (study {}, signed by {}) is not acknowledged by {} after {} min: call the "
+        "hospital",
+        c.sop_instance_uid, c.study_instance_uid, c.signer, c.member_id, config_.reading.critical_ack_minutes);
   }
   return static_cast<int>(escalated->size());
 }
@@ -87,7 +93,7 @@ void CriticalResults::SendDue() {
       if (m.id == c.member_id) member = &m;
     }
     std::string error = !member || member->critical_webhook.empty() ? "the member has no critical_webhook any more"
-                                                                     : notifier_->Notify(*member, c);
+                                                                    : notifier_->Notify(*member, c);
     const int64_t attempts = c.webhook_attempts + 1;
     const bool dead = !error.empty() && attempts >= config_.reading.delivery_max_attempts;
     const int64_t next = error.empty() || dead ? 0 : clock_() + Backoff(attempts);

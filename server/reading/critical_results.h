@@ -62,8 +62,8 @@ class CriticalResults {
   std::mt19937_64 rng_{std::random_device{}()};  // the service's thread only
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  bool woken_ = false;     // guarded by mu_
+  bool stopping_ = false;        // guarded by mu_
+  bool woken_ = false;           // guarded by mu_
   int64_t next_webhook_ms_ = 0;  // the service's thread only
   std::thread thread_;
 };

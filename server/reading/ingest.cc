@@ -9,18 +9,19 @@ StoreOutcome Refuse(IngestCode code, std::string why) { return StoreOutcome{code
 
 IngestCode CodeFor(const Status& s) {
   return s.code() == Status::Code::kNoSpace || s.code() == Status::Code::kIOError ? IngestCode::kNoStorage
-                                                                                   : IngestCode::kUnreadable;
+                                                                                  : IngestCode::kUnreadable;
 }
 
 }  // namespace
 
-Ingest::Ingest(ObjectStore& store, Index& index, Clock clock) : store_(store), index_(index), clock_(std::move(clock)) {}
+Ingest::Ingest(ObjectStore& store, Index& index, Clock clock)
+    : store_(store), index_(index), clock_(std::move(clock)) {}
 
 StoreOutcome Ingest::Store(const StoreRequest& req) {
   TempFileGuard guard(req.temp_file);
 
-  Result<InstanceSummary> summary = req.summary ? Result<InstanceSummary>(*req.summary)
-                                                : ReadInstanceSummary(req.temp_file);
+  Result<InstanceSummary> summary =
+      req.summary ? Result<InstanceSummary>(*req.summary) : ReadInstanceSummary(req.temp_file);
   if (!summary.ok()) return Refuse(IngestCode::kUnreadable, summary.status().message());
   const InstanceSummary& s = summary.value();
   if (s.sop_instance_uid.empty()) return Refuse(IngestCode::kDoesNotMatch, "no SOP Instance UID");
@@ -41,8 +42,12 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   // write can remove the file it just placed without racing a concurrent identical re-send.
   std::lock_guard<std::mutex> sop_lock(sop_locks_[std::hash<std::string>{}(s.sop_instance_uid) % kSopLockStripes]);
   std::error_code ec;
-  NewInstance instance{s, req.member_id, req.calling_ae_title, ObjectStore::RelativePathFor(s.sop_instance_uid),
-                       std::filesystem::file_size(req.temp_file, ec), clock_()};
+  NewInstance instance{s,
+                       req.member_id,
+                       req.calling_ae_title,
+                       ObjectStore::RelativePathFor(s.sop_instance_uid),
+                       std::filesystem::file_size(req.temp_file, ec),
+                       clock_()};
   Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
   if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());
   if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
@@ -60,7 +65,8 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
 StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& instance) {
   std::filesystem::path existing = store_.Absolute(instance.relative_path);
   Result<bool> same = SameDataSet(req.temp_file, existing);
-  if (!same.ok()) return Refuse(IngestCode::kNoStorage, "cannot compare with the stored copy: " + same.status().message());
+  if (!same.ok())
+    return Refuse(IngestCode::kNoStorage, "cannot compare with the stored copy: " + same.status().message());
   if (!same.value()) {
     return Refuse(IngestCode::kDifferentContent,
                   "SOP Instance UID already stored with different content; the stored object is kept");

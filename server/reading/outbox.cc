@@ -14,7 +14,9 @@ DeliveryOutbox::DeliveryOutbox(const Config& config, DeliveryStore& deliveries, 
 
 DeliveryOutbox::~DeliveryOutbox() { Stop(); }
 
-void DeliveryOutbox::Start() { thread_ = std::thread([this] { RunRestarting("delivery outbox", [this] { Loop(); }); }); }
+void DeliveryOutbox::Start() {
+  thread_ = std::thread([this] { RunRestarting("delivery outbox", [this] { Loop(); }); });
+}
 
 void DeliveryOutbox::Stop() {
   {
@@ -100,8 +102,12 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
     error = "report " + row.sop_instance_uid + " is not in the store";
   } else {
     const DeliveryItem& i = *item.value();
-    OutgoingReport report{store_.Absolute(i.relative_path).string(), i.sop_class_uid, i.transfer_syntax_uid,
-                          row.study_instance_uid, i.series_instance_uid, row.sop_instance_uid};
+    OutgoingReport report{store_.Absolute(i.relative_path).string(),
+                          i.sop_class_uid,
+                          i.transfer_syntax_uid,
+                          row.study_instance_uid,
+                          i.series_instance_uid,
+                          row.sop_instance_uid};
     // Durably before the data set is sent (an attempt that never got an association sent
     // nothing): should the process die during the attempt, the row waits until the member has
     // stored what it got or given up on it, and is then asked before a re-send.
@@ -120,17 +126,19 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
   const int64_t attempts = row.attempts + 1;
   const bool dead = !error.empty() && attempts >= config_.reading.delivery_max_attempts;
   const int64_t next = error.empty() || dead ? 0 : now + Backoff(attempts);
-  Status s = deliveries_.Record(
-      row, DeliveryOutcome{error.empty() ? "delivered" : dead ? "dead" : "pending", attempts, next, error, already_held,
-                           now});
+  Status s = deliveries_.Record(row, DeliveryOutcome{error.empty() ? "delivered"
+                                                     : dead        ? "dead"
+                                                                   : "pending",
+                                                     attempts, next, error, already_held, now});
   if (!s.ok()) {
     unrecorded_ = true;
     spdlog::error("delivery {}: cannot record the outcome ({}): {}", row.id, error.empty() ? "delivered" : error,
                   s.message());
   } else if (already_held) {
-    spdlog::info("report {} was already held by {}, which an earlier attempt reached: recorded as delivered, not "
-                 "sent again",
-                 row.sop_instance_uid, row.member_id);
+    spdlog::info(
+        "report {} was already held by {}, which an earlier attempt reached: recorded as delivered, not "
+        "sent again",
+        row.sop_instance_uid, row.member_id);
   } else if (error.empty()) {
     spdlog::info("report {} delivered to {} (attempt {}{})", row.sop_instance_uid, row.member_id, attempts,
                  member && member->delivery && member->delivery->tls ? ", DICOM TLS" : "");

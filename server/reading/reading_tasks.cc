@@ -18,7 +18,9 @@ ReadingTaskPromoter::ReadingTaskPromoter(Index& index, int quiet_period_seconds,
 
 ReadingTaskPromoter::~ReadingTaskPromoter() { Stop(); }
 
-void ReadingTaskPromoter::Start() { thread_ = std::thread([this] { RunRestarting("reading task promoter", [this] { Loop(); }); }); }
+void ReadingTaskPromoter::Start() {
+  thread_ = std::thread([this] { RunRestarting("reading task promoter", [this] { Loop(); }); });
+}
 
 void ReadingTaskPromoter::Stop() {
   {

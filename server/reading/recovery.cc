@@ -32,8 +32,8 @@ Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Co
       continue;
     }
     std::error_code ec;
-    NewInstance instance{summary.value(), member->id, summary->source_ae_title, rel,
-                         std::filesystem::file_size(path, ec), now_ms};
+    NewInstance instance{
+        summary.value(), member->id, summary->source_ae_title, rel, std::filesystem::file_size(path, ec), now_ms};
     if (Status st = index.AddInstance(instance); !st.ok()) {
       ++report.objects_unattributed;
       spdlog::error("recovery: cannot index {}: {}", rel, st.ToString());

@@ -54,7 +54,8 @@ Status MayReport(const ReportStore& reports, const ReportedStudy& f, const std::
   }
   Result<std::optional<std::string>> signer = reports.SignerOf(predecessor, f.study_pk);
   if (!signer.ok()) return signer.status();
-  if (!signer.value()) return Status::InvalidArgument("the amended report " + predecessor + " is no report of this study");
+  if (!signer.value())
+    return Status::InvalidArgument("the amended report " + predecessor + " is no report of this study");
   const bool assigned = f.task_state == "claimed" && f.claimed_by == caller && f.lease_expires_ms > now;
   if (*signer.value() == caller || assigned) return Status::Ok();
   return Status::PermissionDenied("only " + *signer.value() + ", who signed " + predecessor +
@@ -134,7 +135,8 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   for (const InstanceRef& e : r.evidence) evidence.push_back(e.sop_instance_uid);
   Result<std::optional<std::string>> outside = reports_.FirstOutsideStudy(f.study_pk, evidence);
   if (!outside.ok()) return outside.status();
-  if (outside.value()) return Status::InvalidArgument("evidence " + *outside.value() + " is not an instance of the study");
+  if (outside.value())
+    return Status::InvalidArgument("evidence " + *outside.value() + " is not an instance of the study");
 
   const int64_t now = clock_();
   const std::string predecessor = r.predecessor ? r.predecessor->sop_instance_uid : "";
@@ -145,9 +147,8 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
     if (Status st = MayReport(reports_, f, caller, predecessor, now); !st.ok()) return st;
   }
 
-  AcceptedReport accepted{r.sop_instance_uid, r.series_instance_uid, study_uid,          caller,
-                          signer->signed_at,  predecessor,           r.content.critical, now,
-                          resent.value()};
+  AcceptedReport accepted{r.sop_instance_uid, r.series_instance_uid, study_uid, caller,        signer->signed_at,
+                          predecessor,        r.content.critical,    now,       resent.value()};
   // Recorded with the instance, in its transaction; a re-sent identical report finds its row
   // and changes nothing.
   Status refused;
@@ -158,10 +159,10 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   req.negotiated_sop_class_uid = r.summary.sop_class_uid;
   req.affected_sop_instance_uid = r.summary.sop_instance_uid;
   req.summary = r.summary;
-  req.also = reports_.Record(NewReport{accepted.sop_instance_uid, study_uid, f.study_pk, f.member_id, caller,
-                                       signer->subject, accepted.signed_at, predecessor, accepted.critical, now,
-                                       HasCriticalWebhook(config_, f.member_id)},
-                             &refused);
+  req.also = reports_.Record(
+      NewReport{accepted.sop_instance_uid, study_uid, f.study_pk, f.member_id, caller, signer->subject,
+                accepted.signed_at, predecessor, accepted.critical, now, HasCriticalWebhook(config_, f.member_id)},
+      &refused);
   StoreOutcome outcome = ingest_.Store(req);
   if (!refused.ok()) return refused;
   if (Status st = StatusFor(outcome, accepted.sop_instance_uid); !st.ok()) return st;

@@ -12,9 +12,9 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/status.h"
-#include "server/store/report_store.h"
 #include "server/reading/ingest.h"
 #include "server/store/object_store.h"
+#include "server/store/report_store.h"
 
 namespace teleread {
 
@@ -34,7 +34,11 @@ class ReportDesk {
  public:
   ReportDesk(const Config& config, ReportStore& reports, ObjectStore& store, Ingest& ingest, Clock clock,
              std::function<void()> on_accepted)
-      : config_(config), reports_(reports), store_(store), ingest_(ingest), clock_(std::move(clock)),
+      : config_(config),
+        reports_(reports),
+        store_(store),
+        ingest_(ingest),
+        clock_(std::move(clock)),
         on_accepted_(std::move(on_accepted)) {}
 
   // `dicom` is a Part-10 file: a signed Basic or Enhanced Text SR of `study_uid`, uploaded by

@@ -15,10 +15,10 @@ Result<CommitResult> StorageCommitment::Commit(const std::string& member_id, con
   if (!r.ok()) return r;
   spdlog::info("storage commitment {} from {} ({}): {} committed, {} failed{}", transaction_uid, caller_ae, member_id,
                r->committed.size(), r->failed.size(),
-               r->tasks_created.empty() ? std::string()
-                                        : "; " + std::to_string(r->tasks_created.size()) +
-                                              " stud" + (r->tasks_created.size() == 1 ? "y" : "ies") +
-                                              " complete: queued for reading");
+               r->tasks_created.empty()
+                   ? std::string()
+                   : "; " + std::to_string(r->tasks_created.size()) + " stud" +
+                         (r->tasks_created.size() == 1 ? "y" : "ies") + " complete: queued for reading");
   return r;
 }
 

@@ -92,8 +92,9 @@ Status ForEachAuditEntry(const std::filesystem::path& index_path,
                          const std::function<void(const StoredAuditEntry&)>& each) {
   Result<std::unique_ptr<Database>> db = Database::Open(index_path, true);
   if (!db.ok()) return db.status();
-  Statement q(db.value()->handle(),
-              "SELECT id, at_ms, actor, action, study_instance_uid, detail, prev_hash, hash FROM audit_log ORDER BY id");
+  Statement q(
+      db.value()->handle(),
+      "SELECT id, at_ms, actor, action, study_instance_uid, detail, prev_hash, hash FROM audit_log ORDER BY id");
   for (;;) {
     Result<bool> row = q.Step();
     if (!row.ok()) return row.status();

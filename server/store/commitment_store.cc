@@ -50,7 +50,8 @@ Result<CommitResult> CommitmentStore::Commit(const std::string& member_id, const
     priority += " ELSE 'ROUTINE' END";
     Statement insert(db.handle(),
                      "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, due_ms) "
-                     "SELECT id, 'waiting', " + priority + ", ?1, ?1, ?1 + CASE " + priority +
+                     "SELECT id, 'waiting', " +
+                         priority + ", ?1, ?1, ?1 + CASE " + priority +
                          " WHEN 'STAT' THEN ?3 WHEN 'HIGH' THEN ?4 ELSE ?5 END FROM studies WHERE id = ?2 AND "
                          "task_created = 0 AND NOT EXISTS (SELECT 1 FROM instances i JOIN series se ON se.id = "
                          "i.series_pk WHERE se.study_pk = ?2 AND i.committed_ms = 0)");
@@ -74,8 +75,8 @@ Result<CommitResult> CommitmentStore::Commit(const std::string& member_id, const
       const std::string study_uid = uid.Text(0);
       uid.Reset();
       if (promoted) result.tasks_created.push_back(study_uid);
-      if (Status st = AppendAudit(db, now, {actor, "commit", study_uid,
-                                            "transaction " + transaction_uid + (promoted ? "; complete" : "")});
+      if (Status st = AppendAudit(
+              db, now, {actor, "commit", study_uid, "transaction " + transaction_uid + (promoted ? "; complete" : "")});
           !st.ok()) {
         return st;
       }

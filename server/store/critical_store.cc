@@ -100,16 +100,17 @@ Result<std::vector<CriticalResult>> CriticalStore::Escalate(int64_t cutoff, int6
   std::vector<CriticalResult> escalated;
   Status s = index_.Write([&](Database& db) -> Status {
     escalated.clear();  // a retried write starts over
-    Statement q(db.handle(), std::string(kColumns) +
-                                 "WHERE c.acknowledged_ms = 0 AND c.escalated_ms = 0 AND c.opened_ms <= ?1");
+    Statement q(db.handle(),
+                std::string(kColumns) + "WHERE c.acknowledged_ms = 0 AND c.escalated_ms = 0 AND c.opened_ms <= ?1");
     q.Bind(1, cutoff);
     Result<std::vector<CriticalResult>> rows = Rows(q);
     if (!rows.ok()) return rows.status();
     Statement u(db.handle(), "UPDATE critical_results SET escalated_ms = ?2 WHERE id = ?1");
     for (CriticalResult& c : rows.value()) {
       if (Status st = u.Bind(1, c.id).Bind(2, now).Run(); !st.ok()) return st;
-      if (Status st = AppendAudit(db, now, {"teleread", "critical-escalate", c.study_instance_uid,
-                                            c.sop_instance_uid + " unacknowledged by " + c.member_id});
+      if (Status st = AppendAudit(db, now,
+                                  {"teleread", "critical-escalate", c.study_instance_uid,
+                                   c.sop_instance_uid + " unacknowledged by " + c.member_id});
           !st.ok()) {
         return st;
       }
@@ -165,8 +166,9 @@ Status CriticalStore::WebhookAttempted(int64_t id, const std::string& error, boo
       Statement q(db.handle(), std::string(kColumns) + "WHERE c.id = ?1");
       q.Bind(1, id);
       if (Result<bool> row = q.Step(); !row.ok() || !row.value()) return row.ok() ? Status::Ok() : row.status();
-      return AppendAudit(db, now, {"teleread", error.empty() ? "critical-webhook" : "critical-webhook-dead",
-                                   q.Text(2), q.Text(1) + (error.empty() ? "" : ": " + error)});
+      return AppendAudit(db, now,
+                         {"teleread", error.empty() ? "critical-webhook" : "critical-webhook-dead", q.Text(2),
+                          q.Text(1) + (error.empty() ? "" : ": " + error)});
     }
     return Status::Ok();
   });

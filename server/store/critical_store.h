@@ -44,7 +44,7 @@ struct CriticalQuery {
 
 struct CriticalCounts {
   int64_t unacknowledged = 0;
-  int64_t escalated = 0;  // unacknowledged and past the acknowledgement time
+  int64_t escalated = 0;                 // unacknowledged and past the acknowledgement time
   int64_t oldest_unacknowledged_ms = 0;  // when the oldest open one was opened; 0: none
 };
 

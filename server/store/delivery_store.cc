@@ -13,7 +13,7 @@ constexpr char kRowColumns[] =
     "LEFT JOIN reports r ON r.sop_instance_uid = d.sop_instance_uid LEFT JOIN studies st ON st.id = r.study_pk ";
 
 DeliveryRow ReadRow(const Statement& q) {
-  return DeliveryRow{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4),  q.Int(5),
+  return DeliveryRow{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5),
                      q.Int(6), q.Int(7),  q.Int(8),  q.Text(9), q.Int(10)};
 }
 
@@ -113,7 +113,8 @@ Status DeliveryStore::Retry(int64_t id, const std::string& actor, int64_t now) {
     if (!row.value()) return Status::NotFound("no delivery " + std::to_string(id));
     const DeliveryRow r = ReadRow(q);
     if (r.state == "delivered") return Status::Conflict("delivery " + std::to_string(id) + " is delivered already");
-    Statement u(db.handle(), "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_ms = ?2 WHERE id = ?1");
+    Statement u(db.handle(),
+                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_ms = ?2 WHERE id = ?1");
     if (Status st = u.Bind(1, id).Bind(2, now).Run(); !st.ok()) return st;
     return AppendAudit(db, now, {actor, "retry-delivery", r.study_instance_uid, r.sop_instance_uid});
   });

@@ -45,7 +45,7 @@ struct DeliveryOutcome {
   std::string state;  // delivered, pending (to retry), dead
   int64_t attempts = 0;
   int64_t next_attempt_ms = 0;
-  std::string error;        // empty when delivered
+  std::string error;          // empty when delivered
   bool already_held = false;  // the member held it after an earlier attempt (its C-FIND said so)
   int64_t at_ms = 0;
 };

@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "common/log.h"
-#include "server/store/sqlite.h"
 #include "common/text.h"
 #include "server/store/schema.h"
+#include "server/store/sqlite.h"
 
 namespace teleread {
 namespace {
@@ -47,8 +47,9 @@ ANALYZE sqlite_schema;
 struct Index::WriterStatements {
   explicit WriterStatements(sqlite3* h)
       : find_study(h, "SELECT id, member_id FROM studies WHERE study_instance_uid = ?1"),
-        find_patient(h, "SELECT id FROM patients WHERE member_id = ?1 AND patient_id = ?2 AND "
-                        "issuer_of_patient_id = ?3"),
+        find_patient(h,
+                     "SELECT id FROM patients WHERE member_id = ?1 AND patient_id = ?2 AND "
+                     "issuer_of_patient_id = ?3"),
         insert_patient(h,
                        "INSERT INTO patients (member_id, patient_id, issuer_of_patient_id, patient_name, birth_date, "
                        "sex, other_patient_ids) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
@@ -295,7 +296,8 @@ Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const T
     priority += " ELSE 'ROUTINE' END";
     Statement insert(db.handle(),
                      "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, due_ms) "
-                     "SELECT id, 'waiting', " + priority + ", ?1, ?1, ?1 + CASE " + priority +
+                     "SELECT id, 'waiting', " +
+                         priority + ", ?1, ?1, ?1 + CASE " + priority +
                          " WHEN 'STAT' THEN ?3 WHEN 'HIGH' THEN ?4 ELSE ?5 END "
                          "FROM studies WHERE task_created = 0 AND last_received_ms <= ?2");
     insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms).Bind(3, policy.sla_stat_ms).Bind(4, policy.sla_high_ms);
@@ -371,8 +373,8 @@ Result<std::vector<StudyOverview>> Index::ListStudies() {
     Result<bool> row = q.Step();
     if (!row.ok()) return row.status();
     if (!row.value()) break;
-    out.push_back(StudyOverview{q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Text(5), q.Text(6),
-                                q.Int(7), q.Int(8), q.Text(9)});
+    out.push_back(StudyOverview{q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Text(5), q.Text(6), q.Int(7),
+                                q.Int(8), q.Text(9)});
   }
   return out;
 }

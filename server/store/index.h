@@ -117,7 +117,7 @@ class Index {
   void MaybeAnalyze(Database& db);
 
   struct WriterStatements;
-  std::unique_ptr<Database> writer_db_;          // used by writer_thread_ only
+  std::unique_ptr<Database> writer_db_;           // used by writer_thread_ only
   std::unique_ptr<WriterStatements> writer_sql_;  // used by writer_thread_ only; prepared once
   int64_t inserted_since_analyze_ = 0;            // used by writer_thread_ only
   int64_t instances_at_analyze_ = 0;              // used by writer_thread_ only

@@ -12,14 +12,14 @@ namespace teleread {
 namespace {
 
 enum class Match {
-  kNone,        // return key only
-  kText,        // single value or wildcard, case-sensitive
-  kUid,         // list of UIDs
-  kDate,        // DA range
-  kTime,        // TM range
-  kPatientName, // PN, case-insensitive, any component group, by index
-  kPersonName,  // PN, case-insensitive, scanned
-  kModalities,  // ModalitiesInStudy: any listed modality among the study's series
+  kNone,         // return key only
+  kText,         // single value or wildcard, case-sensitive
+  kUid,          // list of UIDs
+  kDate,         // DA range
+  kTime,         // TM range
+  kPatientName,  // PN, case-insensitive, any component group, by index
+  kPersonName,   // PN, case-insensitive, scanned
+  kModalities,   // ModalitiesInStudy: any listed modality among the study's series
 };
 
 struct Attribute {
@@ -37,10 +37,10 @@ constexpr Attribute kAttributes[] = {
     {0x00100040, QrLevel::kPatient, "p.sex", Match::kText},
     {0x00101000, QrLevel::kPatient, "p.other_patient_ids", Match::kText},
     {0x00201200, QrLevel::kPatient, "(SELECT COUNT(*) FROM studies x WHERE x.patient_pk = p.id)", Match::kNone},
-    {0x00201202, QrLevel::kPatient, "(SELECT CAST(TOTAL(num_series) AS INTEGER) FROM studies x WHERE x.patient_pk = p.id)",
-     Match::kNone},
-    {0x00201204, QrLevel::kPatient, "(SELECT CAST(TOTAL(num_instances) AS INTEGER) FROM studies x WHERE x.patient_pk = p.id)",
-     Match::kNone},
+    {0x00201202, QrLevel::kPatient,
+     "(SELECT CAST(TOTAL(num_series) AS INTEGER) FROM studies x WHERE x.patient_pk = p.id)", Match::kNone},
+    {0x00201204, QrLevel::kPatient,
+     "(SELECT CAST(TOTAL(num_instances) AS INTEGER) FROM studies x WHERE x.patient_pk = p.id)", Match::kNone},
     {0x0020000D, QrLevel::kStudy, "st.study_instance_uid", Match::kUid},
     {0x00080020, QrLevel::kStudy, "st.study_date", Match::kDate},
     {0x00080030, QrLevel::kStudy, "st.study_time", Match::kTime},
@@ -294,8 +294,8 @@ void ReaderPool::Give(std::unique_ptr<Database> db) {
   if (idle_.size() < kMaxIdle) idle_.push_back(std::move(db));
 }
 
-FindCursor::FindCursor(std::shared_ptr<ReaderPool> pool, std::unique_ptr<Database> db,
-                       std::unique_ptr<Statement> query, std::vector<uint32_t> columns)
+FindCursor::FindCursor(std::shared_ptr<ReaderPool> pool, std::unique_ptr<Database> db, std::unique_ptr<Statement> query,
+                       std::vector<uint32_t> columns)
     : pool_(std::move(pool)), db_(std::move(db)), query_(std::move(query)), columns_(std::move(columns)) {}
 
 FindCursor::~FindCursor() {

@@ -11,7 +11,8 @@ Result<ReportedStudy> ReportStore::Study(const std::string& uid) const {
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT st.id, st.member_id, p.patient_id, st.accession_number, COALESCE(t.state, ''), "
-              "COALESCE(t.claimed_by, ''), COALESCE(t.lease_expires_ms, 0), COALESCE(t.reported_ms, 0), COALESCE(t.expired_claim_by, '') FROM studies st "
+              "COALESCE(t.claimed_by, ''), COALESCE(t.lease_expires_ms, 0), COALESCE(t.reported_ms, 0), "
+              "COALESCE(t.expired_claim_by, '') FROM studies st "
               "JOIN patients p ON p.id = st.patient_pk LEFT JOIN reading_tasks t ON t.study_pk = st.id "
               "WHERE st.study_instance_uid = ?1");
   q.Bind(1, uid);
@@ -68,8 +69,9 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
     if (Status s = ins.Run(); !s.ok()) return s;
     if (w.Changes() == 0) return Status::Ok();  // accepted before
     if (!predecessor.empty()) {
-      Statement amended(w.handle(), "SELECT sop_instance_uid FROM reports WHERE predecessor_sop_instance_uid = ?1 "
-                                    "AND sop_instance_uid <> ?2");
+      Statement amended(w.handle(),
+                        "SELECT sop_instance_uid FROM reports WHERE predecessor_sop_instance_uid = ?1 "
+                        "AND sop_instance_uid <> ?2");
       amended.Bind(1, predecessor).Bind(2, r.sop_instance_uid);
       Result<bool> row = amended.Step();
       if (!row.ok()) return row.status();
@@ -78,12 +80,13 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
                                            ": amend the latest report");
       }
     }
-    Statement task(w.handle(), predecessor.empty()
-                                   ? "UPDATE reading_tasks SET state = 'reported', reported_ms = ?2, reported_by = ?3, "
-                                     "updated_ms = ?2, lease_expires_ms = 0, claimed_by = '' WHERE study_pk = ?1 AND "
-                                     "state = 'claimed' AND claimed_by = ?3 AND lease_expires_ms > ?2 AND reported_ms = 0"
-                                   : "UPDATE reading_tasks SET state = 'reported', amended_ms = ?2, updated_ms = ?2, "
-                                     "lease_expires_ms = 0, claimed_by = '' WHERE study_pk = ?1");
+    Statement task(w.handle(),
+                   predecessor.empty()
+                       ? "UPDATE reading_tasks SET state = 'reported', reported_ms = ?2, reported_by = ?3, "
+                         "updated_ms = ?2, lease_expires_ms = 0, claimed_by = '' WHERE study_pk = ?1 AND "
+                         "state = 'claimed' AND claimed_by = ?3 AND lease_expires_ms > ?2 AND reported_ms = 0"
+                       : "UPDATE reading_tasks SET state = 'reported', amended_ms = ?2, updated_ms = ?2, "
+                         "lease_expires_ms = 0, claimed_by = '' WHERE study_pk = ?1");
     task.Bind(1, r.study_pk).Bind(2, r.accepted_ms).Bind(3, r.signer);
     if (Status s = task.Run(); !s.ok()) return s;
     if (w.Changes() == 0) return *refused = Status::Conflict("the claim changed meanwhile: claim again");

@@ -215,8 +215,8 @@ Status MigrateSchema(Database& db) {
   }
   if (version > LatestSchemaVersion()) {
     return Status::InvalidArgument("index schema version " + std::to_string(version) +
-                                   " is newer than this TeleRead supports (" +
-                                   std::to_string(LatestSchemaVersion()) + ")");
+                                   " is newer than this TeleRead supports (" + std::to_string(LatestSchemaVersion()) +
+                                   ")");
   }
   for (int v = version + 1; v <= LatestSchemaVersion(); ++v) {
     Transaction tx(db);

@@ -6,19 +6,22 @@ namespace {
 Status FromSqlite(sqlite3* db, int rc, std::string_view what) {
   std::string msg = std::string(what) + ": " + sqlite3_errmsg(db);
   switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT: return Status::Conflict(msg);
-    case SQLITE_FULL: return Status::NoSpace(msg);
+    case SQLITE_CONSTRAINT:
+      return Status::Conflict(msg);
+    case SQLITE_FULL:
+      return Status::NoSpace(msg);
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: return Status::Corruption(msg);
-    default: return Status::IOError(msg);
+    case SQLITE_NOTADB:
+      return Status::Corruption(msg);
+    default:
+      return Status::IOError(msg);
   }
 }
 
 }  // namespace
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
-  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_,
-                              nullptr);
+  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
   // Kept, not thrown: it reaches the caller through Step or Run, on whatever thread that is.
   if (rc != SQLITE_OK) prepare_error_ = FromSqlite(db, rc, "SQL prepare failed");
 }

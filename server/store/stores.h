@@ -16,7 +16,12 @@ namespace teleread {
 
 struct Stores {
   Stores(Index& index, Clock clock)
-      : tasks(index), reports(index), deliveries(index), reads(index), critical(index), commitments(index),
+      : tasks(index),
+        reports(index),
+        deliveries(index),
+        reads(index),
+        critical(index),
+        commitments(index),
         audit(index, std::move(clock)) {}
   TaskStore tasks;
   ReportStore reports;

@@ -22,11 +22,12 @@ Status EachRow(Statement& q, Take take) {
 Result<StudyDetail> StudyReads::Study(const std::string& uid) const {
   Result<std::unique_ptr<Database>> db = index_.OpenReader();
   if (!db.ok()) return db.status();
-  Statement st(db.value()->handle(),
-               "SELECT st.id, st.member_id, st.study_date, st.study_time, st.accession_number, st.study_description, "
-               "st.referring_physician_name, st.institution_name, st.patient_age, p.sex, p.birth_date, st.modalities, "
-               "p.patient_name, p.patient_id, p.issuer_of_patient_id FROM studies st JOIN patients p ON p.id = st.patient_pk "
-               "WHERE st.study_instance_uid = ?1");
+  Statement st(
+      db.value()->handle(),
+      "SELECT st.id, st.member_id, st.study_date, st.study_time, st.accession_number, st.study_description, "
+      "st.referring_physician_name, st.institution_name, st.patient_age, p.sex, p.birth_date, st.modalities, "
+      "p.patient_name, p.patient_id, p.issuer_of_patient_id FROM studies st JOIN patients p ON p.id = st.patient_pk "
+      "WHERE st.study_instance_uid = ?1");
   st.Bind(1, uid);
   Result<bool> found = st.Step();
   if (!found.ok()) return found.status();
@@ -124,17 +125,18 @@ Result<std::vector<PriorStudy>> StudyReads::Priors(const std::string& uid) const
 Result<std::vector<ReportListing>> StudyReads::Reports(const ReportQuery& query) const {
   Result<std::unique_ptr<Database>> db = index_.OpenReader();
   if (!db.ok()) return db.status();
-  Statement q(db.value()->handle(),
-              "SELECT r.sop_instance_uid, st.study_instance_uid, se.series_instance_uid, st.member_id, "
-              "st.accession_number, p.patient_id, r.signer, r.signed_at, r.accepted_ms, r.predecessor_sop_instance_uid, "
-              "r.critical, COALESCE((SELECT n.sop_instance_uid FROM reports n WHERE n.predecessor_sop_instance_uid = "
-              "r.sop_instance_uid), ''), COALESCE(d.state, ''), COALESCE(d.attempts, 0), COALESCE(d.delivered_ms, 0), "
-              "COALESCE(d.last_error, ''), i.size_bytes "
-              "FROM reports r JOIN studies st ON st.id = r.study_pk JOIN patients p ON p.id = st.patient_pk "
-              "JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid JOIN series se ON se.id = i.series_pk "
-              "LEFT JOIN deliveries d ON d.sop_instance_uid = r.sop_instance_uid "
-              "WHERE (?1 = '' OR st.study_instance_uid = ?1) AND (?2 = '' OR st.accession_number = ?2) "
-              "AND (?3 = '' OR p.patient_id = ?3) AND (?4 = '' OR st.member_id = ?4) ORDER BY r.accepted_ms, r.id");
+  Statement q(
+      db.value()->handle(),
+      "SELECT r.sop_instance_uid, st.study_instance_uid, se.series_instance_uid, st.member_id, "
+      "st.accession_number, p.patient_id, r.signer, r.signed_at, r.accepted_ms, r.predecessor_sop_instance_uid, "
+      "r.critical, COALESCE((SELECT n.sop_instance_uid FROM reports n WHERE n.predecessor_sop_instance_uid = "
+      "r.sop_instance_uid), ''), COALESCE(d.state, ''), COALESCE(d.attempts, 0), COALESCE(d.delivered_ms, 0), "
+      "COALESCE(d.last_error, ''), i.size_bytes "
+      "FROM reports r JOIN studies st ON st.id = r.study_pk JOIN patients p ON p.id = st.patient_pk "
+      "JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid JOIN series se ON se.id = i.series_pk "
+      "LEFT JOIN deliveries d ON d.sop_instance_uid = r.sop_instance_uid "
+      "WHERE (?1 = '' OR st.study_instance_uid = ?1) AND (?2 = '' OR st.accession_number = ?2) "
+      "AND (?3 = '' OR p.patient_id = ?3) AND (?4 = '' OR st.member_id = ?4) ORDER BY r.accepted_ms, r.id");
   q.Bind(1, query.study_instance_uid).Bind(2, query.accession_number).Bind(3, query.patient_id);
   q.Bind(4, query.member_scope);
   std::vector<ReportListing> items;

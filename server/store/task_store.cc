@@ -16,7 +16,8 @@ const char* kSelect =
     "st.study_description, st.patient_age, p.sex, st.study_date, st.num_series, st.num_instances, t.priority, "
     "t.state, t.claimed_by, st.first_received_ms, t.complete_ms, t.due_ms, t.claimed_ms, t.lease_expires_ms, "
     "t.reported_ms, t.delivered_ms, t.amended_ms, t.reported_by, p.patient_name, p.patient_id, p.birth_date, "
-    "t.expired_claim_by, t.acknowledged_ms FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p ON p.id = st.patient_pk";
+    "t.expired_claim_by, t.acknowledged_ms FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p "
+    "ON p.id = st.patient_pk";
 
 // The open tasks read in worklist order, a page at a time. Named, because SQLite's estimate
 // without the LIMIT prefers sorting every open task (~30 ms at 10,000).
@@ -118,7 +119,8 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
   }
   if (!f.modality.empty()) {
     // Modalities are stored upper case (PS3.3 C.7.3.1.1.1); "ct" is what a person types.
-    sql += " AND EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND m.modality = upper(" + param(f.modality) + "))";
+    sql += " AND EXISTS (SELECT 1 FROM series m WHERE m.study_pk = st.id AND m.modality = upper(" + param(f.modality) +
+           "))";
   }
   sql += " ORDER BY CASE t.priority WHEN 'STAT' THEN 0 WHEN 'HIGH' THEN 1 ELSE 2 END, t.due_ms, t.id";
   sql += " LIMIT " + std::to_string(std::clamp(f.limit, 1, 1000)) + " OFFSET " + std::to_string(std::max(0, f.offset));

@@ -17,11 +17,11 @@ namespace teleread {
 class Index;
 
 struct WorklistFilter {
-  std::string modality;   // matches any modality of the study
+  std::string modality;  // matches any modality of the study
   std::string member_id;
-  std::string priority;   // STAT, HIGH, ROUTINE
-  std::string state;      // waiting, claimed, reported (incl. amended) or amended; empty: open ones
-  std::string claimed_by; // "mine" is resolved by the caller to a radiologist id
+  std::string priority;    // STAT, HIGH, ROUTINE
+  std::string state;       // waiting, claimed, reported (incl. amended) or amended; empty: open ones
+  std::string claimed_by;  // "mine" is resolved by the caller to a radiologist id
   // Routing: only studies with a series of one of these modalities, from one of these members
   // (empty: any).
   std::vector<std::string> readable_modalities;
@@ -56,8 +56,8 @@ struct WorklistRow {
   int64_t lease_expires_ms = 0;
   int64_t reported_ms = 0;
   int64_t delivered_ms = 0;
-  int64_t amended_ms = 0;   // the latest accepted amendment
-  std::string reported_by;  // who signed the first report
+  int64_t amended_ms = 0;       // the latest accepted amendment
+  std::string reported_by;      // who signed the first report
   int64_t acknowledged_ms = 0;  // a critical result's acknowledgement by the member
   // Who held a claim that has expired (at lease_expires_ms) and nobody has claimed since.
   std::string lapsed_claim_by;

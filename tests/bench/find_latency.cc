@@ -85,9 +85,9 @@ int main(int argc, char** argv) {
 
   DcmDataset keys;
   keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
-  for (const DcmTagKey& tag : {DCM_StudyInstanceUID, DCM_PatientName, DCM_PatientID, DCM_StudyDate,
-                               DCM_ModalitiesInStudy, DCM_NumberOfStudyRelatedInstances, DCM_AccessionNumber,
-                               DCM_StudyDescription}) {
+  for (const DcmTagKey& tag :
+       {DCM_StudyInstanceUID, DCM_PatientName, DCM_PatientID, DCM_StudyDate, DCM_ModalitiesInStudy,
+        DCM_NumberOfStudyRelatedInstances, DCM_AccessionNumber, DCM_StudyDescription}) {
     keys.insertEmptyElement(tag);
   }
   if (query == "patient-id") keys.putAndInsertString(DCM_PatientID, value.c_str());
@@ -116,8 +116,8 @@ int main(int argc, char** argv) {
   if ((cond = scu.negotiateAssociation()).bad()) {
     return Fail("association with " + called_ae + "@" + host + ":" + std::to_string(port) + " failed", cond);
   }
-  T_ASC_PresentationContextID pres_id =
-      scu.findAnyPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax);
+  T_ASC_PresentationContextID pres_id = scu.findAnyPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel,
+                                                                         UID_LittleEndianExplicitTransferSyntax);
   if (pres_id == 0) return Fail("the server accepted no Study Root FIND presentation context");
 
   std::vector<double> ms;

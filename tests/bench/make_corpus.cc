@@ -90,9 +90,10 @@ int WriteIndex(const std::filesystem::path& storage, int studies, int instances,
                   "priority, patient_age, specific_character_set, modalities, num_series, num_instances, "
                   "first_received_ms, last_received_ms, task_created) VALUES (?1, ?1, ?2, ?3, ?4, '083000', ?5, '1', "
                   "'Benchmark study', '', 'Bench Hospital', '', '050Y', 'ISO_IR 192', ?6, 1, ?7, 0, 0, 1)");
-  Statement series(d.handle(),
-                   "INSERT INTO series (id, study_pk, series_instance_uid, modality, series_number, series_description, "
-                   "body_part_examined, num_instances) VALUES (?1, ?1, ?2, ?3, '1', '', '', ?4)");
+  Statement series(
+      d.handle(),
+      "INSERT INTO series (id, study_pk, series_instance_uid, modality, series_number, series_description, "
+      "body_part_examined, num_instances) VALUES (?1, ?1, ?2, ?3, '1', '', '', ?4)");
   Statement instance(d.handle(),
                      "INSERT INTO instances (series_pk, sop_instance_uid, sop_class_uid, instance_number, "
                      "transfer_syntax_uid, size_bytes, path, calling_ae_title, received_ms) VALUES (?1, ?2, ?3, ?4, "
@@ -100,9 +101,9 @@ int WriteIndex(const std::filesystem::path& storage, int studies, int instances,
   Statement task(d.handle(),
                  "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, due_ms) "
                  "VALUES (?1, 'waiting', ?2, ?3, ?3, ?3 + ?4)");
-  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   auto start = std::chrono::steady_clock::now();
   const std::string root = "2.25.4242";
   for (int n = 0; n < studies; ++n) {

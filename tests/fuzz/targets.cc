@@ -14,14 +14,14 @@
 #include "dcmtk/dcmdata/dcuid.h"
 #include "server/dicom/qr_scp.h"
 #include "server/dicom/report_sender.h"
-#include "server/store/index.h"
-#include "server/reading/ingest.h"
-#include "server/store/object_store.h"
-#include "server/store/query.h"
-#include "server/reading/outbox.h"
 #include "server/http/reading_api.h"
+#include "server/reading/ingest.h"
+#include "server/reading/outbox.h"
 #include "server/reading/report_desk.h"
 #include "server/reading/worklist.h"
+#include "server/store/index.h"
+#include "server/store/object_store.h"
+#include "server/store/query.h"
 #include "server/store/stores.h"
 #include "tests/support/process.h"
 
@@ -185,7 +185,8 @@ HttpTarget::HttpTarget() : parts_(std::make_unique<Parts>()) {
   check(summary.status(), "read " + study.string());
   const fs::path temp = p.store->NewTempPath();
   fs::copy_file(study, temp);
-  StoreOutcome stored = p.ingest->Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}, {}});
+  StoreOutcome stored =
+      p.ingest->Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}, {}});
   if (stored.code != IngestCode::kStored) throw std::runtime_error("fuzz set-up: store: " + stored.error_comment);
   Result<int> promoted = p.index->PromoteQuietStudies(kNowMs, 0);
   check(promoted.status(), "promote");
@@ -250,7 +251,8 @@ struct QueryIndex {
     if (!summary.ok()) throw std::runtime_error("fuzz set-up: " + summary.status().ToString());
     const fs::path temp = store->NewTempPath();
     fs::copy_file(study, temp);
-    StoreOutcome stored = ingest.Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}, {}});
+    StoreOutcome stored =
+        ingest.Store({temp, "ZZ_PACS", "zhuozhou", summary->sop_class_uid, summary->sop_instance_uid, {}, {}});
     if (stored.code != IngestCode::kStored) throw std::runtime_error("fuzz set-up: store: " + stored.error_comment);
     engine = std::make_unique<QueryEngine>(storage / "index.sqlite");
   }

@@ -29,7 +29,8 @@ class AccessFixture {
   std::vector<std::string> Audited(const std::string& study) {
     std::vector<std::string> out;
     for (const AuditRow& r : AuditTrail(server_.storage())) {
-      if (r.study_instance_uid == study) out.push_back(r.actor + " " + r.action + (r.detail.empty() ? "" : " " + r.detail));
+      if (r.study_instance_uid == study)
+        out.push_back(r.actor + " " + r.action + (r.detail.empty() ? "" : " " + r.detail));
     }
     return out;
   }
@@ -42,16 +43,22 @@ class AccessFixture {
 
 }  // namespace
 
-TEST_CASE_METHOD(AccessFixture, "a member hospital's certificate opens only its reports, not even its own study's images",
+TEST_CASE_METHOD(AccessFixture,
+                 "a member hospital's certificate opens only its reports, not even its own study's images",
                  "[https][member]") {
   IssueCert(server_.pki(), "member", "ZZ_PACS");
   const json study = server_.Call("wang.li", "GET", "/api/v1/studies/" + ct_).Json();
   const std::string sop = study["series"][0]["instances"][0]["sop_instance_uid"];
   const std::string base = "/api/v1/studies/" + ct_;
   // Zhuozhou sent this study; its certificate still reads none of the centre's views of it.
-  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
-           {"GET", base}, {"GET", base + "/instances/" + sop}, {"GET", base + "/archive"}, {"GET", base + "/priors"},
-           {"POST", base + "/claim"}, {"GET", "/api/v1/worklist"}, {"GET", "/api/v1/deliveries"}}) {
+  for (const auto& [method, path] :
+       std::vector<std::pair<std::string, std::string>>{{"GET", base},
+                                                        {"GET", base + "/instances/" + sop},
+                                                        {"GET", base + "/archive"},
+                                                        {"GET", base + "/priors"},
+                                                        {"POST", base + "/claim"},
+                                                        {"GET", "/api/v1/worklist"},
+                                                        {"GET", "/api/v1/deliveries"}}) {
     HttpReply r = server_.Call("ZZ_PACS", method, path);
     INFO(method << " " << path << ": " << r.body);
     CHECK(r.status == 403);
@@ -64,13 +71,17 @@ TEST_CASE_METHOD(AccessFixture, "a member hospital's certificate opens only its 
   CHECK(reports.Json()["items"].empty());
 }
 
-TEST_CASE_METHOD(AccessFixture, "views downloads claims reassignments and refusals are in the audit table", "[https][audit]") {
+TEST_CASE_METHOD(AccessFixture, "views downloads claims reassignments and refusals are in the audit table",
+                 "[https][audit]") {
   const json study = server_.Call("wang.li", "GET", "/api/v1/studies/" + ct_).Json();
   const std::string sop = study["series"][0]["instances"][0]["sop_instance_uid"];
-  REQUIRE(server_.Curl("wang.li", "GET", "/api/v1/studies/" + ct_ + "/instances/" + sop,
-                       {"-o", (dir_.path() / "one.dcm").string()}).output == "\n200");
-  REQUIRE(server_.Curl("wang.li", "GET", "/api/v1/studies/" + ct_ + "/archive",
-                       {"-o", (dir_.path() / "all.tar").string()}).output == "\n200");
+  REQUIRE(server_
+              .Curl("wang.li", "GET", "/api/v1/studies/" + ct_ + "/instances/" + sop,
+                    {"-o", (dir_.path() / "one.dcm").string()})
+              .output == "\n200");
+  REQUIRE(
+      server_.Curl("wang.li", "GET", "/api/v1/studies/" + ct_ + "/archive", {"-o", (dir_.path() / "all.tar").string()})
+          .output == "\n200");
   REQUIRE(server_.Call("wang.li", "POST", "/api/v1/studies/" + ct_ + "/claim").status == 200);
   REQUIRE(server_.Call("ops", "POST", "/api/v1/studies/" + ct_ + "/reassign?to=zhao.min").status == 200);
   REQUIRE(server_.Call("zhao.min", "POST", "/api/v1/studies/" + ct_ + "/release").status == 200);
@@ -78,12 +89,8 @@ TEST_CASE_METHOD(AccessFixture, "views downloads claims reassignments and refusa
   IssueCert(server_.pki(), "radiologist", "mallory");
   REQUIRE(server_.Call("mallory", "GET", "/api/v1/studies/" + ct_).status == 403);
 
-  const std::vector<std::string> expected = {"wang.li view",
-                                             "wang.li download " + sop,
-                                             "wang.li download whole study",
-                                             "wang.li claim",
-                                             "ops reassign zhao.min",
-                                             "zhao.min release"};
+  const std::vector<std::string> expected = {"wang.li view",  "wang.li download " + sop, "wang.li download whole study",
+                                             "wang.li claim", "ops reassign zhao.min",   "zhao.min release"};
   CHECK(Audited(ct_) == expected);
   const std::vector<AuditRow> refused = AuditTrail(server_.storage(), "refused");
   REQUIRE(refused.size() == 1);
@@ -123,10 +130,11 @@ TEST_CASE_METHOD(AccessFixture, "HTTPS refuses TLS below 1.2 and accepts 1.2", "
   // openssl s_client at security level 0, so that the client itself would offer TLS 1.1: the
   // refusal must come from the server.
   auto handshake = [&](const std::string& version) {
-    return RunCommand({"/usr/bin/openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(server_.https_port()),
-                       version, "-cipher", "DEFAULT@SECLEVEL=0", "-cert", (server_.pki() / "wang.li.pem").string(),
-                       "-key", (server_.pki() / "wang.li.key").string(), "-CAfile", (server_.pki() / "ca.pem").string()},
-                      std::chrono::seconds(30));
+    return RunCommand(
+        {"/usr/bin/openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(server_.https_port()), version,
+         "-cipher", "DEFAULT@SECLEVEL=0", "-cert", (server_.pki() / "wang.li.pem").string(), "-key",
+         (server_.pki() / "wang.li.key").string(), "-CAfile", (server_.pki() / "ca.pem").string()},
+        std::chrono::seconds(30));
   };
   CommandResult old = handshake("-tls1_1");
   INFO(old.output);

@@ -182,8 +182,9 @@ TEST_CASE("attack 4: a 48 MB POST from a certificate that stands for nobody is r
   CHECK_THAT(r.output, Catch::Contains("Connection: close"));
   CHECK(after - before < 16 * 1024);
   // A radiologist's report body above the route's limit is refused from its header alone.
-  CommandResult large = server.Curl("wang.li", "POST", "/api/v1/studies/1.2.3/reports",
-                                    {"-i", "-H", "Content-Type: application/dicom", "--data-binary", "@" + big.string()});
+  CommandResult large =
+      server.Curl("wang.li", "POST", "/api/v1/studies/1.2.3/reports",
+                  {"-i", "-H", "Content-Type: application/dicom", "--data-binary", "@" + big.string()});
   CHECK_THAT(large.output, Catch::Contains("HTTP/1.1 413"));
   CHECK(PeakRssKb(server.pid()) - before < 16 * 1024);
   // An admin may not send a report at all: refused before the body too.
@@ -213,11 +214,25 @@ TEST_CASE("attack 5: revocation ends a live keep-alive session; sessions resume 
     CHECK(c.Get("/api/v1/whoami") == 200);
   }
   // curl, two URLs, a new connection for each: the second resumes and succeeds.
-  CommandResult two = RunCommand({"/usr/bin/curl", "-sS", "--max-time", "30", "--cacert", (pki / "ca.pem").string(),
-                                  "--cert", (pki / "wang.li.pem").string(), "--key", (pki / "wang.li.key").string(),
-                                  "-H", "Connection: close", "-w", "%{http_code}\n", "-o", "/dev/null",
+  CommandResult two = RunCommand({"/usr/bin/curl",
+                                  "-sS",
+                                  "--max-time",
+                                  "30",
+                                  "--cacert",
+                                  (pki / "ca.pem").string(),
+                                  "--cert",
+                                  (pki / "wang.li.pem").string(),
+                                  "--key",
+                                  (pki / "wang.li.key").string(),
+                                  "-H",
+                                  "Connection: close",
+                                  "-w",
+                                  "%{http_code}\n",
+                                  "-o",
+                                  "/dev/null",
                                   "https://127.0.0.1:" + std::to_string(server.https_port()) + "/api/v1/whoami",
-                                  "-o", "/dev/null",
+                                  "-o",
+                                  "/dev/null",
                                   "https://127.0.0.1:" + std::to_string(server.https_port()) + "/healthz"});
   INFO(two.output);
   CHECK(two.exit_code == 0);
@@ -266,10 +281,12 @@ TEST_CASE("attack 8: the audit trail is a hash chain that shows any change, and 
   CHECK(Sql(server.storage(), "SELECT count(*) FROM audit_log WHERE action = 'refused';") == "1\n");
   CHECK(Sql(server.storage(), "SELECT count(*) FROM audit_log WHERE action = 'view-priors';") == "1\n");
   // Queries over DICOM are audited too.
-  const std::vector<std::string> find = {FINDSCU_BIN, "-S", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-k",
-                                         "QueryRetrieveLevel=STUDY", "-k", "PatientID", "127.0.0.1", server.port_text()};
+  const std::vector<std::string> find = {FINDSCU_BIN, "-S",        "-aet",      "ZZ_PACS",
+                                         "-aec",      "LX_READ",   "-k",        "QueryRetrieveLevel=STUDY",
+                                         "-k",        "PatientID", "127.0.0.1", server.port_text()};
   REQUIRE(RunCommand(find).exit_code == 0);
-  CHECK(Sql(server.storage(), "SELECT count(*) FROM audit_log WHERE action = 'C-FIND' AND actor = 'zhuozhou';") == "1\n");
+  CHECK(Sql(server.storage(), "SELECT count(*) FROM audit_log WHERE action = 'C-FIND' AND actor = 'zhuozhou';") ==
+        "1\n");
 
   CommandResult intact = Audit(server, "verify");
   INFO(intact.output);
@@ -305,8 +322,7 @@ TEST_CASE("attack 8: the audit trail is a hash chain that shows any change, and 
   CHECK_THAT(removed.output, Catch::Contains("does not follow"));
 }
 
-TEST_CASE("attack 9: an archive whose object file is missing is aborted, not a short tar with 200",
-          "[https][attack]") {
+TEST_CASE("attack 9: an archive whose object file is missing is aborted, not a short tar with 200", "[https][attack]") {
   ScratchDir dir;
   TestServer server(dir.path() / "server");
   server.Start();
@@ -314,7 +330,8 @@ TEST_CASE("attack 9: an archive whose object file is missing is aborted, not a s
   const std::string study = FirstStudy(server);
   const std::string path = Sql(server.storage(),
                                "SELECT i.path FROM instances i JOIN series s ON s.id = i.series_pk JOIN studies t ON "
-                               "t.id = s.study_pk WHERE t.study_instance_uid = '" + study + "' ORDER BY i.id DESC LIMIT 1;");
+                               "t.id = s.study_pk WHERE t.study_instance_uid = '" +
+                                   study + "' ORDER BY i.id DESC LIMIT 1;");
   REQUIRE(fs::remove(server.storage() / path.substr(0, path.size() - 1)));
   CommandResult r = server.Curl("wang.li", "GET", "/api/v1/studies/" + study + "/archive", {"-o", "/dev/null"});
   INFO(r.output);

@@ -39,8 +39,8 @@ CommandResult EchoAs(uint16_t port, const std::string& calling_ae, const fs::pat
                      const std::string& cert = "") {
   std::vector<std::string> argv = {ECHOSCU_BIN, "-aet", calling_ae, "-aec", "LX_READ"};
   if (!cert.empty()) {
-    argv.insert(argv.end(), {"+tls", (pki / (cert + ".key")).string(), (pki / (cert + ".pem")).string(), "-pw",
-                             "+cf", (pki / "ca.pem").string()});
+    argv.insert(argv.end(), {"+tls", (pki / (cert + ".key")).string(), (pki / (cert + ".pem")).string(), "-pw", "+cf",
+                             (pki / "ca.pem").string()});
   }
   argv.insert(argv.end(), {"127.0.0.1", std::to_string(port)});
   return RunCommand(argv, std::chrono::seconds(30));
@@ -73,8 +73,8 @@ TEST_CASE("attack 1: a centre AE title's name alone opens nothing, its certifica
 
   // The review's probe: plain C-ECHO and C-FIND as LX_WS1 from an address that reaches the port.
   CHECK(EchoAs(server.port(), "LX_WS1").exit_code != 0);
-  CommandResult find = RunCommand({FINDSCU_BIN, "-S", "-aet", "LX_WS1", "-aec", "LX_READ", "-k", "QueryRetrieveLevel=STUDY",
-                                   "-k", "PatientID", "127.0.0.1", server.port_text()});
+  CommandResult find = RunCommand({FINDSCU_BIN, "-S", "-aet", "LX_WS1", "-aec", "LX_READ", "-k",
+                                   "QueryRetrieveLevel=STUDY", "-k", "PatientID", "127.0.0.1", server.port_text()});
   CHECK(find.exit_code != 0);
   CHECK_THAT(find.output, !Catch::Contains("PatientID") || Catch::Contains("Association Rejected"));
   // Over TLS: anonymous, another workstation's and a member's certificate are refused; its own opens it.
@@ -97,7 +97,8 @@ TEST_CASE("attack 1: a plain centre AE title is allowed only from its named addr
   SECTION("from another address") {
     ServerOptions o;
     o.plain_centre_workstation = false;
-    o.edits = {{"^\\[https\\]$", "[[centre.plain_callers]]\nae_title = \"LX_WS1\"\naddresses = [\"10.20.30.40\"]\n\n[https]"}};
+    o.edits = {
+        {"^\\[https\\]$", "[[centre.plain_callers]]\nae_title = \"LX_WS1\"\naddresses = [\"10.20.30.40\"]\n\n[https]"}};
     TestServer server(dir.path() / "server", o);
     server.Start();
     CHECK(EchoAs(server.port(), "LX_WS1").exit_code != 0);
@@ -130,15 +131,16 @@ TEST_CASE("attack 2: --check-config warns about every member anyone can call as"
   CHECK_THAT(r.output, Catch::Contains("warning: anyone who reaches the DICOM port can call as member zhuozhou"));
   CHECK_THAT(r.output, !Catch::Contains("member laishui") && !Catch::Contains("member yixian"));
   // The sample config as shipped leaves no member open.
-  CommandResult sample = RunCommand({TELEREAD_SERVER_BIN, "--config",
-                                     (fs::path(TELEREAD_SOURCE_DIR) / "config" / "teleread.toml").string(),
-                                     "--check-config"});
+  CommandResult sample =
+      RunCommand({TELEREAD_SERVER_BIN, "--config",
+                  (fs::path(TELEREAD_SOURCE_DIR) / "config" / "teleread.toml").string(), "--check-config"});
   CHECK(sample.exit_code == 0);
   CHECK_THAT(sample.output, !Catch::Contains("can call as member"));
 }
 
-TEST_CASE("attack 11: the retired AES profile is refused unless a member opts in with legacy_tls, and is logged as weak",
-          "[tls][attack]") {
+TEST_CASE(
+    "attack 11: the retired AES profile is refused unless a member opts in with legacy_tls, and is logged as weak",
+    "[tls][attack]") {
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
   auto legacy_echo = [&](const TestServer& server, const std::string& ae) {
@@ -175,8 +177,10 @@ TEST_CASE("attack 11: the retired AES profile is refused unless a member opts in
                       "127.0.0.1", std::to_string(server.tls_port())})
               .exit_code == 0);
     const std::string log = server.Log();
-    CHECK_THAT(log, Catch::Contains("the retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA, no forward secrecy) is WEAK"));
-    CHECK_THAT(log, Catch::Contains("association ZZ_PACS from 127.0.0.1 uses the retired AES profile (TLSv1.2 AES128-SHA)"));
+    CHECK_THAT(log,
+               Catch::Contains("the retired AES profile (TLS_RSA_WITH_AES_128_CBC_SHA, no forward secrecy) is WEAK"));
+    CHECK_THAT(log,
+               Catch::Contains("association ZZ_PACS from 127.0.0.1 uses the retired AES profile (TLSv1.2 AES128-SHA)"));
     CHECK_THAT(log, Catch::Contains("only for members with legacy_tls"));
   }
 }
@@ -216,11 +220,13 @@ TEST_CASE("attack 7: a 200 MB object re-sent in another encoding is compared wit
     ds->putAndInsertOFStringArray(DCM_NumberOfFrames, "400");
     std::vector<Uint16> pixels(size_t{512} * 512 * 400);
     for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<Uint16>(i * 7);
-    REQUIRE(ds->putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size())).good());
+    REQUIRE(
+        ds->putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size())).good());
     REQUIRE(ff.saveFile(explicit_file.c_str(), EXS_LittleEndianExplicit).good());
   }
-  REQUIRE(RunCommand({"/usr/bin/dcmconv", "+ti", explicit_file.string(), implicit_file.string()}, std::chrono::seconds(120))
-              .exit_code == 0);
+  REQUIRE(
+      RunCommand({"/usr/bin/dcmconv", "+ti", explicit_file.string(), implicit_file.string()}, std::chrono::seconds(120))
+          .exit_code == 0);
   CommandResult first = StoreFiles(server, "ZZ_PACS", {explicit_file.string()});
   INFO(first.output);
   REQUIRE(first.exit_code == 0);

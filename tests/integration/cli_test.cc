@@ -18,7 +18,8 @@ class CliFixture {
   CliFixture() : server_(dir_.path() / "server") {
     server_.Start();
     PushSampleConsortium(server_, dir_.path() / "samples", 2);
-    for (const std::string who : {"wang.li", "zhao.min", "ops"}) WriteProfile(server_, who, dir_.path() / (who + ".toml"));
+    for (const std::string who : {"wang.li", "zhao.min", "ops"})
+      WriteProfile(server_, who, dir_.path() / (who + ".toml"));
     WaitForWorklist(server_, 6, "zhao.min");
   }
 
@@ -65,8 +66,8 @@ TEST_CASE_METHOD(CliFixture, "the CLI reads the worklist and claims over mutual 
 
   CommandResult show = Cli("wang.li", {"show", uid});
   CHECK(show.exit_code == 0);
-  CHECK_THAT(show.output, Catch::Contains("series 1  CT  2 instances") && Catch::Contains("prior") &&
-                              Catch::Contains("yixian"));
+  CHECK_THAT(show.output,
+             Catch::Contains("series 1  CT  2 instances") && Catch::Contains("prior") && Catch::Contains("yixian"));
   // The banner: name, ID, birth date, then the study; instances by position; priors by UID.
   CHECK_THAT(show.output, Catch::StartsWith("张^三   ID ZZ100234   born ") && Catch::Contains("accession ") &&
                               Catch::Contains("referring ") && Catch::Contains("    1: #1  CT") &&
@@ -78,7 +79,8 @@ TEST_CASE_METHOD(CliFixture, "the CLI reads the worklist and claims over mutual 
   CHECK(Cli("wang.li", {"show", prior}).exit_code == 0);  // a prior opens like any study
   CHECK(shown["patient_name"] == "张^三");
   // Paging and an empty page; unknown member and malformed UIDs are named.
-  CHECK(json::parse(Cli("wang.li", {"--json", "worklist", "--limit", "1", "--offset", "1"}).output)["items"].size() == 1);
+  CHECK(json::parse(Cli("wang.li", {"--json", "worklist", "--limit", "1", "--offset", "1"}).output)["items"].size() ==
+        1);
   CHECK_THAT(Cli("wang.li", {"worklist", "--offset", "500"}).output, Catch::Contains("no more studies past 500"));
   CHECK_THAT(Cli("wang.li", {"worklist", "--modality", "XA"}).output,
              Catch::Contains("the worklist is empty for modality XA"));
@@ -109,8 +111,8 @@ TEST_CASE_METHOD(CliFixture, "the CLI fails clearly on usage and connection erro
 }
 
 TEST_CASE_METHOD(CliFixture, "report new --submit without a live claim writes nothing", "[cli]") {
-  const std::string uid = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]
-                              ["study_instance_uid"];
+  const std::string uid =
+      json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]["study_instance_uid"];
   const std::filesystem::path out = dir_.path() / "orphan.dcm";
   auto submit = [&] {
     return Cli("wang.li", {"report", "new", uid, "--findings", "右肺上叶见一磨玻璃结节。", "--impression", "结节。",
@@ -131,9 +133,10 @@ TEST_CASE_METHOD(CliFixture, "report new --submit without a live claim writes no
   CHECK(std::filesystem::exists(out));
 }
 
-TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the hospital verifies it offline", "[cli]") {
-  const std::string uid = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]
-                              ["study_instance_uid"];
+TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the hospital verifies it offline",
+                 "[cli]") {
+  const std::string uid =
+      json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]["study_instance_uid"];
   REQUIRE(Cli("wang.li", {"claim", uid}).exit_code == 0);
 
   // $EDITOR fills in the template, as a radiologist would.
@@ -142,9 +145,9 @@ TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the 
             "#!/bin/sh\ncat > \"$1\" <<'EOF'\n# edited\nFindings:\n右肺上叶见一直径约8mm磨玻璃结节，边界清。\n\n"
             "Impression:\n右肺上叶磨玻璃结节。\n\nRecommendation:\nCT in 3 months.\n\nCritical finding: yes\nEOF\n");
   std::filesystem::permissions(editor, std::filesystem::perms::owner_all);
-  CommandResult made = RunCommand({"/usr/bin/env", "EDITOR=" + editor.string(), "XDG_CACHE_HOME=" + dir_.path().string(),
-                                   TELEREAD_CLI_BIN, "--profile", (dir_.path() / "wang.li.toml").string(), "report",
-                                   "new", uid, "--submit"});
+  CommandResult made = RunCommand({"/usr/bin/env", "EDITOR=" + editor.string(),
+                                   "XDG_CACHE_HOME=" + dir_.path().string(), TELEREAD_CLI_BIN, "--profile",
+                                   (dir_.path() / "wang.li.toml").string(), "report", "new", uid, "--submit"});
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
   // The confirmation names the patient before anything else.
@@ -175,7 +178,8 @@ TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the 
   std::string bytes = ReadFile(got);
   bytes[bytes.size() / 2] ^= 0x01;
   WriteFile(dir_.path() / "tampered.dcm", bytes);
-  CommandResult bad = RunCommand({TELEREAD_CLI_BIN, "report", "verify", (dir_.path() / "tampered.dcm").string(), "--ca", ca});
+  CommandResult bad =
+      RunCommand({TELEREAD_CLI_BIN, "report", "verify", (dir_.path() / "tampered.dcm").string(), "--ca", ca});
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.output, Catch::Contains("NOT VALID"));
 
@@ -183,7 +187,8 @@ TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the 
   CommandResult other = Cli("zhao.min", {"report", "new", uid, "--findings", "x", "--impression", "y", "--submit"});
   CHECK(other.exit_code == 1);
   CHECK_THAT(other.output, Catch::Contains("already reported"));
-  CommandResult amended = Cli("wang.li", {"report", "amend", sop, "--impression", "右肺上叶磨玻璃结节，考虑炎性。", "--submit"});
+  CommandResult amended =
+      Cli("wang.li", {"report", "amend", sop, "--impression", "右肺上叶磨玻璃结节，考虑炎性。", "--submit"});
   INFO(amended.output);
   CHECK(amended.exit_code == 0);
   CHECK_THAT(amended.output, Catch::Contains("(amendment)"));
@@ -201,15 +206,17 @@ TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the 
 
 TEST_CASE_METHOD(CliFixture, "an expired certificate cannot sign and its reports do not verify", "[cli]") {
   REQUIRE(RunCommand({TELEREAD_SERVER_BIN, "pki", "issue", server_.pki().string(), "--kind", "radiologist", "--name",
-                      "wang.li.old", "--days", "1"}).exit_code == 0);
-  const std::string uid = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]
-                              ["study_instance_uid"];
+                      "wang.li.old", "--days", "1"})
+              .exit_code == 0);
+  const std::string uid =
+      json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]["study_instance_uid"];
   REQUIRE(Cli("wang.li", {"claim", uid}).exit_code == 0);
   const std::string draft = (dir_.path() / "draft.dcm").string();
-  REQUIRE(Cli("wang.li", {"report", "new", uid, "--findings", "f", "--impression", "i", "--out", draft}).exit_code == 0);
+  REQUIRE(Cli("wang.li", {"report", "new", uid, "--findings", "f", "--impression", "i", "--out", draft}).exit_code ==
+          0);
   // A certificate whose validity ended: signing refuses.
-  teleread::IssueRequest old{teleread::CertKind::kRadiologist, "expired.doc", "Lixian Regional Imaging Reading Centre",
-                             {}, {}, 5, -10};
+  teleread::IssueRequest old{
+      teleread::CertKind::kRadiologist, "expired.doc", "Lixian Regional Imaging Reading Centre", {}, {}, 5, -10};
   REQUIRE(teleread::IssueCertificate(server_.pki(), old).ok());
   WriteProfile(server_, "expired.doc", dir_.path() / "expired.toml");
   CommandResult sign = Cli("expired", {"report", "sign", draft});
@@ -217,9 +224,10 @@ TEST_CASE_METHOD(CliFixture, "an expired certificate cannot sign and its reports
   CHECK_THAT(sign.output, Catch::Contains("has expired"));
   // Signed anyway (forged past the check), the hospital's verify refuses it.
   REQUIRE(teleread::SignReportFile(draft, draft + ".forged", server_.pki() / "expired.doc.pem",
-                                   server_.pki() / "expired.doc.key", "", false).ok());
-  CommandResult verify = RunCommand({TELEREAD_CLI_BIN, "report", "verify", draft + ".forged", "--ca",
-                                     (server_.pki() / "ca.pem").string()});
+                                   server_.pki() / "expired.doc.key", "", false)
+              .ok());
+  CommandResult verify = RunCommand(
+      {TELEREAD_CLI_BIN, "report", "verify", draft + ".forged", "--ca", (server_.pki() / "ca.pem").string()});
   CHECK(verify.exit_code == 1);
   CHECK_THAT(verify.output, Catch::Contains("expired"));
   // A valid one signs and the server takes it: judged by what the file and the server then hold,
@@ -229,8 +237,8 @@ TEST_CASE_METHOD(CliFixture, "an expired certificate cannot sign and its reports
   INFO(signed_now.output);
   CHECK(signed_now.exit_code == 0);
   CHECK(ReadFile(draft) != unsigned_bytes);
-  CommandResult verified = RunCommand({TELEREAD_CLI_BIN, "report", "verify", draft, "--ca",
-                                       (server_.pki() / "ca.pem").string()});
+  CommandResult verified =
+      RunCommand({TELEREAD_CLI_BIN, "report", "verify", draft, "--ca", (server_.pki() / "ca.pem").string()});
   INFO(verified.output);
   CHECK(verified.exit_code == 0);
   CHECK_THAT(verified.output, Catch::StartsWith("signature valid") && Catch::Contains("CN=wang.li,OU=radiologist"));
@@ -250,8 +258,8 @@ TEST_CASE_METHOD(CliFixture, "an expired certificate cannot sign and its reports
 
 TEST_CASE_METHOD(CliFixture, "report new starts from the study's template and an amendment keeps what is not changed",
                  "[cli][templates]") {
-  const std::string uid = json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]
-                              ["study_instance_uid"];
+  const std::string uid =
+      json::parse(Cli("wang.li", {"--json", "worklist", "--modality", "CT"}).output)["items"][0]["study_instance_uid"];
   HttpReply chosen = server_.Call("wang.li", "GET", "/api/v1/studies/" + uid + "/template");
   REQUIRE(chosen.status == 200);
   CHECK(chosen.Json()["name"] == "ct-chest");  // CT, Body Part Examined CHEST
@@ -264,9 +272,10 @@ TEST_CASE_METHOD(CliFixture, "report new starts from the study's template and an
   WriteFile(editor, "#!/bin/sh\ncp \"$1\" '" + seen.string() + "'\n");
   std::filesystem::permissions(editor, std::filesystem::perms::owner_all);
   const std::filesystem::path first = dir_.path() / "first.dcm";
-  CommandResult made = RunCommand({"/usr/bin/env", "EDITOR=" + editor.string(), "XDG_CACHE_HOME=" + dir_.path().string(),
-                                   TELEREAD_CLI_BIN, "--profile", (dir_.path() / "wang.li.toml").string(), "report",
-                                   "new", uid, "--recommendation", "3个月后复查。", "--submit", "--out", first.string()});
+  CommandResult made =
+      RunCommand({"/usr/bin/env", "EDITOR=" + editor.string(), "XDG_CACHE_HOME=" + dir_.path().string(),
+                  TELEREAD_CLI_BIN, "--profile", (dir_.path() / "wang.li.toml").string(), "report", "new", uid,
+                  "--recommendation", "3个月后复查。", "--submit", "--out", first.string()});
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
   CHECK_THAT(ReadFile(seen), Catch::Contains("# Template: ct-chest") &&

@@ -24,7 +24,7 @@ namespace {
 using Refs = std::vector<std::pair<std::string, std::string>>;
 
 struct SampleStudies {
-  std::map<std::string, Refs> by_study;      // Study Instance UID -> its instances
+  std::map<std::string, Refs> by_study;         // Study Instance UID -> its instances
   std::map<std::string, std::string> modality;  // Study Instance UID -> modality
 };
 
@@ -79,10 +79,12 @@ TEST_CASE("storage commitment commits what the centre holds and completes the st
   const auto& other_member = ls.by_study.begin()->second.front();
 
   // Part of the study, a never-received instance, a wrong class, and another member's instance.
-  CommitReply partial = RequestCommitment(
-      Peer(server, "ZZ_PACS"),
-      {slices[0], {slices[0].first, "1.2.3.4.5.6.7.8.9"}, {"1.2.840.10008.5.1.4.1.1.4", slices[1].second}, other_member},
-      "1.2.826.0.1.3680043.10.1.1", true);
+  CommitReply partial = RequestCommitment(Peer(server, "ZZ_PACS"),
+                                          {slices[0],
+                                           {slices[0].first, "1.2.3.4.5.6.7.8.9"},
+                                           {"1.2.840.10008.5.1.4.1.1.4", slices[1].second},
+                                           other_member},
+                                          "1.2.826.0.1.3680043.10.1.1", true);
   INFO(partial.error);
   REQUIRE(partial.error.empty());
   CHECK(partial.action_status == 0);
@@ -130,7 +132,8 @@ TEST_CASE("Orthanc as the member requests storage commitment and takes the repor
   const SampleStudies zz = Read(samples / "ZZ_PACS");
   const std::string ct = StudyOf(zz, "CT");
   json instances = json::array();
-  for (const auto& [cls, inst] : zz.by_study.at(ct)) instances.push_back(json{{"SOPClassUID", cls}, {"SOPInstanceUID", inst}});
+  for (const auto& [cls, inst] : zz.by_study.at(ct))
+    instances.push_back(json{{"SOPClassUID", cls}, {"SOPInstanceUID", inst}});
   CommandResult asked = orthanc.Rest({"/modalities/centre/storage-commitment", "-X", "POST", "-d",
                                       json{{"DicomInstances", instances}, {"Timeout", 30}}.dump()});
   INFO(asked.output);

@@ -47,15 +47,19 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   const uint16_t hook_port = FreePort();
   ServerOptions o;
   o.edits = {{"^port = 11201$", "port = " + std::to_string(pacs.port())},
-             {"^# critical_webhook = .*$", "critical_webhook = \"https://127.0.0.1:" + std::to_string(hook_port) + "/critical\""},
+             {"^# critical_webhook = .*$",
+              "critical_webhook = \"https://127.0.0.1:" + std::to_string(hook_port) + "/critical\""},
              {"^critical_ack_minutes = .*$", "critical_ack_minutes = 0"},  // escalates at once
              {"^delivery_retry_seconds = .*$", "delivery_retry_seconds = 1"}};
   TestServer server(dir.path() / "server", o);
   // The HIS: its server certificate (for 127.0.0.1) and ZZ_PACS's API certificate, from the centre CA.
-  REQUIRE(IssueCertificate(server.pki(), IssueRequest{CertKind::kMember, "zz-his", "Zhuozhou City Hospital", {},
-                                                      {"127.0.0.1"}, 30, 0}).ok());
-  REQUIRE(IssueCertificate(server.pki(), IssueRequest{CertKind::kMember, "ZZ_PACS", "Zhuozhou City Hospital", {}, {},
-                                                      30, 0}).ok());
+  REQUIRE(
+      IssueCertificate(server.pki(),
+                       IssueRequest{CertKind::kMember, "zz-his", "Zhuozhou City Hospital", {}, {"127.0.0.1"}, 30, 0})
+          .ok());
+  REQUIRE(IssueCertificate(server.pki(),
+                           IssueRequest{CertKind::kMember, "ZZ_PACS", "Zhuozhou City Hospital", {}, {}, 30, 0})
+              .ok());
   const fs::path hooks = dir.path() / "webhooks.jsonl";
   ChildProcess his;
   his.Start({"/usr/bin/python3", std::string(TELEREAD_SOURCE_DIR) + "/tests/support/webhook_receiver.py",
@@ -69,8 +73,8 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
     HttpReply r = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT");
     return r.status == 200 && r.Json()["items"].size() == 1;
   }));
-  const std::string ct =
-      server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT").Json()["items"][0]["study_instance_uid"];
+  const std::string ct = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT")
+                             .Json()["items"][0]["study_instance_uid"];
   REQUIRE(server.Call("wang.li", "POST", "/api/v1/studies/" + ct + "/claim").status == 200);
   const fs::path report = dir.path() / "critical.dcm";
   WriteSignedReport(FindSampleStudy(dir.path() / "samples", ct), server.pki(), "wang.li", report, std::nullopt,
@@ -111,8 +115,8 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
         400);
   WriteFile(dir.path() / "zz.toml", "server = \"https://127.0.0.1:" + std::to_string(server.https_port()) + "\"\n" +
                                         "certificate = \"" + (server.pki() / "ZZ_PACS.pem").string() + "\"\n" +
-                                        "key = \"" + (server.pki() / "ZZ_PACS.key").string() + "\"\n" +
-                                        "ca = \"" + (server.pki() / "ca.pem").string() + "\"\n");
+                                        "key = \"" + (server.pki() / "ZZ_PACS.key").string() + "\"\n" + "ca = \"" +
+                                        (server.pki() / "ca.pem").string() + "\"\n");
   auto cli = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {TELEREAD_CLI_BIN, "--profile", (dir.path() / "zz.toml").string()});
     return RunCommand(args);
@@ -125,7 +129,8 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   CHECK_THAT(ack.output, Catch::Contains("acknowledged by 李华"));
   CommandResult again = cli({"critical", "ack", sop, "--by", "someone else"});
   CHECK(again.exit_code == 1);
-  CHECK_THAT(again.output, Catch::Contains("acknowledged already by 李华 (ward 3 nurse)") && Catch::Contains("HTTP 409"));
+  CHECK_THAT(again.output,
+             Catch::Contains("acknowledged already by 李华 (ward 3 nurse)") && Catch::Contains("HTTP 409"));
 
   const json done = server.Call("ZZ_PACS", "GET", "/api/v1/critical?state=acknowledged").Json()["items"];
   REQUIRE(done.size() == 1);
@@ -133,8 +138,9 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   CHECK(done[0]["acknowledged_via"] == "zhuozhou");
   CHECK(done[0]["webhook"]["state"] == "delivered");
   CHECK(server.Call("wang.li", "GET", "/api/v1/worklist").Json()["critical_unacknowledged"].empty());
-  CHECK_THAT(server.Call("ops", "GET", "/metrics").body, Catch::Contains("teleread_critical_unacknowledged 0\n") &&
-                                                             Catch::Contains("teleread_turnaround_acknowledged_seconds_count 1\n"));
+  CHECK_THAT(server.Call("ops", "GET", "/metrics").body,
+             Catch::Contains("teleread_critical_unacknowledged 0\n") &&
+                 Catch::Contains("teleread_turnaround_acknowledged_seconds_count 1\n"));
   CHECK(server.Call("wang.li", "GET", "/api/v1/studies/" + ct).Json()["task"]["acknowledged_ms"].is_number());
   std::vector<std::string> audited = AuditActions(server.storage(), "critical-%");
   REQUIRE(audited.size() == 4);

@@ -13,13 +13,13 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   const fs::path work = dir.path() / "demo";
   const uint16_t ports[] = {FreePort(), FreePort(), FreePort(), FreePort()};
   for (uint16_t p : ports) ReleasePort(p);  // the demo's processes bind them now
-  CommandResult r = RunCommand({"/usr/bin/env", "TELEREAD_DEMO_NO_BUILD=1", "TELEREAD_BUILD_DIR=" + build.string(),
-                                "TELEREAD_DEMO_DIR=" + work.string(), "TELEREAD_DEMO_PORT=" + std::to_string(ports[0]),
-                                "TELEREAD_DEMO_HTTPS_PORT=" + std::to_string(ports[1]),
-                                "TELEREAD_DEMO_TLS_PORT=" + std::to_string(ports[2]),
-                                "TELEREAD_DEMO_MEMBER_PORT=" + std::to_string(ports[3]), "TELEREAD_DEMO_CT_SLICES=4",
-                                "/bin/bash", std::string(TELEREAD_SOURCE_DIR) + "/samples/demo.sh"},
-                               std::chrono::seconds(240));
+  CommandResult r = RunCommand(
+      {"/usr/bin/env", "TELEREAD_DEMO_NO_BUILD=1", "TELEREAD_BUILD_DIR=" + build.string(),
+       "TELEREAD_DEMO_DIR=" + work.string(), "TELEREAD_DEMO_PORT=" + std::to_string(ports[0]),
+       "TELEREAD_DEMO_HTTPS_PORT=" + std::to_string(ports[1]), "TELEREAD_DEMO_TLS_PORT=" + std::to_string(ports[2]),
+       "TELEREAD_DEMO_MEMBER_PORT=" + std::to_string(ports[3]), "TELEREAD_DEMO_CT_SLICES=4", "/bin/bash",
+       std::string(TELEREAD_SOURCE_DIR) + "/samples/demo.sh"},
+      std::chrono::seconds(240));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.output, Catch::Contains("C-ECHO from ZZ_PACS over DICOM TLS with its certificate: OK"));
@@ -27,7 +27,8 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   const std::string refused = "Calling AE Title Not Recognized";
   CHECK(r.output.find(refused) != r.output.rfind(refused));
   // The centre workstation's name alone opens nothing (issue 19, finding 1).
-  CHECK_THAT(ReadFile(work / "server.log"), Catch::Contains("centre AE title LX_WS1 must present its workstation certificate"));
+  CHECK_THAT(ReadFile(work / "server.log"),
+             Catch::Contains("centre AE title LX_WS1 must present its workstation certificate"));
   CHECK_THAT(r.output, Catch::Contains("claimed: held by wang.li"));
   CHECK_THAT(r.output, Catch::Contains("submitted "));
   // The identity banner of the claimed study and of the ECG, and both pictures written.
@@ -42,7 +43,8 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   CHECK_THAT(r.output, Catch::Contains("-> delivered"));
   // The member PACS holds exactly the one signed report; the PNGs exist.
   int received = 0;
-  for (const auto& e : fs::directory_iterator(work / "member-ZZ_PACS")) received += e.path().filename().string().rfind("SR", 0) == 0;
+  for (const auto& e : fs::directory_iterator(work / "member-ZZ_PACS"))
+    received += e.path().filename().string().rfind("SR", 0) == 0;
   CHECK(received == 1);
   CHECK(fs::file_size(work / "png" / "ct-lung.png") > 1000);
   CHECK(fs::file_size(work / "png" / "ct-sheet.png") > 1000);
@@ -55,6 +57,7 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   // Studies complete by storage commitment, not the 60 s quiet period; the critical result is acknowledged.
   CHECK_THAT(r.output, Catch::Contains("6 of 6 instances committed, 0 failed"));
   CHECK_THAT(log, Catch::Contains("storage commitment") && Catch::Contains("complete: queued for reading"));
-  CHECK_THAT(r.output, Catch::Contains("critical result ") && Catch::Contains(" acknowledged by 李华 (急诊科值班医生)"));
+  CHECK_THAT(r.output,
+             Catch::Contains("critical result ") && Catch::Contains(" acknowledged by 李华 (急诊科值班医生)"));
   CHECK_THAT(r.output, Catch::Contains("-> acknowledged ") && !Catch::Contains("-> acknowledged -"));
 }

@@ -25,9 +25,7 @@
 using namespace teleread;
 using namespace teleread::test;
 
-
-TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing half-written",
-          "[durability][crash]") {
+TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing half-written", "[durability][crash]") {
   InitializeDicom();
   ScratchDir dir;
   samples::SeriesSpec spec;
@@ -137,7 +135,8 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
   bool can_mount = false;
   {
     ScratchDir probe("teleread-mount-probe");
-    can_mount = RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe.path().string()}).exit_code == 0;
+    can_mount =
+        RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe.path().string()}).exit_code == 0;
     if (can_mount) RunCommand({"/bin/umount", probe.path().string()});
   }
   if (!can_mount) TELEREAD_SKIP("cannot mount a tmpfs here (not root?): the real ENOSPC test did not run");

@@ -32,29 +32,28 @@ TEST_CASE("SIGKILL during ingest and report submission and delivery loses nothin
 
   // Smaller trials than the default, so that three fit in well under a minute. `timeout`
   // stops the script with SIGTERM, on which it stops what it started (a SIGKILL would not).
-  CommandResult r = RunCommand({"/usr/bin/timeout", "-s", "TERM", "110", "/usr/bin/env",
-                                "TELEREAD_BUILD_DIR=" + build.string(), "FAULT_WORK_DIR=" + (dir.path() / "work").string(),
-                                "FAULT_BASE_STUDIES=4", "FAULT_PUSH_COUNT=150", "FAULT_MAX_KILL_MS=1500", "/bin/bash",
-                                script.string(), "3"},
-                               std::chrono::seconds(130));
+  CommandResult r =
+      RunCommand({"/usr/bin/timeout", "-s", "TERM", "110", "/usr/bin/env", "TELEREAD_BUILD_DIR=" + build.string(),
+                  "FAULT_WORK_DIR=" + (dir.path() / "work").string(), "FAULT_BASE_STUDIES=4", "FAULT_PUSH_COUNT=150",
+                  "FAULT_MAX_KILL_MS=1500", "/bin/bash", script.string(), "3"},
+                 std::chrono::seconds(130));
   INFO(r.output);
   CHECK(r.exit_code == 0);
   // The kill count is the script's observed SIGKILL deaths; and the checks had something to check.
   CHECK_THAT(r.output, Catch::Contains("fault injection: 3 trials, 3 kills, 0 violations"));
   std::smatch totals;
-  REQUIRE(std::regex_search(r.output, totals, std::regex(R"(totals: (\d+) objects acknowledged, (\d+) reports accepted, (\d+) delivered)")));
+  REQUIRE(std::regex_search(
+      r.output, totals, std::regex(R"(totals: (\d+) objects acknowledged, (\d+) reports accepted, (\d+) delivered)")));
   CHECK(std::stoi(totals[1]) >= 3 * 4);  // at least the base corpus of each trial
   CHECK(std::stoi(totals[2]) >= 3);      // at least one report per trial
   CHECK(std::stoi(totals[3]) >= std::stoi(totals[2]));
 }
 
-
 // Regression: a crash between ObjectStore::Place (the report linked to its final name) and the
 // commit of its row left the report's file behind for good: recovery kept files it could not
 // attribute to a member. Recovery now moves such files to quarantine/ (after a restore of an
 // older index they may be reports accepted since; the operator decides).
-TEST_CASE("a report placed without its index row before a crash is not left behind at restart",
-          "[fault][recovery]") {
+TEST_CASE("a report placed without its index row before a crash is not left behind at restart", "[fault][recovery]") {
   InitializeDicom();
   ScratchDir dir;
   TestServer server(dir.path() / "server");

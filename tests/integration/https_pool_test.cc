@@ -22,7 +22,7 @@ TEST_CASE("a waiting handler does not stall other connections on a single I/O th
 
   std::mutex mu;
   std::condition_variable cv;
-  bool released = false;  // guarded by mu
+  bool released = false;      // guarded by mu
   bool slow_entered = false;  // guarded by mu
   HttpsConfig config;
   config.enabled = true;

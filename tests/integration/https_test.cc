@@ -110,9 +110,9 @@ TEST_CASE_METHOD(ApiFixture, "study detail and instance download and priors", "[
   CHECK(study["series"][0]["instance_count"] == 4);
   CHECK(study["task"]["priority"] == "STAT");
   std::filesystem::path out = dir_.path() / "download.dcm";
-  CommandResult r = server_.Curl("wang.li", "GET",
-                                 "/api/v1/studies/" + uid + "/instances/" + instance["sop_instance_uid"].get<std::string>(),
-                                 {"-o", out.string()});
+  CommandResult r = server_.Curl(
+      "wang.li", "GET", "/api/v1/studies/" + uid + "/instances/" + instance["sop_instance_uid"].get<std::string>(),
+      {"-o", out.string()});
   CHECK(r.output == "\n200");
   CHECK(std::filesystem::file_size(out) == instance["size_bytes"].get<uint64_t>());
   CHECK(ReadFile(out).substr(128, 4) == "DICM");
@@ -132,8 +132,9 @@ TEST_CASE_METHOD(ApiFixture, "study detail and instance download and priors", "[
   CHECK(files == 4);
   std::string first;
   for (const auto& e : std::filesystem::recursive_directory_iterator(unpacked)) {
-    if (e.is_regular_file() && e.path().stem().string() == instance["sop_instance_uid"].get<std::string>().substr(
-                                   std::max<size_t>(0, instance["sop_instance_uid"].get<std::string>().size() - 40))) {
+    if (e.is_regular_file() &&
+        e.path().stem().string() == instance["sop_instance_uid"].get<std::string>().substr(std::max<size_t>(
+                                        0, instance["sop_instance_uid"].get<std::string>().size() - 40))) {
       first = ReadFile(e.path());
     }
   }
@@ -209,10 +210,10 @@ TEST_CASE("a radiologist's common name on a certificate without OU=radiologist i
   std::filesystem::create_directories(ca);
   for (const char* f : {"ca.pem", "ca.key"}) std::filesystem::copy_file(server.pki() / f, ca / f);
   auto status_with = [&](const std::string& name) {
-    CommandResult r = RunCommand({"/usr/bin/curl", "-sS", "--max-time", "30", "--cacert",
-                                  (server.pki() / "ca.pem").string(), "--cert", (ca / (name + ".pem")).string(),
-                                  "--key", (ca / (name + ".key")).string(), "-w", "\n%{http_code}",
-                                  "https://127.0.0.1:" + std::to_string(server.https_port()) + "/api/v1/worklist"});
+    CommandResult r =
+        RunCommand({"/usr/bin/curl", "-sS", "--max-time", "30", "--cacert", (server.pki() / "ca.pem").string(),
+                    "--cert", (ca / (name + ".pem")).string(), "--key", (ca / (name + ".key")).string(), "-w",
+                    "\n%{http_code}", "https://127.0.0.1:" + std::to_string(server.https_port()) + "/api/v1/worklist"});
     return r.output.size() >= 3 ? r.output.substr(r.output.size() - 3) : r.output;
   };
 
@@ -230,8 +231,8 @@ TEST_CASE("a radiologist's common name on a certificate without OU=radiologist i
                       (ca / "other.csr").string()})
               .exit_code == 0);
   REQUIRE(RunCommand({"/usr/bin/openssl", "x509", "-req", "-in", (ca / "other.csr").string(), "-CA",
-                      (ca / "ca.pem").string(), "-CAkey", (ca / "ca.key").string(), "-set_serial", "4242", "-days",
-                      "2", "-extfile", ext.string(), "-out", (ca / "other.pem").string()})
+                      (ca / "ca.pem").string(), "-CAkey", (ca / "ca.key").string(), "-set_serial", "4242", "-days", "2",
+                      "-extfile", ext.string(), "-out", (ca / "other.pem").string()})
               .exit_code == 0);
   CHECK(status_with("other") == "403");
   CHECK_THAT(server.Log(), Catch::Contains("is no radiologist or admin here"));

@@ -46,9 +46,11 @@ std::string Uid(DcmDataset& ds, const DcmTagKey& key) {
 }
 
 // The stored copy of `sop`, read back over the API as the admin.
-std::string StoredBytes(const TestServer& server, const fs::path& dir, const std::string& study, const std::string& sop) {
+std::string StoredBytes(const TestServer& server, const fs::path& dir, const std::string& study,
+                        const std::string& sop) {
   const fs::path out = dir / ("stored-" + sop + ".dcm");
-  CommandResult r = server.Curl("wang.li", "GET", "/api/v1/studies/" + study + "/instances/" + sop, {"-o", out.string()});
+  CommandResult r =
+      server.Curl("wang.li", "GET", "/api/v1/studies/" + study + "/instances/" + sop, {"-o", out.string()});
   REQUIRE(r.exit_code == 0);
   return ReadFile(out);
 }
@@ -108,7 +110,8 @@ TEST_CASE("an object whose series belongs to another study is refused with 0x012
   CHECK(server.Stop() == 0);
 }
 
-TEST_CASE("an identical object re-sent in Implicit VR or Deflated is Success and stored once", "[ingest][listener][ts]") {
+TEST_CASE("an identical object re-sent in Implicit VR or Deflated is Success and stored once",
+          "[ingest][listener][ts]") {
   InitializeDicom();
   ScratchDir dir;
   TestServer server(dir.path() / "server");

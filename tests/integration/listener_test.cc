@@ -1,11 +1,11 @@
 // The real teleread-server on loopback, driven by DCMTK's echoscu/storescu and a raw C-STORE SCU.
-#include <catch2/catch.hpp>
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <atomic>
 #include <regex>
@@ -141,8 +141,7 @@ TEST_CASE("three member hospitals push at once and everything is indexed and que
     INFO(again.output);
     CHECK(again.exit_code == 0);
     // Identical re-sends are answered Success (storescu exits 0 on refused C-STOREs too).
-    CHECK(StoreResponses(again) ==
-          std::vector<std::string>(CountDicomFiles(samples / "LS_PACS"), "Success"));
+    CHECK(StoreResponses(again) == std::vector<std::string>(CountDicomFiles(samples / "LS_PACS"), "Success"));
     CHECK(StatusNumber(server, "instances") == sent);
     CHECK(StatusNumber(server, "reading tasks") == 6);
   }
@@ -269,7 +268,8 @@ TEST_CASE("at least 16 associations run at once and beyond the limit they are re
       // A worker may still be closing its previous association: retry briefly.
       bool connected = false;
       for (int attempt = 0; attempt < 20 && !connected; ++attempt) {
-        again.push_back(std::make_unique<TestScu>(server.port(), "ZZ_PACS", std::vector<std::string>{UID_CTImageStorage}));
+        again.push_back(
+            std::make_unique<TestScu>(server.port(), "ZZ_PACS", std::vector<std::string>{UID_CTImageStorage}));
         connected = again.back()->Connect().empty();
         if (!connected) {
           again.pop_back();

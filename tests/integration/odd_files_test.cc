@@ -205,8 +205,8 @@ std::string NestedSequences(int depth) {
   std::string open, close;
   for (int i = 0; i < depth; ++i) {
     open += Tag(0x0040, 0xA730) + "SQ" + std::string(2, '\0') + undefined;  // Content Sequence
-    open += Tag(0xFFFE, 0xE000) + undefined;                                  // item
-    close += Tag(0xFFFE, 0xE00D) + zero + Tag(0xFFFE, 0xE0DD) + zero;         // item, sequence delimiters
+    open += Tag(0xFFFE, 0xE000) + undefined;                                // item
+    close += Tag(0xFFFE, 0xE00D) + zero + Tag(0xFFFE, 0xE0DD) + zero;       // item, sequence delimiters
   }
   return open + close;
 }
@@ -237,9 +237,7 @@ std::string StatusText(int s) {
 
 // Whether the server still runs after an answer: it answers a C-ECHO on a new association (a
 // crash while handling the last one would have ended the process, and the echo with it).
-bool StillRunning(TestServer& server) {
-  return Echo(server, "ZZ_PACS").exit_code == 0 && server.running();
-}
+bool StillRunning(TestServer& server) { return Echo(server, "ZZ_PACS").exit_code == 0 && server.running(); }
 
 }  // namespace
 
@@ -290,9 +288,8 @@ TEST_CASE("odd files are stored bit for bit or refused with a failure status and
     std::string b = base(sop);
     return b.substr(0, Find(b, true, DCM_StudyInstanceUID).offset + 7);
   });
-  add("odd total length: one unpadded odd-length value", kExplicitLE, kAborted, [&](const std::string& sop) {
-    return ReplaceValue(base(sop), DCM_PatientName, "Odd^Nam");
-  });
+  add("odd total length: one unpadded odd-length value", kExplicitLE, kAborted,
+      [&](const std::string& sop) { return ReplaceValue(base(sop), DCM_PatientName, "Odd^Nam"); });
 
   // Wrong element lengths.
   add("element length longer than the file (short form)", kExplicitLE, 0xC000, [&](const std::string& sop) {
@@ -348,19 +345,19 @@ TEST_CASE("odd files are stored bit for bit or refused with a failure status and
     return b;
   });
 
-  add("sequences nested 1000 deep", kExplicitLE, 0xC000, [&](const std::string& sop) {
-    return InsertBefore(base(sop), DCM_PixelData, NestedSequences(1000));
-  });
-  add("sequences nested 100 deep", kExplicitLE, 0x0000, [&](const std::string& sop) {
-    return InsertBefore(base(sop), DCM_PixelData, NestedSequences(100));
-  });
+  add("sequences nested 1000 deep", kExplicitLE, 0xC000,
+      [&](const std::string& sop) { return InsertBefore(base(sop), DCM_PixelData, NestedSequences(1000)); });
+  add("sequences nested 100 deep", kExplicitLE, 0x0000,
+      [&](const std::string& sop) { return InsertBefore(base(sop), DCM_PixelData, NestedSequences(100)); });
 
   // A transfer syntax that lies: the bytes are in another encoding than the one negotiated
   // (the server writes the negotiated one into the meta header).
   add("implicit VR data on an explicit VR context", kExplicitLE, 0xC000,
       [&](const std::string& sop) { return base(sop, EXS_LittleEndianImplicit); });
-  add("explicit VR data on an implicit VR context", kImplicitLE, 0xC000, [&](const std::string& sop) { return base(sop); });
-  add("little endian data on a big endian context", kExplicitBE, 0xC000, [&](const std::string& sop) { return base(sop); });
+  add("explicit VR data on an implicit VR context", kImplicitLE, 0xC000,
+      [&](const std::string& sop) { return base(sop); });
+  add("little endian data on a big endian context", kExplicitBE, 0xC000,
+      [&](const std::string& sop) { return base(sop); });
 
   add("private creator and private elements", kExplicitLE, 0x0000, [&](const std::string& sop) {
     std::string binary;
@@ -464,8 +461,8 @@ TEST_CASE("odd files are stored bit for bit or refused with a failure status and
   INFO(raw.output);
   CHECK(raw.exit_code == 0);
   const fs::path raw_fetched = dir.path() / "raw-fetched.dcm";
-  CommandResult get = server.Curl("wang.li", "GET", "/api/v1/studies/" + study + "/instances/" + raw_sop,
-                                  {"-o", raw_fetched.string()});
+  CommandResult get =
+      server.Curl("wang.li", "GET", "/api/v1/studies/" + study + "/instances/" + raw_sop, {"-o", raw_fetched.string()});
   CHECK(get.output.substr(get.output.rfind('\n') + 1) == "200");
   CHECK(DataSetOf(ReadFile(raw_fetched)) == raw_bytes);
 
@@ -536,9 +533,10 @@ TEST_CASE("a peer that stalls in the middle of an object is dropped at the DIMSE
   CHECK(StoreResponses(other) == std::vector<std::string>(CountFiles(samples / "LS_PACS", true), "Success"));
   CHECK_FALSE(stall_done);  // done while the stalled association still waited
   stall.join();
-  INFO("status " << stall_status << " after "
-                 << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()
-                 << " ms; " << server.Log());
+  INFO("status "
+       << stall_status << " after "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()
+       << " ms; " << server.Log());
   const auto stalled_for = std::chrono::steady_clock::now() - start;
   CHECK(stall_status == kAborted);
   // Not dropped before the timeout (a lower bound only: a loaded machine can only add to it).

@@ -68,7 +68,8 @@ class QrFixture {
                                                    const std::vector<std::string>& extra = {}) {
     std::filesystem::path out = dir_.path() / ("find-" + std::to_string(++runs_));
     std::filesystem::create_directories(out);
-    std::vector<std::string> argv = {FINDSCU_BIN, model, "-v", "-aet", aet, "-aec", "LX_READ", "-X", "-od", out.string()};
+    std::vector<std::string> argv = {FINDSCU_BIN, model,     "-v", "-aet", aet,
+                                     "-aec",      "LX_READ", "-X", "-od",  out.string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     CommandResult r = RunScu(argv, keys);
     if (result) {
@@ -218,13 +219,14 @@ TEST_CASE_METHOD(QrFixture, "C-FIND return keys, counts and unsupported keys", "
   CHECK(Get(r, DCM_StudyDate) == "20240105");
   CHECK(Get(r, DCM_StudyTime) == "083000");
   CHECK(Get(r, DCM_SpecificCharacterSet) == "ISO_IR 192");  // the query named none
-  CHECK(r.getDataset()->tagExists(DCM_EthnicGroup));         // unsupported: returned empty, no error
+  CHECK(r.getDataset()->tagExists(DCM_EthnicGroup));        // unsupported: returned empty, no error
   CHECK(Get(r, DCM_EthnicGroup).empty());
   CHECK(r.getDataset()->tagExists(DCM_InstitutionName));
 
   SECTION("PATIENT level (Patient Root)") {
-    auto ps = Find("ZZ_PACS", {"QueryRetrieveLevel=PATIENT", "PatientID=ZZ2", "PatientName", "NumberOfPatientRelatedStudies",
-                               "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"},
+    auto ps = Find("ZZ_PACS",
+                   {"QueryRetrieveLevel=PATIENT", "PatientID=ZZ2", "PatientName", "NumberOfPatientRelatedStudies",
+                    "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"},
                    "-P");
     REQUIRE(ps.size() == 1);
     CHECK(Get(*ps[0], DCM_PatientName) == "Zhang^Wei");
@@ -234,14 +236,16 @@ TEST_CASE_METHOD(QrFixture, "C-FIND return keys, counts and unsupported keys", "
   }
   SECTION("SERIES and IMAGE levels, both models") {
     for (const std::string model : {"-S", "-P"}) {
-      auto series = Find("ZZ_PACS", {"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + study(0).uid, "SeriesInstanceUID",
-                                     "Modality", "NumberOfSeriesRelatedInstances"},
+      auto series = Find("ZZ_PACS",
+                         {"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + study(0).uid, "SeriesInstanceUID",
+                          "Modality", "NumberOfSeriesRelatedInstances"},
                          model);
       REQUIRE(series.size() == 1);
       CHECK(Get(*series[0], DCM_Modality) == "CT");
       CHECK(Get(*series[0], DCM_NumberOfSeriesRelatedInstances) == "3");
-      auto images = Find("ZZ_PACS", {"QueryRetrieveLevel=IMAGE", "SeriesInstanceUID=" + study(0).series_uid,
-                                     "SOPInstanceUID", "SOPClassUID", "InstanceNumber"},
+      auto images = Find("ZZ_PACS",
+                         {"QueryRetrieveLevel=IMAGE", "SeriesInstanceUID=" + study(0).series_uid, "SOPInstanceUID",
+                          "SOPClassUID", "InstanceNumber"},
                          model);
       CHECK(Values(images, DCM_SOPInstanceUID) ==
             std::multiset<std::string>(study(0).sop_uids.begin(), study(0).sop_uids.end()));
@@ -260,8 +264,8 @@ TEST_CASE_METHOD(QrFixture, "C-FIND in GB18030 finds a patient sent in GB18030 o
   auto gb = [](const std::string& utf8) { return EncodeFromUtf8("GB18030", utf8).value(); };
   for (const std::string name : {"张^三", "张*"}) {
     INFO(name);
-    auto rs = Find("LX_WS1", {kStudy, "SpecificCharacterSet=GB18030", "PatientName=" + gb(name), "PatientID",
-                              "StudyDescription"});
+    auto rs = Find(
+        "LX_WS1", {kStudy, "SpecificCharacterSet=GB18030", "PatientName=" + gb(name), "PatientID", "StudyDescription"});
     CHECK(Values(rs, DCM_PatientID) == std::multiset<std::string>{"ZZ-GB", "LS-UTF"});
     for (const auto& r : rs) {
       CHECK(Get(*r, DCM_SpecificCharacterSet) == "GB18030");
@@ -269,8 +273,8 @@ TEST_CASE_METHOD(QrFixture, "C-FIND in GB18030 finds a patient sent in GB18030 o
     }
   }
   // UTF-8 query: UTF-8 answers.
-  auto rs = Find("LX_WS1", {kStudy, "SpecificCharacterSet=ISO_IR 192", "PatientName=张*", "PatientID",
-                            "StudyDescription"});
+  auto rs =
+      Find("LX_WS1", {kStudy, "SpecificCharacterSet=ISO_IR 192", "PatientName=张*", "PatientID", "StudyDescription"});
   REQUIRE(rs.size() == 2);
   for (const auto& r : rs) CHECK(Get(*r, DCM_PatientName) == "张^三");
 }
@@ -290,9 +294,9 @@ TEST_CASE("C-CANCEL stops a C-FIND at once", "[qr][find][timing]") {
   REQUIRE(StoreFiles(server, "ZZ_PACS", {(dir.path() / "in").string()}).exit_code == 0);
   std::filesystem::path out = dir.path() / "responses";
   std::filesystem::create_directories(out);
-  CommandResult r = RunCommand({FINDSCU_BIN, "-S", "-v", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-X", "-od", out.string(),
-                                "--cancel", "5", "-k", "QueryRetrieveLevel=IMAGE", "-k", "SOPInstanceUID", "127.0.0.1",
-                                server.port_text()});
+  CommandResult r =
+      RunCommand({FINDSCU_BIN, "-S", "-v", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-X", "-od", out.string(), "--cancel",
+                  "5", "-k", "QueryRetrieveLevel=IMAGE", "-k", "SOPInstanceUID", "127.0.0.1", server.port_text()});
   size_t received = 0;
   for (const auto& e : std::filesystem::directory_iterator(out)) received += e.is_regular_file();
   CHECK(received >= 5);
@@ -321,12 +325,14 @@ TEST_CASE_METHOD(QrFixture, "C-MOVE to configured destinations with counts, scop
     CHECK_THAT(server().Log(), Catch::Contains("C-MOVE from ZZ_PACS (zhuozhou): 3 sent, 0 failed"));
   }
   SECTION("series and instance levels") {
-    CHECK(move("ZZ_PACS", "ZZ_PACS", {"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + study(1).uid,
-                                      "SeriesInstanceUID=" + study(1).series_uid})
+    CHECK(move("ZZ_PACS", "ZZ_PACS",
+               {"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + study(1).uid,
+                "SeriesInstanceUID=" + study(1).series_uid})
               .exit_code == 0);
     CHECK(files() == 2);
-    CHECK(move("ZZ_PACS", "ZZ_PACS", {"QueryRetrieveLevel=IMAGE", "StudyInstanceUID=" + study(0).uid,
-                                      "SeriesInstanceUID=" + study(0).series_uid, "SOPInstanceUID=" + study(0).sop_uids[1]})
+    CHECK(move("ZZ_PACS", "ZZ_PACS",
+               {"QueryRetrieveLevel=IMAGE", "StudyInstanceUID=" + study(0).uid,
+                "SeriesInstanceUID=" + study(0).series_uid, "SOPInstanceUID=" + study(0).sop_uids[1]})
               .exit_code == 0);
     CHECK(files() == 3);
   }
@@ -389,7 +395,8 @@ MoveOutcome MoveStudy(uint16_t port, const std::string& calling_ae, const std::s
   scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, {UID_LittleEndianExplicitTransferSyntax});
   REQUIRE(scu.initNetwork().good());
   REQUIRE(scu.negotiateAssociation().good());
-  const T_ASC_PresentationContextID id = scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
+  const T_ASC_PresentationContextID id =
+      scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
   REQUIRE(id != 0);
   DcmDataset query;
   query.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
@@ -420,8 +427,9 @@ MoveOutcome MoveStudy(uint16_t port, const std::string& calling_ae, const std::s
 
 }  // namespace
 
-TEST_CASE_METHOD(QrFixture, "C-MOVE failures: 0xA702 when nothing reached the destination, 0xB000 when some did, "
-                            "with the Failed SOP Instance UID List",
+TEST_CASE_METHOD(QrFixture,
+                 "C-MOVE failures: 0xA702 when nothing reached the destination, 0xB000 when some did, "
+                 "with the Failed SOP Instance UID List",
                  "[qr][move]") {
   const Study& s = study(0);  // Zhuozhou's, three instances
   const std::set<std::string> all(s.sop_uids.begin(), s.sop_uids.end());
@@ -444,9 +452,11 @@ TEST_CASE_METHOD(QrFixture, "C-MOVE failures: 0xA702 when nothing reached the de
     ChildProcess storescp;
     storescp.Start({STORESCP_BIN, "-aet", "ZZ_PACS", "-od", received.string(), std::to_string(port)},
                    dir() / "storescp.log");
-    REQUIRE(WaitFor([&] {
-      return RunCommand({ECHOSCU_BIN, "-aec", "ZZ_PACS", "127.0.0.1", std::to_string(port)}).exit_code == 0;
-    }, 30));
+    REQUIRE(WaitFor(
+        [&] {
+          return RunCommand({ECHOSCU_BIN, "-aec", "ZZ_PACS", "127.0.0.1", std::to_string(port)}).exit_code == 0;
+        },
+        30));
     MoveOutcome out = MoveStudy(server().port(), "ZZ_PACS", "ZZ_PACS", s.uid);
     INFO(server().Log());
     CHECK(out.status == 0xB000);
@@ -505,7 +515,8 @@ TEST_CASE_METHOD(QrFixture, "C-MOVE and C-GET refuse wildcard or empty unique ke
   CHECK_THAT(log, Catch::Contains(move_refused + "StudyInstanceUID must not contain wildcards"));
   CHECK_THAT(log, Catch::Contains(move_refused + "PatientID must not contain wildcards"));
   CHECK_THAT(log, Catch::Contains(move_refused + "no StudyInstanceUID, the unique key of the STUDY level"));
-  CHECK_THAT(log, Catch::Contains("C-GET from ZZ_PACS (zhuozhou) refused: StudyInstanceUID must not contain wildcards"));
+  CHECK_THAT(log,
+             Catch::Contains("C-GET from ZZ_PACS (zhuozhou) refused: StudyInstanceUID must not contain wildcards"));
   // A UID list is still a valid selection.
   CHECK(move("-S", {kStudy, "StudyInstanceUID=" + study(0).uid + "\\" + study(1).uid}).exit_code == 0);
   CHECK(CountFiles(received) == 5);

@@ -65,8 +65,10 @@ TEST_CASE("the reader scrolls, follows a window resize, compares with the prior 
                          (server.pki() / "ca.pem").string() + "\"\n");
   std::string study;
   for (int i = 0; i < 100 && study.empty(); ++i) {
-    CommandResult r = RunCommand({TELEREAD_CLI_BIN, "--profile", profile.string(), "--json", "worklist", "--modality", "CT"});
-    if (r.exit_code == 0 && !json::parse(r.output)["items"].empty()) study = json::parse(r.output)["items"][0]["study_instance_uid"];
+    CommandResult r =
+        RunCommand({TELEREAD_CLI_BIN, "--profile", profile.string(), "--json", "worklist", "--modality", "CT"});
+    if (r.exit_code == 0 && !json::parse(r.output)["items"].empty())
+      study = json::parse(r.output)["items"][0]["study_instance_uid"];
     if (study.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   REQUIRE(!study.empty());
@@ -80,8 +82,8 @@ TEST_CASE("the reader scrolls, follows a window resize, compares with the prior 
   std::string screen = tmux.WaitFor("张^三");
   tmux.WaitFor("38;2;");
   INFO(screen);
-  CHECK_THAT(screen, Catch::Contains("张^三  ID ZZ100234") && Catch::Contains("CT Se 1 Im 3/5") &&
-                         Catch::Contains("q quit"));
+  CHECK_THAT(screen,
+             Catch::Contains("张^三  ID ZZ100234") && Catch::Contains("CT Se 1 Im 3/5") && Catch::Contains("q quit"));
   // The image is drawn with half and quarter blocks in 24-bit colour.
   const bool coloured = tmux.Screen().find("38;2;") != std::string::npos;
   CHECK(coloured);

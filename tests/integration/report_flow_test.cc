@@ -32,7 +32,8 @@ ServerOptions Options(uint16_t zhuozhou_port, int max_attempts) {
 class ReportFixture {
  public:
   explicit ReportFixture(int max_attempts = 10)
-      : pacs_(dir_.path() / "zz_pacs", "ZZ_PACS"), server_(dir_.path() / "server", Options(pacs_.port(), max_attempts)) {
+      : pacs_(dir_.path() / "zz_pacs", "ZZ_PACS"),
+        server_(dir_.path() / "server", Options(pacs_.port(), max_attempts)) {
     server_.Start();
     PushSampleConsortium(server_, samples(), 2);
     WaitForWorklist(server_, 6, "zhao.min");
@@ -58,7 +59,9 @@ class ReportFixture {
     return r.Json()["items"];
   }
 
-  json Task(const std::string& study) { return server_.Call("wang.li", "GET", "/api/v1/studies/" + study).Json()["task"]; }
+  json Task(const std::string& study) {
+    return server_.Call("wang.li", "GET", "/api/v1/studies/" + study).Json()["task"];
+  }
 
   bool Delivered(const std::string& study, size_t n) {
     json items = Reports(study);
@@ -95,7 +98,8 @@ int CountMatches(const std::string& output) {
 
 }  // namespace
 
-TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to the member and findable there", "[reports]") {
+TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to the member and findable there",
+                 "[reports]") {
   pacs_.Start();
   Claim("wang.li", ct_);
   fs::path report = Report("wang.li", "r1.dcm");
@@ -116,8 +120,8 @@ TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to t
   std::vector<fs::path> received = pacs_.Files();
   REQUIRE(received.size() == 1);
   CHECK(pacs_.Received(sop) == 1);
-  CommandResult verify = RunCommand({DCMSIGN_BIN, "--verify", "+cf", (server_.pki() / "ca.pem").string(),
-                                     received.front().string()});
+  CommandResult verify =
+      RunCommand({DCMSIGN_BIN, "--verify", "+cf", (server_.pki() / "ca.pem").string(), received.front().string()});
   INFO(verify.output);
   CHECK(verify.exit_code == 0);
 
@@ -128,9 +132,9 @@ TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to t
 
   // The member finds it by C-FIND, Modality SR at SERIES level; another member does not.
   auto find = [&](const std::string& ae) {
-    return RunCommand({FINDSCU_BIN, "-v", "-S", "-aet", ae, "-aec", "LX_READ", "-k", "QueryRetrieveLevel=SERIES",
-                       "-k", "StudyInstanceUID=" + ct_, "-k", "Modality=SR", "-k", "SeriesInstanceUID",
-                       "127.0.0.1", server_.port_text()});
+    return RunCommand({FINDSCU_BIN, "-v", "-S", "-aet", ae, "-aec", "LX_READ", "-k", "QueryRetrieveLevel=SERIES", "-k",
+                       "StudyInstanceUID=" + ct_, "-k", "Modality=SR", "-k", "SeriesInstanceUID", "127.0.0.1",
+                       server_.port_text()});
   };
   CHECK(CountMatches(find("ZZ_PACS").output) == 1);
   // No match for the other member, from a query that succeeded (not a refusal or a broken association).
@@ -152,12 +156,16 @@ TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to t
   // The API serves the stored report byte for byte; a member sees only its own.
   CommandResult download = server_.Curl("wang.li", "GET", "/api/v1/reports/" + sop, {"-o", file("dl.dcm").string()});
   CHECK(ReadFile(file("dl.dcm")) == ReadFile(report));
-  REQUIRE(IssueCertificate(server_.pki(), IssueRequest{CertKind::kMember, "ZZ_PACS", "Lixian Regional Imaging Reading Centre",
-                                                       {}, {}, 30, 0}).ok());
-  REQUIRE(IssueCertificate(server_.pki(), IssueRequest{CertKind::kMember, "LS_PACS", "Lixian Regional Imaging Reading Centre",
-                                                       {}, {}, 30, 0}).ok());
-  HttpReply mine = server_.Call("ZZ_PACS", "GET", "/api/v1/reports?accession=" +
-                                                      Reports(ct_)[0]["accession_number"].get<std::string>());
+  REQUIRE(IssueCertificate(
+              server_.pki(),
+              IssueRequest{CertKind::kMember, "ZZ_PACS", "Lixian Regional Imaging Reading Centre", {}, {}, 30, 0})
+              .ok());
+  REQUIRE(IssueCertificate(
+              server_.pki(),
+              IssueRequest{CertKind::kMember, "LS_PACS", "Lixian Regional Imaging Reading Centre", {}, {}, 30, 0})
+              .ok());
+  HttpReply mine = server_.Call("ZZ_PACS", "GET",
+                                "/api/v1/reports?accession=" + Reports(ct_)[0]["accession_number"].get<std::string>());
   REQUIRE(mine.status == 200);
   CHECK(mine.Json()["items"].size() == 1);
   HttpReply others = server_.Call("LS_PACS", "GET", "/api/v1/studies/" + ct_ + "/reports");
@@ -186,13 +194,17 @@ TEST_CASE_METHOD(ReportFixture, "bad reports are refused with the reason and not
   refused("wang.li", file("tampered.dcm"), 422, "signature check failed");
 
   REQUIRE(InitCertificateAuthority(file("foreign"), "Elsewhere").ok());
-  REQUIRE(IssueCertificate(file("foreign"), IssueRequest{CertKind::kRadiologist, "wang.li", "Elsewhere", {}, {}, 30, 0}).ok());
+  REQUIRE(IssueCertificate(file("foreign"), IssueRequest{CertKind::kRadiologist, "wang.li", "Elsewhere", {}, {}, 30, 0})
+              .ok());
   fs::path foreign = file("foreign.dcm");
   WriteSignedReport(FindSampleStudy(samples(), ct_), file("foreign"), "wang.li", foreign);
   refused("wang.li", foreign, 422, "not trusted");
 
-  REQUIRE(IssueCertificate(server_.pki(), IssueRequest{CertKind::kRadiologist, "old.doctor", "Lixian Regional Imaging Reading Centre",
-                                                       {}, {}, 5, -10}).ok());
+  REQUIRE(
+      IssueCertificate(
+          server_.pki(),
+          IssueRequest{CertKind::kRadiologist, "old.doctor", "Lixian Regional Imaging Reading Centre", {}, {}, 5, -10})
+          .ok());
   fs::path expired = file("expired.dcm");
   WriteSignedReport(FindSampleStudy(samples(), ct_), server_.pki(), "old.doctor", expired, std::nullopt, "x", false);
   refused("wang.li", expired, 422, "expired");

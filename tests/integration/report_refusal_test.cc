@@ -41,8 +41,8 @@ class RefusalFixture {
   fs::path Report(const std::string& name, const std::function<void(DcmDataset&)>& tweak = {},
                   const std::optional<InstanceRef>& predecessor = std::nullopt) {
     const fs::path out = dir_.path() / name;
-    WriteSignedReport(FindSampleStudy(samples(), ct_), server_.pki(), "wang.li", out, predecessor,
-                      "Finding of " + name, true, tweak);
+    WriteSignedReport(FindSampleStudy(samples(), ct_), server_.pki(), "wang.li", out, predecessor, "Finding of " + name,
+                      true, tweak);
     return out;
   }
 
@@ -69,7 +69,8 @@ class RefusalFixture {
 
 }  // namespace
 
-TEST_CASE_METHOD(RefusalFixture, "reports with the wrong study, flags, identifiers or evidence are refused with the reason",
+TEST_CASE_METHOD(RefusalFixture,
+                 "reports with the wrong study, flags, identifiers or evidence are refused with the reason",
                  "[reports]") {
   const fs::path good = Report("good.dcm");
   // A study the centre does not hold (the report made for it, so that it gets past the match).
@@ -93,8 +94,8 @@ TEST_CASE_METHOD(RefusalFixture, "reports with the wrong study, flags, identifie
   Refused(foreign, 400, "is not an instance of the study");
   // A report whose SOP Instance UID is an image's of the study: stored with other content.
   const std::string image_uid = FindSampleStudy(samples(), ct_).evidence.front().sop_instance_uid;
-  Refused(Report("clash.dcm", [&](DcmDataset& d) { d.putAndInsertString(DCM_SOPInstanceUID, image_uid.c_str()); }),
-          409, "a different object with SOP Instance UID " + image_uid + " is stored");
+  Refused(Report("clash.dcm", [&](DcmDataset& d) { d.putAndInsertString(DCM_SOPInstanceUID, image_uid.c_str()); }), 409,
+          "a different object with SOP Instance UID " + image_uid + " is stored");
   CHECK(StoredReports() == 0);
   CHECK(server_.Call("wang.li", "GET", "/api/v1/studies/" + ct_).Json()["task"]["state"] == "claimed");
 
@@ -107,7 +108,6 @@ TEST_CASE_METHOD(RefusalFixture, "reports with the wrong study, flags, identifie
   Refused(Report("amends-cr.dcm", {}, ReportRef(cr_report)), 400, "is no report of this study");
   CHECK(StoredReports() == 1);
 }
-
 
 TEST_CASE("a member that is down holds up no other member's reports", "[reports][delivery]") {
   ScratchDir dir;

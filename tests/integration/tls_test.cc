@@ -53,8 +53,8 @@ bool Stored(const CommandResult& r) {
 // handshake; never a refused C-STORE on an accepted association, nor a peer that is not there.
 bool NotAssociated(const CommandResult& r) {
   return r.exit_code != 0 && r.output.find("Store Response") == std::string::npos &&
-         (r.output.find("Association Rejected") != std::string::npos ||
-          r.output.find("TLS") != std::string::npos || r.output.find("Peer aborted") != std::string::npos) &&
+         (r.output.find("Association Rejected") != std::string::npos || r.output.find("TLS") != std::string::npos ||
+          r.output.find("Peer aborted") != std::string::npos) &&
          r.output.find("Connection refused") == std::string::npos;
 }
 
@@ -79,7 +79,8 @@ TEST_CASE("DICOM TLS: a member's certificate opens its own AE titles and no one 
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")}, {"^require_tls = false$", "require_tls = true"},
+  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
+             {"^require_tls = false$", "require_tls = true"},
              // Far beyond storescu's 60 s below: were the silent peers to hold it up, it would time out.
              {"^acse_timeout_seconds = .*$", "acse_timeout_seconds = 300"}};
   TestServer server(dir.path() / "server", o);
@@ -184,12 +185,13 @@ TEST_CASE("a TLS association beyond the worker limit is rejected with a reason o
   INFO(refused.output << server.Log());
   CHECK(NotAssociated(refused));
   CHECK_THAT(refused.output, Catch::Contains("Local Limit Exceeded"));
-  CHECK(WaitFor([&] { return server.Log().find("TLS association refused: all 1 workers busy\n") != std::string::npos; }, 5));
+  CHECK(WaitFor([&] { return server.Log().find("TLS association refused: all 1 workers busy\n") != std::string::npos; },
+                5));
   holder.Release();
   // With the worker free again the same association goes through.
-  CHECK(WaitFor([&] {
-    return Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "laishui", pki / "ca.pem"), ls).exit_code == 0;
-  }, 10));
+  CHECK(WaitFor(
+      [&] { return Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "laishui", pki / "ca.pem"), ls).exit_code == 0; },
+      10));
   CHECK(IndexedPaths(server.storage()).size() == 1);
   CHECK(server.Stop(SIGTERM) == 0);  // a clean exit: under ASan, nothing leaked
 }
@@ -224,8 +226,8 @@ TEST_CASE("a revoked certificate opens nothing: DICOM TLS and HTTPS check the ce
   WriteSignedReport(FindSampleStudy(samples, ReadInstanceSummary(ls)->study_instance_uid), pki, "zhao.min", report);
   CommandResult verified = RunCommand({TELEREAD_CLI_BIN, "report", "verify", report.string(), "--ca", ca.string()});
   CHECK(verified.exit_code == 0);
-  CommandResult checked = RunCommand(
-      {TELEREAD_CLI_BIN, "report", "verify", report.string(), "--ca", ca.string(), "--crl", crl.string()});
+  CommandResult checked =
+      RunCommand({TELEREAD_CLI_BIN, "report", "verify", report.string(), "--ca", ca.string(), "--crl", crl.string()});
   CHECK(checked.exit_code != 0);
   CHECK_THAT(checked.output, Catch::Contains("revoked"));
 
@@ -317,7 +319,8 @@ TEST_CASE("C-GET over DICOM TLS returns a member's study, and only to that membe
     keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
     keys.putAndInsertString(DCM_StudyInstanceUID, study.c_str());
     OFList<RetrieveResponse*> responses;
-    const T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
+    const T_ASC_PresentationContextID pc =
+        scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
     const bool sent = pc != 0 && scu.sendCGETRequest(pc, &keys, &responses).good();
     int status = sent && !responses.empty() ? responses.back()->m_status : -1;
     for (RetrieveResponse* r : responses) delete r;
@@ -354,15 +357,17 @@ TEST_CASE("certificates that expire within 30 days are warned about in the log a
   CHECK(Metric(server, "teleread_certificates_expiring") == 1);
   HttpReply metrics = server.Call("ops", "GET", "/metrics");
   std::smatch m;
-  REQUIRE(std::regex_search(metrics.body, m,
-                            std::regex(R"(teleread_certificate_expiry_seconds\{certificate="peer CN=laishui[^"]*"\} (\d+))")));
+  REQUIRE(std::regex_search(
+      metrics.body, m,
+      std::regex(R"(teleread_certificate_expiry_seconds\{certificate="peer CN=laishui[^"]*"\} (\d+))")));
   CHECK(std::stol(m[1]) > 9 * 86400);
   CHECK(std::stol(m[1]) <= 10 * 86400 + 600);
   CHECK(std::regex_search(server.Log(), std::regex("certificate peer CN=laishui.* expires in (9|10) day")));
   CHECK(server.Stop(SIGTERM) == 0);  // a clean exit: under ASan, nothing leaked
 }
 
-TEST_CASE("signed reports go to the member over DICOM TLS and only to a peer whose certificate names it", "[tls][reports]") {
+TEST_CASE("signed reports go to the member over DICOM TLS and only to a peer whose certificate names it",
+          "[tls][reports]") {
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
   const fs::path ca = pki / "ca.pem";
@@ -432,14 +437,18 @@ TEST_CASE("Orthanc as a member PACS pushes over DICOM TLS and receives its signe
   server.Start();
 
   // Orthanc 1.10 with DICOM TLS.
-  OrthancPacs orthanc(dir.path() / "orthanc", "ZZ_PACS", orthanc_dicom, R"(
+  OrthancPacs orthanc(dir.path() / "orthanc", "ZZ_PACS", orthanc_dicom,
+                      R"(
   "DicomTlsEnabled": true,
-  "DicomTlsCertificate": ")" + (pki / "ZZ_PACS.pem").string() + R"(",
-  "DicomTlsPrivateKey": ")" + (pki / "ZZ_PACS.key").string() + R"(",
-  "DicomTlsTrustedCertificates": ")" + (pki / "ca.pem").string() + R"(",
+  "DicomTlsCertificate": ")" +
+                          (pki / "ZZ_PACS.pem").string() + R"(",
+  "DicomTlsPrivateKey": ")" +
+                          (pki / "ZZ_PACS.key").string() + R"(",
+  "DicomTlsTrustedCertificates": ")" +
+                          (pki / "ca.pem").string() + R"(",
   "DicomTlsRemoteCertificateRequired": true,
   "DicomModalities": { "teleread": { "AET": "LX_READ", "Host": "127.0.0.1", "Port": )" +
-                             std::to_string(server.tls_port()) + R"(, "UseDicomTls": true } },)");
+                          std::to_string(server.tls_port()) + R"(, "UseDicomTls": true } },)");
   orthanc.Start();
 
   // A study enters Orthanc by its REST API and goes to the centre by Orthanc's C-STORE over TLS.

@@ -54,11 +54,10 @@ class ObjectsFixture {
  public:
   ObjectsFixture() : server_(dir_.path() / "server") {
     server_.Start();
-    WriteFile(dir_.path() / "wang.li.toml",
-              "server = \"https://127.0.0.1:" + std::to_string(server_.https_port()) + "\"\n" +
-                  "certificate = \"" + (server_.pki() / "wang.li.pem").string() + "\"\n" +
-                  "key = \"" + (server_.pki() / "wang.li.key").string() + "\"\n" +
-                  "ca = \"" + (server_.pki() / "ca.pem").string() + "\"\n");
+    WriteFile(dir_.path() / "wang.li.toml", "server = \"https://127.0.0.1:" + std::to_string(server_.https_port()) +
+                                                "\"\n" + "certificate = \"" + (server_.pki() / "wang.li.pem").string() +
+                                                "\"\n" + "key = \"" + (server_.pki() / "wang.li.key").string() +
+                                                "\"\n" + "ca = \"" + (server_.pki() / "ca.pem").string() + "\"\n");
   }
   CommandResult Cli(std::vector<std::string> args) {
     args.insert(args.begin(), {"/usr/bin/env", "XDG_CACHE_HOME=" + (dir_.path() / "cache").string(), TELEREAD_CLI_BIN,
@@ -93,7 +92,8 @@ class ObjectsFixture {
 
 }  // namespace
 
-TEST_CASE_METHOD(ObjectsFixture, "view decodes JPEG 2000 and shows a real ECG, SR documents and a PDF", "[view][objects]") {
+TEST_CASE_METHOD(ObjectsFixture, "view decodes JPEG 2000 and shows a real ECG, SR documents and a PDF",
+                 "[view][objects]") {
   const std::string j2k = Push({PublicFile("test_files/JPEG2000.dcm")});
   const fs::path png = dir_.path() / "j2k.png";
   CommandResult image = Cli({"view", j2k, "--out", png.string()});
@@ -108,7 +108,8 @@ TEST_CASE_METHOD(ObjectsFixture, "view decodes JPEG 2000 and shows a real ECG, S
   CommandResult waveform = Cli({"view", ecg, "--out", paper.string()});
   INFO(waveform.output);
   CHECK(waveform.exit_code == 0);
-  CHECK_THAT(waveform.output, Catch::Contains("TwelveLeadECGWaveformStorage, 12 channels at 1000 Hz, 25 mm/s 10 mm/mV"));
+  CHECK_THAT(waveform.output,
+             Catch::Contains("TwelveLeadECGWaveformStorage, 12 channels at 1000 Hz, 25 mm/s 10 mm/mV"));
   teleread::Result<teleread::viewer::RgbImage> drawn = teleread::viewer::ReadPng(paper);
   REQUIRE(drawn.ok());
   CHECK(drawn->width == 265 * 5);
@@ -151,7 +152,8 @@ TEST_CASE_METHOD(ObjectsFixture, "view decodes JPEG 2000 and shows a real ECG, S
   CHECK(back == pdf_bytes);
 }
 
-TEST_CASE_METHOD(ObjectsFixture, "a contact sheet with an undecodable image still renders, the tile marked", "[view][objects]") {
+TEST_CASE_METHOD(ObjectsFixture, "a contact sheet with an undecodable image still renders, the tile marked",
+                 "[view][objects]") {
   teleread::samples::SeriesSpec spec;
   spec.patient_name = "Sheet^Test";
   spec.patient_id = "ZZ-SHEET";
@@ -192,7 +194,8 @@ TEST_CASE_METHOD(ObjectsFixture, "a contact sheet with an undecodable image stil
   CHECK(p[1] == 0);
 }
 
-TEST_CASE_METHOD(ObjectsFixture, "a Japanese patient (ISO 2022 IR 87) is named everywhere and reportable", "[view][identity]") {
+TEST_CASE_METHOD(ObjectsFixture, "a Japanese patient (ISO 2022 IR 87) is named everywhere and reportable",
+                 "[view][identity]") {
   teleread::samples::SeriesSpec spec;
   spec.patient_name = "Yamada^Tarou";
   spec.patient_id = "ZZ-JP-1";
@@ -228,7 +231,8 @@ TEST_CASE_METHOD(ObjectsFixture, "a Japanese patient (ISO 2022 IR 87) is named e
   // The report of such a study: its text converts (it failed with "Cannot open character encoding").
   const fs::path text = dir_.path() / "report.txt";
   WriteFile(text, "Findings:\n異常なし。\nImpression:\n正常。\n");
-  CommandResult report = Cli({"report", "new", study, "--file", text.string(), "--out", (dir_.path() / "r.dcm").string()});
+  CommandResult report =
+      Cli({"report", "new", study, "--file", text.string(), "--out", (dir_.path() / "r.dcm").string()});
   INFO(report.output);
   CHECK(report.exit_code == 0);
   CHECK_THAT(report.output, Catch::StartsWith("report for " + name + " (ID ZZ-JP-1"));

@@ -93,16 +93,15 @@ TEST_CASE_METHOD(ViewFixture, "fetch downloads a study and resumes from the cach
   CommandResult truncated = Cli({"fetch", study_, "--cache", cache_.string()});
   CHECK(truncated.exit_code == 0);
   CHECK_THAT(truncated.output, Catch::Contains("the cached copy of instance " + sops[2]) &&
-                                   Catch::Contains("fetching it again") &&
-                                   Catch::Contains("fetched 1 of 5 instances"));
+                                   Catch::Contains("fetching it again") && Catch::Contains("fetched 1 of 5 instances"));
   CHECK(fs::file_size(CacheFile(sops[2])) == size);
 
   // Same size, but another object: caught by its SOP Instance UID.
   fs::copy_file(CacheFile(sops[0]), CacheFile(sops[3]), fs::copy_options::overwrite_existing);
   CommandResult swapped = Cli({"fetch", study_, "--cache", cache_.string()});
   CHECK(swapped.exit_code == 0);
-  CHECK_THAT(swapped.output, Catch::Contains("holds SOP Instance UID " + sops[0]) &&
-                                 Catch::Contains("fetched 1 of 5 instances"));
+  CHECK_THAT(swapped.output,
+             Catch::Contains("holds SOP Instance UID " + sops[0]) && Catch::Contains("fetched 1 of 5 instances"));
   CHECK(ReadFile(CacheFile(sops[3])).find(sops[3]) != std::string::npos);
 
   CommandResult as_json = Cli({"--json", "fetch", study_, "--cache", cache_.string()});
@@ -140,7 +139,8 @@ TEST_CASE_METHOD(ViewFixture, "view renders a PNG a contact sheet a preview and 
   CommandResult out = Cli({"view", study_, "--cache", cache_.string(), "--out", png.string()});
   INFO(out.output);
   REQUIRE(out.exit_code == 0);
-  CHECK_THAT(out.output, Catch::Contains("wrote " + png.string() + ": series 1 instance 3 (position 3 of 5) frame 1 of 1, "
+  CHECK_THAT(out.output, Catch::Contains("wrote " + png.string() +
+                                         ": series 1 instance 3 (position 3 of 5) frame 1 of 1, "
                                          "512x512, window C 40 W 400"));
   CHECK(CountFiles(cache_ / study_) == 1);  // only what it needed
   teleread::Result<teleread::viewer::RgbImage> image = teleread::viewer::ReadPng(png);
@@ -216,8 +216,8 @@ TEST_CASE_METHOD(ViewFixture, "view names a structured report it cannot read and
   CommandResult report = Cli({"view", study_, "--cache", cache_.string(), "--series", "2", "--preview"});
   CHECK(report.exit_code == 1);
   // This SR has no content tree: it is named, and why it cannot be shown is said.
-  CHECK_THAT(report.output, Catch::Contains("series 2 #1 (BasicTextSRStorage)") &&
-                                Catch::Contains("not a readable SR document"));
+  CHECK_THAT(report.output,
+             Catch::Contains("series 2 #1 (BasicTextSRStorage)") && Catch::Contains("not a readable SR document"));
   // The default is the first series with images, whatever comes first.
   CommandResult image = Cli({"--json", "view", study_, "--cache", cache_.string()});
   CHECK(image.exit_code == 0);

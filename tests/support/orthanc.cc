@@ -24,21 +24,27 @@ OrthancPacs::~OrthancPacs() { Stop(); }
 void OrthancPacs::Start() {
   fs::create_directories(dir_);
   std::string refuse;
-  for (const std::string& uid : refused_) refuse += "  if dicom.SOPInstanceUID == '" + uid + "' then return false end\n";
+  for (const std::string& uid : refused_)
+    refuse += "  if dicom.SOPInstanceUID == '" + uid + "' then return false end\n";
   WriteFile(dir_ / "received.lua", std::string(R"(function ReceivedInstanceFilter(dicom, origin, info)
   print(')") + kReceivedMark + R"(' .. dicom.SOPInstanceUID)
 )" + refuse + R"(  return true
 end
 )");
   WriteFile(dir_ / "orthanc.json", R"({
-  "Name": ")" + ae_title_ + R"(", "StorageDirectory": ")" + (dir_ / "storage").string() + R"(",
-  "IndexDirectory": ")" + (dir_ / "index").string() + R"(",
-  "DicomServerEnabled": true, "DicomAet": ")" + ae_title_ + R"(", "DicomPort": )" + std::to_string(dicom_port_) + R"(,
+  "Name": ")" + ae_title_ + R"(", "StorageDirectory": ")" +
+                                       (dir_ / "storage").string() + R"(",
+  "IndexDirectory": ")" + (dir_ / "index").string() +
+                                       R"(",
+  "DicomServerEnabled": true, "DicomAet": ")" +
+                                       ae_title_ + R"(", "DicomPort": )" + std::to_string(dicom_port_) + R"(,
   "DicomCheckCalledAet": false, "DicomAlwaysAllowStore": true, "DicomAlwaysAllowEcho": true,
   "DicomAlwaysAllowFind": true,
-  "LuaScripts": [")" + (dir_ / "received.lua").string() + R"("],
+  "LuaScripts": [")" + (dir_ / "received.lua").string() +
+                                       R"("],
   )" + extra_config_ + R"(
-  "HttpServerEnabled": true, "HttpPort": )" + std::to_string(http_port_) + R"(,
+  "HttpServerEnabled": true, "HttpPort": )" +
+                                       std::to_string(http_port_) + R"(,
   "RemoteAccessAllowed": false, "AuthenticationEnabled": false
 })");
   ReleasePort(dicom_port_);  // reserved by FreePort until now

@@ -19,8 +19,7 @@ struct CommandResult {
 };
 
 // Runs argv[0] with arguments; kills it after `timeout`.
-CommandResult RunCommand(const std::vector<std::string>& argv,
-                         std::chrono::seconds timeout = std::chrono::seconds(60));
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(60));
 
 // A child process whose stdout and stderr go to a file. The destructor kills it.
 class ChildProcess {

@@ -142,9 +142,14 @@ class RawStoreScu {
     std::string command;
     auto element = [&command](uint16_t e, const std::string& value) {
       const uint32_t length = static_cast<uint32_t>(value.size());
-      const unsigned char head[8] = {0, 0, static_cast<unsigned char>(e & 0xFF), static_cast<unsigned char>(e >> 8),
-                                     static_cast<unsigned char>(length), static_cast<unsigned char>(length >> 8),
-                                     static_cast<unsigned char>(length >> 16), static_cast<unsigned char>(length >> 24)};
+      const unsigned char head[8] = {0,
+                                     0,
+                                     static_cast<unsigned char>(e & 0xFF),
+                                     static_cast<unsigned char>(e >> 8),
+                                     static_cast<unsigned char>(length),
+                                     static_cast<unsigned char>(length >> 8),
+                                     static_cast<unsigned char>(length >> 16),
+                                     static_cast<unsigned char>(length >> 24)};
       command.append(reinterpret_cast<const char*>(head), sizeof head);
       command += value;
     };

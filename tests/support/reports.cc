@@ -28,8 +28,8 @@ SampleStudy FindSampleStudy(const fs::path& samples_dir, const std::string& stud
   return study;
 }
 
-void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const std::string& signer, const fs::path& out,
-                       const std::optional<InstanceRef>& predecessor, const std::string& findings,
+void WriteSignedReport(const SampleStudy& study, const fs::path& pki_dir, const std::string& signer,
+                       const fs::path& out, const std::optional<InstanceRef>& predecessor, const std::string& findings,
                        bool check_validity, const std::function<void(DcmDataset&)>& tweak, bool critical) {
   ReportRequest r;
   r.content.findings = findings;
@@ -104,11 +104,13 @@ int MemberPacs::Received(const std::string& sop_instance_uid) const {
   for (const fs::path& f : Files()) {
     // storescp may still be writing the newest file: read it again until it parses.
     std::string uid;
-    bool read = WaitFor([&] {
-      Result<InstanceSummary> s = ReadInstanceSummary(f);
-      if (s.ok()) uid = s->sop_instance_uid;
-      return s.ok();
-    }, 10);
+    bool read = WaitFor(
+        [&] {
+          Result<InstanceSummary> s = ReadInstanceSummary(f);
+          if (s.ok()) uid = s->sop_instance_uid;
+          return s.ok();
+        },
+        10);
     INFO(f.string());
     REQUIRE(read);
     if (uid == sop_instance_uid) ++n;

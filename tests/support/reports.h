@@ -29,9 +29,8 @@ SampleStudy FindSampleStudy(const std::filesystem::path& samples_dir, const std:
 // data set before it is signed (a report the workstation would never make, validly signed).
 void WriteSignedReport(const SampleStudy& study, const std::filesystem::path& pki_dir, const std::string& signer,
                        const std::filesystem::path& out, const std::optional<InstanceRef>& predecessor = std::nullopt,
-                       const std::string& findings = "右肺上叶见一直径约8mm磨玻璃结节。",
-                       bool check_validity = true, const std::function<void(DcmDataset&)>& tweak = {},
-                       bool critical = false);
+                       const std::string& findings = "右肺上叶见一直径约8mm磨玻璃结节。", bool check_validity = true,
+                       const std::function<void(DcmDataset&)>& tweak = {}, bool critical = false);
 
 // The InstanceRef of a report file, for amending it.
 InstanceRef ReportRef(const std::filesystem::path& report);

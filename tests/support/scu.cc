@@ -78,8 +78,8 @@ int TestScu::Store(DcmDataset& dataset, const std::string& context_sop_class, st
   req.Priority = DIMSE_PRIORITY_MEDIUM;
   T_DIMSE_C_StoreRSP rsp{};
   DcmDataset* detail = nullptr;
-  OFCondition cond = DIMSE_storeUser(impl_->assoc, pres_id, &req, nullptr, &dataset, nullptr, nullptr,
-                                     DIMSE_BLOCKING, 0, &rsp, &detail);
+  OFCondition cond = DIMSE_storeUser(impl_->assoc, pres_id, &req, nullptr, &dataset, nullptr, nullptr, DIMSE_BLOCKING,
+                                     0, &rsp, &detail);
   if (detail) {
     const char* comment = nullptr;
     if (error_comment && detail->findAndGetString(DCM_ErrorComment, comment).good() && comment) {

@@ -52,7 +52,8 @@ TestServer::TestServer(const std::filesystem::path& dir, ServerOptions options)
   };
   pki({"init", pki_.string()});
   pki({"issue", pki_.string(), "--kind", "server", "--name", "teleread-server"});
-  for (const char* who : {"wang.li", "zhao.min", "liu.xin"}) pki({"issue", pki_.string(), "--kind", "radiologist", "--name", who});
+  for (const char* who : {"wang.li", "zhao.min", "liu.xin"})
+    pki({"issue", pki_.string(), "--kind", "radiologist", "--name", who});
   pki({"issue", pki_.string(), "--kind", "admin", "--name", "ops"});
   options.edits.push_back({"^certificate = .*$", "certificate = \"" + (pki_ / "teleread-server.pem").string() + "\""});
   options.edits.push_back({"^key = .*$", "key = \"" + (pki_ / "teleread-server.key").string() + "\""});
@@ -104,8 +105,9 @@ CommandResult TestServer::Status() const {
 
 CommandResult TestServer::Curl(const std::string& who, const std::string& method, const std::string& path,
                                const std::vector<std::string>& extra) const {
-  std::vector<std::string> argv = {"/usr/bin/curl", "-sS", "--max-time", "30", "--cacert", (pki_ / "ca.pem").string(),
-                                   "-X", method, "-w", "\n%{http_code}"};
+  std::vector<std::string> argv = {
+      "/usr/bin/curl", "-sS", "--max-time",    "30", "--cacert", (pki_ / "ca.pem").string(), "-X",
+      method,          "-w",  "\n%{http_code}"};
   if (!who.empty()) {
     argv.insert(argv.end(), {"--cert", (pki_ / (who + ".pem")).string(), "--key", (pki_ / (who + ".key")).string()});
   }
@@ -195,23 +197,25 @@ void IssueCert(const std::filesystem::path& pki, const std::string& kind, const 
 }
 
 std::filesystem::path WriteProfile(const TestServer& server, const std::string& who, const std::filesystem::path& out) {
-  WriteFile(out, "server = \"https://127.0.0.1:" + std::to_string(server.https_port()) + "\"\n" +
-                     "certificate = \"" + (server.pki() / (who + ".pem")).string() + "\"\n" +
-                     "key = \"" + (server.pki() / (who + ".key")).string() + "\"\n" +
-                     "ca = \"" + (server.pki() / "ca.pem").string() + "\"\n");
+  WriteFile(out, "server = \"https://127.0.0.1:" + std::to_string(server.https_port()) + "\"\n" + "certificate = \"" +
+                     (server.pki() / (who + ".pem")).string() + "\"\n" + "key = \"" +
+                     (server.pki() / (who + ".key")).string() + "\"\n" + "ca = \"" +
+                     (server.pki() / "ca.pem").string() + "\"\n");
   return out;
 }
 
 nlohmann::json WaitForWorklist(const TestServer& server, size_t n, const std::string& who) {
   nlohmann::json items;
-  const bool held = WaitFor([&] {
-    HttpReply r = server.Call(who, "GET", "/api/v1/worklist");
-    if (r.status != 200) return false;
-    nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
-    if (j.is_discarded()) return false;
-    items = j["items"];
-    return items.size() == n;
-  }, 60);
+  const bool held = WaitFor(
+      [&] {
+        HttpReply r = server.Call(who, "GET", "/api/v1/worklist");
+        if (r.status != 200) return false;
+        nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
+        if (j.is_discarded()) return false;
+        items = j["items"];
+        return items.size() == n;
+      },
+      60);
   INFO("worklist of " << who << ": " << items.dump());
   REQUIRE(held);
   return items;

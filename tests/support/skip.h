@@ -15,8 +15,8 @@ void Skip(const std::string& reason);
 
 }  // namespace teleread::test
 
-#define TELEREAD_SKIP(reason)             \
-  do {                                    \
-    ::teleread::test::Skip(reason);       \
-    return;                               \
+#define TELEREAD_SKIP(reason)       \
+  do {                              \
+    ::teleread::test::Skip(reason); \
+    return;                         \
   } while (0)

@@ -37,9 +37,7 @@ TEST_CASE("text is decoded from the object's Specific Character Set", "[charset]
     REQUIRE(name.ok());
     CHECK(name.value() == "Doe^John");
   }
-  SECTION("an unknown character set is an error, not garbage") {
-    CHECK_FALSE(DecodeToUtf8("ISO_IR 9999", "abc").ok());
-  }
+  SECTION("an unknown character set is an error, not garbage") { CHECK_FALSE(DecodeToUtf8("ISO_IR 9999", "abc").ok()); }
 }
 
 TEST_CASE("an object written in GB18030 is indexed with UTF-8 text", "[charset]") {
@@ -81,9 +79,9 @@ TEST_CASE("tables line up with Chinese text", "[text]") {
 TEST_CASE("ISO 2022 code extensions decode to UTF-8 (PS3.5 Annex H, I, K)", "[charset]") {
   InitializeDicom();
   SECTION("Japanese, ISO 2022 IR 87 (kanji and hiragana)") {
-    auto name = DecodeToUtf8("\\ISO 2022 IR 87",
-                             "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B",
-                             "\\^=");
+    auto name =
+        DecodeToUtf8("\\ISO 2022 IR 87",
+                     "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B", "\\^=");
     REQUIRE(name.ok());
     CHECK(name.value() == "Yamada^Tarou=山田^太郎=やまだ^たろう");
   }
@@ -96,9 +94,9 @@ TEST_CASE("ISO 2022 code extensions decode to UTF-8 (PS3.5 Annex H, I, K)", "[ch
     CHECK(name.value() == "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう");
   }
   SECTION("Korean, ISO 2022 IR 149") {
-    auto name = DecodeToUtf8("\\ISO 2022 IR 149",
-                             "Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf",
-                             "\\^=");
+    auto name = DecodeToUtf8(
+        "\\ISO 2022 IR 149",
+        "Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf", "\\^=");
     REQUIRE(name.ok());
     CHECK(name.value() == "Hong^Gildong=洪^吉洞=홍^길동");
   }

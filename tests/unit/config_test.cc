@@ -124,8 +124,8 @@ TEST_CASE("max_pdu_bytes above what DCMTK 3.6.7 can receive is a config error", 
 
 TEST_CASE("status with a wrong --storage fails and creates no index", "[config][cli]") {
   test::ScratchDir dir;
-  auto r = test::RunCommand({TELEREAD_SERVER_BIN, "--config", kSample.string(), "--storage", dir.path().string(),
-                             "status"});
+  auto r =
+      test::RunCommand({TELEREAD_SERVER_BIN, "--config", kSample.string(), "--storage", dir.path().string(), "status"});
   CHECK(r.exit_code != 0);
   CHECK_THAT(r.output, Catch::Contains("no index at " + (dir.path() / "index.sqlite").string()));
   CHECK(std::filesystem::is_empty(dir.path()));
@@ -149,7 +149,8 @@ TEST_CASE("DICOM TLS keys are read and their combinations checked", "[config][tl
       "[dicom_tls]\ncertificate = \"pki/server.pem\"\nkey = \"pki/server.key\"\nca = \"pki/ca.pem\"\n";
   auto with = [&](const std::string& extra) { return Edit("^\\[reading\\]$", tls_table + extra + "\n[reading]"); };
 
-  Config c = ParseConfig(with("port = 2763\nprofile = \"bcp195\"\nexpiry_warning_days = 14"), "t.toml", "/etc/teleread");
+  Config c =
+      ParseConfig(with("port = 2763\nprofile = \"bcp195\"\nexpiry_warning_days = 14"), "t.toml", "/etc/teleread");
   CHECK(c.dicom_tls.enabled);
   CHECK(c.dicom_tls.port == 2763);
   CHECK_FALSE(c.dicom_tls.same_port);
@@ -158,7 +159,8 @@ TEST_CASE("DICOM TLS keys are read and their combinations checked", "[config][tl
   CHECK(c.dicom_tls.profile == "bcp195");
   CHECK(c.dicom_tls.expiry_warning_days == 14);
   CHECK(c.dicom_tls.crl.empty());  // no revocation list unless given
-  CHECK(ParseConfig(with("crl = \"pki/crl.pem\""), "t.toml", "/etc/teleread").dicom_tls.crl == "/etc/teleread/pki/crl.pem");
+  CHECK(ParseConfig(with("crl = \"pki/crl.pem\""), "t.toml", "/etc/teleread").dicom_tls.crl ==
+        "/etc/teleread/pki/crl.pem");
   CHECK_THAT(ErrorOf(with("crl = \"\"")), Catch::Contains("dicom_tls.crl: must not be empty"));
   CHECK_FALSE(LoadConfig(kSample).dicom_tls.enabled);
 

@@ -67,7 +67,8 @@ TEST_CASE("fuzz corpora and saved crashes replay through every entry point", "[f
 TEST_CASE("fuzz seeds reach the deep paths they were made for", "[fuzz]") {
   const fs::path corpus = fuzz::FuzzDir() / "corpus";
   SECTION("a GB18030 object is summarised in UTF-8") {
-    Result<InstanceSummary> s = fuzz::DatasetSummary(test::ReadFile(corpus / "fuzz_dataset_summary" / "ct-gb18030.dcm"));
+    Result<InstanceSummary> s =
+        fuzz::DatasetSummary(test::ReadFile(corpus / "fuzz_dataset_summary" / "ct-gb18030.dcm"));
     REQUIRE(s.ok());
     CHECK(s->patient_name == "张^三");
   }
@@ -214,9 +215,9 @@ TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz
   // Well-formed text passes unchanged, up to the last code point; the rest is replaced.
   const std::string fine = "张^三 Müller \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF";
   CHECK(EncodeFromUtf8("ISO_IR 192", fine).value() == fine);
-  CHECK(EncodeFromUtf8("ISO_IR 192", "\xC0\xAF").value() == "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
-  CHECK(EncodeFromUtf8("ISO_IR 192", "\xF4\x90\x80\x80").value().size() == 12);           // beyond U+10FFFF
-  CHECK(EncodeFromUtf8("ISO_IR 192", "ab\xE5\xBC").value() == "ab\xEF\xBF\xBD\xEF\xBF\xBD");       // cut short
+  CHECK(EncodeFromUtf8("ISO_IR 192", "\xC0\xAF").value() == "\xEF\xBF\xBD\xEF\xBF\xBD");      // overlong '/'
+  CHECK(EncodeFromUtf8("ISO_IR 192", "\xF4\x90\x80\x80").value().size() == 12);               // beyond U+10FFFF
+  CHECK(EncodeFromUtf8("ISO_IR 192", "ab\xE5\xBC").value() == "ab\xEF\xBF\xBD\xEF\xBF\xBD");  // cut short
   CHECK_FALSE(EncodeFromUtf8("ISO_IR 100", text).ok());
 }
 
@@ -255,10 +256,10 @@ TEST_CASE("write the fuzz seeds", "[.fuzz-seeds]") {
   };
   write(spec, out / "data" / "study.dcm");
   fs::copy_file(out / "data" / "study.dcm", summary / "ct-gb18030.dcm", fs::copy_options::overwrite_existing);
-  for (const auto& [ts, name] : std::vector<std::pair<std::string, std::string>>{
-           {"1.2.840.10008.1.2", "ct-implicit-le.dcm"},
-           {"1.2.840.10008.1.2.2", "ct-explicit-be.dcm"},
-           {"1.2.840.10008.1.2.1.99", "ct-deflated.dcm"}}) {
+  for (const auto& [ts, name] :
+       std::vector<std::pair<std::string, std::string>>{{"1.2.840.10008.1.2", "ct-implicit-le.dcm"},
+                                                        {"1.2.840.10008.1.2.2", "ct-explicit-be.dcm"},
+                                                        {"1.2.840.10008.1.2.1.99", "ct-deflated.dcm"}}) {
     samples::SeriesSpec s = spec;
     s.transfer_syntax = ts;
     write(s, summary / name);
@@ -270,19 +271,24 @@ TEST_CASE("write the fuzz seeds", "[.fuzz-seeds]") {
   latin.modality = "MR";
   write(latin, summary / "mr-latin1.dcm");
 
-  auto edit = [&](const fs::path& from, const fs::path& to, const std::function<void(DcmDataset&)>& change,
-                  bool meta, E_TransferSyntax xfer = EXS_LittleEndianExplicit) {
+  auto edit = [&](const fs::path& from, const fs::path& to, const std::function<void(DcmDataset&)>& change, bool meta,
+                  E_TransferSyntax xfer = EXS_LittleEndianExplicit) {
     DcmFileFormat ff;
     REQUIRE(ff.loadFile(from.c_str()).good());
     change(*ff.getDataset());
     REQUIRE((meta ? ff.saveFile(to.c_str(), xfer) : ff.getDataset()->saveFile(to.c_str(), xfer)).good());
   };
-  edit(out / "data" / "study.dcm", summary / "ct-no-meta.dcm", [](DcmDataset&) {}, false);
-  edit(out / "data" / "study.dcm", summary / "cr-iso2022-jp.dcm", [](DcmDataset& ds) {
-    ds.putAndInsertString(DCM_SpecificCharacterSet, "\\ISO 2022 IR 87");
-    ds.putAndInsertString(DCM_PatientName, "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B");
-    ds.putAndInsertString(DCM_Modality, "CR");
-  }, true);
+  edit(
+      out / "data" / "study.dcm", summary / "ct-no-meta.dcm", [](DcmDataset&) {}, false);
+  edit(
+      out / "data" / "study.dcm", summary / "cr-iso2022-jp.dcm",
+      [](DcmDataset& ds) {
+        ds.putAndInsertString(DCM_SpecificCharacterSet, "\\ISO 2022 IR 87");
+        ds.putAndInsertString(DCM_PatientName,
+                              "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B");
+        ds.putAndInsertString(DCM_Modality, "CR");
+      },
+      true);
   // Sequences nested 12 deep (accepted) and 130 deep (refused by CheckNestingDepth), also deflated.
   auto nest = [](int depth) {
     return [depth](DcmDataset& ds) {
@@ -313,13 +319,15 @@ TEST_CASE("write the fuzz seeds", "[.fuzz-seeds]") {
   REQUIRE(signed_report.ok());
   auto get = [](const std::string& target) { return "GET " + target + " HTTP/1.1\r\nHost: teleread\r\n\r\n"; };
   auto post = [](const std::string& target, const std::string& type, const std::string& body) {
-    return "POST " + target + " HTTP/1.1\r\nHost: teleread\r\n" + (type.empty() ? "" : "Content-Type: " + type + "\r\n") +
-           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    return "POST " + target + " HTTP/1.1\r\nHost: teleread\r\n" +
+           (type.empty() ? "" : "Content-Type: " + type + "\r\n") + "Content-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
   };
   const std::string studies = "/api/v1/studies/" + uid;
   const std::vector<std::pair<std::string, std::string>> requests = {
       {"worklist", std::string(1, '\0') + get("/api/v1/worklist")},
-      {"worklist-filtered", std::string(1, '\0') + get("/api/v1/worklist?modality=CT&priority=STAT&state=claimed&mine=1&limit=5&offset=0")},
+      {"worklist-filtered",
+       std::string(1, '\0') + get("/api/v1/worklist?modality=CT&priority=STAT&state=claimed&mine=1&limit=5&offset=0")},
       {"worklist-admin", "\x01" + get("/api/v1/worklist?member=zhuozhou&state=waiting")},
       {"whoami", std::string(1, '\0') + get("/api/v1/whoami")},
       {"study", std::string(1, '\0') + get(studies)},
@@ -331,10 +339,12 @@ TEST_CASE("write the fuzz seeds", "[.fuzz-seeds]") {
       {"renew", std::string(1, '\0') + post(studies + "/renew", "", "")},
       {"release", std::string(1, '\0') + post(studies + "/release", "", "")},
       {"reassign", "\x01" + post(studies + "/reassign?to=zhao.min", "", "")},
-      {"post-report", std::string(1, '\0') + post(studies + "/reports", "application/dicom", test::ReadFile(report / "signed.dcm"))},
-      {"post-report-chunked", std::string(1, '\0') + "POST " + studies + "/reports HTTP/1.1\r\nHost: t\r\n"
-                              "Transfer-Encoding: chunked\r\nContent-Type: application/dicom\r\n\r\n"
-                              "4\r\nDICM\r\n0\r\n\r\n"},
+      {"post-report",
+       std::string(1, '\0') + post(studies + "/reports", "application/dicom", test::ReadFile(report / "signed.dcm"))},
+      {"post-report-chunked", std::string(1, '\0') + "POST " + studies +
+                                  "/reports HTTP/1.1\r\nHost: t\r\n"
+                                  "Transfer-Encoding: chunked\r\nContent-Type: application/dicom\r\n\r\n"
+                                  "4\r\nDICM\r\n0\r\n\r\n"},
       {"reports-member", "\x02" + get("/api/v1/reports?study=" + uid)},
       {"reports-of-study", "\x02" + get(studies + "/reports")},
       {"report-file", "\x02" + get("/api/v1/reports/" + signed_report->sop_instance_uid)},

@@ -109,14 +109,14 @@ TEST_CASE_METHOD(IngestFixture, "re-sending an identical object succeeds without
 
 TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status and change nothing", "[ingest]") {
   REQUIRE(Store(ct[0]).code == IngestCode::kStored);
-  const std::string stored_bytes = test::ReadFile(store.Absolute(index->FindInstance(
-      ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path));
+  const std::string stored_bytes =
+      test::ReadFile(store.Absolute(index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path));
   StoreOutcome out;
   SECTION("same SOP Instance UID, other content: 0x0111, the first copy kept") {
     out = Store(Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_PatientName, "Other^Name"); }));
     CHECK(out.code == IngestCode::kDifferentContent);
-    CHECK(test::ReadFile(store.Absolute(index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path)) ==
-          stored_bytes);
+    CHECK(test::ReadFile(store.Absolute(
+              index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path)) == stored_bytes);
   }
   SECTION("another member's object in this member's study: 0x0124") {
     out = Store(ct[1], "laishui");
@@ -239,5 +239,8 @@ TEST_CASE("a deflated object is parsed from its inflated copy: large values stay
   CHECK(s->patient_name == "张^三");
   CHECK(s->transfer_syntax_uid == UID_DeflatedExplicitVRLittleEndianTransferSyntax);
   CHECK(CountFiles(tmp.path()) == 0);
-  if (saved) ::setenv("TMPDIR", saved_tmpdir.c_str(), 1); else ::unsetenv("TMPDIR");
+  if (saved)
+    ::setenv("TMPDIR", saved_tmpdir.c_str(), 1);
+  else
+    ::unsetenv("TMPDIR");
 }

@@ -117,8 +117,8 @@ TEST_CASE("pki issues radiologist certificates that verify against the centre CA
   CHECK(info->subject == std::string("CN=wang.li,OU=radiologist,O=") + kOrg);
   CHECK(info->common_name == "wang.li");
   CHECK(info->organizational_unit == "radiologist");
-  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   CHECK(info->not_after > now + 824 * 86400);
   CHECK(info->not_after <= now + 825 * 86400 + 60);
 }
@@ -145,9 +145,11 @@ TEST_CASE("pki server and member certificates carry their usages and addresses",
   CHECK(Contains(ext, "DNS:reading.example.org"));
   // What a TLS client checks when it connects to 127.0.0.1.
   CHECK(OpenSsl({"verify", "-CAfile", (dir.path() / "ca.pem").string(), "-verify_ip", "127.0.0.1",
-                 issued->certificate.string()}).exit_code == 0);
+                 issued->certificate.string()})
+            .exit_code == 0);
   CHECK(OpenSsl({"verify", "-CAfile", (dir.path() / "ca.pem").string(), "-verify_ip", "10.0.0.1",
-                 issued->certificate.string()}).exit_code != 0);
+                 issued->certificate.string()})
+            .exit_code != 0);
   auto info = ReadCertificateInfo(issued->certificate);
   REQUIRE(info.ok());
   CHECK(info->organizational_unit == "server");
@@ -200,8 +202,7 @@ TEST_CASE("pki never overwrites a CA or an issued certificate", "[pki]") {
 
 TEST_CASE("pki rejects bad requests without writing anything", "[pki]") {
   test::ScratchDir dir;
-  CHECK(IssueCertificate(dir.path(), Request(CertKind::kMember, "ZZ_PACS")).status().code() ==
-        Status::Code::kNotFound);
+  CHECK(IssueCertificate(dir.path(), Request(CertKind::kMember, "ZZ_PACS")).status().code() == Status::Code::kNotFound);
   REQUIRE(InitCertificateAuthority(dir.path(), kOrg).ok());
 
   for (const char* cn : {"", "../escape", "a/b", ".hidden", "-rf", "ca"}) {
@@ -251,8 +252,8 @@ TEST_CASE("pki certificates from another CA or past their validity fail verifica
   CHECK(Contains(result.output, "expired"));
   auto info = ReadCertificateInfo(expired->certificate);
   REQUIRE(info.ok());
-  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   CHECK(info->not_after < now - 4 * 86400);
   CHECK(info->not_after > now - 6 * 86400);
 }
@@ -308,9 +309,17 @@ TEST_CASE("DICOM TLS takes our certificates and refuses keys and signatures weak
   SSL_CTX_set_security_level(ctx.get(), 0);
 
   auto weak = [&](const std::string& name, std::vector<std::string> key_args) {
-    std::vector<std::string> args = {"req", "-x509", "-nodes", "-subj", "/CN=" + name, "-days", "1",
-                                     "-keyout", (dir.path() / (name + ".key")).string(),
-                                     "-out", (dir.path() / (name + ".pem")).string()};
+    std::vector<std::string> args = {"req",
+                                     "-x509",
+                                     "-nodes",
+                                     "-subj",
+                                     "/CN=" + name,
+                                     "-days",
+                                     "1",
+                                     "-keyout",
+                                     (dir.path() / (name + ".key")).string(),
+                                     "-out",
+                                     (dir.path() / (name + ".pem")).string()};
     args.insert(args.end(), key_args.begin(), key_args.end());
     test::CommandResult r = OpenSsl(args);
     INFO(r.output);
@@ -323,7 +332,8 @@ TEST_CASE("DICOM TLS takes our certificates and refuses keys and signatures weak
   CHECK_THAT(weak("sha1", {"-newkey", "rsa:2048", "-sha1"}), Catch::Contains("weaker than SHA-256"));
   const fs::path dsa_params = dir.path() / "dsa-params.pem";
   REQUIRE(OpenSsl({"dsaparam", "-out", dsa_params.string(), "2048"}).exit_code == 0);
-  CHECK_THAT(weak("dsa", {"-newkey", "dsa:" + dsa_params.string(), "-sha256"}), Catch::Contains("DSA keys are refused"));
+  CHECK_THAT(weak("dsa", {"-newkey", "dsa:" + dsa_params.string(), "-sha256"}),
+             Catch::Contains("DSA keys are refused"));
   const Status missing = UseCertificateChain(ctx.get(), dir.path() / "none.pem");
   CHECK_FALSE(missing.ok());
   CHECK_THAT(missing.message(), Catch::Contains("none.pem"));

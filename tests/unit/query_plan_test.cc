@@ -32,9 +32,10 @@ void FillIndex(const std::filesystem::path& db_path) {
                   "accession_number, study_id, study_description, referring_physician_name, institution_name, "
                   "priority, patient_age, specific_character_set, first_received_ms, last_received_ms) "
                   "VALUES (?1, ?1, ?2, ?3, ?4, '', ?5, '', '', '', '', '', '', '', 0, 0)");
-  Statement series(d.handle(),
-                   "INSERT INTO series (id, study_pk, series_instance_uid, modality, series_number, series_description, "
-                   "body_part_examined) VALUES (?1, ?1, ?2, 'CT', '1', '', '')");
+  Statement series(
+      d.handle(),
+      "INSERT INTO series (id, study_pk, series_instance_uid, modality, series_number, series_description, "
+      "body_part_examined) VALUES (?1, ?1, ?2, 'CT', '1', '', '')");
   Statement instance(d.handle(),
                      "INSERT INTO instances (series_pk, sop_instance_uid, sop_class_uid, instance_number, "
                      "transfer_syntax_uid, size_bytes, path, calling_ae_title, received_ms) "
@@ -42,12 +43,18 @@ void FillIndex(const std::filesystem::path& db_path) {
   for (int n = 0; n < 3000; ++n) {
     const int64_t pk = n + 1;
     const std::string m = members[n % 3];
-    REQUIRE(patient.Bind(1, pk).Bind(2, m).Bind(3, "P" + std::to_string(n)).Bind(4, "ZHANG^WEI" + std::to_string(n))
+    REQUIRE(patient.Bind(1, pk)
+                .Bind(2, m)
+                .Bind(3, "P" + std::to_string(n))
+                .Bind(4, "ZHANG^WEI" + std::to_string(n))
                 .Run()
                 .ok());
     REQUIRE(name_key.Bind(1, pk).Bind(2, "ZHANG^WEI" + std::to_string(n)).Bind(3, m).Run().ok());
     const std::string date = "2020" + std::to_string(1001 + n % 300).substr(1);  // 300 dates
-    REQUIRE(study.Bind(1, pk).Bind(2, m).Bind(3, "1.2." + std::to_string(n)).Bind(4, date)
+    REQUIRE(study.Bind(1, pk)
+                .Bind(2, m)
+                .Bind(3, "1.2." + std::to_string(n))
+                .Bind(4, date)
                 .Bind(5, "A" + std::to_string(n))
                 .Run()
                 .ok());
@@ -85,18 +92,14 @@ TEST_CASE("member-scoped C-FIND is driven by the selective key within the member
     CHECK_FALSE(std::regex_search(p, std::regex(R"(\(member_id=\?\))")));
   };
   auto check_all = [&] {
-    check(plan(QrLevel::kStudy, {{0x00100020, "P1"}}),
-          "sqlite_autoindex_patients_1 (member_id=? AND patient_id=?)");
-    check(plan(QrLevel::kStudy, {{0x00080050, "A1"}}),
-          "studies_member_accession (member_id=? AND accession_number=?)");
+    check(plan(QrLevel::kStudy, {{0x00100020, "P1"}}), "sqlite_autoindex_patients_1 (member_id=? AND patient_id=?)");
+    check(plan(QrLevel::kStudy, {{0x00080050, "A1"}}), "studies_member_accession (member_id=? AND accession_number=?)");
     check(plan(QrLevel::kStudy, {{0x00100010, "ZHANG^WEI12*"}}),
           "patient_name_keys_member_key (member_id=? AND name_key>? AND name_key<?)");
-    check(plan(QrLevel::kStudy, {{0x0020000D, "1.2.1"}}),
-          "sqlite_autoindex_studies_1 (study_instance_uid=?)");
+    check(plan(QrLevel::kStudy, {{0x0020000D, "1.2.1"}}), "sqlite_autoindex_studies_1 (study_instance_uid=?)");
     check(plan(QrLevel::kStudy, {{0x00080020, "20200101-20200102"}}),
           "studies_member_date (member_id=? AND study_date>? AND study_date<?)");
-    check(plan(QrLevel::kPatient, {{0x00100020, "P1"}}),
-          "sqlite_autoindex_patients_1 (member_id=? AND patient_id=?)");
+    check(plan(QrLevel::kPatient, {{0x00100020, "P1"}}), "sqlite_autoindex_patients_1 (member_id=? AND patient_id=?)");
     check(plan(QrLevel::kPatient, {{0x00100010, "ZHANG^WEI12*"}}),
           "patient_name_keys_member_key (member_id=? AND name_key>? AND name_key<?)");
   };

@@ -14,8 +14,7 @@ namespace {
 const PeerCertificate kRadiologist{"CN=wang.li,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "wang.li",
                                    "radiologist"};
 const PeerCertificate kAdmin{"CN=chief,OU=admin,O=Lixian Regional Imaging Reading Centre", "chief", "admin"};
-const PeerCertificate kZhuozhou{"CN=zhuozhou,OU=member,O=Lixian Regional Imaging Reading Centre", "zhuozhou",
-                                "member"};
+const PeerCertificate kZhuozhou{"CN=zhuozhou,OU=member,O=Lixian Regional Imaging Reading Centre", "zhuozhou", "member"};
 const PeerCertificate kLaishui{"CN=LS_PACS,OU=member,O=Lixian Regional Imaging Reading Centre", "LS_PACS", "member"};
 
 struct ApiFixture : WorkflowFixture {
@@ -44,9 +43,9 @@ std::string ErrorOf(const HttpResponse& r) { return nlohmann::json::parse(r.body
 TEST_CASE_METHOD(ApiFixture, "a member hospital's certificate reads its own reports and nothing of the reading centre",
                  "[workflow][api][authorisation]") {
   const std::string sop = study.evidence.front().sop_instance_uid;
-  for (const std::string& target : {std::string("/api/v1/worklist"), StudyPath(), StudyPath() + "/priors",
-                                    StudyPath() + "/archive", StudyPath() + "/instances/" + sop,
-                                    std::string("/api/v1/deliveries")}) {
+  for (const std::string& target :
+       {std::string("/api/v1/worklist"), StudyPath(), StudyPath() + "/priors", StudyPath() + "/archive",
+        StudyPath() + "/instances/" + sop, std::string("/api/v1/deliveries")}) {
     INFO(target);
     const HttpResponse r = Get(kZhuozhou, target);
     CHECK(r.status == 403);
@@ -80,7 +79,8 @@ TEST_CASE_METHOD(ApiFixture, "radiologists read and claim; only admins reassign 
   REQUIRE(detail.status == 200);
   CHECK(nlohmann::json::parse(detail.body)["patient_name"] == "Test^P1");
   CHECK(Count("audit_log", "action = 'view' AND actor = 'wang.li'") == 1);
-  const HttpResponse instance = Get(kRadiologist, StudyPath() + "/instances/" + study.evidence.front().sop_instance_uid);
+  const HttpResponse instance =
+      Get(kRadiologist, StudyPath() + "/instances/" + study.evidence.front().sop_instance_uid);
   CHECK(instance.status == 200);
   CHECK(std::filesystem::exists(instance.file));
   CHECK(Count("audit_log", "action = 'download' AND actor = 'wang.li'") == 1);

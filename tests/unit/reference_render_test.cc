@@ -83,11 +83,11 @@ TEST_CASE("render matches DCMTK dcmj2pnm on public files (native, RLE, JPEG, JPE
   ScratchDir dir;
   // CT and MR from several vendors, big endian, RLE, JPEG-LS, lossy and extended JPEG, RGB in
   // several encodings, a multi-frame CT.
-  const char* cases[] = {"test_files/CT_small.dcm",        "test_files/MR_small.dcm",
-                         "test_files/MR_small_RLE.dcm",    "test_files/MR_small_jpeg_ls_lossless.dcm",
+  const char* cases[] = {"test_files/CT_small.dcm",           "test_files/MR_small.dcm",
+                         "test_files/MR_small_RLE.dcm",       "test_files/MR_small_jpeg_ls_lossless.dcm",
                          "test_files/MR_small_bigendian.dcm", "test_files/JPEG-lossy.dcm",
-                         "test_files/JPGExtended.dcm",     "test_files/SC_rgb_rle.dcm",
-                         "test_files/SC_rgb_jpeg_dcmtk.dcm", "test_files/SC_rgb.dcm",
+                         "test_files/JPGExtended.dcm",        "test_files/SC_rgb_rle.dcm",
+                         "test_files/SC_rgb_jpeg_dcmtk.dcm",  "test_files/SC_rgb.dcm",
                          "test_files/liver_1frame.dcm"};
   int compared = 0;
   for (const char* name : cases) {

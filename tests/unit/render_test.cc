@@ -46,8 +46,8 @@ std::filesystem::path WriteMono(const std::filesystem::path& file, const MonoSpe
                                 E_TransferSyntax xfer = EXS_LittleEndianExplicit) {
   DcmFileFormat ff;
   DcmDataset& ds = *ff.getDataset();
-  PutCommon(ds, spec.frames > 1 ? UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage
-                                : UID_SecondaryCaptureImageStorage);
+  PutCommon(
+      ds, spec.frames > 1 ? UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage : UID_SecondaryCaptureImageStorage);
   ds.putAndInsertString(DCM_PhotometricInterpretation, spec.photometric.c_str());
   ds.putAndInsertUint16(DCM_SamplesPerPixel, 1);
   ds.putAndInsertUint16(DCM_Rows, static_cast<Uint16>(spec.rows));

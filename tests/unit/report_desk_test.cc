@@ -172,7 +172,8 @@ TEST_CASE_METHOD(DeskFixture, "amendments: by the signer or an assignee, once pe
           "only wang.li, who signed");
   InstanceRef unknown = ref;
   unknown.sop_instance_uid = "1.2.3.4.5";
-  Refused(Submit(SignedReport(study, "wang.li", unknown)), Status::Code::kInvalidArgument, "is no report of this study");
+  Refused(Submit(SignedReport(study, "wang.li", unknown)), Status::Code::kInvalidArgument,
+          "is no report of this study");
 
   Result<AcceptedReport> amended = Submit(SignedReport(study, "wang.li", ref));
   REQUIRE(amended.ok());

@@ -4,10 +4,10 @@
 #include <fstream>
 
 #include "common/dicom.h"
-#include "dcmtk/config/osconfig.h"  // must come first
-#include "dcmtk/dcmdata/dcfilefo.h"
 #include "common/report.h"
 #include "common/signing.h"
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcfilefo.h"
 #include "samples/synthetic.h"
 #include "server/pki/pki.h"
 #include "tests/support/process.h"
@@ -147,7 +147,8 @@ TEST_CASE_METHOD(ReportFixture, "a signed report passes dcmsign and dciodvfy", "
   CHECK(signer->not_after > 0);
   CHECK(ReadReport(sr).ok());
 
-  test::CommandResult dcmsign = test::RunCommand({DCMSIGN_BIN, "--verify", "+cf", (ca() / "ca.pem").string(), sr.string()});
+  test::CommandResult dcmsign =
+      test::RunCommand({DCMSIGN_BIN, "--verify", "+cf", (ca() / "ca.pem").string(), sr.string()});
   INFO(dcmsign.output);
   CHECK(dcmsign.exit_code == 0);
   CHECK(dcmsign.output.find("Signature Verification : OK") != std::string::npos);
@@ -185,7 +186,8 @@ TEST_CASE_METHOD(ReportFixture, "a deflated report is signed in place and still 
   const std::string before = test::ReadFile(sr);
   fs::create_directory(path("occupied.dcm.part"));
   fs::copy_file(sr, path("occupied.dcm"));
-  CHECK_FALSE(SignReportFile(path("occupied.dcm"), path("occupied.dcm"), ca() / "wang.li.pem", ca() / "wang.li.key").ok());
+  CHECK_FALSE(
+      SignReportFile(path("occupied.dcm"), path("occupied.dcm"), ca() / "wang.li.pem", ca() / "wang.li.key").ok());
   CHECK(test::ReadFile(path("occupied.dcm")) == before);
 }
 
@@ -218,7 +220,8 @@ TEST_CASE_METHOD(ReportFixture, "one flipped byte anywhere in the signed data se
   CHECK(accepted == 0);
 }
 
-TEST_CASE_METHOD(ReportFixture, "signatures by a foreign CA or an expired or non-committing certificate fail", "[report]") {
+TEST_CASE_METHOD(ReportFixture, "signatures by a foreign CA or an expired or non-committing certificate fail",
+                 "[report]") {
   Result<VerifiedSigner> foreign = VerifyReportSignature(Signed("x", path("foreign"), "wang.li"), ca() / "ca.pem");
   REQUIRE_FALSE(foreign.ok());
   CHECK_THAT(foreign.status().message(), Catch::Contains("not trusted"));
@@ -244,9 +247,11 @@ TEST_CASE_METHOD(ReportFixture, "an encrypted key signs only with its passphrase
   IssueRequest r{CertKind::kRadiologist, "zhao.min", kOrg, {}, {}, 30, 0};
   REQUIRE(IssueCertificate(ca(), r, "correct horse").ok());
   REQUIRE(WriteReport(Request(), path("p.dcm")).ok());
-  CHECK_FALSE(SignReportFile(path("p.dcm"), path("p1.dcm"), ca() / "zhao.min.pem", ca() / "zhao.min.key", "wrong").ok());
+  CHECK_FALSE(
+      SignReportFile(path("p.dcm"), path("p1.dcm"), ca() / "zhao.min.pem", ca() / "zhao.min.key", "wrong").ok());
   CHECK_FALSE(SignReportFile(path("p.dcm"), path("p1.dcm"), ca() / "zhao.min.pem", ca() / "zhao.min.key").ok());
-  REQUIRE(SignReportFile(path("p.dcm"), path("p2.dcm"), ca() / "zhao.min.pem", ca() / "zhao.min.key", "correct horse").ok());
+  REQUIRE(SignReportFile(path("p.dcm"), path("p2.dcm"), ca() / "zhao.min.pem", ca() / "zhao.min.key", "correct horse")
+              .ok());
   CHECK(VerifyReportSignature(path("p2.dcm"), ca() / "ca.pem").ok());
 }
 

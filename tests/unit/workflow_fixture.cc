@@ -59,12 +59,12 @@ WorkflowFixture::WorkflowFixture() {
   index = std::move(opened.value());
   stores = std::make_unique<Stores>(*index, clock);
   ingest = std::make_unique<Ingest>(*store, *index, clock);
-  worklist = std::make_unique<Worklist>(stores->tasks, stores->audit, int64_t{config.reading.lease_minutes} * 60'000,
-                                        clock);
+  worklist =
+      std::make_unique<Worklist>(stores->tasks, stores->audit, int64_t{config.reading.lease_minutes} * 60'000, clock);
   desk = std::make_unique<ReportDesk>(config, stores->reports, *store, *ingest, clock, nullptr);
   outbox = std::make_unique<DeliveryOutbox>(config, stores->deliveries, *store, sender, clock);
-  api = std::make_unique<ReadingApi>(config, *worklist, stores->reads, *store, std::vector<MetricsSource>{},
-                                     desk.get(), outbox.get());
+  api = std::make_unique<ReadingApi>(config, *worklist, stores->reads, *store, std::vector<MetricsSource>{}, desk.get(),
+                                     outbox.get());
 }
 
 WorkflowFixture::~WorkflowFixture() = default;

@@ -33,8 +33,8 @@ class ScriptedSender : public ReportSender {
     bool may_hold = false;
     bool begun = false;  // `begin` succeeded before the answer
   };
-  std::string fail_with;           // empty: the member stores it
-  std::vector<std::string> down;   // AE titles that fail whatever fail_with says
+  std::string fail_with;          // empty: the member stores it
+  std::vector<std::string> down;  // AE titles that fail whatever fail_with says
   std::vector<Call> calls;
 
   SendResult Send(const DeliveryTarget& target, const OutgoingReport& report, bool may_hold,

@@ -48,12 +48,14 @@ struct RoutingFixture {
     std::filesystem::copy_file(files.value()[0], temp);
     auto summary = ReadInstanceSummary(files.value()[0]);
     REQUIRE(summary.ok());
-    REQUIRE(ingest->Store({temp, "AE", member, sop_class, summary->sop_instance_uid, {}, {}}).code == IngestCode::kStored);
+    REQUIRE(ingest->Store({temp, "AE", member, sop_class, summary->sop_instance_uid, {}, {}}).code ==
+            IngestCode::kStored);
     return summary->study_instance_uid;
   }
 
   Worklist Make(std::vector<Radiologist> readers) {
-    return Worklist(stores->tasks, stores->audit, 60'000, [this] { return now_ms; }, std::move(readers));
+    return Worklist(
+        stores->tasks, stores->audit, 60'000, [this] { return now_ms; }, std::move(readers));
   }
 };
 
@@ -68,7 +70,8 @@ Radiologist Reader(std::string id, std::vector<std::string> modalities, std::vec
 }  // namespace
 
 TEST_CASE_METHOD(RoutingFixture, "a reader sees and claims only their modalities and members", "[tasks][routing]") {
-  Worklist w = Make({Reader("wang.li", {"CT", "MR"}), Reader("liu.xin", {"ECG"}), Reader("chen.jing", {}, {"laishui"})});
+  Worklist w =
+      Make({Reader("wang.li", {"CT", "MR"}), Reader("liu.xin", {"ECG"}), Reader("chen.jing", {}, {"laishui"})});
   REQUIRE(w.List({}, "wang.li").value().size() == 1);
   CHECK(w.List({}, "wang.li").value()[0].study_instance_uid == ct);
   CHECK(w.List({}, "liu.xin").value().empty());
@@ -113,8 +116,8 @@ TEST_CASE_METHOD(RoutingFixture, "an expired claim is named as such with its exp
   REQUIRE_FALSE(late.ok());
   CHECK(late.status().code() == Status::Code::kConflict);
   CHECK(late.status().message() == ExpiredClaimMessage(expiry + 30'000));
-  CHECK_THAT(late.status().message(), Catch::StartsWith("your claim expired at 2027-01-15 ") &&
-                                          Catch::EndsWith(" UTC: claim the study again"));
+  CHECK_THAT(late.status().message(),
+             Catch::StartsWith("your claim expired at 2027-01-15 ") && Catch::EndsWith(" UTC: claim the study again"));
   // Still named after the expiry sweep has cleared the claim, but not for someone else.
   REQUIRE(w.ExpireLeases().value() == 1);
   CHECK(w.Renew(ct, "wang.li").status().message() == ExpiredClaimMessage(expiry + 30'000));
