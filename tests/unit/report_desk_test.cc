@@ -143,7 +143,7 @@ TEST_CASE_METHOD(DeskFixture, "the report desk refuses, with the reason and noth
   }
   SECTION("a claim that has expired") {
     now_ms += int64_t{config.reading.lease_minutes} * 60'000 + 1;
-    Refused(Submit(SignedReport(study, "wang.li")), Status::Code::kConflict, "your claim has expired");
+    Refused(Submit(SignedReport(study, "wang.li")), Status::Code::kConflict, "your claim expired at");
   }
   SECTION("a radiologist who is not configured") {
     IssueRequest r;
