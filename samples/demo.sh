@@ -63,6 +63,7 @@ step "The centre CA and certificates (teleread-server pki; keys are mode 0600)"
 "$server_bin" pki init "$work/pki"
 "$server_bin" pki issue "$work/pki" --kind server --name teleread-server >/dev/null
 "$server_bin" pki issue "$work/pki" --kind radiologist --name wang.li >/dev/null
+"$server_bin" pki issue "$work/pki" --kind radiologist --name liu.xin >/dev/null  # the ECG reader
 "$server_bin" pki issue "$work/pki" --kind admin --name ops >/dev/null
 # Zhuozhou's PACS: one certificate to call the centre and to take reports at 127.0.0.1.
 "$server_bin" pki issue "$work/pki" --kind member --name ZZ_PACS --ip 127.0.0.1 >/dev/null
@@ -123,9 +124,15 @@ certificate = "$work/pki/wang.li.pem"
 key = "$work/pki/wang.li.key"
 ca = "$work/pki/ca.pem"
 TOML
+sed 's/wang\.li/liu.xin/g' "$work/wang.li.toml" >"$work/liu.xin.toml"
 teleread() {
   echo "\$ teleread $*" >&2
   XDG_CACHE_HOME="$work/cache" "$build/viewer/teleread" --profile "$work/wang.li.toml" "$@"
+}
+# liu.xin reads ECGs, which wang.li's worklist (CT, MR, CR, DX) does not show.
+ecg_reader() {
+  echo "\$ teleread $* (as liu.xin)" >&2
+  XDG_CACHE_HOME="$work/cache" "$build/viewer/teleread" --profile "$work/liu.xin.toml" "$@"
 }
 
 step "wang.li at the reading workstation"
@@ -140,10 +147,10 @@ teleread fetch "$study"
 teleread view "$study" --preset lung --out "$work/png/ct-lung.png"
 teleread view "$study" --sheet "$work/png/ct-sheet.png"
 
-step "The 12-lead ECG from Laishui on ECG paper (25 mm/s, 10 mm/mV), its patient named in the header"
-ecg=$(teleread --json worklist --modality ecg 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["study_instance_uid"])')
-teleread show "$ecg" | head -3
-teleread view "$ecg" --out "$work/png/ecg.png"
+step "The 12-lead ECG from Laishui on ECG paper (25 mm/s, 10 mm/mV), its patient named in the header, at liu.xin's workstation"
+ecg=$(ecg_reader --json worklist --modality ecg 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["study_instance_uid"])')
+ecg_reader show "$ecg" | head -3
+ecg_reader view "$ecg" --out "$work/png/ecg.png"
 
 step "Write the report, sign it with wang.li's own key, submit it"
 cat >"$work/report.txt" <<'TEXT'

@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <array>
 #include <ctime>
 #include <fstream>
 #include <map>
@@ -233,7 +234,8 @@ class Session : public std::enable_shared_from_this<Session> {
     http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec == http::error::end_of_stream) return self->Close();
       if (ec) {
-        if (ec == http::error::header_limit)
+        // body_limit: the announced Content-Length is over max_body_mb, seen with the headers.
+        if (ec == http::error::header_limit || ec == http::error::body_limit)
           return self->SendError(http::status::payload_too_large, "request too large");
         return;  // timeout or reset: nothing to answer
       }
@@ -378,7 +380,25 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Close() {
     beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(5));
-    stream_.async_shutdown([self = shared_from_this()](beast::error_code) {});
+    stream_.async_shutdown([self = shared_from_this()](beast::error_code) { self->Linger(); });
+  }
+
+  // A request body left unread at close makes the kernel reset the connection, and a reset can
+  // destroy the answer just sent (a 413, a 403) before the client reads it. So the write side is
+  // shut and whatever still arrives is read into one small buffer and dropped, for a second.
+  void Linger() {
+    beast::error_code ec;
+    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return;
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(1));
+    Drain(std::make_shared<std::array<char, 16 * 1024>>());
+  }
+
+  void Drain(std::shared_ptr<std::array<char, 16 * 1024>> buffer) {
+    beast::get_lowest_layer(stream_).async_read_some(
+        asio::buffer(*buffer), [self = shared_from_this(), buffer](beast::error_code ec, size_t) {
+          if (!ec) self->Drain(buffer);
+        });
   }
 
   beast::ssl_stream<beast::tcp_stream> stream_;

@@ -62,6 +62,7 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
               .ok());
   const fs::path hooks = dir.path() / "webhooks.jsonl";
   ChildProcess his;
+  ReleasePort(hook_port);  // the receiver binds it now
   his.Start({"/usr/bin/python3", std::string(TELEREAD_SOURCE_DIR) + "/tests/support/webhook_receiver.py",
              std::to_string(hook_port), hooks.string(), (server.pki() / "zz-his.pem").string(),
              (server.pki() / "zz-his.key").string(), (server.pki() / "ca.pem").string()},
