@@ -4,13 +4,13 @@
 #include <openssl/x509.h>
 #include <sys/resource.h>
 
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <array>
 #include <ctime>
 #include <fstream>
 #include <map>
@@ -395,10 +395,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Drain(std::shared_ptr<std::array<char, 16 * 1024>> buffer) {
-    beast::get_lowest_layer(stream_).async_read_some(
-        asio::buffer(*buffer), [self = shared_from_this(), buffer](beast::error_code ec, size_t) {
-          if (!ec) self->Drain(buffer);
-        });
+    beast::get_lowest_layer(stream_).async_read_some(asio::buffer(*buffer),
+                                                     [self = shared_from_this(), buffer](beast::error_code ec, size_t) {
+                                                       if (!ec) self->Drain(buffer);
+                                                     });
   }
 
   beast::ssl_stream<beast::tcp_stream> stream_;

@@ -86,6 +86,12 @@ Status StatusFor(const StoreOutcome& outcome, const std::string& sop) {
 
 Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const std::string& dicom,
                                           const std::string& caller) {
+  // The floor that refuses C-STOREs holds for reports too, so that a full disk is refused before
+  // anything is written rather than half way through a transaction.
+  const uint64_t floor = config_.centre.min_free_disk_mb * 1024 * 1024;
+  if (Result<uint64_t> free = store_.FreeBytes(); !free.ok() || free.value() < floor) {
+    return Status::NoSpace("storage is full: the report cannot be stored");
+  }
   const std::filesystem::path temp = store_.NewTempPath();
   TempFileGuard guard(temp);
   if (Status s = WriteTemp(temp, dicom); !s.ok()) return s;

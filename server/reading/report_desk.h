@@ -49,7 +49,7 @@ class ReportDesk {
   //   NotFound          no such study
   //   Conflict          the study is not claimed by the caller, already reported, or the
   //                     report being amended was amended already
-  //   NoSpace/IOError   storage
+  //   NoSpace/IOError   storage (also: free space below [centre] min_free_disk_mb)
   Result<AcceptedReport> Accept(const std::string& study_uid, const std::string& dicom, const std::string& caller);
 
  private:

@@ -154,6 +154,11 @@ TEST_CASE_METHOD(DeskFixture, "the report desk refuses, with the reason and noth
     Refused(Submit(SignedReport(study, "li.na"), "li.na"), Status::Code::kPermissionDenied,
             "li.na is not a configured radiologist");
   }
+  SECTION("a full disk") {
+    const std::filesystem::path report = SignedReport(study, "wang.li");
+    config.centre.min_free_disk_mb = uint64_t{1} << 40;  // more than any disk has
+    Refused(Submit(report), Status::Code::kNoSpace, "storage is full");
+  }
   SECTION("a signing certificate other than the configured one") {
     for (Radiologist& r : config.radiologists) {
       if (r.id == "wang.li") r.certificate_subject = "CN=wang.li,OU=radiologist,O=Elsewhere";

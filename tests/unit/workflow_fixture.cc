@@ -47,6 +47,7 @@ WorkflowFixture::WorkflowFixture() {
   config.centre.storage = dir.path() / "storage";
   config.https.ca = pki_dir_ / "ca.pem";
   config.https.crl.clear();
+  config.centre.min_free_disk_mb = 0;  // the full-disk case sets its own floor
   config.https.admins = {"chief"};
   config.reading.delivery_retry_seconds = 10;
   config.reading.delivery_retry_max_seconds = 40;
