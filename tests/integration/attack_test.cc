@@ -234,7 +234,13 @@ TEST_CASE("attack 7: a 200 MB object re-sent in another encoding is compared wit
   const long peak = PeakRssKb(server.pid());
   INFO(again.output << "\nserver peak RSS " << peak << " kB");
   CHECK(again.exit_code == 0);  // the same object: acknowledged, the stored copy kept
+  // AddressSanitizer's shadow memory and quarantine add ~100 MB to any server; the bound under
+  // it still tells streaming (~160 MB there) from loading the 200 MB object (~640 MB).
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(peak < 256 * 1024);
+#else
   CHECK(peak < 64 * 1024);
+#endif
   CHECK(IndexedPaths(server.storage()).size() == 1);
   CHECK_THAT(server.Log(), !Catch::Contains("different content"));
 }
