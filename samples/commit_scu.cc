@@ -1,5 +1,6 @@
 #include "samples/commit_scu.h"
 
+#include <openssl/ssl.h>
 #include <memory>
 
 #include "dcmtk/config/osconfig.h"  // must come first
@@ -48,7 +49,8 @@ CommitReply RequestCommitment(const CommitPeer& peer, const std::vector<std::pai
     tls = std::make_unique<DcmTLSTransportLayer>(NET_REQUESTOR, nullptr, OFTrue);
     if (tls->setTLSProfile(TSP_Profile_BCP195_ND).bad() || tls->activateCipherSuites().bad() ||
         tls->setPrivateKeyFile(peer.tls_key.c_str(), DCF_Filetype_PEM).bad() ||
-        tls->setCertificateFile(peer.tls_certificate.c_str(), DCF_Filetype_PEM).bad() ||
+        // OpenSSL loads the chain: DCMTK 3.6.7's setCertificateFile leaks the certificate's key.
+        SSL_CTX_use_certificate_chain_file(tls->getNativeHandle(), peer.tls_certificate.c_str()) != 1 ||
         tls->addTrustedCertificateFile(peer.tls_ca.c_str(), DCF_Filetype_PEM).bad()) {
       return finish("TLS set-up");
     }
