@@ -2,32 +2,16 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "server/http/api_reply.h"
 #include "server/http/reading_api.h"
 
 namespace teleread {
 namespace {
 
 using json = nlohmann::json;
-
-HttpResponse Json(int status, const json& body) {
-  return HttpResponse{status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace), {}, {}};
-}
-HttpResponse Error(int status, const std::string& message) { return Json(status, json{{"error", message}}); }
-
-int StatusFor(const Status& s) {
-  switch (s.code()) {
-    case Status::Code::kNotFound:
-      return 404;
-    case Status::Code::kConflict:
-      return 409;
-    case Status::Code::kInvalidArgument:
-      return 400;
-    case Status::Code::kPermissionDenied:
-      return 403;
-    default:
-      return 500;
-  }
-}
+using api::Error;
+using api::Json;
+using api::StatusFor;
 
 json CriticalJson(const CriticalResult& c, bool overdue) {
   return json{{"report_sop_instance_uid", c.sop_instance_uid},

@@ -7,42 +7,20 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "server/http/api_reply.h"
 
 namespace teleread {
 namespace {
 
 using json = nlohmann::json;
-
-// Paths, query values and stored attributes are bytes from outside and need not be UTF-8, which
-// json::dump would refuse by throwing; such bytes are shown as U+FFFD instead.
-HttpResponse Json(int status, const json& body) {
-  return HttpResponse{status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace), {}, {}};
-}
-HttpResponse Error(int status, const std::string& message) { return Json(status, json{{"error", message}}); }
+using api::Error;
+using api::Json;
+using api::StatusFor;
 
 // Patient data leaves only once its audit entry is written (fail closed).
 HttpResponse AuditFailed(const Status& s) {
   spdlog::error("audit entry not written, request refused: {}", s.message());
   return Error(503, "the audit trail cannot be written, so nothing is served");
-}
-
-int StatusFor(const Status& s) {
-  switch (s.code()) {
-    case Status::Code::kNotFound:
-      return 404;
-    case Status::Code::kConflict:
-      return 409;
-    case Status::Code::kInvalidArgument:
-      return 400;
-    case Status::Code::kPermissionDenied:
-      return 403;
-    case Status::Code::kCorruption:
-      return 422;  // well-formed, but its signature or content cannot be trusted
-    case Status::Code::kNoSpace:
-      return 507;
-    default:
-      return 500;
-  }
 }
 
 int HexDigit(char c) {
