@@ -4,6 +4,7 @@
 
 #include "server/store/audit_log.h"
 #include "server/store/sqlite.h"
+#include "server/store/task_sql.h"
 
 namespace teleread {
 
@@ -39,31 +40,17 @@ Result<CommitResult> CommitmentStore::Commit(const std::string& member_id, const
       result.committed.push_back(item);
       studies.insert(study);
     }
-    // A study with every instance committed is complete: the member said so. The priority and
-    // due time follow the same rules as Index::PromoteQuietStudies.
-    std::string priority =
-        "CASE WHEN priority IN ('STAT', 'HIGH') THEN priority WHEN priority IN ('ROUTINE', 'MEDIUM', 'LOW') "
-        "THEN 'ROUTINE'";
-    for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {
-      priority += " WHEN member_id = ?" + std::to_string(6 + 2 * i) + " THEN ?" + std::to_string(7 + 2 * i);
-    }
-    priority += " ELSE 'ROUTINE' END";
+    // A study with every instance committed is complete: the member said so.
     Statement insert(db.handle(),
-                     "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, due_ms) "
-                     "SELECT id, 'waiting', " +
-                         priority + ", ?1, ?1, ?1 + CASE " + priority +
-                         " WHEN 'STAT' THEN ?3 WHEN 'HIGH' THEN ?4 ELSE ?5 END FROM studies WHERE id = ?2 AND "
-                         "task_created = 0 AND NOT EXISTS (SELECT 1 FROM instances i JOIN series se ON se.id = "
-                         "i.series_pk WHERE se.study_pk = ?2 AND i.committed_ms = 0)");
+                     InsertTasksSql(policy,
+                                    "id = ?2 AND task_created = 0 AND NOT EXISTS (SELECT 1 FROM instances i "
+                                    "JOIN series se ON se.id = i.series_pk WHERE se.study_pk = ?2 AND "
+                                    "i.committed_ms = 0)"));
     Statement created(db.handle(), "UPDATE studies SET task_created = 1 WHERE id = ?1");
     Statement uid(db.handle(), "SELECT study_instance_uid FROM studies WHERE id = ?1");
     for (int64_t study : studies) {
-      insert.Bind(1, now).Bind(2, study).Bind(3, policy.sla_stat_ms).Bind(4, policy.sla_high_ms);
-      insert.Bind(5, policy.sla_routine_ms);
-      for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {
-        insert.Bind(static_cast<int>(6 + 2 * i), policy.member_default_priority[i].first);
-        insert.Bind(static_cast<int>(7 + 2 * i), policy.member_default_priority[i].second);
-      }
+      insert.Bind(1, now).Bind(2, study);
+      BindTaskPolicy(insert, policy);
       if (Status st = insert.Run(); !st.ok()) return st;
       const bool promoted = db.Changes() == 1;
       if (promoted) {

@@ -6,6 +6,7 @@
 #include "common/text.h"
 #include "server/store/schema.h"
 #include "server/store/sqlite.h"
+#include "server/store/task_sql.h"
 
 namespace teleread {
 namespace {
@@ -286,26 +287,9 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
 Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const TaskPolicy& policy) {
   int created = 0;
   Status s = SubmitWrite([&](Database& db) -> Status {
-    // The sender's priority when it gave a known one, else the member's default.
-    std::string priority =
-        "CASE WHEN priority IN ('STAT', 'HIGH') THEN priority WHEN priority IN ('ROUTINE', 'MEDIUM', 'LOW') "
-        "THEN 'ROUTINE'";
-    for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {
-      priority += " WHEN member_id = ?" + std::to_string(6 + 2 * i) + " THEN ?" + std::to_string(7 + 2 * i);
-    }
-    priority += " ELSE 'ROUTINE' END";
-    Statement insert(db.handle(),
-                     "INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, due_ms) "
-                     "SELECT id, 'waiting', " +
-                         priority + ", ?1, ?1, ?1 + CASE " + priority +
-                         " WHEN 'STAT' THEN ?3 WHEN 'HIGH' THEN ?4 ELSE ?5 END "
-                         "FROM studies WHERE task_created = 0 AND last_received_ms <= ?2");
-    insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms).Bind(3, policy.sla_stat_ms).Bind(4, policy.sla_high_ms);
-    insert.Bind(5, policy.sla_routine_ms);
-    for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {
-      insert.Bind(static_cast<int>(6 + 2 * i), policy.member_default_priority[i].first);
-      insert.Bind(static_cast<int>(7 + 2 * i), policy.member_default_priority[i].second);
-    }
+    Statement insert(db.handle(), InsertTasksSql(policy, "task_created = 0 AND last_received_ms <= ?2"));
+    insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms);
+    BindTaskPolicy(insert, policy);
     if (Status st = insert.Run(); !st.ok()) return st;
     created = sqlite3_changes(db.handle());
     if (created == 0) return Status::Ok();
