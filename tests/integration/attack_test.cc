@@ -29,11 +29,6 @@ void Issue(const fs::path& pki, const std::string& kind, const std::string& name
   REQUIRE(r.exit_code == 0);
 }
 
-std::string TlsTable(const fs::path& pki) {
-  return "[dicom_tls]\nport = 0\ncertificate = \"" + (pki / "teleread-server.pem").string() + "\"\nkey = \"" +
-         (pki / "teleread-server.key").string() + "\"\nca = \"" + (pki / "ca.pem").string() + "\"\n\n[reading]";
-}
-
 // echoscu as `calling_ae`, over TLS with certificate `cert` under `pki` when given.
 CommandResult EchoAs(uint16_t port, const std::string& calling_ae, const fs::path& pki = {},
                      const std::string& cert = "") {
@@ -62,7 +57,7 @@ TEST_CASE("attack 1: a centre AE title's name alone opens nothing, its certifica
   const fs::path pki = dir.path() / "server" / "pki";
   ServerOptions o;
   o.plain_centre_workstation = false;  // the sample config as shipped: nothing plain for LX_WS1
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki)}};
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "port = 0")}};
   TestServer server(dir.path() / "server", o);
   Issue(pki, "workstation", "LX_WS1");
   Issue(pki, "workstation", "LX_WS2");
@@ -150,7 +145,7 @@ TEST_CASE(
   };
   SECTION("off by default: no shared cipher") {
     ServerOptions o;
-    o.edits = {{"^\\[reading\\]$", TlsTable(pki)}};
+    o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "port = 0")}};
     TestServer server(dir.path() / "server", o);
     server.Start();
     CHECK(legacy_echo(server, "ZZ_PACS").exit_code != 0);
@@ -158,7 +153,7 @@ TEST_CASE(
   }
   SECTION("opted in by Zhuozhou only") {
     ServerOptions o;
-    std::string table = TlsTable(pki);
+    std::string table = DicomTlsTable(pki, "port = 0");
     table.insert(table.find("\n[reading]"), "legacy_certificate = \"" + (pki / "teleread-server-rsa.pem").string() +
                                                 "\"\nlegacy_key = \"" + (pki / "teleread-server-rsa.key").string() +
                                                 "\"\n");

@@ -39,21 +39,6 @@ namespace {
 // The presentation contexts the raw SCU proposes, by index.
 enum ContextIndex : size_t { kExplicitLE = 0, kImplicitLE = 1, kExplicitBE = 2 };
 
-std::string Encode(DcmDataset& ds, E_TransferSyntax xfer) {
-  ds.transferInit();
-  const uint32_t length = ds.calcElementLength(xfer, EET_ExplicitLength);
-  std::string buffer(length + 4096, '\0');
-  DcmOutputBufferStream out(buffer.data(), buffer.size());
-  OFCondition cond = ds.write(out, xfer, EET_ExplicitLength, nullptr);
-  ds.transferEnd();
-  REQUIRE(cond.good());
-  void* data = nullptr;
-  offile_off_t written = 0;
-  out.flushBuffer(data, written);
-  buffer.resize(static_cast<size_t>(written));
-  return buffer;
-}
-
 // A small but complete CT image.
 std::unique_ptr<DcmDataset> BaseDataset(const std::string& study, const std::string& series, const std::string& sop) {
   auto ds = std::make_unique<DcmDataset>();
@@ -252,7 +237,7 @@ TEST_CASE("odd files are stored bit for bit or refused with a failure status and
   std::vector<OddCase> cases;
   // Each case gets its own SOP Instance UID, so that no two can collide in the store.
   auto base = [&](const std::string& sop, E_TransferSyntax xfer = EXS_LittleEndianExplicit) {
-    return Encode(*BaseDataset(study, series, sop), xfer);
+    return EncodeDataSet(*BaseDataset(study, series, sop), xfer);
   };
   auto add = [&](const std::string& name, size_t context, int expected,
                  const std::function<std::string(const std::string& sop)>& make) {
@@ -486,7 +471,7 @@ TEST_CASE("sequences nested 10000 deep are refused without crashing the server",
   server.Start();
   const std::string sop = samples::NewUid();
   const std::string dataset =
-      InsertBefore(Encode(*BaseDataset(samples::NewUid(), samples::NewUid(), sop), EXS_LittleEndianExplicit),
+      InsertBefore(EncodeDataSet(*BaseDataset(samples::NewUid(), samples::NewUid(), sop), EXS_LittleEndianExplicit),
                    DCM_PixelData, NestedSequences(10000));
   RawStoreScu scu(server.port(), "ZZ_PACS", {{UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax}});
   REQUIRE(scu.Connect().empty());
@@ -511,7 +496,7 @@ TEST_CASE("a peer that stalls in the middle of an object is dropped at the DIMSE
   server.Start();
   std::unique_ptr<DcmDataset> ds = BaseDataset("1.2.826.0.1.3680043.10.543.81", "1.2.826.0.1.3680043.10.543.81.1",
                                                "1.2.826.0.1.3680043.10.543.81.1.1");
-  const std::string bytes = Encode(*ds, EXS_LittleEndianExplicit);
+  const std::string bytes = EncodeDataSet(*ds, EXS_LittleEndianExplicit);
   REQUIRE(bytes.size() > 64);
   RawStoreScu staller(server.port(), "ZZ_PACS", {{UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax}});
   REQUIRE(staller.Connect().empty());
@@ -563,7 +548,7 @@ TEST_CASE("query identifiers nested 10000 deep or lying about a length are refus
   keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
   keys.putAndInsertString(DCM_PatientID, "");
   keys.putAndInsertString(DCM_StudyInstanceUID, "");
-  const std::string plain = Encode(keys, EXS_LittleEndianExplicit);
+  const std::string plain = EncodeDataSet(keys, EXS_LittleEndianExplicit);
   const std::string nested = plain + NestedSequences(10000);
   const std::string lying = plain + ExplicitElement(0x0040, 0xA160, "UT", "ABCD", 0xFFFFFFF0u);
   RawStoreScu scu(server.port(), "ZZ_PACS",

@@ -279,36 +279,6 @@ TEST_CASE_METHOD(QrFixture, "C-FIND in GB18030 finds a patient sent in GB18030 o
   for (const auto& r : rs) CHECK(Get(*r, DCM_PatientName) == "张^三");
 }
 
-// [timing]: run alone. The C-CANCEL races the server's responses (400 small ones fit in the
-// socket buffers); on a loaded machine with other tests beside it all 400 went out first.
-TEST_CASE("C-CANCEL stops a C-FIND at once", "[qr][find][timing]") {
-  ScratchDir dir;
-  TestServer server(dir.path() / "server");
-  server.Start();
-  samples::SeriesSpec spec;
-  spec.patient_id = "MANY";
-  spec.instances = 400;
-  spec.rows = spec.columns = 8;
-  auto files = samples::WriteSeries(spec, dir.path() / "in");
-  REQUIRE(files.ok());
-  REQUIRE(StoreFiles(server, "ZZ_PACS", {(dir.path() / "in").string()}).exit_code == 0);
-  std::filesystem::path out = dir.path() / "responses";
-  std::filesystem::create_directories(out);
-  CommandResult r =
-      RunCommand({FINDSCU_BIN, "-S", "-v", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-X", "-od", out.string(), "--cancel",
-                  "5", "-k", "QueryRetrieveLevel=IMAGE", "-k", "SOPInstanceUID", "127.0.0.1", server.port_text()});
-  size_t received = 0;
-  for (const auto& e : std::filesystem::directory_iterator(out)) received += e.is_regular_file();
-  CHECK(received >= 5);
-  CHECK(received < 400);
-  CHECK_THAT(r.output, Catch::Contains("Cancel"));
-  server.Stop();
-  std::smatch m;
-  std::string log = server.Log();
-  REQUIRE(std::regex_search(log, m, std::regex(R"(C-FIND IMAGE from ZZ_PACS \(zhuozhou\): (\d+) match)")));
-  CHECK(std::stoi(m[1]) < 400);
-}
-
 TEST_CASE_METHOD(QrFixture, "C-MOVE to configured destinations with counts, scoped", "[qr][move]") {
   std::filesystem::path received = dir() / "received";
   std::filesystem::create_directories(received);

@@ -32,48 +32,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// storescu's TLS options for a certificate `name` under `pki`, trusting `ca`.
-std::vector<std::string> TlsArgs(const fs::path& pki, const std::string& name, const fs::path& ca) {
-  return {"+tls", (pki / (name + ".key")).string(), (pki / (name + ".pem")).string(), "-pw", "+cf", ca.string()};
-}
-
 // storescu -v: its exit code is 0 even when the C-STORE is refused, so success is read from the
-// response status it prints (Stored below).
+// response status it prints (Stored).
 CommandResult Store(uint16_t port, const std::string& calling_ae, const std::vector<std::string>& tls,
                     const fs::path& file) {
   return StoreTo(port, calling_ae, {file.string()}, tls);
-}
-
-// The object went in: storescu ran to the end and the centre answered the C-STORE with Success.
-bool Stored(const CommandResult& r) {
-  return r.exit_code == 0 && r.output.find("Received Store Response (Success)") != std::string::npos;
-}
-
-// The association was refused before any C-STORE: by the centre (A-ASSOCIATE-RJ) or at the TLS
-// handshake; never a refused C-STORE on an accepted association, nor a peer that is not there.
-bool NotAssociated(const CommandResult& r) {
-  return r.exit_code != 0 && r.output.find("Store Response") == std::string::npos &&
-         (r.output.find("Association Rejected") != std::string::npos || r.output.find("TLS") != std::string::npos ||
-          r.output.find("Peer aborted") != std::string::npos ||
-          // TLS 1.3: the client's handshake is over before the server has checked its certificate,
-          // so a refused certificate shows as a reset of the association request.
-          r.output.find("Connection reset by peer") != std::string::npos) &&
-         r.output.find("Connection refused") == std::string::npos;
-}
-
-// One CT slice of each member, from the sample consortium.
-fs::path SampleOf(const fs::path& samples, const std::string& ae) {
-  for (const auto& e : fs::recursive_directory_iterator(samples / ae)) {
-    if (e.is_regular_file()) return e.path();
-  }
-  FAIL("no sample file for " << ae);
-  return {};
-}
-
-std::string TlsTable(const fs::path& pki, const std::string& extra) {
-  return "[dicom_tls]\ncertificate = \"" + (pki / "teleread-server.pem").string() + "\"\nkey = \"" +
-         (pki / "teleread-server.key").string() + "\"\nca = \"" + (pki / "ca.pem").string() + "\"\n" + extra +
-         "\n[reading]";
 }
 
 }  // namespace
@@ -82,7 +45,7 @@ TEST_CASE("DICOM TLS: a member's certificate opens its own AE titles and no one 
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "port = 0")},
              {"^require_tls = false$", "require_tls = true"},
              // Far beyond storescu's 60 s below: were the silent peers to hold it up, it would time out.
              {"^acse_timeout_seconds = .*$", "acse_timeout_seconds = 300"}};
@@ -156,7 +119,7 @@ TEST_CASE("DICOM TLS on the DICOM port itself refuses plain associations when to
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "same_port = true\nallow_plain = false")}};
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "same_port = true\nallow_plain = false")}};
   TestServer server(dir.path() / "server", o);
   IssueCert(pki, "member", "laishui");
   server.Start();
@@ -177,7 +140,7 @@ TEST_CASE("a TLS association beyond the worker limit is rejected with a reason o
   const fs::path pki = dir.path() / "server" / "pki";
   ServerOptions o;
   o.max_associations = 1;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, same_port ? "same_port = true" : "port = 0")}};
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, same_port ? "same_port = true" : "port = 0")}};
   TestServer server(dir.path() / "server", o);
   IssueCert(pki, "member", "laishui");
   server.Start();
@@ -208,7 +171,7 @@ TEST_CASE("a revoked certificate opens nothing: DICOM TLS and HTTPS check the ce
   const fs::path pki = dir.path() / "server" / "pki";
   const fs::path crl = pki / "crl.pem";
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0\ncrl = \"" + crl.string() + "\"")},
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "port = 0\ncrl = \"" + crl.string() + "\"")},
              {"^admins = ", "crl = \"" + crl.string() + "\"\nadmins = "}};
   TestServer server(dir.path() / "server", o);
   IssueCert(pki, "member", "laishui");
@@ -280,7 +243,7 @@ TEST_CASE("C-GET over DICOM TLS returns a member's study, and only to that membe
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")}, {"^require_tls = false$", "require_tls = true"}};
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "port = 0")}, {"^require_tls = false$", "require_tls = true"}};
   TestServer server(dir.path() / "server", o);
   IssueCert(pki, "member", "zhuozhou");
   IssueCert(pki, "member", "laishui");
@@ -352,7 +315,7 @@ TEST_CASE("certificates that expire within 30 days are warned about in the log a
   ScratchDir dir;
   const fs::path pki = dir.path() / "server" / "pki";
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")}};
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "port = 0")}};
   TestServer server(dir.path() / "server", o);
   IssueCert(pki, "member", "laishui", {"--days", "10"});
   server.Start();
@@ -382,7 +345,7 @@ TEST_CASE("signed reports go to the member over DICOM TLS and only to a peer who
   MemberPacs zz(dir.path() / "zz_pacs", "ZZ_PACS", TlsArgs(pki, "ZZ_PACS", ca));
   MemberPacs ls(dir.path() / "ls_pacs", "LS_PACS", TlsArgs(pki, "LS_PACS", ca));
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "port = 0")},
              {"^port = 11201$", "port = " + std::to_string(zz.port())},
              {"^tls = false$", "tls = true"},
              {"^port = 11202$", "port = " + std::to_string(ls.port()) + "\ntls = true"},
@@ -435,7 +398,7 @@ TEST_CASE("Orthanc as a member PACS pushes over DICOM TLS and receives its signe
   const fs::path pki = dir.path() / "server" / "pki";
   const uint16_t orthanc_dicom = FreePort();
   ServerOptions o;
-  o.edits = {{"^\\[reading\\]$", TlsTable(pki, "port = 0")},
+  o.edits = {{"^\\[reading\\]$", DicomTlsTable(pki, "port = 0")},
              {"^require_tls = false$", "require_tls = true"},
              {"^port = 11201$", "port = " + std::to_string(orthanc_dicom)},
              {"^tls = false$", "tls = true"}};

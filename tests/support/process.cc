@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -196,6 +197,14 @@ int ConnectTcp(uint16_t port) {
     throw std::runtime_error("cannot connect to 127.0.0.1:" + std::to_string(port));
   }
   return fd;
+}
+
+bool PeerClosed(int fd, int seconds) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, seconds * 1000) != 1) return false;
+  char byte = 0;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
 int CountOccurrences(const std::string& text, const std::string& needle) {

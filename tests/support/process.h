@@ -72,6 +72,9 @@ size_t ThreadCount(int pid);
 // A plain TCP connection to 127.0.0.1:port (for peers that send nothing, or bytes of our own);
 // fails the test when it cannot connect. The caller closes it.
 int ConnectTcp(uint16_t port);
+// Whether the peer of `fd` closed or reset the connection within `seconds`, without sending
+// anything first.
+bool PeerClosed(int fd, int seconds);
 // How often `needle` occurs in `text` (log lines, tool output).
 int CountOccurrences(const std::string& text, const std::string& needle);
 // Polls `done` every 100 ms until it holds or `seconds` have passed; whether it held.

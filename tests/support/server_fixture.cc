@@ -187,6 +187,39 @@ CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae
   return StoreTo(server.port(), calling_ae, files_or_dirs, extra);
 }
 
+std::string DicomTlsTable(const std::filesystem::path& pki, const std::string& extra) {
+  return "[dicom_tls]\ncertificate = \"" + (pki / "teleread-server.pem").string() + "\"\nkey = \"" +
+         (pki / "teleread-server.key").string() + "\"\nca = \"" + (pki / "ca.pem").string() + "\"\n" + extra +
+         "\n\n[reading]";
+}
+
+std::vector<std::string> TlsArgs(const std::filesystem::path& pki, const std::string& name,
+                                 const std::filesystem::path& ca) {
+  return {"+tls", (pki / (name + ".key")).string(), (pki / (name + ".pem")).string(), "-pw", "+cf", ca.string()};
+}
+
+bool Stored(const CommandResult& r) {
+  return r.exit_code == 0 && r.output.find("Received Store Response (Success)") != std::string::npos;
+}
+
+bool NotAssociated(const CommandResult& r) {
+  return r.exit_code != 0 && r.output.find("Store Response") == std::string::npos &&
+         (r.output.find("Association Rejected") != std::string::npos || r.output.find("TLS") != std::string::npos ||
+          r.output.find("Peer aborted") != std::string::npos ||
+          // TLS 1.3: the client's handshake is over before the server has checked its certificate,
+          // so a refused certificate shows as a reset of the association request.
+          r.output.find("Connection reset by peer") != std::string::npos) &&
+         r.output.find("Connection refused") == std::string::npos;
+}
+
+std::filesystem::path SampleOf(const std::filesystem::path& samples, const std::string& ae) {
+  for (const auto& e : std::filesystem::recursive_directory_iterator(samples / ae)) {
+    if (e.is_regular_file()) return e.path();
+  }
+  FAIL("no sample file for " << ae);
+  return {};
+}
+
 void IssueCert(const std::filesystem::path& pki, const std::string& kind, const std::string& name,
                const std::vector<std::string>& extra) {
   std::vector<std::string> argv = {TELEREAD_SERVER_BIN, "pki", "issue", pki.string(), "--kind", kind, "--name", name};

@@ -99,6 +99,20 @@ std::vector<std::string> StoreResponses(const CommandResult& storescu);
 CommandResult StoreTo(uint16_t port, const std::string& calling_ae, const std::vector<std::string>& files_or_dirs,
                       const std::vector<std::string>& extra = {});
 
+// DICOM TLS in tests. The config's [dicom_tls] table with the server certificate under `pki`
+// and `extra` keys (e.g. "port = 0"), to replace the sample config's "[reading]" line with.
+std::string DicomTlsTable(const std::filesystem::path& pki, const std::string& extra);
+// storescu's TLS options for certificate `name` under `pki`, trusting `ca`.
+std::vector<std::string> TlsArgs(const std::filesystem::path& pki, const std::string& name,
+                                 const std::filesystem::path& ca);
+// storescu -v stored its object: it ran to the end and the centre answered Success.
+bool Stored(const CommandResult& storescu);
+// The association was refused before any C-STORE: by the centre (A-ASSOCIATE-RJ) or at the TLS
+// handshake; never a refused C-STORE on an accepted association, nor a peer that is not there.
+bool NotAssociated(const CommandResult& storescu);
+// One file of member `ae`'s sample study, under WriteSampleConsortium's `samples`.
+std::filesystem::path SampleOf(const std::filesystem::path& samples, const std::string& ae);
+
 // The object paths the index lists, and the object files under storage/objects: after any crash
 // and restart the two sets are equal.
 std::set<std::string> IndexedPaths(const std::filesystem::path& storage);
