@@ -193,7 +193,7 @@ TEST_CASE("attack 4: a 48 MB POST from a certificate that stands for nobody is r
   CHECK(server.Call("wang.li", "GET", "/api/v1/whoami").status == 200);
 }
 
-TEST_CASE("attack 5: revocation ends a live keep-alive session; sessions resume with their certificate",
+TEST_CASE("attack 5: revocation ends a live keep-alive session, and sessions resume with their certificate",
           "[https][tls][attack]") {
   ScratchDir dir;
   ServerOptions o;
@@ -340,7 +340,7 @@ TEST_CASE("attack 9: an archive whose object file is missing is aborted, not a s
   CHECK_THAT(server.Call("ops", "GET", "/metrics").body, Catch::Contains("teleread_https_archives_aborted_total 1"));
 }
 
-TEST_CASE("attack 3: 1,000 idle connections under ulimit -n 256 end nothing; C-ECHO and /healthz answer",
+TEST_CASE("attack 3: 1,000 idle connections under ulimit -n 256 end nothing, and C-ECHO and /healthz answer",
           "[https][concurrency][attack]") {
   ScratchDir dir;
   TestServer server(dir.path() / "server");

@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <regex>
-#include <thread>
 
 #include "common/signing.h"
 #include "server/pki/pki.h"
@@ -70,6 +69,20 @@ class ReportFixture {
       if (i["delivery"]["state"] != "delivered") return false;
     }
     return true;
+  }
+
+  // Delivers a report of the other Zhuozhou study (CR) and returns its SOP Instance UID. Once it
+  // is delivered, the outbox has run a round after everything before it was recorded: a report
+  // wrongly due again would have been in that round, sent before it (due rows go in order of
+  // their due time), and so received by now. An event to wait on instead of a quiet window.
+  std::string DeliverAnother() {
+    Claim("wang.li", cr_);
+    const fs::path out = file("another.dcm");
+    WriteSignedReport(FindSampleStudy(samples(), cr_), server_.pki(), "wang.li", out);
+    HttpReply accepted = SubmitReport(server_, "wang.li", cr_, out);
+    REQUIRE(accepted.status == 201);
+    REQUIRE(WaitFor([&] { return Delivered(cr_, 1); }));
+    return accepted.Json()["sop_instance_uid"];
   }
 
   // A signed report of the CT study by `who`, written to `name`.
@@ -245,10 +258,11 @@ TEST_CASE_METHOD(ReportFixture, "a member that is down gets its report exactly o
   server_.Start();
   pacs_.Start();
   REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // a window for a second transfer to show
+  const std::string another = DeliverAnother();  // a later round, in which a second transfer would show
   CHECK(pacs_.Received(sop) == 1);
-  CHECK(pacs_.Files().size() == 1);
-  CHECK(server_.Call("ops", "GET", "/api/v1/deliveries?state=delivered").Json()["items"].size() == 1);
+  CHECK(pacs_.Received(another) == 1);
+  CHECK(pacs_.Files().size() == 2);
+  CHECK(server_.Call("ops", "GET", "/api/v1/deliveries?state=delivered").Json()["items"].size() == 2);
 }
 
 // The state a crash between the member's success status and our commit of "delivered" leaves:
@@ -381,14 +395,15 @@ TEST_CASE_METHOD(DeadLetterFixture, "after the last attempt a report waits as a 
   CHECK(dead[0]["attempts"] == 2);
 
   pacs_.Start();
-  std::this_thread::sleep_for(std::chrono::seconds(2));
-  CHECK(pacs_.Files().empty());  // dead means no more attempts on its own
+  const std::string another = DeliverAnother();  // a round with the member up
+  CHECK(pacs_.Received(sop) == 0);               // dead means no more attempts on its own
+  CHECK(pacs_.Files().size() == 1);
   const std::string retry = "/api/v1/deliveries/" + std::to_string(dead[0]["id"].get<int64_t>()) + "/retry";
   CHECK(server_.Call("wang.li", "POST", retry).status == 403);
   CHECK(server_.Call("ops", "POST", retry).status == 200);
   REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
   CHECK(pacs_.Received(sop) == 1);
-  CHECK(pacs_.Files().size() == 1);
+  CHECK(pacs_.Files().size() == 2);
   CHECK(server_.Call("ops", "POST", retry).status == 409);
 }
 

@@ -20,7 +20,8 @@ std::string Uid(const json& items, const std::string& modality) {
 
 }  // namespace
 
-TEST_CASE("worklists and claims follow each reader's modalities; unreadable studies are flagged", "[https][routing]") {
+TEST_CASE("worklists and claims follow each reader's modalities, and unreadable studies are flagged",
+          "[https][routing]") {
   ScratchDir dir;
   ServerOptions o;
   o.edits = {{"^modalities = \\[\\]$", "modalities = [\"CT\"]"}};  // zhao.min: CT only; nobody reads US

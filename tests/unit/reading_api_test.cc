@@ -66,7 +66,7 @@ TEST_CASE_METHOD(ApiFixture, "a member hospital's certificate reads its own repo
   CHECK(Get(kLaishui, "/api/v1/reports/" + report_uid).status == 404);
 }
 
-TEST_CASE_METHOD(ApiFixture, "radiologists read and claim; only admins reassign and run the outbox",
+TEST_CASE_METHOD(ApiFixture, "radiologists read and claim, and only admins reassign and run the outbox",
                  "[workflow][api][authorisation]") {
   const HttpResponse list = Get(kRadiologist, "/api/v1/worklist?state=reported");
   REQUIRE(list.status == 200);
