@@ -19,45 +19,6 @@ namespace {
 
 std::string LogTail(const std::string& log, size_t n) { return log.size() > n ? log.substr(log.size() - n) : log; }
 
-// The centre PKI every TestServer starts from: a CA, the server's certificate, three
-// radiologists and an admin. The four RSA-3072 keys (signing profiles are RSA-only) cost about
-// 1.5 s of CPU, more than most tests, so the set is made once per build and copied: under
-// TELEREAD_TEST_PKI_CACHE, remade when the server binary is newer or the set is 12 hours old.
-void CopyCentrePki(const std::filesystem::path& to) {
-  namespace fs = std::filesystem;
-  const fs::path cache = TELEREAD_TEST_PKI_CACHE;
-  const fs::path stamp = cache / "complete";
-  const int lock = ::open((cache.string() + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-  REQUIRE(lock >= 0);
-  REQUIRE(::flock(lock, LOCK_EX) == 0);  // released by close: also when a REQUIRE below throws
-  struct Unlock {
-    int fd;
-    ~Unlock() { ::close(fd); }
-  } unlock{lock};
-  std::error_code ec;
-  const auto made = fs::last_write_time(stamp, ec);
-  if (ec || made < fs::last_write_time(TELEREAD_SERVER_BIN) ||
-      fs::file_time_type::clock::now() - made > std::chrono::hours(12)) {
-    fs::remove_all(cache);
-    auto pki = [&](std::vector<std::string> args) {
-      args.insert(args.begin(), {TELEREAD_SERVER_BIN, "pki"});
-      args.insert(args.begin() + 3, cache.string());
-      CommandResult r = RunCommand(args);
-      INFO(r.output);
-      REQUIRE(r.exit_code == 0);
-    };
-    pki({"init"});
-    pki({"issue", "--kind", "server", "--name", "teleread-server"});
-    for (const char* who : {"wang.li", "zhao.min", "liu.xin"}) pki({"issue", "--kind", "radiologist", "--name", who});
-    pki({"issue", "--kind", "admin", "--name", "ops"});
-    WriteFile(stamp, "");
-  }
-  fs::create_directories(to);
-  for (const auto& e : fs::directory_iterator(cache)) {
-    if (e.path() != stamp) fs::copy(e.path(), to / e.path().filename(), fs::copy_options::recursive);
-  }
-}
-
 }  // namespace
 
 std::string TestConfigText(const ServerOptions& o) {
@@ -87,7 +48,19 @@ TestServer::TestServer(const std::filesystem::path& dir, ServerOptions options)
   std::filesystem::create_directories(dir);
   // The centre CA and certificates for the HTTPS API, made by the server's own pki command.
   pki_ = dir / "pki";
-  CopyCentrePki(pki_);
+  CopyCachedPki("centre", pki_, [](const std::filesystem::path& to) {
+    auto pki = [&to](std::vector<std::string> args) {
+      args.insert(args.begin(), {TELEREAD_SERVER_BIN, "pki"});
+      args.insert(args.begin() + 3, to.string());
+      CommandResult r = RunCommand(args);
+      INFO(r.output);
+      REQUIRE(r.exit_code == 0);
+    };
+    pki({"init"});
+    pki({"issue", "--kind", "server", "--name", "teleread-server"});
+    for (const char* who : {"wang.li", "zhao.min", "liu.xin"}) pki({"issue", "--kind", "radiologist", "--name", who});
+    pki({"issue", "--kind", "admin", "--name", "ops"});
+  });
   options.edits.push_back({"^certificate = .*$", "certificate = \"" + (pki_ / "teleread-server.pem").string() + "\""});
   options.edits.push_back({"^key = .*$", "key = \"" + (pki_ / "teleread-server.key").string() + "\""});
   options.edits.push_back({"^ca = .*$", "ca = \"" + (pki_ / "ca.pem").string() + "\""});
@@ -251,6 +224,33 @@ std::filesystem::path SampleOf(const std::filesystem::path& samples, const std::
   }
   FAIL("no sample file for " << ae);
   return {};
+}
+
+void CopyCachedPki(const std::string& name, const std::filesystem::path& to,
+                   const std::function<void(const std::filesystem::path&)>& make) {
+  namespace fs = std::filesystem;
+  const fs::path cache = fs::path(TELEREAD_TEST_PKI_CACHE) / name;
+  const fs::path stamp = cache / "complete";
+  fs::create_directories(cache.parent_path());
+  const int lock = ::open((cache.string() + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  REQUIRE(lock >= 0);
+  struct Unlock {  // closing releases the lock, also when a REQUIRE below throws
+    int fd;
+    ~Unlock() { ::close(fd); }
+  } unlock{lock};
+  REQUIRE(::flock(lock, LOCK_EX) == 0);
+  std::error_code ec;
+  const auto made = fs::last_write_time(stamp, ec);
+  if (ec || made < fs::last_write_time(TELEREAD_SERVER_BIN) ||
+      fs::file_time_type::clock::now() - made > std::chrono::hours(12)) {
+    fs::remove_all(cache);
+    make(cache);
+    WriteFile(stamp, "");
+  }
+  fs::create_directories(to);
+  for (const auto& e : fs::directory_iterator(cache)) {
+    if (e.path() != stamp) fs::copy(e.path(), to / e.path().filename(), fs::copy_options::recursive);
+  }
 }
 
 void IssueCert(const std::filesystem::path& pki, const std::string& kind, const std::string& name,

@@ -3,6 +3,7 @@
 // consortium config with test-sized timings, and the DCMTK command-line tools around it.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -75,6 +76,12 @@ class TestServer {
   uint16_t tls_port_ = 0;
 };
 
+// Copies the PKI directory `name` into `to`, made by `make` once per build and reused: RSA-3072
+// keys (the SR signature profiles are RSA-only) cost about 0.4 s of CPU each, more than most
+// tests. Kept under the build's test-pki/, remade when the server binary is newer or the set is
+// 12 hours old. Every TestServer starts from the "centre" set.
+void CopyCachedPki(const std::string& name, const std::filesystem::path& to,
+                   const std::function<void(const std::filesystem::path&)>& make);
 // Issues a certificate with the server's own `pki issue` (kind: server, radiologist, admin,
 // member), with further options such as {"--ip", "127.0.0.1"}; fails the test when it cannot.
 void IssueCert(const std::filesystem::path& pki, const std::string& kind, const std::string& name,

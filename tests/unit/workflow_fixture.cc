@@ -9,6 +9,7 @@
 #include "common/signing.h"
 #include "samples/synthetic.h"
 #include "server/pki/pki.h"
+#include "tests/support/server_fixture.h"
 
 namespace teleread::test {
 namespace fs = std::filesystem;
@@ -34,15 +35,17 @@ SendResult ScriptedSender::Send(const DeliveryTarget& target, const OutgoingRepo
 WorkflowFixture::WorkflowFixture() {
   InitializeDicom();
   pki_dir_ = dir.path() / "pki";
-  REQUIRE(InitCertificateAuthority(pki_dir_, kCentreOrganization).ok());
-  for (auto [kind, name] : {std::pair{CertKind::kRadiologist, "wang.li"}, std::pair{CertKind::kRadiologist, "zhao.min"},
-                            std::pair{CertKind::kAdmin, "chief"}}) {
-    IssueRequest r;
-    r.kind = kind;
-    r.common_name = name;
-    r.organization = kCentreOrganization;
-    REQUIRE(IssueCertificate(pki_dir_, r).ok());
-  }
+  CopyCachedPki("workflow", pki_dir_, [](const fs::path& to) {
+    REQUIRE(InitCertificateAuthority(to, kCentreOrganization).ok());
+    for (auto [kind, name] : {std::pair{CertKind::kRadiologist, "wang.li"},
+                              std::pair{CertKind::kRadiologist, "zhao.min"}, std::pair{CertKind::kAdmin, "chief"}}) {
+      IssueRequest r;
+      r.kind = kind;
+      r.common_name = name;
+      r.organization = kCentreOrganization;
+      REQUIRE(IssueCertificate(to, r).ok());
+    }
+  });
   config = LoadConfig(fs::path(TELEREAD_SOURCE_DIR) / "config" / "teleread.toml");
   config.centre.storage = dir.path() / "storage";
   config.https.ca = pki_dir_ / "ca.pem";
