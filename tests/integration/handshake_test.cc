@@ -47,13 +47,17 @@ TEST_CASE("connections that send nothing or half an A-ASSOCIATE-RQ are dropped a
   ::close(silent);
   ::close(half);
 
-  // Both workers are free again: two associations at once.
-  TestScu zz(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  TestScu ls(server.port(), "LS_PACS", {UID_CTImageStorage});
-  CHECK(zz.Connect().empty());
-  CHECK(ls.Connect().empty());
-  zz.Release();
-  ls.Release();
+  // Both workers are free again: two associations at once. A worker closes the socket a moment
+  // before it is idle again, hence the wait.
+  auto two_at_once = [&] {
+    TestScu zz(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+    TestScu ls(server.port(), "LS_PACS", {UID_CTImageStorage});
+    const bool both = zz.Connect().empty() && ls.Connect().empty();
+    zz.Release();
+    ls.Release();
+    return both;
+  };
+  CHECK(WaitFor(two_at_once, 30));
   CHECK(server.Stop() == 0);
 }
 
