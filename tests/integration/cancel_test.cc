@@ -57,8 +57,7 @@ class CancelFixture {
  protected:
   ServerOptions Options() {
     ServerOptions o;
-    destination_port_ = FreePort();
-    o.edits.push_back({"^port = 11201$", "port = " + std::to_string(destination_port_)});
+    o.edits.push_back(ZhuozhouDeliveryPort(destination_port_ = FreePort()));
     return o;
   }
 

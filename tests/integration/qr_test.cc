@@ -105,8 +105,7 @@ class QrFixture {
  private:
   ServerOptions Options() {
     ServerOptions o;
-    zz_port_ = FreePort();
-    o.edits.push_back({"^port = 11201$", "port = " + std::to_string(zz_port_)});
+    o.edits.push_back(ZhuozhouDeliveryPort(zz_port_ = FreePort()));
     return o;
   }
 

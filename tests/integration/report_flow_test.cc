@@ -20,7 +20,7 @@ namespace {
 
 ServerOptions Options(uint16_t zhuozhou_port, int max_attempts) {
   ServerOptions o;
-  o.edits = {{"^port = 11201$", "port = " + std::to_string(zhuozhou_port)},
+  o.edits = {ZhuozhouDeliveryPort(zhuozhou_port),
              {"^delivery_retry_seconds = .*$", "delivery_retry_seconds = 1"},
              {"^delivery_retry_max_seconds = .*$", "delivery_retry_max_seconds = 2"},
              {"^delivery_timeout_seconds = .*$", "delivery_timeout_seconds = 5"},

@@ -43,6 +43,10 @@ std::string TestConfigText(const ServerOptions& o) {
   return text;
 }
 
+std::pair<std::string, std::string> ZhuozhouDeliveryPort(uint16_t port) {
+  return {"^port = 11201$", "port = " + std::to_string(port)};
+}
+
 TestServer::TestServer(const std::filesystem::path& dir, ServerOptions options)
     : dir_(dir), storage_(dir / "storage"), config_path_(dir / "teleread.toml"), log_path_(dir / "server.log") {
   std::filesystem::create_directories(dir);

@@ -26,6 +26,10 @@ struct ServerOptions {
   std::vector<std::pair<std::string, std::string>> edits;
 };
 
+// The config edit that moves Zhuozhou's delivery AE (ZZ_PACS, the sample's port 11201, also its
+// C-MOVE destination) to `port`: a port from FreePort(), for a peer the test starts there.
+std::pair<std::string, std::string> ZhuozhouDeliveryPort(uint16_t port);
+
 // The sample config with `centre` keys replaced; the member hospitals stay as in the sample.
 std::string TestConfigText(const ServerOptions& options);
 
