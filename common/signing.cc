@@ -250,6 +250,16 @@ Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, 
       signer.not_after = int64_t{days} * 86400 + seconds;
     }
     ASN1_TIME_free(epoch);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (X509_digest(x, EVP_sha256(), digest, &len) == 1) {
+      static const char kHex[] = "0123456789ABCDEF";
+      for (unsigned int k = 0; k < len; ++k) {
+        if (k > 0) signer.certificate_sha256 += ':';
+        signer.certificate_sha256 += kHex[digest[k] >> 4];
+        signer.certificate_sha256 += kHex[digest[k] & 0x0f];
+      }
+    }
   }
   return signer;
 }

@@ -30,7 +30,8 @@ struct VerifiedSigner {
   std::string organizational_unit;  // e.g. "radiologist"
   std::string signed_at;            // Digital Signature DateTime, DICOM DT
   std::string signature_uid;
-  int64_t not_after = 0;  // the signer certificate's expiry, seconds since the epoch
+  int64_t not_after = 0;           // the signer certificate's expiry, seconds since the epoch
+  std::string certificate_sha256;  // of the signer certificate's DER, "AB:CD:..." as openssl prints it
 };
 
 // Checks that `file` carries at least one signature, that every signature verifies, that every

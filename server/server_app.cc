@@ -6,6 +6,7 @@
 #include "common/dicom.h"
 #include "common/log.h"
 #include "common/signing.h"
+#include "server/pdf/report_pdf.h"
 #include "server/pki/pki.h"
 #include "server/reading/recovery.h"
 
@@ -49,6 +50,8 @@ ServerApp::~ServerApp() { Stop(); }
 Status ServerApp::Start() {
   InitializeDicom();
   InitializeSigning();
+  // Said now rather than at the first report, which would be refused without its PDF copy.
+  if (Status font = CheckReportFont(); !font.ok()) spdlog::error("{}", font.message());
   store_ = std::make_unique<ObjectStore>(config_.centre.storage);
   if (Status s = store_->Prepare(); !s.ok()) return s;
   Result<std::unique_ptr<Index>> index = OpenIndex(config_.centre.storage);

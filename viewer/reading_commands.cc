@@ -51,6 +51,22 @@ void PrintWorklist(const json& items) {
   }
 }
 
+// The reader's own critical results that the member has not acknowledged (the worklist's
+// "critical_unacknowledged"): shown under the table, so that nobody forgets to follow one up.
+void PrintCriticalReminder(const json& reply) {
+  if (!reply.contains("critical_unacknowledged") || reply["critical_unacknowledged"].empty()) return;
+  const json& open = reply["critical_unacknowledged"];
+  std::printf("%s! %zu critical result(s) you signed are not yet acknowledged by the member:%s\n", Ansi("\033[1;31m"),
+              open.size(), Ansi("\033[0m"));
+  for (const json& c : open) {
+    std::printf("  report %s  study %s  %s  waiting %s%s\n", c["report_sop_instance_uid"].get<std::string>().c_str(),
+                c["study_instance_uid"].get<std::string>().c_str(), c["member"].get<std::string>().c_str(),
+                Waiting(c["opened_ms"].get<int64_t>()).c_str(),
+                c.value("escalated", false) ? "  ESCALATED: phone the member" : "");
+  }
+  std::printf("  (`teleread critical` lists them; the member acknowledges with `teleread critical ack`)\n");
+}
+
 struct WorklistOptions {
   std::string modality, member, priority, state;
   bool mine = false;
@@ -88,12 +104,14 @@ int RunWorklist(Session& s, const WorklistOptions& o) {
     std::cout << (o.offset > 0 ? "no more studies past " + std::to_string(o.offset)
                                : std::string("the worklist is empty")) +
                      (filters.empty() ? "" : " for" + filters) + "\n";
+    PrintCriticalReminder(*r);
     return 0;
   }
   PrintWorklist(items);
   if (static_cast<int>(items.size()) == o.limit) {
     std::cout << "(" << items.size() << " shown; the next page: --offset " << o.offset + o.limit << ")\n";
   }
+  PrintCriticalReminder(*r);
   return 0;
 }
 

@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 struct ReportOptions {
   std::string study, file, out, findings, impression, recommendation, text_file, passphrase_file, ca, crl, sop;
   std::string accession, patient, state, template_name;
-  bool critical = false, sign = false, submit = false, no_edit = false;
+  bool critical = false, sign = false, submit = false, no_edit = false, pdf = false;
   int64_t id = 0;
 };
 
@@ -344,16 +344,17 @@ int ListReports(Session& s, const ReportOptions& o) {
     std::cout << r->dump(2) << "\n";
     return 0;
   }
-  std::printf("%-12s %-10s %-16s %-10s %-9s %-8s %s\n", "ACCEPTED", "MEMBER", "ACCESSION", "SIGNER", "DELIVERY", "NOTE",
-              "REPORT");
+  std::printf("%-12s %-10s %-16s %-10s %-9s %-9s %-8s %s\n", "ACCEPTED", "MEMBER", "ACCESSION", "SIGNER", "DELIVERY",
+              "PDF COPY", "NOTE", "REPORT");
   for (const json& i : (*r)["items"]) {
     std::string note = i["critical"].get<bool>() ? "critical" : "";
     if (!i["amended_by"].is_null()) note = "revised";
     if (!i["amends"].is_null()) note += note.empty() ? "amends" : ",amends";
-    std::printf("%-12s %-10s %-16s %-10s %-9s %-8s %s\n", ClockText(i["accepted_ms"].get<int64_t>()).c_str(),
+    const std::string pdf = i["pdf"].is_null() ? "-" : i["pdf"]["delivery"]["state"].get<std::string>();
+    std::printf("%-12s %-10s %-16s %-10s %-9s %-9s %-8s %s\n", ClockText(i["accepted_ms"].get<int64_t>()).c_str(),
                 i["member"].get<std::string>().c_str(), i["accession_number"].get<std::string>().c_str(),
-                i["signer"].get<std::string>().c_str(), i["delivery"]["state"].get<std::string>().c_str(), note.c_str(),
-                i["sop_instance_uid"].get<std::string>().c_str());
+                i["signer"].get<std::string>().c_str(), i["delivery"]["state"].get<std::string>().c_str(), pdf.c_str(),
+                note.c_str(), i["sop_instance_uid"].get<std::string>().c_str());
   }
   return 0;
 }
@@ -361,17 +362,22 @@ int ListReports(Session& s, const ReportOptions& o) {
 int GetReport(Session& s, const ReportOptions& o) {
   ApiClient* api = s.Api();
   if (!api) return 1;
-  Result<ApiResponse> r = api->Call("GET", "/api/v1/reports/" + o.sop);
+  Result<ApiResponse> r = api->Call("GET", "/api/v1/reports/" + o.sop + (o.pdf ? "/pdf" : ""));
   if (!r.ok()) return Fail(r.status().message());
   if (r->status != 200) {
     json body = json::parse(r->body, nullptr, false);
     return Fail((body.is_object() ? body.value("error", r->body) : r->body) + " (HTTP " + std::to_string(r->status) +
                 ")");
   }
-  const fs::path out = o.out.empty() ? fs::path(o.sop + ".dcm") : fs::path(o.out);
+  const fs::path out = !o.out.empty() ? fs::path(o.out) : fs::path(o.sop + (o.pdf ? ".pdf" : ".dcm"));
   if (!WriteBytes(out, r->body)) return Fail("cannot write " + out.string());
-  std::cout << "report written to " << out.string() << "; check it with `teleread report verify " << out.string()
-            << " --ca CA.pem`\n";
+  if (o.pdf) {
+    std::cout << "PDF copy written to " << out.string() << " (" << r->body.size()
+              << " bytes); the signed SR is the authoritative report: `teleread report get " << o.sop << "`\n";
+  } else {
+    std::cout << "report written to " << out.string() << "; check it with `teleread report verify " << out.string()
+              << " --ca CA.pem`\n";
+  }
   return 0;
 }
 
@@ -474,9 +480,12 @@ void AddReportCommands(CLI::App& app, Session& s) {
     s.exit_code = NewReport(s, *o, info->study_instance_uid, predecessor, info->content);
   });
 
-  CLI::App* get = report->add_subcommand("get", "Download a report");
-  get->add_option("report", o->sop, "SOP Instance UID")->required();
-  get->add_option("--out", o->out, "Output file (default: <UID>.dcm)");
+  CLI::App* get = report->add_subcommand("get", "Download a report (the signed SR), or its PDF copy");
+  get->add_option("report", o->sop, "SOP Instance UID of the report")->required();
+  get->add_flag("--pdf", o->pdf,
+                "Save the report's PDF copy instead: the PDF document itself (not its DICOM Encapsulated PDF "
+                "wrapper), to open in any PDF viewer");
+  get->add_option("-o,--out", o->out, "Output file (default: <UID>.dcm, with --pdf <UID>.pdf)");
   get->callback([&s, o] { s.exit_code = GetReport(s, *o); });
 
   CLI::App* verify = report->add_subcommand("verify", "Check a report's signature and chain offline, and show it");

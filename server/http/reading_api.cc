@@ -183,6 +183,8 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
   }
   if (get && p.size() == 3 && p[2] == "reports") return Reports("", query, who);
   if (get && p.size() == 4 && p[2] == "reports") return ReportFile(p[3], who);
+  if (get && p.size() == 5 && p[2] == "reports" && p[4] == "pdf")
+    return ReportPdf(p[3], QueryParam(query, "format"), who);
   if (get && p.size() == 5 && p[2] == "studies" && p[4] == "reports") return Reports(p[3], query, who);
   if (get && p.size() == 3 && p[2] == "critical") return CriticalList(QueryParam(query, "state"), who);
   if (post && p.size() == 5 && p[2] == "reports" && p[4] == "acknowledge") {
@@ -415,6 +417,7 @@ HttpResponse ReadingApi::SubmitReport(const std::string& uid, const HttpRequest&
            {"amends", r->predecessor_sop_instance_uid.empty() ? json(nullptr) : json(r->predecessor_sop_instance_uid)},
            {"critical", r->critical},
            {"accepted_ms", r->accepted_ms},
+           {"pdf_sop_instance_uid", r->pdf_sop_instance_uid.empty() ? json(nullptr) : json(r->pdf_sop_instance_uid)},
            {"delivery", "pending"}});
 }
 
@@ -428,23 +431,30 @@ HttpResponse ReadingApi::Reports(const std::string& study_uid, const std::string
   if (!found.ok()) return Error(500, found.status().message());
   json items = json::array();
   for (const ReportListing& l : found.value()) {
-    items.push_back(json{{"sop_instance_uid", l.sop_instance_uid},
-                         {"study_instance_uid", l.study_instance_uid},
-                         {"series_instance_uid", l.series_instance_uid},
-                         {"member", l.member_id},
-                         {"accession_number", l.accession_number},
-                         {"patient_id", l.patient_id},
-                         {"signer", l.signer},
-                         {"signed_at", l.signed_at},
-                         {"accepted_ms", l.accepted_ms},
-                         {"amends", l.amends.empty() ? json(nullptr) : json(l.amends)},
-                         {"critical", l.critical},
-                         {"amended_by", l.amended_by.empty() ? json(nullptr) : json(l.amended_by)},
-                         {"delivery", json{{"state", l.delivery_state},
-                                           {"attempts", l.delivery_attempts},
-                                           {"delivered_ms", l.delivered_ms ? json(l.delivered_ms) : json(nullptr)},
-                                           {"last_error", l.delivery_error}}},
-                         {"size_bytes", l.size_bytes}});
+    items.push_back(json{
+        {"sop_instance_uid", l.sop_instance_uid},
+        {"study_instance_uid", l.study_instance_uid},
+        {"series_instance_uid", l.series_instance_uid},
+        {"member", l.member_id},
+        {"accession_number", l.accession_number},
+        {"patient_id", l.patient_id},
+        {"signer", l.signer},
+        {"signed_at", l.signed_at},
+        {"accepted_ms", l.accepted_ms},
+        {"amends", l.amends.empty() ? json(nullptr) : json(l.amends)},
+        {"critical", l.critical},
+        {"amended_by", l.amended_by.empty() ? json(nullptr) : json(l.amended_by)},
+        {"delivery", json{{"state", l.delivery_state},
+                          {"attempts", l.delivery_attempts},
+                          {"delivered_ms", l.delivered_ms ? json(l.delivered_ms) : json(nullptr)},
+                          {"last_error", l.delivery_error}}},
+        {"size_bytes", l.size_bytes},
+        {"pdf", l.pdf_sop_instance_uid.empty()
+                    ? json(nullptr)
+                    : json{{"sop_instance_uid", l.pdf_sop_instance_uid},
+                           {"delivery",
+                            json{{"state", l.pdf_delivery_state},
+                                 {"delivered_ms", l.pdf_delivered_ms ? json(l.pdf_delivered_ms) : json(nullptr)}}}}}});
   }
   if (Status a = worklist_.Audit(who.id, "list-reports", study, accession.empty() ? patient : accession); !a.ok()) {
     return AuditFailed(a);
@@ -491,7 +501,9 @@ HttpResponse ReadingApi::Deliveries(const std::string& query, const Identity& wh
                          {"created_ms", d.created_ms},
                          {"delivered_ms", d.delivered_ms ? json(d.delivered_ms) : json(nullptr)},
                          {"last_attempt_ms", d.last_attempt_ms ? json(d.last_attempt_ms) : json(nullptr)},
-                         {"last_error", d.last_error}});
+                         {"last_error", d.last_error},
+                         {"report_sop_instance_uid", d.report_sop_instance_uid},
+                         {"object", d.report_sop_instance_uid == d.sop_instance_uid ? "sr" : "pdf"}});
   }
   (void)who;
   return Json(200, json{{"items", items}});

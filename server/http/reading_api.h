@@ -75,6 +75,8 @@ class ReadingApi {
   // Reports of one study, or matching ?study= / ?accession= / ?patient=, within the caller's scope.
   HttpResponse Reports(const std::string& study_uid, const std::string& query, const Identity& who);
   HttpResponse ReportFile(const std::string& sop, const Identity& who);
+  // report_pdf_api.cc: GET /api/v1/reports/{uid}/pdf[?format=pdf|dicom], the report's PDF copy.
+  HttpResponse ReportPdf(const std::string& sop, const std::string& format, const Identity& who);
   HttpResponse Deliveries(const std::string& query, const Identity& who);
   // critical_api.cc: GET /api/v1/critical[?state=], POST /api/v1/reports/{uid}/acknowledge.
   HttpResponse CriticalList(const std::string& state, const Identity& who);

@@ -19,6 +19,7 @@ Ingest::Ingest(ObjectStore& store, Index& index, Clock clock)
 
 StoreOutcome Ingest::Store(const StoreRequest& req) {
   TempFileGuard guard(req.temp_file);
+  const std::list<TempFileGuard> companion_guards = GuardCompanions(req);
 
   Result<InstanceSummary> summary =
       req.summary ? Result<InstanceSummary>(*req.summary) : ReadInstanceSummary(req.temp_file);
@@ -52,9 +53,15 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());
   if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
 
-  if (Status st = index_.AddInstance(instance, req.also); !st.ok()) {
+  Result<std::vector<NewInstance>> companions = PlaceCompanions(req);
+  if (!companions.ok()) {
+    std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    return Refuse(CodeFor(companions.status()), companions.status().message());
+  }
+  if (Status st = index_.AddInstance(instance, WithCompanions(companions.value(), req.also)); !st.ok()) {
     // Nothing may stay that the sender was not told was stored.
     std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    RemoveCompanions(companions.value());
     spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
     return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
                   st.message());
@@ -82,7 +89,10 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
     return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
   }
   // A file without its row: an earlier attempt stopped between placing and indexing.
-  if (Status st = index_.AddInstance(instance, req.also); !st.ok()) {
+  Result<std::vector<NewInstance>> companions = PlaceCompanions(req);
+  if (!companions.ok()) return Refuse(CodeFor(companions.status()), companions.status().message());
+  if (Status st = index_.AddInstance(instance, WithCompanions(companions.value(), req.also)); !st.ok()) {
+    RemoveCompanions(companions.value());
     return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
                   st.message());
   }

@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "server/store/index.h"
@@ -28,6 +30,12 @@ enum class IngestCode {
   kUnreadable,        // the data set cannot be parsed
 };
 
+// An object stored together with a request's own (ingest_companions.cc).
+struct CompanionObject {
+  std::filesystem::path temp_file;  // owned by Store, like StoreRequest::temp_file
+  InstanceSummary summary;          // of the same member, made by the centre (no checks but placement)
+};
+
 struct StoreRequest {
   std::filesystem::path temp_file;  // the object as received, with a file meta header
   std::string calling_ae_title;
@@ -40,6 +48,10 @@ struct StoreRequest {
   // Runs in the transaction that indexes the object (or on its own when the object was indexed
   // before): the report desk records the report with its instance. Must be idempotent.
   Index::WriteFn also;
+  // Indexed in the same transaction, before `also`: all or none (the report desk's PDF copy of
+  // its SR). Dropped, and their files removed, when this object was indexed before. (The `= {}`
+  // lets the listener's aggregate initialisation leave it out without a warning.)
+  std::vector<CompanionObject> companions = {};
 };
 
 struct StoreOutcome {
@@ -58,6 +70,12 @@ class Ingest {
 
  private:
   StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
+  // ingest_companions.cc: the companions' temp files removed on every return; their placement
+  // before the index write, their rows inside it, their files removed when it fails.
+  static std::list<TempFileGuard> GuardCompanions(const StoreRequest& request);
+  Result<std::vector<NewInstance>> PlaceCompanions(const StoreRequest& request);
+  Index::WriteFn WithCompanions(const std::vector<NewInstance>& placed, const Index::WriteFn& also);
+  void RemoveCompanions(const std::vector<NewInstance>& placed);
 
   static constexpr size_t kSopLockStripes = 256;
   ObjectStore& store_;

@@ -130,24 +130,25 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
                                                      : dead        ? "dead"
                                                                    : "pending",
                                                      attempts, next, error, already_held, now});
+  // The log names what went: a report (its SR) or its PDF copy.
+  const std::string what = row.report_sop_instance_uid.empty() || row.report_sop_instance_uid == row.sop_instance_uid
+                               ? "report " + row.sop_instance_uid
+                               : "PDF copy " + row.sop_instance_uid + " of report " + row.report_sop_instance_uid;
   if (!s.ok()) {
     unrecorded_ = true;
     spdlog::error("delivery {}: cannot record the outcome ({}): {}", row.id, error.empty() ? "delivered" : error,
                   s.message());
   } else if (already_held) {
-    spdlog::info(
-        "report {} was already held by {}, which an earlier attempt reached: recorded as delivered, not "
-        "sent again",
-        row.sop_instance_uid, row.member_id);
+    spdlog::info("{} was already held by {}, which an earlier attempt reached: recorded as delivered, not sent again",
+                 what, row.member_id);
   } else if (error.empty()) {
-    spdlog::info("report {} delivered to {} (attempt {}{})", row.sop_instance_uid, row.member_id, attempts,
+    spdlog::info("{} delivered to {} (attempt {}{})", what, row.member_id, attempts,
                  member && member->delivery && member->delivery->tls ? ", DICOM TLS" : "");
   } else if (dead) {
-    spdlog::error("report {} to {}: gave up after {} attempts, now dead-lettered: {}", row.sop_instance_uid,
-                  row.member_id, attempts, error);
+    spdlog::error("{} to {}: gave up after {} attempts, now dead-lettered: {}", what, row.member_id, attempts, error);
   } else {
-    spdlog::warn("report {} to {}: attempt {} failed, retrying in {} s: {}", row.sop_instance_uid, row.member_id,
-                 attempts, (next - now + 500) / 1000, error);
+    spdlog::warn("{} to {}: attempt {} failed, retrying in {} s: {}", what, row.member_id, attempts,
+                 (next - now + 500) / 1000, error);
   }
   return error.empty();
 }

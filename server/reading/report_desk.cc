@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <optional>
+
 #include "common/dicom.h"
 #include "common/log.h"
 #include "common/report.h"
 #include "common/signing.h"
+#include "server/reading/report_copy.h"
 #include "server/reading/worklist.h"
 
 namespace teleread {
@@ -153,8 +156,8 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
     if (Status st = MayReport(reports_, f, caller, predecessor, now); !st.ok()) return st;
   }
 
-  AcceptedReport accepted{r.sop_instance_uid, r.series_instance_uid, study_uid, caller,        signer->signed_at,
-                          predecessor,        r.content.critical,    now,       resent.value()};
+  AcceptedReport accepted{r.sop_instance_uid, r.series_instance_uid, study_uid, caller,         signer->signed_at,
+                          predecessor,        r.content.critical,    now,       resent.value(), ""};
   // Recorded with the instance, in its transaction; a re-sent identical report finds its row
   // and changes nothing.
   Status refused;
@@ -165,16 +168,39 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   req.negotiated_sop_class_uid = r.summary.sop_class_uid;
   req.affected_sop_instance_uid = r.summary.sop_instance_uid;
   req.summary = r.summary;
-  req.also = reports_.Record(
-      NewReport{accepted.sop_instance_uid, study_uid, f.study_pk, f.member_id, caller, signer->subject,
-                accepted.signed_at, predecessor, accepted.critical, now, HasCriticalWebhook(config_, f.member_id)},
-      &refused);
+  // The PDF copy for systems that cannot show an SR, indexed in the SR's transaction.
+  std::optional<ReportCopy> copy;
+  const std::filesystem::path copy_temp = store_.NewTempPath();
+  TempFileGuard copy_guard(copy_temp);
+  if (!accepted.resent) {
+    Result<ReportCopy> made = MakeReportCopy(
+        ReportCopySource{temp, &r, &signer.value(), config_.centre.name, config_.centre.ae_title, f.modalities},
+        copy_temp);
+    if (!made.ok()) {
+      spdlog::error("report {}: the PDF copy cannot be made: {}", r.sop_instance_uid, made.status().message());
+      const std::string why = "the PDF copy of the report cannot be made: " + made.status().message();
+      return made.status().code() == Status::Code::kInvalidArgument ? Status::InvalidArgument(why)
+                                                                    : Status::IOError(why);
+    }
+    copy = std::move(made.value());
+    req.companions.push_back(CompanionObject{copy_temp, copy->summary});
+  }
+  req.also = reports_.Record(NewReport{accepted.sop_instance_uid, study_uid, f.study_pk, f.member_id, caller,
+                                       signer->subject, accepted.signed_at, predecessor, accepted.critical, now,
+                                       HasCriticalWebhook(config_, f.member_id), copy ? copy->sop_instance_uid : ""},
+                             &refused);
   StoreOutcome outcome = ingest_.Store(req);
   if (!refused.ok()) return refused;
   if (Status st = StatusFor(outcome, accepted.sop_instance_uid); !st.ok()) return st;
   if (accepted.resent) return accepted;
+  accepted.pdf_sop_instance_uid = copy ? copy->sop_instance_uid : "";
   spdlog::info("report {} for study {} accepted from {}{}", accepted.sop_instance_uid, study_uid, caller,
                predecessor.empty() ? "" : " (amends " + predecessor + ")");
+  if (copy) {
+    spdlog::info("PDF copy {} of report {}: {} bytes of PDF, {} bytes as DICOM, typeset in {:.1f} ms, {:.1f} ms in all",
+                 copy->sop_instance_uid, accepted.sop_instance_uid, copy->pdf_bytes, copy->file_bytes, copy->typeset_ms,
+                 copy->total_ms);
+  }
   if (on_accepted_) on_accepted_();
   return accepted;
 }

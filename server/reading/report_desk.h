@@ -1,7 +1,8 @@
 #pragma once
 // Where signed reports come in: every check a signed report must pass before the centre
-// stands behind it, then storage as an instance of the study, the task marked reported (or
-// amended), the audit entry and the delivery to the member queued, all in one transaction.
+// stands behind it, then storage as an instance of the study with its PDF copy (an Encapsulated
+// PDF instance in the same series), the task marked reported (or amended), the audit entry and
+// the deliveries of both to the member queued, all in one transaction.
 // The server verifies; it never signs for anyone.
 //
 // Thread-safety: Accept may be called from many threads.
@@ -27,7 +28,8 @@ struct AcceptedReport {
   std::string predecessor_sop_instance_uid;  // empty for a first report
   bool critical = false;
   int64_t accepted_ms = 0;
-  bool resent = false;  // the identical report had been accepted before; nothing changed
+  bool resent = false;               // the identical report had been accepted before; nothing changed
+  std::string pdf_sop_instance_uid;  // its PDF copy (server/reading/report_copy.h); empty when resent
 };
 
 class ReportDesk {
@@ -49,7 +51,9 @@ class ReportDesk {
   //   NotFound          no such study
   //   Conflict          the study is not claimed by the caller, already reported, or the
   //                     report being amended was amended already
-  //   NoSpace/IOError   storage (also: free space below [centre] min_free_disk_mb)
+  //   NoSpace/IOError   storage (also: free space below [centre] min_free_disk_mb), or the PDF copy
+  //                     could not be written
+  //   InvalidArgument   also: the report's text cannot be typeset (a character no font has)
   Result<AcceptedReport> Accept(const std::string& study_uid, const std::string& dicom, const std::string& caller);
 
  private:

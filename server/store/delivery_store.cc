@@ -9,12 +9,13 @@ namespace {
 
 constexpr char kRowColumns[] =
     "SELECT d.id, d.sop_instance_uid, COALESCE(st.study_instance_uid, ''), d.member_id, d.state, d.attempts, "
-    "d.next_attempt_ms, d.created_ms, d.delivered_ms, d.last_error, d.last_attempt_ms FROM deliveries d "
-    "LEFT JOIN reports r ON r.sop_instance_uid = d.sop_instance_uid LEFT JOIN studies st ON st.id = r.study_pk ";
+    "d.next_attempt_ms, d.created_ms, d.delivered_ms, d.last_error, d.last_attempt_ms, d.report_sop_instance_uid "
+    "FROM deliveries d "
+    "LEFT JOIN reports r ON r.sop_instance_uid = d.report_sop_instance_uid LEFT JOIN studies st ON st.id = r.study_pk ";
 
 DeliveryRow ReadRow(const Statement& q) {
   return DeliveryRow{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5),
-                     q.Int(6), q.Int(7),  q.Int(8),  q.Text(9), q.Int(10)};
+                     q.Int(6), q.Int(7),  q.Int(8),  q.Text(9), q.Int(10), q.Text(11)};
 }
 
 }  // namespace
@@ -79,10 +80,13 @@ Status DeliveryStore::Record(const DeliveryRow& row, const DeliveryOutcome& o) {
                 "UPDATE reading_tasks SET delivered_ms = ?2 WHERE delivered_ms = 0 AND study_pk = "
                 "(SELECT study_pk FROM reports WHERE sop_instance_uid = ?1)");
     if (Status st = t.Bind(1, row.sop_instance_uid).Bind(2, o.at_ms).Run(); !st.ok()) return st;
-    return AppendAudit(db, o.at_ms,
-                       {"teleread", "deliver", row.study_instance_uid,
-                        row.sop_instance_uid + " to " + row.member_id +
-                            (o.already_held ? " (already held after an earlier attempt: C-FIND)" : "")});
+    return AppendAudit(
+        db, o.at_ms,
+        {"teleread", "deliver", row.study_instance_uid,
+         row.sop_instance_uid + " to " + row.member_id +
+             (row.report_sop_instance_uid != row.sop_instance_uid ? " (PDF copy of " + row.report_sop_instance_uid + ")"
+                                                                  : "") +
+             (o.already_held ? " (already held after an earlier attempt: C-FIND)" : "")});
   });
 }
 

@@ -25,7 +25,8 @@ struct DeliveryRow {
   int64_t created_ms = 0;
   int64_t delivered_ms = 0;
   std::string last_error;
-  int64_t last_attempt_ms = 0;  // when an attempt last began to send; 0: never sent
+  int64_t last_attempt_ms = 0;          // when an attempt last began to send; 0: never sent
+  std::string report_sop_instance_uid;  // the SR this row sends or whose PDF copy it sends
 };
 
 struct DeliveryCounts {

@@ -85,6 +85,9 @@ class Index {
   // kConflict: the SOP Instance UID is indexed already, or its study or series belongs to
   // another member or study.
   Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr);
+  // Inside a WriteFn (on the writer thread): records one more object in that write's transaction,
+  // as AddInstance would (the report desk's PDF copy lands with its SR). Same failures.
+  Status AddInstanceInWrite(Database& db, const NewInstance& instance) { return InsertInstance(db, instance); }
 
   // Turns every study whose last instance arrived at or before `now_ms - quiet_ms` and that
   // has no reading task into a waiting task. Returns how many were created.

@@ -10,7 +10,7 @@ Result<ReportedStudy> ReportStore::Study(const std::string& uid) const {
   Result<std::unique_ptr<Database>> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
-              "SELECT st.id, st.member_id, p.patient_id, st.accession_number, COALESCE(t.state, ''), "
+              "SELECT st.id, st.member_id, p.patient_id, st.accession_number, st.modalities, COALESCE(t.state, ''), "
               "COALESCE(t.claimed_by, ''), COALESCE(t.lease_expires_ms, 0), COALESCE(t.reported_ms, 0), "
               "COALESCE(t.expired_claim_by, '') FROM studies st "
               "JOIN patients p ON p.id = st.patient_pk LEFT JOIN reading_tasks t ON t.study_pk = st.id "
@@ -19,7 +19,8 @@ Result<ReportedStudy> ReportStore::Study(const std::string& uid) const {
   Result<bool> row = q.Step();
   if (!row.ok()) return row.status();
   if (!row.value()) return Status::NotFound("no study " + uid);
-  return ReportedStudy{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Text(5), q.Int(6), q.Int(7), q.Text(8)};
+  return ReportedStudy{q.Int(0),  q.Text(1), q.Text(2), q.Text(3), q.Text(4),
+                       q.Text(5), q.Text(6), q.Int(7),  q.Int(8),  q.Text(9)};
 }
 
 Result<std::optional<std::string>> ReportStore::FirstOutsideStudy(int64_t study_pk,
@@ -63,9 +64,11 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
     const std::string& predecessor = r.predecessor_sop_instance_uid;
     Statement ins(w.handle(),
                   "INSERT OR IGNORE INTO reports (sop_instance_uid, study_pk, signer, signer_subject, signed_at, "
-                  "accepted_ms, predecessor_sop_instance_uid, critical) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+                  "accepted_ms, predecessor_sop_instance_uid, critical, pdf_sop_instance_uid) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     ins.Bind(1, r.sop_instance_uid).Bind(2, r.study_pk).Bind(3, r.signer).Bind(4, r.signer_subject);
     ins.Bind(5, r.signed_at).Bind(6, r.accepted_ms).Bind(7, predecessor).Bind(8, int64_t{r.critical});
+    ins.Bind(9, r.pdf_sop_instance_uid);
     if (Status s = ins.Run(); !s.ok()) return s;
     if (w.Changes() == 0) return Status::Ok();  // accepted before
     if (!predecessor.empty()) {
@@ -90,11 +93,14 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
     task.Bind(1, r.study_pk).Bind(2, r.accepted_ms).Bind(3, r.signer);
     if (Status s = task.Run(); !s.ok()) return s;
     if (w.Changes() == 0) return *refused = Status::Conflict("the claim changed meanwhile: claim again");
+    // The SR first, then its PDF copy: the outbox sends in row order within a priority.
     Statement out(w.handle(),
-                  "INSERT OR IGNORE INTO deliveries (sop_instance_uid, member_id, state, next_attempt_ms, created_ms) "
-                  "VALUES (?1, ?2, 'pending', ?3, ?3)");
-    if (Status s = out.Bind(1, r.sop_instance_uid).Bind(2, r.member_id).Bind(3, r.accepted_ms).Run(); !s.ok()) {
-      return s;
+                  "INSERT OR IGNORE INTO deliveries (sop_instance_uid, member_id, state, next_attempt_ms, created_ms, "
+                  "report_sop_instance_uid) VALUES (?1, ?2, 'pending', ?3, ?3, ?4)");
+    for (const std::string& sop : {r.sop_instance_uid, r.pdf_sop_instance_uid}) {
+      if (sop.empty()) continue;
+      out.Bind(1, sop).Bind(2, r.member_id).Bind(3, r.accepted_ms).Bind(4, r.sop_instance_uid);
+      if (Status s = out.Run(); !s.ok()) return s;
     }
     if (Status s = AppendAudit(w, r.accepted_ms,
                                {r.signer, predecessor.empty() ? "sign" : "amend", r.study_instance_uid,

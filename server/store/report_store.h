@@ -18,6 +18,7 @@ namespace teleread {
 struct ReportedStudy {
   int64_t study_pk = 0;
   std::string member_id, patient_id, accession_number;
+  std::string modalities;  // of the study's series, e.g. "CT" or "CT\\SR"
   std::string task_state;  // empty: no task yet (still receiving)
   std::string claimed_by;
   int64_t lease_expires_ms = 0;
@@ -37,6 +38,8 @@ struct NewReport {
   bool critical = false;
   int64_t accepted_ms = 0;
   bool critical_webhook = false;  // the member takes critical results by webhook too
+  // The report's PDF copy, indexed in the same transaction (empty: none); delivered after the SR.
+  std::string pdf_sop_instance_uid;
 };
 
 class ReportStore {

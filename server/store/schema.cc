@@ -195,6 +195,14 @@ CREATE INDEX critical_results_webhook ON critical_results (webhook_next_ms) WHER
 -- When the sending member's storage commitment covered the instance; 0: not (yet) committed.
 ALTER TABLE instances ADD COLUMN committed_ms INTEGER NOT NULL DEFAULT 0;
 )sql",
+      // 7: each report's PDF copy (an Encapsulated PDF instance in the report's series), delivered with it.
+      R"sql(
+ALTER TABLE reports ADD COLUMN pdf_sop_instance_uid TEXT NOT NULL DEFAULT '';
+-- The report a delivery belongs to: its SR or its PDF copy is sent; older rows sent the SR itself.
+ALTER TABLE deliveries ADD COLUMN report_sop_instance_uid TEXT NOT NULL DEFAULT '';
+UPDATE deliveries SET report_sop_instance_uid = sop_instance_uid;
+CREATE INDEX deliveries_report ON deliveries (report_sop_instance_uid);
+)sql",
   };
   return migrations;
 }

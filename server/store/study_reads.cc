@@ -131,10 +131,13 @@ Result<std::vector<ReportListing>> StudyReads::Reports(const ReportQuery& query)
       "st.accession_number, p.patient_id, r.signer, r.signed_at, r.accepted_ms, r.predecessor_sop_instance_uid, "
       "r.critical, COALESCE((SELECT n.sop_instance_uid FROM reports n WHERE n.predecessor_sop_instance_uid = "
       "r.sop_instance_uid), ''), COALESCE(d.state, ''), COALESCE(d.attempts, 0), COALESCE(d.delivered_ms, 0), "
-      "COALESCE(d.last_error, ''), i.size_bytes "
+      "COALESCE(d.last_error, ''), i.size_bytes, r.pdf_sop_instance_uid, COALESCE(pd.state, ''), "
+      "COALESCE(pd.delivered_ms, 0) "
       "FROM reports r JOIN studies st ON st.id = r.study_pk JOIN patients p ON p.id = st.patient_pk "
       "JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid JOIN series se ON se.id = i.series_pk "
-      "LEFT JOIN deliveries d ON d.sop_instance_uid = r.sop_instance_uid "
+      "LEFT JOIN deliveries d ON d.sop_instance_uid = r.sop_instance_uid AND d.member_id = st.member_id "
+      "LEFT JOIN deliveries pd ON r.pdf_sop_instance_uid <> '' AND pd.sop_instance_uid = r.pdf_sop_instance_uid "
+      "AND pd.member_id = st.member_id "
       "WHERE (?1 = '' OR st.study_instance_uid = ?1) AND (?2 = '' OR st.accession_number = ?2) "
       "AND (?3 = '' OR p.patient_id = ?3) AND (?4 = '' OR st.member_id = ?4) ORDER BY r.accepted_ms, r.id");
   q.Bind(1, query.study_instance_uid).Bind(2, query.accession_number).Bind(3, query.patient_id);
@@ -159,6 +162,9 @@ Result<std::vector<ReportListing>> StudyReads::Reports(const ReportQuery& query)
     l.delivered_ms = r.Int(14);
     l.delivery_error = r.Text(15);
     l.size_bytes = r.Int(16);
+    l.pdf_sop_instance_uid = r.Text(17);
+    l.pdf_delivery_state = r.Text(18);
+    l.pdf_delivered_ms = r.Int(19);
     items.push_back(std::move(l));
   });
   if (!s.ok()) return s;
@@ -176,7 +182,21 @@ Result<StoredReport> StudyReads::Report(const std::string& sop, const std::strin
   Result<bool> row = q.Step();
   if (!row.ok()) return row.status();
   if (!row.value()) return Status::NotFound("no report " + sop);
-  return StoredReport{q.Text(0), q.Text(1)};
+  return StoredReport{q.Text(0), q.Text(1), ""};
+}
+
+Result<StoredReport> StudyReads::ReportPdf(const std::string& sop) const {
+  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  if (!db.ok()) return db.status();
+  Statement q(db.value()->handle(),
+              "SELECT i.path, st.study_instance_uid, st.member_id FROM reports r JOIN studies st ON st.id = "
+              "r.study_pk JOIN instances i ON i.sop_instance_uid = r.pdf_sop_instance_uid WHERE r.sop_instance_uid = "
+              "?1 AND r.pdf_sop_instance_uid <> ''");
+  q.Bind(1, sop);
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  if (!row.value()) return Status::NotFound("no PDF copy of report " + sop);
+  return StoredReport{q.Text(0), q.Text(1), q.Text(2)};
 }
 
 }  // namespace teleread

@@ -70,11 +70,15 @@ struct ReportListing {
   int64_t delivery_attempts = 0, delivered_ms = 0;
   std::string delivery_error;
   int64_t size_bytes = 0;
+  std::string pdf_sop_instance_uid;  // its PDF copy; empty: none (a report accepted before copies)
+  std::string pdf_delivery_state;
+  int64_t pdf_delivered_ms = 0;
 };
 
 struct StoredReport {
   std::string relative_path;
   std::string study_instance_uid;
+  std::string member_id;  // whose study it is (set by ReportPdf)
 };
 
 class StudyReads {
@@ -91,6 +95,9 @@ class StudyReads {
   // consortium's national identifier), newest first.
   Result<std::vector<PriorStudy>> Priors(const std::string& study_instance_uid) const;
   Result<std::vector<ReportListing>> Reports(const ReportQuery& query) const;
+  // The PDF copy of report `sop_instance_uid` (its Encapsulated PDF instance) and whose it is;
+  // NotFound when there is no such report or it has no copy.
+  Result<StoredReport> ReportPdf(const std::string& sop_instance_uid) const;
   // NotFound when there is no such report within `member_scope` (another member's is absent).
   Result<StoredReport> Report(const std::string& sop_instance_uid, const std::string& member_scope) const;
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Fails when an include runs uphill or a foreign library leaks out of its adapter folder
 # (shared/DESIGN.md "Components"):
-#   common <- store, pki <- reading <- dicom, http <- server (the app); viewer uses common only;
+#   common <- store, pki, pdf <- reading <- dicom, http <- server (the app); viewer uses common only;
 #   dicom and http never include each other;
 #   sqlite3.h only in server/store/, DCMTK's network and TLS headers only in server/dicom/ (and
 #   samples/, whose tools play member PACS),
-#   Boost (Asio/Beast) only in server/http/ and viewer/.
+#   Boost (Asio/Beast) only in server/http/ and viewer/;
+#   Pango and Cairo (and their GLib) only in server/pdf/.
 # Usage: check_includes.sh [SOURCE_ROOT]; prints each violation as file:line.
 set -uo pipefail
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -14,7 +15,7 @@ cd "$root" || exit 2
 rank() {  # folder -> rank; folders of one rank may not include each other
   case $1 in
     common) echo 0 ;;
-    server/store | server/pki) echo 1 ;;
+    server/store | server/pki | server/pdf) echo 1 ;;
     server/reading) echo 2 ;;
     server/dicom | server/http) echo 3 ;;
     server) echo 4 ;;
@@ -57,6 +58,7 @@ while IFS= read -r file; do
         [ "$dir" = server/dicom ] || [ "$dir" = samples ] ||
           fail "$file:$line" "DCMTK network headers outside server/dicom" ;;
       *"<boost/"*) [ "$dir" = server/http ] || [ "$dir" = viewer ] || fail "$file:$line" "Boost outside server/http and viewer" ;;
+      *"<pango/"* | *"<cairo"* | *"<glib"*) [ "$dir" = server/pdf ] || fail "$file:$line" "Pango/Cairo outside server/pdf" ;;
     esac
   done < <(grep -n '^[[:space:]]*#include' "$file")
 done < <(find common server viewer samples -name '*.h' -o -name '*.cc' | sort)
@@ -65,4 +67,4 @@ if [ "$violations" -gt 0 ]; then
   echo "$violations include(s) against the layering" >&2
   exit 1
 fi
-echo "includes run downhill: common <- store, pki <- reading <- dicom, http <- server"
+echo "includes run downhill: common <- store, pki, pdf <- reading <- dicom, http <- server"

@@ -98,9 +98,22 @@ std::vector<fs::path> MemberPacs::Files() const {
 }
 
 int MemberPacs::Received(const std::string& sop_instance_uid) const {
+  int n = 0;
+  for (const auto& [file, uid] : Receipts()) n += uid == sop_instance_uid;
+  return n;
+}
+
+fs::path MemberPacs::FileOf(const std::string& sop_instance_uid) const {
+  for (const auto& [file, uid] : Receipts()) {
+    if (uid == sop_instance_uid) return file;
+  }
+  return {};
+}
+
+std::vector<std::pair<fs::path, std::string>> MemberPacs::Receipts() const {
   static const bool initialized = (InitializeDicom(), true);
   (void)initialized;
-  int n = 0;
+  std::vector<std::pair<fs::path, std::string>> out;
   for (const fs::path& f : Files()) {
     // storescp may still be writing the newest file: read it again until it parses.
     std::string uid;
@@ -113,9 +126,9 @@ int MemberPacs::Received(const std::string& sop_instance_uid) const {
         10);
     INFO(f.string());
     REQUIRE(read);
-    if (uid == sop_instance_uid) ++n;
+    out.emplace_back(f, uid);
   }
-  return n;
+  return out;
 }
 
 }  // namespace teleread::test

@@ -53,8 +53,13 @@ class MemberPacs {
   std::vector<std::filesystem::path> Files() const;
   // How many times this SOP Instance UID was received.
   int Received(const std::string& sop_instance_uid) const;
+  // A received file holding this SOP Instance UID; empty when there is none.
+  std::filesystem::path FileOf(const std::string& sop_instance_uid) const;
 
  private:
+  // Every receipt with the SOP Instance UID it holds.
+  std::vector<std::pair<std::filesystem::path, std::string>> Receipts() const;
+
   std::filesystem::path dir_;
   std::string ae_title_;
   std::vector<std::string> tls_args_;

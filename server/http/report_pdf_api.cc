@@ -1,0 +1,36 @@
+// The report's PDF copy over the API: GET /api/v1/reports/{uid}/pdf serves the PDF document itself
+// (application/pdf), ?format=dicom its Encapsulated PDF instance as stored (application/dicom).
+#include "common/encapsulated_pdf.h"
+#include "server/http/api_reply.h"
+#include "server/http/reading_api.h"
+
+namespace teleread {
+
+using api::Error;
+using api::StatusFor;
+
+HttpResponse ReadingApi::ReportPdf(const std::string& sop, const std::string& format, const Identity& who) {
+  if (!format.empty() && format != "pdf" && format != "dicom") return Error(400, "format must be pdf or dicom");
+  Result<StoredReport> found = reads_.ReportPdf(sop);
+  if (!found.ok()) return Error(StatusFor(found.status()), found.status().message());
+  // The report's own rule: its member hospital, or the centre's radiologists and admins.
+  if (!who.member_id.empty() && who.member_id != found->member_id) {
+    return Error(403, "report " + sop + " belongs to another member hospital");
+  }
+  if (Status a = worklist_.Audit(who.id, "download", found->study_instance_uid, "PDF copy of report " + sop); !a.ok()) {
+    return Error(503, "the audit trail cannot be written, so nothing is served");
+  }
+  HttpResponse r;
+  if (format == "dicom") {
+    r.content_type = "application/dicom";
+    r.file = store_.Absolute(found->relative_path);
+    return r;
+  }
+  Result<std::string> pdf = ReadEncapsulatedPdf(store_.Absolute(found->relative_path));
+  if (!pdf.ok()) return Error(500, "the stored PDF copy cannot be read: " + pdf.status().message());
+  r.content_type = "application/pdf";
+  r.body = std::move(pdf.value());
+  return r;
+}
+
+}  // namespace teleread
