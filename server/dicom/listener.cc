@@ -144,7 +144,8 @@ DicomListener::DicomListener(const Config& config, const CallerPolicy& policy, I
       tls_(tls),
       expiry_(expiry),
       audit_(audit),
-      commitment_(commitment) {}
+      commitment_(commitment),
+      tls_refusals_([audit](const AuditEntry& e) { return audit ? audit->Append(e) : Status::Ok(); }, NowMs) {}
 
 DicomListener::~DicomListener() { Stop(); }
 
@@ -439,6 +440,7 @@ void DicomListener::RunConnection(Accepted c) {
     if (first >= 0) {
       spdlog::warn("connection from {} refused: not a TLS handshake, and this port takes TLS only", PeerAddress(fd));
       stats_.tls_refused++;
+      (void)tls_refusals_.Refused("DICOM TLS peer " + PeerAddress(fd), "not a TLS handshake on a TLS-only port");
     }
     ::close(fd);
     return;
@@ -453,6 +455,7 @@ void DicomListener::RunConnection(Accepted c) {
     if (!connection) {
       spdlog::warn("TLS connection from {} refused: {}", PeerAddress(fd), error);
       stats_.tls_refused++;
+      (void)tls_refusals_.Refused("DICOM TLS peer " + PeerAddress(fd), "TLS connection refused: " + error);
       ::close(fd);
       return;
     }

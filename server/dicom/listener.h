@@ -23,6 +23,7 @@
 #include "server/dicom/association.h"
 #include "server/reading/caller_policy.h"
 #include "server/reading/ingest.h"
+#include "server/reading/refusal_audit.h"
 #include "server/store/query.h"
 
 namespace teleread {
@@ -73,6 +74,7 @@ class DicomListener {
   CertificateExpiry* expiry_;
   AuditLog* audit_;
   StorageCommitment* commitment_;  // nullptr: no storage commitment
+  RefusalAudit tls_refusals_;      // refused TLS connections: one audit entry per address and minute
   ListenerStats stats_;
   MemberSlots slots_;
 

@@ -1,6 +1,7 @@
 // Connections that never become associations: peers that say nothing or half an A-ASSOCIATE-RQ
 // (dropped at the ACSE timeout, their workers freed), and a burst of TLS connections the
-// listener must refuse at once (each refused, counted, nothing kept open, the server serving on).
+// listener must refuse at once (each refused, counted, audited, nothing kept open, the server
+// serving on).
 #include <catch2/catch.hpp>
 
 #include <sys/socket.h>
@@ -116,6 +117,10 @@ TEST_CASE("TLS connections refused at the same time are each refused, counted an
   CHECK(CountOccurrences(log, "is not member laishui's") == 2);
   CHECK(CountOccurrences(log, "TLS connection from 127.0.0.1 refused") == 4);  // the CA and the revocation
   CHECK(IndexedPaths(server.storage()).empty());
+  // Audited once for the address within the minute (the rest are counted into its next entry).
+  const std::vector<AuditRow> audited = AuditTrail(server.storage(), "refused");
+  REQUIRE(audited.size() == 1);
+  CHECK(audited[0].actor == "DICOM TLS peer 127.0.0.1");
   // Nothing of theirs is left open, and members are served as before.
   CHECK(WaitFor([&] { return OpenFiles(server.pid()) == fds_before; }, 30));
   CommandResult ok = StoreTo(server.tls_port(), "ZZ_PACS", {zz.string()}, TlsArgs(pki, "zhuozhou", ca));
