@@ -164,13 +164,23 @@ Critical finding: yes
 TEXT
 teleread report new "$study" --file "$work/report.txt" --submit
 
-step "Zhuozhou's PACS receives the signed report (over DICOM TLS)"
-for _ in $(seq 50); do
-  [ -n "$(ls -A "$work/member-ZZ_PACS")" ] && break
+step "Zhuozhou's PACS receives the signed report and its PDF copy (over DICOM TLS)"
+for _ in $(seq 100); do
+  ls "$work/member-ZZ_PACS"/SR* "$work/member-ZZ_PACS"/DOC* >/dev/null 2>&1 && break
   sleep 0.1
 done
 ls -l "$work/member-ZZ_PACS" | tail -n +2 | sed 's/^/  /'
 report=$(ls -d "$work/member-ZZ_PACS"/SR* | head -1)
+pdf_copy=$(ls -d "$work/member-ZZ_PACS"/DOC* 2>/dev/null | head -1)
+echo "  PDF copy (Encapsulated PDF, same series) delivered to Zhuozhou: ${pdf_copy:-NOT RECEIVED}"
+
+step "The PDF copy for screens that cannot show an SR (the signed SR stays the authoritative report)"
+sop=$(teleread --json reports --study "$study" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["sop_instance_uid"])')
+teleread report get "$sop" --pdf -o "$work/report.pdf"
+echo "  $(head -c 8 "$work/report.pdf" | tr -d '\r\n'), $(stat -c %s "$work/report.pdf") bytes: $work/report.pdf"
+if command -v pdftotext >/dev/null; then
+  pdftotext -enc UTF-8 "$work/report.pdf" - | grep -v '^$' | head -n 14 | sed 's/^/  | /'
+fi
 
 step "Zhuozhou finds it by C-FIND over TLS (Modality SR, SERIES level)"
 findscu -S -aet ZZ_PACS -aec LX_READ "${zz_tls[@]}" -k QueryRetrieveLevel=SERIES -k StudyInstanceUID="$study" \

@@ -97,8 +97,8 @@ class PageWriter {
     cairo_pdf_surface_set_metadata(surface_, key, value.c_str());
   }
 
-  void Paragraph(const std::string& text, double size, bool bold = false, Colour colour = kBlack, double indent = 0) {
-    Prepare(text, size, bold, kPageWidth - 2 * kMargin - indent);
+  void Paragraph(const std::string& text, double size, Colour colour = kBlack, double indent = 0) {
+    Prepare(text, size, kPageWidth - 2 * kMargin - indent);
     cairo_set_source_rgb(cr_, colour.r, colour.g, colour.b);
     PangoLayoutIter* it = pango_layout_get_iter(layout_);
     double offset = 0;  // the layout's y at the top of this page
@@ -124,9 +124,9 @@ class PageWriter {
   void Field(const std::string& label, const std::string& value, double label_width = 92) {
     Need(2 * kBody);  // the label and the value's first line on one page
     const double y = y_;
-    Paragraph(label, kBody, false, kGrey);
+    Paragraph(label, kBody, kGrey);
     y_ = y;
-    Paragraph(value, kBody, false, kBlack, label_width);
+    Paragraph(value, kBody, kBlack, label_width);
   }
 
   void Gap(double points) { y_ += points; }
@@ -144,9 +144,9 @@ class PageWriter {
     cairo_stroke(cr_);
   }
 
-  // A framed, tinted band across the text width holding one bold line.
+  // A framed, tinted band across the text width holding one line.
   void Banner(const std::string& text, Colour colour) {
-    Prepare(text, kHeading, true, kPageWidth - 2 * kMargin - 16);
+    Prepare(text, kHeading, kPageWidth - 2 * kMargin - 16);
     int w = 0, h = 0;
     pango_layout_get_pixel_size(layout_, &w, &h);
     Need(h + 12);
@@ -172,11 +172,13 @@ class PageWriter {
   int unknown_glyphs() const { return unknown_glyphs_; }
 
  private:
-  void Prepare(const std::string& text, double size, bool bold, double width) {
+  void Prepare(const std::string& text, double size, double width) {
     PangoFontDescription* font = pango_font_description_new();
     pango_font_description_set_family(font, kReportFontFamily);
     pango_font_description_set_absolute_size(font, size * PANGO_SCALE);
-    pango_font_description_set_weight(font, bold ? PANGO_WEIGHT_BOLD : PANGO_WEIGHT_NORMAL);
+    // One weight only: each weight embeds its own subset of the CJK font, whose CFF subroutines
+    // Cairo keeps whole (about 0.9 MB per weight); headings stand out by size and rules instead.
+    pango_font_description_set_weight(font, PANGO_WEIGHT_NORMAL);
     pango_layout_set_font_description(layout_, font);
     pango_font_description_free(font);
     pango_layout_set_width(layout_, static_cast<int>(width * PANGO_SCALE));
@@ -191,7 +193,7 @@ class PageWriter {
     y_ = kPageHeight - kMargin - kFooter + 10;
     Rule(kGrey, 0.4);
     y_ += 3;
-    Paragraph(footer_ + "  ·  page " + std::to_string(page_), kSmall, false, kGrey);
+    Paragraph(footer_ + "  ·  page " + std::to_string(page_), kSmall, kGrey);
     y_ = y;
   }
 
@@ -222,8 +224,8 @@ Result<std::string> TypesetReportPdf(const ReportPdfText& t) {
     page.SetMetadata(CAIRO_PDF_METADATA_AUTHOR, t.centre_name);
     page.SetFooter("Copy of signed report " + t.report_sop_instance_uid);
 
-    page.Paragraph(Or(t.centre_name), kHeading, true);
-    page.Paragraph(t.document_title, kTitle, true);
+    page.Paragraph(Or(t.centre_name), kHeading);
+    page.Paragraph(t.document_title, kTitle);
     page.Gap(6);
     page.Rule(kBlack, 1.0);
     page.Gap(8);
@@ -245,7 +247,7 @@ Result<std::string> TypesetReportPdf(const ReportPdfText& t) {
     }
     auto section = [&page](const std::string& heading, const std::string& body) {
       page.Need(40);  // a heading is not left alone at the foot of a page
-      page.Paragraph(heading, kHeading, true);
+      page.Paragraph(heading, kHeading);
       page.Gap(3);
       page.Paragraph(body, kBody);
       page.Gap(12);
@@ -266,7 +268,7 @@ Result<std::string> TypesetReportPdf(const ReportPdfText& t) {
     page.Paragraph("本文件为副本。具有法律效力的原件是经数字签名的 DICOM 结构化报告 (SR) " + t.report_sop_instance_uid +
                        "。 This PDF is a copy for systems that cannot show a DICOM SR: the digitally signed DICOM SR "
                        "report is the authoritative copy.",
-                   kSmall + 0.5, false, kGrey);
+                   kSmall + 0.5, kGrey);
     if (Status s = page.Finish(); !s.ok()) return s;
     if (page.unknown_glyphs() > 0) {
       return Status::InvalidArgument(std::to_string(page.unknown_glyphs()) +

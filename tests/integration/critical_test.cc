@@ -86,7 +86,7 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   const std::string sop = accepted.Json()["sop_instance_uid"];
 
   // Both channels: the report itself at the PACS, and one webhook notice with the centre's certificate.
-  CHECK(WaitFor([&] { return pacs.Files().size() == 1; }));
+  CHECK(WaitFor([&] { return pacs.Files().size() == 2; }));  // the SR and its PDF copy
   if (!WaitFor([&] { return Lines(hooks).size() == 1; })) FAIL(server.Log() + ReadFile(dir.path() / "his.log"));
   const json hook = Lines(hooks)[0];
   CHECK(hook["client_cn"] == "teleread-server");

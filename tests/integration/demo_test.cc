@@ -41,11 +41,15 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   CHECK_THAT(r.output, Catch::Contains("右肺上叶尖段见一直径约8mm磨玻璃结节"));
   CHECK_THAT(r.output, Catch::Contains("SeriesDescription") && Catch::Contains("TeleRead report"));
   CHECK_THAT(r.output, Catch::Contains("-> delivered"));
-  // The member PACS holds exactly the one signed report; the PNGs exist.
-  int received = 0;
-  for (const auto& e : fs::directory_iterator(work / "member-ZZ_PACS"))
+  // The member PACS holds exactly the one signed report and its PDF copy; the PNGs exist.
+  int received = 0, copies = 0;
+  for (const auto& e : fs::directory_iterator(work / "member-ZZ_PACS")) {
     received += e.path().filename().string().rfind("SR", 0) == 0;
+    copies += e.path().filename().string().rfind("DOC", 0) == 0;
+  }
   CHECK(received == 1);
+  CHECK(copies == 1);
+  CHECK_THAT(r.output, Catch::Contains("PDF copy") && Catch::Contains("%PDF"));
   CHECK(fs::file_size(work / "png" / "ct-lung.png") > 1000);
   CHECK(fs::file_size(work / "png" / "ct-sheet.png") > 1000);
   CHECK_THAT(r.output, !Catch::Contains("ERROR") && !Catch::Contains("NOT VALID"));

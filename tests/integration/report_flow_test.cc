@@ -67,6 +67,7 @@ class ReportFixture {
     if (items.size() != n) return false;
     for (const json& i : items) {
       if (i["delivery"]["state"] != "delivered") return false;
+      if (i["pdf"].is_null() || i["pdf"]["delivery"]["state"] != "delivered") return false;  // its PDF copy too
     }
     return true;
   }
@@ -130,11 +131,10 @@ TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to t
   CHECK(task["delivered_ms"].get<int64_t>() >= task["reported_ms"].get<int64_t>());
 
   // The member received it once, and its signature still verifies with the centre CA.
-  std::vector<fs::path> received = pacs_.Files();
-  REQUIRE(received.size() == 1);
+  REQUIRE(pacs_.Files().size() == 2);  // the SR and its PDF copy
   CHECK(pacs_.Received(sop) == 1);
   CommandResult verify =
-      RunCommand({DCMSIGN_BIN, "--verify", "+cf", (server_.pki() / "ca.pem").string(), received.front().string()});
+      RunCommand({DCMSIGN_BIN, "--verify", "+cf", (server_.pki() / "ca.pem").string(), pacs_.FileOf(sop).string()});
   INFO(verify.output);
   CHECK(verify.exit_code == 0);
 
@@ -164,7 +164,7 @@ TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to t
                                   "SeriesInstanceUID=" + accepted.Json()["series_instance_uid"].get<std::string>(),
                                   "-od", got.string(), "127.0.0.1", server_.port_text()});
   INFO(get.output);
-  CHECK(std::distance(fs::directory_iterator(got), fs::directory_iterator()) == 1);
+  CHECK(std::distance(fs::directory_iterator(got), fs::directory_iterator()) == 2);  // the SR and its PDF copy
 
   // The API serves the stored report byte for byte; a member sees only its own.
   CommandResult download = server_.Curl("wang.li", "GET", "/api/v1/reports/" + sop, {"-o", file("dl.dcm").string()});
@@ -250,7 +250,7 @@ TEST_CASE_METHOD(ReportFixture, "a member that is down gets its report exactly o
   const std::string sop = accepted.Json()["sop_instance_uid"];
   REQUIRE(WaitFor([&] { return Reports(ct_)[0]["delivery"]["attempts"].get<int>() >= 2; }));
   json pending = server_.Call("ops", "GET", "/api/v1/deliveries?state=pending").Json()["items"];
-  REQUIRE(pending.size() == 1);
+  REQUIRE(pending.size() == 2);  // the SR and its PDF copy
   CHECK_THAT(pending[0]["last_error"].get<std::string>(), Catch::Contains("association"));
 
   // A crash while it waits loses nothing.
@@ -261,8 +261,8 @@ TEST_CASE_METHOD(ReportFixture, "a member that is down gets its report exactly o
   const std::string another = DeliverAnother();  // a later round, in which a second transfer would show
   CHECK(pacs_.Received(sop) == 1);
   CHECK(pacs_.Received(another) == 1);
-  CHECK(pacs_.Files().size() == 2);
-  CHECK(server_.Call("ops", "GET", "/api/v1/deliveries?state=delivered").Json()["items"].size() == 2);
+  CHECK(pacs_.Files().size() == 4);  // two SRs and their PDF copies
+  CHECK(server_.Call("ops", "GET", "/api/v1/deliveries?state=delivered").Json()["items"].size() == 4);
 }
 
 // The state a crash between the member's success status and our commit of "delivered" leaves:
@@ -298,8 +298,9 @@ TEST_CASE_METHOD(ReportFixture,
     Statement q(db.value()->handle(), "SELECT detail FROM audit_log WHERE action = 'deliver' ORDER BY id");
     std::vector<std::string> details;
     for (Result<bool> row = q.Step(); row.ok() && row.value(); row = q.Step()) details.push_back(q.Text(0));
-    REQUIRE(details.size() == 2);
-    CHECK_THAT(details[1], Catch::Contains("already held after an earlier attempt"));
+    REQUIRE(details.size() == 4);  // the SR and its PDF copy, each delivered then found held
+    CHECK_THAT(details[2], Catch::Contains("already held after an earlier attempt"));
+    CHECK_THAT(details[3], Catch::Contains("already held after an earlier attempt") && Catch::Contains("PDF copy of"));
   }
   SECTION("the member lost it: sent again, and held once") {
     REQUIRE(server_.Stop() == 0);
@@ -370,7 +371,7 @@ TEST_CASE_METHOD(ReportFixture,
   REQUIRE(Index()->Exec("DROP TRIGGER unwritable").ok());
   REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
   CHECK(pacs_.Received(sop) == 1);
-  CHECK(pacs_.Files().size() == 1);
+  CHECK(pacs_.Files().size() == 2);
 }
 
 namespace {
@@ -388,22 +389,28 @@ TEST_CASE_METHOD(DeadLetterFixture, "after the last attempt a report waits as a 
   const std::string sop = accepted.Json()["sop_instance_uid"];
   REQUIRE(WaitFor([&] { return Reports(ct_)[0]["delivery"]["state"] == "dead"; }));
   CHECK_THAT(server_.Log(), Catch::Contains("dead-lettered"));
-  HttpReply metrics = server_.Call("ops", "GET", "/metrics");
-  CHECK_THAT(metrics.body, Catch::Contains("teleread_report_deliveries{state=\"dead\"} 1"));
+  // The PDF copy's row fails a round later: a member that failed is tried once per round.
+  REQUIRE(
+      WaitFor([&] { return server_.Call("ops", "GET", "/api/v1/deliveries?state=dead").Json()["items"].size() == 2; }));
+  CHECK_THAT(server_.Call("ops", "GET", "/metrics").body,
+             Catch::Contains("teleread_report_deliveries{state=\"dead\"} 2"));
   json dead = server_.Call("ops", "GET", "/api/v1/deliveries?state=dead").Json()["items"];
-  REQUIRE(dead.size() == 1);
+  REQUIRE(dead.size() == 2);  // the SR and its PDF copy
   CHECK(dead[0]["attempts"] == 2);
 
   pacs_.Start();
   const std::string another = DeliverAnother();  // a round with the member up
   CHECK(pacs_.Received(sop) == 0);               // dead means no more attempts on its own
-  CHECK(pacs_.Files().size() == 1);
+  CHECK(pacs_.Received(another) == 1);
+  CHECK(pacs_.Files().size() == 2);  // the other report and its PDF copy
   const std::string retry = "/api/v1/deliveries/" + std::to_string(dead[0]["id"].get<int64_t>()) + "/retry";
+  const std::string retry_other = "/api/v1/deliveries/" + std::to_string(dead[1]["id"].get<int64_t>()) + "/retry";
   CHECK(server_.Call("wang.li", "POST", retry).status == 403);
   CHECK(server_.Call("ops", "POST", retry).status == 200);
+  CHECK(server_.Call("ops", "POST", retry_other).status == 200);
   REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
   CHECK(pacs_.Received(sop) == 1);
-  CHECK(pacs_.Files().size() == 2);
+  CHECK(pacs_.Files().size() == 4);
   CHECK(server_.Call("ops", "POST", retry).status == 409);
 }
 
@@ -442,7 +449,7 @@ TEST_CASE_METHOD(ReportFixture, "amendments chain to the report they revise and 
   CHECK(items[1]["amended_by"] == ReportRef(amend2).sop_instance_uid);
   CHECK(items[2]["signer"] == "zhao.min");
   CHECK(items[2]["amended_by"].is_null());
-  CHECK(pacs_.Files().size() == 3);  // one receipt each, no re-send
+  CHECK(pacs_.Files().size() == 6);  // one receipt each (three SRs, three PDF copies), no re-send
   for (const json& i : items) CHECK(pacs_.Received(i["sop_instance_uid"].get<std::string>()) == 1);
   // Both stay retrievable.
   for (const json& i : items) {
