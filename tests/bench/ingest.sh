@@ -19,7 +19,7 @@ source "$root/tests/bench/orthanc.sh"
 export TCP_NODELAY=1  # the DCMTK peers' best setting (Debian's DCMTK leaves Nagle on)
 
 rm -rf "$work"
-mkdir -p "$work"
+mkdir -p "$work/trash"
 corpus() {  # kind count -> $work/corpus-kind/part{0..3}
   local dir=$work/corpus-$1
   "$build/samples/teleread-samples" corpus "$dir/all" --kind "$1" --count "$2" >/dev/null
@@ -127,7 +127,10 @@ run() {  # which kind assocs [nagle]
       sec = ns / 1e9
       printf "%s\t%s\t%d\t%d\t%.2f\t%.0f\t%.1f\t%.1f\n", s, c, a, st, sec, n / sec, b / sec / 1e6, rss / 1024 }' \
     >>"$work/results.tsv"
-  rm -rf "$data"
+  # Deleted at the end, not now: ext4 without a journal (this machine's) makes a file created
+  # within a minute of a mass deletion search past the deleted inodes (recently_deleted), which
+  # slowed whichever receiver ran next.
+  mv "$data" "$(mktemp -d "$work/trash/XXXXXX")/"
 }
 
 servers=${BENCH_SERVERS:-storescp-ignore storescp teleread orthanc}
@@ -159,7 +162,7 @@ wait $sender && large_ok=stored || large_ok=FAILED
 kill "$large_pid"
 wait "$large_pid" 2>/dev/null || true
 large_bytes=$(du -sb "$work/corpus-large" | cut -f1)
-rm -rf "$work/data-large" "$work/corpus-large"
+rm -rf "$work/data-large" "$work/corpus-large" "$work/trash"
 
 column -t -s $'\t' "$work/results.tsv"
 printf '\nlarge object: %.0f MB %s; teleread-server peak RSS %.1f MB\n' "$(awk -v b="$large_bytes" 'BEGIN {print b / 1e6}')" \
