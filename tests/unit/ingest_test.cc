@@ -40,15 +40,20 @@ struct IngestFixture {
     REQUIRE(opened.ok());
     index = std::move(opened.value());
     ingest = std::make_unique<Ingest>(store, *index, [this] { return now_ms; });
+    ct = CtSeries("ZZ7", 2, 32, "in");
+  }
+
+  // A CT series of `count` slices of `size`² pixels for patient `id`, written under `sub`.
+  std::vector<std::filesystem::path> CtSeries(const std::string& id, int count, int size, const std::string& sub) {
     samples::SeriesSpec spec;
     spec.patient_name = "Zhang^Wei";
-    spec.patient_id = "ZZ7";
+    spec.patient_id = id;
     spec.modality = "CT";
-    spec.instances = 2;
-    spec.rows = spec.columns = 32;
-    auto files = samples::WriteSeries(spec, dir.path() / "in");
+    spec.instances = count;
+    spec.rows = spec.columns = size;
+    auto files = samples::WriteSeries(spec, dir.path() / sub);
     REQUIRE(files.ok());
-    ct = files.value();
+    return files.value();
   }
 
   // Copies `file` to a temp path as the listener would have received it, then stores it.
@@ -169,14 +174,7 @@ TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status a
 
 TEST_CASE_METHOD(IngestFixture, "objects stored from many associations at once share group commits, each whole",
                  "[ingest][batch]") {
-  samples::SeriesSpec spec;
-  spec.patient_id = "ZZ8";
-  spec.modality = "CT";
-  spec.instances = 48;
-  spec.rows = spec.columns = 16;
-  auto written = samples::WriteSeries(spec, dir.path() / "many");
-  REQUIRE(written.ok());
-  const std::vector<std::filesystem::path> files = written.value();
+  const std::vector<std::filesystem::path> files = CtSeries("ZZ8", 48, 16, "many");
   std::vector<std::thread> senders;
   std::atomic<int> stored{0};
   for (int t = 0; t < 6; ++t) {
