@@ -45,27 +45,3 @@ TEST_CASE("objects reach their final name whole and are never replaced", "[store
   REQUIRE(free.ok());
   CHECK(free.value() > 0);
 }
-
-TEST_CASE("temp files come from the pool empty and distinct, and the unused ones go with the store", "[store][pool]") {
-  test::ScratchDir dir;
-  auto tmp_files = [&] {
-    size_t n = 0;
-    for (const auto& e : std::filesystem::directory_iterator(dir.path() / "tmp")) n += e.is_regular_file();
-    return n;
-  };
-  std::set<std::filesystem::path> taken;
-  {
-    ObjectStore store(dir.path());
-    REQUIRE(store.Prepare().ok());
-    for (int i = 0; i < 40; ++i) {  // more than the pool holds: it refills, or the caller makes one
-      std::filesystem::path p = store.TakeTempFile();
-      REQUIRE_FALSE(p.empty());
-      CHECK(p.parent_path() == dir.path() / "tmp");
-      CHECK(std::filesystem::is_regular_file(p));
-      CHECK(std::filesystem::file_size(p) == 0);
-      CHECK(taken.insert(p).second);
-    }
-  }
-  // The 40 taken are the caller's to use or remove; nothing else is left behind.
-  CHECK(tmp_files() == 40);
-}
