@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 
 namespace teleread {
@@ -90,53 +89,12 @@ fs::path ObjectStore::NewTempPath() const {
   return root_ / "tmp" / (std::to_string(::getpid()) + "-" + std::to_string(n) + ".part");
 }
 
-ObjectStore::~ObjectStore() {
-  {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    pool_stopping_ = true;
-  }
-  pool_cv_.notify_all();
-  if (pool_thread_.joinable()) pool_thread_.join();
-  for (const fs::path& p : pool_) ::unlink(p.c_str());
-}
-
 fs::path ObjectStore::NewTempFile() const {
   fs::path path = NewTempPath();
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (fd < 0) return {};
   ::close(fd);
   return path;
-}
-
-fs::path ObjectStore::TakeTempFile() {
-  {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    if (!pool_thread_.joinable() && !pool_stopping_) pool_thread_ = std::thread([this] { FillPool(); });
-    if (!pool_.empty()) {
-      fs::path p = std::move(pool_.back());
-      pool_.pop_back();
-      pool_cv_.notify_one();
-      return p;
-    }
-  }
-  pool_cv_.notify_one();
-  return NewTempFile();  // the pool is behind: make one here
-}
-
-void ObjectStore::FillPool() {
-  std::unique_lock<std::mutex> lock(pool_mu_);
-  for (;;) {
-    pool_cv_.wait(lock, [this] { return pool_stopping_ || pool_.size() < kPoolSize; });
-    if (pool_stopping_) return;
-    lock.unlock();
-    fs::path p = NewTempFile();
-    lock.lock();
-    if (p.empty()) {  // e.g. a full disk: try again later rather than spin
-      pool_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return pool_stopping_; });
-      continue;
-    }
-    pool_.push_back(std::move(p));
-  }
 }
 
 std::string ObjectStore::RelativePathFor(const std::string& sop_instance_uid) {
