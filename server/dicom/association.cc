@@ -7,8 +7,6 @@
 #include "dcmtk/dcmnet/dimse.h"
 #include "dcmtk/ofstd/ofstd.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <iterator>
 #include <optional>
@@ -91,7 +89,6 @@ class Association {
     peer_ = peer;
   }
   ~Association() {
-    if (!spare_.empty()) ::unlink(spare_.c_str());
     ASC_dropSCPAssociation(assoc_);
     ASC_destroyAssociation(&assoc_);
     if (slot_held_) env_.slots.Leave(caller_->member_id.empty() ? std::string(kCentreSlot) : caller_->member_id);
@@ -309,8 +306,7 @@ class Association {
     } else {
       ReceivedDataSet received;
       OFCondition cond = ReceiveDataSet(assoc_, pres_id, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID,
-                                        env_.store, env_.dimse_timeout, true, &received, std::move(spare_));
-      spare_.clear();
+                                        env_.store, env_.dimse_timeout, true, &received);
       if (cond.bad()) {
         // The connection broke mid-object: nothing is kept and nobody awaits an answer.
         spdlog::warn("C-STORE from {} interrupted: {}", caller_->ae_title,
@@ -348,11 +344,7 @@ class Association {
       dimse::SetErrorComment(detail, outcome.error_comment);
       detail_ptr = &detail;
     }
-    OFCondition sent = DIMSE_sendStoreResponse(assoc_, pres_id, &req, &rsp, detail_ptr);
-    // The next object's file, made while the sender turns round: creating a file is the costly
-    // part of writing a small one, and this keeps it off the way to the next acknowledgement.
-    if (sent.good() && outcome.code == IngestCode::kStored && spare_.empty()) spare_ = env_.store.NewTempFile();
-    return sent;
+    return DIMSE_sendStoreResponse(assoc_, pres_id, &req, &rsp, detail_ptr);
   }
 
   void Account(const T_DIMSE_C_StoreRQ& req, const StoreOutcome& outcome) {
@@ -379,7 +371,6 @@ class Association {
   std::optional<Caller> caller_;
   bool slot_held_ = false;
   std::vector<CommitmentReport> deferred_reports_;
-  std::filesystem::path spare_;  // an empty temp file for the next C-STORE, or empty
   uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
 };
 

@@ -44,17 +44,16 @@ class EarlyWriteback {
 
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
-                           bool early_writeback, ReceivedDataSet* out, std::filesystem::path spare) {
+                           bool early_writeback, ReceivedDataSet* out) {
   *out = ReceivedDataSet{};
   // Names the SOP class and instance in the file's meta header; the syntax is the context's.
   T_DIMSE_C_StoreRQ meta{};
   OFStandard::strlcpy(meta.AffectedSOPClassUID, sop_class_uid.c_str(), sizeof meta.AffectedSOPClassUID);
   OFStandard::strlcpy(meta.AffectedSOPInstanceUID, sop_instance_uid.c_str(), sizeof meta.AffectedSOPInstanceUID);
-  const std::filesystem::path temp = spare.empty() ? store.NewTempPath() : std::move(spare);
+  const std::filesystem::path temp = store.NewTempPath();
   DcmOutputFileStream* stream = nullptr;
   if (DIMSE_createFilestream(OFFilename(temp.c_str()), &meta, assoc, pres_id, OFTrue, &stream).bad()) {
     out->outcome = ReceivedDataSet::Outcome::kCannotCreate;
-    ::unlink(temp.c_str());  // a spare it could not open
     DIC_UL bytes = 0, pdvs = 0;
     return DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, timeout_seconds, &bytes, &pdvs);
   }

@@ -20,12 +20,11 @@ struct ReceivedDataSet {
 };
 
 // `early_writeback` starts writing received bytes to disk while the rest is arriving (for
-// objects whose fsync comes next). `spare`, when given, is an empty file made by
-// ObjectStore::NewTempFile to receive into (it is used up either way). A bad condition means the association broke
-// mid-data-set: nothing is kept and nobody awaits an answer. A good one with an empty path: the storage could not take
-// it and the rest of the data set was drained, so a failure status can be sent.
+// objects whose fsync comes next). A bad condition means the association broke mid-data-set:
+// nothing is kept and nobody awaits an answer. A good one with an empty path: the storage could
+// not take it and the rest of the data set was drained, so a failure status can be sent.
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
-                           bool early_writeback, ReceivedDataSet* out, std::filesystem::path spare = {});
+                           bool early_writeback, ReceivedDataSet* out);
 
 }  // namespace teleread

@@ -89,14 +89,6 @@ fs::path ObjectStore::NewTempPath() const {
   return root_ / "tmp" / (std::to_string(::getpid()) + "-" + std::to_string(n) + ".part");
 }
 
-fs::path ObjectStore::NewTempFile() const {
-  fs::path path = NewTempPath();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-  if (fd < 0) return {};
-  ::close(fd);
-  return path;
-}
-
 std::string ObjectStore::RelativePathFor(const std::string& sop_instance_uid) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

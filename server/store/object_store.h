@@ -36,10 +36,6 @@ class ObjectStore {
 
   // A fresh, unused path under tmp/ for an object being received.
   std::filesystem::path NewTempPath() const;
-  // As NewTempPath, but the empty file is created now: an association makes its next one while
-  // it waits for the next object, so that allocating the inode (0.1-0.2 ms here) is not on the
-  // way to the acknowledgement. Empty when it cannot be created.
-  std::filesystem::path NewTempFile() const;
 
   // "objects/ab/<64 hex>.dcm" for a SOP Instance UID: 256 directories, created by Prepare
   // (ext4's hashed directories stay fast at the ~40,000 entries each of ten million objects).
