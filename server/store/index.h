@@ -34,8 +34,8 @@ struct NewInstance {
 };
 
 // A received object to be placed under its final name in the same group commit as its index
-// row: the batch's temp files are synced together, linked, their directories synced together,
-// then the rows committed (three barriers per batch instead of two per object plus one).
+// row: the batch's temp files are synced together, linked, their directories synced, then the
+// rows committed, in that order (a row never exists without its whole file).
 struct ObjectPlacement {
   ObjectStore* store = nullptr;
   std::filesystem::path temp;  // as received; not yet synced
