@@ -48,17 +48,17 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
                        ObjectStore::RelativePathFor(s.sop_instance_uid),
                        std::filesystem::file_size(req.temp_file, ec),
                        clock_()};
-  // Placed and indexed in the index's group commit: one data sync, one directory sync and one
-  // commit for every object that arrives meanwhile, on any association.
-  ObjectPlacement place{&store_, req.temp_file};
-  if (Status st = index_.AddInstance(instance, req.also, &place); !st.ok()) {
+  Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
+  if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());
+  if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
+
+  if (Status st = index_.AddInstance(instance, req.also); !st.ok()) {
     // Nothing may stay that the sender was not told was stored.
-    if (place.linked) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
-    spdlog::error("storing sop={} failed: {}", s.sop_instance_uid, st.ToString());
+    std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
     return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
                   st.message());
   }
-  if (place.existed) return StoreExisting(req, instance);
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
 }
 

@@ -125,12 +125,12 @@ Index::~Index() {
   writer_thread_.join();
 }
 
-Status Index::SubmitWrite(WriteFn fn, ObjectPlacement* place, std::filesystem::path dir) {
+Status Index::SubmitWrite(WriteFn fn) {
   std::future<Status> result;
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (stopping_) return Status::IOError("index is shutting down");
-    queue_.push_back(PendingWrite{std::move(fn), {}, place, std::move(dir)});
+    queue_.push_back(PendingWrite{std::move(fn), {}});
     result = queue_.back().done.get_future();
   }
   queue_cv_.notify_one();
@@ -138,6 +138,7 @@ Status Index::SubmitWrite(WriteFn fn, ObjectPlacement* place, std::filesystem::p
 }
 
 void Index::WriterLoop() {
+  Database& db = *writer_db_;
   for (;;) {
     std::deque<PendingWrite> batch;
     {
@@ -146,81 +147,40 @@ void Index::WriterLoop() {
       if (queue_.empty()) return;  // stopping, nothing left
       batch.swap(queue_);
     }
-    RunBatch(batch);
-    MaybeAnalyze(*writer_db_);
-  }
-}
-
-void Index::RunBatch(std::deque<PendingWrite>& batch) {
-  Database& db = *writer_db_;
-  std::vector<Status> results(batch.size());
-  // Barrier 1: the data of every object of the batch, before any gets its name.
-  std::vector<std::filesystem::path> temps;
-  std::vector<size_t> temp_owner;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i].place) {
-      temps.push_back(batch[i].place->temp);
-      temp_owner.push_back(i);
-    }
-  }
-  if (!temps.empty()) {
-    std::vector<Status> synced = SyncData(temps);
-    for (size_t k = 0; k < synced.size(); ++k) results[temp_owner[k]] = synced[k];
-  }
-  // One transaction for the batch; each request in its own savepoint so that one
-  // refused request does not undo its neighbours.
-  Transaction tx(db);
-  std::vector<std::filesystem::path> dirs;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    PendingWrite& w = batch[i];
-    if (!results[i].ok()) continue;
-    if (!tx.status().ok()) {
-      results[i] = tx.status();
-      continue;
-    }
-    Status s = db.Exec("SAVEPOINT request");
-    if (s.ok()) {
-      try {
-        s = w.fn(db);
-      } catch (const std::exception& e) {  // e.g. no memory: this request fails, the writer carries on
-        s = Status::IOError(std::string("index write: ") + e.what());
+    // One transaction for the batch; each request in its own savepoint so that one
+    // refused request does not undo its neighbours.
+    Transaction tx(db);
+    std::vector<Status> results;
+    results.reserve(batch.size());
+    for (PendingWrite& w : batch) {
+      if (!tx.status().ok()) {
+        results.push_back(tx.status());
+        continue;
       }
+      Status s = db.Exec("SAVEPOINT request");
+      if (s.ok()) {
+        try {
+          s = w.fn(db);
+        } catch (const std::exception& e) {  // e.g. no memory: this request fails, the writer carries on
+          s = Status::IOError(std::string("index write: ") + e.what());
+        }
+      }
+      (void)db.Exec(s.ok() ? "RELEASE request" : "ROLLBACK TO request; RELEASE request");
+      results.push_back(s);
     }
-    (void)db.Exec(s.ok() ? "RELEASE request" : "ROLLBACK TO request; RELEASE request");
-    if (w.place && w.place->linked) dirs.push_back(w.dir);
-    results[i] = s;
-  }
-  // Barrier 2: the new names; barrier 3: the rows. A failed directory sync fails the batch
-  // (the transaction rolls back); the callers remove the names they linked.
-  Status commit = tx.status();
-  if (commit.ok() && !dirs.empty()) commit = SyncDirectories(dirs);
-  if (commit.ok()) commit = tx.Commit();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    batch[i].done.set_value(commit.ok() || !results[i].ok() ? results[i] : commit);
+    Status commit = tx.status().ok() ? tx.Commit() : tx.status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i].done.set_value(commit.ok() ? results[i] : commit);
+    }
+    MaybeAnalyze(db);
   }
 }
 
-Status Index::AddInstance(const NewInstance& instance, const WriteFn& also, ObjectPlacement* place) {
-  if (!place) {
-    return SubmitWrite([this, &instance, &also](Database& db) {
-      Status s = InsertInstance(db, instance);
-      return s.ok() && also ? also(db) : s;
-    });
-  }
-  place->existed = place->linked = false;
-  return SubmitWrite(
-      [this, &instance, &also, place](Database& db) {
-        Result<ObjectStore::Placed> placed = place->store->Link(place->temp, instance.relative_path);
-        if (!placed.ok()) return placed.status();
-        if (placed.value() == ObjectStore::Placed::kExisting) {
-          place->existed = true;
-          return Status::Ok();
-        }
-        place->linked = true;
-        Status s = InsertInstance(db, instance);
-        return s.ok() && also ? also(db) : s;
-      },
-      place, place->store->Absolute(instance.relative_path).parent_path());
+Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
+  return SubmitWrite([this, &instance, &also](Database& db) {
+    Status s = InsertInstance(db, instance);
+    return s.ok() && also ? also(db) : s;
+  });
 }
 
 void Index::MaybeAnalyze(Database& db) {

@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "common/dicom.h"
-#include "server/store/object_store.h"
 
 namespace teleread {
 
@@ -31,16 +30,6 @@ struct NewInstance {
   std::string relative_path;
   uint64_t size_bytes = 0;
   int64_t received_ms = 0;
-};
-
-// A received object to be placed under its final name in the same group commit as its index
-// row: the batch's temp files are synced together, linked, their directories synced, then the
-// rows committed, in that order (a row never exists without its whole file).
-struct ObjectPlacement {
-  ObjectStore* store = nullptr;
-  std::filesystem::path temp;  // as received; not yet synced
-  bool existed = false;        // out: a file was already at the final name (nothing indexed)
-  bool linked = false;         // out: this request created the final name
 };
 
 struct StoredInstance {
@@ -95,9 +84,7 @@ class Index {
   // given, runs in the same transaction: both happen or neither does.
   // kConflict: the SOP Instance UID is indexed already, or its study or series belongs to
   // another member or study.
-  // With `place`, the object is first placed at instance.relative_path (see ObjectPlacement);
-  // when a file is there already, nothing is indexed and place->existed says so.
-  Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr, ObjectPlacement* place = nullptr);
+  Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr);
 
   // Turns every study whose last instance arrived at or before `now_ms - quiet_ms` and that
   // has no reading task into a waiting task. Returns how many were created.
@@ -120,14 +107,11 @@ class Index {
   struct PendingWrite {
     WriteFn fn;
     std::promise<Status> done;
-    ObjectPlacement* place = nullptr;
-    std::filesystem::path dir;  // the placed object's directory
   };
 
   Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, std::unique_ptr<Database> reader);
   std::filesystem::path db_path_;
-  Status SubmitWrite(WriteFn fn, ObjectPlacement* place = nullptr, std::filesystem::path dir = {});
-  void RunBatch(std::deque<PendingWrite>& batch);
+  Status SubmitWrite(WriteFn fn);
   void WriterLoop();
   Status InsertInstance(Database& db, const NewInstance& instance);
   void MaybeAnalyze(Database& db);

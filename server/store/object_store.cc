@@ -6,7 +6,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
@@ -22,36 +21,6 @@ Status SyncPath(const fs::path& path) {
   int err = errno;
   ::close(fd);
   if (rc != 0) return Status::FromErrno(err, "fsync " + path.string());
-  return Status::Ok();
-}
-
-std::vector<Status> SyncData(const std::vector<fs::path>& files) {
-  std::vector<Status> out(files.size());
-  std::vector<int> fds(files.size(), -1);
-  for (size_t i = 0; i < files.size(); ++i) {
-    fds[i] = ::open(files[i].c_str(), O_RDONLY | O_CLOEXEC);
-    if (fds[i] < 0) {
-      out[i] = Status::FromErrno(errno, "open " + files[i].string());
-      continue;
-    }
-    // Start every file's writeback (allocating its blocks) before waiting for any.
-    ::sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
-  }
-  for (size_t i = 0; i < files.size(); ++i) {
-    if (fds[i] < 0) continue;
-    if (::fdatasync(fds[i]) != 0) out[i] = Status::FromErrno(errno, "fdatasync " + files[i].string());
-    ::close(fds[i]);
-  }
-  return out;
-}
-
-Status SyncDirectories(const std::vector<fs::path>& dirs) {
-  std::vector<fs::path> distinct = dirs;
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  for (const fs::path& dir : distinct) {
-    if (Status s = SyncPath(dir); !s.ok()) return s;
-  }
   return Status::Ok();
 }
 
@@ -104,13 +73,6 @@ std::string ObjectStore::RelativePathFor(const std::string& sop_instance_uid) {
 
 Result<ObjectStore::Placed> ObjectStore::Place(const fs::path& temp, const std::string& relative_path) {
   if (Status s = SyncPath(temp); !s.ok()) return s;
-  Result<Placed> placed = Link(temp, relative_path);
-  if (!placed.ok() || placed.value() == Placed::kExisting) return placed;
-  if (Status s = SyncPath((root_ / relative_path).parent_path()); !s.ok()) return s;
-  return Placed::kNew;
-}
-
-Result<ObjectStore::Placed> ObjectStore::Link(const fs::path& temp, const std::string& relative_path) {
   fs::path final_path = root_ / relative_path;
   fs::path dir = final_path.parent_path();
   // link(), unlike rename(), refuses to replace: two senders racing with one UID cannot
@@ -125,6 +87,7 @@ Result<ObjectStore::Placed> ObjectStore::Link(const fs::path& temp, const std::s
     return Status::FromErrno(errno, "link " + final_path.string());
   }
   ::unlink(temp.c_str());
+  if (Status s = SyncPath(dir); !s.ok()) return s;
   return Placed::kNew;
 }
 

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <functional>
 #include <string>
-#include <vector>
 
 #include "common/status.h"
 
@@ -47,11 +46,6 @@ class ObjectStore {
   // already there the temp file is left for the caller to compare and remove (kExisting).
   Result<Placed> Place(const std::filesystem::path& temp, const std::string& relative_path);
 
-  // Place in three steps, so that one batch of objects shares each barrier (Index's group
-  // commit): SyncData on every temp file, Link each, SyncDirectories once for all of them.
-  // Link does not sync: the name is durable only after SyncDirectories.
-  Result<Placed> Link(const std::filesystem::path& temp, const std::string& relative_path);
-
   // Removes leftovers of interrupted receptions; returns how many.
   int RemoveTempFiles();
 
@@ -70,12 +64,5 @@ class ObjectStore {
 
 // fsync on a path (a file or a directory).
 Status SyncPath(const std::filesystem::path& path);
-
-// Makes the contents of `files` durable: writeback is started for all of them before the first
-// wait, so that one journal commit covers the batch. Returns one Status per file.
-std::vector<Status> SyncData(const std::vector<std::filesystem::path>& files);
-
-// fsyncs each distinct directory once.
-Status SyncDirectories(const std::vector<std::filesystem::path>& dirs);
 
 }  // namespace teleread

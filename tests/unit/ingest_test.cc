@@ -131,7 +131,7 @@ TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status a
     CHECK(out.code == IngestCode::kNotAuthorized);
     CHECK_THAT(out.error_comment, Catch::Contains("another member"));
   }
-  SECTION("its series in another study: 0x0124, and the name it was given in the batch is removed") {
+  SECTION("its series in another study: 0x0124, and the file it was given is removed") {
     out = Store(Modified(ct[1], [](DcmDataset& ds) { ds.putAndInsertString(DCM_StudyInstanceUID, "1.2.826.0.1.99"); }));
     CHECK(out.code == IngestCode::kNotAuthorized);
     CHECK_THAT(out.error_comment, Catch::Contains("another study"));
@@ -172,8 +172,8 @@ TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status a
   CHECK(CountFiles(dir.path() / "storage" / "tmp") == 0);
 }
 
-TEST_CASE_METHOD(IngestFixture, "objects stored from many associations at once share group commits, each whole",
-                 "[ingest][batch]") {
+TEST_CASE_METHOD(IngestFixture, "objects stored from many associations at once are each indexed and whole",
+                 "[ingest][concurrency]") {
   const std::vector<std::filesystem::path> files = CtSeries("ZZ8", 48, 16, "many");
   std::vector<std::thread> senders;
   std::atomic<int> stored{0};
