@@ -6,6 +6,9 @@
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
+#include <atomic>
+#include <thread>
+
 #include "samples/synthetic.h"
 #include "server/reading/ingest.h"
 #include "server/reading/worklist.h"
@@ -37,15 +40,20 @@ struct IngestFixture {
     REQUIRE(opened.ok());
     index = std::move(opened.value());
     ingest = std::make_unique<Ingest>(store, *index, [this] { return now_ms; });
+    ct = CtSeries("ZZ7", 2, 32, "in");
+  }
+
+  // A CT series of `count` slices of `size`² pixels for patient `id`, written under `sub`.
+  std::vector<std::filesystem::path> CtSeries(const std::string& id, int count, int size, const std::string& sub) {
     samples::SeriesSpec spec;
     spec.patient_name = "Zhang^Wei";
-    spec.patient_id = "ZZ7";
+    spec.patient_id = id;
     spec.modality = "CT";
-    spec.instances = 2;
-    spec.rows = spec.columns = 32;
-    auto files = samples::WriteSeries(spec, dir.path() / "in");
+    spec.instances = count;
+    spec.rows = spec.columns = size;
+    auto files = samples::WriteSeries(spec, dir.path() / sub);
     REQUIRE(files.ok());
-    ct = files.value();
+    return files.value();
   }
 
   // Copies `file` to a temp path as the listener would have received it, then stores it.
@@ -123,6 +131,11 @@ TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status a
     CHECK(out.code == IngestCode::kNotAuthorized);
     CHECK_THAT(out.error_comment, Catch::Contains("another member"));
   }
+  SECTION("its series in another study: 0x0124, and the file it was given is removed") {
+    out = Store(Modified(ct[1], [](DcmDataset& ds) { ds.putAndInsertString(DCM_StudyInstanceUID, "1.2.826.0.1.99"); }));
+    CHECK(out.code == IngestCode::kNotAuthorized);
+    CHECK_THAT(out.error_comment, Catch::Contains("another study"));
+  }
   SECTION("data set of another SOP class than negotiated: 0xA900") {
     out = Store(ct[1], "zhuozhou", UID_MRImageStorage);
     CHECK(out.code == IngestCode::kDoesNotMatch);
@@ -157,6 +170,34 @@ TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status a
   CHECK(Instances() == 1);
   CHECK(Objects() == 1);
   CHECK(CountFiles(dir.path() / "storage" / "tmp") == 0);
+}
+
+TEST_CASE_METHOD(IngestFixture, "objects stored from many associations at once are each indexed and whole",
+                 "[ingest][concurrency]") {
+  const std::vector<std::filesystem::path> files = CtSeries("ZZ8", 48, 16, "many");
+  std::vector<std::thread> senders;
+  std::atomic<int> stored{0};
+  for (int t = 0; t < 6; ++t) {
+    senders.emplace_back([&, t] {
+      for (size_t i = t; i < files.size(); i += 6) {
+        std::filesystem::path temp = store.NewTempPath();
+        std::filesystem::copy_file(files[i], temp);
+        auto sop = ReadInstanceSummary(files[i])->sop_instance_uid;
+        StoreRequest request{temp, "AE", "zhuozhou", UID_CTImageStorage, sop, {}, {}};
+        stored += ingest->Store(request).code == IngestCode::kStored;
+      }
+    });
+  }
+  for (std::thread& t : senders) t.join();
+  CHECK(stored == 48);
+  CHECK(Instances() == 48);
+  CHECK(Objects() == 48);
+  CHECK(CountFiles(dir.path() / "storage" / "tmp") == 0);
+  for (const auto& f : files) {
+    auto found = index->FindInstance(ReadInstanceSummary(f)->sop_instance_uid);
+    REQUIRE(found.has_value());
+    CHECK(test::ReadFile(store.Absolute(found->relative_path)) == test::ReadFile(f));
+  }
 }
 
 TEST_CASE_METHOD(IngestFixture, "a study becomes a reading task once its quiet period has passed", "[ingest][tasks]") {
