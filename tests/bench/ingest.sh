@@ -37,7 +37,7 @@ declare -A count=([ct]=$ct_count [small]=$small_count)
 start_server() {  # which data_dir -> pid on stdout
   case $1 in
     teleread)
-      sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" -e '/^\[https\]/,/^max_body_mb/d' \
+      sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" -e '/^\[https\]/,/^\[/{/^\[https\]/d;/^\[/!d}' \
         "$root/config/teleread.toml" >"$work/teleread.toml"
       "$build/server/teleread-server" --config "$work/teleread.toml" --storage "$2" --dicom-port $port \
         --log-level warn >"$work/$1.log" 2>&1 &
@@ -111,7 +111,7 @@ run() {  # which kind assocs [nagle]
     orthanc_stop "$pid"
     stored=$(find "$data/storage" -type f | wc -l)
   else
-    kill "$pid"
+    kill "$pid" 2>/dev/null || { echo "$1 stopped by itself; see $work/$1.log:" >&2; tail -3 "$work/$1.log" >&2; exit 1; }
     wait "$pid" 2>/dev/null || true
     stored=$(find "$data" -name '*.dcm' -o -name '*.CT.*' -o -name 'CT.*' -o -name 'SC.*' | wc -l)
   fi
