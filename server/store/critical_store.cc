@@ -61,7 +61,7 @@ Status OpenCriticalResult(Database& db, const std::string& sop, int64_t study_pk
 }
 
 Result<std::vector<CriticalResult>> CriticalStore::List(const CriticalQuery& f) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   std::string sql = std::string(kColumns) + "WHERE (?1 = '' OR c.member_id = ?1) AND (?2 = '' OR c.signer = ?2)";
   if (f.state == "unacknowledged") sql += " AND c.acknowledged_ms = 0";
@@ -124,7 +124,7 @@ Result<std::vector<CriticalResult>> CriticalStore::Escalate(int64_t cutoff, int6
 }
 
 Result<CriticalCounts> CriticalStore::Counts(int64_t cutoff) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT COUNT(*), COALESCE(SUM(opened_ms <= ?1), 0), COALESCE(MIN(opened_ms), 0) FROM critical_results "
@@ -136,7 +136,7 @@ Result<CriticalCounts> CriticalStore::Counts(int64_t cutoff) const {
 
 Result<std::vector<CriticalResult>> CriticalStore::DueWebhooks(int64_t now, int limit, int64_t* next_ms) const {
   *next_ms = 0;
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               std::string(kColumns) + "WHERE c.webhook_state = 'pending' ORDER BY c.webhook_next_ms LIMIT ?1");

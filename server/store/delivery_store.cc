@@ -22,7 +22,7 @@ DeliveryRow ReadRow(const Statement& q) {
 
 Result<std::vector<DeliveryRow>> DeliveryStore::Due(int64_t now, int limit, int64_t* next_ms) const {
   *next_ms = 0;
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               std::string(kRowColumns) +
@@ -45,7 +45,7 @@ Result<std::vector<DeliveryRow>> DeliveryStore::Due(int64_t now, int limit, int6
 }
 
 Result<std::optional<DeliveryItem>> DeliveryStore::Item(const std::string& sop) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT i.path, i.sop_class_uid, i.transfer_syntax_uid, se.series_instance_uid FROM instances i "
@@ -92,7 +92,7 @@ Status DeliveryStore::Record(const DeliveryRow& row, const DeliveryOutcome& o) {
 
 Result<std::vector<DeliveryRow>> DeliveryStore::List(const std::string& state, const std::string& study_uid,
                                                      int limit) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(), std::string(kRowColumns) +
                                         "WHERE (?1 = '' OR d.state = ?1) AND (?2 = '' OR st.study_instance_uid = ?2) "
@@ -125,7 +125,7 @@ Status DeliveryStore::Retry(int64_t id, const std::string& actor, int64_t now) {
 }
 
 Result<DeliveryCounts> DeliveryStore::Counts() const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'delivered'), 0), "

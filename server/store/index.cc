@@ -111,6 +111,8 @@ Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, st
     : db_path_(std::move(db_path)),
       writer_db_(std::move(writer)),
       writer_sql_(std::make_unique<WriterStatements>(writer_db_->handle())),
+      // One per HTTPS handler thread that may read at once (server/http's kHandlerThreads).
+      readers_(ReaderPool::Create(db_path_, 32)),
       reader_db_(std::move(reader)) {
   instances_at_analyze_ = std::max<int64_t>(0, MaxInstanceId(*writer_db_));
   writer_thread_ = std::thread([this] { WriterLoop(); });
@@ -301,7 +303,7 @@ Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const T
   return created;
 }
 
-Result<std::unique_ptr<Database>> Index::OpenReader() const { return Database::Open(db_path_, true); }
+Result<PooledReader> Index::OpenReader() const { return readers_->Take(); }
 
 std::optional<StoredInstance> Index::FindInstance(const std::string& sop_instance_uid) {
   std::lock_guard<std::mutex> lock(read_mu_);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/dicom.h"
+#include "server/store/reader_pool.h"
 
 namespace teleread {
 
@@ -102,8 +103,9 @@ class Index {
   // Runs `fn` on the writer connection inside the next group commit; returns once durable.
   // For components that own their own tables (worklist, audit, reports).
   Status Write(WriteFn fn) { return SubmitWrite(std::move(fn)); }
-  // A fresh read-only connection (WAL: never blocks on, nor blocks, the writer).
-  Result<std::unique_ptr<Database>> OpenReader() const;
+  // A read-only connection from the pool (WAL: never blocks on, nor blocks, the writer); it sees
+  // every commit made before the read starts, and goes back to the pool when dropped.
+  Result<PooledReader> OpenReader() const;
   Result<std::vector<StudyOverview>> ListStudies();
 
  private:
@@ -130,6 +132,8 @@ class Index {
   std::deque<PendingWrite> queue_;  // guarded by queue_mu_
   bool stopping_ = false;           // guarded by queue_mu_
   std::thread writer_thread_;
+
+  std::shared_ptr<ReaderPool> readers_;  // for OpenReader
 
   std::mutex read_mu_;
   std::unique_ptr<Database> reader_db_;  // guarded by read_mu_

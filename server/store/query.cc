@@ -273,34 +273,12 @@ bool QueryEngine::Knows(uint32_t tag, QrLevel level) {
   return a != nullptr && a->level <= level;
 }
 
-ReaderPool::ReaderPool(std::filesystem::path db_path) : db_path_(std::move(db_path)) {}
-ReaderPool::~ReaderPool() = default;
-
-Result<std::unique_ptr<Database>> ReaderPool::Take() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!idle_.empty()) {
-      std::unique_ptr<Database> db = std::move(idle_.back());
-      idle_.pop_back();
-      return db;
-    }
-  }
-  return Database::Open(db_path_, true);
-}
-
-void ReaderPool::Give(std::unique_ptr<Database> db) {
-  constexpr size_t kMaxIdle = 8;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (idle_.size() < kMaxIdle) idle_.push_back(std::move(db));
-}
-
-FindCursor::FindCursor(std::shared_ptr<ReaderPool> pool, std::unique_ptr<Database> db, std::unique_ptr<Statement> query,
-                       std::vector<uint32_t> columns)
-    : pool_(std::move(pool)), db_(std::move(db)), query_(std::move(query)), columns_(std::move(columns)) {}
+FindCursor::FindCursor(PooledReader db, std::unique_ptr<Statement> query, std::vector<uint32_t> columns)
+    : db_(std::move(db)), query_(std::move(query)), columns_(std::move(columns)) {}
 
 FindCursor::~FindCursor() {
   query_.reset();  // finalised first: an idle connection holds no read snapshot
-  pool_->Give(std::move(db_));
+  db_.reset();
 }
 
 Result<bool> FindCursor::Next(FindRow* row) {
@@ -314,18 +292,18 @@ Result<bool> FindCursor::Next(FindRow* row) {
 Result<std::unique_ptr<FindCursor>> QueryEngine::Find(const FindRequest& request) const {
   Result<BuiltQuery> q = Build(request, "", true);
   if (!q.ok()) return q.status();
-  Result<std::unique_ptr<Database>> db = pool_->Take();
+  Result<PooledReader> db = pool_->Take();
   if (!db.ok()) return db.status();
   Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
   if (!stmt.ok()) return stmt.status();
-  return std::make_unique<FindCursor>(pool_, std::move(db.value()), std::move(stmt.value()), std::move(q->columns));
+  return std::make_unique<FindCursor>(std::move(db.value()), std::move(stmt.value()), std::move(q->columns));
 }
 
 Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
   Result<BuiltQuery> q = Build(request, "", true);
   if (!q.ok()) return q.status();
   q->sql = "EXPLAIN QUERY PLAN " + q->sql;
-  Result<std::unique_ptr<Database>> db = pool_->Take();
+  Result<PooledReader> db = pool_->Take();
   if (!db.ok()) return db.status();
   Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
   std::string plan;
@@ -335,8 +313,7 @@ Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
     if (!row.value()) break;
     plan += stmt.value()->Text(3) + "\n";
   }
-  stmt.value().reset();
-  pool_->Give(std::move(db.value()));
+  stmt.value().reset();  // before the connection goes back to the pool
   return plan;
 }
 
@@ -366,7 +343,7 @@ Result<std::vector<RetrieveItem>> QueryEngine::Retrieve(const FindRequest& reque
   }
   Result<BuiltQuery> q = Build(narrowed, "i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.path", false);
   if (!q.ok()) return q.status();
-  Result<std::unique_ptr<Database>> db = pool_->Take();
+  Result<PooledReader> db = pool_->Take();
   if (!db.ok()) return db.status();
   Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
   std::vector<RetrieveItem> items;
@@ -377,8 +354,7 @@ Result<std::vector<RetrieveItem>> QueryEngine::Retrieve(const FindRequest& reque
     Statement& s = *stmt.value();
     items.push_back({s.Text(0), s.Text(1), s.Text(2), s.Text(3)});
   }
-  stmt.value().reset();
-  pool_->Give(std::move(db.value()));
+  stmt.value().reset();  // before the connection goes back to the pool
   return items;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "server/store/reader_pool.h"
 
 namespace teleread {
 
@@ -40,32 +41,15 @@ struct FindRequest {
 // One match: a value for each requested attribute the index knows at the request's level and above.
 using FindRow = std::vector<std::pair<uint32_t, std::string>>;
 
-// Idle read-only connections kept for the next query: opening one and reading the schema cost
-// more than a selective query itself. Thread-safe.
-class ReaderPool {
- public:
-  explicit ReaderPool(std::filesystem::path db_path);
-  ~ReaderPool();
-  Result<std::unique_ptr<Database>> Take();
-  void Give(std::unique_ptr<Database> db);  // keeps a few, closes the rest
-
- private:
-  const std::filesystem::path db_path_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Database>> idle_;  // guarded by mu_
-};
-
 class FindCursor {
  public:
-  FindCursor(std::shared_ptr<ReaderPool> pool, std::unique_ptr<Database> db, std::unique_ptr<Statement> query,
-             std::vector<uint32_t> columns);
+  FindCursor(PooledReader db, std::unique_ptr<Statement> query, std::vector<uint32_t> columns);
   ~FindCursor();  // gives the connection back to the pool
   // False when there are no more matches.
   Result<bool> Next(FindRow* row);
 
  private:
-  std::shared_ptr<ReaderPool> pool_;
-  std::unique_ptr<Database> db_;
+  PooledReader db_;
   std::unique_ptr<Statement> query_;
   std::vector<uint32_t> columns_;
 };
@@ -79,7 +63,7 @@ struct RetrieveItem {
 
 class QueryEngine {
  public:
-  explicit QueryEngine(std::filesystem::path db_path) : pool_(std::make_shared<ReaderPool>(std::move(db_path))) {}
+  explicit QueryEngine(std::filesystem::path db_path) : pool_(ReaderPool::Create(std::move(db_path), 8)) {}
 
   Result<std::unique_ptr<FindCursor>> Find(const FindRequest& request) const;
 

@@ -7,7 +7,7 @@
 namespace teleread {
 
 Result<ReportedStudy> ReportStore::Study(const std::string& uid) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT st.id, st.member_id, p.patient_id, st.accession_number, st.modalities, COALESCE(t.state, ''), "
@@ -25,7 +25,7 @@ Result<ReportedStudy> ReportStore::Study(const std::string& uid) const {
 
 Result<std::optional<std::string>> ReportStore::FirstOutsideStudy(int64_t study_pk,
                                                                   const std::vector<std::string>& sops) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT 1 FROM instances i JOIN series se ON se.id = i.series_pk WHERE i.sop_instance_uid = ?1 "
@@ -41,7 +41,7 @@ Result<std::optional<std::string>> ReportStore::FirstOutsideStudy(int64_t study_
 }
 
 Result<bool> ReportStore::Accepted(const std::string& sop) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(), "SELECT 1 FROM reports WHERE sop_instance_uid = ?1");
   q.Bind(1, sop);
@@ -49,7 +49,7 @@ Result<bool> ReportStore::Accepted(const std::string& sop) const {
 }
 
 Result<std::optional<std::string>> ReportStore::SignerOf(const std::string& sop, int64_t study_pk) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(), "SELECT signer FROM reports WHERE sop_instance_uid = ?1 AND study_pk = ?2");
   q.Bind(1, sop).Bind(2, study_pk);

@@ -69,6 +69,13 @@ void Statement::Reset() {
 }
 
 Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& path, bool read_only) {
+  // Before SQLite's first use: without memory statistics its allocator takes no process-wide
+  // mutex, which every connection on every thread otherwise contended for on each allocation.
+  static const int initialised = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return sqlite3_initialize();
+  }();
+  if (initialised != SQLITE_OK) return Status::IOError("SQLite cannot be initialised");
   std::error_code ec;
   if (read_only && !std::filesystem::exists(path, ec) && !ec) return Status::NotFound("no index at " + path.string());
   sqlite3* db = nullptr;
@@ -91,6 +98,14 @@ Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& pa
 }
 
 Database::~Database() { sqlite3_close_v2(db_); }
+
+bool Database::Idle() const {
+  if (!sqlite3_get_autocommit(db_)) return false;
+  for (sqlite3_stmt* s = sqlite3_next_stmt(db_, nullptr); s; s = sqlite3_next_stmt(db_, s)) {
+    if (sqlite3_stmt_busy(s)) return false;
+  }
+  return true;
+}
 
 Status Database::Analyze() { return Exec("PRAGMA analysis_limit = 2000; ANALYZE;"); }
 

@@ -55,6 +55,8 @@ class Database {
   int64_t LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
   // Rows changed by the last statement.
   int Changes() const { return sqlite3_changes(db_); }
+  // No transaction open and no statement stepping: holds no snapshot.
+  bool Idle() const;
 
  private:
   explicit Database(sqlite3* db) : db_(db) {}

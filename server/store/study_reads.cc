@@ -20,7 +20,7 @@ Status EachRow(Statement& q, Take take) {
 }  // namespace
 
 Result<StudyDetail> StudyReads::Study(const std::string& uid) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement st(
       db.value()->handle(),
@@ -73,7 +73,7 @@ Result<StudyDetail> StudyReads::Study(const std::string& uid) const {
 }
 
 Result<std::string> StudyReads::InstancePath(const std::string& uid, const std::string& sop) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT i.path FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = "
@@ -86,7 +86,7 @@ Result<std::string> StudyReads::InstancePath(const std::string& uid, const std::
 }
 
 Result<std::vector<ArchiveEntry>> StudyReads::Archive(const std::string& uid) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT se.series_instance_uid, i.sop_instance_uid, i.path FROM instances i JOIN series se ON se.id = "
@@ -100,7 +100,7 @@ Result<std::vector<ArchiveEntry>> StudyReads::Archive(const std::string& uid) co
 }
 
 Result<std::vector<PriorStudy>> StudyReads::Priors(const std::string& uid) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "WITH me AS (SELECT p.id AS pk, p.member_id, p.patient_id, p.other_patient_ids FROM studies st "
@@ -123,7 +123,7 @@ Result<std::vector<PriorStudy>> StudyReads::Priors(const std::string& uid) const
 }
 
 Result<std::vector<ReportListing>> StudyReads::Reports(const ReportQuery& query) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(
       db.value()->handle(),
@@ -172,7 +172,7 @@ Result<std::vector<ReportListing>> StudyReads::Reports(const ReportQuery& query)
 }
 
 Result<StoredReport> StudyReads::Report(const std::string& sop, const std::string& member_scope) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT i.path, st.study_instance_uid FROM reports r JOIN studies st ON st.id = r.study_pk "

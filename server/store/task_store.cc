@@ -79,7 +79,7 @@ Status Change(Index& index, const char* sql, const std::string& uid, const std::
 }  // namespace
 
 Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_t now) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   std::string sql = std::string(kSelect) + " WHERE 1";
   const bool open_only = f.state.empty() || f.state == "waiting" || f.state == "claimed";
@@ -138,7 +138,7 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
 }
 
 Result<WorklistRow> TaskStore::Task(const std::string& uid, int64_t now) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(), std::string(kSelect) + " WHERE st.study_instance_uid = ?1");
   q.Bind(1, uid);
@@ -213,7 +213,7 @@ Result<int> TaskStore::ExpireLeases(int64_t now) {
 }
 
 Result<TaskCounts> TaskStore::Counts(int64_t now) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   TaskCounts c;
   Statement q(db.value()->handle(),
@@ -258,7 +258,7 @@ Result<TaskCounts> TaskStore::Counts(int64_t now) const {
 }
 
 Result<std::vector<WorklistRow>> TaskStore::Open(int64_t now) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(), std::string(kSelect) + " WHERE t.state IN ('waiting', 'claimed')");
   std::vector<WorklistRow> rows;

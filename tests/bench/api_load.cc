@@ -2,14 +2,20 @@
 // client certificates (mutual TLS), as the radiologists' workstations connect.
 //   --mode worklist: GET /api/v1/worklist?limit=50 (the first page), in a loop per client;
 //   --mode claim:    POST /api/v1/studies/<uid>/claim, each client taking the next UID of --uids.
-// Each client is one connection, one request at a time (closed loop); the TLS handshake is not
-// timed. Prints: mode=<m> clients=<c> n=<N> errors=<E> rps=<r> p50_ms=<x> p99_ms=<y> max_ms=<z>
+// Each client is one connection, one request at a time; the TLS handshake is not timed. Without
+// --think-ms each sends its next request as soon as the last is answered (closed loop: on a
+// machine this small, latency is then about clients / throughput); with --think-ms LO-HI each
+// waits a random LO..HI ms between requests, as a workstation refreshing or claiming does.
+// Prints: mode=<m> clients=<c> n=<N> errors=<E> rps=<r> p50_ms=<x> p99_ms=<y> max_ms=<z>
+// client_cpu=<share of one core this program used>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -19,6 +25,7 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,7 +49,7 @@ double Percentile(const std::vector<double>& sorted, double p) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Reading API latency under concurrent mutual-TLS keep-alive clients"};
-  std::string host = "127.0.0.1", cert, key, ca, mode = "worklist", uids_file;
+  std::string host = "127.0.0.1", cert, key, ca, mode = "worklist", uids_file, think;
   int port = 0, clients = 32, requests = 100;
   app.add_option("--host", host);
   app.add_option("--port", port)->required();
@@ -53,7 +60,14 @@ int main(int argc, char** argv) {
   app.add_option("--uids", uids_file, "Study UIDs to claim, one a line (claim mode)");
   app.add_option("--clients", clients)->check(CLI::Range(1, 1024));
   app.add_option("--requests", requests, "Requests per client")->check(CLI::Range(1, 1000000));
+  app.add_option("--think-ms", think, "LO-HI: a random pause of LO..HI ms between a client's requests");
   CLI11_PARSE(app, argc, argv);
+  int think_lo = 0, think_hi = 0;
+  if (!think.empty() &&
+      (std::sscanf(think.c_str(), "%d-%d", &think_lo, &think_hi) != 2 || think_lo < 0 || think_hi < think_lo)) {
+    std::fprintf(stderr, "teleread-api-load: --think-ms wants LO-HI, e.g. 100-500\n");
+    return 2;
+  }
 
   std::vector<std::string> uids;
   if (mode == "claim") {
@@ -92,7 +106,11 @@ int main(int argc, char** argv) {
       ++ready;
       while (!go) std::this_thread::yield();
       beast::flat_buffer buffer;
+      std::mt19937 random(std::random_device{}());
+      std::uniform_int_distribution<int> pause(think_lo, think_hi);
       for (int i = 0; i < requests; ++i) {
+        // Spread from the start too, so that paced clients do not all ask at the same instant.
+        if (think_hi > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause(random)));
         http::request<http::string_body> req;
         req.version(11);
         req.set(http::field::host, host);
@@ -128,13 +146,21 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) threads.emplace_back(client);
   while (ready < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto cpu = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  };
+  const double cpu_before = cpu();
   auto start = Clock::now();
   go = true;
   for (std::thread& t : threads) t.join();
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double client_cpu = (cpu() - cpu_before) / seconds;
   std::sort(all_ms.begin(), all_ms.end());
-  std::printf("mode=%s clients=%d n=%zu errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", mode.c_str(),
-              clients, all_ms.size(), errors.load(), all_ms.size() / seconds, Percentile(all_ms, 50),
-              Percentile(all_ms, 99), all_ms.empty() ? 0.0 : all_ms.back());
+  std::printf("mode=%s clients=%d%s%s n=%zu errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f client_cpu=%.2f\n",
+              mode.c_str(), clients, think.empty() ? "" : " think_ms=", think.c_str(), all_ms.size(), errors.load(),
+              all_ms.size() / seconds, Percentile(all_ms, 50), Percentile(all_ms, 99),
+              all_ms.empty() ? 0.0 : all_ms.back(), client_cpu);
   return errors.load() == 0 ? 0 : 1;
 }

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Reading API under load: the first worklist page (50 rows) and claims, p50/p99, with CLIENTS
 # concurrent keep-alive mutual-TLS clients over an index of TASKS waiting tasks, while the
-# member ZZ_PACS pushes a CT study (storescu, in a loop) at the same time. Also the same requests
-# from one client alone, for reference.
+# member ZZ_PACS pushes CT studies (storescu, in a loop) at the same time. Two load models:
+#   closed loop: each client asks again as soon as it is answered (no think time); on two cores
+#     latency is then about CLIENTS / throughput, whatever a request costs;
+#   paced: each client waits 100-500 ms between requests, as a workstation refreshing its
+#     worklist or claiming does (THINK_MS overrides the range).
+# Also the same requests from one client alone, for reference.
 # Usage: tests/bench/api_load.sh [TASKS] [CLIENTS] [REQUESTS_PER_CLIENT]   (defaults 10000 32 40)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,7 +26,10 @@ mkdir -p "$work"
 scratch_pki "$work/pki" wang.li
 scratch_config "$work/pki" "$work/teleread.toml"
 "$build/tests/bench/teleread-bench-corpus" index "$work/data" --studies "$tasks" --instances 1 --tasks >&2
-"$build/samples/teleread-samples" corpus "$work/ct" --kind ct --count 60 >/dev/null
+# New studies to push (4 x 150 CT images, ~300 MB): after one pass the loop re-sends them,
+# which the server compares rather than stores; the count of new instances is printed.
+"$build/samples/teleread-samples" corpus "$work/ct" --kind ct --count "${API_CT:-600}" --studies 4 >/dev/null
+think=${THINK_MS:-100-500}
 
 "$server" --config "$work/teleread.toml" --storage "$work/data" --dicom-port $dicom_port --http-port $http_port \
   --log-level warn >"$work/server.log" 2>&1 &
@@ -55,10 +62,17 @@ echo "one client, nothing else running:"
  done) &
 pusher=$!
 sleep 1
-echo "$clients clients, ZZ_PACS pushing a CT study meanwhile:"
+before=$(sqlite3 "$work/data/index.sqlite" "SELECT COUNT(*) FROM instances")
+echo "$clients clients, closed loop, ZZ_PACS pushing CT meanwhile:"
 "$load" "${certs[@]}" --clients "$clients" --requests "$per_client" --mode worklist
 "$load" "${certs[@]}" --clients "$clients" --requests "$per_client" --mode claim \
   --uids "$(uids 100 $((100 + clients * per_client - 1)))"
+echo "$clients clients, each pausing $think ms between requests, ZZ_PACS pushing CT meanwhile:"
+next=$((100 + clients * per_client))
+"$load" "${certs[@]}" --clients "$clients" --requests "$per_client" --mode worklist --think-ms "$think"
+"$load" "${certs[@]}" --clients "$clients" --requests "$per_client" --mode claim --think-ms "$think" \
+  --uids "$(uids $next $((next + clients * per_client - 1)))"
 kill "$pusher" 2>/dev/null; wait "$pusher" 2>/dev/null || true
 pusher=
-echo "instances pushed during the run: $(grep -c 'Received Store Response (Success)' "$work/storescu.log" || true)"
+echo "instances acknowledged during the run: $(grep -c 'Received Store Response (Success)' "$work/storescu.log" || true)," \
+  "new ones stored: $(($(sqlite3 "$work/data/index.sqlite" "SELECT COUNT(*) FROM instances") - before))"

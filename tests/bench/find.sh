@@ -31,7 +31,7 @@ printf 'server\tstudies\tcaller\tclient\tquery\tmatches\tp50_ms\tp99_ms\n' >"$re
 
 start_teleread() {  # storage -> pid
   # Without the [https] table: this benchmark needs no reading API and no certificates.
-  sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" -e '/^\[https\]/,/^max_body_mb/d' "$root/config/teleread.toml" \
+  sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" -e '/^\[https\]/,/^\[/{/^\[https\]/d;/^\[/!d}' "$root/config/teleread.toml" \
     >"$work/teleread.toml"
   # The benchmark queries as the centre workstation, plain: allowed from loopback only.
   printf '\n[[centre.plain_callers]]\nae_title = "LX_WS1"\naddresses = ["127.0.0.1"]\n' >>"$work/teleread.toml"

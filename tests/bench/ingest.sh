@@ -117,7 +117,7 @@ run() {  # which kind assocs [nagle]
     orthanc_stop "$pid"
     stored=$(find "$data/storage" -type f | wc -l)
   else
-    kill "$pid"
+    kill "$pid" 2>/dev/null || { echo "$1 stopped by itself; see $work/$1.log:" >&2; tail -3 "$work/$1.log" >&2; exit 1; }
     wait "$pid" 2>/dev/null || true
     stored=$(find "$data" -name '*.dcm' -o -name '*.CT.*' -o -name 'CT.*' -o -name 'SC.*' | wc -l)
   fi

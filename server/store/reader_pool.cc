@@ -1,0 +1,52 @@
+#include "server/store/reader_pool.h"
+
+#include "server/store/sqlite.h"
+
+namespace teleread {
+
+void ReturnToPool::operator()(Database* db) const {
+  if (pool) {
+    pool->Give(db);
+  } else {
+    delete db;
+  }
+}
+
+std::shared_ptr<ReaderPool> ReaderPool::Create(std::filesystem::path db_path, size_t max_idle) {
+  return std::shared_ptr<ReaderPool>(new ReaderPool(std::move(db_path), max_idle));
+}
+
+ReaderPool::ReaderPool(std::filesystem::path db_path, size_t max_idle)
+    : db_path_(std::move(db_path)), max_idle_(max_idle) {}
+
+ReaderPool::~ReaderPool() = default;
+
+Result<PooledReader> ReaderPool::Take() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      Database* db = idle_.back().release();
+      idle_.pop_back();
+      return PooledReader(db, ReturnToPool{shared_from_this()});
+    }
+  }
+  Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);
+  if (!db.ok()) return db.status();
+  return PooledReader(db.value().release(), ReturnToPool{shared_from_this()});
+}
+
+size_t ReaderPool::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
+}
+
+void ReaderPool::Give(Database* db) {
+  std::unique_ptr<Database> owned(db);
+  // A statement still stepping (or an open transaction) would pin an old snapshot: the next
+  // user would not see later commits, and the WAL could not be checkpointed past it.
+  if (!db || !db->Idle()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < max_idle_) idle_.push_back(std::move(owned));
+}
+
+}  // namespace teleread
