@@ -186,7 +186,7 @@ Result<StoredReport> StudyReads::Report(const std::string& sop, const std::strin
 }
 
 Result<StoredReport> StudyReads::ReportPdf(const std::string& sop) const {
-  Result<std::unique_ptr<Database>> db = index_.OpenReader();
+  Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT i.path, st.study_instance_uid, st.member_id FROM reports r JOIN studies st ON st.id = "
