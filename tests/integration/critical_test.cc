@@ -105,6 +105,14 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   REQUIRE(open.size() == 1);
   CHECK(open[0]["report_sop_instance_uid"] == sop);
   CHECK(open[0]["escalated"] == true);
+  // The signer's worklist table (not only its JSON) reminds them.
+  const fs::path wang = WriteProfile(server, "wang.li", dir.path() / "wang.li.toml");
+  auto worklist_table = [&] { return RunCommand({TELEREAD_CLI_BIN, "--profile", wang.string(), "worklist"}); };
+  CommandResult table = worklist_table();
+  INFO(table.output);
+  CHECK(table.exit_code == 0);
+  CHECK_THAT(table.output, Catch::Contains("1 critical result(s) you signed are not yet acknowledged by the member") &&
+                               Catch::Contains("report " + sop) && Catch::Contains("ESCALATED"));
   CHECK(server.Call("ops", "GET", "/api/v1/critical?state=unacknowledged").Json()["items"].size() == 1);
   CHECK(server.Call("zhao.min", "GET", "/api/v1/critical").Json()["items"].empty());  // not the signer
   CHECK(server.Call("ZZ_PACS", "GET", "/api/v1/critical").Json()["items"].size() == 1);
@@ -139,6 +147,7 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   CHECK(done[0]["acknowledged_via"] == "zhuozhou");
   CHECK(done[0]["webhook"]["state"] == "delivered");
   CHECK(server.Call("wang.li", "GET", "/api/v1/worklist").Json()["critical_unacknowledged"].empty());
+  CHECK_THAT(worklist_table().output, !Catch::Contains("critical result(s)"));
   CHECK_THAT(server.Call("ops", "GET", "/metrics").body,
              Catch::Contains("teleread_critical_unacknowledged 0\n") &&
                  Catch::Contains("teleread_turnaround_acknowledged_seconds_count 1\n"));
