@@ -70,12 +70,7 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   server.Start();
   pacs.Start();
   PushSampleConsortium(server, dir.path() / "samples", 2);
-  REQUIRE(WaitFor([&] {
-    HttpReply r = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT");
-    return r.status == 200 && r.Json()["items"].size() == 1;
-  }));
-  const std::string ct = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT")
-                             .Json()["items"][0]["study_instance_uid"];
+  const std::string ct = WaitForOneStudy(server, "member=zhuozhou&modality=CT");
   REQUIRE(server.Call("wang.li", "POST", "/api/v1/studies/" + ct + "/claim").status == 200);
   const fs::path report = dir.path() / "critical.dcm";
   WriteSignedReport(FindSampleStudy(dir.path() / "samples", ct), server.pki(), "wang.li", report, std::nullopt,
