@@ -79,7 +79,8 @@ TEST_CASE_METHOD(DeskFixture, "the same report sent again is accepted once and c
   REQUIRE(again.ok());
   CHECK(again->resent);
   CHECK(Count("reports") == 1);
-  CHECK(Count("deliveries") == 1);
+  CHECK(Count("deliveries") == 2);  // the SR and its PDF copy, once
+  CHECK(Count("instances", "sop_class_uid = '1.2.840.10008.5.1.4.1.1.104.1'") == 1);
   CHECK(Count("audit_log", "action = 'sign'") == 1);
 }
 
