@@ -166,12 +166,12 @@ teleread report new "$study" --file "$work/report.txt" --submit
 
 step "Zhuozhou's PACS receives the signed report and its PDF copy (over DICOM TLS)"
 for _ in $(seq 100); do
-  ls "$work/member-ZZ_PACS"/SR* "$work/member-ZZ_PACS"/DOC* >/dev/null 2>&1 && break
+  ls "$work/member-ZZ_PACS"/SR* "$work/member-ZZ_PACS"/PDF* >/dev/null 2>&1 && break
   sleep 0.1
 done
 ls -l "$work/member-ZZ_PACS" | tail -n +2 | sed 's/^/  /'
 report=$(ls -d "$work/member-ZZ_PACS"/SR* | head -1)
-pdf_copy=$(ls -d "$work/member-ZZ_PACS"/DOC* 2>/dev/null | head -1)
+pdf_copy=$(ls -d "$work/member-ZZ_PACS"/PDF* 2>/dev/null | head -1)
 echo "  PDF copy (Encapsulated PDF, same series) delivered to Zhuozhou: ${pdf_copy:-NOT RECEIVED}"
 
 step "The PDF copy for screens that cannot show an SR (the signed SR stays the authoritative report)"

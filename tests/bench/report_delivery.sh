@@ -28,7 +28,7 @@ scratch_profile "$work/pki" wang.li "$http_port" "$work/wang.li.toml"
 storescp -aet ZZ_PACS -od "$work/member" "$member_port" >"$work/storescp.log" 2>&1 &
 pids+=($!)
 "$server" --config "$work/teleread.toml" --storage "$work/storage" --dicom-port "$dicom_port" \
-  --http-port "$http_port" --log-level warn >"$work/server.log" 2>&1 &
+  --http-port "$http_port" --log-level info >"$work/server.log" 2>&1 &  # info: the PDF copies' figures
 pids+=($!)
 sleep 1
 
@@ -53,7 +53,7 @@ elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 db=$work/storage/index.sqlite
 for _ in $(seq 1 100); do
   done_n=$(sqlite3 "$db" "SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'")
-  [ "$done_n" -ge "$count" ] && break
+  [ "$done_n" -ge $((2 * count)) ] && break  # each report's SR and its PDF copy
   sleep 0.2
 done
 sqlite3 -separator $'\t' "$db" "SELECT r.sop_instance_uid, r.accepted_ms, d.delivered_ms, d.attempts FROM reports r
@@ -68,3 +68,14 @@ print(f"reports submitted: {sys.argv[2]} in {int(sys.argv[4]) / 1000:.1f} s (cla
 print(f"delivered: {len(lat)}; files at the member: {sys.argv[3]}; attempts > 1: {sum(int(r[3]) > 1 for r in rows)}")
 print(f"accepted -> stored at member (ms): p50 {pct(50)}  p99 {pct(99)}  max {lat[-1]}  mean {statistics.mean(lat):.1f}")
 PY
+# The server's line per report: "PDF copy UID of report UID: N bytes of PDF, M bytes as DICOM,
+# typeset in T ms, A ms in all".
+grep -a -o 'PDF copy [^ ]* of report [^ ]*: [0-9]* bytes of PDF, [0-9]* bytes as DICOM, typeset in [0-9.]* ms, [0-9.]* ms in all' \
+  "$work/server.log" | python3 -c '
+import re, statistics, sys
+rows = [tuple(float(x) for x in re.search(r": (\d+) bytes of PDF, (\d+) bytes as DICOM, typeset in ([\d.]+) ms, ([\d.]+) ms in all", l).groups()) for l in sys.stdin]
+if not rows: sys.exit("no PDF copy lines in the server log")
+for i, name in enumerate(["PDF bytes", "DICOM bytes", "typeset ms", "copy ms in all"]):
+    v = sorted(r[i] for r in rows)
+    print(f"PDF copies ({len(v)}): {name}: mean {statistics.mean(v):.1f}  p50 {v[len(v) // 2]:.1f}  max {v[-1]:.1f}")
+'

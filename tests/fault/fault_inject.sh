@@ -354,7 +354,12 @@ print(len(bad), *bad[:1])' "$storage")
   [ "$r_no_instance" = 0 ] || v "$r_no_instance report row(s) without their instance"
   r_no_delivery=$(sql "$db" "SELECT COUNT(*) FROM reports WHERE sop_instance_uid NOT IN (SELECT sop_instance_uid FROM deliveries)")
   [ "$r_no_delivery" = 0 ] || v "$r_no_delivery report(s) without a delivery row"
-  d_orphan=$(sql "$db" "SELECT COUNT(*) FROM deliveries WHERE sop_instance_uid NOT IN (SELECT sop_instance_uid FROM reports)")
+  # Each report's PDF copy came with it (the same transaction): indexed and queued for delivery.
+  r_no_pdf=$(sql "$db" "SELECT COUNT(*) FROM reports WHERE pdf_sop_instance_uid = '' OR pdf_sop_instance_uid NOT IN
+    (SELECT sop_instance_uid FROM instances) OR pdf_sop_instance_uid NOT IN (SELECT sop_instance_uid FROM deliveries)")
+  [ "$r_no_pdf" = 0 ] || v "$r_no_pdf report(s) without their PDF copy's instance or delivery row"
+  d_orphan=$(sql "$db" "SELECT COUNT(*) FROM deliveries WHERE report_sop_instance_uid NOT IN
+    (SELECT sop_instance_uid FROM reports)")
   [ "$d_orphan" = 0 ] || v "$d_orphan delivery row(s) without a report"
   d_bad=$(sql "$db" "SELECT COUNT(*) FROM deliveries WHERE state NOT IN ('pending', 'delivered', 'dead')")
   [ "$d_bad" = 0 ] || v "$d_bad delivery row(s) in an unknown state"

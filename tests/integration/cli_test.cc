@@ -200,7 +200,7 @@ TEST_CASE_METHOD(CliFixture, "the CLI writes signs and submits a report and the 
 
   // The admin sees the outbox (nothing delivers here: no member PACS runs in this test).
   json outbox = json::parse(Cli("ops", {"--json", "outbox"}).output)["items"];
-  CHECK(outbox.size() == 2);
+  CHECK(outbox.size() == 4);  // two reports, each its SR and its PDF copy
   CHECK(Cli("wang.li", {"outbox"}).exit_code == 1);
 }
 

@@ -70,12 +70,7 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   server.Start();
   pacs.Start();
   PushSampleConsortium(server, dir.path() / "samples", 2);
-  REQUIRE(WaitFor([&] {
-    HttpReply r = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT");
-    return r.status == 200 && r.Json()["items"].size() == 1;
-  }));
-  const std::string ct = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT")
-                             .Json()["items"][0]["study_instance_uid"];
+  const std::string ct = WaitForOneStudy(server, "member=zhuozhou&modality=CT");
   REQUIRE(server.Call("wang.li", "POST", "/api/v1/studies/" + ct + "/claim").status == 200);
   const fs::path report = dir.path() / "critical.dcm";
   WriteSignedReport(FindSampleStudy(dir.path() / "samples", ct), server.pki(), "wang.li", report, std::nullopt,
@@ -105,6 +100,14 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   REQUIRE(open.size() == 1);
   CHECK(open[0]["report_sop_instance_uid"] == sop);
   CHECK(open[0]["escalated"] == true);
+  // The signer's worklist table (not only its JSON) reminds them.
+  const fs::path wang = WriteProfile(server, "wang.li", dir.path() / "wang.li.toml");
+  auto worklist_table = [&] { return RunCommand({TELEREAD_CLI_BIN, "--profile", wang.string(), "worklist"}); };
+  CommandResult table = worklist_table();
+  INFO(table.output);
+  CHECK(table.exit_code == 0);
+  CHECK_THAT(table.output, Catch::Contains("1 critical result(s) you signed are not yet acknowledged by the member") &&
+                               Catch::Contains("report " + sop) && Catch::Contains("ESCALATED"));
   CHECK(server.Call("ops", "GET", "/api/v1/critical?state=unacknowledged").Json()["items"].size() == 1);
   CHECK(server.Call("zhao.min", "GET", "/api/v1/critical").Json()["items"].empty());  // not the signer
   CHECK(server.Call("ZZ_PACS", "GET", "/api/v1/critical").Json()["items"].size() == 1);
@@ -139,6 +142,7 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   CHECK(done[0]["acknowledged_via"] == "zhuozhou");
   CHECK(done[0]["webhook"]["state"] == "delivered");
   CHECK(server.Call("wang.li", "GET", "/api/v1/worklist").Json()["critical_unacknowledged"].empty());
+  CHECK_THAT(worklist_table().output, !Catch::Contains("critical result(s)"));
   CHECK_THAT(server.Call("ops", "GET", "/metrics").body,
              Catch::Contains("teleread_critical_unacknowledged 0\n") &&
                  Catch::Contains("teleread_turnaround_acknowledged_seconds_count 1\n"));

@@ -45,7 +45,7 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   int received = 0, copies = 0;
   for (const auto& e : fs::directory_iterator(work / "member-ZZ_PACS")) {
     received += e.path().filename().string().rfind("SR", 0) == 0;
-    copies += e.path().filename().string().rfind("DOC", 0) == 0;
+    copies += e.path().filename().string().rfind("PDF", 0) == 0;
   }
   CHECK(received == 1);
   CHECK(copies == 1);

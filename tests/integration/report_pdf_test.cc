@@ -61,12 +61,7 @@ TEST_CASE(
   server.Start();
   pacs.Start();
   PushSampleConsortium(server, dir.path() / "samples", 2);
-  REQUIRE(WaitFor([&] {
-    HttpReply r = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT");
-    return r.status == 200 && r.Json()["items"].size() == 1;
-  }));
-  const json item = server.Call("wang.li", "GET", "/api/v1/worklist?member=zhuozhou&modality=CT").Json()["items"][0];
-  const std::string ct = item["study_instance_uid"];
+  const std::string ct = WaitForOneStudy(server, "member=zhuozhou&modality=CT");
   REQUIRE(server.Call("wang.li", "POST", "/api/v1/studies/" + ct + "/claim").status == 200);
   const SampleStudy study = FindSampleStudy(dir.path() / "samples", ct);
   const fs::path report = dir.path() / "report.dcm";

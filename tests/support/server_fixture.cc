@@ -291,6 +291,16 @@ nlohmann::json WaitForWorklist(const TestServer& server, size_t n, const std::st
   return items;
 }
 
+std::string WaitForOneStudy(const TestServer& server, const std::string& query) {
+  nlohmann::json items;
+  REQUIRE(WaitFor([&] {
+    HttpReply r = server.Call("wang.li", "GET", "/api/v1/worklist?" + query);
+    if (r.status == 200) items = r.Json()["items"];
+    return r.status == 200 && items.size() == 1;
+  }));
+  return items[0]["study_instance_uid"];
+}
+
 long Metric(const TestServer& server, const std::string& name) {
   HttpReply r = server.Call("ops", "GET", "/metrics");
   REQUIRE(r.status == 200);

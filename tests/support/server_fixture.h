@@ -94,6 +94,9 @@ void IssueCert(const std::filesystem::path& pki, const std::string& kind, const 
 std::filesystem::path WriteProfile(const TestServer& server, const std::string& who, const std::filesystem::path& out);
 // Waits (generously) until `who`'s worklist holds `n` items; returns them. Fails the test if not.
 nlohmann::json WaitForWorklist(const TestServer& server, size_t n, const std::string& who = "zhao.min");
+// Waits until wang.li's worklist filtered by `query` (e.g. "member=zhuozhou&modality=CT") holds
+// exactly one study; returns its Study Instance UID. Fails the test if not.
+std::string WaitForOneStudy(const TestServer& server, const std::string& query);
 // A Prometheus metric without labels from /metrics (read as the admin "ops").
 long Metric(const TestServer& server, const std::string& name);
 

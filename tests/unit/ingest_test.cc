@@ -285,3 +285,31 @@ TEST_CASE("a deflated object is parsed from its inflated copy: large values stay
   else
     ::unsetenv("TMPDIR");
 }
+
+TEST_CASE_METHOD(IngestFixture, "a companion object lands in its object's index transaction: both or neither",
+                 "[ingest][pdf]") {
+  auto request = [&](Index::WriteFn also) {
+    const std::filesystem::path main = store.NewTempPath(), companion = store.NewTempPath();
+    std::filesystem::copy_file(ct[0], main);
+    std::filesystem::copy_file(ct[1], companion);
+    Result<InstanceSummary> a = ReadInstanceSummary(ct[0]), b = ReadInstanceSummary(ct[1]);
+    REQUIRE((a.ok() && b.ok()));
+    StoreRequest req{main, "AE", "zhuozhou", UID_CTImageStorage, a->sop_instance_uid, {}, std::move(also)};
+    req.companions.push_back(CompanionObject{companion, b.value()});
+    StoreOutcome out = ingest->Store(req);
+    CHECK_FALSE(std::filesystem::exists(main));
+    CHECK_FALSE(std::filesystem::exists(companion));
+    return out;
+  };
+  // The transaction fails after both rows were written (as a refused report would): neither stays.
+  StoreOutcome refused = request([](Database&) { return Status::Conflict("the claim changed meanwhile"); });
+  CHECK(refused.code != IngestCode::kStored);
+  CHECK(Instances() == 0);
+  CHECK(Objects() == 0);
+  // It commits: both are indexed and on disk.
+  StoreOutcome stored = request(nullptr);
+  CHECK(stored.code == IngestCode::kStored);
+  CHECK(Instances() == 2);
+  CHECK(Objects() == 2);
+  CHECK(index->FindInstance(ReadInstanceSummary(ct[1])->sop_instance_uid).has_value());
+}

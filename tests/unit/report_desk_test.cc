@@ -6,6 +6,7 @@
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 
+#include "common/encapsulated_pdf.h"
 #include "common/signing.h"
 #include "server/pki/pki.h"
 #include "tests/unit/workflow_fixture.h"
@@ -63,9 +64,12 @@ TEST_CASE_METHOD(DeskFixture, "a signed report of the claimed study is stored wi
   CHECK(r->signer == "wang.li");
   CHECK(worklist->Task(study.study_instance_uid)->state == "reported");
   CHECK(Count("reports") == 1);
-  CHECK(Count("deliveries", "state = 'pending' AND member_id = 'zhuozhou'") == 1);
+  CHECK(Count("deliveries", "state = 'pending' AND member_id = 'zhuozhou'") == 2);  // the SR and its PDF copy
   CHECK(Count("audit_log", "action = 'sign' AND actor = 'wang.li'") == 1);
-  CHECK(Count("instances") == 3);
+  CHECK(Count("instances") == 4);  // two CT slices, the SR, its PDF copy
+  CHECK_FALSE(r->pdf_sop_instance_uid.empty());
+  CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "' AND sop_class_uid = '" +
+                               kEncapsulatedPdfClass + "'") == 1);
 }
 
 TEST_CASE_METHOD(DeskFixture, "the same report sent again is accepted once and changes nothing", "[workflow][desk]") {
@@ -75,7 +79,8 @@ TEST_CASE_METHOD(DeskFixture, "the same report sent again is accepted once and c
   REQUIRE(again.ok());
   CHECK(again->resent);
   CHECK(Count("reports") == 1);
-  CHECK(Count("deliveries") == 1);
+  CHECK(Count("deliveries") == 2);  // the SR and its PDF copy, once
+  CHECK(Count("instances", "sop_class_uid = '1.2.840.10008.5.1.4.1.1.104.1'") == 1);
   CHECK(Count("audit_log", "action = 'sign'") == 1);
 }
 
