@@ -1,6 +1,6 @@
 #pragma once
 // The human-readable copy of a signed report: an A4 PDF typeset with Pango over Cairo in the
-// Noto Sans CJK SC font (Debian's fonts-noto-cjk), so that Chinese text is shaped and wrapped as
+// WenQuanYi Micro Hei font (Debian's fonts-wqy-microhei), so that Chinese text is shaped and wrapped as
 // text, never drawn with hand-written PDF operators. Long reports continue on further pages.
 //
 // Thread-safety: TypesetReportPdf may be called from many threads at once (each call has its
@@ -36,7 +36,7 @@ struct ReportPdfText {
 };
 
 // The font every copy is set in.
-inline constexpr char kReportFontFamily[] = "Noto Sans CJK SC";
+inline constexpr char kReportFontFamily[] = "WenQuanYi Micro Hei";
 
 // The PDF file's bytes. IOError when Cairo fails; InvalidArgument when some character of the text
 // has no glyph in any installed font (the copy would silently show boxes where the report has
@@ -44,7 +44,7 @@ inline constexpr char kReportFontFamily[] = "Noto Sans CJK SC";
 Result<std::string> TypesetReportPdf(const ReportPdfText& text);
 
 // Whether fontconfig resolves kReportFontFamily to that family itself (and not to a fallback):
-// checked at start-up so that a missing fonts-noto-cjk is said then, not at the first report.
+// checked at start-up so that a missing fonts-wqy-microhei is said then, not at the first report.
 Status CheckReportFont();
 
 }  // namespace teleread
