@@ -26,6 +26,7 @@ packages=(
   python3-pydicom               # public real-world test files (CT, MR, JPEG 2000, ECG, SR, charsets) for render tests
   tmux                          # drives the interactive reader in tests
   libcairo2-dev libpango1.0-dev # the reports' PDF copies: Pango lays out (and shapes, wraps) the text, Cairo writes the PDF
+  fonts-noto-cjk                # the PDF copies' fallback for the rare CJK characters WenQuanYi lacks (Extension A)
   poppler-utils                 # pdftotext: the tests read the PDF copies back as text
 )
 

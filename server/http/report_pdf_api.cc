@@ -11,12 +11,10 @@ using api::StatusFor;
 
 HttpResponse ReadingApi::ReportPdf(const std::string& sop, const std::string& format, const Identity& who) {
   if (!format.empty() && format != "pdf" && format != "dicom") return Error(400, "format must be pdf or dicom");
-  Result<StoredReport> found = reads_.ReportPdf(sop);
+  // The report's own rule: its member hospital, or the centre's radiologists and admins; another
+  // member's report is absent (404), as the SR is, so that UIDs of other hospitals are not probed.
+  Result<StoredReport> found = reads_.ReportPdf(sop, who.member_id);
   if (!found.ok()) return Error(StatusFor(found.status()), found.status().message());
-  // The report's own rule: its member hospital, or the centre's radiologists and admins.
-  if (!who.member_id.empty() && who.member_id != found->member_id) {
-    return Error(403, "report " + sop + " belongs to another member hospital");
-  }
   if (Status a = worklist_.Audit(who.id, "download", found->study_instance_uid, "PDF copy of report " + sop); !a.ok()) {
     return Error(503, "the audit trail cannot be written, so nothing is served");
   }

@@ -107,7 +107,8 @@ class PageWriter {
       PangoRectangle line;
       pango_layout_iter_get_line_extents(it, nullptr, &line);
       const double top = line.y / double{PANGO_SCALE}, height = line.height / double{PANGO_SCALE};
-      if (y_ + top + height - offset > kPageHeight - kMargin - kFooter && top > offset) {
+      // Never from the footer itself: a wrapping footer would start a page that draws a footer.
+      if (!in_footer_ && y_ + top + height - offset > kPageHeight - kMargin - kFooter && top > offset) {
         NewPage();
         offset = top;
       }
@@ -185,7 +186,13 @@ class PageWriter {
     pango_layout_set_width(layout_, static_cast<int>(width * PANGO_SCALE));
     // Chinese has no spaces: break between words where there are any, else between characters.
     pango_layout_set_wrap(layout_, PANGO_WRAP_WORD_CHAR);
-    pango_layout_set_text(layout_, text.data(), static_cast<int>(text.size()));
+    // DICOM text may hold form feeds and other C0 controls (pasted from word processors); Pango
+    // would count each as a missing glyph.
+    std::string clean = text;
+    for (char& c : clean) {
+      if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') c = ' ';
+    }
+    pango_layout_set_text(layout_, clean.data(), static_cast<int>(clean.size()));
     unknown_glyphs_ += pango_layout_get_unknown_glyphs_count(layout_);
   }
 
@@ -194,7 +201,9 @@ class PageWriter {
     y_ = kPageHeight - kMargin - kFooter + 10;
     Rule(kGrey, 0.4);
     y_ += 3;
+    in_footer_ = true;
     Paragraph(footer_ + "  ·  page " + std::to_string(page_), kSmall, kGrey);
+    in_footer_ = false;
     y_ = y;
   }
 
@@ -211,6 +220,7 @@ class PageWriter {
   double y_ = kMargin;
   int page_ = 1;
   int unknown_glyphs_ = 0;
+  bool in_footer_ = false;
   std::string footer_;
 };
 
@@ -270,18 +280,23 @@ Result<std::string> TypesetReportPdf(const ReportPdfText& t) {
                        "。 This PDF is a copy for systems that cannot show a DICOM SR: the digitally signed DICOM SR "
                        "report is the authoritative copy.",
                    kSmall + 0.5, kGrey);
-    if (Status s = page.Finish(); !s.ok()) return s;
+    // The signed SR must not be refused for its copy: a character no installed font has is shown
+    // as a box, and the copy says so.
     if (page.unknown_glyphs() > 0) {
-      return Status::InvalidArgument(std::to_string(page.unknown_glyphs()) +
-                                     " character(s) of the report have no glyph in the installed fonts (is "
-                                     "fonts-wqy-microhei installed?)");
+      page.Gap(6);
+      page.Paragraph(std::to_string(page.unknown_glyphs()) +
+                         " character(s) of this report cannot be shown in this copy (no installed font has them): "
+                         "read the signed SR.",
+                     kBody, kRed);
     }
+    if (Status s = page.Finish(); !s.ok()) return s;
   }
   return pdf;
 }
 
 Status CheckReportFont() {
-  PangoFontMap* map = pango_cairo_font_map_get_default();  // owned by Pango
+  // A map of its own: the main thread's default map would live, with its caches, until exit.
+  PangoFontMap* map = pango_cairo_font_map_new();
   PangoContext* context = pango_font_map_create_context(map);
   PangoFontDescription* wanted = pango_font_description_from_string(kReportFontFamily);
   PangoFont* font = pango_font_map_load_font(map, context, wanted);
@@ -294,6 +309,7 @@ Status CheckReportFont() {
   }
   pango_font_description_free(wanted);
   g_object_unref(context);
+  g_object_unref(map);
   if (family == kReportFontFamily) return Status::Ok();
   return Status::NotFound(std::string("the report font '") + kReportFontFamily + "' is not installed (got '" + family +
                           "'): install fonts-wqy-microhei, or PDF copies of reports cannot be made");

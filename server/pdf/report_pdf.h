@@ -38,9 +38,8 @@ struct ReportPdfText {
 // The font every copy is set in.
 inline constexpr char kReportFontFamily[] = "WenQuanYi Micro Hei";
 
-// The PDF file's bytes. IOError when Cairo fails; InvalidArgument when some character of the text
-// has no glyph in any installed font (the copy would silently show boxes where the report has
-// words: the centre must install the font rather than hand out such a copy).
+// The PDF file's bytes; IOError when Cairo fails. A character no installed font has is drawn as
+// a box and the copy ends with a red line saying how many (the signed SR is never refused for it).
 Result<std::string> TypesetReportPdf(const ReportPdfText& text);
 
 // Whether fontconfig resolves kReportFontFamily to that family itself (and not to a fallback):

@@ -24,11 +24,16 @@ Result<std::vector<DeliveryRow>> DeliveryStore::Due(int64_t now, int limit, int6
   *next_ms = 0;
   Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
-  Statement q(db.value()->handle(),
-              std::string(kRowColumns) +
-                  "WHERE d.state = 'pending' ORDER BY d.next_attempt_ms > ?2, CASE WHEN d.next_attempt_ms <= ?2 "
-                  "THEN -COALESCE(r.critical, 0) ELSE 0 END, d.next_attempt_ms, d.id LIMIT ?1");
-  q.Bind(1, int64_t{limit}).Bind(2, now);  // of the due ones, critical results go first
+  Statement q(
+      db.value()->handle(),
+      std::string(kRowColumns) +
+          "WHERE d.state = 'pending' AND (d.sop_instance_uid = d.report_sop_instance_uid OR EXISTS (SELECT 1 "
+          "FROM deliveries s WHERE s.sop_instance_uid = d.report_sop_instance_uid AND s.member_id = d.member_id "
+          "AND s.state = 'delivered')) ORDER BY d.next_attempt_ms > ?2, CASE WHEN d.next_attempt_ms <= ?2 "
+          "THEN -COALESCE(r.critical, 0) ELSE 0 END, d.next_attempt_ms, d.id LIMIT ?1");
+  // Of the due ones, critical results go first; a PDF copy waits until its SR is delivered, so
+  // the member never holds a copy without the signed original, whatever failed in between.
+  q.Bind(1, int64_t{limit}).Bind(2, now);
   std::vector<DeliveryRow> due;
   for (;;) {
     Result<bool> row = q.Step();

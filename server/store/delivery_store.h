@@ -56,7 +56,7 @@ class DeliveryStore {
   explicit DeliveryStore(Index& index) : index_(index) {}
 
   // Pending rows due at `now_ms`, in order, at most `limit`; `*next_ms` gets the time of the
-  // next one not yet due (0: none).
+  // next one not yet due (0: none). A PDF copy's row is due only once its SR reached that member.
   Result<std::vector<DeliveryRow>> Due(int64_t now_ms, int limit, int64_t* next_ms) const;
   // nullopt when the report is not in the index.
   Result<std::optional<DeliveryItem>> Item(const std::string& sop_instance_uid) const;

@@ -185,14 +185,14 @@ Result<StoredReport> StudyReads::Report(const std::string& sop, const std::strin
   return StoredReport{q.Text(0), q.Text(1), ""};
 }
 
-Result<StoredReport> StudyReads::ReportPdf(const std::string& sop) const {
+Result<StoredReport> StudyReads::ReportPdf(const std::string& sop, const std::string& member_scope) const {
   Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
               "SELECT i.path, st.study_instance_uid, st.member_id FROM reports r JOIN studies st ON st.id = "
               "r.study_pk JOIN instances i ON i.sop_instance_uid = r.pdf_sop_instance_uid WHERE r.sop_instance_uid = "
-              "?1 AND r.pdf_sop_instance_uid <> ''");
-  q.Bind(1, sop);
+              "?1 AND r.pdf_sop_instance_uid <> '' AND (?2 = '' OR st.member_id = ?2)");
+  q.Bind(1, sop).Bind(2, member_scope);
   Result<bool> row = q.Step();
   if (!row.ok()) return row.status();
   if (!row.value()) return Status::NotFound("no PDF copy of report " + sop);

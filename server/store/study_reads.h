@@ -97,7 +97,8 @@ class StudyReads {
   Result<std::vector<ReportListing>> Reports(const ReportQuery& query) const;
   // The PDF copy of report `sop_instance_uid` (its Encapsulated PDF instance) and whose it is;
   // NotFound when there is no such report or it has no copy.
-  Result<StoredReport> ReportPdf(const std::string& sop_instance_uid) const;
+  // Scoped like Report: another member's report reads as absent.
+  Result<StoredReport> ReportPdf(const std::string& sop_instance_uid, const std::string& member_scope) const;
   // NotFound when there is no such report within `member_scope` (another member's is absent).
   Result<StoredReport> Report(const std::string& sop_instance_uid, const std::string& member_scope) const;
 

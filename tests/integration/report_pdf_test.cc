@@ -147,14 +147,16 @@ TEST_CASE(
   REQUIRE(fetched.ok());
   CHECK(fetched.value() == pdf.value());
 
-  // The API serves the document itself to the owning member and the centre; another member is refused.
+  // The API serves the document itself to the owning member and the centre.
   IssueCert(server.pki(), "member", "ZZ_PACS");
   IssueCert(server.pki(), "member", "LS_PACS");
   CommandResult api =
       server.Curl("ZZ_PACS", "GET", "/api/v1/reports/" + sop + "/pdf", {"-o", (dir.path() / "api.pdf").string()});
   CHECK_THAT(api.output, Catch::EndsWith("200"));
   CHECK(ReadFile(dir.path() / "api.pdf") == pdf.value());
-  CHECK(server.Call("LS_PACS", "GET", "/api/v1/reports/" + sop + "/pdf").status == 403);
+  // Another member's report is absent to it, as the SR itself is: no probing of other hospitals' UIDs.
+  CHECK(server.Call("LS_PACS", "GET", "/api/v1/reports/" + sop + "/pdf").status == 404);
+  CHECK(server.Call("LS_PACS", "GET", "/api/v1/reports/" + sop).status == 404);
   CHECK(server.Call("ops", "GET", "/api/v1/reports/" + sop + "/pdf").status == 200);
   CHECK(server.Call("wang.li", "GET", "/api/v1/reports/1.2.3.4/pdf").status == 404);
   CHECK(AuditTrail(server.storage(), "download").size() >= 2);
