@@ -12,7 +12,8 @@
 #   TELEREAD_DEMO_DIR         where data, samples, PNGs and logs go (default: var/demo)
 #   TELEREAD_DEMO_PORT        DICOM port (default 11112); HTTPS: TELEREAD_DEMO_HTTPS_PORT (8443);
 #                             DICOM TLS: TELEREAD_DEMO_TLS_PORT (2762)
-#   TELEREAD_DEMO_MEMBER_PORT first member PACS port (default 11201; the second is +1)
+#   TELEREAD_DEMO_MEMBER_PORT first member PACS port (default 11201); the second's:
+#                             TELEREAD_DEMO_MEMBER2_PORT (default the first + 1)
 #   TELEREAD_DEMO_CT_SLICES   slices in the sample CT (default 40)
 #   TELEREAD_DEMO_NO_BUILD=1  skip install and build (the tests run the demo on their build)
 set -euo pipefail
@@ -27,7 +28,7 @@ port=${TELEREAD_DEMO_PORT:-11112}
 https_port=${TELEREAD_DEMO_HTTPS_PORT:-8443}
 tls_port=${TELEREAD_DEMO_TLS_PORT:-2762}
 zz_port=${TELEREAD_DEMO_MEMBER_PORT:-11201}
-ls_port=$((zz_port + 1))
+ls_port=${TELEREAD_DEMO_MEMBER2_PORT:-$((zz_port + 1))}
 export TCP_NODELAY=1  # DCMTK's tools with Nagle off, as a tuned PACS runs
 server_bin=$build/server/teleread-server
 started=$(date +%s)

@@ -11,13 +11,14 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   ScratchDir dir;
   const fs::path build = fs::path(TELEREAD_SERVER_BIN).parent_path().parent_path();
   const fs::path work = dir.path() / "demo";
-  const uint16_t ports[] = {FreePort(), FreePort(), FreePort(), FreePort()};
+  const uint16_t ports[] = {FreePort(), FreePort(), FreePort(), FreePort(), FreePort()};
   for (uint16_t p : ports) ReleasePort(p);  // the demo's processes bind them now
   CommandResult r = RunCommand(
       {"/usr/bin/env", "TELEREAD_DEMO_NO_BUILD=1", "TELEREAD_BUILD_DIR=" + build.string(),
        "TELEREAD_DEMO_DIR=" + work.string(), "TELEREAD_DEMO_PORT=" + std::to_string(ports[0]),
        "TELEREAD_DEMO_HTTPS_PORT=" + std::to_string(ports[1]), "TELEREAD_DEMO_TLS_PORT=" + std::to_string(ports[2]),
-       "TELEREAD_DEMO_MEMBER_PORT=" + std::to_string(ports[3]), "TELEREAD_DEMO_CT_SLICES=4", "/bin/bash",
+       "TELEREAD_DEMO_MEMBER_PORT=" + std::to_string(ports[3]),
+       "TELEREAD_DEMO_MEMBER2_PORT=" + std::to_string(ports[4]), "TELEREAD_DEMO_CT_SLICES=4", "/bin/bash",
        std::string(TELEREAD_SOURCE_DIR) + "/samples/demo.sh"},
       std::chrono::seconds(240));
   INFO(r.output);
