@@ -171,32 +171,29 @@ Result<std::vector<ReportListing>> StudyReads::Reports(const ReportQuery& query)
   return items;
 }
 
-Result<StoredReport> StudyReads::Report(const std::string& sop, const std::string& member_scope) const {
+// The stored object a report row names in `column` (the SR itself or its PDF copy), scoped like
+// every member read: another member's report reads as absent.
+Result<StoredReport> StudyReads::ReportObject(const std::string& sop, const std::string& member_scope,
+                                              const char* column, const std::string& what) const {
   Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
   Statement q(db.value()->handle(),
-              "SELECT i.path, st.study_instance_uid FROM reports r JOIN studies st ON st.id = r.study_pk "
-              "JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid WHERE r.sop_instance_uid = ?1 "
-              "AND (?2 = '' OR st.member_id = ?2)");
+              std::string("SELECT i.path, st.study_instance_uid FROM reports r JOIN studies st ON st.id = r.study_pk "
+                          "JOIN instances i ON i.sop_instance_uid = r.") +
+                  column + " WHERE r.sop_instance_uid = ?1 AND (?2 = '' OR st.member_id = ?2)");
   q.Bind(1, sop).Bind(2, member_scope);
   Result<bool> row = q.Step();
   if (!row.ok()) return row.status();
-  if (!row.value()) return Status::NotFound("no report " + sop);
-  return StoredReport{q.Text(0), q.Text(1), ""};
+  if (!row.value()) return Status::NotFound("no " + what + sop);
+  return StoredReport{q.Text(0), q.Text(1)};
+}
+
+Result<StoredReport> StudyReads::Report(const std::string& sop, const std::string& member_scope) const {
+  return ReportObject(sop, member_scope, "sop_instance_uid", "report ");
 }
 
 Result<StoredReport> StudyReads::ReportPdf(const std::string& sop, const std::string& member_scope) const {
-  Result<PooledReader> db = index_.OpenReader();
-  if (!db.ok()) return db.status();
-  Statement q(db.value()->handle(),
-              "SELECT i.path, st.study_instance_uid, st.member_id FROM reports r JOIN studies st ON st.id = "
-              "r.study_pk JOIN instances i ON i.sop_instance_uid = r.pdf_sop_instance_uid WHERE r.sop_instance_uid = "
-              "?1 AND r.pdf_sop_instance_uid <> '' AND (?2 = '' OR st.member_id = ?2)");
-  q.Bind(1, sop).Bind(2, member_scope);
-  Result<bool> row = q.Step();
-  if (!row.ok()) return row.status();
-  if (!row.value()) return Status::NotFound("no PDF copy of report " + sop);
-  return StoredReport{q.Text(0), q.Text(1), q.Text(2)};
+  return ReportObject(sop, member_scope, "pdf_sop_instance_uid", "PDF copy of report ");
 }
 
 }  // namespace teleread

@@ -78,7 +78,6 @@ struct ReportListing {
 struct StoredReport {
   std::string relative_path;
   std::string study_instance_uid;
-  std::string member_id;  // whose study it is (set by ReportPdf)
 };
 
 class StudyReads {
@@ -103,6 +102,8 @@ class StudyReads {
   Result<StoredReport> Report(const std::string& sop_instance_uid, const std::string& member_scope) const;
 
  private:
+  Result<StoredReport> ReportObject(const std::string& sop, const std::string& member_scope, const char* column,
+                                    const std::string& what) const;
   const Index& index_;
 };
 
