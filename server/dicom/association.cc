@@ -9,10 +9,12 @@
 
 #include <cstdio>
 #include <iterator>
+#include <memory>
 #include <optional>
 
 #include "common/log.h"
 #include "server/dicom/commitment.h"
+#include "server/dicom/concurrent_audit.h"
 #include "server/dicom/dimse_status.h"
 #include "server/dicom/qr_scp.h"
 #include "server/dicom/receive.h"
@@ -287,8 +289,10 @@ class Association {
     }
   }
 
-  QrEnv QrEnvironment() const {
-    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout, env_.tls, env_.audit};
+  QrEnv QrEnvironment() {
+    if (env_.audit && !find_audit_) find_audit_ = std::make_unique<ConcurrentAudit>(*env_.audit);
+    return QrEnv{env_.config,        env_.engine, env_.store, *caller_,         peer_,
+                 env_.dimse_timeout, env_.tls,    env_.audit, find_audit_.get()};
   }
 
   // Reads the data set into a temp file exactly as it came over the wire, then hands it to Ingest.
@@ -371,6 +375,7 @@ class Association {
   std::optional<Caller> caller_;
   bool slot_held_ = false;
   std::vector<CommitmentReport> deferred_reports_;
+  std::unique_ptr<ConcurrentAudit> find_audit_;  // C-FIND's audit writer, started by the first
   uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
 };
 

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <set>
@@ -17,7 +18,9 @@
 #include "common/dicom.h"
 #include "common/log.h"
 #include "server/dicom/dicom_tls.h"
+#include "server/dicom/concurrent_audit.h"
 #include "server/dicom/dimse_status.h"
+#include "server/dicom/find_responses.h"
 #include "server/dicom/receive.h"
 #include "server/dicom/store_scu.h"
 
@@ -436,6 +439,16 @@ OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContex
   return EC_Normal;
 }
 
+// Who asked for what: the entry every query and retrieve writes to the audit trail.
+AuditEntry AuditEntryFor(const QrEnv& env, const char* what, DcmDataset& ids) {
+  OFString level;
+  ids.findAndGetOFString(DCM_QueryRetrieveLevel, level);
+  OFString study;
+  ids.findAndGetOFString(DCM_StudyInstanceUID, study);
+  const std::string actor = env.caller.member_id.empty() ? env.caller.ae_title : env.caller.member_id;
+  return {actor, what, study.c_str(), std::string(level.c_str()) + " from " + env.peer};
+}
+
 // DCMTK's provider loop (dimfind.cc, dimmove.cc, dimget.cc) around an identifier read as above:
 // `step` is the operation's callback, `send` its DIMSE_send*Response.
 template <typename Request, typename Response, typename Step, typename Send>
@@ -456,13 +469,7 @@ OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_i
   }
   // What leaves over DICOM is audited like what leaves over HTTPS, and never unaudited.
   if (env.audit) {
-    OFString level;
-    ids.file->dataset().findAndGetOFString(DCM_QueryRetrieveLevel, level);
-    OFString study;
-    ids.file->dataset().findAndGetOFString(DCM_StudyInstanceUID, study);
-    const std::string actor = env.caller.member_id.empty() ? env.caller.ae_title : env.caller.member_id;
-    if (Status a = env.audit->Append({actor, what, study.c_str(), std::string(level.c_str()) + " from " + env.peer});
-        !a.ok()) {
+    if (Status a = env.audit->Append(AuditEntryFor(env, what, ids.file->dataset())); !a.ok()) {
       spdlog::error("{} from {} refused: audit entry not written: {}", what, Who(env), a.message());
       rsp.DimseStatus = dimse::kUnableToProcess;
       DcmDataset* detail = nullptr;
@@ -487,6 +494,124 @@ OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_i
   return cond;
 }
 
+// C-FIND on a Little Endian context: the same steps as FindCallback in Provide's loop, with
+// the responses written by FindResponseWriter. The audit entry is written while the query runs
+// (env.find_audit) and nothing is sent before it is durable. A C-CANCEL is looked for before
+// the first match and before each batch goes out (at most kFlushBytes or kFlushAge apart).
+OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, FindState& st,
+                             FindResponseWriter& out) {
+  constexpr size_t kFlushBytes = 64 * 1024;
+  constexpr auto kFlushAge = std::chrono::milliseconds(10);
+  const QrEnv& env = st.env;
+  // Before anything leaves: the entry durable, else the query refused (and nothing it found sent).
+  bool audit_pending = false;
+  Status audit = Status::Ok();
+  auto audited = [&] {
+    if (audit_pending) {
+      audit = env.find_audit->Wait();
+      audit_pending = false;
+      if (!audit.ok()) spdlog::error("C-FIND from {} refused: audit entry not written: {}", Who(env), audit.message());
+    }
+    return audit.ok();
+  };
+  // A response DCMTK encodes (refusals, errors): after what is buffered, in order.
+  auto send = [&](uint16_t status, const std::string& comment) {
+    st.failed = true;
+    OFCondition cond = out.Flush();
+    T_DIMSE_C_FindRSP rsp{};
+    rsp.DimseStatus = status;
+    DcmDataset* detail = nullptr;
+    AddErrorComment(&detail, comment);
+    if (cond.good()) cond = DIMSE_sendFindResponse(assoc, pres_id, &req, &rsp, nullptr, detail);
+    delete detail;
+    return cond;
+  };
+  auto fail = [&](uint16_t status, const std::string& comment) {
+    if (!audited()) {
+      out.Discard();
+      return send(dimse::kUnableToProcess, "the audit trail cannot be written");
+    }
+    return send(status, comment);
+  };
+  auto flush = [&]() -> OFCondition {
+    if (out.buffered() == 0) return EC_Normal;
+    if (!audited()) {
+      out.Discard();
+      return send(dimse::kUnableToProcess, "the audit trail cannot be written");
+    }
+    return out.Flush();
+  };
+  Identifier ids;
+  OFCondition cond = ReceiveIdentifier(assoc, pres_id, req.AffectedSOPClassUID, env, ids);
+  if (cond.bad()) return cond;
+  if (!ids.file) {
+    spdlog::warn("C-FIND from {} refused: {}", Who(env), ids.error);
+    return send(ids.status, ids.error);
+  }
+  if (env.audit && env.find_audit) {
+    env.find_audit->Start(AuditEntryFor(env, "C-FIND", ids.file->dataset()));
+    audit_pending = true;
+  } else if (env.audit) {
+    audit = env.audit->Append(AuditEntryFor(env, "C-FIND", ids.file->dataset()));
+    if (!audit.ok()) spdlog::error("C-FIND from {} refused: audit entry not written: {}", Who(env), audit.message());
+  }
+  if (!audit.ok()) return send(dimse::kUnableToProcess, "the audit trail cannot be written");
+  DcmDataset& request_ids = ids.file->dataset();
+  st.parsed = Parse(&request_ids, st.sop_class, env.caller.member_id);
+  OFString level;
+  request_ids.findAndGetOFString(DCM_QueryRetrieveLevel, level);
+  st.level_text = level.c_str();
+  if (!st.parsed.error.empty()) {
+    spdlog::warn("C-FIND from {} refused: {}", Who(env), st.parsed.error);
+    return fail(dimse::kIdentifierDoesNotMatch, st.parsed.error);
+  }
+  Result<std::unique_ptr<FindCursor>> cursor = env.engine.Find(st.parsed.request);
+  if (!cursor.ok()) {
+    spdlog::warn("C-FIND from {} failed: {}", Who(env), cursor.status().ToString());
+    return fail(cursor.status().code() == Status::Code::kInvalidArgument ? dimse::kIdentifierDoesNotMatch
+                                                                        : dimse::kUnableToProcess,
+                cursor.status().message());
+  }
+  std::vector<uint32_t> keys;
+  for (const DcmTagKey& k : st.parsed.return_keys) keys.push_back(TagOf(k));
+  std::unique_ptr<IdentifierEncoder> encoder =
+      IdentifierEncoder::Create(keys, out.explicit_vr(), st.level_text, env.config.centre.ae_title);
+  const std::string wanted = st.parsed.charset.empty() ? "ISO_IR 192" : st.parsed.charset;
+  auto last_flush = std::chrono::steady_clock::now();
+  FindRow row;
+  std::string identifier;
+  for (bool first = true;; first = false) {
+    const auto now = std::chrono::steady_clock::now();
+    if (first || out.buffered() >= kFlushBytes || (out.buffered() > 0 && now - last_flush >= kFlushAge)) {
+      if ((cond = flush()).bad() || st.failed) return cond;
+      last_flush = now;
+      cond = DIMSE_checkForCancelRQ(assoc, pres_id, req.MessageID);
+      if (cond.good()) {
+        out.Final(dimse::kCancel);
+        return flush();
+      }
+      if (cond != DIMSE_NODATAAVAILABLE) return cond;
+    }
+    Result<bool> next = cursor.value()->Next(&row);
+    if (!next.ok()) return fail(dimse::kUnableToProcess, next.status().message());
+    if (!next.value()) {
+      out.Final(dimse::kSuccess);
+      return flush();
+    }
+    identifier.clear();
+    const bool fast = encoder && (encoder->Encode(row, wanted, &identifier) ||
+                                  encoder->Encode(row, "ISO_IR 192", &identifier));
+    if (!fast) {
+      std::unique_ptr<DcmDataset> ds = BuildResponse(st.parsed, row, st.level_text.c_str(), env.config.centre.ae_title);
+      if (!ds || !EncodeIdentifier(*ds, out.transfer_syntax(), &identifier)) {
+        return fail(dimse::kUnableToProcess, "cannot encode a match");
+      }
+    }
+    ++st.matches;
+    out.Pending(identifier);
+  }
+}
+
 }  // namespace
 
 Result<FindRequest> ReadQueryIdentifier(const std::filesystem::path& file, const std::string& sop_class,
@@ -500,7 +625,8 @@ Result<FindRequest> ReadQueryIdentifier(const std::filesystem::path& file, const
 
 OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
   FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};
-  OFCondition cond = Provide<T_DIMSE_C_FindRQ, T_DIMSE_C_FindRSP>(
+  std::unique_ptr<FindResponseWriter> writer = FindResponseWriter::ForContext(assoc, pres_id, req);
+  OFCondition cond = writer ? ServeFindBatched(assoc, pres_id, req, st, *writer) : Provide<T_DIMSE_C_FindRQ, T_DIMSE_C_FindRSP>(
       assoc, pres_id, req, env, "C-FIND",
       [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids,
           DcmDataset** detail) { FindCallback(&st, cancelled, &req, ids, count, rsp, rsp_ids, detail); },

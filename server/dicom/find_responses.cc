@@ -1,0 +1,268 @@
+#include "server/dicom/find_responses.h"
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcostrmb.h"
+#include "dcmtk/dcmdata/dctag.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmnet/assoc.h"
+#include "dcmtk/dcmnet/dcmtrans.h"
+#include "dcmtk/dcmnet/dimse.h"
+#include "dcmtk/dcmnet/dul.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/dicom.h"
+#include "server/dicom/dimse_status.h"
+
+namespace teleread {
+namespace {
+
+void U16(std::string* out, uint16_t v) {
+  out->push_back(static_cast<char>(v & 0xFF));
+  out->push_back(static_cast<char>(v >> 8));
+}
+void U32(std::string* out, uint32_t v) {
+  U16(out, static_cast<uint16_t>(v & 0xFFFF));
+  U16(out, static_cast<uint16_t>(v >> 16));
+}
+void U32BigEndian(char* at, uint32_t v) {
+  at[0] = static_cast<char>(v >> 24);
+  at[1] = static_cast<char>(v >> 16);
+  at[2] = static_cast<char>(v >> 8);
+  at[3] = static_cast<char>(v);
+}
+
+// Implicit VR Little Endian, as every command set is.
+void CommandElement(std::string* out, uint16_t element, std::string_view value) {
+  U16(out, 0x0000);
+  U16(out, element);
+  U32(out, static_cast<uint32_t>(value.size()));
+  out->append(value);
+}
+void CommandUs(std::string* out, uint16_t element, uint16_t value) {
+  std::string v;
+  U16(&v, value);
+  CommandElement(out, element, v);
+}
+
+bool IsTextVr(DcmEVR vr) {
+  switch (vr) {
+    case EVR_AE: case EVR_AS: case EVR_CS: case EVR_DA: case EVR_DS: case EVR_DT: case EVR_IS: case EVR_LO:
+    case EVR_LT: case EVR_PN: case EVR_SH: case EVR_ST: case EVR_TM: case EVR_UI: case EVR_UC: case EVR_UR:
+    case EVR_UT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+constexpr uint32_t kSpecificCharacterSet = 0x00080005;
+constexpr uint32_t kQueryRetrieveLevel = 0x00080052;
+constexpr uint32_t kRetrieveAeTitle = 0x00080054;
+constexpr uint32_t kInstanceAvailability = 0x00080056;
+
+}  // namespace
+
+std::unique_ptr<IdentifierEncoder> IdentifierEncoder::Create(const std::vector<uint32_t>& keys, bool explicit_vr,
+                                                             std::string level, std::string our_ae) {
+  auto e = std::unique_ptr<IdentifierEncoder>(new IdentifierEncoder());
+  e->explicit_vr_ = explicit_vr;
+  e->level_ = std::move(level);
+  e->our_ae_ = std::move(our_ae);
+  std::vector<uint32_t> tags = keys;
+  tags.push_back(kSpecificCharacterSet);
+  tags.push_back(kQueryRetrieveLevel);
+  std::sort(tags.begin(), tags.end());
+  tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
+  for (uint32_t tag : tags) {
+    const DcmTag dtag(static_cast<Uint16>(tag >> 16), static_cast<Uint16>(tag & 0xFFFF));
+    const DcmEVR evr = dtag.getEVR();
+    if (!IsTextVr(evr)) return nullptr;
+    Key k{};
+    k.tag = tag;
+    std::memcpy(k.vr, DcmVR(evr).getVRName(), 2);
+    k.long_length = evr == EVR_UC || evr == EVR_UR || evr == EVR_UT;
+    k.pad = evr == EVR_UI ? '\0' : ' ';
+    k.column = -1;
+    k.source = tag == kSpecificCharacterSet  ? Source::kCharset
+               : tag == kQueryRetrieveLevel  ? Source::kLevel
+               : tag == kRetrieveAeTitle     ? Source::kRetrieveAe
+               : tag == kInstanceAvailability ? Source::kAvailability
+                                              : Source::kRow;
+    e->keys_.push_back(k);
+  }
+  return e;
+}
+
+bool IdentifierEncoder::Encode(const FindRow& row, const std::string& charset, std::string* out) {
+  if (!columns_known_) {
+    // What the index knows wins over the fixed values, as in the DcmDataset path.
+    for (Key& k : keys_) {
+      if (k.source == Source::kCharset || k.source == Source::kLevel) continue;
+      for (size_t i = 0; i < row.size(); ++i) {
+        if (row[i].first == k.tag) {
+          k.column = static_cast<int>(i);
+          k.source = Source::kRow;
+          break;
+        }
+      }
+      if (k.column < 0 && k.source == Source::kRow) k.source = Source::kEmpty;
+    }
+    columns_known_ = true;
+  }
+  const size_t start = out->size();
+  std::string encoded;
+  for (const Key& k : keys_) {
+    std::string_view value;
+    bool text = false;  // a value from the index or ours, in the response's character set
+    switch (k.source) {
+      case Source::kCharset: value = charset; break;
+      case Source::kLevel: value = level_; break;
+      case Source::kRow: value = row[static_cast<size_t>(k.column)].second, text = true; break;
+      case Source::kRetrieveAe: value = our_ae_, text = true; break;
+      case Source::kAvailability: value = "ONLINE", text = true; break;
+      case Source::kEmpty: break;
+    }
+    if (text && !value.empty()) {
+      Result<std::string> e = EncodeFromUtf8(charset, value);
+      if (!e.ok()) {
+        out->resize(start);
+        return false;
+      }
+      encoded = std::move(e.value());
+      value = encoded;
+    }
+    const size_t padded = value.size() + (value.size() & 1);
+    if (!k.long_length && explicit_vr_ && padded > 0xFFFF) {
+      out->resize(start);
+      return false;
+    }
+    U16(out, static_cast<uint16_t>(k.tag >> 16));
+    U16(out, static_cast<uint16_t>(k.tag & 0xFFFF));
+    if (!explicit_vr_) {
+      U32(out, static_cast<uint32_t>(padded));
+    } else if (k.long_length) {
+      out->append(k.vr, 2);
+      U16(out, 0);
+      U32(out, static_cast<uint32_t>(padded));
+    } else {
+      out->append(k.vr, 2);
+      U16(out, static_cast<uint16_t>(padded));
+    }
+    out->append(value);
+    if (padded != value.size()) out->push_back(k.pad);
+  }
+  return true;
+}
+
+bool EncodeIdentifier(DcmDataset& ds, int xfer, std::string* out) {
+  const auto syntax = static_cast<E_TransferSyntax>(xfer);
+  const Uint32 length = ds.calcElementLength(syntax, EET_ExplicitLength);
+  if (length == DCM_UndefinedLength) return false;
+  std::string buf(length, '\0');
+  DcmOutputBufferStream stream(buf.data(), length);
+  ds.transferInit();
+  const OFCondition cond = ds.write(stream, syntax, EET_ExplicitLength, nullptr);
+  ds.transferEnd();
+  if (cond.bad()) return false;
+  void* data = nullptr;
+  offile_off_t written = 0;
+  stream.flushBuffer(data, written);
+  out->append(buf.data(), static_cast<size_t>(written));
+  return true;
+}
+
+std::unique_ptr<FindResponseWriter> FindResponseWriter::ForContext(T_ASC_Association* assoc, unsigned char pres_id,
+                                                                   const T_DIMSE_C_FindRQ& req) {
+  T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return nullptr;
+  const std::string ts = pc.acceptedTransferSyntax;
+  auto w = std::unique_ptr<FindResponseWriter>(new FindResponseWriter());
+  if (ts == UID_LittleEndianExplicitTransferSyntax) {
+    w->explicit_vr_ = true;
+    w->xfer_ = EXS_LittleEndianExplicit;
+  } else if (ts == UID_LittleEndianImplicitTransferSyntax) {
+    w->xfer_ = EXS_LittleEndianImplicit;
+  } else {
+    return nullptr;
+  }
+  if (DUL_getTransportConnection(assoc->DULassociation) == nullptr) return nullptr;
+  w->assoc_ = assoc;
+  w->pres_id_ = pres_id;
+  const long their_max = assoc->params->theirMaxPDUReceiveSize;
+  // 0: no limit. Below 4096 (DCMTK's minimum) a PDU would hold too little to be worth it.
+  w->max_pdu_body_ = their_max <= 0 ? size_t{1} << 20 : std::max<size_t>(static_cast<size_t>(their_max), 4096);
+  std::string uid = req.AffectedSOPClassUID;
+  if (uid.size() & 1) uid.push_back('\0');
+  CommandElement(&w->command_head_, 0x0002, uid);
+  CommandUs(&w->command_head_, 0x0100, DIMSE_C_FIND_RSP);
+  CommandUs(&w->command_head_, 0x0120, req.MessageID);
+  return w;
+}
+
+void FindResponseWriter::Pending(std::string_view identifier) { Message(dimse::kPending, &identifier); }
+
+void FindResponseWriter::Final(uint16_t status) { Message(status, nullptr); }
+
+void FindResponseWriter::Message(uint16_t status, const std::string_view* identifier) {
+  std::string elements = command_head_;
+  CommandUs(&elements, 0x0800, identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL);
+  CommandUs(&elements, 0x0900, status);
+  std::string command;
+  CommandElement(&command, 0x0000, [&] {
+    std::string v;
+    U32(&v, static_cast<uint32_t>(elements.size()));
+    return v;
+  }());
+  command += elements;
+  size_t pdu_start = std::string::npos;
+  AddPdvs(command, true, &pdu_start);
+  if (identifier) AddPdvs(*identifier, false, &pdu_start);
+  if (pdu_start != std::string::npos) U32BigEndian(&buffer_[pdu_start + 2], static_cast<uint32_t>(buffer_.size() - pdu_start - 6));
+}
+
+// PDVs of at most what fits in the open PDU, opening PDUs as needed (PS3.8 9.3.5, E.2).
+void FindResponseWriter::AddPdvs(std::string_view bytes, bool command, size_t* pdu_start) {
+  size_t offset = 0;
+  do {
+    size_t used = *pdu_start == std::string::npos ? max_pdu_body_ : buffer_.size() - *pdu_start - 6;
+    if (max_pdu_body_ - used < 7) {  // close the PDU (its length) and open the next
+      if (*pdu_start != std::string::npos) {
+        U32BigEndian(&buffer_[*pdu_start + 2], static_cast<uint32_t>(buffer_.size() - *pdu_start - 6));
+      }
+      *pdu_start = buffer_.size();
+      buffer_.append("\x04\x00\x00\x00\x00\x00", 6);
+      used = 0;
+    }
+    const size_t n = std::min(bytes.size() - offset, max_pdu_body_ - used - 6);
+    const bool last = offset + n == bytes.size();
+    char head[6];
+    U32BigEndian(head, static_cast<uint32_t>(n + 2));
+    head[4] = static_cast<char>(pres_id_);
+    head[5] = static_cast<char>((command ? 0x01 : 0x00) | (last ? 0x02 : 0x00));
+    buffer_.append(head, 6);
+    buffer_.append(bytes.substr(offset, n));
+    offset += n;
+  } while (offset < bytes.size());
+}
+
+OFCondition FindResponseWriter::Flush() {
+  DcmTransportConnection* conn = DUL_getTransportConnection(assoc_->DULassociation);
+  size_t done = 0;
+  while (done < buffer_.size()) {
+    const ssize_t n = conn == nullptr ? -1 : conn->write(buffer_.data() + done, buffer_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      buffer_.clear();
+      return DIMSE_SENDFAILED;
+    }
+    done += static_cast<size_t>(n);
+  }
+  buffer_.clear();
+  return EC_Normal;
+}
+
+}  // namespace teleread
