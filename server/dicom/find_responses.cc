@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 
 #include "common/dicom.h"
 #include "server/dicom/dimse_status.h"
@@ -49,14 +50,9 @@ void CommandUs(std::string* out, uint16_t element, uint16_t value) {
 }
 
 bool IsTextVr(DcmEVR vr) {
-  switch (vr) {
-    case EVR_AE: case EVR_AS: case EVR_CS: case EVR_DA: case EVR_DS: case EVR_DT: case EVR_IS: case EVR_LO:
-    case EVR_LT: case EVR_PN: case EVR_SH: case EVR_ST: case EVR_TM: case EVR_UI: case EVR_UC: case EVR_UR:
-    case EVR_UT:
-      return true;
-    default:
-      return false;
-  }
+  static constexpr DcmEVR kText[] = {EVR_AE, EVR_AS, EVR_CS, EVR_DA, EVR_DS, EVR_DT, EVR_IS, EVR_LO, EVR_LT,
+                                     EVR_PN, EVR_SH, EVR_ST, EVR_TM, EVR_UI, EVR_UC, EVR_UR, EVR_UT};
+  return std::find(std::begin(kText), std::end(kText), vr) != std::end(kText);
 }
 
 constexpr uint32_t kSpecificCharacterSet = 0x00080005;
@@ -87,9 +83,9 @@ std::unique_ptr<IdentifierEncoder> IdentifierEncoder::Create(const std::vector<u
     k.long_length = evr == EVR_UC || evr == EVR_UR || evr == EVR_UT;
     k.pad = evr == EVR_UI ? '\0' : ' ';
     k.column = -1;
-    k.source = tag == kSpecificCharacterSet  ? Source::kCharset
-               : tag == kQueryRetrieveLevel  ? Source::kLevel
-               : tag == kRetrieveAeTitle     ? Source::kRetrieveAe
+    k.source = tag == kSpecificCharacterSet   ? Source::kCharset
+               : tag == kQueryRetrieveLevel   ? Source::kLevel
+               : tag == kRetrieveAeTitle      ? Source::kRetrieveAe
                : tag == kInstanceAvailability ? Source::kAvailability
                                               : Source::kRow;
     e->keys_.push_back(k);
@@ -119,12 +115,26 @@ bool IdentifierEncoder::Encode(const FindRow& row, const std::string& charset, s
     std::string_view value;
     bool text = false;  // a value from the index or ours, in the response's character set
     switch (k.source) {
-      case Source::kCharset: value = charset; break;
-      case Source::kLevel: value = level_; break;
-      case Source::kRow: value = row[static_cast<size_t>(k.column)].second, text = true; break;
-      case Source::kRetrieveAe: value = our_ae_, text = true; break;
-      case Source::kAvailability: value = "ONLINE", text = true; break;
-      case Source::kEmpty: break;
+      case Source::kCharset:
+        value = charset;
+        break;
+      case Source::kLevel:
+        value = level_;
+        break;
+      case Source::kRow:
+        value = row[static_cast<size_t>(k.column)].second;
+        text = true;
+        break;
+      case Source::kRetrieveAe:
+        value = our_ae_;
+        text = true;
+        break;
+      case Source::kAvailability:
+        value = "ONLINE";
+        text = true;
+        break;
+      case Source::kEmpty:
+        break;
     }
     if (text && !value.empty()) {
       Result<std::string> e = EncodeFromUtf8(charset, value);
@@ -211,42 +221,48 @@ void FindResponseWriter::Message(uint16_t status, const std::string_view* identi
   std::string elements = command_head_;
   CommandUs(&elements, 0x0800, identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL);
   CommandUs(&elements, 0x0900, status);
+  std::string length;
+  U32(&length, static_cast<uint32_t>(elements.size()));
   std::string command;
-  CommandElement(&command, 0x0000, [&] {
-    std::string v;
-    U32(&v, static_cast<uint32_t>(elements.size()));
-    return v;
-  }());
+  CommandElement(&command, 0x0000, length);
   command += elements;
-  size_t pdu_start = std::string::npos;
-  AddPdvs(command, true, &pdu_start);
-  if (identifier) AddPdvs(*identifier, false, &pdu_start);
-  if (pdu_start != std::string::npos) U32BigEndian(&buffer_[pdu_start + 2], static_cast<uint32_t>(buffer_.size() - pdu_start - 6));
+  AppendMessagePdus(&buffer_, max_pdu_body_, pres_id_, command, identifier);
 }
 
-// PDVs of at most what fits in the open PDU, opening PDUs as needed (PS3.8 9.3.5, E.2).
-void FindResponseWriter::AddPdvs(std::string_view bytes, bool command, size_t* pdu_start) {
-  size_t offset = 0;
-  do {
-    size_t used = *pdu_start == std::string::npos ? max_pdu_body_ : buffer_.size() - *pdu_start - 6;
-    if (max_pdu_body_ - used < 7) {  // close the PDU (its length) and open the next
-      if (*pdu_start != std::string::npos) {
-        U32BigEndian(&buffer_[*pdu_start + 2], static_cast<uint32_t>(buffer_.size() - *pdu_start - 6));
-      }
-      *pdu_start = buffer_.size();
-      buffer_.append("\x04\x00\x00\x00\x00\x00", 6);
-      used = 0;
+// PS3.8 9.3.5 and E.2: PDV items (length, context, control header: bit 0 command, bit 1 last
+// fragment) packed into PDUs whose variable part stays within the peer's maximum.
+void AppendMessagePdus(std::string* out, size_t max_pdu_body, unsigned char pres_id, std::string_view command,
+                       const std::string_view* identifier) {
+  size_t pdu_start = std::string::npos;
+  auto close_pdu = [&] {
+    if (pdu_start != std::string::npos) {
+      U32BigEndian(&(*out)[pdu_start + 2], static_cast<uint32_t>(out->size() - pdu_start - 6));
     }
-    const size_t n = std::min(bytes.size() - offset, max_pdu_body_ - used - 6);
-    const bool last = offset + n == bytes.size();
-    char head[6];
-    U32BigEndian(head, static_cast<uint32_t>(n + 2));
-    head[4] = static_cast<char>(pres_id_);
-    head[5] = static_cast<char>((command ? 0x01 : 0x00) | (last ? 0x02 : 0x00));
-    buffer_.append(head, 6);
-    buffer_.append(bytes.substr(offset, n));
-    offset += n;
-  } while (offset < bytes.size());
+  };
+  auto add = [&](std::string_view bytes, bool is_command) {
+    size_t offset = 0;
+    do {
+      size_t used = pdu_start == std::string::npos ? max_pdu_body : out->size() - pdu_start - 6;
+      if (max_pdu_body - used < 7) {  // not even one byte of value fits: the next PDU
+        close_pdu();
+        pdu_start = out->size();
+        out->append("\x04\x00\x00\x00\x00\x00", 6);
+        used = 0;
+      }
+      const size_t n = std::min(bytes.size() - offset, max_pdu_body - used - 6);
+      const bool last = offset + n == bytes.size();
+      char head[6];
+      U32BigEndian(head, static_cast<uint32_t>(n + 2));
+      head[4] = static_cast<char>(pres_id);
+      head[5] = static_cast<char>((is_command ? 0x01 : 0x00) | (last ? 0x02 : 0x00));
+      out->append(head, 6);
+      out->append(bytes.substr(offset, n));
+      offset += n;
+    } while (offset < bytes.size());
+  };
+  add(command, true);
+  if (identifier) add(*identifier, false);
+  close_pdu();
 }
 
 OFCondition FindResponseWriter::Flush() {

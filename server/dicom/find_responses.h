@@ -56,6 +56,12 @@ class IdentifierEncoder {
 // A DcmDataset as an identifier PDV carries it in `xfer` (an E_TransferSyntax).
 bool EncodeIdentifier(DcmDataset& ds, int xfer, std::string* out);
 
+// One DIMSE message as P-DATA-TF PDUs appended to `out`: its command, then its identifier if
+// any, in PDVs of context `pres_id`, each PDU's variable part at most `max_pdu_body` bytes
+// (the peer's Maximum Length Received, at least 4096).
+void AppendMessagePdus(std::string* out, size_t max_pdu_body, unsigned char pres_id, std::string_view command,
+                       const std::string_view* identifier);
+
 class FindResponseWriter {
  public:
   // Null when the context's transfer syntax is not Little Endian implicit or explicit VR.
@@ -77,7 +83,6 @@ class FindResponseWriter {
  private:
   FindResponseWriter() = default;
   void Message(uint16_t status, const std::string_view* identifier);
-  void AddPdvs(std::string_view bytes, bool command, size_t* pdu_start);
 
   T_ASC_Association* assoc_ = nullptr;
   unsigned char pres_id_ = 0;

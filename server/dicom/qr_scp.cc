@@ -569,7 +569,7 @@ OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_
   if (!cursor.ok()) {
     spdlog::warn("C-FIND from {} failed: {}", Who(env), cursor.status().ToString());
     return fail(cursor.status().code() == Status::Code::kInvalidArgument ? dimse::kIdentifierDoesNotMatch
-                                                                        : dimse::kUnableToProcess,
+                                                                         : dimse::kUnableToProcess,
                 cursor.status().message());
   }
   std::vector<uint32_t> keys;
@@ -599,8 +599,8 @@ OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_
       return flush();
     }
     identifier.clear();
-    const bool fast = encoder && (encoder->Encode(row, wanted, &identifier) ||
-                                  encoder->Encode(row, "ISO_IR 192", &identifier));
+    const bool fast =
+        encoder && (encoder->Encode(row, wanted, &identifier) || encoder->Encode(row, "ISO_IR 192", &identifier));
     if (!fast) {
       std::unique_ptr<DcmDataset> ds = BuildResponse(st.parsed, row, st.level_text.c_str(), env.config.centre.ae_title);
       if (!ds || !EncodeIdentifier(*ds, out.transfer_syntax(), &identifier)) {
@@ -626,13 +626,18 @@ Result<FindRequest> ReadQueryIdentifier(const std::filesystem::path& file, const
 OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
   FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};
   std::unique_ptr<FindResponseWriter> writer = FindResponseWriter::ForContext(assoc, pres_id, req);
-  OFCondition cond = writer ? ServeFindBatched(assoc, pres_id, req, st, *writer) : Provide<T_DIMSE_C_FindRQ, T_DIMSE_C_FindRSP>(
-      assoc, pres_id, req, env, "C-FIND",
-      [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids,
-          DcmDataset** detail) { FindCallback(&st, cancelled, &req, ids, count, rsp, rsp_ids, detail); },
-      [&](T_DIMSE_C_FindRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
-        return DIMSE_sendFindResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
-      });
+  OFCondition cond;
+  if (writer) {
+    cond = ServeFindBatched(assoc, pres_id, req, st, *writer);
+  } else {  // big endian or deflated: DCMTK's provider, a message at a time
+    cond = Provide<T_DIMSE_C_FindRQ, T_DIMSE_C_FindRSP>(
+        assoc, pres_id, req, env, "C-FIND",
+        [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids,
+            DcmDataset** detail) { FindCallback(&st, cancelled, &req, ids, count, rsp, rsp_ids, detail); },
+        [&](T_DIMSE_C_FindRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
+          return DIMSE_sendFindResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
+        });
+  }
   if (!st.failed && !st.level_text.empty() && cond.good()) {  // else logged as a refusal or the abort it causes
     spdlog::info("C-FIND {} from {}: {} match(es)", st.level_text, Who(env), st.matches);
   }

@@ -22,6 +22,10 @@ or_port=11293
 source "$root/tests/bench/orthanc.sh"
 export TCP_NODELAY=1  # for the storescu loads; the query clients choose their own
 
+# A failed step must not leave a server behind (it would hold the CPU lock's descriptor).
+pid= opid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; [ -n "$opid" ] && kill "$opid" 2>/dev/null; true' EXIT
+
 rm -rf "$work"
 mkdir -p "$work"
 corpus=$build/tests/bench/teleread-bench-corpus
@@ -57,6 +61,7 @@ name-prefix PatientName ZHANG^WEI${n%?}* 200
 uid StudyInstanceUID 2.25.4242.1.$n 200
 date-range StudyDate 20200101-20200102 200
 all - - 5
+echo - - 200
 EOF2
 }
 
@@ -101,7 +106,7 @@ queries() {  # server studies port aet aec
           printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, n, a, c, q, v["matches"], v["p50_ms"], v["p99_ms"] }' \
         <<<"$line" >>"$results"
     done
-    [ "$name" = all ] && continue
+    [ "$name" = all ] || [ "$name" = echo ] && continue
     local ms
     ms=$(findscu_ms "$port" "$aet" "$aec" "$key" "$value")
     echo "$server $studies $aet findscu: $name mean_ms=$ms" >&2
@@ -120,12 +125,14 @@ wait -n; wait -n; wait -n; wait -n
 queries teleread "$small" $tr_port ZZ_PACS LX_READ
 queries teleread "$small" $tr_port LX_WS1 LX_READ
 kill "$pid"; wait "$pid" 2>/dev/null || true
+pid=
 
 orthanc_install >&2
 opid=$(orthanc_start "$work/orthanc" $or_port 18293)
 echo "orthanc load: $(orthanc_load "$work/studies" $or_port) s" >&2
 queries orthanc "$small" $or_port ZZ_PACS ORTHANC
 orthanc_stop "$opid"
+opid=
 
 if [ "$big" -gt 0 ]; then
   echo "== $big studies x 10 instances, generated index" >&2
@@ -133,6 +140,7 @@ if [ "$big" -gt 0 ]; then
   pid=$(start_teleread "$work/teleread-big")
   queries teleread "$big" $tr_port ZZ_PACS LX_READ
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  pid=
   echo "== member-scoped query plans at $big studies" >&2
   "$corpus" explain "$work/teleread-big" --member zhuozhou >&2
 fi

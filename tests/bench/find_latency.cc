@@ -1,6 +1,7 @@
 // teleread-find-latency: C-FIND latency of one DICOM server (TeleRead, Orthanc, ...), measured over
 // ONE association so that association setup is not part of the figure.
 // Prints: query=<name> n=<N> matches=<M> p50_ms=<x> p99_ms=<y> mean_ms=<z>
+// --query echo times a C-ECHO instead: the round trip under every query, for comparison.
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcdict.h"
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
   bool nagle = false;
   app.add_option("--query", query, "patient-id, accession, name-wildcard, uid, date-range or all")
       ->required()
-      ->check(CLI::IsMember({"patient-id", "accession", "name-wildcard", "uid", "date-range", "all"}));
+      ->check(CLI::IsMember({"patient-id", "accession", "name-wildcard", "uid", "date-range", "all", "echo"}));
   app.add_option("--value", value,
                  "Matching value: a PatientID, an AccessionNumber, a PatientName like ZHANG*, a StudyInstanceUID, "
                  "a StudyDate range");
@@ -73,7 +74,8 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "Untimed runs first")->check(CLI::Range(0, 1000000));
   app.add_option("--timeout", timeout_s, "Seconds to wait for any network event")->check(CLI::Range(1, 3600));
   CLI11_PARSE(app, argc, argv);
-  if (query != "all" && value.empty()) return Fail("--query " + query + " needs --value");
+  // echo: a C-ECHO round trip on the same kind of association, the floor under any C-FIND.
+  if (query != "all" && query != "echo" && value.empty()) return Fail("--query " + query + " needs --value");
 
   // Debian's DCMTK leaves Nagle on unless this is set, which would add delayed-ACK stalls of
   // ~40 ms to request/response exchanges; the server side has its own setting.
@@ -112,6 +114,10 @@ int main(int argc, char** argv) {
   syntaxes.push_back(UID_LittleEndianImplicitTransferSyntax);
   OFCondition cond = scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, syntaxes);
   if (cond.bad()) return Fail("cannot add presentation context", cond);
+  if (query == "echo") {
+    cond = scu.addPresentationContext(UID_VerificationSOPClass, syntaxes);
+    if (cond.bad()) return Fail("cannot add presentation context", cond);
+  }
   if ((cond = scu.initNetwork()).bad()) return Fail("cannot initialise the network", cond);
   if ((cond = scu.negotiateAssociation()).bad()) {
     return Fail("association with " + called_ae + "@" + host + ":" + std::to_string(port) + " failed", cond);
@@ -126,7 +132,12 @@ int main(int argc, char** argv) {
     scu.matches = 0;
     scu.final_status = 0xFFFF;
     auto t0 = std::chrono::steady_clock::now();
-    cond = scu.sendFINDRequest(pres_id, &keys, nullptr);
+    if (query == "echo") {
+      cond = scu.sendECHORequest(0);
+      scu.final_status = STATUS_Success;
+    } else {
+      cond = scu.sendFINDRequest(pres_id, &keys, nullptr);
+    }
     auto t1 = std::chrono::steady_clock::now();
     if (cond.bad()) return Fail("C-FIND failed on run " + std::to_string(i + 1), cond);
     if (scu.final_status != STATUS_Success) {

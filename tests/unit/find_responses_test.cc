@@ -34,10 +34,16 @@ int64_t Count(const std::filesystem::path& db_path, const std::string& sql) {
 TEST_CASE("a match's identifier is encoded as DCMTK encodes the same data set", "[qr][find]") {
   // Odd lengths (padded with NUL for UI, a space otherwise), an empty value, a multi-valued one,
   // a key the index does not know and the two the server fills itself, in request order.
-  const std::vector<uint32_t> keys = {Tag(DCM_StudyInstanceUID), Tag(DCM_PatientName),    Tag(DCM_StudyDate),
-                                      Tag(DCM_AccessionNumber),   Tag(DCM_ModalitiesInStudy), Tag(DCM_StudyDescription),
-                                      Tag(DCM_RetrieveAETitle),   Tag(DCM_ReferringPhysicianName),
-                                      Tag(DCM_InstanceAvailability), Tag(DCM_NumberOfStudyRelatedInstances)};
+  const std::vector<uint32_t> keys = {Tag(DCM_StudyInstanceUID),
+                                      Tag(DCM_PatientName),
+                                      Tag(DCM_StudyDate),
+                                      Tag(DCM_AccessionNumber),
+                                      Tag(DCM_ModalitiesInStudy),
+                                      Tag(DCM_StudyDescription),
+                                      Tag(DCM_RetrieveAETitle),
+                                      Tag(DCM_ReferringPhysicianName),
+                                      Tag(DCM_InstanceAvailability),
+                                      Tag(DCM_NumberOfStudyRelatedInstances)};
   const FindRow row = {{Tag(DCM_PatientName), "M\xC3\xBCller^Hans"},  // Müller, UTF-8 as the index keeps it
                        {Tag(DCM_StudyDate), "20200101"},
                        {Tag(DCM_AccessionNumber), ""},
@@ -88,7 +94,8 @@ TEST_CASE("an identifier the encoder cannot write is left to DCMTK", "[qr][find]
   CHECK(out.find("\xE5\xBC\xA0^\xE4\xBC\x9F") != std::string::npos);
 }
 
-TEST_CASE("a C-FIND's audit entry written beside the query is durable when waited for, or refuses", "[qr][find][audit]") {
+TEST_CASE("a C-FIND's audit entry written beside the query is durable when waited for, or refuses",
+          "[qr][find][audit]") {
   test::ScratchDir dir;
   const auto path = dir.path() / "index.sqlite";
   auto index = Index::Open(path);
@@ -112,4 +119,77 @@ TEST_CASE("a C-FIND's audit entry written beside the query is durable when waite
   audit.Start({"zhuozhou", "C-FIND", "2.25.999", "STUDY"});
   CHECK_FALSE(audit.Wait().ok());
   CHECK(Count(path, "SELECT COUNT(*) FROM audit_log WHERE action = 'C-FIND'") == 50);
+}
+
+TEST_CASE("a response is one PDU when it fits, and fragments within the peer's maximum when not", "[qr][find]") {
+  struct Pdv {
+    size_t pdu;
+    int context, control;
+    std::string bytes;
+  };
+  auto parse = [](const std::string& wire, size_t max_body) {
+    std::vector<Pdv> pdvs;
+    size_t at = 0, pdus = 0;
+    auto u32 = [&](size_t p) {
+      return uint32_t(uint8_t(wire[p])) << 24 | uint32_t(uint8_t(wire[p + 1])) << 16 |
+             uint32_t(uint8_t(wire[p + 2])) << 8 | uint8_t(wire[p + 3]);
+    };
+    while (at < wire.size()) {
+      REQUIRE(wire[at] == 0x04);  // P-DATA-TF
+      const size_t body = u32(at + 2), end = at + 6 + body;
+      REQUIRE(body <= max_body);
+      REQUIRE(end <= wire.size());
+      for (size_t p = at + 6; p < end;) {
+        const size_t len = u32(p);
+        REQUIRE(len >= 2);
+        pdvs.push_back({pdus, uint8_t(wire[p + 4]), uint8_t(wire[p + 5]), wire.substr(p + 6, len - 2)});
+        p += 4 + len;
+        REQUIRE(p <= end);
+      }
+      at = end;
+      ++pdus;
+    }
+    return pdvs;
+  };
+  const std::string command(90, 'c');
+  SECTION("fits") {
+    const std::string ids(300, 'i');
+    const std::string_view view = ids;
+    std::string wire;
+    AppendMessagePdus(&wire, 16384, 3, command, &view);
+    std::vector<Pdv> pdvs = parse(wire, 16384);
+    REQUIRE(pdvs.size() == 2);
+    CHECK(pdvs[0].pdu == 0);
+    CHECK(pdvs[1].pdu == 0);
+    CHECK(pdvs[0].context == 3);
+    CHECK(pdvs[0].control == 0x03);  // command, last
+    CHECK(pdvs[1].control == 0x02);  // data set, last
+    CHECK(pdvs[0].bytes == command);
+    CHECK(pdvs[1].bytes == ids);
+  }
+  SECTION("too long for one PDU") {
+    std::string ids;
+    for (int i = 0; i < 10000; ++i) ids += static_cast<char>('a' + i % 26);
+    const std::string_view view = ids;
+    std::string wire = "before";
+    AppendMessagePdus(&wire, 4096, 1, command, &view);
+    REQUIRE(wire.substr(0, 6) == "before");
+    std::vector<Pdv> pdvs = parse(wire.substr(6), 4096);
+    REQUIRE(pdvs.size() >= 4);
+    std::string data;
+    for (size_t i = 1; i < pdvs.size(); ++i) {
+      CHECK((pdvs[i].control & 0x01) == 0);
+      CHECK((pdvs[i].control & 0x02) == (i + 1 == pdvs.size() ? 0x02 : 0));
+      data += pdvs[i].bytes;
+    }
+    CHECK(pdvs[0].bytes == command);
+    CHECK(data == ids);
+  }
+  SECTION("no identifier") {
+    std::string wire;
+    AppendMessagePdus(&wire, 4096, 1, command, nullptr);
+    std::vector<Pdv> pdvs = parse(wire, 4096);
+    REQUIRE(pdvs.size() == 1);
+    CHECK(pdvs[0].control == 0x03);
+  }
 }
