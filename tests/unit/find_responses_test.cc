@@ -49,7 +49,7 @@ TEST_CASE("a match's identifier is encoded as DCMTK encodes the same data set", 
                        {Tag(DCM_AccessionNumber), ""},
                        {Tag(DCM_StudyDescription), "CT head"},
                        {Tag(DCM_ModalitiesInStudy), "CT\\MR"},
-                       {Tag(DCM_StudyInstanceUID), "2.25.123"},
+                       {Tag(DCM_StudyInstanceUID), "2.25.1234"},
                        {Tag(DCM_NumberOfStudyRelatedInstances), "10"}};
   for (const std::string charset : {"ISO_IR 192", "ISO_IR 100"}) {
     for (const bool explicit_vr : {true, false}) {
@@ -57,7 +57,7 @@ TEST_CASE("a match's identifier is encoded as DCMTK encodes the same data set", 
       DcmDataset ds;
       ds.putAndInsertString(DCM_SpecificCharacterSet, charset.c_str());
       ds.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
-      ds.putAndInsertString(DCM_StudyInstanceUID, "2.25.123");
+      ds.putAndInsertString(DCM_StudyInstanceUID, "2.25.1234");
       ds.putAndInsertString(DCM_PatientName, charset == "ISO_IR 100" ? "M\xFCller^Hans" : "M\xC3\xBCller^Hans");
       ds.putAndInsertString(DCM_StudyDate, "20200101");
       ds.putAndInsertString(DCM_AccessionNumber, "");
