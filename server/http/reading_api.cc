@@ -278,8 +278,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   return HttpResponse{200, "application/json", std::move(body), {}, {}};
 }
 
-std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(const WorklistFilter& f,
-                                                                         const Identity& who) {
+std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(const WorklistFilter& f, const Identity& who) {
   // Only filters whose rows do not depend on the time (a claim expiring moves a task between
   // "waiting" and "claimed", and out of "mine") are kept; the rest are read each time.
   const bool keep = f.state.empty() && f.claimed_by.empty();

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <limits>
 #include <chrono>
+#include <limits>
 #include <memory>
 
 #include "common/log.h"
@@ -44,7 +44,8 @@ std::optional<std::string> Verify(SSL* s, int64_t* not_after) {
       *not_after = std::numeric_limits<int64_t>::max();
       for (int i = 0; chain && i < sk_X509_num(chain); ++i) {
         // An unreadable time: verified again at the next request.
-        *not_after = std::min(*not_after, pki_detail::EpochSeconds(X509_get0_notAfter(sk_X509_value(chain, i))).value_or(0));
+        *not_after =
+            std::min(*not_after, pki_detail::EpochSeconds(X509_get0_notAfter(sk_X509_value(chain, i))).value_or(0));
       }
     }
   }
@@ -62,7 +63,8 @@ void TrustStoreChanged() { trust_store_generation.fetch_add(1, std::memory_order
 
 std::optional<std::string> PeerCertificateCheck::Problem(void* ssl) {
   const int64_t now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   const uint64_t generation = TrustStoreGeneration();  // before the check: a later change re-checks
   if (valid_until_ms_ > 0 && generation == generation_ && now_ms < valid_until_ms_) return std::nullopt;
   int64_t not_after = 0;

@@ -87,8 +87,8 @@ class CachedStatement {
   Statement* operator->() { return statement_; }
 
  private:
-  Database::Kept* kept_ = nullptr;      // null: `own_` is used
-  std::unique_ptr<Statement> own_;      // when the kept one is in use or the cache is full
+  Database::Kept* kept_ = nullptr;  // null: `own_` is used
+  std::unique_ptr<Statement> own_;  // when the kept one is in use or the cache is full
   Statement* statement_ = nullptr;
 };
 
