@@ -31,8 +31,8 @@ mkdir -p "$work"
 scratch_pki "$work/pki" wang.li
 scratch_config "$work/pki" "$work/teleread.toml"
 "$build/tests/bench/teleread-bench-corpus" index "$work/data" --studies "$tasks" --instances 1 --tasks >&2
-# New studies to push (8 x 150 CT images, ~600 MB), each object sent once.
-"$build/samples/teleread-samples" corpus "$work/ct" --kind ct --count "${API_CT:-1200}" \
+# New studies to push (8 x 200 CT images, ~800 MB: 40 s at 40/s), each object sent once.
+"$build/samples/teleread-samples" corpus "$work/ct" --kind ct --count "${API_CT:-1600}" \
   --studies "${API_CT_STUDIES:-8}" >/dev/null
 think=${THINK_MS:-100-500}
 rate=${API_PUSH_RATE:-40}
@@ -42,8 +42,8 @@ rate=${API_PUSH_RATE:-40}
 pid=$!
 pusher=
 cleanup() {
-  [ -n "$pusher" ] && kill "$pusher" 2>/dev/null
-  kill "$pid" 2>/dev/null
+  [ -z "$pusher" ] || kill "$pusher" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -95,7 +95,8 @@ next=$((100 + clients * per_client))
 measure --mode worklist --think-ms "$think"
 measure --mode claim --think-ms "$think" --uids "$(uids $next $((next + clients * per_client - 1)))"
 grep -q "push ended" "$work/storescu.log" && echo "note: the push ended before the last measurement did" >&2
-kill "$pusher" 2>/dev/null; wait "$pusher" 2>/dev/null || true
+kill "$pusher" 2>/dev/null || true  # gone already when the push ended
+wait "$pusher" 2>/dev/null || true
 pusher=
 echo "objects acknowledged during the run: $(grep -c 'Received Store Response (Success)' "$work/storescu.log" || true)," \
   "new ones stored: $(($(stored) - before))"
