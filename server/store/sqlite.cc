@@ -90,11 +90,8 @@ Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& pa
   // Every pragma lives here. A writer waits for the other process-level writer rather than
   // failing; WAL lets readers run beside ingest; FULL makes each commit durable on return.
   sqlite3_busy_timeout(db, 30000);
-  // Memory-mapped reads: each commit elsewhere makes a connection drop its page cache, and pages
-  // read through the map cost no copy to get back (those still in the WAL are read as before).
-  const char* pragmas = read_only ? "PRAGMA foreign_keys=ON; PRAGMA mmap_size=1073741824;"
-                                  : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
-                                    "PRAGMA mmap_size=1073741824;";
+  const char* pragmas = read_only ? "PRAGMA foreign_keys=ON;"
+                                  : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
   Status s = database->Exec(pragmas);
   if (!s.ok()) return s;
   return database;
