@@ -246,7 +246,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Admit() {
     // A certificate revoked or expired since the handshake ends the session here.
-    if (std::optional<std::string> problem = PeerCertificateProblem(stream_.native_handle())) {
+    if (std::optional<std::string> problem = certificate_check_.Problem(stream_.native_handle())) {
       stats_.sessions_ended++;
       spdlog::warn("HTTPS session of '{}' from {} ended: {}", peer_.subject, Peer(), *problem);
       return SendError(http::status::unauthorized, "the client certificate is no longer valid: " + *problem);
@@ -411,6 +411,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   PeerCertificate peer_;
+  PeerCertificateCheck certificate_check_;
   bool first_request_ = true;
   std::unique_ptr<TarStream> tar_;
 };

@@ -248,16 +248,15 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   if (!f.state.empty() && f.state != "waiting" && f.state != "claimed" && f.state != "reported") {
     return Error(400, "state must be waiting, claimed or reported");
   }
-  Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
-  if (!rows.ok()) return Error(500, rows.status().message());
-  json items = json::array();
-  for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
-  if (!rows->empty()) {  // names and IDs of the patients listed
-    if (Status a = worklist_.Audit(who.id, "list-worklist", "", std::to_string(rows->size()) + " task(s)"); !a.ok()) {
+  std::shared_ptr<const WorklistPageCache::Page> page = WorklistItems(f, who);
+  if (!page) return Error(500, "the worklist cannot be read");
+  if (page->rows > 0) {  // names and IDs of the patients listed
+    if (Status a = worklist_.Audit(who.id, "list-worklist", "", std::to_string(page->rows) + " task(s)"); !a.ok()) {
       return AuditFailed(a);
     }
   }
-  json reply{{"items", items}, {"limit", f.limit}, {"offset", f.offset}};
+  // The body as json::dump writes it (keys in order), the items as they were kept.
+  std::string body = "{";
   // The reader's own critical results that the member has not acknowledged yet.
   if (critical_ && !who.admin) {
     json open = json::array();
@@ -270,9 +269,36 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
                             {"escalated", critical_->Overdue(r.opened_ms)}});
       }
     }
-    reply["critical_unacknowledged"] = open;
+    body += "\"critical_unacknowledged\":" + open.dump(-1, ' ', false, json::error_handler_t::replace) + ",";
   }
-  return Json(200, reply);
+  body.reserve(body.size() + page->items_json.size() + 48);
+  body += "\"items\":";
+  body += page->items_json;
+  body += ",\"limit\":" + std::to_string(f.limit) + ",\"offset\":" + std::to_string(f.offset) + "}";
+  return HttpResponse{200, "application/json", std::move(body), {}, {}};
+}
+
+std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(const WorklistFilter& f, const Identity& who) {
+  // Only filters whose rows do not depend on the time (a claim expiring moves a task between
+  // "waiting" and "claimed", and out of "mine") are kept; the rest are read each time.
+  const bool keep = f.state.empty() && f.claimed_by.empty();
+  const std::string key = who.id + (who.admin ? "\n1\n" : "\n0\n") + f.modality + "\n" + f.member_id + "\n" +
+                          f.priority + "\n" + std::to_string(f.limit) + "\n" + std::to_string(f.offset);
+  const uint64_t version = worklist_.Version();  // before the read: a later write makes it stale
+  if (keep) {
+    if (auto kept = pages_.Find(key, version, worklist_.Now())) return kept;
+  }
+  Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
+  if (!rows.ok()) {
+    spdlog::error("worklist not read: {}", rows.status().message());
+    return nullptr;
+  }
+  json items = json::array();
+  for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
+  auto page = std::make_shared<const WorklistPageCache::Page>(
+      WorklistPageCache::Page{items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()});
+  if (keep) pages_.Store(key, version, NextTimeChange(rows.value()), page);
+  return page;
 }
 
 HttpResponse ReadingApi::Study(const std::string& uid, const Identity& who) {
@@ -556,6 +582,8 @@ HttpResponse ReadingApi::Metrics() {
     }
   }
   m << CriticalMetrics();
+  m << "# TYPE teleread_worklist_pages_kept_total counter\nteleread_worklist_pages_kept_total " << pages_.hits()
+    << "\n";
   m << "# TYPE teleread_http_requests_total counter\nteleread_http_requests_total " << requests_.load() << "\n";
   m << "# TYPE teleread_http_refused_total counter\nteleread_http_refused_total " << refused_.load() << "\n";
   return HttpResponse{200, "text/plain; version=0.0.4", m.str(), {}, {}};

@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/report_template.h"
 #include "server/http/https_server.h"
+#include "server/http/worklist_page_cache.h"
 #include "server/pki/certificate_expiry.h"
 #include "server/reading/critical_results.h"
 #include "server/reading/outbox.h"
@@ -64,6 +65,8 @@ class ReadingApi {
  private:
   HttpResponse Route(const HttpRequest& request, const Identity& who);
   HttpResponse WorklistPage(const std::string& query, const Identity& who);
+  // The page's items, kept (pages_) or read; null when the index cannot be read.
+  std::shared_ptr<const WorklistPageCache::Page> WorklistItems(const WorklistFilter& filter, const Identity& who);
   HttpResponse Study(const std::string& uid, const Identity& who);
   HttpResponse Instance(const std::string& uid, const std::string& sop, const Identity& who);
   HttpResponse Priors(const std::string& uid, const Identity& who);
@@ -97,6 +100,7 @@ class ReadingApi {
   std::vector<ReportTemplate> templates_;
   std::atomic<uint64_t> requests_{0}, refused_{0};
   RefusalAudit refusals_;  // unknown certificates: one audit entry per caller and minute
+  WorklistPageCache pages_;
 };
 
 }  // namespace teleread

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "server/pki/openssl_util.h"
+#include "server/pki/revocation.h"
 
 namespace teleread {
 namespace fs = std::filesystem;
@@ -161,6 +162,7 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs:
     if (!signed_by_ca) return Status::InvalidArgument(path.string() + ": a CRL not signed by the CA of " + ca.string());
     if (earliest == 0 || next_update < earliest) earliest = next_update;
     if (store && X509_STORE_add_crl(store, crl.get()) != 1) return OpenSslError("adding " + path.string());
+    if (store) TrustStoreChanged();  // even if a later one of the file is refused
     ++count;
   }
   ERR_clear_error();  // the end of the file reads as an error
@@ -170,6 +172,7 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs:
       X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK) != 1) {
     return OpenSslError("enabling CRL checks");
   }
+  if (store) TrustStoreChanged();  // connections' remembered checks are redone, with CRL checks on
   return earliest;
 }
 

@@ -7,17 +7,25 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <limits>
 #include <memory>
 
 #include "common/log.h"
 #include "server/pki/certificate_expiry.h"
+#include "server/pki/openssl_util.h"
 #include "server/pki/pki.h"
 
 namespace teleread {
 
-std::optional<std::string> PeerCertificateProblem(void* ssl) {
-  SSL* s = static_cast<SSL*>(ssl);
+namespace {
+
+std::atomic<uint64_t> trust_store_generation{0};
+
+// PeerCertificateProblem; on a pass, `not_after` (when given) is the earliest notAfter in the
+// verified chain, in seconds since the epoch.
+std::optional<std::string> Verify(SSL* s, int64_t* not_after) {
   X509* cert = SSL_get0_peer_certificate(s);
   if (!cert) return std::string("no client certificate");
   ERR_set_mark();
@@ -29,9 +37,44 @@ std::optional<std::string> PeerCertificateProblem(void* ssl) {
     problem = "the certificate cannot be checked again";
   } else {
     X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT);
-    if (X509_verify_cert(ctx.get()) != 1) problem = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()));
+    if (X509_verify_cert(ctx.get()) != 1) {
+      problem = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()));
+    } else if (not_after) {
+      STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
+      *not_after = std::numeric_limits<int64_t>::max();
+      for (int i = 0; chain && i < sk_X509_num(chain); ++i) {
+        // An unreadable time: verified again at the next request.
+        *not_after =
+            std::min(*not_after, pki_detail::EpochSeconds(X509_get0_notAfter(sk_X509_value(chain, i))).value_or(0));
+      }
+    }
   }
   ERR_pop_to_mark();
+  return problem;
+}
+
+}  // namespace
+
+std::optional<std::string> PeerCertificateProblem(void* ssl) { return Verify(static_cast<SSL*>(ssl), nullptr); }
+
+uint64_t TrustStoreGeneration() { return trust_store_generation.load(std::memory_order_acquire); }
+
+void TrustStoreChanged() { trust_store_generation.fetch_add(1, std::memory_order_acq_rel); }
+
+std::optional<std::string> PeerCertificateCheck::Problem(void* ssl) {
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  const uint64_t generation = TrustStoreGeneration();  // before the check: a later change re-checks
+  if (valid_until_ms_ > 0 && generation == generation_ && now_ms < valid_until_ms_) return std::nullopt;
+  int64_t not_after = 0;
+  std::optional<std::string> problem = Verify(static_cast<SSL*>(ssl), &not_after);
+  valid_until_ms_ = 0;
+  if (!problem && not_after > 0) {
+    // OpenSSL refuses a certificate once the time is past notAfter: re-checked from that second on.
+    valid_until_ms_ = std::min(now_ms + 1000, not_after * 1000);
+    generation_ = generation;
+  }
   return problem;
 }
 

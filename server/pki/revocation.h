@@ -27,6 +27,25 @@ class CertificateExpiry;
 // ones included. nullopt while it is still valid, else why not.
 std::optional<std::string> PeerCertificateProblem(void* ssl);
 
+// Moves each time a revocation list is added to a TLS context (AddRevocationList), after it is.
+uint64_t TrustStoreGeneration();
+void TrustStoreChanged();
+
+// PeerCertificateProblem for one connection, its passes remembered: the check is a chain
+// verification per request otherwise. Verified again once a revocation list was added to any
+// context, at the notAfter of the certificate or its CA, and at least every second (a list's
+// nextUpdate passing). A failure is never remembered.
+//
+// Thread-safety: one connection's, used by one thread at a time.
+class PeerCertificateCheck {
+ public:
+  std::optional<std::string> Problem(void* ssl);
+
+ private:
+  uint64_t generation_ = 0;
+  int64_t valid_until_ms_ = 0;  // 0: to be verified
+};
+
 class RevocationLists {
  public:
   // `expiry` (outliving this) is told each list's nextUpdate under its name.

@@ -49,6 +49,11 @@ class Worklist {
 
   Result<TaskCounts> Counts() const;
 
+  // For caching pages: a List result stays what List would return while Version() is unchanged
+  // and Now() is before NextTimeChange (task_store.h) of its rows.
+  uint64_t Version() const { return tasks_.Version(); }
+  int64_t Now() const { return clock_(); }
+
   // Open tasks that no configured reader may claim.
   Result<std::vector<WorklistRow>> Unroutable() const;
   // Logs (warning, once per study) the unroutable studies not logged before; their number.

@@ -42,11 +42,11 @@ std::string ChainHash(const std::string& prev_hash, const std::string& canonical
 }
 
 Result<AuditHead> ReadHead(Database& db) {
-  Statement last(db.handle(), "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1");
-  Result<bool> row = last.Step();
+  CachedStatement last(db, "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1");
+  Result<bool> row = last->Step();
   if (!row.ok()) return row.status();
   if (!row.value()) return AuditHead{};
-  return AuditHead{last.Int(0), last.Text(1)};
+  return AuditHead{last->Int(0), last->Text(1)};
 }
 
 }  // namespace
@@ -57,10 +57,10 @@ Status AppendAudit(Database& db, int64_t at_ms, const AuditEntry& e) {
   const int64_t id = head->id + 1;
   const std::string hash = ChainHash(head->hash, Canonical(id, at_ms, e));
   if (hash.empty()) return Status::IOError("audit entry: SHA-256 failed");
-  Statement a(db.handle(),
-              "INSERT INTO audit_log (id, at_ms, actor, action, study_instance_uid, detail, prev_hash, hash) "
-              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-  return a.Bind(1, id)
+  CachedStatement a(db,
+                    "INSERT INTO audit_log (id, at_ms, actor, action, study_instance_uid, detail, prev_hash, hash) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  return a->Bind(1, id)
       .Bind(2, at_ms)
       .Bind(3, e.actor)
       .Bind(4, e.action)

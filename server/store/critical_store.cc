@@ -67,9 +67,9 @@ Result<std::vector<CriticalResult>> CriticalStore::List(const CriticalQuery& f) 
   if (f.state == "unacknowledged") sql += " AND c.acknowledged_ms = 0";
   if (f.state == "acknowledged") sql += " AND c.acknowledged_ms > 0";
   sql += " ORDER BY c.acknowledged_ms > 0, c.opened_ms DESC LIMIT ?3";
-  Statement q(db.value()->handle(), sql);
-  q.Bind(1, f.member_id).Bind(2, f.signer).Bind(3, int64_t{std::clamp(f.limit, 1, 1000)});
-  return Rows(q);
+  CachedStatement q(*db.value(), sql);
+  q->Bind(1, f.member_id).Bind(2, f.signer).Bind(3, int64_t{std::clamp(f.limit, 1, 1000)});
+  return Rows(*q);
 }
 
 Status CriticalStore::Acknowledge(const std::string& sop, const std::string& member_id, const std::string& by,

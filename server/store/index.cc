@@ -1,6 +1,8 @@
 #include "server/store/index.h"
 
 #include <algorithm>
+#include <cstring>
+#include <utility>
 
 #include "common/log.h"
 #include "common/text.h"
@@ -115,6 +117,12 @@ Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, st
       readers_(ReaderPool::Create(db_path_, 32)),
       reader_db_(std::move(reader)) {
   instances_at_analyze_ = std::max<int64_t>(0, MaxInstanceId(*writer_db_));
+  sqlite3_update_hook(
+      writer_db_->handle(),
+      [](void* self, int, const char*, const char* table, sqlite3_int64) {
+        if (std::strcmp(table, "reading_tasks") == 0) static_cast<Index*>(self)->tasks_touched_ = true;
+      },
+      this);
   writer_thread_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -171,6 +179,7 @@ void Index::WriterLoop() {
       results.push_back(s);
     }
     Status commit = tx.status().ok() ? tx.Commit() : tx.status();
+    if (std::exchange(tasks_touched_, false)) tasks_version_.fetch_add(1, std::memory_order_release);
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done.set_value(commit.ok() ? results[i] : commit);
     }

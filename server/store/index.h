@@ -4,6 +4,7 @@
 // share each fsync; reads use a separate connection and never wait for a commit (WAL).
 //
 // Thread-safety: every public method may be called from any thread.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -106,6 +107,10 @@ class Index {
   // A read-only connection from the pool (WAL: never blocks on, nor blocks, the writer); it sees
   // every commit made before the read starts, and goes back to the pool when dropped.
   Result<PooledReader> OpenReader() const;
+  // Bumped by every commit that changed a reading_tasks row, after the commit and before its
+  // writers are answered. A worklist page read at version v is current while the version is v:
+  // what the worklist shows of a task changes only with its row (a late instance touches it).
+  uint64_t tasks_version() const { return tasks_version_.load(std::memory_order_acquire); }
   Result<std::vector<StudyOverview>> ListStudies();
 
  private:
@@ -126,6 +131,8 @@ class Index {
   std::unique_ptr<WriterStatements> writer_sql_;  // used by writer_thread_ only; prepared once
   int64_t inserted_since_analyze_ = 0;            // used by writer_thread_ only
   int64_t instances_at_analyze_ = 0;              // used by writer_thread_ only
+  bool tasks_touched_ = false;                    // used by writer_thread_ only (its update hook)
+  std::atomic<uint64_t> tasks_version_{0};
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -97,7 +97,42 @@ Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& pa
   return database;
 }
 
-Database::~Database() { sqlite3_close_v2(db_); }
+Database::~Database() {
+  kept_.clear();  // finalized before the close
+  sqlite3_close_v2(db_);
+}
+
+// Enough for every fixed query of the store and the worklist's filter combinations in use; past
+// it a query is prepared for the one use (SQL built from unusual filters must not grow this).
+constexpr size_t kKeptStatements = 128;
+
+CachedStatement::CachedStatement(Database& db, const std::string& sql) {
+  auto it = db.kept_.find(sql);
+  if (it == db.kept_.end() && db.kept_.size() < kKeptStatements) {
+    auto statement = std::make_unique<Statement>(db.db_, sql);
+    // One that failed to prepare (e.g. the index was busy) is tried afresh next time.
+    if (!statement->prepared()) {
+      own_ = std::move(statement);
+      statement_ = own_.get();
+      return;
+    }
+    it = db.kept_.emplace(sql, Database::Kept{std::move(statement), false}).first;
+  }
+  if (it != db.kept_.end() && !it->second.in_use) {
+    kept_ = &it->second;
+    kept_->in_use = true;
+    statement_ = kept_->statement.get();
+  } else {
+    own_ = std::make_unique<Statement>(db.db_, sql);
+    statement_ = own_.get();
+  }
+}
+
+CachedStatement::~CachedStatement() {
+  if (!kept_) return;
+  statement_->Reset();
+  kept_->in_use = false;
+}
 
 bool Database::Idle() const {
   if (!sqlite3_get_autocommit(db_)) return false;

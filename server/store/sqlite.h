@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/status.h"
 
@@ -31,12 +32,15 @@ class Statement {
   int64_t Int(int column) const;
   std::string Text(int column) const;
   void Reset();
+  bool prepared() const { return stmt_ != nullptr; }
 
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   Status prepare_error_;
 };
+
+class CachedStatement;
 
 class Database {
  public:
@@ -59,8 +63,33 @@ class Database {
   bool Idle() const;
 
  private:
+  friend class CachedStatement;
   explicit Database(sqlite3* db) : db_(db) {}
   sqlite3* db_;
+  // Statements prepared on this connection, by their SQL (see CachedStatement).
+  struct Kept {
+    std::unique_ptr<Statement> statement;
+    bool in_use = false;
+  };
+  std::unordered_map<std::string, Kept> kept_;
+};
+
+// A statement prepared once per connection and reused: preparing costs more than a selective
+// query itself. Reset (bindings cleared) when this goes, so that the connection holds no
+// snapshot. Two at once with the same SQL on one connection: the second is prepared apart.
+class CachedStatement {
+ public:
+  CachedStatement(Database& db, const std::string& sql);
+  ~CachedStatement();
+  CachedStatement(const CachedStatement&) = delete;
+  CachedStatement& operator=(const CachedStatement&) = delete;
+  Statement& operator*() { return *statement_; }
+  Statement* operator->() { return statement_; }
+
+ private:
+  Database::Kept* kept_ = nullptr;  // null: `own_` is used
+  std::unique_ptr<Statement> own_;  // when the kept one is in use or the cache is full
+  Statement* statement_ = nullptr;
 };
 
 // Rolls back in its destructor unless committed.

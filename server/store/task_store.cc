@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "server/store/audit_log.h"
 #include "server/store/index.h"
@@ -68,15 +69,26 @@ WorklistRow ReadRow(Statement& q, int64_t now) {
 Status Change(Index& index, const char* sql, const std::string& uid, const std::string& who, int64_t now,
               int64_t lease_ms, const Status& if_unchanged, const AuditEntry* audit) {
   return index.Write([&](Database& db) -> Status {
-    Statement u(db.handle(), sql);
-    u.Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms);
-    if (Status st = u.Run(); !st.ok()) return st;
+    CachedStatement u(db, sql);
+    u->Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms);
+    if (Status st = u->Run(); !st.ok()) return st;
     if (db.Changes() == 0) return if_unchanged;
     return audit ? AppendAudit(db, now, *audit) : Status::Ok();
   });
 }
 
 }  // namespace
+
+int64_t NextTimeChange(const std::vector<WorklistRow>& rows) {
+  int64_t next = std::numeric_limits<int64_t>::max();
+  for (const WorklistRow& r : rows) {  // as ReadRow decides
+    if (r.state == "claimed") next = std::min(next, r.lease_expires_ms);
+    if (r.reported_ms == 0 && r.due_ms > 0 && !r.overdue) next = std::min(next, r.due_ms + 1);
+  }
+  return next;
+}
+
+uint64_t TaskStore::Version() const { return index_.tasks_version(); }
 
 Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_t now) const {
   Result<PooledReader> db = index_.OpenReader();
@@ -124,15 +136,16 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
   }
   sql += " ORDER BY CASE t.priority WHEN 'STAT' THEN 0 WHEN 'HIGH' THEN 1 ELSE 2 END, t.due_ms, t.id";
   sql += " LIMIT " + std::to_string(std::clamp(f.limit, 1, 1000)) + " OFFSET " + std::to_string(std::max(0, f.offset));
-  Statement q(db.value()->handle(), sql);
-  q.Bind(1, now);
-  for (size_t i = 0; i < text.size(); ++i) q.Bind(static_cast<int>(i + 2), text[i]);
+  CachedStatement q(*db.value(), sql);
+  q->Bind(1, now);
+  for (size_t i = 0; i < text.size(); ++i) q->Bind(static_cast<int>(i + 2), text[i]);
   std::vector<WorklistRow> rows;
+  rows.reserve(static_cast<size_t>(std::clamp(f.limit, 1, 1000)));
   for (;;) {
-    Result<bool> row = q.Step();
+    Result<bool> row = q->Step();
     if (!row.ok()) return row.status();
     if (!row.value()) break;
-    rows.push_back(ReadRow(q, now));
+    rows.push_back(ReadRow(*q, now));
   }
   return rows;
 }
@@ -140,23 +153,25 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
 Result<WorklistRow> TaskStore::Task(const std::string& uid, int64_t now) const {
   Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
-  Statement q(db.value()->handle(), std::string(kSelect) + " WHERE st.study_instance_uid = ?1");
-  q.Bind(1, uid);
-  Result<bool> row = q.Step();
+  static const std::string kSql = std::string(kSelect) + " WHERE st.study_instance_uid = ?1";
+  CachedStatement q(*db.value(), kSql);
+  q->Bind(1, uid);
+  Result<bool> row = q->Step();
   if (!row.ok()) return row.status();
   if (!row.value()) return Status::NotFound("no reading task for study " + uid);
-  return ReadRow(q, now);
+  return ReadRow(*q, now);
 }
 
 Status TaskStore::Claim(const std::string& uid, const std::string& who, int64_t now, int64_t lease_ms) {
   return index_.Write([&](Database& db) -> Status {
-    Statement u(db.handle(),
-                "UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = CASE WHEN claimed_by = ?2 "
-                "AND state = 'claimed' THEN claimed_ms ELSE ?3 END, lease_expires_ms = ?3 + ?4, updated_ms = ?3 "
-                "WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND reported_ms = 0 AND "
-                "(state = 'waiting' OR (state = 'claimed' AND (claimed_by = ?2 OR lease_expires_ms <= ?3)))");
-    u.Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms);
-    if (Status st = u.Run(); !st.ok()) return st;
+    CachedStatement u(db,
+                      "UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = CASE WHEN claimed_by "
+                      "= ?2 AND state = 'claimed' THEN claimed_ms ELSE ?3 END, lease_expires_ms = ?3 + ?4, "
+                      "updated_ms = ?3 WHERE study_pk = (SELECT id FROM studies WHERE study_instance_uid = ?1) AND "
+                      "reported_ms = 0 AND (state = 'waiting' OR (state = 'claimed' AND (claimed_by = ?2 OR "
+                      "lease_expires_ms <= ?3)))");
+    u->Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms);
+    if (Status st = u->Run(); !st.ok()) return st;
     if (db.Changes() == 1) return AppendAudit(db, now, {who, "claim", uid, ""});
     Statement q(db.handle(),
                 "SELECT t.state, t.claimed_by FROM reading_tasks t JOIN studies st ON st.id = t.study_pk "

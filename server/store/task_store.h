@@ -78,6 +78,10 @@ struct TaskCounts {
   Histogram complete_to_claim, complete_to_report, report_to_delivery, report_to_acknowledged;
 };
 
+// The first time (ms) at which a row listed earlier would read differently with nothing written:
+// a claim's lease ends, a task falls overdue. INT64_MAX when none of `rows` will.
+int64_t NextTimeChange(const std::vector<WorklistRow>& rows);
+
 class TaskStore {
  public:
   explicit TaskStore(Index& index) : index_(index) {}
@@ -102,6 +106,8 @@ class TaskStore {
   Result<TaskCounts> Counts(int64_t now_ms) const;
   // Every waiting or claimed task, unpaged (for routing checks).
   Result<std::vector<WorklistRow>> Open(int64_t now_ms) const;
+  // Index::tasks_version: a page listed at one version is current while it stays the same.
+  uint64_t Version() const;
 
  private:
   Index& index_;

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Reading API under load: the first worklist page (50 rows) and claims, p50/p99, with CLIENTS
 # concurrent keep-alive mutual-TLS clients over an index of TASKS waiting tasks, while the
-# member ZZ_PACS pushes CT studies (storescu, in a loop) at the same time. Two load models:
+# member ZZ_PACS pushes new CT studies at the same time. Two load models:
 #   closed loop: each client asks again as soon as it is answered (no think time); on two cores
 #     latency is then about CLIENTS / throughput, whatever a request costs;
 #   paced: each client waits 100-500 ms between requests, as a workstation refreshing its
 #     worklist or claiming does (THINK_MS overrides the range).
 # Also the same requests from one client alone, for reference.
+# The push sends each object once (new studies all along, each stored, not compared with a copy)
+# at API_PUSH_RATE objects/s (default 40, ~20 MB/s: one member's link), API_CT objects in
+# API_CT_STUDIES studies, 10 objects per association; each measurement prints how many new
+# objects were stored while it ran, so that "while one member pushes" is shown, not assumed.
+# API_PUSH_RATE=0 sends as fast as the server takes them.
 # Usage: tests/bench/api_load.sh [TASKS] [CLIENTS] [REQUESTS_PER_CLIENT]   (defaults 10000 32 40)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,18 +31,19 @@ mkdir -p "$work"
 scratch_pki "$work/pki" wang.li
 scratch_config "$work/pki" "$work/teleread.toml"
 "$build/tests/bench/teleread-bench-corpus" index "$work/data" --studies "$tasks" --instances 1 --tasks >&2
-# New studies to push (4 x 150 CT images, ~300 MB): after one pass the loop re-sends them,
-# which the server compares rather than stores; the count of new instances is printed.
-"$build/samples/teleread-samples" corpus "$work/ct" --kind ct --count "${API_CT:-600}" --studies 4 >/dev/null
+# New studies to push (8 x 200 CT images, ~800 MB: 40 s at 40/s), each object sent once.
+"$build/samples/teleread-samples" corpus "$work/ct" --kind ct --count "${API_CT:-1600}" \
+  --studies "${API_CT_STUDIES:-8}" >/dev/null
 think=${THINK_MS:-100-500}
+rate=${API_PUSH_RATE:-40}
 
 "$server" --config "$work/teleread.toml" --storage "$work/data" --dicom-port $dicom_port --http-port $http_port \
   --log-level warn >"$work/server.log" 2>&1 &
 pid=$!
 pusher=
 cleanup() {
-  [ -n "$pusher" ] && kill "$pusher" 2>/dev/null
-  kill "$pid" 2>/dev/null
+  [ -z "$pusher" ] || kill "$pusher" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -56,23 +62,41 @@ echo "one client, nothing else running:"
 "$load" "${certs[@]}" --clients 1 --requests 100 --mode worklist
 "$load" "${certs[@]}" --clients 1 --requests 100 --mode claim --uids "$(uids 0 99)"
 
-# One member pushes a CT study over and over while the clients run.
-(while true; do
-   storescu -v -aet ZZ_PACS -aec LX_READ +sd +r 127.0.0.1 $dicom_port "$work/ct" >>"$work/storescu.log" 2>&1 || sleep 0.2
- done) &
+# One member pushes new CT studies while the clients run: 10 objects per association, paced.
+find "$work/ct" -type f | sort >"$work/ct-files"
+(if [ "$rate" = 0 ]; then
+   storescu -v -aet ZZ_PACS -aec LX_READ +sd +r 127.0.0.1 $dicom_port "$work/ct" >>"$work/storescu.log" 2>&1
+ else
+   start=$(date +%s.%N) sent=0
+   while mapfile -t -n 10 chunk && [ ${#chunk[@]} -gt 0 ]; do
+     storescu -v -aet ZZ_PACS -aec LX_READ 127.0.0.1 $dicom_port "${chunk[@]}" </dev/null >>"$work/storescu.log" 2>&1 || true
+     sent=$((sent + ${#chunk[@]}))
+     pause=$(echo "$start + $sent / $rate - $(date +%s.%N)" | bc -l)
+     [ "${pause:0:1}" = "-" ] || sleep "$pause"
+   done <"$work/ct-files"
+ fi
+ echo "push ended: $(date +%s.%N)" >>"$work/storescu.log") &
 pusher=$!
 sleep 1
-before=$(sqlite3 "$work/data/index.sqlite" "SELECT COUNT(*) FROM instances")
-echo "$clients clients, closed loop, ZZ_PACS pushing CT meanwhile:"
-"$load" "${certs[@]}" --clients "$clients" --requests "$per_client" --mode worklist
-"$load" "${certs[@]}" --clients "$clients" --requests "$per_client" --mode claim \
-  --uids "$(uids 100 $((100 + clients * per_client - 1)))"
+stored() { sqlite3 "$work/data/index.sqlite" "SELECT COUNT(*) FROM instances"; }
+before=$(stored)
+# One measurement, then how many new objects the member's push stored while it ran.
+measure() {
+  local n0
+  n0=$(stored)
+  "$load" "${certs[@]}" --clients "$clients" --requests "$per_client" "$@"
+  echo "  new CT objects stored meanwhile: $(($(stored) - n0))"
+}
+echo "$clients clients, closed loop, ZZ_PACS pushing CT meanwhile ($rate objects/s):"
+measure --mode worklist
+measure --mode claim --uids "$(uids 100 $((100 + clients * per_client - 1)))"
 echo "$clients clients, each pausing $think ms between requests, ZZ_PACS pushing CT meanwhile:"
 next=$((100 + clients * per_client))
-"$load" "${certs[@]}" --clients "$clients" --requests "$per_client" --mode worklist --think-ms "$think"
-"$load" "${certs[@]}" --clients "$clients" --requests "$per_client" --mode claim --think-ms "$think" \
-  --uids "$(uids $next $((next + clients * per_client - 1)))"
-kill "$pusher" 2>/dev/null; wait "$pusher" 2>/dev/null || true
+measure --mode worklist --think-ms "$think"
+measure --mode claim --think-ms "$think" --uids "$(uids $next $((next + clients * per_client - 1)))"
+grep -q "push ended" "$work/storescu.log" && echo "note: the push ended before the last measurement did" >&2
+kill "$pusher" 2>/dev/null || true  # gone already when the push ended
+wait "$pusher" 2>/dev/null || true
 pusher=
-echo "instances acknowledged during the run: $(grep -c 'Received Store Response (Success)' "$work/storescu.log" || true)," \
-  "new ones stored: $(($(sqlite3 "$work/data/index.sqlite" "SELECT COUNT(*) FROM instances") - before))"
+echo "objects acknowledged during the run: $(grep -c 'Received Store Response (Success)' "$work/storescu.log" || true)," \
+  "new ones stored: $(($(stored) - before))"

@@ -267,6 +267,34 @@ TEST_CASE("attack 5: revocation ends a live keep-alive session, and sessions res
   CHECK(server.Call("zhao.min", "GET", "/api/v1/whoami").status == 200);
 }
 
+TEST_CASE("revocation ends a busy keep-alive session with its first request after the new list is read",
+          "[https][tls][attack]") {
+  ScratchDir dir;
+  ServerOptions o;
+  const fs::path pki = dir.path() / "server" / "pki";
+  o.edits = {{"^# crl = \"../var/pki/crl.pem\"$", "crl = \"" + (pki / "crl.pem").string() + "\""}};
+  TestServer server(dir.path() / "server", o);
+  Pki({"crl", pki.string()});
+  server.Start();
+  // Each connection's certificate check is remembered for up to a second: a new list must end
+  // that at once, so this session asks every 20 ms, its check never a second old.
+  TlsClient live(pki, "wang.li");
+  REQUIRE(live.Connect(server.https_port()));
+  REQUIRE(live.Get("/api/v1/whoami") == 200);
+  Pki({"crl", pki.string(), "--revoke", "wang.li"});
+  int status = 200;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (status == 200 && server.Log().find("re-read: now in use") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    status = live.Get("/api/v1/whoami");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE_THAT(server.Log(), Catch::Contains("re-read: now in use"));
+  if (status == 200) status = live.Get("/api/v1/whoami");
+  CHECK((status == 401 || status == 0));
+  CHECK(live.Get("/api/v1/whoami") == 0);  // and the connection is closed
+}
+
 TEST_CASE("attack 8: the audit trail is a hash chain that shows any change, and fails closed", "[https][attack]") {
   ScratchDir dir;
   TestServer server(dir.path() / "server");

@@ -75,3 +75,43 @@ TEST_CASE("a reader given back in the middle of a read is closed, not kept", "[s
   }
   CHECK(pool->idle() == 1);
 }
+
+TEST_CASE("a statement kept by a pooled reader is prepared once, holds no snapshot and reads later commits",
+          "[store]") {
+  test::ScratchDir dir;
+  auto index = Index::Open(dir.path() / "index.sqlite");
+  REQUIRE(index.ok());
+  AuditLog audit(*index.value(), [] { return int64_t{1000}; });
+  REQUIRE(audit.Append({"wang.li", "view", "1.2.3", ""}).ok());
+  REQUIRE(audit.Append({"wang.li", "view", "1.2.4", ""}).ok());
+
+  auto pool = ReaderPool::Create(dir.path() / "index.sqlite", 4);
+  const std::string sql = "SELECT id FROM audit_log ORDER BY id";
+  auto first_id = [&](Database& db) {
+    CachedStatement q(db, sql);
+    Result<bool> row = q->Step();  // one row of two: left stepping until q goes
+    REQUIRE(row.ok());
+    REQUIRE(row.value());
+    return &*q;
+  };
+  const Statement* kept = nullptr;
+  {
+    Result<PooledReader> reader = pool->Take();
+    REQUIRE(reader.ok());
+    kept = first_id(*reader.value());
+    CHECK(first_id(*reader.value()) == kept);  // the same statement, not prepared again
+    CHECK(reader.value()->Idle());
+  }
+  CHECK(pool->idle() == 1);  // reset when done: the connection is kept
+  REQUIRE(audit.Append({"wang.li", "view", "1.2.5", ""}).ok());
+  Result<PooledReader> reader = pool->Take();
+  REQUIRE(reader.ok());
+  {
+    CachedStatement q(*reader.value(), "SELECT COUNT(*) FROM audit_log");
+    REQUIRE(q->Step().ok());
+    CHECK(q->Int(0) == 3);
+  }
+  // Two at once with one SQL: the second is its own.
+  CachedStatement a(*reader.value(), sql), b(*reader.value(), sql);
+  CHECK(&*a != &*b);
+}

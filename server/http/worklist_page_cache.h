@@ -1,0 +1,42 @@
+#pragma once
+// The worklist pages served last, as JSON, so that a page asked for again before anything in it
+// changed costs no SQL and no JSON. A page is kept with the task version it was read at
+// (Worklist::Version) and the time its rows would first read differently (NextTimeChange); it is
+// served only while both hold, so a claim, a release, a new task or a late instance is seen by
+// the very next request. The key names the caller and every parameter the page depends on.
+//
+// Thread-safety: all methods may be called from any thread.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace teleread {
+
+class WorklistPageCache {
+ public:
+  struct Page {
+    std::string items_json;  // the "items" array
+    size_t rows = 0;
+  };
+
+  // The page kept under `key` if it was read at `version` and `now_ms` is before it changes.
+  std::shared_ptr<const Page> Find(const std::string& key, uint64_t version, int64_t now_ms) const;
+  // Keeps `page`, read at `version` (taken before the read), valid until `valid_until_ms`.
+  void Store(const std::string& key, uint64_t version, int64_t valid_until_ms, std::shared_ptr<const Page> page);
+  size_t hits() const;
+
+ private:
+  struct Entry {
+    uint64_t version = 0;
+    int64_t valid_until_ms = 0;
+    std::shared_ptr<const Page> page;
+  };
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;  // guarded by mu_
+  mutable size_t hits_ = 0;                         // guarded by mu_
+};
+
+}  // namespace teleread

@@ -1,0 +1,143 @@
+// The worklist pages the API keeps (server/http/worklist_page_cache.h): asked again with nothing
+// changed, the page is served without a read; after any change to a task, or once the time
+// changes what a row shows, the very next request sees it.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "common/dicom.h"
+#include "samples/synthetic.h"
+#include "tests/unit/workflow_fixture.h"
+
+using namespace teleread;
+using nlohmann::json;
+using teleread::test::ReceivedStudy;
+using teleread::test::WorkflowFixture;
+
+namespace {
+
+const PeerCertificate kWang{"CN=wang.li,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "wang.li",
+                            "radiologist"};
+const PeerCertificate kZhao{"CN=zhao.min,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "zhao.min",
+                            "radiologist"};
+
+struct PageFixture : WorkflowFixture {
+  ReceivedStudy first = Receive("zhuozhou", "P1", "CT");
+  ReceivedStudy second = Receive("zhuozhou", "P2", "CT");
+  PageFixture() { Promote(); }
+
+  HttpResponse Call(const PeerCertificate& who, const std::string& method, const std::string& target) {
+    return api->Handle(HttpRequest{method, target, "", ""}, who);
+  }
+  json Page(const PeerCertificate& who = kWang) {
+    const HttpResponse r = Call(who, "GET", "/api/v1/worklist?limit=50");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+  }
+  // The page's row of `study`; null when it is not listed.
+  json Row(const json& page, const ReceivedStudy& study) {
+    for (const json& row : page["items"]) {
+      if (row["study_instance_uid"] == study.study_instance_uid) return row;
+    }
+    return nullptr;
+  }
+  int64_t Kept() {
+    const std::string metrics = Call(kWang, "GET", "/metrics").body;
+    const std::string name = "\nteleread_worklist_pages_kept_total ";
+    const size_t at = metrics.find(name);
+    REQUIRE(at != std::string::npos);
+    return std::stoll(metrics.substr(at + name.size()));
+  }
+  // One more instance of `study`, in a new series, as a late sender would add it.
+  void LateInstance(const ReceivedStudy& study) {
+    samples::SeriesSpec spec;
+    spec.patient_name = "Test^P1";
+    spec.patient_id = "P1";
+    spec.accession_number = "AP1";
+    spec.study_instance_uid = study.study_instance_uid;
+    spec.modality = "CT";
+    spec.rows = spec.columns = 16;
+    Result<std::vector<std::filesystem::path>> files = samples::WriteSeries(spec, dir.path() / "late");
+    REQUIRE(files.ok());
+    Result<InstanceSummary> s = ReadInstanceSummary(files->front());
+    REQUIRE(s.ok());
+    const std::filesystem::path temp = store->NewTempPath();
+    std::filesystem::copy_file(files->front(), temp);
+    StoreOutcome out = ingest->Store({temp, "zhuozhou_AE", "zhuozhou", s->sop_class_uid, s->sop_instance_uid, {}, {}});
+    INFO(out.error_comment);
+    REQUIRE(out.code == IngestCode::kStored);
+  }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(PageFixture, "a kept worklist page is never served after a claim, release, new task or late instance",
+                 "[workflow][api][worklist]") {
+  const json before = Page();
+  REQUIRE(before["items"].size() == 2);
+  const int64_t kept = Kept();
+  CHECK(Page() == before);
+  CHECK(Kept() == kept + 1);  // served as kept: nothing changed
+
+  // Claimed: the very next page shows it claimed, to the claimer and to everyone else.
+  REQUIRE(Call(kWang, "POST", "/api/v1/studies/" + first.study_instance_uid + "/claim").status == 200);
+  CHECK(Row(Page(), first)["state"] == "claimed");
+  CHECK(Row(Page(), first)["claimed_by"] == "wang.li");
+  CHECK(Row(Page(kZhao), first)["claimed_by"] == "wang.li");
+  CHECK(Row(Page(kZhao), second)["state"] == "waiting");
+
+  REQUIRE(Call(kWang, "POST", "/api/v1/studies/" + first.study_instance_uid + "/release").status == 200);
+  CHECK(Row(Page(), first)["state"] == "waiting");
+  CHECK(Row(Page(kZhao), first)["claimed_by"].is_null());
+
+  // A new task is listed at once.
+  const ReceivedStudy third = Receive("zhuozhou", "P3", "CT", "STAT");
+  CHECK(Page()["items"].size() == 2);  // still receiving: no task yet
+  Promote();
+  const json with_third = Page();
+  REQUIRE(with_third["items"].size() == 3);
+  CHECK(with_third["items"][0]["study_instance_uid"] == third.study_instance_uid);  // STAT first
+
+  // A late instance of a listed study shows in its counts.
+  const json row = Row(Page(), first);
+  LateInstance(first);
+  const json late = Row(Page(), first);
+  CHECK(late["instances"] == row["instances"].get<int64_t>() + 1);
+  CHECK(late["series"] == row["series"].get<int64_t>() + 1);
+
+  // A report: the study leaves the open worklist.
+  REQUIRE(Call(kWang, "POST", "/api/v1/studies/" + second.study_instance_uid + "/claim").status == 200);
+  REQUIRE(desk->Accept(second.study_instance_uid, Bytes(SignedReport(second, "wang.li")), "wang.li").ok());
+  CHECK(Row(Page(), second).is_null());
+  CHECK(Row(Page(kZhao), second).is_null());
+}
+
+TEST_CASE_METHOD(PageFixture, "a kept worklist page shows a lapsed claim and an overdue task as soon as the time comes",
+                 "[workflow][api][worklist]") {
+  REQUIRE(Call(kWang, "POST", "/api/v1/studies/" + first.study_instance_uid + "/claim").status == 200);
+  const json claimed = Row(Page(), first);
+  REQUIRE(claimed["state"] == "claimed");
+  CHECK_FALSE(claimed["overdue"].get<bool>());
+  const int64_t lease_expires = claimed["lease_expires_ms"].get<int64_t>();
+  now_ms = lease_expires - 1;
+  CHECK(Row(Page(), first)["state"] == "claimed");
+  // No write in between: only the time says the lease is over.
+  now_ms = lease_expires;
+  CHECK(Row(Page(), first)["state"] == "waiting");
+  CHECK(Row(Page(), first)["claimed_by"].is_null());
+
+  const int64_t due = Row(Page(), second)["due_ms"].get<int64_t>();
+  now_ms = due;
+  CHECK_FALSE(Row(Page(), second)["overdue"].get<bool>());
+  now_ms = due + 1;
+  CHECK(Row(Page(), second)["overdue"].get<bool>());
+}
+
+TEST_CASE_METHOD(PageFixture, "each radiologist's worklist view is audited, kept page or not",
+                 "[workflow][api][worklist][audit]") {
+  const int64_t before = Count("audit_log", "action = 'list-worklist'");
+  for (int i = 0; i < 3; ++i) Page();
+  Page(kZhao);
+  CHECK(Count("audit_log", "action = 'list-worklist' AND actor = 'wang.li'") == 3);
+  CHECK(Count("audit_log", "action = 'list-worklist'") == before + 4);
+}
