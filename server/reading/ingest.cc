@@ -79,10 +79,6 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
                        in_index ? bytes.size() : std::filesystem::file_size(req.temp_file, ec),
                        clock_(),
                        bytes};
-  // Stored before, in either tier: a re-send, identical or not.
-  if (std::optional<StoredInstance> indexed = index_.FindInstance(s.sop_instance_uid)) {
-    return StoreResent(req, instance, received, *indexed);
-  }
   if (!in_index) {
     Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
     if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());
@@ -96,12 +92,18 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   }
   // In the index tier the object's bytes commit with its row: one WAL sync for both.
   if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req.also)); !st.ok()) {
+    RemoveCompanions(companions->instances);
+    // Indexed before (in either tier; found only now, not looked up for every object): a re-send.
+    std::optional<StoredInstance> indexed;
+    if (st.code() == Status::Code::kConflict) indexed = index_.FindInstance(s.sop_instance_uid);
+    StoreOutcome outcome =
+        indexed ? StoreResent(req, instance, in_index ? received : store_.Absolute(instance.relative_path), *indexed)
+                : Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
+                         st.message());
     // Nothing may stay that the sender was not told was stored.
     if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
-    RemoveCompanions(companions->instances);
-    spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
-    return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
-                  st.message());
+    if (!indexed) spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
+    return outcome;
   }
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
 }
