@@ -31,6 +31,11 @@ std::vector<fs::path> DicomFilesUnder(const fs::path& dir) {
   return out;
 }
 
+bool Echo(uint16_t port, const std::string& calling_ae) {
+  return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", "LX_READ", "127.0.0.1", std::to_string(port)}).exit_code ==
+         0;
+}
+
 struct Sent {
   std::string study, sop;
   fs::path file;
@@ -77,6 +82,23 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
     stored[s.sop] = ReadFile(f);
     INFO(s.file);
     CHECK(DataSetBytes(stored[s.sop]) == DataSetBytes(ReadFile(s.file)));  // as sent, bit for bit
+  }
+
+  SECTION("the bytes kept in the index are those DCMTK's storescp writes bit-preserving (+B), meta header too") {
+    // storescp +B receives with DIMSE_createFilestream, whose meta header the centre writes itself.
+    const uint16_t port = FreePort();
+    const fs::path received = dir.path() / "storescp";
+    fs::create_directories(received);
+    ChildProcess storescp;
+    ReleasePort(port);
+    storescp.Start({STORESCP_BIN, "+B", "-aet", "LX_READ", "-od", received.string(), std::to_string(port)},
+                   dir.path() / "storescp.log");
+    REQUIRE(WaitFor([&] { return Echo(port, "ZZ_PACS"); }, 20));
+    REQUIRE(StoreResponses(StoreTo(port, "ZZ_PACS", {small.file.string()})) == std::vector<std::string>{"Success"});
+    storescp.Stop(15);
+    const std::vector<fs::path> files = DicomFilesUnder(received);
+    REQUIRE(files.size() == 1);
+    CHECK(ReadFile(files[0]) == stored[small.sop]);
   }
 
   SECTION("C-GET sends the data set of an object kept in the index unchanged") {
