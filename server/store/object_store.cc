@@ -13,7 +13,9 @@
 
 namespace teleread {
 
-TempFileGuard::~TempFileGuard() { ::unlink(path_.c_str()); }
+TempFileGuard::~TempFileGuard() {
+  if (!path_.empty()) ::unlink(path_.c_str());  // none for an object received into memory
+}
 namespace fs = std::filesystem;
 
 Status SyncPath(const fs::path& path) {
