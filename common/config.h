@@ -74,6 +74,9 @@ struct CentreConfig {
   int dimse_timeout_seconds = 60;
   uint32_t max_pdu_bytes = kMaxPduBytes;      // kMinPduBytes..kMaxPduBytes
   uint64_t min_free_disk_mb = 512;            // refuse C-STORE (0xA700) below this much free space
+  // Objects up to this size (bytes, as stored) are kept inside the index, committed with their
+  // row; larger ones are files under objects/. 0: every object is a file. At most 16 MiB.
+  uint64_t small_object_bytes = 128 * 1024;
   std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
   // Centre AE titles otherwise present a workstation certificate over DICOM TLS (OU=workstation,
   // CN = the AE title); these may call plain, from the named addresses only. (default: none)

@@ -218,6 +218,12 @@ for r in json.load(sys.stdin)["items"]:
           f"-> signed {s('"'"'reported_ms'"'"')}, -> delivered {s('"'"'delivered_ms'"'"')}, "
           f"-> acknowledged {s('"'"'acknowledged_ms'"'"')}")'
 
+step "The study exported as plain DICOM files (teleread-server export, beside the running server), each checked with dcmftest"
+"$server_bin" --config "$work/teleread.toml" --storage "$work/data" export "$study" -o "$work/export"
+exported=$(find "$work/export" -name '*.dcm' | wc -l)
+bad=$(find "$work/export" -name '*.dcm' -print0 | xargs -0 dcmftest | grep -vc '^yes:' || true)
+echo "  $exported file(s) under $work/export, $bad not DICOM Part 10"
+
 step "Stopping the server and the member PACS"
 cleanup
 trap - EXIT

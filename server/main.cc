@@ -13,6 +13,7 @@
 #include "server/pki/pki.h"
 #include "server/server_app.h"
 #include "server/store/audit_log.h"
+#include "server/store/export.h"
 
 using namespace teleread;
 
@@ -94,6 +95,22 @@ int ExportAudit(const Config& config) {
   return 0;
 }
 
+// Works on a stopped server's data and beside a running one (a read-only index connection).
+int ExportCommand(const ExportRequest& req) {
+  if (req.study_instance_uids.empty() && req.member_id.empty()) {
+    std::cerr << "teleread-server: export: name a study (Study Instance UID) or --member\n";
+    return 2;
+  }
+  Result<ExportReport> done = ExportStudies(req);
+  if (!done.ok()) {
+    std::cerr << "teleread-server: export: " << done.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "exported " << done->studies << " stud" << (done->studies == 1 ? "y" : "ies") << ", " << done->files
+            << " file(s), " << done->bytes << " bytes to " << req.output_dir.string() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -117,6 +134,15 @@ int main(int argc, char** argv) {
   CLI::App* audit_verify = audit->add_subcommand("verify", "Walk the chain; exit 1 naming the first broken entry");
   CLI::App* audit_export = audit->add_subcommand("export", "Write every entry as a JSON line (for a SIEM)");
   audit->require_subcommand(1);
+  CLI::App* exporter =
+      app.add_subcommand("export", "Write stored studies as plain DICOM files, byte for byte as stored");
+  ExportRequest export_req;
+  std::string export_dir;
+  CLI::Option* export_study =
+      exporter->add_option("study", export_req.study_instance_uids, "Study Instance UID(s) to export");
+  exporter->add_option("--member", export_req.member_id, "Every study of this member (its id in the config)")
+      ->excludes(export_study);
+  exporter->add_option("-o,--output", export_dir, "Directory for <study>/<series>/<sop>.dcm")->required();
   CLI::App* pki = app.add_subcommand("pki", "The centre's certificate authority");
   std::string pki_dir, pki_kind = "radiologist", pki_name, pki_org = "Lixian Regional Imaging Reading Centre";
   std::vector<std::string> pki_ips = {"127.0.0.1"}, pki_dns = {"localhost"};
@@ -221,6 +247,11 @@ int main(int argc, char** argv) {
   if (*status) return PrintStatus(config);
   if (*audit_verify) return VerifyAudit(config);
   if (*audit_export) return ExportAudit(config);
+  if (*exporter) {
+    export_req.storage_root = config.centre.storage;
+    export_req.output_dir = export_dir;
+    return ExportCommand(export_req);
+  }
   for (const std::string& w : warnings) spdlog::warn("config: {}", w);
 
   // Signals are taken by sigwait below, so block them before any thread starts.

@@ -57,6 +57,8 @@ Status ServerApp::Start() {
   Result<std::unique_ptr<Index>> index = OpenIndex(config_.centre.storage);
   if (!index.ok()) return index.status();
   index_ = std::move(index.value());
+  store_->set_small_object_bytes(config_.centre.small_object_bytes);
+  store_->UseIndex(index_.get());
 
   Result<RecoveryReport> recovered = RecoverStorage(*store_, *index_, config_, NowMs());
   if (!recovered.ok()) return recovered.status();

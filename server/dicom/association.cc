@@ -295,7 +295,8 @@ class Association {
                  env_.dimse_timeout, env_.tls,    env_.audit, find_audit_.get()};
   }
 
-  // Reads the data set into a temp file exactly as it came over the wire, then hands it to Ingest.
+  // Reads the data set exactly as it came over the wire (a small one into memory, else into a temp
+  // file), then hands it to Ingest.
   OFCondition HandleStore(T_ASC_PresentationContextID pres_id, const T_DIMSE_C_StoreRQ& req) {
     StoreOutcome outcome;
     if (caller_->member_id.empty()) {
@@ -310,7 +311,8 @@ class Association {
     } else {
       ReceivedDataSet received;
       OFCondition cond = ReceiveDataSet(assoc_, pres_id, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID,
-                                        env_.store, env_.dimse_timeout, true, &received);
+                                        env_.store, env_.dimse_timeout, true, &received,
+                                        env_.store.small_object_bytes());
       if (cond.bad()) {
         // The connection broke mid-object: nothing is kept and nobody awaits an answer.
         spdlog::warn("C-STORE from {} interrupted: {}", caller_->ae_title,
@@ -331,6 +333,7 @@ class Association {
                              req.AffectedSOPInstanceUID,
                              {},
                              {}};
+        request.bytes = std::move(received.bytes);
         outcome = env_.ingest.Store(request);
       }
     }

@@ -334,9 +334,13 @@ void MoveCallback(void* data, OFBool cancelled, T_DIMSE_C_MoveRQ* req, DcmDatase
   }
   const RetrieveItem& item = st.items[st.next++];
   // PS3.7 9.3.1.1: a C-MOVE's C-STORE sub-operations name the AE and message that asked for them.
-  StoreResult r =
-      st.scu->Store(st.env.store.Absolute(item.relative_path).string(), item.sop_class_uid, item.sop_instance_uid,
-                    item.transfer_syntax_uid, st.env.caller.ae_title, req->MessageID);
+  StoreResult r;
+  if (Result<ObjectHandle> object = st.env.store.Open(item.relative_path); !object.ok()) {
+    r.error = object.status().message();
+  } else {
+    r = st.scu->Store(object->path().string(), item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax_uid,
+                      st.env.caller.ae_title, req->MessageID);
+  }
   RecordResult(st, item, r);
   if (r.association_lost) {
     // The destination went away: the rest cannot be sent either.
@@ -375,8 +379,13 @@ void GetCallback(void* data, OFBool cancelled, T_DIMSE_C_GetRQ*, DcmDataset* ids
     r.error = "the caller offered no SCP-role context for this SOP class in " + item.transfer_syntax_uid;
   } else {
     // On the caller's own association no Move Originator is sent: that is for C-MOVE only.
-    r = SendStoredFile(st.assoc, pres_id, ++st.message_id, st.env.store.Absolute(item.relative_path).string(),
-                       item.sop_class_uid, item.sop_instance_uid, "", 0, st.env.dimse_timeout);
+    Result<ObjectHandle> object = st.env.store.Open(item.relative_path);
+    if (!object.ok()) {
+      r.error = object.status().message();
+    } else {
+      r = SendStoredFile(st.assoc, pres_id, ++st.message_id, object->path().string(), item.sop_class_uid,
+                         item.sop_instance_uid, "", 0, st.env.dimse_timeout);
+    }
   }
   RecordResult(st, item, r);
   if (r.association_lost) {

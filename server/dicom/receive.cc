@@ -1,81 +1,182 @@
 #include "server/dicom/receive.h"
 
 #include "dcmtk/config/osconfig.h"  // must come first
-#include "dcmtk/dcmdata/dcostrmf.h"
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcmetinf.h"
+#include "dcmtk/dcmdata/dcostrma.h"
+#include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmnet/dimse.h"
-#include "dcmtk/ofstd/ofstd.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <system_error>
+#include <cerrno>
 
 namespace teleread {
 namespace {
 
-// Starts writing received bytes to disk while the rest of the object is still arriving, so the
-// fsync before the acknowledgement only waits for the tail, not for the whole object.
-class EarlyWriteback {
+// Holds an object in memory while it fits within `limit` bytes; past that, creates the temp file,
+// writes what it held and streams the rest there, starting the disk writes while the rest is
+// still arriving (so that the fsync before the acknowledgement only waits for the tail).
+class TieredConsumer : public DcmConsumer {
  public:
-  explicit EarlyWriteback(std::filesystem::path file) : file_(std::move(file)) {}
-  ~EarlyWriteback() {
+  TieredConsumer(const ObjectStore& store, uint64_t limit, bool early_writeback)
+      : store_(store), limit_(limit), early_writeback_(early_writeback) {}
+  ~TieredConsumer() override {
     if (fd_ >= 0) ::close(fd_);
+    if (!temp_.empty()) ::unlink(temp_.c_str());
   }
-  EarlyWriteback(const EarlyWriteback&) = delete;
-  EarlyWriteback& operator=(const EarlyWriteback&) = delete;
+  TieredConsumer(const TieredConsumer&) = delete;
+  TieredConsumer& operator=(const TieredConsumer&) = delete;
 
-  static void Progress(void* self, unsigned long bytes_received) {
-    auto* w = static_cast<EarlyWriteback*>(self);
-    if (bytes_received < w->next_kick_) return;
-    // Opened at the first kick: a small object never needs it (one open and close fewer).
-    if (w->fd_ < 0) w->fd_ = ::open(w->file_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (w->fd_ >= 0) ::sync_file_range(w->fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
-    w->next_kick_ = bytes_received + kKickBytes;
+  OFBool good() const override { return !failed_; }
+  OFCondition status() const override { return failed_ ? EC_InvalidStream : EC_Normal; }
+  OFBool isFlushed() const override { return OFTrue; }
+  offile_off_t avail() const override { return 10 * 1024 * 1024; }  // as DcmFileConsumer: "unlimited"
+  void flush() override {}
+
+  offile_off_t write(const void* buf, offile_off_t len) override {
+    if (failed_ || len <= 0) return 0;
+    const auto n = static_cast<size_t>(len);
+    if (fd_ < 0 && held_.size() + n <= limit_) {
+      held_.append(static_cast<const char*>(buf), n);
+      return len;
+    }
+    if (fd_ < 0 && !Spill()) return 0;
+    if (!WriteAll(buf, n)) return 0;
+    written_ += n;
+    if (early_writeback_ && written_ >= next_kick_) {
+      ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+      next_kick_ = written_ + kKickBytes;
+    }
+    return len;
+  }
+
+  bool in_memory() const { return fd_ < 0 && !failed_; }
+  std::string TakeBytes() { return std::move(held_); }
+  // Closes the file and hands it over: the caller removes it from now on.
+  Result<std::filesystem::path> TakeFile() {
+    const int fd = std::exchange(fd_, -1);
+    if (::close(fd) != 0) return Status::FromErrno(errno, "close " + temp_.string());
+    return std::exchange(temp_, {});
   }
 
  private:
-  static constexpr unsigned long kKickBytes = 128 * 1024;  // about one PDU: the tail left to sync stays short
-  std::filesystem::path file_;
+  static constexpr uint64_t kKickBytes = 128 * 1024;  // about one PDU: the tail left to sync stays short
+
+  bool Spill() {
+    temp_ = store_.NewTempPath();
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd_ < 0) {
+      temp_.clear();
+      failed_ = true;
+      return false;
+    }
+    const std::string held = std::move(held_);
+    held_ = std::string();
+    if (!WriteAll(held.data(), held.size())) return false;
+    written_ = held.size();
+    return true;
+  }
+
+  bool WriteAll(const void* buf, size_t n) {
+    const char* p = static_cast<const char*>(buf);
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        failed_ = true;
+        return false;
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+    return true;
+  }
+
+  const ObjectStore& store_;
+  const uint64_t limit_;
+  const bool early_writeback_;
+  std::string held_;
+  std::filesystem::path temp_;
   int fd_ = -1;
-  unsigned long next_kick_ = kKickBytes;
+  bool failed_ = false;
+  uint64_t written_ = 0;
+  uint64_t next_kick_ = kKickBytes;
 };
+
+// DcmOutputStream takes its consumer by pointer at construction: the holder comes first.
+struct ConsumerHolder {
+  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool early) : consumer(store, limit, early) {}
+  TieredConsumer consumer;
+};
+class TieredStream : private ConsumerHolder, public DcmOutputStream {
+ public:
+  TieredStream(const ObjectStore& store, uint64_t limit, bool early)
+      : ConsumerHolder(store, limit, early), DcmOutputStream(&consumer) {}
+  TieredConsumer& tier() { return consumer; }
+};
+
+// The preamble and file meta header that DIMSE_createFilestream (DCMTK 3.6.7) writes, so that
+// an object holds the same bytes in either tier and as before the tiers.
+bool WriteMetaHeader(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
+                     const std::string& sop_instance_uid, DcmOutputStream& out) {
+  T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return false;
+  DcmMetaInfo meta;
+  const Uint8 version[2] = {0, 1};
+  bool ok = meta.putAndInsertUint8Array(DCM_FileMetaInformationVersion, version, 2).good() &&
+            meta.putAndInsertString(DCM_MediaStorageSOPClassUID, sop_class_uid.c_str()).good() &&
+            meta.putAndInsertString(DCM_MediaStorageSOPInstanceUID, sop_instance_uid.c_str()).good() &&
+            meta.putAndInsertString(DCM_TransferSyntaxUID, pc.acceptedTransferSyntax).good() &&
+            meta.putAndInsertString(DCM_ImplementationClassUID, OFFIS_IMPLEMENTATION_CLASS_UID).good() &&
+            meta.putAndInsertString(DCM_ImplementationVersionName, OFFIS_DTK_IMPLEMENTATION_VERSION_NAME2).good() &&
+            meta.putAndInsertString(DCM_SourceApplicationEntityTitle, assoc->params->DULparams.callingAPTitle).good();
+  if (!ok) return false;
+  if (meta.computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, META_HEADER_DEFAULT_TRANSFERSYNTAX,
+                                        EET_UndefinedLength)
+          .bad()) {
+    return false;
+  }
+  meta.transferInit();
+  const bool written = meta.write(out, META_HEADER_DEFAULT_TRANSFERSYNTAX, EET_ExplicitLength, nullptr).good();
+  meta.transferEnd();
+  return written && out.good();
+}
 
 }  // namespace
 
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
-                           bool early_writeback, ReceivedDataSet* out) {
+                           bool early_writeback, ReceivedDataSet* out, uint64_t memory_limit) {
   *out = ReceivedDataSet{};
-  // Names the SOP class and instance in the file's meta header; the syntax is the context's.
-  T_DIMSE_C_StoreRQ meta{};
-  OFStandard::strlcpy(meta.AffectedSOPClassUID, sop_class_uid.c_str(), sizeof meta.AffectedSOPClassUID);
-  OFStandard::strlcpy(meta.AffectedSOPInstanceUID, sop_instance_uid.c_str(), sizeof meta.AffectedSOPInstanceUID);
-  const std::filesystem::path temp = store.NewTempPath();
-  DcmOutputFileStream* stream = nullptr;
-  if (DIMSE_createFilestream(OFFilename(temp.c_str()), &meta, assoc, pres_id, OFTrue, &stream).bad()) {
+  TieredStream stream(store, memory_limit, early_writeback);
+  if (!WriteMetaHeader(assoc, pres_id, sop_class_uid, sop_instance_uid, stream)) {
     out->outcome = ReceivedDataSet::Outcome::kCannotCreate;
     DIC_UL bytes = 0, pdvs = 0;
     return DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, timeout_seconds, &bytes, &pdvs);
   }
   T_ASC_PresentationContextID data_pres = pres_id;
-  std::unique_ptr<EarlyWriteback> writeback = early_writeback ? std::make_unique<EarlyWriteback>(temp) : nullptr;
-  OFCondition cond = DIMSE_receiveDataSetInFile(assoc, DIMSE_NONBLOCKING, timeout_seconds, &data_pres, stream,
-                                                writeback ? &EarlyWriteback::Progress : nullptr, writeback.get());
+  OFCondition cond =
+      DIMSE_receiveDataSetInFile(assoc, DIMSE_NONBLOCKING, timeout_seconds, &data_pres, &stream, nullptr, nullptr);
   // DCMTK drains the rest of the data set itself when a write fails, so the association lives on.
-  const bool write_failed = cond == DIMSE_OUTOFRESOURCES || stream->status().bad();
-  const offile_off_t expected_size = stream->tell();
-  delete stream;  // closes the file; a failed final flush shows as a short file below
-  if (!write_failed && (cond.bad() || data_pres != pres_id)) {
-    ::unlink(temp.c_str());
-    return cond.bad() ? cond : DIMSE_BADDATA;
-  }
-  std::error_code ec;
-  if (write_failed || std::filesystem::file_size(temp, ec) != static_cast<uintmax_t>(expected_size) || ec) {
-    ::unlink(temp.c_str());
+  const bool write_failed = cond == DIMSE_OUTOFRESOURCES || !stream.good();
+  if (!write_failed && (cond.bad() || data_pres != pres_id)) return cond.bad() ? cond : DIMSE_BADDATA;
+  if (write_failed) {
     out->outcome = ReceivedDataSet::Outcome::kWriteFailed;
     return EC_Normal;
   }
-  out->path = temp;
+  TieredConsumer& tier = stream.tier();
+  if (tier.in_memory()) {
+    out->bytes = tier.TakeBytes();
+    return EC_Normal;
+  }
+  Result<std::filesystem::path> file = tier.TakeFile();
+  if (!file.ok()) {  // the temp file went with the error
+    out->outcome = ReceivedDataSet::Outcome::kWriteFailed;
+    return EC_Normal;
+  }
+  out->path = std::move(file.value());
   return EC_Normal;
 }
 

@@ -1,8 +1,11 @@
 #pragma once
-// The data set that follows a DIMSE command, received into a temporary file of the object store
-// exactly as it came over the wire, with a meta header naming the presentation context's
-// transfer syntax: C-STORE objects and C-FIND/C-MOVE/C-GET identifiers alike, so that both are
-// then read by DicomFile::Open with the same limits and never parsed in memory by DCMTK.
+// The data set that follows a DIMSE command, received exactly as it came over the wire after a
+// meta header naming the presentation context's transfer syntax (the bytes DCMTK's
+// DIMSE_createFilestream writes): into memory while it fits within `memory_limit` (a small
+// C-STORE object, kept in the index), else into a temporary file of the object store. C-STORE
+// objects and C-FIND/C-MOVE/C-GET identifiers alike are then read by DicomFile::Open with the
+// same limits and never parsed in memory by DCMTK.
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -17,6 +20,7 @@ struct ReceivedDataSet {
   enum class Outcome { kOnDisk, kCannotCreate, kWriteFailed };
   Outcome outcome = Outcome::kOnDisk;
   std::filesystem::path path;  // kOnDisk: the whole data set; the caller removes the file
+  std::string bytes;           // kOnDisk with an empty path: the whole object, in memory
 };
 
 // `early_writeback` starts writing received bytes to disk while the rest is arriving (for
@@ -25,6 +29,6 @@ struct ReceivedDataSet {
 // not take it and the rest of the data set was drained, so a failure status can be sent.
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
-                           bool early_writeback, ReceivedDataSet* out);
+                           bool early_writeback, ReceivedDataSet* out, uint64_t memory_limit = 0);
 
 }  // namespace teleread

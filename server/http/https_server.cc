@@ -55,7 +55,8 @@ constexpr int kHandlerThreads = 32;
 // and two zero blocks at the end. A file that cannot be read whole ends it unfinished.
 class TarStream {
  public:
-  explicit TarStream(std::vector<std::pair<std::string, std::filesystem::path>> files) : files_(std::move(files)) {}
+  TarStream(std::vector<std::pair<std::string, std::string>> files, const ObjectStore* objects)
+      : files_(std::move(files)), objects_(objects) {}
 
   // The next piece, empty when the archive is complete or cannot be (see failed()).
   std::string Next() {
@@ -65,12 +66,19 @@ class TarStream {
         done_ = true;
         return std::string(1024, '\0');
       }
-      in_.open(files_[index_].second, std::ios::binary);
+      // One object open at a time: one held in the index lives in a memory file until read.
+      Result<ObjectHandle> object =
+          objects_ ? objects_->Open(files_[index_].second) : Result<ObjectHandle>(Status::NotFound("no store"));
       std::error_code ec;
-      remaining_ = std::filesystem::file_size(files_[index_].second, ec);
-      if (!in_ || ec) {
+      if (object.ok()) {
+        current_ = std::move(object.value());
+        in_.open(current_.path(), std::ios::binary);
+        remaining_ = std::filesystem::file_size(current_.path(), ec);
+        size_ = remaining_;
+      }
+      if (!object.ok() || !in_ || ec) {
         done_ = true;
-        failed_ = files_[index_].second.string();
+        failed_ = files_[index_].second;
         return "";
       }
       return Header(files_[index_].first, remaining_);
@@ -79,14 +87,14 @@ class TarStream {
     in_.read(piece.data(), static_cast<std::streamsize>(piece.size()));
     if (in_.gcount() != static_cast<std::streamsize>(piece.size())) {  // the file shrank under us
       done_ = true;
-      failed_ = files_[index_].second.string();
+      failed_ = files_[index_].second;
       return "";
     }
     remaining_ -= piece.size();
     if (remaining_ == 0) {
-      const uint64_t size = std::filesystem::file_size(files_[index_].second);
-      piece.append((512 - size % 512) % 512, '\0');
+      piece.append((512 - size_ % 512) % 512, '\0');
       in_.close();
+      current_ = ObjectHandle();
       ++index_;
     }
     return piece;
@@ -126,7 +134,10 @@ class TarStream {
   const std::string& failed() const { return failed_; }
 
  private:
-  std::vector<std::pair<std::string, std::filesystem::path>> files_;
+  std::vector<std::pair<std::string, std::string>> files_;
+  const ObjectStore* objects_;
+  ObjectHandle current_;  // the object being read
+  uint64_t size_ = 0;     // its size
   std::string failed_;
   size_t index_ = 0;
   std::ifstream in_;
@@ -320,7 +331,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->chunked(true);
     res->keep_alive(false);
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
-    tar_ = std::make_unique<TarStream>(out.tar);
+    tar_ = std::make_unique<TarStream>(out.tar, out.objects);
     beast::get_lowest_layer(stream_).expires_after(kReadTimeout);
     http::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr](beast::error_code ec, size_t) {
       if (!ec) self->WriteTarPiece();

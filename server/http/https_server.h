@@ -21,6 +21,7 @@
 
 #include "common/config.h"
 #include "common/status.h"
+#include "server/store/object_store.h"
 
 namespace teleread {
 
@@ -42,9 +43,13 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::filesystem::path file;  // when set, streamed from disk instead of body
-  // When set, a ustar archive of these files (name in archive, path on disk), streamed in
-  // chunks as it is read: a whole study in one request without a copy on disk or in memory.
-  std::vector<std::pair<std::string, std::filesystem::path>> tar;
+  // When set, a ustar archive of these stored objects (name in archive, path recorded in the
+  // index), opened one at a time through `objects` and streamed in chunks as they are read: a
+  // whole study in one request without a copy on disk or in memory.
+  std::vector<std::pair<std::string, std::string>> tar;
+  // (The `= {}` let aggregate initialisations leave these out without a warning.)
+  const ObjectStore* objects = {};        // for `tar`; outlives the response
+  std::shared_ptr<ObjectHandle> object = {};  // keeps `file` readable (an object held in the index) until opened
 };
 
 // Largest request header accepted (larger: 413); bodies are bounded by HttpsConfig::max_body_bytes.

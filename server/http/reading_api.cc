@@ -349,9 +349,16 @@ HttpResponse ReadingApi::Instance(const std::string& uid, const std::string& sop
   Result<std::string> path = reads_.InstancePath(uid, sop);
   if (!path.ok()) return Error(StatusFor(path.status()), path.status().message());
   if (Status a = worklist_.Audit(who.id, "download", uid, sop); !a.ok()) return AuditFailed(a);
+  return StoredObject(path.value());
+}
+
+HttpResponse ReadingApi::StoredObject(const std::string& relative_path) const {
+  Result<ObjectHandle> object = store_.Open(relative_path);
+  if (!object.ok()) return Error(404, "object file missing");
   HttpResponse r;
   r.content_type = "application/dicom";
-  r.file = store_.Absolute(path.value());
+  r.file = object->path();
+  r.object = std::make_shared<ObjectHandle>(std::move(object.value()));  // open until the response opens it
   return r;
 }
 
@@ -362,9 +369,9 @@ HttpResponse ReadingApi::Archive(const std::string& uid, const Identity& who) {
   for (const ArchiveEntry& e : entries.value()) {
     // Names stay under tar's 100-character field: the series' and instance's last UID components.
     auto tail = [](const std::string& u) { return u.size() > 40 ? u.substr(u.size() - 40) : u; };
-    r.tar.emplace_back(tail(e.series_instance_uid) + "/" + tail(e.sop_instance_uid) + ".dcm",
-                       store_.Absolute(e.relative_path));
+    r.tar.emplace_back(tail(e.series_instance_uid) + "/" + tail(e.sop_instance_uid) + ".dcm", e.relative_path);
   }
+  r.objects = &store_;
   if (r.tar.empty()) return Error(404, "no study " + uid);
   if (Status a = worklist_.Audit(who.id, "download", uid, "whole study"); !a.ok()) return AuditFailed(a);
   r.content_type = "application/x-tar";
@@ -495,10 +502,7 @@ HttpResponse ReadingApi::ReportFile(const std::string& sop, const Identity& who)
   if (Status a = worklist_.Audit(who.id, "download", found->study_instance_uid, "report " + sop); !a.ok()) {
     return AuditFailed(a);
   }
-  HttpResponse r;
-  r.content_type = "application/dicom";
-  r.file = store_.Absolute(found->relative_path);
-  return r;
+  return StoredObject(found->relative_path);
 }
 
 HttpResponse ReadingApi::Deliveries(const std::string& query, const Identity& who) {

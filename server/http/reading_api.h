@@ -71,6 +71,8 @@ class ReadingApi {
   HttpResponse Instance(const std::string& uid, const std::string& sop, const Identity& who);
   HttpResponse Priors(const std::string& uid, const Identity& who);
   HttpResponse Archive(const std::string& uid, const Identity& who);
+  // A stored object (either tier) as application/dicom.
+  HttpResponse StoredObject(const std::string& relative_path) const;
   HttpResponse ClaimAction(const std::string& uid, const std::string& action, const std::string& query,
                            const Identity& who);
   HttpResponse Metrics();

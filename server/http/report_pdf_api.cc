@@ -18,14 +18,12 @@ HttpResponse ReadingApi::ReportPdf(const std::string& sop, const std::string& fo
   if (Status a = worklist_.Audit(who.id, "download", found->study_instance_uid, "PDF copy of report " + sop); !a.ok()) {
     return Error(503, "the audit trail cannot be written, so nothing is served");
   }
-  HttpResponse r;
-  if (format == "dicom") {
-    r.content_type = "application/dicom";
-    r.file = store_.Absolute(found->relative_path);
-    return r;
-  }
-  Result<std::string> pdf = ReadEncapsulatedPdf(store_.Absolute(found->relative_path));
+  if (format == "dicom") return StoredObject(found->relative_path);
+  Result<ObjectHandle> object = store_.Open(found->relative_path);
+  if (!object.ok()) return Error(500, "the stored PDF copy cannot be read: " + object.status().message());
+  Result<std::string> pdf = ReadEncapsulatedPdf(object->path());
   if (!pdf.ok()) return Error(500, "the stored PDF copy cannot be read: " + pdf.status().message());
+  HttpResponse r;
   r.content_type = "application/pdf";
   r.body = std::move(pdf.value());
   return r;

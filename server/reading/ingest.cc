@@ -1,5 +1,8 @@
 #include "server/reading/ingest.h"
 
+#include <fstream>
+#include <iterator>
+
 #include "common/log.h"
 
 namespace teleread {
@@ -17,12 +20,37 @@ IngestCode CodeFor(const Status& s) {
 Ingest::Ingest(ObjectStore& store, Index& index, Clock clock)
     : store_(store), index_(index), clock_(std::move(clock)) {}
 
+bool Ingest::LoadIfSmall(const std::filesystem::path& file, std::string* bytes) const {
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(file, ec);
+  if (ec || size == 0 || size > store_.small_object_bytes()) return false;
+  std::ifstream in(file, std::ios::binary);
+  std::string read((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) return false;
+  if (read.size() != size) return false;
+  *bytes = std::move(read);
+  return true;
+}
+
 StoreOutcome Ingest::Store(const StoreRequest& req) {
   TempFileGuard guard(req.temp_file);
   const std::list<TempFileGuard> companion_guards = GuardCompanions(req);
 
+  // The tier: an object received into memory, or a small file (the report desk's), is kept in
+  // the index; DCMTK reads it from a memory file.
+  std::string loaded;
+  const std::string& bytes = !req.bytes.empty() || !LoadIfSmall(req.temp_file, &loaded) ? req.bytes : loaded;
+  const bool in_index = !bytes.empty();
+  ObjectHandle memory;
+  if (in_index) {
+    Result<ObjectHandle> m = ObjectHandle::Memory(bytes);
+    if (!m.ok()) return Refuse(IngestCode::kNoStorage, m.status().message());
+    memory = std::move(m.value());
+  }
+  const std::filesystem::path& received = in_index ? memory.path() : req.temp_file;
+
   Result<InstanceSummary> summary =
-      req.summary ? Result<InstanceSummary>(*req.summary) : ReadInstanceSummary(req.temp_file);
+      req.summary ? Result<InstanceSummary>(*req.summary) : ReadInstanceSummary(received);
   if (!summary.ok()) return Refuse(IngestCode::kUnreadable, summary.status().message());
   const InstanceSummary& s = summary.value();
   if (s.sop_instance_uid.empty()) return Refuse(IngestCode::kDoesNotMatch, "no SOP Instance UID");
@@ -46,27 +74,60 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   NewInstance instance{s,
                        req.member_id,
                        req.calling_ae_title,
-                       ObjectStore::RelativePathFor(s.sop_instance_uid),
-                       std::filesystem::file_size(req.temp_file, ec),
-                       clock_()};
-  Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
-  if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());
-  if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
+                       in_index ? ObjectStore::InIndexPathFor(s.sop_instance_uid)
+                                : ObjectStore::RelativePathFor(s.sop_instance_uid),
+                       in_index ? bytes.size() : std::filesystem::file_size(req.temp_file, ec),
+                       clock_(),
+                       bytes};
+  if (!in_index) {
+    Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
+    if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());
+    if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
+  }
 
-  Result<std::vector<NewInstance>> companions = PlaceCompanions(req);
+  Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) {
-    std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     return Refuse(CodeFor(companions.status()), companions.status().message());
   }
-  if (Status st = index_.AddInstance(instance, WithCompanions(companions.value(), req.also)); !st.ok()) {
+  // In the index tier the object's bytes commit with its row: one WAL sync for both.
+  if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req.also)); !st.ok()) {
+    RemoveCompanions(companions->instances);
+    // Indexed before (in either tier; found only now, not looked up for every object): a re-send.
+    std::optional<StoredInstance> indexed;
+    if (st.code() == Status::Code::kConflict) indexed = index_.FindInstance(s.sop_instance_uid);
+    StoreOutcome outcome =
+        indexed ? StoreResent(req, instance, in_index ? received : store_.Absolute(instance.relative_path), *indexed)
+                : Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
+                         st.message());
     // Nothing may stay that the sender was not told was stored.
-    std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
-    RemoveCompanions(companions.value());
-    spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
-    return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
-                  st.message());
+    if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    if (!indexed) spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
+    return outcome;
   }
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
+}
+
+StoreOutcome Ingest::StoreResent(const StoreRequest& req, const NewInstance& instance,
+                                 const std::filesystem::path& received, const StoredInstance& indexed) {
+  Result<ObjectHandle> stored = store_.Open(indexed.relative_path);
+  if (!stored.ok()) {
+    return Refuse(IngestCode::kNoStorage, "cannot read the stored copy: " + stored.status().message());
+  }
+  Result<bool> same = SameDataSet(received, stored->path());
+  if (!same.ok())
+    return Refuse(IngestCode::kNoStorage, "cannot compare with the stored copy: " + same.status().message());
+  if (!same.value()) {
+    return Refuse(IngestCode::kDifferentContent,
+                  "SOP Instance UID already stored with different content; the stored object is kept");
+  }
+  if (indexed.member_id != req.member_id) {
+    return Refuse(IngestCode::kDifferentContent, "SOP Instance UID already stored for another member hospital");
+  }
+  if (req.also) {
+    if (Status st = index_.Write(req.also); !st.ok()) return Refuse(CodeFor(st), st.message());
+  }
+  return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
 }
 
 StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& instance) {
@@ -79,20 +140,12 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
                   "SOP Instance UID already stored with different content; the stored object is kept");
   }
   std::optional<StoredInstance> indexed = index_.FindInstance(instance.summary.sop_instance_uid);
-  if (indexed) {
-    if (indexed->member_id != req.member_id) {
-      return Refuse(IngestCode::kDifferentContent, "SOP Instance UID already stored for another member hospital");
-    }
-    if (req.also) {
-      if (Status st = index_.Write(req.also); !st.ok()) return Refuse(CodeFor(st), st.message());
-    }
-    return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
-  }
+  if (indexed) return StoreResent(req, instance, req.temp_file, *indexed);
   // A file without its row: an earlier attempt stopped between placing and indexing.
-  Result<std::vector<NewInstance>> companions = PlaceCompanions(req);
+  Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) return Refuse(CodeFor(companions.status()), companions.status().message());
-  if (Status st = index_.AddInstance(instance, WithCompanions(companions.value(), req.also)); !st.ok()) {
-    RemoveCompanions(companions.value());
+  if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req.also)); !st.ok()) {
+    RemoveCompanions(companions->instances);
     return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
                   st.message());
   }

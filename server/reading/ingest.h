@@ -1,5 +1,7 @@
 #pragma once
 // What happens to one received object: validate, place durably, index, say what became of it.
+// An object of at most ObjectStore::small_object_bytes is kept inside the index, written in the
+// same transaction (the same group commit) as its row; a larger one is placed as a file first.
 // Plain C++ over ObjectStore and Index; the listener and the report desk call it, tests too.
 //
 // Thread-safety: Store may be called from many association threads at once.
@@ -37,7 +39,7 @@ struct CompanionObject {
 };
 
 struct StoreRequest {
-  std::filesystem::path temp_file;  // the object as received, with a file meta header
+  std::filesystem::path temp_file;  // the object as received, with a file meta header (or `bytes`)
   std::string calling_ae_title;
   std::string member_id;
   std::string negotiated_sop_class_uid;   // abstract syntax of the presentation context used
@@ -52,6 +54,8 @@ struct StoreRequest {
   // its SR). Dropped, and their files removed, when this object was indexed before. (The `= {}`
   // lets the listener's aggregate initialisation leave it out without a warning.)
   std::vector<CompanionObject> companions = {};
+  // The object in memory instead of temp_file (a small one, as received): kept in the index.
+  std::string bytes = {};
 };
 
 struct StoreOutcome {
@@ -70,10 +74,20 @@ class Ingest {
 
  private:
   StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
+  // The UID is indexed already: an identical re-send (either tier) is stored, else refused.
+  StoreOutcome StoreResent(const StoreRequest& request, const NewInstance& instance,
+                           const std::filesystem::path& received, const StoredInstance& indexed);
+  // Companions ready for the index write: files placed, small ones' bytes held here.
+  struct Companions {
+    std::vector<NewInstance> instances;
+    std::list<std::string> data;  // the bytes the small ones' NewInstance::data point into
+  };
   // ingest_companions.cc: the companions' temp files removed on every return; their placement
   // before the index write, their rows inside it, their files removed when it fails.
   static std::list<TempFileGuard> GuardCompanions(const StoreRequest& request);
-  Result<std::vector<NewInstance>> PlaceCompanions(const StoreRequest& request);
+  Result<Companions> PlaceCompanions(const StoreRequest& request);
+  // Reads a received file into `bytes` when it is small enough for the index; false otherwise.
+  bool LoadIfSmall(const std::filesystem::path& file, std::string* bytes) const;
   Index::WriteFn WithCompanions(const std::vector<NewInstance>& placed, const Index::WriteFn& also);
   void RemoveCompanions(const std::vector<NewInstance>& placed);
 

@@ -1,5 +1,5 @@
 // Objects stored with another in one index transaction (StoreRequest::companions): the report
-// desk's PDF copy lands with its signed SR, both or neither. Kept apart from ingest.cc, whose
+// desk's PDF copy lands with its signed SR, both or neither; a small one inside the index. Kept apart from ingest.cc, whose
 // durable write path changes on its own schedule: this file only places, indexes and removes.
 #include "common/log.h"
 #include "server/reading/ingest.h"
@@ -12,26 +12,35 @@ std::list<TempFileGuard> Ingest::GuardCompanions(const StoreRequest& req) {
   return guards;
 }
 
-Result<std::vector<NewInstance>> Ingest::PlaceCompanions(const StoreRequest& req) {
-  std::vector<NewInstance> placed;
+Result<Ingest::Companions> Ingest::PlaceCompanions(const StoreRequest& req) {
+  Companions placed;
   for (const CompanionObject& c : req.companions) {
+    // A small one (an SR's PDF copy, usually) goes in the index with its row, like any object.
+    std::string bytes;
+    const bool in_index = LoadIfSmall(c.temp_file, &bytes);
     std::error_code ec;
     NewInstance instance{c.summary,
                          req.member_id,
                          req.calling_ae_title,
-                         ObjectStore::RelativePathFor(c.summary.sop_instance_uid),
-                         std::filesystem::file_size(c.temp_file, ec),
+                         in_index ? ObjectStore::InIndexPathFor(c.summary.sop_instance_uid)
+                                  : ObjectStore::RelativePathFor(c.summary.sop_instance_uid),
+                         in_index ? bytes.size() : std::filesystem::file_size(c.temp_file, ec),
                          clock_()};
+    if (in_index) {
+      instance.data = placed.data.emplace_back(std::move(bytes));
+      placed.instances.push_back(std::move(instance));
+      continue;
+    }
     Result<ObjectStore::Placed> p = store_.Place(c.temp_file, instance.relative_path);
     Status failed = !p.ok() ? p.status()
                     : p.value() == ObjectStore::Placed::kExisting
                         ? Status::Conflict("object " + c.summary.sop_instance_uid + " is stored already")
                         : Status::Ok();
     if (!failed.ok()) {
-      RemoveCompanions(placed);
+      RemoveCompanions(placed.instances);
       return failed;
     }
-    placed.push_back(std::move(instance));
+    placed.instances.push_back(std::move(instance));
   }
   return placed;
 }
@@ -49,6 +58,7 @@ Index::WriteFn Ingest::WithCompanions(const std::vector<NewInstance>& placed, co
 
 void Ingest::RemoveCompanions(const std::vector<NewInstance>& placed) {
   for (const NewInstance& instance : placed) {
+    if (ObjectStore::InIndex(instance.relative_path)) continue;  // went with the rolled-back write
     std::error_code ec;
     if (!std::filesystem::remove(store_.Absolute(instance.relative_path), ec) && ec) {
       spdlog::warn("cannot remove {} after a failed index write: {}", instance.relative_path, ec.message());

@@ -100,9 +100,12 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
     error = "cannot read the index: " + item.status().message();
   } else if (!item.value()) {
     error = "report " + row.sop_instance_uid + " is not in the store";
+  } else if (Result<ObjectHandle> object = store_.Open(item.value()->relative_path); !object.ok()) {
+    error = "report " + row.sop_instance_uid + " cannot be read: " + object.status().message();
   } else {
     const DeliveryItem& i = *item.value();
-    OutgoingReport report{store_.Absolute(i.relative_path).string(),
+    // The handle keeps an object held in the index readable until Send returns.
+    OutgoingReport report{object->path().string(),
                           i.sop_class_uid,
                           i.transfer_syntax_uid,
                           row.study_instance_uid,

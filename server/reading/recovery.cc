@@ -41,6 +41,12 @@ Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Co
     }
     ++report.objects_reindexed;
   }
+  Result<int64_t> missing = index.CountInIndexRowsWithoutData();
+  if (!missing.ok()) return missing.status();
+  report.rows_without_data = missing.value();
+  if (report.rows_without_data > 0) {
+    spdlog::error("recovery: {} instance row(s) kept in the index have no data", report.rows_without_data);
+  }
   return report;
 }
 

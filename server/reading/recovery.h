@@ -1,6 +1,7 @@
 #pragma once
 // Start-up repair of the storage root after a crash: interrupted receptions are removed and
-// objects that reached their final name without an index row are indexed.
+// objects that reached their final name without an index row are indexed. Objects kept inside
+// the index need nothing: their bytes commit with their row, both or neither.
 #include "common/config.h"
 #include "server/store/index.h"
 #include "server/store/object_store.h"
@@ -11,6 +12,7 @@ struct RecoveryReport {
   int temp_files_removed = 0;
   int objects_reindexed = 0;
   int objects_unattributed = 0;  // no configured sender: moved to quarantine/
+  int64_t rows_without_data = 0;  // "index:" rows without their bytes: never expected, reported
 };
 
 Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Config& config, int64_t now_ms);

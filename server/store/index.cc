@@ -69,6 +69,7 @@ struct Index::WriterStatements {
                         "INSERT INTO instances (series_pk, sop_instance_uid, sop_class_uid, instance_number, "
                         "transfer_syntax_uid, size_bytes, path, calling_ae_title, received_ms) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        insert_object_data(h, "INSERT INTO object_data (instance_id, bytes) VALUES (?1, ?2)"),
         insert_name_key(h, "INSERT INTO patient_name_keys (patient_pk, name_key, member_id) VALUES (?1, ?2, ?3)"),
         bump_series(h, "UPDATE series SET num_instances = num_instances + 1 WHERE id = ?1"),
         bump_study_series(h,
@@ -83,7 +84,7 @@ struct Index::WriterStatements {
                    "WHERE study_pk = ?1") {}
 
   Statement find_study, find_patient, insert_patient, insert_study, find_series, insert_series, insert_instance,
-      insert_name_key, bump_series, bump_study_series, bump_study, touch_task;
+      insert_object_data, insert_name_key, bump_series, bump_study_series, bump_study, touch_task;
 };
 
 Result<std::unique_ptr<Index>> Index::OpenExisting(const std::filesystem::path& db_path) {
@@ -289,6 +290,11 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
     }
     return st;
   }
+  if (!in.data.empty()) {
+    // SQLITE_FULL here maps to NoSpace, refused like a failed file write.
+    Statement& od = p.insert_object_data;
+    if (Status st = od.Bind(1, db.LastInsertRowId()).BindBlob(2, in.data).Run(); !st.ok()) return st;
+  }
   ++inserted_since_analyze_;
   if (Status st = p.bump_series.Bind(1, series_pk).Run(); !st.ok()) return st;
   if (Status st = p.bump_study.Bind(1, study_pk).Bind(2, in.received_ms).Run(); !st.ok()) return st;
@@ -313,6 +319,30 @@ Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const T
 }
 
 Result<PooledReader> Index::OpenReader() const { return readers_->Take(); }
+
+Status Index::ReadObjectData(const std::string& relative_path,
+                             const std::function<Status(std::string_view)>& fn) const {
+  Result<PooledReader> reader = readers_->Take();
+  if (!reader.ok()) return reader.status();
+  Statement q(reader.value()->handle(),
+              "SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id WHERE i.path = ?1");
+  q.Bind(1, relative_path);
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  if (!row.value()) return Status::NotFound("no data in the index for " + relative_path);
+  return fn(q.Blob(0));
+}
+
+Result<int64_t> Index::CountInIndexRowsWithoutData() const {
+  Result<PooledReader> reader = readers_->Take();
+  if (!reader.ok()) return reader.status();
+  Statement q(reader.value()->handle(),
+              "SELECT COUNT(*) FROM instances i WHERE i.path >= 'index:' AND i.path < 'index;' AND "
+              "NOT EXISTS (SELECT 1 FROM object_data d WHERE d.instance_id = i.id)");
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  return q.Int(0);
+}
 
 std::optional<StoredInstance> Index::FindInstance(const std::string& sop_instance_uid) {
   std::lock_guard<std::mutex> lock(read_mu_);

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -32,6 +33,9 @@ struct NewInstance {
   std::string relative_path;
   uint64_t size_bytes = 0;
   int64_t received_ms = 0;
+  // The object itself when it is kept inside the index (relative_path "index:..."), inserted in
+  // the same transaction as its row; empty for a file. Must outlive the write.
+  std::string_view data = {};
 };
 
 struct StoredInstance {
@@ -100,6 +104,13 @@ class Index {
   // The member that sent the study, if it is known.
   std::optional<std::string> StudyOwner(const std::string& study_instance_uid);
   Result<IndexCounts> Counts();
+
+  // Calls fn with the bytes of an object kept inside the index (valid during the call only), on
+  // a pooled reader. NotFound when no such object is there.
+  Status ReadObjectData(const std::string& relative_path, const std::function<Status(std::string_view)>& fn) const;
+  // Rows at an "index:" path without their object_data (none should exist: both are written in
+  // one transaction); for the recovery's check.
+  Result<int64_t> CountInIndexRowsWithoutData() const;
 
   // Runs `fn` on the writer connection inside the next group commit; returns once durable.
   // For components that own their own tables (worklist, audit, reports).

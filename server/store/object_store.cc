@@ -9,9 +9,13 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "server/store/index.h"
+
 namespace teleread {
 
-TempFileGuard::~TempFileGuard() { ::unlink(path_.c_str()); }
+TempFileGuard::~TempFileGuard() {
+  if (!path_.empty()) ::unlink(path_.c_str());  // none for an object received into memory
+}
 namespace fs = std::filesystem;
 
 Status SyncPath(const fs::path& path) {
@@ -58,7 +62,9 @@ fs::path ObjectStore::NewTempPath() const {
   return root_ / "tmp" / (std::to_string(::getpid()) + "-" + std::to_string(n) + ".part");
 }
 
-std::string ObjectStore::RelativePathFor(const std::string& sop_instance_uid) {
+namespace {
+
+std::string HexDigest(const std::string& sop_instance_uid) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(sop_instance_uid.data(), sop_instance_uid.size(), digest, &len, EVP_sha256(), nullptr);
@@ -68,7 +74,34 @@ std::string ObjectStore::RelativePathFor(const std::string& sop_instance_uid) {
     hex += kHex[digest[i] >> 4];
     hex += kHex[digest[i] & 15];
   }
+  return hex;
+}
+
+}  // namespace
+
+std::string ObjectStore::RelativePathFor(const std::string& sop_instance_uid) {
+  const std::string hex = HexDigest(sop_instance_uid);
   return "objects/" + hex.substr(0, 2) + "/" + hex + ".dcm";
+}
+
+std::string ObjectStore::InIndexPathFor(const std::string& sop_instance_uid) {
+  return "index:" + HexDigest(sop_instance_uid);
+}
+
+Result<ObjectHandle> ObjectStore::Open(const std::string& relative_path) const {
+  if (!InIndex(relative_path)) {
+    fs::path path = root_ / relative_path;
+    if (::access(path.c_str(), R_OK) != 0) return Status::NotFound("object file missing: " + path.string());
+    return ObjectHandle::File(std::move(path));
+  }
+  if (!index_) return Status::NotFound("no index to read " + relative_path + " from");
+  Result<ObjectHandle> handle = Status::NotFound("no data in the index for " + relative_path);
+  Status s = index_->ReadObjectData(relative_path, [&handle](std::string_view bytes) {
+    handle = ObjectHandle::Memory(bytes);
+    return handle.ok() ? Status::Ok() : handle.status();
+  });
+  if (!s.ok()) return s;
+  return handle;
 }
 
 Result<ObjectStore::Placed> ObjectStore::Place(const fs::path& temp, const std::string& relative_path) {

@@ -1,7 +1,10 @@
 #pragma once
-// Files under the storage root: objects/ holds one file per SOP instance, named from a hash of
-// its SOP Instance UID; tmp/ holds objects being received. An object reaches its final name
-// only whole and fsync'd, and never replaces a file already there.
+// The stored objects, in two tiers chosen by size. Up to small_object_bytes an object is kept
+// inside the index (table object_data, committed with its instance row; its path reads
+// "index:<64 hex>"). Larger ones are files under the storage root: objects/ holds one file per
+// SOP instance, named from a hash of its SOP Instance UID; tmp/ holds objects being received. A
+// file reaches its final name only whole and fsync'd, and never replaces a file already there.
+// Open reads either tier through an ObjectHandle.
 //
 // Thread-safety: all methods may be called concurrently.
 #include <atomic>
@@ -11,8 +14,11 @@
 #include <string>
 
 #include "common/status.h"
+#include "server/store/object_handle.h"
 
 namespace teleread {
+
+class Index;
 
 // Removes a temporary file when it goes out of scope; harmless once it was renamed or removed.
 class TempFileGuard {
@@ -30,6 +36,14 @@ class ObjectStore {
  public:
   explicit ObjectStore(std::filesystem::path root);
 
+  // Objects of at most this many bytes (as stored: preamble and meta header included) are kept
+  // in the index; 0: every object is a file. Set before the first object arrives.
+  static constexpr uint64_t kDefaultSmallObjectBytes = 128 * 1024;
+  void set_small_object_bytes(uint64_t bytes) { small_object_bytes_ = bytes; }
+  uint64_t small_object_bytes() const { return small_object_bytes_; }
+  // The index that holds the small objects, for Open; set once before use, outlives this store.
+  void UseIndex(const Index* index) { index_ = index; }
+
   // Creates objects/ with its fan-out directories, and tmp/, if needed.
   Status Prepare();
 
@@ -40,6 +54,12 @@ class ObjectStore {
   // (ext4's hashed directories stay fast at the ~40,000 entries each of ten million objects).
   static std::string RelativePathFor(const std::string& sop_instance_uid);
   std::filesystem::path Absolute(const std::string& relative_path) const { return root_ / relative_path; }
+  // "index:<64 hex>": the path recorded for an object kept inside the index.
+  static std::string InIndexPathFor(const std::string& sop_instance_uid);
+  static bool InIndex(const std::string& relative_path) { return relative_path.rfind("index:", 0) == 0; }
+
+  // The object at an instance's recorded path, from either tier. NotFound when it is not there.
+  Result<ObjectHandle> Open(const std::string& relative_path) const;
 
   enum class Placed { kNew, kExisting };
   // fsyncs `temp`, then links it to `relative_path` and fsyncs the directory. When a file is
@@ -59,6 +79,8 @@ class ObjectStore {
   Status EnsureDirectory(const std::filesystem::path& dir);
 
   std::filesystem::path root_;
+  uint64_t small_object_bytes_ = kDefaultSmallObjectBytes;
+  const Index* index_ = nullptr;
   mutable std::atomic<uint64_t> temp_counter_{0};  // names only
 };
 

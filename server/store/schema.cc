@@ -203,6 +203,14 @@ ALTER TABLE deliveries ADD COLUMN report_sop_instance_uid TEXT NOT NULL DEFAULT 
 UPDATE deliveries SET report_sop_instance_uid = sop_instance_uid;
 CREATE INDEX deliveries_report ON deliveries (report_sop_instance_uid);
 )sql",
+      // 8: small objects kept inside the index, committed with their instance row (one WAL sync
+      // covers data and index); such an instance's path is "index:<64 hex>" (store/README.md).
+      R"sql(
+CREATE TABLE object_data (
+  instance_id INTEGER PRIMARY KEY REFERENCES instances(id),
+  bytes BLOB NOT NULL
+);
+)sql",
   };
   return migrations;
 }

@@ -38,6 +38,17 @@ Statement& Statement::Bind(int index, std::string_view value) {
   return *this;
 }
 
+Statement& Statement::BindBlob(int index, std::string_view bytes) {
+  if (stmt_) sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_STATIC);
+  return *this;
+}
+
+std::string_view Statement::Blob(int column) const {
+  const void* data = sqlite3_column_blob(stmt_, column);
+  const int size = sqlite3_column_bytes(stmt_, column);
+  return data ? std::string_view(static_cast<const char*>(data), static_cast<size_t>(size)) : std::string_view();
+}
+
 Result<bool> Statement::Step() {
   if (!stmt_) return prepare_error_;
   int rc = sqlite3_step(stmt_);

@@ -25,12 +25,16 @@ class Statement {
 
   Statement& Bind(int index, int64_t value);
   Statement& Bind(int index, std::string_view value);
+  // Binds without a copy: `bytes` must stay unchanged until the statement is reset.
+  Statement& BindBlob(int index, std::string_view bytes);
   // true: a row is ready; false: done. kConflict for constraint violations.
   Result<bool> Step();
   // Runs a statement that returns no rows, then resets it.
   Status Run();
   int64_t Int(int column) const;
   std::string Text(int column) const;
+  // Valid until the next Step or Reset.
+  std::string_view Blob(int column) const;
   void Reset();
   bool prepared() const { return stmt_ != nullptr; }
 

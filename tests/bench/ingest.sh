@@ -120,6 +120,13 @@ run() {  # which kind assocs [nagle]
     kill "$pid" 2>/dev/null || { echo "$1 stopped by itself; see $work/$1.log:" >&2; tail -3 "$work/$1.log" >&2; exit 1; }
     wait "$pid" 2>/dev/null || true
     stored=$(find "$data" -name '*.dcm' -o -name '*.CT.*' -o -name 'CT.*' -o -name 'SC.*' | wc -l)
+    # teleread keeps small objects inside its index (centre.small_object_bytes): count those too.
+    # (The server is not our child, so `wait` returned at once: it may still be closing its index.)
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    if [ -f "$data/index.sqlite" ]; then
+      stored=$((stored + $(sqlite3 -cmd ".timeout 5000" "$data/index.sqlite" "SELECT COUNT(*) FROM object_data" \
+        2>/dev/null || echo 0)))
+    fi
   fi
   [ "$failed" -eq 0 ] || echo "WARNING: a storescu failed ($1 $2 $3)" >&2
   awk -v s="$label" -v c="$2" -v a="$3" -v n="${count[$2]}" -v st="$stored" -v ns=$((t1 - t0)) -v b="${bytes[$2]}" \

@@ -25,8 +25,9 @@
 #   4. checks, with sqlite3 on storage/index.sqlite and the file system:
 #      - every object storescu saw acknowledged is indexed, and its data set is byte-identical
 #        to the file sent;
-#      - storage/objects/*/*.dcm and `SELECT path FROM instances` are the same set (no row
-#        without its file, no file without its row); storage/tmp is empty after the restart;
+#      - storage/objects/*/*.dcm plus the objects kept in the index (rows at "index:..." with their
+#        object_data) and `SELECT path FROM instances` are the same set (no row without its data,
+#        no file without its row); storage/tmp is empty after the restart;
 #      - every report the CLI saw accepted has its row; every report row has its instance and
 #        its delivery row; every delivery row is pending, delivered or dead, and in the end all
 #        are delivered;
@@ -47,6 +48,8 @@
 #   FAULT_BASE_STUDIES  studies reported per trial (default 8)
 #   FAULT_PUSH_COUNT    instances pushed in step 2 (default 300, over 6 studies)
 #   FAULT_MEMBER        orthanc (default) or storescp
+#   FAULT_SMALL_OBJECT_BYTES  centre.small_object_bytes (default: the sample config's 131072,
+#                       so the ~9 kB pushed objects are kept in the index; 0: all files)
 #
 # Output: one line per trial, then the tally, whose last line is
 #   "fault injection: T trials, K kills, V violations"
@@ -119,7 +122,8 @@ scratch_config "$work/pki" "$work/teleread.toml" "s|^port = 11201$|port = $membe
   "s|^delivery_max_attempts = .*|delivery_max_attempts = 1000|" \
   "s|^delivery_retry_seconds = .*|delivery_retry_seconds = 1|" \
   "s|^delivery_retry_max_seconds = .*|delivery_retry_max_seconds = 2|" \
-  "s|^delivery_timeout_seconds = .*|delivery_timeout_seconds = 3|"
+  "s|^delivery_timeout_seconds = .*|delivery_timeout_seconds = 3|" \
+  "s|^small_object_bytes = .*|small_object_bytes = ${FAULT_SMALL_OBJECT_BYTES:-131072}|"
 grep -q "^port = $member_port$" "$work/teleread.toml" || die "could not point Zhuozhou's delivery at port $member_port"
 "$server" --config "$work/teleread.toml" --check-config >>"$setup_log" 2>&1 || die "bad scratch config, see $setup_log"
 scratch_profile "$work/pki" wang.li "$http_port" "$work/wang.li.toml"
@@ -328,18 +332,29 @@ for trial in $(seq 1 "$trials"); do
   differs=$(sql "$db" "SELECT sop_instance_uid || ' ' || path FROM instances" | sort | join - <(awk '{print $2, $1}' \
     "$work/manifest" | sort) | join - "$t/acked" | "$python" -c '
 import sys
-def data_set(path):
-    b = open(path, "rb").read()
+import sqlite3
+db = sqlite3.connect("file:" + sys.argv[1] + "/index.sqlite?mode=ro", uri=True)
+def stored(path):  # either tier: a file, or the bytes kept in the index
+    if not path.startswith("index:"): return open(sys.argv[1] + "/" + path, "rb").read()
+    row = db.execute("SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id "
+                     "WHERE i.path = ?", (path,)).fetchone()
+    return row[0] if row else b""
+def data_set(b):
     if b[128:132] != b"DICM": return None
     return b[144 + int.from_bytes(b[140:144], "little"):]
-bad = [l.split()[0] for l in sys.stdin if data_set(sys.argv[1] + "/" + l.split()[1]) != data_set(l.split()[2])]
+bad = [l.split()[0] for l in sys.stdin
+       if data_set(stored(l.split()[1])) != data_set(open(l.split()[2], "rb").read())]
 print(len(bad), *bad[:1])' "$storage")
   [ "${differs%% *}" = 0 ] || v "${differs%% *} acknowledged object(s) stored with other bytes, e.g. ${differs#* }"
   sql "$db" "SELECT path FROM instances" | sort >"$t/rows"
-  (cd "$storage" && find objects -type f -name '*.dcm' | sort) >"$t/files"
+  { (cd "$storage" && find objects -type f -name '*.dcm')
+    sql "$db" "SELECT i.path FROM instances i JOIN object_data d ON d.instance_id = i.id"; } | sort >"$t/files"
+  in_index=$(sql "$db" "SELECT COUNT(*) FROM object_data")
+  # The pushed objects are small: with the tier on, they must have taken it.
+  [ "${FAULT_SMALL_OBJECT_BYTES:-131072}" = 0 ] || [ "${in_index:-0}" -gt 0 ] || v "no object was kept in the index"
   no_file=$(comm -23 "$t/rows" "$t/files" | wc -l)
   no_row=$(comm -13 "$t/rows" "$t/files" | wc -l)
-  [ "$no_file" = 0 ] || v "$no_file index row(s) without a file, e.g. $(comm -23 "$t/rows" "$t/files" | head -1)"
+  [ "$no_file" = 0 ] || v "$no_file index row(s) without their data, e.g. $(comm -23 "$t/rows" "$t/files" | head -1)"
   [ "$no_row" = 0 ] || v "$no_row object file(s) without a row, e.g. $(comm -13 "$t/rows" "$t/files" | head -1)"
   stray=$(cd "$storage" && find objects -type f ! -name '*.dcm' | wc -l)
   [ "$stray" = 0 ] || v "$stray stray file(s) under objects/"
@@ -407,9 +422,9 @@ print(len(bad), *bad[:1])' "$storage")
   sum_delivered=$((sum_delivered + delivered_n)) sum_resent=$((sum_resent + resent))
   sum_partial=$((sum_partial + ${partial:-0})) sum_reindexed=$((sum_reindexed + ${reindexed:-0}))
 
-  line=$(printf 'trial %d/%d: member %-7s kill at %4d ms during %-30s acked %2d/%d objects, %d/%d reports accepted; recovery %s partial, %s re-indexed; delivered %d, re-sent %d, found held %d' \
+  line=$(printf 'trial %d/%d: member %-7s kill at %4d ms during %-30s acked %2d/%d objects (%d in the index), %d/%d reports accepted; recovery %s partial, %s re-indexed; delivered %d, re-sent %d, found held %d' \
     "$trial" "$trials" "$mode" "$kill_ms" "$(IFS=+; echo "${points[*]}")" "$acked_n" $((base_studies + push_count)) \
-    "$reports_at_kill" "$base_studies" "${partial:-0}" "${reindexed:-0}" "$delivered_n" "$resent" "$held")
+    "${in_index:-0}" "$reports_at_kill" "$base_studies" "${partial:-0}" "${reindexed:-0}" "$delivered_n" "$resent" "$held")
   if [ ${#violations[@]} -eq 0 ]; then
     echo "$line: ok"
     [ "${FAULT_KEEP:-0}" = 1 ] || rm -rf "$t"

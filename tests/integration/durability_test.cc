@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <fstream>
 #include <csignal>
 #include <random>
 #include <set>
@@ -20,6 +21,7 @@
 #include "tests/support/scu.h"
 #include "tests/support/seed.h"
 #include "tests/support/server_fixture.h"
+#include "tests/support/stored.h"
 #include "tests/support/skip.h"
 
 using namespace teleread;
@@ -86,7 +88,7 @@ TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing
     auto found = index.value()->FindInstance(uid);
     INFO("SOP Instance " << uid);
     REQUIRE(found.has_value());
-    auto same = SameDataSet(source_of[uid], server.storage() / found->relative_path);
+    auto same = SameDataSet(source_of[uid], StoredFileFor(server.storage(), uid, dir.path() / "stored"));
     REQUIRE(same.ok());
     CHECK(same.value());
   }
@@ -104,7 +106,9 @@ TEST_CASE("start-up recovery indexes a placed file without its row and removes p
   auto summary = ReadInstanceSummary(files->front());
   REQUIRE(summary.ok());
 
-  TestServer server(dir.path() / "server");
+  ServerOptions options;
+  options.small_object_bytes = 0;  // a file: an object kept in the index commits with its row
+  TestServer server(dir.path() / "server", options);
   server.Start();
   REQUIRE(StoreFiles(server, "LS_PACS", {files->front().string()}).exit_code == 0);
   REQUIRE(server.Stop() == 0);
@@ -183,6 +187,35 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
   CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
   CHECK(std::filesystem::is_empty(server.storage() / "tmp"));
 
+  // Small objects, kept in the index: the full volume fails the index write (SQLITE_FULL),
+  // refused with the same 0xA700, and nothing half-stored stays.
+  samples::SeriesSpec small_spec;
+  small_spec.patient_id = "FULL2";
+  small_spec.instances = 6;
+  small_spec.rows = small_spec.columns = 16;
+  auto small = samples::WriteSeries(small_spec, dir.path() / "in-small");
+  REQUIRE(small.ok());
+  {
+    // Whatever room is left goes first, so that the index really has none.
+    std::ofstream filler(mount_point / "filler", std::ios::binary);
+    const std::string block(64 * 1024, '\0');
+    while (filler.write(block.data(), static_cast<std::streamsize>(block.size()))) {
+    }
+  }
+  TestScu small_scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+  REQUIRE(small_scu.Connect().empty());
+  std::vector<int> small_statuses;
+  for (const auto& f : small.value()) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(f.c_str()).good());
+    small_statuses.push_back(small_scu.Store(*ff.getDataset(), UID_CTImageStorage, "", "", &comment));
+  }
+  small_scu.Release();
+  INFO("small objects: last error comment: " << comment);
+  CHECK(std::count(small_statuses.begin(), small_statuses.end(), 0xA700) == static_cast<long>(small_statuses.size()));
+  CHECK(server.running());
+  std::filesystem::remove(mount_point / "filler");
+
   // Space returns: the refused objects now go in without a restart.
   REQUIRE(RunCommand({"/bin/mount", "-o", "remount,size=64m", mount_point.string()}).exit_code == 0);
   TestScu again(server.port(), "ZZ_PACS", {UID_CTImageStorage});
@@ -193,8 +226,14 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
     REQUIRE(ff.loadFile(files.value()[i].c_str()).good());
     CHECK(again.Store(*ff.getDataset(), UID_CTImageStorage) == 0);
   }
+  for (const auto& f : small.value()) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(f.c_str()).good());
+    CHECK(again.Store(*ff.getDataset(), UID_CTImageStorage) == 0);
+  }
   again.Release();
   CHECK(server.Stop() == 0);
-  CHECK(IndexedPaths(server.storage()).size() == files->size());
+  CHECK(InIndexObjectCount(server.storage()) == small->size());
+  CHECK(IndexedPaths(server.storage()).size() == files->size() + small->size());
   CHECK(IndexedPaths(server.storage()) == FilesUnder(server.storage()));
 }

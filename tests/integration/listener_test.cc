@@ -22,6 +22,7 @@
 #include "server/store/object_store.h"
 #include "tests/support/scu.h"
 #include "tests/support/server_fixture.h"
+#include "tests/support/stored.h"
 
 using namespace teleread;
 using namespace teleread::test;
@@ -217,7 +218,7 @@ TEST_CASE("a full storage volume answers 0xA700 and stores nothing", "[listener]
   scu.Release();
   CHECK(StatusNumber(server, "instances") == 0);
   CHECK(std::filesystem::is_empty(server.storage() / "tmp"));
-  CHECK(CountDicomFiles(server.storage() / "objects") == 0);
+  CHECK(StoredObjectCount(server.storage()) == 0);
 }
 
 TEST_CASE("at least 16 associations run at once and beyond the limit they are refused without leaks",
@@ -390,7 +391,7 @@ TEST_CASE("every offered transfer syntax is accepted and the object is stored as
       {"dcmcrle", "", UID_RLELosslessTransferSyntax},
   };
   auto index_path = [&](const std::string& sop_uid) {
-    return server.storage() / ObjectStore::RelativePathFor(sop_uid);
+    return StoredFileFor(server.storage(), sop_uid, dir.path() / "stored");
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];

@@ -18,6 +18,7 @@
 #include "server/store/index.h"
 #include "server/store/query.h"
 #include "tests/support/server_fixture.h"
+#include "tests/support/stored.h"
 
 using namespace teleread;
 using namespace teleread::test;
@@ -409,12 +410,12 @@ TEST_CASE_METHOD(QrFixture,
     CHECK(out.failed == 3);
     CHECK(out.failed_uids == all);
   }
-  SECTION("one object cannot be sent (its file is gone): 0xB000, that one listed") {
+  SECTION("one object cannot be sent (its stored copy is gone): 0xB000, that one listed") {
     auto index = Index::Open(server().storage() / "index.sqlite");
     REQUIRE(index.ok());
     auto lost = index.value()->FindInstance(s.sop_uids[1]);
     REQUIRE(lost.has_value());
-    REQUIRE(std::filesystem::remove(server().storage() / lost->relative_path));
+    REQUIRE(RemoveStoredObject(server().storage(), lost->relative_path));
     const uint16_t port = zz_delivery_port();
     const std::filesystem::path received = dir() / "received";
     std::filesystem::create_directories(received);

@@ -1,5 +1,7 @@
 #include "tests/support/server_fixture.h"
 
+#include "tests/support/stored.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -32,6 +34,7 @@ std::string TestConfigText(const ServerOptions& o) {
   set("min_free_disk_mb", std::to_string(o.min_free_disk_mb));
   set("max_associations", std::to_string(o.max_associations));
   set("dimse_timeout_seconds", std::to_string(o.dimse_timeout_seconds));
+  set("small_object_bytes", std::to_string(o.small_object_bytes));
   for (const auto& [pattern, replacement] : o.edits) {
     std::regex re(pattern, std::regex::multiline);
     REQUIRE(std::regex_search(text, re));
@@ -175,6 +178,7 @@ std::set<std::string> FilesUnder(const std::filesystem::path& storage) {
   std::set<std::string> paths;
   ObjectStore store(storage);
   REQUIRE(store.ForEachObject([&](const std::string& p) { paths.insert(p); }).ok());
+  paths.merge(InIndexPaths(storage));
   return paths;
 }
 

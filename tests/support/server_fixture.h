@@ -20,6 +20,7 @@ struct ServerOptions {
   uint64_t min_free_disk_mb = 0;
   int max_associations = 32;
   int dimse_timeout_seconds = 60;
+  uint64_t small_object_bytes = 131072;  // 0: every object a file
   // Lets centre AE title LX_WS1 associate plain from 127.0.0.1, for tests not about who calls.
   bool plain_centre_workstation = true;
   // Further edits of the sample config: regular expression (multi-line) -> replacement.
@@ -127,8 +128,8 @@ bool NotAssociated(const CommandResult& storescu);
 // One file of member `ae`'s sample study, under WriteSampleConsortium's `samples`.
 std::filesystem::path SampleOf(const std::filesystem::path& samples, const std::string& ae);
 
-// The object paths the index lists, and the object files under storage/objects: after any crash
-// and restart the two sets are equal.
+// The object paths the index lists, and the objects stored (files under storage/objects, and
+// "index:" paths whose bytes are in the index): after any crash and restart the two sets are equal.
 std::set<std::string> IndexedPaths(const std::filesystem::path& storage);
 std::set<std::string> FilesUnder(const std::filesystem::path& storage);
 

@@ -14,6 +14,7 @@
 #include "server/reading/worklist.h"
 #include "server/store/stores.h"
 #include "tests/support/process.h"
+#include "tests/support/stored.h"
 
 using namespace teleread;
 
@@ -39,6 +40,7 @@ struct IngestFixture {
     auto opened = Index::Open(dir.path() / "storage" / "index.sqlite");
     REQUIRE(opened.ok());
     index = std::move(opened.value());
+    store.UseIndex(index.get());
     ingest = std::make_unique<Ingest>(store, *index, [this] { return now_ms; });
     ct = CtSeries("ZZ7", 2, 32, "in");
   }
@@ -84,7 +86,13 @@ struct IngestFixture {
   }
 
   int64_t Instances() { return index->Counts().value().instances; }
-  size_t Objects() { return CountFiles(dir.path() / "storage" / "objects"); }
+  // Both tiers: files under objects/ and objects kept in the index.
+  size_t Objects() { return test::StoredObjectCount(dir.path() / "storage"); }
+  std::string Stored(const std::string& relative_path) { return test::StoredBytes(dir.path() / "storage", relative_path); }
+  // Runs the test case once with every object in a file, once with these small ones in the index.
+  void EitherTier() {
+    store.set_small_object_bytes(GENERATE(uint64_t{0}, ObjectStore::kDefaultSmallObjectBytes));
+  }
 
  private:
   int modified_ = 0;
@@ -93,6 +101,7 @@ struct IngestFixture {
 }  // namespace
 
 TEST_CASE_METHOD(IngestFixture, "a stored object is on disk and indexed and bit for bit as received", "[ingest]") {
+  EitherTier();
   StoreOutcome out = Store(ct[0]);
   CHECK(out.code == IngestCode::kStored);
   CHECK(out.stored_new);
@@ -103,10 +112,11 @@ TEST_CASE_METHOD(IngestFixture, "a stored object is on disk and indexed and bit 
   auto found = index->FindInstance(summary->sop_instance_uid);
   REQUIRE(found.has_value());
   CHECK(found->member_id == "zhuozhou");
-  CHECK(test::ReadFile(store.Absolute(found->relative_path)) == test::ReadFile(ct[0]));
+  CHECK(Stored(found->relative_path) == test::ReadFile(ct[0]));
 }
 
 TEST_CASE_METHOD(IngestFixture, "re-sending an identical object succeeds without a duplicate", "[ingest]") {
+  EitherTier();
   REQUIRE(Store(ct[0]).code == IngestCode::kStored);
   StoreOutcome again = Store(ct[0]);
   CHECK(again.code == IngestCode::kStored);
@@ -116,15 +126,15 @@ TEST_CASE_METHOD(IngestFixture, "re-sending an identical object succeeds without
 }
 
 TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status and change nothing", "[ingest]") {
+  EitherTier();
   REQUIRE(Store(ct[0]).code == IngestCode::kStored);
   const std::string stored_bytes =
-      test::ReadFile(store.Absolute(index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path));
+      Stored(index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path);
   StoreOutcome out;
   SECTION("same SOP Instance UID, other content: 0x0111, the first copy kept") {
     out = Store(Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_PatientName, "Other^Name"); }));
     CHECK(out.code == IngestCode::kDifferentContent);
-    CHECK(test::ReadFile(store.Absolute(
-              index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path)) == stored_bytes);
+    CHECK(Stored(index->FindInstance(ReadInstanceSummary(ct[0])->sop_instance_uid)->relative_path) == stored_bytes);
   }
   SECTION("another member's object in this member's study: 0x0124") {
     out = Store(ct[1], "laishui");
@@ -174,6 +184,7 @@ TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status a
 
 TEST_CASE_METHOD(IngestFixture, "objects stored from many associations at once are each indexed and whole",
                  "[ingest][concurrency]") {
+  EitherTier();
   const std::vector<std::filesystem::path> files = CtSeries("ZZ8", 48, 16, "many");
   std::vector<std::thread> senders;
   std::atomic<int> stored{0};
@@ -196,7 +207,7 @@ TEST_CASE_METHOD(IngestFixture, "objects stored from many associations at once a
   for (const auto& f : files) {
     auto found = index->FindInstance(ReadInstanceSummary(f)->sop_instance_uid);
     REQUIRE(found.has_value());
-    CHECK(test::ReadFile(store.Absolute(found->relative_path)) == test::ReadFile(f));
+    CHECK(Stored(found->relative_path) == test::ReadFile(f));
   }
 }
 
@@ -288,6 +299,7 @@ TEST_CASE("a deflated object is parsed from its inflated copy: large values stay
 
 TEST_CASE_METHOD(IngestFixture, "a companion object lands in its object's index transaction: both or neither",
                  "[ingest][pdf]") {
+  EitherTier();
   auto request = [&](Index::WriteFn also) {
     const std::filesystem::path main = store.NewTempPath(), companion = store.NewTempPath();
     std::filesystem::copy_file(ct[0], main);
@@ -312,4 +324,34 @@ TEST_CASE_METHOD(IngestFixture, "a companion object lands in its object's index 
   CHECK(Instances() == 2);
   CHECK(Objects() == 2);
   CHECK(index->FindInstance(ReadInstanceSummary(ct[1])->sop_instance_uid).has_value());
+}
+
+TEST_CASE_METHOD(IngestFixture, "an object of exactly small_object_bytes is kept in the index, one byte more is a file",
+                 "[ingest][tiers]") {
+  const std::string sop0 = ReadInstanceSummary(ct[0])->sop_instance_uid;
+  const std::string sop1 = ReadInstanceSummary(ct[1])->sop_instance_uid;
+  store.set_small_object_bytes(std::filesystem::file_size(ct[0]));
+  REQUIRE(Store(ct[0]).code == IngestCode::kStored);
+  store.set_small_object_bytes(std::filesystem::file_size(ct[1]) - 1);
+  REQUIRE(Store(ct[1]).code == IngestCode::kStored);
+  const std::optional<StoredInstance> in_index = index->FindInstance(sop0), in_file = index->FindInstance(sop1);
+  REQUIRE((in_index && in_file));
+  CHECK(in_index->relative_path == ObjectStore::InIndexPathFor(sop0));
+  CHECK(in_file->relative_path == ObjectStore::RelativePathFor(sop1));
+  CHECK(test::InIndexObjectCount(dir.path() / "storage") == 1);
+  CHECK(CountFiles(dir.path() / "storage" / "objects") == 1);
+  // Either tier reads back through a handle as the bytes received.
+  for (const auto& [rel, original] : {std::pair{in_index->relative_path, ct[0]}, std::pair{in_file->relative_path, ct[1]}}) {
+    Result<ObjectHandle> h = store.Open(rel);
+    REQUIRE(h.ok());
+    CHECK(h->in_memory() == ObjectStore::InIndex(rel));
+    CHECK(test::ReadFile(h->path()) == test::ReadFile(original));
+  }
+  // Re-sent identically to the other tier's threshold: still the one stored copy, accepted.
+  store.set_small_object_bytes(0);
+  StoreOutcome again = Store(ct[0]);
+  CHECK(again.code == IngestCode::kStored);
+  CHECK_FALSE(again.stored_new);
+  CHECK(Objects() == 2);
+  CHECK(store.Open("index:" + std::string(64, '0')).status().code() == Status::Code::kNotFound);
 }

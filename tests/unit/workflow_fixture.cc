@@ -61,6 +61,7 @@ WorkflowFixture::WorkflowFixture() {
   Result<std::unique_ptr<Index>> opened = Index::Open(config.centre.storage / "index.sqlite");
   REQUIRE(opened.ok());
   index = std::move(opened.value());
+  store->UseIndex(index.get());
   stores = std::make_unique<Stores>(*index, clock);
   ingest = std::make_unique<Ingest>(*store, *index, clock);
   worklist =

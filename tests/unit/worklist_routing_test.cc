@@ -29,6 +29,7 @@ struct RoutingFixture {
     auto opened = Index::Open(dir.path() / "storage" / "index.sqlite");
     REQUIRE(opened.ok());
     index = std::move(opened.value());
+    store.UseIndex(index.get());
     ingest = std::make_unique<Ingest>(store, *index, [this] { return now_ms; });
     stores = std::make_unique<Stores>(*index, [this] { return now_ms; });
     ct = Push("CT", UID_CTImageStorage, "zhuozhou");

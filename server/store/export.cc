@@ -1,0 +1,129 @@
+#include "server/store/export.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string_view>
+
+#include "server/store/object_store.h"
+#include "server/store/sqlite.h"
+
+namespace teleread {
+namespace fs = std::filesystem;
+namespace {
+
+struct Row {
+  std::string series_uid, sop_uid, path;
+};
+
+// UIDs are digits and dots; anything else (a damaged row) must not leave the output directory.
+std::string SafeName(const std::string& uid) {
+  std::string out;
+  for (char c : uid) out += (c >= '0' && c <= '9') || c == '.' ? c : '_';
+  return out.empty() || out == "." || out == ".." ? "_" : out;
+}
+
+Status WriteWhole(const fs::path& path, std::string_view bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return Status::FromErrno(errno, "create " + path.string());
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      return Status::FromErrno(err, "write " + path.string());
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0) return Status::FromErrno(errno, "close " + path.string());
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> MemberStudies(Database& db, const std::string& member_id) {
+  Statement q(db.handle(), "SELECT study_instance_uid FROM studies WHERE member_id = ?1 ORDER BY id");
+  q.Bind(1, member_id);
+  std::vector<std::string> out;
+  for (;;) {
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    out.push_back(q.Text(0));
+  }
+  if (out.empty()) return Status::NotFound("member " + member_id + " has no stored study");
+  return out;
+}
+
+Result<std::vector<Row>> StudyRows(Database& db, const std::string& study_uid) {
+  Statement q(db.handle(),
+              "SELECT se.series_instance_uid, i.sop_instance_uid, i.path FROM studies st "
+              "JOIN series se ON se.study_pk = st.id JOIN instances i ON i.series_pk = se.id "
+              "WHERE st.study_instance_uid = ?1 ORDER BY se.id, i.id");
+  q.Bind(1, study_uid);
+  std::vector<Row> out;
+  for (;;) {
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    out.push_back(Row{q.Text(0), q.Text(1), q.Text(2)});
+  }
+  if (out.empty()) return Status::NotFound("no study " + study_uid + " is stored");
+  return out;
+}
+
+}  // namespace
+
+Result<ExportReport> ExportStudies(const ExportRequest& req) {
+  Result<std::unique_ptr<Database>> opened = Database::Open(req.storage_root / "index.sqlite", true);
+  if (!opened.ok()) return opened.status();
+  Database& db = *opened.value();
+  std::vector<std::string> studies = req.study_instance_uids;
+  if (!req.member_id.empty()) {
+    Result<std::vector<std::string>> found = MemberStudies(db, req.member_id);
+    if (!found.ok()) return found.status();
+    studies = std::move(found.value());
+  }
+  if (studies.empty()) return Status::InvalidArgument("no study to export");
+  // All rows first (one read each), so that a study is exported as one snapshot of the index.
+  std::vector<std::pair<std::string, std::vector<Row>>> rows;
+  for (const std::string& uid : studies) {
+    Result<std::vector<Row>> r = StudyRows(db, uid);
+    if (!r.ok()) return r.status();
+    rows.emplace_back(uid, std::move(r.value()));
+  }
+  Statement data(db.handle(),
+                 "SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id WHERE i.path = ?1");
+  ExportReport report;
+  for (const auto& [study_uid, objects] : rows) {
+    for (const Row& o : objects) {
+      const fs::path dir = req.output_dir / SafeName(study_uid) / SafeName(o.series_uid);
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
+      const fs::path out = dir / (SafeName(o.sop_uid) + ".dcm");
+      if (ObjectStore::InIndex(o.path)) {
+        data.Bind(1, o.path);
+        Result<bool> row = data.Step();
+        if (!row.ok()) return row.status();
+        if (!row.value()) return Status::Corruption("instance " + o.sop_uid + " has no data in the index");
+        const std::string_view bytes = data.Blob(0);
+        Status s = WriteWhole(out, bytes);
+        report.bytes += static_cast<int64_t>(bytes.size());
+        data.Reset();
+        if (!s.ok()) return s;
+      } else {
+        const fs::path src = req.storage_root / o.path;
+        fs::copy_file(src, out, fs::copy_options::overwrite_existing, ec);
+        if (ec) return Status::IOError("cannot copy " + src.string() + ": " + ec.message());
+        report.bytes += static_cast<int64_t>(fs::file_size(out, ec));
+      }
+      ++report.files;
+    }
+    ++report.studies;
+  }
+  return report;
+}
+
+}  // namespace teleread

@@ -1,0 +1,118 @@
+#include "tests/support/stored.h"
+
+#include <sqlite3.h>
+
+#include "tests/support/process.h"
+
+namespace teleread::test {
+namespace {
+
+struct ReadOnlyIndex {
+  explicit ReadOnlyIndex(const std::filesystem::path& root, int flags = SQLITE_OPEN_READONLY) {
+    if (sqlite3_open_v2((root / "index.sqlite").c_str(), &db, flags, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      db = nullptr;
+    }
+  }
+  ~ReadOnlyIndex() { sqlite3_close(db); }
+  sqlite3* db = nullptr;
+};
+
+}  // namespace
+
+std::string StoredBytes(const std::filesystem::path& storage_root, const std::string& relative_path) {
+  if (relative_path.rfind("index:", 0) != 0) {
+    std::error_code ec;
+    return std::filesystem::exists(storage_root / relative_path, ec) ? ReadFile(storage_root / relative_path) : "";
+  }
+  ReadOnlyIndex index(storage_root);
+  if (!index.db) return "";
+  sqlite3_stmt* q = nullptr;
+  std::string out;
+  if (sqlite3_prepare_v2(index.db,
+                         "SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id WHERE i.path = ?1",
+                         -1, &q, nullptr) == SQLITE_OK) {
+    sqlite3_bind_text(q, 1, relative_path.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      out.assign(static_cast<const char*>(sqlite3_column_blob(q, 0)), static_cast<size_t>(sqlite3_column_bytes(q, 0)));
+    }
+  }
+  sqlite3_finalize(q);
+  return out;
+}
+
+std::set<std::string> InIndexPaths(const std::filesystem::path& storage_root) {
+  std::set<std::string> out;
+  ReadOnlyIndex index(storage_root);
+  if (!index.db) return out;
+  sqlite3_stmt* q = nullptr;
+  if (sqlite3_prepare_v2(index.db, "SELECT i.path FROM instances i JOIN object_data d ON d.instance_id = i.id", -1,
+                         &q, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(q) == SQLITE_ROW) out.insert(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)));
+  }
+  sqlite3_finalize(q);
+  return out;
+}
+
+std::filesystem::path StoredFileFor(const std::filesystem::path& storage_root, const std::string& sop_uid,
+                                    const std::filesystem::path& scratch) {
+  std::string path;
+  {
+    ReadOnlyIndex index(storage_root);
+    if (!index.db) return {};
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(index.db, "SELECT path FROM instances WHERE sop_instance_uid = ?1", -1, &q, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_bind_text(q, 1, sop_uid.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(q) == SQLITE_ROW) path = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    }
+    sqlite3_finalize(q);
+  }
+  if (path.empty()) return {};
+  if (path.rfind("index:", 0) != 0) return storage_root / path;
+  const std::string bytes = StoredBytes(storage_root, path);
+  if (bytes.empty()) return {};
+  std::filesystem::create_directories(scratch);
+  const std::filesystem::path out = scratch / (path.substr(6) + ".dcm");
+  WriteFile(out, bytes);
+  return out;
+}
+
+bool RemoveStoredObject(const std::filesystem::path& storage_root, const std::string& relative_path) {
+  if (relative_path.rfind("index:", 0) != 0) return std::filesystem::remove(storage_root / relative_path);
+  ReadOnlyIndex index(storage_root, SQLITE_OPEN_READWRITE);
+  if (!index.db) return false;
+  sqlite3_busy_timeout(index.db, 10000);
+  sqlite3_stmt* q = nullptr;
+  bool removed = false;
+  if (sqlite3_prepare_v2(index.db,
+                         "DELETE FROM object_data WHERE instance_id = (SELECT id FROM instances WHERE path = ?1)", -1,
+                         &q, nullptr) == SQLITE_OK) {
+    sqlite3_bind_text(q, 1, relative_path.c_str(), -1, SQLITE_TRANSIENT);
+    removed = sqlite3_step(q) == SQLITE_DONE && sqlite3_changes(index.db) == 1;
+  }
+  sqlite3_finalize(q);
+  return removed;
+}
+
+size_t InIndexObjectCount(const std::filesystem::path& storage_root) {
+  ReadOnlyIndex index(storage_root);
+  if (!index.db) return 0;
+  sqlite3_stmt* q = nullptr;
+  size_t n = 0;
+  if (sqlite3_prepare_v2(index.db, "SELECT COUNT(*) FROM object_data", -1, &q, nullptr) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW) {
+    n = static_cast<size_t>(sqlite3_column_int64(q, 0));
+  }
+  sqlite3_finalize(q);
+  return n;
+}
+
+size_t StoredObjectCount(const std::filesystem::path& storage_root) {
+  std::error_code ec;
+  const size_t files =
+      std::filesystem::exists(storage_root / "objects", ec) ? CountFiles(storage_root / "objects", true) : 0;
+  return files + InIndexObjectCount(storage_root);
+}
+
+}  // namespace teleread::test

@@ -1,0 +1,30 @@
+#pragma once
+// Stored objects as a test sees them, in both tiers: files under objects/ and objects kept
+// inside the index (object_data rows), read through a read-only connection to index.sqlite.
+#include <cstddef>
+#include <filesystem>
+#include <set>
+#include <string>
+
+namespace teleread::test {
+
+// The bytes of the object recorded at `relative_path` (an instance's path), from either tier;
+// empty when it is not there.
+std::string StoredBytes(const std::filesystem::path& storage_root, const std::string& relative_path);
+
+// A file holding the stored object of SOP Instance `sop_uid`: its own file, or one written into
+// `scratch` with the bytes kept in the index; empty when it is not stored.
+std::filesystem::path StoredFileFor(const std::filesystem::path& storage_root, const std::string& sop_uid,
+                                    const std::filesystem::path& scratch);
+
+// Loses a stored object behind the server's back (its file, or its bytes in the index).
+bool RemoveStoredObject(const std::filesystem::path& storage_root, const std::string& relative_path);
+
+// Files under objects/ plus objects kept in the index.
+size_t StoredObjectCount(const std::filesystem::path& storage_root);
+// The paths of the objects kept in the index whose bytes are there ("index:..." rows with data).
+std::set<std::string> InIndexPaths(const std::filesystem::path& storage_root);
+// Objects kept in the index only.
+size_t InIndexObjectCount(const std::filesystem::path& storage_root);
+
+}  // namespace teleread::test
