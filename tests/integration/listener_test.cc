@@ -283,8 +283,26 @@ TEST_CASE("at least 16 associations run at once and beyond the limit they are re
   }
   for (int i = 0; i < 100; ++i) REQUIRE(Echo(server, i % 2 ? "ZZ_PACS" : "LS_PACS").exit_code == 0);
   CHECK(ThreadCount(server.pid()) == threads_before);
-  CHECK(WaitFor([&] { return OpenFiles(server.pid()).size() == fds_before.size(); }, 5));
-  CHECK(OpenFiles(server.pid()) == fds_before);
+  // The pooled index readers are opened as concurrency first needs them and kept up to their
+  // bounds (32 and 8 idle): a reader more than before is not a leak, anything else is.
+  const auto without_index = [](std::multiset<std::string> fds) {
+    size_t index_files = 0;
+    for (auto it = fds.begin(); it != fds.end();) {
+      if (it->find("/storage/index.sqlite") == std::string::npos) {
+        ++it;
+        continue;
+      }
+      ++index_files;
+      it = fds.erase(it);
+    }
+    return std::make_pair(fds, index_files);
+  };
+  CHECK(WaitFor(
+      [&] { return without_index(OpenFiles(server.pid())).first.size() == without_index(fds_before).first.size(); },
+      5));
+  const auto [others, index_files] = without_index(OpenFiles(server.pid()));
+  CHECK(others == without_index(fds_before).first);
+  CHECK(index_files <= 2 * (2 + 32 + 8) + 1);  // writer, reader and both pools: database and WAL each, one shm
   CHECK(StatusNumber(server, "instances") == 10);
 }
 
