@@ -17,8 +17,8 @@
 
 #include "common/dicom.h"
 #include "common/log.h"
-#include "server/dicom/dicom_tls.h"
 #include "server/dicom/concurrent_audit.h"
+#include "server/dicom/dicom_tls.h"
 #include "server/dicom/dimse_status.h"
 #include "server/dicom/find_responses.h"
 #include "server/dicom/receive.h"
@@ -151,32 +151,42 @@ struct FindState {
   bool failed = false;
 };
 
+// A query's first step on either path: the identifier parsed and the cursor opened. On failure
+// (logged) `status` and `comment` say how to refuse it.
+bool StartFind(FindState& st, DcmDataset& request_ids, uint16_t* status, std::string* comment) {
+  st.parsed = Parse(&request_ids, st.sop_class, st.env.caller.member_id);
+  OFString level;
+  request_ids.findAndGetOFString(DCM_QueryRetrieveLevel, level);
+  st.level_text = level.c_str();
+  if (!st.parsed.error.empty()) {
+    spdlog::warn("C-FIND from {} refused: {}", Who(st.env), st.parsed.error);
+    *status = dimse::kIdentifierDoesNotMatch;
+    *comment = st.parsed.error;
+    return false;
+  }
+  Result<std::unique_ptr<FindCursor>> cursor = st.env.engine.Find(st.parsed.request);
+  if (!cursor.ok()) {
+    spdlog::warn("C-FIND from {} failed: {}", Who(st.env), cursor.status().ToString());
+    *status = cursor.status().code() == Status::Code::kInvalidArgument ? dimse::kIdentifierDoesNotMatch
+                                                                       : dimse::kUnableToProcess;
+    *comment = cursor.status().message();
+    return false;
+  }
+  st.cursor = std::move(cursor.value());
+  return true;
+}
+
 void FindCallback(void* data, OFBool cancelled, T_DIMSE_C_FindRQ*, DcmDataset* request_ids, int response_count,
                   T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids, DcmDataset** detail) {
   auto& st = *static_cast<FindState*>(data);
   *rsp_ids = nullptr;
   if (response_count == 1) {
-    st.parsed = Parse(request_ids, st.sop_class, st.env.caller.member_id);
-    OFString level;
-    if (request_ids) request_ids->findAndGetOFString(DCM_QueryRetrieveLevel, level);
-    st.level_text = level.c_str();
-    if (!st.parsed.error.empty()) {
-      spdlog::warn("C-FIND from {} refused: {}", Who(st.env), st.parsed.error);
-      rsp->DimseStatus = dimse::kIdentifierDoesNotMatch;
-      AddErrorComment(detail, st.parsed.error);
+    std::string comment;
+    if (!StartFind(st, *request_ids, &rsp->DimseStatus, &comment)) {
+      AddErrorComment(detail, comment);
       st.failed = true;
       return;
     }
-    Result<std::unique_ptr<FindCursor>> cursor = st.env.engine.Find(st.parsed.request);
-    if (!cursor.ok()) {
-      spdlog::warn("C-FIND from {} failed: {}", Who(st.env), cursor.status().ToString());
-      rsp->DimseStatus = cursor.status().code() == Status::Code::kInvalidArgument ? dimse::kIdentifierDoesNotMatch
-                                                                                  : dimse::kUnableToProcess;
-      AddErrorComment(detail, cursor.status().message());
-      st.failed = true;
-      return;
-    }
-    st.cursor = std::move(cursor.value());
   }
   if (cancelled) {
     rsp->DimseStatus = dimse::kCancel;
@@ -449,6 +459,16 @@ AuditEntry AuditEntryFor(const QrEnv& env, const char* what, DcmDataset& ids) {
   return {actor, what, study.c_str(), std::string(level.c_str()) + " from " + env.peer};
 }
 
+// The answer to a query or retrieve whose audit entry could not be written (fail closed): its
+// status, and the error comment returned (the caller deletes it).
+DcmDataset* RefuseUnaudited(const char* what, const QrEnv& env, const Status& why, uint16_t* status) {
+  spdlog::error("{} from {} refused: audit entry not written: {}", what, Who(env), why.message());
+  *status = dimse::kUnableToProcess;
+  DcmDataset* detail = nullptr;
+  AddErrorComment(&detail, "the audit trail cannot be written");
+  return detail;
+}
+
 // DCMTK's provider loop (dimfind.cc, dimmove.cc, dimget.cc) around an identifier read as above:
 // `step` is the operation's callback, `send` its DIMSE_send*Response.
 template <typename Request, typename Response, typename Step, typename Send>
@@ -470,10 +490,7 @@ OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_i
   // What leaves over DICOM is audited like what leaves over HTTPS, and never unaudited.
   if (env.audit) {
     if (Status a = env.audit->Append(AuditEntryFor(env, what, ids.file->dataset())); !a.ok()) {
-      spdlog::error("{} from {} refused: audit entry not written: {}", what, Who(env), a.message());
-      rsp.DimseStatus = dimse::kUnableToProcess;
-      DcmDataset* detail = nullptr;
-      AddErrorComment(&detail, "the audit trail cannot be written");
+      DcmDataset* detail = RefuseUnaudited(what, env, a, &rsp.DimseStatus);
       cond = send(&rsp, nullptr, detail);
       delete detail;
       return cond;
@@ -496,50 +513,61 @@ OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_i
 
 // C-FIND on a Little Endian context: the same steps as FindCallback in Provide's loop, with
 // the responses written by FindResponseWriter. The audit entry is written while the query runs
-// (env.find_audit) and nothing is sent before it is durable. A C-CANCEL is looked for before
-// the first match and before each batch goes out (at most kFlushBytes or kFlushAge apart).
+// (env.find_audit) and nothing is sent before it is durable. What is buffered goes out, and a
+// C-CANCEL is looked for, before the first match, at kFlushBytes, and before a Next() once the
+// buffer is kFlushAge old; once one Next() took longer than kFlushAge (a slow scan), before every
+// later Next(), so that a match found waits for no other.
 OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, FindState& st,
                              FindResponseWriter& out) {
   constexpr size_t kFlushBytes = 64 * 1024;
   constexpr auto kFlushAge = std::chrono::milliseconds(10);
   const QrEnv& env = st.env;
   // Before anything leaves: the entry durable, else the query refused (and nothing it found sent).
-  bool audit_pending = false;
-  Status audit = Status::Ok();
-  auto audited = [&] {
-    if (audit_pending) {
-      audit = env.find_audit->Wait();
-      audit_pending = false;
-      if (!audit.ok()) spdlog::error("C-FIND from {} refused: audit entry not written: {}", Who(env), audit.message());
+  // On every return the started entry is waited for, and a failure logged though nothing waited.
+  struct AuditWait {
+    const QrEnv& env;
+    bool pending = false;
+    Status result = Status::Ok();
+    bool Durable() {
+      if (pending) {
+        pending = false;
+        result = env.find_audit->Wait();
+      }
+      return result.ok();
     }
-    return audit.ok();
-  };
+    ~AuditWait() {
+      if (pending && !Durable()) {
+        spdlog::error("C-FIND from {}: audit entry not written: {}", Who(env), result.message());
+      }
+    }
+  } audit{env};
   // A response DCMTK encodes (refusals, errors): after what is buffered, in order.
-  auto send = [&](uint16_t status, const std::string& comment) {
+  auto send_detail = [&](uint16_t status, DcmDataset* detail) {
     st.failed = true;
     OFCondition cond = out.Flush();
     T_DIMSE_C_FindRSP rsp{};
     rsp.DimseStatus = status;
-    DcmDataset* detail = nullptr;
-    AddErrorComment(&detail, comment);
     if (cond.good()) cond = DIMSE_sendFindResponse(assoc, pres_id, &req, &rsp, nullptr, detail);
     delete detail;
     return cond;
   };
+  auto send = [&](uint16_t status, const std::string& comment) {
+    DcmDataset* detail = nullptr;
+    AddErrorComment(&detail, comment);
+    return send_detail(status, detail);
+  };
+  auto unaudited = [&] {
+    out.Discard();
+    uint16_t status = 0;
+    DcmDataset* detail = RefuseUnaudited("C-FIND", env, audit.result, &status);
+    return send_detail(status, detail);
+  };
   auto fail = [&](uint16_t status, const std::string& comment) {
-    if (!audited()) {
-      out.Discard();
-      return send(dimse::kUnableToProcess, "the audit trail cannot be written");
-    }
-    return send(status, comment);
+    return audit.Durable() ? send(status, comment) : unaudited();
   };
   auto flush = [&]() -> OFCondition {
     if (out.buffered() == 0) return EC_Normal;
-    if (!audited()) {
-      out.Discard();
-      return send(dimse::kUnableToProcess, "the audit trail cannot be written");
-    }
-    return out.Flush();
+    return audit.Durable() ? out.Flush() : unaudited();
   };
   Identifier ids;
   OFCondition cond = ReceiveIdentifier(assoc, pres_id, req.AffectedSOPClassUID, env, ids);
@@ -548,41 +576,25 @@ OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_
     spdlog::warn("C-FIND from {} refused: {}", Who(env), ids.error);
     return send(ids.status, ids.error);
   }
-  if (env.audit && env.find_audit) {
+  if (env.audit) {  // RunAssociation sets find_audit whenever audit is set
     env.find_audit->Start(AuditEntryFor(env, "C-FIND", ids.file->dataset()));
-    audit_pending = true;
-  } else if (env.audit) {
-    audit = env.audit->Append(AuditEntryFor(env, "C-FIND", ids.file->dataset()));
-    if (!audit.ok()) spdlog::error("C-FIND from {} refused: audit entry not written: {}", Who(env), audit.message());
+    audit.pending = true;
   }
-  if (!audit.ok()) return send(dimse::kUnableToProcess, "the audit trail cannot be written");
-  DcmDataset& request_ids = ids.file->dataset();
-  st.parsed = Parse(&request_ids, st.sop_class, env.caller.member_id);
-  OFString level;
-  request_ids.findAndGetOFString(DCM_QueryRetrieveLevel, level);
-  st.level_text = level.c_str();
-  if (!st.parsed.error.empty()) {
-    spdlog::warn("C-FIND from {} refused: {}", Who(env), st.parsed.error);
-    return fail(dimse::kIdentifierDoesNotMatch, st.parsed.error);
-  }
-  Result<std::unique_ptr<FindCursor>> cursor = env.engine.Find(st.parsed.request);
-  if (!cursor.ok()) {
-    spdlog::warn("C-FIND from {} failed: {}", Who(env), cursor.status().ToString());
-    return fail(cursor.status().code() == Status::Code::kInvalidArgument ? dimse::kIdentifierDoesNotMatch
-                                                                         : dimse::kUnableToProcess,
-                cursor.status().message());
-  }
+  uint16_t refusal = 0;
+  std::string comment;
+  if (!StartFind(st, ids.file->dataset(), &refusal, &comment)) return fail(refusal, comment);
   std::vector<uint32_t> keys;
   for (const DcmTagKey& k : st.parsed.return_keys) keys.push_back(TagOf(k));
   std::unique_ptr<IdentifierEncoder> encoder =
       IdentifierEncoder::Create(keys, out.explicit_vr(), st.level_text, env.config.centre.ae_title);
   const std::string wanted = st.parsed.charset.empty() ? "ISO_IR 192" : st.parsed.charset;
   auto last_flush = std::chrono::steady_clock::now();
+  bool slow = false;  // a Next() took longer than kFlushAge
   FindRow row;
   std::string identifier;
   for (bool first = true;; first = false) {
-    const auto now = std::chrono::steady_clock::now();
-    if (first || out.buffered() >= kFlushBytes || (out.buffered() > 0 && now - last_flush >= kFlushAge)) {
+    auto now = std::chrono::steady_clock::now();
+    if (first || slow || out.buffered() >= kFlushBytes || (out.buffered() > 0 && now - last_flush >= kFlushAge)) {
       if ((cond = flush()).bad() || st.failed) return cond;
       last_flush = now;
       cond = DIMSE_checkForCancelRQ(assoc, pres_id, req.MessageID);
@@ -591,8 +603,10 @@ OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_
         return flush();
       }
       if (cond != DIMSE_NODATAAVAILABLE) return cond;
+      now = std::chrono::steady_clock::now();
     }
-    Result<bool> next = cursor.value()->Next(&row);
+    Result<bool> next = st.cursor->Next(&row);
+    if (!slow && std::chrono::steady_clock::now() - now > kFlushAge) slow = true;
     if (!next.ok()) return fail(dimse::kUnableToProcess, next.status().message());
     if (!next.value()) {
       out.Final(dimse::kSuccess);
