@@ -378,7 +378,7 @@ class Association {
   std::optional<Caller> caller_;
   bool slot_held_ = false;
   std::vector<CommitmentReport> deferred_reports_;
-  std::unique_ptr<ConcurrentAudit> find_audit_;  // C-FIND's audit writer, started by the first
+  std::unique_ptr<ConcurrentAudit> find_audit_;  // C-FIND's audit writer, started by the first C-FIND
   uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
 };
 

@@ -185,6 +185,12 @@ bool EncodeIdentifier(DcmDataset& ds, int xfer, std::string* out) {
   return true;
 }
 
+size_t PduBodyLimit(long their_max) {
+  if (their_max <= 0) return size_t{1} << 20;  // 0: no limit; ours keeps a write's PDUs apart
+  if (their_max < kMinPduBody) return 0;
+  return static_cast<size_t>(their_max);  // as given: PS3.8 9.3.1 forbids anything larger
+}
+
 std::unique_ptr<FindResponseWriter> FindResponseWriter::ForContext(T_ASC_Association* assoc, unsigned char pres_id,
                                                                    const T_DIMSE_C_FindRQ& req) {
   T_ASC_PresentationContext pc;
@@ -202,23 +208,24 @@ std::unique_ptr<FindResponseWriter> FindResponseWriter::ForContext(T_ASC_Associa
   if (DUL_getTransportConnection(assoc->DULassociation) == nullptr) return nullptr;
   w->assoc_ = assoc;
   w->pres_id_ = pres_id;
-  const long their_max = assoc->params->theirMaxPDUReceiveSize;
-  // 0: no limit. Below 4096 (DCMTK's minimum) a PDU would hold too little to be worth it.
-  w->max_pdu_body_ = their_max <= 0 ? size_t{1} << 20 : std::max<size_t>(static_cast<size_t>(their_max), 4096);
-  std::string uid = req.AffectedSOPClassUID;
-  if (uid.size() & 1) uid.push_back('\0');
-  CommandElement(&w->command_head_, 0x0002, uid);
-  CommandUs(&w->command_head_, 0x0100, DIMSE_C_FIND_RSP);
-  CommandUs(&w->command_head_, 0x0120, req.MessageID);
+  w->max_pdu_body_ = PduBodyLimit(assoc->params->theirMaxPDUReceiveSize);
+  if (w->max_pdu_body_ == 0) return nullptr;
+  w->command_head_ = FindResponseCommandHead(req);
   return w;
 }
 
-void FindResponseWriter::Pending(std::string_view identifier) { Message(dimse::kPending, &identifier); }
+std::string FindResponseCommandHead(const T_DIMSE_C_FindRQ& req) {
+  std::string head;
+  std::string uid = req.AffectedSOPClassUID;
+  if (uid.size() & 1) uid.push_back('\0');
+  CommandElement(&head, 0x0002, uid);
+  CommandUs(&head, 0x0100, DIMSE_C_FIND_RSP);
+  CommandUs(&head, 0x0120, req.MessageID);
+  return head;
+}
 
-void FindResponseWriter::Final(uint16_t status) { Message(status, nullptr); }
-
-void FindResponseWriter::Message(uint16_t status, const std::string_view* identifier) {
-  std::string elements = command_head_;
+std::string FindResponseCommand(std::string_view head, uint16_t status, bool identifier) {
+  std::string elements(head);
   CommandUs(&elements, 0x0800, identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL);
   CommandUs(&elements, 0x0900, status);
   std::string length;
@@ -226,6 +233,15 @@ void FindResponseWriter::Message(uint16_t status, const std::string_view* identi
   std::string command;
   CommandElement(&command, 0x0000, length);
   command += elements;
+  return command;
+}
+
+void FindResponseWriter::Pending(std::string_view identifier) { Message(dimse::kPending, &identifier); }
+
+void FindResponseWriter::Final(uint16_t status) { Message(status, nullptr); }
+
+void FindResponseWriter::Message(uint16_t status, const std::string_view* identifier) {
+  const std::string command = FindResponseCommand(command_head_, status, identifier != nullptr);
   AppendMessagePdus(&buffer_, max_pdu_body_, pres_id_, command, identifier);
 }
 
@@ -267,15 +283,19 @@ void AppendMessagePdus(std::string* out, size_t max_pdu_body, unsigned char pres
 
 OFCondition FindResponseWriter::Flush() {
   DcmTransportConnection* conn = DUL_getTransportConnection(assoc_->DULassociation);
+  constexpr int kMaxInterrupted = 8;  // retries without progress before giving up
+  int interrupted = 0;
   size_t done = 0;
   while (done < buffer_.size()) {
+    errno = 0;  // a failed SSL_write need not set it: a stale EINTR must not mean "retry"
     const ssize_t n = conn == nullptr ? -1 : conn->write(buffer_.data() + done, buffer_.size() - done);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR && ++interrupted <= kMaxInterrupted) continue;
     if (n <= 0) {
       buffer_.clear();
       return DIMSE_SENDFAILED;
     }
     done += static_cast<size_t>(n);
+    interrupted = 0;
   }
   buffer_.clear();
   return EC_Normal;

@@ -58,13 +58,26 @@ bool EncodeIdentifier(DcmDataset& ds, int xfer, std::string* out);
 
 // One DIMSE message as P-DATA-TF PDUs appended to `out`: its command, then its identifier if
 // any, in PDVs of context `pres_id`, each PDU's variable part at most `max_pdu_body` bytes
-// (the peer's Maximum Length Received, at least 4096).
+// (the peer's Maximum Length Received, at least kMinPduBody).
 void AppendMessagePdus(std::string* out, size_t max_pdu_body, unsigned char pres_id, std::string_view command,
                        const std::string_view* identifier);
 
+// A C-FIND-RSP command set (Implicit VR Little Endian, group length first, as DCMTK writes
+// it): the elements fixed for a query (affected SOP class, command field, message ID being
+// responded to), then one response's.
+std::string FindResponseCommandHead(const T_DIMSE_C_FindRQ& req);
+std::string FindResponseCommand(std::string_view head, uint16_t status, bool identifier);
+
+// The smallest peer maximum written here: a PDV header (6 bytes) and some value.
+constexpr long kMinPduBody = 16;
+// The largest PDU variable part for a peer's Maximum Length Received (0: no limit): theirs as
+// given, or 0 when below kMinPduBody (then DCMTK writes the responses).
+size_t PduBodyLimit(long their_max);
+
 class FindResponseWriter {
  public:
-  // Null when the context's transfer syntax is not Little Endian implicit or explicit VR.
+  // Null when the context's transfer syntax is not Little Endian implicit or explicit VR, or
+  // the peer's maximum PDU length is below kMinPduBody (DCMTK's path then).
   static std::unique_ptr<FindResponseWriter> ForContext(T_ASC_Association* assoc, unsigned char pres_id,
                                                         const T_DIMSE_C_FindRQ& req);
   bool explicit_vr() const { return explicit_vr_; }

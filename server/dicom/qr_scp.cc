@@ -18,9 +18,8 @@
 #include "common/dicom.h"
 #include "common/log.h"
 #include "server/dicom/dicom_tls.h"
-#include "server/dicom/concurrent_audit.h"
 #include "server/dicom/dimse_status.h"
-#include "server/dicom/find_responses.h"
+#include "server/dicom/qr_detail.h"
 #include "server/dicom/receive.h"
 #include "server/dicom/store_scu.h"
 
@@ -41,19 +40,15 @@ bool IsPatientRoot(const char* sop_class) {
          c == UID_MOVEPatientRootQueryRetrieveInformationModel || c == UID_GETPatientRootQueryRetrieveInformationModel;
 }
 
+}  // namespace
+
+namespace qr_detail {
+
 uint32_t TagOf(const DcmTagKey& k) { return (uint32_t{k.getGroup()} << 16) | k.getElement(); }
 
 std::string Who(const QrEnv& env) {
   return env.caller.ae_title + " (" + (env.caller.member_id.empty() ? "centre" : env.caller.member_id) + ")";
 }
-
-// The identifier as a scoped request; the text is decoded from its Specific Character Set.
-struct ParsedIdentifier {
-  FindRequest request;
-  std::string charset;  // as the caller sent it
-  std::vector<DcmTagKey> return_keys;
-  std::string error;  // set when the identifier is unusable
-};
 
 ParsedIdentifier Parse(DcmDataset* ids, const char* sop_class, const std::string& member_scope) {
   ParsedIdentifier p;
@@ -96,110 +91,23 @@ ParsedIdentifier Parse(DcmDataset* ids, const char* sop_class, const std::string
   return p;
 }
 
-// Response identifier: the requested keys, filled from the row where the index knows them.
-// Text goes back in the caller's character set when it can hold every value, else UTF-8.
-std::unique_ptr<DcmDataset> BuildResponse(const ParsedIdentifier& p, const FindRow& row, const char* level_text,
-                                          const std::string& our_ae) {
-  auto build = [&](const std::string& charset) -> std::unique_ptr<DcmDataset> {
-    auto ds = std::make_unique<DcmDataset>();
-    ds->putAndInsertString(DCM_SpecificCharacterSet, charset.c_str());
-    ds->putAndInsertString(DCM_QueryRetrieveLevel, level_text);
-    for (const DcmTagKey& key : p.return_keys) {
-      const uint32_t tag = TagOf(key);
-      std::string value;
-      bool known = false;
-      for (const auto& [t, v] : row) {
-        if (t == tag) {
-          value = v;
-          known = true;
-          break;
-        }
-      }
-      if (!known && key == DCM_RetrieveAETitle) value = our_ae, known = true;
-      if (!known && key == DCM_InstanceAvailability) value = "ONLINE", known = true;
-      if (known && !value.empty()) {
-        Result<std::string> encoded = EncodeFromUtf8(charset, value);
-        if (!encoded.ok()) return nullptr;
-        value = encoded.value();
-      }
-      DcmTag dtag(key);
-      if (dtag.getEVR() == EVR_SQ) {
-        ds->insertEmptyElement(key);
-      } else {
-        ds->putAndInsertString(key, value.c_str());
-      }
-    }
-    return ds;
-  };
-  const std::string wanted = p.charset.empty() ? "ISO_IR 192" : p.charset;
-  if (auto ds = build(wanted)) return ds;
-  return build("ISO_IR 192");
-}
-
 void AddErrorComment(DcmDataset** detail, const std::string& comment) {
   *detail = new DcmDataset;
   dimse::SetErrorComment(**detail, comment);
 }
 
-struct FindState {
-  const QrEnv& env;
-  const char* sop_class;
-  ParsedIdentifier parsed;
-  std::unique_ptr<FindCursor> cursor;
-  std::string level_text;
-  long matches = 0;
-  bool failed = false;
-};
-
-void FindCallback(void* data, OFBool cancelled, T_DIMSE_C_FindRQ*, DcmDataset* request_ids, int response_count,
-                  T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids, DcmDataset** detail) {
-  auto& st = *static_cast<FindState*>(data);
-  *rsp_ids = nullptr;
-  if (response_count == 1) {
-    st.parsed = Parse(request_ids, st.sop_class, st.env.caller.member_id);
-    OFString level;
-    if (request_ids) request_ids->findAndGetOFString(DCM_QueryRetrieveLevel, level);
-    st.level_text = level.c_str();
-    if (!st.parsed.error.empty()) {
-      spdlog::warn("C-FIND from {} refused: {}", Who(st.env), st.parsed.error);
-      rsp->DimseStatus = dimse::kIdentifierDoesNotMatch;
-      AddErrorComment(detail, st.parsed.error);
-      st.failed = true;
-      return;
-    }
-    Result<std::unique_ptr<FindCursor>> cursor = st.env.engine.Find(st.parsed.request);
-    if (!cursor.ok()) {
-      spdlog::warn("C-FIND from {} failed: {}", Who(st.env), cursor.status().ToString());
-      rsp->DimseStatus = cursor.status().code() == Status::Code::kInvalidArgument ? dimse::kIdentifierDoesNotMatch
-                                                                                  : dimse::kUnableToProcess;
-      AddErrorComment(detail, cursor.status().message());
-      st.failed = true;
-      return;
-    }
-    st.cursor = std::move(cursor.value());
-  }
-  if (cancelled) {
-    rsp->DimseStatus = dimse::kCancel;
-    return;
-  }
-  FindRow row;
-  Result<bool> next = st.cursor->Next(&row);
-  if (!next.ok()) {
-    rsp->DimseStatus = dimse::kUnableToProcess;
-    AddErrorComment(detail, next.status().message());
-    st.failed = true;
-    return;
-  }
-  if (!next.value()) {
-    rsp->DimseStatus = dimse::kSuccess;
-    return;
-  }
-  ++st.matches;
-  *rsp_ids = BuildResponse(st.parsed, row, st.level_text.c_str(), st.env.config.centre.ae_title).release();
-  rsp->DimseStatus = dimse::kPending;
+const char* AbstractSyntax(T_ASC_Association* assoc, unsigned char pres_id) {
+  static thread_local T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return "";
+  return pc.abstractSyntax;
 }
 
-// C-MOVE and C-GET: the selected instances and the running counts.
+}  // namespace qr_detail
+
+namespace {
+
+using namespace qr_detail;
+
 struct RetrieveState {
   const QrEnv& env;
   const char* sop_class;
@@ -395,34 +303,11 @@ void GetCallback(void* data, OFBool cancelled, T_DIMSE_C_GetRQ*, DcmDataset* ids
   rsp->DimseStatus = dimse::kPending;
 }
 
-const char* AbstractSyntax(T_ASC_Association* assoc, unsigned char pres_id) {
-  static thread_local T_ASC_PresentationContext pc;
-  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return "";
-  return pc.abstractSyntax;
-}
-
 }  // namespace
 
 uint16_t SubOperationCount(uint64_t count) { return count > 0xFFFF ? uint16_t{0xFFFF} : static_cast<uint16_t>(count); }
 
-namespace {
-
-// The identifier that follows a C-FIND, C-MOVE or C-GET request, received into a file and read
-// like a received object. DCMTK's DIMSE_*Provider would parse it in memory, recursively, before
-// we see it: an identifier of sequences nested 10,000 deep overflowed the worker's stack.
-struct Identifier {
-  std::filesystem::path path;
-  std::unique_ptr<DicomFile> file;
-  uint16_t status = dimse::kSuccess;  // why `file` is missing
-  std::string error;
-  Identifier() = default;
-  Identifier(const Identifier&) = delete;
-  Identifier& operator=(const Identifier&) = delete;
-  ~Identifier() {
-    file.reset();
-    if (!path.empty()) ::unlink(path.c_str());
-  }
-};
+namespace qr_detail {
 
 // A bad condition only when the association cannot go on.
 OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id, const char* sop_class,
@@ -458,170 +343,19 @@ AuditEntry AuditEntryFor(const QrEnv& env, const char* what, DcmDataset& ids) {
   return {actor, what, study.c_str(), std::string(level.c_str()) + " from " + env.peer};
 }
 
-// DCMTK's provider loop (dimfind.cc, dimmove.cc, dimget.cc) around an identifier read as above:
-// `step` is the operation's callback, `send` its DIMSE_send*Response.
-template <typename Request, typename Response, typename Step, typename Send>
-OFCondition Provide(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id, Request& req, const QrEnv& env,
-                    const char* what, Step step, Send send) {
-  Identifier ids;
-  OFCondition cond = ReceiveIdentifier(assoc, pres_id, req.AffectedSOPClassUID, env, ids);
-  if (cond.bad()) return cond;
-  Response rsp{};
-  if (!ids.file) {
-    spdlog::warn("{} from {} refused: {}", what, Who(env), ids.error);
-    rsp.DimseStatus = ids.status;
-    DcmDataset* detail = nullptr;
-    AddErrorComment(&detail, ids.error);
-    cond = send(&rsp, nullptr, detail);
-    delete detail;
-    return cond;
-  }
-  // What leaves over DICOM is audited like what leaves over HTTPS, and never unaudited.
-  if (env.audit) {
-    if (Status a = env.audit->Append(AuditEntryFor(env, what, ids.file->dataset())); !a.ok()) {
-      spdlog::error("{} from {} refused: audit entry not written: {}", what, Who(env), a.message());
-      rsp.DimseStatus = dimse::kUnableToProcess;
-      DcmDataset* detail = nullptr;
-      AddErrorComment(&detail, "the audit trail cannot be written");
-      cond = send(&rsp, nullptr, detail);
-      delete detail;
-      return cond;
-    }
-  }
-  rsp.DimseStatus = dimse::kPending;
-  for (int count = 1; cond.good() && DICOM_PENDING_STATUS(rsp.DimseStatus); ++count) {
-    cond = DIMSE_checkForCancelRQ(assoc, pres_id, req.MessageID);
-    const bool cancelled = cond.good();
-    if (!cancelled && cond != DIMSE_NODATAAVAILABLE) return cond;
-    DcmDataset* rsp_ids = nullptr;
-    DcmDataset* detail = nullptr;
-    step(cancelled, &ids.file->dataset(), count, &rsp, &rsp_ids, &detail);
-    cond = send(&rsp, rsp_ids, detail);
-    delete rsp_ids;
-    delete detail;
-  }
-  return cond;
+// The answer to a query or retrieve whose audit entry could not be written (fail closed): its
+// status, and the error comment returned (the caller deletes it).
+DcmDataset* RefuseUnaudited(const char* what, const QrEnv& env, const Status& why, uint16_t* status) {
+  spdlog::error("{} from {} refused: audit entry not written: {}", what, Who(env), why.message());
+  *status = dimse::kUnableToProcess;
+  DcmDataset* detail = nullptr;
+  AddErrorComment(&detail, "the audit trail cannot be written");
+  return detail;
 }
 
-// C-FIND on a Little Endian context: the same steps as FindCallback in Provide's loop, with
-// the responses written by FindResponseWriter. The audit entry is written while the query runs
-// (env.find_audit) and nothing is sent before it is durable. A C-CANCEL is looked for before
-// the first match and before each batch goes out (at most kFlushBytes or kFlushAge apart).
-OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, FindState& st,
-                             FindResponseWriter& out) {
-  constexpr size_t kFlushBytes = 64 * 1024;
-  constexpr auto kFlushAge = std::chrono::milliseconds(10);
-  const QrEnv& env = st.env;
-  // Before anything leaves: the entry durable, else the query refused (and nothing it found sent).
-  bool audit_pending = false;
-  Status audit = Status::Ok();
-  auto audited = [&] {
-    if (audit_pending) {
-      audit = env.find_audit->Wait();
-      audit_pending = false;
-      if (!audit.ok()) spdlog::error("C-FIND from {} refused: audit entry not written: {}", Who(env), audit.message());
-    }
-    return audit.ok();
-  };
-  // A response DCMTK encodes (refusals, errors): after what is buffered, in order.
-  auto send = [&](uint16_t status, const std::string& comment) {
-    st.failed = true;
-    OFCondition cond = out.Flush();
-    T_DIMSE_C_FindRSP rsp{};
-    rsp.DimseStatus = status;
-    DcmDataset* detail = nullptr;
-    AddErrorComment(&detail, comment);
-    if (cond.good()) cond = DIMSE_sendFindResponse(assoc, pres_id, &req, &rsp, nullptr, detail);
-    delete detail;
-    return cond;
-  };
-  auto fail = [&](uint16_t status, const std::string& comment) {
-    if (!audited()) {
-      out.Discard();
-      return send(dimse::kUnableToProcess, "the audit trail cannot be written");
-    }
-    return send(status, comment);
-  };
-  auto flush = [&]() -> OFCondition {
-    if (out.buffered() == 0) return EC_Normal;
-    if (!audited()) {
-      out.Discard();
-      return send(dimse::kUnableToProcess, "the audit trail cannot be written");
-    }
-    return out.Flush();
-  };
-  Identifier ids;
-  OFCondition cond = ReceiveIdentifier(assoc, pres_id, req.AffectedSOPClassUID, env, ids);
-  if (cond.bad()) return cond;
-  if (!ids.file) {
-    spdlog::warn("C-FIND from {} refused: {}", Who(env), ids.error);
-    return send(ids.status, ids.error);
-  }
-  if (env.audit && env.find_audit) {
-    env.find_audit->Start(AuditEntryFor(env, "C-FIND", ids.file->dataset()));
-    audit_pending = true;
-  } else if (env.audit) {
-    audit = env.audit->Append(AuditEntryFor(env, "C-FIND", ids.file->dataset()));
-    if (!audit.ok()) spdlog::error("C-FIND from {} refused: audit entry not written: {}", Who(env), audit.message());
-  }
-  if (!audit.ok()) return send(dimse::kUnableToProcess, "the audit trail cannot be written");
-  DcmDataset& request_ids = ids.file->dataset();
-  st.parsed = Parse(&request_ids, st.sop_class, env.caller.member_id);
-  OFString level;
-  request_ids.findAndGetOFString(DCM_QueryRetrieveLevel, level);
-  st.level_text = level.c_str();
-  if (!st.parsed.error.empty()) {
-    spdlog::warn("C-FIND from {} refused: {}", Who(env), st.parsed.error);
-    return fail(dimse::kIdentifierDoesNotMatch, st.parsed.error);
-  }
-  Result<std::unique_ptr<FindCursor>> cursor = env.engine.Find(st.parsed.request);
-  if (!cursor.ok()) {
-    spdlog::warn("C-FIND from {} failed: {}", Who(env), cursor.status().ToString());
-    return fail(cursor.status().code() == Status::Code::kInvalidArgument ? dimse::kIdentifierDoesNotMatch
-                                                                         : dimse::kUnableToProcess,
-                cursor.status().message());
-  }
-  std::vector<uint32_t> keys;
-  for (const DcmTagKey& k : st.parsed.return_keys) keys.push_back(TagOf(k));
-  std::unique_ptr<IdentifierEncoder> encoder =
-      IdentifierEncoder::Create(keys, out.explicit_vr(), st.level_text, env.config.centre.ae_title);
-  const std::string wanted = st.parsed.charset.empty() ? "ISO_IR 192" : st.parsed.charset;
-  auto last_flush = std::chrono::steady_clock::now();
-  FindRow row;
-  std::string identifier;
-  for (bool first = true;; first = false) {
-    const auto now = std::chrono::steady_clock::now();
-    if (first || out.buffered() >= kFlushBytes || (out.buffered() > 0 && now - last_flush >= kFlushAge)) {
-      if ((cond = flush()).bad() || st.failed) return cond;
-      last_flush = now;
-      cond = DIMSE_checkForCancelRQ(assoc, pres_id, req.MessageID);
-      if (cond.good()) {
-        out.Final(dimse::kCancel);
-        return flush();
-      }
-      if (cond != DIMSE_NODATAAVAILABLE) return cond;
-    }
-    Result<bool> next = cursor.value()->Next(&row);
-    if (!next.ok()) return fail(dimse::kUnableToProcess, next.status().message());
-    if (!next.value()) {
-      out.Final(dimse::kSuccess);
-      return flush();
-    }
-    identifier.clear();
-    const bool fast =
-        encoder && (encoder->Encode(row, wanted, &identifier) || encoder->Encode(row, "ISO_IR 192", &identifier));
-    if (!fast) {
-      std::unique_ptr<DcmDataset> ds = BuildResponse(st.parsed, row, st.level_text.c_str(), env.config.centre.ae_title);
-      if (!ds || !EncodeIdentifier(*ds, out.transfer_syntax(), &identifier)) {
-        return fail(dimse::kUnableToProcess, "cannot encode a match");
-      }
-    }
-    ++st.matches;
-    out.Pending(identifier);
-  }
-}
+}  // namespace qr_detail
 
-}  // namespace
+using namespace qr_detail;
 
 Result<FindRequest> ReadQueryIdentifier(const std::filesystem::path& file, const std::string& sop_class,
                                         const std::string& member_scope) {
@@ -630,27 +364,6 @@ Result<FindRequest> ReadQueryIdentifier(const std::filesystem::path& file, const
   ParsedIdentifier p = Parse(&ids.value()->dataset(), sop_class.c_str(), member_scope);
   if (!p.error.empty()) return Status::InvalidArgument(p.error);
   return p.request;
-}
-
-OFCondition ServeFind(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_FindRQ& req, const QrEnv& env) {
-  FindState st{env, AbstractSyntax(assoc, pres_id), {}, nullptr, "", 0, false};
-  std::unique_ptr<FindResponseWriter> writer = FindResponseWriter::ForContext(assoc, pres_id, req);
-  OFCondition cond;
-  if (writer) {
-    cond = ServeFindBatched(assoc, pres_id, req, st, *writer);
-  } else {  // big endian or deflated: DCMTK's provider, a message at a time
-    cond = Provide<T_DIMSE_C_FindRQ, T_DIMSE_C_FindRSP>(
-        assoc, pres_id, req, env, "C-FIND",
-        [&](bool cancelled, DcmDataset* ids, int count, T_DIMSE_C_FindRSP* rsp, DcmDataset** rsp_ids,
-            DcmDataset** detail) { FindCallback(&st, cancelled, &req, ids, count, rsp, rsp_ids, detail); },
-        [&](T_DIMSE_C_FindRSP* rsp, DcmDataset* rsp_ids, DcmDataset* detail) {
-          return DIMSE_sendFindResponse(assoc, pres_id, &req, rsp, rsp_ids, detail);
-        });
-  }
-  if (!st.failed && !st.level_text.empty() && cond.good()) {  // else logged as a refusal or the abort it causes
-    spdlog::info("C-FIND {} from {}: {} match(es)", st.level_text, Who(env), st.matches);
-  }
-  return cond;
 }
 
 OFCondition ServeMove(T_ASC_Association* assoc, unsigned char pres_id, T_DIMSE_C_MoveRQ& req, const QrEnv& env) {

@@ -32,7 +32,7 @@ struct QrEnv {
   int dimse_timeout;
   const DicomTls* tls = nullptr;  // client contexts for destinations with tls = true
   AuditLog* audit = nullptr;      // every query and retrieve is written here before it is served
-  // When set (with `audit`), a C-FIND's entry is written here while the query runs.
+  // Set whenever `audit` is: a C-FIND's entry is written here while the query runs.
   ConcurrentAudit* find_audit = nullptr;
 };
 

@@ -6,6 +6,9 @@
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdatset.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcostrmb.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmnet/dimse.h"
 
 #include "server/dicom/concurrent_audit.h"
 #include "server/dicom/find_responses.h"
@@ -78,6 +81,102 @@ TEST_CASE("a match's identifier is encoded as DCMTK encodes the same data set", 
       CHECK(got == "kept" + expected);
     }
   }
+}
+
+TEST_CASE("a C-FIND-RSP command set is the bytes DCMTK writes for it", "[qr][find]") {
+  // The elements DCMTK's DIMSE_sendFindResponse puts in the command (dimcmd.cc), written as it
+  // writes a command: Implicit VR Little Endian with the group length.
+  T_DIMSE_C_FindRQ req{};
+  OFStandard::strlcpy(req.AffectedSOPClassUID, UID_FINDStudyRootQueryRetrieveInformationModel,
+                      sizeof req.AffectedSOPClassUID);  // odd length: UI's NUL pad
+  req.MessageID = 0x1234;
+  const std::string head = FindResponseCommandHead(req);
+  for (const bool with_identifier : {true, false}) {
+    for (const uint16_t status : {uint16_t{0xFF00}, uint16_t{0x0000}, uint16_t{0xFE00}}) {
+      INFO("status " << status << (with_identifier ? " with" : " without") << " identifier");
+      DcmDataset cmd;
+      REQUIRE(cmd.putAndInsertString(DCM_AffectedSOPClassUID, req.AffectedSOPClassUID).good());
+      REQUIRE(cmd.putAndInsertUint16(DCM_CommandField, DIMSE_C_FIND_RSP).good());
+      REQUIRE(cmd.putAndInsertUint16(DCM_MessageIDBeingRespondedTo, req.MessageID).good());
+      REQUIRE(cmd.putAndInsertUint16(DCM_CommandDataSetType,
+                                     with_identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL)
+                  .good());
+      REQUIRE(cmd.putAndInsertUint16(DCM_Status, status).good());
+      REQUIRE(cmd.computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, EXS_LittleEndianImplicit).good());
+      const Uint32 length = cmd.calcElementLength(EXS_LittleEndianImplicit, EET_ExplicitLength);
+      std::string expected(length, '\0');
+      DcmOutputBufferStream stream(expected.data(), length);
+      cmd.transferInit();
+      REQUIRE(cmd.write(stream, EXS_LittleEndianImplicit, EET_ExplicitLength, nullptr, EGL_withGL).good());
+      cmd.transferEnd();
+      void* data = nullptr;
+      offile_off_t written = 0;
+      stream.flushBuffer(data, written);
+      expected.resize(static_cast<size_t>(written));
+      REQUIRE(expected.size() > 8);
+      CHECK(FindResponseCommand(head, status, with_identifier) == expected);
+    }
+  }
+}
+
+TEST_CASE("explicit VR: UT, UC and UR keys have 4-byte lengths as DCMTK writes them", "[qr][find]") {
+  const std::vector<uint32_t> keys = {Tag(DCM_StudyDescription), Tag(DCM_RetrieveURL), Tag(DCM_TextValue),
+                                      Tag(DCM_LongCodeValue)};
+  const std::string long_text(70001, 't');  // odd: padded
+  const FindRow row = {{Tag(DCM_StudyDescription), "CT head"},
+                       {Tag(DCM_RetrieveURL), "https://pacs.example/wado/1"},
+                       {Tag(DCM_TextValue), long_text},
+                       {Tag(DCM_LongCodeValue), "UC-VALUE-1"}};
+  for (const bool explicit_vr : {true, false}) {
+    INFO((explicit_vr ? "explicit" : "implicit"));
+    DcmDataset ds;
+    ds.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192");
+    ds.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+    ds.putAndInsertString(DCM_StudyDescription, "CT head");
+    ds.putAndInsertString(DCM_RetrieveURL, "https://pacs.example/wado/1");
+    ds.putAndInsertString(DCM_TextValue, long_text.c_str());
+    ds.putAndInsertString(DCM_LongCodeValue, "UC-VALUE-1");
+    std::string expected;
+    REQUIRE(EncodeIdentifier(ds, explicit_vr ? EXS_LittleEndianExplicit : EXS_LittleEndianImplicit, &expected));
+    auto encoder = IdentifierEncoder::Create(keys, explicit_vr, "STUDY", "X");
+    REQUIRE(encoder != nullptr);
+    std::string got;
+    REQUIRE(encoder->Encode(row, "ISO_IR 192", &got));
+    CHECK(got == expected);
+  }
+}
+
+TEST_CASE("a value too long for its VR's 2-byte length is left to the DcmDataset path", "[qr][find]") {
+  const std::string long_lo(70000, 'L');
+  const FindRow row = {{Tag(DCM_StudyDescription), long_lo}, {Tag(DCM_AccessionNumber), "A1"}};
+  auto encoder =
+      IdentifierEncoder::Create({Tag(DCM_StudyDescription), Tag(DCM_AccessionNumber)}, true, "STUDY", "X");
+  REQUIRE(encoder != nullptr);
+  std::string out = "kept";
+  CHECK_FALSE(encoder->Encode(row, "ISO_IR 192", &out));
+  CHECK(out == "kept");  // nothing half-written
+  // Implicit VR has a 4-byte length for every element: written here, as DCMTK writes it.
+  auto implicit = IdentifierEncoder::Create({Tag(DCM_StudyDescription), Tag(DCM_AccessionNumber)}, false, "STUDY", "X");
+  REQUIRE(implicit != nullptr);
+  DcmDataset ds;
+  ds.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192");
+  ds.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+  ds.putAndInsertString(DCM_StudyDescription, long_lo.c_str());
+  ds.putAndInsertString(DCM_AccessionNumber, "A1");
+  std::string expected;
+  REQUIRE(EncodeIdentifier(ds, EXS_LittleEndianImplicit, &expected));
+  std::string got;
+  REQUIRE(implicit->Encode(row, "ISO_IR 192", &got));
+  CHECK(got == expected);
+}
+
+TEST_CASE("the PDU limit is the peer's maximum as given", "[qr][find]") {
+  CHECK(PduBodyLimit(1024) == 1024);
+  CHECK(PduBodyLimit(4096) == 4096);
+  CHECK(PduBodyLimit(16) == 16);
+  CHECK(PduBodyLimit(0) >= 64 * 1024);  // no limit: ours, larger than a batch's response
+  CHECK(PduBodyLimit(15) == 0);         // no room for a PDV: DCMTK answers
+  CHECK(PduBodyLimit(8) == 0);
 }
 
 TEST_CASE("an identifier the encoder cannot write is left to DCMTK", "[qr][find]") {
@@ -182,6 +281,18 @@ TEST_CASE("a response is one PDU when it fits, and fragments within the peer's m
       CHECK((pdvs[i].control & 0x02) == (i + 1 == pdvs.size() ? 0x02 : 0));
       data += pdvs[i].bytes;
     }
+    CHECK(pdvs[0].bytes == command);
+    CHECK(data == ids);
+  }
+  SECTION("a peer maximum of 1024") {
+    const std::string ids(5000, 'i');
+    const std::string_view view = ids;
+    std::string wire;
+    AppendMessagePdus(&wire, PduBodyLimit(1024), 1, command, &view);
+    std::vector<Pdv> pdvs = parse(wire, 1024);
+    REQUIRE(pdvs.size() >= 6);
+    std::string data;
+    for (size_t i = 1; i < pdvs.size(); ++i) data += pdvs[i].bytes;
     CHECK(pdvs[0].bytes == command);
     CHECK(data == ids);
   }
