@@ -278,12 +278,20 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   return HttpResponse{200, "application/json", std::move(body), {}, {}};
 }
 
-std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(const WorklistFilter& f, const Identity& who) {
-  // Only filters whose rows do not depend on the time (a claim expiring moves a task between
-  // "waiting" and "claimed", and out of "mine") are kept; the rest are read each time.
-  const bool keep = f.state.empty() && f.claimed_by.empty();
-  const std::string key = who.id + (who.admin ? "\n1\n" : "\n0\n") + f.modality + "\n" + f.member_id + "\n" +
-                          f.priority + "\n" + std::to_string(f.limit) + "\n" + std::to_string(f.offset);
+std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(WorklistFilter f, const Identity& who) {
+  // As the store reads them: limit=5000 and limit=1000 are one page.
+  f.limit = std::clamp(f.limit, 1, 1000);
+  f.offset = std::max(0, f.offset);
+  // Only first pages (the one a reader looks at) of filters whose rows do not depend on the time
+  // (a claim expiring moves a task between "waiting" and "claimed", and out of "mine") are kept;
+  // the rest are read each time.
+  const bool keep = f.offset == 0 && f.state.empty() && f.claimed_by.empty();
+  // Each field length-prefixed: modality and priority are free text and may hold any separator.
+  std::string key;
+  for (const std::string& field :
+       {who.id, std::string(who.admin ? "1" : "0"), f.modality, f.member_id, f.priority, std::to_string(f.limit)}) {
+    key += std::to_string(field.size()) + ":" + field;
+  }
   const uint64_t version = worklist_.Version();  // before the read: a later write makes it stale
   if (keep) {
     if (auto kept = pages_.Find(key, version, worklist_.Now())) return kept;

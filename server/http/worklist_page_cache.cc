@@ -3,17 +3,19 @@
 namespace teleread {
 namespace {
 
-// Callers times filter combinations in use; past it the pages kept are dropped all at once (a
-// scan of many filters must not grow this).
-constexpr size_t kMaxPages = 256;
+// What a kept page costs beyond its JSON: the key twice (map and list) and the nodes.
+size_t Cost(const std::string& key, const WorklistPageCache::Page& page) {
+  return 2 * key.size() + page.items_json.size() + 160;
+}
 
 }  // namespace
 
 std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::Find(const std::string& key, uint64_t version,
-                                                                       int64_t now_ms) const {
+                                                                       int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.version != version || now_ms >= it->second.valid_until_ms) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second.used);
   ++hits_;
   return it->second.page;
 }
@@ -24,13 +26,34 @@ void WorklistPageCache::Store(const std::string& key, uint64_t version, int64_t 
   auto it = entries_.find(key);
   // A slower reader of an older version must not replace a newer page.
   if (it != entries_.end() && it->second.version > version) return;
-  if (it == entries_.end() && entries_.size() >= kMaxPages) entries_.clear();
-  entries_[key] = Entry{version, valid_until_ms, std::move(page)};
+  if (it != entries_.end()) Erase(it);
+  const size_t cost = Cost(key, *page);
+  if (cost > max_bytes_) return;
+  while (bytes_ + cost > max_bytes_ && !lru_.empty()) Erase(entries_.find(lru_.back()));
+  lru_.push_front(key);
+  entries_.emplace(key, Entry{version, valid_until_ms, std::move(page), cost, lru_.begin()});
+  bytes_ += cost;
+}
+
+void WorklistPageCache::Erase(std::unordered_map<std::string, Entry>::iterator it) {
+  bytes_ -= it->second.bytes;
+  lru_.erase(it->second.used);
+  entries_.erase(it);
 }
 
 size_t WorklistPageCache::hits() const {
   std::lock_guard<std::mutex> lock(mu_);
   return hits_;
+}
+
+size_t WorklistPageCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
+}
+
+size_t WorklistPageCache::pages() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
 }
 
 }  // namespace teleread

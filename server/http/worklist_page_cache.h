@@ -4,10 +4,12 @@
 // (Worklist::Version) and the time its rows would first read differently (NextTimeChange); it is
 // served only while both hold, so a claim, a release, a new task or a late instance is seen by
 // the very next request. The key names the caller and every parameter the page depends on.
+// Bounded by bytes; past the bound the least recently used pages go, one at a time.
 //
 // Thread-safety: all methods may be called from any thread.
 #include <cstddef>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,21 +24,34 @@ class WorklistPageCache {
     size_t rows = 0;
   };
 
+  // 16 MB: a first page of 1,000 rows is ~1 MB, of 50 rows ~50 KB.
+  static constexpr size_t kDefaultMaxBytes = size_t{16} << 20;
+  explicit WorklistPageCache(size_t max_bytes = kDefaultMaxBytes) : max_bytes_(max_bytes) {}
+
   // The page kept under `key` if it was read at `version` and `now_ms` is before it changes.
-  std::shared_ptr<const Page> Find(const std::string& key, uint64_t version, int64_t now_ms) const;
+  std::shared_ptr<const Page> Find(const std::string& key, uint64_t version, int64_t now_ms);
   // Keeps `page`, read at `version` (taken before the read), valid until `valid_until_ms`.
   void Store(const std::string& key, uint64_t version, int64_t valid_until_ms, std::shared_ptr<const Page> page);
   size_t hits() const;
+  size_t bytes() const;
+  size_t pages() const;
 
  private:
   struct Entry {
     uint64_t version = 0;
     int64_t valid_until_ms = 0;
     std::shared_ptr<const Page> page;
+    size_t bytes = 0;
+    std::list<std::string>::iterator used;  // its place in `lru_`
   };
+  void Erase(std::unordered_map<std::string, Entry>::iterator it);  // mu_ held
+
+  const size_t max_bytes_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;  // guarded by mu_
-  mutable size_t hits_ = 0;                         // guarded by mu_
+  std::list<std::string> lru_;                      // keys, most recently used first; guarded by mu_
+  size_t bytes_ = 0;                                // guarded by mu_
+  size_t hits_ = 0;                                 // guarded by mu_
 };
 
 }  // namespace teleread

@@ -141,6 +141,14 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs:
   X509_STORE* store = ssl_ctx ? SSL_CTX_get_cert_store(static_cast<SSL_CTX*>(ssl_ctx)) : nullptr;
   int64_t earliest = 0;
   int count = 0;
+  // Once per file, when it is left: lists added before a refused one of the file stay added;
+  // the CRL check flag is on by then.
+  struct Bump {
+    bool added = false;
+    ~Bump() {
+      if (added) TrustStoreChanged();
+    }
+  } bump;
   for (;;) {
     std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>> crl(
         PEM_read_bio_X509_CRL(in->get(), nullptr, NoPassphrase, nullptr));
@@ -162,7 +170,7 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs:
     if (!signed_by_ca) return Status::InvalidArgument(path.string() + ": a CRL not signed by the CA of " + ca.string());
     if (earliest == 0 || next_update < earliest) earliest = next_update;
     if (store && X509_STORE_add_crl(store, crl.get()) != 1) return OpenSslError("adding " + path.string());
-    if (store) TrustStoreChanged();  // even if a later one of the file is refused
+    bump.added |= store != nullptr;
     ++count;
   }
   ERR_clear_error();  // the end of the file reads as an error
@@ -172,7 +180,6 @@ Result<int64_t> AddRevocationList(void* ssl_ctx, const fs::path& path, const fs:
       X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK) != 1) {
     return OpenSslError("enabling CRL checks");
   }
-  if (store) TrustStoreChanged();  // connections' remembered checks are redone, with CRL checks on
   return earliest;
 }
 

@@ -23,6 +23,8 @@ namespace {
 
 std::atomic<uint64_t> trust_store_generation{0};
 
+uint64_t TrustStoreGeneration() { return trust_store_generation.load(std::memory_order_acquire); }
+
 // PeerCertificateProblem; on a pass, `not_after` (when given) is the earliest notAfter in the
 // verified chain, in seconds since the epoch.
 std::optional<std::string> Verify(SSL* s, int64_t* not_after) {
@@ -57,22 +59,22 @@ std::optional<std::string> Verify(SSL* s, int64_t* not_after) {
 
 std::optional<std::string> PeerCertificateProblem(void* ssl) { return Verify(static_cast<SSL*>(ssl), nullptr); }
 
-uint64_t TrustStoreGeneration() { return trust_store_generation.load(std::memory_order_acquire); }
-
 void TrustStoreChanged() { trust_store_generation.fetch_add(1, std::memory_order_acq_rel); }
 
 std::optional<std::string> PeerCertificateCheck::Problem(void* ssl) {
+  const auto steady = std::chrono::steady_clock::now();
   const int64_t now_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count();
   const uint64_t generation = TrustStoreGeneration();  // before the check: a later change re-checks
-  if (valid_until_ms_ > 0 && generation == generation_ && now_ms < valid_until_ms_) return std::nullopt;
+  if (valid_ && generation == generation_ && steady < recheck_ && now_ms < not_after_ms_) return std::nullopt;
   int64_t not_after = 0;
   std::optional<std::string> problem = Verify(static_cast<SSL*>(ssl), &not_after);
-  valid_until_ms_ = 0;
-  if (!problem && not_after > 0) {
+  valid_ = !problem && not_after > 0;
+  if (valid_) {
     // OpenSSL refuses a certificate once the time is past notAfter: re-checked from that second on.
-    valid_until_ms_ = std::min(now_ms + 1000, not_after * 1000);
+    recheck_ = steady + std::chrono::seconds(1);
+    not_after_ms_ = not_after * 1000;
     generation_ = generation;
   }
   return problem;

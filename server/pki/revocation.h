@@ -27,8 +27,8 @@ class CertificateExpiry;
 // ones included. nullopt while it is still valid, else why not.
 std::optional<std::string> PeerCertificateProblem(void* ssl);
 
-// Moves each time a revocation list is added to a TLS context (AddRevocationList), after it is.
-uint64_t TrustStoreGeneration();
+// Called once a revocation list file was added to a TLS context (AddRevocationList), after it
+// is: every connection's remembered check (PeerCertificateCheck) is redone.
 void TrustStoreChanged();
 
 // PeerCertificateProblem for one connection, its passes remembered: the check is a chain
@@ -43,7 +43,9 @@ class PeerCertificateCheck {
 
  private:
   uint64_t generation_ = 0;
-  int64_t valid_until_ms_ = 0;  // 0: to be verified
+  bool valid_ = false;                               // false: to be verified
+  std::chrono::steady_clock::time_point recheck_;    // the one-second bound: not moved by clock changes
+  int64_t not_after_ms_ = 0;                         // wall clock: certificates expire by it
 };
 
 class RevocationLists {

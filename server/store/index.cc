@@ -121,7 +121,11 @@ Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, st
   sqlite3_update_hook(
       writer_db_->handle(),
       [](void* self, int, const char*, const char* table, sqlite3_int64) {
-        if (std::strcmp(table, "reading_tasks") == 0) static_cast<Index*>(self)->tasks_touched_ = true;
+        // Every table a worklist row is read from: no rule that a change to a study must also
+        // touch its task. Only a flag per row; the version moves once per commit.
+        for (const char* shown : {"reading_tasks", "studies", "series", "patients"}) {
+          if (std::strcmp(table, shown) == 0) static_cast<Index*>(self)->tasks_touched_ = true;
+        }
       },
       this);
   writer_thread_ = std::thread([this] { WriterLoop(); });

@@ -118,9 +118,9 @@ class Index {
   // A read-only connection from the pool (WAL: never blocks on, nor blocks, the writer); it sees
   // every commit made before the read starts, and goes back to the pool when dropped.
   Result<PooledReader> OpenReader() const;
-  // Bumped by every commit that changed a reading_tasks row, after the commit and before its
-  // writers are answered. A worklist page read at version v is current while the version is v:
-  // what the worklist shows of a task changes only with its row (a late instance touches it).
+  // Bumped by every commit that changed a row of reading_tasks, studies, series or patients (the
+  // tables a worklist row is read from), after the commit and before its writers are answered.
+  // A worklist page read at version v is current while the version is v.
   uint64_t tasks_version() const { return tasks_version_.load(std::memory_order_acquire); }
   Result<std::vector<StudyOverview>> ListStudies();
 

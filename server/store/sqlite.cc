@@ -113,13 +113,9 @@ Database::~Database() {
   sqlite3_close_v2(db_);
 }
 
-// Enough for every fixed query of the store and the worklist's filter combinations in use; past
-// it a query is prepared for the one use (SQL built from unusual filters must not grow this).
-constexpr size_t kKeptStatements = 128;
-
 CachedStatement::CachedStatement(Database& db, const std::string& sql) {
   auto it = db.kept_.find(sql);
-  if (it == db.kept_.end() && db.kept_.size() < kKeptStatements) {
+  if (it == db.kept_.end()) {
     auto statement = std::make_unique<Statement>(db.db_, sql);
     // One that failed to prepare (e.g. the index was busy) is tried afresh next time.
     if (!statement->prepared()) {
@@ -127,12 +123,27 @@ CachedStatement::CachedStatement(Database& db, const std::string& sql) {
       statement_ = own_.get();
       return;
     }
-    it = db.kept_.emplace(sql, Database::Kept{std::move(statement), false}).first;
+    // Full: the least recently used one not in use goes (all in use: this one is not kept).
+    for (auto old = db.kept_order_.end(); db.kept_.size() >= Database::kKeptStatements && old != db.kept_order_.begin();) {
+      --old;
+      auto victim = db.kept_.find(*old);
+      if (victim->second.in_use) continue;
+      old = db.kept_order_.erase(old);
+      db.kept_.erase(victim);
+    }
+    if (db.kept_.size() >= Database::kKeptStatements) {
+      own_ = std::move(statement);
+      statement_ = own_.get();
+      return;
+    }
+    db.kept_order_.push_front(sql);
+    it = db.kept_.emplace(sql, Database::Kept{std::move(statement), false, db.kept_order_.begin()}).first;
   }
-  if (it != db.kept_.end() && !it->second.in_use) {
+  if (!it->second.in_use) {
     kept_ = &it->second;
     kept_->in_use = true;
     statement_ = kept_->statement.get();
+    db.kept_order_.splice(db.kept_order_.begin(), db.kept_order_, kept_->used);
   } else {
     own_ = std::make_unique<Statement>(db.db_, sql);
     statement_ = own_.get();

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -66,6 +67,12 @@ class Database {
   // No transaction open and no statement stepping: holds no snapshot.
   bool Idle() const;
 
+  // Statements kept per connection (CachedStatement); past it the least recently used one that
+  // is not in use is finalized.
+  static constexpr size_t kKeptStatements = 128;
+  size_t kept_statements() const { return kept_.size(); }
+  bool keeps(const std::string& sql) const { return kept_.count(sql) > 0; }
+
  private:
   friend class CachedStatement;
   explicit Database(sqlite3* db) : db_(db) {}
@@ -74,13 +81,17 @@ class Database {
   struct Kept {
     std::unique_ptr<Statement> statement;
     bool in_use = false;
+    std::list<std::string>::iterator used;  // its place in `kept_order_`
   };
   std::unordered_map<std::string, Kept> kept_;
+  std::list<std::string> kept_order_;  // SQL of `kept_`, most recently used first
 };
 
 // A statement prepared once per connection and reused: preparing costs more than a selective
 // query itself. Reset (bindings cleared) when this goes, so that the connection holds no
 // snapshot. Two at once with the same SQL on one connection: the second is prepared apart.
+// SQL that varies per request (e.g. a LIMIT written into it) must bind instead, or it pushes
+// the fixed queries out.
 class CachedStatement {
  public:
   CachedStatement(Database& db, const std::string& sql);

@@ -135,10 +135,13 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
            "))";
   }
   sql += " ORDER BY CASE t.priority WHEN 'STAT' THEN 0 WHEN 'HIGH' THEN 1 ELSE 2 END, t.due_ms, t.id";
-  sql += " LIMIT " + std::to_string(std::clamp(f.limit, 1, 1000)) + " OFFSET " + std::to_string(std::max(0, f.offset));
+  // Bound, not written in: one statement per filter set, whatever the page (the plan is named above).
+  const int limit_at = static_cast<int>(text.size()) + 2;
+  sql += " LIMIT ?" + std::to_string(limit_at) + " OFFSET ?" + std::to_string(limit_at + 1);
   CachedStatement q(*db.value(), sql);
   q->Bind(1, now);
   for (size_t i = 0; i < text.size(); ++i) q->Bind(static_cast<int>(i + 2), text[i]);
+  q->Bind(limit_at, int64_t{std::clamp(f.limit, 1, 1000)}).Bind(limit_at + 1, int64_t{std::max(0, f.offset)});
   std::vector<WorklistRow> rows;
   rows.reserve(static_cast<size_t>(std::clamp(f.limit, 1, 1000)));
   for (;;) {

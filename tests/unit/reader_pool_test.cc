@@ -6,6 +6,7 @@
 #include "server/store/audit_log.h"
 #include "server/store/index.h"
 #include "server/store/sqlite.h"
+#include "server/store/task_store.h"
 #include "tests/support/process.h"
 
 using namespace teleread;
@@ -114,4 +115,50 @@ TEST_CASE("a statement kept by a pooled reader is prepared once, holds no snapsh
   // Two at once with one SQL: the second is its own.
   CachedStatement a(*reader.value(), sql), b(*reader.value(), sql);
   CHECK(&*a != &*b);
+}
+
+TEST_CASE("a connection keeps at most its bound of statements, the least recently used going first", "[store]") {
+  test::ScratchDir dir;
+  auto db = Database::Open(dir.path() / "kept.sqlite", false);
+  REQUIRE(db.ok());
+  REQUIRE(db.value()->Exec("CREATE TABLE t (n INTEGER)").ok());
+  const std::string fixed = "SELECT COUNT(*) FROM t";
+  auto run = [&](const std::string& sql) {
+    CachedStatement q(*db.value(), sql);
+    REQUIRE(q->Step().ok());
+  };
+  // One-off SQL (a LIMIT written in) fills the cache before the fixed query is first used.
+  for (int i = 0; i < 200; ++i) run("SELECT n FROM t LIMIT " + std::to_string(i));
+  CHECK(db.value()->kept_statements() <= Database::kKeptStatements);
+  run(fixed);
+  CHECK(db.value()->keeps(fixed));
+  for (int i = 200; i < 400; ++i) {
+    run("SELECT n FROM t LIMIT " + std::to_string(i));
+    if (i % 10 == 0) run(fixed);
+  }
+  CHECK(db.value()->kept_statements() <= Database::kKeptStatements);
+  CHECK(db.value()->keeps(fixed));
+  CHECK_FALSE(db.value()->keeps("SELECT n FROM t LIMIT 200"));
+  // One in use is never the one evicted.
+  CachedStatement held(*db.value(), fixed);
+  for (int i = 400; i < 600; ++i) run("SELECT n FROM t LIMIT " + std::to_string(i));
+  CHECK(db.value()->keeps(fixed));
+}
+
+TEST_CASE("paging through the worklist prepares one statement, whatever the offset", "[store]") {
+  test::ScratchDir dir;
+  auto index = Index::Open(dir.path() / "index.sqlite");
+  REQUIRE(index.ok());
+  TaskStore tasks(*index.value());
+  REQUIRE(tasks.Task("1.2.3", 1000).status().code() == Status::Code::kNotFound);
+  for (int offset = 0; offset < 200; ++offset) {
+    WorklistFilter f;
+    f.limit = 10;
+    f.offset = offset;
+    REQUIRE(tasks.List(f, 1000).ok());
+  }
+  Result<PooledReader> reader = index.value()->OpenReader();  // the one the reads above used
+  REQUIRE(reader.ok());
+  CHECK(reader.value()->kept_statements() <= 4);  // the page and the task, not one per offset
+  CHECK(reader.value()->kept_statements() >= 2);
 }

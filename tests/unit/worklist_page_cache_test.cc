@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/dicom.h"
+#include "server/http/worklist_page_cache.h"
+#include "server/store/sqlite.h"
 #include "samples/synthetic.h"
 #include "tests/unit/workflow_fixture.h"
 
@@ -29,8 +31,8 @@ struct PageFixture : WorkflowFixture {
   HttpResponse Call(const PeerCertificate& who, const std::string& method, const std::string& target) {
     return api->Handle(HttpRequest{method, target, "", ""}, who);
   }
-  json Page(const PeerCertificate& who = kWang) {
-    const HttpResponse r = Call(who, "GET", "/api/v1/worklist?limit=50");
+  json Page(const PeerCertificate& who = kWang, const std::string& filters = "") {
+    const HttpResponse r = Call(who, "GET", "/api/v1/worklist?limit=50" + filters);
     REQUIRE(r.status == 200);
     return json::parse(r.body);
   }
@@ -75,6 +77,7 @@ TEST_CASE_METHOD(PageFixture, "a kept worklist page is never served after a clai
                  "[workflow][api][worklist]") {
   const json before = Page();
   REQUIRE(before["items"].size() == 2);
+  REQUIRE(Row(Page(kZhao), first)["state"] == "waiting");  // kept: a stale page would show after the claim
   const int64_t kept = Kept();
   CHECK(Page() == before);
   CHECK(Kept() == kept + 1);  // served as kept: nothing changed
@@ -140,4 +143,109 @@ TEST_CASE_METHOD(PageFixture, "each radiologist's worklist view is audited, kept
   Page(kZhao);
   CHECK(Count("audit_log", "action = 'list-worklist' AND actor = 'wang.li'") == 3);
   CHECK(Count("audit_log", "action = 'list-worklist'") == before + 4);
+}
+
+TEST_CASE("the worklist pages kept stay under their byte bound and the least recently used go first",
+          "[api][worklist]") {
+  const size_t cap = 64 * 1024;
+  WorklistPageCache cache(cap);
+  auto page = [](char c) {
+    return std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{std::string(4000, c), 1});
+  };
+  cache.Store("first", 1, 1000, page('f'));
+  for (int i = 0; i < 200; ++i) {
+    cache.Store("page " + std::to_string(i), 1, 1000, page('x'));
+    CHECK(cache.bytes() <= cap);
+    REQUIRE(cache.Find("first", 1, 0));  // used between the others: kept
+  }
+  CHECK(cache.pages() < 20);
+  CHECK(cache.pages() > 10);             // evicted one at a time, not cleared
+  CHECK_FALSE(cache.Find("page 0", 1, 0));  // the least recently used went
+  CHECK(cache.Find("page 199", 1, 0));
+  CHECK(cache.Find("first", 1, 0)->items_json[0] == 'f');
+}
+
+TEST_CASE("an older version never replaces a newer kept worklist page", "[api][worklist]") {
+  WorklistPageCache cache;
+  auto page = [](const std::string& json) {
+    return std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{json, 1});
+  };
+  cache.Store("k", 5, 1000, page("[5]"));
+  cache.Store("k", 4, 1000, page("[4]"));  // a slower reader that began before the write
+  REQUIRE(cache.Find("k", 5, 0));
+  CHECK(cache.Find("k", 5, 0)->items_json == "[5]");
+  CHECK_FALSE(cache.Find("k", 4, 0));
+  cache.Store("k", 6, 1000, page("[6]"));
+  CHECK(cache.Find("k", 6, 0)->items_json == "[6]");
+}
+
+TEST_CASE_METHOD(PageFixture, "kept worklist pages are per filter: modality, priority and member give their own pages",
+                 "[workflow][api][worklist]") {
+  const ReceivedStudy us = Receive("laishui", "P9", "US", "STAT");
+  Promote();
+  const std::vector<std::pair<std::string, size_t>> cases = {
+      {"", 3},           {"&modality=US", 1},        {"&modality=CT", 2}, {"&priority=STAT", 1},
+      {"&member=laishui", 1}, {"&member=zhuozhou", 2}, {"", 3}};
+  for (int round = 0; round < 2; ++round) {  // the second round is served kept
+    for (const auto& [filters, rows] : cases) {
+      INFO(filters << " round " << round);
+      CHECK(Page(kWang, filters)["items"].size() == rows);
+    }
+  }
+  CHECK(Page(kWang, "&modality=US")["items"][0]["study_instance_uid"] == us.study_instance_uid);
+  // Free-text fields that would read alike joined by a separator: "CT\nzhuozhou" + no member is
+  // not "CT" + member zhuozhou.
+  REQUIRE(Page(kWang, "&modality=CT&member=zhuozhou")["items"].size() == 2);
+  CHECK(Page(kWang, "&modality=CT%0Azhuozhou")["items"].empty());
+  CHECK(Page(kWang, "&modality=CT%0Azhuozhou%0A&priority=")["items"].empty());
+}
+
+TEST_CASE_METHOD(PageFixture, "kept worklist pages stay per radiologist when one reads only some members",
+                 "[workflow][api][worklist]") {
+  // zhao.min reads laishui's studies only; wang.li reads everything.
+  worklist = std::make_unique<Worklist>(stores->tasks, stores->audit, int64_t{config.reading.lease_minutes} * 60'000,
+                                        [this] { return now_ms; },
+                                        std::vector<Radiologist>{{"zhao.min", "Zhao^Min", "", {}, {"laishui"}}});
+  api = std::make_unique<ReadingApi>(config, *worklist, stores->reads, *store, std::vector<MetricsSource>{},
+                                     desk.get(), outbox.get());
+  const ReceivedStudy us = Receive("laishui", "P9", "US");
+  Promote();
+  for (int round = 0; round < 2; ++round) {  // the second round is served kept
+    INFO("round " << round);
+    const json wang = Page(kWang), zhao = Page(kZhao);
+    CHECK(wang["items"].size() == 3);
+    REQUIRE(zhao["items"].size() == 1);
+    CHECK(zhao["items"][0]["study_instance_uid"] == us.study_instance_uid);
+  }
+  const int64_t kept = Kept();
+  Page(kZhao);
+  Page(kWang);
+  CHECK(Kept() == kept + 2);
+}
+
+TEST_CASE_METHOD(PageFixture, "a change to a study that no task row shows is seen by the next worklist page",
+                 "[workflow][api][worklist]") {
+  REQUIRE(Row(Page(), first)["description"] != "Changed by the index");
+  const int64_t kept = Kept();
+  Page();
+  REQUIRE(Kept() == kept + 1);
+  // Only the studies row changes; its reading_tasks row does not.
+  REQUIRE(index
+              ->Write([&](Database& db) {
+                Statement u(db.handle(), "UPDATE studies SET study_description = ?2 WHERE study_instance_uid = ?1");
+                u.Bind(1, first.study_instance_uid).Bind(2, "Changed by the index");
+                return u.Run();
+              })
+              .ok());
+  CHECK(Row(Page(), first)["description"] == "Changed by the index");
+  REQUIRE(index
+              ->Write([&](Database& db) {
+                Statement u(db.handle(),
+                            "UPDATE patients SET patient_name = 'Renamed^P1' WHERE id = (SELECT patient_pk FROM "
+                            "studies WHERE study_instance_uid = ?1)");
+                u.Bind(1, first.study_instance_uid);
+                return u.Run();
+              })
+              .ok());
+  CHECK(Row(Page(), first)["patient_name"] == "Renamed^P1");
 }
