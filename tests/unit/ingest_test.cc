@@ -7,12 +7,14 @@
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "samples/synthetic.h"
 #include "server/reading/ingest.h"
 #include "server/reading/recovery.h"
 #include "server/reading/worklist.h"
+#include "server/store/export.h"
 #include "server/store/stores.h"
 #include "tests/support/process.h"
 #include "tests/support/stored.h"
@@ -413,4 +415,28 @@ TEST_CASE_METHOD(IngestFixture, "a stray file of an object kept in the index is 
   CHECK(Instances() == 1);
   CHECK(index->FindInstance(sop)->relative_path == ObjectStore::InIndexPathFor(sop));
   CHECK(Stored(ObjectStore::InIndexPathFor(sop)) == test::ReadFile(ct[0]));
+}
+
+TEST_CASE_METHOD(IngestFixture, "export gives UIDs whose safe names collide files of their own", "[ingest][export]") {
+  // A damaged row's UID is made safe for a file name: 1.2a and 1.2b would both become 1.2_.
+  InstanceSummary s = ReadInstanceSummary(ct[0]).value();
+  const std::string a = "x", b = "y";
+  for (const auto& [uid, bytes] : {std::pair{std::string("1.2a"), a}, std::pair{std::string("1.2b"), b}}) {
+    s.sop_instance_uid = uid;
+    NewInstance n{s, "zhuozhou", "AE", ObjectStore::InIndexPathFor(uid), bytes.size(), now_ms, bytes};
+    REQUIRE(index->AddInstance(n).ok());
+  }
+  const std::filesystem::path out = dir.path() / "export";
+  Result<ExportReport> r = ExportStudies({dir.path() / "storage", {s.study_instance_uid}, "", out});
+  REQUIRE(r.ok());
+  CHECK(r->files == 2);
+  std::set<std::string> contents;
+  size_t parts = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(out)) {
+    if (!e.is_regular_file()) continue;
+    contents.insert(test::ReadFile(e.path()));
+    parts += e.path().extension() == ".part";
+  }
+  CHECK(contents == std::set<std::string>{a, b});
+  CHECK(parts == 0);
 }
