@@ -138,8 +138,9 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   c.dimse_timeout_seconds = static_cast<int>(r.Integer("dimse_timeout_seconds", 1, 3600, c.dimse_timeout_seconds));
   c.max_pdu_bytes = static_cast<uint32_t>(r.Integer("max_pdu_bytes", kMinPduBytes, kMaxPduBytes, c.max_pdu_bytes));
   c.min_free_disk_mb = static_cast<uint64_t>(r.Integer("min_free_disk_mb", 0, int64_t{1} << 40, 512));
+  // Capped: an association holds up to twice this in memory while storing (docs: operator guide).
   c.small_object_bytes = static_cast<uint64_t>(
-      r.Integer("small_object_bytes", 0, int64_t{16} << 20, static_cast<int64_t>(c.small_object_bytes)));
+      r.Integer("small_object_bytes", 0, int64_t{1} << 20, static_cast<int64_t>(c.small_object_bytes)));
   c.centre_ae_titles = r.StringArray("centre_ae_titles", false);
   for (const auto& ae : c.centre_ae_titles) CheckAeTitle(r, "centre_ae_titles", ae);
   c.centre_max_associations =

@@ -315,7 +315,7 @@ OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContex
   ReceivedDataSet received;
   OFCondition cond = ReceiveDataSet(assoc, pres_id, sop_class, "1.2", env.store, env.dimse_timeout, false, &received);
   if (cond.bad()) return cond;
-  if (received.outcome != ReceivedDataSet::Outcome::kOnDisk) {
+  if (received.outcome != ReceivedDataSet::Outcome::kReceived) {
     ids.status = dimse::kUnableToProcess;
     ids.error = received.outcome == ReceivedDataSet::Outcome::kCannotCreate
                     ? "cannot write the identifier to the storage root"

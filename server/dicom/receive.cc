@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string_view>
+
+#include "common/write_all.h"
 
 namespace teleread {
 namespace {
@@ -39,6 +42,8 @@ class TieredConsumer : public DcmConsumer {
     if (failed_ || len <= 0) return 0;
     const auto n = static_cast<size_t>(len);
     if (fd_ < 0 && held_.size() + n <= limit_) {
+      // Once, to the limit: append's doubling could otherwise hold up to twice the limit.
+      if (held_.capacity() < limit_) held_.reserve(limit_);
       held_.append(static_cast<const char*>(buf), n);
       return len;
     }
@@ -80,18 +85,8 @@ class TieredConsumer : public DcmConsumer {
   }
 
   bool WriteAll(const void* buf, size_t n) {
-    const char* p = static_cast<const char*>(buf);
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        failed_ = true;
-        return false;
-      }
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-    return true;
+    if (teleread::WriteAll(fd_, std::string_view(static_cast<const char*>(buf), n)) != 0) failed_ = true;
+    return !failed_;
   }
 
   const ObjectStore& store_;

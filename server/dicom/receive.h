@@ -17,10 +17,11 @@ class OFCondition;
 namespace teleread {
 
 struct ReceivedDataSet {
-  enum class Outcome { kOnDisk, kCannotCreate, kWriteFailed };
-  Outcome outcome = Outcome::kOnDisk;
-  std::filesystem::path path;  // kOnDisk: the whole data set; the caller removes the file
-  std::string bytes;           // kOnDisk with an empty path: the whole object, in memory
+  enum class Outcome { kReceived, kCannotCreate, kWriteFailed };
+  Outcome outcome = Outcome::kReceived;
+  std::filesystem::path path;  // kReceived: the whole data set in a file; the caller removes it
+  std::string bytes;           // kReceived with an empty path: the whole object, in memory (never
+                               // with memory_limit 0, bar an empty data set)
 };
 
 // `early_writeback` starts writing received bytes to disk while the rest is arriving (for

@@ -362,7 +362,11 @@ HttpResponse ReadingApi::Instance(const std::string& uid, const std::string& sop
 
 HttpResponse ReadingApi::StoredObject(const std::string& relative_path) const {
   Result<ObjectHandle> object = store_.Open(relative_path);
-  if (!object.ok()) return Error(404, "object file missing");
+  if (!object.ok()) {
+    // Missing is 404; an unreadable disk or index is the server's trouble: 503, try again later.
+    const bool missing = object.status().code() == Status::Code::kNotFound;
+    return Error(missing ? 404 : 503, missing ? "object file missing" : "object unreadable: " + object.status().message());
+  }
   HttpResponse r;
   r.content_type = "application/dicom";
   r.file = object->path();

@@ -96,6 +96,10 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     // Indexed before (in either tier; found only now, not looked up for every object): a re-send.
     std::optional<StoredInstance> indexed;
     if (st.code() == Status::Code::kConflict) indexed = index_.FindInstance(s.sop_instance_uid);
+    // Place found no file where the row points: the row's file was missing and is now restored.
+    if (indexed && !in_index && indexed->relative_path == instance.relative_path) {
+      return StoreRestored(req, instance, *indexed);
+    }
     StoreOutcome outcome =
         indexed ? StoreResent(req, instance, in_index ? received : store_.Absolute(instance.relative_path), *indexed)
                 : Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
@@ -130,7 +134,29 @@ StoreOutcome Ingest::StoreResent(const StoreRequest& req, const NewInstance& ins
   return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
 }
 
+StoreOutcome Ingest::StoreRestored(const StoreRequest& req, const NewInstance& instance,
+                                   const StoredInstance& indexed) {
+  const InstanceSummary& s = instance.summary;
+  if (s.study_instance_uid != indexed.study_instance_uid || s.series_instance_uid != indexed.series_instance_uid ||
+      req.member_id != indexed.member_id) {
+    std::error_code ec;
+    std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    return Refuse(IngestCode::kDifferentContent,
+                  "SOP Instance UID already indexed in another study, series or member; its file is missing");
+  }
+  // Place fsync'd the file and its directory: the row has its file again.
+  spdlog::warn("restored missing object file {} for sop={}", instance.relative_path, s.sop_instance_uid);
+  if (req.also) {
+    if (Status st = index_.Write(req.also); !st.ok()) return Refuse(CodeFor(st), st.message());
+  }
+  return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
+}
+
 StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& instance) {
+  // Compared with the indexed copy only: a file the row does not point to (a cross-tier re-send
+  // cut short by a crash) is a stray that recovery quarantines, not the stored object.
+  std::optional<StoredInstance> indexed = index_.FindInstance(instance.summary.sop_instance_uid);
+  if (indexed) return StoreResent(req, instance, req.temp_file, *indexed);
   std::filesystem::path existing = store_.Absolute(instance.relative_path);
   Result<bool> same = SameDataSet(req.temp_file, existing);
   if (!same.ok())
@@ -139,8 +165,6 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
     return Refuse(IngestCode::kDifferentContent,
                   "SOP Instance UID already stored with different content; the stored object is kept");
   }
-  std::optional<StoredInstance> indexed = index_.FindInstance(instance.summary.sop_instance_uid);
-  if (indexed) return StoreResent(req, instance, req.temp_file, *indexed);
   // A file without its row: an earlier attempt stopped between placing and indexing.
   Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) return Refuse(CodeFor(companions.status()), companions.status().message());

@@ -74,11 +74,20 @@ class Ingest {
 
  private:
   StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
+  // A file-tier row whose file was missing, restored by a re-send: kept if it is the row's object.
+  StoreOutcome StoreRestored(const StoreRequest& request, const NewInstance& instance, const StoredInstance& indexed);
   // The UID is indexed already: an identical re-send (either tier) is stored, else refused.
   StoreOutcome StoreResent(const StoreRequest& request, const NewInstance& instance,
                            const std::filesystem::path& received, const StoredInstance& indexed);
   // Companions ready for the index write: files placed, small ones' bytes held here.
+  // Move-only: instances' data views point into `data`, whose list nodes a move keeps and a copy
+  // would not.
   struct Companions {
+    Companions() = default;
+    Companions(Companions&&) = default;
+    Companions& operator=(Companions&&) = default;
+    Companions(const Companions&) = delete;
+    Companions& operator=(const Companions&) = delete;
     std::vector<NewInstance> instances;
     std::list<std::string> data;  // the bytes the small ones' NewInstance::data point into
   };

@@ -1,6 +1,7 @@
 // Objects stored with another in one index transaction (StoreRequest::companions): the report
-// desk's PDF copy lands with its signed SR, both or neither; a small one inside the index. Kept apart from ingest.cc, whose
-// durable write path changes on its own schedule: this file only places, indexes and removes.
+// desk's PDF copy lands with its signed SR, both or neither; a small one inside the index. Kept
+// apart from ingest.cc, whose durable write path changes on its own schedule: this file only
+// places, indexes and removes.
 #include "common/log.h"
 #include "server/reading/ingest.h"
 
@@ -42,7 +43,7 @@ Result<Ingest::Companions> Ingest::PlaceCompanions(const StoreRequest& req) {
     }
     placed.instances.push_back(std::move(instance));
   }
-  return placed;
+  return placed;  // moved (Companions cannot be copied): the data views stay valid
 }
 
 Index::WriteFn Ingest::WithCompanions(const std::vector<NewInstance>& placed, const Index::WriteFn& also) {

@@ -1,10 +1,23 @@
 #include "server/reading/recovery.h"
 
+#include <optional>
 #include <vector>
 
 #include "common/log.h"
 
 namespace teleread {
+namespace {
+
+// Moved aside rather than deleted, so that the operator decides.
+std::filesystem::path MoveToQuarantine(ObjectStore& store, const std::filesystem::path& path) {
+  std::error_code ec;
+  const std::filesystem::path aside = store.Absolute("quarantine") / path.filename();
+  std::filesystem::create_directories(aside.parent_path(), ec);
+  std::filesystem::rename(path, aside, ec);
+  return aside;
+}
+
+}  // namespace
 
 Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Config& config, int64_t now_ms) {
   RecoveryReport report;
@@ -18,14 +31,22 @@ Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Co
     std::filesystem::path path = store.Absolute(rel);
     Result<InstanceSummary> summary = ReadInstanceSummary(path);
     const Member* member = summary.ok() ? config.FindMemberByAeTitle(summary->source_ae_title) : nullptr;
+    // Its UID indexed under another path (a cross-tier re-send cut short by a crash): a stray copy,
+    // which re-indexing would refuse on every start.
+    const std::optional<StoredInstance> indexed =
+        summary.ok() ? index.FindInstance(summary->sop_instance_uid) : std::nullopt;
+    if (indexed) {
+      const std::filesystem::path aside = MoveToQuarantine(store, path);
+      ++report.objects_unattributed;
+      spdlog::warn("recovery: moved {} to {}: its SOP Instance UID is indexed at {}", rel, aside.string(),
+                   indexed->relative_path);
+      continue;
+    }
     if (!member) {
       // No member to index it for: a report whose submission a crash cut short (never
       // acknowledged), a damaged file, or, after restoring an older index, a report accepted
       // since. Moved aside rather than deleted, so that the operator decides.
-      std::error_code ec;
-      const std::filesystem::path aside = store.Absolute("quarantine") / path.filename();
-      std::filesystem::create_directories(aside.parent_path(), ec);
-      std::filesystem::rename(path, aside, ec);
+      const std::filesystem::path aside = MoveToQuarantine(store, path);
       ++report.objects_unattributed;
       spdlog::warn("recovery: moved {} to {}: no index row and no configured sender ({})", rel, aside.string(),
                    summary.ok() ? "AE '" + summary->source_ae_title + "'" : summary.status().message());

@@ -4,8 +4,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <functional>
 #include <string_view>
 
+#include "common/write_all.h"
+
+#include "server/store/index.h"
 #include "server/store/object_store.h"
 #include "server/store/sqlite.h"
 
@@ -18,28 +22,35 @@ struct Row {
 };
 
 // UIDs are digits and dots; anything else (a damaged row) must not leave the output directory.
+// A name that had to change gets a hash of the UID, so that two such UIDs (1.2a, 1.2b) differ.
 std::string SafeName(const std::string& uid) {
   std::string out;
   for (char c : uid) out += (c >= '0' && c <= '9') || c == '.' ? c : '_';
-  return out.empty() || out == "." || out == ".." ? "_" : out;
+  if (out == uid && out != "." && out != "..") return out;
+  const std::string hash = ObjectStore::InIndexPathFor(uid).substr(std::string_view("index:").size(), 12);
+  return (out.empty() || out == "." || out == ".." ? "_" : out) + "_" + hash;
 }
 
-Status WriteWhole(const fs::path& path, std::string_view bytes) {
+// Written to <out>.part, renamed when whole: a full disk leaves no truncated .dcm.
+Status WriteWhole(const fs::path& out, const std::function<Status(const fs::path&)>& write) {
+  fs::path part = out;
+  part += ".part";
+  Status s = write(part);
+  std::error_code ec;
+  if (s.ok()) {
+    fs::rename(part, out, ec);
+    if (ec) s = Status::IOError("cannot rename " + part.string() + ": " + ec.message());
+  }
+  if (!s.ok()) fs::remove(part, ec);
+  return s;
+}
+
+Status WriteBytes(const fs::path& path, std::string_view bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) return Status::FromErrno(errno, "create " + path.string());
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : ENOSPC;
-      ::close(fd);
-      return Status::FromErrno(err, "write " + path.string());
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0) return Status::FromErrno(errno, "close " + path.string());
-  return Status::Ok();
+  const int err = WriteAll(fd, bytes);
+  if (::close(fd) != 0 && err == 0) return Status::FromErrno(errno, "close " + path.string());
+  return err == 0 ? Status::Ok() : Status::FromErrno(err, "write " + path.string());
 }
 
 Result<std::vector<std::string>> MemberStudies(Database& db, const std::string& member_id) {
@@ -93,8 +104,6 @@ Result<ExportReport> ExportStudies(const ExportRequest& req) {
     if (!r.ok()) return r.status();
     rows.emplace_back(uid, std::move(r.value()));
   }
-  Statement data(db.handle(),
-                 "SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id WHERE i.path = ?1");
   ExportReport report;
   for (const auto& [study_uid, objects] : rows) {
     for (const Row& o : objects) {
@@ -104,19 +113,22 @@ Result<ExportReport> ExportStudies(const ExportRequest& req) {
       if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
       const fs::path out = dir / (SafeName(o.sop_uid) + ".dcm");
       if (ObjectStore::InIndex(o.path)) {
-        data.Bind(1, o.path);
-        Result<bool> row = data.Step();
-        if (!row.ok()) return row.status();
-        if (!row.value()) return Status::Corruption("instance " + o.sop_uid + " has no data in the index");
-        const std::string_view bytes = data.Blob(0);
-        Status s = WriteWhole(out, bytes);
-        report.bytes += static_cast<int64_t>(bytes.size());
-        data.Reset();
+        Status s = ReadObjectData(db.handle(), o.path, [&](std::string_view bytes) {
+          report.bytes += static_cast<int64_t>(bytes.size());
+          return WriteWhole(out, [bytes](const fs::path& part) { return WriteBytes(part, bytes); });
+        });
+        if (s.code() == Status::Code::kNotFound) {
+          return Status::Corruption("instance " + o.sop_uid + " has no data in the index");
+        }
         if (!s.ok()) return s;
       } else {
         const fs::path src = req.storage_root / o.path;
-        fs::copy_file(src, out, fs::copy_options::overwrite_existing, ec);
-        if (ec) return Status::IOError("cannot copy " + src.string() + ": " + ec.message());
+        Status s = WriteWhole(out, [&src](const fs::path& part) {
+          std::error_code copy_ec;
+          fs::copy_file(src, part, fs::copy_options::overwrite_existing, copy_ec);
+          return copy_ec ? Status::IOError("cannot copy " + src.string() + ": " + copy_ec.message()) : Status::Ok();
+        });
+        if (!s.ok()) return s;
         report.bytes += static_cast<int64_t>(fs::file_size(out, ec));
       }
       ++report.files;

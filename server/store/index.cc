@@ -328,8 +328,11 @@ Status Index::ReadObjectData(const std::string& relative_path,
                              const std::function<Status(std::string_view)>& fn) const {
   Result<PooledReader> reader = readers_->Take();
   if (!reader.ok()) return reader.status();
-  Statement q(reader.value()->handle(),
-              "SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id WHERE i.path = ?1");
+  return teleread::ReadObjectData(reader.value()->handle(), relative_path, fn);
+}
+
+Status ReadObjectData(sqlite3* db, const std::string& relative_path, const std::function<Status(std::string_view)>& fn) {
+  Statement q(db, "SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id WHERE i.path = ?1");
   q.Bind(1, relative_path);
   Result<bool> row = q.Step();
   if (!row.ok()) return row.status();
@@ -351,13 +354,14 @@ Result<int64_t> Index::CountInIndexRowsWithoutData() const {
 std::optional<StoredInstance> Index::FindInstance(const std::string& sop_instance_uid) {
   std::lock_guard<std::mutex> lock(read_mu_);
   static const char* kSql =
-      "SELECT st.member_id, i.path FROM instances i JOIN series se ON se.id = i.series_pk "
+      "SELECT st.member_id, i.path, st.study_instance_uid, se.series_instance_uid FROM instances i "
+      "JOIN series se ON se.id = i.series_pk "
       "JOIN studies st ON st.id = se.study_pk WHERE i.sop_instance_uid = ?1";
   Statement q(reader_db_->handle(), kSql);
   q.Bind(1, sop_instance_uid);
   Result<bool> row = q.Step();
   if (!row.ok() || !row.value()) return std::nullopt;
-  return StoredInstance{q.Text(0), q.Text(1)};
+  return StoredInstance{q.Text(0), q.Text(1), q.Text(2), q.Text(3)};
 }
 
 bool Index::HasPath(const std::string& relative_path) {

@@ -22,6 +22,8 @@
 #include "common/dicom.h"
 #include "server/store/reader_pool.h"
 
+struct sqlite3;
+
 namespace teleread {
 
 class Database;
@@ -41,6 +43,8 @@ struct NewInstance {
 struct StoredInstance {
   std::string member_id;
   std::string relative_path;
+  std::string study_instance_uid;
+  std::string series_instance_uid;
 };
 
 struct IndexCounts {
@@ -156,5 +160,8 @@ class Index {
   std::mutex read_mu_;
   std::unique_ptr<Database> reader_db_;  // guarded by read_mu_
 };
+
+// Index::ReadObjectData on a connection of the caller's (export's read-only one).
+Status ReadObjectData(sqlite3* db, const std::string& relative_path, const std::function<Status(std::string_view)>& fn);
 
 }  // namespace teleread

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "common/write_all.h"
+
 namespace teleread {
 
 ObjectHandle ObjectHandle::File(std::filesystem::path path) {
@@ -18,13 +20,7 @@ Result<ObjectHandle> ObjectHandle::Memory(std::string_view bytes) {
   ObjectHandle h;
   h.fd_ = ::memfd_create("teleread-object", MFD_CLOEXEC);
   if (h.fd_ < 0) return Status::FromErrno(errno, "memfd_create");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(h.fd_, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Status::FromErrno(n < 0 ? errno : ENOSPC, "writing a memory file");
-    done += static_cast<size_t>(n);
-  }
+  if (const int err = WriteAll(h.fd_, bytes); err != 0) return Status::FromErrno(err, "writing a memory file");
   h.path_ = "/proc/self/fd/" + std::to_string(h.fd_);
   return h;
 }

@@ -91,7 +91,10 @@ std::string ObjectStore::InIndexPathFor(const std::string& sop_instance_uid) {
 Result<ObjectHandle> ObjectStore::Open(const std::string& relative_path) const {
   if (!InIndex(relative_path)) {
     fs::path path = root_ / relative_path;
-    if (::access(path.c_str(), R_OK) != 0) return Status::NotFound("object file missing: " + path.string());
+    if (::access(path.c_str(), R_OK) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) return Status::NotFound("object file missing: " + path.string());
+      return Status::FromErrno(errno, "cannot read object file " + path.string());
+    }
     return ObjectHandle::File(std::move(path));
   }
   if (!index_) return Status::NotFound("no index to read " + relative_path + " from");

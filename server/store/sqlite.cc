@@ -1,5 +1,7 @@
 #include "server/store/sqlite.h"
 
+#include <utility>
+
 namespace teleread {
 namespace {
 
@@ -39,7 +41,7 @@ Statement& Statement::Bind(int index, std::string_view value) {
 }
 
 Statement& Statement::BindBlob(int index, std::string_view bytes) {
-  if (stmt_) sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_STATIC);
+  if (stmt_) borrowed_ = sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_STATIC) == SQLITE_OK;
   return *this;
 }
 
@@ -62,6 +64,7 @@ Result<bool> Statement::Step() {
 Status Statement::Run() {
   Result<bool> r = Step();
   Reset();
+  if (std::exchange(borrowed_, false)) sqlite3_clear_bindings(stmt_);
   return r.ok() ? Status::Ok() : r.status();
 }
 
@@ -100,9 +103,12 @@ Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& pa
   std::unique_ptr<Database> database(new Database(db));
   // Every pragma lives here. A writer waits for the other process-level writer rather than
   // failing; WAL lets readers run beside ingest; FULL makes each commit durable on return.
+  // Small objects pass through the WAL: after a checkpoint it is truncated to 64 MiB rather than
+  // kept at its high-water mark.
   sqlite3_busy_timeout(db, 30000);
   const char* pragmas = read_only ? "PRAGMA foreign_keys=ON;"
-                                  : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+                                  : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+                                    "PRAGMA journal_size_limit=67108864;";
   Status s = database->Exec(pragmas);
   if (!s.ok()) return s;
   return database;

@@ -26,11 +26,12 @@ class Statement {
 
   Statement& Bind(int index, int64_t value);
   Statement& Bind(int index, std::string_view value);
-  // Binds without a copy: `bytes` must stay unchanged until the statement is reset.
+  // Binds without a copy: `bytes` must stay valid and unchanged until Run returns (Run then
+  // clears the bindings) or, stepped by hand, until the statement is destroyed.
   Statement& BindBlob(int index, std::string_view bytes);
   // true: a row is ready; false: done. kConflict for constraint violations.
   Result<bool> Step();
-  // Runs a statement that returns no rows, then resets it.
+  // Runs a statement that returns no rows, then resets it (and clears a borrowed blob).
   Status Run();
   int64_t Int(int column) const;
   std::string Text(int column) const;
@@ -43,6 +44,7 @@ class Statement {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   Status prepare_error_;
+  bool borrowed_ = false;  // a BindBlob buffer is bound: SQLite may read it until rebound or cleared
 };
 
 class CachedStatement;

@@ -122,6 +122,15 @@ TEST_CASE("max_pdu_bytes above what DCMTK 3.6.7 can receive is a config error", 
   }
 }
 
+TEST_CASE("small_object_bytes above 1 MiB is a config error", "[config]") {
+  // Each association holds up to twice this in memory (received bytes and the memory file parsed).
+  const std::string bad = "1048577";
+  std::string text = Edit("^small_object_bytes = .*$", "small_object_bytes = " + bad);
+  CHECK(ErrorOf(text) == "t.toml:" + std::to_string(LineOf(text, "small_object_bytes =")) +
+                             ": centre.small_object_bytes: must be between 0 and 1048576, got " + bad);
+  CHECK(ErrorOf(Edit("^small_object_bytes = .*$", "small_object_bytes = 1048576")).empty());
+}
+
 TEST_CASE("status with a wrong --storage fails and creates no index", "[config][cli]") {
   test::ScratchDir dir;
   auto r =

@@ -7,11 +7,14 @@
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "samples/synthetic.h"
 #include "server/reading/ingest.h"
+#include "server/reading/recovery.h"
 #include "server/reading/worklist.h"
+#include "server/store/export.h"
 #include "server/store/stores.h"
 #include "tests/support/process.h"
 #include "tests/support/stored.h"
@@ -354,4 +357,86 @@ TEST_CASE_METHOD(IngestFixture, "an object of exactly small_object_bytes is kept
   CHECK_FALSE(again.stored_new);
   CHECK(Objects() == 2);
   CHECK(store.Open("index:" + std::string(64, '0')).status().code() == Status::Code::kNotFound);
+}
+
+TEST_CASE_METHOD(IngestFixture, "a re-send restores the missing file of a file-tier row only if it is that object",
+                 "[ingest][tiers][recovery]") {
+  store.set_small_object_bytes(0);
+  const std::string sop = ReadInstanceSummary(ct[0])->sop_instance_uid;
+  REQUIRE(Store(ct[0]).code == IngestCode::kStored);
+  const std::filesystem::path file = store.Absolute(ObjectStore::RelativePathFor(sop));
+  REQUIRE(std::filesystem::remove(file));  // a backup restored in the wrong order, a damaged disk
+  SECTION("the same object: 0x0000, and the row has its file again, as received") {
+    StoreOutcome out = Store(ct[0]);
+    CHECK(out.code == IngestCode::kStored);
+    REQUIRE(std::filesystem::exists(file));
+    CHECK(test::ReadFile(file) == test::ReadFile(ct[0]));
+  }
+  SECTION("its UID in another series: refused, and no file is left for the row") {
+    StoreOutcome out = Store(
+        Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_SeriesInstanceUID, "1.2.826.0.1.98"); }));
+    CHECK(out.code == IngestCode::kDifferentContent);
+    CHECK_FALSE(std::filesystem::exists(file));
+  }
+  CHECK(Instances() == 1);
+  CHECK(index->FindInstance(sop)->relative_path == ObjectStore::RelativePathFor(sop));
+}
+
+TEST_CASE_METHOD(IngestFixture, "a stray file of an object kept in the index is quarantined, not compared with",
+                 "[ingest][tiers][recovery]") {
+  const std::string sop = ReadInstanceSummary(ct[0])->sop_instance_uid;
+  REQUIRE(Store(ct[0]).code == IngestCode::kStored);
+  REQUIRE(index->FindInstance(sop)->relative_path == ObjectStore::InIndexPathFor(sop));
+  // A file-tier re-send cut short by a crash: objects/<hash>.dcm left behind, here with other content.
+  const std::filesystem::path stray = store.Absolute(ObjectStore::RelativePathFor(sop));
+  std::filesystem::create_directories(stray.parent_path());
+  std::filesystem::copy_file(
+      Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_PatientName, "Other^Name"); }), stray);
+  store.set_small_object_bytes(0);
+  SECTION("before recovery, a file-tier re-send is compared with the indexed copy: 0x0000") {
+    CHECK(Store(ct[0]).code == IngestCode::kStored);
+  }
+  SECTION("recovery moves the stray aside; a re-send afterwards: 0x0000") {
+    Config config;  // the stray's sender is configured: without the check it would be re-indexed
+    Member zhuozhou;
+    zhuozhou.id = "zhuozhou";
+    zhuozhou.ae_titles = {ReadInstanceSummary(stray)->source_ae_title};
+    config.members.push_back(zhuozhou);
+    REQUIRE(config.FindMemberByAeTitle(ReadInstanceSummary(stray)->source_ae_title) != nullptr);
+    Result<RecoveryReport> report = RecoverStorage(store, *index, config, now_ms);
+    REQUIRE(report.ok());
+    CHECK(report->objects_unattributed == 1);
+    CHECK(report->objects_reindexed == 0);
+    CHECK_FALSE(std::filesystem::exists(stray));
+    CHECK(std::filesystem::exists(store.Absolute("quarantine") / stray.filename()));
+    CHECK(Store(ct[0]).code == IngestCode::kStored);
+    CHECK_FALSE(std::filesystem::exists(stray));
+  }
+  CHECK(Instances() == 1);
+  CHECK(index->FindInstance(sop)->relative_path == ObjectStore::InIndexPathFor(sop));
+  CHECK(Stored(ObjectStore::InIndexPathFor(sop)) == test::ReadFile(ct[0]));
+}
+
+TEST_CASE_METHOD(IngestFixture, "export gives UIDs whose safe names collide files of their own", "[ingest][export]") {
+  // A damaged row's UID is made safe for a file name: 1.2a and 1.2b would both become 1.2_.
+  InstanceSummary s = ReadInstanceSummary(ct[0]).value();
+  const std::string a = "x", b = "y";
+  for (const auto& [uid, bytes] : {std::pair{std::string("1.2a"), a}, std::pair{std::string("1.2b"), b}}) {
+    s.sop_instance_uid = uid;
+    NewInstance n{s, "zhuozhou", "AE", ObjectStore::InIndexPathFor(uid), bytes.size(), now_ms, bytes};
+    REQUIRE(index->AddInstance(n).ok());
+  }
+  const std::filesystem::path out = dir.path() / "export";
+  Result<ExportReport> r = ExportStudies({dir.path() / "storage", {s.study_instance_uid}, "", out});
+  REQUIRE(r.ok());
+  CHECK(r->files == 2);
+  std::set<std::string> contents;
+  size_t parts = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(out)) {
+    if (!e.is_regular_file()) continue;
+    contents.insert(test::ReadFile(e.path()));
+    parts += e.path().extension() == ".part";
+  }
+  CHECK(contents == std::set<std::string>{a, b});
+  CHECK(parts == 0);
 }

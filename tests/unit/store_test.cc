@@ -2,6 +2,7 @@
 #include <set>
 
 #include "server/store/object_store.h"
+#include "server/store/sqlite.h"
 #include "tests/support/process.h"
 
 using namespace teleread;
@@ -44,4 +45,16 @@ TEST_CASE("objects reach their final name whole and are never replaced", "[store
   auto free = store.FreeBytes();
   REQUIRE(free.ok());
   CHECK(free.value() > 0);
+}
+
+TEST_CASE("the index's WAL is truncated to 64 MiB after a checkpoint, not kept at its high-water mark",
+          "[store][index]") {
+  test::ScratchDir dir;
+  Result<std::unique_ptr<Database>> db = Database::Open(dir.path() / "index.sqlite", false);
+  REQUIRE(db.ok());
+  Statement q(db.value()->handle(), "PRAGMA journal_size_limit");
+  Result<bool> row = q.Step();
+  REQUIRE(row.ok());
+  REQUIRE(row.value());
+  CHECK(q.Int(0) == int64_t{64} << 20);
 }
