@@ -393,7 +393,7 @@ print(len(bad), *bad[:1])' "$storage")
   resent=${resent:-0}
   [ "$strict_once" = 1 ] && [ "$resent" != 0 ] && v "$resent report(s) sent to the member twice"
 
-  recovery=$(grep -o "recovery: removed [0-9]* partial file(s), re-indexed [0-9]* object(s), [0-9]* unattributed" \
+  recovery=$(grep -o "recovery: removed [0-9]* partial file(s), re-indexed [0-9]* object(s), quarantined [0-9]* unattributed" \
     "$t/server.2.log" | head -1)
   partial=$(sed -n 's/recovery: removed \([0-9]*\) partial.*/\1/p' <<<"$recovery")
   reindexed=$(sed -n 's/.*re-indexed \([0-9]*\) object.*/\1/p' <<<"$recovery")
