@@ -21,6 +21,25 @@ int64_t AuditRows(Database& db) {
   return q.Int(0);
 }
 
+// An index with two audit rows, and a pool of readers on it.
+struct TwoRows {
+  test::ScratchDir dir;
+  std::unique_ptr<Index> index = Open(dir.path() / "index.sqlite");
+  AuditLog audit{*index, [] { return int64_t{1000}; }};
+  std::shared_ptr<ReaderPool> pool;
+
+  TwoRows() {
+    REQUIRE(audit.Append({"wang.li", "view", "1.2.3", ""}).ok());
+    REQUIRE(audit.Append({"wang.li", "view", "1.2.4", ""}).ok());
+    pool = ReaderPool::Create(dir.path() / "index.sqlite", 4);
+  }
+  static std::unique_ptr<Index> Open(const std::filesystem::path& path) {
+    auto opened = Index::Open(path);
+    REQUIRE(opened.ok());
+    return std::move(opened.value());
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a pooled reader sees commits made after it was opened", "[store]") {
@@ -49,14 +68,8 @@ TEST_CASE("a pooled reader sees commits made after it was opened", "[store]") {
 }
 
 TEST_CASE("a reader given back in the middle of a read is closed, not kept", "[store]") {
-  test::ScratchDir dir;
-  auto index = Index::Open(dir.path() / "index.sqlite");
-  REQUIRE(index.ok());
-  AuditLog audit(*index.value(), [] { return int64_t{1000}; });
-  REQUIRE(audit.Append({"wang.li", "view", "1.2.3", ""}).ok());
-  REQUIRE(audit.Append({"wang.li", "view", "1.2.4", ""}).ok());
-
-  auto pool = ReaderPool::Create(dir.path() / "index.sqlite", 4);
+  TwoRows t;
+  auto& pool = t.pool;
   std::unique_ptr<Statement> left_open;
   {
     Result<PooledReader> reader = pool->Take();
@@ -79,14 +92,9 @@ TEST_CASE("a reader given back in the middle of a read is closed, not kept", "[s
 
 TEST_CASE("a statement kept by a pooled reader is prepared once, holds no snapshot and reads later commits",
           "[store]") {
-  test::ScratchDir dir;
-  auto index = Index::Open(dir.path() / "index.sqlite");
-  REQUIRE(index.ok());
-  AuditLog audit(*index.value(), [] { return int64_t{1000}; });
-  REQUIRE(audit.Append({"wang.li", "view", "1.2.3", ""}).ok());
-  REQUIRE(audit.Append({"wang.li", "view", "1.2.4", ""}).ok());
-
-  auto pool = ReaderPool::Create(dir.path() / "index.sqlite", 4);
+  TwoRows t;
+  AuditLog& audit = t.audit;
+  auto& pool = t.pool;
   const std::string sql = "SELECT id FROM audit_log ORDER BY id";
   auto first_id = [&](Database& db) {
     CachedStatement q(db, sql);
