@@ -72,8 +72,8 @@ struct CentreConfig {
   int max_associations = 32;      // concurrent DICOM associations
   int acse_timeout_seconds = 10;
   int dimse_timeout_seconds = 60;
-  uint32_t max_pdu_bytes = kMaxPduBytes;      // kMinPduBytes..kMaxPduBytes
-  uint64_t min_free_disk_mb = 512;            // refuse C-STORE (0xA700) below this much free space
+  uint32_t max_pdu_bytes = kMaxPduBytes;  // kMinPduBytes..kMaxPduBytes
+  uint64_t min_free_disk_mb = 512;        // refuse C-STORE (0xA700) below this much free space
   // Objects up to this size (bytes, as stored) are kept inside the index, committed with their
   // row; larger ones are files under objects/. 0: every object is a file. At most 16 MiB.
   uint64_t small_object_bytes = 128 * 1024;

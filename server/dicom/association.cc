@@ -310,9 +310,9 @@ class Association {
       if (cond.bad()) return cond;
     } else {
       ReceivedDataSet received;
-      OFCondition cond = ReceiveDataSet(assoc_, pres_id, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID,
-                                        env_.store, env_.dimse_timeout, true, &received,
-                                        env_.store.small_object_bytes());
+      OFCondition cond =
+          ReceiveDataSet(assoc_, pres_id, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID, env_.store,
+                         env_.dimse_timeout, true, &received, env_.store.small_object_bytes());
       if (cond.bad()) {
         // The connection broke mid-object: nothing is kept and nobody awaits an answer.
         spdlog::warn("C-STORE from {} interrupted: {}", caller_->ae_title,

@@ -48,7 +48,7 @@ struct HttpResponse {
   // whole study in one request without a copy on disk or in memory.
   std::vector<std::pair<std::string, std::string>> tar;
   // (The `= {}` let aggregate initialisations leave these out without a warning.)
-  const ObjectStore* objects = {};        // for `tar`; outlives the response
+  const ObjectStore* objects = {};            // for `tar`; outlives the response
   std::shared_ptr<ObjectHandle> object = {};  // keeps `file` readable (an object held in the index) until opened
 };
 

@@ -365,7 +365,8 @@ HttpResponse ReadingApi::StoredObject(const std::string& relative_path) const {
   if (!object.ok()) {
     // Missing is 404; an unreadable disk or index is the server's trouble: 503, try again later.
     const bool missing = object.status().code() == Status::Code::kNotFound;
-    return Error(missing ? 404 : 503, missing ? "object file missing" : "object unreadable: " + object.status().message());
+    return Error(missing ? 404 : 503,
+                 missing ? "object file missing" : "object unreadable: " + object.status().message());
   }
   HttpResponse r;
   r.content_type = "application/dicom";

@@ -43,9 +43,9 @@ class PeerCertificateCheck {
 
  private:
   uint64_t generation_ = 0;
-  bool valid_ = false;                               // false: to be verified
-  std::chrono::steady_clock::time_point recheck_;    // the one-second bound: not moved by clock changes
-  int64_t not_after_ms_ = 0;                         // wall clock: certificates expire by it
+  bool valid_ = false;                             // false: to be verified
+  std::chrono::steady_clock::time_point recheck_;  // the one-second bound: not moved by clock changes
+  int64_t not_after_ms_ = 0;                       // wall clock: certificates expire by it
 };
 
 class RevocationLists {

@@ -49,8 +49,7 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   }
   const std::filesystem::path& received = in_index ? memory.path() : req.temp_file;
 
-  Result<InstanceSummary> summary =
-      req.summary ? Result<InstanceSummary>(*req.summary) : ReadInstanceSummary(received);
+  Result<InstanceSummary> summary = req.summary ? Result<InstanceSummary>(*req.summary) : ReadInstanceSummary(received);
   if (!summary.ok()) return Refuse(IngestCode::kUnreadable, summary.status().message());
   const InstanceSummary& s = summary.value();
   if (s.sop_instance_uid.empty()) return Refuse(IngestCode::kDoesNotMatch, "no SOP Instance UID");
@@ -71,14 +70,14 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   // write can remove the file it just placed without racing a concurrent identical re-send.
   std::lock_guard<std::mutex> sop_lock(sop_locks_[std::hash<std::string>{}(s.sop_instance_uid) % kSopLockStripes]);
   std::error_code ec;
-  NewInstance instance{s,
-                       req.member_id,
-                       req.calling_ae_title,
-                       in_index ? ObjectStore::InIndexPathFor(s.sop_instance_uid)
-                                : ObjectStore::RelativePathFor(s.sop_instance_uid),
-                       in_index ? bytes.size() : std::filesystem::file_size(req.temp_file, ec),
-                       clock_(),
-                       bytes};
+  NewInstance instance{
+      s,
+      req.member_id,
+      req.calling_ae_title,
+      in_index ? ObjectStore::InIndexPathFor(s.sop_instance_uid) : ObjectStore::RelativePathFor(s.sop_instance_uid),
+      in_index ? bytes.size() : std::filesystem::file_size(req.temp_file, ec),
+      clock_(),
+      bytes};
   if (!in_index) {
     Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
     if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());

@@ -105,12 +105,8 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
   } else {
     const DeliveryItem& i = *item.value();
     // The handle keeps an object held in the index readable until Send returns.
-    OutgoingReport report{object->path().string(),
-                          i.sop_class_uid,
-                          i.transfer_syntax_uid,
-                          row.study_instance_uid,
-                          i.series_instance_uid,
-                          row.sop_instance_uid};
+    OutgoingReport report{object->path().string(), i.sop_class_uid,       i.transfer_syntax_uid,
+                          row.study_instance_uid,  i.series_instance_uid, row.sop_instance_uid};
     // Durably before the data set is sent (an attempt that never got an association sent
     // nothing): should the process die during the attempt, the row waits until the member has
     // stored what it got or given up on it, and is then asked before a re-send.

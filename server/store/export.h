@@ -15,10 +15,10 @@
 namespace teleread {
 
 struct ExportRequest {
-  std::filesystem::path storage_root;             // where index.sqlite and objects/ are
-  std::vector<std::string> study_instance_uids;   // these studies...
-  std::string member_id;                          // ...or, when set, every study of this member
-  std::filesystem::path output_dir;               // created if needed; <study>/<series>/<sop>.dcm
+  std::filesystem::path storage_root;            // where index.sqlite and objects/ are
+  std::vector<std::string> study_instance_uids;  // these studies...
+  std::string member_id;                         // ...or, when set, every study of this member
+  std::filesystem::path output_dir;              // created if needed; <study>/<series>/<sop>.dcm
 };
 
 struct ExportReport {

@@ -331,7 +331,8 @@ Status Index::ReadObjectData(const std::string& relative_path,
   return teleread::ReadObjectData(reader.value()->handle(), relative_path, fn);
 }
 
-Status ReadObjectData(sqlite3* db, const std::string& relative_path, const std::function<Status(std::string_view)>& fn) {
+Status ReadObjectData(sqlite3* db, const std::string& relative_path,
+                      const std::function<Status(std::string_view)>& fn) {
   Statement q(db, "SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id WHERE i.path = ?1");
   q.Bind(1, relative_path);
   Result<bool> row = q.Step();

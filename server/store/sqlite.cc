@@ -130,7 +130,8 @@ CachedStatement::CachedStatement(Database& db, const std::string& sql) {
       return;
     }
     // Full: the least recently used one not in use goes (all in use: this one is not kept).
-    for (auto old = db.kept_order_.end(); db.kept_.size() >= Database::kKeptStatements && old != db.kept_order_.begin();) {
+    for (auto old = db.kept_order_.end();
+         db.kept_.size() >= Database::kKeptStatements && old != db.kept_order_.begin();) {
       --old;
       auto victim = db.kept_.find(*old);
       if (victim->second.in_use) continue;

@@ -3,8 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
-#include <fstream>
 #include <csignal>
+#include <fstream>
 #include <random>
 #include <set>
 #include <thread>
@@ -21,8 +21,8 @@
 #include "tests/support/scu.h"
 #include "tests/support/seed.h"
 #include "tests/support/server_fixture.h"
-#include "tests/support/stored.h"
 #include "tests/support/skip.h"
+#include "tests/support/stored.h"
 
 using namespace teleread;
 using namespace teleread::test;

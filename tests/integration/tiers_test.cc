@@ -32,8 +32,8 @@ std::vector<fs::path> DicomFilesUnder(const fs::path& dir) {
 }
 
 bool Echo(uint16_t port, const std::string& calling_ae) {
-  return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", "LX_READ", "127.0.0.1", std::to_string(port)}).exit_code ==
-         0;
+  return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", "LX_READ", "127.0.0.1", std::to_string(port)})
+             .exit_code == 0;
 }
 
 struct Sent {
@@ -64,7 +64,7 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
   InitializeDicom();
   ScratchDir dir;
   std::vector<Sent> sent;
-  const Sent small = Series(dir.path() / "in" / "small", "TIER1", 16, 3, &sent);  // ~1 kB each
+  const Sent small = Series(dir.path() / "in" / "small", "TIER1", 16, 3, &sent);   // ~1 kB each
   const Sent large = Series(dir.path() / "in" / "large", "TIER2", 512, 1, &sent);  // ~0.5 MB
   TestServer server(dir.path() / "server");
   server.Start();
@@ -104,9 +104,9 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
   SECTION("C-GET sends the data set of an object kept in the index unchanged") {
     const fs::path got = dir.path() / "got";
     fs::create_directories(got);
-    CommandResult r = RunCommand({GETSCU_BIN, "-S", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-od", got.string(),
-                                  "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + small.study,
-                                  "127.0.0.1", server.port_text()});
+    CommandResult r = RunCommand({GETSCU_BIN, "-S", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-od", got.string(), "-k",
+                                  "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + small.study, "127.0.0.1",
+                                  server.port_text()});
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
     const std::vector<fs::path> files = DicomFilesUnder(got);
@@ -121,13 +121,14 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
 
   SECTION("the HTTPS API serves the stored bytes, alone and in the study archive") {
     const fs::path one = dir.path() / "one.dcm";
-    REQUIRE(server.Curl("wang.li", "GET", "/api/v1/studies/" + small.study + "/instances/" + small.sop,
-                        {"-o", one.string()})
-                .output == "\n200");
+    REQUIRE(
+        server
+            .Curl("wang.li", "GET", "/api/v1/studies/" + small.study + "/instances/" + small.sop, {"-o", one.string()})
+            .output == "\n200");
     CHECK(ReadFile(one) == stored[small.sop]);
     const fs::path tar = dir.path() / "study.tar";
-    REQUIRE(server.Curl("wang.li", "GET", "/api/v1/studies/" + small.study + "/archive", {"-o", tar.string()})
-                .output == "\n200");
+    REQUIRE(server.Curl("wang.li", "GET", "/api/v1/studies/" + small.study + "/archive", {"-o", tar.string()}).output ==
+            "\n200");
     const std::string archive = ReadFile(tar);
     for (const Sent& s : sent) {
       if (s.study != small.study) continue;
@@ -137,8 +138,9 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
 
   SECTION("export writes each study as plain DICOM files, while the server runs and after it stopped") {
     auto run_export = [&](const std::vector<std::string>& what, const fs::path& out) {
-      std::vector<std::string> argv = {TELEREAD_SERVER_BIN, "--config", server.config_path().string(), "--storage",
-                                       server.storage().string(), "export"};
+      std::vector<std::string> argv = {TELEREAD_SERVER_BIN,           "--config",
+                                       server.config_path().string(), "--storage",
+                                       server.storage().string(),     "export"};
       argv.insert(argv.end(), what.begin(), what.end());
       argv.insert(argv.end(), {"-o", out.string()});
       return RunCommand(argv);

@@ -46,8 +46,8 @@ std::set<std::string> InIndexPaths(const std::filesystem::path& storage_root) {
   ReadOnlyIndex index(storage_root);
   if (!index.db) return out;
   sqlite3_stmt* q = nullptr;
-  if (sqlite3_prepare_v2(index.db, "SELECT i.path FROM instances i JOIN object_data d ON d.instance_id = i.id", -1,
-                         &q, nullptr) == SQLITE_OK) {
+  if (sqlite3_prepare_v2(index.db, "SELECT i.path FROM instances i JOIN object_data d ON d.instance_id = i.id", -1, &q,
+                         nullptr) == SQLITE_OK) {
     while (sqlite3_step(q) == SQLITE_ROW) out.insert(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)));
   }
   sqlite3_finalize(q);

@@ -98,9 +98,9 @@ TEST_CASE("a C-FIND-RSP command set is the bytes DCMTK writes for it", "[qr][fin
       REQUIRE(cmd.putAndInsertString(DCM_AffectedSOPClassUID, req.AffectedSOPClassUID).good());
       REQUIRE(cmd.putAndInsertUint16(DCM_CommandField, DIMSE_C_FIND_RSP).good());
       REQUIRE(cmd.putAndInsertUint16(DCM_MessageIDBeingRespondedTo, req.MessageID).good());
-      REQUIRE(cmd.putAndInsertUint16(DCM_CommandDataSetType,
-                                     with_identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL)
-                  .good());
+      REQUIRE(
+          cmd.putAndInsertUint16(DCM_CommandDataSetType, with_identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL)
+              .good());
       REQUIRE(cmd.putAndInsertUint16(DCM_Status, status).good());
       REQUIRE(cmd.computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, EXS_LittleEndianImplicit).good());
       const Uint32 length = cmd.calcElementLength(EXS_LittleEndianImplicit, EET_ExplicitLength);
@@ -149,8 +149,7 @@ TEST_CASE("explicit VR: UT, UC and UR keys have 4-byte lengths as DCMTK writes t
 TEST_CASE("a value too long for its VR's 2-byte length is left to the DcmDataset path", "[qr][find]") {
   const std::string long_lo(70000, 'L');
   const FindRow row = {{Tag(DCM_StudyDescription), long_lo}, {Tag(DCM_AccessionNumber), "A1"}};
-  auto encoder =
-      IdentifierEncoder::Create({Tag(DCM_StudyDescription), Tag(DCM_AccessionNumber)}, true, "STUDY", "X");
+  auto encoder = IdentifierEncoder::Create({Tag(DCM_StudyDescription), Tag(DCM_AccessionNumber)}, true, "STUDY", "X");
   REQUIRE(encoder != nullptr);
   std::string out = "kept";
   CHECK_FALSE(encoder->Encode(row, "ISO_IR 192", &out));

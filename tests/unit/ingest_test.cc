@@ -91,11 +91,11 @@ struct IngestFixture {
   int64_t Instances() { return index->Counts().value().instances; }
   // Both tiers: files under objects/ and objects kept in the index.
   size_t Objects() { return test::StoredObjectCount(dir.path() / "storage"); }
-  std::string Stored(const std::string& relative_path) { return test::StoredBytes(dir.path() / "storage", relative_path); }
-  // Runs the test case once with every object in a file, once with these small ones in the index.
-  void EitherTier() {
-    store.set_small_object_bytes(GENERATE(uint64_t{0}, ObjectStore::kDefaultSmallObjectBytes));
+  std::string Stored(const std::string& relative_path) {
+    return test::StoredBytes(dir.path() / "storage", relative_path);
   }
+  // Runs the test case once with every object in a file, once with these small ones in the index.
+  void EitherTier() { store.set_small_object_bytes(GENERATE(uint64_t{0}, ObjectStore::kDefaultSmallObjectBytes)); }
 
  private:
   int modified_ = 0;
@@ -344,7 +344,8 @@ TEST_CASE_METHOD(IngestFixture, "an object of exactly small_object_bytes is kept
   CHECK(test::InIndexObjectCount(dir.path() / "storage") == 1);
   CHECK(CountFiles(dir.path() / "storage" / "objects") == 1);
   // Either tier reads back through a handle as the bytes received.
-  for (const auto& [rel, original] : {std::pair{in_index->relative_path, ct[0]}, std::pair{in_file->relative_path, ct[1]}}) {
+  for (const auto& [rel, original] :
+       {std::pair{in_index->relative_path, ct[0]}, std::pair{in_file->relative_path, ct[1]}}) {
     Result<ObjectHandle> h = store.Open(rel);
     REQUIRE(h.ok());
     CHECK(h->in_memory() == ObjectStore::InIndex(rel));
@@ -373,8 +374,8 @@ TEST_CASE_METHOD(IngestFixture, "a re-send restores the missing file of a file-t
     CHECK(test::ReadFile(file) == test::ReadFile(ct[0]));
   }
   SECTION("its UID in another series: refused, and no file is left for the row") {
-    StoreOutcome out = Store(
-        Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_SeriesInstanceUID, "1.2.826.0.1.98"); }));
+    StoreOutcome out =
+        Store(Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_SeriesInstanceUID, "1.2.826.0.1.98"); }));
     CHECK(out.code == IngestCode::kDifferentContent);
     CHECK_FALSE(std::filesystem::exists(file));
   }

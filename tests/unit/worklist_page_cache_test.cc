@@ -6,9 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/dicom.h"
+#include "samples/synthetic.h"
 #include "server/http/worklist_page_cache.h"
 #include "server/store/sqlite.h"
-#include "samples/synthetic.h"
 #include "tests/unit/workflow_fixture.h"
 
 using namespace teleread;
@@ -159,7 +159,7 @@ TEST_CASE("the worklist pages kept stay under their byte bound and the least rec
     REQUIRE(cache.Find("first", 1, 0));  // used between the others: kept
   }
   CHECK(cache.pages() < 20);
-  CHECK(cache.pages() > 10);             // evicted one at a time, not cleared
+  CHECK(cache.pages() > 10);                // evicted one at a time, not cleared
   CHECK_FALSE(cache.Find("page 0", 1, 0));  // the least recently used went
   CHECK(cache.Find("page 199", 1, 0));
   CHECK(cache.Find("first", 1, 0)->items_json[0] == 'f');
@@ -183,9 +183,13 @@ TEST_CASE_METHOD(PageFixture, "kept worklist pages are per filter: modality, pri
                  "[workflow][api][worklist]") {
   const ReceivedStudy us = Receive("laishui", "P9", "US", "STAT");
   Promote();
-  const std::vector<std::pair<std::string, size_t>> cases = {
-      {"", 3},           {"&modality=US", 1},        {"&modality=CT", 2}, {"&priority=STAT", 1},
-      {"&member=laishui", 1}, {"&member=zhuozhou", 2}, {"", 3}};
+  const std::vector<std::pair<std::string, size_t>> cases = {{"", 3},
+                                                             {"&modality=US", 1},
+                                                             {"&modality=CT", 2},
+                                                             {"&priority=STAT", 1},
+                                                             {"&member=laishui", 1},
+                                                             {"&member=zhuozhou", 2},
+                                                             {"", 3}};
   for (int round = 0; round < 2; ++round) {  // the second round is served kept
     for (const auto& [filters, rows] : cases) {
       INFO(filters << " round " << round);
@@ -203,11 +207,11 @@ TEST_CASE_METHOD(PageFixture, "kept worklist pages are per filter: modality, pri
 TEST_CASE_METHOD(PageFixture, "kept worklist pages stay per radiologist when one reads only some members",
                  "[workflow][api][worklist]") {
   // zhao.min reads laishui's studies only; wang.li reads everything.
-  worklist = std::make_unique<Worklist>(stores->tasks, stores->audit, int64_t{config.reading.lease_minutes} * 60'000,
-                                        [this] { return now_ms; },
-                                        std::vector<Radiologist>{{"zhao.min", "Zhao^Min", "", {}, {"laishui"}}});
-  api = std::make_unique<ReadingApi>(config, *worklist, stores->reads, *store, std::vector<MetricsSource>{},
-                                     desk.get(), outbox.get());
+  worklist = std::make_unique<Worklist>(
+      stores->tasks, stores->audit, int64_t{config.reading.lease_minutes} * 60'000, [this] { return now_ms; },
+      std::vector<Radiologist>{{"zhao.min", "Zhao^Min", "", {}, {"laishui"}}});
+  api = std::make_unique<ReadingApi>(config, *worklist, stores->reads, *store, std::vector<MetricsSource>{}, desk.get(),
+                                     outbox.get());
   const ReceivedStudy us = Receive("laishui", "P9", "US");
   Promote();
   for (int round = 0; round < 2; ++round) {  // the second round is served kept
