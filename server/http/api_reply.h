@@ -6,6 +6,10 @@
 #include "common/status.h"
 #include "server/http/https_server.h"
 
+namespace teleread {
+struct WorklistRow;
+}
+
 namespace teleread::api {
 
 // Paths, query values and stored attributes are bytes from outside and need not be UTF-8, which
@@ -18,6 +22,15 @@ inline HttpResponse Json(int status, const nlohmann::json& body) {
 inline HttpResponse Error(int status, const std::string& message) {
   return Json(status, nlohmann::json{{"error", message}});
 }
+
+// A worklist row as the worklist, study and priors routes show it (worklist_api.cc).
+nlohmann::json RowJson(const WorklistRow& r);
+
+// A query parameter's percent-decoded value; "1" for a key without '=', "" when absent.
+std::string QueryParam(const std::string& query, const std::string& key);
+
+// Patient data leaves only once its audit entry is written (fail closed): the refusal, logged.
+HttpResponse AuditFailed(const Status& s);
 
 inline int StatusFor(const Status& s) {
   switch (s.code()) {

@@ -1,0 +1,141 @@
+// The worklist route of the reading API: the first page kept while the index's task version holds.
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "server/http/api_reply.h"
+#include "server/http/reading_api.h"
+
+namespace teleread {
+namespace {
+
+using json = nlohmann::json;
+using api::AuditFailed;
+using api::Error;
+using api::QueryParam;
+using api::RowJson;
+
+}  // namespace
+
+namespace api {
+
+json RowJson(const WorklistRow& r) {
+  return json{{"study_instance_uid", r.study_instance_uid},
+              {"member", r.member_id},
+              {"modalities", r.modalities},
+              {"body_part", r.body_part},
+              {"description", r.study_description},
+              {"patient_name", r.patient_name},
+              {"patient_id", r.patient_id},
+              {"patient_birth_date", r.patient_birth_date},
+              {"patient_age", r.patient_age},
+              {"patient_sex", r.patient_sex},
+              {"study_date", r.study_date},
+              {"series", r.num_series},
+              {"instances", r.num_instances},
+              {"priority", r.priority},
+              {"state", r.state},
+              {"claimed_by", r.claimed_by.empty() ? json(nullptr) : json(r.claimed_by)},
+              {"received_ms", r.received_ms},
+              {"complete_ms", r.complete_ms},
+              {"due_ms", r.due_ms},
+              {"claimed_ms", r.claimed_ms ? json(r.claimed_ms) : json(nullptr)},
+              {"lease_expires_ms", r.state == "claimed" ? json(r.lease_expires_ms) : json(nullptr)},
+              {"reported_ms", r.reported_ms ? json(r.reported_ms) : json(nullptr)},
+              {"delivered_ms", r.delivered_ms ? json(r.delivered_ms) : json(nullptr)},
+              {"amended_ms", r.amended_ms ? json(r.amended_ms) : json(nullptr)},
+              {"reported_by", r.reported_by.empty() ? json(nullptr) : json(r.reported_by)},
+              {"acknowledged_ms", r.acknowledged_ms ? json(r.acknowledged_ms) : json(nullptr)},
+              {"overdue", r.overdue}};
+}
+
+}  // namespace api
+
+HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& who) {
+  WorklistFilter f;
+  f.modality = QueryParam(query, "modality");
+  f.member_id = QueryParam(query, "member");
+  // A typo in a member id would otherwise look like an empty worklist.
+  if (!f.member_id.empty()) {
+    std::string known;
+    bool found = false;
+    for (const Member& m : config_.members) {
+      found |= m.id == f.member_id;
+      known += (known.empty() ? "" : ", ") + m.id;
+    }
+    if (!found) return Error(400, "no member hospital '" + f.member_id + "'; members: " + known);
+  }
+  f.priority = QueryParam(query, "priority");
+  f.state = QueryParam(query, "state");
+  if (QueryParam(query, "mine") == "1") f.claimed_by = who.id;
+  try {
+    if (std::string l = QueryParam(query, "limit"); !l.empty()) f.limit = std::stoi(l);
+    if (std::string o = QueryParam(query, "offset"); !o.empty()) f.offset = std::stoi(o);
+  } catch (const std::exception&) {
+    return Error(400, "limit and offset must be numbers");
+  }
+  if (!f.state.empty() && f.state != "waiting" && f.state != "claimed" && f.state != "reported") {
+    return Error(400, "state must be waiting, claimed or reported");
+  }
+  std::shared_ptr<const WorklistPageCache::Page> page = WorklistItems(f, who);
+  if (!page) return Error(500, "the worklist cannot be read");
+  if (page->rows > 0) {  // names and IDs of the patients listed
+    if (Status a = worklist_.Audit(who.id, "list-worklist", "", std::to_string(page->rows) + " task(s)"); !a.ok()) {
+      return AuditFailed(a);
+    }
+  }
+  // The body as json::dump writes it (keys in order), the items as they were kept.
+  std::string body = "{";
+  // The reader's own critical results that the member has not acknowledged yet.
+  if (critical_ && !who.admin) {
+    json open = json::array();
+    if (auto c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100}); c.ok()) {
+      for (const CriticalResult& r : c.value()) {
+        open.push_back(json{{"report_sop_instance_uid", r.sop_instance_uid},
+                            {"study_instance_uid", r.study_instance_uid},
+                            {"member", r.member_id},
+                            {"opened_ms", r.opened_ms},
+                            {"escalated", critical_->Overdue(r.opened_ms)}});
+      }
+    }
+    body += "\"critical_unacknowledged\":" + open.dump(-1, ' ', false, json::error_handler_t::replace) + ",";
+  }
+  body.reserve(body.size() + page->items_json.size() + 48);
+  body += "\"items\":";
+  body += page->items_json;
+  body += ",\"limit\":" + std::to_string(f.limit) + ",\"offset\":" + std::to_string(f.offset) + "}";
+  return HttpResponse{200, "application/json", std::move(body), {}, {}};
+}
+
+std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(WorklistFilter f, const Identity& who) {
+  // As the store reads them: limit=5000 and limit=1000 are one page.
+  f.limit = std::clamp(f.limit, 1, 1000);
+  f.offset = std::max(0, f.offset);
+  // Only first pages (the one a reader looks at) of filters whose rows do not depend on the time
+  // (a claim expiring moves a task between "waiting" and "claimed", and out of "mine") are kept;
+  // the rest are read each time.
+  const bool keep = f.offset == 0 && f.state.empty() && f.claimed_by.empty();
+  // Each field length-prefixed: modality and priority are free text and may hold any separator.
+  std::string key;
+  for (const std::string& field :
+       {who.id, std::string(who.admin ? "1" : "0"), f.modality, f.member_id, f.priority, std::to_string(f.limit)}) {
+    key += std::to_string(field.size()) + ":" + field;
+  }
+  const uint64_t version = worklist_.Version();  // before the read: a later write makes it stale
+  if (keep) {
+    if (auto kept = pages_.Find(key, version, worklist_.Now())) return kept;
+  }
+  Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
+  if (!rows.ok()) {
+    spdlog::error("worklist not read: {}", rows.status().message());
+    return nullptr;
+  }
+  json items = json::array();
+  for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
+  auto page = std::make_shared<const WorklistPageCache::Page>(
+      WorklistPageCache::Page{items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()});
+  if (keep) pages_.Store(key, version, NextTimeChange(rows.value()), page);
+  return page;
+}
+
+}  // namespace teleread
