@@ -375,11 +375,12 @@ bool Index::HasPath(const std::string& relative_path) {
 
 std::optional<std::string> Index::StudyOwner(const std::string& study_instance_uid) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  Statement q(reader_db_->handle(), "SELECT member_id FROM studies WHERE study_instance_uid = ?1");
-  q.Bind(1, study_instance_uid);
-  Result<bool> row = q.Step();
+  // Asked for every received object: prepared once.
+  CachedStatement q(*reader_db_, "SELECT member_id FROM studies WHERE study_instance_uid = ?1");
+  q->Bind(1, study_instance_uid);
+  Result<bool> row = q->Step();
   if (!row.ok() || !row.value()) return std::nullopt;
-  return q.Text(0);
+  return q->Text(0);
 }
 
 Result<IndexCounts> Index::Counts() {
