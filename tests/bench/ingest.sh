@@ -85,6 +85,7 @@ run() {  # which kind assocs [nagle]
   [ "${4:-}" = nagle ] && label=$1-nagle nodelay=0
   local rss_max=0
   local t0 t1
+  sync  # the previous cell's (or the corpus's) dirty pages are not flushed during this one
   t0=$(date +%s%N)
   local senders=()
   for i in $(seq 0 $(($3 - 1))); do
@@ -171,6 +172,10 @@ wait "$large_pid" 2>/dev/null || true
 large_bytes=$(du -sb "$work/corpus-large" | cut -f1)
 rm -rf "$work/data-large" "$work/corpus-large" "$work/trash"
 
+# The disk's floor for one durable write, on the file system the receivers wrote to.
+"$build/tests/bench/teleread-disk-floor" "$work" 1 3 10 27 >"$work/disk_floor.tsv"
+sync_ms=$(awk -F'\t' '$1 == 1 {print $2}' "$work/disk_floor.tsv")
+
 column -t -s $'\t' "$work/results.tsv"
 printf '\nlarge object: %.0f MB %s; teleread-server peak RSS %.1f MB\n' "$(awk -v b="$large_bytes" 'BEGIN {print b / 1e6}')" \
   "$large_ok" "$(awk -v k="$large_rss" 'BEGIN {print k / 1024}')"
@@ -187,3 +192,13 @@ awk -F'\t' 'function q(a, b, k) { return r[b, k] > 0 ? r[a, k] / r[b, k] : 0 }
     for (c in keys) if (c ~ / x1$/) { sub(/ x1$/, "", c)
       printf "%-9s teleread 4 assocs / 1 assoc %.2f (storescp %.2f)\n", c, scale("teleread", c), scale("storescp", c) }
   }' "$work/results.tsv" | sort
+echo
+echo "disk: 4 KiB pages written in place + fdatasync, ms (teleread-disk-floor):"
+column -t -s $'\t' "$work/disk_floor.tsv"
+# One association waits for each answer: a receiver that syncs once per object needs at least the
+# network floor (storescp --ignore) plus one durable write per object.
+awk -F'\t' -v sync="$sync_ms" 'NR > 1 && $3 == 1 { r[$1, $2] = $6; c[$2] = 1 }
+  END { for (k in c) if (r["storescp-ignore", k] > 0 && r["storescp", k] > 0) {
+      best = 1 / (1 / r["storescp-ignore", k] + sync / 1000)
+      printf "%-9s 1 assoc: best a once-per-object durable receiver can reach %.0f inst/s = %.2f of storescp\n",
+        k, best, best / r["storescp", k] } }' "$work/results.tsv" | sort

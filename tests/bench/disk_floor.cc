@@ -1,0 +1,82 @@
+// The disk's floor for one durable write: N 4 KiB pages written into a preallocated, already
+// written file (no block allocation, as a reused WAL or segment) and then fdatasync; and one
+// O_DIRECT|O_DSYNC write. ingest.sh prints it next to the network floor (storescp --ignore), so the
+// best ratio a receiver that syncs once per object can reach at one association is measured, not
+// argued.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr int kRounds = 400;
+
+double Millis(std::chrono::steady_clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+bool Fill(int fd, size_t bytes) {
+  std::vector<char> zeros(1 << 20, 0);
+  for (size_t done = 0; done < bytes; done += zeros.size()) {
+    if (::write(fd, zeros.data(), zeros.size()) != static_cast<ssize_t>(zeros.size())) return false;
+  }
+  return ::fsync(fd) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: teleread-disk-floor DIR [PAGES...]\n");
+    return 2;
+  }
+  const std::string path = std::string(argv[1]) + "/disk-floor.tmp";
+  std::vector<int> pages;
+  for (int i = 2; i < argc; ++i) pages.push_back(std::atoi(argv[i]));
+  if (pages.empty()) pages = {1, 3, 10, 27};
+
+  const size_t span = 64u << 20;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || !Fill(fd, span)) {
+    std::perror(path.c_str());
+    return 1;
+  }
+  void* raw = nullptr;
+  if (::posix_memalign(&raw, kPage, 3 * kPage) != 0) return 1;
+  std::memset(raw, 7, 3 * kPage);
+  const char* buf = static_cast<const char*>(raw);
+
+  std::printf("pages\tms_per_durable_write\n");
+  for (int n : pages) {
+    off_t off = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < kRounds; ++r) {
+      for (int p = 0; p < n; ++p) {
+        if (static_cast<size_t>(off) + kPage > span) off = 0;
+        if (::pwrite(fd, buf, kPage, off) != static_cast<ssize_t>(kPage)) return 1;
+        off += kPage;
+      }
+      if (::fdatasync(fd) != 0) return 1;
+    }
+    std::printf("%d\t%.3f\n", n, Millis(std::chrono::steady_clock::now() - t0) / kRounds);
+  }
+  ::close(fd);
+
+  fd = ::open(path.c_str(), O_RDWR | O_DIRECT | O_DSYNC);
+  if (fd >= 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < kRounds; ++r) {
+      if (::pwrite(fd, buf, 3 * kPage, static_cast<off_t>(r) * 3 * kPage) != static_cast<ssize_t>(3 * kPage)) return 1;
+    }
+    std::printf("o_direct_dsync_12k\t%.3f\n", Millis(std::chrono::steady_clock::now() - t0) / kRounds);
+    ::close(fd);
+  }
+  ::unlink(path.c_str());
+  std::free(raw);
+  return 0;
+}
