@@ -59,7 +59,8 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
       if (!read(4)) break;
       const uint32_t len = U32(b, big_endian);
       if (element == 0xE000 && !fragments.empty() && fragments.back()) {
-        if (len != 0xFFFFFFFFu && pos + len > size) return Status::Corruption("a pixel data fragment runs past the data set");
+        if (len != 0xFFFFFFFFu && pos + len > size)
+          return Status::Corruption("a pixel data fragment runs past the data set");
         pos += len == 0xFFFFFFFFu ? 0 : len;
       } else if (element == 0xE000) {
         if (!enter(len)) break;
@@ -114,7 +115,6 @@ bool DeflatedForDcmtk(const std::filesystem::path& file) {
   (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax);
   return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
 }
-
 
 bool DeflatedForDcmtk(std::string_view part10) {
   DcmFileFormat ff;

@@ -156,9 +156,8 @@ Result<uint64_t> ObjectStore::FreeBytes() const {
 }
 
 Result<uint64_t> ObjectStore::RecentFreeBytes() const {
-  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
   const int64_t measured = free_measured_ns_.load(std::memory_order_acquire);
   if (measured != 0 && now - measured < std::chrono::nanoseconds(kFreeBytesMaxAge).count()) {
     return free_bytes_.load(std::memory_order_relaxed);

@@ -87,7 +87,7 @@ class ObjectStore {
   std::filesystem::path root_;
   uint64_t small_object_bytes_ = kDefaultSmallObjectBytes;
   const Index* index_ = nullptr;
-  mutable std::atomic<uint64_t> temp_counter_{0};  // names only
+  mutable std::atomic<uint64_t> temp_counter_{0};     // names only
   mutable std::atomic<int64_t> free_measured_ns_{0};  // steady clock; 0: never
   mutable std::atomic<uint64_t> free_bytes_{0};
 };

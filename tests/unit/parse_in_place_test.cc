@@ -38,9 +38,9 @@ std::filesystem::path OneObject(const test::ScratchDir& dir, const std::string& 
 TEST_CASE("an object in memory is summarised in place as its file would be", "[ingest][parse]") {
   InitializeDicom();
   test::ScratchDir dir;
-  const std::string syntax = GENERATE(std::string(UID_LittleEndianExplicitTransferSyntax),
-                                      std::string(UID_LittleEndianImplicitTransferSyntax),
-                                      std::string(UID_BigEndianExplicitTransferSyntax));
+  const std::string syntax =
+      GENERATE(std::string(UID_LittleEndianExplicitTransferSyntax), std::string(UID_LittleEndianImplicitTransferSyntax),
+               std::string(UID_BigEndianExplicitTransferSyntax));
   const std::filesystem::path file = OneObject(dir, syntax);
   Result<InstanceSummary> from_file = ReadInstanceSummary(file);
   REQUIRE(from_file.ok());
@@ -60,8 +60,7 @@ TEST_CASE("an object in memory is summarised in place as its file would be", "[i
   CHECK(b.modality == a.modality);
 }
 
-TEST_CASE("in place, a deflated object is left to the file parse and a lying length is refused",
-          "[ingest][parse]") {
+TEST_CASE("in place, a deflated object is left to the file parse and a lying length is refused", "[ingest][parse]") {
   InitializeDicom();
   test::ScratchDir dir;
   SECTION("deflated") {
