@@ -76,6 +76,10 @@ class DicomFile {
   // file is no parseable DICOM (without a meta header too, unless `require_meta_header`).
   static Result<std::unique_ptr<DicomFile>> Open(const std::filesystem::path& file, uint32_t max_read_length,
                                                  bool require_meta_header);
+  // The same checks and parse for a Part 10 object held in memory, read in place (every value
+  // is loaded: meant for objects of at most a few hundred KiB). InvalidArgument for a deflated
+  // data set, which is parsed from a file only (Open).
+  static Result<std::unique_ptr<DicomFile>> Parse(std::string_view part10);
   ~DicomFile();
   DicomFile(const DicomFile&) = delete;
   DicomFile& operator=(const DicomFile&) = delete;
@@ -93,6 +97,8 @@ class DicomFile {
 // Parses the whole file (large values are not loaded into memory) and extracts the summary.
 // Corruption when the file is not a parseable DICOM file with a meta header.
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file);
+// The same for an object held in memory (DicomFile::Parse): InvalidArgument when it is deflated.
+Result<InstanceSummary> ReadInstanceSummaryFromMemory(std::string_view part10);
 // The summary of a file parsed already; transfer syntax and source AE are empty without a meta header.
 InstanceSummary Summarize(DicomFile& file);
 

@@ -37,19 +37,33 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   const std::list<TempFileGuard> companion_guards = GuardCompanions(req);
 
   // The tier: an object received into memory, or a small file (the report desk's), is kept in
-  // the index; DCMTK reads it from a memory file.
+  // the index; it is parsed where it lies. A memory file holds it only for a reader that needs a
+  // file: a deflated data set's parse, a re-send's comparison.
   std::string loaded;
   const std::string& bytes = !req.bytes.empty() || !LoadIfSmall(req.temp_file, &loaded) ? req.bytes : loaded;
   const bool in_index = !bytes.empty();
   ObjectHandle memory;
-  if (in_index) {
-    Result<ObjectHandle> m = ObjectHandle::Memory(bytes);
-    if (!m.ok()) return Refuse(IngestCode::kNoStorage, m.status().message());
-    memory = std::move(m.value());
-  }
-  const std::filesystem::path& received = in_index ? memory.path() : req.temp_file;
+  auto received = [&]() -> Result<std::filesystem::path> {
+    if (!in_index) return req.temp_file;
+    if (memory.path().empty()) {
+      Result<ObjectHandle> m = ObjectHandle::Memory(bytes);
+      if (!m.ok()) return m.status();
+      memory = std::move(m.value());
+    }
+    return memory.path();
+  };
 
-  Result<InstanceSummary> summary = req.summary ? Result<InstanceSummary>(*req.summary) : ReadInstanceSummary(received);
+  Result<InstanceSummary> summary = Status::InvalidArgument("not parsed");
+  if (req.summary) {
+    summary = *req.summary;
+  } else if (in_index) {
+    summary = ReadInstanceSummaryFromMemory(bytes);
+  }
+  if (!req.summary && (!in_index || summary.status().code() == Status::Code::kInvalidArgument)) {  // or deflated
+    Result<std::filesystem::path> file = received();
+    if (!file.ok()) return Refuse(IngestCode::kNoStorage, file.status().message());
+    summary = ReadInstanceSummary(file.value());
+  }
   if (!summary.ok()) return Refuse(IngestCode::kUnreadable, summary.status().message());
   const InstanceSummary& s = summary.value();
   if (s.sop_instance_uid.empty()) return Refuse(IngestCode::kDoesNotMatch, "no SOP Instance UID");
@@ -99,10 +113,13 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     if (indexed && !in_index && indexed->relative_path == instance.relative_path) {
       return StoreRestored(req, instance, *indexed);
     }
-    StoreOutcome outcome =
-        indexed ? StoreResent(req, instance, in_index ? received : store_.Absolute(instance.relative_path), *indexed)
-                : Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
-                         st.message());
+    StoreOutcome outcome = Refuse(
+        st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage, st.message());
+    if (indexed) {
+      Result<std::filesystem::path> file = in_index ? received() : store_.Absolute(instance.relative_path);
+      outcome = file.ok() ? StoreResent(req, instance, file.value(), *indexed)
+                          : Refuse(IngestCode::kNoStorage, file.status().message());
+    }
     // Nothing may stay that the sender was not told was stored.
     if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     if (!indexed) spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());

@@ -1,0 +1,42 @@
+// The element scan and meta-header reading behind DicomFile (common/dicom.h), shared by its
+// file and in-memory readers. Internal to common/.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace teleread::dicom_scan {
+
+// Reads n bytes at pos into buf; whether they were all there.
+using ReadAt = std::function<bool(uint64_t pos, void* buf, size_t n)>;
+
+// Walks the data set's elements from `pos` to `size` without recursion, values skipped, never
+// moving backwards (so that `read_at` may be a stream). With `check_lengths`, an element whose
+// defined length runs past `size` is Corruption.
+Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool explicit_vr, bool big_endian,
+                    bool check_lengths);
+
+// Whether DCMTK will read the object's data set as deflated, whatever our own reading of the meta
+// header found: where the two disagree the object is refused rather than allocated blindly.
+bool DeflatedForDcmtk(const std::filesystem::path& file);
+bool DeflatedForDcmtk(std::string_view part10);
+
+// Where a file's data set starts and how it is encoded, as its meta header says.
+struct Layout {
+  uint64_t data_set = 0;
+  uint64_t size = 0;
+  bool explicit_vr = true, big_endian = false, deflated = false;
+};
+
+// Reads the meta header of an object of `size` bytes; `deflated_for_dcmtk` is asked when the
+// header does not say deflated (a disagreement is Corruption).
+Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::function<bool()>& deflated_for_dcmtk);
+
+// An object held in memory as a ReadAt.
+ReadAt MemoryReader(std::string_view bytes);
+
+}  // namespace teleread::dicom_scan
