@@ -193,7 +193,8 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   if (!refused.ok()) return refused;
   if (Status st = StatusFor(outcome, accepted.sop_instance_uid); !st.ok()) return st;
   if (accepted.resent) return accepted;
-  accepted.pdf_sop_instance_uid = copy ? copy->sop_instance_uid : "";
+  // The copy was indexed only with a newly indexed SR (the store records it only then).
+  accepted.pdf_sop_instance_uid = copy && outcome.stored_new ? copy->sop_instance_uid : "";
   spdlog::info("report {} for study {} accepted from {}{}", accepted.sop_instance_uid, study_uid, caller,
                predecessor.empty() ? "" : " (amends " + predecessor + ")");
   if (copy) {

@@ -197,3 +197,33 @@ TEST_CASE_METHOD(DeskFixture, "amendments: by the signer or an assignee, once pe
   const InstanceRef latest{amended->series_instance_uid, kBasicTextSrClass, amended->sop_instance_uid};
   CHECK(Submit(SignedReport(study, "zhao.min", latest), "zhao.min").ok());
 }
+
+TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before names no PDF copy that is not stored",
+                 "[workflow][desk][pdf]") {
+  const std::filesystem::path report = SignedReport(study, "wang.li");
+  // The signed SR arrives first as a C-STORE from the member: indexed, without a report row.
+  auto summary = ReadInstanceSummary(report);
+  REQUIRE(summary.ok());
+  const std::filesystem::path sent = store->NewTempPath();
+  std::filesystem::copy_file(report, sent);
+  StoreRequest req;
+  req.temp_file = sent;
+  req.calling_ae_title = "ZZ_PACS";
+  req.member_id = "zhuozhou";
+  req.negotiated_sop_class_uid = summary->sop_class_uid;
+  req.affected_sop_instance_uid = summary->sop_instance_uid;
+  StoreOutcome stored = ingest->Store(req);
+  REQUIRE(stored.code == IngestCode::kStored);
+  REQUIRE(Count("reports") == 0);
+
+  Result<AcceptedReport> r = Submit(report);
+  REQUIRE(r.ok());
+  CHECK(Count("reports") == 1);
+  // Its PDF copy was dropped with the re-sent SR: no row may name it, no delivery may wait for it.
+  CHECK(Count("reports",
+              "pdf_sop_instance_uid <> '' AND pdf_sop_instance_uid NOT IN "
+              "(SELECT sop_instance_uid FROM instances)") == 0);
+  CHECK(Count("deliveries", "sop_instance_uid NOT IN (SELECT sop_instance_uid FROM instances)") == 0);
+  CHECK(Count("deliveries") == 1);  // the SR
+  CHECK(r->pdf_sop_instance_uid.empty());
+}
