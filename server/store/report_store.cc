@@ -59,8 +59,8 @@ Result<std::optional<std::string>> ReportStore::SignerOf(const std::string& sop,
   return std::optional<std::string>(q.Text(0));
 }
 
-Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
-  return [r = std::move(r), refused](Database& w) -> Status {
+Index::WriteFn ReportStore::Record(NewReport r, Status* refused, bool* recorded) const {
+  return [r = std::move(r), refused, recorded](Database& w) -> Status {
     const std::string& predecessor = r.predecessor_sop_instance_uid;
     // The PDF copy is indexed in this transaction with its SR, or not at all (dropped when the SR
     // was indexed before, sent by C-STORE say): only a copy that is there is named and delivered.
@@ -81,6 +81,7 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
     ins.Bind(9, pdf);
     if (Status s = ins.Run(); !s.ok()) return s;
     if (w.Changes() == 0) return Status::Ok();  // accepted before
+    if (recorded) *recorded = true;             // rolled back with the write if a later step fails
     if (!predecessor.empty()) {
       Statement amended(w.handle(),
                         "SELECT sop_instance_uid FROM reports WHERE predecessor_sop_instance_uid = ?1 "
