@@ -161,6 +161,7 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   // Recorded with the instance, in its transaction; a re-sent identical report finds its row
   // and changes nothing.
   Status refused;
+  bool recorded = false;
   StoreRequest req;
   req.temp_file = temp;
   req.calling_ae_title = "HTTPS:" + caller;  // the instance row's sender
@@ -188,12 +189,15 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   req.also = reports_.Record(NewReport{accepted.sop_instance_uid, study_uid, f.study_pk, f.member_id, caller,
                                        signer->subject, accepted.signed_at, predecessor, accepted.critical, now,
                                        HasCriticalWebhook(config_, f.member_id), copy ? copy->sop_instance_uid : ""},
-                             &refused);
+                             &refused, &recorded);
   StoreOutcome outcome = ingest_.Store(req);
   if (!refused.ok()) return refused;
   if (Status st = StatusFor(outcome, accepted.sop_instance_uid); !st.ok()) return st;
+  // An identical submission that raced this one recorded the report first: this one is its re-send.
+  if (!recorded) accepted.resent = true;
   if (accepted.resent) return accepted;
-  accepted.pdf_sop_instance_uid = copy ? copy->sop_instance_uid : "";
+  // The copy was indexed only with a newly indexed SR (the store records it only then).
+  accepted.pdf_sop_instance_uid = copy && outcome.stored_new ? copy->sop_instance_uid : "";
   spdlog::info("report {} for study {} accepted from {}{}", accepted.sop_instance_uid, study_uid, caller,
                predecessor.empty() ? "" : " (amends " + predecessor + ")");
   if (copy) {

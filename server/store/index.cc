@@ -167,9 +167,10 @@ void Index::WriterLoop() {
     Transaction tx(db);
     std::vector<Status> results;
     results.reserve(batch.size());
+    Status lost;  // set when SQLite rolled the whole transaction back under a request
     for (PendingWrite& w : batch) {
-      if (!tx.status().ok()) {
-        results.push_back(tx.status());
+      if (!tx.status().ok() || !lost.ok()) {
+        results.push_back(!lost.ok() ? lost : tx.status());
         continue;
       }
       Status s = db.Exec("SAVEPOINT request");
@@ -182,8 +183,14 @@ void Index::WriterLoop() {
       }
       (void)db.Exec(s.ok() ? "RELEASE request" : "ROLLBACK TO request; RELEASE request");
       results.push_back(s);
+      // A full disk or I/O error while spilling pages can make SQLite roll back the whole
+      // transaction: the batch so far is gone, and the next SAVEPOINT would open (and its
+      // RELEASE commit) a transaction of its own, whose senders the failed COMMIT then refuses.
+      if (sqlite3_get_autocommit(db.handle())) {
+        lost = s.ok() ? Status::IOError("index write: the transaction was rolled back") : s;
+      }
     }
-    Status commit = tx.status().ok() ? tx.Commit() : tx.status();
+    Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
     if (std::exchange(tasks_touched_, false)) tasks_version_.fetch_add(1, std::memory_order_release);
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done.set_value(commit.ok() ? results[i] : commit);

@@ -91,10 +91,13 @@ std::string ObjectStore::InIndexPathFor(const std::string& sop_instance_uid) {
 Result<ObjectHandle> ObjectStore::Open(const std::string& relative_path) const {
   if (!InIndex(relative_path)) {
     fs::path path = root_ / relative_path;
-    if (::access(path.c_str(), R_OK) != 0) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || ::access(path.c_str(), R_OK) != 0) {
       if (errno == ENOENT || errno == ENOTDIR) return Status::NotFound("object file missing: " + path.string());
       return Status::FromErrno(errno, "cannot read object file " + path.string());
     }
+    // Something else in its place (a directory opens, then every read fails): unreadable, not missing.
+    if (!S_ISREG(st.st_mode)) return Status::IOError("object file is not a regular file: " + path.string());
     return ObjectHandle::File(std::move(path));
   }
   if (!index_) return Status::NotFound("no index to read " + relative_path + " from");

@@ -59,18 +59,29 @@ Result<std::optional<std::string>> ReportStore::SignerOf(const std::string& sop,
   return std::optional<std::string>(q.Text(0));
 }
 
-Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
-  return [r = std::move(r), refused](Database& w) -> Status {
+Index::WriteFn ReportStore::Record(NewReport r, Status* refused, bool* recorded) const {
+  return [r = std::move(r), refused, recorded](Database& w) -> Status {
     const std::string& predecessor = r.predecessor_sop_instance_uid;
+    // The PDF copy is indexed in this transaction with its SR, or not at all (dropped when the SR
+    // was indexed before, sent by C-STORE say): only a copy that is there is named and delivered.
+    std::string pdf = r.pdf_sop_instance_uid;
+    if (!pdf.empty()) {
+      Statement has(w.handle(), "SELECT 1 FROM instances WHERE sop_instance_uid = ?1");
+      has.Bind(1, pdf);
+      Result<bool> row = has.Step();
+      if (!row.ok()) return row.status();
+      if (!row.value()) pdf.clear();
+    }
     Statement ins(w.handle(),
                   "INSERT OR IGNORE INTO reports (sop_instance_uid, study_pk, signer, signer_subject, signed_at, "
                   "accepted_ms, predecessor_sop_instance_uid, critical, pdf_sop_instance_uid) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     ins.Bind(1, r.sop_instance_uid).Bind(2, r.study_pk).Bind(3, r.signer).Bind(4, r.signer_subject);
     ins.Bind(5, r.signed_at).Bind(6, r.accepted_ms).Bind(7, predecessor).Bind(8, int64_t{r.critical});
-    ins.Bind(9, r.pdf_sop_instance_uid);
+    ins.Bind(9, pdf);
     if (Status s = ins.Run(); !s.ok()) return s;
     if (w.Changes() == 0) return Status::Ok();  // accepted before
+    if (recorded) *recorded = true;             // rolled back with the write if a later step fails
     if (!predecessor.empty()) {
       Statement amended(w.handle(),
                         "SELECT sop_instance_uid FROM reports WHERE predecessor_sop_instance_uid = ?1 "
@@ -97,7 +108,7 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused) const {
     Statement out(w.handle(),
                   "INSERT OR IGNORE INTO deliveries (sop_instance_uid, member_id, state, next_attempt_ms, created_ms, "
                   "report_sop_instance_uid) VALUES (?1, ?2, 'pending', ?3, ?3, ?4)");
-    for (const std::string& sop : {r.sop_instance_uid, r.pdf_sop_instance_uid}) {
+    for (const std::string& sop : {r.sop_instance_uid, pdf}) {
       if (sop.empty()) continue;
       out.Bind(1, sop).Bind(2, r.member_id).Bind(3, r.accepted_ms).Bind(4, r.sop_instance_uid);
       if (Status s = out.Run(); !s.ok()) return s;

@@ -59,7 +59,9 @@ class ReportStore {
   // The write that records `report` with its instance. Idempotent: a report recorded before
   // changes nothing. Fails, after setting `*refused` to the same Conflict, when the predecessor
   // was amended already or the claim changed since it was checked.
-  Index::WriteFn Record(NewReport report, Status* refused) const;
+  // `recorded` (when given) is set when this write inserted the row; an identical report
+  // accepted before (or by a racing submission) leaves it false.
+  Index::WriteFn Record(NewReport report, Status* refused, bool* recorded = nullptr) const;
 
  private:
   Index& index_;

@@ -170,3 +170,22 @@ TEST_CASE("paging through the worklist prepares one statement, whatever the offs
   CHECK(reader.value()->kept_statements() <= 4);  // the page and the task, not one per offset
   CHECK(reader.value()->kept_statements() >= 2);
 }
+
+TEST_CASE("a statement stepped to its end but not reset leaves the connection idle and one mid-read does not",
+          "[store]") {
+  TwoRows t;
+  auto reader = Database::Open(t.dir.path() / "index.sqlite", true);
+  REQUIRE(reader.ok());
+  Database& db = *reader.value();
+  Statement q(db.handle(), "SELECT id FROM audit_log ORDER BY id");
+  REQUIRE(q.Step().value());
+  REQUIRE(q.Step().value());  // the last row, but not yet told there is no more
+  REQUIRE(t.audit.Append({"wang.li", "view", "1.2.6", ""}).ok());
+  CHECK_FALSE(db.Idle());
+  CHECK(AuditRows(db) == 2);    // the snapshot is held: the commit is not seen
+  Result<bool> end = q.Step();  // SQLITE_DONE: finished, neither reset nor finalized
+  REQUIRE(end.ok());
+  REQUIRE_FALSE(end.value());
+  CHECK(db.Idle());
+  CHECK(AuditRows(db) == 3);  // really no snapshot held: the next read sees the latest commit
+}

@@ -2,6 +2,8 @@
 // accepted report is stored with its task, delivery and audit entry in one go.
 #include <catch2/catch.hpp>
 
+#include <future>
+
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
@@ -196,4 +198,61 @@ TEST_CASE_METHOD(DeskFixture, "amendments: by the signer or an assignee, once pe
   REQUIRE(worklist->Reassign(study.study_instance_uid, "zhao.min", "chief").ok());
   const InstanceRef latest{amended->series_instance_uid, kBasicTextSrClass, amended->sop_instance_uid};
   CHECK(Submit(SignedReport(study, "zhao.min", latest), "zhao.min").ok());
+}
+
+TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before names no PDF copy that is not stored",
+                 "[workflow][desk][pdf]") {
+  const std::filesystem::path report = SignedReport(study, "wang.li");
+  // The signed SR arrives first as a C-STORE from the member: indexed, without a report row.
+  auto summary = ReadInstanceSummary(report);
+  REQUIRE(summary.ok());
+  const std::filesystem::path sent = store->NewTempPath();
+  std::filesystem::copy_file(report, sent);
+  StoreRequest req;
+  req.temp_file = sent;
+  req.calling_ae_title = "ZZ_PACS";
+  req.member_id = "zhuozhou";
+  req.negotiated_sop_class_uid = summary->sop_class_uid;
+  req.affected_sop_instance_uid = summary->sop_instance_uid;
+  StoreOutcome stored = ingest->Store(req);
+  REQUIRE(stored.code == IngestCode::kStored);
+  REQUIRE(Count("reports") == 0);
+
+  Result<AcceptedReport> r = Submit(report);
+  REQUIRE(r.ok());
+  CHECK(Count("reports") == 1);
+  // Its PDF copy was dropped with the re-sent SR: no row may name it, no delivery may wait for it.
+  CHECK(Count("reports",
+              "pdf_sop_instance_uid <> '' AND pdf_sop_instance_uid NOT IN "
+              "(SELECT sop_instance_uid FROM instances)") == 0);
+  CHECK(Count("deliveries", "sop_instance_uid NOT IN (SELECT sop_instance_uid FROM instances)") == 0);
+  CHECK(Count("deliveries") == 1);  // the SR
+  CHECK(r->pdf_sop_instance_uid.empty());
+}
+
+TEST_CASE_METHOD(DeskFixture, "identical reports submitted at once are accepted once and the others see it",
+                 "[workflow][desk][race]") {
+  const std::string bytes = Bytes(SignedReport(study, "wang.li"));
+  // All pass the "accepted before?" look-up before any commits: each makes its PDF copy first.
+  constexpr int kSubmitters = 6;
+  std::vector<std::future<Result<AcceptedReport>>> results;
+  for (int i = 0; i < kSubmitters; ++i) {
+    results.push_back(
+        std::async(std::launch::async, [&] { return desk->Accept(study.study_instance_uid, bytes, "wang.li"); }));
+  }
+  int first = 0;
+  for (auto& f : results) {
+    Result<AcceptedReport> r = f.get();
+    REQUIRE(r.ok());
+    if (!r->resent) ++first;
+    // Whatever PDF copy a reply names is stored.
+    if (!r->pdf_sop_instance_uid.empty()) {
+      CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+    }
+  }
+  CHECK(first == 1);  // one acceptance; the others are its re-sends
+  CHECK(Count("reports") == 1);
+  CHECK(Count("deliveries") == 2);  // the SR and its one PDF copy
+  CHECK(Count("instances", "sop_class_uid = '" + std::string(kEncapsulatedPdfClass) + "'") == 1);
+  CHECK(Count("audit_log", "action = 'sign'") == 1);
 }
