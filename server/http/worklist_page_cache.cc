@@ -10,6 +10,15 @@ size_t Cost(const std::string& key, const WorklistPageCache::Page& page) {
 
 }  // namespace
 
+std::string WorklistPageCache::Key(const std::string& caller, bool admin, const WorklistFilter& f) {
+  std::string key;
+  for (const std::string& field :
+       {caller, std::string(admin ? "1" : "0"), f.modality, f.member_id, f.priority, std::to_string(f.limit)}) {
+    key += std::to_string(field.size()) + ":" + field;
+  }
+  return key;
+}
+
 std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::Find(const std::string& key, uint64_t version,
                                                                        int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mu_);

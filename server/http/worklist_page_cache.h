@@ -15,6 +15,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "server/store/task_store.h"
+
 namespace teleread {
 
 class WorklistPageCache {
@@ -27,6 +29,12 @@ class WorklistPageCache {
   // 16 MB: a first page of 1,000 rows is ~1 MB, of 50 rows ~50 KB.
   static constexpr size_t kDefaultMaxBytes = size_t{16} << 20;
   explicit WorklistPageCache(size_t max_bytes = kDefaultMaxBytes) : max_bytes_(max_bytes) {}
+
+  // The key of a kept first page: the caller and every filter the page's rows depend on, each
+  // length-prefixed so that no two different callers or filters share one whatever text they
+  // hold. `filter` as the store reads it (limit clamped); its offset, state and claimed_by are not
+  // in it (pages with those are not kept).
+  static std::string Key(const std::string& caller, bool admin, const WorklistFilter& filter);
 
   // The page kept under `key` if it was read at `version` and `now_ms` is before it changes.
   std::shared_ptr<const Page> Find(const std::string& key, uint64_t version, int64_t now_ms);

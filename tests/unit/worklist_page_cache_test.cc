@@ -3,7 +3,9 @@
 // changes what a row shows, the very next request sees it.
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
@@ -252,4 +254,71 @@ TEST_CASE_METHOD(PageFixture, "a change to a study that no task row shows is see
               })
               .ok());
   CHECK(Row(Page(), first)["patient_name"] == "Renamed^P1");
+}
+
+TEST_CASE_METHOD(PageFixture, "a kept worklist page is served up to the millisecond a row reads differently, not after",
+                 "[workflow][api][worklist]") {
+  REQUIRE(Call(kWang, "POST", "/api/v1/studies/" + first.study_instance_uid + "/claim").status == 200);
+  json page = Page();
+  // The times at which a row of this page reads differently, by the API's documented fields: a
+  // lease's end, and just after a due time.
+  std::set<int64_t> edges = {Row(page, first)["lease_expires_ms"].get<int64_t>()};
+  for (const json& row : page["items"]) edges.insert(row["due_ms"].get<int64_t>() + 1);
+  REQUIRE(edges.size() >= 2);
+  for (const int64_t edge : edges) {
+    INFO("edge " << edge);
+    REQUIRE(edge > now_ms + 1);
+    now_ms = edge - 1;
+    int64_t kept = Kept();
+    CHECK(Page() == page);      // nothing reads differently yet
+    CHECK(Kept() == kept + 1);  // and it was the kept page: it did not end early
+    now_ms = edge;
+    kept = Kept();
+    const json changed = Page();
+    CHECK(Kept() == kept);  // read again: the kept page ended here
+    CHECK(changed != page);
+    page = changed;
+  }
+  CHECK(Row(page, first)["state"] == "waiting");
+  CHECK(Row(page, first)["overdue"].get<bool>());
+  CHECK(Row(page, second)["overdue"].get<bool>());
+}
+
+TEST_CASE("no two different callers or filters share a kept worklist page's key", "[api][worklist]") {
+  // Text that would join alike with a separator, a length prefix or nothing between fields.
+  const std::vector<std::string> texts = {"", "a", "1", "1:", ":a", "\n", "a\n", "\na", "1:a", "0"};
+  std::map<std::string, std::string> seen;  // key -> the fields it was made from
+  size_t made = 0;
+  for (const std::string& caller : texts) {
+    for (const bool admin : {false, true}) {
+      for (const std::string& modality : texts) {
+        for (const std::string& member : texts) {
+          for (const std::string& priority : texts) {
+            for (const int limit : {1, 10, 50}) {
+              WorklistFilter f;
+              f.modality = modality;
+              f.member_id = member;
+              f.priority = priority;
+              f.limit = limit;
+              const std::string fields = json{caller, admin, modality, member, priority, limit}.dump();
+              const auto [at, fresh] = seen.emplace(WorklistPageCache::Key(caller, admin, f), fields);
+              INFO(fields << " has the key of " << at->second);
+              REQUIRE(fresh);
+              CHECK(WorklistPageCache::Key(caller, admin, f) == at->first);  // the same fields, the same key
+              ++made;
+            }
+          }
+        }
+      }
+    }
+  }
+  CHECK(seen.size() == made);
+}
+
+TEST_CASE_METHOD(PageFixture, "kept worklist pages are per page size", "[workflow][api][worklist]") {
+  for (int round = 0; round < 2; ++round) {  // the second round is served kept
+    INFO("round " << round);
+    CHECK(Page(kWang, "")["items"].size() == 2);  // limit=50
+    CHECK(json::parse(Call(kWang, "GET", "/api/v1/worklist?limit=1").body)["items"].size() == 1);
+  }
 }
