@@ -119,24 +119,25 @@ std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(Worklis
   const bool keep = f.offset == 0 && f.state.empty() && f.claimed_by.empty();
   const std::string key = WorklistPageCache::Key(who.id, who.admin, f);
   const uint64_t version = worklist_.Version();  // before the read: a later write makes it stale
-  if (keep) {
-    if (auto kept = pages_.Find(key, version, worklist_.Now())) {
-      if (RequestTrace* t = CurrentTrace()) t->page = 'k';
-      return kept;
+  auto read = [&]() -> WorklistPageCache::Read {
+    if (RequestTrace* t = CurrentTrace()) t->page = 'r';
+    TraceTimer sql(&RequestTrace::sql_us);
+    Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
+    if (!rows.ok()) {
+      spdlog::error("worklist not read: {}", rows.status().message());
+      return {};
     }
-  }
-  if (RequestTrace* t = CurrentTrace()) t->page = 'r';
-  TraceTimer sql(&RequestTrace::sql_us);
-  Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
-  if (!rows.ok()) {
-    spdlog::error("worklist not read: {}", rows.status().message());
-    return nullptr;
-  }
-  json items = json::array();
-  for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
-  auto page = std::make_shared<const WorklistPageCache::Page>(
-      WorklistPageCache::Page{items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()});
-  if (keep) pages_.Store(key, version, NextTimeChange(rows.value()), page);
+    json items = json::array();
+    for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
+    return {std::make_shared<const WorklistPageCache::Page>(
+                WorklistPageCache::Page{items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()}),
+            NextTimeChange(rows.value())};
+  };
+  if (!keep) return read().page;
+  if (RequestTrace* t = CurrentTrace()) t->page = 'k';
+  bool waited = false;
+  std::shared_ptr<const WorklistPageCache::Page> page = pages_.FindOrRead(key, version, worklist_.Now(), read, &waited);
+  if (RequestTrace* t = waited ? CurrentTrace() : nullptr) t->page = 'w';
   return page;
 }
 

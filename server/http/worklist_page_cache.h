@@ -9,6 +9,8 @@
 // Thread-safety: all methods may be called from any thread.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -40,6 +42,18 @@ class WorklistPageCache {
   std::shared_ptr<const Page> Find(const std::string& key, uint64_t version, int64_t now_ms);
   // Keeps `page`, read at `version` (taken before the read), valid until `valid_until_ms`.
   void Store(const std::string& key, uint64_t version, int64_t valid_until_ms, std::shared_ptr<const Page> page);
+  // A page read for keeping, and the time its rows would first read differently.
+  struct Read {
+    std::shared_ptr<const Page> page;  // null: not read (the index could not be read)
+    int64_t valid_until_ms = 0;
+  };
+  // Find, and on a miss one read for everyone: the first caller to miss `key` at `version` runs
+  // `read` and keeps its page; callers missing the same key and version meanwhile wait for that
+  // page instead of reading it again each (after a task changed, every workstation asks at once).
+  // A waiter whose time is past the read's validity, or whose read failed, reads itself. `waited`,
+  // when given, is set when the page came from another caller's read.
+  std::shared_ptr<const Page> FindOrRead(const std::string& key, uint64_t version, int64_t now_ms,
+                                         const std::function<Read()>& read, bool* waited = nullptr);
   size_t hits() const;
   size_t bytes() const;
   size_t pages() const;
@@ -53,11 +67,16 @@ class WorklistPageCache {
     std::list<std::string>::iterator used;  // its place in `lru_`
   };
   void Erase(std::unordered_map<std::string, Entry>::iterator it);  // mu_ held
+  struct Flight {  // a read under way
+    uint64_t version = 0;
+    std::shared_future<Read> done;
+  };
 
   const size_t max_bytes_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;  // guarded by mu_
   std::list<std::string> lru_;                      // keys, most recently used first; guarded by mu_
+  std::unordered_map<std::string, Flight> flights_;  // reads under way, by key; guarded by mu_
   size_t bytes_ = 0;                                // guarded by mu_
   size_t hits_ = 0;                                 // guarded by mu_
 };

@@ -3,9 +3,12 @@
 // changes what a row shows, the very next request sees it.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
@@ -321,4 +324,56 @@ TEST_CASE_METHOD(PageFixture, "kept worklist pages are per page size", "[workflo
     CHECK(Page(kWang, "")["items"].size() == 2);  // limit=50
     CHECK(json::parse(Call(kWang, "GET", "/api/v1/worklist?limit=1").body)["items"].size() == 1);
   }
+}
+
+TEST_CASE_METHOD(PageFixture, "objects of a study still being received (no task yet) do not end a kept worklist page",
+                 "[workflow][api][worklist]") {
+  const json page = Page();
+  const uint64_t version = index->tasks_version();
+  const ReceivedStudy incoming = Receive("laishui", "P7", "CT");  // new patient, study, series, instances
+  CHECK(index->tasks_version() == version);
+  int64_t kept = Kept();
+  CHECK(Page() == page);
+  CHECK(Kept() == kept + 1);  // served kept: nothing it shows changed
+  // Its task, when it comes, ends the page at once.
+  Promote();
+  CHECK(index->tasks_version() > version);
+  kept = Kept();
+  CHECK(Row(Page(), incoming)["state"] == "waiting");
+  CHECK(Kept() == kept);
+}
+
+TEST_CASE("a worklist page missing for many callers at once is read once and the others wait for it",
+          "[api][worklist]") {
+  WorklistPageCache cache;
+  std::atomic<int> reads{0};
+  auto read = [&] {
+    ++reads;
+    // Long enough for every other caller to arrive while this read is under way.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return WorklistPageCache::Read{std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{"[1]", 1}),
+                                   1000};
+  };
+  constexpr int kCallers = 8;
+  std::atomic<int> waited{0};
+  std::vector<std::thread> callers;
+  std::vector<std::string> got(kCallers);
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      bool w = false;
+      auto page = cache.FindOrRead("k", 7, 0, read, &w);
+      got[static_cast<size_t>(i)] = page ? page->items_json : "";
+      waited += w;
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  CHECK(reads == 1);
+  CHECK(waited == kCallers - 1);
+  for (const std::string& g : got) CHECK(g == "[1]");
+  CHECK(cache.FindOrRead("k", 7, 999, read) != nullptr);
+  CHECK(reads == 1);  // kept
+  CHECK(cache.FindOrRead("k", 7, 1000, read) != nullptr);
+  CHECK(reads == 2);  // past its validity: read again
+  CHECK(cache.FindOrRead("k", 8, 0, read) != nullptr);
+  CHECK(reads == 3);  // a new version: read again
 }
