@@ -419,9 +419,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void LogTrace() {
     const RequestTrace& t = *trace_;
     const int64_t now = RequestTrace::NowUs();
-    spdlog::warn("trace {} total={} queue={} handler={} sql={} audit={} page={} respond={}", t.what, now - t.submitted_us,
-                 t.started_us - t.submitted_us, t.handled_us - t.started_us, t.sql_us, t.audit_us, t.page,
-                 now - t.handled_us);
+    spdlog::warn("trace {} total={} queue={} handler={} sql={} audit={} page={} respond={}", t.what,
+                 now - t.submitted_us, t.started_us - t.submitted_us, t.handled_us - t.started_us, t.sql_us, t.audit_us,
+                 t.page, now - t.handled_us);
     trace_.reset();
   }
 

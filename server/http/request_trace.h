@@ -15,8 +15,7 @@ namespace teleread {
 
 struct RequestTrace {
   static int64_t NowUs() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
   }
   std::string what;  // method and path
@@ -44,7 +43,7 @@ class RequestTraceScope {
 // Adds the time from construction to destruction to a field of the current trace, if any.
 class TraceTimer {
  public:
-  explicit TraceTimer(int64_t RequestTrace::* field)
+  explicit TraceTimer(int64_t RequestTrace::*field)
       : trace_(CurrentTrace()), field_(field), start_(trace_ ? RequestTrace::NowUs() : 0) {}
   ~TraceTimer() {
     if (trace_) trace_->*field_ += RequestTrace::NowUs() - start_;
@@ -54,7 +53,7 @@ class TraceTimer {
 
  private:
   RequestTrace* trace_;
-  int64_t RequestTrace::* field_;
+  int64_t RequestTrace::*field_;
   int64_t start_;
 };
 

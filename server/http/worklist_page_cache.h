@@ -67,18 +67,19 @@ class WorklistPageCache {
     std::list<std::string>::iterator used;  // its place in `lru_`
   };
   void Erase(std::unordered_map<std::string, Entry>::iterator it);  // mu_ held
-  struct Flight {  // a read under way
+  // A read under way.
+  struct Flight {
     uint64_t version = 0;
     std::shared_future<Read> done;
   };
 
   const size_t max_bytes_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;  // guarded by mu_
-  std::list<std::string> lru_;                      // keys, most recently used first; guarded by mu_
+  std::unordered_map<std::string, Entry> entries_;   // guarded by mu_
+  std::list<std::string> lru_;                       // keys, most recently used first; guarded by mu_
   std::unordered_map<std::string, Flight> flights_;  // reads under way, by key; guarded by mu_
-  size_t bytes_ = 0;                                // guarded by mu_
-  size_t hits_ = 0;                                 // guarded by mu_
+  size_t bytes_ = 0;                                 // guarded by mu_
+  size_t hits_ = 0;                                  // guarded by mu_
 };
 
 }  // namespace teleread

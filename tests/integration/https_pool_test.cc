@@ -88,7 +88,10 @@ TEST_CASE("a gate's refusal that waits (an audit commit) runs off the single I/O
   config.ca = pki / "ca.pem";
   config.threads = 1;  // one I/O thread: a refusal waiting on it would block every connection
   HttpsServer server(
-      config, [](const HttpRequest& r, const PeerCertificate&) { return HttpResponse{200, "text/plain", r.target, {}, {}}; },
+      config,
+      [](const HttpRequest& r, const PeerCertificate&) {
+        return HttpResponse{200, "text/plain", r.target, {}, {}};
+      },
       [&](const HttpRequest& head, const PeerCertificate&, uint64_t&) -> std::optional<HttpResponse> {
         if (head.target != "/refused") return std::nullopt;
         HttpResponse r;
