@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "server/http/handler_pool.h"
+#include "server/http/request_trace.h"
 #include "server/pki/pki.h"
 #include "server/pki/revocation.h"
 
@@ -269,6 +270,7 @@ class Session : public std::enable_shared_from_this<Session> {
                     std::string(head[http::field::content_type])};
       if (std::optional<HttpResponse> refused = gate_(r, peer_, limit)) {
         // Unread, the rest of the request is not worth a keep-alive: close after the answer.
+        if (refused->deferred) return Defer(std::move(refused->deferred), head.version());
         return SendString(*refused, head.version(), false);
       }
     }
@@ -286,6 +288,20 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // A gate's refusal made on the handler pool (HttpResponse::deferred), sent from the strand.
+  void Defer(std::function<HttpResponse()> make, unsigned version) {
+    handlers_.Submit([self = shared_from_this(), make = std::move(make), version] {
+      auto out = std::make_shared<HttpResponse>();
+      try {
+        *out = make();
+      } catch (const std::exception& e) {
+        spdlog::error("HTTPS refusal: {}", e.what());
+        *out = JsonResponse(500, R"({"error":"internal error"})");
+      }
+      asio::post(self->stream_.get_executor(), [self, out, version] { self->SendString(*out, version, false); });
+    });
+  }
+
   // The handler runs on the handler pool; its response is written from this connection's strand.
   void Handle() {
     http::request<http::string_body> req = parser_->release();
@@ -294,14 +310,22 @@ class Session : public std::enable_shared_from_this<Session> {
                                                   std::move(req.body()), std::string(req[http::field::content_type])});
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
-    handlers_.Submit([self = shared_from_this(), r, keep_alive, version] {
+    if (RequestTraceOn()) {
+      trace_ = std::make_shared<RequestTrace>();
+      trace_->submitted_us = RequestTrace::NowUs();
+      trace_->what = r->method + " " + r->target.substr(0, r->target.find('?'));
+    }
+    handlers_.Submit([self = shared_from_this(), r, keep_alive, version, trace = trace_] {
       auto out = std::make_shared<HttpResponse>();
+      RequestTraceScope scope(trace.get());
+      if (trace) trace->started_us = RequestTrace::NowUs();
       try {
         *out = self->handler_(*r, self->peer_);
       } catch (const std::exception& e) {
         spdlog::error("HTTPS {} {}: {}", r->method, r->target, e.what());
         *out = JsonResponse(500, R"({"error":"internal error"})");
       }
+      if (trace) trace->handled_us = RequestTrace::NowUs();
       asio::post(self->stream_.get_executor(),
                  [self, out, keep_alive, version] { self->Respond(*out, version, keep_alive); });
     });
@@ -383,10 +407,22 @@ class Session : public std::enable_shared_from_this<Session> {
     auto msg = std::make_shared<std::decay_t<Response>>(std::move(res));
     beast::get_lowest_layer(stream_).expires_after(kReadTimeout);
     http::async_write(stream_, *msg, [self = shared_from_this(), msg](beast::error_code ec, size_t) {
+      if (self->trace_) self->LogTrace();
       if (ec) return;
       if (!msg->keep_alive()) return self->Close();
       self->Read();
     });
+  }
+
+  // One line: waiting for a handler thread, the handler (its SQL, its audit commit), waiting for
+  // the strand after it, writing; all in microseconds.
+  void LogTrace() {
+    const RequestTrace& t = *trace_;
+    const int64_t now = RequestTrace::NowUs();
+    spdlog::warn("trace {} total={} queue={} handler={} sql={} audit={} page={} respond={}", t.what,
+                 now - t.submitted_us, t.started_us - t.submitted_us, t.handled_us - t.started_us, t.sql_us, t.audit_us,
+                 t.page, now - t.handled_us);
+    trace_.reset();
   }
 
   void Close() {
@@ -425,6 +461,7 @@ class Session : public std::enable_shared_from_this<Session> {
   PeerCertificateCheck certificate_check_;
   bool first_request_ = true;
   std::unique_ptr<TarStream> tar_;
+  std::shared_ptr<RequestTrace> trace_;  // the request being answered, when tracing (request_trace.h)
 };
 
 }  // namespace

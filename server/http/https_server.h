@@ -50,6 +50,9 @@ struct HttpResponse {
   // (The `= {}` let aggregate initialisations leave these out without a warning.)
   const ObjectStore* objects = {};            // for `tar`; outlives the response
   std::shared_ptr<ObjectHandle> object = {};  // keeps `file` readable (an object held in the index) until opened
+  // Only in a gate's refusal: the answer is made by this, run on the handler pool (it may wait,
+  // on an audit commit say), and sent instead; the TLS I/O thread does not wait for it.
+  std::function<HttpResponse()> deferred = {};
 };
 
 // Largest request header accepted (larger: 413); bodies are bounded by HttpsConfig::max_body_bytes.
@@ -59,7 +62,8 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&, const PeerCer
 
 // Decides from the request line, headers and certificate alone (HttpRequest::body empty) whether
 // the body may be read: nullopt admits it with at most `body_limit` bytes (preset to
-// HttpsConfig::max_body_bytes); a response refuses it unread and the connection is closed.
+// HttpsConfig::max_body_bytes); a response refuses it unread and the connection is closed. The gate
+// runs on a TLS I/O thread: a refusal that must wait for something sets HttpResponse::deferred.
 using HttpGate =
     std::function<std::optional<HttpResponse>(const HttpRequest& head, const PeerCertificate&, uint64_t& body_limit)>;
 

@@ -108,7 +108,14 @@ std::optional<HttpResponse> ReadingApi::Admit(const HttpRequest& head, const Pee
   constexpr uint64_t kReportBytes = 8ull << 20;
   constexpr uint64_t kOtherBytes = 64ull << 10;
   std::optional<Identity> who = Identify(peer);
-  if (!who) return Handle(head, peer);  // refused and audited there, before any body
+  if (!who) {
+    // Refused and audited by Handle, before any body: on the handler pool, since the audit entry
+    // waits for its commit and this runs on a TLS I/O thread.
+    HttpResponse refused;
+    refused.status = 403;
+    refused.deferred = [this, head, peer] { return Handle(head, peer); };
+    return refused;
+  }
   const std::string path = head.target.substr(0, head.target.find('?'));
   const std::vector<std::string> p = Split(path);
   const bool report = head.method == "POST" && p.size() == 5 && p[0] == "api" && p[2] == "studies" && p[4] == "reports";

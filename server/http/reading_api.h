@@ -54,7 +54,8 @@ class ReadingApi {
 
   HttpResponse Handle(const HttpRequest& request, const PeerCertificate& peer);
   // Before any body is read (an HttpGate): refuses a certificate that stands for nobody here and
-  // a body on a route that takes none from this caller; sets the route's body limit.
+  // a body on a route that takes none from this caller; sets the route's body limit. The refusal
+  // of a certificate that stands for nobody is deferred (its audit entry waits for a commit).
   std::optional<HttpResponse> Admit(const HttpRequest& head, const PeerCertificate& peer, uint64_t& body_limit);
   // The report templates served to `report new`; set before serving.
   void SetTemplates(std::vector<ReportTemplate> templates) { templates_ = std::move(templates); }

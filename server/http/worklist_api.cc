@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "server/http/api_reply.h"
 #include "server/http/reading_api.h"
+#include "server/http/request_trace.h"
 
 namespace teleread {
 namespace {
@@ -80,6 +81,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   std::shared_ptr<const WorklistPageCache::Page> page = WorklistItems(f, who);
   if (!page) return Error(500, "the worklist cannot be read");
   if (page->rows > 0) {  // names and IDs of the patients listed
+    TraceTimer audit(&RequestTrace::audit_us);
     if (Status a = worklist_.Audit(who.id, "list-worklist", "", std::to_string(page->rows) + " task(s)"); !a.ok()) {
       return AuditFailed(a);
     }
@@ -115,26 +117,27 @@ std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(Worklis
   // (a claim expiring moves a task between "waiting" and "claimed", and out of "mine") are kept;
   // the rest are read each time.
   const bool keep = f.offset == 0 && f.state.empty() && f.claimed_by.empty();
-  // Each field length-prefixed: modality and priority are free text and may hold any separator.
-  std::string key;
-  for (const std::string& field :
-       {who.id, std::string(who.admin ? "1" : "0"), f.modality, f.member_id, f.priority, std::to_string(f.limit)}) {
-    key += std::to_string(field.size()) + ":" + field;
-  }
+  const std::string key = WorklistPageCache::Key(who.id, who.admin, f);
   const uint64_t version = worklist_.Version();  // before the read: a later write makes it stale
-  if (keep) {
-    if (auto kept = pages_.Find(key, version, worklist_.Now())) return kept;
-  }
-  Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
-  if (!rows.ok()) {
-    spdlog::error("worklist not read: {}", rows.status().message());
-    return nullptr;
-  }
-  json items = json::array();
-  for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
-  auto page = std::make_shared<const WorklistPageCache::Page>(
-      WorklistPageCache::Page{items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()});
-  if (keep) pages_.Store(key, version, NextTimeChange(rows.value()), page);
+  auto read = [&]() -> WorklistPageCache::Read {
+    if (RequestTrace* t = CurrentTrace()) t->page = 'r';
+    TraceTimer sql(&RequestTrace::sql_us);
+    Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
+    if (!rows.ok()) {
+      spdlog::error("worklist not read: {}", rows.status().message());
+      return {};
+    }
+    json items = json::array();
+    for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
+    return {std::make_shared<const WorklistPageCache::Page>(
+                WorklistPageCache::Page{items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()}),
+            NextTimeChange(rows.value())};
+  };
+  if (!keep) return read().page;
+  if (RequestTrace* t = CurrentTrace()) t->page = 'k';
+  bool waited = false;
+  std::shared_ptr<const WorklistPageCache::Page> page = pages_.FindOrRead(key, version, worklist_.Now(), read, &waited);
+  if (RequestTrace* t = waited ? CurrentTrace() : nullptr) t->page = 'w';
   return page;
 }
 

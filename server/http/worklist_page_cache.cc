@@ -10,6 +10,15 @@ size_t Cost(const std::string& key, const WorklistPageCache::Page& page) {
 
 }  // namespace
 
+std::string WorklistPageCache::Key(const std::string& caller, bool admin, const WorklistFilter& f) {
+  std::string key;
+  for (const std::string& field :
+       {caller, std::string(admin ? "1" : "0"), f.modality, f.member_id, f.priority, std::to_string(f.limit)}) {
+    key += std::to_string(field.size()) + ":" + field;
+  }
+  return key;
+}
+
 std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::Find(const std::string& key, uint64_t version,
                                                                        int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -33,6 +42,44 @@ void WorklistPageCache::Store(const std::string& key, uint64_t version, int64_t 
   lru_.push_front(key);
   entries_.emplace(key, Entry{version, valid_until_ms, std::move(page), cost, lru_.begin()});
   bytes_ += cost;
+}
+
+std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::FindOrRead(const std::string& key, uint64_t version,
+                                                                             int64_t now_ms,
+                                                                             const std::function<Read()>& read,
+                                                                             bool* waited) {
+  if (auto kept = Find(key, version, now_ms)) return kept;
+  std::promise<Read> mine;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = flights_.find(key);
+    if (it != flights_.end() && it->second.version == version) {
+      std::shared_future<Read> other = it->second.done;
+      lock.unlock();
+      const Read& r = other.get();
+      if (r.page && now_ms < r.valid_until_ms) {
+        if (waited) *waited = true;
+        return r.page;
+      }
+      return read().page;  // its read failed, or the time moved on past it: read apart
+    }
+    // A flight at another version is left to finish; this one takes its place.
+    flights_[key] = Flight{version, mine.get_future().share()};
+  }
+  Read r;
+  try {
+    r = read();
+  } catch (...) {
+    mine.set_value(Read{});  // the waiters read apart
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = flights_.find(key); it != flights_.end() && it->second.version == version) flights_.erase(it);
+    throw;
+  }
+  if (r.page) Store(key, version, r.valid_until_ms, r.page);
+  mine.set_value(r);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = flights_.find(key); it != flights_.end() && it->second.version == version) flights_.erase(it);
+  return r.page;
 }
 
 void WorklistPageCache::Erase(std::unordered_map<std::string, Entry>::iterator it) {

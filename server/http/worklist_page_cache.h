@@ -9,11 +9,15 @@
 // Thread-safety: all methods may be called from any thread.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "server/store/task_store.h"
 
 namespace teleread {
 
@@ -28,10 +32,28 @@ class WorklistPageCache {
   static constexpr size_t kDefaultMaxBytes = size_t{16} << 20;
   explicit WorklistPageCache(size_t max_bytes = kDefaultMaxBytes) : max_bytes_(max_bytes) {}
 
+  // The key of a kept first page: the caller and every filter the page's rows depend on, each
+  // length-prefixed so that no two different callers or filters share one whatever text they
+  // hold. `filter` as the store reads it (limit clamped); its offset, state and claimed_by are not
+  // in it (pages with those are not kept).
+  static std::string Key(const std::string& caller, bool admin, const WorklistFilter& filter);
+
   // The page kept under `key` if it was read at `version` and `now_ms` is before it changes.
   std::shared_ptr<const Page> Find(const std::string& key, uint64_t version, int64_t now_ms);
   // Keeps `page`, read at `version` (taken before the read), valid until `valid_until_ms`.
   void Store(const std::string& key, uint64_t version, int64_t valid_until_ms, std::shared_ptr<const Page> page);
+  // A page read for keeping, and the time its rows would first read differently.
+  struct Read {
+    std::shared_ptr<const Page> page;  // null: not read (the index could not be read)
+    int64_t valid_until_ms = 0;
+  };
+  // Find, and on a miss one read for everyone: the first caller to miss `key` at `version` runs
+  // `read` and keeps its page; callers missing the same key and version meanwhile wait for that
+  // page instead of reading it again each (after a task changed, every workstation asks at once).
+  // A waiter whose time is past the read's validity, or whose read failed, reads itself. `waited`,
+  // when given, is set when the page came from another caller's read.
+  std::shared_ptr<const Page> FindOrRead(const std::string& key, uint64_t version, int64_t now_ms,
+                                         const std::function<Read()>& read, bool* waited = nullptr);
   size_t hits() const;
   size_t bytes() const;
   size_t pages() const;
@@ -45,13 +67,19 @@ class WorklistPageCache {
     std::list<std::string>::iterator used;  // its place in `lru_`
   };
   void Erase(std::unordered_map<std::string, Entry>::iterator it);  // mu_ held
+  // A read under way.
+  struct Flight {
+    uint64_t version = 0;
+    std::shared_future<Read> done;
+  };
 
   const size_t max_bytes_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;  // guarded by mu_
-  std::list<std::string> lru_;                      // keys, most recently used first; guarded by mu_
-  size_t bytes_ = 0;                                // guarded by mu_
-  size_t hits_ = 0;                                 // guarded by mu_
+  std::unordered_map<std::string, Entry> entries_;   // guarded by mu_
+  std::list<std::string> lru_;                       // keys, most recently used first; guarded by mu_
+  std::unordered_map<std::string, Flight> flights_;  // reads under way, by key; guarded by mu_
+  size_t bytes_ = 0;                                 // guarded by mu_
+  size_t hits_ = 0;                                  // guarded by mu_
 };
 
 }  // namespace teleread

@@ -120,12 +120,10 @@ Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, st
   instances_at_analyze_ = std::max<int64_t>(0, MaxInstanceId(*writer_db_));
   sqlite3_update_hook(
       writer_db_->handle(),
-      [](void* self, int, const char*, const char* table, sqlite3_int64) {
+      [](void* self, int op, const char*, const char* table, sqlite3_int64 rowid) {
         // Every table a worklist row is read from: no rule that a change to a study must also
-        // touch its task. Only a flag per row; the version moves once per commit.
-        for (const char* shown : {"reading_tasks", "studies", "series", "patients"}) {
-          if (std::strcmp(table, shown) == 0) static_cast<Index*>(self)->tasks_touched_ = true;
-        }
+        // touch its task. Only noted per row; the version moves at most once per commit.
+        static_cast<Index*>(self)->shown_changes_.Note(op, table, rowid);
       },
       this);
   writer_thread_ = std::thread([this] { WriterLoop(); });
@@ -191,7 +189,7 @@ void Index::WriterLoop() {
       }
     }
     Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
-    if (std::exchange(tasks_touched_, false)) tasks_version_.fetch_add(1, std::memory_order_release);
+    if (shown_changes_.Take(db)) tasks_version_.fetch_add(1, std::memory_order_release);
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done.set_value(commit.ok() ? results[i] : commit);
     }

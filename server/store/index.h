@@ -21,6 +21,7 @@
 
 #include "common/dicom.h"
 #include "server/store/reader_pool.h"
+#include "server/store/shown_rows.h"
 
 struct sqlite3;
 
@@ -123,7 +124,8 @@ class Index {
   // every commit made before the read starts, and goes back to the pool when dropped.
   Result<PooledReader> OpenReader() const;
   // Bumped by every commit that changed a row of reading_tasks, studies, series or patients (the
-  // tables a worklist row is read from), after the commit and before its writers are answered.
+  // tables a worklist row is read from) that a task's row shows (shown_rows.h: not the rows of a
+  // study still being received), after the commit and before its writers are answered.
   // A worklist page read at version v is current while the version is v.
   uint64_t tasks_version() const { return tasks_version_.load(std::memory_order_acquire); }
   Result<std::vector<StudyOverview>> ListStudies();
@@ -146,7 +148,7 @@ class Index {
   std::unique_ptr<WriterStatements> writer_sql_;  // used by writer_thread_ only; prepared once
   int64_t inserted_since_analyze_ = 0;            // used by writer_thread_ only
   int64_t instances_at_analyze_ = 0;              // used by writer_thread_ only
-  bool tasks_touched_ = false;                    // used by writer_thread_ only (its update hook)
+  ShownRowChanges shown_changes_;                 // used by writer_thread_ only (its update hook)
   std::atomic<uint64_t> tasks_version_{0};
 
   std::mutex queue_mu_;

@@ -24,6 +24,22 @@ const char* kSelect =
 // without the LIMIT prefers sorting every open task (~30 ms at 10,000).
 const char* kFromOpenInOrder = "FROM reading_tasks t INDEXED BY reading_tasks_open_order JOIN";
 
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
+// When the time alone changes how a task reads, from its stored columns: its claim lapses when
+// the lease ends; it falls overdue just after its due time. The only place these rules are
+// written: ReadRow applies them and keeps the next one still ahead for NextTimeChange.
+struct TimeEdges {
+  int64_t claim_lapses = kNever;
+  int64_t falls_overdue = kNever;
+};
+TimeEdges EdgesOf(const std::string& stored_state, int64_t lease_expires_ms, int64_t reported_ms, int64_t due_ms) {
+  TimeEdges e;
+  if (stored_state == "claimed") e.claim_lapses = lease_expires_ms;
+  if (reported_ms == 0 && due_ms > 0) e.falls_overdue = due_ms + 1;
+  return e;
+}
+
 // An expired claim reads as waiting even before the expiry sweep has run.
 WorklistRow ReadRow(Statement& q, int64_t now) {
   WorklistRow r;
@@ -54,13 +70,17 @@ WorklistRow ReadRow(Statement& q, int64_t now) {
   r.patient_birth_date = q.Text(24);
   if (r.state == "waiting" && r.lease_expires_ms > 0) r.lapsed_claim_by = q.Text(25);
   r.acknowledged_ms = q.Int(26);
-  if (r.state == "claimed" && r.lease_expires_ms <= now) {
+  const TimeEdges edges = EdgesOf(r.state, r.lease_expires_ms, r.reported_ms, r.due_ms);
+  if (now >= edges.claim_lapses) {
     r.state = r.reported_ms > 0 ? "reported" : "waiting";  // a claim to amend returns to reported
     r.lapsed_claim_by = r.claimed_by;
     r.claimed_by.clear();
   }
   if (r.state == "reported" && r.amended_ms > 0) r.state = "amended";
-  r.overdue = r.reported_ms == 0 && r.due_ms > 0 && now > r.due_ms;
+  r.overdue = now >= edges.falls_overdue;
+  for (int64_t edge : {edges.claim_lapses, edges.falls_overdue}) {
+    if (edge > now) r.reads_differently_ms = std::min(r.reads_differently_ms, edge);
+  }
   return r;
 }
 
@@ -80,11 +100,8 @@ Status Change(Index& index, const char* sql, const std::string& uid, const std::
 }  // namespace
 
 int64_t NextTimeChange(const std::vector<WorklistRow>& rows) {
-  int64_t next = std::numeric_limits<int64_t>::max();
-  for (const WorklistRow& r : rows) {  // as ReadRow decides
-    if (r.state == "claimed") next = std::min(next, r.lease_expires_ms);
-    if (r.reported_ms == 0 && r.due_ms > 0 && !r.overdue) next = std::min(next, r.due_ms + 1);
-  }
+  int64_t next = kNever;
+  for (const WorklistRow& r : rows) next = std::min(next, r.reads_differently_ms);
   return next;
 }
 

@@ -6,6 +6,7 @@
 // Thread-safety: any thread.
 #include <cstdint>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -62,6 +63,10 @@ struct WorklistRow {
   // Who held a claim that has expired (at lease_expires_ms) and nobody has claimed since.
   std::string lapsed_claim_by;
   bool overdue = false;
+  // The first time (ms) after the read at which this row would read differently with nothing
+  // written (its claim lapses, it falls overdue); INT64_MAX when it never will. Set by the read
+  // that applies those rules, so that the rules are written once.
+  int64_t reads_differently_ms = std::numeric_limits<int64_t>::max();
 };
 
 // A cumulative histogram in seconds, as Prometheus wants it.
@@ -79,7 +84,8 @@ struct TaskCounts {
 };
 
 // The first time (ms) at which a row listed earlier would read differently with nothing written:
-// a claim's lease ends, a task falls overdue. INT64_MAX when none of `rows` will.
+// a claim's lease ends, a task falls overdue (WorklistRow::reads_differently_ms). INT64_MAX when
+// none of `rows` will.
 int64_t NextTimeChange(const std::vector<WorklistRow>& rows);
 
 class TaskStore {

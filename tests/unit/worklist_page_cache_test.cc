@@ -3,7 +3,12 @@
 // changes what a row shows, the very next request sees it.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
@@ -252,4 +257,123 @@ TEST_CASE_METHOD(PageFixture, "a change to a study that no task row shows is see
               })
               .ok());
   CHECK(Row(Page(), first)["patient_name"] == "Renamed^P1");
+}
+
+TEST_CASE_METHOD(PageFixture, "a kept worklist page is served up to the millisecond a row reads differently, not after",
+                 "[workflow][api][worklist]") {
+  REQUIRE(Call(kWang, "POST", "/api/v1/studies/" + first.study_instance_uid + "/claim").status == 200);
+  json page = Page();
+  // The times at which a row of this page reads differently, by the API's documented fields: a
+  // lease's end, and just after a due time.
+  std::set<int64_t> edges = {Row(page, first)["lease_expires_ms"].get<int64_t>()};
+  for (const json& row : page["items"]) edges.insert(row["due_ms"].get<int64_t>() + 1);
+  REQUIRE(edges.size() >= 2);
+  for (const int64_t edge : edges) {
+    INFO("edge " << edge);
+    REQUIRE(edge > now_ms + 1);
+    now_ms = edge - 1;
+    int64_t kept = Kept();
+    CHECK(Page() == page);      // nothing reads differently yet
+    CHECK(Kept() == kept + 1);  // and it was the kept page: it did not end early
+    now_ms = edge;
+    kept = Kept();
+    const json changed = Page();
+    CHECK(Kept() == kept);  // read again: the kept page ended here
+    CHECK(changed != page);
+    page = changed;
+  }
+  CHECK(Row(page, first)["state"] == "waiting");
+  CHECK(Row(page, first)["overdue"].get<bool>());
+  CHECK(Row(page, second)["overdue"].get<bool>());
+}
+
+TEST_CASE("no two different callers or filters share a kept worklist page's key", "[api][worklist]") {
+  // Text that would join alike with a separator, a length prefix or nothing between fields.
+  const std::vector<std::string> texts = {"", "a", "1", "1:", ":a", "\n", "a\n", "\na", "1:a", "0"};
+  std::map<std::string, std::string> seen;  // key -> the fields it was made from
+  size_t made = 0;
+  for (const std::string& caller : texts) {
+    for (const bool admin : {false, true}) {
+      for (const std::string& modality : texts) {
+        for (const std::string& member : texts) {
+          for (const std::string& priority : texts) {
+            for (const int limit : {1, 10, 50}) {
+              WorklistFilter f;
+              f.modality = modality;
+              f.member_id = member;
+              f.priority = priority;
+              f.limit = limit;
+              const std::string fields = json{caller, admin, modality, member, priority, limit}.dump();
+              const auto [at, fresh] = seen.emplace(WorklistPageCache::Key(caller, admin, f), fields);
+              INFO(fields << " has the key of " << at->second);
+              REQUIRE(fresh);
+              CHECK(WorklistPageCache::Key(caller, admin, f) == at->first);  // the same fields, the same key
+              ++made;
+            }
+          }
+        }
+      }
+    }
+  }
+  CHECK(seen.size() == made);
+}
+
+TEST_CASE_METHOD(PageFixture, "kept worklist pages are per page size", "[workflow][api][worklist]") {
+  for (int round = 0; round < 2; ++round) {  // the second round is served kept
+    INFO("round " << round);
+    CHECK(Page(kWang, "")["items"].size() == 2);  // limit=50
+    CHECK(json::parse(Call(kWang, "GET", "/api/v1/worklist?limit=1").body)["items"].size() == 1);
+  }
+}
+
+TEST_CASE_METHOD(PageFixture, "objects of a study still being received (no task yet) do not end a kept worklist page",
+                 "[workflow][api][worklist]") {
+  const json page = Page();
+  const uint64_t version = index->tasks_version();
+  const ReceivedStudy incoming = Receive("laishui", "P7", "CT");  // new patient, study, series, instances
+  CHECK(index->tasks_version() == version);
+  int64_t kept = Kept();
+  CHECK(Page() == page);
+  CHECK(Kept() == kept + 1);  // served kept: nothing it shows changed
+  // Its task, when it comes, ends the page at once.
+  Promote();
+  CHECK(index->tasks_version() > version);
+  kept = Kept();
+  CHECK(Row(Page(), incoming)["state"] == "waiting");
+  CHECK(Kept() == kept);
+}
+
+TEST_CASE("a worklist page missing for many callers at once is read once and the others wait for it",
+          "[api][worklist]") {
+  WorklistPageCache cache;
+  std::atomic<int> reads{0};
+  auto read = [&] {
+    ++reads;
+    // Long enough for every other caller to arrive while this read is under way.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return WorklistPageCache::Read{std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{"[1]", 1}),
+                                   1000};
+  };
+  constexpr int kCallers = 8;
+  std::atomic<int> waited{0};
+  std::vector<std::thread> callers;
+  std::vector<std::string> got(kCallers);
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      bool w = false;
+      auto page = cache.FindOrRead("k", 7, 0, read, &w);
+      got[static_cast<size_t>(i)] = page ? page->items_json : "";
+      waited += w;
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  CHECK(reads == 1);
+  CHECK(waited == kCallers - 1);
+  for (const std::string& g : got) CHECK(g == "[1]");
+  CHECK(cache.FindOrRead("k", 7, 999, read) != nullptr);
+  CHECK(reads == 1);  // kept
+  CHECK(cache.FindOrRead("k", 7, 1000, read) != nullptr);
+  CHECK(reads == 2);  // past its validity: read again
+  CHECK(cache.FindOrRead("k", 8, 0, read) != nullptr);
+  CHECK(reads == 3);  // a new version: read again
 }
