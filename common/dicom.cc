@@ -6,6 +6,8 @@
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcdict.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcistrma.h"
+#include "dcmtk/dcmdata/dcistrmb.h"
 #include "dcmtk/dcmdata/dcistrmf.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcspchrs.h"
@@ -258,11 +260,39 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
   return Status::Ok();
 }
 
+bool DeflatedSyntax(DcmFileFormat& ff);
+
 // Whether DCMTK will read the file's data set as deflated, whatever our own reading of the meta
 // header found: where the two disagree the file is refused rather than allocated blindly.
 bool DeflatedForDcmtk(const std::filesystem::path& file) {
   DcmFileFormat ff;
   if (ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 0, ERM_metaOnly).bad()) return false;
+  return DeflatedSyntax(ff);
+}
+
+// DcmFileFormat::loadFile's steps, on bytes in memory.
+OFCondition ReadFromMemory(DcmFileFormat& ff, std::string_view bytes, uint32_t max_read_length, E_FileReadMode mode) {
+  DcmInputBufferStream in;
+  in.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
+  in.setEos();
+  OFCondition cond = ff.clear();
+  if (cond.bad()) return cond;
+  const E_FileReadMode old_mode = ff.getReadMode();
+  ff.setReadMode(mode);
+  ff.transferInit();
+  cond = ff.read(in, EXS_Unknown, EGL_noChange, max_read_length);
+  ff.transferEnd();
+  ff.setReadMode(old_mode);
+  return cond;
+}
+
+bool DeflatedForDcmtk(std::string_view bytes) {
+  DcmFileFormat ff;
+  if (ReadFromMemory(ff, bytes, 0, ERM_metaOnly).bad()) return false;
+  return DeflatedSyntax(ff);
+}
+
+bool DeflatedSyntax(DcmFileFormat& ff) {
   OFString syntax;
   (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax);
   return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
@@ -321,12 +351,10 @@ ReadAt FileReader(WindowReader& in) {
   return [&in](uint64_t at, void* buf, size_t n) { return in.Read(at, buf, n); };
 }
 
-Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_at) {
+// `deflated_for_dcmtk` is DeflatedForDcmtk on the same bytes.
+Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::function<bool()>& deflated_for_dcmtk) {
   Layout layout;
-  std::error_code ec;
-  layout.size = std::filesystem::file_size(file, ec);
-  if (ec) return Status::IOError("cannot size " + file.string());
-  const uint64_t size = layout.size;
+  layout.size = size;
   uint64_t pos = 128;
   auto read = [&](void* buf, size_t n) {
     const bool ok = read_at(pos, buf, n);
@@ -363,7 +391,7 @@ Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_
     }
     layout.data_set = pos - 8;  // the first element after the meta group
     layout.deflated = syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
-    if (!layout.deflated && DeflatedForDcmtk(file)) {
+    if (!layout.deflated && deflated_for_dcmtk()) {
       return Status::Corruption("the meta header does not say plainly that the data set is deflated");
     }
     layout.explicit_vr = syntax != UID_LittleEndianImplicitTransferSyntax;
@@ -371,12 +399,19 @@ Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_
   } else {
     // DCMTK also reads a meta group that starts the file without the preamble, and inflates
     // the data set if it says so: that is refused rather than scanned as a bare data set.
-    if (DeflatedForDcmtk(file))
+    if (deflated_for_dcmtk())
       return Status::Corruption("a deflated data set behind a meta header without its preamble");
     pos = 0;  // a bare data set: explicit when bytes 4..5 look like a VR
     layout.explicit_vr = read(b, 6) && std::isupper(b[4]) && std::isupper(b[5]);
   }
   return layout;
+}
+
+Result<Layout> ReadFileLayout(const std::filesystem::path& file, const ReadAt& read_at) {
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(file, ec);
+  if (ec) return Status::IOError("cannot size " + file.string());
+  return ReadLayout(size, read_at, [&file] { return DeflatedForDcmtk(file); });
 }
 
 // The deflated data set of `file` from `offset`, inflated into an unlinked temporary file, at
@@ -435,7 +470,7 @@ Status CheckNestingDepth(const std::filesystem::path& file) {
   WindowReader in(file);
   if (!in.ok()) return Status::IOError("cannot open " + file.string());
   const ReadAt read_at = FileReader(in);
-  Result<Layout> layout = ReadLayout(file, read_at);
+  Result<Layout> layout = ReadFileLayout(file, read_at);
   if (!layout.ok()) return layout.status();
   if (layout->deflated) {
     InflatedCopy copy;
@@ -455,7 +490,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   WindowReader in(file);
   if (!in.ok()) return Status::IOError("cannot open " + file.string());
   const ReadAt read_at = FileReader(in);
-  Result<Layout> layout = ReadLayout(file, read_at);
+  Result<Layout> layout = ReadFileLayout(file, read_at);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<DicomFile> f(new DicomFile());
   // DCMTK allocates a value it loads before it reads it, whatever length the element claims, and
@@ -486,6 +521,28 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
     cond = f->format_->getDataset()->loadFile(f->inflated_->path().c_str(), EXS_LittleEndianExplicit, EGL_noChange,
                                               limit(f->inflated_->size()));
   }
+  if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+  return f;
+}
+
+Result<std::unique_ptr<DicomFile>> DicomFile::OpenBytes(std::string_view bytes) {
+  const ReadAt read_at = [bytes](uint64_t at, void* buf, size_t n) {
+    if (at > bytes.size() || n > bytes.size() - at) return false;
+    std::memcpy(buf, bytes.data() + at, n);
+    return true;
+  };
+  Result<Layout> layout = ReadLayout(bytes.size(), read_at, [bytes] { return DeflatedForDcmtk(bytes); });
+  if (!layout.ok()) return layout.status();
+  if (layout->deflated) return std::unique_ptr<DicomFile>();
+  // Every value is loaded from memory, so every claimed length is checked against the bytes here
+  // before DCMTK allocates it.
+  if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, true);
+      !s.ok()) {
+    return s;
+  }
+  std::unique_ptr<DicomFile> f(new DicomFile());
+  const auto all = static_cast<uint32_t>(std::min<uint64_t>(bytes.size(), UINT32_MAX));  // as Open's limit
+  OFCondition cond = ReadFromMemory(*f->format_, bytes, all, ERM_fileOnly);
   if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
   return f;
 }

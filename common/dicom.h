@@ -76,6 +76,10 @@ class DicomFile {
   // file is no parseable DICOM (without a meta header too, unless `require_meta_header`).
   static Result<std::unique_ptr<DicomFile>> Open(const std::filesystem::path& file, uint32_t max_read_length,
                                                  bool require_meta_header);
+  // As Open with require_meta_header, on a whole file held in memory (all values loaded, every
+  // length checked against `bytes`, which need not outlive the result). A deflated data set is
+  // not parsed here: nullptr, for Open on a file holding the same bytes.
+  static Result<std::unique_ptr<DicomFile>> OpenBytes(std::string_view bytes);
   ~DicomFile();
   DicomFile(const DicomFile&) = delete;
   DicomFile& operator=(const DicomFile&) = delete;
