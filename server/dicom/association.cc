@@ -14,7 +14,6 @@
 
 #include "common/log.h"
 #include "server/dicom/commitment.h"
-#include "server/dicom/concurrent_audit.h"
 #include "server/dicom/dimse_status.h"
 #include "server/dicom/qr_scp.h"
 #include "server/dicom/receive.h"
@@ -290,9 +289,7 @@ class Association {
   }
 
   QrEnv QrEnvironment() {
-    if (env_.audit && !find_audit_) find_audit_ = std::make_unique<ConcurrentAudit>(*env_.audit);
-    return QrEnv{env_.config,        env_.engine, env_.store, *caller_,         peer_,
-                 env_.dimse_timeout, env_.tls,    env_.audit, find_audit_.get()};
+    return QrEnv{env_.config, env_.engine, env_.store, *caller_, peer_, env_.dimse_timeout, env_.tls, env_.audit};
   }
 
   // Reads the data set exactly as it came over the wire (a small one into memory, else into a temp
@@ -378,7 +375,6 @@ class Association {
   std::optional<Caller> caller_;
   bool slot_held_ = false;
   std::vector<CommitmentReport> deferred_reports_;
-  std::unique_ptr<ConcurrentAudit> find_audit_;  // C-FIND's audit writer, started by the first C-FIND
   uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
 };
 

@@ -7,13 +7,13 @@
 #include "dcmtk/dcmnet/dimse.h"
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/dicom.h"
 #include "common/log.h"
-#include "server/dicom/concurrent_audit.h"
 #include "server/dicom/dimse_status.h"
 #include "server/dicom/find_responses.h"
 #include "server/dicom/qr_detail.h"
@@ -135,8 +135,9 @@ void FindCallback(void* data, OFBool cancelled, T_DIMSE_C_FindRQ*, DcmDataset* r
 // C-MOVE and C-GET: the selected instances and the running counts.
 
 // C-FIND on a Little Endian context: the same steps as FindCallback in Provide's loop, with
-// the responses written by FindResponseWriter. The audit entry is written while the query runs
-// (env.find_audit) and nothing is sent before it is durable. What is buffered goes out, and a
+// the responses written by FindResponseWriter. The audit entry is handed to the index writer and
+// written while the query runs (its commit, an fdatasync, was most of a selective query's time);
+// nothing is sent before it is durable. What is buffered goes out, and a
 // C-CANCEL is looked for, before the first match, at kFlushBytes, and before a Next() once the
 // buffer is kFlushAge old; once one Next() took longer than kFlushAge (a slow scan), before every
 // later Next(), so that a match found waits for no other.
@@ -149,21 +150,18 @@ OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_
   // On every return the started entry is waited for, and a failure logged though nothing waited.
   struct AuditWait {
     const QrEnv& env;
-    bool pending = false;
+    std::future<Status> pending;
     Status result = Status::Ok();
     bool Durable() {
-      if (pending) {
-        pending = false;
-        result = env.find_audit->Wait();
-      }
+      if (pending.valid()) result = pending.get();
       return result.ok();
     }
     ~AuditWait() {
-      if (pending && !Durable()) {
+      if (pending.valid() && !Durable()) {
         spdlog::error("C-FIND from {}: audit entry not written: {}", Who(env), result.message());
       }
     }
-  } audit{env};
+  } audit{env, {}};
   // A response DCMTK encodes (refusals, errors): after what is buffered, in order.
   auto send_detail = [&](uint16_t status, DcmDataset* detail) {
     st.failed = true;
@@ -199,10 +197,7 @@ OFCondition ServeFindBatched(T_ASC_Association* assoc, unsigned char pres_id, T_
     spdlog::warn("C-FIND from {} refused: {}", Who(env), ids.error);
     return send(ids.status, ids.error);
   }
-  if (env.audit) {  // RunAssociation sets find_audit whenever audit is set
-    env.find_audit->Start(AuditEntryFor(env, "C-FIND", ids.file->dataset()));
-    audit.pending = true;
-  }
+  if (env.audit) audit.pending = env.audit->AppendAsync(AuditEntryFor(env, "C-FIND", ids.file->dataset()));
   uint16_t refusal = 0;
   std::string comment;
   if (!StartFind(st, ids.file->dataset(), &refusal, &comment)) return fail(refusal, comment);

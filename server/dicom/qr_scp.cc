@@ -22,6 +22,7 @@
 #include "server/dicom/qr_detail.h"
 #include "server/dicom/receive.h"
 #include "server/dicom/store_scu.h"
+#include "server/store/object_handle.h"
 
 namespace teleread {
 
@@ -312,8 +313,12 @@ namespace qr_detail {
 // A bad condition only when the association cannot go on.
 OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id, const char* sop_class,
                               const QrEnv& env, Identifier& ids) {
+  // A query's identifier is a few hundred bytes: in memory it costs no file to create, read and
+  // remove (some 40 system calls). A larger one goes through a file as before.
+  constexpr uint64_t kInMemory = 64 * 1024;
   ReceivedDataSet received;
-  OFCondition cond = ReceiveDataSet(assoc, pres_id, sop_class, "1.2", env.store, env.dimse_timeout, false, &received);
+  OFCondition cond =
+      ReceiveDataSet(assoc, pres_id, sop_class, "1.2", env.store, env.dimse_timeout, false, &received, kInMemory);
   if (cond.bad()) return cond;
   if (received.outcome != ReceivedDataSet::Outcome::kReceived) {
     ids.status = dimse::kUnableToProcess;
@@ -323,7 +328,25 @@ OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContex
     return EC_Normal;
   }
   ids.path = received.path;
-  Result<std::unique_ptr<DicomFile>> file = DicomFile::Open(ids.path, 0, true);
+  Result<std::unique_ptr<DicomFile>> file = std::unique_ptr<DicomFile>();
+  if (ids.path.empty()) {
+    file = DicomFile::Parse(received.bytes);
+    // InvalidArgument: a deflated data set, which is parsed from a file only.
+    if (!file.ok() && file.status().code() == Status::Code::kInvalidArgument) file = std::unique_ptr<DicomFile>();
+  }
+  if (file.ok() && file.value() == nullptr) {  // deflated, or received into a file
+    std::optional<ObjectHandle> memory;
+    if (ids.path.empty()) {
+      Result<ObjectHandle> m = ObjectHandle::Memory(received.bytes);
+      if (!m.ok()) {
+        ids.status = dimse::kUnableToProcess;
+        ids.error = "cannot hold the identifier: " + m.status().message();
+        return EC_Normal;
+      }
+      memory = std::move(m.value());
+    }
+    file = DicomFile::Open(memory ? memory->path() : ids.path, 0, true);  // all values loaded
+  }
   if (!file.ok()) {
     ids.status = dimse::kIdentifierDoesNotMatch;
     ids.error = "unreadable identifier: " + file.status().message();

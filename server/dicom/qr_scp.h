@@ -21,7 +21,6 @@ class OFCondition;
 namespace teleread {
 
 class DicomTls;
-class ConcurrentAudit;
 
 struct QrEnv {
   const Config& config;
@@ -32,8 +31,6 @@ struct QrEnv {
   int dimse_timeout;
   const DicomTls* tls = nullptr;  // client contexts for destinations with tls = true
   AuditLog* audit = nullptr;      // every query and retrieve is written here before it is served
-  // Set whenever `audit` is: a C-FIND's entry is written here while the query runs.
-  ConcurrentAudit* find_audit = nullptr;
 };
 
 // The abstract syntaxes of the Patient and Study Root FIND, MOVE and GET models.

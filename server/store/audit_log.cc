@@ -76,6 +76,11 @@ Status AuditLog::Append(const AuditEntry& entry) {
   return index_.Write([&](Database& db) { return AppendAudit(db, now, entry); });
 }
 
+std::future<Status> AuditLog::AppendAsync(AuditEntry entry) {
+  const int64_t now = clock_();
+  return index_.WriteAsync([now, entry = std::move(entry)](Database& db) { return AppendAudit(db, now, entry); });
+}
+
 Result<AuditHead> AuditLog::Head() {
   AuditHead head;
   Status s = index_.Write([&](Database& db) {

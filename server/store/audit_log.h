@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <string>
 
 #include "common/clock.h"
@@ -46,6 +47,9 @@ class AuditLog {
   // Durable when it returns; an error means the entry was not written, and the caller must not
   // go on as if it had been (fail closed).
   Status Append(const AuditEntry& entry);
+  // As Append, without waiting: the future is ready once the entry is durable, or with why it
+  // was not written. The caller must not act on the entry before then (fail closed).
+  std::future<Status> AppendAsync(AuditEntry entry);
   Result<AuditHead> Head();
 
  private:

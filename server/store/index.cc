@@ -138,16 +138,20 @@ Index::~Index() {
   writer_thread_.join();
 }
 
-Status Index::SubmitWrite(WriteFn fn) {
+std::future<Status> Index::SubmitWrite(WriteFn fn) {
   std::future<Status> result;
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
-    if (stopping_) return Status::IOError("index is shutting down");
+    if (stopping_) {
+      std::promise<Status> refused;
+      refused.set_value(Status::IOError("index is shutting down"));
+      return refused.get_future();
+    }
     queue_.push_back(PendingWrite{std::move(fn), {}});
     result = queue_.back().done.get_future();
   }
   queue_cv_.notify_one();
-  return result.get();
+  return result;
 }
 
 void Index::WriterLoop() {
@@ -201,7 +205,7 @@ Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
   return SubmitWrite([this, &instance, &also](Database& db) {
     Status s = InsertInstance(db, instance);
     return s.ok() && also ? also(db) : s;
-  });
+  }).get();
 }
 
 void Index::MaybeAnalyze(Database& db) {
@@ -322,7 +326,7 @@ Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const T
     Statement mark(db.handle(),
                    "UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= ?1");
     return mark.Bind(1, now_ms - quiet_ms).Run();
-  });
+  }).get();
   if (!s.ok()) return s;
   return created;
 }

@@ -119,7 +119,10 @@ class Index {
 
   // Runs `fn` on the writer connection inside the next group commit; returns once durable.
   // For components that own their own tables (worklist, audit, reports).
-  Status Write(WriteFn fn) { return SubmitWrite(std::move(fn)); }
+  Status Write(WriteFn fn) { return SubmitWrite(std::move(fn)).get(); }
+  // As Write, without waiting: the future is ready once the write is durable (or failed). `fn`
+  // must own what it uses.
+  std::future<Status> WriteAsync(WriteFn fn) { return SubmitWrite(std::move(fn)); }
   // A read-only connection from the pool (WAL: never blocks on, nor blocks, the writer); it sees
   // every commit made before the read starts, and goes back to the pool when dropped.
   Result<PooledReader> OpenReader() const;
@@ -138,7 +141,7 @@ class Index {
 
   Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, std::unique_ptr<Database> reader);
   std::filesystem::path db_path_;
-  Status SubmitWrite(WriteFn fn);
+  std::future<Status> SubmitWrite(WriteFn fn);
   void WriterLoop();
   Status InsertInstance(Database& db, const NewInstance& instance);
   void MaybeAnalyze(Database& db);

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "common/config.h"
+#include "common/dicom.h"
 #include "common/log.h"
 #include "common/text.h"
 #include "dcmtk/dcmdata/dcuid.h"
@@ -272,7 +273,16 @@ std::string QueryIdentifier(std::string_view bytes) {
   const std::string model = kModels[pick % 6];
   const std::string scope = kScopes[(pick / 6) % 3];
   bytes.remove_prefix(1);
-  Result<FindRequest> request = ReadQueryIdentifier(WriteInput("identifier.dcm", bytes), model, scope);
+  const fs::path file = WriteInput("identifier.dcm", bytes);
+  // The server parses a small identifier from memory (InvalidArgument: deflated, parsed from a
+  // file): it must accept and refuse what the file path does.
+  Result<std::unique_ptr<DicomFile>> in_memory = DicomFile::Parse(bytes);
+  if (in_memory.ok() || in_memory.status().code() != Status::Code::kInvalidArgument) {
+    const bool from_file = DicomFile::Open(file, 0, true).ok();
+    if (in_memory.ok() && !from_file) return "identifier parsed from memory, refused from a file";
+    if (!in_memory.ok() && from_file) return "identifier refused from memory, parsed from a file";
+  }
+  Result<FindRequest> request = ReadQueryIdentifier(file, model, scope);
   if (!request.ok()) return "";
   if (pick % 6 < 2) {  // C-FIND
     Result<std::unique_ptr<FindCursor>> cursor = q.engine->Find(request.value());

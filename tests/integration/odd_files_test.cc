@@ -542,7 +542,7 @@ TEST_CASE("a peer that stalls in the middle of an object is dropped at the DIMSE
 
 // Regression: DCMTK's C-FIND, C-MOVE and C-GET providers parsed the identifier in memory,
 // recursively, before our code saw it; one nested 10,000 deep ended the server. Identifiers are
-// now received into a file and read like a received object.
+// now received as bytes (in memory up to 64 KiB, else into a file) and checked before DCMTK parses them.
 TEST_CASE("query identifiers nested 10000 deep or lying about a length are refused and the server lives on",
           "[odd-files]") {
   InitializeDicom();
@@ -567,7 +567,12 @@ TEST_CASE("query identifiers nested 10000 deep or lying about a length are refus
   REQUIRE(StillRunning(server));
   comment.clear();
   CHECK(scu.Query(0, 0x0020, UID_FINDStudyRootQueryRetrieveInformationModel, lying, &comment, &pending) == 0xA900);
-  CHECK_THAT(comment, Catch::Contains("unreadable identifier"));
+  CHECK_THAT(comment, Catch::Contains("unreadable identifier") && Catch::Contains("is longer than"));
+  comment.clear();
+  // Small enough to be received in memory (the 10,000 deep one goes through a file): the same checks.
+  CHECK(scu.Query(0, 0x0020, UID_FINDStudyRootQueryRetrieveInformationModel, plain + NestedSequences(200), &comment,
+                  &pending) == 0xA900);
+  CHECK_THAT(comment, Catch::Contains("nested deeper than 128"));
   comment.clear();
   CHECK(scu.Query(1, 0x0021, UID_MOVEStudyRootQueryRetrieveInformationModel, nested, &comment, &pending, "ZZ_PACS") ==
         0xA900);
@@ -580,4 +585,37 @@ TEST_CASE("query identifiers nested 10000 deep or lying about a length are refus
   CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
   CHECK(fs::is_empty(server.storage() / "tmp"));
   CHECK_THAT(server.Log(), Catch::Contains("C-FIND from ZZ_PACS (zhuozhou) refused"));
+}
+
+// A query's identifier is received in memory: a selective C-FIND creates no file (a temp file
+// created, read and removed per query was a third of its time). A larger one still goes
+// through the storage's tmp/, which is shown by taking tmp/ away.
+TEST_CASE("a small query identifier needs no file, a large one goes through tmp/", "[odd-files][qr]") {
+  InitializeDicom();
+  ScratchDir dir;
+  TestServer server(dir.path() / "server");
+  server.Start();
+  DcmDataset keys;
+  keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+  keys.putAndInsertString(DCM_PatientID, "");
+  const std::string plain = EncodeDataSet(keys, EXS_LittleEndianExplicit);
+  // Well past 64 KiB: the spill to tmp/ fails before the last fragment. (Failing on the last one,
+  // DCMTK waits to drain fragments that never come, until the DIMSE timeout.)
+  const std::string large = plain + ExplicitElement(0x0040, 0xA160, "UT", std::string(200000, 'x'));
+  RawStoreScu scu(server.port(), "ZZ_PACS",
+                  {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax}});
+  REQUIRE(scu.Connect().empty());
+  const fs::path tmp = server.storage() / "tmp";
+  REQUIRE(fs::remove_all(tmp) > 0);
+  test::WriteFile(tmp, "not a directory");  // no temp file can be created from here on
+  std::string comment;
+  int pending = 0;
+  CHECK(scu.Query(0, 0x0020, UID_FINDStudyRootQueryRetrieveInformationModel, plain, &comment, &pending) == 0x0000);
+  CHECK(comment.empty());
+  CHECK(scu.Query(0, 0x0020, UID_FINDStudyRootQueryRetrieveInformationModel, large, &comment, &pending) == 0xC000);
+  CHECK_THAT(comment, Catch::Contains("cannot write the identifier"));
+  scu.Release();
+  fs::remove(tmp);
+  fs::create_directory(tmp);
+  CHECK(Echo(server, "ZZ_PACS").exit_code == 0);
 }
