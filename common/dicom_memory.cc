@@ -2,7 +2,6 @@
 // of through a memory file that DCMTK and the checks would open one after another.
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcfilefo.h"
-#include "dcmtk/dcmdata/dcistrmb.h"
 
 #include "common/dicom.h"
 #include "common/dicom_scan.h"
@@ -11,27 +10,23 @@ namespace teleread {
 
 Result<std::unique_ptr<DicomFile>> DicomFile::Parse(std::string_view part10) {
   using namespace dicom_scan;
+  // What the network receives is Part 10 (receive.cc writes the preamble and meta header).
+  if (part10.size() < 132 || part10.substr(128, 4) != "DICM") return Status::Corruption("not a DICOM Part 10 object");
+  if (part10.size() >= 0xFFFFFFFFu) return Status::InvalidArgument("too large to parse in memory");
   const ReadAt read_at = MemoryReader(part10);
   Result<Layout> layout = ReadLayout(part10.size(), read_at, [part10] { return DeflatedForDcmtk(part10); });
   if (!layout.ok()) return layout.status();
   if (layout->deflated) return Status::InvalidArgument("a deflated data set is parsed from a file");
-  // From a buffer DCMTK loads every value (it can leave none unread), allocating what an element
-  // claims: lengths are checked against the bytes that are there first.
+  // DCMTK recurses per nested sequence: the depth is checked first (and every length, so that
+  // a lie is named; ReadInPlace would refuse it too, without allocating it).
   if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, true);
       !s.ok()) {
     return s;
   }
   std::unique_ptr<DicomFile> f(new DicomFile());
-  DcmInputBufferStream in;
-  in.setBuffer(part10.data(), static_cast<offile_off_t>(part10.size()));
-  in.setEos();
-  f->format_->setReadMode(ERM_fileOnly);
-  f->format_->transferInit();
-  OFCondition cond = f->format_->read(in, EXS_Unknown, EGL_noChange, static_cast<Uint32>(part10.size()));
-  f->format_->transferEnd();
-  f->format_->setReadMode(ERM_autoDetect);
-  in.releaseBuffer();
-  if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+  if (OFCondition cond = ReadInPlace(*f->format_, part10, ERM_fileOnly); cond.bad()) {
+    return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+  }
   return f;
 }
 

@@ -24,11 +24,53 @@ uint32_t U32(const unsigned char* p, bool be) {
             : uint32_t(p[3]) << 24 | uint32_t(p[2]) << 16 | uint32_t(p[1]) << 8 | p[0];
 }
 
+// As DCMTK reads an explicit VR: the known long ones, and a VR it does not know when it is two
+// capital letters (a future VR), have a 4-byte length; the rest a 2-byte one.
+bool LongLength(const unsigned char* vr) {
+  static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+  static const char* kShort[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
+                                 "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"};
+  const std::string v(reinterpret_cast<const char*>(vr), 2);
+  if (std::find(std::begin(kLong), std::end(kLong), v) != std::end(kLong)) return true;
+  if (std::find(std::begin(kShort), std::end(kShort), v) != std::end(kShort)) return false;
+  return std::isupper(vr[0]) && std::isupper(vr[1]);
+}
+
+
+// DcmInputBufferStream has no factory, so DCMTK cannot leave a value unread: it allocates what
+// every element claims (new Uint8[len]) before reading. With a factory and maxReadLength = the
+// object's size, no honest value is deferred, and a claim past the end goes through DCMTK's
+// skip, which comes up short and refuses the object (EC_StreamNotifyClient) as on a file.
+class SpentStreamFactory : public DcmInputStreamFactory {
+ public:
+  // Nothing is ever deferred from an honest object: a deferred value's load finds end of stream.
+  DcmInputStream* create() const override {
+    auto* in = new DcmInputBufferStream();
+    in->setEos();
+    return in;
+  }
+  DcmInputStreamFactory* clone() const override { return new SpentStreamFactory(); }
+  DcmInputStreamFactoryType ident() const override { return DFT_DcmInputFileStreamFactory; }
+};
+
+class InPlaceStream : public DcmInputStream {
+ public:
+  explicit InPlaceStream(std::string_view bytes) : DcmInputStream(&producer_) {
+    producer_.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
+    producer_.setEos();
+  }
+  ~InPlaceStream() override { producer_.releaseBuffer(); }
+  DcmInputStreamFactory* newFactory() const override { return new SpentStreamFactory(); }
+
+ private:
+  DcmBufferProducer producer_;
+};
+
 }  // namespace
 
 // Walks the data set's elements from `pos` to `size` without recursion, values skipped, never
-// moving backwards (so that `read_at` may be a stream). With `check_lengths`, an element whose
-// defined length runs past `size` is Corruption.
+// moving backwards (so that `read_at` may be a stream). With `check_lengths`, an element or
+// fragment whose defined length runs past `size` is Corruption.
 Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool explicit_vr, bool big_endian,
                     bool check_lengths) {
   unsigned char b[8];
@@ -38,33 +80,46 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
     return ok;
   };
   constexpr uint64_t kUndefined = UINT64_MAX;
-  std::vector<uint64_t> open;  // end offsets of the sequences and items we are in
-  // Per open entry: encapsulated pixel data, whose items are fragments of bytes, not elements.
-  // Only length checks skip them: the file-path scan keeps its old reading.
-  std::vector<bool> fragments;
-  auto enter = [&](uint32_t len, bool pixel_items = false) {
-    open.push_back(len == 0xFFFFFFFFu ? kUndefined : pos + len);
-    fragments.push_back(pixel_items && check_lengths);
+  // What we are in, as DCMTK reads it: the end offset of a sequence or item, whether its items
+  // are pixel fragments (bytes, not elements), and the encoding of its contents (DCMTK reads an
+  // undefined-length UN, unknown-VR or non-pixel OB/OW as a sequence in implicit VR little
+  // endian, CP-246).
+  struct Open {
+    uint64_t end;
+    bool fragments, explicit_vr, big_endian;
+  };
+  std::vector<Open> open;
+  const bool base_explicit = explicit_vr, base_big = big_endian;
+  auto encoding = [&] {
+    explicit_vr = open.empty() ? base_explicit : open.back().explicit_vr;
+    big_endian = open.empty() ? base_big : open.back().big_endian;
+  };
+  auto enter = [&](uint32_t len, bool fragments, bool as_implicit) {
+    open.push_back({len == 0xFFFFFFFFu ? kUndefined : pos + len, fragments, explicit_vr && !as_implicit,
+                    big_endian && !as_implicit});
+    encoding();
     return open.size() <= 2 * static_cast<size_t>(kMaxSequenceDepth);  // a sequence and its item per level
   };
   auto leave = [&] {
     open.pop_back();
-    fragments.pop_back();
+    encoding();
   };
   while (pos + 8 <= size) {
-    while (!open.empty() && open.back() != kUndefined && pos >= open.back()) leave();
+    while (!open.empty() && open.back().end != kUndefined && pos >= open.back().end) leave();
     if (!read(4)) break;
     const uint32_t group = U16(b, big_endian), element = U16(b + 2, big_endian);
-    if (group == 0xFFFE) {  // item and delimiters: always a 4-byte length, little or big endian
+    if (group == 0xFFFE) {  // item and delimiters: always a 4-byte length
       if (!read(4)) break;
       const uint32_t len = U32(b, big_endian);
-      if (element == 0xE000 && !fragments.empty() && fragments.back()) {
-        if (len != 0xFFFFFFFFu && pos + len > size)
-          return Status::Corruption("a pixel data fragment runs past the data set");
-        pos += len == 0xFFFFFFFFu ? 0 : len;
+      if (element == 0xE000 && !open.empty() && open.back().fragments) {
+        if (len == 0xFFFFFFFFu || pos + len > size) {
+          if (check_lengths) return Status::Corruption("a pixel data fragment runs past the data set");
+          break;
+        }
+        pos += len;
       } else if (element == 0xE000) {
-        if (!enter(len)) break;
-      } else if (!open.empty() && open.back() == kUndefined) {
+        if (!enter(len, false, false)) break;
+      } else if (!open.empty() && open.back().end == kUndefined) {
         leave();
       }
       continue;
@@ -74,14 +129,7 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
     if (explicit_vr) {
       if (!read(4)) break;
       vr.assign(reinterpret_cast<char*>(b), 2);
-      // As DCMTK reads them: a VR it does not know has a 4-byte length when it is two capital
-      // letters (a future VR), else a 2-byte one.
-      static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
-      static const char* kShort[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
-                                     "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"};
-      const bool known_short = std::find(std::begin(kShort), std::end(kShort), vr) != std::end(kShort);
-      if (std::find(std::begin(kLong), std::end(kLong), vr) != std::end(kLong) ||
-          (!known_short && std::isupper(b[0]) && std::isupper(b[1]))) {
+      if (LongLength(b)) {
         if (!read(4)) break;
         len = U32(b, big_endian);
       } else {
@@ -89,12 +137,17 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
       }
     } else {
       if (!read(4)) break;
-      len = U32(b, false);
+      len = U32(b, big_endian);
       vr = DcmTag(DcmTagKey(static_cast<Uint16>(group), static_cast<Uint16>(element))).getEVR() == EVR_SQ ? "SQ" : "";
     }
-    // A sequence, or anything of undefined length (UN read as a sequence, encapsulated pixel data).
-    if (vr == "SQ" || len == 0xFFFFFFFFu) {
-      if (!enter(len, vr == "OB" || vr == "OW" || (group == 0x7FE0 && element == 0x0010))) break;
+    const bool pixel_data = group == 0x7FE0 && element == 0x0010;
+    if (vr == "SQ") {
+      if (!enter(len, false, false)) break;
+    } else if (len == 0xFFFFFFFFu) {
+      // Encapsulated pixel data only for (7FE0,0010) as OB/OW, or in implicit VR; anything else
+      // of undefined length is a sequence whose contents DCMTK reads in implicit VR LE.
+      const bool fragments = pixel_data && (!explicit_vr || vr == "OB" || vr == "OW");
+      if (!enter(len, fragments, !fragments && explicit_vr)) break;
     } else if (check_lengths && pos + len > size) {
       const DcmTagKey tag(static_cast<Uint16>(group), static_cast<Uint16>(element));
       return Status::Corruption("element " + std::string(tag.toString().c_str()) + " is longer than the data set");
@@ -116,16 +169,21 @@ bool DeflatedForDcmtk(const std::filesystem::path& file) {
   return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
 }
 
+OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode) {
+  InPlaceStream in(part10);
+  ff.setReadMode(mode);
+  ff.transferInit();
+  // Every honest value is loaded at once; only a claim past the end would be deferred.
+  const Uint32 max_read = static_cast<Uint32>(std::min<uint64_t>(part10.size(), 0xFFFFFFFEu));
+  const OFCondition cond = ff.read(in, EXS_Unknown, EGL_noChange, max_read);
+  ff.transferEnd();
+  ff.setReadMode(ERM_autoDetect);
+  return cond;
+}
+
 bool DeflatedForDcmtk(std::string_view part10) {
   DcmFileFormat ff;
-  ff.setReadMode(ERM_metaOnly);
-  DcmInputBufferStream in;
-  in.setBuffer(part10.data(), static_cast<offile_off_t>(part10.size()));
-  in.setEos();
-  ff.transferInit();
-  const OFCondition cond = ff.read(in, EXS_Unknown, EGL_noChange, 0);
-  ff.transferEnd();
-  if (cond.bad()) return false;
+  if (ReadInPlace(ff, part10, ERM_metaOnly).bad()) return false;
   OFString syntax;
   (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax);
   return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
@@ -159,15 +217,20 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
     }
     pos = 132;
     std::string syntax;
+    bool past_meta = false;  // stopped on the data set's first element, 8 bytes back
     while (pos + 8 <= size && read(b, 8)) {
-      if (U16(b, false) != 0x0002 && (meta_end == 0 || pos - 8 >= meta_end)) break;
+      if (U16(b, false) != 0x0002 && (meta_end == 0 || pos - 8 >= meta_end)) {
+        past_meta = true;
+        break;
+      }
       const bool transfer_syntax = U16(b, false) == 0x0002 && U16(b + 2, false) == 0x0010;
-      const std::string vr(reinterpret_cast<char*>(b + 4), 2);
       uint64_t len = U16(b + 6, false);
-      if (vr == "OB" || vr == "UN" || vr == "UT" || vr == "SQ") {
-        if (!read(b, 4)) break;
+      if (LongLength(b + 4)) {
+        if (!read(b, 4)) return Status::Corruption("the meta header is cut short");
         len = U32(b, false);
       }
+      // DCMTK loads every meta value: a length past the end is refused before it reads them.
+      if (len > size - pos) return Status::Corruption("a meta header element is longer than the object");
       if (transfer_syntax && len < 256) {
         syntax.resize(len);
         read(syntax.data(), len);
@@ -176,7 +239,8 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
         pos += len;
       }
     }
-    layout.data_set = pos - 8;  // the first element after the meta group
+    layout.data_set = past_meta ? pos - 8 : pos;  // the first element after the meta group
+    if (layout.data_set > size) return Status::Corruption("the meta header runs past the object");
     layout.deflated = syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
     if (!layout.deflated && deflated_for_dcmtk()) {
       return Status::Corruption("the meta header does not say plainly that the data set is deflated");

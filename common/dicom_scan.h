@@ -8,6 +8,8 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "dcmtk/config/osconfig.h"  // must come first of DCMTK's
+#include "dcmtk/dcmdata/dcfilefo.h"
 
 namespace teleread::dicom_scan {
 
@@ -35,6 +37,10 @@ struct Layout {
 // Reads the meta header of an object of `size` bytes; `deflated_for_dcmtk` is asked when the
 // header does not say deflated (a disagreement is Corruption).
 Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::function<bool()>& deflated_for_dcmtk);
+
+// Reads an object held in memory into `ff` where it lies. DCMTK refuses a value claiming more
+// bytes than there are (as on a file) instead of allocating it; nesting depth is ScanElements'.
+OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode);
 
 // An object held in memory as a ReadAt.
 ReadAt MemoryReader(std::string_view bytes);

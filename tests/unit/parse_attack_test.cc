@@ -1,0 +1,232 @@
+// DicomFile::Parse on hostile bytes: each lie is refused cleanly and without allocating what it
+// claims (a forked child under a 256 MiB address-space limit, whose large allocations are
+// watched), and legal objects are summarised exactly as their files are.
+#include <catch2/catch.hpp>
+
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcuid.h"
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <new>
+
+#include "common/dicom.h"
+#include "common/dicom_scan.h"
+#include "samples/synthetic.h"
+#include "tests/support/process.h"
+
+using namespace teleread;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TELEREAD_WATCH_ALLOCATIONS 0  // ASan owns new and the address space
+#else
+#define TELEREAD_WATCH_ALLOCATIONS 1
+namespace {
+std::atomic<bool> g_watch{false};
+}
+// DCMTK allocates values with new (std::nothrow) Uint8[len]: in a watched child, a request over
+// 64 MiB ends the child with code 3 (a claim believed).
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  if (g_watch.load(std::memory_order_relaxed) && n > (std::size_t{64} << 20)) _exit(3);
+  return std::malloc(n == 0 ? 1 : n);
+}
+#endif
+
+namespace {
+
+std::string Slurp(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::filesystem::path OneObject(const test::ScratchDir& dir, const std::string& transfer_syntax) {
+  samples::SeriesSpec spec;
+  spec.patient_name = "Doe^Jane";
+  spec.patient_id = "ZZ0043";
+  spec.accession_number = "A18";
+  spec.rows = spec.columns = 16;
+  spec.transfer_syntax = transfer_syntax;
+  auto files = samples::WriteSeries(spec, dir.path() / "in");
+  REQUIRE(files.ok());
+  return files->front();
+}
+
+std::string U32Le(uint32_t v) {
+  return std::string{char(v & 0xFF), char(v >> 8 & 0xFF), char(v >> 16 & 0xFF), char(v >> 24 & 0xFF)};
+}
+
+// An explicit VR little endian object whose pixel data element and all after it are `tail`.
+std::string WithTail(const test::ScratchDir& dir, const std::string& tail) {
+  std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+  const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
+  REQUIRE(at != std::string::npos);
+  return bytes.substr(0, at) + tail;
+}
+
+const std::string kItem("\xFE\xFF\x00\xE0\xFF\xFF\xFF\xFF", 8);
+const std::string kItemEnd("\xFE\xFF\x0D\xE0\0\0\0\0", 8);
+const std::string kSeqEnd("\xFE\xFF\xDD\xE0\0\0\0\0", 8);
+
+// (7FE0,0010) of undefined length with `vr`, holding `levels` nested sequences.
+std::string NestedPixelData(const std::string& vr, int levels) {
+  std::string s = std::string("\xE0\x7F\x10\x00", 4) + vr + std::string("\0\0\xFF\xFF\xFF\xFF", 6);
+  // Inside SQ the contents stay explicit; inside UN or an unknown VR DCMTK reads implicit LE.
+  const std::string nested = vr == "SQ" ? std::string("\x09\x00\x10\x10SQ\0\0\xFF\xFF\xFF\xFF", 12)
+                                        : std::string("\x09\x00\x10\x10\xFF\xFF\xFF\xFF", 8);
+  for (int i = 0; i < levels; ++i) s += kItem + nested;
+  s += kSeqEnd;
+  for (int i = 0; i < levels; ++i) s += kItemEnd + kSeqEnd;
+  return s;
+}
+
+// 0: refused cleanly; 1: accepted; 3: a large allocation; else the child crashed (signal: 128+).
+int ParseInChild(const std::string& bytes, bool layer_dcmtk_only = false) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+#if TELEREAD_WATCH_ALLOCATIONS
+    const rlimit limit{256u << 20, 256u << 20};
+    setrlimit(RLIMIT_AS, &limit);
+    g_watch = true;
+#endif
+    bool ok;
+    if (layer_dcmtk_only) {
+      DcmFileFormat ff;
+      ok = dicom_scan::ReadInPlace(ff, bytes, ERM_fileOnly).good();
+    } else {
+      ok = ReadInstanceSummaryFromMemory(bytes).ok();
+    }
+    _exit(ok ? 1 : 0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void CheckSame(const InstanceSummary& a, const InstanceSummary& b) {
+#define SAME(f) CHECK(a.f == b.f)
+  SAME(transfer_syntax_uid); SAME(source_ae_title); SAME(specific_character_set); SAME(sop_class_uid);
+  SAME(sop_instance_uid); SAME(study_instance_uid); SAME(series_instance_uid); SAME(patient_id);
+  SAME(issuer_of_patient_id); SAME(other_patient_ids); SAME(patient_name); SAME(patient_birth_date);
+  SAME(patient_sex); SAME(patient_age); SAME(study_date); SAME(study_time); SAME(accession_number);
+  SAME(study_id); SAME(study_description); SAME(referring_physician_name); SAME(institution_name);
+  SAME(study_priority); SAME(modality); SAME(series_number); SAME(series_description);
+  SAME(body_part_examined); SAME(instance_number);
+#undef SAME
+}
+
+}  // namespace
+
+TEST_CASE("in place, hostile lengths and nesting are refused without allocating them", "[ingest][parse][security]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  SECTION("(a) a pixel fragment claiming 0xFFFFFFF0 bytes") {
+    const std::string tail = std::string("\xE0\x7F\x10\x00OB\0\0\xFF\xFF\xFF\xFF", 12) +
+                             std::string("\xFE\xFF\x00\xE0\0\0\0\0", 8) + std::string("\xFE\xFF\x00\xE0", 4) +
+                             U32Le(0xFFFFFFF0u) + std::string(64, 'x');
+    const std::string bytes = WithTail(dir, tail);
+    CHECK(ParseInChild(bytes) == 0);
+    Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.status().message().find("fragment runs past") != std::string::npos);
+  }
+  SECTION("(b) an undefined-length UN holding an implicit element of 0x10000000 bytes") {
+    const std::string un = std::string("\x29\x00\x10\x10UN\0\0\xFF\xFF\xFF\xFF", 12) + kItem +
+                           std::string("\x29\x00\x20\x10", 4) + U32Le(0x10000000u) + std::string(64, 'x');
+    const std::string bytes = WithTail(dir, un);
+    CHECK(ParseInChild(bytes) == 0);
+    Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.status().message().find("longer than the data set") != std::string::npos);
+  }
+  SECTION("(c) pixel data as SQ, UN or an unknown VR nesting 200 and 5,000 levels") {
+    const std::string vr = GENERATE(std::string("SQ"), std::string("UN"), std::string("ZZ"));
+    const int levels = GENERATE(200, 5000);
+    INFO(vr << " x " << levels);
+    const std::string bytes = WithTail(dir, NestedPixelData(vr, levels));
+    CHECK(ParseInChild(bytes) == 0);
+    Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.status().message().find("nested deeper") != std::string::npos);
+  }
+  SECTION("(d) a meta element with a lying length, as OB and as OW") {
+    const std::string vr = GENERATE(std::string("OB"), std::string("OW"));
+    std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+    const size_t at = bytes.find(std::string("\x02\x00\x01\x00OB\0\0", 8));  // File Meta Information Version
+    REQUIRE(at != std::string::npos);
+    bytes.replace(at + 4, 2, vr);
+    bytes.replace(at + 8, 4, U32Le(0x7FFFFFF0u));
+    CHECK(ParseInChild(bytes) == 0);
+    Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.status().message().find("meta header") != std::string::npos);
+  }
+  SECTION("DCMTK's own read refuses a lying value without allocating it, our scan aside") {
+    std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+    const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
+    REQUIRE(at != std::string::npos);
+    bytes.replace(at + 8, 4, U32Le(0x7FFF0000u));
+    CHECK(ParseInChild(bytes, true) == 0);
+  }
+}
+
+TEST_CASE("in place, a re-encoded private UN sequence is read as implicit VR, as from its file", "[ingest][parse]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  // (0029,0010) creator, then (0029,1010) a private sequence sent as UN of undefined length:
+  // its item holds an implicit VR element that an explicit reading would take for a 0-length one.
+  const std::string un = std::string("\x29\x00\x10\x00LO\x04\x00" "ACME", 12) +
+                         std::string("\x29\x00\x10\x10UN\0\0\xFF\xFF\xFF\xFF", 12) + kItem +
+                         std::string("\x29\x00\x11\x10", 4) + U32Le(8) + "ABCDEFGH" + kItemEnd + kSeqEnd;
+  std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+  const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
+  REQUIRE(at != std::string::npos);
+  bytes.insert(at, un);
+  const std::filesystem::path file = dir.path() / "un.dcm";
+  std::ofstream(file, std::ios::binary) << bytes;
+  Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+  REQUIRE(from_file.ok());
+  Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
+  REQUIRE(in_place.ok());
+  CHECK(in_place->patient_name == "Doe^Jane");
+  CheckSame(from_file.value(), in_place.value());
+  CHECK(ParseInChild(bytes) == 1);
+}
+
+TEST_CASE("in place, the whole summary matches the file's, native and encapsulated", "[ingest][parse]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  struct Case {
+    std::string syntax, tool, option;
+  };
+  const Case c = GENERATE(Case{UID_LittleEndianExplicitTransferSyntax, "", ""},
+                          Case{UID_LittleEndianImplicitTransferSyntax, "", ""},
+                          Case{UID_BigEndianExplicitTransferSyntax, "", ""},
+                          Case{UID_JPEGProcess14SV1TransferSyntax, "/usr/bin/dcmcjpeg", "+e1"},
+                          Case{UID_RLELosslessTransferSyntax, "/usr/bin/dcmcrle", ""});
+  INFO(c.syntax);
+  std::filesystem::path file =
+      OneObject(dir, c.tool.empty() ? c.syntax : std::string(UID_LittleEndianExplicitTransferSyntax));
+  if (!c.tool.empty()) {
+    const std::filesystem::path out = dir.path() / "encapsulated.dcm";
+    std::vector<std::string> argv = {c.tool};
+    if (!c.option.empty()) argv.push_back(c.option);
+    argv.push_back(file.string());
+    argv.push_back(out.string());
+    REQUIRE(test::RunCommand(argv).exit_code == 0);
+    file = out;
+  }
+  Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+  REQUIRE(from_file.ok());
+  REQUIRE(from_file->transfer_syntax_uid == c.syntax);
+  const std::string bytes = Slurp(file);
+  Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
+  REQUIRE(in_place.ok());
+  CheckSame(from_file.value(), in_place.value());
+  CHECK(ParseInChild(bytes) == 1);
+}
