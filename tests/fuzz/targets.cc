@@ -106,6 +106,17 @@ Result<InstanceSummary> DatasetSummary(std::string_view bytes) {
   InitializeOnce();
   const fs::path file = WriteInput("object.dcm", bytes);
   Result<InstanceSummary> summary = ReadInstanceSummary(file);
+  // The in-place parse (C-STORE, identifiers) must agree with the file parse: where the file is
+  // read, memory gives the same summary; what memory accepts, the file accepts (a deflated object
+  // is left to the file path).
+  Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
+  if (in_place.ok()) {
+    if (!summary.ok()) __builtin_trap();
+    if (in_place->sop_instance_uid != summary->sop_instance_uid || in_place->patient_name != summary->patient_name ||
+        in_place->transfer_syntax_uid != summary->transfer_syntax_uid || in_place->study_instance_uid != summary->study_instance_uid) {
+      __builtin_trap();
+    }
+  }
   if (!summary.ok()) return summary;
   (void)PersonNameKeys(summary->patient_name);
   (void)IsStorageSopClass(summary->sop_class_uid);
