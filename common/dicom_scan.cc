@@ -24,10 +24,12 @@ uint32_t U32(const unsigned char* p, bool be) {
             : uint32_t(p[3]) << 24 | uint32_t(p[2]) << 16 | uint32_t(p[1]) << 8 | p[0];
 }
 
-// As DCMTK reads an explicit VR: the known long ones, and a VR it does not know when it is two
-// capital letters (a future VR), have a 4-byte length; the rest a 2-byte one.
+// As DCMTK 3.6.7 reads an explicit VR (checked with dcmdump): the known long ones, three of its
+// internal names, and a VR it does not know when it is two capital letters (a future VR), have
+// a 4-byte length; the rest a 2-byte one.
 bool LongLength(const unsigned char* vr) {
-  static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+  static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC",
+                                "UN", "UR", "UT", "UV", "ox", "px", "lt"};
   static const char* kShort[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
                                  "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"};
   const std::string v(reinterpret_cast<const char*>(vr), 2);
@@ -144,9 +146,11 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
     if (vr == "SQ") {
       if (!enter(len, false, false)) break;
     } else if (len == 0xFFFFFFFFu) {
-      // Encapsulated pixel data only for (7FE0,0010) as OB/OW, or in implicit VR; anything else
-      // of undefined length is a sequence whose contents DCMTK reads in implicit VR LE.
-      const bool fragments = pixel_data && (!explicit_vr || vr == "OB" || vr == "OW");
+      // Pixel fragments as DCMTK 3.6.7 reads them (checked with dcmdump): (7FE0,0010) in implicit
+      // VR or as OB, OW, OX or ox, and any "px". Anything else of undefined length is a sequence
+      // whose contents DCMTK reads in implicit VR LE, or refused by DCMTK before it recurses.
+      const bool fragments = explicit_vr ? vr == "px" || (pixel_data && (vr == "OB" || vr == "OW" || vr == "OX" || vr == "ox"))
+                                         : pixel_data;
       if (!enter(len, fragments, !fragments && explicit_vr)) break;
     } else if (check_lengths && pos + len > size) {
       const DcmTagKey tag(static_cast<Uint16>(group), static_cast<Uint16>(element));

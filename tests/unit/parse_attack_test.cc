@@ -175,6 +175,27 @@ TEST_CASE("in place, hostile lengths and nesting are refused without allocating 
   }
 }
 
+TEST_CASE("in place, pixel fragments are skipped as DCMTK skips them: OX, ox and px", "[ingest][parse]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  // A fragment whose bytes would read as sequences nested 200 deep: bytes to DCMTK, and to us.
+  const std::string vr = GENERATE(std::string("OB"), std::string("OX"), std::string("ox"), std::string("px"));
+  INFO(vr);
+  std::string deep;
+  for (int i = 0; i < 200; ++i) deep += kItem + std::string("\x09\x00\x10\x10SQ\0\0\xFF\xFF\xFF\xFF", 12);
+  const std::string tail = std::string("\xE0\x7F\x10\x00", 4) + vr + std::string("\0\0\xFF\xFF\xFF\xFF", 6) +
+                           std::string("\xFE\xFF\x00\xE0\0\0\0\0", 8) + std::string("\xFE\xFF\x00\xE0", 4) +
+                           U32Le(static_cast<uint32_t>(deep.size())) + deep + kSeqEnd;
+  const std::string bytes = WithTail(dir, tail);
+  const std::filesystem::path file = dir.path() / "ox.dcm";
+  std::ofstream(file, std::ios::binary) << bytes;
+  Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+  REQUIRE(from_file.ok());
+  Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
+  REQUIRE(in_place.ok());
+  CheckSame(from_file.value(), in_place.value());
+}
+
 TEST_CASE("in place, a re-encoded private UN sequence is read as implicit VR, as from its file", "[ingest][parse]") {
   InitializeDicom();
   test::ScratchDir dir;
