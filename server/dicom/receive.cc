@@ -32,14 +32,18 @@ class TieredConsumer : public DcmConsumer {
   TieredConsumer(const TieredConsumer&) = delete;
   TieredConsumer& operator=(const TieredConsumer&) = delete;
 
-  OFBool good() const override { return !failed_; }
-  OFCondition status() const override { return failed_ ? EC_InvalidStream : EC_Normal; }
+  // Always good: told of a failed write, DCMTK would drain the rest of the data set waiting for
+  // fragments until the DIMSE timeout when the failure came with the last one. The rest is
+  // discarded instead, and the caller asks failed() once DCMTK has read it all.
+  OFBool good() const override { return OFTrue; }
+  OFCondition status() const override { return EC_Normal; }
   OFBool isFlushed() const override { return OFTrue; }
   offile_off_t avail() const override { return 10 * 1024 * 1024; }  // as DcmFileConsumer: "unlimited"
   void flush() override {}
 
   offile_off_t write(const void* buf, offile_off_t len) override {
-    if (failed_ || len <= 0) return 0;
+    if (len <= 0) return 0;
+    if (failed_) return len;  // discarded
     const auto n = static_cast<size_t>(len);
     if (fd_ < 0 && held_.size() + n <= limit_) {
       // Once, to the limit: append's doubling could otherwise hold up to twice the limit.
@@ -47,8 +51,8 @@ class TieredConsumer : public DcmConsumer {
       held_.append(static_cast<const char*>(buf), n);
       return len;
     }
-    if (fd_ < 0 && !Spill()) return 0;
-    if (!WriteAll(buf, n)) return 0;
+    if (fd_ < 0 && !Spill()) return Discard(len);
+    if (!WriteAll(buf, n)) return Discard(len);
     written_ += n;
     if (early_writeback_ && written_ >= next_kick_) {
       ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -58,6 +62,7 @@ class TieredConsumer : public DcmConsumer {
   }
 
   bool in_memory() const { return fd_ < 0 && !failed_; }
+  bool failed() const { return failed_; }
   std::string TakeBytes() { return std::move(held_); }
   // Closes the file and hands it over: the caller removes it from now on.
   Result<std::filesystem::path> TakeFile() {
@@ -68,6 +73,12 @@ class TieredConsumer : public DcmConsumer {
 
  private:
   static constexpr uint64_t kKickBytes = 128 * 1024;  // about one PDU: the tail left to sync stays short
+
+  offile_off_t Discard(offile_off_t len) {
+    failed_ = true;
+    held_ = std::string();
+    return len;
+  }
 
   bool Spill() {
     temp_ = store_.NewTempPath();
@@ -146,7 +157,7 @@ OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, cons
                            bool early_writeback, ReceivedDataSet* out, uint64_t memory_limit) {
   *out = ReceivedDataSet{};
   TieredStream stream(store, memory_limit, early_writeback);
-  if (!WriteMetaHeader(assoc, pres_id, sop_class_uid, sop_instance_uid, stream)) {
+  if (!WriteMetaHeader(assoc, pres_id, sop_class_uid, sop_instance_uid, stream) || stream.tier().failed()) {
     out->outcome = ReceivedDataSet::Outcome::kCannotCreate;
     DIC_UL bytes = 0, pdvs = 0;
     return DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, timeout_seconds, &bytes, &pdvs);
@@ -154,8 +165,8 @@ OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, cons
   T_ASC_PresentationContextID data_pres = pres_id;
   OFCondition cond =
       DIMSE_receiveDataSetInFile(assoc, DIMSE_NONBLOCKING, timeout_seconds, &data_pres, &stream, nullptr, nullptr);
-  // DCMTK drains the rest of the data set itself when a write fails, so the association lives on.
-  const bool write_failed = cond == DIMSE_OUTOFRESOURCES || !stream.good();
+  // A failed write discarded the rest of the data set as DCMTK received it: the association lives on.
+  const bool write_failed = cond == DIMSE_OUTOFRESOURCES || stream.tier().failed();
   if (!write_failed && (cond.bad() || data_pres != pres_id)) return cond.bad() ? cond : DIMSE_BADDATA;
   if (write_failed) {
     out->outcome = ReceivedDataSet::Outcome::kWriteFailed;
