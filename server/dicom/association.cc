@@ -298,7 +298,7 @@ class Association {
     StoreOutcome outcome;
     if (caller_->member_id.empty()) {
       outcome = {IngestCode::kNotAuthorized, "centre AE titles do not send studies for reading", false, 0};
-    } else if (Result<uint64_t> free = env_.store.RecentFreeBytes(); !free.ok() || free.value() < env_.min_free_bytes) {
+    } else if (Result<uint64_t> free = env_.store.FreeBytes(); !free.ok() || free.value() < env_.min_free_bytes) {
       outcome = {IngestCode::kNoStorage, "storage is full", false, 0};
     }
     if (outcome.code != IngestCode::kStored) {

@@ -158,19 +158,4 @@ Result<uint64_t> ObjectStore::FreeBytes() const {
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
-Result<uint64_t> ObjectStore::RecentFreeBytes() const {
-  const int64_t now =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  const int64_t measured = free_measured_ns_.load(std::memory_order_acquire);
-  if (measured != 0 && now - measured < std::chrono::nanoseconds(kFreeBytesMaxAge).count()) {
-    return free_bytes_.load(std::memory_order_relaxed);
-  }
-  Result<uint64_t> free = FreeBytes();
-  if (free.ok()) {
-    free_bytes_.store(free.value(), std::memory_order_relaxed);
-    free_measured_ns_.store(now, std::memory_order_release);
-  }
-  return free;
-}
-
 }  // namespace teleread

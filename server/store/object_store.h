@@ -75,11 +75,6 @@ class ObjectStore {
 
   // Free bytes for unprivileged writers on the storage file system.
   Result<uint64_t> FreeBytes() const;
-  // FreeBytes as measured at most kFreeBytesMaxAge ago: asked before every received object, where
-  // a statfs each time was a system call per object. Within that age ingest writes a few MB at
-  // most, far below any sensible floor, and a full disk still fails the write itself.
-  Result<uint64_t> RecentFreeBytes() const;
-  static constexpr std::chrono::milliseconds kFreeBytesMaxAge{50};
 
  private:
   Status EnsureDirectory(const std::filesystem::path& dir);
@@ -88,8 +83,6 @@ class ObjectStore {
   uint64_t small_object_bytes_ = kDefaultSmallObjectBytes;
   const Index* index_ = nullptr;
   mutable std::atomic<uint64_t> temp_counter_{0};     // names only
-  mutable std::atomic<int64_t> free_measured_ns_{0};  // steady clock; 0: never
-  mutable std::atomic<uint64_t> free_bytes_{0};
 };
 
 // fsync on a path (a file or a directory).
