@@ -6,6 +6,7 @@
 #include "dcmtk/dcmdata/dcistrmb.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmdata/dcvr.h"
 
 #include <algorithm>
 #include <cctype>
@@ -28,8 +29,8 @@ uint32_t U32(const unsigned char* p, bool be) {
 // internal names, and a VR it does not know when it is two capital letters (a future VR), have
 // a 4-byte length; the rest a 2-byte one.
 bool LongLength(const unsigned char* vr) {
-  static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC",
-                                "UN", "UR", "UT", "UV", "ox", "px", "lt"};
+  static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV",
+                                "UC", "UN", "UR", "UT", "UV", "ox", "px", "lt"};
   static const char* kShort[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
                                  "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"};
   const std::string v(reinterpret_cast<const char*>(vr), 2);
@@ -37,7 +38,6 @@ bool LongLength(const unsigned char* vr) {
   if (std::find(std::begin(kShort), std::end(kShort), v) != std::end(kShort)) return false;
   return std::isupper(vr[0]) && std::isupper(vr[1]);
 }
-
 
 // DcmInputBufferStream has no factory, so DCMTK cannot leave a value unread: it allocates what
 // every element claims (new Uint8[len]) before reading. With a factory and maxReadLength = the
@@ -141,16 +141,33 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
       if (!read(4)) break;
       len = U32(b, big_endian);
       vr = DcmTag(DcmTagKey(static_cast<Uint16>(group), static_cast<Uint16>(element))).getEVR() == EVR_SQ ? "SQ" : "";
+      // DCMTK knows a private sequence by its creator (private.dic), which this scan does not
+      // track: a defined-length value that starts with an item is walked as a sequence.
+      unsigned char first[4];
+      if (vr.empty() && len != 0xFFFFFFFFu && len >= 8 && read_at(pos, first, 4) && U16(first, big_endian) == 0xFFFE &&
+          U16(first + 2, big_endian) == 0xE000) {
+        vr = "SQ";
+      }
     }
     const bool pixel_data = group == 0x7FE0 && element == 0x0010;
     if (vr == "SQ") {
       if (!enter(len, false, false)) break;
     } else if (len == 0xFFFFFFFFu) {
       // Pixel fragments as DCMTK 3.6.7 reads them (checked with dcmdump): (7FE0,0010) in implicit
-      // VR or as OB, OW, OX or ox, and any "px". Anything else of undefined length is a sequence
-      // whose contents DCMTK reads in implicit VR LE, or refused by DCMTK before it recurses.
-      const bool fragments = explicit_vr ? vr == "px" || (pixel_data && (vr == "OB" || vr == "OW" || vr == "OX" || vr == "ox"))
-                                         : pixel_data;
+      // VR or as OB, OW, OX or ox, and any "px". An undefined-length UN or unknown VR is a sequence
+      // whose contents DCMTK reads in implicit VR LE (CP-246). Any other VR of undefined length
+      // (an OB that is not pixel data, say) is not DICOM, and how DCMTK nests inside it is not
+      // what this scan can promise to follow: refused.
+      const bool fragments = explicit_vr
+                                 ? vr == "px" || (pixel_data && (vr == "OB" || vr == "OW" || vr == "OX" || vr == "ox"))
+                                 : pixel_data;
+      const bool unknown_vr = explicit_vr && (vr == "UN" || DcmVR(vr.c_str()).getEVR() == EVR_UNKNOWN ||
+                                              DcmVR(vr.c_str()).getEVR() == EVR_UNKNOWN2B);
+      if (explicit_vr && !fragments && !unknown_vr) {
+        const DcmTagKey tag(static_cast<Uint16>(group), static_cast<Uint16>(element));
+        return Status::Corruption("element " + std::string(tag.toString().c_str()) + " (" + vr +
+                                  ") has an undefined length");
+      }
       if (!enter(len, fragments, !fragments && explicit_vr)) break;
     } else if (check_lengths && pos + len > size) {
       const DcmTagKey tag(static_cast<Uint16>(group), static_cast<Uint16>(element));

@@ -110,13 +110,33 @@ int ParseInChild(const std::string& bytes, bool layer_dcmtk_only = false) {
 
 void CheckSame(const InstanceSummary& a, const InstanceSummary& b) {
 #define SAME(f) CHECK(a.f == b.f)
-  SAME(transfer_syntax_uid); SAME(source_ae_title); SAME(specific_character_set); SAME(sop_class_uid);
-  SAME(sop_instance_uid); SAME(study_instance_uid); SAME(series_instance_uid); SAME(patient_id);
-  SAME(issuer_of_patient_id); SAME(other_patient_ids); SAME(patient_name); SAME(patient_birth_date);
-  SAME(patient_sex); SAME(patient_age); SAME(study_date); SAME(study_time); SAME(accession_number);
-  SAME(study_id); SAME(study_description); SAME(referring_physician_name); SAME(institution_name);
-  SAME(study_priority); SAME(modality); SAME(series_number); SAME(series_description);
-  SAME(body_part_examined); SAME(instance_number);
+  SAME(transfer_syntax_uid);
+  SAME(source_ae_title);
+  SAME(specific_character_set);
+  SAME(sop_class_uid);
+  SAME(sop_instance_uid);
+  SAME(study_instance_uid);
+  SAME(series_instance_uid);
+  SAME(patient_id);
+  SAME(issuer_of_patient_id);
+  SAME(other_patient_ids);
+  SAME(patient_name);
+  SAME(patient_birth_date);
+  SAME(patient_sex);
+  SAME(patient_age);
+  SAME(study_date);
+  SAME(study_time);
+  SAME(accession_number);
+  SAME(study_id);
+  SAME(study_description);
+  SAME(referring_physician_name);
+  SAME(institution_name);
+  SAME(study_priority);
+  SAME(modality);
+  SAME(series_number);
+  SAME(series_description);
+  SAME(body_part_examined);
+  SAME(instance_number);
 #undef SAME
 }
 
@@ -166,6 +186,34 @@ TEST_CASE("in place, hostile lengths and nesting are refused without allocating 
     REQUIRE_FALSE(s.ok());
     CHECK(s.status().message().find("meta header") != std::string::npos);
   }
+  SECTION("(e) an undefined-length OB that is not pixel data, nesting explicit sequences") {
+    std::string tail = std::string("\xE1\x7F\x10\x10OB\0\0\xFF\xFF\xFF\xFF", 12);
+    for (int i = 0; i < 300; ++i) tail += kItem + std::string("\xE1\x7F\x11\x10SQ\0\0\xFF\xFF\xFF\xFF", 12);
+    for (int i = 0; i < 300; ++i) tail += kItemEnd + kSeqEnd;
+    const std::string bytes = WithTail(dir, tail);
+    CHECK(ParseInChild(bytes) == 0);
+    Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.status().message().find("undefined length") != std::string::npos);
+  }
+  SECTION("(f) implicit VR: private sequences of defined length (known by their creator) nesting 300 levels") {
+    std::string bytes = Slurp(OneObject(dir, UID_LittleEndianImplicitTransferSyntax));
+    const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00", 4));
+    REQUIRE(at != std::string::npos);
+    auto element = [](const std::string& tag, const std::string& value) { return tag + U32Le(value.size()) + value; };
+    std::string inner;
+    for (int i = 0; i < 300; ++i) {
+      const std::string content = element(std::string("\xE1\x7F\x10\x00", 4), "DCMTK_ANONYMIZER") +
+                                  (inner.empty() ? std::string() : element(std::string("\xE1\x7F\x00\x10", 4), inner));
+      inner = std::string("\xFE\xFF\x00\xE0", 4) + U32Le(content.size()) + content;
+    }
+    bytes = bytes.substr(0, at) + element(std::string("\xE1\x7F\x10\x00", 4), "DCMTK_ANONYMIZER") +
+            element(std::string("\xE1\x7F\x00\x10", 4), inner);
+    CHECK(ParseInChild(bytes) == 0);
+    Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.status().message().find("nested deeper") != std::string::npos);
+  }
   SECTION("DCMTK's own read refuses a lying value without allocating it, our scan aside") {
     std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
     const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
@@ -201,7 +249,10 @@ TEST_CASE("in place, a re-encoded private UN sequence is read as implicit VR, as
   test::ScratchDir dir;
   // (0029,0010) creator, then (0029,1010) a private sequence sent as UN of undefined length:
   // its item holds an implicit VR element that an explicit reading would take for a 0-length one.
-  const std::string un = std::string("\x29\x00\x10\x00LO\x04\x00" "ACME", 12) +
+  const std::string un = std::string(
+                             "\x29\x00\x10\x00LO\x04\x00"
+                             "ACME",
+                             12) +
                          std::string("\x29\x00\x10\x10UN\0\0\xFF\xFF\xFF\xFF", 12) + kItem +
                          std::string("\x29\x00\x11\x10", 4) + U32Le(8) + "ABCDEFGH" + kItemEnd + kSeqEnd;
   std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
@@ -225,11 +276,11 @@ TEST_CASE("in place, the whole summary matches the file's, native and encapsulat
   struct Case {
     std::string syntax, tool, option;
   };
-  const Case c = GENERATE(Case{UID_LittleEndianExplicitTransferSyntax, "", ""},
-                          Case{UID_LittleEndianImplicitTransferSyntax, "", ""},
-                          Case{UID_BigEndianExplicitTransferSyntax, "", ""},
-                          Case{UID_JPEGProcess14SV1TransferSyntax, "/usr/bin/dcmcjpeg", "+e1"},
-                          Case{UID_RLELosslessTransferSyntax, "/usr/bin/dcmcrle", ""});
+  const Case c =
+      GENERATE(Case{UID_LittleEndianExplicitTransferSyntax, "", ""},
+               Case{UID_LittleEndianImplicitTransferSyntax, "", ""}, Case{UID_BigEndianExplicitTransferSyntax, "", ""},
+               Case{UID_JPEGProcess14SV1TransferSyntax, "/usr/bin/dcmcjpeg", "+e1"},
+               Case{UID_RLELosslessTransferSyntax, "/usr/bin/dcmcrle", ""});
   INFO(c.syntax);
   std::filesystem::path file =
       OneObject(dir, c.tool.empty() ? c.syntax : std::string(UID_LittleEndianExplicitTransferSyntax));
