@@ -259,6 +259,25 @@ TEST_CASE_METHOD(PageFixture, "a change to a study that no task row shows is see
   CHECK(Row(Page(), first)["patient_name"] == "Renamed^P1");
 }
 
+TEST_CASE_METHOD(PageFixture, "a change to a series of a study with a task ends the kept worklist page",
+                 "[workflow][api][worklist]") {
+  REQUIRE(Row(Page(), first)["body_part"] != "KNEE");
+  const int64_t kept = Kept();
+  Page();
+  REQUIRE(Kept() == kept + 1);
+  // Only a series row changes (found through series -> study -> task); no studies row does.
+  REQUIRE(index
+              ->Write([&](Database& db) {
+                Statement u(db.handle(),
+                            "UPDATE series SET body_part_examined = 'KNEE' WHERE study_pk = (SELECT id FROM studies "
+                            "WHERE study_instance_uid = ?1)");
+                u.Bind(1, first.study_instance_uid);
+                return u.Run();
+              })
+              .ok());
+  CHECK(Row(Page(), first)["body_part"] == "KNEE");
+}
+
 TEST_CASE_METHOD(PageFixture, "a kept worklist page is served up to the millisecond a row reads differently, not after",
                  "[workflow][api][worklist]") {
   REQUIRE(Call(kWang, "POST", "/api/v1/studies/" + first.study_instance_uid + "/claim").status == 200);
