@@ -51,8 +51,7 @@ void WorklistPageCache::Store(const std::string& key, uint64_t version, int64_t 
   bytes_ += cost;
 }
 
-std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::ReadAndStore(const std::string& key,
-                                                                               uint64_t version,
+std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::ReadAndStore(const std::string& key, uint64_t version,
                                                                                const std::function<Read()>& read) {
   Read r = read();
   if (r.page) Store(key, version, r.valid_until_ms, r.page);

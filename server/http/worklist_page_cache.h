@@ -77,8 +77,9 @@ class WorklistPageCache {
     size_t bytes = 0;
     std::list<std::string>::iterator used;  // its place in `lru_`
   };
-  void Erase(std::unordered_map<std::string, Entry>::iterator it);  // mu_ held
-  std::shared_ptr<const Page> FindLocked(const std::string& key, uint64_t version, int64_t now_ms);  // mu_ held
+  // mu_ held:
+  void Erase(std::unordered_map<std::string, Entry>::iterator it);
+  std::shared_ptr<const Page> FindLocked(const std::string& key, uint64_t version, int64_t now_ms);
   // Reads apart from any flight, and keeps what it read.
   std::shared_ptr<const Page> ReadAndStore(const std::string& key, uint64_t version, const std::function<Read()>& read);
   // A read under way.

@@ -169,9 +169,11 @@ int main(int argc, char** argv) {
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const double client_cpu = (cpu() - cpu_before) / seconds;
   std::sort(all_ms.begin(), all_ms.end());
-  std::printf("mode=%s clients=%d identities=%zu%s%s n=%zu errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f client_cpu=%.2f\n",
-              mode.c_str(), clients, certs.size(), think.empty() ? "" : " think_ms=", think.c_str(), all_ms.size(), errors.load(),
-              all_ms.size() / seconds, Percentile(all_ms, 50), Percentile(all_ms, 99),
-              all_ms.empty() ? 0.0 : all_ms.back(), client_cpu);
+  std::printf(
+      "mode=%s clients=%d identities=%zu%s%s n=%zu errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
+      "client_cpu=%.2f\n",
+      mode.c_str(), clients, certs.size(), think.empty() ? "" : " think_ms=", think.c_str(), all_ms.size(),
+      errors.load(), all_ms.size() / seconds, Percentile(all_ms, 50), Percentile(all_ms, 99),
+      all_ms.empty() ? 0.0 : all_ms.back(), client_cpu);
   return errors.load() == 0 ? 0 : 1;
 }

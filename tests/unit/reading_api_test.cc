@@ -120,7 +120,7 @@ TEST_CASE_METHOD(ApiFixture, "the gate defers a stranger's refusal and its audit
   uint64_t limit = 1 << 20;
   std::optional<HttpResponse> gate = api->Admit(HttpRequest{"GET", "/api/v1/worklist", "", ""}, stranger, limit);
   REQUIRE(gate.has_value());
-  REQUIRE(gate->deferred);  // on a TLS I/O thread, Admit neither writes nor waits for the audit
+  REQUIRE(gate->deferred);     // on a TLS I/O thread, Admit neither writes nor waits for the audit
   CHECK(gate->status == 500);  // sent unmade by mistake: an error, not a refusal without its audit
   CHECK(Count("audit_log", "action = 'refused'") == 0);
   const HttpResponse refused = gate->deferred();

@@ -309,7 +309,8 @@ TEST_CASE_METHOD(PageFixture, "a kept worklist page is served up to the millisec
 TEST_CASE("no two different filters or routings share a kept worklist page's key", "[api][worklist]") {
   // Text that would join alike with a separator, a length prefix or nothing between fields.
   const std::vector<std::string> texts = {"", "a", "1", "1:", ":a", "\n", "a\n", "\na", "1:a", "0"};
-  const std::vector<std::vector<std::string>> lists = {{}, {""}, {"", ""}, {"a"}, {"1"}, {"1:a"}, {"a", "1"}, {"1", "a"}};
+  const std::vector<std::vector<std::string>> lists = {{},    {""},    {"", ""},   {"a"},
+                                                       {"1"}, {"1:a"}, {"a", "1"}, {"1", "a"}};
   std::map<std::string, std::string> seen;  // key -> the fields it was made from
   size_t made = 0;
   for (const std::vector<std::string>& modalities : lists) {
@@ -340,7 +341,8 @@ TEST_CASE("no two different filters or routings share a kept worklist page's key
   CHECK(seen.size() == made);
 }
 
-TEST_CASE_METHOD(PageFixture, "readers routed alike share one kept worklist page and each view is audited for its reader",
+TEST_CASE_METHOD(PageFixture,
+                 "readers routed alike share one kept worklist page and each view is audited for its reader",
                  "[workflow][api][worklist]") {
   // Routing as configured: wang.li reads CT, MR, CR, DX; zhao.min everything; a second CT reader
   // routed as wang.li is.
@@ -349,8 +351,9 @@ TEST_CASE_METHOD(PageFixture, "readers routed alike share one kept worklist page
   twin.id = "chen.jie";
   twin.certificate_subject = "CN=chen.jie,OU=radiologist,O=Lixian Regional Imaging Reading Centre";
   config.radiologists.push_back(twin);
-  worklist = std::make_unique<Worklist>(stores->tasks, stores->audit, int64_t{config.reading.lease_minutes} * 60'000,
-                                        [this] { return now_ms; }, config.radiologists);
+  worklist = std::make_unique<Worklist>(
+      stores->tasks, stores->audit, int64_t{config.reading.lease_minutes} * 60'000, [this] { return now_ms; },
+      config.radiologists);
   api = std::make_unique<ReadingApi>(config, *worklist, stores->reads, *store, std::vector<MetricsSource>{}, desk.get(),
                                      outbox.get());
   const PeerCertificate chen{"CN=chen.jie,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "chen.jie",
@@ -493,10 +496,13 @@ TEST_CASE("when the read others wait for fails or throws, they read on their own
     std::atomic<int> own{0};
     bool waited = false;
     std::thread waiter([&] {
-      auto page = held.cache.FindOrRead("k", 7, 0, [&] {
-        ++own;
-        return WorklistPageCache::Read{PageOf("[own]"), 1000};
-      }, &waited);
+      auto page = held.cache.FindOrRead(
+          "k", 7, 0,
+          [&] {
+            ++own;
+            return WorklistPageCache::Read{PageOf("[own]"), 1000};
+          },
+          &waited);
       CHECK((page && page->items_json == "[own]"));
     });
     WaitFor([&] { return held.cache.waiting() == 1; });
@@ -507,10 +513,13 @@ TEST_CASE("when the read others wait for fails or throws, they read on their own
     CHECK_FALSE(waited);
     // The flight ended with the failed read, and the waiter's page was kept: no one reads again.
     int later = 0;
-    CHECK(held.cache.FindOrRead("k", 7, 0, [&] {
-      ++later;
-      return WorklistPageCache::Read{PageOf("[later]"), 1000};
-    })->items_json == "[own]");
+    CHECK(held.cache
+              .FindOrRead("k", 7, 0,
+                          [&] {
+                            ++later;
+                            return WorklistPageCache::Read{PageOf("[later]"), 1000};
+                          })
+              ->items_json == "[own]");
     CHECK(later == 0);
   }
 }
@@ -538,8 +547,12 @@ TEST_CASE("a waiter past the validity of the page it waited for reads again", "[
   std::string got;
   bool waited = false;
   std::thread waiter([&] {
-    auto page = held.cache.FindOrRead("k", 7, 600, [] { return WorklistPageCache::Read{PageOf("[new]"), 2000}; },
-                                      &waited);
+    auto page = held.cache.FindOrRead(
+        "k", 7, 600,
+        [] {
+          return WorklistPageCache::Read{PageOf("[new]"), 2000};
+        },
+        &waited);
     got = page ? page->items_json : "";
   });
   WaitFor([&] { return held.cache.waiting() == 1; });
