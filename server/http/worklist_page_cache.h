@@ -34,9 +34,10 @@ class WorklistPageCache {
 
   // 16 MB: a first page of 1,000 rows is ~1 MB, of 50 rows ~50 KB.
   static constexpr size_t kDefaultMaxBytes = size_t{16} << 20;
-  // How long a caller waits for another's read of the page before reading it itself: a slow read
-  // must not hold every handler thread.
-  static constexpr std::chrono::milliseconds kDefaultWait{50};
+  // How long a caller waits for another's read of the page before reading it itself. A waiter
+  // holds its handler thread either way, so this only bounds a read that is stuck, not one that is
+  // slow: with 50 ms, reads slowed by a busy CPU made every waiter read too (the herd this prevents).
+  static constexpr std::chrono::milliseconds kDefaultWait{2000};
   explicit WorklistPageCache(size_t max_bytes = kDefaultMaxBytes, std::chrono::milliseconds wait = kDefaultWait)
       : max_bytes_(max_bytes), wait_(wait) {}
 
