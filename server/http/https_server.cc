@@ -11,8 +11,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <ctime>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -21,6 +19,7 @@
 #include "common/log.h"
 #include "server/http/handler_pool.h"
 #include "server/http/request_trace.h"
+#include "server/http/tar_stream.h"
 #include "server/pki/pki.h"
 #include "server/pki/revocation.h"
 
@@ -51,100 +50,6 @@ constexpr auto kReadTimeout = std::chrono::seconds(30);
 // Handlers mostly wait (SQLite's group commit, disk): one per workstation connection we expect
 // at once lets simultaneous claims share one commit instead of queueing for the next.
 constexpr int kHandlerThreads = 32;
-
-// Produces a ustar archive piece by piece: a header block, the file's bytes, padding to 512,
-// and two zero blocks at the end. A file that cannot be read whole ends it unfinished.
-class TarStream {
- public:
-  TarStream(std::vector<std::pair<std::string, std::string>> files, const ObjectStore* objects)
-      : files_(std::move(files)), objects_(objects) {}
-
-  // The next piece, empty when the archive is complete or cannot be (see failed()).
-  std::string Next() {
-    if (done_) return "";
-    if (!in_.is_open()) {
-      if (index_ == files_.size()) {
-        done_ = true;
-        return std::string(1024, '\0');
-      }
-      // One object open at a time: one held in the index lives in a memory file until read.
-      Result<ObjectHandle> object =
-          objects_ ? objects_->Open(files_[index_].second) : Result<ObjectHandle>(Status::NotFound("no store"));
-      std::error_code ec;
-      if (object.ok()) {
-        current_ = std::move(object.value());
-        in_.open(current_.path(), std::ios::binary);
-        remaining_ = std::filesystem::file_size(current_.path(), ec);
-        size_ = remaining_;
-      }
-      if (!object.ok() || !in_ || ec) {
-        done_ = true;
-        failed_ = files_[index_].second;
-        return "";
-      }
-      return Header(files_[index_].first, remaining_);
-    }
-    std::string piece(std::min<uint64_t>(remaining_, kPiece), '\0');
-    in_.read(piece.data(), static_cast<std::streamsize>(piece.size()));
-    if (in_.gcount() != static_cast<std::streamsize>(piece.size())) {  // the file shrank under us
-      done_ = true;
-      failed_ = files_[index_].second;
-      return "";
-    }
-    remaining_ -= piece.size();
-    if (remaining_ == 0) {
-      piece.append((512 - size_ % 512) % 512, '\0');
-      in_.close();
-      current_ = ObjectHandle();
-      ++index_;
-    }
-    return piece;
-  }
-
- private:
-  static constexpr uint64_t kPiece = 256 * 1024;
-
-  static std::string Header(const std::string& name, uint64_t size) {
-    std::string h(512, '\0');
-    auto put = [&h](size_t at, size_t len, const std::string& v) {
-      h.replace(at, std::min(len, v.size()), v.substr(0, len));
-    };
-    auto octal = [](uint64_t v, int width) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%0*llo", width, static_cast<unsigned long long>(v));
-      return std::string(buf);
-    };
-    put(0, 100, name);
-    put(100, 8, "0000644");
-    put(108, 8, "0000000");
-    put(116, 8, "0000000");
-    put(124, 12, octal(size, 11));
-    put(136, 12, octal(static_cast<uint64_t>(std::time(nullptr)), 11));
-    put(148, 8, "        ");
-    h[156] = '0';
-    put(257, 6, std::string("ustar\0", 6));
-    put(263, 2, "00");
-    unsigned sum = 0;
-    for (unsigned char c : h) sum += c;
-    put(148, 8, octal(sum, 6) + std::string("\0 ", 2));
-    return h;
-  }
-
- public:
-  // The file that could not be read whole; empty while all is well.
-  const std::string& failed() const { return failed_; }
-
- private:
-  std::vector<std::pair<std::string, std::string>> files_;
-  const ObjectStore* objects_;
-  ObjectHandle current_;  // the object being read
-  uint64_t size_ = 0;     // its size
-  std::string failed_;
-  size_t index_ = 0;
-  std::ifstream in_;
-  uint64_t remaining_ = 0;
-  bool done_ = false;
-};
 
 // Open connections, in all and per address. A Ticket holds one place until destroyed.
 class ConnectionCounts {
@@ -239,6 +144,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The headers first: whether a body is read at all, and how much, depends on who sends it.
   void Read() {
+    trace_.reset();  // the last request's, logged or not: never logged under this one's answer
     parser_.emplace();
     parser_->header_limit(kMaxHttpHeaderBytes);
     parser_->body_limit(body_limit_);
@@ -358,6 +264,7 @@ class Session : public std::enable_shared_from_this<Session> {
     tar_ = std::make_unique<TarStream>(out.tar, out.objects);
     beast::get_lowest_layer(stream_).expires_after(kReadTimeout);
     http::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr](beast::error_code ec, size_t) {
+      if (self->trace_) self->LogTrace();  // respond= up to the header; the archive streams on
       if (!ec) self->WriteTarPiece();
     });
   }

@@ -55,6 +55,16 @@ struct HttpResponse {
   std::function<HttpResponse()> deferred = {};
 };
 
+// A gate's refusal whose answer `make` gives on the handler pool. Its own status and body are a
+// placeholder that says it was sent unmade (500), never a refusal without the audit `make` writes.
+inline HttpResponse DeferredResponse(std::function<HttpResponse()> make) {
+  HttpResponse r;
+  r.status = 500;
+  r.body = R"({"error":"internal error: an answer was sent before it was made"})";
+  r.deferred = std::move(make);
+  return r;
+}
+
 // Largest request header accepted (larger: 413); bodies are bounded by HttpsConfig::max_body_bytes.
 inline constexpr size_t kMaxHttpHeaderBytes = 16 * 1024;
 

@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "server/http/api_reply.h"
+#include "server/http/request_trace.h"
 
 namespace teleread {
 namespace {
@@ -111,10 +112,7 @@ std::optional<HttpResponse> ReadingApi::Admit(const HttpRequest& head, const Pee
   if (!who) {
     // Refused and audited by Handle, before any body: on the handler pool, since the audit entry
     // waits for its commit and this runs on a TLS I/O thread.
-    HttpResponse refused;
-    refused.status = 403;
-    refused.deferred = [this, head, peer] { return Handle(head, peer); };
-    return refused;
+    return DeferredResponse([this, head, peer] { return Handle(head, peer); });
   }
   const std::string path = head.target.substr(0, head.target.find('?'));
   const std::vector<std::string> p = Split(path);
@@ -308,6 +306,7 @@ HttpResponse ReadingApi::Priors(const std::string& uid, const Identity& who) {
 
 HttpResponse ReadingApi::ClaimAction(const std::string& uid, const std::string& action, const std::string& query,
                                      const Identity& who) {
+  TraceTimer sql(&RequestTrace::sql_us);  // the claim's reads and its write (its audit row commits with it)
   Result<WorklistRow> row = Status::InvalidArgument("unknown action");
   if (action == "claim") {
     row = worklist_.Claim(uid, who.id);

@@ -117,7 +117,9 @@ std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(Worklis
   // (a claim expiring moves a task between "waiting" and "claimed", and out of "mine") are kept;
   // the rest are read each time.
   const bool keep = f.offset == 0 && f.state.empty() && f.claimed_by.empty();
-  const std::string key = WorklistPageCache::Key(who.id, who.admin, f);
+  // Keyed by what the rows depend on, the caller's routing included, not by the caller: readers
+  // who read the same studies share one read (each view is still audited for its caller).
+  const std::string key = WorklistPageCache::Key(worklist_.Routed(f, who.id));
   const uint64_t version = worklist_.Version();  // before the read: a later write makes it stale
   auto read = [&]() -> WorklistPageCache::Read {
     if (RequestTrace* t = CurrentTrace()) t->page = 'r';

@@ -10,23 +10,30 @@ size_t Cost(const std::string& key, const WorklistPageCache::Page& page) {
 
 }  // namespace
 
-std::string WorklistPageCache::Key(const std::string& caller, bool admin, const WorklistFilter& f) {
+std::string WorklistPageCache::Key(const WorklistFilter& f) {
   std::string key;
-  for (const std::string& field :
-       {caller, std::string(admin ? "1" : "0"), f.modality, f.member_id, f.priority, std::to_string(f.limit)}) {
-    key += std::to_string(field.size()) + ":" + field;
+  auto add = [&key](const std::string& field) { key += std::to_string(field.size()) + ":" + field; };
+  for (const std::string& field : {f.modality, f.member_id, f.priority, std::to_string(f.limit)}) add(field);
+  for (const std::vector<std::string>* list : {&f.readable_modalities, &f.readable_members}) {
+    add(std::to_string(list->size()));
+    for (const std::string& item : *list) add(item);
   }
   return key;
 }
 
-std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::Find(const std::string& key, uint64_t version,
-                                                                       int64_t now_ms) {
-  std::lock_guard<std::mutex> lock(mu_);
+std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::FindLocked(const std::string& key, uint64_t version,
+                                                                             int64_t now_ms) {
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.version != version || now_ms >= it->second.valid_until_ms) return nullptr;
   lru_.splice(lru_.begin(), lru_, it->second.used);
   ++hits_;
   return it->second.page;
+}
+
+std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::Find(const std::string& key, uint64_t version,
+                                                                       int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return FindLocked(key, version, now_ms);
 }
 
 void WorklistPageCache::Store(const std::string& key, uint64_t version, int64_t valid_until_ms,
@@ -44,41 +51,70 @@ void WorklistPageCache::Store(const std::string& key, uint64_t version, int64_t 
   bytes_ += cost;
 }
 
+std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::ReadAndStore(const std::string& key, uint64_t version,
+                                                                               const std::function<Read()>& read) {
+  Read r = read();
+  if (r.page) Store(key, version, r.valid_until_ms, r.page);
+  return r.page;
+}
+
 std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::FindOrRead(const std::string& key, uint64_t version,
                                                                              int64_t now_ms,
                                                                              const std::function<Read()>& read,
                                                                              bool* waited) {
-  if (auto kept = Find(key, version, now_ms)) return kept;
+  enum class Role { kLead, kWait, kApart } role = Role::kApart;
+  std::shared_future<Read> other;
   std::promise<Read> mine;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
+    // Looked up under the flights' lock: a read that landed since the caller's miss is served.
+    if (auto kept = FindLocked(key, version, now_ms)) return kept;
     auto it = flights_.find(key);
     if (it != flights_.end() && it->second.version == version) {
-      std::shared_future<Read> other = it->second.done;
-      lock.unlock();
+      role = Role::kWait;
+      other = it->second.done;
+      ++waiting_;
+    } else if (it == flights_.end() || it->second.version < version) {
+      // A flight at an older version is left to finish; its page will not replace this one's.
+      role = Role::kLead;
+      flights_[key] = Flight{version, mine.get_future().share()};
+    }  // else a read of a newer version is under way: this older caller reads apart
+  }
+  if (role == Role::kApart) return ReadAndStore(key, version, read);
+  if (role == Role::kWait) {
+    const bool ready = other.wait_for(wait_) == std::future_status::ready;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --waiting_;
+    }
+    if (ready) {
       const Read& r = other.get();
       if (r.page && now_ms < r.valid_until_ms) {
         if (waited) *waited = true;
         return r.page;
       }
-      return read().page;  // its read failed, or the time moved on past it: read apart
     }
-    // A flight at another version is left to finish; this one takes its place.
-    flights_[key] = Flight{version, mine.get_future().share()};
+    // Its read failed, is slow, or the time moved on past it: read apart.
+    return ReadAndStore(key, version, read);
   }
-  Read r;
-  try {
-    r = read();
-  } catch (...) {
-    mine.set_value(Read{});  // the waiters read apart
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = flights_.find(key); it != flights_.end() && it->second.version == version) flights_.erase(it);
-    throw;
-  }
+  // The lead: whatever happens (a read or Store that throws included), the waiters get an answer
+  // (an empty one: they read apart) and the flight ends, so that later misses do not join it.
+  struct Landing {
+    WorklistPageCache& cache;
+    const std::string& key;
+    uint64_t version;
+    std::promise<Read>& promise;
+    Read result;
+    ~Landing() {
+      promise.set_value(result);
+      std::lock_guard<std::mutex> lock(cache.mu_);
+      auto it = cache.flights_.find(key);
+      if (it != cache.flights_.end() && it->second.version == version) cache.flights_.erase(it);
+    }
+  } landing{*this, key, version, mine, {}};
+  Read r = read();
   if (r.page) Store(key, version, r.valid_until_ms, r.page);
-  mine.set_value(r);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (auto it = flights_.find(key); it != flights_.end() && it->second.version == version) flights_.erase(it);
+  landing.result = r;
   return r.page;
 }
 
@@ -96,6 +132,11 @@ size_t WorklistPageCache::hits() const {
 size_t WorklistPageCache::bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   return bytes_;
+}
+
+size_t WorklistPageCache::waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_;
 }
 
 size_t WorklistPageCache::pages() const {

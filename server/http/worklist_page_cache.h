@@ -3,10 +3,14 @@
 // changed costs no SQL and no JSON. A page is kept with the task version it was read at
 // (Worklist::Version) and the time its rows would first read differently (NextTimeChange); it is
 // served only while both hold, so a claim, a release, a new task or a late instance is seen by
-// the very next request. The key names the caller and every parameter the page depends on.
+// the very next request. The key names every parameter the rows depend on, the caller's routing
+// included but not the caller: the rows show nothing per caller (who claimed a task is shown to
+// everyone alike; "mine" pages are not kept), so readers who read the same studies share a page.
+// Each view is still audited per caller by the route.
 // Bounded by bytes; past the bound the least recently used pages go, one at a time.
 //
 // Thread-safety: all methods may be called from any thread.
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -30,13 +34,19 @@ class WorklistPageCache {
 
   // 16 MB: a first page of 1,000 rows is ~1 MB, of 50 rows ~50 KB.
   static constexpr size_t kDefaultMaxBytes = size_t{16} << 20;
-  explicit WorklistPageCache(size_t max_bytes = kDefaultMaxBytes) : max_bytes_(max_bytes) {}
+  // How long a caller waits for another's read of the page before reading it itself. A waiter
+  // holds its handler thread either way, so this only bounds a read that is stuck, not one that is
+  // slow: with 50 ms, reads slowed by a busy CPU made every waiter read too (the herd this prevents).
+  static constexpr std::chrono::milliseconds kDefaultWait{2000};
+  explicit WorklistPageCache(size_t max_bytes = kDefaultMaxBytes, std::chrono::milliseconds wait = kDefaultWait)
+      : max_bytes_(max_bytes), wait_(wait) {}
 
-  // The key of a kept first page: the caller and every filter the page's rows depend on, each
-  // length-prefixed so that no two different callers or filters share one whatever text they
-  // hold. `filter` as the store reads it (limit clamped); its offset, state and claimed_by are not
-  // in it (pages with those are not kept).
-  static std::string Key(const std::string& caller, bool admin, const WorklistFilter& filter);
+  // The key of a kept first page: every filter the page's rows depend on, the routing
+  // (readable_modalities, readable_members) included, each length-prefixed so that no two
+  // different filters share one whatever text they hold. `filter` as the store reads it (limit
+  // clamped, routing added: Worklist::Routed); its offset, state and claimed_by are not in it
+  // (pages with those are not kept).
+  static std::string Key(const WorklistFilter& filter);
 
   // The page kept under `key` if it was read at `version` and `now_ms` is before it changes.
   std::shared_ptr<const Page> Find(const std::string& key, uint64_t version, int64_t now_ms);
@@ -50,13 +60,15 @@ class WorklistPageCache {
   // Find, and on a miss one read for everyone: the first caller to miss `key` at `version` runs
   // `read` and keeps its page; callers missing the same key and version meanwhile wait for that
   // page instead of reading it again each (after a task changed, every workstation asks at once).
-  // A waiter whose time is past the read's validity, or whose read failed, reads itself. `waited`,
-  // when given, is set when the page came from another caller's read.
+  // A waiter whose time is past the read's validity, whose read failed, or that waited `wait` in
+  // vain reads itself and keeps what it read. A read at a lower version than one under way does
+  // not take its place. `waited`, when given, is set when the page came from another caller's read.
   std::shared_ptr<const Page> FindOrRead(const std::string& key, uint64_t version, int64_t now_ms,
                                          const std::function<Read()>& read, bool* waited = nullptr);
   size_t hits() const;
   size_t bytes() const;
   size_t pages() const;
+  size_t waiting() const;  // callers waiting for another's read now
 
  private:
   struct Entry {
@@ -66,7 +78,11 @@ class WorklistPageCache {
     size_t bytes = 0;
     std::list<std::string>::iterator used;  // its place in `lru_`
   };
-  void Erase(std::unordered_map<std::string, Entry>::iterator it);  // mu_ held
+  // mu_ held:
+  void Erase(std::unordered_map<std::string, Entry>::iterator it);
+  std::shared_ptr<const Page> FindLocked(const std::string& key, uint64_t version, int64_t now_ms);
+  // Reads apart from any flight, and keeps what it read.
+  std::shared_ptr<const Page> ReadAndStore(const std::string& key, uint64_t version, const std::function<Read()>& read);
   // A read under way.
   struct Flight {
     uint64_t version = 0;
@@ -74,12 +90,14 @@ class WorklistPageCache {
   };
 
   const size_t max_bytes_;
+  const std::chrono::milliseconds wait_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;   // guarded by mu_
   std::list<std::string> lru_;                       // keys, most recently used first; guarded by mu_
   std::unordered_map<std::string, Flight> flights_;  // reads under way, by key; guarded by mu_
   size_t bytes_ = 0;                                 // guarded by mu_
   size_t hits_ = 0;                                  // guarded by mu_
+  size_t waiting_ = 0;                               // guarded by mu_
 };
 
 }  // namespace teleread

@@ -53,13 +53,17 @@ std::string ExpiredClaimMessage(int64_t lease_expires_ms) {
   return std::string("your claim expired at ") + text + " UTC: claim the study again";
 }
 
-Result<std::vector<WorklistRow>> Worklist::List(WorklistFilter filter, const std::string& caller) const {
+WorklistFilter Worklist::Routed(WorklistFilter filter, const std::string& caller) const {
   for (const Radiologist& r : readers_) {
     if (r.id != caller || !filter.claimed_by.empty()) continue;  // what an admin assigned stays visible
     filter.readable_modalities = r.modalities;
     filter.readable_members = r.members;
   }
-  return tasks_.List(filter, clock_());
+  return filter;
+}
+
+Result<std::vector<WorklistRow>> Worklist::List(WorklistFilter filter, const std::string& caller) const {
+  return tasks_.List(Routed(std::move(filter), caller), clock_());
 }
 
 Result<WorklistRow> Worklist::Task(const std::string& uid) const { return tasks_.Task(uid, clock_()); }

@@ -29,6 +29,9 @@ class Worklist {
 
   // The worklist as `caller` may see it (routing added to `filter`).
   Result<std::vector<WorklistRow>> List(WorklistFilter filter, const std::string& caller = "") const;
+  // `filter` with the routing that List applies for `caller`: all that the caller changes in the
+  // rows List returns (a row shows nothing else per caller).
+  WorklistFilter Routed(WorklistFilter filter, const std::string& caller) const;
   // NotFound when the study has no reading task.
   Result<WorklistRow> Task(const std::string& study_instance_uid) const;
 

@@ -2,7 +2,8 @@
 // client certificates (mutual TLS), as the radiologists' workstations connect.
 //   --mode worklist: GET /api/v1/worklist?limit=50 (the first page), in a loop per client;
 //   --mode claim:    POST /api/v1/studies/<uid>/claim, each client taking the next UID of --uids.
-// Each client is one connection, one request at a time; the TLS handshake is not timed. Without
+// Each client is one connection, one request at a time; the TLS handshake is not timed. With
+// several --cert/--key pairs (one identity each), client i presents pair i modulo their number. Without
 // --think-ms each sends its next request as soon as the last is answered (closed loop: on a
 // machine this small, latency is then about clients / throughput); with --think-ms LO-HI each
 // waits a random LO..HI ms between requests, as a workstation refreshing or claiming does.
@@ -24,6 +25,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -49,12 +52,13 @@ double Percentile(const std::vector<double>& sorted, double p) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Reading API latency under concurrent mutual-TLS keep-alive clients"};
-  std::string host = "127.0.0.1", cert, key, ca, mode = "worklist", uids_file, think;
+  std::string host = "127.0.0.1", ca, mode = "worklist", uids_file, think;
+  std::vector<std::string> certs, keys;
   int port = 0, clients = 32, requests = 100;
   app.add_option("--host", host);
   app.add_option("--port", port)->required();
-  app.add_option("--cert", cert, "Client certificate (PEM)")->required();
-  app.add_option("--key", key, "Client key (PEM)")->required();
+  app.add_option("--cert", certs, "Client certificate (PEM); repeat for more identities")->required();
+  app.add_option("--key", keys, "Client key (PEM), one per --cert")->required();
   app.add_option("--ca", ca, "Centre CA (PEM)")->required();
   app.add_option("--mode", mode)->check(CLI::IsMember({"worklist", "claim"}));
   app.add_option("--uids", uids_file, "Study UIDs to claim, one a line (claim mode)");
@@ -81,11 +85,18 @@ int main(int argc, char** argv) {
     }
   }
 
-  ssl::context ctx(ssl::context::tls_client);
-  ctx.load_verify_file(ca);
-  ctx.use_certificate_chain_file(cert);
-  ctx.use_private_key_file(key, ssl::context::pem);
-  ctx.set_verify_mode(ssl::verify_peer);
+  if (certs.size() != keys.size()) {
+    std::fprintf(stderr, "teleread-api-load: one --key per --cert\n");
+    return 2;
+  }
+  std::vector<std::unique_ptr<ssl::context>> contexts;
+  for (size_t i = 0; i < certs.size(); ++i) {
+    auto& ctx = *contexts.emplace_back(std::make_unique<ssl::context>(ssl::context::tls_client));
+    ctx.load_verify_file(ca);
+    ctx.use_certificate_chain_file(certs[i]);
+    ctx.use_private_key_file(keys[i], ssl::context::pem);
+    ctx.set_verify_mode(ssl::verify_peer);
+  }
 
   std::atomic<size_t> next_uid{0};
   std::atomic<int> errors{0};
@@ -94,7 +105,7 @@ int main(int argc, char** argv) {
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
 
-  auto client = [&] {
+  auto client = [&](ssl::context& ctx) {
     std::vector<double> ms;
     try {
       asio::io_context ioc;
@@ -144,7 +155,7 @@ int main(int argc, char** argv) {
   };
 
   std::vector<std::thread> threads;
-  for (int i = 0; i < clients; ++i) threads.emplace_back(client);
+  for (int i = 0; i < clients; ++i) threads.emplace_back(client, std::ref(*contexts[i % contexts.size()]));
   while (ready < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   auto cpu = [] {
     rusage u{};
@@ -158,9 +169,11 @@ int main(int argc, char** argv) {
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const double client_cpu = (cpu() - cpu_before) / seconds;
   std::sort(all_ms.begin(), all_ms.end());
-  std::printf("mode=%s clients=%d%s%s n=%zu errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f client_cpu=%.2f\n",
-              mode.c_str(), clients, think.empty() ? "" : " think_ms=", think.c_str(), all_ms.size(), errors.load(),
-              all_ms.size() / seconds, Percentile(all_ms, 50), Percentile(all_ms, 99),
-              all_ms.empty() ? 0.0 : all_ms.back(), client_cpu);
+  std::printf(
+      "mode=%s clients=%d identities=%zu%s%s n=%zu errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
+      "client_cpu=%.2f\n",
+      mode.c_str(), clients, certs.size(), think.empty() ? "" : " think_ms=", think.c_str(), all_ms.size(),
+      errors.load(), all_ms.size() / seconds, Percentile(all_ms, 50), Percentile(all_ms, 99),
+      all_ms.empty() ? 0.0 : all_ms.back(), client_cpu);
   return errors.load() == 0 ? 0 : 1;
 }

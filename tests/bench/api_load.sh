@@ -7,6 +7,11 @@
 #   paced: each client waits 100-500 ms between requests, as a workstation refreshing its
 #     worklist or claiming does (THINK_MS overrides the range).
 # Also the same requests from one client alone, for reference.
+# The clients are several radiologists of the sample consortium (API_READERS, default "wang.li
+# zhao.min": routed differently, CT/MR/CR/DX and all), client i being reader i modulo their
+# number; one reader (API_READERS=wang.li) is the best case for the worklist pages, which are
+# shared by readers routed alike only. Claims are all wang.li's: past the last task the UIDs
+# wrap, and a study claimed again by another reader would be a 409, not the same work.
 # The push sends each object once (new studies all along, each stored, not compared with a copy)
 # at API_PUSH_RATE objects/s (default 40, ~20 MB/s: one member's link), API_CT objects in
 # API_CT_STUDIES studies, 10 objects per association; each measurement prints how many new
@@ -28,7 +33,8 @@ source "$root/tests/lib/scratch_centre.sh"
 
 rm -rf "$work"
 mkdir -p "$work"
-scratch_pki "$work/pki" wang.li
+read -r -a readers <<<"${API_READERS:-wang.li zhao.min}"
+scratch_pki "$work/pki" "${readers[@]}"
 scratch_config "$work/pki" "$work/teleread.toml"
 "$build/tests/bench/teleread-bench-corpus" index "$work/data" --studies "$tasks" --instances 1 --tasks >&2
 # New studies to push (8 x 200 CT images, ~800 MB: 40 s at 40/s), each object sent once.
@@ -54,15 +60,17 @@ curl_ok() {
 for _ in $(seq 200); do curl_ok && break; sleep 0.1; done
 curl_ok || { echo "server did not answer; see $work/server.log" >&2; exit 1; }
 
-certs=(--port $http_port --cert "$work/pki/wang.li.pem" --key "$work/pki/wang.li.key" --ca "$work/pki/ca.pem")
+one=(--port $http_port --cert "$work/pki/wang.li.pem" --key "$work/pki/wang.li.key" --ca "$work/pki/ca.pem")
+certs=(--port $http_port --ca "$work/pki/ca.pem")
+for r in "${readers[@]}"; do certs+=(--cert "$work/pki/$r.pem" --key "$work/pki/$r.key"); done
 # Claims take distinct studies: generated UIDs 2.25.4242.1.<n>, in a different range per run;
 # past the last task the range wraps (a study claimed again by its holder: the same write and
 # audit), instead of asking for studies that do not exist (404s counted as errors, and fast).
 uids() { seq "$1" "$2" | awk -v n="$tasks" '{print "2.25.4242.1." $1 % n}' >"$work/uids-$1"; echo "$work/uids-$1"; }
 
 echo "one client, nothing else running:"
-"$load" "${certs[@]}" --clients 1 --requests 100 --mode worklist
-"$load" "${certs[@]}" --clients 1 --requests 100 --mode claim --uids "$(uids 0 99)"
+"$load" "${one[@]}" --clients 1 --requests 100 --mode worklist
+"$load" "${one[@]}" --clients 1 --requests 100 --mode claim --uids "$(uids 0 99)"
 
 # One member pushes new CT studies while the clients run: 10 objects per association, paced.
 find "$work/ct" -type f | sort >"$work/ct-files"
@@ -82,20 +90,21 @@ pusher=$!
 sleep 1
 stored() { sqlite3 "$work/data/index.sqlite" "SELECT COUNT(*) FROM instances"; }
 before=$(stored)
-# One measurement, then how many new objects the member's push stored while it ran.
+# One measurement (the load program's arguments), then how many new objects the member's push
+# stored while it ran.
 measure() {
   local n0
   n0=$(stored)
-  "$load" "${certs[@]}" --clients "$clients" --requests "$per_client" "$@"
+  "$load" --clients "$clients" --requests "$per_client" "$@"
   echo "  new CT objects stored meanwhile: $(($(stored) - n0))"
 }
-echo "$clients clients, closed loop, ZZ_PACS pushing CT meanwhile ($rate objects/s):"
-measure --mode worklist
-measure --mode claim --uids "$(uids 100 $((100 + clients * per_client - 1)))"
+echo "$clients clients (readers: ${readers[*]}), closed loop, ZZ_PACS pushing CT meanwhile ($rate objects/s):"
+measure "${certs[@]}" --mode worklist
+measure "${one[@]}" --mode claim --uids "$(uids 100 $((100 + clients * per_client - 1)))"
 echo "$clients clients, each pausing $think ms between requests, ZZ_PACS pushing CT meanwhile:"
 next=$((100 + clients * per_client))
-measure --mode worklist --think-ms "$think"
-measure --mode claim --think-ms "$think" --uids "$(uids $next $((next + clients * per_client - 1)))"
+measure "${certs[@]}" --mode worklist --think-ms "$think"
+measure "${one[@]}" --mode claim --think-ms "$think" --uids "$(uids $next $((next + clients * per_client - 1)))"
 grep -q "push ended" "$work/storescu.log" && echo "note: the push ended before the last measurement did" >&2
 kill "$pusher" 2>/dev/null || true  # gone already when the push ended
 wait "$pusher" 2>/dev/null || true

@@ -112,3 +112,24 @@ TEST_CASE_METHOD(ApiFixture, "a certificate that stands for nobody here is refus
   CHECK(Count("audit_log", "action = 'refused'") == 4);
   CHECK(Count("audit_log", "action = 'refused' AND actor = '(no certificate)'") == 1);
 }
+
+TEST_CASE_METHOD(ApiFixture, "the gate defers a stranger's refusal and its audit entry to the handler pool",
+                 "[workflow][api][authorisation]") {
+  const PeerCertificate stranger{"CN=li.na,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "li.na",
+                                 "radiologist"};
+  uint64_t limit = 1 << 20;
+  std::optional<HttpResponse> gate = api->Admit(HttpRequest{"GET", "/api/v1/worklist", "", ""}, stranger, limit);
+  REQUIRE(gate.has_value());
+  REQUIRE(gate->deferred);     // on a TLS I/O thread, Admit neither writes nor waits for the audit
+  CHECK(gate->status == 500);  // sent unmade by mistake: an error, not a refusal without its audit
+  CHECK(Count("audit_log", "action = 'refused'") == 0);
+  const HttpResponse refused = gate->deferred();
+  CHECK(refused.status == 403);
+  CHECK(ErrorOf(refused) == "this certificate does not belong to a configured radiologist, admin or member hospital");
+  CHECK(Count("audit_log", "action = 'refused' AND actor = '" + stranger.subject + "'") == 1);
+  // A known reader is admitted, with the route's body limit.
+  std::optional<HttpResponse> admitted =
+      api->Admit(HttpRequest{"GET", "/api/v1/worklist", "", ""}, kRadiologist, limit);
+  CHECK_FALSE(admitted.has_value());
+  CHECK(limit == 64u << 10);
+}

@@ -259,6 +259,25 @@ TEST_CASE_METHOD(PageFixture, "a change to a study that no task row shows is see
   CHECK(Row(Page(), first)["patient_name"] == "Renamed^P1");
 }
 
+TEST_CASE_METHOD(PageFixture, "a change to a series of a study with a task ends the kept worklist page",
+                 "[workflow][api][worklist]") {
+  REQUIRE(Row(Page(), first)["body_part"] != "KNEE");
+  const int64_t kept = Kept();
+  Page();
+  REQUIRE(Kept() == kept + 1);
+  // Only a series row changes (found through series -> study -> task); no studies row does.
+  REQUIRE(index
+              ->Write([&](Database& db) {
+                Statement u(db.handle(),
+                            "UPDATE series SET body_part_examined = 'KNEE' WHERE study_pk = (SELECT id FROM studies "
+                            "WHERE study_instance_uid = ?1)");
+                u.Bind(1, first.study_instance_uid);
+                return u.Run();
+              })
+              .ok());
+  CHECK(Row(Page(), first)["body_part"] == "KNEE");
+}
+
 TEST_CASE_METHOD(PageFixture, "a kept worklist page is served up to the millisecond a row reads differently, not after",
                  "[workflow][api][worklist]") {
   REQUIRE(Call(kWang, "POST", "/api/v1/studies/" + first.study_instance_uid + "/claim").status == 200);
@@ -287,27 +306,31 @@ TEST_CASE_METHOD(PageFixture, "a kept worklist page is served up to the millisec
   CHECK(Row(page, second)["overdue"].get<bool>());
 }
 
-TEST_CASE("no two different callers or filters share a kept worklist page's key", "[api][worklist]") {
+TEST_CASE("no two different filters or routings share a kept worklist page's key", "[api][worklist]") {
   // Text that would join alike with a separator, a length prefix or nothing between fields.
   const std::vector<std::string> texts = {"", "a", "1", "1:", ":a", "\n", "a\n", "\na", "1:a", "0"};
+  const std::vector<std::vector<std::string>> lists = {{},    {""},    {"", ""},   {"a"},
+                                                       {"1"}, {"1:a"}, {"a", "1"}, {"1", "a"}};
   std::map<std::string, std::string> seen;  // key -> the fields it was made from
   size_t made = 0;
-  for (const std::string& caller : texts) {
-    for (const bool admin : {false, true}) {
+  for (const std::vector<std::string>& modalities : lists) {
+    for (const std::vector<std::string>& members : lists) {
       for (const std::string& modality : texts) {
         for (const std::string& member : texts) {
           for (const std::string& priority : texts) {
-            for (const int limit : {1, 10, 50}) {
+            for (const int limit : {1, 50}) {
               WorklistFilter f;
               f.modality = modality;
               f.member_id = member;
               f.priority = priority;
               f.limit = limit;
-              const std::string fields = json{caller, admin, modality, member, priority, limit}.dump();
-              const auto [at, fresh] = seen.emplace(WorklistPageCache::Key(caller, admin, f), fields);
+              f.readable_modalities = modalities;
+              f.readable_members = members;
+              const std::string fields = json{modalities, members, modality, member, priority, limit}.dump();
+              const auto [at, fresh] = seen.emplace(WorklistPageCache::Key(f), fields);
               INFO(fields << " has the key of " << at->second);
               REQUIRE(fresh);
-              CHECK(WorklistPageCache::Key(caller, admin, f) == at->first);  // the same fields, the same key
+              CHECK(WorklistPageCache::Key(f) == at->first);  // the same fields, the same key
               ++made;
             }
           }
@@ -316,6 +339,41 @@ TEST_CASE("no two different callers or filters share a kept worklist page's key"
     }
   }
   CHECK(seen.size() == made);
+}
+
+TEST_CASE_METHOD(PageFixture,
+                 "readers routed alike share one kept worklist page and each view is audited for its reader",
+                 "[workflow][api][worklist]") {
+  // Routing as configured: wang.li reads CT, MR, CR, DX; zhao.min everything; a second CT reader
+  // routed as wang.li is.
+  Radiologist twin = config.radiologists.front();
+  REQUIRE(twin.id == "wang.li");
+  twin.id = "chen.jie";
+  twin.certificate_subject = "CN=chen.jie,OU=radiologist,O=Lixian Regional Imaging Reading Centre";
+  config.radiologists.push_back(twin);
+  worklist = std::make_unique<Worklist>(
+      stores->tasks, stores->audit, int64_t{config.reading.lease_minutes} * 60'000, [this] { return now_ms; },
+      config.radiologists);
+  api = std::make_unique<ReadingApi>(config, *worklist, stores->reads, *store, std::vector<MetricsSource>{}, desk.get(),
+                                     outbox.get());
+  const PeerCertificate chen{"CN=chen.jie,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "chen.jie",
+                             "radiologist"};
+  const ReceivedStudy ecg = Receive("zhuozhou", "P9", "ECG");  // not among wang.li's modalities
+  Promote();
+  const json wang = Page(kWang);
+  CHECK(wang["items"].size() == 2);
+  CHECK(Row(wang, ecg) == nullptr);
+  int64_t kept = Kept();
+  const json other = Page(chen);
+  CHECK(Kept() == kept + 1);  // wang.li's read served chen.jie
+  CHECK(other["items"] == wang["items"]);
+  kept = Kept();
+  const json zhao = Page(kZhao);  // routed otherwise: read for zhao.min
+  CHECK(Kept() == kept);
+  CHECK(zhao["items"].size() == 3);
+  CHECK(Row(zhao, ecg) != nullptr);
+  CHECK(Count("audit_log", "actor = 'chen.jie' AND action = 'list-worklist'") == 1);
+  CHECK(Count("audit_log", "actor = 'wang.li' AND action = 'list-worklist'") == 1);
 }
 
 TEST_CASE_METHOD(PageFixture, "kept worklist pages are per page size", "[workflow][api][worklist]") {
@@ -343,18 +401,31 @@ TEST_CASE_METHOD(PageFixture, "objects of a study still being received (no task 
   CHECK(Kept() == kept);
 }
 
+namespace {
+
+std::shared_ptr<const WorklistPageCache::Page> PageOf(const std::string& items) {
+  return std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{items, 1});
+}
+
+// Until `done` holds, or 10 s: then the test fails on what it waited for.
+template <typename Done>
+void WaitFor(Done done) {
+  for (int i = 0; i < 10'000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+}  // namespace
+
 TEST_CASE("a worklist page missing for many callers at once is read once and the others wait for it",
           "[api][worklist]") {
-  WorklistPageCache cache;
+  WorklistPageCache cache(WorklistPageCache::kDefaultMaxBytes, std::chrono::seconds(60));
+  constexpr int kCallers = 8;
   std::atomic<int> reads{0};
   auto read = [&] {
     ++reads;
-    // Long enough for every other caller to arrive while this read is under way.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    return WorklistPageCache::Read{std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{"[1]", 1}),
-                                   1000};
+    // The read lasts until every other caller waits for it.
+    WaitFor([&] { return cache.waiting() == kCallers - 1; });
+    return WorklistPageCache::Read{PageOf("[1]"), 1000};
   };
-  constexpr int kCallers = 8;
   std::atomic<int> waited{0};
   std::vector<std::thread> callers;
   std::vector<std::string> got(kCallers);
@@ -369,11 +440,144 @@ TEST_CASE("a worklist page missing for many callers at once is read once and the
   for (std::thread& t : callers) t.join();
   CHECK(reads == 1);
   CHECK(waited == kCallers - 1);
+  CHECK(cache.waiting() == 0);
   for (const std::string& g : got) CHECK(g == "[1]");
   CHECK(cache.FindOrRead("k", 7, 999, read) != nullptr);
   CHECK(reads == 1);  // kept
-  CHECK(cache.FindOrRead("k", 7, 1000, read) != nullptr);
-  CHECK(reads == 2);  // past its validity: read again
-  CHECK(cache.FindOrRead("k", 8, 0, read) != nullptr);
-  CHECK(reads == 3);  // a new version: read again
+}
+
+TEST_CASE("a kept worklist page past its validity or version is read again", "[api][worklist]") {
+  WorklistPageCache cache;
+  int reads = 0;
+  auto read = [&] {
+    ++reads;
+    return WorklistPageCache::Read{PageOf("[" + std::to_string(reads) + "]"), 1000};
+  };
+  CHECK(cache.FindOrRead("k", 7, 0, read)->items_json == "[1]");
+  CHECK(cache.FindOrRead("k", 7, 999, read)->items_json == "[1]");
+  CHECK(cache.FindOrRead("k", 7, 1000, read)->items_json == "[2]");  // past its validity
+  CHECK(cache.FindOrRead("k", 8, 0, read)->items_json == "[3]");     // a new version
+  CHECK(reads == 3);
+}
+
+// One read under way, held until released, and the callers started against it.
+struct HeldRead {
+  WorklistPageCache cache{WorklistPageCache::kDefaultMaxBytes, std::chrono::seconds(60)};
+  std::atomic<bool> release{false};
+  std::atomic<int> reads{0};
+  std::thread lead;
+  HeldRead(uint64_t version, std::function<WorklistPageCache::Read()> result) {
+    lead = std::thread([this, version, result] {
+      try {
+        cache.FindOrRead("k", version, 0, [&] {
+          ++reads;
+          WaitFor([&] { return release.load(); });
+          return result();
+        });
+      } catch (const std::exception&) {
+      }
+    });
+    WaitFor([&] { return reads == 1; });
+  }
+  ~HeldRead() {
+    release = true;
+    if (lead.joinable()) lead.join();
+  }
+};
+
+TEST_CASE("when the read others wait for fails or throws, they read on their own and keep that page",
+          "[api][worklist]") {
+  for (const bool throws : {false, true}) {
+    INFO((throws ? "the read throws" : "the read finds nothing"));
+    HeldRead held(7, [throws]() -> WorklistPageCache::Read {
+      if (throws) throw std::runtime_error("no memory");
+      return {};
+    });
+    std::atomic<int> own{0};
+    bool waited = false;
+    std::thread waiter([&] {
+      auto page = held.cache.FindOrRead(
+          "k", 7, 0,
+          [&] {
+            ++own;
+            return WorklistPageCache::Read{PageOf("[own]"), 1000};
+          },
+          &waited);
+      CHECK((page && page->items_json == "[own]"));
+    });
+    WaitFor([&] { return held.cache.waiting() == 1; });
+    CHECK(held.cache.waiting() == 1);
+    held.release = true;
+    waiter.join();
+    CHECK(own == 1);
+    CHECK_FALSE(waited);
+    // The flight ended with the failed read, and the waiter's page was kept: no one reads again.
+    int later = 0;
+    CHECK(held.cache
+              .FindOrRead("k", 7, 0,
+                          [&] {
+                            ++later;
+                            return WorklistPageCache::Read{PageOf("[later]"), 1000};
+                          })
+              ->items_json == "[own]");
+    CHECK(later == 0);
+  }
+}
+
+TEST_CASE("a caller at another version does not join a read under way", "[api][worklist]") {
+  HeldRead held(7, [] { return WorklistPageCache::Read{PageOf("[7]"), 1000}; });
+  int own = 0;
+  auto read = [&] {
+    ++own;
+    return WorklistPageCache::Read{PageOf("[other]"), 1000};
+  };
+  CHECK(held.cache.FindOrRead("k", 8, 0, read)->items_json == "[other]");  // newer: reads, takes the flight
+  CHECK(held.cache.FindOrRead("k", 6, 0, read)->items_json == "[other]");  // older: reads apart
+  CHECK(own == 2);
+  CHECK(held.cache.waiting() == 0);
+  held.release = true;
+  held.lead.join();
+  // Version 7's page did not replace version 8's.
+  CHECK(held.cache.FindOrRead("k", 8, 0, read)->items_json == "[other]");
+  CHECK(own == 2);
+}
+
+TEST_CASE("a waiter past the validity of the page it waited for reads again", "[api][worklist]") {
+  HeldRead held(7, [] { return WorklistPageCache::Read{PageOf("[old]"), 500}; });
+  std::string got;
+  bool waited = false;
+  std::thread waiter([&] {
+    auto page = held.cache.FindOrRead(
+        "k", 7, 600,
+        [] {
+          return WorklistPageCache::Read{PageOf("[new]"), 2000};
+        },
+        &waited);
+    got = page ? page->items_json : "";
+  });
+  WaitFor([&] { return held.cache.waiting() == 1; });
+  held.release = true;
+  waiter.join();
+  CHECK(got == "[new]");
+  CHECK_FALSE(waited);
+}
+
+TEST_CASE("a waiter does not wait past its bound for a slow read", "[api][worklist]") {
+  WorklistPageCache cache(WorklistPageCache::kDefaultMaxBytes, std::chrono::milliseconds(50));
+  std::atomic<bool> release{false}, started{false};
+  std::thread lead([&] {
+    cache.FindOrRead("k", 7, 0, [&] {
+      started = true;
+      WaitFor([&] { return release.load(); });
+      return WorklistPageCache::Read{PageOf("[slow]"), 1000};
+    });
+  });
+  WaitFor([&] { return started.load(); });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto page = cache.FindOrRead("k", 7, 0, [] { return WorklistPageCache::Read{PageOf("[own]"), 1000}; });
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  release = true;
+  lead.join();
+  CHECK(page->items_json == "[own]");
+  CHECK(waited < std::chrono::seconds(5));
 }
