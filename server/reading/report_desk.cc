@@ -190,14 +190,17 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
                                        signer->subject, accepted.signed_at, predecessor, accepted.critical, now,
                                        HasCriticalWebhook(config_, f.member_id), copy ? copy->sop_instance_uid : ""},
                              &refused, &recorded);
+  // The copy goes with the report row, also when the SR was indexed before (sent by C-STORE, or
+  // its row restored): not when the row was there already (a racing identical submission's).
+  req.companions_wanted = [&recorded] { return recorded; };
   StoreOutcome outcome = ingest_.Store(req);
   if (!refused.ok()) return refused;
   if (Status st = StatusFor(outcome, accepted.sop_instance_uid); !st.ok()) return st;
   // An identical submission that raced this one recorded the report first: this one is its re-send.
   if (!recorded) accepted.resent = true;
   if (accepted.resent) return accepted;
-  // The copy was indexed only with a newly indexed SR (the store records it only then).
-  accepted.pdf_sop_instance_uid = copy && outcome.stored_new ? copy->sop_instance_uid : "";
+  // Recorded: the copy was indexed in the same committed write.
+  accepted.pdf_sop_instance_uid = copy ? copy->sop_instance_uid : "";
   spdlog::info("report {} for study {} accepted from {}{}", accepted.sop_instance_uid, study_uid, caller,
                predecessor.empty() ? "" : " (amends " + predecessor + ")");
   if (copy) {

@@ -38,7 +38,8 @@ struct NewReport {
   bool critical = false;
   int64_t accepted_ms = 0;
   bool critical_webhook = false;  // the member takes critical results by webhook too
-  // The report's PDF copy, indexed in the same transaction (empty: none); delivered after the SR.
+  // The report's PDF copy (empty: none), delivered after the SR. The caller indexes it in the same
+  // transaction, after Record's write, exactly when that write inserted the row (`recorded`).
   std::string pdf_sop_instance_uid;
 };
 
@@ -59,8 +60,8 @@ class ReportStore {
   // The write that records `report` with its instance. Idempotent: a report recorded before
   // changes nothing. Fails, after setting `*refused` to the same Conflict, when the predecessor
   // was amended already or the claim changed since it was checked.
-  // `recorded` (when given) is set when this write inserted the row; an identical report
-  // accepted before (or by a racing submission) leaves it false.
+  // `recorded` (when given) is set by each run of the write: true when it inserted the row, false
+  // for an identical report accepted before (or by a racing submission). Valid once committed.
   Index::WriteFn Record(NewReport report, Status* refused, bool* recorded = nullptr) const;
 
  private:

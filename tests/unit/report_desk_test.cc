@@ -200,7 +200,7 @@ TEST_CASE_METHOD(DeskFixture, "amendments: by the signer or an assignee, once pe
   CHECK(Submit(SignedReport(study, "zhao.min", latest), "zhao.min").ok());
 }
 
-TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before names no PDF copy that is not stored",
+TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before gets its PDF copy all the same",
                  "[workflow][desk][pdf]") {
   const std::filesystem::path report = SignedReport(study, "wang.li");
   // The signed SR arrives first as a C-STORE from the member: indexed, without a report row.
@@ -220,14 +220,50 @@ TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before na
 
   Result<AcceptedReport> r = Submit(report);
   REQUIRE(r.ok());
+  CHECK_FALSE(r->resent);
   CHECK(Count("reports") == 1);
-  // Its PDF copy was dropped with the re-sent SR: no row may name it, no delivery may wait for it.
-  CHECK(Count("reports",
-              "pdf_sop_instance_uid <> '' AND pdf_sop_instance_uid NOT IN "
-              "(SELECT sop_instance_uid FROM instances)") == 0);
+  // Its PDF copy went with the report row: named, indexed, delivered after the SR.
+  REQUIRE_FALSE(r->pdf_sop_instance_uid.empty());
+  CHECK(Count("reports", "pdf_sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+  CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "' AND sop_class_uid = '" +
+                               kEncapsulatedPdfClass + "'") == 1);
+  CHECK(Count("deliveries", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+  CHECK(Count("deliveries") == 2);
   CHECK(Count("deliveries", "sop_instance_uid NOT IN (SELECT sop_instance_uid FROM instances)") == 0);
-  CHECK(Count("deliveries") == 1);  // the SR
-  CHECK(r->pdf_sop_instance_uid.empty());
+  Result<StoredReport> copy = stores->reads.ReportPdf(r->sop_instance_uid, "");
+  REQUIRE(copy.ok());
+  CHECK(store->Open(copy->relative_path).ok());  // its bytes
+}
+
+TEST_CASE_METHOD(DeskFixture, "a PDF copy kept as a file goes with a report whose SR was indexed before, or not at all",
+                 "[workflow][desk][pdf][tiers]") {
+  store->set_small_object_bytes(0);  // the SR and its copy are files
+  const std::filesystem::path report = SignedReport(study, "wang.li");
+  auto summary = ReadInstanceSummary(report);
+  REQUIRE(summary.ok());
+  const std::filesystem::path sent = store->NewTempPath();
+  std::filesystem::copy_file(report, sent);
+  StoreRequest req;
+  req.temp_file = sent;
+  req.calling_ae_title = "ZZ_PACS";
+  req.member_id = "zhuozhou";
+  req.negotiated_sop_class_uid = summary->sop_class_uid;
+  req.affected_sop_instance_uid = summary->sop_instance_uid;
+  REQUIRE(ingest->Store(req).code == IngestCode::kStored);
+  const auto files = [&] { return test::CountFiles(dir.path() / "storage" / "objects", true); };
+  const size_t before = files();
+
+  Result<AcceptedReport> r = Submit(report);
+  REQUIRE(r.ok());
+  REQUIRE_FALSE(r->pdf_sop_instance_uid.empty());
+  CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+  CHECK(files() == before + 1);  // the copy's file
+  // Sent again: its row found, no second copy made, no file left behind.
+  Result<AcceptedReport> again = Submit(report);
+  REQUIRE(again.ok());
+  CHECK(again->resent);
+  CHECK(files() == before + 1);
+  CHECK(Count("instances", "sop_class_uid = '" + std::string(kEncapsulatedPdfClass) + "'") == 1);
 }
 
 TEST_CASE_METHOD(DeskFixture, "identical reports submitted at once are accepted once and the others see it",
