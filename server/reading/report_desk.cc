@@ -150,14 +150,17 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   const int64_t now = clock_();
   const std::string predecessor = r.predecessor ? r.predecessor->sop_instance_uid : "";
   // The same report again, e.g. after a lost response: the store checks it is identical, or 409.
-  Result<bool> resent = reports_.Accepted(r.sop_instance_uid);
+  Result<std::optional<RecordedReport>> resent = reports_.Accepted(r.sop_instance_uid);
   if (!resent.ok()) return resent.status();
   if (!resent.value()) {
     if (Status st = MayReport(reports_, f, caller, predecessor, now); !st.ok()) return st;
   }
 
-  AcceptedReport accepted{r.sop_instance_uid, r.series_instance_uid, study_uid, caller,         signer->signed_at,
-                          predecessor,        r.content.critical,    now,       resent.value(), ""};
+  AcceptedReport accepted{r.sop_instance_uid,  r.series_instance_uid,
+                          study_uid,           caller,
+                          signer->signed_at,   predecessor,
+                          r.content.critical,  now,
+                          resent->has_value(), ""};
   // Recorded with the instance, in its transaction; a re-sent identical report finds its row
   // and changes nothing.
   Status refused;
@@ -198,7 +201,15 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   if (Status st = StatusFor(outcome, accepted.sop_instance_uid); !st.ok()) return st;
   // An identical submission that raced this one recorded the report first: this one is its re-send.
   if (!recorded) accepted.resent = true;
-  if (accepted.resent) return accepted;
+  if (accepted.resent) {
+    // Answered as the acceptance it repeats: its time and PDF copy, as recorded.
+    Result<std::optional<RecordedReport>> row = reports_.Accepted(accepted.sop_instance_uid);
+    if (!row.ok()) return row.status();
+    if (!row.value()) return Status::IOError("report " + accepted.sop_instance_uid + " is not recorded");
+    accepted.accepted_ms = row.value()->accepted_ms;
+    accepted.pdf_sop_instance_uid = row.value()->pdf_sop_instance_uid;
+    return accepted;
+  }
   // Recorded: the copy was indexed in the same committed write.
   accepted.pdf_sop_instance_uid = copy ? copy->sop_instance_uid : "";
   spdlog::info("report {} for study {} accepted from {}{}", accepted.sop_instance_uid, study_uid, caller,

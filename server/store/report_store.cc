@@ -40,12 +40,16 @@ Result<std::optional<std::string>> ReportStore::FirstOutsideStudy(int64_t study_
   return std::optional<std::string>();
 }
 
-Result<bool> ReportStore::Accepted(const std::string& sop) const {
+Result<std::optional<RecordedReport>> ReportStore::Accepted(const std::string& sop) const {
   Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
-  Statement q(db.value()->handle(), "SELECT 1 FROM reports WHERE sop_instance_uid = ?1");
+  Statement q(db.value()->handle(),
+              "SELECT accepted_ms, pdf_sop_instance_uid FROM reports WHERE sop_instance_uid = ?1");
   q.Bind(1, sop);
-  return q.Step();
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  if (!row.value()) return std::optional<RecordedReport>();
+  return std::optional<RecordedReport>(RecordedReport{q.Int(0), q.Text(1)});
 }
 
 Result<std::optional<std::string>> ReportStore::SignerOf(const std::string& sop, int64_t study_pk) const {

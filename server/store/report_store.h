@@ -43,6 +43,12 @@ struct NewReport {
   std::string pdf_sop_instance_uid;
 };
 
+// A report as recorded when it was accepted.
+struct RecordedReport {
+  int64_t accepted_ms = 0;
+  std::string pdf_sop_instance_uid;  // empty: none
+};
+
 class ReportStore {
  public:
   explicit ReportStore(Index& index) : index_(index) {}
@@ -52,8 +58,8 @@ class ReportStore {
   // The first of `sop_instance_uids` that is no instance of the study; nullopt when all are.
   Result<std::optional<std::string>> FirstOutsideStudy(int64_t study_pk,
                                                        const std::vector<std::string>& sop_instance_uids) const;
-  // Whether this report was accepted before.
-  Result<bool> Accepted(const std::string& sop_instance_uid) const;
+  // This report as accepted before; nullopt when it was not.
+  Result<std::optional<RecordedReport>> Accepted(const std::string& sop_instance_uid) const;
   // Who signed `sop_instance_uid`, a report of this study; nullopt when it is none.
   Result<std::optional<std::string>> SignerOf(const std::string& sop_instance_uid, int64_t study_pk) const;
 

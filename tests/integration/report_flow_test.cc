@@ -214,6 +214,13 @@ TEST_CASE_METHOD(ReportFixture, "a report whose SR the member sent by C-STORE fi
   REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
   CHECK(pacs_.Received(pdf) == 1);
   CHECK_THAT(server_.Log(), Catch::Contains("PDF copy " + pdf + " of report " + sop + ": "));
+
+  // Sent again over the API: the same acceptance, its time and copy, nothing new.
+  HttpReply again = SubmitReport(server_, "wang.li", ct_, report);
+  CHECK(again.status == 200);
+  CHECK(again.Json()["pdf_sop_instance_uid"] == pdf);
+  CHECK(again.Json()["accepted_ms"] == accepted.Json()["accepted_ms"]);
+  CHECK(Reports(ct_).size() == 1);
 }
 
 TEST_CASE_METHOD(ReportFixture, "bad reports are refused with the reason and nothing is stored", "[reports]") {

@@ -258,10 +258,13 @@ TEST_CASE_METHOD(DeskFixture, "a PDF copy kept as a file goes with a report whos
   REQUIRE_FALSE(r->pdf_sop_instance_uid.empty());
   CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
   CHECK(files() == before + 1);  // the copy's file
-  // Sent again: its row found, no second copy made, no file left behind.
+  // Sent again later: its row found, no second copy made, no file left behind.
+  now_ms += 60'000;
   Result<AcceptedReport> again = Submit(report);
   REQUIRE(again.ok());
   CHECK(again->resent);
+  CHECK(again->pdf_sop_instance_uid == r->pdf_sop_instance_uid);
+  CHECK(again->accepted_ms == r->accepted_ms);
   CHECK(files() == before + 1);
   CHECK(Count("instances", "sop_class_uid = '" + std::string(kEncapsulatedPdfClass) + "'") == 1);
 }
@@ -281,10 +284,9 @@ TEST_CASE_METHOD(DeskFixture, "identical reports submitted at once are accepted 
     Result<AcceptedReport> r = f.get();
     REQUIRE(r.ok());
     if (!r->resent) ++first;
-    // Whatever PDF copy a reply names is stored.
-    if (!r->pdf_sop_instance_uid.empty()) {
-      CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
-    }
+    // Every reply names the one stored PDF copy.
+    CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+    CHECK(Count("reports", "pdf_sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
   }
   CHECK(first == 1);  // one acceptance; the others are its re-sends
   CHECK(Count("reports") == 1);
