@@ -2,7 +2,10 @@
 // accepted report is stored with its task, delivery and audit entry in one go.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
@@ -272,12 +275,25 @@ TEST_CASE_METHOD(DeskFixture, "a PDF copy kept as a file goes with a report whos
 TEST_CASE_METHOD(DeskFixture, "identical reports submitted at once are accepted once and the others see it",
                  "[workflow][desk][race]") {
   const std::string bytes = Bytes(SignedReport(study, "wang.li"));
-  // All pass the "accepted before?" look-up before any commits: each makes its PDF copy first.
+  // The desk reads its clock just before the "accepted before?" look-up: a latch there lets all
+  // of them through together, each then making its PDF copy (milliseconds) before any can commit.
   constexpr int kSubmitters = 6;
+  std::mutex mu;
+  std::condition_variable all_there;
+  int arrived = 0;
+  ReportDesk racing(
+      config, stores->reports, *store, *ingest,
+      [&] {
+        std::unique_lock<std::mutex> lock(mu);
+        if (++arrived == kSubmitters) all_there.notify_all();
+        all_there.wait_for(lock, std::chrono::seconds(20), [&] { return arrived >= kSubmitters; });
+        return now_ms;
+      },
+      nullptr);
   std::vector<std::future<Result<AcceptedReport>>> results;
   for (int i = 0; i < kSubmitters; ++i) {
     results.push_back(
-        std::async(std::launch::async, [&] { return desk->Accept(study.study_instance_uid, bytes, "wang.li"); }));
+        std::async(std::launch::async, [&] { return racing.Accept(study.study_instance_uid, bytes, "wang.li"); }));
   }
   int first = 0;
   for (auto& f : results) {
@@ -288,7 +304,8 @@ TEST_CASE_METHOD(DeskFixture, "identical reports submitted at once are accepted 
     CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
     CHECK(Count("reports", "pdf_sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
   }
-  CHECK(first == 1);  // one acceptance; the others are its re-sends
+  CHECK(arrived == kSubmitters);  // all were let through the latch together
+  CHECK(first == 1);              // one acceptance; the others are its re-sends
   CHECK(Count("reports") == 1);
   CHECK(Count("deliveries") == 2);  // the SR and its one PDF copy
   CHECK(Count("instances", "sop_class_uid = '" + std::string(kEncapsulatedPdfClass) + "'") == 1);
