@@ -154,6 +154,11 @@ std::future<Status> Index::SubmitWrite(WriteFn fn) {
   return result;
 }
 
+size_t Index::QueuedWrites() {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return queue_.size();
+}
+
 void Index::WriterLoop() {
   Database& db = *writer_db_;
   for (;;) {

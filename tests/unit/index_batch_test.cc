@@ -3,9 +3,7 @@
 // it failed and none of them is in the index; none commits on its own behind the failed COMMIT.
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <future>
-#include <thread>
 
 #include "server/store/index.h"
 #include "server/store/sqlite.h"
@@ -59,11 +57,10 @@ TEST_CASE("a batch whose transaction SQLite rolled back fails every request in i
       return Status::NoSpace("database or disk is full");
     });
   });
-  // The queue has no probe: time enough for the first to be queued before these two.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 1; }));  // first in the queue, before these two
   auto after1 = std::async(std::launch::async, [&] { return index.Write(Insert(3)); });
   auto after2 = std::async(std::launch::async, [&] { return index.Write(Insert(4)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 3; }));  // all three in the next batch
   release.set_value();
   REQUIRE(hold.get().ok());
 
