@@ -104,32 +104,38 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     return Refuse(CodeFor(companions.status()), companions.status().message());
   }
   // In the index tier the object's bytes commit with its row: one WAL sync for both.
-  if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req.also)); !st.ok()) {
-    RemoveCompanions(companions->instances);
+  bool companions_indexed = false;
+  if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed));
+      !st.ok()) {
     // Indexed before (in either tier; found only now, not looked up for every object): a re-send.
     std::optional<StoredInstance> indexed;
     if (st.code() == Status::Code::kConflict) indexed = index_.FindInstance(s.sop_instance_uid);
     // Place found no file where the row points: the row's file was missing and is now restored.
     if (indexed && !in_index && indexed->relative_path == instance.relative_path) {
-      return StoreRestored(req, instance, *indexed);
+      StoreOutcome restored = StoreRestored(req, instance, *indexed, companions->instances);
+      if (restored.code != IngestCode::kStored) RemoveCompanions(companions->instances);
+      return restored;
     }
     StoreOutcome outcome = Refuse(
         st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage, st.message());
     if (indexed) {
       Result<std::filesystem::path> file = in_index ? received() : store_.Absolute(instance.relative_path);
-      outcome = file.ok() ? StoreResent(req, instance, file.value(), *indexed)
+      outcome = file.ok() ? StoreResent(req, instance, file.value(), *indexed, companions->instances)
                           : Refuse(IngestCode::kNoStorage, file.status().message());
     }
+    if (outcome.code != IngestCode::kStored) RemoveCompanions(companions->instances);
     // Nothing may stay that the sender was not told was stored.
     if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     if (!indexed) spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
     return outcome;
   }
+  if (!companions_indexed) RemoveCompanions(companions->instances);
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
 }
 
 StoreOutcome Ingest::StoreResent(const StoreRequest& req, const NewInstance& instance,
-                                 const std::filesystem::path& received, const StoredInstance& indexed) {
+                                 const std::filesystem::path& received, const StoredInstance& indexed,
+                                 const std::vector<NewInstance>& companions) {
   Result<ObjectHandle> stored = store_.Open(indexed.relative_path);
   if (!stored.ok()) {
     return Refuse(IngestCode::kNoStorage, "cannot read the stored copy: " + stored.status().message());
@@ -144,14 +150,12 @@ StoreOutcome Ingest::StoreResent(const StoreRequest& req, const NewInstance& ins
   if (indexed.member_id != req.member_id) {
     return Refuse(IngestCode::kDifferentContent, "SOP Instance UID already stored for another member hospital");
   }
-  if (req.also) {
-    if (Status st = index_.Write(req.also); !st.ok()) return Refuse(CodeFor(st), st.message());
-  }
+  if (Status st = WriteAlso(req, companions); !st.ok()) return Refuse(CodeFor(st), st.message());
   return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
 }
 
-StoreOutcome Ingest::StoreRestored(const StoreRequest& req, const NewInstance& instance,
-                                   const StoredInstance& indexed) {
+StoreOutcome Ingest::StoreRestored(const StoreRequest& req, const NewInstance& instance, const StoredInstance& indexed,
+                                   const std::vector<NewInstance>& companions) {
   const InstanceSummary& s = instance.summary;
   if (s.study_instance_uid != indexed.study_instance_uid || s.series_instance_uid != indexed.series_instance_uid ||
       req.member_id != indexed.member_id) {
@@ -162,9 +166,7 @@ StoreOutcome Ingest::StoreRestored(const StoreRequest& req, const NewInstance& i
   }
   // Place fsync'd the file and its directory: the row has its file again.
   spdlog::warn("restored missing object file {} for sop={}", instance.relative_path, s.sop_instance_uid);
-  if (req.also) {
-    if (Status st = index_.Write(req.also); !st.ok()) return Refuse(CodeFor(st), st.message());
-  }
+  if (Status st = WriteAlso(req, companions); !st.ok()) return Refuse(CodeFor(st), st.message());
   return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
 }
 
@@ -172,7 +174,13 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
   // Compared with the indexed copy only: a file the row does not point to (a cross-tier re-send
   // cut short by a crash) is a stray that recovery quarantines, not the stored object.
   std::optional<StoredInstance> indexed = index_.FindInstance(instance.summary.sop_instance_uid);
-  if (indexed) return StoreResent(req, instance, req.temp_file, *indexed);
+  if (indexed) {
+    Result<Companions> companions = PlaceCompanions(req);
+    if (!companions.ok()) return Refuse(CodeFor(companions.status()), companions.status().message());
+    StoreOutcome outcome = StoreResent(req, instance, req.temp_file, *indexed, companions->instances);
+    if (outcome.code != IngestCode::kStored) RemoveCompanions(companions->instances);
+    return outcome;
+  }
   std::filesystem::path existing = store_.Absolute(instance.relative_path);
   Result<bool> same = SameDataSet(req.temp_file, existing);
   if (!same.ok())
@@ -184,8 +192,10 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
   // A file without its row: an earlier attempt stopped between placing and indexing.
   Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) return Refuse(CodeFor(companions.status()), companions.status().message());
-  if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req.also)); !st.ok()) {
-    RemoveCompanions(companions->instances);
+  bool companions_indexed = false;
+  Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed));
+  if (!st.ok() || !companions_indexed) RemoveCompanions(companions->instances);
+  if (!st.ok()) {
     return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
                   st.message());
   }

@@ -50,10 +50,13 @@ struct StoreRequest {
   // Runs in the transaction that indexes the object (or on its own when the object was indexed
   // before): the report desk records the report with its instance. Must be idempotent.
   Index::WriteFn also;
-  // Indexed in the same transaction, before `also`: all or none (the report desk's PDF copy of
-  // its SR). Dropped, and their files removed, when this object was indexed before. (The `= {}`
-  // lets the listener's aggregate initialisation leave it out without a warning.)
+  // Indexed in the same transaction, after `also`: all or none (the report desk's PDF copy of
+  // its SR). When this object was indexed before, they go with `also` in a write of its own.
+  // Left out, and their files removed, when `companions_wanted` (if set) says no after `also`
+  // ran (the desk: `also` found its report recorded before). (The `= {}` lets the listener's
+  // aggregate initialisation leave these out without a warning.)
   std::vector<CompanionObject> companions = {};
+  std::function<bool()> companions_wanted = {};  // called on the writer thread
   // The object in memory instead of temp_file (a small one, as received): kept in the index.
   std::string bytes = {};
 };
@@ -75,10 +78,13 @@ class Ingest {
  private:
   StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
   // A file-tier row whose file was missing, restored by a re-send: kept if it is the row's object.
-  StoreOutcome StoreRestored(const StoreRequest& request, const NewInstance& instance, const StoredInstance& indexed);
+  // `companions`: placed, indexed with `also` (WriteAlso); the caller removes them on a refusal.
+  StoreOutcome StoreRestored(const StoreRequest& request, const NewInstance& instance, const StoredInstance& indexed,
+                             const std::vector<NewInstance>& companions);
   // The UID is indexed already: an identical re-send (either tier) is stored, else refused.
   StoreOutcome StoreResent(const StoreRequest& request, const NewInstance& instance,
-                           const std::filesystem::path& received, const StoredInstance& indexed);
+                           const std::filesystem::path& received, const StoredInstance& indexed,
+                           const std::vector<NewInstance>& companions);
   // Companions ready for the index write: files placed, small ones' bytes held here.
   // Move-only: instances' data views point into `data`, whose list nodes a move keeps and a copy
   // would not.
@@ -97,7 +103,11 @@ class Ingest {
   Result<Companions> PlaceCompanions(const StoreRequest& request);
   // Reads a received file into `bytes` when it is small enough for the index; false otherwise.
   bool LoadIfSmall(const std::filesystem::path& file, std::string* bytes) const;
-  Index::WriteFn WithCompanions(const std::vector<NewInstance>& placed, const Index::WriteFn& also);
+  // `also`, then the companions unless request.companions_wanted says no; `*indexed` tells which.
+  Index::WriteFn WithCompanions(const std::vector<NewInstance>& placed, const StoreRequest& request, bool* indexed);
+  // An object indexed before: `also` and the companions in a write of their own; the companions'
+  // files removed unless they were indexed.
+  Status WriteAlso(const StoreRequest& request, const std::vector<NewInstance>& placed);
   void RemoveCompanions(const std::vector<NewInstance>& placed);
 
   static constexpr size_t kSopLockStripes = 256;

@@ -1,5 +1,6 @@
 // Objects stored with another in one index transaction (StoreRequest::companions): the report
-// desk's PDF copy lands with its signed SR, both or neither; a small one inside the index. Kept
+// desk's PDF copy lands with its report row (and its SR, unless indexed before), both or
+// neither; a small one inside the index. Kept
 // apart from ingest.cc, whose durable write path changes on its own schedule: this file only
 // places, indexes and removes.
 #include "common/log.h"
@@ -46,15 +47,31 @@ Result<Ingest::Companions> Ingest::PlaceCompanions(const StoreRequest& req) {
   return placed;  // moved (Companions cannot be copied): the data views stay valid
 }
 
-Index::WriteFn Ingest::WithCompanions(const std::vector<NewInstance>& placed, const Index::WriteFn& also) {
-  if (placed.empty()) return also;
-  // Runs while AddInstance waits for it, so the references outlive it.
-  return [this, &placed, &also](Database& db) -> Status {
+Index::WriteFn Ingest::WithCompanions(const std::vector<NewInstance>& placed, const StoreRequest& req, bool* indexed) {
+  *indexed = false;
+  if (placed.empty()) return req.also;
+  // Runs while the write's caller waits for it, so the references outlive it. `also` first: it
+  // decides (the desk: only a report row it inserts) whether the companions are wanted.
+  return [this, &placed, &req, indexed](Database& db) -> Status {
+    *indexed = false;
+    if (req.also) {
+      if (Status s = req.also(db); !s.ok()) return s;
+    }
+    if (req.companions_wanted && !req.companions_wanted()) return Status::Ok();
     for (const NewInstance& instance : placed) {
       if (Status s = index_.AddInstanceInWrite(db, instance); !s.ok()) return s;
     }
-    return also ? also(db) : Status::Ok();
+    *indexed = true;
+    return Status::Ok();
   };
+}
+
+Status Ingest::WriteAlso(const StoreRequest& req, const std::vector<NewInstance>& placed) {
+  bool indexed = false;
+  Index::WriteFn write = WithCompanions(placed, req, &indexed);
+  Status st = write ? index_.Write(write) : Status::Ok();
+  if (!st.ok() || !indexed) RemoveCompanions(placed);
+  return st;
 }
 
 void Ingest::RemoveCompanions(const std::vector<NewInstance>& placed) {

@@ -150,14 +150,17 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   const int64_t now = clock_();
   const std::string predecessor = r.predecessor ? r.predecessor->sop_instance_uid : "";
   // The same report again, e.g. after a lost response: the store checks it is identical, or 409.
-  Result<bool> resent = reports_.Accepted(r.sop_instance_uid);
+  Result<std::optional<RecordedReport>> resent = reports_.Accepted(r.sop_instance_uid);
   if (!resent.ok()) return resent.status();
   if (!resent.value()) {
     if (Status st = MayReport(reports_, f, caller, predecessor, now); !st.ok()) return st;
   }
 
-  AcceptedReport accepted{r.sop_instance_uid, r.series_instance_uid, study_uid, caller,         signer->signed_at,
-                          predecessor,        r.content.critical,    now,       resent.value(), ""};
+  AcceptedReport accepted{r.sop_instance_uid,  r.series_instance_uid,
+                          study_uid,           caller,
+                          signer->signed_at,   predecessor,
+                          r.content.critical,  now,
+                          resent->has_value(), ""};
   // Recorded with the instance, in its transaction; a re-sent identical report finds its row
   // and changes nothing.
   Status refused;
@@ -190,14 +193,25 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
                                        signer->subject, accepted.signed_at, predecessor, accepted.critical, now,
                                        HasCriticalWebhook(config_, f.member_id), copy ? copy->sop_instance_uid : ""},
                              &refused, &recorded);
+  // The copy goes with the report row, also when the SR was indexed before (sent by C-STORE, or
+  // its row restored): not when the row was there already (a racing identical submission's).
+  req.companions_wanted = [&recorded] { return recorded; };
   StoreOutcome outcome = ingest_.Store(req);
   if (!refused.ok()) return refused;
   if (Status st = StatusFor(outcome, accepted.sop_instance_uid); !st.ok()) return st;
   // An identical submission that raced this one recorded the report first: this one is its re-send.
   if (!recorded) accepted.resent = true;
-  if (accepted.resent) return accepted;
-  // The copy was indexed only with a newly indexed SR (the store records it only then).
-  accepted.pdf_sop_instance_uid = copy && outcome.stored_new ? copy->sop_instance_uid : "";
+  if (accepted.resent) {
+    // Answered as the acceptance it repeats: its time and PDF copy, as recorded.
+    Result<std::optional<RecordedReport>> row = reports_.Accepted(accepted.sop_instance_uid);
+    if (!row.ok()) return row.status();
+    if (!row.value()) return Status::IOError("report " + accepted.sop_instance_uid + " is not recorded");
+    accepted.accepted_ms = row.value()->accepted_ms;
+    accepted.pdf_sop_instance_uid = row.value()->pdf_sop_instance_uid;
+    return accepted;
+  }
+  // Recorded: the copy was indexed in the same committed write.
+  accepted.pdf_sop_instance_uid = copy ? copy->sop_instance_uid : "";
   spdlog::info("report {} for study {} accepted from {}{}", accepted.sop_instance_uid, study_uid, caller,
                predecessor.empty() ? "" : " (amends " + predecessor + ")");
   if (copy) {

@@ -27,9 +27,9 @@ struct AcceptedReport {
   std::string signed_at;
   std::string predecessor_sop_instance_uid;  // empty for a first report
   bool critical = false;
-  int64_t accepted_ms = 0;
+  int64_t accepted_ms = 0;           // when it was first accepted (also for a re-send)
   bool resent = false;               // the identical report had been accepted before; nothing changed
-  std::string pdf_sop_instance_uid;  // its PDF copy (server/reading/report_copy.h); empty when resent
+  std::string pdf_sop_instance_uid;  // its PDF copy (server/reading/report_copy.h); empty: none
 };
 
 class ReportDesk {

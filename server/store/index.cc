@@ -154,6 +154,11 @@ std::future<Status> Index::SubmitWrite(WriteFn fn) {
   return result;
 }
 
+size_t Index::QueuedWrites() {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return queue_.size();
+}
+
 void Index::WriterLoop() {
   Database& db = *writer_db_;
   for (;;) {
@@ -169,7 +174,8 @@ void Index::WriterLoop() {
     Transaction tx(db);
     std::vector<Status> results;
     results.reserve(batch.size());
-    Status lost;  // set when SQLite rolled the whole transaction back under a request
+    Status lost;                    // set when SQLite rolled the whole transaction back under a request
+    size_t lost_at = batch.size();  // that request: told its own failure, the others `lost`
     for (PendingWrite& w : batch) {
       if (!tx.status().ok() || !lost.ok()) {
         results.push_back(!lost.ok() ? lost : tx.status());
@@ -183,19 +189,27 @@ void Index::WriterLoop() {
           s = Status::IOError(std::string("index write: ") + e.what());
         }
       }
-      (void)db.Exec(s.ok() ? "RELEASE request" : "ROLLBACK TO request; RELEASE request");
+      Status end = db.Exec(s.ok() ? "RELEASE request" : "ROLLBACK TO request; RELEASE request");
+      // Not undone (or not released): what the transaction holds is unknown, so none of it may
+      // commit.
+      if (!end.ok()) {
+        if (s.ok()) s = end;
+        if (!sqlite3_get_autocommit(db.handle())) (void)db.Exec("ROLLBACK");
+      }
       results.push_back(s);
       // A full disk or I/O error while spilling pages can make SQLite roll back the whole
       // transaction: the batch so far is gone, and the next SAVEPOINT would open (and its
       // RELEASE commit) a transaction of its own, whose senders the failed COMMIT then refuses.
       if (sqlite3_get_autocommit(db.handle())) {
-        lost = s.ok() ? Status::IOError("index write: the transaction was rolled back") : s;
+        lost = Status::IOError("index write: the transaction was rolled back");
+        lost_at = results.size() - 1;
+        if (s.ok()) results.back() = lost;
       }
     }
     Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
     if (shown_changes_.Take(db)) tasks_version_.fetch_add(1, std::memory_order_release);
     for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i].done.set_value(commit.ok() ? results[i] : commit);
+      batch[i].done.set_value(commit.ok() || i == lost_at ? results[i] : commit);
     }
     MaybeAnalyze(db);
   }

@@ -131,6 +131,9 @@ class Index {
   // study still being received), after the commit and before its writers are answered.
   // A worklist page read at version v is current while the version is v.
   uint64_t tasks_version() const { return tasks_version_.load(std::memory_order_acquire); }
+  // Writes waiting for the writer thread (not counting the batch it runs); for tests that order
+  // what goes into one batch.
+  size_t QueuedWrites();
   Result<std::vector<StudyOverview>> ListStudies();
 
  private:

@@ -40,12 +40,16 @@ Result<std::optional<std::string>> ReportStore::FirstOutsideStudy(int64_t study_
   return std::optional<std::string>();
 }
 
-Result<bool> ReportStore::Accepted(const std::string& sop) const {
+Result<std::optional<RecordedReport>> ReportStore::Accepted(const std::string& sop) const {
   Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
-  Statement q(db.value()->handle(), "SELECT 1 FROM reports WHERE sop_instance_uid = ?1");
+  Statement q(db.value()->handle(),
+              "SELECT accepted_ms, pdf_sop_instance_uid FROM reports WHERE sop_instance_uid = ?1");
   q.Bind(1, sop);
-  return q.Step();
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  if (!row.value()) return std::optional<RecordedReport>();
+  return std::optional<RecordedReport>(RecordedReport{q.Int(0), q.Text(1)});
 }
 
 Result<std::optional<std::string>> ReportStore::SignerOf(const std::string& sop, int64_t study_pk) const {
@@ -61,17 +65,11 @@ Result<std::optional<std::string>> ReportStore::SignerOf(const std::string& sop,
 
 Index::WriteFn ReportStore::Record(NewReport r, Status* refused, bool* recorded) const {
   return [r = std::move(r), refused, recorded](Database& w) -> Status {
+    // This write may run twice (inside the instance's write, then on its own for an instance
+    // indexed before): each run says for itself whether it inserted the row.
+    if (recorded) *recorded = false;
     const std::string& predecessor = r.predecessor_sop_instance_uid;
-    // The PDF copy is indexed in this transaction with its SR, or not at all (dropped when the SR
-    // was indexed before, sent by C-STORE say): only a copy that is there is named and delivered.
-    std::string pdf = r.pdf_sop_instance_uid;
-    if (!pdf.empty()) {
-      Statement has(w.handle(), "SELECT 1 FROM instances WHERE sop_instance_uid = ?1");
-      has.Bind(1, pdf);
-      Result<bool> row = has.Step();
-      if (!row.ok()) return row.status();
-      if (!row.value()) pdf.clear();
-    }
+    const std::string& pdf = r.pdf_sop_instance_uid;
     Statement ins(w.handle(),
                   "INSERT OR IGNORE INTO reports (sop_instance_uid, study_pk, signer, signer_subject, signed_at, "
                   "accepted_ms, predecessor_sop_instance_uid, critical, pdf_sop_instance_uid) "
@@ -81,7 +79,7 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused, bool* recorded)
     ins.Bind(9, pdf);
     if (Status s = ins.Run(); !s.ok()) return s;
     if (w.Changes() == 0) return Status::Ok();  // accepted before
-    if (recorded) *recorded = true;             // rolled back with the write if a later step fails
+    if (recorded) *recorded = true;             // the caller reads it once the write has committed
     if (!predecessor.empty()) {
       Statement amended(w.handle(),
                         "SELECT sop_instance_uid FROM reports WHERE predecessor_sop_instance_uid = ?1 "

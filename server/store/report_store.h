@@ -38,8 +38,15 @@ struct NewReport {
   bool critical = false;
   int64_t accepted_ms = 0;
   bool critical_webhook = false;  // the member takes critical results by webhook too
-  // The report's PDF copy, indexed in the same transaction (empty: none); delivered after the SR.
+  // The report's PDF copy (empty: none), delivered after the SR. The caller indexes it in the same
+  // transaction, after Record's write, exactly when that write inserted the row (`recorded`).
   std::string pdf_sop_instance_uid;
+};
+
+// A report as recorded when it was accepted.
+struct RecordedReport {
+  int64_t accepted_ms = 0;
+  std::string pdf_sop_instance_uid;  // empty: none
 };
 
 class ReportStore {
@@ -51,16 +58,16 @@ class ReportStore {
   // The first of `sop_instance_uids` that is no instance of the study; nullopt when all are.
   Result<std::optional<std::string>> FirstOutsideStudy(int64_t study_pk,
                                                        const std::vector<std::string>& sop_instance_uids) const;
-  // Whether this report was accepted before.
-  Result<bool> Accepted(const std::string& sop_instance_uid) const;
+  // This report as accepted before; nullopt when it was not.
+  Result<std::optional<RecordedReport>> Accepted(const std::string& sop_instance_uid) const;
   // Who signed `sop_instance_uid`, a report of this study; nullopt when it is none.
   Result<std::optional<std::string>> SignerOf(const std::string& sop_instance_uid, int64_t study_pk) const;
 
   // The write that records `report` with its instance. Idempotent: a report recorded before
   // changes nothing. Fails, after setting `*refused` to the same Conflict, when the predecessor
   // was amended already or the claim changed since it was checked.
-  // `recorded` (when given) is set when this write inserted the row; an identical report
-  // accepted before (or by a racing submission) leaves it false.
+  // `recorded` (when given) is set by each run of the write: true when it inserted the row, false
+  // for an identical report accepted before (or by a racing submission). Valid once committed.
   Index::WriteFn Record(NewReport report, Status* refused, bool* recorded = nullptr) const;
 
  private:

@@ -188,6 +188,41 @@ TEST_CASE_METHOD(ReportFixture, "a signed report is accepted then delivered to t
   CHECK(server_.Call("ZZ_PACS", "GET", "/api/v1/worklist").status == 403);
 }
 
+TEST_CASE_METHOD(ReportFixture, "a report whose SR the member sent by C-STORE first still gets its PDF copy, delivered",
+                 "[reports][pdf]") {
+  pacs_.Start();
+  Claim("wang.li", ct_);
+  const fs::path report = Report("wang.li", "r1.dcm");
+  // The member's PACS sends the signed SR before the radiologist's workstation submits it.
+  CommandResult sent = RunCommand(
+      {STORESCU_BIN, "-aet", "ZZ_PACS", "-aec", "LX_READ", "127.0.0.1", server_.port_text(), report.string()});
+  INFO(sent.output);
+  REQUIRE(sent.exit_code == 0);
+
+  HttpReply accepted = SubmitReport(server_, "wang.li", ct_, report);
+  INFO(accepted.body);
+  REQUIRE(accepted.status == 201);
+  const std::string sop = accepted.Json()["sop_instance_uid"];
+  REQUIRE(accepted.Json()["pdf_sop_instance_uid"].is_string());
+  const std::string pdf = accepted.Json()["pdf_sop_instance_uid"];
+  // The copy is there: named in the report's row, its bytes served, delivered with the SR.
+  CHECK(Reports(ct_)[0]["pdf"]["sop_instance_uid"] == pdf);
+  CommandResult bytes =
+      server_.Curl("wang.li", "GET", "/api/v1/reports/" + sop + "/pdf", {"-o", file("c.pdf").string()});
+  CHECK_THAT(bytes.output, Catch::EndsWith("200"));
+  CHECK(ReadFile(file("c.pdf")).rfind("%PDF-", 0) == 0);
+  REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
+  CHECK(pacs_.Received(pdf) == 1);
+  CHECK_THAT(server_.Log(), Catch::Contains("PDF copy " + pdf + " of report " + sop + ": "));
+
+  // Sent again over the API: the same acceptance, its time and copy, nothing new.
+  HttpReply again = SubmitReport(server_, "wang.li", ct_, report);
+  CHECK(again.status == 200);
+  CHECK(again.Json()["pdf_sop_instance_uid"] == pdf);
+  CHECK(again.Json()["accepted_ms"] == accepted.Json()["accepted_ms"]);
+  CHECK(Reports(ct_).size() == 1);
+}
+
 TEST_CASE_METHOD(ReportFixture, "bad reports are refused with the reason and nothing is stored", "[reports]") {
   pacs_.Start();
   Claim("wang.li", ct_);

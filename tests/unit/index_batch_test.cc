@@ -3,9 +3,7 @@
 // it failed and none of them is in the index; none commits on its own behind the failed COMMIT.
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <future>
-#include <thread>
 
 #include "server/store/index.h"
 #include "server/store/sqlite.h"
@@ -59,11 +57,10 @@ TEST_CASE("a batch whose transaction SQLite rolled back fails every request in i
       return Status::NoSpace("database or disk is full");
     });
   });
-  // The queue has no probe: time enough for the first to be queued before these two.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 1; }));  // first in the queue, before these two
   auto after1 = std::async(std::launch::async, [&] { return index.Write(Insert(3)); });
   auto after2 = std::async(std::launch::async, [&] { return index.Write(Insert(4)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 3; }));  // all three in the next batch
   release.set_value();
   REQUIRE(hold.get().ok());
 
@@ -76,8 +73,36 @@ TEST_CASE("a batch whose transaction SQLite rolled back fails every request in i
   CHECK_FALSE(Has(path, 2));
   CHECK_FALSE(s3.ok());  // they shared the lost transaction
   CHECK_FALSE(s4.ok());
+  // The request under which it happened is told its own failure; the others why they failed.
+  CHECK(s2.code() == Status::Code::kNoSpace);
+  for (const Status& s : {s3, s4}) {
+    CHECK(s.code() == Status::Code::kIOError);
+    CHECK_THAT(s.message(), Catch::Contains("the transaction was rolled back"));
+  }
 
   // The writer carries on: the next write commits as usual.
   REQUIRE(index.Write(Insert(5)).ok());
   CHECK(Has(path, 5));
+}
+
+TEST_CASE("a refused request whose savepoint cannot be rolled back to commits nothing", "[store][index]") {
+  test::ScratchDir dir;
+  const auto path = dir.path() / "index.sqlite";
+  auto opened = Index::Open(path);
+  REQUIRE(opened.ok());
+  Index& index = *opened.value();
+  REQUIRE(index.Write([](Database& db) { return db.Exec("CREATE TABLE batch_probe (x INTEGER)"); }).ok());
+
+  // The request's savepoint is gone when it fails (released here), so ROLLBACK TO fails too and
+  // its row would stay in the transaction.
+  const Status s = index.Write([](Database& db) {
+    if (Status st = Insert(6)(db); !st.ok()) return st;
+    (void)db.Exec("RELEASE request");
+    return Status::IOError("refused after its row was written");
+  });
+  CHECK_FALSE(s.ok());
+  CHECK_FALSE(Has(path, 6));
+  REQUIRE(index.Write(Insert(7)).ok());
+  CHECK(Has(path, 7));
+  CHECK_FALSE(Has(path, 6));
 }

@@ -2,7 +2,10 @@
 // accepted report is stored with its task, delivery and audit entry in one go.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
@@ -200,7 +203,7 @@ TEST_CASE_METHOD(DeskFixture, "amendments: by the signer or an assignee, once pe
   CHECK(Submit(SignedReport(study, "zhao.min", latest), "zhao.min").ok());
 }
 
-TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before names no PDF copy that is not stored",
+TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before gets its PDF copy all the same",
                  "[workflow][desk][pdf]") {
   const std::filesystem::path report = SignedReport(study, "wang.li");
   // The signed SR arrives first as a C-STORE from the member: indexed, without a report row.
@@ -220,37 +223,89 @@ TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before na
 
   Result<AcceptedReport> r = Submit(report);
   REQUIRE(r.ok());
+  CHECK_FALSE(r->resent);
   CHECK(Count("reports") == 1);
-  // Its PDF copy was dropped with the re-sent SR: no row may name it, no delivery may wait for it.
-  CHECK(Count("reports",
-              "pdf_sop_instance_uid <> '' AND pdf_sop_instance_uid NOT IN "
-              "(SELECT sop_instance_uid FROM instances)") == 0);
+  // Its PDF copy went with the report row: named, indexed, delivered after the SR.
+  REQUIRE_FALSE(r->pdf_sop_instance_uid.empty());
+  CHECK(Count("reports", "pdf_sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+  CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "' AND sop_class_uid = '" +
+                               kEncapsulatedPdfClass + "'") == 1);
+  CHECK(Count("deliveries", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+  CHECK(Count("deliveries") == 2);
   CHECK(Count("deliveries", "sop_instance_uid NOT IN (SELECT sop_instance_uid FROM instances)") == 0);
-  CHECK(Count("deliveries") == 1);  // the SR
-  CHECK(r->pdf_sop_instance_uid.empty());
+  Result<StoredReport> copy = stores->reads.ReportPdf(r->sop_instance_uid, "");
+  REQUIRE(copy.ok());
+  CHECK(store->Open(copy->relative_path).ok());  // its bytes
+}
+
+TEST_CASE_METHOD(DeskFixture, "a PDF copy kept as a file goes with a report whose SR was indexed before, or not at all",
+                 "[workflow][desk][pdf][tiers]") {
+  store->set_small_object_bytes(0);  // the SR and its copy are files
+  const std::filesystem::path report = SignedReport(study, "wang.li");
+  auto summary = ReadInstanceSummary(report);
+  REQUIRE(summary.ok());
+  const std::filesystem::path sent = store->NewTempPath();
+  std::filesystem::copy_file(report, sent);
+  StoreRequest req;
+  req.temp_file = sent;
+  req.calling_ae_title = "ZZ_PACS";
+  req.member_id = "zhuozhou";
+  req.negotiated_sop_class_uid = summary->sop_class_uid;
+  req.affected_sop_instance_uid = summary->sop_instance_uid;
+  REQUIRE(ingest->Store(req).code == IngestCode::kStored);
+  const auto files = [&] { return test::CountFiles(dir.path() / "storage" / "objects", true); };
+  const size_t before = files();
+
+  Result<AcceptedReport> r = Submit(report);
+  REQUIRE(r.ok());
+  REQUIRE_FALSE(r->pdf_sop_instance_uid.empty());
+  CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+  CHECK(files() == before + 1);  // the copy's file
+  // Sent again later: its row found, no second copy made, no file left behind.
+  now_ms += 60'000;
+  Result<AcceptedReport> again = Submit(report);
+  REQUIRE(again.ok());
+  CHECK(again->resent);
+  CHECK(again->pdf_sop_instance_uid == r->pdf_sop_instance_uid);
+  CHECK(again->accepted_ms == r->accepted_ms);
+  CHECK(files() == before + 1);
+  CHECK(Count("instances", "sop_class_uid = '" + std::string(kEncapsulatedPdfClass) + "'") == 1);
 }
 
 TEST_CASE_METHOD(DeskFixture, "identical reports submitted at once are accepted once and the others see it",
                  "[workflow][desk][race]") {
   const std::string bytes = Bytes(SignedReport(study, "wang.li"));
-  // All pass the "accepted before?" look-up before any commits: each makes its PDF copy first.
+  // The desk reads its clock just before the "accepted before?" look-up: a latch there lets all
+  // of them through together, each then making its PDF copy (milliseconds) before any can commit.
   constexpr int kSubmitters = 6;
+  std::mutex mu;
+  std::condition_variable all_there;
+  int arrived = 0;
+  ReportDesk racing(
+      config, stores->reports, *store, *ingest,
+      [&] {
+        std::unique_lock<std::mutex> lock(mu);
+        if (++arrived == kSubmitters) all_there.notify_all();
+        all_there.wait_for(lock, std::chrono::seconds(20), [&] { return arrived >= kSubmitters; });
+        return now_ms;
+      },
+      nullptr);
   std::vector<std::future<Result<AcceptedReport>>> results;
   for (int i = 0; i < kSubmitters; ++i) {
     results.push_back(
-        std::async(std::launch::async, [&] { return desk->Accept(study.study_instance_uid, bytes, "wang.li"); }));
+        std::async(std::launch::async, [&] { return racing.Accept(study.study_instance_uid, bytes, "wang.li"); }));
   }
   int first = 0;
   for (auto& f : results) {
     Result<AcceptedReport> r = f.get();
     REQUIRE(r.ok());
     if (!r->resent) ++first;
-    // Whatever PDF copy a reply names is stored.
-    if (!r->pdf_sop_instance_uid.empty()) {
-      CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
-    }
+    // Every reply names the one stored PDF copy.
+    CHECK(Count("instances", "sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
+    CHECK(Count("reports", "pdf_sop_instance_uid = '" + r->pdf_sop_instance_uid + "'") == 1);
   }
-  CHECK(first == 1);  // one acceptance; the others are its re-sends
+  CHECK(arrived == kSubmitters);  // all were let through the latch together
+  CHECK(first == 1);              // one acceptance; the others are its re-sends
   CHECK(Count("reports") == 1);
   CHECK(Count("deliveries") == 2);  // the SR and its one PDF copy
   CHECK(Count("instances", "sop_class_uid = '" + std::string(kEncapsulatedPdfClass) + "'") == 1);
