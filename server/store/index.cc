@@ -217,9 +217,10 @@ void Index::WriterLoop() {
 
 Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
   return SubmitWrite([this, &instance, &also](Database& db) {
-    Status s = InsertInstance(db, instance);
-    return s.ok() && also ? also(db) : s;
-  }).get();
+           Status s = InsertInstance(db, instance);
+           return s.ok() && also ? also(db) : s;
+         })
+      .get();
 }
 
 void Index::MaybeAnalyze(Database& db) {
@@ -331,16 +332,16 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
 Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const TaskPolicy& policy) {
   int created = 0;
   Status s = SubmitWrite([&](Database& db) -> Status {
-    Statement insert(db.handle(), InsertTasksSql(policy, "task_created = 0 AND last_received_ms <= ?2"));
-    insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms);
-    BindTaskPolicy(insert, policy);
-    if (Status st = insert.Run(); !st.ok()) return st;
-    created = sqlite3_changes(db.handle());
-    if (created == 0) return Status::Ok();
-    Statement mark(db.handle(),
-                   "UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= ?1");
-    return mark.Bind(1, now_ms - quiet_ms).Run();
-  }).get();
+               Statement insert(db.handle(), InsertTasksSql(policy, "task_created = 0 AND last_received_ms <= ?2"));
+               insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms);
+               BindTaskPolicy(insert, policy);
+               if (Status st = insert.Run(); !st.ok()) return st;
+               created = sqlite3_changes(db.handle());
+               if (created == 0) return Status::Ok();
+               Statement mark(db.handle(),
+                              "UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= ?1");
+               return mark.Bind(1, now_ms - quiet_ms).Run();
+             }).get();
   if (!s.ok()) return s;
   return created;
 }

@@ -82,7 +82,7 @@ class ObjectStore {
   std::filesystem::path root_;
   uint64_t small_object_bytes_ = kDefaultSmallObjectBytes;
   const Index* index_ = nullptr;
-  mutable std::atomic<uint64_t> temp_counter_{0};     // names only
+  mutable std::atomic<uint64_t> temp_counter_{0};  // names only
 };
 
 // fsync on a path (a file or a directory).

@@ -113,7 +113,8 @@ Result<InstanceSummary> DatasetSummary(std::string_view bytes) {
   if (in_place.ok()) {
     if (!summary.ok()) __builtin_trap();
     if (in_place->sop_instance_uid != summary->sop_instance_uid || in_place->patient_name != summary->patient_name ||
-        in_place->transfer_syntax_uid != summary->transfer_syntax_uid || in_place->study_instance_uid != summary->study_instance_uid) {
+        in_place->transfer_syntax_uid != summary->transfer_syntax_uid ||
+        in_place->study_instance_uid != summary->study_instance_uid) {
       __builtin_trap();
     }
   }

@@ -42,8 +42,12 @@ std::string NestedUnknownVrPixelData(int levels) {
   return s;
 }
 std::string LegalPrivateUn() {
-  return std::string("\x29\x00\x10\x00LO\x04\x00" "ACME", 12) + std::string("\x29\x00\x10\x10UN\0\0\xFF\xFF\xFF\xFF", 12) +
-         kItem + std::string("\x29\x00\x11\x10", 4) + U32Le(8) + "ABCDEFGH" + kItemEnd + kSeqEnd;
+  return std::string(
+             "\x29\x00\x10\x00LO\x04\x00"
+             "ACME",
+             12) +
+         std::string("\x29\x00\x10\x10UN\0\0\xFF\xFF\xFF\xFF", 12) + kItem + std::string("\x29\x00\x11\x10", 4) +
+         U32Le(8) + "ABCDEFGH" + kItemEnd + kSeqEnd;
 }
 
 }  // namespace
