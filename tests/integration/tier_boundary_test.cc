@@ -27,23 +27,6 @@ constexpr int kMaxPdu = 4096;  // the sender's: PDVs of about 4 KiB, so the obje
 // (it names the UID) has one size.
 const std::string kUidRoot = "1.2.826.0.1.3680043.10.543.77.";
 
-// The data set's bytes: what follows the preamble, "DICM" and the meta header (its group length).
-std::string DataSetBytes(const std::string& part10) {
-  REQUIRE(part10.size() > 144);
-  REQUIRE(part10.substr(128, 4) == "DICM");
-  uint32_t meta = 0;
-  for (int i = 3; i >= 0; --i) meta = meta << 8 | static_cast<unsigned char>(part10[140 + i]);
-  return part10.substr(144 + meta);
-}
-
-std::vector<fs::path> FilesIn(const fs::path& dir) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) out.push_back(e.path());
-  }
-  return out;
-}
-
 // The base image's copy with SOP Instance UID kUidRoot + `n` and an Image Comments value of
 // `pad` bytes: the knob that sets the stored size to the byte (even sizes only, as DICOM's are).
 fs::path Variant(const fs::path& base, const fs::path& out, char n, size_t pad) {
@@ -141,7 +124,7 @@ TEST_CASE("an object of exactly small_object_bytes is kept in the index and one 
         20));
     REQUIRE(Push(port, {exact, over}) == std::vector<std::string>(2, "Success"));
     storescp.Stop(15);
-    const std::vector<fs::path> files = FilesIn(received);
+    const std::vector<fs::path> files = ListFiles(received);
     REQUIRE(files.size() == 2);
     for (const fs::path& f : files) {
       auto s = ReadInstanceSummary(f);
@@ -162,7 +145,7 @@ TEST_CASE("an object of exactly small_object_bytes is kept in the index and one 
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
     int compared = 0;
-    for (const fs::path& f : FilesIn(got)) {
+    for (const fs::path& f : ListFiles(got)) {
       auto g = ReadInstanceSummary(f);
       REQUIRE(g.ok());
       if (g->sop_instance_uid == kUidRoot + '1') CHECK(DataSetBytes(ReadFile(f)) == DataSetBytes(ReadFile(exact)));

@@ -14,23 +14,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The data set's bytes: what follows the preamble, "DICM" and the meta header (its group length).
-std::string DataSetBytes(const std::string& part10) {
-  REQUIRE(part10.size() > 144);
-  REQUIRE(part10.substr(128, 4) == "DICM");
-  uint32_t meta = 0;
-  for (int i = 3; i >= 0; --i) meta = meta << 8 | static_cast<unsigned char>(part10[140 + i]);
-  return part10.substr(144 + meta);
-}
-
-std::vector<fs::path> DicomFilesUnder(const fs::path& dir) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) out.push_back(e.path());
-  }
-  return out;
-}
-
 bool Echo(uint16_t port, const std::string& calling_ae) {
   return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", "LX_READ", "127.0.0.1", std::to_string(port)})
              .exit_code == 0;
@@ -96,7 +79,7 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
     REQUIRE(WaitFor([&] { return Echo(port, "ZZ_PACS"); }, 20));
     REQUIRE(StoreResponses(StoreTo(port, "ZZ_PACS", {small.file.string()})) == std::vector<std::string>{"Success"});
     storescp.Stop(15);
-    const std::vector<fs::path> files = DicomFilesUnder(received);
+    const std::vector<fs::path> files = ListFiles(received);
     REQUIRE(files.size() == 1);
     CHECK(ReadFile(files[0]) == stored[small.sop]);
   }
@@ -109,7 +92,7 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
                                   server.port_text()});
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
-    const std::vector<fs::path> files = DicomFilesUnder(got);
+    const std::vector<fs::path> files = ListFiles(got);
     REQUIRE(files.size() == 3);
     for (const fs::path& f : files) {
       auto s = ReadInstanceSummary(f);
@@ -146,7 +129,7 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
       return RunCommand(argv);
     };
     auto check_exported = [&](const fs::path& out, size_t expected) {
-      const std::vector<fs::path> files = DicomFilesUnder(out);
+      const std::vector<fs::path> files = ListFiles(out);
       CHECK(files.size() == expected);
       for (const fs::path& f : files) {
         INFO(f);

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <catch2/catch.hpp>
+
 #include "tests/support/process.h"
 
 namespace teleread::test {
@@ -113,6 +115,22 @@ size_t StoredObjectCount(const std::filesystem::path& storage_root) {
   const size_t files =
       std::filesystem::exists(storage_root / "objects", ec) ? CountFiles(storage_root / "objects", true) : 0;
   return files + InIndexObjectCount(storage_root);
+}
+
+std::string DataSetBytes(const std::string& part10) {
+  REQUIRE(part10.size() > 144);
+  REQUIRE(part10.substr(128, 4) == "DICM");
+  uint32_t meta = 0;
+  for (int i = 3; i >= 0; --i) meta = meta << 8 | static_cast<unsigned char>(part10[140 + i]);
+  return part10.substr(144 + meta);
+}
+
+std::vector<std::filesystem::path> ListFiles(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) out.push_back(e.path());
+  }
+  return out;
 }
 
 }  // namespace teleread::test

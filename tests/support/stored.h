@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace teleread::test {
 
@@ -26,5 +27,11 @@ size_t StoredObjectCount(const std::filesystem::path& storage_root);
 std::set<std::string> InIndexPaths(const std::filesystem::path& storage_root);
 // Objects kept in the index only.
 size_t InIndexObjectCount(const std::filesystem::path& storage_root);
+
+// The data set's bytes of a Part 10 object: what follows the preamble, "DICM" and the meta header
+// (its group length). Fails the test when `part10` is not one.
+std::string DataSetBytes(const std::string& part10);
+// Regular files under `dir`, recursively (paths, not the storage-relative set FilesUnder gives).
+std::vector<std::filesystem::path> ListFiles(const std::filesystem::path& dir);
 
 }  // namespace teleread::test

@@ -40,11 +40,6 @@ void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
 
 namespace {
 
-std::string Slurp(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 std::filesystem::path OneObject(const test::ScratchDir& dir, const std::string& transfer_syntax) {
   samples::SeriesSpec spec;
   spec.patient_name = "Doe^Jane";
@@ -63,7 +58,7 @@ std::string U32Le(uint32_t v) {
 
 // An explicit VR little endian object whose pixel data element and all after it are `tail`.
 std::string WithTail(const test::ScratchDir& dir, const std::string& tail) {
-  std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+  std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
   const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
   REQUIRE(at != std::string::npos);
   return bytes.substr(0, at) + tail;
@@ -176,7 +171,7 @@ TEST_CASE("in place, hostile lengths and nesting are refused without allocating 
   }
   SECTION("(d) a meta element with a lying length, as OB and as OW") {
     const std::string vr = GENERATE(std::string("OB"), std::string("OW"));
-    std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+    std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
     const size_t at = bytes.find(std::string("\x02\x00\x01\x00OB\0\0", 8));  // File Meta Information Version
     REQUIRE(at != std::string::npos);
     bytes.replace(at + 4, 2, vr);
@@ -197,7 +192,7 @@ TEST_CASE("in place, hostile lengths and nesting are refused without allocating 
     CHECK(s.status().message().find("undefined length") != std::string::npos);
   }
   SECTION("(f) implicit VR: private sequences of defined length (known by their creator) nesting 300 levels") {
-    std::string bytes = Slurp(OneObject(dir, UID_LittleEndianImplicitTransferSyntax));
+    std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianImplicitTransferSyntax));
     const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00", 4));
     REQUIRE(at != std::string::npos);
     auto element = [](const std::string& tag, const std::string& value) { return tag + U32Le(value.size()) + value; };
@@ -215,7 +210,7 @@ TEST_CASE("in place, hostile lengths and nesting are refused without allocating 
     CHECK(s.status().message().find("nested deeper") != std::string::npos);
   }
   SECTION("DCMTK's own read refuses a lying value without allocating it, our scan aside") {
-    std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+    std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
     const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
     REQUIRE(at != std::string::npos);
     bytes.replace(at + 8, 4, U32Le(0x7FFF0000u));
@@ -255,7 +250,7 @@ TEST_CASE("in place, a re-encoded private UN sequence is read as implicit VR, as
                              12) +
                          std::string("\x29\x00\x10\x10UN\0\0\xFF\xFF\xFF\xFF", 12) + kItem +
                          std::string("\x29\x00\x11\x10", 4) + U32Le(8) + "ABCDEFGH" + kItemEnd + kSeqEnd;
-  std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+  std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
   const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
   REQUIRE(at != std::string::npos);
   bytes.insert(at, un);
@@ -296,7 +291,7 @@ TEST_CASE("in place, the whole summary matches the file's, native and encapsulat
   Result<InstanceSummary> from_file = ReadInstanceSummary(file);
   REQUIRE(from_file.ok());
   REQUIRE(from_file->transfer_syntax_uid == c.syntax);
-  const std::string bytes = Slurp(file);
+  const std::string bytes = test::ReadFile(file);
   Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
   REQUIRE(in_place.ok());
   CheckSame(from_file.value(), in_place.value());

@@ -16,11 +16,6 @@ using namespace teleread;
 
 namespace {
 
-std::string Slurp(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 std::filesystem::path OneObject(const test::ScratchDir& dir, const std::string& transfer_syntax) {
   samples::SeriesSpec spec;
   spec.patient_name = "张^三";
@@ -44,7 +39,7 @@ TEST_CASE("an object in memory is summarised in place as its file would be", "[i
   const std::filesystem::path file = OneObject(dir, syntax);
   Result<InstanceSummary> from_file = ReadInstanceSummary(file);
   REQUIRE(from_file.ok());
-  const std::string bytes = Slurp(file);
+  const std::string bytes = test::ReadFile(file);
   Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
   REQUIRE(in_place.ok());
   const InstanceSummary &a = from_file.value(), &b = in_place.value();
@@ -64,13 +59,13 @@ TEST_CASE("in place, a deflated object is left to the file parse and a lying len
   InitializeDicom();
   test::ScratchDir dir;
   SECTION("deflated") {
-    const std::string bytes = Slurp(OneObject(dir, UID_DeflatedExplicitVRLittleEndianTransferSyntax));
+    const std::string bytes = test::ReadFile(OneObject(dir, UID_DeflatedExplicitVRLittleEndianTransferSyntax));
     Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
     REQUIRE_FALSE(s.ok());
     CHECK(s.status().code() == Status::Code::kInvalidArgument);  // Ingest then parses a memory file
   }
   SECTION("pixel data claiming 4 GB") {
-    std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+    std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
     const std::string pixel_tag("\xE0\x7F\x10\x00OW\0\0", 8);
     const size_t at = bytes.rfind(pixel_tag);
     REQUIRE(at != std::string::npos);
@@ -81,7 +76,7 @@ TEST_CASE("in place, a deflated object is left to the file parse and a lying len
     CHECK(s.status().message().find("longer than the data set") != std::string::npos);
   }
   SECTION("truncated") {
-    const std::string bytes = Slurp(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+    const std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
     CHECK_FALSE(ReadInstanceSummaryFromMemory(bytes.substr(0, bytes.size() - 100)).ok());
     CHECK_FALSE(ReadInstanceSummaryFromMemory(bytes.substr(0, 100)).ok());
   }
