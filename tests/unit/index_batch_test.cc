@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <future>
+#include <memory>
 
 #include "server/store/index.h"
 #include "server/store/sqlite.h"
@@ -27,15 +28,21 @@ bool Has(const std::filesystem::path& path, int x) {
   return row.value();
 }
 
+// An index with the table the requests here write to.
+std::unique_ptr<Index> ProbeIndex(const std::filesystem::path& path) {
+  auto opened = Index::Open(path);
+  REQUIRE(opened.ok());
+  REQUIRE(opened.value()->Write([](Database& db) { return db.Exec("CREATE TABLE batch_probe (x INTEGER)"); }).ok());
+  return std::move(opened.value());
+}
+
 }  // namespace
 
 TEST_CASE("a batch whose transaction SQLite rolled back fails every request in it and commits none", "[store][index]") {
   test::ScratchDir dir;
   const auto path = dir.path() / "index.sqlite";
-  auto opened = Index::Open(path);
-  REQUIRE(opened.ok());
-  Index& index = *opened.value();
-  REQUIRE(index.Write([](Database& db) { return db.Exec("CREATE TABLE batch_probe (x INTEGER)"); }).ok());
+  const std::unique_ptr<Index> opened = ProbeIndex(path);
+  Index& index = *opened;
 
   // The writer is held inside a write of its own while the next batch queues up behind it.
   std::promise<void> release;
@@ -88,10 +95,8 @@ TEST_CASE("a batch whose transaction SQLite rolled back fails every request in i
 TEST_CASE("a refused request whose savepoint cannot be rolled back to commits nothing", "[store][index]") {
   test::ScratchDir dir;
   const auto path = dir.path() / "index.sqlite";
-  auto opened = Index::Open(path);
-  REQUIRE(opened.ok());
-  Index& index = *opened.value();
-  REQUIRE(index.Write([](Database& db) { return db.Exec("CREATE TABLE batch_probe (x INTEGER)"); }).ok());
+  const std::unique_ptr<Index> opened = ProbeIndex(path);
+  Index& index = *opened;
 
   // The request's savepoint is gone when it fails (released here), so ROLLBACK TO fails too and
   // its row would stay in the transaction.
