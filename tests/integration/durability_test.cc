@@ -23,6 +23,7 @@
 #include "tests/support/server_fixture.h"
 #include "tests/support/skip.h"
 #include "tests/support/stored.h"
+#include "tests/support/tmpfs.h"
 
 using namespace teleread;
 using namespace teleread::test;
@@ -135,24 +136,12 @@ TEST_CASE("start-up recovery indexes a placed file without its row and removes p
 
 TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers when space returns",
           "[durability][disk]") {
-  // Whether a tmpfs can be mounted here (root with CAP_SYS_ADMIN), before anything is started.
-  bool can_mount = false;
-  {
-    ScratchDir probe("teleread-mount-probe");
-    can_mount =
-        RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe.path().string()}).exit_code == 0;
-    if (can_mount) RunCommand({"/bin/umount", probe.path().string()});
-  }
-  if (!can_mount) TELEREAD_SKIP("cannot mount a tmpfs here (not root?): the real ENOSPC test did not run");
+  if (!CanMountTmpfs()) TELEREAD_SKIP("cannot mount a tmpfs here (not root?): the real ENOSPC test did not run");
   InitializeDicom();
   ScratchDir dir;
-  std::filesystem::path mount_point = dir.path() / "small-volume";
-  std::filesystem::create_directories(mount_point);
-  REQUIRE(RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mount_point.string()}).exit_code == 0);
-  struct Unmount {
-    std::filesystem::path p;
-    ~Unmount() { RunCommand({"/bin/umount", "-l", p.string()}); }
-  } unmount{mount_point};
+  MountedTmpfs mount(dir.path() / "small-volume", "4m");
+  REQUIRE(mount.mounted());
+  const std::filesystem::path& mount_point = mount.path();
 
   samples::SeriesSpec spec;
   spec.patient_id = "FULL1";

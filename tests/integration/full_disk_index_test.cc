@@ -23,20 +23,13 @@
 #include "tests/support/server_fixture.h"
 #include "tests/support/skip.h"
 #include "tests/support/stored.h"
+#include "tests/support/tmpfs.h"
 
 using namespace teleread;
 using namespace teleread::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool CanMountTmpfs() {
-  ScratchDir probe("teleread-mount-probe");
-  const bool can =
-      RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe.path().string()}).exit_code == 0;
-  if (can) RunCommand({"/bin/umount", probe.path().string()});
-  return can;
-}
 
 // The SOP Instance UIDs the index holds with their bytes in it (read-only, while the server runs).
 std::set<std::string> InIndexUids(const fs::path& storage) {
@@ -95,13 +88,9 @@ TEST_CASE("a full volume during concurrent in-index ingest refuses 0xA700 with n
   if (!CanMountTmpfs()) TELEREAD_SKIP("cannot mount a tmpfs here (not root?): the full-volume test did not run");
   InitializeDicom();
   ScratchDir dir;
-  const fs::path volume = dir.path() / "volume";
-  fs::create_directories(volume);
-  REQUIRE(RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", volume.string()}).exit_code == 0);
-  struct Unmount {
-    fs::path p;
-    ~Unmount() { RunCommand({"/bin/umount", "-l", p.string()}); }
-  } unmount{volume};
+  MountedTmpfs mount(dir.path() / "volume", "8m");
+  REQUIRE(mount.mounted());
+  const fs::path& volume = mount.path();
 
   samples::SeriesSpec spec;
   spec.patient_name = "Full^Index";

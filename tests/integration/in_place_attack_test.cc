@@ -8,6 +8,7 @@
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
+#include "tests/support/dicom_bytes.h"
 #include "tests/support/raw_scu.h"
 #include "tests/support/server_fixture.h"
 
@@ -16,14 +17,6 @@ using namespace teleread::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string U32Le(uint32_t v) {
-  return std::string{char(v & 0xFF), char(v >> 8 & 0xFF), char(v >> 16 & 0xFF), char(v >> 24 & 0xFF)};
-}
-
-const std::string kItem("\xFE\xFF\x00\xE0\xFF\xFF\xFF\xFF", 8);
-const std::string kItemEnd("\xFE\xFF\x0D\xE0\0\0\0\0", 8);
-const std::string kSeqEnd("\xFE\xFF\xDD\xE0\0\0\0\0", 8);
 
 // Appended after the (lower) tags of a data set, in explicit VR little endian.
 std::string LyingFragment() {

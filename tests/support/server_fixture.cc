@@ -186,6 +186,10 @@ CommandResult Echo(const TestServer& server, const std::string& calling_ae, cons
   return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", server.port_text()});
 }
 
+bool StillRunning(TestServer& server, const std::string& calling_ae) {
+  return Echo(server, calling_ae).exit_code == 0 && server.running();
+}
+
 CommandResult StoreTo(uint16_t port, const std::string& calling_ae, const std::vector<std::string>& files_or_dirs,
                       const std::vector<std::string>& extra) {
   std::vector<std::string> argv = {STORESCU_BIN, "-v", "-aet", calling_ae, "-aec", "LX_READ", "+sd", "+r"};

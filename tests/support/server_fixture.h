@@ -103,6 +103,9 @@ long Metric(const TestServer& server, const std::string& name);
 
 // echoscu / storescu as a member hospital would run them, Nagle off as a tuned PACS would.
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae = "LX_READ");
+// Whether the server still runs after an answer: a crash while handling the last association
+// would have ended the process, and a C-ECHO on a new one with it.
+bool StillRunning(TestServer& server, const std::string& calling_ae = "ZZ_PACS");
 // storescu -v: the output names each C-STORE response status (its exit code is 0 even when every
 // C-STORE was refused; read StoreResponses instead).
 CommandResult StoreFiles(const TestServer& server, const std::string& calling_ae,

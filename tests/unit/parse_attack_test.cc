@@ -19,9 +19,14 @@
 #include "common/dicom.h"
 #include "common/dicom_scan.h"
 #include "samples/synthetic.h"
+#include "tests/support/dicom_bytes.h"
 #include "tests/support/process.h"
 
 using namespace teleread;
+using test::kItem;
+using test::kItemEnd;
+using test::kSeqEnd;
+using test::U32Le;
 
 #if defined(__SANITIZE_ADDRESS__)
 #define TELEREAD_WATCH_ALLOCATIONS 0  // ASan owns new and the address space
@@ -52,10 +57,6 @@ std::filesystem::path OneObject(const test::ScratchDir& dir, const std::string& 
   return files->front();
 }
 
-std::string U32Le(uint32_t v) {
-  return std::string{char(v & 0xFF), char(v >> 8 & 0xFF), char(v >> 16 & 0xFF), char(v >> 24 & 0xFF)};
-}
-
 // An explicit VR little endian object whose pixel data element and all after it are `tail`.
 std::string WithTail(const test::ScratchDir& dir, const std::string& tail) {
   std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
@@ -63,10 +64,6 @@ std::string WithTail(const test::ScratchDir& dir, const std::string& tail) {
   REQUIRE(at != std::string::npos);
   return bytes.substr(0, at) + tail;
 }
-
-const std::string kItem("\xFE\xFF\x00\xE0\xFF\xFF\xFF\xFF", 8);
-const std::string kItemEnd("\xFE\xFF\x0D\xE0\0\0\0\0", 8);
-const std::string kSeqEnd("\xFE\xFF\xDD\xE0\0\0\0\0", 8);
 
 // (7FE0,0010) of undefined length with `vr`, holding `levels` nested sequences.
 std::string NestedPixelData(const std::string& vr, int levels) {

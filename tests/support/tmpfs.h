@@ -1,0 +1,29 @@
+#pragma once
+// A real small volume for full-disk tests: a tmpfs mounted on a test's directory (root only;
+// where it cannot be mounted the test skips, tests/support/skip.h).
+#include <filesystem>
+#include <string>
+
+namespace teleread::test {
+
+// Whether a tmpfs can be mounted here; asked before anything is started.
+bool CanMountTmpfs();
+
+// Mounts a tmpfs of `size` (mount's size= option, e.g. "8m") on `dir`, created if absent;
+// unmounts it (lazily: a server may still hold files) when destroyed. mounted() says whether
+// the mount succeeded.
+class MountedTmpfs {
+ public:
+  MountedTmpfs(std::filesystem::path dir, const std::string& size);
+  ~MountedTmpfs();
+  MountedTmpfs(const MountedTmpfs&) = delete;
+  MountedTmpfs& operator=(const MountedTmpfs&) = delete;
+  bool mounted() const { return mounted_; }
+  const std::filesystem::path& path() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+  bool mounted_ = false;
+};
+
+}  // namespace teleread::test
