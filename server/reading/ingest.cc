@@ -189,7 +189,10 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
     return Refuse(IngestCode::kDifferentContent,
                   "SOP Instance UID already stored with different content; the stored object is kept");
   }
-  // A file without its row: an earlier attempt stopped between placing and indexing.
+  // A file without its row: an earlier attempt stopped between placing and indexing, maybe
+  // before the file or its entry was durable. Made so before its row is.
+  if (Status st = SyncPath(existing); !st.ok()) return Refuse(CodeFor(st), st.message());
+  if (Status st = SyncPath(existing.parent_path()); !st.ok()) return Refuse(CodeFor(st), st.message());
   Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) return Refuse(CodeFor(companions.status()), companions.status().message());
   bool companions_indexed = false;

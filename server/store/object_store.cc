@@ -126,7 +126,12 @@ Result<ObjectStore::Placed> ObjectStore::Place(const fs::path& temp, const std::
     return Status::FromErrno(errno, "link " + final_path.string());
   }
   ::unlink(temp.c_str());
-  if (Status s = SyncPath(dir); !s.ok()) return s;
+  if (Status s = SyncPath(dir); !s.ok()) {
+    // Refused, so not left under its name: a re-send would find it and index a file whose
+    // entry was never made durable.
+    ::unlink(final_path.c_str());
+    return s;
+  }
   return Placed::kNew;
 }
 

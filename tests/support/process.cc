@@ -31,6 +31,9 @@ pid_t Spawn(const std::vector<std::string>& argv, int out_fd) {
     ::dup2(out_fd, STDERR_FILENO);
     int devnull = ::open("/dev/null", O_RDONLY);
     ::dup2(devnull, STDIN_FILENO);
+    // Nothing else of the runner's: a server left behind by a failed test must not hold its
+    // files or locks (a benchmark lock held by an orphan stalled every other run).
+    ::close_range(3, ~0U, 0);
     // A fresh signal mask: the test runner's blocked signals must not leak into the child.
     sigset_t none;
     sigemptyset(&none);

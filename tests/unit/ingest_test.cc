@@ -441,3 +441,28 @@ TEST_CASE_METHOD(IngestFixture, "export gives UIDs whose safe names collide file
   CHECK(contents == std::set<std::string>{a, b});
   CHECK(parts == 0);
 }
+
+TEST_CASE_METHOD(IngestFixture, "a placed file without its row is made durable and indexed by an identical re-send",
+                 "[ingest][tiers][recovery]") {
+  store.set_small_object_bytes(0);
+  const std::string sop = ReadInstanceSummary(ct[0])->sop_instance_uid;
+  // An attempt that stopped between placing and indexing (or whose directory sync failed).
+  const std::filesystem::path placed = store.Absolute(ObjectStore::RelativePathFor(sop));
+  std::filesystem::copy_file(ct[0], placed);
+  SECTION("different content under that UID: refused, the file kept, no row") {
+    StoreOutcome out =
+        Store(Modified(ct[0], [](DcmDataset& ds) { ds.putAndInsertString(DCM_PatientName, "Other^Name"); }));
+    CHECK(out.code == IngestCode::kDifferentContent);
+    CHECK(Instances() == 0);
+    CHECK(test::ReadFile(placed) == test::ReadFile(ct[0]));
+  }
+  SECTION("the same object: 0x0000, one row pointing at that file") {
+    StoreOutcome out = Store(ct[0]);
+    CHECK(out.code == IngestCode::kStored);
+    CHECK(out.stored_new);
+    CHECK(Instances() == 1);
+    REQUIRE(index->FindInstance(sop).has_value());
+    CHECK(index->FindInstance(sop)->relative_path == ObjectStore::RelativePathFor(sop));
+    CHECK(test::ReadFile(placed) == test::ReadFile(ct[0]));
+  }
+}
