@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "server/http/api_reply.h"
+#include "server/http/gzip_splice.h"
 #include "server/http/reading_api.h"
 #include "server/http/request_trace.h"
 
@@ -52,7 +53,7 @@ json RowJson(const WorklistRow& r) {
 
 }  // namespace api
 
-HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& who) {
+HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& who, bool gzip) {
   WorklistFilter f;
   f.modality = QueryParam(query, "modality");
   f.member_id = QueryParam(query, "member");
@@ -78,7 +79,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   if (!f.state.empty() && f.state != "waiting" && f.state != "claimed" && f.state != "reported") {
     return Error(400, "state must be waiting, claimed or reported");
   }
-  std::shared_ptr<const WorklistPageCache::Page> page = WorklistItems(f, who);
+  std::shared_ptr<const WorklistPageCache::Page> page = WorklistItems(f, who, gzip);
   if (!page) return Error(500, "the worklist cannot be read");
   if (page->rows > 0) {  // names and IDs of the patients listed
     TraceTimer audit(&RequestTrace::audit_us);
@@ -86,10 +87,12 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
       return AuditFailed(a);
     }
   }
-  // The body as json::dump writes it (keys in order), the items as they were kept.
-  std::string body = "{";
+  // The body as json::dump writes it (keys in order): this caller's own parts around the items
+  // as they were kept, shared by every caller of the page.
+  std::string prefix = "{";
   // The reader's own critical results that the member has not acknowledged yet.
   if (critical_ && !who.admin) {
+    TraceTimer timer(&RequestTrace::critical_us);
     json open = json::array();
     if (auto c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100}); c.ok()) {
       for (const CriticalResult& r : c.value()) {
@@ -100,16 +103,26 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
                             {"escalated", critical_->Overdue(r.opened_ms)}});
       }
     }
-    body += "\"critical_unacknowledged\":" + open.dump(-1, ' ', false, json::error_handler_t::replace) + ",";
+    prefix += "\"critical_unacknowledged\":" + open.dump(-1, ' ', false, json::error_handler_t::replace) + ",";
   }
-  body.reserve(body.size() + page->items_json.size() + 48);
-  body += "\"items\":";
-  body += page->items_json;
-  body += ",\"limit\":" + std::to_string(f.limit) + ",\"offset\":" + std::to_string(f.offset) + "}";
-  return HttpResponse{200, "application/json", std::move(body), {}, {}};
+  prefix += "\"items\":";
+  const std::string suffix = ",\"limit\":" + std::to_string(f.limit) + ",\"offset\":" + std::to_string(f.offset) + "}";
+  HttpResponse out;
+  if (gzip && page->items_gzip.size == page->items_json.size()) {
+    TraceTimer timer(&RequestTrace::gzip_us);
+    out.body = GzipAround(prefix, page->items_gzip, suffix);
+    out.content_encoding = "gzip";
+    return out;
+  }
+  out.body.reserve(prefix.size() + page->items_json.size() + suffix.size());
+  out.body += prefix;
+  out.body += page->items_json;
+  out.body += suffix;
+  return out;
 }
 
-std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(WorklistFilter f, const Identity& who) {
+std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(WorklistFilter f, const Identity& who,
+                                                                         bool gzip) {
   // As the store reads them: limit=5000 and limit=1000 are one page.
   f.limit = std::clamp(f.limit, 1, 1000);
   f.offset = std::max(0, f.offset);
@@ -131,9 +144,15 @@ std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(Worklis
     }
     json items = json::array();
     for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
-    return {std::make_shared<const WorklistPageCache::Page>(
-                WorklistPageCache::Page{items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()}),
-            NextTimeChange(rows.value())};
+    auto page = std::make_shared<WorklistPageCache::Page>();
+    page->items_json = items.dump(-1, ' ', false, json::error_handler_t::replace);
+    page->rows = rows->size();
+    // A kept page is compressed once for all its callers; a page read for one caller, if it asks.
+    if (keep || gzip) {
+      TraceTimer timer(&RequestTrace::gzip_us);
+      page->items_gzip = DeflatePart(page->items_json);
+    }
+    return {std::move(page), NextTimeChange(rows.value())};
   };
   if (!keep) return read().page;
   if (RequestTrace* t = CurrentTrace()) t->page = 'k';

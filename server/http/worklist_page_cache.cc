@@ -3,9 +3,9 @@
 namespace teleread {
 namespace {
 
-// What a kept page costs beyond its JSON: the key twice (map and list) and the nodes.
+// What a kept page costs: its JSON and deflate blocks, the key twice (map and list) and the nodes.
 size_t Cost(const std::string& key, const WorklistPageCache::Page& page) {
-  return 2 * key.size() + page.items_json.size() + 160;
+  return 2 * key.size() + page.items_json.size() + page.items_gzip.blocks.size() + 200;
 }
 
 }  // namespace

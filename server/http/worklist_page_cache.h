@@ -1,6 +1,6 @@
 #pragma once
-// The worklist pages served last, as JSON, so that a page asked for again before anything in it
-// changed costs no SQL and no JSON. A page is kept with the task version it was read at
+// The worklist pages served last, as JSON and as deflate blocks, so that a page asked for again
+// before anything in it changed costs no SQL, no JSON and no compression. A page is kept with the task version it was read at
 // (Worklist::Version) and the time its rows would first read differently (NextTimeChange); it is
 // served only while both hold, so a claim, a release, a new task or a late instance is seen by
 // the very next request. The key names every parameter the rows depend on, the caller's routing
@@ -21,6 +21,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "server/http/gzip_splice.h"
 #include "server/store/task_store.h"
 
 namespace teleread {
@@ -30,6 +31,7 @@ class WorklistPageCache {
   struct Page {
     std::string items_json;  // the "items" array
     size_t rows = 0;
+    DeflatedPart items_gzip = {};  // items_json compressed once, for every caller that accepts gzip
   };
 
   // 16 MB: a first page of 1,000 rows is ~1 MB, of 50 rows ~50 KB.
