@@ -109,7 +109,7 @@ Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, impl_->profile.host);
   req.set(http::field::user_agent, "teleread");
-  // The worklist comes compressed (a tenth of its size), the rest as it is.
+  // The worklist comes compressed, the rest as it is.
   req.set(http::field::accept_encoding, "gzip");
   if (!content_type.empty()) req.set(http::field::content_type, content_type);
   req.body() = body;

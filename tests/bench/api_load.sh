@@ -18,7 +18,7 @@
 # objects were stored while it ran, so that "while one member pushes" is shown, not assumed.
 # API_PUSH_RATE=0 sends as fast as the server takes them.
 # Worklist requests ask for gzip and inflate the answer, as the viewer does; API_GZIP=0 asks for
-# plain JSON (~35 kB a page of 50 rows instead of a few kB).
+# plain JSON (~35 kB a page of 50 rows).
 # Usage: tests/bench/api_load.sh [TASKS] [CLIENTS] [REQUESTS_PER_CLIENT]   (defaults 10000 32 40)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
