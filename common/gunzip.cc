@@ -7,9 +7,12 @@
 namespace teleread {
 
 Result<std::string> Gunzip(std::string_view gzip, size_t limit) {
+  if (limit > kMaxGunzipLimit) return Status::InvalidArgument("gunzip: a limit over 1 GiB");
   z_stream z{};
   if (inflateInit2(&z, 16 + 15) != Z_OK) return Status::IOError("gunzip: inflateInit2 failed");  // 16: gzip only
-  std::string out(std::min(std::max<size_t>(gzip.size() * 8, 4096), limit + 1), '\0');
+  // Small at first: a bomb of a few MB must not cost its ratio up front, only what it inflates to.
+  const size_t first = std::clamp<size_t>(gzip.size() * 4, 4096, size_t{1} << 20);
+  std::string out(std::min(first, limit + 1), '\0');
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gzip.data()));
   z.avail_in = static_cast<uInt>(gzip.size());
   size_t done = 0;

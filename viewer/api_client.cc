@@ -124,7 +124,7 @@ Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string
   http::read(*impl_->stream, buffer, parser, ec);
   if (ec) return Status::IOError("reading the response failed: " + ec.message());
   if (parser.get()[http::field::content_encoding] == "gzip") {
-    Result<std::string> text = Gunzip(parser.get().body(), 1ull << 30);
+    Result<std::string> text = Gunzip(parser.get().body(), kMaxApiAnswerText);
     if (!text.ok()) return Status::IOError("reading the response failed: " + text.status().message());
     return ApiResponse{static_cast<int>(parser.get().result_int()), std::move(text.value())};
   }

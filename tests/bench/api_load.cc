@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
         // A worklist answer is whole JSON, inflated first if it came in gzip.
         bool whole = true;
         if (res[http::field::content_encoding] == "gzip") {
-          teleread::Result<std::string> text = teleread::Gunzip(res.body(), size_t{64} << 20);
+          teleread::Result<std::string> text = teleread::Gunzip(res.body(), teleread::kMaxApiAnswerText);
           whole = text.ok();
           res.body() = whole ? std::move(text.value()) : std::string();
         }
