@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
+#include <charconv>
 #include <stdexcept>
 
 namespace teleread {
@@ -43,6 +43,12 @@ std::string Trim(std::string_view s) {
 
 }  // namespace
 
+size_t DeflatedBound(size_t size) {
+  // zlib's conservative deflateBound (any parameters), without a stream; +16 for the sync flush's
+  // empty stored block and slack.
+  return size + ((size + 7) >> 3) + ((size + 63) >> 6) + 5 + 16;
+}
+
 DeflatedPart DeflatePart(std::string_view text) {
   z_stream z{};
   // Raw deflate (negative window bits): no zlib header, the gzip member is made around it.
@@ -50,15 +56,16 @@ DeflatedPart DeflatePart(std::string_view text) {
   DeflatedPart part;
   part.size = text.size();
   part.crc = Crc(text);
-  part.blocks.resize(deflateBound(&z, static_cast<uLong>(text.size())) + 16);
+  std::string out(DeflatedBound(text.size()), '\0');
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
   z.avail_in = static_cast<uInt>(text.size());
-  z.next_out = reinterpret_cast<Bytef*>(part.blocks.data());
-  z.avail_out = static_cast<uInt>(part.blocks.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
   // A sync flush ends on a byte boundary with the stream still open: more blocks may follow.
   const int rc = deflate(&z, Z_SYNC_FLUSH);
   const bool whole = rc == Z_OK && z.avail_in == 0 && z.avail_out > 0;
-  part.blocks.resize(part.blocks.size() - z.avail_out);
+  // Copied at its size: resized down, `out` would keep the bound's capacity (what a kept page holds).
+  part.blocks.assign(out.data(), out.size() - z.avail_out);
   deflateEnd(&z);
   if (!whole) throw std::runtime_error("deflate did not take the whole text");
   return part;
@@ -89,11 +96,15 @@ bool AcceptsGzip(std::string_view accept_encoding) {
     const std::string name = Trim(item.substr(0, semi));
     if (name != "gzip" && name != "x-gzip") continue;
     if (semi == std::string_view::npos) return true;
-    // Parameters: only q matters; q=0 (0.0, 0.000) refuses it.
+    // Parameters: only q matters; q=0 (0.0, 0.000) refuses this item, and a later one may admit
+    // gzip still ("gzip;q=0, x-gzip"). from_chars: the same in any locale.
     const std::string params = Trim(item.substr(semi + 1));
     const size_t q = params.find("q=");
     if (q == std::string::npos) return true;
-    return std::strtod(params.c_str() + q + 2, nullptr) > 0;
+    double weight = 0;
+    const char* end = params.data() + params.size();
+    if (std::from_chars(params.data() + q + 2, end, weight).ec != std::errc()) continue;  // unreadable: not admitted
+    if (weight > 0) return true;
   }
   return false;
 }

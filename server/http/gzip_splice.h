@@ -20,9 +20,12 @@ struct DeflatedPart {
   size_t size = 0;     // the text's length
 };
 
-// Compresses `text` once (zlib level 1: it runs on the reading of a page, which the first
-// callers after a change wait for).
+// Compresses `text` once (zlib level 1: the first gzip callers of a page wait for it). The
+// blocks are held at their exact size (capacity too), at most DeflatedBound(text.size()).
 DeflatedPart DeflatePart(std::string_view text);
+// The most DeflatePart's blocks take for a text of `size` bytes (zlib's deflateBound, and the
+// sync flush's marker).
+size_t DeflatedBound(size_t size);
 
 // One gzip member (RFC 1952): `prefix`, the part's text, `suffix`, in this order.
 std::string GzipAround(std::string_view prefix, const DeflatedPart& part, std::string_view suffix);
