@@ -304,10 +304,8 @@ class Session : public std::enable_shared_from_this<Session> {
     http::response<http::string_body> res{static_cast<http::status>(out.status), version};
     res.set(http::field::content_type, out.content_type);
     res.set(http::field::server, "teleread");
-    if (!out.content_encoding.empty()) {
-      res.set(http::field::content_encoding, out.content_encoding);
-      res.set(http::field::vary, "Accept-Encoding");
-    }
+    if (!out.content_encoding.empty()) res.set(http::field::content_encoding, out.content_encoding);
+    if (!out.vary.empty()) res.set(http::field::vary, out.vary);
     res.body() = std::move(out.body);
     res.keep_alive(keep_alive);
     res.prepare_payload();

@@ -55,6 +55,7 @@ struct HttpResponse {
   // on an audit commit say), and sent instead; the TLS I/O thread does not wait for it.
   std::function<HttpResponse()> deferred = {};
   std::string content_encoding = {};  // "gzip": `body` is gzip, asked for by the request's Accept-Encoding
+  std::string vary = {};              // the Vary header: the request headers the answer depends on
 };
 
 // A gate's refusal whose answer `make` gives on the handler pool. Its own status and body are a

@@ -68,8 +68,8 @@ class ReadingApi {
   // `gzip`: the caller accepts a gzip answer (Accept-Encoding).
   HttpResponse WorklistPage(const std::string& query, const Identity& who, bool gzip);
   // The page's items, kept (pages_) or read; null when the index cannot be read.
-  // `gzip`: the caller accepts gzip (a kept page is compressed whoever reads it).
-  std::shared_ptr<const WorklistPageCache::Page> WorklistItems(WorklistFilter filter, const Identity& who, bool gzip);
+  // `filter` clamped as the store reads it.
+  std::shared_ptr<const WorklistPageCache::Page> WorklistItems(const WorklistFilter& filter, const Identity& who);
   HttpResponse Study(const std::string& uid, const Identity& who);
   HttpResponse Instance(const std::string& uid, const std::string& sop, const Identity& who);
   HttpResponse Priors(const std::string& uid, const Identity& who);

@@ -79,38 +79,47 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   if (!f.state.empty() && f.state != "waiting" && f.state != "claimed" && f.state != "reported") {
     return Error(400, "state must be waiting, claimed or reported");
   }
-  std::shared_ptr<const WorklistPageCache::Page> page = WorklistItems(f, who, gzip);
+  // As the store reads them (limit=5000 and limit=1000 are one page), and as the answer says.
+  f.limit = std::clamp(f.limit, 1, 1000);
+  f.offset = std::max(0, f.offset);
+  std::shared_ptr<const WorklistPageCache::Page> page = WorklistItems(f, who);
   if (!page) return Error(500, "the worklist cannot be read");
+  // The body as json::dump writes it (keys in order): this caller's own parts around the items
+  // as they were kept, shared by every caller of the page.
+  std::string prefix = "{";
+  // The reader's own critical results that the member has not acknowledged yet. Not listed: the
+  // request fails rather than show a worklist that hides them (before the audit: nothing shown).
+  if (critical_ && !who.admin) {
+    TraceTimer timer(&RequestTrace::critical_us);
+    Result<std::vector<CriticalResult>> c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100});
+    if (!c.ok()) {
+      spdlog::error("worklist for {}: critical results not listed: {}", who.id, c.status().message());
+      return Error(503, "your unacknowledged critical results cannot be listed now; the worklist is not shown "
+                        "without them: try again, and call the reading centre if this goes on");
+    }
+    json open = json::array();
+    for (const CriticalResult& r : c.value()) {
+      open.push_back(json{{"report_sop_instance_uid", r.sop_instance_uid},
+                          {"study_instance_uid", r.study_instance_uid},
+                          {"member", r.member_id},
+                          {"opened_ms", r.opened_ms},
+                          {"escalated", critical_->Overdue(r.opened_ms)}});
+    }
+    prefix += "\"critical_unacknowledged\":" + open.dump(-1, ' ', false, json::error_handler_t::replace) + ",";
+  }
   if (page->rows > 0) {  // names and IDs of the patients listed
     TraceTimer audit(&RequestTrace::audit_us);
     if (Status a = worklist_.Audit(who.id, "list-worklist", "", std::to_string(page->rows) + " task(s)"); !a.ok()) {
       return AuditFailed(a);
     }
   }
-  // The body as json::dump writes it (keys in order): this caller's own parts around the items
-  // as they were kept, shared by every caller of the page.
-  std::string prefix = "{";
-  // The reader's own critical results that the member has not acknowledged yet.
-  if (critical_ && !who.admin) {
-    TraceTimer timer(&RequestTrace::critical_us);
-    json open = json::array();
-    if (auto c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100}); c.ok()) {
-      for (const CriticalResult& r : c.value()) {
-        open.push_back(json{{"report_sop_instance_uid", r.sop_instance_uid},
-                            {"study_instance_uid", r.study_instance_uid},
-                            {"member", r.member_id},
-                            {"opened_ms", r.opened_ms},
-                            {"escalated", critical_->Overdue(r.opened_ms)}});
-      }
-    }
-    prefix += "\"critical_unacknowledged\":" + open.dump(-1, ' ', false, json::error_handler_t::replace) + ",";
-  }
   prefix += "\"items\":";
   const std::string suffix = ",\"limit\":" + std::to_string(f.limit) + ",\"offset\":" + std::to_string(f.offset) + "}";
   HttpResponse out;
-  if (gzip && page->items_gzip.size == page->items_json.size()) {
-    TraceTimer timer(&RequestTrace::gzip_us);
-    out.body = GzipAround(prefix, page->items_gzip, suffix);
+  out.vary = "Accept-Encoding";  // plain or gzip, by the request's Accept-Encoding: caches must tell
+  if (gzip) {
+    TraceTimer timer(&RequestTrace::gzip_us);  // the page's deflate too, for its first gzip caller
+    out.body = GzipAround(prefix, page->Gzip(), suffix);
     out.content_encoding = "gzip";
     return out;
   }
@@ -121,11 +130,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   return out;
 }
 
-std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(WorklistFilter f, const Identity& who,
-                                                                         bool gzip) {
-  // As the store reads them: limit=5000 and limit=1000 are one page.
-  f.limit = std::clamp(f.limit, 1, 1000);
-  f.offset = std::max(0, f.offset);
+std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(const WorklistFilter& f, const Identity& who) {
   // Only first pages (the one a reader looks at) of filters whose rows do not depend on the time
   // (a claim expiring moves a task between "waiting" and "claimed", and out of "mine") are kept;
   // the rest are read each time.
@@ -144,15 +149,9 @@ std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(Worklis
     }
     json items = json::array();
     for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
-    auto page = std::make_shared<WorklistPageCache::Page>();
-    page->items_json = items.dump(-1, ' ', false, json::error_handler_t::replace);
-    page->rows = rows->size();
-    // A kept page is compressed once for all its callers; a page read for one caller, if it asks.
-    if (keep || gzip) {
-      TraceTimer timer(&RequestTrace::gzip_us);
-      page->items_gzip = DeflatePart(page->items_json);
-    }
-    return {std::move(page), NextTimeChange(rows.value())};
+    // Deflated later, by the page's first caller that accepts gzip (Page::Gzip).
+    return {WorklistPageCache::Page::Make(items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()),
+            NextTimeChange(rows.value())};
   };
   if (!keep) return read().page;
   if (RequestTrace* t = CurrentTrace()) t->page = 'k';
