@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/gunzip.h"
+#include "server/http/gzip_splice.h"
 #include "server/reading/critical_results.h"
 #include "server/store/sqlite.h"
 #include "tests/unit/workflow_fixture.h"
@@ -22,6 +23,7 @@ const PeerCertificate kWang{"CN=wang.li,OU=radiologist,O=Lixian Regional Imaging
                             "radiologist"};
 const PeerCertificate kChen{"CN=chen.jie,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "chen.jie",
                             "radiologist"};
+const PeerCertificate kAdmin{"CN=chief,OU=admin,O=Lixian Regional Imaging Reading Centre", "chief", "admin"};
 const PeerCertificate kZhao{"CN=zhao.min,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "zhao.min",
                             "radiologist"};
 
@@ -57,8 +59,9 @@ struct GzipFixture : WorkflowFixture {
                 .ok());
   }
 
-  HttpResponse Get(const PeerCertificate& who, const std::string& accept_encoding) {
-    return api->Handle(HttpRequest{"GET", "/api/v1/worklist?limit=50", "", "", accept_encoding}, who);
+  HttpResponse Get(const PeerCertificate& who, const std::string& accept_encoding,
+                   const std::string& query = "limit=50") {
+    return api->Handle(HttpRequest{"GET", "/api/v1/worklist?" + query, "", "", accept_encoding}, who);
   }
   // The answer's text, inflated when it came in gzip (and it must when asked for).
   std::string Text(const HttpResponse& r, bool gzip) {
@@ -79,6 +82,14 @@ struct GzipFixture : WorkflowFixture {
     const size_t at = metrics.find(name);
     REQUIRE(at != std::string::npos);
     return std::stoll(metrics.substr(at + name.size()));
+  }
+  // The "items" array's text as the answer carries it.
+  static std::string Items(const std::string& text) {
+    const size_t from = text.find("\"items\":");
+    const size_t to = text.rfind(",\"limit\":");
+    REQUIRE(from != std::string::npos);
+    REQUIRE(to != std::string::npos);
+    return text.substr(from + 8, to - from - 8);
   }
   bool Lists(const json& page, const ReceivedStudy& study) {
     for (const json& row : page["items"]) {
@@ -143,4 +154,72 @@ TEST_CASE_METHOD(GzipFixture, "a reader whose view cannot be audited gets no gzi
   CHECK(refused.body.find("Test^P1") == std::string::npos);
   CHECK(refused.body.find(first.study_instance_uid) == std::string::npos);
   CHECK(Count("audit_log", "action = 'list-worklist' AND actor = 'chen.jie'") == 0);
+}
+
+TEST_CASE_METHOD(GzipFixture, "a page kept from a plain caller is deflated for the first gzip caller and shared",
+                 "[workflow][api][worklist][gzip]") {
+  const HttpResponse plain = Get(kWang, "");
+  const std::string plain_text = Text(plain, false);
+  CHECK(plain.vary == "Accept-Encoding");  // plain too: a cache must not hand it to a gzip caller
+  const int64_t kept = Kept();
+  const HttpResponse wang = Get(kWang, "gzip");
+  const HttpResponse chen = Get(kChen, "gzip");
+  CHECK(Kept() == kept + 2);  // both from the page the plain caller read
+  CHECK(wang.vary == "Accept-Encoding");
+  CHECK(Text(wang, true) == plain_text);
+  // The page's deflated items, byte for byte, in both answers: made once, not per caller.
+  const DeflatedPart items = DeflatePart(Items(plain_text));
+  REQUIRE(items.blocks.size() > 100);
+  CHECK(wang.body.find(items.blocks) != std::string::npos);
+  CHECK(chen.body.find(items.blocks) != std::string::npos);
+  const json chen_json = json::parse(Text(chen, true));
+  CHECK(chen_json["items"] == json::parse(plain_text)["items"]);
+  CHECK(chen_json["critical_unacknowledged"].empty());
+}
+
+TEST_CASE_METHOD(GzipFixture, "pages that are not kept come in gzip too, with the caller's limit and offset as used",
+                 "[workflow][api][worklist][gzip]") {
+  const int64_t kept = Kept();
+  for (const char* query : {"limit=50&offset=50", "state=waiting", "mine=1", "limit=50&offset=1"}) {
+    INFO(query);
+    const std::string gzip = Text(Get(kWang, "gzip", query), true);
+    CHECK(gzip == Text(Get(kWang, "", query), false));
+    CHECK(json::parse(gzip)["critical_unacknowledged"].size() == 1);
+  }
+  CHECK(Kept() == kept);  // none of them kept
+  CHECK(json::parse(Text(Get(kWang, "gzip", "state=waiting"), true))["items"].size() == 1);
+  CHECK(json::parse(Text(Get(kWang, "gzip", "limit=50&offset=1"), true))["items"].empty());
+  // The limit and offset the page was read with, not the raw ones asked for.
+  const json seven = json::parse(Text(Get(kWang, "gzip", "limit=7&offset=2"), true));
+  CHECK(seven["limit"] == 7);
+  CHECK(seven["offset"] == 2);
+  const json clamped = json::parse(Text(Get(kWang, "gzip", "limit=5000&offset=-3"), true));
+  CHECK(clamped["limit"] == 1000);
+  CHECK(clamped["offset"] == 0);
+  CHECK(clamped["items"].size() == 1);
+  CHECK(json::parse(Text(Get(kWang, "", "limit=0"), false))["limit"] == 1);
+}
+
+TEST_CASE_METHOD(GzipFixture, "an admin's gzip worklist carries no critical reminders", "[workflow][api][worklist][gzip]") {
+  const json admin = json::parse(Text(Get(kAdmin, "gzip"), true));
+  CHECK_FALSE(admin.contains("critical_unacknowledged"));
+  CHECK(admin["items"].size() == 2);
+  CHECK(admin["limit"] == 50);
+  CHECK(Text(Get(kAdmin, "gzip"), true) == Text(Get(kAdmin, ""), false));
+}
+
+TEST_CASE_METHOD(GzipFixture, "a reader whose critical results cannot be listed gets no worklist, not an empty list",
+                 "[workflow][api][worklist][gzip][critical]") {
+  REQUIRE(json::parse(Text(Get(kWang, "gzip"), true))["critical_unacknowledged"].size() == 1);
+  const int64_t audited = Count("audit_log", "action = 'list-worklist' AND actor = 'wang.li'");
+  REQUIRE(index->Write([](Database& db) { return db.Exec("ALTER TABLE critical_results RENAME TO hidden"); }).ok());
+  for (const char* accept : {"gzip", ""}) {
+    const HttpResponse r = Get(kWang, accept);
+    CHECK(r.status == 503);
+    CHECK(r.content_encoding.empty());
+    CHECK(r.body.find("critical") != std::string::npos);
+    CHECK(r.body.find(first.study_instance_uid) == std::string::npos);
+  }
+  CHECK(Count("audit_log", "action = 'list-worklist' AND actor = 'wang.li'") == audited);  // nothing shown
+  CHECK(Text(Get(kAdmin, ""), false).find(first.study_instance_uid) != std::string::npos);  // no reminders: served
 }
