@@ -24,7 +24,7 @@ Result<std::string> Gunzip(std::string_view gzip, size_t limit) {
     rc = inflate(&z, Z_NO_FLUSH);
     done = out.size() - z.avail_out;
     if (rc == Z_BUF_ERROR && z.avail_out != 0) break;  // no progress with room left: the stream stops short
-    if (rc == Z_BUF_ERROR) rc = Z_OK;                   // out of room: grow and go on
+    if (rc == Z_BUF_ERROR) rc = Z_OK;                  // out of room: grow and go on
   }
   inflateEnd(&z);
   if (done > limit) return Status::InvalidArgument("gunzip: the text is over " + std::to_string(limit) + " bytes");

@@ -94,8 +94,9 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
     Result<std::vector<CriticalResult>> c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100});
     if (!c.ok()) {
       spdlog::error("worklist for {}: critical results not listed: {}", who.id, c.status().message());
-      return Error(503, "your unacknowledged critical results cannot be listed now; the worklist is not shown "
-                        "without them: try again, and call the reading centre if this goes on");
+      return Error(503,
+                   "your unacknowledged critical results cannot be listed now; the worklist is not shown "
+                   "without them: try again, and call the reading centre if this goes on");
     }
     json open = json::array();
     for (const CriticalResult& r : c.value()) {

@@ -43,7 +43,8 @@ std::string Bomb(size_t mib) {
   REQUIRE(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) == Z_OK);
   DeflatedPart mb;
   mb.size = zeros.size();
-  mb.crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(zeros.data()), static_cast<uInt>(zeros.size())));
+  mb.crc =
+      static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(zeros.data()), static_cast<uInt>(zeros.size())));
   mb.blocks.resize(deflateBound(&z, static_cast<uLong>(zeros.size())) + 16);
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(zeros.data()));
   z.avail_in = static_cast<uInt>(zeros.size());
@@ -102,8 +103,8 @@ TEST_CASE("a spliced gzip answer with a wrong byte is refused, never inflated to
   bad_crc[bad_crc.size() - 6] ^= 1;  // in the CRC-32
   CHECK_FALSE(Gunzip(bad_crc, size_t{1} << 24).ok());
   CHECK_FALSE(Gunzip(gzip.substr(0, gzip.size() - 1), size_t{1} << 24).ok());  // short
-  CHECK_FALSE(Gunzip(gzip + "x", size_t{1} << 24).ok());                         // trailing bytes
-  CHECK_FALSE(Gunzip(gzip, 100).ok());                                           // over the limit
+  CHECK_FALSE(Gunzip(gzip + "x", size_t{1} << 24).ok());                       // trailing bytes
+  CHECK_FALSE(Gunzip(gzip, 100).ok());                                         // over the limit
 }
 
 TEST_CASE("only an Accept-Encoding that lists gzip with a q above 0 gets gzip", "[api][gzip]") {

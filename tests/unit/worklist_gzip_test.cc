@@ -53,8 +53,8 @@ struct GzipFixture : WorkflowFixture {
                   Statement q(db.handle(), "SELECT id FROM studies WHERE study_instance_uid = ?1");
                   q.Bind(1, first.study_instance_uid);
                   if (Result<bool> row = q.Step(); !row.ok() || !row.value()) return Status::NotFound("study");
-                  return OpenCriticalResult(db, critical_sop, q.Int(0), first.study_instance_uid, "zhuozhou",
-                                            "wang.li", false, now_ms);
+                  return OpenCriticalResult(db, critical_sop, q.Int(0), first.study_instance_uid, "zhuozhou", "wang.li",
+                                            false, now_ms);
                 })
                 .ok());
   }
@@ -148,7 +148,7 @@ TEST_CASE_METHOD(GzipFixture, "a reader whose view cannot be audited gets no gzi
               .ok());
   const int64_t kept = Kept();
   const HttpResponse refused = Get(kChen, "gzip");
-  CHECK(Kept() == kept + 1);  // the kept page was found...
+  CHECK(Kept() == kept + 1);     // the kept page was found...
   CHECK(refused.status >= 500);  // ...and not sent
   CHECK(refused.content_encoding.empty());
   CHECK(refused.body.find("Test^P1") == std::string::npos);
@@ -200,7 +200,8 @@ TEST_CASE_METHOD(GzipFixture, "pages that are not kept come in gzip too, with th
   CHECK(json::parse(Text(Get(kWang, "", "limit=0"), false))["limit"] == 1);
 }
 
-TEST_CASE_METHOD(GzipFixture, "an admin's gzip worklist carries no critical reminders", "[workflow][api][worklist][gzip]") {
+TEST_CASE_METHOD(GzipFixture, "an admin's gzip worklist carries no critical reminders",
+                 "[workflow][api][worklist][gzip]") {
   const json admin = json::parse(Text(Get(kAdmin, "gzip"), true));
   CHECK_FALSE(admin.contains("critical_unacknowledged"));
   CHECK(admin["items"].size() == 2);
@@ -220,6 +221,6 @@ TEST_CASE_METHOD(GzipFixture, "a reader whose critical results cannot be listed 
     CHECK(r.body.find("critical") != std::string::npos);
     CHECK(r.body.find(first.study_instance_uid) == std::string::npos);
   }
-  CHECK(Count("audit_log", "action = 'list-worklist' AND actor = 'wang.li'") == audited);  // nothing shown
+  CHECK(Count("audit_log", "action = 'list-worklist' AND actor = 'wang.li'") == audited);   // nothing shown
   CHECK(Text(Get(kAdmin, ""), false).find(first.study_instance_uid) != std::string::npos);  // no reminders: served
 }

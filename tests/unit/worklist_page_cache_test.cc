@@ -154,9 +154,7 @@ TEST_CASE("the worklist pages kept stay under their byte bound and the least rec
           "[api][worklist]") {
   const size_t cap = 128 * 1024;  // ~15 pages: 4000 bytes of JSON and as much reserved for its deflate
   WorklistPageCache cache(cap);
-  auto page = [](char c) {
-    return WorklistPageCache::Page::Make(std::string(4000, c), 1);
-  };
+  auto page = [](char c) { return WorklistPageCache::Page::Make(std::string(4000, c), 1); };
   cache.Store("first", 1, 1000, page('f'));
   for (int i = 0; i < 200; ++i) {
     cache.Store("page " + std::to_string(i), 1, 1000, page('x'));
@@ -170,7 +168,8 @@ TEST_CASE("the worklist pages kept stay under their byte bound and the least rec
   CHECK(cache.Find("first", 1, 0)->items_json[0] == 'f');
 }
 
-TEST_CASE("a kept worklist page is counted by the memory it holds, its deflate made later included", "[api][worklist]") {
+TEST_CASE("a kept worklist page is counted by the memory it holds, its deflate made later included",
+          "[api][worklist]") {
   WorklistPageCache cache;
   auto grown = std::make_shared<WorklistPageCache::Page>();
   grown->items_json.reserve(size_t{1} << 20);  // as json::dump can leave it: far more room than text
@@ -181,7 +180,8 @@ TEST_CASE("a kept worklist page is counted by the memory it holds, its deflate m
   // Page::Make gives the text back its room; the deflate (made on the first gzip caller) is counted
   // before it is made, so it never grows a kept page past what the cache counted.
   const std::string json(40'000, 'x');
-  std::shared_ptr<const WorklistPageCache::Page> page = WorklistPageCache::Page::Make(json + std::string(30'000, 'y'), 1);
+  std::shared_ptr<const WorklistPageCache::Page> page =
+      WorklistPageCache::Page::Make(json + std::string(30'000, 'y'), 1);
   CHECK(page->items_json.capacity() < page->items_json.size() + 64);
   WorklistPageCache fresh;
   fresh.Store("p", 1, 1000, page);
@@ -195,9 +195,7 @@ TEST_CASE("a kept worklist page is counted by the memory it holds, its deflate m
 
 TEST_CASE("an older version never replaces a newer kept worklist page", "[api][worklist]") {
   WorklistPageCache cache;
-  auto page = [](const std::string& json) {
-    return WorklistPageCache::Page::Make(json, 1);
-  };
+  auto page = [](const std::string& json) { return WorklistPageCache::Page::Make(json, 1); };
   cache.Store("k", 5, 1000, page("[5]"));
   cache.Store("k", 4, 1000, page("[4]"));  // a slower reader that began before the write
   REQUIRE(cache.Find("k", 5, 0));
