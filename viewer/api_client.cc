@@ -14,6 +14,8 @@
 #include <optional>
 #include <vector>
 
+#include "common/gunzip.h"
+
 namespace teleread::viewer {
 namespace {
 
@@ -107,6 +109,8 @@ Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, impl_->profile.host);
   req.set(http::field::user_agent, "teleread");
+  // The worklist comes compressed, the rest as it is.
+  req.set(http::field::accept_encoding, "gzip");
   if (!content_type.empty()) req.set(http::field::content_type, content_type);
   req.body() = body;
   req.prepare_payload();
@@ -119,6 +123,11 @@ Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string
   parser.body_limit(1ull << 30);
   http::read(*impl_->stream, buffer, parser, ec);
   if (ec) return Status::IOError("reading the response failed: " + ec.message());
+  if (parser.get()[http::field::content_encoding] == "gzip") {
+    Result<std::string> text = Gunzip(parser.get().body(), kMaxApiAnswerText);
+    if (!text.ok()) return Status::IOError("reading the response failed: " + text.status().message());
+    return ApiResponse{static_cast<int>(parser.get().result_int()), std::move(text.value())};
+  }
   return ApiResponse{static_cast<int>(parser.get().result_int()), parser.get().body()};
 }
 

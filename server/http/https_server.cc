@@ -213,7 +213,8 @@ class Session : public std::enable_shared_from_this<Session> {
     http::request<http::string_body> req = parser_->release();
     auto r =
         std::make_shared<HttpRequest>(HttpRequest{std::string(req.method_string()), std::string(req.target()),
-                                                  std::move(req.body()), std::string(req[http::field::content_type])});
+                                                  std::move(req.body()), std::string(req[http::field::content_type]),
+                                                  std::string(req[http::field::accept_encoding])});
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
     if (RequestTraceOn()) {
@@ -231,13 +232,16 @@ class Session : public std::enable_shared_from_this<Session> {
         spdlog::error("HTTPS {} {}: {}", r->method, r->target, e.what());
         *out = JsonResponse(500, R"({"error":"internal error"})");
       }
-      if (trace) trace->handled_us = RequestTrace::NowUs();
+      if (trace) {
+        trace->handled_us = RequestTrace::NowUs();
+        trace->bytes = out->body.size();
+      }
       asio::post(self->stream_.get_executor(),
-                 [self, out, keep_alive, version] { self->Respond(*out, version, keep_alive); });
+                 [self, out, keep_alive, version] { self->Respond(std::move(*out), version, keep_alive); });
     });
   }
 
-  void Respond(const HttpResponse& out, unsigned version, bool keep_alive) {
+  void Respond(HttpResponse&& out, unsigned version, bool keep_alive) {
     if (!out.tar.empty()) return StreamTar(out, version);
     if (!out.file.empty()) {
       http::response<http::file_body> res{static_cast<http::status>(out.status), version};
@@ -251,7 +255,7 @@ class Session : public std::enable_shared_from_this<Session> {
       res.prepare_payload();
       return Write(std::move(res));
     }
-    SendString(out, version, keep_alive);
+    SendString(std::move(out), version, keep_alive);
   }
 
   // Chunked transfer, one piece of the archive at a time; the connection closes afterwards.
@@ -295,11 +299,14 @@ class Session : public std::enable_shared_from_this<Session> {
                       });
   }
 
-  void SendString(const HttpResponse& out, unsigned version, bool keep_alive) {
+  // The body is moved, not copied: a worklist page is tens of kB.
+  void SendString(HttpResponse out, unsigned version, bool keep_alive) {
     http::response<http::string_body> res{static_cast<http::status>(out.status), version};
     res.set(http::field::content_type, out.content_type);
     res.set(http::field::server, "teleread");
-    res.body() = out.body;
+    if (!out.content_encoding.empty()) res.set(http::field::content_encoding, out.content_encoding);
+    if (!out.vary.empty()) res.set(http::field::vary, out.vary);
+    res.body() = std::move(out.body);
     res.keep_alive(keep_alive);
     res.prepare_payload();
     Write(std::move(res));
@@ -312,6 +319,7 @@ class Session : public std::enable_shared_from_this<Session> {
   template <typename Response>
   void Write(Response&& res) {
     auto msg = std::make_shared<std::decay_t<Response>>(std::move(res));
+    if (trace_) trace_->writing_us = RequestTrace::NowUs();
     beast::get_lowest_layer(stream_).expires_after(kReadTimeout);
     http::async_write(stream_, *msg, [self = shared_from_this(), msg](beast::error_code ec, size_t) {
       if (self->trace_) self->LogTrace();
@@ -321,14 +329,18 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // One line: waiting for a handler thread, the handler (its SQL, its audit commit), waiting for
-  // the strand after it, writing; all in microseconds.
+  // One line: waiting for a handler thread, the handler (its SQL, its audit commit, the reader's
+  // critical results, the gzip answer made), then the answer: respond= in all, post= waiting for
+  // the strand, write= the TLS write; all in microseconds.
   void LogTrace() {
     const RequestTrace& t = *trace_;
     const int64_t now = RequestTrace::NowUs();
-    spdlog::warn("trace {} total={} queue={} handler={} sql={} audit={} page={} respond={}", t.what,
-                 now - t.submitted_us, t.started_us - t.submitted_us, t.handled_us - t.started_us, t.sql_us, t.audit_us,
-                 t.page, now - t.handled_us);
+    const int64_t writing = t.writing_us ? t.writing_us : now;
+    spdlog::warn(
+        "trace {} total={} queue={} handler={} sql={} audit={} critical={} gzip={} page={} respond={} post={} write={} "
+        "bytes={}",
+        t.what, now - t.submitted_us, t.started_us - t.submitted_us, t.handled_us - t.started_us, t.sql_us, t.audit_us,
+        t.critical_us, t.gzip_us, t.page, now - t.handled_us, writing - t.handled_us, now - writing, t.bytes);
     trace_.reset();
   }
 

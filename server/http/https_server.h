@@ -36,6 +36,7 @@ struct HttpRequest {
   std::string target;  // path and query
   std::string body;
   std::string content_type;
+  std::string accept_encoding = {};  // the Accept-Encoding header, as sent
 };
 
 struct HttpResponse {
@@ -53,6 +54,8 @@ struct HttpResponse {
   // Only in a gate's refusal: the answer is made by this, run on the handler pool (it may wait,
   // on an audit commit say), and sent instead; the TLS I/O thread does not wait for it.
   std::function<HttpResponse()> deferred = {};
+  std::string content_encoding = {};  // "gzip": `body` is gzip, asked for by the request's Accept-Encoding
+  std::string vary = {};              // the Vary header: the request headers the answer depends on
 };
 
 // A gate's refusal whose answer `make` gives on the handler pool. Its own status and body are a

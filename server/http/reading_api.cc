@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "server/http/api_reply.h"
+#include "server/http/gzip_splice.h"
 #include "server/http/request_trace.h"
 
 namespace teleread {
@@ -189,7 +190,7 @@ HttpResponse ReadingApi::Route(const HttpRequest& req, const Identity& who) {
     if (Status st = outbox_->Retry(id, who.id); !st.ok()) return Error(StatusFor(st), st.message());
     return Json(200, json{{"id", id}, {"state", "pending"}});
   }
-  if (get && p.size() == 3 && p[2] == "worklist") return WorklistPage(query, who);
+  if (get && p.size() == 3 && p[2] == "worklist") return WorklistPage(query, who, AcceptsGzip(req.accept_encoding));
   if (p.size() >= 4 && p[2] == "studies") {
     const std::string& uid = p[3];
     if (get && p.size() == 4) return Study(uid, who);

@@ -65,9 +65,11 @@ class ReadingApi {
 
  private:
   HttpResponse Route(const HttpRequest& request, const Identity& who);
-  HttpResponse WorklistPage(const std::string& query, const Identity& who);
+  // `gzip`: the caller accepts a gzip answer (Accept-Encoding).
+  HttpResponse WorklistPage(const std::string& query, const Identity& who, bool gzip);
   // The page's items, kept (pages_) or read; null when the index cannot be read.
-  std::shared_ptr<const WorklistPageCache::Page> WorklistItems(WorklistFilter filter, const Identity& who);
+  // `filter` clamped as the store reads it.
+  std::shared_ptr<const WorklistPageCache::Page> WorklistItems(const WorklistFilter& filter, const Identity& who);
   HttpResponse Study(const std::string& uid, const Identity& who);
   HttpResponse Instance(const std::string& uid, const std::string& sop, const Identity& who);
   HttpResponse Priors(const std::string& uid, const Identity& who);

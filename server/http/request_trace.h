@@ -8,6 +8,7 @@
 // Thread-safety: a trace belongs to one request; the handler reaches it through a thread_local
 // set for the handler's duration.
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -20,7 +21,9 @@ struct RequestTrace {
   }
   std::string what;  // method and path
   int64_t submitted_us = 0, started_us = 0, handled_us = 0;
-  int64_t sql_us = 0, audit_us = 0;
+  int64_t sql_us = 0, audit_us = 0, critical_us = 0, gzip_us = 0;
+  int64_t writing_us = 0;  // when the answer's write began
+  size_t bytes = 0;        // the answer's body
   char page = '-';  // 'k' kept page served, 'r' read, 'w' waited for another handler's read
 };
 

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "server/http/api_reply.h"
+#include "server/http/gzip_splice.h"
 #include "server/http/reading_api.h"
 #include "server/http/request_trace.h"
 
@@ -52,7 +53,7 @@ json RowJson(const WorklistRow& r) {
 
 }  // namespace api
 
-HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& who) {
+HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& who, bool gzip) {
   WorklistFilter f;
   f.modality = QueryParam(query, "modality");
   f.member_id = QueryParam(query, "member");
@@ -78,41 +79,59 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   if (!f.state.empty() && f.state != "waiting" && f.state != "claimed" && f.state != "reported") {
     return Error(400, "state must be waiting, claimed or reported");
   }
+  // As the store reads them (limit=5000 and limit=1000 are one page), and as the answer says.
+  f.limit = std::clamp(f.limit, 1, 1000);
+  f.offset = std::max(0, f.offset);
   std::shared_ptr<const WorklistPageCache::Page> page = WorklistItems(f, who);
   if (!page) return Error(500, "the worklist cannot be read");
+  // The body as json::dump writes it (keys in order): this caller's own parts around the items
+  // as they were kept, shared by every caller of the page.
+  std::string prefix = "{";
+  // The reader's own critical results that the member has not acknowledged yet. Not listed: the
+  // request fails rather than show a worklist that hides them (before the audit: nothing shown).
+  if (critical_ && !who.admin) {
+    TraceTimer timer(&RequestTrace::critical_us);
+    Result<std::vector<CriticalResult>> c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100});
+    if (!c.ok()) {
+      spdlog::error("worklist for {}: critical results not listed: {}", who.id, c.status().message());
+      return Error(503,
+                   "your unacknowledged critical results cannot be listed now; the worklist is not shown "
+                   "without them: try again, and call the reading centre if this goes on");
+    }
+    json open = json::array();
+    for (const CriticalResult& r : c.value()) {
+      open.push_back(json{{"report_sop_instance_uid", r.sop_instance_uid},
+                          {"study_instance_uid", r.study_instance_uid},
+                          {"member", r.member_id},
+                          {"opened_ms", r.opened_ms},
+                          {"escalated", critical_->Overdue(r.opened_ms)}});
+    }
+    prefix += "\"critical_unacknowledged\":" + open.dump(-1, ' ', false, json::error_handler_t::replace) + ",";
+  }
   if (page->rows > 0) {  // names and IDs of the patients listed
     TraceTimer audit(&RequestTrace::audit_us);
     if (Status a = worklist_.Audit(who.id, "list-worklist", "", std::to_string(page->rows) + " task(s)"); !a.ok()) {
       return AuditFailed(a);
     }
   }
-  // The body as json::dump writes it (keys in order), the items as they were kept.
-  std::string body = "{";
-  // The reader's own critical results that the member has not acknowledged yet.
-  if (critical_ && !who.admin) {
-    json open = json::array();
-    if (auto c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100}); c.ok()) {
-      for (const CriticalResult& r : c.value()) {
-        open.push_back(json{{"report_sop_instance_uid", r.sop_instance_uid},
-                            {"study_instance_uid", r.study_instance_uid},
-                            {"member", r.member_id},
-                            {"opened_ms", r.opened_ms},
-                            {"escalated", critical_->Overdue(r.opened_ms)}});
-      }
-    }
-    body += "\"critical_unacknowledged\":" + open.dump(-1, ' ', false, json::error_handler_t::replace) + ",";
+  prefix += "\"items\":";
+  const std::string suffix = ",\"limit\":" + std::to_string(f.limit) + ",\"offset\":" + std::to_string(f.offset) + "}";
+  HttpResponse out;
+  out.vary = "Accept-Encoding";  // plain or gzip, by the request's Accept-Encoding: caches must tell
+  if (gzip) {
+    TraceTimer timer(&RequestTrace::gzip_us);  // the page's deflate too, for its first gzip caller
+    out.body = GzipAround(prefix, page->Gzip(), suffix);
+    out.content_encoding = "gzip";
+    return out;
   }
-  body.reserve(body.size() + page->items_json.size() + 48);
-  body += "\"items\":";
-  body += page->items_json;
-  body += ",\"limit\":" + std::to_string(f.limit) + ",\"offset\":" + std::to_string(f.offset) + "}";
-  return HttpResponse{200, "application/json", std::move(body), {}, {}};
+  out.body.reserve(prefix.size() + page->items_json.size() + suffix.size());
+  out.body += prefix;
+  out.body += page->items_json;
+  out.body += suffix;
+  return out;
 }
 
-std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(WorklistFilter f, const Identity& who) {
-  // As the store reads them: limit=5000 and limit=1000 are one page.
-  f.limit = std::clamp(f.limit, 1, 1000);
-  f.offset = std::max(0, f.offset);
+std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(const WorklistFilter& f, const Identity& who) {
   // Only first pages (the one a reader looks at) of filters whose rows do not depend on the time
   // (a claim expiring moves a task between "waiting" and "claimed", and out of "mine") are kept;
   // the rest are read each time.
@@ -131,8 +150,8 @@ std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(Worklis
     }
     json items = json::array();
     for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
-    return {std::make_shared<const WorklistPageCache::Page>(
-                WorklistPageCache::Page{items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()}),
+    // Deflated later, by the page's first caller that accepts gzip (Page::Gzip).
+    return {WorklistPageCache::Page::Make(items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()),
             NextTimeChange(rows.value())};
   };
   if (!keep) return read().page;

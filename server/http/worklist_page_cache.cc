@@ -3,12 +3,29 @@
 namespace teleread {
 namespace {
 
-// What a kept page costs beyond its JSON: the key twice (map and list) and the nodes.
+// What a kept page costs: its JSON as allocated, its deflate blocks at their bound (made later, on
+// the first gzip caller, and never larger: see DeflatePart), the key twice (map and list), the nodes.
 size_t Cost(const std::string& key, const WorklistPageCache::Page& page) {
-  return 2 * key.size() + page.items_json.size() + 160;
+  return 2 * key.size() + page.items_json.capacity() + DeflatedBound(page.items_json.size()) + 200;
 }
 
 }  // namespace
+
+const DeflatedPart& WorklistPageCache::Page::Gzip() const {
+  std::call_once(deflate_once_, [this] {
+    gzip_ = DeflatePart(items_json);
+    deflated_.store(true);
+  });
+  return gzip_;
+}
+
+std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::Page::Make(std::string items_json, size_t rows) {
+  auto page = std::make_shared<Page>();
+  page->items_json = std::move(items_json);
+  page->items_json.shrink_to_fit();  // json::dump grew it by doubling: up to twice what it holds
+  page->rows = rows;
+  return page;
+}
 
 std::string WorklistPageCache::Key(const WorklistFilter& f) {
   std::string key;

@@ -1,15 +1,18 @@
 #pragma once
-// The worklist pages served last, as JSON, so that a page asked for again before anything in it
-// changed costs no SQL and no JSON. A page is kept with the task version it was read at
-// (Worklist::Version) and the time its rows would first read differently (NextTimeChange); it is
-// served only while both hold, so a claim, a release, a new task or a late instance is seen by
-// the very next request. The key names every parameter the rows depend on, the caller's routing
-// included but not the caller: the rows show nothing per caller (who claimed a task is shown to
-// everyone alike; "mine" pages are not kept), so readers who read the same studies share a page.
-// Each view is still audited per caller by the route.
-// Bounded by bytes; past the bound the least recently used pages go, one at a time.
+// The worklist pages served last, as JSON and as deflate blocks, so that a page asked for again
+// before anything in it changed costs no SQL, no JSON and no compression. A page is kept with the
+// task version it was read at (Worklist::Version) and the time its rows would first read
+// differently (NextTimeChange); it is served only while both hold, so a claim, a release, a new
+// task or a late instance is seen by the very next request. The key names every parameter the
+// rows depend on, the caller's routing included but not the caller: the rows show nothing per
+// caller (who claimed a task is shown to everyone alike; "mine" pages are not kept), so readers
+// who read the same studies share a page. Each view is still audited per caller by the route.
+// A page is deflated on its first caller that accepts gzip, once: plain callers never wait on it.
+// Bounded by bytes (the deflated items counted at deflate's bound whether made yet or not); past
+// the bound the least recently used pages go, one at a time.
 //
 // Thread-safety: all methods may be called from any thread.
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +24,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "server/http/gzip_splice.h"
 #include "server/store/task_store.h"
 
 namespace teleread {
@@ -30,6 +34,17 @@ class WorklistPageCache {
   struct Page {
     std::string items_json;  // the "items" array
     size_t rows = 0;
+    // items_json compressed: by the first caller that asks (others asking meanwhile wait for it),
+    // then shared by every caller of the page that accepts gzip.
+    const DeflatedPart& Gzip() const;
+    bool deflated() const { return deflated_.load(); }
+
+    static std::shared_ptr<const Page> Make(std::string items_json, size_t rows);
+
+   private:
+    mutable std::once_flag deflate_once_;
+    mutable DeflatedPart gzip_;
+    mutable std::atomic<bool> deflated_{false};
   };
 
   // 16 MB: a first page of 1,000 rows is ~1 MB, of 50 rows ~50 KB.

@@ -7,6 +7,8 @@
 // --think-ms each sends its next request as soon as the last is answered (closed loop: on a
 // machine this small, latency is then about clients / throughput); with --think-ms LO-HI each
 // waits a random LO..HI ms between requests, as a workstation refreshing or claiming does.
+// Worklist requests ask for gzip (Accept-Encoding), as the viewer does, and each gzip answer is
+// inflated (timed: a workstation does it too); --no-gzip asks for plain JSON.
 // Prints: mode=<m> clients=<c> n=<N> errors=<E> rps=<r> p50_ms=<x> p99_ms=<y> max_ms=<z>
 // client_cpu=<share of one core this program used>
 #include <boost/asio/connect.hpp>
@@ -33,6 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/gunzip.h"
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -55,6 +59,7 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1", ca, mode = "worklist", uids_file, think;
   std::vector<std::string> certs, keys;
   int port = 0, clients = 32, requests = 100;
+  bool gzip = true;
   app.add_option("--host", host);
   app.add_option("--port", port)->required();
   app.add_option("--cert", certs, "Client certificate (PEM); repeat for more identities")->required();
@@ -64,6 +69,7 @@ int main(int argc, char** argv) {
   app.add_option("--uids", uids_file, "Study UIDs to claim, one a line (claim mode)");
   app.add_option("--clients", clients)->check(CLI::Range(1, 1024));
   app.add_option("--requests", requests, "Requests per client")->check(CLI::Range(1, 1000000));
+  app.add_flag("--gzip,!--no-gzip", gzip, "Ask for gzip worklist answers and inflate them (default)");
   app.add_option("--think-ms", think, "LO-HI: a random pause of LO..HI ms between a client's requests");
   CLI11_PARSE(app, argc, argv);
   int think_lo = 0, think_hi = 0;
@@ -129,6 +135,7 @@ int main(int argc, char** argv) {
         if (mode == "worklist") {
           req.method(http::verb::get);
           req.target("/api/v1/worklist?limit=50");
+          if (gzip) req.set(http::field::accept_encoding, "gzip");
         } else {
           req.method(http::verb::post);
           req.target("/api/v1/studies/" + uids[next_uid++] + "/claim");
@@ -138,8 +145,19 @@ int main(int argc, char** argv) {
         http::write(stream, req);
         http::response<http::string_body> res;
         http::read(stream, buffer, res);
+        // A worklist answer is whole JSON, inflated first if it came in gzip.
+        bool whole = true;
+        if (res[http::field::content_encoding] == "gzip") {
+          teleread::Result<std::string> text = teleread::Gunzip(res.body(), teleread::kMaxApiAnswerText);
+          whole = text.ok();
+          res.body() = whole ? std::move(text.value()) : std::string();
+        }
+        if (mode == "worklist" && res.result_int() == 200)
+          whole = whole && !res.body().empty() && res.body().front() == '{' && res.body().back() == '}';
         ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-        if (res.result_int() != 200) {
+        if (!whole) {
+          if (errors++ < 3) std::fprintf(stderr, "a worklist answer that is not whole JSON\n");
+        } else if (res.result_int() != 200) {
           if (errors++ < 3) std::fprintf(stderr, "HTTP %u: %s\n", res.result_int(), res.body().substr(0, 200).c_str());
         }
       }

@@ -17,6 +17,8 @@
 # API_CT_STUDIES studies, 10 objects per association; each measurement prints how many new
 # objects were stored while it ran, so that "while one member pushes" is shown, not assumed.
 # API_PUSH_RATE=0 sends as fast as the server takes them.
+# Worklist requests ask for gzip and inflate the answer, as the viewer does; API_GZIP=0 asks for
+# plain JSON (~35 kB a page of 50 rows).
 # Usage: tests/bench/api_load.sh [TASKS] [CLIENTS] [REQUESTS_PER_CLIENT]   (defaults 10000 32 40)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,6 +44,8 @@ scratch_config "$work/pki" "$work/teleread.toml"
   --studies "${API_CT_STUDIES:-8}" >/dev/null
 think=${THINK_MS:-100-500}
 rate=${API_PUSH_RATE:-40}
+gzip=()
+if [ "${API_GZIP:-1}" = 0 ]; then gzip=(--no-gzip); fi
 
 "$server" --config "$work/teleread.toml" --storage "$work/data" --dicom-port $dicom_port --http-port $http_port \
   --log-level warn >"$work/server.log" 2>&1 &
@@ -69,7 +73,7 @@ for r in "${readers[@]}"; do certs+=(--cert "$work/pki/$r.pem" --key "$work/pki/
 uids() { seq "$1" "$2" | awk -v n="$tasks" '{print "2.25.4242.1." $1 % n}' >"$work/uids-$1"; echo "$work/uids-$1"; }
 
 echo "one client, nothing else running:"
-"$load" "${one[@]}" --clients 1 --requests 100 --mode worklist
+"$load" "${one[@]}" --clients 1 --requests 100 --mode worklist "${gzip[@]}"
 "$load" "${one[@]}" --clients 1 --requests 100 --mode claim --uids "$(uids 0 99)"
 
 # One member pushes new CT studies while the clients run: 10 objects per association, paced.
@@ -99,11 +103,11 @@ measure() {
   echo "  new CT objects stored meanwhile: $(($(stored) - n0))"
 }
 echo "$clients clients (readers: ${readers[*]}), closed loop, ZZ_PACS pushing CT meanwhile ($rate objects/s):"
-measure "${certs[@]}" --mode worklist
+measure "${certs[@]}" --mode worklist "${gzip[@]}"
 measure "${one[@]}" --mode claim --uids "$(uids 100 $((100 + clients * per_client - 1)))"
 echo "$clients clients, each pausing $think ms between requests, ZZ_PACS pushing CT meanwhile:"
 next=$((100 + clients * per_client))
-measure "${certs[@]}" --mode worklist --think-ms "$think"
+measure "${certs[@]}" --mode worklist --think-ms "$think" "${gzip[@]}"
 measure "${one[@]}" --mode claim --think-ms "$think" --uids "$(uids $next $((next + clients * per_client - 1)))"
 grep -q "push ended" "$work/storescu.log" && echo "note: the push ended before the last measurement did" >&2
 kill "$pusher" 2>/dev/null || true  # gone already when the push ended

@@ -152,11 +152,9 @@ TEST_CASE_METHOD(PageFixture, "each radiologist's worklist view is audited, kept
 
 TEST_CASE("the worklist pages kept stay under their byte bound and the least recently used go first",
           "[api][worklist]") {
-  const size_t cap = 64 * 1024;
+  const size_t cap = 128 * 1024;  // ~15 pages: 4000 bytes of JSON and as much reserved for its deflate
   WorklistPageCache cache(cap);
-  auto page = [](char c) {
-    return std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{std::string(4000, c), 1});
-  };
+  auto page = [](char c) { return WorklistPageCache::Page::Make(std::string(4000, c), 1); };
   cache.Store("first", 1, 1000, page('f'));
   for (int i = 0; i < 200; ++i) {
     cache.Store("page " + std::to_string(i), 1, 1000, page('x'));
@@ -170,11 +168,34 @@ TEST_CASE("the worklist pages kept stay under their byte bound and the least rec
   CHECK(cache.Find("first", 1, 0)->items_json[0] == 'f');
 }
 
+TEST_CASE("a kept worklist page is counted by the memory it holds, its deflate made later included",
+          "[api][worklist]") {
+  WorklistPageCache cache;
+  auto grown = std::make_shared<WorklistPageCache::Page>();
+  grown->items_json.reserve(size_t{1} << 20);  // as json::dump can leave it: far more room than text
+  grown->items_json = "[]";
+  grown->rows = 0;
+  cache.Store("grown", 1, 1000, grown);
+  CHECK(cache.bytes() > (size_t{1} << 20));  // the room counted, not the 2 bytes
+  // Page::Make gives the text back its room; the deflate (made on the first gzip caller) is counted
+  // before it is made, so it never grows a kept page past what the cache counted.
+  const std::string json(40'000, 'x');
+  std::shared_ptr<const WorklistPageCache::Page> page =
+      WorklistPageCache::Page::Make(json + std::string(30'000, 'y'), 1);
+  CHECK(page->items_json.capacity() < page->items_json.size() + 64);
+  WorklistPageCache fresh;
+  fresh.Store("p", 1, 1000, page);
+  const size_t counted = fresh.bytes();
+  CHECK_FALSE(page->deflated());
+  const DeflatedPart& gzip = page->Gzip();
+  CHECK(page->deflated());
+  CHECK(&page->Gzip() == &gzip);  // once
+  CHECK(page->items_json.capacity() + gzip.blocks.capacity() + 200 <= counted);
+}
+
 TEST_CASE("an older version never replaces a newer kept worklist page", "[api][worklist]") {
   WorklistPageCache cache;
-  auto page = [](const std::string& json) {
-    return std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{json, 1});
-  };
+  auto page = [](const std::string& json) { return WorklistPageCache::Page::Make(json, 1); };
   cache.Store("k", 5, 1000, page("[5]"));
   cache.Store("k", 4, 1000, page("[4]"));  // a slower reader that began before the write
   REQUIRE(cache.Find("k", 5, 0));
@@ -404,7 +425,7 @@ TEST_CASE_METHOD(PageFixture, "objects of a study still being received (no task 
 namespace {
 
 std::shared_ptr<const WorklistPageCache::Page> PageOf(const std::string& items) {
-  return std::make_shared<const WorklistPageCache::Page>(WorklistPageCache::Page{items, 1});
+  return WorklistPageCache::Page::Make(items, 1);
 }
 
 // Until `done` holds, or 10 s: then the test fails on what it waited for.
