@@ -14,6 +14,7 @@ packages=(
   libcli11-dev                  # command-line parsing
   libspdlog-dev                 # thread-safe levelled logging
   nlohmann-json3-dev            # JSON for the reading API
+  zlib1g-dev                    # gzip worklist answers (deflate once per page) and the viewer's inflate
   dicom3tools                   # dciodvfy, for validating what we produce
   orthanc                       # a member PACS (DICOM TLS interop test, benchmarks)
   procps psmisc                 # ps/pkill/fuser for tests that start and stop servers
