@@ -206,8 +206,13 @@ void Index::WriterLoop() {
         if (s.ok()) results.back() = lost;
       }
     }
+    // Which worklist rows the batch changed is read inside its transaction (what it reads there is
+    // what commits): two read transactions fewer per commit. The version moves only after the
+    // COMMIT, so that a reader at the new version finds the new rows; moved for a COMMIT that then
+    // fails, it only ends kept pages early.
+    const bool shown = shown_changes_.Take(db);
     Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
-    if (shown_changes_.Take(db)) tasks_version_.fetch_add(1, std::memory_order_release);
+    if (shown) tasks_version_.fetch_add(1, std::memory_order_release);
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done.set_value(commit.ok() || i == lost_at ? results[i] : commit);
     }

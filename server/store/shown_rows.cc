@@ -22,10 +22,11 @@ void ShownRowChanges::Note(int op, const char* table, int64_t rowid) {
     if (op == SQLITE_UPDATE) studies_.insert(rowid);
   } else if (std::strcmp(table, "series") == 0) {
     // Assumes a series never moves between studies: an UPDATE is checked against the study it
-    // is in after the commit, and every instance stored updates its series (num_instances), so
-    // treating each series UPDATE as shown would end every page per object received. Nothing
-    // writes series.study_pk after the insert, nor INSERT OR REPLACE into these tables (its
-    // implicit delete is not reported to the update hook); a change that does must mark any_.
+    // is in when the batch commits, and every instance stored updates its series
+    // (num_instances), so treating each series UPDATE as shown would end every page per object
+    // received. Nothing writes series.study_pk after the insert, nor INSERT OR REPLACE into these
+    // tables (its implicit delete is not reported to the update hook); a change that does must
+    // mark any_.
     if (deleted) any_ = true;
     if (!deleted) series_.insert(rowid);
   }
