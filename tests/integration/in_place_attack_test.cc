@@ -51,11 +51,7 @@ TEST_CASE("in-memory identifiers and small objects lying about lengths or nestin
   ScratchDir dir;
   TestServer server(dir.path() / "server");
   server.Start();
-  DcmDataset keys;
-  keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
-  keys.putAndInsertString(DCM_PatientID, "");
-  keys.putAndInsertString(DCM_StudyInstanceUID, "");
-  const std::string plain = EncodeDataSet(keys, EXS_LittleEndianExplicit);
+  const std::string plain = StudyKeys();
   RawStoreScu scu(server.port(), "ZZ_PACS",
                   {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax},
                    {UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax}});
@@ -118,10 +114,7 @@ TEST_CASE("an identifier whose spill to tmp/ fails is refused at once, not at th
   options.dimse_timeout_seconds = 30;
   TestServer server(dir.path() / "server", options);
   server.Start();
-  DcmDataset keys;
-  keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
-  keys.putAndInsertString(DCM_PatientID, "");
-  const std::string plain = EncodeDataSet(keys, EXS_LittleEndianExplicit);
+  const std::string plain = StudyKeys(false);
   RawStoreScu scu(server.port(), "ZZ_PACS",
                   {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax}});
   REQUIRE(scu.Connect().empty());

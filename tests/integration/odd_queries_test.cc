@@ -26,11 +26,7 @@ TEST_CASE("query identifiers nested 10000 deep or lying about a length are refus
   ScratchDir dir;
   TestServer server(dir.path() / "server");
   server.Start();
-  DcmDataset keys;
-  keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
-  keys.putAndInsertString(DCM_PatientID, "");
-  keys.putAndInsertString(DCM_StudyInstanceUID, "");
-  const std::string plain = EncodeDataSet(keys, EXS_LittleEndianExplicit);
+  const std::string plain = StudyKeys();
   const std::string nested = plain + NestedSequences(10000);
   const std::string lying = plain + ExplicitElement(0x0040, 0xA160, "UT", "ABCD", 0xFFFFFFF0u);
   RawStoreScu scu(server.port(), "ZZ_PACS",
@@ -72,10 +68,7 @@ TEST_CASE("a small query identifier needs no file, a large one goes through tmp/
   ScratchDir dir;
   TestServer server(dir.path() / "server");
   server.Start();
-  DcmDataset keys;
-  keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
-  keys.putAndInsertString(DCM_PatientID, "");
-  const std::string plain = EncodeDataSet(keys, EXS_LittleEndianExplicit);
+  const std::string plain = StudyKeys(false);
   // Well past 64 KiB: the spill to tmp/ fails before the last fragment. (Failing on the last one,
   // DCMTK waits to drain fragments that never come, until the DIMSE timeout.)
   const std::string large = plain + ExplicitElement(0x0040, 0xA160, "UT", std::string(200000, 'x'));

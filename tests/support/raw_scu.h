@@ -40,6 +40,15 @@ inline std::string EncodeDataSet(DcmDataset& ds, E_TransferSyntax xfer) {
   return buffer;
 }
 
+// A STUDY level C-FIND identifier asking for PatientID (and StudyInstanceUID), explicit VR LE.
+inline std::string StudyKeys(bool with_study_uid = true) {
+  DcmDataset keys;
+  keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+  keys.putAndInsertString(DCM_PatientID, "");
+  if (with_study_uid) keys.putAndInsertString(DCM_StudyInstanceUID, "");
+  return EncodeDataSet(keys, EXS_LittleEndianExplicit);
+}
+
 // A C-STORE SCU at the PDV level: the command and the data set bytes go out as given, in
 // fragments of the negotiated size, so that objects DCMTK would never encode can be sent.
 // Each presentation context is proposed with exactly one transfer syntax.

@@ -11,11 +11,10 @@ using teleread::test::WorkflowFixture;
 
 namespace {
 
-const PeerCertificate kRadiologist{"CN=wang.li,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "wang.li",
-                                   "radiologist"};
-const PeerCertificate kAdmin{"CN=chief,OU=admin,O=Lixian Regional Imaging Reading Centre", "chief", "admin"};
-const PeerCertificate kZhuozhou{"CN=zhuozhou,OU=member,O=Lixian Regional Imaging Reading Centre", "zhuozhou", "member"};
-const PeerCertificate kLaishui{"CN=LS_PACS,OU=member,O=Lixian Regional Imaging Reading Centre", "LS_PACS", "member"};
+const PeerCertificate kRadiologist = test::CentreCertificate("wang.li", "radiologist");
+const PeerCertificate kAdmin = test::CentreCertificate("chief", "admin");
+const PeerCertificate kZhuozhou = test::CentreCertificate("zhuozhou", "member");
+const PeerCertificate kLaishui = test::CentreCertificate("LS_PACS", "member");
 
 struct ApiFixture : WorkflowFixture {
   ReceivedStudy study = Receive("zhuozhou", "P1", "CT");

@@ -24,6 +24,11 @@ namespace teleread::test {
 
 inline constexpr char kCentreOrganization[] = "Lixian Regional Imaging Reading Centre";
 
+// The client certificate the HTTPS server would have verified for `cn` of the centre's `ou`.
+inline PeerCertificate CentreCertificate(const std::string& cn, const std::string& ou) {
+  return {"CN=" + cn + ",OU=" + ou + ",O=" + kCentreOrganization, cn, ou};
+}
+
 // Sends nothing: records each call and answers as told.
 class ScriptedSender : public ReportSender {
  public:

@@ -19,13 +19,10 @@ using teleread::test::WorkflowFixture;
 
 namespace {
 
-const PeerCertificate kWang{"CN=wang.li,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "wang.li",
-                            "radiologist"};
-const PeerCertificate kChen{"CN=chen.jie,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "chen.jie",
-                            "radiologist"};
-const PeerCertificate kAdmin{"CN=chief,OU=admin,O=Lixian Regional Imaging Reading Centre", "chief", "admin"};
-const PeerCertificate kZhao{"CN=zhao.min,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "zhao.min",
-                            "radiologist"};
+const PeerCertificate kWang = test::CentreCertificate("wang.li", "radiologist");
+const PeerCertificate kChen = test::CentreCertificate("chen.jie", "radiologist");
+const PeerCertificate kAdmin = test::CentreCertificate("chief", "admin");
+const PeerCertificate kZhao = test::CentreCertificate("zhao.min", "radiologist");
 
 // wang.li reads CT, MR, CR, DX; chen.jie is routed as wang.li is; zhao.min reads everything.
 // wang.li signed a critical report of the first study that the member has not acknowledged.

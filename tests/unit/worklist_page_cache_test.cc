@@ -23,10 +23,8 @@ using teleread::test::WorkflowFixture;
 
 namespace {
 
-const PeerCertificate kWang{"CN=wang.li,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "wang.li",
-                            "radiologist"};
-const PeerCertificate kZhao{"CN=zhao.min,OU=radiologist,O=Lixian Regional Imaging Reading Centre", "zhao.min",
-                            "radiologist"};
+const PeerCertificate kWang = test::CentreCertificate("wang.li", "radiologist");
+const PeerCertificate kZhao = test::CentreCertificate("zhao.min", "radiologist");
 
 struct PageFixture : WorkflowFixture {
   ReceivedStudy first = Receive("zhuozhou", "P1", "CT");
