@@ -211,10 +211,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // The handler runs on the handler pool; its response is written from this connection's strand.
   void Handle() {
     http::request<http::string_body> req = parser_->release();
-    auto r =
-        std::make_shared<HttpRequest>(HttpRequest{std::string(req.method_string()), std::string(req.target()),
-                                                  std::move(req.body()), std::string(req[http::field::content_type]),
-                                                  std::string(req[http::field::accept_encoding])});
+    auto r = std::make_shared<HttpRequest>(
+        HttpRequest{std::string(req.method_string()), std::string(req.target()), std::move(req.body()),
+                    std::string(req[http::field::content_type]), std::string(req[http::field::accept_encoding])});
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
     if (RequestTraceOn()) {

@@ -24,7 +24,7 @@ struct RequestTrace {
   int64_t sql_us = 0, audit_us = 0, critical_us = 0, gzip_us = 0;
   int64_t writing_us = 0;  // when the answer's write began
   size_t bytes = 0;        // the answer's body
-  char page = '-';  // 'k' kept page served, 'r' read, 'w' waited for another handler's read
+  char page = '-';         // 'k' kept page served, 'r' read, 'w' waited for another handler's read
 };
 
 // Whether TELEREAD_API_TRACE was set.

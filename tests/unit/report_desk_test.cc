@@ -50,6 +50,21 @@ struct DeskFixture : WorkflowFixture {
     }
     return r;
   }
+
+  // `report` as the member's PACS would send it by C-STORE: indexed, without a report row.
+  StoreOutcome StoreAsMember(const std::filesystem::path& report) {
+    auto summary = ReadInstanceSummary(report);
+    REQUIRE(summary.ok());
+    const std::filesystem::path sent = store->NewTempPath();
+    std::filesystem::copy_file(report, sent);
+    StoreRequest req;
+    req.temp_file = sent;
+    req.calling_ae_title = "ZZ_PACS";
+    req.member_id = "zhuozhou";
+    req.negotiated_sop_class_uid = summary->sop_class_uid;
+    req.affected_sop_instance_uid = summary->sop_instance_uid;
+    return ingest->Store(req);
+  }
 };
 
 void Refused(const Result<AcceptedReport>& r, Status::Code code, const std::string& reason) {
@@ -207,18 +222,7 @@ TEST_CASE_METHOD(DeskFixture, "a report whose SR was stored by C-STORE before ge
                  "[workflow][desk][pdf]") {
   const std::filesystem::path report = SignedReport(study, "wang.li");
   // The signed SR arrives first as a C-STORE from the member: indexed, without a report row.
-  auto summary = ReadInstanceSummary(report);
-  REQUIRE(summary.ok());
-  const std::filesystem::path sent = store->NewTempPath();
-  std::filesystem::copy_file(report, sent);
-  StoreRequest req;
-  req.temp_file = sent;
-  req.calling_ae_title = "ZZ_PACS";
-  req.member_id = "zhuozhou";
-  req.negotiated_sop_class_uid = summary->sop_class_uid;
-  req.affected_sop_instance_uid = summary->sop_instance_uid;
-  StoreOutcome stored = ingest->Store(req);
-  REQUIRE(stored.code == IngestCode::kStored);
+  REQUIRE(StoreAsMember(report).code == IngestCode::kStored);
   REQUIRE(Count("reports") == 0);
 
   Result<AcceptedReport> r = Submit(report);
@@ -242,17 +246,7 @@ TEST_CASE_METHOD(DeskFixture, "a PDF copy kept as a file goes with a report whos
                  "[workflow][desk][pdf][tiers]") {
   store->set_small_object_bytes(0);  // the SR and its copy are files
   const std::filesystem::path report = SignedReport(study, "wang.li");
-  auto summary = ReadInstanceSummary(report);
-  REQUIRE(summary.ok());
-  const std::filesystem::path sent = store->NewTempPath();
-  std::filesystem::copy_file(report, sent);
-  StoreRequest req;
-  req.temp_file = sent;
-  req.calling_ae_title = "ZZ_PACS";
-  req.member_id = "zhuozhou";
-  req.negotiated_sop_class_uid = summary->sop_class_uid;
-  req.affected_sop_instance_uid = summary->sop_instance_uid;
-  REQUIRE(ingest->Store(req).code == IngestCode::kStored);
+  REQUIRE(StoreAsMember(report).code == IngestCode::kStored);
   const auto files = [&] { return test::CountFiles(dir.path() / "storage" / "objects", true); };
   const size_t before = files();
 

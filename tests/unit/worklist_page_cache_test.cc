@@ -46,6 +46,14 @@ struct PageFixture : WorkflowFixture {
     }
     return nullptr;
   }
+  // Runs `sql` (its ?1 the study's UID) as one index write: a change made under the API's feet.
+  Status ChangeInIndex(const std::string& sql, const ReceivedStudy& study) {
+    return index->Write([&](Database& db) {
+      Statement u(db.handle(), sql);
+      u.Bind(1, study.study_instance_uid);
+      return u.Run();
+    });
+  }
   int64_t Kept() {
     const std::string metrics = Call(kWang, "GET", "/metrics").body;
     const std::string name = "\nteleread_worklist_pages_kept_total ";
@@ -258,22 +266,13 @@ TEST_CASE_METHOD(PageFixture, "a change to a study that no task row shows is see
   Page();
   REQUIRE(Kept() == kept + 1);
   // Only the studies row changes; its reading_tasks row does not.
-  REQUIRE(index
-              ->Write([&](Database& db) {
-                Statement u(db.handle(), "UPDATE studies SET study_description = ?2 WHERE study_instance_uid = ?1");
-                u.Bind(1, first.study_instance_uid).Bind(2, "Changed by the index");
-                return u.Run();
-              })
+  REQUIRE(ChangeInIndex("UPDATE studies SET study_description = 'Changed by the index' WHERE study_instance_uid = ?1",
+                        first)
               .ok());
   CHECK(Row(Page(), first)["description"] == "Changed by the index");
-  REQUIRE(index
-              ->Write([&](Database& db) {
-                Statement u(db.handle(),
-                            "UPDATE patients SET patient_name = 'Renamed^P1' WHERE id = (SELECT patient_pk FROM "
-                            "studies WHERE study_instance_uid = ?1)");
-                u.Bind(1, first.study_instance_uid);
-                return u.Run();
-              })
+  REQUIRE(ChangeInIndex("UPDATE patients SET patient_name = 'Renamed^P1' WHERE id = (SELECT patient_pk FROM "
+                        "studies WHERE study_instance_uid = ?1)",
+                        first)
               .ok());
   CHECK(Row(Page(), first)["patient_name"] == "Renamed^P1");
 }
@@ -285,14 +284,9 @@ TEST_CASE_METHOD(PageFixture, "a change to a series of a study with a task ends 
   Page();
   REQUIRE(Kept() == kept + 1);
   // Only a series row changes (found through series -> study -> task); no studies row does.
-  REQUIRE(index
-              ->Write([&](Database& db) {
-                Statement u(db.handle(),
-                            "UPDATE series SET body_part_examined = 'KNEE' WHERE study_pk = (SELECT id FROM studies "
-                            "WHERE study_instance_uid = ?1)");
-                u.Bind(1, first.study_instance_uid);
-                return u.Run();
-              })
+  REQUIRE(ChangeInIndex("UPDATE series SET body_part_examined = 'KNEE' WHERE study_pk = (SELECT id FROM studies "
+                        "WHERE study_instance_uid = ?1)",
+                        first)
               .ok());
   CHECK(Row(Page(), first)["body_part"] == "KNEE");
 }
