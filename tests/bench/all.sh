@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark in one command, with small default sizes (a few minutes on two cores): ingest
+# Every benchmark in one command, with small default sizes (~10 minutes on two cores): ingest
 # against storescp, C-FIND as a member against Orthanc (tuned, Nagle-on and findscu clients),
 # and the reading API under 32 clients while a member pushes. Each prints its own ratios against
 # the peer measured in the same run. Larger runs: call the scripts themselves (see their usage).
@@ -7,7 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 echo "### ingest (teleread-server vs storescp)"
-"$here/ingest.sh" "${INGEST_CT:-100}" "${INGEST_SMALL:-1000}"
+"$here/ingest.sh" "${INGEST_CT:-300}" "${INGEST_SMALL:-1000}"
 echo
 echo "### C-FIND (teleread-server as member and centre vs Orthanc)"
 "$here/find.sh" "${FIND_SMALL:-2000}" "${FIND_BIG:-10000}"

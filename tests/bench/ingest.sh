@@ -6,7 +6,9 @@
 # storescp --ignore (network and DIMSE only, nothing written) shows the floor.
 # Usage: tests/bench/ingest.sh [CT_COUNT] [SMALL_COUNT]     (defaults 400 and 4000)
 # BENCH_SERVERS chooses the receivers (default "storescp-ignore storescp teleread orthanc"),
-# BENCH_KINDS the corpora (default "ct small").
+# BENCH_KINDS the corpora (default "ct small"), BENCH_REPS how many passes over every cell (default
+# 3): the passes interleave, so a slow minute of the shared disk lands on every receiver alike, and
+# each ratio is the median of the per-pass ratios (their spread printed beside it).
 # Needs a build (scripts/build.sh). Results: a table on stdout and var/bench/results.tsv.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -76,9 +78,9 @@ peak_rss_kb() {  # pid and its children (storescp --fork)
   echo "$total"
 }
 
-printf 'server\tcorpus\tassocs\tinstances\tseconds\tinst_per_s\tMB_per_s\tpeak_rss_MB\n' >"$work/results.tsv"
+printf 'server\tcorpus\tassocs\tinstances\tseconds\tinst_per_s\tMB_per_s\tpeak_rss_MB\tpass\n' >"$work/results.tsv"
 run() {  # which kind assocs [nagle]
-  local data=$work/data-$1-$2-$3
+  local data=$work/data-$1-$2-$3-$pass
   local pid
   pid=$(start_server "$1" "$data")
   local label=$1 nodelay=1
@@ -131,9 +133,9 @@ run() {  # which kind assocs [nagle]
   fi
   [ "$failed" -eq 0 ] || echo "WARNING: a storescu failed ($1 $2 $3)" >&2
   awk -v s="$label" -v c="$2" -v a="$3" -v n="${count[$2]}" -v st="$stored" -v ns=$((t1 - t0)) -v b="${bytes[$2]}" \
-    -v rss="$rss_max" 'BEGIN {
+    -v rss="$rss_max" -v p="$pass" 'BEGIN {
       sec = ns / 1e9
-      printf "%s\t%s\t%d\t%d\t%.2f\t%.0f\t%.1f\t%.1f\n", s, c, a, st, sec, n / sec, b / sec / 1e6, rss / 1024 }' \
+      printf "%s\t%s\t%d\t%d\t%.2f\t%.0f\t%.1f\t%.1f\t%d\n", s, c, a, st, sec, n / sec, b / sec / 1e6, rss / 1024, p }' \
     >>"$work/results.tsv"
   # Deleted at the end, not now: ext4 without a journal (this machine's) makes a file created
   # within a minute of a mass deletion search past the deleted inodes (recently_deleted), which
@@ -143,14 +145,17 @@ run() {  # which kind assocs [nagle]
 
 servers=${BENCH_SERVERS:-storescp-ignore storescp teleread orthanc}
 case " $servers " in *" orthanc "*) orthanc_install >&2 ;; esac
-for kind in ${BENCH_KINDS:-ct small}; do
-  for assocs in 1 4; do
-    for server in $servers; do
-      echo "running $server $kind x$assocs" >&2
-      run $server $kind $assocs
+reps=${BENCH_REPS:-3}
+for pass in $(seq "$reps"); do
+  for kind in ${BENCH_KINDS:-ct small}; do
+    for assocs in 1 4; do
+      for server in $servers; do
+        echo "pass $pass/$reps: running $server $kind x$assocs" >&2
+        run $server $kind $assocs
+      done
+      echo "pass $pass/$reps: running teleread $kind x$assocs, senders with Nagle on" >&2
+      run teleread $kind $assocs nagle
     done
-    echo "running teleread $kind x$assocs, senders with Nagle on" >&2
-    run teleread $kind $assocs nagle
   done
 done
 # One ~1 GB object: the server streams it to disk, so its RSS must stay far below the object's size.
@@ -176,29 +181,52 @@ rm -rf "$work/data-large" "$work/corpus-large" "$work/trash"
 "$build/tests/bench/teleread-disk-floor" "$work" 1 3 10 27 >"$work/disk_floor.tsv"
 sync_ms=$(awk -F'\t' '$1 == 1 {print $2}' "$work/disk_floor.tsv")
 
-column -t -s $'\t' "$work/results.tsv"
+# Medians over the passes: mawk has no sort, hence the insertion sort.
+stats='function med(list,   v, n, i, j, t) { n = split(list, v, " ")
+    for (i = 2; i <= n; i++) { t = v[i] + 0; for (j = i - 1; j > 0 && v[j] + 0 > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return n == 0 ? 0 : (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2) }
+  function lo(list,   v, n, i, m) { n = split(list, v, " "); m = v[1] + 0; for (i = 2; i <= n; i++) if (v[i] + 0 < m) m = v[i] + 0; return m }
+  function hi(list,   v, n, i, m) { n = split(list, v, " "); m = v[1] + 0; for (i = 2; i <= n; i++) if (v[i] + 0 > m) m = v[i] + 0; return m }'
+awk -F'\t' "$stats"'
+  NR > 1 { k = $1 "\t" $2 "\t" $3; if (!(k in rate)) order[++n] = k
+    rate[k] = rate[k] " " $6; mbs[k] = mbs[k] " " $7; if ($8 > rss[k]) rss[k] = $8; inst[k] = inst[k] " " $4 }
+  END { print "server\tcorpus\tassocs\tinstances\tinst_per_s (median)\tmin-max\tMB_per_s\tpeak_rss_MB"
+    for (i = 1; i <= n; i++) { k = order[i]
+      printf "%s\t%d\t%.0f\t%.0f-%.0f\t%.1f\t%.1f\n", k, lo(inst[k]), med(rate[k]), lo(rate[k]), hi(rate[k]), med(mbs[k]), rss[k] } }' \
+  "$work/results.tsv" | column -t -s $'\t'
 printf '\nlarge object: %.0f MB %s; teleread-server peak RSS %.1f MB\n' "$(awk -v b="$large_bytes" 'BEGIN {print b / 1e6}')" \
   "$large_ok" "$(awk -v k="$large_rss" 'BEGIN {print k / 1024}')"
 echo
-awk -F'\t' 'function q(a, b, k) { return r[b, k] > 0 ? r[a, k] / r[b, k] : 0 }
-  function scale(s, c) { return r[s, c " x1"] > 0 ? r[s, c " x4"] / r[s, c " x1"] : 0 }
-  NR > 1 { key = $2 " x" $3; r[$1, key] = $6; keys[key] = 1 }
+echo "ratios: median of the $reps passes' own ratios [lowest, highest]"
+awk -F'\t' "$stats"'
+  function q(a, b, k,   p, out) { out = ""
+    for (p = 1; p <= passes; p++) if (r[b, k, p] > 0) out = out " " r[a, k, p] / r[b, k, p]
+    return out }
+  function show(list) { return list == "" ? "-" : sprintf("%.2f [%.2f, %.2f]", med(list), lo(list), hi(list)) }
+  NR > 1 { key = $2 " x" $3; r[$1, key, $9] = $6; keys[key] = 1; if ($9 > passes) passes = $9 }
   END {
     for (k in keys) {
-      printf "%-9s teleread/storescp %.2f  teleread/storescp-ignore %.2f  teleread/orthanc %.2f  nagle-on/nagle-off senders %.2f\n",
-        k, q("teleread", "storescp", k), q("teleread", "storescp-ignore", k), q("teleread", "orthanc", k),
-        q("teleread-nagle", "teleread", k)
+      printf "%-9s teleread/storescp %s  /storescp-ignore %s  /orthanc %s  nagle-on/off senders %s\n",
+        k, show(q("teleread", "storescp", k)), show(q("teleread", "storescp-ignore", k)), show(q("teleread", "orthanc", k)),
+        show(q("teleread-nagle", "teleread", k))
     }
     for (c in keys) if (c ~ / x1$/) { sub(/ x1$/, "", c)
-      printf "%-9s teleread 4 assocs / 1 assoc %.2f (storescp %.2f)\n", c, scale("teleread", c), scale("storescp", c) }
+      t = ""; s = ""
+      for (p = 1; p <= passes; p++) {
+        if (r["teleread", c " x1", p] > 0) t = t " " r["teleread", c " x4", p] / r["teleread", c " x1", p]
+        if (r["storescp", c " x1", p] > 0) s = s " " r["storescp", c " x4", p] / r["storescp", c " x1", p]
+      }
+      printf "%-9s teleread 4 assocs / 1 assoc %s (storescp %s)\n", c, show(t), show(s) }
   }' "$work/results.tsv" | sort
 echo
 echo "disk: 4 KiB pages written in place + fdatasync, ms (teleread-disk-floor):"
 column -t -s $'\t' "$work/disk_floor.tsv"
 # One association waits for each answer: a receiver that syncs once per object needs at least the
 # network floor (storescp --ignore) plus one durable write per object.
-awk -F'\t' -v sync="$sync_ms" 'NR > 1 && $3 == 1 { r[$1, $2] = $6; c[$2] = 1 }
-  END { for (k in c) if (r["storescp-ignore", k] > 0 && r["storescp", k] > 0) {
-      best = 1 / (1 / r["storescp-ignore", k] + sync / 1000)
-      printf "%-9s 1 assoc: best a once-per-object durable receiver can reach %.0f inst/s = %.2f of storescp\n",
-        k, best, best / r["storescp", k] } }' "$work/results.tsv" | sort
+awk -F'\t' -v sync="$sync_ms" "$stats"'
+  NR > 1 && $3 == 1 { r[$1, $2, $9] = $6; c[$2] = 1; if ($9 > passes) passes = $9 }
+  END { for (k in c) { b = ""; f = ""
+      for (p = 1; p <= passes; p++) if (r["storescp-ignore", k, p] > 0 && r["storescp", k, p] > 0) {
+        best = 1 / (1 / r["storescp-ignore", k, p] + sync / 1000); b = b " " best; f = f " " best / r["storescp", k, p] }
+      if (b != "") printf "%-9s 1 assoc: best a once-per-object durable receiver can reach %.0f inst/s = %.2f [%.2f, %.2f] of storescp\n",
+        k, med(b), med(f), lo(f), hi(f) } }' "$work/results.tsv" | sort
