@@ -146,15 +146,17 @@ run() {  # which kind assocs [nagle]
 servers=${BENCH_SERVERS:-storescp-ignore storescp teleread orthanc}
 case " $servers " in *" orthanc "*) orthanc_install >&2 ;; esac
 reps=${BENCH_REPS:-3}
+# Each pass rotates the order: a cell runs slower after one that left the disk busy (teleread after
+# storescp's unsynced files ran ~1.7x slower than after Orthanc, whichever sender it had).
+read -r -a cells <<<"$servers teleread-nagle"
 for pass in $(seq "$reps"); do
   for kind in ${BENCH_KINDS:-ct small}; do
     for assocs in 1 4; do
-      for server in $servers; do
-        echo "pass $pass/$reps: running $server $kind x$assocs" >&2
-        run $server $kind $assocs
+      for i in $(seq 0 $((${#cells[@]} - 1))); do
+        cell=${cells[$(((i + pass - 1) % ${#cells[@]}))]}
+        echo "pass $pass/$reps: running $cell $kind x$assocs" >&2
+        if [ "$cell" = teleread-nagle ]; then run teleread $kind $assocs nagle; else run "$cell" $kind $assocs; fi
       done
-      echo "pass $pass/$reps: running teleread $kind x$assocs, senders with Nagle on" >&2
-      run teleread $kind $assocs nagle
     done
   done
 done
@@ -222,9 +224,9 @@ echo
 echo "disk: 4 KiB pages written in place + fdatasync, ms (teleread-disk-floor):"
 column -t -s $'\t' "$work/disk_floor.tsv"
 # One association waits for each answer: a receiver that syncs once per object needs at least the
-# network floor (storescp --ignore) plus one durable write per object.
+# network floor (storescp --ignore) plus one durable write per object (a page: small objects only).
 awk -F'\t' -v sync="$sync_ms" "$stats"'
-  NR > 1 && $3 == 1 { r[$1, $2, $9] = $6; c[$2] = 1; if ($9 > passes) passes = $9 }
+  NR > 1 && $3 == 1 && $2 == "small" { r[$1, $2, $9] = $6; c[$2] = 1; if ($9 > passes) passes = $9 }
   END { for (k in c) { b = ""; f = ""
       for (p = 1; p <= passes; p++) if (r["storescp-ignore", k, p] > 0 && r["storescp", k, p] > 0) {
         best = 1 / (1 / r["storescp-ignore", k, p] + sync / 1000); b = b " " best; f = f " " best / r["storescp", k, p] }
