@@ -7,7 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 echo "### ingest (teleread-server vs storescp)"
-"$here/ingest.sh" "${INGEST_CT:-300}" "${INGEST_SMALL:-1000}"
+"$here/ingest.sh" "${INGEST_CT:-300}" "${INGEST_SMALL:-1000}" "${INGEST_PUBLIC:-1000}"
 echo
 echo "### C-FIND (teleread-server as member and centre vs Orthanc)"
 "$here/find.sh" "${FIND_SMALL:-2000}" "${FIND_BIG:-10000}"

@@ -4,9 +4,9 @@
 # corpora, same run, 1 and 4 associations, senders calling as the member ZZ_PACS; teleread also
 # with senders that leave Nagle on (Debian DCMTK's default, "teleread-nagle").
 # storescp --ignore (network and DIMSE only, nothing written) shows the floor.
-# Usage: tests/bench/ingest.sh [CT_COUNT] [SMALL_COUNT]     (defaults 400 and 4000)
+# Usage: tests/bench/ingest.sh [CT_COUNT] [SMALL_COUNT] [PUBLIC_COUNT]     (defaults 400, 4000, 1000)
 # BENCH_SERVERS chooses the receivers (default "storescp-ignore storescp teleread orthanc"),
-# BENCH_KINDS the corpora (default "ct small"), BENCH_REPS how many passes over every cell (default
+# BENCH_KINDS the corpora (default "ct small public": public = real-world files, public_corpus.sh), BENCH_REPS how many passes over every cell (default
 # 3): the passes interleave, so a slow minute of the shared disk lands on every receiver alike, and
 # each ratio is the median of the per-pass ratios (their spread printed beside it).
 # Needs a build (scripts/build.sh). Results: a table on stdout and var/bench/results.tsv.
@@ -16,15 +16,22 @@ build=${TELEREAD_BUILD_DIR:-$root/build}
 work=${TELEREAD_BENCH_DIR:-$root/var/bench}
 ct_count=${1:-400}
 small_count=${2:-4000}
+public_count=${3:-1000}
+kinds=${BENCH_KINDS:-ct small public}
 port=11190
 source "$root/tests/bench/orthanc.sh"
+source "$root/tests/bench/public_corpus.sh"
 export TCP_NODELAY=1  # the DCMTK peers' best setting (Debian's DCMTK leaves Nagle on)
 
 rm -rf "$work"
 mkdir -p "$work/trash"
 corpus() {  # kind count -> $work/corpus-kind/part{0..3}
   local dir=$work/corpus-$1
-  "$build/samples/teleread-samples" corpus "$dir/all" --kind "$1" --count "$2" >/dev/null
+  if [ "$1" = public ]; then
+    public_corpus "$dir/all" "$2"
+  else
+    "$build/samples/teleread-samples" corpus "$dir/all" --kind "$1" --count "$2" >/dev/null
+  fi
   for i in 0 1 2 3; do mkdir -p "$dir/part$i"; done
   local n=0
   for f in $(find "$dir/all" -name '*.dcm' | sort); do
@@ -33,11 +40,6 @@ corpus() {  # kind count -> $work/corpus-kind/part{0..3}
   done
   du -sb "$dir" | cut -f1
 }
-echo "generating corpora: $ct_count CT (~0.5 MB), $small_count small (~10 kB)" >&2
-declare -A bytes
-bytes[ct]=$(corpus ct "$ct_count")
-bytes[small]=$(corpus small "$small_count")
-declare -A count=([ct]=$ct_count [small]=$small_count)
 
 start_server() {  # which data_dir -> pid on stdout
   case $1 in
@@ -53,7 +55,8 @@ start_server() {  # which data_dir -> pid on stdout
       local ignore=()
       [ "$1" = storescp-ignore ] && ignore=(--ignore)
       # --fork: one process per association, its only way to serve several at once.
-      storescp --fork "${ignore[@]}" --max-pdu 131072 -od "$2" -aet LX_READ $port >"$work/$1.log" 2>&1 &
+      # +xa: every transfer syntax, as the others (the public corpus has JPEG, RLE, deflated objects).
+      storescp --fork +xa "${ignore[@]}" --max-pdu 131072 -od "$2" -aet LX_READ $port >"$work/$1.log" 2>&1 &
       ;;
     orthanc)
       orthanc_start "$2" $port 18190
@@ -78,6 +81,10 @@ peak_rss_kb() {  # pid and its children (storescp --fork)
   echo "$total"
 }
 
+declare -A bytes count=([ct]=$ct_count [small]=$small_count [public]=$public_count)
+echo "generating corpora ($kinds): $ct_count CT (~0.5 MB), $small_count small (~10 kB), $public_count public" >&2
+for kind in $kinds; do bytes[$kind]=$(corpus "$kind" "${count[$kind]}"); done
+
 printf 'server\tcorpus\tassocs\tinstances\tseconds\tinst_per_s\tMB_per_s\tpeak_rss_MB\tpass\n' >"$work/results.tsv"
 run() {  # which kind assocs [nagle]
   local data=$work/data-$1-$2-$3-$pass
@@ -93,11 +100,15 @@ run() {  # which kind assocs [nagle]
   for i in $(seq 0 $(($3 - 1))); do
     local parts=()
     if [ "$3" -eq 1 ]; then parts=("$work/corpus-$2"/part*); else parts=("$work/corpus-$2/part$i"); fi
+    # The public corpus through dcmsend: it proposes each file's own transfer syntax (storescu would
+    # offer uncompressed ones and fail on a JPEG file it cannot convert).
+    local sender=(storescu)
+    [ "$2" = public ] && sender=(dcmsend -nh -dn)
     if [ $nodelay = 1 ]; then
-      storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" \
+      "${sender[@]}" -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" \
         >>"$work/storescu.log" 2>&1 &
     else
-      env -u TCP_NODELAY storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" \
+      env -u TCP_NODELAY "${sender[@]}" -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" \
         >>"$work/storescu.log" 2>&1 &
     fi
     senders+=($!)
@@ -122,7 +133,11 @@ run() {  # which kind assocs [nagle]
   else
     kill "$pid" 2>/dev/null || { echo "$1 stopped by itself; see $work/$1.log:" >&2; tail -3 "$work/$1.log" >&2; exit 1; }
     wait "$pid" 2>/dev/null || true
-    stored=$(find "$data" -name '*.dcm' -o -name '*.CT.*' -o -name 'CT.*' -o -name 'SC.*' | wc -l)
+    if [ "$1" = teleread ]; then
+      stored=$(find "$data/objects" -name '*.dcm' 2>/dev/null | wc -l)
+    else  # storescp: nothing but the objects, named after their modality
+      stored=$(find "$data" -type f | wc -l)
+    fi
     # teleread keeps small objects inside its index (centre.small_object_bytes): count those too.
     # (The server is not our child, so `wait` returned at once: it may still be closing its index.)
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
@@ -131,7 +146,7 @@ run() {  # which kind assocs [nagle]
         2>/dev/null || echo 0)))
     fi
   fi
-  [ "$failed" -eq 0 ] || echo "WARNING: a storescu failed ($1 $2 $3)" >&2
+  [ "$failed" -eq 0 ] || echo "WARNING: a sender failed ($1 $2 $3)" >&2
   awk -v s="$label" -v c="$2" -v a="$3" -v n="${count[$2]}" -v st="$stored" -v ns=$((t1 - t0)) -v b="${bytes[$2]}" \
     -v rss="$rss_max" -v p="$pass" 'BEGIN {
       sec = ns / 1e9
@@ -150,7 +165,7 @@ reps=${BENCH_REPS:-3}
 # storescp's unsynced files ran ~1.7x slower than after Orthanc, whichever sender it had).
 read -r -a cells <<<"$servers teleread-nagle"
 for pass in $(seq "$reps"); do
-  for kind in ${BENCH_KINDS:-ct small}; do
+  for kind in $kinds; do
     for assocs in 1 4; do
       for i in $(seq 0 $((${#cells[@]} - 1))); do
         cell=${cells[$(((i + pass - 1) % ${#cells[@]}))]}
