@@ -182,18 +182,23 @@ Status Database::Exec(std::string_view sql) {
   return FromSqlite(db_, rc, msg);
 }
 
+Status Database::ExecKept(const std::string& sql) {
+  CachedStatement statement(*this, sql);
+  return statement->Run();
+}
+
 Transaction::Transaction(Database& db) : db_(db) {
-  begin_ = db_.Exec("BEGIN IMMEDIATE");
+  begin_ = db_.ExecKept("BEGIN IMMEDIATE");
   open_ = begin_.ok();
 }
 
 Transaction::~Transaction() {
-  if (open_) (void)db_.Exec("ROLLBACK");
+  if (open_) (void)db_.ExecKept("ROLLBACK");
 }
 
 Status Transaction::Commit() {
   if (!open_) return begin_.ok() ? Status::InvalidArgument("transaction already finished") : begin_;
-  Status s = db_.Exec("COMMIT");
+  Status s = db_.ExecKept("COMMIT");
   open_ = !s.ok() && !sqlite3_get_autocommit(db_.handle());
   return s;
 }

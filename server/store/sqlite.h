@@ -59,6 +59,9 @@ class Database {
   Database& operator=(const Database&) = delete;
 
   Status Exec(std::string_view sql);
+  // One statement without rows, prepared once per connection (a CachedStatement): the writer runs
+  // BEGIN, SAVEPOINT, RELEASE and COMMIT for every request, and sqlite3_exec parsed each anew.
+  Status ExecKept(const std::string& sql);
   // Refreshes the query planner's statistics (sqlite_stat1) from a bounded sample of each index:
   // milliseconds even at a million rows.
   Status Analyze();
