@@ -76,9 +76,9 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   if (s.sop_instance_uid != req.affected_sop_instance_uid) {
     return Refuse(IngestCode::kDoesNotMatch, "SOP Instance UID differs from the C-STORE request's");
   }
-  if (std::optional<std::string> owner = index_.StudyOwner(s.study_instance_uid); owner && *owner != req.member_id) {
-    return Refuse(IngestCode::kNotAuthorized, "study " + s.study_instance_uid + " was sent by another member hospital");
-  }
+  // A file is checked before it is placed; an object in the index is checked by the index write
+  // itself (a read transaction fewer per object), its refusal told apart below.
+  if (!in_index && ForeignStudy(s, req)) return ForeignStudyRefusal(s);
 
   // One SOP Instance UID is placed and indexed by one association at a time, so a failed index
   // write can remove the file it just placed without racing a concurrent identical re-send.
@@ -107,6 +107,10 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   bool companions_indexed = false;
   if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed));
       !st.ok()) {
+    if (in_index && st.code() == Status::Code::kConflict && ForeignStudy(s, req)) {
+      RemoveCompanions(companions->instances);
+      return ForeignStudyRefusal(s);
+    }
     // Indexed before (in either tier; found only now, not looked up for every object): a re-send.
     std::optional<StoredInstance> indexed;
     if (st.code() == Status::Code::kConflict) indexed = index_.FindInstance(s.sop_instance_uid);
@@ -131,6 +135,15 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   }
   if (!companions_indexed) RemoveCompanions(companions->instances);
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
+}
+
+bool Ingest::ForeignStudy(const InstanceSummary& s, const StoreRequest& req) {
+  std::optional<std::string> owner = index_.StudyOwner(s.study_instance_uid);
+  return owner && *owner != req.member_id;
+}
+
+StoreOutcome Ingest::ForeignStudyRefusal(const InstanceSummary& s) {
+  return Refuse(IngestCode::kNotAuthorized, "study " + s.study_instance_uid + " was sent by another member hospital");
 }
 
 StoreOutcome Ingest::StoreResent(const StoreRequest& req, const NewInstance& instance,

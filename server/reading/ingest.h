@@ -76,6 +76,9 @@ class Ingest {
   StoreOutcome Store(const StoreRequest& request);
 
  private:
+  // The study is indexed for another member hospital.
+  bool ForeignStudy(const InstanceSummary& summary, const StoreRequest& request);
+  static StoreOutcome ForeignStudyRefusal(const InstanceSummary& summary);
   StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
   // A file-tier row whose file was missing, restored by a re-send: kept if it is the row's object.
   // `companions`: placed, indexed with `also` (WriteAlso); the caller removes them on a refusal.
