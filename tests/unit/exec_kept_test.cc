@@ -1,6 +1,6 @@
 // Database::ExecKept: the writer's BEGIN, SAVEPOINT, RELEASE and COMMIT, prepared once per
-// connection, must behave as sqlite3_exec did: commit what they commit, report a failure, and
-// leave no statement stepping (a kept statement not reset would hold a snapshot or the lock).
+// connection, must behave as sqlite3_exec did: commit what they commit, report a failure, leave
+// no transaction open after one, and refuse SQL with a second statement (which sqlite3_exec ran).
 #include <catch2/catch.hpp>
 
 #include "server/store/sqlite.h"
@@ -45,7 +45,7 @@ TEST_CASE("kept transaction statements commit, roll a savepoint back and are pre
     REQUIRE(writer->ExecKept("ROLLBACK TO request").ok());
     REQUIRE(writer->ExecKept("RELEASE request").ok());
     REQUIRE(tx.Commit().ok());
-    CHECK(writer->Idle());
+    CHECK(sqlite3_get_autocommit(writer->handle()));
     // Committed: another connection sees it at once.
     CHECK(Rows(*reader) == round + 1);
     if (round == 0) kept_after_first = writer->kept_statements();
@@ -64,7 +64,7 @@ TEST_CASE("a kept statement that fails reports it and leaves the connection usab
   Status s = writer->ExecKept("RELEASE no_such_savepoint");
   CHECK_FALSE(s.ok());
   CHECK_THAT(s.message(), Catch::Contains("no such savepoint"));
-  CHECK(writer->Idle());
+  CHECK(sqlite3_get_autocommit(writer->handle()));
   // The same failure again (the kept statement was reset, not left in error), then a good one.
   CHECK_FALSE(writer->ExecKept("RELEASE no_such_savepoint").ok());
   {
@@ -85,8 +85,26 @@ TEST_CASE("a kept statement that fails reports it and leaves the connection usab
     CHECK_FALSE(tx.status().ok());
     CHECK_FALSE(tx.Commit().ok());
   }
-  CHECK(writer->Idle());
+  CHECK(sqlite3_get_autocommit(writer->handle()));
   REQUIRE(other->Exec("ROLLBACK").ok());
   Transaction tx(*writer);
   CHECK(tx.status().ok());
+}
+
+TEST_CASE("a kept statement refuses SQL with a second statement and runs none of it", "[store]") {
+  test::ScratchDir dir;
+  auto writer = OpenDb(dir.path() / "t.sqlite", false);
+  REQUIRE(writer->Exec("CREATE TABLE t (v INTEGER)").ok());
+
+  // sqlite3_exec ran both; a prepared statement would run the first alone and drop the ROLLBACK.
+  for (int i = 0; i < 2; ++i) {  // refused again when kept
+    Status s = writer->ExecKept("BEGIN IMMEDIATE; ROLLBACK");
+    CHECK(s.code() == Status::Code::kInvalidArgument);
+    CHECK(sqlite3_get_autocommit(writer->handle()));
+  }
+  // Whitespace after the statement (or its semicolon) is no second statement.
+  REQUIRE(writer->ExecKept("BEGIN IMMEDIATE;\n  ").ok());
+  REQUIRE(writer->Exec("INSERT INTO t VALUES (1)").ok());
+  REQUIRE(writer->ExecKept(" COMMIT ").ok());
+  CHECK(Rows(*writer) == 1);
 }
