@@ -73,6 +73,8 @@ class Ingest {
   Ingest(ObjectStore& store, Index& index, Clock clock);
 
   // Takes ownership of request.temp_file: it is placed or removed before this returns.
+  // A study indexed for another member is refused (0x0124) before anything is placed, except
+  // for an object kept in the index without companions: its index write refuses it.
   StoreOutcome Store(const StoreRequest& request);
 
  private:

@@ -254,7 +254,7 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
       std::string owner = q.Text(1);
       q.Reset();
       if (owner != in.member_id) {
-        return Status::Conflict("study " + s.study_instance_uid + " was sent by another member hospital");
+        return Status::PermissionDenied("study " + s.study_instance_uid + " was sent by another member hospital");
       }
     } else {
       q.Reset();
