@@ -10,6 +10,12 @@ namespace {
 
 StoreOutcome Refuse(IngestCode code, std::string why) { return StoreOutcome{code, std::move(why), false, 0}; }
 
+// A refused index write: its study or series belongs elsewhere (0x0124), or storage failed.
+IngestCode RefusalFor(const Status& s) {
+  return s.code() == Status::Code::kConflict || s.code() == Status::Code::kPermissionDenied ? IngestCode::kNotAuthorized
+                                                                                            : IngestCode::kNoStorage;
+}
+
 IngestCode CodeFor(const Status& s) {
   return s.code() == Status::Code::kNoSpace || s.code() == Status::Code::kIOError ? IngestCode::kNoStorage
                                                                                   : IngestCode::kUnreadable;
@@ -76,9 +82,10 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   if (s.sop_instance_uid != req.affected_sop_instance_uid) {
     return Refuse(IngestCode::kDoesNotMatch, "SOP Instance UID differs from the C-STORE request's");
   }
-  if (std::optional<std::string> owner = index_.StudyOwner(s.study_instance_uid); owner && *owner != req.member_id) {
-    return Refuse(IngestCode::kNotAuthorized, "study " + s.study_instance_uid + " was sent by another member hospital");
-  }
+  // A file is checked before it is placed, and so is an object with companions (before they are
+  // placed); any other object in the index is checked by its index write alone (a read
+  // transaction fewer per object), which refuses a foreign study with PermissionDenied.
+  if ((!in_index || !req.companions.empty()) && ForeignStudy(s, req)) return ForeignStudyRefusal(s);
 
   // One SOP Instance UID is placed and indexed by one association at a time, so a failed index
   // write can remove the file it just placed without racing a concurrent identical re-send.
@@ -107,6 +114,15 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   bool companions_indexed = false;
   if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed));
       !st.ok()) {
+    // Its study is another member's: refused by the write, or (the write failed otherwise: a lost
+    // batch, a full disk) found now, so that the sender is told 0x0124 rather than retrying into
+    // 0xA700. A study's owner never changes; a kConflict write checked it already.
+    const bool denied = st.code() == Status::Code::kPermissionDenied;
+    if (denied || (in_index && st.code() != Status::Code::kConflict && ForeignStudy(s, req))) {
+      RemoveCompanions(companions->instances);
+      if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+      return denied ? Refuse(IngestCode::kNotAuthorized, st.message()) : ForeignStudyRefusal(s);
+    }
     // Indexed before (in either tier; found only now, not looked up for every object): a re-send.
     std::optional<StoredInstance> indexed;
     if (st.code() == Status::Code::kConflict) indexed = index_.FindInstance(s.sop_instance_uid);
@@ -116,8 +132,7 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
       if (restored.code != IngestCode::kStored) RemoveCompanions(companions->instances);
       return restored;
     }
-    StoreOutcome outcome = Refuse(
-        st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage, st.message());
+    StoreOutcome outcome = Refuse(RefusalFor(st), st.message());
     if (indexed) {
       Result<std::filesystem::path> file = in_index ? received() : store_.Absolute(instance.relative_path);
       outcome = file.ok() ? StoreResent(req, instance, file.value(), *indexed, companions->instances)
@@ -131,6 +146,15 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   }
   if (!companions_indexed) RemoveCompanions(companions->instances);
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
+}
+
+bool Ingest::ForeignStudy(const InstanceSummary& s, const StoreRequest& req) {
+  std::optional<std::string> owner = index_.StudyOwner(s.study_instance_uid);
+  return owner && *owner != req.member_id;
+}
+
+StoreOutcome Ingest::ForeignStudyRefusal(const InstanceSummary& s) {
+  return Refuse(IngestCode::kNotAuthorized, "study " + s.study_instance_uid + " was sent by another member hospital");
 }
 
 StoreOutcome Ingest::StoreResent(const StoreRequest& req, const NewInstance& instance,
@@ -199,8 +223,7 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
   Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed));
   if (!st.ok() || !companions_indexed) RemoveCompanions(companions->instances);
   if (!st.ok()) {
-    return Refuse(st.code() == Status::Code::kConflict ? IngestCode::kNotAuthorized : IngestCode::kNoStorage,
-                  st.message());
+    return Refuse(RefusalFor(st), st.message());
   }
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
 }

@@ -73,9 +73,14 @@ class Ingest {
   Ingest(ObjectStore& store, Index& index, Clock clock);
 
   // Takes ownership of request.temp_file: it is placed or removed before this returns.
+  // A study indexed for another member is refused (0x0124) before anything is placed, except
+  // for an object kept in the index without companions: its index write refuses it.
   StoreOutcome Store(const StoreRequest& request);
 
  private:
+  // The study is indexed for another member hospital.
+  bool ForeignStudy(const InstanceSummary& summary, const StoreRequest& request);
+  static StoreOutcome ForeignStudyRefusal(const InstanceSummary& summary);
   StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
   // A file-tier row whose file was missing, restored by a re-send: kept if it is the row's object.
   // `companions`: placed, indexed with `also` (WriteAlso); the caller removes them on a refusal.

@@ -181,7 +181,7 @@ void Index::WriterLoop() {
         results.push_back(!lost.ok() ? lost : tx.status());
         continue;
       }
-      Status s = db.Exec("SAVEPOINT request");
+      Status s = db.ExecKept("SAVEPOINT request");
       if (s.ok()) {
         try {
           s = w.fn(db);
@@ -189,12 +189,13 @@ void Index::WriterLoop() {
           s = Status::IOError(std::string("index write: ") + e.what());
         }
       }
-      Status end = db.Exec(s.ok() ? "RELEASE request" : "ROLLBACK TO request; RELEASE request");
+      Status end = s.ok() ? db.ExecKept("RELEASE request") : db.ExecKept("ROLLBACK TO request");
+      if (!s.ok() && end.ok()) end = db.ExecKept("RELEASE request");
       // Not undone (or not released): what the transaction holds is unknown, so none of it may
       // commit.
       if (!end.ok()) {
         if (s.ok()) s = end;
-        if (!sqlite3_get_autocommit(db.handle())) (void)db.Exec("ROLLBACK");
+        if (!sqlite3_get_autocommit(db.handle())) (void)db.ExecKept("ROLLBACK");
       }
       results.push_back(s);
       // A full disk or I/O error while spilling pages can make SQLite roll back the whole
@@ -253,7 +254,7 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
       std::string owner = q.Text(1);
       q.Reset();
       if (owner != in.member_id) {
-        return Status::Conflict("study " + s.study_instance_uid + " was sent by another member hospital");
+        return Status::PermissionDenied("study " + s.study_instance_uid + " was sent by another member hospital");
       }
     } else {
       q.Reset();

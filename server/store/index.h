@@ -93,8 +93,9 @@ class Index {
 
   // Records one stored object; returns once the change is committed and durable. `also`, when
   // given, runs in the same transaction: both happen or neither does.
-  // kConflict: the SOP Instance UID is indexed already, or its study or series belongs to
-  // another member or study.
+  // kPermissionDenied: its study is indexed for another member (checked first, so a foreign
+  // member's re-send of a stored object gets this too). kConflict: the SOP Instance UID is
+  // indexed already, or its series belongs to another study.
   Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr);
   // Inside a WriteFn (on the writer thread): records one more object in that write's transaction,
   // as AddInstance would (the report desk's PDF copy lands with its SR). Same failures.

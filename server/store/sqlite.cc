@@ -1,5 +1,6 @@
 #include "server/store/sqlite.h"
 
+#include <cctype>
 #include <utility>
 
 namespace teleread {
@@ -23,9 +24,16 @@ Status FromSqlite(sqlite3* db, int rc, std::string_view what) {
 }  // namespace
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
-  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+  const char* tail = nullptr;
+  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_, &tail);
   // Kept, not thrown: it reaches the caller through Step or Run, on whatever thread that is.
   if (rc != SQLITE_OK) prepare_error_ = FromSqlite(db, rc, "SQL prepare failed");
+  for (const char* end = sql.data() + sql.size(); rc == SQLITE_OK && tail && tail < end; ++tail) {
+    if (!std::isspace(static_cast<unsigned char>(*tail))) {
+      more_ = true;
+      break;
+    }
+  }
 }
 
 Statement::~Statement() { sqlite3_finalize(stmt_); }
@@ -182,18 +190,25 @@ Status Database::Exec(std::string_view sql) {
   return FromSqlite(db_, rc, msg);
 }
 
+Status Database::ExecKept(const std::string& sql) {
+  CachedStatement statement(*this, sql);
+  // sqlite3_exec would run the rest; a statement runs only its first.
+  if (statement->more()) return Status::InvalidArgument("ExecKept runs one statement: " + sql);
+  return statement->Run();
+}
+
 Transaction::Transaction(Database& db) : db_(db) {
-  begin_ = db_.Exec("BEGIN IMMEDIATE");
+  begin_ = db_.ExecKept("BEGIN IMMEDIATE");
   open_ = begin_.ok();
 }
 
 Transaction::~Transaction() {
-  if (open_) (void)db_.Exec("ROLLBACK");
+  if (open_) (void)db_.ExecKept("ROLLBACK");
 }
 
 Status Transaction::Commit() {
   if (!open_) return begin_.ok() ? Status::InvalidArgument("transaction already finished") : begin_;
-  Status s = db_.Exec("COMMIT");
+  Status s = db_.ExecKept("COMMIT");
   open_ = !s.ok() && !sqlite3_get_autocommit(db_.handle());
   return s;
 }

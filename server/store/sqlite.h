@@ -39,11 +39,14 @@ class Statement {
   std::string_view Blob(int column) const;
   void Reset();
   bool prepared() const { return stmt_ != nullptr; }
+  // The SQL had more than whitespace after its first statement (which is all this runs).
+  bool more() const { return more_; }
 
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   Status prepare_error_;
+  bool more_ = false;
   bool borrowed_ = false;  // a BindBlob buffer is bound: SQLite may read it until rebound or cleared
 };
 
@@ -59,6 +62,10 @@ class Database {
   Database& operator=(const Database&) = delete;
 
   Status Exec(std::string_view sql);
+  // One statement without rows, prepared once per connection (a CachedStatement): the writer runs
+  // BEGIN, SAVEPOINT, RELEASE and COMMIT for every request, and sqlite3_exec parsed each anew.
+  // InvalidArgument, nothing run, for SQL with more than one statement.
+  Status ExecKept(const std::string& sql);
   // Refreshes the query planner's statistics (sqlite_stat1) from a bounded sample of each index:
   // milliseconds even at a million rows.
   Status Analyze();

@@ -144,6 +144,12 @@ TEST_CASE_METHOD(IngestFixture, "bad objects are refused with the right status a
     CHECK(out.code == IngestCode::kNotAuthorized);
     CHECK_THAT(out.error_comment, Catch::Contains("another member"));
   }
+  SECTION("another member re-sends this member's object: 0x0124 (its study), not a re-send's 0x0111") {
+    // In the index tier the study's owner is checked by the index write, not before it.
+    out = Store(ct[0], "laishui");
+    CHECK(out.code == IngestCode::kNotAuthorized);
+    CHECK_THAT(out.error_comment, Catch::Contains("another member"));
+  }
   SECTION("its series in another study: 0x0124, and the file it was given is removed") {
     out = Store(Modified(ct[1], [](DcmDataset& ds) { ds.putAndInsertString(DCM_StudyInstanceUID, "1.2.826.0.1.99"); }));
     CHECK(out.code == IngestCode::kNotAuthorized);
