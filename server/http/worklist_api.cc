@@ -91,7 +91,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   // request fails rather than show a worklist that hides them (before the audit: nothing shown).
   if (critical_ && !who.admin) {
     TraceTimer timer(&RequestTrace::critical_us);
-    Result<std::vector<CriticalResult>> c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100});
+    Result<CriticalResults::Rows> c = critical_->Unacknowledged(who.id);
     if (!c.ok()) {
       spdlog::error("worklist for {}: critical results not listed: {}", who.id, c.status().message());
       return Error(503,
@@ -99,7 +99,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
                    "without them: try again, and call the reading centre if this goes on");
     }
     json open = json::array();
-    for (const CriticalResult& r : c.value()) {
+    for (const CriticalResult& r : *c.value()) {
       open.push_back(json{{"report_sop_instance_uid", r.sop_instance_uid},
                           {"study_instance_uid", r.study_instance_uid},
                           {"member", r.member_id},

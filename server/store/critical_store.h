@@ -59,6 +59,9 @@ class CriticalStore {
   explicit CriticalStore(Index& index) : index_(index) {}
 
   Result<std::vector<CriticalResult>> List(const CriticalQuery& query) const;
+  // Moved after the commit of every change to critical_results (Index::tasks_version, which
+  // claims and new tasks move too): a List read at version v is current while it is v.
+  uint64_t Version() const { return index_.tasks_version(); }
   // NotFound when `sop_instance_uid` is no critical result of `member_id` (empty: of any member);
   // Conflict (naming who and when) when it was acknowledged already. Marks the study's task
   // acknowledged for the turnaround clocks.

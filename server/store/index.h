@@ -127,7 +127,7 @@ class Index {
   // every commit made before the read starts, and goes back to the pool when dropped.
   Result<PooledReader> OpenReader() const;
   // Bumped by every commit that changed a row of reading_tasks, studies, series or patients (the
-  // tables a worklist row is read from) that a task's row shows (shown_rows.h: not the rows of a
+  // tables a worklist row is read from) that a task's row shows, or of critical_results (shown_rows.h: not the rows of a
   // study still being received), after the commit and before its writers are answered.
   // A worklist page read at version v is current while the version is v.
   uint64_t tasks_version() const { return tasks_version_.load(std::memory_order_acquire); }

@@ -11,7 +11,9 @@ namespace teleread {
 
 void ShownRowChanges::Note(int op, const char* table, int64_t rowid) {
   const bool deleted = op == SQLITE_DELETE;
-  if (std::strcmp(table, "reading_tasks") == 0) {
+  if (std::strcmp(table, "reading_tasks") == 0 || std::strcmp(table, "critical_results") == 0) {
+    // critical_results: each reader's worklist answer lists their unacknowledged critical
+    // results, kept by this same version (CriticalResults::Unacknowledged).
     any_ = true;
   } else if (std::strcmp(table, "patients") == 0) {
     // A new patient row is no task's patient yet; a changed one may be.

@@ -4,7 +4,8 @@
 // inside the transaction, Take says whether any of them belongs to a study with a reading task.
 // A study still being received (no task yet) changes no worklist page, so a member pushing new
 // studies does not end every kept page with each object it sends; a new task (a reading_tasks
-// row) always does.
+// row) always does, and so does any change to critical_results (the worklist answer's
+// reminders of unacknowledged critical results are kept by the same version).
 //
 // Thread-safety: the index's writer thread only.
 #include <cstdint>

@@ -210,7 +210,14 @@ TEST_CASE_METHOD(GzipFixture, "a reader whose critical results cannot be listed 
                  "[workflow][api][worklist][gzip][critical]") {
   REQUIRE(json::parse(Text(Get(kWang, "gzip"), true))["critical_unacknowledged"].size() == 1);
   const int64_t audited = Count("audit_log", "action = 'list-worklist' AND actor = 'wang.li'");
-  REQUIRE(index->Write([](Database& db) { return db.Exec("ALTER TABLE critical_results RENAME TO hidden"); }).ok());
+  // Hidden, and the version moved (as any change to critical_results would) so that the reader's
+  // kept list is read again.
+  REQUIRE(index
+              ->Write([](Database& db) {
+                return db.Exec(
+                    "ALTER TABLE critical_results RENAME TO hidden; UPDATE reading_tasks SET updated_ms = updated_ms");
+              })
+              .ok());
   for (const char* accept : {"gzip", ""}) {
     const HttpResponse r = Get(kWang, accept);
     CHECK(r.status == 503);
