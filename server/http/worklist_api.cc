@@ -143,23 +143,37 @@ std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(const W
   auto read = [&]() -> WorklistPageCache::Read {
     if (RequestTrace* t = CurrentTrace()) t->page = 'r';
     TraceTimer sql(&RequestTrace::sql_us);
-    Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
-    if (!rows.ok()) {
-      spdlog::error("worklist not read: {}", rows.status().message());
-      return {};
-    }
-    json items = json::array();
-    for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
-    // Deflated later, by the page's first caller that accepts gzip (Page::Gzip).
-    return {WorklistPageCache::Page::Make(items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()),
-            NextTimeChange(rows.value())};
+    return ReadPage(f, who.id);
   };
   if (!keep) return read().page;
   if (RequestTrace* t = CurrentTrace()) t->page = 'k';
   bool waited = false;
   std::shared_ptr<const WorklistPageCache::Page> page = pages_.FindOrRead(key, version, worklist_.Now(), read, &waited);
   if (RequestTrace* t = waited ? CurrentTrace() : nullptr) t->page = 'w';
+  if (read_ahead_) {
+    pages_.NoteAsked(key, [&]() -> std::function<WorklistPageCache::Read()> {
+      return [this, filter = f, reader = who.id] { return ReadPage(filter, reader); };
+    });
+  }
   return page;
+}
+
+WorklistPageCache::Read ReadingApi::ReadPage(const WorklistFilter& f, const std::string& reader) {
+  Result<std::vector<WorklistRow>> rows = worklist_.List(f, reader);
+  if (!rows.ok()) {
+    spdlog::error("worklist not read: {}", rows.status().message());
+    return {};
+  }
+  json items = json::array();
+  for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
+  // Deflated later, by the page's first caller that accepts gzip (Page::Gzip).
+  return {WorklistPageCache::Page::Make(items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()),
+          NextTimeChange(rows.value())};
+}
+
+void ReadingApi::StartReadAhead(std::chrono::milliseconds poll) {
+  read_ahead_ = std::make_unique<WorklistReadAhead>(
+      pages_, [this] { return worklist_.Version(); }, [this] { return worklist_.Now(); }, poll);
 }
 
 }  // namespace teleread
