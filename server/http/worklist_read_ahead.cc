@@ -4,9 +4,12 @@ namespace teleread {
 
 WorklistReadAhead::WorklistReadAhead(WorklistPageCache& pages, std::function<uint64_t()> version,
                                      std::function<int64_t()> now_ms, std::chrono::milliseconds poll)
-    : pages_(pages), version_(std::move(version)), now_ms_(std::move(now_ms)), poll_(poll), thread_([this] {
-        Loop();
-      }) {}
+    : pages_(pages),
+      version_(std::move(version)),
+      now_ms_(std::move(now_ms)),
+      poll_(poll),
+      start_version_(version_()),
+      thread_([this] { Loop(); }) {}
 
 WorklistReadAhead::~WorklistReadAhead() {
   {
@@ -23,8 +26,10 @@ size_t WorklistReadAhead::pages_read() const {
 }
 
 void WorklistReadAhead::Loop() {
-  uint64_t seen = version_();
-  uint64_t done = seen;  // the pages at start were read by their callers
+  // From the version at construction, not at the thread's start: a change made before the
+  // thread first ran is read ahead too.
+  uint64_t seen = start_version_;
+  uint64_t done = seen;
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, poll_, [this] { return stopping_; })) {
     const uint64_t now = version_();

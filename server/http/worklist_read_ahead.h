@@ -40,9 +40,10 @@ class WorklistReadAhead {
   const std::chrono::milliseconds poll_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  size_t read_ = 0;        // guarded by mu_
-  std::thread thread_;     // last: started once the rest is set
+  bool stopping_ = false;         // guarded by mu_
+  size_t read_ = 0;               // guarded by mu_
+  const uint64_t start_version_;  // taken by the constructor: a change after it is read ahead
+  std::thread thread_;            // last: started once the rest is set
 };
 
 }  // namespace teleread
