@@ -43,9 +43,14 @@ Result<std::vector<CriticalResult>> CriticalResults::List(const CriticalQuery& q
 
 Result<CriticalResults::Rows> CriticalResults::Unacknowledged(const std::string& signer) const {
   const uint64_t version = store_.Version();  // before the read: a change during it moves it past
+  const int64_t now = clock_();
   {
     std::lock_guard<std::mutex> lock(kept_mu_);
-    if (auto it = kept_.find(signer); it != kept_.end() && it->second.version == version) return it->second.rows;
+    if (auto it = kept_.find(signer);
+        it != kept_.end() && it->second.version == version && now >= it->second.read_ms &&
+        now < it->second.read_ms + kKeptMs) {
+      return it->second.rows;
+    }
     ++reads_;
   }
   Result<std::vector<CriticalResult>> read = store_.List(CriticalQuery{"", signer, "unacknowledged", 100});
@@ -54,7 +59,7 @@ Result<CriticalResults::Rows> CriticalResults::Unacknowledged(const std::string&
   std::lock_guard<std::mutex> lock(kept_mu_);
   if (kept_.size() >= kMaxKept) kept_.clear();
   Kept& k = kept_[signer];
-  if (!k.rows || k.version <= version) k = Kept{version, rows};  // never over a newer read
+  if (!k.rows || k.version <= version) k = Kept{version, now, rows};  // never over a newer read
   return rows;
 }
 

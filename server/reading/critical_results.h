@@ -44,7 +44,9 @@ class CriticalResults {
   // The unacknowledged results `signer` signed (the 100 newest), as List would read them, for
   // every worklist answer of theirs: kept per signer with the version they were read at
   // (CriticalStore::Version, taken before the read), and read again once it moved, so a result
-  // opened or acknowledged is in the very next answer. Errors are not kept.
+  // opened or acknowledged is in the very next answer; read again also once kept kKeptMs, for a
+  // change made to the index from outside the server, which moves no version. Errors are not kept.
+  static constexpr int64_t kKeptMs = 30'000;
   using Rows = std::shared_ptr<const std::vector<CriticalResult>>;
   Result<Rows> Unacknowledged(const std::string& signer) const;
   size_t unacknowledged_reads() const;  // how many times Unacknowledged read the index
@@ -78,6 +80,7 @@ class CriticalResults {
 
   struct Kept {
     uint64_t version = 0;
+    int64_t read_ms = 0;  // when read (clock_): kept until read_ms + kKeptMs
     Rows rows;
   };
   static constexpr size_t kMaxKept = 4096;  // signers; past it the kept lists start over

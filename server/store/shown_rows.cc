@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "server/store/sqlite.h"
 
@@ -11,9 +12,7 @@ namespace teleread {
 
 void ShownRowChanges::Note(int op, const char* table, int64_t rowid) {
   const bool deleted = op == SQLITE_DELETE;
-  if (std::strcmp(table, "reading_tasks") == 0 || std::strcmp(table, "critical_results") == 0) {
-    // critical_results: each reader's worklist answer lists their unacknowledged critical
-    // results, kept by this same version (CriticalResults::Unacknowledged).
+  if (std::strcmp(table, "reading_tasks") == 0) {
     any_ = true;
   } else if (std::strcmp(table, "patients") == 0) {
     // A new patient row is no task's patient yet; a changed one may be.
@@ -64,7 +63,16 @@ bool ShownRowChanges::Take(Database& db) {
   any_ = false;
   studies_.clear();
   series_.clear();
+  if (shown) {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    if (listener_) listener_();
+  }
   return shown;
+}
+
+void ShownRowChanges::SetListener(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  listener_ = std::move(fn);
 }
 
 }  // namespace teleread

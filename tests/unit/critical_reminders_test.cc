@@ -1,6 +1,8 @@
 // The reader's unacknowledged critical results in every worklist answer: kept per signer by the
-// index version (server/reading/critical_results.h), never stale: a result opened or
-// acknowledged shows in the very next answer, even when no task row changed with it.
+// critical results' version (server/reading/critical_results.h), never stale: a result opened or
+// acknowledged shows in the very next answer, even when no task row changed with it; escalations
+// and webhook attempts end neither the kept reminders nor the kept worklist pages; a change from
+// outside the server shows once the kept list expires.
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +20,14 @@ namespace {
 
 const PeerCertificate kWang = test::CentreCertificate("wang.li", "radiologist");
 const PeerCertificate kZhao = test::CentreCertificate("zhao.min", "radiologist");
+
+int64_t Metric(ReadingApi& api, const std::string& name) {
+  const std::string metrics = api.Handle(HttpRequest{"GET", "/metrics", "", ""}, kWang).body;
+  const size_t at = metrics.find("\n" + name + " ");
+  REQUIRE(at != std::string::npos);
+  return std::stoll(metrics.substr(at + name.size() + 2));
+}
+
 
 struct ReminderFixture : WorkflowFixture {
   ReceivedStudy study = Receive("zhuozhou", "P1", "CT");
@@ -37,10 +47,11 @@ struct ReminderFixture : WorkflowFixture {
                   Statement q(db.handle(), "SELECT id FROM studies WHERE study_instance_uid = ?1");
                   q.Bind(1, study.study_instance_uid);
                   if (Result<bool> row = q.Step(); !row.ok() || !row.value()) return Status::NotFound("study");
-                  return OpenCriticalResult(db, sop, q.Int(0), study.study_instance_uid, "zhuozhou", signer, false,
+                  return OpenCriticalResult(db, sop, q.Int(0), study.study_instance_uid, "zhuozhou", signer, true,
                                             now_ms);
                 })
                 .ok());
+    index->CriticalResultsChanged();  // as the report desk does after the report's write
   }
   // The report SOP UIDs of the reader's reminders, newest first.
   std::vector<std::string> Reminders(const PeerCertificate& who) {
@@ -88,7 +99,11 @@ TEST_CASE_METHOD(ReminderFixture, "a critical result opened or acknowledged show
 
 TEST_CASE_METHOD(ReminderFixture, "a kept critical reminder escalates on time without a read",
                  "[workflow][api][worklist][critical]") {
+  // Opened a second short of escalating: the time moves on within the kept list's expiry.
+  const int64_t ack_ms = int64_t{config.reading.critical_ack_minutes} * 60'000;
+  now_ms -= ack_ms - 1000;
   Open("2.25.911", "wang.li");
+  now_ms += ack_ms - 1000;
   auto escalated = [&] {
     const HttpResponse r = api->Handle(HttpRequest{"GET", "/api/v1/worklist?limit=50", "", ""}, kWang);
     REQUIRE(r.status == 200);
@@ -96,7 +111,41 @@ TEST_CASE_METHOD(ReminderFixture, "a kept critical reminder escalates on time wi
   };
   CHECK_FALSE(escalated());
   const size_t reads = critical->unacknowledged_reads();
-  now_ms += int64_t{config.reading.critical_ack_minutes} * 60'000;
+  now_ms += 1000;
   CHECK(escalated());
   CHECK(critical->unacknowledged_reads() == reads);
+}
+
+TEST_CASE_METHOD(ReminderFixture, "webhook attempts and escalations end neither kept reminders nor kept pages",
+                 "[workflow][api][worklist][critical]") {
+  Open("2.25.921", "wang.li");
+  REQUIRE(Reminders(kWang) == std::vector<std::string>{"2.25.921"});
+  const size_t reads = critical->unacknowledged_reads();
+  const int64_t kept = Metric(*api, "teleread_worklist_pages_kept_total");
+  // The member's HIS is down: each retry writes the row (attempts, error, next time).
+  Result<std::vector<CriticalResult>> open = stores->critical.List(CriticalQuery{"", "wang.li", "unacknowledged", 10});
+  REQUIRE(open.ok());
+  REQUIRE(open->size() == 1);
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(stores->critical.WebhookAttempted(open->at(0).id, "connection refused", false, now_ms + 1000, now_ms).ok());
+  }
+  // Escalated by the store directly: the clock stays, so that the kept page stays current.
+  Result<std::vector<CriticalResult>> escalated = stores->critical.Escalate(now_ms, now_ms);
+  REQUIRE(escalated.ok());
+  REQUIRE(escalated->size() == 1);
+  CHECK(Reminders(kWang) == std::vector<std::string>{"2.25.921"});
+  CHECK(critical->unacknowledged_reads() == reads);
+  CHECK(Metric(*api, "teleread_worklist_pages_kept_total") == kept + 1);
+}
+
+TEST_CASE_METHOD(ReminderFixture, "a change from outside the server shows once the kept reminders expire",
+                 "[workflow][api][worklist][critical]") {
+  Open("2.25.931", "wang.li");
+  REQUIRE(Reminders(kWang) == std::vector<std::string>{"2.25.931"});
+  // As an operator's sqlite3 would: no version moves.
+  REQUIRE(index->Write([](Database& db) { return db.Exec("UPDATE critical_results SET acknowledged_ms = 1"); }).ok());
+  now_ms += CriticalResults::kKeptMs - 1;
+  CHECK(Reminders(kWang) == std::vector<std::string>{"2.25.931"});  // kept, as documented
+  now_ms += 1;
+  CHECK(Reminders(kWang).empty());
 }

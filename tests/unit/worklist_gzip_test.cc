@@ -210,14 +210,9 @@ TEST_CASE_METHOD(GzipFixture, "a reader whose critical results cannot be listed 
                  "[workflow][api][worklist][gzip][critical]") {
   REQUIRE(json::parse(Text(Get(kWang, "gzip"), true))["critical_unacknowledged"].size() == 1);
   const int64_t audited = Count("audit_log", "action = 'list-worklist' AND actor = 'wang.li'");
-  // Hidden, and the version moved (as any change to critical_results would) so that the reader's
-  // kept list is read again.
-  REQUIRE(index
-              ->Write([](Database& db) {
-                return db.Exec(
-                    "ALTER TABLE critical_results RENAME TO hidden; UPDATE reading_tasks SET updated_ms = updated_ms");
-              })
-              .ok());
+  REQUIRE(index->Write([](Database& db) { return db.Exec("ALTER TABLE critical_results RENAME TO hidden"); }).ok());
+  // A change from outside the server moves no version: the kept list is read again once expired.
+  now_ms += CriticalResults::kKeptMs;
   for (const char* accept : {"gzip", ""}) {
     const HttpResponse r = Get(kWang, accept);
     CHECK(r.status == 503);
