@@ -65,7 +65,9 @@ class ReadingApi {
 
   // Reads kept worklist pages again after each change, before their callers ask
   // (worklist_read_ahead.h); the server starts it, tests that count reads need not.
-  void StartReadAhead(std::chrono::milliseconds poll = WorklistReadAhead::kDefaultPoll);
+  void StartReadAhead(std::chrono::milliseconds poll = WorklistReadAhead::kDefaultPoll,
+                      std::chrono::milliseconds armed = WorklistReadAhead::kDefaultArmed);
+  WorklistReadAhead* read_ahead() { return read_ahead_.get(); }  // null until started
 
   // The radiologist or admin a certificate stands for; nullopt when it stands for nobody here.
   std::optional<Identity> Identify(const PeerCertificate& peer) const;

@@ -171,9 +171,10 @@ WorklistPageCache::Read ReadingApi::ReadPage(const WorklistFilter& f, const std:
           NextTimeChange(rows.value())};
 }
 
-void ReadingApi::StartReadAhead(std::chrono::milliseconds poll) {
+void ReadingApi::StartReadAhead(std::chrono::milliseconds poll, std::chrono::milliseconds armed) {
   read_ahead_ = std::make_unique<WorklistReadAhead>(
-      pages_, [this] { return worklist_.Version(); }, [this] { return worklist_.Now(); }, poll);
+      pages_, [this] { return worklist_.Version(); }, [this] { return worklist_.Now(); },
+      [this](std::function<void()> fn) { worklist_.OnChange(std::move(fn)); }, poll, armed);
 }
 
 }  // namespace teleread

@@ -62,22 +62,37 @@ void WorklistPageCache::NoteAsked(const std::string& key, const std::function<st
 }
 
 size_t WorklistPageCache::ReadAhead(uint64_t version, int64_t now_ms) {
-  std::vector<std::pair<uint64_t, std::pair<std::string, std::function<Read()>>>> due;
+  std::vector<std::pair<std::string, std::function<Read()>>> due;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [key, asked] : asked_) {
-      if (!asked.since_read_ahead || FindLocked(key, version, now_ms, false)) continue;
+    std::vector<std::pair<uint64_t, const std::string*>> stale;  // (when asked last, key)
+    for (const auto& [key, asked] : asked_) {
+      if (asked.since_read_ahead && !FindLocked(key, version, now_ms, false)) stale.push_back({asked.last, &key});
+    }
+    std::sort(stale.begin(), stale.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (stale.size() > kMaxReadAhead) stale.resize(kMaxReadAhead);
+    for (const auto& [last, key] : stale) {
+      (void)last;
+      Asked& asked = asked_.at(*key);
       asked.since_read_ahead = false;  // read again after the next change only if asked meanwhile
-      due.push_back({asked.last, {key, asked.read}});
+      due.push_back({*key, asked.read});
     }
   }
-  std::sort(due.begin(), due.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  if (due.size() > kMaxReadAhead) due.resize(kMaxReadAhead);
-  for (const auto& [last, key_read] : due) {
-    (void)last;
-    (void)FindOrRead(key_read.first, version, now_ms, key_read.second);
+  size_t stored = 0;
+  for (const auto& [key, read] : due) {
+    // Counted only when this read ran and its page is the one kept (not a caller's read waited
+    // on, nor a failed read, nor one a newer page overtook).
+    std::shared_ptr<const Page> mine;
+    (void)FindOrRead(key, version, now_ms, [&read, &mine] {
+      Read r = read();
+      mine = r.page;
+      return r;
+    });
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(key);
+    if (mine && it != entries_.end() && it->second.page == mine) ++stored;
   }
-  return due.size();
+  return stored;
 }
 
 std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::Find(const std::string& key, uint64_t version,

@@ -88,8 +88,9 @@ class WorklistPageCache {
   // route notes it with each request for a kept page (made only when the key has none yet).
   void NoteAsked(const std::string& key, const std::function<std::function<Read()>()>& make_read);
   // Reads again, at `version`, each page asked for since it was last read ahead that is not
-  // current at `version` (at most kMaxReadAhead, most recently asked first), as FindOrRead does:
-  // a caller missing it meanwhile waits for this read. How many were read.
+  // current at `version` (at most kMaxReadAhead, most recently asked first; the others stay due),
+  // as FindOrRead does: a caller missing it meanwhile waits for this read. How many pages this
+  // call read and kept.
   static constexpr size_t kMaxReadAhead = 8;
   size_t ReadAhead(uint64_t version, int64_t now_ms);
   size_t hits() const;

@@ -1,13 +1,18 @@
 // Reading kept worklist pages ahead of their callers (server/http/worklist_read_ahead.h): after a
 // change, a page asked for is read again before the next caller asks, and served to it as kept,
-// showing the change; a page nobody asked for since is not read again.
+// showing the change; a page nobody asked for since is not read again; past the most read at
+// once, the rest stay due; only pages read and kept are counted; idle, the thread sleeps until
+// a change wakes it; a read that throws does not end it.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "server/http/worklist_page_cache.h"
+#include "server/http/worklist_read_ahead.h"
 #include "tests/unit/workflow_fixture.h"
 
 using namespace teleread;
@@ -62,6 +67,41 @@ TEST_CASE("only pages asked for since their last read ahead, and not current, ar
   CHECK(reads_a == 3);
 }
 
+TEST_CASE("past the most read ahead at once the rest stay due and only pages read and kept are counted",
+          "[api][worklist]") {
+  WorklistPageCache cache;
+  std::map<std::string, int> reads;
+  auto reader = [&](const std::string& key) {
+    return std::function<WorklistPageCache::Read()>([&reads, key] {
+      return WorklistPageCache::Read{PageOf("[" + key + std::to_string(++reads[key]) + "]"), 1000};
+    });
+  };
+  const size_t n = WorklistPageCache::kMaxReadAhead + 2;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    REQUIRE(cache.FindOrRead(key, 1, 0, reader(key)));
+    cache.NoteAsked(key, [&] { return reader(key); });
+  }
+  CHECK(cache.ReadAhead(2, 0) == WorklistPageCache::kMaxReadAhead);
+  CHECK(reads["k0"] == 1);  // asked first: left for later
+  CHECK(reads["k1"] == 1);
+  CHECK(reads["k" + std::to_string(n - 1)] == 2);
+  CHECK(cache.ReadAhead(2, 0) == 2);  // still due at the same version
+  CHECK(reads["k0"] == 2);
+  CHECK(reads["k1"] == 2);
+
+  // A read that fails keeps nothing and counts nothing.
+  int failed = 0;
+  cache.NoteAsked("bad", [&] {
+    return std::function<WorklistPageCache::Read()>([&failed] {
+      ++failed;
+      return WorklistPageCache::Read{};
+    });
+  });
+  CHECK(cache.ReadAhead(3, 0) == 0);
+  CHECK(failed == 1);
+}
+
 struct ReadAheadFixture : WorkflowFixture {
   ReceivedStudy first = Receive("zhuozhou", "P1", "CT");
   ReceivedStudy second = Receive("zhuozhou", "P2", "CT");
@@ -104,4 +144,41 @@ TEST_CASE_METHOD(ReadAheadFixture, "after a claim the worklist page is read ahea
   const json now = Page();
   CHECK(State(now, first) == "waiting");
   CHECK(State(now, second) == "claimed");
+}
+
+TEST_CASE_METHOD(WorkflowFixture, "the read-ahead thread sleeps while idle and a change wakes it", "[workflow][api][worklist]") {
+  ReceivedStudy study = Receive("zhuozhou", "P1", "CT");
+  Promote();
+  api->StartReadAhead(std::chrono::milliseconds(1), std::chrono::milliseconds(30));
+  WorklistReadAhead& ahead = *api->read_ahead();
+  auto page = [&] {
+    REQUIRE(api->Handle(HttpRequest{"GET", "/api/v1/worklist?limit=50", "", ""}, kWang).status == 200);
+  };
+  page();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // past the armed 30 ms
+  const size_t polls = ahead.polls();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(ahead.polls() == polls);  // not one look at the version while nothing changes
+  REQUIRE(ahead.pages_read() == 0);
+  REQUIRE(api->Handle(HttpRequest{"POST", "/api/v1/studies/" + study.study_instance_uid + "/claim", "", ""}, kWang)
+              .status == 200);
+  CHECK(WaitFor([&] { return ahead.pages_read() == 1; }));  // woken by the claim's commit
+}
+
+TEST_CASE("a read ahead that throws is logged and the thread reads on", "[api][worklist]") {
+  WorklistPageCache cache;
+  std::atomic<uint64_t> version{1};
+  cache.NoteAsked("bad", [] {
+    return std::function<WorklistPageCache::Read()>([]() -> WorklistPageCache::Read { throw std::bad_alloc(); });
+  });
+  WorklistReadAhead ahead(
+      cache, [&] { return version.load(); }, [] { return int64_t{0}; }, nullptr, std::chrono::milliseconds(1));
+  version = 2;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // "bad" read ahead, and thrown
+  cache.NoteAsked("good", [] {
+    return std::function<WorklistPageCache::Read()>([] { return WorklistPageCache::Read{PageOf("[g]"), 1000}; });
+  });
+  version = 3;
+  CHECK(WaitFor([&] { return ahead.pages_read() == 1; }));
+  CHECK(cache.Find("good", 3, 0));
 }
