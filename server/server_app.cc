@@ -125,6 +125,7 @@ Status ServerApp::Start() {
     } catch (const ConfigError& e) {
       return Status::InvalidArgument(std::string("report templates: ") + e.what());
     }
+    api_->StartReadAhead();
     https_ = std::make_unique<HttpsServer>(
         config_.https, [this](const HttpRequest& r, const PeerCertificate& p) { return api_->Handle(r, p); },
         [this](const HttpRequest& head, const PeerCertificate& p, uint64_t& limit) {

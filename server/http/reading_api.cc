@@ -497,6 +497,8 @@ HttpResponse ReadingApi::Metrics() {
   m << CriticalMetrics();
   m << "# TYPE teleread_worklist_pages_kept_total counter\nteleread_worklist_pages_kept_total " << pages_.hits()
     << "\n";
+  m << "# TYPE teleread_worklist_pages_read_ahead_total counter\nteleread_worklist_pages_read_ahead_total "
+    << (read_ahead_ ? read_ahead_->pages_read() : 0) << "\n";
   m << "# TYPE teleread_http_requests_total counter\nteleread_http_requests_total " << requests_.load() << "\n";
   m << "# TYPE teleread_http_refused_total counter\nteleread_http_refused_total " << refused_.load() << "\n";
   return HttpResponse{200, "text/plain; version=0.0.4", m.str(), {}, {}};

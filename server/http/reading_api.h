@@ -5,6 +5,8 @@
 //
 // Thread-safety: Handle may be called from many threads.
 #include <atomic>
+#include <chrono>
+#include <memory>
 #include <string>
 
 #include <functional>
@@ -14,6 +16,7 @@
 #include "common/report_template.h"
 #include "server/http/https_server.h"
 #include "server/http/worklist_page_cache.h"
+#include "server/http/worklist_read_ahead.h"
 #include "server/pki/certificate_expiry.h"
 #include "server/reading/critical_results.h"
 #include "server/reading/outbox.h"
@@ -60,6 +63,12 @@ class ReadingApi {
   // The report templates served to `report new`; set before serving.
   void SetTemplates(std::vector<ReportTemplate> templates) { templates_ = std::move(templates); }
 
+  // Reads kept worklist pages again after each change, before their callers ask
+  // (worklist_read_ahead.h); the server starts it, tests that count reads need not.
+  void StartReadAhead(std::chrono::milliseconds poll = WorklistReadAhead::kDefaultPoll,
+                      std::chrono::milliseconds armed = WorklistReadAhead::kDefaultArmed);
+  WorklistReadAhead* read_ahead() { return read_ahead_.get(); }  // null until started
+
   // The radiologist or admin a certificate stands for; nullopt when it stands for nobody here.
   std::optional<Identity> Identify(const PeerCertificate& peer) const;
 
@@ -70,6 +79,8 @@ class ReadingApi {
   // The page's items, kept (pages_) or read; null when the index cannot be read.
   // `filter` clamped as the store reads it.
   std::shared_ptr<const WorklistPageCache::Page> WorklistItems(const WorklistFilter& filter, const Identity& who);
+  // One read of the page for `reader`, as kept: its JSON and when its rows next read differently.
+  WorklistPageCache::Read ReadPage(const WorklistFilter& filter, const std::string& reader);
   HttpResponse Study(const std::string& uid, const Identity& who);
   HttpResponse Instance(const std::string& uid, const std::string& sop, const Identity& who);
   HttpResponse Priors(const std::string& uid, const Identity& who);
@@ -106,6 +117,7 @@ class ReadingApi {
   std::atomic<uint64_t> requests_{0}, refused_{0};
   RefusalAudit refusals_;  // unknown certificates: one audit entry per caller and minute
   WorklistPageCache pages_;
+  std::unique_ptr<WorklistReadAhead> read_ahead_;  // after pages_: stopped before it goes
 };
 
 }  // namespace teleread

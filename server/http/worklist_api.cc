@@ -91,7 +91,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
   // request fails rather than show a worklist that hides them (before the audit: nothing shown).
   if (critical_ && !who.admin) {
     TraceTimer timer(&RequestTrace::critical_us);
-    Result<std::vector<CriticalResult>> c = critical_->List(CriticalQuery{"", who.id, "unacknowledged", 100});
+    Result<CriticalResults::Rows> c = critical_->Unacknowledged(who.id);
     if (!c.ok()) {
       spdlog::error("worklist for {}: critical results not listed: {}", who.id, c.status().message());
       return Error(503,
@@ -99,7 +99,7 @@ HttpResponse ReadingApi::WorklistPage(const std::string& query, const Identity& 
                    "without them: try again, and call the reading centre if this goes on");
     }
     json open = json::array();
-    for (const CriticalResult& r : c.value()) {
+    for (const CriticalResult& r : *c.value()) {
       open.push_back(json{{"report_sop_instance_uid", r.sop_instance_uid},
                           {"study_instance_uid", r.study_instance_uid},
                           {"member", r.member_id},
@@ -143,23 +143,38 @@ std::shared_ptr<const WorklistPageCache::Page> ReadingApi::WorklistItems(const W
   auto read = [&]() -> WorklistPageCache::Read {
     if (RequestTrace* t = CurrentTrace()) t->page = 'r';
     TraceTimer sql(&RequestTrace::sql_us);
-    Result<std::vector<WorklistRow>> rows = worklist_.List(f, who.id);
-    if (!rows.ok()) {
-      spdlog::error("worklist not read: {}", rows.status().message());
-      return {};
-    }
-    json items = json::array();
-    for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
-    // Deflated later, by the page's first caller that accepts gzip (Page::Gzip).
-    return {WorklistPageCache::Page::Make(items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()),
-            NextTimeChange(rows.value())};
+    return ReadPage(f, who.id);
   };
   if (!keep) return read().page;
   if (RequestTrace* t = CurrentTrace()) t->page = 'k';
   bool waited = false;
   std::shared_ptr<const WorklistPageCache::Page> page = pages_.FindOrRead(key, version, worklist_.Now(), read, &waited);
   if (RequestTrace* t = waited ? CurrentTrace() : nullptr) t->page = 'w';
+  if (read_ahead_) {
+    pages_.NoteAsked(key, [&]() -> std::function<WorklistPageCache::Read()> {
+      return [this, filter = f, reader = who.id] { return ReadPage(filter, reader); };
+    });
+  }
   return page;
+}
+
+WorklistPageCache::Read ReadingApi::ReadPage(const WorklistFilter& f, const std::string& reader) {
+  Result<std::vector<WorklistRow>> rows = worklist_.List(f, reader);
+  if (!rows.ok()) {
+    spdlog::error("worklist not read: {}", rows.status().message());
+    return {};
+  }
+  json items = json::array();
+  for (const WorklistRow& r : rows.value()) items.push_back(RowJson(r));
+  // Deflated later, by the page's first caller that accepts gzip (Page::Gzip).
+  return {WorklistPageCache::Page::Make(items.dump(-1, ' ', false, json::error_handler_t::replace), rows->size()),
+          NextTimeChange(rows.value())};
+}
+
+void ReadingApi::StartReadAhead(std::chrono::milliseconds poll, std::chrono::milliseconds armed) {
+  read_ahead_ = std::make_unique<WorklistReadAhead>(
+      pages_, [this] { return worklist_.Version(); }, [this] { return worklist_.Now(); },
+      [this](std::function<void()> fn) { worklist_.OnChange(std::move(fn)); }, poll, armed);
 }
 
 }  // namespace teleread

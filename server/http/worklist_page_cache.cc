@@ -1,5 +1,7 @@
 #include "server/http/worklist_page_cache.h"
 
+#include <algorithm>
+
 namespace teleread {
 namespace {
 
@@ -39,12 +41,58 @@ std::string WorklistPageCache::Key(const WorklistFilter& f) {
 }
 
 std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::FindLocked(const std::string& key, uint64_t version,
-                                                                             int64_t now_ms) {
+                                                                             int64_t now_ms, bool count_hit) {
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.version != version || now_ms >= it->second.valid_until_ms) return nullptr;
+  if (!count_hit) return it->second.page;
   lru_.splice(lru_.begin(), lru_, it->second.used);
   ++hits_;
   return it->second.page;
+}
+
+void WorklistPageCache::NoteAsked(const std::string& key, const std::function<std::function<Read()>()>& make_read) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = asked_.find(key);
+  if (it == asked_.end()) {
+    if (asked_.size() >= kMaxAsked) asked_.clear();
+    it = asked_.emplace(key, Asked{make_read(), false, 0}).first;
+  }
+  it->second.since_read_ahead = true;
+  it->second.last = ++asked_count_;
+}
+
+size_t WorklistPageCache::ReadAhead(uint64_t version, int64_t now_ms) {
+  std::vector<std::pair<std::string, std::function<Read()>>> due;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::pair<uint64_t, const std::string*>> stale;  // (when asked last, key)
+    for (const auto& [key, asked] : asked_) {
+      if (asked.since_read_ahead && !FindLocked(key, version, now_ms, false)) stale.push_back({asked.last, &key});
+    }
+    std::sort(stale.begin(), stale.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (stale.size() > kMaxReadAhead) stale.resize(kMaxReadAhead);
+    for (const auto& [last, key] : stale) {
+      (void)last;
+      Asked& asked = asked_.at(*key);
+      asked.since_read_ahead = false;  // read again after the next change only if asked meanwhile
+      due.push_back({*key, asked.read});
+    }
+  }
+  size_t stored = 0;
+  for (const auto& [key, read] : due) {
+    // Counted only when this read ran and its page is the one kept (not a caller's read waited
+    // on, nor a failed read, nor one a newer page overtook).
+    std::shared_ptr<const Page> mine;
+    (void)FindOrRead(key, version, now_ms, [&read, &mine] {
+      Read r = read();
+      mine = r.page;
+      return r;
+    });
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(key);
+    if (mine && it != entries_.end() && it->second.page == mine) ++stored;
+  }
+  return stored;
 }
 
 std::shared_ptr<const WorklistPageCache::Page> WorklistPageCache::Find(const std::string& key, uint64_t version,

@@ -23,6 +23,8 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "server/http/gzip_splice.h"
 #include "server/store/task_store.h"
@@ -80,6 +82,17 @@ class WorklistPageCache {
   // not take its place. `waited`, when given, is set when the page came from another caller's read.
   std::shared_ptr<const Page> FindOrRead(const std::string& key, uint64_t version, int64_t now_ms,
                                          const std::function<Read()>& read, bool* waited = nullptr);
+  // Reading ahead (worklist_read_ahead.h): after a change, the pages callers asked for are read
+  // again before they ask, so that the workstations asking at once after it find the page kept
+  // instead of all waiting on its read. `read` reads `key`'s page apart from any caller; the
+  // route notes it with each request for a kept page (made only when the key has none yet).
+  void NoteAsked(const std::string& key, const std::function<std::function<Read()>()>& make_read);
+  // Reads again, at `version`, each page asked for since it was last read ahead that is not
+  // current at `version` (at most kMaxReadAhead, most recently asked first; the others stay due),
+  // as FindOrRead does: a caller missing it meanwhile waits for this read. How many pages this
+  // call read and kept.
+  static constexpr size_t kMaxReadAhead = 8;
+  size_t ReadAhead(uint64_t version, int64_t now_ms);
   size_t hits() const;
   size_t bytes() const;
   size_t pages() const;
@@ -95,7 +108,8 @@ class WorklistPageCache {
   };
   // mu_ held:
   void Erase(std::unordered_map<std::string, Entry>::iterator it);
-  std::shared_ptr<const Page> FindLocked(const std::string& key, uint64_t version, int64_t now_ms);
+  std::shared_ptr<const Page> FindLocked(const std::string& key, uint64_t version, int64_t now_ms,
+                                         bool count_hit = true);
   // Reads apart from any flight, and keeps what it read.
   std::shared_ptr<const Page> ReadAndStore(const std::string& key, uint64_t version, const std::function<Read()>& read);
   // A read under way.
@@ -113,6 +127,16 @@ class WorklistPageCache {
   size_t bytes_ = 0;                                 // guarded by mu_
   size_t hits_ = 0;                                  // guarded by mu_
   size_t waiting_ = 0;                               // guarded by mu_
+  // Keys asked for, for ReadAhead: how each is read, whether asked since its last read ahead,
+  // and when asked last (a sequence number).
+  struct Asked {
+    std::function<Read()> read;
+    bool since_read_ahead = false;
+    uint64_t last = 0;
+  };
+  static constexpr size_t kMaxAsked = 256;        // keys; past it the notes start over
+  std::unordered_map<std::string, Asked> asked_;  // guarded by mu_
+  uint64_t asked_count_ = 0;                      // guarded by mu_
 };
 
 }  // namespace teleread

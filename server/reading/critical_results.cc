@@ -41,6 +41,33 @@ Result<std::vector<CriticalResult>> CriticalResults::List(const CriticalQuery& q
   return store_.List(query);
 }
 
+Result<CriticalResults::Rows> CriticalResults::Unacknowledged(const std::string& signer) const {
+  const uint64_t version = store_.Version();  // before the read: a change during it moves it past
+  const int64_t now = clock_();
+  {
+    std::lock_guard<std::mutex> lock(kept_mu_);
+    if (auto it = kept_.find(signer);
+        it != kept_.end() && it->second.version == version && now >= it->second.read_ms &&
+        now < it->second.read_ms + kKeptMs) {
+      return it->second.rows;
+    }
+    ++reads_;
+  }
+  Result<std::vector<CriticalResult>> read = store_.List(CriticalQuery{"", signer, "unacknowledged", 100});
+  if (!read.ok()) return read.status();
+  Rows rows = std::make_shared<const std::vector<CriticalResult>>(std::move(read.value()));
+  std::lock_guard<std::mutex> lock(kept_mu_);
+  if (kept_.size() >= kMaxKept) kept_.clear();
+  Kept& k = kept_[signer];
+  if (!k.rows || k.version <= version) k = Kept{version, now, rows};  // never over a newer read
+  return rows;
+}
+
+size_t CriticalResults::unacknowledged_reads() const {
+  std::lock_guard<std::mutex> lock(kept_mu_);
+  return reads_;
+}
+
 Status CriticalResults::Acknowledge(const std::string& sop, const std::string& member_id, const std::string& by,
                                     const std::string& via) {
   if (by.find_first_not_of(" \t") == std::string::npos) {

@@ -8,10 +8,12 @@
 // thread. The webhook and escalation work runs on the service's own thread.
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
@@ -39,6 +41,15 @@ class CriticalResults {
   void Wake();  // a report was accepted: a webhook may be due
 
   Result<std::vector<CriticalResult>> List(const CriticalQuery& query) const;
+  // The unacknowledged results `signer` signed (the 100 newest), as List would read them, for
+  // every worklist answer of theirs: kept per signer with the version they were read at
+  // (CriticalStore::Version, taken before the read), and read again once it moved, so a result
+  // opened or acknowledged is in the very next answer; read again also once kept kKeptMs, for a
+  // change made to the index from outside the server, which moves no version. Errors are not kept.
+  static constexpr int64_t kKeptMs = 30'000;
+  using Rows = std::shared_ptr<const std::vector<CriticalResult>>;
+  Result<Rows> Unacknowledged(const std::string& signer) const;
+  size_t unacknowledged_reads() const;  // how many times Unacknowledged read the index
   // `by` is the person at the member who took the call, `via` the member identity recording it.
   // InvalidArgument without a name; NotFound / Conflict as CriticalStore::Acknowledge.
   Status Acknowledge(const std::string& sop_instance_uid, const std::string& member_id, const std::string& by,
@@ -66,6 +77,16 @@ class CriticalResults {
   bool woken_ = false;           // guarded by mu_
   int64_t next_webhook_ms_ = 0;  // the service's thread only
   std::thread thread_;
+
+  struct Kept {
+    uint64_t version = 0;
+    int64_t read_ms = 0;  // when read (clock_): kept until read_ms + kKeptMs
+    Rows rows;
+  };
+  static constexpr size_t kMaxKept = 4096;  // signers; past it the kept lists start over
+  mutable std::mutex kept_mu_;
+  mutable std::unordered_map<std::string, Kept> kept_;  // by signer; guarded by kept_mu_
+  mutable size_t reads_ = 0;                            // guarded by kept_mu_
 };
 
 }  // namespace teleread

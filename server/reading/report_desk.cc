@@ -197,6 +197,8 @@ Result<AcceptedReport> ReportDesk::Accept(const std::string& study_uid, const st
   // its row restored): not when the row was there already (a racing identical submission's).
   req.companions_wanted = [&recorded] { return recorded; };
   StoreOutcome outcome = ingest_.Store(req);
+  // Committed (or not): the signer's next worklist lists it (CriticalStore::Version).
+  if (accepted.critical) reports_.CriticalRecorded();
   if (!refused.ok()) return refused;
   if (Status st = StatusFor(outcome, accepted.sop_instance_uid); !st.ok()) return st;
   // An identical submission that raced this one recorded the report first: this one is its re-send.

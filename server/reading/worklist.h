@@ -6,10 +6,12 @@
 //
 // Thread-safety: all methods may be called from any thread.
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -55,6 +57,8 @@ class Worklist {
   // For caching pages: a List result stays what List would return while Version() is unchanged
   // and Now() is before NextTimeChange (task_store.h) of its rows.
   uint64_t Version() const { return tasks_.Version(); }
+  // `fn` called just before each change that moves Version commits (one at a time); null: none.
+  void OnChange(std::function<void()> fn) { tasks_.OnChange(std::move(fn)); }
   int64_t Now() const { return clock_(); }
 
   // Open tasks that no configured reader may claim.

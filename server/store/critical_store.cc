@@ -74,7 +74,7 @@ Result<std::vector<CriticalResult>> CriticalStore::List(const CriticalQuery& f) 
 
 Status CriticalStore::Acknowledge(const std::string& sop, const std::string& member_id, const std::string& by,
                                   const std::string& via, int64_t now) {
-  return index_.Write([&](Database& db) -> Status {
+  Status done = index_.Write([&](Database& db) -> Status {
     Statement q(db.handle(), std::string(kColumns) + "WHERE c.sop_instance_uid = ?1 AND (?2 = '' OR c.member_id = ?2)");
     q.Bind(1, sop).Bind(2, member_id);
     Result<bool> row = q.Step();
@@ -94,6 +94,9 @@ Status CriticalStore::Acknowledge(const std::string& sop, const std::string& mem
     if (Status s = t.Bind(1, c.study_instance_uid).Bind(2, now).Run(); !s.ok()) return s;
     return AppendAudit(db, now, {via, "critical-acknowledge", c.study_instance_uid, sop + " by " + by});
   });
+  // After the commit (moved also on a failure: a kept list is only read again early).
+  index_.CriticalResultsChanged();
+  return done;
 }
 
 Result<std::vector<CriticalResult>> CriticalStore::Escalate(int64_t cutoff, int64_t now) {

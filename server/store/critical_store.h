@@ -49,7 +49,8 @@ struct CriticalCounts {
 };
 
 // Inside the report's transaction: opens the critical result of report `sop_instance_uid`
-// (idempotent), its webhook pending when `webhook`.
+// (idempotent), its webhook pending when `webhook`. The caller calls
+// Index::CriticalResultsChanged once the write is committed.
 Status OpenCriticalResult(Database& db, const std::string& sop_instance_uid, int64_t study_pk,
                           const std::string& study_instance_uid, const std::string& member_id,
                           const std::string& signer, bool webhook, int64_t now_ms);
@@ -59,6 +60,13 @@ class CriticalStore {
   explicit CriticalStore(Index& index) : index_(index) {}
 
   Result<std::vector<CriticalResult>> List(const CriticalQuery& query) const;
+  // Moved after the commit of each write that opens (ReportDesk, after the report's write) or
+  // acknowledges (Acknowledge) a critical result: a list of open results read at version v is
+  // current while it is v (Index::critical_version). Escalations and webhook attempts do not
+  // move it: they change no reminder. Only the running server's own writes move it: a change
+  // made to the index from outside (sqlite3, another process) is seen once a kept list expires
+  // (CriticalResults::kKeptMs).
+  uint64_t Version() const { return index_.critical_version(); }
   // NotFound when `sop_instance_uid` is no critical result of `member_id` (empty: of any member);
   // Conflict (naming who and when) when it was acknowledged already. Marks the study's task
   // acknowledged for the turnaround clocks.

@@ -132,6 +132,14 @@ class Index {
   // study still being received), after the commit and before its writers are answered.
   // A worklist page read at version v is current while the version is v.
   uint64_t tasks_version() const { return tasks_version_.load(std::memory_order_acquire); }
+  // Which critical results are open (CriticalStore::Version): moved by their writers after the
+  // commit of each write that opens or acknowledges one, not by escalations nor webhook attempts,
+  // which change no reminder; a list of open results read at version v is current while it is v.
+  uint64_t critical_version() const { return critical_version_.load(std::memory_order_acquire); }
+  void CriticalResultsChanged() { critical_version_.fetch_add(1, std::memory_order_release); }
+  // Called on the writer thread just before the COMMIT of each batch that moves tasks_version
+  // (then moved right after it), e.g. to wake what reads pages ahead; null: nothing.
+  void OnTasksChange(std::function<void()> fn) { shown_changes_.SetListener(std::move(fn)); }
   // Writes waiting for the writer thread (not counting the batch it runs); for tests that order
   // what goes into one batch.
   size_t QueuedWrites();
@@ -157,6 +165,7 @@ class Index {
   int64_t instances_at_analyze_ = 0;              // used by writer_thread_ only
   ShownRowChanges shown_changes_;                 // used by writer_thread_ only (its update hook)
   std::atomic<uint64_t> tasks_version_{0};
+  std::atomic<uint64_t> critical_version_{0};
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -69,6 +69,9 @@ class ReportStore {
   // `recorded` (when given) is set by each run of the write: true when it inserted the row, false
   // for an identical report accepted before (or by a racing submission). Valid once committed.
   Index::WriteFn Record(NewReport report, Status* refused, bool* recorded = nullptr) const;
+  // Once a Record write of a critical report has committed (or failed): the open critical
+  // results may have changed (CriticalStore::Version).
+  void CriticalRecorded() const { index_.CriticalResultsChanged(); }
 
  private:
   Index& index_;

@@ -5,6 +5,7 @@
 //
 // Thread-safety: any thread.
 #include <cstdint>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <string>
@@ -114,6 +115,8 @@ class TaskStore {
   Result<std::vector<WorklistRow>> Open(int64_t now_ms) const;
   // Index::tasks_version: a page listed at one version is current while it stays the same.
   uint64_t Version() const;
+  // `fn` called just before each commit that moves the version (Index::OnTasksChange); null: none.
+  void OnChange(std::function<void()> fn);
 
  private:
   Index& index_;

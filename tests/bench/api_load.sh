@@ -42,6 +42,10 @@ scratch_config "$work/pki" "$work/teleread.toml"
 # New studies to push (8 x 200 CT images, ~800 MB: 40 s at 40/s), each object sent once.
 "$build/samples/teleread-samples" corpus "$work/ct" --kind ct --count "${API_CT:-1600}" \
   --studies "${API_CT_STUDIES:-8}" >/dev/null
+# Written back now, not mid-run: the kernel writes dirty pages back 30 s after they were made
+# (vm.dirty_expire_centisecs), and the ~800 MB just made once did so in half a second during the
+# paced claims, stalling the index's fdatasync 80-160 ms (strace, /proc/diskstats).
+sync
 think=${THINK_MS:-100-500}
 rate=${API_PUSH_RATE:-40}
 gzip=()

@@ -116,12 +116,16 @@ queries() {  # server studies port aet aec
 
 echo "== $small one-instance studies, teleread-server and Orthanc" >&2
 "$corpus" files "$work/studies" --studies "$small" >&2
+# Written back now, not while measuring (the kernel writes dirty pages back ~30 s after they were
+# made: api_load.sh's tail).
+sync
 pid=$(start_teleread "$work/teleread-small")
 ae=(ZZ_PACS LS_PACS YX_PACS ZZ_PACS)
 for p in 0 1 2 3; do
   storescu -aet "${ae[$p]}" -aec LX_READ +sd +r 127.0.0.1 $tr_port "$work/studies/part$p" >>"$work/storescu.log" 2>&1 &
 done
 wait -n; wait -n; wait -n; wait -n
+sync  # the objects just stored, likewise
 queries teleread "$small" $tr_port ZZ_PACS LX_READ
 queries teleread "$small" $tr_port LX_WS1 LX_READ
 kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -130,6 +134,7 @@ pid=
 orthanc_install >&2
 opid=$(orthanc_start "$work/orthanc" $or_port 18293)
 echo "orthanc load: $(orthanc_load "$work/studies" $or_port) s" >&2
+sync
 queries orthanc "$small" $or_port ZZ_PACS ORTHANC
 orthanc_stop "$opid"
 opid=
@@ -137,6 +142,7 @@ opid=
 if [ "$big" -gt 0 ]; then
   echo "== $big studies x 10 instances, generated index" >&2
   "$corpus" index "$work/teleread-big" --studies "$big" --instances 10 >&2
+  sync
   pid=$(start_teleread "$work/teleread-big")
   queries teleread "$big" $tr_port ZZ_PACS LX_READ
   kill "$pid"; wait "$pid" 2>/dev/null || true

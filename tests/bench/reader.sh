@@ -34,6 +34,9 @@ pids+=($!)
 sleep 1
 "$build/samples/teleread-samples" corpus "$work/corpus" --kind ct --count "$count" >/dev/null
 storescu -aet ZZ_PACS -aec LX_READ +sd +r -xs 127.0.0.1 "$dicom_port" "$work/corpus"
+# Written back now, not while measuring (the kernel writes dirty pages back ~30 s after they were
+# made: api_load.sh's tail).
+sync
 teleread() { XDG_CACHE_HOME="$work/cache" "$cli" --profile "$work/wang.li.toml" "$@"; }
 study=
 for _ in $(seq 1 100); do

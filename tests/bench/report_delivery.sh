@@ -34,6 +34,9 @@ sleep 1
 
 "$build/samples/teleread-samples" corpus "$work/corpus" --kind small --count "$count" --studies "$count" >/dev/null
 storescu -aet ZZ_PACS -aec LX_READ +sd +r 127.0.0.1 "$dicom_port" "$work/corpus"
+# Written back now, not while measuring (the kernel writes dirty pages back ~30 s after they were
+# made: api_load.sh's tail).
+sync
 teleread() { "$cli" --profile "$work/wang.li.toml" "$@"; }
 for _ in $(seq 1 100); do
   n=$(teleread --json worklist --limit 1000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')

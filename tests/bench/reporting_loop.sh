@@ -47,6 +47,7 @@ ms() { date +%s%3N; }
 echo "round  commit->task_ms  commit->report_ms  accepted->webhook_ms"
 for r in $(seq 1 "$rounds"); do
   "$build/samples/teleread-samples" corpus "$work/corpus-$r" --kind small --count "$slices" >/dev/null
+  sync  # written back now, not while measuring (the kernel writes dirty pages back ~30 s later)
   study=$(python3 - "$work/corpus-$r" <<'PY'
 import os, subprocess, sys
 f = next(os.path.join(d, n) for d, _, ns in os.walk(sys.argv[1]) for n in ns)

@@ -75,10 +75,13 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   const fs::path report = dir.path() / "critical.dcm";
   WriteSignedReport(FindSampleStudy(dir.path() / "samples", ct), server.pki(), "wang.li", report, std::nullopt,
                     "右肺动脉主干充盈缺损，考虑急性肺栓塞。", true, {}, true);
+  // The signer's reminders are kept between answers: the acceptance must end them.
+  REQUIRE(server.Call("wang.li", "GET", "/api/v1/worklist").Json()["critical_unacknowledged"].empty());
   HttpReply accepted = SubmitReport(server, "wang.li", ct, report);
   REQUIRE(accepted.status == 201);
   CHECK(accepted.Json()["critical"] == true);
   const std::string sop = accepted.Json()["sop_instance_uid"];
+  CHECK(server.Call("wang.li", "GET", "/api/v1/worklist").Json()["critical_unacknowledged"].size() == 1);
 
   // Both channels: the report itself at the PACS, and one webhook notice with the centre's certificate.
   CHECK(WaitFor([&] { return pacs.Files().size() == 2; }));  // the SR and its PDF copy

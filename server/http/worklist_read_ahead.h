@@ -1,0 +1,60 @@
+#pragma once
+// Reads the kept worklist pages again right after a change (WorklistPageCache::ReadAhead), on a
+// thread of its own: when a claim or a new task moves the version, every workstation's next
+// request would otherwise miss at once and wait on one read that competes for the CPU with all
+// of them. Woken by the index just before the commit of each change (Index::OnTasksChange), it
+// reads once the version has moved and then held for one poll (a burst of claims is read after,
+// not during), and only pages asked for since their last read ahead, so pages nobody looks at cost
+// nothing after the first change. Idle (no change for `armed`), it sleeps until woken.
+//
+// Thread-safety: constructed and destroyed by the owner; the thread is joined by the destructor.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "server/http/worklist_page_cache.h"
+
+namespace teleread {
+
+class WorklistReadAhead {
+ public:
+  static constexpr std::chrono::milliseconds kDefaultPoll{5};
+  static constexpr std::chrono::milliseconds kDefaultArmed{1000};
+  // Called with a function to call on each change (Worklist::OnChange), and with null by the
+  // destructor, before it joins.
+  using Subscribe = std::function<void(std::function<void()>)>;
+  // `version` and `now_ms` as the route reads them (Worklist::Version, Worklist::Now); all
+  // outlive this. Polls the version every `poll` until it has not moved for `armed`.
+  WorklistReadAhead(WorklistPageCache& pages, std::function<uint64_t()> version, std::function<int64_t()> now_ms,
+                    Subscribe subscribe, std::chrono::milliseconds poll = kDefaultPoll,
+                    std::chrono::milliseconds armed = kDefaultArmed);
+  ~WorklistReadAhead();
+  WorklistReadAhead(const WorklistReadAhead&) = delete;
+  WorklistReadAhead& operator=(const WorklistReadAhead&) = delete;
+
+  void Wake();                // a change is about to commit
+  size_t pages_read() const;  // pages read ahead and kept so far
+  size_t polls() const;       // times the thread looked at the version (idle: none)
+
+ private:
+  void Loop();
+
+  WorklistPageCache& pages_;
+  const std::function<uint64_t()> version_;
+  const std::function<int64_t()> now_ms_;
+  const Subscribe subscribe_;
+  const std::chrono::milliseconds poll_, armed_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;         // guarded by mu_
+  bool woken_ = false;            // guarded by mu_
+  size_t read_ = 0;               // guarded by mu_
+  size_t polls_ = 0;              // guarded by mu_
+  const uint64_t start_version_;  // taken by the constructor: a change after it is read ahead
+  std::thread thread_;            // last: started once the rest is set
+};
+
+}  // namespace teleread
