@@ -88,8 +88,9 @@ struct OwnerFixture {
 
 }  // namespace
 
-TEST_CASE_METHOD(OwnerFixture, "two members storing into one new study at once: the first written is stored, the "
-                               "other refused 0x0124", "[ingest][concurrency]") {
+TEST_CASE_METHOD(OwnerFixture,
+                 "two members store into one new study at once: the first written is stored, the other 0x0124",
+                 "[ingest][concurrency]") {
   // Both tiers: a file is also checked before it is placed, but the study is not indexed yet.
   store.set_small_object_bytes(GENERATE(uint64_t{0}, ObjectStore::kDefaultSmallObjectBytes));
   std::future<StoreOutcome> first, second;
@@ -127,9 +128,8 @@ TEST_CASE_METHOD(OwnerFixture, "another member's object whose batch is lost is r
   store.set_small_object_bytes(ObjectStore::kDefaultSmallObjectBytes);  // no check before the write
   std::filesystem::path temp = store.NewTempPath();
   std::filesystem::copy_file(study[0], temp);
-  REQUIRE(ingest->Store({temp, "AE", "zhuozhou", UID_CTImageStorage,
-                         ReadInstanceSummary(study[0])->sop_instance_uid, {}, {}})
-              .code == IngestCode::kStored);
+  const std::string sop = ReadInstanceSummary(study[0])->sop_instance_uid;
+  REQUIRE(ingest->Store({temp, "AE", "zhuozhou", UID_CTImageStorage, sop, {}, {}}).code == IngestCode::kStored);
 
   HeldWriter held(*index);
   held.WaitHolding();
