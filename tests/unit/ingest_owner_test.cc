@@ -51,7 +51,7 @@ struct OwnerFixture {
   ObjectStore store{dir.path() / "storage"};
   std::unique_ptr<Index> index;
   std::unique_ptr<Ingest> ingest;
-  std::vector<std::filesystem::path> study;  // 2 CT slices of one new study
+  std::vector<std::filesystem::path> study;  // CT slices of one new study
 
   OwnerFixture() {
     InitializeDicom();
@@ -65,11 +65,19 @@ struct OwnerFixture {
     spec.patient_name = "Zhang^Wei";
     spec.patient_id = "ZZ9";
     spec.modality = "CT";
-    spec.instances = 2;
+    spec.instances = 3;
     spec.rows = spec.columns = 32;
     auto files = samples::WriteSeries(spec, dir.path() / "in");
     REQUIRE(files.ok());
     study = files.value();
+    // Two slices whose stores do not wait for each other's SOP lock stripe (they would not both
+    // reach the writer before either commits).
+    if (Stripe(study[1]) == Stripe(study[0])) study.erase(study.begin() + 1);
+    REQUIRE(Stripe(study[1]) != Stripe(study[0]));
+  }
+
+  static size_t Stripe(const std::filesystem::path& file) {
+    return Ingest::SopLockStripe(ReadInstanceSummary(file)->sop_instance_uid);
   }
 
   // Stored on a thread of its own, queued at the writer once `queued` writes wait there.
@@ -78,7 +86,8 @@ struct OwnerFixture {
     std::filesystem::copy_file(file, temp);
     StoreRequest req{temp, "AE", member, UID_CTImageStorage, ReadInstanceSummary(file)->sop_instance_uid, {}, {}};
     auto out = std::async(std::launch::async, [this, req] { return ingest->Store(req); });
-    REQUIRE(test::WaitFor([&] { return index->QueuedWrites() == queued; }));
+    // Not REQUIRE: the writer must be released for `out` to finish.
+    CHECK(test::WaitFor([&] { return index->QueuedWrites() == queued; }));
     return out;
   }
 
