@@ -89,7 +89,7 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
 
   // One SOP Instance UID is placed and indexed by one association at a time, so a failed index
   // write can remove the file it just placed without racing a concurrent identical re-send.
-  std::lock_guard<std::mutex> sop_lock(sop_locks_[std::hash<std::string>{}(s.sop_instance_uid) % kSopLockStripes]);
+  std::lock_guard<std::mutex> sop_lock(sop_locks_[SopLockStripe(s.sop_instance_uid)]);
   std::error_code ec;
   NewInstance instance{
       s,

@@ -70,12 +70,17 @@ struct StoreOutcome {
 
 class Ingest {
  public:
+  static constexpr size_t kSopLockStripes = 256;
   Ingest(ObjectStore& store, Index& index, Clock clock);
 
   // Takes ownership of request.temp_file: it is placed or removed before this returns.
   // A study indexed for another member is refused (0x0124) before anything is placed, except
   // for an object kept in the index without companions: its index write refuses it.
   StoreOutcome Store(const StoreRequest& request);
+  // Stores of UIDs on one stripe run one at a time (tests pick UIDs on two to overlap them).
+  static size_t SopLockStripe(const std::string& sop_instance_uid) {
+    return std::hash<std::string>{}(sop_instance_uid) % kSopLockStripes;
+  }
 
  private:
   // The study is indexed for another member hospital.
@@ -115,7 +120,6 @@ class Ingest {
   Status WriteAlso(const StoreRequest& request, const std::vector<NewInstance>& placed);
   void RemoveCompanions(const std::vector<NewInstance>& placed);
 
-  static constexpr size_t kSopLockStripes = 256;
   ObjectStore& store_;
   Index& index_;
   Clock clock_;
