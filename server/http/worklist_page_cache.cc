@@ -1,6 +1,9 @@
 #include "server/http/worklist_page_cache.h"
 
 #include <algorithm>
+#include <exception>
+
+#include "common/log.h"
 
 namespace teleread {
 namespace {
@@ -83,11 +86,16 @@ size_t WorklistPageCache::ReadAhead(uint64_t version, int64_t now_ms) {
     // Counted only when this read ran and its page is the one kept (not a caller's read waited
     // on, nor a failed read, nor one a newer page overtook).
     std::shared_ptr<const Page> mine;
-    (void)FindOrRead(key, version, now_ms, [&read, &mine] {
-      Read r = read();
-      mine = r.page;
-      return r;
-    });
+    try {
+      (void)FindOrRead(key, version, now_ms, [&read, &mine] {
+        Read r = read();
+        mine = r.page;
+        return r;
+      });
+    } catch (const std::exception& e) {  // e.g. no memory: this page's callers read for themselves
+      spdlog::warn("worklist page not read ahead: {}", e.what());
+      continue;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     auto it = entries_.find(key);
     if (mine && it != entries_.end() && it->second.page == mine) ++stored;

@@ -146,7 +146,8 @@ TEST_CASE_METHOD(ReadAheadFixture, "after a claim the worklist page is read ahea
   CHECK(State(now, second) == "claimed");
 }
 
-TEST_CASE_METHOD(WorkflowFixture, "the read-ahead thread sleeps while idle and a change wakes it", "[workflow][api][worklist]") {
+TEST_CASE_METHOD(WorkflowFixture, "the read-ahead thread sleeps while idle and a change wakes it",
+                 "[workflow][api][worklist]") {
   ReceivedStudy study = Receive("zhuozhou", "P1", "CT");
   Promote();
   api->StartReadAhead(std::chrono::milliseconds(1), std::chrono::milliseconds(30));
@@ -181,4 +182,19 @@ TEST_CASE("a read ahead that throws is logged and the thread reads on", "[api][w
   version = 3;
   CHECK(WaitFor([&] { return ahead.pages_read() == 1; }));
   CHECK(cache.Find("good", 3, 0));
+}
+
+TEST_CASE("one page whose read throws does not keep the others from being read ahead", "[api][worklist]") {
+  WorklistPageCache cache;
+  auto good = [] {
+    return std::function<WorklistPageCache::Read()>([] { return WorklistPageCache::Read{PageOf("[g]"), 1000}; });
+  };
+  cache.NoteAsked("good-1", good);
+  cache.NoteAsked("bad", [] {
+    return std::function<WorklistPageCache::Read()>([]() -> WorklistPageCache::Read { throw std::bad_alloc(); });
+  });
+  cache.NoteAsked("good-2", good);
+  CHECK(cache.ReadAhead(2, 0) == 2);  // the most recently asked first: good-2, bad (thrown), good-1
+  CHECK(cache.Find("good-1", 2, 0));
+  CHECK(cache.Find("good-2", 2, 0));
 }
