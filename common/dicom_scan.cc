@@ -110,7 +110,9 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
     while (!open.empty() && open.back().end != kUndefined && pos >= open.back().end) leave();
     if (!read(4)) break;
     const uint32_t group = U16(b, big_endian), element = U16(b + 2, big_endian);
-    if (group == 0xFFFE) {  // item and delimiters: always a 4-byte length
+    // Item and delimiters: no VR, a 4-byte length. Any other element of group FFFE is read as DCMTK
+    // reads it, with its VR (none of them is in its dictionary).
+    if (group == 0xFFFE && (element == 0xE000 || element == 0xE00D || element == 0xE0DD)) {
       if (!read(4)) break;
       const uint32_t len = U32(b, big_endian);
       if (element == 0xE000 && !open.empty() && open.back().fragments) {

@@ -82,7 +82,8 @@ size_t WorklistPageCache::ReadAhead(uint64_t version, int64_t now_ms) {
     }
   }
   size_t stored = 0;
-  for (const auto& [key, read] : due) {
+  for (const auto& [key, read_ref] : due) {
+    const std::function<Read()>& read = read_ref;  // a structured binding cannot be captured (clang 14)
     // Counted only when this read ran and its page is the one kept (not a caller's read waited
     // on, nor a failed read, nor one a newer page overtook).
     std::shared_ptr<const Page> mine;
