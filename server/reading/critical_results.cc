@@ -46,9 +46,8 @@ Result<CriticalResults::Rows> CriticalResults::Unacknowledged(const std::string&
   const int64_t now = clock_();
   {
     std::lock_guard<std::mutex> lock(kept_mu_);
-    if (auto it = kept_.find(signer);
-        it != kept_.end() && it->second.version == version && now >= it->second.read_ms &&
-        now < it->second.read_ms + kKeptMs) {
+    if (auto it = kept_.find(signer); it != kept_.end() && it->second.version == version && now >= it->second.read_ms &&
+                                      now < it->second.read_ms + kKeptMs) {
       return it->second.rows;
     }
     ++reads_;

@@ -28,7 +28,6 @@ int64_t Metric(ReadingApi& api, const std::string& name) {
   return std::stoll(metrics.substr(at + name.size() + 2));
 }
 
-
 struct ReminderFixture : WorkflowFixture {
   ReceivedStudy study = Receive("zhuozhou", "P1", "CT");
   std::unique_ptr<CriticalResults> critical;
