@@ -157,3 +157,22 @@ TEST_CASE_METHOD(OwnerFixture, "another member's object whose batch is lost is r
   CHECK(Instances() == 1);
   CHECK(Objects() == 1);
 }
+
+TEST_CASE_METHOD(OwnerFixture,
+                 "the index write refuses another member's study as PermissionDenied, a stored UID as Conflict",
+                 "[ingest]") {
+  std::filesystem::path temp = store.NewTempPath();
+  std::filesystem::copy_file(study[0], temp);
+  const InstanceSummary first = ReadInstanceSummary(study[0]).value();
+  REQUIRE(ingest->Store({temp, "AE", "zhuozhou", UID_CTImageStorage, first.sop_instance_uid, {}, {}}).code ==
+          IngestCode::kStored);
+  auto add = [&](const InstanceSummary& s, const std::string& member) {
+    return index->AddInstance({s, member, "AE", ObjectStore::InIndexPathFor(s.sop_instance_uid), 4, 1, "DICM"});
+  };
+  const InstanceSummary second = ReadInstanceSummary(study[1]).value();
+  // Ingest answers PermissionDenied 0x0124 without reading the owner again; Conflict is a re-send.
+  CHECK(add(second, "laishui").code() == Status::Code::kPermissionDenied);
+  CHECK(add(first, "laishui").code() == Status::Code::kPermissionDenied);  // the study is checked first
+  CHECK(add(first, "zhuozhou").code() == Status::Code::kConflict);
+  CHECK(Instances() == 1);
+}
