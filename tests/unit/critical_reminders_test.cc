@@ -21,12 +21,7 @@ namespace {
 const PeerCertificate kWang = test::CentreCertificate("wang.li", "radiologist");
 const PeerCertificate kZhao = test::CentreCertificate("zhao.min", "radiologist");
 
-int64_t Metric(ReadingApi& api, const std::string& name) {
-  const std::string metrics = api.Handle(HttpRequest{"GET", "/metrics", "", ""}, kWang).body;
-  const size_t at = metrics.find("\n" + name + " ");
-  REQUIRE(at != std::string::npos);
-  return std::stoll(metrics.substr(at + name.size() + 2));
-}
+int64_t Metric(ReadingApi& api, const std::string& name) { return test::Metric(api, name, kWang); }
 
 struct ReminderFixture : WorkflowFixture {
   ReceivedStudy study = Receive("zhuozhou", "P1", "CT");

@@ -29,6 +29,14 @@ inline PeerCertificate CentreCertificate(const std::string& cn, const std::strin
   return {"CN=" + cn + ",OU=" + ou + ",O=" + kCentreOrganization, cn, ou};
 }
 
+// One counter from the API's /metrics, read as `as`.
+inline int64_t Metric(ReadingApi& api, const std::string& name, const PeerCertificate& as) {
+  const std::string metrics = api.Handle(HttpRequest{"GET", "/metrics", "", ""}, as).body;
+  const size_t at = metrics.find("\n" + name + " ");
+  REQUIRE(at != std::string::npos);
+  return std::stoll(metrics.substr(at + name.size() + 2));
+}
+
 // Sends nothing: records each call and answers as told.
 class ScriptedSender : public ReportSender {
  public:

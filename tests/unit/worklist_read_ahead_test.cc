@@ -29,12 +29,7 @@ std::shared_ptr<const WorklistPageCache::Page> PageOf(const std::string& items) 
   return WorklistPageCache::Page::Make(items, 1);
 }
 
-int64_t Metric(ReadingApi& api, const std::string& name) {
-  const std::string metrics = api.Handle(HttpRequest{"GET", "/metrics", "", ""}, kWang).body;
-  const size_t at = metrics.find("\n" + name + " ");
-  REQUIRE(at != std::string::npos);
-  return std::stoll(metrics.substr(at + name.size() + 2));
-}
+int64_t Metric(ReadingApi& api, const std::string& name) { return test::Metric(api, name, kWang); }
 
 }  // namespace
 
