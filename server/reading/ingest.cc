@@ -121,7 +121,7 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     if (denied || (in_index && st.code() != Status::Code::kConflict && ForeignStudy(s, req))) {
       RemoveCompanions(companions->instances);
       if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
-      return denied ? Refuse(IngestCode::kNotAuthorized, st.message()) : ForeignStudyRefusal(s);
+      return ForeignStudyRefusal(s);  // the write's own PermissionDenied says the same
     }
     // Indexed before (in either tier; found only now, not looked up for every object): a re-send.
     std::optional<StoredInstance> indexed;
