@@ -9,8 +9,8 @@
 // waits a random LO..HI ms between requests, as a workstation refreshing or claiming does.
 // Worklist requests ask for gzip (Accept-Encoding), as the viewer does, and each gzip answer is
 // inflated (timed: a workstation does it too); --no-gzip asks for plain JSON.
-// Prints: mode=<m> clients=<c> n=<N> errors=<E> rps=<r> p50_ms=<x> p99_ms=<y> max_ms=<z>
-// client_cpu=<share of one core this program used>
+// Prints: mode=<m> clients=<c> n=<N> errors=<E> seconds=<s> rps=<r> p50_ms=<x> p99_ms=<y>
+// max_ms=<z> client_cpu=<share of one core this program used>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -188,10 +188,10 @@ int main(int argc, char** argv) {
   const double client_cpu = (cpu() - cpu_before) / seconds;
   std::sort(all_ms.begin(), all_ms.end());
   std::printf(
-      "mode=%s clients=%d identities=%zu%s%s n=%zu errors=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
+      "mode=%s clients=%d identities=%zu%s%s n=%zu errors=%d seconds=%.2f rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
       "client_cpu=%.2f\n",
       mode.c_str(), clients, certs.size(), think.empty() ? "" : " think_ms=", think.c_str(), all_ms.size(),
-      errors.load(), all_ms.size() / seconds, Percentile(all_ms, 50), Percentile(all_ms, 99),
+      errors.load(), seconds, all_ms.size() / seconds, Percentile(all_ms, 50), Percentile(all_ms, 99),
       all_ms.empty() ? 0.0 : all_ms.back(), client_cpu);
   return errors.load() == 0 ? 0 : 1;
 }

@@ -19,7 +19,15 @@
 # API_PUSH_RATE=0 sends as fast as the server takes them.
 # Worklist requests ask for gzip and inflate the answer, as the viewer does; API_GZIP=0 asks for
 # plain JSON (~35 kB a page of 50 rows).
-# Usage: tests/bench/api_load.sh [TASKS] [CLIENTS] [REQUESTS_PER_CLIENT]   (defaults 10000 32 40)
+# Each closed-loop phase has CLOSED_REQUESTS per client (default 1000: 32,000 samples, ~3 s, its
+# p99 the 320th worst; at 40 per client a phase lasted 0.1 s, its p99 the 13th worst of 1,280,
+# and the push barely overlapped it), each paced one REQUESTS_PER_CLIENT (~12 s at 40). The push
+# starts 1 s before the first phase and lasts until after the last (API_CT / API_PUSH_RATE: 40 s).
+# API_TRACE=1 starts the server with TELEREAD_API_TRACE (server/http/request_trace.h): one line
+# per request in $work/server.log, each line tagged with the phase it belongs to by the line
+# "phase <name>" logged before it.
+# Usage: tests/bench/api_load.sh [TASKS] [CLIENTS] [REQUESTS_PER_CLIENT] [CLOSED_REQUESTS]
+#   (defaults 10000 32 40 1000; "10000 32 40 40" is the form used up to stop 27)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${TELEREAD_BUILD_DIR:-$root/build}
@@ -27,6 +35,7 @@ work=${TELEREAD_BENCH_DIR:-$root/var/bench-api}
 tasks=${1:-10000}
 clients=${2:-32}
 per_client=${3:-40}
+closed_per_client=${4:-1000}
 dicom_port=11392
 http_port=11393
 server=$build/server/teleread-server
@@ -51,8 +60,10 @@ rate=${API_PUSH_RATE:-40}
 gzip=()
 if [ "${API_GZIP:-1}" = 0 ]; then gzip=(--no-gzip); fi
 
-"$server" --config "$work/teleread.toml" --storage "$work/data" --dicom-port $dicom_port --http-port $http_port \
-  --log-level warn >"$work/server.log" 2>&1 &
+trace_env=()
+if [ "${API_TRACE:-0}" = 1 ]; then trace_env=(TELEREAD_API_TRACE=1); fi
+env "${trace_env[@]}" "$server" --config "$work/teleread.toml" --storage "$work/data" --dicom-port $dicom_port --http-port $http_port \
+  --log-level warn >>"$work/server.log" 2>&1 &
 pid=$!
 pusher=
 cleanup() {
@@ -100,19 +111,24 @@ stored() { sqlite3 "$work/data/index.sqlite" "SELECT COUNT(*) FROM instances"; }
 before=$(stored)
 # One measurement (the load program's arguments), then how many new objects the member's push
 # stored while it ran.
+# measure NAME REQUESTS_PER_CLIENT ARGS...
 measure() {
-  local n0
+  local n0 name=$1 requests=$2
+  shift 2
+  echo "phase $name" >>"$work/server.log"
   n0=$(stored)
-  "$load" --clients "$clients" --requests "$per_client" "$@"
+  "$load" --clients "$clients" --requests "$requests" "$@"
   echo "  new CT objects stored meanwhile: $(($(stored) - n0))"
 }
 echo "$clients clients (readers: ${readers[*]}), closed loop, ZZ_PACS pushing CT meanwhile ($rate objects/s):"
-measure "${certs[@]}" --mode worklist "${gzip[@]}"
-measure "${one[@]}" --mode claim --uids "$(uids 100 $((100 + clients * per_client - 1)))"
+measure worklist-closed "$closed_per_client" "${certs[@]}" --mode worklist "${gzip[@]}"
+measure claim-closed "$closed_per_client" "${one[@]}" --mode claim \
+  --uids "$(uids 100 $((100 + clients * closed_per_client - 1)))"
 echo "$clients clients, each pausing $think ms between requests, ZZ_PACS pushing CT meanwhile:"
-next=$((100 + clients * per_client))
-measure "${certs[@]}" --mode worklist --think-ms "$think" "${gzip[@]}"
-measure "${one[@]}" --mode claim --think-ms "$think" --uids "$(uids $next $((next + clients * per_client - 1)))"
+next=$((100 + clients * closed_per_client))
+measure worklist-paced "$per_client" "${certs[@]}" --mode worklist --think-ms "$think" "${gzip[@]}"
+measure claim-paced "$per_client" "${one[@]}" --mode claim --think-ms "$think" \
+  --uids "$(uids $next $((next + clients * per_client - 1)))"
 grep -q "push ended" "$work/storescu.log" && echo "note: the push ended before the last measurement did" >&2
 kill "$pusher" 2>/dev/null || true  # gone already when the push ended
 wait "$pusher" 2>/dev/null || true
