@@ -172,9 +172,10 @@ WorklistPageCache::Read ReadingApi::ReadPage(const WorklistFilter& f, const std:
 }
 
 void ReadingApi::StartReadAhead(std::chrono::milliseconds poll, std::chrono::milliseconds armed) {
+  read_ahead_.reset();  // unsubscribed before the next subscribes
   read_ahead_ = std::make_unique<WorklistReadAhead>(
       pages_, [this] { return worklist_.Version(); }, [this] { return worklist_.Now(); },
-      [this](std::function<void()> fn) { worklist_.OnChange(std::move(fn)); }, poll, armed);
+      [this](std::function<void()> fn) { return worklist_.OnChange(std::move(fn)); }, poll, armed);
 }
 
 }  // namespace teleread

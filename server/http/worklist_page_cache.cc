@@ -64,7 +64,7 @@ void WorklistPageCache::NoteAsked(const std::string& key, const std::function<st
   it->second.last = ++asked_count_;
 }
 
-size_t WorklistPageCache::ReadAhead(uint64_t version, int64_t now_ms) {
+size_t WorklistPageCache::ReadAhead(uint64_t version, int64_t now_ms, bool* more) {
   std::vector<std::pair<std::string, std::function<Read()>>> due;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -73,6 +73,7 @@ size_t WorklistPageCache::ReadAhead(uint64_t version, int64_t now_ms) {
       if (asked.since_read_ahead && !FindLocked(key, version, now_ms, false)) stale.push_back({asked.last, &key});
     }
     std::sort(stale.begin(), stale.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (more) *more = stale.size() > kMaxReadAhead;
     if (stale.size() > kMaxReadAhead) stale.resize(kMaxReadAhead);
     for (const auto& [last, key] : stale) {
       (void)last;

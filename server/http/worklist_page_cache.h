@@ -91,8 +91,9 @@ class WorklistPageCache {
   // current at `version` (at most kMaxReadAhead, most recently asked first; the others stay due),
   // as FindOrRead does: a caller missing it meanwhile waits for this read. How many pages this
   // call read and kept.
+  // `more` (if given): set when pages were left due past kMaxReadAhead.
   static constexpr size_t kMaxReadAhead = 8;
-  size_t ReadAhead(uint64_t version, int64_t now_ms);
+  size_t ReadAhead(uint64_t version, int64_t now_ms, bool* more = nullptr);
   size_t hits() const;
   size_t bytes() const;
   size_t pages() const;

@@ -1,6 +1,7 @@
 #include "server/http/worklist_read_ahead.h"
 
 #include <exception>
+#include <stdexcept>
 
 #include "common/log.h"
 
@@ -17,11 +18,20 @@ WorklistReadAhead::WorklistReadAhead(WorklistPageCache& pages, std::function<uin
       armed_(armed),
       start_version_(version_()),
       thread_([this] { Loop(); }) {
-  if (subscribe_) subscribe_([this] { Wake(); });
+  if (!subscribe_) return;
+  if (Status s = subscribe_([this] { Wake(); }); !s.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    throw std::logic_error("worklist read-ahead not subscribed: " + s.message());
+  }
 }
 
 WorklistReadAhead::~WorklistReadAhead() {
-  if (subscribe_) subscribe_(nullptr);  // no Wake once this returns
+  if (subscribe_) (void)subscribe_(nullptr);  // no Wake once this returns
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -64,8 +74,7 @@ void WorklistReadAhead::Loop() {
     }
     if (stopping_) return;
     ++polls_;
-    // The wake comes before the commit, the version moves after it: poll until it has moved and
-    // held.
+    // Woken once the version moved: poll until it has held.
     if (woken_) armed_until = Clock::now() + armed_;
     woken_ = false;
     const uint64_t now = version_();
@@ -75,14 +84,20 @@ void WorklistReadAhead::Loop() {
     if (now == seen && now != done) {
       lock.unlock();
       size_t n = 0;
+      bool more = false;
       try {
-        n = pages_.ReadAhead(now, now_ms_());
+        n = pages_.ReadAhead(now, now_ms_(), &more);
       } catch (const std::exception& e) {  // e.g. no memory: the callers read for themselves
         spdlog::warn("worklist pages not read ahead: {}", e.what());
       }
       lock.lock();
       read_ += n;
-      done = now;
+      // Past kMaxReadAhead: the rest at the next poll, if the version still holds.
+      if (more) {
+        armed_until = Clock::now() + armed_;
+      } else {
+        done = now;
+      }
     }
     seen = now;
   }

@@ -57,8 +57,9 @@ class Worklist {
   // For caching pages: a List result stays what List would return while Version() is unchanged
   // and Now() is before NextTimeChange (task_store.h) of its rows.
   uint64_t Version() const { return tasks_.Version(); }
-  // `fn` called just before each change that moves Version commits (one at a time); null: none.
-  void OnChange(std::function<void()> fn) { tasks_.OnChange(std::move(fn)); }
+  // `fn` called after each commit that moves Version, once it moved (Index::OnTasksChange: one
+  // listener, Conflict for a second); null: none.
+  Status OnChange(std::function<void()> fn) { return tasks_.OnChange(std::move(fn)); }
   int64_t Now() const { return clock_(); }
 
   // Open tasks that no configured reader may claim.

@@ -1,6 +1,8 @@
 #include "server/store/index.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -43,6 +45,20 @@ INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES
   ('studies', 'studies_awaiting_task', '100 1');
 ANALYZE sqlite_schema;
 )sql");
+}
+
+// Bench-only (server/http/request_trace.h): one line per batch of the writer, when set.
+bool BatchTraceOn() {
+  static const bool on = std::getenv("TELEREAD_API_TRACE") != nullptr;
+  return on;
+}
+
+// The time the last auto-checkpoint took (bench-only trace), on the writer thread only.
+thread_local int64_t checkpoint_us = -1;
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace
@@ -126,6 +142,19 @@ Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, st
         static_cast<Index*>(self)->shown_changes_.Note(op, table, rowid);
       },
       this);
+  if (BatchTraceOn()) {
+    // As SQLite's own auto-checkpoint (PASSIVE once the WAL holds 1000 pages), timed.
+    sqlite3_wal_hook(
+        writer_db_->handle(),
+        [](void*, sqlite3* db, const char* name, int pages) {
+          if (pages < 1000) return SQLITE_OK;
+          const int64_t start = NowUs();
+          sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+          checkpoint_us = NowUs() - start;
+          return SQLITE_OK;
+        },
+        nullptr);
+  }
   writer_thread_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -154,6 +183,13 @@ std::future<Status> Index::SubmitWrite(WriteFn fn) {
   return result;
 }
 
+Status Index::OnTasksChange(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(tasks_listener_mu_);
+  if (fn && tasks_listener_) return Status::Conflict("the index has a tasks listener already");
+  tasks_listener_ = std::move(fn);
+  return Status::Ok();
+}
+
 size_t Index::QueuedWrites() {
   std::lock_guard<std::mutex> lock(queue_mu_);
   return queue_.size();
@@ -171,6 +207,7 @@ void Index::WriterLoop() {
     }
     // One transaction for the batch; each request in its own savepoint so that one
     // refused request does not undo its neighbours.
+    const int64_t batch_start = BatchTraceOn() ? NowUs() : 0;
     Transaction tx(db);
     std::vector<Status> results;
     results.reserve(batch.size());
@@ -212,8 +249,18 @@ void Index::WriterLoop() {
     // COMMIT, so that a reader at the new version finds the new rows; moved for a COMMIT that then
     // fails, it only ends kept pages early.
     const bool shown = shown_changes_.Take(db);
+    const int64_t commit_start = BatchTraceOn() ? NowUs() : 0;
     Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
-    if (shown) tasks_version_.fetch_add(1, std::memory_order_release);
+    if (shown) {
+      tasks_version_.fetch_add(1, std::memory_order_release);
+      std::lock_guard<std::mutex> lock(tasks_listener_mu_);
+      if (tasks_listener_) tasks_listener_();
+    }
+    if (BatchTraceOn()) {
+      spdlog::warn("index batch n={} run={} commit={} checkpoint={} shown={}", batch.size(),
+                   commit_start - batch_start, NowUs() - commit_start, checkpoint_us, shown ? 1 : 0);
+      checkpoint_us = -1;
+    }
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done.set_value(commit.ok() || i == lost_at ? results[i] : commit);
     }

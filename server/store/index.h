@@ -137,9 +137,11 @@ class Index {
   // which change no reminder; a list of open results read at version v is current while it is v.
   uint64_t critical_version() const { return critical_version_.load(std::memory_order_acquire); }
   void CriticalResultsChanged() { critical_version_.fetch_add(1, std::memory_order_release); }
-  // Called on the writer thread just before the COMMIT of each batch that moves tasks_version
-  // (then moved right after it), e.g. to wake what reads pages ahead; null: nothing.
-  void OnTasksChange(std::function<void()> fn) { shown_changes_.SetListener(std::move(fn)); }
+  // `fn` is called on the writer thread after each COMMIT that moves tasks_version, once the
+  // version has moved (a reader woken by it finds the new rows), before the batch's writers are
+  // answered: it must be quick (e.g. wake what reads pages ahead). One listener: a second is
+  // refused (Conflict) until the first is unset with null.
+  Status OnTasksChange(std::function<void()> fn);
   // Writes waiting for the writer thread (not counting the batch it runs); for tests that order
   // what goes into one batch.
   size_t QueuedWrites();
@@ -166,6 +168,8 @@ class Index {
   ShownRowChanges shown_changes_;                 // used by writer_thread_ only (its update hook)
   std::atomic<uint64_t> tasks_version_{0};
   std::atomic<uint64_t> critical_version_{0};
+  std::mutex tasks_listener_mu_;
+  std::function<void()> tasks_listener_;  // guarded by tasks_listener_mu_
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

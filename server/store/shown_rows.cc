@@ -4,7 +4,6 @@
 
 #include <cstring>
 #include <string>
-#include <utility>
 
 #include "server/store/sqlite.h"
 
@@ -63,16 +62,7 @@ bool ShownRowChanges::Take(Database& db) {
   any_ = false;
   studies_.clear();
   series_.clear();
-  if (shown) {
-    std::lock_guard<std::mutex> lock(listener_mu_);
-    if (listener_) listener_();
-  }
   return shown;
-}
-
-void ShownRowChanges::SetListener(std::function<void()> fn) {
-  std::lock_guard<std::mutex> lock(listener_mu_);
-  listener_ = std::move(fn);
 }
 
 }  // namespace teleread

@@ -6,10 +6,8 @@
 // studies does not end every kept page with each object it sends; a new task (a reading_tasks
 // row) always does.
 //
-// Thread-safety: the index's writer thread only, but SetListener, from any thread.
+// Thread-safety: the index's writer thread only.
 #include <cstdint>
-#include <functional>
-#include <mutex>
 #include <unordered_set>
 
 namespace teleread {
@@ -23,17 +21,12 @@ class ShownRowChanges {
   // Whether the changes noted since the last call may change a worklist row, read on `db` inside
   // the transaction about to commit; clears the notes. True when unsure (a read failed, a row was
   // deleted).
-  // When true, the listener (if any) is called first, on the writer thread: it must be quick.
   bool Take(Database& db);
-  // Called by each Take that returns true (Index::OnTasksChange); null: none.
-  void SetListener(std::function<void()> fn);
 
  private:
   bool any_ = false;                     // a change that shows, whatever the study
   std::unordered_set<int64_t> studies_;  // studies rows changed
   std::unordered_set<int64_t> series_;   // series rows added or changed
-  std::mutex listener_mu_;
-  std::function<void()> listener_;  // guarded by listener_mu_
 };
 
 }  // namespace teleread

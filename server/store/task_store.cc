@@ -107,7 +107,7 @@ int64_t NextTimeChange(const std::vector<WorklistRow>& rows) {
 
 uint64_t TaskStore::Version() const { return index_.tasks_version(); }
 
-void TaskStore::OnChange(std::function<void()> fn) { index_.OnTasksChange(std::move(fn)); }
+Status TaskStore::OnChange(std::function<void()> fn) { return index_.OnTasksChange(std::move(fn)); }
 
 Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_t now) const {
   Result<PooledReader> db = index_.OpenReader();

@@ -115,8 +115,9 @@ class TaskStore {
   Result<std::vector<WorklistRow>> Open(int64_t now_ms) const;
   // Index::tasks_version: a page listed at one version is current while it stays the same.
   uint64_t Version() const;
-  // `fn` called just before each commit that moves the version (Index::OnTasksChange); null: none.
-  void OnChange(std::function<void()> fn);
+  // `fn` called after each commit that moves the version (Index::OnTasksChange: one at a time,
+  // Conflict for a second); null: none.
+  Status OnChange(std::function<void()> fn);
 
  private:
   Index& index_;

@@ -1,14 +1,16 @@
 // Reading kept worklist pages ahead of their callers (server/http/worklist_read_ahead.h): after a
 // change, a page asked for is read again before the next caller asks, and served to it as kept,
 // showing the change; a page nobody asked for since is not read again; past the most read at
-// once, the rest stay due; only pages read and kept are counted; idle, the thread sleeps until
-// a change wakes it; a read that throws does not end it.
+// once, the rest stay due and are read at the next polls; only pages read and kept are counted;
+// idle, the thread sleeps until a change wakes it (the index calls it after the version moved,
+// and holds one such listener); a read that throws does not end it.
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <thread>
 
 #include "server/http/worklist_page_cache.h"
@@ -192,4 +194,66 @@ TEST_CASE("one page whose read throws does not keep the others from being read a
   CHECK(cache.ReadAhead(2, 0) == 2);  // the most recently asked first: good-2, bad (thrown), good-1
   CHECK(cache.Find("good-1", 2, 0));
   CHECK(cache.Find("good-2", 2, 0));
+}
+
+TEST_CASE_METHOD(WorkflowFixture, "the index calls its tasks listener after the version moved, and holds one only",
+                 "[workflow][worklist]") {
+  ReceivedStudy study = Receive("zhuozhou", "P1", "CT");
+  Promote();
+  std::atomic<int> calls{0};
+  std::atomic<uint64_t> seen{0};
+  REQUIRE(index->OnTasksChange([&] {
+                 seen = index->tasks_version();  // a reader woken here must find the change
+                 ++calls;
+               })
+              .ok());
+  CHECK(index->OnTasksChange([] {}).code() == Status::Code::kConflict);  // a second is refused
+  const uint64_t before = index->tasks_version();
+  REQUIRE(worklist->Claim(study.study_instance_uid, "wang.li").ok());
+  CHECK(calls == 1);  // the first listener, not replaced by the refused one
+  CHECK(seen == before + 1);
+  CHECK(index->tasks_version() == before + 1);
+  REQUIRE(index->OnTasksChange(nullptr).ok());
+  CHECK(index->OnTasksChange([] {}).ok());  // unset: a new one may come
+  REQUIRE(index->OnTasksChange(nullptr).ok());
+
+  // Two read-aheads on one index: the second is a wiring mistake, thrown.
+  api->StartReadAhead(std::chrono::milliseconds(1));
+  WorklistPageCache other;
+  CHECK_THROWS_AS(WorklistReadAhead(
+                      other, [&] { return index->tasks_version(); }, [] { return int64_t{0}; },
+                      [&](std::function<void()> fn) { return worklist->OnChange(std::move(fn)); }),
+                  std::logic_error);
+}
+
+TEST_CASE("a change between the read-ahead's construction and its thread's first look is read ahead",
+          "[api][worklist]") {
+  WorklistPageCache cache;
+  cache.NoteAsked("a", [] {
+    return std::function<WorklistPageCache::Read()>([] { return WorklistPageCache::Read{PageOf("[a]"), 1000}; });
+  });
+  // The constructor's look sees version 1; every later one (the thread's) sees 2, as when a change
+  // commits before the thread first runs, however the threads are scheduled.
+  std::atomic<int> looks{0};
+  WorklistReadAhead ahead(
+      cache, [&]() -> uint64_t { return looks++ == 0 ? 1 : 2; }, [] { return int64_t{0}; }, nullptr,
+      std::chrono::milliseconds(1));
+  CHECK(WaitFor([&] { return ahead.pages_read() == 1; }));
+  CHECK(cache.Find("a", 2, 0));
+}
+
+TEST_CASE("more pages due than one read-ahead reads are all read while the version holds", "[api][worklist]") {
+  WorklistPageCache cache;
+  const size_t n = WorklistPageCache::kMaxReadAhead * 2 + 1;
+  for (size_t i = 0; i < n; ++i) {
+    cache.NoteAsked("k" + std::to_string(i), [] {
+      return std::function<WorklistPageCache::Read()>([] { return WorklistPageCache::Read{PageOf("[k]"), 1000}; });
+    });
+  }
+  std::atomic<uint64_t> version{1};
+  WorklistReadAhead ahead(
+      cache, [&] { return version.load(); }, [] { return int64_t{0}; }, nullptr, std::chrono::milliseconds(1));
+  version = 2;  // one change, no other
+  CHECK(WaitFor([&] { return ahead.pages_read() == n; }));
+  for (size_t i = 0; i < n; ++i) CHECK(cache.Find("k" + std::to_string(i), 2, 0));
 }
