@@ -9,12 +9,8 @@
 namespace teleread {
 
 WalCheckpointer::WalCheckpointer(const std::filesystem::path& db_path, sqlite3* writer, int pages,
-                                 int inline_pages, std::function<void()> before_each)
-    : writer_(writer),
-      pages_(pages),
-      inline_pages_(inline_pages),
-      next_at_(pages),
-      before_each_(std::move(before_each)) {
+                                 std::function<void()> before_each)
+    : writer_(writer), pages_(pages), before_each_(std::move(before_each)) {
   Result<std::unique_ptr<Database>> db = Database::Open(db_path, false);
   if (!db.ok()) {  // the commits keep checkpointing, as SQLite does by default
     spdlog::warn("index WAL checkpoints stay on the writer's commits: {}", db.status().message());
@@ -41,17 +37,9 @@ uint64_t WalCheckpointer::checkpoints() const {
   return done_;
 }
 
-int WalCheckpointer::Hook(void* self, sqlite3* db, const char* name, int pages) {
+int WalCheckpointer::Hook(void* self, sqlite3*, const char*, int pages) {
   auto& me = *static_cast<WalCheckpointer*>(self);
-  if (pages < me.last_frames_) me.next_at_ = me.pages_;  // the WAL started again
-  me.last_frames_ = pages;
-  if (pages >= me.inline_pages_) {
-    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    me.inline_++;
-    return SQLITE_OK;
-  }
-  if (pages < me.next_at_) return SQLITE_OK;
-  me.next_at_ = pages + me.pages_;  // once per `pages` frames, not after each commit
+  if (pages < me.pages_) return SQLITE_OK;
   {
     std::lock_guard<std::mutex> lock(me.mu_);
     me.due_ = true;

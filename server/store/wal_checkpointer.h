@@ -6,17 +6,12 @@
 // view and claim waits for the next commit). Hooked on the writer connection in place of the
 // auto-checkpoint: the hook (on the writer thread, after each commit) only notes the WAL's size
 // and wakes the thread, which runs a PASSIVE checkpoint (it blocks neither the writer nor the
-// readers; what it cannot copy yet, the next one does) once per `pages` frames written. The WAL
-// starts again from its beginning only at a write that finds it all copied, which a writer busy
-// without pause may never do: past `inline_pages` frames a commit checkpoints itself, as SQLite
-// would (cheap then: the thread copied most of it), so that the WAL stays bounded.
-// Durability is the WAL's, as before.
+// readers; what it cannot copy yet, the next one does). Durability is the WAL's, as before.
 //
 // Thread-safety: constructed and destroyed by the writer connection's owner, with no write
 // running; the hook runs on the writer's thread.
 #include <sqlite3.h>
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
@@ -35,13 +30,12 @@ class WalCheckpointer {
   // `writer`: the connection whose commits fill the WAL of `db_path` (outlives this).
   // `before_each`: called on the thread before each checkpoint (tests hold it there).
   WalCheckpointer(const std::filesystem::path& db_path, sqlite3* writer, int pages = kPages,
-                  int inline_pages = 4 * kPages, std::function<void()> before_each = nullptr);
+                  std::function<void()> before_each = nullptr);
   ~WalCheckpointer();  // unhooks (the writer goes back to SQLite's auto-checkpoint), then joins
   WalCheckpointer(const WalCheckpointer&) = delete;
   WalCheckpointer& operator=(const WalCheckpointer&) = delete;
 
-  uint64_t checkpoints() const;  // run so far by the thread
-  uint64_t inline_checkpoints() const { return inline_.load(); }  // by a commit, past inline_pages
+  uint64_t checkpoints() const;  // run so far
   // Whether the thread has its connection; without one the writer keeps the auto-checkpoint.
   bool running() const { return thread_.joinable(); }
 
@@ -50,10 +44,7 @@ class WalCheckpointer {
   void Loop();
 
   sqlite3* writer_;
-  const int pages_, inline_pages_;
-  int next_at_;          // frames at which the thread is next woken; writer's thread only
-  int last_frames_ = 0;  // the WAL's frames at the last commit; writer's thread only
-  std::atomic<uint64_t> inline_{0};
+  const int pages_;
   const std::function<void()> before_each_;
   std::unique_ptr<Database> db_;  // the thread's own connection
   mutable std::mutex mu_;
