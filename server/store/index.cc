@@ -11,7 +11,6 @@
 #include "server/store/schema.h"
 #include "server/store/sqlite.h"
 #include "server/store/task_sql.h"
-#include "server/store/wal_checkpointer.h"
 
 namespace teleread {
 namespace {
@@ -53,6 +52,9 @@ bool BatchTraceOn() {
   static const bool on = std::getenv("TELEREAD_API_TRACE") != nullptr;
   return on;
 }
+
+// The time the last auto-checkpoint took (bench-only trace), on the writer thread only.
+thread_local int64_t checkpoint_us = -1;
 
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -140,8 +142,19 @@ Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, st
         static_cast<Index*>(self)->shown_changes_.Note(op, table, rowid);
       },
       this);
-  // Off the writer's commits (wal_checkpointer.h): no batch waits for a checkpoint.
-  checkpointer_ = std::make_unique<WalCheckpointer>(db_path_, writer_db_->handle());
+  if (BatchTraceOn()) {
+    // As SQLite's own auto-checkpoint (PASSIVE once the WAL holds 1000 pages), timed.
+    sqlite3_wal_hook(
+        writer_db_->handle(),
+        [](void*, sqlite3* db, const char* name, int pages) {
+          if (pages < 1000) return SQLITE_OK;
+          const int64_t start = NowUs();
+          sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+          checkpoint_us = NowUs() - start;
+          return SQLITE_OK;
+        },
+        nullptr);
+  }
   writer_thread_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -244,8 +257,9 @@ void Index::WriterLoop() {
       if (tasks_listener_) tasks_listener_();
     }
     if (BatchTraceOn()) {
-      spdlog::warn("index batch n={} run={} commit={} shown={}", batch.size(), commit_start - batch_start,
-                   NowUs() - commit_start, shown ? 1 : 0);
+      spdlog::warn("index batch n={} run={} commit={} checkpoint={} shown={}", batch.size(),
+                   commit_start - batch_start, NowUs() - commit_start, checkpoint_us, shown ? 1 : 0);
+      checkpoint_us = -1;
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done.set_value(commit.ok() || i == lost_at ? results[i] : commit);

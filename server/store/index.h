@@ -28,7 +28,6 @@ struct sqlite3;
 namespace teleread {
 
 class Database;
-class WalCheckpointer;
 
 struct NewInstance {
   InstanceSummary summary;
@@ -164,7 +163,6 @@ class Index {
   struct WriterStatements;
   std::unique_ptr<Database> writer_db_;           // used by writer_thread_ only
   std::unique_ptr<WriterStatements> writer_sql_;  // used by writer_thread_ only; prepared once
-  std::unique_ptr<WalCheckpointer> checkpointer_;  // hooked on writer_db_; gone before it
   int64_t inserted_since_analyze_ = 0;            // used by writer_thread_ only
   int64_t instances_at_analyze_ = 0;              // used by writer_thread_ only
   ShownRowChanges shown_changes_;                 // used by writer_thread_ only (its update hook)
