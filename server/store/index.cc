@@ -250,19 +250,21 @@ void Index::WriterLoop() {
     // fails, it only ends kept pages early.
     const bool shown = shown_changes_.Take(db);
     const int64_t commit_start = BatchTraceOn() ? NowUs() : 0;
+    checkpoint_us = -1;  // only a checkpoint this COMMIT runs
     Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
+    const int64_t commit_us = BatchTraceOn() ? NowUs() - commit_start : 0;
     if (shown) {
       tasks_version_.fetch_add(1, std::memory_order_release);
       std::lock_guard<std::mutex> lock(tasks_listener_mu_);
       if (tasks_listener_) tasks_listener_();
     }
-    if (BatchTraceOn()) {
-      spdlog::warn("index batch n={} run={} commit={} checkpoint={} shown={}", batch.size(),
-                   commit_start - batch_start, NowUs() - commit_start, checkpoint_us, shown ? 1 : 0);
-      checkpoint_us = -1;
-    }
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done.set_value(commit.ok() || i == lost_at ? results[i] : commit);
+    }
+    // Logged after the answers: a flushed line under the logger's lock would delay them.
+    if (BatchTraceOn()) {
+      spdlog::warn("index batch n={} run={} commit={} checkpoint={} shown={}", batch.size(), commit_start - batch_start,
+                   commit_us, checkpoint_us, shown ? 1 : 0);
     }
     MaybeAnalyze(db);
   }

@@ -19,9 +19,9 @@
 # API_PUSH_RATE=0 sends as fast as the server takes them.
 # Worklist requests ask for gzip and inflate the answer, as the viewer does; API_GZIP=0 asks for
 # plain JSON (~35 kB a page of 50 rows).
-# Each closed-loop phase has CLOSED_REQUESTS per client (default 1000: 32,000 samples, ~3 s, its
+# Each closed-loop phase has CLOSED_REQUESTS per client (default 1000: 32,000 samples, ~2 s, its
 # p99 the 320th worst; at 40 per client a phase lasted 0.1 s, its p99 the 13th worst of 1,280,
-# and the push barely overlapped it), each paced one REQUESTS_PER_CLIENT (~12 s at 40). The push
+# and the push barely overlapped it), each paced one REQUESTS_PER_CLIENT (~13 s at 40). The push
 # starts 1 s before the first phase and lasts until after the last (API_CT / API_PUSH_RATE: 40 s).
 # API_TRACE=1 starts the server with TELEREAD_API_TRACE (server/http/request_trace.h): one line
 # per request in $work/server.log, each line tagged with the phase it belongs to by the line

@@ -2,7 +2,7 @@
 """Where the slowest requests of an api_load.sh run spent their time (API_TRACE=1).
 
 Reads the server log: "phase NAME" lines (written by api_load.sh before each measurement), the
-trace lines of server/http/request_trace.h, and the index's batch and checkpoint lines. For each
+trace lines of server/http/request_trace.h, and the index's batch lines (with the checkpoint their COMMIT ran). For each
 phase and route: the median and mean of each stage over all requests and over the slowest 1 %
 (by the server's total, in microseconds), which stage was the largest in each slow one, and how
 many of them (and of the others) overlapped a commit of the index's writer over 1 ms.
