@@ -6,7 +6,8 @@
 # object (/proc/diskstats), and with BENCH_STRACE=1 (teleread cells only; slows them) a strace -f -T
 # summary of the storage calls.
 # Usage: tests/bench/ct_ab.sh BUILD_DIR_A BUILD_DIR_B [PAIRS] [COUNT]   (defaults 5, 600)
-# BENCH_ASSOCS (default "4 1"), BENCH_NODELAY (default 1; 0: senders leave Nagle on).
+# BENCH_ASSOCS (default "4 1"), BENCH_NODELAY (default 1; 0: senders leave Nagle on), BENCH_NAGLE_B=1:
+# only B's senders leave Nagle on (A and B the same build: the cost of Nagle-on senders).
 # Output: one tab-separated line per cell, then medians per (build, assocs). Files: $work.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,7 +37,9 @@ cpu_ms() { awk '{ print ($14 + $15 + $16 + $17) * 1000 / '"$(getconf CLK_TCK)"' 
 cell() {  # label build_dir assocs -> one result line
   local label=$1 build=$2 assocs=$3 data=$work/data-$RANDOM$RANDOM pid
   # DCMTK reads TCP_NODELAY in every process: storescp as well as the senders.
-  if [ "${BENCH_NODELAY:-1}" = 1 ]; then export TCP_NODELAY=1; else unset TCP_NODELAY; fi
+  local nodelay=${BENCH_NODELAY:-1}
+  [ "$label" = B ] && [ "${BENCH_NAGLE_B:-0}" = 1 ] && nodelay=0
+  if [ "$nodelay" = 1 ]; then export TCP_NODELAY=1; else unset TCP_NODELAY; fi
   if [ "$label" = storescp ]; then
     mkdir -p "$data"
     storescp --fork +xa --max-pdu 131072 -od "$data" -aet LX_READ $port >"$work/storescp.log" 2>&1 &
