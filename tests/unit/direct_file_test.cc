@@ -1,8 +1,10 @@
 #include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <random>
 #include <vector>
 
@@ -88,4 +90,30 @@ TEST_CASE("a direct file's bytes do not pass through the page cache", "[store][d
   CHECK(resident >= DirectFile::kHead / page);
   CHECK(resident <= DirectFile::kHead / page + 1);
   CHECK(test::ReadFile(path) == bytes);
+}
+
+TEST_CASE("a direct file reports a failed disk write from the Append that made it", "[store][direct]") {
+  test::ScratchDir dir;
+  // RLIMIT_FSIZE refuses writes past it (EFBIG), on any file system; SIGXFSZ ignored meanwhile.
+  struct rlimit old {};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  void (*old_handler)(int) = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limit = old;
+  limit.rlim_cur = DirectFile::kHead + DirectFile::kChunk + DirectFile::kAlign;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &limit) == 0);
+  const std::string bytes = Pattern(4 * DirectFile::kChunk, 9);
+  int append_err = 0, finish_err = 0;
+  {
+    DirectFile file;
+    REQUIRE(file.Create(dir.path() / "object") == 0);
+    for (size_t at = 0; at < bytes.size() && append_err == 0; at += 1000) {
+      append_err = file.Append(bytes.data() + at, std::min<size_t>(1000, bytes.size() - at));
+    }
+    finish_err = file.Finish();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  // Told while the object arrives (the receiver then discards the rest), not only at the end.
+  CHECK(append_err == EFBIG);
+  CHECK(finish_err != 0);
 }
