@@ -3,12 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
-#include <utility>
 #include <string_view>
+#include <utility>
 
 #include "common/write_all.h"
 
@@ -19,18 +19,19 @@ DirectFile::~DirectFile() {
 }
 
 int DirectFile::Create(const std::filesystem::path& path, bool direct) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-  if (fd_ < 0) return errno;
+  // The buffer first: a failure leaves no file behind.
   if (direct) {
     buffer_ = {static_cast<char*>(std::aligned_alloc(kAlign, kChunk)), &std::free};
-    if (!buffer_) return ENOMEM;
+    if (!buffer_) return Fail(ENOMEM);
   }
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd_ < 0) return Fail(errno);
   return 0;
 }
 
 int DirectFile::WriteHead() {
-  if (int err = WriteAll(fd_, std::string_view(buffer_.get(), used_)); err != 0) return err;
-  offset_ += used_;
+  if (int err = WriteAll(fd_, std::string_view(buffer_.get(), used_)); err != 0) return Fail(err);
+  written_ += used_;
   used_ = 0;
   // EINVAL: a file system without O_DIRECT; the rest goes the ordinary way too.
   const int flags = ::fcntl(fd_, F_GETFL);
@@ -41,69 +42,66 @@ int DirectFile::WriteHead() {
 
 int DirectFile::DropDirect() {
   const int flags = ::fcntl(fd_, F_GETFL);
-  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) return errno;
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) return Fail(errno);
   direct_ = false;
   return 0;
 }
 
-// Writes the buffer: with O_DIRECT whole blocks (the last one zero-padded; Finish cuts the
-// padding); a write refused or cut short mid-block goes on the ordinary way from the last whole block.
+// Writes the buffer: its whole blocks with O_DIRECT, the rest (Finish's last partial block, or
+// what follows a direct write refused or cut short) the ordinary way, from where the file ends.
 int DirectFile::WriteBuffer() {
+  const size_t whole = used_ / kAlign * kAlign;
   size_t done = 0;
-  if (direct_) {
-    const size_t padded = (used_ + kAlign - 1) / kAlign * kAlign;
-    std::memset(buffer_.get() + used_, 0, padded - used_);
-    while (done < used_) {
-      const ssize_t n = ::write(fd_, buffer_.get() + done, padded - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n > 0 && static_cast<size_t>(n) % kAlign == 0) {
-        done += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno != EINVAL) return errno;
-      if (n > 0 && done + static_cast<size_t>(n) >= used_) {  // only padding left out
-        done = used_;
-        break;
-      }
-      if (n > 0) done += static_cast<size_t>(n) / kAlign * kAlign;
-      const auto at = static_cast<off_t>(offset_ + done);
-      if (int err = DropDirect(); err != 0) return err;
-      if (::ftruncate(fd_, at) != 0 || ::lseek(fd_, at, SEEK_SET) != at) return errno;
-      break;
+  while (direct_ && done < whole) {
+    const ssize_t n = write_(fd_, buffer_.get() + done, whole - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EINVAL) return Fail(errno);
+    if (n > 0) {  // the bytes written are in place, aligned or not
+      done += static_cast<size_t>(n);
+      direct_bytes_ += static_cast<uint64_t>(n);
+      if (static_cast<size_t>(n) % kAlign == 0) continue;
     }
-    done = std::min(done, used_);
+    // EINVAL, nothing written, or an unaligned cut: the file position follows what was written.
+    if (int err = DropDirect(); err != 0) return err;
   }
-  if (int err = WriteAll(fd_, std::string_view(buffer_.get() + done, used_ - done)); err != 0) return err;
-  offset_ += used_;
+  if (done < used_) {
+    if (direct_ && DropDirect() != 0) return error_;
+    if (int err = WriteAll(fd_, std::string_view(buffer_.get() + done, used_ - done)); err != 0) return Fail(err);
+  }
+  written_ += used_;
   used_ = 0;
+  if (!direct_) buffer_.reset();  // from here on, the ordinary way
   return 0;
 }
 
 int DirectFile::Append(const void* data, size_t n) {
+  if (error_ != 0) return error_;
   const char* p = static_cast<const char*>(data);
   size_ += n;
-  if (!buffer_) return WriteAll(fd_, std::string_view(p, n));
   while (n > 0 && buffer_) {
-    const size_t fill = offset_ == 0 ? kHead : kChunk;
+    const size_t fill = written_ == 0 ? kHead : kChunk;
     const size_t take = std::min(n, fill - used_);
     std::memcpy(buffer_.get() + used_, p, take);
     used_ += take;
     p += take;
     n -= take;
     if (used_ == fill) {
-      if (int err = offset_ == 0 ? WriteHead() : WriteBuffer(); err != 0) return err;
+      if (int err = written_ == 0 ? WriteHead() : WriteBuffer(); err != 0) return err;
     }
   }
-  return n > 0 ? WriteAll(fd_, std::string_view(p, n)) : 0;
+  if (n == 0) return 0;
+  if (int err = WriteAll(fd_, std::string_view(p, n)); err != 0) return Fail(err);
+  written_ += n;
+  return 0;
 }
 
 int DirectFile::Finish() {
-  int err = 0;
-  if (buffer_ && used_ > 0) err = offset_ == 0 ? WriteAll(fd_, std::string_view(buffer_.get(), used_)) : WriteBuffer();
-  // A padded last block leaves the file longer than its bytes.
-  if (err == 0 && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) err = errno;
-  if (::close(std::exchange(fd_, -1)) != 0 && err == 0) err = errno;
-  return err;
+  int err = error_;
+  if (err == 0 && buffer_ && used_ > 0) {
+    err = written_ == 0 ? WriteAll(fd_, std::string_view(buffer_.get(), used_)) : WriteBuffer();
+  }
+  if (fd_ >= 0 && ::close(std::exchange(fd_, -1)) != 0 && err == 0) err = errno;
+  return Fail(err);
 }
 
 }  // namespace teleread

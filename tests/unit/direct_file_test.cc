@@ -1,10 +1,14 @@
 #include <catch2/catch.hpp>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -45,11 +49,64 @@ size_t ResidentPages(const std::filesystem::path& path) {
   return resident;
 }
 
+bool OnTmpfs(const std::filesystem::path& dir) {
+  struct statfs info {};
+  REQUIRE(::statfs(dir.c_str(), &info) == 0);
+  return info.f_type == TMPFS_MAGIC;
+}
+
+// Whether `dir`'s file system takes O_DIRECT at all (tmpfs before Linux 6.6 does not).
+bool TakesDirect(const std::filesystem::path& dir) {
+  const std::filesystem::path probe = dir / "probe";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+  std::filesystem::remove(probe);
+  return fd >= 0;
+}
+
+// read_bytes of /proc/self/io: bytes this process made the kernel read from the device.
+uint64_t DeviceReadBytes() {
+  std::ifstream io("/proc/self/io");
+  std::string key;
+  uint64_t value = 0;
+  while (io >> key >> value) {
+    if (key == "read_bytes:") return value;
+  }
+  return UINT64_MAX;
+}
+
+// A write(2) that fails on cue: the `fail_at`-th call (1-based) behaves as `fault` says.
+enum class Fault { kEinval, kShort, kZero, kEnospc };
+Fault g_fault = Fault::kEinval;
+int g_fail_at = 0, g_calls = 0;
+ssize_t FaultyWrite(int fd, const void* data, size_t n) {
+  if (++g_calls != g_fail_at) return ::write(fd, data, n);
+  switch (g_fault) {
+    case Fault::kEinval:
+      errno = EINVAL;
+      return -1;
+    case Fault::kZero:
+      return 0;
+    case Fault::kEnospc:
+      errno = ENOSPC;
+      return -1;
+    case Fault::kShort: {  // 1.5 blocks written: an unaligned cut, as a device could leave it
+      const int flags = ::fcntl(fd, F_GETFL);
+      REQUIRE(::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0);
+      const ssize_t done = ::write(fd, data, std::min<size_t>(n, 6144));
+      REQUIRE(::fcntl(fd, F_SETFL, flags) == 0);
+      return done;
+    }
+  }
+  return -1;
+}
+
 }  // namespace
 
 TEST_CASE("a direct file holds exactly the bytes appended, whatever their sizes", "[store][direct]") {
   test::ScratchDir dir;
-  const size_t chunk = DirectFile::kChunk, align = DirectFile::kAlign;
+  if (!TakesDirect(dir.path())) TELEREAD_SKIP("the scratch directory's file system refuses O_DIRECT");
+  const size_t chunk = DirectFile::kChunk, align = DirectFile::kAlign, head = DirectFile::kHead;
   unsigned seed = 1;
   for (bool direct : {true, false}) {
     for (size_t size : {size_t{0}, size_t{1}, align - 1, align, align + 1, chunk - 1, chunk, chunk + 1,
@@ -67,7 +124,11 @@ TEST_CASE("a direct file holds exactly the bytes appended, whatever their sizes"
         at += n;
       }
       CHECK(file.size() == size);
+      // Which way the bytes went: past the head, every whole block direct.
+      CHECK(file.direct() == (direct && size >= head));
+      const uint64_t blocks = direct && size > head ? (size - head) / align * align : 0;
       REQUIRE(file.Finish() == 0);
+      CHECK(file.direct_bytes() == blocks);
       CHECK(std::filesystem::file_size(path) == size);
       CHECK(test::ReadFile(path) == bytes);
     }
@@ -76,15 +137,19 @@ TEST_CASE("a direct file holds exactly the bytes appended, whatever their sizes"
 
 TEST_CASE("a direct file's bytes do not pass through the page cache", "[store][direct]") {
   test::ScratchDir dir;
+  // tmpfs since Linux 6.6 takes O_DIRECT and still keeps every page: a property of the file system.
+  if (OnTmpfs(dir.path())) TELEREAD_SKIP("the scratch directory is on tmpfs");
   const std::filesystem::path path = dir.path() / "object";
   DirectFile file;
   REQUIRE(file.Create(path) == 0);
   const std::string bytes = Pattern(3 * DirectFile::kChunk + 17, 7);
   REQUIRE(file.Append(bytes.data(), bytes.size()) == 0);
   if (!file.direct()) TELEREAD_SKIP("the scratch directory's file system refuses O_DIRECT");
+  const uint64_t read_before = DeviceReadBytes();
   REQUIRE(file.Finish() == 0);
-  // The head (written the ordinary way for the parse that reads it next), and at most the last,
-  // partial page: cutting the padding reads it in to zero its tail.
+  // The last partial block lies past the end of the file: nothing read back from the device.
+  if (read_before != UINT64_MAX) CHECK(DeviceReadBytes() == read_before);
+  // The head (written the ordinary way for the parse that reads it next), and the last, partial page.
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   const size_t resident = ResidentPages(path);
   CHECK(resident >= DirectFile::kHead / page);
@@ -116,4 +181,43 @@ TEST_CASE("a direct file reports a failed disk write from the Append that made i
   // Told while the object arrives (the receiver then discards the rest), not only at the end.
   CHECK(append_err == EFBIG);
   CHECK(finish_err != 0);
+}
+
+TEST_CASE("a direct write refused, cut short or writing nothing goes on the ordinary way, and ENOSPC is final",
+          "[store][direct]") {
+  test::ScratchDir dir;
+  if (!TakesDirect(dir.path())) TELEREAD_SKIP("the scratch directory's file system refuses O_DIRECT");
+  const size_t size = DirectFile::kHead + 3 * DirectFile::kChunk + 17;
+  const std::string bytes = Pattern(size, 11);
+  int n = 0;
+  for (Fault fault : {Fault::kEinval, Fault::kShort, Fault::kZero, Fault::kEnospc}) {
+    for (int fail_at : {1, 3}) {  // the first direct write, the last whole-chunk one
+      INFO("fault " << static_cast<int>(fault) << " at direct write " << fail_at);
+      g_fault = fault;
+      g_fail_at = fail_at;
+      g_calls = 0;
+      const std::filesystem::path path = dir.path() / ("f" + std::to_string(++n));
+      DirectFile file;
+      file.set_write_for_test(&FaultyWrite);
+      REQUIRE(file.Create(path) == 0);
+      int err = 0;
+      for (size_t at = 0; at < size && err == 0; at += 10000) {
+        err = file.Append(bytes.data() + at, std::min<size_t>(10000, size - at));
+      }
+      if (fault == Fault::kEnospc) {
+        CHECK(err == ENOSPC);
+        CHECK(file.Append("x", 1) == ENOSPC);  // final: no loop, no write
+        CHECK(file.Finish() == ENOSPC);
+        continue;
+      }
+      REQUIRE(err == 0);
+      CHECK_FALSE(file.direct());  // the rest went the ordinary way
+      REQUIRE(file.Finish() == 0);
+      // Direct: the chunks before the failed write, and the 1.5 blocks a cut wrote.
+      const uint64_t before = static_cast<uint64_t>(fail_at - 1) * DirectFile::kChunk;
+      CHECK(file.direct_bytes() == before + (fault == Fault::kShort ? 6144 : 0));
+      CHECK(std::filesystem::file_size(path) == size);
+      CHECK(test::ReadFile(path) == bytes);
+    }
+  }
 }
