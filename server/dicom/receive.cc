@@ -5,6 +5,7 @@
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcostrma.h"
 #include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/dcmnet/dimse.h"
 
 #include <fcntl.h>
@@ -20,12 +21,13 @@ namespace {
 
 // Holds an object in memory while it fits within `limit` bytes; past that, creates the temp file,
 // writes what it held and streams the rest there. `durable` (an object whose fsync comes next):
-// with O_DIRECT (server/store/direct_file.h), else with its writeback started while the rest is
-// still arriving, so that the fsync before the acknowledgement only waits for the tail.
+// its writeback started while the rest is still arriving, so that the fsync before the
+// acknowledgement only waits for the tail; `direct`: past its head with O_DIRECT
+// (server/store/direct_file.h), where the kicks only start the head's writeback.
 class TieredConsumer : public DcmConsumer {
  public:
-  TieredConsumer(const ObjectStore& store, uint64_t limit, bool durable)
-      : store_(store), limit_(limit), durable_(durable) {}
+  TieredConsumer(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
+      : store_(store), limit_(limit), durable_(durable), direct_(direct) {}
   ~TieredConsumer() override {
     if (!temp_.empty()) ::unlink(temp_.c_str());
   }
@@ -54,7 +56,9 @@ class TieredConsumer : public DcmConsumer {
     if (temp_.empty() && !Spill()) return Discard(len);
     if (file_.Append(buf, n) != 0) return Discard(len);
     written_ += n;
-    if (durable_ && !file_.direct() && written_ >= next_kick_) {
+    // Kept with O_DIRECT: the head, and every byte where the file system accepts the flag but
+    // still writes through the page cache (tmpfs since Linux 6.6), then go out early too.
+    if (durable_ && written_ >= next_kick_) {
       ::sync_file_range(file_.fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
       next_kick_ = written_ + kKickBytes;
     }
@@ -81,7 +85,7 @@ class TieredConsumer : public DcmConsumer {
 
   bool Spill() {
     temp_ = store_.NewTempPath();
-    if (file_.Create(temp_, durable_) != 0) {
+    if (file_.Create(temp_, direct_) != 0) {
       temp_.clear();
       failed_ = true;
       return false;
@@ -99,6 +103,7 @@ class TieredConsumer : public DcmConsumer {
   const ObjectStore& store_;
   const uint64_t limit_;
   const bool durable_;
+  const bool direct_;
   std::string held_;
   std::filesystem::path temp_;
   DirectFile file_;
@@ -109,13 +114,14 @@ class TieredConsumer : public DcmConsumer {
 
 // DcmOutputStream takes its consumer by pointer at construction: the holder comes first.
 struct ConsumerHolder {
-  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool early) : consumer(store, limit, early) {}
+  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
+      : consumer(store, limit, durable, direct) {}
   TieredConsumer consumer;
 };
 class TieredStream : private ConsumerHolder, public DcmOutputStream {
  public:
-  TieredStream(const ObjectStore& store, uint64_t limit, bool early)
-      : ConsumerHolder(store, limit, early), DcmOutputStream(&consumer) {}
+  TieredStream(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
+      : ConsumerHolder(store, limit, durable, direct), DcmOutputStream(&consumer) {}
   TieredConsumer& tier() { return consumer; }
 };
 
@@ -146,13 +152,22 @@ bool WriteMetaHeader(T_ASC_Association* assoc, unsigned char pres_id, const std:
   return written && out.good();
 }
 
+// A native, uncompressed transfer syntax. An encapsulated (or deflated) object's parse reads a
+// header per fragment all through the file: such objects stay in the page cache for it.
+bool Native(T_ASC_Association* assoc, unsigned char pres_id) {
+  T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return false;
+  const DcmXfer xfer(pc.acceptedTransferSyntax);
+  return xfer.isNotEncapsulated() && xfer.getStreamCompression() == ESC_none;
+}
+
 }  // namespace
 
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
                            bool durable, ReceivedDataSet* out, uint64_t memory_limit) {
   *out = ReceivedDataSet{};
-  TieredStream stream(store, memory_limit, durable);
+  TieredStream stream(store, memory_limit, durable, durable && store.direct_io() && Native(assoc, pres_id));
   if (!WriteMetaHeader(assoc, pres_id, sop_class_uid, sop_instance_uid, stream) || stream.tier().failed()) {
     out->outcome = ReceivedDataSet::Outcome::kCannotCreate;
     DIC_UL bytes = 0, pdvs = 0;

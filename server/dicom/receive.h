@@ -24,10 +24,11 @@ struct ReceivedDataSet {
                                // with memory_limit 0, bar an empty data set)
 };
 
-// `durable`: an object whose fsync comes next, written to disk while the rest is arriving
-// (O_DIRECT where the file system takes it: server/store/direct_file.h). A bad condition means the association broke mid-data-set:
-// nothing is kept and nobody awaits an answer. A good one with an empty path: the storage could
-// not take it and the rest of the data set was drained, so a failure status can be sent.
+// `durable`: an object whose fsync comes next, written to disk while the rest is arriving: with
+// O_DIRECT past its head when the store's direct_io is on, its transfer syntax native and the
+// file system takes it (server/store/direct_file.h). A bad condition means the association broke
+// mid-data-set: nothing is kept and nobody awaits an answer. A good one with an empty path: the
+// storage could not take it and the rest of the data set was drained, so a failure status can be sent.
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
                            bool durable, ReceivedDataSet* out, uint64_t memory_limit = 0);
