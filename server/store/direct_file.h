@@ -57,8 +57,8 @@ class DirectFile {
   int error_ = 0;
   WriteFn write_ = &::write;
   std::unique_ptr<char, void (*)(void*)> buffer_{nullptr, nullptr};
-  size_t used_ = 0;    // bytes in buffer_
-  uint64_t size_ = 0;  // bytes appended
+  size_t used_ = 0;       // bytes in buffer_
+  uint64_t size_ = 0;     // bytes appended
   uint64_t written_ = 0;  // bytes in the file
   uint64_t direct_bytes_ = 0;
 };

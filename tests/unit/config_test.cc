@@ -136,8 +136,8 @@ TEST_CASE("direct_io is on by default, false turns it off, anything but a boolea
   CHECK_FALSE(ParseConfig(Edit("^small_object_bytes = .*$", "$&\ndirect_io = false"), "t.toml", "/etc/teleread")
                   .centre.direct_io);
   const std::string text = Edit("^small_object_bytes = .*$", "$&\ndirect_io = \"no\"");
-  CHECK(ErrorOf(text) == "t.toml:" + std::to_string(LineOf(text, "direct_io =")) +
-                             ": centre.direct_io: expected true or false");
+  CHECK(ErrorOf(text) ==
+        "t.toml:" + std::to_string(LineOf(text, "direct_io =")) + ": centre.direct_io: expected true or false");
 }
 
 TEST_CASE("status with a wrong --storage fails and creates no index", "[config][cli]") {

@@ -109,8 +109,8 @@ TEST_CASE("a direct file holds exactly the bytes appended, whatever their sizes"
   const size_t chunk = DirectFile::kChunk, align = DirectFile::kAlign, head = DirectFile::kHead;
   unsigned seed = 1;
   for (bool direct : {true, false}) {
-    for (size_t size : {size_t{0}, size_t{1}, align - 1, align, align + 1, chunk - 1, chunk, chunk + 1,
-                        3 * chunk + 17}) {
+    for (size_t size :
+         {size_t{0}, size_t{1}, align - 1, align, align + 1, chunk - 1, chunk, chunk + 1, 3 * chunk + 17}) {
       INFO("direct " << direct << ", " << size << " bytes");
       const std::string bytes = Pattern(size, seed++);
       const std::filesystem::path path = dir.path() / ("f" + std::to_string(seed));
