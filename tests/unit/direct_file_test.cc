@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -220,4 +221,29 @@ TEST_CASE("a direct write refused, cut short or writing nothing goes on the ordi
       CHECK(test::ReadFile(path) == bytes);
     }
   }
+}
+
+TEST_CASE("a direct file whose buffer cannot be allocated leaves no file behind", "[store][direct]") {
+  test::ScratchDir dir;
+  const std::filesystem::path path = dir.path() / "object";
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The address space capped just above its size: the 256 KiB buffer cannot be mapped.
+    std::ifstream statm("/proc/self/statm");
+    size_t pages = 0;
+    statm >> pages;
+    struct rlimit limit {};
+    limit.rlim_cur = limit.rlim_max = pages * static_cast<size_t>(::sysconf(_SC_PAGESIZE)) + 16 * 1024;
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(2);
+    DirectFile file;
+    const int err = file.Create(path);
+    ::_exit(err == ENOMEM ? 0 : err == 0 ? 3 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  INFO("child exit " << WEXITSTATUS(status) << " (3: the allocator still had room)");
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_FALSE(std::filesystem::exists(path));
 }
