@@ -158,7 +158,8 @@ bool Native(T_ASC_Association* assoc, unsigned char pres_id) {
   T_ASC_PresentationContext pc;
   if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return false;
   const DcmXfer xfer(pc.acceptedTransferSyntax);
-  return xfer.isNotEncapsulated() && xfer.getStreamCompression() == ESC_none;
+  // Unknown to DCMTK (a syntax added to the accepted list later): not assumed native.
+  return xfer.getXfer() != EXS_Unknown && xfer.isNotEncapsulated() && xfer.getStreamCompression() == ESC_none;
 }
 
 }  // namespace

@@ -2,12 +2,10 @@
 // page cache after the acknowledgement: a direct-written file keeps only its head there, one
 // written the ordinary way all of its pages. Native objects go direct unless [centre] direct_io
 // is false; encapsulated ones never (their parse reads a header per fragment all through the file).
-#include <catch2/catch.hpp>
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <sys/mman.h>
-#include <sys/vfs.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include "common/dicom.h"
 #include "dcmtk/config/osconfig.h"  // must come first
@@ -17,6 +15,7 @@
 #include "dcmtk/dcmdata/dcpixseq.h"
 #include "dcmtk/dcmdata/dcpxitem.h"
 #include "samples/synthetic.h"
+#include "tests/support/direct_probe.h"
 #include "tests/support/server_fixture.h"
 #include "tests/support/skip.h"
 #include "tests/support/stored.h"
@@ -100,10 +99,9 @@ TEST_CASE("native objects are written past their head with O_DIRECT unless direc
           "[store][direct][ingest]") {
   InitializeDicom();
   ScratchDir dir;
-  struct statfs fs_info {};
-  REQUIRE(::statfs(dir.path().c_str(), &fs_info) == 0);
-  // tmpfs (since Linux 6.6) takes O_DIRECT but keeps every page: nothing to tell apart there.
-  if (fs_info.f_type == TMPFS_MAGIC) TELEREAD_SKIP("the scratch directory is on tmpfs");
+  if (!DirectWritesSkipCache(dir.path())) {
+    TELEREAD_SKIP("the scratch directory's file system does not keep O_DIRECT writes out of the page cache");
+  }
   const fs::path native = Object(dir.path() / "native", "DIRECT1", false);
   const fs::path native2 = Object(dir.path() / "native2", "DIRECT2", false);
   const fs::path encapsulated = Object(dir.path() / "j2k", "DIRECT3", true);
@@ -119,7 +117,7 @@ TEST_CASE("native objects are written past their head with O_DIRECT unless direc
     CHECK(resident <= head_pages + 1);  // the head and the last partial page
     auto [resident_e, pages_e] = PushAndLook(server, encapsulated, {"-xv"});
     INFO("encapsulated: " << resident_e << " of " << pages_e << " pages resident");
-    CHECK(resident_e == pages_e);
+    CHECK(resident_e >= pages_e * 3 / 4);  // all written through the cache; some may be evicted
   }
   {
     ServerOptions off;
@@ -128,6 +126,6 @@ TEST_CASE("native objects are written past their head with O_DIRECT unless direc
     server.Start();
     auto [resident, pages] = PushAndLook(server, native2);
     INFO("native, direct_io = false: " << resident << " of " << pages << " pages resident");
-    CHECK(resident == pages);
+    CHECK(resident >= pages * 3 / 4);
   }
 }

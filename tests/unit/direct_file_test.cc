@@ -1,11 +1,9 @@
-#include <catch2/catch.hpp>
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <cerrno>
 #include <csignal>
@@ -14,6 +12,7 @@
 #include <vector>
 
 #include "server/store/direct_file.h"
+#include "tests/support/direct_probe.h"
 #include "tests/support/process.h"
 #include "tests/support/skip.h"
 
@@ -48,12 +47,6 @@ size_t ResidentPages(const std::filesystem::path& path) {
   size_t resident = 0;
   for (unsigned char c : in) resident += c & 1;
   return resident;
-}
-
-bool OnTmpfs(const std::filesystem::path& dir) {
-  struct statfs info {};
-  REQUIRE(::statfs(dir.c_str(), &info) == 0);
-  return info.f_type == TMPFS_MAGIC;
 }
 
 // Whether `dir`'s file system takes O_DIRECT at all (tmpfs before Linux 6.6 does not).
@@ -138,8 +131,9 @@ TEST_CASE("a direct file holds exactly the bytes appended, whatever their sizes"
 
 TEST_CASE("a direct file's bytes do not pass through the page cache", "[store][direct]") {
   test::ScratchDir dir;
-  // tmpfs since Linux 6.6 takes O_DIRECT and still keeps every page: a property of the file system.
-  if (OnTmpfs(dir.path())) TELEREAD_SKIP("the scratch directory is on tmpfs");
+  if (!test::DirectWritesSkipCache(dir.path())) {
+    TELEREAD_SKIP("the scratch directory's file system does not keep O_DIRECT writes out of the page cache");
+  }
   const std::filesystem::path path = dir.path() / "object";
   DirectFile file;
   REQUIRE(file.Create(path) == 0);
