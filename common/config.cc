@@ -121,6 +121,13 @@ bool IsIpAddress(const std::string& text) {
   return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
 }
 
+bool Boolean(TableReader& r, const std::string& key, bool fallback) {
+  const toml::node* node = r.Get(key);
+  if (!node) return fallback;
+  if (!node->is_boolean()) r.Fail(node, key, "expected true or false");
+  return *node->value<bool>();
+}
+
 CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   CentreConfig c;
   c.ae_title = r.String("ae_title");
@@ -141,6 +148,7 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   // Capped: an association holds up to twice this in memory while storing (docs: operator guide).
   c.small_object_bytes = static_cast<uint64_t>(
       r.Integer("small_object_bytes", 0, int64_t{1} << 20, static_cast<int64_t>(c.small_object_bytes)));
+  c.direct_io = Boolean(r, "direct_io", c.direct_io);
   c.centre_ae_titles = r.StringArray("centre_ae_titles", false);
   for (const auto& ae : c.centre_ae_titles) CheckAeTitle(r, "centre_ae_titles", ae);
   c.centre_max_associations =
@@ -172,13 +180,6 @@ std::filesystem::path ResolvePath(TableReader& r, const std::string& key, const 
   std::filesystem::path p = r.String(key);
   if (p.empty()) r.Fail(r.Get(key), key, "must not be empty");
   return p.is_absolute() ? p : (base_dir / p).lexically_normal();
-}
-
-bool Boolean(TableReader& r, const std::string& key, bool fallback) {
-  const toml::node* node = r.Get(key);
-  if (!node) return fallback;
-  if (!node->is_boolean()) r.Fail(node, key, "expected true or false");
-  return *node->value<bool>();
 }
 
 DeliveryTarget ReadTarget(TableReader& r, const std::filesystem::path& base_dir) {

@@ -77,6 +77,9 @@ struct CentreConfig {
   // Objects up to this size (bytes, as stored) are kept inside the index, committed with their
   // row; larger ones are files under objects/. 0: every object is a file. At most 16 MiB.
   uint64_t small_object_bytes = 128 * 1024;
+  // Larger objects of a native transfer syntax are received with O_DIRECT past their head
+  // (server/store/direct_file.h); false: through the page cache, as before.
+  bool direct_io = true;
   std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
   // Centre AE titles otherwise present a workstation certificate over DICOM TLS (OU=workstation,
   // CN = the AE title); these may call plain, from the named addresses only. (default: none)

@@ -58,6 +58,7 @@ Status ServerApp::Start() {
   if (!index.ok()) return index.status();
   index_ = std::move(index.value());
   store_->set_small_object_bytes(config_.centre.small_object_bytes);
+  store_->set_direct_io(config_.centre.direct_io);
   store_->UseIndex(index_.get());
 
   Result<RecoveryReport> recovered = RecoverStorage(*store_, *index_, config_, NowMs());

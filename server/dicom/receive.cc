@@ -5,6 +5,7 @@
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcostrma.h"
 #include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/dcmnet/dimse.h"
 
 #include <fcntl.h>
@@ -13,20 +14,21 @@
 #include <cerrno>
 #include <string_view>
 
-#include "common/write_all.h"
+#include "server/store/direct_file.h"
 
 namespace teleread {
 namespace {
 
 // Holds an object in memory while it fits within `limit` bytes; past that, creates the temp file,
-// writes what it held and streams the rest there, starting the disk writes while the rest is
-// still arriving (so that the fsync before the acknowledgement only waits for the tail).
+// writes what it held and streams the rest there. `durable` (an object whose fsync comes next):
+// its writeback started while the rest is still arriving, so that the fsync before the
+// acknowledgement only waits for the tail; `direct`: past its head with O_DIRECT
+// (server/store/direct_file.h), where the kicks only start the head's writeback.
 class TieredConsumer : public DcmConsumer {
  public:
-  TieredConsumer(const ObjectStore& store, uint64_t limit, bool early_writeback)
-      : store_(store), limit_(limit), early_writeback_(early_writeback) {}
+  TieredConsumer(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
+      : store_(store), limit_(limit), durable_(durable), direct_(direct) {}
   ~TieredConsumer() override {
-    if (fd_ >= 0) ::close(fd_);
     if (!temp_.empty()) ::unlink(temp_.c_str());
   }
   TieredConsumer(const TieredConsumer&) = delete;
@@ -45,29 +47,30 @@ class TieredConsumer : public DcmConsumer {
     if (len <= 0) return 0;
     if (failed_) return len;  // discarded
     const auto n = static_cast<size_t>(len);
-    if (fd_ < 0 && held_.size() + n <= limit_) {
+    if (temp_.empty() && held_.size() + n <= limit_) {
       // Once, to the limit: append's doubling could otherwise hold up to twice the limit.
       if (held_.capacity() < limit_) held_.reserve(limit_);
       held_.append(static_cast<const char*>(buf), n);
       return len;
     }
-    if (fd_ < 0 && !Spill()) return Discard(len);
-    if (!WriteAll(buf, n)) return Discard(len);
+    if (temp_.empty() && !Spill()) return Discard(len);
+    if (file_.Append(buf, n) != 0) return Discard(len);
     written_ += n;
-    if (early_writeback_ && written_ >= next_kick_) {
-      ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+    // Kept with O_DIRECT: the head, and every byte where the file system accepts the flag but
+    // still writes through the page cache (tmpfs since Linux 6.6), then go out early too.
+    if (durable_ && written_ >= next_kick_) {
+      ::sync_file_range(file_.fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
       next_kick_ = written_ + kKickBytes;
     }
     return len;
   }
 
-  bool in_memory() const { return fd_ < 0 && !failed_; }
+  bool in_memory() const { return temp_.empty() && !failed_; }
   bool failed() const { return failed_; }
   std::string TakeBytes() { return std::move(held_); }
-  // Closes the file and hands it over: the caller removes it from now on.
+  // Writes the rest, closes the file and hands it over: the caller removes it from now on.
   Result<std::filesystem::path> TakeFile() {
-    const int fd = std::exchange(fd_, -1);
-    if (::close(fd) != 0) return Status::FromErrno(errno, "close " + temp_.string());
+    if (int err = file_.Finish(); err != 0) return Status::FromErrno(err, "write " + temp_.string());
     return std::exchange(temp_, {});
   }
 
@@ -82,30 +85,28 @@ class TieredConsumer : public DcmConsumer {
 
   bool Spill() {
     temp_ = store_.NewTempPath();
-    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd_ < 0) {
+    if (file_.Create(temp_, direct_) != 0) {
       temp_.clear();
       failed_ = true;
       return false;
     }
     const std::string held = std::move(held_);
     held_ = std::string();
-    if (!WriteAll(held.data(), held.size())) return false;
+    if (file_.Append(held.data(), held.size()) != 0) {
+      failed_ = true;
+      return false;
+    }
     written_ = held.size();
     return true;
   }
 
-  bool WriteAll(const void* buf, size_t n) {
-    if (teleread::WriteAll(fd_, std::string_view(static_cast<const char*>(buf), n)) != 0) failed_ = true;
-    return !failed_;
-  }
-
   const ObjectStore& store_;
   const uint64_t limit_;
-  const bool early_writeback_;
+  const bool durable_;
+  const bool direct_;
   std::string held_;
   std::filesystem::path temp_;
-  int fd_ = -1;
+  DirectFile file_;
   bool failed_ = false;
   uint64_t written_ = 0;
   uint64_t next_kick_ = kKickBytes;
@@ -113,13 +114,14 @@ class TieredConsumer : public DcmConsumer {
 
 // DcmOutputStream takes its consumer by pointer at construction: the holder comes first.
 struct ConsumerHolder {
-  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool early) : consumer(store, limit, early) {}
+  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
+      : consumer(store, limit, durable, direct) {}
   TieredConsumer consumer;
 };
 class TieredStream : private ConsumerHolder, public DcmOutputStream {
  public:
-  TieredStream(const ObjectStore& store, uint64_t limit, bool early)
-      : ConsumerHolder(store, limit, early), DcmOutputStream(&consumer) {}
+  TieredStream(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
+      : ConsumerHolder(store, limit, durable, direct), DcmOutputStream(&consumer) {}
   TieredConsumer& tier() { return consumer; }
 };
 
@@ -150,13 +152,23 @@ bool WriteMetaHeader(T_ASC_Association* assoc, unsigned char pres_id, const std:
   return written && out.good();
 }
 
+// A native, uncompressed transfer syntax. An encapsulated (or deflated) object's parse reads a
+// header per fragment all through the file: such objects stay in the page cache for it.
+bool Native(T_ASC_Association* assoc, unsigned char pres_id) {
+  T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return false;
+  const DcmXfer xfer(pc.acceptedTransferSyntax);
+  // Unknown to DCMTK (a syntax added to the accepted list later): not assumed native.
+  return xfer.getXfer() != EXS_Unknown && xfer.isNotEncapsulated() && xfer.getStreamCompression() == ESC_none;
+}
+
 }  // namespace
 
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
-                           bool early_writeback, ReceivedDataSet* out, uint64_t memory_limit) {
+                           bool durable, ReceivedDataSet* out, uint64_t memory_limit) {
   *out = ReceivedDataSet{};
-  TieredStream stream(store, memory_limit, early_writeback);
+  TieredStream stream(store, memory_limit, durable, durable && store.direct_io() && Native(assoc, pres_id));
   if (!WriteMetaHeader(assoc, pres_id, sop_class_uid, sop_instance_uid, stream) || stream.tier().failed()) {
     out->outcome = ReceivedDataSet::Outcome::kCannotCreate;
     DIC_UL bytes = 0, pdvs = 0;

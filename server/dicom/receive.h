@@ -24,12 +24,13 @@ struct ReceivedDataSet {
                                // with memory_limit 0, bar an empty data set)
 };
 
-// `early_writeback` starts writing received bytes to disk while the rest is arriving (for
-// objects whose fsync comes next). A bad condition means the association broke mid-data-set:
-// nothing is kept and nobody awaits an answer. A good one with an empty path: the storage could
-// not take it and the rest of the data set was drained, so a failure status can be sent.
+// `durable`: an object whose fsync comes next, written to disk while the rest is arriving: with
+// O_DIRECT past its head when the store's direct_io is on, its transfer syntax native and the
+// file system takes it (server/store/direct_file.h). A bad condition means the association broke
+// mid-data-set: nothing is kept and nobody awaits an answer. A good one with an empty path: the
+// storage could not take it and the rest of the data set was drained, so a failure status can be sent.
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
-                           bool early_writeback, ReceivedDataSet* out, uint64_t memory_limit = 0);
+                           bool durable, ReceivedDataSet* out, uint64_t memory_limit = 0);
 
 }  // namespace teleread

@@ -42,6 +42,10 @@ class ObjectStore {
   static constexpr uint64_t kDefaultSmallObjectBytes = 128 * 1024;
   void set_small_object_bytes(uint64_t bytes) { small_object_bytes_ = bytes; }
   uint64_t small_object_bytes() const { return small_object_bytes_; }
+  // Received file-tier objects are written with O_DIRECT (server/store/direct_file.h); false:
+  // through the page cache. Set before the first object arrives.
+  void set_direct_io(bool on) { direct_io_ = on; }
+  bool direct_io() const { return direct_io_; }
   // The index that holds the small objects, for Open; set once before use, outlives this store.
   void UseIndex(const Index* index) { index_ = index; }
 
@@ -81,6 +85,7 @@ class ObjectStore {
 
   std::filesystem::path root_;
   uint64_t small_object_bytes_ = kDefaultSmallObjectBytes;
+  bool direct_io_ = true;
   const Index* index_ = nullptr;
   mutable std::atomic<uint64_t> temp_counter_{0};  // names only
 };

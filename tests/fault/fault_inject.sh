@@ -47,6 +47,8 @@
 #   FAULT_MAX_KILL_MS   latest kill after the start of step 2 (default 2500)
 #   FAULT_BASE_STUDIES  studies reported per trial (default 8)
 #   FAULT_PUSH_COUNT    instances pushed in step 2 (default 300, over 6 studies)
+#   FAULT_PUSH_KIND     teleread-samples corpus kind pushed in step 2 (default small; ct: ~0.5 MB
+#                       objects, stored as files and written with direct I/O)
 #   FAULT_MEMBER        orthanc (default) or storescp
 #   FAULT_SMALL_OBJECT_BYTES  centre.small_object_bytes (default: the sample config's 131072,
 #                       so the ~9 kB pushed objects are kept in the index; 0: all files)
@@ -129,7 +131,7 @@ grep -q "^port = $member_port$" "$work/teleread.toml" || die "could not point Zh
 scratch_profile "$work/pki" wang.li "$http_port" "$work/wang.li.toml"
 "$samples" corpus "$work/base" --kind small --count "$base_studies" --studies "$base_studies" >>"$setup_log" 2>&1 ||
   die "corpus failed, see $setup_log"
-"$samples" corpus "$work/push" --kind small --count "$push_count" --studies 6 >>"$setup_log" 2>&1 ||
+"$samples" corpus "$work/push" --kind "${FAULT_PUSH_KIND:-small}" --count "$push_count" --studies 6 >>"$setup_log" 2>&1 ||
   die "corpus failed, see $setup_log"
 # path -> SOP Instance UID, for reading storescu's acknowledgements (one dcmdump for them all).
 find "$work/base" "$work/push" -type f -print0 | xargs -0 dcmdump -s +F +P 0008,0018 2>>"$setup_log" |

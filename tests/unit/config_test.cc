@@ -131,6 +131,15 @@ TEST_CASE("small_object_bytes above 1 MiB is a config error", "[config]") {
   CHECK(ErrorOf(Edit("^small_object_bytes = .*$", "small_object_bytes = 1048576")).empty());
 }
 
+TEST_CASE("direct_io is on by default, false turns it off, anything but a boolean is an error", "[config]") {
+  CHECK(LoadConfig(kSample).centre.direct_io);
+  CHECK_FALSE(ParseConfig(Edit("^small_object_bytes = .*$", "$&\ndirect_io = false"), "t.toml", "/etc/teleread")
+                  .centre.direct_io);
+  const std::string text = Edit("^small_object_bytes = .*$", "$&\ndirect_io = \"no\"");
+  CHECK(ErrorOf(text) ==
+        "t.toml:" + std::to_string(LineOf(text, "direct_io =")) + ": centre.direct_io: expected true or false");
+}
+
 TEST_CASE("status with a wrong --storage fails and creates no index", "[config][cli]") {
   test::ScratchDir dir;
   auto r =

@@ -1,0 +1,107 @@
+#include "server/store/direct_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+#include <utility>
+
+#include "common/write_all.h"
+
+namespace teleread {
+
+DirectFile::~DirectFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int DirectFile::Create(const std::filesystem::path& path, bool direct) {
+  // The buffer first: a failure leaves no file behind.
+  if (direct) {
+    buffer_ = {static_cast<char*>(std::aligned_alloc(kAlign, kChunk)), &std::free};
+    if (!buffer_) return Fail(ENOMEM);
+  }
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd_ < 0) return Fail(errno);
+  return 0;
+}
+
+int DirectFile::WriteHead() {
+  if (int err = WriteAll(fd_, std::string_view(buffer_.get(), used_)); err != 0) return Fail(err);
+  written_ += used_;
+  used_ = 0;
+  // EINVAL: a file system without O_DIRECT; the rest goes the ordinary way too.
+  const int flags = ::fcntl(fd_, F_GETFL);
+  direct_ = flags >= 0 && ::fcntl(fd_, F_SETFL, flags | O_DIRECT) == 0;
+  if (!direct_) buffer_.reset();
+  return 0;
+}
+
+int DirectFile::DropDirect() {
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) return Fail(errno);
+  direct_ = false;
+  return 0;
+}
+
+// Writes the buffer: its whole blocks with O_DIRECT, the rest (Finish's last partial block, or
+// what follows a direct write refused or cut short) the ordinary way, from where the file ends.
+int DirectFile::WriteBuffer() {
+  const size_t whole = used_ / kAlign * kAlign;
+  size_t done = 0;
+  while (direct_ && done < whole) {
+    const ssize_t n = write_(fd_, buffer_.get() + done, whole - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EINVAL) return Fail(errno);
+    if (n > 0) {  // the bytes written are in place, aligned or not
+      done += static_cast<size_t>(n);
+      direct_bytes_ += static_cast<uint64_t>(n);
+      if (static_cast<size_t>(n) % kAlign == 0) continue;
+    }
+    // EINVAL, nothing written, or an unaligned cut: the file position follows what was written.
+    if (int err = DropDirect(); err != 0) return err;
+  }
+  if (done < used_) {
+    if (direct_ && DropDirect() != 0) return error_;
+    if (int err = WriteAll(fd_, std::string_view(buffer_.get() + done, used_ - done)); err != 0) return Fail(err);
+  }
+  written_ += used_;
+  used_ = 0;
+  if (!direct_) buffer_.reset();  // from here on, the ordinary way
+  return 0;
+}
+
+int DirectFile::Append(const void* data, size_t n) {
+  if (error_ != 0) return error_;
+  const char* p = static_cast<const char*>(data);
+  size_ += n;
+  while (n > 0 && buffer_) {
+    const size_t fill = written_ == 0 ? kHead : kChunk;
+    const size_t take = std::min(n, fill - used_);
+    std::memcpy(buffer_.get() + used_, p, take);
+    used_ += take;
+    p += take;
+    n -= take;
+    if (used_ == fill) {
+      if (int err = written_ == 0 ? WriteHead() : WriteBuffer(); err != 0) return err;
+    }
+  }
+  if (n == 0) return 0;
+  if (int err = WriteAll(fd_, std::string_view(p, n)); err != 0) return Fail(err);
+  written_ += n;
+  return 0;
+}
+
+int DirectFile::Finish() {
+  int err = error_;
+  if (err == 0 && buffer_ && used_ > 0) {
+    err = written_ == 0 ? WriteAll(fd_, std::string_view(buffer_.get(), used_)) : WriteBuffer();
+  }
+  if (fd_ >= 0 && ::close(std::exchange(fd_, -1)) != 0 && err == 0) err = errno;
+  return Fail(err);
+}
+
+}  // namespace teleread

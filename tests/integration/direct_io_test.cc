@@ -1,0 +1,131 @@
+// Which received objects are written with O_DIRECT (server/store/direct_file.h), seen from the
+// page cache after the acknowledgement: a direct-written file keeps only its head there, one
+// written the ordinary way all of its pages. Native objects go direct unless [centre] direct_io
+// is false; encapsulated ones never (their parse reads a header per fragment all through the file).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include "common/dicom.h"
+#include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcpixel.h"
+#include "dcmtk/dcmdata/dcpixseq.h"
+#include "dcmtk/dcmdata/dcpxitem.h"
+#include "samples/synthetic.h"
+#include "tests/support/direct_probe.h"
+#include "tests/support/server_fixture.h"
+#include "tests/support/skip.h"
+#include "tests/support/stored.h"
+
+using namespace teleread;
+using namespace teleread::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// {pages of `path` in the page cache, pages of the file}.
+std::pair<size_t, size_t> Residency(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  const auto size = static_cast<size_t>(::lseek(fd, 0, SEEK_END));
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  REQUIRE(map != MAP_FAILED);
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((size + page - 1) / page);
+  REQUIRE(::mincore(map, size, in.data()) == 0);
+  ::munmap(map, size);
+  size_t resident = 0;
+  for (unsigned char c : in) resident += c & 1;
+  return {resident, in.size()};
+}
+
+// One ~0.5 MB CT-like object, native; with `encapsulated`, its pixels replaced by 3 JPEG 2000
+// fragments of 200,000 bytes (never decoded on the way in): large enough that the parse, which
+// reads each fragment's header, does not read the whole file back either way.
+fs::path Object(const fs::path& dir, const std::string& patient_id, bool encapsulated) {
+  samples::SeriesSpec spec;
+  spec.patient_name = "Direct^Test";
+  spec.patient_id = patient_id;
+  spec.rows = spec.columns = 512;
+  spec.instances = 1;
+  auto files = samples::WriteSeries(spec, dir);
+  REQUIRE(files.ok());
+  const fs::path file = files->front();
+  if (!encapsulated) return file;
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(file.c_str()).good());
+  DcmDataset& ds = *ff.getDataset();
+  ds.loadAllDataIntoMemory();
+  ds.findAndDeleteElement(DCM_PixelData);
+  auto* seq = new DcmPixelSequence(DCM_PixelSequenceTag);
+  seq->insert(new DcmPixelItem(DCM_PixelItemTag));  // an empty offset table
+  std::vector<Uint8> bytes(200000);
+  for (int f = 0; f < 3; ++f) {
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<Uint8>(i * 37 + f);
+    auto* fragment = new DcmPixelItem(DCM_PixelItemTag);
+    fragment->putUint8Array(bytes.data(), static_cast<unsigned long>(bytes.size()));
+    seq->insert(fragment);
+  }
+  auto* pixels = new DcmPixelData(DCM_PixelData);
+  pixels->putOriginalRepresentation(EXS_JPEG2000LosslessOnly, nullptr, seq);
+  ds.insert(pixels, true);
+  REQUIRE(ff.saveFile(file.c_str(), EXS_JPEG2000LosslessOnly).good());
+  return file;
+}
+
+// Pushes `file` and returns the stored file's {resident pages, pages}.
+std::pair<size_t, size_t> PushAndLook(const TestServer& server, const fs::path& file,
+                                      const std::vector<std::string>& extra = {}) {
+  const std::vector<fs::path> before = ListFiles(server.storage() / "objects");
+  const CommandResult pushed = StoreFiles(server, "ZZ_PACS", {file.string()}, extra);
+  INFO(pushed.output);
+  REQUIRE(StoreResponses(pushed) == std::vector<std::string>{"Success"});
+  const std::vector<fs::path> after = ListFiles(server.storage() / "objects");
+  REQUIRE(after.size() == before.size() + 1);
+  for (const fs::path& f : after) {
+    if (std::find(before.begin(), before.end(), f) == before.end()) return Residency(f);
+  }
+  FAIL("no new object file");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("native objects are written past their head with O_DIRECT unless direct_io is false, encapsulated ones never",
+          "[store][direct][ingest]") {
+  InitializeDicom();
+  ScratchDir dir;
+  if (!DirectWritesSkipCache(dir.path())) {
+    TELEREAD_SKIP("the scratch directory's file system does not keep O_DIRECT writes out of the page cache");
+  }
+  const fs::path native = Object(dir.path() / "native", "DIRECT1", false);
+  const fs::path native2 = Object(dir.path() / "native2", "DIRECT2", false);
+  const fs::path encapsulated = Object(dir.path() / "j2k", "DIRECT3", true);
+  REQUIRE(fs::file_size(encapsulated) > 512 * 1024);
+  const size_t head_pages = 128 * 1024 / static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+
+  {
+    TestServer server(dir.path() / "on");
+    server.Start();
+    auto [resident, pages] = PushAndLook(server, native);
+    INFO("native, direct_io default: " << resident << " of " << pages << " pages resident");
+    CHECK(pages > 2 * head_pages);
+    CHECK(resident <= head_pages + 1);  // the head and the last partial page
+    auto [resident_e, pages_e] = PushAndLook(server, encapsulated, {"-xv"});
+    INFO("encapsulated: " << resident_e << " of " << pages_e << " pages resident");
+    CHECK(resident_e >= pages_e * 3 / 4);  // all written through the cache; some may be evicted
+  }
+  {
+    ServerOptions off;
+    off.edits = {{"^small_object_bytes = .*$", "$&\ndirect_io = false"}};
+    TestServer server(dir.path() / "off", off);
+    server.Start();
+    auto [resident, pages] = PushAndLook(server, native2);
+    INFO("native, direct_io = false: " << resident << " of " << pages << " pages resident");
+    CHECK(resident >= pages * 3 / 4);
+  }
+}

@@ -1,0 +1,38 @@
+#include "tests/support/direct_probe.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace teleread::test {
+
+bool DirectWritesSkipCache(const std::filesystem::path& dir) {
+  constexpr size_t kBytes = 16 * 4096;
+  const std::filesystem::path probe = dir / "direct-probe";
+  const int fd = ::open(probe.c_str(), O_RDWR | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  void* buf = std::aligned_alloc(4096, kBytes);
+  bool skips = false;
+  if (buf) {
+    std::memset(buf, 0x5a, kBytes);
+    if (::write(fd, buf, kBytes) == static_cast<ssize_t>(kBytes)) {
+      void* map = ::mmap(nullptr, kBytes, PROT_READ, MAP_SHARED, fd, 0);
+      if (map != MAP_FAILED) {
+        std::vector<unsigned char> in(kBytes / static_cast<size_t>(::sysconf(_SC_PAGESIZE)));
+        skips = ::mincore(map, kBytes, in.data()) == 0;
+        for (unsigned char c : in) skips = skips && (c & 1) == 0;
+        ::munmap(map, kBytes);
+      }
+    }
+    std::free(buf);
+  }
+  ::close(fd);
+  std::filesystem::remove(probe);
+  return skips;
+}
+
+}  // namespace teleread::test

@@ -1,0 +1,243 @@
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "server/store/direct_file.h"
+#include "tests/support/direct_probe.h"
+#include "tests/support/process.h"
+#include "tests/support/skip.h"
+
+using namespace teleread;
+
+namespace {
+
+std::string Pattern(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  if (n > 0) s[n - 1] = '\x7f';  // a last byte that is not padding's zero
+  return s;
+}
+
+// Pages of `path` in the page cache (mincore).
+size_t ResidentPages(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  if (size == 0) {
+    ::close(fd);
+    return 0;
+  }
+  void* map = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  REQUIRE(map != MAP_FAILED);
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((static_cast<size_t>(size) + page - 1) / page);
+  REQUIRE(::mincore(map, static_cast<size_t>(size), in.data()) == 0);
+  ::munmap(map, static_cast<size_t>(size));
+  size_t resident = 0;
+  for (unsigned char c : in) resident += c & 1;
+  return resident;
+}
+
+// Whether `dir`'s file system takes O_DIRECT at all (tmpfs before Linux 6.6 does not).
+bool TakesDirect(const std::filesystem::path& dir) {
+  const std::filesystem::path probe = dir / "probe";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+  std::filesystem::remove(probe);
+  return fd >= 0;
+}
+
+// read_bytes of /proc/self/io: bytes this process made the kernel read from the device.
+uint64_t DeviceReadBytes() {
+  std::ifstream io("/proc/self/io");
+  std::string key;
+  uint64_t value = 0;
+  while (io >> key >> value) {
+    if (key == "read_bytes:") return value;
+  }
+  return UINT64_MAX;
+}
+
+// A write(2) that fails on cue: the `fail_at`-th call (1-based) behaves as `fault` says.
+enum class Fault { kEinval, kShort, kZero, kEnospc };
+Fault g_fault = Fault::kEinval;
+int g_fail_at = 0, g_calls = 0;
+ssize_t FaultyWrite(int fd, const void* data, size_t n) {
+  if (++g_calls != g_fail_at) return ::write(fd, data, n);
+  switch (g_fault) {
+    case Fault::kEinval:
+      errno = EINVAL;
+      return -1;
+    case Fault::kZero:
+      return 0;
+    case Fault::kEnospc:
+      errno = ENOSPC;
+      return -1;
+    case Fault::kShort: {  // 1.5 blocks written: an unaligned cut, as a device could leave it
+      const int flags = ::fcntl(fd, F_GETFL);
+      REQUIRE(::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0);
+      const ssize_t done = ::write(fd, data, std::min<size_t>(n, 6144));
+      REQUIRE(::fcntl(fd, F_SETFL, flags) == 0);
+      return done;
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("a direct file holds exactly the bytes appended, whatever their sizes", "[store][direct]") {
+  test::ScratchDir dir;
+  if (!TakesDirect(dir.path())) TELEREAD_SKIP("the scratch directory's file system refuses O_DIRECT");
+  const size_t chunk = DirectFile::kChunk, align = DirectFile::kAlign, head = DirectFile::kHead;
+  unsigned seed = 1;
+  for (bool direct : {true, false}) {
+    for (size_t size :
+         {size_t{0}, size_t{1}, align - 1, align, align + 1, chunk - 1, chunk, chunk + 1, 3 * chunk + 17}) {
+      INFO("direct " << direct << ", " << size << " bytes");
+      const std::string bytes = Pattern(size, seed++);
+      const std::filesystem::path path = dir.path() / ("f" + std::to_string(seed));
+      DirectFile file;
+      REQUIRE(file.Create(path, direct) == 0);
+      // Pieces of changing sizes, as DCMTK hands them over (a PDV at a time, a header element).
+      std::mt19937 rng(seed);
+      for (size_t at = 0; at < size;) {
+        const size_t n = std::min<size_t>(size - at, 1 + rng() % (align * 40));
+        REQUIRE(file.Append(bytes.data() + at, n) == 0);
+        at += n;
+      }
+      CHECK(file.size() == size);
+      // Which way the bytes went: past the head, every whole block direct.
+      CHECK(file.direct() == (direct && size >= head));
+      const uint64_t blocks = direct && size > head ? (size - head) / align * align : 0;
+      REQUIRE(file.Finish() == 0);
+      CHECK(file.direct_bytes() == blocks);
+      CHECK(std::filesystem::file_size(path) == size);
+      CHECK(test::ReadFile(path) == bytes);
+    }
+  }
+}
+
+TEST_CASE("a direct file's bytes do not pass through the page cache", "[store][direct]") {
+  test::ScratchDir dir;
+  if (!test::DirectWritesSkipCache(dir.path())) {
+    TELEREAD_SKIP("the scratch directory's file system does not keep O_DIRECT writes out of the page cache");
+  }
+  const std::filesystem::path path = dir.path() / "object";
+  DirectFile file;
+  REQUIRE(file.Create(path) == 0);
+  const std::string bytes = Pattern(3 * DirectFile::kChunk + 17, 7);
+  REQUIRE(file.Append(bytes.data(), bytes.size()) == 0);
+  if (!file.direct()) TELEREAD_SKIP("the scratch directory's file system refuses O_DIRECT");
+  const uint64_t read_before = DeviceReadBytes();
+  REQUIRE(file.Finish() == 0);
+  // The last partial block lies past the end of the file: nothing read back from the device.
+  if (read_before != UINT64_MAX) CHECK(DeviceReadBytes() == read_before);
+  // The head (written the ordinary way for the parse that reads it next), and the last, partial page.
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t resident = ResidentPages(path);
+  CHECK(resident >= DirectFile::kHead / page);
+  CHECK(resident <= DirectFile::kHead / page + 1);
+  CHECK(test::ReadFile(path) == bytes);
+}
+
+TEST_CASE("a direct file reports a failed disk write from the Append that made it", "[store][direct]") {
+  test::ScratchDir dir;
+  // RLIMIT_FSIZE refuses writes past it (EFBIG), on any file system; SIGXFSZ ignored meanwhile.
+  struct rlimit old {};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  void (*old_handler)(int) = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limit = old;
+  limit.rlim_cur = DirectFile::kHead + DirectFile::kChunk + DirectFile::kAlign;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &limit) == 0);
+  const std::string bytes = Pattern(4 * DirectFile::kChunk, 9);
+  int append_err = 0, finish_err = 0;
+  {
+    DirectFile file;
+    REQUIRE(file.Create(dir.path() / "object") == 0);
+    for (size_t at = 0; at < bytes.size() && append_err == 0; at += 1000) {
+      append_err = file.Append(bytes.data() + at, std::min<size_t>(1000, bytes.size() - at));
+    }
+    finish_err = file.Finish();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  // Told while the object arrives (the receiver then discards the rest), not only at the end.
+  CHECK(append_err == EFBIG);
+  CHECK(finish_err != 0);
+}
+
+TEST_CASE("a direct write refused, cut short or writing nothing goes on the ordinary way, and ENOSPC is final",
+          "[store][direct]") {
+  test::ScratchDir dir;
+  if (!TakesDirect(dir.path())) TELEREAD_SKIP("the scratch directory's file system refuses O_DIRECT");
+  const size_t size = DirectFile::kHead + 3 * DirectFile::kChunk + 17;
+  const std::string bytes = Pattern(size, 11);
+  int n = 0;
+  for (Fault fault : {Fault::kEinval, Fault::kShort, Fault::kZero, Fault::kEnospc}) {
+    for (int fail_at : {1, 3}) {  // the first direct write, the last whole-chunk one
+      INFO("fault " << static_cast<int>(fault) << " at direct write " << fail_at);
+      g_fault = fault;
+      g_fail_at = fail_at;
+      g_calls = 0;
+      const std::filesystem::path path = dir.path() / ("f" + std::to_string(++n));
+      DirectFile file;
+      file.set_write_for_test(&FaultyWrite);
+      REQUIRE(file.Create(path) == 0);
+      int err = 0;
+      for (size_t at = 0; at < size && err == 0; at += 10000) {
+        err = file.Append(bytes.data() + at, std::min<size_t>(10000, size - at));
+      }
+      if (fault == Fault::kEnospc) {
+        CHECK(err == ENOSPC);
+        CHECK(file.Append("x", 1) == ENOSPC);  // final: no loop, no write
+        CHECK(file.Finish() == ENOSPC);
+        continue;
+      }
+      REQUIRE(err == 0);
+      CHECK_FALSE(file.direct());  // the rest went the ordinary way
+      REQUIRE(file.Finish() == 0);
+      // Direct: the chunks before the failed write, and the 1.5 blocks a cut wrote.
+      const uint64_t before = static_cast<uint64_t>(fail_at - 1) * DirectFile::kChunk;
+      CHECK(file.direct_bytes() == before + (fault == Fault::kShort ? 6144 : 0));
+      CHECK(std::filesystem::file_size(path) == size);
+      CHECK(test::ReadFile(path) == bytes);
+    }
+  }
+}
+
+TEST_CASE("a direct file whose buffer cannot be allocated leaves no file behind", "[store][direct]") {
+  test::ScratchDir dir;
+  const std::filesystem::path path = dir.path() / "object";
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The address space capped just above its size: the 256 KiB buffer cannot be mapped.
+    std::ifstream statm("/proc/self/statm");
+    size_t pages = 0;
+    statm >> pages;
+    struct rlimit limit {};
+    limit.rlim_cur = limit.rlim_max = pages * static_cast<size_t>(::sysconf(_SC_PAGESIZE)) + 16 * 1024;
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(2);
+    DirectFile file;
+    const int err = file.Create(path);
+    ::_exit(err == ENOMEM ? 0 : err == 0 ? 3 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  INFO("child exit " << WEXITSTATUS(status) << " (3: the allocator still had room)");
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_FALSE(std::filesystem::exists(path));
+}
