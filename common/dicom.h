@@ -78,7 +78,7 @@ class DicomFile {
                                                  bool require_meta_header);
   // The same checks and parse for a Part 10 object held in memory, read in place (every value
   // is loaded: meant for objects of at most a few hundred KiB). InvalidArgument for a deflated
-  // data set, which is parsed from a file only (Open).
+  // data set, or bytes without the preamble, which are parsed from a file only (Open).
   static Result<std::unique_ptr<DicomFile>> Parse(std::string_view part10);
   ~DicomFile();
   DicomFile(const DicomFile&) = delete;

@@ -11,7 +11,11 @@ namespace teleread {
 Result<std::unique_ptr<DicomFile>> DicomFile::Parse(std::string_view part10) {
   using namespace dicom_scan;
   // What the network receives is Part 10 (receive.cc writes the preamble and meta header).
-  if (part10.size() < 132 || part10.substr(128, 4) != "DICM") return Status::Corruption("not a DICOM Part 10 object");
+  // DCMTK also reads a file whose meta group starts it without the preamble: such bytes (never
+  // what receive.cc writes) are left to the file path, which accepts and refuses them as DCMTK does.
+  if (part10.size() < 132 || part10.substr(128, 4) != "DICM") {
+    return Status::InvalidArgument("not Part 10 with its preamble: parsed from a file");
+  }
   if (part10.size() >= 0xFFFFFFFFu) return Status::InvalidArgument("too large to parse in memory");
   const ReadAt read_at = MemoryReader(part10);
   Result<Layout> layout = ReadLayout(part10.size(), read_at, [part10] { return DeflatedForDcmtk(part10); });

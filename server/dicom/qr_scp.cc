@@ -331,7 +331,7 @@ OFCondition ReceiveIdentifier(T_ASC_Association* assoc, T_ASC_PresentationContex
   Result<std::unique_ptr<DicomFile>> file = std::unique_ptr<DicomFile>();
   if (ids.path.empty()) {
     file = DicomFile::Parse(received.bytes);
-    // InvalidArgument: a deflated data set, which is parsed from a file only.
+    // InvalidArgument: a deflated data set (or no preamble), which is parsed from a file only.
     if (!file.ok() && file.status().code() == Status::Code::kInvalidArgument) file = std::unique_ptr<DicomFile>();
   }
   if (file.ok() && file.value() == nullptr) {  // deflated, or received into a file
