@@ -202,10 +202,11 @@ TEST_CASE_METHOD(WorkflowFixture, "the index calls its tasks listener after the 
   Promote();
   std::atomic<int> calls{0};
   std::atomic<uint64_t> seen{0};
-  REQUIRE(index->OnTasksChange([&] {
-                 seen = index->tasks_version();  // a reader woken here must find the change
-                 ++calls;
-               })
+  REQUIRE(index
+              ->OnTasksChange([&] {
+                seen = index->tasks_version();  // a reader woken here must find the change
+                ++calls;
+              })
               .ok());
   CHECK(index->OnTasksChange([] {}).code() == Status::Code::kConflict);  // a second is refused
   const uint64_t before = index->tasks_version();
