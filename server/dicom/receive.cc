@@ -19,15 +19,25 @@
 namespace teleread {
 namespace {
 
+// A native, uncompressed transfer syntax. An encapsulated (or deflated) object's parse reads a
+// header per fragment all through the file: such objects stay in the page cache for it.
+bool Native(const char* transfer_syntax) {
+  const DcmXfer xfer(transfer_syntax);
+  // Unknown to DCMTK (a syntax added to the accepted list later): not assumed native.
+  return xfer.getXfer() != EXS_Unknown && xfer.isNotEncapsulated() && xfer.getStreamCompression() == ESC_none;
+}
+
 // Holds an object in memory while it fits within `limit` bytes; past that, creates the temp file,
 // writes what it held and streams the rest there. `durable` (an object whose fsync comes next):
 // its writeback started while the rest is still arriving, so that the fsync before the
-// acknowledgement only waits for the tail; `direct`: past its head with O_DIRECT
-// (server/store/direct_file.h), where the kicks only start the head's writeback.
+// acknowledgement only waits for the tail; `direct_syntax` (null: never), the accepted transfer
+// syntax: if it is native, the file is written past its head with O_DIRECT
+// (server/store/direct_file.h), where the kicks only start the head's writeback. Looked at only
+// when the object spills: most objects stay in memory.
 class TieredConsumer : public DcmConsumer {
  public:
-  TieredConsumer(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
-      : store_(store), limit_(limit), durable_(durable), direct_(direct) {}
+  TieredConsumer(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax)
+      : store_(store), limit_(limit), durable_(durable), direct_syntax_(direct_syntax) {}
   ~TieredConsumer() override {
     if (!temp_.empty()) ::unlink(temp_.c_str());
   }
@@ -55,12 +65,11 @@ class TieredConsumer : public DcmConsumer {
     }
     if (temp_.empty() && !Spill()) return Discard(len);
     if (file_.Append(buf, n) != 0) return Discard(len);
-    written_ += n;
     // Kept with O_DIRECT: the head, and every byte where the file system accepts the flag but
     // still writes through the page cache (tmpfs since Linux 6.6), then go out early too.
-    if (durable_ && written_ >= next_kick_) {
+    if (durable_ && file_.size() >= next_kick_) {
       ::sync_file_range(file_.fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
-      next_kick_ = written_ + kKickBytes;
+      next_kick_ = file_.size() + kKickBytes;
     }
     return len;
   }
@@ -85,7 +94,7 @@ class TieredConsumer : public DcmConsumer {
 
   bool Spill() {
     temp_ = store_.NewTempPath();
-    if (file_.Create(temp_, direct_) != 0) {
+    if (file_.Create(temp_, direct_syntax_ && Native(direct_syntax_)) != 0) {
       temp_.clear();
       failed_ = true;
       return false;
@@ -96,47 +105,43 @@ class TieredConsumer : public DcmConsumer {
       failed_ = true;
       return false;
     }
-    written_ = held.size();
     return true;
   }
 
   const ObjectStore& store_;
   const uint64_t limit_;
   const bool durable_;
-  const bool direct_;
+  const char* const direct_syntax_;
   std::string held_;
   std::filesystem::path temp_;
   DirectFile file_;
   bool failed_ = false;
-  uint64_t written_ = 0;
   uint64_t next_kick_ = kKickBytes;
 };
 
 // DcmOutputStream takes its consumer by pointer at construction: the holder comes first.
 struct ConsumerHolder {
-  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
-      : consumer(store, limit, durable, direct) {}
+  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax)
+      : consumer(store, limit, durable, direct_syntax) {}
   TieredConsumer consumer;
 };
 class TieredStream : private ConsumerHolder, public DcmOutputStream {
  public:
-  TieredStream(const ObjectStore& store, uint64_t limit, bool durable, bool direct)
-      : ConsumerHolder(store, limit, durable, direct), DcmOutputStream(&consumer) {}
+  TieredStream(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax)
+      : ConsumerHolder(store, limit, durable, direct_syntax), DcmOutputStream(&consumer) {}
   TieredConsumer& tier() { return consumer; }
 };
 
 // The preamble and file meta header that DIMSE_createFilestream (DCMTK 3.6.7) writes, so that
 // an object holds the same bytes in either tier and as before the tiers.
-bool WriteMetaHeader(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
+bool WriteMetaHeader(T_ASC_Association* assoc, const char* transfer_syntax, const std::string& sop_class_uid,
                      const std::string& sop_instance_uid, DcmOutputStream& out) {
-  T_ASC_PresentationContext pc;
-  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return false;
   DcmMetaInfo meta;
   const Uint8 version[2] = {0, 1};
   bool ok = meta.putAndInsertUint8Array(DCM_FileMetaInformationVersion, version, 2).good() &&
             meta.putAndInsertString(DCM_MediaStorageSOPClassUID, sop_class_uid.c_str()).good() &&
             meta.putAndInsertString(DCM_MediaStorageSOPInstanceUID, sop_instance_uid.c_str()).good() &&
-            meta.putAndInsertString(DCM_TransferSyntaxUID, pc.acceptedTransferSyntax).good() &&
+            meta.putAndInsertString(DCM_TransferSyntaxUID, transfer_syntax).good() &&
             meta.putAndInsertString(DCM_ImplementationClassUID, OFFIS_IMPLEMENTATION_CLASS_UID).good() &&
             meta.putAndInsertString(DCM_ImplementationVersionName, OFFIS_DTK_IMPLEMENTATION_VERSION_NAME2).good() &&
             meta.putAndInsertString(DCM_SourceApplicationEntityTitle, assoc->params->DULparams.callingAPTitle).good();
@@ -152,24 +157,19 @@ bool WriteMetaHeader(T_ASC_Association* assoc, unsigned char pres_id, const std:
   return written && out.good();
 }
 
-// A native, uncompressed transfer syntax. An encapsulated (or deflated) object's parse reads a
-// header per fragment all through the file: such objects stay in the page cache for it.
-bool Native(T_ASC_Association* assoc, unsigned char pres_id) {
-  T_ASC_PresentationContext pc;
-  if (ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).bad()) return false;
-  const DcmXfer xfer(pc.acceptedTransferSyntax);
-  // Unknown to DCMTK (a syntax added to the accepted list later): not assumed native.
-  return xfer.getXfer() != EXS_Unknown && xfer.isNotEncapsulated() && xfer.getStreamCompression() == ESC_none;
-}
-
 }  // namespace
 
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
                            bool durable, ReceivedDataSet* out, uint64_t memory_limit) {
   *out = ReceivedDataSet{};
-  TieredStream stream(store, memory_limit, durable, durable && store.direct_io() && Native(assoc, pres_id));
-  if (!WriteMetaHeader(assoc, pres_id, sop_class_uid, sop_instance_uid, stream) || stream.tier().failed()) {
+  // Once per object: its accepted syntax goes in the meta header and decides how a spilled file is written.
+  T_ASC_PresentationContext pc;
+  const bool known = ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).good();
+  TieredStream stream(store, memory_limit, durable,
+                      known && durable && store.direct_io() ? pc.acceptedTransferSyntax : nullptr);
+  if (!known || !WriteMetaHeader(assoc, pc.acceptedTransferSyntax, sop_class_uid, sop_instance_uid, stream) ||
+      stream.tier().failed()) {
     out->outcome = ReceivedDataSet::Outcome::kCannotCreate;
     DIC_UL bytes = 0, pdvs = 0;
     return DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, timeout_seconds, &bytes, &pdvs);
