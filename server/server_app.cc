@@ -63,6 +63,10 @@ Status ServerApp::Start() {
 
   Result<RecoveryReport> recovered = RecoverStorage(*store_, *index_, config_, NowMs());
   if (!recovered.ok()) return recovered.status();
+  if (recovered->temp_files_kept) {
+    spdlog::error("recovery: {} temp file(s) kept in {}: each is a second name of a stored object; run fsck",
+                  recovered->temp_files_kept, store_->Absolute("tmp").string());
+  }
   if (recovered->temp_files_removed || recovered->objects_reindexed || recovered->objects_unattributed) {
     spdlog::warn("recovery: removed {} partial file(s), re-indexed {} object(s), quarantined {} unattributed",
                  recovered->temp_files_removed, recovered->objects_reindexed, recovered->objects_unattributed);

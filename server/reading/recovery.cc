@@ -21,7 +21,9 @@ std::filesystem::path MoveToQuarantine(ObjectStore& store, const std::filesystem
 
 Result<RecoveryReport> RecoverStorage(ObjectStore& store, Index& index, const Config& config, int64_t now_ms) {
   RecoveryReport report;
-  report.temp_files_removed = store.RemoveTempFiles();
+  const ObjectStore::TempCleanup temp = store.RemoveTempFiles();
+  report.temp_files_removed = temp.removed;
+  report.temp_files_kept = temp.kept;
   std::vector<std::string> orphans;
   Status s = store.ForEachObject([&](const std::string& rel) {
     if (!index.HasPath(rel)) orphans.push_back(rel);

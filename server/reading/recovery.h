@@ -10,6 +10,7 @@ namespace teleread {
 
 struct RecoveryReport {
   int temp_files_removed = 0;
+  int temp_files_kept = 0;  // second names of placed objects that only fsck can mend: logged as errors
   int objects_reindexed = 0;
   int objects_unattributed = 0;   // no configured sender, or a stray copy of an indexed UID: quarantined
   int64_t rows_without_data = 0;  // "index:" rows without their bytes: never expected, reported

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "common/dicom.h"
+#include "common/log.h"
 #include "server/store/index.h"
 
 namespace teleread {
@@ -135,13 +137,33 @@ Result<ObjectStore::Placed> ObjectStore::Place(const fs::path& temp, const std::
   return Placed::kNew;
 }
 
-int ObjectStore::RemoveTempFiles() {
-  int removed = 0;
+bool TempNameHoldsPlacedObject(const struct stat& temp, const struct stat* placed) {
+  return placed != nullptr && placed->st_dev == temp.st_dev && placed->st_ino == temp.st_ino && temp.st_nlink < 2;
+}
+
+ObjectStore::TempCleanup ObjectStore::RemoveTempFiles() {
+  TempCleanup done;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(root_ / "tmp", ec)) {
-    if (e.is_regular_file() && fs::remove(e.path(), ec)) ++removed;
+    if (!e.is_regular_file()) continue;
+    struct stat temp {};
+    if (::lstat(e.path().c_str(), &temp) != 0) continue;
+    // Only a whole object can have been placed: a cut-short reception does not parse.
+    if (Result<InstanceSummary> summary = ReadInstanceSummary(e.path()); summary.ok()) {
+      const fs::path placed_path = root_ / RelativePathFor(summary->sop_instance_uid);
+      struct stat placed {};
+      const bool exists = ::lstat(placed_path.c_str(), &placed) == 0;
+      if (TempNameHoldsPlacedObject(temp, exists ? &placed : nullptr)) {
+        ++done.kept;
+        spdlog::error("recovery: kept {}: it is a second name of {} whose link count is 1 (a crash on a file "
+                      "system without a journal); removing it would free the object: run fsck on {}",
+                      e.path().string(), placed_path.string(), root_.string());
+        continue;
+      }
+    }
+    if (fs::remove(e.path(), ec)) ++done.removed;
   }
-  return removed;
+  return done;
 }
 
 Status ObjectStore::ForEachObject(const std::function<void(const std::string&)>& fn) const {

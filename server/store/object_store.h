@@ -7,6 +7,8 @@
 // Open reads either tier through an ObjectHandle.
 //
 // Thread-safety: all methods may be called concurrently.
+#include <sys/stat.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -71,8 +73,15 @@ class ObjectStore {
   // already there the temp file is left for the caller to compare and remove (kExisting).
   Result<Placed> Place(const std::filesystem::path& temp, const std::string& relative_path);
 
-  // Removes leftovers of interrupted receptions; returns how many.
-  int RemoveTempFiles();
+  // Removes leftovers of interrupted receptions. A temp name that still names a placed object
+  // whose link count is 1 is kept (removing it would free the object): Place's unlink of the
+  // temp name was lost in a crash on a file system without a journal, and only fsck mends the
+  // count. Such names are counted in `kept` and logged as errors.
+  struct TempCleanup {
+    int removed = 0;
+    int kept = 0;
+  };
+  TempCleanup RemoveTempFiles();
 
   // Calls fn(relative_path) for every stored object file.
   Status ForEachObject(const std::function<void(const std::string&)>& fn) const;
@@ -92,5 +101,9 @@ class ObjectStore {
 
 // fsync on a path (a file or a directory).
 Status SyncPath(const std::filesystem::path& path);
+
+// Whether a temp file (`temp`) is the same inode as the object placed from it (`placed`, null when
+// there is none) while its link count says one name: removing the temp name would free the object.
+bool TempNameHoldsPlacedObject(const struct stat& temp, const struct stat* placed);
 
 }  // namespace teleread

@@ -5,7 +5,8 @@
 # with senders that leave Nagle on (Debian DCMTK's default, "teleread-nagle").
 # storescp --ignore (network and DIMSE only, nothing written) shows the floor.
 # Usage: tests/bench/ingest.sh [CT_COUNT] [SMALL_COUNT] [PUBLIC_COUNT]     (defaults 400, 4000, 1000)
-# BENCH_SERVERS chooses the receivers (default "storescp-ignore storescp teleread orthanc"),
+# BENCH_SERVERS chooses the receivers (default "storescp-ignore storescp teleread orthanc"; with
+# teleread, also its Nagle-on senders and one ~1 GB object unless BENCH_NAGLE=0 / BENCH_LARGE=0),
 # BENCH_KINDS the corpora (default "ct small public": public = real-world files, public_corpus.sh), BENCH_REPS how many passes over every cell (default
 # 3): the passes interleave, so a slow minute of the shared disk lands on every receiver alike, and
 # each ratio is the median of the per-pass ratios (their spread printed beside it).
@@ -171,7 +172,13 @@ case " $servers " in *" orthanc "*) orthanc_install >&2 ;; esac
 reps=${BENCH_REPS:-3}
 # Each pass rotates the order: a cell runs slower after one that left the disk busy (teleread after
 # storescp's unsynced files ran ~1.7x slower than after Orthanc, whichever sender it had).
-read -r -a cells <<<"$servers teleread-nagle"
+# teleread's Nagle-on cell and the 1 GB object only where teleread is measured (BENCH_NAGLE=0,
+# BENCH_LARGE=0 leave them out).
+with_teleread=0
+case " $servers " in *" teleread "*) with_teleread=1 ;; esac
+nagle_cell=
+[ $with_teleread = 1 ] && [ "${BENCH_NAGLE:-1}" = 1 ] && nagle_cell=teleread-nagle
+read -r -a cells <<<"$servers $nagle_cell"
 for pass in $(seq "$reps"); do
   for kind in $kinds; do
     for assocs in 1 4; do
@@ -184,23 +191,26 @@ for pass in $(seq "$reps"); do
   done
 done
 # One ~1 GB object: the server streams it to disk, so its RSS must stay far below the object's size.
-echo "running teleread with one ~1 GB object" >&2
-"$build/samples/teleread-samples" corpus "$work/corpus-large" --kind large --count 1 >/dev/null
-large_pid=$(start_server teleread "$work/data-large")
-storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "$work/corpus-large" \
-  >>"$work/storescu.log" 2>&1 &
-sender=$!
-large_rss=0
-while kill -0 $sender 2>/dev/null; do
-  r=$(peak_rss_kb "$large_pid")
-  [ "$r" -gt "$large_rss" ] && large_rss=$r
-  sleep 0.1
-done
-wait $sender && large_ok=stored || large_ok=FAILED
-kill "$large_pid"
-wait "$large_pid" 2>/dev/null || true
-large_bytes=$(du -sb "$work/corpus-large" | cut -f1)
-rm -rf "$work/data-large" "$work/corpus-large"  # a few inodes; $work/trash stays (above)
+large_ok=skipped large_rss=0 large_bytes=0
+if [ $with_teleread = 1 ] && [ "${BENCH_LARGE:-1}" = 1 ]; then
+  echo "running teleread with one ~1 GB object" >&2
+  "$build/samples/teleread-samples" corpus "$work/corpus-large" --kind large --count 1 >/dev/null
+  large_pid=$(start_server teleread "$work/data-large")
+  storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "$work/corpus-large" \
+    >>"$work/storescu.log" 2>&1 &
+  sender=$!
+  large_rss=0
+  while kill -0 $sender 2>/dev/null; do
+    r=$(peak_rss_kb "$large_pid")
+    [ "$r" -gt "$large_rss" ] && large_rss=$r
+    sleep 0.1
+  done
+  wait $sender && large_ok=stored || large_ok=FAILED
+  kill "$large_pid"
+  wait "$large_pid" 2>/dev/null || true
+  large_bytes=$(du -sb "$work/corpus-large" | cut -f1)
+  rm -rf "$work/data-large" "$work/corpus-large"  # a few inodes; $work/trash stays (above)
+fi
 
 # The disk's floor for one durable write, on the file system the receivers wrote to.
 "$build/tests/bench/teleread-disk-floor" "$work" 1 3 10 27 >"$work/disk_floor.tsv"

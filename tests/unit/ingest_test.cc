@@ -6,6 +6,8 @@
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <set>
 #include <thread>
@@ -422,6 +424,27 @@ TEST_CASE_METHOD(IngestFixture, "a stray file of an object kept in the index is 
   CHECK(Instances() == 1);
   CHECK(index->FindInstance(sop)->relative_path == ObjectStore::InIndexPathFor(sop));
   CHECK(Stored(ObjectStore::InIndexPathFor(sop)) == test::ReadFile(ct[0]));
+}
+
+TEST_CASE_METHOD(IngestFixture, "recovery removes a temp name of a placed object only while its link count says two",
+                 "[ingest][recovery]") {
+  store.set_small_object_bytes(0);
+  const std::string sop = ReadInstanceSummary(ct[0])->sop_instance_uid;
+  REQUIRE(Store(ct[0]).code == IngestCode::kStored);
+  const std::filesystem::path placed = store.Absolute(ObjectStore::RelativePathFor(sop));
+  // Place's unlink of the temp name undone by a crash, on a file system that counted it (two links).
+  const std::filesystem::path second = store.NewTempPath();
+  REQUIRE(::link(placed.c_str(), second.c_str()) == 0);
+  const std::filesystem::path partial = store.NewTempPath();
+  test::WriteFile(partial, test::ReadFile(ct[1]).substr(0, 300));  // a reception cut short
+  Result<RecoveryReport> report = RecoverStorage(store, *index, Config{}, now_ms);
+  REQUIRE(report.ok());
+  CHECK(report->temp_files_removed == 2);
+  CHECK(report->temp_files_kept == 0);
+  CHECK_FALSE(std::filesystem::exists(second));
+  CHECK_FALSE(std::filesystem::exists(partial));
+  CHECK(test::ReadFile(placed) == test::ReadFile(ct[0]));
+  CHECK(std::filesystem::hard_link_count(placed) == 1);
 }
 
 TEST_CASE_METHOD(IngestFixture, "export gives UIDs whose safe names collide files of their own", "[ingest][export]") {

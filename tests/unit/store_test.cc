@@ -35,7 +35,7 @@ TEST_CASE("objects reach their final name whole and are never replaced", "[store
   CHECK(test::ReadFile(store.Absolute(rel)) == "first");
   CHECK(std::filesystem::exists(second));  // left for the caller to compare
 
-  CHECK(store.RemoveTempFiles() == 1);
+  CHECK(store.RemoveTempFiles().removed == 1);
   CHECK_FALSE(std::filesystem::exists(second));
 
   std::set<std::string> seen;
@@ -57,4 +57,23 @@ TEST_CASE("the index's WAL is truncated to 64 MiB after a checkpoint, not kept a
   REQUIRE(row.ok());
   REQUIRE(row.value());
   CHECK(q.Int(0) == int64_t{64} << 20);
+}
+
+TEST_CASE("a temp name of a placed object is kept while the object's link count says one name", "[store][recovery]") {
+  struct stat temp {};
+  temp.st_dev = 7;
+  temp.st_ino = 42;
+  temp.st_nlink = 1;
+  struct stat placed = temp;
+  // Two names, one counted (a lost unlink on ext4 without a journal): removing either frees the object.
+  CHECK(TempNameHoldsPlacedObject(temp, &placed));
+  temp.st_nlink = placed.st_nlink = 2;  // counted right: the temp name may go
+  CHECK_FALSE(TempNameHoldsPlacedObject(temp, &placed));
+  temp.st_nlink = 1;
+  placed.st_ino = 43;  // another inode: the temp file is not the placed object
+  CHECK_FALSE(TempNameHoldsPlacedObject(temp, &placed));
+  placed.st_ino = 42;
+  placed.st_dev = 8;
+  CHECK_FALSE(TempNameHoldsPlacedObject(temp, &placed));
+  CHECK_FALSE(TempNameHoldsPlacedObject(temp, nullptr));  // nothing placed under its UID
 }
