@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every benchmark in one command, with small default sizes (~10 minutes on two cores): ingest
-# against storescp, C-FIND as a member against Orthanc (tuned, Nagle-on and findscu clients),
+# Every benchmark in one command (~13 minutes on two cores): ingest against storescp with small
+# corpora, C-FIND as a member against Orthanc at the scale (20,000 studies, and 100,000 for
+# TeleRead alone; FIND_SMALL/FIND_BIG to change; tuned, Nagle-on and findscu clients),
 # and the reading API under 32 clients while a member pushes. Each prints its own ratios against
 # the peer measured in the same run. Larger runs: call the scripts themselves (see their usage).
 # Usage: tests/bench/all.sh            Environment: TELEREAD_BUILD_DIR, as for the scripts.
@@ -10,7 +11,7 @@ echo "### ingest (teleread-server vs storescp)"
 "$here/ingest.sh" "${INGEST_CT:-300}" "${INGEST_SMALL:-1000}" "${INGEST_PUBLIC:-1000}"
 echo
 echo "### C-FIND (teleread-server as member and centre vs Orthanc)"
-"$here/find.sh" "${FIND_SMALL:-2000}" "${FIND_BIG:-10000}"
+"$here/find.sh" "${FIND_SMALL:-20000}" "${FIND_BIG:-100000}"
 echo
 echo "### reading API (32 mutual-TLS keep-alive clients, a member pushing)"
 "$here/api_load.sh" "${API_TASKS:-10000}" "${API_CLIENTS:-32}" "${API_REQUESTS:-20}"
