@@ -163,7 +163,7 @@ Index::~Index() {
     std::lock_guard<std::mutex> lock(queue_mu_);
     stopping_ = true;
   }
-  queue_cv_.notify_all();
+  writer_cv_->notify_all();
   writer_thread_.join();
 }
 
@@ -172,8 +172,18 @@ Status Index::RunWrite(WriteFn fn) {
   std::unique_lock<std::mutex> lock(queue_mu_);
   if (stopping_) return Status::IOError("index is shutting down");
   queue_.push_back(PendingWrite{std::move(fn), me, std::nullopt});
+  // Alone, a caller commits its own write: no hand-off. With neighbours (the last batches had
+  // company) the writer thread leads: measured, callers leading each other's batches cost more
+  // than the hand-off saved.
+  const bool lead = solo_batches_ >= kSoloBatchesToLead;
+  if (!lead && !leading_) {
+    std::shared_ptr<std::condition_variable> writer = writer_cv_;  // kept: see LeadBatch
+    lock.unlock();
+    writer->notify_one();
+    lock.lock();
+  }
   while (!me->done) {
-    if (!me->taken && !leading_) {
+    if (lead && !me->taken && !leading_) {
       LeadBatch(lock, me.get());  // answers this write too
       return me->result;          // final once done, and only this thread reads it now
     }
@@ -194,9 +204,9 @@ std::future<Status> Index::SubmitWrite(WriteFn fn) {
     }
     queue_.push_back(PendingWrite{std::move(fn), nullptr, std::promise<Status>()});
     result = queue_.back().done->get_future();
-    wake = !leading_;  // else the running batch's leader hands on to a waiter or to the writer thread
+    wake = !leading_;  // else the running batch's leader wakes the writer thread when it ends
   }
-  if (wake) queue_cv_.notify_one();
+  if (wake) writer_cv_->notify_one();
   return result;
 }
 
@@ -237,13 +247,14 @@ void Index::LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) no
   }
   leading_ = false;
   analyze_due_ = analyze_due_ || analyze;
-  // The next leader: a caller whose write is queued (it is waiting anyway), else the writer thread
-  // (which leads on when it is the leader, and refreshes the statistics first when due).
-  std::shared_ptr<Waiter> next;
-  for (auto w = queue_.begin(); self != nullptr && !analyze_due_ && w != queue_.end() && !next; ++w) next = w->waiter;
-  // Under the lock: once it is released the writer thread may see the index stopped and gone.
-  if (!next && (!queue_.empty() || analyze_due_ || stopping_)) queue_cv_.notify_one();
+  solo_batches_ = batch.size() == 1 && queue_.empty() ? std::min(solo_batches_ + 1, kSoloBatchesToLead) : 0;
+  // What queued meanwhile is led by the writer thread (which leads on when it is the leader, and
+  // refreshes the statistics first when due).
+  std::shared_ptr<std::condition_variable> writer;
+  if (!queue_.empty() || analyze_due_ || stopping_) writer = writer_cv_;
   lock.unlock();
+  // Woken after the unlock, so that it does not wake only to wait for queue_mu_.
+  if (writer) writer->notify_one();
   for (size_t i = 0; i < batch.size(); ++i) {
     if (!batch[i].waiter) {
       batch[i].done->set_value(results[i]);
@@ -251,7 +262,6 @@ void Index::LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) no
       batch[i].waiter->cv.notify_one();
     }
   }
-  if (next) next->cv.notify_one();
   // Logged after the answers: a flushed line under the logger's lock would delay them.
   if (BatchTraceOn()) {
     spdlog::warn("index batch n={} run={} commit={} checkpoint={} shown={}", batch.size(), trace.run_us,
@@ -262,7 +272,7 @@ void Index::LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) no
 void Index::WriterLoop() {
   std::unique_lock<std::mutex> lock(queue_mu_);
   for (;;) {
-    queue_cv_.wait(lock, [this] { return !leading_ && (!queue_.empty() || analyze_due_ || stopping_); });
+    writer_cv_->wait(lock, [this] { return !leading_ && (!queue_.empty() || analyze_due_ || stopping_); });
     if (analyze_due_) {
       // Between two batches, off the callers' threads: no caller's answer waits for it.
       analyze_due_ = false;
