@@ -53,7 +53,7 @@ bool BatchTraceOn() {
   return on;
 }
 
-// The time the last auto-checkpoint took (bench-only trace), on the writer thread only.
+// The time the last auto-checkpoint took (bench-only trace), on the thread whose COMMIT ran it.
 thread_local int64_t checkpoint_us = -1;
 
 int64_t NowUs() {
@@ -163,12 +163,38 @@ Index::~Index() {
     std::lock_guard<std::mutex> lock(queue_mu_);
     stopping_ = true;
   }
-  queue_cv_.notify_all();
+  writer_cv_->notify_all();
   writer_thread_.join();
+}
+
+Status Index::RunWrite(WriteFn fn) {
+  auto me = std::make_shared<Waiter>();
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  if (stopping_) return Status::IOError("index is shutting down");
+  queue_.push_back(PendingWrite{std::move(fn), me, std::nullopt});
+  // Alone, a caller commits its own write: no hand-off. With neighbours (the last batches had
+  // company) the writer thread leads: measured, callers leading each other's batches cost more
+  // than the hand-off saved.
+  const bool lead = solo_batches_ >= kSoloBatchesToLead;
+  if (!lead && !leading_) {
+    std::shared_ptr<std::condition_variable> writer = writer_cv_;  // kept: see LeadBatch
+    lock.unlock();
+    writer->notify_one();
+    lock.lock();
+  }
+  while (!me->done) {
+    if (lead && !me->taken && !leading_) {
+      LeadBatch(lock, me.get());  // answers this write too
+      return me->result;          // final once done, and only this thread reads it now
+    }
+    me->cv.wait(lock);
+  }
+  return me->result;
 }
 
 std::future<Status> Index::SubmitWrite(WriteFn fn) {
   std::future<Status> result;
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (stopping_) {
@@ -176,10 +202,11 @@ std::future<Status> Index::SubmitWrite(WriteFn fn) {
       refused.set_value(Status::IOError("index is shutting down"));
       return refused.get_future();
     }
-    queue_.push_back(PendingWrite{std::move(fn), {}});
-    result = queue_.back().done.get_future();
+    queue_.push_back(PendingWrite{std::move(fn), nullptr, std::promise<Status>()});
+    result = queue_.back().done->get_future();
+    wake = !leading_;  // else the running batch's leader wakes the writer thread when it ends
   }
-  queue_cv_.notify_one();
+  if (wake) writer_cv_->notify_one();
   return result;
 }
 
@@ -195,93 +222,154 @@ size_t Index::QueuedWrites() {
   return queue_.size();
 }
 
-void Index::WriterLoop() {
-  Database& db = *writer_db_;
-  for (;;) {
-    std::deque<PendingWrite> batch;
-    {
-      std::unique_lock<std::mutex> lock(queue_mu_);
-      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, nothing left
-      batch.swap(queue_);
+void Index::LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) noexcept {
+  leading_ = true;
+  std::deque<PendingWrite> batch;
+  batch.swap(queue_);
+  for (PendingWrite& w : batch) {
+    if (w.waiter) w.waiter->taken = true;
+  }
+  lock.unlock();
+  bool analyze = false;
+  BatchTrace trace;
+  std::vector<Status> results;
+  {
+    std::lock_guard<std::mutex> writer(writer_mu_);
+    results = CommitBatch(batch, &trace);
+    analyze = AnalyzeDue();
+  }
+  lock.lock();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (Waiter* w = batch[i].waiter.get()) {
+      w->result = results[i];
+      w->done = true;
     }
-    // One transaction for the batch; each request in its own savepoint so that one
-    // refused request does not undo its neighbours.
-    const int64_t batch_start = BatchTraceOn() ? NowUs() : 0;
-    Transaction tx(db);
-    std::vector<Status> results;
-    results.reserve(batch.size());
-    Status lost;                    // set when SQLite rolled the whole transaction back under a request
-    size_t lost_at = batch.size();  // that request: told its own failure, the others `lost`
-    for (PendingWrite& w : batch) {
-      if (!tx.status().ok() || !lost.ok()) {
-        results.push_back(!lost.ok() ? lost : tx.status());
-        continue;
-      }
-      Status s = db.ExecKept("SAVEPOINT request");
-      if (s.ok()) {
-        try {
-          s = w.fn(db);
-        } catch (const std::exception& e) {  // e.g. no memory: this request fails, the writer carries on
-          s = Status::IOError(std::string("index write: ") + e.what());
-        }
-      }
-      Status end = s.ok() ? db.ExecKept("RELEASE request") : db.ExecKept("ROLLBACK TO request");
-      if (!s.ok() && end.ok()) end = db.ExecKept("RELEASE request");
-      // Not undone (or not released): what the transaction holds is unknown, so none of it may
-      // commit.
-      if (!end.ok()) {
-        if (s.ok()) s = end;
-        if (!sqlite3_get_autocommit(db.handle())) (void)db.ExecKept("ROLLBACK");
-      }
-      results.push_back(s);
-      // A full disk or I/O error while spilling pages can make SQLite roll back the whole
-      // transaction: the batch so far is gone, and the next SAVEPOINT would open (and its
-      // RELEASE commit) a transaction of its own, whose senders the failed COMMIT then refuses.
-      if (sqlite3_get_autocommit(db.handle())) {
-        lost = Status::IOError("index write: the transaction was rolled back");
-        lost_at = results.size() - 1;
-        if (s.ok()) results.back() = lost;
-      }
+  }
+  leading_ = false;
+  analyze_due_ = analyze_due_ || analyze;
+  solo_batches_ = batch.size() == 1 && queue_.empty() ? std::min(solo_batches_ + 1, kSoloBatchesToLead) : 0;
+  // What queued meanwhile is led by the writer thread (which leads on when it is the leader, and
+  // refreshes the statistics first when due).
+  std::shared_ptr<std::condition_variable> writer;
+  if (!queue_.empty() || analyze_due_ || stopping_) writer = writer_cv_;
+  lock.unlock();
+  // Woken after the unlock, so that it does not wake only to wait for queue_mu_.
+  if (writer) writer->notify_one();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i].waiter) {
+      batch[i].done->set_value(results[i]);
+    } else if (batch[i].waiter.get() != self) {
+      batch[i].waiter->cv.notify_one();
     }
-    // Which worklist rows the batch changed is read inside its transaction (what it reads there is
-    // what commits): two read transactions fewer per commit. The version moves only after the
-    // COMMIT, so that a reader at the new version finds the new rows; moved for a COMMIT that then
-    // fails, it only ends kept pages early.
-    const bool shown = shown_changes_.Take(db);
-    const int64_t commit_start = BatchTraceOn() ? NowUs() : 0;
-    checkpoint_us = -1;  // only a checkpoint this COMMIT runs
-    Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
-    const int64_t commit_us = BatchTraceOn() ? NowUs() - commit_start : 0;
-    if (shown) {
-      tasks_version_.fetch_add(1, std::memory_order_release);
-      std::lock_guard<std::mutex> lock(tasks_listener_mu_);
-      if (tasks_listener_) tasks_listener_();
-    }
-    for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i].done.set_value(commit.ok() || i == lost_at ? results[i] : commit);
-    }
-    // Logged after the answers: a flushed line under the logger's lock would delay them.
-    if (BatchTraceOn()) {
-      spdlog::warn("index batch n={} run={} commit={} checkpoint={} shown={}", batch.size(), commit_start - batch_start,
-                   commit_us, checkpoint_us, shown ? 1 : 0);
-    }
-    MaybeAnalyze(db);
+  }
+  // Logged after the answers: a flushed line under the logger's lock would delay them.
+  if (BatchTraceOn()) {
+    spdlog::warn("index batch n={} run={} commit={} checkpoint={} shown={}", batch.size(), trace.run_us,
+                 trace.commit_us, trace.checkpoint_us, trace.shown ? 1 : 0);
   }
 }
 
+void Index::WriterLoop() {
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  for (;;) {
+    writer_cv_->wait(lock, [this] { return !leading_ && (!queue_.empty() || analyze_due_ || stopping_); });
+    if (analyze_due_) {
+      // Between two batches, off the callers' threads: no caller's answer waits for it.
+      analyze_due_ = false;
+      leading_ = true;
+      lock.unlock();
+      {
+        std::lock_guard<std::mutex> writer(writer_mu_);
+        MaybeAnalyze(*writer_db_);
+      }
+      lock.lock();
+      leading_ = false;  // what queued meanwhile: led next, by this thread or a caller
+    } else if (!queue_.empty()) {
+      LeadBatch(lock, nullptr);
+      lock.lock();
+    } else {
+      return;  // stopping, nothing queued, no batch running
+    }
+  }
+}
+
+std::vector<Status> Index::CommitBatch(std::deque<PendingWrite>& batch, BatchTrace* trace) {
+  Database& db = *writer_db_;
+  // One transaction for the batch; each request in its own savepoint so that one
+  // refused request does not undo its neighbours.
+  const int64_t batch_start = BatchTraceOn() ? NowUs() : 0;
+  Transaction tx(db);
+  std::vector<Status> results;
+  results.reserve(batch.size());
+  Status lost;                    // set when SQLite rolled the whole transaction back under a request
+  size_t lost_at = batch.size();  // that request: told its own failure, the others `lost`
+  for (PendingWrite& w : batch) {
+    if (!tx.status().ok() || !lost.ok()) {
+      results.push_back(!lost.ok() ? lost : tx.status());
+      continue;
+    }
+    Status s = db.ExecKept("SAVEPOINT request");
+    if (s.ok()) {
+      try {
+        s = w.fn(db);
+      } catch (const std::exception& e) {  // e.g. no memory: this request fails, the batch carries on
+        s = Status::IOError(std::string("index write: ") + e.what());
+      }
+    }
+    Status end = s.ok() ? db.ExecKept("RELEASE request") : db.ExecKept("ROLLBACK TO request");
+    if (!s.ok() && end.ok()) end = db.ExecKept("RELEASE request");
+    // Not undone (or not released): what the transaction holds is unknown, so none of it may
+    // commit.
+    if (!end.ok()) {
+      if (s.ok()) s = end;
+      if (!sqlite3_get_autocommit(db.handle())) (void)db.ExecKept("ROLLBACK");
+    }
+    results.push_back(s);
+    // A full disk or I/O error while spilling pages can make SQLite roll back the whole
+    // transaction: the batch so far is gone, and the next SAVEPOINT would open (and its
+    // RELEASE commit) a transaction of its own, whose senders the failed COMMIT then refuses.
+    if (sqlite3_get_autocommit(db.handle())) {
+      lost = Status::IOError("index write: the transaction was rolled back");
+      lost_at = results.size() - 1;
+      if (s.ok()) results.back() = lost;
+    }
+  }
+  // Which worklist rows the batch changed is read inside its transaction (what it reads there is
+  // what commits): two read transactions fewer per commit. The version moves only after the
+  // COMMIT, so that a reader at the new version finds the new rows; moved for a COMMIT that then
+  // fails, it only ends kept pages early.
+  const bool shown = shown_changes_.Take(db);
+  const int64_t commit_start = BatchTraceOn() ? NowUs() : 0;
+  checkpoint_us = -1;  // only a checkpoint this COMMIT runs
+  Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
+  const int64_t commit_us = BatchTraceOn() ? NowUs() - commit_start : 0;
+  if (shown) {
+    tasks_version_.fetch_add(1, std::memory_order_release);
+    std::lock_guard<std::mutex> lock(tasks_listener_mu_);
+    if (tasks_listener_) tasks_listener_();
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!commit.ok() && i != lost_at) results[i] = commit;
+  }
+  if (BatchTraceOn()) *trace = BatchTrace{commit_start - batch_start, commit_us, checkpoint_us, shown};
+  return results;
+}
+
 Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
-  return SubmitWrite([this, &instance, &also](Database& db) {
-           Status s = InsertInstance(db, instance);
-           return s.ok() && also ? also(db) : s;
-         })
-      .get();
+  return RunWrite([this, &instance, &also](Database& db) {
+    Status s = InsertInstance(db, instance);
+    return s.ok() && also ? also(db) : s;
+  });
+}
+
+bool Index::AnalyzeDue() const {
+  return inserted_since_analyze_ >= std::max<int64_t>(kMeasurableInstances, instances_at_analyze_);
 }
 
 void Index::MaybeAnalyze(Database& db) {
   // After each doubling of the instances (and at least every 10,000), so that the plans follow
   // a large load; the sampled ANALYZE costs milliseconds, between two batches.
-  if (inserted_since_analyze_ < std::max<int64_t>(kMeasurableInstances, instances_at_analyze_)) return;
+  if (!AnalyzeDue()) return;
   const int64_t rows = MaxInstanceId(db);
   instances_at_analyze_ = rows >= 0 ? rows : instances_at_analyze_ + inserted_since_analyze_;
   inserted_since_analyze_ = 0;
@@ -386,17 +474,17 @@ Status Index::InsertInstance(Database& db, const NewInstance& in) {
 
 Result<int> Index::PromoteQuietStudies(int64_t now_ms, int64_t quiet_ms, const TaskPolicy& policy) {
   int created = 0;
-  Status s = SubmitWrite([&](Database& db) -> Status {
-               Statement insert(db.handle(), InsertTasksSql(policy, "task_created = 0 AND last_received_ms <= ?2"));
-               insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms);
-               BindTaskPolicy(insert, policy);
-               if (Status st = insert.Run(); !st.ok()) return st;
-               created = sqlite3_changes(db.handle());
-               if (created == 0) return Status::Ok();
-               Statement mark(db.handle(),
-                              "UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= ?1");
-               return mark.Bind(1, now_ms - quiet_ms).Run();
-             }).get();
+  Status s = RunWrite([&](Database& db) -> Status {
+    Statement insert(db.handle(), InsertTasksSql(policy, "task_created = 0 AND last_received_ms <= ?2"));
+    insert.Bind(1, now_ms).Bind(2, now_ms - quiet_ms);
+    BindTaskPolicy(insert, policy);
+    if (Status st = insert.Run(); !st.ok()) return st;
+    created = sqlite3_changes(db.handle());
+    if (created == 0) return Status::Ok();
+    Statement mark(db.handle(),
+                   "UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= ?1");
+    return mark.Bind(1, now_ms - quiet_ms).Run();
+  });
   if (!s.ok()) return s;
   return created;
 }

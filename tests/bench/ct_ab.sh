@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# A/B of two teleread-server builds on CT objects (~0.5 MB, durable ingest), alternating A and B
+# A/B of two teleread-server builds on durable ingest, alternating A and B
 # (ABBA order per pair, so neither always runs after the other), at 4 and 1 associations, with
 # storescp (no fsync, no index) once per pair as the yardstick. Per cell: inst/s, the server's CPU
 # ms per object (user+sys), the senders' CPU ms per object, the disk's MB written and flushes per
 # object (/proc/diskstats), and with BENCH_STRACE=1 (teleread cells only; slows them) a strace -f -T
-# summary of the storage calls.
-# Usage: tests/bench/ct_ab.sh BUILD_DIR_A BUILD_DIR_B [PAIRS] [COUNT]   (defaults 5, 600)
+# summary of the storage calls; the server's context switches and CPU migrations per object (perf
+# stat on its pid).
+# Usage: tests/bench/ct_ab.sh BUILD_DIR_A BUILD_DIR_B [PAIRS] [COUNT]   (defaults 5; COUNT 600 CT, 2000 small, 1000 public)
+# BENCH_KIND: ct (default, ~0.5 MB), small (~9 kB) or public (real-world files, public_corpus.sh; sent with dcmsend).
 # BENCH_ASSOCS (default "4 1"), BENCH_NODELAY (default 1; 0: senders leave Nagle on), BENCH_NAGLE_B=1:
 # only B's senders leave Nagle on (A and B the same build: the cost of Nagle-on senders).
 # Output: one tab-separated line per cell, then medians per (build, assocs). Files: $work.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-a=$1 b=$2 pairs=${3:-5} count=${4:-600}
+kind=${BENCH_KIND:-ct}
+declare -A default_count=([ct]=600 [small]=2000 [public]=1000)
+[ -n "${default_count[$kind]:-}" ] || { echo "BENCH_KIND is ct, small or public" >&2; exit 2; }
+a=$1 b=$2 pairs=${3:-5} count=${4:-${default_count[$kind]}}
 work=${TELEREAD_BENCH_DIR:-$root/var/ct_ab}
 port=11191
 disk=$(lsblk -no PKNAME "$(findmnt -no SOURCE --target "$root")" 2>/dev/null || true)
@@ -23,13 +28,28 @@ if [ -e "$work" ]; then
   sync
   sleep "${BENCH_SETTLE_SECONDS:-61}"
 fi
-mkdir -p "$work/corpus/all" "$work/trash"
-"$a/samples/teleread-samples" corpus "$work/corpus/all" --kind ct --count "$count" >/dev/null
+mkdir -p "$work/corpus" "$work/trash"
+sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" "$root/config/teleread.toml" |
+  awk '/^\[https\]/ { skip = 1 } skip && /^$/ { skip = 0 } !skip' >"$work/teleread.toml"
+if [ "$kind" = public ]; then
+  # public_corpus.sh's needs: $build, $work, $port and start_server (build A filters the files).
+  build=$a
+  start_server() {
+    "$build/server/teleread-server" --config "$work/teleread.toml" --storage "$2" --dicom-port $port \
+      --log-level warn >"$work/filter.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 200); do echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 $port >/dev/null 2>&1 && break; sleep 0.05; done
+    echo $pid
+  }
+  source "$root/tests/bench/public_corpus.sh"
+  public_corpus "$work/corpus/all" "$count"
+else
+  mkdir -p "$work/corpus/all"
+  "$a/samples/teleread-samples" corpus "$work/corpus/all" --kind "$kind" --count "$count" >/dev/null
+fi
 for i in 0 1 2 3; do mkdir -p "$work/corpus/part$i"; done
 n=0
 for f in $(find "$work/corpus/all" -name '*.dcm' | sort); do mv "$f" "$work/corpus/part$((n % 4))/"; n=$((n + 1)); done
-sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" "$root/config/teleread.toml" |
-  awk '/^\[https\]/ { skip = 1 } skip && /^$/ { skip = 0 } !skip' >"$work/teleread.toml"
 
 diskstat() { awk -v d="$disk" '$3 == d { print $10, $19, $20 }' /proc/diskstats; }  # sectors written, flushes, flush ms
 cpu_ms() { awk '{ print ($14 + $15 + $16 + $17) * 1000 / '"$(getconf CLK_TCK)"' }' "/proc/$1/stat"; }
@@ -66,11 +86,18 @@ cell() {  # label build_dir assocs -> one result line
   for i in $(seq 0 $((assocs - 1))); do
     local parts=("$work/corpus/part$i")
     [ "$assocs" -eq 1 ] && parts=("$work"/corpus/part*)
-    /usr/bin/time -f '%U %S' -o "$work/sender$i.time" storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r \
+    # dcmsend proposes each file's own transfer syntax (storescu would fail on a JPEG file it cannot convert).
+    local sender=(storescu)
+    [ "$kind" = public ] && sender=(dcmsend -nh -dn)
+    /usr/bin/time -f '%U %S' -o "$work/sender$i.time" "${sender[@]}" -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r \
       127.0.0.1 $port "${parts[@]}" >>"$work/storescu.log" 2>&1 &
     senders+=($!)
   done
-  local perf=
+  local perf= ctx=
+  if [ "$label" != storescp ]; then
+    perf stat -x, -e context-switches,cpu-migrations -p "$spid" -o "$work/ctx-$label-$assocs.txt" >/dev/null 2>&1 &
+    ctx=$!
+  fi
   if [ "${BENCH_PERF:-0}" = 1 ] && [ "$label" != storescp ]; then
     perf record -a -g -o "$work/perf-$label-$assocs.data" -- sleep 1 >/dev/null 2>&1 &
     perf=$!
@@ -79,6 +106,13 @@ cell() {  # label build_dir assocs -> one result line
   for s in "${senders[@]}"; do wait "$s" || failed=1; done
   t1=$(date +%s%N)
   [ -z "$perf" ] || wait "$perf" || true
+  local switches=0 migrations=0
+  if [ -n "$ctx" ]; then
+    kill -INT "$ctx"
+    wait "$ctx" || true
+    switches=$(awk -F, '$3 == "context-switches" { print $1 }' "$work/ctx-$label-$assocs.txt")
+    migrations=$(awk -F, '$3 == "cpu-migrations" { print $1 }' "$work/ctx-$label-$assocs.txt")
+  fi
   d1=$(diskstat)
   if [ "$label" = storescp ]; then c1=0; c0=0; else c1=$(cpu_ms "$spid"); fi
   for i in $(seq 0 $((assocs - 1))); do
@@ -87,17 +121,28 @@ cell() {  # label build_dir assocs -> one result line
   kill "$spid"
   wait "$pid" 2>/dev/null || true
   local stored
-  stored=$(find "$data" -name '*.dcm' -o -name 'CT.*' | wc -l)
+  if [ "$label" = storescp ]; then
+    stored=$(find "$data" -type f | wc -l)
+  else
+    stored=$(find "$data" -name '*.dcm' | wc -l)
+    # Small objects are kept inside the index (centre.small_object_bytes). The server is not
+    # always our child (strace): it may still be closing its index.
+    for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
+    if [ -f "$data/index.sqlite" ]; then
+      stored=$((stored + $(sqlite3 -cmd ".timeout 5000" "$data/index.sqlite" "SELECT COUNT(*) FROM object_data" \
+        2>/dev/null || echo 0)))
+    fi
+  fi
   [ "$failed" = 0 ] || echo "WARNING: a sender failed ($label x$assocs)" >&2
   mv "$data" "$work/trash/"
   awk -v l="$label" -v a="$assocs" -v n="$count" -v st="$stored" -v ns=$((t1 - t0)) -v c="$((${c1%.*} - ${c0%.*}))" \
-    -v sc="$sender_cpu" -v d0="$d0" -v d1="$d1" 'BEGIN {
+    -v sc="$sender_cpu" -v d0="$d0" -v d1="$d1" -v cs="${switches:-0}" -v cm="${migrations:-0}" 'BEGIN {
       split(d0, x, " "); split(d1, y, " "); s = ns / 1e9
-      printf "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\n", l, a, st, n / s, s * 1000 / n, c / n, sc / n,
-        (y[1] - x[1]) * 512 / 1e6 / n, (y[2] - x[2]) / n, (y[3] - x[3]) / n }'
+      printf "%s\t%d\t%d\t%.0f\t%.2f\t%.3f\t%.2f\t%.2f\t%.2f\t%.1f\t%.2f\t%.2f\n", l, a, st, n / s, s * 1000 / n, c / n, sc / n,
+        (y[1] - x[1]) * 512 / 1e6 / n, (y[2] - x[2]) / n, (y[3] - x[3]) / n, cs / n, cm / n }'
 }
 
-printf 'build\tassocs\tstored\tinst_s\twall_ms_per_obj\tserver_cpu_ms\tsenders_cpu_ms\tdisk_MB\tflushes\tflush_ms\n' |
+printf 'build\tassocs\tstored\tinst_s\twall_ms_per_obj\tserver_cpu_ms\tsenders_cpu_ms\tdisk_MB\tflushes\tflush_ms\tctx_sw\tmigrations\n' |
   tee "$work/results.tsv"
 for p in $(seq "$pairs"); do
   for assocs in ${BENCH_ASSOCS:-4 1}; do
@@ -113,8 +158,8 @@ echo "medians (raw inst/s in brackets); B/A: median of the per-pair ratios"
 awk -F'\t' 'function med(list,   v, n, i, j, t) { n = split(list, v, " ")
     for (i = 2; i <= n; i++) { t = v[i] + 0; for (j = i - 1; j > 0 && v[j] + 0 > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
-  NR > 1 { k = $1 " x" $2; r[k] = r[k] " " $4; c[k] = c[k] " " $6; f[k] = f[k] " " $9; row[$1, $2, ++cnt[$1, $2]] = $4; as[$2] = 1 }
-  END { for (k in r) printf "%-12s inst/s %5.0f [%s ]  server cpu ms/obj %.2f  flushes/obj %.2f\n", k, med(r[k]), r[k], med(c[k]), med(f[k])
-    for (x in as) { q = ""; s = ""; for (i = 1; i <= cnt["A", x]; i++) { q = q " " row["B", x, i] / row["A", x, i]
-        if (row["storescp", x, i] > 0) s = s " " row["B", x, i] / row["storescp", x, i] }
-      printf "x%s B/A %.2f [%s ]  B/storescp %.2f\n", x, med(q), q, med(s) } }' "$work/results.tsv" | sort
+  NR > 1 { k = $1 " x" $2; r[k] = r[k] " " $4; c[k] = c[k] " " $6; f[k] = f[k] " " $9; w[k] = w[k] " " $11; row[$1, $2, ++cnt[$1, $2]] = $4; as[$2] = 1 }
+  END { for (k in r) printf "%-12s inst/s %5.0f [%s ]  server cpu ms/obj %.3f [%s ]  ctx sw/obj %.2f  flushes/obj %.2f\n", k, med(r[k]), r[k], med(c[k]), c[k], med(w[k]), med(f[k])
+    for (x in as) { q = ""; s = ""; t = ""; for (i = 1; i <= cnt["A", x]; i++) { q = q " " row["B", x, i] / row["A", x, i]
+        if (row["storescp", x, i] > 0) { s = s " " row["B", x, i] / row["storescp", x, i]; t = t " " row["A", x, i] / row["storescp", x, i] } }
+      printf "x%s B/A %.2f [%s ]  A/storescp %.2f [%s ]  B/storescp %.2f [%s ]\n", x, med(q), q, med(t), t, med(s), s } }' "$work/results.tsv" | sort
