@@ -58,3 +58,11 @@ TEST_CASE("the index's WAL is truncated to 64 MiB after a checkpoint, not kept a
   REQUIRE(row.value());
   CHECK(q.Int(0) == int64_t{64} << 20);
 }
+
+TEST_CASE("an object's name is the SHA-256 of its SOP Instance UID, in lower-case hex, in either tier", "[store]") {
+  const std::string hex = "8fd344497bd39c1d6568562d6ff51e63f1339e971d7fca4b80ccfd15f003a680";  // sha256sum
+  for (int i = 0; i < 2; ++i) {  // the digest is fetched once and reused
+    CHECK(ObjectStore::InIndexPathFor("1.2.840.113619.2.55.3.4") == "index:" + hex);
+    CHECK(ObjectStore::RelativePathFor("1.2.840.113619.2.55.3.4") == "objects/8f/" + hex + ".dcm");
+  }
+}
