@@ -82,7 +82,10 @@ cell() {  # label build_dir assocs -> one result line
   for i in $(seq 0 $((assocs - 1))); do
     local parts=("$work/corpus/part$i")
     [ "$assocs" -eq 1 ] && parts=("$work"/corpus/part*)
-    /usr/bin/time -f '%U %S' -o "$work/sender$i.time" storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r \
+    # The public corpus through dcmsend, as ingest.sh: it proposes each file's own transfer syntax.
+    local sender=(storescu)
+    [ "$kind" = public ] && sender=(dcmsend -nh -dn)
+    /usr/bin/time -f '%U %S' -o "$work/sender$i.time" "${sender[@]}" -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r \
       127.0.0.1 $port "${parts[@]}" >>"$work/storescu.log" 2>&1 &
     senders+=($!)
   done
