@@ -51,6 +51,26 @@ std::string RawString(DcmItem& item, const DcmTagKey& tag) {
   return std::string(value.c_str(), value.length());
 }
 
+// An item's top-level elements, listed in one walk: RawString's search walks the list from its
+// start for every tag, and a summary asks for some thirty.
+class TopLevel {
+ public:
+  explicit TopLevel(DcmItem& item) {
+    for (DcmObject* o = item.nextInContainer(nullptr); o; o = item.nextInContainer(o)) elements_.push_back(o);
+  }
+  // As RawString: the first element with the tag, all its values.
+  std::string Raw(const DcmTagKey& tag) const {
+    auto it = std::find_if(elements_.begin(), elements_.end(), [&tag](DcmObject* o) { return o->getTag() == tag; });
+    if (it == elements_.end()) return std::string();
+    OFString value;
+    if (static_cast<DcmElement*>(*it)->getOFStringArray(value).bad()) return std::string();
+    return std::string(value.c_str(), value.length());
+  }
+
+ private:
+  std::vector<DcmObject*> elements_;
+};
+
 class TextDecoder {
  public:
   explicit TextDecoder(std::string charset) : charset_(Trim(std::move(charset))) {}
@@ -365,10 +385,11 @@ InstanceSummary Summarize(DicomFile& file) {
   InstanceSummary s;
   s.transfer_syntax_uid = Trim(RawString(*ff.getMetaInfo(), DCM_TransferSyntaxUID));
   s.source_ae_title = Trim(RawString(*ff.getMetaInfo(), DCM_SourceApplicationEntityTitle));
-  s.specific_character_set = Trim(RawString(ds, DCM_SpecificCharacterSet));
+  const TopLevel top(ds);
+  s.specific_character_set = Trim(top.Raw(DCM_SpecificCharacterSet));
   TextDecoder text(s.specific_character_set);
-  auto plain = [&](const DcmTagKey& tag) { return Trim(RawString(ds, tag)); };
-  auto decoded = [&](const DcmTagKey& tag) { return text.Decode(RawString(ds, tag), "\\"); };
+  auto plain = [&](const DcmTagKey& tag) { return Trim(top.Raw(tag)); };
+  auto decoded = [&](const DcmTagKey& tag) { return text.Decode(top.Raw(tag), "\\"); };
   s.sop_class_uid = plain(DCM_SOPClassUID);
   s.sop_instance_uid = plain(DCM_SOPInstanceUID);
   s.study_instance_uid = plain(DCM_StudyInstanceUID);
@@ -376,7 +397,7 @@ InstanceSummary Summarize(DicomFile& file) {
   s.patient_id = decoded(DCM_PatientID);
   s.issuer_of_patient_id = decoded(DCM_IssuerOfPatientID);
   s.other_patient_ids = decoded(DCM_RETIRED_OtherPatientIDs);
-  s.patient_name = text.Decode(RawString(ds, DCM_PatientName), "\\^=");
+  s.patient_name = text.Decode(top.Raw(DCM_PatientName), "\\^=");
   s.patient_birth_date = plain(DCM_PatientBirthDate);
   s.patient_sex = plain(DCM_PatientSex);
   s.patient_age = plain(DCM_PatientAge);
@@ -385,7 +406,7 @@ InstanceSummary Summarize(DicomFile& file) {
   s.accession_number = decoded(DCM_AccessionNumber);
   s.study_id = decoded(DCM_StudyID);
   s.study_description = decoded(DCM_StudyDescription);
-  s.referring_physician_name = text.Decode(RawString(ds, DCM_ReferringPhysicianName), "\\^=");
+  s.referring_physician_name = text.Decode(top.Raw(DCM_ReferringPhysicianName), "\\^=");
   s.institution_name = decoded(DCM_InstitutionName);
   s.study_priority = plain(DCM_RequestedProcedurePriority);
   if (s.study_priority.empty()) s.study_priority = plain(DCM_RETIRED_StudyPriorityID);

@@ -18,17 +18,25 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Parse(std::string_view part10) {
   }
   if (part10.size() >= 0xFFFFFFFFu) return Status::InvalidArgument("too large to parse in memory");
   const ReadAt read_at = MemoryReader(part10);
-  Result<Layout> layout = ReadLayout(part10.size(), read_at, [part10] { return DeflatedForDcmtk(part10); });
+  // Whether DCMTK reads the data set as deflated where our reading of the meta header does not
+  // is learnt from the one DCMTK parse below (which refuses to inflate), not from a meta-only
+  // parse before it: asked beforehand only on a path that refuses the object anyway.
+  Result<Layout> layout = ReadLayout(part10.size(), read_at, [] { return false; });
   if (!layout.ok()) return layout.status();
   if (layout->deflated) return Status::InvalidArgument("a deflated data set is parsed from a file");
+  auto not_plain = [] {
+    return Status::Corruption("the meta header does not say plainly that the data set is deflated");
+  };
   // DCMTK recurses per nested sequence: the depth is checked first (and every length, so that
   // a lie is named; ReadInPlace would refuse it too, without allocating it).
   if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, true);
       !s.ok()) {
-    return s;
+    return DeflatedForDcmtk(part10) ? not_plain() : s;
   }
   std::unique_ptr<DicomFile> f(new DicomFile());
-  if (OFCondition cond = ReadInPlace(*f->format_, part10, ERM_fileOnly); cond.bad()) {
+  bool deflated = false;
+  if (OFCondition cond = ReadInPlace(*f->format_, part10, ERM_fileOnly, &deflated); cond.bad()) {
+    if (deflated) return not_plain();
     return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
   }
   return f;

@@ -29,13 +29,19 @@ uint32_t U32(const unsigned char* p, bool be) {
 // internal names, and a VR it does not know when it is two capital letters (a future VR), have
 // a 4-byte length; the rest a 2-byte one.
 bool LongLength(const unsigned char* vr) {
-  static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV",
-                                "UC", "UN", "UR", "UT", "UV", "ox", "px", "lt"};
-  static const char* kShort[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
-                                 "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"};
-  const std::string v(reinterpret_cast<const char*>(vr), 2);
-  if (std::find(std::begin(kLong), std::end(kLong), v) != std::end(kLong)) return true;
-  if (std::find(std::begin(kShort), std::end(kShort), v) != std::end(kShort)) return false;
+  // Asked for every element of every received object: two bytes compared, no string built.
+  static constexpr char kLong[][2] = {{'O', 'B'}, {'O', 'D'}, {'O', 'F'}, {'O', 'L'}, {'O', 'V'}, {'O', 'W'},
+                                      {'S', 'Q'}, {'S', 'V'}, {'U', 'C'}, {'U', 'N'}, {'U', 'R'}, {'U', 'T'},
+                                      {'U', 'V'}, {'o', 'x'}, {'p', 'x'}, {'l', 't'}};
+  static constexpr char kShort[][2] = {{'A', 'E'}, {'A', 'S'}, {'A', 'T'}, {'C', 'S'}, {'D', 'A'}, {'D', 'S'},
+                                       {'D', 'T'}, {'F', 'D'}, {'F', 'L'}, {'I', 'S'}, {'L', 'O'}, {'L', 'T'},
+                                       {'P', 'N'}, {'S', 'H'}, {'S', 'L'}, {'S', 'S'}, {'S', 'T'}, {'T', 'M'},
+                                       {'U', 'I'}, {'U', 'L'}, {'U', 'S'}};
+  const auto is = [vr](const char* v) {
+    return vr[0] == static_cast<unsigned char>(v[0]) && vr[1] == static_cast<unsigned char>(v[1]);
+  };
+  if (std::any_of(std::begin(kLong), std::end(kLong), is)) return true;
+  if (std::any_of(std::begin(kShort), std::end(kShort), is)) return false;
   return std::isupper(vr[0]) && std::isupper(vr[1]);
 }
 
@@ -63,9 +69,17 @@ class InPlaceStream : public DcmInputStream {
   }
   ~InPlaceStream() override { producer_.releaseBuffer(); }
   DcmInputStreamFactory* newFactory() const override { return new SpentStreamFactory(); }
+  // DCMTK asks for this when the meta header says deflated: refused, so that it never inflates
+  // bytes that ScanElements walked as plain ones (and never allocates what they claim).
+  OFCondition installCompressionFilter(E_StreamCompression) override {
+    inflate_refused_ = true;
+    return EC_UnsupportedEncoding;
+  }
+  bool inflate_refused() const { return inflate_refused_; }
 
  private:
   DcmBufferProducer producer_;
+  bool inflate_refused_ = false;
 };
 
 }  // namespace
@@ -192,7 +206,7 @@ bool DeflatedForDcmtk(const std::filesystem::path& file) {
   return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
 }
 
-OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode) {
+OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode, bool* deflated) {
   InPlaceStream in(part10);
   ff.setReadMode(mode);
   ff.transferInit();
@@ -201,6 +215,7 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
   const OFCondition cond = ff.read(in, EXS_Unknown, EGL_noChange, max_read);
   ff.transferEnd();
   ff.setReadMode(ERM_autoDetect);
+  if (deflated) *deflated = in.inflate_refused();
   return cond;
 }
 

@@ -40,7 +40,8 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
 
 // Reads an object held in memory into `ff` where it lies. DCMTK refuses a value claiming more
 // bytes than there are (as on a file) instead of allocating it; nesting depth is ScanElements'.
-OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode);
+// A data set DCMTK would inflate is not read (an error); `deflated`, when given, says so.
+OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode, bool* deflated = nullptr);
 
 // An object held in memory as a ReadAt.
 ReadAt MemoryReader(std::string_view bytes);

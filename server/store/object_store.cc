@@ -67,14 +67,17 @@ fs::path ObjectStore::NewTempPath() const {
 namespace {
 
 std::string HexDigest(const std::string& sop_instance_uid) {
+  // Fetched once: EVP_sha256() makes every digest look the implementation up again (OpenSSL 3),
+  // under the method store's locks, and the digest is taken for every received object.
+  static EVP_MD* const fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_Digest(sop_instance_uid.data(), sop_instance_uid.size(), digest, &len, EVP_sha256(), nullptr);
+  EVP_Digest(sop_instance_uid.data(), sop_instance_uid.size(), digest, &len, fetched ? fetched : EVP_sha256(), nullptr);
   static const char kHex[] = "0123456789abcdef";
-  std::string hex;
+  std::string hex(2 * len, '\0');
   for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
+    hex[2 * i] = kHex[digest[i] >> 4];
+    hex[2 * i + 1] = kHex[digest[i] & 15];
   }
   return hex;
 }

@@ -294,3 +294,45 @@ TEST_CASE("in place, the whole summary matches the file's, native and encapsulat
   CheckSame(from_file.value(), in_place.value());
   CHECK(ParseInChild(bytes) == 1);
 }
+
+namespace {
+
+// A meta header that holds (0002,0010) twice: DCMTK keeps the first (deflated) and would inflate
+// the data set; our own reading keeps the last (explicit VR little endian) and walks it plain.
+std::string DeflatedForDcmtkOnly(const test::ScratchDir& dir) {
+  std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
+  const size_t at = bytes.find(std::string("\x02\x00\x10\x00UI", 6));
+  REQUIRE(at != std::string::npos);
+  const std::string uid = UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  const std::string element = std::string("\x02\x00\x10\x00UI", 6) + U32Le(uid.size()).substr(0, 2) + uid;
+  bytes.insert(at, element);
+  const uint32_t group_length = static_cast<uint32_t>(static_cast<unsigned char>(bytes[140])) |
+                                static_cast<uint32_t>(static_cast<unsigned char>(bytes[141])) << 8;
+  bytes.replace(140, 4, U32Le(group_length + static_cast<uint32_t>(element.size())));
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("in place, a data set DCMTK alone reads as deflated is refused and named, never inflated",
+          "[ingest][parse][security]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  std::string bytes = DeflatedForDcmtkOnly(dir);
+  SECTION("its data set walks plain: DCMTK's one parse finds it out") {}
+  SECTION("its data set does not walk: the refusal names the meta header all the same") {
+    const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
+    REQUIRE(at != std::string::npos);
+    bytes.replace(at + 8, 4, U32Le(0x7FFF0000u));
+  }
+  Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.status().code() == Status::Code::kCorruption);
+  CHECK(s.status().message().find("does not say plainly that the data set is deflated") != std::string::npos);
+  CHECK(ParseInChild(bytes) == 0);
+  // DCMTK's own layer: it asks to inflate, is refused, and reads nothing.
+  DcmFileFormat ff;
+  bool deflated = false;
+  CHECK(dicom_scan::ReadInPlace(ff, bytes, ERM_fileOnly, &deflated).bad());
+  CHECK(deflated);
+}

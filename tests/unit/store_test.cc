@@ -77,3 +77,11 @@ TEST_CASE("a temp name of a placed object is kept while the object's link count 
   CHECK_FALSE(TempNameHoldsPlacedObject(temp, &placed));
   CHECK_FALSE(TempNameHoldsPlacedObject(temp, nullptr));  // nothing placed under its UID
 }
+
+TEST_CASE("an object's name is the SHA-256 of its SOP Instance UID, in lower-case hex, in either tier", "[store]") {
+  const std::string hex = "8fd344497bd39c1d6568562d6ff51e63f1339e971d7fca4b80ccfd15f003a680";  // sha256sum
+  for (int i = 0; i < 2; ++i) {  // the digest is fetched once and reused
+    CHECK(ObjectStore::InIndexPathFor("1.2.840.113619.2.55.3.4") == "index:" + hex);
+    CHECK(ObjectStore::RelativePathFor("1.2.840.113619.2.55.3.4") == "objects/8f/" + hex + ".dcm");
+  }
+}
