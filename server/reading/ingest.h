@@ -56,7 +56,7 @@ struct StoreRequest {
   // ran (the desk: `also` found its report recorded before). (The `= {}` lets the listener's
   // aggregate initialisation leave these out without a warning.)
   std::vector<CompanionObject> companions = {};
-  std::function<bool()> companions_wanted = {};  // called on the writer thread
+  std::function<bool()> companions_wanted = {};  // called inside the index write, on its leader's thread
   // The object in memory instead of temp_file (a small one, as received): kept in the index.
   std::string bytes = {};
 };

@@ -5,7 +5,8 @@
 // action, study, detail), so that an entry changed, removed or inserted later breaks the chain
 // from there on. AppendAudit (and AuditLog::Append through it) is the only writer of audit_log.
 //
-// Thread-safety: any thread; appends run on the index's single writer thread, which orders them.
+// Thread-safety: any thread; appends run inside index writes, which run one at a time (one writer
+// connection), in the order of the index's write queue.
 #include <cstdint>
 #include <filesystem>
 #include <functional>

@@ -165,6 +165,13 @@ Index::~Index() {
   }
   writer_cv_->notify_all();
   writer_thread_.join();
+  // Every write is answered now, but a caller may not have woken yet: it takes queue_mu_ to leave.
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  callers_left_.wait(lock, [this] { return callers_ == 0; });
+}
+
+void Index::CallerLeft() {
+  if (--callers_ == 0 && stopping_) callers_left_.notify_all();
 }
 
 Status Index::RunWrite(WriteFn fn) {
@@ -172,23 +179,25 @@ Status Index::RunWrite(WriteFn fn) {
   std::unique_lock<std::mutex> lock(queue_mu_);
   if (stopping_) return Status::IOError("index is shutting down");
   queue_.push_back(PendingWrite{std::move(fn), me, std::nullopt});
+  ++callers_;  // until CallerLeft: the destructor waits for it
   // Alone, a caller commits its own write: no hand-off. With neighbours (the last batches had
   // company) the writer thread leads: measured, callers leading each other's batches cost more
   // than the hand-off saved.
   const bool lead = solo_batches_ >= kSoloBatchesToLead;
   if (!lead && !leading_) {
-    std::shared_ptr<std::condition_variable> writer = writer_cv_;  // kept: see LeadBatch
     lock.unlock();
-    writer->notify_one();
+    writer_cv_->notify_one();
     lock.lock();
   }
   while (!me->done) {
-    if (lead && !me->taken && !leading_) {
-      LeadBatch(lock, me.get());  // answers this write too
+    // Not while the statistics are due: the writer thread refreshes them, then leads this write.
+    if (lead && !me->taken && !leading_ && !analyze_due_) {
+      LeadBatch(lock, me.get());  // answers this write too, and calls CallerLeft
       return me->result;          // final once done, and only this thread reads it now
     }
     me->cv.wait(lock);
   }
+  CallerLeft();
   return me->result;
 }
 
@@ -247,6 +256,7 @@ void Index::LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) no
   }
   leading_ = false;
   analyze_due_ = analyze_due_ || analyze;
+  if (self != nullptr) CallerLeft();
   solo_batches_ = batch.size() == 1 && queue_.empty() ? std::min(solo_batches_ + 1, kSoloBatchesToLead) : 0;
   // What queued meanwhile is led by the writer thread (which leads on when it is the leader, and
   // refreshes the statistics first when due).

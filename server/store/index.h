@@ -11,6 +11,8 @@
 //
 // Thread-safety: every public method may be called from any thread. A WriteFn and the tasks
 // listener run on whichever thread leads: the caller's own or another's.
+// Lifetime: the destructor may start while Write/AddInstance calls wait for their answers (it
+// finishes their writes and returns once they have left); any other call must have returned.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -92,7 +94,7 @@ class Index {
   static Result<std::unique_ptr<Index>> Open(const std::filesystem::path& db_path);
   // As Open, but NotFound ("no index at PATH") when there is none: never creates one.
   static Result<std::unique_ptr<Index>> OpenExisting(const std::filesystem::path& db_path);
-  ~Index();  // finishes queued writes, then stops the writer
+  ~Index();  // finishes queued writes, stops the writer, waits for Write callers to leave
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
 
@@ -126,7 +128,9 @@ class Index {
   Result<int64_t> CountInIndexRowsWithoutData() const;
 
   // Runs `fn` on the writer connection inside the next group commit; returns once durable.
-  // For components that own their own tables (worklist, audit, reports).
+  // For components that own their own tables (worklist, audit, reports). `fn` runs on the thread
+  // that leads the batch (this caller's, another caller's or the writer thread) while others wait
+  // on it: it must not call Write or AddInstance, nor take a lock that a caller of either may hold.
   Status Write(WriteFn fn) { return RunWrite(std::move(fn)); }
   // As Write, without waiting: the future is ready once the write is durable (or failed). `fn`
   // must own what it uses.
@@ -175,10 +179,12 @@ class Index {
   Status RunWrite(WriteFn fn);
   std::future<Status> SubmitWrite(WriteFn fn);  // WriteAsync's
   // Called with queue_mu_ held through `lock`, no leader, a write queued: runs every queued write
-  // as one batch and answers them. Returns with queue_mu_ released; after its last unlock it
-  // touches nothing of the index (a finished Write may race its destruction). An exception here
-  // would leave the batch unanswered and the index without a leader: terminate instead.
+  // as one batch and answers them. Returns with queue_mu_ released; a caller leading (`self`)
+  // leaves the index at its last unlock, after which nothing of the index is touched (the
+  // destructor may be waiting for it). An exception here would leave the batch unanswered and
+  // the index without a leader: terminate instead.
   void LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) noexcept;
+  void CallerLeft();   // under queue_mu_: a caller of RunWrite is about to return
   struct BatchTrace {  // bench-only (TELEREAD_API_TRACE)
     int64_t run_us = 0, commit_us = 0, checkpoint_us = -1;
     bool shown = false;
@@ -206,14 +212,16 @@ class Index {
 
   std::mutex queue_mu_;
   // Wakes the writer thread; shared so that a leader may notify it after releasing queue_mu_,
-  // when the index may be going (a finished Write racing its destruction).
+  // when the index may be going (its caller has left).
   std::shared_ptr<std::condition_variable> writer_cv_ = std::make_shared<std::condition_variable>();
   std::deque<PendingWrite> queue_;  // guarded by queue_mu_
   bool leading_ = false;            // guarded by queue_mu_: a batch is running
   int solo_batches_ = 0;            // guarded by queue_mu_: batches in a row of one write, none queued behind
   static constexpr int kSoloBatchesToLead = 4;
-  bool analyze_due_ = false;  // guarded by queue_mu_: for the writer thread, between batches
-  bool stopping_ = false;     // guarded by queue_mu_
+  bool analyze_due_ = false;              // guarded by queue_mu_: for the writer thread, between batches
+  bool stopping_ = false;                 // guarded by queue_mu_
+  int callers_ = 0;                       // guarded by queue_mu_: inside RunWrite, their write queued
+  std::condition_variable callers_left_;  // the destructor waits on it for callers_ == 0
   std::thread writer_thread_;
 
   std::shared_ptr<ReaderPool> readers_;  // for OpenReader

@@ -6,7 +6,7 @@
 // studies does not end every kept page with each object it sends; a new task (a reading_tasks
 // row) always does.
 //
-// Thread-safety: the index's writer thread only.
+// Thread-safety: used only under the index's writer_mu_ (by whichever thread leads the batch).
 #include <cstdint>
 #include <unordered_set>
 

@@ -4,8 +4,9 @@
 # storescp (no fsync, no index) once per pair as the yardstick. Per cell: inst/s, the server's CPU
 # ms per object (user+sys), the senders' CPU ms per object, the disk's MB written and flushes per
 # object (/proc/diskstats), and with BENCH_STRACE=1 (teleread cells only; slows them) a strace -f -T
-# summary of the storage calls; the server's context switches and CPU migrations per object (perf
-# stat on its pid).
+# summary of the storage calls; the server's context switches and CPU migrations per object (its
+# threads' /proc/PID/task/*/sched before and after: nothing attached to the server, and its
+# DICOM workers are a fixed pool, so no thread's count is lost with it).
 # Usage: tests/bench/ct_ab.sh BUILD_DIR_A BUILD_DIR_B [PAIRS] [COUNT]   (defaults 5; COUNT 600 CT, 2000 small, 1000 public)
 # BENCH_KIND: ct (default, ~0.5 MB), small (~9 kB) or public (real-world files, public_corpus.sh; sent with dcmsend).
 # BENCH_ASSOCS (default "4 1"), BENCH_NODELAY (default 1; 0: senders leave Nagle on), BENCH_NAGLE_B=1:
@@ -52,7 +53,18 @@ n=0
 for f in $(find "$work/corpus/all" -name '*.dcm' | sort); do mv "$f" "$work/corpus/part$((n % 4))/"; n=$((n + 1)); done
 
 diskstat() { awk -v d="$disk" '$3 == d { print $10, $19, $20 }' /proc/diskstats; }  # sectors written, flushes, flush ms
-cpu_ms() { awk '{ print ($14 + $15 + $16 + $17) * 1000 / '"$(getconf CLK_TCK)"' }' "/proc/$1/stat"; }
+cpu_ms() { awk '{ print ($14 + $15 + $16 + $17) * 1000 / '"$(getconf CLK_TCK)"' }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Context switches and CPU migrations summed over the process's threads ("0 0" if it is gone).
+switches() {
+  local r
+  r=$(awk '$1 == "nr_switches" { s += $3 } $1 == "se.nr_migrations" { m += $3 } END { print s + 0, m + 0 }' \
+    /proc/"$1"/task/*/sched 2>/dev/null || true)
+  echo "${r:-0 0}"
+}
+
+# Whatever stops the run (set -e), no server is left running.
+running=
+trap '[ -z "$running" ] || kill $running 2>/dev/null || true' EXIT
 
 cell() {  # label build_dir assocs -> one result line
   local label=$1 build=$2 assocs=$3 data=$work/data-$RANDOM$RANDOM pid
@@ -78,10 +90,12 @@ cell() {  # label build_dir assocs -> one result line
   for _ in $(seq 200); do echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 $port >/dev/null 2>&1 && break; sleep 0.05; done
   local spid=$pid
   [ "${BENCH_STRACE:-0}" = 1 ] && [ "$label" != storescp ] && spid=$(pgrep -P "$pid" -n teleread-server || echo "$pid")
+  running="$pid $spid"
   sync
-  local c0 d0 t0 t1 d1 c1 senders=() sender_cpu=0
+  local c0 d0 t0 t1 d1 c1 s0= s1= senders=() sender_cpu=0
   c0=$(cpu_ms "$spid")
   d0=$(diskstat)
+  [ "$label" = storescp ] || s0=$(switches "$spid")
   t0=$(date +%s%N)
   for i in $(seq 0 $((assocs - 1))); do
     local parts=("$work/corpus/part$i")
@@ -93,11 +107,7 @@ cell() {  # label build_dir assocs -> one result line
       127.0.0.1 $port "${parts[@]}" >>"$work/storescu.log" 2>&1 &
     senders+=($!)
   done
-  local perf= ctx=
-  if [ "$label" != storescp ]; then
-    perf stat -x, -e context-switches,cpu-migrations -p "$spid" -o "$work/ctx-$label-$assocs.txt" >/dev/null 2>&1 &
-    ctx=$!
-  fi
+  local perf=
   if [ "${BENCH_PERF:-0}" = 1 ] && [ "$label" != storescp ]; then
     perf record -a -g -o "$work/perf-$label-$assocs.data" -- sleep 1 >/dev/null 2>&1 &
     perf=$!
@@ -107,19 +117,19 @@ cell() {  # label build_dir assocs -> one result line
   t1=$(date +%s%N)
   [ -z "$perf" ] || wait "$perf" || true
   local switches=0 migrations=0
-  if [ -n "$ctx" ]; then
-    kill -INT "$ctx"
-    wait "$ctx" || true
-    switches=$(awk -F, '$3 == "context-switches" { print $1 }' "$work/ctx-$label-$assocs.txt")
-    migrations=$(awk -F, '$3 == "cpu-migrations" { print $1 }' "$work/ctx-$label-$assocs.txt")
+  if [ -n "$s0" ]; then
+    s1=$(switches "$spid")
+    switches=$((${s1% *} - ${s0% *}))
+    migrations=$((${s1#* } - ${s0#* }))
   fi
   d1=$(diskstat)
   if [ "$label" = storescp ]; then c1=0; c0=0; else c1=$(cpu_ms "$spid"); fi
   for i in $(seq 0 $((assocs - 1))); do
     sender_cpu=$(awk -v s="$sender_cpu" '{ print s + ($1 + $2) * 1000 }' "$work/sender$i.time")
   done
-  kill "$spid"
+  kill "$spid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  running=
   local stored
   if [ "$label" = storescp ]; then
     stored=$(find "$data" -type f | wc -l)

@@ -2,11 +2,19 @@
 // and for writes nobody waits for, the writer thread leads the batches.
 #include <catch2/catch.hpp>
 
+#include <pthread.h>
+
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -17,6 +25,16 @@
 using namespace teleread;
 
 namespace {
+
+// Waits for `f`: a lost hand-off fails the test (abort, as its threads still use the test's
+// objects) instead of hanging it.
+template <class Future>
+void Await(Future& f, const char* what) {
+  if (f.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    std::fprintf(stderr, "%s: not finished within 30 s\n", what);
+    std::abort();
+  }
+}
 
 Status InsertRow(Database& db, int x) { return db.Exec("INSERT INTO leader_probe VALUES (" + std::to_string(x) + ")"); }
 
@@ -59,7 +77,8 @@ class HeldLeader {
         return Status::Ok();
       });
     });
-    holding_.get_future().wait();
+    std::future<void> holding = holding_.get_future();
+    Await(holding, "the held write's start");
   }
   ~HeldLeader() {
     if (!released_) (void)Release();
@@ -67,6 +86,7 @@ class HeldLeader {
   Status Release() {
     released_ = true;
     release_.set_value();
+    Await(held_, "the held write");
     return held_.get();
   }
 
@@ -104,9 +124,9 @@ TEST_CASE("many threads writing at once each get their own answer", "[store][ind
   const std::unique_ptr<Index> index = ProbeIndex(path);
   constexpr int kThreads = 8, kEach = 150;
   std::vector<std::vector<Status>> answers(kThreads);
-  std::vector<std::thread> threads;
+  std::vector<std::future<void>> threads;
   for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
+    threads.push_back(std::async(std::launch::async, [&, t] {
       for (int i = 0; i < kEach; ++i) {
         const int x = t * kEach + i;
         answers[t].push_back(index->Write([x](Database& db) {
@@ -115,9 +135,9 @@ TEST_CASE("many threads writing at once each get their own answer", "[store][ind
           return x % 7 == 0 ? Status::Conflict("refused " + std::to_string(x)) : Status::Ok();
         }));
       }
-    });
+    }));
   }
-  for (std::thread& t : threads) t.join();
+  for (std::future<void>& t : threads) Await(t, "a writing thread");
   const std::set<int> rows = Rows(path);
   int refused = 0;
   for (int t = 0; t < kThreads; ++t) {
@@ -139,7 +159,8 @@ TEST_CASE("many threads writing at once each get their own answer", "[store][ind
   CHECK(rows.size() == static_cast<size_t>(kThreads * kEach - refused));
 }
 
-TEST_CASE("a refused request does not undo its neighbours, and a caller alone again leads", "[store][index]") {
+TEST_CASE("a refused or throwing request does not undo its neighbours, and a caller alone again leads",
+          "[store][index]") {
   test::ScratchDir dir;
   const auto path = dir.path() / "index.sqlite";
   const std::unique_ptr<Index> opened = ProbeIndex(path);
@@ -147,40 +168,48 @@ TEST_CASE("a refused request does not undo its neighbours, and a caller alone ag
 
   std::mutex mu;
   std::vector<std::thread::id> ran_on;
-  auto write = [&](int x, bool refuse) {
-    return std::async(std::launch::async, [&, x, refuse] {
+  enum Outcome { kOk, kRefuse, kThrow };
+  auto write = [&](int x, Outcome outcome) {
+    return std::async(std::launch::async, [&, x, outcome] {
       const std::thread::id caller = std::this_thread::get_id();
       std::thread::id runner;
-      Status s = index.Write([&, x, refuse](Database& db) {
+      Status s = index.Write([&, x, outcome](Database& db) {
         runner = std::this_thread::get_id();
         if (Status st = InsertRow(db, x); !st.ok()) return st;
-        return refuse ? Status::PermissionDenied("not this one") : Status::Ok();
+        if (outcome == kThrow) throw std::runtime_error("thrown by " + std::to_string(x));
+        return outcome == kRefuse ? Status::PermissionDenied("not this one") : Status::Ok();
       });
       std::lock_guard<std::mutex> lock(mu);
       ran_on.push_back(runner);
       return std::make_pair(s, runner == caller);
     });
   };
-  std::future<std::pair<Status, bool>> a, b, c;
+  std::future<std::pair<Status, bool>> a, b, c, d;
   {
     HeldLeader held(index);
-    a = write(1, false);
+    a = write(1, kOk);
     REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 1; }));
-    b = write(2, true);
+    b = write(2, kRefuse);
     REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 2; }));
-    c = write(3, false);
-    REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 3; }));  // all three in the next batch
+    c = write(3, kThrow);
+    REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 3; }));
+    d = write(4, kOk);
+    REQUIRE(test::WaitFor([&] { return index.QueuedWrites() == 4; }));  // all four in the next batch
     REQUIRE(held.Release().ok());
   }
-  const auto ra = a.get(), rb = b.get(), rc = c.get();
+  for (auto* f : {&a, &b, &c, &d}) Await(*f, "a queued write");
+  const auto ra = a.get(), rb = b.get(), rc = c.get(), rd = d.get();
   CHECK(ra.first.ok());
   CHECK(rb.first.code() == Status::Code::kPermissionDenied);
-  CHECK(rc.first.ok());
-  CHECK(Rows(path) == std::set<int>{1, 3});
-  // One batch: one thread ran all three (the writer thread, as they had company).
-  REQUIRE(ran_on.size() == 3);
+  CHECK(rc.first.code() == Status::Code::kIOError);
+  CHECK_THAT(rc.first.message(), Catch::Contains("thrown by 3"));
+  CHECK(rd.first.ok());
+  CHECK(Rows(path) == std::set<int>{1, 4});
+  // One batch: one thread ran all four (the writer thread, as they had company).
+  REQUIRE(ran_on.size() == 4);
   CHECK(ran_on[0] == ran_on[1]);
   CHECK(ran_on[1] == ran_on[2]);
+  CHECK(ran_on[2] == ran_on[3]);
   CHECK_FALSE(ra.second);
 
   // Alone again, a caller soon commits its own writes.
@@ -234,7 +263,7 @@ TEST_CASE("shutting the index down refuses new writes and finishes the queued on
   int refused_x = 0;
   std::future<Status> queued_async;
   std::future<Status> queued_sync;
-  std::thread closer;
+  std::future<void> closer;
   {
     HeldLeader held(*index, [&] {
       // The destructor sets the index stopping before it waits for the writer: poll until then.
@@ -251,10 +280,11 @@ TEST_CASE("shutting the index down refuses new writes and finishes the queued on
     queued_async = index->WriteAsync(Insert(1));
     queued_sync = std::async(std::launch::async, [index] { return index->Write(Insert(2)); });
     REQUIRE(test::WaitFor([&] { return index->QueuedWrites() == 2; }));
-    closer = std::thread([&] { opened.reset(); });
+    closer = std::async(std::launch::async, [&] { opened.reset(); });
     REQUIRE(held.Release().ok());
   }
-  closer.join();  // returns once every queued write is answered
+  Await(closer, "the destructor");  // returns once every queued write is answered
+  Await(queued_sync, "the queued Write");
   REQUIRE(refused.valid());
   const Status r = refused.get();
   CHECK(r.code() == Status::Code::kIOError);
@@ -268,4 +298,153 @@ TEST_CASE("shutting the index down refuses new writes and finishes the queued on
   // The probes accepted before the index stopped were finished too; the refused one is not there.
   CHECK(rows.count(refused_x) == 0);
   CHECK(rows.size() == static_cast<size_t>(2 + refused_x - 900));
+}
+
+TEST_CASE("a write that throws in a caller-led batch fails alone, and the caller leads on", "[store][index]") {
+  test::ScratchDir dir;
+  const auto path = dir.path() / "index.sqlite";
+  const std::unique_ptr<Index> index = ProbeIndex(path);
+  for (int i = 0; i < 6; ++i) REQUIRE(index->Write(Insert(i)).ok());  // alone long enough to lead
+  std::thread::id ran_on;
+  const Status thrown = index->Write([&](Database& db) -> Status {
+    ran_on = std::this_thread::get_id();
+    if (Status s = InsertRow(db, 100); !s.ok()) return s;
+    throw std::runtime_error("thrown on the caller's thread");
+  });
+  CHECK(ran_on == std::this_thread::get_id());
+  CHECK(thrown.code() == Status::Code::kIOError);
+  CHECK_THAT(thrown.message(), Catch::Contains("thrown on the caller's thread"));
+  // Its row was undone; the index still has a leader for what comes next, the caller itself.
+  REQUIRE(index
+              ->Write([&](Database& db) {
+                ran_on = std::this_thread::get_id();
+                return InsertRow(db, 101);
+              })
+              .ok());
+  CHECK(ran_on == std::this_thread::get_id());
+  std::future<Status> async = index->WriteAsync(Insert(102));
+  Await(async, "a write nobody waits for");
+  CHECK(async.get().ok());
+  CHECK(Rows(path) == std::set<int>{0, 1, 2, 3, 4, 5, 101, 102});
+}
+
+namespace {
+
+NewInstance Numbered(int n) {
+  NewInstance in;
+  InstanceSummary& s = in.summary;
+  s.sop_class_uid = "1.2.840.10008.5.1.4.1.1.2";
+  s.sop_instance_uid = "1.4." + std::to_string(n);
+  s.study_instance_uid = "1.2." + std::to_string(n / 100);
+  s.series_instance_uid = "1.3." + std::to_string(n / 100);
+  s.patient_id = "P" + std::to_string(n / 100);
+  s.patient_name = "DOE^" + std::to_string(n / 100);
+  s.study_date = "20260101";
+  s.modality = "CT";
+  in.member_id = "m1";
+  in.relative_path = "objects/" + std::to_string(n) + ".dcm";
+  in.size_bytes = 1;
+  in.received_ms = 1;
+  return in;
+}
+
+std::string Stat(const std::filesystem::path& path, const std::string& idx) {
+  auto db = Database::Open(path, true);
+  REQUIRE(db.ok());
+  Statement q(db.value()->handle(), "SELECT stat FROM sqlite_stat1 WHERE idx = '" + idx + "'");
+  Result<bool> row = q.Step();
+  REQUIRE(row.ok());
+  REQUIRE(row.value());
+  return q.Text(0);
+}
+
+}  // namespace
+
+TEST_CASE("statistics that fell due are refreshed before a lone caller's next write is answered", "[store][index]") {
+  test::ScratchDir dir;
+  const auto path = dir.path() / "index.sqlite";
+  const std::unique_ptr<Index> index = ProbeIndex(path);
+  for (int i = 0; i < 6; ++i) REQUIRE(index->Write(Insert(i)).ok());  // the caller leads now
+  const std::string seeded = Stat(path, "sqlite_autoindex_studies_1");
+  REQUIRE(seeded == "100000 1");
+  // Enough instances in one write to make the statistics due (10,000 in 100 studies).
+  REQUIRE(index
+              ->Write([&](Database& db) {
+                for (int n = 0; n < 10'000; ++n) {
+                  if (Status s = index->AddInstanceInWrite(db, Numbered(n)); !s.ok()) return s;
+                }
+                return Status::Ok();
+              })
+              .ok());
+  // The caller does not lead past them: the writer thread refreshes them, then leads this write.
+  REQUIRE(index->Write(Insert(200)).ok());
+  CHECK(Stat(path, "sqlite_autoindex_studies_1") == "100 1");
+}
+
+namespace {
+
+// A follower stalled in a signal handler after its write was answered, and what it saw there.
+std::atomic<bool> stalled{false}, stall_over{false}, index_gone{false}, gone_during_stall{false};
+
+extern "C" void StallFollower(int) {
+  stalled = true;
+  timespec left{0, 400'000'000};
+  while (nanosleep(&left, &left) != 0) {
+  }
+  gone_during_stall = index_gone.load();
+  stall_over = true;
+}
+
+struct StallOnSigusr1 {
+  StallOnSigusr1() {
+    struct sigaction stall = {};
+    stall.sa_handler = StallFollower;
+    sigemptyset(&stall.sa_mask);
+    REQUIRE(sigaction(SIGUSR1, &stall, &before) == 0);
+  }
+  ~StallOnSigusr1() { sigaction(SIGUSR1, &before, nullptr); }
+  struct sigaction before = {};
+};
+
+}  // namespace
+
+TEST_CASE("the index outlives the callers whose writes another thread ran, when destroyed under them",
+          "[store][index]") {
+  test::ScratchDir dir;
+  const auto path = dir.path() / "index.sqlite";
+  std::unique_ptr<Index> opened = ProbeIndex(path);
+  Index* index = opened.get();
+  stalled = stall_over = index_gone = gone_during_stall = false;
+  StallOnSigusr1 stall;
+
+  std::future<Status> first, second;
+  std::future<void> closer;
+  std::promise<pthread_t> second_thread;
+  {
+    HeldLeader held(*index);
+    first = std::async(std::launch::async, [index] { return index->Write(Insert(1)); });
+    REQUIRE(test::WaitFor([&] { return index->QueuedWrites() == 1; }));
+    second = std::async(std::launch::async, [index, &second_thread] {
+      second_thread.set_value(pthread_self());
+      return index->Write(Insert(2));
+    });
+    REQUIRE(test::WaitFor([&] { return index->QueuedWrites() == 2; }));
+    // Both wait for the writer thread. The second sleeps in a handler through its answer and the
+    // destructor, which must not return (nor free what the second wakes on) before it leaves.
+    REQUIRE(pthread_kill(second_thread.get_future().get(), SIGUSR1) == 0);
+    REQUIRE(test::WaitFor([] { return stalled.load(); }));
+    closer = std::async(std::launch::async, [&] {
+      opened.reset();
+      index_gone = true;
+    });
+    REQUIRE(held.Release().ok());
+  }
+  REQUIRE(test::WaitFor([] { return stall_over.load(); }));
+  CHECK_FALSE(gone_during_stall);
+  Await(closer, "the destructor");
+  Await(first, "the first queued Write");
+  Await(second, "the second queued Write");
+  CHECK(first.get().ok());
+  CHECK(second.get().ok());
+  CHECK(Rows(path) == std::set<int>{1, 2});
 }
