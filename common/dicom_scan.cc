@@ -7,6 +7,7 @@
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcvr.h"
+#include "dcmtk/dcmdata/dcxfer.h"
 
 #include <algorithm>
 #include <cctype>
@@ -198,12 +199,27 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
   return Status::Ok();
 }
 
+bool StreamCompressed(const char* syntax) {
+  return syntax != nullptr && DcmXfer(syntax).getStreamCompression() != ESC_none;
+}
+
+bool DcmtkReadsCompressed(DcmFileFormat& ff) {
+  // As DcmFileFormat::lookForXfer (private) picks the syntax it reads the data set in: the first
+  // (0002,0010) the search meets, nested items included.
+  DcmMetaInfo* meta = ff.getMetaInfo();
+  DcmStack stack;
+  if (meta == nullptr || meta->isEmpty() || meta->search(DCM_TransferSyntaxUID, stack).bad()) return false;
+  auto* element = static_cast<DcmElement*>(stack.top());
+  if (element->getTag().getXTag() != DCM_TransferSyntaxUID) return false;
+  char* syntax = nullptr;
+  (void)element->getString(syntax);
+  return StreamCompressed(syntax);
+}
+
 bool DeflatedForDcmtk(const std::filesystem::path& file) {
   DcmFileFormat ff;
   if (ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 0, ERM_metaOnly).bad()) return false;
-  OFString syntax;
-  (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax);
-  return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  return DcmtkReadsCompressed(ff);
 }
 
 OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode, bool* deflated) {
@@ -222,9 +238,7 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
 bool DeflatedForDcmtk(std::string_view part10) {
   DcmFileFormat ff;
   if (ReadInPlace(ff, part10, ERM_metaOnly).bad()) return false;
-  OFString syntax;
-  (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax);
-  return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  return DcmtkReadsCompressed(ff);
 }
 
 ReadAt MemoryReader(std::string_view bytes) {
@@ -279,7 +293,7 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
     }
     layout.data_set = past_meta ? pos - 8 : pos;  // the first element after the meta group
     if (layout.data_set > size) return Status::Corruption("the meta header runs past the object");
-    layout.deflated = syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+    layout.deflated = StreamCompressed(syntax.c_str());
     if (!layout.deflated && deflated_for_dcmtk()) {
       return Status::Corruption("the meta header does not say plainly that the data set is deflated");
     }

@@ -201,6 +201,21 @@ TEST_CASE("fuzz regression: deflated data set behind a meta header without its p
   CHECK(s.status().code() == Status::Code::kCorruption);
 }
 
+TEST_CASE("fuzz regression: deflated for DCMTK only, with no data set", "[fuzz]") {
+  // Made by hand after a review: a meta header naming the deflated syntax first and explicit VR
+  // little endian second (DCMTK reads the first, our meta scan the last), and nothing after it.
+  // DCMTK asks to inflate only when data set bytes follow, so the in-place parse accepted an
+  // empty object that the file path refuses.
+  const std::string bytes = Saved("fuzz_dataset_summary", "deflated-meta-empty-data-set");
+  Result<InstanceSummary> s = fuzz::DatasetSummary(bytes);
+  REQUIRE_FALSE(s.ok());
+  CHECK_THAT(s.status().message(), Catch::Contains("does not say plainly that the data set is deflated"));
+  Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
+  REQUIRE_FALSE(in_place.ok());
+  CHECK(in_place.status().message() == s.status().message());
+  CHECK(fuzz::QueryIdentifier(Saved("fuzz_query_identifier", "deflated-meta-empty-data-set")) == "");
+}
+
 TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz]") {
   // "ISO_IR 192\n\xed\xbc\xa0Zhang^San": U+DF20 is no character, so the text is not UTF-8 and
   // the harness' round-trip invariant does not apply; it took the bytes for UTF-8. Decoding
