@@ -138,7 +138,9 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
         pos += len;
       } else if (element == 0xE000) {
         if (!enter(len, false, false)) break;
-      } else if (!open.empty() && open.back().end == kUndefined) {
+      } else if (open.empty()) {
+        break;  // outside any sequence a delimiter ends the data set for DCMTK: the rest is not read
+      } else if (open.back().end == kUndefined) {
         leave();
       }
       continue;

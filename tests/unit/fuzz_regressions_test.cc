@@ -216,6 +216,19 @@ TEST_CASE("fuzz regression: deflated for DCMTK only, with no data set", "[fuzz]"
   CHECK(fuzz::QueryIdentifier(Saved("fuzz_query_identifier", "deflated-meta-empty-data-set")) == "");
 }
 
+TEST_CASE("fuzz regression: identifier whose data set a top-level delimiter ends", "[fuzz]") {
+  // fuzz_query_identifier, 60 s: an (FFFE,E00D) item delimiter outside any sequence, then bytes
+  // that do not walk. DCMTK ends the data set at the delimiter and reads nothing after it; the
+  // in-place scan went on and refused a length past the end, the file scan (lengths unchecked)
+  // did not: refused from memory, parsed from a file.
+  const std::string saved = Saved("fuzz_query_identifier", "item-delimiter-ends-the-data-set");
+  CHECK(fuzz::QueryIdentifier(saved) == "");
+  Result<std::unique_ptr<DicomFile>> in_place = DicomFile::Parse(std::string_view(saved).substr(1));
+  INFO(in_place.status().ToString());
+  REQUIRE(in_place.ok());
+  CHECK(in_place.value()->dataset().card() == 3);  // the elements before the delimiter
+}
+
 TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz]") {
   // "ISO_IR 192\n\xed\xbc\xa0Zhang^San": U+DF20 is no character, so the text is not UTF-8 and
   // the harness' round-trip invariant does not apply; it took the bytes for UTF-8. Decoding
