@@ -271,6 +271,7 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
     }
     pos = 132;
     std::string syntax;
+    bool seen_syntax = false;
     bool past_meta = false;  // stopped on the data set's first element, 8 bytes back
     while (pos + 8 <= size && read(b, 8)) {
       if (U16(b, false) != 0x0002 && (meta_end == 0 || pos - 8 >= meta_end)) {
@@ -285,7 +286,11 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
       }
       // DCMTK loads every meta value: a length past the end is refused before it reads them.
       if (len > size - pos) return Status::Corruption("a meta header element is longer than the object");
-      if (transfer_syntax && len < 256) {
+      // DCMTK keeps the first of a repeated element: so does this (a first too long to be a UID
+      // is passed over, and still first).
+      const bool first_syntax = transfer_syntax && !seen_syntax;
+      seen_syntax = seen_syntax || transfer_syntax;
+      if (first_syntax && len < 256) {
         syntax.resize(len);
         read(syntax.data(), len);
         while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();

@@ -300,18 +300,23 @@ TEST_CASE("in place, the whole summary matches the file's, native and encapsulat
 
 namespace {
 
-// A meta header that holds (0002,0010) twice: DCMTK keeps the first (deflated) and would inflate
-// the data set; our own reading keeps the last (explicit VR little endian) and walks it plain.
+// A meta header whose (0002,0010) is the deflated UID padded with NULs to 256 bytes: DCMTK reads
+// up to the first NUL and would inflate the data set; our reading passes over a value that long
+// and walks the data set as explicit VR little endian.
 std::string DeflatedForDcmtkOnly(const test::ScratchDir& dir) {
   std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
-  const size_t at = bytes.find(std::string("\x02\x00\x10\x00UI", 6));
+  const std::string tag("\x02\x00\x10\x00UI", 6);
+  const size_t at = bytes.find(tag);
   REQUIRE(at != std::string::npos);
-  const std::string uid = UID_DeflatedExplicitVRLittleEndianTransferSyntax;
-  const std::string element = std::string("\x02\x00\x10\x00UI", 6) + U32Le(uid.size()).substr(0, 2) + uid;
-  bytes.insert(at, element);
+  const size_t old_size =
+      8 + (static_cast<unsigned char>(bytes[at + 6]) | static_cast<unsigned char>(bytes[at + 7]) << 8);
+  std::string uid = UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  uid.resize(256, '\0');
+  const std::string element = tag + U32Le(uid.size()).substr(0, 2) + uid;
+  bytes.replace(at, old_size, element);
   const uint32_t group_length = static_cast<uint32_t>(static_cast<unsigned char>(bytes[140])) |
                                 static_cast<uint32_t>(static_cast<unsigned char>(bytes[141])) << 8;
-  bytes.replace(140, 4, U32Le(group_length + static_cast<uint32_t>(element.size())));
+  bytes.replace(140, 4, U32Le(group_length + static_cast<uint32_t>(element.size() - old_size)));
   return bytes;
 }
 
