@@ -51,23 +51,30 @@ std::string RawString(DcmItem& item, const DcmTagKey& tag) {
   return std::string(value.c_str(), value.length());
 }
 
-// An item's top-level elements, listed in one walk: RawString's search walks the list from its
-// start for every tag, and a summary asks for some thirty.
+// An item's top-level elements, listed once and looked up by binary search: RawString searches
+// the list from its start for every tag, and a summary asks for some thirty.
 class TopLevel {
  public:
   explicit TopLevel(DcmItem& item) {
     for (DcmObject* o = item.nextInContainer(nullptr); o; o = item.nextInContainer(o)) elements_.push_back(o);
+    // DCMTK keeps an item's elements in ascending tag order; sorted anyway should that change
+    // (stable: the first element with a tag is still the one found, as by RawString).
+    if (!std::is_sorted(elements_.begin(), elements_.end(), ByTag)) {
+      std::stable_sort(elements_.begin(), elements_.end(), ByTag);
+    }
   }
   // As RawString: the first element with the tag, all its values.
   std::string Raw(const DcmTagKey& tag) const {
-    auto it = std::find_if(elements_.begin(), elements_.end(), [&tag](DcmObject* o) { return o->getTag() == tag; });
-    if (it == elements_.end()) return std::string();
+    auto it = std::lower_bound(elements_.begin(), elements_.end(), tag,
+                               [](const DcmObject* o, const DcmTagKey& t) { return o->getTag() < t; });
+    if (it == elements_.end() || (*it)->getTag() != tag) return std::string();
     OFString value;
     if (static_cast<DcmElement*>(*it)->getOFStringArray(value).bad()) return std::string();
     return std::string(value.c_str(), value.length());
   }
 
  private:
+  static bool ByTag(const DcmObject* a, const DcmObject* b) { return a->getTag() < b->getTag(); }
   std::vector<DcmObject*> elements_;
 };
 

@@ -19,8 +19,8 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Parse(std::string_view part10) {
   if (part10.size() >= 0xFFFFFFFFu) return Status::InvalidArgument("too large to parse in memory");
   const ReadAt read_at = MemoryReader(part10);
   // Whether DCMTK reads the data set as deflated where our reading of the meta header does not
-  // is learnt from the one DCMTK parse below (which refuses to inflate), not from a meta-only
-  // parse before it: asked beforehand only on a path that refuses the object anyway.
+  // is learnt from the one DCMTK parse below (which refuses to inflate), so that no object is
+  // parsed twice.
   Result<Layout> layout = ReadLayout(part10.size(), read_at, [] { return false; });
   if (!layout.ok()) return layout.status();
   if (layout->deflated) return Status::InvalidArgument("a deflated data set is parsed from a file");
@@ -39,6 +39,8 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Parse(std::string_view part10) {
     if (deflated) return not_plain();
     return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
   }
+  // DCMTK asks to inflate only when bytes follow the meta header: with none, its read succeeds.
+  if (DcmtkReadsCompressed(*f->format_)) return not_plain();
   return f;
 }
 

@@ -7,6 +7,7 @@
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcvr.h"
+#include "dcmtk/dcmdata/dcxfer.h"
 
 #include <algorithm>
 #include <cctype>
@@ -137,7 +138,9 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
         pos += len;
       } else if (element == 0xE000) {
         if (!enter(len, false, false)) break;
-      } else if (!open.empty() && open.back().end == kUndefined) {
+      } else if (open.empty()) {
+        break;  // outside any sequence a delimiter ends the data set for DCMTK: the rest is not read
+      } else if (open.back().end == kUndefined) {
         leave();
       }
       continue;
@@ -198,12 +201,27 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
   return Status::Ok();
 }
 
+bool StreamCompressed(const char* syntax) {
+  return syntax != nullptr && DcmXfer(syntax).getStreamCompression() != ESC_none;
+}
+
+bool DcmtkReadsCompressed(DcmFileFormat& ff) {
+  // As DcmFileFormat::lookForXfer (private) picks the syntax it reads the data set in: the first
+  // (0002,0010) the search meets, nested items included.
+  DcmMetaInfo* meta = ff.getMetaInfo();
+  DcmStack stack;
+  if (meta == nullptr || meta->isEmpty() || meta->search(DCM_TransferSyntaxUID, stack).bad()) return false;
+  auto* element = static_cast<DcmElement*>(stack.top());
+  if (element->getTag().getXTag() != DCM_TransferSyntaxUID) return false;
+  char* syntax = nullptr;
+  (void)element->getString(syntax);
+  return StreamCompressed(syntax);
+}
+
 bool DeflatedForDcmtk(const std::filesystem::path& file) {
   DcmFileFormat ff;
   if (ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 0, ERM_metaOnly).bad()) return false;
-  OFString syntax;
-  (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax);
-  return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  return DcmtkReadsCompressed(ff);
 }
 
 OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode, bool* deflated) {
@@ -222,9 +240,7 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
 bool DeflatedForDcmtk(std::string_view part10) {
   DcmFileFormat ff;
   if (ReadInPlace(ff, part10, ERM_metaOnly).bad()) return false;
-  OFString syntax;
-  (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax);
-  return syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  return DcmtkReadsCompressed(ff);
 }
 
 ReadAt MemoryReader(std::string_view bytes) {
@@ -255,6 +271,7 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
     }
     pos = 132;
     std::string syntax;
+    bool seen_syntax = false;
     bool past_meta = false;  // stopped on the data set's first element, 8 bytes back
     while (pos + 8 <= size && read(b, 8)) {
       if (U16(b, false) != 0x0002 && (meta_end == 0 || pos - 8 >= meta_end)) {
@@ -269,7 +286,11 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
       }
       // DCMTK loads every meta value: a length past the end is refused before it reads them.
       if (len > size - pos) return Status::Corruption("a meta header element is longer than the object");
-      if (transfer_syntax && len < 256) {
+      // DCMTK keeps the first of a repeated element: so does this (a first too long to be a UID
+      // is passed over, and still first).
+      const bool first_syntax = transfer_syntax && !seen_syntax;
+      seen_syntax = seen_syntax || transfer_syntax;
+      if (first_syntax && len < 256) {
         syntax.resize(len);
         read(syntax.data(), len);
         while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
@@ -279,7 +300,7 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
     }
     layout.data_set = past_meta ? pos - 8 : pos;  // the first element after the meta group
     if (layout.data_set > size) return Status::Corruption("the meta header runs past the object");
-    layout.deflated = syntax == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+    layout.deflated = StreamCompressed(syntax.c_str());
     if (!layout.deflated && deflated_for_dcmtk()) {
       return Status::Corruption("the meta header does not say plainly that the data set is deflated");
     }

@@ -22,6 +22,13 @@ using ReadAt = std::function<bool(uint64_t pos, void* buf, size_t n)>;
 Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool explicit_vr, bool big_endian,
                     bool check_lengths);
 
+// Whether a transfer syntax's data set is one deflated stream, as DCMTK judges it: Deflated
+// Explicit VR Little Endian and JPIP Referenced Deflate alike ("deflated" below means either).
+bool StreamCompressed(const char* syntax);
+
+// Whether DCMTK reads the data set of `ff`, whose meta header it has parsed, as deflated.
+bool DcmtkReadsCompressed(DcmFileFormat& ff);
+
 // Whether DCMTK will read the object's data set as deflated, whatever our own reading of the meta
 // header found: where the two disagree the object is refused rather than allocated blindly.
 bool DeflatedForDcmtk(const std::filesystem::path& file);

@@ -16,9 +16,10 @@ namespace teleread {
 // Senders that leave Nagle on wait for our delayed ACK after every small PDU; acknowledging at
 // once after each read removes that ~40 ms stall per object. The option does not stick.
 // DCMTK reads a PDU's 6-byte header, then its body, each after a poll: what has arrived is read
-// ahead instead, so that a small object's command and data PDUs cost one read (and one
-// acknowledgement) rather than four reads, four setsockopt and polls. Bodies at least as long as
-// the buffer are read straight into DCMTK's.
+// ahead instead. A small object's command and data PDUs then cost one read (and one
+// acknowledgement) rather than four reads, four setsockopt and polls when the sender has Nagle
+// off; with Nagle on it holds the data PDU until the command PDU is acknowledged, so two reads.
+// Bodies at least as long as the buffer are read straight into DCMTK's.
 class QuickAckConnection : public DcmTCPConnection {
  public:
   explicit QuickAckConnection(DcmNativeSocketType fd) : DcmTCPConnection(fd), fd_(fd) {}

@@ -201,6 +201,47 @@ TEST_CASE("fuzz regression: deflated data set behind a meta header without its p
   CHECK(s.status().code() == Status::Code::kCorruption);
 }
 
+TEST_CASE("fuzz regression: deflated for DCMTK only, with no data set", "[fuzz]") {
+  // Made by hand after a review: a meta header naming the deflated syntax in a value padded with
+  // NULs to 256 bytes (DCMTK reads up to the NUL, our meta scan passes over a value that long and
+  // takes the data set for explicit VR little endian), and nothing after it.
+  // DCMTK asks to inflate only when data set bytes follow, so the in-place parse accepted an
+  // empty object that the file path refuses.
+  const std::string bytes = Saved("fuzz_dataset_summary", "deflated-meta-empty-data-set");
+  Result<InstanceSummary> s = fuzz::DatasetSummary(bytes);
+  REQUIRE_FALSE(s.ok());
+  CHECK_THAT(s.status().message(), Catch::Contains("does not say plainly that the data set is deflated"));
+  Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
+  REQUIRE_FALSE(in_place.ok());
+  CHECK(in_place.status().message() == s.status().message());
+  CHECK(fuzz::QueryIdentifier(Saved("fuzz_query_identifier", "deflated-meta-empty-data-set")) == "");
+}
+
+TEST_CASE("fuzz regression: identifier whose data set a top-level delimiter ends", "[fuzz]") {
+  // fuzz_query_identifier, 60 s: an (FFFE,E00D) item delimiter outside any sequence, then bytes
+  // that do not walk. DCMTK ends the data set at the delimiter and reads nothing after it; the
+  // in-place scan went on and refused a length past the end, the file scan (lengths unchecked)
+  // did not: refused from memory, parsed from a file.
+  const std::string saved = Saved("fuzz_query_identifier", "item-delimiter-ends-the-data-set");
+  CHECK(fuzz::QueryIdentifier(saved) == "");
+  Result<std::unique_ptr<DicomFile>> in_place = DicomFile::Parse(std::string_view(saved).substr(1));
+  INFO(in_place.status().ToString());
+  REQUIRE(in_place.ok());
+  CHECK(in_place.value()->dataset().card() == 3);  // the elements before the delimiter
+}
+
+TEST_CASE("fuzz regression: identifier whose meta header names two transfer syntaxes", "[fuzz]") {
+  // fuzz_query_identifier, 60 s: (0002,0010) implicit VR little endian, then a second (0002,0010)
+  // holding another UID. DCMTK keeps the first and read the data set as implicit; our meta scan
+  // kept the last, walked the data set as explicit and, in memory, refused a length past the end.
+  const std::string saved = Saved("fuzz_query_identifier", "repeated-transfer-syntax-first-wins");
+  CHECK(fuzz::QueryIdentifier(saved) == "");
+  Result<std::unique_ptr<DicomFile>> in_place = DicomFile::Parse(std::string_view(saved).substr(1));
+  INFO(in_place.status().ToString());
+  REQUIRE(in_place.ok());
+  CHECK(in_place.value()->dataset().getOriginalXfer() == EXS_LittleEndianImplicit);
+}
+
 TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz]") {
   // "ISO_IR 192\n\xed\xbc\xa0Zhang^San": U+DF20 is no character, so the text is not UTF-8 and
   // the harness' round-trip invariant does not apply; it took the bytes for UTF-8. Decoding

@@ -13,12 +13,14 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <new>
 
 #include "common/dicom.h"
 #include "common/dicom_scan.h"
 #include "samples/synthetic.h"
+#include "tests/fuzz/targets.h"
 #include "tests/support/dicom_bytes.h"
 #include "tests/support/process.h"
 
@@ -78,7 +80,7 @@ std::string NestedPixelData(const std::string& vr, int levels) {
 }
 
 // 0: refused cleanly; 1: accepted; 3: a large allocation; else the child crashed (signal: 128+).
-int ParseInChild(const std::string& bytes, bool layer_dcmtk_only = false) {
+int InChild(const std::function<bool()>& parse) {
   const pid_t pid = fork();
   if (pid == 0) {
 #if TELEREAD_WATCH_ALLOCATIONS
@@ -86,18 +88,19 @@ int ParseInChild(const std::string& bytes, bool layer_dcmtk_only = false) {
     setrlimit(RLIMIT_AS, &limit);
     g_watch = true;
 #endif
-    bool ok;
-    if (layer_dcmtk_only) {
-      DcmFileFormat ff;
-      ok = dicom_scan::ReadInPlace(ff, bytes, ERM_fileOnly).good();
-    } else {
-      ok = ReadInstanceSummaryFromMemory(bytes).ok();
-    }
-    _exit(ok ? 1 : 0);
+    _exit(parse() ? 1 : 0);
   }
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int ParseInChild(const std::string& bytes, bool layer_dcmtk_only = false) {
+  return InChild([&] {
+    if (!layer_dcmtk_only) return ReadInstanceSummaryFromMemory(bytes).ok();
+    DcmFileFormat ff;
+    return dicom_scan::ReadInPlace(ff, bytes, ERM_fileOnly).good();
+  });
 }
 
 void CheckSame(const InstanceSummary& a, const InstanceSummary& b) {
@@ -297,18 +300,23 @@ TEST_CASE("in place, the whole summary matches the file's, native and encapsulat
 
 namespace {
 
-// A meta header that holds (0002,0010) twice: DCMTK keeps the first (deflated) and would inflate
-// the data set; our own reading keeps the last (explicit VR little endian) and walks it plain.
+// A meta header whose (0002,0010) is the deflated UID padded with NULs to 256 bytes: DCMTK reads
+// up to the first NUL and would inflate the data set; our reading passes over a value that long
+// and walks the data set as explicit VR little endian.
 std::string DeflatedForDcmtkOnly(const test::ScratchDir& dir) {
   std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
-  const size_t at = bytes.find(std::string("\x02\x00\x10\x00UI", 6));
+  const std::string tag("\x02\x00\x10\x00UI", 6);
+  const size_t at = bytes.find(tag);
   REQUIRE(at != std::string::npos);
-  const std::string uid = UID_DeflatedExplicitVRLittleEndianTransferSyntax;
-  const std::string element = std::string("\x02\x00\x10\x00UI", 6) + U32Le(uid.size()).substr(0, 2) + uid;
-  bytes.insert(at, element);
+  const size_t old_size =
+      8 + (static_cast<unsigned char>(bytes[at + 6]) | static_cast<unsigned char>(bytes[at + 7]) << 8);
+  std::string uid = UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  uid.resize(256, '\0');
+  const std::string element = tag + U32Le(uid.size()).substr(0, 2) + uid;
+  bytes.replace(at, old_size, element);
   const uint32_t group_length = static_cast<uint32_t>(static_cast<unsigned char>(bytes[140])) |
                                 static_cast<uint32_t>(static_cast<unsigned char>(bytes[141])) << 8;
-  bytes.replace(140, 4, U32Le(group_length + static_cast<uint32_t>(element.size())));
+  bytes.replace(140, 4, U32Le(group_length + static_cast<uint32_t>(element.size() - old_size)));
   return bytes;
 }
 
@@ -319,20 +327,78 @@ TEST_CASE("in place, a data set DCMTK alone reads as deflated is refused and nam
   InitializeDicom();
   test::ScratchDir dir;
   std::string bytes = DeflatedForDcmtkOnly(dir);
+  bool asks_to_inflate = true;
   SECTION("its data set walks plain: DCMTK's one parse finds it out") {}
   SECTION("its data set does not walk: the refusal names the meta header all the same") {
     const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
     REQUIRE(at != std::string::npos);
     bytes.replace(at + 8, 4, U32Le(0x7FFF0000u));
   }
+  SECTION("it has no data set: DCMTK reads it without asking to inflate, and is asked what it read") {
+    const uint32_t group_length = static_cast<uint32_t>(static_cast<unsigned char>(bytes[140])) |
+                                  static_cast<uint32_t>(static_cast<unsigned char>(bytes[141])) << 8;
+    bytes.resize(144 + group_length);
+    asks_to_inflate = false;
+  }
   Result<InstanceSummary> s = ReadInstanceSummaryFromMemory(bytes);
   REQUIRE_FALSE(s.ok());
   CHECK(s.status().code() == Status::Code::kCorruption);
   CHECK(s.status().message().find("does not say plainly that the data set is deflated") != std::string::npos);
   CHECK(ParseInChild(bytes) == 0);
-  // DCMTK's own layer: it asks to inflate, is refused, and reads nothing.
+  // The file path refuses it for the same reason.
+  const std::filesystem::path file = dir.path() / "deflated-for-dcmtk.dcm";
+  test::WriteFile(file, bytes);
+  Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+  REQUIRE_FALSE(from_file.ok());
+  CHECK(from_file.status().message() == s.status().message());
+  // DCMTK's own layer: it asks to inflate (when there is something to inflate), is refused, and
+  // reads nothing.
   DcmFileFormat ff;
   bool deflated = false;
-  CHECK(dicom_scan::ReadInPlace(ff, bytes, ERM_fileOnly, &deflated).bad());
-  CHECK(deflated);
+  CHECK(dicom_scan::ReadInPlace(ff, bytes, ERM_fileOnly, &deflated).bad() == asks_to_inflate);
+  CHECK(deflated == asks_to_inflate);
+  CHECK(dicom_scan::DcmtkReadsCompressed(ff));
+}
+
+TEST_CASE("JPIP Referenced Deflate is a deflated data set in memory and on file", "[ingest][parse][security]") {
+  // DCMTK inflates 1.2.840.10008.1.2.4.95 as it does 1.2.840.10008.1.2.1.99 (the same deflated
+  // explicit VR little endian stream): a deflated object's syntax UID, of the same length, is swapped.
+  InitializeDicom();
+  test::ScratchDir dir;
+  const std::string deflated = UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+  const std::string jpip = UID_JPIPReferencedDeflateTransferSyntax;
+  REQUIRE(deflated.size() == jpip.size());
+  auto as_jpip = [&](std::string bytes) {
+    const size_t at = bytes.find(deflated);
+    REQUIRE(at != std::string::npos);
+    REQUIRE(at < 512);
+    return bytes.replace(at, jpip.size(), jpip);
+  };
+  CHECK(dicom_scan::StreamCompressed(jpip.c_str()));
+  CHECK_FALSE(dicom_scan::StreamCompressed(UID_LittleEndianExplicitTransferSyntax));
+  SECTION("read from its inflated copy on file, left to the file path in memory") {
+    const std::string bytes = as_jpip(test::ReadFile(OneObject(dir, deflated)));
+    const std::filesystem::path file = dir.path() / "jpip-deflate.dcm";
+    test::WriteFile(file, bytes);
+    Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+    INFO(from_file.status().ToString());
+    REQUIRE(from_file.ok());
+    CHECK(from_file->transfer_syntax_uid == jpip);
+    CHECK(from_file->patient_name == "Doe^Jane");
+    Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(bytes);
+    REQUIRE_FALSE(in_place.ok());
+    CHECK(in_place.status().code() == Status::Code::kInvalidArgument);
+    CHECK(in_place.status().message() == "a deflated data set is parsed from a file");
+  }
+  SECTION("an element claiming 3.7 GB is refused from the inflated copy, never allocated by DCMTK") {
+    const std::string bytes = as_jpip(
+        test::ReadFile(fuzz::FuzzDir() / "regressions" / "fuzz_dataset_summary" / "deflated-element-claims-3-gb"));
+    const std::filesystem::path file = dir.path() / "jpip-claim.dcm";
+    test::WriteFile(file, bytes);
+    Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+    REQUIRE_FALSE(from_file.ok());
+    CHECK_THAT(from_file.status().message(), Catch::Contains("longer than the data set"));
+    CHECK(InChild([&] { return DicomFile::Open(file, 0, true).ok(); }) == 0);
+    CHECK(ReadInstanceSummaryFromMemory(bytes).status().code() == Status::Code::kInvalidArgument);
+  }
 }

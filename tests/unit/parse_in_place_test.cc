@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include "dcmtk/config/osconfig.h"  // must come first
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include <fstream>
@@ -79,5 +81,38 @@ TEST_CASE("in place, a deflated object is left to the file parse and a lying len
     const std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianExplicitTransferSyntax));
     CHECK_FALSE(ReadInstanceSummaryFromMemory(bytes.substr(0, bytes.size() - 100)).ok());
     CHECK_FALSE(ReadInstanceSummaryFromMemory(bytes.substr(0, 100)).ok());
+  }
+}
+
+TEST_CASE("a summary takes each attribute from the top level only, and is empty where it is missing", "[parse]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  DcmFileFormat ff;
+  DcmDataset& ds = *ff.getDataset();
+  REQUIRE(ds.putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage).good());
+  REQUIRE(ds.putAndInsertString(DCM_SOPInstanceUID, "1.2.826.0.1.3680043.2.1143.1").good());
+  REQUIRE(ds.putAndInsertString(DCM_StudyInstanceUID, "1.2.826.0.1.3680043.2.1143.2").good());
+  REQUIRE(ds.putAndInsertString(DCM_PatientID, "ZZ0044").good());
+  REQUIRE(ds.putAndInsertString(DCM_StudyDate, "20250101").good());
+  // Inside a sequence only: not the object's own.
+  DcmItem* item = nullptr;
+  REQUIRE(ds.findOrCreateSequenceItem(DCM_ReferencedStudySequence, item, 0).good());
+  REQUIRE(item->putAndInsertString(DCM_PatientName, "Nested^Name").good());
+  REQUIRE(item->putAndInsertString(DCM_AccessionNumber, "NESTED").good());
+  const std::filesystem::path file = dir.path() / "sparse.dcm";
+  REQUIRE(ff.saveFile(file.c_str(), EXS_LittleEndianExplicit).good());
+  Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+  REQUIRE(from_file.ok());
+  Result<InstanceSummary> in_place = ReadInstanceSummaryFromMemory(test::ReadFile(file));
+  REQUIRE(in_place.ok());
+  for (const InstanceSummary& s : {from_file.value(), in_place.value()}) {
+    CHECK(s.sop_class_uid == UID_CTImageStorage);
+    CHECK(s.patient_id == "ZZ0044");
+    CHECK(s.study_date == "20250101");
+    CHECK(s.patient_name == "");  // the next tag's value would be ZZ0044
+    CHECK(s.accession_number == "");
+    CHECK(s.issuer_of_patient_id == "");
+    CHECK(s.modality == "");
+    CHECK(s.instance_number == "");
   }
 }
