@@ -158,9 +158,10 @@ ObjectStore::TempCleanup ObjectStore::RemoveTempFiles() {
       const bool exists = ::lstat(placed_path.c_str(), &placed) == 0;
       if (TempNameHoldsPlacedObject(temp, exists ? &placed : nullptr)) {
         ++done.kept;
-        spdlog::error("recovery: kept {}: it is a second name of {} whose link count is 1 (a crash on a file "
-                      "system without a journal); removing it would free the object: run fsck on {}",
-                      e.path().string(), placed_path.string(), root_.string());
+        spdlog::error(
+            "recovery: kept {}: it is a second name of {} whose link count is 1 (a crash on a file "
+            "system without a journal); removing it would free the object: run fsck on {}",
+            e.path().string(), placed_path.string(), root_.string());
         continue;
       }
     }
