@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Server CPU per small object, and where it goes: one push of generated small objects (~9 kB) at
+# Server CPU per object, and where it goes: one push of generated objects (PROFILE_KIND: small, ~9 kB, or ct) at
 # ASSOCS associations, the server's user+sys CPU per object from /proc, and with PERF=1 a perf
 # profile (DWARF call graphs) split into components by tests/bench/perf_components.py (the perf
 # run's own CPU per object is inflated by perf; scale its shares by a run without it).
@@ -11,13 +11,13 @@ build=$1 out=$2 assocs=${3:-4} count=${4:-8000}
 work=${TELEREAD_BENCH_DIR:-$root/var/cpu_profile}
 port=11193
 mkdir -p "$work"
-if [ ! -d "$work/corpus-$count/part0" ]; then
-  mkdir -p "$work/corpus-$count/all"
-  "$build/samples/teleread-samples" corpus "$work/corpus-$count/all" --kind small --count "$count" >/dev/null
-  for i in 0 1 2 3; do mkdir -p "$work/corpus-$count/part$i"; done
+if [ ! -d "$work/corpus-${PROFILE_KIND:-small}-$count/part0" ]; then
+  mkdir -p "$work/corpus-${PROFILE_KIND:-small}-$count/all"
+  "$build/samples/teleread-samples" corpus "$work/corpus-${PROFILE_KIND:-small}-$count/all" --kind "${PROFILE_KIND:-small}" --count "$count" >/dev/null
+  for i in 0 1 2 3; do mkdir -p "$work/corpus-${PROFILE_KIND:-small}-$count/part$i"; done
   n=0
-  for f in $(find "$work/corpus-$count/all" -name '*.dcm' | sort); do
-    mv "$f" "$work/corpus-$count/part$((n % 4))/"
+  for f in $(find "$work/corpus-${PROFILE_KIND:-small}-$count/all" -name '*.dcm' | sort); do
+    mv "$f" "$work/corpus-${PROFILE_KIND:-small}-$count/part$((n % 4))/"
     n=$((n + 1))
   done
 fi
@@ -39,8 +39,8 @@ if [ "${PERF:-0}" = 1 ]; then
 fi
 senders=()
 for i in $(seq 0 $((assocs - 1))); do
-  parts=("$work/corpus-$count/part$i")
-  [ "$assocs" = 1 ] && parts=("$work/corpus-$count"/part*)
+  parts=("$work/corpus-${PROFILE_KIND:-small}-$count/part$i")
+  [ "$assocs" = 1 ] && parts=("$work/corpus-${PROFILE_KIND:-small}-$count"/part*)
   storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "${parts[@]}" >/dev/null 2>&1 &
   senders+=($!)
 done
