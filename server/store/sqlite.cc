@@ -3,6 +3,8 @@
 #include <cctype>
 #include <utility>
 
+#include "server/store/wal_vfs.h"
+
 namespace teleread {
 namespace {
 
@@ -102,7 +104,7 @@ Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& pa
   if (read_only && !std::filesystem::exists(path, ec) && !ec) return Status::NotFound("no index at " + path.string());
   sqlite3* db = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, WalGatheringVfs());
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
