@@ -42,7 +42,7 @@ INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES
   ('studies', 'studies_accession', '100000 1'),
   ('studies', 'studies_member_date', '100000 10000 3'),
   ('studies', 'studies_member_accession', '100000 10000 1'),
-  ('studies', 'studies_awaiting_task', '100 1');
+  ('studies', 'studies_awaiting_task', '100 100');
 ANALYZE sqlite_schema;
 )sql");
 }

@@ -211,6 +211,12 @@ CREATE TABLE object_data (
   bytes BLOB NOT NULL
 );
 )sql",
+      // 9: studies awaiting their reading task, by id alone: every instance moves its study's
+      // last_received_ms, and an index on it rewrote one more page per stored object.
+      R"sql(
+DROP INDEX studies_awaiting_task;
+CREATE INDEX studies_awaiting_task ON studies (task_created) WHERE task_created = 0;
+)sql",
   };
   return migrations;
 }

@@ -84,27 +84,28 @@ int WalWrite(ShimFile* f, const void* data, int amount, sqlite3_int64 offset) {
   g_wal_writes.fetch_add(1, std::memory_order_relaxed);
   if (f->deferred_error != SQLITE_OK) return Flush(f);
   const auto* bytes = static_cast<const unsigned char*>(data);
+  const bool frame_header = amount == kFrameHeaderBytes && offset >= kWalHeaderBytes;
+  // Bytes 4-7 of a frame header: the database size after a commit, 0 in other frames.
+  const bool commit = frame_header && (bytes[4] | bytes[5] | bytes[6] | bytes[7]) != 0;
+  if (frame_header) g_wal_frames.fetch_add(1, std::memory_order_relaxed);
+  if (commit) g_wal_commits.fetch_add(1, std::memory_order_relaxed);
   if (offset == 0 && amount == kWalHeaderBytes) {  // a new generation of the WAL
     if (int rc = Flush(f); rc != SQLITE_OK) return rc;
     f->extent = 0;
   }
-  if (offset != f->extent) {  // rewrites inside the WAL (checksums, a page written twice) and gaps
+  if (offset != f->extent) {
+    // Rewrites inside the WAL (checksums, a page written twice), and appends after another
+    // connection's frames: written through.
     if (int rc = Flush(f); rc != SQLITE_OK) return rc;
     if (offset + amount > f->extent) f->extent = offset + amount;
+    if (commit) f->commit_page_offset = offset + kFrameHeaderBytes;
     return f->real->pMethods->xWrite(f->real, data, amount, offset);
   }
   if (f->pending.empty()) f->pending_offset = offset;
   f->pending.append(reinterpret_cast<const char*>(data), static_cast<size_t>(amount));
   f->extent = offset + amount;
-  if (amount == kFrameHeaderBytes && offset >= kWalHeaderBytes) {
-    g_wal_frames.fetch_add(1, std::memory_order_relaxed);
-    // Bytes 4-7 of a frame header: the database size after a commit, 0 in other frames.
-    if ((bytes[4] | bytes[5] | bytes[6] | bytes[7]) != 0) {
-      g_wal_commits.fetch_add(1, std::memory_order_relaxed);
-      f->commit_page_offset = offset + kFrameHeaderBytes;
-    }
-    return SQLITE_OK;
-  }
+  if (commit) f->commit_page_offset = offset + kFrameHeaderBytes;
+  if (frame_header) return SQLITE_OK;
   // The commit frame is complete: written now, so that a failure fails the commit.
   if (offset == f->commit_page_offset || f->pending.size() >= kMaxPending) return Flush(f);
   return SQLITE_OK;

@@ -9,6 +9,7 @@
 #include "server/store/index.h"
 #include "server/store/query.h"
 #include "server/store/sqlite.h"
+#include "server/store/wal_vfs.h"
 #include "tests/support/process.h"
 
 using namespace teleread;
@@ -118,5 +119,49 @@ TEST_CASE("member-scoped C-FIND is driven by the selective key within the member
     { REQUIRE(Index::Open(db_path).ok()); }
     check_all();
     CHECK(member_date_stat() != "100000 10000 3");
+  }
+}
+
+TEST_CASE("the quiet-study sweep reads only the studies awaiting a task, which arrivals do not rewrite",
+          "[store][plan]") {
+  test::ScratchDir dir;
+  const std::filesystem::path db_path = dir.path() / "index.sqlite";
+  { REQUIRE(Index::Open(db_path).ok()); }
+  FillIndex(db_path);
+  auto db = Database::Open(db_path, false);
+  REQUIRE(db.ok());
+  Database& d = *db.value();
+  REQUIRE(d.Exec("UPDATE studies SET task_created = 1 WHERE id > 10").ok());
+  auto plan_of = [&](const std::string& sql) {
+    Statement q(d.handle(), "EXPLAIN QUERY PLAN " + sql);
+    std::string plan;
+    while (q.Step().value()) plan += q.Text(3) + "\n";
+    return plan;
+  };
+  auto check_sweep = [&] {
+    for (const char* sql : {"UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= 5",
+                            "SELECT id FROM studies WHERE task_created = 0 AND last_received_ms <= 5"}) {
+      const std::string p = plan_of(sql);
+      INFO(p);
+      CHECK_THAT(p, Catch::Contains("studies_awaiting_task"));
+      CHECK_THAT(p, !Catch::Contains("SCAN studies\n"));
+    }
+  };
+  check_sweep();
+  { REQUIRE(Index::Open(db_path).ok()); }  // measured statistics
+  REQUIRE(d.Exec("ANALYZE sqlite_schema").ok());
+  check_sweep();
+
+  // An instance's arrival moves last_received_ms: one page (the study's row) goes to the WAL.
+  Statement bump(d.handle(),
+                 "UPDATE studies SET num_instances = num_instances + 1, last_received_ms = MAX(last_received_ms, ?2) "
+                 "WHERE id = ?1");
+  for (int64_t study : {int64_t{3}, int64_t{2000}}) {
+    INFO("study " << study);
+    WalVfsCounters before = WalVfsCountersNow();
+    REQUIRE(bump.Bind(1, study).Bind(2, 1000 + study).Run().ok());
+    WalVfsCounters after = WalVfsCountersNow();
+    CHECK(after.wal_commits - before.wal_commits == 1);
+    CHECK(after.wal_frames - before.wal_frames == 1);
   }
 }
