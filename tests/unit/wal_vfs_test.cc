@@ -4,7 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstddef>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -214,4 +217,64 @@ TEST_CASE("what the gathering VFS committed is what a crash copy of the files re
   CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0))) == "ok");
   sqlite3_finalize(stmt);
   sqlite3_close(recovered);
+}
+
+TEST_CASE("gathered WAL bytes land before a later write over them, and reads see them", "[store][wal_vfs]") {
+  test::ScratchDir dir;
+  const std::string db_path = (dir.path() / "t.sqlite").string();
+  const std::string wal_path = db_path + "-wal";
+  { std::ofstream(db_path).put('\0'); }  // SQLite gives a WAL its database's permissions
+  sqlite3_vfs* vfs = sqlite3_vfs_find(WalGatheringVfs());
+  REQUIRE(vfs != nullptr);
+  sqlite3_filename name = sqlite3_create_filename(db_path.c_str(), "", wal_path.c_str(), 0, nullptr);
+  REQUIRE(name != nullptr);
+  std::vector<std::max_align_t> storage(static_cast<size_t>(vfs->szOsFile) / sizeof(std::max_align_t) + 1);
+  auto* file = reinterpret_cast<sqlite3_file*>(storage.data());
+  int out_flags = 0;
+  REQUIRE(vfs->xOpen(vfs, sqlite3_filename_wal(name), file,
+                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_WAL, &out_flags) == SQLITE_OK);
+  const sqlite3_io_methods* io = file->pMethods;
+  auto frame_header = [](bool commit) {
+    std::string h(24, '\0');
+    h[3] = 1;
+    if (commit) h[7] = 2;
+    return h;
+  };
+  auto write = [&](const std::string& bytes, sqlite3_int64 offset) {
+    REQUIRE(io->xWrite(file, bytes.data(), static_cast<int>(bytes.size()), offset) == SQLITE_OK);
+  };
+  auto read = [&](sqlite3_int64 offset) {
+    std::string bytes(4096, '\0');
+    REQUIRE(io->xRead(file, bytes.data(), 4096, offset) == SQLITE_OK);
+    return bytes;
+  };
+  const WalVfsCounters before = WalVfsCountersNow();
+  write(std::string(32, 'H'), 0);
+  write(frame_header(false), 32);
+  write(std::string(4096, 'a'), 56);
+  write(frame_header(false), 4152);
+  write(std::string(4096, 'b'), 4176);
+  CHECK(WalVfsCountersNow().wal_flushes == before.wal_flushes);  // nothing written yet
+  write(std::string(4096, 'c'), 56);                             // over gathered bytes
+  write(frame_header(true), 8272);
+  write(std::string(4096, 'd'), 8296);  // the commit frame's page: written at once
+  const WalVfsCounters after = WalVfsCountersNow();
+  CHECK(after.wal_flushes - before.wal_flushes == 2);
+  CHECK(after.wal_writes - before.wal_writes == 8);
+  CHECK(after.wal_commits - before.wal_commits == 1);
+  sqlite3_int64 size = 0;
+  REQUIRE(io->xFileSize(file, &size) == SQLITE_OK);
+  CHECK(size == 8296 + 4096);
+  CHECK(read(56) == std::string(4096, 'c'));
+  CHECK(read(4176) == std::string(4096, 'b'));
+  CHECK(read(8296) == std::string(4096, 'd'));
+  write(frame_header(false), 12392);
+  write(std::string(4096, 'e'), 12416);
+  REQUIRE(io->xClose(file) == SQLITE_OK);  // writes what it gathered
+  sqlite3_free_filename(name);
+  std::ifstream in(wal_path, std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(all.size() == 12416 + 4096);
+  CHECK(all.substr(56, 4096) == std::string(4096, 'c'));
+  CHECK(all.substr(12416, 4096) == std::string(4096, 'e'));
 }
