@@ -101,7 +101,10 @@ int WalWrite(ShimFile* f, const void* data, int amount, sqlite3_int64 offset) {
     if (commit) f->commit_page_offset = offset + kFrameHeaderBytes;
     return f->real->pMethods->xWrite(f->real, data, amount, offset);
   }
-  if (f->pending.empty()) f->pending_offset = offset;
+  if (f->pending.empty()) {
+    f->pending_offset = offset;
+    if (f->pending.capacity() == 0) f->pending.reserve(64 * 1024);  // not for read-only handles
+  }
   f->pending.append(reinterpret_cast<const char*>(data), static_cast<size_t>(amount));
   f->extent = offset + amount;
   if (commit) f->commit_page_offset = offset + kFrameHeaderBytes;
@@ -195,9 +198,21 @@ int ShmMap(sqlite3_file* file, int region, int size, int extend, void volatile**
   if (real->pMethods->iVersion < 2 || real->pMethods->xShmMap == nullptr) return SQLITE_IOERR_SHMMAP;
   return real->pMethods->xShmMap(real, region, size, extend, out);
 }
+// Slot 0 is SQLite's WAL write lock. A rolled-back transaction leaves gathered frames (a cache
+// spill) past mxFrame, and the next writer, maybe another connection, appends at that same offset:
+// they are written while the lock is still held, or dropped if that fails. A barrier's deferred
+// error is kept for the call it belongs to.
 int ShmLock(sqlite3_file* file, int offset, int n, int flags) {
-  sqlite3_file* real = Shim(file)->real;
-  return real->pMethods->xShmLock(real, offset, n, flags);
+  ShimFile* f = Shim(file);
+  if ((flags & SQLITE_SHM_UNLOCK) != 0 && offset == 0 && f->wal != nullptr) {
+    ShimFile* wal = f->wal;
+    const int deferred = wal->deferred_error;
+    wal->deferred_error = SQLITE_OK;
+    Flush(wal);
+    wal->pending.clear();
+    wal->deferred_error = deferred;
+  }
+  return f->real->pMethods->xShmLock(f->real, offset, n, flags);
 }
 // SQLite publishes the wal-index header to other connections around this barrier: the frames it
 // describes must be in the WAL file first.
@@ -271,7 +286,6 @@ int Open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out
       }
     }
   }
-  if (f->is_wal) f->pending.reserve(64 * 1024);
   f->base.pMethods = &kMethods;
   return SQLITE_OK;
 }

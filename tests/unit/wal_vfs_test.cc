@@ -65,6 +65,26 @@ int64_t CheckedRows(sqlite3* db) {
   return rc == SQLITE_DONE && good ? rows : -1;
 }
 
+std::string IntegrityCheck(sqlite3* db) {
+  sqlite3_stmt* stmt = nullptr;
+  std::string result = "prepare failed";
+  if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &stmt, nullptr) == SQLITE_OK) {
+    result = sqlite3_step(stmt) == SQLITE_ROW ? reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0))
+                                              : sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(stmt);
+  return result;
+}
+
+int64_t PragmaInt(sqlite3* db, const char* sql) {
+  sqlite3_stmt* stmt = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  return v;
+}
+
 }  // namespace
 
 TEST_CASE("a commit's WAL frames are written to the file at once", "[store][wal_vfs]") {
@@ -95,10 +115,12 @@ TEST_CASE("a reader connection never sees a commit whose frames are not in the W
   sqlite3* writer = OpenRaw(path, WalGatheringVfs());
   // NORMAL: no sync at commit, so only the gathering VFS's own flushes put frames in the file
   // before the wal-index header is published.
-  ExecRaw(writer,
-          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;"
-          "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL); CREATE TABLE n (v INTEGER);"
-          "INSERT INTO n VALUES (0);");
+  // Also with frequent checkpoints and WAL restarts/truncations, as in production.
+  const std::string checkpoints = GENERATE(as<std::string>{}, "PRAGMA wal_autocheckpoint=0;",
+                                           "PRAGMA wal_autocheckpoint=10; PRAGMA journal_size_limit=32768;");
+  ExecRaw(writer, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + checkpoints +
+                      "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL); CREATE TABLE n (v INTEGER);"
+                      "INSERT INTO n VALUES (0);");
   constexpr int kCommits = 300;
   std::atomic<bool> done{false};
   std::atomic<int> bad{0}, reads{0};
@@ -185,9 +207,10 @@ TEST_CASE("what the gathering VFS committed is what a crash copy of the files re
   sqlite3* db = OpenRaw(path, WalGatheringVfs());
   // A tiny page cache spills pages to the WAL mid-transaction, which SQLite then writes again in
   // place and re-checksums at commit: the rewrites must land after the gathered frames.
-  ExecRaw(db,
-          "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=10; PRAGMA wal_autocheckpoint=0;"
-          "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)");
+  const std::string checkpoints = GENERATE(as<std::string>{}, "PRAGMA wal_autocheckpoint=0;",
+                                           "PRAGMA wal_autocheckpoint=10; PRAGMA journal_size_limit=32768;");
+  ExecRaw(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=10;" + checkpoints +
+                  "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)");
   int64_t id = 0;
   std::vector<int> sizes = {100, 9000, 130000, 2000000};  // the large ones exceed what is gathered at once
   for (int round = 0; round < 3; ++round) {
@@ -211,11 +234,7 @@ TEST_CASE("what the gathering VFS committed is what a crash copy of the files re
   sqlite3_close(db);
   sqlite3* recovered = OpenRaw(copy, nullptr);
   CHECK(CheckedRows(recovered) == committed);
-  sqlite3_stmt* stmt = nullptr;
-  REQUIRE(sqlite3_prepare_v2(recovered, "PRAGMA integrity_check", -1, &stmt, nullptr) == SQLITE_OK);
-  REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
-  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0))) == "ok");
-  sqlite3_finalize(stmt);
+  CHECK(IntegrityCheck(recovered) == "ok");
   sqlite3_close(recovered);
 }
 
@@ -277,4 +296,83 @@ TEST_CASE("gathered WAL bytes land before a later write over them, and reads see
   REQUIRE(all.size() == 12416 + 4096);
   CHECK(all.substr(56, 4096) == std::string(4096, 'c'));
   CHECK(all.substr(12416, 4096) == std::string(4096, 'e'));
+}
+
+TEST_CASE("frames gathered for a rolled-back transaction never land over another writer's commit", "[store][wal_vfs]") {
+  test::ScratchDir dir;
+  const auto path = dir.path() / "t.sqlite";
+  const std::string wal_path = path.string() + "-wal";
+  sqlite3* a = OpenRaw(path, WalGatheringVfs());
+  ExecRaw(a,
+          "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;"
+          "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)");
+  for (int i = 1; i <= 4; ++i) REQUIRE(InsertRaw(a, i, Payload(i, 3000)) == SQLITE_DONE);
+  // Page 1 then comes from the database file, so the rollback reads nothing from the WAL.
+  ExecRaw(a, "PRAGMA cache_size=5; PRAGMA wal_checkpoint(TRUNCATE)");
+  REQUIRE(std::filesystem::file_size(wal_path) == 0);
+  const int64_t page = PragmaInt(a, "PRAGMA page_size");
+  const WalVfsCounters before = WalVfsCountersNow();
+  ExecRaw(a, "BEGIN");
+  for (int i = 100; i < 120; ++i) REQUIRE(InsertRaw(a, i, Payload(i, 5000)) == SQLITE_DONE);  // spills
+  const uint64_t frames = WalVfsCountersNow().wal_frames - before.wal_frames;
+  REQUIRE(frames >= 10);
+  ExecRaw(a, "ROLLBACK");
+  // Nothing is left gathered once the WAL write lock is released.
+  CHECK(std::filesystem::file_size(wal_path) == 32 + frames * static_cast<uint64_t>(24 + page));
+  sqlite3* b = OpenRaw(path, nullptr);  // its frames start where A's rolled-back ones did
+  ExecRaw(b, "BEGIN");
+  for (int i = 200; i < 260; ++i) REQUIRE(InsertRaw(b, i, Payload(i, 5000)) == SQLITE_DONE);
+  ExecRaw(b, "COMMIT");
+  CHECK(CheckedRows(a) == 64);
+  CHECK(IntegrityCheck(a) == "ok");
+  CHECK(CheckedRows(b) == 64);
+  CHECK(IntegrityCheck(b) == "ok");
+  sqlite3_close(a);
+  sqlite3_close(b);
+  sqlite3* reopened = OpenRaw(path, nullptr);
+  CHECK(CheckedRows(reopened) == 64);
+  sqlite3_close(reopened);
+}
+
+TEST_CASE("commits stay whole and gathered across autocheckpoints, restarts and truncations", "[store][wal_vfs]") {
+  test::ScratchDir dir;
+  const auto path = dir.path() / "t.sqlite";
+  auto db = Database::Open(path, false);  // the server's settings: synchronous=FULL, a size limit
+  REQUIRE(db.ok());
+  sqlite3* w = db.value()->handle();
+  ExecRaw(w,
+          "PRAGMA wal_autocheckpoint=10; PRAGMA journal_size_limit=32768;"
+          "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)");
+  const auto page = static_cast<uint64_t>(PragmaInt(w, "PRAGMA page_size"));
+  sqlite3* other = OpenRaw(path, nullptr);
+  constexpr int kCommits = 60;
+  int restarted = 0;
+  for (int i = 1; i <= kCommits; ++i) {
+    INFO("commit " << i);
+    if (i % 4 == 0) ExecRaw(other, i % 8 == 0 ? "PRAGMA wal_checkpoint(TRUNCATE)" : "PRAGMA wal_checkpoint(RESTART)");
+    const WalVfsCounters before = WalVfsCountersNow();
+    Transaction tx(*db.value());
+    REQUIRE(tx.status().ok());
+    REQUIRE(InsertRaw(w, i, Payload(i, 7000 + 31 * i)) == SQLITE_DONE);
+    REQUIRE(tx.Commit().ok());
+    const WalVfsCounters after = WalVfsCountersNow();
+    const uint64_t frames = after.wal_frames - before.wal_frames;
+    const uint64_t bytes = after.wal_bytes - before.wal_bytes;
+    CHECK(after.wal_commits - before.wal_commits == 1);
+    // Every byte gathered: the frames, plus a new WAL header (synced alone) after a restart.
+    const bool header = bytes == 32 + frames * (24 + page);
+    if (header) ++restarted;
+    CHECK((header || bytes == frames * (24 + page)));
+    CHECK(after.wal_flushes - before.wal_flushes == (header ? 2u : 1u));
+  }
+  CHECK(restarted >= kCommits / 8);
+  CHECK(CheckedRows(w) == kCommits);
+  CHECK(CheckedRows(other) == kCommits);
+  CHECK(IntegrityCheck(other) == "ok");
+  sqlite3_close(other);
+  db.value().reset();
+  sqlite3* reopened = OpenRaw(path, nullptr);
+  CHECK(CheckedRows(reopened) == kCommits);
+  CHECK(IntegrityCheck(reopened) == "ok");
+  sqlite3_close(reopened);
 }
