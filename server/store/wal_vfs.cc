@@ -272,6 +272,16 @@ int Open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out
     file->pMethods = nullptr;
     return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
   }
+  // Commits are recognised by their frame header, written whole only with powersafe overwrite
+  // (without it SQLite splits padding frames at the sync point): refused.
+  if ((flags & SQLITE_OPEN_MAIN_DB) != 0 &&
+      (!sqlite3_uri_boolean(name, "psow", 1) ||
+       (f->real->pMethods->xDeviceCharacteristics(f->real) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) == 0)) {
+    f->real->pMethods->xClose(f->real);
+    f->~ShimFile();
+    file->pMethods = nullptr;
+    return SQLITE_CANTOPEN;
+  }
   f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
   if (name != nullptr) {
     std::lock_guard<std::mutex> lock(g_registry_mutex);

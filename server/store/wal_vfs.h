@@ -7,7 +7,8 @@
 // commit frame's page is written (so an error fails that write, and with it the commit, whatever
 // the synchronous mode), and before any other call on the WAL file (read, sync, size, truncate,
 // close, file control) or a non-contiguous write, and at the database file's xShmBarrier (SQLite
-// calls it while publishing the wal-index header to other connections).
+// calls it while publishing the wal-index header to other connections), and before the WAL write lock
+// is released (a rolled-back transaction's spilled frames). A database opened with psow=0 is refused.
 #include <cstdint>
 
 namespace teleread {

@@ -376,3 +376,15 @@ TEST_CASE("commits stay whole and gathered across autocheckpoints, restarts and 
   CHECK(IntegrityCheck(reopened) == "ok");
   sqlite3_close(reopened);
 }
+
+TEST_CASE("the gathering VFS refuses a database opened without powersafe overwrite", "[store][wal_vfs]") {
+  test::ScratchDir dir;
+  const std::string uri = "file:" + (dir.path() / "t.sqlite").string();
+  sqlite3* db = nullptr;
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI;
+  CHECK(sqlite3_open_v2((uri + "?psow=0").c_str(), &db, flags, WalGatheringVfs()) == SQLITE_CANTOPEN);
+  sqlite3_close(db);
+  db = nullptr;
+  CHECK(sqlite3_open_v2((uri + "?psow=1").c_str(), &db, flags, WalGatheringVfs()) == SQLITE_OK);
+  sqlite3_close(db);
+}
