@@ -13,6 +13,32 @@
 #include "common/write_all.h"
 
 namespace teleread {
+namespace {
+
+struct CachedBuffer {
+  char* buffer = nullptr;
+  ~CachedBuffer() { std::free(buffer); }
+};
+thread_local CachedBuffer t_cached;
+
+}  // namespace
+
+char* DirectFile::TakeBuffer() {
+  if (char* kept = std::exchange(t_cached.buffer, nullptr)) return kept;
+  return static_cast<char*>(std::aligned_alloc(kAlign, kChunk));
+}
+
+void DirectFile::KeepBuffer(void* buffer) {
+  if (t_cached.buffer == nullptr) {
+    t_cached.buffer = static_cast<char*>(buffer);
+  } else {
+    std::free(buffer);
+  }
+}
+
+void DirectFile::ReleaseCachedBuffer() { std::free(std::exchange(t_cached.buffer, nullptr)); }
+
+size_t DirectFile::CachedBytes() { return t_cached.buffer != nullptr ? kChunk : 0; }
 
 DirectFile::~DirectFile() {
   if (fd_ >= 0) ::close(fd_);
@@ -21,7 +47,7 @@ DirectFile::~DirectFile() {
 int DirectFile::Create(const std::filesystem::path& path, bool direct) {
   // The buffer first: a failure leaves no file behind.
   if (direct) {
-    buffer_ = {static_cast<char*>(std::aligned_alloc(kAlign, kChunk)), &std::free};
+    buffer_ = {TakeBuffer(), &KeepBuffer};
     if (!buffer_) return Fail(ENOMEM);
   }
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
@@ -100,6 +126,7 @@ int DirectFile::Finish() {
   if (err == 0 && buffer_ && used_ > 0) {
     err = written_ == 0 ? WriteAll(fd_, std::string_view(buffer_.get(), used_)) : WriteBuffer();
   }
+  buffer_.reset();  // the thread's next file may take it now
   if (fd_ >= 0 && ::close(std::exchange(fd_, -1)) != 0 && err == 0) err = errno;
   return Fail(err);
 }
