@@ -358,6 +358,12 @@ TEST_CASE("in place, a data set DCMTK alone reads as deflated is refused and nam
   CHECK(dicom_scan::ReadInPlace(ff, bytes, ERM_fileOnly, &deflated).bad() == asks_to_inflate);
   CHECK(deflated == asks_to_inflate);
   CHECK(dicom_scan::DcmtkReadsCompressed(ff));
+  // And from the file, which the file path reads with DCMTK once, refusing to inflate.
+  DcmFileFormat from_disk;
+  bool file_deflated = false;
+  CHECK(dicom_scan::ReadFileNoInflate(from_disk, file, 4096, ERM_fileOnly, &file_deflated).bad() == asks_to_inflate);
+  CHECK(file_deflated == asks_to_inflate);
+  CHECK(dicom_scan::DcmtkReadsCompressed(from_disk));
 }
 
 TEST_CASE("JPIP Referenced Deflate is a deflated data set in memory and on file", "[ingest][parse][security]") {
