@@ -5,8 +5,10 @@
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcostrmb.h"
 #include "dcmtk/dcmdata/dcvrat.h"
+#include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/dcmsign/dcsignat.h"
 #include "dcmtk/dcmsign/sicert.h"
 #include "dcmtk/dcmsign/sicertvf.h"
@@ -63,7 +65,8 @@ bool Unsignable(const DcmTagKey& tag) {
 // code that DCMTK tolerates, or the length of a delimitation item, leaves the content (and the
 // signature) intact. A report must therefore also be encoded exactly as its content re-encodes,
 // so that any change to the file shows.
-Status CheckCanonical(const std::filesystem::path& path, DcmDataset& ds) {
+Status CheckCanonical(const std::filesystem::path& path, DicomFile& file) {
+  DcmDataset& ds = file.dataset();
   std::ifstream in(path, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // Preamble, "DICM", then (0002,0000) UL: the meta group's length.
@@ -74,8 +77,14 @@ Status CheckCanonical(const std::filesystem::path& path, DcmDataset& ds) {
   auto u8 = [&bytes](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])); };
   const size_t start = 144 + (u8(140) | u8(141) << 8 | u8(142) << 16 | u8(143) << 24);
   if (start > bytes.size()) return Status::Corruption("the file's meta header length is wrong");
+  // Deflated (JPIP Referenced Deflate as well): the bytes are compressed, not canonical. Read from
+  // the meta header: the data set itself was parsed from its inflated copy.
+  OFString syntax;
+  if (file.format().getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax).good() &&
+      DcmXfer(syntax.c_str()).getStreamCompression() != ESC_none) {
+    return Status::Ok();
+  }
   const E_TransferSyntax xfer = ds.getOriginalXfer();
-  if (xfer == EXS_DeflatedLittleEndianExplicit) return Status::Ok();  // compressed: bytes are not canonical
   for (E_EncodingType enc : {EET_UndefinedLength, EET_ExplicitLength}) {
     const Uint32 length = ds.calcElementLength(xfer, enc);
     if (length != bytes.size() - start) continue;
@@ -166,7 +175,7 @@ Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, 
     return Status::Corruption(path.string() + " is not a readable DICOM file: " + file.status().message());
   }
   DcmDataset& ds = file.value()->dataset();
-  if (Status s = CheckCanonical(path, ds); !s.ok()) return s;
+  if (Status s = CheckCanonical(path, *file.value()); !s.ok()) return s;
   DcmSignature sig;
   sig.attach(&ds);
   struct Detach {

@@ -191,6 +191,29 @@ TEST_CASE_METHOD(ReportFixture, "a deflated report is signed in place and still 
   CHECK(test::ReadFile(path("occupied.dcm")) == before);
 }
 
+TEST_CASE_METHOD(ReportFixture, "a signed report re-encoded in either deflated syntax still verifies", "[report]") {
+  // Compressed bytes are not the canonical encoding of the content: the content check alone applies.
+  const fs::path signed_sr = Signed("d", ca(), "wang.li");
+  for (E_TransferSyntax xfer : {EXS_DeflatedLittleEndianExplicit, EXS_JPIPReferencedDeflate}) {
+    const fs::path out = path("redeflated-" + std::to_string(static_cast<int>(xfer)) + ".dcm");
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(signed_sr.c_str()).good());
+    REQUIRE(ff.saveFile(out.c_str(), xfer).good());
+    DcmFileFormat back;
+    REQUIRE(back.loadFile(out.c_str()).good());
+    REQUIRE(back.getDataset()->getOriginalXfer() == xfer);
+    Result<VerifiedSigner> signer = VerifyReportSignature(out, ca() / "ca.pem");
+    INFO(signer.status().ToString());
+    CHECK(signer.ok());
+    // A changed byte in the compressed stream is still caught (by the inflate or the signature).
+    std::string bytes = test::ReadFile(out);
+    bytes[bytes.size() - 40] = static_cast<char>(bytes[bytes.size() - 40] ^ 0x5a);
+    const fs::path tampered = path("tampered-" + std::to_string(static_cast<int>(xfer)) + ".dcm");
+    test::WriteFile(tampered, bytes);
+    CHECK_FALSE(VerifyReportSignature(tampered, ca() / "ca.pem").ok());
+  }
+}
+
 TEST_CASE_METHOD(ReportFixture, "one flipped byte anywhere in the signed data set fails verification", "[report]") {
   fs::path sr = Signed("f", ca(), "wang.li");
   const std::string original = test::ReadFile(sr);
