@@ -17,6 +17,19 @@
 
 namespace teleread {
 
+constexpr size_t kPDataHead = 12;  // PDU type, reserved, length; PDV length, context, control
+
+// Whether a write is the two headers of a P-DATA-TF PDU holding one PDV whose value DCMTK
+// writes next (it writes the headers and the value separately).
+inline bool HeadOfPData(const void* buf, size_t nbyte) {
+  if (nbyte != kPDataHead) return false;
+  const auto* b = static_cast<const unsigned char*>(buf);
+  auto be32 = [b](size_t i) {
+    return uint32_t{b[i]} << 24 | uint32_t{b[i + 1]} << 16 | uint32_t{b[i + 2]} << 8 | uint32_t{b[i + 3]};
+  };
+  return b[0] == 0x04 && be32(6) > 2 && be32(2) == be32(6) + 4;
+}
+
 // Senders that leave Nagle on wait for our delayed ACK after every small PDU; acknowledging at
 // once after each read removes that ~40 ms stall per object. The option does not stick.
 // DCMTK reads a PDU's 6-byte header, then its body, each after a poll: what has arrived is read
@@ -69,18 +82,6 @@ class QuickAckConnection : public DcmTCPConnection {
   OFBool isTransparentConnection() override { return OFFalse; }
 
  private:
-  static constexpr size_t kPDataHead = 12;  // PDU type, reserved, length; PDV length, context, control
-
-  // The two headers of a P-DATA-TF PDU holding one PDV whose value is still to come.
-  static bool HeadOfPData(const void* buf, size_t nbyte) {
-    if (nbyte != kPDataHead) return false;
-    const auto* b = static_cast<const unsigned char*>(buf);
-    auto be32 = [b](size_t i) {
-      return uint32_t{b[i]} << 24 | uint32_t{b[i + 1]} << 16 | uint32_t{b[i + 2]} << 8 | uint32_t{b[i + 3]};
-    };
-    return b[0] == 0x04 && be32(6) > 2 && be32(2) == be32(6) + 4;
-  }
-
   // Writes the held header, then `buf`, all of it (as a blocking write does): the bytes of
   // `buf` written, or -1 (the errno set).
   ssize_t WriteAll(void* buf, size_t nbyte) {
