@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -13,6 +14,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "server/dicom/dicom_tls.h"
@@ -28,6 +31,8 @@ namespace {
 // two reads per record otherwise), so data may wait inside OpenSSL where a poll does not see it.
 // A P-DATA PDU's headers are held and sent in one record with a value of up to kCoalesceBytes
 // (one record, one syscall, one wake-up of the peer instead of two), as QuickAckConnection does.
+// A failed write of ours sets EIO: DCMTK retries an EINTR with its own buffer, which OpenSSL
+// refuses after a failed write of another (SSL_R_BAD_WRITE_RETRY), and would then spin.
 class PreparedTlsConnection : public DcmTLSConnection {
  public:
   PreparedTlsConnection(DcmNativeSocketType fd, SSL* ssl, std::string request)
@@ -46,23 +51,22 @@ class PreparedTlsConnection : public DcmTLSConnection {
       return DcmTLSConnection::write(buf, nbyte);
     }
     held_.append(static_cast<const char*>(buf), nbyte);
-    const size_t total = held_.size();
-    const ssize_t n = DcmTLSConnection::write(held_.data(), total);
-    held_.clear();
-    return n == static_cast<ssize_t>(total) ? static_cast<ssize_t>(nbyte) : -1;
+    if (!SendHeld()) return -1;
+    return static_cast<ssize_t>(nbyte);
   }
   ssize_t read(void* buf, size_t nbyte) override {
-    if (!SendHeld()) return -1;
+    if (!SendHeld() || ssl_ == nullptr) return -1;
     if (pos_ < request_.size()) {
       const size_t n = std::min(nbyte, request_.size() - pos_);
       std::memcpy(buf, request_.data() + pos_, n);
       pos_ += n;
       return static_cast<ssize_t>(n);
     }
-    // Served from what OpenSSL read ahead: no socket read, nothing to acknowledge.
-    const bool buffered = SSL_has_pending(ssl_) == 1;
+    // Served wholly from what OpenSSL read ahead: no socket read, nothing to acknowledge.
+    BIO* socket = SSL_get_rbio(ssl_);
+    const uint64_t before = BIO_number_read(socket);
     ssize_t n = DcmTLSConnection::read(buf, nbyte);
-    if (!buffered) {
+    if (BIO_number_read(socket) != before) {
       int one = 1;
       ::setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
     }
@@ -70,26 +74,30 @@ class PreparedTlsConnection : public DcmTLSConnection {
   }
   OFBool networkDataAvailable(int timeout) override {
     SendHeld();  // a failure shows at the next read or write
+    if (ssl_ == nullptr) return OFFalse;
     return pos_ < request_.size() || SSL_has_pending(ssl_) == 1 || DcmTLSConnection::networkDataAvailable(timeout);
   }
   void close() override {
     SendHeld();
-    DcmTLSConnection::close();
+    DcmTLSConnection::close();  // frees the SSL object
+    ssl_ = nullptr;
   }
 
  private:
-  static constexpr size_t kCoalesceBytes = 16 * 1024;  // one TLS record's payload
+  static constexpr size_t kCoalesceBytes = 16 * 1024 - kPDataHead;  // headers and value: one record
 
   bool SendHeld() {
     if (held_.empty()) return true;
     const size_t total = held_.size();
-    const ssize_t n = DcmTLSConnection::write(held_.data(), total);
+    const ssize_t n = ssl_ == nullptr ? -1 : DcmTLSConnection::write(held_.data(), total);
     held_.clear();
-    return n == static_cast<ssize_t>(total);
+    if (n == static_cast<ssize_t>(total)) return true;
+    errno = EIO;
+    return false;
   }
 
   DcmNativeSocketType fd_;
-  SSL* ssl_;  // owned by DcmTLSConnection
+  SSL* ssl_;  // owned by DcmTLSConnection; null once closed
   std::string request_;
   size_t pos_ = 0;
   std::string held_;  // P-DATA headers waiting for their value

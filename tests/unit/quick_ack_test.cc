@@ -7,6 +7,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -77,7 +79,7 @@ TEST_CASE("a read-ahead connection counts what it holds as data waiting and keep
     CHECK(conn.networkDataAvailable(0));
     CHECK(ReadAll(conn, small.size() - 6) == small.substr(6));
   }
-  conn.networkDataAvailable(0);  // true: the peer has closed
+  CHECK_FALSE(conn.networkDataAvailable(0));
   // A body larger than the buffer: read straight through, after what was buffered.
   const std::string tail = "HEADER" + big;
   {
@@ -89,7 +91,7 @@ TEST_CASE("a read-ahead connection counts what it holds as data waiting and keep
     Writer writer(fds[1], tail.substr(1006));
     CHECK(ReadAll(conn, big.size()) == big);
   }
-  conn.networkDataAvailable(0);  // true: the peer has closed
+  CHECK_FALSE(conn.networkDataAvailable(0));
   CHECK_FALSE(conn.isTransparentConnection());
   ::close(fds[1]);
   char byte;
@@ -155,7 +157,7 @@ TEST_CASE("a P-DATA PDU's headers go out with its value in one write", "[dicom][
   // Held bytes never wait for the peer: out before a poll for input, a read, or the close.
   g_writes.clear();
   REQUIRE(conn.write(head.data(), head.size()) == 12);
-  conn.networkDataAvailable(0);  // true: the peer has closed
+  CHECK(conn.networkDataAvailable(0));  // the peer has closed: its end of stream is waiting
   REQUIRE(g_writes.size() == 1);
   CHECK(g_writes[0] == head);
   REQUIRE(conn.write(head.data(), head.size()) == 12);
@@ -167,6 +169,42 @@ TEST_CASE("a P-DATA PDU's headers go out with its value in one write", "[dicom][
   conn.close();
   REQUIRE(g_writes.size() == 3);
   CHECK(g_writes[2] == head);
+}
+
+namespace {
+
+int g_interrupt_once = 0;
+
+// Takes at most 5 bytes per call, after failing once with EINTR.
+ssize_t TrickleWritev(int, const struct iovec* iov, int count) {
+  if (g_interrupt_once-- > 0) {
+    errno = EINTR;
+    return -1;
+  }
+  std::string sent;
+  for (int i = 0; i < count && sent.size() < 5; ++i) {
+    sent.append(static_cast<const char*>(iov[i].iov_base), std::min<size_t>(iov[i].iov_len, 5 - sent.size()));
+  }
+  if (g_writes.empty()) g_writes.emplace_back();
+  g_writes[0] += sent;
+  return static_cast<ssize_t>(sent.size());
+}
+
+}  // namespace
+
+TEST_CASE("short and interrupted writes still send the headers and the value whole, in order", "[dicom][net]") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  QuickAckConnection conn(fds[0]);  // closes fds[0]
+  ::close(fds[1]);
+  conn.set_writev_for_test(&TrickleWritev);
+  g_writes.clear();
+  g_interrupt_once = 1;
+  const std::string head = PDataHead(23), value(23, 'x');
+  REQUIRE(conn.write(const_cast<char*>(head.data()), head.size()) == 12);
+  CHECK(conn.write(const_cast<char*>(value.data()), value.size()) == 23);
+  REQUIRE(g_writes.size() == 1);
+  CHECK(g_writes[0] == head + value);
 }
 
 TEST_CASE("held headers reach the peer before their value, in order, over a real socket", "[dicom][net]") {
