@@ -395,6 +395,9 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
 }
 
 DcmFileFormat& DicomFile::format() { return *format_; }
+std::filesystem::path DicomFile::inflated_data_set() const {
+  return inflated_ ? std::filesystem::path(inflated_->path()) : std::filesystem::path();
+}
 DcmDataset& DicomFile::dataset() { return *format_->getDataset(); }
 
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {
