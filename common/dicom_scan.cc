@@ -255,6 +255,8 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
 
 OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& file, Uint32 max_read,
                               E_FileReadMode mode, bool* deflated) {
+  // loadFile hands ERM_dataset to DcmDataset::loadFile (no meta header): not done here.
+  if (mode == ERM_dataset) return EC_IllegalCall;
   NoInflateFileStream in(file);
   OFCondition cond = in.status();
   if (cond.good()) cond = ff.clear();

@@ -51,7 +51,8 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
 OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode, bool* deflated = nullptr);
 
 // Reads `file` into `ff` as DcmFileFormat::loadFile does, except that a data set DCMTK would
-// inflate is not read (an error); `deflated`, when given, says so.
+// inflate is not read (an error); `deflated`, when given, says so. ERM_dataset (a data set
+// without meta header) is refused with EC_IllegalCall.
 OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& file, Uint32 max_read,
                               E_FileReadMode mode, bool* deflated = nullptr);
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -15,9 +16,17 @@
 namespace teleread {
 namespace {
 
+std::atomic<size_t> g_live_buffers{0};
+
+void FreeBuffer(void* buffer) {
+  if (buffer == nullptr) return;
+  std::free(buffer);
+  g_live_buffers.fetch_sub(1, std::memory_order_relaxed);
+}
+
 struct CachedBuffer {
   char* buffer = nullptr;
-  ~CachedBuffer() { std::free(buffer); }
+  ~CachedBuffer() { FreeBuffer(buffer); }
 };
 thread_local CachedBuffer t_cached;
 
@@ -25,18 +34,22 @@ thread_local CachedBuffer t_cached;
 
 char* DirectFile::TakeBuffer() {
   if (char* kept = std::exchange(t_cached.buffer, nullptr)) return kept;
-  return static_cast<char*>(std::aligned_alloc(kAlign, kChunk));
+  char* fresh = static_cast<char*>(std::aligned_alloc(kAlign, kChunk));
+  if (fresh != nullptr) g_live_buffers.fetch_add(1, std::memory_order_relaxed);
+  return fresh;
 }
 
 void DirectFile::KeepBuffer(void* buffer) {
   if (t_cached.buffer == nullptr) {
     t_cached.buffer = static_cast<char*>(buffer);
   } else {
-    std::free(buffer);
+    FreeBuffer(buffer);
   }
 }
 
-void DirectFile::ReleaseCachedBuffer() { std::free(std::exchange(t_cached.buffer, nullptr)); }
+void DirectFile::ReleaseCachedBuffer() { FreeBuffer(std::exchange(t_cached.buffer, nullptr)); }
+
+size_t DirectFile::LiveBuffers() { return g_live_buffers.load(std::memory_order_relaxed); }
 
 size_t DirectFile::CachedBytes() { return t_cached.buffer != nullptr ? kChunk : 0; }
 

@@ -287,17 +287,40 @@ TEST_CASE("a thread reuses one direct buffer file after file and keeps at most o
   }
   CHECK(DirectFile::CachedBytes() == DirectFile::kChunk);
   // Another thread's files neither take this thread's buffer nor leave theirs here.
+  const void* kept = nullptr;
+  {
+    DirectFile file;
+    REQUIRE(file.Create(dir.path() / "e") == 0);
+    kept = file.buffer_for_test();
+    REQUIRE(file.Finish() == 0);
+  }
+  REQUIRE(kept != nullptr);
+  const size_t live = DirectFile::LiveBuffers();
   const void* other = nullptr;
   size_t other_cached = 0;
+  size_t live_in_other = 0;
   std::thread([&] {
     DirectFile file;
-    if (file.Create(dir.path() / "e") == 0) other = file.buffer_for_test();
+    if (file.Create(dir.path() / "f") == 0) other = file.buffer_for_test();
     file.Finish();
     other_cached = DirectFile::CachedBytes();
+    live_in_other = DirectFile::LiveBuffers();
+    DirectFile::ReleaseCachedBuffer();
   }).join();
   CHECK(other != nullptr);
+  CHECK(other != kept);
   CHECK(other_cached == DirectFile::kChunk);
+  CHECK(live_in_other == live + 1);          // its own, kept on its thread
+  CHECK(DirectFile::LiveBuffers() == live);  // and freed there
   CHECK(DirectFile::CachedBytes() == DirectFile::kChunk);
+  {
+    DirectFile file;
+    REQUIRE(file.Create(dir.path() / "g") == 0);
+    CHECK(file.buffer_for_test() == kept);
+    REQUIRE(file.Finish() == 0);
+  }
+  CHECK(DirectFile::LiveBuffers() == live);
   DirectFile::ReleaseCachedBuffer();
   CHECK(DirectFile::CachedBytes() == 0);
+  CHECK(DirectFile::LiveBuffers() == live - 1);
 }
