@@ -207,6 +207,7 @@ Result<std::string> EncodeFromUtf8(std::string_view charset, std::string_view ut
 
 namespace {
 
+using dicom_scan::DcmtkReadsCompressed;
 using dicom_scan::DeflatedForDcmtk;
 using dicom_scan::Layout;
 using dicom_scan::ReadAt;
@@ -258,11 +259,21 @@ ReadAt FileReader(WindowReader& in) {
   return [&in](uint64_t at, void* buf, size_t n) { return in.Read(at, buf, n); };
 }
 
-Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_at) {
+// `dcmtk_reads_next`: a DCMTK read that refuses to inflate follows (ReadFileNoInflate), and its
+// caller checks DcmtkReadsCompressed after it; then a Part 10 file (with its preamble) is not
+// parsed by DCMTK a first time here to learn whether DCMTK would read it as deflated.
+Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_at, bool dcmtk_reads_next = false) {
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(file, ec);
   if (ec) return Status::IOError("cannot size " + file.string());
+  char magic[4] = {};
+  const bool part10 = dcmtk_reads_next && size >= 132 && read_at(128, magic, 4) && std::memcmp(magic, "DICM", 4) == 0;
+  if (part10) return dicom_scan::ReadLayout(size, read_at, [] { return false; });
   return dicom_scan::ReadLayout(size, read_at, [&file] { return DeflatedForDcmtk(file); });
+}
+
+Status NotPlainlyDeflated() {
+  return Status::Corruption("the meta header does not say plainly that the data set is deflated");
 }
 
 // The deflated data set of `file` from `offset`, inflated into an unlinked temporary file, at
@@ -341,7 +352,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   WindowReader in(file);
   if (!in.ok()) return Status::IOError("cannot open " + file.string());
   const ReadAt read_at = FileReader(in);
-  Result<Layout> layout = ReadLayout(file, read_at);
+  Result<Layout> layout = ReadLayout(file, read_at, true);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<DicomFile> f(new DicomFile());
   // DCMTK allocates a value it loads before it reads it, whatever length the element claims, and
@@ -354,13 +365,20 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   };
   const E_FileReadMode mode = require_meta_header ? ERM_fileOnly : ERM_autoDetect;
   if (!layout->deflated) {
+    // Whether DCMTK reads the data set as deflated where the meta header does not say so plainly
+    // is learnt from the one DCMTK read below (which refuses to inflate), asked first only when
+    // the scan fails, so that the refusal names the cause.
     if (Status s =
             ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, false);
         !s.ok()) {
-      return s;
+      return DeflatedForDcmtk(file) ? NotPlainlyDeflated() : s;
     }
-    OFCondition cond = f->format_->loadFile(file.c_str(), EXS_Unknown, EGL_noChange, limit(layout->size), mode);
+    bool deflated = false;
+    OFCondition cond = dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, &deflated);
+    if (deflated) return NotPlainlyDeflated();
     if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+    // DCMTK asks to inflate only when bytes follow the meta header: with none, its read succeeds.
+    if (DcmtkReadsCompressed(*f->format_)) return NotPlainlyDeflated();
     return f;
   }
   // From a deflated stream DCMTK cannot leave a value on disk, so it would allocate any claim.
@@ -377,6 +395,9 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
 }
 
 DcmFileFormat& DicomFile::format() { return *format_; }
+std::filesystem::path DicomFile::inflated_data_set() const {
+  return inflated_ ? std::filesystem::path(inflated_->path()) : std::filesystem::path();
+}
 DcmDataset& DicomFile::dataset() { return *format_->getDataset(); }
 
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {

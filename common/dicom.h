@@ -86,6 +86,9 @@ class DicomFile {
 
   DcmFileFormat& format();
   DcmDataset& dataset();
+  // A deflated file's data set as it inflated (Explicit VR Little Endian: what dataset() was
+  // parsed from), readable while this lives; empty for any other file.
+  std::filesystem::path inflated_data_set() const;
 
  private:
   struct Inflated;

@@ -4,6 +4,7 @@
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcistrmb.h"
+#include "dcmtk/dcmdata/dcistrmf.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcvr.h"
@@ -80,6 +81,21 @@ class InPlaceStream : public DcmInputStream {
 
  private:
   DcmBufferProducer producer_;
+  bool inflate_refused_ = false;
+};
+
+// A file as DCMTK's loadFile reads it (values left on disk load from it later by name), except
+// that it refuses to inflate, as InPlaceStream does.
+class NoInflateFileStream : public DcmInputFileStream {
+ public:
+  explicit NoInflateFileStream(const std::filesystem::path& file) : DcmInputFileStream(file.c_str()) {}
+  OFCondition installCompressionFilter(E_StreamCompression) override {
+    inflate_refused_ = true;
+    return EC_UnsupportedEncoding;
+  }
+  bool inflate_refused() const { return inflate_refused_; }
+
+ private:
   bool inflate_refused_ = false;
 };
 
@@ -233,6 +249,26 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
   const OFCondition cond = ff.read(in, EXS_Unknown, EGL_noChange, max_read);
   ff.transferEnd();
   ff.setReadMode(ERM_autoDetect);
+  if (deflated) *deflated = in.inflate_refused();
+  return cond;
+}
+
+OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& file, Uint32 max_read,
+                              E_FileReadMode mode, bool* deflated) {
+  // loadFile hands ERM_dataset to DcmDataset::loadFile (no meta header): not done here.
+  if (mode == ERM_dataset) return EC_IllegalCall;
+  NoInflateFileStream in(file);
+  OFCondition cond = in.status();
+  if (cond.good()) cond = ff.clear();
+  if (cond.good()) {
+    // As DcmFileFormat::loadFile (DCMTK 3.6.7) reads from its own file stream.
+    const E_FileReadMode old_mode = ff.getReadMode();
+    ff.setReadMode(mode);
+    ff.transferInit();
+    cond = ff.read(in, EXS_Unknown, EGL_noChange, max_read);
+    ff.transferEnd();
+    ff.setReadMode(old_mode);
+  }
   if (deflated) *deflated = in.inflate_refused();
   return cond;
 }

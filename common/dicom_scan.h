@@ -50,6 +50,12 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
 // A data set DCMTK would inflate is not read (an error); `deflated`, when given, says so.
 OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMode mode, bool* deflated = nullptr);
 
+// Reads `file` into `ff` as DcmFileFormat::loadFile does, except that a data set DCMTK would
+// inflate is not read (an error); `deflated`, when given, says so. ERM_dataset (a data set
+// without meta header) is refused with EC_IllegalCall.
+OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& file, Uint32 max_read,
+                              E_FileReadMode mode, bool* deflated = nullptr);
+
 // An object held in memory as a ReadAt.
 ReadAt MemoryReader(std::string_view bytes);
 

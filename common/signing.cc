@@ -62,20 +62,27 @@ bool Unsignable(const DcmTagKey& tag) {
 // The signature covers the data set's content as DCMTK decodes it, not its bytes: a flipped VR
 // code that DCMTK tolerates, or the length of a delimitation item, leaves the content (and the
 // signature) intact. A report must therefore also be encoded exactly as its content re-encodes,
-// so that any change to the file shows.
-Status CheckCanonical(const std::filesystem::path& path, DcmDataset& ds) {
+// so that any change to the file shows. A deflated data set is compared as inflated: the
+// compressed bytes have no canonical form, what they inflate to has.
+Status CheckCanonical(const std::filesystem::path& path, DicomFile& file) {
+  DcmDataset& ds = file.dataset();
   std::ifstream in(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // Preamble, "DICM", then (0002,0000) UL: the meta group's length.
   if (bytes.size() < 144 || bytes.compare(128, 4, "DICM") != 0 ||
       bytes.compare(132, 6, std::string("\x02\x00\x00\x00UL", 6)) != 0) {
     return Status::Corruption("the file's meta header is not in the standard form");
   }
   auto u8 = [&bytes](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])); };
-  const size_t start = 144 + (u8(140) | u8(141) << 8 | u8(142) << 16 | u8(143) << 24);
+  size_t start = 144 + (u8(140) | u8(141) << 8 | u8(142) << 16 | u8(143) << 24);
   if (start > bytes.size()) return Status::Corruption("the file's meta header length is wrong");
+  if (const std::filesystem::path inflated = file.inflated_data_set(); !inflated.empty()) {
+    std::ifstream data(inflated, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(data), std::istreambuf_iterator<char>());
+    if (!data.good() && !data.eof()) return Status::IOError("cannot read the inflated data set");
+    start = 0;
+  }
   const E_TransferSyntax xfer = ds.getOriginalXfer();
-  if (xfer == EXS_DeflatedLittleEndianExplicit) return Status::Ok();  // compressed: bytes are not canonical
   for (E_EncodingType enc : {EET_UndefinedLength, EET_ExplicitLength}) {
     const Uint32 length = ds.calcElementLength(xfer, enc);
     if (length != bytes.size() - start) continue;
@@ -166,7 +173,7 @@ Result<VerifiedSigner> VerifyReportSignature(const std::filesystem::path& path, 
     return Status::Corruption(path.string() + " is not a readable DICOM file: " + file.status().message());
   }
   DcmDataset& ds = file.value()->dataset();
-  if (Status s = CheckCanonical(path, ds); !s.ok()) return s;
+  if (Status s = CheckCanonical(path, *file.value()); !s.ok()) return s;
   DcmSignature sig;
   sig.attach(&ds);
   struct Detach {

@@ -17,6 +17,7 @@
 #include "server/dicom/dimse_status.h"
 #include "server/dicom/qr_scp.h"
 #include "server/dicom/receive.h"
+#include "server/store/direct_file.h"
 
 namespace teleread {
 
@@ -34,6 +35,9 @@ std::string ListenerStats::Metrics() const {
   counter("teleread_dicom_tls_refused_total", tls_refused.load());
   counter("teleread_dicom_connections_refused_total", connections_refused.load());
   counter("teleread_dicom_accept_errors_total", accept_errors.load());
+  // Each 256 KiB; one per association receiving a file-tier object, none once they have ended.
+  m += "# TYPE teleread_dicom_receive_buffers gauge\nteleread_dicom_receive_buffers " +
+       std::to_string(DirectFile::LiveBuffers()) + "\n";
   return m;
 }
 bool MemberSlots::TryEnter(const std::string& member_id, int limit) {

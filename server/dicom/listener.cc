@@ -34,6 +34,7 @@
 #include "server/dicom/quick_ack.h"
 #include "server/dicom/socket_peek.h"
 #include "server/dicom/tls_accept.h"
+#include "server/store/direct_file.h"
 
 namespace teleread {
 
@@ -409,6 +410,7 @@ void DicomListener::WorkerLoop() {
     } catch (const std::exception& e) {  // the worker must outlive any one association
       spdlog::error("association from {} ended by an error: {}", address, e.what());
     }
+    DirectFile::ReleaseCachedBuffer();  // an idle worker keeps no receive buffer
     std::lock_guard<std::mutex> lock(mu_);
     if (--per_address_[address] <= 0) per_address_.erase(address);
   }

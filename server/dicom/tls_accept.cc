@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -13,9 +14,12 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "server/dicom/dicom_tls.h"
+#include "server/dicom/quick_ack.h"
 #include "server/pki/revocation.h"
 
 namespace teleread {
@@ -23,31 +27,80 @@ namespace {
 
 // A TLS connection whose handshake and A-ASSOCIATE-RQ we read ourselves, under a deadline and
 // outside g_handoff_mu; DCMTK then reads the request from what we kept.
+// OpenSSL reads ahead what has arrived (DCMTK asks for a PDU's 6-byte header, then its body:
+// two reads per record otherwise), so data may wait inside OpenSSL where a poll does not see it.
+// A P-DATA PDU's headers are held and sent in one record with a value of up to kCoalesceBytes
+// (one record, one syscall, one wake-up of the peer instead of two), as QuickAckConnection does.
+// A failed write of ours sets EIO: DCMTK retries an EINTR with its own buffer, which OpenSSL
+// refuses after a failed write of another (SSL_R_BAD_WRITE_RETRY), and would then spin.
 class PreparedTlsConnection : public DcmTLSConnection {
  public:
   PreparedTlsConnection(DcmNativeSocketType fd, SSL* ssl, std::string request)
-      : DcmTLSConnection(fd, ssl), fd_(fd), request_(std::move(request)) {}
+      : DcmTLSConnection(fd, ssl), fd_(fd), ssl_(ssl), request_(std::move(request)) {
+    SSL_set_read_ahead(ssl, 1);
+  }
   OFCondition serverSideHandshake() override { return EC_Normal; }  // done already
+  ssize_t write(void* buf, size_t nbyte) override {
+    if (held_.empty() && HeadOfPData(buf, nbyte)) {
+      held_.assign(static_cast<const char*>(buf), nbyte);
+      return static_cast<ssize_t>(nbyte);
+    }
+    if (held_.empty()) return DcmTLSConnection::write(buf, nbyte);
+    if (nbyte > kCoalesceBytes) {
+      if (!SendHeld()) return -1;
+      return DcmTLSConnection::write(buf, nbyte);
+    }
+    held_.append(static_cast<const char*>(buf), nbyte);
+    if (!SendHeld()) return -1;
+    return static_cast<ssize_t>(nbyte);
+  }
   ssize_t read(void* buf, size_t nbyte) override {
+    if (!SendHeld() || ssl_ == nullptr) return -1;
     if (pos_ < request_.size()) {
       const size_t n = std::min(nbyte, request_.size() - pos_);
       std::memcpy(buf, request_.data() + pos_, n);
       pos_ += n;
       return static_cast<ssize_t>(n);
     }
+    // Served wholly from what OpenSSL read ahead: no socket read, nothing to acknowledge.
+    BIO* socket = SSL_get_rbio(ssl_);
+    const uint64_t before = BIO_number_read(socket);
     ssize_t n = DcmTLSConnection::read(buf, nbyte);
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    if (BIO_number_read(socket) != before) {
+      int one = 1;
+      ::setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    }
     return n;
   }
   OFBool networkDataAvailable(int timeout) override {
-    return pos_ < request_.size() || DcmTLSConnection::networkDataAvailable(timeout);
+    SendHeld();  // a failure shows at the next read or write
+    if (ssl_ == nullptr) return OFFalse;
+    return pos_ < request_.size() || SSL_has_pending(ssl_) == 1 || DcmTLSConnection::networkDataAvailable(timeout);
+  }
+  void close() override {
+    SendHeld();
+    DcmTLSConnection::close();  // frees the SSL object
+    ssl_ = nullptr;
   }
 
  private:
+  static constexpr size_t kCoalesceBytes = 16 * 1024 - kPDataHead;  // headers and value: one record
+
+  bool SendHeld() {
+    if (held_.empty()) return true;
+    const size_t total = held_.size();
+    const ssize_t n = ssl_ == nullptr ? -1 : DcmTLSConnection::write(held_.data(), total);
+    held_.clear();
+    if (n == static_cast<ssize_t>(total)) return true;
+    errno = EIO;
+    return false;
+  }
+
   DcmNativeSocketType fd_;
+  SSL* ssl_;  // owned by DcmTLSConnection; null once closed
   std::string request_;
   size_t pos_ = 0;
+  std::string held_;  // P-DATA headers waiting for their value
 };
 
 // Waits for what OpenSSL asked for after `ret`; false on a real error or at the deadline.

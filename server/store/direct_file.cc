@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,44 @@
 #include "common/write_all.h"
 
 namespace teleread {
+namespace {
+
+std::atomic<size_t> g_live_buffers{0};
+
+void FreeBuffer(void* buffer) {
+  if (buffer == nullptr) return;
+  std::free(buffer);
+  g_live_buffers.fetch_sub(1, std::memory_order_relaxed);
+}
+
+struct CachedBuffer {
+  char* buffer = nullptr;
+  ~CachedBuffer() { FreeBuffer(buffer); }
+};
+thread_local CachedBuffer t_cached;
+
+}  // namespace
+
+char* DirectFile::TakeBuffer() {
+  if (char* kept = std::exchange(t_cached.buffer, nullptr)) return kept;
+  char* fresh = static_cast<char*>(std::aligned_alloc(kAlign, kChunk));
+  if (fresh != nullptr) g_live_buffers.fetch_add(1, std::memory_order_relaxed);
+  return fresh;
+}
+
+void DirectFile::KeepBuffer(void* buffer) {
+  if (t_cached.buffer == nullptr) {
+    t_cached.buffer = static_cast<char*>(buffer);
+  } else {
+    FreeBuffer(buffer);
+  }
+}
+
+void DirectFile::ReleaseCachedBuffer() { FreeBuffer(std::exchange(t_cached.buffer, nullptr)); }
+
+size_t DirectFile::LiveBuffers() { return g_live_buffers.load(std::memory_order_relaxed); }
+
+size_t DirectFile::CachedBytes() { return t_cached.buffer != nullptr ? kChunk : 0; }
 
 DirectFile::~DirectFile() {
   if (fd_ >= 0) ::close(fd_);
@@ -21,7 +60,7 @@ DirectFile::~DirectFile() {
 int DirectFile::Create(const std::filesystem::path& path, bool direct) {
   // The buffer first: a failure leaves no file behind.
   if (direct) {
-    buffer_ = {static_cast<char*>(std::aligned_alloc(kAlign, kChunk)), &std::free};
+    buffer_ = {TakeBuffer(), &KeepBuffer};
     if (!buffer_) return Fail(ENOMEM);
   }
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
@@ -100,6 +139,7 @@ int DirectFile::Finish() {
   if (err == 0 && buffer_ && used_ > 0) {
     err = written_ == 0 ? WriteAll(fd_, std::string_view(buffer_.get(), used_)) : WriteBuffer();
   }
+  buffer_.reset();  // the thread's next file may take it now
   if (fd_ >= 0 && ::close(std::exchange(fd_, -1)) != 0 && err == 0) err = errno;
   return Fail(err);
 }

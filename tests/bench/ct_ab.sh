@@ -9,6 +9,9 @@
 # DICOM workers are a fixed pool, so no thread's count is lost with it).
 # Usage: tests/bench/ct_ab.sh BUILD_DIR_A BUILD_DIR_B [PAIRS] [COUNT]   (defaults 5; COUNT 600 CT, 2000 small, 1000 public)
 # BENCH_KIND: ct (default, ~0.5 MB), small (~9 kB) or public (real-world files, public_corpus.sh; sent with dcmsend).
+# BENCH_TLS=1: senders push over DICOM TLS as member ZZ_PACS with its certificate (storescu +tls; ct and
+# small only: dcmsend has no TLS), teleread serving TLS on its DICOM port, storescp +tls with the same
+# server certificate.
 # BENCH_ASSOCS (default "4 1"), BENCH_NODELAY (default 1; 0: senders leave Nagle on), BENCH_NAGLE_B=1:
 # only B's senders leave Nagle on (A and B the same build: the cost of Nagle-on senders).
 # Output: one tab-separated line per cell, then medians per (build, assocs). Files: $work.
@@ -32,6 +35,18 @@ fi
 mkdir -p "$work/corpus" "$work/trash"
 sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" "$root/config/teleread.toml" |
   awk '/^\[https\]/ { skip = 1 } skip && /^$/ { skip = 0 } !skip' >"$work/teleread.toml"
+tls=() storescp_tls=()
+if [ "${BENCH_TLS:-0}" = 1 ]; then
+  [ "$kind" != public ] || { echo "BENCH_TLS=1 needs BENCH_KIND ct or small (dcmsend has no TLS)" >&2; exit 2; }
+  pki=$work/pki
+  "$a/server/teleread-server" pki init "$pki" >/dev/null
+  "$a/server/teleread-server" pki issue "$pki" --kind server --name teleread-server >/dev/null
+  "$a/server/teleread-server" pki issue "$pki" --kind member --name ZZ_PACS --ip 127.0.0.1 >/dev/null
+  printf '\n[dicom_tls]\nsame_port = true\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n' \
+    "$pki/teleread-server.pem" "$pki/teleread-server.key" "$pki/ca.pem" >>"$work/teleread.toml"
+  tls=(+tls "$pki/ZZ_PACS.key" "$pki/ZZ_PACS.pem" -pw +cf "$pki/ca.pem")
+  storescp_tls=(+tls "$pki/teleread-server.key" "$pki/teleread-server.pem" -pw +cf "$pki/ca.pem")
+fi
 if [ "$kind" = public ]; then
   # public_corpus.sh's needs: $build, $work, $port and start_server (build A filters the files).
   build=$a
@@ -74,7 +89,7 @@ cell() {  # label build_dir assocs -> one result line
   if [ "$nodelay" = 1 ]; then export TCP_NODELAY=1; else unset TCP_NODELAY; fi
   if [ "$label" = storescp ]; then
     mkdir -p "$data"
-    storescp --fork +xa --max-pdu 131072 -od "$data" -aet LX_READ $port >"$work/storescp.log" 2>&1 &
+    storescp --fork +xa --max-pdu 131072 "${storescp_tls[@]}" -od "$data" -aet LX_READ $port >"$work/storescp.log" 2>&1 &
     pid=$!
   elif [ "${BENCH_STRACE:-0}" = 1 ]; then
     strace -f -T -qq -o "$work/strace-$label-$assocs.txt" \
@@ -87,7 +102,7 @@ cell() {  # label build_dir assocs -> one result line
       --log-level warn >"$work/$label.log" 2>&1 &
     pid=$!
   fi
-  for _ in $(seq 200); do echoscu -aet ZZ_PACS -aec LX_READ 127.0.0.1 $port >/dev/null 2>&1 && break; sleep 0.05; done
+  for _ in $(seq 200); do echoscu -aet ZZ_PACS -aec LX_READ "${tls[@]}" 127.0.0.1 $port >/dev/null 2>&1 && break; sleep 0.05; done
   local spid=$pid
   [ "${BENCH_STRACE:-0}" = 1 ] && [ "$label" != storescp ] && spid=$(pgrep -P "$pid" -n teleread-server || echo "$pid")
   running="$pid $spid"
@@ -101,7 +116,7 @@ cell() {  # label build_dir assocs -> one result line
     local parts=("$work/corpus/part$i")
     [ "$assocs" -eq 1 ] && parts=("$work"/corpus/part*)
     # dcmsend proposes each file's own transfer syntax (storescu would fail on a JPEG file it cannot convert).
-    local sender=(storescu)
+    local sender=(storescu "${tls[@]}")
     [ "$kind" = public ] && sender=(dcmsend -nh -dn)
     /usr/bin/time -f '%U %S' -o "$work/sender$i.time" "${sender[@]}" -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r \
       127.0.0.1 $port "${parts[@]}" >>"$work/storescu.log" 2>&1 &

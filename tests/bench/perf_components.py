@@ -18,12 +18,16 @@ rules = [  # (component, any of these frames in the stack) checked in order
  ('parse: DeflatedForDcmtk (a refused object only)', ['teleread::dicom_scan::DeflatedForDcmtk']),
  ('parse: ScanElements/ReadLayout', ['teleread::dicom_scan::ScanElements', 'teleread::dicom_scan::ReadLayout']),
  ('parse: DCMTK ReadInPlace', ['teleread::dicom_scan::ReadInPlace']),
+ ('parse: DCMTK read of a file (ReadFileNoInflate)', ['teleread::dicom_scan::ReadFileNoInflate']),
  ('parse: Summarize', ['teleread::Summarize']),
  ('parse: other/free', ['teleread::ReadInstanceSummaryFromMemory']),
+ ('parse: file, other/free', ['teleread::ReadInstanceSummary']),
  ('ingest: wait for the batch (futex)', ['teleread::Index::RunWrite']),
  ('ingest: object name (SHA-256)', ['teleread::ObjectStore::InIndexPathFor']),
+ ('ingest: Place (fsync, link, directory fsync)', ['teleread::ObjectStore::Place']),
  ('ingest: other', ['teleread::Ingest::Store']),
  ('dimse: receive command', ['DIMSE_receiveCommand']),
+ ('dimse: data set to the file (DirectFile)', ['teleread::DirectFile::']),
  ('dimse: receive data set', ['teleread::ReceiveDataSet']),
  ('dimse: send response', ['DIMSE_sendStoreResponse']),
  ('assoc: FreeBytes statvfs', ['teleread::ObjectStore::FreeBytes']),
@@ -54,4 +58,4 @@ for name, _ in rules + [('other (kernel irq/softirq, idle threads)', 0)]:
     c = counts[name]
     pct = 100.0 * c / total
     us = f'{cpu * c / total:6.1f} us/obj' if cpu else ''
-    print(f'{name:45s} {pct:5.1f}% {us}')
+    print(f'{name:48s} {pct:5.1f}% {us}')

@@ -181,6 +181,7 @@ HttpTarget::HttpTarget() : parts_(std::make_unique<Parts>()) {
   Result<std::unique_ptr<Index>> index = Index::Open(p.config.centre.storage / "index.sqlite");
   check(index.status(), "index");
   p.index = std::move(index.value());
+  p.store->UseIndex(p.index.get());  // a replayed report submission reads the copy stored in the index
   p.ingest = std::make_unique<Ingest>(*p.store, *p.index, clock);
   p.stores = std::make_unique<Stores>(*p.index, clock);
   p.worklist = std::make_unique<Worklist>(p.stores->tasks, p.stores->audit,

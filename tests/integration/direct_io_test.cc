@@ -6,6 +6,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
 
 #include "common/dicom.h"
 #include "dcmtk/config/osconfig.h"  // must come first
@@ -128,4 +130,32 @@ TEST_CASE("native objects are written past their head with O_DIRECT unless direc
     INFO("native, direct_io = false: " << resident << " of " << pages << " pages resident");
     CHECK(resident >= pages * 3 / 4);
   }
+}
+
+TEST_CASE("a DICOM worker frees its write buffer when its association ends", "[store][direct][ingest]") {
+  InitializeDicom();
+  ScratchDir dir;
+  const fs::path native = Object(dir.path() / "native", "DIRECT4", false);
+  TestServer server(dir.path() / "server");
+  server.Start();
+  const std::string gauge = "\nteleread_dicom_receive_buffers ";
+  auto buffers = [&] {
+    const HttpReply r = server.Call("ops", "GET", "/metrics");
+    REQUIRE(r.status == 200);
+    const size_t at = r.body.find(gauge);
+    REQUIRE(at != std::string::npos);
+    return std::stoul(r.body.substr(at + gauge.size()));
+  };
+  CHECK(buffers() == 0);
+  const CommandResult pushed = StoreFiles(server, "ZZ_PACS", {native.string()});
+  INFO(pushed.output);
+  REQUIRE(StoreResponses(pushed) == std::vector<std::string>{"Success"});
+  REQUIRE(fs::file_size(native) > 256 * 1024);  // file tier, a buffer taken
+  // storescu has released the association; its worker frees the buffer right after.
+  size_t left = buffers();
+  for (int i = 0; i < 50 && left != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    left = buffers();
+  }
+  CHECK(left == 0);
 }

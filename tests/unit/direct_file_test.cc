@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "server/store/direct_file.h"
@@ -235,6 +236,7 @@ TEST_CASE("a direct file whose buffer cannot be allocated leaves no file behind"
     struct rlimit limit {};
     limit.rlim_cur = limit.rlim_max = pages * static_cast<size_t>(::sysconf(_SC_PAGESIZE)) + 16 * 1024;
     if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(2);
+    DirectFile::ReleaseCachedBuffer();  // kept by an earlier test on this thread
     // Free chunks that earlier tests in this process left in the heap would still serve it: taken first.
     static void* volatile held = nullptr;  // kept observable: an unused allocation may be elided
     for (int i = 0; i < 100'000; ++i) {
@@ -251,4 +253,74 @@ TEST_CASE("a direct file whose buffer cannot be allocated leaves no file behind"
   INFO("child exit " << WEXITSTATUS(status) << " (3: the allocator still had room)");
   CHECK(WEXITSTATUS(status) == 0);
   CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE("a thread reuses one direct buffer file after file and keeps at most one until told to free it",
+          "[store][direct]") {
+  test::ScratchDir dir;
+  if (!TakesDirect(dir.path())) TELEREAD_SKIP("the scratch directory's file system refuses O_DIRECT");
+  DirectFile::ReleaseCachedBuffer();
+  REQUIRE(DirectFile::CachedBytes() == 0);
+  // A large file, then a smaller one in the same buffer: the second holds its own bytes only.
+  const std::string first = Pattern(DirectFile::kHead + 2 * DirectFile::kChunk + 100, 21);
+  const std::string second = Pattern(DirectFile::kHead + DirectFile::kAlign + 3, 22);
+  const void* used = nullptr;
+  for (const std::string* bytes : {&first, &second}) {
+    const std::filesystem::path path = dir.path() / (bytes == &first ? "a" : "b");
+    DirectFile file;
+    REQUIRE(file.Create(path) == 0);
+    if (used != nullptr) CHECK(file.buffer_for_test() == used);
+    used = file.buffer_for_test();
+    REQUIRE(used != nullptr);
+    CHECK(DirectFile::CachedBytes() == 0);  // taken, not shared
+    REQUIRE(file.Append(bytes->data(), bytes->size()) == 0);
+    REQUIRE(file.Finish() == 0);
+    CHECK(test::ReadFile(path) == *bytes);
+  }
+  CHECK(DirectFile::CachedBytes() == DirectFile::kChunk);
+  {
+    // Two files open at once on one thread: two buffers, one kept afterwards.
+    DirectFile a, b;
+    REQUIRE(a.Create(dir.path() / "c") == 0);
+    REQUIRE(b.Create(dir.path() / "d") == 0);
+    CHECK(a.buffer_for_test() != b.buffer_for_test());
+  }
+  CHECK(DirectFile::CachedBytes() == DirectFile::kChunk);
+  // Another thread's files neither take this thread's buffer nor leave theirs here.
+  const void* kept = nullptr;
+  {
+    DirectFile file;
+    REQUIRE(file.Create(dir.path() / "e") == 0);
+    kept = file.buffer_for_test();
+    REQUIRE(file.Finish() == 0);
+  }
+  REQUIRE(kept != nullptr);
+  const size_t live = DirectFile::LiveBuffers();
+  const void* other = nullptr;
+  size_t other_cached = 0;
+  size_t live_in_other = 0;
+  std::thread([&] {
+    DirectFile file;
+    if (file.Create(dir.path() / "f") == 0) other = file.buffer_for_test();
+    file.Finish();
+    other_cached = DirectFile::CachedBytes();
+    live_in_other = DirectFile::LiveBuffers();
+    DirectFile::ReleaseCachedBuffer();
+  }).join();
+  CHECK(other != nullptr);
+  CHECK(other != kept);
+  CHECK(other_cached == DirectFile::kChunk);
+  CHECK(live_in_other == live + 1);          // its own, kept on its thread
+  CHECK(DirectFile::LiveBuffers() == live);  // and freed there
+  CHECK(DirectFile::CachedBytes() == DirectFile::kChunk);
+  {
+    DirectFile file;
+    REQUIRE(file.Create(dir.path() / "g") == 0);
+    CHECK(file.buffer_for_test() == kept);
+    REQUIRE(file.Finish() == 0);
+  }
+  CHECK(DirectFile::LiveBuffers() == live);
+  DirectFile::ReleaseCachedBuffer();
+  CHECK(DirectFile::CachedBytes() == 0);
+  CHECK(DirectFile::LiveBuffers() == live - 1);
 }

@@ -334,6 +334,11 @@ TEST_CASE("in place, a data set DCMTK alone reads as deflated is refused and nam
     REQUIRE(at != std::string::npos);
     bytes.replace(at + 8, 4, U32Le(0x7FFF0000u));
   }
+  SECTION("its data set does not walk on file either (nested too deep): the file path asks DCMTK's meta header") {
+    const size_t at = bytes.rfind(std::string("\xE0\x7F\x10\x00OW\0\0", 8));
+    REQUIRE(at != std::string::npos);
+    bytes = bytes.substr(0, at) + NestedPixelData("SQ", 200);
+  }
   SECTION("it has no data set: DCMTK reads it without asking to inflate, and is asked what it read") {
     const uint32_t group_length = static_cast<uint32_t>(static_cast<unsigned char>(bytes[140])) |
                                   static_cast<uint32_t>(static_cast<unsigned char>(bytes[141])) << 8;
@@ -358,6 +363,15 @@ TEST_CASE("in place, a data set DCMTK alone reads as deflated is refused and nam
   CHECK(dicom_scan::ReadInPlace(ff, bytes, ERM_fileOnly, &deflated).bad() == asks_to_inflate);
   CHECK(deflated == asks_to_inflate);
   CHECK(dicom_scan::DcmtkReadsCompressed(ff));
+  // And from the file, which the file path reads with DCMTK once, refusing to inflate.
+  DcmFileFormat from_disk;
+  bool file_deflated = false;
+  CHECK(dicom_scan::ReadFileNoInflate(from_disk, file, 4096, ERM_fileOnly, &file_deflated).bad() == asks_to_inflate);
+  CHECK(file_deflated == asks_to_inflate);
+  CHECK(dicom_scan::DcmtkReadsCompressed(from_disk));
+  // A file without meta header is not read at all.
+  DcmFileFormat as_data_set;
+  CHECK(dicom_scan::ReadFileNoInflate(as_data_set, file, 4096, ERM_dataset) == EC_IllegalCall);
 }
 
 TEST_CASE("JPIP Referenced Deflate is a deflated data set in memory and on file", "[ingest][parse][security]") {

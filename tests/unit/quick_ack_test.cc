@@ -4,11 +4,15 @@
 
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "server/dicom/quick_ack.h"
 
@@ -92,4 +96,136 @@ TEST_CASE("a read-ahead connection counts what it holds as data waiting and keep
   ::close(fds[1]);
   char byte;
   CHECK(conn.read(&byte, 1) == 0);  // the peer's close still reads as end of stream
+}
+
+namespace {
+
+std::vector<std::string> g_writes;  // what each writev sent, for the test below
+
+ssize_t RecordWritev(int, const struct iovec* iov, int count) {
+  std::string sent;
+  for (int i = 0; i < count; ++i) sent.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+  g_writes.push_back(sent);
+  return static_cast<ssize_t>(sent.size());
+}
+
+// A P-DATA-TF PDU's two headers for one PDV with a value of `value_bytes`.
+std::string PDataHead(uint32_t value_bytes) {
+  const uint32_t pdv = value_bytes + 2, pdu = pdv + 4;
+  return std::string{0x04,
+                     0x00,
+                     char(pdu >> 24),
+                     char(pdu >> 16),
+                     char(pdu >> 8),
+                     char(pdu),
+                     char(pdv >> 24),
+                     char(pdv >> 16),
+                     char(pdv >> 8),
+                     char(pdv),
+                     0x01,
+                     0x03};
+}
+
+}  // namespace
+
+TEST_CASE("a P-DATA PDU's headers go out with its value in one write", "[dicom][net]") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  QuickAckConnection conn(fds[0]);  // closes fds[0]
+  ::close(fds[1]);
+  conn.set_writev_for_test(&RecordWritev);
+  g_writes.clear();
+  std::string head = PDataHead(150), value(150, 'v');
+  CHECK(conn.write(head.data(), head.size()) == 12);
+  CHECK(g_writes.empty());  // held
+  CHECK(conn.write(value.data(), value.size()) == 150);
+  REQUIRE(g_writes.size() == 1);
+  CHECK(g_writes[0] == head + value);
+  // Anything else goes straight out: another PDU type, a PDV without a value, a length that
+  // does not describe one PDV, a write of another size.
+  std::string associate_ac = PDataHead(150);
+  associate_ac[0] = 0x02;
+  std::string empty_pdv = PDataHead(0);
+  std::string two_pdvs = PDataHead(150);
+  two_pdvs[5] = static_cast<char>(two_pdvs[5] + 10);
+  for (std::string* w : {&associate_ac, &empty_pdv, &two_pdvs, &value}) {
+    g_writes.clear();
+    CHECK(conn.write(w->data(), w->size()) == static_cast<ssize_t>(w->size()));
+    REQUIRE(g_writes.size() == 1);
+    CHECK(g_writes[0] == *w);
+  }
+  // Held bytes never wait for the peer: out before a poll for input, a read, or the close.
+  g_writes.clear();
+  REQUIRE(conn.write(head.data(), head.size()) == 12);
+  CHECK(conn.networkDataAvailable(0));  // the peer has closed: its end of stream is waiting
+  REQUIRE(g_writes.size() == 1);
+  CHECK(g_writes[0] == head);
+  REQUIRE(conn.write(head.data(), head.size()) == 12);
+  char byte = 0;
+  CHECK(conn.read(&byte, 1) == 0);  // the peer closed: end of stream, after the held bytes went
+  REQUIRE(g_writes.size() == 2);
+  CHECK(g_writes[1] == head);
+  REQUIRE(conn.write(head.data(), head.size()) == 12);
+  conn.close();
+  REQUIRE(g_writes.size() == 3);
+  CHECK(g_writes[2] == head);
+}
+
+namespace {
+
+int g_interrupt_once = 0;
+
+// Takes at most 5 bytes per call, after failing once with EINTR.
+ssize_t TrickleWritev(int, const struct iovec* iov, int count) {
+  if (g_interrupt_once-- > 0) {
+    errno = EINTR;
+    return -1;
+  }
+  std::string sent;
+  for (int i = 0; i < count && sent.size() < 5; ++i) {
+    sent.append(static_cast<const char*>(iov[i].iov_base), std::min<size_t>(iov[i].iov_len, 5 - sent.size()));
+  }
+  if (g_writes.empty()) g_writes.emplace_back();
+  g_writes[0] += sent;
+  return static_cast<ssize_t>(sent.size());
+}
+
+}  // namespace
+
+TEST_CASE("short and interrupted writes still send the headers and the value whole, in order", "[dicom][net]") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  QuickAckConnection conn(fds[0]);  // closes fds[0]
+  ::close(fds[1]);
+  conn.set_writev_for_test(&TrickleWritev);
+  g_writes.clear();
+  g_interrupt_once = 1;
+  const std::string head = PDataHead(23), value(23, 'x');
+  REQUIRE(conn.write(const_cast<char*>(head.data()), head.size()) == 12);
+  CHECK(conn.write(const_cast<char*>(value.data()), value.size()) == 23);
+  REQUIRE(g_writes.size() == 1);
+  CHECK(g_writes[0] == head + value);
+}
+
+TEST_CASE("held headers reach the peer before their value, in order, over a real socket", "[dicom][net]") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  QuickAckConnection conn(fds[0]);  // closes fds[0]
+  std::string expected;
+  for (uint32_t n : {150u, 9000u, 40000u}) {
+    std::string head = PDataHead(n), value(n, static_cast<char>('a' + n % 26));
+    REQUIRE(conn.write(head.data(), head.size()) == 12);
+    REQUIRE(conn.write(value.data(), value.size()) == static_cast<ssize_t>(n));
+    expected += head + value;
+  }
+  std::string got(expected.size(), '\0');
+  size_t done = 0;
+  while (done < got.size()) {
+    const ssize_t r = ::read(fds[1], got.data() + done, got.size() - done);
+    if (r <= 0) break;
+    done += static_cast<size_t>(r);
+  }
+  ::close(fds[1]);
+  CHECK(done == expected.size());
+  CHECK(got == expected);
 }
