@@ -9,6 +9,7 @@
 #include "server/store/index.h"
 #include "server/store/query.h"
 #include "server/store/sqlite.h"
+#include "server/store/task_sql.h"
 #include "server/store/wal_vfs.h"
 #include "tests/support/process.h"
 
@@ -139,8 +140,10 @@ TEST_CASE("the quiet-study sweep reads only the studies awaiting a task, which a
     return plan;
   };
   auto check_sweep = [&] {
-    for (const char* sql : {"UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= 5",
-                            "SELECT id FROM studies WHERE task_created = 0 AND last_received_ms <= 5"}) {
+    // The sweep's own statement (Index::PromoteQuietStudies) and the flag update.
+    for (const std::string& sql :
+         {std::string("UPDATE studies SET task_created = 1 WHERE task_created = 0 AND last_received_ms <= 5"),
+          InsertTasksSql(TaskPolicy{}, "task_created = 0 AND last_received_ms <= ?2")}) {
       const std::string p = plan_of(sql);
       INFO(p);
       CHECK_THAT(p, Catch::Contains("studies_awaiting_task"));
@@ -164,4 +167,35 @@ TEST_CASE("the quiet-study sweep reads only the studies awaiting a task, which a
     CHECK(after.wal_commits - before.wal_commits == 1);
     CHECK(after.wal_frames - before.wal_frames == 1);
   }
+}
+
+TEST_CASE("a version-8 index with data and measured statistics migrates to the task_created index", "[store][plan]") {
+  test::ScratchDir dir;
+  const std::filesystem::path db_path = dir.path() / "index.sqlite";
+  { REQUIRE(Index::Open(db_path).ok()); }
+  FillIndex(db_path);
+  auto db = Database::Open(db_path, false);
+  REQUIRE(db.ok());
+  Database& d = *db.value();
+  auto text = [&](const std::string& sql) {
+    Statement q(d.handle(), sql);
+    return q.Step().value() ? q.Text(0) : std::string("<none>");
+  };
+  const std::string studies = text("SELECT count(*) FROM studies");
+  // Back to version 8: its index, measured, plus a stat row only the old index could have.
+  REQUIRE(d.Exec("DROP INDEX studies_awaiting_task;"
+                 "CREATE INDEX studies_awaiting_task ON studies (last_received_ms) WHERE task_created = 0;"
+                 "ANALYZE; UPDATE sqlite_stat1 SET stat = '777 777' WHERE idx = 'studies_awaiting_task';"
+                 "DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES (8)")
+              .ok());
+  REQUIRE(text("SELECT stat FROM sqlite_stat1 WHERE idx = 'studies_awaiting_task'") == "777 777");
+  { REQUIRE(Index::Open(db_path).ok()); }
+  CHECK(text("SELECT max(version) FROM schema_version") == "9");
+  const std::string def = text("SELECT sql FROM sqlite_schema WHERE name = 'studies_awaiting_task'");
+  CHECK_THAT(def, Catch::Contains("(task_created)"));
+  CHECK_THAT(def, !Catch::Contains("last_received_ms"));
+  CHECK(text("SELECT count(*) FROM sqlite_stat1 WHERE idx = 'studies_awaiting_task'") == "1");
+  CHECK(text("SELECT stat FROM sqlite_stat1 WHERE idx = 'studies_awaiting_task'") != "777 777");
+  CHECK(text("SELECT count(*) FROM studies") == studies);
+  CHECK(text("PRAGMA integrity_check") == "ok");
 }
