@@ -210,6 +210,7 @@ namespace {
 using dicom_scan::DcmtkReadsCompressed;
 using dicom_scan::DeflatedForDcmtk;
 using dicom_scan::Layout;
+using dicom_scan::NotPlainlyDeflated;
 using dicom_scan::ReadAt;
 using dicom_scan::ScanElements;
 
@@ -270,10 +271,6 @@ Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_
   const bool part10 = dcmtk_reads_next && size >= 132 && read_at(128, magic, 4) && std::memcmp(magic, "DICM", 4) == 0;
   if (part10) return dicom_scan::ReadLayout(size, read_at, [] { return false; });
   return dicom_scan::ReadLayout(size, read_at, [&file] { return DeflatedForDcmtk(file); });
-}
-
-Status NotPlainlyDeflated() {
-  return Status::Corruption("the meta header does not say plainly that the data set is deflated");
 }
 
 // The deflated data set of `file` from `offset`, inflated into an unlinked temporary file, at

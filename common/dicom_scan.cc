@@ -273,6 +273,10 @@ OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& fi
   return cond;
 }
 
+Status NotPlainlyDeflated() {
+  return Status::Corruption("the meta header does not say plainly that the data set is deflated");
+}
+
 bool DeflatedForDcmtk(std::string_view part10) {
   DcmFileFormat ff;
   if (ReadInPlace(ff, part10, ERM_metaOnly).bad()) return false;
@@ -337,9 +341,7 @@ Result<Layout> ReadLayout(uint64_t size, const ReadAt& read_at, const std::funct
     layout.data_set = past_meta ? pos - 8 : pos;  // the first element after the meta group
     if (layout.data_set > size) return Status::Corruption("the meta header runs past the object");
     layout.deflated = StreamCompressed(syntax.c_str());
-    if (!layout.deflated && deflated_for_dcmtk()) {
-      return Status::Corruption("the meta header does not say plainly that the data set is deflated");
-    }
+    if (!layout.deflated && deflated_for_dcmtk()) return NotPlainlyDeflated();
     layout.explicit_vr = syntax != UID_LittleEndianImplicitTransferSyntax;
     layout.big_endian = syntax == UID_BigEndianExplicitTransferSyntax;
   } else {

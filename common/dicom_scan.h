@@ -26,6 +26,9 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
 // Explicit VR Little Endian and JPIP Referenced Deflate alike ("deflated" below means either).
 bool StreamCompressed(const char* syntax);
 
+// The refusal of an object DCMTK reads as deflated while its meta header does not say so plainly.
+Status NotPlainlyDeflated();
+
 // Whether DCMTK reads the data set of `ff`, whose meta header it has parsed, as deflated.
 bool DcmtkReadsCompressed(DcmFileFormat& ff);
 
