@@ -13,6 +13,7 @@
 
 #include <fstream>
 
+#include "tests/support/asan.h"
 #include "tests/support/process.h"
 #include "tests/support/scu.h"
 #include "tests/support/server_fixture.h"
@@ -231,7 +232,7 @@ TEST_CASE("attack 7: a 200 MB object re-sent in another encoding is compared wit
   CHECK(again.exit_code == 0);  // the same object: acknowledged, the stored copy kept
   // AddressSanitizer's shadow memory and quarantine add ~100 MB to any server; the bound under
   // it still tells streaming (~160 MB there) from loading the 200 MB object (~640 MB).
-#if defined(__SANITIZE_ADDRESS__)
+#if TELEREAD_ASAN
   CHECK(peak < 256 * 1024);
 #else
   CHECK(peak < 64 * 1024);

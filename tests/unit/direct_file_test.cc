@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "server/store/direct_file.h"
+#include "tests/support/asan.h"
 #include "tests/support/direct_probe.h"
 #include "tests/support/process.h"
 #include "tests/support/skip.h"
@@ -220,7 +221,7 @@ TEST_CASE("a direct write refused, cut short or writing nothing goes on the ordi
 }
 
 TEST_CASE("a direct file whose buffer cannot be allocated leaves no file behind", "[store][direct]") {
-#if defined(__SANITIZE_ADDRESS__)
+#if TELEREAD_ASAN
   // AddressSanitizer maps its shadow memory as it goes: under a capped address space it aborts.
   TELEREAD_SKIP("an address-space limit cannot be set under AddressSanitizer");
 #endif

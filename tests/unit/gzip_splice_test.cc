@@ -15,6 +15,7 @@
 
 #include "common/gunzip.h"
 #include "server/http/gzip_splice.h"
+#include "tests/support/asan.h"
 
 using namespace teleread;
 
@@ -150,7 +151,7 @@ TEST_CASE("a gzip bomb is refused at the API answers' limit, with no allocation 
   Result<std::string> refused = Gunzip(bomb, kMaxApiAnswerText);
   CHECK_FALSE(refused.ok());
   CHECK(refused.status().message().find("over") != std::string::npos);
-#if defined(__SANITIZE_ADDRESS__)
+#if TELEREAD_ASAN
   SUCCEED("under ASan the address space is the shadow's: the allocation bound is not checked");
 #else
   // In a child whose address space has 256 MiB left: the bomb is refused there too, not a bad_alloc.

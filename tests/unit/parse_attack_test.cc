@@ -21,6 +21,7 @@
 #include "common/dicom_scan.h"
 #include "samples/synthetic.h"
 #include "tests/fuzz/targets.h"
+#include "tests/support/asan.h"
 #include "tests/support/dicom_bytes.h"
 #include "tests/support/process.h"
 
@@ -30,7 +31,7 @@ using test::kItemEnd;
 using test::kSeqEnd;
 using test::U32Le;
 
-#if defined(__SANITIZE_ADDRESS__)
+#if TELEREAD_ASAN
 #define TELEREAD_WATCH_ALLOCATIONS 0  // ASan owns new and the address space
 #else
 #define TELEREAD_WATCH_ALLOCATIONS 1
