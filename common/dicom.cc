@@ -373,7 +373,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
     bool deflated = false;
     OFCondition cond = dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, &deflated);
     if (deflated) return NotPlainlyDeflated();
-    if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+    if (cond.bad()) return dicom_scan::DcmtkRefusal(read_at, layout.value(), cond);
     // DCMTK asks to inflate only when bytes follow the meta header: with none, its read succeeds.
     if (DcmtkReadsCompressed(*f->format_)) return NotPlainlyDeflated();
     return f;
