@@ -297,9 +297,10 @@ OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& fi
 }
 
 Status DcmtkRefusal(const ReadAt& read_at, const Layout& layout, const OFCondition& cond) {
+  std::string message = std::string("unparseable DICOM data: ") + cond.text();
   Status named = ScanElements(read_at, layout.data_set, layout.size, layout.explicit_vr, layout.big_endian, true);
-  if (!named.ok()) return named;
-  return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+  if (!named.ok()) message += ": " + named.message();
+  return Status::Corruption(message);
 }
 
 Status NotPlainlyDeflated() {

@@ -45,8 +45,8 @@ struct Layout {
   bool explicit_vr = true, big_endian = false, deflated = false;
 };
 
-// DCMTK's refusal (`cond`) of the data set `layout` describes: a length the element scan finds
-// running past the end is named as such.
+// DCMTK's refusal (`cond`) of the data set `layout` describes, in DCMTK's words and, where the
+// element scan finds a length running past the end, naming it.
 Status DcmtkRefusal(const ReadAt& read_at, const Layout& layout, const OFCondition& cond);
 
 // Reads the meta header of an object of `size` bytes; `deflated_for_dcmtk` is asked when the

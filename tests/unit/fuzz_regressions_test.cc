@@ -242,6 +242,37 @@ TEST_CASE("fuzz regression: identifier whose meta header names two transfer synt
   CHECK(in_place.value()->dataset().getOriginalXfer() == EXS_LittleEndianImplicit);
 }
 
+TEST_CASE("fuzz regression: identifier whose plain value starts with an item", "[fuzz]") {
+  // Made by hand for a fuzz_query_identifier failure CI saw (refused from memory, parsed from a
+  // file; its input was not kept): implicit VR, a Patient's Name of 16 bytes that start with an
+  // item holding an element claiming 255 bytes. DCMTK reads the name as bytes; the scan walked it
+  // as a sequence (it cannot know every private one) and, in memory only, refused the claim.
+  // Both now refuse it: a guess that does not walk to its value's end leaves the scan lost.
+  const std::string saved = Saved("fuzz_query_identifier", "plain-value-starting-with-an-item");
+  CHECK(fuzz::QueryIdentifier(saved) == "");
+  Result<std::unique_ptr<DicomFile>> in_place = DicomFile::Parse(std::string_view(saved).substr(1));
+  REQUIRE_FALSE(in_place.ok());
+  CHECK_THAT(in_place.status().message(), Catch::Contains("does not walk as a sequence"));
+  test::ScratchDir dir;
+  test::WriteFile(dir.path() / "identifier.dcm", saved.substr(1));
+  Result<std::unique_ptr<DicomFile>> from_file = DicomFile::Open(dir.path() / "identifier.dcm", 0, true);
+  REQUIRE_FALSE(from_file.ok());
+  CHECK(from_file.status().message() == in_place.status().message());
+}
+
+TEST_CASE("fuzz regression: identifier whose private sequence claims bytes past the end", "[fuzz]") {
+  // Made by hand for the same failure: implicit VR, creator DCMTK_ANONYMIZER and its (0009,1000),
+  // a sequence in private.dic, claiming 100 bytes at the end of the object. DCMTK reads an empty
+  // sequence; the scan, which does not track creators, refused the length in memory only. Lengths
+  // are now DCMTK's to judge on both paths.
+  const std::string saved = Saved("fuzz_query_identifier", "private-sequence-past-the-end");
+  CHECK(fuzz::QueryIdentifier(saved) == "");
+  Result<std::unique_ptr<DicomFile>> in_place = DicomFile::Parse(std::string_view(saved).substr(1));
+  INFO(in_place.status().ToString());
+  REQUIRE(in_place.ok());
+  CHECK(in_place.value()->dataset().tagExists(DcmTagKey(0x0009, 0x1000)));
+}
+
 TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz]") {
   // "ISO_IR 192\n\xed\xbc\xa0Zhang^San": U+DF20 is no character, so the text is not UTF-8 and
   // the harness' round-trip invariant does not apply; it took the bytes for UTF-8. Decoding

@@ -265,6 +265,31 @@ TEST_CASE("in place, a re-encoded private UN sequence is read as implicit VR, as
   CHECK(ParseInChild(bytes) == 1);
 }
 
+TEST_CASE("a plain value that starts with an item cannot hide deep nesting behind it", "[ingest][parse][security]") {
+  // Implicit VR: pixel data of 16 bytes starting with an item whose element claims 2 GB, then
+  // 20,000 nested sequences. DCMTK reads the pixel data as bytes and recursed into the sequences
+  // (stack overflow); the file scan, walking the pixel data as a sequence, jumped past the end
+  // and checked none of them. Refused on both paths now, the child surviving.
+  InitializeDicom();
+  test::ScratchDir dir;
+  std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianImplicitTransferSyntax));
+  const size_t at = bytes.rfind(test::Tag(0x7FE0, 0x0010));
+  REQUIRE(at != std::string::npos);
+  bytes.resize(at);
+  bytes += test::Tag(0x7FE0, 0x0010) + U32Le(16) + test::Tag(0xFFFE, 0xE000) + U32Le(8) + test::Tag(0x0010, 0x0010) +
+           U32Le(0x7FFFFFF0u);
+  constexpr int kLevels = 20000;
+  for (int i = 0; i < kLevels; ++i) bytes += test::Tag(0x0009, 0x1010) + U32Le(0xFFFFFFFFu) + kItem;
+  for (int i = 0; i < kLevels; ++i) bytes += kItemEnd + kSeqEnd;
+  const std::filesystem::path file = dir.path() / "hidden-nesting.dcm";
+  test::WriteFile(file, bytes);
+  CHECK(InChild([&] { return DicomFile::Open(file, 0, true).ok(); }) == 0);
+  CHECK(ParseInChild(bytes) == 0);
+  Result<std::unique_ptr<DicomFile>> from_file = DicomFile::Open(file, 0, true);
+  REQUIRE_FALSE(from_file.ok());
+  CHECK_THAT(from_file.status().message(), Catch::Contains("does not walk as a sequence"));
+}
+
 TEST_CASE("in place, the whole summary matches the file's, native and encapsulated", "[ingest][parse]") {
   InitializeDicom();
   test::ScratchDir dir;
