@@ -24,10 +24,9 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Parse(std::string_view part10) {
   Result<Layout> layout = ReadLayout(part10.size(), read_at, [] { return false; });
   if (!layout.ok()) return layout.status();
   if (layout->deflated) return Status::InvalidArgument("a deflated data set is parsed from a file");
-  // DCMTK recurses per nested sequence: the depth is checked first. Lengths are left to DCMTK, as
-  // on the file path (ReadInPlace refuses a claim past the end without allocating more than the
-  // object); a refusal is then named.
-  if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, false);
+  // DCMTK recurses per nested sequence: the depth is checked first (and every length, so that
+  // a lie is named; ReadInPlace would refuse it too, without allocating it).
+  if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, true);
       !s.ok()) {
     return DeflatedForDcmtk(part10) ? NotPlainlyDeflated() : s;
   }
@@ -35,7 +34,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Parse(std::string_view part10) {
   bool deflated = false;
   if (OFCondition cond = ReadInPlace(*f->format_, part10, ERM_fileOnly, &deflated); cond.bad()) {
     if (deflated) return NotPlainlyDeflated();
-    return DcmtkRefusal(read_at, layout.value(), cond);
+    return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
   }
   // DCMTK asks to inflate only when bytes follow the meta header: with none, its read succeeds.
   if (DcmtkReadsCompressed(*f->format_)) return NotPlainlyDeflated();

@@ -117,9 +117,9 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
   // are pixel fragments (bytes, not elements), and the encoding of its contents (DCMTK reads an
   // undefined-length UN, unknown-VR or non-pixel OB/OW as a sequence in implicit VR little
   // endian, CP-246).
-  // `guessed`: a value this scan walks as a sequence only because it starts with an item (see
-  // below), which DCMTK may read as plain bytes. Its contents must then end exactly where its
-  // length does, or the scan cannot tell where DCMTK goes on reading (and checks no nesting there).
+  // `guessed`: a private value this scan walks as a sequence only because it starts with an item
+  // (see below), which DCMTK may read as plain bytes. Its contents must then end exactly where
+  // its length does, or the scan cannot tell where DCMTK goes on reading (nor check nesting there).
   struct Open {
     uint64_t end;
     bool fragments, explicit_vr, big_endian, guessed;
@@ -132,7 +132,7 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
            });
   };
   const auto guess_broken = [] {
-    return Status::Corruption("a value that starts with an item does not walk as a sequence to its end");
+    return Status::Corruption("a private value that starts with an item does not walk as a sequence to its end");
   };
   const bool base_explicit = explicit_vr, base_big = big_endian;
   auto encoding = [&] {
@@ -196,10 +196,13 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
       len = U32(b, big_endian);
       vr = DcmTag(DcmTagKey(static_cast<Uint16>(group), static_cast<Uint16>(element))).getEVR() == EVR_SQ ? "SQ" : "";
       // DCMTK knows a private sequence by its creator (private.dic), which this scan does not
-      // track: a defined-length value that starts with an item is walked as a sequence.
+      // track: a private defined-length value that starts with an item is walked as a sequence.
+      // (Any other tag is a sequence for DCMTK exactly when the dictionary says so.) One too
+      // short to hold the item's header would have DCMTK read that item past the value's end.
       unsigned char first[4];
-      if (vr.empty() && len != 0xFFFFFFFFu && len >= 8 && read_at(pos, first, 4) && U16(first, big_endian) == 0xFFFE &&
-          U16(first + 2, big_endian) == 0xE000) {
+      if (vr.empty() && (group & 1) != 0 && element >= 0x1000 && len != 0xFFFFFFFFu && len >= 4 &&
+          read_at(pos, first, 4) && U16(first, big_endian) == 0xFFFE && U16(first + 2, big_endian) == 0xE000) {
+        if (len < 8) return guess_broken();
         vr = "SQ";
         guessed = true;
       }
@@ -294,13 +297,6 @@ OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& fi
   }
   if (deflated) *deflated = in.inflate_refused();
   return cond;
-}
-
-Status DcmtkRefusal(const ReadAt& read_at, const Layout& layout, const OFCondition& cond) {
-  std::string message = std::string("unparseable DICOM data: ") + cond.text();
-  Status named = ScanElements(read_at, layout.data_set, layout.size, layout.explicit_vr, layout.big_endian, true);
-  if (!named.ok()) message += ": " + named.message();
-  return Status::Corruption(message);
 }
 
 Status NotPlainlyDeflated() {

@@ -18,8 +18,7 @@ using ReadAt = std::function<bool(uint64_t pos, void* buf, size_t n)>;
 
 // Walks the data set's elements from `pos` to `size` without recursion, values skipped, never
 // moving backwards (so that `read_at` may be a stream). With `check_lengths`, an element whose
-// defined length runs past `size` is Corruption: the scan cannot know every element DCMTK reads
-// as a sequence, so whether a plain object is read is DCMTK's to say (DcmtkRefusal names it).
+// defined length runs past `size` is Corruption.
 Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool explicit_vr, bool big_endian,
                     bool check_lengths);
 
@@ -44,10 +43,6 @@ struct Layout {
   uint64_t size = 0;
   bool explicit_vr = true, big_endian = false, deflated = false;
 };
-
-// DCMTK's refusal (`cond`) of the data set `layout` describes, in DCMTK's words and, where the
-// element scan finds a length running past the end, naming it.
-Status DcmtkRefusal(const ReadAt& read_at, const Layout& layout, const OFCondition& cond);
 
 // Reads the meta header of an object of `size` bytes; `deflated_for_dcmtk` is asked when the
 // header does not say deflated (a disagreement is Corruption).
