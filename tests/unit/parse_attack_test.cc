@@ -282,6 +282,11 @@ TEST_CASE("nesting cannot hide behind a value the scan and DCMTK read differentl
     bytes += creator + test::Tag(0x0009, 0x1000) + U32Le(4) + test::Tag(0xFFFE, 0xE000) + U32Le(0xFFFFFFFFu);
     refusal = "does not walk as a sequence";
   }
+  SECTION("a private sequence claiming 2 GB that a sequence delimiter ends at once") {
+    // DCMTK then reads on after the delimiter; the scan saw a plain value running past the end.
+    bytes += creator + test::Tag(0x0009, 0x1000) + U32Le(0x7FFFFFF0u) + kSeqEnd;
+    refusal = "(0009,1000) is longer than the data set";
+  }
   SECTION("a private value starting with an item whose element claims 2 GB") {
     bytes += test::Tag(0x0009, 0x1010) + U32Le(16) + test::Tag(0xFFFE, 0xE000) + U32Le(8) + test::Tag(0x0010, 0x0010) +
              U32Le(0x7FFFFFF0u);
@@ -298,7 +303,7 @@ TEST_CASE("nesting cannot hide behind a value the scan and DCMTK read differentl
     refusal = "nested deeper than 128";
   }
   constexpr int kLevels = 20000;
-  for (int i = 0; i < kLevels; ++i) bytes += test::Tag(0x0009, 0x1010) + U32Le(0xFFFFFFFFu) + kItem;
+  for (int i = 0; i < kLevels; ++i) bytes += test::Tag(0x0011, 0x1010) + U32Le(0xFFFFFFFFu) + kItem;
   for (int i = 0; i < kLevels; ++i) bytes += kItemEnd + kSeqEnd;
   const std::filesystem::path file = dir.path() / "hidden-nesting.dcm";
   test::WriteFile(file, bytes);
