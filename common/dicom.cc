@@ -365,8 +365,9 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
     // Whether DCMTK reads the data set as deflated where the meta header does not say so plainly
     // is learnt from the one DCMTK read below (which refuses to inflate), asked first only when
     // the scan fails, so that the refusal names the cause.
-    if (Status s =
-            ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, false);
+    // Every length is checked, as in memory: where one runs past the end, the scan cannot vouch for
+    // the bytes it would skip, which DCMTK may read (a private sequence it knows by its creator).
+    if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, true);
         !s.ok()) {
       return DeflatedForDcmtk(file) ? NotPlainlyDeflated() : s;
     }

@@ -117,28 +117,46 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
   // are pixel fragments (bytes, not elements), and the encoding of its contents (DCMTK reads an
   // undefined-length UN, unknown-VR or non-pixel OB/OW as a sequence in implicit VR little
   // endian, CP-246).
+  // `guessed`: a private value this scan walks as a sequence only because it starts with an item
+  // (see below), which DCMTK may read as plain bytes. Its contents must then end exactly where
+  // its length does, or the scan cannot tell where DCMTK goes on reading (nor check nesting there).
   struct Open {
     uint64_t end;
-    bool fragments, explicit_vr, big_endian;
+    bool fragments, explicit_vr, big_endian, guessed;
   };
   std::vector<Open> open;
+  size_t guessed_open = 0;
+  auto guess_overrun = [&](bool past_only) {
+    return guessed_open > 0 && std::any_of(open.begin(), open.end(), [&](const Open& o) {
+             return o.guessed && (past_only ? pos > o.end : pos >= o.end);
+           });
+  };
+  const auto guess_broken = [] {
+    return Status::Corruption("a private value that starts with an item does not walk as a sequence to its end");
+  };
   const bool base_explicit = explicit_vr, base_big = big_endian;
   auto encoding = [&] {
     explicit_vr = open.empty() ? base_explicit : open.back().explicit_vr;
     big_endian = open.empty() ? base_big : open.back().big_endian;
   };
-  auto enter = [&](uint32_t len, bool fragments, bool as_implicit) {
+  auto enter = [&](uint32_t len, bool fragments, bool as_implicit, bool guessed = false) {
     open.push_back({len == 0xFFFFFFFFu ? kUndefined : pos + len, fragments, explicit_vr && !as_implicit,
-                    big_endian && !as_implicit});
+                    big_endian && !as_implicit, guessed});
+    guessed_open += guessed ? 1 : 0;
     encoding();
     return open.size() <= 2 * static_cast<size_t>(kMaxSequenceDepth);  // a sequence and its item per level
   };
   auto leave = [&] {
+    guessed_open -= open.back().guessed ? 1 : 0;
     open.pop_back();
     encoding();
   };
   while (pos + 8 <= size) {
-    while (!open.empty() && open.back().end != kUndefined && pos >= open.back().end) leave();
+    while (!open.empty() && open.back().end != kUndefined && pos >= open.back().end) {
+      if (open.back().guessed && pos != open.back().end) return guess_broken();
+      leave();
+    }
+    if (guess_overrun(false)) return guess_broken();
     if (!read(4)) break;
     const uint32_t group = U16(b, big_endian), element = U16(b + 2, big_endian);
     // Item and delimiters: no VR, a 4-byte length. Any other element of group FFFE is read as DCMTK
@@ -163,6 +181,7 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
     }
     std::string vr;
     uint32_t len = 0;
+    bool guessed = false;
     if (explicit_vr) {
       if (!read(4)) break;
       vr.assign(reinterpret_cast<char*>(b), 2);
@@ -177,16 +196,20 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
       len = U32(b, big_endian);
       vr = DcmTag(DcmTagKey(static_cast<Uint16>(group), static_cast<Uint16>(element))).getEVR() == EVR_SQ ? "SQ" : "";
       // DCMTK knows a private sequence by its creator (private.dic), which this scan does not
-      // track: a defined-length value that starts with an item is walked as a sequence.
+      // track: a private defined-length value that starts with an item is walked as a sequence.
+      // (Any other tag is a sequence for DCMTK exactly when the dictionary says so.) One too
+      // short to hold the item's header would have DCMTK read that item past the value's end.
       unsigned char first[4];
-      if (vr.empty() && len != 0xFFFFFFFFu && len >= 8 && read_at(pos, first, 4) && U16(first, big_endian) == 0xFFFE &&
-          U16(first + 2, big_endian) == 0xE000) {
+      if (vr.empty() && (group & 1) != 0 && element >= 0x1000 && len != 0xFFFFFFFFu && len >= 4 &&
+          read_at(pos, first, 4) && U16(first, big_endian) == 0xFFFE && U16(first + 2, big_endian) == 0xE000) {
+        if (len < 8) return guess_broken();
         vr = "SQ";
+        guessed = true;
       }
     }
     const bool pixel_data = group == 0x7FE0 && element == 0x0010;
     if (vr == "SQ") {
-      if (!enter(len, false, false)) break;
+      if (!enter(len, false, false, guessed)) break;
     } else if (len == 0xFFFFFFFFu) {
       // Pixel fragments as DCMTK 3.6.7 reads them (checked with dcmdump): (7FE0,0010) in implicit
       // VR or as OB, OW, OX or ox, and any "px". An undefined-length UN or unknown VR is a sequence
@@ -214,6 +237,9 @@ Status ScanElements(const ReadAt& read_at, uint64_t pos, uint64_t size, bool exp
   if (open.size() > 2 * static_cast<size_t>(kMaxSequenceDepth)) {
     return Status::Corruption("sequences nested deeper than " + std::to_string(kMaxSequenceDepth) + " levels");
   }
+  // Walked past a guessed sequence's end at the end of the object: the bytes after it, which
+  // DCMTK reads if the value is plain, were never walked.
+  if (guess_overrun(true)) return guess_broken();
   return Status::Ok();
 }
 

@@ -40,7 +40,10 @@ for target in $targets; do
     failed+=("$target")
     tail -n 60 "$work/log" >&2
   fi
-  grep -E '^(stat::|#[0-9]+[[:space:]]+DONE)' "$work/log" | tr -s ' \t\n' ' '; echo
+  # With -fork there are no stat:: lines: the last progress line instead (an empty grep must not end the script).
+  { grep -E '^(stat::|#[0-9]+[[:space:]]+DONE)' "$work/log" || grep -E '^#[0-9]+: cov' "$work/log" | tail -n 1 || true; } |
+    tr -s ' \t\n' ' '
+  echo
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: FAILED: ${failed[*]}; the inputs are in $out/<target>/crashes/" >&2

@@ -169,14 +169,15 @@ TEST_CASE("fuzz regression: report whose element claims 4 GB", "[fuzz]") {
   // The report seed with 4 bytes inserted before "DICM": a bare implicit data set whose first
   // element claims 0xFFF90000 bytes. Loading every value, DCMTK allocated the claim before
   // reading it (libFuzzer's out-of-memory at malloc(4294508544)) and then failed with "Invalid
-  // stream". Values are now loaded only up to the file's size, so DCMTK leaves the claim on disk
-  // and checks it against the bytes there, which ends the parse before any allocation.
+  // stream". Values are now loaded only up to the file's size, so DCMTK would leave the claim on
+  // disk and check it against the bytes there; the element scan, which checks every length on
+  // the file path too, refuses it first.
   fuzz::ReportOutcome out = fuzz::Report(Saved("fuzz_report", "element-claims-4-gb"));
   REQUIRE_FALSE(out.report.ok());
   CHECK(out.report.status().code() == Status::Code::kInvalidArgument);
-  CHECK_THAT(out.report.status().message(), Catch::Contains("premature end of stream"));
+  CHECK_THAT(out.report.status().message(), Catch::Contains("longer than the data set"));
   REQUIRE_FALSE(out.signer.ok());
-  CHECK_THAT(out.signer.status().message(), Catch::Contains("premature end of stream"));
+  CHECK_THAT(out.signer.status().message(), Catch::Contains("longer than the data set"));
   // A report is still read whole: its text values are all loaded.
   const std::string seed = test::ReadFile(fuzz::FuzzDir() / "corpus" / "fuzz_report" / "signed.dcm");
   fuzz::ReportOutcome good = fuzz::Report(seed);
@@ -240,6 +241,43 @@ TEST_CASE("fuzz regression: identifier whose meta header names two transfer synt
   INFO(in_place.status().ToString());
   REQUIRE(in_place.ok());
   CHECK(in_place.value()->dataset().getOriginalXfer() == EXS_LittleEndianImplicit);
+}
+
+TEST_CASE("fuzz regression: identifier whose plain value starts with an item", "[fuzz]") {
+  // Made by hand for a fuzz_query_identifier failure CI saw (refused from memory, parsed from a
+  // file; its input was not kept): implicit VR, a Patient's Name of 16 bytes that start with an
+  // item holding an element claiming 255 bytes. DCMTK reads the name as bytes; the scan walked it
+  // as a sequence and, in memory only, refused the claim. Only a private value can be a sequence
+  // the scan does not know of (by its creator): a public one is now walked as DCMTK reads it.
+  const std::string saved = Saved("fuzz_query_identifier", "plain-value-starting-with-an-item");
+  CHECK(fuzz::QueryIdentifier(saved) == "");
+  Result<std::unique_ptr<DicomFile>> in_place = DicomFile::Parse(std::string_view(saved).substr(1));
+  INFO(in_place.status().ToString());
+  REQUIRE(in_place.ok());
+  DcmElement* name = nullptr;
+  REQUIRE(in_place.value()->dataset().findAndGetElement(DCM_PatientName, name).good());
+  CHECK(name->getLength() == 16);
+  test::ScratchDir dir;
+  test::WriteFile(dir.path() / "identifier.dcm", saved.substr(1));
+  CHECK(DicomFile::Open(dir.path() / "identifier.dcm", 0, true).ok());
+}
+
+TEST_CASE("fuzz regression: identifier whose private sequence claims bytes past the end", "[fuzz]") {
+  // Made by hand for the same failure: implicit VR, creator DCMTK_ANONYMIZER and its (0009,1000),
+  // a sequence in private.dic, claiming 100 bytes at the end of the object. DCMTK reads an empty
+  // sequence; the scan, which does not track creators, saw a plain value and refused its length
+  // in memory, while the file scan did not check lengths. Both check them now: bytes a length
+  // skips past the end are bytes the scan cannot vouch for.
+  const std::string saved = Saved("fuzz_query_identifier", "private-sequence-past-the-end");
+  CHECK(fuzz::QueryIdentifier(saved) == "");
+  Result<std::unique_ptr<DicomFile>> in_place = DicomFile::Parse(std::string_view(saved).substr(1));
+  REQUIRE_FALSE(in_place.ok());
+  CHECK_THAT(in_place.status().message(), Catch::Contains("(0009,1000) is longer than the data set"));
+  test::ScratchDir dir;
+  test::WriteFile(dir.path() / "identifier.dcm", saved.substr(1));
+  Result<std::unique_ptr<DicomFile>> from_file = DicomFile::Open(dir.path() / "identifier.dcm", 0, true);
+  REQUIRE_FALSE(from_file.ok());
+  CHECK(from_file.status().message() == in_place.status().message());
 }
 
 TEST_CASE("fuzz regression: charset text with a UTF-8-encoded surrogate", "[fuzz]") {

@@ -266,6 +266,58 @@ TEST_CASE("in place, a re-encoded private UN sequence is read as implicit VR, as
   CHECK(ParseInChild(bytes) == 1);
 }
 
+TEST_CASE("nesting cannot hide behind a value the scan and DCMTK read differently", "[ingest][parse][security]") {
+  // Implicit VR, 20,000 nested sequences behind a value that DCMTK and a scan not tracking private
+  // creators could read differently. DCMTK recursing into them overflows the stack; the file
+  // scan, which did not check lengths, skipped past the end and let it.
+  InitializeDicom();
+  test::ScratchDir dir;
+  std::string bytes = test::ReadFile(OneObject(dir, UID_LittleEndianImplicitTransferSyntax));
+  const size_t at = bytes.rfind(test::Tag(0x7FE0, 0x0010));
+  REQUIRE(at != std::string::npos);
+  bytes.resize(at);
+  const std::string creator = test::Tag(0x0009, 0x0010) + U32Le(16) + "DCMTK_ANONYMIZER";
+  std::string refusal;
+  SECTION("a private sequence of 4 bytes: DCMTK reads its item past the value") {
+    // (0009,1000) is a sequence in private.dic: its item's length and contents lie after it.
+    bytes += creator + test::Tag(0x0009, 0x1000) + U32Le(4) + test::Tag(0xFFFE, 0xE000) + U32Le(0xFFFFFFFFu);
+    refusal = "does not walk as a sequence";
+  }
+  SECTION("a private sequence claiming 2 GB that a sequence delimiter ends at once") {
+    // DCMTK then reads on after the delimiter; the scan saw a plain value running past the end.
+    bytes += creator + test::Tag(0x0009, 0x1000) + U32Le(0x7FFFFFF0u) + kSeqEnd;
+    refusal = "(0009,1000) is longer than the data set";
+  }
+  SECTION("a private value starting with an item whose element claims 2 GB") {
+    bytes += test::Tag(0x0009, 0x1010) + U32Le(16) + test::Tag(0xFFFE, 0xE000) + U32Le(8) + test::Tag(0x0010, 0x0010) +
+             U32Le(0x7FFFFFF0u);
+    refusal = "longer than the data set";
+  }
+  SECTION("a private value starting with an item whose element overruns it") {
+    bytes += test::Tag(0x0009, 0x1010) + U32Le(16) + test::Tag(0xFFFE, 0xE000) + U32Le(8) + test::Tag(0x0010, 0x0010) +
+             U32Le(12);
+    refusal = "does not walk as a sequence";
+  }
+  SECTION("pixel data starting with an item whose element claims 2 GB: bytes, as DCMTK reads them") {
+    bytes += test::Tag(0x7FE0, 0x0010) + U32Le(16) + test::Tag(0xFFFE, 0xE000) + U32Le(8) + test::Tag(0x0010, 0x0010) +
+             U32Le(0x7FFFFFF0u);
+    refusal = "nested deeper than 128";
+  }
+  constexpr int kLevels = 20000;
+  for (int i = 0; i < kLevels; ++i) bytes += test::Tag(0x0011, 0x1010) + U32Le(0xFFFFFFFFu) + kItem;
+  for (int i = 0; i < kLevels; ++i) bytes += kItemEnd + kSeqEnd;
+  const std::filesystem::path file = dir.path() / "hidden-nesting.dcm";
+  test::WriteFile(file, bytes);
+  CHECK(InChild([&] { return DicomFile::Open(file, 0, true).ok(); }) == 0);
+  CHECK(ParseInChild(bytes) == 0);
+  Result<std::unique_ptr<DicomFile>> from_file = DicomFile::Open(file, 0, true);
+  REQUIRE_FALSE(from_file.ok());
+  CHECK_THAT(from_file.status().message(), Catch::Contains(refusal));
+  Result<std::unique_ptr<DicomFile>> in_place = DicomFile::Parse(bytes);
+  REQUIRE_FALSE(in_place.ok());
+  CHECK(in_place.status().message() == from_file.status().message());
+}
+
 TEST_CASE("in place, the whole summary matches the file's, native and encapsulated", "[ingest][parse]") {
   InitializeDicom();
   test::ScratchDir dir;
