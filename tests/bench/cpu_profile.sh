@@ -11,6 +11,17 @@ build=$1 out=$2 assocs=${3:-4} count=${4:-8000}
 work=${TELEREAD_BENCH_DIR:-$root/var/cpu_profile}
 port=11193
 mkdir -p "$work"
+# As ingest.sh: the previous run's objects are deleted first and a minute passes (ext4 without a
+# journal searches past every inode freed in the last minute when it allocates one: 9 % of a CT
+# profile's samples when the data of a run 10 s earlier had just been deleted).
+if [ -n "$(ls -A "$work/trash" 2>/dev/null)" ]; then
+  rm -rf "$work/trash"
+  sync
+  settle=${BENCH_SETTLE_SECONDS:-61}
+  echo "waiting ${settle} s after deleting the previous run's objects (freed inodes slow file creation)" >&2
+  sleep "$settle"
+fi
+mkdir -p "$work/trash"
 if [ ! -d "$work/corpus-${PROFILE_KIND:-small}-$count/part0" ]; then
   mkdir -p "$work/corpus-${PROFILE_KIND:-small}-$count/all"
   "$build/samples/teleread-samples" corpus "$work/corpus-${PROFILE_KIND:-small}-$count/all" --kind "${PROFILE_KIND:-small}" --count "$count" >/dev/null
@@ -54,7 +65,7 @@ fi
 n=$(sqlite3 "$data/index.sqlite" "SELECT COUNT(*) FROM instances")
 kill $pid
 wait $pid 2>/dev/null || true
-rm -rf "$data"
+mv "$data" "$work/trash/"  # deleted by the next run, before its settle
 awk -v n="$n" -v c0="$c0" -v c1="$c1" -v ns=$((t1 - t0)) \
   'BEGIN { printf "stored %d inst/s %.0f server cpu us/obj (user+sys) %.0f\n", n, n / (ns / 1e9), (c1 - c0) * 1000 / n }'
 if [ -n "$perf_pid" ]; then
