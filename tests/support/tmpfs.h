@@ -1,6 +1,7 @@
 #pragma once
-// A real small volume for full-disk tests: a tmpfs mounted on a test's directory (root only;
-// where it cannot be mounted the test skips, tests/support/skip.h).
+// Real small volumes for full-disk tests: a tmpfs, or an ext4 image on a loop device (O_DIRECT
+// works there, as on a server's disk), mounted on a test's directory (root only; where it cannot
+// be mounted the test skips, tests/support/skip.h).
 #include <filesystem>
 #include <string>
 
@@ -23,6 +24,22 @@ class MountedTmpfs {
 
  private:
   std::filesystem::path dir_;
+  bool mounted_ = false;
+};
+
+// An ext4 file system without a journal (as this project's benchmark disk) of `megabytes`, made in
+// the image file `image` and loop-mounted on `dir`; unmounted lazily when destroyed.
+class MountedExt4 {
+ public:
+  MountedExt4(std::filesystem::path image, std::filesystem::path dir, int megabytes);
+  ~MountedExt4();
+  MountedExt4(const MountedExt4&) = delete;
+  MountedExt4& operator=(const MountedExt4&) = delete;
+  bool mounted() const { return mounted_; }
+  const std::filesystem::path& path() const { return dir_; }
+
+ private:
+  std::filesystem::path image_, dir_;
   bool mounted_ = false;
 };
 
