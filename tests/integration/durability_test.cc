@@ -149,12 +149,8 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
   auto files = samples::WriteSeries(spec, dir.path() / "in");
   REQUIRE(files.ok());
 
-  ServerOptions options;
-  options.min_free_disk_mb = 0;  // let the volume really fill up
-  TestServer server(dir.path() / "server", options);
-  std::filesystem::remove_all(server.storage());
-  std::filesystem::create_directory_symlink(mount_point, server.storage());
-  server.Start();
+  std::unique_ptr<TestServer> started = StartServerOnVolume(dir.path() / "server", mount_point);
+  TestServer& server = *started;
 
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
   REQUIRE(scu.Connect().empty());

@@ -38,12 +38,8 @@ TEST_CASE("a full ext4 volume under O_DIRECT writes answers 0xA700 and leaves no
   auto files = samples::WriteSeries(spec, dir.path() / "in");
   REQUIRE(files.ok());
 
-  ServerOptions options;
-  options.min_free_disk_mb = 0;  // let the volume really fill up
-  TestServer server(dir.path() / "server", options);
-  fs::remove_all(server.storage());
-  fs::create_directory_symlink(volume.path(), server.storage());
-  server.Start();
+  std::unique_ptr<TestServer> started = StartServerOnVolume(dir.path() / "server", volume.path());
+  TestServer& server = *started;
 
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
   REQUIRE(scu.Connect().empty());

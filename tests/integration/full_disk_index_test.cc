@@ -100,12 +100,8 @@ TEST_CASE("a full volume during concurrent in-index ingest refuses 0xA700 with n
   auto files = samples::WriteSeries(spec, dir.path() / "in");
   REQUIRE(files.ok());
 
-  ServerOptions options;
-  options.min_free_disk_mb = 0;  // let the volume really fill up
-  TestServer server(dir.path() / "server", options);
-  fs::remove_all(server.storage());
-  fs::create_directory_symlink(volume, server.storage());
-  server.Start();
+  std::unique_ptr<TestServer> started = StartServerOnVolume(dir.path() / "server", volume);
+  TestServer& server = *started;
 
   // Leave the index about 1 MB: some dozens of commits (each writes whole pages to the WAL),
   // far fewer than the pushes below need.

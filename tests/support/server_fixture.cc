@@ -182,6 +182,16 @@ std::set<std::string> FilesUnder(const std::filesystem::path& storage) {
   return paths;
 }
 
+std::unique_ptr<TestServer> StartServerOnVolume(const std::filesystem::path& dir, const std::filesystem::path& volume) {
+  ServerOptions options;
+  options.min_free_disk_mb = 0;
+  auto server = std::make_unique<TestServer>(dir, options);
+  std::filesystem::remove_all(server->storage());
+  std::filesystem::create_directory_symlink(volume, server->storage());
+  server->Start();
+  return server;
+}
+
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae) {
   return RunCommand({ECHOSCU_BIN, "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", server.port_text()});
 }

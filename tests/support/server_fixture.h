@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -102,6 +103,9 @@ std::string WaitForOneStudy(const TestServer& server, const std::string& query);
 long Metric(const TestServer& server, const std::string& name);
 
 // echoscu / storescu as a member hospital would run them, Nagle off as a tuned PACS would.
+// A full-disk test's server: its storage is the small volume mounted at `volume`, with no
+// free-space floor so that the volume really fills up; started.
+std::unique_ptr<TestServer> StartServerOnVolume(const std::filesystem::path& dir, const std::filesystem::path& volume);
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae = "LX_READ");
 // Whether the server still runs after an answer: a crash while handling the last association
 // would have ended the process, and a C-ECHO on a new one with it.
