@@ -68,13 +68,19 @@ void FillIndex(const std::filesystem::path& db_path) {
   REQUIRE(d.Exec("COMMIT").ok());
 }
 
+// An index with the server's schema, filled as FillIndex does, in `dir`.
+std::filesystem::path FilledIndex(const test::ScratchDir& dir) {
+  const std::filesystem::path db_path = dir.path() / "index.sqlite";
+  { REQUIRE(Index::Open(db_path).ok()); }  // the schema, as the server creates it
+  FillIndex(db_path);
+  return db_path;
+}
+
 }  // namespace
 
 TEST_CASE("member-scoped C-FIND is driven by the selective key within the member", "[store][plan]") {
   test::ScratchDir dir;
-  const std::filesystem::path db_path = dir.path() / "index.sqlite";
-  { REQUIRE(Index::Open(db_path).ok()); }  // the schema, as the server creates it
-  FillIndex(db_path);
+  const std::filesystem::path db_path = FilledIndex(dir);
   QueryEngine engine(db_path);
 
   auto plan = [&](QrLevel level, std::vector<QrKey> keys) {
@@ -126,9 +132,7 @@ TEST_CASE("member-scoped C-FIND is driven by the selective key within the member
 TEST_CASE("the quiet-study sweep reads only the studies awaiting a task, which arrivals do not rewrite",
           "[store][plan]") {
   test::ScratchDir dir;
-  const std::filesystem::path db_path = dir.path() / "index.sqlite";
-  { REQUIRE(Index::Open(db_path).ok()); }
-  FillIndex(db_path);
+  const std::filesystem::path db_path = FilledIndex(dir);
   auto db = Database::Open(db_path, false);
   REQUIRE(db.ok());
   Database& d = *db.value();
@@ -171,9 +175,7 @@ TEST_CASE("the quiet-study sweep reads only the studies awaiting a task, which a
 
 TEST_CASE("a version-8 index with data and measured statistics migrates to the task_created index", "[store][plan]") {
   test::ScratchDir dir;
-  const std::filesystem::path db_path = dir.path() / "index.sqlite";
-  { REQUIRE(Index::Open(db_path).ok()); }
-  FillIndex(db_path);
+  const std::filesystem::path db_path = FilledIndex(dir);
   auto db = Database::Open(db_path, false);
   REQUIRE(db.ok());
   Database& d = *db.value();

@@ -76,6 +76,14 @@ std::string IntegrityCheck(sqlite3* db) {
   return result;
 }
 
+// The database at `path`, opened afresh (recovering its WAL), holds `rows` checked rows and is whole.
+void CheckReopened(const std::filesystem::path& path, int64_t rows) {
+  sqlite3* db = OpenRaw(path, nullptr);
+  CHECK(CheckedRows(db) == rows);
+  CHECK(IntegrityCheck(db) == "ok");
+  sqlite3_close(db);
+}
+
 int64_t PragmaInt(sqlite3* db, const char* sql) {
   sqlite3_stmt* stmt = nullptr;
   REQUIRE(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK);
@@ -232,10 +240,7 @@ TEST_CASE("what the gathering VFS committed is what a crash copy of the files re
   std::filesystem::copy_file(path.string() + "-wal", copy.string() + "-wal");
   ExecRaw(db, "ROLLBACK");
   sqlite3_close(db);
-  sqlite3* recovered = OpenRaw(copy, nullptr);
-  CHECK(CheckedRows(recovered) == committed);
-  CHECK(IntegrityCheck(recovered) == "ok");
-  sqlite3_close(recovered);
+  CheckReopened(copy, committed);
 }
 
 TEST_CASE("gathered WAL bytes land before a later write over them, and reads see them", "[store][wal_vfs]") {
@@ -371,10 +376,7 @@ TEST_CASE("commits stay whole and gathered across autocheckpoints, restarts and 
   CHECK(IntegrityCheck(other) == "ok");
   sqlite3_close(other);
   db.value().reset();
-  sqlite3* reopened = OpenRaw(path, nullptr);
-  CHECK(CheckedRows(reopened) == kCommits);
-  CHECK(IntegrityCheck(reopened) == "ok");
-  sqlite3_close(reopened);
+  CheckReopened(path, kCommits);
 }
 
 TEST_CASE("the gathering VFS refuses a database opened without powersafe overwrite", "[store][wal_vfs]") {
