@@ -207,10 +207,8 @@ Result<std::string> EncodeFromUtf8(std::string_view charset, std::string_view ut
 
 namespace {
 
-using dicom_scan::DcmtkReadsCompressed;
 using dicom_scan::DeflatedForDcmtk;
 using dicom_scan::Layout;
-using dicom_scan::NotPlainlyDeflated;
 using dicom_scan::ReadAt;
 using dicom_scan::ScanElements;
 
@@ -363,20 +361,16 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   const E_FileReadMode mode = require_meta_header ? ERM_fileOnly : ERM_autoDetect;
   if (!layout->deflated) {
     // Whether DCMTK reads the data set as deflated where the meta header does not say so plainly
-    // is learnt from the one DCMTK read below (which refuses to inflate), asked first only when
-    // the scan fails, so that the refusal names the cause.
-    // Every length is checked, as in memory: where one runs past the end, the scan cannot vouch for
-    // the bytes it would skip, which DCMTK may read (a private sequence it knows by its creator).
-    if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, true);
+    // is learnt from the one DCMTK read (which refuses to inflate), asked first only when the
+    // scan fails, so that the refusal names the cause.
+    if (Status s = dicom_scan::ScanAndRead(
+            read_at, layout.value(), *f->format_, [&file] { return DeflatedForDcmtk(file); },
+            [&](bool* deflated) {
+              return dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, deflated);
+            });
         !s.ok()) {
-      return DeflatedForDcmtk(file) ? NotPlainlyDeflated() : s;
+      return s;
     }
-    bool deflated = false;
-    OFCondition cond = dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, &deflated);
-    if (deflated) return NotPlainlyDeflated();
-    if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
-    // DCMTK asks to inflate only when bytes follow the meta header: with none, its read succeeds.
-    if (DcmtkReadsCompressed(*f->format_)) return NotPlainlyDeflated();
     return f;
   }
   // From a deflated stream DCMTK cannot leave a value on disk, so it would allocate any claim.

@@ -26,18 +26,13 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Parse(std::string_view part10) {
   if (layout->deflated) return Status::InvalidArgument("a deflated data set is parsed from a file");
   // DCMTK recurses per nested sequence: the depth is checked first (and every length, so that
   // a lie is named; ReadInPlace would refuse it too, without allocating it).
-  if (Status s = ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, true);
-      !s.ok()) {
-    return DeflatedForDcmtk(part10) ? NotPlainlyDeflated() : s;
-  }
   std::unique_ptr<DicomFile> f(new DicomFile());
-  bool deflated = false;
-  if (OFCondition cond = ReadInPlace(*f->format_, part10, ERM_fileOnly, &deflated); cond.bad()) {
-    if (deflated) return NotPlainlyDeflated();
-    return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+  if (Status s = ScanAndRead(
+          read_at, layout.value(), *f->format_, [part10] { return DeflatedForDcmtk(part10); },
+          [&](bool* deflated) { return ReadInPlace(*f->format_, part10, ERM_fileOnly, deflated); });
+      !s.ok()) {
+    return s;
   }
-  // DCMTK asks to inflate only when bytes follow the meta header: with none, its read succeeds.
-  if (DcmtkReadsCompressed(*f->format_)) return NotPlainlyDeflated();
   return f;
 }
 

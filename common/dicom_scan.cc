@@ -303,6 +303,24 @@ Status NotPlainlyDeflated() {
   return Status::Corruption("the meta header does not say plainly that the data set is deflated");
 }
 
+Status ScanAndRead(const ReadAt& read_at, const Layout& layout, DcmFileFormat& ff,
+                   const std::function<bool()>& deflated_for_dcmtk,
+                   const std::function<OFCondition(bool* deflated)>& read) {
+  // Every length is checked: where one runs past the end, the scan cannot vouch for the bytes it
+  // would skip, which DCMTK may read (a private sequence it knows by its creator).
+  if (Status s = ScanElements(read_at, layout.data_set, layout.size, layout.explicit_vr, layout.big_endian, true);
+      !s.ok()) {
+    return deflated_for_dcmtk() ? NotPlainlyDeflated() : s;
+  }
+  bool deflated = false;
+  const OFCondition cond = read(&deflated);
+  if (deflated) return NotPlainlyDeflated();
+  if (cond.bad()) return Status::Corruption(std::string("unparseable DICOM data: ") + cond.text());
+  // DCMTK asks to inflate only when bytes follow the meta header: with none, its read succeeds.
+  if (DcmtkReadsCompressed(ff)) return NotPlainlyDeflated();
+  return Status::Ok();
+}
+
 bool DeflatedForDcmtk(std::string_view part10) {
   DcmFileFormat ff;
   if (ReadInPlace(ff, part10, ERM_metaOnly).bad()) return false;

@@ -59,6 +59,14 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
 OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& file, Uint32 max_read,
                               E_FileReadMode mode, bool* deflated = nullptr);
 
+// What the file and the memory parse both check of a data set that is not plainly deflated, in
+// order: every element's length and the nesting depth (ScanElements), then DCMTK's read into
+// `ff` (`read`, which refuses to inflate and says so), then whether DCMTK took the data set as
+// deflated. `deflated_for_dcmtk` names the cause when the scan fails.
+Status ScanAndRead(const ReadAt& read_at, const Layout& layout, DcmFileFormat& ff,
+                   const std::function<bool()>& deflated_for_dcmtk,
+                   const std::function<OFCondition(bool* deflated)>& read);
+
 // An object held in memory as a ReadAt.
 ReadAt MemoryReader(std::string_view bytes);
 
