@@ -258,15 +258,15 @@ ReadAt FileReader(WindowReader& in) {
   return [&in](uint64_t at, void* buf, size_t n) { return in.Read(at, buf, n); };
 }
 
-// `dcmtk_reads_next`: a DCMTK read that refuses to inflate follows (ReadFileNoInflate), and its
-// caller checks DcmtkReadsCompressed after it; then a Part 10 file (with its preamble) is not
-// parsed by DCMTK a first time here to learn whether DCMTK would read it as deflated.
-Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_at, bool dcmtk_reads_next = false) {
+// A DCMTK read that refuses to inflate follows (ReadFileNoInflate) and DcmtkReadsCompressed after
+// it (dicom_scan::ScanAndRead): a Part 10 file (with its preamble) is not parsed by DCMTK a first
+// time here to learn whether DCMTK would read it as deflated.
+Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_at) {
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(file, ec);
   if (ec) return Status::IOError("cannot size " + file.string());
   char magic[4] = {};
-  const bool part10 = dcmtk_reads_next && size >= 132 && read_at(128, magic, 4) && std::memcmp(magic, "DICM", 4) == 0;
+  const bool part10 = size >= 132 && read_at(128, magic, 4) && std::memcmp(magic, "DICM", 4) == 0;
   if (part10) return dicom_scan::ReadLayout(size, read_at, [] { return false; });
   return dicom_scan::ReadLayout(size, read_at, [&file] { return DeflatedForDcmtk(file); });
 }
@@ -323,20 +323,6 @@ class InflatedCopy {
 
 }  // namespace
 
-Status CheckNestingDepth(const std::filesystem::path& file) {
-  WindowReader in(file);
-  if (!in.ok()) return Status::IOError("cannot open " + file.string());
-  const ReadAt read_at = FileReader(in);
-  Result<Layout> layout = ReadLayout(file, read_at);
-  if (!layout.ok()) return layout.status();
-  if (layout->deflated) {
-    InflatedCopy copy;
-    if (Status s = copy.Make(file, layout->data_set); !s.ok()) return s;
-    return ScanElements(copy.reader(), 0, copy.size(), true, false, true);
-  }
-  return ScanElements(read_at, layout->data_set, layout->size, layout->explicit_vr, layout->big_endian, false);
-}
-
 struct DicomFile::Inflated : InflatedCopy {};
 
 DicomFile::DicomFile() : format_(std::make_unique<DcmFileFormat>()) {}
@@ -347,7 +333,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
   WindowReader in(file);
   if (!in.ok()) return Status::IOError("cannot open " + file.string());
   const ReadAt read_at = FileReader(in);
-  Result<Layout> layout = ReadLayout(file, read_at, true);
+  Result<Layout> layout = ReadLayout(file, read_at);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<DicomFile> f(new DicomFile());
   // DCMTK allocates a value it loads before it reads it, whatever length the element claims, and

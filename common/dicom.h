@@ -58,18 +58,13 @@ inline constexpr int kMaxSequenceDepth = 128;
 // A deflated data set that inflates to more than this is refused: DCMTK holds all of it in memory.
 inline constexpr uint64_t kMaxInflatedBytes = uint64_t{512} << 20;
 
-// Scans the file's data set without recursion (values are skipped, not read) and fails with
-// Corruption when sequences nest deeper than kMaxSequenceDepth. A deflated data set is inflated
-// (into an unlinked temporary file) and must also stay within kMaxInflatedBytes, with every
-// element no longer than what is left of it; a file that DCMTK would inflate although its meta
-// header does not plainly say so is refused.
-Status CheckNestingDepth(const std::filesystem::path& file);
-
-// A file parsed by DCMTK after the checks of CheckNestingDepth, the only way TeleRead parses
-// what others sent. A deflated data set is parsed from its inflated copy, kept while this lives:
-// reading a deflated stream DCMTK allocates whatever length an element claims. A plain file is
-// read with a limit no larger than the file itself, so DCMTK checks any longer claim against the
-// bytes that are there instead of allocating it.
+// A file parsed by DCMTK after its data set was scanned without recursion (values skipped):
+// sequences nested deeper than kMaxSequenceDepth, a length past the end, a deflated data set over
+// kMaxInflatedBytes and one DCMTK would inflate although the meta header does not plainly say so
+// are refused first. The only way TeleRead parses what others sent. A deflated data set is parsed from its inflated
+// copy, kept while this lives: reading a deflated stream DCMTK allocates whatever length an element claims. A plain
+// file is read with a limit no larger than the file itself, so DCMTK checks any longer claim against the bytes that are
+// there instead of allocating it.
 class DicomFile {
  public:
   // Values longer than `max_read_length` stay on disk (0: all are loaded). Corruption when the

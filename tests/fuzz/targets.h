@@ -27,7 +27,7 @@ void QuietLogging();
 std::filesystem::path FuzzDir();
 
 // The bytes as a received object (Part 10 or a bare data set), through what ingest runs on it:
-// ReadInstanceSummary (CheckNestingDepth first), the patient name's index keys, and, as for a
+// ReadInstanceSummary (the element scan first), the patient name's index keys, and, as for a
 // re-sent duplicate, SameDataSet against data/study.dcm.
 Result<InstanceSummary> DatasetSummary(std::string_view bytes);
 
