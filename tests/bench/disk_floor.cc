@@ -2,10 +2,14 @@
 // written file (no block allocation, as a reused WAL or segment) and then fdatasync; and one
 // O_DIRECT|O_DSYNC write. ingest.sh prints it next to the network floor (storescp --ignore), so the
 // best ratio a receiver that syncs once per object can reach at one association is measured, not
-// argued.
+// argued. With obj=BYTES: one object of that size written with O_DIRECT into the same kind of file
+// and then fdatasync (a large object's floor at one association), and the disk's durable streaming
+// rate (1 MiB O_DIRECT writes, one fdatasync at the end: the most any number of associations can
+// make durable per second).
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,19 +32,54 @@ bool Fill(int fd, size_t bytes) {
   return ::fsync(fd) == 0;
 }
 
+// Objects of `object` bytes, each written with O_DIRECT and then fdatasync'd; then the whole span
+// in 1 MiB O_DIRECT writes with one fdatasync.
+bool LargeWrites(const std::string& path, size_t object, size_t span) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_DIRECT);
+  void* raw = nullptr;
+  const size_t chunk = std::max<size_t>(object, 1 << 20);
+  if (fd < 0 || ::posix_memalign(&raw, kPage, chunk) != 0) return fd < 0;  // no O_DIRECT here: no figure
+  std::memset(raw, 9, chunk);
+  bool ok = true;
+  off_t off = 0;
+  const int rounds = static_cast<int>(std::min<size_t>(200, span / object));
+  auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < rounds && ok; ++r, off += static_cast<off_t>(object)) {
+    ok = ::pwrite(fd, raw, object, off) == static_cast<ssize_t>(object) && ::fdatasync(fd) == 0;
+  }
+  if (ok) std::printf("object_%zu\t%.3f\n", object, Millis(std::chrono::steady_clock::now() - t0) / rounds);
+  t0 = std::chrono::steady_clock::now();
+  for (off = 0; ok && static_cast<size_t>(off) + (1 << 20) <= span; off += 1 << 20) {
+    ok = ::pwrite(fd, raw, 1 << 20, off) == (1 << 20);
+  }
+  ok = ok && ::fdatasync(fd) == 0;
+  const double ms = Millis(std::chrono::steady_clock::now() - t0);
+  if (ok) std::printf("stream_MB_per_s\t%.0f\n", static_cast<double>(span) / 1e3 / ms);
+  ::close(fd);
+  std::free(raw);
+  return ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: teleread-disk-floor DIR [PAGES...]\n");
+    std::fprintf(stderr, "usage: teleread-disk-floor DIR [PAGES...] [obj=BYTES]\n");
     return 2;
   }
   const std::string path = std::string(argv[1]) + "/disk-floor.tmp";
   std::vector<int> pages;
-  for (int i = 2; i < argc; ++i) pages.push_back(std::atoi(argv[i]));
+  size_t object = 0;
+  for (int i = 2; i < argc; ++i) {
+    if (std::strncmp(argv[i], "obj=", 4) == 0) {
+      object = (std::strtoull(argv[i] + 4, nullptr, 10) + kPage - 1) / kPage * kPage;
+    } else {
+      pages.push_back(std::atoi(argv[i]));
+    }
+  }
   if (pages.empty()) pages = {1, 3, 10, 27};
 
-  const size_t span = 64u << 20;
+  const size_t span = 256u << 20;
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
   if (fd < 0 || !Fill(fd, span)) {
     std::perror(path.c_str());
@@ -76,6 +115,7 @@ int main(int argc, char** argv) {
     std::printf("o_direct_dsync_12k\t%.3f\n", Millis(std::chrono::steady_clock::now() - t0) / kRounds);
     ::close(fd);
   }
+  if (object > 0 && object <= span && !LargeWrites(path, object, span)) return 1;
   ::unlink(path.c_str());
   std::free(raw);
   return 0;
