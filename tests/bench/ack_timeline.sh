@@ -6,19 +6,26 @@
 # data in -> first storage call -> sync start -> sync -> response; sender: response in ->
 # next command out -> data out). strace still slows every traced call: compare receivers
 # measured the same way, not these figures with untraced runs.
-# Usage: tests/bench/ack_timeline.sh BUILD_DIR|storescp OUT_DIR [COUNT]   (default 300 small objects)
+# ACK_KIND=ct: CT objects (~0.5 MB) instead; ct_timeline.py then splits each object's time at its
+# last data read and sums the storage calls between that read and the response, the part the sender
+# waits for (the server only).
+# Usage: tests/bench/ack_timeline.sh BUILD_DIR|storescp OUT_DIR [COUNT]   (default 300 small, 200 CT objects)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=$1 out=$2 count=${3:-300}
+kind=${ACK_KIND:-small}
+case $kind in small | ct) ;; *) echo "ACK_KIND is small or ct" >&2; exit 2 ;; esac
+default_count=300
+[ "$kind" = ct ] && default_count=200
+build=$1 out=$2 count=${3:-$default_count}
 port=11197
-calls=read,write,writev,pwrite64,fdatasync,fsync,openat,rename,renameat2,futex
+calls=read,write,writev,pwrite64,fdatasync,fsync,openat,close,link,rename,renameat2,futex
 mkdir -p "$out"
-corpus=$out/corpus-$count
+corpus=$out/corpus-$kind-$count
 if [ ! -d "$corpus" ]; then
   maker=$build/samples/teleread-samples
   [ "$build" = storescp ] && maker=$root/build/samples/teleread-samples
   mkdir -p "$corpus"
-  "$maker" corpus "$corpus" --kind small --count "$count" >/dev/null
+  "$maker" corpus "$corpus" --kind "$kind" --count "$count" >/dev/null
 fi
 sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" "$root/config/teleread.toml" |
   awk '/^\[https\]/ { skip = 1 } skip && /^$/ { skip = 0 } !skip' >"$out/teleread.toml"
@@ -42,4 +49,8 @@ kill "$(pgrep -P $pid)" 2>/dev/null || true
 wait $pid 2>/dev/null || true
 trap - EXIT
 echo "$build: $(((t1 - t0) / count / 1000)) us per object (traced)"
-python3 "$root/tests/bench/ack_timeline.py" "$out"
+if [ "$kind" = ct ]; then
+  python3 "$root/tests/bench/ct_timeline.py" "$out/server.strace"
+else
+  python3 "$root/tests/bench/ack_timeline.py" "$out"
+fi
