@@ -33,6 +33,7 @@ if [ -e "$work" ]; then
   sleep "${BENCH_SETTLE_SECONDS:-61}"
 fi
 mkdir -p "$work/corpus" "$work/trash"
+source "$root/tests/bench/free_space.sh"
 sed -e "s/^min_free_disk_mb = .*/min_free_disk_mb = 0/" "$root/config/teleread.toml" |
   awk '/^\[https\]/ { skip = 1 } skip && /^$/ { skip = 0 } !skip' >"$work/teleread.toml"
 tls=() storescp_tls=()
@@ -64,6 +65,7 @@ else
   "$a/samples/teleread-samples" corpus "$work/corpus/all" --kind "$kind" --count "$count" >/dev/null
 fi
 for i in 0 1 2 3; do mkdir -p "$work/corpus/part$i"; done
+corpus_bytes=$(du -sb "$work/corpus/all" | cut -f1)
 n=0
 for f in $(find "$work/corpus/all" -name '*.dcm' | sort); do mv "$f" "$work/corpus/part$((n % 4))/"; n=$((n + 1)); done
 
@@ -83,6 +85,7 @@ trap '[ -z "$running" ] || kill $running 2>/dev/null || true' EXIT
 
 cell() {  # label build_dir assocs -> one result line
   local label=$1 build=$2 assocs=$3 data=$work/data-$RANDOM$RANDOM pid
+  require_free_space "$work" $((2 * corpus_bytes + 1000000000))
   # DCMTK reads TCP_NODELAY in every process: storescp as well as the senders.
   local nodelay=${BENCH_NODELAY:-1}
   [ "$label" = B ] && [ "${BENCH_NAGLE_B:-0}" = 1 ] && nodelay=0

@@ -22,6 +22,7 @@ kinds=${BENCH_KINDS:-ct small public}
 port=11190
 source "$root/tests/bench/orthanc.sh"
 source "$root/tests/bench/public_corpus.sh"
+source "$root/tests/bench/free_space.sh"
 export TCP_NODELAY=1  # the DCMTK peers' best setting (Debian's DCMTK leaves Nagle on)
 
 # ext4 without a journal (this machine's root) passes over every inode freed in the last minute when it
@@ -99,6 +100,7 @@ for kind in $kinds; do bytes[$kind]=$(corpus "$kind" "${count[$kind]}"); done
 printf 'server\tcorpus\tassocs\tinstances\tseconds\tinst_per_s\tMB_per_s\tpeak_rss_MB\tpass\n' >"$work/results.tsv"
 run() {  # which kind assocs [nagle]
   local data=$work/data-$1-$2-$3-$pass
+  require_free_space "$work" $((2 * bytes[$2] + 1000000000))
   local pid
   pid=$(start_server "$1" "$data")
   local label=$1 nodelay=1
@@ -194,6 +196,7 @@ done
 large_ok=skipped large_rss=0 large_bytes=0
 if [ $with_teleread = 1 ] && [ "${BENCH_LARGE:-1}" = 1 ]; then
   echo "running teleread with one ~1 GB object" >&2
+  require_free_space "$work" 3000000000  # the object, and the server's copy
   "$build/samples/teleread-samples" corpus "$work/corpus-large" --kind large --count 1 >/dev/null
   large_pid=$(start_server teleread "$work/data-large")
   storescu -aet ZZ_PACS -aec LX_READ --max-pdu 131072 +sd +r 127.0.0.1 $port "$work/corpus-large" \
