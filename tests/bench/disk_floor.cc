@@ -3,9 +3,8 @@
 // O_DIRECT|O_DSYNC write. ingest.sh prints it next to the network floor (storescp --ignore), so the
 // best ratio a receiver that syncs once per object can reach at one association is measured, not
 // argued. With obj=BYTES: one object of that size written with O_DIRECT into the same kind of file
-// and then fdatasync (a large object's floor at one association), and the disk's durable streaming
-// rate (1 MiB O_DIRECT writes, one fdatasync at the end: the most any number of associations can
-// make durable per second).
+// and then fdatasync (for reference: a receiver overlaps its writes with the reception), and the
+// disk's durable streaming rate from one writer (1 MiB O_DIRECT writes, one fdatasync at the end).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -36,9 +35,16 @@ bool Fill(int fd, size_t bytes) {
 // in 1 MiB O_DIRECT writes with one fdatasync.
 bool LargeWrites(const std::string& path, size_t object, size_t span) {
   const int fd = ::open(path.c_str(), O_RDWR | O_DIRECT);
+  if (fd < 0) {
+    std::perror("teleread-disk-floor: O_DIRECT open (no object or streaming figure)");
+    return true;
+  }
   void* raw = nullptr;
   const size_t chunk = std::max<size_t>(object, 1 << 20);
-  if (fd < 0 || ::posix_memalign(&raw, kPage, chunk) != 0) return fd < 0;  // no O_DIRECT here: no figure
+  if (::posix_memalign(&raw, kPage, chunk) != 0) {
+    ::close(fd);
+    return false;
+  }
   std::memset(raw, 9, chunk);
   bool ok = true;
   off_t off = 0;
@@ -54,7 +60,9 @@ bool LargeWrites(const std::string& path, size_t object, size_t span) {
   }
   ok = ok && ::fdatasync(fd) == 0;
   const double ms = Millis(std::chrono::steady_clock::now() - t0);
+  // One writer at queue depth 1: a lower estimate of what the disk can make durable.
   if (ok) std::printf("stream_MB_per_s\t%.0f\n", static_cast<double>(span) / 1e3 / ms);
+  if (!ok) std::perror("teleread-disk-floor: large writes");
   ::close(fd);
   std::free(raw);
   return ok;
@@ -115,8 +123,10 @@ int main(int argc, char** argv) {
     std::printf("o_direct_dsync_12k\t%.3f\n", Millis(std::chrono::steady_clock::now() - t0) / kRounds);
     ::close(fd);
   }
-  if (object > 0 && object <= span && !LargeWrites(path, object, span)) return 1;
+  if (object > span) std::fprintf(stderr, "teleread-disk-floor: obj= larger than the %zu-byte span: skipped\n", span);
+  const bool large_ok = object == 0 || object > span || LargeWrites(path, object, span);
   ::unlink(path.c_str());
+  if (!large_ok) return 1;
   std::free(raw);
   return 0;
 }
