@@ -154,13 +154,8 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
 
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
   REQUIRE(scu.Connect().empty());
-  std::vector<int> statuses;
   std::string comment;
-  for (const auto& f : files.value()) {
-    DcmFileFormat ff;
-    REQUIRE(ff.loadFile(f.c_str()).good());
-    statuses.push_back(scu.Store(*ff.getDataset(), UID_CTImageStorage, "", "", &comment));
-  }
+  const std::vector<int> statuses = scu.StoreFiles(files.value(), UID_CTImageStorage, &comment);
   const auto stored = std::count(statuses.begin(), statuses.end(), 0);
   const auto full = std::count(statuses.begin(), statuses.end(), 0xA700);
   INFO("last error comment: " << comment);
@@ -189,12 +184,7 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
   }
   TestScu small_scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
   REQUIRE(small_scu.Connect().empty());
-  std::vector<int> small_statuses;
-  for (const auto& f : small.value()) {
-    DcmFileFormat ff;
-    REQUIRE(ff.loadFile(f.c_str()).good());
-    small_statuses.push_back(small_scu.Store(*ff.getDataset(), UID_CTImageStorage, "", "", &comment));
-  }
+  const std::vector<int> small_statuses = small_scu.StoreFiles(small.value(), UID_CTImageStorage, &comment);
   small_scu.Release();
   INFO("small objects: last error comment: " << comment);
   CHECK(std::count(small_statuses.begin(), small_statuses.end(), 0xA700) == static_cast<long>(small_statuses.size()));

@@ -7,7 +7,6 @@
 #include <algorithm>
 
 #include "dcmtk/config/osconfig.h"  // must come first
-#include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include "common/dicom.h"
@@ -43,13 +42,8 @@ TEST_CASE("a full ext4 volume under O_DIRECT writes answers 0xA700 and leaves no
 
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
   REQUIRE(scu.Connect().empty());
-  std::vector<int> statuses;
   std::string comment;
-  for (const fs::path& f : files.value()) {
-    DcmFileFormat ff;
-    REQUIRE(ff.loadFile(f.c_str()).good());
-    statuses.push_back(scu.Store(*ff.getDataset(), UID_CTImageStorage, "", "", &comment));
-  }
+  const std::vector<int> statuses = scu.StoreFiles(files.value(), UID_CTImageStorage, &comment);
   scu.Release();
   const auto stored = std::count(statuses.begin(), statuses.end(), 0);
   const auto full = std::count(statuses.begin(), statuses.end(), 0xA700);

@@ -2,10 +2,13 @@
 
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmnet/assoc.h"
 #include "dcmtk/dcmnet/dimse.h"
 #include "dcmtk/ofstd/ofstd.h"
+
+#include <catch2/catch.hpp>
 
 namespace teleread::test {
 
@@ -57,6 +60,17 @@ std::string TestScu::Connect() {
   }
   if (ASC_countAcceptedPresentationContexts(impl_->assoc->params) == 0) return "no presentation context accepted";
   return "";
+}
+
+std::vector<int> TestScu::StoreFiles(const std::vector<std::filesystem::path>& files, const std::string& sop_class,
+                                     std::string* error_comment) {
+  std::vector<int> statuses;
+  for (const std::filesystem::path& f : files) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(f.c_str()).good());
+    statuses.push_back(Store(*ff.getDataset(), sop_class, "", "", error_comment));
+  }
+  return statuses;
 }
 
 int TestScu::Store(DcmDataset& dataset, const std::string& context_sop_class, std::string command_sop_class,

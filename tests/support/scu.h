@@ -2,6 +2,7 @@
 // A C-STORE SCU that can send what storescu never would: a data set on another SOP class's
 // presentation context, command UIDs that disagree with the data set, objects without UIDs.
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,11 @@ class TestScu {
   // Returns the DIMSE status, or -1 when the association broke.
   int Store(DcmDataset& dataset, const std::string& context_sop_class, std::string command_sop_class = "",
             std::string command_sop_instance = "", std::string* error_comment = nullptr);
+
+  // Sends each file's data set on `sop_class`'s context, in order (each must load): their DIMSE
+  // statuses, as Store returns them; `error_comment` holds the last error comment.
+  std::vector<int> StoreFiles(const std::vector<std::filesystem::path>& files, const std::string& sop_class,
+                              std::string* error_comment = nullptr);
 
   // The transfer syntax the centre accepted for `sop_class`; empty when it refused the context.
   std::string AcceptedTransferSyntax(const std::string& sop_class) const;
