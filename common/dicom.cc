@@ -216,7 +216,9 @@ using dicom_scan::ScanElements;
 // header) cost one pread per window instead of a seek and a read each.
 class WindowReader {
  public:
-  explicit WindowReader(const std::filesystem::path& file) : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)) {}
+  // `head`: the file's first bytes, read from memory.
+  explicit WindowReader(const std::filesystem::path& file, std::string_view head = {})
+      : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)), head_(head) {}
   ~WindowReader() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -225,6 +227,10 @@ class WindowReader {
   bool ok() const { return fd_ >= 0; }
 
   bool Read(uint64_t at, void* out, size_t n) {
+    if (at <= head_.size() && n <= head_.size() - at) {
+      std::memcpy(out, head_.data() + at, n);
+      return true;
+    }
     if (at < start_ || at + n > start_ + len_) {
       if (n > kWindow) return PreadAll(at, out, n);
       buf_.resize(kWindow);
@@ -250,6 +256,7 @@ class WindowReader {
 
   static constexpr size_t kWindow = 64 * 1024;
   int fd_;
+  std::string_view head_;
   std::vector<char> buf_;
   uint64_t start_ = 0, len_ = 0;
 };
@@ -329,8 +336,8 @@ DicomFile::DicomFile() : format_(std::make_unique<DcmFileFormat>()) {}
 DicomFile::~DicomFile() = default;
 
 Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& file, uint32_t max_read_length,
-                                                   bool require_meta_header) {
-  WindowReader in(file);
+                                                   bool require_meta_header, std::string_view head) {
+  WindowReader in(file, head);
   if (!in.ok()) return Status::IOError("cannot open " + file.string());
   const ReadAt read_at = FileReader(in);
   Result<Layout> layout = ReadLayout(file, read_at);
@@ -352,7 +359,7 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
     if (Status s = dicom_scan::ScanAndRead(
             read_at, layout.value(), *f->format_, [&file] { return DeflatedForDcmtk(file); },
             [&](bool* deflated) {
-              return dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, deflated);
+              return dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, deflated, head);
             });
         !s.ok()) {
       return s;
@@ -378,9 +385,9 @@ std::filesystem::path DicomFile::inflated_data_set() const {
 }
 DcmDataset& DicomFile::dataset() { return *format_->getDataset(); }
 
-Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file) {
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, std::string_view head) {
   // Values longer than 4 KiB stay on disk: a 1 GB object costs no more memory than a small one.
-  Result<std::unique_ptr<DicomFile>> f = DicomFile::Open(file, 4096, true);
+  Result<std::unique_ptr<DicomFile>> f = DicomFile::Open(file, 4096, true, head);
   if (!f.ok()) return f.status();
   return Summarize(*f.value());
 }

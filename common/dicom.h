@@ -69,8 +69,10 @@ class DicomFile {
  public:
   // Values longer than `max_read_length` stay on disk (0: all are loaded). Corruption when the
   // file is no parseable DICOM (without a meta header too, unless `require_meta_header`).
+  // `head`, when not empty, is the file's first bytes (kept while it was received): read from
+  // memory instead of the file; it must be what the file holds.
   static Result<std::unique_ptr<DicomFile>> Open(const std::filesystem::path& file, uint32_t max_read_length,
-                                                 bool require_meta_header);
+                                                 bool require_meta_header, std::string_view head = {});
   // The same checks and parse for a Part 10 object held in memory, read in place (every value
   // is loaded: meant for objects of at most a few hundred KiB). InvalidArgument for a deflated
   // data set, or bytes without the preamble, which are parsed from a file only (Open).
@@ -94,7 +96,7 @@ class DicomFile {
 
 // Parses the whole file (large values are not loaded into memory) and extracts the summary.
 // Corruption when the file is not a parseable DICOM file with a meta header.
-Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file);
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, std::string_view head = {});
 // The same for an object held in memory (DicomFile::Parse): InvalidArgument when it is deflated.
 Result<InstanceSummary> ReadInstanceSummaryFromMemory(std::string_view part10);
 // The summary of a file parsed already; transfer syntax and source AE are empty without a meta header.

@@ -10,8 +10,13 @@
 #include "dcmtk/dcmdata/dcvr.h"
 #include "dcmtk/dcmdata/dcxfer.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -98,6 +103,104 @@ class NoInflateFileStream : public DcmInputFileStream {
  private:
   bool inflate_refused_ = false;
 };
+
+// The file's first bytes from memory (the head an association kept while it wrote the object
+// with O_DIRECT, which left nothing of it in the page cache), the rest from the file.
+class HeadThenFileProducer : public DcmProducer {
+ public:
+  HeadThenFileProducer(std::string_view head, const std::filesystem::path& file)
+      : head_(head), fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)) {
+    struct stat st {};
+    if (fd_ < 0 || ::fstat(fd_, &st) != 0) {
+      status_ = EC_InvalidStream;
+      return;
+    }
+    size_ = static_cast<uint64_t>(st.st_size);
+    if (head_.size() > size_) head_ = head_.substr(0, size_);
+  }
+  ~HeadThenFileProducer() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  HeadThenFileProducer(const HeadThenFileProducer&) = delete;
+  HeadThenFileProducer& operator=(const HeadThenFileProducer&) = delete;
+
+  OFBool good() const override { return status_.good(); }
+  OFCondition status() const override { return status_; }
+  OFBool eos() override { return pos_ >= size_; }
+  offile_off_t avail() override { return status_.good() ? static_cast<offile_off_t>(size_ - pos_) : 0; }
+  offile_off_t read(void* buf, offile_off_t buflen) override {
+    if (!status_.good() || buflen <= 0) return 0;
+    auto* out = static_cast<char*>(buf);
+    const uint64_t want = std::min<uint64_t>(static_cast<uint64_t>(buflen), size_ - pos_);
+    uint64_t done = 0;
+    if (pos_ < head_.size()) {
+      done = std::min<uint64_t>(want, head_.size() - pos_);
+      std::memcpy(out, head_.data() + pos_, done);
+    }
+    while (done < want) {
+      const ssize_t r = ::pread(fd_, out + done, want - done, static_cast<off_t>(pos_ + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        status_ = EC_InvalidStream;
+        break;
+      }
+      done += static_cast<uint64_t>(r);
+    }
+    pos_ += done;
+    return static_cast<offile_off_t>(done);
+  }
+  offile_off_t skip(offile_off_t skiplen) override {
+    if (!status_.good() || skiplen <= 0) return 0;
+    const uint64_t n = std::min<uint64_t>(static_cast<uint64_t>(skiplen), size_ - pos_);
+    pos_ += n;
+    return static_cast<offile_off_t>(n);
+  }
+  void putback(offile_off_t num) override {
+    if (num <= 0) return;
+    pos_ -= std::min<uint64_t>(static_cast<uint64_t>(num), pos_);
+  }
+
+ private:
+  std::string_view head_;
+  int fd_ = -1;
+  uint64_t size_ = 0, pos_ = 0;
+  OFCondition status_ = EC_Normal;
+};
+
+// As NoInflateFileStream, the head read from memory; a value left unread loads later from the file.
+class HeadFileStream : public DcmInputStream {
+ public:
+  HeadFileStream(std::string_view head, const std::filesystem::path& file)
+      : DcmInputStream(&producer_), producer_(head, file), file_(file) {}
+  DcmInputStreamFactory* newFactory() const override { return new DcmInputFileStreamFactory(file_.c_str(), tell()); }
+  OFCondition installCompressionFilter(E_StreamCompression) override {
+    inflate_refused_ = true;
+    return EC_UnsupportedEncoding;
+  }
+  bool inflate_refused() const { return inflate_refused_; }
+
+ private:
+  HeadThenFileProducer producer_;
+  std::filesystem::path file_;
+  bool inflate_refused_ = false;
+};
+
+// As DcmFileFormat::loadFile (DCMTK 3.6.7) reads from its own file stream.
+template <typename Stream>
+OFCondition ReadStream(DcmFileFormat& ff, Stream& in, Uint32 max_read, E_FileReadMode mode, bool* deflated) {
+  OFCondition cond = in.status();
+  if (cond.good()) cond = ff.clear();
+  if (cond.good()) {
+    const E_FileReadMode old_mode = ff.getReadMode();
+    ff.setReadMode(mode);
+    ff.transferInit();
+    cond = ff.read(in, EXS_Unknown, EGL_noChange, max_read);
+    ff.transferEnd();
+    ff.setReadMode(old_mode);
+  }
+  if (deflated) *deflated = in.inflate_refused();
+  return cond;
+}
 
 }  // namespace
 
@@ -280,23 +383,15 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
 }
 
 OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& file, Uint32 max_read,
-                              E_FileReadMode mode, bool* deflated) {
+                              E_FileReadMode mode, bool* deflated, std::string_view head) {
   // loadFile hands ERM_dataset to DcmDataset::loadFile (no meta header): not done here.
   if (mode == ERM_dataset) return EC_IllegalCall;
-  NoInflateFileStream in(file);
-  OFCondition cond = in.status();
-  if (cond.good()) cond = ff.clear();
-  if (cond.good()) {
-    // As DcmFileFormat::loadFile (DCMTK 3.6.7) reads from its own file stream.
-    const E_FileReadMode old_mode = ff.getReadMode();
-    ff.setReadMode(mode);
-    ff.transferInit();
-    cond = ff.read(in, EXS_Unknown, EGL_noChange, max_read);
-    ff.transferEnd();
-    ff.setReadMode(old_mode);
+  if (!head.empty()) {
+    HeadFileStream in(head, file);
+    return ReadStream(ff, in, max_read, mode, deflated);
   }
-  if (deflated) *deflated = in.inflate_refused();
-  return cond;
+  NoInflateFileStream in(file);
+  return ReadStream(ff, in, max_read, mode, deflated);
 }
 
 Status NotPlainlyDeflated() {

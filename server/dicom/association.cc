@@ -335,6 +335,7 @@ class Association {
                              {},
                              {}};
         request.bytes = std::move(received.bytes);
+        request.head = std::move(received.head);
         outcome = env_.ingest.Store(request);
       }
     }

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string_view>
 
@@ -56,15 +57,20 @@ class TieredConsumer : public DcmConsumer {
   offile_off_t write(const void* buf, offile_off_t len) override {
     if (len <= 0) return 0;
     if (failed_) return len;  // discarded
-    const auto n = static_cast<size_t>(len);
-    if (temp_.empty() && held_.size() + n <= limit_) {
-      // Once, to the limit: append's doubling could otherwise hold up to twice the limit.
+    auto n = static_cast<size_t>(len);
+    const char* p = static_cast<const char*>(buf);
+    if (temp_.empty()) {
+      // Held to the limit, so that a spilled object's head is as long as memory allows.
+      // Reserved once: append's doubling could otherwise hold up to twice the limit.
       if (held_.capacity() < limit_) held_.reserve(limit_);
-      held_.append(static_cast<const char*>(buf), n);
-      return len;
+      const size_t take = std::min<uint64_t>(n, limit_ - held_.size());
+      held_.append(p, take);
+      if (take == n) return len;
+      if (!Spill()) return Discard(len);
+      p += take;
+      n -= take;
     }
-    if (temp_.empty() && !Spill()) return Discard(len);
-    if (file_.Append(buf, n) != 0) return Discard(len);
+    if (file_.Append(p, n) != 0) return Discard(len);
     // Kept with O_DIRECT: the head, and every byte where the file system accepts the flag but
     // still writes through the page cache (tmpfs since Linux 6.6), then go out early too.
     if (durable_ && file_.size() >= next_kick_) {
@@ -77,6 +83,8 @@ class TieredConsumer : public DcmConsumer {
   bool in_memory() const { return temp_.empty() && !failed_; }
   bool failed() const { return failed_; }
   std::string TakeBytes() { return std::move(held_); }
+  // A spilled object's first bytes, as written to its file: the parse reads them from here.
+  std::string TakeHead() { return std::move(head_); }
   // Writes the rest, closes the file and hands it over: the caller removes it from now on.
   Result<std::filesystem::path> TakeFile() {
     if (int err = file_.Finish(); err != 0) return Status::FromErrno(err, "write " + temp_.string());
@@ -84,24 +92,30 @@ class TieredConsumer : public DcmConsumer {
   }
 
  private:
-  static constexpr uint64_t kKickBytes = 128 * 1024;  // about one PDU: the tail left to sync stays short
+  static constexpr uint64_t kKickBytes = 128 * 1024;
+  // Holds any header but an enhanced multi-frame object's functional groups (the default memory limit: 128 KiB).
+  static constexpr size_t kHeadInMemory = 16 * 1024;  // about one PDU: the tail left to sync stays short
 
   offile_off_t Discard(offile_off_t len) {
     failed_ = true;
     held_ = std::string();
+    head_ = std::string();
     return len;
   }
 
   bool Spill() {
     temp_ = store_.NewTempPath();
-    if (file_.Create(temp_, direct_syntax_ && Native(direct_syntax_)) != 0) {
+    head_ = std::move(held_);
+    held_ = std::string();
+    // The parse reads the head from memory; with a very small one (a memory limit of a few KiB)
+    // its file's head stays in the page cache for it, as the parse reads on past it.
+    const size_t cached_head = head_.size() >= kHeadInMemory ? 0 : DirectFile::kHead;
+    if (file_.Create(temp_, direct_syntax_ && Native(direct_syntax_), cached_head) != 0) {
       temp_.clear();
       failed_ = true;
       return false;
     }
-    const std::string held = std::move(held_);
-    held_ = std::string();
-    if (file_.Append(held.data(), held.size()) != 0) {
+    if (file_.Append(head_.data(), head_.size()) != 0) {
       failed_ = true;
       return false;
     }
@@ -113,6 +127,7 @@ class TieredConsumer : public DcmConsumer {
   const bool durable_;
   const char* const direct_syntax_;
   std::string held_;
+  std::string head_;
   std::filesystem::path temp_;
   DirectFile file_;
   bool failed_ = false;
@@ -195,6 +210,7 @@ OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, cons
     return EC_Normal;
   }
   out->path = std::move(file.value());
+  out->head = tier.TakeHead();
   return EC_Normal;
 }
 

@@ -22,6 +22,9 @@ struct ReceivedDataSet {
   std::filesystem::path path;  // kReceived: the whole data set in a file; the caller removes it
   std::string bytes;           // kReceived with an empty path: the whole object, in memory (never
                                // with memory_limit 0, bar an empty data set)
+  std::string head;            // with a path: the file's first bytes (up to memory_limit), which
+                               // its parse reads from here (a file written with O_DIRECT from
+                               // its first byte has none of them in the page cache)
 };
 
 // `durable`: an object whose fsync comes next, written to disk while the rest is arriving: with

@@ -68,7 +68,7 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   if (!req.summary && (!in_index || summary.status().code() == Status::Code::kInvalidArgument)) {  // or deflated
     Result<std::filesystem::path> file = received();
     if (!file.ok()) return Refuse(IngestCode::kNoStorage, file.status().message());
-    summary = ReadInstanceSummary(file.value());
+    summary = ReadInstanceSummary(file.value(), in_index ? std::string_view() : std::string_view(req.head));
   }
   if (!summary.ok()) return Refuse(IngestCode::kUnreadable, summary.status().message());
   const InstanceSummary& s = summary.value();

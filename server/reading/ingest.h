@@ -59,6 +59,8 @@ struct StoreRequest {
   std::function<bool()> companions_wanted = {};  // called inside the index write, on its leader's thread
   // The object in memory instead of temp_file (a small one, as received): kept in the index.
   std::string bytes = {};
+  // temp_file's first bytes, when the receiver kept them: its parse reads them from here.
+  std::string head = {};
 };
 
 struct StoreOutcome {

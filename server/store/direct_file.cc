@@ -57,7 +57,8 @@ DirectFile::~DirectFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-int DirectFile::Create(const std::filesystem::path& path, bool direct) {
+int DirectFile::Create(const std::filesystem::path& path, bool direct, size_t head) {
+  head_ = std::min(head, kChunk);
   // The buffer first: a failure leaves no file behind.
   if (direct) {
     buffer_ = {TakeBuffer(), &KeepBuffer};
@@ -65,13 +66,14 @@ int DirectFile::Create(const std::filesystem::path& path, bool direct) {
   }
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (fd_ < 0) return Fail(errno);
-  return 0;
+  return direct && head_ == 0 ? WriteHead() : 0;
 }
 
 int DirectFile::WriteHead() {
   if (int err = WriteAll(fd_, std::string_view(buffer_.get(), used_)); err != 0) return Fail(err);
   written_ += used_;
   used_ = 0;
+  in_head_ = false;
   // EINVAL: a file system without O_DIRECT; the rest goes the ordinary way too.
   const int flags = ::fcntl(fd_, F_GETFL);
   direct_ = flags >= 0 && ::fcntl(fd_, F_SETFL, flags | O_DIRECT) == 0;
@@ -118,14 +120,14 @@ int DirectFile::Append(const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
   size_ += n;
   while (n > 0 && buffer_) {
-    const size_t fill = written_ == 0 ? kHead : kChunk;
+    const size_t fill = in_head_ ? head_ : kChunk;
     const size_t take = std::min(n, fill - used_);
     std::memcpy(buffer_.get() + used_, p, take);
     used_ += take;
     p += take;
     n -= take;
     if (used_ == fill) {
-      if (int err = written_ == 0 ? WriteHead() : WriteBuffer(); err != 0) return err;
+      if (int err = in_head_ ? WriteHead() : WriteBuffer(); err != 0) return err;
     }
   }
   if (n == 0) return 0;
@@ -137,7 +139,7 @@ int DirectFile::Append(const void* data, size_t n) {
 int DirectFile::Finish() {
   int err = error_;
   if (err == 0 && buffer_ && used_ > 0) {
-    err = written_ == 0 ? WriteAll(fd_, std::string_view(buffer_.get(), used_)) : WriteBuffer();
+    err = in_head_ ? WriteAll(fd_, std::string_view(buffer_.get(), used_)) : WriteBuffer();
   }
   buffer_.reset();  // the thread's next file may take it now
   if (fd_ >= 0 && ::close(std::exchange(fd_, -1)) != 0 && err == 0) err = errno;

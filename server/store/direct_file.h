@@ -3,8 +3,9 @@
 // to the disk without passing through the page cache. On this VM a page-cache write spends most
 // of its time faulting in fresh guest pages (copy_folio_from_iter_atomic: 25-28% of both cores in
 // slow CT cells, 1% in fast ones), and the file's pages had to be written back before its fsync
-// anyway. The head (kHead bytes) goes the ordinary way, through the page cache, where the parse
-// that follows reads it; then whole blocks with O_DIRECT; the last partial block (< kAlign) the
+// anyway. The head (Create's `head` bytes, kHead unless the writer keeps them in memory for the
+// parse) goes the ordinary way, through the page cache, where the parse that follows reads it;
+// then whole blocks with O_DIRECT; the last partial block (< kAlign) the
 // ordinary way again: it lies past the end of the file, so nothing is read back and nothing is
 // padded or cut. Where O_DIRECT is refused (by the file system or at a write) the rest of the
 // file is written the ordinary way. Not thread-safe: one writer per file.
@@ -38,8 +39,9 @@ class DirectFile {
   DirectFile(const DirectFile&) = delete;
   DirectFile& operator=(const DirectFile&) = delete;
 
-  // Creates `path` (O_EXCL). 0 or the errno (nothing created then).
-  int Create(const std::filesystem::path& path, bool direct = true);
+  // Creates `path` (O_EXCL). 0 or the errno (nothing created then). `head`: bytes written the
+  // ordinary way first (0: O_DIRECT from the first byte).
+  int Create(const std::filesystem::path& path, bool direct = true, size_t head = kHead);
   // 0 or the errno of the failed write (ENOSPC for a write of nothing). An error is final: every
   // later Append and Finish returns it.
   int Append(const void* data, size_t n);
@@ -72,6 +74,8 @@ class DirectFile {
   int error_ = 0;
   WriteFn write_ = &::write;
   std::unique_ptr<char, void (*)(void*)> buffer_{nullptr, nullptr};
+  size_t head_ = kHead;   // bytes of the head phase, at most kChunk
+  bool in_head_ = true;   // before WriteHead
   size_t used_ = 0;       // bytes in buffer_
   uint64_t size_ = 0;     // bytes appended
   uint64_t written_ = 0;  // bytes in the file

@@ -103,31 +103,33 @@ ssize_t FaultyWrite(int fd, const void* data, size_t n) {
 TEST_CASE("a direct file holds exactly the bytes appended, whatever their sizes", "[store][direct]") {
   test::ScratchDir dir;
   if (!TakesDirect(dir.path())) TELEREAD_SKIP("the scratch directory's file system refuses O_DIRECT");
-  const size_t chunk = DirectFile::kChunk, align = DirectFile::kAlign, head = DirectFile::kHead;
+  const size_t chunk = DirectFile::kChunk, align = DirectFile::kAlign;
   unsigned seed = 1;
-  for (bool direct : {true, false}) {
-    for (size_t size :
-         {size_t{0}, size_t{1}, align - 1, align, align + 1, chunk - 1, chunk, chunk + 1, 3 * chunk + 17}) {
-      INFO("direct " << direct << ", " << size << " bytes");
-      const std::string bytes = Pattern(size, seed++);
-      const std::filesystem::path path = dir.path() / ("f" + std::to_string(seed));
-      DirectFile file;
-      REQUIRE(file.Create(path, direct) == 0);
-      // Pieces of changing sizes, as DCMTK hands them over (a PDV at a time, a header element).
-      std::mt19937 rng(seed);
-      for (size_t at = 0; at < size;) {
-        const size_t n = std::min<size_t>(size - at, 1 + rng() % (align * 40));
-        REQUIRE(file.Append(bytes.data() + at, n) == 0);
-        at += n;
+  for (size_t head : {DirectFile::kHead, size_t{0}}) {
+    for (bool direct : {true, false}) {
+      for (size_t size :
+           {size_t{0}, size_t{1}, align - 1, align, align + 1, chunk - 1, chunk, chunk + 1, 3 * chunk + 17}) {
+        INFO("head " << head << ", direct " << direct << ", " << size << " bytes");
+        const std::string bytes = Pattern(size, seed++);
+        const std::filesystem::path path = dir.path() / ("f" + std::to_string(seed));
+        DirectFile file;
+        REQUIRE(file.Create(path, direct, head) == 0);
+        // Pieces of changing sizes, as DCMTK hands them over (a PDV at a time, a header element).
+        std::mt19937 rng(seed);
+        for (size_t at = 0; at < size;) {
+          const size_t n = std::min<size_t>(size - at, 1 + rng() % (align * 40));
+          REQUIRE(file.Append(bytes.data() + at, n) == 0);
+          at += n;
+        }
+        CHECK(file.size() == size);
+        // Which way the bytes went: past the head, every whole block direct.
+        CHECK(file.direct() == (direct && size >= head));
+        const uint64_t blocks = direct && size > head ? (size - head) / align * align : 0;
+        REQUIRE(file.Finish() == 0);
+        CHECK(file.direct_bytes() == blocks);
+        CHECK(std::filesystem::file_size(path) == size);
+        CHECK(test::ReadFile(path) == bytes);
       }
-      CHECK(file.size() == size);
-      // Which way the bytes went: past the head, every whole block direct.
-      CHECK(file.direct() == (direct && size >= head));
-      const uint64_t blocks = direct && size > head ? (size - head) / align * align : 0;
-      REQUIRE(file.Finish() == 0);
-      CHECK(file.direct_bytes() == blocks);
-      CHECK(std::filesystem::file_size(path) == size);
-      CHECK(test::ReadFile(path) == bytes);
     }
   }
 }
@@ -153,6 +155,17 @@ TEST_CASE("a direct file's bytes do not pass through the page cache", "[store][d
   CHECK(resident >= DirectFile::kHead / page);
   CHECK(resident <= DirectFile::kHead / page + 1);
   CHECK(test::ReadFile(path) == bytes);
+
+  // Without a head (its writer keeps it in memory for the parse): only the last, partial page.
+  const std::filesystem::path headless = dir.path() / "headless";
+  DirectFile second;
+  REQUIRE(second.Create(headless, true, 0) == 0);
+  REQUIRE(second.Append(bytes.data(), bytes.size()) == 0);
+  REQUIRE(second.direct());
+  REQUIRE(second.Finish() == 0);
+  CHECK(second.direct_bytes() == bytes.size() / DirectFile::kAlign * DirectFile::kAlign);
+  CHECK(ResidentPages(headless) <= 1);
+  CHECK(test::ReadFile(headless) == bytes);
 }
 
 TEST_CASE("a direct file reports a failed disk write from the Append that made it", "[store][direct]") {

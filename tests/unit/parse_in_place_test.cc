@@ -116,3 +116,36 @@ TEST_CASE("a summary takes each attribute from the top level only, and is empty 
     CHECK(s.instance_number == "");
   }
 }
+
+TEST_CASE("a file's head kept in memory is read from there, the rest and any deferred value from the file",
+          "[ingest][parse]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  const std::filesystem::path file = OneObject(dir, UID_LittleEndianExplicitTransferSyntax);
+  Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+  REQUIRE(from_file.ok());
+  // The head differs from the file in one value, so that where each byte was read from shows.
+  std::string altered = test::ReadFile(file);
+  const size_t id_at = altered.find("ZZ0042");
+  REQUIRE(id_at != std::string::npos);
+  altered.replace(id_at, 6, "HEAD42");
+  for (const auto& [cut, patient_id] :
+       {std::pair<size_t, std::string>{altered.size(), "HEAD42"}, {id_at + 3, "HEA042"}, {200, "ZZ0042"}}) {
+    INFO("head of " << cut << " bytes");
+    Result<InstanceSummary> s = ReadInstanceSummary(file, std::string_view(altered).substr(0, cut));
+    REQUIRE(s.ok());
+    CHECK(s->patient_id == patient_id);
+    CHECK(s->patient_name == "张^三");
+    CHECK(s->sop_instance_uid == from_file->sop_instance_uid);
+    CHECK(s->study_instance_uid == from_file->study_instance_uid);
+    CHECK(s->transfer_syntax_uid == from_file->transfer_syntax_uid);
+  }
+  // Values longer than 8 bytes are left unread and load later by offset from the file.
+  Result<std::unique_ptr<DicomFile>> f = DicomFile::Open(file, 8, true, altered);
+  REQUIRE(f.ok());
+  OFString uid, id;
+  REQUIRE(f.value()->dataset().findAndGetOFString(DCM_SOPInstanceUID, uid).good());
+  CHECK(std::string(uid.c_str()) == from_file->sop_instance_uid);
+  REQUIRE(f.value()->dataset().findAndGetOFString(DCM_PatientID, id).good());
+  CHECK(std::string(id.c_str()) == "HEAD42");
+}
