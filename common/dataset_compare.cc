@@ -74,10 +74,11 @@ bool SameItem(DcmItem& x, DcmItem& y, Comparison& c) {
 
 }  // namespace
 
-Result<bool> SameElements(const std::filesystem::path& a, const std::filesystem::path& b) {
+Result<bool> SameElements(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* b_range) {
   Result<std::unique_ptr<DicomFile>> fa = DicomFile::Open(a, kInMemory, true);
   if (!fa.ok()) return fa.status();
-  Result<std::unique_ptr<DicomFile>> fb = DicomFile::Open(b, kInMemory, true);
+  Result<std::unique_ptr<DicomFile>> fb =
+      b_range ? DicomFile::OpenRange(b, *b_range, kInMemory, true) : DicomFile::Open(b, kInMemory, true);
   if (!fb.ok()) return fb.status();
   Comparison c;
   const bool same = SameItem(fa.value()->dataset(), fb.value()->dataset(), c);

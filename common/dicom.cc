@@ -216,9 +216,11 @@ using dicom_scan::ScanElements;
 // header) cost one pread per window instead of a seek and a read each.
 class WindowReader {
  public:
-  // `head`: the file's first bytes, read from memory.
-  explicit WindowReader(const std::filesystem::path& file, std::string_view head = {})
-      : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)), head_(head) {}
+  // `head`: the object's first bytes, read from memory. The object is the file, or the `limit`
+  // bytes of it from `base` (offsets are the object's: 0 is `base`).
+  explicit WindowReader(const std::filesystem::path& file, std::string_view head = {}, uint64_t base = 0,
+                        uint64_t limit = UINT64_MAX)
+      : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)), head_(head), base_(base), limit_(limit) {}
   ~WindowReader() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -227,6 +229,7 @@ class WindowReader {
   bool ok() const { return fd_ >= 0; }
 
   bool Read(uint64_t at, void* out, size_t n) {
+    if (at > limit_ || n > limit_ - at) return false;
     if (at <= head_.size() && n <= head_.size() - at) {
       std::memcpy(out, head_.data() + at, n);
       return true;
@@ -234,7 +237,8 @@ class WindowReader {
     if (at < start_ || at + n > start_ + len_) {
       if (n > kWindow) return PreadAll(at, out, n);
       buf_.resize(kWindow);
-      const ssize_t r = ::pread(fd_, buf_.data(), kWindow, static_cast<off_t>(at));
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(kWindow, limit_ - at));
+      const ssize_t r = ::pread(fd_, buf_.data(), want, static_cast<off_t>(base_ + at));
       start_ = at;
       len_ = r > 0 ? static_cast<uint64_t>(r) : 0;
       if (len_ < n) return false;
@@ -246,7 +250,7 @@ class WindowReader {
  private:
   bool PreadAll(uint64_t at, void* out, size_t n) {
     for (size_t done = 0; done < n;) {
-      const ssize_t r = ::pread(fd_, static_cast<char*>(out) + done, n - done, static_cast<off_t>(at + done));
+      const ssize_t r = ::pread(fd_, static_cast<char*>(out) + done, n - done, static_cast<off_t>(base_ + at + done));
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) return false;
       done += static_cast<size_t>(r);
@@ -257,6 +261,7 @@ class WindowReader {
   static constexpr size_t kWindow = 64 * 1024;
   int fd_;
   std::string_view head_;
+  uint64_t base_, limit_;
   std::vector<char> buf_;
   uint64_t start_ = 0, len_ = 0;
 };
@@ -268,13 +273,14 @@ ReadAt FileReader(WindowReader& in) {
 // A DCMTK read that refuses to inflate follows (ReadFileNoInflate) and DcmtkReadsCompressed after
 // it (dicom_scan::ScanAndRead): a Part 10 file (with its preamble) is not parsed by DCMTK a first
 // time here to learn whether DCMTK would read it as deflated.
-Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_at) {
+// `range`: the object is that part of the file (a segment's), which DCMTK never reads as a whole.
+Result<Layout> ReadLayout(const std::filesystem::path& file, const ReadAt& read_at, const ByteRange* range) {
   std::error_code ec;
-  const uint64_t size = std::filesystem::file_size(file, ec);
+  const uint64_t size = range ? range->length : std::filesystem::file_size(file, ec);
   if (ec) return Status::IOError("cannot size " + file.string());
   char magic[4] = {};
   const bool part10 = size >= 132 && read_at(128, magic, 4) && std::memcmp(magic, "DICM", 4) == 0;
-  if (part10) return dicom_scan::ReadLayout(size, read_at, [] { return false; });
+  if (part10 || range) return dicom_scan::ReadLayout(size, read_at, [] { return false; });
   return dicom_scan::ReadLayout(size, read_at, [&file] { return DeflatedForDcmtk(file); });
 }
 
@@ -337,10 +343,21 @@ DicomFile::~DicomFile() = default;
 
 Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& file, uint32_t max_read_length,
                                                    bool require_meta_header, std::string_view head) {
-  WindowReader in(file, head);
+  return OpenPart(file, nullptr, max_read_length, require_meta_header, head);
+}
+
+Result<std::unique_ptr<DicomFile>> DicomFile::OpenRange(const std::filesystem::path& file, const ByteRange& range,
+                                                        uint32_t max_read_length, bool require_meta_header) {
+  return OpenPart(file, &range, max_read_length, require_meta_header, {});
+}
+
+Result<std::unique_ptr<DicomFile>> DicomFile::OpenPart(const std::filesystem::path& file, const ByteRange* range,
+                                                       uint32_t max_read_length, bool require_meta_header,
+                                                       std::string_view head) {
+  WindowReader in(file, head, range ? range->offset : 0, range ? range->length : UINT64_MAX);
   if (!in.ok()) return Status::IOError("cannot open " + file.string());
   const ReadAt read_at = FileReader(in);
-  Result<Layout> layout = ReadLayout(file, read_at);
+  Result<Layout> layout = ReadLayout(file, read_at, range);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<DicomFile> f(new DicomFile());
   // DCMTK allocates a value it loads before it reads it, whatever length the element claims, and
@@ -357,15 +374,20 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
     // is learnt from the one DCMTK read (which refuses to inflate), asked first only when the
     // scan fails, so that the refusal names the cause.
     if (Status s = dicom_scan::ScanAndRead(
-            read_at, layout.value(), *f->format_, [&file] { return DeflatedForDcmtk(file); },
+            read_at, layout.value(), *f->format_, [&file, range] { return !range && DeflatedForDcmtk(file); },
             [&](bool* deflated) {
-              return dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, deflated, head);
+              return range
+                         ? dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, deflated, head,
+                                                         range->offset, range->length)
+                         : dicom_scan::ReadFileNoInflate(*f->format_, file, limit(layout->size), mode, deflated, head);
             });
         !s.ok()) {
       return s;
     }
     return f;
   }
+  // Segments hold native objects only (a deflated one is inflated from a file of its own).
+  if (range) return Status::Corruption("a deflated data set is not read from a byte range of " + file.string());
   // From a deflated stream DCMTK cannot leave a value on disk, so it would allocate any claim.
   f->inflated_ = std::make_unique<Inflated>();
   if (Status s = f->inflated_->Make(file, layout->data_set); !s.ok()) return s;
@@ -384,6 +406,12 @@ std::filesystem::path DicomFile::inflated_data_set() const {
   return inflated_ ? std::filesystem::path(inflated_->path()) : std::filesystem::path();
 }
 DcmDataset& DicomFile::dataset() { return *format_->getDataset(); }
+
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, const ByteRange& range) {
+  Result<std::unique_ptr<DicomFile>> f = DicomFile::OpenRange(file, range, 4096, true);
+  if (!f.ok()) return f.status();
+  return Summarize(*f.value());
+}
 
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, std::string_view head) {
   // Values longer than 4 KiB stay on disk: a 1 GB object costs no more memory than a small one.
@@ -448,19 +476,21 @@ Result<uint64_t> DataSetOffset(std::ifstream& in) {
   return uint64_t{144} + group_length;
 }
 
-Result<bool> SameBytesAfter(const std::filesystem::path& a, const std::filesystem::path& b) {
+Result<bool> SameBytesAfter(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* b_range) {
   std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
   if (!fa || !fb) return Status::IOError("cannot open stored files for comparison");
+  const uint64_t b_base = b_range ? b_range->offset : 0;
+  fb.seekg(static_cast<std::streamoff>(b_base));
   Result<uint64_t> oa = DataSetOffset(fa), ob = DataSetOffset(fb);
   if (!oa.ok()) return oa.status();
   if (!ob.ok()) return ob.status();
   std::error_code ec;
   uint64_t la = std::filesystem::file_size(a, ec) - oa.value();
-  uint64_t lb = std::filesystem::file_size(b, ec) - ob.value();
+  uint64_t lb = (b_range ? b_range->length : std::filesystem::file_size(b, ec)) - ob.value();
   if (ec) return Status::IOError("cannot stat stored files: " + ec.message());
   if (la != lb) return false;
   fa.seekg(static_cast<std::streamoff>(oa.value()));
-  fb.seekg(static_cast<std::streamoff>(ob.value()));
+  fb.seekg(static_cast<std::streamoff>(b_base + ob.value()));
   std::vector<char> ba(1 << 16), bb(1 << 16);
   while (la > 0) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(la, ba.size()));
@@ -477,16 +507,17 @@ bool IsNative(const std::string& ts) { return !DcmXfer(ts.c_str()).isEncapsulate
 
 }  // namespace
 
-Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b) {
-  Result<InstanceSummary> sa = ReadInstanceSummary(a), sb = ReadInstanceSummary(b);
+Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* b_range) {
+  Result<InstanceSummary> sa = ReadInstanceSummary(a),
+                          sb = b_range ? ReadInstanceSummary(b, *b_range) : ReadInstanceSummary(b);
   if (!sa.ok()) return sa.status();
   if (!sb.ok()) return sb.status();
   if (sa->transfer_syntax_uid == sb->transfer_syntax_uid) {
-    Result<bool> same_bytes = SameBytesAfter(a, b);
+    Result<bool> same_bytes = SameBytesAfter(a, b, b_range);
     if (!same_bytes.ok() || same_bytes.value()) return same_bytes;
   }
   if (!IsNative(sa->transfer_syntax_uid) || !IsNative(sb->transfer_syntax_uid)) return false;
-  return SameElements(a, b);  // streamed: neither object is loaded whole
+  return SameElements(a, b, b_range);  // streamed: neither object is loaded whole
 }
 
 }  // namespace teleread

@@ -65,6 +65,12 @@ inline constexpr uint64_t kMaxInflatedBytes = uint64_t{512} << 20;
 // copy, kept while this lives: reading a deflated stream DCMTK allocates whatever length an element claims. A plain
 // file is read with a limit no larger than the file itself, so DCMTK checks any longer claim against the bytes that are
 // there instead of allocating it.
+// Part of a file: an object stored inside a larger one (a segment).
+struct ByteRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
 class DicomFile {
  public:
   // Values longer than `max_read_length` stay on disk (0: all are loaded). Corruption when the
@@ -73,6 +79,10 @@ class DicomFile {
   // memory instead of the file; it must be what the file holds.
   static Result<std::unique_ptr<DicomFile>> Open(const std::filesystem::path& file, uint32_t max_read_length,
                                                  bool require_meta_header, std::string_view head = {});
+  // The same for `range` of `file`: nothing outside it is read, and a value left unread loads
+  // later from the file at its place in the range. A deflated data set is refused (Corruption).
+  static Result<std::unique_ptr<DicomFile>> OpenRange(const std::filesystem::path& file, const ByteRange& range,
+                                                      uint32_t max_read_length, bool require_meta_header);
   // The same checks and parse for a Part 10 object held in memory, read in place (every value
   // is loaded: meant for objects of at most a few hundred KiB). InvalidArgument for a deflated
   // data set, or bytes without the preamble, which are parsed from a file only (Open).
@@ -90,6 +100,9 @@ class DicomFile {
  private:
   struct Inflated;
   DicomFile();
+  static Result<std::unique_ptr<DicomFile>> OpenPart(const std::filesystem::path& file, const ByteRange* range,
+                                                     uint32_t max_read_length, bool require_meta_header,
+                                                     std::string_view head);
   std::unique_ptr<DcmFileFormat> format_;
   std::unique_ptr<Inflated> inflated_;
 };
@@ -97,6 +110,7 @@ class DicomFile {
 // Parses the whole file (large values are not loaded into memory) and extracts the summary.
 // Corruption when the file is not a parseable DICOM file with a meta header.
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, std::string_view head = {});
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, const ByteRange& range);
 // The same for an object held in memory (DicomFile::Parse): InvalidArgument when it is deflated.
 Result<InstanceSummary> ReadInstanceSummaryFromMemory(std::string_view part10);
 // The summary of a file parsed already; transfer syntax and source AE are empty without a meta header.
@@ -116,7 +130,9 @@ Result<std::string> EncodeFromUtf8(std::string_view specific_character_set, std:
 // Whether two stored files carry the same data set: byte equality of the data sets, else, when
 // neither has encapsulated pixel data, equality after re-encoding both as Explicit VR Little
 // Endian (so an implicit-VR or deflated re-send of the same object is the same); otherwise false.
-Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b);
+// `b_range`: `b` is that part of the file (an object inside a segment).
+Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b,
+                         const ByteRange* b_range = nullptr);
 
 bool IsStorageSopClass(std::string_view sop_class_uid);
 

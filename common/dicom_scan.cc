@@ -104,18 +104,19 @@ class NoInflateFileStream : public DcmInputFileStream {
   bool inflate_refused_ = false;
 };
 
-// The file's first bytes from memory (the head an association kept while it wrote the object
-// with O_DIRECT, which left nothing of it in the page cache), the rest from the file.
+// An object's first bytes from memory (the head an association kept while it wrote the object
+// with O_DIRECT, which left nothing of it in the page cache), the rest from the file; the object
+// is the file, or `length` bytes of it from `base` (a segment's).
 class HeadThenFileProducer : public DcmProducer {
  public:
-  HeadThenFileProducer(std::string_view head, const std::filesystem::path& file)
-      : head_(head), fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)) {
+  HeadThenFileProducer(std::string_view head, const std::filesystem::path& file, uint64_t base, uint64_t length)
+      : head_(head), fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)), base_(base) {
     struct stat st {};
-    if (fd_ < 0 || ::fstat(fd_, &st) != 0) {
+    if (fd_ < 0 || ::fstat(fd_, &st) != 0 || base > static_cast<uint64_t>(st.st_size)) {
       status_ = EC_InvalidStream;
       return;
     }
-    size_ = static_cast<uint64_t>(st.st_size);
+    size_ = std::min<uint64_t>(static_cast<uint64_t>(st.st_size) - base, length);
     if (head_.size() > size_) head_ = head_.substr(0, size_);
   }
   ~HeadThenFileProducer() override {
@@ -138,7 +139,7 @@ class HeadThenFileProducer : public DcmProducer {
       std::memcpy(out, head_.data() + pos_, done);
     }
     while (done < want) {
-      const ssize_t r = ::pread(fd_, out + done, want - done, static_cast<off_t>(pos_ + done));
+      const ssize_t r = ::pread(fd_, out + done, want - done, static_cast<off_t>(base_ + pos_ + done));
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) {
         status_ = EC_InvalidStream;
@@ -163,16 +164,18 @@ class HeadThenFileProducer : public DcmProducer {
  private:
   std::string_view head_;
   int fd_ = -1;
-  uint64_t size_ = 0, pos_ = 0;
+  uint64_t base_ = 0, size_ = 0, pos_ = 0;
   OFCondition status_ = EC_Normal;
 };
 
 // As NoInflateFileStream, the head read from memory; a value left unread loads later from the file.
 class HeadFileStream : public DcmInputStream {
  public:
-  HeadFileStream(std::string_view head, const std::filesystem::path& file)
-      : DcmInputStream(&producer_), producer_(head, file), file_(file) {}
-  DcmInputStreamFactory* newFactory() const override { return new DcmInputFileStreamFactory(file_.c_str(), tell()); }
+  HeadFileStream(std::string_view head, const std::filesystem::path& file, uint64_t base, uint64_t length)
+      : DcmInputStream(&producer_), producer_(head, file, base, length), file_(file), base_(base) {}
+  DcmInputStreamFactory* newFactory() const override {
+    return new DcmInputFileStreamFactory(file_.c_str(), static_cast<offile_off_t>(base_ + tell()));
+  }
   OFCondition installCompressionFilter(E_StreamCompression) override {
     inflate_refused_ = true;
     return EC_UnsupportedEncoding;
@@ -182,6 +185,7 @@ class HeadFileStream : public DcmInputStream {
  private:
   HeadThenFileProducer producer_;
   std::filesystem::path file_;
+  uint64_t base_;
   bool inflate_refused_ = false;
 };
 
@@ -383,11 +387,12 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
 }
 
 OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& file, Uint32 max_read,
-                              E_FileReadMode mode, bool* deflated, std::string_view head) {
+                              E_FileReadMode mode, bool* deflated, std::string_view head, uint64_t offset,
+                              uint64_t length) {
   // loadFile hands ERM_dataset to DcmDataset::loadFile (no meta header): not done here.
   if (mode == ERM_dataset) return EC_IllegalCall;
-  if (!head.empty()) {
-    HeadFileStream in(head, file);
+  if (!head.empty() || offset != 0 || length != UINT64_MAX) {
+    HeadFileStream in(head, file, offset, length);
     return ReadStream(ff, in, max_read, mode, deflated);
   }
   NoInflateFileStream in(file);

@@ -56,9 +56,11 @@ OFCondition ReadInPlace(DcmFileFormat& ff, std::string_view part10, E_FileReadMo
 // Reads `file` into `ff` as DcmFileFormat::loadFile does, except that a data set DCMTK would
 // inflate is not read (an error); `deflated`, when given, says so. ERM_dataset (a data set
 // without meta header) is refused with EC_IllegalCall.
-// `head`, when not empty, holds the file's first bytes (as received): read from memory, not the file.
+// `head`, when not empty, holds the object's first bytes (as received): read from memory, not the
+// file. The object is the file, or `length` bytes of it from `offset` (a segment's).
 OFCondition ReadFileNoInflate(DcmFileFormat& ff, const std::filesystem::path& file, Uint32 max_read,
-                              E_FileReadMode mode, bool* deflated = nullptr, std::string_view head = {});
+                              E_FileReadMode mode, bool* deflated = nullptr, std::string_view head = {},
+                              uint64_t offset = 0, uint64_t length = UINT64_MAX);
 
 // What the file and the memory parse both check of a data set that is not plainly deflated, in
 // order: every element's length and the nesting depth (ScanElements), then DCMTK's read into

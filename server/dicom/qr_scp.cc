@@ -247,7 +247,7 @@ void MoveCallback(void* data, OFBool cancelled, T_DIMSE_C_MoveRQ* req, DcmDatase
   if (Result<ObjectHandle> object = st.env.store.Open(item.relative_path); !object.ok()) {
     r.error = object.status().message();
   } else {
-    r = st.scu->Store(object->path().string(), item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax_uid,
+    r = st.scu->Store(object.value(), item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax_uid,
                       st.env.caller.ae_title, req->MessageID);
   }
   RecordResult(st, item, r);
@@ -292,8 +292,8 @@ void GetCallback(void* data, OFBool cancelled, T_DIMSE_C_GetRQ*, DcmDataset* ids
     if (!object.ok()) {
       r.error = object.status().message();
     } else {
-      r = SendStoredFile(st.assoc, pres_id, ++st.message_id, object->path().string(), item.sop_class_uid,
-                         item.sop_instance_uid, "", 0, st.env.dimse_timeout);
+      r = SendStoredObject(st.assoc, pres_id, ++st.message_id, object.value(), item.sop_class_uid,
+                           item.sop_instance_uid, "", 0, st.env.dimse_timeout);
     }
   }
   RecordResult(st, item, r);

@@ -42,6 +42,13 @@ uint8_t ContextForSending(T_ASC_Association* assoc, const std::string& sop_class
 StoreResult SendStoredFile(T_ASC_Association* assoc, uint8_t pres_id, uint16_t message_id, const std::string& file,
                            const std::string& sop_class, const std::string& sop_instance,
                            const std::string& originator_ae, uint16_t originator_message_id, int timeout) {
+  return SendWithDcmtk(assoc, pres_id, message_id, file.c_str(), nullptr, sop_class, sop_instance, originator_ae,
+                       originator_message_id, timeout);
+}
+
+StoreResult SendWithDcmtk(T_ASC_Association* assoc, uint8_t pres_id, uint16_t message_id, const char* file,
+                          DcmDataset* dataset, const std::string& sop_class, const std::string& sop_instance,
+                          const std::string& originator_ae, uint16_t originator_message_id, int timeout) {
   StoreResult result;
   T_DIMSE_C_StoreRQ req{};
   req.MessageID = message_id;
@@ -57,8 +64,8 @@ StoreResult SendStoredFile(T_ASC_Association* assoc, uint8_t pres_id, uint16_t m
   }
   T_DIMSE_C_StoreRSP rsp{};
   DcmDataset* detail = nullptr;
-  OFCondition cond = DIMSE_storeUser(assoc, pres_id, &req, file.c_str(), nullptr, nullptr, nullptr, DIMSE_NONBLOCKING,
-                                     timeout, &rsp, &detail);
+  OFCondition cond =
+      DIMSE_storeUser(assoc, pres_id, &req, file, dataset, nullptr, nullptr, DIMSE_NONBLOCKING, timeout, &rsp, &detail);
   if (cond.bad()) {
     result.error = cond.text();
     // A file that cannot be read fails this object only; a network error ends the association.
@@ -147,6 +154,27 @@ Status StoreScu::Connect(const std::vector<std::pair<std::string, std::string>>&
     return Status::InvalidArgument(impl_->target.ae_title + " accepted no presentation context");
   }
   return Status::Ok();
+}
+
+StoreResult StoreScu::Store(const ObjectHandle& object, const std::string& sop_class, const std::string& sop_instance,
+                            const std::string& ts, const std::string& move_originator_ae,
+                            uint16_t move_originator_message_id) {
+  if (!object.ranged()) {
+    return Store(object.path().string(), sop_class, sop_instance, ts, move_originator_ae, move_originator_message_id);
+  }
+  StoreResult r;
+  if (!impl_->assoc) {
+    r.error = "not connected";
+    r.association_lost = true;
+    return r;
+  }
+  uint8_t pres_id = ContextForSending(impl_->assoc, sop_class, ts, false);
+  if (pres_id == 0) {
+    r.error = impl_->target.ae_title + " accepted no context for this SOP class in " + ts;
+    return r;
+  }
+  return SendStoredObject(impl_->assoc, pres_id, impl_->next_message_id++, object, sop_class, sop_instance,
+                          move_originator_ae, move_originator_message_id, impl_->timeout);
 }
 
 StoreResult StoreScu::Store(const std::string& file, const std::string& sop_class, const std::string& sop_instance,

@@ -14,8 +14,10 @@
 
 #include "common/config.h"
 #include "common/status.h"
+#include "server/store/object_handle.h"
 
 struct T_ASC_Association;
+class DcmDataset;
 class DcmTransportLayer;
 
 namespace teleread {
@@ -46,6 +48,10 @@ class StoreScu {
   StoreResult Store(const std::string& file, const std::string& sop_class_uid, const std::string& sop_instance_uid,
                     const std::string& transfer_syntax_uid, const std::string& move_originator_ae = "",
                     uint16_t move_originator_message_id = 0);
+  // The same for a stored object, whichever way it is held (SendStoredObject).
+  StoreResult Store(const ObjectHandle& object, const std::string& sop_class_uid, const std::string& sop_instance_uid,
+                    const std::string& transfer_syntax_uid, const std::string& move_originator_ae = "",
+                    uint16_t move_originator_message_id = 0);
   void Release();
 
  private:
@@ -64,5 +70,18 @@ StoreResult SendStoredFile(T_ASC_Association* assoc, uint8_t pres_id, uint16_t m
                            const std::string& sop_class_uid, const std::string& sop_instance_uid,
                            const std::string& move_originator_ae, uint16_t move_originator_message_id,
                            int timeout_seconds);
+// As SendStoredFile, from `file` or from `dataset` (DCMTK encodes it in the context's syntax).
+StoreResult SendWithDcmtk(T_ASC_Association* assoc, uint8_t pres_id, uint16_t message_id, const char* file,
+                          DcmDataset* dataset, const std::string& sop_class_uid, const std::string& sop_instance_uid,
+                          const std::string& move_originator_ae, uint16_t move_originator_message_id,
+                          int timeout_seconds);
+// C-STORE of a stored object: a whole file or memory file as SendStoredFile sends it; a byte
+// range of a segment (range_store.cc) read where it lies, its data set's bytes sent as stored
+// when the context's syntax is the stored one, else re-encoded by DCMTK from the parsed object
+// (as DCMTK does for a file: native syntaxes only).
+StoreResult SendStoredObject(T_ASC_Association* assoc, uint8_t pres_id, uint16_t message_id, const ObjectHandle& object,
+                             const std::string& sop_class_uid, const std::string& sop_instance_uid,
+                             const std::string& move_originator_ae, uint16_t move_originator_message_id,
+                             int timeout_seconds);
 
 }  // namespace teleread

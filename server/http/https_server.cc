@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "server/http/handler_pool.h"
+#include "server/http/range_file.h"
 #include "server/http/request_trace.h"
 #include "server/http/tar_stream.h"
 #include "server/pki/pki.h"
@@ -242,6 +243,18 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Respond(HttpResponse&& out, unsigned version, bool keep_alive) {
     if (!out.tar.empty()) return StreamTar(out, version);
+    if (!out.file.empty() && out.object && out.object->ranged()) {  // an object inside a segment
+      http::response<http::basic_file_body<RangeFile>> res{static_cast<http::status>(out.status), version};
+      beast::error_code ec;
+      RangeFile file;
+      file.OpenRange(out.file.c_str(), out.object->offset(), out.object->length(), ec);
+      if (!ec) res.body().reset(std::move(file), ec);
+      if (ec) return SendString(JsonResponse(404, R"({"error":"object file missing"})"), version, keep_alive);
+      res.set(http::field::content_type, out.content_type);
+      res.keep_alive(keep_alive);
+      res.prepare_payload();
+      return Write(std::move(res));
+    }
     if (!out.file.empty()) {
       http::response<http::file_body> res{static_cast<http::status>(out.status), version};
       beast::error_code ec;

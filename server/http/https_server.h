@@ -43,7 +43,7 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
-  std::filesystem::path file;  // when set, streamed from disk instead of body
+  std::filesystem::path file;  // when set, streamed from disk instead of body (a range of it: `object`'s)
   // When set, a ustar archive of these stored objects (name in archive, path recorded in the
   // index), opened one at a time through `objects` and streamed in chunks as they are read: a
   // whole study in one request without a copy on disk or in memory.

@@ -21,6 +21,8 @@ HttpResponse ReadingApi::ReportPdf(const std::string& sop, const std::string& fo
   if (format == "dicom") return StoredObject(found->relative_path);
   Result<ObjectHandle> object = store_.Open(found->relative_path);
   if (!object.ok()) return Error(500, "the stored PDF copy cannot be read: " + object.status().message());
+  // The report desk's copies are files or index rows, never inside a segment.
+  if (object->ranged()) return Error(500, "the stored PDF copy is held inside a segment, which this does not read");
   Result<std::string> pdf = ReadEncapsulatedPdf(object->path());
   if (!pdf.ok()) return Error(500, "the stored PDF copy cannot be read: " + pdf.status().message());
   HttpResponse r;

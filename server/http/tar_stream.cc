@@ -21,7 +21,12 @@ std::string TarStream::Next() {
     if (object.ok()) {
       current_ = std::move(object.value());
       in_.open(current_.path(), std::ios::binary);
-      remaining_ = std::filesystem::file_size(current_.path(), ec);
+      if (current_.ranged()) {  // an object inside a segment
+        in_.seekg(static_cast<std::streamoff>(current_.offset()));
+        remaining_ = current_.length();
+      } else {
+        remaining_ = std::filesystem::file_size(current_.path(), ec);
+      }
       size_ = remaining_;
     }
     if (!object.ok() || !in_ || ec) {

@@ -164,7 +164,8 @@ StoreOutcome Ingest::StoreResent(const StoreRequest& req, const NewInstance& ins
   if (!stored.ok()) {
     return Refuse(IngestCode::kNoStorage, "cannot read the stored copy: " + stored.status().message());
   }
-  Result<bool> same = SameDataSet(received, stored->path());
+  const ByteRange range{stored->offset(), stored->length()};
+  Result<bool> same = SameDataSet(received, stored->path(), stored->ranged() ? &range : nullptr);
   if (!same.ok())
     return Refuse(IngestCode::kNoStorage, "cannot compare with the stored copy: " + same.status().message());
   if (!same.value()) {

@@ -102,6 +102,8 @@ bool DeliveryOutbox::Attempt(const DeliveryRow& row) {
     error = "report " + row.sop_instance_uid + " is not in the store";
   } else if (Result<ObjectHandle> object = store_.Open(item.value()->relative_path); !object.ok()) {
     error = "report " + row.sop_instance_uid + " cannot be read: " + object.status().message();
+  } else if (object->ranged()) {  // reports are files or index rows (the report desk's), never segments
+    error = "report " + row.sop_instance_uid + " is held inside a segment, which report delivery does not read";
   } else {
     const DeliveryItem& i = *item.value();
     // The handle keeps an object held in the index readable until Send returns.

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <functional>
 #include <string_view>
+#include <vector>
 
 #include "common/write_all.h"
 
@@ -51,6 +53,38 @@ Status WriteBytes(const fs::path& path, std::string_view bytes) {
   const int err = WriteAll(fd, bytes);
   if (::close(fd) != 0 && err == 0) return Status::FromErrno(errno, "close " + path.string());
   return err == 0 ? Status::Ok() : Status::FromErrno(err, "write " + path.string());
+}
+
+// `length` bytes of `src` from `offset` (an object inside a segment) as the file `path`.
+Status CopyRange(const fs::path& src, uint64_t offset, uint64_t length, const fs::path& path) {
+  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return Status::FromErrno(errno, "open " + src.string());
+  const int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (out < 0) {
+    const int err = errno;
+    ::close(in);
+    return Status::FromErrno(err, "create " + path.string());
+  }
+  int err = 0;
+  std::vector<char> buf;
+  for (uint64_t done = 0; done < length && err == 0;) {
+    auto at = static_cast<off_t>(offset + done);
+    ssize_t n = buf.empty() ? ::copy_file_range(in, &at, out, nullptr, length - done, 0) : -1;
+    if (n < 0 && (buf.empty() && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))) {
+      buf.resize(1 << 20);  // no in-kernel copy here: read and write
+    }
+    if (!buf.empty()) {
+      n = ::pread(in, buf.data(), std::min<uint64_t>(buf.size(), length - done), at);
+      if (n > 0) err = WriteAll(out, std::string_view(buf.data(), static_cast<size_t>(n)));
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) err = errno;
+    if (n == 0) err = EIO;  // the segment ends before the object
+    if (n > 0) done += static_cast<uint64_t>(n);
+  }
+  ::close(in);
+  if (::close(out) != 0 && err == 0) err = errno;
+  return err == 0 ? Status::Ok() : Status::FromErrno(err, "copy " + src.string() + " to " + path.string());
 }
 
 Result<std::vector<std::string>> MemberStudies(Database& db, const std::string& member_id) {
@@ -121,6 +155,14 @@ Result<ExportReport> ExportStudies(const ExportRequest& req) {
           return Status::Corruption("instance " + o.sop_uid + " has no data in the index");
         }
         if (!s.ok()) return s;
+      } else if (ObjectStore::InSegment(o.path)) {
+        Result<ObjectHandle> object = ObjectStore(req.storage_root).Open(o.path);
+        if (!object.ok()) return object.status();
+        Status s = WriteWhole(out, [&object](const fs::path& part) {
+          return CopyRange(object->path(), object->offset(), object->length(), part);
+        });
+        if (!s.ok()) return s;
+        report.bytes += static_cast<int64_t>(object->length());
       } else {
         const fs::path src = req.storage_root / o.path;
         Status s = WriteWhole(out, [&src](const fs::path& part) {

@@ -16,6 +16,15 @@ ObjectHandle ObjectHandle::File(std::filesystem::path path) {
   return h;
 }
 
+ObjectHandle ObjectHandle::Range(std::filesystem::path container, uint64_t offset, uint64_t length) {
+  ObjectHandle h;
+  h.path_ = std::move(container);
+  h.ranged_ = true;
+  h.offset_ = offset;
+  h.length_ = length;
+  return h;
+}
+
 Result<ObjectHandle> ObjectHandle::Memory(std::string_view bytes) {
   ObjectHandle h;
   h.fd_ = ::memfd_create("teleread-object", MFD_CLOEXEC);
@@ -30,13 +39,20 @@ ObjectHandle::~ObjectHandle() {
 }
 
 ObjectHandle::ObjectHandle(ObjectHandle&& other) noexcept
-    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {}
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      ranged_(other.ranged_),
+      offset_(other.offset_),
+      length_(other.length_) {}
 
 ObjectHandle& ObjectHandle::operator=(ObjectHandle&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     path_ = std::move(other.path_);
     fd_ = std::exchange(other.fd_, -1);
+    ranged_ = other.ranged_;
+    offset_ = other.offset_;
+    length_ = other.length_;
   }
   return *this;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 
 #include "common/dicom.h"
@@ -93,7 +94,52 @@ std::string ObjectStore::InIndexPathFor(const std::string& sop_instance_uid) {
   return "index:" + HexDigest(sop_instance_uid);
 }
 
+std::string ObjectStore::InSegmentPathFor(const std::string& segment_name, uint64_t offset, uint64_t length) {
+  return "segments/" + segment_name + "@" + std::to_string(offset) + "+" + std::to_string(length);
+}
+
+namespace {
+
+// "segments/<name>@<offset>+<length>" -> the segment's relative path, offset and length.
+bool ParseSegmentPath(const std::string& relative_path, std::string* file, uint64_t* offset, uint64_t* length) {
+  const size_t at = relative_path.rfind('@');
+  const size_t plus = relative_path.find('+', at);
+  if (at == std::string::npos || plus == std::string::npos) return false;
+  const char* end = relative_path.data() + relative_path.size();
+  auto number = [](const char* first, const char* last, uint64_t* out) {
+    auto [p, ec] = std::from_chars(first, last, *out);
+    return ec == std::errc() && p == last && first != last;
+  };
+  if (!number(relative_path.data() + at + 1, relative_path.data() + plus, offset) ||
+      !number(relative_path.data() + plus + 1, end, length)) {
+    return false;
+  }
+  *file = relative_path.substr(0, at);
+  // No way out of segments/: one name, no "..".
+  return file->find('/', 9) == std::string::npos && file->size() > 9 && *file != "segments/.." && *file != "segments/.";
+}
+
+}  // namespace
+
 Result<ObjectHandle> ObjectStore::Open(const std::string& relative_path) const {
+  if (InSegment(relative_path)) {
+    std::string file;
+    uint64_t offset = 0, length = 0;
+    if (!ParseSegmentPath(relative_path, &file, &offset, &length)) {
+      return Status::Corruption("malformed segment path: " + relative_path);
+    }
+    fs::path path = root_ / file;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) return Status::NotFound("segment file missing: " + path.string());
+      return Status::FromErrno(errno, "cannot read segment file " + path.string());
+    }
+    if (!S_ISREG(st.st_mode)) return Status::IOError("segment file is not a regular file: " + path.string());
+    if (offset > static_cast<uint64_t>(st.st_size) || length > static_cast<uint64_t>(st.st_size) - offset) {
+      return Status::IOError("segment file " + path.string() + " ends before the object at " + relative_path);
+    }
+    return ObjectHandle::Range(std::move(path), offset, length);
+  }
   if (!InIndex(relative_path)) {
     fs::path path = root_ / relative_path;
     struct stat st {};

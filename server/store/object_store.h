@@ -64,6 +64,12 @@ class ObjectStore {
   // "index:<64 hex>": the path recorded for an object kept inside the index.
   static std::string InIndexPathFor(const std::string& sop_instance_uid);
   static bool InIndex(const std::string& relative_path) { return relative_path.rfind("index:", 0) == 0; }
+  // "segments/<name>@<offset>+<length>": an object stored as a byte range of a segment file
+  // under segments/ (store/README.md). Open reads it as an ObjectHandle::Range.
+  static std::string InSegmentPathFor(const std::string& segment_name, uint64_t offset, uint64_t length);
+  static bool InSegment(const std::string& relative_path) {
+    return relative_path.rfind("segments/", 0) == 0 && relative_path.find('@') != std::string::npos;
+  }
 
   // The object at an instance's recorded path, from either tier. NotFound when it is not there.
   Result<ObjectHandle> Open(const std::string& relative_path) const;

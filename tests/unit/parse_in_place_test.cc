@@ -149,3 +149,36 @@ TEST_CASE("a file's head kept in memory is read from there, the rest and any def
   REQUIRE(f.value()->dataset().findAndGetOFString(DCM_PatientID, id).good());
   CHECK(std::string(id.c_str()) == "HEAD42");
 }
+
+TEST_CASE("an object inside a larger file is parsed from its byte range alone", "[ingest][parse][segment]") {
+  InitializeDicom();
+  test::ScratchDir dir;
+  const std::filesystem::path file = OneObject(dir, UID_LittleEndianExplicitTransferSyntax);
+  const std::string bytes = test::ReadFile(file);
+  Result<InstanceSummary> from_file = ReadInstanceSummary(file);
+  REQUIRE(from_file.ok());
+  // Another object's bytes on either side: a parse that strays past the range reads them.
+  const std::string before(5000, '\x01'), after = bytes;
+  const std::filesystem::path segment = dir.path() / "segment";
+  test::WriteFile(segment, before + bytes + after);
+  const ByteRange range{before.size(), bytes.size()};
+  Result<InstanceSummary> s = ReadInstanceSummary(segment, range);
+  REQUIRE(s.ok());
+  CHECK(s->sop_instance_uid == from_file->sop_instance_uid);
+  CHECK(s->patient_name == "张^三");
+  // A value left unread (longer than 8 bytes) loads later from its place in the range.
+  Result<std::unique_ptr<DicomFile>> f = DicomFile::OpenRange(segment, range, 8, true);
+  REQUIRE(f.ok());
+  OFString uid;
+  REQUIRE(f.value()->dataset().findAndGetOFString(DCM_StudyInstanceUID, uid).good());
+  CHECK(std::string(uid.c_str()) == from_file->study_instance_uid);
+  // One byte short: the object's last element runs past the range's end.
+  CHECK_FALSE(ReadInstanceSummary(segment, ByteRange{before.size(), bytes.size() - 1}).ok());
+  Result<bool> same = SameDataSet(file, segment, &range);
+  REQUIRE(same.ok());
+  CHECK(same.value());
+  const ByteRange shifted{before.size() + bytes.size(), bytes.size()};  // the copy after it: the same
+  same = SameDataSet(file, segment, &shifted);
+  REQUIRE(same.ok());
+  CHECK(same.value());
+}

@@ -85,3 +85,31 @@ TEST_CASE("an object's name is the SHA-256 of its SOP Instance UID, in lower-cas
     CHECK(ObjectStore::RelativePathFor("1.2.840.113619.2.55.3.4") == "objects/8f/" + hex + ".dcm");
   }
 }
+
+TEST_CASE("a segment path opens as its byte range, and a malformed or short one is refused", "[store][segment]") {
+  test::ScratchDir dir;
+  ObjectStore store(dir.path());
+  std::filesystem::create_directories(dir.path() / "segments");
+  test::WriteFile(dir.path() / "segments" / "00000007.seg", std::string(1000, 'x'));
+  const std::string at = ObjectStore::InSegmentPathFor("00000007.seg", 100, 900);
+  CHECK(at == "segments/00000007.seg@100+900");
+  CHECK(ObjectStore::InSegment(at));
+  CHECK_FALSE(ObjectStore::InSegment("objects/ab/cd.dcm"));
+  CHECK_FALSE(ObjectStore::InSegment(ObjectStore::InIndexPathFor("1.2.3")));
+  Result<ObjectHandle> h = store.Open(at);
+  REQUIRE(h.ok());
+  CHECK(h->ranged());
+  CHECK(h->path() == dir.path() / "segments" / "00000007.seg");
+  CHECK(h->offset() == 100);
+  CHECK(h->length() == 900);
+  CHECK_FALSE(store.Open(ObjectStore::InIndexPathFor("1.2.3")).ok());  // no index: not a range either
+
+  CHECK(store.Open("segments/00000007.seg@101+900").status().code() == Status::Code::kIOError);  // past the end
+  CHECK(store.Open("segments/00000008.seg@0+1").status().code() == Status::Code::kNotFound);
+  for (const std::string bad : {"segments/00000007.seg@x+1", "segments/00000007.seg@1+", "segments/00000007.seg@+1",
+                                "segments/../index.sqlite@0+1", "segments/a/b@0+1", "segments/@0+1",
+                                "segments/00000007.seg@1+2+3", "segments/00000007.seg@-1+2"}) {
+    INFO(bad);
+    CHECK(store.Open(bad).status().code() == Status::Code::kCorruption);
+  }
+}
