@@ -224,6 +224,54 @@ std::string FindResponseCommandHead(const T_DIMSE_C_FindRQ& req) {
   return head;
 }
 
+std::string StoreRequestCommand(const std::string& sop_class_uid, uint16_t message_id,
+                                const std::string& sop_instance_uid, const std::string& move_originator_ae,
+                                uint16_t move_originator_message_id) {
+  auto even = [](std::string v, char pad) {
+    if (v.size() & 1) v.push_back(pad);
+    return v;
+  };
+  std::string e;
+  CommandElement(&e, 0x0002, even(sop_class_uid, '\0'));
+  CommandUs(&e, 0x0100, DIMSE_C_STORE_RQ);
+  CommandUs(&e, 0x0110, message_id);
+  CommandUs(&e, 0x0700, DIMSE_PRIORITY_MEDIUM);
+  CommandUs(&e, 0x0800, DIMSE_DATASET_PRESENT);
+  CommandElement(&e, 0x1000, even(sop_instance_uid, '\0'));
+  if (!move_originator_ae.empty()) {
+    CommandElement(&e, 0x1030, even(move_originator_ae, ' '));
+    CommandUs(&e, 0x1031, move_originator_message_id);
+  }
+  std::string length, command;
+  U32(&length, static_cast<uint32_t>(e.size()));
+  CommandElement(&command, 0x0000, length);
+  return command + e;
+}
+
+void DataPduHeader(char* at, uint32_t value_length, unsigned char pres_id, bool last) {
+  at[0] = 0x04;
+  at[1] = 0x00;
+  U32BigEndian(at + 2, value_length + 6);
+  U32BigEndian(at + 6, value_length + 2);
+  at[10] = static_cast<char>(pres_id);
+  at[11] = last ? 0x02 : 0x00;
+}
+
+OFCondition WriteToPeer(T_ASC_Association* assoc, char* data, size_t n) {
+  DcmTransportConnection* conn = DUL_getTransportConnection(assoc->DULassociation);
+  constexpr int kMaxInterrupted = 8;  // retries without progress before giving up
+  int interrupted = 0;
+  for (size_t done = 0; done < n;) {
+    errno = 0;  // a failed SSL_write need not set it: a stale EINTR must not mean "retry"
+    const ssize_t w = conn == nullptr ? -1 : conn->write(data + done, n - done);
+    if (w < 0 && errno == EINTR && ++interrupted <= kMaxInterrupted) continue;
+    if (w <= 0) return DIMSE_SENDFAILED;
+    done += static_cast<size_t>(w);
+    interrupted = 0;
+  }
+  return EC_Normal;
+}
+
 std::string FindResponseCommand(std::string_view head, uint16_t status, bool identifier) {
   std::string elements(head);
   CommandUs(&elements, 0x0800, identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL);
@@ -282,23 +330,9 @@ void AppendMessagePdus(std::string* out, size_t max_pdu_body, unsigned char pres
 }
 
 OFCondition FindResponseWriter::Flush() {
-  DcmTransportConnection* conn = DUL_getTransportConnection(assoc_->DULassociation);
-  constexpr int kMaxInterrupted = 8;  // retries without progress before giving up
-  int interrupted = 0;
-  size_t done = 0;
-  while (done < buffer_.size()) {
-    errno = 0;  // a failed SSL_write need not set it: a stale EINTR must not mean "retry"
-    const ssize_t n = conn == nullptr ? -1 : conn->write(buffer_.data() + done, buffer_.size() - done);
-    if (n < 0 && errno == EINTR && ++interrupted <= kMaxInterrupted) continue;
-    if (n <= 0) {
-      buffer_.clear();
-      return DIMSE_SENDFAILED;
-    }
-    done += static_cast<size_t>(n);
-    interrupted = 0;
-  }
+  const OFCondition written = WriteToPeer(assoc_, buffer_.data(), buffer_.size());
   buffer_.clear();
-  return EC_Normal;
+  return written;
 }
 
 }  // namespace teleread

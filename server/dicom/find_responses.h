@@ -68,6 +68,16 @@ void AppendMessagePdus(std::string* out, size_t max_pdu_body, unsigned char pres
 std::string FindResponseCommandHead(const T_DIMSE_C_FindRQ& req);
 std::string FindResponseCommand(std::string_view head, uint16_t status, bool identifier);
 
+// A C-STORE-RQ command set as DCMTK's DIMSE_storeUser writes it (PS3.7 9.3.1.1), medium
+// priority, a data set to follow; an empty `move_originator_ae` sends no Move Originator.
+std::string StoreRequestCommand(const std::string& sop_class_uid, uint16_t message_id,
+                                const std::string& sop_instance_uid, const std::string& move_originator_ae,
+                                uint16_t move_originator_message_id);
+// The 12 bytes before a P-DATA-TF PDU's one data PDV of `value_length` bytes (PS3.8 9.3.5, E.2).
+void DataPduHeader(char* at, uint32_t value_length, unsigned char pres_id, bool last);
+// Writes PDUs made here to the association's connection (TCP or TLS); DIMSE_SENDFAILED when it fails.
+OFCondition WriteToPeer(T_ASC_Association* assoc, char* data, size_t n);
+
 // The smallest peer maximum written here: a PDV header (6 bytes) and some value.
 constexpr long kMinPduBody = 16;
 // The largest PDU variable part for a peer's Maximum Length Received (0: no limit): theirs as

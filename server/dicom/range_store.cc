@@ -1,15 +1,13 @@
 // SendStoredObject: a C-STORE whose data set is a byte range of a segment file, sent as it lies
 // on disk, a PDU at a time (the object is never loaded whole: a 1 GB object costs one buffer).
-// The command is written as DCMTK writes a C-STORE-RQ; the response is read by DCMTK.
+// The command is written as DCMTK writes a C-STORE-RQ (find_responses.h); the response is read by DCMTK.
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/dcmnet/assoc.h"
-#include "dcmtk/dcmnet/dcmtrans.h"
 #include "dcmtk/dcmnet/dimse.h"
-#include "dcmtk/dcmnet/dul.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -30,68 +28,6 @@ namespace {
 
 // A PDU's value at most this long: one read and one write per PDU whatever the peer allows.
 constexpr size_t kMaxValue = 256 * 1024;
-
-void U16(std::string* out, uint16_t v) {
-  out->push_back(static_cast<char>(v & 0xFF));
-  out->push_back(static_cast<char>(v >> 8));
-}
-void U32(std::string* out, uint32_t v) {
-  U16(out, static_cast<uint16_t>(v & 0xFFFF));
-  U16(out, static_cast<uint16_t>(v >> 16));
-}
-void BigEndian32(char* at, uint32_t v) {
-  at[0] = static_cast<char>(v >> 24);
-  at[1] = static_cast<char>(v >> 16);
-  at[2] = static_cast<char>(v >> 8);
-  at[3] = static_cast<char>(v);
-}
-// Implicit VR Little Endian, as every command set is; text padded to even length.
-void Element(std::string* out, uint16_t element, std::string value, char pad = '\0') {
-  if (value.size() & 1) value.push_back(pad);
-  U16(out, 0x0000);
-  U16(out, element);
-  U32(out, static_cast<uint32_t>(value.size()));
-  out->append(value);
-}
-void Us(std::string* out, uint16_t element, uint16_t value) {
-  std::string v;
-  U16(&v, value);
-  Element(out, element, v);
-}
-
-// The C-STORE-RQ command set as DCMTK's DIMSE_storeUser writes it (PS3.7 9.3.1.1).
-std::string StoreCommand(const std::string& sop_class, uint16_t message_id, const std::string& sop_instance,
-                         const std::string& originator_ae, uint16_t originator_message_id) {
-  std::string e;
-  Element(&e, 0x0002, sop_class);
-  Us(&e, 0x0100, DIMSE_C_STORE_RQ);
-  Us(&e, 0x0110, message_id);
-  Us(&e, 0x0700, DIMSE_PRIORITY_MEDIUM);
-  Us(&e, 0x0800, DIMSE_DATASET_PRESENT);
-  Element(&e, 0x1000, sop_instance);
-  if (!originator_ae.empty()) {
-    Element(&e, 0x1030, originator_ae, ' ');
-    Us(&e, 0x1031, originator_message_id);
-  }
-  std::string length, command;
-  U32(&length, static_cast<uint32_t>(e.size()));
-  Element(&command, 0x0000, length);
-  return command + e;
-}
-
-bool WriteAllTo(DcmTransportConnection* conn, char* data, size_t n) {
-  constexpr int kMaxInterrupted = 8;  // retries without progress before giving up
-  int interrupted = 0;
-  for (size_t done = 0; done < n;) {
-    errno = 0;  // a failed SSL_write need not set it: a stale EINTR must not mean "retry"
-    const ssize_t w = conn == nullptr ? -1 : conn->write(data + done, n - done);
-    if (w < 0 && errno == EINTR && ++interrupted <= kMaxInterrupted) continue;
-    if (w <= 0) return false;
-    done += static_cast<size_t>(w);
-    interrupted = 0;
-  }
-  return true;
-}
 
 bool PreadAll(int fd, char* out, size_t n, uint64_t at) {
   for (size_t done = 0; done < n;) {
@@ -160,18 +96,18 @@ StoreResult SendStoredObject(T_ASC_Association* assoc, uint8_t pres_id, uint16_t
                          originator_ae, originator_message_id, timeout);
   }
 
-  DcmTransportConnection* conn = DUL_getTransportConnection(assoc->DULassociation);
   const size_t limit = PduBodyLimit(assoc->params->theirMaxPDUReceiveSize);
   const size_t value_max = std::min(kMaxValue, limit == 0 ? kMaxValue : limit - 6);
   std::string pdus;
   AppendMessagePdus(&pdus, limit == 0 ? kMaxValue + 6 : limit, pres_id,
-                    StoreCommand(sop_class, message_id, sop_instance, originator_ae, originator_message_id), nullptr);
-  if (!WriteAllTo(conn, pdus.data(), pdus.size())) {
+                    StoreRequestCommand(sop_class, message_id, sop_instance, originator_ae, originator_message_id),
+                    nullptr);
+  if (WriteToPeer(assoc, pdus.data(), pdus.size()).bad()) {
     result.error = "connection lost while sending the command";
     result.association_lost = true;
     return result;
   }
-  // Each PDU one PDV of data (PS3.8 9.3.5, E.2): 6 bytes of PDU header, 6 of PDV header.
+  // Each PDU one PDV of data.
   std::string buffer(12 + std::min<uint64_t>(value_max, size - layout->data_set), '\0');
   uint64_t at = layout->data_set;
   do {
@@ -184,13 +120,8 @@ StoreResult SendStoredObject(T_ASC_Association* assoc, uint8_t pres_id, uint16_t
       result.association_lost = true;
       return result;
     }
-    buffer[0] = 0x04;
-    buffer[1] = 0x00;
-    BigEndian32(&buffer[2], static_cast<uint32_t>(n + 6));
-    BigEndian32(&buffer[6], static_cast<uint32_t>(n + 2));
-    buffer[10] = static_cast<char>(pres_id);
-    buffer[11] = last ? 0x02 : 0x00;
-    if (!WriteAllTo(conn, buffer.data(), n + 12)) {
+    DataPduHeader(buffer.data(), static_cast<uint32_t>(n), pres_id, last);
+    if (WriteToPeer(assoc, buffer.data(), n + 12).bad()) {
       result.error = "connection lost while sending the data set";
       result.association_lost = true;
       return result;
@@ -209,16 +140,7 @@ StoreResult SendStoredObject(T_ASC_Association* assoc, uint8_t pres_id, uint16_t
     result.error = "the peer answered with another message";
     result.association_lost = true;
   } else {
-    result.status = rsp.msg.CStoreRSP.DimseStatus;
-    if (result.status != STATUS_Success && detail != nullptr) {
-      const char* comment = nullptr;
-      if (detail->findAndGetString(DCM_ErrorComment, comment).good() && comment) result.error = comment;
-    }
-    if (result.status != STATUS_Success && result.error.empty()) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%04X", result.status);
-      result.error = std::string("refused with status ") + hex;
-    }
+    TakeStoreResponse(rsp.msg.CStoreRSP.DimseStatus, detail, &result);
   }
   delete detail;
   return result;

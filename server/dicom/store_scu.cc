@@ -71,19 +71,23 @@ StoreResult SendWithDcmtk(T_ASC_Association* assoc, uint8_t pres_id, uint16_t me
     // A file that cannot be read fails this object only; a network error ends the association.
     result.association_lost = !(cond == DIMSE_BADDATA) && cond.module() == OFM_dcmnet;
   } else {
-    result.status = rsp.DimseStatus;
-    if (rsp.DimseStatus != STATUS_Success && detail != nullptr) {
-      const char* comment = nullptr;
-      if (detail->findAndGetString(DCM_ErrorComment, comment).good() && comment) result.error = comment;
-    }
-    if (rsp.DimseStatus != STATUS_Success && result.error.empty()) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%04X", rsp.DimseStatus);
-      result.error = std::string("refused with status ") + hex;
-    }
+    TakeStoreResponse(rsp.DimseStatus, detail, &result);
   }
   delete detail;
   return result;
+}
+
+void TakeStoreResponse(uint16_t status, DcmDataset* detail, StoreResult* result) {
+  result->status = status;
+  if (status != STATUS_Success && detail != nullptr) {
+    const char* comment = nullptr;
+    if (detail->findAndGetString(DCM_ErrorComment, comment).good() && comment) result->error = comment;
+  }
+  if (status != STATUS_Success && result->error.empty()) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%04X", status);
+    result->error = std::string("refused with status ") + hex;
+  }
 }
 
 struct StoreScu::Impl {
@@ -156,12 +160,15 @@ Status StoreScu::Connect(const std::vector<std::pair<std::string, std::string>>&
   return Status::Ok();
 }
 
+StoreResult StoreScu::Store(const std::string& file, const std::string& sop_class, const std::string& sop_instance,
+                            const std::string& ts, const std::string& move_originator_ae,
+                            uint16_t move_originator_message_id) {
+  return Store(ObjectHandle::File(file), sop_class, sop_instance, ts, move_originator_ae, move_originator_message_id);
+}
+
 StoreResult StoreScu::Store(const ObjectHandle& object, const std::string& sop_class, const std::string& sop_instance,
                             const std::string& ts, const std::string& move_originator_ae,
                             uint16_t move_originator_message_id) {
-  if (!object.ranged()) {
-    return Store(object.path().string(), sop_class, sop_instance, ts, move_originator_ae, move_originator_message_id);
-  }
   StoreResult r;
   if (!impl_->assoc) {
     r.error = "not connected";
@@ -175,24 +182,6 @@ StoreResult StoreScu::Store(const ObjectHandle& object, const std::string& sop_c
   }
   return SendStoredObject(impl_->assoc, pres_id, impl_->next_message_id++, object, sop_class, sop_instance,
                           move_originator_ae, move_originator_message_id, impl_->timeout);
-}
-
-StoreResult StoreScu::Store(const std::string& file, const std::string& sop_class, const std::string& sop_instance,
-                            const std::string& ts, const std::string& move_originator_ae,
-                            uint16_t move_originator_message_id) {
-  StoreResult r;
-  if (!impl_->assoc) {
-    r.error = "not connected";
-    r.association_lost = true;
-    return r;
-  }
-  uint8_t pres_id = ContextForSending(impl_->assoc, sop_class, ts, false);
-  if (pres_id == 0) {
-    r.error = impl_->target.ae_title + " accepted no context for this SOP class in " + ts;
-    return r;
-  }
-  return SendStoredFile(impl_->assoc, pres_id, impl_->next_message_id++, file, sop_class, sop_instance,
-                        move_originator_ae, move_originator_message_id, impl_->timeout);
 }
 
 Result<bool> StoreScu::Holds(const std::string& study_uid, const std::string& series_uid,

@@ -75,6 +75,8 @@ StoreResult SendWithDcmtk(T_ASC_Association* assoc, uint8_t pres_id, uint16_t me
                           DcmDataset* dataset, const std::string& sop_class_uid, const std::string& sop_instance_uid,
                           const std::string& move_originator_ae, uint16_t move_originator_message_id,
                           int timeout_seconds);
+// The peer's C-STORE-RSP status into `result`, with the reason (its Error Comment, else the status) when not Success.
+void TakeStoreResponse(uint16_t status, DcmDataset* detail, StoreResult* result);
 // C-STORE of a stored object: a whole file or memory file as SendStoredFile sends it; a byte
 // range of a segment (range_store.cc) read where it lies, its data set's bytes sent as stored
 // when the context's syntax is the stored one, else re-encoded by DCMTK from the parsed object
