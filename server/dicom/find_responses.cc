@@ -248,6 +248,12 @@ std::string StoreRequestCommand(const std::string& sop_class_uid, uint16_t messa
   return command + e;
 }
 
+size_t DataPduValueMax(size_t pdu_body_limit, size_t cap) {
+  // PS3.8 9.3.1: a PDU's variable part within the peer's maximum; a PDV fragment of even length,
+  // as DCMTK writes it (its receivers refuse an odd one).
+  return std::min(cap, pdu_body_limit - 6) & ~size_t{1};
+}
+
 void DataPduHeader(char* at, uint32_t value_length, unsigned char pres_id, bool last) {
   at[0] = 0x04;
   at[1] = 0x00;

@@ -73,6 +73,8 @@ std::string FindResponseCommand(std::string_view head, uint16_t status, bool ide
 std::string StoreRequestCommand(const std::string& sop_class_uid, uint16_t message_id,
                                 const std::string& sop_instance_uid, const std::string& move_originator_ae,
                                 uint16_t move_originator_message_id);
+// The longest even PDV value, at most `cap`, in a PDU within `pdu_body_limit` (PduBodyLimit's, not 0).
+size_t DataPduValueMax(size_t pdu_body_limit, size_t cap);
 // The 12 bytes before a P-DATA-TF PDU's one data PDV of `value_length` bytes (PS3.8 9.3.5, E.2).
 void DataPduHeader(char* at, uint32_t value_length, unsigned char pres_id, bool last);
 // Writes PDUs made here to the association's connection (TCP or TLS); DIMSE_SENDFAILED when it fails.

@@ -73,7 +73,8 @@ StoreResult SendStoredObject(T_ASC_Association* assoc, uint8_t pres_id, uint16_t
     return at <= size && n <= size - at && PreadAll(fd.get(), static_cast<char*>(buf), n, base + at);
   };
   Result<dicom_scan::Layout> layout = dicom_scan::ReadLayout(size, read_at, [] { return false; });
-  Result<std::unique_ptr<DicomFile>> meta = DicomFile::OpenRange(object.path(), ByteRange{base, size}, 1024, true);
+  // Values over 4 KiB stay on disk (as DCMTK reads a file it sends): a 1 GB object is never loaded whole.
+  Result<std::unique_ptr<DicomFile>> meta = DicomFile::OpenRange(object.path(), ByteRange{base, size}, 4096, true);
   if (!layout.ok() || !meta.ok()) {
     result.error = "unreadable stored object: " + (layout.ok() ? meta.status() : layout.status()).message();
     return result;
@@ -85,28 +86,26 @@ StoreResult SendStoredObject(T_ASC_Association* assoc, uint8_t pres_id, uint16_t
     result.error = "no accepted presentation context " + std::to_string(pres_id);
     return result;
   }
-  if (stored_syntax != pc.acceptedTransferSyntax) {
-    // Another native encoding: DCMTK re-encodes the parsed object, as it does from a file.
-    Result<std::unique_ptr<DicomFile>> whole = DicomFile::OpenRange(object.path(), ByteRange{base, size}, 0, true);
-    if (!whole.ok()) {
-      result.error = "unreadable stored object: " + whole.status().message();
-      return result;
-    }
-    return SendWithDcmtk(assoc, pres_id, message_id, nullptr, &whole.value()->dataset(), sop_class, sop_instance,
+  const size_t limit = PduBodyLimit(assoc->params->theirMaxPDUReceiveSize);
+  if (stored_syntax != pc.acceptedTransferSyntax || limit == 0) {
+    // Another native encoding (or a peer taking PDUs too small to write here): DCMTK encodes the
+    // parsed object as it does a file's, its large values read from the range as they are sent.
+    return SendWithDcmtk(assoc, pres_id, message_id, nullptr, &meta.value()->dataset(), sop_class, sop_instance,
                          originator_ae, originator_message_id, timeout);
   }
-
-  const size_t limit = PduBodyLimit(assoc->params->theirMaxPDUReceiveSize);
-  const size_t value_max = std::min(kMaxValue, limit == 0 ? kMaxValue : limit - 6);
+  const size_t value_max = DataPduValueMax(limit, kMaxValue);
   std::string pdus;
-  AppendMessagePdus(&pdus, limit == 0 ? kMaxValue + 6 : limit, pres_id,
+  AppendMessagePdus(&pdus, limit, pres_id,
                     StoreRequestCommand(sop_class, message_id, sop_instance, originator_ae, originator_message_id),
                     nullptr);
-  if (WriteToPeer(assoc, pdus.data(), pdus.size()).bad()) {
-    result.error = "connection lost while sending the command";
+  // Once anything is written, a failure leaves the peer inside a message: the association goes.
+  auto lost = [&](const std::string& why) {
+    ASC_abortAssociation(assoc);
+    result.error = why;
     result.association_lost = true;
     return result;
-  }
+  };
+  if (WriteToPeer(assoc, pdus.data(), pdus.size()).bad()) return lost("connection lost while sending the command");
   // Each PDU one PDV of data.
   std::string buffer(12 + std::min<uint64_t>(value_max, size - layout->data_set), '\0');
   uint64_t at = layout->data_set;
@@ -114,18 +113,10 @@ StoreResult SendStoredObject(T_ASC_Association* assoc, uint8_t pres_id, uint16_t
     const size_t n = static_cast<size_t>(std::min<uint64_t>(value_max, size - at));
     const bool last = at + n == size;
     if (!PreadAll(fd.get(), buffer.data() + 12, n, base + at)) {
-      // Half a data set cannot be taken back: the association goes.
-      ASC_abortAssociation(assoc);
-      result.error = "cannot read " + object.path().string() + " while sending it";
-      result.association_lost = true;
-      return result;
+      return lost("cannot read " + object.path().string() + " while sending it");
     }
     DataPduHeader(buffer.data(), static_cast<uint32_t>(n), pres_id, last);
-    if (WriteToPeer(assoc, buffer.data(), n + 12).bad()) {
-      result.error = "connection lost while sending the data set";
-      result.association_lost = true;
-      return result;
-    }
+    if (WriteToPeer(assoc, buffer.data(), n + 12).bad()) return lost("connection lost while sending the data set");
     at += n;
   } while (at < size);
 

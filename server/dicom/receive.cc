@@ -92,9 +92,11 @@ class TieredConsumer : public DcmConsumer {
   }
 
  private:
-  static constexpr uint64_t kKickBytes = 128 * 1024;
-  // Holds any header but an enhanced multi-frame object's functional groups (the default memory limit: 128 KiB).
-  static constexpr size_t kHeadInMemory = 16 * 1024;  // about one PDU: the tail left to sync stays short
+  static constexpr uint64_t kKickBytes = 128 * 1024;  // about one PDU: the tail left to sync stays short
+  // A head this long holds any header but an enhanced multi-frame object's functional groups.
+  static constexpr size_t kHeadInMemory = 16 * 1024;
+  // The head kept for the parse at most: a larger memory limit holds no more of it past the spill.
+  static constexpr size_t kHeadKept = 128 * 1024;
 
   offile_off_t Discard(offile_off_t len) {
     failed_ = true;
@@ -105,19 +107,25 @@ class TieredConsumer : public DcmConsumer {
 
   bool Spill() {
     temp_ = store_.NewTempPath();
-    head_ = std::move(held_);
+    std::string held = std::move(held_);
     held_ = std::string();
     // The parse reads the head from memory; with a very small one (a memory limit of a few KiB)
     // its file's head stays in the page cache for it, as the parse reads on past it.
-    const size_t cached_head = head_.size() >= kHeadInMemory ? 0 : DirectFile::kHead;
+    const size_t cached_head = held.size() >= kHeadInMemory ? 0 : DirectFile::kHead;
     if (file_.Create(temp_, direct_syntax_ && Native(direct_syntax_), cached_head) != 0) {
       temp_.clear();
       failed_ = true;
       return false;
     }
-    if (file_.Append(head_.data(), head_.size()) != 0) {
+    if (file_.Append(held.data(), held.size()) != 0) {
       failed_ = true;
       return false;
+    }
+    // The parse reads past the kept part from the file.
+    if (held.size() > kHeadKept) {
+      head_.assign(held, 0, kHeadKept);
+    } else {
+      head_ = std::move(held);
     }
     return true;
   }

@@ -95,7 +95,9 @@ TEST_CASE("objects inside a segment are read where they lie by C-GET, C-MOVE, th
   };
   auto get = [&](const fs::path& got, const std::vector<std::string>& extra) {
     fs::create_directories(got);
-    std::vector<std::string> argv = {GETSCU_BIN, "-S", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-od", got.string()};
+    // 4 KiB PDUs: each ~8.5 KB data set goes in three.
+    std::vector<std::string> argv = {GETSCU_BIN, "-S",   "-aet", "ZZ_PACS", "-aec",
+                                     "LX_READ",  "-pdu", "4096", "-od",     got.string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.end(),
                 {"-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + study, "127.0.0.1", server.port_text()});
@@ -112,9 +114,9 @@ TEST_CASE("objects inside a segment are read where they lie by C-GET, C-MOVE, th
   auto move = [&](const fs::path& got, const std::vector<std::string>& extra) {
     fs::create_directories(got);
     ReleasePort(zz_port);
-    std::vector<std::string> argv = {MOVESCU_BIN, "-S",        "-aet",    "ZZ_PACS", "-aec",
-                                     "LX_READ",   "-aem",      "ZZ_PACS", "+P",      std::to_string(zz_port),
-                                     "-od",       got.string()};
+    std::vector<std::string> argv = {MOVESCU_BIN, "-S",   "-aet",    "ZZ_PACS",   "-aec",
+                                     "LX_READ",   "-aem", "ZZ_PACS", "+P",        std::to_string(zz_port),
+                                     "-pdu",      "4096", "-od",     got.string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.end(),
                 {"-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + study, "127.0.0.1", server.port_text()});

@@ -34,6 +34,23 @@ int64_t Count(const std::filesystem::path& db_path, const std::string& sql) {
   return q.Int(0);
 }
 
+// A command set as DCMTK writes one: Implicit VR Little Endian with the group length.
+std::string AsCommand(DcmDataset& cmd) {
+  REQUIRE(cmd.computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, EXS_LittleEndianImplicit).good());
+  const Uint32 length = cmd.calcElementLength(EXS_LittleEndianImplicit, EET_ExplicitLength);
+  std::string expected(length, '\0');
+  DcmOutputBufferStream stream(expected.data(), length);
+  cmd.transferInit();
+  REQUIRE(cmd.write(stream, EXS_LittleEndianImplicit, EET_ExplicitLength, nullptr, EGL_withGL).good());
+  cmd.transferEnd();
+  void* data = nullptr;
+  offile_off_t written = 0;
+  stream.flushBuffer(data, written);
+  expected.resize(static_cast<size_t>(written));
+  REQUIRE(expected.size() > 8);
+  return expected;
+}
+
 }  // namespace
 
 TEST_CASE("a match's identifier is encoded as DCMTK encodes the same data set", "[qr][find]") {
@@ -85,6 +102,37 @@ TEST_CASE("a match's identifier is encoded as DCMTK encodes the same data set", 
   }
 }
 
+TEST_CASE("a C-STORE-RQ command set is the bytes DCMTK writes for it", "[qr][move]") {
+  for (const std::string originator : {"", "ZZ_PACS", "LS_PACS1"}) {  // odd AE title: a space pad
+    INFO("move originator '" << originator << "'");
+    DcmDataset cmd;
+    REQUIRE(cmd.putAndInsertString(DCM_AffectedSOPClassUID, UID_CTImageStorage).good());
+    REQUIRE(cmd.putAndInsertUint16(DCM_CommandField, DIMSE_C_STORE_RQ).good());
+    REQUIRE(cmd.putAndInsertUint16(DCM_MessageID, 0x4321).good());
+    REQUIRE(cmd.putAndInsertUint16(DCM_Priority, DIMSE_PRIORITY_MEDIUM).good());
+    REQUIRE(cmd.putAndInsertUint16(DCM_CommandDataSetType, DIMSE_DATASET_PRESENT).good());
+    REQUIRE(cmd.putAndInsertString(DCM_AffectedSOPInstanceUID, "1.2.3.44").good());
+    if (!originator.empty()) {
+      REQUIRE(cmd.putAndInsertString(DCM_MoveOriginatorApplicationEntityTitle, originator.c_str()).good());
+      REQUIRE(cmd.putAndInsertUint16(DCM_MoveOriginatorMessageID, 7).good());
+    }
+    CHECK(StoreRequestCommand(UID_CTImageStorage, 0x4321, "1.2.3.44", originator, 7) == AsCommand(cmd));
+  }
+}
+
+TEST_CASE("a data PDV is even and fits the peer's PDU", "[qr][move]") {
+  CHECK(DataPduValueMax(4096, 256 * 1024) == 4090);
+  CHECK(DataPduValueMax(4097, 256 * 1024) == 4090);  // 4091 would be odd
+  CHECK(DataPduValueMax(16, 256 * 1024) == 10);
+  CHECK(DataPduValueMax(size_t{1} << 20, 256 * 1024) == 256 * 1024);
+  CHECK(DataPduValueMax(size_t{1} << 20, 101) == 100);
+  char header[12];
+  DataPduHeader(header, 4090, 5, true);
+  CHECK(std::string(header, 12) == std::string("\x04\x00\x00\x00\x10\x00\x00\x00\x0f\xfc\x05\x02", 12));
+  DataPduHeader(header, 10, 3, false);
+  CHECK(std::string(header, 12) == std::string("\x04\x00\x00\x00\x00\x10\x00\x00\x00\x0c\x03\x00", 12));
+}
+
 TEST_CASE("a C-FIND-RSP command set is the bytes DCMTK writes for it", "[qr][find]") {
   // The elements DCMTK's DIMSE_sendFindResponse puts in the command (dimcmd.cc), written as it
   // writes a command: Implicit VR Little Endian with the group length.
@@ -104,19 +152,7 @@ TEST_CASE("a C-FIND-RSP command set is the bytes DCMTK writes for it", "[qr][fin
           cmd.putAndInsertUint16(DCM_CommandDataSetType, with_identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL)
               .good());
       REQUIRE(cmd.putAndInsertUint16(DCM_Status, status).good());
-      REQUIRE(cmd.computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, EXS_LittleEndianImplicit).good());
-      const Uint32 length = cmd.calcElementLength(EXS_LittleEndianImplicit, EET_ExplicitLength);
-      std::string expected(length, '\0');
-      DcmOutputBufferStream stream(expected.data(), length);
-      cmd.transferInit();
-      REQUIRE(cmd.write(stream, EXS_LittleEndianImplicit, EET_ExplicitLength, nullptr, EGL_withGL).good());
-      cmd.transferEnd();
-      void* data = nullptr;
-      offile_off_t written = 0;
-      stream.flushBuffer(data, written);
-      expected.resize(static_cast<size_t>(written));
-      REQUIRE(expected.size() > 8);
-      CHECK(FindResponseCommand(head, status, with_identifier) == expected);
+      CHECK(FindResponseCommand(head, status, with_identifier) == AsCommand(cmd));
     }
   }
 }
