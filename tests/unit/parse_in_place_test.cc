@@ -181,4 +181,20 @@ TEST_CASE("an object inside a larger file is parsed from its byte range alone", 
   same = SameDataSet(file, segment, &shifted);
   REQUIRE(same.ok());
   CHECK(same.value());
+
+  // Encapsulated (RLE): no element comparison to fall back on, so the range's bytes decide.
+  const std::filesystem::path rle = dir.path() / "rle.dcm";
+  REQUIRE(test::RunCommand({"/usr/bin/dcmcrle", file.string(), rle.string()}).exit_code == 0);
+  const std::string rle_bytes = test::ReadFile(rle);
+  const std::filesystem::path rle_segment = dir.path() / "rle-segment";
+  test::WriteFile(rle_segment, before + rle_bytes + rle_bytes);
+  for (const uint64_t at : {uint64_t{before.size()}, uint64_t{before.size() + rle_bytes.size()}}) {
+    const ByteRange rle_range{at, rle_bytes.size()};
+    same = SameDataSet(rle, rle_segment, &rle_range);
+    REQUIRE(same.ok());
+    CHECK(same.value());
+  }
+  const ByteRange rle_short{before.size(), rle_bytes.size() - 2};
+  same = SameDataSet(rle, rle_segment, &rle_short);
+  CHECK((!same.ok() || !same.value()));
 }
