@@ -149,6 +149,8 @@ CentreConfig ReadCentre(TableReader& r, const std::filesystem::path& base_dir) {
   c.small_object_bytes = static_cast<uint64_t>(
       r.Integer("small_object_bytes", 0, int64_t{1} << 20, static_cast<int64_t>(c.small_object_bytes)));
   c.direct_io = Boolean(r, "direct_io", c.direct_io);
+  c.segment_mb = static_cast<uint64_t>(r.Integer("segment_mb", 0, 65536, static_cast<int64_t>(c.segment_mb)));
+  c.segment_prewrite = Boolean(r, "segment_prewrite", c.segment_prewrite);
   c.centre_ae_titles = r.StringArray("centre_ae_titles", false);
   for (const auto& ae : c.centre_ae_titles) CheckAeTitle(r, "centre_ae_titles", ae);
   c.centre_max_associations =

@@ -80,6 +80,12 @@ struct CentreConfig {
   // Larger objects of a native transfer syntax are received with O_DIRECT past their head
   // (server/store/direct_file.h); false: through the page cache, as before.
   bool direct_io = true;
+  // Larger objects are appended to segment files of this many MiB under segments/
+  // (server/store/segments.h); 0: one file per object under objects/.
+  uint64_t segment_mb = 256;
+  // Segments are written with zeros before use, so that storing an object syncs no metadata
+  // (twice the disk writes); false: they grow as objects are appended.
+  bool segment_prewrite = false;
   std::vector<std::string> centre_ae_titles;  // centre workstations: see every member's studies
   // Centre AE titles otherwise present a workstation certificate over DICOM TLS (OU=workstation,
   // CN = the AE title); these may call plain, from the named addresses only. (default: none)

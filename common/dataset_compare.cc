@@ -74,8 +74,10 @@ bool SameItem(DcmItem& x, DcmItem& y, Comparison& c) {
 
 }  // namespace
 
-Result<bool> SameElements(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* b_range) {
-  Result<std::unique_ptr<DicomFile>> fa = DicomFile::Open(a, kInMemory, true);
+Result<bool> SameElements(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* b_range,
+                          const ByteRange* a_range) {
+  Result<std::unique_ptr<DicomFile>> fa =
+      a_range ? DicomFile::OpenRange(a, *a_range, kInMemory, true) : DicomFile::Open(a, kInMemory, true);
   if (!fa.ok()) return fa.status();
   Result<std::unique_ptr<DicomFile>> fb =
       b_range ? DicomFile::OpenRange(b, *b_range, kInMemory, true) : DicomFile::Open(b, kInMemory, true);

@@ -347,8 +347,9 @@ Result<std::unique_ptr<DicomFile>> DicomFile::Open(const std::filesystem::path& 
 }
 
 Result<std::unique_ptr<DicomFile>> DicomFile::OpenRange(const std::filesystem::path& file, const ByteRange& range,
-                                                        uint32_t max_read_length, bool require_meta_header) {
-  return OpenPart(file, &range, max_read_length, require_meta_header, {});
+                                                        uint32_t max_read_length, bool require_meta_header,
+                                                        std::string_view head) {
+  return OpenPart(file, &range, max_read_length, require_meta_header, head);
 }
 
 Result<std::unique_ptr<DicomFile>> DicomFile::OpenPart(const std::filesystem::path& file, const ByteRange* range,
@@ -407,8 +408,9 @@ std::filesystem::path DicomFile::inflated_data_set() const {
 }
 DcmDataset& DicomFile::dataset() { return *format_->getDataset(); }
 
-Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, const ByteRange& range) {
-  Result<std::unique_ptr<DicomFile>> f = DicomFile::OpenRange(file, range, 4096, true);
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, const ByteRange& range,
+                                            std::string_view head) {
+  Result<std::unique_ptr<DicomFile>> f = DicomFile::OpenRange(file, range, 4096, true, head);
   if (!f.ok()) return f.status();
   return Summarize(*f.value());
 }
@@ -476,20 +478,22 @@ Result<uint64_t> DataSetOffset(std::ifstream& in) {
   return uint64_t{144} + group_length;
 }
 
-Result<bool> SameBytesAfter(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* b_range) {
+Result<bool> SameBytesAfter(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* a_range,
+                            const ByteRange* b_range) {
   std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
   if (!fa || !fb) return Status::IOError("cannot open stored files for comparison");
-  const uint64_t b_base = b_range ? b_range->offset : 0;
+  const uint64_t a_base = a_range ? a_range->offset : 0, b_base = b_range ? b_range->offset : 0;
+  fa.seekg(static_cast<std::streamoff>(a_base));
   fb.seekg(static_cast<std::streamoff>(b_base));
   Result<uint64_t> oa = DataSetOffset(fa), ob = DataSetOffset(fb);
   if (!oa.ok()) return oa.status();
   if (!ob.ok()) return ob.status();
   std::error_code ec;
-  uint64_t la = std::filesystem::file_size(a, ec) - oa.value();
+  uint64_t la = (a_range ? a_range->length : std::filesystem::file_size(a, ec)) - oa.value();
   uint64_t lb = (b_range ? b_range->length : std::filesystem::file_size(b, ec)) - ob.value();
   if (ec) return Status::IOError("cannot stat stored files: " + ec.message());
   if (la != lb) return false;
-  fa.seekg(static_cast<std::streamoff>(oa.value()));
+  fa.seekg(static_cast<std::streamoff>(a_base + oa.value()));
   fb.seekg(static_cast<std::streamoff>(b_base + ob.value()));
   std::vector<char> ba(1 << 16), bb(1 << 16);
   while (la > 0) {
@@ -507,17 +511,18 @@ bool IsNative(const std::string& ts) { return !DcmXfer(ts.c_str()).isEncapsulate
 
 }  // namespace
 
-Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* b_range) {
-  Result<InstanceSummary> sa = ReadInstanceSummary(a),
+Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b, const ByteRange* b_range,
+                         const ByteRange* a_range) {
+  Result<InstanceSummary> sa = a_range ? ReadInstanceSummary(a, *a_range) : ReadInstanceSummary(a),
                           sb = b_range ? ReadInstanceSummary(b, *b_range) : ReadInstanceSummary(b);
   if (!sa.ok()) return sa.status();
   if (!sb.ok()) return sb.status();
   if (sa->transfer_syntax_uid == sb->transfer_syntax_uid) {
-    Result<bool> same_bytes = SameBytesAfter(a, b, b_range);
+    Result<bool> same_bytes = SameBytesAfter(a, b, a_range, b_range);
     if (!same_bytes.ok() || same_bytes.value()) return same_bytes;
   }
   if (!IsNative(sa->transfer_syntax_uid) || !IsNative(sb->transfer_syntax_uid)) return false;
-  return SameElements(a, b, b_range);  // streamed: neither object is loaded whole
+  return SameElements(a, b, b_range, a_range);  // streamed: neither object is loaded whole
 }
 
 }  // namespace teleread

@@ -82,7 +82,8 @@ class DicomFile {
   // The same for `range` of `file`: nothing outside it is read, and a value left unread loads
   // later from the file at its place in the range. A deflated data set is refused (Corruption).
   static Result<std::unique_ptr<DicomFile>> OpenRange(const std::filesystem::path& file, const ByteRange& range,
-                                                      uint32_t max_read_length, bool require_meta_header);
+                                                      uint32_t max_read_length, bool require_meta_header,
+                                                      std::string_view head = {});
   // The same checks and parse for a Part 10 object held in memory, read in place (every value
   // is loaded: meant for objects of at most a few hundred KiB). InvalidArgument for a deflated
   // data set, or bytes without the preamble, which are parsed from a file only (Open).
@@ -110,7 +111,8 @@ class DicomFile {
 // Parses the whole file (large values are not loaded into memory) and extracts the summary.
 // Corruption when the file is not a parseable DICOM file with a meta header.
 Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, std::string_view head = {});
-Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, const ByteRange& range);
+Result<InstanceSummary> ReadInstanceSummary(const std::filesystem::path& file, const ByteRange& range,
+                                            std::string_view head = {});
 // The same for an object held in memory (DicomFile::Parse): InvalidArgument when it is deflated.
 Result<InstanceSummary> ReadInstanceSummaryFromMemory(std::string_view part10);
 // The summary of a file parsed already; transfer syntax and source AE are empty without a meta header.
@@ -130,9 +132,9 @@ Result<std::string> EncodeFromUtf8(std::string_view specific_character_set, std:
 // Whether two stored files carry the same data set: byte equality of the data sets, else, when
 // neither has encapsulated pixel data, equality after re-encoding both as Explicit VR Little
 // Endian (so an implicit-VR or deflated re-send of the same object is the same); otherwise false.
-// `b_range`: `b` is that part of the file (an object inside a segment).
+// `a_range`, `b_range`: that part of the file (an object inside a segment).
 Result<bool> SameDataSet(const std::filesystem::path& a, const std::filesystem::path& b,
-                         const ByteRange* b_range = nullptr);
+                         const ByteRange* b_range = nullptr, const ByteRange* a_range = nullptr);
 
 bool IsStorageSopClass(std::string_view sop_class_uid);
 

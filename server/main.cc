@@ -39,6 +39,8 @@ int PrintStatus(const Config& config) {
   std::printf("%lld patients, %lld studies, %lld series, %lld instances (%.1f MB); %lld reading tasks, %lld waiting\n",
               (long long)c.patients, (long long)c.studies, (long long)c.series, (long long)c.instances, c.bytes / 1e6,
               (long long)c.tasks_total, (long long)c.tasks_waiting);
+  std::printf("objects: %lld kept in the index, %lld in segment files, %lld files of their own\n",
+              (long long)c.in_index, (long long)c.in_segments, (long long)(c.instances - c.in_index - c.in_segments));
   std::printf("%-10s %-12s %-8s %-9s %-28s %-8s %6s %9s  %s\n", "MEMBER", "PATIENT ID", "DATE", "MODALITY",
               "DESCRIPTION", "PRIORITY", "SERIES", "INSTANCES", "TASK");
   for (const StudyOverview& s : studies.value()) {

@@ -60,6 +60,11 @@ Status ServerApp::Start() {
   store_->set_small_object_bytes(config_.centre.small_object_bytes);
   store_->set_direct_io(config_.centre.direct_io);
   store_->UseIndex(index_.get());
+  if (Status s = store_->UseSegments(config_.centre.segment_mb << 20, config_.centre.segment_prewrite,
+                                     config_.centre.min_free_disk_mb << 20);
+      !s.ok()) {
+    return s;
+  }
 
   Result<RecoveryReport> recovered = RecoverStorage(*store_, *index_, config_, NowMs());
   if (!recovered.ok()) return recovered.status();

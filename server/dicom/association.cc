@@ -313,7 +313,7 @@ class Association {
       ReceivedDataSet received;
       OFCondition cond =
           ReceiveDataSet(assoc_, pres_id, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID, env_.store,
-                         env_.dimse_timeout, true, &received, env_.store.small_object_bytes());
+                         env_.dimse_timeout, true, &received, env_.store.small_object_bytes(), &segment_);
       if (cond.bad()) {
         // The connection broke mid-object: nothing is kept and nobody awaits an answer.
         spdlog::warn("C-STORE from {} interrupted: {}", caller_->ae_title,
@@ -336,6 +336,7 @@ class Association {
                              {}};
         request.bytes = std::move(received.bytes);
         request.head = std::move(received.head);
+        request.segment_object = std::move(received.segment_object);
         outcome = env_.ingest.Store(request);
       }
     }
@@ -380,6 +381,7 @@ class Association {
   std::optional<Caller> caller_;
   bool slot_held_ = false;
   std::vector<CommitmentReport> deferred_reports_;
+  SegmentPool::Lease segment_{env_.store.segments()};  // given back when the association ends
   uint64_t stored_ = 0, refused_ = 0, bytes_ = 0;
 };
 

@@ -13,8 +13,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <string_view>
+#include <utility>
 
+#include "common/log.h"
 #include "server/store/direct_file.h"
 
 namespace teleread {
@@ -28,6 +31,9 @@ bool Native(const char* transfer_syntax) {
   return xfer.getXfer() != EXS_Unknown && xfer.isNotEncapsulated() && xfer.getStreamCompression() == ESC_none;
 }
 
+// A deflated data set is parsed from a file of its own (it is inflated first): never in a segment.
+bool Deflated(const char* transfer_syntax) { return DcmXfer(transfer_syntax).getStreamCompression() != ESC_none; }
+
 // Holds an object in memory while it fits within `limit` bytes; past that, creates the temp file,
 // writes what it held and streams the rest there. `durable` (an object whose fsync comes next):
 // its writeback started while the rest is still arriving, so that the fsync before the
@@ -37,8 +43,9 @@ bool Native(const char* transfer_syntax) {
 // when the object spills: most objects stay in memory.
 class TieredConsumer : public DcmConsumer {
  public:
-  TieredConsumer(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax)
-      : store_(store), limit_(limit), durable_(durable), direct_syntax_(direct_syntax) {}
+  TieredConsumer(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax,
+                 SegmentPool::Lease* lease)
+      : store_(store), limit_(limit), durable_(durable), direct_syntax_(direct_syntax), lease_(lease) {}
   ~TieredConsumer() override {
     if (!temp_.empty()) ::unlink(temp_.c_str());
   }
@@ -59,7 +66,7 @@ class TieredConsumer : public DcmConsumer {
     if (failed_) return len;  // discarded
     auto n = static_cast<size_t>(len);
     const char* p = static_cast<const char*>(buf);
-    if (temp_.empty()) {
+    if (!file_) {
       // Held to the limit, so that a spilled object's head is as long as memory allows.
       // Reserved once: append's doubling could otherwise hold up to twice the limit.
       if (held_.capacity() < limit_) held_.reserve(limit_);
@@ -70,24 +77,39 @@ class TieredConsumer : public DcmConsumer {
       p += take;
       n -= take;
     }
-    if (file_.Append(p, n) != 0) return Discard(len);
+    if (!file_->Fits(n) && !MoveToFile()) return Discard(len);
+    if (file_->Append(p, n) != 0) return Discard(len);
     // Kept with O_DIRECT: the head, and every byte where the file system accepts the flag but
     // still writes through the page cache (tmpfs since Linux 6.6), then go out early too.
-    if (durable_ && file_.size() >= next_kick_) {
-      ::sync_file_range(file_.fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
-      next_kick_ = file_.size() + kKickBytes;
+    if (durable_ && file_->size() >= next_kick_) {
+      ::sync_file_range(file_->fd(), static_cast<off64_t>(start_), 0, SYNC_FILE_RANGE_WRITE);
+      next_kick_ = file_->size() + kKickBytes;
     }
     return len;
   }
 
-  bool in_memory() const { return temp_.empty() && !failed_; }
+  bool in_memory() const { return !file_ && !failed_; }
+  bool in_segment() const { return segment_ != nullptr; }
+  // Writes the rest and makes the object durable in its segment: its index path.
+  Result<std::string> TakeSegmentObject() {
+    Segment& segment = *std::exchange(segment_, nullptr);
+    const uint64_t size = file_->size();
+    if (int err = file_->Finish(); err != 0) return Status::FromErrno(err, "write segment " + segment.name);
+    // Every byte on the device already (O_DIRECT, padded): the index commit's sync covers them.
+    const bool on_device = file_->direct_bytes() >= size;
+    if (!(segment.durable_with_index && on_device) && ::fdatasync(segment.fd) != 0) {
+      return Status::FromErrno(errno, "fdatasync segment " + segment.name);
+    }
+    segment.next = (start_ + size + SegmentPool::kAlign - 1) / SegmentPool::kAlign * SegmentPool::kAlign;
+    return ObjectStore::InSegmentPathFor(segment.name, start_, size);
+  }
   bool failed() const { return failed_; }
   std::string TakeBytes() { return std::move(held_); }
   // A spilled object's first bytes, as written to its file: the parse reads them from here.
   std::string TakeHead() { return std::move(head_); }
   // Writes the rest, closes the file and hands it over: the caller removes it from now on.
   Result<std::filesystem::path> TakeFile() {
-    if (int err = file_.Finish(); err != 0) return Status::FromErrno(err, "write " + temp_.string());
+    if (int err = file_->Finish(); err != 0) return Status::FromErrno(err, "write " + temp_.string());
     return std::exchange(temp_, {});
   }
 
@@ -106,18 +128,29 @@ class TieredConsumer : public DcmConsumer {
   }
 
   bool Spill() {
-    temp_ = store_.NewTempPath();
     std::string held = std::move(held_);
     held_ = std::string();
     // The parse reads the head from memory; with a very small one (a memory limit of a few KiB)
     // its file's head stays in the page cache for it, as the parse reads on past it.
     const size_t cached_head = held.size() >= kHeadInMemory ? 0 : DirectFile::kHead;
-    if (file_.Create(temp_, direct_syntax_ && Native(direct_syntax_), cached_head) != 0) {
-      temp_.clear();
-      failed_ = true;
+    const bool direct = direct_syntax_ && Native(direct_syntax_);
+    Segment* segment = lease_ && durable_ ? lease_->Get() : nullptr;
+    if (segment && segment->capacity - segment->next < held.size()) {
+      lease_->Retire();  // too full for any object that gets here: the next one
+      segment = lease_->Get();
+    }
+    if (segment && segment->capacity - segment->next >= held.size()) {
+      segment_ = segment;
+      start_ = segment->next;
+      file_.emplace();
+      if (file_->Begin(segment->fd, start_, segment->capacity - start_, direct, cached_head) != 0) {
+        failed_ = true;
+        return false;
+      }
+    } else if (!CreateFile(direct, cached_head)) {
       return false;
     }
-    if (file_.Append(held.data(), held.size()) != 0) {
+    if (file_->Append(held.data(), held.size()) != 0) {
       failed_ = true;
       return false;
     }
@@ -130,28 +163,81 @@ class TieredConsumer : public DcmConsumer {
     return true;
   }
 
+  bool CreateFile(bool direct, size_t cached_head) {
+    temp_ = store_.NewTempPath();
+    file_.emplace();
+    if (file_->Create(temp_, direct, cached_head) != 0) {
+      temp_.clear();
+      failed_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  // The object outgrew its segment's room: what it wrote there is copied to a file of its own,
+  // where the rest goes. Its space is used again when it was the segment's first object; else
+  // the segment is retired (the next object takes another one).
+  bool MoveToFile() {
+    Segment& segment = *std::exchange(segment_, nullptr);
+    const uint64_t size = file_->size();
+    const bool direct = file_->direct();
+    if (file_->Finish() != 0) return false;
+    const std::filesystem::path segment_path = lease_->dir() / segment.name;
+    const uint64_t from = std::exchange(start_, 0);
+    // Retired once copied: a pre-written segment is cut where this object begins.
+    struct RetireAfter {
+      SegmentPool::Lease* lease;
+      bool retire;
+      ~RetireAfter() {
+        if (retire) lease->Retire();
+      }
+    } retire_after{lease_, from > 0};
+    if (!CreateFile(direct, 0)) return false;
+    const int in = ::open(segment_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return false;
+    std::string chunk(DirectFile::kChunk, '\0');
+    bool ok = true;
+    for (uint64_t at = 0; ok && at < size;) {
+      const ssize_t n =
+          ::pread(in, chunk.data(), std::min<uint64_t>(chunk.size(), size - at), static_cast<off_t>(from + at));
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0 && file_->Append(chunk.data(), static_cast<size_t>(n)) == 0;
+      at += ok ? static_cast<uint64_t>(n) : 0;
+    }
+    // Read once: not kept in the page cache, where the direct writes kept nothing either.
+    ::posix_fadvise(in, static_cast<off_t>(from), 0, POSIX_FADV_DONTNEED);
+    ::close(in);
+    if (!ok) failed_ = true;
+    return ok;
+  }
+
   const ObjectStore& store_;
   const uint64_t limit_;
   const bool durable_;
   const char* const direct_syntax_;
+  SegmentPool::Lease* const lease_;
   std::string held_;
   std::string head_;
   std::filesystem::path temp_;
-  DirectFile file_;
+  Segment* segment_ = nullptr;  // written into, from start_
+  uint64_t start_ = 0;
+  std::optional<DirectFile> file_;
   bool failed_ = false;
   uint64_t next_kick_ = kKickBytes;
 };
 
 // DcmOutputStream takes its consumer by pointer at construction: the holder comes first.
 struct ConsumerHolder {
-  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax)
-      : consumer(store, limit, durable, direct_syntax) {}
+  ConsumerHolder(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax,
+                 SegmentPool::Lease* lease)
+      : consumer(store, limit, durable, direct_syntax, lease) {}
   TieredConsumer consumer;
 };
 class TieredStream : private ConsumerHolder, public DcmOutputStream {
  public:
-  TieredStream(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax)
-      : ConsumerHolder(store, limit, durable, direct_syntax), DcmOutputStream(&consumer) {}
+  TieredStream(const ObjectStore& store, uint64_t limit, bool durable, const char* direct_syntax,
+               SegmentPool::Lease* lease)
+      : ConsumerHolder(store, limit, durable, direct_syntax, lease), DcmOutputStream(&consumer) {}
   TieredConsumer& tier() { return consumer; }
 };
 
@@ -184,13 +270,14 @@ bool WriteMetaHeader(T_ASC_Association* assoc, const char* transfer_syntax, cons
 
 OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, const std::string& sop_class_uid,
                            const std::string& sop_instance_uid, const ObjectStore& store, int timeout_seconds,
-                           bool durable, ReceivedDataSet* out, uint64_t memory_limit) {
+                           bool durable, ReceivedDataSet* out, uint64_t memory_limit, SegmentPool::Lease* lease) {
   *out = ReceivedDataSet{};
   // Once per object: its accepted syntax goes in the meta header and decides how a spilled file is written.
   T_ASC_PresentationContext pc;
   const bool known = ASC_findAcceptedPresentationContext(assoc->params, pres_id, &pc).good();
   TieredStream stream(store, memory_limit, durable,
-                      known && durable && store.direct_io() ? pc.acceptedTransferSyntax : nullptr);
+                      known && durable && store.direct_io() ? pc.acceptedTransferSyntax : nullptr,
+                      known && durable && !Deflated(pc.acceptedTransferSyntax) ? lease : nullptr);
   if (!known || !WriteMetaHeader(assoc, pc.acceptedTransferSyntax, sop_class_uid, sop_instance_uid, stream) ||
       stream.tier().failed()) {
     out->outcome = ReceivedDataSet::Outcome::kCannotCreate;
@@ -210,6 +297,17 @@ OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, cons
   TieredConsumer& tier = stream.tier();
   if (tier.in_memory()) {
     out->bytes = tier.TakeBytes();
+    return EC_Normal;
+  }
+  if (tier.in_segment()) {
+    Result<std::string> object = tier.TakeSegmentObject();
+    if (!object.ok()) {
+      spdlog::error("C-STORE: {}", object.status().ToString());
+      out->outcome = ReceivedDataSet::Outcome::kWriteFailed;
+      return EC_Normal;
+    }
+    out->segment_object = std::move(object.value());
+    out->head = tier.TakeHead();
     return EC_Normal;
   }
   Result<std::filesystem::path> file = tier.TakeFile();

@@ -59,13 +59,28 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     return memory.path();
   };
 
+  // Received into a segment (durable already): parsed, indexed and compared where it lies; a
+  // refusal leaves its space unused.
+  const bool in_segment = !req.segment_object.empty();
+  const bool placed_file = !in_index && !in_segment;
+  ObjectHandle segment;
+  if (in_segment) {
+    Result<ObjectHandle> opened = store_.Open(req.segment_object);
+    if (!opened.ok()) return Refuse(IngestCode::kNoStorage, opened.status().message());
+    segment = std::move(opened.value());
+  }
+  const ByteRange segment_range{segment.offset(), segment.length()};
+
   Result<InstanceSummary> summary = Status::InvalidArgument("not parsed");
   if (req.summary) {
     summary = *req.summary;
   } else if (in_index) {
     summary = ReadInstanceSummaryFromMemory(bytes);
+  } else if (in_segment) {
+    summary = ReadInstanceSummary(segment.path(), segment_range, req.head);
   }
-  if (!req.summary && (!in_index || summary.status().code() == Status::Code::kInvalidArgument)) {  // or deflated
+  if (!req.summary && !in_segment &&
+      (!in_index || summary.status().code() == Status::Code::kInvalidArgument)) {  // or deflated
     Result<std::filesystem::path> file = received();
     if (!file.ok()) return Refuse(IngestCode::kNoStorage, file.status().message());
     summary = ReadInstanceSummary(file.value(), in_index ? std::string_view() : std::string_view(req.head));
@@ -91,15 +106,18 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   // write can remove the file it just placed without racing a concurrent identical re-send.
   std::lock_guard<std::mutex> sop_lock(sop_locks_[SopLockStripe(s.sop_instance_uid)]);
   std::error_code ec;
-  NewInstance instance{
-      s,
-      req.member_id,
-      req.calling_ae_title,
-      in_index ? ObjectStore::InIndexPathFor(s.sop_instance_uid) : ObjectStore::RelativePathFor(s.sop_instance_uid),
-      in_index ? bytes.size() : std::filesystem::file_size(req.temp_file, ec),
-      clock_(),
-      bytes};
-  if (!in_index) {
+  NewInstance instance{s,
+                       req.member_id,
+                       req.calling_ae_title,
+                       in_index     ? ObjectStore::InIndexPathFor(s.sop_instance_uid)
+                       : in_segment ? req.segment_object
+                                    : ObjectStore::RelativePathFor(s.sop_instance_uid),
+                       in_index     ? bytes.size()
+                       : in_segment ? segment_range.length
+                                    : std::filesystem::file_size(req.temp_file, ec),
+                       clock_(),
+                       bytes};
+  if (placed_file) {
     Result<ObjectStore::Placed> placed = store_.Place(req.temp_file, instance.relative_path);
     if (!placed.ok()) return Refuse(CodeFor(placed.status()), placed.status().message());
     if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
@@ -107,7 +125,7 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
 
   Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) {
-    if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    if (placed_file) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     return Refuse(CodeFor(companions.status()), companions.status().message());
   }
   // In the index tier the object's bytes commit with its row: one WAL sync for both.
@@ -120,32 +138,44 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     const bool denied = st.code() == Status::Code::kPermissionDenied;
     if (denied || (in_index && st.code() != Status::Code::kConflict && ForeignStudy(s, req))) {
       RemoveCompanions(companions->instances);
-      if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+      if (placed_file) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
       return ForeignStudyRefusal(s);  // the write's own PermissionDenied says the same
     }
     // Indexed before (in either tier; found only now, not looked up for every object): a re-send.
     std::optional<StoredInstance> indexed;
     if (st.code() == Status::Code::kConflict) indexed = index_.FindInstance(s.sop_instance_uid);
     // Place found no file where the row points: the row's file was missing and is now restored.
-    if (indexed && !in_index && indexed->relative_path == instance.relative_path) {
+    // Or the row's object is lost (a file or segment removed by hand) and this copy lies
+    // elsewhere (a segment, or a file where the lost one was in a segment): the row takes it.
+    if (indexed && ((placed_file && indexed->relative_path == instance.relative_path) ||
+                    (!in_index && indexed->relative_path != instance.relative_path &&
+                     StoredObjectMissing(indexed->relative_path)))) {
       StoreOutcome restored = StoreRestored(req, instance, *indexed, companions->instances);
       if (restored.code != IngestCode::kStored) RemoveCompanions(companions->instances);
       return restored;
     }
     StoreOutcome outcome = Refuse(RefusalFor(st), st.message());
     if (indexed) {
-      Result<std::filesystem::path> file = in_index ? received() : store_.Absolute(instance.relative_path);
-      outcome = file.ok() ? StoreResent(req, instance, file.value(), *indexed, companions->instances)
+      Result<std::filesystem::path> file = in_index     ? received()
+                                           : in_segment ? Result<std::filesystem::path>(segment.path())
+                                                        : store_.Absolute(instance.relative_path);
+      outcome = file.ok() ? StoreResent(req, instance, file.value(), *indexed, companions->instances,
+                                        in_segment ? &segment_range : nullptr)
                           : Refuse(IngestCode::kNoStorage, file.status().message());
     }
     if (outcome.code != IngestCode::kStored) RemoveCompanions(companions->instances);
     // Nothing may stay that the sender was not told was stored.
-    if (!in_index) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    if (placed_file) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     if (!indexed) spdlog::error("index write failed for sop={}: {}", s.sop_instance_uid, st.ToString());
     return outcome;
   }
   if (!companions_indexed) RemoveCompanions(companions->instances);
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
+}
+
+bool Ingest::StoredObjectMissing(const std::string& relative_path) const {
+  Result<ObjectHandle> stored = store_.Open(relative_path);
+  return !stored.ok() && stored.status().code() == Status::Code::kNotFound;
 }
 
 bool Ingest::ForeignStudy(const InstanceSummary& s, const StoreRequest& req) {
@@ -159,13 +189,13 @@ StoreOutcome Ingest::ForeignStudyRefusal(const InstanceSummary& s) {
 
 StoreOutcome Ingest::StoreResent(const StoreRequest& req, const NewInstance& instance,
                                  const std::filesystem::path& received, const StoredInstance& indexed,
-                                 const std::vector<NewInstance>& companions) {
+                                 const std::vector<NewInstance>& companions, const ByteRange* received_range) {
   Result<ObjectHandle> stored = store_.Open(indexed.relative_path);
   if (!stored.ok()) {
     return Refuse(IngestCode::kNoStorage, "cannot read the stored copy: " + stored.status().message());
   }
   const ByteRange range{stored->offset(), stored->length()};
-  Result<bool> same = SameDataSet(received, stored->path(), stored->ranged() ? &range : nullptr);
+  Result<bool> same = SameDataSet(received, stored->path(), stored->ranged() ? &range : nullptr, received_range);
   if (!same.ok())
     return Refuse(IngestCode::kNoStorage, "cannot compare with the stored copy: " + same.status().message());
   if (!same.value()) {
@@ -185,13 +215,25 @@ StoreOutcome Ingest::StoreRestored(const StoreRequest& req, const NewInstance& i
   if (s.study_instance_uid != indexed.study_instance_uid || s.series_instance_uid != indexed.series_instance_uid ||
       req.member_id != indexed.member_id) {
     std::error_code ec;
-    std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
+    // A segment's space stays unused; a placed file goes.
+    if (!ObjectStore::InSegment(instance.relative_path))
+      std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     return Refuse(IngestCode::kDifferentContent,
                   "SOP Instance UID already indexed in another study, series or member; its file is missing");
   }
-  // Place fsync'd the file and its directory: the row has its file again.
-  spdlog::warn("restored missing object file {} for sop={}", instance.relative_path, s.sop_instance_uid);
-  if (Status st = WriteAlso(req, companions); !st.ok()) return Refuse(CodeFor(st), st.message());
+  // Durable already (Place fsync'd the file and its directory; a segment's range was synced).
+  if (indexed.relative_path == instance.relative_path) {
+    spdlog::warn("restored missing object file {} for sop={}", instance.relative_path, s.sop_instance_uid);
+    if (Status st = WriteAlso(req, companions); !st.ok()) return Refuse(CodeFor(st), st.message());
+    return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
+  }
+  bool companions_indexed = false;
+  Status st = index_.RelocateInstance(s.sop_instance_uid, indexed.relative_path, instance.relative_path,
+                                      instance.size_bytes, WithCompanions(companions, req, &companions_indexed));
+  if (!st.ok() || !companions_indexed) RemoveCompanions(companions);
+  if (!st.ok()) return Refuse(CodeFor(st), st.message());
+  spdlog::warn("restored missing object {} for sop={} as {}", indexed.relative_path, s.sop_instance_uid,
+               instance.relative_path);
   return StoreOutcome{IngestCode::kStored, "", false, instance.size_bytes};
 }
 

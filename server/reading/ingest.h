@@ -59,7 +59,10 @@ struct StoreRequest {
   std::function<bool()> companions_wanted = {};  // called inside the index write, on its leader's thread
   // The object in memory instead of temp_file (a small one, as received): kept in the index.
   std::string bytes = {};
-  // temp_file's first bytes, when the receiver kept them: its parse reads them from here.
+  // Received into a segment instead, durable: its index path ("segments/<name>@<offset>+<length>").
+  std::string segment_object = {};
+  // temp_file's (or segment_object's) first bytes, when the receiver kept them: its parse reads
+  // them from here.
   std::string head = {};
 };
 
@@ -89,14 +92,18 @@ class Ingest {
   bool ForeignStudy(const InstanceSummary& summary, const StoreRequest& request);
   static StoreOutcome ForeignStudyRefusal(const InstanceSummary& summary);
   StoreOutcome StoreExisting(const StoreRequest& request, const NewInstance& instance);
-  // A file-tier row whose file was missing, restored by a re-send: kept if it is the row's object.
+  // Whether the object at an indexed path is gone (NotFound; not merely unreadable).
+  bool StoredObjectMissing(const std::string& relative_path) const;
+  // A row whose object was missing, restored by a re-send (placed at the row's path, or the row
+  // moved to where this copy lies): kept if it is the row's object.
   // `companions`: placed, indexed with `also` (WriteAlso); the caller removes them on a refusal.
   StoreOutcome StoreRestored(const StoreRequest& request, const NewInstance& instance, const StoredInstance& indexed,
                              const std::vector<NewInstance>& companions);
   // The UID is indexed already: an identical re-send (either tier) is stored, else refused.
+  // `received_range`: the received object is that part of `received` (a segment).
   StoreOutcome StoreResent(const StoreRequest& request, const NewInstance& instance,
                            const std::filesystem::path& received, const StoredInstance& indexed,
-                           const std::vector<NewInstance>& companions);
+                           const std::vector<NewInstance>& companions, const ByteRange* received_range = nullptr);
   // Companions ready for the index write: files placed, small ones' bytes held here.
   // Move-only: instances' data views point into `data`, whose list nodes a move keeps and a copy
   // would not.

@@ -54,11 +54,10 @@ size_t DirectFile::LiveBuffers() { return g_live_buffers.load(std::memory_order_
 size_t DirectFile::CachedBytes() { return t_cached.buffer != nullptr ? kChunk : 0; }
 
 DirectFile::~DirectFile() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0 && owned_) ::close(fd_);
 }
 
 int DirectFile::Create(const std::filesystem::path& path, bool direct, size_t head) {
-  head_ = std::min(head, kChunk);
   // The buffer first: a failure leaves no file behind.
   if (direct) {
     buffer_ = {TakeBuffer(), &KeepBuffer};
@@ -66,11 +65,33 @@ int DirectFile::Create(const std::filesystem::path& path, bool direct, size_t he
   }
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (fd_ < 0) return Fail(errno);
+  return Open(direct, head);
+}
+
+int DirectFile::Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head) {
+  owned_ = false;
+  fd_ = fd;
+  base_ = offset;
+  room_ = room;
+  if (direct) {
+    buffer_ = {TakeBuffer(), &KeepBuffer};
+    if (!buffer_) return Fail(ENOMEM);
+  }
+  // The last object may have left the flag set.
+  if (!direct || head > 0) {
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags < 0 || ((flags & O_DIRECT) != 0 && ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0)) return Fail(errno);
+  }
+  return Open(direct, head);
+}
+
+int DirectFile::Open(bool direct, size_t head) {
+  head_ = std::min(head, kChunk);
   return direct && head_ == 0 ? WriteHead() : 0;
 }
 
 int DirectFile::WriteHead() {
-  if (int err = WriteAll(fd_, std::string_view(buffer_.get(), used_)); err != 0) return Fail(err);
+  if (int err = PWriteAll(fd_, std::string_view(buffer_.get(), used_), base_ + written_); err != 0) return Fail(err);
   written_ += used_;
   used_ = 0;
   in_head_ = false;
@@ -94,7 +115,7 @@ int DirectFile::WriteBuffer() {
   const size_t whole = used_ / kAlign * kAlign;
   size_t done = 0;
   while (direct_ && done < whole) {
-    const ssize_t n = write_(fd_, buffer_.get() + done, whole - done);
+    const ssize_t n = write_(fd_, buffer_.get() + done, whole - done, static_cast<off_t>(base_ + written_ + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EINVAL) return Fail(errno);
     if (n > 0) {  // the bytes written are in place, aligned or not
@@ -107,12 +128,27 @@ int DirectFile::WriteBuffer() {
   }
   if (done < used_) {
     if (direct_ && DropDirect() != 0) return error_;
-    if (int err = WriteAll(fd_, std::string_view(buffer_.get() + done, used_ - done)); err != 0) return Fail(err);
+    if (int err = PWriteAll(fd_, std::string_view(buffer_.get() + done, used_ - done), base_ + written_ + done);
+        err != 0) {
+      return Fail(err);
+    }
   }
   written_ += used_;
   used_ = 0;
   if (!direct_) buffer_.reset();  // from here on, the ordinary way
   return 0;
+}
+
+// The last partial block inside a segment: zeros to the block's end (the room is aligned), one
+// direct write, and the object's size unchanged.
+int DirectFile::WritePadded() {
+  const size_t real = used_;
+  const size_t padded = (used_ + kAlign - 1) / kAlign * kAlign;
+  std::memset(buffer_.get() + used_, 0, padded - used_);
+  used_ = padded;
+  const int err = WriteBuffer();
+  if (err == 0) written_ -= padded - real;
+  return err;
 }
 
 int DirectFile::Append(const void* data, size_t n) {
@@ -131,7 +167,7 @@ int DirectFile::Append(const void* data, size_t n) {
     }
   }
   if (n == 0) return 0;
-  if (int err = WriteAll(fd_, std::string_view(p, n)); err != 0) return Fail(err);
+  if (int err = PWriteAll(fd_, std::string_view(p, n), base_ + written_); err != 0) return Fail(err);
   written_ += n;
   return 0;
 }
@@ -139,10 +175,17 @@ int DirectFile::Append(const void* data, size_t n) {
 int DirectFile::Finish() {
   int err = error_;
   if (err == 0 && buffer_ && used_ > 0) {
-    err = in_head_ ? WriteAll(fd_, std::string_view(buffer_.get(), used_)) : WriteBuffer();
+    if (in_head_) {
+      err = PWriteAll(fd_, std::string_view(buffer_.get(), used_), base_ + written_);
+    } else if (!owned_ && direct_) {
+      err = WritePadded();
+    } else {
+      err = WriteBuffer();
+    }
   }
   buffer_.reset();  // the thread's next file may take it now
-  if (fd_ >= 0 && ::close(std::exchange(fd_, -1)) != 0 && err == 0) err = errno;
+  const int fd = std::exchange(fd_, -1);
+  if (fd >= 0 && owned_ && ::close(fd) != 0 && err == 0) err = errno;
   return Fail(err);
 }
 

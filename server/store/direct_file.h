@@ -10,6 +10,11 @@
 // padded or cut. Where O_DIRECT is refused (by the file system or at a write) the rest of the
 // file is written the ordinary way. Not thread-safe: one writer per file.
 //
+// Begin writes an object into a file that is not its own instead (a segment, store/segments.h):
+// from an aligned offset, within a room, the file left open. There a direct last partial block is
+// padded with zeros to kAlign and written with O_DIRECT too (the next object starts at the next
+// aligned offset; size() stays the object's length), so that nothing of it passes the page cache.
+//
 // The buffer outlives the file: each thread keeps the last one it released for its next file, so
 // that an association receiving object after object maps and faults in its 256 KiB once (mapping
 // and faulting them in per object costs ~7% of the receiver's CPU on CT). At most one is kept per
@@ -31,8 +36,8 @@ class DirectFile {
   static constexpr size_t kAlign = 4096;  // covers any logical block size up to a page
   // Read back at once by the parse (DCMTK reads 64 KiB at offset 128): kept in the page cache.
   static constexpr size_t kHead = 128 * 1024;
-  // write(2), or a test's stand-in that fails on cue: used for the O_DIRECT writes only.
-  using WriteFn = ssize_t (*)(int fd, const void* data, size_t n);
+  // pwrite(2), or a test's stand-in that fails on cue: used for the O_DIRECT writes only.
+  using WriteFn = ssize_t (*)(int fd, const void* data, size_t n, off_t offset);
 
   DirectFile() = default;
   ~DirectFile();
@@ -42,6 +47,11 @@ class DirectFile {
   // Creates `path` (O_EXCL). 0 or the errno (nothing created then). `head`: bytes written the
   // ordinary way first (0: O_DIRECT from the first byte).
   int Create(const std::filesystem::path& path, bool direct = true, size_t head = kHead);
+  // Writes into `fd` (not owned: Finish leaves it open) from `offset`, at most `room` bytes (see
+  // Fits). `offset` and `room` are multiples of kAlign. 0 or the errno.
+  int Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head);
+  // Whether `n` more bytes fit in Begin's room (always, for a file of its own).
+  bool Fits(uint64_t n) const { return n <= room_ - size_; }
   // 0 or the errno of the failed write (ENOSPC for a write of nothing). An error is final: every
   // later Append and Finish returns it.
   int Append(const void* data, size_t n);
@@ -62,8 +72,10 @@ class DirectFile {
   static size_t LiveBuffers();
 
  private:
+  int Open(bool direct, size_t head);
   int WriteHead();
   int WriteBuffer();
+  int WritePadded();
   int DropDirect();
   int Fail(int err) { return error_ = err; }
   static char* TakeBuffer();
@@ -72,7 +84,10 @@ class DirectFile {
   int fd_ = -1;
   bool direct_ = false;
   int error_ = 0;
-  WriteFn write_ = &::write;
+  WriteFn write_ = &::pwrite;
+  bool owned_ = true;  // Create's file, closed by Finish; else Begin's
+  uint64_t base_ = 0;  // file offset of the first byte
+  uint64_t room_ = UINT64_MAX;
   std::unique_ptr<char, void (*)(void*)> buffer_{nullptr, nullptr};
   size_t head_ = kHead;   // bytes of the head phase, at most kChunk
   bool in_head_ = true;   // before WriteHead

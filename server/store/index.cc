@@ -372,6 +372,18 @@ Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
   });
 }
 
+Status Index::RelocateInstance(const std::string& sop_instance_uid, const std::string& from_path,
+                               const std::string& to_path, uint64_t size_bytes, const WriteFn& also) {
+  return RunWrite([&](Database& db) {
+    Statement q(db.handle(),
+                "UPDATE instances SET path = ?1, size_bytes = ?2 WHERE sop_instance_uid = ?3 AND path = ?4");
+    q.Bind(1, to_path).Bind(2, static_cast<int64_t>(size_bytes)).Bind(3, sop_instance_uid).Bind(4, from_path);
+    if (Status s = q.Run(); !s.ok()) return s;
+    if (db.Changes() != 1) return Status::NotFound("instance " + sop_instance_uid + " is not at " + from_path);
+    return also ? also(db) : Status::Ok();
+  });
+}
+
 bool Index::AnalyzeDue() const {
   return inserted_since_analyze_ >= std::max<int64_t>(kMeasurableInstances, instances_at_analyze_);
 }
@@ -564,12 +576,14 @@ Result<IndexCounts> Index::Counts() {
   std::lock_guard<std::mutex> lock(read_mu_);
   Statement q(reader_db_->handle(),
               "SELECT (SELECT COUNT(*) FROM patients), (SELECT COUNT(*) FROM studies), "
-              "(SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instances), "
-              "(SELECT COALESCE(SUM(size_bytes), 0) FROM instances), "
-              "(SELECT COUNT(*) FROM reading_tasks WHERE state = 'waiting'), (SELECT COUNT(*) FROM reading_tasks)");
+              "(SELECT COUNT(*) FROM series), i.n, i.bytes, "
+              "(SELECT COUNT(*) FROM reading_tasks WHERE state = 'waiting'), (SELECT COUNT(*) FROM reading_tasks), "
+              "i.in_index, i.in_segments FROM (SELECT COUNT(*) AS n, COALESCE(SUM(size_bytes), 0) AS bytes, "
+              "COALESCE(SUM(path GLOB 'index:*'), 0) AS in_index, "
+              "COALESCE(SUM(path GLOB 'segments/*'), 0) AS in_segments FROM instances) i");
   Result<bool> row = q.Step();
   if (!row.ok()) return row.status();
-  return IndexCounts{q.Int(0), q.Int(1), q.Int(2), q.Int(3), q.Int(4), q.Int(5), q.Int(6)};
+  return IndexCounts{q.Int(0), q.Int(1), q.Int(2), q.Int(3), q.Int(4), q.Int(5), q.Int(6), q.Int(7), q.Int(8)};
 }
 
 Result<std::vector<StudyOverview>> Index::ListStudies() {

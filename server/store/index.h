@@ -65,6 +65,8 @@ struct IndexCounts {
   int64_t bytes = 0;
   int64_t tasks_waiting = 0;
   int64_t tasks_total = 0;
+  int64_t in_index = 0;     // instances whose bytes the index holds
+  int64_t in_segments = 0;  // instances that are ranges of segment files; the rest are files
 };
 
 struct StudyOverview {
@@ -106,6 +108,10 @@ class Index {
   // member's re-send of a stored object gets this too). kConflict: the SOP Instance UID is
   // indexed already, or its series belongs to another study.
   Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr);
+  // Points an indexed instance at another copy of its object (`to_path`, `size_bytes`), if it is
+  // still at `from_path`; `also` runs in the same transaction. NotFound when it is not there.
+  Status RelocateInstance(const std::string& sop_instance_uid, const std::string& from_path, const std::string& to_path,
+                          uint64_t size_bytes, const WriteFn& also = nullptr);
   // Inside a WriteFn (while its batch runs): records one more object in that write's transaction,
   // as AddInstance would (the report desk's PDF copy lands with its SR). Same failures.
   Status AddInstanceInWrite(Database& db, const NewInstance& instance) { return InsertInstance(db, instance); }

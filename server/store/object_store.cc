@@ -60,6 +60,15 @@ Status ObjectStore::Prepare() {
   return created ? SyncPath(root_ / "objects") : Status::Ok();
 }
 
+Status ObjectStore::UseSegments(uint64_t segment_bytes, bool prewrite, uint64_t keep_free_bytes) {
+  segments_.reset();
+  if (segment_bytes == 0) return Status::Ok();
+  auto pool = std::make_unique<SegmentPool>(root_ / "segments", segment_bytes, prewrite, keep_free_bytes);
+  if (Status s = pool->Start(); !s.ok()) return s;
+  segments_ = std::move(pool);
+  return Status::Ok();
+}
+
 fs::path ObjectStore::NewTempPath() const {
   uint64_t n = temp_counter_.fetch_add(1);
   return root_ / "tmp" / (std::to_string(::getpid()) + "-" + std::to_string(n) + ".part");

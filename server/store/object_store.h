@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "common/status.h"
 #include "server/store/object_handle.h"
+#include "server/store/segments.h"
 
 namespace teleread {
 
@@ -48,6 +50,12 @@ class ObjectStore {
   // through the page cache. Set before the first object arrives.
   void set_direct_io(bool on) { direct_io_ = on; }
   bool direct_io() const { return direct_io_; }
+  // Received file-tier objects are appended to segment files under segments/ (segments.h) of
+  // `segment_bytes` each; 0 (the default): one file per object. Called once, after Prepare and
+  // before the first object arrives.
+  Status UseSegments(uint64_t segment_bytes, bool prewrite, uint64_t keep_free_bytes);
+  // Null without segments.
+  SegmentPool* segments() const { return segments_.get(); }
   // The index that holds the small objects, for Open; set once before use, outlives this store.
   void UseIndex(const Index* index) { index_ = index; }
 
@@ -102,6 +110,7 @@ class ObjectStore {
   uint64_t small_object_bytes_ = kDefaultSmallObjectBytes;
   bool direct_io_ = true;
   const Index* index_ = nullptr;
+  std::unique_ptr<SegmentPool> segments_;
   mutable std::atomic<uint64_t> temp_counter_{0};  // names only
 };
 

@@ -12,6 +12,7 @@
 # BENCH_TLS=1: senders push over DICOM TLS as member ZZ_PACS with its certificate (storescu +tls; ct and
 # small only: dcmsend has no TLS), teleread serving TLS on its DICOM port, storescp +tls with the same
 # server certificate.
+# BENCH_SED_A, BENCH_SED_B: sed expressions applied to A's and B's config.
 # BENCH_ASSOCS (default "4 1"), BENCH_NODELAY (default 1; 0: senders leave Nagle on), BENCH_NAGLE_B=1:
 # only B's senders leave Nagle on (A and B the same build: the cost of Nagle-on senders).
 # Output: one tab-separated line per cell, then medians per (build, assocs). Files: $work.
@@ -48,6 +49,10 @@ if [ "${BENCH_TLS:-0}" = 1 ]; then
   tls=(+tls "$pki/ZZ_PACS.key" "$pki/ZZ_PACS.pem" -pw +cf "$pki/ca.pem")
   storescp_tls=(+tls "$pki/teleread-server.key" "$pki/teleread-server.pem" -pw +cf "$pki/ca.pem")
 fi
+# Each build's own config: BENCH_SED_A / BENCH_SED_B (sed expressions) change it, e.g. one
+# build with segments and the other without: BENCH_SED_A='s/^segment_mb = .*/segment_mb = 0/'.
+sed -e "${BENCH_SED_A:-}" "$work/teleread.toml" >"$work/teleread-A.toml"
+sed -e "${BENCH_SED_B:-}" "$work/teleread.toml" >"$work/teleread-B.toml"
 if [ "$kind" = public ]; then
   # public_corpus.sh's needs: $build, $work, $port and start_server (build A filters the files).
   build=$a
@@ -97,11 +102,11 @@ cell() {  # label build_dir assocs -> one result line
   elif [ "${BENCH_STRACE:-0}" = 1 ]; then
     strace -f -T -qq -o "$work/strace-$label-$assocs.txt" \
       -e trace=fsync,fdatasync,link,linkat,unlink,sync_file_range,openat,write,pwrite64,read,recvfrom,sendto,writev,pread64,poll,renameat2 \
-      "$build/server/teleread-server" --config "$work/teleread.toml" --storage "$data" --dicom-port $port \
+      "$build/server/teleread-server" --config "$work/teleread-$label.toml" --storage "$data" --dicom-port $port \
       --log-level warn >"$work/$label.log" 2>&1 &
     pid=$!
   else
-    "$build/server/teleread-server" --config "$work/teleread.toml" --storage "$data" --dicom-port $port \
+    "$build/server/teleread-server" --config "$work/teleread-$label.toml" --storage "$data" --dicom-port $port \
       --log-level warn >"$work/$label.log" 2>&1 &
     pid=$!
   fi

@@ -49,6 +49,8 @@
 #   FAULT_PUSH_COUNT    instances pushed in step 2 (default 300, over 6 studies)
 #   FAULT_PUSH_KIND     teleread-samples corpus kind pushed in step 2 (default small; ct: ~0.5 MB
 #                       objects, stored as files and written with direct I/O)
+#   FAULT_SEGMENT_MB    centre.segment_mb (default 16: a CT push fills several segments; 0: a
+#                       file per object)
 #   FAULT_MEMBER        orthanc (default) or storescp
 #   FAULT_SMALL_OBJECT_BYTES  centre.small_object_bytes (default: the sample config's 131072,
 #                       so the ~9 kB pushed objects are kept in the index; 0: all files)
@@ -125,7 +127,8 @@ scratch_config "$work/pki" "$work/teleread.toml" "s|^port = 11201$|port = $membe
   "s|^delivery_retry_seconds = .*|delivery_retry_seconds = 1|" \
   "s|^delivery_retry_max_seconds = .*|delivery_retry_max_seconds = 2|" \
   "s|^delivery_timeout_seconds = .*|delivery_timeout_seconds = 3|" \
-  "s|^small_object_bytes = .*|small_object_bytes = ${FAULT_SMALL_OBJECT_BYTES:-131072}|"
+  "s|^small_object_bytes = .*|small_object_bytes = ${FAULT_SMALL_OBJECT_BYTES:-131072}|" \
+  "s|^segment_mb = .*|segment_mb = ${FAULT_SEGMENT_MB:-16}|"
 grep -q "^port = $member_port$" "$work/teleread.toml" || die "could not point Zhuozhou's delivery at port $member_port"
 "$server" --config "$work/teleread.toml" --check-config >>"$setup_log" 2>&1 || die "bad scratch config, see $setup_log"
 scratch_profile "$work/pki" wang.li "$http_port" "$work/wang.li.toml"
@@ -336,7 +339,13 @@ for trial in $(seq 1 "$trials"); do
 import sys
 import sqlite3
 db = sqlite3.connect("file:" + sys.argv[1] + "/index.sqlite?mode=ro", uri=True)
-def stored(path):  # either tier: a file, or the bytes kept in the index
+def stored(path):  # a file, a range of a segment, or the bytes kept in the index
+    if path.startswith("segments/"):
+        name, place = path.rsplit("@", 1)
+        offset, length = (int(x) for x in place.split("+"))
+        with open(sys.argv[1] + "/" + name, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
     if not path.startswith("index:"): return open(sys.argv[1] + "/" + path, "rb").read()
     row = db.execute("SELECT d.bytes FROM instances i JOIN object_data d ON d.instance_id = i.id "
                      "WHERE i.path = ?", (path,)).fetchone()
@@ -349,11 +358,20 @@ bad = [l.split()[0] for l in sys.stdin
 print(len(bad), *bad[:1])' "$storage")
   [ "${differs%% *}" = 0 ] || v "${differs%% *} acknowledged object(s) stored with other bytes, e.g. ${differs#* }"
   sql "$db" "SELECT path FROM instances" | sort >"$t/rows"
+  # A segment row has its data when its range lies within its segment.
   { (cd "$storage" && find objects -type f -name '*.dcm')
-    sql "$db" "SELECT i.path FROM instances i JOIN object_data d ON d.instance_id = i.id"; } | sort >"$t/files"
+    sql "$db" "SELECT i.path FROM instances i JOIN object_data d ON d.instance_id = i.id"
+    sql "$db" "SELECT path FROM instances WHERE path LIKE 'segments/%'" | while IFS= read -r p; do
+      f=${p%@*} r=${p##*@}
+      s=$(stat -c %s "$storage/$f" 2>/dev/null) && [ $((${r%+*} + ${r#*+})) -le "$s" ] && echo "$p"
+    done; } | sort >"$t/files"
   in_index=$(sql "$db" "SELECT COUNT(*) FROM object_data")
   # The pushed objects are small: with the tier on, they must have taken it.
   [ "${FAULT_SMALL_OBJECT_BYTES:-131072}" = 0 ] || [ "${in_index:-0}" -gt 0 ] || v "no object was kept in the index"
+  in_segments=$(sql "$db" "SELECT COUNT(*) FROM instances WHERE path LIKE 'segments/%'")
+  # Large objects: with segments on, they must have gone there.
+  [ "${FAULT_PUSH_KIND:-small}" != ct ] || [ "${FAULT_SEGMENT_MB:-16}" = 0 ] || [ "${in_segments:-0}" -gt 0 ] ||
+    v "no object was stored in a segment"
   no_file=$(comm -23 "$t/rows" "$t/files" | wc -l)
   no_row=$(comm -13 "$t/rows" "$t/files" | wc -l)
   [ "$no_file" = 0 ] || v "$no_file index row(s) without their data, e.g. $(comm -23 "$t/rows" "$t/files" | head -1)"
@@ -361,6 +379,8 @@ print(len(bad), *bad[:1])' "$storage")
   stray=$(cd "$storage" && find objects -type f ! -name '*.dcm' | wc -l)
   [ "$stray" = 0 ] || v "$stray stray file(s) under objects/"
   [ -z "$(ls -A "$storage/tmp")" ] || v "storage/tmp not empty after the clean stop"
+  prep=$(find "$storage" -path '*/segments/*.prep' 2>/dev/null | wc -l)
+  [ "$prep" = 0 ] || v "$prep segment(s) left half-prepared after the clean stop"
   [ "$(sql "$db" "PRAGMA integrity_check")" = ok ] || v "index integrity_check failed"
 
   sed -n 's/^submitted \([0-9.]*\) for study.*/\1/p' "$t/cli.log" | sort -u >"$t/reports.acked"

@@ -29,23 +29,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// {pages of `path` in the page cache, pages of the file}.
-std::pair<size_t, size_t> Residency(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  REQUIRE(fd >= 0);
-  const auto size = static_cast<size_t>(::lseek(fd, 0, SEEK_END));
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);
-  REQUIRE(map != MAP_FAILED);
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  std::vector<unsigned char> in((size + page - 1) / page);
-  REQUIRE(::mincore(map, size, in.data()) == 0);
-  ::munmap(map, size);
-  size_t resident = 0;
-  for (unsigned char c : in) resident += c & 1;
-  return {resident, in.size()};
-}
-
 // One ~0.5 MB CT-like object, native; with `encapsulated`, its pixels replaced by 3 JPEG 2000
 // fragments of 200,000 bytes (never decoded on the way in): large enough that the parse, which
 // reads each fragment's header, does not read the whole file back either way.
@@ -111,8 +94,10 @@ TEST_CASE("native objects are written past their head with O_DIRECT unless direc
   REQUIRE(fs::file_size(encapsulated) > 512 * 1024);
   const size_t head_pages = 128 * 1024 / static_cast<size_t>(::sysconf(_SC_PAGESIZE));  // a default memory limit
 
+  ServerOptions files;
+  files.segment_mb = 0;  // objects in segments: segment_write_test.cc
   {
-    TestServer server(dir.path() / "on");
+    TestServer server(dir.path() / "on", files);
     server.Start();
     auto [resident, pages] = PushAndLook(server, native);
     INFO("native, direct_io default: " << resident << " of " << pages << " pages resident");
@@ -123,7 +108,7 @@ TEST_CASE("native objects are written past their head with O_DIRECT unless direc
     CHECK(resident_e >= pages_e * 3 / 4);  // all written through the cache; some may be evicted
   }
   {
-    ServerOptions off;
+    ServerOptions off = files;
     off.edits = {{"^small_object_bytes = .*$", "$&\ndirect_io = false"}};
     TestServer server(dir.path() / "off", off);
     server.Start();

@@ -54,6 +54,7 @@ TEST_CASE("a stored object that cannot be read is 503 from the API download and 
   ScratchDir dir;
   ServerOptions options;
   options.small_object_bytes = 0;  // files, which can be broken from outside
+  options.segment_mb = 0;
   TestServer server(dir.path() / "server", options);
   server.Start();
   const std::vector<Object> objects = PushSeries(server, dir.path() / "in", 4);

@@ -109,6 +109,7 @@ TEST_CASE("start-up recovery indexes a placed file without its row and removes p
 
   ServerOptions options;
   options.small_object_bytes = 0;  // a file: an object kept in the index commits with its row
+  options.segment_mb = 0;          // of its own: one in a segment is durable before its row
   TestServer server(dir.path() / "server", options);
   server.Start();
   REQUIRE(StoreFiles(server, "LS_PACS", {files->front().string()}).exit_code == 0);

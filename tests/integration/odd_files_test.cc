@@ -442,6 +442,7 @@ TEST_CASE("a peer that stalls in the middle of an object is dropped at the DIMSE
   // Every object a file, so that the stalled half object shows in tmp/ (a small one is held in
   // memory, where the dropped association's half goes with it).
   options.small_object_bytes = 0;
+  options.segment_mb = 0;
   TestServer server(dir.path() / "server", options);
   server.Start();
   std::unique_ptr<DcmDataset> ds = BaseDataset("1.2.826.0.1.3680043.10.543.81", "1.2.826.0.1.3680043.10.543.81.1",

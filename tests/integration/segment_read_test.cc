@@ -71,6 +71,7 @@ TEST_CASE("objects inside a segment are read where they lie by C-GET, C-MOVE, th
   const std::string study = first->study_instance_uid;
   ServerOptions options;
   options.small_object_bytes = 0;  // files, to be moved into the segment
+  options.segment_mb = 0;
   const uint16_t zz_port = FreePort();
   options.edits.push_back(ZhuozhouDeliveryPort(zz_port));
   TestServer server(dir.path() / "server", options);

@@ -70,6 +70,7 @@ TEST_CASE("an object of exactly small_object_bytes is kept in the index and one 
 
   ServerOptions options;
   options.small_object_bytes = kThreshold;
+  options.segment_mb = 0;  // the spill into a segment: segment_write_test.cc
   TestServer server(dir.path() / "server", options);
   server.Start();
 
@@ -138,10 +139,7 @@ TEST_CASE("an object of exactly small_object_bytes is kept in the index and one 
     auto s = ReadInstanceSummary(exact);
     REQUIRE(s.ok());
     const fs::path got = dir.path() / "got";
-    fs::create_directories(got);
-    CommandResult r = RunCommand({GETSCU_BIN, "-S", "-aet", "ZZ_PACS", "-aec", "LX_READ", "-od", got.string(), "-k",
-                                  "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + s->study_instance_uid,
-                                  "127.0.0.1", server.port_text()});
+    CommandResult r = GetStudy(server, "ZZ_PACS", s->study_instance_uid, got);
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
     int compared = 0;

@@ -103,6 +103,7 @@ TEST_CASE("a file-tier object re-sent when it would be kept in the index is Succ
   Pair pair = MakePair(dir.path() / "in");
   ServerOptions files_only;
   files_only.small_object_bytes = 0;
+  files_only.segment_mb = 0;
   TestServer server(dir.path() / "server", files_only);
   server.Start();
   REQUIRE(Send(server, pair.original) == 0x0000);

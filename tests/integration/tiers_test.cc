@@ -54,9 +54,10 @@ TEST_CASE("small objects pushed with storescu are kept in the index and come bac
   const CommandResult pushed = StoreFiles(server, "ZZ_PACS", {(dir.path() / "in").string()});
   REQUIRE(StoreResponses(pushed) == std::vector<std::string>(4, "Success"));
 
-  // The tiers: three rows with their bytes in the index, one file.
+  // The tiers: three rows with their bytes in the index, one range of a segment.
   CHECK(InIndexObjectCount(server.storage()) == 3);
-  CHECK(CountFiles(server.storage() / "objects", true) == 1);
+  CHECK(InSegmentObjectCount(server.storage()) == 1);
+  CHECK(CountFiles(server.storage() / "objects", true) == 0);
   CHECK(IndexedPaths(server.storage()) == FilesUnder(server.storage()));
   std::map<std::string, std::string> stored;  // SOP Instance UID -> the bytes stored
   for (const Sent& s : sent) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <cstdlib>
 #include <cstring>
@@ -33,6 +34,26 @@ bool DirectWritesSkipCache(const std::filesystem::path& dir) {
   ::close(fd);
   std::filesystem::remove(probe);
   return skips;
+}
+
+std::pair<size_t, size_t> Residency(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  const auto size = static_cast<size_t>(::lseek(fd, 0, SEEK_END));
+  if (size == 0) {
+    ::close(fd);
+    return {0, 0};
+  }
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  REQUIRE(map != MAP_FAILED);
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((size + page - 1) / page);
+  REQUIRE(::mincore(map, size, in.data()) == 0);
+  ::munmap(map, size);
+  size_t resident = 0;
+  for (unsigned char c : in) resident += c & 1;
+  return {resident, in.size()};
 }
 
 }  // namespace teleread::test

@@ -35,6 +35,7 @@ std::string TestConfigText(const ServerOptions& o) {
   set("max_associations", std::to_string(o.max_associations));
   set("dimse_timeout_seconds", std::to_string(o.dimse_timeout_seconds));
   set("small_object_bytes", std::to_string(o.small_object_bytes));
+  set("segment_mb", std::to_string(o.segment_mb));
   for (const auto& [pattern, replacement] : o.edits) {
     std::regex re(pattern, std::regex::multiline);
     REQUIRE(std::regex_search(text, re));
@@ -179,17 +180,26 @@ std::set<std::string> FilesUnder(const std::filesystem::path& storage) {
   ObjectStore store(storage);
   REQUIRE(store.ForEachObject([&](const std::string& p) { paths.insert(p); }).ok());
   paths.merge(InIndexPaths(storage));
+  paths.merge(InSegmentPaths(storage));
   return paths;
 }
 
-std::unique_ptr<TestServer> StartServerOnVolume(const std::filesystem::path& dir, const std::filesystem::path& volume) {
-  ServerOptions options;
+std::unique_ptr<TestServer> StartServerOnVolume(const std::filesystem::path& dir, const std::filesystem::path& volume,
+                                                ServerOptions options) {
   options.min_free_disk_mb = 0;
   auto server = std::make_unique<TestServer>(dir, options);
   std::filesystem::remove_all(server->storage());
   std::filesystem::create_directory_symlink(volume, server->storage());
   server->Start();
   return server;
+}
+
+CommandResult GetStudy(const TestServer& server, const std::string& calling_ae, const std::string& study_uid,
+                       const std::filesystem::path& out) {
+  std::filesystem::create_directories(out);
+  return RunCommand({GETSCU_BIN, "-S", "-aet", calling_ae, "-aec", "LX_READ", "-od", out.string(), "-k",
+                     "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + study_uid, "127.0.0.1",
+                     server.port_text()});
 }
 
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae) {

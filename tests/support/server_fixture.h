@@ -21,7 +21,8 @@ struct ServerOptions {
   uint64_t min_free_disk_mb = 0;
   int max_associations = 32;
   int dimse_timeout_seconds = 60;
-  uint64_t small_object_bytes = 131072;  // 0: every object a file
+  uint64_t small_object_bytes = 131072;  // 0: every object a file (or a segment's range)
+  uint64_t segment_mb = 256;             // 0: larger objects are files of their own
   // Lets centre AE title LX_WS1 associate plain from 127.0.0.1, for tests not about who calls.
   bool plain_centre_workstation = true;
   // Further edits of the sample config: regular expression (multi-line) -> replacement.
@@ -105,7 +106,11 @@ long Metric(const TestServer& server, const std::string& name);
 // echoscu / storescu as a member hospital would run them, Nagle off as a tuned PACS would.
 // A full-disk test's server: its storage is the small volume mounted at `volume`, with no
 // free-space floor so that the volume really fills up; started.
-std::unique_ptr<TestServer> StartServerOnVolume(const std::filesystem::path& dir, const std::filesystem::path& volume);
+std::unique_ptr<TestServer> StartServerOnVolume(const std::filesystem::path& dir, const std::filesystem::path& volume,
+                                                ServerOptions options = {});
+// getscu -S as `calling_ae` for a whole study, into `out` (created).
+CommandResult GetStudy(const TestServer& server, const std::string& calling_ae, const std::string& study_uid,
+                       const std::filesystem::path& out);
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae = "LX_READ");
 // Whether the server still runs after an answer: a crash while handling the last association
 // would have ended the process, and a C-ECHO on a new one with it.
@@ -135,8 +140,9 @@ bool NotAssociated(const CommandResult& storescu);
 // One file of member `ae`'s sample study, under WriteSampleConsortium's `samples`.
 std::filesystem::path SampleOf(const std::filesystem::path& samples, const std::string& ae);
 
-// The object paths the index lists, and the objects stored (files under storage/objects, and
-// "index:" paths whose bytes are in the index): after any crash and restart the two sets are equal.
+// The object paths the index lists, and the objects stored (files under storage/objects,
+// "index:" paths whose bytes are in the index, segment ranges within their segment file): after any crash and restart
+// the two sets are equal.
 std::set<std::string> IndexedPaths(const std::filesystem::path& storage);
 std::set<std::string> FilesUnder(const std::filesystem::path& storage);
 

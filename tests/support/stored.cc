@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 
 #include "tests/support/process.h"
 
@@ -20,9 +21,38 @@ struct ReadOnlyIndex {
   sqlite3* db = nullptr;
 };
 
+bool InSegment(const std::string& relative_path) { return relative_path.rfind("segments/", 0) == 0; }
+
+// "segments/<name>@<offset>+<length>": that range of the segment file.
+std::string SegmentBytes(const std::filesystem::path& storage_root, const std::string& relative_path) {
+  const size_t at = relative_path.rfind('@'), plus = relative_path.find('+', at);
+  if (at == std::string::npos || plus == std::string::npos) return "";
+  const uint64_t offset = std::stoull(relative_path.substr(at + 1, plus - at - 1));
+  const uint64_t length = std::stoull(relative_path.substr(plus + 1));
+  std::ifstream in(storage_root / relative_path.substr(0, at), std::ios::binary);
+  std::string out(length, '\0');
+  if (!in.seekg(static_cast<std::streamoff>(offset)) || !in.read(out.data(), static_cast<std::streamsize>(length))) {
+    return "";
+  }
+  return out;
+}
+
+size_t CountRows(const std::filesystem::path& storage_root, const char* sql) {
+  ReadOnlyIndex index(storage_root);
+  if (!index.db) return 0;
+  sqlite3_stmt* q = nullptr;
+  size_t n = 0;
+  if (sqlite3_prepare_v2(index.db, sql, -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
+    n = static_cast<size_t>(sqlite3_column_int64(q, 0));
+  }
+  sqlite3_finalize(q);
+  return n;
+}
+
 }  // namespace
 
 std::string StoredBytes(const std::filesystem::path& storage_root, const std::string& relative_path) {
+  if (InSegment(relative_path)) return SegmentBytes(storage_root, relative_path);
   if (relative_path.rfind("index:", 0) != 0) {
     std::error_code ec;
     return std::filesystem::exists(storage_root / relative_path, ec) ? ReadFile(storage_root / relative_path) : "";
@@ -56,6 +86,31 @@ std::set<std::string> InIndexPaths(const std::filesystem::path& storage_root) {
   return out;
 }
 
+std::set<std::string> InSegmentPaths(const std::filesystem::path& storage_root) {
+  std::set<std::string> out;
+  std::vector<std::string> rows;
+  {
+    ReadOnlyIndex index(storage_root);
+    if (!index.db) return out;
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(index.db, "SELECT path FROM instances WHERE path LIKE 'segments/%'", -1, &q, nullptr) ==
+        SQLITE_OK) {
+      while (sqlite3_step(q) == SQLITE_ROW) rows.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)));
+    }
+    sqlite3_finalize(q);
+  }
+  for (const std::string& path : rows) {
+    const size_t at = path.rfind('@'), plus = path.find('+', at);
+    if (at == std::string::npos || plus == std::string::npos) continue;
+    std::error_code ec;
+    const uintmax_t size = std::filesystem::file_size(storage_root / path.substr(0, at), ec);
+    if (!ec && std::stoull(path.substr(at + 1, plus - at - 1)) + std::stoull(path.substr(plus + 1)) <= size) {
+      out.insert(path);
+    }
+  }
+  return out;
+}
+
 std::filesystem::path StoredFileFor(const std::filesystem::path& storage_root, const std::string& sop_uid,
                                     const std::filesystem::path& scratch) {
   std::string path;
@@ -71,16 +126,17 @@ std::filesystem::path StoredFileFor(const std::filesystem::path& storage_root, c
     sqlite3_finalize(q);
   }
   if (path.empty()) return {};
-  if (path.rfind("index:", 0) != 0) return storage_root / path;
+  if (path.rfind("index:", 0) != 0 && !InSegment(path)) return storage_root / path;
   const std::string bytes = StoredBytes(storage_root, path);
   if (bytes.empty()) return {};
   std::filesystem::create_directories(scratch);
-  const std::filesystem::path out = scratch / (path.substr(6) + ".dcm");
+  const std::filesystem::path out = scratch / ((InSegment(path) ? "segment-" + sop_uid : path.substr(6)) + ".dcm");
   WriteFile(out, bytes);
   return out;
 }
 
 bool RemoveStoredObject(const std::filesystem::path& storage_root, const std::string& relative_path) {
+  if (InSegment(relative_path)) return false;  // its segment holds others too: not lost alone
   if (relative_path.rfind("index:", 0) != 0) return std::filesystem::remove(storage_root / relative_path);
   ReadOnlyIndex index(storage_root, SQLITE_OPEN_READWRITE);
   if (!index.db) return false;
@@ -98,23 +154,18 @@ bool RemoveStoredObject(const std::filesystem::path& storage_root, const std::st
 }
 
 size_t InIndexObjectCount(const std::filesystem::path& storage_root) {
-  ReadOnlyIndex index(storage_root);
-  if (!index.db) return 0;
-  sqlite3_stmt* q = nullptr;
-  size_t n = 0;
-  if (sqlite3_prepare_v2(index.db, "SELECT COUNT(*) FROM object_data", -1, &q, nullptr) == SQLITE_OK &&
-      sqlite3_step(q) == SQLITE_ROW) {
-    n = static_cast<size_t>(sqlite3_column_int64(q, 0));
-  }
-  sqlite3_finalize(q);
-  return n;
+  return CountRows(storage_root, "SELECT COUNT(*) FROM object_data");
+}
+
+size_t InSegmentObjectCount(const std::filesystem::path& storage_root) {
+  return CountRows(storage_root, "SELECT COUNT(*) FROM instances WHERE path LIKE 'segments/%'");
 }
 
 size_t StoredObjectCount(const std::filesystem::path& storage_root) {
   std::error_code ec;
   const size_t files =
       std::filesystem::exists(storage_root / "objects", ec) ? CountFiles(storage_root / "objects", true) : 0;
-  return files + InIndexObjectCount(storage_root);
+  return files + InIndexObjectCount(storage_root) + InSegmentObjectCount(storage_root);
 }
 
 std::string DataSetBytes(const std::string& part10) {

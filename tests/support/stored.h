@@ -1,6 +1,7 @@
 #pragma once
-// Stored objects as a test sees them, in both tiers: files under objects/ and objects kept
-// inside the index (object_data rows), read through a read-only connection to index.sqlite.
+// Stored objects as a test sees them, wherever they lie: files under objects/, ranges of segments
+// under segments/ and objects kept inside the index (object_data rows), read through a read-only connection to
+// index.sqlite.
 #include <cstddef>
 #include <filesystem>
 #include <set>
@@ -18,13 +19,18 @@ std::string StoredBytes(const std::filesystem::path& storage_root, const std::st
 std::filesystem::path StoredFileFor(const std::filesystem::path& storage_root, const std::string& sop_uid,
                                     const std::filesystem::path& scratch);
 
-// Loses a stored object behind the server's back (its file, or its bytes in the index).
+// Loses a stored object behind the server's back (its file, or its bytes in the index); false for
+// an object inside a segment.
 bool RemoveStoredObject(const std::filesystem::path& storage_root, const std::string& relative_path);
 
-// Files under objects/ plus objects kept in the index.
+// Files under objects/ plus objects kept in the index plus rows naming a range of a segment.
 size_t StoredObjectCount(const std::filesystem::path& storage_root);
+// Rows naming a range of a segment.
+size_t InSegmentObjectCount(const std::filesystem::path& storage_root);
 // The paths of the objects kept in the index whose bytes are there ("index:..." rows with data).
 std::set<std::string> InIndexPaths(const std::filesystem::path& storage_root);
+// The paths of the objects inside segments whose range lies within their segment file.
+std::set<std::string> InSegmentPaths(const std::filesystem::path& storage_root);
 // Objects kept in the index only.
 size_t InIndexObjectCount(const std::filesystem::path& storage_root);
 

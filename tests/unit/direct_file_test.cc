@@ -76,8 +76,8 @@ uint64_t DeviceReadBytes() {
 enum class Fault { kEinval, kShort, kZero, kEnospc };
 Fault g_fault = Fault::kEinval;
 int g_fail_at = 0, g_calls = 0;
-ssize_t FaultyWrite(int fd, const void* data, size_t n) {
-  if (++g_calls != g_fail_at) return ::write(fd, data, n);
+ssize_t FaultyWrite(int fd, const void* data, size_t n, off_t offset) {
+  if (++g_calls != g_fail_at) return ::pwrite(fd, data, n, offset);
   switch (g_fault) {
     case Fault::kEinval:
       errno = EINVAL;
@@ -90,7 +90,7 @@ ssize_t FaultyWrite(int fd, const void* data, size_t n) {
     case Fault::kShort: {  // 1.5 blocks written: an unaligned cut, as a device could leave it
       const int flags = ::fcntl(fd, F_GETFL);
       REQUIRE(::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0);
-      const ssize_t done = ::write(fd, data, std::min<size_t>(n, 6144));
+      const ssize_t done = ::pwrite(fd, data, std::min<size_t>(n, 6144), offset);
       REQUIRE(::fcntl(fd, F_SETFL, flags) == 0);
       return done;
     }
@@ -337,4 +337,55 @@ TEST_CASE("a thread reuses one direct buffer file after file and keeps at most o
   DirectFile::ReleaseCachedBuffer();
   CHECK(DirectFile::CachedBytes() == 0);
   CHECK(DirectFile::LiveBuffers() == live - 1);
+}
+
+TEST_CASE(
+    "objects written into a shared file from aligned offsets: bytes in place, the last block padded, the file left "
+    "open",
+    "[store][direct][segment]") {
+  test::ScratchDir dir;
+  const std::filesystem::path path = dir.path() / "segment";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  REQUIRE(fd >= 0);
+  const bool direct = TakesDirect(dir.path());
+  std::string expected;
+  uint64_t offset = 0;
+  // Sizes around the chunk and block edges, in pieces of several lengths.
+  for (size_t size : {DirectFile::kChunk + 100, size_t{4096}, 3 * DirectFile::kChunk + 4095, size_t{131073}}) {
+    INFO("object of " << size << " bytes at " << offset);
+    const std::string bytes = Pattern(size, static_cast<unsigned>(size));
+    DirectFile file;
+    REQUIRE(file.Begin(fd, offset, 64 * DirectFile::kChunk, direct, 0) == 0);
+    for (size_t at = 0; at < size; at += 70000) {
+      REQUIRE(file.Fits(std::min<size_t>(70000, size - at)));
+      REQUIRE(file.Append(bytes.data() + at, std::min<size_t>(70000, size - at)) == 0);
+    }
+    CHECK(file.size() == size);
+    REQUIRE(file.Finish() == 0);
+    CHECK(::fcntl(fd, F_GETFD) >= 0);  // still open
+    if (direct) CHECK(file.direct_bytes() == (size + 4095) / 4096 * 4096);
+    expected.resize(offset, '\0');
+    expected += bytes;
+    offset = (offset + size + 4095) / 4096 * 4096;
+  }
+  expected.resize(offset, '\0');  // the padding: zeros
+  ::close(fd);
+  const std::string got = test::ReadFile(path);
+  if (direct) {
+    CHECK(got == expected);  // every last block written, padded with zeros
+  } else {
+    // Through the page cache the last block is not padded: the file ends with the last object.
+    CHECK(got.size() == offset - 4096 + 131073 % 4096);
+    CHECK(got == expected.substr(0, got.size()));
+  }
+
+  DirectFile small;
+  const int fd2 = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(small.Begin(fd2, 0, 8192, direct, 0) == 0);
+  CHECK(small.Fits(8192));
+  CHECK_FALSE(small.Fits(8193));
+  REQUIRE(small.Append("x", 1) == 0);
+  CHECK_FALSE(small.Fits(8192));
+  REQUIRE(small.Finish() == 0);
+  ::close(fd2);
 }
