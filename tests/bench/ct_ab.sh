@@ -158,11 +158,13 @@ cell() {  # label build_dir assocs -> one result line
     stored=$(find "$data" -type f | wc -l)
   else
     stored=$(find "$data" -name '*.dcm' | wc -l)
-    # Small objects are kept inside the index (centre.small_object_bytes). The server is not
+    # Small objects are kept inside the index (centre.small_object_bytes), larger ones in segments
+    # (centre.segment_mb): counted from the index. The server is not
     # always our child (strace): it may still be closing its index.
     for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
     if [ -f "$data/index.sqlite" ]; then
-      stored=$((stored + $(sqlite3 -cmd ".timeout 5000" "$data/index.sqlite" "SELECT COUNT(*) FROM object_data" \
+      stored=$((stored + $(sqlite3 -cmd ".timeout 5000" "$data/index.sqlite" \
+        "SELECT (SELECT COUNT(*) FROM object_data) + (SELECT COUNT(*) FROM instances WHERE path GLOB 'segments/*')" \
         2>/dev/null || echo 0)))
     fi
   fi

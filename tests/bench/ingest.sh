@@ -151,11 +151,13 @@ run() {  # which kind assocs [nagle]
     else  # storescp: nothing but the objects, named after their modality
       stored=$(find "$data" -type f | wc -l)
     fi
-    # teleread keeps small objects inside its index (centre.small_object_bytes): count those too.
+    # teleread keeps small objects inside its index (centre.small_object_bytes) and larger ones in
+    # segments (centre.segment_mb), both counted from the index.
     # (The server is not our child, so `wait` returned at once: it may still be closing its index.)
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     if [ -f "$data/index.sqlite" ]; then
-      stored=$((stored + $(sqlite3 -cmd ".timeout 5000" "$data/index.sqlite" "SELECT COUNT(*) FROM object_data" \
+      stored=$((stored + $(sqlite3 -cmd ".timeout 5000" "$data/index.sqlite" \
+        "SELECT (SELECT COUNT(*) FROM object_data) + (SELECT COUNT(*) FROM instances WHERE path GLOB 'segments/*')" \
         2>/dev/null || echo 0)))
     fi
   fi
