@@ -89,9 +89,11 @@ Status SegmentPool::Start() {
     if (::mkdir(dir_.c_str(), 0750) != 0 && errno != EEXIST) return Status::FromErrno(errno, "mkdir " + dir_.string());
     if (Status s = SyncPath(dir_.parent_path()); !s.ok()) return s;
   }
-  // A segment whose preparation a crash cut short: no row can name it.
+  // A segment whose preparation a crash cut short, or one made ready and never written (a
+  // growing one still empty): no row can name them.
   for (const fs::directory_entry& e : fs::directory_iterator(dir_, ec)) {
-    if (e.path().extension() == ".prep") fs::remove(e.path(), ec);
+    const bool empty = e.path().extension() == ".seg" && e.is_regular_file(ec) && e.file_size(ec) == 0 && !ec;
+    if (e.path().extension() == ".prep" || empty) fs::remove(e.path(), ec);
   }
   // A flush covers a pre-written segment's direct overwrites where they need no metadata and
   // reach the device at once: ext4 and XFS (not copy-on-write file systems, nor tmpfs, which
