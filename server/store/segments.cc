@@ -108,11 +108,6 @@ Status SegmentPool::Start() {
   return Status::Ok();
 }
 
-uint64_t SegmentPool::made() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return made_;
-}
-
 std::string SegmentPool::NewName() { return name_prefix_ + "-" + std::to_string(++counter_) + ".seg"; }
 
 Result<std::unique_ptr<Segment>> SegmentPool::MakeSegment() {

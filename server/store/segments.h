@@ -61,10 +61,7 @@ class SegmentPool {
   // Written no more (it could not take an object): its unused pre-written tail is cut off.
   void Retire(std::unique_ptr<Segment> segment);
 
-  uint64_t segment_bytes() const { return segment_bytes_; }
   const std::filesystem::path& dir() const { return dir_; }
-  // Segments made by this process so far (for /metrics and tests).
-  uint64_t made() const;
 
   // One association's segment: taken at its first spilled object, given back when it ends.
   class Lease {

@@ -94,19 +94,9 @@ TEST_CASE("objects inside a segment are read where they lie by C-GET, C-MOVE, th
       CHECK(DataSetBytes(ReadFile(f)) == DataSetBytes(stored.at(s->sop_instance_uid)));
     }
   };
-  auto get = [&](const fs::path& got, const std::vector<std::string>& extra) {
-    fs::create_directories(got);
-    // 4 KiB PDUs: each ~8.5 KB data set goes in three.
-    std::vector<std::string> argv = {GETSCU_BIN, "-S",   "-aet", "ZZ_PACS", "-aec",
-                                     "LX_READ",  "-pdu", "4096", "-od",     got.string()};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.insert(argv.end(),
-                {"-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + study, "127.0.0.1", server.port_text()});
-    return RunCommand(argv);
-  };
-
   SECTION("C-GET sends each data set as stored") {
-    CommandResult r = get(dir.path() / "got", {});
+    // 4 KiB PDUs: each ~8.5 KB data set goes in three.
+    CommandResult r = GetStudy(server, "ZZ_PACS", study, dir.path() / "got", {"-pdu", "4096"});
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
     check_received(dir.path() / "got");

@@ -195,11 +195,13 @@ std::unique_ptr<TestServer> StartServerOnVolume(const std::filesystem::path& dir
 }
 
 CommandResult GetStudy(const TestServer& server, const std::string& calling_ae, const std::string& study_uid,
-                       const std::filesystem::path& out) {
+                       const std::filesystem::path& out, const std::vector<std::string>& extra) {
   std::filesystem::create_directories(out);
-  return RunCommand({GETSCU_BIN, "-S", "-aet", calling_ae, "-aec", "LX_READ", "-od", out.string(), "-k",
-                     "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + study_uid, "127.0.0.1",
-                     server.port_text()});
+  std::vector<std::string> argv = {GETSCU_BIN, "-S", "-aet", calling_ae, "-aec", "LX_READ", "-od", out.string()};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.insert(argv.end(), {"-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + study_uid, "127.0.0.1",
+                           server.port_text()});
+  return RunCommand(argv);
 }
 
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae) {

@@ -108,9 +108,9 @@ long Metric(const TestServer& server, const std::string& name);
 // free-space floor so that the volume really fills up; started.
 std::unique_ptr<TestServer> StartServerOnVolume(const std::filesystem::path& dir, const std::filesystem::path& volume,
                                                 ServerOptions options = {});
-// getscu -S as `calling_ae` for a whole study, into `out` (created).
+// getscu -S as `calling_ae` for a whole study, into `out` (created); `extra`: more getscu options.
 CommandResult GetStudy(const TestServer& server, const std::string& calling_ae, const std::string& study_uid,
-                       const std::filesystem::path& out);
+                       const std::filesystem::path& out, const std::vector<std::string>& extra = {});
 CommandResult Echo(const TestServer& server, const std::string& calling_ae, const std::string& called_ae = "LX_READ");
 // Whether the server still runs after an answer: a crash while handling the last association
 // would have ended the process, and a C-ECHO on a new one with it.

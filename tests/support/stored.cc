@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
+#include "server/store/object_store.h"
 #include "tests/support/process.h"
 
 namespace teleread::test {
@@ -23,15 +24,14 @@ struct ReadOnlyIndex {
 
 bool InSegment(const std::string& relative_path) { return relative_path.rfind("segments/", 0) == 0; }
 
-// "segments/<name>@<offset>+<length>": that range of the segment file.
+// "segments/<name>@<offset>+<length>": that range of the segment file, found as the server finds it.
 std::string SegmentBytes(const std::filesystem::path& storage_root, const std::string& relative_path) {
-  const size_t at = relative_path.rfind('@'), plus = relative_path.find('+', at);
-  if (at == std::string::npos || plus == std::string::npos) return "";
-  const uint64_t offset = std::stoull(relative_path.substr(at + 1, plus - at - 1));
-  const uint64_t length = std::stoull(relative_path.substr(plus + 1));
-  std::ifstream in(storage_root / relative_path.substr(0, at), std::ios::binary);
-  std::string out(length, '\0');
-  if (!in.seekg(static_cast<std::streamoff>(offset)) || !in.read(out.data(), static_cast<std::streamsize>(length))) {
+  Result<ObjectHandle> range = ObjectStore(storage_root).Open(relative_path);
+  if (!range.ok()) return "";
+  std::ifstream in(range->path(), std::ios::binary);
+  std::string out(range->length(), '\0');
+  if (!in.seekg(static_cast<std::streamoff>(range->offset())) ||
+      !in.read(out.data(), static_cast<std::streamsize>(out.size()))) {
     return "";
   }
   return out;
@@ -99,14 +99,10 @@ std::set<std::string> InSegmentPaths(const std::filesystem::path& storage_root) 
     }
     sqlite3_finalize(q);
   }
+  // Open refuses a range past its segment's end (IOError) and a missing segment (NotFound).
+  const ObjectStore store(storage_root);
   for (const std::string& path : rows) {
-    const size_t at = path.rfind('@'), plus = path.find('+', at);
-    if (at == std::string::npos || plus == std::string::npos) continue;
-    std::error_code ec;
-    const uintmax_t size = std::filesystem::file_size(storage_root / path.substr(0, at), ec);
-    if (!ec && std::stoull(path.substr(at + 1, plus - at - 1)) + std::stoull(path.substr(plus + 1)) <= size) {
-      out.insert(path);
-    }
+    if (store.Open(path).ok()) out.insert(path);
   }
   return out;
 }
