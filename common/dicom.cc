@@ -428,6 +428,8 @@ InstanceSummary Summarize(DicomFile& file) {
   InstanceSummary s;
   s.transfer_syntax_uid = Trim(RawString(*ff.getMetaInfo(), DCM_TransferSyntaxUID));
   s.source_ae_title = Trim(RawString(*ff.getMetaInfo(), DCM_SourceApplicationEntityTitle));
+  s.media_storage_sop_class_uid = Trim(RawString(*ff.getMetaInfo(), DCM_MediaStorageSOPClassUID));
+  s.media_storage_sop_instance_uid = Trim(RawString(*ff.getMetaInfo(), DCM_MediaStorageSOPInstanceUID));
   const TopLevel top(ds);
   s.specific_character_set = Trim(top.Raw(DCM_SpecificCharacterSet));
   TextDecoder text(s.specific_character_set);

@@ -19,6 +19,10 @@ namespace teleread {
 struct InstanceSummary {
   std::string transfer_syntax_uid;  // from the file meta header
   std::string source_ae_title;      // from the file meta header: who sent it to us
+  // From the file meta header: the SOP Class and Instance UIDs of the C-STORE request it came with
+  // (the receiver writes them there).
+  std::string media_storage_sop_class_uid;
+  std::string media_storage_sop_instance_uid;
   std::string specific_character_set;
   std::string sop_class_uid;
   std::string sop_instance_uid;

@@ -8,7 +8,9 @@
 # critical finding: Zhuozhou's PACS receives it first in the outbox, finds it by C-FIND, checks
 # its signature offline, and Zhuozhou acknowledges the critical result by name. Zhuozhou talks
 # DICOM TLS only, both ways: it pushes, commits and queries with its own certificate, and its
-# report arrives over TLS. Everything started is stopped at the end.
+# report arrives over TLS. Last, a backup and restore drill: a CT series stored between the index
+# snapshot and the copy of the segments is found again by the restored server. Everything started
+# is stopped at the end.
 #   TELEREAD_DEMO_DIR         where data, samples, PNGs and logs go (default: var/demo)
 #   TELEREAD_DEMO_PORT        DICOM port (default 11112); HTTPS: TELEREAD_DEMO_HTTPS_PORT (8443);
 #                             DICOM TLS: TELEREAD_DEMO_TLS_PORT (2762)
@@ -224,11 +226,40 @@ exported=$(find "$work/export" -name '*.dcm' | wc -l)
 bad=$(find "$work/export" -name '*.dcm' -print0 | xargs -0 dcmftest | grep -vc '^yes:' || true)
 echo "  $exported file(s) under $work/export, $bad not DICOM Part 10"
 
+step "Backup (operator guide 8.2): the index snapshot first; a late CT series from Laishui; then the segments"
+mkdir -p "$work/backup"
+sqlite3 "$work/data/index.sqlite" ".backup '$work/backup/index.sqlite'"
+"$build/samples/teleread-samples" corpus "$work/late" --kind ct --count 3 >/dev/null
+storescu -aet LS_PACS -aec LX_READ +sd +r 127.0.0.1 "$port" "$work/late"
+echo "  3 late CT objects stored after the snapshot"
+cp -a "$work/data/segments" "$work/data/objects" "$work/backup/"  # rsync -a --inplace in production
+
 step "Stopping the server and the member PACS"
 cleanup
 trap - EXIT
 grep -a -E 'ZZ_PACS .*ended|delivered to|accepted from|storage commitment|critical result' "$work/server.log" |
   sed 's/^/  /'
+
+step "Restore (operator guide 8.3): a server on the restored copy finds the late objects in the segments by their sealed trailers"
+mkdir -p "$work/restored"
+cp "$work/backup/index.sqlite" "$work/restored/"
+cp -a "$work/backup/segments" "$work/backup/objects" "$work/restored/"
+"$server_bin" --config "$work/teleread.toml" --storage "$work/restored" --dicom-port "$port" \
+  --http-port "$https_port" >"$work/restored.log" 2>&1 &
+restored=$!
+pids=($restored)
+trap cleanup EXIT
+for _ in $(seq 50); do
+  echoscu -aet LS_PACS -aec LX_READ 127.0.0.1 "$port" 2>/dev/null && break
+  kill -0 $restored 2>/dev/null || { cat "$work/restored.log"; exit 1; }
+  sleep 0.2
+done
+grep -a -o 'recovery: indexed .*' "$work/restored.log" | sed 's/^/  /' ||
+  { echo "  nothing found in the restored segments:"; tail -50 "$work/restored.log"; exit 1; }
+"$server_bin" --config "$work/teleread.toml" --storage "$work/restored" status | grep -E 'instances|objects:' |
+  sed 's/^/  /'
+cleanup
+trap - EXIT
 echo
 echo "Data: $work/data (objects/ and index.sqlite); PNGs: $work/png; member PACS: $work/member-ZZ_PACS"
 echo "Logs: $work/server.log; the whole loop took $(($(date +%s) - started)) s after the build"

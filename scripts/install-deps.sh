@@ -13,6 +13,7 @@ packages=(
   libtomlplusplus-dev           # config parsing with source positions for error messages
   libcli11-dev                  # command-line parsing
   libspdlog-dev                 # thread-safe levelled logging
+  libxxhash-dev                 # XXH3: the hash in each segment object's trailer (server/store/segment_trailer.h)
   nlohmann-json3-dev            # JSON for the reading API
   zlib1g-dev                    # gzip worklist answers (deflate once per page) and the viewer's inflate
   dicom3tools                   # dciodvfy, for validating what we produce

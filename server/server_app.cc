@@ -54,19 +54,17 @@ Status ServerApp::Start() {
   if (Status font = CheckReportFont(); !font.ok()) spdlog::error("{}", font.message());
   store_ = std::make_unique<ObjectStore>(config_.centre.storage);
   if (Status s = store_->Prepare(); !s.ok()) return s;
+  if (Status s = store_->LockForServer(); !s.ok()) return s;
   Result<std::unique_ptr<Index>> index = OpenIndex(config_.centre.storage);
   if (!index.ok()) return index.status();
   index_ = std::move(index.value());
   store_->set_small_object_bytes(config_.centre.small_object_bytes);
   store_->set_direct_io(config_.centre.direct_io);
   store_->UseIndex(index_.get());
-  if (Status s = store_->UseSegments(config_.centre.segment_mb << 20, config_.centre.segment_prewrite,
-                                     config_.centre.min_free_disk_mb << 20);
-      !s.ok()) {
-    return s;
-  }
 
-  Result<RecoveryReport> recovered = RecoverStorage(*store_, *index_, config_, NowMs());
+  // Before any segment is made ready: the recovery reads segments no process writes.
+  ingest_ = std::make_unique<Ingest>(*store_, *index_, NowMs);
+  Result<RecoveryReport> recovered = RecoverStorage(*store_, *index_, *ingest_, config_, NowMs());
   if (!recovered.ok()) return recovered.status();
   if (recovered->temp_files_kept) {
     spdlog::error("recovery: {} temp file(s) kept in {}: each is a second name of a stored object; run fsck",
@@ -76,9 +74,17 @@ Status ServerApp::Start() {
     spdlog::warn("recovery: removed {} partial file(s), re-indexed {} object(s), quarantined {} unattributed",
                  recovered->temp_files_removed, recovered->objects_reindexed, recovered->objects_unattributed);
   }
+  if (recovered->segment_objects_indexed || recovered->segment_objects_refused) {
+    spdlog::warn("recovery: indexed {} object(s) found in segments past their last indexed one, left out {}",
+                 recovered->segment_objects_indexed, recovered->segment_objects_refused);
+  }
+  if (Status s = store_->UseSegments(config_.centre.segment_mb << 20, config_.centre.segment_prewrite,
+                                     config_.centre.min_free_disk_mb << 20);
+      !s.ok()) {
+    return s;
+  }
 
   stores_ = std::make_unique<Stores>(*index_, NowMs);
-  ingest_ = std::make_unique<Ingest>(*store_, *index_, NowMs);
   policy_ = std::make_unique<CallerPolicy>(config_);
   engine_ = std::make_unique<QueryEngine>(config_.centre.storage / "index.sqlite");
   expiry_ = std::make_unique<CertificateExpiry>(config_.dicom_tls.expiry_warning_days);

@@ -18,6 +18,7 @@
 #include "server/dicom/qr_scp.h"
 #include "server/dicom/receive.h"
 #include "server/store/direct_file.h"
+#include "server/store/segment_trailer.h"
 
 namespace teleread {
 
@@ -338,6 +339,9 @@ class Association {
         request.head = std::move(received.head);
         request.segment_object = std::move(received.segment_object);
         outcome = env_.ingest.Store(request);
+        if (!request.segment_object.empty() && env_.ingest.SegmentCopyUnneeded(request, outcome)) {
+          VoidUnnamedCopy(request.segment_object);
+        }
       }
     }
     Account(req, outcome);
@@ -355,6 +359,17 @@ class Association {
       detail_ptr = &detail;
     }
     return DIMSE_sendStoreResponse(assoc_, pres_id, &req, &rsp, detail_ptr);
+  }
+
+  // A segment copy no row will name (Ingest::SegmentCopyUnneeded): its trailer voided, so that
+  // the start-up scan does not offer it to Ingest again.
+  void VoidUnnamedCopy(const std::string& segment_object) {
+    std::string segment;
+    uint64_t offset = 0, length = 0;
+    if (!ObjectStore::ParseInSegmentPath(segment_object, &segment, &offset, &length)) return;
+    if (Status s = VoidSegmentTrailer(env_.store.Absolute(segment), offset, length, SegmentPool::kAlign); !s.ok()) {
+      spdlog::warn("cannot void the trailer of the unneeded copy {}: {}", segment_object, s.ToString());
+    }
   }
 
   void Account(const T_DIMSE_C_StoreRQ& req, const StoreOutcome& outcome) {

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "server/store/direct_file.h"
+#include "server/store/segment_trailer.h"
 
 namespace teleread {
 namespace {
@@ -79,6 +80,7 @@ class TieredConsumer : public DcmConsumer {
     }
     if (!file_->Fits(n) && !MoveToFile()) return Discard(len);
     if (file_->Append(p, n) != 0) return Discard(len);
+    if (segment_) hasher_->Update(p, n);
     // Kept with O_DIRECT: the head, and every byte where the file system accepts the flag but
     // still writes through the page cache (tmpfs since Linux 6.6), then go out early too.
     if (durable_ && file_->size() >= next_kick_) {
@@ -90,17 +92,20 @@ class TieredConsumer : public DcmConsumer {
 
   bool in_memory() const { return !file_ && !failed_; }
   bool in_segment() const { return segment_ != nullptr; }
-  // Writes the rest and makes the object durable in its segment: its index path.
+  // Writes the rest and its trailer and makes the object durable in its segment: its index path.
   Result<std::string> TakeSegmentObject() {
     Segment& segment = *std::exchange(segment_, nullptr);
     const uint64_t size = file_->size();
-    if (int err = file_->Finish(); err != 0) return Status::FromErrno(err, "write segment " + segment.name);
+    const std::string trailer = EncodeSegmentTrailer({start_, size, hasher_->Digest()}, lease_->trailer_key());
+    // Its slot is not used again, whatever happens: no stale trailer is left past a later object.
+    const uint64_t slot = SegmentSlotEnd(start_, size, SegmentPool::kAlign) - start_;
+    segment.next = start_ + slot;
+    if (int err = file_->Finish(trailer); err != 0) return Status::FromErrno(err, "write segment " + segment.name);
     // Every byte on the device already (O_DIRECT, padded): the index commit's sync covers them.
-    const bool on_device = file_->direct_bytes() >= size;
+    const bool on_device = file_->direct_bytes() >= slot;
     if (!(segment.durable_with_index && on_device) && ::fdatasync(segment.fd) != 0) {
       return Status::FromErrno(errno, "fdatasync segment " + segment.name);
     }
-    segment.next = (start_ + size + SegmentPool::kAlign - 1) / SegmentPool::kAlign * SegmentPool::kAlign;
     return ObjectStore::InSegmentPathFor(segment.name, start_, size);
   }
   bool failed() const { return failed_; }
@@ -135,18 +140,23 @@ class TieredConsumer : public DcmConsumer {
     const size_t cached_head = held.size() >= kHeadInMemory ? 0 : DirectFile::kHead;
     const bool direct = direct_syntax_ && Native(direct_syntax_);
     Segment* segment = lease_ && durable_ ? lease_->Get() : nullptr;
-    if (segment && segment->capacity - segment->next < held.size()) {
+    // The object's bytes and its trailer (segment_trailer.h).
+    const uint64_t needed = held.size() + kSegmentTrailerBytes;
+    if (segment && segment->capacity - segment->next < needed) {
       lease_->Retire();  // too full for any object that gets here: the next one
       segment = lease_->Get();
     }
-    if (segment && segment->capacity - segment->next >= held.size()) {
+    if (segment && segment->capacity - segment->next >= needed) {
       segment_ = segment;
       start_ = segment->next;
       file_.emplace();
-      if (file_->Begin(segment->fd, start_, segment->capacity - start_, direct, cached_head) != 0) {
+      if (file_->Begin(segment->fd, start_, segment->capacity - start_ - kSegmentTrailerBytes, direct, cached_head) !=
+          0) {
         failed_ = true;
         return false;
       }
+      if (!hasher_) hasher_.emplace();
+      hasher_->Update(held.data(), held.size());
     } else if (!CreateFile(direct, cached_head)) {
       return false;
     }
@@ -222,6 +232,7 @@ class TieredConsumer : public DcmConsumer {
   Segment* segment_ = nullptr;  // written into, from start_
   uint64_t start_ = 0;
   std::optional<DirectFile> file_;
+  std::optional<ObjectHasher> hasher_;  // of a segment object's bytes, for its trailer
   bool failed_ = false;
   uint64_t next_kick_ = kKickBytes;
 };

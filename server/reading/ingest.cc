@@ -38,6 +38,21 @@ bool Ingest::LoadIfSmall(const std::filesystem::path& file, std::string* bytes) 
   return true;
 }
 
+bool Ingest::SegmentCopyUnneeded(const StoreRequest& request, const StoreOutcome& outcome) {
+  switch (outcome.code) {
+    case IngestCode::kStored:
+      return !outcome.stored_new && !index_.HasPath(request.segment_object);
+    case IngestCode::kDifferentContent:
+    case IngestCode::kNotAuthorized:
+    case IngestCode::kDoesNotMatch:
+      return true;
+    case IngestCode::kNoStorage:
+    case IngestCode::kUnreadable:
+      return false;
+  }
+  return false;
+}
+
 StoreOutcome Ingest::Store(const StoreRequest& req) {
   TempFileGuard guard(req.temp_file);
   const std::list<TempFileGuard> companion_guards = GuardCompanions(req);

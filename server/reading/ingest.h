@@ -82,6 +82,10 @@ class Ingest {
   // A study indexed for another member is refused (0x0124) before anything is placed, except
   // for an object kept in the index without companions: its index write refuses it.
   StoreOutcome Store(const StoreRequest& request);
+  // Whether the segment copy Store was handed (request.segment_object) is unneeded for good: a
+  // definite refusal (other content, another member's study, a mismatch), or an identical re-send
+  // whose row names another copy. Not after a refusal that may pass later (no storage, unreadable).
+  bool SegmentCopyUnneeded(const StoreRequest& request, const StoreOutcome& outcome);
   // Stores of UIDs on one stripe run one at a time (tests pick UIDs on two to overlap them).
   static size_t SopLockStripe(const std::string& sop_instance_uid) {
     return std::hash<std::string>{}(sop_instance_uid) % kSopLockStripes;

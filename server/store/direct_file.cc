@@ -139,7 +139,7 @@ int DirectFile::WriteBuffer() {
   return 0;
 }
 
-// The last partial block inside a segment: zeros to the block's end (the room is aligned), one
+// The last partial block inside a segment: zeros to the block's end (the segment's space is aligned), one
 // direct write, and the object's size unchanged.
 int DirectFile::WritePadded() {
   const size_t real = used_;
@@ -172,7 +172,16 @@ int DirectFile::Append(const void* data, size_t n) {
   return 0;
 }
 
-int DirectFile::Finish() {
+int DirectFile::Finish(std::string_view trailer) {
+  if (!trailer.empty() && error_ == 0) {
+    static const char kZeros[kAlign] = {};
+    const uint64_t object = size_;
+    const uint64_t slot_end = (size_ + trailer.size() + kAlign - 1) / kAlign * kAlign;
+    if (Append(kZeros, static_cast<size_t>(slot_end - size_ - trailer.size())) == 0) {
+      Append(trailer.data(), trailer.size());
+    }
+    size_ = object;
+  }
   int err = error_;
   if (err == 0 && buffer_ && used_ > 0) {
     if (in_head_) {

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <string_view>
 
 namespace teleread {
 
@@ -48,7 +49,8 @@ class DirectFile {
   // ordinary way first (0: O_DIRECT from the first byte).
   int Create(const std::filesystem::path& path, bool direct = true, size_t head = kHead);
   // Writes into `fd` (not owned: Finish leaves it open) from `offset`, at most `room` bytes (see
-  // Fits). `offset` and `room` are multiples of kAlign. 0 or the errno.
+  // Fits). `offset` is a multiple of kAlign, and so is `room` plus the space Finish's trailer
+  // takes. 0 or the errno.
   int Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head);
   // Whether `n` more bytes fit in Begin's room (always, for a file of its own).
   bool Fits(uint64_t n) const { return n <= room_ - size_; }
@@ -56,7 +58,9 @@ class DirectFile {
   // later Append and Finish returns it.
   int Append(const void* data, size_t n);
   // Writes what is buffered, gives the buffer back and closes the file. 0 or the errno.
-  int Finish();
+  // `trailer` (Begin's files): written after the object, ending at the next aligned offset, the
+  // bytes between them zeros; size() stays the object's. Begin's room must leave space for it.
+  int Finish(std::string_view trailer = {});
   bool direct() const { return direct_; }
   int fd() const { return fd_; }  // open from Create to Finish
   uint64_t size() const { return size_; }

@@ -122,6 +122,9 @@ class Index {
 
   std::optional<StoredInstance> FindInstance(const std::string& sop_instance_uid);
   bool HasPath(const std::string& relative_path);
+  // The path of the row that names the object furthest into `segment` ("segments/<name>"), or ""
+  // when no row names one: where the recovery's scan of that segment starts.
+  Result<std::string> LastPathInSegment(const std::string& segment);
   // The member that sent the study, if it is known.
   std::optional<std::string> StudyOwner(const std::string& study_instance_uid);
   Result<IndexCounts> Counts();

@@ -1,5 +1,5 @@
-// What the index holds, summed up for `teleread-server status`: off every hot path (each query
-// reads whole tables).
+// What the index holds, summed up for `teleread-server status` and looked up by the start-up
+// recovery: off every hot path (each query reads whole tables or a segment's rows).
 #include <mutex>
 #include <vector>
 
@@ -39,6 +39,22 @@ Result<std::vector<StudyOverview>> Index::ListStudies() {
                                 q.Int(8), q.Text(9)});
   }
   return out;
+}
+
+Result<std::string> Index::LastPathInSegment(const std::string& segment) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  // Paths "segments/<name>@<offset>+<length>": the UNIQUE index on path gives the segment's rows,
+  // and the cast reads the offset (the digits before '+').
+  const std::string prefix = segment + "@";
+  Statement q(reader_db_->handle(),
+              "SELECT path FROM instances WHERE path >= ?1 AND path < ?2 "
+              "ORDER BY CAST(substr(path, ?3) AS INTEGER) DESC LIMIT 1");
+  q.Bind(1, prefix);
+  q.Bind(2, segment + "A");  // 'A' sorts after '@'
+  q.Bind(3, static_cast<int64_t>(prefix.size() + 1));
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  return row.value() ? q.Text(0) : std::string();
 }
 
 }  // namespace teleread

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -39,6 +40,27 @@ Status ObjectStore::EnsureDirectory(const fs::path& dir) {
   if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) return Status::FromErrno(errno, "mkdir " + dir.string());
   // The new entry must survive a crash as well as the file that will go in it.
   return SyncPath(dir.parent_path());
+}
+
+ObjectStore::~ObjectStore() {
+  segments_.reset();  // its preparer first: the lock covers every write
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Status ObjectStore::LockForServer() {
+  const fs::path path = root_ / "server.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path.string());
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return Status::Conflict("another teleread-server uses the storage " + root_.string());
+    }
+    return Status::FromErrno(err, "lock " + path.string());
+  }
+  lock_fd_ = fd;
+  return Status::Ok();
 }
 
 Status ObjectStore::Prepare() {
@@ -107,10 +129,9 @@ std::string ObjectStore::InSegmentPathFor(const std::string& segment_name, uint6
   return "segments/" + segment_name + "@" + std::to_string(offset) + "+" + std::to_string(length);
 }
 
-namespace {
-
 // "segments/<name>@<offset>+<length>" -> the segment's relative path, offset and length.
-bool ParseSegmentPath(const std::string& relative_path, std::string* file, uint64_t* offset, uint64_t* length) {
+bool ObjectStore::ParseInSegmentPath(const std::string& relative_path, std::string* file, uint64_t* offset,
+                                     uint64_t* length) {
   const size_t at = relative_path.rfind('@');
   const size_t plus = relative_path.find('+', at);
   if (at == std::string::npos || plus == std::string::npos) return false;
@@ -128,13 +149,11 @@ bool ParseSegmentPath(const std::string& relative_path, std::string* file, uint6
   return file->find('/', 9) == std::string::npos && file->size() > 9 && *file != "segments/.." && *file != "segments/.";
 }
 
-}  // namespace
-
 Result<ObjectHandle> ObjectStore::Open(const std::string& relative_path) const {
   if (InSegment(relative_path)) {
     std::string file;
     uint64_t offset = 0, length = 0;
-    if (!ParseSegmentPath(relative_path, &file, &offset, &length)) {
+    if (!ParseInSegmentPath(relative_path, &file, &offset, &length)) {
       return Status::Corruption("malformed segment path: " + relative_path);
     }
     fs::path path = root_ / file;

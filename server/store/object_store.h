@@ -40,6 +40,9 @@ class TempFileGuard {
 class ObjectStore {
  public:
   explicit ObjectStore(std::filesystem::path root);
+  ~ObjectStore();
+  ObjectStore(const ObjectStore&) = delete;
+  ObjectStore& operator=(const ObjectStore&) = delete;
 
   // Objects of at most this many bytes (as stored: preamble and meta header included) are kept
   // in the index; 0: every object is a file. Set before the first object arrives.
@@ -61,6 +64,10 @@ class ObjectStore {
 
   // Creates objects/ with its fan-out directories, and tmp/, if needed.
   Status Prepare();
+  // Takes the storage root for this process alone (flock on <root>/server.lock, held until the
+  // store is destroyed): a second server on the same storage would cut and remove segments the
+  // first one writes. After Prepare. Conflict when another process holds it.
+  Status LockForServer();
 
   // A fresh, unused path under tmp/ for an object being received.
   std::filesystem::path NewTempPath() const;
@@ -75,6 +82,9 @@ class ObjectStore {
   // "segments/<name>@<offset>+<length>": an object stored as a byte range of a segment file
   // under segments/ (store/README.md). Open reads it as an ObjectHandle::Range.
   static std::string InSegmentPathFor(const std::string& segment_name, uint64_t offset, uint64_t length);
+  // InSegmentPathFor's parts back ("segments/<name>", offset, length); false for a malformed path.
+  static bool ParseInSegmentPath(const std::string& relative_path, std::string* segment, uint64_t* offset,
+                                 uint64_t* length);
   static bool InSegment(const std::string& relative_path) {
     return relative_path.rfind("segments/", 0) == 0 && relative_path.find('@') != std::string::npos;
   }
@@ -111,6 +121,7 @@ class ObjectStore {
   bool direct_io_ = true;
   const Index* index_ = nullptr;
   std::unique_ptr<SegmentPool> segments_;
+  int lock_fd_ = -1;
   mutable std::atomic<uint64_t> temp_counter_{0};  // names only
 };
 

@@ -1,5 +1,7 @@
 #include "server/store/segments.h"
 
+#include "server/store/segment_trailer.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -89,6 +91,9 @@ Status SegmentPool::Start() {
     if (::mkdir(dir_.c_str(), 0750) != 0 && errno != EEXIST) return Status::FromErrno(errno, "mkdir " + dir_.string());
     if (Status s = SyncPath(dir_.parent_path()); !s.ok()) return s;
   }
+  Result<std::string> key = SegmentTrailerKey(dir_, true);
+  if (!key.ok()) return key.status();
+  trailer_key_ = std::move(key.value());
   // A segment whose preparation a crash cut short, or one made ready and never written (a
   // growing one still empty): no row can name them.
   for (const fs::directory_entry& e : fs::directory_iterator(dir_, ec)) {

@@ -62,6 +62,8 @@ class SegmentPool {
   void Retire(std::unique_ptr<Segment> segment);
 
   const std::filesystem::path& dir() const { return dir_; }
+  // What seals each object's trailer (segment_trailer.h): loaded, or made, by Start.
+  const std::string& trailer_key() const { return trailer_key_; }
 
   // One association's segment: taken at its first spilled object, given back when it ends.
   class Lease {
@@ -77,6 +79,7 @@ class SegmentPool {
     void Retire();
     void Release();
     const std::filesystem::path& dir() const { return pool_->dir(); }
+    const std::string& trailer_key() const { return pool_->trailer_key(); }
 
    private:
     SegmentPool* pool_;
@@ -94,6 +97,7 @@ class SegmentPool {
   const uint64_t keep_free_bytes_;
   const std::string name_prefix_;
   bool sync_shared_ = false;  // pre-written segments' objects need no fdatasync (Start)
+  std::string trailer_key_;
 
   mutable std::mutex mu_;
   std::condition_variable wanted_, ready_cv_;

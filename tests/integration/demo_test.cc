@@ -65,4 +65,7 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   CHECK_THAT(r.output,
              Catch::Contains("critical result ") && Catch::Contains(" acknowledged by 李华 (急诊科值班医生)"));
   CHECK_THAT(r.output, Catch::Contains("-> acknowledged ") && !Catch::Contains("-> acknowledged -"));
+  // The restore drill: the late series, stored after the index snapshot, is found in the segments.
+  CHECK_THAT(r.output, Catch::Contains("recovery: indexed 3 object(s) found in segments past their last indexed one, "
+                                       "left out 0"));
 }

@@ -7,12 +7,15 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <regex>
 #include <set>
 
 #include "common/dicom.h"
 #include "samples/synthetic.h"
+#include "server/store/object_store.h"
+#include "server/store/segment_trailer.h"
 #include "tests/support/direct_probe.h"
 #include "tests/support/server_fixture.h"
 #include "tests/support/skip.h"
@@ -77,7 +80,9 @@ std::vector<fs::path> Series(const fs::path& dir, const std::string& patient_id,
 std::set<std::string> SegmentFiles(const TestServer& server) {
   std::set<std::string> names;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(server.storage() / "segments", ec)) names.insert(e.path().filename());
+  for (const auto& e : fs::directory_iterator(server.storage() / "segments", ec)) {
+    if (e.path().extension() == ".seg") names.insert(e.path().filename());
+  }
   return names;
 }
 
@@ -197,15 +202,28 @@ TEST_CASE("objects larger than the index tier are appended to segments, rotate, 
             std::vector<std::string>(3, "Success"));
     CHECK(CheckStored(server, ct) == 8);
     CHECK(CheckStored(server, after) == 3);
+    const std::map<std::string, std::string> rows = Rows(server);
+    std::map<std::string, uint64_t> slot_end;  // segment name -> where its last named object's slot ends
+    for (const auto& [uid, path] : rows) {
+      std::string segment;
+      uint64_t offset = 0, length = 0;
+      if (!ObjectStore::ParseInSegmentPath(path, &segment, &offset, &length)) continue;
+      uint64_t& end = slot_end[segment.substr(9)];
+      end = std::max(end, SegmentSlotEnd(offset, length, 4096));
+    }
     for (const auto& [name, size] : sizes) {
       INFO(name);
-      if (size == 0) {  // made ready, never written: removed at the start
-        CHECK_FALSE(fs::exists(server.storage() / "segments" / name));
+      if (!fs::exists(server.storage() / "segments" / name)) {
+        // Made ready and never written (empty, or all zeros when pre-written): removed at the start.
+        CHECK((size == 0 || prewrite));
+        CHECK(slot_end.count(name) == 0);
+      } else if (prewrite) {
+        // The zeros past its last object cut off at the start, its objects' bytes kept.
+        CHECK(fs::file_size(server.storage() / "segments" / name) == slot_end.at(name));
       } else {
         CHECK(fs::file_size(server.storage() / "segments" / name) == size);  // never written again
       }
     }
-    const std::map<std::string, std::string> rows = Rows(server);
     for (const fs::path& f : after) {
       auto s = ReadInstanceSummary(f);
       REQUIRE(s.ok());

@@ -17,6 +17,7 @@
 #include "server/reading/recovery.h"
 #include "server/reading/worklist.h"
 #include "server/store/export.h"
+#include "server/store/segment_trailer.h"
 #include "server/store/stores.h"
 #include "tests/support/process.h"
 #include "tests/support/stored.h"
@@ -412,7 +413,7 @@ TEST_CASE_METHOD(IngestFixture, "a stray file of an object kept in the index is 
     zhuozhou.ae_titles = {ReadInstanceSummary(stray)->source_ae_title};
     config.members.push_back(zhuozhou);
     REQUIRE(config.FindMemberByAeTitle(ReadInstanceSummary(stray)->source_ae_title) != nullptr);
-    Result<RecoveryReport> report = RecoverStorage(store, *index, config, now_ms);
+    Result<RecoveryReport> report = RecoverStorage(store, *index, *ingest, config, now_ms);
     REQUIRE(report.ok());
     CHECK(report->objects_unattributed == 1);
     CHECK(report->objects_reindexed == 0);
@@ -437,7 +438,7 @@ TEST_CASE_METHOD(IngestFixture, "recovery removes a temp name of a placed object
   REQUIRE(::link(placed.c_str(), second.c_str()) == 0);
   const std::filesystem::path partial = store.NewTempPath();
   test::WriteFile(partial, test::ReadFile(ct[1]).substr(0, 300));  // a reception cut short
-  Result<RecoveryReport> report = RecoverStorage(store, *index, Config{}, now_ms);
+  Result<RecoveryReport> report = RecoverStorage(store, *index, *ingest, Config{}, now_ms);
   REQUIRE(report.ok());
   CHECK(report->temp_files_removed == 2);
   CHECK(report->temp_files_kept == 0);
@@ -494,4 +495,89 @@ TEST_CASE_METHOD(IngestFixture, "a placed file without its row is made durable a
     CHECK(index->FindInstance(sop)->relative_path == ObjectStore::RelativePathFor(sop));
     CHECK(test::ReadFile(placed) == test::ReadFile(ct[0]));
   }
+}
+
+namespace {
+
+// `file` as the receiver would have written it: its meta header naming `source_ae` and the
+// C-STORE request's `request_class`.
+std::string AsReceived(const std::filesystem::path& file, const std::string& source_ae, const char* request_class,
+                       const std::filesystem::path& scratch) {
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(file.c_str()).good());
+  ff.getMetaInfo()->putAndInsertString(DCM_SourceApplicationEntityTitle, source_ae.c_str());
+  ff.getMetaInfo()->putAndInsertString(DCM_MediaStorageSOPClassUID, request_class);
+  // Its group length as the receiver computes it (written as it stands: the meta is not updated).
+  REQUIRE(ff.getMetaInfo()
+              ->computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, META_HEADER_DEFAULT_TRANSFERSYNTAX,
+                                             EET_UndefinedLength)
+              .good());
+  REQUIRE(ff.saveFile(scratch.c_str(), EXS_Unknown, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0,
+                      EWM_dontUpdateMeta)
+              .good());
+  return test::ReadFile(scratch);
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(IngestFixture, "start-up recovery passes sealed segment objects through Ingest's checks",
+                 "[ingest][recovery][segment]") {
+  const std::filesystem::path segments = store.Absolute("segments");
+  std::filesystem::create_directories(segments);
+  Result<std::string> key = SegmentTrailerKey(segments, true);
+  REQUIRE(key.ok());
+  const std::vector<std::filesystem::path> other = CtSeries("ZZ8", 1, 32, "other");
+  // Sent by ZZ_PACS as CT; sent as CT under a Secondary Capture request (refused for good when it
+  // arrived, the voiding of its trailer lost in a crash); sent by an AE no member has (yet).
+  const std::vector<std::string> objects = {
+      AsReceived(ct[0], "ZZ_PACS", UID_CTImageStorage, dir.path() / "a.dcm"),
+      AsReceived(ct[1], "ZZ_PACS", UID_SecondaryCaptureImageStorage, dir.path() / "b.dcm"),
+      AsReceived(other[0], "NEWCOMER", UID_CTImageStorage, dir.path() / "c.dcm")};
+  const std::string name = "20260101T000000-1-1.seg";
+  std::string segment;
+  std::vector<std::string> paths;
+  for (const std::string& object : objects) {
+    const uint64_t offset = segment.size();
+    ObjectHasher hash;
+    hash.Update(object.data(), object.size());
+    segment += object;
+    segment.resize(SegmentSlotEnd(offset, object.size(), 4096) - kSegmentTrailerBytes, '\0');
+    segment += EncodeSegmentTrailer({offset, object.size(), hash.Digest()}, key.value());
+    paths.push_back(ObjectStore::InSegmentPathFor(name, offset, object.size()));
+  }
+  test::WriteFile(segments / name, segment);
+  Config config;
+  Member zhuozhou;
+  zhuozhou.id = "zhuozhou";
+  zhuozhou.ae_titles = {"ZZ_PACS"};
+  config.members.push_back(zhuozhou);
+  auto uid = [](const std::filesystem::path& f) { return ReadInstanceSummary(f)->sop_instance_uid; };
+
+  Result<RecoveryReport> first = RecoverStorage(store, *index, *ingest, config, now_ms);
+  REQUIRE(first.ok());
+  CHECK(first->segment_objects_indexed == 1);
+  CHECK(first->segment_objects_refused == 2);
+  REQUIRE(index->FindInstance(uid(ct[0])));
+  CHECK(index->FindInstance(uid(ct[0]))->relative_path == paths[0]);
+  CHECK_FALSE(index->FindInstance(uid(ct[1])));
+  CHECK_FALSE(index->FindInstance(uid(other[0])));
+
+  // The mismatch was voided; the unknown sender's object is looked at again, and stored once its
+  // member is configured.
+  Result<RecoveryReport> second = RecoverStorage(store, *index, *ingest, config, now_ms);
+  REQUIRE(second.ok());
+  CHECK(second->segment_objects_indexed == 0);
+  CHECK(second->segment_objects_refused == 1);
+  Member newcomer;
+  newcomer.id = "newcomer";
+  newcomer.ae_titles = {"NEWCOMER"};
+  config.members.push_back(newcomer);
+  Result<RecoveryReport> third = RecoverStorage(store, *index, *ingest, config, now_ms);
+  REQUIRE(third.ok());
+  CHECK(third->segment_objects_indexed == 1);
+  CHECK(third->segment_objects_refused == 0);
+  REQUIRE(index->FindInstance(uid(other[0])));
+  CHECK(index->FindInstance(uid(other[0]))->relative_path == paths[2]);
+  CHECK(test::StoredBytes(store.Absolute(""), paths[2]) == objects[2]);
+  CHECK_FALSE(index->FindInstance(uid(ct[1])));
 }
