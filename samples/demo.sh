@@ -258,6 +258,7 @@ grep -a -o 'recovery: indexed .*' "$work/restored.log" | sed 's/^/  /' ||
   { echo "  nothing found in the restored segments:"; tail -50 "$work/restored.log"; exit 1; }
 "$server_bin" --config "$work/teleread.toml" --storage "$work/restored" status | grep -E 'instances|objects:' |
   sed 's/^/  /'
+"$server_bin" --config "$work/teleread.toml" --storage "$work/restored" verify-segments | sed 's/^/  /'
 cleanup
 trap - EXIT
 echo

@@ -14,6 +14,8 @@
 #include "server/server_app.h"
 #include "server/store/audit_log.h"
 #include "server/store/export.h"
+#include "server/store/object_store.h"
+#include "server/store/segment_trailer.h"
 
 using namespace teleread;
 
@@ -50,6 +52,44 @@ int PrintStatus(const Config& config) {
                 s.task_state.empty() ? "receiving" : s.task_state.c_str());
   }
   return 0;
+}
+
+// Beside a running server or on a stopped one's storage: reads only.
+int VerifySegments(const Config& config) {
+  Result<std::unique_ptr<Index>> index = Index::OpenExisting(config.centre.storage / "index.sqlite");
+  if (!index.ok()) {
+    std::cerr << "teleread-server: " << index.status().message() << "\n";
+    return 2;
+  }
+  const std::filesystem::path segments = config.centre.storage / "segments";
+  Result<std::string> key = SegmentTrailerKey(segments, false);
+  int64_t whole = 0, damaged = 0, untrailed = 0, total = 0;
+  Status walked = index.value()->ForEachSegmentPath([&](const std::string& path) {
+    ++total;
+    std::string file;
+    uint64_t offset = 0, length = 0;
+    Result<TrailerCheck> check = Status::Corruption("malformed path");
+    if (key.ok() && ObjectStore::ParseInSegmentPath(path, &file, &offset, &length)) {
+      check = CheckSegmentObject(config.centre.storage / file, offset, length, SegmentPool::kAlign, key.value());
+    } else if (!key.ok()) {
+      check = TrailerCheck::kNoTrailer;
+    }
+    if (check.ok() && check.value() == TrailerCheck::kWhole) {
+      ++whole;
+    } else if (check.ok() && check.value() == TrailerCheck::kNoTrailer) {
+      ++untrailed;
+    } else {
+      ++damaged;
+      std::cout << "DAMAGED " << path << (check.ok() ? "" : ": " + check.status().message()) << "\n";
+    }
+  });
+  if (!walked.ok()) {
+    std::cerr << "teleread-server: " << walked.message() << "\n";
+    return 2;
+  }
+  std::cout << total << " object(s) in segments: " << whole << " whole, " << damaged << " damaged, " << untrailed
+            << " without a trailer" << (key.ok() ? "" : " (no segments/trailer.key)") << "\n";
+  return damaged > 0 ? 1 : 0;
 }
 
 int VerifyAudit(const Config& config) {
@@ -132,6 +172,8 @@ int main(int argc, char** argv) {
   int http_port = -1;
   app.add_option("--http-port", http_port, "Override https.port (0: any free port)")->check(CLI::Range(0, 65535));
   CLI::App* status = app.add_subcommand("status", "Print what the index holds and exit");
+  CLI::App* verify_segments = app.add_subcommand(
+      "verify-segments", "Check every object in a segment against its trailer's hash; exit 1 if any is damaged");
   CLI::App* audit = app.add_subcommand("audit", "The hash-chained audit trail");
   CLI::App* audit_verify = audit->add_subcommand("verify", "Walk the chain; exit 1 naming the first broken entry");
   CLI::App* audit_export = audit->add_subcommand("export", "Write every entry as a JSON line (for a SIEM)");
@@ -247,6 +289,7 @@ int main(int argc, char** argv) {
   }
   SetUpLogging(log_level);
   if (*status) return PrintStatus(config);
+  if (*verify_segments) return VerifySegments(config);
   if (*audit_verify) return VerifyAudit(config);
   if (*audit_export) return ExportAudit(config);
   if (*exporter) {

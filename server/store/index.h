@@ -125,6 +125,8 @@ class Index {
   // The path of the row that names the object furthest into `segment` ("segments/<name>"), or ""
   // when no row names one: where the recovery's scan of that segment starts.
   Result<std::string> LastPathInSegment(const std::string& segment);
+  // Every instance path that names a range of a segment, in path order.
+  Status ForEachSegmentPath(const std::function<void(const std::string&)>& fn);
   // The member that sent the study, if it is known.
   std::optional<std::string> StudyOwner(const std::string& study_instance_uid);
   Result<IndexCounts> Counts();

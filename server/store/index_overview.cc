@@ -41,6 +41,17 @@ Result<std::vector<StudyOverview>> Index::ListStudies() {
   return out;
 }
 
+Status Index::ForEachSegmentPath(const std::function<void(const std::string&)>& fn) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  Statement q(reader_db_->handle(), "SELECT path FROM instances WHERE path >= 'segments/' AND path < 'segments0'");
+  for (;;) {
+    Result<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) return Status::Ok();
+    fn(q.Text(0));
+  }
+}
+
 Result<std::string> Index::LastPathInSegment(const std::string& segment) {
   std::lock_guard<std::mutex> lock(read_mu_);
   // Paths "segments/<name>@<offset>+<length>": the UNIQUE index on path gives the segment's rows,

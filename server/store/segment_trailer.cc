@@ -154,6 +154,26 @@ Status VoidSegmentTrailer(const std::filesystem::path& segment, uint64_t offset,
   return err == 0 ? Status::Ok() : Status::FromErrno(err, "write " + segment.string());
 }
 
+Result<TrailerCheck> CheckSegmentObject(const std::filesystem::path& segment, uint64_t offset, uint64_t length,
+                                        uint64_t align, std::string_view key) {
+  const int fd = ::open(segment.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + segment.string());
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  std::string trailer(kSegmentTrailerBytes, '\0');
+  if (PReadAll(fd, trailer.data(), trailer.size(), SegmentSlotEnd(offset, length, align) - trailer.size()) != 0) {
+    return TrailerCheck::kNoTrailer;  // the segment ends before where the trailer would be
+  }
+  std::optional<SegmentTrailer> t = DecodeSegmentTrailer(trailer, key);
+  if (!t || t->offset != offset || t->length != length) return TrailerCheck::kNoTrailer;
+  std::string buffer(kReadChunk, '\0');
+  uint64_t hash = 0;
+  if (HashRange(fd, offset, length, buffer, &hash) != 0 || hash != t->hash) return TrailerCheck::kDamaged;
+  return TrailerCheck::kWhole;
+}
+
 Result<SegmentScan> FindSegmentObjects(const std::filesystem::path& segment, uint64_t from, uint64_t align,
                                        std::string_view key) {
   if (align < kSegmentTrailerBytes || from % align != 0) return Status::InvalidArgument("bad segment scan alignment");

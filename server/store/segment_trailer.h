@@ -57,6 +57,15 @@ class ObjectHasher {
 // through Ingest's checks again at start-up.
 Status VoidSegmentTrailer(const std::filesystem::path& segment, uint64_t offset, uint64_t length, uint64_t align);
 
+// What an indexed object's trailer says of its bytes now.
+enum class TrailerCheck {
+  kWhole,      // its bytes match the hash its trailer took as they arrived
+  kDamaged,    // they do not, or cannot be read
+  kNoTrailer,  // no trailer sealed under `key` names it (stored before trailers)
+};
+Result<TrailerCheck> CheckSegmentObject(const std::filesystem::path& segment, uint64_t offset, uint64_t length,
+                                        uint64_t align, std::string_view key);
+
 struct SegmentScan {
   std::vector<SegmentTrailer> objects;  // in order, each proven whole: its bytes match its hash
   int damaged = 0;                      // trailers whose object's bytes do not match their hash

@@ -68,4 +68,5 @@ TEST_CASE("the demo runs the whole reading loop end to end", "[demo]") {
   // The restore drill: the late series, stored after the index snapshot, is found in the segments.
   CHECK_THAT(r.output, Catch::Contains("recovery: indexed 3 object(s) found in segments past their last indexed one, "
                                        "left out 0"));
+  CHECK_THAT(r.output, Catch::Contains(" whole, 0 damaged, 0 without a trailer"));
 }

@@ -99,6 +99,15 @@ TEST_CASE("a restored index gets back the segment objects stored after its snaps
   REQUIRE(stored.size() == 7);
   for (const auto& [uid, path] : stored) REQUIRE(ObjectStore::InSegment(path));
   REQUIRE(server.Stop() == 0);
+  auto verify = [&server] {
+    return RunCommand({TELEREAD_SERVER_BIN, "--config", server.config_path().string(), "--storage",
+                       server.storage().string(), "verify-segments"});
+  };
+  {
+    CommandResult v = verify();
+    CHECK(v.exit_code == 0);
+    CHECK_THAT(v.output, Catch::Contains("7 object(s) in segments: 7 whole, 0 damaged, 0 without a trailer"));
+  }
 
   // The third object stored after the snapshot is damaged in the copy (a byte of its pixels).
   const std::string damaged_path = stored.at(Uid(after[2]));
@@ -107,8 +116,16 @@ TEST_CASE("a restored index gets back the segment objects stored after its snaps
     uint64_t offset = 0, length = 0;
     REQUIRE(ObjectStore::ParseInSegmentPath(damaged_path, &segment, &offset, &length));
     std::fstream f(server.storage() / segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(offset + length - 1000));
+    const char c = static_cast<char>(f.get());
     f.seekp(static_cast<std::streamoff>(offset + length - 1000));
-    f.put('!');
+    f.put(static_cast<char>(~c));  // every bit flipped
+  }
+  {
+    CommandResult v = verify();  // the scrub names it
+    CHECK(v.exit_code == 1);
+    CHECK_THAT(v.output, Catch::Contains("DAMAGED " + damaged_path));
+    CHECK_THAT(v.output, Catch::Contains("7 object(s) in segments: 6 whole, 1 damaged, 0 without a trailer"));
   }
   // Restore (8.3): the snapshot replaces the index; the segments stay as copied.
   fs::copy_file(snapshot, server.storage() / "index.sqlite", fs::copy_options::overwrite_existing);

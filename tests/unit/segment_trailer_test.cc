@@ -44,6 +44,17 @@ uint64_t WriteObject(int fd, uint64_t offset, const std::string& bytes, bool dir
   return trailer ? SegmentSlotEnd(offset, bytes.size(), 4096) : (offset + bytes.size() + 4095) / 4096 * 4096;
 }
 
+// Flips every bit of the byte at `at`: damage that cannot leave it as it was.
+void Damage(const std::filesystem::path& path, uint64_t at) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  char c = 0;
+  REQUIRE(::pread(fd, &c, 1, static_cast<off_t>(at)) == 1);
+  c = static_cast<char>(~c);
+  REQUIRE(::pwrite(fd, &c, 1, static_cast<off_t>(at)) == 1);
+  ::close(fd);
+}
+
 std::vector<uint64_t> Offsets(const SegmentScan& scan) {
   std::vector<uint64_t> out;
   for (const SegmentTrailer& t : scan.objects) out.push_back(t.offset);
@@ -116,12 +127,7 @@ TEST_CASE("a segment read by its trailers gives the objects written whole, past 
   CHECK(Offsets(tail.value()) == std::vector<uint64_t>(at.begin() + 2, at.end()));
 
   SECTION("a damaged object is counted and left out; a voided one is not seen") {
-    {
-      const int w = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-      REQUIRE(w >= 0);
-      REQUIRE(::pwrite(w, "!", 1, static_cast<off_t>(at[3] + 70000)) == 1);
-      ::close(w);
-    }
+    Damage(path, at[3] + 70000);
     REQUIRE(VoidSegmentTrailer(path, at[1], objects[1].size(), 4096).ok());
     Result<SegmentScan> left = FindSegmentObjects(path, 0, 4096, kKey);
     REQUIRE(left.ok());
@@ -170,6 +176,29 @@ TEST_CASE("a scan from the block past an object's bytes knows the slot its trail
   REQUIRE(scan.ok());
   CHECK(scan->objects.empty());  // that object is named already
   CHECK(std::filesystem::file_size(path) == end);
+}
+
+TEST_CASE("an indexed object checked against its trailer is whole, damaged or without one", "[store][segment]") {
+  test::ScratchDir dir;
+  const std::filesystem::path path = dir.path() / "s.seg";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  REQUIRE(fd >= 0);
+  const std::string sealed = Random(9000, 11), bare = Random(7000, 12);
+  const uint64_t second = WriteObject(fd, 0, sealed, false);
+  WriteObject(fd, second, bare, false, false);  // stored before trailers
+  ::close(fd);
+  auto check = [&](uint64_t offset, uint64_t length, const std::string& key) {
+    Result<TrailerCheck> c = CheckSegmentObject(path, offset, length, 4096, key);
+    REQUIRE(c.ok());
+    return c.value();
+  };
+  CHECK(check(0, sealed.size(), kKey) == TrailerCheck::kWhole);
+  CHECK(check(0, sealed.size() - 1, kKey) == TrailerCheck::kNoTrailer);  // another range than it names
+  CHECK(check(0, sealed.size(), std::string(32, 'j')) == TrailerCheck::kNoTrailer);
+  CHECK(check(second, bare.size(), kKey) == TrailerCheck::kNoTrailer);
+  Damage(path, 4000);
+  CHECK(check(0, sealed.size(), kKey) == TrailerCheck::kDamaged);
+  CHECK_FALSE(CheckSegmentObject(dir.path() / "none.seg", 0, 10, 4096, kKey).ok());
 }
 
 TEST_CASE("the trailer key is made once, kept private, and read back", "[store][segment]") {
