@@ -67,6 +67,19 @@ std::string Seal(std::string_view key, const char* bytes) {
   return std::string(reinterpret_cast<const char*>(mac), 8);
 }
 
+// A segment open for reading, closed when it goes out of scope; fd < 0 and err on failure.
+struct ReadOnlyFile {
+  explicit ReadOnlyFile(const std::filesystem::path& path)
+      : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), err(fd < 0 ? errno : 0) {}
+  ~ReadOnlyFile() {
+    if (fd >= 0) ::close(fd);
+  }
+  ReadOnlyFile(const ReadOnlyFile&) = delete;
+  ReadOnlyFile& operator=(const ReadOnlyFile&) = delete;
+  const int fd;
+  const int err;
+};
+
 }  // namespace
 
 Result<std::string> SegmentTrailerKey(const std::filesystem::path& dir, bool create) {
@@ -156,12 +169,9 @@ Status VoidSegmentTrailer(const std::filesystem::path& segment, uint64_t offset,
 
 Result<TrailerCheck> CheckSegmentObject(const std::filesystem::path& segment, uint64_t offset, uint64_t length,
                                         uint64_t align, std::string_view key) {
-  const int fd = ::open(segment.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open " + segment.string());
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  ReadOnlyFile file(segment);
+  if (file.fd < 0) return Status::FromErrno(file.err, "open " + segment.string());
+  const int fd = file.fd;
   std::string trailer(kSegmentTrailerBytes, '\0');
   if (PReadAll(fd, trailer.data(), trailer.size(), SegmentSlotEnd(offset, length, align) - trailer.size()) != 0) {
     return TrailerCheck::kNoTrailer;  // the segment ends before where the trailer would be
@@ -177,12 +187,9 @@ Result<TrailerCheck> CheckSegmentObject(const std::filesystem::path& segment, ui
 Result<SegmentScan> FindSegmentObjects(const std::filesystem::path& segment, uint64_t from, uint64_t align,
                                        std::string_view key) {
   if (align < kSegmentTrailerBytes || from % align != 0) return Status::InvalidArgument("bad segment scan alignment");
-  const int fd = ::open(segment.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open " + segment.string());
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  ReadOnlyFile file(segment);
+  if (file.fd < 0) return Status::FromErrno(file.err, "open " + segment.string());
+  const int fd = file.fd;
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat " + segment.string());
   const uint64_t end = static_cast<uint64_t>(st.st_size) / align * align;
