@@ -527,12 +527,17 @@ TEST_CASE_METHOD(IngestFixture, "start-up recovery passes sealed segment objects
   Result<std::string> key = SegmentTrailerKey(segments, true);
   REQUIRE(key.ok());
   const std::vector<std::filesystem::path> other = CtSeries("ZZ8", 1, 32, "other");
+  // A study Lishui sent (its first slice indexed before the crash).
+  const std::vector<std::filesystem::path> lishui = CtSeries("LS1", 2, 32, "lishui");
+  REQUIRE(Store(lishui[0], "lishui").code == IngestCode::kStored);
   // Sent by ZZ_PACS as CT; sent as CT under a Secondary Capture request (refused for good when it
-  // arrived, the voiding of its trailer lost in a crash); sent by an AE no member has (yet).
+  // arrived, the voiding of its trailer lost in a crash); sent by an AE no member has (yet); a
+  // slice of Lishui's study sent by ZZ_PACS (another member's study: refused for good).
   const std::vector<std::string> objects = {
       AsReceived(ct[0], "ZZ_PACS", UID_CTImageStorage, dir.path() / "a.dcm"),
       AsReceived(ct[1], "ZZ_PACS", UID_SecondaryCaptureImageStorage, dir.path() / "b.dcm"),
-      AsReceived(other[0], "NEWCOMER", UID_CTImageStorage, dir.path() / "c.dcm")};
+      AsReceived(other[0], "NEWCOMER", UID_CTImageStorage, dir.path() / "c.dcm"),
+      AsReceived(lishui[1], "ZZ_PACS", UID_CTImageStorage, dir.path() / "d.dcm")};
   const std::string name = "20260101T000000-1-1.seg";
   std::string segment;
   std::vector<std::string> paths;
@@ -556,14 +561,17 @@ TEST_CASE_METHOD(IngestFixture, "start-up recovery passes sealed segment objects
   Result<RecoveryReport> first = RecoverStorage(store, *index, *ingest, config, now_ms);
   REQUIRE(first.ok());
   CHECK(first->segment_objects_indexed == 1);
-  CHECK(first->segment_objects_refused == 2);
+  CHECK(first->segment_objects_refused == 3);
   REQUIRE(index->FindInstance(uid(ct[0])));
   CHECK(index->FindInstance(uid(ct[0]))->relative_path == paths[0]);
   CHECK_FALSE(index->FindInstance(uid(ct[1])));
   CHECK_FALSE(index->FindInstance(uid(other[0])));
+  CHECK_FALSE(index->FindInstance(uid(lishui[1])));
+  CHECK(index->FindInstance(uid(lishui[0])));
+  CHECK(Instances() == 2);
 
-  // The mismatch was voided; the unknown sender's object is looked at again, and stored once its
-  // member is configured.
+  // The mismatch and the foreign study's slice were voided; the unknown sender's object is looked
+  // at again, and stored once its member is configured.
   Result<RecoveryReport> second = RecoverStorage(store, *index, *ingest, config, now_ms);
   REQUIRE(second.ok());
   CHECK(second->segment_objects_indexed == 0);
@@ -580,4 +588,5 @@ TEST_CASE_METHOD(IngestFixture, "start-up recovery passes sealed segment objects
   CHECK(index->FindInstance(uid(other[0]))->relative_path == paths[2]);
   CHECK(test::StoredBytes(store.Absolute(""), paths[2]) == objects[2]);
   CHECK_FALSE(index->FindInstance(uid(ct[1])));
+  CHECK_FALSE(index->FindInstance(uid(lishui[1])));
 }
