@@ -338,6 +338,7 @@ class Association {
         request.bytes = std::move(received.bytes);
         request.head = std::move(received.head);
         request.segment_object = std::move(received.segment_object);
+        request.segment_synced = received.segment_synced;
         outcome = env_.ingest.Store(request);
         if (!request.segment_object.empty() && env_.ingest.SegmentCopyUnneeded(request, outcome)) {
           VoidUnnamedCopy(request.segment_object);

@@ -93,7 +93,8 @@ class TieredConsumer : public DcmConsumer {
   bool in_memory() const { return !file_ && !failed_; }
   bool in_segment() const { return segment_ != nullptr; }
   // Writes the rest and its trailer and makes the object durable in its segment: its index path.
-  Result<std::string> TakeSegmentObject() {
+  // `synced`: by its own fdatasync (else the index commit's sync makes it durable).
+  Result<std::string> TakeSegmentObject(bool* synced) {
     Segment& segment = *std::exchange(segment_, nullptr);
     const uint64_t size = file_->size();
     const std::string trailer = EncodeSegmentTrailer({start_, size, hasher_->Digest()}, lease_->trailer_key());
@@ -103,9 +104,8 @@ class TieredConsumer : public DcmConsumer {
     if (int err = file_->Finish(trailer); err != 0) return Status::FromErrno(err, "write segment " + segment.name);
     // Every byte on the device already (O_DIRECT, padded): the index commit's sync covers them.
     const bool on_device = file_->direct_bytes() >= slot;
-    if (!(segment.durable_with_index && on_device) && ::fdatasync(segment.fd) != 0) {
-      return Status::FromErrno(errno, "fdatasync segment " + segment.name);
-    }
+    *synced = !(segment.durable_with_index && on_device);
+    if (*synced && ::fdatasync(segment.fd) != 0) return Status::FromErrno(errno, "fdatasync segment " + segment.name);
     return ObjectStore::InSegmentPathFor(segment.name, start_, size);
   }
   bool failed() const { return failed_; }
@@ -311,7 +311,7 @@ OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, cons
     return EC_Normal;
   }
   if (tier.in_segment()) {
-    Result<std::string> object = tier.TakeSegmentObject();
+    Result<std::string> object = tier.TakeSegmentObject(&out->segment_synced);
     if (!object.ok()) {
       spdlog::error("C-STORE: {}", object.status().ToString());
       out->outcome = ReceivedDataSet::Outcome::kWriteFailed;

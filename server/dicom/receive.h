@@ -19,14 +19,16 @@ namespace teleread {
 struct ReceivedDataSet {
   enum class Outcome { kReceived, kCannotCreate, kWriteFailed };
   Outcome outcome = Outcome::kReceived;
-  std::filesystem::path path;  // kReceived: the whole data set in a file; the caller removes it
-  std::string bytes;           // kReceived with an empty path: the whole object, in memory (never
-                               // with memory_limit 0, bar an empty data set)
-  std::string segment_object;  // kReceived into a segment: its index path, "segments/<name>@<offset>+<length>",
-                               // its bytes durable (fdatasync'd); space a refusal leaves there stays unused
-  std::string head;            // with a path or segment_object: the first bytes (up to memory_limit), which
-                               // its parse reads from here (a file written with O_DIRECT from
-                               // its first byte has none of them in the page cache)
+  std::filesystem::path path;   // kReceived: the whole data set in a file; the caller removes it
+  std::string bytes;            // kReceived with an empty path: the whole object, in memory (never
+                                // with memory_limit 0, bar an empty data set)
+  std::string segment_object;   // kReceived into a segment: its index path, "segments/<name>@<offset>+<length>",
+                                // its bytes durable; space a refusal leaves there stays unused
+  bool segment_synced = false;  // by its segment's fdatasync, trailer included (else only once the
+                                // index commits: a pre-written segment, store/segments.h)
+  std::string head;             // with a path or segment_object: the first bytes (up to memory_limit), which
+                                // its parse reads from here (a file written with O_DIRECT from
+                                // its first byte has none of them in the page cache)
 };
 
 // `durable`: an object whose fsync comes next, written to disk while the rest is arriving: with

@@ -143,9 +143,14 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     if (placed_file) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);
     return Refuse(CodeFor(companions.status()), companions.status().message());
   }
-  // In the index tier the object's bytes commit with its row: one WAL sync for both.
+  // In the index tier the object's bytes commit with its row: one WAL sync for both. A synced
+  // segment object's row needs none: its trailer is the durable record recovery indexes from.
   bool companions_indexed = false;
-  if (Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed));
+  const Index::Durability durability = in_segment && req.segment_synced && !req.also && req.companions.empty()
+                                           ? Index::Durability::kRebuildable
+                                           : Index::Durability::kSynced;
+  if (Status st =
+          index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed), durability);
       !st.ok()) {
     // Its study is another member's: refused by the write, or (the write failed otherwise: a lost
     // batch, a full disk) found now, so that the sender is told 0x0124 rather than retrying into

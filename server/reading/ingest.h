@@ -61,6 +61,9 @@ struct StoreRequest {
   std::string bytes = {};
   // Received into a segment instead, durable: its index path ("segments/<name>@<offset>+<length>").
   std::string segment_object = {};
+  // segment_object and its sealed trailer are on the disk already (fdatasync'd): a lost index
+  // commit is redone by start-up recovery, so its row commits without the WAL's sync (index.h).
+  bool segment_synced = false;
   // temp_file's (or segment_object's) first bytes, when the receiver kept them: its parse reads
   // them from here.
   std::string head = {};

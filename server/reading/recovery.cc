@@ -83,9 +83,18 @@ Status RecoverSegmentObjects(ObjectStore& store, Index& index, Ingest& ingest, c
           name, found->damaged);
       report.segment_objects_damaged += found->damaged;
     }
+    // Their bytes may have reached only the page cache (a process killed before its sync): on the
+    // disk before any row names them.
+    if (!found->objects.empty()) {
+      if (Status synced = SyncPath(dir / name); !synced.ok()) {
+        spdlog::error("recovery: segments/{} not read: {}", name, synced.ToString());
+        continue;
+      }
+    }
     for (const SegmentTrailer& t : found->objects) {
       StoreRequest request;
       request.segment_object = ObjectStore::InSegmentPathFor(name, t.offset, t.length);
+      request.segment_synced = true;
       Result<InstanceSummary> summary = ReadInstanceSummary(dir / name, ByteRange{t.offset, t.length});
       const Member* member = summary.ok() ? config.FindMemberByAeTitle(summary->source_ae_title) : nullptr;
       StoreOutcome outcome{IngestCode::kUnreadable, summary.ok() ? "" : summary.status().message(), false, 0};

@@ -174,11 +174,11 @@ void Index::CallerLeft() {
   if (--callers_ == 0 && stopping_) callers_left_.notify_all();
 }
 
-Status Index::RunWrite(WriteFn fn) {
+Status Index::RunWrite(WriteFn fn, Durability durability) {
   auto me = std::make_shared<Waiter>();
   std::unique_lock<std::mutex> lock(queue_mu_);
   if (stopping_) return Status::IOError("index is shutting down");
-  queue_.push_back(PendingWrite{std::move(fn), me, std::nullopt});
+  queue_.push_back(PendingWrite{std::move(fn), me, std::nullopt, durability});
   ++callers_;  // until CallerLeft: the destructor waits for it
   // Alone, a caller commits its own write: no hand-off. With neighbours (the last batches had
   // company) the writer thread leads: measured, callers leading each other's batches cost more
@@ -211,7 +211,7 @@ std::future<Status> Index::SubmitWrite(WriteFn fn) {
       refused.set_value(Status::IOError("index is shutting down"));
       return refused.get_future();
     }
-    queue_.push_back(PendingWrite{std::move(fn), nullptr, std::promise<Status>()});
+    queue_.push_back(PendingWrite{std::move(fn), nullptr, std::promise<Status>(), Durability::kSynced});
     result = queue_.back().done->get_future();
     wake = !leading_;  // else the running batch's leader wakes the writer thread when it ends
   }
@@ -308,6 +308,17 @@ std::vector<Status> Index::CommitBatch(std::deque<PendingWrite>& batch, BatchTra
   // One transaction for the batch; each request in its own savepoint so that one
   // refused request does not undo its neighbours.
   const int64_t batch_start = BatchTraceOn() ? NowUs() : 0;
+  // The WAL sync is skipped only for a batch whose every write start-up recovery can redo.
+  bool unsynced = NowUs() - last_synced_commit_us_ < kMaxUnsyncedMs * 1000;
+  for (const PendingWrite& w : batch) unsynced = unsynced && w.durability == Durability::kRebuildable;
+  if (unsynced != wal_unsynced_) {
+    if (Status s = db.ExecKept(unsynced ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"); s.ok()) {
+      wal_unsynced_ = unsynced;
+    } else if (!unsynced) {
+      // Still NORMAL: a commit now could return before it is durable.
+      return std::vector<Status>(batch.size(), s);
+    }
+  }
   Transaction tx(db);
   std::vector<Status> results;
   results.reserve(batch.size());
@@ -353,6 +364,7 @@ std::vector<Status> Index::CommitBatch(std::deque<PendingWrite>& batch, BatchTra
   checkpoint_us = -1;  // only a checkpoint this COMMIT runs
   Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
   const int64_t commit_us = BatchTraceOn() ? NowUs() - commit_start : 0;
+  if (commit.ok() && !wal_unsynced_) last_synced_commit_us_ = NowUs();
   if (shown) {
     tasks_version_.fetch_add(1, std::memory_order_release);
     std::lock_guard<std::mutex> lock(tasks_listener_mu_);
@@ -365,11 +377,13 @@ std::vector<Status> Index::CommitBatch(std::deque<PendingWrite>& batch, BatchTra
   return results;
 }
 
-Status Index::AddInstance(const NewInstance& instance, const WriteFn& also) {
-  return RunWrite([this, &instance, &also](Database& db) {
-    Status s = InsertInstance(db, instance);
-    return s.ok() && also ? also(db) : s;
-  });
+Status Index::AddInstance(const NewInstance& instance, const WriteFn& also, Durability durability) {
+  return RunWrite(
+      [this, &instance, &also](Database& db) {
+        Status s = InsertInstance(db, instance);
+        return s.ok() && also ? also(db) : s;
+      },
+      durability);
 }
 
 Status Index::RelocateInstance(const std::string& sop_instance_uid, const std::string& from_path,

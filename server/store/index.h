@@ -9,6 +9,13 @@
 // (WriteAsync), the writer thread leads the batches. (Callers leading each other's batches under
 // load, each waking the next, measured slower at 4 associations than the writer thread.)
 //
+// Durability: a write is durable when it returns (FULL: the WAL is synced at its COMMIT), except
+// one that says its rows can be rebuilt (Durability::kRebuildable: a segment object, whose sealed
+// trailer start-up recovery re-indexes from): a batch of only such writes commits without the
+// WAL sync while the last synced commit is under kMaxUnsyncedMs old. Any later synced commit or
+// checkpoint makes it durable (the WAL is written in order), so what a crash can take from the
+// index is such commits alone, at most kMaxUnsyncedMs of them.
+//
 // Thread-safety: every public method may be called from any thread. A WriteFn and the tasks
 // listener run on whichever thread leads: the caller's own or another's.
 // Lifetime: the destructor may start while Write/AddInstance calls wait for their answers (it
@@ -101,13 +108,22 @@ class Index {
   Index& operator=(const Index&) = delete;
 
   using WriteFn = std::function<Status(Database&)>;
+  // kRebuildable: what the write records is durable elsewhere already and start-up recovery
+  // records it again if the commit is lost (see Durability above). Never for a write whose rows
+  // hold anything else (a report, a companion, an object kept in the index).
+  enum class Durability { kSynced, kRebuildable };
+  // The longest a rebuildable commit goes without a synced one before it: bounds what start-up
+  // recovery re-indexes after a power cut.
+  static constexpr int64_t kMaxUnsyncedMs = 1000;
 
-  // Records one stored object; returns once the change is committed and durable. `also`, when
-  // given, runs in the same transaction: both happen or neither does.
+  // Records one stored object; returns once the change is committed and durable (or, with
+  // kRebuildable, committed). `also`, when given, runs in the same transaction: both happen or
+  // neither does.
   // kPermissionDenied: its study is indexed for another member (checked first, so a foreign
   // member's re-send of a stored object gets this too). kConflict: the SOP Instance UID is
   // indexed already, or its series belongs to another study.
-  Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr);
+  Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr,
+                     Durability durability = Durability::kSynced);
   // Points an indexed instance at another copy of its object (`to_path`, `size_bytes`), if it is
   // still at `from_path`; `also` runs in the same transaction. NotFound when it is not there.
   Status RelocateInstance(const std::string& sop_instance_uid, const std::string& from_path, const std::string& to_path,
@@ -142,7 +158,8 @@ class Index {
   // For components that own their own tables (worklist, audit, reports). `fn` runs on the thread
   // that leads the batch (this caller's, another caller's or the writer thread) while others wait
   // on it: it must not call Write or AddInstance, nor take a lock that a caller of either may hold.
-  Status Write(WriteFn fn) { return RunWrite(std::move(fn)); }
+  // kRebuildable only for rows start-up recovery writes again from durable data (see above).
+  Status Write(WriteFn fn, Durability durability = Durability::kSynced) { return RunWrite(std::move(fn), durability); }
   // As Write, without waiting: the future is ready once the write is durable (or failed). `fn`
   // must own what it uses.
   std::future<Status> WriteAsync(WriteFn fn) { return SubmitWrite(std::move(fn)); }
@@ -182,12 +199,13 @@ class Index {
     WriteFn fn;
     std::shared_ptr<Waiter> waiter;            // a caller waiting in RunWrite, or
     std::optional<std::promise<Status>> done;  // WriteAsync's
+    Durability durability = Durability::kSynced;
   };
 
   Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, std::unique_ptr<Database> reader);
   std::filesystem::path db_path_;
   // Queues `fn` and returns once it is durable (or failed); leads its batch when alone.
-  Status RunWrite(WriteFn fn);
+  Status RunWrite(WriteFn fn, Durability durability = Durability::kSynced);
   std::future<Status> SubmitWrite(WriteFn fn);  // WriteAsync's
   // Called with queue_mu_ held through `lock`, no leader, a write queued: runs every queued write
   // as one batch and answers them. Returns with queue_mu_ released; a caller leading (`self`)
@@ -214,6 +232,8 @@ class Index {
   std::unique_ptr<Database> writer_db_;           // guarded by writer_mu_
   std::unique_ptr<WriterStatements> writer_sql_;  // guarded by writer_mu_; prepared once
   int64_t inserted_since_analyze_ = 0;            // guarded by writer_mu_
+  bool wal_unsynced_ = false;                     // guarded by writer_mu_: synchronous=NORMAL is set
+  int64_t last_synced_commit_us_ = 0;             // guarded by writer_mu_: steady clock
   int64_t instances_at_analyze_ = 0;              // guarded by writer_mu_
   ShownRowChanges shown_changes_;                 // guarded by writer_mu_ (its update hook)
   std::atomic<uint64_t> tasks_version_{0};

@@ -112,7 +112,8 @@ Result<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& pa
   }
   std::unique_ptr<Database> database(new Database(db));
   // Every pragma lives here. A writer waits for the other process-level writer rather than
-  // failing; WAL lets readers run beside ingest; FULL makes each commit durable on return.
+  // failing; WAL lets readers run beside ingest; FULL makes each commit durable on return (the
+  // index lowers it to NORMAL for batches start-up recovery can redo: index.h).
   // Small objects pass through the WAL: after a checkpoint it is truncated to 64 MiB rather than
   // kept at its high-water mark.
   sqlite3_busy_timeout(db, 30000);

@@ -19,7 +19,8 @@ constexpr int kFrameHeaderBytes = 24;
 // 0x1ffff): gathered bytes go out in pieces of at most this, and as soon as they reach it.
 constexpr size_t kMaxPending = 124 * 1024;
 
-std::atomic<uint64_t> g_wal_writes{0}, g_wal_flushes{0}, g_wal_bytes{0}, g_wal_frames{0}, g_wal_commits{0};
+std::atomic<uint64_t> g_wal_writes{0}, g_wal_flushes{0}, g_wal_bytes{0}, g_wal_frames{0}, g_wal_commits{0},
+    g_wal_syncs{0};
 std::atomic<int> g_fail_flushes{0};
 std::atomic<int> g_fail_code{SQLITE_IOERR_WRITE};
 
@@ -162,6 +163,7 @@ int Sync(sqlite3_file* file, int flags) {
   ShimFile* f = Shim(file);
   if (f->is_wal) {
     if (int rc = Flush(f); rc != SQLITE_OK) return rc;
+    g_wal_syncs.fetch_add(1, std::memory_order_relaxed);
   }
   return f->real->pMethods->xSync(f->real, flags);
 }
@@ -326,6 +328,7 @@ WalVfsCounters WalVfsCountersNow() {
   c.wal_bytes = g_wal_bytes.load();
   c.wal_frames = g_wal_frames.load();
   c.wal_commits = g_wal_commits.load();
+  c.wal_syncs = g_wal_syncs.load();
   return c;
 }
 

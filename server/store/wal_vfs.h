@@ -24,6 +24,7 @@ struct WalVfsCounters {
   uint64_t wal_bytes = 0;    // bytes issued
   uint64_t wal_frames = 0;   // WAL frames written (commit frames included)
   uint64_t wal_commits = 0;  // commit frames written
+  uint64_t wal_syncs = 0;    // xSync calls on WAL files
 };
 WalVfsCounters WalVfsCountersNow();
 // The next `count` flushes fail with `sqlite_error` (e.g. SQLITE_IOERR_WRITE or SQLITE_FULL),

@@ -20,6 +20,7 @@
 #include "server/store/segment_trailer.h"
 #include "server/store/stores.h"
 #include "tests/support/process.h"
+#include "tests/support/sealed_segment.h"
 #include "tests/support/stored.h"
 
 using namespace teleread;
@@ -497,29 +498,6 @@ TEST_CASE_METHOD(IngestFixture, "a placed file without its row is made durable a
   }
 }
 
-namespace {
-
-// `file` as the receiver would have written it: its meta header naming `source_ae` and the
-// C-STORE request's `request_class`.
-std::string AsReceived(const std::filesystem::path& file, const std::string& source_ae, const char* request_class,
-                       const std::filesystem::path& scratch) {
-  DcmFileFormat ff;
-  REQUIRE(ff.loadFile(file.c_str()).good());
-  ff.getMetaInfo()->putAndInsertString(DCM_SourceApplicationEntityTitle, source_ae.c_str());
-  ff.getMetaInfo()->putAndInsertString(DCM_MediaStorageSOPClassUID, request_class);
-  // Its group length as the receiver computes it (written as it stands: the meta is not updated).
-  REQUIRE(ff.getMetaInfo()
-              ->computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, META_HEADER_DEFAULT_TRANSFERSYNTAX,
-                                             EET_UndefinedLength)
-              .good());
-  REQUIRE(ff.saveFile(scratch.c_str(), EXS_Unknown, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0,
-                      EWM_dontUpdateMeta)
-              .good());
-  return test::ReadFile(scratch);
-}
-
-}  // namespace
-
 TEST_CASE_METHOD(IngestFixture, "start-up recovery passes sealed segment objects through Ingest's checks",
                  "[ingest][recovery][segment]") {
   const std::filesystem::path segments = store.Absolute("segments");
@@ -534,23 +512,12 @@ TEST_CASE_METHOD(IngestFixture, "start-up recovery passes sealed segment objects
   // arrived, the voiding of its trailer lost in a crash); sent by an AE no member has (yet); a
   // slice of Lishui's study sent by ZZ_PACS (another member's study: refused for good).
   const std::vector<std::string> objects = {
-      AsReceived(ct[0], "ZZ_PACS", UID_CTImageStorage, dir.path() / "a.dcm"),
-      AsReceived(ct[1], "ZZ_PACS", UID_SecondaryCaptureImageStorage, dir.path() / "b.dcm"),
-      AsReceived(other[0], "NEWCOMER", UID_CTImageStorage, dir.path() / "c.dcm"),
-      AsReceived(lishui[1], "ZZ_PACS", UID_CTImageStorage, dir.path() / "d.dcm")};
-  const std::string name = "20260101T000000-1-1.seg";
-  std::string segment;
-  std::vector<std::string> paths;
-  for (const std::string& object : objects) {
-    const uint64_t offset = segment.size();
-    ObjectHasher hash;
-    hash.Update(object.data(), object.size());
-    segment += object;
-    segment.resize(SegmentSlotEnd(offset, object.size(), 4096) - kSegmentTrailerBytes, '\0');
-    segment += EncodeSegmentTrailer({offset, object.size(), hash.Digest()}, key.value());
-    paths.push_back(ObjectStore::InSegmentPathFor(name, offset, object.size()));
-  }
-  test::WriteFile(segments / name, segment);
+      test::AsReceived(ct[0], "ZZ_PACS", UID_CTImageStorage, dir.path() / "a.dcm"),
+      test::AsReceived(ct[1], "ZZ_PACS", UID_SecondaryCaptureImageStorage, dir.path() / "b.dcm"),
+      test::AsReceived(other[0], "NEWCOMER", UID_CTImageStorage, dir.path() / "c.dcm"),
+      test::AsReceived(lishui[1], "ZZ_PACS", UID_CTImageStorage, dir.path() / "d.dcm")};
+  const std::vector<std::string> paths =
+      test::WriteSealedSegment(segments, "20260101T000000-1-1.seg", objects, key.value());
   Config config;
   Member zhuozhou;
   zhuozhou.id = "zhuozhou";
