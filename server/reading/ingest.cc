@@ -115,7 +115,11 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   // A file is checked before it is placed, and so is an object with companions (before they are
   // placed); any other object in the index is checked by its index write alone (a read
   // transaction fewer per object), which refuses a foreign study with PermissionDenied.
-  if ((!in_index || !req.companions.empty()) && ForeignStudy(s, req)) return ForeignStudyRefusal(s);
+  std::optional<std::string> owner;
+  if (!in_index || !req.companions.empty()) {
+    owner = index_.StudyOwner(s.study_instance_uid);
+    if (owner && *owner != req.member_id) return ForeignStudyRefusal(s);
+  }
 
   // One SOP Instance UID is placed and indexed by one association at a time, so a failed index
   // write can remove the file it just placed without racing a concurrent identical re-send.
@@ -145,8 +149,11 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   }
   // In the index tier the object's bytes commit with its row: one WAL sync for both. A synced
   // segment object's row needs none: its trailer is the durable record recovery indexes from.
+  // But a study's first row is synced (a row visible to StudyOwner is durable): start-up replays
+  // segments in the order they were made, not the order of the commits, and must find each
+  // study's owner as it was, so that no replay hands a study to another member.
   bool companions_indexed = false;
-  const Index::Durability durability = in_segment && req.segment_synced && !req.also && req.companions.empty()
+  const Index::Durability durability = in_segment && req.segment_synced && owner && !req.also && req.companions.empty()
                                            ? Index::Durability::kRebuildable
                                            : Index::Durability::kSynced;
   if (Status st =

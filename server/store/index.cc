@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/text.h"
+#include "server/store/object_store.h"
 #include "server/store/schema.h"
 #include "server/store/sqlite.h"
 #include "server/store/task_sql.h"
@@ -165,6 +166,11 @@ Index::~Index() {
   }
   writer_cv_->notify_all();
   writer_thread_.join();
+  {
+    std::lock_guard<std::mutex> writer(writer_mu_);
+    max_unsynced_us_.store(0, std::memory_order_relaxed);
+    SyncUnsyncedCommits();
+  }
   // Every write is answered now, but a caller may not have woken yet: it takes queue_mu_ to leave.
   std::unique_lock<std::mutex> lock(queue_mu_);
   callers_left_.wait(lock, [this] { return callers_ == 0; });
@@ -261,7 +267,9 @@ void Index::LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) no
   // What queued meanwhile is led by the writer thread (which leads on when it is the leader, and
   // refreshes the statistics first when due).
   std::shared_ptr<std::condition_variable> writer;
-  if (!queue_.empty() || analyze_due_ || stopping_) writer = writer_cv_;
+  // Or to time the sync of a commit left unsynced, unless it is timing one already.
+  const bool time_sync = !writer_timing_ && unsynced_since_us_.load(std::memory_order_relaxed) != 0;
+  if (!queue_.empty() || analyze_due_ || stopping_ || time_sync) writer = writer_cv_;
   lock.unlock();
   // Woken after the unlock, so that it does not wake only to wait for queue_mu_.
   if (writer) writer->notify_one();
@@ -279,10 +287,50 @@ void Index::LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) no
   }
 }
 
+void Index::SyncUnsyncedCommits() {
+  const int64_t since = unsynced_since_us_.load(std::memory_order_relaxed);
+  if (since == 0 || NowUs() - since < max_unsynced_us_.load(std::memory_order_relaxed)) return;
+  // What SQLite committed is in the file (the WAL VFS writes a commit's frames before it
+  // returns): an fsync of the file makes it durable.
+  const std::filesystem::path wal = db_path_.string() + "-wal";
+  if (Status s = SyncPath(wal); !s.ok() && std::filesystem::exists(wal)) {
+    spdlog::warn("index: {} (retried)", s.ToString());
+    return;
+  }
+  unsynced_since_us_.store(0, std::memory_order_relaxed);
+  idle_wal_syncs_.fetch_add(1, std::memory_order_relaxed);
+}
+
 void Index::WriterLoop() {
   std::unique_lock<std::mutex> lock(queue_mu_);
   for (;;) {
-    writer_cv_->wait(lock, [this] { return !leading_ && (!queue_.empty() || analyze_due_ || stopping_); });
+    if (leading_ || (queue_.empty() && !analyze_due_ && !stopping_)) {
+      // Idle. Commits left unsynced are synced once their bound passes, if no batch did so.
+      const int64_t since = unsynced_since_us_.load(std::memory_order_relaxed);
+      if (leading_ || since == 0) {
+        writer_cv_->wait(lock);
+        continue;
+      }
+      const int64_t left = since + max_unsynced_us_.load(std::memory_order_relaxed) - NowUs();
+      if (left > 0) {
+        writer_timing_ = true;
+        writer_cv_->wait_for(lock, std::chrono::microseconds(left));
+        writer_timing_ = false;
+        continue;
+      }
+      leading_ = true;
+      lock.unlock();
+      {
+        std::lock_guard<std::mutex> writer(writer_mu_);
+        SyncUnsyncedCommits();
+      }
+      lock.lock();
+      leading_ = false;
+      // A failed sync is tried again after a pause, not in a busy loop.
+      if (unsynced_since_us_.load(std::memory_order_relaxed) != 0)
+        writer_cv_->wait_for(lock, std::chrono::milliseconds(100));
+      continue;
+    }
     if (analyze_due_) {
       // Between two batches, off the callers' threads: no caller's answer waits for it.
       analyze_due_ = false;
@@ -308,17 +356,24 @@ std::vector<Status> Index::CommitBatch(std::deque<PendingWrite>& batch, BatchTra
   // One transaction for the batch; each request in its own savepoint so that one
   // refused request does not undo its neighbours.
   const int64_t batch_start = BatchTraceOn() ? NowUs() : 0;
-  // The WAL sync is skipped only for a batch whose every write start-up recovery can redo.
-  bool unsynced = NowUs() - last_synced_commit_us_ < kMaxUnsyncedMs * 1000;
+  // The WAL sync is skipped only for a batch whose every write start-up recovery can redo, and
+  // not past the bound since the first commit left unsynced.
+  const int64_t since = unsynced_since_us_.load(std::memory_order_relaxed);
+  bool unsynced = since == 0 || NowUs() - since < max_unsynced_us_.load(std::memory_order_relaxed);
   for (const PendingWrite& w : batch) unsynced = unsynced && w.durability == Durability::kRebuildable;
   if (unsynced != wal_unsynced_) {
     if (Status s = db.ExecKept(unsynced ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"); s.ok()) {
       wal_unsynced_ = unsynced;
     } else if (!unsynced) {
       // Still NORMAL: a commit now could return before it is durable.
+      spdlog::error("index: cannot restore synchronous commits: {}", s.ToString());
       return std::vector<Status>(batch.size(), s);
+    } else {
+      spdlog::warn("index: commit synced, as NORMAL could not be set: {}", s.ToString());
     }
   }
+  // A transaction that changes nothing writes no WAL frame: SQLite then syncs nothing.
+  const int64_t changes_before = sqlite3_total_changes64(db.handle());
   Transaction tx(db);
   std::vector<Status> results;
   results.reserve(batch.size());
@@ -364,7 +419,13 @@ std::vector<Status> Index::CommitBatch(std::deque<PendingWrite>& batch, BatchTra
   checkpoint_us = -1;  // only a checkpoint this COMMIT runs
   Status commit = !lost.ok() ? lost : tx.status().ok() ? tx.Commit() : tx.status();
   const int64_t commit_us = BatchTraceOn() ? NowUs() - commit_start : 0;
-  if (commit.ok() && !wal_unsynced_) last_synced_commit_us_ = NowUs();
+  if (commit.ok() && sqlite3_total_changes64(db.handle()) != changes_before) {
+    if (!wal_unsynced_) {
+      unsynced_since_us_.store(0, std::memory_order_relaxed);
+    } else if (unsynced_since_us_.load(std::memory_order_relaxed) == 0) {
+      unsynced_since_us_.store(NowUs(), std::memory_order_relaxed);
+    }
+  }
   if (shown) {
     tasks_version_.fetch_add(1, std::memory_order_release);
     std::lock_guard<std::mutex> lock(tasks_listener_mu_);

@@ -12,9 +12,10 @@
 // Durability: a write is durable when it returns (FULL: the WAL is synced at its COMMIT), except
 // one that says its rows can be rebuilt (Durability::kRebuildable: a segment object, whose sealed
 // trailer start-up recovery re-indexes from): a batch of only such writes commits without the
-// WAL sync while the last synced commit is under kMaxUnsyncedMs old. Any later synced commit or
-// checkpoint makes it durable (the WAL is written in order), so what a crash can take from the
-// index is such commits alone, at most kMaxUnsyncedMs of them.
+// WAL sync (NORMAL). Any later synced commit makes it durable (the WAL is written in order), and
+// no unsynced commit stays so for longer than kMaxUnsyncedMs: past that the next batch is
+// synced, or with no batch the writer thread syncs the WAL file itself. So what a power cut can
+// take from the index is such commits alone, of about the last second.
 //
 // Thread-safety: every public method may be called from any thread. A WriteFn and the tasks
 // listener run on whichever thread leads: the caller's own or another's.
@@ -112,9 +113,13 @@ class Index {
   // records it again if the commit is lost (see Durability above). Never for a write whose rows
   // hold anything else (a report, a companion, an object kept in the index).
   enum class Durability { kSynced, kRebuildable };
-  // The longest a rebuildable commit goes without a synced one before it: bounds what start-up
-  // recovery re-indexes after a power cut.
+  // The longest a rebuildable commit stays unsynced: bounds what start-up recovery re-indexes
+  // after a power cut.
   static constexpr int64_t kMaxUnsyncedMs = 1000;
+  // Tests: another bound (0: every commit synced).
+  void set_max_unsynced_ms_for_test(int64_t ms) { max_unsynced_us_.store(ms * 1000, std::memory_order_relaxed); }
+  // Times the writer thread synced the WAL file after unsynced commits, no batch having done so.
+  uint64_t idle_wal_syncs() const { return idle_wal_syncs_.load(std::memory_order_relaxed); }
 
   // Records one stored object; returns once the change is committed and durable (or, with
   // kRebuildable, committed). `also`, when given, runs in the same transaction: both happen or
@@ -221,6 +226,8 @@ class Index {
   // The batch's transaction; the final answer of each write. Under writer_mu_.
   std::vector<Status> CommitBatch(std::deque<PendingWrite>& batch, BatchTrace* trace);
   void WriterLoop();
+  // Under writer_mu_: fsyncs the WAL file when commits are unsynced.
+  void SyncUnsyncedCommits();
   Status InsertInstance(Database& db, const NewInstance& instance);
   bool AnalyzeDue() const;
   void MaybeAnalyze(Database& db);
@@ -233,9 +240,13 @@ class Index {
   std::unique_ptr<WriterStatements> writer_sql_;  // guarded by writer_mu_; prepared once
   int64_t inserted_since_analyze_ = 0;            // guarded by writer_mu_
   bool wal_unsynced_ = false;                     // guarded by writer_mu_: synchronous=NORMAL is set
-  int64_t last_synced_commit_us_ = 0;             // guarded by writer_mu_: steady clock
-  int64_t instances_at_analyze_ = 0;              // guarded by writer_mu_
-  ShownRowChanges shown_changes_;                 // guarded by writer_mu_ (its update hook)
+  // Steady-clock µs of the first commit not synced since the last sync; 0: none. Written under
+  // writer_mu_, read by the writer thread to time its sync.
+  std::atomic<int64_t> unsynced_since_us_{0};
+  std::atomic<int64_t> max_unsynced_us_{kMaxUnsyncedMs * 1000};
+  std::atomic<uint64_t> idle_wal_syncs_{0};
+  int64_t instances_at_analyze_ = 0;  // guarded by writer_mu_
+  ShownRowChanges shown_changes_;     // guarded by writer_mu_ (its update hook)
   std::atomic<uint64_t> tasks_version_{0};
   std::atomic<uint64_t> critical_version_{0};
   std::mutex tasks_listener_mu_;
@@ -247,6 +258,7 @@ class Index {
   std::shared_ptr<std::condition_variable> writer_cv_ = std::make_shared<std::condition_variable>();
   std::deque<PendingWrite> queue_;  // guarded by queue_mu_
   bool leading_ = false;            // guarded by queue_mu_: a batch is running
+  bool writer_timing_ = false;      // guarded by queue_mu_: the writer thread waits to sync unsynced commits
   int solo_batches_ = 0;            // guarded by queue_mu_: batches in a row of one write, none queued behind
   static constexpr int kSoloBatchesToLead = 4;
   bool analyze_due_ = false;              // guarded by queue_mu_: for the writer thread, between batches

@@ -162,9 +162,10 @@ Status VoidSegmentTrailer(const std::filesystem::path& segment, uint64_t offset,
   do {
     n = ::pwrite(fd, kZeros, sizeof kZeros, static_cast<off_t>(at));
   } while (n < 0 && errno == EINTR);
-  const int err = n < 0 ? errno : n == static_cast<ssize_t>(sizeof kZeros) ? 0 : EIO;
+  int err = n < 0 ? errno : n == static_cast<ssize_t>(sizeof kZeros) ? 0 : EIO;
+  if (err == 0 && ::fdatasync(fd) != 0) err = errno;
   ::close(fd);
-  return err == 0 ? Status::Ok() : Status::FromErrno(err, "write " + segment.string());
+  return err == 0 ? Status::Ok() : Status::FromErrno(err, "void a trailer in " + segment.string());
 }
 
 Result<TrailerCheck> CheckSegmentObject(const std::filesystem::path& segment, uint64_t offset, uint64_t length,

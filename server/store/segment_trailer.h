@@ -53,8 +53,9 @@ class ObjectHasher {
 };
 
 // Zeros over the trailer of the object at `offset` of `length` bytes (a refused or unneeded copy
-// that no row names), so that no scan finds it again. Not synced: lost in a crash, the copy goes
-// through Ingest's checks again at start-up.
+// that no row names), so that no scan finds it again; synced before it returns: the refusal it
+// goes with must not be undone by a replay after a power cut that took the winner's unsynced row
+// (index.h, Durability), as start-up replays segments in the order they were made.
 Status VoidSegmentTrailer(const std::filesystem::path& segment, uint64_t offset, uint64_t length, uint64_t align);
 
 // What an indexed object's trailer says of its bytes now.
