@@ -306,6 +306,16 @@ class Association {
     } else if (Result<uint64_t> free = env_.store.FreeBytes(); !free.ok() || free.value() < env_.min_free_bytes) {
       outcome = {IngestCode::kNoStorage, "storage is full", false, 0};
     }
+    // Held until the answer: see Ingest::Receiving.
+    std::optional<Ingest::Receiving> receiving;
+    if (outcome.code == IngestCode::kStored) {
+      Result<Ingest::Receiving> began = env_.ingest.BeginReceive(req.AffectedSOPInstanceUID);
+      if (began.ok()) {
+        receiving.emplace(std::move(began).value());
+      } else {
+        outcome = {IngestCode::kNoStorage, "the index cannot be made durable: " + began.status().message(), false, 0};
+      }
+    }
     if (outcome.code != IngestCode::kStored) {
       DIC_UL bytes = 0, pdvs = 0;
       OFCondition cond = DIMSE_ignoreDataSet(assoc_, DIMSE_NONBLOCKING, env_.dimse_timeout, &bytes, &pdvs);

@@ -152,13 +152,14 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   // But a study's first row is synced (a row visible to StudyOwner is durable): start-up replays
   // segments in the order they were made, not the order of the commits, and must find each
   // study's owner as it was, so that no replay hands a study to another member.
+  // And none while another copy of its UID arrives (Receiving).
   bool companions_indexed = false;
-  const Index::Durability durability = in_segment && req.segment_synced && owner && !req.also && req.companions.empty()
-                                           ? Index::Durability::kRebuildable
-                                           : Index::Durability::kSynced;
-  if (Status st =
-          index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed), durability);
-      !st.ok()) {
+  const bool unsynced_row = in_segment && req.segment_synced && owner && !req.also && req.companions.empty() &&
+                            ClaimUnsyncedRow(s.sop_instance_uid);
+  Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed),
+                                 unsynced_row ? Index::Durability::kRebuildable : Index::Durability::kSynced);
+  if (unsynced_row) UnsyncedRowCommitted(s.sop_instance_uid, st.ok());
+  if (!st.ok()) {
     // Its study is another member's: refused by the write, or (the write failed otherwise: a lost
     // batch, a full disk) found now, so that the sender is told 0x0124 rather than retrying into
     // 0xA700. A study's owner never changes; a kConflict write checked it already.
@@ -198,6 +199,59 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   }
   if (!companions_indexed) RemoveCompanions(companions->instances);
   return StoreOutcome{IngestCode::kStored, "", true, instance.size_bytes};
+}
+
+Ingest::Receiving::~Receiving() {
+  if (ingest_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(ingest_->receiving_mu_);
+  auto it = ingest_->receiving_.find(uid_);
+  if (it != ingest_->receiving_.end() && --it->second == 0) ingest_->receiving_.erase(it);
+}
+
+Result<Ingest::Receiving> Ingest::BeginReceive(const std::string& sop_instance_uid) {
+  bool unsynced = false;
+  {
+    std::lock_guard<std::mutex> lock(receiving_mu_);
+    ++receiving_[sop_instance_uid];
+    auto it = unsynced_rows_.find(sop_instance_uid);
+    if (it != unsynced_rows_.end() && it->second != kPending && index_.sync_epoch() > it->second) {
+      unsynced_rows_.erase(it);
+    } else {
+      unsynced = it != unsynced_rows_.end();
+    }
+  }
+  Receiving receiving(this, sop_instance_uid);
+  if (unsynced) {
+    // Its row's commit may still be running, under the SOP lock: waited for, then made durable.
+    { std::lock_guard<std::mutex> sop_lock(sop_locks_[SopLockStripe(sop_instance_uid)]); }
+    if (Status s = index_.SyncNow(); !s.ok()) return s;
+  }
+  return receiving;
+}
+
+bool Ingest::ClaimUnsyncedRow(const std::string& sop_instance_uid) {
+  std::lock_guard<std::mutex> lock(receiving_mu_);
+  auto it = receiving_.find(sop_instance_uid);
+  if (it != receiving_.end() && it->second > 1) return false;  // another copy is arriving
+  unsynced_rows_[sop_instance_uid] = kPending;
+  return true;
+}
+
+void Ingest::UnsyncedRowCommitted(const std::string& sop_instance_uid, bool committed) {
+  std::lock_guard<std::mutex> lock(receiving_mu_);
+  if (!committed) {
+    unsynced_rows_.erase(sop_instance_uid);
+    return;
+  }
+  const uint64_t epoch = index_.sync_epoch();  // read after the commit: durable once past it
+  unsynced_rows_[sop_instance_uid] = epoch;
+  // Rows made durable since are forgotten now and then: the map holds about a second's rows.
+  if (++rows_since_prune_ >= 1024) {
+    rows_since_prune_ = 0;
+    for (auto it = unsynced_rows_.begin(); it != unsynced_rows_.end();) {
+      it = it->second != kPending && epoch > it->second ? unsynced_rows_.erase(it) : std::next(it);
+    }
+  }
 }
 
 bool Ingest::StoredObjectMissing(const std::string& relative_path) const {

@@ -13,6 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -89,6 +91,30 @@ class Ingest {
   // definite refusal (other content, another member's study, a mismatch), or an identical re-send
   // whose row names another copy. Not after a refusal that may pass later (no storage, unreadable).
   bool SegmentCopyUnneeded(const StoreRequest& request, const StoreOutcome& outcome);
+  // A C-STORE's SOP Instance UID, held by its association from the request (before the data set
+  // arrives) until it is answered. Two copies of one UID then never both lie sealed in segments
+  // while either's row is unsynced (index.h, Durability): start-up replays segments in the order
+  // they were made, not in the order of their commits, and could otherwise index the copy that
+  // was not acknowledged. A row committed unsynced while another copy of its UID is being
+  // received is synced instead; a copy whose UID has an unsynced row waits for that row's sync.
+  class Receiving {
+   public:
+    Receiving(Receiving&& other) noexcept
+        : ingest_(std::exchange(other.ingest_, nullptr)), uid_(std::move(other.uid_)) {}
+    Receiving(const Receiving&) = delete;
+    Receiving& operator=(const Receiving&) = delete;
+    Receiving& operator=(Receiving&&) = delete;
+    ~Receiving();
+
+   private:
+    friend class Ingest;
+    Receiving(Ingest* ingest, std::string uid) : ingest_(ingest), uid_(std::move(uid)) {}
+    Ingest* ingest_;
+    std::string uid_;
+  };
+  // Fails (kIOError) when an unsynced row of the UID cannot be synced: answer 0xA700.
+  Result<Receiving> BeginReceive(const std::string& sop_instance_uid);
+
   // Stores of UIDs on one stripe run one at a time (tests pick UIDs on two to overlap them).
   static size_t SopLockStripe(const std::string& sop_instance_uid) {
     return std::hash<std::string>{}(sop_instance_uid) % kSopLockStripes;
@@ -140,6 +166,16 @@ class Ingest {
   Index& index_;
   Clock clock_;
   std::array<std::mutex, kSopLockStripes> sop_locks_;
+  // Under the SOP lock: whether the object's row may commit unsynced, noting it as pending if so.
+  bool ClaimUnsyncedRow(const std::string& sop_instance_uid);
+  void UnsyncedRowCommitted(const std::string& sop_instance_uid, bool committed);
+  std::mutex receiving_mu_;
+  std::unordered_map<std::string, int> receiving_;  // guarded by receiving_mu_: UID -> associations
+  // Guarded by receiving_mu_: UID -> the index's sync epoch read after its row committed unsynced
+  // (durable once the epoch moves past it); kPending while the commit runs.
+  std::unordered_map<std::string, uint64_t> unsynced_rows_;
+  int rows_since_prune_ = 0;  // guarded by receiving_mu_
+  static constexpr uint64_t kPending = UINT64_MAX;
 };
 
 }  // namespace teleread

@@ -1,7 +1,6 @@
 #include "server/reading/recovery.h"
 
 #include <algorithm>
-#include <map>
 #include <optional>
 #include <vector>
 
@@ -59,11 +58,6 @@ Status RecoverSegmentObjects(ObjectStore& store, Index& index, Ingest& ingest, c
     return Status::Ok();
   }
   std::sort(names.begin(), names.end(), MadeBefore);
-  // SOP Instance UID -> the path this start indexed it from. Segments replay in the order they
-  // were made, not in the order their objects were committed: two copies of one UID with other
-  // content that both lie here (one acknowledged, one still in flight at a power cut) cannot be
-  // told apart, so the second is kept, unindexed, for the operator rather than voided.
-  std::map<std::string, std::string> indexed_here;
   for (const std::string& name : names) {
     Result<std::string> last = index.LastPathInSegment("segments/" + name);
     if (!last.ok()) return last.status();
@@ -117,20 +111,9 @@ Status RecoverSegmentObjects(ObjectStore& store, Index& index, Ingest& ingest, c
       }
       if (outcome.code == IngestCode::kStored && outcome.stored_new) {
         ++report.segment_objects_indexed;
-        indexed_here.emplace(summary->sop_instance_uid, request.segment_object);
         continue;
       }
       ++report.segment_objects_refused;
-      const auto twin = outcome.code == IngestCode::kDifferentContent && summary.ok()
-                            ? indexed_here.find(summary->sop_instance_uid)
-                            : indexed_here.end();
-      if (twin != indexed_here.end()) {
-        spdlog::error(
-            "recovery: {} holds other content under SOP Instance UID {} than {}, indexed by this start: kept, not "
-            "indexed (both arrived before an unclean stop; ask the sender which is right)",
-            request.segment_object, summary->sop_instance_uid, twin->second);
-        continue;
-      }
       spdlog::warn("recovery: {} not indexed: {}", request.segment_object,
                    outcome.code == IngestCode::kStored ? "an identical copy is indexed" : outcome.error_comment);
       if (member && ingest.SegmentCopyUnneeded(request, outcome)) {

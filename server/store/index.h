@@ -120,6 +120,11 @@ class Index {
   void set_max_unsynced_ms_for_test(int64_t ms) { max_unsynced_us_.store(ms * 1000, std::memory_order_relaxed); }
   // Times the writer thread synced the WAL file after unsynced commits, no batch having done so.
   uint64_t idle_wal_syncs() const { return idle_wal_syncs_.load(std::memory_order_relaxed); }
+  // Moves on with every sync that made commits durable: a commit made before this read is durable
+  // once it reads higher.
+  uint64_t sync_epoch() const { return sync_epoch_.load(std::memory_order_acquire); }
+  // Makes every commit made so far durable (syncs the WAL file if any is not).
+  Status SyncNow();
 
   // Records one stored object; returns once the change is committed and durable (or, with
   // kRebuildable, committed). `also`, when given, runs in the same transaction: both happen or
@@ -226,8 +231,8 @@ class Index {
   // The batch's transaction; the final answer of each write. Under writer_mu_.
   std::vector<Status> CommitBatch(std::deque<PendingWrite>& batch, BatchTrace* trace);
   void WriterLoop();
-  // Under writer_mu_: fsyncs the WAL file when commits are unsynced.
-  void SyncUnsyncedCommits();
+  // Under writer_mu_: fsyncs the WAL file when commits are unsynced (`force`: whatever their age).
+  Status SyncUnsyncedCommits(bool force);
   Status InsertInstance(Database& db, const NewInstance& instance);
   bool AnalyzeDue() const;
   void MaybeAnalyze(Database& db);
@@ -245,6 +250,7 @@ class Index {
   std::atomic<int64_t> unsynced_since_us_{0};
   std::atomic<int64_t> max_unsynced_us_{kMaxUnsyncedMs * 1000};
   std::atomic<uint64_t> idle_wal_syncs_{0};
+  std::atomic<uint64_t> sync_epoch_{0};
   int64_t instances_at_analyze_ = 0;  // guarded by writer_mu_
   ShownRowChanges shown_changes_;     // guarded by writer_mu_ (its update hook)
   std::atomic<uint64_t> tasks_version_{0};

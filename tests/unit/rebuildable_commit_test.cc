@@ -4,12 +4,11 @@
 #include <catch2/catch.hpp>
 
 #include "dcmtk/config/osconfig.h"  // must come first
-#include "dcmtk/dcmdata/dcdeftag.h"
-#include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
 #include <chrono>
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "samples/synthetic.h"
@@ -104,107 +103,151 @@ TEST_CASE("only a batch of rebuildable writes commits without a WAL sync, and no
   CHECK(count.Int(0) == 14);
 }
 
-TEST_CASE("a segment object's row lost with its unsynced commit is indexed again by start-up recovery",
-          "[ingest][recovery][segment]") {
-  InitializeDicom();
-  test::ScratchDir dir;
-  const std::filesystem::path root = dir.path() / "storage";
-  const std::filesystem::path segments = root / "segments";
-  const std::filesystem::path snapshot = dir.path() / "durable";
-  samples::SeriesSpec spec;
-  spec.patient_name = "Zhang^Wei";
-  spec.patient_id = "RB1";
-  spec.modality = "CT";
-  spec.instances = 4;
-  spec.rows = spec.columns = 32;
-  auto ct = samples::WriteSeries(spec, dir.path() / "in");
-  REQUIRE(ct.ok());
-  Config config;
-  Member zhuozhou;
-  zhuozhou.id = "zhuozhou";
-  zhuozhou.ae_titles = {"ZZ_PACS"};
-  config.members.push_back(zhuozhou);
-  std::vector<std::string> uids, paths, twin;
-  {
-    ObjectStore store{root};
-    REQUIRE(store.Prepare().ok());
-    auto opened = Index::Open(root / "index.sqlite");
-    REQUIRE(opened.ok());
-    Index& index = *opened.value();
-    index.set_max_unsynced_ms_for_test(600'000);  // no bound passes while the checks run
-    store.UseIndex(&index);
-    Ingest ingest(store, index, [] { return int64_t{1'800'000'000'000}; });
-    std::filesystem::create_directories(segments);
-    Result<std::string> key = SegmentTrailerKey(segments, true);
+namespace {
+
+// A CT series of `n` slices from ZZ_PACS, written as sealed objects into one segment of the
+// storage under `root`: Store them as the association would after receiving each.
+struct SegmentFixture {
+  explicit SegmentFixture(const std::filesystem::path& scratch, size_t n) : dir(scratch), root(scratch / "storage") {
+    InitializeDicom();
+    samples::SeriesSpec spec;
+    spec.patient_name = "Zhang^Wei";
+    spec.patient_id = "RB1";
+    spec.modality = "CT";
+    spec.instances = static_cast<int>(n);
+    spec.rows = spec.columns = 32;
+    auto ct = samples::WriteSeries(spec, dir / "in");
+    REQUIRE(ct.ok());
+    std::filesystem::create_directories(root / "segments");
+    Result<std::string> key = SegmentTrailerKey(root / "segments", true);
     REQUIRE(key.ok());
     std::vector<std::string> objects;
-    for (size_t i = 0; i < ct->size(); ++i) {
-      objects.push_back(test::AsReceived(ct.value()[i], "ZZ_PACS", UID_CTImageStorage,
-                                         dir.path() / ("r" + std::to_string(i) + ".dcm")));
+    for (size_t i = 0; i < n; ++i) {
+      objects.push_back(
+          test::AsReceived(ct.value()[i], "ZZ_PACS", UID_CTImageStorage, dir / ("r" + std::to_string(i) + ".dcm")));
       uids.push_back(ReadInstanceSummary(ct.value()[i])->sop_instance_uid);
     }
-    paths = test::WriteSealedSegment(segments, "20260101T000000-1-1.seg", objects, key.value());
-    // In a segment made later: another object under the last one's UID, still in flight at the cut.
-    DcmFileFormat other;
-    REQUIRE(other.loadFile(ct.value()[3].c_str()).good());
-    REQUIRE(other.getDataset()->putAndInsertString(DCM_ImageComments, "other content").good());
-    REQUIRE(other.saveFile((dir.path() / "other.dcm").c_str(), EXS_LittleEndianExplicit).good());
-    twin = test::WriteSealedSegment(
-        segments, "20260101T000000-1-2.seg",
-        {test::AsReceived(dir.path() / "other.dcm", "ZZ_PACS", UID_CTImageStorage, dir.path() / "r-other.dcm")},
-        key.value());
-    auto store_at = [&](size_t i, bool synced) {
-      StoreRequest request;
-      request.calling_ae_title = "ZZ_PACS";
-      request.member_id = "zhuozhou";
-      request.negotiated_sop_class_uid = UID_CTImageStorage;
-      request.affected_sop_instance_uid = uids[i];
-      request.segment_object = paths[i];
-      request.segment_synced = synced;
-      return ingest.Store(request).code;
-    };
-    // The study's first row is synced, though its segment was: it says who owns the study.
-    uint64_t before = WalSyncs();
-    REQUIRE(store_at(0, true) == IngestCode::kStored);
-    CHECK(WalSyncs() == before + 1);
-    // Not synced by its segment (a pre-written one's object): its commit syncs the WAL.
-    REQUIRE(store_at(1, false) == IngestCode::kStored);
-    CHECK(WalSyncs() == before + 2);
-    // What a power cut from here on leaves of the index: its files as they are now.
-    std::filesystem::create_directories(snapshot);
-    for (const char* f : {"index.sqlite", "index.sqlite-wal"}) std::filesystem::copy_file(root / f, snapshot / f);
-    before = WalSyncs();
-    REQUIRE(store_at(2, true) == IngestCode::kStored);
-    REQUIRE(store_at(3, true) == IngestCode::kStored);
-    CHECK(WalSyncs() == before);
-    CHECK(index.FindInstance(uids[3]));
+    paths = test::WriteSealedSegment(root / "segments", "20260101T000000-1-1.seg", objects, key.value());
+    Member zhuozhou;
+    zhuozhou.id = "zhuozhou";
+    zhuozhou.ae_titles = {"ZZ_PACS"};
+    config.members.push_back(zhuozhou);
+    Open();
   }
-  // The power cut: the index as it was synced, the segments as they are.
-  for (const char* f : {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}) std::filesystem::remove(root / f);
-  for (const char* f : {"index.sqlite", "index.sqlite-wal"}) std::filesystem::copy_file(snapshot / f, root / f);
-  ObjectStore store{root};
-  REQUIRE(store.Prepare().ok());
-  auto opened = Index::Open(root / "index.sqlite");
-  REQUIRE(opened.ok());
-  Index& index = *opened.value();
-  store.UseIndex(&index);
-  CHECK(index.FindInstance(uids[1]));
-  CHECK_FALSE(index.FindInstance(uids[2]));
-  CHECK_FALSE(index.FindInstance(uids[3]));
-  Ingest ingest(store, index, [] { return int64_t{1'800'000'100'000}; });
-  Result<RecoveryReport> report = RecoverStorage(store, index, ingest, config, 1'800'000'100'000);
+  void Open() {
+    store = std::make_unique<ObjectStore>(root);
+    REQUIRE(store->Prepare().ok());
+    auto opened = Index::Open(root / "index.sqlite");
+    REQUIRE(opened.ok());
+    index = std::move(opened.value());
+    index->set_max_unsynced_ms_for_test(600'000);  // no bound passes while the checks run
+    store->UseIndex(index.get());
+    ingest = std::make_unique<Ingest>(*store, *index, [] { return int64_t{1'800'000'000'000}; });
+  }
+  void Close() {
+    ingest.reset();
+    index.reset();
+    store.reset();
+  }
+  IngestCode StoreAt(size_t i, bool synced) {
+    StoreRequest request;
+    request.calling_ae_title = "ZZ_PACS";
+    request.member_id = "zhuozhou";
+    request.negotiated_sop_class_uid = UID_CTImageStorage;
+    request.affected_sop_instance_uid = uids[i];
+    request.segment_object = paths[i];
+    request.segment_synced = synced;
+    return ingest->Store(request).code;
+  }
+
+  std::filesystem::path dir, root;
+  Config config;
+  std::vector<std::string> uids, paths;
+  std::unique_ptr<ObjectStore> store;
+  std::unique_ptr<Index> index;
+  std::unique_ptr<Ingest> ingest;
+};
+
+}  // namespace
+
+TEST_CASE("a segment object's row lost with its unsynced commit is indexed again by start-up recovery",
+          "[ingest][recovery][segment]") {
+  test::ScratchDir scratch;
+  SegmentFixture f(scratch.path(), 4);
+  const std::filesystem::path snapshot = scratch.path() / "durable";
+  // The study's first row is synced, though its segment was: it says who owns the study.
+  uint64_t before = WalSyncs();
+  REQUIRE(f.StoreAt(0, true) == IngestCode::kStored);
+  CHECK(WalSyncs() == before + 1);
+  // Not synced by its segment (a pre-written one's object): its commit syncs the WAL.
+  REQUIRE(f.StoreAt(1, false) == IngestCode::kStored);
+  CHECK(WalSyncs() == before + 2);
+  // What a power cut from here on leaves of the index: its files as they are now.
+  std::filesystem::create_directories(snapshot);
+  for (const char* name : {"index.sqlite", "index.sqlite-wal"}) {
+    std::filesystem::copy_file(f.root / name, snapshot / name);
+  }
+  before = WalSyncs();
+  REQUIRE(f.StoreAt(2, true) == IngestCode::kStored);
+  REQUIRE(f.StoreAt(3, true) == IngestCode::kStored);
+  CHECK(WalSyncs() == before);
+  CHECK(f.index->FindInstance(f.uids[3]));
+  f.Close();
+
+  // The power cut: the index as it was synced, the segment as it is.
+  for (const char* name : {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}) {
+    std::filesystem::remove(f.root / name);
+  }
+  for (const char* name : {"index.sqlite", "index.sqlite-wal"}) {
+    std::filesystem::copy_file(snapshot / name, f.root / name);
+  }
+  f.Open();
+  CHECK(f.index->FindInstance(f.uids[1]));
+  CHECK_FALSE(f.index->FindInstance(f.uids[2]));
+  CHECK_FALSE(f.index->FindInstance(f.uids[3]));
+  Result<RecoveryReport> report = RecoverStorage(*f.store, *f.index, *f.ingest, f.config, 1'800'000'100'000);
   REQUIRE(report.ok());
   CHECK(report->segment_objects_indexed == 2);
+  CHECK(report->segment_objects_refused == 0);
   for (size_t i = 0; i < 4; ++i) {
-    REQUIRE(index.FindInstance(uids[i]));
-    CHECK(index.FindInstance(uids[i])->relative_path == paths[i]);
+    REQUIRE(f.index->FindInstance(f.uids[i]));
+    CHECK(f.index->FindInstance(f.uids[i])->relative_path == f.paths[i]);
   }
-  // The copy under the same UID that this start could not tell from the indexed one: refused,
-  // but its trailer kept for the operator (not voided as a definite refusal would be).
-  CHECK(report->segment_objects_refused == 1);
-  Result<std::string> key = SegmentTrailerKey(segments, false);
-  REQUIRE(key.ok());
-  Result<SegmentScan> left = FindSegmentObjects(segments / "20260101T000000-1-2.seg", 0, 4096, key.value());
-  REQUIRE(left.ok());
-  CHECK(left->objects.size() == 1);
+}
+
+TEST_CASE("two copies of one UID never lie sealed while either's row is unsynced", "[ingest][segment]") {
+  test::ScratchDir scratch;
+  SegmentFixture f(scratch.path(), 3);
+  REQUIRE(f.StoreAt(0, true) == IngestCode::kStored);  // the study's first row
+
+  // Another association receives a copy of the UID meanwhile: this row is synced.
+  {
+    Result<Ingest::Receiving> other = f.ingest->BeginReceive(f.uids[1]);
+    Result<Ingest::Receiving> mine = f.ingest->BeginReceive(f.uids[1]);
+    REQUIRE(other.ok());
+    REQUIRE(mine.ok());
+    const uint64_t before = WalSyncs();
+    REQUIRE(f.StoreAt(1, true) == IngestCode::kStored);
+    CHECK(WalSyncs() == before + 1);
+  }
+  // Alone, it commits unsynced; a copy of its UID arriving afterwards syncs it before its data
+  // set is received, and the next one finds it durable.
+  {
+    Result<Ingest::Receiving> mine = f.ingest->BeginReceive(f.uids[2]);
+    REQUIRE(mine.ok());
+    const uint64_t before = WalSyncs();
+    REQUIRE(f.StoreAt(2, true) == IngestCode::kStored);
+    CHECK(WalSyncs() == before);
+  }
+  const uint64_t epoch = f.index->sync_epoch();
+  {
+    Result<Ingest::Receiving> resend = f.ingest->BeginReceive(f.uids[2]);
+    REQUIRE(resend.ok());
+    CHECK(f.index->sync_epoch() == epoch + 1);
+  }
+  {
+    Result<Ingest::Receiving> again = f.ingest->BeginReceive(f.uids[2]);
+    REQUIRE(again.ok());
+    CHECK(f.index->sync_epoch() == epoch + 1);
+  }
 }
