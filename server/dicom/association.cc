@@ -335,6 +335,7 @@ class Association {
         outcome = {IngestCode::kNoStorage, "cannot write to the storage root", false, 0};
       } else if (received.outcome == ReceivedDataSet::Outcome::kWriteFailed) {
         outcome = {IngestCode::kNoStorage, "writing the object failed: storage full", false, 0};
+        env_.ingest.KeepsSealedCopy(req.AffectedSOPInstanceUID);  // its trailer may be written
       } else {
         T_ASC_PresentationContext pc;
         ASC_findAcceptedPresentationContext(assoc_->params, pres_id, &pc);
@@ -350,8 +351,12 @@ class Association {
         request.segment_object = std::move(received.segment_object);
         request.segment_synced = received.segment_synced;
         outcome = env_.ingest.Store(request);
-        if (!request.segment_object.empty() && env_.ingest.SegmentCopyUnneeded(request, outcome)) {
-          VoidUnnamedCopy(request.segment_object);
+        // A copy no row names that stays sealed (a refusal that may pass later, a failed voiding):
+        // later copies of its UID commit their rows synced.
+        const bool named = outcome.code == IngestCode::kStored && outcome.stored_new;
+        if (!request.segment_object.empty() && !named &&
+            !(env_.ingest.SegmentCopyUnneeded(request, outcome) && VoidUnnamedCopy(request.segment_object))) {
+          env_.ingest.KeepsSealedCopy(req.AffectedSOPInstanceUID);
         }
       }
     }
@@ -374,13 +379,15 @@ class Association {
 
   // A segment copy no row will name (Ingest::SegmentCopyUnneeded): its trailer voided, so that
   // the start-up scan does not offer it to Ingest again.
-  void VoidUnnamedCopy(const std::string& segment_object) {
+  bool VoidUnnamedCopy(const std::string& segment_object) {
     std::string segment;
     uint64_t offset = 0, length = 0;
-    if (!ObjectStore::ParseInSegmentPath(segment_object, &segment, &offset, &length)) return;
+    if (!ObjectStore::ParseInSegmentPath(segment_object, &segment, &offset, &length)) return false;
     if (Status s = VoidSegmentTrailer(env_.store.Absolute(segment), offset, length, SegmentPool::kAlign); !s.ok()) {
       spdlog::warn("cannot void the trailer of the unneeded copy {}: {}", segment_object, s.ToString());
+      return false;
     }
+    return true;
   }
 
   void Account(const T_DIMSE_C_StoreRQ& req, const StoreOutcome& outcome) {

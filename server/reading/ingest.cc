@@ -229,10 +229,23 @@ Result<Ingest::Receiving> Ingest::BeginReceive(const std::string& sop_instance_u
   return receiving;
 }
 
+void Ingest::KeepsSealedCopy(const std::string& sop_instance_uid) {
+  std::lock_guard<std::mutex> lock(receiving_mu_);
+  if (sealed_copies_.size() < kMaxSealedCopies) {
+    sealed_copies_.insert(sop_instance_uid);
+  } else {
+    sealed_copies_full_ = true;
+  }
+}
+
 bool Ingest::ClaimUnsyncedRow(const std::string& sop_instance_uid) {
   std::lock_guard<std::mutex> lock(receiving_mu_);
   auto it = receiving_.find(sop_instance_uid);
   if (it != receiving_.end() && it->second > 1) return false;  // another copy is arriving
+  if (sealed_copies_full_ || sealed_copies_.count(sop_instance_uid) != 0) return false;
+  // A row of the UID not yet durable (recovery's, refused again as a conflict): left as it is.
+  auto row = unsynced_rows_.find(sop_instance_uid);
+  if (row != unsynced_rows_.end() && (row->second == kPending || index_.sync_epoch() <= row->second)) return false;
   unsynced_rows_[sop_instance_uid] = kPending;
   return true;
 }

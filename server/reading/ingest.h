@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -114,6 +115,10 @@ class Ingest {
   };
   // Fails (kIOError) when an unsynced row of the UID cannot be synced: answer 0xA700.
   Result<Receiving> BeginReceive(const std::string& sop_instance_uid);
+  // A copy of the UID lies sealed in a segment with no row naming it (refused for a reason that
+  // may pass, its voiding failed, its write failed after the trailer): every later row of the
+  // UID in this process commits synced, so that no replay can prefer that copy.
+  void KeepsSealedCopy(const std::string& sop_instance_uid);
 
   // Stores of UIDs on one stripe run one at a time (tests pick UIDs on two to overlap them).
   static size_t SopLockStripe(const std::string& sop_instance_uid) {
@@ -175,6 +180,10 @@ class Ingest {
   // (durable once the epoch moves past it); kPending while the commit runs.
   std::unordered_map<std::string, uint64_t> unsynced_rows_;
   int rows_since_prune_ = 0;  // guarded by receiving_mu_
+  // Guarded by receiving_mu_: KeepsSealedCopy's UIDs; past kMaxSealedCopies, every row syncs.
+  std::unordered_set<std::string> sealed_copies_;
+  bool sealed_copies_full_ = false;
+  static constexpr size_t kMaxSealedCopies = 100000;
   static constexpr uint64_t kPending = UINT64_MAX;
 };
 

@@ -119,11 +119,16 @@ Status RecoverSegmentObjects(ObjectStore& store, Index& index, Ingest& ingest, c
       if (member && ingest.SegmentCopyUnneeded(request, outcome)) {
         if (Status s = VoidSegmentTrailer(dir / name, t.offset, t.length, SegmentPool::kAlign); !s.ok()) {
           spdlog::warn("recovery: {}", s.ToString());
+          ingest.KeepsSealedCopy(summary->sop_instance_uid);
         }
+      } else if (summary.ok()) {
+        ingest.KeepsSealedCopy(summary->sop_instance_uid);
       }
     }
   }
-  return Status::Ok();
+  // The rows indexed here durable before the first association: its copies need no bookkeeping
+  // of them (Ingest::Receiving).
+  return report.segment_objects_indexed > 0 ? index.SyncNow() : Status::Ok();
 }
 
 }  // namespace

@@ -217,7 +217,7 @@ TEST_CASE("a segment object's row lost with its unsynced commit is indexed again
 
 TEST_CASE("two copies of one UID never lie sealed while either's row is unsynced", "[ingest][segment]") {
   test::ScratchDir scratch;
-  SegmentFixture f(scratch.path(), 3);
+  SegmentFixture f(scratch.path(), 4);
   REQUIRE(f.StoreAt(0, true) == IngestCode::kStored);  // the study's first row
 
   // Another association receives a copy of the UID meanwhile: this row is synced.
@@ -249,5 +249,15 @@ TEST_CASE("two copies of one UID never lie sealed while either's row is unsynced
     Result<Ingest::Receiving> again = f.ingest->BeginReceive(f.uids[2]);
     REQUIRE(again.ok());
     CHECK(f.index->sync_epoch() == epoch + 1);
+  }
+  // A copy of the UID left sealed with no row (refused for a reason that may pass): later rows of
+  // the UID are synced.
+  f.ingest->KeepsSealedCopy(f.uids[3]);
+  {
+    Result<Ingest::Receiving> mine = f.ingest->BeginReceive(f.uids[3]);
+    REQUIRE(mine.ok());
+    const uint64_t before = WalSyncs();
+    REQUIRE(f.StoreAt(3, true) == IngestCode::kStored);
+    CHECK(WalSyncs() == before + 1);
   }
 }
