@@ -240,7 +240,7 @@ trap - EXIT
 grep -a -E 'ZZ_PACS .*ended|delivered to|accepted from|storage commitment|critical result' "$work/server.log" |
   sed 's/^/  /'
 
-step "Restore (operator guide 8.3): a server on the restored copy finds the late objects in the segments by their sealed trailers"
+step "Restore (operator guide 8.3): a server on the restored copy finds the late objects in the segments by their sealed trailers (the start-up step that also re-indexes the segment rows a power cut takes: a trailer is its object's durable index record, so their commits skip the WAL sync)"
 mkdir -p "$work/restored"
 cp "$work/backup/index.sqlite" "$work/restored/"
 cp -a "$work/backup/segments" "$work/backup/objects" "$work/restored/"
