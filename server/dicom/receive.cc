@@ -150,8 +150,8 @@ class TieredConsumer : public DcmConsumer {
       segment_ = segment;
       start_ = segment->next;
       file_.emplace();
-      if (file_->Begin(segment->fd, start_, segment->capacity - start_ - kSegmentTrailerBytes, direct, cached_head) !=
-          0) {
+      if (file_->Begin(segment->fd, start_, segment->capacity - start_ - kSegmentTrailerBytes, direct, cached_head,
+                       segment->in_place) != 0) {
         failed_ = true;
         return false;
       }

@@ -1,6 +1,8 @@
 #include "server/store/direct_file.h"
 
 #include <fcntl.h>
+#include <linux/aio_abi.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,36 +26,62 @@ void FreeBuffer(void* buffer) {
   g_live_buffers.fetch_sub(1, std::memory_order_relaxed);
 }
 
-struct CachedBuffer {
-  char* buffer = nullptr;
-  ~CachedBuffer() { FreeBuffer(buffer); }
+struct CachedBuffers {
+  char* buffers[2] = {nullptr, nullptr};
+  ~CachedBuffers() {
+    for (char* b : buffers) FreeBuffer(b);
+  }
 };
-thread_local CachedBuffer t_cached;
+thread_local CachedBuffers t_cached;
+
+// The thread's Linux AIO context, made at its first asynchronous file and used by one file at a
+// time. io_destroy waits for what is still in flight; no file leaves anything in flight.
+struct AioContext {
+  aio_context_t ctx = 0;
+  bool tried = false;
+  const DirectFile* user = nullptr;
+  ~AioContext() {
+    if (ctx != 0) ::syscall(SYS_io_destroy, ctx);
+  }
+};
+thread_local AioContext t_aio;
 
 }  // namespace
 
 char* DirectFile::TakeBuffer() {
-  if (char* kept = std::exchange(t_cached.buffer, nullptr)) return kept;
+  for (char*& kept : t_cached.buffers) {
+    if (kept != nullptr) return std::exchange(kept, nullptr);
+  }
   char* fresh = static_cast<char*>(std::aligned_alloc(kAlign, kChunk));
   if (fresh != nullptr) g_live_buffers.fetch_add(1, std::memory_order_relaxed);
   return fresh;
 }
 
 void DirectFile::KeepBuffer(void* buffer) {
-  if (t_cached.buffer == nullptr) {
-    t_cached.buffer = static_cast<char*>(buffer);
-  } else {
-    FreeBuffer(buffer);
+  for (char*& kept : t_cached.buffers) {
+    if (kept == nullptr) {
+      kept = static_cast<char*>(buffer);
+      return;
+    }
   }
+  FreeBuffer(buffer);
 }
 
-void DirectFile::ReleaseCachedBuffer() { FreeBuffer(std::exchange(t_cached.buffer, nullptr)); }
+void DirectFile::ReleaseCachedBuffer() {
+  for (char*& kept : t_cached.buffers) FreeBuffer(std::exchange(kept, nullptr));
+}
 
 size_t DirectFile::LiveBuffers() { return g_live_buffers.load(std::memory_order_relaxed); }
 
-size_t DirectFile::CachedBytes() { return t_cached.buffer != nullptr ? kChunk : 0; }
+size_t DirectFile::CachedBytes() {
+  size_t n = 0;
+  for (const char* kept : t_cached.buffers) n += kept != nullptr ? kChunk : 0;
+  return n;
+}
 
 DirectFile::~DirectFile() {
+  WaitAll();  // the kernel must not write from buffers freed under it
+  if (t_aio.user == this) t_aio.user = nullptr;
   if (fd_ >= 0 && owned_) ::close(fd_);
 }
 
@@ -68,8 +96,17 @@ int DirectFile::Create(const std::filesystem::path& path, bool direct, size_t he
   return Open(direct, head);
 }
 
-int DirectFile::Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head) {
+int DirectFile::Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head, bool in_place) {
   owned_ = false;
+  if (in_place && direct && write_ == &::pwrite && t_aio.user == nullptr) {
+    if (!t_aio.tried) {
+      t_aio.tried = true;
+      if (::syscall(SYS_io_setup, 4, &t_aio.ctx) != 0) t_aio.ctx = 0;  // no AIO: synchronous writes
+    }
+    aio_ctx_ = t_aio.ctx;
+    async_ = aio_ctx_ != 0;
+    if (async_) t_aio.user = this;
+  }
   fd_ = fd;
   base_ = offset;
   room_ = room;
@@ -111,9 +148,9 @@ int DirectFile::DropDirect() {
 
 // Writes the buffer: its whole blocks with O_DIRECT, the rest (Finish's last partial block, or
 // what follows a direct write refused or cut short) the ordinary way, from where the file ends.
-int DirectFile::WriteBuffer() {
+int DirectFile::WriteBuffer(size_t from) {
   const size_t whole = used_ / kAlign * kAlign;
-  size_t done = 0;
+  size_t done = from;
   while (direct_ && done < whole) {
     const ssize_t n = write_(fd_, buffer_.get() + done, whole - done, static_cast<off_t>(base_ + written_ + done));
     if (n < 0 && errno == EINTR) continue;
@@ -141,14 +178,87 @@ int DirectFile::WriteBuffer() {
 
 // The last partial block inside a segment: zeros to the block's end (the segment's space is aligned), one
 // direct write, and the object's size unchanged.
-int DirectFile::WritePadded() {
+int DirectFile::WritePadded(size_t from) {
   const size_t real = used_;
   const size_t padded = (used_ + kAlign - 1) / kAlign * kAlign;
   std::memset(buffer_.get() + used_, 0, padded - used_);
   used_ = padded;
-  const int err = WriteBuffer();
+  const int err = WriteBuffer(from);
   if (err == 0) written_ -= padded - real;
   return err;
+}
+
+// The buffer's next piece, submitted; the caller fills on meanwhile, and once the buffer is full
+// the spare (when the disk is done with it). Where the kernel refuses a submission, the
+// synchronous path writes the rest of this file.
+int DirectFile::Submit() {
+  if (!spare_) spare_ = {TakeBuffer(), &KeepBuffer};
+  InFlight* slot = nullptr;
+  for (InFlight& f : in_flight_) {
+    if (f.buffer == nullptr) slot = &f;
+  }
+  iocb cb{};
+  cb.aio_data = static_cast<uint64_t>(slot - in_flight_);
+  cb.aio_lio_opcode = IOCB_CMD_PWRITE;
+  cb.aio_fildes = static_cast<uint32_t>(fd_);
+  cb.aio_buf = reinterpret_cast<uintptr_t>(buffer_.get() + submitted_);
+  cb.aio_nbytes = used_ - submitted_;
+  cb.aio_offset = static_cast<int64_t>(base_ + written_ + submitted_);
+  iocb* list[1] = {&cb};
+  if (!spare_ || slot == nullptr || ::syscall(SYS_io_submit, aio_ctx_, 1, list) != 1) {
+    async_ = false;
+    WaitAll();  // the buffer is written again from its start next
+    return error_ != 0 ? error_ : WriteBuffer(std::exchange(submitted_, 0));
+  }
+  *slot = {buffer_.get(), used_ - submitted_};
+  ++async_writes_;
+  submitted_ = used_;
+  if (used_ < kChunk) return 0;
+  written_ += used_;
+  used_ = submitted_ = 0;
+  std::swap(buffer_, spare_);
+  // The buffer to fill next may be the one still being written.
+  for (;;) {
+    bool busy = false;
+    for (const InFlight& f : in_flight_) busy |= f.buffer == buffer_.get();
+    if (!busy) return 0;
+    if (int err = Reap(); err != 0) return err;
+  }
+}
+
+int DirectFile::Reap() {
+  io_event events[kInFlight];
+  long n;
+  do {
+    n = ::syscall(SYS_io_getevents, aio_ctx_, 1, kInFlight, events, nullptr);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    // Cannot happen with writes in flight; they are given up on and the file fails.
+    for (InFlight& f : in_flight_) f = {};
+    return Fail(n < 0 ? errno : EIO);
+  }
+  for (long i = 0; i < n; ++i) {
+    InFlight& f = in_flight_[events[i].data % kInFlight];
+    int64_t res = events[i].res;
+    if (async_fail_for_test_ != 0) res = -std::exchange(async_fail_for_test_, 0);
+    if (res == static_cast<int64_t>(f.bytes)) {
+      direct_bytes_ += f.bytes;
+    } else if (error_ == 0) {
+      // A short write into allocated room has no cause but a failing device.
+      error_ = res < 0 ? static_cast<int>(-res) : EIO;
+    }
+    f = {};
+  }
+  return error_;
+}
+
+void DirectFile::WaitAll() {
+  for (;;) {
+    bool any = false;
+    for (const InFlight& f : in_flight_) any |= f.buffer != nullptr;
+    if (!any) return;
+    Reap();
+  }
 }
 
 int DirectFile::Append(const void* data, size_t n) {
@@ -156,14 +266,15 @@ int DirectFile::Append(const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
   size_ += n;
   while (n > 0 && buffer_) {
-    const size_t fill = in_head_ ? head_ : kChunk;
+    const bool piece = async_ && direct_ && !in_head_;
+    const size_t fill = in_head_ ? head_ : piece ? submitted_ + kAsyncPiece : kChunk;
     const size_t take = std::min(n, fill - used_);
     std::memcpy(buffer_.get() + used_, p, take);
     used_ += take;
     p += take;
     n -= take;
     if (used_ == fill) {
-      if (int err = in_head_ ? WriteHead() : WriteBuffer(); err != 0) return err;
+      if (int err = in_head_ ? WriteHead() : piece ? Submit() : WriteBuffer(); err != 0) return err;
     }
   }
   if (n == 0) return 0;
@@ -187,12 +298,16 @@ int DirectFile::Finish(std::string_view trailer) {
     if (in_head_) {
       err = PWriteAll(fd_, std::string_view(buffer_.get(), used_), base_ + written_);
     } else if (!owned_ && direct_) {
-      err = WritePadded();
+      err = WritePadded(std::exchange(submitted_, 0));
     } else {
       err = WriteBuffer();
     }
   }
-  buffer_.reset();  // the thread's next file may take it now
+  WaitAll();
+  if (err == 0) err = error_;
+  if (t_aio.user == this) t_aio.user = nullptr;
+  buffer_.reset();  // the thread's next file may take them now
+  spare_.reset();
   const int fd = std::exchange(fd_, -1);
   if (fd >= 0 && owned_ && ::close(fd) != 0 && err == 0) err = errno;
   return Fail(err);

@@ -78,7 +78,7 @@ SegmentPool::~SegmentPool() {
   }
   wanted_.notify_all();
   if (preparer_.joinable()) preparer_.join();
-  // Nothing is written any more: a pre-written tail past the last object holds nothing.
+  // Nothing is written any more: an allocated tail past the last object holds nothing.
   for (auto& s : partly_used_) Retire(std::move(s));
   bool removed = false;
   for (auto& s : ready_) removed |= ::unlink((dir_ / s->name).c_str()) == 0;
@@ -106,9 +106,10 @@ Status SegmentPool::Start() {
   struct stat segments {
   }, root{};
   struct statfs fs {};
-  sync_shared_ = ::stat(dir_.c_str(), &segments) == 0 && ::stat(dir_.parent_path().c_str(), &root) == 0 &&
-                 segments.st_dev == root.st_dev && ::statfs(dir_.c_str(), &fs) == 0 &&
-                 (fs.f_type == kExt4Magic || fs.f_type == kXfsMagic);
+  // Not elsewhere: tmpfs would hold a whole segment in memory, a copy-on-write one gains nothing.
+  allocate_ = ::statfs(dir_.c_str(), &fs) == 0 && (fs.f_type == kExt4Magic || fs.f_type == kXfsMagic);
+  sync_shared_ = allocate_ && ::stat(dir_.c_str(), &segments) == 0 && ::stat(dir_.parent_path().c_str(), &root) == 0 &&
+                 segments.st_dev == root.st_dev;
   preparer_ = std::thread([this] { Prepare(); });
   return Status::Ok();
 }
@@ -140,6 +141,14 @@ Result<std::unique_ptr<Segment>> SegmentPool::MakeSegment() {
     err = Prewrite(segment->fd, segment_bytes_);
     if (err == 0 && ::fdatasync(segment->fd) != 0) err = errno;
     segment->durable_with_index = sync_shared_;
+    segment->in_place = err == 0;
+  } else if (allocate_) {
+    // ENOSPC: not made (the file tier's answer takes over); another refusal: a growing segment.
+    if (::fallocate(segment->fd, 0, 0, static_cast<off_t>(segment_bytes_)) == 0) {
+      segment->in_place = true;
+    } else if (errno == ENOSPC) {
+      err = ENOSPC;
+    }
   }
   // Never over a segment of an earlier process (the same second and pid after a restart, a clock
   // set back): its rows name its bytes. Another name then.
@@ -222,13 +231,13 @@ void SegmentPool::Give(std::unique_ptr<Segment> segment) {
     partly_used_.push_back(std::move(segment));
     return;
   }
-  if (prewrite_) (void)::ftruncate(segment->fd, static_cast<off_t>(segment->next));
+  if (segment->in_place) (void)::ftruncate(segment->fd, static_cast<off_t>(segment->next));
 }
 
 void SegmentPool::Retire(std::unique_ptr<Segment> segment) {
-  // No one writes it any more: a pre-written tail past its last object holds nothing. (Lost in a
-  // crash, the cut only leaves that tail in place.)
-  if (segment && prewrite_) (void)::ftruncate(segment->fd, static_cast<off_t>(segment->next));
+  // No one writes it any more: an allocated tail past its last object holds nothing. (Lost in a
+  // crash, the cut only leaves that tail in place: the next start's scan cuts it.)
+  if (segment && segment->in_place) (void)::ftruncate(segment->fd, static_cast<off_t>(segment->next));
 }
 
 Segment* SegmentPool::Lease::Get() {

@@ -7,9 +7,10 @@
 //
 // A segment is written by one association at a time (a Lease), object after object from aligned
 // offsets, up to segment_bytes; a lease given back with room left is handed to the next taker.
-// New segments are made ready by a background thread: created as "<name>.prep", pre-written with
-// zeros and fdatasync'd when `prewrite` is on (an overwrite of written blocks then needs no
-// metadata in its fdatasync), renamed and the directory fsync'd. Each process writes only
+// New segments are made ready by a background thread: created as "<name>.prep", allocated whole
+// (fallocate, on ext4 and XFS) or pre-written with zeros and fdatasync'd when `prewrite` is on (an
+// overwrite of written blocks then needs no metadata in its fdatasync), renamed and the directory
+// fsync'd. Each process writes only
 // segments it made: one an earlier process left is never written again, so no row can point
 // into space that is being reused. Space an object took whose row was never written (a
 // refusal, a crash before the row) stays unused; nothing names it.
@@ -37,6 +38,10 @@ struct Segment {
   // once the index's next commit has synced (its fsync flushes the device's write cache, and
   // the object's blocks need no metadata), so it needs no fdatasync of its own.
   bool durable_with_index = false;
+  // Its whole capacity allocated (fallocate'd, or pre-written): writes into it extend nothing, so
+  // direct ones run asynchronously (DirectFile::Begin's in_place). Its size is its capacity until
+  // it is given back full or retired, when what no object used is cut off.
+  bool in_place = false;
   ~Segment();
 };
 
@@ -97,6 +102,7 @@ class SegmentPool {
   const uint64_t keep_free_bytes_;
   const std::string name_prefix_;
   bool sync_shared_ = false;  // pre-written segments' objects need no fdatasync (Start)
+  bool allocate_ = false;     // fallocate takes whole segments here: ext4 or XFS (Start)
   std::string trailer_key_;
 
   mutable std::mutex mu_;

@@ -7,9 +7,26 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <vector>
 
 namespace teleread::test {
+
+bool TakesDirect(const std::filesystem::path& dir) {
+  const std::filesystem::path probe = dir / "probe";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+  std::filesystem::remove(probe);
+  return fd >= 0;
+}
+
+std::string Pattern(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  if (n > 0) s[n - 1] = '\x7f';
+  return s;
+}
 
 bool DirectWritesSkipCache(const std::filesystem::path& dir) {
   constexpr size_t kBytes = 16 * 4096;

@@ -1,0 +1,123 @@
+// DirectFile's asynchronous writes into allocated room (a segment made whole by fallocate): the
+// bytes land where the synchronous path puts them, Finish returns only when the disk has them
+// all, and what cannot go asynchronously goes the old way.
+#include <fcntl.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <string>
+
+#include "server/store/direct_file.h"
+#include "tests/support/direct_probe.h"
+#include "tests/support/process.h"
+#include "tests/support/skip.h"
+
+using namespace teleread;
+using test::Pattern;
+using test::TakesDirect;
+
+namespace {
+
+constexpr uint64_t kRoom = 32 * DirectFile::kChunk;
+
+// A file allocated whole, as the segment pool makes them; -1 where fallocate or O_DIRECT is refused.
+int AllocatedFile(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd < 0) return -1;
+  if (!TakesDirect(path.parent_path()) || ::fallocate(fd, 0, 0, static_cast<off_t>(kRoom)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Writes `bytes` from `offset` in pieces as a receiver does; the file's result.
+int WriteObject(DirectFile& file, const std::string& bytes) {
+  for (size_t at = 0; at < bytes.size(); at += 70000) {
+    if (int err = file.Append(bytes.data() + at, std::min<size_t>(70000, bytes.size() - at)); err != 0) return err;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("in allocated room whole chunks are written asynchronously, and Finish returns with every byte in place",
+          "[store][direct][segment]") {
+  test::ScratchDir dir;
+  const std::filesystem::path path = dir.path() / "segment";
+  const int fd = AllocatedFile(path);
+  if (fd < 0) TELEREAD_SKIP("no O_DIRECT or no fallocate in the scratch directory's file system");
+  std::string expected;
+  uint64_t offset = 0;
+  for (size_t size : {3 * DirectFile::kChunk + 5000, size_t{4096}, DirectFile::kChunk, DirectFile::kAsyncPiece + 4096,
+                      7 * DirectFile::kChunk + 1}) {
+    INFO("object of " << size << " bytes at " << offset);
+    const std::string bytes = Pattern(size, static_cast<unsigned>(size));
+    DirectFile file;
+    REQUIRE(file.Begin(fd, offset, kRoom - offset, true, 0, true) == 0);
+    REQUIRE(WriteObject(file, bytes) == 0);
+    REQUIRE(file.Finish() == 0);
+    CHECK(file.async_writes() == size / DirectFile::kAsyncPiece);  // every whole piece; the rest synchronously
+    CHECK(file.direct_bytes() == (size + 4095) / 4096 * 4096);
+    expected.resize(offset, '\0');
+    expected += bytes;
+    offset = (offset + size + 4095) / 4096 * 4096;
+  }
+  expected.resize(offset, '\0');
+  ::close(fd);
+  const std::string got = test::ReadFile(path);
+  CHECK(got.size() == kRoom);  // allocated whole; the pool cuts what is unused
+  CHECK(got.substr(0, offset) == expected);
+  CHECK(got.find_first_not_of('\0', offset) == std::string::npos);
+}
+
+TEST_CASE(
+    "an asynchronous write's failure fails its file, and a second file on the thread or growing room writes "
+    "synchronously",
+    "[store][direct][segment]") {
+  test::ScratchDir dir;
+  const int fd = AllocatedFile(dir.path() / "segment");
+  if (fd < 0) TELEREAD_SKIP("no O_DIRECT or no fallocate in the scratch directory's file system");
+  const std::string bytes = Pattern(4 * DirectFile::kChunk + 100, 7);
+  {
+    DirectFile file;
+    REQUIRE(file.Begin(fd, 0, kRoom, true, 0, true) == 0);
+    file.fail_next_async_write_for_test(EIO);
+    const int appended = WriteObject(file, bytes);
+    CHECK((appended == 0 || appended == EIO));  // seen when its buffer is wanted again, or at Finish
+    CHECK(file.Finish() == EIO);
+    CHECK(file.Append("x", 1) == EIO);  // final
+    CHECK(file.direct_bytes() < bytes.size());
+  }
+  {
+    DirectFile first, second;
+    REQUIRE(first.Begin(fd, 0, 8 * DirectFile::kChunk, true, 0, true) == 0);
+    REQUIRE(second.Begin(fd, 8 * DirectFile::kChunk, 8 * DirectFile::kChunk, true, 0, true) == 0);
+    REQUIRE(WriteObject(first, bytes) == 0);
+    REQUIRE(WriteObject(second, bytes) == 0);
+    REQUIRE(first.Finish() == 0);
+    REQUIRE(second.Finish() == 0);
+    CHECK(first.async_writes() == bytes.size() / DirectFile::kAsyncPiece);
+    CHECK(second.async_writes() == 0);  // the thread's AIO context serves one file at a time
+    CHECK(second.direct_bytes() == first.direct_bytes());
+  }
+  {
+    DirectFile growing, after;
+    REQUIRE(growing.Begin(fd, 16 * DirectFile::kChunk, 8 * DirectFile::kChunk, true, 0, false) == 0);
+    REQUIRE(WriteObject(growing, bytes) == 0);
+    REQUIRE(growing.Finish() == 0);
+    CHECK(growing.async_writes() == 0);  // an extending write would block in io_submit anyway
+    REQUIRE(after.Begin(fd, 24 * DirectFile::kChunk, 8 * DirectFile::kChunk, true, 0, true) == 0);
+    REQUIRE(WriteObject(after, bytes) == 0);
+    REQUIRE(after.Finish() == 0);
+    CHECK(after.async_writes() ==
+          bytes.size() / DirectFile::kAsyncPiece);  // the context is free again once a file finishes
+  }
+  ::close(fd);
+  const std::string got = test::ReadFile(dir.path() / "segment");
+  CHECK(got.substr(0, bytes.size()) == bytes);
+  CHECK(got.substr(8 * DirectFile::kChunk, bytes.size()) == bytes);
+  CHECK(got.substr(16 * DirectFile::kChunk, bytes.size()) == bytes);
+  CHECK(got.substr(24 * DirectFile::kChunk, bytes.size()) == bytes);
+}
