@@ -93,8 +93,9 @@ class TieredConsumer : public DcmConsumer {
   bool in_memory() const { return !file_ && !failed_; }
   bool in_segment() const { return segment_ != nullptr; }
   // Writes the rest and its trailer and makes the object durable in its segment: its index path.
-  // `synced`: by its own fdatasync (else the index commit's sync makes it durable).
-  Result<std::string> TakeSegmentObject(bool* synced) {
+  // `synced`: by its own fdatasync (else the index commit's sync makes it durable), which `sync`
+  // is given running rather than waited for.
+  Result<std::string> TakeSegmentObject(bool* synced, std::unique_ptr<PendingSync>* sync) {
     Segment& segment = *std::exchange(segment_, nullptr);
     const uint64_t size = file_->size();
     const std::string trailer = EncodeSegmentTrailer({start_, size, hasher_->Digest()}, lease_->trailer_key());
@@ -105,7 +106,13 @@ class TieredConsumer : public DcmConsumer {
     // Every byte on the device already (O_DIRECT, padded): the index commit's sync covers them.
     const bool on_device = file_->direct_bytes() >= slot;
     *synced = !(segment.durable_with_index && on_device);
-    if (*synced && ::fdatasync(segment.fd) != 0) return Status::FromErrno(errno, "fdatasync segment " + segment.name);
+    if (*synced) {
+      *sync = std::make_unique<PendingSync>(segment.fd);
+      // One that ran at once failed here; a running one is waited for before the row (Ingest).
+      if (int err = (*sync)->started_async() ? 0 : (*sync)->Wait(); err != 0) {
+        return Status::FromErrno(err, "fdatasync segment " + segment.name);
+      }
+    }
     return ObjectStore::InSegmentPathFor(segment.name, start_, size);
   }
   bool failed() const { return failed_; }
@@ -311,7 +318,7 @@ OFCondition ReceiveDataSet(T_ASC_Association* assoc, unsigned char pres_id, cons
     return EC_Normal;
   }
   if (tier.in_segment()) {
-    Result<std::string> object = tier.TakeSegmentObject(&out->segment_synced);
+    Result<std::string> object = tier.TakeSegmentObject(&out->segment_synced, &out->segment_sync);
     if (!object.ok()) {
       spdlog::error("C-STORE: {}", object.status().ToString());
       out->outcome = ReceivedDataSet::Outcome::kWriteFailed;

@@ -7,8 +7,10 @@
 // same limits and never parsed in memory by DCMTK.
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 
+#include "server/store/direct_file.h"
 #include "server/store/object_store.h"
 
 struct T_ASC_Association;
@@ -26,9 +28,12 @@ struct ReceivedDataSet {
                                 // its bytes durable; space a refusal leaves there stays unused
   bool segment_synced = false;  // by its segment's fdatasync, trailer included (else only once the
                                 // index commits: a pre-written segment, store/segments.h)
-  std::string head;             // with a path or segment_object: the first bytes (up to memory_limit), which
-                                // its parse reads from here (a file written with O_DIRECT from
-                                // its first byte has none of them in the page cache)
+  // That fdatasync, possibly still running (the parse goes on meanwhile): its result must be
+  // 0 before a row names segment_object. Destroying it waits for it.
+  std::unique_ptr<PendingSync> segment_sync;
+  std::string head;  // with a path or segment_object: the first bytes (up to memory_limit), which
+                     // its parse reads from here (a file written with O_DIRECT from
+                     // its first byte has none of them in the page cache)
 };
 
 // `durable`: an object whose fsync comes next, written to disk while the rest is arriving: with

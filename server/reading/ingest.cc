@@ -4,6 +4,7 @@
 #include <iterator>
 
 #include "common/log.h"
+#include "server/store/direct_file.h"
 
 namespace teleread {
 namespace {
@@ -142,6 +143,12 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
   }
 
+  // The receiver's sync of a segment object ran while it was parsed and checked: its row comes after.
+  if (req.segment_sync != nullptr) {
+    if (int err = req.segment_sync->Wait(); err != 0) {
+      return Refuse(IngestCode::kNoStorage, Status::FromErrno(err, "fdatasync " + req.segment_object).message());
+    }
+  }
   Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) {
     if (placed_file) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);

@@ -24,6 +24,8 @@
 
 namespace teleread {
 
+class PendingSync;  // server/store/direct_file.h
+
 // What became of a received object, in the workflow's terms; the DICOM side maps it to a
 // C-STORE status (dicom/dimse_status.h), the HTTP side to an HTTP status.
 enum class IngestCode {
@@ -67,6 +69,9 @@ struct StoreRequest {
   // segment_object and its sealed trailer are on the disk already (fdatasync'd): a lost index
   // commit is redone by start-up recovery, so its row commits without the WAL's sync (index.h).
   bool segment_synced = false;
+  // That sync when it may still be running (the receiver's): Store waits for it before the row
+  // and refuses the object (0xA700) when it failed.
+  PendingSync* segment_sync = nullptr;
   // temp_file's (or segment_object's) first bytes, when the receiver kept them: its parse reads
   // them from here.
   std::string head = {};

@@ -39,14 +39,54 @@ thread_local CachedBuffers t_cached;
 struct AioContext {
   aio_context_t ctx = 0;
   bool tried = false;
-  const DirectFile* user = nullptr;
+  const void* user = nullptr;  // a DirectFile or a PendingSync
   ~AioContext() {
     if (ctx != 0) ::syscall(SYS_io_destroy, ctx);
   }
 };
 thread_local AioContext t_aio;
 
+// The thread's context, made at the first use; 0 where the kernel has none for us.
+unsigned long ThreadAio() {
+  if (!t_aio.tried) {
+    t_aio.tried = true;
+    if (::syscall(SYS_io_setup, 4, &t_aio.ctx) != 0) t_aio.ctx = 0;  // synchronous writes then
+  }
+  return t_aio.ctx;
+}
+
 }  // namespace
+
+PendingSync::PendingSync(int fd) {
+  if (t_aio.user == nullptr && ThreadAio() != 0) {
+    iocb cb{};
+    cb.aio_lio_opcode = IOCB_CMD_FDSYNC;
+    cb.aio_fildes = static_cast<uint32_t>(fd);
+    iocb* list[1] = {&cb};
+    if (::syscall(SYS_io_submit, t_aio.ctx, 1, list) == 1) {
+      ctx_ = t_aio.ctx;
+      async_ = pending_ = true;
+      t_aio.user = this;
+      return;
+    }
+  }
+  if (::fdatasync(fd) != 0) result_ = errno;
+}
+
+int PendingSync::Wait() {
+  if (fail_for_test_ != 0 && !pending_) result_ = std::exchange(fail_for_test_, 0);
+  if (!pending_) return result_;
+  io_event event{};
+  long n;
+  do {
+    n = ::syscall(SYS_io_getevents, ctx_, 1, 1, &event, nullptr);
+  } while (n < 0 && errno == EINTR);
+  pending_ = false;
+  if (t_aio.user == this) t_aio.user = nullptr;
+  result_ = n != 1 ? EIO : event.res < 0 ? static_cast<int>(-event.res) : 0;
+  if (fail_for_test_ != 0) result_ = std::exchange(fail_for_test_, 0);
+  return result_;
+}
 
 char* DirectFile::TakeBuffer() {
   for (char*& kept : t_cached.buffers) {
@@ -99,11 +139,7 @@ int DirectFile::Create(const std::filesystem::path& path, bool direct, size_t he
 int DirectFile::Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head, bool in_place) {
   owned_ = false;
   if (in_place && direct && write_ == &::pwrite && t_aio.user == nullptr) {
-    if (!t_aio.tried) {
-      t_aio.tried = true;
-      if (::syscall(SYS_io_setup, 4, &t_aio.ctx) != 0) t_aio.ctx = 0;  // no AIO: synchronous writes
-    }
-    aio_ctx_ = t_aio.ctx;
+    aio_ctx_ = ThreadAio();
     async_ = aio_ctx_ != 0;
     if (async_) t_aio.user = this;
   }

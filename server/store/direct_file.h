@@ -131,4 +131,28 @@ class DirectFile {
   int async_fail_for_test_ = 0;
 };
 
+// fdatasync(fd) run by the kernel while the caller goes on (Linux AIO's IOCB_CMD_FDSYNC, on the
+// thread's AIO context once DirectFile's writes there are done): a segment object's sync runs
+// while its data set is parsed. Wait gives the result; the destructor waits as well. Where the
+// context is missing or in use, or the kernel refuses the command, the sync runs at once.
+class PendingSync {
+ public:
+  explicit PendingSync(int fd);
+  ~PendingSync() { Wait(); }
+  PendingSync(const PendingSync&) = delete;
+  PendingSync& operator=(const PendingSync&) = delete;
+  int Wait();  // 0 or the errno; the same on every call
+  bool started_async() const { return async_; }
+  bool pending() const { return pending_; }  // started asynchronously and not waited for yet
+  // Wait then gives `err` (once the sync itself is done).
+  void fail_for_test(int err) { fail_for_test_ = err; }
+
+ private:
+  unsigned long ctx_ = 0;
+  bool async_ = false;
+  bool pending_ = false;
+  int result_ = 0;
+  int fail_for_test_ = 0;
+};
+
 }  // namespace teleread

@@ -127,3 +127,45 @@ TEST_CASE(
   CHECK(got.substr(16 * DirectFile::kChunk, bytes.size()) == bytes);
   CHECK(got.substr(24 * DirectFile::kChunk, bytes.size()) == bytes);
 }
+
+TEST_CASE("a pending sync runs beside its caller and holds the thread's AIO context until waited for",
+          "[store][direct][segment]") {
+  test::ScratchDir dir;
+  const int fd = AllocatedFile(dir.path() / "segment");
+  if (fd < 0) TELEREAD_SKIP("no O_DIRECT or fallocate in the scratch directory's file system, or no Linux AIO");
+  const std::string bytes = Pattern(2 * DirectFile::kChunk, 9);
+  {
+    PendingSync sync(fd);
+    CHECK(sync.started_async());
+    CHECK(sync.pending());
+    PendingSync second(fd);  // the context is taken: this one ran at once
+    CHECK_FALSE(second.started_async());
+    CHECK(second.Wait() == 0);
+    DirectFile meanwhile;  // nor may a file's writes share the context with the sync
+    REQUIRE(meanwhile.Begin(fd, 0, 8 * DirectFile::kChunk, true, 0, true) == 0);
+    REQUIRE(WriteObject(meanwhile, bytes) == 0);
+    REQUIRE(meanwhile.Finish() == 0);
+    CHECK(meanwhile.async_writes() == 0);
+    CHECK(sync.Wait() == 0);
+    CHECK_FALSE(sync.pending());
+    CHECK(sync.Wait() == 0);  // the same result again
+  }
+  DirectFile after;
+  REQUIRE(after.Begin(fd, 8 * DirectFile::kChunk, 8 * DirectFile::kChunk, true, 0, true) == 0);
+  REQUIRE(WriteObject(after, bytes) == 0);
+  REQUIRE(after.Finish() == 0);
+  CHECK(after.async_writes() == bytes.size() / DirectFile::kAsyncPiece);
+  {
+    PendingSync dropped(fd);  // destroyed unwaited: it waits itself, and frees the context
+    CHECK(dropped.pending());
+  }
+  PendingSync again(fd);
+  CHECK(again.started_async());
+  ::close(fd);
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  PendingSync on_pipe(pipe_fds[0]);  // nothing to sync there: refused, as fdatasync refuses it
+  CHECK(on_pipe.Wait() == EINVAL);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+}

@@ -1,3 +1,5 @@
+#include <fcntl.h>
+#include <unistd.h>
 // A synced segment object's index row commits without the WAL's sync (Index::Durability::
 // kRebuildable): a power cut can take the row, never the object, and start-up recovery indexes
 // it again from its sealed trailer. Everything else still commits synced.
@@ -14,6 +16,7 @@
 #include "samples/synthetic.h"
 #include "server/reading/ingest.h"
 #include "server/reading/recovery.h"
+#include "server/store/direct_file.h"
 #include "server/store/segment_trailer.h"
 #include "server/store/sqlite.h"
 #include "server/store/stores.h"
@@ -149,8 +152,9 @@ struct SegmentFixture {
     index.reset();
     store.reset();
   }
-  IngestCode StoreAt(size_t i, bool synced) {
+  IngestCode StoreAt(size_t i, bool synced, PendingSync* sync = nullptr) {
     StoreRequest request;
+    request.segment_sync = sync;
     request.calling_ae_title = "ZZ_PACS";
     request.member_id = "zhuozhou";
     request.negotiated_sop_class_uid = UID_CTImageStorage;
@@ -260,4 +264,27 @@ TEST_CASE("two copies of one UID never lie sealed while either's row is unsynced
     REQUIRE(f.StoreAt(3, true) == IngestCode::kStored);
     CHECK(WalSyncs() == before + 1);
   }
+}
+
+TEST_CASE("a segment object's row waits for the receiver's running sync, and a failed sync refuses it unindexed",
+          "[ingest][segment]") {
+  test::ScratchDir scratch;
+  SegmentFixture f(scratch.path(), 2);
+  const std::filesystem::path segment = f.root / "segments" / "20260101T000000-1-1.seg";
+  const int fd = ::open(segment.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  {
+    PendingSync failing(fd);
+    failing.fail_for_test(EIO);
+    CHECK(f.StoreAt(0, true, &failing) == IngestCode::kNoStorage);
+    CHECK_FALSE(f.index->FindInstance(f.uids[0]));
+  }
+  PendingSync sync(fd);
+  const bool async = sync.started_async();
+  CHECK(f.StoreAt(0, true, &sync) == IngestCode::kStored);
+  CHECK_FALSE(sync.pending());  // waited for before the row
+  CHECK(sync.Wait() == 0);
+  REQUIRE(f.index->FindInstance(f.uids[0]));
+  INFO("the sync ran asynchronously: " << async);
+  ::close(fd);
 }
