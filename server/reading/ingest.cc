@@ -122,6 +122,14 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     if (owner && *owner != req.member_id) return ForeignStudyRefusal(s);
   }
 
+  // The receiver's sync of a segment object ran while it was parsed and checked: its row comes after
+  // (waited for outside the UID's lock, which other copies of the UID wait for).
+  if (req.segment_sync != nullptr) {
+    if (int err = req.segment_sync->Wait(); err != 0) {
+      return Refuse(IngestCode::kNoStorage, Status::FromErrno(err, "fdatasync " + req.segment_object).message());
+    }
+  }
+
   // One SOP Instance UID is placed and indexed by one association at a time, so a failed index
   // write can remove the file it just placed without racing a concurrent identical re-send.
   std::lock_guard<std::mutex> sop_lock(sop_locks_[SopLockStripe(s.sop_instance_uid)]);
@@ -143,12 +151,6 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
     if (placed.value() == ObjectStore::Placed::kExisting) return StoreExisting(req, instance);
   }
 
-  // The receiver's sync of a segment object ran while it was parsed and checked: its row comes after.
-  if (req.segment_sync != nullptr) {
-    if (int err = req.segment_sync->Wait(); err != 0) {
-      return Refuse(IngestCode::kNoStorage, Status::FromErrno(err, "fdatasync " + req.segment_object).message());
-    }
-  }
   Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) {
     if (placed_file) std::filesystem::remove(store_.Absolute(instance.relative_path), ec);

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <utility>
 
+#include "common/log.h"
 #include "common/write_all.h"
 
 namespace teleread {
@@ -34,8 +35,10 @@ struct CachedBuffers {
 };
 thread_local CachedBuffers t_cached;
 
-// The thread's Linux AIO context, made at its first asynchronous file and used by one file at a
-// time. io_destroy waits for what is still in flight; no file leaves anything in flight.
+}  // namespace
+
+// The thread's Linux AIO context, made at its first asynchronous file and used by one user at a
+// time. io_destroy waits for what is still in flight; no user leaves anything in flight.
 struct AioContext {
   aio_context_t ctx = 0;
   bool tried = false;
@@ -44,47 +47,74 @@ struct AioContext {
     if (ctx != 0) ::syscall(SYS_io_destroy, ctx);
   }
 };
+
+namespace {
+
 thread_local AioContext t_aio;
 
-// The thread's context, made at the first use; 0 where the kernel has none for us.
-unsigned long ThreadAio() {
+// The thread's context, free for a new user; null where the kernel has none for us (or it is
+// in use). Released through the pointer: a user may end on another thread.
+AioContext* TakeThreadAio(const void* user) {
   if (!t_aio.tried) {
     t_aio.tried = true;
-    if (::syscall(SYS_io_setup, 4, &t_aio.ctx) != 0) t_aio.ctx = 0;  // synchronous writes then
+    if (::syscall(SYS_io_setup, 4, &t_aio.ctx) != 0) {
+      t_aio.ctx = 0;
+      static std::atomic<bool> logged{false};
+      if (!logged.exchange(true)) spdlog::warn("no Linux AIO (io_setup: {}): segment writes wait for the disk", errno);
+    }
   }
-  return t_aio.ctx;
+  if (t_aio.ctx == 0 || t_aio.user != nullptr) return nullptr;
+  t_aio.user = user;
+  return &t_aio;
+}
+
+void ReleaseAio(AioContext*& aio, const void* user) {
+  if (aio != nullptr && aio->user == user) aio->user = nullptr;
+  aio = nullptr;
+}
+
+// io_getevents failed with operations in flight (it cannot, short of a kernel fault): the context
+// is given up for good, not destroyed, so that nothing it still runs is reaped as another's.
+void Poison(AioContext*& aio) {
+  aio->ctx = 0;
+  aio->user = nullptr;
+  aio = nullptr;
 }
 
 }  // namespace
 
 PendingSync::PendingSync(int fd) {
-  if (t_aio.user == nullptr && ThreadAio() != 0) {
+  if ((aio_ = TakeThreadAio(this)) != nullptr) {
     iocb cb{};
     cb.aio_lio_opcode = IOCB_CMD_FDSYNC;
     cb.aio_fildes = static_cast<uint32_t>(fd);
     iocb* list[1] = {&cb};
-    if (::syscall(SYS_io_submit, t_aio.ctx, 1, list) == 1) {
-      ctx_ = t_aio.ctx;
+    if (::syscall(SYS_io_submit, aio_->ctx, 1, list) == 1) {
       async_ = pending_ = true;
-      t_aio.user = this;
       return;
     }
+    ReleaseAio(aio_, this);
   }
   if (::fdatasync(fd) != 0) result_ = errno;
 }
 
 int PendingSync::Wait() {
-  if (fail_for_test_ != 0 && !pending_) result_ = std::exchange(fail_for_test_, 0);
-  if (!pending_) return result_;
-  io_event event{};
-  long n;
-  do {
-    n = ::syscall(SYS_io_getevents, ctx_, 1, 1, &event, nullptr);
-  } while (n < 0 && errno == EINTR);
-  pending_ = false;
-  if (t_aio.user == this) t_aio.user = nullptr;
-  result_ = n != 1 ? EIO : event.res < 0 ? static_cast<int>(-event.res) : 0;
+  if (pending_) {
+    io_event event{};
+    long n;
+    do {
+      n = ::syscall(SYS_io_getevents, aio_->ctx, 1, 1, &event, nullptr);
+    } while (n < 0 && errno == EINTR);
+    pending_ = false;
+    result_ = n != 1 ? EIO : event.res < 0 ? static_cast<int>(-event.res) : 0;
+    if (n != 1) {
+      Poison(aio_);
+    } else {
+      ReleaseAio(aio_, this);
+    }
+  }
   if (fail_for_test_ != 0) result_ = std::exchange(fail_for_test_, 0);
+  if (on_wait_for_test_) on_wait_for_test_();
   return result_;
 }
 
@@ -121,7 +151,7 @@ size_t DirectFile::CachedBytes() {
 
 DirectFile::~DirectFile() {
   WaitAll();  // the kernel must not write from buffers freed under it
-  if (t_aio.user == this) t_aio.user = nullptr;
+  ReleaseAio(aio_, this);
   if (fd_ >= 0 && owned_) ::close(fd_);
 }
 
@@ -138,10 +168,9 @@ int DirectFile::Create(const std::filesystem::path& path, bool direct, size_t he
 
 int DirectFile::Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head, bool in_place) {
   owned_ = false;
-  if (in_place && direct && write_ == &::pwrite && t_aio.user == nullptr) {
-    aio_ctx_ = ThreadAio();
-    async_ = aio_ctx_ != 0;
-    if (async_) t_aio.user = this;
+  if (in_place && direct && write_ == &::pwrite) {
+    aio_ = TakeThreadAio(this);
+    async_ = aio_ != nullptr;
   }
   fd_ = fd;
   base_ = offset;
@@ -234,14 +263,14 @@ int DirectFile::Submit() {
     if (f.buffer == nullptr) slot = &f;
   }
   iocb cb{};
-  cb.aio_data = static_cast<uint64_t>(slot - in_flight_);
+  cb.aio_data = slot != nullptr ? static_cast<uint64_t>(slot - in_flight_) : 0;
   cb.aio_lio_opcode = IOCB_CMD_PWRITE;
   cb.aio_fildes = static_cast<uint32_t>(fd_);
   cb.aio_buf = reinterpret_cast<uintptr_t>(buffer_.get() + submitted_);
   cb.aio_nbytes = used_ - submitted_;
   cb.aio_offset = static_cast<int64_t>(base_ + written_ + submitted_);
   iocb* list[1] = {&cb};
-  if (!spare_ || slot == nullptr || ::syscall(SYS_io_submit, aio_ctx_, 1, list) != 1) {
+  if (!spare_ || slot == nullptr || ::syscall(SYS_io_submit, aio_->ctx, 1, list) != 1) {
     async_ = false;
     WaitAll();  // the buffer is written again from its start next
     return error_ != 0 ? error_ : WriteBuffer(std::exchange(submitted_, 0));
@@ -266,12 +295,18 @@ int DirectFile::Reap() {
   io_event events[kInFlight];
   long n;
   do {
-    n = ::syscall(SYS_io_getevents, aio_ctx_, 1, kInFlight, events, nullptr);
+    n = ::syscall(SYS_io_getevents, aio_->ctx, 1, kInFlight, events, nullptr);
   } while (n < 0 && errno == EINTR);
   if (n <= 0) {
-    // Cannot happen with writes in flight; they are given up on and the file fails.
+    // Cannot happen with writes in flight. The file fails; its buffers are never used again
+    // (the kernel may still read them), nor is the context.
+    const int err = n < 0 ? errno : EIO;
+    Poison(aio_);
+    async_ = false;
+    (void)buffer_.release();
+    (void)spare_.release();
     for (InFlight& f : in_flight_) f = {};
-    return Fail(n < 0 ? errno : EIO);
+    return Fail(err);
   }
   for (long i = 0; i < n; ++i) {
     InFlight& f = in_flight_[events[i].data % kInFlight];
@@ -330,6 +365,11 @@ int DirectFile::Finish(std::string_view trailer) {
     size_ = object;
   }
   int err = error_;
+  // The last part goes synchronously; a part of the same buffer still in flight finishes first
+  // (the synchronous path may give the buffer up).
+  for (const InFlight& f : in_flight_) {
+    if (f.buffer != nullptr && f.buffer == buffer_.get()) WaitAll();
+  }
   if (err == 0 && buffer_ && used_ > 0) {
     if (in_head_) {
       err = PWriteAll(fd_, std::string_view(buffer_.get(), used_), base_ + written_);
@@ -341,7 +381,7 @@ int DirectFile::Finish(std::string_view trailer) {
   }
   WaitAll();
   if (err == 0) err = error_;
-  if (t_aio.user == this) t_aio.user = nullptr;
+  ReleaseAio(aio_, this);
   buffer_.reset();  // the thread's next file may take them now
   spare_.reset();
   const int fd = std::exchange(fd_, -1);

@@ -33,10 +33,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string_view>
 
 namespace teleread {
+
+struct AioContext;  // a thread's Linux AIO context (direct_file.cc)
 
 class DirectFile {
  public:
@@ -118,12 +121,13 @@ class DirectFile {
   uint64_t direct_bytes_ = 0;
   // Asynchronous writes (Begin's in_place): the spare buffer, and the writes in flight.
   bool async_ = false;
-  unsigned long aio_ctx_ = 0;  // the thread's, from Begin
+  AioContext* aio_ = nullptr;  // the thread's, from Begin to Finish
   std::unique_ptr<char, void (*)(void*)> spare_{nullptr, nullptr};
   struct InFlight {
     const char* buffer = nullptr;  // null: the slot is free
     size_t bytes = 0;
   };
+  static_assert(kChunk % kAsyncPiece == 0 && kAsyncPiece % kAlign == 0);
   static constexpr int kInFlight = 2 * kChunk / kAsyncPiece;  // both buffers' pieces
   InFlight in_flight_[kInFlight];
   size_t submitted_ = 0;  // of buffer_'s bytes, submitted
@@ -146,13 +150,16 @@ class PendingSync {
   bool pending() const { return pending_; }  // started asynchronously and not waited for yet
   // Wait then gives `err` (once the sync itself is done).
   void fail_for_test(int err) { fail_for_test_ = err; }
+  // Called by Wait as it returns.
+  void on_wait_for_test(std::function<void()> fn) { on_wait_for_test_ = std::move(fn); }
 
  private:
-  unsigned long ctx_ = 0;
+  AioContext* aio_ = nullptr;  // while pending
   bool async_ = false;
   bool pending_ = false;
   int result_ = 0;
   int fail_for_test_ = 0;
+  std::function<void()> on_wait_for_test_;
 };
 
 }  // namespace teleread

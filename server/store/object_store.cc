@@ -260,7 +260,7 @@ Status ObjectStore::ForEachObject(const std::function<void(const std::string&)>&
 Result<uint64_t> ObjectStore::FreeBytes() const {
   struct statvfs st {};
   if (::statvfs(root_.c_str(), &st) != 0) return Status::FromErrno(errno, "statvfs " + root_.string());
-  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize + (segments_ ? segments_->UnusedAllocatedBytes() : 0);
 }
 
 }  // namespace teleread

@@ -110,7 +110,8 @@ class ObjectStore {
   // Calls fn(relative_path) for every stored object file.
   Status ForEachObject(const std::function<void(const std::string&)>& fn) const;
 
-  // Free bytes for unprivileged writers on the storage file system.
+  // Free bytes for unprivileged writers on the storage file system, counting the room segments
+  // hold allocated (SegmentPool::UnusedAllocatedBytes) as free.
   Result<uint64_t> FreeBytes() const;
 
  private:

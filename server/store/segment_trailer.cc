@@ -198,7 +198,7 @@ Result<SegmentScan> FindSegmentObjects(const std::filesystem::path& segment, uin
   std::string chunk(std::max<size_t>(kReadChunk / align * align, align), '\0');
   std::string scratch(kReadChunk, '\0');
   uint64_t next_object = from;  // where the next object may begin
-  bool zeros_since = true;      // nothing but zeros from next_object on
+  uint64_t data_end = from;     // the end of the last block that is not all zeros
   for (uint64_t at = from; at < end;) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), end - at));
     if (int err = PReadAll(fd, chunk.data(), n, at); err != 0) {
@@ -207,7 +207,7 @@ Result<SegmentScan> FindSegmentObjects(const std::filesystem::path& segment, uin
     for (size_t block_end = align; block_end <= n; block_end += align) {
       const uint64_t slot_end = at + block_end;
       const char* block = chunk.data() + block_end - align;
-      if (zeros_since) zeros_since = block[0] == 0 && std::memcmp(block, block + 1, align - 1) == 0;
+      if (block[0] != 0 || std::memcmp(block, block + 1, align - 1) != 0) data_end = slot_end;
       std::optional<SegmentTrailer> t = DecodeSegmentTrailer(
           std::string_view(chunk.data() + block_end - kSegmentTrailerBytes, kSegmentTrailerBytes), key);
       if (!t || t->offset >= slot_end || t->offset % align != 0 || t->length > slot_end - t->offset ||
@@ -216,10 +216,7 @@ Result<SegmentScan> FindSegmentObjects(const std::filesystem::path& segment, uin
       }
       if (t->offset < next_object) {
         // The last named object's trailer, past the block its bytes end in: its slot ends here.
-        if (slot_end > next_object && t->offset < from) {
-          next_object = slot_end;
-          zeros_since = true;
-        }
+        if (slot_end > next_object && t->offset < from) next_object = slot_end;
         continue;
       }
       uint64_t hash = 0;
@@ -230,13 +227,15 @@ Result<SegmentScan> FindSegmentObjects(const std::filesystem::path& segment, uin
       }
       found.objects.push_back(*t);
       next_object = slot_end;
-      zeros_since = true;
     }
     at += n;
   }
-  // Best effort: a tail left in place is only read again at the next start.
-  if (zeros_since && end == static_cast<uint64_t>(st.st_size) && next_object < end) {
-    (void)::truncate(segment.c_str(), static_cast<off_t>(next_object));
+  // Best effort: a tail left in place is only read again at the next start. Bytes past the last
+  // object that are not zeros (one cut short by the crash, a refused one) stay: nothing names
+  // them, but cutting at a block boundary keeps every scan's alignment.
+  const uint64_t keep = std::max(next_object, data_end);
+  if (end == static_cast<uint64_t>(st.st_size) && keep < end) {
+    (void)::truncate(segment.c_str(), static_cast<off_t>(keep));
   }
   return found;
 }

@@ -73,9 +73,10 @@ struct SegmentScan {
 };
 // The objects of `segment` whose slots lie wholly at or after `from` (a multiple of `align`).
 // Space without a trailer (an object cut short, never acknowledged) is stepped over.
-// An object whose bytes cannot be read counts as damaged. When everything from the last object
-// found (or `from`) to the end is zeros (a pre-written tail no one wrote), the file is cut there:
-// a segment is never written again by a later process, so the next start reads no more of it.
+// An object whose bytes cannot be read counts as damaged. Zeros at the end of the file, past
+// the last object found (or `from`) and the last block that holds anything (an allocated or
+// pre-written tail no one wrote), are cut off: a segment is never written again by a later
+// process, so the next start reads no more of it and the space is free again.
 Result<SegmentScan> FindSegmentObjects(const std::filesystem::path& segment, uint64_t from, uint64_t align,
                                        std::string_view key);
 

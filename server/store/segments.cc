@@ -8,6 +8,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -80,6 +81,10 @@ SegmentPool::~SegmentPool() {
   if (preparer_.joinable()) preparer_.join();
   // Nothing is written any more: an allocated tail past the last object holds nothing.
   for (auto& s : partly_used_) Retire(std::move(s));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    allocated_.clear();  // the ready ones go next, and no lease is left
+  }
   bool removed = false;
   for (auto& s : ready_) removed |= ::unlink((dir_ / s->name).c_str()) == 0;
   if (removed) (void)SyncPath(dir_);
@@ -141,10 +146,14 @@ Result<std::unique_ptr<Segment>> SegmentPool::MakeSegment() {
     err = Prewrite(segment->fd, segment_bytes_);
     if (err == 0 && ::fdatasync(segment->fd) != 0) err = errno;
     segment->durable_with_index = sync_shared_;
-    segment->in_place = err == 0;
+    // Asynchronous direct writes only where a refusal at completion cannot happen (ext4, XFS).
+    segment->in_place = err == 0 && allocate_;
   } else if (allocate_) {
     // ENOSPC: not made (the file tier's answer takes over); another refusal: a growing segment.
-    if (::fallocate(segment->fd, 0, 0, static_cast<off_t>(segment_bytes_)) == 0) {
+    int r;
+    while ((r = ::fallocate(segment->fd, 0, 0, static_cast<off_t>(segment_bytes_))) != 0 && errno == EINTR) {
+    }
+    if (r == 0) {
       segment->in_place = true;
     } else if (errno == ENOSPC) {
       err = ENOSPC;
@@ -187,6 +196,7 @@ void SegmentPool::Prepare() {
     if (made.ok()) {
       ++made_;
       failed_ = false;
+      if (made.value()->in_place) allocated_.push_back(made.value().get());
       ready_.push_back(std::move(made.value()));
     } else {
       failed_ = true;
@@ -231,13 +241,28 @@ void SegmentPool::Give(std::unique_ptr<Segment> segment) {
     partly_used_.push_back(std::move(segment));
     return;
   }
-  if (segment->in_place) (void)::ftruncate(segment->fd, static_cast<off_t>(segment->next));
+  Cut(std::move(segment));
 }
 
 void SegmentPool::Retire(std::unique_ptr<Segment> segment) {
+  if (!segment) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  Cut(std::move(segment));
+}
+
+void SegmentPool::Cut(std::unique_ptr<Segment> segment) {
   // No one writes it any more: an allocated tail past its last object holds nothing. (Lost in a
   // crash, the cut only leaves that tail in place: the next start's scan cuts it.)
-  if (segment && segment->in_place) (void)::ftruncate(segment->fd, static_cast<off_t>(segment->next));
+  if (!segment->in_place) return;
+  (void)::ftruncate(segment->fd, static_cast<off_t>(segment->next.load()));
+  allocated_.erase(std::remove(allocated_.begin(), allocated_.end(), segment.get()), allocated_.end());
+}
+
+uint64_t SegmentPool::UnusedAllocatedBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t unused = 0;
+  for (const Segment* s : allocated_) unused += s->capacity - std::min(s->capacity, s->next.load());
+  return unused;
 }
 
 Segment* SegmentPool::Lease::Get() {

@@ -16,6 +16,7 @@
 // refusal, a crash before the row) stays unused; nothing names it.
 //
 // Thread-safety: SegmentPool's methods may be called concurrently; a Lease belongs to one thread.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -24,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 
@@ -33,7 +35,9 @@ struct Segment {
   std::string name;  // under segments/
   int fd = -1;       // open for writing while the process runs
   uint64_t capacity = 0;
-  uint64_t next = 0;  // the first byte no object of this process uses; a multiple of kAlign
+  // The first byte no object of this process uses; a multiple of kAlign. Written by its lease's
+  // thread only; atomic for SegmentPool::UnusedAllocatedBytes.
+  std::atomic<uint64_t> next{0};
   // Pre-written, on the index's device: an object written here wholly with O_DIRECT is durable
   // once the index's next commit has synced (its fsync flushes the device's write cache, and
   // the object's blocks need no metadata), so it needs no fdatasync of its own.
@@ -67,6 +71,9 @@ class SegmentPool {
   void Retire(std::unique_ptr<Segment> segment);
 
   const std::filesystem::path& dir() const { return dir_; }
+  // Space allocated to segments (in_place) that no object uses yet, ready, leased or given back:
+  // counted as used by the file system, free for objects that go there.
+  uint64_t UnusedAllocatedBytes() const;
   // What seals each object's trailer (segment_trailer.h): loaded, or made, by Start.
   const std::string& trailer_key() const { return trailer_key_; }
 
@@ -93,6 +100,7 @@ class SegmentPool {
 
  private:
   void Prepare();
+  void Cut(std::unique_ptr<Segment> segment);  // its unused tail, and it leaves allocated_ (mu_ held)
   Result<std::unique_ptr<Segment>> MakeSegment();
   std::string NewName();
 
@@ -109,8 +117,9 @@ class SegmentPool {
   std::condition_variable wanted_, ready_cv_;
   std::deque<std::unique_ptr<Segment>> partly_used_;
   std::deque<std::unique_ptr<Segment>> ready_;
-  int waiting_ = 0;      // takers waiting for the preparer
-  bool failed_ = false;  // the last attempt to make one failed: takers do not wait
+  std::vector<const Segment*> allocated_;  // every in_place segment not cut yet, wherever it is
+  int waiting_ = 0;                        // takers waiting for the preparer
+  bool failed_ = false;                    // the last attempt to make one failed: takers do not wait
   bool stop_ = false;
   uint64_t made_ = 0;
   uint64_t counter_ = 0;

@@ -97,6 +97,18 @@ TEST_CASE(
     CHECK(file.direct_bytes() < bytes.size());
   }
   {
+    // The kernel refuses the submission itself (a file not open for writing): the file goes the
+    // synchronous way, whose write fails the same.
+    const int read_only = ::open((dir.path() / "segment").c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(read_only >= 0);
+    DirectFile file;
+    REQUIRE(file.Begin(read_only, 0, kRoom, true, 0, true) == 0);
+    CHECK(WriteObject(file, bytes) == EBADF);
+    CHECK(file.Finish() == EBADF);
+    CHECK(file.async_writes() == 0);
+    ::close(read_only);
+  }
+  {
     DirectFile first, second;
     REQUIRE(first.Begin(fd, 0, 8 * DirectFile::kChunk, true, 0, true) == 0);
     REQUIRE(second.Begin(fd, 8 * DirectFile::kChunk, 8 * DirectFile::kChunk, true, 0, true) == 0);

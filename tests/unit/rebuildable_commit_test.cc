@@ -281,8 +281,11 @@ TEST_CASE("a segment object's row waits for the receiver's running sync, and a f
   }
   PendingSync sync(fd);
   const bool async = sync.started_async();
+  bool row_before_sync = true;
+  sync.on_wait_for_test([&] { row_before_sync = f.index->FindInstance(f.uids[0]).has_value(); });
   CHECK(f.StoreAt(0, true, &sync) == IngestCode::kStored);
-  CHECK_FALSE(sync.pending());  // waited for before the row
+  CHECK_FALSE(row_before_sync);  // Store waited for the sync, and only then wrote the row
+  CHECK_FALSE(sync.pending());   // waited for before the row
   CHECK(sync.Wait() == 0);
   REQUIRE(f.index->FindInstance(f.uids[0]));
   INFO("the sync ran asynchronously: " << async);
