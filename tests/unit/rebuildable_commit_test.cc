@@ -279,11 +279,12 @@ TEST_CASE("a segment object's row waits for the receiver's running sync, and a f
     CHECK(f.StoreAt(0, true, &failing) == IngestCode::kNoStorage);
     CHECK_FALSE(f.index->FindInstance(f.uids[0]));
   }
+  bool row_before_sync = true;  // outlives the sync, whose destructor waits (and calls the hook)
   PendingSync sync(fd);
   const bool async = sync.started_async();
-  bool row_before_sync = true;
   sync.on_wait_for_test([&] { row_before_sync = f.index->FindInstance(f.uids[0]).has_value(); });
   CHECK(f.StoreAt(0, true, &sync) == IngestCode::kStored);
+  sync.on_wait_for_test(nullptr);
   CHECK_FALSE(row_before_sync);  // Store waited for the sync, and only then wrote the row
   CHECK_FALSE(sync.pending());   // waited for before the row
   CHECK(sync.Wait() == 0);
