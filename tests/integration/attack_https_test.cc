@@ -133,7 +133,9 @@ class TlsClient {
 };
 
 std::string Sql(const fs::path& storage, const std::string& query) {
-  CommandResult r = RunCommand({"/usr/bin/sqlite3", (storage / "index.sqlite").string(), query});
+  // The running server may hold the write lock for a moment (a commit, a checkpoint): wait for it.
+  CommandResult r =
+      RunCommand({"/usr/bin/sqlite3", "-cmd", ".timeout 10000", (storage / "index.sqlite").string(), query});
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   return r.output;
