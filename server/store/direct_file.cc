@@ -213,9 +213,9 @@ int DirectFile::DropDirect() {
 
 // Writes the buffer: its whole blocks with O_DIRECT, the rest (Finish's last partial block, or
 // what follows a direct write refused or cut short) the ordinary way, from where the file ends.
-int DirectFile::WriteBuffer(size_t from) {
+int DirectFile::WriteBuffer() {
   const size_t whole = used_ / kAlign * kAlign;
-  size_t done = from;
+  size_t done = 0;
   while (direct_ && done < whole) {
     const ssize_t n = write_(fd_, buffer_.get() + done, whole - done, static_cast<off_t>(base_ + written_ + done));
     if (n < 0 && errno == EINTR) continue;
@@ -243,19 +243,18 @@ int DirectFile::WriteBuffer(size_t from) {
 
 // The last partial block inside a segment: zeros to the block's end (the segment's space is aligned), one
 // direct write, and the object's size unchanged.
-int DirectFile::WritePadded(size_t from) {
+int DirectFile::WritePadded() {
   const size_t real = used_;
   const size_t padded = (used_ + kAlign - 1) / kAlign * kAlign;
   std::memset(buffer_.get() + used_, 0, padded - used_);
   used_ = padded;
-  const int err = WriteBuffer(from);
+  const int err = WriteBuffer();
   if (err == 0) written_ -= padded - real;
   return err;
 }
 
-// The buffer's next piece, submitted; the caller fills on meanwhile, and once the buffer is full
-// the spare (when the disk is done with it). Where the kernel refuses a submission, the
-// synchronous path writes the rest of this file.
+// The full buffer, submitted; the caller fills the spare meanwhile (once the disk is done with
+// it). Where the kernel refuses a submission, the synchronous path writes the rest of this file.
 int DirectFile::Submit() {
   if (!spare_) spare_ = {TakeBuffer(), &KeepBuffer};
   InFlight* slot = nullptr;
@@ -266,21 +265,19 @@ int DirectFile::Submit() {
   cb.aio_data = slot != nullptr ? static_cast<uint64_t>(slot - in_flight_) : 0;
   cb.aio_lio_opcode = IOCB_CMD_PWRITE;
   cb.aio_fildes = static_cast<uint32_t>(fd_);
-  cb.aio_buf = reinterpret_cast<uintptr_t>(buffer_.get() + submitted_);
-  cb.aio_nbytes = used_ - submitted_;
-  cb.aio_offset = static_cast<int64_t>(base_ + written_ + submitted_);
+  cb.aio_buf = reinterpret_cast<uintptr_t>(buffer_.get());
+  cb.aio_nbytes = used_;
+  cb.aio_offset = static_cast<int64_t>(base_ + written_);
   iocb* list[1] = {&cb};
   if (!spare_ || slot == nullptr || ::syscall(SYS_io_submit, aio_->ctx, 1, list) != 1) {
     async_ = false;
-    WaitAll();  // the buffer is written again from its start next
-    return error_ != 0 ? error_ : WriteBuffer(std::exchange(submitted_, 0));
+    WaitAll();
+    return error_ != 0 ? error_ : WriteBuffer();
   }
-  *slot = {buffer_.get(), used_ - submitted_};
+  *slot = {buffer_.get(), used_};
   ++async_writes_;
-  submitted_ = used_;
-  if (used_ < kChunk) return 0;
   written_ += used_;
-  used_ = submitted_ = 0;
+  used_ = 0;
   std::swap(buffer_, spare_);
   // The buffer to fill next may be the one still being written.
   for (;;) {
@@ -337,15 +334,14 @@ int DirectFile::Append(const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
   size_ += n;
   while (n > 0 && buffer_) {
-    const bool piece = async_ && direct_ && !in_head_;
-    const size_t fill = in_head_ ? head_ : piece ? submitted_ + kAsyncPiece : kChunk;
+    const size_t fill = in_head_ ? head_ : kChunk;
     const size_t take = std::min(n, fill - used_);
     std::memcpy(buffer_.get() + used_, p, take);
     used_ += take;
     p += take;
     n -= take;
     if (used_ == fill) {
-      if (int err = in_head_ ? WriteHead() : piece ? Submit() : WriteBuffer(); err != 0) return err;
+      if (int err = in_head_ ? WriteHead() : async_ && direct_ ? Submit() : WriteBuffer(); err != 0) return err;
     }
   }
   if (n == 0) return 0;
@@ -365,16 +361,12 @@ int DirectFile::Finish(std::string_view trailer) {
     size_ = object;
   }
   int err = error_;
-  // The last part goes synchronously; a part of the same buffer still in flight finishes first
-  // (the synchronous path may give the buffer up).
-  for (const InFlight& f : in_flight_) {
-    if (f.buffer != nullptr && f.buffer == buffer_.get()) WaitAll();
-  }
+  // The last part goes synchronously, from the buffer no write in flight uses (Submit).
   if (err == 0 && buffer_ && used_ > 0) {
     if (in_head_) {
       err = PWriteAll(fd_, std::string_view(buffer_.get(), used_), base_ + written_);
     } else if (!owned_ && direct_) {
-      err = WritePadded(std::exchange(submitted_, 0));
+      err = WritePadded();
     } else {
       err = WriteBuffer();
     }

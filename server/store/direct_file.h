@@ -48,8 +48,6 @@ class DirectFile {
   static constexpr size_t kAlign = 4096;  // covers any logical block size up to a page
   // Read back at once by the parse (DCMTK reads 64 KiB at offset 128): kept in the page cache.
   static constexpr size_t kHead = 128 * 1024;
-  // Asynchronous writes go a piece at a time, so that an object's last one to wait for is short.
-  static constexpr size_t kAsyncPiece = kChunk;
   // pwrite(2), or a test's stand-in that fails on cue: used for the O_DIRECT writes only.
   using WriteFn = ssize_t (*)(int fd, const void* data, size_t n, off_t offset);
 
@@ -95,8 +93,8 @@ class DirectFile {
  private:
   int Open(bool direct, size_t head);
   int WriteHead();
-  int WriteBuffer(size_t from = 0);  // the buffer's bytes from `from` on
-  int WritePadded(size_t from = 0);
+  int WriteBuffer();
+  int WritePadded();
   int DropDirect();
   int Submit();
   int Reap();  // waits for one submitted write at least
@@ -127,10 +125,8 @@ class DirectFile {
     const char* buffer = nullptr;  // null: the slot is free
     size_t bytes = 0;
   };
-  static_assert(kChunk % kAsyncPiece == 0 && kAsyncPiece % kAlign == 0);
-  static constexpr int kInFlight = 2 * kChunk / kAsyncPiece;  // both buffers' pieces
+  static constexpr int kInFlight = 2;  // one write per buffer
   InFlight in_flight_[kInFlight];
-  size_t submitted_ = 0;  // of buffer_'s bytes, submitted
   uint64_t async_writes_ = 0;
   int async_fail_for_test_ = 0;
 };

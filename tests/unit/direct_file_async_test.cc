@@ -56,7 +56,7 @@ TEST_CASE("in allocated room whole chunks are written asynchronously, and Finish
   if (fd < 0) TELEREAD_SKIP("no O_DIRECT or fallocate in the scratch directory's file system, or no Linux AIO");
   std::string expected;
   uint64_t offset = 0;
-  for (size_t size : {3 * DirectFile::kChunk + 5000, size_t{4096}, DirectFile::kChunk, DirectFile::kAsyncPiece + 4096,
+  for (size_t size : {3 * DirectFile::kChunk + 5000, size_t{4096}, DirectFile::kChunk, DirectFile::kChunk / 2 + 4096,
                       7 * DirectFile::kChunk + 1}) {
     INFO("object of " << size << " bytes at " << offset);
     const std::string bytes = Pattern(size, static_cast<unsigned>(size));
@@ -64,7 +64,7 @@ TEST_CASE("in allocated room whole chunks are written asynchronously, and Finish
     REQUIRE(file.Begin(fd, offset, kRoom - offset, true, 0, true) == 0);
     REQUIRE(WriteObject(file, bytes) == 0);
     REQUIRE(file.Finish() == 0);
-    CHECK(file.async_writes() == size / DirectFile::kAsyncPiece);  // every whole piece; the rest synchronously
+    CHECK(file.async_writes() == size / DirectFile::kChunk);  // every whole chunk; the rest synchronously
     CHECK(file.direct_bytes() == (size + 4095) / 4096 * 4096);
     expected.resize(offset, '\0');
     expected += bytes;
@@ -116,7 +116,7 @@ TEST_CASE(
     REQUIRE(WriteObject(second, bytes) == 0);
     REQUIRE(first.Finish() == 0);
     REQUIRE(second.Finish() == 0);
-    CHECK(first.async_writes() == bytes.size() / DirectFile::kAsyncPiece);
+    CHECK(first.async_writes() == bytes.size() / DirectFile::kChunk);
     CHECK(second.async_writes() == 0);  // the thread's AIO context serves one file at a time
     CHECK(second.direct_bytes() == first.direct_bytes());
   }
@@ -129,8 +129,7 @@ TEST_CASE(
     REQUIRE(after.Begin(fd, 24 * DirectFile::kChunk, 8 * DirectFile::kChunk, true, 0, true) == 0);
     REQUIRE(WriteObject(after, bytes) == 0);
     REQUIRE(after.Finish() == 0);
-    CHECK(after.async_writes() ==
-          bytes.size() / DirectFile::kAsyncPiece);  // the context is free again once a file finishes
+    CHECK(after.async_writes() == bytes.size() / DirectFile::kChunk);  // the context is free again once a file finishes
   }
   ::close(fd);
   const std::string got = test::ReadFile(dir.path() / "segment");
@@ -166,7 +165,7 @@ TEST_CASE("a pending sync runs beside its caller and holds the thread's AIO cont
   REQUIRE(after.Begin(fd, 8 * DirectFile::kChunk, 8 * DirectFile::kChunk, true, 0, true) == 0);
   REQUIRE(WriteObject(after, bytes) == 0);
   REQUIRE(after.Finish() == 0);
-  CHECK(after.async_writes() == bytes.size() / DirectFile::kAsyncPiece);
+  CHECK(after.async_writes() == bytes.size() / DirectFile::kChunk);
   {
     PendingSync dropped(fd);  // destroyed unwaited: it waits itself, and frees the context
     CHECK(dropped.pending());
