@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -41,7 +42,8 @@ thread_local CachedBuffers t_cached;
 // time. io_destroy waits for what is still in flight; no user leaves anything in flight.
 struct AioContext {
   aio_context_t ctx = 0;
-  bool tried = false;
+  // io_setup fails when the system's aio-max-nr is reached: tried again after a while, not per object.
+  std::chrono::steady_clock::time_point next_try{};
   const void* user = nullptr;  // a DirectFile or a PendingSync
   ~AioContext() {
     if (ctx != 0) ::syscall(SYS_io_destroy, ctx);
@@ -55,12 +57,15 @@ thread_local AioContext t_aio;
 // The thread's context, free for a new user; null where the kernel has none for us (or it is
 // in use). Released through the pointer: a user may end on another thread.
 AioContext* TakeThreadAio(const void* user) {
-  if (!t_aio.tried) {
-    t_aio.tried = true;
+  if (t_aio.ctx == 0 && std::chrono::steady_clock::now() >= t_aio.next_try) {
     if (::syscall(SYS_io_setup, 4, &t_aio.ctx) != 0) {
+      const int err = errno;
       t_aio.ctx = 0;
+      // ENOSYS (a kernel without AIO) does not change; EAGAIN (aio-max-nr) may.
+      t_aio.next_try = err == EAGAIN ? std::chrono::steady_clock::now() + std::chrono::seconds(10)
+                                     : std::chrono::steady_clock::time_point::max();
       static std::atomic<bool> logged{false};
-      if (!logged.exchange(true)) spdlog::warn("no Linux AIO (io_setup: {}): segment writes wait for the disk", errno);
+      if (!logged.exchange(true)) spdlog::warn("no Linux AIO (io_setup: {}): segment writes wait for the disk", err);
     }
   }
   if (t_aio.ctx == 0 || t_aio.user != nullptr) return nullptr;
@@ -77,6 +82,7 @@ void ReleaseAio(AioContext*& aio, const void* user) {
 // is given up for good, not destroyed, so that nothing it still runs is reaped as another's.
 void Poison(AioContext*& aio) {
   aio->ctx = 0;
+  aio->next_try = std::chrono::steady_clock::time_point::max();
   aio->user = nullptr;
   aio = nullptr;
 }

@@ -95,6 +95,107 @@ TEST_CASE("SIGKILL during a push loses no acknowledged object and leaves nothing
   }
 }
 
+namespace {
+
+// rchar of /proc/<pid>/io: bytes the process has read (its sockets' included); -1 once it is gone.
+long long BytesRead(int pid) {
+  std::ifstream io("/proc/" + std::to_string(pid) + "/io");
+  std::string key;
+  long long value = 0;
+  while (io >> key >> value) {
+    if (key == "rchar:") return value;
+  }
+  return -1;
+}
+
+}  // namespace
+
+// The kill lands while a 64 MB object streams into the association's segment: its bytes are there
+// in part, without the trailer that is written with its last block. Start-up must index none of
+// it and give the segment's unused allocation back; the acknowledged objects before it stay whole,
+// and the object sent again is stored whole.
+TEST_CASE("SIGKILL while a large object streams into a segment indexes none of it and its re-send is stored whole",
+          "[durability][crash][segments]") {
+  InitializeDicom();
+  ScratchDir dir;
+  samples::SeriesSpec spec;
+  spec.patient_name = "Crash^Large";
+  spec.patient_id = "CRASH2";
+  spec.instances = 4;  // 512 x 512: past the index tier, into the segment
+  auto before = samples::WriteSeries(spec, dir.path() / "before");
+  REQUIRE(before.ok());
+  spec.instances = 1;
+  spec.rows = 4096;
+  spec.columns = 8192;
+  auto large = samples::WriteSeries(spec, dir.path() / "large");
+  REQUIRE(large.ok());
+  const std::string large_uid = ReadInstanceSummary(large->front())->sop_instance_uid;
+
+  TestServer server(dir.path() / "server");
+  server.Start();
+  std::atomic<int> acks{0};
+  std::atomic<int> large_status{-2};
+  std::thread pusher([&] {
+    TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+    if (!scu.Connect().empty()) return;
+    for (const auto& f : before.value()) {
+      if (scu.StoreFiles({f}, UID_CTImageStorage) != std::vector<int>{0}) return;
+      ++acks;
+    }
+    const std::vector<int> statuses = scu.StoreFiles(large.value(), UID_CTImageStorage);
+    large_status = statuses.empty() ? -3 : statuses.front();
+  });
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (acks < 4 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  const long long base = BytesRead(server.pid());
+  // 4 MB of the object's 64 MB in: the rest takes far longer than a poll.
+  while (BytesRead(server.pid()) < base + 4'000'000 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  const long long read_at_kill = BytesRead(server.pid()) - base;
+  CHECK(server.Stop(SIGKILL) == -1);
+  pusher.join();
+  REQUIRE(acks == 4);
+  INFO("killed after the server read " << read_at_kill << " bytes of the large object");
+  REQUIRE(read_at_kill >= 4'000'000);
+  REQUIRE(large_status == -1);  // the association broke: never acknowledged
+
+  server.Start();  // recovery runs at start-up
+  REQUIRE(server.Stop() == 0);
+  const std::set<std::string> rows = IndexedPaths(server.storage());
+  CHECK(rows == FilesUnder(server.storage()));
+  CHECK(InSegmentObjectCount(server.storage()) == 4);
+  auto index = Index::Open(server.storage() / "index.sqlite");
+  REQUIRE(index.ok());
+  CHECK_FALSE(index.value()->FindInstance(large_uid).has_value());
+  for (const auto& f : before.value()) {
+    const std::string uid = ReadInstanceSummary(f)->sop_instance_uid;
+    auto same = SameDataSet(f, StoredFileFor(server.storage(), uid, dir.path() / "stored"));
+    REQUIRE(same.ok());
+    CHECK(same.value());
+  }
+  // The killed process's segment: cut after its data, no longer its whole allocation.
+  for (const auto& entry : std::filesystem::directory_iterator(server.storage() / "segments")) {
+    if (entry.path().extension() != ".seg") continue;
+    INFO(entry.path());
+    CHECK(entry.file_size() < 256ull * 1024 * 1024);
+  }
+
+  server.Start();
+  {
+    TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
+    REQUIRE(scu.Connect().empty());
+    CHECK(scu.StoreFiles(large.value(), UID_CTImageStorage) == std::vector<int>{0});
+  }
+  REQUIRE(server.Stop() == 0);
+  CHECK(IndexedPaths(server.storage()) == FilesUnder(server.storage()));
+  auto same = SameDataSet(large->front(), StoredFileFor(server.storage(), large_uid, dir.path() / "stored"));
+  REQUIRE(same.ok());
+  CHECK(same.value());
+}
+
 TEST_CASE("start-up recovery indexes a placed file without its row and removes partial files",
           "[durability][recovery]") {
   InitializeDicom();
