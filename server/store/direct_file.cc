@@ -36,6 +36,12 @@ struct CachedBuffers {
 };
 thread_local CachedBuffers t_cached;
 
+long KernelSubmit(unsigned long ctx, long n, iocb** list) { return ::syscall(SYS_io_submit, ctx, n, list); }
+long KernelGetEvents(unsigned long ctx, long min_nr, long nr, io_event* events) {
+  return ::syscall(SYS_io_getevents, ctx, min_nr, nr, events, nullptr);
+}
+constexpr AioCalls kKernelAio{&KernelSubmit, &KernelGetEvents};
+
 }  // namespace
 
 // The thread's Linux AIO context, made at its first asynchronous file and used by one user at a
@@ -275,7 +281,7 @@ int DirectFile::Submit() {
   cb.aio_nbytes = used_;
   cb.aio_offset = static_cast<int64_t>(base_ + written_);
   iocb* list[1] = {&cb};
-  if (!spare_ || slot == nullptr || ::syscall(SYS_io_submit, aio_->ctx, 1, list) != 1) {
+  if (!spare_ || slot == nullptr || (aio_calls_ ? aio_calls_ : &kKernelAio)->submit(aio_->ctx, 1, list) != 1) {
     async_ = false;
     WaitAll();
     return error_ != 0 ? error_ : WriteBuffer();
@@ -298,7 +304,7 @@ int DirectFile::Reap() {
   io_event events[kInFlight];
   long n;
   do {
-    n = ::syscall(SYS_io_getevents, aio_->ctx, 1, kInFlight, events, nullptr);
+    n = (aio_calls_ ? aio_calls_ : &kKernelAio)->getevents(aio_->ctx, 1, kInFlight, events);
   } while (n < 0 && errno == EINTR);
   if (n <= 0) {
     // Cannot happen with writes in flight. The file fails; its buffers are never used again

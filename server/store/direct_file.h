@@ -37,9 +37,18 @@
 #include <memory>
 #include <string_view>
 
+struct iocb;      // linux/aio_abi.h
+struct io_event;  // linux/aio_abi.h
+
 namespace teleread {
 
 struct AioContext;  // a thread's Linux AIO context (direct_file.cc)
+
+// io_submit(2) and io_getevents(2) (without a timeout), or a test's stand-ins.
+struct AioCalls {
+  long (*submit)(unsigned long ctx, long n, iocb** list);
+  long (*getevents)(unsigned long ctx, long min_nr, long nr, io_event* events);
+};
 
 class DirectFile {
  public:
@@ -81,6 +90,9 @@ class DirectFile {
   void set_write_for_test(WriteFn write) { write_ = write; }
   // The next asynchronous write completes with this error instead of its result.
   void fail_next_async_write_for_test(int err) { async_fail_for_test_ = err; }
+  // Stand-ins for the kernel's AIO calls (Begin's in_place writes): a test's queue that runs a
+  // write only when its completion is asked for sees a buffer refilled before its write is done.
+  void set_aio_for_test(const AioCalls* calls) { aio_calls_ = calls; }
   const void* buffer_for_test() const { return buffer_.get(); }
 
   // Frees the calling thread's kept buffer, if any.
@@ -129,6 +141,7 @@ class DirectFile {
   InFlight in_flight_[kInFlight];
   uint64_t async_writes_ = 0;
   int async_fail_for_test_ = 0;
+  const AioCalls* aio_calls_ = nullptr;  // null: the kernel's
 };
 
 // fdatasync(fd) run by the kernel while the caller goes on (Linux AIO's IOCB_CMD_FDSYNC, on the

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <deque>
 #include <string>
 
 #include "server/store/direct_file.h"
@@ -46,7 +47,83 @@ int WriteObject(DirectFile& file, const std::string& bytes) {
   return 0;
 }
 
+// Stand-ins for io_submit and io_getevents that keep a submitted write and run it (a pwrite from
+// its buffer as the buffer is then) only when its completion is reaped, oldest first, one per
+// call: a disk that takes as long as it may. A buffer filled again before its write was reaped
+// puts the wrong bytes on the disk; a write never reaped puts none.
+struct DeferredAio {
+  struct Write {
+    uint64_t data;
+    int fd;
+    const char* buffer;
+    size_t bytes;
+    off_t offset;
+  };
+  static std::deque<Write>& queue() {
+    static std::deque<Write> q;  // the test's thread only
+    return q;
+  }
+  static long Submit(unsigned long, long n, iocb** list) {
+    for (long i = 0; i < n; ++i) {
+      const iocb& cb = *list[i];
+      if (cb.aio_lio_opcode != IOCB_CMD_PWRITE) return i;
+      queue().push_back({cb.aio_data, static_cast<int>(cb.aio_fildes), reinterpret_cast<const char*>(cb.aio_buf),
+                         static_cast<size_t>(cb.aio_nbytes), static_cast<off_t>(cb.aio_offset)});
+    }
+    return n;
+  }
+  static long GetEvents(unsigned long, long min_nr, long, io_event* events) {
+    long done = 0;
+    for (; done < min_nr && !queue().empty(); ++done) {
+      const Write w = queue().front();
+      queue().pop_front();
+      const ssize_t res = ::pwrite(w.fd, w.buffer, w.bytes, w.offset);
+      events[done] = io_event{w.data, 0, res < 0 ? -errno : res, 0};
+    }
+    return done;
+  }
+};
+constexpr AioCalls kDeferredAio{&DeferredAio::Submit, &DeferredAio::GetEvents};
+
 }  // namespace
+
+TEST_CASE("a buffer is filled again only once its write is reaped, and every write is reaped before its buffer goes",
+          "[store][direct][segment]") {
+  test::ScratchDir dir;
+  const std::filesystem::path path = dir.path() / "segment";
+  const int fd = AllocatedFile(path);
+  if (fd < 0) TELEREAD_SKIP("no O_DIRECT or fallocate in the scratch directory's file system, or no Linux AIO");
+  DeferredAio::queue().clear();
+  const std::string bytes = Pattern(7 * DirectFile::kChunk + 5000, 11);
+  {
+    DirectFile file;
+    file.set_aio_for_test(&kDeferredAio);
+    REQUIRE(file.Begin(fd, 0, kRoom, true, 0, true) == 0);
+    REQUIRE(WriteObject(file, bytes) == 0);
+    // The last chunk's write is still out while the other buffer takes the tail: two buffers, so
+    // the one before it was reaped when its buffer was wanted again.
+    CHECK(DeferredAio::queue().size() == 1);
+    REQUIRE(file.Finish() == 0);
+    CHECK(DeferredAio::queue().empty());
+    CHECK(file.async_writes() == 7);
+    CHECK(file.direct_bytes() == (bytes.size() + 4095) / 4096 * 4096);
+  }
+  const uint64_t second_at = 8 * DirectFile::kChunk;
+  {
+    // Given up without Finish (a failed association): the destructor reaps before the buffers go.
+    DirectFile file;
+    file.set_aio_for_test(&kDeferredAio);
+    REQUIRE(file.Begin(fd, second_at, kRoom - second_at, true, 0, true) == 0);
+    REQUIRE(WriteObject(file, bytes) == 0);
+    CHECK_FALSE(DeferredAio::queue().empty());
+  }
+  CHECK(DeferredAio::queue().empty());
+  ::close(fd);
+  const std::string got = test::ReadFile(path);
+  CHECK(got.substr(0, bytes.size()) == bytes);
+  // What the abandoned file submitted, its whole chunks, landed as sent.
+  CHECK(got.substr(second_at, 7 * DirectFile::kChunk) == bytes.substr(0, 7 * DirectFile::kChunk));
+}
 
 TEST_CASE("in allocated room whole chunks are written asynchronously, and Finish returns with every byte in place",
           "[store][direct][segment]") {
