@@ -11,8 +11,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/log.h"
 #include "common/write_all.h"
@@ -36,6 +38,16 @@ struct CachedBuffers {
 };
 thread_local CachedBuffers t_cached;
 
+// A buffer the kernel may still read (a write whose completion was never reaped): never freed
+// nor reused, and kept reachable rather than leaked.
+void Abandon(char* buffer) {
+  if (buffer == nullptr) return;
+  static std::mutex mu;
+  static std::vector<char*> abandoned;
+  std::lock_guard<std::mutex> lock(mu);
+  abandoned.push_back(buffer);
+}
+
 long KernelSubmit(unsigned long ctx, long n, iocb** list) { return ::syscall(SYS_io_submit, ctx, n, list); }
 long KernelGetEvents(unsigned long ctx, long min_nr, long nr, io_event* events) {
   return ::syscall(SYS_io_getevents, ctx, min_nr, nr, events, nullptr);
@@ -44,8 +56,9 @@ constexpr AioCalls kKernelAio{&KernelSubmit, &KernelGetEvents};
 
 }  // namespace
 
-// The thread's Linux AIO context, made at its first asynchronous file and used by one user at a
-// time. io_destroy waits for what is still in flight; no user leaves anything in flight.
+// The thread's Linux AIO context, made at its first asynchronous file (refused with EAGAIN: at
+// its first one 10 s later) and used by one user at a time. io_destroy waits for what is still in
+// flight; no user leaves anything in flight.
 struct AioContext {
   aio_context_t ctx = 0;
   // io_setup fails when the system's aio-max-nr is reached: tried again after a while, not per object.
@@ -312,8 +325,8 @@ int DirectFile::Reap() {
     const int err = n < 0 ? errno : EIO;
     Poison(aio_);
     async_ = false;
-    (void)buffer_.release();
-    (void)spare_.release();
+    Abandon(buffer_.release());
+    Abandon(spare_.release());
     for (InFlight& f : in_flight_) f = {};
     return Fail(err);
   }

@@ -21,7 +21,8 @@
 // while the disk writes the first: an association's receiving no longer waits for its writes,
 // ~0.2 ms per 256 KiB on this VM. Finish waits for every write it submitted (so does the
 // destructor); an error seen then is the file's error. One such file per thread at a time (the
-// thread's AIO context); a second one, or a kernel without AIO, writes synchronously.
+// thread's AIO context); a second one, or a kernel without AIO, writes synchronously (a thread
+// refused a context for want of AIO slots asks again at its next file 10 s or more later).
 //
 // The buffers outlive the file: each thread keeps the last two it released for its next file, so
 // that an association receiving object after object maps and faults them in once (mapping

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark in one command (~25 minutes on two cores): ingest against storescp with the
 # issue's corpora (600 CT, 2,000 small; storescp's files stay in the page cache either way, but
-# its rate falls as a cell grows: 509 inst/s on 300 CT, 379 on 1,000, teleread's 335 and 364), plain and over DICOM TLS (a member with its certificate), C-FIND as a member against Orthanc at the scale (20,000 studies, and 100,000 for
+# its rate fell as a cell grew: 509 inst/s on 300 CT, 379 on 1,000, where teleread's was 335 and
+# 364), plain and over DICOM TLS (a member with its certificate), C-FIND as a member against Orthanc at the scale (20,000 studies, and 100,000 for
 # TeleRead alone; FIND_SMALL/FIND_BIG to change; tuned, Nagle-on and findscu clients),
 # and the reading API under 32 clients while a member pushes. Each prints its own ratios against
 # the peer measured in the same run. Larger runs: call the scripts themselves (see their usage).

@@ -7,9 +7,11 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <deque>
 #include <string>
+#include <thread>
 
 #include "server/store/direct_file.h"
 #include "tests/support/direct_probe.h"
@@ -72,7 +74,18 @@ struct DeferredAio {
     }
     return n;
   }
+  static bool& reaped_nothing() {  // asked for a completion with nothing out
+    static bool flag = false;
+    return flag;
+  }
+  static size_t& cached_while_reaping() {  // buffers back in the thread's cache while writes were out
+    static size_t most = 0;
+    return most;
+  }
   static long GetEvents(unsigned long, long min_nr, long, io_event* events) {
+    if (queue().empty()) reaped_nothing() = true;
+    // A live file holds both its buffers: one in the cache now was given back before its write was done.
+    cached_while_reaping() = std::max(cached_while_reaping(), DirectFile::CachedBytes());
     long done = 0;
     for (; done < min_nr && !queue().empty(); ++done) {
       const Write w = queue().front();
@@ -94,6 +107,7 @@ TEST_CASE("a buffer is filled again only once its write is reaped, and every wri
   const int fd = AllocatedFile(path);
   if (fd < 0) TELEREAD_SKIP("no O_DIRECT or fallocate in the scratch directory's file system, or no Linux AIO");
   DeferredAio::queue().clear();
+  DirectFile::ReleaseCachedBuffer();
   const std::string bytes = Pattern(7 * DirectFile::kChunk + 5000, 11);
   {
     DirectFile file;
@@ -118,11 +132,58 @@ TEST_CASE("a buffer is filled again only once its write is reaped, and every wri
     CHECK_FALSE(DeferredAio::queue().empty());
   }
   CHECK(DeferredAio::queue().empty());
+  CHECK(DeferredAio::cached_while_reaping() == 0);
+  CHECK_FALSE(DeferredAio::reaped_nothing());
   ::close(fd);
   const std::string got = test::ReadFile(path);
   CHECK(got.substr(0, bytes.size()) == bytes);
   // What the abandoned file submitted, its whole chunks, landed as sent.
   CHECK(got.substr(second_at, 7 * DirectFile::kChunk) == bytes.substr(0, 7 * DirectFile::kChunk));
+}
+
+TEST_CASE("a failed io_getevents fails its file and gives the thread's AIO context up for good",
+          "[store][direct][segment]") {
+  test::ScratchDir dir;
+  const int fd = AllocatedFile(dir.path() / "segment");
+  if (fd < 0) TELEREAD_SKIP("no O_DIRECT or fallocate in the scratch directory's file system, or no Linux AIO");
+  // Submits to the kernel; reaping fails as if the kernel had lost the context.
+  static const AioCalls kLostContext{
+      [](unsigned long ctx, long n, iocb** list) { return ::syscall(SYS_io_submit, ctx, n, list); },
+      [](unsigned long, long, long, io_event*) -> long {
+        errno = EINVAL;
+        return -1;
+      }};
+  const std::string bytes = Pattern(3 * DirectFile::kChunk, 5);
+  // On a thread of its own, whose context alone is given up (the test's thread keeps its own
+  // for the tests after this one); checked here once it has ended.
+  int appended = 0, finished = 0, later = -1;
+  uint64_t failed_async = 0, later_async = 1;
+  std::thread([&] {
+    {
+      DirectFile file;
+      file.set_aio_for_test(&kLostContext);
+      if (file.Begin(fd, 0, kRoom, true, 0, true) != 0) return;
+      appended = WriteObject(file, bytes);
+      finished = file.Finish();
+      failed_async = file.async_writes();
+    }
+    // Its writes may still be running in the kernel: the context is never reaped or used again.
+    for (int i = 0; i < 2; ++i) {
+      DirectFile file;
+      if (file.Begin(fd, 8 * DirectFile::kChunk, 8 * DirectFile::kChunk, true, 0, true) != 0) return;
+      later = WriteObject(file, bytes);
+      if (later == 0) later = file.Finish();
+      later_async = file.async_writes();
+      if (later != 0 || later_async != 0) return;
+    }
+  }).join();
+  CHECK(appended == EINVAL);
+  CHECK(finished == EINVAL);
+  CHECK(failed_async >= 1);
+  CHECK(later == 0);
+  CHECK(later_async == 0);
+  ::close(fd);
+  CHECK(test::ReadFile(dir.path() / "segment").substr(8 * DirectFile::kChunk, bytes.size()) == bytes);
 }
 
 TEST_CASE("in allocated room whole chunks are written asynchronously, and Finish returns with every byte in place",
