@@ -39,13 +39,14 @@ struct CachedBuffers {
 thread_local CachedBuffers t_cached;
 
 // A buffer the kernel may still read (a write whose completion was never reaped): never freed
-// nor reused, and kept reachable rather than leaked.
+// nor reused, and kept reachable rather than leaked (the list itself is never destroyed, so
+// that it still holds them when LeakSanitizer looks, after static destructors).
 void Abandon(char* buffer) {
   if (buffer == nullptr) return;
   static std::mutex mu;
-  static std::vector<char*> abandoned;
+  static auto* abandoned = new std::vector<char*>;
   std::lock_guard<std::mutex> lock(mu);
-  abandoned.push_back(buffer);
+  abandoned->push_back(buffer);
 }
 
 long KernelSubmit(unsigned long ctx, long n, iocb** list) { return ::syscall(SYS_io_submit, ctx, n, list); }
