@@ -14,7 +14,7 @@ constexpr char kColumns[] =
     "c.webhook_attempts, c.webhook_next_ms, c.webhook_delivered_ms, c.webhook_error FROM critical_results c "
     "JOIN studies st ON st.id = c.study_pk ";
 
-CriticalResult ReadRow(const Statement& q) {
+CriticalResult ReadCritical(const Statement& q) {
   CriticalResult c;
   c.id = q.Int(0);
   c.sop_instance_uid = q.Text(1);
@@ -41,7 +41,7 @@ Result<std::vector<CriticalResult>> Rows(Statement& q) {
     Result<bool> row = q.Step();
     if (!row.ok()) return row.status();
     if (!row.value()) break;
-    out.push_back(ReadRow(q));
+    out.push_back(ReadCritical(q));
   }
   return out;
 }
@@ -80,7 +80,7 @@ Status CriticalStore::Acknowledge(const std::string& sop, const std::string& mem
     Result<bool> row = q.Step();
     if (!row.ok()) return row.status();
     if (!row.value()) return Status::NotFound("no critical result for report " + sop);
-    const CriticalResult c = ReadRow(q);
+    const CriticalResult c = ReadCritical(q);
     if (c.acknowledged_ms > 0) {
       return Status::Conflict("acknowledged already by " + c.acknowledged_by + " (" + c.acknowledged_via + ")");
     }

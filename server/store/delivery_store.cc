@@ -13,7 +13,7 @@ constexpr char kRowColumns[] =
     "FROM deliveries d "
     "LEFT JOIN reports r ON r.sop_instance_uid = d.report_sop_instance_uid LEFT JOIN studies st ON st.id = r.study_pk ";
 
-DeliveryRow ReadRow(const Statement& q) {
+DeliveryRow ReadDelivery(const Statement& q) {
   return DeliveryRow{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5),
                      q.Int(6), q.Int(7),  q.Int(8),  q.Text(9), q.Int(10), q.Text(11)};
 }
@@ -39,7 +39,7 @@ Result<std::vector<DeliveryRow>> DeliveryStore::Due(int64_t now, int limit, int6
     Result<bool> row = q.Step();
     if (!row.ok()) return row.status();
     if (!row.value()) break;
-    DeliveryRow r = ReadRow(q);
+    DeliveryRow r = ReadDelivery(q);
     if (r.next_attempt_ms <= now) {
       due.push_back(std::move(r));
     } else if (*next_ms == 0) {
@@ -108,7 +108,7 @@ Result<std::vector<DeliveryRow>> DeliveryStore::List(const std::string& state, c
     Result<bool> row = q.Step();
     if (!row.ok()) return row.status();
     if (!row.value()) break;
-    rows.push_back(ReadRow(q));
+    rows.push_back(ReadDelivery(q));
   }
   return rows;
 }
@@ -120,7 +120,7 @@ Status DeliveryStore::Retry(int64_t id, const std::string& actor, int64_t now) {
     Result<bool> row = q.Step();
     if (!row.ok()) return row.status();
     if (!row.value()) return Status::NotFound("no delivery " + std::to_string(id));
-    const DeliveryRow r = ReadRow(q);
+    const DeliveryRow r = ReadDelivery(q);
     if (r.state == "delivered") return Status::Conflict("delivery " + std::to_string(id) + " is delivered already");
     Statement u(db.handle(),
                 "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_ms = ?2 WHERE id = ?1");
