@@ -53,7 +53,8 @@ long KernelSubmit(unsigned long ctx, long n, iocb** list) { return ::syscall(SYS
 long KernelGetEvents(unsigned long ctx, long min_nr, long nr, io_event* events) {
   return ::syscall(SYS_io_getevents, ctx, min_nr, nr, events, nullptr);
 }
-constexpr AioCalls kKernelAio{&KernelSubmit, &KernelGetEvents};
+long KernelSetup(unsigned nr, unsigned long* ctx) { return ::syscall(SYS_io_setup, nr, ctx); }
+constexpr AioCalls kKernelAio{&KernelSubmit, &KernelGetEvents, &KernelSetup, &std::chrono::steady_clock::now};
 
 }  // namespace
 
@@ -76,14 +77,14 @@ thread_local AioContext t_aio;
 
 // The thread's context, free for a new user; null where the kernel has none for us (or it is
 // in use). Released through the pointer: a user may end on another thread.
-AioContext* TakeThreadAio(const void* user) {
-  if (t_aio.ctx == 0 && std::chrono::steady_clock::now() >= t_aio.next_try) {
-    if (::syscall(SYS_io_setup, 4, &t_aio.ctx) != 0) {
+AioContext* TakeThreadAio(const void* user, const AioCalls& calls = kKernelAio) {
+  auto now = calls.now != nullptr ? calls.now : kKernelAio.now;
+  if (t_aio.ctx == 0 && now() >= t_aio.next_try) {
+    if ((calls.setup != nullptr ? calls.setup : kKernelAio.setup)(4, &t_aio.ctx) != 0) {
       const int err = errno;
       t_aio.ctx = 0;
       // ENOSYS (a kernel without AIO) does not change; EAGAIN (aio-max-nr) may.
-      t_aio.next_try = err == EAGAIN ? std::chrono::steady_clock::now() + std::chrono::seconds(10)
-                                     : std::chrono::steady_clock::time_point::max();
+      t_aio.next_try = err == EAGAIN ? now() + std::chrono::seconds(10) : std::chrono::steady_clock::time_point::max();
       static std::atomic<bool> logged{false};
       if (!logged.exchange(true)) spdlog::warn("no Linux AIO (io_setup: {}): segment writes wait for the disk", err);
     }
@@ -195,7 +196,7 @@ int DirectFile::Create(const std::filesystem::path& path, bool direct, size_t he
 int DirectFile::Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head, bool in_place) {
   owned_ = false;
   if (in_place && direct && write_ == &::pwrite) {
-    aio_ = TakeThreadAio(this);
+    aio_ = TakeThreadAio(this, aio_calls_ ? *aio_calls_ : kKernelAio);
     async_ = aio_ != nullptr;
   }
   fd_ = fd;

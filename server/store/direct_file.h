@@ -31,6 +31,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -45,10 +46,13 @@ namespace teleread {
 
 struct AioContext;  // a thread's Linux AIO context (direct_file.cc)
 
-// io_submit(2) and io_getevents(2) (without a timeout), or a test's stand-ins.
+// io_submit(2) and io_getevents(2) (without a timeout), or a test's stand-ins; and for the
+// thread's context, io_setup(2) and the clock that spaces its retries (null: the kernel's, steady_clock).
 struct AioCalls {
   long (*submit)(unsigned long ctx, long n, iocb** list);
   long (*getevents)(unsigned long ctx, long min_nr, long nr, io_event* events);
+  long (*setup)(unsigned nr, unsigned long* ctx) = nullptr;
+  std::chrono::steady_clock::time_point (*now)() = nullptr;
 };
 
 class DirectFile {
@@ -92,7 +96,8 @@ class DirectFile {
   // The next asynchronous write completes with this error instead of its result.
   void fail_next_async_write_for_test(int err) { async_fail_for_test_ = err; }
   // Stand-ins for the kernel's AIO calls (Begin's in_place writes): a test's queue that runs a
-  // write only when its completion is asked for sees a buffer refilled before its write is done.
+  // write only when its completion is asked for sees a buffer refilled before its write is done;
+  // a refusing io_setup and a clock the test moves see when the thread's context is asked again.
   void set_aio_for_test(const AioCalls* calls) { aio_calls_ = calls; }
   const void* buffer_for_test() const { return buffer_.get(); }
 

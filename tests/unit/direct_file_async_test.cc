@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <deque>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "server/store/direct_file.h"
 #include "tests/support/direct_probe.h"
@@ -184,6 +186,94 @@ TEST_CASE("a failed io_getevents fails its file and gives the thread's AIO conte
   CHECK(later_async == 0);
   ::close(fd);
   CHECK(test::ReadFile(dir.path() / "segment").substr(8 * DirectFile::kChunk, bytes.size()) == bytes);
+}
+
+// io_setup as the system answers it (an errno to refuse with, else the kernel's), counted, on a
+// clock the test moves: one test's thread at a time.
+struct RefusedSetup {
+  static int& refuse() {
+    static int err = 0;
+    return err;
+  }
+  static int& calls() {
+    static int n = 0;
+    return n;
+  }
+  static std::chrono::steady_clock::time_point& clock() {
+    static std::chrono::steady_clock::time_point t{};
+    return t;
+  }
+  static long Setup(unsigned nr, unsigned long* ctx) {
+    ++calls();
+    if (refuse() != 0) {
+      errno = refuse();
+      return -1;
+    }
+    return ::syscall(SYS_io_setup, nr, ctx);
+  }
+  static std::chrono::steady_clock::time_point Now() { return clock(); }
+};
+constexpr AioCalls kRefusedSetup{
+    [](unsigned long ctx, long n, iocb** list) { return ::syscall(SYS_io_submit, ctx, n, list); },
+    [](unsigned long ctx, long min_nr, long nr, io_event* events) {
+      return ::syscall(SYS_io_getevents, ctx, min_nr, nr, events, nullptr);
+    },
+    &RefusedSetup::Setup, &RefusedSetup::Now};
+
+TEST_CASE("io_setup refused with EAGAIN is asked again 10 s later, and refused otherwise never again",
+          "[store][direct][segment]") {
+  test::ScratchDir dir;
+  const int fd = AllocatedFile(dir.path() / "segment");
+  if (fd < 0) TELEREAD_SKIP("no O_DIRECT or fallocate in the scratch directory's file system, or no Linux AIO");
+  const std::string bytes = Pattern(3 * DirectFile::kChunk, 9);
+  struct Step {
+    int refuse;   // io_setup's answer from now on: an errno, or 0 for the kernel's
+    int seconds;  // the clock since the thread's first file
+    int result = -1, setups = -1;
+    uint64_t async = 99;
+  };
+  // Each thread's own context: the first file of a new thread asks io_setup.
+  auto run = [&](std::vector<Step>& steps) {
+    RefusedSetup::calls() = 0;
+    const auto start = std::chrono::steady_clock::now();
+    std::thread([&] {
+      for (Step& step : steps) {
+        RefusedSetup::refuse() = step.refuse;
+        RefusedSetup::clock() = start + std::chrono::seconds(step.seconds);
+        DirectFile file;
+        file.set_aio_for_test(&kRefusedSetup);
+        if (file.Begin(fd, 0, kRoom, true, 0, true) != 0) return;
+        step.result = WriteObject(file, bytes);
+        if (step.result == 0) step.result = file.Finish();
+        step.async = file.async_writes();
+        step.setups = RefusedSetup::calls();
+      }
+    }).join();
+  };
+
+  SECTION("EAGAIN (aio-max-nr reached): synchronous writes until the thread asks again 10 s later") {
+    std::vector<Step> steps{{EAGAIN, 0}, {0, 9}, {0, 10}, {0, 11}};
+    run(steps);
+    for (const Step& step : steps) CHECK(step.result == 0);
+    CHECK(steps[0].async == 0);
+    CHECK(steps[0].setups == 1);
+    CHECK(steps[1].async == 0);  // 9 s: not asked yet, though io_setup would now succeed
+    CHECK(steps[1].setups == 1);
+    CHECK(steps[2].async >= 1);  // 10 s: asked again, and the writes are asynchronous
+    CHECK(steps[2].setups == 2);
+    CHECK(steps[3].async >= 1);  // the context is kept: not asked a third time
+    CHECK(steps[3].setups == 2);
+  }
+  SECTION("ENOSYS (no AIO in the kernel): never asked again") {
+    std::vector<Step> steps{{ENOSYS, 0}, {0, 3600}};
+    run(steps);
+    for (const Step& step : steps) CHECK(step.result == 0);
+    CHECK(steps[0].async == 0);
+    CHECK(steps[1].async == 0);
+    CHECK(steps[1].setups == 1);
+  }
+  ::close(fd);
+  CHECK(test::ReadFile(dir.path() / "segment").substr(0, bytes.size()) == bytes);
 }
 
 TEST_CASE("in allocated room whole chunks are written asynchronously, and Finish returns with every byte in place",
