@@ -42,7 +42,7 @@ const DcmTagKey kRequiredEmpty[] = {DCM_PatientName,    DCM_PatientID, DCM_Patie
                                     DCM_StudyDate,      DCM_StudyTime, DCM_ReferringPhysicianName, DCM_StudyID,
                                     DCM_AccessionNumber};
 
-Status Check(const OFCondition& c, const std::string& what) {
+Status CheckPdf(const OFCondition& c, const std::string& what) {
   return c.good() ? Status::Ok() : Status::InvalidArgument(what + ": " + c.text());
 }
 
@@ -99,7 +99,7 @@ Status WriteEncapsulatedPdf(const EncapsulatedPdfRequest& req, const std::filesy
   if (c.good()) c = ds.putAndInsertString(DCM_AcquisitionDateTime, req.content_datetime.c_str());
   if (c.good()) c = ds.putAndInsertString(DCM_BurnedInAnnotation, "YES");  // the patient's name is on it
   if (c.good()) c = ds.putAndInsertString(DCM_DocumentTitle, req.document_title.c_str());
-  if (Status s = Check(c, "cannot set the copy's attributes"); !s.ok()) return s;
+  if (Status s = CheckPdf(c, "cannot set the copy's attributes"); !s.ok()) return s;
 
   DcmItem* concept = nullptr;
   c = ds.findOrCreateSequenceItem(DCM_ConceptNameCodeSequence, concept);
@@ -118,7 +118,7 @@ Status WriteEncapsulatedPdf(const EncapsulatedPdfRequest& req, const std::filesy
     c = ds.putAndInsertUint8Array(DCM_EncapsulatedDocument, reinterpret_cast<const Uint8*>(req.pdf.data()),
                                   static_cast<unsigned long>(req.pdf.size()));
   }
-  if (Status s = Check(c, "cannot set the copy's document"); !s.ok()) return s;
+  if (Status s = CheckPdf(c, "cannot set the copy's document"); !s.ok()) return s;
 
   DcmMetaInfo& meta = *file.getMetaInfo();
   if (!req.source_ae_title.empty())

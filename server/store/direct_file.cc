@@ -54,7 +54,8 @@ long KernelGetEvents(unsigned long ctx, long min_nr, long nr, io_event* events) 
   return ::syscall(SYS_io_getevents, ctx, min_nr, nr, events, nullptr);
 }
 long KernelSetup(unsigned nr, unsigned long* ctx) { return ::syscall(SYS_io_setup, nr, ctx); }
-constexpr AioCalls kKernelAio{&KernelSubmit, &KernelGetEvents, &KernelSetup, &std::chrono::steady_clock::now};
+std::chrono::steady_clock::time_point SteadyNow() { return std::chrono::steady_clock::now(); }
+constexpr AioCalls kKernelAio{&KernelSubmit, &KernelGetEvents, &KernelSetup, &SteadyNow};
 
 }  // namespace
 
