@@ -57,6 +57,12 @@ long KernelSetup(unsigned nr, unsigned long* ctx) { return ::syscall(SYS_io_setu
 std::chrono::steady_clock::time_point SteadyNow() { return std::chrono::steady_clock::now(); }
 constexpr AioCalls kKernelAio{&KernelSubmit, &KernelGetEvents, &KernelSetup, &SteadyNow};
 
+// A test's stand-in where it gives one, else the kernel's call.
+template <typename Fn>
+Fn Pick(const AioCalls* calls, Fn AioCalls::*member) {
+  return calls != nullptr && calls->*member != nullptr ? calls->*member : kKernelAio.*member;
+}
+
 }  // namespace
 
 // The thread's Linux AIO context, made at its first asynchronous file (refused with EAGAIN: at
@@ -78,10 +84,10 @@ thread_local AioContext t_aio;
 
 // The thread's context, free for a new user; null where the kernel has none for us (or it is
 // in use). Released through the pointer: a user may end on another thread.
-AioContext* TakeThreadAio(const void* user, const AioCalls& calls = kKernelAio) {
-  auto now = calls.now != nullptr ? calls.now : kKernelAio.now;
+AioContext* TakeThreadAio(const void* user, const AioCalls* calls = nullptr) {
+  const auto now = Pick(calls, &AioCalls::now);
   if (t_aio.ctx == 0 && now() >= t_aio.next_try) {
-    if ((calls.setup != nullptr ? calls.setup : kKernelAio.setup)(4, &t_aio.ctx) != 0) {
+    if (Pick(calls, &AioCalls::setup)(4, &t_aio.ctx) != 0) {
       const int err = errno;
       t_aio.ctx = 0;
       // ENOSYS (a kernel without AIO) does not change; EAGAIN (aio-max-nr) may.
@@ -197,7 +203,7 @@ int DirectFile::Create(const std::filesystem::path& path, bool direct, size_t he
 int DirectFile::Begin(int fd, uint64_t offset, uint64_t room, bool direct, size_t head, bool in_place) {
   owned_ = false;
   if (in_place && direct && write_ == &::pwrite) {
-    aio_ = TakeThreadAio(this, aio_calls_ ? *aio_calls_ : kKernelAio);
+    aio_ = TakeThreadAio(this, aio_calls_);
     async_ = aio_ != nullptr;
   }
   fd_ = fd;
@@ -297,7 +303,7 @@ int DirectFile::Submit() {
   cb.aio_nbytes = used_;
   cb.aio_offset = static_cast<int64_t>(base_ + written_);
   iocb* list[1] = {&cb};
-  if (!spare_ || slot == nullptr || (aio_calls_ ? aio_calls_ : &kKernelAio)->submit(aio_->ctx, 1, list) != 1) {
+  if (!spare_ || slot == nullptr || Pick(aio_calls_, &AioCalls::submit)(aio_->ctx, 1, list) != 1) {
     async_ = false;
     WaitAll();
     return error_ != 0 ? error_ : WriteBuffer();
@@ -320,7 +326,7 @@ int DirectFile::Reap() {
   io_event events[kInFlight];
   long n;
   do {
-    n = (aio_calls_ ? aio_calls_ : &kKernelAio)->getevents(aio_->ctx, 1, kInFlight, events);
+    n = Pick(aio_calls_, &AioCalls::getevents)(aio_->ctx, 1, kInFlight, events);
   } while (n < 0 && errno == EINTR);
   if (n <= 0) {
     // Cannot happen with writes in flight. The file fails; its buffers are never used again

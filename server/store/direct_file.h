@@ -46,12 +46,11 @@ namespace teleread {
 
 struct AioContext;  // a thread's Linux AIO context (direct_file.cc)
 
-// io_submit(2) and io_getevents(2) (without a timeout), or a test's stand-ins (both required);
-// and for the thread's context, io_setup(2) and the clock that spaces its retries (null: the
-// kernel's, steady_clock).
+// A test's stand-ins for io_submit(2), io_getevents(2) (without a timeout), and for the thread's
+// context io_setup(2) and the clock that spaces its retries; each null: the kernel's, steady_clock.
 struct AioCalls {
-  long (*submit)(unsigned long ctx, long n, iocb** list);
-  long (*getevents)(unsigned long ctx, long min_nr, long nr, io_event* events);
+  long (*submit)(unsigned long ctx, long n, iocb** list) = nullptr;
+  long (*getevents)(unsigned long ctx, long min_nr, long nr, io_event* events) = nullptr;
   long (*setup)(unsigned nr, unsigned long* ctx) = nullptr;
   std::chrono::steady_clock::time_point (*now)() = nullptr;
 };
