@@ -381,13 +381,24 @@ bool Index::HasPath(const std::string& relative_path) {
 }
 
 std::optional<std::string> Index::StudyOwner(const std::string& study_instance_uid) {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  // Asked for every received object: prepared once.
-  CachedStatement q(*reader_db_, "SELECT member_id FROM studies WHERE study_instance_uid = ?1");
-  q->Bind(1, study_instance_uid);
-  Result<bool> row = q->Step();
-  if (!row.ok() || !row.value()) return std::nullopt;
-  return q->Text(0);
+  {
+    std::lock_guard<std::mutex> lock(owners_mu_);
+    if (auto it = owners_.find(study_instance_uid); it != owners_.end()) return it->second;
+  }
+  std::string owner;
+  {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    CachedStatement q(*reader_db_, "SELECT member_id FROM studies WHERE study_instance_uid = ?1");
+    q->Bind(1, study_instance_uid);
+    Result<bool> row = q->Step();
+    if (!row.ok() || !row.value()) return std::nullopt;  // not kept: the study may arrive yet
+    owner = q->Text(0);
+  }
+  std::lock_guard<std::mutex> lock(owners_mu_);
+  // Bounded: the studies arriving now are the ones asked for again.
+  if (owners_.size() >= kOwnersKept) owners_.clear();
+  owners_.emplace(study_instance_uid, owner);
+  return owner;
 }
 
 }  // namespace teleread

@@ -34,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/dicom.h"
@@ -153,7 +154,9 @@ class Index {
   Result<std::string> LastPathInSegment(const std::string& segment);
   // Every instance path that names a range of a segment, in path order.
   Status ForEachSegmentPath(const std::function<void(const std::string&)>& fn);
-  // The member that sent the study, if it is known.
+  // The member that sent the study, if it is known. Asked for every object received into a file
+  // or segment: an owner once found is kept (no row of a study is ever removed, nor its owner
+  // changed), so that a study's later objects cost no read transaction.
   std::optional<std::string> StudyOwner(const std::string& study_instance_uid);
   Result<IndexCounts> Counts();
 
@@ -277,6 +280,9 @@ class Index {
 
   std::mutex read_mu_;
   std::unique_ptr<Database> reader_db_;  // guarded by read_mu_
+  static constexpr size_t kOwnersKept = 4096;
+  std::mutex owners_mu_;
+  std::unordered_map<std::string, std::string> owners_;  // StudyOwner's, guarded by owners_mu_
 };
 
 // Index::ReadObjectData on a connection of the caller's (export's read-only one).

@@ -176,3 +176,23 @@ TEST_CASE_METHOD(OwnerFixture,
   CHECK(add(first, "zhuozhou").code() == Status::Code::kConflict);
   CHECK(Instances() == 1);
 }
+
+TEST_CASE_METHOD(OwnerFixture, "a study's owner is unknown before its first row and known from then on", "[ingest]") {
+  const std::string study_uid = ReadInstanceSummary(study[0])->study_instance_uid;
+  CHECK_FALSE(index->StudyOwner(study_uid).has_value());  // asked before it arrives: not kept as unknown
+  store.set_small_object_bytes(0);                        // files, each checked against the owner first
+  std::filesystem::path temp = store.NewTempPath();
+  std::filesystem::copy_file(study[0], temp);
+  REQUIRE(
+      ingest
+          ->Store({temp, "AE", "zhuozhou", UID_CTImageStorage, ReadInstanceSummary(study[0])->sop_instance_uid, {}, {}})
+          .code == IngestCode::kStored);
+  CHECK(index->StudyOwner(study_uid) == std::optional<std::string>("zhuozhou"));
+  CHECK(index->StudyOwner(study_uid) == std::optional<std::string>("zhuozhou"));  // kept, the same
+  temp = store.NewTempPath();
+  std::filesystem::copy_file(study[1], temp);
+  const StoreOutcome foreign = ingest->Store(
+      {temp, "AE", "laishui", UID_CTImageStorage, ReadInstanceSummary(study[1])->sop_instance_uid, {}, {}});
+  CHECK(foreign.code == IngestCode::kNotAuthorized);
+  CHECK(Instances() == 1);
+}

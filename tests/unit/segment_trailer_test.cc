@@ -1,6 +1,8 @@
 // Each object in a segment ends its slot with a trailer (store/segment_trailer.h): a segment read
 // without the index gives back exactly the objects that were written whole, and no other.
 #include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
@@ -79,6 +81,15 @@ TEST_CASE("a trailer decodes only from its own bytes under its own key", "[store
   }
   CHECK_FALSE(DecodeSegmentTrailer(std::string(kSegmentTrailerBytes, '\0'), kKey));
   CHECK_FALSE(DecodeSegmentTrailer(t.substr(1), kKey));
+  // The seal is HMAC-SHA256's first 8 bytes, as segments written before kept it; a thread
+  // sealing under another key and back seals the same.
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  REQUIRE(HMAC(EVP_sha256(), kKey.data(), static_cast<int>(kKey.size()),
+               reinterpret_cast<const unsigned char*>(t.data()), kSegmentTrailerBytes - 8, mac, &n) != nullptr);
+  CHECK(t.substr(kSegmentTrailerBytes - 8) == std::string(reinterpret_cast<const char*>(mac), 8));
+  CHECK(EncodeSegmentTrailer({8192, 12345, 0x0123456789abcdefULL}, std::string(32, 'j')) != t);
+  CHECK(EncodeSegmentTrailer({8192, 12345, 0x0123456789abcdefULL}, kKey) == t);
   // The slot: the object, then at least the trailer, to the next block.
   CHECK(SegmentSlotEnd(0, 4096 - 64, 4096) == 4096);
   CHECK(SegmentSlotEnd(0, 4096 - 63, 4096) == 8192);
