@@ -102,6 +102,10 @@ class TieredConsumer : public DcmConsumer {
     // Its slot is not used again, whatever happens: no stale trailer is left past a later object.
     const uint64_t slot = SegmentSlotEnd(start_, size, SegmentPool::kAlign) - start_;
     segment.next = start_ + slot;
+    if (trailer.empty()) {  // unsealed, recovery would not find it: refused, its writes waited for
+      (void)file_->Finish();
+      return Status::IOError("cannot seal the trailer of an object in segment " + segment.name);
+    }
     if (int err = file_->Finish(trailer); err != 0) return Status::FromErrno(err, "write segment " + segment.name);
     // Every byte on the device already (O_DIRECT, padded): the index commit's sync covers them.
     const bool on_device = file_->direct_bytes() >= slot;

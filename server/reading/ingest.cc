@@ -158,9 +158,9 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   }
   // In the index tier the object's bytes commit with its row: one WAL sync for both. A synced
   // segment object's row needs none: its trailer is the durable record recovery indexes from.
-  // But a study's first row is synced (a row visible to StudyOwner is durable): start-up replays
-  // segments in the order they were made, not the order of the commits, and must find each
-  // study's owner as it was, so that no replay hands a study to another member.
+  // But a study's first row is synced (a row visible to StudyOwner, or kept by it, is durable):
+  // start-up replays segments in the order they were made, not the order of the commits, and must
+  // find each study's owner as it was, so that no replay hands a study to another member.
   // And none while another copy of its UID arrives (Receiving).
   bool companions_indexed = false;
   const bool unsynced_row = in_segment && req.segment_synced && owner && !req.also && req.companions.empty() &&

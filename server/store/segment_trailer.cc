@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/core_names.h>
-#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
@@ -57,51 +57,53 @@ int HashRange(int fd, uint64_t offset, uint64_t length, std::string& buffer, uin
   return 0;
 }
 
-// HMAC() fetches SHA-256 and HMAC from OpenSSL's provider store at every call, ~4 % of a CT
-// object's CPU in the server: each thread keeps a context keyed once, restarted per trailer.
+// Fetching SHA-256 and HMAC from OpenSSL's provider store, as HMAC() does at every call, cost
+// ~4 % of a CT object's CPU in the server: each thread keeps a context, given the key at every
+// seal (no fetch then). Not restarted without a key: OpenSSL 3.0.0-3.0.2 reported success and
+// kept the finished state (openssl/openssl#17811).
 class SealContext {
  public:
   SealContext() = default;
   ~SealContext() {
     EVP_MAC_CTX_free(ctx_);
-    OPENSSL_cleanse(key_.data(), key_.size());
+    EVP_MAC_free(mac_);
   }
   SealContext(const SealContext&) = delete;
   SealContext& operator=(const SealContext&) = delete;
 
   // The first 8 bytes of HMAC-SHA256(key, the trailer's first kChecked bytes); empty on failure.
   std::string Seal(std::string_view key, const char* bytes) {
-    const bool restarted = ctx_ != nullptr && key == key_ && EVP_MAC_init(ctx_, nullptr, 0, nullptr) == 1;
-    if (!restarted && !Key(key)) return std::string();
     unsigned char mac[EVP_MAX_MD_SIZE];
     size_t n = 0;
-    if (EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(bytes), kChecked) != 1 ||
+    if (!Ready() || EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(), nullptr) != 1 ||
+        EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(bytes), kChecked) != 1 ||
         EVP_MAC_final(ctx_, mac, &n, sizeof mac) != 1 || n < 8) {
+      ERR_clear_error();  // not left for a TLS call of this thread to misread
       return std::string();
     }
     return std::string(reinterpret_cast<const char*>(mac), 8);
   }
 
  private:
-  bool Key(std::string_view key) {
-    static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);  // for the process's life
-    OPENSSL_cleanse(key_.data(), key_.size());
-    key_.clear();
-    if (hmac == nullptr) return false;
-    if (ctx_ == nullptr) ctx_ = EVP_MAC_CTX_new(hmac);
+  // The context with its digest set (a failure is tried again at the next seal).
+  bool Ready() {
+    if (ctx_ != nullptr) return true;
+    if (mac_ == nullptr) mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (mac_ == nullptr) return false;
+    EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac_);
     char digest[] = "SHA256";
     const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                                  OSSL_PARAM_construct_end()};
-    if (ctx_ == nullptr ||
-        EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) != 1) {
+    if (ctx == nullptr || EVP_MAC_CTX_set_params(ctx, params) != 1) {
+      EVP_MAC_CTX_free(ctx);
       return false;
     }
-    key_.assign(key);
+    ctx_ = ctx;
     return true;
   }
 
+  EVP_MAC* mac_ = nullptr;
   EVP_MAC_CTX* ctx_ = nullptr;
-  std::string key_;  // ctx_ is keyed with this; empty: not keyed
 };
 
 std::string Seal(std::string_view key, const char* bytes) {
@@ -168,6 +170,7 @@ std::string EncodeSegmentTrailer(const SegmentTrailer& trailer, std::string_view
   PutU64(out.data() + 16, trailer.length);
   PutU64(out.data() + 24, trailer.hash);
   const std::string seal = Seal(key, out.data());
+  if (seal.size() != 8) return std::string();
   std::memcpy(out.data() + kChecked, seal.data(), seal.size());
   return out;
 }

@@ -30,6 +30,7 @@ struct SegmentTrailer {
 // and synced when there is none and `create`; NotFound without one otherwise.
 Result<std::string> SegmentTrailerKey(const std::filesystem::path& dir, bool create);
 
+// The trailer sealed under `key`; empty when it cannot be sealed (OpenSSL failed).
 std::string EncodeSegmentTrailer(const SegmentTrailer& trailer, std::string_view key);
 // A trailer from exactly kSegmentTrailerBytes bytes, if they hold one sealed under `key`.
 std::optional<SegmentTrailer> DecodeSegmentTrailer(std::string_view bytes, std::string_view key);

@@ -188,7 +188,12 @@ TEST_CASE_METHOD(OwnerFixture, "a study's owner is unknown before its first row 
           ->Store({temp, "AE", "zhuozhou", UID_CTImageStorage, ReadInstanceSummary(study[0])->sop_instance_uid, {}, {}})
           .code == IngestCode::kStored);
   CHECK(index->StudyOwner(study_uid) == std::optional<std::string>("zhuozhou"));
-  CHECK(index->StudyOwner(study_uid) == std::optional<std::string>("zhuozhou"));  // kept, the same
+  {  // Kept: not read again (nothing but this test changes an owner in the index).
+    auto other = Database::Open(dir.path() / "storage" / "index.sqlite", false);
+    REQUIRE(other.ok());
+    REQUIRE(other.value()->Exec("UPDATE studies SET member_id = 'changed-behind-its-back'").ok());
+  }
+  CHECK(index->StudyOwner(study_uid) == std::optional<std::string>("zhuozhou"));
   temp = store.NewTempPath();
   std::filesystem::copy_file(study[1], temp);
   const StoreOutcome foreign = ingest->Store(

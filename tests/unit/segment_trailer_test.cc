@@ -90,6 +90,7 @@ TEST_CASE("a trailer decodes only from its own bytes under its own key", "[store
   CHECK(t.substr(kSegmentTrailerBytes - 8) == std::string(reinterpret_cast<const char*>(mac), 8));
   CHECK(EncodeSegmentTrailer({8192, 12345, 0x0123456789abcdefULL}, std::string(32, 'j')) != t);
   CHECK(EncodeSegmentTrailer({8192, 12345, 0x0123456789abcdefULL}, kKey) == t);
+  CHECK(EncodeSegmentTrailer({8192, 12345, 0x0123456789abcdefULL}, kKey) == t);  // the context used again
   // The slot: the object, then at least the trailer, to the next block.
   CHECK(SegmentSlotEnd(0, 4096 - 64, 4096) == 4096);
   CHECK(SegmentSlotEnd(0, 4096 - 63, 4096) == 8192);
