@@ -351,6 +351,7 @@ class Association {
         request.segment_object = std::move(received.segment_object);
         request.segment_synced = received.segment_synced;
         request.segment_sync = received.segment_sync.get();
+        request.coming = receiving ? receiving->coming() : nullptr;
         outcome = env_.ingest.Store(request);
         // A copy no row names that stays sealed (a refusal that may pass later, a failed voiding):
         // later copies of its UID commit their rows synced.

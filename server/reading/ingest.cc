@@ -165,8 +165,9 @@ StoreOutcome Ingest::Store(const StoreRequest& req) {
   bool companions_indexed = false;
   const bool unsynced_row = in_segment && req.segment_synced && owner && !req.also && req.companions.empty() &&
                             ClaimUnsyncedRow(s.sop_instance_uid);
-  Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed),
-                                 unsynced_row ? Index::Durability::kRebuildable : Index::Durability::kSynced);
+  Status st =
+      index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed),
+                         unsynced_row ? Index::Durability::kRebuildable : Index::Durability::kSynced, req.coming);
   if (unsynced_row) UnsyncedRowCommitted(s.sop_instance_uid, st.ok());
   if (!st.ok()) {
     // Its study is another member's: refused by the write, or (the write failed otherwise: a lost
@@ -229,7 +230,7 @@ Result<Ingest::Receiving> Ingest::BeginReceive(const std::string& sop_instance_u
       unsynced = it != unsynced_rows_.end();
     }
   }
-  Receiving receiving(this, sop_instance_uid);
+  Receiving receiving(this, sop_instance_uid, index_.ExpectWrite());
   if (unsynced) {
     // Its row's commit may still be running, under the SOP lock: waited for, then made durable.
     { std::lock_guard<std::mutex> sop_lock(sop_locks_[SopLockStripe(sop_instance_uid)]); }

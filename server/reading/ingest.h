@@ -75,6 +75,8 @@ struct StoreRequest {
   // temp_file's (or segment_object's) first bytes, when the receiver kept them: its parse reads
   // them from here.
   std::string head = {};
+  // The write its receiver announced (Ingest::Receiving): told it arrives as the row's write queues.
+  Index::Coming* coming = nullptr;
 };
 
 struct StoreOutcome {
@@ -106,17 +108,23 @@ class Ingest {
   class Receiving {
    public:
     Receiving(Receiving&& other) noexcept
-        : ingest_(std::exchange(other.ingest_, nullptr)), uid_(std::move(other.uid_)) {}
+        : ingest_(std::exchange(other.ingest_, nullptr)),
+          uid_(std::move(other.uid_)),
+          coming_(std::move(other.coming_)) {}
     Receiving(const Receiving&) = delete;
     Receiving& operator=(const Receiving&) = delete;
     Receiving& operator=(Receiving&&) = delete;
     ~Receiving();
+    // Its row's write, on its way to the index (StoreRequest::coming).
+    Index::Coming* coming() { return &coming_; }
 
    private:
     friend class Ingest;
-    Receiving(Ingest* ingest, std::string uid) : ingest_(ingest), uid_(std::move(uid)) {}
+    Receiving(Ingest* ingest, std::string uid, Index::Coming coming)
+        : ingest_(ingest), uid_(std::move(uid)), coming_(std::move(coming)) {}
     Ingest* ingest_;
     std::string uid_;
+    Index::Coming coming_;
   };
   // Fails (kIOError) when an unsynced row of the UID cannot be synced: answer 0xA700.
   Result<Receiving> BeginReceive(const std::string& sop_instance_uid);

@@ -181,13 +181,13 @@ Index::~Index() {
   callers_left_.wait(lock, [this] { return callers_ == 0; });
 }
 
-Status Index::AddInstance(const NewInstance& instance, const WriteFn& also, Durability durability) {
+Status Index::AddInstance(const NewInstance& instance, const WriteFn& also, Durability durability, Coming* coming) {
   return RunWrite(
       [this, &instance, &also](Database& db) {
         Status s = InsertInstance(db, instance);
         return s.ok() && also ? also(db) : s;
       },
-      durability);
+      durability, coming);
 }
 
 Status Index::RelocateInstance(const std::string& sop_instance_uid, const std::string& from_path,

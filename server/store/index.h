@@ -133,8 +133,10 @@ class Index {
   // kPermissionDenied: its study is indexed for another member (checked first, so a foreign
   // member's re-send of a stored object gets this too). kConflict: the SOP Instance UID is
   // indexed already, or its series belongs to another study.
+  // `coming`: the write its receiver announced (ExpectWrite), arrived as this one queues.
+  class Coming;
   Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr,
-                     Durability durability = Durability::kSynced);
+                     Durability durability = Durability::kSynced, Coming* coming = nullptr);
   // Points an indexed instance at another copy of its object (`to_path`, `size_bytes`), if it is
   // still at `from_path`; `also` runs in the same transaction. NotFound when it is not there.
   Status RelocateInstance(const std::string& sop_instance_uid, const std::string& from_path, const std::string& to_path,
@@ -172,7 +174,9 @@ class Index {
   // that leads the batch (this caller's, another caller's or the writer thread) while others wait
   // on it: it must not call Write or AddInstance, nor take a lock that a caller of either may hold.
   // kRebuildable only for rows start-up recovery writes again from durable data (see above).
-  Status Write(WriteFn fn, Durability durability = Durability::kSynced) { return RunWrite(std::move(fn), durability); }
+  Status Write(WriteFn fn, Durability durability = Durability::kSynced, Coming* coming = nullptr) {
+    return RunWrite(std::move(fn), durability, coming);
+  }
   // As Write, without waiting: the future is ready once the write is durable (or failed). `fn`
   // must own what it uses.
   std::future<Status> WriteAsync(WriteFn fn) { return SubmitWrite(std::move(fn)); }
@@ -197,6 +201,38 @@ class Index {
   // Writes queued for the next batch (not counting the batch running); for tests that order what
   // goes into one batch.
   size_t QueuedWrites();
+  // Batches committed (or failed) so far.
+  uint64_t batches() const { return batches_.load(std::memory_order_relaxed); }
+
+  // A write on its way: an object being received whose row is to be written. While any is, the
+  // writer thread holds a batch that will sync the WAL up to gather_us (kGatherUs) for their
+  // writes to join it, so that one sync serves them all (a lone association has none on its
+  // way: its write never waits). It arrives with its write (AddInstance), or by Arrived when it
+  // will not come (the destructor calls it).
+  class Coming {
+   public:
+    Coming() = default;
+    Coming(Coming&& other) noexcept : index_(std::exchange(other.index_, nullptr)) {}
+    Coming& operator=(Coming&& other) noexcept {
+      if (this != &other) {
+        Arrived();
+        index_ = std::exchange(other.index_, nullptr);
+      }
+      return *this;
+    }
+    Coming(const Coming&) = delete;
+    Coming& operator=(const Coming&) = delete;
+    ~Coming() { Arrived(); }
+    void Arrived();
+
+   private:
+    friend class Index;
+    explicit Coming(Index* index) : index_(index) {}
+    Index* index_ = nullptr;
+  };
+  Coming ExpectWrite();
+  static constexpr int64_t kGatherUs = 300;
+  void set_gather_us_for_test(int64_t us) { gather_us_.store(us, std::memory_order_relaxed); }
   Result<std::vector<StudyOverview>> ListStudies();
 
  private:
@@ -218,7 +254,8 @@ class Index {
   Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, std::unique_ptr<Database> reader);
   std::filesystem::path db_path_;
   // Queues `fn` and returns once it is durable (or failed); leads its batch when alone.
-  Status RunWrite(WriteFn fn, Durability durability = Durability::kSynced);
+  // `coming` arrives as `fn` queues (under the same lock: a gathering leader sees both at once).
+  Status RunWrite(WriteFn fn, Durability durability = Durability::kSynced, Coming* coming = nullptr);
   std::future<Status> SubmitWrite(WriteFn fn);  // WriteAsync's
   // Called with queue_mu_ held through `lock`, no leader, a write queued: runs every queued write
   // as one batch and answers them. Returns with queue_mu_ released; a caller leading (`self`)
@@ -234,6 +271,9 @@ class Index {
   // The batch's transaction; the final answer of each write. Under writer_mu_.
   std::vector<Status> CommitBatch(std::deque<PendingWrite>& batch, BatchTrace* trace);
   void WriterLoop();
+  // Under queue_mu_ (`lock`), on the writer thread: waits while writes are on their way to a
+  // batch that will sync, at most gather_us_.
+  void GatherBatch(std::unique_lock<std::mutex>& lock);
   // Under writer_mu_: fsyncs the WAL file when commits are unsynced (`force`: whatever their age).
   Status SyncUnsyncedCommits(bool force);
   Status InsertInstance(Database& db, const NewInstance& instance);
@@ -270,6 +310,10 @@ class Index {
   bool writer_timing_ = false;      // guarded by queue_mu_: the writer thread waits to sync unsynced commits
   int solo_batches_ = 0;            // guarded by queue_mu_: batches in a row of one write, none queued behind
   static constexpr int kSoloBatchesToLead = 4;
+  std::atomic<int> writes_coming_{0};
+  std::atomic<bool> gathering_{false};  // the writer thread waits in GatherBatch
+  std::atomic<int64_t> gather_us_{kGatherUs};
+  std::atomic<uint64_t> batches_{0};
   bool analyze_due_ = false;              // guarded by queue_mu_: for the writer thread, between batches
   bool stopping_ = false;                 // guarded by queue_mu_
   int callers_ = 0;                       // guarded by queue_mu_: inside RunWrite, their write queued

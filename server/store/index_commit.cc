@@ -3,6 +3,7 @@
 // (index.h: Durability).
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -18,15 +19,48 @@ using index_detail::BatchTraceOn;
 using index_detail::checkpoint_us;
 using index_detail::NowUs;
 
+Index::Coming Index::ExpectWrite() {
+  writes_coming_.fetch_add(1, std::memory_order_relaxed);
+  return Coming(this);
+}
+
+void Index::Coming::Arrived() {
+  Index* index = std::exchange(index_, nullptr);
+  if (index == nullptr) return;
+  index->writes_coming_.fetch_sub(1);
+  // A gathering writer thread counts again (its wait ends when none is on its way); woken under
+  // its lock, so that the wake cannot fall between its count and its wait. An idle one is left
+  // asleep.
+  if (index->gathering_.load()) {
+    { std::lock_guard<std::mutex> lock(index->queue_mu_); }
+    index->writer_cv_->notify_one();
+  }
+}
+
+void Index::GatherBatch(std::unique_lock<std::mutex>& lock) {
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::microseconds(gather_us_.load(std::memory_order_relaxed));
+  gathering_.store(true);
+  for (;;) {
+    if (stopping_ || leading_ || queue_.empty() || writes_coming_.load() <= 0) break;
+    // A batch of rebuildable writes does not sync: nothing to share.
+    const bool syncs = std::any_of(queue_.begin(), queue_.end(),
+                                   [](const PendingWrite& w) { return w.durability == Durability::kSynced; });
+    if (!syncs || writer_cv_->wait_until(lock, until) == std::cv_status::timeout) break;
+  }
+  gathering_.store(false);
+}
+
 void Index::CallerLeft() {
   if (--callers_ == 0 && stopping_) callers_left_.notify_all();
 }
 
-Status Index::RunWrite(WriteFn fn, Durability durability) {
+Status Index::RunWrite(WriteFn fn, Durability durability, Coming* coming) {
   auto me = std::make_shared<Waiter>();
   std::unique_lock<std::mutex> lock(queue_mu_);
   if (stopping_) return Status::IOError("index is shutting down");
   queue_.push_back(PendingWrite{std::move(fn), me, std::nullopt, durability});
+  if (coming != nullptr && std::exchange(coming->index_, nullptr) != nullptr) writes_coming_.fetch_sub(1);
   ++callers_;  // until CallerLeft: the destructor waits for it
   // Alone, a caller commits its own write: no hand-off. With neighbours (the last batches had
   // company) the writer thread leads: measured, callers leading each other's batches cost more
@@ -103,6 +137,7 @@ void Index::LeadBatch(std::unique_lock<std::mutex>& lock, const Waiter* self) no
     }
   }
   leading_ = false;
+  batches_.fetch_add(1, std::memory_order_relaxed);
   analyze_due_ = analyze_due_ || analyze;
   if (self != nullptr) CallerLeft();
   solo_batches_ = batch.size() == 1 && queue_.empty() ? std::min(solo_batches_ + 1, kSoloBatchesToLead) : 0;
@@ -200,6 +235,9 @@ void Index::WriterLoop() {
       lock.lock();
       leading_ = false;  // what queued meanwhile: led next, by this thread or a caller
     } else if (!queue_.empty()) {
+      GatherBatch(lock);
+      // Taken meanwhile by a caller leading its own, or stopping: looked at again.
+      if (leading_ || queue_.empty()) continue;
       LeadBatch(lock, nullptr);
       lock.lock();
     } else {

@@ -448,3 +448,47 @@ TEST_CASE("the index outlives the callers whose writes another thread ran, when 
   CHECK(second.get().ok());
   CHECK(Rows(path) == std::set<int>{1, 2});
 }
+
+TEST_CASE("the writer thread holds a synced batch for writes on their way, at most its bound, a rebuildable one never",
+          "[store][index]") {
+  test::ScratchDir dir;
+  const auto path = dir.path() / "index.sqlite";
+  const std::unique_ptr<Index> index = ProbeIndex(path);
+  index->set_gather_us_for_test(20'000'000);  // the test's steps decide, not the clock
+  // A fresh index: the writer thread leads (no run of lone batches yet).
+  Index::Coming coming = index->ExpectWrite();
+  const uint64_t before = index->batches();
+  auto first = std::async(std::launch::async, [&] { return index->Write(Insert(1)); });
+  CHECK(first.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);  // held for the other
+  auto second =
+      std::async(std::launch::async, [&] { return index->Write(Insert(2), Index::Durability::kSynced, &coming); });
+  Await(first, "the first write");
+  Await(second, "the write on its way");
+  CHECK(first.get().ok());
+  CHECK(second.get().ok());
+  CHECK(index->batches() == before + 1);  // one batch, one sync
+  CHECK(Rows(path) == std::set<int>{1, 2});
+
+  // One that will not come: its Arrived ends the wait.
+  Index::Coming lost = index->ExpectWrite();
+  auto third = std::async(std::launch::async, [&] { return index->Write(Insert(3)); });
+  CHECK(third.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
+  lost.Arrived();
+  Await(third, "the write held for one that will not come");
+  CHECK(third.get().ok());
+
+  // A batch that will not sync shares nothing: not held.
+  Index::Coming stuck = index->ExpectWrite();
+  auto fourth =
+      std::async(std::launch::async, [&] { return index->Write(Insert(4), Index::Durability::kRebuildable); });
+  CHECK(fourth.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  // Held no longer than its bound.
+  index->set_gather_us_for_test(50'000);
+  auto fifth = std::async(std::launch::async, [&] { return index->Write(Insert(5)); });
+  CHECK(fifth.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  Await(fourth, "the rebuildable write");
+  Await(fifth, "the write held to its bound");
+  CHECK(fourth.get().ok());
+  CHECK(fifth.get().ok());
+  CHECK(Rows(path) == std::set<int>{1, 2, 3, 4, 5});
+}
