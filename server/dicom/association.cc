@@ -362,6 +362,8 @@ class Association {
         }
       }
     }
+    // Its row queued by now or never: no batch waits for it while the answer goes out.
+    if (receiving) receiving->coming()->Arrived();
     Account(req, outcome);
     T_DIMSE_C_StoreRSP rsp{};
     rsp.MessageIDBeingRespondedTo = req.MessageID;

@@ -230,12 +230,14 @@ Result<Ingest::Receiving> Ingest::BeginReceive(const std::string& sop_instance_u
       unsynced = it != unsynced_rows_.end();
     }
   }
-  Receiving receiving(this, sop_instance_uid, index_.ExpectWrite());
+  Receiving receiving(this, sop_instance_uid, Index::Coming());
   if (unsynced) {
     // Its row's commit may still be running, under the SOP lock: waited for, then made durable.
     { std::lock_guard<std::mutex> sop_lock(sop_locks_[SopLockStripe(sop_instance_uid)]); }
     if (Status s = index_.SyncNow(); !s.ok()) return s;
   }
+  // Announced only now: a batch gathered for it could hold the row waited for above.
+  receiving.coming_ = index_.ExpectWrite();
   return receiving;
 }
 
@@ -367,7 +369,8 @@ StoreOutcome Ingest::StoreExisting(const StoreRequest& req, const NewInstance& i
   Result<Companions> companions = PlaceCompanions(req);
   if (!companions.ok()) return Refuse(CodeFor(companions.status()), companions.status().message());
   bool companions_indexed = false;
-  Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed));
+  Status st = index_.AddInstance(instance, WithCompanions(companions->instances, req, &companions_indexed),
+                                 Index::Durability::kSynced, req.coming);
   if (!st.ok() || !companions_indexed) RemoveCompanions(companions->instances);
   if (!st.ok()) {
     return Refuse(RefusalFor(st), st.message());

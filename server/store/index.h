@@ -35,6 +35,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/dicom.h"
@@ -133,8 +134,8 @@ class Index {
   // kPermissionDenied: its study is indexed for another member (checked first, so a foreign
   // member's re-send of a stored object gets this too). kConflict: the SOP Instance UID is
   // indexed already, or its series belongs to another study.
+  class Coming;  // below
   // `coming`: the write its receiver announced (ExpectWrite), arrived as this one queues.
-  class Coming;
   Status AddInstance(const NewInstance& instance, const WriteFn& also = nullptr,
                      Durability durability = Durability::kSynced, Coming* coming = nullptr);
   // Points an indexed instance at another copy of its object (`to_path`, `size_bytes`), if it is
@@ -310,6 +311,8 @@ class Index {
   bool writer_timing_ = false;      // guarded by queue_mu_: the writer thread waits to sync unsynced commits
   int solo_batches_ = 0;            // guarded by queue_mu_: batches in a row of one write, none queued behind
   static constexpr int kSoloBatchesToLead = 4;
+  // Coming tokens not arrived yet: taken down by Arrived, or by RunWrite under queue_mu_ as the
+  // token's write queues.
   std::atomic<int> writes_coming_{0};
   std::atomic<bool> gathering_{false};  // the writer thread waits in GatherBatch
   std::atomic<int64_t> gather_us_{kGatherUs};

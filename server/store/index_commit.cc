@@ -236,8 +236,8 @@ void Index::WriterLoop() {
       leading_ = false;  // what queued meanwhile: led next, by this thread or a caller
     } else if (!queue_.empty()) {
       GatherBatch(lock);
-      // Taken meanwhile by a caller leading its own, or stopping: looked at again.
-      if (leading_ || queue_.empty()) continue;
+      // Taken meanwhile by a caller leading its own, or statistics fell due: looked at again.
+      if (leading_ || queue_.empty() || analyze_due_) continue;
       LeadBatch(lock, nullptr);
       lock.lock();
     } else {
