@@ -449,20 +449,6 @@ TEST_CASE("the index outlives the callers whose writes another thread ran, when 
   CHECK(Rows(path) == std::set<int>{1, 2});
 }
 
-namespace {
-
-// Whether `n` writes wait in the queue (held by a gathering writer thread) within 10 s.
-bool WaitUntilQueued(Index& index, size_t n) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (index.QueuedWrites() != n) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
-
-}  // namespace
-
 TEST_CASE("the writer thread holds a synced batch for writes on their way, at most its bound, a rebuildable one never",
           "[store][index]") {
   test::ScratchDir dir;
@@ -473,7 +459,7 @@ TEST_CASE("the writer thread holds a synced batch for writes on their way, at mo
   Index::Coming coming = index->ExpectWrite();
   const uint64_t before = index->batches();
   auto first = std::async(std::launch::async, [&] { return index->Write(Insert(1)); });
-  REQUIRE(WaitUntilQueued(*index, 1));
+  REQUIRE(test::WaitFor([&] { return index->QueuedWrites() == 1; }));
   CHECK(first.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);  // held for the other
   auto second =
       std::async(std::launch::async, [&] { return index->Write(Insert(2), Index::Durability::kSynced, &coming); });
@@ -489,7 +475,7 @@ TEST_CASE("the writer thread holds a synced batch for writes on their way, at mo
   // One that will not come: its Arrived ends the wait.
   Index::Coming lost = index->ExpectWrite();
   auto third = std::async(std::launch::async, [&] { return index->Write(Insert(3)); });
-  REQUIRE(WaitUntilQueued(*index, 1));
+  REQUIRE(test::WaitFor([&] { return index->QueuedWrites() == 1; }));
   CHECK(third.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
   lost.Arrived();
   CHECK(third.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
