@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "server/dicom/commitment.h"
 #include "server/dicom/dimse_status.h"
+#include "server/dicom/find_responses.h"
 #include "server/dicom/qr_scp.h"
 #include "server/dicom/receive.h"
 #include "server/store/direct_file.h"
@@ -365,20 +366,7 @@ class Association {
     // Its row queued by now or never: no batch waits for it while the answer goes out.
     if (receiving) receiving->coming()->Arrived();
     Account(req, outcome);
-    T_DIMSE_C_StoreRSP rsp{};
-    rsp.MessageIDBeingRespondedTo = req.MessageID;
-    rsp.DimseStatus = dimse::ForIngest(outcome.code);
-    rsp.DataSetType = DIMSE_DATASET_NULL;
-    OFStandard::strlcpy(rsp.AffectedSOPClassUID, req.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
-    OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, req.AffectedSOPInstanceUID, sizeof rsp.AffectedSOPInstanceUID);
-    rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
-    DcmDataset detail;
-    DcmDataset* detail_ptr = nullptr;
-    if (!outcome.error_comment.empty()) {
-      dimse::SetErrorComment(detail, outcome.error_comment);
-      detail_ptr = &detail;
-    }
-    return DIMSE_sendStoreResponse(assoc_, pres_id, &req, &rsp, detail_ptr);
+    return SendStoreResponse(assoc_, pres_id, req, dimse::ForIngest(outcome.code), outcome.error_comment);
   }
 
   // A segment copy no row will name (Ingest::SegmentCopyUnneeded): its trailer voided, so that

@@ -248,6 +248,49 @@ std::string StoreRequestCommand(const std::string& sop_class_uid, uint16_t messa
   return command + e;
 }
 
+std::string StoreResponseCommand(const std::string& sop_class_uid, uint16_t message_id,
+                                 const std::string& sop_instance_uid, uint16_t status,
+                                 const std::string& error_comment) {
+  auto even = [](std::string v, char pad) {
+    if (v.size() & 1) v.push_back(pad);
+    return v;
+  };
+  std::string e;
+  CommandElement(&e, 0x0002, even(sop_class_uid, '\0'));
+  CommandUs(&e, 0x0100, DIMSE_C_STORE_RSP);
+  CommandUs(&e, 0x0120, message_id);
+  CommandUs(&e, 0x0800, DIMSE_DATASET_NULL);
+  CommandUs(&e, 0x0900, status);
+  if (!error_comment.empty()) CommandElement(&e, 0x0902, even(error_comment.substr(0, 64), ' '));
+  CommandElement(&e, 0x1000, even(sop_instance_uid, '\0'));
+  std::string length, command;
+  U32(&length, static_cast<uint32_t>(e.size()));
+  CommandElement(&command, 0x0000, length);
+  return command + e;
+}
+
+OFCondition SendStoreResponse(T_ASC_Association* assoc, unsigned char pres_id, const T_DIMSE_C_StoreRQ& req,
+                              uint16_t status, const std::string& error_comment) {
+  const size_t limit = PduBodyLimit(assoc->params->theirMaxPDUReceiveSize);
+  if (limit == 0 || DUL_getTransportConnection(assoc->DULassociation) == nullptr) {
+    T_DIMSE_C_StoreRSP rsp{};
+    rsp.MessageIDBeingRespondedTo = req.MessageID;
+    rsp.DimseStatus = status;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    OFStandard::strlcpy(rsp.AffectedSOPClassUID, req.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
+    OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, req.AffectedSOPInstanceUID, sizeof rsp.AffectedSOPInstanceUID);
+    rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
+    DcmDataset detail;
+    if (!error_comment.empty()) dimse::SetErrorComment(detail, error_comment);
+    return DIMSE_sendStoreResponse(assoc, pres_id, &req, &rsp, error_comment.empty() ? nullptr : &detail);
+  }
+  const std::string command =
+      StoreResponseCommand(req.AffectedSOPClassUID, req.MessageID, req.AffectedSOPInstanceUID, status, error_comment);
+  std::string pdus;
+  AppendMessagePdus(&pdus, limit, pres_id, command, nullptr);
+  return WriteToPeer(assoc, pdus.data(), pdus.size());
+}
+
 size_t DataPduValueMax(size_t pdu_body_limit, size_t cap) {
   // PS3.8 9.3.1: a PDU's variable part within the peer's maximum; a PDV fragment of even length,
   // as DCMTK writes it (its receivers refuse an odd one).
@@ -313,13 +356,16 @@ void AppendMessagePdus(std::string* out, size_t max_pdu_body, unsigned char pres
     size_t offset = 0;
     do {
       size_t used = pdu_start == std::string::npos ? max_pdu_body : out->size() - pdu_start - 6;
-      if (max_pdu_body - used < 7) {  // not even one byte of value fits: the next PDU
+      if (max_pdu_body - used < 8) {  // not even two bytes of value fit: the next PDU
         close_pdu();
         pdu_start = out->size();
         out->append("\x04\x00\x00\x00\x00\x00", 6);
         used = 0;
       }
-      const size_t n = std::min(bytes.size() - offset, max_pdu_body - used - 6);
+      size_t n = std::min(bytes.size() - offset, max_pdu_body - used - 6);
+      // Every fragment but the last of even length, as DCMTK writes them: its receivers refuse an
+      // odd one ("Odd Fragment Length"), which a peer maximum of odd length would otherwise make.
+      if (offset + n < bytes.size()) n &= ~size_t{1};
       const bool last = offset + n == bytes.size();
       char head[6];
       U32BigEndian(head, static_cast<uint32_t>(n + 2));

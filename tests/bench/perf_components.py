@@ -29,7 +29,7 @@ rules = [  # (component, any of these frames in the stack) checked in order
  ('dimse: receive command', ['DIMSE_receiveCommand']),
  ('dimse: data set to the file (DirectFile)', ['teleread::DirectFile::']),
  ('dimse: receive data set', ['teleread::ReceiveDataSet']),
- ('dimse: send response', ['DIMSE_sendStoreResponse']),
+ ('dimse: send response', ['DIMSE_sendStoreResponse', 'teleread::SendStoreResponse']),
  ('assoc: FreeBytes statvfs', ['teleread::ObjectStore::FreeBytes']),
  ('assoc: other', ['teleread::RunAssociation']),
 ]

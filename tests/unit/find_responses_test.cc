@@ -12,6 +12,7 @@
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmnet/dimse.h"
 
+#include "server/dicom/dimse_status.h"
 #include "server/dicom/find_responses.h"
 #include "server/store/audit_log.h"
 #include "server/store/index.h"
@@ -117,6 +118,32 @@ TEST_CASE("a C-STORE-RQ command set is the bytes DCMTK writes for it", "[qr][mov
       REQUIRE(cmd.putAndInsertUint16(DCM_MoveOriginatorMessageID, 7).good());
     }
     CHECK(StoreRequestCommand(UID_CTImageStorage, 0x4321, "1.2.3.44", originator, 7) == AsCommand(cmd));
+  }
+}
+
+TEST_CASE("a C-STORE-RSP command set is the bytes DCMTK writes for it", "[ingest]") {
+  // The elements DCMTK's DIMSE_sendStoreResponse puts in the command (dimcmd.cc), with the status
+  // detail's elements moved in as DIMSE_sendMessage does, written as it writes a command.
+  for (const std::string instance : {"1.2.3.44", "1.2.3.4"}) {  // odd: UI's NUL pad
+    for (const std::string& comment :
+         {std::string(), std::string("storage full"), std::string("odd"), std::string(64, 'y'), std::string(70, 'x')}) {
+      for (const uint16_t status : {uint16_t{0x0000}, uint16_t{0xA700}, uint16_t{0x0111}}) {
+        INFO("instance " << instance << " comment '" << comment << "' status " << status);
+        DcmDataset cmd;
+        REQUIRE(cmd.putAndInsertString(DCM_AffectedSOPClassUID, UID_CTImageStorage).good());
+        REQUIRE(cmd.putAndInsertUint16(DCM_CommandField, DIMSE_C_STORE_RSP).good());
+        REQUIRE(cmd.putAndInsertUint16(DCM_MessageIDBeingRespondedTo, 0x4321).good());
+        REQUIRE(cmd.putAndInsertUint16(DCM_CommandDataSetType, DIMSE_DATASET_NULL).good());
+        REQUIRE(cmd.putAndInsertUint16(DCM_Status, status).good());
+        REQUIRE(cmd.putAndInsertString(DCM_AffectedSOPInstanceUID, instance.c_str()).good());
+        if (!comment.empty()) {
+          DcmDataset detail;
+          dimse::SetErrorComment(detail, comment);
+          while (detail.card() > 0) REQUIRE(cmd.insert(detail.remove(0UL)).good());
+        }
+        CHECK(StoreResponseCommand(UID_CTImageStorage, 0x4321, instance, status, comment) == AsCommand(cmd));
+      }
+    }
   }
 }
 
@@ -329,6 +356,25 @@ TEST_CASE("a response is one PDU when it fits, and fragments within the peer's m
     for (size_t i = 1; i < pdvs.size(); ++i) data += pdvs[i].bytes;
     CHECK(pdvs[0].bytes == command);
     CHECK(data == ids);
+  }
+  SECTION("a peer maximum of odd length") {
+    // 101: after the command (96 bytes) a PDU has 95 bytes of value left, 1 in the first.
+    for (const size_t limit : {size_t{101}, size_t{4097}}) {
+      INFO("limit " << limit);
+      const std::string ids(9000, 'i');
+      const std::string_view view = ids;
+      std::string wire;
+      AppendMessagePdus(&wire, PduBodyLimit(static_cast<long>(limit)), 1, command, &view);
+      std::vector<Pdv> pdvs = parse(wire, limit);
+      REQUIRE(pdvs.size() >= 3);
+      std::string data;
+      for (size_t i = 1; i < pdvs.size(); ++i) {
+        CHECK(pdvs[i].bytes.size() % 2 == 0);  // DCMTK refuses an odd fragment
+        data += pdvs[i].bytes;
+      }
+      CHECK(pdvs[0].bytes == command);
+      CHECK(data == ids);
+    }
   }
   SECTION("no identifier") {
     std::string wire;
