@@ -49,6 +49,20 @@ void CommandUs(std::string* out, uint16_t element, uint16_t value) {
   CommandElement(out, element, v);
 }
 
+// A value padded to even length (UI with NUL, text with a space).
+std::string Even(std::string v, char pad) {
+  if (v.size() & 1) v.push_back(pad);
+  return v;
+}
+
+// A command set: its Command Group Length, then `elements`.
+std::string WithGroupLength(const std::string& elements) {
+  std::string length, command;
+  U32(&length, static_cast<uint32_t>(elements.size()));
+  CommandElement(&command, 0x0000, length);
+  return command + elements;
+}
+
 bool IsTextVr(DcmEVR vr) {
   static constexpr DcmEVR kText[] = {EVR_AE, EVR_AS, EVR_CS, EVR_DA, EVR_DS, EVR_DT, EVR_IS, EVR_LO, EVR_LT,
                                      EVR_PN, EVR_SH, EVR_ST, EVR_TM, EVR_UI, EVR_UC, EVR_UR, EVR_UT};
@@ -216,9 +230,7 @@ std::unique_ptr<FindResponseWriter> FindResponseWriter::ForContext(T_ASC_Associa
 
 std::string FindResponseCommandHead(const T_DIMSE_C_FindRQ& req) {
   std::string head;
-  std::string uid = req.AffectedSOPClassUID;
-  if (uid.size() & 1) uid.push_back('\0');
-  CommandElement(&head, 0x0002, uid);
+  CommandElement(&head, 0x0002, Even(req.AffectedSOPClassUID, '\0'));
   CommandUs(&head, 0x0100, DIMSE_C_FIND_RSP);
   CommandUs(&head, 0x0120, req.MessageID);
   return head;
@@ -227,46 +239,32 @@ std::string FindResponseCommandHead(const T_DIMSE_C_FindRQ& req) {
 std::string StoreRequestCommand(const std::string& sop_class_uid, uint16_t message_id,
                                 const std::string& sop_instance_uid, const std::string& move_originator_ae,
                                 uint16_t move_originator_message_id) {
-  auto even = [](std::string v, char pad) {
-    if (v.size() & 1) v.push_back(pad);
-    return v;
-  };
   std::string e;
-  CommandElement(&e, 0x0002, even(sop_class_uid, '\0'));
+  CommandElement(&e, 0x0002, Even(sop_class_uid, '\0'));
   CommandUs(&e, 0x0100, DIMSE_C_STORE_RQ);
   CommandUs(&e, 0x0110, message_id);
   CommandUs(&e, 0x0700, DIMSE_PRIORITY_MEDIUM);
   CommandUs(&e, 0x0800, DIMSE_DATASET_PRESENT);
-  CommandElement(&e, 0x1000, even(sop_instance_uid, '\0'));
+  CommandElement(&e, 0x1000, Even(sop_instance_uid, '\0'));
   if (!move_originator_ae.empty()) {
-    CommandElement(&e, 0x1030, even(move_originator_ae, ' '));
+    CommandElement(&e, 0x1030, Even(move_originator_ae, ' '));
     CommandUs(&e, 0x1031, move_originator_message_id);
   }
-  std::string length, command;
-  U32(&length, static_cast<uint32_t>(e.size()));
-  CommandElement(&command, 0x0000, length);
-  return command + e;
+  return WithGroupLength(e);
 }
 
 std::string StoreResponseCommand(const std::string& sop_class_uid, uint16_t message_id,
                                  const std::string& sop_instance_uid, uint16_t status,
                                  const std::string& error_comment) {
-  auto even = [](std::string v, char pad) {
-    if (v.size() & 1) v.push_back(pad);
-    return v;
-  };
   std::string e;
-  CommandElement(&e, 0x0002, even(sop_class_uid, '\0'));
+  CommandElement(&e, 0x0002, Even(sop_class_uid, '\0'));
   CommandUs(&e, 0x0100, DIMSE_C_STORE_RSP);
   CommandUs(&e, 0x0120, message_id);
   CommandUs(&e, 0x0800, DIMSE_DATASET_NULL);
   CommandUs(&e, 0x0900, status);
-  if (!error_comment.empty()) CommandElement(&e, 0x0902, even(error_comment.substr(0, 64), ' '));
-  CommandElement(&e, 0x1000, even(sop_instance_uid, '\0'));
-  std::string length, command;
-  U32(&length, static_cast<uint32_t>(e.size()));
-  CommandElement(&command, 0x0000, length);
-  return command + e;
+  if (!error_comment.empty()) CommandElement(&e, 0x0902, Even(error_comment.substr(0, 64), ' '));
+  CommandElement(&e, 0x1000, Even(sop_instance_uid, '\0'));
+  return WithGroupLength(e);
 }
 
 OFCondition SendStoreResponse(T_ASC_Association* assoc, unsigned char pres_id, const T_DIMSE_C_StoreRQ& req,
@@ -325,12 +323,7 @@ std::string FindResponseCommand(std::string_view head, uint16_t status, bool ide
   std::string elements(head);
   CommandUs(&elements, 0x0800, identifier ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL);
   CommandUs(&elements, 0x0900, status);
-  std::string length;
-  U32(&length, static_cast<uint32_t>(elements.size()));
-  std::string command;
-  CommandElement(&command, 0x0000, length);
-  command += elements;
-  return command;
+  return WithGroupLength(elements);
 }
 
 void FindResponseWriter::Pending(std::string_view identifier) { Message(dimse::kPending, &identifier); }
