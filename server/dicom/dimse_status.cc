@@ -32,8 +32,10 @@ std::string Hex(uint16_t status) {
   return hex;
 }
 
+std::string ErrorCommentValue(const std::string& comment) { return comment.substr(0, 64); }
+
 void SetErrorComment(DcmDataset& detail, const std::string& comment) {
-  detail.putAndInsertString(DCM_ErrorComment, comment.substr(0, 64).c_str());
+  detail.putAndInsertString(DCM_ErrorComment, ErrorCommentValue(comment).c_str());
 }
 
 }  // namespace teleread::dimse

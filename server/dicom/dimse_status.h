@@ -39,7 +39,9 @@ inline bool CountsAsStored(uint16_t status) {
 // "A700"
 std::string Hex(uint16_t status);
 
-// A status detail data set with `comment` as its Error Comment, cut to the 64 characters of LO.
+// An Error Comment's value: `comment` cut to the 64 characters of LO.
+std::string ErrorCommentValue(const std::string& comment);
+// A status detail data set with ErrorCommentValue(comment) as its Error Comment.
 void SetErrorComment(DcmDataset& detail, const std::string& comment);
 
 }  // namespace teleread::dimse

@@ -262,7 +262,7 @@ std::string StoreResponseCommand(const std::string& sop_class_uid, uint16_t mess
   CommandUs(&e, 0x0120, message_id);
   CommandUs(&e, 0x0800, DIMSE_DATASET_NULL);
   CommandUs(&e, 0x0900, status);
-  if (!error_comment.empty()) CommandElement(&e, 0x0902, Even(error_comment.substr(0, 64), ' '));
+  if (!error_comment.empty()) CommandElement(&e, 0x0902, Even(dimse::ErrorCommentValue(error_comment), ' '));
   CommandElement(&e, 0x1000, Even(sop_instance_uid, '\0'));
   return WithGroupLength(e);
 }

@@ -79,8 +79,8 @@ std::string StoreRequestCommand(const std::string& sop_class_uid, uint16_t messa
                                 const std::string& sop_instance_uid, const std::string& move_originator_ae,
                                 uint16_t move_originator_message_id);
 // A C-STORE-RSP command set as DCMTK's DIMSE_sendStoreResponse writes it (PS3.7 9.3.1.2): the
-// affected SOP class and instance, no data set, and an Error Comment (cut to the 64 characters of
-// LO) when `error_comment` is not empty.
+// affected SOP class and instance, no data set, and an Error Comment (dimse::ErrorCommentValue)
+// when `error_comment` is not empty.
 std::string StoreResponseCommand(const std::string& sop_class_uid, uint16_t message_id,
                                  const std::string& sop_instance_uid, uint16_t status,
                                  const std::string& error_comment);
