@@ -251,9 +251,13 @@ Result<BuiltQuery> Build(const FindRequest& r, const std::string& select_prefix,
   return out;
 }
 
-Result<std::unique_ptr<Statement>> Prepare(Database& db, const BuiltQuery& q) {
-  auto stmt = std::make_unique<Statement>(db.handle(), q.sql);
-  for (size_t i = 0; i < q.binds.size(); ++i) stmt->Bind(static_cast<int>(i + 1), q.binds[i]);
+// Kept by the connection (CachedStatement): a PACS asks the same forms of query again and again
+// with other values, and preparing the joins cost more than running a selective one. Not one
+// with a long list of values (a C-MOVE of many UIDs): rarely asked again, and large.
+std::unique_ptr<CachedStatement> Prepare(Database& db, const BuiltQuery& q) {
+  constexpr size_t kKeptBinds = 16;
+  auto stmt = std::make_unique<CachedStatement>(db, q.sql, q.binds.size() <= kKeptBinds);
+  for (size_t i = 0; i < q.binds.size(); ++i) (*stmt)->Bind(static_cast<int>(i + 1), q.binds[i]);
   return stmt;
 }
 
@@ -273,19 +277,20 @@ bool QueryEngine::Knows(uint32_t tag, QrLevel level) {
   return a != nullptr && a->level <= level;
 }
 
-FindCursor::FindCursor(PooledReader db, std::unique_ptr<Statement> query, std::vector<uint32_t> columns)
+FindCursor::FindCursor(PooledReader db, std::unique_ptr<CachedStatement> query, std::vector<uint32_t> columns)
     : db_(std::move(db)), query_(std::move(query)), columns_(std::move(columns)) {}
 
 FindCursor::~FindCursor() {
-  query_.reset();  // finalised first: an idle connection holds no read snapshot
+  query_.reset();  // reset first: an idle connection holds no read snapshot
   db_.reset();
 }
 
 Result<bool> FindCursor::Next(FindRow* row) {
-  Result<bool> has = query_->Step();
+  Statement& query = **query_;
+  Result<bool> has = query.Step();
   if (!has.ok() || !has.value()) return has;
   row->clear();
-  for (size_t i = 0; i < columns_.size(); ++i) row->emplace_back(columns_[i], query_->Text(static_cast<int>(i)));
+  for (size_t i = 0; i < columns_.size(); ++i) row->emplace_back(columns_[i], query.Text(static_cast<int>(i)));
   return true;
 }
 
@@ -294,9 +299,8 @@ Result<std::unique_ptr<FindCursor>> QueryEngine::Find(const FindRequest& request
   if (!q.ok()) return q.status();
   Result<PooledReader> db = pool_->Take();
   if (!db.ok()) return db.status();
-  Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
-  if (!stmt.ok()) return stmt.status();
-  return std::make_unique<FindCursor>(std::move(db.value()), std::move(stmt.value()), std::move(q->columns));
+  std::unique_ptr<CachedStatement> stmt = Prepare(*db.value(), q.value());
+  return std::make_unique<FindCursor>(std::move(db.value()), std::move(stmt), std::move(q->columns));
 }
 
 Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
@@ -305,15 +309,15 @@ Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
   q->sql = "EXPLAIN QUERY PLAN " + q->sql;
   Result<PooledReader> db = pool_->Take();
   if (!db.ok()) return db.status();
-  Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
+  std::unique_ptr<CachedStatement> stmt = Prepare(*db.value(), q.value());
   std::string plan;
   for (;;) {
-    Result<bool> row = stmt.value()->Step();
+    Result<bool> row = (*stmt)->Step();
     if (!row.ok()) return row.status();
     if (!row.value()) break;
-    plan += stmt.value()->Text(3) + "\n";
+    plan += (*stmt)->Text(3) + "\n";
   }
-  stmt.value().reset();  // before the connection goes back to the pool
+  stmt.reset();  // before the connection goes back to the pool
   return plan;
 }
 
@@ -345,16 +349,16 @@ Result<std::vector<RetrieveItem>> QueryEngine::Retrieve(const FindRequest& reque
   if (!q.ok()) return q.status();
   Result<PooledReader> db = pool_->Take();
   if (!db.ok()) return db.status();
-  Result<std::unique_ptr<Statement>> stmt = Prepare(*db.value(), q.value());
+  std::unique_ptr<CachedStatement> stmt = Prepare(*db.value(), q.value());
   std::vector<RetrieveItem> items;
   for (;;) {
-    Result<bool> row = stmt.value()->Step();
+    Statement& s = **stmt;
+    Result<bool> row = s.Step();
     if (!row.ok()) return row.status();
     if (!row.value()) break;
-    Statement& s = *stmt.value();
     items.push_back({s.Text(0), s.Text(1), s.Text(2), s.Text(3)});
   }
-  stmt.value().reset();  // before the connection goes back to the pool
+  stmt.reset();  // before the connection goes back to the pool
   return items;
 }
 

@@ -19,8 +19,8 @@
 
 namespace teleread {
 
+class CachedStatement;
 class Database;
-class Statement;
 
 enum class QrLevel { kPatient = 0, kStudy = 1, kSeries = 2, kImage = 3 };
 
@@ -43,14 +43,14 @@ using FindRow = std::vector<std::pair<uint32_t, std::string>>;
 
 class FindCursor {
  public:
-  FindCursor(PooledReader db, std::unique_ptr<Statement> query, std::vector<uint32_t> columns);
+  FindCursor(PooledReader db, std::unique_ptr<CachedStatement> query, std::vector<uint32_t> columns);
   ~FindCursor();  // gives the connection back to the pool
   // False when there are no more matches.
   Result<bool> Next(FindRow* row);
 
  private:
   PooledReader db_;
-  std::unique_ptr<Statement> query_;
+  std::unique_ptr<CachedStatement> query_;  // kept by its connection: a query of the same form is not parsed again
   std::vector<uint32_t> columns_;
 };
 
@@ -64,6 +64,8 @@ struct RetrieveItem {
 class QueryEngine {
  public:
   explicit QueryEngine(std::filesystem::path db_path) : pool_(ReaderPool::Create(std::move(db_path), 8)) {}
+  // Reading through `pool` (a test looks at the statements its connections keep).
+  explicit QueryEngine(std::shared_ptr<ReaderPool> pool) : pool_(std::move(pool)) {}
 
   Result<std::unique_ptr<FindCursor>> Find(const FindRequest& request) const;
 

@@ -130,12 +130,12 @@ Database::~Database() {
   sqlite3_close_v2(db_);
 }
 
-CachedStatement::CachedStatement(Database& db, const std::string& sql) {
-  auto it = db.kept_.find(sql);
+CachedStatement::CachedStatement(Database& db, const std::string& sql, bool keep) {
+  auto it = keep ? db.kept_.find(sql) : db.kept_.end();
   if (it == db.kept_.end()) {
     auto statement = std::make_unique<Statement>(db.db_, sql);
     // One that failed to prepare (e.g. the index was busy) is tried afresh next time.
-    if (!statement->prepared()) {
+    if (!statement->prepared() || !keep) {
       own_ = std::move(statement);
       statement_ = own_.get();
       return;

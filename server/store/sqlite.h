@@ -103,7 +103,9 @@ class Database {
 // the fixed queries out.
 class CachedStatement {
  public:
-  CachedStatement(Database& db, const std::string& sql);
+  // `keep` false: prepared apart and finalized when this goes (SQL too large to keep, e.g. a list
+  // of many values).
+  CachedStatement(Database& db, const std::string& sql, bool keep = true);
   ~CachedStatement();
   CachedStatement(const CachedStatement&) = delete;
   CachedStatement& operator=(const CachedStatement&) = delete;

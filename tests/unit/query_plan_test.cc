@@ -201,3 +201,58 @@ TEST_CASE("a version-8 index with data and measured statistics migrates to the t
   CHECK(text("SELECT count(*) FROM studies") == studies);
   CHECK(text("PRAGMA integrity_check") == "ok");
 }
+
+TEST_CASE("a C-FIND's statement is kept by its connection and asked again with fresh values", "[store]") {
+  test::ScratchDir dir;
+  const std::filesystem::path db_path = FilledIndex(dir);
+  auto pool = ReaderPool::Create(db_path, 1);  // one connection: the one every query used
+  const QueryEngine engine(pool);
+  auto kept = [&] {
+    Result<PooledReader> db = pool->Take();
+    REQUIRE(db.ok());
+    return db.value()->kept_statements();
+  };
+  auto request = [](uint32_t tag, const std::string& value) {
+    FindRequest r;
+    r.level = QrLevel::kStudy;
+    r.member_scope = "m0";
+    r.keys = {{tag, value}, {0x0020000D, ""}};
+    return r;
+  };
+  // The study UIDs a request matches, read to the end or only the first `limit`.
+  auto uids = [&](const FindRequest& r, size_t limit = SIZE_MAX) {
+    Result<std::unique_ptr<FindCursor>> cursor = engine.Find(r);
+    REQUIRE(cursor.ok());
+    std::vector<std::string> out;
+    FindRow row;
+    while (out.size() < limit) {
+      Result<bool> more = cursor.value()->Next(&row);
+      REQUIRE(more.ok());
+      if (!more.value()) break;
+      for (const auto& [tag, value] : row) {
+        if (tag == 0x0020000D) out.push_back(value);
+      }
+    }
+    return out;
+  };
+  CHECK(uids(request(0x00100020, "P3")) == std::vector<std::string>{"1.2.3"});
+  const size_t after_first = kept();
+  CHECK(after_first >= 1);
+  // The same form with another value: the kept statement, bound afresh.
+  CHECK(uids(request(0x00100020, "P6")) == std::vector<std::string>{"1.2.6"});
+  CHECK(uids(request(0x00100020, "P4")).empty());  // m1's patient: out of m0's scope
+  CHECK(kept() == after_first);
+  // Left after its first match, then asked again: from the start, every match.
+  FindRequest day = request(0x00080020, "2020001");  // FillIndex's dates: n % 300 == 0
+  const std::vector<std::string> whole = uids(day);
+  REQUIRE(whole.size() > 1);
+  CHECK(uids(day, 1).size() == 1);
+  CHECK(uids(day) == whole);
+  CHECK(kept() == after_first + 1);  // a second form
+  // A long list of values is prepared apart, not kept.
+  FindRequest list = request(0x0020000D, "");
+  list.keys = {{0x0020000D, ""}};
+  for (int n = 0; n < 60; n += 3) list.keys[0].value += (n ? "\\1.2." : "1.2.") + std::to_string(n);
+  CHECK(uids(list).size() == 20);
+  CHECK(kept() == after_first + 1);
+}
