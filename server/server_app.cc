@@ -86,7 +86,7 @@ Status ServerApp::Start() {
 
   stores_ = std::make_unique<Stores>(*index_, NowMs);
   policy_ = std::make_unique<CallerPolicy>(config_);
-  engine_ = std::make_unique<QueryEngine>(config_.centre.storage / "index.sqlite");
+  engine_ = std::make_unique<QueryEngine>(config_.centre.storage / "index.sqlite", index_->statistics_epoch());
   expiry_ = std::make_unique<CertificateExpiry>(config_.dicom_tls.expiry_warning_days);
   if (Status s = WatchOwnCertificates(); !s.ok()) return s;
   if (config_.dicom_tls.enabled) {

@@ -138,7 +138,7 @@ Index::Index(std::filesystem::path db_path, std::unique_ptr<Database> writer, st
       writer_db_(std::move(writer)),
       writer_sql_(std::make_unique<WriterStatements>(writer_db_->handle())),
       // One per HTTPS handler thread that may read at once (server/http's kHandlerThreads).
-      readers_(ReaderPool::Create(db_path_, 32)),
+      readers_(ReaderPool::Create(db_path_, 32, statistics_)),
       reader_db_(std::move(reader)) {
   instances_at_analyze_ = std::max<int64_t>(0, MaxInstanceId(*writer_db_));
   sqlite3_update_hook(
@@ -213,7 +213,11 @@ void Index::MaybeAnalyze(Database& db) {
   const int64_t rows = MaxInstanceId(db);
   instances_at_analyze_ = rows >= 0 ? rows : instances_at_analyze_ + inserted_since_analyze_;
   inserted_since_analyze_ = 0;
-  if (Status s = db.Analyze(); !s.ok()) spdlog::warn("index statistics not refreshed: {}", s.ToString());
+  if (Status s = db.Analyze(); !s.ok()) {
+    spdlog::warn("index statistics not refreshed: {}", s.ToString());
+  } else {
+    statistics_->fetch_add(1, std::memory_order_release);
+  }
 }
 
 Status Index::InsertInstance(Database& db, const NewInstance& in) {

@@ -184,6 +184,8 @@ class Index {
   // A read-only connection from the pool (WAL: never blocks on, nor blocks, the writer); it sees
   // every commit made before the read starts, and goes back to the pool when dropped.
   Result<PooledReader> OpenReader() const;
+  // For another pool of readers (the query engine's), so that it follows the statistics too.
+  ReaderPool::StatisticsEpoch statistics_epoch() const { return statistics_; }
   // Bumped by every commit that changed a row of reading_tasks, studies, series or patients (the
   // tables a worklist row is read from) that a task's row shows (shown_rows.h: not the rows of a
   // study still being received), after the commit and before its writers are answered.
@@ -323,6 +325,9 @@ class Index {
   std::condition_variable callers_left_;  // the destructor waits on it for callers_ == 0
   std::thread writer_thread_;
 
+  // Bumped when the writer refreshes the statistics (MaybeAnalyze): pooled readers opened before are
+  // closed, not used again with the old ones (reader_pool.h).
+  const std::shared_ptr<std::atomic<uint64_t>> statistics_ = std::make_shared<std::atomic<uint64_t>>(0);
   std::shared_ptr<ReaderPool> readers_;  // for OpenReader
 
   std::mutex read_mu_;

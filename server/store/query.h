@@ -50,7 +50,7 @@ class FindCursor {
 
  private:
   PooledReader db_;
-  std::unique_ptr<CachedStatement> query_;  // kept by its connection: a query of the same form is not parsed again
+  std::unique_ptr<CachedStatement> query_;  // kept by its connection for the next query of the same form
   std::vector<uint32_t> columns_;
 };
 
@@ -63,7 +63,9 @@ struct RetrieveItem {
 
 class QueryEngine {
  public:
-  explicit QueryEngine(std::filesystem::path db_path) : pool_(ReaderPool::Create(std::move(db_path), 8)) {}
+  // `statistics`: the index's (Index::statistics_epoch), so that queries plan with its latest.
+  explicit QueryEngine(std::filesystem::path db_path, ReaderPool::StatisticsEpoch statistics = nullptr)
+      : pool_(ReaderPool::Create(std::move(db_path), 8, std::move(statistics))) {}
   // Reading through `pool` (a test looks at the statements its connections keep).
   explicit QueryEngine(std::shared_ptr<ReaderPool> pool) : pool_(std::move(pool)) {}
 

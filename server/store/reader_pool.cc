@@ -6,33 +6,41 @@ namespace teleread {
 
 void ReturnToPool::operator()(Database* db) const {
   if (pool) {
-    pool->Give(db);
+    pool->Give(db, statistics);
   } else {
     delete db;
   }
 }
 
-std::shared_ptr<ReaderPool> ReaderPool::Create(std::filesystem::path db_path, size_t max_idle) {
-  return std::shared_ptr<ReaderPool>(new ReaderPool(std::move(db_path), max_idle));
+std::shared_ptr<ReaderPool> ReaderPool::Create(std::filesystem::path db_path, size_t max_idle,
+                                               StatisticsEpoch statistics) {
+  return std::shared_ptr<ReaderPool>(new ReaderPool(std::move(db_path), max_idle, std::move(statistics)));
 }
 
-ReaderPool::ReaderPool(std::filesystem::path db_path, size_t max_idle)
-    : db_path_(std::move(db_path)), max_idle_(max_idle) {}
+ReaderPool::ReaderPool(std::filesystem::path db_path, size_t max_idle, StatisticsEpoch statistics)
+    : db_path_(std::move(db_path)), max_idle_(max_idle), statistics_(std::move(statistics)) {}
 
 ReaderPool::~ReaderPool() = default;
 
 Result<PooledReader> ReaderPool::Take() {
+  // Read before the open: a connection opened after a later change is only closed once too often.
+  const uint64_t statistics = Statistics();
+  std::vector<std::unique_ptr<Database>> stale;  // closed outside the lock
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (idle_statistics_ != statistics) {
+      stale.swap(idle_);
+      idle_statistics_ = statistics;
+    }
     if (!idle_.empty()) {
       Database* db = idle_.back().release();
       idle_.pop_back();
-      return PooledReader(db, ReturnToPool{shared_from_this()});
+      return PooledReader(db, ReturnToPool{shared_from_this(), statistics});
     }
   }
   Result<std::unique_ptr<Database>> db = Database::Open(db_path_, true);
   if (!db.ok()) return db.status();
-  return PooledReader(db.value().release(), ReturnToPool{shared_from_this()});
+  return PooledReader(db.value().release(), ReturnToPool{shared_from_this(), statistics});
 }
 
 size_t ReaderPool::idle() const {
@@ -40,13 +48,13 @@ size_t ReaderPool::idle() const {
   return idle_.size();
 }
 
-void ReaderPool::Give(Database* db) {
+void ReaderPool::Give(Database* db, uint64_t statistics) {
   std::unique_ptr<Database> owned(db);
   // A statement still stepping (or an open transaction) would pin an old snapshot: the next
   // user would not see later commits, and the WAL could not be checkpointed past it.
-  if (!db || !db->Idle()) return;
+  if (!db || !db->Idle() || statistics != Statistics()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (idle_.size() < max_idle_) idle_.push_back(std::move(owned));
+  if (idle_.size() < max_idle_ && statistics == idle_statistics_) idle_.push_back(std::move(owned));
 }
 
 }  // namespace teleread

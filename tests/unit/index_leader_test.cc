@@ -367,6 +367,18 @@ TEST_CASE("statistics that fell due are refreshed before a lone caller's next wr
   for (int i = 0; i < 6; ++i) REQUIRE(index->Write(Insert(i)).ok());  // the caller leads now
   const std::string seeded = Stat(path, "sqlite_autoindex_studies_1");
   REQUIRE(seeded == "100000 1");
+  // A pooled reader used now (it keeps the statement it ran) plans with the seeded statistics.
+  auto reader_used_before = [&] {
+    Result<PooledReader> reader = index->OpenReader();
+    REQUIRE(reader.ok());
+    const size_t kept = reader.value()->kept_statements();
+    CachedStatement q(*reader.value(), "SELECT COUNT(*) FROM studies");
+    REQUIRE(q->Step().ok());
+    return kept > 0;
+  };
+  CHECK_FALSE(reader_used_before());
+  CHECK(reader_used_before());
+  const uint64_t epoch = index->statistics_epoch()->load();
   // Enough instances in one write to make the statistics due (10,000 in 100 studies).
   REQUIRE(index
               ->Write([&](Database& db) {
@@ -379,6 +391,9 @@ TEST_CASE("statistics that fell due are refreshed before a lone caller's next wr
   // The caller does not lead past them: the writer thread refreshes them, then leads this write.
   REQUIRE(index->Write(Insert(200)).ok());
   CHECK(Stat(path, "sqlite_autoindex_studies_1") == "100 1");
+  // Readers follow: the one opened before is not used again.
+  CHECK(index->statistics_epoch()->load() == epoch + 1);
+  CHECK_FALSE(reader_used_before());
 }
 
 namespace {

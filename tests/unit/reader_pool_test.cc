@@ -189,3 +189,35 @@ TEST_CASE("a statement stepped to its end but not reset leaves the connection id
   CHECK(db.Idle());
   CHECK(AuditRows(db) == 3);  // really no snapshot held: the next read sees the latest commit
 }
+
+TEST_CASE("readers opened before the statistics changed are closed, not used again with the old ones", "[store]") {
+  TwoRows t;
+  auto statistics = std::make_shared<std::atomic<uint64_t>>(0);
+  auto pool = ReaderPool::Create(t.dir.path() / "index.sqlite", 4, statistics);
+  // A connection used before keeps the statement it ran; a new one keeps none.
+  auto used = [](Database& db) {
+    CachedStatement q(db, "SELECT COUNT(*) FROM audit_log");
+    REQUIRE(q->Step().ok());
+  };
+  // What the connection Take gives kept before, then used.
+  auto kept = [&] {
+    Result<PooledReader> reader = pool->Take();
+    REQUIRE(reader.ok());
+    const size_t before = reader.value()->kept_statements();
+    used(*reader.value());
+    return before;
+  };
+  CHECK(kept() == 0);
+  CHECK(kept() == 1);  // the same connection, used again
+  statistics->fetch_add(1);
+  CHECK(kept() == 0);  // the idle one was closed: a new connection
+  CHECK(pool->idle() == 1);
+  // Held across a change and given back after it: closed, not kept.
+  Result<PooledReader> held = pool->Take();
+  REQUIRE(held.ok());
+  statistics->fetch_add(1);
+  CHECK(kept() == 0);
+  held.value().reset();
+  CHECK(pool->idle() == 1);
+  CHECK(kept() == 1);
+}
