@@ -252,11 +252,15 @@ Result<BuiltQuery> Build(const FindRequest& r, const std::string& select_prefix,
 }
 
 // Kept by the connection (CachedStatement): a PACS asks the same forms of query again and again
-// with other values, and preparing the joins cost more than running a selective one. Not one
-// with a long list of values (a C-MOVE of many UIDs): rarely asked again, and large.
-std::unique_ptr<CachedStatement> Prepare(Database& db, const BuiltQuery& q) {
+// with other values, and preparing the joins costs more than running a selective one. (SQLite
+// still prepares a form with a wildcard again for each pattern bound: its plan depends on it.)
+// Not one with a long list of values (a C-MOVE of many UIDs): rarely asked again, and large; and
+// a few dozen forms per connection at most.
+std::unique_ptr<CachedStatement> Prepare(Database& db, const BuiltQuery& q, bool keep = true) {
   constexpr size_t kKeptBinds = 16;
-  auto stmt = std::make_unique<CachedStatement>(db, q.sql, q.binds.size() <= kKeptBinds);
+  constexpr size_t kKeptForms = 32;
+  db.keep_at_most(kKeptForms);
+  auto stmt = std::make_unique<CachedStatement>(db, q.sql, keep && q.binds.size() <= kKeptBinds);
   for (size_t i = 0; i < q.binds.size(); ++i) (*stmt)->Bind(static_cast<int>(i + 1), q.binds[i]);
   return stmt;
 }
@@ -309,7 +313,7 @@ Result<std::string> QueryEngine::ExplainFind(const FindRequest& request) const {
   q->sql = "EXPLAIN QUERY PLAN " + q->sql;
   Result<PooledReader> db = pool_->Take();
   if (!db.ok()) return db.status();
-  std::unique_ptr<CachedStatement> stmt = Prepare(*db.value(), q.value());
+  std::unique_ptr<CachedStatement> stmt = Prepare(*db.value(), q.value(), false);
   std::string plan;
   for (;;) {
     Result<bool> row = (*stmt)->Step();

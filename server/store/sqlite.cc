@@ -141,15 +141,14 @@ CachedStatement::CachedStatement(Database& db, const std::string& sql, bool keep
       return;
     }
     // Full: the least recently used one not in use goes (all in use: this one is not kept).
-    for (auto old = db.kept_order_.end();
-         db.kept_.size() >= Database::kKeptStatements && old != db.kept_order_.begin();) {
+    for (auto old = db.kept_order_.end(); db.kept_.size() >= db.kept_limit_ && old != db.kept_order_.begin();) {
       --old;
       auto victim = db.kept_.find(*old);
       if (victim->second.in_use) continue;
       old = db.kept_order_.erase(old);
       db.kept_.erase(victim);
     }
-    if (db.kept_.size() >= Database::kKeptStatements) {
+    if (db.kept_.size() >= db.kept_limit_) {
       own_ = std::move(statement);
       statement_ = own_.get();
       return;

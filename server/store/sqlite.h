@@ -79,6 +79,8 @@ class Database {
   // Statements kept per connection (CachedStatement); past it the least recently used one that
   // is not in use is finalized.
   static constexpr size_t kKeptStatements = 128;
+  // Fewer for a connection whose SQL varies more (the query engine's).
+  void keep_at_most(size_t statements) { kept_limit_ = statements; }
   size_t kept_statements() const { return kept_.size(); }
   bool keeps(const std::string& sql) const { return kept_.count(sql) > 0; }
 
@@ -94,6 +96,7 @@ class Database {
   };
   std::unordered_map<std::string, Kept> kept_;
   std::list<std::string> kept_order_;  // SQL of `kept_`, most recently used first
+  size_t kept_limit_ = kKeptStatements;
 };
 
 // A statement prepared once per connection and reused: preparing costs more than a selective

@@ -1,7 +1,11 @@
 // Member-scoped C-FIND plans: a member's query must be driven by its selective key through an
 // index that leads with the member, never by the member's whole study list, with and without
-// the statistics the index keeps.
+// the statistics the index keeps; and the statements those queries keep per connection.
+#include <sqlite3.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <regex>
 #include <string>
 #include <vector>
@@ -212,6 +216,17 @@ TEST_CASE("a C-FIND's statement is kept by its connection and asked again with f
     REQUIRE(db.ok());
     return db.value()->kept_statements();
   };
+  // The most runs of one statement the connection holds: a kept one counts every query of its form.
+  auto most_runs = [&] {
+    Result<PooledReader> db = pool->Take();
+    REQUIRE(db.ok());
+    int most = 0;
+    for (sqlite3_stmt* s = sqlite3_next_stmt(db.value()->handle(), nullptr); s;
+         s = sqlite3_next_stmt(db.value()->handle(), s)) {
+      most = std::max(most, sqlite3_stmt_status(s, SQLITE_STMTSTATUS_RUN, 0));
+    }
+    return most;
+  };
   auto request = [](uint32_t tag, const std::string& value) {
     FindRequest r;
     r.level = QrLevel::kStudy;
@@ -236,23 +251,40 @@ TEST_CASE("a C-FIND's statement is kept by its connection and asked again with f
     return out;
   };
   CHECK(uids(request(0x00100020, "P3")) == std::vector<std::string>{"1.2.3"});
-  const size_t after_first = kept();
-  CHECK(after_first >= 1);
-  // The same form with another value: the kept statement, bound afresh.
+  const size_t forms = kept();
+  CHECK(forms >= 1);
+  // The same form with other values: the kept statement, bound afresh.
   CHECK(uids(request(0x00100020, "P6")) == std::vector<std::string>{"1.2.6"});
   CHECK(uids(request(0x00100020, "P4")).empty());  // m1's patient: out of m0's scope
-  CHECK(kept() == after_first);
+  CHECK(kept() == forms);
+  CHECK(most_runs() == 3);
   // Left after its first match, then asked again: from the start, every match.
   FindRequest day = request(0x00080020, "2020001");  // FillIndex's dates: n % 300 == 0
   const std::vector<std::string> whole = uids(day);
   REQUIRE(whole.size() > 1);
   CHECK(uids(day, 1).size() == 1);
   CHECK(uids(day) == whole);
-  CHECK(kept() == after_first + 1);  // a second form
-  // A long list of values is prepared apart, not kept.
-  FindRequest list = request(0x0020000D, "");
-  list.keys = {{0x0020000D, ""}};
-  for (int n = 0; n < 60; n += 3) list.keys[0].value += (n ? "\\1.2." : "1.2.") + std::to_string(n);
-  CHECK(uids(list).size() == 20);
-  CHECK(kept() == after_first + 1);
+  CHECK(kept() == forms + 1);  // a second form
+  // A list of values: kept up to 16 values bound in all (the member is one), prepared apart past it.
+  auto list = [&](int values) {
+    FindRequest r = request(0x0020000D, "");
+    for (int n = 0; n < values; ++n) r.keys[0].value += (n ? "\\1.2." : "1.2.") + std::to_string(3 * n);
+    r.keys.pop_back();
+    return r;
+  };
+  CHECK(uids(list(15)).size() == 15);
+  CHECK(kept() == forms + 2);
+  CHECK(uids(list(16)).size() == 16);
+  CHECK(kept() == forms + 2);
+  // A retrieve's selection likewise, its values bound afresh.
+  FindRequest study = request(0x0020000D, "1.2.3");
+  study.keys.pop_back();
+  for (const char* uid : {"1.2.3", "1.2.9"}) {
+    study.keys[0].value = uid;
+    Result<std::vector<RetrieveItem>> items = engine.Retrieve(study);
+    REQUIRE(items.ok());
+    REQUIRE(items->size() == 4);
+    CHECK(items->front().sop_instance_uid.rfind(std::string("1.4.") + (uid + 4) + ".", 0) == 0);
+  }
+  CHECK(kept() == forms + 3);
 }
