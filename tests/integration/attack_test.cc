@@ -106,7 +106,7 @@ TEST_CASE("attack 1: a plain centre AE title is allowed only from its named addr
     TestServer server(dir.path() / "server", o);
     server.Start();
     TestScu held(server.port(), "LX_WS1", {UID_CTImageStorage});
-    REQUIRE(held.Connect().empty());
+    REQUIRE(held.Connect() == "");
     CommandResult second = EchoAs(server.port(), "LX_WS1");
     CHECK(second.exit_code != 0);
     CHECK_THAT(second.output, Catch::Contains("Local Limit Exceeded"));

@@ -76,7 +76,7 @@ TEST_CASE_METHOD(CancelFixture, "C-CANCEL stops a C-FIND before its first match 
   const std::string identifier = EncodeDataSet(keys, EXS_LittleEndianExplicit);
   RawStoreScu scu(server_.port(), "ZZ_PACS",
                   {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax}});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   RawStoreScu::CancelAt at_once;
   at_once.with_request = true;
   RawStoreScu::Outcome cancelled =
@@ -104,7 +104,7 @@ TEST_CASE_METHOD(CancelFixture, "C-CANCEL of a C-MOVE stops its sub-operations a
   REQUIRE(destination.listening());
   RawStoreScu scu(server_.port(), "ZZ_PACS",
                   {{UID_MOVEStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax}});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   RawStoreScu::CancelAt cancel;
   bool held = false;
   cancel.after_pending = [&](int pending) {
@@ -140,7 +140,7 @@ TEST_CASE_METHOD(CancelFixture, "C-CANCEL of a C-GET stops its sub-operations an
   RawStoreScu scu(server_.port(), "ZZ_PACS",
                   {{UID_GETStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax},
                    {UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax, true}});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   // The cancel travels with the answer to the 2nd C-STORE: the centre reads it before it would
   // send the 3rd.
   RawStoreScu::CancelAt cancel;

@@ -203,7 +203,7 @@ TEST_CASE("SIGKILL while a large object streams into a segment indexes none of i
   server.Start();
   {
     TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-    REQUIRE(scu.Connect().empty());
+    REQUIRE(scu.Connect() == "");
     CHECK(scu.StoreFiles(large.value(), UID_CTImageStorage) == std::vector<int>{0});
   }
   REQUIRE(server.Stop() == 0);
@@ -272,7 +272,7 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
   TestServer& server = *started;
 
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   std::string comment;
   const std::vector<int> statuses = scu.StoreFiles(files.value(), UID_CTImageStorage, &comment);
   const auto stored = std::count(statuses.begin(), statuses.end(), 0);
@@ -302,7 +302,7 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
     }
   }
   TestScu small_scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  REQUIRE(small_scu.Connect().empty());
+  REQUIRE(small_scu.Connect() == "");
   const std::vector<int> small_statuses = small_scu.StoreFiles(small.value(), UID_CTImageStorage, &comment);
   small_scu.Release();
   INFO("small objects: last error comment: " << comment);
@@ -313,7 +313,7 @@ TEST_CASE("a storage volume that runs out of space answers 0xA700 and recovers w
   // Space returns: the refused objects now go in without a restart.
   REQUIRE(RunCommand({"/bin/mount", "-o", "remount,size=64m", mount_point.string()}).exit_code == 0);
   TestScu again(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  REQUIRE(again.Connect().empty());
+  REQUIRE(again.Connect() == "");
   for (size_t i = 0; i < files->size(); ++i) {
     if (statuses[i] == 0) continue;
     DcmFileFormat ff;

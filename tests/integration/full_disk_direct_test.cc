@@ -46,7 +46,7 @@ TEST_CASE("a full ext4 volume under O_DIRECT writes answers 0xA700 and leaves no
   TestServer& server = *started;
 
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   std::string comment;
   const std::vector<int> statuses = scu.StoreFiles(files.value(), UID_CTImageStorage, &comment);
   scu.Release();

@@ -55,7 +55,7 @@ TEST_CASE("in-memory identifiers and small objects lying about lengths or nestin
   RawStoreScu scu(server.port(), "ZZ_PACS",
                   {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax},
                    {UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax}});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   struct Case {
     std::string name, tail, says;
   };
@@ -117,7 +117,7 @@ TEST_CASE("an identifier whose spill to tmp/ fails is refused at once, not at th
   const std::string plain = StudyKeys(false);
   RawStoreScu scu(server.port(), "ZZ_PACS",
                   {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax}});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   const fs::path tmp = server.storage() / "tmp";
   REQUIRE(fs::remove_all(tmp) > 0);
   test::WriteFile(tmp, "not a directory");  // no temp file can be created from here on

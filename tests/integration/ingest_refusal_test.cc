@@ -74,7 +74,7 @@ TEST_CASE("a SOP Instance UID another member stored is refused with 0x0111 and t
   DcmDataset clash = LoadDataset(Series(dir.path() / "yx", "YX-DUP", 1).front());
   clash.putAndInsertString(DCM_SOPInstanceUID, sop.c_str());
   TestScu yx(server.port(), "YX_PACS", {UID_CTImageStorage});
-  REQUIRE(yx.Connect().empty());
+  REQUIRE(yx.Connect() == "");
   std::string comment;
   CHECK(yx.Store(clash, UID_CTImageStorage, "", "", &comment) == 0x0111);
   CHECK_THAT(comment, Catch::Contains("already stored"));
@@ -99,7 +99,7 @@ TEST_CASE("an object whose series belongs to another study is refused with 0x012
   DcmDataset b = LoadDataset(Series(dir.path() / "b", "SER-B", 1).front());
   b.putAndInsertString(DCM_SeriesInstanceUID, Uid(a, DCM_SeriesInstanceUID).c_str());
   TestScu zz(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  REQUIRE(zz.Connect().empty());
+  REQUIRE(zz.Connect() == "");
   std::string comment;
   CHECK(zz.Store(b, UID_CTImageStorage, "", "", &comment) == 0x0124);
   INFO("error comment: " << comment);
@@ -121,7 +121,7 @@ TEST_CASE("an identical object re-sent in Implicit VR or Deflated is Success and
   const std::string sop = Uid(ds, DCM_SOPInstanceUID), study = Uid(ds, DCM_StudyInstanceUID);
   {
     TestScu explicit_le(server.port(), "ZZ_PACS", {UID_CTImageStorage}, {UID_LittleEndianExplicitTransferSyntax});
-    REQUIRE(explicit_le.Connect().empty());
+    REQUIRE(explicit_le.Connect() == "");
     REQUIRE(explicit_le.Store(ds, UID_CTImageStorage) == 0x0000);
     explicit_le.Release();
   }
@@ -130,7 +130,7 @@ TEST_CASE("an identical object re-sent in Implicit VR or Deflated is Success and
   for (const char* ts : {UID_LittleEndianImplicitTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax}) {
     INFO("re-sent in " << ts);
     TestScu again(server.port(), "ZZ_PACS", {UID_CTImageStorage}, {ts});
-    REQUIRE(again.Connect().empty());
+    REQUIRE(again.Connect() == "");
     REQUIRE(again.AcceptedTransferSyntax(UID_CTImageStorage) == ts);
     std::string comment;
     CHECK(again.Store(ds, UID_CTImageStorage, "", "", &comment) == 0x0000);

@@ -167,7 +167,7 @@ TEST_CASE("objects that do not match their negotiation are refused over the wire
   auto mr = SmallSeries(dir.path() / "mr", 1, "MR");
 
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage, UID_MRImageStorage});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   std::string comment;
   DcmDataset mr_ds = LoadDataset(mr[0]);
   CHECK(scu.Store(mr_ds, UID_CTImageStorage, UID_CTImageStorage, "", &comment) == 0xA900);
@@ -188,7 +188,7 @@ TEST_CASE("objects that do not match their negotiation are refused over the wire
 
   SECTION("centre workstations cannot send studies for reading") {
     TestScu centre(server.port(), "LX_WS1", {UID_CTImageStorage});
-    REQUIRE(centre.Connect().empty());
+    REQUIRE(centre.Connect() == "");
     DcmDataset other = LoadDataset(ct[1]);
     CHECK(centre.Store(other, UID_CTImageStorage) == 0x0124);
     centre.Release();
@@ -208,7 +208,7 @@ TEST_CASE("a full storage volume answers 0xA700 and stores nothing", "[listener]
   server.Start();
   auto ct = SmallSeries(dir.path() / "ct", 3);
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   std::string comment;
   for (const auto& f : ct) {
     DcmDataset ds = LoadDataset(f);
@@ -237,7 +237,7 @@ TEST_CASE("at least 16 associations run at once and beyond the limit they are re
     open.push_back(std::make_unique<TestScu>(server.port(), i % 2 ? "ZZ_PACS" : "LS_PACS",
                                              std::vector<std::string>{UID_CTImageStorage}));
     INFO("association " << i);
-    REQUIRE(open.back()->Connect().empty());
+    REQUIRE(open.back()->Connect() == "");
   }
   // All 20 are held open; the 21st finds no worker.
   CommandResult refused = Echo(server, "ZZ_PACS");
@@ -315,7 +315,7 @@ TEST_CASE("one member cannot take more than its own share of the associations", 
   std::vector<std::unique_ptr<TestScu>> open;
   for (int i = 0; i < 2; ++i) {
     open.push_back(std::make_unique<TestScu>(server.port(), "ZZ_PACS", std::vector<std::string>{UID_CTImageStorage}));
-    REQUIRE(open.back()->Connect().empty());
+    REQUIRE(open.back()->Connect() == "");
   }
   // Zhuozhou's third is refused as transient; the other hospitals are not affected.
   CommandResult third = Echo(server, "ZZ_PACS");
@@ -337,7 +337,7 @@ TEST_CASE("a silent connection does not delay the busy rejection of other associ
   TestServer server(dir.path(), options);
   server.Start();
   TestScu held(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  REQUIRE(held.Connect().empty());  // the only worker is taken
+  REQUIRE(held.Connect() == "");  // the only worker is taken
 
   // A TCP client that never sends its A-ASSOCIATE-RQ.
   const int silent = ConnectTcp(server.port());
@@ -426,7 +426,7 @@ TEST_CASE("every offered transfer syntax is accepted and the object is stored as
     REQUIRE(summary->transfer_syntax_uid == c.ts);
     // Proposed alone, the file's own transfer syntax must be accepted, and the data set sent as it is.
     TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage}, {c.ts});
-    REQUIRE(scu.Connect().empty());
+    REQUIRE(scu.Connect() == "");
     REQUIRE(scu.AcceptedTransferSyntax(UID_CTImageStorage) == c.ts);
     DcmDataset ds = LoadDataset(file);
     REQUIRE(scu.Store(ds, UID_CTImageStorage) == 0);
@@ -457,7 +457,7 @@ TEST_CASE("every offered transfer syntax is accepted and the object is stored as
     for (const char* ts : {UID_JPEGProcess1TransferSyntax, UID_JPEG2000LosslessOnlyTransferSyntax,
                            UID_JPEG2000TransferSyntax, UID_JPEGLSLossyTransferSyntax}) {
       TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage}, {ts});
-      REQUIRE(scu.Connect().empty());
+      REQUIRE(scu.Connect() == "");
       CHECK(scu.AcceptedTransferSyntax(UID_CTImageStorage) == ts);
       scu.Release();
     }
@@ -465,7 +465,7 @@ TEST_CASE("every offered transfer syntax is accepted and the object is stored as
   SECTION("a native encoding is preferred when the sender offers a choice") {
     TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage},
                 {UID_JPEGProcess14SV1TransferSyntax, UID_LittleEndianImplicitTransferSyntax});
-    REQUIRE(scu.Connect().empty());
+    REQUIRE(scu.Connect() == "");
     CHECK(scu.AcceptedTransferSyntax(UID_CTImageStorage) == UID_LittleEndianImplicitTransferSyntax);
   }
 }
@@ -477,7 +477,7 @@ TEST_CASE("beyond 64 connections waiting for a busy worker the next is closed at
   TestServer server(dir.path(), options);
   server.Start();
   TestScu held(server.port(), "ZZ_PACS", {UID_CTImageStorage});
-  REQUIRE(held.Connect().empty());  // the only worker is taken
+  REQUIRE(held.Connect() == "");  // the only worker is taken
   // Silent connections: each waits (up to 2 s) for a request to reject; the 65th finds no room.
   std::vector<int> silent;
   for (int i = 0; i < 70; ++i) silent.push_back(ConnectTcp(server.port()));

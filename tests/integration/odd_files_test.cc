@@ -328,12 +328,12 @@ TEST_CASE("odd files are stored bit for bit or refused with a failure status and
   REQUIRE(Echo(server, "ZZ_PACS").exit_code == 0);
   const fs::path proc = "/proc/" + std::to_string(server.pid());
   const size_t fds_before = CountEntries(proc / "fd"), threads_before = CountEntries(proc / "task");
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   int associations = 1;
   std::ostringstream table;
   for (const OddCase& c : cases) {
     if (!scu.connected()) {
-      REQUIRE(scu.Connect().empty());
+      REQUIRE(scu.Connect() == "");
       ++associations;
     }
     std::string comment;
@@ -421,7 +421,7 @@ TEST_CASE("sequences nested 10000 deep are refused without crashing the server",
       InsertBefore(EncodeDataSet(*BaseDataset(samples::NewUid(), samples::NewUid(), sop), EXS_LittleEndianExplicit),
                    DCM_PixelData, NestedSequences(10000));
   RawStoreScu scu(server.port(), "ZZ_PACS", {{UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax}});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   std::string comment;
   const int status = scu.Store(kExplicitLE, UID_CTImageStorage, sop, dataset, &comment);
   INFO("status " << StatusText(status) << " (" << comment << ")");
@@ -450,7 +450,7 @@ TEST_CASE("a peer that stalls in the middle of an object is dropped at the DIMSE
   const std::string bytes = EncodeDataSet(*ds, EXS_LittleEndianExplicit);
   REQUIRE(bytes.size() > 64);
   RawStoreScu staller(server.port(), "ZZ_PACS", {{UID_CTImageStorage, UID_LittleEndianExplicitTransferSyntax}});
-  REQUIRE(staller.Connect().empty());
+  REQUIRE(staller.Connect() == "");
 
   std::atomic<bool> stall_done{false};
   int stall_status = 0;

@@ -32,7 +32,7 @@ TEST_CASE("query identifiers nested 10000 deep or lying about a length are refus
   RawStoreScu scu(server.port(), "ZZ_PACS",
                   {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax},
                    {UID_MOVEStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax}});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   std::string comment;
   int pending = 0;
   CHECK(scu.Query(0, 0x0020, UID_FINDStudyRootQueryRetrieveInformationModel, nested, &comment, &pending) == 0xA900);
@@ -74,7 +74,7 @@ TEST_CASE("a small query identifier needs no file, a large one goes through tmp/
   const std::string large = plain + ExplicitElement(0x0040, 0xA160, "UT", std::string(200000, 'x'));
   RawStoreScu scu(server.port(), "ZZ_PACS",
                   {{UID_FINDStudyRootQueryRetrieveInformationModel, UID_LittleEndianExplicitTransferSyntax}});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   const fs::path tmp = server.storage() / "tmp";
   REQUIRE(fs::remove_all(tmp) > 0);
   test::WriteFile(tmp, "not a directory");  // no temp file can be created from here on

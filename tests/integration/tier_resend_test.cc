@@ -51,7 +51,7 @@ Pair MakePair(const fs::path& dir) {
 
 int Send(const TestServer& server, DcmDataset& ds, std::string* comment = nullptr) {
   TestScu scu(server.port(), "ZZ_PACS", {UID_CTImageStorage}, {UID_LittleEndianExplicitTransferSyntax});
-  REQUIRE(scu.Connect().empty());
+  REQUIRE(scu.Connect() == "");
   const int status = scu.Store(ds, UID_CTImageStorage, "", "", comment);
   scu.Release();
   return status;

@@ -148,7 +148,7 @@ TEST_CASE("a TLS association beyond the worker limit is rejected with a reason o
   const fs::path ls = SampleOf(WriteSampleConsortium(dir.path() / "samples", 1), "LS_PACS");
 
   TestScu holder(server.port(), "LS_PACS", {UID_CTImageStorage});  // the one worker
-  REQUIRE(holder.Connect().empty());
+  REQUIRE(holder.Connect() == "");
   // The reason comes at once, not after a wait for the worker: a storescu left waiting would see
   // no A-ASSOCIATE-RJ before its own timeout.
   CommandResult refused = Store(server.tls_port(), "LS_PACS", TlsArgs(pki, "laishui", pki / "ca.pem"), ls);

@@ -77,7 +77,7 @@ class ObjectsFixture {
       ds.findAndGetOFString(DCM_SOPClassUID, cls);
       const std::string ts = DcmXfer(ds.getOriginalXfer()).getXferID();
       TestScu scu(server_.port(), "ZZ_PACS", {cls.c_str()}, {ts});
-      REQUIRE(scu.Connect().empty());
+      REQUIRE(scu.Connect() == "");
       INFO(f.string() + " in " + ts);
       REQUIRE(scu.Store(ds, cls.c_str()) == 0);
       scu.Release();
