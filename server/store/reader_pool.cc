@@ -23,11 +23,13 @@ ReaderPool::ReaderPool(std::filesystem::path db_path, size_t max_idle, Statistic
 ReaderPool::~ReaderPool() = default;
 
 Result<PooledReader> ReaderPool::Take() {
-  // Read before the open: a connection opened after a later change is only closed once too often.
-  const uint64_t statistics = Statistics();
+  uint64_t statistics = 0;
   std::vector<std::unique_ptr<Database>> stale;  // closed outside the lock
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Read under the lock, so that a slower Take never sets an older epoch; and before the open,
+    // so that a connection opened across a change is at worst closed once too often.
+    statistics = Statistics();
     if (idle_statistics_ != statistics) {
       stale.swap(idle_);
       idle_statistics_ = statistics;

@@ -23,7 +23,7 @@ class ReaderPool;
 // Gives the connection back to its pool (or closes it) when the PooledReader goes.
 struct ReturnToPool {
   std::shared_ptr<ReaderPool> pool;
-  uint64_t statistics = 0;  // the statistics epoch it was opened in
+  uint64_t statistics = 0;  // the statistics epoch it was taken in
   void operator()(Database* db) const;
 };
 using PooledReader = std::unique_ptr<Database, ReturnToPool>;
@@ -53,7 +53,7 @@ class ReaderPool : public std::enable_shared_from_this<ReaderPool> {
   const StatisticsEpoch statistics_;
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<Database>> idle_;  // guarded by mu_
-  uint64_t idle_statistics_ = 0;                 // guarded by mu_: the epoch `idle_` were opened in
+  uint64_t idle_statistics_ = 0;                 // guarded by mu_: the epoch `idle_` were taken in
 };
 
 }  // namespace teleread

@@ -220,4 +220,10 @@ TEST_CASE("readers opened before the statistics changed are closed, not used aga
   held.value().reset();
   CHECK(pool->idle() == 1);
   CHECK(kept() == 1);
+  // Given back after a change before any other Take: closed too.
+  Result<PooledReader> before = pool->Take();
+  REQUIRE(before.ok());
+  statistics->fetch_add(1);
+  before.value().reset();
+  CHECK(pool->idle() == 0);
 }
