@@ -22,18 +22,24 @@ ReaderPool::ReaderPool(std::filesystem::path db_path, size_t max_idle, Statistic
 
 ReaderPool::~ReaderPool() = default;
 
+std::vector<std::unique_ptr<Database>> ReaderPool::CatchUp() {
+  // Read under the lock, so that a slower caller never sets an older epoch.
+  std::vector<std::unique_ptr<Database>> stale;
+  if (const uint64_t statistics = Statistics(); statistics != idle_statistics_) {
+    stale.swap(idle_);
+    idle_statistics_ = statistics;
+  }
+  return stale;
+}
+
 Result<PooledReader> ReaderPool::Take() {
   uint64_t statistics = 0;
   std::vector<std::unique_ptr<Database>> stale;  // closed outside the lock
   {
     std::lock_guard<std::mutex> lock(mu_);
-    // Read under the lock, so that a slower Take never sets an older epoch; and before the open,
-    // so that a connection opened across a change is at worst closed once too often.
-    statistics = Statistics();
-    if (idle_statistics_ != statistics) {
-      stale.swap(idle_);
-      idle_statistics_ = statistics;
-    }
+    // Before the open: a connection opened across a change is at worst closed once too often.
+    stale = CatchUp();
+    statistics = idle_statistics_;
     if (!idle_.empty()) {
       Database* db = idle_.back().release();
       idle_.pop_back();
@@ -54,8 +60,10 @@ void ReaderPool::Give(Database* db, uint64_t statistics) {
   std::unique_ptr<Database> owned(db);
   // A statement still stepping (or an open transaction) would pin an old snapshot: the next
   // user would not see later commits, and the WAL could not be checkpointed past it.
-  if (!db || !db->Idle() || statistics != Statistics()) return;
+  if (!db || !db->Idle()) return;
+  std::vector<std::unique_ptr<Database>> stale;  // closed outside the lock
   std::lock_guard<std::mutex> lock(mu_);
+  stale = CatchUp();
   if (idle_.size() < max_idle_ && statistics == idle_statistics_) idle_.push_back(std::move(owned));
 }
 

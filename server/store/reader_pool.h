@@ -46,6 +46,9 @@ class ReaderPool : public std::enable_shared_from_this<ReaderPool> {
   ReaderPool(std::filesystem::path db_path, size_t max_idle, StatisticsEpoch statistics);
   // Keeps it if it is idle, of the current statistics and there is room, else closes it.
   void Give(Database* db, uint64_t statistics);
+  // With mu_ held: the idle connections, when the statistics moved since they were taken (to be
+  // closed outside the lock); `idle_statistics_` is then the current epoch.
+  std::vector<std::unique_ptr<Database>> CatchUp();
   uint64_t Statistics() const { return statistics_ ? statistics_->load(std::memory_order_acquire) : 0; }
 
   const std::filesystem::path db_path_;
