@@ -14,6 +14,7 @@ namespace {
 enum class Match {
   kNone,         // return key only
   kText,         // single value or wildcard, case-sensitive
+  kIndexedText,  // kText on an indexed TEXT column: a wildcard's literal head is a range on it
   kUid,          // list of UIDs
   kDate,         // DA range
   kTime,         // TM range
@@ -31,7 +32,7 @@ struct Attribute {
 
 constexpr Attribute kAttributes[] = {
     {0x00100010, QrLevel::kPatient, "p.patient_name", Match::kPatientName},
-    {0x00100020, QrLevel::kPatient, "p.patient_id", Match::kText},
+    {0x00100020, QrLevel::kPatient, "p.patient_id", Match::kIndexedText},
     {0x00100021, QrLevel::kPatient, "p.issuer_of_patient_id", Match::kText},
     {0x00100030, QrLevel::kPatient, "p.birth_date", Match::kDate},
     {0x00100040, QrLevel::kPatient, "p.sex", Match::kText},
@@ -44,7 +45,7 @@ constexpr Attribute kAttributes[] = {
     {0x0020000D, QrLevel::kStudy, "st.study_instance_uid", Match::kUid},
     {0x00080020, QrLevel::kStudy, "st.study_date", Match::kDate},
     {0x00080030, QrLevel::kStudy, "st.study_time", Match::kTime},
-    {0x00080050, QrLevel::kStudy, "st.accession_number", Match::kText},
+    {0x00080050, QrLevel::kStudy, "st.accession_number", Match::kIndexedText},
     {0x00200010, QrLevel::kStudy, "st.study_id", Match::kText},
     {0x00081030, QrLevel::kStudy, "st.study_description", Match::kText},
     {0x00080090, QrLevel::kStudy, "st.referring_physician_name", Match::kPersonName},
@@ -118,6 +119,28 @@ struct Sql {
   }
 };
 
+// The least string above every string that starts with `head`, bytes compared as BINARY does;
+// empty when there is none (a head of 0xFF bytes only).
+std::string PastPrefix(std::string head) {
+  while (!head.empty() && static_cast<unsigned char>(head.back()) == 0xFF) head.pop_back();
+  if (!head.empty()) head.back() = static_cast<char>(static_cast<unsigned char>(head.back()) + 1);
+  return head;
+}
+
+// `col GLOB pattern`, and the pattern's literal head as a range that an index on `col` (TEXT
+// affinity: the bounds compare as text) takes. SQLite finds that range itself in a bound pattern
+// only by preparing the statement again for each pattern; query connections turn that off (QPSG,
+// in Prepare), so that a wildcard form is kept like any other.
+std::string GlobOnIndex(Sql& sql, const std::string& col, const std::string& pattern) {
+  const std::string head = pattern.substr(0, pattern.find_first_of("*?["));
+  std::string out;
+  if (!head.empty()) {
+    out += col + " >= " + sql.Param(head) + " AND ";
+    if (std::string past = PastPrefix(head); !past.empty()) out += col + " < " + sql.Param(std::move(past)) + " AND ";
+  }
+  return out + col + " GLOB " + sql.Param(pattern);
+}
+
 std::string Digits(std::string_view v) {
   std::string out;
   for (char c : v) {
@@ -169,6 +192,9 @@ Status AddCondition(Sql& sql, const Attribute& a, const std::string& raw, const 
     case Match::kText:
       sql.And(col + (HasWildcard(value) ? " GLOB " + sql.Param(GlobPattern(value)) : " = " + sql.Param(value)));
       return Status::Ok();
+    case Match::kIndexedText:
+      sql.And(HasWildcard(value) ? GlobOnIndex(sql, col, GlobPattern(value)) : col + " = " + sql.Param(value));
+      return Status::Ok();
     case Match::kUid: {
       std::vector<std::string> uids = SplitNonEmpty(value, '\\');
       std::string list;
@@ -187,13 +213,12 @@ Status AddCondition(Sql& sql, const Attribute& a, const std::string& raw, const 
       if (groups.empty()) return Status::Ok();
       const std::string& key = groups.front();
       const bool wild = HasWildcard(key);
-      std::string p = sql.Param(wild ? GlobPattern(key) : key);
       if (a.match == Match::kPatientName) {
         const std::string scope = member.empty() ? "" : "member_id = " + member + " AND ";
-        sql.And("p.id IN (SELECT patient_pk FROM patient_name_keys WHERE " + scope + "name_key " +
-                std::string(wild ? "GLOB " : "= ") + p + ")");
+        sql.And("p.id IN (SELECT patient_pk FROM patient_name_keys WHERE " + scope +
+                (wild ? GlobOnIndex(sql, "name_key", GlobPattern(key)) : "name_key = " + sql.Param(key)) + ")");
       } else {
-        sql.And("upper(" + col + ") " + (wild ? "GLOB " : "= ") + p);
+        sql.And("upper(" + col + ") " + (wild ? "GLOB " : "= ") + sql.Param(wild ? GlobPattern(key) : key));
       }
       return Status::Ok();
     }
@@ -252,14 +277,16 @@ Result<BuiltQuery> Build(const FindRequest& r, const std::string& select_prefix,
 }
 
 // Kept by the connection (CachedStatement): a PACS asks the same forms of query again and again
-// with other values, and preparing the joins costs more than running a selective one. (SQLite
-// still prepares a form with a wildcard again for each pattern bound: its plan depends on it.)
+// with other values, and preparing the joins costs more than running a selective one. Its plan
+// must not depend on the values bound (QPSG), or SQLite prepares a wildcard form again for each
+// pattern (GlobOnIndex gives the index its range instead).
 // Not one with a long list of values (a C-MOVE of many UIDs): rarely asked again, and large; and
 // a few dozen forms per connection at most.
 std::unique_ptr<CachedStatement> Prepare(Database& db, const BuiltQuery& q, bool keep = true) {
   constexpr size_t kKeptBinds = 16;
   constexpr size_t kKeptForms = 32;
   db.keep_at_most(kKeptForms);
+  (void)sqlite3_db_config(db.handle(), SQLITE_DBCONFIG_ENABLE_QPSG, 1, static_cast<int*>(nullptr));
   auto stmt = std::make_unique<CachedStatement>(db, q.sql, keep && q.binds.size() <= kKeptBinds);
   for (size_t i = 0; i < q.binds.size(); ++i) (*stmt)->Bind(static_cast<int>(i + 1), q.binds[i]);
   return stmt;

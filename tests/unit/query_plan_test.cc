@@ -106,6 +106,10 @@ TEST_CASE("member-scoped C-FIND is driven by the selective key within the member
   auto check_all = [&] {
     check(plan(QrLevel::kStudy, {{0x00100020, "P1"}}), "sqlite_autoindex_patients_1 (member_id=? AND patient_id=?)");
     check(plan(QrLevel::kStudy, {{0x00080050, "A1"}}), "studies_member_accession (member_id=? AND accession_number=?)");
+    check(plan(QrLevel::kStudy, {{0x00080050, "A12*"}}),
+          "studies_member_accession (member_id=? AND accession_number>? AND accession_number<?)");
+    check(plan(QrLevel::kStudy, {{0x00100020, "P12?"}}),
+          "sqlite_autoindex_patients_1 (member_id=? AND patient_id>? AND patient_id<?)");
     check(plan(QrLevel::kStudy, {{0x00100010, "ZHANG^WEI12*"}}),
           "patient_name_keys_member_key (member_id=? AND name_key>? AND name_key<?)");
     check(plan(QrLevel::kStudy, {{0x0020000D, "1.2.1"}}), "sqlite_autoindex_studies_1 (study_instance_uid=?)");
@@ -216,16 +220,17 @@ TEST_CASE("a C-FIND's statement is kept by its connection and asked again with f
     REQUIRE(db.ok());
     return db.value()->kept_statements();
   };
-  // The most runs of one statement the connection holds: a kept one counts every query of its form.
-  auto most_runs = [&] {
+  // The highest count of one statement the connection holds: runs (a kept one counts every query
+  // of its form) or fresh prepares (SQLITE_STMTSTATUS_REPREPARE).
+  auto most = [&](int counter = SQLITE_STMTSTATUS_RUN) {
     Result<PooledReader> db = pool->Take();
     REQUIRE(db.ok());
-    int most = 0;
+    int top = 0;
     for (sqlite3_stmt* s = sqlite3_next_stmt(db.value()->handle(), nullptr); s;
          s = sqlite3_next_stmt(db.value()->handle(), s)) {
-      most = std::max(most, sqlite3_stmt_status(s, SQLITE_STMTSTATUS_RUN, 0));
+      top = std::max(top, sqlite3_stmt_status(s, counter, 0));
     }
-    return most;
+    return top;
   };
   auto request = [](uint32_t tag, const std::string& value) {
     FindRequest r;
@@ -257,7 +262,7 @@ TEST_CASE("a C-FIND's statement is kept by its connection and asked again with f
   CHECK(uids(request(0x00100020, "P6")) == std::vector<std::string>{"1.2.6"});
   CHECK(uids(request(0x00100020, "P4")).empty());  // m1's patient: out of m0's scope
   CHECK(kept() == forms);
-  CHECK(most_runs() == 3);
+  CHECK(most() == 3);
   // Left after its first match, then asked again: from the start, every match.
   FindRequest day = request(0x00080020, "2020001");  // FillIndex's dates: n % 300 == 0
   const std::vector<std::string> whole = uids(day);
@@ -287,4 +292,18 @@ TEST_CASE("a C-FIND's statement is kept by its connection and asked again with f
     CHECK(items->front().sop_instance_uid.rfind(std::string("1.4.") + (uid + 4) + ".", 0) == 0);
   }
   CHECK(kept() == forms + 3);
+  // A wildcard form likewise: no pattern prepares it again, as SQLite's own use of a bound
+  // pattern's head would, each time.
+  auto names = [&](const std::string& pattern) {
+    std::vector<std::string> out = uids(request(0x00100010, pattern));
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  CHECK(names("ZHANG^WEI299*") == std::vector<std::string>{"1.2.2991", "1.2.2994", "1.2.2997"});
+  CHECK(names("ZHANG^WEI298*") == std::vector<std::string>{"1.2.2982", "1.2.2985", "1.2.2988"});
+  CHECK(names("ZHANG^WEI3?") == std::vector<std::string>{"1.2.30", "1.2.33", "1.2.36", "1.2.39"});
+  CHECK(names("ZHANG^WEJ*").empty());
+  CHECK(kept() == forms + 4);
+  CHECK(most() == 4);
+  CHECK(most(SQLITE_STMTSTATUS_REPREPARE) == 0);
 }
