@@ -217,6 +217,11 @@ CREATE TABLE object_data (
 DROP INDEX studies_awaiting_task;
 CREATE INDEX studies_awaiting_task ON studies (task_created) WHERE task_created = 0;
 )sql",
+      // 10: claims by the end of their lease: the sweep of expired claims (every tick of the task
+      // promoter, 100 ms to 1 s) read every claim, ~2.5 ms in the writer at 10,000.
+      R"sql(
+CREATE INDEX reading_tasks_lease ON reading_tasks (lease_expires_ms) WHERE state = 'claimed';
+)sql",
   };
   return migrations;
 }

@@ -26,6 +26,13 @@ inline std::string InsertTasksSql(const TaskPolicy& policy, const std::string& w
          "FROM studies WHERE " + where;
 }
 
+// Claims whose lease ended by ?1 back to the worklist (or to reported, for an amendment's),
+// found through reading_tasks_lease.
+inline constexpr const char* kExpireLeasesSql =
+    "UPDATE reading_tasks SET state = CASE WHEN reported_ms > 0 THEN 'reported' ELSE 'waiting' END, "
+    "expired_claim_by = claimed_by, claimed_by = '', updated_ms = ?1 WHERE state = 'claimed' AND "
+    "lease_expires_ms <= ?1";
+
 inline void BindTaskPolicy(Statement& insert, const TaskPolicy& policy) {
   insert.Bind(3, policy.sla_stat_ms).Bind(4, policy.sla_high_ms).Bind(5, policy.sla_routine_ms);
   for (size_t i = 0; i < policy.member_default_priority.size(); ++i) {

@@ -7,6 +7,7 @@
 #include "server/store/audit_log.h"
 #include "server/store/index.h"
 #include "server/store/sqlite.h"
+#include "server/store/task_sql.h"
 
 namespace teleread {
 namespace {
@@ -237,11 +238,8 @@ Status TaskStore::Reassign(const std::string& uid, const std::string& to, const 
 Result<int> TaskStore::ExpireLeases(int64_t now) {
   int expired = 0;
   Status s = index_.Write([&](Database& db) -> Status {
-    Statement u(db.handle(),
-                "UPDATE reading_tasks SET state = CASE WHEN reported_ms > 0 THEN 'reported' ELSE 'waiting' END, "
-                "expired_claim_by = claimed_by, claimed_by = '', updated_ms = ?1 WHERE state = 'claimed' AND "
-                "lease_expires_ms <= ?1");
-    if (Status st = u.Bind(1, now).Run(); !st.ok()) return st;
+    CachedStatement u(db, kExpireLeasesSql);
+    if (Status st = u->Bind(1, now).Run(); !st.ok()) return st;
     expired = db.Changes();
     return Status::Ok();
   });
@@ -306,6 +304,22 @@ Result<std::vector<WorklistRow>> TaskStore::Open(int64_t now) const {
     rows.push_back(ReadRow(q, now));
   }
   return rows;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> TaskStore::OpenRoutes() const {
+  Result<PooledReader> db = index_.OpenReader();
+  if (!db.ok()) return db.status();
+  CachedStatement q(*db.value(),
+                    "SELECT DISTINCT st.member_id, st.modalities FROM reading_tasks t JOIN studies st ON st.id = "
+                    "t.study_pk WHERE t.state IN ('waiting', 'claimed')");
+  std::vector<std::pair<std::string, std::string>> routes;
+  for (;;) {
+    Result<bool> row = q->Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    routes.emplace_back(q->Text(0), q->Text(1));
+  }
+  return routes;
 }
 
 }  // namespace teleread

@@ -113,6 +113,8 @@ class TaskStore {
   Result<TaskCounts> Counts(int64_t now_ms) const;
   // Every waiting or claimed task, unpaged (for routing checks).
   Result<std::vector<WorklistRow>> Open(int64_t now_ms) const;
+  // The distinct (member id, modalities) of the waiting or claimed tasks: all that routing reads.
+  Result<std::vector<std::pair<std::string, std::string>>> OpenRoutes() const;
   // Index::tasks_version: a page listed at one version is current while it stays the same.
   uint64_t Version() const;
   // `fn` called after each commit that moves the version (Index::OnTasksChange: one at a time,

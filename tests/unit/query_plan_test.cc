@@ -12,6 +12,7 @@
 
 #include "server/store/index.h"
 #include "server/store/query.h"
+#include "server/store/schema.h"
 #include "server/store/sqlite.h"
 #include "server/store/task_sql.h"
 #include "server/store/wal_vfs.h"
@@ -193,21 +194,52 @@ TEST_CASE("a version-8 index with data and measured statistics migrates to the t
   };
   const std::string studies = text("SELECT count(*) FROM studies");
   // Back to version 8: its index, measured, plus a stat row only the old index could have.
-  REQUIRE(d.Exec("DROP INDEX studies_awaiting_task;"
+  REQUIRE(d.Exec("DROP INDEX studies_awaiting_task; DROP INDEX reading_tasks_lease;"
                  "CREATE INDEX studies_awaiting_task ON studies (last_received_ms) WHERE task_created = 0;"
                  "ANALYZE; UPDATE sqlite_stat1 SET stat = '777 777' WHERE idx = 'studies_awaiting_task';"
                  "DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES (8)")
               .ok());
   REQUIRE(text("SELECT stat FROM sqlite_stat1 WHERE idx = 'studies_awaiting_task'") == "777 777");
   { REQUIRE(Index::Open(db_path).ok()); }
-  CHECK(text("SELECT max(version) FROM schema_version") == "9");
+  CHECK(text("SELECT max(version) FROM schema_version") == std::to_string(LatestSchemaVersion()));
   const std::string def = text("SELECT sql FROM sqlite_schema WHERE name = 'studies_awaiting_task'");
   CHECK_THAT(def, Catch::Contains("(task_created)"));
   CHECK_THAT(def, !Catch::Contains("last_received_ms"));
   CHECK(text("SELECT count(*) FROM sqlite_stat1 WHERE idx = 'studies_awaiting_task'") == "1");
   CHECK(text("SELECT stat FROM sqlite_stat1 WHERE idx = 'studies_awaiting_task'") != "777 777");
   CHECK(text("SELECT count(*) FROM studies") == studies);
+  CHECK(text("SELECT count(*) FROM sqlite_schema WHERE name = 'reading_tasks_lease'") == "1");
   CHECK(text("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("the sweep of expired claims reads the claims whose lease ended, not every claim", "[store][plan]") {
+  test::ScratchDir dir;
+  const std::filesystem::path db_path = FilledIndex(dir);
+  auto db = Database::Open(db_path, false);
+  REQUIRE(db.ok());
+  Database& d = *db.value();
+  // 3,000 claims, their leases ending a millisecond apart; the first 10 ended by 1,009.
+  REQUIRE(d.Exec("INSERT INTO reading_tasks (study_pk, state, priority, complete_ms, updated_ms, claimed_by, "
+                 "claimed_ms, lease_expires_ms) SELECT id, 'claimed', 'ROUTINE', 0, 0, 'wang.li', 0, 1000 + id - 1 "
+                 "FROM studies; ANALYZE")
+              .ok());
+  Statement plan(d.handle(), std::string("EXPLAIN QUERY PLAN ") + kExpireLeasesSql);
+  std::string p;
+  while (plan.Step().value()) p += plan.Text(3) + "\n";
+  INFO(p);
+  CHECK_THAT(p, Catch::Contains("reading_tasks_lease (lease_expires_ms<?)"));
+  sqlite3_stmt* sweep = nullptr;
+  REQUIRE(sqlite3_prepare_v2(d.handle(), kExpireLeasesSql, -1, &sweep, nullptr) == SQLITE_OK);
+  sqlite3_bind_int64(sweep, 1, 1009);
+  CHECK(sqlite3_step(sweep) == SQLITE_DONE);
+  CHECK(d.Changes() == 10);
+  // Its steps: about the ten rows', not the 3,000 a read of every claim steps through.
+  CHECK(sqlite3_stmt_status(sweep, SQLITE_STMTSTATUS_VM_STEP, 0) < 1000);
+  sqlite3_finalize(sweep);
+  Statement waiting(d.handle(), "SELECT COUNT(*), MIN(expired_claim_by) FROM reading_tasks WHERE state = 'waiting'");
+  REQUIRE(waiting.Step().value());
+  CHECK(waiting.Int(0) == 10);
+  CHECK(waiting.Text(1) == "wang.li");
 }
 
 TEST_CASE("a C-FIND's statement is kept by its connection and asked again with fresh values", "[store]") {
