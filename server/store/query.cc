@@ -55,7 +55,7 @@ constexpr Attribute kAttributes[] = {
     {0x00201206, QrLevel::kStudy, "st.num_series", Match::kNone},
     {0x00201208, QrLevel::kStudy, "st.num_instances", Match::kNone},
     {0x0020000E, QrLevel::kSeries, "se.series_instance_uid", Match::kUid},
-    {0x00080060, QrLevel::kSeries, "se.modality", Match::kText},
+    {0x00080060, QrLevel::kSeries, "se.modality", Match::kIndexedText},
     {0x00200011, QrLevel::kSeries, "se.series_number", Match::kText},
     {0x0008103E, QrLevel::kSeries, "se.series_description", Match::kText},
     {0x00180015, QrLevel::kSeries, "se.body_part_examined", Match::kText},
@@ -127,6 +127,27 @@ std::string PastPrefix(std::string head) {
   return head;
 }
 
+// Whether `s` is strict UTF-8 (no overlong form, surrogate or stray byte) without U+FFFD, the
+// character GLOB reads for each stray byte: only then does every string GLOB matches to a head
+// start with the head's bytes.
+bool PlainUtf8(std::string_view s) {
+  static constexpr uint32_t kLeast[] = {0, 0, 0x80, 0x800, 0x10000};
+  for (size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t c = n == 1 ? b : b & (0x7Fu >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const auto t = static_cast<unsigned char>(s[i + k]);
+      if ((t & 0xC0) != 0x80) return false;
+      c = (c << 6) | (t & 0x3Fu);
+    }
+    if (c < kLeast[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF) || c == 0xFFFD) return false;
+    i += n;
+  }
+  return true;
+}
+
 // `col GLOB pattern`, and the pattern's literal head as a range that an index on `col` (TEXT
 // affinity: the bounds compare as text) takes. SQLite finds that range itself in a bound pattern
 // only by preparing the statement again for each pattern; query connections turn that off (QPSG,
@@ -134,7 +155,7 @@ std::string PastPrefix(std::string head) {
 std::string GlobOnIndex(Sql& sql, const std::string& col, const std::string& pattern) {
   const std::string head = pattern.substr(0, pattern.find_first_of("*?["));
   std::string out;
-  if (!head.empty()) {
+  if (!head.empty() && PlainUtf8(head)) {
     out += col + " >= " + sql.Param(head) + " AND ";
     if (std::string past = PastPrefix(head); !past.empty()) out += col + " < " + sql.Param(std::move(past)) + " AND ";
   }

@@ -115,6 +115,9 @@ class TaskStore {
   Result<std::vector<WorklistRow>> Open(int64_t now_ms) const;
   // The distinct (member id, modalities) of the waiting or claimed tasks: all that routing reads.
   Result<std::vector<std::pair<std::string, std::string>>> OpenRoutes() const;
+  // The waiting or claimed tasks from `member_id` whose studies are of exactly `modalities`.
+  Result<std::vector<WorklistRow>> OpenOfRoute(int64_t now_ms, const std::string& member_id,
+                                               const std::string& modalities) const;
   // Index::tasks_version: a page listed at one version is current while it stays the same.
   uint64_t Version() const;
   // `fn` called after each commit that moves the version (Index::OnTasksChange: one at a time,

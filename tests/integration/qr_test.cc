@@ -528,9 +528,9 @@ TEST_CASE("sub-operation counts above 65535 saturate instead of wrapping", "[qr]
 
 TEST_CASE_METHOD(QrFixture, "selective C-FIND queries use indexes", "[qr][plan]") {
   QueryEngine engine(server().storage() / "index.sqlite");
-  auto plan = [&](std::vector<QrKey> keys, std::string scope = "") {
+  auto plan = [&](std::vector<QrKey> keys, std::string scope = "", QrLevel level = QrLevel::kStudy) {
     FindRequest r;
-    r.level = QrLevel::kStudy;
+    r.level = level;
     r.keys = std::move(keys);
     r.member_scope = std::move(scope);
     auto p = engine.ExplainFind(r);
@@ -545,6 +545,9 @@ TEST_CASE_METHOD(QrFixture, "selective C-FIND queries use indexes", "[qr][plan]"
   };
   uses(plan({{0x00100020, "ZZ2"}}), "patients_patient_id");
   uses(plan({{0x00100010, "ZHANG*"}}), "patient_name_keys_key");
+  // Wildcards too, their heads a range whatever the pattern bound.
+  uses(plan({{0x00100020, "ZZ*"}}), "patients_patient_id \\(patient_id>\\? AND patient_id<\\?\\)");
+  uses(plan({{0x00080060, "C?"}}, "", QrLevel::kSeries), "series_modality \\(modality>\\? AND modality<\\?\\)");
   uses(plan({{0x00080020, "20240101-20240107"}}), "studies_date");
   uses(plan({{0x00080020, "20240101-20240107"}}, "zhuozhou"), "studies_member_date");
   uses(plan({{0x0020000D, study(0).uid}}), "sqlite_autoindex_studies");

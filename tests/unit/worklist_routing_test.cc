@@ -1,5 +1,6 @@
 // Routing and claim rules of the worklist, on a real index with a clock the test moves.
 #include <catch2/catch.hpp>
+#include <set>
 
 #include "dcmtk/config/osconfig.h"  // must come first
 #include "dcmtk/dcmdata/dcuid.h"
@@ -103,6 +104,24 @@ TEST_CASE_METHOD(RoutingFixture, "a study that no configured reader can take is 
   CHECK(unroutable->front().study_instance_uid == us);
   CHECK(w.FlagUnroutable() == 1);
   CHECK(Make({}).Unroutable().value().empty());  // no readers configured: routing is off
+}
+
+TEST_CASE_METHOD(RoutingFixture, "every open task of a member and modality nobody reads is flagged, no other",
+                 "[tasks][routing]") {
+  const std::string us2 = Push("US", UID_UltrasoundImageStorage, "laishui");  // laishui US again
+  const std::string us3 = Push("US", UID_UltrasoundImageStorage, "zhuozhou");
+  REQUIRE(index->PromoteQuietStudies(now_ms + 1000, 1000).value() == 2);
+  // US read for zhuozhou only; CT for everyone: laishui's two US studies are nobody's.
+  Worklist w = Make({Reader("wang.li", {"CT"}), Reader("liu.xin", {"US"}, {"zhuozhou"})});
+  REQUIRE(w.Reassign(us2, "liu.xin", "ops").ok());  // claimed, still open
+  auto unroutable = w.Unroutable();
+  REQUIRE(unroutable.ok());
+  std::set<std::string> uids;
+  for (const WorklistRow& r : unroutable.value()) uids.insert(r.study_instance_uid);
+  CHECK(uids == std::set<std::string>{us, us2});
+  CHECK(unroutable->size() == 2);
+  CHECK(w.FlagUnroutable() == 2);
+  CHECK(Make({Reader("wang.li", {"CT", "US"})}).Unroutable().value().empty());
 }
 
 TEST_CASE_METHOD(RoutingFixture, "an expired claim is named as such with its expiry time", "[tasks][claim]") {
