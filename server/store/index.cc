@@ -111,10 +111,20 @@ struct Index::WriterStatements {
 };
 
 Result<std::unique_ptr<Index>> Index::OpenExisting(const std::filesystem::path& db_path) {
-  if (Result<std::unique_ptr<Database>> existing = Database::Open(db_path, true); !existing.ok()) {
-    return existing.status();
+  Result<std::unique_ptr<Database>> reader = Database::Open(db_path, true);
+  if (!reader.ok()) return reader.status();
+  Result<int> version = SchemaVersion(*reader.value());
+  if (!version.ok()) return version.status();
+  if (version.value() != LatestSchemaVersion()) {
+    return Status::InvalidArgument("index schema version " + std::to_string(version.value()) + ", this TeleRead's is " +
+                                   std::to_string(LatestSchemaVersion()) +
+                                   (version.value() < LatestSchemaVersion()
+                                        ? ": start teleread-server on it once to migrate it"
+                                        : ": use the teleread-server that wrote it"));
   }
-  return Open(db_path);
+  Result<std::unique_ptr<Database>> writer = Database::Open(db_path, false);
+  if (!writer.ok()) return writer.status();
+  return std::unique_ptr<Index>(new Index(db_path, std::move(writer.value()), std::move(reader.value())));
 }
 
 Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& db_path) {

@@ -104,7 +104,9 @@ struct TaskPolicy {
 class Index {
  public:
   static Result<std::unique_ptr<Index>> Open(const std::filesystem::path& db_path);
-  // As Open, but NotFound ("no index at PATH") when there is none: never creates one.
+  // For reading beside a running server (status, the segment check): NotFound ("no index at
+  // PATH") when there is none, and nothing written: no migration (InvalidArgument when the schema
+  // is not this TeleRead's) and no statistics, which the server's own readers would not follow.
   static Result<std::unique_ptr<Index>> OpenExisting(const std::filesystem::path& db_path);
   ~Index();  // finishes queued writes, stops the writer, waits for Write callers to leave
   Index(const Index&) = delete;

@@ -230,16 +230,23 @@ CREATE INDEX reading_tasks_lease ON reading_tasks (lease_expires_ms) WHERE state
 
 int LatestSchemaVersion() { return static_cast<int>(Migrations().size()); }
 
+Result<int> SchemaVersion(Database& db) {
+  Statement exists(db.handle(), "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'");
+  Result<bool> found = exists.Step();
+  if (!found.ok()) return found.status();
+  if (!found.value()) return 0;
+  Statement q(db.handle(), "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  Result<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  return static_cast<int>(q.Int(0));
+}
+
 Status MigrateSchema(Database& db) {
   Status s = db.Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
   if (!s.ok()) return s;
-  int version = 0;
-  {
-    Statement q(db.handle(), "SELECT COALESCE(MAX(version), 0) FROM schema_version");
-    Result<bool> row = q.Step();
-    if (!row.ok()) return row.status();
-    version = static_cast<int>(q.Int(0));
-  }
+  Result<int> current = SchemaVersion(db);
+  if (!current.ok()) return current.status();
+  const int version = current.value();
   if (version > LatestSchemaVersion()) {
     return Status::InvalidArgument("index schema version " + std::to_string(version) +
                                    " is newer than this TeleRead supports (" + std::to_string(LatestSchemaVersion()) +

@@ -7,5 +7,7 @@ namespace teleread {
 // Refuses a database written by a newer TeleRead.
 Status MigrateSchema(Database& db);
 int LatestSchemaVersion();
+// The index's schema version; 0 for a database TeleRead never migrated.
+Result<int> SchemaVersion(Database& db);
 
 }  // namespace teleread

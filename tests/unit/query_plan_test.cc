@@ -213,6 +213,37 @@ TEST_CASE("a version-8 index with data and measured statistics migrates to the t
   CHECK(text("PRAGMA integrity_check") == "ok");
 }
 
+TEST_CASE("an index opened for reading beside the server is neither migrated nor measured", "[store][plan]") {
+  test::ScratchDir dir;
+  const std::filesystem::path db_path = FilledIndex(dir);
+  { REQUIRE(Index::Open(db_path).ok()); }  // the server's start: measured statistics
+  auto db = Database::Open(db_path, false);
+  REQUIRE(db.ok());
+  Database& d = *db.value();
+  auto text = [&](const std::string& sql) {
+    Statement q(d.handle(), sql);
+    return q.Step().value() ? q.Text(0) : std::string("<none>");
+  };
+  const std::string stat = "SELECT stat FROM sqlite_stat1 WHERE idx = 'studies_member_date'";
+  REQUIRE(d.Exec("UPDATE sqlite_stat1 SET stat = '777 777 7' WHERE idx = 'studies_member_date'").ok());
+  {
+    Result<std::unique_ptr<Index>> index = Index::OpenExisting(db_path);
+    REQUIRE(index.ok());
+    Result<IndexCounts> counts = index.value()->Counts();
+    REQUIRE(counts.ok());
+    CHECK(counts->studies == 3000);
+  }
+  // The statistics the running server plans with, not measured again from another process.
+  CHECK(text(stat) == "777 777 7");
+  // An older schema is left to the server to migrate.
+  REQUIRE(d.Exec("DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES (9)").ok());
+  Result<std::unique_ptr<Index>> old = Index::OpenExisting(db_path);
+  REQUIRE_FALSE(old.ok());
+  CHECK_THAT(old.status().message(), Catch::Contains("start teleread-server on it once to migrate it"));
+  CHECK(text("SELECT max(version) FROM schema_version") == "9");
+  CHECK(Index::OpenExisting(dir.path() / "none.sqlite").status().code() == Status::Code::kNotFound);
+}
+
 TEST_CASE("the sweep of expired claims reads the claims whose lease ended, not every claim", "[store][plan]") {
   test::ScratchDir dir;
   const std::filesystem::path db_path = FilledIndex(dir);
