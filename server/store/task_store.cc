@@ -292,20 +292,6 @@ Result<TaskCounts> TaskStore::Counts(int64_t now) const {
   return c;
 }
 
-Result<std::vector<WorklistRow>> TaskStore::Open(int64_t now) const {
-  Result<PooledReader> db = index_.OpenReader();
-  if (!db.ok()) return db.status();
-  Statement q(db.value()->handle(), std::string(kSelect) + " WHERE t.state IN ('waiting', 'claimed')");
-  std::vector<WorklistRow> rows;
-  for (;;) {
-    Result<bool> row = q.Step();
-    if (!row.ok()) return row.status();
-    if (!row.value()) break;
-    rows.push_back(ReadRow(q, now));
-  }
-  return rows;
-}
-
 Result<std::vector<WorklistRow>> TaskStore::OpenOfRoute(int64_t now, const std::string& member_id,
                                                         const std::string& modalities) const {
   Result<PooledReader> db = index_.OpenReader();

@@ -111,8 +111,6 @@ class TaskStore {
   // Returns expired claims to the worklist; how many.
   Result<int> ExpireLeases(int64_t now_ms);
   Result<TaskCounts> Counts(int64_t now_ms) const;
-  // Every waiting or claimed task, unpaged (for routing checks).
-  Result<std::vector<WorklistRow>> Open(int64_t now_ms) const;
   // The distinct (member id, modalities) of the waiting or claimed tasks: all that routing reads.
   Result<std::vector<std::pair<std::string, std::string>>> OpenRoutes() const;
   // The waiting or claimed tasks from `member_id` whose studies are of exactly `modalities`.

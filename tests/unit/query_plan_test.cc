@@ -74,6 +74,12 @@ void FillIndex(const std::filesystem::path& db_path) {
   REQUIRE(d.Exec("COMMIT").ok());
 }
 
+// The first column of the first row `sql` reads; "<none>" without one.
+std::string FirstText(Database& d, const std::string& sql) {
+  Statement q(d.handle(), sql);
+  return q.Step().value() ? q.Text(0) : std::string("<none>");
+}
+
 // An index with the server's schema, filled as FillIndex does, in `dir`.
 std::filesystem::path FilledIndex(const test::ScratchDir& dir) {
   const std::filesystem::path db_path = dir.path() / "index.sqlite";
@@ -189,10 +195,7 @@ TEST_CASE("a version-8 index with data and measured statistics migrates to the t
   auto db = Database::Open(db_path, false);
   REQUIRE(db.ok());
   Database& d = *db.value();
-  auto text = [&](const std::string& sql) {
-    Statement q(d.handle(), sql);
-    return q.Step().value() ? q.Text(0) : std::string("<none>");
-  };
+  auto text = [&](const std::string& sql) { return FirstText(d, sql); };
   const std::string studies = text("SELECT count(*) FROM studies");
   // Back to version 8: its index, measured, plus a stat row only the old index could have.
   REQUIRE(d.Exec("DROP INDEX studies_awaiting_task; DROP INDEX reading_tasks_lease;"
@@ -220,10 +223,7 @@ TEST_CASE("an index opened for reading beside the server is neither migrated nor
   auto db = Database::Open(db_path, false);
   REQUIRE(db.ok());
   Database& d = *db.value();
-  auto text = [&](const std::string& sql) {
-    Statement q(d.handle(), sql);
-    return q.Step().value() ? q.Text(0) : std::string("<none>");
-  };
+  auto text = [&](const std::string& sql) { return FirstText(d, sql); };
   const std::string stat = "SELECT stat FROM sqlite_stat1 WHERE idx = 'studies_member_date'";
   REQUIRE(d.Exec("UPDATE sqlite_stat1 SET stat = '777 777 7' WHERE idx = 'studies_member_date'").ok());
   {
