@@ -25,9 +25,10 @@ int PrintStatus(const Config& config) {
   // A wrong --storage must fail, not leave a new empty index behind.
   Result<std::unique_ptr<Index>> index = Index::OpenExisting(config.centre.storage / "index.sqlite");
   if (!index.ok()) {
+    const Status::Code code = index.status().code();
     std::cerr << "teleread-server: "
-              << (index.status().code() == Status::Code::kNotFound ? index.status().message()
-                                                                   : index.status().ToString())
+              << (code == Status::Code::kNotFound || code == Status::Code::kInvalidArgument ? index.status().message()
+                                                                                            : index.status().ToString())
               << "\n";
     return 1;
   }

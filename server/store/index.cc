@@ -115,6 +115,7 @@ Result<std::unique_ptr<Index>> Index::OpenExisting(const std::filesystem::path& 
   if (!reader.ok()) return reader.status();
   Result<int> version = SchemaVersion(*reader.value());
   if (!version.ok()) return version.status();
+  if (version.value() == 0) return Status::InvalidArgument(db_path.string() + " is not a TeleRead index");
   if (version.value() != LatestSchemaVersion()) {
     return Status::InvalidArgument("index schema version " + std::to_string(version.value()) + ", this TeleRead's is " +
                                    std::to_string(LatestSchemaVersion()) +
@@ -122,7 +123,9 @@ Result<std::unique_ptr<Index>> Index::OpenExisting(const std::filesystem::path& 
                                         ? ": start teleread-server on it once to migrate it"
                                         : ": use the teleread-server that wrote it"));
   }
-  Result<std::unique_ptr<Database>> writer = Database::Open(db_path, false);
+  // Its writer read-only too: closed last, a writable one could checkpoint the WAL into the file
+  // of a stopped server (a restored backup being checked).
+  Result<std::unique_ptr<Database>> writer = Database::Open(db_path, true);
   if (!writer.ok()) return writer.status();
   return std::unique_ptr<Index>(new Index(db_path, std::move(writer.value()), std::move(reader.value())));
 }

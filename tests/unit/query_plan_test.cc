@@ -235,12 +235,21 @@ TEST_CASE("an index opened for reading beside the server is neither migrated nor
   }
   // The statistics the running server plans with, not measured again from another process.
   CHECK(text(stat) == "777 777 7");
-  // An older schema is left to the server to migrate.
-  REQUIRE(d.Exec("DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES (9)").ok());
+  // An older schema (version 9: without the lease index) is left to the server to migrate.
+  REQUIRE(d.Exec("DROP INDEX reading_tasks_lease; DELETE FROM schema_version; "
+                 "INSERT INTO schema_version (version) VALUES (9)")
+              .ok());
   Result<std::unique_ptr<Index>> old = Index::OpenExisting(db_path);
   REQUIRE_FALSE(old.ok());
   CHECK_THAT(old.status().message(), Catch::Contains("start teleread-server on it once to migrate it"));
   CHECK(text("SELECT max(version) FROM schema_version") == "9");
+  CHECK(text("SELECT count(*) FROM sqlite_schema WHERE name = 'reading_tasks_lease'") == "0");
+  // A newer one, and a database that is not an index.
+  REQUIRE(d.Exec("UPDATE schema_version SET version = " + std::to_string(LatestSchemaVersion() + 1)).ok());
+  CHECK_THAT(Index::OpenExisting(db_path).status().message(), Catch::Contains("use the teleread-server that wrote it"));
+  { REQUIRE(Database::Open(dir.path() / "other.sqlite", false).ok()); }
+  CHECK_THAT(Index::OpenExisting(dir.path() / "other.sqlite").status().message(),
+             Catch::Contains("is not a TeleRead index"));
   CHECK(Index::OpenExisting(dir.path() / "none.sqlite").status().code() == Status::Code::kNotFound);
 }
 
