@@ -71,16 +71,14 @@ Result<std::vector<WorklistRow>> Worklist::List(WorklistFilter filter, const std
 Result<WorklistRow> Worklist::Task(const std::string& uid) const { return tasks_.Task(uid, clock_()); }
 
 Result<WorklistRow> Worklist::Claim(const std::string& uid, const std::string& who) {
+  TaskStore::ClaimCheck routed;
   for (const Radiologist& r : readers_) {
     if (r.id != who) continue;
-    Result<WorklistRow> task = Task(uid);
-    if (!task.ok()) return task.status();
-    if (std::optional<std::string> why = RoutingRefusal(r, task->member_id, task->modalities)) {
-      (void)audit_.Append({who, "claim-refused", uid, *why});
-      return Status::PermissionDenied(*why);
-    }
+    routed = [&r](const std::string& member_id, const std::string& modalities) {
+      return RoutingRefusal(r, member_id, modalities);
+    };
   }
-  if (Status s = tasks_.Claim(uid, who, clock_(), lease_ms_); !s.ok()) return s;
+  if (Status s = tasks_.Claim(uid, who, clock_(), lease_ms_, routed); !s.ok()) return s;
   return Task(uid);
 }
 

@@ -185,8 +185,23 @@ Result<WorklistRow> TaskStore::Task(const std::string& uid, int64_t now) const {
   return ReadRow(*q, now);
 }
 
-Status TaskStore::Claim(const std::string& uid, const std::string& who, int64_t now, int64_t lease_ms) {
-  return index_.Write([&](Database& db) -> Status {
+Status TaskStore::Claim(const std::string& uid, const std::string& who, int64_t now, int64_t lease_ms,
+                        const ClaimCheck& check) {
+  std::optional<std::string> refused;
+  Status s = index_.Write([&](Database& db) -> Status {
+    refused.reset();
+    if (check) {
+      // Judged on what this transaction claims, not on a read before it.
+      CachedStatement r(db,
+                        "SELECT st.member_id, st.modalities FROM reading_tasks t JOIN studies st ON st.id = "
+                        "t.study_pk WHERE st.study_instance_uid = ?1");
+      r->Bind(1, uid);
+      Result<bool> row = r->Step();
+      if (!row.ok()) return row.status();
+      if (row.value()) refused = check(r->Text(0), r->Text(1));
+      // The refusal commits its audit entry, so the write itself succeeds.
+      if (refused) return AppendAudit(db, now, {who, "claim-refused", uid, *refused});
+    }
     CachedStatement u(db,
                       "UPDATE reading_tasks SET state = 'claimed', claimed_by = ?2, claimed_ms = CASE WHEN claimed_by "
                       "= ?2 AND state = 'claimed' THEN claimed_ms ELSE ?3 END, lease_expires_ms = ?3 + ?4, "
@@ -196,16 +211,18 @@ Status TaskStore::Claim(const std::string& uid, const std::string& who, int64_t 
     u->Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms);
     if (Status st = u->Run(); !st.ok()) return st;
     if (db.Changes() == 1) return AppendAudit(db, now, {who, "claim", uid, ""});
-    Statement q(db.handle(),
-                "SELECT t.state, t.claimed_by FROM reading_tasks t JOIN studies st ON st.id = t.study_pk "
-                "WHERE st.study_instance_uid = ?1");
-    q.Bind(1, uid);
-    Result<bool> row = q.Step();
+    CachedStatement q(db,
+                      "SELECT t.state, t.claimed_by FROM reading_tasks t JOIN studies st ON st.id = t.study_pk "
+                      "WHERE st.study_instance_uid = ?1");
+    q->Bind(1, uid);
+    Result<bool> row = q->Step();
     if (!row.ok()) return row.status();
     if (!row.value()) return Status::NotFound("no reading task for study " + uid);
-    if (q.Text(0) == "reported") return Status::Conflict("already reported");
-    return Status::Conflict(q.Text(1));
+    if (q->Text(0) == "reported") return Status::Conflict("already reported");
+    return Status::Conflict(q->Text(1));
   });
+  if (s.ok() && refused) return Status::PermissionDenied(*refused);
+  return s;
 }
 
 Status TaskStore::Renew(const std::string& uid, const std::string& who, int64_t now, int64_t lease_ms) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,9 +98,15 @@ class TaskStore {
   // NotFound when the study has no reading task.
   Result<WorklistRow> Task(const std::string& study_instance_uid, int64_t now_ms) const;
 
+  // Judges a claim on the study's member and modalities as the claim's transaction reads them:
+  // the reason it is refused, or nothing.
+  using ClaimCheck =
+      std::function<std::optional<std::string>(const std::string& member_id, const std::string& modalities)>;
   // Each audited in its transaction under `who`. Claim: Conflict "already reported", or Conflict
-  // whose message is the holder; NotFound when there is no task.
-  Status Claim(const std::string& study_instance_uid, const std::string& who, int64_t now_ms, int64_t lease_ms);
+  // whose message is the holder; NotFound when there is no task; PermissionDenied with the reason
+  // when `check` refuses it (audited as claim-refused, the task unchanged).
+  Status Claim(const std::string& study_instance_uid, const std::string& who, int64_t now_ms, int64_t lease_ms,
+               const ClaimCheck& check = nullptr);
   // Conflict when `who` holds no live claim.
   Status Renew(const std::string& study_instance_uid, const std::string& who, int64_t now_ms, int64_t lease_ms);
   // Conflict when `who` holds no claim.

@@ -26,6 +26,11 @@
 # API_TRACE=1 starts the server with TELEREAD_API_TRACE (server/http/request_trace.h): one line
 # per request in $work/server.log, each line tagged with the phase it belongs to by the line
 # "phase <name>" logged before it.
+# Each measurement also prints the server's CPU time (user + system) per request over the phase,
+# the push's share included: on a machine whose speed drifts, a steadier figure for comparing
+# two builds than a closed loop's latency.
+# API_PERF=<phase> (e.g. claim-closed) records the server with perf (DWARF call graphs) while that
+# phase runs, into $work/<phase>.perf.data.
 # Usage: tests/bench/api_load.sh [TASKS] [CLIENTS] [REQUESTS_PER_CLIENT] [CLOSED_REQUESTS]
 #   (defaults 10000 32 40 1000; "10000 32 40 40" is the form used up to stop 27)
 set -euo pipefail
@@ -107,6 +112,7 @@ find "$work/ct" -type f | sort >"$work/ct-files"
  echo "push ended: $(date +%s.%N)" >>"$work/storescu.log") &
 pusher=$!
 sleep 1
+server_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$pid/stat"; }
 stored() { sqlite3 "$work/data/index.sqlite" "SELECT COUNT(*) FROM instances"; }
 before=$(stored)
 # One measurement (the load program's arguments), then how many new objects the member's push
@@ -117,8 +123,22 @@ measure() {
   shift 2
   echo "phase $name" >>"$work/server.log"
   n0=$(stored)
+  local perf_pid=
+  if [ "${API_PERF:-}" = "$name" ]; then
+    perf record -F 1000 --call-graph dwarf,16384 -p "$pid" -o "$work/$name.perf.data" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+  fi
+  local c0 c1
+  c0=$(server_cpu_ms)
   "$load" --clients "$clients" --requests "$requests" "$@"
-  echo "  new CT objects stored meanwhile: $(($(stored) - n0))"
+  c1=$(server_cpu_ms)
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+  fi
+  echo "  new CT objects stored meanwhile: $(($(stored) - n0)); server CPU per request (the push's included):" \
+    "$(((c1 - c0) * 1000 / (clients * requests))) us"
 }
 echo "$clients clients (readers: ${readers[*]}), closed loop, ZZ_PACS pushing CT meanwhile ($rate objects/s):"
 measure worklist-closed "$closed_per_client" "${certs[@]}" --mode worklist "${gzip[@]}"

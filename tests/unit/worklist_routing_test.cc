@@ -86,6 +86,27 @@ TEST_CASE_METHOD(RoutingFixture, "a reader sees and claims only their modalities
   CHECK(refused.status().code() == Status::Code::kPermissionDenied);
   CHECK(refused.status().message() == "wang.li reads CT, MR; this study is US");
   CHECK(w.Claim(ct, "chen.jing").status().message() == "chen.jing reads studies of laishui, not of zhuozhou");
+  // Each refusal is audited with its reason, and the task is left waiting.
+  auto refusals = [&] {
+    std::vector<StoredAuditEntry> found;
+    REQUIRE(ForEachAuditEntry(dir.path() / "storage" / "index.sqlite", [&](const StoredAuditEntry& e) {
+              if (e.entry.action == "claim-refused") found.push_back(e);
+            }).ok());
+    return found;
+  };
+  REQUIRE(refusals().size() == 2);
+  CHECK(refusals()[0].entry.actor == "wang.li");
+  CHECK(refusals()[0].entry.study_instance_uid == us);
+  CHECK(refusals()[0].entry.detail == "wang.li reads CT, MR; this study is US");
+  CHECK(refusals()[1].entry.actor == "chen.jing");
+  CHECK(refusals()[1].entry.study_instance_uid == ct);
+  CHECK(w.Task(us).value().state == "waiting");
+  CHECK(w.Task(ct).value().state == "waiting");
+  // A study still arriving has no task yet: not found and not refused.
+  const std::string arriving = Push("US", UID_UltrasoundImageStorage, "zhuozhou");
+  CHECK(w.Claim(arriving, "wang.li").status().code() == Status::Code::kNotFound);
+  CHECK(w.Claim("1.2.3.999", "wang.li").status().code() == Status::Code::kNotFound);
+  CHECK(refusals().size() == 2);
   CHECK(w.Claim(ct, "wang.li").ok());
 
   // An admin still assigns anyone anything, and the assignee sees it among their claims.
