@@ -78,8 +78,7 @@ Result<WorklistRow> Worklist::Claim(const std::string& uid, const std::string& w
       return RoutingRefusal(r, member_id, modalities);
     };
   }
-  if (Status s = tasks_.Claim(uid, who, clock_(), lease_ms_, routed); !s.ok()) return s;
-  return Task(uid);
+  return tasks_.Claim(uid, who, clock_(), lease_ms_, routed);
 }
 
 Result<WorklistRow> Worklist::Renew(const std::string& uid, const std::string& who) {

@@ -185,9 +185,10 @@ Result<WorklistRow> TaskStore::Task(const std::string& uid, int64_t now) const {
   return ReadRow(*q, now);
 }
 
-Status TaskStore::Claim(const std::string& uid, const std::string& who, int64_t now, int64_t lease_ms,
-                        const ClaimCheck& check) {
+Result<WorklistRow> TaskStore::Claim(const std::string& uid, const std::string& who, int64_t now, int64_t lease_ms,
+                                     const ClaimCheck& check) {
   std::optional<std::string> refused;
+  WorklistRow claimed;
   Status s = index_.Write([&](Database& db) -> Status {
     refused.reset();
     if (check) {
@@ -210,7 +211,18 @@ Status TaskStore::Claim(const std::string& uid, const std::string& who, int64_t 
                       "lease_expires_ms <= ?3)))");
     u->Bind(1, uid).Bind(2, who).Bind(3, now).Bind(4, lease_ms);
     if (Status st = u->Run(); !st.ok()) return st;
-    if (db.Changes() == 1) return AppendAudit(db, now, {who, "claim", uid, ""});
+    if (db.Changes() == 1) {
+      // Read here, where the writer's pages are current: a pooled reader would read them all
+      // again from the file, every commit having emptied its cache.
+      static const std::string kSql = std::string(kSelect) + " WHERE st.study_instance_uid = ?1";
+      CachedStatement t(db, kSql);
+      t->Bind(1, uid);
+      Result<bool> row = t->Step();
+      if (!row.ok()) return row.status();
+      if (!row.value()) return Status::Corruption("a claimed task has no row: " + uid);
+      claimed = ReadRow(*t, now);
+      return AppendAudit(db, now, {who, "claim", uid, ""});
+    }
     CachedStatement q(db,
                       "SELECT t.state, t.claimed_by FROM reading_tasks t JOIN studies st ON st.id = t.study_pk "
                       "WHERE st.study_instance_uid = ?1");
@@ -221,8 +233,9 @@ Status TaskStore::Claim(const std::string& uid, const std::string& who, int64_t 
     if (q->Text(0) == "reported") return Status::Conflict("already reported");
     return Status::Conflict(q->Text(1));
   });
-  if (s.ok() && refused) return Status::PermissionDenied(*refused);
-  return s;
+  if (!s.ok()) return s;
+  if (refused) return Status::PermissionDenied(*refused);
+  return claimed;
 }
 
 Status TaskStore::Renew(const std::string& uid, const std::string& who, int64_t now, int64_t lease_ms) {

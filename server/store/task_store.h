@@ -102,11 +102,12 @@ class TaskStore {
   // the reason it is refused, or nothing.
   using ClaimCheck =
       std::function<std::optional<std::string>(const std::string& member_id, const std::string& modalities)>;
-  // Each audited in its transaction under `who`. Claim: Conflict "already reported", or Conflict
-  // whose message is the holder; NotFound when there is no task; PermissionDenied with the reason
-  // when `check` refuses it (audited as claim-refused, the task unchanged).
-  Status Claim(const std::string& study_instance_uid, const std::string& who, int64_t now_ms, int64_t lease_ms,
-               const ClaimCheck& check = nullptr);
+  // Each audited in its transaction under `who`. Claim: the task as claimed; Conflict "already
+  // reported", or Conflict whose message is the holder; NotFound when there is no task;
+  // PermissionDenied with the reason when `check` refuses it (audited as claim-refused, the task
+  // unchanged).
+  Result<WorklistRow> Claim(const std::string& study_instance_uid, const std::string& who, int64_t now_ms,
+                            int64_t lease_ms, const ClaimCheck& check = nullptr);
   // Conflict when `who` holds no live claim.
   Status Renew(const std::string& study_instance_uid, const std::string& who, int64_t now_ms, int64_t lease_ms);
   // Conflict when `who` holds no claim.

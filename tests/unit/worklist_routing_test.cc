@@ -107,7 +107,20 @@ TEST_CASE_METHOD(RoutingFixture, "a reader sees and claims only their modalities
   CHECK(w.Claim(arriving, "wang.li").status().code() == Status::Code::kNotFound);
   CHECK(w.Claim("1.2.3.999", "wang.li").status().code() == Status::Code::kNotFound);
   CHECK(refusals().size() == 2);
-  CHECK(w.Claim(ct, "wang.li").ok());
+  // The claim answers with the task as its transaction left it: as a read after it shows it.
+  Result<WorklistRow> claimed = w.Claim(ct, "wang.li");
+  REQUIRE(claimed.ok());
+  CHECK(claimed->study_instance_uid == ct);
+  CHECK(claimed->state == "claimed");
+  CHECK(claimed->claimed_by == "wang.li");
+  CHECK(claimed->claimed_ms == now_ms);
+  CHECK(claimed->lease_expires_ms == now_ms + 60'000);
+  CHECK(claimed->member_id == "zhuozhou");
+  CHECK(claimed->patient_id == "zhuozhouCT");
+  const WorklistRow after = w.Task(ct).value();
+  CHECK(claimed->patient_name == after.patient_name);
+  CHECK(claimed->modalities == after.modalities);
+  CHECK(claimed->reads_differently_ms == after.reads_differently_ms);
 
   // An admin still assigns anyone anything, and the assignee sees it among their claims.
   REQUIRE(w.Reassign(us, "liu.xin", "ops").ok());
