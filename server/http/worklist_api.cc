@@ -22,7 +22,7 @@ using api::RowJson;
 namespace api {
 
 // Put into the object's map one by one: built from an initializer list, each pair is first a
-// two-element array, about three times the allocations (a claim's answer is one row).
+// two-element array: about three times the allocations, for every claim's answer.
 json RowJson(const WorklistRow& r) {
   json out(json::value_t::object);
   json::object_t& o = *out.get_ptr<json::object_t*>();

@@ -21,6 +21,8 @@ const char* kSelect =
     "t.expired_claim_by, t.acknowledged_ms FROM reading_tasks t JOIN studies st ON st.id = t.study_pk JOIN patients p "
     "ON p.id = st.patient_pk";
 
+const std::string kTaskOfStudy = std::string(kSelect) + " WHERE st.study_instance_uid = ?1";
+
 // The open tasks read in worklist order, a page at a time. Named, because SQLite's estimate
 // without the LIMIT prefers sorting every open task (~30 ms at 10,000).
 const char* kFromOpenInOrder = "FROM reading_tasks t INDEXED BY reading_tasks_open_order JOIN";
@@ -176,8 +178,7 @@ Result<std::vector<WorklistRow>> TaskStore::List(const WorklistFilter& f, int64_
 Result<WorklistRow> TaskStore::Task(const std::string& uid, int64_t now) const {
   Result<PooledReader> db = index_.OpenReader();
   if (!db.ok()) return db.status();
-  static const std::string kSql = std::string(kSelect) + " WHERE st.study_instance_uid = ?1";
-  CachedStatement q(*db.value(), kSql);
+  CachedStatement q(*db.value(), kTaskOfStudy);
   q->Bind(1, uid);
   Result<bool> row = q->Step();
   if (!row.ok()) return row.status();
@@ -190,7 +191,6 @@ Result<WorklistRow> TaskStore::Claim(const std::string& uid, const std::string& 
   std::optional<std::string> refused;
   WorklistRow claimed;
   Status s = index_.Write([&](Database& db) -> Status {
-    refused.reset();
     if (check) {
       // Judged on what this transaction claims, not on a read before it.
       CachedStatement r(db,
@@ -214,12 +214,11 @@ Result<WorklistRow> TaskStore::Claim(const std::string& uid, const std::string& 
     if (db.Changes() == 1) {
       // Read here, where the writer's pages are current: a pooled reader would read them all
       // again from the file, every commit having emptied its cache.
-      static const std::string kSql = std::string(kSelect) + " WHERE st.study_instance_uid = ?1";
-      CachedStatement t(db, kSql);
+      CachedStatement t(db, kTaskOfStudy);
       t->Bind(1, uid);
       Result<bool> row = t->Step();
       if (!row.ok()) return row.status();
-      if (!row.value()) return Status::Corruption("a claimed task has no row: " + uid);
+      if (!row.value()) return Status::IOError("the claimed task of study " + uid + " cannot be read");
       claimed = ReadRow(*t, now);
       return AppendAudit(db, now, {who, "claim", uid, ""});
     }

@@ -99,7 +99,8 @@ class TaskStore {
   Result<WorklistRow> Task(const std::string& study_instance_uid, int64_t now_ms) const;
 
   // Judges a claim on the study's member and modalities as the claim's transaction reads them:
-  // the reason it is refused, or nothing.
+  // the reason it is refused, or nothing. Runs inside the index write, with other writes waiting:
+  // as an Index::WriteFn, it must not write to the index or take a lock a writer's caller holds.
   using ClaimCheck =
       std::function<std::optional<std::string>(const std::string& member_id, const std::string& modalities)>;
   // Each audited in its transaction under `who`. Claim: the task as claimed; Conflict "already

@@ -29,8 +29,9 @@
 # Each measurement also prints the server's CPU time (user + system) per request over the phase,
 # the push's share included: on a machine whose speed drifts, a steadier figure for comparing
 # two builds than a closed loop's latency.
-# API_PERF=<phase> (e.g. claim-closed) records the server with perf (DWARF call graphs) while that
-# phase runs, into $work/<phase>.perf.data.
+# API_PERF=<phase> (worklist-closed, claim-closed, worklist-paced or claim-paced) records the server
+# with perf (DWARF call graphs) while that phase runs, into $work/<phase>.perf.data; that phase's
+# CPU per request then includes perf's own cost.
 # Usage: tests/bench/api_load.sh [TASKS] [CLIENTS] [REQUESTS_PER_CLIENT] [CLOSED_REQUESTS]
 #   (defaults 10000 32 40 1000; "10000 32 40 40" is the form used up to stop 27)
 set -euo pipefail
@@ -49,6 +50,10 @@ source "$root/tests/lib/scratch_centre.sh"
 
 rm -rf "$work"
 mkdir -p "$work"
+case "${API_PERF:-}" in
+  "" | worklist-closed | claim-closed | worklist-paced | claim-paced) ;;
+  *) echo "API_PERF names no phase: worklist-closed, claim-closed, worklist-paced or claim-paced" >&2; exit 2 ;;
+esac
 read -r -a readers <<<"${API_READERS:-wang.li zhao.min}"
 scratch_pki "$work/pki" "${readers[@]}"
 scratch_config "$work/pki" "$work/teleread.toml"
@@ -71,8 +76,10 @@ env "${trace_env[@]}" "$server" --config "$work/teleread.toml" --storage "$work/
   --log-level warn >>"$work/server.log" 2>&1 &
 pid=$!
 pusher=
+perf_pid=
 cleanup() {
   [ -z "$pusher" ] || kill "$pusher" 2>/dev/null || true
+  [ -z "$perf_pid" ] || kill -INT "$perf_pid" 2>/dev/null || true
   kill "$pid" 2>/dev/null || true
   wait 2>/dev/null || true
 }
@@ -123,19 +130,20 @@ measure() {
   shift 2
   echo "phase $name" >>"$work/server.log"
   n0=$(stored)
-  local perf_pid=
   if [ "${API_PERF:-}" = "$name" ]; then
-    perf record -F 1000 --call-graph dwarf,16384 -p "$pid" -o "$work/$name.perf.data" >/dev/null 2>&1 &
+    perf record -F 1000 --call-graph dwarf,16384 -p "$pid" -o "$work/$name.perf.data" >"$work/$name.perf.log" 2>&1 &
     perf_pid=$!
     sleep 0.5
+    kill -0 "$perf_pid" 2>/dev/null || { echo "perf did not start; see $work/$name.perf.log" >&2; perf_pid=; }
   fi
   local c0 c1
   c0=$(server_cpu_ms)
   "$load" --clients "$clients" --requests "$requests" "$@"
   c1=$(server_cpu_ms)
   if [ -n "$perf_pid" ]; then
-    kill -INT "$perf_pid"
+    kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" || true
+    perf_pid=
   fi
   echo "  new CT objects stored meanwhile: $(($(stored) - n0)); server CPU per request (the push's included):" \
     "$(((c1 - c0) * 1000 / (clients * requests))) us"

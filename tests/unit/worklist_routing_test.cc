@@ -100,6 +100,7 @@ TEST_CASE_METHOD(RoutingFixture, "a reader sees and claims only their modalities
   CHECK(refusals()[0].entry.detail == "wang.li reads CT, MR; this study is US");
   CHECK(refusals()[1].entry.actor == "chen.jing");
   CHECK(refusals()[1].entry.study_instance_uid == ct);
+  CHECK(refusals()[1].entry.detail == "chen.jing reads studies of laishui, not of zhuozhou");
   CHECK(w.Task(us).value().state == "waiting");
   CHECK(w.Task(ct).value().state == "waiting");
   // A study still arriving has no task yet: not found and not refused.
