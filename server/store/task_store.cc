@@ -23,6 +23,13 @@ const char* kSelect =
 
 const std::string kTaskOfStudy = std::string(kSelect) + " WHERE st.study_instance_uid = ?1";
 
+// What a claim reads of a study's task besides its row: the routing (member, modalities) before
+// the change, and why nothing changed.
+const char* kTaskByStudyUid =
+    " FROM reading_tasks t JOIN studies st ON st.id = t.study_pk WHERE st.study_instance_uid = ?1";
+const std::string kRouteOfTask = std::string("SELECT st.member_id, st.modalities") + kTaskByStudyUid;
+const std::string kHolderOfTask = std::string("SELECT t.state, t.claimed_by") + kTaskByStudyUid;
+
 // The open tasks read in worklist order, a page at a time. Named, because SQLite's estimate
 // without the LIMIT prefers sorting every open task (~30 ms at 10,000).
 const char* kFromOpenInOrder = "FROM reading_tasks t INDEXED BY reading_tasks_open_order JOIN";
@@ -193,9 +200,7 @@ Result<WorklistRow> TaskStore::Claim(const std::string& uid, const std::string& 
   Status s = index_.Write([&](Database& db) -> Status {
     if (check) {
       // Judged on what this transaction claims, not on a read before it.
-      CachedStatement r(db,
-                        "SELECT st.member_id, st.modalities FROM reading_tasks t JOIN studies st ON st.id = "
-                        "t.study_pk WHERE st.study_instance_uid = ?1");
+      CachedStatement r(db, kRouteOfTask);
       r->Bind(1, uid);
       Result<bool> row = r->Step();
       if (!row.ok()) return row.status();
@@ -222,9 +227,7 @@ Result<WorklistRow> TaskStore::Claim(const std::string& uid, const std::string& 
       claimed = ReadRow(*t, now);
       return AppendAudit(db, now, {who, "claim", uid, ""});
     }
-    CachedStatement q(db,
-                      "SELECT t.state, t.claimed_by FROM reading_tasks t JOIN studies st ON st.id = t.study_pk "
-                      "WHERE st.study_instance_uid = ?1");
+    CachedStatement q(db, kHolderOfTask);
     q->Bind(1, uid);
     Result<bool> row = q->Step();
     if (!row.ok()) return row.status();

@@ -8,6 +8,7 @@
 #include "samples/synthetic.h"
 #include "server/reading/ingest.h"
 #include "server/reading/worklist.h"
+#include "server/store/sqlite.h"
 #include "server/store/stores.h"
 #include "tests/support/process.h"
 
@@ -179,4 +180,26 @@ TEST_CASE_METHOD(RoutingFixture, "an expired claim is named as such with its exp
   CHECK(w.Renew(ct, "zhao.min").status().message() == "no live claim of yours on this study");
   REQUIRE(w.Claim(ct, "zhao.min").ok());
   CHECK(w.Renew(ct, "wang.li").status().message() == "the study is claimed by zhao.min");
+}
+
+TEST_CASE_METHOD(RoutingFixture, "a claim whose audit entry cannot be written is refused and changes nothing",
+                 "[tasks][claim][audit]") {
+  Worklist w = Make({Reader("wang.li", {"CT"})});
+  const std::filesystem::path path = dir.path() / "storage" / "index.sqlite";
+  auto db = Database::Open(path, false);
+  REQUIRE(db.ok());
+  REQUIRE(db.value()
+              ->Exec("CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'full'); END;")
+              .ok());
+  // Neither a refusal nor a claim stands without its entry (fail closed).
+  Result<WorklistRow> refused = w.Claim(us, "wang.li");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() != Status::Code::kPermissionDenied);
+  Result<WorklistRow> claimed = w.Claim(ct, "wang.li");
+  REQUIRE_FALSE(claimed.ok());
+  CHECK(w.Task(ct).value().state == "waiting");
+  CHECK(w.Task(ct).value().claimed_by.empty());
+  REQUIRE(db.value()->Exec("DROP TRIGGER refuse;").ok());
+  CHECK(w.Claim(ct, "wang.li").ok());
+  CHECK(w.Claim(us, "wang.li").status().code() == Status::Code::kPermissionDenied);
 }
