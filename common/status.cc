@@ -37,6 +37,9 @@ std::string Status::ToString() const {
     case Code::kPermissionDenied:
       name = "permission denied";
       break;
+    case Code::kUnavailable:
+      name = "unavailable";
+      break;
   }
   return std::string(name) + ": " + message_;
 }

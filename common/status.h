@@ -8,7 +8,17 @@ namespace teleread {
 
 class [[nodiscard]] Status {
  public:
-  enum class Code { kOk, kInvalidArgument, kNotFound, kConflict, kIOError, kNoSpace, kCorruption, kPermissionDenied };
+  enum class Code {
+    kOk,
+    kInvalidArgument,
+    kNotFound,
+    kConflict,
+    kIOError,
+    kNoSpace,
+    kCorruption,
+    kPermissionDenied,
+    kUnavailable
+  };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -19,6 +29,8 @@ class [[nodiscard]] Status {
   static Status NoSpace(std::string msg) { return Status(Code::kNoSpace, std::move(msg)); }
   static Status Corruption(std::string msg) { return Status(Code::kCorruption, std::move(msg)); }
   static Status PermissionDenied(std::string msg) { return Status(Code::kPermissionDenied, std::move(msg)); }
+  // Refused for now by a part the request cannot do without (the audit trail); nothing changed.
+  static Status Unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
   // Maps an errno from a failed system call: ENOSPC/EDQUOT become kNoSpace, the rest kIOError.
   static Status FromErrno(int err, const std::string& what);
 

@@ -46,6 +46,8 @@ inline int StatusFor(const Status& s) {
       return 422;  // well-formed, but its signature or content cannot be trusted
     case Status::Code::kNoSpace:
       return 507;
+    case Status::Code::kUnavailable:
+      return 503;
     default:
       return 500;
   }

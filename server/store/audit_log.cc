@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/log.h"
 #include "server/store/index.h"
 #include "server/store/sqlite.h"
 
@@ -49,9 +50,7 @@ Result<AuditHead> ReadHead(Database& db) {
   return AuditHead{last->Int(0), last->Text(1)};
 }
 
-}  // namespace
-
-Status AppendAudit(Database& db, int64_t at_ms, const AuditEntry& e) {
+Status Insert(Database& db, int64_t at_ms, const AuditEntry& e) {
   Result<AuditHead> head = ReadHead(db);
   if (!head.ok()) return head.status();
   const int64_t id = head->id + 1;
@@ -69,6 +68,18 @@ Status AppendAudit(Database& db, int64_t at_ms, const AuditEntry& e) {
       .Bind(7, head->hash)
       .Bind(8, hash)
       .Run();
+}
+
+}  // namespace
+
+Status AppendAudit(Database& db, int64_t at_ms, const AuditEntry& e) {
+  // Unavailable, whatever SQLite said: a refused insert (SQLITE_CONSTRAINT) must not read as a
+  // conflict of the change it records (a claim "held by" SQLite's message).
+  if (Status s = Insert(db, at_ms, e); !s.ok()) {
+    spdlog::error("audit entry '{}' not written: {}", e.action, s.ToString());
+    return Status::Unavailable("the audit trail cannot be written, so nothing was done");
+  }
+  return Status::Ok();
 }
 
 Status AuditLog::Append(const AuditEntry& entry) {

@@ -59,6 +59,7 @@ class AuditLog {
 };
 
 // For the store's own transactions: the entry commits or rolls back with the change it records.
+// Its failure, whatever the cause, is Unavailable (the API's 503).
 Status AppendAudit(Database& db, int64_t at_ms, const AuditEntry& entry);
 
 // The outcome of walking the whole chain.

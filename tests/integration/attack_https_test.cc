@@ -342,6 +342,14 @@ TEST_CASE("attack 8: the audit trail is a hash chain that shows any change, and 
   Sql(server.storage(), "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'full'); END;");
   CHECK(server.Call("wang.li", "GET", "/api/v1/studies/" + study).status == 503);
   CHECK(server.Call("wang.li", "GET", "/api/v1/studies/" + study + "/priors").status == 503);
+  // A claim answers with the task row and is a change: neither stands without its entry.
+  const HttpReply claim = server.Call("wang.li", "POST", "/api/v1/studies/" + study + "/claim");
+  CHECK(claim.status == 503);
+  CHECK_THAT(claim.body, Catch::Contains("audit trail cannot be written"));
+  CHECK(Sql(server.storage(),
+            "SELECT t.state || '|' || t.claimed_by FROM reading_tasks t JOIN studies s ON "
+            "s.id = t.study_pk WHERE s.study_instance_uid = '" +
+                study + "';") == "waiting|\n");
   CommandResult unaudited = RunCommand(find);
   CHECK_THAT(unaudited.output, !Catch::Contains("(Pending)"));
   Sql(server.storage(), "DROP TRIGGER no_audit;");

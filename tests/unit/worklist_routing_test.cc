@@ -191,12 +191,15 @@ TEST_CASE_METHOD(RoutingFixture, "a claim whose audit entry cannot be written is
   REQUIRE(db.value()
               ->Exec("CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'full'); END;")
               .ok());
-  // Neither a refusal nor a claim stands without its entry (fail closed).
+  // Neither a refusal nor a claim stands without its entry (fail closed), and neither reads as a
+  // conflict (SQLite's refusal is a constraint failure): the API's 503, not "claimed by".
   Result<WorklistRow> refused = w.Claim(us, "wang.li");
   REQUIRE_FALSE(refused.ok());
-  CHECK(refused.status().code() != Status::Code::kPermissionDenied);
+  CHECK(refused.status().code() == Status::Code::kUnavailable);
   Result<WorklistRow> claimed = w.Claim(ct, "wang.li");
   REQUIRE_FALSE(claimed.ok());
+  CHECK(claimed.status().code() == Status::Code::kUnavailable);
+  CHECK(w.Renew(ct, "wang.li").status().code() == Status::Code::kConflict);  // nothing was claimed
   CHECK(w.Task(ct).value().state == "waiting");
   CHECK(w.Task(ct).value().claimed_by.empty());
   REQUIRE(db.value()->Exec("DROP TRIGGER refuse;").ok());
