@@ -115,11 +115,13 @@ Index::WriteFn ReportStore::Record(NewReport r, Status* refused, bool* recorded)
                                {r.signer, predecessor.empty() ? "sign" : "amend", r.study_instance_uid,
                                 r.sop_instance_uid + (predecessor.empty() ? "" : " amends " + predecessor)});
         !s.ok()) {
-      return s;
+      return *refused = s;  // the desk's answer (503), not the ingest's (a storage failure)
     }
     if (!r.critical) return Status::Ok();
-    return OpenCriticalResult(w, r.sop_instance_uid, r.study_pk, r.study_instance_uid, r.member_id, r.signer,
-                              r.critical_webhook, r.accepted_ms);
+    Status opened = OpenCriticalResult(w, r.sop_instance_uid, r.study_pk, r.study_instance_uid, r.member_id, r.signer,
+                                       r.critical_webhook, r.accepted_ms);
+    if (opened.code() == Status::Code::kUnavailable) *refused = opened;  // its audit entry
+    return opened;
   };
 }
 

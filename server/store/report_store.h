@@ -65,7 +65,8 @@ class ReportStore {
 
   // The write that records `report` with its instance. Idempotent: a report recorded before
   // changes nothing. Fails, after setting `*refused` to the same Conflict, when the predecessor
-  // was amended already or the claim changed since it was checked.
+  // was amended already or the claim changed since it was checked; to the same Unavailable when
+  // its audit entry (or its critical result's) cannot be written.
   // `recorded` (when given) is set by each run of the write: true when it inserted the row, false
   // for an identical report accepted before (or by a racing submission). Valid once committed.
   Index::WriteFn Record(NewReport report, Status* refused, bool* recorded = nullptr) const;

@@ -132,15 +132,6 @@ class TlsClient {
   int fd_ = -1;
 };
 
-std::string Sql(const fs::path& storage, const std::string& query) {
-  // The running server may hold the write lock for a moment (a commit, a checkpoint): wait for it.
-  CommandResult r =
-      RunCommand({"/usr/bin/sqlite3", "-cmd", ".timeout 10000", (storage / "index.sqlite").string(), query});
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  return r.output;
-}
-
 CommandResult Audit(const TestServer& server, const std::string& what) {
   return RunCommand({TELEREAD_SERVER_BIN, "--config", server.config_path().string(), "--storage",
                      server.storage().string(), "audit", what});

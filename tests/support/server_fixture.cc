@@ -156,6 +156,15 @@ std::set<std::string> IndexedPaths(const std::filesystem::path& storage) {
   return paths;
 }
 
+std::string Sql(const std::filesystem::path& storage, const std::string& query) {
+  // The running server may hold the write lock for a moment (a commit, a checkpoint): wait for it.
+  CommandResult r =
+      RunCommand({"/usr/bin/sqlite3", "-cmd", ".timeout 10000", (storage / "index.sqlite").string(), query});
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  return r.output;
+}
+
 std::vector<AuditRow> AuditTrail(const std::filesystem::path& storage) {
   auto db = Database::Open(storage / "index.sqlite", true);
   REQUIRE(db.ok());

@@ -146,6 +146,10 @@ std::filesystem::path SampleOf(const std::filesystem::path& samples, const std::
 std::set<std::string> IndexedPaths(const std::filesystem::path& storage);
 std::set<std::string> FilesUnder(const std::filesystem::path& storage);
 
+// The sqlite3 shell's output of `query` on the index, waiting out the running server's write lock
+// (a test's trigger, or a check of a table no helper reads).
+std::string Sql(const std::filesystem::path& storage, const std::string& query);
+
 // The audit trail as the index holds it, oldest first (read-only, while the server runs).
 struct AuditRow {
   std::string actor, action, study_instance_uid, detail;
