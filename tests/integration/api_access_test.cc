@@ -83,14 +83,29 @@ TEST_CASE_METHOD(AccessFixture, "views downloads claims reassignments and refusa
       server_.Curl("wang.li", "GET", "/api/v1/studies/" + ct_ + "/archive", {"-o", (dir_.path() / "all.tar").string()})
           .output == "\n200");
   REQUIRE(server_.Call("wang.li", "POST", "/api/v1/studies/" + ct_ + "/claim").status == 200);
+  // A reassignment or release whose entry cannot be written is refused (503) and changes nothing.
+  Sql(server_.storage(),
+      "CREATE TRIGGER no_handover BEFORE INSERT ON audit_log WHEN NEW.action IN ('reassign', 'release') BEGIN "
+      "SELECT RAISE(ABORT, 'x'); END;");
+  CHECK(server_.Call("ops", "POST", "/api/v1/studies/" + ct_ + "/reassign?to=zhao.min").status == 503);
+  CHECK(server_.Call("wang.li", "POST", "/api/v1/studies/" + ct_ + "/release").status == 503);
+  Sql(server_.storage(), "DROP TRIGGER no_handover;");
+  const json held = server_.Call("wang.li", "GET", "/api/v1/studies/" + ct_).Json()["task"];
+  CHECK(held["state"] == "claimed");
+  CHECK(held["claimed_by"] == "wang.li");
   REQUIRE(server_.Call("ops", "POST", "/api/v1/studies/" + ct_ + "/reassign?to=zhao.min").status == 200);
   REQUIRE(server_.Call("zhao.min", "POST", "/api/v1/studies/" + ct_ + "/release").status == 200);
   // Refused: a certificate of our CA for nobody configured, and a member on a centre endpoint.
   IssueCert(server_.pki(), "radiologist", "mallory");
   REQUIRE(server_.Call("mallory", "GET", "/api/v1/studies/" + ct_).status == 403);
 
-  const std::vector<std::string> expected = {"wang.li view",  "wang.li download " + sop, "wang.li download whole study",
-                                             "wang.li claim", "ops reassign zhao.min",   "zhao.min release"};
+  const std::vector<std::string> expected = {"wang.li view",
+                                             "wang.li download " + sop,
+                                             "wang.li download whole study",
+                                             "wang.li claim",
+                                             "wang.li view",
+                                             "ops reassign zhao.min",
+                                             "zhao.min release"};
   CHECK(Audited(ct_) == expected);
   const std::vector<AuditRow> refused = AuditTrail(server_.storage(), "refused");
   REQUIRE(refused.size() == 1);
