@@ -131,6 +131,14 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   CommandResult listed = cli({"critical", "--state", "unacknowledged"});
   CHECK(listed.exit_code == 0);
   CHECK_THAT(listed.output, Catch::Contains("ESCALATED") && Catch::Contains(sop));
+  // An acknowledgement whose audit entry cannot be written is refused (503) and records nothing.
+  Sql(server.storage(),
+      "CREATE TRIGGER no_ack BEFORE INSERT ON audit_log WHEN NEW.action = 'critical-acknowledge' "
+      "BEGIN SELECT RAISE(ABORT, 'x'); END;");
+  CHECK(server.Call("ZZ_PACS", "POST", "/api/v1/reports/" + sop + "/acknowledge", {"-d", R"({"by":"x"})"}).status ==
+        503);
+  Sql(server.storage(), "DROP TRIGGER no_ack;");
+  CHECK(server.Call("ZZ_PACS", "GET", "/api/v1/critical?state=unacknowledged").Json()["items"].size() == 1);
   CommandResult ack = cli({"critical", "ack", sop, "--by", "李华 (ward 3 nurse)"});
   CHECK(ack.exit_code == 0);
   CHECK_THAT(ack.output, Catch::Contains("acknowledged by 李华"));

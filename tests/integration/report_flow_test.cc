@@ -448,6 +448,13 @@ TEST_CASE_METHOD(DeadLetterFixture, "after the last attempt a report waits as a 
   CHECK(pacs_.Files().size() == 2);  // the other report and its PDF copy
   const std::string retry = "/api/v1/deliveries/" + std::to_string(dead[0]["id"].get<int64_t>()) + "/retry";
   CHECK(server_.Call("wang.li", "POST", retry).status == 403);
+  // A retry whose audit entry cannot be written is refused (503) and leaves the letter dead.
+  Sql(server_.storage(),
+      "CREATE TRIGGER no_retry BEFORE INSERT ON audit_log WHEN NEW.action = 'retry-delivery' "
+      "BEGIN SELECT RAISE(ABORT, 'x'); END;");
+  CHECK(server_.Call("ops", "POST", retry).status == 503);
+  Sql(server_.storage(), "DROP TRIGGER no_retry;");
+  CHECK(server_.Call("ops", "GET", "/api/v1/deliveries?state=dead").Json()["items"].size() == dead.size());
   CHECK(server_.Call("ops", "POST", retry).status == 200);
   REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));
   CHECK(pacs_.Received(sop) == 1);
