@@ -330,7 +330,7 @@ TEST_CASE("attack 8: the audit trail is a hash chain that shows any change, and 
   CHECK_THAT(exported.output, Catch::Contains("\"EventID\":\"view-priors\""));
 
   // Fail closed: with audit entries refused by the database, no patient data leaves.
-  Sql(server.storage(), "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'full'); END;");
+  RefuseAuditEntries(server.storage());
   CHECK(server.Call("wang.li", "GET", "/api/v1/studies/" + study).status == 503);
   CHECK(server.Call("wang.li", "GET", "/api/v1/studies/" + study + "/priors").status == 503);
   // A claim answers with the task row and is a change: neither stands without its entry.
@@ -343,7 +343,7 @@ TEST_CASE("attack 8: the audit trail is a hash chain that shows any change, and 
                 study + "';") == "waiting|\n");
   CommandResult unaudited = RunCommand(find);
   CHECK_THAT(unaudited.output, !Catch::Contains("(Pending)"));
-  Sql(server.storage(), "DROP TRIGGER no_audit;");
+  AllowAuditEntries(server.storage());
   CHECK(server.Stop() == 0);
 
   // The review's tampering: a changed actor, then a removed row, each named by verify.

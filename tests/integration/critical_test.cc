@@ -132,12 +132,10 @@ TEST_CASE("a critical result reaches the member by report and webhook, escalates
   CHECK(listed.exit_code == 0);
   CHECK_THAT(listed.output, Catch::Contains("ESCALATED") && Catch::Contains(sop));
   // An acknowledgement whose audit entry cannot be written is refused (503) and records nothing.
-  Sql(server.storage(),
-      "CREATE TRIGGER no_ack BEFORE INSERT ON audit_log WHEN NEW.action = 'critical-acknowledge' "
-      "BEGIN SELECT RAISE(ABORT, 'x'); END;");
+  RefuseAuditEntries(server.storage(), {"critical-acknowledge"});
   CHECK(server.Call("ZZ_PACS", "POST", "/api/v1/reports/" + sop + "/acknowledge", {"-d", R"({"by":"x"})"}).status ==
         503);
-  Sql(server.storage(), "DROP TRIGGER no_ack;");
+  AllowAuditEntries(server.storage());
   CHECK(server.Call("ZZ_PACS", "GET", "/api/v1/critical?state=unacknowledged").Json()["items"].size() == 1);
   CommandResult ack = cli({"critical", "ack", sop, "--by", "李华 (ward 3 nurse)"});
   CHECK(ack.exit_code == 0);

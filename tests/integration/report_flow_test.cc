@@ -449,11 +449,9 @@ TEST_CASE_METHOD(DeadLetterFixture, "after the last attempt a report waits as a 
   const std::string retry = "/api/v1/deliveries/" + std::to_string(dead[0]["id"].get<int64_t>()) + "/retry";
   CHECK(server_.Call("wang.li", "POST", retry).status == 403);
   // A retry whose audit entry cannot be written is refused (503) and leaves the letter dead.
-  Sql(server_.storage(),
-      "CREATE TRIGGER no_retry BEFORE INSERT ON audit_log WHEN NEW.action = 'retry-delivery' "
-      "BEGIN SELECT RAISE(ABORT, 'x'); END;");
+  RefuseAuditEntries(server_.storage(), {"retry-delivery"});
   CHECK(server_.Call("ops", "POST", retry).status == 503);
-  Sql(server_.storage(), "DROP TRIGGER no_retry;");
+  AllowAuditEntries(server_.storage());
   CHECK(server_.Call("ops", "GET", "/api/v1/deliveries?state=dead").Json()["items"].size() == dead.size());
   CHECK(server_.Call("ops", "POST", retry).status == 200);
   REQUIRE(WaitFor([&] { return Delivered(ct_, 1); }));

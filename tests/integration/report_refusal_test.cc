@@ -98,11 +98,9 @@ TEST_CASE_METHOD(RefusalFixture,
           "a different object with SOP Instance UID " + image_uid + " is stored");
   // A report whose audit entry cannot be written is not accepted (fail closed): 503, not the
   // ingest's storage failure (507), and nothing of it is kept; sent again later, it is accepted.
-  Sql(server_.storage(),
-      "CREATE TRIGGER no_sign BEFORE INSERT ON audit_log WHEN NEW.action = 'sign' BEGIN SELECT RAISE(ABORT, 'x'); "
-      "END;");
+  RefuseAuditEntries(server_.storage(), {"sign"});
   Refused(good, 503, "the audit trail cannot be written");
-  Sql(server_.storage(), "DROP TRIGGER no_sign;");
+  AllowAuditEntries(server_.storage());
   CHECK(Sql(server_.storage(), "SELECT count(*) FROM deliveries;") == "0\n");
   CHECK(StoredReports() == 0);
   CHECK(server_.Call("wang.li", "GET", "/api/v1/studies/" + ct_).Json()["task"]["state"] == "claimed");

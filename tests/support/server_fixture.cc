@@ -165,6 +165,16 @@ std::string Sql(const std::filesystem::path& storage, const std::string& query) 
   return r.output;
 }
 
+void RefuseAuditEntries(const std::filesystem::path& storage, const std::vector<std::string>& actions) {
+  std::string when;
+  for (const std::string& a : actions) when += (when.empty() ? " WHEN NEW.action IN ('" : ", '") + a + "'";
+  if (!when.empty()) when += ")";
+  Sql(storage, "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log" + when +
+                   " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
+}
+
+void AllowAuditEntries(const std::filesystem::path& storage) { Sql(storage, "DROP TRIGGER refuse_audit;"); }
+
 std::vector<AuditRow> AuditTrail(const std::filesystem::path& storage) {
   auto db = Database::Open(storage / "index.sqlite", true);
   REQUIRE(db.ok());

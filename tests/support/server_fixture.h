@@ -150,6 +150,11 @@ std::set<std::string> FilesUnder(const std::filesystem::path& storage);
 // (a test's trigger, or a check of a table no helper reads).
 std::string Sql(const std::filesystem::path& storage, const std::string& query);
 
+// Makes the running server's index refuse audit entries (all of them, or those of `actions`) until
+// AllowAuditEntries: a test that an audited request fails closed.
+void RefuseAuditEntries(const std::filesystem::path& storage, const std::vector<std::string>& actions = {});
+void AllowAuditEntries(const std::filesystem::path& storage);
+
 // The audit trail as the index holds it, oldest first (read-only, while the server runs).
 struct AuditRow {
   std::string actor, action, study_instance_uid, detail;
